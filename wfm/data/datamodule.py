@@ -27,11 +27,22 @@ from wfm.data.errors import DataError
 from wfm.data.shards import ShardedDataset
 
 
+def _rank() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside distributed training."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _per_rank(total: int) -> int:
+    """How many of ``total`` round-robin batches fall to this rank (what its loader yields)."""
+    rank, world = _rank()
+    return len(range(rank, total, world))
+
+
 def _stream() -> tuple[int, int]:
     """(index, count) of this reader among all ranks x workers."""
-    rank, world = 0, 1
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    rank, world = _rank()
     info = get_worker_info()
     wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
     return rank * nw + wid, world * nw
@@ -143,7 +154,7 @@ class ShardBatches(IterableDataset):
                 yield self.read_batch(d, blocks)
 
     def __len__(self) -> int:
-        return len(self.plan()) if not self.shuffle else int(self.num_batches or 0)
+        return _per_rank(len(self.plan()) if not self.shuffle else int(self.num_batches or 0))
 
 
 class _EpochLoader(DataLoader):
@@ -299,7 +310,7 @@ class LiveCSIBatches(IterableDataset):
                    "dataset": self.generators[d].recipe.name}
 
     def __len__(self) -> int:
-        return self.num_batches
+        return _per_rank(self.num_batches)
 
 
 class LiveCSIDataModule(pl.LightningDataModule):
