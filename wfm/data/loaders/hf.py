@@ -169,7 +169,8 @@ def import_hf(path: str | Path, out: str | Path, kind: str | None = None, interv
         kind, attrs, name = kind or "series", {}, name or path.stem
     if interval is not None:
         attrs["interval_s"] = float(interval)
-    cols = hf.with_format("numpy")
+    # Plain Python values: the numpy formatter would turn float64 lists into float32.
+    cols = hf.with_format(None)
     samples: dict[str, Any] = {}
     for field, spec in specs.items():
         def col(c: str) -> Any:
@@ -178,7 +179,8 @@ def import_hf(path: str | Path, out: str | Path, kind: str | None = None, interv
             return cols[c]
         if spec.dtype.startswith("complex"):
             re, im = col(f"{field}.real"), col(f"{field}.imag")
-            vals = [np.asarray(r) + 1j * np.asarray(i) for r, i in zip(re, im)] if spec.shape else re + 1j * im
+            vals = ([np.asarray(r) + 1j * np.asarray(i) for r, i in zip(re, im)] if spec.shape
+                    else np.asarray(re) + 1j * np.asarray(im))
         else:
             vals = col(field)
         if spec.ragged:

@@ -58,7 +58,10 @@ def remove_linear_phase(csi: np.ndarray, subcarriers: np.ndarray) -> np.ndarray:
     Timing offsets can turn the phase by more than pi between neighbouring subcarriers,
     where a plain unwrap goes wrong; so a coarse slope is taken first from the mean
     phasor ``H[k + d] conj(H[k])`` over neighbours at the usual spacing ``d`` (immune to
-    wrapping), removed, and the remainder is unwrapped and fitted exactly.
+    wrapping), removed, and the remainder is unwrapped and fitted exactly. That phasor
+    fixes the slope only modulo ``2 pi / d``; where subcarriers are not all ``d`` apart
+    (the Intel 5300 grouping mixes spacings 1 and 2), the candidate that best aligns all
+    neighbours is chosen.
     """
     k = np.asarray(subcarriers, dtype=np.float64)
     if k.shape != (csi.shape[-1],):
@@ -67,6 +70,11 @@ def remove_linear_phase(csi: np.ndarray, subcarriers: np.ndarray) -> np.ndarray:
     d = float(np.median(dk))
     pairs = np.flatnonzero(dk == d)
     coarse = np.angle(np.sum(csi[..., pairs + 1] * np.conj(csi[..., pairs]), axis=-1, keepdims=True)) / d
+    if d > 1 and (dk != d).any():
+        phasors = csi[..., 1:] * np.conj(csi[..., :-1])  # [..., K - 1]
+        cands = coarse[..., None, :] + 2 * np.pi / d * np.arange(int(round(d)))[:, None]  # [..., m, 1]
+        score = np.real(np.sum(phasors[..., None, :] * np.exp(-1j * cands * dk), axis=-1))  # [..., m]
+        coarse = np.take_along_axis(cands[..., 0], np.argmax(score, axis=-1)[..., None], axis=-1)
     rest = csi * np.exp(-1j * coarse * k)
     phase = np.unwrap(np.angle(rest), axis=-1)
     kc = k - k.mean()

@@ -4,9 +4,10 @@ Columns: ``square_id`` (grid cell), ``time_interval`` (start of the step, ms sin
 Unix epoch), optionally ``countrycode``, and activity columns (``smsin``, ``smsout``,
 ``callin``, ``callout``, ``internet``, or any other such as ``internet_total``). The raw
 challenge files are header-less TSVs of exactly those eight columns; files with a header
-may hold any subset. Rows of one cell at one time but different country codes are summed
-(empty cells count as no activity of that country); without ``countrycode`` a repeated
-``(square_id, time_interval)`` is a duplicated timestamp, hence an error.
+may hold any subset. Rows of one cell at one time but different country codes are summed,
+and there an empty cell is a zero (the challenge's convention: no activity of that
+country); without ``countrycode`` an empty cell is a missing value (see the gap policy)
+and a repeated ``(square_id, time_interval)`` is a duplicated timestamp, hence an error.
 
 Stored as dataset kind ``traffic``: one sample per cell (per segment when gaps are split),
 ``traffic`` float32 ``[L, C]`` (C activity columns, names in attrs ``channels``), ``cell_id``
@@ -70,11 +71,8 @@ def _sum_country_rows(t: np.ndarray, v: np.ndarray, lines: np.ndarray,
         i = int(np.flatnonzero(d < 0)[0]) + 1
         raise DataError(f"{src}: line {lines[i]}: timestamp goes back in time; sort the file first")
     starts = np.concatenate([[0], np.flatnonzero(d > 0) + 1])
-    # Empty cells are no activity for that country; all-empty stays missing (NaN).
-    summed = np.add.reduceat(np.nan_to_num(v), starts, axis=0)
-    all_nan = np.logical_and.reduceat(np.isnan(v), starts, axis=0)
-    summed[all_nan] = np.nan
-    return t[starts], summed, lines[starts]
+    # The challenge leaves a cell empty when a country had no such activity: it is a zero.
+    return t[starts], np.add.reduceat(np.nan_to_num(v), starts, axis=0), lines[starts]
 
 
 def import_telecom_italia(path: str | Path, out: str | Path, interval: float = 600.0,
