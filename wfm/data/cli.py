@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 from wfm.console import console, print_table, progress_bar, write_json
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("dir", nargs="?", default="data/recipes")
     r.add_argument("--markdown", action="store_true", help="print the table as Markdown (for data/README.md)")
     r.set_defaults(func=cmd_recipes)
+
+    importlib.import_module("wfm.data.import_cli").register(verbs)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

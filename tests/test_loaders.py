@@ -1,0 +1,376 @@
+"""Real-data loaders and ``wfm data import/export``: formats, round trips, every bad-input case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wfm.cli import main as wfm_main
+from wfm.data.errors import DataError
+from wfm.data.loaders.deepsense import import_deepsense
+from wfm.data.loaders.generic import import_series
+from wfm.data.loaders.hf import export_hf, import_hf
+from wfm.data.loaders.phase import conj_reference, persistence_nmse_db, remove_linear_phase, sanitize_phase
+from wfm.data.loaders.timegrid import GapPolicy
+from wfm.data.loaders.traffic_csv import import_telecom_italia, load_telecom_italia
+from wfm.data.series import SeriesWindows, series_tables
+from wfm.data.shards import ShardedDataset, verify_dataset
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/datasets is absent")
+
+T0_MS = 1383260400000  # 2013-11-01 00:00 (Europe/Rome) in ms, as in the Telecom Italia files
+
+
+def _ti_csv(path: Path, cells=(101, 202), steps=12, header="square_id,time_interval,internet", rows=None) -> Path:
+    lines = [header]
+    for c in cells:
+        for k in range(steps):
+            lines.append(f"{c},{T0_MS + k * 600_000},{10 + c + k}")
+    if rows is not None:
+        lines = [header] + rows
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------- traffic
+
+
+def test_telecom_italia_import_round_trip_and_series_view(tmp_path):
+    src = _ti_csv(tmp_path / "ti.csv")
+    out = import_telecom_italia(src, tmp_path / "ds")
+    verify_dataset(out)
+    ds = ShardedDataset(out)
+    assert ds.kind == "traffic" and len(ds) == 2 and ds.attrs["interval_s"] == 600
+    assert list(ds.read_range(0, 2)["cell_id"]) == [101, 202]
+    x = ds[1]["traffic"]
+    assert x.shape == (12, 1) and x[3, 0] == 10 + 202 + 3
+    assert ds[0]["start_time"] == T0_MS / 1000
+    w = SeriesWindows([out], context=6, horizon=3, stride=3)
+    assert len(w) == 2 * 2 and w[0]["kind"] == "traffic" and float(w[0]["interval"]) == 600
+    np.testing.assert_array_equal(w[2]["context"].numpy(), np.arange(6) + 10 + 202)
+
+
+def test_telecom_italia_raw_tsv_sums_country_codes(tmp_path):
+    rows = []
+    for k in range(4):
+        t = T0_MS + k * 600_000
+        rows += [f"7\t{t}\t39\t1\t2\t\t\t5.0", f"7\t{t}\t33\t1\t\t\t\t0.5"]
+    p = tmp_path / "sms-call-internet-mi-2013-11-01.txt"
+    p.write_text("\n".join(rows) + "\n")  # the raw challenge files have no header
+    d = load_telecom_italia(p)
+    assert d["channels"] == ["smsin", "smsout", "callin", "callout", "internet"]
+    seg = d["traffic"][0]
+    assert seg.shape == (4, 5)
+    np.testing.assert_allclose(seg[0], [2, 2, 0, 0, 5.5])  # empty = no activity of that country
+
+
+def test_real_telecom_italia_file(tmp_path):
+    if not SHARED.exists():
+        pytest.skip("../shared/datasets is absent")
+    out = import_telecom_italia(SHARED / "traffic" / "milan_2013-11-01_internet_6cells.csv", tmp_path / "m")
+    ds = ShardedDataset(out)
+    assert len(ds) == 6 and all(len(ds[i]["traffic"]) == 144 for i in range(6))
+
+
+@pytest.mark.parametrize("rows,match", [
+    (["1,abc,3"], r"line 2: column 'time_interval' value 'abc' is not a number"),
+    ([f"1,{T0_MS},3", f"1,{T0_MS - 600_000},4"], r"line 3: timestamp .* goes back in time"),
+    ([f"1,{T0_MS},3", f"1,{T0_MS},4"], r"line 3: duplicated timestamp"),
+    ([f"1,{T0_MS},3", f"1,{T0_MS + 420_000},4"], r"line 3: irregular interval"),
+    ([f"1,{T0_MS},3", f"1,{T0_MS + 1_800_000},4"], r"line 3: 2 missing step\(s\)"),
+    ([f"1,{T0_MS},3", f"1,{T0_MS + 600_000},", f"1,{T0_MS + 1_200_000},5"], r"line 4: 1 missing step"),
+    ([f"1,{T0_MS},3,4"], r"line 2: 4 fields, header has 3"),
+])
+def test_traffic_bad_input_names_file_and_line(tmp_path, rows, match):
+    src = _ti_csv(tmp_path / "bad.csv", rows=rows)
+    with pytest.raises(DataError, match=rf"bad.csv: {match}"):
+        load_telecom_italia(src)
+    assert not (tmp_path / "out").exists()
+
+
+def test_traffic_missing_column_and_unparseable_file(tmp_path):
+    src = _ti_csv(tmp_path / "nocol.csv", header="square_id,time,internet")
+    with pytest.raises(DataError, match=r"nocol.csv: missing column 'time_interval'"):
+        load_telecom_italia(src)
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage\x00\x81")
+    with pytest.raises(DataError, match=r"bin.csv: "):
+        load_telecom_italia(tmp_path / "bin.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match=r"empty.csv: empty file"):
+        load_telecom_italia(tmp_path / "empty.csv")
+
+
+def test_gap_policies_fill_and_split(tmp_path):
+    rows = [f"1,{T0_MS + k * 600_000},{v}" for k, v in [(0, 1), (1, 2), (2, ""), (3, ""), (4, 5), (8, 9), (9, 10)]]
+    src = _ti_csv(tmp_path / "gaps.csv", rows=rows)
+    lin = load_telecom_italia(src, policy=GapPolicy("linear", max_gap=2, split=True))["traffic"]
+    assert [len(s) for s in lin] == [5, 2]  # the 3-step gap (5..7) exceeds max_gap: split
+    np.testing.assert_allclose(lin[0][:, 0], [1, 2, 3, 4, 5])
+    ff = load_telecom_italia(src, policy=GapPolicy("ffill", max_gap=3))["traffic"]
+    np.testing.assert_allclose(ff[0][:, 0], [1, 2, 2, 2, 5, 5, 5, 5, 9, 10])
+    with pytest.raises(DataError, match=r"gaps.csv: line 7: 3 missing step\(s\).*raise --max-gap to 3"):
+        load_telecom_italia(src, policy=GapPolicy("linear", max_gap=2))
+    with pytest.raises(DataError, match="fill policy"):
+        GapPolicy("cubic")
+
+
+# ---------------------------------------------------------------------------- generic
+
+
+def test_generic_csv_with_time_column_and_declared_interval(tmp_path):
+    p = tmp_path / "rssi.csv"
+    p.write_text("t,a,b\n" + "".join(f"{0.1 * k:.1f},{k},{-k}\n" for k in range(20)))
+    out = import_series(p, tmp_path / "ds", interval=0.1, series_kind="rssi", time_column="t")
+    ds = ShardedDataset(out)
+    assert ds.kind == "series" and ds.attrs["names"] == ["a", "b"] and len(ds) == 2
+    w = SeriesWindows([out], context=8, horizon=4, stride=8)
+    assert len(w) == 4 and {w[i]["kind"] for i in range(4)} == {"rssi"}  # starts 0 and 8 per column
+    np.testing.assert_array_equal(w[2]["target"].numpy(), -np.arange(8, 12))
+    np.testing.assert_array_equal(w[1]["context"].numpy(), np.arange(8, 16))
+    p.write_text("t,a\n0.0,1\n0.1,2\n0.35,3\n")
+    with pytest.raises(DataError, match=r"rssi.csv: line 4: irregular interval"):
+        import_series(p, tmp_path / "ds2", interval=0.1, time_column="t")
+    p.write_text("t,a\n2013-11-01T00:00:00,1\n2013-11-01T00:10:00,2\n2013-11-01T00:05:00,3\n")
+    with pytest.raises(DataError, match=r"rssi.csv: line 4: timestamp .* goes back in time"):
+        import_series(p, tmp_path / "ds3", interval=600, time_column="t")
+
+
+def test_generic_npy_real_complex_and_nan_runs(tmp_path):
+    a = np.arange(30, dtype=np.float64).reshape(3, 10)
+    np.save(tmp_path / "x.npy", a)
+    out = import_series(tmp_path / "x.npy", tmp_path / "ds", interval=0.5)
+    assert len(ShardedDataset(out)) == 3
+    z = (np.arange(12) * (1 + 2j)).astype(np.complex64)
+    np.save(tmp_path / "z.npy", z)
+    out = import_series(tmp_path / "z.npy", tmp_path / "dz", interval=1e-3, series_kind="csi")
+    w = SeriesWindows([out], context=4, horizon=2, stride=6)
+    assert w[0]["complex"] and w[1]["target"][1].item() == complex(z[11])
+    a[1, 3:6] = np.nan
+    np.save(tmp_path / "nan.npy", a)
+    with pytest.raises(DataError, match=r"nan.npy row 1: index 6: 3 missing step"):
+        import_series(tmp_path / "nan.npy", tmp_path / "dn", interval=0.5)
+    out = import_series(tmp_path / "nan.npy", tmp_path / "dn", interval=0.5, policy=GapPolicy("linear", 3))
+    np.testing.assert_allclose(ShardedDataset(out)[1]["values"], np.arange(10, 20))
+    (tmp_path / "junk.npy").write_text("not numpy")
+    with pytest.raises(DataError, match="junk.npy: not a readable .npy"):
+        import_series(tmp_path / "junk.npy", tmp_path / "dj", interval=1)
+
+
+def test_import_refuses_non_empty_output(tmp_path):
+    src = _ti_csv(tmp_path / "ti.csv")
+    import_telecom_italia(src, tmp_path / "ds")
+    with pytest.raises(DataError, match="not empty"):
+        import_telecom_italia(src, tmp_path / "ds")
+
+
+# ---------------------------------------------------------------------------- DeepSense
+
+
+def _deepsense(folder: Path, scenario: int = 9, seq=(1, 1, 1, 2, 2, 3, 3, 3, 3)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(seq)
+    rng = np.random.default_rng(0)
+    bs = np.tile([33.42, -111.93], (n, 1))
+    # The vehicle drives east along a road 20 m north of the BS.
+    ue = np.stack([np.full(n, 33.42 + 20 / 111_195), -111.93 + np.linspace(-1, 1, n) * 1e-4], 1)
+    base = f"scenario{scenario}_"
+    np.save(folder / f"{base}unit1_pwr_60ghz_1-{n}.npy", rng.uniform(0, 1, (n, 64)))
+    np.save(folder / f"{base}unit1_loc_1-{n}.npy", bs)
+    np.save(folder / f"{base}unit2_loc_1-{n}.npy", ue)
+    np.save(folder / f"{base}seq_index_1-{n}.npy", np.array(seq))
+    return folder
+
+
+def test_deepsense_import_ragged_trajectories(tmp_path):
+    src = _deepsense(tmp_path / "ds6g")
+    out = import_deepsense(src, tmp_path / "out", interval=0.1)
+    ds = ShardedDataset(out)
+    assert ds.kind == "beam" and len(ds) == 3
+    d = ds.read_range(0, 3)
+    assert [len(x) for x in d["beam_power"]] == [3, 2, 4] and d["beam_power"][0].shape == (3, 64)
+    assert list(d["sequence_id"]) == [1, 2, 3] and list(d["scenario"]) == [9, 9, 9]
+    # Vehicle due north of the BS at the middle of the road: bearing ~0, distance >= 20 m.
+    bearing = np.concatenate(d["bearing"])
+    assert np.all(np.abs(((bearing + 180) % 360) - 180) < 30) and np.concatenate(d["distance"]).min() > 19.9
+    # Driving east past the BS: the bearing sweeps from north-west (~335) through north,
+    # continuously (unwrapped past 360 rather than jumping back to 0).
+    b0, b2 = d["bearing"][0], d["bearing"][2]
+    assert 300 < b0[0] < 360 and np.all(np.diff(b0) > 0) and 0 < b2[-1] < 90
+    one = ShardedDataset(import_deepsense(_deepsense(tmp_path / "one", seq=(5,) * 9), tmp_path / "o1"))
+    b = one[0]["bearing"]
+    assert np.all(np.diff(b) > 0) and 300 < b[0] < 360 < b[-1] < 420
+    tables = {t.kind: t for t in series_tables(out)}
+    assert set(tables) == {"beam_power", "aoa", "distance"} and len(tables["beam_power"]) == 3 * 64
+    w = SeriesWindows([out], context=2, horizon=1, stride=1, kinds=["beam_power"])
+    assert len(w) == 64 * (1 + 0 + 2)
+
+
+def test_deepsense_bad_inputs(tmp_path):
+    src = _deepsense(tmp_path / "a", seq=(1, 1, 2, 2, 1))
+    with pytest.raises(DataError, match=r"seq_index_1-5.npy: row 4: sequence 1 starts again"):
+        import_deepsense(src, tmp_path / "o1")
+    src = _deepsense(tmp_path / "b")
+    (next(src.glob("*unit2_loc*"))).unlink()
+    with pytest.raises(DataError, match=r"no file matches scenario9_unit2_loc"):
+        import_deepsense(src, tmp_path / "o2")
+    src = _deepsense(tmp_path / "c")
+    pwr = next(src.glob("*pwr*"))
+    a = np.load(pwr)
+    a[5, 3] = np.nan
+    np.save(pwr, a)
+    with pytest.raises(DataError, match=r"pwr_60ghz_1-9.npy: row 5: NaN"):
+        import_deepsense(src, tmp_path / "o3")
+
+
+@needs_shared
+def test_real_deepsense_scenarios(tmp_path):
+    out = import_deepsense(SHARED / "deepsense6g-beam", tmp_path / "ds", scenarios=[3, 7])
+    ds = ShardedDataset(out)
+    d = ds.read_range(0, len(ds))
+    assert len(ds) == 52 + 62 and set(d["scenario"]) == {3, 7}
+    lengths = [len(x) for x in d["beam_power"]]
+    assert sum(lengths[:52]) == 1487 and sum(lengths[52:]) == 856
+    # GPS geometry is sane: the BS sees vehicles within a few hundred metres.
+    dist = np.concatenate(d["distance"])
+    assert dist.min() > 0 and dist.max() < 500
+
+
+# ---------------------------------------------------------------------------- WiFi CSI
+
+
+def _synthetic_csi(T=200, A=3, K=30, seed=0):
+    """A slowly varying multipath channel plus the offsets of a commodity NIC."""
+    rng = np.random.default_rng(seed)
+    k = np.r_[np.arange(-28, -1, 2), -1, np.arange(1, 28, 2), 28]
+    delays = rng.uniform(0, 0.02, 4)
+    gains = rng.normal(size=(A, 4)) + 1j * rng.normal(size=(A, 4))
+    t = np.arange(T)[:, None, None, None]
+    drift = np.exp(1j * 2 * np.pi * 0.002 * t * np.arange(1, 5))  # slow Doppler per path
+    h = np.sum(gains[None, :, None, :] * drift * np.exp(-2j * np.pi * delays * k[:, None]), axis=-1)
+    # Per packet: a common random phase (CFO) and a random slope (timing offset), shared by antennas.
+    cfo = rng.uniform(-np.pi, np.pi, (T, 1, 1))
+    sto = rng.uniform(-0.3, 0.3, (T, 1, 1))
+    return h.astype(np.complex64), (h * np.exp(1j * (cfo + sto * k))).astype(np.complex64), k
+
+
+def test_phase_sanitisation_removes_known_offsets():
+    clean, raw, k = _synthetic_csi()
+    assert persistence_nmse_db(raw) > 0  # offsets make the last packet useless as a prediction
+    conj = conj_reference(raw)
+    # Offsets shared by the antennas cancel exactly: conj of raw == conj of clean.
+    np.testing.assert_allclose(conj, conj_reference(clean), atol=1e-3)
+    lin = remove_linear_phase(raw, k)
+    np.testing.assert_allclose(lin, remove_linear_phase(clean, k), atol=1e-3)
+    for s in (conj, lin):
+        assert persistence_nmse_db(s) < -15
+        np.testing.assert_allclose(np.abs(s[:, 1:]), np.abs(raw[:, 1:]), rtol=1e-4)  # amplitudes kept
+    # A slope well beyond pi per subcarrier spacing is still found (coarse phasor estimate).
+    steep = raw * np.exp(1j * 2.5 * k)[None, None, :]
+    np.testing.assert_allclose(remove_linear_phase(steep, k), lin, atol=1e-3)
+    with pytest.raises(DataError, match="at least 2 antennas"):
+        sanitize_phase(raw[:, :1], "conj", k)
+    with pytest.raises(DataError, match="phase method"):
+        sanitize_phase(raw, "cubic", k)
+
+
+INTEL = SHARED / "wifi-csi" / "intel5300_3rx_2tx_100ms.dat"
+NEXMON = SHARED / "wifi-csi" / "nexmon_bcm4339_80mhz.pcap"
+
+
+@needs_shared
+def test_real_intel_import_and_phase_effect(tmp_path):
+    from wfm.data.loaders.wifi_csi import import_wifi_csi, read_intel
+
+    c = read_intel(INTEL)
+    assert c["csi"].shape == (540, 6, 30) and 0.09 < np.median(np.diff(c["timestamp"])) < 0.11
+    raw = persistence_nmse_db(c["csi"])
+    for m in ("conj", "linear"):
+        assert persistence_nmse_db(sanitize_phase(c["csi"], m, c["subcarriers"], c["conj_groups"])) < raw - 10
+    out = import_wifi_csi([INTEL], tmp_path / "ds", "intel", phase="linear", window=100)
+    ds = ShardedDataset(out)
+    assert ds.kind == "csi" and len(ds) == 5 and ds.specs["csi"].shape == (100, 6, 30)
+    assert ds.attrs["time_step"] == pytest.approx(0.1, rel=0.05) and ds.attrs["chip"] == "intel5300"
+    (t,) = series_tables(out)
+    assert list(t.lengths) == [500]  # the five windows join back into one series
+
+
+@needs_shared
+def test_real_nexmon_import(tmp_path):
+    from wfm.data.loaders.wifi_csi import import_wifi_csi
+
+    out = import_wifi_csi([NEXMON], tmp_path / "ds", "nexmon", window=0, chip="4339", bw=80)
+    ds = ShardedDataset(out)
+    assert ds.specs["csi"].shape == (950, 1, 242) and ds.attrs["bandwidth"] == 80e6
+    assert ds.attrs["subcarrier_indices"][0] == -122 and ds.attrs["time_step"] < 0.02
+
+
+def test_wifi_bad_inputs(tmp_path):
+    from wfm.data.loaders.wifi_csi import import_wifi_csi
+
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"\x00\x01" * 50)
+    with pytest.raises(DataError, match="junk.dat"):
+        import_wifi_csi([junk], tmp_path / "o", "intel")
+    with pytest.raises(DataError, match="missing.pcap: file not found"):
+        import_wifi_csi([tmp_path / "missing.pcap"], tmp_path / "o", "nexmon")
+
+
+# ---------------------------------------------------------------------------- Hugging Face
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_hf_export_import_round_trip(tmp_path, fmt):
+    src = _deepsense(tmp_path / "ds6g")
+    ds_dir = import_deepsense(src, tmp_path / "ds")
+    z = (np.arange(24) * (1 - 1j)).astype(np.complex64).reshape(2, 12)
+    np.save(tmp_path / "z.npy", z)
+    z_dir = import_series(tmp_path / "z.npy", tmp_path / "z", interval=0.001, series_kind="csi")
+    for root in (ds_dir, z_dir):
+        exported = export_hf(root, tmp_path / f"{root.name}-{fmt}", fmt)
+        back = import_hf(exported, tmp_path / f"{root.name}-{fmt}-back")
+        a, b = ShardedDataset(root), ShardedDataset(back)
+        assert (a.kind, a.name, a.attrs, a.specs) == (b.kind, b.name, b.attrs, b.specs)
+        ra, rb = a.read_range(0, len(a)), b.read_range(0, len(b))
+        for f in a.specs:
+            for x, y in zip(ra[f], rb[f]):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_hf_import_of_foreign_parquet(tmp_path):
+    import datasets
+
+    hf = datasets.Dataset.from_dict({"load": [[1.0, 2.0, 3.0], [4.0, 5.0]], "cell": [3, 4]})
+    hf.to_parquet(str(tmp_path / "foreign.parquet"))
+    with pytest.raises(DataError, match="no wfm metadata; pass --interval"):
+        import_hf(tmp_path / "foreign.parquet", tmp_path / "o")
+    out = import_hf(tmp_path / "foreign.parquet", tmp_path / "o", interval=3600.0)
+    ds = ShardedDataset(out)
+    assert ds.kind == "series" and ds.specs["load"].ragged and list(ds.read_range(0, 2)["cell"]) == [3, 4]
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(DataError, match="bad.parquet: cannot read"):
+        import_hf(tmp_path / "bad.parquet", tmp_path / "o2")
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_import_inspect_and_errors(tmp_path, capsys):
+    src = _ti_csv(tmp_path / "ti.csv")
+    wfm_main(["data", "import", "telecom-italia", str(src), "--out", str(tmp_path / "ds")])
+    wfm_main(["data", "inspect", str(tmp_path / "ds")])
+    assert "OK (2 samples" in capsys.readouterr().out
+    wfm_main(["data", "export", str(tmp_path / "ds"), "--out", str(tmp_path / "pq")])
+    wfm_main(["data", "import", "hf", str(tmp_path / "pq"), "--out", str(tmp_path / "back")])
+    assert len(ShardedDataset(tmp_path / "back")) == 2
+    bad = _ti_csv(tmp_path / "dup.csv", rows=[f"1,{T0_MS},3", f"1,{T0_MS},4"])
+    with pytest.raises(SystemExit) as e:
+        wfm_main(["data", "import", "telecom-italia", str(bad), "--out", str(tmp_path / "x")])
+    assert e.value.code == 2
+    assert "dup.csv: line 3: duplicated timestamp" in capsys.readouterr().err.replace("\n", "")
+    csv = tmp_path / "g.csv"
+    csv.write_text("v\n1\n\n2\n3\n")
+    wfm_main(["data", "import", "csv", str(csv), "--out", str(tmp_path / "g"), "--interval", "0.1"])
+    assert ShardedDataset(tmp_path / "g").attrs["interval_s"] == 0.1

@@ -1,0 +1,150 @@
+"""``wfm data import <format> ...`` and ``wfm data export``: measured data in and out of wfm datasets.
+
+Formats: ``intel`` / ``nexmon`` (WiFi CSI captures), ``deepsense`` (DeepSense 6G beam
+arrays), ``telecom-italia`` (cell traffic CSV/TSV), ``csv`` / ``npy`` (generic series),
+``hf`` (Arrow/Parquet). Every import writes a new dataset folder, verifies it and prints
+its summary, like ``wfm data inspect``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wfm.console import console
+
+
+def _gap_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
+                   help="fill missing steps (NaN, empty cells, absent timestamps); none: a gap is an error")
+    p.add_argument("--max-gap", type=int, default=0, help="longest run of missing steps that --fill fills")
+    p.add_argument("--split-gaps", action="store_true",
+                   help="split a series at gaps too long to fill instead of failing")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="new dataset folder (must not exist or be empty)")
+    p.add_argument("--name", default=None, help="dataset name (default: from the source)")
+    p.add_argument("--shard-size", type=int, default=256)
+
+
+def register(data_verbs: argparse._SubParsersAction) -> None:
+    """Add ``import`` (one sub-command per format) and ``export`` under ``wfm data``."""
+    imp = data_verbs.add_parser("import", help="import measured data (WiFi CSI, DeepSense, traffic, CSV/NPY, HF)")
+    fmts = imp.add_subparsers(dest="import_format", metavar="<format>", required=True)
+
+    for fmt, help_ in (("intel", "Intel 5300 .dat captures (csiread)"), ("nexmon", "Nexmon .pcap captures (csiread)")):
+        w = fmts.add_parser(fmt, help=help_)
+        w.add_argument("paths", nargs="+", help="capture file(s), one capture each")
+        _common(w)
+        w.add_argument("--phase", choices=("none", "conj", "linear"), default="none",
+                       help="phase sanitisation (see data/README.md: which suits which task)")
+        w.add_argument("--window", type=int, default=64, help="packets per sample; 0 = each capture whole")
+        w.add_argument("--hop", type=int, default=None, help="packets between window starts (default: --window)")
+        if fmt == "intel":
+            w.add_argument("--nrx", type=int, default=3)
+            w.add_argument("--ntx", type=int, default=3)
+        else:
+            w.add_argument("--chip", default="4339", help="Nexmon chip, e.g. 4339, 43455c0, 4358, 4366c0")
+            w.add_argument("--bw", type=int, default=80, help="bandwidth in MHz")
+        w.set_defaults(func=cmd_import_wifi)
+
+    d = fmts.add_parser("deepsense", help="DeepSense 6G beam-power / GPS / sequence arrays")
+    d.add_argument("folder")
+    _common(d)
+    d.add_argument("--scenarios", type=int, nargs="*", default=None, help="scenario numbers (default: all found)")
+    d.add_argument("--interval", type=float, default=0.1, help="nominal seconds between samples (no timestamps)")
+    d.add_argument("--raw-gps", action="store_true", help="use raw rather than calibrated vehicle GPS")
+    d.set_defaults(func=cmd_import_deepsense)
+
+    t = fmts.add_parser("telecom-italia", help="cell traffic: square_id, time_interval (ms), activity columns")
+    t.add_argument("path")
+    _common(t)
+    t.add_argument("--interval", type=float, default=600.0, help="seconds between steps (default 600)")
+    t.add_argument("--columns", nargs="*", default=None, help="activity columns (default: all)")
+    _gap_args(t)
+    t.set_defaults(func=cmd_import_traffic)
+
+    for fmt in ("csv", "npy"):
+        g = fmts.add_parser(fmt, help=f"generic series from a {fmt.upper()} file with a declared interval")
+        g.add_argument("path")
+        _common(g)
+        g.add_argument("--interval", type=float, required=True, help="seconds between values, e.g. 0.1")
+        g.add_argument("--series-kind", default="series", help="what the values are: traffic, aoa, rssi...")
+        if fmt == "csv":
+            g.add_argument("--columns", nargs="*", default=None, help="value columns (default: all)")
+            g.add_argument("--time-column", default=None, help="timestamps (s or ISO 8601), checked against --interval")
+        _gap_args(g)
+        g.set_defaults(func=cmd_import_series)
+
+    h = fmts.add_parser("hf", help="Hugging Face datasets: a save_to_disk folder or Parquet file(s)")
+    h.add_argument("path")
+    _common(h)
+    h.add_argument("--kind", default=None, help="dataset kind for files without wfm metadata (default series)")
+    h.add_argument("--interval", type=float, default=None, help="seconds between values (required without wfm metadata)")
+    h.set_defaults(func=cmd_import_hf)
+
+    e = data_verbs.add_parser("export", help="export a dataset to Hugging Face Arrow (save_to_disk) or Parquet")
+    e.add_argument("dir", help="dataset folder")
+    e.add_argument("--out", required=True, help="new folder for the export")
+    e.add_argument("--format", choices=("parquet", "arrow"), default="parquet")
+    e.set_defaults(func=cmd_export)
+
+
+def _policy(args: argparse.Namespace):
+    from wfm.data.loaders.timegrid import GapPolicy
+
+    return GapPolicy(args.fill, args.max_gap, args.split_gaps)
+
+
+def _done(out: Path) -> None:
+    from wfm.data.cli import _print_summary
+    from wfm.data.shards import read_manifest, verify_dataset
+
+    verify_dataset(out)
+    manifest = read_manifest(out)
+    _print_summary(manifest)
+    console.print(f"{out}: imported and verified ({manifest['num_samples']} samples, "
+                  f"{len(manifest['shards'])} shards)")
+
+
+def cmd_import_wifi(args: argparse.Namespace) -> None:
+    from wfm.data.loaders.wifi_csi import import_wifi_csi
+
+    kw = {"nrx": args.nrx, "ntx": args.ntx} if args.import_format == "intel" else {"chip": args.chip, "bw": args.bw}
+    _done(import_wifi_csi(args.paths, args.out, args.import_format, phase=args.phase, window=args.window,
+                          hop=args.hop, name=args.name, shard_size=args.shard_size, **kw))
+
+
+def cmd_import_deepsense(args: argparse.Namespace) -> None:
+    from wfm.data.loaders.deepsense import import_deepsense
+
+    _done(import_deepsense(args.folder, args.out, args.scenarios, args.interval, not args.raw_gps,
+                           args.name, args.shard_size))
+
+
+def cmd_import_traffic(args: argparse.Namespace) -> None:
+    from wfm.data.loaders.traffic_csv import import_telecom_italia
+
+    _done(import_telecom_italia(args.path, args.out, args.interval, args.columns, _policy(args),
+                                args.name, args.shard_size))
+
+
+def cmd_import_series(args: argparse.Namespace) -> None:
+    from wfm.data.loaders.generic import import_series
+
+    _done(import_series(args.path, args.out, args.interval, args.series_kind, getattr(args, "columns", None),
+                        getattr(args, "time_column", None), _policy(args), args.name, args.shard_size))
+
+
+def cmd_import_hf(args: argparse.Namespace) -> None:
+    from wfm.data.loaders.hf import import_hf
+
+    _done(import_hf(args.path, args.out, args.kind, args.interval, args.name, args.shard_size))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from wfm.data.loaders.hf import export_hf
+
+    out = export_hf(args.dir, args.out, args.format)
+    console.print(f"{out}: exported {args.dir} as {args.format} (re-import: wfm data import hf {out} --out ...)")

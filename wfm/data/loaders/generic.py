@@ -1,0 +1,122 @@
+"""Generic series from CSV or NPY files, with a declared sampling interval.
+
+CSV: every column is one series (``--columns`` picks some); an optional time column
+(``--time-column``, numbers in seconds or ISO 8601 date-times) is checked against the
+declared interval, otherwise rows are taken as consecutive steps. NPY: a ``[L]`` array is
+one series, ``[N, L]`` is N series of one length (rows); complex arrays stay complex.
+Missing values (empty cells, NaN) follow the :class:`~wfm.data.loaders.timegrid.GapPolicy`.
+
+Stored as dataset kind ``series``: one sample per series (per segment when gaps are split):
+``values`` ``[L]`` float32 or complex64, ``column`` (index into attrs ``names``) and
+``start_time`` (s; 0 = first row when there are no timestamps); attrs ``interval_s`` and
+``series_kind`` (what the values are: ``traffic``, ``aoa``, ``rssi``...).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from wfm.data.errors import DataError
+from wfm.data.loaders.common import read_csv, write_samples
+from wfm.data.loaders.timegrid import GapPolicy, regular_segments
+from wfm.data.shards import FieldSpec
+
+
+def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str) -> np.ndarray:
+    """Seconds: numbers as they are, ISO 8601 date-times since the epoch (naive = UTC)."""
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, c in enumerate(cells):
+        c = c.strip()
+        try:
+            out[i] = float(c)
+            continue
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(c.replace("Z", "+00:00"))
+        except ValueError:
+            raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is neither "
+                            "seconds nor an ISO 8601 date-time") from None
+        if dt.tzinfo is None:
+            from datetime import timezone
+
+            dt = dt.replace(tzinfo=timezone.utc)
+        out[i] = dt.timestamp()
+    return out
+
+
+def load_csv_series(path: str | Path, interval: float, columns: Sequence[str] | None = None,
+                    time_column: str | None = None, policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
+    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...]}`` from a CSV."""
+    table = read_csv(path)
+    src = str(table.path)
+    names = list(columns) if columns else [c for c in table.header if c != time_column]
+    if not names:
+        raise DataError(f"{src}: no value columns")
+    times = None
+    if time_column is not None:
+        times = _parse_time(table.column(time_column), table.lines, src, time_column)
+    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names}
+    for j, name in enumerate(names):
+        for t0, seg in regular_segments(table.numbers(name), table.lines, interval, src, policy, times):
+            out["values"].append(seg[:, 0].astype(np.float32))
+            out["column"].append(j)
+            out["start_time"].append(t0)
+    return out
+
+
+def load_npy_series(path: str | Path, interval: float, policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
+    """Series from a ``[L]`` or ``[N, L]`` .npy array (real or complex)."""
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise DataError(f"{src}: file not found")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{src}: not a readable .npy array ({e})") from None
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.dtype.kind not in "iufc":
+        raise DataError(f"{src}: expected a numeric [L] or [N, L] array, got {a.dtype}{list(a.shape)}")
+    is_complex = a.dtype.kind == "c"
+    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": [f"row{i}" for i in range(len(a))]}
+    for i, row in enumerate(a):
+        # Complex series go through the gap policy as two channels (real, imaginary).
+        v = np.stack([row.real, row.imag], 1) if is_complex else row[:, None]
+        where = f"{src} row {i}" if len(a) > 1 else src
+        for t0, seg in regular_segments(v, np.arange(len(row)), interval, where, policy, unit="index"):
+            out["values"].append((seg[:, 0] + 1j * seg[:, 1]).astype(np.complex64) if is_complex
+                                 else seg[:, 0].astype(np.float32))
+            out["column"].append(i)
+            out["start_time"].append(t0)
+    return out
+
+
+def import_series(path: str | Path, out: str | Path, interval: float, series_kind: str = "series",
+                  columns: Sequence[str] | None = None, time_column: str | None = None,
+                  policy: GapPolicy = GapPolicy(), name: str | None = None, shard_size: int = 256) -> Path:
+    """Import a CSV or NPY file of series as a ``series`` dataset."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        if columns or time_column:
+            raise DataError(f"{path}: --columns and --time-column apply to CSV files only")
+        d = load_npy_series(path, interval, policy)
+    else:
+        d = load_csv_series(path, interval, columns, time_column, policy)
+    dtype = "complex64" if any(np.iscomplexobj(v) for v in d["values"]) else "float32"
+    specs = {"values": FieldSpec(dtype, (-1,)), "column": FieldSpec("int64", ()),
+             "start_time": FieldSpec("float64", ())}
+    samples = {"values": d["values"], "column": np.array(d["column"], dtype=np.int64),
+               "start_time": np.array(d["start_time"], dtype=np.float64)}
+    attrs = {"interval_s": float(interval), "series_kind": series_kind, "names": d["names"],
+             "source": path.name, "fill": policy.fill, "max_gap": policy.max_gap}
+    return write_samples(out, name or path.stem, "series", specs, samples, attrs,
+                         {"format": path.suffix.lower().lstrip(".") or "csv", "source": str(path),
+                          "interval": interval, "series_kind": series_kind, "time_column": time_column,
+                          "fill": policy.fill, "max_gap": policy.max_gap, "split": policy.split},
+                         shard_size)

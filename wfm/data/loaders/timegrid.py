@@ -1,0 +1,148 @@
+"""From timestamped or NaN-holed measurements to regular series, with an explicit policy.
+
+Every imported series is regular (one value every ``interval`` seconds), because that is
+what the series view and the models assume. Bad timing is an error naming the file and
+line, never silently repaired:
+
+- unparseable or non-finite timestamps, timestamps going backwards, duplicated
+  timestamps: :class:`DataError`;
+- timestamps off the declared grid (``|t - t0 - k * interval| > tolerance * interval``):
+  :class:`DataError` ("irregular interval");
+- *missing steps* (a grid step without a row, or a row with NaN/empty values) follow the
+  :class:`GapPolicy`: with ``fill="none"`` (the default) any interior gap is an error;
+  ``fill="linear"`` / ``"ffill"`` fill gaps of at most ``max_gap`` steps by linear
+  interpolation / repeating the last value; a longer gap is an error, or with
+  ``split=True`` ends the series there and starts a new segment after it. Missing steps
+  at the very start or end of a series are trimmed (there is nothing to fill from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wfm.data.errors import DataError
+
+FILL_POLICIES = ("none", "linear", "ffill")
+
+
+@dataclass(frozen=True)
+class GapPolicy:
+    """What to do with missing steps (see the module doc)."""
+
+    fill: str = "none"
+    max_gap: int = 0
+    split: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fill not in FILL_POLICIES:
+            raise DataError(f"fill policy {self.fill!r} is not one of {', '.join(FILL_POLICIES)}")
+        if self.max_gap < 0:
+            raise DataError(f"max_gap must be >= 0, got {self.max_gap}")
+
+
+def check_times(times: np.ndarray, lines: np.ndarray, source: str, unit: str = "line") -> None:
+    """Timestamps must be finite and strictly increasing; name the first offending line."""
+    times = np.asarray(times, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(times))
+    if bad.size:
+        raise DataError(f"{source}: {unit} {lines[bad[0]]}: timestamp is not a finite number")
+    d = np.diff(times)
+    if (d < 0).any():
+        i = int(np.flatnonzero(d < 0)[0]) + 1
+        raise DataError(f"{source}: {unit} {lines[i]}: timestamp {times[i]:g} goes back in time "
+                        f"(previous {unit} {lines[i - 1]} has {times[i - 1]:g}); sort the file first")
+    if (d == 0).any():
+        i = int(np.flatnonzero(d == 0)[0]) + 1
+        raise DataError(f"{source}: {unit} {lines[i]}: duplicated timestamp {times[i]:g} "
+                        f"(same as {unit} {lines[i - 1]})")
+
+
+def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.ndarray, source: str,
+            tolerance: float = 0.01, unit: str = "line") -> tuple[float, np.ndarray, np.ndarray]:
+    """Place timestamped rows ``values [n, C]`` on the grid ``t0 + k * interval``.
+
+    Returns ``(t0, grid [m, C] with NaN at missing steps, line of each grid step or -1)``.
+    """
+    if not interval > 0:
+        raise DataError(f"{source}: interval must be > 0 seconds, got {interval}")
+    times = np.asarray(times, dtype=np.float64)
+    check_times(times, lines, source, unit)
+    k = (times - times[0]) / interval
+    steps = np.rint(k).astype(np.int64)
+    off = np.abs(k - steps) > tolerance
+    if off.any():
+        i = int(np.flatnonzero(off)[0])
+        gap = times[i] - times[i - 1] if i else 0.0
+        raise DataError(f"{source}: {unit} {lines[i]}: irregular interval: timestamp {times[i]:g} is "
+                        f"{gap:g} s after the previous one, off the {interval:g} s grid")
+    m = int(steps[-1]) + 1 if len(steps) else 0
+    grid = np.full((m, values.shape[1]), np.nan, dtype=np.float64)
+    grid[steps] = values
+    grid_lines = np.full(m, -1, dtype=np.int64)
+    grid_lines[steps] = lines
+    return float(times[0]) if len(times) else 0.0, grid, grid_lines
+
+
+def apply_gap_policy(grid: np.ndarray, lines: np.ndarray, policy: GapPolicy, source: str,
+                     unit: str = "line") -> list[tuple[int, np.ndarray]]:
+    """Fill or split missing steps (rows with any NaN) of ``grid [m, C]``.
+
+    Returns ``[(first step, segment [l, C]), ...]``: one segment unless gaps were split.
+    """
+    missing = np.isnan(grid).any(axis=1)
+    present = np.flatnonzero(~missing)
+    if present.size == 0:
+        raise DataError(f"{source}: no valid values (every step is missing or NaN)")
+    first, last = int(present[0]), int(present[-1])
+    segments: list[tuple[int, np.ndarray]] = []
+    seg_start = first
+    # Interior runs of missing steps, as (start, stop) with stop exclusive.
+    edges = np.diff(missing[first:last + 1].astype(np.int8))
+    run_starts = np.flatnonzero(edges == 1) + 1 + first
+    run_stops = np.flatnonzero(edges == -1) + 1 + first
+    out = grid.copy()
+    for a, b in zip(run_starts, run_stops):
+        g = int(b - a)
+        where = f"{source}: {unit} {_line_after(lines, b)}"
+        if policy.fill == "none" or g > policy.max_gap:
+            if policy.split:
+                segments.append((seg_start, out[seg_start:a]))
+                seg_start = int(b)
+                continue
+            hint = ("pass --fill linear|ffill with --max-gap >= " if policy.fill == "none"
+                    else "raise --max-gap to ")
+            raise DataError(f"{where}: {g} missing step(s) before this {unit} (NaN, empty or absent "
+                            f"timestamps); {hint}{g}, or --split-gaps")
+        if policy.fill == "ffill":
+            out[a:b] = out[a - 1]
+        else:
+            w = (np.arange(1, g + 1) / (g + 1))[:, None]
+            out[a:b] = (1 - w) * out[a - 1] + w * out[b]
+    segments.append((seg_start, out[seg_start:last + 1]))
+    return segments
+
+
+def _line_after(lines: np.ndarray, step: int) -> int:
+    """The file line of the first present step at or after ``step`` (for messages)."""
+    later = lines[step:]
+    hit = later[later >= 0]
+    return int(hit[0]) if hit.size else int(lines[lines >= 0][-1])
+
+
+def regular_segments(values: np.ndarray, lines: np.ndarray, interval: float, source: str,
+                     policy: GapPolicy, times: np.ndarray | None = None,
+                     unit: str = "line") -> list[tuple[float, np.ndarray]]:
+    """Timestamps (optional: rows are consecutive steps without them) + values -> regular segments.
+
+    Returns ``[(time of the first value, segment [l, C] float64), ...]``; without
+    timestamps the time is ``step * interval`` from the first row.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    lines = np.asarray(lines, dtype=np.int64)
+    if times is None:
+        t0, grid, grid_lines = 0.0, values, lines
+    else:
+        t0, grid, grid_lines = to_grid(times, values, interval, lines, source, unit=unit)
+    return [(t0 + s * interval, seg) for s, seg in apply_gap_policy(grid, grid_lines, policy, source, unit)]

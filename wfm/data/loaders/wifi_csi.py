@@ -1,0 +1,193 @@
+"""Measured WiFi CSI: Intel 5300 (``.dat``, Linux 802.11n CSI Tool) and Nexmon (``.pcap``).
+
+Both are read with ``csiread`` and stored as dataset kind ``csi`` like generated CSI:
+``csi`` complex64 ``[T, A, K]`` windows of ``T`` consecutive packets, plus ``timestamp``
+``[T]`` (s since the capture's first packet), ``capture`` (index of the source file) and
+``start`` (packet index of the window's first packet). Consecutive windows of one
+capture are joined back into one long series by :mod:`wfm.data.series`, so the
+window length only matters to consumers of fixed ``[T, A, K]`` samples (the MAE).
+``--window 0`` stores each capture whole, as one sample.
+
+Intel 5300: antennas are ``rx x tx`` pairs (rx-major), 30 subcarrier groups (indices of
+the 802.11n grouping for 20/40 MHz), CSI scaled to SNR units with RSSI and AGC
+(``get_scaled_csi``) so that amplitudes are comparable across packets.
+Nexmon: the packets of one frame (same sequence number) carry one spatial stream each;
+a frame becomes one time step with ``A = cores x streams``; incomplete frames are
+dropped (counted in attrs ``dropped_frames``) and stream slots that merely repeat
+another's CSI (as on the BCM4339, a one-antenna chip) are folded into one. Subcarriers are put in frequency order and
+the guard, DC and edge bins that the chip fills with garbage are dropped.
+
+WiFi packets do not arrive on a grid: ``time_step`` is the median inter-packet (frame)
+interval and ``time_step_jitter`` the 5-95 % range of intervals divided by the median;
+the exact times stay in ``timestamp``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from wfm.data.errors import DataError
+from wfm.data.loaders.common import write_samples
+from wfm.data.loaders.phase import PHASE_METHODS, sanitize_phase
+from wfm.data.shards import FieldSpec
+
+#: 802.11n subcarrier grouping of the Intel 5300 (Halperin's CSI Tool), 30 groups.
+INTEL_SUBCARRIERS = {
+    20: np.r_[np.arange(-28, -1, 2), -1, np.arange(1, 28, 2), 28],
+    40: np.r_[np.arange(-58, -1, 4), -2, np.arange(2, 59, 4)],
+}
+#: Nexmon: usable (data + pilot) subcarriers per bandwidth: 2 <= |k| <= edge.
+NEXMON_EDGE = {20: 28, 40: 58, 80: 122}
+RATE_HT40 = 0x800  # Intel rate_n_flags: 40 MHz channel
+
+
+def _capture_error(path: Path, e: Exception) -> DataError:
+    return DataError(f"{path}: cannot parse capture ({type(e).__name__}: {e})")
+
+
+def read_intel(path: str | Path, nrx: int = 3, ntx: int = 3) -> dict[str, Any]:
+    """``{"csi": [P, A, K] complex64, "timestamp": [P] s, "subcarriers", attrs...}``."""
+    import csiread
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        c = csiread.Intel(str(path), nrxnum=nrx, ntxnum=ntx, if_report=False)
+        c.read()
+        raw = c.get_scaled_csi()
+    except Exception as e:  # csiread raises assorted errors on foreign files
+        raise _capture_error(path, e) from None
+    if c.count == 0:
+        raise DataError(f"{path}: no CSI packets (not an Intel 5300 .dat capture?)")
+    n_rx, n_tx = int(np.max(c.Nrx)), int(np.max(c.Ntx))
+    if (c.Nrx != n_rx).any() or (c.Ntx != n_tx).any():
+        i = int(np.flatnonzero((c.Nrx != n_rx) | (c.Ntx != n_tx))[0])
+        raise DataError(f"{path}: packet {i}: antenna count changes ({c.Nrx[i]}x{c.Ntx[i]} "
+                        f"instead of {n_rx}x{n_tx})")
+    bw = 40 if (int(c.rate[0]) & RATE_HT40) else 20
+    csi = raw[:, :, :n_rx, :n_tx]  # [P, K, rx, tx]
+    csi = csi.transpose(0, 2, 3, 1).reshape(c.count, n_rx * n_tx, -1)
+    # timestamp_low is a 32-bit microsecond counter: unwrap its overflows.
+    t = np.concatenate([[0], np.cumsum(np.diff(c.timestamp_low.astype(np.int64)) % (1 << 32))]) * 1e-6
+    return {"csi": csi.astype(np.complex64), "timestamp": t, "subcarriers": INTEL_SUBCARRIERS[bw],
+            "chip": "intel5300", "bandwidth": bw * 1e6,
+            "antennas": [f"rx{r}-tx{s}" for r in range(n_rx) for s in range(n_tx)],
+            # Measured on the shared capture: the phase between receive chains is random per
+            # packet, the phase between the streams of one chain is stable; so references
+            # are taken per receive chain.
+            "conj_groups": [[r * n_tx + s for s in range(n_tx)] for r in range(n_rx)]}
+
+
+def read_nexmon(path: str | Path, chip: str = "4339", bw: int = 80) -> dict[str, Any]:
+    """Nexmon capture as frames: ``csi`` ``[F, A, K]`` with A = core x spatial stream."""
+    import csiread
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if bw not in NEXMON_EDGE:
+        raise DataError(f"{path}: bandwidth {bw} MHz is not one of {sorted(NEXMON_EDGE)}")
+    try:
+        c = csiread.Nexmon(str(path), chip=chip, bw=bw, if_report=False)
+        c.read()
+    except Exception as e:
+        raise _capture_error(path, e) from None
+    if c.count == 0:
+        raise DataError(f"{path}: no CSI packets (not a Nexmon CSI pcap, or wrong --chip/--bw?)")
+    stream = c.core.astype(np.int64) * 4 + c.spatial.astype(np.int64)
+    streams = np.unique(stream)
+    A = len(streams)
+    # A frame = consecutive packets with one sequence number; keep frames with every stream.
+    new_frame = np.concatenate([[True], np.diff(c.seq.astype(np.int64)) != 0])
+    frame = np.cumsum(new_frame) - 1
+    F = int(frame[-1]) + 1
+    K_all = c.csi.shape[1]
+    k_all = np.fft.fftshift(np.fft.fftfreq(K_all, 1.0 / K_all)).astype(np.int64)
+    keep_k = (np.abs(k_all) >= 2) & (np.abs(k_all) <= NEXMON_EDGE[bw])
+    cube = np.full((F, A, K_all), np.nan + 0j, dtype=np.complex128)
+    cube[frame, np.searchsorted(streams, stream)] = np.fft.fftshift(c.csi, axes=1)
+    complete = ~np.isnan(cube.real).any(axis=(1, 2))
+    # Some chips (the BCM4339 among them) report one antenna's CSI once per stream slot:
+    # identical copies are not antennas, so they are folded into one.
+    distinct = [0] + [a for a in range(1, A) if not np.array_equal(cube[complete, a], cube[complete, 0])]
+    cube, streams = cube[:, distinct], streams[distinct]
+    t_pkt = c.sec.astype(np.float64) + c.usec.astype(np.float64) * 1e-6
+    t_frame = np.full(F, np.nan)
+    t_frame[frame[::-1]] = t_pkt[::-1]  # time of each frame's first packet
+    t = t_frame[complete]
+    return {"csi": cube[complete][:, :, keep_k].astype(np.complex64), "timestamp": t - t[0],
+            "subcarriers": k_all[keep_k], "chip": f"bcm{chip}", "bandwidth": bw * 1e6,
+            "antennas": [f"core{s // 4}-stream{s % 4}" for s in streams],
+            "dropped_frames": int(F - complete.sum())}
+
+
+def read_capture(path: str | Path, fmt: str, **kw: Any) -> dict[str, Any]:
+    """``fmt`` is ``intel`` or ``nexmon``; keyword options go to the reader."""
+    if fmt == "intel":
+        return read_intel(path, **kw)
+    if fmt == "nexmon":
+        return read_nexmon(path, **kw)
+    raise DataError(f"{path}: unknown WiFi CSI format {fmt!r} (intel or nexmon)")
+
+
+def _windows(n: int, window: int, hop: int) -> list[int]:
+    if window == 0:
+        return [0]
+    return list(range(0, n - window + 1, hop))
+
+
+def import_wifi_csi(paths: Sequence[str | Path], out: str | Path, fmt: str, phase: str = "none",
+                    window: int = 64, hop: int | None = None, name: str | None = None,
+                    shard_size: int = 256, **reader_kw: Any) -> Path:
+    """Import WiFi CSI captures as a ``csi`` dataset of ``[window, A, K]`` samples."""
+    if phase not in PHASE_METHODS:
+        raise DataError(f"phase method {phase!r} is not one of {', '.join(PHASE_METHODS)}")
+    if window < 0 or (hop is not None and hop < 1):
+        raise DataError(f"window must be >= 0 and hop >= 1, got {window} and {hop}")
+    hop = hop or window or 1
+    caps = [read_capture(p, fmt, **reader_kw) for p in paths]
+    first = caps[0]
+    for p, c in zip(paths, caps):
+        if c["csi"].shape[1:] != first["csi"].shape[1:]:
+            raise DataError(f"{p}: CSI shape {list(c['csi'].shape[1:])} differs from "
+                            f"{paths[0]}'s {list(first['csi'].shape[1:])}")
+    if window == 0 and len({len(c["csi"]) for c in caps}) > 1:
+        raise DataError("--window 0 stores whole captures as samples, so they must have equal "
+                        "packet counts; choose a window length instead")
+    samples: dict[str, list[Any]] = {"csi": [], "timestamp": [], "capture": [], "start": []}
+    intervals = []
+    for i, (p, c) in enumerate(zip(paths, caps)):
+        csi = sanitize_phase(c["csi"], phase, c["subcarriers"], c.get("conj_groups"))
+        n = len(csi)
+        T = window or n
+        if n < T:
+            raise DataError(f"{p}: {n} packets, fewer than one window of {T}")
+        intervals.append(np.diff(c["timestamp"]))
+        for s in _windows(n, window, hop):
+            samples["csi"].append(csi[s:s + T])
+            samples["timestamp"].append(c["timestamp"][s:s + T])
+            samples["capture"].append(i)
+            samples["start"].append(s)
+    T = window or len(caps[0]["csi"])
+    A, K = first["csi"].shape[1:]
+    specs = {"csi": FieldSpec("complex64", (T, A, K)), "timestamp": FieldSpec("float64", (T,)),
+             "capture": FieldSpec("int64", ()), "start": FieldSpec("int64", ())}
+    arrays = {"csi": np.stack(samples["csi"]), "timestamp": np.stack(samples["timestamp"]),
+              "capture": np.array(samples["capture"], dtype=np.int64),
+              "start": np.array(samples["start"], dtype=np.int64)}
+    dt = np.concatenate(intervals)
+    med = float(np.median(dt))
+    attrs = {"time_step": med, "time_step_jitter": float((np.percentile(dt, 95) - np.percentile(dt, 5)) / med),
+             "bandwidth": first["bandwidth"], "chip": first["chip"], "antennas": first["antennas"],
+             "subcarrier_indices": [int(k) for k in first["subcarriers"]], "phase_sanitisation": phase,
+             "layout": "T, A, K (A = antennas as listed, K = subcarriers in frequency order)",
+             "captures": [Path(p).name for p in paths], "scenario": f"measured WiFi ({first['chip']})"}
+    if "dropped_frames" in first:
+        attrs["dropped_frames"] = [c["dropped_frames"] for c in caps]
+    return write_samples(out, name or Path(paths[0]).stem, "csi", specs, arrays, attrs,
+                         {"format": fmt, "sources": [str(p) for p in paths], "phase": phase,
+                          "window": window, "hop": hop, **reader_kw}, shard_size)

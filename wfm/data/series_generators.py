@@ -1,0 +1,354 @@
+"""Generated series: user trajectories (``kind: trajectory``) and cell traffic (``kind: traffic``).
+
+Both kinds plug into the generic driver of :mod:`wfm.data.generate` (sharded, parallel,
+resumable, deterministic) and into :func:`wfm.data.recipes.load_recipe`; each sample is
+one long series with a fixed length, so the fields are dense.
+
+Trajectories
+    A user moves on the ground (height ``ue_height_m``) around a base station at
+    ``(0, 0, bs_height_m)`` whose boresight is the +x axis. Motion is a chain of
+    constant-velocity segments of exponentially distributed duration; at each segment
+    boundary the user may stop (pedestrians pause, vehicles wait at lights), change speed
+    (log-normal factor, clipped to the recipe's range) and turn (vehicles take right-angle
+    turns of a street grid and otherwise follow gently curving roads; pedestrians wander).
+    Fields per step: ``position`` [L, 3] (m), ``distance`` [L] (m, 3D), ``aoa`` [L, 2]
+    (deg, LoS azimuth from boresight, unwrapped along time, and elevation, negative below
+    the mast) and ``speed`` [L] (m/s).
+
+Traffic
+    Cell load as ``level x daily profile x weekly factor x bursts x heavy-tailed noise``.
+    The daily profile mixes three archetypes (residential: evening peak; business: office
+    hours; transport: commuting peaks), the weekly factor scales weekends per archetype,
+    bursts (events) are Poisson in time with log-normal gain and exponential decay, and the
+    noise is multiplicative ``exp(scale * t_df)`` (Student t: rare large deviations, as
+    in measured traffic). Each series starts at a random step of the week (``start_step``
+    counts steps since Monday 00:00), so a model cannot learn the phase from the index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wfm.data.errors import DataError
+from wfm.data.generate import register_kind
+from wfm.data.geometry import los_distance_aoa
+from wfm.data.recipes import register_recipe_kind
+from wfm.data.shards import FieldSpec
+
+SPLITS = ("pretrain", "zeroshot", "test")
+MOBILITY = ("pedestrian", "vehicular")
+TRAFFIC_ARCHETYPES = ("residential", "business", "transport")
+
+
+# ---------------------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class TrajectoryRecipe:
+    """Long user trajectories around a base station. Units are in the key names."""
+
+    name: str
+    mobility: str  # pedestrian | vehicular
+    num_samples: int
+    steps: int = 512
+    interval_ms: float = 100.0
+    speed_kmh: tuple[float, float] = (2.0, 6.0)
+    bs_height_m: float = 25.0
+    ue_height_m: float = 1.5
+    start_distance_m: tuple[float, float] = (20.0, 300.0)  # horizontal, from the mast
+    sector_deg: float = 120.0  # users start within +-sector/2 of boresight
+    mean_segment_s: float = 8.0  # mean duration of a constant-velocity segment
+    stop_probability: float = 0.1  # chance that a segment is a stop
+    turn_probability: float = 0.3  # chance of a sharp turn at a segment boundary
+    shard_size: int = 256
+    split: str = "pretrain"
+    description: str = ""
+    kind: str = field(default="trajectory")
+
+    def __post_init__(self) -> None:
+        p = []
+        if self.mobility not in MOBILITY:
+            p.append(f"mobility {self.mobility!r} is not one of {', '.join(MOBILITY)}")
+        if not 0 <= self.speed_kmh[0] <= self.speed_kmh[1] or self.speed_kmh[1] <= 0:
+            p.append(f"speed_kmh {list(self.speed_kmh)} must be [low, high], 0 <= low <= high, high > 0")
+        if not 0 <= self.start_distance_m[0] <= self.start_distance_m[1]:
+            p.append(f"start_distance_m {list(self.start_distance_m)} must be [low, high], 0 <= low <= high")
+        for key in ("steps", "num_samples", "shard_size"):
+            if int(getattr(self, key)) < 1:
+                p.append(f"{key} must be >= 1")
+        for key in ("interval_ms", "mean_segment_s", "bs_height_m"):
+            if not float(getattr(self, key)) > 0:
+                p.append(f"{key} must be > 0")
+        for key in ("stop_probability", "turn_probability"):
+            if not 0 <= float(getattr(self, key)) <= 1:
+                p.append(f"{key} must be in [0, 1]")
+        if self.split not in SPLITS:
+            p.append(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+        if p:
+            raise DataError(f"recipe {self.name!r}: " + "; ".join(p))
+
+    @property
+    def interval_s(self) -> float:
+        return self.interval_ms * 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def with_overrides(self, **changes: Any) -> "TrajectoryRecipe":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class TrafficRecipe:
+    """Cell traffic series with daily/weekly seasonality, bursts and heavy-tailed noise."""
+
+    name: str
+    interval_min: float  # sampling interval; must divide a day
+    num_samples: int
+    days: int = 28
+    level_log_mean: float = 5.0  # log of the typical mean load (activity units)
+    level_log_std: float = 1.0
+    weekend_jitter: float = 0.1  # std of the random part of the weekend factor
+    bursts_per_day: float = 0.3
+    burst_hours: float = 1.5  # mean e-folding time of a burst's decay
+    burst_gain_log_mean: float = 0.0  # a burst multiplies the load by 1 + exp(N(mean, 0.7))
+    noise_scale: float = 0.08
+    noise_df: float = 3.0  # Student-t degrees of freedom: lower = heavier tails
+    shard_size: int = 256
+    split: str = "pretrain"
+    description: str = ""
+    kind: str = field(default="traffic")
+
+    def __post_init__(self) -> None:
+        p = []
+        if not self.interval_min > 0 or abs(1440 / self.interval_min - round(1440 / self.interval_min)) > 1e-9:
+            p.append(f"interval_min {self.interval_min} must be > 0 and divide a day (1440 min)")
+        for key in ("days", "num_samples", "shard_size"):
+            if int(getattr(self, key)) < 1:
+                p.append(f"{key} must be >= 1")
+        for key in ("noise_df", "burst_hours"):
+            if not float(getattr(self, key)) > 0:
+                p.append(f"{key} must be > 0")
+        for key in ("bursts_per_day", "noise_scale", "weekend_jitter", "level_log_std"):
+            if float(getattr(self, key)) < 0:
+                p.append(f"{key} must be >= 0")
+        if self.split not in SPLITS:
+            p.append(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+        if p:
+            raise DataError(f"recipe {self.name!r}: " + "; ".join(p))
+
+    @property
+    def steps_per_day(self) -> int:
+        return int(round(1440 / self.interval_min))
+
+    @property
+    def steps(self) -> int:
+        return self.days * self.steps_per_day
+
+    @property
+    def interval_s(self) -> float:
+        return self.interval_min * 60.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, **changes: Any) -> "TrafficRecipe":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parser(cls: type, kind: str):
+    """A ``load_recipe`` parser for a dataclass recipe: unknown/missing keys are errors."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    required = {n for n, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+    def parse(d: dict[str, Any], source: str) -> Any:
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise DataError(f"{source}: unknown recipe key(s) {', '.join(unknown)}")
+        missing = sorted(required - set(d))
+        if missing:
+            raise DataError(f"{source}: missing recipe key(s) {', '.join(missing)}")
+        if d.get("kind", kind) != kind:
+            raise DataError(f"{source}: kind {d['kind']!r} is not a {kind} recipe")
+        out = {}
+        try:
+            for k, v in d.items():
+                default = fields[k].default
+                if isinstance(default, tuple):
+                    out[k] = tuple(float(x) for x in v)
+                    if len(out[k]) != len(default):
+                        raise ValueError(f"{k} must have {len(default)} values")
+                elif isinstance(default, bool) or k in ("name", "kind", "split", "description", "mobility"):
+                    out[k] = v
+                elif k in ("num_samples", "steps", "days", "shard_size"):
+                    out[k] = int(v)
+                else:
+                    out[k] = float(v)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{source}: bad value in recipe: {e}") from None
+        try:
+            return cls(**out)
+        except DataError as e:
+            raise DataError(f"{source}: {e}") from None
+
+    return parse
+
+
+# ---------------------------------------------------------------------------- trajectories
+
+
+class TrajectoryGenerator:
+    """Sample generator of ``kind: trajectory`` recipes."""
+
+    kind = "trajectory"
+
+    def __init__(self, recipe: TrajectoryRecipe):
+        self.recipe = recipe
+
+    def specs(self) -> dict[str, FieldSpec]:
+        L = self.recipe.steps
+        return {
+            "position": FieldSpec("float32", (L, 3)),  # m, BS mast foot at the origin
+            "distance": FieldSpec("float32", (L,)),  # m, 3D, to the BS antenna
+            "aoa": FieldSpec("float32", (L, 2)),  # deg, LoS azimuth (unwrapped) / elevation
+            "speed": FieldSpec("float32", (L,)),  # m/s
+        }
+
+    def attrs(self) -> dict[str, Any]:
+        r = self.recipe
+        return {"interval_s": r.interval_s, "mobility": r.mobility,
+                "bs_position": [0.0, 0.0, r.bs_height_m], "boresight": "+x",
+                "aoa_channels": ["azimuth", "elevation"],
+                "layout": "L steps; aoa azimuth from boresight, unwrapped along time"}
+
+    def generate(self, num: int, seed: int, device: str = "cpu") -> dict[str, np.ndarray]:
+        r = self.recipe
+        rng = np.random.default_rng(seed)
+        L, dt = r.steps, r.interval_s
+        vel = np.stack([self._velocities(rng) for _ in range(num)])  # [n, L, 2]
+        dist0 = rng.uniform(*r.start_distance_m, size=num)
+        az0 = np.deg2rad(rng.uniform(-r.sector_deg / 2, r.sector_deg / 2, size=num))
+        start = np.stack([dist0 * np.cos(az0), dist0 * np.sin(az0)], -1)
+        # Position at step i integrates the velocities of steps 0..i-1.
+        steps = np.concatenate([np.zeros((num, 1, 2)), np.cumsum(vel[:, :-1] * dt, axis=1)], axis=1)
+        xy = start[:, None, :] + steps
+        pos = np.concatenate([xy, np.full((num, L, 1), r.ue_height_m)], axis=-1)
+        dist, aoa = los_distance_aoa(pos, bs=np.array([0.0, 0.0, r.bs_height_m]))
+        return {"position": pos.astype(np.float32), "distance": dist.astype(np.float32),
+                "aoa": aoa.astype(np.float32),
+                "speed": np.linalg.norm(vel, axis=-1).astype(np.float32)}
+
+    def _velocities(self, rng: np.random.Generator) -> np.ndarray:
+        """Per-step 2D velocity (m/s) of one user: constant-velocity segments."""
+        r = self.recipe
+        L, dt = r.steps, r.interval_s
+        lo, hi = (v / 3.6 for v in r.speed_kmh)
+        vel = np.empty((L, 2))
+        heading = rng.uniform(0, 2 * np.pi)
+        speed = rng.uniform(lo, hi)
+        t = 0
+        while t < L:
+            n = max(1, int(round(rng.exponential(r.mean_segment_s / dt))))
+            if t > 0 and rng.random() < r.stop_probability:
+                vel[t:t + n] = 0.0
+                t += n
+                continue
+            if t > 0:
+                speed = float(np.clip(speed * math.exp(rng.normal(0.0, 0.25)), lo, hi))
+                if rng.random() < r.turn_probability:
+                    # Vehicles follow a street grid; pedestrians turn by any sizeable angle.
+                    turn = (np.pi / 2 if r.mobility == "vehicular" else rng.uniform(np.pi / 4, 3 * np.pi / 4))
+                    heading += turn * rng.choice([-1.0, 1.0])
+                else:
+                    heading += rng.normal(0.0, np.deg2rad(5.0 if r.mobility == "vehicular" else 25.0))
+            vel[t:t + n] = speed * np.array([math.cos(heading), math.sin(heading)])
+            t += n
+        return vel
+
+
+# ---------------------------------------------------------------------------- traffic
+
+# Daily bumps per archetype: (hour of the peak, width in hours, height). Heights are
+# relative; a floor of 0.1 keeps night traffic above zero.
+_DAILY = {
+    "residential": [(8.0, 1.5, 0.35), (13.0, 2.5, 0.45), (21.0, 2.5, 1.0)],
+    "business": [(10.0, 2.0, 1.0), (15.0, 2.0, 0.9), (20.0, 2.0, 0.2)],
+    "transport": [(8.0, 1.0, 1.0), (18.0, 1.2, 0.9), (13.0, 3.0, 0.3)],
+}
+_WEEKEND = {"residential": 1.1, "business": 0.45, "transport": 0.6}
+
+
+def daily_profile(hours: np.ndarray, archetype: str) -> np.ndarray:
+    """Relative load of an archetype at time of day ``hours`` (periodic over 24 h)."""
+    out = np.full_like(hours, 0.1, dtype=np.float64)
+    for peak, width, height in _DAILY[archetype]:
+        d = np.remainder(hours - peak + 12.0, 24.0) - 12.0  # signed distance on the day circle
+        out += height * np.exp(-0.5 * (d / width) ** 2)
+    return out
+
+
+class TrafficGenerator:
+    """Sample generator of ``kind: traffic`` recipes."""
+
+    kind = "traffic"
+
+    def __init__(self, recipe: TrafficRecipe):
+        self.recipe = recipe
+
+    def specs(self) -> dict[str, FieldSpec]:
+        return {
+            "traffic": FieldSpec("float32", (self.recipe.steps,)),  # activity units, >= 0
+            "start_step": FieldSpec("int64", ()),  # steps since Monday 00:00 at the first value
+            "archetype_weights": FieldSpec("float32", (len(TRAFFIC_ARCHETYPES),)),
+        }
+
+    def attrs(self) -> dict[str, Any]:
+        r = self.recipe
+        return {"interval_s": r.interval_s, "steps_per_day": r.steps_per_day,
+                "archetypes": list(TRAFFIC_ARCHETYPES), "unit": "activity (arbitrary, >= 0)"}
+
+    def generate(self, num: int, seed: int, device: str = "cpu") -> dict[str, np.ndarray]:
+        r = self.recipe
+        rng = np.random.default_rng(seed)
+        L, spd = r.steps, r.steps_per_day
+        start = rng.integers(0, 7 * spd, size=num)
+        t = start[:, None] + np.arange(L)[None, :]  # absolute step since Monday 00:00
+        hours = np.remainder(t, spd) * (24.0 / spd)
+        weekend = np.remainder(t // spd, 7) >= 5
+        weights = rng.dirichlet(np.full(len(TRAFFIC_ARCHETYPES), 0.7), size=num)
+        season = np.zeros((num, L))
+        for j, a in enumerate(TRAFFIC_ARCHETYPES):
+            wk = _WEEKEND[a] * np.exp(rng.normal(0.0, r.weekend_jitter, size=(num, 1)))
+            season += weights[:, j, None] * daily_profile(hours, a) * np.where(weekend, wk, 1.0)
+        level = np.exp(rng.normal(r.level_log_mean, r.level_log_std, size=(num, 1)))
+        bursts = self._bursts(rng, num, L, spd)
+        noise = np.exp(r.noise_scale * np.clip(rng.standard_t(r.noise_df, size=(num, L)), -30, 30))
+        traffic = level * season * (1.0 + bursts) * noise
+        return {"traffic": traffic.astype(np.float32), "start_step": start.astype(np.int64),
+                "archetype_weights": weights.astype(np.float32)}
+
+    def _bursts(self, rng: np.random.Generator, num: int, L: int, spd: int) -> np.ndarray:
+        """Relative extra load of events: jump up, decay exponentially."""
+        r = self.recipe
+        out = np.zeros((num, L))
+        tau = r.burst_hours * spd / 24.0  # decay time in steps
+        for i in range(num):
+            for _ in range(rng.poisson(r.bursts_per_day * L / spd)):
+                s = int(rng.integers(0, L))
+                gain = math.exp(rng.normal(r.burst_gain_log_mean, 0.7))
+                k = np.arange(L - s)
+                out[i, s:] += gain * np.exp(-k / (tau * rng.exponential(1.0) + 1e-9))
+        return out
+
+
+register_recipe_kind("trajectory", _parser(TrajectoryRecipe, "trajectory"))
+register_recipe_kind("traffic", _parser(TrafficRecipe, "traffic"))
+register_kind("trajectory", TrajectoryGenerator)
+register_kind("traffic", TrafficGenerator)
