@@ -102,8 +102,9 @@ class ComplexLayerNorm(nn.Module):
 
     def forward(self, x: ComplexPair) -> ComplexPair:
         xr, xi = x
-        # Statistics in fp32 even for half inputs (like nn.LayerNorm under autocast).
-        xr32, xi32 = xr.float(), xi.float()
+        # Statistics in at least fp32, even for half inputs (like nn.LayerNorm under autocast).
+        stat_dtype = torch.promote_types(xr.dtype, torch.float32)
+        xr32, xi32 = xr.to(stat_dtype), xi.to(stat_dtype)
         cr = xr32 - xr32.mean(dim=-1, keepdim=True)
         ci = xi32 - xi32.mean(dim=-1, keepdim=True)
         var = (cr * cr + ci * ci).mean(dim=-1, keepdim=True)
