@@ -99,13 +99,13 @@ def _triton_unsupported_reason(q: Tensor) -> str | None:
         ta = _triton_module()
     except RuntimeError as err:
         return str(err)
-    if q.device.type != "cuda" and not ta.INTERPRET:
-        return (f"backend='triton' needs CUDA tensors (got {q.device}); on CPU set "
-                f"TRITON_INTERPRET=1 before importing wfm.kernels.triton_attention")
     if q.dtype not in ta.SUPPORTED_DTYPES:
         return f"backend='triton' supports dtypes {ta.SUPPORTED_DTYPES}, got {q.dtype}"
     if q.shape[-1] not in ta.SUPPORTED_HEAD_DIMS:
         return f"backend='triton' supports head dims {ta.SUPPORTED_HEAD_DIMS}, got {q.shape[-1]}"
+    if q.device.type != "cuda" and not ta.INTERPRET:
+        return (f"backend='triton' needs CUDA tensors (got {q.device}); on CPU set "
+                f"TRITON_INTERPRET=1 before anything imports triton (CPU interpreter)")
     return None
 
 
