@@ -34,8 +34,9 @@ P is recomputed from the saved ``lse``. dK/dV come from a kernel that owns a key
 loops over query blocks; dQ from a kernel that owns a query block and loops over key blocks.
 This recomputes the scores twice but needs no atomics, so results are deterministic.
 
-``TRITON_INTERPRET=1`` must be set before this module is imported for the kernels to run in
-the CPU interpreter; under the interpreter each kernel gets exactly one autotune config.
+For the CPU interpreter, ``TRITON_INTERPRET=1`` must be set before ``triton`` itself is first
+imported (triton's own ``@jit`` helpers are decorated then) and thus before this module; under
+the interpreter each kernel gets exactly one autotune config.
 """
 
 from __future__ import annotations
@@ -61,17 +62,28 @@ SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torc
 _LOG2E = tl.constexpr(1.4426950408889634)
 
 
-def _configs(block_m: tuple[int, ...], block_n: tuple[int, ...], warps: tuple[int, ...],
-             stages: tuple[int, ...]) -> list[triton.Config]:
-    """Autotune search space; a single small config under the interpreter (it rejects more)."""
+def _configs(space: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+    """Autotune configs from ``(BLOCK_M, BLOCK_N, num_warps, num_stages)`` tuples.
+
+    A short curated list per kernel (not a full grid): every config is compiled for each
+    (variant, causal, head dim, dtype), so a grid would make the first call take minutes.
+    Under the interpreter exactly one small config, because it rejects several.
+    """
     if INTERPRET:
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-        for bm in block_m for bn in block_n for w in warps for s in stages
-    ]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+            for bm, bn, w, s in space]
 
 
+# Forward: a wide query tile amortises the K/V loads; 4 live [BLOCK_M, D] tiles (Qr, Qi and
+# two FP32 accumulators) bound BLOCK_M at 128.
+_FWD_SPACE = [(64, 32, 4, 3), (64, 64, 4, 3), (64, 64, 4, 2),
+              (128, 32, 8, 3), (128, 64, 8, 3), (128, 64, 8, 2)]
+# dK/dV: the key tile holds 8 [BLOCK_N, D] tiles (K, V halves + FP32 dK, dV), query tiles stream.
+_DKDV_SPACE = [(16, 64, 4, 2), (32, 64, 4, 2), (32, 64, 4, 1),
+               (32, 128, 8, 2), (64, 64, 4, 2), (64, 128, 8, 2)]
+# dQ: the query tile holds Q, dO halves and FP32 dQ; key tiles stream.
+_DQ_SPACE = [(32, 64, 4, 2), (64, 32, 4, 2), (64, 64, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2)]
 _AUTOTUNE_KEY = ["N_Q", "N_K", "HEAD_DIM", "PHASE", "CAUSAL"]
 
 
@@ -119,7 +131,7 @@ def _score_grads(p, s_re, s_im, mag, g_r, g_i, delta, PHASE: tl.constexpr):
 # --------------------------------------------------------------------------------------------
 # Forward
 # --------------------------------------------------------------------------------------------
-@triton.autotune(configs=_configs((64, 128), (32, 64), (4, 8), (2, 3)), key=_AUTOTUNE_KEY)
+@triton.autotune(configs=_configs(_FWD_SPACE), key=_AUTOTUNE_KEY)
 @triton.jit
 def _fwd_kernel(
     QR, QI, KR, KI, VR, VI, OR, OI, LSE,
@@ -217,7 +229,7 @@ def _bwd_preprocess_kernel(OR, OI, DOR, DOI, DELTA, N_Q, HEAD_DIM: tl.constexpr,
     tl.store(DELTA + off_bh.to(tl.int64) * N_Q + offs_m, delta, mask=m_valid)
 
 
-@triton.autotune(configs=_configs((32, 64), (64, 128), (4, 8), (1, 2)), key=_AUTOTUNE_KEY)
+@triton.autotune(configs=_configs(_DKDV_SPACE), key=_AUTOTUNE_KEY)
 @triton.jit
 def _bwd_dkdv_kernel(
     QR, QI, KR, KI, VR, VI, DOR, DOI, LSE, DELTA, DKR, DKI, DVR, DVI,
@@ -316,7 +328,7 @@ def _bwd_dkdv_kernel(
     tl.store(DVI + k_offs, dvi.to(DVI.dtype.element_ty), mask=n_valid[:, None])
 
 
-@triton.autotune(configs=_configs((32, 64), (32, 64), (4, 8), (1, 2)), key=_AUTOTUNE_KEY)
+@triton.autotune(configs=_configs(_DQ_SPACE), key=_AUTOTUNE_KEY)
 @triton.jit
 def _bwd_dq_kernel(
     QR, QI, KR, KI, VR, VI, DOR, DOI, LSE, DELTA, DQR, DQI,
