@@ -103,15 +103,24 @@ class MaskPolicy:
         if self.weights is not None and (len(self.weights) != len(self.kinds) or min(self.weights) < 0 or sum(self.weights) <= 0):
             raise ValueError(f"mask weights {self.weights} must be non-negative, not all zero, one per kind")
 
-    def __call__(
-        self, batch: int, grid: Grid, step: int, seed: int = 0, device: torch.device | str = "cpu"
-    ) -> tuple[Tensor, str, float]:
-        """Mask for micro-batch ``step``: returns ``(mask [B, N], kind, ratio)``."""
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    def choose(self, step: int, seed: int = 0) -> tuple[str, float]:
+        """The ``(kind, ratio)`` of micro-batch ``step`` (the same on every rank)."""
         if self.mode == "cycle":
             i = step % len(self.kinds)
         else:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
             w = torch.tensor(self.weights or [1.0] * len(self.kinds), dtype=torch.float)
             i = int(torch.multinomial(w, 1, generator=gen))
-        kind, ratio = self.kinds[i], self.ratios[i]
+        return self.kinds[i], self.ratios[i]
+
+    def __call__(
+        self, batch: int, grid: Grid, step: int, seed: int = 0, rank: int = 0, device: torch.device | str = "cpu"
+    ) -> tuple[Tensor, str, float]:
+        """Mask for micro-batch ``step`` on ``rank``: returns ``(mask [B, N], kind, ratio)``.
+
+        The kind depends on ``(seed, step)`` only; the random draw also on ``rank`` so data
+        parallel ranks mask differently.
+        """
+        kind, ratio = self.choose(step, seed)
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + step) * 65_537 + rank + 1)
         return make_mask(kind, batch, grid, ratio, generator=gen, device=device), kind, ratio
