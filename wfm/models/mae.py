@@ -276,32 +276,31 @@ class MaskedAutoencoder(nn.Module):
             blk.compile(**kwargs)
 
 
-def _mae(dim: int, depth: int, **kwargs) -> MaskedAutoencoder:
-    cfg = dict(dim=dim, depth=depth, num_heads=8, mlp_ratio=2.0, decoder_depth=4)
-    cfg.update(kwargs)
-    return MaskedAutoencoder(**cfg)
+def _mae(size: dict, overrides: dict) -> MaskedAutoencoder:
+    """A size's defaults; any ``MaskedAutoencoder`` argument in ``overrides`` wins."""
+    return MaskedAutoencoder(**{"num_heads": 8, "mlp_ratio": 2.0, "decoder_depth": 4, **size, **overrides})
 
 
 @register_model
 def mae_tiny(**kwargs) -> MaskedAutoencoder:
-    return _mae(64, 6, **kwargs)
+    return _mae(dict(dim=64, depth=6), kwargs)
 
 
 @register_model
 def mae_little(**kwargs) -> MaskedAutoencoder:
-    return _mae(128, 6, **kwargs)
+    return _mae(dict(dim=128, depth=6), kwargs)
 
 
 @register_model
 def mae_small(**kwargs) -> MaskedAutoencoder:
-    return _mae(256, 6, **kwargs)
+    return _mae(dict(dim=256, depth=6), kwargs)
 
 
 @register_model
 def mae_base(**kwargs) -> MaskedAutoencoder:
-    return _mae(512, 6, **kwargs)
+    return _mae(dict(dim=512, depth=6), kwargs)
 
 
 @register_model
 def mae_large(**kwargs) -> MaskedAutoencoder:
-    return _mae(768, 8, **kwargs)
+    return _mae(dict(dim=768, depth=8), kwargs)
