@@ -1,0 +1,145 @@
+"""DataModules: splits, mixtures, sharding across workers and ranks, live generation."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+
+import wfm.data.datamodule as dm_mod
+from conftest import tiny_recipe
+from wfm.data.datamodule import CSIDataModule, LiveCSIDataModule, contiguous_splits
+from wfm.data.errors import DataError
+from wfm.data.shards import FieldSpec, ShardedDataset, write_dataset
+
+
+def test_contiguous_splits_partition_every_dataset():
+    s = contiguous_splits([100, 7], 0.1, 0.2)
+    for i, n in enumerate([100, 7]):
+        parts = [range(s[k].starts[i], s[k].stops[i]) for k in ("train", "val", "test")]
+        assert sorted(x for p in parts for x in p) == list(range(n))
+    assert (s["train"].size(0), s["val"].size(0), s["test"].size(0)) == (70, 10, 20)
+    with pytest.raises(ValueError, match="sum to less than 1"):
+        contiguous_splits([10], 0.5, 0.5)
+
+
+def test_batches_are_normalised_and_shaped(tiny_dataset):
+    dm = CSIDataModule([str(tiny_dataset)], batch_size=8, val_fraction=0.2, test_fraction=0.2,
+                       fields=["los", "distance"])
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 3  # 24 training samples in batches of 8
+    b = batches[0]
+    assert b["csi"].shape == (8, 8, 4, 16) and b["csi"].dtype == torch.complex64
+    assert b["los"].dtype == torch.bool and b["distance"].shape == (8, 8)
+    assert b["dataset"] == "tiny-uma" and b["dataset_index"] == 0
+    power = torch.cat([x["csi"] for x in batches]).abs().pow(2).mean()
+    assert 0.5 < power < 2.0
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_evaluation_sees_every_sample_once(tiny_dataset, workers):
+    dm = CSIDataModule([str(tiny_dataset)], batch_size=3, val_fraction=0.25, test_fraction=0.25,
+                       num_workers=workers, normalize=False)
+    dm.setup()
+    ds = ShardedDataset(tiny_dataset)
+    for split, rng in (("val", range(20, 30)), ("test", range(30, 40))):
+        loader = dm.val_dataloader() if split == "val" else dm.test_dataloader()
+        got = torch.cat([b["csi"] for b in loader]).numpy()
+        want = ds.read_range(rng.start, rng.stop)["csi"]
+        # Workers interleave batches: compare as sets of samples.
+        assert sorted(map(bytes, got)) == sorted(map(bytes, want))
+
+
+def test_plan_is_deterministic_per_epoch_and_shards_across_streams(tiny_dataset, monkeypatch):
+    dm = CSIDataModule([str(tiny_dataset)], batch_size=4, block_size=2, samples_per_epoch=64)
+    dm.setup()
+    ds = dm._dataset("train")
+    ds.epoch = 0
+    plan0 = ds.plan()
+    assert plan0 == ds.plan() and len(plan0) == 16
+    ds.epoch = 1
+    assert ds.plan() != plan0
+    for d, blocks in plan0:  # blocks stay inside the training range, two samples each
+        assert all(0 <= a < b <= dm.splits["train"].stops[0] and b - a == 2 for a, b in blocks)
+    # Two ranks (or workers) take disjoint halves of the plan that together make it whole.
+    ds.epoch = 0
+    seen = []
+    for me in range(2):
+        monkeypatch.setattr(dm_mod, "_stream", lambda me=me: (me, 2))
+        seen.append([bytes(b["csi"].numpy()) for b in ds])
+    assert len(seen[0]) == len(seen[1]) == 8 and not set(seen[0]) & set(seen[1])
+
+
+def test_mixture_follows_weights_and_keeps_shapes_apart(tiny_dataset, tiny_cdl_dataset):
+    dm = CSIDataModule([str(tiny_dataset), str(tiny_cdl_dataset)], weights=[3, 1], batch_size=2,
+                       samples_per_epoch=2 * 400)
+    dm.setup()
+    loader = dm.train_dataloader()
+    counts = Counter()
+    for b in loader:
+        counts[b["dataset_index"]] += 1
+        assert b["csi"].shape[1:] == ((8, 4, 16) if b["dataset_index"] == 0 else (4, 8, 32))
+    assert counts[0] + counts[1] == 400
+    assert 0.68 < counts[0] / 400 < 0.82
+    # A new pass (epoch) draws a new plan.
+    first = [b["dataset_index"] for b in loader]
+    second = [b["dataset_index"] for b in loader]
+    assert first != second
+
+
+def test_bad_configuration_is_named(tiny_dataset, tmp_path):
+    with pytest.raises(DataError, match="2 weights for 1 datasets"):
+        CSIDataModule([str(tiny_dataset)], weights=[1, 2])
+    with pytest.raises(DataError, match="has no field"):
+        CSIDataModule([str(tiny_dataset)], fields=["beam"]).setup()
+    series = write_dataset(tmp_path / "series", "s", "traffic", {"values": FieldSpec("float32", (5,))},
+                           [{"values": np.zeros((4, 5), np.float32)}], {})
+    with pytest.raises(DataError, match="a 'traffic' dataset, CSIDataModule serves CSI"):
+        CSIDataModule([str(series)]).setup()
+
+
+def test_lightning_fits_on_it(tiny_dataset):
+    class Probe(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch, i):
+            return (batch["csi"].abs().mean() - self.w) ** 2
+
+        def validation_step(self, batch, i):
+            self.log("val", batch["csi"].abs().mean(), batch_size=len(batch["csi"]))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Probe(), CSIDataModule([str(tiny_dataset)], batch_size=4))
+    assert trainer.global_step == 2 * 9  # ceil(36 train samples / 4) batches per epoch
+
+
+def test_live_datamodule(tmp_path):
+    paths = []
+    for name, changes in (("a", {}), ("b", {"model": "tdl", "profile": "A", "time_steps": 4})):
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump(tiny_recipe(name=name, **changes).to_dict()))
+        paths.append(str(p))
+    dm = LiveCSIDataModule(paths, batch_size=4, samples_per_epoch=24, val_samples=8)
+    dm.setup()
+    val1 = [b["csi"] for b in dm.val_dataloader()]
+    val2 = [b["csi"] for b in dm.val_dataloader()]
+    assert len(val1) == 4 and all(torch.equal(a, b) for a, b in zip(val1, val2))
+    loader = dm.train_dataloader()
+    e0 = list(loader)
+    e1 = list(loader)
+    assert len(e0) == 6
+    assert {tuple(b["csi"].shape[1:]) for b in e0} <= {(8, 4, 16), (4, 4, 16)}
+    assert not torch.equal(e0[0]["csi"], e1[0]["csi"])  # fresh channels every epoch
+    with pytest.raises(DataError, match="num_workers: 0"):
+        LiveCSIDataModule(paths, device="cuda", num_workers=2)

@@ -1,0 +1,80 @@
+"""The recipe catalog and recipe validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import RECIPES
+from wfm.data.errors import DataError
+from wfm.data.recipes import CSIRecipe, load_recipe, recipe_catalog, recipe_from_dict
+
+
+def csi_catalog() -> list[CSIRecipe]:
+    return [r for r in recipe_catalog(RECIPES) if isinstance(r, CSIRecipe)]
+
+
+def test_catalog_mirrors_the_wifo_corpus_structure():
+    cat = csi_catalog()
+    pre = [r for r in cat if r.split == "pretrain"]
+    zs = [r for r in cat if r.split == "zeroshot"]
+    assert len(pre) >= 16 and len(zs) >= 3
+    assert {r.model for r in pre} == {"uma", "umi", "rma", "cdl", "tdl"}
+    assert {r.array for r in pre} >= {(1, 4), (4, 8)}
+    assert {r.num_subcarriers for r in pre} == {32, 64, 128}
+    assert {r.time_steps for r in pre} == {16, 24}
+    assert min(r.time_step_ms for r in pre) == 0.25 and max(r.time_step_ms for r in pre) == 1.0
+    assert min(r.speed_kmh[0] for r in pre) == 0 and max(r.speed_kmh[1] for r in pre) == 300
+    # Zero-shot sets are out of distribution in both band and scenario.
+    pre_bands = {r.carrier_frequency_ghz for r in pre}
+    pre_scenarios = {r.scenario for r in pre}
+    for r in zs:
+        assert r.carrier_frequency_ghz not in pre_bands, r.name
+        assert r.scenario not in pre_scenarios, r.name
+
+
+def test_recipe_names_match_files():
+    for path in sorted(RECIPES.glob("*.yaml")):
+        assert load_recipe(path).name == path.stem
+
+
+def test_every_catalog_shape_fits_4x4x4_patches():
+    for r in csi_catalog():
+        assert all(n % 4 == 0 for n in r.shape), (r.name, r.shape)
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text((RECIPES / "uma-3p5-4x8-k64-t24.yaml").read_text() + "carrier_freq_ghz: 3.5\n")
+    with pytest.raises(DataError, match=r"bad.yaml: unknown recipe key\(s\) carrier_freq_ghz"):
+        load_recipe(p)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": "uma5"}, "model 'uma5' is not one of"),
+    ({"model": "cdl"}, "needs profile"),
+    ({"array": [0, 4]}, "array"),
+    ({"speed_kmh": [50, 10]}, "speed_kmh"),
+    ({"time_step_ms": 0}, "time_step_ms must be > 0"),
+    ({"los": "sometimes"}, "los 'sometimes'"),
+    ({"num_subcarriers": "many"}, "bad value"),
+])
+def test_bad_values_are_named(change, message):
+    d = load_recipe(RECIPES / "uma-3p5-4x8-k64-t24.yaml").to_dict()
+    d.update(change)
+    with pytest.raises(DataError, match=message):
+        recipe_from_dict(d, source="x.yaml")
+
+
+def test_missing_key_and_bad_files(tmp_path):
+    d = load_recipe(RECIPES / "uma-3p5-4x8-k64-t24.yaml").to_dict()
+    del d["time_steps"]
+    with pytest.raises(DataError, match="missing recipe key.*time_steps"):
+        recipe_from_dict(d)
+    with pytest.raises(DataError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    (tmp_path / "broken.yaml").write_text("model: [uma\n")
+    with pytest.raises(DataError, match="broken.yaml: not valid YAML"):
+        load_recipe(tmp_path / "broken.yaml")
+    (tmp_path / "kind.yaml").write_text("kind: hologram\n")
+    with pytest.raises(DataError, match="unknown recipe kind 'hologram'"):
+        load_recipe(tmp_path / "kind.yaml")

@@ -1,0 +1,50 @@
+"""The ``wfm`` command: ``wfm <verb> ...``.
+
+Each verb lives in its own module with a ``register(subparsers)`` function that adds its
+parser and sets ``func``; this file only assembles them and turns library errors into
+one-line messages with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wfm import __version__
+
+# Modules that register a verb, in the order `wfm --help` lists them.
+VERB_MODULES = ("wfm.demo", "wfm.data.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="wfm", description="Wireless foundation models.")
+    parser.add_argument("--version", action="version", version=f"wfm {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
+    for name in VERB_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    # LightningCLI parses its own arguments: hand them over untouched.
+    if argv[:1] == ["pretrain"]:
+        from wfm.pretrain import main as pretrain_main
+
+        return pretrain_main(argv[1:])
+    from wfm.console import fail
+    from wfm.data.errors import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DataError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""``wfm data ...``: generate, inspect and list datasets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wfm.console import console, print_table, progress_bar, write_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="generate, inspect and list datasets")
+    verbs = data.add_subparsers(dest="data_verb", metavar="<command>", required=True)
+
+    g = verbs.add_parser("generate", help="generate a dataset from a recipe (resumable)")
+    g.add_argument("--recipe", required=True, help="recipe YAML, e.g. data/recipes/uma-3p5-4x8-k64-t24.yaml")
+    g.add_argument("--out", required=True, help="output folder (created; re-run the same command to resume)")
+    g.add_argument("--num-samples", type=int, default=None, help="override the recipe's sample count")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--workers", type=int, default=1, help="worker processes, one shard each at a time")
+    g.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where Sionna runs")
+    g.set_defaults(func=cmd_generate)
+
+    i = verbs.add_parser("inspect", help="validate a dataset (checksums, shapes, NaN/Inf) and summarise it")
+    i.add_argument("dir", help="dataset folder (holds manifest.json)")
+    i.add_argument("--json", default=None, help="also write the summary as JSON here")
+    i.set_defaults(func=cmd_inspect)
+
+    r = verbs.add_parser("recipes", help="list the recipes of a catalog folder")
+    r.add_argument("dir", nargs="?", default="data/recipes")
+    r.add_argument("--markdown", action="store_true", help="print the table as Markdown (for data/README.md)")
+    r.set_defaults(func=cmd_recipes)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+    from wfm.data.shards import read_manifest
+
+    recipe = load_recipe(args.recipe)
+    total = args.num_samples or recipe.num_samples
+    with progress_bar(f"generating {recipe.name}", total) as advance:
+        res = generate_dataset(recipe, args.out, num_samples=args.num_samples, seed=args.seed,
+                               workers=args.workers, device=args.device, progress=advance)
+    console.print(f"{res.out_dir}: {res.num_samples} samples in {res.num_shards} shards "
+                  f"({res.generated_shards} generated, {res.skipped_shards} kept from an earlier run) "
+                  f"in {res.seconds:.1f} s")
+    _print_summary(read_manifest(args.out))
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from wfm.data.shards import read_manifest, verify_dataset
+
+    manifest = read_manifest(args.dir)
+    with progress_bar("verifying shards", len(manifest["shards"])) as advance:
+        verify_dataset(args.dir, progress=advance)
+    summary = _print_summary(manifest)
+    console.print(f"{args.dir}: OK ({manifest['num_samples']} samples, {len(manifest['shards'])} shards, "
+                  "checksums, shapes and values verified)")
+    if args.json:
+        write_json(args.json, summary)
+
+
+def _print_summary(manifest: dict) -> dict:
+    from wfm.data.generate import summarize
+
+    summary = summarize(manifest)
+    print_table([summary], title=f"dataset {manifest['name']}")
+    rows = [{"field": k, "dtype": v["dtype"], "shape": v["shape"],
+             "mean": _mean(manifest["stats"].get(k, {})), "std": manifest["stats"].get(k, {}).get("std")}
+            for k, v in manifest["fields"].items()]
+    print_table(rows, title="fields")
+    return {**summary, "fields": manifest["fields"], "attrs": manifest["attrs"], "stats": manifest["stats"]}
+
+
+def _mean(st: dict) -> object:
+    m = st.get("mean")
+    return complex(*m) if isinstance(m, list) else m
+
+
+def catalog_rows(directory: str | Path) -> list[dict]:
+    """One row per recipe: the columns of data/README.md's dataset table."""
+    from wfm.data.recipes import CSIRecipe, recipe_catalog
+
+    rows = []
+    for r in recipe_catalog(directory):
+        if isinstance(r, CSIRecipe):
+            rows.append({"name": r.name, "split": r.split, "scenario": r.scenario,
+                         "band_ghz": r.carrier_frequency_ghz, "array": f"{r.array[0]}x{r.array[1]}",
+                         "K": r.num_subcarriers, "scs_khz": r.subcarrier_spacing_khz, "T": r.time_steps,
+                         "dt_ms": r.time_step_ms, "speed_kmh": f"{r.speed_kmh[0]:g}-{r.speed_kmh[1]:g}",
+                         "samples": r.num_samples})
+        else:
+            rows.append({"name": r.name, "split": r.split, "scenario": getattr(r, "kind", ""),
+                         "samples": r.num_samples})
+    return rows
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    from wfm.console import markdown_table
+
+    rows = catalog_rows(args.dir)
+    if args.markdown:
+        print(markdown_table(rows), end="")
+    else:
+        print_table(rows, title=f"recipes in {args.dir}")

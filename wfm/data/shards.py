@@ -1,0 +1,408 @@
+"""HDF5 shards and the JSON manifest: the one storage format of every wfm dataset.
+
+A dataset is a folder::
+
+    manifest.json        schema version, recipe, fields, shards (+ sha256), statistics
+    shard-00000.h5       one HDF5 file per shard: one dataset per field, samples along axis 0
+    shard-00001.h5
+    ...
+
+Every sample of a dataset has the same *fields* (``csi``, ``los``, ``values``...), each
+with a fixed dtype and per-sample shape. A field whose first per-sample dimension is
+``-1`` is *ragged* (series of different lengths): it is stored flat, with an
+``<name>.offsets`` dataset of ``n + 1`` row offsets.
+
+Files are written to a temporary name and renamed into place, so a killed writer never
+leaves a half-written shard or manifest behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+from wfm import __version__
+from wfm.data.errors import DataError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """dtype and per-sample shape of one field; ``shape[0] == -1`` marks a ragged field."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def ragged(self) -> bool:
+        return len(self.shape) > 0 and self.shape[0] == -1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape)}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "FieldSpec":
+        return FieldSpec(str(d["dtype"]), tuple(int(x) for x in d["shape"]))
+
+
+# ---------------------------------------------------------------------------- atomic IO
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only on success."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def field_stats(x: np.ndarray) -> dict[str, Any]:
+    """Sufficient statistics of one field over a shard, mergeable across shards.
+
+    Complex fields keep the complex mean and the mean power, from which the
+    normaliser ``std = sqrt(E|x|^2 - |E x|^2)`` follows; real fields keep sum, sum of
+    squares, min and max.
+    """
+    x = np.asarray(x)
+    n = int(x.size)
+    if np.iscomplexobj(x):
+        x128 = x.astype(np.complex128, copy=False)
+        s = x128.sum()
+        return {"count": n, "sum": [float(s.real), float(s.imag)],
+                "sum_sq": float(np.sum(x128.real**2 + x128.imag**2))}
+    xf = x.astype(np.float64, copy=False)
+    return {"count": n, "sum": float(xf.sum()), "sum_sq": float(np.sum(xf * xf)),
+            "min": float(xf.min()) if n else None, "max": float(xf.max()) if n else None}
+
+
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge per-shard statistics and add mean/std."""
+    n = sum(p["count"] for p in parts)
+    if n == 0:
+        return {"count": 0}
+    sum_sq = sum(p["sum_sq"] for p in parts)
+    if isinstance(parts[0]["sum"], list):
+        s = complex(sum(p["sum"][0] for p in parts), sum(p["sum"][1] for p in parts))
+        mean = s / n
+        power = sum_sq / n
+        return {"count": n, "mean": [mean.real, mean.imag], "power": power,
+                "std": float(np.sqrt(max(power - abs(mean) ** 2, 0.0)))}
+    mean = sum(p["sum"] for p in parts) / n
+    mins = [p["min"] for p in parts if p.get("min") is not None]
+    maxs = [p["max"] for p in parts if p.get("max") is not None]
+    return {"count": n, "mean": mean, "std": float(np.sqrt(max(sum_sq / n - mean**2, 0.0))),
+            "min": min(mins) if mins else None, "max": max(maxs) if maxs else None}
+
+
+# ---------------------------------------------------------------------------- shards
+
+
+def check_fields(arrays: Mapping[str, Any], specs: Mapping[str, FieldSpec], where: str) -> int:
+    """Check arrays against their specs (names, dtypes, shapes, finiteness); return n."""
+    if set(arrays) != set(specs):
+        raise DataError(f"{where}: fields {sorted(arrays)} differ from declared {sorted(specs)}")
+    n = None
+    for name, spec in specs.items():
+        a = arrays[name]
+        if spec.ragged:
+            rows = list(a)
+            count = len(rows)
+            for i, r in enumerate(rows):
+                r = np.asarray(r)
+                if r.dtype != np.dtype(spec.dtype) or r.shape[1:] != spec.shape[1:]:
+                    raise DataError(f"{where}: field {name!r} sample {i} has {r.dtype}{list(r.shape)}, "
+                                    f"expected {spec.dtype}[n, {', '.join(map(str, spec.shape[1:]))}]")
+                _check_finite(r, f"{where}: field {name!r} sample {i}")
+        else:
+            a = np.asarray(a)
+            count = a.shape[0] if a.ndim else -1
+            if a.dtype != np.dtype(spec.dtype) or a.shape[1:] != spec.shape:
+                raise DataError(f"{where}: field {name!r} is {a.dtype}{list(a.shape[1:])} per sample, "
+                                f"expected {spec.dtype}{list(spec.shape)}")
+            _check_finite(a, f"{where}: field {name!r}")
+        if n is None:
+            n = count
+        elif count != n:
+            raise DataError(f"{where}: field {name!r} has {count} samples, others have {n}")
+    return n or 0
+
+
+def _check_finite(a: np.ndarray, where: str) -> None:
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise DataError(f"{where}: NaN or Inf at index {bad.tolist()}")
+
+
+def write_shard(path: Path, arrays: Mapping[str, Any], specs: Mapping[str, FieldSpec],
+                attrs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate and write one shard atomically. Returns its manifest entry."""
+    n = check_fields(arrays, specs, str(path))
+    stats = {}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["num_samples"] = n
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = json.dumps(value)
+            for name, spec in specs.items():
+                if spec.ragged:
+                    rows = [np.asarray(r) for r in arrays[name]]
+                    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+                    flat = (np.concatenate(rows) if rows else
+                            np.zeros((0, *spec.shape[1:]), dtype=spec.dtype))
+                    f.create_dataset(name, data=flat)
+                    f.create_dataset(f"{name}.offsets", data=np.concatenate([[0], np.cumsum(lengths)]))
+                    stats[name] = field_stats(flat)
+                else:
+                    a = np.ascontiguousarray(arrays[name])
+                    # One chunk per ~1 MiB of samples keeps block reads contiguous and fast.
+                    per = max(1, a[:1].nbytes)
+                    chunk_n = int(max(1, min(n, (1 << 20) // per))) if n else None
+                    f.create_dataset(name, data=a, chunks=(chunk_n, *a.shape[1:]) if n else None)
+                    stats[name] = field_stats(a)
+    return {"file": path.name, "num_samples": n, "sha256": sha256_of(path), "stats": stats}
+
+
+class ShardReader:
+    """Reads samples from one shard; opens the file lazily so it is safe across fork."""
+
+    def __init__(self, path: Path, specs: Mapping[str, FieldSpec], num_samples: int):
+        self.path = Path(path)
+        self.specs = dict(specs)
+        self.num_samples = num_samples
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._offsets: dict[str, np.ndarray] = {}
+
+    def _open(self) -> h5py.File:
+        # A handle inherited through fork is unsafe: each process opens its own.
+        if self._file is None or self._pid != os.getpid():
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as e:
+                raise DataError(f"{self.path}: cannot open shard ({e})") from None
+            self._pid = os.getpid()
+            self._offsets = {name: self._file[f"{name}.offsets"][()]
+                             for name, spec in self.specs.items() if spec.ragged}
+        return self._file
+
+    def read(self, start: int, stop: int, fields: list[str] | None = None) -> dict[str, Any]:
+        """Samples ``start:stop`` of this shard as one contiguous block read per field."""
+        f = self._open()
+        out: dict[str, Any] = {}
+        for name in fields or list(self.specs):
+            try:
+                if self.specs[name].ragged:
+                    off = self._offsets[name]
+                    flat = f[name][off[start]:off[stop]]
+                    out[name] = [flat[a - off[start]:b - off[start]]
+                                 for a, b in zip(off[start:stop], off[start + 1:stop + 1])]
+                else:
+                    out[name] = f[name][start:stop]
+            except (OSError, KeyError) as e:
+                raise DataError(f"{self.path}: cannot read field {name!r} ({e})") from None
+        return out
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        return state
+
+
+# ---------------------------------------------------------------------------- datasets
+
+
+def build_manifest(name: str, kind: str, specs: Mapping[str, FieldSpec], shards: list[dict[str, Any]],
+                   attrs: Mapping[str, Any], recipe: Mapping[str, Any] | None = None,
+                   seed: int | None = None) -> dict[str, Any]:
+    """The manifest of a finished dataset: shards in order, statistics merged."""
+    stats = {f: merge_stats([s["stats"][f] for s in shards]) for f in specs}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "kind": kind,
+        "created_by": f"wfm {__version__}",
+        "recipe": dict(recipe) if recipe is not None else None,
+        "seed": seed,
+        "attrs": dict(attrs),
+        "fields": {k: v.to_dict() for k, v in specs.items()},
+        "num_samples": sum(s["num_samples"] for s in shards),
+        "shards": [{k: s[k] for k in ("file", "num_samples", "sha256")} for s in shards],
+        "stats": stats,
+    }
+
+
+def write_dataset(out_dir: str | Path, name: str, kind: str, specs: Mapping[str, FieldSpec],
+                  shards: list[Mapping[str, Any]], attrs: Mapping[str, Any],
+                  recipe: Mapping[str, Any] | None = None) -> Path:
+    """Write in-memory shards (each a dict of field arrays) as a dataset folder.
+
+    For data that fits in memory (imports of measured data, small test sets); generation
+    at scale writes shard by shard through :mod:`wfm.data.generate`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [write_shard(out / shard_name(i), arrays, specs) for i, arrays in enumerate(shards)]
+    write_json_atomic(out / MANIFEST, build_manifest(name, kind, specs, entries, attrs, recipe))
+    return out
+
+
+class ShardedDataset:
+    """A dataset folder opened for reading: manifest checked, samples by global index."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        self.specs = {k: FieldSpec.from_dict(v) for k, v in self.manifest["fields"].items()}
+        self.readers = [ShardReader(self.root / s["file"], self.specs, int(s["num_samples"]))
+                        for s in self.manifest["shards"]]
+        self.offsets = np.concatenate([[0], np.cumsum([r.num_samples for r in self.readers])]).astype(np.int64)
+        for s in self.manifest["shards"]:
+            if not (self.root / s["file"]).is_file():
+                raise DataError(f"{self.root / s['file']}: shard listed in the manifest is missing")
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.manifest["attrs"]
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard, index within shard) of a global sample index."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.root}: sample {index} out of range 0..{len(self) - 1}")
+        shard = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return shard, int(index - self.offsets[shard])
+
+    def read_range(self, start: int, stop: int, fields: list[str] | None = None) -> dict[str, Any]:
+        """Samples ``start:stop`` (global), reading each shard's part as one block."""
+        parts = []
+        while start < stop:
+            shard, local = self.locate(start)
+            take = min(stop - start, self.readers[shard].num_samples - local)
+            parts.append(self.readers[shard].read(local, local + take, fields))
+            start += take
+        if len(parts) == 1:
+            return parts[0]
+        return {k: (sum((p[k] for p in parts), []) if self.specs[k].ragged
+                    else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        shard, local = self.locate(index)
+        block = self.readers[shard].read(local, local + 1)
+        return {k: v[0] for k, v in block.items()}
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """Load and sanity-check a dataset's manifest (not the shards: see ``verify_dataset``)."""
+    path = Path(root) / MANIFEST
+    if not Path(root).is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found (an unfinished generation run? re-run it to resume)")
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: manifest is not valid JSON ({e})") from None
+    for key in ("schema_version", "name", "kind", "fields", "shards", "num_samples"):
+        if key not in m:
+            raise DataError(f"{path}: manifest lacks {key!r}")
+    if int(m["schema_version"]) > SCHEMA_VERSION:
+        raise DataError(f"{path}: schema version {m['schema_version']} is newer than this wfm "
+                        f"understands ({SCHEMA_VERSION}); upgrade wfm")
+    if sum(int(s["num_samples"]) for s in m["shards"]) != int(m["num_samples"]):
+        raise DataError(f"{path}: shard counts add up to "
+                        f"{sum(int(s['num_samples']) for s in m['shards'])}, manifest says {m['num_samples']}")
+    return m
+
+
+def verify_dataset(root: str | Path, progress: Any = None) -> dict[str, Any]:
+    """Check every shard against the manifest: checksum, sample count, dtypes, shapes, NaN/Inf.
+
+    Raises :class:`DataError` naming the first bad file; returns a summary otherwise.
+    ``progress`` is an optional callable advanced once per shard.
+    """
+    ds = ShardedDataset(root)
+    for entry, reader in zip(ds.manifest["shards"], ds.readers):
+        path = reader.path
+        digest = sha256_of(path)
+        if digest != entry["sha256"]:
+            raise DataError(f"{path}: checksum mismatch (corrupt or replaced shard)")
+        try:
+            with h5py.File(path, "r") as f:
+                n = int(f.attrs.get("num_samples", -1))
+                if n != int(entry["num_samples"]):
+                    raise DataError(f"{path}: holds {n} samples, manifest says {entry['num_samples']}")
+                for name, spec in ds.specs.items():
+                    if name not in f:
+                        raise DataError(f"{path}: field {name!r} missing")
+                    d = f[name]
+                    if d.dtype != np.dtype(spec.dtype):
+                        raise DataError(f"{path}: field {name!r} is {d.dtype}, manifest says {spec.dtype}")
+                    if not spec.ragged and (d.shape[0] != n or d.shape[1:] != spec.shape):
+                        raise DataError(f"{path}: field {name!r} has shape {list(d.shape)}, "
+                                        f"expected [{n}, {', '.join(map(str, spec.shape))}]")
+                    # Scan in blocks so a large shard never has to fit in memory.
+                    step = max(1, (64 << 20) // max(1, d[:1].nbytes))
+                    for a in range(0, d.shape[0], step):
+                        _check_finite(d[a:a + step], f"{path}: field {name!r} rows {a}..")
+        except OSError as e:
+            raise DataError(f"{path}: not a readable HDF5 shard ({e})") from None
+        if progress is not None:
+            progress()
+    ds.close()
+    return {"name": ds.name, "num_samples": len(ds), "num_shards": len(ds.readers)}
