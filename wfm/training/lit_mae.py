@@ -121,17 +121,20 @@ class MAEPretrainModule(pl.LightningModule):
             self.val_nmse[kind].update(out.nmse)
 
     def on_validation_epoch_end(self) -> None:
+        # compute() already reduces over ranks, so every rank holds the same values; sync_dist
+        # just tells Lightning so (an all-reduce of a few identical scalars).
+        log = dict(sync_dist=True)
         losses = []
         for kind, _ in self.val_kinds:
             loss = self.val_loss[kind].compute()  # synced across ranks
             nmse = self.val_nmse[kind].compute()
             losses.append(loss)
-            self.log(f"val/loss_{kind}", loss)
-            self.log(f"val/nmse_{kind}", nmse)
-            self.log(f"val/nmse_db_{kind}", 10.0 * torch.log10(nmse.clamp_min(1e-12)))
+            self.log(f"val/loss_{kind}", loss, **log)
+            self.log(f"val/nmse_{kind}", nmse, **log)
+            self.log(f"val/nmse_db_{kind}", 10.0 * torch.log10(nmse.clamp_min(1e-12)), **log)
             self.val_loss[kind].reset()
             self.val_nmse[kind].reset()
-        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True)
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, **log)
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> dict[str, Any]:
