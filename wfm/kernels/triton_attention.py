@@ -1,0 +1,512 @@
+"""Fused Triton kernels for complex ``magnitude`` and ``phase`` attention (FlashAttention-2 style).
+
+Notation (all real tensors; a complex X is the pair Xr, Xi; ``@`` is a real matmul)::
+
+    A = Re S = (Qr @ Kr^T + Qi @ Ki^T) * scale        [Nq, Nk]
+    B = Im S = (Qi @ Kr^T - Qr @ Ki^T) * scale
+    M = sqrt(A^2 + B^2 + eps^2)                         smoothed |S|, M >= eps
+    P = softmax_rows(M)  (causal: top-left aligned, key j visible to query i iff j <= i)
+
+    magnitude:  Or = P @ Vr,                Oi = P @ Vi
+    phase:      Wr = P * A/M,  Wi = P * B/M (complex weights W = P * S/|S|)
+                Or = Wr @ Vr - Wi @ Vi,     Oi = Wr @ Vi + Wi @ Vr
+
+Forward (one program per query block and (batch, head)): stream key blocks, keep a running
+row max ``m`` and row sum ``l`` of ``exp(M - m)`` (online softmax, base 2), rescale the FP32
+accumulators when the max grows, divide once at the end, and save the base-2
+log-sum-exp ``lse = m + log2(l)`` per query row. Nothing of size Nq x Nk is ever stored.
+
+Backward (gradients derived in ``kernels/README.md``)::
+
+    delta = rowsum(dOr * Or + dOi * Oi)                 (preprocess kernel)
+    magnitude: G = dOr @ Vr^T + dOi @ Vi^T              (= dP)
+               dA = P (G - delta) A/M,  dB = P (G - delta) B/M
+               dVr = P^T dOr,           dVi = P^T dOi
+    phase:     dWr = dOr @ Vr^T + dOi @ Vi^T,  dWi = dOi @ Vr^T - dOr @ Vi^T
+               G   = dWr A/M + dWi B/M                  (= dP)
+               dA  = P (G - delta) A/M + P (dWr - G A/M) / M
+               dB  = P (G - delta) B/M + P (dWi - G B/M) / M
+               dVr = Wr^T dOr + Wi^T dOi,    dVi = Wr^T dOi - Wi^T dOr
+    dQr = scale (dA Kr - dB Ki),     dQi = scale (dA Ki + dB Kr)
+    dKr = scale (dA^T Qr + dB^T Qi), dKi = scale (dA^T Qi - dB^T Qr)
+
+P is recomputed from the saved ``lse``. dK/dV come from a kernel that owns a key block and
+loops over query blocks; dQ from a kernel that owns a query block and loops over key blocks.
+This recomputes the scores twice but needs no atomics, so results are deterministic.
+
+For the CPU interpreter, ``TRITON_INTERPRET=1`` must be set before ``triton`` itself is first
+imported (triton's own ``@jit`` helpers are decorated then) and thus before this module; under
+the interpreter each kernel gets exactly one autotune config.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .reference import DEFAULT_EPS
+
+__all__ = ["INTERPRET", "SUPPORTED_HEAD_DIMS", "SUPPORTED_DTYPES", "triton_complex_attention"]
+
+#: Whether the kernels below were decorated in interpreter mode (read once at import).
+INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
+SUPPORTED_HEAD_DIMS: tuple[int, ...] = (32, 64, 128)
+SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
+
+# Softmax runs in base 2 (exp2 is the native instruction): exp(x) = exp2(x * log2(e)).
+_LOG2E = tl.constexpr(1.4426950408889634)
+
+
+def _configs(space: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+    """Autotune configs from ``(BLOCK_M, BLOCK_N, num_warps, num_stages)`` tuples.
+
+    A short curated list per kernel (not a full grid): every config is compiled for each
+    (variant, causal, head dim, dtype), so a grid would make the first call take minutes.
+    Under the interpreter exactly one small config, because it rejects several.
+    """
+    if INTERPRET:
+        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+            for bm, bn, w, s in space]
+
+
+# Forward: a wide query tile amortises the K/V loads; 4 live [BLOCK_M, D] tiles (Qr, Qi and
+# two FP32 accumulators) bound BLOCK_M at 128.
+_FWD_SPACE = [(64, 32, 4, 3), (64, 64, 4, 3), (64, 64, 4, 2),
+              (128, 32, 8, 3), (128, 64, 8, 3), (128, 64, 8, 2)]
+# dK/dV: the key tile holds 8 [BLOCK_N, D] tiles (K, V halves + FP32 dK, dV), query tiles stream.
+_DKDV_SPACE = [(16, 64, 4, 2), (32, 64, 4, 2), (32, 64, 4, 1),
+               (32, 128, 8, 2), (64, 64, 4, 2), (64, 128, 8, 2)]
+# dQ: the query tile holds Q, dO halves and FP32 dQ; key tiles stream.
+_DQ_SPACE = [(32, 64, 4, 2), (64, 32, 4, 2), (64, 64, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2)]
+_AUTOTUNE_KEY = ["N_Q", "N_K", "HEAD_DIM", "PHASE", "CAUSAL"]
+
+
+# --------------------------------------------------------------------------------------------
+# Shared tile math
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _scores(ar, ai, br, bi, sm_scale, eps2, DOT_PRECISION: tl.constexpr):
+    """Return (A, B, M) for a tile: ``A + iB = (ar + i ai)(br + i bi)^H * scale``.
+
+    ``br``/``bi`` are already transposed ([D, cols]); 4 real dots per complex product.
+    """
+    s_re = tl.dot(ar, br, input_precision=DOT_PRECISION)
+    s_re = tl.dot(ai, bi, s_re, input_precision=DOT_PRECISION)
+    s_im = tl.dot(ai, br, input_precision=DOT_PRECISION)
+    s_im -= tl.dot(ar, bi, input_precision=DOT_PRECISION)
+    s_re = s_re * sm_scale
+    s_im = s_im * sm_scale
+    mag = tl.sqrt(s_re * s_re + s_im * s_im + eps2)
+    return s_re, s_im, mag
+
+
+@triton.jit
+def _score_grads(p, s_re, s_im, mag, g_r, g_i, delta, PHASE: tl.constexpr):
+    """Gradient of the loss w.r.t. the (scaled) scores A = Re S and B = Im S for one tile.
+
+    ``g_r``/``g_i`` are dP (magnitude; g_i unused) or dWr/dWi (phase); ``delta`` is broadcast
+    to the tile already. Works for transposed tiles too since everything is elementwise.
+    """
+    inv = 1.0 / mag
+    ur = s_re * inv
+    ui = s_im * inv
+    if PHASE:
+        g = g_r * ur + g_i * ui  # dL/dP through W = P * U
+        soft = p * (g - delta)  # softmax backward
+        d_re = soft * ur + p * (g_r - ur * g) * inv  # + path through U = S/|S|
+        d_im = soft * ui + p * (g_i - ui * g) * inv
+    else:
+        soft = p * (g_r - delta)
+        d_re = soft * ur
+        d_im = soft * ui
+    return d_re, d_im
+
+
+# --------------------------------------------------------------------------------------------
+# Forward
+# --------------------------------------------------------------------------------------------
+@triton.autotune(configs=_configs(_FWD_SPACE), key=_AUTOTUNE_KEY)
+@triton.jit
+def _fwd_kernel(
+    QR, QI, KR, KI, VR, VI, OR, OI, LSE,
+    sm_scale, eps2,
+    stride_qb, stride_qh, stride_qn,
+    stride_kb, stride_kh, stride_kn,
+    H, N_Q, N_K,
+    HEAD_DIM: tl.constexpr, PHASE: tl.constexpr, CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    start_m = tl.program_id(0)
+    off_bh = tl.program_id(1)
+    q_base = (off_bh // H).to(tl.int64) * stride_qb + (off_bh % H).to(tl.int64) * stride_qh
+    k_base = (off_bh // H).to(tl.int64) * stride_kb + (off_bh % H).to(tl.int64) * stride_kh
+
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_valid = offs_m < N_Q
+
+    q_offs = q_base + offs_m[:, None] * stride_qn + offs_d[None, :]
+    qr = tl.load(QR + q_offs, mask=m_valid[:, None], other=0.0)
+    qi = tl.load(QI + q_offs, mask=m_valid[:, None], other=0.0)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc_r = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    acc_i = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    # Causal (top-left): keys beyond this block's last query are never visible.
+    hi = N_K
+    if CAUSAL:
+        hi = tl.minimum(N_K, (start_m + 1) * BLOCK_M)
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + offs_n
+        n_valid = cols < N_K
+        kt_offs = k_base + cols[None, :] * stride_kn + offs_d[:, None]  # K^T tile [D, BLOCK_N]
+        krt = tl.load(KR + kt_offs, mask=n_valid[None, :], other=0.0)
+        kit = tl.load(KI + kt_offs, mask=n_valid[None, :], other=0.0)
+        s_re, s_im, mag = _scores(qr, qi, krt, kit, sm_scale, eps2, DOT_PRECISION)
+
+        valid = n_valid[None, :]
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= offs_m[:, None])
+        logits = tl.where(valid, mag * _LOG2E, float("-inf"))
+        # Online softmax. Column 0 is visible to every row, so m_new is finite from block 0.
+        m_new = tl.maximum(m_i, tl.max(logits, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(logits - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc_r = acc_r * alpha[:, None]
+        acc_i = acc_i * alpha[:, None]
+
+        v_offs = k_base + cols[:, None] * stride_kn + offs_d[None, :]
+        vr = tl.load(VR + v_offs, mask=n_valid[:, None], other=0.0)
+        vi = tl.load(VI + v_offs, mask=n_valid[:, None], other=0.0)
+        if PHASE:
+            inv = 1.0 / mag
+            wr = (p * s_re * inv).to(vr.dtype)
+            wi = (p * s_im * inv).to(vr.dtype)
+            acc_r = tl.dot(wr, vr, acc_r, input_precision=DOT_PRECISION)
+            acc_r -= tl.dot(wi, vi, input_precision=DOT_PRECISION)
+            acc_i = tl.dot(wr, vi, acc_i, input_precision=DOT_PRECISION)
+            acc_i = tl.dot(wi, vr, acc_i, input_precision=DOT_PRECISION)
+        else:
+            p_lo = p.to(vr.dtype)
+            acc_r = tl.dot(p_lo, vr, acc_r, input_precision=DOT_PRECISION)
+            acc_i = tl.dot(p_lo, vi, acc_i, input_precision=DOT_PRECISION)
+        m_i = m_new
+
+    acc_r = acc_r / l_i[:, None]
+    acc_i = acc_i / l_i[:, None]
+    tl.store(OR + q_offs, acc_r.to(OR.dtype.element_ty), mask=m_valid[:, None])
+    tl.store(OI + q_offs, acc_i.to(OI.dtype.element_ty), mask=m_valid[:, None])
+    tl.store(LSE + off_bh.to(tl.int64) * N_Q + offs_m, m_i + tl.log2(l_i), mask=m_valid)
+
+
+# --------------------------------------------------------------------------------------------
+# Backward
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _bwd_preprocess_kernel(OR, OI, DOR, DOI, DELTA, N_Q, HEAD_DIM: tl.constexpr,
+                           BLOCK_M: tl.constexpr):
+    """delta_i = sum_d dOr*Or + dOi*Oi = sum_j P_ij dP_ij (FA2's D term); all contiguous."""
+    off_bh = tl.program_id(1)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_valid = offs_m < N_Q
+    offs = off_bh.to(tl.int64) * N_Q * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
+    o_r = tl.load(OR + offs, mask=m_valid[:, None], other=0.0).to(tl.float32)
+    o_i = tl.load(OI + offs, mask=m_valid[:, None], other=0.0).to(tl.float32)
+    do_r = tl.load(DOR + offs, mask=m_valid[:, None], other=0.0).to(tl.float32)
+    do_i = tl.load(DOI + offs, mask=m_valid[:, None], other=0.0).to(tl.float32)
+    delta = tl.sum(o_r * do_r + o_i * do_i, axis=1)
+    tl.store(DELTA + off_bh.to(tl.int64) * N_Q + offs_m, delta, mask=m_valid)
+
+
+@triton.autotune(configs=_configs(_DKDV_SPACE), key=_AUTOTUNE_KEY)
+@triton.jit
+def _bwd_dkdv_kernel(
+    QR, QI, KR, KI, VR, VI, DOR, DOI, LSE, DELTA, DKR, DKI, DVR, DVI,
+    sm_scale, eps2,
+    stride_qb, stride_qh, stride_qn,
+    stride_kb, stride_kh, stride_kn,
+    H, N_Q, N_K,
+    HEAD_DIM: tl.constexpr, PHASE: tl.constexpr, CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One key block per program; loop over query blocks. Tiles are transposed: [keys, queries].
+
+    Q, dO (and O) share the ``stride_q*`` layout; K, V, dK, dV share ``stride_k*``.
+    """
+    start_n = tl.program_id(0) * BLOCK_N
+    off_bh = tl.program_id(1)
+    q_base = (off_bh // H).to(tl.int64) * stride_qb + (off_bh % H).to(tl.int64) * stride_qh
+    k_base = (off_bh // H).to(tl.int64) * stride_kb + (off_bh % H).to(tl.int64) * stride_kh
+    row_base = off_bh.to(tl.int64) * N_Q  # LSE / delta are [B*H, Nq]
+
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    n_valid = offs_n < N_K
+
+    k_offs = k_base + offs_n[:, None] * stride_kn + offs_d[None, :]
+    kr = tl.load(KR + k_offs, mask=n_valid[:, None], other=0.0)
+    ki = tl.load(KI + k_offs, mask=n_valid[:, None], other=0.0)
+    vr = tl.load(VR + k_offs, mask=n_valid[:, None], other=0.0)
+    vi = tl.load(VI + k_offs, mask=n_valid[:, None], other=0.0)
+
+    dkr = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dki = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dvr = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dvi = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+
+    # Causal (top-left): queries before this key block cannot see it.
+    lo = 0
+    if CAUSAL:
+        lo = (start_n // BLOCK_M) * BLOCK_M
+    for start_m in range(lo, N_Q, BLOCK_M):
+        offs_m = start_m + offs_m0
+        m_valid = offs_m < N_Q
+        qt_offs = q_base + offs_m[None, :] * stride_qn + offs_d[:, None]  # [D, BLOCK_M]
+        qrt = tl.load(QR + qt_offs, mask=m_valid[None, :], other=0.0)
+        qit = tl.load(QI + qt_offs, mask=m_valid[None, :], other=0.0)
+        # (K Q^H)^T-free trick: S^T = conj(K Q^H); A^T = Kr Qr^T + Ki Qi^T, B^T = -(Ki Qr^T - Kr Qi^T)
+        at, bt_neg, mag = _scores(kr, ki, qrt, qit, sm_scale, eps2, DOT_PRECISION)
+        bt = -bt_neg
+        lse = tl.load(LSE + row_base + offs_m, mask=m_valid, other=0.0)
+        delta = tl.load(DELTA + row_base + offs_m, mask=m_valid, other=0.0)
+        valid = n_valid[:, None] & m_valid[None, :]
+        if CAUSAL:
+            valid = valid & (offs_n[:, None] <= offs_m[None, :])
+        pt = tl.where(valid, tl.exp2(mag * _LOG2E - lse[None, :]), 0.0)
+
+        do_offs = q_base + offs_m[:, None] * stride_qn + offs_d[None, :]
+        do_r = tl.load(DOR + do_offs, mask=m_valid[:, None], other=0.0)
+        do_i = tl.load(DOI + do_offs, mask=m_valid[:, None], other=0.0)
+        do_rt = tl.trans(do_r)
+        do_it = tl.trans(do_i)
+        if PHASE:
+            inv = 1.0 / mag
+            wrt = (pt * at * inv).to(do_r.dtype)
+            wit = (pt * bt * inv).to(do_r.dtype)
+            dvr = tl.dot(wrt, do_r, dvr, input_precision=DOT_PRECISION)
+            dvr = tl.dot(wit, do_i, dvr, input_precision=DOT_PRECISION)
+            dvi = tl.dot(wrt, do_i, dvi, input_precision=DOT_PRECISION)
+            dvi -= tl.dot(wit, do_r, input_precision=DOT_PRECISION)
+            # dWr^T = Vr dOr^T + Vi dOi^T,  dWi^T = Vr dOi^T - Vi dOr^T
+            g_r = tl.dot(vr, do_rt, input_precision=DOT_PRECISION)
+            g_r = tl.dot(vi, do_it, g_r, input_precision=DOT_PRECISION)
+            g_i = tl.dot(vr, do_it, input_precision=DOT_PRECISION)
+            g_i -= tl.dot(vi, do_rt, input_precision=DOT_PRECISION)
+        else:
+            pt_lo = pt.to(do_r.dtype)
+            dvr = tl.dot(pt_lo, do_r, dvr, input_precision=DOT_PRECISION)
+            dvi = tl.dot(pt_lo, do_i, dvi, input_precision=DOT_PRECISION)
+            g_r = tl.dot(vr, do_rt, input_precision=DOT_PRECISION)  # dP^T
+            g_r = tl.dot(vi, do_it, g_r, input_precision=DOT_PRECISION)
+            g_i = g_r  # unused for magnitude
+        dat, dbt = _score_grads(pt, at, bt, mag, g_r, g_i, delta[None, :], PHASE)
+        dat = dat.to(kr.dtype)
+        dbt = dbt.to(kr.dtype)
+        qr = tl.trans(qrt)
+        qi = tl.trans(qit)
+        # dKr = dA^T Qr + dB^T Qi,  dKi = dA^T Qi - dB^T Qr   (scale applied once at the end)
+        dkr = tl.dot(dat, qr, dkr, input_precision=DOT_PRECISION)
+        dkr = tl.dot(dbt, qi, dkr, input_precision=DOT_PRECISION)
+        dki = tl.dot(dat, qi, dki, input_precision=DOT_PRECISION)
+        dki -= tl.dot(dbt, qr, input_precision=DOT_PRECISION)
+
+    tl.store(DKR + k_offs, (dkr * sm_scale).to(DKR.dtype.element_ty), mask=n_valid[:, None])
+    tl.store(DKI + k_offs, (dki * sm_scale).to(DKI.dtype.element_ty), mask=n_valid[:, None])
+    tl.store(DVR + k_offs, dvr.to(DVR.dtype.element_ty), mask=n_valid[:, None])
+    tl.store(DVI + k_offs, dvi.to(DVI.dtype.element_ty), mask=n_valid[:, None])
+
+
+@triton.autotune(configs=_configs(_DQ_SPACE), key=_AUTOTUNE_KEY)
+@triton.jit
+def _bwd_dq_kernel(
+    QR, QI, KR, KI, VR, VI, DOR, DOI, LSE, DELTA, DQR, DQI,
+    sm_scale, eps2,
+    stride_qb, stride_qh, stride_qn,
+    stride_kb, stride_kh, stride_kn,
+    H, N_Q, N_K,
+    HEAD_DIM: tl.constexpr, PHASE: tl.constexpr, CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One query block per program; loop over key blocks. Tiles are [queries, keys]."""
+    start_m = tl.program_id(0)
+    off_bh = tl.program_id(1)
+    q_base = (off_bh // H).to(tl.int64) * stride_qb + (off_bh % H).to(tl.int64) * stride_qh
+    k_base = (off_bh // H).to(tl.int64) * stride_kb + (off_bh % H).to(tl.int64) * stride_kh
+    row_base = off_bh.to(tl.int64) * N_Q
+
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n0 = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_valid = offs_m < N_Q
+
+    q_offs = q_base + offs_m[:, None] * stride_qn + offs_d[None, :]
+    qr = tl.load(QR + q_offs, mask=m_valid[:, None], other=0.0)
+    qi = tl.load(QI + q_offs, mask=m_valid[:, None], other=0.0)
+    do_r = tl.load(DOR + q_offs, mask=m_valid[:, None], other=0.0)
+    do_i = tl.load(DOI + q_offs, mask=m_valid[:, None], other=0.0)
+    lse = tl.load(LSE + row_base + offs_m, mask=m_valid, other=0.0)
+    delta = tl.load(DELTA + row_base + offs_m, mask=m_valid, other=0.0)
+
+    dqr = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    dqi = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    hi = N_K
+    if CAUSAL:
+        hi = tl.minimum(N_K, (start_m + 1) * BLOCK_M)
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + offs_n0
+        n_valid = cols < N_K
+        kt_offs = k_base + cols[None, :] * stride_kn + offs_d[:, None]  # [D, BLOCK_N]
+        krt = tl.load(KR + kt_offs, mask=n_valid[None, :], other=0.0)
+        kit = tl.load(KI + kt_offs, mask=n_valid[None, :], other=0.0)
+        vrt = tl.load(VR + kt_offs, mask=n_valid[None, :], other=0.0)
+        vit = tl.load(VI + kt_offs, mask=n_valid[None, :], other=0.0)
+        s_re, s_im, mag = _scores(qr, qi, krt, kit, sm_scale, eps2, DOT_PRECISION)
+
+        valid = m_valid[:, None] & n_valid[None, :]
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= offs_m[:, None])
+        p = tl.where(valid, tl.exp2(mag * _LOG2E - lse[:, None]), 0.0)
+
+        # magnitude: g_r = dP = dOr Vr^T + dOi Vi^T; phase: g_r = dWr, g_i = dWi.
+        g_r = tl.dot(do_r, vrt, input_precision=DOT_PRECISION)
+        g_r = tl.dot(do_i, vit, g_r, input_precision=DOT_PRECISION)
+        if PHASE:
+            g_i = tl.dot(do_i, vrt, input_precision=DOT_PRECISION)
+            g_i -= tl.dot(do_r, vit, input_precision=DOT_PRECISION)
+        else:
+            g_i = g_r
+        d_re, d_im = _score_grads(p, s_re, s_im, mag, g_r, g_i, delta[:, None], PHASE)
+        d_re = d_re.to(qr.dtype)
+        d_im = d_im.to(qr.dtype)
+        kr = tl.trans(krt)
+        ki = tl.trans(kit)
+        # dQr = dA Kr - dB Ki,  dQi = dA Ki + dB Kr   (scale applied once at the end)
+        dqr = tl.dot(d_re, kr, dqr, input_precision=DOT_PRECISION)
+        dqr -= tl.dot(d_im, ki, input_precision=DOT_PRECISION)
+        dqi = tl.dot(d_re, ki, dqi, input_precision=DOT_PRECISION)
+        dqi = tl.dot(d_im, kr, dqi, input_precision=DOT_PRECISION)
+
+    tl.store(DQR + q_offs, (dqr * sm_scale).to(DQR.dtype.element_ty), mask=m_valid[:, None])
+    tl.store(DQI + q_offs, (dqi * sm_scale).to(DQI.dtype.element_ty), mask=m_valid[:, None])
+
+
+# --------------------------------------------------------------------------------------------
+# Host side
+# --------------------------------------------------------------------------------------------
+def _dot_precision(dtype: torch.dtype, fp32_precision: str) -> str:
+    """``tl.dot`` input precision: only matters for fp32 operands (ignored for fp16/bf16)."""
+    if fp32_precision not in ("ieee", "tf32", "tf32x3"):
+        raise ValueError(f"fp32_precision must be 'ieee', 'tf32' or 'tf32x3', got {fp32_precision!r}")
+    return fp32_precision if dtype == torch.float32 else "tf32"
+
+
+class _ComplexAttentionFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, qr, qi, kr, ki, vr, vi, phase: bool, causal: bool, scale: float,
+                eps: float, dot_precision: str):
+        qr, qi, kr, ki, vr, vi = (t.contiguous() for t in (qr, qi, kr, ki, vr, vi))
+        b, h, n_q, d = qr.shape
+        n_k = kr.shape[2]
+        o_r = torch.empty_like(qr)
+        o_i = torch.empty_like(qi)
+        lse = torch.empty((b, h, n_q), device=qr.device, dtype=torch.float32)
+
+        def grid(meta):
+            return (triton.cdiv(n_q, meta["BLOCK_M"]), b * h)
+
+        _fwd_kernel[grid](
+            qr, qi, kr, ki, vr, vi, o_r, o_i, lse,
+            scale, eps * eps,
+            qr.stride(0), qr.stride(1), qr.stride(2),
+            kr.stride(0), kr.stride(1), kr.stride(2),
+            h, n_q, n_k,
+            HEAD_DIM=d, PHASE=phase, CAUSAL=causal, DOT_PRECISION=dot_precision,
+        )
+        ctx.save_for_backward(qr, qi, kr, ki, vr, vi, o_r, o_i, lse)
+        ctx.config = (phase, causal, scale, eps, dot_precision)
+        return o_r, o_i
+
+    @staticmethod
+    def backward(ctx, do_r, do_i):
+        qr, qi, kr, ki, vr, vi, o_r, o_i, lse = ctx.saved_tensors
+        phase, causal, scale, eps, dot_precision = ctx.config
+        b, h, n_q, d = qr.shape
+        n_k = kr.shape[2]
+        # dO must share Q's (contiguous) layout: the kernels index Q, O and dO identically.
+        do_r = do_r.contiguous()
+        do_i = do_i.contiguous()
+
+        delta = torch.empty_like(lse)
+        pre_block = 16 if INTERPRET else 64
+        _bwd_preprocess_kernel[(triton.cdiv(n_q, pre_block), b * h)](
+            o_r, o_i, do_r, do_i, delta, n_q, HEAD_DIM=d, BLOCK_M=pre_block,
+        )
+
+        dqr, dqi = torch.empty_like(qr), torch.empty_like(qi)
+        dkr, dki = torch.empty_like(kr), torch.empty_like(ki)
+        dvr, dvi = torch.empty_like(vr), torch.empty_like(vi)
+        common = dict(HEAD_DIM=d, PHASE=phase, CAUSAL=causal, DOT_PRECISION=dot_precision)
+        strides = (qr.stride(0), qr.stride(1), qr.stride(2),
+                   kr.stride(0), kr.stride(1), kr.stride(2))
+
+        def grid_k(meta):
+            return (triton.cdiv(n_k, meta["BLOCK_N"]), b * h)
+
+        _bwd_dkdv_kernel[grid_k](
+            qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dkr, dki, dvr, dvi,
+            scale, eps * eps, *strides, h, n_q, n_k, **common,
+        )
+
+        def grid_q(meta):
+            return (triton.cdiv(n_q, meta["BLOCK_M"]), b * h)
+
+        _bwd_dq_kernel[grid_q](
+            qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dqr, dqi,
+            scale, eps * eps, *strides, h, n_q, n_k, **common,
+        )
+        return dqr, dqi, dkr, dki, dvr, dvi, None, None, None, None, None
+
+
+def triton_complex_attention(
+    qr: Tensor, qi: Tensor, kr: Tensor, ki: Tensor, vr: Tensor, vi: Tensor,
+    *,
+    variant: str = "magnitude",
+    causal: bool = False,
+    scale: float | None = None,
+    eps: float = DEFAULT_EPS,
+    fp32_precision: str = "ieee",
+) -> tuple[Tensor, Tensor]:
+    """Fused complex attention on real/imaginary halves ``[B, H, N, D]`` (differentiable).
+
+    Inputs are assumed validated by :func:`wfm.kernels.complex_attention` (same dtype in
+    {fp16, bf16, fp32}, head dim in ``SUPPORTED_HEAD_DIMS``, matching shapes).
+
+    Args:
+        variant: ``"magnitude"`` or ``"phase"``.
+        causal: top-left aligned causal mask.
+        scale: logit scale, default ``1/sqrt(D)``.
+        eps: smoothing of ``|S|``; must match the reference to compare results.
+        fp32_precision: ``tl.dot`` precision for fp32 inputs: ``"ieee"`` (exact, default),
+            ``"tf32"`` (fast, ~1e-3 relative error) or ``"tf32x3"``.
+    """
+    if variant not in ("magnitude", "phase"):
+        raise ValueError(f"the Triton kernels implement 'magnitude' and 'phase', got {variant!r}")
+    if scale is None:
+        scale = 1.0 / math.sqrt(qr.shape[-1])
+    return _ComplexAttentionFn.apply(
+        qr, qi, kr, ki, vr, vi, variant == "phase", bool(causal), float(scale), float(eps),
+        _dot_precision(qr.dtype, fp32_precision),
+    )
