@@ -25,6 +25,13 @@ PARAMS = {
     "mae_base": 21_424_768,
     "mae_large": 57_516_416,
 }
+PARAMS_COMPLEX = {
+    "mae_tiny": 191_296,
+    "mae_little": 718_336,
+    "mae_small": 2_780_032,
+    "mae_base": 10_933_888,
+    "mae_large": 29_195_648,
+}
 WIDTH = {"mae_tiny": 64, "mae_little": 128, "mae_small": 256, "mae_base": 512, "mae_large": 768}
 
 
@@ -176,6 +183,7 @@ def test_sizes_param_counts_and_tiny_forward(name):
     assert isinstance(model, MaskedAutoencoder) and model.dim == WIDTH[name] == model.decoder_dim
     assert len(model.blocks) == (8 if name == "mae_large" else 6) and len(model.decoder_blocks) == 4
     assert model.num_params() == PARAMS[name]
+    assert create_model(name, attention="complex-phase").num_params() == PARAMS_COMPLEX[name]
     if name in ("mae_tiny", "mae_little"):
         x = csi(2, (8, 8, 16))
         out = model(x, make_mask("random", 2, patch_grid(x.shape, model.patch_size), 0.75,
@@ -244,23 +252,29 @@ def test_tiny_model_overfits_tiny_synthetic_set():
 
 
 # ---------------------------------------------------------------------------- complex attention
-HAS_COMPLEX = importlib.util.find_spec("wfm.nn.complex") is not None
-
-
-@pytest.mark.skipif(not HAS_COMPLEX, reason="wfm.nn.complex (kernels branch) is not merged yet")
 @pytest.mark.parametrize("attention", ["complex-real", "complex-magnitude", "complex-phase"])
 def test_complex_attention_variants_forward_backward(attention):
     torch.manual_seed(0)
     model = create_model("mae_tiny", patch_size=(2, 4, 4), attention=attention)
+    assert all(type(b).__name__ == "ComplexBlock" for b in [*model.blocks, *model.decoder_blocks])
     x = csi(2, (8, 8, 16))
     out = model(x, make_mask("temporal", 2, patch_grid(x.shape, model.patch_size), 0.5))
     out.loss.backward()
     assert out.pred.shape == (2, 32, 64) and torch.isfinite(out.loss)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-def test_complex_attention_missing_module_error_is_clear():
-    if HAS_COMPLEX:
-        pytest.skip("wfm.nn.complex is present")
-    with pytest.raises(ImportError, match="wfm.nn.complex"):
-        create_model("mae_tiny", attention="complex-phase")
+def test_complex_attention_is_phase_equivariant_at_init():
+    """Rotating every complex token by a global phase rotates the attention sub-layer's output
+    the same way (biases are zero at init): the complex path respects CSI's phase symmetry."""
+    from wfm.nn.blocks import ComplexBlock
+
+    torch.manual_seed(0)
+    block = ComplexBlock(32, 2, variant="phase")
+    re, im = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    c, s = math.cos(0.7), math.sin(0.7)
+    attn = block.attn(block.norm1((re, im)))
+    attn_rot = block.attn(block.norm1((c * re - s * im, s * re + c * im)))
+    torch.testing.assert_close(attn_rot[0], c * attn[0] - s * attn[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(attn_rot[1], s * attn[0] + c * attn[1], rtol=1e-4, atol=1e-5)

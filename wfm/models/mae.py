@@ -13,16 +13,18 @@ Sizes (``create_model(name)``; decoder width = encoder width as in WiFo, decoder
 8 heads, MLP ratio 2, patch (4, 4, 4)). Parameter counts are measured (``tests/test_mae.py``
 checks them; the position code is fixed and has no parameters):
 
-=========  =====  =============  =============  ==========
-name       width  encoder depth  decoder depth  parameters
-=========  =====  =============  =============  ==========
-mae_tiny      64              6              4     355,776
-mae_little   128              6              4   1,374,976
-mae_small    256              6              4   5,404,032
-mae_base     512              6              4  21,424,768
-mae_large    768              8              4  57,516,416
-=========  =====  =============  =============  ==========
+==========  =====  =============  =============  ==========  =====================
+name        width  encoder depth  decoder depth  parameters  parameters, complex-*
+==========  =====  =============  =============  ==========  =====================
+mae_tiny       64              6              4     355,776                191,296
+mae_little    128              6              4   1,374,976                718,336
+mae_small     256              6              4   5,404,032              2,780,032
+mae_base      512              6              4  21,424,768             10,933,888
+mae_large     768              8              4  57,516,416             29,195,648
+==========  =====  =============  =============  ==========  =====================
 
+With ``attention: complex-*`` a width-``d`` token is ``d/2`` complex features, and a complex
+``d/2 -> d/2`` linear map has half the parameters of a real ``d -> d`` one (same FLOPs).
 (WiFo-Base, the reference, has 21.5 M.)
 
 Decoder width: WiFo uses the same width in encoder and decoder, and we keep that default so

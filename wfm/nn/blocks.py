@@ -5,18 +5,18 @@
 
 ``ComplexBlock`` treats a real token of width ``dim`` as a complex token of width ``dim/2``
 (first half real, second half imaginary) and uses complex linear layers and complex attention
-from ``wfm.nn.complex`` (``ComplexLinear``, ``ComplexMultiheadAttention``, the latter backed by
-the Triton kernels in ``wfm.kernels``). Keeping the residual stream as a real ``[re | im]``
+from ``wfm.nn.complex`` (``ComplexLinear``, ``ComplexLayerNorm``, ``ComplexMultiheadAttention``,
+the last backed by the Triton kernels in ``wfm.kernels``). Keeping the residual stream as a real ``[re | im]``
 tensor lets the rest of the model (embedding, position code, decoder head) stay identical.
 """
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from wfm.nn.complex import ComplexLayerNorm, ComplexLinear, ComplexMultiheadAttention, ComplexPair
 
 ATTENTION_KINDS = ("sdpa", "complex-real", "complex-magnitude", "complex-phase")
 
@@ -65,40 +65,28 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def _complex_module():
-    """Import ``wfm.nn.complex`` (built on the ``kernels`` branch) with a clear error if absent."""
-    try:
-        return importlib.import_module("wfm.nn.complex")
-    except ModuleNotFoundError as e:  # only the missing module itself, not its own broken imports
-        if e.name not in ("wfm.nn.complex",):
-            raise
-        raise ImportError(
-            "complex attention needs wfm.nn.complex (ComplexLinear, ComplexMultiheadAttention) "
-            "from the kernels work; it is not in this installation — use attention='sdpa'"
-        ) from e
-
-
 class ComplexMlp(nn.Module):
     """Complex MLP: ComplexLinear -> split GELU (on real and imaginary parts) -> ComplexLinear."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        cx = _complex_module()
-        self.fc1 = cx.ComplexLinear(dim, hidden)
-        self.fc2 = cx.ComplexLinear(hidden, dim)
+        self.fc1 = ComplexLinear(dim, hidden)
+        self.fc2 = ComplexLinear(hidden, dim)
 
-    def forward(self, re: Tensor, im: Tensor) -> tuple[Tensor, Tensor]:
-        re, im = self.fc1((re, im))
+    def forward(self, x: ComplexPair) -> ComplexPair:
+        re, im = self.fc1(x)
         return self.fc2((F.gelu(re), F.gelu(im)))
 
 
 class ComplexBlock(nn.Module):
     """Pre-norm block on complex tokens stored as a real ``[re | im]`` stream of width ``dim``.
 
-    ``variant`` is the complex attention score: ``real`` (softmax(Re S)), ``magnitude``
-    (softmax(|S|)) or ``phase`` (softmax(|S|) * S/|S|); see ``wfm/kernels``. LayerNorm acts on
-    the real ``[re | im]`` vector (it normalises the complex token's total power and is the
-    simplest norm that keeps the real and complex paths comparable).
+    The token is ``dim/2`` complex features. ``variant`` is the complex attention score:
+    ``real`` (softmax(Re S)), ``magnitude`` (softmax(|S|)) or ``phase`` (softmax(|S|) * S/|S|);
+    see ``wfm/kernels``. Norms are ``ComplexLayerNorm`` (they commute with a global phase
+    rotation, the natural symmetry of CSI). The fused Triton kernels need a head dim of 32, 64
+    or 128 complex features (``dim / 2 / num_heads``: mae_base and mae_large); other sizes run
+    the PyTorch reference.
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 2.0, variant: str = "real") -> None:
@@ -107,18 +95,18 @@ class ComplexBlock(nn.Module):
             raise ValueError(
                 f"complex attention needs width/2 = {dim / 2} divisible by num_heads {num_heads}"
             )
-        cx = _complex_module()
         half = dim // 2
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = cx.ComplexMultiheadAttention(half, num_heads, variant)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm1 = ComplexLayerNorm(half)
+        self.attn = ComplexMultiheadAttention(half, num_heads, variant)
+        self.norm2 = ComplexLayerNorm(half)
         self.mlp = ComplexMlp(half, int(half * mlp_ratio))
 
     def forward(self, x: Tensor) -> Tensor:
-        re, im = self.norm1(x).chunk(2, dim=-1)
-        x = x + torch.cat(self.attn((re, im)), dim=-1)
-        re, im = self.norm2(x).chunk(2, dim=-1)
-        return x + torch.cat(self.mlp(re, im), dim=-1)
+        re, im = x.chunk(2, dim=-1)
+        re_a, im_a = self.attn(self.norm1((re, im)))
+        re, im = re + re_a, im + im_a
+        re_m, im_m = self.mlp(self.norm2((re, im)))
+        return torch.cat([re + re_m, im + im_m], dim=-1)
 
 
 def make_block(dim: int, num_heads: int, mlp_ratio: float, attention: str) -> nn.Module:
