@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,19 @@ def test_cpu_config_trains_and_resumes_through_the_cli(tmp_path, monkeypatch):
     state = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 4
     assert state["hyper_parameters"]["model"] == "mae_tiny"
+
+
+def test_throughput_script_cpu_smoke(capsys, monkeypatch):
+    """pretrain/throughput.py runs end to end (CPU, tiny) and reports every configuration."""
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("wfm_throughput_script", REPO / "pretrain" / "throughput.py")
+    script = iu.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up
+    spec.loader.exec_module(script)
+    rows = script.main(["--device", "cpu", "--tiny", "--only", "fp32 (TF32) sdpa", "bf16 complex-phase",
+                        "bf16 sdpa + compile"])
+    assert [r["config"] for r in rows] == ["bf16 sdpa + compile", "fp32 (TF32) sdpa", "bf16 complex-phase"]
+    assert rows[0]["samples/s"] == "skipped on CPU"
+    assert rows[1]["samples/s"] > 0 and rows[2]["TFLOP/s"] > 0
+    assert "| config" in capsys.readouterr().out
