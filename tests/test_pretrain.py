@@ -231,3 +231,18 @@ def test_throughput_script_cpu_smoke(capsys, monkeypatch):
     assert rows[0]["samples/s"] == "skipped on CPU"
     assert rows[1]["samples/s"] > 0 and rows[2]["TFLOP/s"] > 0
     assert "| config" in capsys.readouterr().out
+
+
+def test_cli_pretrains_on_generated_shards_via_wfm_data(tiny_dataset, tmp_path, monkeypatch):
+    """The real data path: CSIDataModule over a `wfm data generate` folder named via $WFM_DATA."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WFM_DATA", str(tiny_dataset.parent))
+    main(["--config", str(REPO / "pretrain" / "mae-tiny-cpu.yaml"),
+          "--data", "wfm.data.datamodule.CSIDataModule",
+          "--data.datasets", f"[$WFM_DATA/{tiny_dataset.name}]", "--data.batch_size", "8",
+          "--model.patch_size", "[2, 2, 4]",
+          "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "1",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    state = torch.load(tmp_path / "runs" / "mae-tiny-cpu" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 3
+    assert state["datamodule_hyper_parameters"]["datasets"] == [str(tiny_dataset)]

@@ -2,7 +2,7 @@
 
     wfm pretrain --config pretrain/mae-tiny-cpu.yaml                 # CPU smoke run
     wfm pretrain --config pretrain/mae-base.yaml \\
-        --data.datasets '[${WFM_DATA}/uma-3p5, ${WFM_DATA}/umi-28]'   # your data
+        --data.datasets '[$WFM_DATA/uma-3p5-4x8-k64-t24, /data/my-csi]'  # your data
     wfm pretrain --config pretrain/mae-base.yaml --ckpt_path last     # resume
 
 The first argument may be a LightningCLI subcommand (``fit``, ``validate``, ``test``); without
@@ -10,7 +10,8 @@ one, ``fit`` is meant. Model and data are given by ``class_path`` in the config 
 so any LightningModule/LightningDataModule works; ``pretrain/*.yaml`` has one per model size.
 
 Dataset paths in ``data.datasets`` may use ``~`` and environment variables; ``$WFM_DATA``
-defaults to ``~/.cache/wfm/data`` (where ``wfm data generate`` writes). Distributed runs are
+defaults to ``~/.cache/wfm/data``. On the command line write ``$WFM_DATA/x`` (or quote
+``"${WFM_DATA}/x"``): inside a YAML ``[...]`` list an unquoted ``{`` starts a mapping. Distributed runs are
 configured in the Trainer section (``strategy``, ``num_nodes``, ``devices``); under SLURM or
 torchrun Lightning reads the cluster environment itself (``pretrain/slurm.sh``).
 """
