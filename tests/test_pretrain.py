@@ -210,7 +210,8 @@ def test_cpu_config_trains_and_resumes_through_the_cli(tmp_path, monkeypatch):
     main(["--config", cfg, *fast, "--trainer.max_steps", "2"])
     ckpt_dir = tmp_path / "runs" / "mae-tiny-cpu" / "checkpoints"
     assert (ckpt_dir / "last.ckpt").exists() and list(ckpt_dir.glob("best-*.ckpt"))
-    assert (tmp_path / "runs" / "mae-tiny-cpu" / "version_0" / "config.yaml").exists()
+    run = tmp_path / "runs" / "mae-tiny-cpu"
+    assert (run / "tb" / "version_0" / "config.yaml").exists() and (run / "csv" / "version_0" / "metrics.csv").exists()
     main(["fit", "--config", cfg, *fast, "--trainer.max_steps", "4", "--ckpt_path", "last"])
     state = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 4
