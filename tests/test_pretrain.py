@@ -86,6 +86,21 @@ def test_module_rejects_bad_config():
         small_module(model="mae_gigantic")
 
 
+def test_weight_decay_groups_and_validation_names(tmp_path):
+    module = small_module(attention="complex-real", mask_kinds=["random", "random", "temporal"],
+                          mask_ratios=[0.85, 0.5, 0.5])
+    assert [name for name, _, _ in module.val_kinds] == ["random85", "random50", "temporal"]
+    module.trainer = trainer(tmp_path, max_steps=10)  # the schedule reads the run length
+    decay, no_decay = module.configure_optimizers()["optimizer"].param_groups
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
+    assert "mask_token" in no_decay_names and "blocks.0.norm1.weight" in no_decay_names
+    assert "blocks.0.attn.q_proj.bias_re" in no_decay_names
+    assert all(names[id(p)].split(".")[-1] in ("weight", "weight_re", "weight_im") for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(names)
+
+
 # ---------------------------------------------------------------------------- training
 def test_fit_logs_loss_nmse_and_throughput(tmp_path):
     from pytorch_lightning.loggers import CSVLogger

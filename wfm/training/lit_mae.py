@@ -31,6 +31,15 @@ from wfm.nn.patching import patch_grid
 from wfm.training.schedule import warmup_cosine
 
 
+def _no_weight_decay(name: str) -> bool:
+    """Biases, norm parameters and the mask token are not decayed.
+
+    Decided by name, not by ``p.ndim``: under FSDP parameters can be flattened shards.
+    """
+    parts = name.split(".")
+    return parts[-1].startswith("bias") or parts[-1] == "mask_token" or any("norm" in part for part in parts)
+
+
 class MAEPretrainModule(pl.LightningModule):
     """Pretrain ``wfm.models.mae`` on batches ``{"csi": complex64 [B, T, A, K], ...}``.
 
@@ -73,9 +82,13 @@ class MAEPretrainModule(pl.LightningModule):
         )
         self.mask_policy = MaskPolicy(list(mask_kinds), list(mask_ratios), mask_mode,
                                       None if mask_weights is None else list(mask_weights))
-        self.val_kinds = list(dict.fromkeys(zip(self.mask_policy.kinds, self.mask_policy.ratios)))
-        self.val_loss = torch.nn.ModuleDict({k: MeanMetric() for k, _ in self.val_kinds})
-        self.val_nmse = torch.nn.ModuleDict({k: MeanMetric() for k, _ in self.val_kinds})
+        # Validation scores every (kind, ratio) of the mixture; named by kind, plus the ratio
+        # in percent when one kind appears with several ratios ("random85").
+        pairs = list(dict.fromkeys(zip(self.mask_policy.kinds, self.mask_policy.ratios)))
+        kinds = [k for k, _ in pairs]
+        self.val_kinds = [(k if kinds.count(k) == 1 else f"{k}{round(100 * r)}", k, r) for k, r in pairs]
+        self.val_loss = torch.nn.ModuleDict({name: MeanMetric() for name, _, _ in self.val_kinds})
+        self.val_nmse = torch.nn.ModuleDict({name: MeanMetric() for name, _, _ in self.val_kinds})
         #: Set after every training step for the ``Throughput`` callback.
         self.last_batch_stats: dict[str, int] = {}
         self._compiled = False
@@ -113,36 +126,36 @@ class MAEPretrainModule(pl.LightningModule):
         csi = batch["csi"]
         b = csi.shape[0]
         grid = patch_grid(csi.shape, self.model.patch_size)
-        for kind, ratio in self.val_kinds:
+        for name, kind, ratio in self.val_kinds:
             # Fixed per-batch masks: every validation pass scores the same problems.
             gen = torch.Generator().manual_seed(self.hparams.mask_seed * 1_000_003 + 7919 * batch_idx + self.global_rank)
             out = self.model(csi, make_mask(kind, b, grid, ratio, generator=gen))
-            self.val_loss[kind].update(out.loss, weight=b)
-            self.val_nmse[kind].update(out.nmse)
+            self.val_loss[name].update(out.loss, weight=b)
+            self.val_nmse[name].update(out.nmse)
 
     def on_validation_epoch_end(self) -> None:
         # compute() already reduces over ranks, so every rank holds the same values; sync_dist
         # just tells Lightning so (an all-reduce of a few identical scalars).
         log = dict(sync_dist=True)
         losses = []
-        for kind, _ in self.val_kinds:
-            loss = self.val_loss[kind].compute()  # synced across ranks
-            nmse = self.val_nmse[kind].compute()
+        for name, _, _ in self.val_kinds:
+            loss = self.val_loss[name].compute()  # synced across ranks
+            nmse = self.val_nmse[name].compute()
             losses.append(loss)
-            self.log(f"val/loss_{kind}", loss, **log)
-            self.log(f"val/nmse_{kind}", nmse, **log)
-            self.log(f"val/nmse_db_{kind}", 10.0 * torch.log10(nmse.clamp_min(1e-12)), **log)
-            self.val_loss[kind].reset()
-            self.val_nmse[kind].reset()
+            self.log(f"val/loss_{name}", loss, **log)
+            self.log(f"val/nmse_{name}", nmse, **log)
+            self.log(f"val/nmse_db_{name}", 10.0 * torch.log10(nmse.clamp_min(1e-12)), **log)
+            self.val_loss[name].reset()
+            self.val_nmse[name].reset()
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, **log)
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         decay, no_decay = [], []
-        for p in self.model.parameters():
+        for name, p in self.model.named_parameters():
             if p.requires_grad:
-                (decay if p.ndim >= 2 and p is not self.model.mask_token else no_decay).append(p)
+                (no_decay if _no_weight_decay(name) else decay).append(p)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.lr, betas=tuple(hp.betas),
