@@ -101,6 +101,16 @@ def test_weight_decay_groups_and_validation_names(tmp_path):
     assert len(decay["params"]) + len(no_decay["params"]) == len(names)
 
 
+def test_compile_flag_compiles_every_block_once():
+    module = small_module(compile=True)
+    module.configure_model()
+    module.configure_model()  # Lightning may call it again (e.g. validate after fit)
+    blocks = [*module.model.blocks, *module.model.decoder_blocks]
+    # nn.Module.compile stores the compiled call here; the module and its names stay the same.
+    assert all(b._compiled_call_impl is not None for b in blocks)
+    assert not small_module()._compiled
+
+
 # ---------------------------------------------------------------------------- training
 def test_fit_logs_loss_nmse_and_throughput(tmp_path):
     from pytorch_lightning.loggers import CSVLogger
