@@ -100,7 +100,8 @@ class MAEPretrainModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _micro_step(self, batch_idx: int) -> int:
-        """Index of this micro-batch over the whole run (survives resume at epoch boundaries)."""
+        """Index of this micro-batch over the whole run, recomputed from the restored
+        ``global_step`` after a resume (so the mask sequence continues exactly)."""
         accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
         return self.global_step * accumulate + batch_idx % accumulate
 
