@@ -169,6 +169,20 @@ def test_loss_gradient_ignores_unmasked_outputs():
     assert (pred.grad[~mask] == 0).all() and (pred.grad[mask] != 0).any()
 
 
+def test_sample_norm_makes_prediction_scale_free():
+    """Raw CSI at any scale predicts the same (relative) channel: zero-shot on un-normalised data."""
+    torch.manual_seed(0)
+    model = create_model("mae_tiny", patch_size=(2, 4, 4)).eval()
+    x = csi(2, (8, 8, 16))
+    x[1] *= 30.0  # samples of very different power in one batch
+    a = model.predict(x, "temporal", 0.5)
+    b = model.predict(x * 1e-5, "temporal", 0.5)
+    torch.testing.assert_close(a.nmse, b.nmse, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(b.reconstruction * 1e5, a.reconstruction, rtol=1e-3, atol=1e-3)
+    plain = create_model("mae_tiny", patch_size=(2, 4, 4), sample_norm=False).eval()
+    assert plain.predict(x, "temporal", 0.5).nmse.shape == (2,)
+
+
 def test_norm_pix_loss_runs_and_nmse_stays_in_signal_space():
     model = create_model("mae_tiny", patch_size=(2, 4, 4), norm_pix_loss=True)
     x = csi(2, (8, 8, 16))

@@ -52,8 +52,8 @@ class PretrainCLI(LightningCLI):
 def main(argv: list[str] | None = None) -> None:
     """Run ``wfm pretrain`` with ``argv`` (default ``sys.argv[1:]``)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in (*SUBCOMMANDS, "-h", "--help"):
-        args = ["fit", *args]
+    if not args or args[0] not in SUBCOMMANDS:
+        args = ["fit", *args]  # also makes `wfm pretrain --help` list fit's options
     with warnings.catch_warnings():
         # We pass ``args`` on purpose (``wfm pretrain`` hands over its own argv); Lightning
         # would warn because sys.argv is also set.

@@ -58,10 +58,11 @@ from wfm.nn.posenc import SinCos3D
 class MAEOutput:
     """Result of ``MaskedAutoencoder.forward``.
 
-    ``pred`` and ``target`` are ``[B, N, pt*pa*pk*2]`` patches of every token (``pred`` is in
+    ``pred`` and ``target`` are ``[B, N, pt*pa*pk*2]`` patches of every token, divided by the
+    per-sample ``scale`` ``[B, 1, 1]`` (1 without ``sample_norm``; ``pred`` is moreover in
     normalised-patch space when ``norm_pix_loss``); ``mask`` is ``[B, N]`` (True = masked);
     ``loss`` is the masked-patch MSE; ``nmse`` is the per-sample ``||h_hat - h||^2 / ||h||^2``
-    over the masked region, in the original (un-normalised) space.
+    over the masked region (scale-free, so the same in either space).
     """
 
     pred: Tensor
@@ -70,6 +71,7 @@ class MAEOutput:
     loss: Tensor
     nmse: Tensor
     grid: Grid
+    scale: Tensor
 
 
 @dataclass
@@ -100,6 +102,11 @@ class MaskedAutoencoder(nn.Module):
         dim, depth, num_heads, mlp_ratio: encoder width, blocks, heads, MLP expansion.
         decoder_dim, decoder_depth, decoder_num_heads: decoder (width defaults to ``dim``).
         attention: ``sdpa`` (real tokens) or ``complex-real|complex-magnitude|complex-phase``.
+        sample_norm: divide each sample by the RMS of its *visible* part before embedding, and
+            scale the prediction back (RevIN-style). The model then sees unit-power inputs
+            whatever the data's scale (raw CSI of a new dataset works zero-shot), and every
+            sample weighs the same in the loss, as in the per-sample NMSE. It uses only visible
+            data, so it is legitimate for prediction.
         norm_pix_loss: normalise each target patch to zero mean / unit variance before the MSE
             (MAE's trick). It changes what the loss weighs (every patch equally, whatever its
             power), and NMSE is then computed by de-normalising with the *true* patch statistics
@@ -117,6 +124,7 @@ class MaskedAutoencoder(nn.Module):
         decoder_depth: int = 4,
         decoder_num_heads: int | None = None,
         attention: str = "sdpa",
+        sample_norm: bool = True,
         norm_pix_loss: bool = False,
     ) -> None:
         super().__init__()
@@ -128,6 +136,7 @@ class MaskedAutoencoder(nn.Module):
         self.decoder_dim = decoder_dim or dim
         self.mlp_ratio = mlp_ratio
         self.attention = attention
+        self.sample_norm = sample_norm
         self.norm_pix_loss = norm_pix_loss
         dd = self.decoder_dim
 
@@ -175,6 +184,13 @@ class MaskedAutoencoder(nn.Module):
         mask = mask.to(csi.device, non_blocking=True)
 
         target = patchify(csi.to(torch.complex64), self.patch_size)  # [B, N, P] float32
+        if self.sample_norm:
+            visible = (~mask).float()[..., None]
+            mean_sq = (target.square() * visible).sum(dim=(1, 2)) / (visible.sum(dim=(1, 2)) * target.shape[-1])
+            scale = (2.0 * mean_sq + 1e-30).sqrt()[:, None, None]  # RMS of the complex entries
+        else:
+            scale = target.new_ones(b, 1, 1)
+        target = target / scale
         x = self.patch_embed(target.to(self.patch_embed.weight.dtype))
         x = x + self.pos(grid, x.device, x.dtype)
 
@@ -196,7 +212,7 @@ class MaskedAutoencoder(nn.Module):
             y = blk(y)
         pred = self.decoder_pred(self.decoder_norm(y)).float()
         loss, nmse = self.loss(pred, target, mask)
-        return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid)
+        return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid, scale=scale)
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Masked-patch MSE (mean over masked patches and their elements) and per-sample NMSE."""
@@ -222,7 +238,7 @@ class MaskedAutoencoder(nn.Module):
             mean = out.target.mean(dim=-1, keepdim=True)
             std = (out.target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
             pred = pred * std + mean
-        patches = torch.where(out.mask[..., None], pred, out.target)
+        patches = torch.where(out.mask[..., None], pred, out.target) * out.scale
         return unpatchify(patches, out.grid, self.patch_size)
 
     @torch.no_grad()
@@ -239,8 +255,9 @@ class MaskedAutoencoder(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         mask = make_mask(mask_kind, csi.shape[0], grid, ratio, generator=gen)
         out = self(csi, mask)
-        recon = self.reconstruct(out)
         elem = unpatchify(out.mask[..., None].expand_as(out.target).float(), grid, self.patch_size).real > 0.5
+        # The visible part is the input itself, bit for bit (not divided and re-multiplied).
+        recon = torch.where(elem, self.reconstruct(out), csi.to(torch.complex64))
         return MAEPrediction(recon, elem, out.nmse, float(nmse_db(out.nmse)))
 
     # ------------------------------------------------------------------ accounting

@@ -45,7 +45,8 @@ class MAEPretrainModule(pl.LightningModule):
 
     Args:
         model: registered model name (``mae_tiny`` ... ``mae_large``).
-        patch_size, attention, decoder_dim, norm_pix_loss: overrides of the model's defaults.
+        patch_size, attention, decoder_dim, sample_norm, norm_pix_loss: overrides of the
+            model's defaults (see ``MaskedAutoencoder``).
         mask_kinds, mask_ratios, mask_mode, mask_weights: the masking mixture (``MaskPolicy``).
         mask_seed: seed of the mask draws.
         lr, weight_decay, betas: AdamW.
@@ -60,6 +61,7 @@ class MAEPretrainModule(pl.LightningModule):
         patch_size: tuple[int, int, int] = (4, 4, 4),
         attention: Literal["sdpa", "complex-real", "complex-magnitude", "complex-phase"] = "sdpa",
         decoder_dim: int | None = None,
+        sample_norm: bool = True,
         norm_pix_loss: bool = False,
         mask_kinds: list[str] = ["random", "temporal", "frequency"],  # noqa: B006 (copied below)
         mask_ratios: list[float] = [0.85, 0.5, 0.5],  # noqa: B006
@@ -78,7 +80,7 @@ class MAEPretrainModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model: MaskedAutoencoder = create_model(
             model, patch_size=tuple(patch_size), attention=attention,
-            decoder_dim=decoder_dim, norm_pix_loss=norm_pix_loss,
+            decoder_dim=decoder_dim, sample_norm=sample_norm, norm_pix_loss=norm_pix_loss,
         )
         self.mask_policy = MaskPolicy(list(mask_kinds), list(mask_ratios), mask_mode,
                                       None if mask_weights is None else list(mask_weights))
