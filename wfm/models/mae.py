@@ -3,8 +3,9 @@
 Complex CSI ``[B, T, A, K]`` (time x antenna x subcarrier) is cut into 3D patches of its
 real/imag parts (``wfm.nn.patching``), embedded, given a 3D sin-cos position code computed for
 the batch's own patch grid (``wfm.nn.posenc``), and masked (``wfm.models.masking``). The encoder
-sees only the visible tokens; a lighter decoder sees all tokens (mask tokens where masked) and
-predicts every patch. The loss is the MSE on masked patches only.
+sees only the visible tokens; a shallower decoder sees all tokens (mask tokens where masked) and
+predicts every patch. The loss is the MSE on masked patches only. Each sample is first
+divided by the RMS of its visible part (``sample_norm``), so inputs of any scale work.
 
 Zero-shot channel prediction is reconstruction with the right mask: ``temporal`` masks the
 future time steps, ``frequency`` the upper subcarriers (``MaskedAutoencoder.predict``).
