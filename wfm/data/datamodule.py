@@ -135,13 +135,23 @@ class ShardBatches(IterableDataset):
 
     def read_batch(self, d: int, blocks: list[tuple[int, int]]) -> dict[str, Any]:
         ds = self._open()[d]
-        parts = [ds.read_range(a, b, self.fields) for a, b in blocks]
+        n = sum(b - a for a, b in blocks)
+        in_worker = get_worker_info() is not None
         batch: dict[str, Any] = {}
         for f in self.fields:
-            arr = parts[0][f] if len(parts) == 1 else np.concatenate([p[f] for p in parts])
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            spec = ds.specs[f]
+            # Each block lands in its slice of the batch tensor: one copy from disk, none after.
+            # In a worker the tensor is made in shared memory, so handing it to the main
+            # process costs no second copy (the DataLoader would otherwise make one).
+            t = torch.from_numpy(np.empty(0, dtype=spec.dtype)).new_empty((n, *spec.shape))
+            if in_worker:
+                t.share_memory_()
+            arr, pos = t.numpy(), 0
+            for a, b in blocks:
+                ds.read_into(f, a, b, arr[pos:pos + b - a])
+                pos += b - a
             if f == "csi" and self.scales[d] != 1.0:
-                t = t / self.scales[d]
+                t.mul_(1.0 / self.scales[d])
             batch[f] = t
         batch["dataset_index"] = d
         batch["dataset"] = ds.name
@@ -229,6 +239,9 @@ class CSIDataModule(pl.LightningDataModule):
             missing = [f for f in self.fields if f not in ds.specs]
             if missing:
                 raise DataError(f"{root}: has no field(s) {', '.join(missing)}")
+            ragged = [f for f in self.fields if ds.specs[f].ragged]
+            if ragged:
+                raise DataError(f"{root}: field(s) {', '.join(ragged)} vary in length; use the series view")
             sizes.append(len(ds))
             std = ds.manifest.get("stats", {}).get("csi", {}).get("std")
             scales.append(float(std) if hp.normalize and std else 1.0)

@@ -190,11 +190,10 @@ def write_shard(path: Path, arrays: Mapping[str, Any], specs: Mapping[str, Field
                     f.create_dataset(f"{name}.offsets", data=np.concatenate([[0], np.cumsum(lengths)]))
                     stats[name] = field_stats(flat)
                 else:
+                    # Contiguous layout (no chunks, no compression): a block of samples is
+                    # one sequential read, which is what keeps a reader ahead of a GPU.
                     a = np.ascontiguousarray(arrays[name])
-                    # One chunk per ~1 MiB of samples keeps block reads contiguous and fast.
-                    per = max(1, a[:1].nbytes)
-                    chunk_n = int(max(1, min(n, (1 << 20) // per))) if n else None
-                    f.create_dataset(name, data=a, chunks=(chunk_n, *a.shape[1:]) if n else None)
+                    f.create_dataset(name, data=a)
                     stats[name] = field_stats(a)
     return {"file": path.name, "num_samples": n, "sha256": sha256_of(path), "stats": stats}
 
@@ -234,8 +233,19 @@ class ShardReader:
                     out[name] = [flat[a - off[start]:b - off[start]]
                                  for a, b in zip(off[start:stop], off[start + 1:stop + 1])]
                 else:
-                    out[name] = f[name][start:stop]
+                    spec = self.specs[name]
+                    out[name] = self.read_into(name, start, stop,
+                                               np.empty((stop - start, *spec.shape), dtype=spec.dtype))
             except (OSError, KeyError) as e:
+                raise DataError(f"{self.path}: cannot read field {name!r} ({e})") from None
+        return out
+
+    def read_into(self, name: str, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Read samples ``start:stop`` of a fixed-shape field straight into ``out`` (no copy)."""
+        if stop > start:
+            try:
+                self._open()[name].read_direct(out, np.s_[start:stop])
+            except (OSError, KeyError, TypeError) as e:
                 raise DataError(f"{self.path}: cannot read field {name!r} ({e})") from None
         return out
 
@@ -336,6 +346,16 @@ class ShardedDataset:
             return parts[0]
         return {k: (sum((p[k] for p in parts), []) if self.specs[k].ragged
                     else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+
+    def read_into(self, name: str, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Samples ``start:stop`` (global) of a fixed-shape field, read straight into ``out``."""
+        pos = 0
+        while start < stop:
+            shard, local = self.locate(start)
+            take = min(stop - start, self.readers[shard].num_samples - local)
+            self.readers[shard].read_into(name, local, local + take, out[pos:pos + take])
+            start, pos = start + take, pos + take
+        return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         shard, local = self.locate(index)
