@@ -135,6 +135,17 @@ def test_fit_logs_loss_nmse_and_throughput(tmp_path):
     assert module.last_batch_stats["flops"] > 3 * 4 * 2 * 4 * 4 * 2 * 64 * 64
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "complex-phase"])
+def test_bf16_mixed_training_steps(tmp_path, attention):
+    """The GPU configs' precision (bf16 autocast), exercised on CPU: dtypes line up end to end."""
+    pl.seed_everything(0)
+    t = trainer(tmp_path, max_steps=2, precision="bf16-mixed", limit_val_batches=1, val_check_interval=2)
+    module = small_module(attention=attention)
+    t.fit(module, small_data())
+    assert math.isfinite(t.callback_metrics["train/loss"]) and math.isfinite(t.callback_metrics["val/loss"])
+    assert all(p.dtype == torch.float32 for p in module.parameters())  # fp32 master weights
+
+
 def test_gradient_accumulation_and_clipping_run(tmp_path):
     pl.seed_everything(0)
     t = trainer(tmp_path, max_steps=2, accumulate_grad_batches=2, gradient_clip_val=0.5, limit_val_batches=0)
