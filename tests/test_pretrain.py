@@ -1,0 +1,285 @@
+"""The pretraining system: LightningModule, schedule, throughput, resume, DDP, CLI configs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+from wfm.data.synthetic import SyntheticCSIDataModule
+from wfm.pretrain import expand_path, main
+from wfm.training.lit_mae import MAEPretrainModule
+from wfm.training.schedule import warmup_cosine
+from wfm.training.throughput import Throughput, detect_peak_tflops
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "pretrain").glob("*.yaml"))
+
+#: A small, fast model for Lightning tests: the tiny size, shallower.
+SMALL = dict(model="mae_tiny", patch_size=(2, 2, 4), warmup_steps=2)
+
+
+def small_module(**kw) -> MAEPretrainModule:
+    return MAEPretrainModule(**{**SMALL, **kw})
+
+
+def small_data(**kw) -> SyntheticCSIDataModule:
+    return SyntheticCSIDataModule(**{"shapes": [(8, 4, 16)], "batch_size": 4, "train_batches": 4,
+                                     "val_batches": 1, **kw})
+
+
+def trainer(tmp_path: Path, **kw) -> pl.Trainer:
+    args = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                enable_model_summary=False, enable_checkpointing=False, deterministic=True,
+                default_root_dir=tmp_path)
+    args.update(kw)
+    return pl.Trainer(**args)
+
+
+class LossRecorder(Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+# ---------------------------------------------------------------------------- pieces
+def test_warmup_cosine_schedule():
+    assert warmup_cosine(0, 10, 110) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 110) == pytest.approx(1.0)
+    assert warmup_cosine(60, 10, 110, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(110, 10, 110, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(500, 10, 110, 0.1) == pytest.approx(0.1)
+    values = [warmup_cosine(s, 10, 110) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_peak_flops_table():
+    assert detect_peak_tflops("NVIDIA H100 80GB HBM3", "bf16-mixed") == pytest.approx(989.4)
+    assert detect_peak_tflops("NVIDIA H200", "bf16-mixed") == pytest.approx(989.4)
+    assert detect_peak_tflops("NVIDIA H100 PCIe", "16-mixed") == pytest.approx(756.0)
+    assert detect_peak_tflops("NVIDIA A100-SXM4-80GB", "bf16-true") == pytest.approx(312.0)
+    assert detect_peak_tflops("NVIDIA GeForce RTX 3090", "bf16-mixed") is None
+
+
+def test_expand_path_uses_wfm_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("WFM_DATA", str(tmp_path))
+    assert expand_path("${WFM_DATA}/uma") == f"{tmp_path}/uma"
+    monkeypatch.delenv("NO_SUCH_VAR_WFM", raising=False)
+    with pytest.raises(ValueError, match="unset environment variable"):
+        expand_path("$NO_SUCH_VAR_WFM/x")
+
+
+def test_module_rejects_bad_config():
+    with pytest.raises(ValueError, match="unknown mask kind"):
+        small_module(mask_kinds=["spiral"], mask_ratios=[0.5])
+    with pytest.raises(KeyError, match="unknown model"):
+        small_module(model="mae_gigantic")
+
+
+def test_weight_decay_groups_and_validation_names(tmp_path):
+    module = small_module(attention="complex-real", mask_kinds=["random", "random", "temporal"],
+                          mask_ratios=[0.85, 0.5, 0.5])
+    assert [name for name, _, _ in module.val_kinds] == ["random85", "random50", "temporal"]
+    module.trainer = trainer(tmp_path, max_steps=10)  # the schedule reads the run length
+    decay, no_decay = module.configure_optimizers()["optimizer"].param_groups
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
+    assert "mask_token" in no_decay_names and "blocks.0.norm1.weight" in no_decay_names
+    assert "blocks.0.attn.q_proj.bias_re" in no_decay_names
+    assert all(names[id(p)].split(".")[-1] in ("weight", "weight_re", "weight_im") for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(names)
+
+
+def test_compile_flag_compiles_every_block_once():
+    module = small_module(compile=True)
+    module.configure_model()
+    module.configure_model()  # Lightning may call it again (e.g. validate after fit)
+    blocks = [*module.model.blocks, *module.model.decoder_blocks]
+    # nn.Module.compile stores the compiled call here; the module and its names stay the same.
+    assert all(b._compiled_call_impl is not None for b in blocks)
+    assert not small_module()._compiled
+
+
+# ---------------------------------------------------------------------------- training
+def test_fit_logs_loss_nmse_and_throughput(tmp_path):
+    from pytorch_lightning.loggers import CSVLogger
+
+    pl.seed_everything(0)
+    throughput = Throughput(window=2, warmup_batches=1)
+    t = trainer(tmp_path, max_steps=4, logger=CSVLogger(tmp_path, name="run"), log_every_n_steps=1,
+                callbacks=[throughput], val_check_interval=4, limit_val_batches=1)
+    module = small_module()
+    t.fit(module, small_data())
+    metrics = t.callback_metrics
+    for kind in ("random", "temporal", "frequency"):
+        assert math.isfinite(metrics[f"val/nmse_db_{kind}"])
+    assert math.isfinite(metrics["val/loss"]) and math.isfinite(metrics["train/loss"])
+    perf = throughput.last_metrics
+    assert perf["perf/samples_per_s"] > 0 and perf["perf/tokens_per_s"] == pytest.approx(
+        perf["perf/samples_per_s"] * 4 * 2 * 4)  # grid (4, 2, 4) tokens per sample
+    assert "perf/mfu" not in perf  # CPU: no peak to compare against
+    rows = list(csv.DictReader(open(Path(t.logger.log_dir) / "metrics.csv")))
+    assert any(r.get("perf/samples_per_s") for r in rows) and any(r.get("train/loss") for r in rows)
+    # One optimizer step's FLOPs = 3 x forward, recorded for the callback.
+    assert module.last_batch_stats["flops"] > 3 * 4 * 2 * 4 * 4 * 2 * 64 * 64
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "complex-phase"])
+def test_bf16_mixed_training_steps(tmp_path, attention):
+    """The GPU configs' precision (bf16 autocast), exercised on CPU: dtypes line up end to end."""
+    pl.seed_everything(0)
+    t = trainer(tmp_path, max_steps=2, precision="bf16-mixed", limit_val_batches=1, val_check_interval=2)
+    module = small_module(attention=attention)
+    t.fit(module, small_data())
+    assert math.isfinite(t.callback_metrics["train/loss"]) and math.isfinite(t.callback_metrics["val/loss"])
+    assert all(p.dtype == torch.float32 for p in module.parameters())  # fp32 master weights
+
+
+def test_gradient_accumulation_and_clipping_run(tmp_path):
+    pl.seed_everything(0)
+    t = trainer(tmp_path, max_steps=2, accumulate_grad_batches=2, gradient_clip_val=0.5, limit_val_batches=0)
+    rec = LossRecorder()
+    t.callbacks.append(rec)
+    t.fit(small_module(), small_data())
+    assert t.global_step == 2 and len(rec.losses) == 4
+
+
+def test_save_and_resume_matches_uninterrupted_run(tmp_path):
+    """N steps straight == N/2 steps, stop, resume from the checkpoint for N/2 more."""
+    n = 8
+
+    def run(max_steps: int, root: Path, ckpt_path: str | None = None) -> tuple[MAEPretrainModule, list[float]]:
+        pl.seed_everything(0)
+        rec = LossRecorder()
+        # Saved at a batch end (as the periodic checkpoints of the configs are): Lightning then
+        # resumes exactly at the next batch even with a loader that keeps no state.
+        ckpt = ModelCheckpoint(dirpath=root / "ckpt", save_last=True, every_n_train_steps=2)
+        t = trainer(root, max_steps=max_steps, limit_val_batches=0, callbacks=[rec, ckpt],
+                    enable_checkpointing=True)
+        # The schedule's length is fixed (max_steps=n), as it must be for a resumable run.
+        module = small_module(max_steps=n, mask_kinds=["random", "temporal"], mask_ratios=[0.7, 0.5])
+        t.fit(module, small_data(), ckpt_path=ckpt_path)
+        return module, rec.losses
+
+    straight, losses = run(n, tmp_path / "a")
+    _, first = run(n // 2, tmp_path / "b")  # 4 steps = one epoch of 4 batches, then "killed"
+    resumed, second = run(n, tmp_path / "b", ckpt_path="last")
+    assert len(first) == len(second) == n // 2
+    torch.testing.assert_close(torch.tensor(first + second), torch.tensor(losses), rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
+class RankReport(Callback):
+    """Writes, per rank, the batches it trained on and a checksum of its final weights."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.batches = out, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches.append(round(float(batch["csi"].abs().sum()), 3))
+
+    def on_train_end(self, trainer, pl_module):
+        checksum = float(sum(p.double().sum() for p in pl_module.parameters()))
+        path = self.out / f"rank{trainer.global_rank}.yaml"
+        path.write_text(yaml.safe_dump({"batches": self.batches, "checksum": checksum, "step": trainer.global_step}))
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """DDP (gloo) with 2 CPU processes: batches split across ranks, weights stay in sync."""
+    pl.seed_everything(0)
+    module = small_module()
+    before = [p.detach().clone() for p in module.parameters()]
+    t = trainer(tmp_path, strategy="ddp_spawn", devices=2, max_epochs=1, limit_val_batches=1,
+                deterministic=False, callbacks=[RankReport(tmp_path)])
+    t.fit(module, small_data())
+    r0, r1 = (yaml.safe_load((tmp_path / f"rank{r}.yaml").read_text()) for r in (0, 1))
+    assert r0["step"] == r1["step"] == 2  # 4 batches over 2 ranks: 2 optimizer steps each
+    assert len(set(r0["batches"] + r1["batches"])) == 4  # disjoint batches
+    assert r0["checksum"] == pytest.approx(r1["checksum"], rel=1e-6)  # in sync
+    assert all(not torch.equal(a, b) for a, b in zip(before, module.parameters()))  # rank 0's weights came back
+    assert math.isfinite(t.callback_metrics["val/loss"])
+
+
+# ---------------------------------------------------------------------------- CLI and configs
+def _config_for_test(path: Path, tmp_path: Path) -> Path:
+    """The config, with its data section swapped for synthetic data when the real DataModule
+    is not importable in this checkout (so the rest of the config is still checked)."""
+    if importlib.util.find_spec("wfm.data.datamodule") is not None:
+        return path
+    cfg = yaml.safe_load(path.read_text())
+    cfg["data"] = {"class_path": "wfm.data.synthetic.SyntheticCSIDataModule"}
+    out = tmp_path / path.name
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_config_parses(config, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(_config_for_test(config, tmp_path)), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "wfm.training.lit_mae.MAEPretrainModule"
+    assert printed["model"]["init_args"]["model"].startswith("mae_")
+    assert printed["trainer"]["callbacks"]  # checkpoints, LR monitor, throughput
+
+
+def test_cpu_config_trains_and_resumes_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the config writes runs/ relative to the working directory
+    cfg = str(REPO / "pretrain" / "mae-tiny-cpu.yaml")
+    fast = ["--data.init_args.train_batches", "2", "--data.init_args.batch_size", "4",
+            "--data.init_args.shapes", "[[8, 8, 16]]", "--trainer.val_check_interval", "2",
+            "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false"]
+    main(["--config", cfg, *fast, "--trainer.max_steps", "2"])
+    ckpt_dir = tmp_path / "runs" / "mae-tiny-cpu" / "checkpoints"
+    assert (ckpt_dir / "last.ckpt").exists() and list(ckpt_dir.glob("best-*.ckpt"))
+    run = tmp_path / "runs" / "mae-tiny-cpu"
+    assert (run / "tb" / "version_0" / "config.yaml").exists() and (run / "csv" / "version_0" / "metrics.csv").exists()
+    main(["fit", "--config", cfg, *fast, "--trainer.max_steps", "4", "--ckpt_path", "last"])
+    state = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4
+    assert state["hyper_parameters"]["model"] == "mae_tiny"
+
+
+def test_throughput_script_cpu_smoke(capsys, monkeypatch):
+    """pretrain/throughput.py runs end to end (CPU, tiny) and reports every configuration."""
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("wfm_throughput_script", REPO / "pretrain" / "throughput.py")
+    script = iu.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up
+    spec.loader.exec_module(script)
+    rows = script.main(["--device", "cpu", "--tiny", "--only", "fp32 (TF32) sdpa", "bf16 complex-phase",
+                        "bf16 sdpa + compile"])
+    assert [r["config"] for r in rows] == ["bf16 sdpa + compile", "fp32 (TF32) sdpa", "bf16 complex-phase"]
+    assert rows[0]["samples/s"] == "skipped on CPU"
+    assert rows[1]["samples/s"] > 0 and rows[2]["TFLOP/s"] > 0
+    assert "| config" in capsys.readouterr().out
+
+
+def test_cli_pretrains_on_generated_shards_via_wfm_data(tiny_dataset, tmp_path, monkeypatch):
+    """The real data path: CSIDataModule over a `wfm data generate` folder named via $WFM_DATA."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WFM_DATA", str(tiny_dataset.parent))
+    main(["--config", str(REPO / "pretrain" / "mae-tiny-cpu.yaml"),
+          "--data", "wfm.data.datamodule.CSIDataModule",
+          "--data.datasets", f"[$WFM_DATA/{tiny_dataset.name}]", "--data.batch_size", "8",
+          "--model.patch_size", "[2, 2, 4]",
+          "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "1",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    state = torch.load(tmp_path / "runs" / "mae-tiny-cpu" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 3
+    assert state["datamodule_hyper_parameters"]["datasets"] == [str(tiny_dataset)]

@@ -1,0 +1,1 @@
+"""Training systems (LightningModules), schedules and callbacks."""

@@ -1,0 +1,172 @@
+"""LightningModule that pretrains the CSI masked autoencoder.
+
+One training batch = one mask kind from the ``MaskPolicy`` mixture (WiFo-style). Masks are
+drawn from a generator seeded by ``(mask_seed, micro-step, rank)``, so runs are reproducible and
+a resumed run draws exactly the masks the uninterrupted run would; ranks draw different random
+masks but always the same kind (equal work per rank, no stragglers).
+
+Validation evaluates every kind of the mixture on every batch with a fixed per-batch mask, and
+logs ``val/loss`` (the mean over kinds; what checkpoints monitor) and per kind
+``val/loss_<kind>``, ``val/nmse_<kind>`` and ``val/nmse_db_<kind>``.
+
+Optimiser: AdamW with no weight decay on biases, norms and the mask token; linear warmup and
+cosine decay to ``min_lr_ratio * lr`` over ``max_steps`` (default: the Trainer's
+``estimated_stepping_batches``). Gradient clipping and accumulation are Trainer settings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from wfm.models.mae import MaskedAutoencoder, nmse_db
+from wfm.models.masking import MaskPolicy, make_mask
+from wfm.models.registry import create_model
+from wfm.nn.patching import patch_grid
+from wfm.training.schedule import warmup_cosine
+
+
+def _no_weight_decay(name: str) -> bool:
+    """Biases, norm parameters and the mask token are not decayed.
+
+    Decided by name, not by ``p.ndim``: under FSDP parameters can be flattened shards.
+    """
+    parts = name.split(".")
+    return parts[-1].startswith("bias") or parts[-1] == "mask_token" or any("norm" in part for part in parts)
+
+
+class MAEPretrainModule(pl.LightningModule):
+    """Pretrain ``wfm.models.mae`` on batches ``{"csi": complex64 [B, T, A, K], ...}``.
+
+    Args:
+        model: registered model name (``mae_tiny`` ... ``mae_large``).
+        patch_size, attention, decoder_dim, sample_norm, norm_pix_loss: overrides of the
+            model's defaults (see ``MaskedAutoencoder``).
+        mask_kinds, mask_ratios, mask_mode, mask_weights: the masking mixture (``MaskPolicy``).
+        mask_seed: seed of the mask draws.
+        lr, weight_decay, betas: AdamW.
+        warmup_steps, min_lr_ratio, max_steps: schedule (optimizer steps; ``max_steps=None``
+            uses the Trainer's estimate).
+        compile: ``torch.compile`` each transformer block (see ``MaskedAutoencoder.compile_blocks``).
+    """
+
+    def __init__(
+        self,
+        model: str = "mae_tiny",
+        patch_size: tuple[int, int, int] = (4, 4, 4),
+        attention: Literal["sdpa", "complex-real", "complex-magnitude", "complex-phase"] = "sdpa",
+        decoder_dim: int | None = None,
+        sample_norm: bool = True,
+        norm_pix_loss: bool = False,
+        mask_kinds: list[str] = ["random", "temporal", "frequency"],  # noqa: B006 (copied below)
+        mask_ratios: list[float] = [0.85, 0.5, 0.5],  # noqa: B006
+        mask_mode: Literal["cycle", "sample"] = "cycle",
+        mask_weights: list[float] | None = None,
+        mask_seed: int = 0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 500,
+        min_lr_ratio: float = 0.01,
+        max_steps: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model: MaskedAutoencoder = create_model(
+            model, patch_size=tuple(patch_size), attention=attention,
+            decoder_dim=decoder_dim, sample_norm=sample_norm, norm_pix_loss=norm_pix_loss,
+        )
+        self.mask_policy = MaskPolicy(list(mask_kinds), list(mask_ratios), mask_mode,
+                                      None if mask_weights is None else list(mask_weights))
+        # Validation scores every (kind, ratio) of the mixture; named by kind, plus the ratio
+        # in percent when one kind appears with several ratios ("random85").
+        pairs = list(dict.fromkeys(zip(self.mask_policy.kinds, self.mask_policy.ratios)))
+        kinds = [k for k, _ in pairs]
+        self.val_kinds = [(k if kinds.count(k) == 1 else f"{k}{round(100 * r)}", k, r) for k, r in pairs]
+        self.val_loss = torch.nn.ModuleDict({name: MeanMetric() for name, _, _ in self.val_kinds})
+        self.val_nmse = torch.nn.ModuleDict({name: MeanMetric() for name, _, _ in self.val_kinds})
+        #: Set after every training step for the ``Throughput`` callback.
+        self.last_batch_stats: dict[str, int] = {}
+        self._compiled = False
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and not self._compiled:
+            self.model.compile_blocks()
+            self._compiled = True
+
+    # ------------------------------------------------------------------ steps
+    def _micro_step(self, batch_idx: int) -> int:
+        """Index of this micro-batch over the whole run, recomputed from the restored
+        ``global_step`` after a resume (so the mask sequence continues exactly)."""
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        return self.global_step * accumulate + batch_idx % accumulate
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        csi = batch["csi"]
+        b = csi.shape[0]
+        grid = patch_grid(csi.shape, self.model.patch_size)
+        mask, kind, _ = self.mask_policy(b, grid, self._micro_step(batch_idx),
+                                         seed=self.hparams.mask_seed, rank=self.global_rank)
+        out = self.model(csi, mask)
+        n_mask = int(mask[0].sum())
+        self.last_batch_stats = {
+            "samples": b,
+            "tokens": b * math.prod(grid),
+            "flops": 3 * b * self.model.forward_flops(grid, n_mask),
+        }
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=b)
+        self.log("train/nmse_db", nmse_db(out.nmse.detach()), prog_bar=True, batch_size=b)
+        self.log(f"train/loss_{kind}", out.loss, batch_size=b)
+        return out.loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        csi = batch["csi"]
+        b = csi.shape[0]
+        grid = patch_grid(csi.shape, self.model.patch_size)
+        for name, kind, ratio in self.val_kinds:
+            # Fixed per-batch masks: every validation pass scores the same problems.
+            gen = torch.Generator().manual_seed(self.hparams.mask_seed * 1_000_003 + 7919 * batch_idx + self.global_rank)
+            out = self.model(csi, make_mask(kind, b, grid, ratio, generator=gen))
+            self.val_loss[name].update(out.loss, weight=b)
+            self.val_nmse[name].update(out.nmse)
+
+    def on_validation_epoch_end(self) -> None:
+        # compute() already reduces over ranks, so every rank holds the same values; sync_dist
+        # just tells Lightning so (an all-reduce of a few identical scalars).
+        log = dict(sync_dist=True)
+        losses = []
+        for name, _, _ in self.val_kinds:
+            loss = self.val_loss[name].compute()  # synced across ranks
+            nmse = self.val_nmse[name].compute()
+            losses.append(loss)
+            self.log(f"val/loss_{name}", loss, **log)
+            self.log(f"val/nmse_{name}", nmse, **log)
+            self.log(f"val/nmse_db_{name}", 10.0 * torch.log10(nmse.clamp_min(1e-12)), **log)
+            self.val_loss[name].reset()
+            self.val_nmse[name].reset()
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, **log)
+
+    # ------------------------------------------------------------------ optim
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if _no_weight_decay(name) else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=tuple(hp.betas),
+        )
+        total = hp.max_steps or self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("set model.max_steps or trainer.max_steps/max_epochs: the cosine schedule needs a length")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, hp.warmup_steps, int(total), hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
