@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
     for name in VERB_MODULES:
         importlib.import_module(name).register(sub)
+    # Listed for --help only: main() hands `wfm pretrain ...` to LightningCLI before parsing.
+    sub.add_parser("pretrain", help="pretrain a foundation model (LightningCLI): wfm pretrain --config "
+                                    "pretrain/mae-SIZE.yaml; see wfm pretrain --help")
     return parser
 
 

@@ -14,6 +14,7 @@ sampler is involved and Lightning leaves the loaders alone.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -25,6 +26,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from wfm.data.errors import DataError
 from wfm.data.shards import ShardedDataset
+
+# Lightning warns that an IterableDataset with __len__ may repeat data across workers; ours
+# shard the batch plan across ranks and workers themselves, and __len__ is per rank.
+warnings.filterwarnings("ignore", message=r".*Your `IterableDataset` has `__len__` defined.*")
 
 
 def _rank() -> tuple[int, int]:
