@@ -24,9 +24,9 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        if v != 0 and (abs(v) >= 1e9 or abs(v) < 1e-3):
             return f"{v:.3e}"
-        return f"{v:.4g}"
+        return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
     if isinstance(v, (list, tuple)):
         return "x".join(_fmt(x) for x in v) if all(isinstance(x, int) for x in v) else ", ".join(map(_fmt, v))
     return "" if v is None else str(v)

@@ -165,7 +165,7 @@ def plot_prediction(name: str, true: Any, pred: Any, base: Any, dt: float, path:
     mags = [20 * np.log10(np.abs(x[:, 0, :].numpy()) + 1e-12) for x in (true, pred, base)]
     lo, hi = min(m.min() for m in mags), max(m.max() for m in mags)
     T, K = mags[0].shape
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     for ax, m, title in zip(axes, mags, ("true", "MAE-Tiny zero-shot", "persistence")):
         im = ax.imshow(m, aspect="auto", origin="lower", extent=[0, K, 0, T * dt * 1e3], vmin=lo, vmax=hi)
         ax.axhline(T * dt * 1e3 / 2, color="w", ls="--", lw=1)
