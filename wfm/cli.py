@@ -13,7 +13,7 @@ import sys
 from wfm import __version__
 
 # Modules that register a verb, in the order `wfm --help` lists them.
-VERB_MODULES = ("wfm.demo", "wfm.data.cli")
+VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         return pretrain_main(argv[1:])
     from wfm.console import fail
     from wfm.data.errors import DataError
+    from wfm.hub import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except DataError as e:
+    except (DataError, CheckpointError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", code=130)

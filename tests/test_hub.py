@@ -1,0 +1,209 @@
+"""Checkpoint export (``wfm export``) and loading (``wfm.from_pretrained``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from wfm.hub import CheckpointError, export_checkpoint, from_pretrained, read_config
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "mae-tiny-export"
+
+
+def _input(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    re, im = torch.randn(2, 2, 8, 8, 16, generator=g).unbind(0)
+    return torch.complex(re, im)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A mae_tiny module after one real training step, and its Lightning checkpoint."""
+    import pytorch_lightning as pl
+
+    from wfm.data.synthetic import SyntheticCSIDataModule
+    from wfm.training.lit_mae import MAEPretrainModule
+
+    pl.seed_everything(0)
+    module = MAEPretrainModule(model="mae_tiny", warmup_steps=1)
+    dm = SyntheticCSIDataModule(shapes=[(8, 8, 16)], batch_size=2, train_batches=2, val_batches=1)
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    ckpt = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return module, ckpt
+
+
+@pytest.fixture()
+def exported(trained, tmp_path) -> Path:
+    return export_checkpoint(trained[1], tmp_path / "mae-tiny")
+
+
+def test_export_writes_folder_and_loads_identically(trained, exported):
+    module, ckpt = trained
+    assert sorted(p.name for p in exported.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert not list(exported.parent.glob(".*tmp*"))  # nothing half-written left behind
+    config = read_config(exported)
+    assert config["format_version"] == 1 and config["model_kind"] == "mae" and config["name"] == "mae_tiny"
+    assert config["global_step"] == 1 and config["num_params"] == module.model.num_params()
+    assert config["arch"]["dim"] == 64 and config["patch_size"] == [4, 4, 4] and config["attention"] == "sdpa"
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("model.") for k in load_file(str(exported / "model.safetensors")))
+    assert "wfm.from_pretrained" in (exported / "README.md").read_text()
+
+    import wfm
+
+    loaded = wfm.from_pretrained(exported)
+    assert not loaded.training
+    original = module.model.eval()
+    csi = _input()
+    a, b = original.predict(csi, "temporal", 0.5), loaded.predict(csi, "temporal", 0.5)
+    assert torch.equal(a.reconstruction, b.reconstruction) and a.nmse_db == b.nmse_db
+    for k, v in original.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+
+
+def test_export_refuses_non_empty_out_dir_unless_overwrite(trained, exported):
+    with pytest.raises(CheckpointError, match="not empty"):
+        export_checkpoint(trained[1], exported)
+    export_checkpoint(trained[1], exported, overwrite=True, metrics={"val/nmse_db": -3.5})
+    assert read_config(exported)["metrics"] == {"val/nmse_db": -3.5}
+    assert "val/nmse_db" in (exported / "README.md").read_text()
+
+
+def test_export_bad_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        export_checkpoint(tmp_path / "missing.ckpt", tmp_path / "out")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        export_checkpoint(bad, tmp_path / "out")
+    torch.save({"foo": 1}, tmp_path / "plain.ckpt")
+    with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):
+        export_checkpoint(tmp_path / "plain.ckpt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_pickled_objects(tmp_path):
+    import argparse  # any non-allowlisted class: weights_only must refuse to build it
+
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": argparse.Namespace(a=1)}}, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        export_checkpoint(tmp_path / "evil.ckpt", tmp_path / "out")
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    for k, v in changes.items():
+        if k.startswith("arch_"):
+            config["arch"][k[5:]] = v
+        else:
+            config[k] = v
+    path.write_text(json.dumps(config))
+
+
+def test_missing_files(exported, tmp_path):
+    with pytest.raises(CheckpointError, match="no such folder"):
+        from_pretrained(tmp_path / "nowhere")
+    (exported / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        from_pretrained(exported)
+    (exported / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="missing config.json"):
+        from_pretrained(exported)
+
+
+@pytest.mark.parametrize("changes, pattern", [
+    ({"arch_depth": 5}, r"unexpected keys: blocks\.5\."),
+    ({"arch_depth": 7}, r"missing keys: blocks\.6\."),
+    ({"arch_dim": 32}, r"shape mismatch .*patch_embed\.weight"),
+])
+def test_config_that_does_not_match_the_weights(exported, changes, pattern):
+    _edit_config(exported, **changes)
+    with pytest.raises(CheckpointError, match=pattern):
+        from_pretrained(exported)
+
+
+def test_format_version_and_kind(exported):
+    _edit_config(exported, format_version=2)
+    with pytest.raises(CheckpointError, match="format_version 2 is newer"):
+        from_pretrained(exported)
+    _edit_config(exported, format_version=1, model_kind="diffusion")
+    with pytest.raises(CheckpointError, match="unknown model kind 'diffusion'"):
+        from_pretrained(exported)
+    (exported / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        from_pretrained(exported)
+
+
+def test_truncated_and_tampered_weights(exported):
+    weights = exported / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        from_pretrained(exported)
+    # Without the recorded checksum the safetensors parser itself must still refuse it.
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        from_pretrained(exported, verify=False)
+    tampered = bytearray(data)
+    tampered[-1] ^= 0xFF  # one bit of one weight: still a valid file
+    weights.write_bytes(bytes(tampered))
+    with pytest.raises(CheckpointError, match="sha256 mismatch \\(changed since export\\)"):
+        from_pretrained(exported)
+    from_pretrained(exported, verify=False)  # opt-out loads it
+
+
+def test_hub_id_offline_with_empty_cache_names_the_id(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
+    code = ("import wfm\n"
+            "try:\n    wfm.from_pretrained('someone/wfm-mae-tiny')\n"
+            "except ValueError as e:\n    print('ERR', type(e).__name__, e)\n")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "ERR CheckpointError someone/wfm-mae-tiny" in res.stdout, res.stdout + res.stderr
+    assert "Hugging Face Hub" in res.stdout
+
+
+def test_cli_export(trained, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "cli-export"
+    cmd = [sys.executable, "-m", "wfm.cli", "export", str(trained[1]), str(out), "--metric", "val/loss=0.5"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "mae_tiny" in res.stdout and "model.safetensors" in res.stdout and "config.json" in res.stdout
+    assert read_config(out)["metrics"] == {"val/loss": 0.5}
+    # A second export into the same folder is a one-line error with exit 2.
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "error:" in res.stderr and "not empty" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_committed_fixture_keeps_loading(tmp_path):
+    """Old exports must keep working: the committed folder loads and gives the recorded outputs."""
+    sys.path.insert(0, str(FIXTURE.parent))
+    try:
+        from make_mae_tiny_export import fixed_input
+    finally:
+        sys.path.pop(0)
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    folder = tmp_path / "fixture"
+    shutil.copytree(FIXTURE, folder)  # read-only use; never mutate the committed files
+    model = from_pretrained(folder)
+    pred = model.predict(fixed_input(), *expected["mask"])
+    r = pred.reconstruction
+    assert float(r.real.sum()) == pytest.approx(expected["sum_real"], rel=1e-4, abs=1e-3)
+    assert float(r.imag.sum()) == pytest.approx(expected["sum_imag"], rel=1e-4, abs=1e-3)
+    assert float(r.abs().sum()) == pytest.approx(expected["abs_sum"], rel=1e-5)
+    assert pred.nmse_db == pytest.approx(expected["nmse_db"], abs=1e-4)
+    got = [x for v in r[0, -1, 0, :4] for x in (float(v.real), float(v.imag))]
+    assert got == pytest.approx([x for pair in expected["first_values"] for x in pair], abs=1e-5)

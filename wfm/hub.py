@@ -1,0 +1,387 @@
+"""Export trained checkpoints as self-contained model folders, and load them back.
+
+An exported folder (``format_version`` 1) holds three files:
+
+* ``model.safetensors``: the bare model's state dict (keys without Lightning's ``model.`` prefix);
+* ``config.json``: ``format_version``, ``model_kind`` (``"mae"``), the registry ``name``, the
+  complete architecture kwargs (``arch``: everything ``MaskedAutoencoder`` needs, so an export
+  does not depend on the registry's defaults staying the same), parameter count, library
+  version, training step/epoch, the sha256 of ``model.safetensors`` and optional metrics;
+* ``README.md``: a model card.
+
+``from_pretrained`` takes such a folder or a Hugging Face Hub repo id (fetched with
+``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE`` and the cache), checks
+the sha256, rebuilds the model from the config and loads the weights with ``strict=True``.
+Nothing is ever unpickled: checkpoints are read with ``torch.load(weights_only=True)`` and
+weights with safetensors.
+
+This module imports only the standard library at the top so that ``wfm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+MODEL_KINDS = ("mae",)
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or exported model that cannot be exported or loaded (message says why)."""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def mae_arch(model: Any) -> dict[str, Any]:
+    """The complete ``MaskedAutoencoder`` kwargs of a built model (read back from its modules)."""
+    def heads(blocks: Any) -> int | None:
+        return int(blocks[0].attn.num_heads) if len(blocks) else None
+
+    return {
+        "patch_size": list(model.patch_size),
+        "dim": int(model.dim),
+        "depth": len(model.blocks),
+        "num_heads": heads(model.blocks),
+        "mlp_ratio": float(model.mlp_ratio),
+        "decoder_dim": int(model.decoder_dim),
+        "decoder_depth": len(model.decoder_blocks),
+        "decoder_num_heads": heads(model.decoder_blocks),
+        "attention": model.attention,
+        "sample_norm": bool(model.sample_norm),
+        "norm_pix_loss": bool(model.norm_pix_loss),
+    }
+
+
+def build_model(config: dict[str, Any]):
+    """Rebuild the (randomly initialised) model a config describes."""
+    from wfm.models.mae import MaskedAutoencoder
+    from wfm.models.registry import create_model, list_models
+
+    kind = config.get("model_kind")
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"unknown model kind {kind!r} in {CONFIG_NAME}; this wfm knows {', '.join(MODEL_KINDS)}")
+    arch = dict(config.get("arch") or {})
+    if "patch_size" in arch:
+        arch["patch_size"] = tuple(arch["patch_size"])
+    name = config.get("name")
+    try:
+        # The arch kwargs are complete, so the registry's defaults do not matter; the plain
+        # class is the fallback for a registry name this version no longer has.
+        model = create_model(name, **arch) if name in list_models() else MaskedAutoencoder(**arch)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"cannot build model {name!r} from {CONFIG_NAME}: {e}") from e
+    return model
+
+
+def _check_state_dict(model: Any, state: dict[str, Any], where: str) -> None:
+    """Raise naming the first few missing/unexpected/mis-shaped keys (before load_state_dict)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_first(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatch (file vs config): {_first(shapes)}")
+    if problems:
+        raise CheckpointError(f"{where}: weights do not match {CONFIG_NAME}: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def _load_lightning_checkpoint(ckpt_path: Path) -> dict[str, Any]:
+    import torch
+
+    if not ckpt_path.is_file():
+        raise CheckpointError(f"{ckpt_path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling refused, truncated zip, not a checkpoint at all
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{ckpt_path}: cannot read checkpoint safely (weights_only): {msg}") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"{ckpt_path}: not a Lightning checkpoint (needs state_dict and hyper_parameters)")
+    return ckpt
+
+
+def model_card(config: dict[str, Any], title: str) -> str:
+    arch = config["arch"]
+    metrics = config.get("metrics") or {}
+    lines = [
+        f"# {title}",
+        "",
+        f"A `wfm` {config['model_kind'].upper()} foundation model for wireless CSI, exported by "
+        f"`wfm export` (wfm {config['wfm_version']}).",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| kind | {config['model_kind']} |",
+        f"| size | {config['name']} |",
+        f"| parameters | {config['num_params']:,} |",
+        f"| patch size | {'x'.join(map(str, arch['patch_size']))} |",
+        f"| attention | {arch['attention']} |",
+        f"| width / depth / heads | {arch['dim']} / {arch['depth']} / {arch['num_heads']} |",
+        f"| decoder width / depth | {arch['decoder_dim']} / {arch['decoder_depth']} |",
+        f"| training step / epoch | {config['global_step']} / {config['epoch']} |",
+        f"| sha256 of {WEIGHTS_NAME} | `{config['sha256']}` |",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in metrics.items()]
+    lines += [
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "import wfm",
+        "",
+        'model = wfm.from_pretrained("path/to/this/folder")  # or a Hugging Face Hub repo id',
+        'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K]',
+        "```",
+        "",
+        f"`T`, `A` and `K` must be divisible by the patch size "
+        f"({'x'.join(map(str, arch['patch_size']))}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: dict[str, Any] | None = None,
+                      overwrite: bool = False) -> Path:
+    """Export a Lightning ``MAEPretrainModule`` checkpoint to a model folder; returns the folder.
+
+    Everything is written to a temporary folder beside ``out_dir`` and renamed into place, so an
+    interrupted export leaves nothing half-written. An existing non-empty ``out_dir`` is an
+    error unless ``overwrite``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from wfm import __version__
+    from wfm.data.shards import sha256_of
+
+    ckpt_path, out_dir = Path(ckpt_path), Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise CheckpointError(f"{out_dir}: already exists and is not empty (pass overwrite / --force)")
+    ckpt = _load_lightning_checkpoint(ckpt_path)
+    hp = dict(ckpt["hyper_parameters"])
+    name = hp.get("model", "mae_tiny")
+    from wfm.models.registry import create_model, list_models
+
+    if name not in list_models():
+        raise CheckpointError(f"{ckpt_path}: unknown model {name!r} in hyper_parameters")
+    overrides = {k: hp[k] for k in ("patch_size", "attention", "decoder_dim", "sample_norm", "norm_pix_loss")
+                 if k in hp}
+    if "patch_size" in overrides:
+        overrides["patch_size"] = tuple(overrides["patch_size"])
+    model = create_model(name, **overrides)
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state = {k.replace("._orig_mod.", "."): v for k, v in state.items()}  # torch.compile wrappers
+    _check_state_dict(model, state, str(ckpt_path))
+    model.load_state_dict(state, strict=True)
+    # safetensors wants contiguous tensors that share no memory.
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tmp.chmod(0o755)
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "wfm_format_version": str(FORMAT_VERSION)})
+        config = {
+            "format_version": FORMAT_VERSION,
+            "model_kind": "mae",
+            "name": name,
+            "arch": mae_arch(model),
+            "patch_size": list(model.patch_size),
+            "attention": model.attention,
+            "num_params": int(model.num_params()),
+            "wfm_version": __version__,
+            "torch_version": torch.__version__.split("+")[0],
+            "global_step": int(ckpt.get("global_step", 0)),
+            "epoch": int(ckpt.get("epoch", 0)),
+            "source_checkpoint": ckpt_path.name,
+            "sha256": sha256_of(tmp / WEIGHTS_NAME),
+            "metrics": dict(metrics or {}),
+        }
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / CARD_NAME).write_text(model_card(config, out_dir.name))
+        for f in tmp.iterdir():
+            f.chmod(0o644)
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """Read and validate an exported folder's ``config.json`` (does not touch the weights)."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: missing {CONFIG_NAME} (not an exported wfm model folder)")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    version = config.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: missing or invalid format_version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version} is newer than this wfm supports "
+                              f"({FORMAT_VERSION}); upgrade wfm")
+    if config.get("model_kind") not in MODEL_KINDS:
+        raise CheckpointError(f"{path}: unknown model kind {config.get('model_kind')!r}; "
+                              f"this wfm knows {', '.join(MODEL_KINDS)}")
+    return config
+
+
+def _resolve(path_or_hub_id: str | Path, revision: str | None, cache_dir: str | Path | None) -> Path:
+    p = Path(path_or_hub_id).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise CheckpointError(f"{p}: expected an exported model folder, got a file")
+        return p
+    s = str(path_or_hub_id)
+    if not _HUB_ID.match(s) or s.startswith((".", "/", "~")):
+        raise CheckpointError(f"{s}: no such folder (and not a Hugging Face Hub repo id)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id=s, revision=revision, cache_dir=cache_dir,
+                                  allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
+    except Exception as e:  # offline with an empty cache, unknown repo, no network, auth
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{s}: not a local folder, and could not fetch it from the Hugging Face Hub "
+                              f"({type(e).__name__}: {msg})") from e
+    return Path(local)
+
+
+def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
+                    cache_dir: str | Path | None = None, verify: bool = True):
+    """Load an exported model from a folder or a Hugging Face Hub repo id, in eval mode on CPU.
+
+    ``verify`` checks the sha256 of ``model.safetensors`` against ``config.json`` first.
+    Raises :class:`CheckpointError` (a ``ValueError``) naming what is wrong.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = _resolve(path_or_hub_id, revision, cache_dir)
+    config = read_config(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: missing {WEIGHTS_NAME}")
+    try:
+        state = load_file(str(weights), device="cpu")
+        load_error = None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        state, load_error = None, e
+    if verify and config.get("sha256"):
+        from wfm.data.shards import sha256_of
+
+        digest = sha256_of(weights)
+        if digest != config["sha256"]:
+            what = "truncated or corrupt" if load_error is not None else "changed since export"
+            raise CheckpointError(f"{weights}: sha256 mismatch ({what}): expected {config['sha256'][:16]}..., "
+                                  f"got {digest[:16]}...")
+    if load_error is not None:
+        raise CheckpointError(f"{weights}: truncated or corrupt safetensors file: {load_error}") from load_error
+    model = build_model(config)
+    _check_state_dict(model, state, str(folder))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def push_to_hub(local_dir: str | Path, repo_id: str, token: str | None = None, *, private: bool = False,
+                commit_message: str | None = None) -> str:
+    """Upload an exported folder to the Hugging Face Hub (creates the repo if needed); returns its URL.
+
+    A thin wrapper over ``HfApi().create_repo`` + ``upload_folder``; ``token`` defaults to the
+    logged-in one (``huggingface-cli login`` / ``HF_TOKEN``). The folder is validated first.
+    Not covered by the offline test suite.
+    """
+    from huggingface_hub import HfApi
+
+    local_dir = Path(local_dir)
+    config = read_config(local_dir)
+    if not (local_dir / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{local_dir}: missing {WEIGHTS_NAME}")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(local_dir),
+                      allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
+                      commit_message=commit_message or f"Upload {config['name']} (wfm {config['wfm_version']})")
+    return f"https://huggingface.co/{repo_id}"
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a Lightning checkpoint to a model folder (safetensors + config + card)")
+    p.add_argument("ckpt", help="Lightning .ckpt written by wfm pretrain")
+    p.add_argument("out_dir", help="output folder (created; loads with wfm.from_pretrained)")
+    p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",
+                   help="record a metric in config.json and the model card (repeatable)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
+    p.set_defaults(func=cmd_export)
+
+
+def _parse_metrics(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CheckpointError(f"--metric {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from wfm.console import console, print_table
+
+    out = export_checkpoint(args.ckpt, args.out_dir, metrics=_parse_metrics(args.metric), overwrite=args.force)
+    config = read_config(out)
+    print_table([{"name": config["name"], "kind": config["model_kind"], "params": config["num_params"],
+                  "patch": config["patch_size"], "attention": config["attention"],
+                  "step": config["global_step"], "epoch": config["epoch"]}], title="exported model")
+    print_table([{"file": str(out / f), "bytes": (out / f).stat().st_size}
+                 for f in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)], title="files written")
+    console.print(f"sha256 {config['sha256']}  load with: wfm.from_pretrained({str(out)!r})")
