@@ -15,6 +15,11 @@ from wfm.data.generate import generate_dataset
 from wfm.data.shards import MANIFEST, ShardedDataset, read_manifest, verify_dataset
 
 
+def killed(n: int) -> None:
+    """A progress hook that stops a run after its first shard, as a kill would."""
+    raise KeyboardInterrupt
+
+
 def checksums(root) -> list[str]:
     return [s["sha256"] for s in read_manifest(root)["shards"]]
 
@@ -47,12 +52,8 @@ def test_deterministic_and_independent_of_workers(tiny_dataset, tmp_path):
 
 def test_resume_keeps_finished_shards(tiny_dataset, tmp_path):
     out = tmp_path / "killed"
-    # A run killed after its first shard: an exception from the progress hook stops it there.
-    def die(n):
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        generate_dataset(tiny_recipe(), out, seed=0, progress=die)
+        generate_dataset(tiny_recipe(), out, seed=0, progress=killed)
     assert [p.name for p in sorted(out.glob("shard-*.h5"))] == ["shard-00000.h5"]
     assert not (out / MANIFEST).exists()
     first = (out / "shard-00000.h5").stat().st_mtime_ns
@@ -67,12 +68,8 @@ def test_resume_keeps_finished_shards(tiny_dataset, tmp_path):
 
 def test_resume_replaces_a_corrupt_leftover(tiny_dataset, tmp_path):
     out = tmp_path / "corrupt"
-
-    def die(n):
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        generate_dataset(tiny_recipe(), out, seed=0, progress=die)
+        generate_dataset(tiny_recipe(), out, seed=0, progress=killed)
     (out / "shard-00000.h5").write_bytes(b"garbage")  # e.g. a disk that lost the file's tail
     res = generate_dataset(tiny_recipe(), out, seed=0)
     assert res.generated_shards == 3

@@ -11,7 +11,7 @@ import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -24,6 +24,39 @@ CSI_MODELS = SYSTEM_LEVEL_MODELS + LINK_LEVEL_MODELS
 #: CDL/TDL profiles of TR 38.901 (D and E contain a LoS path).
 PROFILES = ("A", "B", "C", "D", "E")
 LOS_PROFILES = ("D", "E")
+
+
+SPLITS = ("pretrain", "zeroshot", "test")
+
+
+def field_problems(recipe: Any, *, counts: Sequence[str] = (), positive: Sequence[str] = (),
+                   non_negative: Sequence[str] = (), probabilities: Sequence[str] = (),
+                   ranges: Sequence[str] = ()) -> list[str]:
+    """The checks every recipe type shares, as one message per bad field.
+
+    counts >= 1; positive > 0; non_negative >= 0; probabilities in [0, 1]; ranges are
+    ``[low, high]`` with ``0 <= low <= high``; ``split`` is one of :data:`SPLITS`.
+    """
+    problems = []
+    for key in counts:
+        if int(getattr(recipe, key)) < 1:
+            problems.append(f"{key} must be >= 1")
+    for key in positive:
+        if not float(getattr(recipe, key)) > 0:
+            problems.append(f"{key} must be > 0")
+    for key in non_negative:
+        if float(getattr(recipe, key)) < 0:
+            problems.append(f"{key} must be >= 0")
+    for key in probabilities:
+        if not 0 <= float(getattr(recipe, key)) <= 1:
+            problems.append(f"{key} must be in [0, 1]")
+    for key in ranges:
+        r = getattr(recipe, key)
+        if len(r) != 2 or not 0 <= r[0] <= r[1]:
+            problems.append(f"{key} {list(r)} must be [low, high], 0 <= low <= high")
+    if recipe.split not in SPLITS:
+        problems.append(f"split {recipe.split!r} is not one of {', '.join(SPLITS)}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -61,16 +94,9 @@ class CSIRecipe:
             problems.append(f"los {self.los!r} is not random, los or nlos")
         if len(self.array) != 2 or min(self.array) < 1:
             problems.append(f"array {list(self.array)} must be [rows, cols] >= 1")
-        if len(self.speed_kmh) != 2 or not 0 <= self.speed_kmh[0] <= self.speed_kmh[1]:
-            problems.append(f"speed_kmh {list(self.speed_kmh)} must be [low, high], 0 <= low <= high")
-        for key in ("num_subcarriers", "time_steps", "num_samples", "shard_size"):
-            if int(getattr(self, key)) < 1:
-                problems.append(f"{key} must be >= 1")
-        for key in ("carrier_frequency_ghz", "subcarrier_spacing_khz", "time_step_ms"):
-            if not float(getattr(self, key)) > 0:
-                problems.append(f"{key} must be > 0")
-        if self.split not in ("pretrain", "zeroshot", "test"):
-            problems.append(f"split {self.split!r} is not pretrain, zeroshot or test")
+        problems += field_problems(
+            self, counts=("num_subcarriers", "time_steps", "num_samples", "shard_size"),
+            positive=("carrier_frequency_ghz", "subcarrier_spacing_khz", "time_step_ms"), ranges=("speed_kmh",))
         if problems:
             raise DataError(f"recipe {self.name!r}: " + "; ".join(problems))
 

@@ -37,10 +37,9 @@ import numpy as np
 from wfm.data.errors import DataError
 from wfm.data.generate import register_kind
 from wfm.data.geometry import los_distance_aoa
-from wfm.data.recipes import register_recipe_kind
+from wfm.data.recipes import field_problems, register_recipe_kind
 from wfm.data.shards import FieldSpec
 
-SPLITS = ("pretrain", "zeroshot", "test")
 MOBILITY = ("pedestrian", "vehicular")
 TRAFFIC_ARCHETYPES = ("residential", "business", "transport")
 
@@ -74,21 +73,12 @@ class TrajectoryRecipe:
         p = []
         if self.mobility not in MOBILITY:
             p.append(f"mobility {self.mobility!r} is not one of {', '.join(MOBILITY)}")
-        if not 0 <= self.speed_kmh[0] <= self.speed_kmh[1] or self.speed_kmh[1] <= 0:
-            p.append(f"speed_kmh {list(self.speed_kmh)} must be [low, high], 0 <= low <= high, high > 0")
-        if not 0 <= self.start_distance_m[0] <= self.start_distance_m[1]:
-            p.append(f"start_distance_m {list(self.start_distance_m)} must be [low, high], 0 <= low <= high")
-        for key in ("steps", "num_samples", "shard_size"):
-            if int(getattr(self, key)) < 1:
-                p.append(f"{key} must be >= 1")
-        for key in ("interval_ms", "mean_segment_s", "bs_height_m"):
-            if not float(getattr(self, key)) > 0:
-                p.append(f"{key} must be > 0")
-        for key in ("stop_probability", "turn_probability"):
-            if not 0 <= float(getattr(self, key)) <= 1:
-                p.append(f"{key} must be in [0, 1]")
-        if self.split not in SPLITS:
-            p.append(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+        if self.speed_kmh[1] <= 0:
+            p.append(f"speed_kmh {list(self.speed_kmh)} needs high > 0")
+        p += field_problems(self, counts=("steps", "num_samples", "shard_size"),
+                            positive=("interval_ms", "mean_segment_s", "bs_height_m"),
+                            probabilities=("stop_probability", "turn_probability"),
+                            ranges=("speed_kmh", "start_distance_m"))
         if p:
             raise DataError(f"recipe {self.name!r}: " + "; ".join(p))
 
@@ -129,17 +119,9 @@ class TrafficRecipe:
         p = []
         if not self.interval_min > 0 or abs(1440 / self.interval_min - round(1440 / self.interval_min)) > 1e-9:
             p.append(f"interval_min {self.interval_min} must be > 0 and divide a day (1440 min)")
-        for key in ("days", "num_samples", "shard_size"):
-            if int(getattr(self, key)) < 1:
-                p.append(f"{key} must be >= 1")
-        for key in ("noise_df", "burst_hours"):
-            if not float(getattr(self, key)) > 0:
-                p.append(f"{key} must be > 0")
-        for key in ("bursts_per_day", "noise_scale", "weekend_jitter", "level_log_std"):
-            if float(getattr(self, key)) < 0:
-                p.append(f"{key} must be >= 0")
-        if self.split not in SPLITS:
-            p.append(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+        p += field_problems(self, counts=("days", "num_samples", "shard_size"),
+                            positive=("noise_df", "burst_hours"),
+                            non_negative=("bursts_per_day", "noise_scale", "weekend_jitter", "level_log_std"))
         if p:
             raise DataError(f"recipe {self.name!r}: " + "; ".join(p))
 
