@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         zs = recipe_from_dict(DEMO_ZEROSHOT_RECIPE, source="wfm.demo.DEMO_ZEROSHOT_RECIPE")
         zs_dir = out / "data" / zs.name
         generate_dataset(zs, zs_dir, seed=args.seed)
-        rows, png2 = evaluate(ckpt, [(data_dir, "held-out tail"), (zs_dir, "unseen scenario+band")],
+        rows, png2 = evaluate(ckpt, [(data_dir, "held-out tail", True), (zs_dir, "unseen scenario+band", False)],
                               out / "prediction.png")
         print_table(rows, title="zero-shot NMSE (dB, lower is better) of MAE-Tiny vs persistence")
         results.update({"checkpoint": str(ckpt), "zero_shot": rows})
@@ -125,8 +125,12 @@ def pretrain(data_dir: Path, out: Path, steps: int) -> Path:
     return ckpt
 
 
-def evaluate(ckpt: Path, datasets: list[tuple[Path, str]], png: Path) -> tuple[list[dict], Path]:
-    """Zero-shot temporal and frequency prediction NMSE of the checkpoint vs persistence."""
+def evaluate(ckpt: Path, datasets: list[tuple[Path, str, bool]], png: Path) -> tuple[list[dict], Path]:
+    """Zero-shot temporal and frequency prediction NMSE of the checkpoint vs persistence.
+
+    ``datasets`` holds ``(folder, label, held_out)``: with ``held_out`` only the test tail the
+    model was not trained on is evaluated, otherwise the whole dataset.
+    """
     import torch
 
     from wfm.data.datamodule import contiguous_splits
@@ -137,10 +141,12 @@ def evaluate(ckpt: Path, datasets: list[tuple[Path, str]], png: Path) -> tuple[l
     module = MAEPretrainModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     model = module.model.eval()
     rows, shown = [], None
-    for root, label in datasets:
+    for root, label, held_out in datasets:
         ds = ShardedDataset(root)
-        test = contiguous_splits([len(ds)], 0.0, TEST_FRACTION)["test"] if "tail" in label else None
-        a, b = (test.starts[0], test.stops[0]) if test else (0, len(ds))
+        a, b = 0, len(ds)
+        if held_out:
+            test = contiguous_splits([len(ds)], 0.0, TEST_FRACTION)["test"]
+            a, b = test.starts[0], test.stops[0]
         csi = torch.from_numpy(ds.read_range(a, b, ["csi"])["csi"])
         for kind, axis in (("temporal", "time"), ("frequency", "frequency")):
             with torch.no_grad():
