@@ -66,11 +66,11 @@ def test_plan_is_deterministic_per_epoch_and_shards_across_streams(tiny_dataset,
     assert ds.plan() != plan0
     for d, blocks in plan0:  # blocks stay inside the training range, two samples each
         assert all(0 <= a < b <= dm.splits["train"].stops[0] and b - a == 2 for a, b in blocks)
-    # Two ranks (or workers) take disjoint halves of the plan that together make it whole.
+    # Two ranks take disjoint halves of the plan that together make it whole.
     ds.epoch = 0
     seen = []
     for me in range(2):
-        monkeypatch.setattr(dm_mod, "_stream", lambda me=me: (me, 2))
+        monkeypatch.setattr(dm_mod, "_rank", lambda me=me: (me, 2))
         seen.append([bytes(b["csi"].numpy()) for b in ds])
     assert len(seen[0]) == len(seen[1]) == 8 and not set(seen[0]) & set(seen[1])
 
@@ -143,3 +143,83 @@ def test_live_datamodule(tmp_path):
     assert not torch.equal(e0[0]["csi"], e1[0]["csi"])  # fresh channels every epoch
     with pytest.raises(DataError, match="num_workers: 0"):
         LiveCSIDataModule(paths, device="cuda", num_workers=2)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("skip", [0, 1, 4])
+def test_each_rank_trains_on_its_share_in_order_from_any_skip(world, workers, skip, monkeypatch):
+    """What a rank's DataLoader yields (workers taken in turn) is its share, in order, less
+    the ``skip`` batches a resumed run already trained on."""
+    num = 17
+    for rank in range(world):
+        monkeypatch.setattr(dm_mod, "_rank", lambda rank=rank: (rank, world))
+        per_worker = []
+        for wid in range(workers):
+            info = type("Info", (), {"id": wid, "num_workers": workers})()
+            monkeypatch.setattr(dm_mod, "get_worker_info", lambda info=info: info)
+            per_worker.append(list(dm_mod._my_batches(num, skip)))
+        # The DataLoader's order: one batch from each worker in turn, skipping exhausted ones.
+        yielded = [w[k] for k in range(max(map(len, per_worker))) for w in per_worker if k < len(w)]
+        share = list(range(rank, num, world))
+        assert yielded == share[skip:]
+        assert len(share) == len(range(rank, num, world))  # == _per_rank(num), the loader's length
+
+
+def test_two_workers_yield_the_single_process_sequence(tiny_dataset):
+    dm = CSIDataModule([str(tiny_dataset)], batch_size=4, block_size=2, samples_per_epoch=40)
+    dm.setup()
+    one = [b["csi"] for b in dm._loader("train")]
+    dm.hparams.num_workers = 2
+    two = [b["csi"] for b in dm._loader("train")]
+    assert len(one) == len(two) == 10 and all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_resume_in_the_middle_of_an_epoch_sees_the_uninterrupted_data(tiny_dataset, tmp_path):
+    """Killed 5 batches into an epoch of 8 and resumed from its last checkpoint, a run trains on
+    exactly the batches (and reaches exactly the weights) of a run never interrupted."""
+    from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+    class Probe(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+            self.seen: list[float] = []
+
+        def training_step(self, batch, i):
+            self.seen.append(round(float(batch["csi"].abs().sum()), 4))
+            return (batch["csi"].abs().mean() - self.w) ** 2
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Killed(Exception):
+        pass
+
+    class Kill(Callback):
+        def __init__(self, at: int):
+            self.at = at
+
+        def on_train_batch_end(self, trainer, module, *args):
+            self.module = module
+            if trainer.global_step == self.at:
+                raise Killed  # no checkpoint is written after this: like a kill
+
+    def run(root, max_steps, callbacks=(), ckpt_path=None):
+        module = Probe()
+        ckpt = ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=1, save_top_k=0)
+        trainer = pl.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, limit_val_batches=0, callbacks=[ckpt, *callbacks])
+        trainer.fit(module, CSIDataModule([str(tiny_dataset)], batch_size=4, samples_per_epoch=32),
+                    ckpt_path=ckpt_path)
+        return module
+
+    straight = run(tmp_path / "a", 12)  # 8 batches per epoch: ends 4 batches into epoch 1
+    with pytest.raises(Killed):
+        run(tmp_path / "b", 12, [kill := Kill(5)])
+    first = kill.module
+    # The kill came after batch 5 but before its checkpoint: the run resumes from step 4.
+    assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["global_step"] == 4
+    resumed = run(tmp_path / "b", 12, ckpt_path=str(tmp_path / "b" / "last.ckpt"))
+    assert first.seen == straight.seen[:5] and resumed.seen == straight.seen[4:]
+    assert torch.equal(resumed.w, straight.w)

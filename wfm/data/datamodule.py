@@ -45,12 +45,21 @@ def _per_rank(total: int) -> int:
     return len(range(rank, total, world))
 
 
-def _stream() -> tuple[int, int]:
-    """(index, count) of this reader among all ranks x workers."""
+def _my_batches(num: int, skip: int = 0) -> Iterator[int]:
+    """Indices of an epoch's ``num`` batches that this rank x worker produces, less the first
+    ``skip`` of this rank's share (those a resumed run already trained on).
+
+    Rank ``r`` owns batches ``r, r + world, ...`` (``_per_rank`` of them, its loader's length).
+    Its DataLoader takes one batch from each worker in turn, so worker ``w`` produces the
+    positions ``skip + w, skip + w + workers, ...`` of the share, and the rank trains on its
+    batches in order whatever its worker count, before and after a resume.
+    """
     rank, world = _rank()
     info = get_worker_info()
-    wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-    return rank * nw + wid, world * nw
+    wid, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    share = range(rank, num, world)
+    for j in range(skip + wid, len(share), workers):
+        yield share[j]
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class ShardBatches(IterableDataset):
         self.fields = list(fields)
         self.scales = list(scales)
         self.epoch = 0
+        self.skip = 0  # batches of this rank's stream to pass over (mid-epoch resume)
         self._datasets: list[ShardedDataset] | None = None
 
     def _open(self) -> list[ShardedDataset]:
@@ -163,38 +173,62 @@ class ShardBatches(IterableDataset):
         return batch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        me, count = _stream()
-        for i, (d, blocks) in enumerate(self.plan()):
-            if i % count == me:
-                yield self.read_batch(d, blocks)
+        plan = self.plan()
+        for i in _my_batches(len(plan), self.skip):
+            yield self.read_batch(*plan[i])
 
     def __len__(self) -> int:
         return _per_rank(len(self.plan()) if not self.shuffle else int(self.num_batches or 0))
 
 
 class _EpochLoader(DataLoader):
-    """A DataLoader that sets its dataset's epoch (the shuffle seed) before every pass.
+    """A DataLoader that sets its dataset's epoch (the shuffle seed) before every pass, and can
+    resume in the middle of an epoch.
 
-    The epoch comes from ``epoch_source`` (the trainer's epoch, so a resumed run replays
-    the same plan as an uninterrupted one) or else counts passes. Workers are re-created
-    each pass (no persistent workers), so they see the new epoch.
+    The epoch comes from ``trainer`` (a callable returning the attached Trainer or None: its
+    current epoch, so a resumed run replays the same plan as an uninterrupted one) or else
+    counts passes. Workers are re-created each pass (no persistent workers), so they see the
+    new epoch.
+
+    Lightning saves ``state_dict()`` in checkpoints and hands it back to ``load_state_dict``
+    on resume: the epoch and how many of this rank's batches were trained on in it, read from
+    the Trainer's progress (not from what was fetched, which runs ahead by the prefetch). The
+    first pass after a resume then skips those batches, so a run killed mid-epoch sees the
+    same data as one never interrupted.
     """
 
-    def __init__(self, *args: Any, epoch_source: Any = None, **kwargs: Any):
+    def __init__(self, *args: Any, trainer: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.epoch_source = epoch_source
+        self.trainer_source = trainer
         self._passes = 0
+        self._resume: dict[str, int] | None = None
+
+    def _trainer(self) -> Any:
+        return self.trainer_source() if self.trainer_source is not None else None
 
     def __iter__(self):  # type: ignore[override]
-        epoch = self.epoch_source() if self.epoch_source is not None else None
-        self.dataset.epoch = self._passes if epoch is None else int(epoch)  # type: ignore[attr-defined]
+        trainer = self._trainer()
+        epoch = self._passes if trainer is None else int(trainer.current_epoch)
+        self.dataset.epoch = epoch  # type: ignore[attr-defined]
+        resume, self._resume = self._resume, None
+        self.dataset.skip = resume["batches"] if resume and resume["epoch"] == epoch else 0  # type: ignore[attr-defined]
         self._passes += 1
         return super().__iter__()
 
+    def state_dict(self) -> dict[str, int]:
+        trainer = self._trainer()
+        if trainer is None:
+            return {"epoch": self._passes, "batches": 0}
+        return {"epoch": int(trainer.current_epoch),
+                "batches": int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)}
 
-def _trainer_epoch(module: pl.LightningDataModule) -> Any:
-    """A callable giving the attached trainer's current epoch, or None without a trainer."""
-    return lambda: (module.trainer.current_epoch if getattr(module, "trainer", None) is not None else None)
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
+
+
+def _attached_trainer(module: pl.LightningDataModule) -> Any:
+    """A callable giving the module's attached Trainer, or None without one."""
+    return lambda: getattr(module, "trainer", None)
 
 
 class CSIDataModule(pl.LightningDataModule):
@@ -283,7 +317,7 @@ class CSIDataModule(pl.LightningDataModule):
         kwargs = dict(batch_size=None, num_workers=self.hparams.num_workers, pin_memory=torch.cuda.is_available(),
                       persistent_workers=False)
         if split == "train":
-            return _EpochLoader(ds, epoch_source=_trainer_epoch(self), **kwargs)
+            return _EpochLoader(ds, trainer=_attached_trainer(self), **kwargs)
         return DataLoader(ds, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
@@ -309,18 +343,17 @@ class LiveCSIBatches(IterableDataset):
         self.device = device
         self.scales = list(scales)
         self.epoch = 0
+        self.skip = 0  # batches of this rank's stream to pass over (mid-epoch resume)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        me, count = _stream()
         p = self.weights / self.weights.sum()
         rng = np.random.default_rng([self.seed, self.epoch])
         picks = rng.choice(len(p), size=self.num_batches, p=p)
         device = self.device
         if device == "cuda" and torch.cuda.is_available():
             device = f"cuda:{torch.cuda.current_device()}"
-        for i, d in enumerate(picks):
-            if i % count != me:
-                continue
+        for i in _my_batches(len(picks), self.skip):
+            d = picks[i]
             # Train seeds live in their own stream (0, ...) apart from validation's (1, ...).
             s = int(np.random.SeedSequence([self.seed, 0, self.epoch, i]).generate_state(1)[0])
             out = self.generators[d].generate(self.batch_size, s, device)
@@ -394,7 +427,7 @@ class LiveCSIDataModule(pl.LightningDataModule):
         weights = hp.weights or [1.0] * len(self.generators)
         ds = LiveCSIBatches(self.generators, weights, hp.batch_size, num_batches, hp.seed, hp.device, self.scales)
         return _EpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
-                            epoch_source=_trainer_epoch(self))
+                            trainer=_attached_trainer(self))
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
