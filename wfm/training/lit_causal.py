@@ -51,18 +51,20 @@ class CausalPretrainModule(pl.LightningModule):
     Args:
         model: registered model name (``causal_tiny`` ... ``causal_base``).
         patch_len, quantiles, max_context: overrides of the model's defaults (None: keep).
+        model_kwargs: any other ``CausalForecaster`` arguments (e.g. ``{dim: 32, depth: 2}``).
         lr, weight_decay, betas: AdamW.
         warmup_steps, min_lr_ratio, max_steps: schedule (``max_steps=None``: the Trainer's estimate).
         compile: ``torch.compile`` each transformer block.
     """
 
     def __init__(self, model: str = "causal_tiny", patch_len: int | None = None, quantiles: list[float] | None = None,
-                 max_context: int | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
+                 max_context: int | None = None, model_kwargs: dict[str, Any] | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 500, min_lr_ratio: float = 0.01,
                  max_steps: int | None = None, compile: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
-        overrides = {k: v for k, v in (("patch_len", patch_len), ("max_context", max_context)) if v is not None}
+        overrides = dict(model_kwargs or {})
+        overrides.update({k: v for k, v in (("patch_len", patch_len), ("max_context", max_context)) if v is not None})
         if quantiles is not None:
             overrides["quantiles"] = tuple(quantiles)
         self.model: CausalForecaster = create_model(model, **overrides)
