@@ -13,8 +13,9 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
    added to every token: one model serves 1 ms CSI and 10 min traffic.
 4. **Decoder-only transformer** with rotary position codes (relative, so left padding does not
    shift them) and causal attention that also hides padded keys (pre-norm blocks, SDPA).
-5. **Next-patch head.** Token ``i`` predicts patch ``i + 1``: a point forecast (MSE in
-   normalised space) and optionally quantiles (pinball loss).
+5. **Next-patch head.** Token ``i`` predicts patch ``i + 1`` as the last value of patch ``i``
+   plus a learned change: a point forecast (MSE in normalised space) and optionally quantiles
+   (pinball loss). Starting from persistence matters for the smooth series of mobility.
 
 Training draws random left padding (random context lengths) so that short contexts work;
 see :meth:`CausalForecaster.loss`. ``forecast`` is autoregressive over patches: each predicted
@@ -209,7 +210,10 @@ class CausalForecaster(nn.Module):
             attn_mask = attn_mask[:, None]  # [B, 1, N, N]
         for blk in self.blocks:
             tok = blk(tok, attn_mask)
-        out = self.head(self.norm(tok)).float().view(b, n, p, 1 + len(self.quantile_levels))
+        # Residual on the last value of the token's patch: an untrained head forecasts persistence,
+        # and smooth series (AoA, distance at 50-100 ms) only need the small change learned.
+        last = x[:, :, -1, None, None]
+        out = last + self.head(self.norm(tok)).float().view(b, n, p, 1 + len(self.quantile_levels))
         quant = out[..., 1:] if self.quantile_levels else None
         return CausalOutput(point=out[..., 0], quantiles=quant, loc=loc, scale=scale)
 
