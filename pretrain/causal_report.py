@@ -126,7 +126,7 @@ def windows(tabs: list, context: int, horizon: int, stride: int, max_windows: in
 # ---------------------------------------------------------------------------- models
 
 
-def pretrain(paths: dict[str, Path], kinds: list[str], steps: int, batch: int, seed: int = 0):
+def pretrain(paths: dict[str, Path], kinds: list[str], steps: int, batch: int, seed: int = 0, scaled: bool = True):
     """``causal_tiny`` pretrained on the ``kinds`` of the mixture (equal weights per kind)."""
     import pytorch_lightning as pl
 
@@ -142,7 +142,8 @@ def pretrain(paths: dict[str, Path], kinds: list[str], steps: int, batch: int, s
     dm = SeriesDataModule(datasets, weights=weights, kinds=kinds, context=192, horizon=32, batch_size=batch,
                           samples_per_epoch=steps * batch, eval_windows=32, val_fraction=0.1, test_fraction=0.1,
                           seed=seed)
-    module = CausalPretrainModule(model="causal_tiny", lr=2e-3, warmup_steps=min(100, steps // 10), min_lr_ratio=0.05)
+    module = CausalPretrainModule(model="causal_tiny", lr=2e-3, warmup_steps=min(100, steps // 10), min_lr_ratio=0.05,
+                                  scaled_loss=scaled)
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          gradient_clip_val=1.0)
@@ -167,7 +168,7 @@ def fine_tune(model, train: list[dict], steps: int, lr: float = 5e-4, batch: int
         b = {"values": x[i], "observed": torch.ones_like(x[i], dtype=torch.bool),
              "context_len": torch.full((len(i),), ctx_len)}
         v, o, c = pad_to_patches(b, m.patch_len)
-        loss, *_ = m.loss(v, o, itv[i], c)
+        loss, *_ = m.loss(v, o, itv[i], c, scaled=True)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="runs/causal-report", help="folder for report.json and report.md")
     p.add_argument("--data-dir", default=None, help="dataset cache (default $WFM_DATA/causal-report)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default 1500, quick 60)")
+    p.add_argument("--no-scaled-loss", action="store_true", help="ablation: plain MSE instead of the MASE-style loss")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny models)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -346,8 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(args.out)
     t0 = time.time()
     paths = generate(data_dir, quick)
-    model = pretrain(paths, ["csi", "aoa", "traffic"], cfg["steps"], cfg["batch"])
-    singles = {k: pretrain(paths, [k], cfg["single_steps"], cfg["batch"]) for k in MIXTURE}
+    scaled = not args.no_scaled_loss
+    cfg["scaled_loss"] = scaled
+    model = pretrain(paths, ["csi", "aoa", "traffic"], cfg["steps"], cfg["batch"], scaled=scaled)
+    singles = {k: pretrain(paths, [k], cfg["single_steps"], cfg["batch"], scaled=scaled) for k in MIXTURE}
     log("scoring distance (zero-shot, fine-tune, LSTM)")
     dist = section_distance(model, paths, cfg)
     tuned = dist.pop("tuned")
@@ -363,6 +367,10 @@ def main(argv: list[str] | None = None) -> None:
     for r in env["rows"].values():
         r.pop("returns", None)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    # The weights, for a look at the model after the run (create_model("causal_tiny").load_state_dict).
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / "causal_tiny_multitask.safetensors"))
     text = markdown(res)
     (out_dir / "report.json").write_text(json.dumps(res, indent=2) + "\n")
     (out_dir / "report.md").write_text(text + "\n")

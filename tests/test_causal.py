@@ -26,8 +26,17 @@ def one_thread():
 
 
 def tiny(**kw) -> CausalForecaster:
+    """An untrained causal_tiny whose head is not zero (a fresh model forecasts pure persistence)."""
     torch.manual_seed(0)
-    return create_model("causal_tiny", **kw).eval()
+    m = create_model("causal_tiny", **kw).eval()
+    torch.nn.init.normal_(m.head.weight, std=0.05)
+    return m
+
+
+def test_fresh_model_is_persistence():
+    m = create_model("causal_tiny")
+    x = walks(2, 21)
+    assert torch.allclose(m.forecast(x, 0.1, 9), x[:, -1:].expand(-1, 9), atol=1e-4)
 
 
 def walks(b: int = 3, length: int = 64, seed: int = 0) -> torch.Tensor:

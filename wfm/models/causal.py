@@ -17,8 +17,10 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
    plus a learned change: a point forecast (MSE in normalised space) and optionally quantiles
    (pinball loss). Starting from persistence matters for the smooth series of mobility.
 
-Training draws random left padding (random context lengths) so that short contexts work;
-see :meth:`CausalForecaster.loss`. ``forecast`` is autoregressive over patches: each predicted
+Training draws random left padding (random context lengths) so that short contexts work, and
+scores the next-patch predictions of the horizon after each window's context (normalised by
+that context only, so no statistic of the targets leaks into the inputs); see
+:meth:`CausalForecaster.loss`. ``forecast`` is autoregressive over patches: each predicted
 patch is appended as observed input until the horizon is covered (batched, no grad).
 
 Sizes (``create_model(name)``; parameters measured by ``tests/test_causal.py``):
@@ -167,6 +169,7 @@ class CausalForecaster(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, p * (1 + len(self.quantile_levels)))
         self.apply(self._init)
+        nn.init.zeros_(self.head.weight)  # start as exact persistence (see the residual in forward)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -217,20 +220,41 @@ class CausalForecaster(nn.Module):
         quant = out[..., 1:] if self.quantile_levels else None
         return CausalOutput(point=out[..., 0], quantiles=quant, loc=loc, scale=scale)
 
-    def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None
-             ) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
+    def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
+             scaled: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
         """Next-patch loss: MSE (plus pinball for quantiles) in normalised space.
 
+        With ``context_len``, only the patches after the context are scored (teacher-forced,
+        normalised by the context: what ``forecast`` does); without it, every next patch.
+
+        ``scaled``: divide each series' errors by the mean squared one-step change of its
+        normalised context (MASE-style, floored at 1e-3). Smooth series (AoA at 100 ms changes by
+        ~1 % of its std per step) otherwise add almost nothing to a mixture's loss next to
+        noisy traffic or CSI, and the model never learns their fine trends.
+
         Returns ``(loss, output, target [B, N-1, P], weight [B, N-1, P])`` where ``weight``
-        marks target values that count: observed, and predicted by a token that saw data.
+        marks target values that count: observed, and predicted by a token that saw data
+        (times the per-series scaling when ``scaled``).
         """
         b = values.shape[0]
         p = self.patch_len
         out = self(values, observed, interval, context_len)
-        target = ((values - out.loc) / out.scale).view(b, -1, p)[:, 1:]
+        z = (values - out.loc) / out.scale
+        target = z.view(b, -1, p)[:, 1:]
         obs = observed.view(b, -1, p)
         weight = (obs[:, 1:] & obs[:, :-1].any(dim=-1, keepdim=True)).float()
-        denom = weight.sum().clamp_min(1.0)
+        if context_len is not None:
+            # Only targets after the context count. Inside the context the normalisation has seen
+            # them (its mean includes later values), which teaches a false reversion to the mean.
+            pos = torch.arange(values.shape[1], device=values.device).view(-1, p)[1:]
+            weight = weight * (pos[None] >= context_len[:, None, None]).float()
+        if scaled:
+            ctx = observed if context_len is None else (
+                observed & (torch.arange(values.shape[1], device=values.device)[None] < context_len[:, None]))
+            pair = (ctx[:, 1:] & ctx[:, :-1]).float()
+            naive = ((z[:, 1:] - z[:, :-1]) ** 2 * pair).sum(1) / pair.sum(1).clamp_min(1.0)
+            weight = weight / naive.clamp_min(1e-3)[:, None, None]
+        denom = (weight > 0).float().sum().clamp_min(1.0)
         loss = (((out.point[:, :-1] - target) ** 2) * weight).sum() / denom
         if out.quantiles is not None:
             q = torch.tensor(self.quantile_levels, device=values.device)

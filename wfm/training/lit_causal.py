@@ -54,13 +54,15 @@ class CausalPretrainModule(pl.LightningModule):
         model_kwargs: any other ``CausalForecaster`` arguments (e.g. ``{dim: 32, depth: 2}``).
         lr, weight_decay, betas: AdamW.
         warmup_steps, min_lr_ratio, max_steps: schedule (``max_steps=None``: the Trainer's estimate).
+        scaled_loss: weigh each series' errors by the inverse of its context's one-step change
+            (see ``CausalForecaster.loss``), so smooth and noisy kinds count alike.
         compile: ``torch.compile`` each transformer block.
     """
 
     def __init__(self, model: str = "causal_tiny", patch_len: int | None = None, quantiles: list[float] | None = None,
                  max_context: int | None = None, model_kwargs: dict[str, Any] | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 500, min_lr_ratio: float = 0.01,
-                 max_steps: int | None = None, compile: bool = False) -> None:
+                 max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         overrides = dict(model_kwargs or {})
@@ -83,7 +85,7 @@ class CausalPretrainModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
-        loss, *_ = self.model.loss(values, observed, batch["interval"], ctx)
+        loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss)
         b, n = values.shape[0], values.shape[1] // self.model.patch_len
         self.last_batch_stats = {"samples": b, "tokens": b * n, "flops": 3 * b * self.model.forward_flops(n)}
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
