@@ -227,7 +227,7 @@ def section_kinds(model, singles, paths, cfg) -> dict[str, Any]:
         test = windows(parts["test"], c, h, stride, cfg["test_windows"])
         train = windows(parts["train"], c, h, stride, cfg["train_windows"])
         val = windows(parts["val"], c, h, stride, 500)
-        rows = {"causal_tiny multi-task (zero-shot on test split)": score(model, test),
+        rows = {"causal_tiny multi-task": score(model, test),
                 f"causal_tiny {kind} only": score(singles[kind], test),
                 "LSTM full-shot": score(fit_lstm(train, val, cfg["lstm_steps"]), test),
                 "persistence": score(Persistence(), test),
