@@ -88,7 +88,7 @@ def _foundation(task: Task, spec: str) -> Any:
 def _channel_prediction(task: Task, models: list[str], root: str, opts: EvalOptions, result: dict, say) -> None:
     from wfm.models.baselines import build_baseline
     from wfm.tasks.csi_prediction import (AXIS_DIM, axis_interval, forecast_hidden, mae_predict, prediction_mask,
-                                          score_prediction, series_windows)
+                                          score_prediction, train_csi_forecaster)
     from wfm.tasks.data import load_csi
     from wfm.tasks.models import is_mae
 
@@ -107,18 +107,10 @@ def _channel_prediction(task: Task, models: list[str], root: str, opts: EvalOpti
             row.update(kind="baseline", mode="full-shot" if spec in SERIES_TRAINABLE else "closed form")
             if spec in SERIES_TRAINABLE:
                 if train is None:
-                    tr, va = (load_csi(root, s, task=task.name)["csi"] for s in ("train", "val"))
-                    train = (series_windows(tr, task.axis, n_hidden, interval),
-                             series_windows(va, task.axis, n_hidden, interval) if len(va) else None)
-                data, val = train
-                if len(data[0]) > opts.max_train_windows:
-                    g = torch.Generator().manual_seed(opts.seed)
-                    keep = torch.randperm(len(data[0]), generator=g)[:opts.max_train_windows]
-                    data = tuple(x[keep] for x in data)
-                if val is not None and len(val[0]) > 20_000:
-                    val = tuple(x[:20_000] for x in val)
-                f.fit(data, val, steps=opts.train_steps, lr=opts.lr, batch_size=opts.batch_size, seed=opts.seed)
-                row["train_samples"] = len(load_csi(root, "train", task=task.name)["csi"])
+                    train = tuple(load_csi(root, s, task=task.name)["csi"] for s in ("train", "val"))
+                f = train_csi_forecaster(spec, train[0], task.axis, n_hidden, interval, train[1], opts.train_steps,
+                                         opts.lr, opts.batch_size, opts.seed, opts.max_train_windows)
+                row["train_samples"] = len(train[0])
             pred = forecast_hidden(f, csi, mask, task.axis, interval)
         else:
             model = _foundation(task, spec)
