@@ -213,8 +213,15 @@ def _future_beam(task: Task, models: list[str], root: str, opts: EvalOptions, re
     test = w["test"]
     for spec in models:
         if not _is_baseline(task, spec):
-            raise CheckpointError(f"{spec}: task {task.name} evaluates the baselines "
-                                  f"({', '.join(task.baselines)}); foundation models are not wired to beam data yet")
+            from wfm.tasks.models import is_mae
+
+            model = _foundation(task, spec)
+            if not is_mae(model):
+                raise CheckpointError(f"{spec}: a {type(model).__name__}; task {task.name} fine-tunes an MAE encoder "
+                                      "or evaluates its baselines")
+            if context % model.patch_size[0]:
+                raise CheckpointError(f"{spec}: context {context} is not a multiple of the patch's time size "
+                                      f"{model.patch_size[0]}")
         fracs = opts.train_fractions if spec != "persistence" else (1.0,)
         for frac in fracs:
             say(f"{task.name} / {name}: {spec} (train fraction {frac:g})")
@@ -224,13 +231,24 @@ def _future_beam(task: Task, models: list[str], root: str, opts: EvalOptions, re
                 scores = persistence_scores(test)
             elif spec == "position-knn":
                 scores = knn_scores(tr, test, opts.knn)
+            elif not _is_baseline(task, spec):
+                import copy
+
+                from wfm.tasks.future_beam import BeamMAE
+
+                torch.manual_seed(opts.seed)
+                net = BeamMAE(copy.deepcopy(model), test.past.shape[2])
+                scores = net.fit(tr, w["val"], steps=opts.train_steps, lr=opts.lr / 2, batch_size=opts.batch_size,
+                                 seed=opts.seed).scores(test)
             else:
                 model = BeamRNN(test.past.shape[2], cell=spec).fit(tr, w["val"], steps=opts.train_steps, lr=opts.lr,
                                                                    batch_size=opts.batch_size, seed=opts.seed)
                 scores = model.scores(test)
             s = score_classes(scores, test.label, test.future_power)
-            result["rows"].append({"dataset": name, "model": spec, "kind": "baseline",
-                                   "mode": "closed form" if spec == "persistence" else "full-shot",
+            kind = "baseline" if _is_baseline(task, spec) else "foundation"
+            result["rows"].append({"dataset": name, "model": model_label(spec), "kind": kind,
+                                   "mode": "closed form" if spec == "persistence" else
+                                   "full-shot" if kind == "baseline" else "full fine-tuning",
                                    "train_fraction": frac, "train_samples": len(tr) if spec != "persistence" else 0,
                                    "trajectories_test": int(len(torch.unique(test.trajectory))),
                                    "context": context, "horizon": horizon, **s})

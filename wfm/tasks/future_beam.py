@@ -122,6 +122,8 @@ def knn_scores(train: BeamWindows, test: BeamWindows, k: int = 5) -> Tensor:
 class BeamRNN(nn.Module):
     """LSTM/GRU over the (max-normalised) past beam powers -> scores of every beam."""
 
+    reinit = True
+
     def __init__(self, beams: int = 64, hidden: int = 128, cell: str = "lstm") -> None:
         super().__init__()
         self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(beams, hidden, batch_first=True)
@@ -138,9 +140,10 @@ class BeamRNN(nn.Module):
         import copy
 
         torch.manual_seed(seed)
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        if self.reinit:  # from scratch: the initial weights follow the seed too
+            for m in self.modules():
+                if m is not self and hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
         best, state = -1.0, None
@@ -163,3 +166,33 @@ class BeamRNN(nn.Module):
     def scores(self, w: BeamWindows) -> Tensor:
         self.eval()
         return torch.cat([self(w.past[a:a + 4096]) for a in range(0, len(w), 4096)])
+
+
+class BeamMAE(nn.Module):
+    """A pretrained CSI MAE encoder fine-tuned (``full``) on beam-power windows.
+
+    The past ``[C, 64]`` powers become a real "CSI" ``[C, 4, 16]`` of amplitudes ``sqrt(P)``
+    (beams in rows of 16; ``C`` a multiple of the patch's time size), divided by the window's
+    largest amplitude; the encoder's mean-pooled features go through a linear head to the 64
+    beam scores. A foreign modality for a CSI model: this measures whether CSI pretraining
+    transfers, next to the same encoder from random weights.
+    """
+
+    reinit = False  # fit keeps the pretrained encoder
+
+    def __init__(self, mae: nn.Module, beams: int = 64) -> None:
+        super().__init__()
+        from wfm.tasks.models import MAEFeatures
+
+        self.features = MAEFeatures(mae)
+        self.head = nn.Linear(self.features.out_dim, beams)
+        self.beams = beams
+
+    def forward(self, past: Tensor) -> Tensor:
+        amp = past.clamp_min(0).sqrt()
+        amp = amp / amp.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        x = amp.reshape(len(past), past.shape[1], 4, self.beams // 4).to(torch.complex64)
+        return self.head(self.features(x))
+
+    fit = BeamRNN.fit
+    scores = BeamRNN.scores
