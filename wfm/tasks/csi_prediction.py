@@ -109,3 +109,22 @@ def mae_predict(model: Any, csi: Tensor, axis: str, ratio: float, batch_size: in
     outs = [model.predict(csi[a:a + batch_size], MASK_KIND[axis], ratio).reconstruction
             for a in range(0, len(csi), batch_size)]
     return torch.cat(outs)
+
+
+def train_csi_forecaster(name: str, train_csi: Tensor, axis: str, n_hidden: int, interval: float,
+                         val_csi: Tensor | None = None, steps: int = 500, lr: float = 2e-3, batch_size: int = 256,
+                         seed: int = 0, max_windows: int = 100_000) -> Any:
+    """A trainable forecasting baseline (``lstm``, ``gru``, ``transformer``) fitted on the
+    (antenna, subcarrier) series of training CSI: context = visible part, target = hidden part
+    (a seeded subset of ``max_windows`` series; validation capped at 20 000)."""
+    from wfm.models.baselines import build_baseline
+
+    data = series_windows(train_csi, axis, n_hidden, interval)
+    if len(data[0]) > max_windows:
+        keep = torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(seed))[:max_windows]
+        data = tuple(x[keep] for x in data)
+    val = None
+    if val_csi is not None and len(val_csi):
+        val = tuple(x[:20_000] for x in series_windows(val_csi, axis, n_hidden, interval))
+    f = build_baseline(name, max_horizon=n_hidden)
+    return f.fit(data, val, steps=steps, lr=lr, batch_size=batch_size, seed=seed)

@@ -161,7 +161,7 @@ class FinetuneModule(pl.LightningModule):
             raise CheckpointError(f"{hp.init_from}: a {type(model).__name__}; CSI task {self.task.name} needs an MAE")
         if self.task.family == "channel-prediction":
             configure_mode(model, hp.mode, model, [model.decoder_pred], hp.lora_rank, hp.lora_alpha)
-            self.net = model
+            self.net = model.train()  # loaded models come in eval mode
             return
         feats = RawCSIFeatures(info["shape"]) if baseline else MAEFeatures(model)
         net = TaskModel(feats, info["outputs"], info["regression"])

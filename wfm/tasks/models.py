@@ -44,25 +44,17 @@ def load_model(spec: str) -> nn.Module:
 
 
 def _from_lightning_checkpoint(path: Path) -> nn.Module:
-    """The bare model of a ``wfm pretrain`` checkpoint, read safely (``weights_only=True``)."""
-    from wfm.hub import _check_state_dict, _load_lightning_checkpoint
-    from wfm.models.registry import create_model, list_models
+    """The bare model of a ``wfm pretrain`` checkpoint: exported to a temporary folder with
+    ``wfm.hub.export_checkpoint`` (safe loading, every key checked) and loaded back with
+    ``from_pretrained``, so every model kind the hub knows loads the same way."""
+    import tempfile
 
-    ckpt = _load_lightning_checkpoint(path)
-    hp = dict(ckpt["hyper_parameters"])
-    name = hp.get("model", "mae_tiny")
-    if not isinstance(name, str) or name not in list_models():
-        raise CheckpointError(f"{path}: hyper_parameters name no registered model ({name!r}); "
-                              "only wfm pretrain checkpoints of registered models load here")
-    overrides = {k: hp[k] for k in ("patch_size", "attention", "decoder_dim", "sample_norm", "norm_pix_loss") if k in hp}
-    if "patch_size" in overrides:
-        overrides["patch_size"] = tuple(overrides["patch_size"])
-    model = create_model(name, **overrides)
-    state = {k.removeprefix("model.").replace("._orig_mod.", "."): v
-             for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    _check_state_dict(model, state, str(path))
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    import wfm
+    from wfm.hub import export_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="wfm-ckpt-") as tmp:
+        folder = export_checkpoint(path, Path(tmp) / "model")
+        return wfm.from_pretrained(folder)
 
 
 def is_mae(model: Any) -> bool:
