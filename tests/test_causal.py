@@ -264,3 +264,32 @@ def test_lightning_fit_with_the_cpu_config(tmp_path, monkeypatch):
     assert {"train/loss", "val/loss", "val/nmse_csi", "val/nmse_aoa", "val/nmse_traffic"} <= keys
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4 and ckpt["hyper_parameters"]["model"] == "causal_tiny"
+
+
+def test_training_batches_are_split_across_ranks(monkeypatch):
+    """Two DDP ranks get disjoint halves of the one-process epoch plan, in lockstep."""
+    import wfm.data.series_datamodule as sdm
+    from wfm.data.synthetic_series import SyntheticSeriesDataModule
+
+    dm = SyntheticSeriesDataModule(series_per_kind=12, context=24, horizon=8, batch_size=4, samples_per_epoch=40)
+    ds = dm.train_dataloader().dataset
+    everything = [b["values"] for b in ds]
+    per_rank = []
+    for rank in (0, 1):
+        monkeypatch.setattr(sdm, "_stream", lambda r=rank: (r, 2))
+        per_rank.append([b["values"] for b in ds])
+    assert len(per_rank[0]) == len(per_rank[1]) == len(everything) // 2
+    merged = [per_rank[i % 2][i // 2] for i in range(len(everything))]
+    assert all(torch.equal(a, b) for a, b in zip(merged, everything))
+
+
+@pytest.mark.parametrize("size", ["tiny", "little", "small", "base"])
+def test_gpu_configs_parse(size, capsys):
+    from wfm.pretrain import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(REPO / "pretrain" / f"causal-{size}.yaml"), "--print_config"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "wfm.training.lit_causal.CausalPretrainModule" in out and f"model: causal_{size}" in out
+    assert "wfm.data.series_datamodule.SeriesDataModule" in out and "precision: bf16-mixed" in out
