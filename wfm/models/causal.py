@@ -298,7 +298,10 @@ class CausalForecaster(nn.Module):
         the last ``max_context`` values are used. Returns ``[B, horizon]`` (point forecast), or
         ``[B, horizon, Q]`` with ``quantiles=True`` (needs a quantile head).
         """
+        device = context.device
         context, interval = self._check(context, interval, horizon)
+        dev = self.head.weight.device  # inputs follow the model; the result goes back to the caller's device
+        context, interval = context.to(dev), interval.to(dev)
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
         p = self.patch_len
@@ -324,8 +327,8 @@ class CausalForecaster(nn.Module):
             observed = F.pad(observed, (0, p), value=True)
         point = torch.cat(points, dim=1)[:, :horizon] * scale + loc
         if not quantiles:
-            return point
-        return torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None]
+            return point.to(device)
+        return (torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None]).to(device)
 
     # ------------------------------------------------------------------ accounting
     def num_params(self) -> int:
