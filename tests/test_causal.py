@@ -293,3 +293,29 @@ def test_gpu_configs_parse(size, capsys):
     out = capsys.readouterr().out
     assert "wfm.training.lit_causal.CausalPretrainModule" in out and f"model: causal_{size}" in out
     assert "wfm.data.series_datamodule.SeriesDataModule" in out and "precision: bf16-mixed" in out
+
+
+def test_direct_multi_patch_head():
+    m = tiny(horizon_patches=3, quantiles=(0.1, 0.9))
+    x = walks(2, 37)
+    for h in (1, 4, 16, 33, 50):
+        assert m.forecast(x, 0.1, h).shape == (2, h)
+    assert m.forecast(x, 0.1, 30, quantiles=True).shape == (2, 30, 2)
+    # one forward pass covers 3 patches: the first 24 values do not depend on the rollout
+    a, b = m.forecast(x, 0.1, 24), m.forecast(x, 0.1, 48)[:, :24]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(m.forecast(4 * x + 9, 0.1, 30), 4 * m.forecast(x, 0.1, 30) + 9, rtol=1e-4, atol=1e-3)
+    # no leakage: outputs of early tokens ignore later inputs
+    obs = torch.ones(2, 64, dtype=torch.bool)
+    y, z = walks(2, 64), walks(2, 64)
+    z[:, :32] = y[:, :32]
+    ctx = torch.tensor([32, 32])
+    assert torch.allclose(m(y, obs, torch.tensor([0.1, 0.1]), ctx).ahead[:, :4],
+                          m(z, obs, torch.tensor([0.1, 0.1]), ctx).ahead[:, :4], atol=1e-6)
+    # it trains: every offset is scored
+    m.train()
+    loss, *_ = m.loss(y, obs, torch.tensor([0.1, 0.1]), ctx)
+    loss.backward()
+    assert torch.isfinite(loss) and m.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="horizon_patches"):
+        create_model("causal_tiny", horizon_patches=0)

@@ -222,7 +222,7 @@ def test_causal_export_round_trip(tmp_path):
     from wfm.training.lit_causal import CausalPretrainModule
 
     pl.seed_everything(0)
-    module = CausalPretrainModule(model="causal_tiny", quantiles=[0.2, 0.8], model_kwargs={"dim": 32, "depth": 1},
+    module = CausalPretrainModule(model="causal_tiny", quantiles=[0.2, 0.8], model_kwargs={"dim": 32, "depth": 1, "horizon_patches": 2},
                                   warmup_steps=1)
     dm = SyntheticSeriesDataModule(series_per_kind=8, context=32, horizon=8, batch_size=4, samples_per_epoch=8)
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -233,7 +233,7 @@ def test_causal_export_round_trip(tmp_path):
     out = export_checkpoint(ckpt, tmp_path / "causal-export", metrics={"val/nmse_aoa": 0.1})
     config = read_config(out)
     assert config["model_kind"] == "causal" and config["name"] == "causal_tiny"
-    assert config["arch"]["dim"] == 32 and config["arch"]["depth"] == 1 and config["arch"]["quantiles"] == [0.2, 0.8]
+    assert config["arch"]["dim"] == 32 and config["arch"]["depth"] == 1 and config["arch"]["horizon_patches"] == 2 and config["arch"]["quantiles"] == [0.2, 0.8]
     assert config["num_params"] == module.model.num_params()
     assert "model.forecast(context, interval, horizon)" in (out / "README.md").read_text()
 

@@ -78,6 +78,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
         "num_heads": int(model.blocks[0].attn.num_heads) if len(model.blocks) else 1,
         "mlp_ratio": float(model.mlp_ratio),
         "quantiles": list(model.quantile_levels),
+        "horizon_patches": int(model.horizon_patches),
         "max_context": int(model.max_context),
         "interval_freqs": int(model.interval_freqs),
         "attention": model.attention,

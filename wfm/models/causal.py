@@ -17,6 +17,8 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
    (last value + gate x mean step x steps ahead, the gate learned per token) plus a learned
    residual: a point forecast (MSE in normalised space) and optionally quantiles (pinball loss).
    Building in the trend matters for the smooth series of mobility.
+   Optionally (``horizon_patches=K``) each token predicts the next ``K`` patches directly, and
+   ``forecast`` advances ``K`` patches per step (fewer, faster autoregressive steps).
 
 Training draws random left padding (random context lengths) so that short contexts work, and
 scores the next-patch predictions of the horizon after each window's context (normalised by
@@ -57,11 +59,14 @@ class CausalOutput:
     """Result of :meth:`CausalForecaster.forward`: next-patch predictions in normalised space.
 
     ``point`` is ``[B, N, P]`` (token ``i`` predicts patch ``i + 1``), ``quantiles`` is
-    ``[B, N, P, Q]`` or ``None``; ``loc``/``scale`` are ``[B, 1]`` (the normalisation).
+    ``[B, N, P, Q]`` or ``None``; ``ahead`` is ``[B, N, K, P, 1 + Q]``: every output of the
+    direct multi-patch head (patches ``i + 1 .. i + K``; point first, then the quantiles);
+    ``loc``/``scale`` are ``[B, 1]`` (the normalisation).
     """
 
     point: Tensor
     quantiles: Tensor | None
+    ahead: Tensor
     loc: Tensor
     scale: Tensor
 
@@ -144,6 +149,8 @@ class CausalForecaster(nn.Module):
         patch_len: values per token (input and output patch).
         dim, depth, num_heads, mlp_ratio: transformer width, blocks, heads, MLP expansion.
         quantiles: levels of an optional quantile head (e.g. ``(0.1, 0.5, 0.9)``); empty: point only.
+        horizon_patches: patches each token predicts directly (``K``); ``forecast`` then advances
+            ``K`` patches per autoregressive step (1: pure next-patch).
         max_context: longest context the model reads (older values are dropped by ``forecast``).
         interval_freqs: sinusoids in the granularity code.
         attention: ``"sdpa"`` only (kept for config symmetry with the MAE).
@@ -151,24 +158,28 @@ class CausalForecaster(nn.Module):
     """
 
     def __init__(self, patch_len: int = 16, dim: int = 64, depth: int = 4, num_heads: int = 4,
-                 mlp_ratio: float = 4.0, quantiles: tuple[float, ...] = (), max_context: int = 512,
+                 mlp_ratio: float = 4.0, quantiles: tuple[float, ...] = (), horizon_patches: int = 1,
+                 max_context: int = 512,
                  interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5) -> None:
         super().__init__()
         if attention != "sdpa":
             raise ValueError(f"CausalForecaster supports attention='sdpa' only, got {attention!r}")
         if patch_len < 1 or max_context < patch_len:
             raise ValueError(f"need patch_len >= 1 and max_context >= patch_len, got {patch_len}, {max_context}")
+        if horizon_patches < 1:
+            raise ValueError(f"horizon_patches must be >= 1, got {horizon_patches}")
         if any(not 0 < q < 1 for q in quantiles):
             raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
         self.patch_len, self.dim, self.mlp_ratio = int(patch_len), int(dim), float(mlp_ratio)
         self.quantile_levels = tuple(float(q) for q in quantiles)
+        self.horizon_patches = int(horizon_patches)
         self.max_context, self.interval_freqs, self.attention, self.eps = int(max_context), int(interval_freqs), attention, eps
         p = self.patch_len
         self.patch_embed = nn.Sequential(nn.Linear(2 * p, dim), nn.GELU(), nn.Linear(dim, dim))
         self.interval_embed = nn.Sequential(nn.Linear(2 * interval_freqs + 1, dim), nn.GELU(), nn.Linear(dim, dim))
         self.blocks = nn.ModuleList(CausalBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, p * (1 + len(self.quantile_levels)))
+        self.head = nn.Linear(dim, self.horizon_patches * p * (1 + len(self.quantile_levels)))
         self.trend_gate = nn.Linear(dim, 1)
         self.apply(self._init)
         # A fresh model forecasts the half-damped trend of the last patch (see forward).
@@ -224,11 +235,13 @@ class CausalForecaster(nn.Module):
         h = self.norm(tok)
         last = x[:, :, -1]
         step = (x[:, :, -1] - x[:, :, 0]) / max(p - 1, 1)
-        ahead = torch.arange(1, p + 1, device=x.device, dtype=x.dtype)
-        base = last[..., None] + torch.sigmoid(self.trend_gate(h).float()) * step[..., None] * ahead
-        out = base[..., None] + self.head(h).float().view(b, n, p, 1 + len(self.quantile_levels))
-        quant = out[..., 1:] if self.quantile_levels else None
-        return CausalOutput(point=out[..., 0], quantiles=quant, loc=loc, scale=scale)
+        k = self.horizon_patches
+        ahead = torch.arange(1, k * p + 1, device=x.device, dtype=x.dtype).view(k, p)
+        gate = torch.sigmoid(self.trend_gate(h).float())[..., None]  # [B, N, 1, 1]
+        base = last[..., None, None] + gate * step[..., None, None] * ahead  # [B, N, K, P]
+        out = base[..., None] + self.head(h).float().view(b, n, k, p, 1 + len(self.quantile_levels))
+        quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
+        return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
 
     def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
              scaled: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
@@ -242,9 +255,12 @@ class CausalForecaster(nn.Module):
         ~1 % of its std per step) otherwise add almost nothing to a mixture's loss next to
         noisy traffic or CSI, and the model never learns their fine trends.
 
-        Returns ``(loss, output, target [B, N-1, P], weight [B, N-1, P])`` where ``weight``
-        marks target values that count: observed, and predicted by a token that saw data
-        (times the per-series scaling when ``scaled``).
+        With a direct multi-patch head, every offset ``1..K`` is scored alike (the loss is the
+        mean over all scored values).
+
+        Returns ``(loss, output, target [B, N-1, P], weight [B, N-1, P])`` for the next patch,
+        where ``weight`` marks target values that count: observed, after the context, and
+        predicted by a token that saw data (times the per-series scaling when ``scaled``).
         """
         b = values.shape[0]
         p = self.patch_len
@@ -253,25 +269,38 @@ class CausalForecaster(nn.Module):
         target = z.view(b, -1, p)[:, 1:]
         obs = observed.view(b, -1, p)
         weight = (obs[:, 1:] & obs[:, :-1].any(dim=-1, keepdim=True)).float()
+        pos = torch.arange(values.shape[1], device=values.device).view(-1, p)
         if context_len is not None:
             # Only targets after the context count. Inside the context the normalisation has seen
             # them (its mean includes later values), which teaches a false reversion to the mean.
-            pos = torch.arange(values.shape[1], device=values.device).view(-1, p)[1:]
-            weight = weight * (pos[None] >= context_len[:, None, None]).float()
+            horizon = (pos[None] >= context_len[:, None, None]).float()  # [B, N, P]
+            weight = weight * horizon[:, 1:]
         if scaled:
             ctx = observed if context_len is None else (
                 observed & (torch.arange(values.shape[1], device=values.device)[None] < context_len[:, None]))
             pair = (ctx[:, 1:] & ctx[:, :-1]).float()
             naive = ((z[:, 1:] - z[:, :-1]) ** 2 * pair).sum(1) / pair.sum(1).clamp_min(1.0)
-            weight = weight / naive.clamp_min(1e-3)[:, None, None]
-        denom = (weight > 0).float().sum().clamp_min(1.0)
-        loss = (((out.point[:, :-1] - target) ** 2) * weight).sum() / denom
-        if out.quantiles is not None:
-            q = torch.tensor(self.quantile_levels, device=values.device)
-            diff = target[..., None] - out.quantiles[:, :-1]
-            pinball = torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1)
-            loss = loss + (pinball * weight).sum() / denom
-        return loss, out, target, weight
+            series_w = 1.0 / naive.clamp_min(1e-3)[:, None, None]
+        else:
+            series_w = torch.ones(b, 1, 1, device=values.device)
+        valid = obs.any(dim=-1)  # tokens that saw data
+        zp = z.view(b, -1, p)
+        q = torch.tensor(self.quantile_levels, device=values.device)
+        total, count = values.new_zeros(()), values.new_zeros(())
+        for k in range(1, min(self.horizon_patches, zp.shape[1] - 1) + 1):  # token i -> patch i + k
+            tgt = zp[:, k:]
+            w = (obs[:, k:] & valid[:, :-k, None]).float()
+            if context_len is not None:
+                w = w * horizon[:, k:]
+            count = count + (w > 0).float().sum()
+            w = w * series_w
+            pred = out.ahead[:, :-k, k - 1]  # [B, N-k, P, 1 + Q]
+            total = total + (((pred[..., 0] - tgt) ** 2) * w).sum()
+            if self.quantile_levels:
+                diff = tgt[..., None] - pred[..., 1:]
+                total = total + (torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1) * w).sum()
+        loss = total / count.clamp_min(1.0)
+        return loss, out, target, weight * series_w
 
     # ------------------------------------------------------------------ inference
     def _check(self, context: Tensor, interval: Tensor | float, horizon: int) -> tuple[Tensor, Tensor]:
@@ -311,7 +340,8 @@ class CausalForecaster(nn.Module):
         values = F.pad(context, (pad, 0))
         observed = F.pad(torch.ones_like(context, dtype=torch.bool), (pad, 0))
         loc, scale = normalise_stats(values, observed, self.eps)
-        steps = -(-horizon // p)
+        k = self.horizon_patches
+        steps = -(-horizon // (k * p))
         points, quants = [], []
         for _ in range(steps):
             # Keep the window within max_context (rounded up to whole patches); stats stay those
@@ -319,12 +349,13 @@ class CausalForecaster(nn.Module):
             keep = -(-self.max_context // p) * p
             values, observed = values[:, -keep:], observed[:, -keep:]
             out = self(values, observed, interval, stats=(loc, scale))
-            nxt = out.point[:, -1]  # [B, P], normalised
+            last = out.ahead[:, -1]  # [B, K, P, 1 + Q], normalised: the next K patches
+            nxt = last[..., 0].reshape(b, k * p)
             points.append(nxt)
-            if out.quantiles is not None:
-                quants.append(out.quantiles[:, -1])
+            if self.quantile_levels:
+                quants.append(last[..., 1:].reshape(b, k * p, -1))
             values = torch.cat([values, nxt * scale + loc], dim=1)
-            observed = F.pad(observed, (0, p), value=True)
+            observed = F.pad(observed, (0, k * p), value=True)
         point = torch.cat(points, dim=1)[:, :horizon] * scale + loc
         if not quantiles:
             return point.to(device)
@@ -340,7 +371,7 @@ class CausalForecaster(nn.Module):
         hidden = int(d * self.mlp_ratio)
         block = 2 * n * 4 * d * d + 2 * 2 * n * n * d + 2 * n * 2 * d * hidden
         embed = 2 * n * (2 * p * d + d * d)
-        head = 2 * n * d * p * (1 + len(self.quantile_levels))
+        head = 2 * n * d * p * self.horizon_patches * (1 + len(self.quantile_levels))
         return embed + len(self.blocks) * block + head
 
 
