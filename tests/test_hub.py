@@ -207,3 +207,61 @@ def test_committed_fixture_keeps_loading(tmp_path):
     assert pred.nmse_db == pytest.approx(expected["nmse_db"], abs=1e-4)
     got = [x for v in r[0, -1, 0, :4] for x in (float(v.real), float(v.imag))]
     assert got == pytest.approx([x for pair in expected["first_values"] for x in pair], abs=1e-5)
+
+
+# ---------------------------------------------------------------------------- causal model
+
+CAUSAL_FIXTURE = REPO / "tests" / "fixtures" / "causal-tiny-export"
+
+
+def test_causal_export_round_trip(tmp_path):
+    """A CausalPretrainModule checkpoint exports to a folder that forecasts identically."""
+    import pytorch_lightning as pl
+
+    from wfm.data.synthetic_series import SyntheticSeriesDataModule
+    from wfm.training.lit_causal import CausalPretrainModule
+
+    pl.seed_everything(0)
+    module = CausalPretrainModule(model="causal_tiny", quantiles=[0.2, 0.8], model_kwargs={"dim": 32, "depth": 1, "horizon_patches": 2},
+                                  warmup_steps=1)
+    dm = SyntheticSeriesDataModule(series_per_kind=8, context=32, horizon=8, batch_size=4, samples_per_epoch=8)
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    ckpt = tmp_path / "causal.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = export_checkpoint(ckpt, tmp_path / "causal-export", metrics={"val/nmse_aoa": 0.1})
+    config = read_config(out)
+    assert config["model_kind"] == "causal" and config["name"] == "causal_tiny"
+    assert config["arch"]["dim"] == 32 and config["arch"]["depth"] == 1 and config["arch"]["horizon_patches"] == 2 and config["arch"]["quantiles"] == [0.2, 0.8]
+    assert config["num_params"] == module.model.num_params()
+    assert "model.forecast(context, interval, horizon)" in (out / "README.md").read_text()
+
+    import wfm
+
+    loaded = wfm.from_pretrained(out)
+    x = torch.randn(2, 29).cumsum(1)
+    original = module.model.eval()
+    assert torch.equal(original.forecast(x, 0.1, 11), loaded.forecast(x, 0.1, 11))
+    assert torch.equal(original.forecast(x, 0.1, 5, quantiles=True), loaded.forecast(x, 0.1, 5, quantiles=True))
+
+
+def test_committed_causal_fixture_keeps_loading(tmp_path):
+    sys.path.insert(0, str(CAUSAL_FIXTURE.parent))
+    try:
+        from make_causal_tiny_export import fixed_input
+    finally:
+        sys.path.pop(0)
+    expected = json.loads((CAUSAL_FIXTURE / "expected.json").read_text())
+    folder = tmp_path / "fixture"
+    shutil.copytree(CAUSAL_FIXTURE, folder)
+    model = from_pretrained(folder)
+    assert read_config(folder)["model_kind"] == "causal"
+    iv = torch.tensor(expected["intervals"])
+    f = model.forecast(fixed_input(), iv, expected["horizon"])
+    q = model.forecast(fixed_input(), iv, expected["horizon"], quantiles=True)
+    assert float(f.sum()) == pytest.approx(expected["sum"], rel=1e-5)
+    assert float(f.abs().sum()) == pytest.approx(expected["abs_sum"], rel=1e-5)
+    assert [float(v) for v in f[:, 0]] == pytest.approx(expected["first_values"], abs=1e-4)
+    assert [float(v) for v in f[:, -1]] == pytest.approx(expected["last_values"], abs=1e-4)
+    assert float(q.sum()) == pytest.approx(expected["quantile_sum"], rel=1e-5)

@@ -13,7 +13,7 @@ import sys
 from wfm import __version__
 
 # Modules that register a verb, in the order `wfm --help` lists them.
-VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub")
+VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub", "wfm.evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `wfm pretrain ...` to LightningCLI before parsing.
     sub.add_parser("pretrain", help="pretrain a foundation model (LightningCLI): wfm pretrain --config "
                                     "pretrain/mae-SIZE.yaml; see wfm pretrain --help")
+    sub.add_parser("finetune", help="fine-tune a model on a downstream task (LightningCLI): wfm finetune "
+                                    "--config finetune/TASK.yaml --model.init_from M; see wfm finetune --help")
     return parser
 
 
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> None:
         from wfm.pretrain import main as pretrain_main
 
         return pretrain_main(argv[1:])
+    if argv[:1] == ["finetune"]:
+        from wfm.finetune import main as finetune_main
+
+        finetune_main(argv[1:])
+        return None
     from wfm.console import fail
     from wfm.data.errors import DataError
     from wfm.hub import CheckpointError

@@ -3,9 +3,10 @@
 An exported folder (``format_version`` 1) holds three files:
 
 * ``model.safetensors``: the bare model's state dict (keys without Lightning's ``model.`` prefix);
-* ``config.json``: ``format_version``, ``model_kind`` (``"mae"``), the registry ``name``, the
-  complete architecture kwargs (``arch``: everything ``MaskedAutoencoder`` needs, so an export
-  does not depend on the registry's defaults staying the same), parameter count, library
+* ``config.json``: ``format_version``, ``model_kind`` (``"mae"`` or ``"causal"``), the registry
+  ``name``, the complete architecture kwargs (``arch``: everything ``MaskedAutoencoder`` or
+  ``CausalForecaster`` needs, so an export does not depend on the registry's defaults staying
+  the same; the causal model normalises each series itself, so no dataset statistics are stored), parameter count, library
   version, training step/epoch, the sha256 of ``model.safetensors`` and optional metrics;
 * ``README.md``: a model card.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
-MODEL_KINDS = ("mae",)
+MODEL_KINDS = ("mae", "causal")
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
@@ -68,8 +69,31 @@ def mae_arch(model: Any) -> dict[str, Any]:
     }
 
 
+def causal_arch(model: Any) -> dict[str, Any]:
+    """The complete ``CausalForecaster`` kwargs of a built model (read back from its modules)."""
+    return {
+        "patch_len": int(model.patch_len),
+        "dim": int(model.dim),
+        "depth": len(model.blocks),
+        "num_heads": int(model.blocks[0].attn.num_heads) if len(model.blocks) else 1,
+        "mlp_ratio": float(model.mlp_ratio),
+        "quantiles": list(model.quantile_levels),
+        "horizon_patches": int(model.horizon_patches),
+        "max_context": int(model.max_context),
+        "interval_freqs": int(model.interval_freqs),
+        "attention": model.attention,
+        "eps": float(model.eps),
+    }
+
+
+def model_kind_of(name: str) -> str:
+    """The model kind of a registry name: ``causal_*`` models are ``causal``, the rest ``mae``."""
+    return "causal" if name.startswith("causal") else "mae"
+
+
 def build_model(config: dict[str, Any]):
     """Rebuild the (randomly initialised) model a config describes."""
+    from wfm.models.causal import CausalForecaster
     from wfm.models.mae import MaskedAutoencoder
     from wfm.models.registry import create_model, list_models
 
@@ -79,11 +103,14 @@ def build_model(config: dict[str, Any]):
     arch = dict(config.get("arch") or {})
     if "patch_size" in arch:
         arch["patch_size"] = tuple(arch["patch_size"])
+    if "quantiles" in arch:
+        arch["quantiles"] = tuple(arch["quantiles"])
     name = config.get("name")
+    cls = CausalForecaster if kind == "causal" else MaskedAutoencoder
     try:
         # The arch kwargs are complete, so the registry's defaults do not matter; the plain
         # class is the fallback for a registry name this version no longer has.
-        model = create_model(name, **arch) if name in list_models() else MaskedAutoencoder(**arch)
+        model = create_model(name, **arch) if name in list_models() and model_kind_of(name) == kind else cls(**arch)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"cannot build model {name!r} from {CONFIG_NAME}: {e}") from e
     return model
@@ -126,6 +153,8 @@ def _load_lightning_checkpoint(ckpt_path: Path) -> dict[str, Any]:
 
 
 def model_card(config: dict[str, Any], title: str) -> str:
+    if config["model_kind"] == "causal":
+        return _causal_card(config, title)
     arch = config["arch"]
     metrics = config.get("metrics") or {}
     lines = [
@@ -165,9 +194,49 @@ def model_card(config: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
+def _causal_card(config: dict[str, Any], title: str) -> str:
+    arch = config["arch"]
+    lines = [
+        f"# {title}",
+        "",
+        "A `wfm` causal multi-task forecaster for univariate wireless series (CSI real/imag parts, AoA, "
+        f"distance, traffic...), exported by `wfm export` (wfm {config['wfm_version']}).",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| kind | {config['model_kind']} |",
+        f"| size | {config['name']} |",
+        f"| parameters | {config['num_params']:,} |",
+        f"| patch length | {arch['patch_len']} |",
+        f"| width / depth / heads | {arch['dim']} / {arch['depth']} / {arch['num_heads']} |",
+        f"| quantiles | {arch['quantiles'] or 'none (point forecasts)'} |",
+        f"| max context | {arch['max_context']} |",
+        f"| training step / epoch | {config['global_step']} / {config['epoch']} |",
+        f"| sha256 of {WEIGHTS_NAME} | `{config['sha256']}` |",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in (config.get("metrics") or {}).items()]
+    lines += [
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "import wfm",
+        "",
+        'model = wfm.from_pretrained("path/to/this/folder")  # or a Hugging Face Hub repo id',
+        "forecast = model.forecast(context, interval, horizon)  # context: float32 [B, L]; interval: seconds",
+        "```",
+        "",
+        "Any context length and horizon; complex series go in as two real series (real, imaginary part).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: dict[str, Any] | None = None,
                       overwrite: bool = False) -> Path:
-    """Export a Lightning ``MAEPretrainModule`` checkpoint to a model folder; returns the folder.
+    """Export a Lightning ``MAEPretrainModule`` or ``CausalPretrainModule`` checkpoint to a model folder.
+
+    Returns the folder.
 
     Everything is written to a temporary folder beside ``out_dir`` and renamed into place, so an
     interrupted export leaves nothing half-written. An existing non-empty ``out_dir`` is an
@@ -189,10 +258,17 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
 
     if name not in list_models():
         raise CheckpointError(f"{ckpt_path}: unknown model {name!r} in hyper_parameters")
-    overrides = {k: hp[k] for k in ("patch_size", "attention", "decoder_dim", "sample_norm", "norm_pix_loss")
-                 if k in hp}
-    if "patch_size" in overrides:
-        overrides["patch_size"] = tuple(overrides["patch_size"])
+    kind = model_kind_of(name)
+    if kind == "causal":
+        overrides = dict(hp.get("model_kwargs") or {})
+        overrides.update({k: hp[k] for k in ("patch_len", "quantiles", "max_context") if hp.get(k) is not None})
+        if "quantiles" in overrides:
+            overrides["quantiles"] = tuple(overrides["quantiles"])
+    else:
+        overrides = {k: hp[k] for k in ("patch_size", "attention", "decoder_dim", "sample_norm", "norm_pix_loss")
+                     if k in hp}
+        if "patch_size" in overrides:
+            overrides["patch_size"] = tuple(overrides["patch_size"])
     model = create_model(name, **overrides)
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     state = {k.replace("._orig_mod.", "."): v for k, v in state.items()}  # torch.compile wrappers
@@ -210,10 +286,10 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "wfm_format_version": str(FORMAT_VERSION)})
         config = {
             "format_version": FORMAT_VERSION,
-            "model_kind": "mae",
+            "model_kind": kind,
             "name": name,
-            "arch": mae_arch(model),
-            "patch_size": list(model.patch_size),
+            "arch": causal_arch(model) if kind == "causal" else mae_arch(model),
+            "patch_size": [model.patch_len] if kind == "causal" else list(model.patch_size),
             "attention": model.attention,
             "num_params": int(model.num_params()),
             "wfm_version": __version__,

@@ -20,6 +20,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 def _ensure_builtin_models() -> None:
     # Importing the model modules runs their @register_model decorators.
+    import wfm.models.causal  # noqa: F401
     import wfm.models.mae  # noqa: F401
 
 

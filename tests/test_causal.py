@@ -1,0 +1,321 @@
+"""Causal forecaster: masking, interval embedding, any length, normalisation, training, data."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wfm.models.causal import CausalForecaster, interval_features, normalise_stats
+from wfm.models.registry import create_model, list_models
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny matmuls run far faster on one thread than on two contended ones.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(**kw) -> CausalForecaster:
+    """An untrained causal_tiny whose head is not zero (a fresh model forecasts pure persistence)."""
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", **kw).eval()
+    torch.nn.init.normal_(m.head.weight, std=0.05)
+    return m
+
+
+def test_fresh_model_is_the_half_damped_trend_of_the_last_patch():
+    m = create_model("causal_tiny")  # patch_len 8; zero head: the gate is sigmoid(0) = 0.5
+    x = walks(2, 21)
+    step = (x[:, -1:] - x[:, -8:-7]) / 7
+    expected = x[:, -1:] + 0.5 * step * torch.arange(1, 9)
+    assert torch.allclose(m.forecast(x, 0.1, 8), expected, atol=1e-4)
+
+
+def walks(b: int = 3, length: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, length, generator=g).cumsum(dim=1)
+
+
+def test_registry_sizes_and_param_counts():
+    assert {"causal_tiny", "causal_little", "causal_small", "causal_base"} <= set(list_models("causal_*"))
+    # Counts from the table in wfm/models/causal.py.
+    assert create_model("causal_tiny").num_params() == 211_209
+    assert create_model("causal_little").num_params() == 1_231_633
+    m = create_model("causal_tiny")
+    assert m.forward_flops(16) > m.forward_flops(8) > 0
+
+
+def test_no_leakage_from_the_future():
+    m = tiny()
+    x = walks(2, 64)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    iv = torch.tensor([0.1, 0.1])
+    t = 24  # positions >= t are the "future"; patches of 8, so tokens 0..2 see only the past
+    ctx = torch.tensor([t, t])
+    y = x.clone()
+    y[:, t:] = torch.randn(2, 64 - t) * 100
+    a, b = m(x, obs, iv, ctx).point, m(y, obs, iv, ctx).point
+    assert torch.allclose(a[:, :t // 8], b[:, :t // 8], atol=1e-6)
+    assert not torch.allclose(a[:, t // 8:], b[:, t // 8:], atol=1e-3)
+    # The same with left padding (explicit attention mask instead of is_causal).
+    obs[:, :5] = False
+    a, b = m(x, obs, iv, ctx).point, m(y, obs, iv, ctx).point
+    assert torch.allclose(a[:, :t // 8], b[:, :t // 8], atol=1e-6)
+
+
+def test_padding_is_ignored():
+    """Values hidden as padding do not matter, only the observed ones."""
+    m = tiny()
+    x = walks(2, 64)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    obs[:, :13] = False
+    y = x.clone()
+    y[:, :13] = 1e3
+    iv = torch.tensor([1.0, 1.0])
+    assert torch.allclose(m(x, obs, iv).point, m(y, obs, iv).point, atol=1e-6)
+
+
+def test_interval_embedding_distinguishes_granularity():
+    f = interval_features(torch.tensor([1e-3, 0.1, 600.0, 3600.0]), 8)
+    assert torch.cdist(f, f).fill_diagonal_(1.0).min() > 0.1
+    m = tiny()
+    with torch.no_grad():  # a trained embedding is not tiny; make its effect visible
+        for p in m.interval_embed.parameters():
+            p.mul_(20)
+    x = walks(1, 40).expand(2, -1)
+    out = m.forecast(x, torch.tensor([1e-3, 600.0]), 8)
+    assert (out[0] - out[1]).abs().max() > 1e-3
+    # and the embedding receives gradient in training
+    m.train()
+    loss, *_ = m.loss(walks(2, 32), torch.ones(2, 32, dtype=torch.bool), torch.tensor([1e-3, 600.0]))
+    loss.backward()
+    assert m.interval_embed[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("length", [1, 7, 13, 64, 300])
+@pytest.mark.parametrize("horizon", [1, 4, 16, 33])
+def test_any_context_length_and_horizon(length, horizon):
+    m = tiny()
+    out = m.forecast(walks(3, length), 0.1, horizon)
+    assert out.shape == (3, horizon) and torch.isfinite(out).all()
+
+
+def test_batched_forecast_equals_row_by_row():
+    m = tiny()
+    x = walks(3, 40)
+    iv = torch.tensor([1e-3, 0.1, 600.0])
+    batched = m.forecast(x, iv, 20)
+    rows = torch.cat([m.forecast(x[i:i + 1], iv[i:i + 1], 20) for i in range(3)])
+    assert torch.allclose(batched, rows, atol=1e-5)
+
+
+def test_quantile_head():
+    m = tiny(quantiles=(0.1, 0.5, 0.9))
+    q = m.forecast(walks(2, 30), 0.1, 12, quantiles=True)
+    assert q.shape == (2, 12, 3)
+    with pytest.raises(ValueError, match="quantile"):
+        tiny().forecast(walks(2, 30), 0.1, 4, quantiles=True)
+
+
+def test_normalisation_round_trip_constant_and_equivariance():
+    x = walks(4, 50) * 30 + 500
+    obs = torch.ones_like(x, dtype=torch.bool)
+    loc, scale = normalise_stats(x, obs)
+    assert torch.allclose((x - loc) / scale * scale + loc, x, atol=1e-3)
+    assert torch.allclose(loc[:, 0], x.double().mean(1).float()) and (scale > 0).all()
+
+    m = tiny()
+    const = torch.full((2, 37), 321.5)
+    f = m.forecast(const, 0.1, 16)
+    assert torch.allclose(f, const[:, :16], rtol=1e-4)  # a constant series stays constant
+    assert torch.isfinite(m.forecast(torch.zeros(1, 5), 0.1, 3)).all()
+
+    x = walks(3, 45)
+    a, b = 7.5, -120.0
+    assert torch.allclose(m.forecast(a * x + b, 0.1, 20), a * m.forecast(x, 0.1, 20) + b, rtol=1e-4, atol=1e-3)
+
+
+def test_bad_input_is_named():
+    m = tiny()
+    x = walks(2, 20)
+    x[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        m.forecast(x, 0.1, 4)
+    with pytest.raises(ValueError, match=r"\[B, L\]"):
+        m.forecast(torch.zeros(5), 0.1, 4)
+    with pytest.raises(ValueError, match="horizon"):
+        m.forecast(walks(2, 20), 0.1, 0)
+    with pytest.raises(ValueError, match="interval"):
+        m.forecast(walks(2, 20), torch.tensor([0.1, -1.0]), 4)
+    with pytest.raises(ValueError, match="complex"):
+        m.forecast(torch.zeros(2, 8, dtype=torch.complex64), 0.1, 4)
+    with pytest.raises(ValueError, match="sdpa"):
+        CausalForecaster(attention="complex-phase")
+
+
+def test_overfits_a_tiny_set():
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", depth=2)
+    t = torch.arange(64, dtype=torch.float32)
+    x = torch.stack([torch.sin(2 * math.pi * t / p + s) for p, s in ((16, 0.0), (24, 1.0), (11, 2.0), (32, 0.5))])
+    obs = torch.ones_like(x, dtype=torch.bool)
+    iv = torch.full((4,), 0.1)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.0)
+    first = None
+    for _ in range(150):
+        loss, *_ = m.loss(x, obs, iv)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else float(loss)
+    assert float(loss) < first / 10, (first, float(loss))
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def test_synthetic_series_datamodule_batches_and_splits():
+    from wfm.data.synthetic_series import SyntheticSeriesDataModule
+
+    dm = SyntheticSeriesDataModule(series_per_kind=20, context=48, horizon=16, batch_size=8, samples_per_epoch=64,
+                                   eval_windows=8)
+    dm.setup()
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == 8
+    b = batches[0]
+    assert b["values"].shape == (8, 64) and b["observed"].dtype == torch.bool and b["interval"].shape == (8,)
+    assert len(b["kind"]) == 8 and set(b["kind"]) <= {"csi", "aoa", "traffic"}
+    assert {x["dataset"] for x in batches} <= {"synthetic-csi", "synthetic-aoa", "synthetic-traffic"}
+    # CSI series (64 steps, complex) are real/imag pairs and fill the window exactly
+    assert len(dm.pools["train"][0]) == 2 * 16
+    # deterministic per epoch, different across epochs
+    again = list(dm.train_dataloader())
+    assert all(torch.equal(x["values"], y["values"]) for x, y in zip(batches, again))
+    loader.epoch_source = lambda: 1
+    other = next(iter(loader))
+    assert not torch.equal(other["values"], batches[0]["values"])
+    # splits by sample: train/val/test take disjoint sample ranges of every table
+    for pools in zip(*(dm.pools[s] for s in ("train", "val", "test"))):
+        starts = [set(p.tables[0].starts.tolist()) for p in pools]
+        assert not (starts[0] & starts[1]) and not (starts[0] & starts[2]) and not (starts[1] & starts[2])
+    val = list(dm.val_dataloader())
+    assert sum(len(x["kind"]) for x in val) == 3 * 8
+    assert all((x["context_len"] == 48).all() for x in val)
+
+
+def test_short_series_and_random_context(tmp_path):
+    from wfm.data.series import SeriesTable
+    from wfm.data.series_datamodule import SeriesPool, make_window
+
+    data = np.arange(24, dtype=np.float32)[:, None]
+    t = SeriesTable(data, np.array([0]), np.array([24]), 1e-3, "csi", "x")
+    v, o, c = make_window(t, 0, 0, 48, 16)
+    assert o.sum() == 24 and o[-24:].all() and c == 64 - 12 and v[-1] == 23
+    long = SeriesTable(np.arange(100, dtype=np.float32)[:, None], np.array([0]), np.array([100]), 0.1, "aoa", "y")
+    v, o, c = make_window(long, 0, 10, 48, 16, hide=5)
+    assert c == 48 and not o[:5].any() and o[5:].all() and v[5] == 15 and (v[:5] == 0).all()
+    rng = np.random.default_rng(0)
+    hidden = [int((~SeriesPool("y", [long]).draw(rng, 48, 16, 1.0)["observed"]).sum()) for _ in range(20)]
+    assert len(set(hidden)) > 5 and max(hidden) < 48
+
+
+def test_series_datamodule_on_generated_traffic(tmp_path):
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+    from wfm.data.series_datamodule import SeriesDataModule
+
+    out = tmp_path / "traffic"
+    generate_dataset(load_recipe(REPO / "data" / "recipes" / "traffic-hourly.yaml"), out, num_samples=10, seed=0)
+    dm = SeriesDataModule([str(out)], kinds=["traffic"], context=96, horizon=24, batch_size=4,
+                          samples_per_epoch=8, eval_windows=4)
+    b = next(iter(dm.train_dataloader()))
+    assert b["values"].shape == (4, 120) and set(b["kind"]) == {"traffic"}
+    assert torch.allclose(b["interval"], torch.full((4,), 3600.0))
+    with pytest.raises(Exception, match="no series"):
+        SeriesDataModule([str(out)], kinds=["csi"]).setup()
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def test_lightning_fit_with_the_cpu_config(tmp_path, monkeypatch):
+    from wfm.pretrain import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["--config", str(REPO / "pretrain" / "causal-tiny-cpu.yaml"), "--trainer.max_steps", "4",
+          "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "3", "--trainer.log_every_n_steps", "1",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+          "--data.series_per_kind", "16", "--data.samples_per_epoch", "256", "--data.eval_windows", "8"])
+    run = tmp_path / "runs" / "causal-tiny-cpu"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    rows = list(csv.DictReader(open(next(run.glob("csv/version_*/metrics.csv")))))
+    keys = {k for r in rows for k, v in r.items() if v}
+    assert {"train/loss", "val/loss", "val/nmse_csi", "val/nmse_aoa", "val/nmse_traffic"} <= keys
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4 and ckpt["hyper_parameters"]["model"] == "causal_tiny"
+
+
+def test_training_batches_are_split_across_ranks(monkeypatch):
+    """Two DDP ranks get disjoint halves of the one-process epoch plan, in lockstep."""
+    import wfm.data.series_datamodule as sdm
+    from wfm.data.synthetic_series import SyntheticSeriesDataModule
+
+    dm = SyntheticSeriesDataModule(series_per_kind=12, context=24, horizon=8, batch_size=4, samples_per_epoch=40)
+    ds = dm.train_dataloader().dataset
+    everything = [b["values"] for b in ds]
+    per_rank = []
+    for rank in (0, 1):
+        monkeypatch.setattr(sdm, "_stream", lambda r=rank: (r, 2))
+        per_rank.append([b["values"] for b in ds])
+    assert len(per_rank[0]) == len(per_rank[1]) == len(everything) // 2
+    merged = [per_rank[i % 2][i // 2] for i in range(len(everything))]
+    assert all(torch.equal(a, b) for a, b in zip(merged, everything))
+
+
+@pytest.mark.parametrize("size", ["tiny", "little", "small", "base"])
+def test_gpu_configs_parse(size, capsys):
+    from wfm.pretrain import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(REPO / "pretrain" / f"causal-{size}.yaml"), "--print_config"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "wfm.training.lit_causal.CausalPretrainModule" in out and f"model: causal_{size}" in out
+    assert "wfm.data.series_datamodule.SeriesDataModule" in out and "precision: bf16-mixed" in out
+
+
+def test_direct_multi_patch_head():
+    m = tiny(horizon_patches=3, quantiles=(0.1, 0.9))
+    x = walks(2, 37)
+    for h in (1, 4, 16, 33, 50):
+        assert m.forecast(x, 0.1, h).shape == (2, h)
+    assert m.forecast(x, 0.1, 30, quantiles=True).shape == (2, 30, 2)
+    # one forward pass covers 3 patches: the first 24 values do not depend on the rollout
+    a, b = m.forecast(x, 0.1, 24), m.forecast(x, 0.1, 48)[:, :24]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(m.forecast(4 * x + 9, 0.1, 30), 4 * m.forecast(x, 0.1, 30) + 9, rtol=1e-4, atol=1e-3)
+    # no leakage: outputs of early tokens ignore later inputs
+    obs = torch.ones(2, 64, dtype=torch.bool)
+    y, z = walks(2, 64), walks(2, 64)
+    z[:, :32] = y[:, :32]
+    ctx = torch.tensor([32, 32])
+    assert torch.allclose(m(y, obs, torch.tensor([0.1, 0.1]), ctx).ahead[:, :4],
+                          m(z, obs, torch.tensor([0.1, 0.1]), ctx).ahead[:, :4], atol=1e-6)
+    # it trains: every offset is scored
+    m.train()
+    loss, *_ = m.loss(y, obs, torch.tensor([0.1, 0.1]), ctx)
+    loss.backward()
+    assert torch.isfinite(loss) and m.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="horizon_patches"):
+        create_model("causal_tiny", horizon_patches=0)

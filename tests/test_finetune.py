@@ -1,0 +1,130 @@
+"""Fine-tuning modes (what trains), LoRA, the finetune and evaluate commands, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from wfm.hub import CheckpointError
+from wfm.models.registry import create_model
+from wfm.nn.lora import LoRALinear, apply_lora, merge_lora, unmerge_lora
+from wfm.tasks.finetune_module import FinetuneModule
+from wfm.tasks.models import MAEFeatures, TaskModel, configure_mode
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _count(m: nn.Module, trainable: bool = True) -> int:
+    return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
+
+
+def _label_model(mode: str, outputs: int = 2) -> tuple[TaskModel, MAEFeatures]:
+    feats = MAEFeatures(create_model("mae_tiny"))
+    net = TaskModel(feats, outputs)
+    configure_mode(net, mode, feats, net.head, lora_rank=4)
+    return net, feats
+
+
+def test_linear_probe_trains_only_the_head():
+    net, _ = _label_model("linear-probe")
+    assert _count(net) == 64 * 2 + 2
+    assert [n for n, p in net.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+
+
+def test_lora_trains_only_adapters_and_head():
+    net, feats = _label_model("lora")
+    names = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert all(n.startswith("head.") or n.endswith(("lora_a", "lora_b")) for n in names)
+    # 6 blocks x (qkv 64->192, proj 64->64, fc1 64->128, fc2 128->64), rank 4: r * (in + out) each.
+    per_block = 4 * ((64 + 192) + (64 + 64) + (64 + 128) + (128 + 64))
+    assert _count(net) == 6 * per_block + 64 * 2 + 2
+    assert len([m for m in net.modules() if isinstance(m, LoRALinear)]) == 24
+
+
+def test_full_trains_everything_and_encoder_only():
+    net, feats = _label_model("full")
+    assert _count(net) == _count(net, trainable=False)
+    # The decoder is not part of the features: encoder of mae_tiny + head.
+    mae = create_model("mae_tiny")
+    encoder = sum(p.numel() for n, p in mae.named_parameters()
+                  if n.startswith(("patch_embed", "blocks", "norm.")))
+    assert _count(net) == encoder + 64 * 2 + 2
+
+
+def test_channel_prediction_modes_count_parameters():
+    mae = create_model("mae_tiny")
+    configure_mode(mae, "linear-probe", mae, [mae.decoder_pred])
+    assert _count(mae) == 64 * 128 + 128  # decoder_pred: 64 -> 4*4*4*2
+    mae = create_model("mae_tiny")
+    configure_mode(mae, "zero-shot", mae, [mae.decoder_pred])
+    assert _count(mae) == 0
+
+
+def test_lora_merged_equals_unmerged_and_starts_as_identity():
+    torch.manual_seed(0)
+    mae = create_model("mae_tiny").eval()
+    csi = torch.randn(2, 8, 4, 16, dtype=torch.complex64)
+    feats = MAEFeatures(mae)
+    before = feats(csi)
+    apply_lora(feats, rank=4)
+    assert torch.allclose(feats(csi), before, atol=1e-6)  # B = 0 at init
+    for m in feats.modules():
+        if isinstance(m, LoRALinear):
+            nn.init.normal_(m.lora_b, std=0.05)
+    adapted = feats(csi)
+    assert not torch.allclose(adapted, before, atol=1e-3)
+    merge_lora(feats)
+    assert torch.allclose(feats(csi), adapted, atol=1e-5)
+    unmerge_lora(feats)
+    assert torch.allclose(feats(csi), adapted, atol=1e-5)
+
+
+def test_mode_not_allowed_and_bad_model_errors():
+    with pytest.raises(CheckpointError, match="no mode 'zero-shot'"):
+        FinetuneModule("los-nlos", mode="zero-shot")
+    with pytest.raises(CheckpointError, match="unknown model"):
+        from wfm.tasks.models import load_model
+
+        load_model("scratch:mae_gigantic")
+
+
+def test_run_finetune_few_shot_on_tiny_data(tiny_dataset):
+    from wfm.tasks.finetune_module import run_finetune
+
+    r = run_finetune("los-nlos", [tiny_dataset], mode="lora", train_fraction=0.5, max_steps=2, batch_size=8)
+    assert r["train_samples"] == 14 and r["steps"] == 2 and 0 <= r["accuracy"] <= 1
+    z = run_finetune("channel-prediction-frequency", [tiny_dataset], mode="zero-shot", max_steps=0)
+    assert z["trainable_params"] == 0 and z["hidden_steps"] == 8 and len(z["per_step_nmse_db"]) == 8
+
+
+def test_finetune_cli_runs_a_few_steps(tiny_dataset, tmp_path):
+    from wfm.cli import main
+
+    out = tmp_path / "ft"
+    main(["finetune", "--config", "finetune/distance-regression.yaml", "--data.datasets", f"[{tiny_dataset}]",
+          "--trainer.max_steps", "2", "--trainer.val_check_interval", "1", "--trainer.logger", "false",
+          "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(out),
+          "--model.mode", "full"])
+    r = json.loads((out / "metrics.json").read_text())
+    assert r["task"] == "distance-regression" and r["steps"] == 2 and r["rmse"] > 0 and r["mode"] == "full"
+    assert "| distance-regression |" in (out / "results.md").read_text()
+
+
+def test_finetune_cli_bad_input_is_one_line(tiny_cdl_dataset, tmp_path, capsys):
+    from wfm.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["finetune", "--config", "finetune/distance-regression.yaml", "--data.datasets", f"[{tiny_cdl_dataset}]",
+              "--trainer.max_steps", "1", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "geometry_valid" in err and str(tiny_cdl_dataset) in err

@@ -1,0 +1,93 @@
+"""Task metrics on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small CPU models run far faster on one thread than on two contended ones."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+from wfm.tasks import metrics as M
+
+
+def test_nmse_and_db_by_hand():
+    target = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    pred = torch.tensor([[1.0, 1.0], [3.0, 4.0 + 5.0]])
+    # sample 0: 1 / 5, sample 1: 25 / 25
+    assert torch.allclose(M.nmse(pred, target), torch.tensor([0.2, 1.0], dtype=torch.float64))
+    assert M.nmse_db(pred, target) == pytest.approx(10 * math.log10(0.6))
+    assert M.to_db(0.01) == pytest.approx(-20.0)
+
+
+def test_nmse_complex_uses_magnitude():
+    target = torch.tensor([[1 + 1j, 0 + 0j]], dtype=torch.complex64)
+    pred = torch.tensor([[1 + 0j, 0 + 1j]], dtype=torch.complex64)
+    # error |(-1j)|^2 + |1j|^2 = 2 over |1+1j|^2 = 2
+    assert float(M.nmse(pred, target)[0]) == pytest.approx(1.0)
+
+
+def test_per_step_nmse_by_hand():
+    target = torch.ones(2, 3, 2)  # [B, steps, elements]
+    pred = target.clone()
+    pred[:, 1] = 0.0  # step 1 entirely wrong: NMSE 1
+    pred[0, 2, 0] = 2.0  # step 2, sample 0: error 1 over 2 -> 0.5; sample 1: 0 -> mean 0.25
+    assert torch.allclose(M.per_step_nmse(pred, target, step_dim=1), torch.tensor([0.0, 1.0, 0.25], dtype=torch.float64))
+
+
+def test_series_nmse_normalises_by_variation_not_level():
+    context = torch.tensor([[100.0, 102.0]])  # mean 101
+    target = torch.tensor([[103.0, 105.0]])  # variation 2, 4 -> energy 20
+    pred = torch.tensor([[102.0, 105.0]])  # error energy 1
+    assert float(M.series_nmse(pred, target, context)) == pytest.approx(1 / 20)
+    assert torch.allclose(M.series_nmse(pred, target, context, dim=0), torch.tensor([1 / 4, 0 / 16], dtype=torch.float64))
+    # Forecasting the context mean scores exactly 0 dB.
+    assert float(M.series_nmse(torch.full_like(target, 101.0), target, context)) == pytest.approx(1.0)
+
+
+def test_mae_rmse_smape_by_hand():
+    pred, target = torch.tensor([[1.0, 3.0]]), torch.tensor([[2.0, 1.0]])
+    assert float(M.mae(pred, target)) == pytest.approx(1.5)
+    assert float(M.rmse(pred, target)) == pytest.approx(math.sqrt((1 + 4) / 2))
+    # 200*1/3 and 200*2/4 -> mean (66.67 + 100) / 2
+    assert float(M.smape(pred, target)) == pytest.approx((200 / 3 + 100) / 2)
+    assert float(M.smape(torch.zeros(1, 2), torch.zeros(1, 2))) == 0.0
+    assert float(M.smape(torch.tensor([[1.0]]), torch.tensor([[-1.0]]))) == pytest.approx(200.0)
+
+
+def test_topk_accuracy_by_hand():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([1, 1, 0])
+    assert M.topk_accuracy(scores, labels, 1) == pytest.approx(1 / 3)
+    assert M.topk_accuracy(scores, labels, 2) == pytest.approx(2 / 3)
+    assert M.topk_accuracy(scores, labels, 3) == pytest.approx(1.0)
+
+
+def test_beam_power_loss_by_hand():
+    power = torch.tensor([[1.0, 10.0, 0.1], [4.0, 1.0, 2.0]])
+    # sample 0 picks the best (0 dB); sample 1 picks 1.0 of best 4.0 -> 6.02 dB; mean 3.01
+    loss = M.beam_power_loss_db(torch.tensor([1, 1]), power)
+    assert loss == pytest.approx(10 * math.log10(4) / 2)
+
+
+def test_accuracy_and_f1_by_hand():
+    pred, labels = torch.tensor([1, 1, 0, 0, 1]), torch.tensor([1, 0, 0, 1, 1])
+    assert M.accuracy(pred, labels) == pytest.approx(3 / 5)
+    # class 1: tp 2, fp 1, fn 1 -> 4/6; class 0: tp 1, fp 1, fn 1 -> 2/4
+    assert M.f1_score(pred, labels, average="binary") == pytest.approx(4 / 6)
+    assert M.f1_score(pred, labels) == pytest.approx((4 / 6 + 2 / 4) / 2)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="shapes differ"):
+        M.nmse(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="scores must be"):
+        M.topk_accuracy(torch.zeros(3), torch.zeros(3))

@@ -1,0 +1,125 @@
+"""Task data and scoring: DFT-codebook labels, splits, few-shot subsets, CSI prediction helpers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wfm.data.errors import DataError
+from wfm.tasks.csi_prediction import (forecast_hidden, from_series, hidden_count, prediction_mask, score_prediction,
+                                      to_series)
+from wfm.tasks.data import beam_gains, csi_labels, dft_codebook, load_csi, split_range, train_subset
+from wfm.tasks.future_beam import BeamWindows, knn_scores, trajectory_split
+from wfm.tasks.registry import TASKS, get_task
+from wfm.models.baselines import Persistence
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_dft_codebook_is_unitary_and_labels_a_plane_wave():
+    rows, cols = 2, 4
+    w = dft_codebook(rows, cols)
+    assert w.shape == (8, 8)
+    assert torch.allclose(w @ w.conj().T, torch.eye(8, dtype=torch.complex64), atol=1e-5)
+    # A plane wave with spatial frequencies (p0 / rows, q0 / cols) is DFT beam p0 * cols + q0.
+    p0, q0 = 1, 3
+    m, n = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    h = np.exp(2j * np.pi * (p0 * m / rows + q0 * n / cols)).reshape(-1)  # antenna m * cols + n
+    csi = torch.from_numpy(np.broadcast_to(h[None, None, :, None], (1, 3, 8, 5)).astype(np.complex64))
+    gains = beam_gains(csi, w)
+    assert int(gains.argmax()) == p0 * cols + q0
+    # All the power lands in that beam: |w^H h|^2 = A per (t, k), over 3 x 5 of them.
+    assert float(gains[0, p0 * cols + q0]) == pytest.approx(8 * 15, rel=1e-4)
+    labels = csi_labels({"csi": csi, "attrs": {"array_shape": [rows, cols]}}, "beam")
+    assert int(labels["y"][0]) == p0 * cols + q0 and labels["beam_power"].shape == (1, 8)
+    # Oversampled x2: 4 x 8 beams, the same direction is beam (2 p0) * 8 + 2 q0.
+    assert int(beam_gains(csi, dft_codebook(rows, cols, 2)).argmax()) == 2 * p0 * 8 + 2 * q0
+
+
+def test_train_subset_deterministic_nested_and_in_train():
+    a = train_subset(1000, 0.1, seed=3)
+    assert np.array_equal(a, train_subset(1000, 0.1, seed=3)) and len(a) == 100
+    small = train_subset(1000, 0.01, seed=3)
+    assert len(small) == 10 and set(small) <= set(a)
+    assert len(train_subset(5, 0.01)) == 1 and np.array_equal(train_subset(7, 1.0), np.arange(7))
+    tr, va, te = (split_range(200, s) for s in ("train", "val", "test"))
+    assert tr == (0, 140) and va == (140, 160) and te == (160, 200)
+
+
+def test_load_csi_subsets_are_disjoint_from_test(tiny_dataset):
+    train = load_csi(tiny_dataset, "train", ["los"], train_fraction=0.25, seed=1)
+    again = load_csi(tiny_dataset, "train", ["los"], train_fraction=0.25, seed=1)
+    test = load_csi(tiny_dataset, "test", ["los"])
+    assert torch.equal(train["index"], again["index"]) and len(train["index"]) == 7  # 25 % of 28
+    assert set(train["index"].tolist()).isdisjoint(test["index"].tolist())
+    assert train["csi"].shape[1:] == (8, 4, 16) and train["los"].dtype == torch.bool
+
+
+def test_missing_field_and_geometry_errors(tiny_dataset, tiny_cdl_dataset):
+    with pytest.raises(DataError, match="needs field"):
+        load_csi(tiny_dataset, "test", ["beam_index"], task="x")
+    d = load_csi(tiny_cdl_dataset, "test", ["distance", "geometry_valid"])
+    with pytest.raises(DataError, match="geometry_valid"):
+        csi_labels(d, "distance", tiny_cdl_dataset)
+
+
+def test_trajectory_split_is_disjoint_and_complete():
+    s = trajectory_split(50, seed=2)
+    parts = [set(s[k].tolist()) for k in ("train", "val", "test")]
+    assert sum(map(len, parts)) == 50 and set.union(*parts) == set(range(50))
+    assert all(a.isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1:])
+    assert len(parts[2]) == 10 and len(parts[1]) == 5
+
+
+def test_prediction_mask_matches_the_mae_and_series_round_trip():
+    from wfm.models.registry import create_model
+
+    csi = torch.randn(2, 8, 4, 16, dtype=torch.complex64)
+    mae = create_model("mae_tiny").eval()
+    for axis, kind in (("time", "temporal"), ("frequency", "frequency")):
+        mask = prediction_mask(tuple(csi.shape), axis, 0.5, (4, 4, 4))
+        assert torch.equal(mae.predict(csi, kind, 0.5).mask, mask)
+        assert torch.equal(from_series(to_series(csi, axis), csi, axis), csi)
+    assert hidden_count(16, 0.5, 4) == 8 and hidden_count(8, 0.9, 4) == 4
+
+
+def test_forecast_hidden_with_persistence_matches_the_reference():
+    from wfm.tasks.channel_prediction import persistence
+
+    csi = torch.randn(3, 8, 4, 16, dtype=torch.complex64)
+    for axis in ("time", "frequency"):
+        mask = prediction_mask(tuple(csi.shape), axis, 0.5, (4, 4, 4))
+        ours = forecast_hidden(Persistence(), csi, mask, axis, 1.0)
+        assert torch.equal(ours, persistence(csi, mask, axis))
+        s = score_prediction(csi.clone(), csi, mask, axis)
+        assert s["nmse_db"] < -250 and len(s["per_step_nmse_db"]) == s["hidden_steps"]
+
+
+def test_knn_scores_vote_nearest_neighbours_within_a_scenario():
+    def win(pos, labels, scen):
+        n = len(labels)
+        return BeamWindows(torch.zeros(n, 2, 4), torch.tensor(labels), torch.ones(n, 4),
+                           torch.tensor(pos, dtype=torch.float32), torch.tensor(scen), torch.zeros(n))
+    train = win([[0, 0], [1, 0], [10, 0], [0, 0]], [1, 1, 2, 3], [1, 1, 1, 2])
+    test = win([[0.2, 0], [9, 0]], [1, 2], [1, 1])
+    s = knn_scores(train, test, k=2)
+    assert s.argmax(1).tolist() == [1, 2]  # beam 3 of scenario 2 sits at (0, 0) but does not count
+    assert float(s[0, 1]) == pytest.approx(1.5) and float(s[0, 3]) == 0.0
+
+
+def test_registry_names_modes_and_baselines():
+    assert get_task("los-nlos").classes == 2
+    assert "zero-shot" not in get_task("los-nlos").modes and "zero-shot" in get_task("channel-prediction-time").modes
+    assert {"persistence", "lstm", "position-knn"} <= set(get_task("future-beam").baselines)
+    assert all(t.metrics and t.baselines for t in TASKS.values())
+    with pytest.raises(KeyError, match="unknown task"):
+        get_task("weather")

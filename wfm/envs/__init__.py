@@ -1,0 +1,1 @@
+"""Environments that use the foundation models (gymnasium)."""

@@ -1,0 +1,301 @@
+"""Forecasting baselines with one interface, so they run through the same evaluation as the
+foundation models.
+
+Every forecaster has::
+
+    forecast(context: Tensor [B, L] float32, interval: Tensor [B] seconds, horizon: int) -> Tensor [B, horizon]
+
+in the series' original scale (the causal foundation model exposes the same method).
+
+- ``Persistence``: the last value, repeated.
+- ``LinearExtrapolation(points)``: a least-squares line through the last ``points`` values,
+  extended.
+- ``SeasonalNaive(period)``: the value one period earlier (``y[t] = y[t - period]``, repeated
+  for horizons beyond a period); persistence when the context is shorter than a period.
+- ``RNNForecaster(cell="lstm"|"gru")`` and ``TransformerForecaster``: small networks trained
+  from scratch with ``.fit(train_windows, val_windows, steps, lr, batch_size, seed)``. Each
+  window is normalised by its context's mean and std inside the model (and the forecast scaled
+  back), so one model serves series of any level and scale; the log10 of the sampling
+  interval is a second input feature, so one model can see several granularities. They emit
+  ``max_horizon`` steps at once (direct multi-step); longer horizons are rolled out by feeding
+  forecasts back as context.
+
+``build_baseline(name, **kw)`` builds one by name (``BASELINES`` lists them).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class Forecaster(Protocol):
+    """Anything with ``forecast(context [B, L], interval [B], horizon) -> [B, horizon]``."""
+
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor: ...
+
+
+def _check(context: Tensor, horizon: int) -> None:
+    if context.ndim != 2 or context.shape[1] < 1:
+        raise ValueError(f"context must be [B, L] with L >= 1, got {list(context.shape)}")
+    if context.is_complex():
+        raise ValueError("forecasters take real series; view complex ones as real/imag parts "
+                         "(SeriesWindows(..., complex_mode='real_imag'))")
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+
+
+class Persistence:
+    """The last observed value carried forward."""
+
+    name = "persistence"
+
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor:
+        _check(context, horizon)
+        return context[:, -1:].float().expand(-1, horizon).clone()
+
+
+class LinearExtrapolation:
+    """A least-squares line through the last ``points`` values, extended ``horizon`` steps."""
+
+    name = "linear"
+
+    def __init__(self, points: int = 4) -> None:
+        if points < 2:
+            raise ValueError(f"LinearExtrapolation needs points >= 2, got {points}")
+        self.points = points
+
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor:
+        _check(context, horizon)
+        y = context[:, -self.points:].to(torch.float64)
+        n = y.shape[1]
+        if n < 2:
+            return Persistence().forecast(context, interval, horizon)
+        x = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
+        slope = (y * x).sum(1, keepdim=True) / (x * x).sum()
+        level = y.mean(1, keepdim=True)
+        steps = (n - 1) / 2 + torch.arange(1, horizon + 1, dtype=torch.float64)
+        return (level + slope * steps).float()
+
+
+class SeasonalNaive:
+    """``y[t] = y[t - period]``; persistence when the context is shorter than a period."""
+
+    name = "seasonal"
+
+    def __init__(self, period: int) -> None:
+        if period < 1:
+            raise ValueError(f"period must be >= 1, got {period}")
+        self.period = period
+
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor:
+        _check(context, horizon)
+        L, p = context.shape[1], self.period
+        if L < p:
+            return Persistence().forecast(context, interval, horizon)
+        season = context[:, L - p:].float()
+        reps = math.ceil(horizon / p)
+        return season.repeat(1, reps)[:, :horizon].clone()
+
+
+# ---------------------------------------------------------------------------- trainable
+
+
+def stack_windows(windows: Any, max_windows: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """``(context [N, L], target [N, H], interval [N])`` of a window dataset (``SeriesWindows``
+    or any sequence of dicts with those keys); a seeded random subset of ``max_windows``."""
+    n = len(windows)
+    if n == 0:
+        raise ValueError("no windows to stack (series shorter than context + horizon?)")
+    idx: Sequence[int] = range(n)
+    if max_windows is not None and n > max_windows:
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(n, generator=gen)[:max_windows].sort().values.tolist()
+    items = [windows[i] for i in idx]
+    if any(bool(it.get("complex", False)) or it["context"].is_complex() for it in items[:1]):
+        raise ValueError("forecasters take real series; use SeriesWindows(..., complex_mode='real_imag')")
+    ctx = torch.stack([it["context"] for it in items]).float()
+    tgt = torch.stack([it["target"] for it in items]).float()
+    itv = torch.stack([torch.as_tensor(it["interval"], dtype=torch.float32) for it in items])
+    return ctx, tgt, itv
+
+
+class _Normalised(nn.Module):
+    """Shared machinery of the trainable forecasters: per-window scaling and the rollout.
+
+    Subclasses implement ``_net(x [B, L, 2]) -> [B, max_horizon]`` on normalised inputs.
+    """
+
+    name = "trainable"
+
+    def __init__(self, max_horizon: int) -> None:
+        super().__init__()
+        self.max_horizon = int(max_horizon)
+
+    @staticmethod
+    def _scale(context: Tensor) -> tuple[Tensor, Tensor]:
+        mean = context.mean(1, keepdim=True)
+        # The std floor keeps flat contexts from blowing up; relative to the level, or 1e-3.
+        std = context.std(1, keepdim=True, unbiased=False)
+        floor = 1e-3 * mean.abs().clamp_min(1.0)
+        return mean, torch.maximum(std, floor)
+
+    def _features(self, z: Tensor, interval: Tensor) -> Tensor:
+        li = torch.log10(interval.float().clamp_min(1e-9))[:, None, None].expand(-1, z.shape[1], 1)
+        return torch.cat([z[..., None], li], dim=-1)
+
+    def _net(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, context: Tensor, interval: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalised ``[B, max_horizon]`` forecast and the ``(mean, std)`` used."""
+        mean, std = self._scale(context)
+        return self._net(self._features((context - mean) / std, interval)), mean, std
+
+    @torch.no_grad()
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor:
+        _check(context, horizon)
+        self.eval()
+        dev = next(self.parameters()).device
+        ctx = context.float().to(dev)
+        interval = torch.as_tensor(interval, dtype=torch.float32, device=dev).expand(ctx.shape[0])
+        out: list[Tensor] = []
+        need = horizon
+        while need > 0:
+            z, mean, std = self(ctx, interval)
+            step = z * std + mean
+            out.append(step[:, :need])
+            need -= step.shape[1]
+            ctx = torch.cat([ctx, step], 1)[:, -context.shape[1]:]
+        return torch.cat(out, 1)[:, :horizon].cpu()
+
+    def fit(self, train_windows: Any, val_windows: Any = None, steps: int = 500, lr: float = 1e-3,
+            batch_size: int = 256, seed: int = 0, max_windows: int | None = 200_000,
+            eval_every: int = 50) -> "_Normalised":
+        """Train on windows (``SeriesWindows`` or a tuple ``(context, target, interval)``) with
+        AdamW on the MSE in normalised space; with ``val_windows``, keep the weights of the best
+        validation loss (checked every ``eval_every`` steps). Deterministic for a ``seed``."""
+        torch.manual_seed(seed)
+        for m in self.modules():  # fit trains from scratch: the initial weights follow the seed too
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        ctx, tgt, itv = train_windows if isinstance(train_windows, tuple) else stack_windows(train_windows, max_windows, seed)
+        if tgt.shape[1] < self.max_horizon:
+            raise ValueError(f"training targets have {tgt.shape[1]} steps, the model predicts {self.max_horizon}")
+        tgt = tgt[:, :self.max_horizon]
+        val = None
+        if val_windows is not None:
+            val = val_windows if isinstance(val_windows, tuple) else stack_windows(val_windows, 20_000, seed)
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+        best, best_state = math.inf, None
+        self.train()
+        for step in range(steps):
+            idx = torch.randint(0, len(ctx), (min(batch_size, len(ctx)),), generator=gen)
+            z, mean, std = self(ctx[idx], itv[idx])
+            loss = ((z - (tgt[idx] - mean) / std) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            if val is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+                v = self.val_loss(*val)
+                if v < best:
+                    best, best_state = v, copy.deepcopy(self.state_dict())
+                self.train()
+        if best_state is not None:
+            self.load_state_dict(best_state)
+        self.eval()
+        return self
+
+    @torch.no_grad()
+    def val_loss(self, ctx: Tensor, tgt: Tensor, itv: Tensor) -> float:
+        """Mean normalised MSE on validation windows."""
+        self.eval()
+        total, n = 0.0, 0
+        for a in range(0, len(ctx), 4096):
+            z, mean, std = self(ctx[a:a + 4096], itv[a:a + 4096])
+            t = (tgt[a:a + 4096, :self.max_horizon] - mean) / std
+            total += float(((z - t) ** 2).sum())
+            n += t.numel()
+        return total / max(n, 1)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class RNNForecaster(_Normalised):
+    """LSTM or GRU encoder over the context; a linear head on its last state gives
+    ``max_horizon`` steps."""
+
+    def __init__(self, cell: str = "lstm", max_horizon: int = 16, hidden: int = 64, layers: int = 1) -> None:
+        super().__init__(max_horizon)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        self.name = cell
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(2, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, max_horizon)
+
+    def _net(self, x: Tensor) -> Tensor:
+        y, _ = self.rnn(x)
+        return self.head(y[:, -1])
+
+
+class TransformerForecaster(_Normalised):
+    """A small pre-norm transformer encoder over the context values (sin-cos positions counted
+    back from the last value, so any context length works); the last token's state gives
+    ``max_horizon`` steps."""
+
+    name = "transformer"
+
+    def __init__(self, max_horizon: int = 16, dim: int = 64, depth: int = 2, heads: int = 4) -> None:
+        super().__init__(max_horizon)
+        self.dim = dim
+        self.embed = nn.Linear(2, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, max_horizon)
+
+    def _pos(self, n: int, device: torch.device) -> Tensor:
+        pos = torch.arange(n - 1, -1, -1, device=device, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(0, self.dim, 2, device=device) * (-math.log(1e4) / self.dim))
+        pe = torch.zeros(n, self.dim, device=device)
+        pe[:, 0::2] = torch.sin(pos * freq)
+        pe[:, 1::2] = torch.cos(pos * freq)
+        return pe
+
+    def _net(self, x: Tensor) -> Tensor:
+        h = self.embed(x) + self._pos(x.shape[1], x.device)
+        h = self.encoder(h)
+        return self.head(self.norm(h[:, -1]))
+
+
+BASELINES = ("persistence", "linear", "seasonal", "lstm", "gru", "transformer")
+
+
+def build_baseline(name: str, **kw: Any) -> Any:
+    """A forecasting baseline by name (``BASELINES``); keyword arguments go to its class."""
+    table = {
+        "persistence": Persistence,
+        "linear": LinearExtrapolation,
+        "seasonal": SeasonalNaive,
+        "lstm": lambda **k: RNNForecaster(cell="lstm", **k),
+        "gru": lambda **k: RNNForecaster(cell="gru", **k),
+        "transformer": TransformerForecaster,
+    }
+    if name not in table:
+        raise KeyError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    return table[name](**kw)
+
+
+def is_trainable(forecaster: Any) -> bool:
+    """Whether a forecaster has weights to fit."""
+    return isinstance(forecaster, nn.Module) and hasattr(forecaster, "fit")

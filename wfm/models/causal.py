@@ -1,0 +1,400 @@
+"""Causal multi-task forecaster over univariate wireless series (after Sheng et al., arXiv 2507.05938).
+
+One model forecasts any univariate series, whatever its kind (CSI real/imag parts, AoA,
+distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nanoGPT:
+
+1. **Per-series normalisation.** ``loc``/``scale`` = mean/std of the *observed context*
+   (float64, NaN-free; a constant series gets ``scale = eps * max(1, |loc|)``), so the model
+   sees unit-scale inputs and forecasts are mapped back: ``forecast(a x + b) = a forecast(x) + b``.
+2. **Patch tokens.** The series is left-padded to a multiple of ``patch_len``; each patch
+   becomes ``Linear([values * observed, observed])`` (the mask tells padding from zeros, as
+   in TimesFM), so any context length ``L >= 1`` works.
+3. **Granularity embedding.** A sinusoidal code of ``log10(interval_s)`` through a small MLP is
+   added to every token: one model serves 1 ms CSI and 10 min traffic.
+4. **Decoder-only transformer** with rotary position codes (relative, so left padding does not
+   shift them) and causal attention that also hides padded keys (pre-norm blocks, SDPA).
+5. **Next-patch head.** Token ``i`` predicts patch ``i + 1`` as a damped trend of patch ``i``
+   (last value + gate x mean step x steps ahead, the gate learned per token) plus a learned
+   residual: a point forecast (MSE in normalised space) and optionally quantiles (pinball loss).
+   Building in the trend matters for the smooth series of mobility.
+   Optionally (``horizon_patches=K``) each token predicts the next ``K`` patches directly, and
+   ``forecast`` advances ``K`` patches per step (fewer, faster autoregressive steps).
+
+Training draws random left padding (random context lengths) so that short contexts work, and
+scores the next-patch predictions of the horizon after each window's context (normalised by
+that context only, so no statistic of the targets leaks into the inputs); see
+:meth:`CausalForecaster.loss`. ``forecast`` is autoregressive over patches: each predicted
+patch is appended as observed input until the horizon is covered (batched, no grad).
+
+Sizes (``create_model(name)``; parameters measured by ``tests/test_causal.py``):
+
+=============  =====  =====  =====  =========  ==========
+name           width  depth  heads  patch_len  parameters
+=============  =====  =====  =====  =========  ==========
+causal_tiny       64      4      4          8     211,209
+causal_little    128      6      8         16   1,231,633
+causal_small     256      8      8         16   6,467,601
+causal_base      512     12      8         32  38,414,369
+=============  =====  =====  =====  =========  ==========
+
+Complex CSI enters as two real series (real and imaginary part; ``complex_mode="real_imag"``
+of :class:`wfm.data.series.SeriesWindows`). The complex attention kernels are not wired in
+here: ``attention`` accepts only ``"sdpa"``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wfm.models.registry import register_model
+
+
+@dataclass
+class CausalOutput:
+    """Result of :meth:`CausalForecaster.forward`: next-patch predictions in normalised space.
+
+    ``point`` is ``[B, N, P]`` (token ``i`` predicts patch ``i + 1``), ``quantiles`` is
+    ``[B, N, P, Q]`` or ``None``; ``ahead`` is ``[B, N, K, P, 1 + Q]``: every output of the
+    direct multi-patch head (patches ``i + 1 .. i + K``; point first, then the quantiles);
+    ``loc``/``scale`` are ``[B, 1]`` (the normalisation).
+    """
+
+    point: Tensor
+    quantiles: Tensor | None
+    ahead: Tensor
+    loc: Tensor
+    scale: Tensor
+
+
+def normalise_stats(values: Tensor, observed: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """Mean and std over the ``observed`` entries of each row of ``values`` ``[B, L]``; ``[B, 1]`` each.
+
+    Computed in float64 so large offsets (distances of hundreds of metres) lose no precision;
+    rows with a single value or a constant value get ``scale = eps * max(1, |loc|)``.
+    """
+    v, m = values.double(), observed.double()
+    n = m.sum(dim=1, keepdim=True).clamp_min(1.0)
+    loc = (v * m).sum(dim=1, keepdim=True) / n
+    var = (((v - loc) * m) ** 2).sum(dim=1, keepdim=True) / n
+    floor = eps * loc.abs().clamp_min(1.0)
+    scale = torch.maximum(var.sqrt(), floor)
+    return loc.float(), scale.float()
+
+
+def interval_features(interval: Tensor, num: int) -> Tensor:
+    """Sinusoidal code ``[B, 2 num + 1]`` of ``log10(interval)``: periods from 0.25 to 64 decades."""
+    x = torch.log10(interval.float().clamp_min(1e-9))[:, None]
+    freqs = 2 * math.pi / (0.25 * 2.0 ** torch.arange(num, device=x.device, dtype=torch.float32))
+    return torch.cat([x / 4.0, torch.sin(x * freqs), torch.cos(x * freqs)], dim=1)
+
+
+def rotary(x: Tensor, pos: Tensor) -> Tensor:
+    """Rotary position code on ``x`` ``[B, H, N, D]`` at integer positions ``pos`` ``[N]``."""
+    half = x.shape[-1] // 2
+    inv = 1.0 / (10000 ** (torch.arange(half, device=x.device, dtype=torch.float32) / half))
+    ang = pos.float()[:, None] * inv[None]  # [N, D/2]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with rotary codes; ``attn_mask`` hides padded keys."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads or (dim // num_heads) % 2:
+            raise ValueError(f"width {dim} must split into {num_heads} heads of even size")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        pos = torch.arange(n, device=x.device)
+        q, k = rotary(q, pos), rotary(k, pos)
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm block: ``x + attn(norm(x)); x + mlp(norm(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.norm1(x), attn_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class CausalForecaster(nn.Module):
+    """Decoder-only patch transformer for univariate series; see the module docstring.
+
+    Args:
+        patch_len: values per token (input and output patch).
+        dim, depth, num_heads, mlp_ratio: transformer width, blocks, heads, MLP expansion.
+        quantiles: levels of an optional quantile head (e.g. ``(0.1, 0.5, 0.9)``); empty: point only.
+        horizon_patches: patches each token predicts directly (``K``); ``forecast`` then advances
+            ``K`` patches per autoregressive step (1: pure next-patch).
+        max_context: longest context the model reads (older values are dropped by ``forecast``).
+        interval_freqs: sinusoids in the granularity code.
+        attention: ``"sdpa"`` only (kept for config symmetry with the MAE).
+        eps: relative floor of the normalisation scale.
+    """
+
+    def __init__(self, patch_len: int = 16, dim: int = 64, depth: int = 4, num_heads: int = 4,
+                 mlp_ratio: float = 4.0, quantiles: tuple[float, ...] = (), horizon_patches: int = 1,
+                 max_context: int = 512,
+                 interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5) -> None:
+        super().__init__()
+        if attention != "sdpa":
+            raise ValueError(f"CausalForecaster supports attention='sdpa' only, got {attention!r}")
+        if patch_len < 1 or max_context < patch_len:
+            raise ValueError(f"need patch_len >= 1 and max_context >= patch_len, got {patch_len}, {max_context}")
+        if horizon_patches < 1:
+            raise ValueError(f"horizon_patches must be >= 1, got {horizon_patches}")
+        if any(not 0 < q < 1 for q in quantiles):
+            raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+        self.patch_len, self.dim, self.mlp_ratio = int(patch_len), int(dim), float(mlp_ratio)
+        self.quantile_levels = tuple(float(q) for q in quantiles)
+        self.horizon_patches = int(horizon_patches)
+        self.max_context, self.interval_freqs, self.attention, self.eps = int(max_context), int(interval_freqs), attention, eps
+        p = self.patch_len
+        self.patch_embed = nn.Sequential(nn.Linear(2 * p, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.interval_embed = nn.Sequential(nn.Linear(2 * interval_freqs + 1, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.blocks = nn.ModuleList(CausalBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, self.horizon_patches * p * (1 + len(self.quantile_levels)))
+        self.trend_gate = nn.Linear(dim, 1)
+        self.apply(self._init)
+        # A fresh model forecasts the half-damped trend of the last patch (see forward).
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.trend_gate.weight)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ core
+    def forward(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
+                stats: tuple[Tensor, Tensor] | None = None) -> CausalOutput:
+        """Next-patch predictions for every token of ``values`` ``[B, N * P]``.
+
+        ``observed`` (bool, same shape) marks real values (False = padding); ``interval``
+        ``[B]`` is in seconds; the normalisation uses the observed values before
+        ``context_len`` ``[B]`` (default: all of them), unless ``stats = (loc, scale)`` is given
+        (autoregressive steps keep the original context's).
+        """
+        b, length = values.shape
+        p = self.patch_len
+        if length % p:
+            raise ValueError(f"sequence length {length} is not a multiple of patch_len {p}")
+        if stats is not None:
+            loc, scale = stats
+        else:
+            ctx_obs = observed
+            if context_len is not None:
+                ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
+            loc, scale = normalise_stats(values, ctx_obs, self.eps)
+        m = observed.float()
+        x = ((values - loc) / scale * m).view(b, -1, p)
+        tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
+        tok = tok + self.interval_embed(interval_features(interval.to(values.device).expand(b), self.interval_freqs))[:, None]
+        # Causal mask that also hides fully padded key patches; a token always sees itself, so no
+        # row is empty (which would give NaN). Without padding, SDPA's is_causal path is used.
+        valid = observed.view(b, -1, p).any(dim=-1)  # [B, N]
+        n = valid.shape[1]
+        attn_mask = None
+        if not bool(valid.all()):
+            causal = torch.ones(n, n, dtype=torch.bool, device=values.device).tril()
+            attn_mask = (causal[None] & valid[:, None, :]) | torch.eye(n, dtype=torch.bool, device=values.device)[None]
+            attn_mask = attn_mask[:, None]  # [B, 1, N, N]
+        for blk in self.blocks:
+            tok = blk(tok, attn_mask)
+        # The head predicts a residual on a damped trend of the token's own patch: the last value
+        # plus g times the patch's mean step per step ahead, with a learned gate g in (0, 1). Smooth
+        # series (AoA, distance at 50-100 ms) then need only a small correction, which a tiny
+        # model learns far better than the extrapolation itself; noisy ones learn g -> 0.
+        h = self.norm(tok)
+        last = x[:, :, -1]
+        step = (x[:, :, -1] - x[:, :, 0]) / max(p - 1, 1)
+        k = self.horizon_patches
+        ahead = torch.arange(1, k * p + 1, device=x.device, dtype=x.dtype).view(k, p)
+        gate = torch.sigmoid(self.trend_gate(h).float())[..., None]  # [B, N, 1, 1]
+        base = last[..., None, None] + gate * step[..., None, None] * ahead  # [B, N, K, P]
+        out = base[..., None] + self.head(h).float().view(b, n, k, p, 1 + len(self.quantile_levels))
+        quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
+        return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
+
+    def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
+             scaled: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
+        """Next-patch loss: MSE (plus pinball for quantiles) in normalised space.
+
+        With ``context_len``, only the patches after the context are scored (teacher-forced,
+        normalised by the context: what ``forecast`` does); without it, every next patch.
+
+        ``scaled``: divide each series' errors by the mean squared one-step change of its
+        normalised context (MASE-style, floored at 1e-3). Smooth series (AoA at 100 ms changes by
+        ~1 % of its std per step) otherwise add almost nothing to a mixture's loss next to
+        noisy traffic or CSI, and the model never learns their fine trends.
+
+        With a direct multi-patch head, every offset ``1..K`` is scored alike (the loss is the
+        mean over all scored values).
+
+        Returns ``(loss, output, target [B, N-1, P], weight [B, N-1, P])`` for the next patch,
+        where ``weight`` marks target values that count: observed, after the context, and
+        predicted by a token that saw data (times the per-series scaling when ``scaled``).
+        """
+        b = values.shape[0]
+        p = self.patch_len
+        out = self(values, observed, interval, context_len)
+        z = (values - out.loc) / out.scale
+        target = z.view(b, -1, p)[:, 1:]
+        obs = observed.view(b, -1, p)
+        weight = (obs[:, 1:] & obs[:, :-1].any(dim=-1, keepdim=True)).float()
+        pos = torch.arange(values.shape[1], device=values.device).view(-1, p)
+        if context_len is not None:
+            # Only targets after the context count. Inside the context the normalisation has seen
+            # them (its mean includes later values), which teaches a false reversion to the mean.
+            horizon = (pos[None] >= context_len[:, None, None]).float()  # [B, N, P]
+            weight = weight * horizon[:, 1:]
+        if scaled:
+            ctx = observed if context_len is None else (
+                observed & (torch.arange(values.shape[1], device=values.device)[None] < context_len[:, None]))
+            pair = (ctx[:, 1:] & ctx[:, :-1]).float()
+            naive = ((z[:, 1:] - z[:, :-1]) ** 2 * pair).sum(1) / pair.sum(1).clamp_min(1.0)
+            series_w = 1.0 / naive.clamp_min(1e-3)[:, None, None]
+        else:
+            series_w = torch.ones(b, 1, 1, device=values.device)
+        valid = obs.any(dim=-1)  # tokens that saw data
+        zp = z.view(b, -1, p)
+        q = torch.tensor(self.quantile_levels, device=values.device)
+        total, count = values.new_zeros(()), values.new_zeros(())
+        for k in range(1, min(self.horizon_patches, zp.shape[1] - 1) + 1):  # token i -> patch i + k
+            tgt = zp[:, k:]
+            w = (obs[:, k:] & valid[:, :-k, None]).float()
+            if context_len is not None:
+                w = w * horizon[:, k:]
+            count = count + (w > 0).float().sum()
+            w = w * series_w
+            pred = out.ahead[:, :-k, k - 1]  # [B, N-k, P, 1 + Q]
+            total = total + (((pred[..., 0] - tgt) ** 2) * w).sum()
+            if self.quantile_levels:
+                diff = tgt[..., None] - pred[..., 1:]
+                total = total + (torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1) * w).sum()
+        loss = total / count.clamp_min(1.0)
+        return loss, out, target, weight * series_w
+
+    # ------------------------------------------------------------------ inference
+    def _check(self, context: Tensor, interval: Tensor | float, horizon: int) -> tuple[Tensor, Tensor]:
+        if context.ndim != 2 or context.shape[1] < 1:
+            raise ValueError(f"context must be [B, L] with L >= 1, got shape {tuple(context.shape)}")
+        if context.is_complex():
+            raise ValueError("context is complex: pass real and imaginary parts as separate series")
+        if not torch.isfinite(context).all():
+            raise ValueError("context contains NaN or Inf values")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        interval = torch.as_tensor(interval, dtype=torch.float32, device=context.device).reshape(-1)
+        if interval.numel() == 1:
+            interval = interval.expand(context.shape[0])
+        if interval.shape != (context.shape[0],) or not bool((interval > 0).all()):
+            raise ValueError(f"interval must be a positive scalar or [B] = [{context.shape[0]}] tensor of seconds")
+        return context.float(), interval
+
+    @torch.no_grad()
+    def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False) -> Tensor:
+        """Forecast the next ``horizon`` values of each row of ``context`` ``[B, L]`` (original scale).
+
+        ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches;
+        the last ``max_context`` values are used. Returns ``[B, horizon]`` (point forecast), or
+        ``[B, horizon, Q]`` with ``quantiles=True`` (needs a quantile head).
+        """
+        device = context.device
+        context, interval = self._check(context, interval, horizon)
+        dev = self.head.weight.device  # inputs follow the model; the result goes back to the caller's device
+        context, interval = context.to(dev), interval.to(dev)
+        if quantiles and not self.quantile_levels:
+            raise ValueError("this model has no quantile head (quantiles=())")
+        p = self.patch_len
+        context = context[:, -self.max_context:]
+        b, length = context.shape
+        pad = (-length) % p
+        values = F.pad(context, (pad, 0))
+        observed = F.pad(torch.ones_like(context, dtype=torch.bool), (pad, 0))
+        loc, scale = normalise_stats(values, observed, self.eps)
+        k = self.horizon_patches
+        steps = -(-horizon // (k * p))
+        points, quants = [], []
+        for _ in range(steps):
+            # Keep the window within max_context (rounded up to whole patches); stats stay those
+            # of the original context so all steps share one scale.
+            keep = -(-self.max_context // p) * p
+            values, observed = values[:, -keep:], observed[:, -keep:]
+            out = self(values, observed, interval, stats=(loc, scale))
+            last = out.ahead[:, -1]  # [B, K, P, 1 + Q], normalised: the next K patches
+            nxt = last[..., 0].reshape(b, k * p)
+            points.append(nxt)
+            if self.quantile_levels:
+                quants.append(last[..., 1:].reshape(b, k * p, -1))
+            values = torch.cat([values, nxt * scale + loc], dim=1)
+            observed = F.pad(observed, (0, k * p), value=True)
+        point = torch.cat(points, dim=1)[:, :horizon] * scale + loc
+        if not quantiles:
+            return point.to(device)
+        return (torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None]).to(device)
+
+    # ------------------------------------------------------------------ accounting
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward_flops(self, num_patches: int) -> int:
+        """Matmul FLOPs of one forward pass over ``num_patches`` tokens of one series (2 per MAC)."""
+        n, d, p = num_patches, self.dim, self.patch_len
+        hidden = int(d * self.mlp_ratio)
+        block = 2 * n * 4 * d * d + 2 * 2 * n * n * d + 2 * n * 2 * d * hidden
+        embed = 2 * n * (2 * p * d + d * d)
+        head = 2 * n * d * p * self.horizon_patches * (1 + len(self.quantile_levels))
+        return embed + len(self.blocks) * block + head
+
+
+def _causal(size: dict, overrides: dict) -> CausalForecaster:
+    """A size's defaults; any ``CausalForecaster`` argument in ``overrides`` wins."""
+    return CausalForecaster(**{"mlp_ratio": 4.0, **size, **overrides})
+
+
+@register_model
+def causal_tiny(**kwargs) -> CausalForecaster:
+    return _causal(dict(dim=64, depth=4, num_heads=4, patch_len=8, max_context=256), kwargs)
+
+
+@register_model
+def causal_little(**kwargs) -> CausalForecaster:
+    return _causal(dict(dim=128, depth=6, num_heads=8, patch_len=16, max_context=512), kwargs)
+
+
+@register_model
+def causal_small(**kwargs) -> CausalForecaster:
+    return _causal(dict(dim=256, depth=8, num_heads=8, patch_len=16, max_context=1024), kwargs)
+
+
+@register_model
+def causal_base(**kwargs) -> CausalForecaster:
+    return _causal(dict(dim=512, depth=12, num_heads=8, patch_len=32, max_context=2048), kwargs)

@@ -1,0 +1,254 @@
+"""Evaluate models and baselines on a task, the same test split for all (``wfm evaluate``).
+
+``evaluate_task(task, models, datasets, options)`` scores every model on every dataset and
+returns ``{"task", "rows": [...], "curves": {...}, "examples": {...}}``. A model is
+
+- a baseline name (``TASK.baselines``): closed-form ones run as they are; trainable ones
+  (``lstm``, ``gru``, ``transformer``, ``mlp``) are trained from scratch on the training split
+  of the *same* dataset (full-shot, or ``train_fractions`` of it), the best of their
+  validation checks kept;
+- a foundation model (an exported folder, hub id, ``.ckpt`` or ``scratch:NAME``), evaluated
+  zero-shot: the MAE predicts channels by masking; a model with ``forecast`` forecasts series.
+  Tasks without a zero-shot mode (labels from CSI) answer with a ``CheckpointError`` pointing
+  to ``wfm finetune``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from wfm.data.errors import DataError
+from wfm.hub import CheckpointError
+from wfm.tasks.registry import Task, get_task
+
+SERIES_TRAINABLE = ("lstm", "gru", "transformer")
+
+
+@dataclass
+class EvalOptions:
+    """Training budget of trainable baselines and evaluation settings (equal for every model)."""
+
+    train_steps: int = 500
+    lr: float = 2e-3
+    batch_size: int = 256
+    seed: int = 0
+    max_train_windows: int = 100_000
+    train_fractions: tuple[float, ...] = (1.0,)
+    context: int | None = None
+    horizon: int | None = None
+    knn: int = 5
+    finetune_batch_size: int = 32
+
+
+def model_label(spec: str) -> str:
+    """A short name for tables: the baseline name, or the checkpoint's folder/file name."""
+    p = Path(spec)
+    if spec.startswith("scratch:"):
+        return spec
+    if p.exists():
+        return p.parent.parent.name + "/" + p.name if p.suffix == ".ckpt" and p.parent.name == "checkpoints" else p.name
+    return spec
+
+
+def _is_baseline(task: Task, spec: str) -> bool:
+    return spec in task.baselines
+
+
+def evaluate_task(task_name: str, models: Sequence[str], datasets: Sequence[str | Path],
+                  options: EvalOptions | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score ``models`` on ``task_name`` over each dataset (see module doc)."""
+    task = get_task(task_name)
+    opts = options or EvalOptions()
+    if not models:
+        raise CheckpointError(f"task {task.name}: no model given (baselines: {', '.join(task.baselines)})")
+    result: dict[str, Any] = {"task": task.name, "description": task.description, "rows": [], "curves": {},
+                              "examples": {}, "options": opts.__dict__}
+    runner = {"channel-prediction": _channel_prediction, "csi-label": _csi_label, "series": _series,
+              "future-beam": _future_beam}[task.family]
+    for root in datasets:
+        if not Path(root).exists():
+            raise DataError(f"{root}: no such dataset folder")
+        runner(task, list(models), str(root), opts, result, progress or (lambda s: None))
+    return result
+
+
+def _foundation(task: Task, spec: str) -> Any:
+    from wfm.tasks.models import load_model
+
+    return load_model(spec)
+
+
+# ---------------------------------------------------------------------------- channel prediction
+
+
+def _channel_prediction(task: Task, models: list[str], root: str, opts: EvalOptions, result: dict, say) -> None:
+    from wfm.models.baselines import build_baseline
+    from wfm.tasks.csi_prediction import (AXIS_DIM, axis_interval, forecast_hidden, mae_predict, prediction_mask,
+                                          score_prediction, train_csi_forecaster)
+    from wfm.tasks.data import load_csi
+    from wfm.tasks.models import is_mae
+
+    test = load_csi(root, "test", task=task.name)
+    csi, attrs = test["csi"], test["attrs"]
+    name = Path(root).name
+    mask = prediction_mask(tuple(csi.shape), task.axis, task.ratio, (4, 4, 4))
+    interval = axis_interval(attrs, task.axis)
+    n_hidden = int(mask.any(dim=tuple(d for d in range(4) if d != AXIS_DIM[task.axis])).sum())
+    train = None
+    for spec in models:
+        say(f"{task.name} / {name}: {spec}")
+        row: dict[str, Any] = {"dataset": name, "model": model_label(spec)}
+        if _is_baseline(task, spec):
+            f = build_baseline(spec, **({"max_horizon": n_hidden} if spec in SERIES_TRAINABLE else {}))
+            row.update(kind="baseline", mode="full-shot" if spec in SERIES_TRAINABLE else "closed form")
+            if spec in SERIES_TRAINABLE:
+                if train is None:
+                    train = tuple(load_csi(root, s, task=task.name)["csi"] for s in ("train", "val"))
+                f = train_csi_forecaster(spec, train[0], task.axis, n_hidden, interval, train[1], opts.train_steps,
+                                         opts.lr, opts.batch_size, opts.seed, opts.max_train_windows)
+                row["train_samples"] = len(train[0])
+            pred = forecast_hidden(f, csi, mask, task.axis, interval)
+        else:
+            model = _foundation(task, spec)
+            if not is_mae(model):
+                raise CheckpointError(f"{spec}: a {type(model).__name__} cannot predict CSI; task {task.name} "
+                                      "needs an MAE")
+            row.update(kind="foundation", mode="zero-shot", train_samples=0)
+            pred = mae_predict(model, csi, task.axis, task.ratio)
+            model_mask = model.predict(csi[:1], "temporal" if task.axis == "time" else "frequency", task.ratio).mask
+            if not torch.equal(model_mask, mask[:1]):
+                raise CheckpointError(f"{spec}: its patch size {model.patch_size} hides other steps than the task's "
+                                      "(4, 4, 4) patches; evaluate it on its own")
+        scores = score_prediction(pred, csi, mask, task.axis)
+        row.update({k: v for k, v in scores.items() if k != "per_step_nmse_db"})
+        result["rows"].append(row)
+        result["curves"][f"{row['model']} @ {name}"] = scores["per_step_nmse_db"]
+        ex = result["examples"].setdefault(name, {"true": csi[0], "axis": task.axis, "hidden": n_hidden,
+                                                  "interval": interval, "preds": {}})
+        ex["preds"][row["model"]] = pred[0]
+
+
+# ---------------------------------------------------------------------------- labels from CSI
+
+
+def _csi_label(task: Task, models: list[str], root: str, opts: EvalOptions, result: dict, say) -> None:
+    from wfm.tasks.finetune_module import run_finetune
+
+    name = Path(root).name
+    for spec in models:
+        if not _is_baseline(task, spec):
+            raise CheckpointError(f"{spec}: task {task.name} has no zero-shot mode; fine-tune the model: "
+                                  f"wfm finetune --config finetune/{task.name}.yaml --model.init_from {spec}")
+        for frac in opts.train_fractions:
+            say(f"{task.name} / {name}: {spec} (train fraction {frac:g})")
+            r = run_finetune(task.name, [root], init_from=f"baseline:{spec}", mode="full", train_fraction=frac,
+                             max_steps=opts.train_steps, batch_size=opts.finetune_batch_size, lr=opts.lr,
+                             seed=opts.seed)
+            result["rows"].append({"dataset": name, "model": spec, "kind": "baseline", "mode": "full-shot",
+                                   **{k: v for k, v in r.items() if k not in ("task", "model", "mode")}})
+
+
+# ---------------------------------------------------------------------------- series
+
+
+def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result: dict, say) -> None:
+    from wfm.models.baselines import build_baseline, stack_windows
+    from wfm.tasks.forecasting import evaluate_forecaster
+    from wfm.tasks.series_data import series_windows
+
+    name = Path(root).name
+    w = series_windows([root], task, opts.context, opts.horizon)
+    horizon = w["test"].horizon
+    horizons = tuple(h for h in (1, 4, 16, 64, horizon) if h <= horizon)
+    train = None
+    for spec in models:
+        say(f"{task.name} / {name}: {spec}")
+        row: dict[str, Any] = {"dataset": name, "model": model_label(spec)}
+        if _is_baseline(task, spec):
+            kw: dict[str, Any] = {}
+            if spec == "seasonal":
+                kw = {"period": int(task.extra.get("season", horizon))}
+            elif spec in SERIES_TRAINABLE:
+                kw = {"max_horizon": horizon}
+            f = build_baseline(spec, **kw)
+            row.update(kind="baseline", mode="full-shot" if spec in SERIES_TRAINABLE else "closed form")
+            if spec in SERIES_TRAINABLE:
+                if train is None:
+                    train = (stack_windows(w["train"], opts.max_train_windows, opts.seed),
+                             stack_windows(w["val"], 20_000, opts.seed) if len(w["val"]) else None)
+                f.fit(train[0], train[1], steps=opts.train_steps, lr=opts.lr, batch_size=opts.batch_size,
+                      seed=opts.seed)
+                row["train_windows"] = len(train[0][0])
+        else:
+            f = _foundation(task, spec)
+            if not hasattr(f, "forecast"):
+                raise CheckpointError(f"{spec}: a {type(f).__name__} has no forecast(); task {task.name} needs a "
+                                      "series forecaster (a causal model or a baseline)")
+            if isinstance(f, torch.nn.Module):
+                f.eval()
+            row.update(kind="foundation", mode="zero-shot", train_windows=0)
+        r = evaluate_forecaster(f, w["test"], horizons=horizons)
+        row.update(nmse_db=r["nmse_db"], mae=r["mae"], smape=r["smape"], windows=r["windows"],
+                   context=w["test"].context, horizon=horizon)
+        result["rows"].append(row)
+        result["curves"][f"{row['model']} @ {name}"] = r["per_step"]["nmse_db"]
+
+
+# ---------------------------------------------------------------------------- future beam
+
+
+def _future_beam(task: Task, models: list[str], root: str, opts: EvalOptions, result: dict, say) -> None:
+    from wfm.tasks.future_beam import BeamRNN, knn_scores, load_beam_windows, persistence_scores
+    from wfm.tasks.data import train_subset
+    from wfm.tasks.future_beam import BeamWindows
+    from wfm.tasks.scoring import score_classes
+
+    name = Path(root).name
+    context, horizon = opts.context or task.context, opts.horizon or task.horizon
+    w = load_beam_windows(root, context, horizon, opts.seed, task.name)
+    test = w["test"]
+    for spec in models:
+        if not _is_baseline(task, spec):
+            from wfm.tasks.models import is_mae
+
+            model = _foundation(task, spec)
+            if not is_mae(model):
+                raise CheckpointError(f"{spec}: a {type(model).__name__}; task {task.name} fine-tunes an MAE encoder "
+                                      "or evaluates its baselines")
+            if context % model.patch_size[0]:
+                raise CheckpointError(f"{spec}: context {context} is not a multiple of the patch's time size "
+                                      f"{model.patch_size[0]}")
+        fracs = opts.train_fractions if spec != "persistence" else (1.0,)
+        for frac in fracs:
+            say(f"{task.name} / {name}: {spec} (train fraction {frac:g})")
+            idx = torch.from_numpy(train_subset(len(w["train"]), frac, opts.seed))
+            tr = BeamWindows(*(getattr(w["train"], f)[idx] for f in BeamWindows.__dataclass_fields__))
+            if spec == "persistence":
+                scores = persistence_scores(test)
+            elif spec == "position-knn":
+                scores = knn_scores(tr, test, opts.knn)
+            elif not _is_baseline(task, spec):
+                import copy
+
+                from wfm.tasks.future_beam import BeamMAE
+
+                torch.manual_seed(opts.seed)
+                net = BeamMAE(copy.deepcopy(model), test.past.shape[2])
+                scores = net.fit(tr, w["val"], steps=opts.train_steps, lr=opts.lr / 2, batch_size=opts.batch_size,
+                                 seed=opts.seed).scores(test)
+            else:
+                model = BeamRNN(test.past.shape[2], cell=spec).fit(tr, w["val"], steps=opts.train_steps, lr=opts.lr,
+                                                                   batch_size=opts.batch_size, seed=opts.seed)
+                scores = model.scores(test)
+            s = score_classes(scores, test.label, test.future_power)
+            kind = "baseline" if _is_baseline(task, spec) else "foundation"
+            result["rows"].append({"dataset": name, "model": model_label(spec), "kind": kind,
+                                   "mode": "closed form" if spec == "persistence" else
+                                   "full-shot" if kind == "baseline" else "full fine-tuning",
+                                   "train_fraction": frac, "train_samples": len(tr) if spec != "persistence" else 0,
+                                   "trajectories_test": int(len(torch.unique(test.trajectory))),
+                                   "context": context, "horizon": horizon, **s})

@@ -1,0 +1,268 @@
+"""Fine-tuning a foundation model on a CSI task: the LightningModule and its DataModule.
+
+``TaskDataModule`` loads the task's splits of one or more CSI datasets (same shape) into memory
+(``wfm.tasks.data``) with the labels the task needs, keeping a ``train_fraction`` of the
+training split (few-shot: 0.01, 0.1, 1.0; a deterministic subset).
+
+``FinetuneModule`` builds the model from ``init_from`` (``wfm.tasks.models.load_model``: an
+export, hub id, ``.ckpt`` or ``scratch:mae_tiny``; or ``baseline:mlp``, the raw-CSI MLP) and
+trains what ``mode`` says (``wfm.tasks.models.configure_mode``):
+
+=============  ==============================================  ============================
+mode           channel prediction (the MAE itself)             label tasks (encoder + head)
+=============  ==============================================  ============================
+zero-shot      nothing (predict by masking)                    not allowed
+linear-probe   the decoder's output layer ``decoder_pred``     the linear head
+lora           LoRA adapters (rank ``lora_rank``) on every     adapters on the encoder +
+               attention/MLP linear layer + ``decoder_pred``   the head
+full           everything                                      everything
+=============  ==============================================  ============================
+
+Channel prediction trains on the task's own mask (the last half of the time steps or of the
+subcarriers) with the MAE loss. Label tasks train with cross-entropy or the MSE of standardised
+targets. ``test`` writes the task's metrics to ``self.test_results``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from wfm.data.errors import DataError
+from wfm.hub import CheckpointError
+from wfm.tasks.data import TEST_FRACTION, VAL_FRACTION, csi_labels, load_csi
+from wfm.tasks.registry import get_task
+
+
+class _Tensors(Dataset):
+    def __init__(self, tensors: dict[str, Tensor]):
+        self.tensors = tensors
+        self.n = len(next(iter(tensors.values())))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """The splits of a CSI task in memory (see module doc).
+
+    Args:
+        task: task name (``wfm.tasks.registry.TASKS``; CSI families).
+        datasets: CSI dataset folders (same ``[T, A, K]``), concatenated per split.
+        batch_size, seed: loader batch size; seed of the few-shot subset and the shuffling.
+        train_fraction: share of the training split used (few-shot).
+        val_fraction, test_fraction: head / middle / tail split of every dataset.
+        oversample: DFT codebook oversampling (beam prediction).
+    """
+
+    def __init__(self, task: str, datasets: list[str], batch_size: int = 32, train_fraction: float = 1.0,
+                 seed: int = 0, val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION,
+                 oversample: int = 1) -> None:
+        super().__init__()
+        self.task = get_task(task)
+        if self.task.family not in ("channel-prediction", "csi-label"):
+            raise DataError(f"task {task} is not a CSI task; wfm finetune trains CSI tasks "
+                            "(use wfm evaluate for the others)")
+        self.datasets = [str(d) for d in ([datasets] if isinstance(datasets, str) else datasets)]
+        self.batch_size, self.train_fraction, self.seed = batch_size, train_fraction, seed
+        self.val_fraction, self.test_fraction, self.oversample = val_fraction, test_fraction, oversample
+        self.splits: dict[str, dict[str, Tensor]] = {}
+        self.info: dict[str, Any] = {}
+
+    def _load(self, split: str) -> dict[str, Tensor]:
+        from wfm.tasks.data import LABEL_FIELDS
+
+        fields = LABEL_FIELDS.get(self.task.label, []) if self.task.label else []
+        parts, attrs = [], None
+        for root in self.datasets:
+            d = load_csi(root, split, fields, self.task.name, self.train_fraction, self.seed,
+                         self.val_fraction, self.test_fraction)
+            attrs = attrs or d["attrs"]
+            parts.append(csi_labels(d, self.task.label, root, self.oversample) if self.task.label else {"csi": d["csi"]})
+        shapes = {tuple(p["csi"].shape[1:]) for p in parts}
+        if len(shapes) > 1:
+            raise DataError(f"task {self.task.name}: datasets differ in CSI shape {sorted(shapes)}; "
+                            "fine-tune on datasets of one shape")
+        out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        self.info.setdefault("attrs", attrs)
+        return out
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        for split in ("train", "val", "test"):
+            self.splits[split] = self._load(split)
+        tr = self.splits["train"]
+        self.info.update(shape=tuple(tr["csi"].shape[1:]), train_samples=len(tr["csi"]))
+        if self.task.label is not None:
+            y = tr["y"]
+            regression = not self.task.is_classification
+            if regression:
+                outputs = y.shape[1]
+            else:
+                outputs = self.task.classes or int(tr.get("beam_power", torch.zeros(1, 2)).shape[1])
+            self.info.update(regression=regression, outputs=outputs, y_train=y)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(_Tensors(self.splits[split]), batch_size=self.batch_size, shuffle=shuffle,
+                          generator=gen if shuffle else None, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+class FinetuneModule(pl.LightningModule):
+    """Fine-tune (or zero-shot evaluate) a model on a CSI task; see the module doc.
+
+    Args:
+        task: task name. init_from: model spec (module doc). mode: zero-shot | linear-probe |
+        lora | full. lora_rank, lora_alpha: adapter size and scale. lr, weight_decay: AdamW.
+        warmup_steps: linear warmup, then constant.
+    """
+
+    def __init__(self, task: str, init_from: str = "scratch:mae_tiny", mode: str = "full", lora_rank: int = 4,
+                 lora_alpha: float = 8.0, lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 20) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.task = get_task(task)
+        if mode not in self.task.modes:
+            raise CheckpointError(f"task {task} has no mode {mode!r}; it allows {', '.join(self.task.modes)}")
+        self.net: torch.nn.Module | None = None
+        self.test_results: dict[str, Any] = {}
+        self._test_out: list[dict[str, Tensor]] = []
+
+    # ------------------------------------------------------------------ building
+    def build(self, info: dict[str, Any]) -> None:
+        """Make the model for the data's shape and labels (called from ``setup``)."""
+        from wfm.tasks.models import MAEFeatures, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model
+
+        hp = self.hparams
+        baseline = hp.init_from.startswith("baseline:")
+        if baseline and (hp.init_from != "baseline:mlp" or self.task.family != "csi-label" or hp.mode != "full"):
+            raise CheckpointError(f"{hp.init_from}: the only trainable baseline here is baseline:mlp, for label "
+                                  "tasks, mode full")
+        model = None if baseline else load_model(hp.init_from)
+        if model is not None and not is_mae(model):
+            raise CheckpointError(f"{hp.init_from}: a {type(model).__name__}; CSI task {self.task.name} needs an MAE")
+        if self.task.family == "channel-prediction":
+            configure_mode(model, hp.mode, model, [model.decoder_pred], hp.lora_rank, hp.lora_alpha)
+            self.net = model.train()  # loaded models come in eval mode
+            return
+        feats = RawCSIFeatures(info["shape"]) if baseline else MAEFeatures(model)
+        net = TaskModel(feats, info["outputs"], info["regression"])
+        if info["regression"]:
+            net.set_target_stats(info["y_train"])
+        configure_mode(net, hp.mode, feats, net.head, hp.lora_rank, hp.lora_alpha)
+        self.net = net
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.net is None:
+            dm = self.trainer.datamodule
+            dm.setup(stage)
+            self.build(dm.info)
+
+    # ------------------------------------------------------------------ steps
+    def _mask(self, csi: Tensor) -> Tensor:
+        from wfm.models.masking import make_mask
+        from wfm.nn.patching import patch_grid
+        from wfm.tasks.csi_prediction import MASK_KIND
+
+        grid = patch_grid(csi.shape, self.net.patch_size)
+        return make_mask(MASK_KIND[self.task.axis], csi.shape[0], grid, self.task.ratio)
+
+    def _loss(self, batch: dict[str, Tensor]) -> Tensor:
+        if self.task.family == "channel-prediction":
+            return self.net(batch["csi"], self._mask(batch["csi"])).loss
+        out = self.net(batch["csi"])
+        if self.net.regression:
+            return F.mse_loss(out, (batch["y"] - self.net.y_mean) / self.net.y_std)
+        return F.cross_entropy(out, batch["y"])
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        if self.hparams.mode == "zero-shot":
+            raise CheckpointError("mode zero-shot trains nothing: run wfm finetune with trainer.max_steps 0 "
+                                  "or use wfm evaluate")
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["csi"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=len(batch["csi"]))
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._test_out.append({k: v.detach().cpu() for k, v in self.predict_batch(batch).items()})
+
+    @torch.no_grad()
+    def predict_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Predictions and what scoring needs, for one batch."""
+        csi = batch["csi"]
+        if self.task.family == "channel-prediction":
+            from wfm.tasks.csi_prediction import MASK_KIND
+
+            pred = self.net.predict(csi, MASK_KIND[self.task.axis], self.task.ratio)
+            return {"pred": pred.reconstruction, "csi": csi, "mask": pred.mask}
+        out = {"y": batch["y"], "out": self.net.predict(csi)}
+        if "beam_power" in batch:
+            out["beam_power"] = batch["beam_power"]
+        return out
+
+    def on_test_epoch_start(self) -> None:
+        self._test_out = []
+
+    def on_test_epoch_end(self) -> None:
+        from wfm.tasks.scoring import score_task
+
+        cat = {k: torch.cat([o[k] for o in self._test_out]) for k in self._test_out[0]}
+        self.test_results = score_task(self.task, cat)
+        for k, v in self.test_results.items():
+            if isinstance(v, (int, float)):
+                self.log(f"test/{k}", float(v))
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params:
+            params = [torch.nn.Parameter(torch.zeros(1))]  # zero-shot: Lightning still wants an optimiser
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warm = max(1, int(self.hparams.warmup_steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+
+
+def run_finetune(task: str, datasets: Sequence[str], init_from: str = "scratch:mae_tiny", mode: str = "full",
+                 train_fraction: float = 1.0, max_steps: int = 200, batch_size: int = 32, lr: float = 1e-3,
+                 seed: int = 0, lora_rank: int = 4, val_every: int | None = None) -> dict[str, Any]:
+    """Fine-tune and test in one call (what ``finetune/results.py`` and the tests use)."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    dm = TaskDataModule(task, list(datasets), batch_size=batch_size, train_fraction=train_fraction, seed=seed)
+    module = FinetuneModule(task, init_from=init_from, mode=mode, lr=lr, lora_rank=lora_rank)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps if mode != "zero-shot" else 0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    if mode != "zero-shot" and max_steps > 0:
+        trainer.fit(module, datamodule=dm)
+    else:
+        dm.setup()
+        module.build(dm.info)
+    trainer.test(module, datamodule=dm, verbose=False)
+    return {"task": task, "model": init_from, "mode": mode, "train_fraction": train_fraction,
+            "train_samples": dm.info["train_samples"], "steps": max_steps if mode != "zero-shot" else 0,
+            "trainable_params": module.trainable_parameters(), **module.test_results}

@@ -1,0 +1,84 @@
+"""Series forecasting evaluation: any forecaster, baseline or foundation model, on the same windows.
+
+A forecaster is anything with ``forecast(context [B, L] float32, interval [B] seconds, horizon)
+-> [B, horizon]`` in the series' original scale (``wfm.models.baselines`` and the causal model).
+``evaluate_forecaster`` runs it over every window of a ``SeriesWindows`` view (context ``L``,
+target ``H`` = the view's horizon) and reports, over the whole set:
+
+- ``nmse`` / ``nmse_db``: the series NMSE of ``wfm.tasks.metrics.series_nmse``: the error energy
+  over the energy of ``target - mean(context)``, summed over all windows and steps; 0 dB is
+  the skill of forecasting the context mean, lower is better;
+- ``mae`` (the series' unit) and ``smape`` (percent);
+- ``per_step``: the three metrics at every step ``1..H`` (lists of length ``H``);
+- ``at_horizon``: the metrics of the steps ``1..h`` for each requested ``h <= H``;
+- ``windows``: how many windows were scored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from wfm.tasks.metrics import mae, series_nmse, smape, to_db
+
+
+def _metrics(pred: Tensor, target: Tensor, context: Tensor) -> dict[str, float]:
+    n = float(series_nmse(pred, target, context))
+    return {"nmse": n, "nmse_db": to_db(n), "mae": float(mae(pred, target)), "smape": float(smape(pred, target))}
+
+
+def score_forecasts(pred: Tensor, target: Tensor, context: Tensor,
+                    horizons: Sequence[int] = (1, 4, 16)) -> dict[str, Any]:
+    """The metrics of the module doc from stacked forecasts ``pred``/``target`` ``[N, H]`` and
+    contexts ``[N, L]``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"forecast shape {list(pred.shape)} differs from target {list(target.shape)}")
+    H = target.shape[1]
+    out: dict[str, Any] = {"windows": int(target.shape[0]), "horizon": H, **_metrics(pred, target, context)}
+    step_nmse = series_nmse(pred, target, context, dim=0)
+    out["per_step"] = {
+        "nmse": [float(x) for x in step_nmse],
+        "nmse_db": [to_db(x) for x in step_nmse],
+        "mae": [float(x) for x in mae(pred, target, dim=0)],
+        "smape": [float(x) for x in smape(pred, target, dim=0)],
+    }
+    out["at_horizon"] = {int(h): _metrics(pred[:, :h], target[:, :h], context) for h in horizons if 1 <= h <= H}
+    return out
+
+
+@torch.no_grad()
+def collect_forecasts(forecaster: Any, windows: Any, batch_size: int = 1024,
+                      progress: Callable[[int], None] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Run ``forecaster`` over every window: ``(pred, target, context)``, each stacked ``[N, .]``."""
+    n = len(windows)
+    if n == 0:
+        raise ValueError("no windows to evaluate (series shorter than context + horizon?)")
+    horizon = int(windows.horizon) if hasattr(windows, "horizon") else int(windows[0]["target"].shape[0])
+    preds, targets, contexts = [], [], []
+    for a in range(0, n, batch_size):
+        items = [windows[i] for i in range(a, min(a + batch_size, n))]
+        ctx = torch.stack([it["context"] for it in items])
+        if ctx.is_complex():
+            raise ValueError("forecasters take real series; use SeriesWindows(..., complex_mode='real_imag')")
+        ctx = ctx.float()
+        itv = torch.stack([torch.as_tensor(it["interval"], dtype=torch.float32) for it in items])
+        pred = forecaster.forecast(ctx, itv, horizon)
+        pred = torch.as_tensor(pred).detach().float().cpu()
+        if pred.shape != (len(items), horizon):
+            raise ValueError(f"{type(forecaster).__name__}.forecast returned {list(pred.shape)}, "
+                             f"expected {[len(items), horizon]}")
+        preds.append(pred)
+        targets.append(torch.stack([it["target"] for it in items]).float())
+        contexts.append(ctx)
+        if progress is not None:
+            progress(len(items))
+    return torch.cat(preds), torch.cat(targets), torch.cat(contexts)
+
+
+def evaluate_forecaster(forecaster: Any, windows: Any, horizons: Sequence[int] = (1, 4, 16),
+                        batch_size: int = 1024, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Score ``forecaster`` on every window of ``windows`` (metrics per step and overall)."""
+    pred, target, context = collect_forecasts(forecaster, windows, batch_size, progress)
+    return score_forecasts(pred, target, context, horizons)

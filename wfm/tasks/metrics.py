@@ -1,0 +1,161 @@
+"""Metrics of the downstream tasks: channel prediction, forecasting, beams, classification, regression.
+
+Every function takes tensors (any float or complex dtype; computed in float64) and returns a
+tensor or a Python float as documented. Conventions:
+
+- **NMSE** (``nmse``): per sample, ``||pred - target||^2 / ||target||^2`` over every non-batch
+  element (complex values: squared magnitude). ``to_db(x) = 10 log10(x)``; the dB figure of a
+  set is ``10 log10`` of the *mean linear* NMSE (as WiFo and LWM report it), ``nmse_db``.
+- **Per-step NMSE** (``per_step_nmse``): the same ratio computed separately for every index of
+  a step axis (the prediction step of a time-domain forecast, or a subcarrier), averaged over
+  samples: ``[S]``.
+- **Series NMSE** (``series_nmse``): for forecasts of univariate series (distance in metres,
+  traffic volume, AoA in degrees) an NMSE against ``||target||^2`` would be tiny just because
+  the series sits far from zero (a user 200 m away, 1 m off, scores -46 dB). So the error
+  energy is normalised by the energy of the target's *variation about its context mean*,
+  summed over the whole test set::
+
+      series_nmse = sum_{windows, steps} (pred - target)^2
+                    / sum_{windows, steps} (target - mean(context))^2
+
+  0 dB is the skill of predicting the context mean; anything below beats it. Summing over the
+  set (rather than averaging per-window ratios) keeps nearly-flat windows from dominating.
+- **MAE** (mean absolute error) and **RMSE** in the target's own unit.
+- **sMAPE** in percent: ``mean(200 |pred - target| / (|pred| + |target|))``, a term with
+  ``pred = target = 0`` counting 0; bounded in [0, 200].
+- **Top-k accuracy** of class scores ``[N, C]`` against labels ``[N]``.
+- **Beam power loss** (dB): ``10 log10(P[best] / P[predicted])`` per sample from the linear
+  received power of every beam ``[N, C]``, averaged over samples in dB (0 dB = always the best
+  beam). A predicted beam with zero power is floored at ``1e-12`` of the best.
+- **Accuracy** and **F1** (per class, macro average or the positive class for ``binary``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _check_same(pred: Tensor, target: Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: pred {list(pred.shape)} vs target {list(target.shape)}")
+
+
+def _sq(x: Tensor) -> Tensor:
+    """Squared magnitude in float64 (complex or real)."""
+    return x.abs().to(torch.float64) ** 2 if x.is_complex() else x.to(torch.float64) ** 2
+
+
+def to_db(x: Tensor | float) -> float:
+    """``10 log10(x)`` of a (positive) scalar, floored at -300 dB."""
+    return float(10 * torch.log10(torch.as_tensor(x, dtype=torch.float64).clamp_min(1e-30)))
+
+
+def nmse(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample ``||pred - target||^2 / ||target||^2`` over all non-batch elements, ``[B]``."""
+    _check_same(pred, target)
+    err = _sq(pred - target).reshape(len(target), -1).sum(1)
+    ref = _sq(target).reshape(len(target), -1).sum(1)
+    return err / ref.clamp_min(1e-30)
+
+
+def nmse_db(pred: Tensor, target: Tensor) -> float:
+    """``10 log10`` of the mean per-sample NMSE."""
+    return to_db(nmse(pred, target).mean())
+
+
+def per_step_nmse(pred: Tensor, target: Tensor, step_dim: int = 1) -> Tensor:
+    """NMSE at every index of ``step_dim``, per sample then averaged over samples: ``[S]``."""
+    _check_same(pred, target)
+    p = pred.movedim(step_dim, 1).reshape(pred.shape[0], pred.shape[step_dim], -1)
+    t = target.movedim(step_dim, 1).reshape(target.shape[0], target.shape[step_dim], -1)
+    err = _sq(p - t).sum(-1)
+    ref = _sq(t).sum(-1)
+    return (err / ref.clamp_min(1e-30)).mean(0)
+
+
+def series_nmse(pred: Tensor, target: Tensor, context: Tensor, dim: int | None = None) -> Tensor:
+    """Series NMSE (module doc): error energy over the energy of ``target - mean(context)``.
+
+    ``pred``, ``target``: ``[N, H]``; ``context``: ``[N, L]``. ``dim=None`` sums over everything
+    (a scalar); ``dim=0`` sums over windows only, giving one value per step ``[H]``.
+    """
+    _check_same(pred, target)
+    ref_level = context.to(torch.float64).mean(dim=1, keepdim=True)
+    err = _sq(pred - target)
+    ref = _sq(target.to(torch.float64) - ref_level)
+    if dim is None:
+        return err.sum() / ref.sum().clamp_min(1e-30)
+    return err.sum(dim) / ref.sum(dim).clamp_min(1e-30)
+
+
+def mae(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
+    """Mean absolute error (over everything, or over ``dim``)."""
+    _check_same(pred, target)
+    e = (pred.to(torch.float64) - target.to(torch.float64)).abs()
+    return e.mean() if dim is None else e.mean(dim)
+
+
+def rmse(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
+    """Root mean squared error (over everything, or over ``dim``)."""
+    _check_same(pred, target)
+    e = _sq(pred.to(torch.float64) - target.to(torch.float64))
+    return (e.mean() if dim is None else e.mean(dim)).sqrt()
+
+
+def smape(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
+    """Symmetric mean absolute percentage error in percent (module doc), in [0, 200]."""
+    _check_same(pred, target)
+    p, t = pred.to(torch.float64), target.to(torch.float64)
+    num = 2 * (p - t).abs()
+    den = p.abs() + t.abs()
+    term = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num)) * 100
+    return term.mean() if dim is None else term.mean(dim)
+
+
+def topk_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:
+    """Share of samples whose label is among the ``k`` highest ``scores`` ``[N, C]``."""
+    if scores.ndim != 2 or labels.shape != scores.shape[:1]:
+        raise ValueError(f"scores must be [N, C] and labels [N]; got {list(scores.shape)} and {list(labels.shape)}")
+    k = min(k, scores.shape[1])
+    top = scores.topk(k, dim=1).indices
+    return float((top == labels[:, None].to(top.device)).any(1).to(torch.float64).mean())
+
+
+def beam_power_loss_db(pred_beam: Tensor, beam_power: Tensor) -> float:
+    """Mean over samples of ``10 log10(P_best / P_pred)`` in dB; ``beam_power``: linear ``[N, C]``."""
+    if beam_power.ndim != 2 or pred_beam.shape != beam_power.shape[:1]:
+        raise ValueError(f"beam_power must be [N, C] and pred_beam [N]; got {list(beam_power.shape)} and "
+                         f"{list(pred_beam.shape)}")
+    p = beam_power.to(torch.float64)
+    best = p.max(1).values
+    got = p.gather(1, pred_beam.long()[:, None])[:, 0]
+    ratio = best / got.clamp_min(1e-12 * best.clamp_min(1e-300))
+    return float((10 * torch.log10(ratio.clamp_min(1.0))).mean())
+
+
+def accuracy(pred: Tensor, labels: Tensor) -> float:
+    """Share of ``pred == labels`` (class indices)."""
+    _check_same(pred, labels)
+    return float((pred.long() == labels.long()).to(torch.float64).mean())
+
+
+def f1_score(pred: Tensor, labels: Tensor, num_classes: int | None = None, average: str = "macro") -> float:
+    """F1 of class predictions: ``macro`` (mean over classes present in pred or labels) or
+    ``binary`` (class 1 as positive)."""
+    _check_same(pred, labels)
+    pred, labels = pred.long(), labels.long()
+    c = num_classes or int(max(int(pred.max()), int(labels.max())) + 1)
+
+    def f1(cls: int) -> float:
+        tp = int(((pred == cls) & (labels == cls)).sum())
+        fp = int(((pred == cls) & (labels != cls)).sum())
+        fn = int(((pred != cls) & (labels == cls)).sum())
+        return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+    if average == "binary":
+        return f1(1)
+    if average != "macro":
+        raise ValueError(f"average must be 'macro' or 'binary', got {average!r}")
+    present = [k for k in range(c) if bool((pred == k).any() or (labels == k).any())]
+    return sum(f1(k) for k in present) / max(len(present), 1)

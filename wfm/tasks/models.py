@@ -1,0 +1,157 @@
+"""Models of the downstream tasks: load a foundation model, pool its features, add a head.
+
+``load_model(spec)`` takes what users pass as ``--model`` / ``init_from``:
+
+- an exported folder or a Hugging Face Hub id (``wfm.from_pretrained``);
+- a Lightning ``.ckpt`` of ``wfm pretrain`` (read with ``torch.load(weights_only=True)``);
+- ``scratch:NAME``: the registered model ``NAME`` (``mae_tiny``...) with random weights.
+
+``MAEFeatures`` runs the MAE encoder on *all* tokens (no mask) and mean-pools them: the
+``[B, dim]`` feature of a CSI sample (LWM/WiFo-style linear probing uses such pooled
+features). ``RawCSIFeatures`` is the baseline without a foundation model: the flattened real
+and imaginary parts, each sample divided by its RMS, through a two-layer MLP.
+``TaskModel`` = features + ``nn.Linear`` head; regression targets are standardised with the
+training split's mean and std (buffers), predictions scaled back.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from wfm.hub import CheckpointError
+
+
+def load_model(spec: str) -> nn.Module:
+    """A foundation model from a folder, hub id, ``.ckpt`` or ``scratch:NAME`` (module doc)."""
+    if spec.startswith("scratch:"):
+        from wfm.models.registry import create_model, list_models
+
+        name = spec.split(":", 1)[1]
+        if name not in list_models():
+            raise CheckpointError(f"{spec}: unknown model {name!r}; registered: {', '.join(list_models())}")
+        return create_model(name)
+    path = Path(spec).expanduser()
+    if path.suffix == ".ckpt" or path.is_file():
+        return _from_lightning_checkpoint(path)
+    import wfm
+
+    return wfm.from_pretrained(spec)
+
+
+def _from_lightning_checkpoint(path: Path) -> nn.Module:
+    """The bare model of a ``wfm pretrain`` checkpoint: exported to a temporary folder with
+    ``wfm.hub.export_checkpoint`` (safe loading, every key checked) and loaded back with
+    ``from_pretrained``, so every model kind the hub knows loads the same way."""
+    import tempfile
+
+    import wfm
+    from wfm.hub import export_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="wfm-ckpt-") as tmp:
+        folder = export_checkpoint(path, Path(tmp) / "model")
+        return wfm.from_pretrained(folder)
+
+
+def is_mae(model: Any) -> bool:
+    from wfm.models.mae import MaskedAutoencoder
+
+    return isinstance(model, MaskedAutoencoder)
+
+
+class MAEFeatures(nn.Module):
+    """Mean-pooled MAE encoder output over all tokens of unmasked CSI: ``[B, dim]``."""
+
+    def __init__(self, mae: nn.Module) -> None:
+        super().__init__()
+        # The encoder only: the decoder plays no part in features (and must not count as trainable).
+        self.patch_size, self.sample_norm = mae.patch_size, mae.sample_norm
+        self.patch_embed, self.pos, self.blocks, self.norm = mae.patch_embed, mae.pos, mae.blocks, mae.norm
+        self.out_dim = int(mae.dim)
+
+    def forward(self, csi: Tensor) -> Tensor:
+        from wfm.nn.patching import patch_grid, patchify
+
+        grid = patch_grid(csi.shape, self.patch_size)
+        x = patchify(csi.to(torch.complex64), self.patch_size)  # [B, N, P]
+        if self.sample_norm:  # as in MaskedAutoencoder.forward, here with every token visible
+            x = x / (2.0 * x.square().mean(dim=(1, 2), keepdim=True) + 1e-30).sqrt()
+        h = self.patch_embed(x) + self.pos(grid, x.device, x.dtype)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.norm(h).mean(dim=1)
+
+
+class RawCSIFeatures(nn.Module):
+    """Baseline features: per-sample RMS-normalised raw CSI (real, imag) through a 2-layer MLP."""
+
+    def __init__(self, shape: tuple[int, int, int], hidden: int = 256) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        n = 2 * math.prod(shape)
+        self.net = nn.Sequential(nn.Linear(n, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
+        self.out_dim = hidden
+
+    def forward(self, csi: Tensor) -> Tensor:
+        x = torch.view_as_real(csi.to(torch.complex64)).flatten(1)
+        x = x / (x.square().mean(1, keepdim=True) * 2 + 1e-30).sqrt()
+        return self.net(x)
+
+
+class TaskModel(nn.Module):
+    """Features + linear head. ``outputs`` = classes, or regression dimensions."""
+
+    def __init__(self, features: nn.Module, outputs: int, regression: bool = False) -> None:
+        super().__init__()
+        self.features = features
+        self.head = nn.Linear(features.out_dim, outputs)
+        self.regression = regression
+        self.register_buffer("y_mean", torch.zeros(outputs))
+        self.register_buffer("y_std", torch.ones(outputs))
+
+    def set_target_stats(self, y: Tensor) -> None:
+        """Standardise regression targets with these (training) values."""
+        self.y_mean.copy_(y.float().mean(0))
+        self.y_std.copy_(y.float().std(0).clamp_min(1e-6) if len(y) > 1 else torch.ones_like(self.y_std))
+
+    def forward(self, csi: Tensor) -> Tensor:
+        """Logits ``[B, classes]``, or standardised regression outputs."""
+        return self.head(self.features(csi))
+
+    def predict(self, csi: Tensor) -> Tensor:
+        out = self(csi)
+        return out * self.y_std + self.y_mean if self.regression else out
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def configure_mode(model: nn.Module, mode: str, backbone: nn.Module, head: nn.Module | list[nn.Module],
+                   lora_rank: int = 4, lora_alpha: float = 8.0) -> None:
+    """Set what trains: ``full`` everything; ``linear-probe`` only ``head``; ``lora`` adapters on
+    ``backbone``'s attention/MLP layers + ``head``; ``zero-shot`` nothing."""
+    from wfm.nn.lora import apply_lora
+
+    heads = head if isinstance(head, list) else [head]
+    if mode == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if mode == "lora":
+        try:
+            apply_lora(backbone, rank=lora_rank, alpha=lora_alpha)
+        except ValueError as e:
+            raise CheckpointError(f"LoRA: {e} (LoRA needs the sdpa attention blocks)") from e
+    elif mode not in ("linear-probe", "zero-shot"):
+        raise ValueError(f"unknown mode {mode!r}; choose zero-shot, linear-probe, lora or full")
+    if mode != "zero-shot":
+        for h in heads:
+            for p in h.parameters():
+                p.requires_grad_(True)

@@ -1,0 +1,141 @@
+"""LightningModule that pretrains the causal forecaster (``wfm.models.causal``) on series windows.
+
+Batches are those of :class:`wfm.data.series_datamodule.SeriesDataModule`:
+``{"values": [B, W], "observed": [B, W], "context_len": [B], "interval": [B], "kind": [...]}``.
+Windows are left-padded to a whole number of patches; the loss is the model's next-patch loss
+over every patch of the window (normalised by the context's statistics).
+
+Validation logs ``val/loss`` (what checkpoints monitor) and per series kind ``val/nmse_<kind>``
+and ``val/nmse_db_<kind>``: the one-patch-ahead (teacher-forced) NMSE on the horizon part of
+the windows, ``sum (y_hat - y)^2 / sum y^2`` in the normalised space (``y`` minus the context
+mean, over the context std), i.e. relative to the context's variance, so kinds of any scale
+compare. Multi-step forecasts are scored by ``pretrain/causal_report.py``.
+
+Optimiser as in :mod:`wfm.training.lit_mae`: AdamW without decay on biases and norms, linear
+warmup then cosine decay.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric, SumMetric
+
+from wfm.models.causal import CausalForecaster
+from wfm.models.registry import create_model
+from wfm.training.lit_mae import _no_weight_decay
+from wfm.training.schedule import warmup_cosine
+
+#: Series kinds that get their own validation metrics (others are pooled as ``other``).
+VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other")
+
+
+def pad_to_patches(batch: dict[str, Any], patch_len: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(values, observed, context_len)`` of a batch, left-padded to a multiple of ``patch_len``."""
+    values, observed, ctx = batch["values"], batch["observed"].bool(), batch["context_len"]
+    pad = (-values.shape[1]) % patch_len
+    if pad:
+        values, observed, ctx = F.pad(values, (pad, 0)), F.pad(observed, (pad, 0)), ctx + pad
+    return values.float(), observed, ctx
+
+
+class CausalPretrainModule(pl.LightningModule):
+    """Pretrain a registered ``causal_*`` model on series windows.
+
+    Args:
+        model: registered model name (``causal_tiny`` ... ``causal_base``).
+        patch_len, quantiles, max_context: overrides of the model's defaults (None: keep).
+        model_kwargs: any other ``CausalForecaster`` arguments (e.g. ``{dim: 32, depth: 2}``).
+        lr, weight_decay, betas: AdamW.
+        warmup_steps, min_lr_ratio, max_steps: schedule (``max_steps=None``: the Trainer's estimate).
+        scaled_loss: weigh each series' errors by the inverse of its context's one-step change
+            (see ``CausalForecaster.loss``), so smooth and noisy kinds count alike.
+        compile: ``torch.compile`` each transformer block.
+    """
+
+    def __init__(self, model: str = "causal_tiny", patch_len: int | None = None, quantiles: list[float] | None = None,
+                 max_context: int | None = None, model_kwargs: dict[str, Any] | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
+                 betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 500, min_lr_ratio: float = 0.01,
+                 max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        overrides = dict(model_kwargs or {})
+        overrides.update({k: v for k, v in (("patch_len", patch_len), ("max_context", max_context)) if v is not None})
+        if quantiles is not None:
+            overrides["quantiles"] = tuple(quantiles)
+        self.model: CausalForecaster = create_model(model, **overrides)
+        self.val_loss = MeanMetric()
+        self.val_err = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
+        self.val_pow = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
+        #: Set after every training step for the ``Throughput`` callback.
+        self.last_batch_stats: dict[str, int] = {}
+        self._compiled = False
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and not self._compiled:
+            for blk in self.model.blocks:
+                blk.compile()
+            self._compiled = True
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
+        loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss)
+        b, n = values.shape[0], values.shape[1] // self.model.patch_len
+        self.last_batch_stats = {"samples": b, "tokens": b * n, "flops": 3 * b * self.model.forward_flops(n)}
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
+        loss, out, target, weight = self.model.loss(values, observed, batch["interval"], ctx)
+        b, p = values.shape[0], self.model.patch_len
+        # One-patch-ahead errors on the horizon part of each window only.
+        pos = torch.arange(values.shape[1], device=values.device).view(-1, p)[1:]  # target positions
+        horizon = (pos[None] >= ctx[:, None, None]).float() * weight
+        err = ((out.point[:, :-1] - target) ** 2 * horizon).sum(dim=(1, 2))
+        power = (target ** 2 * horizon).sum(dim=(1, 2))
+        self.val_loss.update(loss, weight=b)
+        for kind in dict.fromkeys(batch["kind"]):
+            sel = torch.tensor([k == kind for k in batch["kind"]], device=values.device)
+            key = kind if kind in self.val_err else "other"
+            self.val_err[key].update(err[sel].sum())
+            self.val_pow[key].update(power[sel].sum())
+
+    def on_validation_epoch_end(self) -> None:
+        log = dict(sync_dist=True)
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True, **log)
+        self.val_loss.reset()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+            for kind in VAL_KINDS:
+                err, power = self.val_err[kind].compute(), self.val_pow[kind].compute()  # synced over ranks
+                if float(power) > 0:
+                    nmse = err / power
+                    self.log(f"val/nmse_{kind}", nmse, **log)
+                    self.log(f"val/nmse_db_{kind}", 10.0 * torch.log10(nmse.clamp_min(1e-12)), **log)
+                self.val_err[kind].reset()
+                self.val_pow[kind].reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if _no_weight_decay(name) else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=tuple(hp.betas),
+        )
+        total = hp.max_steps or self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("set model.max_steps or trainer.max_steps/max_epochs: the cosine schedule needs a length")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, hp.warmup_steps, int(total), hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
