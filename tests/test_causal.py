@@ -268,7 +268,7 @@ def test_lightning_fit_with_the_cpu_config(tmp_path, monkeypatch):
 
 def test_training_batches_are_split_across_ranks(monkeypatch):
     """Two DDP ranks get disjoint halves of the one-process epoch plan, in lockstep."""
-    import wfm.data.series_datamodule as sdm
+    import wfm.data.datamodule as dm_mod
     from wfm.data.synthetic_series import SyntheticSeriesDataModule
 
     dm = SyntheticSeriesDataModule(series_per_kind=12, context=24, horizon=8, batch_size=4, samples_per_epoch=40)
@@ -276,7 +276,7 @@ def test_training_batches_are_split_across_ranks(monkeypatch):
     everything = [b["values"] for b in ds]
     per_rank = []
     for rank in (0, 1):
-        monkeypatch.setattr(sdm, "_stream", lambda r=rank: (r, 2))
+        monkeypatch.setattr(dm_mod, "_rank", lambda r=rank: (r, 2))
         per_rank.append([b["values"] for b in ds])
     assert len(per_rank[0]) == len(per_rank[1]) == len(everything) // 2
     merged = [per_rank[i % 2][i // 2] for i in range(len(everything))]

@@ -32,7 +32,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from wfm.data.datamodule import _EpochLoader, _per_rank, _stream, _trainer_epoch, contiguous_splits
+from wfm.data.datamodule import _attached_trainer, _EpochLoader, _my_batches, _per_rank, contiguous_splits
 from wfm.data.errors import DataError
 from wfm.data.series import SeriesTable, series_tables
 
@@ -117,6 +117,7 @@ class MixtureWindows(IterableDataset):
         self.p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.context, self.horizon, self.pad_prob, self.seed = context, horizon, pad_prob, seed
         self.epoch = 0
+        self.skip = 0  # batches of this rank's share to pass over (mid-epoch resume)
 
     def batch(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, 0, self.epoch, i])
@@ -125,10 +126,8 @@ class MixtureWindows(IterableDataset):
                                 for _ in range(self.batch_size)])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        me, count = _stream()
-        for i in range(self.num_batches):
-            if i % count == me:
-                yield self.batch(i)
+        for i in _my_batches(self.num_batches, self.skip):
+            yield self.batch(i)
 
     def __len__(self) -> int:
         return _per_rank(self.num_batches)
@@ -221,7 +220,7 @@ class SeriesDataModule(pl.LightningDataModule):
         ds = MixtureWindows(self.pools["train"], self.weights, hp.batch_size, num_batches, hp.context, hp.horizon,
                             hp.pad_prob, hp.seed)
         return _EpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
-                            epoch_source=_trainer_epoch(self))
+                            trainer=_attached_trainer(self))
 
     def _eval_loader(self, split: str) -> DataLoader:
         items = self.eval_items(split)
