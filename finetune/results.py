@@ -119,7 +119,9 @@ def render_markdown(result: dict[str, Any], level: int = 1) -> str:
     md += [f"- note: {n}" for n in result["notes"]] + ([""] if result["notes"] else [])
     for t in result["tables"]:
         md += [f"{h}# {t['title']}", "", f"Command: `{t['command']}`", "", markdown_table(t["rows"], t["columns"])]
-    return "\n".join(md)
+    # Paths under the data cache read as $WFM_DATA, not as one machine's home folder.
+    cache = str(Path(os.environ.get("WFM_DATA", "~/.cache/wfm/data")).expanduser())
+    return "\n".join(md).replace(cache, "$WFM_DATA")
 
 
 def update_readme(result: dict[str, Any]) -> None:
