@@ -98,6 +98,42 @@ def pretrain_mae(data: Path, work: Path, steps: int) -> Path:
     return ckpt
 
 
+README = Path(__file__).resolve().parent / "README.md"
+BEGIN, END = "<!-- results:begin (written by finetune/results.py) -->", "<!-- results:end -->"
+
+
+def render_markdown(result: dict[str, Any], level: int = 1) -> str:
+    """The results as Markdown: header (sizes, model, notes), then one table per task with its command."""
+    from wfm.console import markdown_table
+
+    h = "#" * level
+    sizes, seconds, quick = result["sizes"], result["seconds"], result["quick"]
+    csi = Path(result["datasets"].get("csi", "csi")).name
+    md = [f"{h} Downstream results ({'quick smoke run' if quick else 'CPU scale'})", "",
+          f"Produced by `python finetune/results.py{' --quick' if quick else ''}` in {seconds / 60:.1f} min "
+          f"(seed {result['seed']}, one torch thread). Sizes: `{json.dumps(sizes)}`. Datasets in "
+          f"`$WFM_DATA/finetune-results/`: " + ", ".join(f"`{Path(v).name}`" for v in result["datasets"].values())
+          + ".", "",
+          f"MAE-Tiny: pretrained for {sizes['pretrain']} steps on `{csi}` with `pretrain/mae-tiny-cpu.yaml` "
+          "(its test tail held out), as `wfm demo` does: a CPU-scale model, not a released checkpoint.", ""]
+    md += [f"- note: {n}" for n in result["notes"]] + ([""] if result["notes"] else [])
+    for t in result["tables"]:
+        md += [f"{h}# {t['title']}", "", f"Command: `{t['command']}`", "", markdown_table(t["rows"], t["columns"])]
+    # Paths under the data cache read as $WFM_DATA, not as one machine's home folder.
+    cache = str(Path(os.environ.get("WFM_DATA", "~/.cache/wfm/data")).expanduser())
+    return "\n".join(md).replace(cache, "$WFM_DATA")
+
+
+def update_readme(result: dict[str, Any]) -> None:
+    """Replace the results block of ``finetune/README.md`` with these results."""
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{README}: no results markers ({BEGIN} ... {END})")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(head + BEGIN + "\n" + render_markdown(result, level=3) + "\n" + END + tail)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="toy sizes: a smoke run")
@@ -109,13 +145,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--sizes", default=None, help='JSON overrides of the sizes, e.g. \'{"csi": 64}\' (tests)')
     p.add_argument("--causal", default=None, help="a causal model (folder, hub id, .ckpt) for zero-shot rows")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--readme", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the tables into finetune/README.md (full runs only)")
+    p.add_argument("--from-json", default=None, help="re-render results.md / the README from a results.json")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (tiny models: 1 is about as fast as 2, and far faster on a busy CPU)")
     args = p.parse_args(argv)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        (Path(args.out) / ("results-quick.md" if result["quick"] else "results.md")).write_text(render_markdown(result))
+        if args.readme and not result["quick"]:
+            update_readme(result)
+        return result
 
     import torch
 
-    from wfm.console import markdown_table, print_table, write_json
+    from wfm.console import print_table, write_json
     from wfm.tasks.evaluation import EvalOptions, evaluate_task
     from wfm.tasks.finetune_module import run_finetune
 
@@ -250,16 +295,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "datasets": {k: str(v) for k, v in data.items()}, "mae_checkpoint": mae, "notes": notes,
               "tables": tables}
     write_json(out / ("results-quick.json" if args.quick else "results.json"), result)
-    md = [f"# Downstream results ({'quick smoke run' if args.quick else 'CPU scale'})", "",
-          f"Produced by `python finetune/results.py{' --quick' if args.quick else ''}` in {seconds / 60:.1f} min "
-          f"(seed {args.seed}). Sizes: {json.dumps(sizes)}.", "",
-          f"MAE-Tiny: pretrained for {sizes['pretrain']} steps on `{data['csi'].name}` with "
-          f"`pretrain/mae-tiny-cpu.yaml` (its test tail held out): a CPU-scale model, not a released checkpoint.", ""]
-    md += [f"- note: {n}" for n in notes] + ([""] if notes else [])
-    for t in tables:
-        md += [f"## {t['title']}", "", f"Command: `{t['command']}`", "", markdown_table(t["rows"], t["columns"])]
     path = out / ("results-quick.md" if args.quick else "results.md")
-    path.write_text("\n".join(md))
+    path.write_text(render_markdown(result))
+    if args.readme and not args.quick:
+        update_readme(result)
     log(f"wrote {path} in {seconds / 60:.1f} min")
     return result
 

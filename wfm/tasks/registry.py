@@ -69,12 +69,12 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("future-beam", "future-beam", "DeepSense 6G: past beam powers -> best beam ahead (split by trajectory)",
          ("top1", "top3", "power_loss_db"), ("full",), ("persistence", "lstm", "gru", "position-knn"),
          dataset_kind="beam", context=8, horizon=1),
-    Task("traffic-forecast", "series", "cell traffic forecasting", _SERIES_METRICS, ("zero-shot", "full"),
+    Task("traffic-forecast", "series", "cell traffic forecasting", _SERIES_METRICS, ("zero-shot",),
          (*_SERIES_BASELINES, "seasonal"), dataset_kind="traffic", series_kinds=("traffic",), context=144,
          horizon=36, extra={"season": 144}),
-    Task("aoa-forecast", "series", "angle-of-arrival forecasting (deg)", _SERIES_METRICS, ("zero-shot", "full"),
+    Task("aoa-forecast", "series", "angle-of-arrival forecasting (deg)", _SERIES_METRICS, ("zero-shot",),
          _SERIES_BASELINES, dataset_kind="trajectory", series_kinds=("aoa",), context=64, horizon=16),
-    Task("distance-forecast", "series", "user distance forecasting (m)", _SERIES_METRICS, ("zero-shot", "full"),
+    Task("distance-forecast", "series", "user distance forecasting (m)", _SERIES_METRICS, ("zero-shot",),
          _SERIES_BASELINES, dataset_kind="trajectory", series_kinds=("distance",), context=64, horizon=16),
 ]}
 
