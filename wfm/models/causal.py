@@ -15,7 +15,8 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
    shift them) and causal attention that also hides padded keys (pre-norm blocks, SDPA).
 5. **Next-patch head.** Token ``i`` predicts patch ``i + 1`` as a damped trend of patch ``i``
    (last value + gate x mean step x steps ahead, the gate learned per token) plus a learned
-   residual: a point forecast (MSE in normalised space) and optionally quantiles (pinball loss).
+   residual: a point forecast (squared error in normalised space, Huber beyond a few units)
+   and optionally quantiles (pinball loss).
    Building in the trend matters for the smooth series of mobility.
    Optionally (``horizon_patches=K``) each token predicts the next ``K`` patches directly, and
    ``forecast`` advances ``K`` patches per step (fewer, faster autoregressive steps).
@@ -52,6 +53,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wfm.models.registry import register_model
+
+#: Training targets are clipped at this many context stds (see ``CausalForecaster.loss``).
+TARGET_CLIP = 50.0
+#: The training loss is squared error up to this many (scaled) units, linear beyond.
+HUBER_DELTA = 5.0
 
 
 @dataclass
@@ -245,7 +251,7 @@ class CausalForecaster(nn.Module):
 
     def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
              scaled: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
-        """Next-patch loss: MSE (plus pinball for quantiles) in normalised space.
+        """Next-patch loss: squared error, Huber-robust (plus pinball for quantiles), in normalised space.
 
         With ``context_len``, only the patches after the context are scored (teacher-forced,
         normalised by the context: what ``forecast`` does); without it, every next patch.
@@ -254,6 +260,11 @@ class CausalForecaster(nn.Module):
         normalised context (MASE-style, floored at 1e-3). Smooth series (AoA at 100 ms changes by
         ~1 % of its std per step) otherwise add almost nothing to a mixture's loss next to
         noisy traffic or CSI, and the model never learns their fine trends.
+
+        Robust to what a context cannot foretell: windows whose context is constant (scale at its
+        floor) are not scored, targets are clipped at ``TARGET_CLIP`` context stds, and the loss
+        is squared error up to ``HUBER_DELTA`` scaled units and linear beyond (a Huber loss), so
+        one jump after a still context cannot dominate a batch.
 
         With a direct multi-patch head, every offset ``1..K`` is scored alike (the loss is the
         mean over all scored values).
@@ -275,6 +286,12 @@ class CausalForecaster(nn.Module):
             # them (its mean includes later values), which teaches a false reversion to the mean.
             horizon = (pos[None] >= context_len[:, None, None]).float()  # [B, N, P]
             weight = weight * horizon[:, 1:]
+        # A constant context (a pedestrian standing still: AoA fixed to the bit) has its scale at
+        # the floor, so any later change is 1e4-1e6 "stds" away: one such window outweighs a
+        # batch and training diverges. Such windows teach nothing about scale-free dynamics;
+        # they are not scored, and the rare bursts left are clipped at TARGET_CLIP stds.
+        floored = out.scale <= self.eps * out.loc.abs().clamp_min(1.0) * (1 + 1e-4)  # [B, 1]
+        weight = weight * (~floored).float()[:, :, None]
         if scaled:
             ctx = observed if context_len is None else (
                 observed & (torch.arange(values.shape[1], device=values.device)[None] < context_len[:, None]))
@@ -288,17 +305,22 @@ class CausalForecaster(nn.Module):
         q = torch.tensor(self.quantile_levels, device=values.device)
         total, count = values.new_zeros(()), values.new_zeros(())
         for k in range(1, min(self.horizon_patches, zp.shape[1] - 1) + 1):  # token i -> patch i + k
-            tgt = zp[:, k:]
-            w = (obs[:, k:] & valid[:, :-k, None]).float()
+            tgt = zp[:, k:].clamp(-TARGET_CLIP, TARGET_CLIP)
+            w = (obs[:, k:] & valid[:, :-k, None]).float() * (~floored).float()[:, :, None]
             if context_len is not None:
                 w = w * horizon[:, k:]
             count = count + (w > 0).float().sum()
-            w = w * series_w
             pred = out.ahead[:, :-k, k - 1]  # [B, N-k, P, 1 + Q]
-            total = total + (((pred[..., 0] - tgt) ** 2) * w).sum()
+            # Squared (scaled) error, linear beyond HUBER_DELTA: a series that sat still through
+            # its context and then moved has a near-zero one-step scale, and its squared error
+            # would otherwise dwarf the batch (measured: single steps of 1e4-1e5 loss).
+            r = series_w.sqrt() * (pred[..., 0] - tgt).abs()
+            d = HUBER_DELTA
+            total = total + (torch.where(r <= d, r * r, 2 * d * r - d * d) * w).sum()
             if self.quantile_levels:
                 diff = tgt[..., None] - pred[..., 1:]
-                total = total + (torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1) * w).sum()
+                pinball = torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1)
+                total = total + (pinball * series_w.sqrt() * w).sum()
         loss = total / count.clamp_min(1.0)
         return loss, out, target, weight * series_w
 
