@@ -1,0 +1,68 @@
+"""Every checkpoint shipped in ``checkpoints/`` loads, and reproduces the metric it was released with.
+
+A shipped folder records its check in ``config.json`` as a metric named
+``fixed_eval/TASK/RECIPE/NUM_SAMPLES/SEED/METRIC`` (``wfm export --metric``): generate
+``NUM_SAMPLES`` samples of ``data/recipes/RECIPE.yaml`` with ``SEED``, run
+``wfm evaluate --task TASK`` on them, and the model's ``METRIC`` must come out as recorded. The
+same number, the file size and the sha256 must stand in its row of ``checkpoints.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, RECIPES
+
+SHIPPED = REPO / "checkpoints"
+FOLDERS = sorted(p for p in SHIPPED.iterdir() if (p / "config.json").is_file()) if SHIPPED.is_dir() else []
+
+
+def fixed_evals(folder: Path) -> list[tuple[str, str, int, int, str, float]]:
+    metrics = json.loads((folder / "config.json").read_text())["metrics"]
+    out = []
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if parts[0] == "fixed_eval":
+            task, recipe, num, seed, metric = parts[1:]
+            out.append((task, recipe, int(num), int(seed), metric, float(value)))
+    return out
+
+
+def test_there_is_a_shipped_checkpoint_of_each_released_kind():
+    kinds = {json.loads((f / "config.json").read_text())["model_kind"] for f in FOLDERS}
+    assert "causal" in kinds
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_shipped_checkpoint_is_listed_with_its_sha256_and_metrics(folder):
+    import wfm
+
+    model = wfm.from_pretrained(folder)  # checks the sha256 and loads strict
+    assert sum(p.numel() for p in model.parameters()) == json.loads((folder / "config.json").read_text())["num_params"]
+    rows = [line for line in (REPO / "checkpoints.md").read_text().splitlines() if f"`{folder.name}`" in line]
+    assert len(rows) == 1, f"checkpoints.md has no single row for {folder.name}"
+    sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert sha in rows[0]
+    evals = fixed_evals(folder)
+    assert evals, f"{folder.name}: config.json records no fixed_eval metric"
+    for *_, value in evals:
+        assert f"{value:.2f}" in rows[0]
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_shipped_checkpoint_reproduces_its_metric(folder, tmp_path):
+    from wfm.cli import main
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
+    for task, recipe, num, seed, metric, value in fixed_evals(folder):
+        data = tmp_path / recipe
+        generate_dataset(load_recipe(RECIPES / f"{recipe}.yaml").with_overrides(num_samples=num), data, seed=seed)
+        main(["evaluate", "--task", task, "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "eval")])
+        rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"]
+        got = [r[metric] for r in rows if r["model"] == folder.name]
+        assert got and got[0] == pytest.approx(value, abs=0.02), (task, recipe, metric)
