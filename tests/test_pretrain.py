@@ -231,8 +231,11 @@ def test_every_config_parses(config, tmp_path, capsys):
         main(["--config", str(_config_for_test(config, tmp_path)), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == "wfm.training.lit_mae.MAEPretrainModule"
-    assert printed["model"]["init_args"]["model"].startswith("mae_")
+    kind = config.name.split("-")[0]  # mae-*.yaml or causal-*.yaml
+    module = {"mae": "wfm.training.lit_mae.MAEPretrainModule",
+              "causal": "wfm.training.lit_causal.CausalPretrainModule"}[kind]
+    assert printed["model"]["class_path"] == module
+    assert printed["model"]["init_args"]["model"].startswith(f"{kind}_")
     assert printed["trainer"]["callbacks"]  # checkpoints, LR monitor, throughput
 
 

@@ -36,13 +36,38 @@ class FinetuneCLI(LightningCLI):
             data["datasets"] = [expand_path(str(p)) for p in data["datasets"]]
 
 
+def _names_its_classes(args: list[str]) -> bool:
+    """Whether the ``--config`` gives its model by ``class_path`` (the series configs, which
+    fine-tune a causal forecaster with the pretraining system) rather than ``FinetuneModule``'s
+    plain arguments (the CSI tasks)."""
+    import yaml
+
+    for i, a in enumerate(args):
+        path = a.split("=", 1)[1] if a.startswith("--config=") else (args[i + 1] if a == "--config" and i + 1 < len(args) else None)
+        if path and Path(path).is_file():
+            model = (yaml.safe_load(Path(path).read_text()) or {}).get("model")
+            if isinstance(model, dict) and "class_path" in model:
+                return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Run ``wfm finetune`` with ``argv``; returns the test metrics."""
+    """Run ``wfm finetune`` with ``argv``; returns the test metrics (CSI tasks).
+
+    A config whose model is given by ``class_path`` (``finetune/distance-forecast.yaml``: the
+    causal forecaster with ``init_from`` and ``mode``) runs through ``wfm pretrain``'s CLI
+    instead; score the result with ``wfm export`` and ``wfm evaluate``.
+    """
     from wfm.console import console, fail, markdown_table, print_table, write_json
     from wfm.data.errors import DataError
     from wfm.hub import CheckpointError
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if _names_its_classes(args):
+        from wfm.pretrain import main as pretrain_main
+
+        pretrain_main(args)
+        return {}
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")

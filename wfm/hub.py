@@ -269,9 +269,22 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
                      if k in hp}
         if "patch_size" in overrides:
             overrides["patch_size"] = tuple(overrides["patch_size"])
-    model = create_model(name, **overrides)
+    if ckpt.get("wfm_arch"):  # fine-tuning runs record the architecture they started from
+        from wfm.models.causal import CausalForecaster
+        from wfm.models.mae import MaskedAutoencoder
+
+        arch = dict(ckpt["wfm_arch"])
+        for k in ("patch_size", "quantiles"):
+            if k in arch:
+                arch[k] = tuple(arch[k])
+        model = (CausalForecaster if kind == "causal" else MaskedAutoencoder)(**arch)
+    else:
+        model = create_model(name, **overrides)
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     state = {k.replace("._orig_mod.", "."): v for k, v in state.items()}  # torch.compile wrappers
+    from wfm.nn.lora import fold_lora_state_dict
+
+    state = fold_lora_state_dict(state)  # LoRA fine-tunes export as the plain model
     _check_state_dict(model, state, str(ckpt_path))
     model.load_state_dict(state, strict=True)
     # safetensors wants contiguous tensors that share no memory.

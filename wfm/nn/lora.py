@@ -32,6 +32,8 @@ class LoRALinear(nn.Module):
         self.base = base
         self.rank, self.alpha = rank, alpha
         self.scaling = alpha / rank
+        # Saved with the weights, so a checkpoint's adapters can be folded without the config.
+        self.register_buffer("lora_scaling", torch.tensor(float(self.scaling)))
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device))
@@ -99,3 +101,19 @@ def merge_lora(model: nn.Module) -> None:
 def unmerge_lora(model: nn.Module) -> None:
     for m in lora_layers(model):
         m.unmerge()
+
+
+def fold_lora_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The state dict of the plain model: every (unmerged) adapter ``X.base.weight``,
+    ``X.lora_a``, ``X.lora_b``, ``X.lora_scaling`` folded into ``X.weight`` (and ``X.base.bias``
+    renamed ``X.bias``), so a LoRA fine-tuned checkpoint exports like any other."""
+    prefixes = [k[: -len(".lora_a")] for k in state if k.endswith(".lora_a")]
+    out = dict(state)
+    for x in prefixes:
+        a, b = out.pop(f"{x}.lora_a"), out.pop(f"{x}.lora_b")
+        scaling = out.pop(f"{x}.lora_scaling")
+        weight = out.pop(f"{x}.base.weight")
+        out[f"{x}.weight"] = weight + (b.double() @ a.double() * scaling.double()).to(weight.dtype)
+        if f"{x}.base.bias" in out:
+            out[f"{x}.bias"] = out.pop(f"{x}.base.bias")
+    return out

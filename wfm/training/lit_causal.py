@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -34,6 +34,43 @@ from wfm.training.schedule import warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
 VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other")
+
+
+#: Linear layers of the causal blocks that LoRA adapts (attention projections, MLP layers).
+LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.0", "mlp.2")
+#: What a linear probe (and LoRA, besides its adapters) trains: the output head and trend gate.
+HEAD_PREFIXES = ("head.", "trend_gate.")
+
+
+def load_causal(init_from: str) -> CausalForecaster:
+    """A causal model from an exported folder, hub id or Lightning ``.ckpt`` (never unpickled)."""
+    from wfm.hub import CheckpointError
+    from wfm.pretrain import expand_path
+    from wfm.tasks.models import load_model
+
+    path = expand_path(init_from)
+    model = load_model(path)
+    if not isinstance(model, CausalForecaster):
+        raise CheckpointError(f"{init_from}: a {type(model).__name__}, not a causal forecaster")
+    return model.train()  # loaded for inference (eval mode); this one trains
+
+
+def set_trainable(model: CausalForecaster, mode: str, lora_rank: int = 4) -> None:
+    """Set what trains (see ``CausalPretrainModule``'s ``mode``)."""
+    from wfm.nn.lora import apply_lora
+
+    if mode == "full":
+        model.requires_grad_(True)
+        return
+    if mode == "lora":
+        apply_lora(model, LORA_TARGETS, rank=lora_rank)  # freezes everything but the adapters
+    elif mode == "linear-probe":
+        model.requires_grad_(False)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; choose full, lora or linear-probe")
+    for name, p in model.named_parameters():
+        if name.startswith(HEAD_PREFIXES):
+            p.requires_grad_(True)
 
 
 def pad_to_patches(batch: dict[str, Any], patch_len: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -57,25 +94,44 @@ class CausalPretrainModule(pl.LightningModule):
         scaled_loss: weigh each series' errors by the inverse of its context's one-step change
             (see ``CausalForecaster.loss``), so smooth and noisy kinds count alike.
         compile: ``torch.compile`` each transformer block.
+        init_from: fine-tune instead of pretraining: start from this causal model (exported
+            folder, hub id or ``.ckpt``, via ``wfm.from_pretrained``); ``model`` and the size
+            overrides are then ignored.
+        mode: what trains when fine-tuning: ``full`` (everything), ``lora`` (rank-``lora_rank``
+            adapters on the attention and MLP layers, plus the output head and trend gate) or
+            ``linear-probe`` (the output head and trend gate only).
     """
 
     def __init__(self, model: str = "causal_tiny", patch_len: int | None = None, quantiles: list[float] | None = None,
                  max_context: int | None = None, model_kwargs: dict[str, Any] | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 500, min_lr_ratio: float = 0.01,
-                 max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False) -> None:
+                 max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False,
+                 init_from: str | None = None, mode: Literal["full", "lora", "linear-probe"] = "full",
+                 lora_rank: int = 4) -> None:
         super().__init__()
         self.save_hyperparameters()
-        overrides = dict(model_kwargs or {})
-        overrides.update({k: v for k, v in (("patch_len", patch_len), ("max_context", max_context)) if v is not None})
-        if quantiles is not None:
-            overrides["quantiles"] = tuple(quantiles)
-        self.model: CausalForecaster = create_model(model, **overrides)
+        if init_from is None:
+            overrides = dict(model_kwargs or {})
+            overrides.update({k: v for k, v in (("patch_len", patch_len), ("max_context", max_context)) if v is not None})
+            if quantiles is not None:
+                overrides["quantiles"] = tuple(quantiles)
+            self.model: CausalForecaster = create_model(model, **overrides)
+        else:
+            self.model = load_causal(init_from)
+        set_trainable(self.model, mode, lora_rank)
         self.val_loss = MeanMetric()
         self.val_err = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
         self.val_pow = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
         #: Set after every training step for the ``Throughput`` callback.
         self.last_batch_stats: dict[str, int] = {}
         self._compiled = False
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # ``wfm export`` rebuilds the model from this (a fine-tune's architecture is its
+        # init_from's, not what ``model`` names).
+        from wfm.hub import causal_arch
+
+        checkpoint["wfm_arch"] = causal_arch(self.model)
 
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compiled:

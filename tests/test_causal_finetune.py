@@ -1,0 +1,87 @@
+"""Fine-tuning the causal forecaster: what each mode trains, LoRA export, `wfm finetune` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import REPO, RECIPES
+from wfm.hub import CheckpointError, export_checkpoint, from_pretrained
+from wfm.training.lit_causal import CausalPretrainModule
+
+FIXTURE = REPO / "tests" / "fixtures" / "causal-tiny-export"
+
+
+def trainable(module: CausalPretrainModule) -> set[str]:
+    return {n for n, p in module.model.named_parameters() if p.requires_grad}
+
+
+def test_each_mode_trains_what_it_should():
+    full = CausalPretrainModule(init_from=str(FIXTURE), mode="full")
+    assert trainable(full) == {n for n, _ in full.model.named_parameters()}
+    probe = CausalPretrainModule(init_from=str(FIXTURE), mode="linear-probe")
+    assert trainable(probe) == {"head.weight", "head.bias", "trend_gate.weight", "trend_gate.bias"}
+    lora = CausalPretrainModule(init_from=str(FIXTURE), mode="lora", lora_rank=2)
+    adapters = {n for n in trainable(lora) if ".lora_" in n}
+    depth = len(lora.model.blocks)
+    assert len(adapters) == 2 * 4 * depth  # A and B on qkv, proj and both MLP layers of every block
+    assert trainable(lora) - adapters == trainable(probe)
+    n_lora = sum(p.numel() for p in lora.model.parameters() if p.requires_grad)
+    assert n_lora < 0.2 * sum(p.numel() for p in full.model.parameters())
+    # Starting from the pretrained weights: before any step, every mode forecasts alike.
+    x = torch.cumsum(torch.randn(3, 40), dim=1)
+    ref = from_pretrained(FIXTURE).forecast(x, 0.1, 8)
+    for m in (full, probe, lora):
+        torch.testing.assert_close(m.model.forecast(x, 0.1, 8), ref)
+
+
+def test_init_from_must_be_a_causal_model():
+    with pytest.raises(CheckpointError, match="not a causal forecaster"):
+        CausalPretrainModule(init_from=str(REPO / "tests" / "fixtures" / "mae-tiny-export"))
+
+
+def test_lora_checkpoint_exports_as_the_plain_model(tmp_path):
+    module = CausalPretrainModule(init_from=str(FIXTURE), mode="lora", lora_rank=2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in module.model.named_parameters():
+            if n.endswith("lora_b"):
+                p.normal_(0, 0.05)  # a trained adapter: not the zero it starts from
+    # What Lightning writes for this module (its state dict under "model.", hparams, the hook's arch).
+    ckpt = {"state_dict": {f"model.{k}": v for k, v in module.model.state_dict().items()},
+            "hyper_parameters": dict(module.hparams), "global_step": 7, "epoch": 0}
+    module.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "lora.ckpt")
+    out = export_checkpoint(tmp_path / "lora.ckpt", tmp_path / "export")
+    plain = from_pretrained(out)
+    assert not any(".lora_" in k or ".base." in k for k in plain.state_dict())
+    x = torch.cumsum(torch.randn(4, 50), dim=1)
+    torch.testing.assert_close(plain.forecast(x, 0.1, 12), module.model.eval().forecast(x, 0.1, 12),
+                               rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(plain.forecast(x, 0.1, 12), from_pretrained(FIXTURE).forecast(x, 0.1, 12))
+
+
+def test_wfm_finetune_then_export_then_evaluate(tmp_path, monkeypatch):
+    from wfm.cli import main
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
+    data = tmp_path / "data" / "traj-highway-heldout"
+    generate_dataset(load_recipe(RECIPES / "traj-highway-heldout.yaml").with_overrides(num_samples=20, steps=128),
+                     data, seed=0)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WFM_DATA", str(data.parent))
+    main(["finetune", "--config", str(REPO / "finetune" / "distance-forecast.yaml"),
+          "--model.init_from", str(FIXTURE), "--model.mode", "lora", "--trainer.max_steps", "3",
+          "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "1",
+          "--data.batch_size", "8", "--data.eval_windows", "8", "--trainer.enable_progress_bar", "false",
+          "--trainer.enable_model_summary", "false"])
+    ckpt = tmp_path / "runs" / "finetune-distance" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 3
+    main(["export", str(ckpt), str(tmp_path / "ft")])
+    main(["evaluate", "--task", "distance-forecast", "--model", str(tmp_path / "ft"), "--model", "persistence",
+          "--data", str(data), "--out", str(tmp_path / "eval")])
+    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["ft", "persistence"] and all(r["windows"] > 0 for r in rows)
