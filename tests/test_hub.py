@@ -181,11 +181,21 @@ def test_cli_export(trained, tmp_path):
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "mae_tiny" in res.stdout and "model.safetensors" in res.stdout and "config.json" in res.stdout
-    assert read_config(out)["metrics"] == {"val/loss": 0.5}
+    config = read_config(out)
+    assert config["metrics"] == {"val/loss": 0.5}
+    # How it was trained travels with it: the module's arguments (and the data module's, if any).
+    assert config["training"]["module"]["model"] == "mae_tiny" and "lr" in config["training"]["module"]
     # A second export into the same folder is a one-line error with exit 2.
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "error:" in res.stderr and "not empty" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_export_is_byte_for_byte_reproducible(trained, tmp_path):
+    """The same checkpoint always gives the same weights file, so its sha256 can be published."""
+    a = export_checkpoint(trained[1], tmp_path / "a")
+    b = export_checkpoint(trained[1], tmp_path / "b")
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
 
 
 def test_committed_fixture_keeps_loading(tmp_path):

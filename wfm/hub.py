@@ -6,8 +6,10 @@ An exported folder (``format_version`` 1) holds three files:
 * ``config.json``: ``format_version``, ``model_kind`` (``"mae"`` or ``"causal"``), the registry
   ``name``, the complete architecture kwargs (``arch``: everything ``MaskedAutoencoder`` or
   ``CausalForecaster`` needs, so an export does not depend on the registry's defaults staying
-  the same; the causal model normalises each series itself, so no dataset statistics are stored), parameter count, library
-  version, training step/epoch, the sha256 of ``model.safetensors`` and optional metrics;
+  the same; the causal model normalises each series itself, so no dataset statistics are
+  stored), parameter count, library version, training step/epoch, the sha256 of
+  ``model.safetensors``, optional metrics and ``training`` (the module's and data module's
+  arguments the checkpoint holds: datasets, weights, optimiser, schedule);
 * ``README.md``: a model card.
 
 ``from_pretrained`` takes such a folder or a Hugging Face Hub repo id (fetched with
@@ -152,6 +154,14 @@ def _load_lightning_checkpoint(ckpt_path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def _training_data_rows(config: dict[str, Any]) -> list[str]:
+    """A model-card row naming the datasets it was trained on (when the export recorded them)."""
+    datasets = ((config.get("training") or {}).get("data") or {}).get("datasets") or []
+    if not datasets:
+        return []
+    return [f"| training data | {', '.join(f'`{Path(str(d)).name}`' for d in datasets)} |"]
+
+
 def model_card(config: dict[str, Any], title: str) -> str:
     if config["model_kind"] == "causal":
         return _causal_card(config, title)
@@ -174,6 +184,7 @@ def model_card(config: dict[str, Any], title: str) -> str:
         f"| decoder width / depth | {arch['decoder_dim']} / {arch['decoder_depth']} |",
         f"| training step / epoch | {config['global_step']} / {config['epoch']} |",
         f"| sha256 of {WEIGHTS_NAME} | `{config['sha256']}` |",
+        *_training_data_rows(config),
     ]
     lines += [f"| {k} | {v} |" for k, v in metrics.items()]
     lines += [
@@ -213,6 +224,7 @@ def _causal_card(config: dict[str, Any], title: str) -> str:
         f"| max context | {arch['max_context']} |",
         f"| training step / epoch | {config['global_step']} / {config['epoch']} |",
         f"| sha256 of {WEIGHTS_NAME} | `{config['sha256']}` |",
+        *_training_data_rows(config),
     ]
     lines += [f"| {k} | {v} |" for k, v in (config.get("metrics") or {}).items()]
     lines += [
@@ -230,6 +242,17 @@ def _causal_card(config: dict[str, Any], title: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _jsonable(x: Any) -> Any:
+    """``x`` with tuples as lists and anything JSON cannot hold as its ``str``."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return str(x)
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: dict[str, Any] | None = None,
@@ -296,7 +319,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
     tmp.mkdir()
     tmp.chmod(0o755)
     try:
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "wfm_format_version": str(FORMAT_VERSION)})
+        # One metadata key only: safetensors writes metadata in hash-map order, so two keys
+        # would make the same weights hash differently from one export to the next.
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         config = {
             "format_version": FORMAT_VERSION,
             "model_kind": kind,
@@ -312,6 +337,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
             "source_checkpoint": ckpt_path.name,
             "sha256": sha256_of(tmp / WEIGHTS_NAME),
             "metrics": dict(metrics or {}),
+            # How it was trained: the LightningModule's and DataModule's arguments as the
+            # checkpoint holds them (datasets, mixture weights, kinds, optimiser, schedule).
+            "training": {"module": _jsonable(hp), "data": _jsonable(dict(ckpt.get("datamodule_hyper_parameters") or {}))},
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / CARD_NAME).write_text(model_card(config, out_dir.name))
