@@ -85,3 +85,16 @@ def test_wfm_finetune_then_export_then_evaluate(tmp_path, monkeypatch):
           "--data", str(data), "--out", str(tmp_path / "eval")])
     rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["ft", "persistence"] and all(r["windows"] > 0 for r in rows)
+
+
+def test_bad_init_from_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """jsonargparse wraps what the module raises while being built; the user still gets one line."""
+    from wfm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    mae = REPO / "tests" / "fixtures" / "mae-tiny-export"
+    with pytest.raises(SystemExit) as e:
+        main(["finetune", "--config", str(REPO / "finetune" / "distance-forecast.yaml"), "--model.init_from", str(mae)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a causal forecaster" in err and "Traceback" not in err

@@ -58,7 +58,31 @@ def main(argv: list[str] | None = None) -> None:
         # We pass ``args`` on purpose (``wfm pretrain`` hands over its own argv); Lightning
         # would warn because sys.argv is also set.
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-        _run(args)
+        try:
+            _run(args)
+        except Exception as e:
+            # jsonargparse wraps what a model or data module raises while being built; a bad
+            # dataset or checkpoint is still one line naming the file, not a traceback.
+            cause = _input_error(e)
+            if cause is None:
+                raise
+            from wfm.console import fail
+
+            fail(str(cause))
+
+
+def _input_error(e: BaseException | None) -> Exception | None:
+    """The ``DataError`` or ``CheckpointError`` in ``e``'s chain of causes, if any."""
+    from wfm.data.errors import DataError
+    from wfm.hub import CheckpointError
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (DataError, CheckpointError)):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _run(args: list[str]) -> None:
