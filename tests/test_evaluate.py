@@ -64,6 +64,7 @@ def test_evaluate_label_task_and_train_fractions(tiny_dataset, tmp_path):
 def test_evaluate_bad_input_is_one_line(tiny_dataset, tmp_path, capsys):
     for argv, needle in (
         (["--task", "los-nlos", "--model", "scratch:mae_tiny"], "no zero-shot mode"),
+        (["--task", "los-nlos", "--model", "persistence"], "baseline 'persistence' does not apply to task los-nlos"),
         (["--task", "traffic-forecast", "--model", "persistence"], "needs series of kind traffic"),
         (["--task", "distance-forecast", "--model", "persistence"], "too short or too few"),
     ):

@@ -58,6 +58,13 @@ def _is_baseline(task: Task, spec: str) -> bool:
     return spec in task.baselines
 
 
+def _known_baseline(spec: str) -> bool:
+    """Whether ``spec`` names a baseline of any task (so it is not a model path)."""
+    from wfm.tasks.registry import TASKS
+
+    return any(spec in t.baselines for t in TASKS.values())
+
+
 def evaluate_task(task_name: str, models: Sequence[str], datasets: Sequence[str | Path],
                   options: EvalOptions | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score ``models`` on ``task_name`` over each dataset (see module doc)."""
@@ -140,6 +147,9 @@ def _csi_label(task: Task, models: list[str], root: str, opts: EvalOptions, resu
 
     name = Path(root).name
     for spec in models:
+        if not _is_baseline(task, spec) and _known_baseline(spec):
+            raise CheckpointError(f"baseline {spec!r} does not apply to task {task.name}; its baselines: "
+                                  f"{', '.join(task.baselines)}")
         if not _is_baseline(task, spec):
             raise CheckpointError(f"{spec}: task {task.name} has no zero-shot mode; fine-tune the model: "
                                   f"wfm finetune --config finetune/{task.name}.yaml --model.init_from {spec}")
