@@ -243,15 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               cols)
 
     # ---------------------------------------------------------------- series forecasting
-    causal_ok = False
-    if args.causal:
-        try:
-            import wfm.models.causal  # noqa: F401
-
-            causal_ok = True
-        except ImportError:
-            notes.append("--causal given but wfm.models.causal is not importable on this branch: causal rows skipped")
-    else:
+    if not args.causal:
         notes.append("no causal model given (--causal PATH_OR_HUB_ID): the causal model's zero-shot rows, and so "
                      "the claim 'zero-shot distance prediction of the causal model beats a full-shot LSTM', "
                      "are not measured here")
@@ -261,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log(task)
         sets = [data["traffic"]] if task == "traffic-forecast" else [data["traj"], data["highway"]]
         models = ["persistence", "linear", *(["seasonal"] if task == "traffic-forecast" else []), "lstm", "gru",
-                  "transformer", *([args.causal] if causal_ok else [])]
+                  "transformer", *([args.causal] if args.causal else [])]
         r = evaluate_task(task, models, sets, opts)
         table(f"{task} (series NMSE dB: error over the target's variation about the context mean)", r["rows"],
               f"wfm evaluate --task {task} " + " ".join(f"--model {m}" for m in models) + " "

@@ -15,6 +15,17 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: small CPU models run far faster on one thread than on
+    two contended ones. Test modules of small models use it for every test:
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_recipe(**changes):
     """A small CSI recipe that Sionna generates in well under a second."""
     from wfm.data.recipes import recipe_from_dict

@@ -7,18 +7,12 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small CPU models run far faster on one thread than on two contended ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 from wfm.data.series import SeriesTable, SeriesWindows
 from wfm.models.baselines import (BASELINES, LinearExtrapolation, Persistence, RNNForecaster, SeasonalNaive,
                                   TransformerForecaster, build_baseline, stack_windows)
 from wfm.tasks.forecasting import evaluate_forecaster
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sine_windows(n_series: int, length: int, context: int, horizon: int, seed: int) -> SeriesWindows:

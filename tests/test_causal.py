@@ -13,16 +13,9 @@ import torch
 from wfm.models.causal import CausalForecaster, interval_features, normalise_stats
 from wfm.models.registry import create_model, list_models
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matmuls run far faster on one thread than on two contended ones.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(**kw) -> CausalForecaster:

@@ -14,13 +14,7 @@ from wfm.nn.lora import LoRALinear, apply_lora, merge_lora, unmerge_lora
 from wfm.tasks.finetune_module import FinetuneModule
 from wfm.tasks.models import MAEFeatures, TaskModel, configure_mode
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _count(m: nn.Module, trainable: bool = True) -> int:

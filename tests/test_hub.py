@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -198,18 +199,23 @@ def test_export_is_byte_for_byte_reproducible(trained, tmp_path):
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
 
 
-def test_committed_fixture_keeps_loading(tmp_path):
-    """Old exports must keep working: the committed folder loads and gives the recorded outputs."""
-    sys.path.insert(0, str(FIXTURE.parent))
+def load_committed(fixture: Path, maker: str, tmp_path: Path):
+    """``(model, expected outputs, fixed input)`` of a committed export, loaded from a copy (the
+    committed files are never touched) with the input its ``maker`` script recorded them for."""
+    sys.path.insert(0, str(fixture.parent))
     try:
-        from make_mae_tiny_export import fixed_input
+        fixed_input = importlib.import_module(maker).fixed_input
     finally:
         sys.path.pop(0)
-    expected = json.loads((FIXTURE / "expected.json").read_text())
     folder = tmp_path / "fixture"
-    shutil.copytree(FIXTURE, folder)  # read-only use; never mutate the committed files
-    model = from_pretrained(folder)
-    pred = model.predict(fixed_input(), *expected["mask"])
+    shutil.copytree(fixture, folder)
+    return from_pretrained(folder), json.loads((fixture / "expected.json").read_text()), fixed_input()
+
+
+def test_committed_fixture_keeps_loading(tmp_path):
+    """Old exports must keep working: the committed folder loads and gives the recorded outputs."""
+    model, expected, x = load_committed(FIXTURE, "make_mae_tiny_export", tmp_path)
+    pred = model.predict(x, *expected["mask"])
     r = pred.reconstruction
     assert float(r.real.sum()) == pytest.approx(expected["sum_real"], rel=1e-4, abs=1e-3)
     assert float(r.imag.sum()) == pytest.approx(expected["sum_imag"], rel=1e-4, abs=1e-3)
@@ -257,19 +263,11 @@ def test_causal_export_round_trip(tmp_path):
 
 
 def test_committed_causal_fixture_keeps_loading(tmp_path):
-    sys.path.insert(0, str(CAUSAL_FIXTURE.parent))
-    try:
-        from make_causal_tiny_export import fixed_input
-    finally:
-        sys.path.pop(0)
-    expected = json.loads((CAUSAL_FIXTURE / "expected.json").read_text())
-    folder = tmp_path / "fixture"
-    shutil.copytree(CAUSAL_FIXTURE, folder)
-    model = from_pretrained(folder)
-    assert read_config(folder)["model_kind"] == "causal"
+    model, expected, x = load_committed(CAUSAL_FIXTURE, "make_causal_tiny_export", tmp_path)
+    assert read_config(tmp_path / "fixture")["model_kind"] == "causal"
     iv = torch.tensor(expected["intervals"])
-    f = model.forecast(fixed_input(), iv, expected["horizon"])
-    q = model.forecast(fixed_input(), iv, expected["horizon"], quantiles=True)
+    f = model.forecast(x, iv, expected["horizon"])
+    q = model.forecast(x, iv, expected["horizon"], quantiles=True)
     assert float(f.sum()) == pytest.approx(expected["sum"], rel=1e-5)
     assert float(f.abs().sum()) == pytest.approx(expected["abs_sum"], rel=1e-5)
     assert [float(v) for v in f[:, 0]] == pytest.approx(expected["first_values"], abs=1e-4)

@@ -8,15 +8,9 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small CPU models run far faster on one thread than on two contended ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 from wfm.tasks import metrics as M
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_nmse_and_db_by_hand():

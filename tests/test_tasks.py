@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -16,13 +15,7 @@ from wfm.tasks.future_beam import BeamWindows, knn_scores, trajectory_split
 from wfm.tasks.registry import TASKS, get_task
 from wfm.models.baselines import Persistence
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_dft_codebook_is_unitary_and_labels_a_plane_wave():

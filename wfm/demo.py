@@ -178,7 +178,7 @@ def evaluate(ckpt: Path, datasets: list[tuple[Path, str, bool]], png: Path,
     from wfm.data.shards import ShardedDataset
     from wfm.tasks.channel_prediction import masked_nmse, nmse_db, persistence
     from wfm.tasks.csi_prediction import axis_interval, forecast_hidden, score_prediction
-    from wfm.tasks.plots import nmse_vs_step
+    from wfm.tasks.plots import csi_heatmap, nmse_vs_step
     from wfm.training.lit_mae import MAEPretrainModule
 
     module = MAEPretrainModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
@@ -207,43 +207,23 @@ def evaluate(ckpt: Path, datasets: list[tuple[Path, str, bool]], png: Path,
                 for name, p in named.items():
                     curves[f"{name}, {label}"] = score_prediction(p, csi, pred.mask, axis)["per_step_nmse_db"]
             if shown is None and kind == "temporal":
-                shown = (ds.name, csi[0], pred.reconstruction[0], base[0], ds.attrs["time_step"])
+                hidden = int(pred.mask[0].any(dim=(1, 2)).sum())  # masked time steps
+                shown = (ds.name, csi[0], {n: p[0] for n, p in named.items()}, hidden)
         ds.close()
     steps_png = nmse_vs_step(curves, png.with_name("nmse_vs_step.png"), "predicted time step (0.5 ms each)",
                              "time-domain prediction: NMSE per predicted step")
-    return rows, plot_prediction(*shown, png), steps_png
-
-
-def plot_prediction(name: str, true: Any, pred: Any, base: Any, dt: float, path: Path) -> Path:
-    """|H| over time x subcarrier (antenna 0): truth, MAE prediction, persistence."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    mags = [20 * np.log10(np.abs(x[:, 0, :].numpy()) + 1e-12) for x in (true, pred, base)]
-    lo, hi = min(m.min() for m in mags), max(m.max() for m in mags)
-    T, K = mags[0].shape
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
-    for ax, m, title in zip(axes, mags, ("true", "MAE-Tiny zero-shot", "persistence")):
-        im = ax.imshow(m, aspect="auto", origin="lower", extent=[0, K, 0, T * dt * 1e3], vmin=lo, vmax=hi)
-        ax.axhline(T * dt * 1e3 / 2, color="w", ls="--", lw=1)
-        ax.set(xlabel="subcarrier", ylabel="time (ms)", title=f"{title}, |H| dB")
-    fig.colorbar(im, ax=axes.tolist())
-    fig.suptitle(f"{name}, antenna 0: the steps above the dashed line are predicted")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    name, true, preds, hidden = shown
+    heat = csi_heatmap(true, preds, png, "time", hidden,
+                       f"{name}, antenna 0: the steps above the dashed line are predicted")
+    return rows, heat, steps_png
 
 
 def plot_csi(ds: Any, path: Path) -> Path:
     """|H| over time x subcarrier (first antenna) and over antenna x subcarrier (first step)
     for one LoS and one NLoS sample, when the data has both."""
-    import matplotlib
+    from wfm.tasks.plots import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     los = ds.read_range(0, len(ds), ["los"])["los"]
     picks = [int(np.argmax(los)), int(np.argmin(los))] if los.any() and not los.all() else [0, 1]
@@ -262,7 +242,4 @@ def plot_csi(ds: Any, path: Path) -> Path:
         fig.colorbar(im, ax=row[1])
     fig.suptitle(f"{ds.name}: {ds.attrs['scenario']}, {ds.attrs['carrier_frequency'] / 1e9:g} GHz")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

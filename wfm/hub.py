@@ -154,94 +154,40 @@ def _load_lightning_checkpoint(ckpt_path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _training_data_rows(config: dict[str, Any]) -> list[str]:
-    """A model-card row naming the datasets it was trained on (when the export recorded them)."""
-    datasets = ((config.get("training") or {}).get("data") or {}).get("datasets") or []
-    if not datasets:
-        return []
-    return [f"| training data | {', '.join(f'`{Path(str(d)).name}`' for d in datasets)} |"]
-
-
 def model_card(config: dict[str, Any], title: str) -> str:
-    if config["model_kind"] == "causal":
-        return _causal_card(config, title)
-    arch = config["arch"]
-    metrics = config.get("metrics") or {}
-    lines = [
-        f"# {title}",
-        "",
-        f"A `wfm` {config['model_kind'].upper()} foundation model for wireless CSI, exported by "
-        f"`wfm export` (wfm {config['wfm_version']}).",
-        "",
-        "| field | value |",
-        "|---|---|",
-        f"| kind | {config['model_kind']} |",
-        f"| size | {config['name']} |",
-        f"| parameters | {config['num_params']:,} |",
-        f"| patch size | {'x'.join(map(str, arch['patch_size']))} |",
-        f"| attention | {arch['attention']} |",
-        f"| width / depth / heads | {arch['dim']} / {arch['depth']} / {arch['num_heads']} |",
-        f"| decoder width / depth | {arch['decoder_dim']} / {arch['decoder_depth']} |",
-        f"| training step / epoch | {config['global_step']} / {config['epoch']} |",
-        f"| sha256 of {WEIGHTS_NAME} | `{config['sha256']}` |",
-        *_training_data_rows(config),
-    ]
-    lines += [f"| {k} | {v} |" for k, v in metrics.items()]
-    lines += [
-        "",
-        "## How to load",
-        "",
-        "```python",
-        "import wfm",
-        "",
+    """The ``README.md`` of an exported folder: what the model is, its numbers, how to load it."""
+    arch, causal = config["arch"], config["model_kind"] == "causal"
+    if causal:
+        what = ("A `wfm` causal multi-task forecaster for univariate wireless series (CSI real/imag parts, "
+                "AoA, distance, traffic...)")
+        rows = [("patch length", arch["patch_len"]),
+                ("width / depth / heads", f"{arch['dim']} / {arch['depth']} / {arch['num_heads']}"),
+                ("quantiles", arch["quantiles"] or "none (point forecasts)"),
+                ("max context", arch["max_context"])]
+        usage = "forecast = model.forecast(context, interval, horizon)  # context: float32 [B, L]; interval: seconds"
+        note = "Any context length and horizon; complex series go in as two real series (real, imaginary part)."
+    else:
+        patch = "x".join(map(str, arch["patch_size"]))
+        what = f"A `wfm` {config['model_kind'].upper()} foundation model for wireless CSI"
+        rows = [("patch size", patch), ("attention", arch["attention"]),
+                ("width / depth / heads", f"{arch['dim']} / {arch['depth']} / {arch['num_heads']}"),
+                ("decoder width / depth", f"{arch['decoder_dim']} / {arch['decoder_depth']}")]
+        usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K]'
+        note = f"`T`, `A` and `K` must be divisible by the patch size ({patch})."
+    datasets = ((config.get("training") or {}).get("data") or {}).get("datasets") or []
+    rows = [("kind", config["model_kind"]), ("size", config["name"]), ("parameters", f"{config['num_params']:,}"),
+            *rows, ("training step / epoch", f"{config['global_step']} / {config['epoch']}"),
+            (f"sha256 of {WEIGHTS_NAME}", f"`{config['sha256']}`"),
+            *([("training data", ", ".join(f"`{Path(str(d)).name}`" for d in datasets))] if datasets else []),
+            *(config.get("metrics") or {}).items()]
+    return "\n".join([
+        f"# {title}", "",
+        f"{what}, exported by `wfm export` (wfm {config['wfm_version']}).", "",
+        "| field | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
+        "## How to load", "", "```python", "import wfm", "",
         'model = wfm.from_pretrained("path/to/this/folder")  # or a Hugging Face Hub repo id',
-        'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K]',
-        "```",
-        "",
-        f"`T`, `A` and `K` must be divisible by the patch size "
-        f"({'x'.join(map(str, arch['patch_size']))}).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _causal_card(config: dict[str, Any], title: str) -> str:
-    arch = config["arch"]
-    lines = [
-        f"# {title}",
-        "",
-        "A `wfm` causal multi-task forecaster for univariate wireless series (CSI real/imag parts, AoA, "
-        f"distance, traffic...), exported by `wfm export` (wfm {config['wfm_version']}).",
-        "",
-        "| field | value |",
-        "|---|---|",
-        f"| kind | {config['model_kind']} |",
-        f"| size | {config['name']} |",
-        f"| parameters | {config['num_params']:,} |",
-        f"| patch length | {arch['patch_len']} |",
-        f"| width / depth / heads | {arch['dim']} / {arch['depth']} / {arch['num_heads']} |",
-        f"| quantiles | {arch['quantiles'] or 'none (point forecasts)'} |",
-        f"| max context | {arch['max_context']} |",
-        f"| training step / epoch | {config['global_step']} / {config['epoch']} |",
-        f"| sha256 of {WEIGHTS_NAME} | `{config['sha256']}` |",
-        *_training_data_rows(config),
-    ]
-    lines += [f"| {k} | {v} |" for k, v in (config.get("metrics") or {}).items()]
-    lines += [
-        "",
-        "## How to load",
-        "",
-        "```python",
-        "import wfm",
-        "",
-        'model = wfm.from_pretrained("path/to/this/folder")  # or a Hugging Face Hub repo id',
-        "forecast = model.forecast(context, interval, horizon)  # context: float32 [B, L]; interval: seconds",
-        "```",
-        "",
-        "Any context length and horizon; complex series go in as two real series (real, imaginary part).",
-        "",
-    ]
-    return "\n".join(lines)
+        usage, "```", "", note, "",
+    ])
 
 
 def _jsonable(x: Any) -> Any:

@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,26 +19,31 @@ def _plt():
     return plt
 
 
+def save(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders made as needed) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def nmse_vs_step(curves: Mapping[str, Sequence[float]], path: str | Path, xlabel: str = "prediction step",
                  title: str = "") -> Path:
     """One line per model: NMSE (dB) at every predicted step."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     for name, ys in curves.items():
         ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", ms=3, label=name)
     ax.set(xlabel=xlabel, ylabel="NMSE (dB), lower is better", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def accuracy_vs_fraction(rows: Sequence[Mapping[str, Any]], metric: str, path: str | Path, title: str = "") -> Path:
     """One line per model: ``metric`` against the training fraction (log x axis)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     by: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
@@ -50,17 +56,13 @@ def accuracy_vs_fraction(rows: Sequence[Mapping[str, Any]], metric: str, path: s
     ax.set(xlabel="training fraction", ylabel=metric, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def csi_heatmap(true: Any, preds: Mapping[str, Any], path: str | Path, axis: str, hidden: int, title: str = "") -> Path:
     """|H| (dB) over time x subcarrier at antenna 0: the truth and each model's prediction; the
     dashed line marks where the hidden (predicted) part begins."""
-    plt = _plt()
+    plt = pyplot()
     mags = [20 * np.log10(np.abs(np.asarray(x)[:, 0, :]) + 1e-12) for x in (true, *preds.values())]
     names = ["true", *preds.keys()]
     lo, hi = min(m.min() for m in mags), max(m.max() for m in mags)
@@ -76,8 +78,4 @@ def csi_heatmap(true: Any, preds: Mapping[str, Any], path: str | Path, axis: str
     fig.colorbar(im, ax=axes[0].tolist(), label="|H| dB")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -17,7 +17,6 @@ warmup then cosine decay.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Literal
 
@@ -29,8 +28,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from wfm.models.causal import CausalForecaster
 from wfm.models.registry import create_model
-from wfm.training.lit_mae import _no_weight_decay
-from wfm.training.schedule import warmup_cosine
+from wfm.training.schedule import adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
 VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other")
@@ -179,19 +177,4 @@ class CausalPretrainModule(pl.LightningModule):
                 self.val_pow[kind].reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                (no_decay if _no_weight_decay(name) else decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr, betas=tuple(hp.betas),
-        )
-        total = hp.max_steps or self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("set model.max_steps or trainer.max_steps/max_epochs: the cosine schedule needs a length")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, hp.warmup_steps, int(total), hp.min_lr_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.model, self.hparams, self.trainer.estimated_stepping_batches)

@@ -28,16 +28,7 @@ from wfm.models.mae import MaskedAutoencoder, nmse_db
 from wfm.models.masking import MaskPolicy, make_mask
 from wfm.models.registry import create_model
 from wfm.nn.patching import patch_grid
-from wfm.training.schedule import warmup_cosine
-
-
-def _no_weight_decay(name: str) -> bool:
-    """Biases, norm parameters and the mask token are not decayed.
-
-    Decided by name, not by ``p.ndim``: under FSDP parameters can be flattened shards.
-    """
-    parts = name.split(".")
-    return parts[-1].startswith("bias") or parts[-1] == "mask_token" or any("norm" in part for part in parts)
+from wfm.training.schedule import adamw_warmup_cosine
 
 
 class MAEPretrainModule(pl.LightningModule):
@@ -154,19 +145,4 @@ class MAEPretrainModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                (no_decay if _no_weight_decay(name) else decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr, betas=tuple(hp.betas),
-        )
-        total = hp.max_steps or self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("set model.max_steps or trainer.max_steps/max_epochs: the cosine schedule needs a length")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, hp.warmup_steps, int(total), hp.min_lr_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.model, self.hparams, self.trainer.estimated_stepping_batches)

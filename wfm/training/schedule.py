@@ -1,8 +1,13 @@
-"""Learning-rate schedules as multipliers of the base rate (for ``LambdaLR``)."""
+"""Optimiser and learning-rate schedule shared by the pretraining modules: AdamW without decay
+on biases, norms and the mask token, linear warmup then cosine decay (``LambdaLR`` multipliers)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import torch
+from torch import nn
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
@@ -17,3 +22,34 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
         return 1.0
     progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def no_weight_decay(name: str) -> bool:
+    """Biases, norm parameters and the mask token are not decayed.
+
+    Decided by name, not by ``p.ndim``: under FSDP parameters can be flattened shards.
+    """
+    parts = name.split(".")
+    return parts[-1].startswith("bias") or parts[-1] == "mask_token" or any("norm" in part for part in parts)
+
+
+def adamw_warmup_cosine(model: nn.Module, hp: Any, total_steps: float) -> dict[str, Any]:
+    """Lightning's ``configure_optimizers`` answer: AdamW over ``model``'s trainable parameters
+    (``hp.lr``, ``hp.betas``, ``hp.weight_decay`` except where :func:`no_weight_decay`) and a
+    per-step warmup/cosine schedule (``hp.warmup_steps``, ``hp.min_lr_ratio``) of
+    ``hp.max_steps`` or else ``total_steps`` steps."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if no_weight_decay(name) else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hp.lr, betas=tuple(hp.betas),
+    )
+    total = hp.max_steps or total_steps
+    if not math.isfinite(total):
+        raise ValueError("set model.max_steps or trainer.max_steps/max_epochs: the cosine schedule needs a length")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, hp.warmup_steps, int(total), hp.min_lr_ratio)
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
