@@ -59,8 +59,22 @@ def field_problems(recipe: Any, *, counts: Sequence[str] = (), positive: Sequenc
     return problems
 
 
+class RecipeFields:
+    """What every recipe dataclass does alike: its YAML-ready dict and overridden copies."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain YAML/JSON values (tuples as lists)."""
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def with_overrides(self, **changes: Any) -> Any:
+        """A copy with some fields changed (e.g. ``num_samples`` from the command line); ``None``
+        values leave a field as it is."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class CSIRecipe:
+class CSIRecipe(RecipeFields):
     """What one CSI dataset holds. Units are in the key names."""
 
     name: str
@@ -117,15 +131,6 @@ class CSIRecipe:
         base = names[self.model]
         return f"{base}-{self.profile}" if self.profile else base
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["array"] = list(self.array)
-        d["speed_kmh"] = list(self.speed_kmh)
-        return d
-
-    def with_overrides(self, **changes: Any) -> "CSIRecipe":
-        """A copy with some fields changed (e.g. ``num_samples`` from the command line)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 _FIELDS = {f.name for f in dataclasses.fields(CSIRecipe)}

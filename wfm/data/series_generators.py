@@ -37,7 +37,7 @@ import numpy as np
 from wfm.data.errors import DataError
 from wfm.data.generate import register_kind
 from wfm.data.geometry import los_distance_aoa
-from wfm.data.recipes import field_problems, register_recipe_kind
+from wfm.data.recipes import RecipeFields, field_problems, register_recipe_kind
 from wfm.data.shards import FieldSpec
 
 MOBILITY = ("pedestrian", "vehicular")
@@ -48,7 +48,7 @@ TRAFFIC_ARCHETYPES = ("residential", "business", "transport")
 
 
 @dataclass(frozen=True)
-class TrajectoryRecipe:
+class TrajectoryRecipe(RecipeFields):
     """Long user trajectories around a base station. Units are in the key names."""
 
     name: str
@@ -86,16 +86,9 @@ class TrajectoryRecipe:
     def interval_s(self) -> float:
         return self.interval_ms * 1e-3
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    def with_overrides(self, **changes: Any) -> "TrajectoryRecipe":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
 
 @dataclass(frozen=True)
-class TrafficRecipe:
+class TrafficRecipe(RecipeFields):
     """Cell traffic series with daily/weekly seasonality, bursts and heavy-tailed noise."""
 
     name: str
@@ -136,12 +129,6 @@ class TrafficRecipe:
     @property
     def interval_s(self) -> float:
         return self.interval_min * 60.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def with_overrides(self, **changes: Any) -> "TrafficRecipe":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _parser(cls: type, kind: str):
