@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     instead; score the result with ``wfm export`` and ``wfm evaluate``.
     """
     from wfm.console import console, fail, markdown_table, print_table, write_json
-    from wfm.data.errors import DataError
-    from wfm.hub import CheckpointError
+    from wfm.pretrain import input_error
 
     args = list(sys.argv[1:] if argv is None else argv)
     if _names_its_classes(args):
@@ -80,8 +79,12 @@ def main(argv: list[str] | None = None) -> dict:
             dm.setup()
             model.build(dm.info)
         trainer.test(model, datamodule=dm, verbose=False)
-    except (DataError, CheckpointError) as e:
-        fail(str(e))
+    except Exception as e:
+        # Also what jsonargparse wraps while building the module and data module.
+        cause = input_error(e)
+        if cause is None:
+            raise
+        fail(str(cause))
     row = {"task": dm.task.name, "model": model.hparams.init_from, "mode": model.hparams.mode,
            "train_fraction": dm.train_fraction, "train_samples": dm.info["train_samples"],
            "steps": int(trainer.global_step), "trainable_params": model.trainable_parameters(),

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         except Exception as e:
             # jsonargparse wraps what a model or data module raises while being built; a bad
             # dataset or checkpoint is still one line naming the file, not a traceback.
-            cause = _input_error(e)
+            cause = input_error(e)
             if cause is None:
                 raise
             from wfm.console import fail
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             fail(str(cause))
 
 
-def _input_error(e: BaseException | None) -> Exception | None:
+def input_error(e: BaseException | None) -> Exception | None:
     """The ``DataError`` or ``CheckpointError`` in ``e``'s chain of causes, if any."""
     from wfm.data.errors import DataError
     from wfm.hub import CheckpointError
