@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
     p.add_argument("--peak-tflops", type=float, default=None, help="per-GPU peak for MFU (default: detected)")
     p.add_argument("--only", nargs="*", default=None, help="run only these configs (by name)")
     p.add_argument("--tiny", action="store_true", help="mae_tiny, [8, 8, 16], batch 4, 2+2 steps: a smoke test")
+    p.add_argument("--out", default=None, help="also write the run's settings and rows as JSON here")
     args = p.parse_args(argv)
     if args.tiny:
         args.model, args.shape, args.batch_size, args.warmup, args.steps = "mae_tiny", [8, 8, 16], 4, 2, 2
@@ -152,6 +153,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
             torch.cuda.empty_cache()
         print(f"  done: {v.name}", file=sys.stderr)
     print_table(rows)
+    if args.out:
+        import json
+        from pathlib import Path
+
+        run = {"device": where, "torch": torch.__version__, **{k: v for k, v in vars(args).items() if k != "out"},
+               "tokens": n_tokens, "rows": rows}
+        Path(args.out).write_text(json.dumps(run, indent=2) + "\n")
     return rows
 
 

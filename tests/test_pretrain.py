@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import importlib.util
 import math
 import sys
@@ -257,8 +258,9 @@ def test_cpu_config_trains_and_resumes_through_the_cli(tmp_path, monkeypatch):
     assert state["hyper_parameters"]["model"] == "mae_tiny"
 
 
-def test_throughput_script_cpu_smoke(capsys, monkeypatch):
-    """pretrain/throughput.py runs end to end (CPU, tiny) and reports every configuration."""
+def test_throughput_script_cpu_smoke(capsys, monkeypatch, tmp_path):
+    """pretrain/throughput.py runs end to end (CPU, tiny), reports every configuration and writes
+    them as JSON."""
     import importlib.util as iu
 
     spec = iu.spec_from_file_location("wfm_throughput_script", REPO / "pretrain" / "throughput.py")
@@ -266,7 +268,8 @@ def test_throughput_script_cpu_smoke(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up
     spec.loader.exec_module(script)
     rows = script.main(["--device", "cpu", "--tiny", "--only", "fp32 (TF32) sdpa", "bf16 complex-phase",
-                        "bf16 sdpa + compile"])
+                        "bf16 sdpa + compile", "--out", str(tmp_path / "t.json")])
+    assert json.loads((tmp_path / "t.json").read_text())["rows"] == rows
     assert [r["config"] for r in rows] == ["bf16 sdpa + compile", "fp32 (TF32) sdpa", "bf16 complex-phase"]
     assert rows[0]["samples/s"] == "skipped on CPU"
     assert rows[1]["samples/s"] > 0 and rows[2]["TFLOP/s"] > 0

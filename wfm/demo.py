@@ -3,13 +3,15 @@
 1. generates a small CSI dataset with Sionna (3GPP UMa, a 2x4 UPA, 32 subcarriers, 16 steps
    of 0.5 ms, users at 30-120 km/h), verifies it, prints its summary and writes a PNG of CSI
    magnitude over time x subcarrier and over antennas x subcarrier;
-2. pretrains MAE-Tiny on it with ``pretrain/mae-tiny-cpu.yaml`` (``--pretrain-steps``);
+2. loads the released MAE-Tiny (``checkpoints/mae-tiny-catalog-cpu``, or ``--checkpoint``: any
+   folder or hub id ``wfm.from_pretrained`` takes), or with ``--pretrain`` trains its own on
+   that dataset with ``pretrain/mae-tiny-cpu.yaml`` (``--pretrain-steps``);
 3. predicts the channel zero-shot (masking what is to be predicted): the last half of the
    time steps and the upper half of the subcarriers, on the held-out tail of that dataset and
    on an unseen scenario and band (CDL-D at 1.9 GHz), next to persistence and an LSTM trained
-   full-shot on the demo's training split (the samples MAE-Tiny pretrained on; per antenna and
-   subcarrier series, ``wfm.tasks.csi_prediction``), as a table, ``demo.json``, a PNG of true
-   vs predicted CSI and a PNG of NMSE per predicted step.
+   full-shot on the demo's training split (per antenna and subcarrier series,
+   ``wfm.tasks.csi_prediction``), as a table, ``demo.json``, a PNG of true vs predicted CSI and
+   a PNG of NMSE per predicted step.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ TEST_FRACTION = 0.2
 VAL_FRACTION = 0.05
 #: Training steps of the LSTM baseline (each of time and frequency).
 LSTM_STEPS = 600
+#: The MAE the demo evaluates unless told otherwise: shipped in the repository (checkpoints.md).
+SHIPPED_MAE = "checkpoints/mae-tiny-catalog-cpu"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="wfm-demo", help="output folder (default: wfm-demo)")
     p.add_argument("--num-samples", type=int, default=DEMO_RECIPE["num_samples"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=SHIPPED_MAE,
+                   help=f"MAE to evaluate: a model folder or hub id (default: the shipped {SHIPPED_MAE})")
+    p.add_argument("--pretrain", action="store_true",
+                   help="pretrain MAE-Tiny on the demo dataset instead of loading --checkpoint")
     p.add_argument("--pretrain-steps", type=int, default=2000,
-                   help="MAE-Tiny training steps (about 10 steps/s on 2 cores); 0 skips stages 2 and 3")
+                   help="with --pretrain: MAE-Tiny training steps (about 10 steps/s on 2 cores)")
     p.add_argument("--lstm-steps", type=int, default=LSTM_STEPS,
                    help="training steps of the LSTM baseline, per prediction axis")
     p.set_defaults(func=run)
@@ -92,20 +100,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     png = plot_csi(ds, out / "csi.png")
     ds.close()
     results: dict[str, Any] = {"dataset": summary, "plots": [str(png)]}
-    if args.pretrain_steps > 0:
+    if args.pretrain:
         console.rule("2. pretrain MAE-Tiny on it (pretrain/mae-tiny-cpu.yaml)")
-        ckpt = pretrain(data_dir, out, args.pretrain_steps)
-        console.rule("3. zero-shot channel prediction against persistence and a full-shot LSTM")
-        zs = recipe_from_dict(DEMO_ZEROSHOT_RECIPE, source="wfm.demo.DEMO_ZEROSHOT_RECIPE")
-        zs_dir = out / "data" / zs.name
-        generate_dataset(zs, zs_dir, seed=args.seed)
-        lstms = train_lstms(data_dir, args.lstm_steps, args.seed)
-        rows, png2, png3 = evaluate(ckpt, [(data_dir, "held-out tail", True), (zs_dir, "unseen scenario+band", False)],
-                                    out / "prediction.png", lstms)
-        print_table(rows, title="zero-shot NMSE (dB, lower is better) of MAE-Tiny vs persistence and an LSTM "
-                                "trained on the demo training split")
-        results.update({"checkpoint": str(ckpt), "zero_shot": rows})
-        results["plots"] += [str(png2), str(png3)]
+        source = str(pretrain(data_dir, out, args.pretrain_steps))
+        model = load_pretrained_here(Path(source))
+    else:
+        console.rule(f"2. load the pretrained MAE ({args.checkpoint})")
+        source, model = load_checkpoint(args.checkpoint)
+    console.rule("3. zero-shot channel prediction against persistence and a full-shot LSTM")
+    zs = recipe_from_dict(DEMO_ZEROSHOT_RECIPE, source="wfm.demo.DEMO_ZEROSHOT_RECIPE")
+    zs_dir = out / "data" / zs.name
+    generate_dataset(zs, zs_dir, seed=args.seed)
+    lstms = train_lstms(data_dir, args.lstm_steps, args.seed)
+    rows, png2, png3 = evaluate(model, [(data_dir, "held-out tail", True), (zs_dir, "unseen scenario+band", False)],
+                                out / "prediction.png", lstms)
+    print_table(rows, title=f"zero-shot NMSE (dB, lower is better) of the MAE ({source}) vs persistence and "
+                            "an LSTM trained on the demo training split")
+    results.update({"model": source, "zero_shot": rows})
+    results["plots"] += [str(png2), str(png3)]
     results["seconds"] = time.perf_counter() - t0
     write_json(out / "demo.json", results)
     console.print(f"wrote {', '.join(results['plots'])} and {out / 'demo.json'} in {results['seconds']:.1f} s")
@@ -136,6 +148,32 @@ def pretrain(data_dir: Path, out: Path, steps: int) -> Path:
     return ckpt
 
 
+def load_checkpoint(name: str) -> tuple[str, Any]:
+    """The MAE of a model folder or hub id; the default one is looked up in the repository."""
+    import wfm
+    from wfm.models.mae import MaskedAutoencoder
+
+    path = Path(name)
+    if name == SHIPPED_MAE and not path.is_dir():  # run from elsewhere than the clone's root
+        path = Path(wfm.__file__).resolve().parents[1] / SHIPPED_MAE
+        if not path.is_dir():
+            raise FileNotFoundError(f"{SHIPPED_MAE}: the shipped checkpoint is not here (run the demo from a "
+                                    "clone, pass --checkpoint FOLDER_OR_HUB_ID, or --pretrain)")
+        name = str(path)
+    model = wfm.from_pretrained(name)
+    if not isinstance(model, MaskedAutoencoder):
+        raise ValueError(f"{name}: the demo predicts CSI with an MAE; this is a {type(model).__name__}")
+    return name, model.eval()
+
+
+def load_pretrained_here(ckpt: Path) -> Any:
+    """The MAE of a checkpoint ``pretrain`` wrote (read with ``weights_only=True``)."""
+    from wfm.training.lit_mae import MAEPretrainModule
+
+    module = MAEPretrainModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    return module.model.eval()
+
+
 def train_lstms(data_dir: Path, steps: int, seed: int) -> dict[str, Any]:
     """An LSTM forecaster per axis (time, frequency), trained on the demo's training split:
     every (antenna, subcarrier) series, real and imaginary parts (``train_csi_forecaster``)."""
@@ -164,9 +202,9 @@ def train_lstms(data_dir: Path, steps: int, seed: int) -> dict[str, Any]:
     return out
 
 
-def evaluate(ckpt: Path, datasets: list[tuple[Path, str, bool]], png: Path,
+def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
              lstms: dict[str, Any] | None = None) -> tuple[list[dict], Path, Path]:
-    """Zero-shot temporal and frequency prediction NMSE of the checkpoint vs persistence and,
+    """Zero-shot temporal and frequency prediction NMSE of the MAE ``model`` vs persistence and,
     when given, the trained LSTMs (``train_lstms``).
 
     ``datasets`` holds ``(folder, label, held_out)``: with ``held_out`` only the test tail the
@@ -179,10 +217,7 @@ def evaluate(ckpt: Path, datasets: list[tuple[Path, str, bool]], png: Path,
     from wfm.tasks.channel_prediction import masked_nmse, nmse_db, persistence
     from wfm.tasks.csi_prediction import axis_interval, forecast_hidden, score_prediction
     from wfm.tasks.plots import csi_heatmap, nmse_vs_step
-    from wfm.training.lit_mae import MAEPretrainModule
 
-    module = MAEPretrainModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    model = module.model.eval()
     rows, shown, curves = [], None, {}
     for root, label, held_out in datasets:
         ds = ShardedDataset(root)
@@ -196,9 +231,9 @@ def evaluate(ckpt: Path, datasets: list[tuple[Path, str, bool]], png: Path,
                 pred = model.predict(csi, kind, 0.5)
             base = persistence(csi, pred.mask, axis)
             row = {"dataset": ds.name, "set": label, "task": f"{kind} (last 50% of {axis})",
-                   "samples": len(csi), "mae_tiny_db": nmse_db(masked_nmse(pred.reconstruction, csi, pred.mask)),
+                   "samples": len(csi), "mae_db": nmse_db(masked_nmse(pred.reconstruction, csi, pred.mask)),
                    "persistence_db": nmse_db(masked_nmse(base, csi, pred.mask))}
-            named = {"MAE-Tiny zero-shot": pred.reconstruction, "persistence": base}
+            named = {"MAE zero-shot": pred.reconstruction, "persistence": base}
             if lstms:
                 named["LSTM"] = forecast_hidden(lstms[axis], csi, pred.mask, axis, axis_interval(ds.attrs, axis))
                 row["lstm_db"] = nmse_db(masked_nmse(named["LSTM"], csi, pred.mask))
