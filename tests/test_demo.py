@@ -46,6 +46,7 @@ def test_demo_pretrains_its_own_with_a_flag(tmp_path):
 
 def test_demo_refuses_a_model_that_is_not_an_mae():
     from wfm.demo import load_checkpoint
+    from wfm.hub import CheckpointError
 
-    with pytest.raises(ValueError, match="CausalForecaster"):
+    with pytest.raises(CheckpointError, match="CausalForecaster"):
         load_checkpoint(str(REPO / "checkpoints" / "causal-tiny-catalog-cpu"))

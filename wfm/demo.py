@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     t0 = time.perf_counter()
+    if not args.pretrain:  # a missing or wrong model fails before minutes of data generation
+        source, model = load_checkpoint(args.checkpoint)
     recipe = recipe_from_dict(DEMO_RECIPE, source="wfm.demo.DEMO_RECIPE")
     data_dir = out / "data" / recipe.name
     console.rule("1. generate CSI with Sionna (3GPP TR 38.901 UMa)")
@@ -105,8 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         source = str(pretrain(data_dir, out, args.pretrain_steps))
         model = load_pretrained_here(Path(source))
     else:
-        console.rule(f"2. load the pretrained MAE ({args.checkpoint})")
-        source, model = load_checkpoint(args.checkpoint)
+        console.rule(f"2. the pretrained MAE: {source}")
     console.rule("3. zero-shot channel prediction against persistence and a full-shot LSTM")
     zs = recipe_from_dict(DEMO_ZEROSHOT_RECIPE, source="wfm.demo.DEMO_ZEROSHOT_RECIPE")
     zs_dir = out / "data" / zs.name
@@ -151,6 +152,7 @@ def pretrain(data_dir: Path, out: Path, steps: int) -> Path:
 def load_checkpoint(name: str) -> tuple[str, Any]:
     """The MAE of a model folder or hub id; the default one is looked up in the repository."""
     import wfm
+    from wfm.hub import CheckpointError
     from wfm.models.mae import MaskedAutoencoder
 
     path = Path(name)
@@ -162,7 +164,7 @@ def load_checkpoint(name: str) -> tuple[str, Any]:
         name = str(path)
     model = wfm.from_pretrained(name)
     if not isinstance(model, MaskedAutoencoder):
-        raise ValueError(f"{name}: the demo predicts CSI with an MAE; this is a {type(model).__name__}")
+        raise CheckpointError(f"{name}: the demo predicts CSI with an MAE; this is a {type(model).__name__}")
     return name, model.eval()
 
 
