@@ -85,6 +85,9 @@ def test_wfm_finetune_then_export_then_evaluate(tmp_path, monkeypatch):
           "--data", str(data), "--out", str(tmp_path / "eval")])
     rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["ft", "persistence"] and all(r["windows"] > 0 for r in rows)
+    # the quantile head's calibration is reported for the model, not for the point baseline
+    assert 0 <= rows[0]["interval_coverage"] <= 1 and rows[0]["interval_nominal"] == pytest.approx(0.8)
+    assert set(rows[0]["quantile_below"]) == {"0.1", "0.5", "0.9"} and "interval_coverage" not in rows[1]
 
 
 def test_bad_init_from_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):

@@ -116,3 +116,36 @@ def test_registry_names_modes_and_baselines():
     assert all(t.metrics and t.baselines for t in TASKS.values())
     with pytest.raises(KeyError, match="unknown task"):
         get_task("weather")
+
+
+class _GaussianQuantiles:
+    """Forecasts the exact quantiles of N(0, 1): calibrated for standard-normal targets."""
+
+    quantile_levels = (0.1, 0.5, 0.9)
+
+    def forecast(self, context, interval, horizon, quantiles=False):
+        z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(self.quantile_levels))
+        q = z.expand(len(context), horizon, 3)
+        return q if quantiles else q[..., 1]
+
+
+def _noise_windows(n: int, horizon: int, seed: int = 0) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    return [{"context": torch.randn(8, generator=g), "target": torch.randn(horizon, generator=g),
+             "interval": 1.0} for _ in range(n)]
+
+
+def test_quantile_coverage_is_the_level_for_calibrated_quantiles_and_detects_bias():
+    from wfm.tasks.forecasting import quantile_coverage
+
+    cov = quantile_coverage(_GaussianQuantiles(), _noise_windows(2000, 4))
+    for level, below in cov["below"].items():
+        assert below == pytest.approx(float(level), abs=0.02)
+    assert cov["interval"] == pytest.approx(0.8, abs=0.02) and cov["interval_nominal"] == pytest.approx(0.8)
+
+    biased = [{**w, "target": w["target"] + 2.0} for w in _noise_windows(500, 4)]  # forecasts too low
+    cov = quantile_coverage(_GaussianQuantiles(), biased)
+    assert cov["below"]["0.9"] < 0.5 and cov["interval"] < 0.5
+
+    with pytest.raises(ValueError, match="no quantile head"):
+        quantile_coverage(Persistence(), _noise_windows(4, 2))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 TABLE_COLUMNS = ("dataset", "model", "kind", "mode", "train_fraction", "train_samples", "train_windows",
-                 "samples", "windows", "nmse_db", "mae", "smape", "rmse", "accuracy", "f1", "top1", "top3",
+                 "samples", "windows", "nmse_db", "mae", "smape", "interval_coverage", "interval_nominal", "rmse", "accuracy", "f1", "top1", "top3",
                  "power_loss_db")
 
 

@@ -167,7 +167,7 @@ def _csi_label(task: Task, models: list[str], root: str, opts: EvalOptions, resu
 
 def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result: dict, say) -> None:
     from wfm.models.baselines import build_baseline, stack_windows
-    from wfm.tasks.forecasting import evaluate_forecaster
+    from wfm.tasks.forecasting import evaluate_forecaster, quantile_coverage
     from wfm.tasks.series_data import series_windows
 
     name = Path(root).name
@@ -204,6 +204,10 @@ def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result:
         r = evaluate_forecaster(f, w["test"], horizons=horizons)
         row.update(nmse_db=r["nmse_db"], mae=r["mae"], smape=r["smape"], windows=r["windows"],
                    context=w["test"].context, horizon=horizon)
+        if len(getattr(f, "quantile_levels", ())) >= 2:
+            cov = quantile_coverage(f, w["test"])
+            row.update(interval_coverage=cov["interval"], interval_nominal=cov["interval_nominal"],
+                       quantile_below=cov["below"])
         result["rows"].append(row)
         result["curves"][f"{row['model']} @ {name}"] = r["per_step"]["nmse_db"]
 

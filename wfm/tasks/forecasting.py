@@ -12,6 +12,9 @@ target ``H`` = the view's horizon) and reports, over the whole set:
 - ``per_step``: the three metrics at every step ``1..H`` (lists of length ``H``);
 - ``at_horizon``: the metrics of the steps ``1..h`` for each requested ``h <= H``;
 - ``windows``: how many windows were scored.
+
+``quantile_coverage`` checks the calibration of a model with a quantile head (the causal
+forecaster): the share of targets at or below each forecast quantile, which should be its level.
 """
 
 from __future__ import annotations
@@ -50,8 +53,12 @@ def score_forecasts(pred: Tensor, target: Tensor, context: Tensor,
 
 @torch.no_grad()
 def collect_forecasts(forecaster: Any, windows: Any, batch_size: int = 1024,
-                      progress: Callable[[int], None] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Run ``forecaster`` over every window: ``(pred, target, context)``, each stacked ``[N, .]``."""
+                      progress: Callable[[int], None] | None = None,
+                      quantiles: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Run ``forecaster`` over every window: ``(pred, target, context)``, each stacked ``[N, .]``.
+
+    With ``quantiles=Q`` it asks ``forecast(..., quantiles=True)`` for ``[B, H, Q]`` forecasts.
+    """
     n = len(windows)
     if n == 0:
         raise ValueError("no windows to evaluate (series shorter than context + horizon?)")
@@ -64,11 +71,13 @@ def collect_forecasts(forecaster: Any, windows: Any, batch_size: int = 1024,
             raise ValueError("forecasters take real series; use SeriesWindows(..., complex_mode='real_imag')")
         ctx = ctx.float()
         itv = torch.stack([torch.as_tensor(it["interval"], dtype=torch.float32) for it in items])
-        pred = forecaster.forecast(ctx, itv, horizon)
+        pred = forecaster.forecast(ctx, itv, horizon, quantiles=True) if quantiles else \
+            forecaster.forecast(ctx, itv, horizon)
         pred = torch.as_tensor(pred).detach().float().cpu()
-        if pred.shape != (len(items), horizon):
+        expected = (len(items), horizon, quantiles) if quantiles else (len(items), horizon)
+        if pred.shape != expected:
             raise ValueError(f"{type(forecaster).__name__}.forecast returned {list(pred.shape)}, "
-                             f"expected {[len(items), horizon]}")
+                             f"expected {list(expected)}")
         preds.append(pred)
         targets.append(torch.stack([it["target"] for it in items]).float())
         contexts.append(ctx)
@@ -82,3 +91,22 @@ def evaluate_forecaster(forecaster: Any, windows: Any, horizons: Sequence[int] =
     """Score ``forecaster`` on every window of ``windows`` (metrics per step and overall)."""
     pred, target, context = collect_forecasts(forecaster, windows, batch_size, progress)
     return score_forecasts(pred, target, context, horizons)
+
+
+def quantile_coverage(model: Any, windows: Any, batch_size: int = 1024) -> dict[str, Any]:
+    """Calibration of ``model``'s quantile head over every window and step of ``windows``.
+
+    Returns ``below``: for each level ``q`` of ``model.quantile_levels``, the share of targets at
+    or below the forecast ``q``-quantile (calibrated: ``q``); and ``interval`` / ``interval_nominal``:
+    the share of targets inside the outermost pair of quantiles and the share it should hold
+    (e.g. 0.8 for 0.1..0.9).
+    """
+    levels = tuple(getattr(model, "quantile_levels", ()))
+    if len(levels) < 2:
+        raise ValueError(f"{type(model).__name__} has no quantile head with two or more levels")
+    q, target, _ = collect_forecasts(model, windows, batch_size, quantiles=len(levels))
+    below = (target[..., None] <= q).float().mean(dim=(0, 1))
+    lo, hi = levels.index(min(levels)), levels.index(max(levels))
+    inside = ((target >= q[..., lo]) & (target <= q[..., hi])).float().mean()
+    return {"below": {f"{lv:g}": float(b) for lv, b in zip(levels, below)},
+            "interval": float(inside), "interval_nominal": max(levels) - min(levels)}
