@@ -4,7 +4,7 @@
    of 0.5 ms, users at 30-120 km/h), verifies it, prints its summary and writes a PNG of CSI
    magnitude over time x subcarrier and over antennas x subcarrier;
 2. loads the released MAE-Tiny (``checkpoints/mae-tiny-catalog-cpu``, or ``--checkpoint``: any
-   folder or hub id ``wfm.from_pretrained`` takes), or with ``--pretrain`` trains its own on
+   folder, hub id or ``.ckpt`` ``wfm.tasks.models.load_model`` takes), or with ``--pretrain`` trains its own on
    that dataset with ``pretrain/mae-tiny-cpu.yaml`` (``--pretrain-steps``);
 3. predicts the channel zero-shot (masking what is to be predicted): the last half of the
    time steps and the upper half of the subcarriers, on the held-out tail of that dataset and
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=DEMO_RECIPE["num_samples"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=SHIPPED_MAE,
-                   help=f"MAE to evaluate: a model folder or hub id (default: the shipped {SHIPPED_MAE})")
+                   help=f"MAE to evaluate: a model folder, hub id or wfm pretrain .ckpt (default: the shipped {SHIPPED_MAE})")
     p.add_argument("--pretrain", action="store_true",
                    help="pretrain MAE-Tiny on the demo dataset instead of loading --checkpoint")
     p.add_argument("--pretrain-steps", type=int, default=2000,
@@ -104,8 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"dataset": summary, "plots": [str(png)]}
     if args.pretrain:
         console.rule("2. pretrain MAE-Tiny on it (pretrain/mae-tiny-cpu.yaml)")
-        source = str(pretrain(data_dir, out, args.pretrain_steps))
-        model = load_pretrained_here(Path(source))
+        source, model = load_checkpoint(str(pretrain(data_dir, out, args.pretrain_steps)))
     else:
         console.rule(f"2. the pretrained MAE: {source}")
     console.rule("3. zero-shot channel prediction against persistence and a full-shot LSTM")
@@ -150,30 +149,22 @@ def pretrain(data_dir: Path, out: Path, steps: int) -> Path:
 
 
 def load_checkpoint(name: str) -> tuple[str, Any]:
-    """The MAE of a model folder or hub id; the default one is looked up in the repository."""
+    """The MAE of a model folder, hub id or ``wfm pretrain`` ``.ckpt`` (``wfm.tasks.models.load_model``);
+    the default one is looked up in the repository when run from elsewhere."""
     import wfm
     from wfm.hub import CheckpointError
-    from wfm.models.mae import MaskedAutoencoder
+    from wfm.tasks.models import is_mae, load_model
 
-    path = Path(name)
-    if name == SHIPPED_MAE and not path.is_dir():  # run from elsewhere than the clone's root
+    if name == SHIPPED_MAE and not Path(name).is_dir():  # run from elsewhere than the clone's root
         path = Path(wfm.__file__).resolve().parents[1] / SHIPPED_MAE
         if not path.is_dir():
             raise FileNotFoundError(f"{SHIPPED_MAE}: the shipped checkpoint is not here (run the demo from a "
                                     "clone, pass --checkpoint FOLDER_OR_HUB_ID, or --pretrain)")
         name = str(path)
-    model = wfm.from_pretrained(name)
-    if not isinstance(model, MaskedAutoencoder):
+    model = load_model(name)
+    if not is_mae(model):
         raise CheckpointError(f"{name}: the demo predicts CSI with an MAE; this is a {type(model).__name__}")
     return name, model.eval()
-
-
-def load_pretrained_here(ckpt: Path) -> Any:
-    """The MAE of a checkpoint ``pretrain`` wrote (read with ``weights_only=True``)."""
-    from wfm.training.lit_mae import MAEPretrainModule
-
-    module = MAEPretrainModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    return module.model.eval()
 
 
 def train_lstms(data_dir: Path, steps: int, seed: int) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 TABLE_COLUMNS = ("dataset", "model", "kind", "mode", "train_fraction", "train_samples", "train_windows",
-                 "samples", "windows", "nmse_db", "mae", "smape", "interval_coverage", "interval_nominal", "rmse", "accuracy", "f1", "top1", "top3",
-                 "power_loss_db")
+                 "samples", "windows", "nmse_db", "mae", "smape", "interval_coverage", "interval_nominal", "rmse",
+                 "accuracy", "f1", "top1", "top3", "power_loss_db")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
