@@ -4,8 +4,8 @@
    of 0.5 ms, users at 30-120 km/h), verifies it, prints its summary and writes a PNG of CSI
    magnitude over time x subcarrier and over antennas x subcarrier;
 2. loads the released MAE-Tiny (``checkpoints/mae-tiny-catalog-cpu``, or ``--checkpoint``: any
-   folder, hub id or ``.ckpt`` ``wfm.tasks.models.load_model`` takes), or with ``--pretrain`` trains its own on
-   that dataset with ``pretrain/mae-tiny-cpu.yaml`` (``--pretrain-steps``);
+   folder, hub id or ``.ckpt`` that ``wfm.tasks.models.load_model`` takes), or with ``--pretrain``
+   trains its own on that dataset with ``pretrain/mae-tiny-cpu.yaml`` (``--pretrain-steps``);
 3. predicts the channel zero-shot (masking what is to be predicted): the last half of the
    time steps and the upper half of the subcarriers, on the held-out tail of that dataset and
    on an unseen scenario and band (CDL-D at 1.9 GHz), next to persistence and an LSTM trained
@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=DEMO_RECIPE["num_samples"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=SHIPPED_MAE,
-                   help=f"MAE to evaluate: a model folder, hub id or wfm pretrain .ckpt (default: the shipped {SHIPPED_MAE})")
+                   help=f"MAE to evaluate: a model folder, hub id or wfm pretrain .ckpt "
+                        f"(default: the shipped {SHIPPED_MAE})")
     p.add_argument("--pretrain", action="store_true",
                    help="pretrain MAE-Tiny on the demo dataset instead of loading --checkpoint")
     p.add_argument("--pretrain-steps", type=int, default=2000,
