@@ -9,6 +9,7 @@ in a fresh subprocess by ``test_interpreter_suite_in_subprocess``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -329,6 +330,8 @@ def _bad_calls() -> list:
         pytest.param(lambda: complex_attention(*(3 * [(x.double(), x.double())]), backend="triton"),
                      ValueError, "dtypes", id="triton-fp64"),
         pytest.param(lambda: complex_attention(ok, ok, ok, eps=0.0), ValueError, "eps", id="eps"),
+        pytest.param(lambda: complex_attention(ok, ok, ok, scale=-0.5), ValueError, "scale must be > 0",
+                     id="negative-scale"),
     ]
 
 
@@ -408,6 +411,38 @@ def test_kernels_compile_for_sm90_without_gpu(tmp_path: Path) -> None:
         pytest.skip("triton has no NVIDIA backend here")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "compiled" in proc.stdout
+
+
+_SASS_ONE = r"""
+import json, sys
+sys.path.insert(0, "kernels")
+try:
+    import triton.backends.nvidia  # noqa: F401
+except ImportError:
+    sys.exit(77)
+from sass_report import compile_one
+print(json.dumps(compile_one(("fwd", 64, True, False, (128, 32, 8, 3), "bf16"))))
+"""
+
+
+def test_sass_report_forward_main_loop_does_not_spill(tmp_path: Path) -> None:
+    """kernels/sass_report.py on one config: the phase forward at 128 x 32, 8 warps (D = 64,
+    bf16, sm_90) runs its main loop on tensor cores without local-memory spill traffic."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _SASS_ONE], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode == 77:
+        pytest.skip("triton has no NVIDIA backend here")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    loop = row["main_loop"]
+    assert row["registers"] <= 255 and row["shared_kib"] < 227
+    assert loop["hgmma"] >= 6  # 4 score dots + 4 PV dots per tile, each >= 1 wgmma
+    assert loop.get("stl", 0) + loop.get("ldl", 0) == 0
+    assert loop.get("mufu_rsq", 0) > 0 and loop.get("mufu_sqrt", 0) == 0  # one rsqrt per score
 
 
 @pytest.mark.parametrize("n_q, n_k", [(4096, 4096), (4000, 4096)])

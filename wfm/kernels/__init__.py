@@ -143,7 +143,7 @@ def complex_attention(
             ``"phase"`` (softmax(|S|) * S/|S|) V.
         causal: top-left aligned causal mask (query ``i`` sees keys ``j <= i``), as
             ``scaled_dot_product_attention(is_causal=True)``.
-        scale: logit scale, default ``1/sqrt(D)``.
+        scale: logit scale ``> 0``, default ``1/sqrt(D)``.
         backend: ``"auto"``, ``"triton"`` or ``"reference"``.
         eps: ``|S|`` is computed as ``sqrt(Re^2 + Im^2 + eps^2)`` and ``S/|S|`` uses the same
             smoothed magnitude, so both are finite (``S/|S| = 0``) at ``S = 0``.
@@ -164,6 +164,8 @@ def complex_attention(
     _validate(qr, kr, vr, qi, ki, vi)
     if scale is None:
         scale = 1.0 / math.sqrt(qr.shape[-1])
+    if not scale > 0:  # also rejects NaN; the kernels fold scale into |S| = scale * rho
+        raise ValueError(f"scale must be > 0, got {scale}")
     if eps <= 0:
         raise ValueError(f"eps must be > 0 (it keeps S/|S| finite at S = 0), got {eps}")
 

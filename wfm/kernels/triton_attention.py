@@ -75,54 +75,65 @@ def _configs(space: list[tuple[int, int, int, int]]) -> list[triton.Config]:
             for bm, bn, w, s in space]
 
 
-# Forward: a wide query tile amortises the K/V loads; 4 live [BLOCK_M, D] tiles (Qr, Qi and
-# two FP32 accumulators) bound BLOCK_M at 128.
-_FWD_SPACE = [(64, 32, 4, 3), (64, 64, 4, 3), (64, 64, 4, 2),
-              (128, 32, 8, 3), (128, 64, 8, 3), (128, 64, 8, 2)]
-# dK/dV: the key tile holds 8 [BLOCK_N, D] tiles (K, V halves + FP32 dK, dV), query tiles stream.
-_DKDV_SPACE = [(16, 64, 4, 2), (32, 64, 4, 2), (32, 64, 4, 1),
-               (32, 128, 8, 2), (64, 64, 4, 2), (64, 128, 8, 2)]
-# dQ: the query tile holds Q, dO halves and FP32 dQ; key tiles stream.
-_DQ_SPACE = [(32, 64, 4, 2), (64, 32, 4, 2), (64, 64, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2)]
+# The spaces keep the configs that kernels/sass_report.py shows spill no registers in the
+# main loop on sm_90 (bf16, D = 64; at D = 128 every config spills some, these least). A complex
+# tile is two real ones, so tiles are narrower than FlashAttention's: e.g. the forward at
+# 64 x 64 with 4 warps spills inside its loop, with 8 warps it does not.
+_FWD_SPACE = [(64, 16, 4, 3), (64, 32, 4, 3), (64, 64, 8, 3),
+              (128, 16, 8, 3), (128, 32, 8, 3), (128, 64, 8, 3)]
+# dK/dV: the key tile holds K, V halves and four FP32 accumulators; short query tiles stream.
+_DKDV_SPACE = [(16, 32, 4, 2), (16, 64, 4, 2), (16, 64, 8, 2), (16, 128, 8, 2),
+               (32, 64, 8, 2), (32, 128, 8, 1)]
+# dQ: the query tile holds Q, dO halves and FP32 dQ; short key tiles stream.
+_DQ_SPACE = [(64, 16, 4, 2), (64, 32, 4, 2), (64, 64, 8, 2), (128, 16, 8, 2), (128, 32, 8, 2)]
 _AUTOTUNE_KEY = ["N_Q", "N_K", "HEAD_DIM", "PHASE", "CAUSAL"]
 
 
 # --------------------------------------------------------------------------------------------
 # Shared tile math
+#
+# Register pressure decides the speed of these kernels: a complex tile is two real ones, so a
+# program holds twice FlashAttention's accumulators. Hence (checked with kernels/sass_report.py)
+# - scores are kept *unscaled* (a = Re QK^H, b = Im QK^H); the scale and log2(e) fold into
+#   one constant per tile, and eps into e2 = (eps/scale)^2, so |S|_eps = scale * rho with
+#   rho = sqrt(a^2 + b^2 + e2) and S/|S|_eps = (a, b) / rho (scale-free);
+# - one rsqrt gives 1/rho, and rho = rho^2 * (1/rho): one special-function op, not sqrt + rcp;
+# - every difference of products is an accumulating dot with a negated operand
+#   (tl.dot(-x, y, acc)) rather than acc - tl.dot(x, y), which would hold a second FP32 tile.
 # --------------------------------------------------------------------------------------------
 @triton.jit
-def _scores(ar, ai, br, bi, sm_scale, eps2, DOT_PRECISION: tl.constexpr):
-    """Return (A, B, M) for a tile: ``A + iB = (ar + i ai)(br + i bi)^H * scale``.
+def _scores(x1, y1, x2, y2, w1, w2, e2, DOT_PRECISION: tl.constexpr):
+    """Unscaled complex scores of a tile: ``a = x1 @ w1 + y1 @ w2``, ``b = x2 @ w1 + y2 @ w2``.
 
-    ``br``/``bi`` are already transposed ([D, cols]); 4 real dots per complex product.
+    Returns ``(a, b, rho2, inv)`` with ``rho2 = a^2 + b^2 + e2`` and ``inv = 1/sqrt(rho2)``.
+    For ``S = Q K^H``: ``(x1, y1, x2, y2) = (Qr, Qi, Qi, -Qr)``, ``(w1, w2) = (Kr^T, Ki^T)``;
+    for its transpose ``S^T``: ``(Kr, Ki, -Ki, Kr)`` and ``(Qr^T, Qi^T)``.
     """
-    s_re = tl.dot(ar, br, input_precision=DOT_PRECISION)
-    s_re = tl.dot(ai, bi, s_re, input_precision=DOT_PRECISION)
-    s_im = tl.dot(ai, br, input_precision=DOT_PRECISION)
-    s_im -= tl.dot(ar, bi, input_precision=DOT_PRECISION)
-    s_re = s_re * sm_scale
-    s_im = s_im * sm_scale
-    mag = tl.sqrt(s_re * s_re + s_im * s_im + eps2)
-    return s_re, s_im, mag
+    a = tl.dot(x1, w1, input_precision=DOT_PRECISION)
+    a = tl.dot(y1, w2, a, input_precision=DOT_PRECISION)
+    b = tl.dot(x2, w1, input_precision=DOT_PRECISION)
+    b = tl.dot(y2, w2, b, input_precision=DOT_PRECISION)
+    rho2 = a * a + b * b + e2
+    return a, b, rho2, tl.math.rsqrt(rho2)
 
 
 @triton.jit
-def _score_grads(p, s_re, s_im, mag, g_r, g_i, delta, PHASE: tl.constexpr):
-    """Gradient of the loss w.r.t. the (scaled) scores A = Re S and B = Im S for one tile.
+def _score_grads(p, ur, ui, inv, g_r, g_i, delta, sm_scale, PHASE: tl.constexpr):
+    """Gradient of the loss w.r.t. the unscaled scores ``a``, ``b`` of one tile.
 
-    ``g_r``/``g_i`` are dP (magnitude; g_i unused) or dWr/dWi (phase); ``delta`` is broadcast
-    to the tile already. Works for transposed tiles too since everything is elementwise.
+    ``(ur, ui) = (a, b) / rho`` (= S/|S|_eps), ``inv = 1/rho``; ``g_r``/``g_i`` are dP
+    (magnitude; g_i unused) or dWr/dWi (phase); ``delta`` is broadcast to the tile already.
+    ``|S|_eps = scale * rho``, so the softmax path carries ``scale``; the path through the
+    scale-free ``S/|S|_eps`` carries ``1/rho``. Elementwise, so transposed tiles work too.
     """
-    inv = 1.0 / mag
-    ur = s_re * inv
-    ui = s_im * inv
     if PHASE:
         g = g_r * ur + g_i * ui  # dL/dP through W = P * U
-        soft = p * (g - delta)  # softmax backward
-        d_re = soft * ur + p * (g_r - ur * g) * inv  # + path through U = S/|S|
-        d_im = soft * ui + p * (g_i - ui * g) * inv
+        soft = p * (g - delta) * sm_scale  # softmax backward, times d|S|/drho
+        p_inv = p * inv
+        d_re = soft * ur + p_inv * (g_r - ur * g)  # + path through U = S/|S|
+        d_im = soft * ui + p_inv * (g_i - ui * g)
     else:
-        soft = p * (g_r - delta)
+        soft = p * (g_r - delta) * sm_scale
         d_re = soft * ur
         d_im = soft * ui
     return d_re, d_im
@@ -131,11 +142,66 @@ def _score_grads(p, s_re, s_im, mag, g_r, g_i, delta, PHASE: tl.constexpr):
 # --------------------------------------------------------------------------------------------
 # Forward
 # --------------------------------------------------------------------------------------------
+@triton.jit
+def _fwd_inner(acc_r, acc_i, l_i, m_i, qr, qi, nqr, KR, KI, VR, VI, k_base, stride_kn,
+               lo, hi, offs_m, offs_d, N_K, logit_scale, e2,
+               PHASE: tl.constexpr, CAUSAL: tl.constexpr, MASKED: tl.constexpr,
+               DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Online softmax over key blocks ``[lo, hi)``. ``MASKED=False`` only for blocks that are
+    entirely in range and causally visible to every row: no masks, no selects."""
+    offs_n = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        kt_offs = k_base + cols[None, :] * stride_kn + offs_d[:, None]  # K^T tile [D, BLOCK_N]
+        v_offs = k_base + cols[:, None] * stride_kn + offs_d[None, :]
+        if MASKED:
+            n_valid = cols < N_K
+            krt = tl.load(KR + kt_offs, mask=n_valid[None, :], other=0.0)
+            kit = tl.load(KI + kt_offs, mask=n_valid[None, :], other=0.0)
+        else:
+            krt = tl.load(KR + kt_offs)
+            kit = tl.load(KI + kt_offs)
+        a, b, rho2, inv = _scores(qr, qi, qi, nqr, krt, kit, e2, DOT_PRECISION)
+        logits = rho2 * inv * logit_scale  # |S|_eps * log2(e)
+        if MASKED:
+            valid = n_valid[None, :]
+            if CAUSAL:
+                valid = valid & (cols[None, :] <= offs_m[:, None])
+            logits = tl.where(valid, logits, float("-inf"))
+        # Column 0 is visible to every row and comes first, so m_new is finite from block 0.
+        m_new = tl.maximum(m_i, tl.max(logits, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(logits - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc_r = acc_r * alpha[:, None]
+        acc_i = acc_i * alpha[:, None]
+        if MASKED:
+            vr = tl.load(VR + v_offs, mask=n_valid[:, None], other=0.0)
+            vi = tl.load(VI + v_offs, mask=n_valid[:, None], other=0.0)
+        else:
+            vr = tl.load(VR + v_offs)
+            vi = tl.load(VI + v_offs)
+        if PHASE:
+            pinv = p * inv
+            wr = (pinv * a).to(vr.dtype)
+            wi = (pinv * b).to(vr.dtype)
+            acc_r = tl.dot(wr, vr, acc_r, input_precision=DOT_PRECISION)
+            acc_r = tl.dot(-wi, vi, acc_r, input_precision=DOT_PRECISION)
+            acc_i = tl.dot(wr, vi, acc_i, input_precision=DOT_PRECISION)
+            acc_i = tl.dot(wi, vr, acc_i, input_precision=DOT_PRECISION)
+        else:
+            p_lo = p.to(vr.dtype)
+            acc_r = tl.dot(p_lo, vr, acc_r, input_precision=DOT_PRECISION)
+            acc_i = tl.dot(p_lo, vi, acc_i, input_precision=DOT_PRECISION)
+        m_i = m_new
+    return acc_r, acc_i, l_i, m_i
+
+
 @triton.autotune(configs=_configs(_FWD_SPACE), key=_AUTOTUNE_KEY)
 @triton.jit
 def _fwd_kernel(
     QR, QI, KR, KI, VR, VI, OR, OI, LSE,
-    sm_scale, eps2,
+    sm_scale, e2,
     stride_qb, stride_qh, stride_qn,
     stride_kb, stride_kh, stride_kn,
     H, N_Q, N_K,
@@ -148,59 +214,33 @@ def _fwd_kernel(
     k_base = (off_bh // H).to(tl.int64) * stride_kb + (off_bh % H).to(tl.int64) * stride_kh
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     m_valid = offs_m < N_Q
 
     q_offs = q_base + offs_m[:, None] * stride_qn + offs_d[None, :]
     qr = tl.load(QR + q_offs, mask=m_valid[:, None], other=0.0)
     qi = tl.load(QI + q_offs, mask=m_valid[:, None], other=0.0)
+    nqr = -qr
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc_r = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     acc_i = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    logit_scale = sm_scale * _LOG2E
 
-    # Causal (top-left): keys beyond this block's last query are never visible.
+    # Blocks [0, mid) are in range and (causal, top-left) before this block's first query, so
+    # visible to every row; [mid, hi) need masks: the ragged tail and the causal diagonal.
     hi = N_K
+    mid = (N_K // BLOCK_N) * BLOCK_N
     if CAUSAL:
         hi = tl.minimum(N_K, (start_m + 1) * BLOCK_M)
-    for start_n in range(0, hi, BLOCK_N):
-        cols = start_n + offs_n
-        n_valid = cols < N_K
-        kt_offs = k_base + cols[None, :] * stride_kn + offs_d[:, None]  # K^T tile [D, BLOCK_N]
-        krt = tl.load(KR + kt_offs, mask=n_valid[None, :], other=0.0)
-        kit = tl.load(KI + kt_offs, mask=n_valid[None, :], other=0.0)
-        s_re, s_im, mag = _scores(qr, qi, krt, kit, sm_scale, eps2, DOT_PRECISION)
-
-        valid = n_valid[None, :]
-        if CAUSAL:
-            valid = valid & (cols[None, :] <= offs_m[:, None])
-        logits = tl.where(valid, mag * _LOG2E, float("-inf"))
-        # Online softmax. Column 0 is visible to every row, so m_new is finite from block 0.
-        m_new = tl.maximum(m_i, tl.max(logits, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(logits - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc_r = acc_r * alpha[:, None]
-        acc_i = acc_i * alpha[:, None]
-
-        v_offs = k_base + cols[:, None] * stride_kn + offs_d[None, :]
-        vr = tl.load(VR + v_offs, mask=n_valid[:, None], other=0.0)
-        vi = tl.load(VI + v_offs, mask=n_valid[:, None], other=0.0)
-        if PHASE:
-            inv = 1.0 / mag
-            wr = (p * s_re * inv).to(vr.dtype)
-            wi = (p * s_im * inv).to(vr.dtype)
-            acc_r = tl.dot(wr, vr, acc_r, input_precision=DOT_PRECISION)
-            acc_r -= tl.dot(wi, vi, input_precision=DOT_PRECISION)
-            acc_i = tl.dot(wr, vi, acc_i, input_precision=DOT_PRECISION)
-            acc_i = tl.dot(wi, vr, acc_i, input_precision=DOT_PRECISION)
-        else:
-            p_lo = p.to(vr.dtype)
-            acc_r = tl.dot(p_lo, vr, acc_r, input_precision=DOT_PRECISION)
-            acc_i = tl.dot(p_lo, vi, acc_i, input_precision=DOT_PRECISION)
-        m_i = m_new
+        mid = tl.minimum(mid, (start_m * BLOCK_M // BLOCK_N) * BLOCK_N)
+    acc_r, acc_i, l_i, m_i = _fwd_inner(
+        acc_r, acc_i, l_i, m_i, qr, qi, nqr, KR, KI, VR, VI, k_base, stride_kn, 0, mid,
+        offs_m, offs_d, N_K, logit_scale, e2, PHASE, CAUSAL, False, DOT_PRECISION, BLOCK_N)
+    acc_r, acc_i, l_i, m_i = _fwd_inner(
+        acc_r, acc_i, l_i, m_i, qr, qi, nqr, KR, KI, VR, VI, k_base, stride_kn, mid, hi,
+        offs_m, offs_d, N_K, logit_scale, e2, PHASE, CAUSAL, True, DOT_PRECISION, BLOCK_N)
 
     acc_r = acc_r / l_i[:, None]
     acc_i = acc_i / l_i[:, None]
@@ -233,7 +273,7 @@ def _bwd_preprocess_kernel(OR, OI, DOR, DOI, DELTA, N_Q, HEAD_DIM: tl.constexpr,
 @triton.jit
 def _bwd_dkdv_kernel(
     QR, QI, KR, KI, VR, VI, DOR, DOI, LSE, DELTA, DKR, DKI, DVR, DVI,
-    sm_scale, eps2,
+    sm_scale, e2,
     stride_qb, stride_qh, stride_qn,
     stride_kb, stride_kh, stride_kn,
     H, N_Q, N_K,
@@ -260,11 +300,14 @@ def _bwd_dkdv_kernel(
     ki = tl.load(KI + k_offs, mask=n_valid[:, None], other=0.0)
     vr = tl.load(VR + k_offs, mask=n_valid[:, None], other=0.0)
     vi = tl.load(VI + k_offs, mask=n_valid[:, None], other=0.0)
+    nki = -ki
+    nvi = -vi
 
     dkr = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dki = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dvr = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dvi = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    logit_scale = sm_scale * _LOG2E
 
     # Causal (top-left): queries before this key block cannot see it.
     lo = 0
@@ -276,15 +319,16 @@ def _bwd_dkdv_kernel(
         qt_offs = q_base + offs_m[None, :] * stride_qn + offs_d[:, None]  # [D, BLOCK_M]
         qrt = tl.load(QR + qt_offs, mask=m_valid[None, :], other=0.0)
         qit = tl.load(QI + qt_offs, mask=m_valid[None, :], other=0.0)
-        # (K Q^H)^T-free trick: S^T = conj(K Q^H); A^T = Kr Qr^T + Ki Qi^T, B^T = -(Ki Qr^T - Kr Qi^T)
-        at, bt_neg, mag = _scores(kr, ki, qrt, qit, sm_scale, eps2, DOT_PRECISION)
-        bt = -bt_neg
+        # S^T = conj(K Q^H): a^T = Kr Qr^T + Ki Qi^T,  b^T = -Ki Qr^T + Kr Qi^T
+        at, bt, rho2, inv = _scores(kr, ki, nki, kr, qrt, qit, e2, DOT_PRECISION)
         lse = tl.load(LSE + row_base + offs_m, mask=m_valid, other=0.0)
         delta = tl.load(DELTA + row_base + offs_m, mask=m_valid, other=0.0)
         valid = n_valid[:, None] & m_valid[None, :]
         if CAUSAL:
             valid = valid & (offs_n[:, None] <= offs_m[None, :])
-        pt = tl.where(valid, tl.exp2(mag * _LOG2E - lse[None, :]), 0.0)
+        pt = tl.where(valid, tl.exp2(rho2 * inv * logit_scale - lse[None, :]), 0.0)
+        urt = at * inv
+        uit = bt * inv
 
         do_offs = q_base + offs_m[:, None] * stride_qn + offs_d[None, :]
         do_r = tl.load(DOR + do_offs, mask=m_valid[:, None], other=0.0)
@@ -292,18 +336,18 @@ def _bwd_dkdv_kernel(
         do_rt = tl.trans(do_r)
         do_it = tl.trans(do_i)
         if PHASE:
-            inv = 1.0 / mag
-            wrt = (pt * at * inv).to(do_r.dtype)
-            wit = (pt * bt * inv).to(do_r.dtype)
+            wrt = (pt * urt).to(do_r.dtype)
+            wit = (pt * uit).to(do_r.dtype)
+            # dVr = Wr^T dOr + Wi^T dOi,  dVi = Wr^T dOi - Wi^T dOr
             dvr = tl.dot(wrt, do_r, dvr, input_precision=DOT_PRECISION)
             dvr = tl.dot(wit, do_i, dvr, input_precision=DOT_PRECISION)
             dvi = tl.dot(wrt, do_i, dvi, input_precision=DOT_PRECISION)
-            dvi -= tl.dot(wit, do_r, input_precision=DOT_PRECISION)
+            dvi = tl.dot(-wit, do_r, dvi, input_precision=DOT_PRECISION)
             # dWr^T = Vr dOr^T + Vi dOi^T,  dWi^T = Vr dOi^T - Vi dOr^T
             g_r = tl.dot(vr, do_rt, input_precision=DOT_PRECISION)
             g_r = tl.dot(vi, do_it, g_r, input_precision=DOT_PRECISION)
             g_i = tl.dot(vr, do_it, input_precision=DOT_PRECISION)
-            g_i -= tl.dot(vi, do_rt, input_precision=DOT_PRECISION)
+            g_i = tl.dot(nvi, do_rt, g_i, input_precision=DOT_PRECISION)
         else:
             pt_lo = pt.to(do_r.dtype)
             dvr = tl.dot(pt_lo, do_r, dvr, input_precision=DOT_PRECISION)
@@ -311,19 +355,19 @@ def _bwd_dkdv_kernel(
             g_r = tl.dot(vr, do_rt, input_precision=DOT_PRECISION)  # dP^T
             g_r = tl.dot(vi, do_it, g_r, input_precision=DOT_PRECISION)
             g_i = g_r  # unused for magnitude
-        dat, dbt = _score_grads(pt, at, bt, mag, g_r, g_i, delta[None, :], PHASE)
+        dat, dbt = _score_grads(pt, urt, uit, inv, g_r, g_i, delta[None, :], sm_scale, PHASE)
         dat = dat.to(kr.dtype)
         dbt = dbt.to(kr.dtype)
         qr = tl.trans(qrt)
         qi = tl.trans(qit)
-        # dKr = dA^T Qr + dB^T Qi,  dKi = dA^T Qi - dB^T Qr   (scale applied once at the end)
+        # dKr = da^T Qr + db^T Qi,  dKi = da^T Qi - db^T Qr
         dkr = tl.dot(dat, qr, dkr, input_precision=DOT_PRECISION)
         dkr = tl.dot(dbt, qi, dkr, input_precision=DOT_PRECISION)
         dki = tl.dot(dat, qi, dki, input_precision=DOT_PRECISION)
-        dki -= tl.dot(dbt, qr, input_precision=DOT_PRECISION)
+        dki = tl.dot(-dbt, qr, dki, input_precision=DOT_PRECISION)
 
-    tl.store(DKR + k_offs, (dkr * sm_scale).to(DKR.dtype.element_ty), mask=n_valid[:, None])
-    tl.store(DKI + k_offs, (dki * sm_scale).to(DKI.dtype.element_ty), mask=n_valid[:, None])
+    tl.store(DKR + k_offs, dkr.to(DKR.dtype.element_ty), mask=n_valid[:, None])
+    tl.store(DKI + k_offs, dki.to(DKI.dtype.element_ty), mask=n_valid[:, None])
     tl.store(DVR + k_offs, dvr.to(DVR.dtype.element_ty), mask=n_valid[:, None])
     tl.store(DVI + k_offs, dvi.to(DVI.dtype.element_ty), mask=n_valid[:, None])
 
@@ -332,7 +376,7 @@ def _bwd_dkdv_kernel(
 @triton.jit
 def _bwd_dq_kernel(
     QR, QI, KR, KI, VR, VI, DOR, DOI, LSE, DELTA, DQR, DQI,
-    sm_scale, eps2,
+    sm_scale, e2,
     stride_qb, stride_qh, stride_qn,
     stride_kb, stride_kh, stride_kn,
     H, N_Q, N_K,
@@ -356,11 +400,14 @@ def _bwd_dq_kernel(
     qi = tl.load(QI + q_offs, mask=m_valid[:, None], other=0.0)
     do_r = tl.load(DOR + q_offs, mask=m_valid[:, None], other=0.0)
     do_i = tl.load(DOI + q_offs, mask=m_valid[:, None], other=0.0)
+    nqr = -qr
+    ndo_r = -do_r
     lse = tl.load(LSE + row_base + offs_m, mask=m_valid, other=0.0)
     delta = tl.load(DELTA + row_base + offs_m, mask=m_valid, other=0.0)
 
     dqr = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     dqi = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    logit_scale = sm_scale * _LOG2E
 
     hi = N_K
     if CAUSAL:
@@ -373,34 +420,36 @@ def _bwd_dq_kernel(
         kit = tl.load(KI + kt_offs, mask=n_valid[None, :], other=0.0)
         vrt = tl.load(VR + kt_offs, mask=n_valid[None, :], other=0.0)
         vit = tl.load(VI + kt_offs, mask=n_valid[None, :], other=0.0)
-        s_re, s_im, mag = _scores(qr, qi, krt, kit, sm_scale, eps2, DOT_PRECISION)
+        a, b, rho2, inv = _scores(qr, qi, qi, nqr, krt, kit, e2, DOT_PRECISION)
 
         valid = m_valid[:, None] & n_valid[None, :]
         if CAUSAL:
             valid = valid & (cols[None, :] <= offs_m[:, None])
-        p = tl.where(valid, tl.exp2(mag * _LOG2E - lse[:, None]), 0.0)
+        p = tl.where(valid, tl.exp2(rho2 * inv * logit_scale - lse[:, None]), 0.0)
+        ur = a * inv
+        ui = b * inv
 
         # magnitude: g_r = dP = dOr Vr^T + dOi Vi^T; phase: g_r = dWr, g_i = dWi.
         g_r = tl.dot(do_r, vrt, input_precision=DOT_PRECISION)
         g_r = tl.dot(do_i, vit, g_r, input_precision=DOT_PRECISION)
         if PHASE:
             g_i = tl.dot(do_i, vrt, input_precision=DOT_PRECISION)
-            g_i -= tl.dot(do_r, vit, input_precision=DOT_PRECISION)
+            g_i = tl.dot(ndo_r, vit, g_i, input_precision=DOT_PRECISION)
         else:
             g_i = g_r
-        d_re, d_im = _score_grads(p, s_re, s_im, mag, g_r, g_i, delta[:, None], PHASE)
+        d_re, d_im = _score_grads(p, ur, ui, inv, g_r, g_i, delta[:, None], sm_scale, PHASE)
         d_re = d_re.to(qr.dtype)
         d_im = d_im.to(qr.dtype)
         kr = tl.trans(krt)
         ki = tl.trans(kit)
-        # dQr = dA Kr - dB Ki,  dQi = dA Ki + dB Kr   (scale applied once at the end)
+        # dQr = da Kr - db Ki,  dQi = da Ki + db Kr
         dqr = tl.dot(d_re, kr, dqr, input_precision=DOT_PRECISION)
-        dqr -= tl.dot(d_im, ki, input_precision=DOT_PRECISION)
+        dqr = tl.dot(-d_im, ki, dqr, input_precision=DOT_PRECISION)
         dqi = tl.dot(d_re, ki, dqi, input_precision=DOT_PRECISION)
         dqi = tl.dot(d_im, kr, dqi, input_precision=DOT_PRECISION)
 
-    tl.store(DQR + q_offs, (dqr * sm_scale).to(DQR.dtype.element_ty), mask=m_valid[:, None])
-    tl.store(DQI + q_offs, (dqi * sm_scale).to(DQI.dtype.element_ty), mask=m_valid[:, None])
+    tl.store(DQR + q_offs, dqr.to(DQR.dtype.element_ty), mask=m_valid[:, None])
+    tl.store(DQI + q_offs, dqi.to(DQI.dtype.element_ty), mask=m_valid[:, None])
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,7 +478,7 @@ class _ComplexAttentionFn(torch.autograd.Function):
 
         _fwd_kernel[grid](
             qr, qi, kr, ki, vr, vi, o_r, o_i, lse,
-            scale, eps * eps,
+            scale, (eps / scale) ** 2,
             qr.stride(0), qr.stride(1), qr.stride(2),
             kr.stride(0), kr.stride(1), kr.stride(2),
             h, n_q, n_k,
@@ -467,7 +516,7 @@ class _ComplexAttentionFn(torch.autograd.Function):
 
         _bwd_dkdv_kernel[grid_k](
             qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dkr, dki, dvr, dvi,
-            scale, eps * eps, *strides, h, n_q, n_k, **common,
+            scale, (eps / scale) ** 2, *strides, h, n_q, n_k, **common,
         )
 
         def grid_q(meta):
@@ -475,7 +524,7 @@ class _ComplexAttentionFn(torch.autograd.Function):
 
         _bwd_dq_kernel[grid_q](
             qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dqr, dqi,
-            scale, eps * eps, *strides, h, n_q, n_k, **common,
+            scale, (eps / scale) ** 2, *strides, h, n_q, n_k, **common,
         )
         return dqr, dqi, dkr, dki, dvr, dvi, None, None, None, None, None
 
@@ -497,7 +546,7 @@ def triton_complex_attention(
     Args:
         variant: ``"magnitude"`` or ``"phase"``.
         causal: top-left aligned causal mask.
-        scale: logit scale, default ``1/sqrt(D)``.
+        scale: logit scale (> 0), default ``1/sqrt(D)``.
         eps: smoothing of ``|S|``; must match the reference to compare results.
         fp32_precision: ``tl.dot`` precision for fp32 inputs: ``"ieee"`` (exact, default),
             ``"tf32"`` (fast, ~1e-3 relative error) or ``"tf32x3"``.
@@ -506,6 +555,8 @@ def triton_complex_attention(
         raise ValueError(f"the Triton kernels implement 'magnitude' and 'phase', got {variant!r}")
     if scale is None:
         scale = 1.0 / math.sqrt(qr.shape[-1])
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
     return _ComplexAttentionFn.apply(
         qr, qi, kr, ki, vr, vi, variant == "phase", bool(causal), float(scale), float(eps),
         _dot_precision(qr.dtype, fp32_precision),
