@@ -68,3 +68,18 @@ def test_evaluate_bad_input_is_one_line(tiny_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--task", "los-nlos", "--model", "mlp", "--data", str(tmp_path / "nope")])
     assert "no such dataset folder" in capsys.readouterr().err
+
+
+def test_model_labels_tell_checkpoints_of_two_runs_apart(tmp_path):
+    """Two runs' ``checkpoints/last.ckpt`` share a short name; the table must not."""
+    from wfm.tasks.evaluation import model_labels
+
+    specs = []
+    for run in ("sdpa", "complex-phase"):
+        ckpt = tmp_path / run / "runs" / "mae-tiny" / "checkpoints" / "last.ckpt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"")
+        specs.append(str(ckpt))
+    labels = model_labels([*specs, "persistence", specs[0]])
+    assert labels == {specs[0]: "mae-tiny/last.ckpt (sdpa)", specs[1]: "mae-tiny/last.ckpt (complex-phase)",
+                      "persistence": "persistence"}

@@ -54,6 +54,24 @@ def model_label(spec: str) -> str:
     return spec
 
 
+def model_labels(specs: Sequence[str]) -> dict[str, str]:
+    """``model_label`` of each spec, made unique: where two different checkpoints share a short
+    name (``runs/x/checkpoints/last.ckpt`` of two runs), the first path component that tells
+    them apart is added, e.g. ``x/last.ckpt (sdpa)`` and ``x/last.ckpt (complex-phase)``."""
+    labels = {s: model_label(s) for s in specs}
+    groups: dict[str, list[str]] = {}
+    for s in dict.fromkeys(specs):
+        groups.setdefault(labels[s], []).append(s)
+    for short, clash in groups.items():
+        if len(clash) < 2:
+            continue
+        parts = [Path(s).resolve().parts for s in clash]
+        i = next((j for j in range(min(map(len, parts))) if len({p[j] for p in parts}) > 1), None)
+        for s, p in zip(clash, parts):
+            labels[s] = f"{short} ({p[i]})" if i is not None else s
+    return labels
+
+
 def _is_baseline(task: Task, spec: str) -> bool:
     return spec in task.baselines
 
@@ -73,7 +91,7 @@ def evaluate_task(task_name: str, models: Sequence[str], datasets: Sequence[str 
     if not models:
         raise CheckpointError(f"task {task.name}: no model given (baselines: {', '.join(task.baselines)})")
     result: dict[str, Any] = {"task": task.name, "description": task.description, "rows": [], "curves": {},
-                              "examples": {}, "options": opts.__dict__}
+                              "examples": {}, "options": opts.__dict__, "labels": model_labels(models)}
     runner = {"channel-prediction": _channel_prediction, "csi-label": _csi_label, "series": _series,
               "future-beam": _future_beam}[task.family]
     for root in datasets:
@@ -108,7 +126,7 @@ def _channel_prediction(task: Task, models: list[str], root: str, opts: EvalOpti
     train = None
     for spec in models:
         say(f"{task.name} / {name}: {spec}")
-        row: dict[str, Any] = {"dataset": name, "model": model_label(spec)}
+        row: dict[str, Any] = {"dataset": name, "model": result["labels"][spec]}
         if _is_baseline(task, spec):
             f = build_baseline(spec, **({"max_horizon": n_hidden} if spec in SERIES_TRAINABLE else {}))
             row.update(kind="baseline", mode="full-shot" if spec in SERIES_TRAINABLE else "closed form")
@@ -177,7 +195,7 @@ def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result:
     train = None
     for spec in models:
         say(f"{task.name} / {name}: {spec}")
-        row: dict[str, Any] = {"dataset": name, "model": model_label(spec)}
+        row: dict[str, Any] = {"dataset": name, "model": result["labels"][spec]}
         if _is_baseline(task, spec):
             kw: dict[str, Any] = {}
             if spec == "seasonal":
@@ -260,7 +278,7 @@ def _future_beam(task: Task, models: list[str], root: str, opts: EvalOptions, re
                 scores = model.scores(test)
             s = score_classes(scores, test.label, test.future_power)
             kind = "baseline" if _is_baseline(task, spec) else "foundation"
-            result["rows"].append({"dataset": name, "model": model_label(spec), "kind": kind,
+            result["rows"].append({"dataset": name, "model": result["labels"][spec], "kind": kind,
                                    "mode": "closed form" if spec == "persistence" else
                                    "full-shot" if kind == "baseline" else "full fine-tuning",
                                    "train_fraction": frac, "train_samples": len(tr) if spec != "persistence" else 0,
