@@ -53,6 +53,7 @@ class Result:
     peak_mib: float | None
     status: str  # "ok", "OOM", or the reason it could not run
     device: str = "cuda"
+    configs: dict[str, str] | None = None  # ours: the autotuner's pick per kernel (see sass_report.py)
 
     def cell(self) -> str:
         if self.status != "ok":
@@ -151,6 +152,20 @@ def build_fn(impl: str, variant: str, causal: bool, inputs: list[torch.Tensor],
     return run_bwd
 
 
+def autotuned_configs(mode: str) -> dict[str, str]:
+    """The config each kernel's autotuner picked for the shape just timed."""
+    from wfm.kernels import triton_attention as ta
+
+    picked = {}
+    names = ("_fwd_kernel",) if mode == "fwd" else ("_fwd_kernel", "_bwd_dkdv_kernel", "_bwd_dq_kernel")
+    for name in names:
+        cfg = getattr(getattr(ta, name), "best_config", None)
+        if cfg is not None:
+            picked[name.strip("_")] = (f"{cfg.kwargs.get('BLOCK_M')}x{cfg.kwargs.get('BLOCK_N')}, "
+                                       f"{cfg.num_warps} warps, {cfg.num_stages} stages")
+    return picked
+
+
 def bench_one(impl: str, variant: str, mode: str, causal: bool, b: int, h: int, n: int, d: int,
               dtype: torch.dtype, device: str) -> Result:
     def result(ms=None, tf=None, mem=None, status="ok") -> Result:
@@ -162,7 +177,10 @@ def bench_one(impl: str, variant: str, mode: str, causal: bool, b: int, h: int, 
         ms = time_ms(fn, device, inputs if mode == "fwd_bwd" else [])
         mem = peak_mib(fn, device)
         tf = flops(variant, mode, causal, b, h, n, d) / (ms * 1e-3) / 1e12
-        return result(ms, tf, mem)
+        r = result(ms, tf, mem)
+        if impl.startswith("triton"):
+            r.configs = autotuned_configs(mode)
+        return r
     except torch.cuda.OutOfMemoryError:
         return result(status="OOM")
     except Exception as err:  # a backend refusing a shape/dtype is a result, not a crash
