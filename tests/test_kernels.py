@@ -368,52 +368,9 @@ def test_interpreter_suite_in_subprocess() -> None:
     assert " passed" in proc.stdout
 
 
-_AOT_COMPILE = r"""
-import sys
-import triton
-from triton.compiler import ASTSource
-try:
-    from triton.backends.compiler import GPUTarget
-    import triton.backends.nvidia  # noqa: F401
-except ImportError:
-    sys.exit(77)
-import wfm.kernels.triton_attention as ta
-
-assert not ta.INTERPRET
-POINTERS = {"QR", "QI", "KR", "KI", "VR", "VI", "OR", "OI", "DOR", "DOI",
-            "DKR", "DKI", "DVR", "DVI", "DQR", "DQI"}
-for kernel in (ta._fwd_kernel, ta._bwd_dkdv_kernel, ta._bwd_dq_kernel):
-    fn = kernel.fn  # the JITFunction under the autotuner
-    consts = dict(HEAD_DIM=64, PHASE=True, CAUSAL=True, DOT_PRECISION="tf32",
-                  BLOCK_M=64, BLOCK_N=64)
-    signature = {
-        a: "constexpr" if a in consts else "*bf16" if a in POINTERS
-        else "*fp32" if a in ("LSE", "DELTA") else "fp32" if a in ("sm_scale", "eps2") else "i32"
-        for a in fn.arg_names
-    }
-    src = ASTSource(fn=fn, signature=signature,
-                    constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
-    triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "num_stages": 2})
-print("compiled")
-"""
-
-
-def test_kernels_compile_for_sm90_without_gpu(tmp_path: Path) -> None:
-    """The interpreter does not type-check like the compiler: compile (phase, causal, bf16)
-    ahead of time for an H100 target, which needs no GPU, in a process without the interpreter."""
-    root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", _AOT_COMPILE], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode == 77:
-        pytest.skip("triton has no NVIDIA backend here")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "compiled" in proc.stdout
-
-
-_SASS_ONE = r"""
+# Runs kernels/sass_report.py's compile_one (no GPU needed) on the given configs; exit 77 when
+# triton has no NVIDIA backend.
+_SASS_JOBS = r"""
 import json, sys
 sys.path.insert(0, "kernels")
 try:
@@ -421,23 +378,37 @@ try:
 except ImportError:
     sys.exit(77)
 from sass_report import compile_one
-print(json.dumps(compile_one(("fwd", 64, True, False, (128, 32, 8, 3), "bf16"))))
+print(json.dumps([compile_one(tuple(job)) for job in json.loads(sys.argv[1])]))
 """
+
+
+def _compile_for_sm90(jobs: list, tmp_path: Path) -> list[dict]:
+    """Compile kernel configs for an H100 target in a process without the interpreter."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _SASS_JOBS, json.dumps(jobs)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode == 77:
+        pytest.skip("triton has no NVIDIA backend here")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_kernels_compile_for_sm90_without_gpu(tmp_path: Path) -> None:
+    """The interpreter does not type-check like the compiler: compile the three kernels
+    (phase, causal, bf16, 64 x 64, 4 warps) ahead of time for an H100 target."""
+    rows = _compile_for_sm90([[k, 64, True, True, [64, 64, 4, 2], "bf16"] for k in ("fwd", "dkdv", "dq")],
+                             tmp_path)
+    assert [r.get("error") for r in rows] == [None, None, None]
+    assert all(r["main_loop"]["hgmma"] > 0 for r in rows)
 
 
 def test_sass_report_forward_main_loop_does_not_spill(tmp_path: Path) -> None:
     """kernels/sass_report.py on one config: the phase forward at 128 x 32, 8 warps (D = 64,
     bf16, sm_90) runs its main loop on tensor cores without local-memory spill traffic."""
-    root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", _SASS_ONE], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode == 77:
-        pytest.skip("triton has no NVIDIA backend here")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    (row,) = _compile_for_sm90([["fwd", 64, True, False, [128, 32, 8, 3], "bf16"]], tmp_path)
     loop = row["main_loop"]
     assert row["registers"] <= 255 and row["shared_kib"] < 227
     assert loop["hgmma"] >= 6  # 4 score dots + 4 PV dots per tile, each >= 1 wgmma
