@@ -16,6 +16,11 @@ frequency response on ``K`` subcarriers at ``T`` instants ``dt`` apart: complex6
   ``geometry_valid = False``. Each call of 32 samples shares one speed drawn from the
   recipe's range. TDL antennas are spatially correlated with an
   exponential (Kronecker) model, since TDL has no angles.
+
+A recipe's ``impairments:`` (:mod:`wfm.data.impairments`) then turn each clean channel
+into what a commodity WiFi card reports (noise, per-packet phase offsets and slopes, AGC
+steps, fixed-point quantisation, the importer's phase sanitisation), from the sample's
+seed; without them the output is exactly the clean channel.
 """
 
 from __future__ import annotations
@@ -54,7 +59,12 @@ class CSIGenerator:
             "distance": FieldSpec("float32", (T,)),  # m, 3D
             "aoa": FieldSpec("float32", (T, 2)),  # deg, azimuth / elevation of the user seen from the BS
             "geometry_valid": FieldSpec("bool", ()),
-        }
+        } | ({"snr_db": FieldSpec("float32", ())} if self._impaired and self.recipe.impairments.snr_db else {})
+
+    @property
+    def _impaired(self) -> bool:
+        imp = self.recipe.impairments
+        return imp is not None and imp.active
 
     def attrs(self) -> dict[str, Any]:
         r = self.recipe
@@ -66,13 +76,20 @@ class CSIGenerator:
             "array_shape": list(r.array),
             "layout": "T, A, K (A = UPA rows x cols, row-major)",
             "bandwidth": r.num_subcarriers * r.subcarrier_spacing_khz * 1e3,
-        }
+        } | ({"impairments": r.impairments.to_dict()} if self._impaired else {})
 
     def generate(self, num: int, seed: int, device: str = "cpu") -> dict[str, np.ndarray]:
         step = MAX_BATCH if self.recipe.model in SYSTEM_LEVEL_MODELS else LINK_LEVEL_BATCH
         parts = [self._batch(min(step, num - start), seed + start, device)
                  for start in range(0, num, step)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if self._impaired:
+            from wfm.data.impairments import apply_csi_impairments
+
+            out["csi"], info = apply_csi_impairments(out["csi"], self.recipe.impairments, seed,
+                                                     self.recipe.subcarrier_spacing_khz * 1e3)
+            out.update(info)
+        return out
 
     # ------------------------------------------------------------------ one Sionna call
 

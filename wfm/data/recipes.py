@@ -91,12 +91,18 @@ class CSIRecipe(RecipeFields):
     delay_spread_ns: float = 300.0  # CDL/TDL only; system-level models draw their own
     los: str = "random"  # uma/umi/rma: random | los | nlos (TR 38.901 7.4.2 when random)
     antenna_correlation: float = 0.7  # TDL only: exponential correlation between neighbours
+    # Commodity-WiFi impairments (wfm.data.impairments.CSIImpairments, from a mapping); None = off
+    impairments: Any = None
     shard_size: int = 256
     split: str = "pretrain"  # pretrain | zeroshot | test
     description: str = ""
     kind: str = field(default="csi")
 
     def __post_init__(self) -> None:
+        if self.impairments is not None:
+            from wfm.data.impairments import csi_impairments
+
+            object.__setattr__(self, "impairments", csi_impairments(self.impairments))
         problems = []
         if self.model not in CSI_MODELS:
             problems.append(f"model {self.model!r} is not one of {', '.join(CSI_MODELS)}")
@@ -113,6 +119,15 @@ class CSIRecipe(RecipeFields):
             positive=("carrier_frequency_ghz", "subcarrier_spacing_khz", "time_step_ms"), ranges=("speed_kmh",))
         if problems:
             raise DataError(f"recipe {self.name!r}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`RecipeFields.to_dict`; ``impairments`` only when set (so recipes without
+        them keep the manifests they always had)."""
+        d = super().to_dict()
+        imp = d.pop("impairments")
+        if imp is not None:
+            d["impairments"] = self.impairments.to_dict()
+        return d
 
     # Derived quantities, in SI units, used by the generator and written to the manifest.
     @property

@@ -23,6 +23,12 @@ Traffic
     noise is multiplicative ``exp(scale * t_df)`` (Student t: rare large deviations, as
     in measured traffic). Each series starts at a random step of the week (``start_step``
     counts steps since Monday 00:00), so a model cannot learn the phase from the index.
+    Optional (default off): regime changes (``level_shifts_per_week``: Poisson level
+    shifts of log-normal size that persist, as when a cell is re-planned or its users
+    change) and a slow random wander of the level (``drift_scale``, ``drift_hours``: an
+    AR(1) process in log load), which makes persistence a good short-term predictor, as
+    on measured traffic. The interval (``interval_min``) is any divisor of a day: 1, 2,
+    5, 10, 15, 60 minutes...
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from wfm.data.shards import FieldSpec
 
 MOBILITY = ("pedestrian", "vehicular")
 TRAFFIC_ARCHETYPES = ("residential", "business", "transport")
+#: Optional traffic recipe keys that are left out of the recipe's dict at their defaults.
+TRAFFIC_EXTRAS = ("level_shifts_per_week", "level_shift_log_std", "drift_scale", "drift_hours")
 
 
 # ---------------------------------------------------------------------------- recipes
@@ -103,6 +111,11 @@ class TrafficRecipe(RecipeFields):
     burst_gain_log_mean: float = 0.0  # a burst multiplies the load by 1 + exp(N(mean, 0.7))
     noise_scale: float = 0.08
     noise_df: float = 3.0  # Student-t degrees of freedom: lower = heavier tails
+    # Optional realism, off by default (see TRAFFIC_EXTRAS): regime changes and level wander.
+    level_shifts_per_week: float = 0.0  # Poisson rate of persistent level shifts
+    level_shift_log_std: float = 0.5  # a shift multiplies the load by exp(N(0, std))
+    drift_scale: float = 0.0  # stationary std of an AR(1) wander of log load
+    drift_hours: float = 6.0  # its e-folding (correlation) time
     shard_size: int = 256
     split: str = "pretrain"
     description: str = ""
@@ -114,9 +127,25 @@ class TrafficRecipe(RecipeFields):
             p.append(f"interval_min {self.interval_min} must be > 0 and divide a day (1440 min)")
         p += field_problems(self, counts=("days", "num_samples", "shard_size"),
                             positive=("noise_df", "burst_hours"),
-                            non_negative=("bursts_per_day", "noise_scale", "weekend_jitter", "level_log_std"))
+                            non_negative=("bursts_per_day", "noise_scale", "weekend_jitter", "level_log_std",
+                                          "level_shifts_per_week", "level_shift_log_std", "drift_scale"))
+        if not self.drift_hours > 0:
+            p.append("drift_hours must be > 0")
         if p:
             raise DataError(f"recipe {self.name!r}: " + "; ".join(p))
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`RecipeFields.to_dict`, without the optional extras left at their defaults
+        (so recipes without them keep the manifests they always had)."""
+        d = super().to_dict()
+        for f in dataclasses.fields(self):
+            if f.name in TRAFFIC_EXTRAS and d[f.name] == f.default:
+                del d[f.name]
+        return d
+
+    @property
+    def has_extras(self) -> bool:
+        return self.level_shifts_per_week > 0 or self.drift_scale > 0
 
     @property
     def steps_per_day(self) -> int:
@@ -300,8 +329,30 @@ class TrafficGenerator:
         bursts = self._bursts(rng, num, L, spd)
         noise = np.exp(r.noise_scale * np.clip(rng.standard_t(r.noise_df, size=(num, L)), -30, 30))
         traffic = level * season * (1.0 + bursts) * noise
+        if r.has_extras:
+            # Their own random stream, so the rest of a series is the same with and without them.
+            traffic = traffic * np.exp(self._regimes(np.random.default_rng([0x7AF, int(seed) % 2**63]), num, L, spd))
         return {"traffic": traffic.astype(np.float32), "start_step": start.astype(np.int64),
                 "archetype_weights": weights.astype(np.float32)}
+
+    def _regimes(self, rng: np.random.Generator, num: int, L: int, spd: int) -> np.ndarray:
+        """Log-load offsets [num, L]: persistent level shifts plus an AR(1) wander."""
+        r = self.recipe
+        out = np.zeros((num, L))
+        if r.level_shifts_per_week > 0:
+            for i in range(num):
+                for _ in range(rng.poisson(r.level_shifts_per_week * L / (7 * spd))):
+                    out[i, int(rng.integers(1, L)):] += rng.normal(0.0, r.level_shift_log_std)
+        if r.drift_scale > 0:
+            phi = math.exp(-1.0 / (r.drift_hours * spd / 24.0))
+            e = rng.standard_normal((num, L)) * r.drift_scale * math.sqrt(1 - phi * phi)
+            e[:, 0] = rng.standard_normal(num) * r.drift_scale  # start in the stationary state
+            a = np.empty((num, L))
+            a[:, 0] = e[:, 0]
+            for t in range(1, L):
+                a[:, t] = phi * a[:, t - 1] + e[:, t]
+            out += a
+        return out
 
     def _bursts(self, rng: np.random.Generator, num: int, L: int, spd: int) -> np.ndarray:
         """Relative extra load of events: jump up, decay exponentially."""

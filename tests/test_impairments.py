@@ -1,0 +1,196 @@
+"""Real-world impairments: CSI (wfm.data.impairments) and traffic regimes (series_generators)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import RECIPES, tiny_recipe
+from wfm.data.csi_generator import CSIGenerator
+from wfm.data.errors import DataError
+from wfm.data.impairments import CSIImpairments, apply_csi_impairments, csi_impairments
+from wfm.data.loaders.phase import remove_linear_phase
+from wfm.data.recipes import load_recipe
+from wfm.data.series_generators import TrafficGenerator
+
+SCS = 312.5e3
+
+
+def clean(n=6, T=8, A=3, K=30, seed=0):
+    """Smooth, multipath-like clean CSI [n, T, A, K] (a few delayed taps)."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(K)
+    taps = rng.standard_normal((n, 1, A, 4)) + 1j * rng.standard_normal((n, 1, A, 4))
+    delays = np.array([0.0, 0.3, 0.7, 1.4])  # in units of 1/(K * scs): mild frequency selectivity
+    h = np.sum(taps[..., None] * np.exp(-2j * np.pi * delays[:, None] * k / K), axis=-2)
+    return np.repeat(h, T, axis=1).astype(np.complex64) + 0.05 * rng.standard_normal((n, T, A, K))
+
+
+def test_off_by_default_and_validation():
+    assert not CSIImpairments().active
+    assert csi_impairments(None) is None
+    with pytest.raises(DataError, match="unknown impairment option.*snr"):
+        csi_impairments({"snr": [1, 2]})
+    with pytest.raises(DataError, match="quantize_bits"):
+        csi_impairments({"quantize_bits": 1})
+    with pytest.raises(DataError, match="sanitize 'cubic'"):
+        csi_impairments({"sanitize": "cubic"})
+    with pytest.raises(DataError, match="x.yaml: .*agc_step_probability"):
+        from wfm.data.recipes import recipe_from_dict
+        d = tiny_recipe().to_dict() | {"impairments": {"agc_step_probability": 2}}
+        recipe_from_dict(d, source="x.yaml")
+
+
+def test_phase_offset_and_slope_are_per_packet_and_removed_by_the_sanitiser():
+    h = clean()
+    cfg = CSIImpairments(phase_offset=True, timing_offset_ns=200)
+    y, _ = apply_csi_impairments(h, cfg, seed=3, subcarrier_spacing_hz=SCS)
+    np.testing.assert_allclose(np.abs(y), np.abs(h), rtol=1e-5, atol=1e-6)  # phase only
+    rot = np.angle(y * np.conj(h))  # [n, T, A, K]: the added phase line
+    slope = np.angle(np.mean(np.exp(1j * np.diff(rot, axis=-1)), axis=-1))  # rad per subcarrier
+    tau = -slope / (2 * np.pi * SCS)
+    assert np.abs(tau).max() <= 200e-9 + 1e-9 and np.abs(tau).std() > 40e-9
+    assert np.std(tau[:, 1:] - tau[:, :-1]) > 40e-9  # differs from packet to packet
+    assert np.std(tau[:, :, 1] - tau[:, :, 0]) > 40e-9  # and from chain to chain
+    # The importer's linear sanitisation recovers the clean channel's sanitised form exactly.
+    san, _ = apply_csi_impairments(h, CSIImpairments(phase_offset=True, timing_offset_ns=200, sanitize="linear"),
+                                   seed=3, subcarrier_spacing_hz=SCS)
+    ref = remove_linear_phase(h.astype(np.complex128), np.arange(h.shape[-1]))
+    np.testing.assert_allclose(san, ref, atol=1e-4)
+
+
+def test_shared_timing_offset():
+    h = clean()
+    y, _ = apply_csi_impairments(h, CSIImpairments(timing_offset_ns=200, timing_offset_shared=True), 1, SCS)
+    rot = np.angle(y * np.conj(h))
+    slope = np.angle(np.mean(np.exp(1j * np.diff(rot, axis=-1)), axis=-1))
+    np.testing.assert_allclose(slope[:, :, 1:], np.broadcast_to(slope[:, :, :1], slope[:, :, 1:].shape), atol=1e-4)
+
+
+def test_snr_is_as_drawn():
+    h = clean(n=8, T=16, K=64)
+    y, info = apply_csi_impairments(h, CSIImpairments(snr_db=(5.0, 25.0)), 0, SCS)
+    snr = info["snr_db"]
+    assert ((snr >= 5) & (snr <= 25)).all() and snr.std() > 1
+    measured = 10 * np.log10(np.mean(np.abs(h) ** 2, axis=(1, 2, 3)) / np.mean(np.abs(y - h) ** 2, axis=(1, 2, 3)))
+    np.testing.assert_allclose(measured, snr, atol=0.5)
+
+
+def test_agc_steps():
+    h = clean(n=4, T=64)
+    cfg = CSIImpairments(agc_step_db=4, agc_step_probability=0.2)
+    y, _ = apply_csi_impairments(h, cfg, 0, SCS)
+    g = 20 * np.log10(np.abs(y) / np.abs(h))  # [n, T, A, K]
+    np.testing.assert_allclose(g, g[:, :, :1, :1] * np.ones_like(g), atol=1e-3)  # one gain per packet
+    steps = np.diff(g[:, :, 0, 0], axis=1)
+    jumps = np.abs(steps) > 1e-3
+    assert 0.1 < jumps.mean() < 0.3
+    assert np.all((np.abs(steps[jumps]) >= 2 - 1e-3) & (np.abs(steps[jumps]) <= 4 + 1e-3))
+    assert np.allclose(g[:, 0], 0, atol=1e-3)
+    per_ant, _ = apply_csi_impairments(h, CSIImpairments(agc_step_db=4, agc_step_probability=0.2,
+                                                         agc_per_antenna=True), 0, SCS)
+    ga = 20 * np.log10(np.abs(per_ant) / np.abs(h))
+    assert np.abs(ga[:, :, 1, 0] - ga[:, :, 0, 0]).max() > 1
+
+
+def test_quantisation_on_the_8bit_grid_per_packet():
+    h = clean()
+    y, _ = apply_csi_impairments(h, CSIImpairments(quantize_bits=8), 0, SCS)
+    peak = np.maximum(np.abs(y.real), np.abs(y.imag)).max(axis=(2, 3), keepdims=True)
+    for part in (y.real, y.imag):
+        q = part * (127 / peak)
+        np.testing.assert_allclose(q, np.round(q), atol=2e-3)
+        assert np.abs(np.round(q)).max() <= 128
+    assert len(np.unique(np.round(y.real * 127 / peak))) > 50
+    err = np.mean(np.abs(y - h) ** 2) / np.mean(np.abs(h) ** 2)
+    assert 1e-6 < err < 1e-3  # about -40 dB for int8
+
+
+def test_determinism_and_independence_from_batching():
+    h = clean(n=6)
+    cfg = CSIImpairments(snr_db=(10, 20), phase_offset=True, timing_offset_ns=100, agc_step_db=3,
+                         agc_step_probability=0.3, quantize_bits=8, sanitize="linear")
+    a, ia = apply_csi_impairments(h, cfg, 7, SCS)
+    b, ib = apply_csi_impairments(h, cfg, 7, SCS)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ia["snr_db"], ib["snr_db"])
+    c, _ = apply_csi_impairments(h, cfg, 8, SCS)
+    assert not np.array_equal(a, c)
+    # Sample i depends on (seed, i) only: the first 3 samples alone give the same result.
+    d, _ = apply_csi_impairments(h[:3], cfg, 7, SCS)
+    np.testing.assert_array_equal(a[:3], d)
+
+
+def test_generator_default_off_is_unchanged_and_impairments_come_after_the_channel():
+    plain = tiny_recipe(num_samples=8)
+    g0 = CSIGenerator(plain).generate(8, 5)
+    same = CSIGenerator(tiny_recipe(num_samples=8, impairments={})).generate(8, 5)  # nothing on
+    np.testing.assert_array_equal(g0["csi"], same["csi"])
+    assert "impairments" not in plain.to_dict() and "snr_db" not in CSIGenerator(plain).specs()
+    imp = tiny_recipe(num_samples=8, impairments={"snr_db": [20, 20], "phase_offset": True})
+    g1 = CSIGenerator(imp).generate(8, 5)
+    np.testing.assert_allclose(np.abs(g1["csi"] - g0["csi"] * np.exp(1j * np.angle(g1["csi"] * np.conj(g0["csi"])))),
+                               0, atol=1.0)  # same channel underneath
+    np.testing.assert_array_equal(g1["snr_db"], np.full(8, 20, np.float32))
+    assert imp.to_dict()["impairments"]["snr_db"] == [20.0, 20.0]
+    assert CSIGenerator(imp).attrs()["impairments"]["phase_offset"] is True
+
+
+def test_wifi_recipes_load():
+    names = sorted(p.stem for p in (RECIPES / "wifi").glob("*.yaml"))
+    assert len(names) >= 5
+    shapes = set()
+    for n in names:
+        r = load_recipe(RECIPES / "wifi" / f"{n}.yaml")
+        assert r.name == n and r.impairments is not None and r.impairments.active
+        shapes.add((r.num_antennas, r.num_subcarriers))
+    assert {(3, 30), (2, 56), (2, 114), (1, 242)} <= shapes
+
+
+# ---------------------------------------------------------------------------- traffic
+
+
+def test_traffic_recipes_at_every_interval():
+    got = {load_recipe(RECIPES / f"{n}.yaml").interval_min: load_recipe(RECIPES / f"{n}.yaml")
+           for n in ("traffic-1min", "traffic-2min", "traffic-5min", "traffic-10min-regimes", "traffic-15min",
+                     "traffic-hourly-regimes")}
+    assert set(got) == {1, 2, 5, 10, 15, 60}
+    assert got[2].steps >= 4096 and all(r.steps >= 7 * r.steps_per_day for r in got.values())
+    assert all(r.has_extras for r in got.values())
+    # Existing recipes are unchanged: no extras, and their dicts lack the new keys.
+    old = load_recipe(RECIPES / "traffic-10min.yaml")
+    assert not old.has_extras and "level_shifts_per_week" not in old.to_dict()
+
+
+def test_traffic_extras_off_are_bit_identical_and_on_change_only_by_a_factor():
+    base = load_recipe(RECIPES / "traffic-10min.yaml").with_overrides(num_samples=8, days=14)
+    a = TrafficGenerator(base).generate(8, 3)
+    ext = base.with_overrides(level_shifts_per_week=2.0, drift_scale=0.3)
+    b = TrafficGenerator(ext).generate(8, 3)
+    np.testing.assert_array_equal(a["start_step"], b["start_step"])
+    ratio = np.log(b["traffic"] / a["traffic"])
+    assert np.abs(ratio).max() > 0.1
+    # Deterministic.
+    np.testing.assert_array_equal(b["traffic"], TrafficGenerator(ext).generate(8, 3)["traffic"])
+
+
+def test_level_shifts_are_persistent_steps():
+    base = load_recipe(RECIPES / "traffic-10min.yaml").with_overrides(days=28)
+    a = TrafficGenerator(base).generate(16, 0)["traffic"]
+    b = TrafficGenerator(base.with_overrides(level_shifts_per_week=1.0, level_shift_log_std=1.0)).generate(16, 0)["traffic"]
+    r = np.log(b / a)  # piecewise constant
+    d = np.abs(np.diff(r, axis=1)) > 1e-4
+    n_shifts = d.sum()
+    assert 16 * 4 * 0.4 < n_shifts < 16 * 4 * 2  # about 1 per week
+    assert np.isclose(r[:, 0], 0).all()
+
+
+def test_drift_makes_persistence_better_than_the_seasonal_profile():
+    r = load_recipe(RECIPES / "traffic-2min.yaml").with_overrides(num_samples=8)
+    x = np.log(TrafficGenerator(r).generate(8, 1)["traffic"])
+    assert np.isfinite(x).all() and x.shape == (8, r.steps)
+    # The autocorrelation of the log series still peaks at one day.
+    spd = r.steps_per_day
+    y = x - x.mean(1, keepdims=True)
+    ac = [np.mean(np.sum(y[:, :-lag] * y[:, lag:], 1) / np.sum(y * y, 1)) for lag in (spd // 2, spd)]
+    assert ac[1] > ac[0]

@@ -1,0 +1,199 @@
+"""Real-world impairments of commodity WiFi CSI, applied to generated channels.
+
+Generated channels (:mod:`wfm.data.csi_generator`) are clean: unit average power, no
+noise, a phase that evolves only with the channel. CSI that a commodity NIC (Intel 5300,
+Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the clean
+``[T, A, K]`` channel of every sample into what such a card would report, in this order
+(the order of the receive chain):
+
+1. ``snr_db: [low, high]`` -- complex AWGN. Each sample draws its SNR uniformly (dB) from
+   the range; the noise variance is the sample's mean channel power / 10^(SNR/10), the
+   same for every packet, antenna and subcarrier (thermal noise does not follow the
+   fading). Default ``None``: no noise. The drawn SNR is stored per sample (``snr_db``).
+2. ``phase_offset: true`` -- a random common phase per packet and antenna (receive
+   chain), uniform in [0, 2 pi): carrier frequency offset and PLL phase that the NIC does
+   not remove. Default ``false``.
+3. ``timing_offset_ns: X`` -- a random timing offset per packet (and antenna, unless
+   ``timing_offset_shared: true``), uniform in [-X, X] ns, i.e. a linear phase
+   ``-2 pi f_k tau`` across the subcarriers (``f_k`` relative to the centre
+   subcarrier): symbol timing / sampling frequency offset and packet detection delay.
+   Default ``0`` (off).
+4. ``agc_step_db: S`` with ``agc_step_probability: p`` -- automatic gain control: at every
+   packet after the first, with probability ``p``, the receive gain jumps by
+   ``+-U(0.5, 1) x S`` dB and stays there (a piecewise-constant gain in dB, starting at
+   0 dB). One gain for all antennas, or one per antenna with ``agc_per_antenna: true``.
+   Defaults ``0`` (off).
+5. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
+   largest real or imaginary part over all antennas and subcarriers is ``2^(B-1) - 1``,
+   round to integers, clip to ``[-2^(B-1), 2^(B-1) - 1]`` and scale back (Intel 5300:
+   ``B = 8``, int8 real and imaginary parts). Default ``0`` (off).
+6. ``sanitize: none | linear | conj`` -- the phase sanitisation that
+   ``wfm data import intel|nexmon --phase`` applies to measured CSI
+   (:mod:`wfm.data.loaders.phase`, the same code), so pretraining data match imported
+   data: ``linear`` removes each packet's and antenna's least-squares phase line across
+   subcarriers; ``conj`` multiplies by the conjugate phase of the strongest antenna (all
+   antennas as one group). Default ``none``.
+
+Every random draw comes from the sample's own seed (``seed`` of its call + its index),
+through a generator that is independent of the one that drew the channel: the clean
+channel of a sample is the same with and without impairments, and the impairments of a
+sample do not depend on how samples were batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from wfm.data.errors import DataError
+from wfm.data.loaders.phase import PHASE_METHODS, sanitize_phase
+
+#: Mixed into every impairment seed so impairment draws never coincide with other streams.
+_TAG = 0x1A7B
+
+
+@dataclass(frozen=True)
+class CSIImpairments:
+    """The ``impairments:`` mapping of a CSI recipe (see the module doc). All off by default."""
+
+    snr_db: tuple[float, float] | None = None
+    phase_offset: bool = False
+    timing_offset_ns: float = 0.0
+    timing_offset_shared: bool = False
+    agc_step_db: float = 0.0
+    agc_step_probability: float = 0.0
+    agc_per_antenna: bool = False
+    quantize_bits: int = 0
+    sanitize: str = "none"
+
+    def __post_init__(self) -> None:
+        p = []
+        if self.snr_db is not None and (len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]):
+            p.append(f"snr_db {list(self.snr_db)} must be [low, high] with low <= high")
+        if not self.timing_offset_ns >= 0:
+            p.append("timing_offset_ns must be >= 0")
+        if not self.agc_step_db >= 0:
+            p.append("agc_step_db must be >= 0")
+        if not 0 <= self.agc_step_probability <= 1:
+            p.append("agc_step_probability must be in [0, 1]")
+        if self.quantize_bits != 0 and not 2 <= self.quantize_bits <= 16:
+            p.append("quantize_bits must be 0 (off) or 2..16")
+        if self.sanitize not in PHASE_METHODS:
+            p.append(f"sanitize {self.sanitize!r} is not one of {', '.join(PHASE_METHODS)}")
+        if p:
+            raise DataError("impairments: " + "; ".join(p))
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is applied at all."""
+        return (self.snr_db is not None or self.phase_offset or self.timing_offset_ns > 0
+                or (self.agc_step_db > 0 and self.agc_step_probability > 0)
+                or self.quantize_bits > 0 or self.sanitize != "none")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON values (lists, not tuples), as they read back from a manifest."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(CSIImpairments)}
+
+
+def csi_impairments(value: Any) -> CSIImpairments | None:
+    """Build :class:`CSIImpairments` from a recipe's mapping (or pass one through).
+
+    ``None`` stays ``None``; unknown keys and bad values are :class:`DataError` naming them.
+    """
+    if value is None or isinstance(value, CSIImpairments):
+        return value
+    if not isinstance(value, Mapping):
+        raise DataError("impairments must be a mapping of option to value")
+    unknown = sorted(set(value) - set(_FIELDS))
+    if unknown:
+        raise DataError(f"unknown impairment option(s) {', '.join(unknown)} (known: {', '.join(_FIELDS)})")
+    out: dict[str, Any] = {}
+    try:
+        for k, v in value.items():
+            if k == "snr_db":
+                out[k] = None if v is None else tuple(float(x) for x in v)
+            elif k in ("phase_offset", "timing_offset_shared", "agc_per_antenna"):
+                if not isinstance(v, bool):
+                    raise ValueError(f"{k} must be true or false")
+                out[k] = v
+            elif k == "quantize_bits":
+                if float(v) != int(v):
+                    raise ValueError("quantize_bits must be an integer")
+                out[k] = int(v)
+            elif k == "sanitize":
+                out[k] = str(v)
+            else:
+                out[k] = float(v)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"impairments: bad value: {e}") from None
+    return CSIImpairments(**out)
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The impairment random generator of sample ``index`` of a call with ``seed``."""
+    return np.random.default_rng([_TAG, int(seed) % 2**63, int(index)])
+
+
+def apply_csi_impairments(csi: np.ndarray, cfg: CSIImpairments, seed: int,
+                          subcarrier_spacing_hz: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Impair clean CSI ``[n, T, A, K]``; sample ``i`` draws from :func:`sample_rng(seed, i)`.
+
+    Returns the impaired CSI (complex64) and per-sample side information (``snr_db`` when
+    noise is on).
+    """
+    n, T, A, K = csi.shape
+    x = csi.astype(np.complex128)
+    fk = (np.arange(K) - (K - 1) / 2) * subcarrier_spacing_hz  # Hz, from the centre subcarrier
+    snr = np.zeros(n)
+    phase = np.zeros((n, T, A, 1))
+    tau = np.zeros((n, T, A, 1))
+    gain_db = np.zeros((n, T, A, 1))
+    noise = np.zeros_like(x) if cfg.snr_db is not None else None
+    agc_on = cfg.agc_step_db > 0 and cfg.agc_step_probability > 0
+    # Per-sample draws, always in this order, each only when its option is on.
+    for i in range(n):
+        rng = sample_rng(seed, i)
+        if noise is not None:
+            snr[i] = rng.uniform(*cfg.snr_db)
+            sigma2 = np.mean(np.abs(x[i]) ** 2) / 10 ** (snr[i] / 10)
+            noise[i] = np.sqrt(sigma2 / 2) * (rng.standard_normal((T, A, K)) + 1j * rng.standard_normal((T, A, K)))
+        if cfg.phase_offset:
+            phase[i] = rng.uniform(0, 2 * np.pi, size=(T, A, 1))
+        if cfg.timing_offset_ns > 0:
+            m = cfg.timing_offset_ns * 1e-9
+            tau[i] = rng.uniform(-m, m, size=(T, 1, 1) if cfg.timing_offset_shared else (T, A, 1))
+        if agc_on:
+            na = A if cfg.agc_per_antenna else 1
+            jump = rng.random((T - 1, na)) < cfg.agc_step_probability
+            size = rng.uniform(0.5, 1.0, (T - 1, na)) * rng.choice([-1.0, 1.0], (T - 1, na)) * cfg.agc_step_db
+            steps = np.concatenate([np.zeros((1, na)), np.cumsum(np.where(jump, size, 0.0), axis=0)])
+            gain_db[i] = steps[:, :, None] if na == A else steps[:, :, None].repeat(A, axis=1)
+    if noise is not None:
+        x = x + noise
+    if cfg.phase_offset or cfg.timing_offset_ns > 0:
+        x = x * np.exp(1j * (phase - 2 * np.pi * fk * tau))
+    if agc_on:
+        x = x * 10 ** (gain_db / 20)
+    if cfg.quantize_bits:
+        x = quantize(x, cfg.quantize_bits)
+    if cfg.sanitize != "none":
+        x = sanitize_phase(x.reshape(n * T, A, K), cfg.sanitize, np.arange(K)).reshape(n, T, A, K)
+    info = {"snr_db": snr.astype(np.float32)} if cfg.snr_db is not None else {}
+    return x.astype(np.complex64), info
+
+
+def quantize(x: np.ndarray, bits: int, axes: Sequence[int] = (-2, -1)) -> np.ndarray:
+    """Per-packet fixed-point CSI: the largest |Re| or |Im| over ``axes`` maps to ``2^(bits-1) - 1``;
+    round, clip to the signed ``bits`` range and scale back."""
+    top = 2 ** (bits - 1) - 1
+    peak = np.maximum(np.abs(x.real), np.abs(x.imag)).max(axis=tuple(axes), keepdims=True)
+    scale = np.where(peak > 0, top / np.where(peak > 0, peak, 1.0), 1.0)
+    q = lambda v: np.clip(np.round(v * scale), -top - 1, top)  # noqa: E731
+    return (q(x.real) + 1j * q(x.imag)) / scale
