@@ -29,23 +29,35 @@ class FinetuneCLI(LightningCLI):
         parser.link_arguments("data.task", "model.task")
 
     def before_instantiate_classes(self) -> None:
-        from wfm.pretrain import expand_path
+        from wfm.pretrain import check_schedule, expand_path, prepare_run
+        from wfm.safety import InputError
 
+        prepare_run(self, self.config)
+        check_schedule(self.config.get("model"))
         data = self.config.get("data")
         if data is not None and data.get("datasets"):
             data["datasets"] = [expand_path(str(p)) for p in data["datasets"]]
+        frac = data.get("train_fraction") if data is not None else None
+        if frac is not None and (isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1):
+            raise InputError(f"data.train_fraction = {frac!r}: must be in (0, 1] (1 = the full training split)")
+
+    def after_instantiate_classes(self) -> None:
+        from wfm.pretrain import harden_trainer
+
+        harden_trainer(self.trainer)
 
 
 def _names_its_classes(args: list[str]) -> bool:
     """Whether the ``--config`` gives its model by ``class_path`` (the series configs, which
     fine-tune a causal forecaster with the pretraining system) rather than ``FinetuneModule``'s
     plain arguments (the CSI tasks)."""
-    import yaml
+    from wfm.pretrain import config_paths
+    from wfm.safety import check_yaml_file
 
-    for i, a in enumerate(args):
-        path = a.split("=", 1)[1] if a.startswith("--config=") else (args[i + 1] if a == "--config" and i + 1 < len(args) else None)
+    for path in config_paths(args):
         if path and Path(path).is_file():
-            model = (yaml.safe_load(Path(path).read_text()) or {}).get("model")
+            doc = check_yaml_file(path)  # no aliases, bounded size: refused before jsonargparse reads it
+            model = doc.get("model") if isinstance(doc, dict) else None
             if isinstance(model, dict) and "class_path" in model:
                 return True
     return False
@@ -59,14 +71,20 @@ def main(argv: list[str] | None = None) -> dict:
     instead; score the result with ``wfm export`` and ``wfm evaluate``.
     """
     from wfm.console import console, fail, markdown_table, print_table, write_json
-    from wfm.pretrain import input_error
+    from wfm.pretrain import _PHASE, fail_on_input_error
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if _names_its_classes(args):
+    try:
+        named = _names_its_classes(args)
+    except ValueError as e:
+        fail_on_input_error(e)
+        raise
+    if named:
         from wfm.pretrain import main as pretrain_main
 
         pretrain_main(args)
         return {}
+    _PHASE["instantiating"] = False
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
@@ -81,10 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.test(model, datamodule=dm, verbose=False)
     except Exception as e:
         # Also what jsonargparse wraps while building the module and data module.
-        cause = input_error(e)
-        if cause is None:
-            raise
-        fail(str(cause))
+        fail_on_input_error(e)
+        raise
     row = {"task": dm.task.name, "model": model.hparams.init_from, "mode": model.hparams.mode,
            "train_fraction": dm.train_fraction, "train_samples": dm.info["train_samples"],
            "steps": int(trainer.global_step), "trainable_params": model.trainable_parameters(),

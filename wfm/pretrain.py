@@ -18,10 +18,12 @@ torchrun Lightning reads the cluster environment itself (``pretrain/slurm.sh``).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningCLI
@@ -39,14 +41,117 @@ def expand_path(path: str) -> str:
     return out
 
 
+#: Where the CLI is: a failure while building the classes is a bad input (one line, exit 2).
+_PHASE = {"instantiating": False}
+
+
+def check_schedule(init_args: Any, where: str = "model") -> None:
+    """Refuse schedule values that would train on garbage (negative learning rates...)."""
+    from wfm.safety import InputError
+
+    if not hasattr(init_args, "get"):
+        return
+    checks = {"warmup_steps": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+              "min_lr_ratio": lambda v: isinstance(v, (int, float)) and 0 <= v <= 1,
+              "lr": lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
+              "weight_decay": lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
+              "max_steps": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)}
+    want = {"warmup_steps": "an integer >= 0", "min_lr_ratio": "in [0, 1]", "lr": "a finite number > 0",
+            "weight_decay": "a finite number >= 0", "max_steps": "an integer >= 0"}
+    for key, ok in checks.items():
+        if key in init_args and init_args.get(key) is not None and not ok(init_args.get(key)):
+            raise InputError(f"{where}.{key} = {init_args.get(key)!r}: must be {want[key]}")
+
+
+def prepare_run(cli: LightningCLI, cfg: Any) -> None:
+    """Shared by ``wfm pretrain`` and ``wfm finetune`` before the classes are built: a URL
+    ``ckpt_path`` is refused unless downloads are allowed (then fetched and verified)."""
+    from wfm.safety import resolve_ckpt_path
+
+    _PHASE["instantiating"] = True
+    if hasattr(cfg, "get") and cfg.get("ckpt_path") is not None:
+        cfg["ckpt_path"] = resolve_ckpt_path(cfg["ckpt_path"])
+
+
+def harden_trainer(trainer: Any) -> None:
+    """Shared by ``wfm pretrain`` and ``wfm finetune`` once the Trainer exists: checkpoints are
+    loaded weights-only; non-finite losses/gradients stop training; the last step is saved."""
+    from wfm.safety import install_safe_checkpoint_io
+    from wfm.training.finite import FinalCheckpoint, FiniteGuard
+
+    _PHASE["instantiating"] = False
+    install_safe_checkpoint_io(trainer)
+    have = {type(c).__name__ for c in trainer.callbacks}
+    for cb in (FiniteGuard(), FinalCheckpoint()):
+        if type(cb).__name__ not in have:
+            trainer.callbacks.append(cb)
+
+
 class PretrainCLI(LightningCLI):
-    """LightningCLI that expands ``~``/``$VARS`` in the data module's dataset paths."""
+    """LightningCLI that expands ``~``/``$VARS`` in the data module's dataset paths, loads
+    checkpoints weights-only and stops on non-finite losses."""
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        prepare_run(self, cfg)
+        model = cfg.get("model") if hasattr(cfg, "get") else None
+        check_schedule(model.get("init_args") if hasattr(model, "get") else None)
         init_args = cfg.get("data", {}).get("init_args") if hasattr(cfg.get("data", {}), "get") else None
         if init_args is not None and init_args.get("datasets"):
             init_args["datasets"] = [expand_path(str(p)) for p in init_args["datasets"]]
+
+    def after_instantiate_classes(self) -> None:
+        harden_trainer(self.trainer)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads the hyperparameters of ``ckpt_path`` before anything else: a URL is
+        refused (or fetched and verified) and the file read weights-only, with one-line errors."""
+        parse_ckpt_hparams(self)
+
+
+def parse_ckpt_hparams(cli: LightningCLI) -> None:
+    """``LightningCLI._parse_ckpt_path`` through :func:`wfm.safety.load_checkpoint`."""
+    from wfm.safety import load_checkpoint, resolve_ckpt_path
+
+    sub = cli.config.get("subcommand")
+    if not sub:
+        return
+    cfg = cli.config[sub]
+    if cfg.get("ckpt_path") is None:
+        return
+    cfg["ckpt_path"] = resolve_ckpt_path(cfg["ckpt_path"])
+    ckpt_path = cfg["ckpt_path"]
+    if not Path(str(ckpt_path)).is_file():
+        return  # "last", "best", "hpc": resolved by Lightning, loaded through SafeCheckpointIO
+    ckpt = load_checkpoint(ckpt_path)
+    hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
+    hparams.pop("_instantiator", None)
+    if not hparams:
+        return
+    if "_class_path" in hparams:
+        hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+    cli.config = cli.parser.parse_object({sub: {"model": hparams}}, cli.config)
+
+
+def config_paths(args: list[str]) -> list[str]:
+    """The ``--config`` files named in ``args``."""
+    out = []
+    for i, a in enumerate(args):
+        if a.startswith("--config="):
+            out.append(a.split("=", 1)[1])
+        elif a in ("--config", "-c") and i + 1 < len(args):
+            out.append(args[i + 1])
+    return out
+
+
+def check_configs(args: list[str]) -> None:
+    """Read every ``--config`` with the alias-free, size-bounded YAML loader first (a
+    billion-laughs file is refused here, before jsonargparse would expand it)."""
+    from wfm.safety import check_yaml_file
+
+    for path in config_paths(args):
+        if Path(path).is_file():
+            check_yaml_file(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,26 +164,48 @@ def main(argv: list[str] | None = None) -> None:
         # would warn because sys.argv is also set.
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
         try:
+            check_configs(args)
+            _PHASE["instantiating"] = False
             _run(args)
         except Exception as e:
             # jsonargparse wraps what a model or data module raises while being built; a bad
             # dataset or checkpoint is still one line naming the file, not a traceback.
-            cause = input_error(e)
-            if cause is None:
-                raise
-            from wfm.console import fail
+            fail_on_input_error(e)
+            raise
 
-            fail(str(cause))
+
+def fail_on_input_error(e: BaseException) -> None:
+    """Exit with one line (code 2) when ``e`` is a bad input: a DataError, CheckpointError,
+    InputError or NonFiniteError in its chain, or anything raised while the CLI was building
+    the model, data module and trainer from the config. Returns otherwise."""
+    from wfm.console import fail
+
+    cause = input_error(e)
+    if cause is not None:
+        fail(str(cause))
+    if _PHASE["instantiating"] and isinstance(e, (ValueError, TypeError, RuntimeError, KeyError)):
+        _PHASE["instantiating"] = False
+        inner = e
+        while inner.__cause__ is not None and isinstance(inner.__cause__, Exception):
+            inner = inner.__cause__
+        msg = " ".join(str(inner).split()) or type(inner).__name__
+        fail(f"invalid configuration: {msg[:400]}")
 
 
 def input_error(e: BaseException | None) -> Exception | None:
-    """The ``DataError`` or ``CheckpointError`` in ``e``'s chain of causes, if any."""
+    """The ``DataError``, ``CheckpointError``, ``InputError`` or ``NonFiniteError`` in ``e``'s
+    chain of causes, if any."""
     from wfm.data.errors import DataError
     from wfm.hub import CheckpointError
+    from wfm.safety import InputError
 
+    try:
+        from wfm.training.finite import NonFiniteError
+    except ImportError:  # pragma: no cover
+        NonFiniteError = InputError  # type: ignore[misc,assignment]
     seen = set()
     while e is not None and id(e) not in seen:
-        if isinstance(e, (DataError, CheckpointError)):
+        if isinstance(e, (DataError, CheckpointError, InputError, NonFiniteError)):
             return e
         seen.add(id(e))
         e = e.__cause__ or e.__context__

@@ -15,7 +15,13 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     at ``total_steps``; constant ``min_lr_ratio`` after that.
 
     The warmup starts at ``1/warmup_steps`` rather than 0 so the first optimizer step moves.
+    A negative ``warmup_steps`` or a ``min_lr_ratio`` outside ``[0, 1]`` (a negative learning
+    rate) raises ``ValueError``.
     """
+    if isinstance(warmup_steps, bool) or int(warmup_steps) != warmup_steps or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    if not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if total_steps <= warmup_steps:
@@ -46,6 +52,12 @@ def adamw_warmup_cosine(model: nn.Module, hp: Any, total_steps: float) -> dict[s
         [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=hp.lr, betas=tuple(hp.betas),
     )
+    from wfm.safety import InputError
+
+    try:  # refused here, before the first step, not as a diverging loss
+        warmup_cosine(0, hp.warmup_steps, 1, hp.min_lr_ratio)
+    except ValueError as e:
+        raise InputError(f"model: {e}") from None
     total = hp.max_steps or total_steps
     if not math.isfinite(total):
         raise ValueError("set model.max_steps or trainer.max_steps/max_epochs: the cosine schedule needs a length")

@@ -1,0 +1,359 @@
+"""What keeps hostile or broken inputs from doing harm: one safe checkpoint loader, a YAML
+loader without aliases, an exclusive lock on output folders, workers that die with their
+parent, and argument types that refuse out-of-range values.
+
+* :func:`load_checkpoint` is the one way ``wfm`` reads a ``.ckpt``: ``torch.load`` with
+  ``weights_only=True`` (nothing is unpickled), for local files and, only when downloads are
+  allowed (``WFM_ALLOW_DOWNLOADS=1``), for URLs. Downloads land in a cache keyed by the full
+  URL and the sha256 of their content, never by file name alone.
+* :class:`SafeCheckpointIO` makes Lightning's resume (``--ckpt_path``) go through it.
+* :func:`safe_yaml_load` refuses anchors and aliases (no "billion laughs") and oversized text.
+* :class:`FolderLock` is an exclusive ``flock`` on a folder being written; a second writer
+  gets a one-line error instead of deleting the first one's files.
+* :func:`die_with_parent` is a process-pool initializer: a worker whose parent is gone exits.
+
+Standard library only at import time (``wfm --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import math
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ALLOW_DOWNLOADS_ENV = "WFM_ALLOW_DOWNLOADS"
+DOWNLOAD_CACHE = Path("~/.cache/wfm/downloads")
+MAX_YAML_BYTES = 4 << 20
+LOCK_NAME = ".wfm.lock"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class InputError(ValueError):
+    """A value or file given by the user that ``wfm`` refuses (one line, exit 2)."""
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def is_url(source: Any) -> bool:
+    return isinstance(source, str) and bool(_URL.match(source))
+
+
+def downloads_allowed() -> bool:
+    return os.environ.get(ALLOW_DOWNLOADS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | None = None) -> Path:
+    """Fetch ``url`` into the download cache and return the local file.
+
+    The cache entry is named by the sha256 of the full URL *and* of the content, so two URLs
+    that end in the same file name never share an entry. With ``sha256`` (or a
+    ``#sha256=<hex>`` fragment) a cached copy is reused and a download that does not match is
+    refused; without it the URL is fetched every time.
+    """
+    from wfm.hub import CheckpointError
+
+    if not downloads_allowed():
+        raise CheckpointError(f"{url}: refusing to download a checkpoint; set {ALLOW_DOWNLOADS_ENV}=1 to "
+                              "allow downloads, or download it yourself and pass the local file")
+    base, _, frag = url.partition("#")
+    if frag.startswith("sha256="):
+        sha256 = frag.split("=", 1)[1]
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise CheckpointError(f"{url}: expected sha256 must be 64 lowercase hex digits")
+    cache = Path(cache_dir or DOWNLOAD_CACHE).expanduser()
+    key = hashlib.sha256(base.encode()).hexdigest()[:32]
+    if sha256 is not None:
+        cached = cache / f"{key}-{sha256}.ckpt"
+        if cached.is_file() and sha256_file(cached) == sha256:
+            return cached
+    import urllib.request
+
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".{key}.tmp-{os.getpid()}"
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(base, timeout=60) as r, open(tmp, "wb") as f:  # noqa: S310
+            while block := r.read(1 << 20):
+                h.update(block)
+                f.write(block)
+        digest = h.hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise CheckpointError(f"{url}: sha256 mismatch: expected {sha256[:16]}..., got {digest[:16]}...")
+        final = cache / f"{key}-{digest}.ckpt"
+        os.replace(tmp, final)
+        return final
+    except CheckpointError:
+        raise
+    except Exception as e:  # network, HTTP status, disk
+        raise CheckpointError(f"{url}: download failed ({type(e).__name__}: {_one_line(e)})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(source: str | Path, map_location: Any = "cpu") -> Any:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; a URL only when downloads are allowed.
+
+    Raises :class:`wfm.hub.CheckpointError` with one line naming the file.
+    """
+    import torch
+
+    from wfm.hub import CheckpointError
+
+    if is_url(str(source)):
+        source = download(str(source))
+    path = Path(source)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # unpickling refused, truncated zip, not a checkpoint at all
+        raise CheckpointError(f"{path}: cannot read checkpoint safely (weights_only): {_one_line(e)}") from None
+
+
+def safe_checkpoint_io():
+    """A Lightning ``CheckpointIO`` whose loads go through :func:`load_checkpoint`."""
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    class SafeCheckpointIO(TorchCheckpointIO):
+        def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> dict:
+            return load_checkpoint(path, map_location if map_location is not None else "cpu")
+
+    return SafeCheckpointIO()
+
+
+def install_safe_checkpoint_io(trainer: Any) -> None:
+    """Make every checkpoint load of ``trainer`` (resume, ``ckpt_path``) weights-only."""
+    strategy = trainer.strategy
+    io = strategy.checkpoint_io
+    if type(io).__name__ == "SafeCheckpointIO":
+        return
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    if type(io) is TorchCheckpointIO:
+        strategy.checkpoint_io = safe_checkpoint_io()
+        return
+    # A wrapper (async saving) or another IO: keep it, but route its loads.
+    target = getattr(io, "checkpoint_io", None) or io
+    target.load_checkpoint = lambda path, map_location=None, weights_only=None: load_checkpoint(
+        path, map_location if map_location is not None else "cpu")
+
+
+def resolve_ckpt_path(ckpt_path: Any) -> Any:
+    """A ``--ckpt_path`` as a local path: URLs are downloaded (only when allowed) and verified."""
+    if ckpt_path is None or not is_url(str(ckpt_path)):
+        return ckpt_path
+    return str(download(str(ckpt_path)))
+
+
+# ---------------------------------------------------------------------------- YAML
+
+
+def _no_alias_loader():
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # type: ignore[override]
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not allowed "
+                                     f"(line {event.start_mark.line + 1})")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def safe_yaml_load(text: str | bytes, source: str = "<yaml>") -> Any:
+    """``yaml.safe_load`` without anchors/aliases and of at most :data:`MAX_YAML_BYTES`.
+
+    Raises :class:`InputError` naming ``source``.
+    """
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise InputError(f"{source}: YAML larger than {MAX_YAML_BYTES >> 20} MiB")
+    try:
+        return yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as e:
+        raise InputError(f"{source}: not valid YAML ({' '.join(str(e).split())})") from None
+    except RecursionError:
+        raise InputError(f"{source}: YAML nested too deeply") from None
+
+
+def check_yaml_file(path: str | Path) -> Any:
+    """Read and parse a YAML file with :func:`safe_yaml_load` (InputError when unreadable)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise InputError(f"{path}: YAML larger than {MAX_YAML_BYTES >> 20} MiB")
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    return safe_yaml_load(text, str(path))
+
+
+# ---------------------------------------------------------------------------- locks
+
+
+class FolderLock:
+    """An exclusive, non-blocking ``flock`` on ``folder/.wfm.lock`` while a command writes there.
+
+    The lock goes away with the process (also on ``kill -9``). A second writer raises
+    :class:`wfm.data.errors.DataError` naming the folder and the holder's pid.
+    """
+
+    def __init__(self, folder: str | Path, what: str = "written"):
+        self.folder = Path(folder)
+        self.what = what
+        self._fd: int | None = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+
+        from wfm.data.errors import DataError
+
+        path = self.folder / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise DataError(f"{self.folder}: is being {self.what} by another process (pid {holder}); "
+                                "wait for it to finish or choose another folder") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock; the file stays (removing it would race)
+            self._fd = None
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete ``.NAME.tmp-PID`` files a killed writer left behind (call with the folder locked)."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp-*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+def die_with_parent(poll_seconds: float = 0.5) -> None:
+    """Process-pool initializer: exit this worker as soon as its parent process is gone.
+
+    On Linux the kernel is asked to kill it (``PR_SET_PDEATHSIG``); a watchdog thread that
+    notices the parent's pid change covers the rest (and the race before the ``prctl``).
+    """
+    parent = os.getppid()
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="wfm-die-with-parent", daemon=True).start()
+
+
+# ---------------------------------------------------------------------------- argument types
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def positive_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = _number(text, int)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
+    return v
+
+
+def seed_int(text: str) -> int:
+    v = non_negative_int(text)
+    if v >= 2**32:
+        raise argparse.ArgumentTypeError(f"{v} must be < 2**32")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = _number(text, float)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{v:g} must be > 0")
+    return v
+
+
+def device_name(text: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
+    return text
+
+
+def strict_int(value: Any, what: str) -> int:
+    """``value`` as an int, refusing bools, fractions (32.7) and non-numbers."""
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise InputError(f"{what} must be an integer, got {value!r}")
