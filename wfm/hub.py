@@ -85,6 +85,10 @@ def causal_arch(model: Any) -> dict[str, Any]:
         "interval_freqs": int(model.interval_freqs),
         "attention": model.attention,
         "eps": float(model.eps),
+        # Absent from configs written before the classical-prior mix: they load as prior="trend".
+        **({} if getattr(model, "prior", "trend") == "trend" else {
+            "prior": model.prior, "estimators": list(model.estimators), "backtest_weight": model.backtest_init,
+            "coarse_len": int(model.coarse_len), "max_coarse": int(model.max_coarse)}),
     }
 
 

@@ -58,6 +58,96 @@ from wfm.models.registry import register_model
 TARGET_CLIP = 50.0
 #: The training loss is squared error up to this many (scaled) units, linear beyond.
 HUBER_DELTA = 5.0
+#: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
+ESTIMATORS = ("last", "mean", "trend", "day", "week")
+DAY_S, WEEK_S = 86_400.0, 604_800.0
+#: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
+BACKTEST_PRIOR = 1.0
+
+
+def first_observed(observed: Tensor) -> Tensor:
+    """Index ``[B]`` of each row's first observed value (the row length when there is none)."""
+    length = observed.shape[1]
+    idx = torch.arange(length, device=observed.device)
+    return torch.where(observed, idx, length).min(dim=1).values
+
+
+def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
+                     estimators: tuple[str, ...] = ESTIMATORS) -> tuple[Tensor, Tensor]:
+    """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
+
+    Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
+    ``o = (j + 1) * patch_len - 1`` (the last value of patch ``j``) for positions
+    ``o + 1 .. o + ahead``, from the observed values at positions ``<= o`` only (left padding
+    only: ``observed`` is False before each row's first value):
+
+    - ``last``: ``z[o]`` (persistence); ``mean``: mean of every observed value up to ``o``;
+    - ``trend``: ``z[o] + 0.5 * h * slope`` (half-damped trend, slope over the last patch);
+    - ``day`` / ``week``: seasonal naive, ``z[o + h - T ceil(h / T)]`` with ``T`` = one day /
+      week of steps (``round(86400 / interval)``); available only where the context holds a
+      full period (``o + 1 - T >= first observed``) and ``T >= 2``.
+
+    Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
+    """
+    b, length = z.shape
+    p, dev = patch_len, z.device
+    n = length // p
+    zm = z * observed.to(z.dtype)
+    o = torch.arange(p - 1, n * p, p, device=dev)  # [N]
+    first = first_observed(observed)  # [B]
+    seen = o[None] >= first[:, None]  # [B, N]
+    hi = torch.arange(1, ahead + 1, device=dev)  # [H]
+    last = zm[:, o]
+    ests, avails = [], []
+    for name in estimators:
+        if name == "last":
+            e, a = last[..., None].expand(b, n, ahead), seen
+        elif name == "mean":
+            total = zm.cumsum(dim=1)[:, o]
+            count = observed.to(z.dtype).cumsum(dim=1)[:, o].clamp_min(1.0)
+            e, a = (total / count)[..., None].expand(b, n, ahead), seen
+        elif name == "trend":
+            s = torch.maximum(o[None] - (p - 1), first[:, None]).clamp(0, length - 1)  # [B, N]
+            span = (o[None] - s).clamp_min(1).to(z.dtype)
+            slope = torch.where(o[None] > s, (last - zm.gather(1, s)) / span, torch.zeros_like(last))
+            e, a = last[..., None] + 0.5 * slope[..., None] * hi.to(z.dtype), seen
+        elif name in ("day", "week"):
+            period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
+            period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
+            t = period[:, None, None]
+            idx = o[None, :, None] + hi[None, None] - t * ((hi[None, None] + t - 1) // t)  # [B, N, H]
+            a = (period[:, None] >= 2) & (o[None] + 1 - period[:, None] >= first[:, None])
+            e = zm.gather(1, idx.clamp(0, length - 1).view(b, -1)).view(b, n, ahead)
+        else:
+            raise ValueError(f"unknown estimator {name!r}; choose from {ESTIMATORS}")
+        a = a & seen
+        ests.append(torch.where(a[..., None], e, last[..., None].expand(b, n, ahead)))
+        avails.append(a)
+    return torch.stack(ests, dim=2), torch.stack(avails, dim=2)
+
+
+def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int) -> Tensor:
+    """Each estimator's mean squared error on its own past forecasts, as known at every origin.
+
+    ``est``/``avail`` as from :func:`classical_priors` on ``z`` ``[B, L]``. Returns ``[B, N, E, H]``:
+    at origin ``i``, the mean over earlier origins ``j`` whose targets are all observed by then
+    (``j + ceil(H / patch_len) <= i``) of ``(est[j, e, h] - z[o_j + h])^2``, per step ahead ``h``,
+    shrunk towards 1 (the context's variance) with ``BACKTEST_PRIOR`` pseudo-counts.
+    """
+    b, n, e, ahead = est.shape
+    length, p = z.shape[1], patch_len
+    o = torch.arange(p - 1, n * p, p, device=z.device)
+    tpos = o[:, None] + torch.arange(1, ahead + 1, device=z.device)  # [N, H]
+    inside = (tpos < length)[None]
+    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
+    tgt = z.gather(1, flat).view(b, n, ahead)
+    tobs = observed.gather(1, flat).view(b, n, ahead) & inside
+    valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)  # [B, N, E, H]
+    err = (est - tgt[:, :, None]).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * valid
+    k = -(-ahead // p)
+    total = F.pad(err.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
+    count = F.pad(valid.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
+    return (total + BACKTEST_PRIOR) / (count + BACKTEST_PRIOR)
 
 
 @dataclass
@@ -161,13 +251,39 @@ class CausalForecaster(nn.Module):
         interval_freqs: sinusoids in the granularity code.
         attention: ``"sdpa"`` only (kept for config symmetry with the MAE).
         eps: relative floor of the normalisation scale.
+        prior: what the head corrects. ``"trend"`` (the default, and every model saved before
+            this option existed): the damped trend of the token's own patch with a learned gate.
+            ``"mix"``: a learned softmax gate over the classical ``estimators`` computed from all
+            visible values (:func:`classical_priors`); the gate's logits are a linear map of the
+            token's features plus ``backtest_weight x -log(backtest MSE)`` of each estimator
+            (:func:`backtest_mse`), so a fresh model is the inverse-MSE (Bates-Granger)
+            combination. The estimators' next patch, their backtest errors and availability are
+            embedded and added to each token (the network sees the prior as input). A zero head
+            reproduces the mix exactly.
+        estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``).
+        backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
+        coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
+            coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
+            most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
+            the priors always use the whole context.
     """
 
     def __init__(self, patch_len: int = 16, dim: int = 64, depth: int = 4, num_heads: int = 4,
                  mlp_ratio: float = 4.0, quantiles: tuple[float, ...] = (), horizon_patches: int = 1,
                  max_context: int = 512,
-                 interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5) -> None:
+                 interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5, prior: str = "trend",
+                 estimators: tuple[str, ...] = ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
+                 max_coarse: int = 64) -> None:
         super().__init__()
+        if prior not in ("trend", "mix"):
+            raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
+        if prior == "trend" and coarse_len:
+            raise ValueError("coarse_len needs prior='mix'")
+        if not estimators or any(e not in ESTIMATORS for e in estimators):
+            raise ValueError(f"estimators must be a non-empty subset of {ESTIMATORS}, got {list(estimators)}")
+        if coarse_len < 0 or coarse_len % patch_len or max_coarse < 1:
+            raise ValueError(f"coarse_len must be a multiple of patch_len {patch_len} (or 0) and max_coarse >= 1, "
+                             f"got {coarse_len}, {max_coarse}")
         if attention != "sdpa":
             raise ValueError(f"CausalForecaster supports attention='sdpa' only, got {attention!r}")
         if patch_len < 1 or max_context < patch_len:
@@ -186,11 +302,26 @@ class CausalForecaster(nn.Module):
         self.blocks = nn.ModuleList(CausalBlock(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, self.horizon_patches * p * (1 + len(self.quantile_levels)))
-        self.trend_gate = nn.Linear(dim, 1)
+        self.prior, self.estimators = prior, tuple(estimators)
+        self.coarse_len, self.max_coarse = int(coarse_len), int(max_coarse)
+        self.backtest_init = float(backtest_weight)
+        if prior == "trend":
+            self.trend_gate = nn.Linear(dim, 1)
+        else:
+            e, ahead = len(self.estimators), self.horizon_patches * p
+            self.prior_embed = nn.Linear(e * p + 2 * e, dim)
+            self.prior_gate = nn.Linear(dim, e * ahead)
+            self.backtest_weight = nn.Parameter(torch.tensor(float(backtest_weight)))
+            if self.coarse_len:
+                self.coarse_embed = nn.Sequential(nn.Linear(2 * p, dim), nn.GELU(), nn.Linear(dim, dim))
         self.apply(self._init)
-        # A fresh model forecasts the half-damped trend of the last patch (see forward).
+        # A fresh model forecasts the half-damped trend of the last patch, or the backtest-weighted
+        # mix of the classical estimators (see forward).
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.trend_gate.weight)
+        if prior == "trend":
+            nn.init.zeros_(self.trend_gate.weight)
+        else:
+            nn.init.zeros_(self.prior_gate.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -212,6 +343,8 @@ class CausalForecaster(nn.Module):
         p = self.patch_len
         if length % p:
             raise ValueError(f"sequence length {length} is not a multiple of patch_len {p}")
+        if self.prior != "trend":
+            return self._forward_mix(values, observed, interval, context_len, stats)
         if stats is not None:
             loc, scale = stats
         else:
@@ -223,17 +356,9 @@ class CausalForecaster(nn.Module):
         x = ((values - loc) / scale * m).view(b, -1, p)
         tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
         tok = tok + self.interval_embed(interval_features(interval.to(values.device).expand(b), self.interval_freqs))[:, None]
-        # Causal mask that also hides fully padded key patches; a token always sees itself, so no
-        # row is empty (which would give NaN). Without padding, SDPA's is_causal path is used.
         valid = observed.view(b, -1, p).any(dim=-1)  # [B, N]
         n = valid.shape[1]
-        attn_mask = None
-        if not bool(valid.all()):
-            causal = torch.ones(n, n, dtype=torch.bool, device=values.device).tril()
-            attn_mask = (causal[None] & valid[:, None, :]) | torch.eye(n, dtype=torch.bool, device=values.device)[None]
-            attn_mask = attn_mask[:, None]  # [B, 1, N, N]
-        for blk in self.blocks:
-            tok = blk(tok, attn_mask)
+        tok = self._run_blocks(tok, valid)
         # The head predicts a residual on a damped trend of the token's own patch: the last value
         # plus g times the patch's mean step per step ahead, with a learned gate g in (0, 1). Smooth
         # series (AoA, distance at 50-100 ms) then need only a small correction, which a tiny
@@ -246,6 +371,87 @@ class CausalForecaster(nn.Module):
         gate = torch.sigmoid(self.trend_gate(h).float())[..., None]  # [B, N, 1, 1]
         base = last[..., None, None] + gate * step[..., None, None] * ahead  # [B, N, K, P]
         out = base[..., None] + self.head(h).float().view(b, n, k, p, 1 + len(self.quantile_levels))
+        quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
+        return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
+
+    def _run_blocks(self, tok: Tensor, valid: Tensor) -> Tensor:
+        """The transformer over tokens ``[B, N, D]``; ``valid`` ``[B, N]`` marks tokens that saw data.
+
+        Causal mask that also hides fully padded key tokens; a token always sees itself, so no
+        row is empty (which would give NaN). Without padding, SDPA's is_causal path is used.
+        """
+        n = valid.shape[1]
+        attn_mask = None
+        if not bool(valid.all()):
+            causal = torch.ones(n, n, dtype=torch.bool, device=tok.device).tril()
+            attn_mask = (causal[None] & valid[:, None, :]) | torch.eye(n, dtype=torch.bool, device=tok.device)[None]
+            attn_mask = attn_mask[:, None]  # [B, 1, N, N]
+        for blk in self.blocks:
+            tok = blk(tok, attn_mask)
+        return tok
+
+    def fine_len(self, length: int) -> int:
+        """How many of the last ``length`` values become full-resolution tokens (the rest: coarse tokens or priors only)."""
+        if self.prior == "trend":
+            return length
+        return min(length, -(-self.max_context // self.patch_len) * self.patch_len)
+
+    def num_tokens(self, length: int) -> int:
+        """Tokens the transformer sees for a (patch-padded) window of ``length`` values."""
+        fine = self.fine_len(length)
+        coarse = min(-(-(length - fine) // self.coarse_len), self.max_coarse) if self.coarse_len else 0
+        return fine // self.patch_len + coarse
+
+    def _forward_mix(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None,
+                     stats: tuple[Tensor, Tensor] | None) -> CausalOutput:
+        """``forward`` of a ``prior="mix"`` model: tokens for the last ``max_context`` values (plus
+        coarse tokens of older ones), every token's forecast = gated classical mix + head."""
+        b, length = values.shape
+        p, k = self.patch_len, self.horizon_patches
+        ahead = k * p
+        if stats is not None:
+            loc, scale = stats
+        else:
+            ctx_obs = observed
+            if context_len is not None:
+                ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
+            loc, scale = normalise_stats(values, ctx_obs, self.eps)
+        m = observed.float()
+        z = (values - loc) / scale * m  # [B, L]
+        interval = interval.to(values.device).expand(b)
+        est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators)  # every origin
+        mse = backtest_mse(z, observed, est, avail, p)
+        fine = self.fine_len(length)
+        nf = fine // p
+        est, avail, mse = est[:, -nf:], avail[:, -nf:], mse[:, -nf:]
+        avail = avail.clone()
+        avail[..., 0] |= ~avail.any(dim=-1)  # a token that saw nothing still gets a finite prior
+        zf, mf = z[:, -fine:].view(b, nf, p), m[:, -fine:].view(b, nf, p)
+        tok = self.patch_embed(torch.cat([zf, mf], dim=-1))
+        af = avail.float()
+        seen = torch.where(avail[..., None], est[..., :p], torch.zeros_like(est[..., :p]))
+        prior_in = torch.cat([seen.clamp(-TARGET_CLIP, TARGET_CLIP).flatten(2),
+                              -mse[..., :p].mean(dim=-1).log() * af, af], dim=-1)
+        tok = tok + self.prior_embed(prior_in)
+        valid = mf.any(dim=-1)
+        if self.coarse_len and length > fine:
+            c, r = self.coarse_len, self.coarse_len // p
+            zo, mo = z[:, :length - fine], m[:, :length - fine]
+            pad = (-zo.shape[1]) % c
+            zo, mo = F.pad(zo, (pad, 0)), F.pad(mo, (pad, 0))
+            keep = min(zo.shape[1], self.max_coarse * c)
+            zo, mo = zo[:, -keep:].reshape(b, -1, p, r), mo[:, -keep:].reshape(b, -1, p, r)
+            count = mo.sum(dim=-1)
+            ctok = self.coarse_embed(torch.cat([zo.sum(dim=-1) / count.clamp_min(1.0), count / r], dim=-1))
+            tok, valid = torch.cat([ctok, tok], dim=1), torch.cat([count.sum(dim=-1) > 0, valid], dim=1)
+        tok = tok + self.interval_embed(interval_features(interval, self.interval_freqs))[:, None]
+        tok = self._run_blocks(tok, valid)
+        h = self.norm(tok[:, -nf:])
+        e = len(self.estimators)
+        logits = self.prior_gate(h).float().view(b, nf, e, ahead) - self.backtest_weight * mse.log()
+        weight = torch.softmax(logits.masked_fill(~avail[..., None], float("-inf")), dim=2)
+        base = (weight * est).sum(dim=2).view(b, nf, k, p)
+        out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
 
@@ -276,11 +482,15 @@ class CausalForecaster(nn.Module):
         b = values.shape[0]
         p = self.patch_len
         out = self(values, observed, interval, context_len)
-        z = (values - out.loc) / out.scale
-        target = z.view(b, -1, p)[:, 1:]
-        obs = observed.view(b, -1, p)
+        # Tokens (and so predictions) cover the last ``out.point.shape[1]`` patches only when older
+        # values are coarse tokens or seen by the priors only (``prior="mix"``); ``off`` = the rest.
+        off = values.shape[1] - out.point.shape[1] * p
+        z_all = (values - out.loc) / out.scale
+        z = z_all[:, off:]
+        target = z.reshape(b, -1, p)[:, 1:]
+        obs = observed[:, off:].reshape(b, -1, p)
         weight = (obs[:, 1:] & obs[:, :-1].any(dim=-1, keepdim=True)).float()
-        pos = torch.arange(values.shape[1], device=values.device).view(-1, p)
+        pos = torch.arange(off, values.shape[1], device=values.device).view(-1, p)
         if context_len is not None:
             # Only targets after the context count. Inside the context the normalisation has seen
             # them (its mean includes later values), which teaches a false reversion to the mean.
@@ -296,7 +506,7 @@ class CausalForecaster(nn.Module):
             ctx = observed if context_len is None else (
                 observed & (torch.arange(values.shape[1], device=values.device)[None] < context_len[:, None]))
             pair = (ctx[:, 1:] & ctx[:, :-1]).float()
-            naive = ((z[:, 1:] - z[:, :-1]) ** 2 * pair).sum(1) / pair.sum(1).clamp_min(1.0)
+            naive = ((z_all[:, 1:] - z_all[:, :-1]) ** 2 * pair).sum(1) / pair.sum(1).clamp_min(1.0)
             series_w = 1.0 / naive.clamp_min(1e-3)[:, None, None]
         else:
             series_w = torch.ones(b, 1, 1, device=values.device)
@@ -345,9 +555,19 @@ class CausalForecaster(nn.Module):
     def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False) -> Tensor:
         """Forecast the next ``horizon`` values of each row of ``context`` ``[B, L]`` (original scale).
 
-        ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches;
-        the last ``max_context`` values are used. Returns ``[B, horizon]`` (point forecast), or
-        ``[B, horizon, Q]`` with ``quantiles=True`` (needs a quantile head).
+        ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches.
+        What is used of the context:
+
+        - ``prior="trend"`` models (the shipped ``causal-tiny-catalog-cpu``): the last
+          ``max_context`` values only (normalisation included); older values are dropped.
+        - ``prior="mix"`` models: **all** of it. The normalisation (mean, std) and the classical
+          priors (last value, context mean, damped trend, seasonal naive of a day / a week where
+          the context holds one, and each estimator's backtest error) use every value given; the
+          transformer sees the last ``max_context`` values as full-resolution tokens and, with
+          ``coarse_len``, up to ``max_coarse * coarse_len`` older values as coarse tokens.
+
+        Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
+        (needs a quantile head).
         """
         device = context.device
         context, interval = self._check(context, interval, horizon)
@@ -356,7 +576,9 @@ class CausalForecaster(nn.Module):
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
         p = self.patch_len
-        context = context[:, -self.max_context:]
+        legacy = self.prior == "trend"
+        if legacy:
+            context = context[:, -self.max_context:]
         b, length = context.shape
         pad = (-length) % p
         values = F.pad(context, (pad, 0))
@@ -368,8 +590,9 @@ class CausalForecaster(nn.Module):
         for _ in range(steps):
             # Keep the window within max_context (rounded up to whole patches); stats stay those
             # of the original context so all steps share one scale.
-            keep = -(-self.max_context // p) * p
-            values, observed = values[:, -keep:], observed[:, -keep:]
+            if legacy:
+                keep = -(-self.max_context // p) * p
+                values, observed = values[:, -keep:], observed[:, -keep:]
             out = self(values, observed, interval, stats=(loc, scale))
             last = out.ahead[:, -1]  # [B, K, P, 1 + Q], normalised: the next K patches
             nxt = last[..., 0].reshape(b, k * p)

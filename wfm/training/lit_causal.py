@@ -37,7 +37,7 @@ VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other"
 #: Linear layers of the causal blocks that LoRA adapts (attention projections, MLP layers).
 LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.0", "mlp.2")
 #: What a linear probe (and LoRA, besides its adapters) trains: the output head and trend gate.
-HEAD_PREFIXES = ("head.", "trend_gate.")
+HEAD_PREFIXES = ("head.", "trend_gate.", "prior_gate.", "backtest_weight")
 
 
 def load_causal(init_from: str) -> CausalForecaster:
@@ -140,7 +140,7 @@ class CausalPretrainModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
         loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss)
-        b, n = values.shape[0], values.shape[1] // self.model.patch_len
+        b, n = values.shape[0], self.model.num_tokens(values.shape[1])
         self.last_batch_stats = {"samples": b, "tokens": b * n, "flops": 3 * b * self.model.forward_flops(n)}
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         return loss
@@ -150,7 +150,8 @@ class CausalPretrainModule(pl.LightningModule):
         loss, out, target, weight = self.model.loss(values, observed, batch["interval"], ctx)
         b, p = values.shape[0], self.model.patch_len
         # One-patch-ahead errors on the horizon part of each window only.
-        pos = torch.arange(values.shape[1], device=values.device).view(-1, p)[1:]  # target positions
+        off = values.shape[1] - out.point.shape[1] * p  # values before the first token (prior="mix")
+        pos = torch.arange(off, values.shape[1], device=values.device).view(-1, p)[1:]  # target positions
         horizon = (pos[None] >= ctx[:, None, None]).float() * weight
         err = ((out.point[:, :-1] - target) ** 2 * horizon).sum(dim=(1, 2))
         power = (target ** 2 * horizon).sum(dim=(1, 2))

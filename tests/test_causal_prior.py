@@ -1,0 +1,197 @@
+"""Causal forecaster with the classical-prior mix (``prior="mix"``) and long context."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wfm.models.causal import CausalForecaster, backtest_mse, classical_priors, normalise_stats
+from wfm.models.registry import create_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def walks(b: int = 3, length: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, length, generator=g).cumsum(dim=1)
+
+
+def mix(**kw) -> CausalForecaster:
+    torch.manual_seed(0)
+    return create_model("causal_tiny", prior="mix", coarse_len=32, max_coarse=16, max_context=64, **kw).eval()
+
+
+def randomise(m: CausalForecaster) -> CausalForecaster:
+    with torch.no_grad():
+        for name in ("head", "prior_gate"):
+            torch.nn.init.normal_(getattr(m, name).weight, std=0.05)
+    return m
+
+
+def test_classical_priors_are_the_classical_estimates():
+    x = torch.arange(40, dtype=torch.float32)[None] % 10 + torch.linspace(0, 1, 40)[None]
+    obs = torch.ones_like(x, dtype=torch.bool)
+    iv = torch.tensor([8640.0])  # a day = 10 steps, a week = 70 (never available here)
+    est, avail = classical_priors(x, obs, iv, 4, 12)
+    j, o = 5, 23  # origin: last value of patch 5
+    assert torch.allclose(est[0, j, 0], x[0, o].expand(12))  # last
+    assert torch.allclose(est[0, j, 1], x[0, :o + 1].mean().expand(12))  # mean
+    slope = (x[0, o] - x[0, o - 3]) / 3
+    assert torch.allclose(est[0, j, 2], x[0, o] + 0.5 * slope * torch.arange(1, 13))  # trend
+    hs = torch.arange(1, 13)
+    assert torch.allclose(est[0, j, 3], x[0, o + hs - 10 * ((hs + 9) // 10)])  # seasonal, a day back
+    assert avail[0, j, :4].all() and not avail[0, :, 4].any()
+    assert not avail[0, 1, 3] and avail[0, 2, 3]  # a full day seen from origin 11 on (11 + 1 - 10 >= 0)
+    # left padding: nothing before the first observed value counts
+    obs2 = obs.clone()
+    obs2[:, :8] = False
+    est2, avail2 = classical_priors(x * obs2, obs2, iv, 4, 12)
+    assert torch.allclose(est2[0, j, 1], x[0, 8:o + 1].mean().expand(12))
+    assert not avail2[0, :2].any() and not avail2[0, 3, 3] and avail2[0, 4, 3]
+
+
+def test_backtest_uses_only_realised_targets():
+    x = walks(2, 48)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    est, avail = classical_priors(x, obs, torch.tensor([1.0, 1.0]), 8, 8)
+    mse = backtest_mse(x, obs, est, avail, 8)
+    assert mse.shape == (2, 6, 5, 8)
+    assert torch.allclose(mse[:, :1], torch.ones(2, 1, 5, 8))  # nothing realised yet: the prior value 1
+    y = x.clone()
+    y[:, 24:] += 100.0  # changes targets of origins >= 2 only: known at origin 3 on
+    est_y, _ = classical_priors(y, obs, torch.tensor([1.0, 1.0]), 8, 8)
+    mse_y = backtest_mse(y, obs, est_y, avail, 8)
+    assert torch.allclose(mse[:, :3], mse_y[:, :3]) and not torch.allclose(mse[:, 3:], mse_y[:, 3:])
+
+
+def test_zero_correction_reproduces_the_prior_exactly():
+    m = mix()
+    with torch.no_grad():
+        torch.nn.init.normal_(m.prior_gate.weight, std=0.1)  # a trained-looking gate
+    x = walks(3, 300)
+    iv = torch.tensor([600.0, 1e-3, 60.0])
+    obs = torch.ones_like(x, dtype=torch.bool)
+    out = m(x[:, :296], obs[:, :296], iv)
+    loc, scale = normalise_stats(x[:, :296], obs[:, :296])
+    z = (x[:, :296] - loc) / scale
+    est, avail = classical_priors(z, obs[:, :296], iv, 8, 8)
+    mse = backtest_mse(z, obs[:, :296], est, avail, 8)
+    h = None
+
+    captured = {}
+    m.norm.register_forward_hook(lambda mod, inp, o: captured.setdefault("h", o))
+    out = m(x[:, :296], obs[:, :296], iv)
+    h = captured["h"]
+    nf = out.point.shape[1]
+    logits = m.prior_gate(h).view(3, nf, 5, 8) - m.backtest_weight * mse[:, -nf:].log()
+    w = torch.softmax(logits.masked_fill(~avail[:, -nf:, :, None], float("-inf")), dim=2)
+    prior = (w * est[:, -nf:]).sum(dim=2)
+    assert torch.equal(out.point, prior)  # zero head (a fresh model): the prior, bit for bit
+    # and forecast is that prior in the original scale
+    f = m.forecast(x[:, :296], iv, 8)
+    assert torch.allclose(f, prior[:, -1] * scale + loc, atol=1e-4)
+
+
+def test_fresh_mix_is_the_inverse_backtest_mse_combination_of_last_and_mean():
+    m = create_model("causal_tiny", prior="mix", estimators=("last", "mean"))
+    x = walks(2, 64)
+    f = m.forecast(x, 1e-3, 8)
+    loc, scale = normalise_stats(x, torch.ones_like(x, dtype=torch.bool))
+    z = (x - loc) / scale
+    obs = torch.ones_like(x, dtype=torch.bool)
+    est, avail = classical_priors(z, obs, torch.tensor([1e-3, 1e-3]), 8, 8, ("last", "mean"))
+    inv = 1.0 / backtest_mse(z, obs, est, avail, 8)[:, -1]
+    expected = (inv * est[:, -1]).sum(1) / inv.sum(1) * scale + loc
+    assert torch.allclose(f, expected, atol=1e-4)
+
+
+def test_old_configs_build_the_trend_model():
+    old = CausalForecaster(patch_len=8, dim=64, depth=4, num_heads=4, max_context=256)
+    assert old.prior == "trend" and hasattr(old, "trend_gate") and not hasattr(old, "prior_gate")
+    assert create_model("causal_tiny").num_params() == 211_209
+    from wfm.hub import build_model, causal_arch
+
+    new = mix(quantiles=(0.1, 0.9))
+    arch = causal_arch(new)
+    assert arch["prior"] == "mix" and arch["coarse_len"] == 32
+    rebuilt = build_model({"model_kind": "causal", "name": "causal_tiny", "arch": arch})
+    rebuilt.load_state_dict(new.state_dict(), strict=True)
+    assert "prior" not in causal_arch(old)
+
+
+def test_no_leakage_and_padding_with_coarse_tokens():
+    m = randomise(mix())
+    x = walks(2, 256)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    iv = torch.tensor([120.0, 120.0])
+    t = 200
+    ctx = torch.tensor([t, t])
+    y = x.clone()
+    y[:, t:] = torch.randn(2, 256 - t) * 100
+    a, b = m(x, obs, iv, ctx), m(y, obs, iv, ctx)
+    off = 256 - a.point.shape[1] * 8  # fine tokens cover the last 64 values
+    assert off == 192
+    first_future = (t - off) // 8  # tokens before it saw only the past
+    assert torch.allclose(a.point[:, :first_future], b.point[:, :first_future], atol=1e-6)
+    assert not torch.allclose(a.point[:, first_future:], b.point[:, first_future:], atol=1e-3)
+    obs[:, :45] = False
+    y = x.clone()
+    y[:, :45] = 1e3
+    assert torch.allclose(m(x, obs, iv).point, m(y, obs, iv).point, atol=1e-5)
+
+
+def test_forecast_uses_the_whole_context():
+    m = randomise(mix())
+    x = walks(2, 3000)
+    base = m.forecast(x, 120.0, 24)
+    y = x.clone()
+    y[:, :100] += 50.0  # values far older than max_context + max_coarse * coarse_len
+    assert not torch.allclose(m.forecast(y, 120.0, 24), base, atol=1e-4)  # normalisation and mean see them
+    assert m.num_tokens(3000) == 8 + 16
+
+
+@pytest.mark.parametrize("length", [1, 7, 13, 64, 300, 4096])
+def test_any_context_length_equivariance_and_constant(length):
+    m = randomise(mix(quantiles=(0.1, 0.5, 0.9)))
+    x = walks(2, length)
+    out = m.forecast(x, 600.0, 20)
+    assert out.shape == (2, 20) and torch.isfinite(out).all()
+    assert m.forecast(x, 600.0, 20, quantiles=True).shape == (2, 20, 3)
+    assert torch.allclose(m.forecast(3 * x - 7, 600.0, 20), 3 * out - 7, rtol=1e-4, atol=1e-3)
+    const = torch.full((1, length), 4.5)
+    assert torch.allclose(m.forecast(const, 600.0, 9), const[:, :1].expand(1, 9), rtol=1e-4)
+
+
+def test_seasonal_series_fresh_model_beats_persistence():
+    t = torch.arange(2000, dtype=torch.float32)
+    x = torch.sin(2 * torch.pi * t / 144)[None] * 10 + 0.1 * torch.randn(1, 2000)  # a day at 10 min
+    m = mix()
+    f = m.forecast(x[:, :1900], 600.0, 64)
+    err = ((f - x[:, 1900:1964]) ** 2).sum()
+    persist = ((x[:, 1899:1900] - x[:, 1900:1964]) ** 2).sum()
+    assert err < 0.1 * persist
+
+
+def test_mix_trains_and_the_gate_gets_gradient():
+    torch.manual_seed(0)
+    m = randomise(create_model("causal_tiny", depth=1, prior="mix", coarse_len=16, max_context=32)).train()
+    x = walks(4, 128)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    obs[:2, :40] = False
+    loss, out, target, weight = m.loss(x, obs, torch.full((4,), 300.0), torch.full((4,), 96), scaled=True)
+    assert target.shape == (4, 3, 8) and weight.shape == target.shape
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name in ("head.weight", "prior_gate.weight", "prior_embed.weight", "coarse_embed.0.weight", "backtest_weight"):
+        assert dict(m.named_parameters())[name].grad.abs().sum() > 0, name
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="prior"):
+        create_model("causal_tiny", prior="seasonal")
+    with pytest.raises(ValueError, match="estimators"):
+        create_model("causal_tiny", prior="mix", estimators=("holt",))
+    with pytest.raises(ValueError, match="coarse_len"):
+        create_model("causal_tiny", prior="mix", coarse_len=12)
+    with pytest.raises(ValueError, match="coarse_len"):
+        create_model("causal_tiny", coarse_len=64)
