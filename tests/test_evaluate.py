@@ -83,3 +83,84 @@ def test_model_labels_tell_checkpoints_of_two_runs_apart(tmp_path):
     labels = model_labels([*specs, "persistence", specs[0]])
     assert labels == {specs[0]: "mae-tiny/last.ckpt (sdpa)", specs[1]: "mae-tiny/last.ckpt (complex-phase)",
                       "persistence": "persistence"}
+
+
+def test_seasonal_period_from_the_interval():
+    from wfm.models.baselines import seasonal_period
+
+    assert seasonal_period(120.0, 720) == 720  # 2-min data: a day is 720 steps
+    assert seasonal_period(120.0, 719) is None  # ... and a shorter context holds no day
+    assert seasonal_period(600.0, 144) == 144  # 10-min: a day
+    assert seasonal_period(600.0, 1008) == 1008  # ... a week where the context holds one
+    assert seasonal_period(3600.0, 48) == 24 and seasonal_period(3600.0, 168) == 168  # hourly
+    assert seasonal_period(3600.0) == 24  # no context given: a day
+    assert seasonal_period(1e-3, 4096) is None  # 1-ms CSI: no daily cycle within any context
+    with pytest.raises(ValueError):
+        seasonal_period(0.0, 10)
+
+
+def _traffic_dataset(root, interval_min: float = 10, days: int = 3, cells: int = 10):
+    """A Telecom-Italia-layout file of daily cycles, imported as a traffic dataset."""
+    import numpy as np
+
+    from wfm.data.loaders.traffic_csv import import_telecom_italia
+
+    steps = int(days * 1440 / interval_min)
+    day = int(1440 / interval_min)
+    rng = np.random.default_rng(0)
+    lines = ["square_id,time_interval,internet_total"]
+    for c in range(cells):
+        level, phase = rng.uniform(50, 150), rng.uniform(0, 6)
+        for i in range(steps):
+            v = level * (1.5 + np.sin(2 * np.pi * i / day + phase)) + rng.normal(0, 1)
+            lines.append(f"{c},{1383260400000 + int(i * interval_min * 60_000)},{v:.4f}")
+    src = root / "traffic.csv"
+    src.write_text("\n".join(lines) + "\n")
+    return import_telecom_italia(src, root / "traffic-ds", interval=interval_min * 60)
+
+
+def test_evaluate_series_reports_window_nmse_best_classical_and_period(tmp_path):
+    from wfm.models.baselines import Persistence
+    from wfm.tasks.forecasting import collect_forecasts
+    from wfm.tasks.metrics import window_nmse
+    from wfm.tasks.registry import get_task
+    from wfm.tasks.series_data import series_windows
+
+    ds = _traffic_dataset(tmp_path)
+    out = tmp_path / "ev"
+    main(["evaluate", "--task", "traffic-forecast", "--model", "persistence", "--model", "seasonal",
+          "--data", str(ds), "--out", str(out)])
+    r = json.loads((out / "metrics.json").read_text())
+    rows = {row["model"]: row for row in r["rows"]}
+    assert rows["seasonal"]["period"] == 144 and r["periods"] == {"traffic-ds": 144}
+    assert set(r["classical"]["traffic-ds"]) == {"persistence", "mean", "seasonal"}
+    # Daily cycles: the seasonal naive is the best classical baseline, and persistence's ratio is to it.
+    assert all(row["best_classical"] == "seasonal" for row in rows.values())
+    assert rows["seasonal"]["ratio_to_best"] == pytest.approx(1.0)
+    assert rows["persistence"]["ratio_to_best"] == pytest.approx(
+        rows["persistence"]["window_nmse"] / rows["seasonal"]["window_nmse"])
+    # The table's per-window NMSE equals the hand computation on the same test windows.
+    w = series_windows([ds], get_task("traffic-forecast"))["test"]
+    pred, target, _ = collect_forecasts(Persistence(), w)
+    assert rows["persistence"]["window_nmse"] == pytest.approx(float(window_nmse(pred, target).mean()))
+    md = (out / "results.md").read_text()
+    assert "seasonal period traffic-ds: 144 steps" in md and "ratio_to_best" in md
+    # --period overrides the interval's.
+    main(["evaluate", "--task", "traffic-forecast", "--model", "seasonal", "--data", str(ds), "--out", str(out),
+          "--period", "72"])
+    r = json.loads((out / "metrics.json").read_text())
+    assert r["rows"][0]["period"] == 72 and r["periods"] == {"traffic-ds": 72}
+
+
+def test_evaluate_channel_prediction_has_best_classical(tiny_dataset, tmp_path):
+    out = tmp_path / "ev"
+    main(["evaluate", "--task", "channel-prediction-time", "--model", "persistence", "--model", "mean",
+          "--data", str(tiny_dataset), "--out", str(out)])
+    r = json.loads((out / "metrics.json").read_text())
+    rows = {row["model"]: row for row in r["rows"]}
+    best = min(rows.values(), key=lambda x: x["window_nmse"])
+    assert all(row["best_classical"] == best["model"] for row in rows.values())
+    assert best["ratio_to_best"] == pytest.approx(1.0)
+    assert r["periods"] == {"tiny-uma": None}  # 0.5-ms steps: no season
+    for row in rows.values():
+        assert row["window_nmse_db"] == pytest.approx(row["nmse_db"])  # the CSI NMSE is the per-window one

@@ -85,3 +85,28 @@ def test_shape_errors():
         M.nmse(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="scores must be"):
         M.topk_accuracy(torch.zeros(3), torch.zeros(3))
+
+
+def test_window_nmse_by_hand():
+    """Mean over windows of sum err^2 / sum true^2 (not the ratio of the sums)."""
+    target = torch.tensor([[1.0, 2.0], [10.0, 0.0]])
+    pred = torch.tensor([[1.0, 0.0], [9.0, 1.0]])
+    # window 0: 4 / 5 = 0.8; window 1: (1 + 1) / 100 = 0.02 -> mean 0.41 (the pooled ratio would be 6 / 105)
+    assert torch.allclose(M.window_nmse(pred, target), torch.tensor([0.8, 0.02], dtype=torch.float64))
+    s = M.window_nmse_scores(pred, target)
+    assert s["window_nmse"] == pytest.approx(0.41) and s["window_nmse_db"] == pytest.approx(10 * math.log10(0.41))
+    # Complex windows [N, H, A, K] with a mask: only the masked elements count.
+    t = torch.ones(1, 2, 1, 2, dtype=torch.complex64)
+    p = torch.zeros_like(t)
+    p[0, 1, 0, 0] = 1j  # |1j - 1|^2 = 2 on a masked element
+    mask = torch.zeros(1, 2, 1, 2, dtype=torch.bool)
+    mask[0, 1] = True
+    assert float(M.window_nmse(p, t, mask)[0]) == pytest.approx((2 + 1) / 2)
+
+
+def test_best_classical_and_ratio():
+    rows = [{"model": "persistence", "window_nmse": 0.2}, {"model": "mean", "window_nmse": 0.1},
+            {"model": "fm", "window_nmse": 0.05}, {"model": "broken"}]
+    M.add_best_classical(rows, {"persistence": 0.2, "mean": 0.1})
+    assert [r.get("best_classical") for r in rows] == ["mean", "mean", "mean", None]
+    assert [r.get("ratio_to_best") for r in rows] == [pytest.approx(2.0), pytest.approx(1.0), pytest.approx(0.5), None]

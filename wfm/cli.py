@@ -13,7 +13,7 @@ import sys
 from wfm import __version__
 
 # Modules that register a verb, in the order `wfm --help` lists them.
-VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub", "wfm.evaluate")
+VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub", "wfm.evaluate", "wfm.benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:

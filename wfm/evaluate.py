@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 TABLE_COLUMNS = ("dataset", "model", "kind", "mode", "train_fraction", "train_samples", "train_windows",
-                 "samples", "windows", "nmse_db", "mae", "smape", "interval_coverage", "interval_nominal", "rmse",
+                 "samples", "windows", "context", "horizon", "period", "nmse_db", "window_nmse", "window_nmse_db",
+                 "best_classical", "ratio_to_best", "mae", "smape", "interval_coverage", "interval_nominal", "rmse",
                  "accuracy", "f1", "top1", "top3", "power_loss_db")
 
 
@@ -38,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training-set fraction(s) of trainable baselines (label and beam tasks; repeatable)")
     p.add_argument("--context", type=int, default=None, help="context length (series and beam tasks)")
     p.add_argument("--horizon", type=int, default=None, help="steps ahead (series and beam tasks)")
+    p.add_argument("--period", type=int, default=None, metavar="STEPS",
+                   help="seasonal period of the seasonal baseline in steps (default: from the interval: a week "
+                        "where the context holds one, else a day)")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size of trainable baselines")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
 
@@ -63,16 +69,35 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
     payload = {k: v for k, v in result.items() if k != "examples"}
     payload["plots"] = [str(p) for p in pngs]
     write_json(out / "metrics.json", payload)
-    (out / "results.md").write_text(f"# {result['task']}\n\n{result['description']}\n\n" + markdown_table(rows, cols))
+    (out / "results.md").write_text(f"# {result['task']}\n\n{result['description']}{_period_note(result)}\n\n"
+                                    + markdown_table(rows, cols))
     return pngs
+
+
+def _period_note(result: dict[str, Any]) -> str:
+    """" (seasonal period: 144 steps)" per dataset, for titles; empty where no task has one."""
+    periods = result.get("periods") or {}
+    if not periods:
+        return ""
+    text = ", ".join(f"{name}: {p} steps" if p else f"{name}: none (context < 1 day)" for name, p in periods.items())
+    return f" (seasonal period {text}; best classical = best of persistence, context mean, seasonal)"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from wfm.console import console, print_table, progress_bar
     from wfm.tasks.evaluation import EvalOptions, evaluate_task
 
+    if args.period is not None and args.period < 1:
+        from wfm.data.errors import DataError
+
+        raise DataError(f"--period must be >= 1 step, got {args.period}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     opts = EvalOptions(train_steps=args.train_steps, seed=args.seed, context=args.context, horizon=args.horizon,
-                       train_fractions=tuple(args.train_fraction or (1.0,)))
+                       train_fractions=tuple(args.train_fraction or (1.0,)), period=args.period,
+                       batch_size=args.batch_size)
     total = len(args.model) * len(args.data)
     with progress_bar(f"evaluating {args.task}", total) as advance:
         def say(msg: str) -> None:
@@ -82,6 +107,6 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     pngs = write_outputs(result, out)
     cols = [c for c in TABLE_COLUMNS if any(c in r for r in result["rows"])]
-    print_table(result["rows"], title=f"{args.task}: {result['description']}", columns=cols)
+    print_table(result["rows"], title=f"{args.task}: {result['description']}" + _period_note(result), columns=cols)
     console.print(f"wrote {out / 'metrics.json'}, {out / 'results.md'}" + (f" and {len(pngs)} plot(s)" if pngs else ""))
     return result

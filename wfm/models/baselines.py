@@ -10,8 +10,11 @@ in the series' original scale (the causal foundation model exposes the same meth
 - ``Persistence``: the last value, repeated.
 - ``LinearExtrapolation(points)``: a least-squares line through the last ``points`` values,
   extended.
+- ``ContextMean``: the mean of the context, repeated.
 - ``SeasonalNaive(period)``: the value one period earlier (``y[t] = y[t - period]``, repeated
-  for horizons beyond a period); persistence when the context is shorter than a period.
+  for horizons beyond a period); persistence when the context is shorter than a period (or
+  ``period=None``). ``seasonal_period(interval, context)`` sets the period from the data: a
+  week of steps where the context holds a week, else a day (``None`` where not even a day fits).
 - ``RNNForecaster(cell="lstm"|"gru")`` and ``TransformerForecaster``: small networks trained
   from scratch with ``.fit(train_windows, val_windows, steps, lr, batch_size, seed)``. Each
   window is normalised by its context's mean and std inside the model (and the forecast scaled
@@ -82,20 +85,55 @@ class LinearExtrapolation:
         return (level + slope * steps).float()
 
 
+class ContextMean:
+    """The mean of the context carried forward."""
+
+    name = "mean"
+
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor:
+        _check(context, horizon)
+        return context.to(torch.float64).mean(1, keepdim=True).float().expand(-1, horizon).clone()
+
+
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+
+
+def seasonal_period(interval: float, context: int | None = None) -> int | None:
+    """Seasonal period in steps for series sampled every ``interval`` seconds.
+
+    A week (``604800 / interval`` steps, rounded) where ``context`` holds at least a week, else a
+    day (``86400 / interval``) where ``context`` holds at least a day (or ``context`` is None);
+    ``None`` where the context holds less than a day (1-ms CSI, 0.1-s beam series), i.e. there
+    is no daily cycle to copy and the seasonal baseline has nothing to add to persistence.
+    """
+    if not interval > 0:
+        raise ValueError(f"interval must be > 0 seconds, got {interval}")
+    day, week = round(DAY_S / interval), round(WEEK_S / interval)
+    if day < 1:
+        return None
+    if context is None:
+        return day
+    if context >= week:
+        return week
+    return day if context >= day else None
+
+
 class SeasonalNaive:
-    """``y[t] = y[t - period]``; persistence when the context is shorter than a period."""
+    """``y[t] = y[t - period]``; persistence when the context is shorter than a period or the
+    period is ``None`` (see ``seasonal_period``)."""
 
     name = "seasonal"
 
-    def __init__(self, period: int) -> None:
-        if period < 1:
+    def __init__(self, period: int | None) -> None:
+        if period is not None and period < 1:
             raise ValueError(f"period must be >= 1, got {period}")
         self.period = period
 
     def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor:
         _check(context, horizon)
         L, p = context.shape[1], self.period
-        if L < p:
+        if p is None or L < p:
             return Persistence().forecast(context, interval, horizon)
         season = context[:, L - p:].float()
         reps = math.ceil(horizon / p)
@@ -278,7 +316,9 @@ class TransformerForecaster(_Normalised):
         return self.head(self.norm(h[:, -1]))
 
 
-BASELINES = ("persistence", "linear", "seasonal", "lstm", "gru", "transformer")
+BASELINES = ("persistence", "linear", "mean", "seasonal", "lstm", "gru", "transformer")
+#: The closed-form baselines that set the "best classical" reference of a task (DESIGN.md).
+CLASSICAL = ("persistence", "mean", "seasonal")
 
 
 def build_baseline(name: str, **kw: Any) -> Any:
@@ -286,6 +326,7 @@ def build_baseline(name: str, **kw: Any) -> Any:
     table = {
         "persistence": Persistence,
         "linear": LinearExtrapolation,
+        "mean": ContextMean,
         "seasonal": SeasonalNaive,
         "lstm": lambda **k: RNNForecaster(cell="lstm", **k),
         "gru": lambda **k: RNNForecaster(cell="gru", **k),

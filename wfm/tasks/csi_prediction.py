@@ -10,7 +10,8 @@ context = the visible part, horizon = the hidden part. The "interval" it sees is
 (s) or the subcarrier spacing (Hz).
 
 Scores (``score_prediction``): NMSE over the hidden part per sample, ``nmse_db`` of the mean
-(``wfm.tasks.channel_prediction.masked_nmse``), and ``per_step_nmse_db``: the NMSE of every
+(``wfm.tasks.channel_prediction.masked_nmse``; this is the per-window NMSE, also given as
+``window_nmse`` linear and ``window_nmse_db``), and ``per_step_nmse_db``: the NMSE of every
 hidden step (time step or subcarrier) on its own, averaged over samples.
 """
 
@@ -98,7 +99,8 @@ def score_prediction(pred: Tensor, csi: Tensor, mask: Tensor, axis: str) -> dict
     size = csi.shape[dim]
     steps = per_step_nmse(pred.narrow(dim, size - n, n), csi.narrow(dim, size - n, n), step_dim=dim)
     per_sample = masked_nmse(pred, csi, mask)
-    return {"nmse_db": nmse_db(per_sample), "per_step_nmse_db": [to_db(x) for x in steps],
+    return {"nmse_db": nmse_db(per_sample), "window_nmse": float(per_sample.mean()),
+            "window_nmse_db": nmse_db(per_sample), "per_step_nmse_db": [to_db(x) for x in steps],
             "samples": int(csi.shape[0]), "hidden_steps": n}
 
 

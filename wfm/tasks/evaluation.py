@@ -11,6 +11,13 @@ returns ``{"task", "rows": [...], "curves": {...}, "examples": {...}}``. A model
   zero-shot: the MAE predicts channels by masking; a model with ``forecast`` forecasts series.
   Tasks without a zero-shot mode (labels from CSI) answer with a ``CheckpointError`` pointing
   to ``wfm finetune``.
+
+Channel-prediction and series rows carry the per-window NMSE (``window_nmse``, linear, and
+``window_nmse_db``), ``best_classical`` (the best of persistence, context mean and seasonal
+naive on the same test windows, run whether asked for or not) and ``ratio_to_best`` (< 1 beats
+it). The seasonal period comes from the interval (``wfm.models.baselines.seasonal_period``: a
+week of steps where the context holds one, else a day) unless ``EvalOptions.period`` sets it;
+it is in ``result["periods"]`` and in the seasonal rows' ``period``.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ import torch
 
 from wfm.data.errors import DataError
 from wfm.hub import CheckpointError
+from wfm.tasks.metrics import add_best_classical
 from wfm.tasks.registry import Task, get_task
 
 SERIES_TRAINABLE = ("lstm", "gru", "transformer")
+CLASSICAL_NAMES = ("persistence", "mean", "seasonal")  # wfm.models.baselines.CLASSICAL
 
 
 @dataclass
@@ -42,6 +51,7 @@ class EvalOptions:
     horizon: int | None = None
     knn: int = 5
     finetune_batch_size: int = 32
+    period: int | None = None  # seasonal baseline: steps per season (None: from the interval)
 
 
 def model_label(spec: str) -> str:
@@ -91,7 +101,8 @@ def evaluate_task(task_name: str, models: Sequence[str], datasets: Sequence[str 
     if not models:
         raise CheckpointError(f"task {task.name}: no model given (baselines: {', '.join(task.baselines)})")
     result: dict[str, Any] = {"task": task.name, "description": task.description, "rows": [], "curves": {},
-                              "examples": {}, "options": opts.__dict__, "labels": model_labels(models)}
+                              "examples": {}, "options": opts.__dict__, "labels": model_labels(models),
+                              "periods": {}, "classical": {}}
     runner = {"channel-prediction": _channel_prediction, "csi-label": _csi_label, "series": _series,
               "future-beam": _future_beam}[task.family]
     for root in datasets:
@@ -123,13 +134,22 @@ def _channel_prediction(task: Task, models: list[str], root: str, opts: EvalOpti
     mask = prediction_mask(tuple(csi.shape), task.axis, task.ratio, (4, 4, 4))
     interval = axis_interval(attrs, task.axis)
     n_hidden = int(mask.any(dim=tuple(d for d in range(4) if d != AXIS_DIM[task.axis])).sum())
+    visible = csi.shape[AXIS_DIM[task.axis]] - n_hidden
+    period = _period(opts, interval, visible) if task.axis == "time" else None
+    result["periods"][name] = period
+    classical = _classical_csi(csi, mask, task.axis, interval, period)
+    result["classical"][name] = classical
+    first_row = len(result["rows"])
     train = None
     for spec in models:
         say(f"{task.name} / {name}: {spec}")
         row: dict[str, Any] = {"dataset": name, "model": result["labels"][spec]}
         if _is_baseline(task, spec):
-            f = build_baseline(spec, **({"max_horizon": n_hidden} if spec in SERIES_TRAINABLE else {}))
+            f = build_baseline(spec, **({"max_horizon": n_hidden} if spec in SERIES_TRAINABLE else
+                                        {"period": period} if spec == "seasonal" else {}))
             row.update(kind="baseline", mode="full-shot" if spec in SERIES_TRAINABLE else "closed form")
+            if spec == "seasonal":
+                row["period"] = _period_label(period)
             if spec in SERIES_TRAINABLE:
                 if train is None:
                     train = tuple(load_csi(root, s, task=task.name)["csi"] for s in ("train", "val"))
@@ -155,6 +175,7 @@ def _channel_prediction(task: Task, models: list[str], root: str, opts: EvalOpti
         ex = result["examples"].setdefault(name, {"true": csi[0], "axis": task.axis, "hidden": n_hidden,
                                                   "interval": interval, "preds": {}})
         ex["preds"][row["model"]] = pred[0]
+    add_best_classical(result["rows"][first_row:], classical)
 
 
 # ---------------------------------------------------------------------------- labels from CSI
@@ -192,6 +213,12 @@ def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result:
     w = series_windows([root], task, opts.context, opts.horizon)
     horizon = w["test"].horizon
     horizons = tuple(h for h in (1, 4, 16, 64, horizon) if h <= horizon)
+    context = w["test"].context
+    period = _period(opts, float(w["test"][0]["interval"]), context)
+    result["periods"][name] = period
+    classical = _classical_series(w["test"], period)
+    result["classical"][name] = classical
+    first_row = len(result["rows"])
     train = None
     for spec in models:
         say(f"{task.name} / {name}: {spec}")
@@ -199,7 +226,8 @@ def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result:
         if _is_baseline(task, spec):
             kw: dict[str, Any] = {}
             if spec == "seasonal":
-                kw = {"period": int(task.extra.get("season", horizon))}
+                kw = {"period": period}
+                row["period"] = _period_label(period)
             elif spec in SERIES_TRAINABLE:
                 kw = {"max_horizon": horizon}
             f = build_baseline(spec, **kw)
@@ -220,14 +248,62 @@ def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result:
                 f.eval()
             row.update(kind="foundation", mode="zero-shot", train_windows=0)
         r = evaluate_forecaster(f, w["test"], horizons=horizons)
-        row.update(nmse_db=r["nmse_db"], mae=r["mae"], smape=r["smape"], windows=r["windows"],
-                   context=w["test"].context, horizon=horizon)
+        row.update(nmse_db=r["nmse_db"], window_nmse=r["window_nmse"], window_nmse_db=r["window_nmse_db"],
+                   mae=r["mae"], smape=r["smape"], windows=r["windows"], context=context, horizon=horizon)
         if len(getattr(f, "quantile_levels", ())) >= 2:
             cov = quantile_coverage(f, w["test"])
             row.update(interval_coverage=cov["interval"], interval_nominal=cov["interval_nominal"],
                        quantile_below=cov["below"])
         result["rows"].append(row)
         result["curves"][f"{row['model']} @ {name}"] = r["per_step"]["nmse_db"]
+    add_best_classical(result["rows"][first_row:], classical)
+
+
+# ---------------------------------------------------------------------------- best classical
+
+
+def _period(opts: EvalOptions, interval: float, context: int) -> int | None:
+    """``--period`` if given, else the seasonal period of the interval and context."""
+    from wfm.models.baselines import seasonal_period
+
+    return opts.period if opts.period else seasonal_period(interval, context)
+
+
+def _period_label(period: int | None) -> int | str:
+    return period if period is not None else "none (< 1 day of context: persistence)"
+
+
+def _classical_series(windows: Any, period: int | None) -> dict[str, float]:
+    """Per-window NMSE of persistence, context mean and (with a period) seasonal naive."""
+    from wfm.models.baselines import build_baseline
+    from wfm.tasks.forecasting import collect_forecasts
+    from wfm.tasks.metrics import window_nmse
+
+    out = {}
+    for name in CLASSICAL_NAMES:
+        if name == "seasonal" and period is None:
+            continue
+        f = build_baseline(name, **({"period": period} if name == "seasonal" else {}))
+        pred, target, _ = collect_forecasts(f, windows)
+        out[name] = float(window_nmse(pred, target).mean())
+    return out
+
+
+def _classical_csi(csi: torch.Tensor, mask: torch.Tensor, axis: str, interval: float,
+                   period: int | None) -> dict[str, float]:
+    """Per-window NMSE over the hidden part of the classical baselines, each (antenna,
+    subcarrier) or (step, antenna) series on its own."""
+    from wfm.models.baselines import build_baseline
+    from wfm.tasks.csi_prediction import forecast_hidden
+    from wfm.tasks.metrics import window_nmse
+
+    out = {}
+    for name in CLASSICAL_NAMES:
+        if name == "seasonal" and period is None:
+            continue
+        f = build_baseline(name, **({"period": period} if name == "seasonal" else {}))
+        out[name] = float(window_nmse(forecast_hidden(f, csi, mask, axis, interval), csi, mask).mean())
+    return out
 
 
 # ---------------------------------------------------------------------------- future beam

@@ -8,6 +8,8 @@ target ``H`` = the view's horizon) and reports, over the whole set:
 - ``nmse`` / ``nmse_db``: the series NMSE of ``wfm.tasks.metrics.series_nmse``: the error energy
   over the energy of ``target - mean(context)``, summed over all windows and steps; 0 dB is
   the skill of forecasting the context mean, lower is better;
+- ``window_nmse`` / ``window_nmse_db``: the per-window NMSE, the metric every task reports
+  (``wfm.tasks.metrics.window_nmse``): the mean over windows of ``sum err^2 / sum target^2``;
 - ``mae`` (the series' unit) and ``smape`` (percent);
 - ``per_step``: the three metrics at every step ``1..H`` (lists of length ``H``);
 - ``at_horizon``: the metrics of the steps ``1..h`` for each requested ``h <= H``;
@@ -24,12 +26,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from wfm.tasks.metrics import mae, series_nmse, smape, to_db
+from wfm.tasks.metrics import mae, series_nmse, smape, to_db, window_nmse_scores
 
 
 def _metrics(pred: Tensor, target: Tensor, context: Tensor) -> dict[str, float]:
     n = float(series_nmse(pred, target, context))
-    return {"nmse": n, "nmse_db": to_db(n), "mae": float(mae(pred, target)), "smape": float(smape(pred, target))}
+    return {"nmse": n, "nmse_db": to_db(n), **window_nmse_scores(pred, target), "mae": float(mae(pred, target)),
+            "smape": float(smape(pred, target))}
 
 
 def score_forecasts(pred: Tensor, target: Tensor, context: Tensor,

@@ -20,6 +20,11 @@ tensor or a Python float as documented. Conventions:
 
   0 dB is the skill of predicting the context mean; anything below beats it. Summing over the
   set (rather than averaging per-window ratios) keeps nearly-flat windows from dominating.
+- **Per-window NMSE** (``window_nmse``), the one metric every forecasting and prediction task
+  reports (DESIGN.md, "How models are judged"): the mean over windows of
+  ``sum err^2 / sum true^2`` (each window's sums over its steps and channels; complex values:
+  squared magnitude), in linear and in dB (``10 log10`` of the mean). ``best_classical`` and
+  ``ratio_to_best`` put it next to the best classical baseline of the same windows.
 - **MAE** (mean absolute error) and **RMSE** in the target's own unit.
 - **sMAPE** in percent: ``mean(200 |pred - target| / (|pred| + |target|))``, a term with
   ``pred = target = 0`` counting 0; bounded in [0, 200].
@@ -62,6 +67,38 @@ def nmse(pred: Tensor, target: Tensor) -> Tensor:
 def nmse_db(pred: Tensor, target: Tensor) -> float:
     """``10 log10`` of the mean per-sample NMSE."""
     return to_db(nmse(pred, target).mean())
+
+
+def window_nmse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-window ``sum |pred - target|^2 / sum |target|^2`` over every non-batch element (only
+    those where ``mask`` is True, when given): ``[N]`` float64. Its mean is the per-window NMSE."""
+    _check_same(pred, target)
+    err, ref = _sq(pred - target), _sq(target)
+    if mask is not None:
+        if mask.shape != target.shape:
+            raise ValueError(f"mask shape {list(mask.shape)} differs from target {list(target.shape)}")
+        m = mask.to(torch.float64)
+        err, ref = err * m, ref * m
+    n = len(target)
+    return err.reshape(n, -1).sum(1) / ref.reshape(n, -1).sum(1).clamp_min(1e-30)
+
+
+def window_nmse_scores(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> dict[str, float]:
+    """``{"window_nmse": mean linear, "window_nmse_db": its dB}`` of ``window_nmse``."""
+    m = float(window_nmse(pred, target, mask).mean())
+    return {"window_nmse": m, "window_nmse_db": to_db(m)}
+
+
+def add_best_classical(rows: list[dict], classical: dict[str, float], key: str = "window_nmse") -> None:
+    """Give every row ``best_classical`` (the name of the lowest ``classical[name]`` NMSE) and
+    ``ratio_to_best`` (its ``key`` over that NMSE; < 1 beats every classical baseline)."""
+    if not classical:
+        return
+    best = min(classical, key=classical.__getitem__)
+    for r in rows:
+        if key in r and r[key] is not None:
+            r["best_classical"] = best
+            r["ratio_to_best"] = float(r[key]) / max(classical[best], 1e-300)
 
 
 def per_step_nmse(pred: Tensor, target: Tensor, step_dim: int = 1) -> Tensor:

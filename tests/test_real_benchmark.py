@@ -1,0 +1,192 @@
+"""``wfm benchmark real``: the real-data zero-shot table, on synthetic stand-in folders (the
+layout of ``../shared/datasets``) and, when present, on the shared real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wfm.cli import main
+from wfm.tasks import real_data as R
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+def _milan(path: Path, cells=(11, 12), steps: int = 144) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = 1383260400000
+    rng = np.random.default_rng(0)
+    lines = ["square_id,time_interval,internet_total"]
+    for c in cells:
+        for i in range(steps):
+            v = 100 + 50 * np.sin(2 * np.pi * i / 144) + rng.normal(0, 2)
+            lines.append(f"{c},{t0 + i * 600_000},{v:.4f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _deepsense(folder: Path, scenario: int = 1, n_traj: int = 3, length: int = 30) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    n = n_traj * length
+    rng = np.random.default_rng(1)
+    seq = np.repeat(np.arange(1, n_traj + 1), length)
+    bs = np.tile([33.42, -111.93], (n, 1))
+    ue = np.stack([np.full(n, 33.42 + 20 / 111_195), -111.93 + np.tile(np.linspace(-1, 1, length), n_traj) * 1e-4], 1)
+    np.save(folder / f"scenario{scenario}_unit1_pwr_60ghz_1-{n}.npy", rng.uniform(0, 1, (n, 64)))
+    np.save(folder / f"scenario{scenario}_unit1_loc_1-{n}.npy", bs)
+    np.save(folder / f"scenario{scenario}_unit2_loc_1-{n}.npy", ue)
+    np.save(folder / f"scenario{scenario}_seq_index_1-{n}.npy", seq)
+    return folder
+
+
+def _fake_capture(P: int = 40, A: int = 4, K: int = 32) -> dict:
+    """A slowly varying multipath channel with a random linear phase per packet (as a NIC adds)."""
+    rng = np.random.default_rng(2)
+    k = np.arange(-K // 2, K // 2)
+    taps = rng.normal(size=(A, 3)) + 1j * rng.normal(size=(A, 3))
+    t = np.arange(P)[:, None, None, None] * 0.01
+    h = (taps[None, :, None, :] * np.exp(-2j * np.pi * (k[None, None, :, None] * np.array([0, 0.05, 0.11]) + t))).sum(-1)
+    h *= np.exp(1j * (rng.uniform(0, 6, (P, 1, 1)) + rng.uniform(-0.2, 0.2, (P, 1, 1)) * k))
+    return {"csi": h.astype(np.complex64), "timestamp": np.arange(P) * 1e-3, "subcarriers": k}
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "datasets"
+    _milan(root / "traffic" / "milan_stand_in.csv")
+    _deepsense(root / "deepsense6g-beam")
+    (root / "wifi-csi").mkdir(parents=True)
+    (root / "wifi-csi" / "fake.dat").write_bytes(b"")
+    import wfm.data.loaders.wifi_csi as W
+
+    monkeypatch.setattr(W, "read_capture", lambda path, fmt, **kw: _fake_capture())
+    return root
+
+
+def test_windows_and_views_of_every_stand_in_dataset(standin):
+    data = R.load_real_datasets(standin, R.RealBenchConfig())
+    names = [(d.name, d.view) for d in data]
+    assert names == [("Intel 5300", "csi complex"), ("Intel 5300", "csi amplitude"), ("Milan cell 11", "traffic"),
+                     ("Milan cell 12", "traffic"), ("DeepSense 6G", "beam power"), ("DeepSense 6G", "bearing")]
+    csi = data[0]
+    assert csi.context.shape == (4, 8, 4, 32) and csi.target.shape == (4, 8, 4, 32) and csi.context.is_complex()
+    assert torch.allclose(data[1].target, csi.target.abs())
+    assert data[2].context.shape == (37, 96) and data[2].interval == 600.0  # 144 steps, stride 1
+    assert data[4].context.shape == (3 * 3, 16, 64) and data[5].target.shape == (9, 4)  # (30 - 20) // 4 + 1 per traj
+
+
+def test_forecast_windows_round_trips_channels():
+    """Every channel is its own series: persistence of [N, L, A, K] complex is the last step per channel."""
+    ctx = torch.randn(3, 5, 2, 4, dtype=torch.complex64)
+    d = R.BenchData("x", "csi complex", ctx, torch.zeros(3, 2, 2, 4, dtype=torch.complex64), 1e-3, "", "")
+    from wfm.models.baselines import ContextMean, Persistence
+
+    assert torch.equal(R.forecast_windows(Persistence(), d), ctx[:, -1:].expand(-1, 2, -1, -1))
+    assert torch.allclose(R.forecast_windows(ContextMean(), d), ctx.mean(1, keepdim=True).expand(-1, 2, -1, -1))
+
+
+@pytest.fixture
+def scratch_models(tmp_path, monkeypatch) -> list[str]:
+    """Two exported-model folders whose ``from_pretrained`` gives seeded random-weight models of
+    the registry (so the test follows the current architectures, not a frozen export)."""
+    import wfm
+    from wfm.models.registry import create_model
+
+    folders = []
+    for name, kind in (("causal-tiny-export", "causal"), ("mae-tiny-export", "mae")):
+        (tmp_path / "ckpts" / name).mkdir(parents=True)
+        (tmp_path / "ckpts" / name / "config.json").write_text(json.dumps({"model_kind": kind}))
+        folders.append(str(tmp_path / "ckpts" / name))
+
+    def fake(path, **kw):
+        torch.manual_seed(0)
+        return create_model("causal_tiny" if "causal" in Path(path).name else "mae_tiny")
+
+    monkeypatch.setattr(wfm, "from_pretrained", fake)
+    return folders
+
+
+def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
+    out = tmp_path / "out"
+    main(["benchmark", "real", "--datasets", str(standin), "--out", str(out),
+          "--model", scratch_models[0], "--model", scratch_models[1]])
+    r = json.loads((out / "real_benchmark.json").read_text())
+    rows = r["rows"]
+    by = {(x["dataset"], x["view"], x["model"]): x for x in rows}
+    # Every dataset has the classical rows and the causal model; the MAE only the CSI views.
+    for d in r["datasets"]:
+        assert "window_nmse" in by[(d["dataset"], d["view"], "persistence")]
+        assert "window_nmse" in by[(d["dataset"], d["view"], "mean")]
+        assert by[(d["dataset"], d["view"], "seasonal")]["period"] == "n/a"  # 96 steps of 10 min < 1 day
+        assert "window_nmse" in by[(d["dataset"], d["view"], "causal-tiny-export")]
+        assert ((d["dataset"], d["view"], "mae-tiny-export") in by) == d["view"].startswith("csi")
+    # The ratio is to the best classical row of the same dataset.
+    for x in rows:
+        if "ratio_to_best" in x:
+            best = by[(x["dataset"], x["view"], x["best_classical"])]
+            assert x["ratio_to_best"] == pytest.approx(x["window_nmse"] / best["window_nmse"])
+            assert x["window_nmse_db"] == pytest.approx(10 * np.log10(x["window_nmse"]))
+    # Hand computation: persistence on the first Milan cell.
+    d = R.load_traffic(standin / "traffic", R.RealBenchConfig())[0]
+    pred = d.context[:, -1:].expand(-1, d.target.shape[1])
+    hand = float((((pred - d.target) ** 2).sum(1) / (d.target ** 2).sum(1)).mean())
+    assert by[("Milan cell 11", "traffic", "persistence")]["window_nmse"] == pytest.approx(hand, rel=1e-6)
+    md = (out / "real_benchmark.md").read_text()
+    assert "## Summary" in md and "Milan cell 12" in md and "causal-tiny-export ratio" in md
+    assert "Verdict" in md
+
+
+def test_mae_that_refuses_a_shape_is_a_row_not_a_crash(standin):
+    class Refuses:
+        def predict(self, csi, kind, ratio):
+            raise ValueError("CSI shape not divisible by patch\nsecond line")
+
+    data = R.load_real_datasets(standin)[:2]
+    cache: dict = {}
+    rows = [R.model_rows(d, [("x/mae", "mae", Refuses())], R.RealBenchConfig(), cache) for d in data]
+    assert [r[0]["error"] for r in rows] == ["ValueError: CSI shape not divisible by patch"] * 2
+    # A model that does not load is an error row on every dataset it would take.
+    rows = R.model_rows(data[0], [("x/mae", "mae", ValueError("weights do not match"))], R.RealBenchConfig(), {})
+    assert rows[0]["error"] == "ValueError: weights do not match"
+
+
+def test_models_are_discovered_from_config_kind(tmp_path):
+    for name, kind in (("a", "mae"), ("b", "causal")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"model_kind": kind}))
+    (tmp_path / "notes").mkdir()
+    assert R.discover_models(tmp_path) == [(str(tmp_path / "a"), "mae"), (str(tmp_path / "b"), "causal")]
+    shipped = R.discover_models()
+    assert {k for _, k in shipped} >= {"mae", "causal"}
+
+
+def test_absent_datasets_folder_skips_cleanly(tmp_path, capsys):
+    main(["benchmark", "real", "--datasets", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert "no real datasets" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/datasets is absent")
+def test_real_traffic_and_csi(tmp_path):
+    """The shared real data (traffic and WiFi CSI; DeepSense is covered by the stand-in): every
+    dataset is scored by every classical baseline, with finite per-window NMSE."""
+    root = tmp_path / "real"
+    root.mkdir()
+    for sub in ("traffic", "wifi-csi"):
+        (root / sub).symlink_to(SHARED / sub)
+    from wfm.models.registry import create_model
+
+    r = R.run_real_benchmark(root, [("causal_tiny", "causal", create_model("causal_tiny"))])
+    views = {(d["dataset"], d["view"]) for d in r["datasets"]}
+    assert len([v for v in views if v[1] == "traffic"]) == 6
+    assert {("Intel 5300", "csi complex"), ("Nexmon BCM4339", "csi amplitude")} <= views
+    for row in r["rows"]:
+        if row["model"] in ("persistence", "mean"):
+            assert np.isfinite(row["window_nmse"]) and row["window_nmse"] > 0

@@ -1,0 +1,89 @@
+"""``wfm benchmark real``: every shipped foundation model zero-shot against the classical
+baselines on every real dataset (``wfm.tasks.real_data``), one table.
+
+    wfm benchmark real [--datasets DIR] [--out DIR] [--checkpoints DIR | --model PATH ...]
+
+``--datasets`` defaults to ``$WFM_REAL_DATA``, else ``../shared/datasets`` beside the
+repository; when it is absent the command says so and exits 0 (a clone without the shared
+data). Writes ``real_benchmark.json`` and ``real_benchmark.md`` to ``--out`` and prints the
+summary table and a verdict per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("benchmark", help="benchmarks; `wfm benchmark real`: shipped foundation models zero-shot vs "
+                                         "classical baselines on real data (per-window NMSE table)")
+    bsub = p.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
+    r = bsub.add_parser("real", help="every shipped model vs persistence / context mean / seasonal naive on every "
+                                     "real dataset (Intel 5300 and Nexmon CSI, Milan traffic, DeepSense 6G)")
+    r.add_argument("--datasets", default=None, metavar="DIR",
+                   help="real datasets folder (default: $WFM_REAL_DATA, else ../shared/datasets beside the repo)")
+    r.add_argument("--out", default="wfm-real-benchmark", help="output folder (default: wfm-real-benchmark)")
+    r.add_argument("--checkpoints", default=None, metavar="DIR",
+                   help="folder of exported models, each with a config.json (default: the repo's checkpoints/)")
+    r.add_argument("--model", action="append", default=None, metavar="PATH",
+                   help="an exported model folder instead of those found in --checkpoints (repeatable)")
+    r.add_argument("--csi-window", type=int, default=16, help="CSI window length in packets (default 16)")
+    r.add_argument("--csi-predict", type=int, default=8, help="packets predicted at the end of a window (default 8)")
+    r.add_argument("--traffic-context", type=int, default=96, help="traffic context steps (default 96 = 16 h)")
+    r.add_argument("--traffic-horizon", type=int, default=12, help="traffic steps ahead (default 12 = 2 h)")
+    r.add_argument("--beam-context", type=int, default=16, help="DeepSense context steps (default 16 = 1.6 s)")
+    r.add_argument("--beam-horizon", type=int, default=4, help="DeepSense steps ahead (default 4 = 0.4 s)")
+    r.add_argument("--period", type=int, default=None, metavar="STEPS",
+                   help="seasonal period in steps (default: from the interval, a day or a week)")
+    r.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    r.set_defaults(func=cmd_benchmark_real)
+
+
+def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
+    from wfm.console import console, print_table, progress_bar, write_json
+    from wfm.hub import CheckpointError
+    from wfm.tasks.real_data import (RealBenchConfig, default_datasets_dir, discover_models, markdown_report,
+                                     run_real_benchmark, verdicts)
+
+    root = Path(args.datasets).expanduser() if args.datasets else default_datasets_dir()
+    if not root.is_dir():
+        console.print(f"no real datasets at {root} (set --datasets or $WFM_REAL_DATA); nothing to benchmark")
+        return None
+    if args.model:
+        specs = []
+        for m in args.model:
+            found = discover_models(Path(m).parent) if Path(m).is_dir() else []
+            kind = next((k for p, k in found if Path(p).resolve() == Path(m).resolve()), None)
+            if kind is None:
+                raise CheckpointError(f"{m}: not an exported model folder (no config.json with a model_kind)")
+            specs.append((m, kind))
+    else:
+        specs = discover_models(args.checkpoints)
+        if not specs:
+            raise CheckpointError(f"{args.checkpoints or 'checkpoints/'}: no exported model (*/config.json)")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    cfg = RealBenchConfig(csi_window=args.csi_window, csi_predict=args.csi_predict,
+                          csi_hop=max(1, args.csi_predict), traffic_context=args.traffic_context,
+                          traffic_horizon=args.traffic_horizon, beam_context=args.beam_context,
+                          beam_horizon=args.beam_horizon, period=args.period)
+    with progress_bar("real-data benchmark (datasets)", None) as advance:
+        result = run_real_benchmark(root, specs, cfg, progress=advance)
+    out = Path(args.out)
+    command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "")
+    write_json(out / "real_benchmark.json", result)
+    from wfm.data.shards import atomic_path
+
+    with atomic_path(out / "real_benchmark.md") as tmp:
+        tmp.write_text(markdown_report(result, command))
+    for d in result["datasets"]:
+        console.print(f"{d['dataset']} ({d['view']}): {d['note']}")
+    print_table(result["summary"], title="real-data zero-shot: per-window NMSE (dB) of the best classical baseline "
+                                         "and each model's ratio to it (< 1 beats it)")
+    for line in verdicts(result):
+        console.print(line)
+    console.print(f"wrote {out / 'real_benchmark.json'} and {out / 'real_benchmark.md'}")
+    return result

@@ -1,0 +1,485 @@
+"""Zero-shot benchmark on real measured data: every shipped foundation model against the
+classical baselines on every real dataset found (``wfm benchmark real``).
+
+Datasets (the layout of ``../shared/datasets``, see its README; each source is optional):
+
+- ``wifi-csi/*.dat`` (Intel 5300, ``csiread.Intel``) and ``wifi-csi/*.pcap`` (Nexmon,
+  ``csiread.Nexmon`` BCM4339 80 MHz): each capture is linear-phase sanitised with the importer's
+  sanitiser (``wfm.data.loaders.phase.remove_linear_phase``: per packet and antenna, the least
+  squares phase line across subcarriers is removed) and cut into windows of ``csi_window``
+  packets (hop ``csi_hop``); the last ``csi_predict`` packets of each window are predicted from
+  the first ones. Two views: the sanitised complex CSI, and its amplitude ``|H|``.
+- ``traffic/*.csv`` (Telecom Italia layout, 10-minute steps): one dataset per cell, windows of
+  ``traffic_context`` steps -> the next ``traffic_horizon``, stride ``traffic_stride``.
+- ``deepsense6g-beam/`` (DeepSense 6G, 0.1 s nominal): per trajectory, windows of
+  ``beam_context`` -> ``beam_horizon`` steps (stride = horizon, trajectories too short are
+  skipped) of two views: the received power of all 64 beams (linear, as stored; one window is
+  ``[H, 64]``) and the bearing (deg, compass bearing from the base station's GPS to the
+  vehicle's, unwrapped per trajectory).
+
+Models: every exported model folder in ``checkpoints/`` (its ``config.json``'s
+``model_kind``), so new checkpoints are picked up without code changes. A causal model
+(``forecast``) forecasts every dataset as a set of univariate series (CSI: the real and
+imaginary part, or the amplitude, of every antenna x subcarrier series; beam power: every
+beam). An MAE predicts the CSI views: ``predict(window, "temporal", ratio)`` on the sanitised
+complex window, with ``ratio = csi_predict / csi_window``; the amplitude view scores the
+magnitude of that prediction. A model that cannot take a dataset (a shape it refuses) gets
+a row with its one-line error, and the benchmark goes on.
+
+Classical baselines on the same windows (``wfm.models.baselines``): persistence (the last
+value of every series: per antenna and subcarrier for CSI, per beam for beam power), the
+context mean (per series), and seasonal naive with the period from the interval
+(``seasonal_period``: a day or a week of steps; none fits the context of any of the shared
+datasets, so it is reported as not applicable there; ``period=`` forces one).
+
+Metric (DESIGN.md, "How models are judged"): per-window NMSE, the mean over windows of
+``sum |err|^2 / sum |true|^2`` over the window's predicted steps and channels, in linear and dB,
+and its ratio to the best classical baseline of the same dataset (``ratio_to_best`` < 1 beats
+every classical baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wfm.data.errors import DataError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_datasets_dir() -> Path:
+    """``$WFM_REAL_DATA``, else ``../shared/datasets`` beside the repository."""
+    env = os.environ.get("WFM_REAL_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "datasets"
+
+
+@dataclass
+class RealBenchConfig:
+    """Window settings of every dataset (stated in the output)."""
+
+    csi_window: int = 16
+    csi_predict: int = 8
+    csi_hop: int = 8
+    traffic_context: int = 96
+    traffic_horizon: int = 12
+    traffic_stride: int = 1
+    traffic_interval: float = 600.0
+    beam_context: int = 16
+    beam_horizon: int = 4
+    beam_interval: float = 0.1
+    period: int | None = None  # seasonal period in steps (None: from the interval)
+    batch_series: int = 8192  # series per forecast call
+    batch_csi: int = 64  # CSI windows per MAE call
+
+
+@dataclass
+class BenchData:
+    """One benchmark dataset: ``context`` ``[N, L, *C]`` and ``target`` ``[N, H, *C]`` (real,
+    or complex for CSI), ``interval`` seconds per step, and how the windows were made."""
+
+    name: str
+    view: str
+    context: Tensor
+    target: Tensor
+    interval: float
+    windows_note: str
+    source: str
+    csi: Tensor | None = None  # CSI views: the full sanitised complex windows [N, T, A, K] (the MAE's input)
+
+    @property
+    def is_csi(self) -> bool:
+        return self.view.startswith("csi")
+
+    @property
+    def windows(self) -> int:
+        return int(self.target.shape[0])
+
+
+# ---------------------------------------------------------------------------- datasets
+
+
+def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,
+              source: str = "") -> list[BenchData]:
+    """The complex and amplitude views of one capture ``[P, A, K]`` (sanitised here)."""
+    from wfm.data.loaders.phase import sanitize_phase
+
+    P = len(csi)
+    T, n = cfg.csi_window, cfg.csi_predict
+    if not 0 < n < T:
+        raise DataError(f"csi_predict must be in 1..{T - 1}, got {n}")
+    if P < T:
+        raise DataError(f"{source or name}: {P} packets, fewer than one window of {T}")
+    clean = sanitize_phase(np.asarray(csi, dtype=np.complex64), "linear", np.asarray(subcarriers))
+    starts = range(0, P - T + 1, cfg.csi_hop)
+    win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))  # [N, T, A, K]
+    A, K = win.shape[2:]
+    note = (f"{len(win)} windows of {T} packets (hop {cfg.csi_hop}, median interval {_fmt_interval(interval)}), "
+            f"{A} antenna{'s' if A > 1 else ''} x {K} subcarriers, predict the last {n} from the first {T - n}; "
+            "linear-phase sanitised")
+    ctx, tgt = win[:, :T - n], win[:, T - n:]
+    return [BenchData(name, "csi complex", ctx, tgt, interval, note, source, win),
+            BenchData(name, "csi amplitude", ctx.abs(), tgt.abs(), interval, note, source, win)]
+
+
+def _capture_interval(t: np.ndarray) -> float:
+    d = np.diff(np.asarray(t, dtype=np.float64))
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else 1.0
+
+
+def load_wifi(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
+    """Intel 5300 ``.dat`` and Nexmon ``.pcap`` captures of ``folder`` (module doc)."""
+    from wfm.data.loaders.wifi_csi import read_capture
+
+    out: list[BenchData] = []
+    for pattern, fmt, label, kw in (("*.dat", "intel", "Intel 5300", {"nrx": 3, "ntx": 3}),
+                                    ("*.pcap", "nexmon", "Nexmon BCM4339", {"chip": "4339", "bw": 80})):
+        paths = sorted(folder.glob(pattern))
+        for path in paths:
+            cap = read_capture(path, fmt, **kw)
+            name = label if len(paths) == 1 else f"{label} {path.stem}"
+            out += csi_views(name, cap["csi"], cap["subcarriers"], _capture_interval(cap["timestamp"]), cfg, str(path))
+    return out
+
+
+def _series_windows(series: list[np.ndarray], context: int, horizon: int, stride: int) -> tuple[Tensor, Tensor]:
+    """``(context [N, L, *C], target [N, H, *C])`` windows of every series long enough."""
+    ctx, tgt = [], []
+    for s in series:
+        for a in range(0, len(s) - context - horizon + 1, stride):
+            ctx.append(s[a:a + context])
+            tgt.append(s[a + context:a + context + horizon])
+    if not ctx:
+        return torch.empty(0), torch.empty(0)
+    return torch.from_numpy(np.stack(ctx).astype(np.float32)), torch.from_numpy(np.stack(tgt).astype(np.float32))
+
+
+def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
+    """One dataset per cell of every Telecom-Italia-layout CSV in ``folder``."""
+    from wfm.data.loaders.traffic_csv import load_telecom_italia
+
+    out: list[BenchData] = []
+    L, H, S = cfg.traffic_context, cfg.traffic_horizon, cfg.traffic_stride
+    for path in sorted(folder.glob("*.csv")):
+        d = load_telecom_italia(path, interval=cfg.traffic_interval)
+        cells: dict[int, list[np.ndarray]] = {}
+        for cell, seg in zip(d["cell_id"], d["traffic"]):
+            cells.setdefault(int(cell), []).append(seg.sum(axis=1))  # all activity columns together
+        for cell, segs in cells.items():
+            ctx, tgt = _series_windows(segs, L, H, S)
+            if not len(ctx):
+                continue
+            steps = sum(len(s) for s in segs)
+            note = (f"{len(ctx)} windows (stride {S}) of {L} steps -> next {H} "
+                    f"({L * cfg.traffic_interval / 3600:g} h -> {H * cfg.traffic_interval / 3600:g} h) "
+                    f"from {steps} steps of {cfg.traffic_interval / 60:g} min")
+            out.append(BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
+                                 "traffic", ctx, tgt, cfg.traffic_interval, note, str(path)))
+    return out
+
+
+def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
+    """Beam power (64 beams) and bearing windows over every DeepSense scenario in ``folder``."""
+    from wfm.data.loaders.deepsense import load_scenario, scenarios_in
+
+    scen = scenarios_in(folder)
+    if not scen:
+        return []
+    power, bearing = [], []
+    for s in scen:
+        d = load_scenario(folder, s)
+        power += d["beam_power"]
+        bearing += d["bearing"]
+    L, H = cfg.beam_context, cfg.beam_horizon
+    out = []
+    used = sum(len(p) >= L + H for p in power)
+    for view, series in (("beam power", power), ("bearing", bearing)):
+        ctx, tgt = _series_windows(series, L, H, H)
+        if not len(ctx):
+            continue
+        note = (f"{len(ctx)} windows (stride {H}) of {L} steps -> next {H} at {cfg.beam_interval:g} s, "
+                f"{used} of {len(series)} trajectories of scenarios {','.join(map(str, scen))} long enough"
+                + ("; a window is all 64 beams" if view == "beam power" else "; deg, BS GPS -> vehicle GPS"))
+        out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder)))
+    return out
+
+
+def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None) -> list[BenchData]:
+    """Every benchmark dataset under ``root`` (``wifi-csi/``, ``traffic/``, ``deepsense6g-beam/``)."""
+    cfg = cfg or RealBenchConfig()
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such datasets folder")
+    out: list[BenchData] = []
+    for sub, loader in (("wifi-csi", load_wifi), ("traffic", load_traffic), ("deepsense6g-beam", load_beams)):
+        if (root / sub).is_dir():
+            out += loader(root / sub, cfg)
+    if not out:
+        raise DataError(f"{root}: no wifi-csi/, traffic/ or deepsense6g-beam/ data with enough steps for a window")
+    return out
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def discover_models(folder: str | Path | None = None) -> list[tuple[str, str]]:
+    """``(path, model_kind)`` of every exported model under ``folder`` (default: the
+    repository's ``checkpoints/``), read from each ``config.json``."""
+    folder = Path(folder) if folder else REPO_ROOT / "checkpoints"
+    found = []
+    for cfg in sorted(folder.glob("*/config.json")):
+        try:
+            kind = json.loads(cfg.read_text()).get("model_kind")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if kind:
+            found.append((str(cfg.parent), str(kind)))
+    return found
+
+
+def _to_series(x: Tensor) -> Tensor:
+    """``[N, L, *C]`` (real or complex) -> real series ``[N * C (* 2), L]``."""
+    if x.is_complex():
+        x = torch.view_as_real(x)  # [N, L, *C, 2]
+    return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def _from_series(series: Tensor, like: Tensor) -> Tensor:
+    """Inverse of ``_to_series`` for forecasts of ``like``'s layout (``[N, H, *C]``)."""
+    N, rest = like.shape[0], list(like.shape[2:])
+    H = series.shape[1]
+    if like.is_complex():
+        x = series.reshape(N, *rest, 2, H).movedim(-1, 1)
+        return torch.view_as_complex(x.contiguous())
+    return series.reshape(N, *rest, H).movedim(-1, 1)
+
+
+@torch.no_grad()
+def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192) -> Tensor:
+    """``forecaster.forecast`` of every channel of every window as its own series: ``[N, H, *C]``."""
+    series = _to_series(data.context)
+    H = data.target.shape[1]
+    out = []
+    for a in range(0, len(series), batch):
+        ctx = series[a:a + batch].float()
+        pred = forecaster.forecast(ctx, torch.full((len(ctx),), float(data.interval)), H)
+        out.append(torch.as_tensor(pred).detach().float().cpu().reshape(len(ctx), H))
+    return _from_series(torch.cat(out), data.target)
+
+
+@torch.no_grad()
+def mae_windows(model: Any, data: BenchData, batch: int = 64) -> Tensor:
+    """The MAE's prediction of the last ``H`` packets of every CSI window (complex): ``[N, H, A, K]``.
+
+    The model gets the whole window as it is (no cropping or padding here) and
+    ``predict(window, "temporal", H / T)``; it must hide exactly the last ``H`` packets."""
+    if data.csi is None:
+        raise DataError(f"an MAE predicts CSI, not {data.view}")
+    full = data.csi.to(torch.complex64)
+    L, H = data.context.shape[1], data.target.shape[1]
+    ratio = H / full.shape[1]
+    outs = []
+    for a in range(0, len(full), batch):
+        p = model.predict(full[a:a + batch], "temporal", ratio)
+        hidden_t = p.mask.reshape(p.mask.shape[0], p.mask.shape[1], -1).all(-1).all(0)
+        if hidden_t.shape[0] != full.shape[1] or not bool(hidden_t[L:].all()) or bool(hidden_t[:L].any()):
+            raise DataError(f"the model hides time steps {hidden_t.nonzero().flatten().tolist()}, not the last {H}")
+        outs.append(p.reconstruction[:, L:].to(torch.complex64))
+    return torch.cat(outs)
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def _score(pred: Tensor, target: Tensor) -> dict[str, float]:
+    from wfm.tasks.metrics import window_nmse_scores
+
+    return window_nmse_scores(pred, target)
+
+
+def classical_rows(data: BenchData, cfg: RealBenchConfig) -> list[dict[str, Any]]:
+    """Rows of persistence, context mean and seasonal naive (where a period fits the context)."""
+    from wfm.models.baselines import build_baseline, seasonal_period
+
+    L = data.context.shape[1]
+    period = cfg.period or seasonal_period(data.interval, L)
+    rows = []
+    for name in ("persistence", "mean", "seasonal"):
+        row: dict[str, Any] = {"model": name, "kind": "classical"}
+        if name == "seasonal":
+            if period is None or period > L:
+                row.update(period="n/a", note=f"no season in {L} steps of {_fmt_interval(data.interval)}"
+                                              + (f" (period {period})" if period else " (< 1 day)"))
+                rows.append(row)
+                continue
+            row["period"] = period
+        f = build_baseline(name, **({"period": period} if name == "seasonal" else {}))
+        row.update(_score(forecast_windows(f, data, cfg.batch_series), data.target))
+        rows.append(row)
+    return rows
+
+
+def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBenchConfig,
+               mae_cache: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of every foundation model that applies to ``data`` (errors become a row's ``error``)."""
+    rows = []
+    for path, kind, model in models:
+        row: dict[str, Any] = {"model": Path(path).name, "kind": f"FM ({kind}) zero-shot"}
+        try:
+            if isinstance(model, Exception):  # it did not load: say so on every dataset it would take
+                if kind == "mae" and not data.is_csi:
+                    continue
+                raise model
+            if kind == "mae":
+                if not data.is_csi:
+                    continue
+                key = f"{path}|{data.source}|{data.name}"
+                if key not in mae_cache:  # one prediction serves the complex and the amplitude view
+                    try:
+                        mae_cache[key] = mae_windows(model, data, cfg.batch_csi)
+                    except Exception as e:
+                        mae_cache[key] = e
+                pred = mae_cache[key]
+                if isinstance(pred, Exception):
+                    raise pred
+                pred = pred if data.view == "csi complex" else pred.abs()
+                if data.view != "csi complex":
+                    row["note"] = "amplitude of its prediction of the sanitised complex CSI"
+            elif hasattr(model, "forecast"):
+                pred = forecast_windows(model, data, cfg.batch_series)
+                row["note"] = "every channel as a univariate series" + \
+                    (" (real, imaginary parts)" if data.context.is_complex() else "")
+            else:
+                continue
+            row.update(_score(pred, data.target))
+        except Exception as e:  # a model that refuses a shape is a result, not a crash
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        rows.append(row)
+    return rows
+
+
+def _fmt_interval(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:g} h"
+    if s >= 60:
+        return f"{s / 60:g} min"
+    if s >= 1:
+        return f"{s:g} s"
+    return f"{s * 1000:g} ms"
+
+
+def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
+    from wfm.tasks.metrics import add_best_classical
+
+    classical = {r["model"]: r["window_nmse"] for r in rows if r["kind"] == "classical" and "window_nmse" in r}
+    add_best_classical(rows, classical)
+    for r in rows:
+        r.update(dataset=data.name, view=data.view, windows=data.windows, context=int(data.context.shape[1]),
+                 horizon=int(data.target.shape[1]), interval=_fmt_interval(data.interval))
+
+
+def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
+                       cfg: RealBenchConfig | None = None,
+                       progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Score every model and the classical baselines on every dataset under ``root``:
+    ``{"datasets": [...], "rows": [...], "summary": [...], "config", "models"}``.
+
+    ``model_specs``: ``(path, model_kind)`` pairs (default ``discover_models()``), loaded with
+    ``wfm.from_pretrained``, or ``(name, model_kind, model)`` triples of models already built.
+    A model that does not load is reported (an ``error`` on each of its rows), not fatal."""
+    import wfm
+
+    cfg = cfg or RealBenchConfig()
+    data = load_real_datasets(root, cfg)
+    specs = discover_models() if model_specs is None else list(model_specs)
+    models: list[tuple[str, str, Any]] = []
+    for spec in specs:
+        path, kind = spec[0], spec[1]
+        try:
+            m = spec[2] if len(spec) > 2 else wfm.from_pretrained(path)
+            m.eval()
+        except Exception as e:
+            m = e
+        models.append((path, kind, m))
+    rows: list[dict[str, Any]] = []
+    mae_cache: dict[str, Any] = {}
+    for d in data:
+        part = classical_rows(d, cfg) + model_rows(d, models, cfg, mae_cache)
+        _finalise(part, d)
+        rows += part
+        if progress:
+            progress(1)
+    return {"datasets_dir": str(root), "config": asdict(cfg),
+            "models": [{"path": p, "kind": k, **({"error": f"cannot load: {m}"} if isinstance(m, Exception) else {})}
+                       for p, k, m in models],
+            "datasets": [{"dataset": d.name, "view": d.view, "windows": d.windows, "interval_s": d.interval,
+                          "source": d.source, "note": d.windows_note} for d in data],
+            "rows": rows, "summary": summary_rows(rows, [Path(p).name for p, _, _ in models])}
+
+
+def summary_rows(rows: list[dict[str, Any]], model_names: list[str]) -> list[dict[str, Any]]:
+    """One row per dataset and view: the best classical baseline and each model's ratio to it."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["dataset"], r["view"])
+        s = out.setdefault(key, {"dataset": r["dataset"], "view": r["view"], "windows": r["windows"]})
+        if r["kind"] == "classical" and r.get("best_classical") == r["model"]:
+            s["best classical"] = r["model"]
+            s["best NMSE dB"] = r["window_nmse_db"]
+        elif r["kind"] != "classical" and r["model"] in model_names:
+            s[f"{r['model']} dB"] = r.get("window_nmse_db", "error" if "error" in r else None)
+            s[f"{r['model']} ratio"] = r.get("ratio_to_best", "error" if "error" in r else None)
+    return list(out.values())
+
+
+def verdicts(result: dict[str, Any]) -> list[str]:
+    """Plain sentences: per model, on how many datasets it is <= and <= 0.8x the best classical."""
+    lines = []
+    for m in result["models"]:
+        name = Path(m["path"]).name
+        mine = [r for r in result["rows"] if r["model"] == name and r["kind"] != "classical"]
+        scored = [r for r in mine if "ratio_to_best" in r]
+        failed = [r for r in mine if "error" in r]
+        if not mine:
+            continue
+        le1 = sum(r["ratio_to_best"] <= 1 for r in scored)
+        le08 = sum(r["ratio_to_best"] <= 0.8 for r in scored)
+        worst = max(scored, key=lambda r: r["ratio_to_best"], default=None)
+        text = (f"{name}: <= best classical on {le1} of {len(mine)} datasets, <= 0.8x on {le08}"
+                + (f"; failed on {len(failed)} ({failed[0]['error']})" if failed else "")
+                + (f"; worst {worst['ratio_to_best']:.3g}x on {worst['dataset']} ({worst['view']})" if worst else ""))
+        lines.append(text)
+    return lines
+
+
+TABLE_COLUMNS = ("dataset", "view", "windows", "context", "horizon", "interval", "model", "kind", "period",
+                 "window_nmse", "window_nmse_db", "best_classical", "ratio_to_best", "note", "error")
+
+
+def markdown_report(result: dict[str, Any], command: str = "wfm benchmark real") -> str:
+    from wfm.console import markdown_table
+
+    def esc(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:  # a "|" in a cell would split it
+        return [{k: v.replace("|", "\\|") if isinstance(v, str) else v for k, v in r.items()} for r in rs]
+
+    rows = esc(result["rows"])
+    cols = [c for c in TABLE_COLUMNS if any(c in r for r in rows)]
+    summary = esc(result["summary"])
+    scols = list(dict.fromkeys(k for s in summary for k in s))
+    lines = [f"# Real-data zero-shot benchmark\n", f"`{command}` on `{result['datasets_dir']}`.\n",
+             "Per-window NMSE: mean over windows of sum err^2 / sum true^2 (linear and dB); ratio = model NMSE / "
+             "best classical NMSE of the same windows (persistence, context mean, seasonal naive).\n",
+             "## Windows\n"]
+    lines += [f"- {d['dataset']} ({d['view']}): {d['note']}" for d in result["datasets"]]
+    lines += ["", "## Verdict\n"] + [f"- {v}" for v in verdicts(result)]
+    lines += ["", "## Summary\n", markdown_table(summary, scols), "## All rows\n", markdown_table(rows, cols)]
+    return "\n".join(lines)
+
