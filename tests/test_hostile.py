@@ -244,3 +244,272 @@ def test_billion_laughs_pretrain_config_refused(tmp_path, capsys):
     code, err = run_wfm(["pretrain", "--config", str(cfg)], capsys)
     one_line_error(code, err)
     assert "alias" in err and time.perf_counter() - t0 < 30
+
+
+# ---------------------------------------------------------------------------- data: a tiny numpy kind
+
+
+TOY_KIND = '''
+import dataclasses, time
+import numpy as np
+from wfm.data.generate import register_kind
+from wfm.data.recipes import RecipeFields
+from wfm.data.shards import FieldSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyRecipe(RecipeFields):
+    name: str = "toy"
+    num_samples: int = 12
+    shard_size: int = 4
+    sleep: float = 0.0
+    split: str = "pretrain"
+    kind: str = "toy"
+
+
+class ToyGenerator:
+    kind = "toy"
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+
+    def specs(self):
+        return {"x": FieldSpec("float32", (8,))}
+
+    def attrs(self):
+        return {}
+
+    def generate(self, num, seed, device="cpu"):
+        time.sleep(self.recipe.sleep)
+        return {"x": np.random.default_rng(seed).standard_normal((num, 8)).astype(np.float32)}
+
+
+register_kind("toy", ToyGenerator)
+'''
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """The ``toy`` recipe kind (importable by spawned workers too): returns ToyRecipe."""
+    (tmp_path / "wfm_toy_kind.py").write_text(TOY_KIND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    sys.modules.pop("wfm_toy_kind", None)
+    return importlib.import_module("wfm_toy_kind").ToyRecipe
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    b = bytearray(path.read_bytes())
+    i = len(b) - 40 if offset is None else offset  # inside the raw data, at the end of the file
+    b[i] ^= 0xFF
+    path.write_bytes(bytes(b))
+
+
+def test_generate_rerun_regenerates_flipped_shard(tmp_path, toy):
+    from wfm.data.generate import generate_dataset
+    from wfm.data.shards import verify_dataset
+    from wfm.data.errors import DataError
+
+    out = tmp_path / "ds"
+    generate_dataset(toy(), out)
+    flip_byte(out / "shard-00001.h5")
+    with pytest.raises(DataError, match="checksum"):
+        verify_dataset(out)
+    res = generate_dataset(toy(), out)
+    assert res.generated_shards == 1
+    verify_dataset(out)
+
+
+def test_generate_resume_without_manifest_checks_recorded_hash(tmp_path, toy):
+    from wfm.data.generate import PROGRESS_FILE, generate_dataset
+    from wfm.data.shards import MANIFEST, verify_dataset
+
+    out = tmp_path / "ds"
+    generate_dataset(toy(), out)
+    progress = {"recipe": toy().to_dict(), "seed": 0,
+                "shards": {e["file"]: e["sha256"] for e in json.loads((out / MANIFEST).read_text())["shards"]}}
+    (out / MANIFEST).unlink()  # as if killed before the manifest was written
+    (out / PROGRESS_FILE).write_text(json.dumps(progress))
+    flip_byte(out / "shard-00000.h5")
+    assert generate_dataset(toy(), out).generated_shards == 1
+    verify_dataset(out)
+
+
+def test_export_verifies_first(tmp_path, toy):
+    from wfm.data.errors import DataError
+    from wfm.data.generate import generate_dataset
+    from wfm.data.loaders.hf import export_hf
+
+    out = tmp_path / "ds"
+    generate_dataset(toy(), out)
+    flip_byte(out / "shard-00000.h5")
+    with pytest.raises(DataError, match="checksum"):
+        export_hf(out, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_external_storage_refused(tmp_path, toy):
+    from wfm.data.errors import DataError
+    from wfm.data.generate import generate_dataset
+    from wfm.data.shards import MANIFEST, ShardedDataset, sha256_of, verify_dataset
+
+    out = tmp_path / "ds"
+    generate_dataset(toy(), out)
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(np.zeros((4, 8), np.float32).tobytes())
+    shard = out / "shard-00000.h5"
+    shard.unlink()
+    with h5py.File(shard, "w") as f:
+        f.attrs["schema_version"] = 1
+        f.attrs["num_samples"] = 4
+        f.attrs["seed"] = "0"
+        f.create_dataset("x", shape=(4, 8), dtype="float32", external=[(str(raw), 0, 4 * 8 * 4)])
+    m = json.loads((out / MANIFEST).read_text())
+    m["shards"][0]["sha256"] = sha256_of(shard)
+    (out / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(DataError, match="external"):
+        verify_dataset(out)
+    with pytest.raises(DataError, match="external"):
+        ShardedDataset(out).read_range(0, 1)
+
+
+def test_nan_statistics_never_written_or_read(tmp_path, toy):
+    from wfm.data.errors import DataError
+    from wfm.data.generate import generate_dataset
+    from wfm.data.shards import MANIFEST, FieldSpec, build_manifest, read_manifest
+
+    entry = {"file": "shard-00000.h5", "num_samples": 1, "sha256": "0" * 64,
+             "stats": {"x": {"count": 1, "sum": float("nan"), "sum_sq": 1.0, "min": 0.0, "max": 1.0}}}
+    with pytest.raises(DataError, match="NaN"):
+        build_manifest("n", "toy", {"x": FieldSpec("float32", ())}, [entry], {})
+    out = tmp_path / "ds"
+    generate_dataset(toy(), out)
+    m = json.loads((out / MANIFEST).read_text())
+    m["stats"]["x"]["std"] = float("nan")
+    (out / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(DataError, match="NaN"):
+        read_manifest(out)
+
+
+def test_nan_shard_not_laundered_on_rerun(tmp_path, toy):
+    """A shard holding NaN (no recorded hash) is regenerated, not summed into NaN statistics."""
+    from wfm.data.generate import PROGRESS_FILE, generate_dataset
+    from wfm.data.shards import MANIFEST, read_manifest
+
+    out = tmp_path / "ds"
+    generate_dataset(toy(), out)
+    (out / MANIFEST).unlink()  # killed before the manifest, by an older wfm that recorded no hashes
+    (out / PROGRESS_FILE).write_text(json.dumps({"recipe": toy().to_dict(), "seed": 0}))
+    with h5py.File(out / "shard-00000.h5", "r+") as f:
+        f["x"][0, 0] = np.nan
+    assert generate_dataset(toy(), out).generated_shards == 1
+    assert np.isfinite(read_manifest(out)["stats"]["x"]["std"])
+
+
+# ---------------------------------------------------------------------------- 5 one writer, 10 .tmp
+
+
+def test_second_writer_refused(tmp_path, toy):
+    from wfm.data.errors import DataError
+    from wfm.data.generate import generate_dataset
+    from wfm.safety import FolderLock
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    with FolderLock(out):
+        with pytest.raises(DataError, match="another process"):
+            generate_dataset(toy(), out)
+    assert not any(out.glob("shard-*.h5"))
+    generate_dataset(toy(), out)  # free again once the first writer is done
+
+
+def test_second_writer_refused_across_processes(tmp_path, toy):
+    from wfm.data.errors import DataError
+    from wfm.data.generate import generate_dataset
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from wfm.safety import FolderLock
+        with FolderLock({str(out)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DataError, match=f"pid {holder.pid}"):
+            generate_dataset(toy(num_samples=4), out)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_stale_tmp_cleaned_up(tmp_path, toy):
+    from wfm.data.generate import generate_dataset
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    stale = out / ".shard-00000.h5.tmp-999999"
+    stale.write_bytes(b"half a shard")
+    generate_dataset(toy(), out)
+    assert not stale.exists()
+
+
+# ---------------------------------------------------------------------------- 7 workers die with the parent
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().split(")")[-1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_generate_workers_die_with_parent(tmp_path, toy):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from wfm_toy_kind import ToyRecipe
+        from wfm.data.generate import generate_dataset
+        generate_dataset(ToyRecipe(num_samples=8, shard_size=4, sleep=120), {str(tmp_path / 'ds')!r}, workers=2)
+        """)
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 60
+        kids: list[int] = []
+        while time.time() < deadline and len(kids) < 2:
+            time.sleep(0.5)
+            kids = _children(parent.pid)
+        assert kids, "no workers started"
+        time.sleep(1.0)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(k) for k in kids):
+            time.sleep(0.2)
+        left = [k for k in kids if _alive(k)]
+        for k in left:
+            os.kill(k, signal.SIGKILL)
+        assert not left, f"orphaned workers {left}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -7,6 +7,7 @@ import importlib
 from pathlib import Path
 
 from wfm.console import console, print_table, progress_bar, write_json
+from wfm.safety import device_name, positive_int, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = verbs.add_parser("generate", help="generate a dataset from a recipe (resumable)")
     g.add_argument("--recipe", required=True, help="recipe YAML, e.g. data/recipes/uma-3p5-4x8-k64-t24.yaml")
     g.add_argument("--out", required=True, help="output folder (created; re-run the same command to resume)")
-    g.add_argument("--num-samples", type=int, default=None, help="override the recipe's sample count")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--workers", type=int, default=1, help="worker processes, one shard each at a time")
-    g.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where Sionna runs")
+    g.add_argument("--num-samples", type=positive_int, default=None, help="override the recipe's sample count")
+    g.add_argument("--seed", type=seed_int, default=0)
+    g.add_argument("--workers", type=positive_int, default=1, help="worker processes, one shard each at a time")
+    g.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda[:N]: where Sionna runs")
     g.set_defaults(func=cmd_generate)
 
     i = verbs.add_parser("inspect", help="validate a dataset (checksums, shapes, NaN/Inf) and summarise it")

@@ -25,8 +25,14 @@ import h5py
 import numpy as np
 
 from wfm.data.errors import DataError
-from wfm.data.shards import (MANIFEST, FieldSpec, build_manifest, field_stats, read_manifest,
-                             shard_name, sha256_of, write_json_atomic, write_shard)
+from wfm.data.shards import (MANIFEST, MAX_SAMPLE_BYTES, FieldSpec, build_manifest, check_plain_storage,
+                             field_stats, read_manifest, shard_name, sha256_of, write_json_atomic, write_shard)
+from wfm.safety import FolderLock, die_with_parent, remove_stale_temporaries
+
+#: Largest shard generated in memory at once.
+MAX_SHARD_BYTES = 4 << 30
+MAX_SAMPLES = 1 << 34
+MAX_SHARDS = 1 << 20
 
 PROGRESS_FILE = ".progress.json"
 
@@ -104,12 +110,21 @@ def _make_shard(gen: SampleGenerator, path: str, num: int, seed: int, device: st
     return write_shard(Path(path), arrays, gen.specs(), attrs={"seed": seed})
 
 
-def _existing_entry(path: Path, num: int, seed: int) -> dict[str, Any] | None:
-    """Manifest entry of a shard a previous run finished, or None if it must be (re)made."""
+def _existing_entry(path: Path, num: int, seed: int, known_sha256: str | None = None) -> dict[str, Any] | None:
+    """Manifest entry of a shard a previous run finished, or None if it must be (re)made.
+
+    A shard is kept only if it matches the sha256 that the previous run recorded for it
+    (manifest or progress file), uses no storage outside the file, and holds finite values:
+    a flipped or replaced shard is regenerated, never re-hashed into the manifest.
+    """
     if not path.is_file():
         return None
+    digest = sha256_of(path)
+    if known_sha256 is not None and digest != known_sha256:
+        return None  # corrupt or replaced since it was written: regenerate
     try:
         with h5py.File(path, "r") as f:
+            check_plain_storage(f, path)
             if int(f.attrs["num_samples"]) != num or json.loads(f.attrs["seed"]) != seed:
                 return None
             stats = {}
@@ -117,9 +132,52 @@ def _existing_entry(path: Path, num: int, seed: int) -> dict[str, Any] | None:
                 if name.endswith(".offsets"):
                     continue
                 stats[name] = field_stats(f[name][()])
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, DataError):
         return None  # unreadable leftovers are regenerated, never trusted
-    return {"file": path.name, "num_samples": num, "sha256": sha256_of(path), "stats": stats}
+    if not all(_finite_stats(st) for st in stats.values()):
+        return None  # NaN/Inf inside: regenerate rather than write NaN statistics
+    return {"file": path.name, "num_samples": num, "sha256": digest, "stats": stats}
+
+
+def _finite_stats(st: Mapping[str, Any]) -> bool:
+    vals = [v for v in st.values() if v is not None]
+    flat = [x for v in vals for x in (v if isinstance(v, list) else [v])]
+    return all(np.isfinite(float(x)) for x in flat)
+
+
+def _recorded_hashes(out: Path) -> dict[str, str]:
+    """sha256 per shard file as the previous run recorded it (manifest, else progress file)."""
+    hashes: dict[str, str] = {}
+    try:
+        if (out / PROGRESS_FILE).is_file():
+            hashes.update(json.loads((out / PROGRESS_FILE).read_text()).get("shards") or {})
+        if (out / MANIFEST).is_file():
+            hashes.update({e["file"]: e["sha256"] for e in read_manifest(out)["shards"]})
+    except (ValueError, KeyError, TypeError, AttributeError, DataError):
+        return {}
+    return {k: v for k, v in hashes.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def check_sizes(recipe: Any, specs: Mapping[str, FieldSpec] | None = None) -> None:
+    """Refuse a recipe whose samples or shards would not fit in memory, before allocating."""
+    shape = getattr(recipe, "shape", None)
+    per_sample = 0
+    if specs is not None:
+        for spec in specs.values():
+            dims = [abs(int(d)) for d in spec.shape] or [1]
+            per_sample += int(np.prod(dims, dtype=np.float64)) * np.dtype(spec.dtype).itemsize
+    elif shape is not None:
+        per_sample = int(np.prod([int(d) for d in shape], dtype=np.float64)) * 8  # complex64
+    if int(recipe.num_samples) > MAX_SAMPLES or -(-int(recipe.num_samples) // int(recipe.shard_size)) > MAX_SHARDS:
+        raise DataError(f"recipe {recipe.name!r}: {recipe.num_samples} samples in shards of {recipe.shard_size} "
+                        f"exceeds the limits ({MAX_SAMPLES} samples, {MAX_SHARDS} shards)")
+    if per_sample > MAX_SAMPLE_BYTES:
+        raise DataError(f"recipe {recipe.name!r}: one sample would take {per_sample / 2**20:.0f} MiB "
+                        f"(limit {MAX_SAMPLE_BYTES >> 20} MiB); reduce its shape")
+    if per_sample * int(recipe.shard_size) > MAX_SHARD_BYTES:
+        raise DataError(f"recipe {recipe.name!r}: one shard of {recipe.shard_size} samples would take "
+                        f"{per_sample * recipe.shard_size / 2**30:.1f} GiB (limit {MAX_SHARD_BYTES >> 30} GiB); "
+                        "reduce shard_size or the sample shape")
 
 
 def generate_dataset(recipe: Any, out_dir: str | Path, *, num_samples: int | None = None,
@@ -132,16 +190,42 @@ def generate_dataset(recipe: Any, out_dir: str | Path, *, num_samples: int | Non
     error rather than a silent mix.
     """
     if num_samples is not None:
+        if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
+            raise DataError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         recipe = recipe.with_overrides(num_samples=num_samples)
+    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise DataError(f"workers must be an integer >= 1, got {workers!r}")
+    check_sizes(recipe)  # before the generator allocates anything
     gen = generator_for(recipe)
+    check_sizes(recipe, gen.specs())
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    with FolderLock(out, "generated"):
+        remove_stale_temporaries(out)  # left by a killed writer; we hold the lock, so none is live
+        return _generate_locked(recipe, gen, out, seed, workers, device, progress)
+
+
+def _generate_locked(recipe: Any, gen: SampleGenerator, out: Path, seed: int, workers: int, device: str,
+                     progress: Callable[[int], None] | None) -> GenerationResult:
+    known = _recorded_hashes(out)
     _check_same_run(out, recipe, seed)
 
     sizes = _shard_sizes(recipe.num_samples, recipe.shard_size)
     seeds = [shard_seed(seed, i) for i in range(len(sizes))]
     entries: list[dict[str, Any] | None] = [
-        _existing_entry(out / shard_name(i), n, s) for i, (n, s) in enumerate(zip(sizes, seeds))]
+        _existing_entry(out / shard_name(i), n, s, known.get(shard_name(i)))
+        for i, (n, s) in enumerate(zip(sizes, seeds))]
+    stamp = json.loads((out / PROGRESS_FILE).read_text())
+    stamp["shards"] = {e["file"]: e["sha256"] for e in entries if e is not None}
+
+    def record(entry: dict[str, Any]) -> None:
+        stamp["shards"][entry["file"]] = entry["sha256"]  # a resume trusts a shard only by this hash
+        write_json_atomic(out / PROGRESS_FILE, stamp)
     todo = [i for i, e in enumerate(entries) if e is None]
     for i, e in enumerate(entries):
         if e is not None and progress:
@@ -151,17 +235,20 @@ def generate_dataset(recipe: Any, out_dir: str | Path, *, num_samples: int | Non
     if workers <= 1 or len(todo) <= 1:
         for i in todo:
             entries[i] = _make_shard(gen, str(out / shard_name(i)), sizes[i], seeds[i], device, 0)
+            record(entries[i])  # type: ignore[arg-type]
             if progress:
                 progress(sizes[i])
     else:
         threads = max(1, (os.cpu_count() or 1) // workers) if device == "cpu" else 0
         # spawn, not fork: torch and HDF5 state must not be shared with children.
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        # Workers exit when this process dies (kill -9 included), so nothing is orphaned.
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent) as pool:
             futures = {pool.submit(_make_shard, gen, str(out / shard_name(i)), sizes[i], seeds[i],
                                    device, threads): i for i in todo}
             for fut in as_completed(futures):
                 i = futures[fut]
                 entries[i] = fut.result()
+                record(entries[i])  # type: ignore[arg-type]
                 if progress:
                     progress(sizes[i])
     seconds = time.perf_counter() - t0
@@ -186,7 +273,12 @@ def _check_same_run(out: Path, recipe: Any, seed: int) -> None:
         m = read_manifest(out)
         prev = {"recipe": m.get("recipe"), "seed": m.get("seed")}
     elif (out / PROGRESS_FILE).is_file():
-        prev = json.loads((out / PROGRESS_FILE).read_text())
+        try:
+            p = json.loads((out / PROGRESS_FILE).read_text())
+            prev = {"recipe": p.get("recipe"), "seed": p.get("seed")}
+        except (ValueError, AttributeError):
+            raise DataError(f"{out / PROGRESS_FILE}: unreadable progress file; delete the folder and "
+                            "generate again") from None
     if prev is not None and prev.get("recipe") is not None:
         prev_no_count = {**prev, "recipe": {k: v for k, v in prev["recipe"].items() if k != "num_samples"}}
         if prev_no_count != stamp_no_count:

@@ -12,12 +12,13 @@ import argparse
 from pathlib import Path
 
 from wfm.console import console
+from wfm.safety import non_negative_int, positive_float, positive_int
 
 
 def _gap_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
                    help="fill missing steps (NaN, empty cells, absent timestamps); none: a gap is an error")
-    p.add_argument("--max-gap", type=int, default=0, help="longest run of missing steps that --fill fills")
+    p.add_argument("--max-gap", type=non_negative_int, default=0, help="longest run of missing steps that --fill fills")
     p.add_argument("--split-gaps", action="store_true",
                    help="split a series at gaps too long to fill instead of failing")
 
@@ -25,7 +26,7 @@ def _gap_args(p: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="new dataset folder (must not exist or be empty)")
     p.add_argument("--name", default=None, help="dataset name (default: from the source)")
-    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--shard-size", type=positive_int, default=256)
 
 
 def register(data_verbs: argparse._SubParsersAction) -> None:
@@ -39,28 +40,28 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
         _common(w)
         w.add_argument("--phase", choices=("none", "conj", "linear"), default="none",
                        help="phase sanitisation (see data/README.md: which suits which task)")
-        w.add_argument("--window", type=int, default=64, help="packets per sample; 0 = each capture whole")
-        w.add_argument("--hop", type=int, default=None, help="packets between window starts (default: --window)")
+        w.add_argument("--window", type=non_negative_int, default=64, help="packets per sample; 0 = each capture whole")
+        w.add_argument("--hop", type=positive_int, default=None, help="packets between window starts (default: --window)")
         if fmt == "intel":
-            w.add_argument("--nrx", type=int, default=3)
-            w.add_argument("--ntx", type=int, default=3)
+            w.add_argument("--nrx", type=positive_int, default=3)
+            w.add_argument("--ntx", type=positive_int, default=3)
         else:
             w.add_argument("--chip", default="4339", help="Nexmon chip, e.g. 4339, 43455c0, 4358, 4366c0")
-            w.add_argument("--bw", type=int, default=80, help="bandwidth in MHz")
+            w.add_argument("--bw", type=positive_int, default=80, help="bandwidth in MHz")
         w.set_defaults(func=cmd_import_wifi)
 
     d = fmts.add_parser("deepsense", help="DeepSense 6G beam-power / GPS / sequence arrays")
     d.add_argument("folder")
     _common(d)
     d.add_argument("--scenarios", type=int, nargs="*", default=None, help="scenario numbers (default: all found)")
-    d.add_argument("--interval", type=float, default=0.1, help="nominal seconds between samples (no timestamps)")
+    d.add_argument("--interval", type=positive_float, default=0.1, help="nominal seconds between samples (no timestamps)")
     d.add_argument("--raw-gps", action="store_true", help="use raw rather than calibrated vehicle GPS")
     d.set_defaults(func=cmd_import_deepsense)
 
     t = fmts.add_parser("telecom-italia", help="cell traffic: square_id, time_interval (ms), activity columns")
     t.add_argument("path")
     _common(t)
-    t.add_argument("--interval", type=float, default=600.0, help="seconds between steps (default 600)")
+    t.add_argument("--interval", type=positive_float, default=600.0, help="seconds between steps (default 600)")
     t.add_argument("--columns", nargs="*", default=None, help="activity columns (default: all)")
     _gap_args(t)
     t.set_defaults(func=cmd_import_traffic)
@@ -69,7 +70,7 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
         g = fmts.add_parser(fmt, help=f"generic series from a {fmt.upper()} file with a declared interval")
         g.add_argument("path")
         _common(g)
-        g.add_argument("--interval", type=float, required=True, help="seconds between values, e.g. 0.1")
+        g.add_argument("--interval", type=positive_float, required=True, help="seconds between values, e.g. 0.1")
         g.add_argument("--series-kind", default="series", help="what the values are: traffic, aoa, rssi...")
         if fmt == "csv":
             g.add_argument("--columns", nargs="*", default=None, help="value columns (default: all)")
@@ -81,7 +82,7 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
     h.add_argument("path")
     _common(h)
     h.add_argument("--kind", default=None, help="dataset kind for files without wfm metadata (default series)")
-    h.add_argument("--interval", type=float, default=None, help="seconds between values (required without wfm metadata)")
+    h.add_argument("--interval", type=positive_float, default=None, help="seconds between values (required without wfm metadata)")
     h.set_defaults(func=cmd_import_hf)
 
     e = data_verbs.add_parser("export", help="export a dataset to Hugging Face Arrow (save_to_disk) or Parquet")

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from wfm.data.errors import DataError
+from wfm.safety import check_yaml_file, strict_int
 
 #: Channel models of TR 38.901 that the CSI generator implements.
 SYSTEM_LEVEL_MODELS = ("uma", "umi", "rma")
@@ -174,7 +175,7 @@ def recipe_from_dict(d: dict[str, Any], source: str = "<dict>") -> CSIRecipe:
         d["speed_kmh"] = tuple(float(x) for x in d["speed_kmh"])
         for key in ("num_subcarriers", "time_steps", "num_samples", "shard_size"):
             if key in d:
-                d[key] = int(d[key])
+                d[key] = strict_int(d[key], key)  # 32.7 is refused, not truncated to 32
         for key in ("carrier_frequency_ghz", "subcarrier_spacing_khz", "time_step_ms",
                     "delay_spread_ns", "antenna_correlation"):
             if key in d:
@@ -207,9 +208,9 @@ def load_recipe(path: str | Path) -> Any:
     if not path.is_file():
         raise DataError(f"{path}: recipe file not found")
     try:
-        d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML ({e})") from None
+        d = check_yaml_file(path)  # no aliases (billion laughs), bounded size
+    except ValueError as e:
+        raise DataError(str(e)) from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: a recipe must be a mapping of keys to values")
     d.setdefault("name", path.stem)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ from wfm.data.errors import DataError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+#: dtypes a field may have (a manifest naming another is refused before anything is read).
+ALLOWED_DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                  "float16", "float32", "float64", "complex64", "complex128")
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_SAMPLE_BYTES = 1 << 30
 
 
 def shard_name(index: int) -> str:
@@ -216,6 +222,7 @@ class ShardReader:
                 self._file = h5py.File(self.path, "r")
             except OSError as e:
                 raise DataError(f"{self.path}: cannot open shard ({e})") from None
+            check_plain_storage(self._file, self.path)
             self._pid = os.getpid()
             self._offsets = {name: self._file[f"{name}.offsets"][()]
                              for name, spec in self.specs.items() if spec.ragged}
@@ -268,6 +275,10 @@ def build_manifest(name: str, kind: str, specs: Mapping[str, FieldSpec], shards:
                    seed: int | None = None) -> dict[str, Any]:
     """The manifest of a finished dataset: shards in order, statistics merged."""
     stats = {f: merge_stats([s["stats"][f] for s in shards]) for f in specs}
+    if not _all_finite(stats):  # never write NaN statistics: every batch would be normalised to NaN
+        bad = [f for f, st in stats.items() if not _all_finite(st)]
+        raise DataError(f"{name}: statistics of field(s) {', '.join(bad)} are NaN or Inf; "
+                        "a shard holds non-finite values")
     return {
         "schema_version": SCHEMA_VERSION,
         "name": name,
@@ -291,10 +302,17 @@ def write_dataset(out_dir: str | Path, name: str, kind: str, specs: Mapping[str,
     For data that fits in memory (imports of measured data, small test sets); generation
     at scale writes shard by shard through :mod:`wfm.data.generate`.
     """
+    from wfm.safety import FolderLock, remove_stale_temporaries
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    entries = [write_shard(out / shard_name(i), arrays, specs) for i, arrays in enumerate(shards)]
-    write_json_atomic(out / MANIFEST, build_manifest(name, kind, specs, entries, attrs, recipe))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    with FolderLock(out, "written"):
+        remove_stale_temporaries(out)
+        entries = [write_shard(out / shard_name(i), arrays, specs) for i, arrays in enumerate(shards)]
+        write_json_atomic(out / MANIFEST, build_manifest(name, kind, specs, entries, attrs, recipe))
     return out
 
 
@@ -375,12 +393,21 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: manifest not found (an unfinished generation run? re-run it to resume)")
     try:
-        m = json.loads(path.read_text())
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise DataError(f"{path}: manifest larger than {MAX_MANIFEST_BYTES >> 20} MiB")
+        m = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: manifest is not valid JSON ({e})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: manifest is not UTF-8 text") from None
+    except RecursionError:
+        raise DataError(f"{path}: manifest nested too deeply") from None
+    if not isinstance(m, dict):
+        raise DataError(f"{path}: manifest must be a JSON object")
     for key in ("schema_version", "name", "kind", "fields", "shards", "num_samples"):
         if key not in m:
             raise DataError(f"{path}: manifest lacks {key!r}")
+    _check_manifest_values(m, path)
     if int(m["schema_version"]) > SCHEMA_VERSION:
         raise DataError(f"{path}: schema version {m['schema_version']} is newer than this wfm "
                         f"understands ({SCHEMA_VERSION}); upgrade wfm")
@@ -388,6 +415,78 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: shard counts add up to "
                         f"{sum(int(s['num_samples']) for s in m['shards'])}, manifest says {m['num_samples']}")
     return m
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_manifest_values(m: dict[str, Any], path: Path) -> None:
+    """Types and ranges of every manifest value a reader relies on (one-line DataError)."""
+    def bad(msg: str) -> DataError:
+        return DataError(f"{path}: {msg}")
+
+    if not _is_int(m["schema_version"]) or m["schema_version"] < 1:
+        raise bad(f"schema_version {m['schema_version']!r} is not a positive integer")
+    if not _is_int(m["num_samples"]) or m["num_samples"] < 0:
+        raise bad(f"num_samples {m['num_samples']!r} is not an integer >= 0")
+    if not isinstance(m["fields"], dict) or not m["fields"]:
+        raise bad("fields must be a non-empty object")
+    for name, f in m["fields"].items():
+        if not isinstance(f, dict) or "dtype" not in f or "shape" not in f:
+            raise bad(f"field {name!r} needs dtype and shape")
+        if f["dtype"] not in ALLOWED_DTYPES:
+            raise bad(f"field {name!r} has dtype {f['dtype']!r}; allowed: {', '.join(ALLOWED_DTYPES)}")
+        shape = f["shape"]
+        if (not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d) for d in shape)
+                or any(d < 1 for d in shape[1:]) or (shape and shape[0] < 1 and shape[0] != -1)):
+            raise bad(f"field {name!r} has an invalid shape {shape!r}")
+        per_sample = int(np.prod([abs(d) for d in shape], dtype=np.float64)) * np.dtype(f["dtype"]).itemsize
+        if per_sample > MAX_SAMPLE_BYTES:
+            raise bad(f"field {name!r}: {per_sample} bytes per sample exceeds {MAX_SAMPLE_BYTES >> 20} MiB")
+    if not isinstance(m["shards"], list):
+        raise bad("shards must be a list")
+    for i, e in enumerate(m["shards"]):
+        if not isinstance(e, dict):
+            raise bad(f"shard entry {i} is not an object")
+        f = e.get("file")
+        if not isinstance(f, str) or not f or "/" in f or "\\" in f or f.startswith("."):
+            raise bad(f"shard entry {i}: file {f!r} must be a plain file name in the dataset folder")
+        if not _is_int(e.get("num_samples")) or e["num_samples"] < 0:
+            raise bad(f"shard entry {i}: num_samples {e.get('num_samples')!r} is not an integer >= 0")
+        sha = e.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise bad(f"shard entry {i} ({f}): sha256 missing or not 64 hex digits")
+    stats = m.get("stats", {})
+    if not isinstance(stats, dict):
+        raise bad("stats must be an object")
+    if not _all_finite(stats):
+        raise bad("statistics contain NaN or Inf (regenerate the dataset)")
+
+
+def _all_finite(x: Any) -> bool:
+    if isinstance(x, dict):
+        return all(_all_finite(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return all(_all_finite(v) for v in x)
+    if isinstance(x, float):
+        return math.isfinite(x)
+    return True
+
+
+def check_plain_storage(f: h5py.File, path: Path) -> None:
+    """Refuse what the sha256 of the shard does not cover: external raw storage, virtual
+    datasets, soft and external links (their data lives, or can change, outside the file)."""
+    for name in f:
+        link = f.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise DataError(f"{path}: {name!r} is a {type(link).__name__}; shards must hold their data themselves")
+        d = f[name]
+        if not isinstance(d, h5py.Dataset):
+            raise DataError(f"{path}: {name!r} is not a dataset")
+        if d.external or d.is_virtual:
+            raise DataError(f"{path}: field {name!r} uses external or virtual storage, which the checksum "
+                            "does not cover; refusing it")
 
 
 def verify_dataset(root: str | Path, progress: Any = None) -> dict[str, Any]:
@@ -404,6 +503,7 @@ def verify_dataset(root: str | Path, progress: Any = None) -> dict[str, Any]:
             raise DataError(f"{path}: checksum mismatch (corrupt or replaced shard)")
         try:
             with h5py.File(path, "r") as f:
+                check_plain_storage(f, path)
                 n = int(f.attrs.get("num_samples", -1))
                 if n != int(entry["num_samples"]):
                     raise DataError(f"{path}: holds {n} samples, manifest says {entry['num_samples']}")

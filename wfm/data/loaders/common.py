@@ -107,6 +107,8 @@ def write_samples(out: str | Path, name: str, kind: str, specs: Mapping[str, Fie
                   samples: Mapping[str, Any], attrs: Mapping[str, Any], source: Mapping[str, Any],
                   shard_size: int = 256) -> Path:
     """Write field arrays (dense arrays or lists of ragged rows) as a dataset, in shards."""
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise DataError(f"shard size must be an integer >= 1, got {shard_size!r}")
     out = prepare_out(out)
     n = len(next(iter(samples.values())))
     if n == 0:

@@ -83,6 +83,9 @@ def export_hf(root: str | Path, out: str | Path, fmt: str = "parquet") -> Path:
 
     if fmt not in FORMATS:
         raise DataError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
+    from wfm.data.shards import verify_dataset
+
+    verify_dataset(root)  # checksums first: an export must never launder a corrupt shard
     src = ShardedDataset(root)
     meta = {"wfm_schema": 1, "name": src.name, "kind": src.kind, "attrs": src.attrs,
             "fields": {k: v.to_dict() for k, v in src.specs.items()}}
