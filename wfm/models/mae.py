@@ -46,13 +46,19 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wfm.models.masking import MASK_KINDS, make_mask
+from wfm.models.priors import ESTIMATORS, masked_priors
 from wfm.models.registry import register_model
 from wfm.nn.blocks import ATTENTION_KINDS, make_block
 from wfm.nn.patching import Grid, Patch, patch_grid, patchify, unpatchify
 from wfm.nn.posenc import SinCos3D
+
+#: ``prior`` options: ``none`` (mask tokens, no anchor: the original MAE), one classical
+#: estimator, or ``mix`` (a per-sample learned convex mix of them).
+PRIORS = ("none", *ESTIMATORS, "mix")
 
 
 @dataclass
@@ -63,7 +69,10 @@ class MAEOutput:
     per-sample ``scale`` ``[B, 1, 1]`` (1 without ``sample_norm``; ``pred`` is moreover in
     normalised-patch space when ``norm_pix_loss``); ``mask`` is ``[B, N]`` (True = masked);
     ``loss`` is the masked-patch MSE; ``nmse`` is the per-sample ``||h_hat - h||^2 / ||h||^2``
-    over the masked region (scale-free, so the same in either space).
+    over the masked region (scale-free, so the same in either space). ``valid`` ``[1, N, P]``
+    marks patch entries that hold data rather than padding to the patch grid; ``prior`` is the
+    classical estimate the prediction corrects (``None`` without a prior); ``crop`` the
+    ``(front, size)`` of each of T, A, K in the padded grid.
     """
 
     pred: Tensor
@@ -73,6 +82,9 @@ class MAEOutput:
     nmse: Tensor
     grid: Grid
     scale: Tensor
+    valid: Tensor | None = None
+    prior: Tensor | None = None
+    crop: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass
@@ -95,11 +107,36 @@ def nmse_db(nmse: Tensor) -> Tensor:
     return 10.0 * torch.log10(nmse.mean().clamp_min(1e-12))
 
 
+def pad_to_patches(csi: Tensor, patch: Patch, front: tuple[int, int, int] = (0, 0, 0)) -> tuple[Tensor, Tensor, tuple]:
+    """Pad complex ``[B, T, A, K]`` to multiples of ``patch`` by repeating edge values.
+
+    ``front`` puts that many padded entries before the data on each axis (the rest go after).
+    Returns ``(padded, valid [1, T', A', K'] bool, crop)`` where ``crop`` is each axis'
+    ``(front, size)``. Edge repetition keeps padded patches looking like data (zeros would make
+    patches unlike anything seen in training); ``valid`` keeps them out of losses and metrics.
+    """
+    tak = csi.shape[-3:]
+    total = [(-(s + f)) % p + f for s, p, f in zip(tak, patch, front)]
+    if any(f < 0 for f in front):
+        raise ValueError(f"front padding {front} out of range for shape {tuple(tak)} and patch {tuple(patch)}")
+    crop = tuple((f, s) for f, s in zip(front, tak))
+    valid = torch.ones(1, *tak, dtype=torch.bool, device=csi.device)
+    if not any(total):
+        return csi, valid, crop
+    pads = []
+    for (f, _), t in zip(reversed(crop), reversed(total)):  # F.pad wants the last axis first
+        pads += [f, t - f]
+    x = torch.view_as_real(csi).permute(0, 4, 1, 2, 3)  # [B, 2, T, A, K]
+    x = F.pad(x, pads, mode="replicate").permute(0, 2, 3, 4, 1).contiguous()
+    return torch.view_as_complex(x), F.pad(valid, pads, value=False), crop
+
+
 class MaskedAutoencoder(nn.Module):
     """Encoder-decoder MAE over 3D CSI patches. See the module docstring.
 
     Args:
-        patch_size: ``(pt, pa, pk)``; every batch's ``(T, A, K)`` must be divisible by it.
+        patch_size: ``(pt, pa, pk)``. CSI of any ``(T, A, K)`` works: it is padded to the patch
+            grid (edge values repeated) and the padding is kept out of the loss and metrics.
         dim, depth, num_heads, mlp_ratio: encoder width, blocks, heads, MLP expansion.
         decoder_dim, decoder_depth, decoder_num_heads: decoder (width defaults to ``dim``).
         attention: ``sdpa`` (real tokens) or ``complex-real|complex-magnitude|complex-phase``.
@@ -112,6 +149,15 @@ class MaskedAutoencoder(nn.Module):
             (MAE's trick). It changes what the loss weighs (every patch equally, whatever its
             power), and NMSE is then computed by de-normalising with the *true* patch statistics
             (an oracle), so leave it off for channel prediction; it is for ablations.
+        prior: prior-anchored prediction (``wfm.models.priors``). With ``hold``, ``mean`` or
+            ``mix``, every masked value is predicted as a classical estimate from the visible data
+            plus a learned correction; the decoder sees that estimate (embedded, plus the mask
+            token) at masked positions instead of a bare mask token, the loss is on the final
+            prediction, and the correction head starts at zero, so an untrained model is exactly
+            the classical estimate. ``mix`` mixes ``hold`` and ``mean`` with per-sample convex
+            weights from a gate on the pooled encoder output. ``none``: the original MAE.
+        drop_path_rate, layer_scale: stochastic depth (linearly increasing over the encoder
+            blocks, as in timm) and LayerScale init values (``None``: off).
     """
 
     def __init__(
@@ -127,11 +173,22 @@ class MaskedAutoencoder(nn.Module):
         attention: str = "sdpa",
         sample_norm: bool = True,
         norm_pix_loss: bool = False,
+        prior: str = "none",
+        drop_path_rate: float = 0.0,
+        layer_scale: float | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTION_KINDS)}")
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
+        if prior != "none" and norm_pix_loss:
+            raise ValueError("prior-anchored prediction needs norm_pix_loss=False (the prior lives in data space)")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.patch_size: Patch = tuple(int(p) for p in patch_size)  # type: ignore[assignment]
+        if any(p < 1 for p in self.patch_size):
+            raise ValueError(f"patch sizes must be positive; got {self.patch_size}")
         self.patch_dim = math.prod(self.patch_size) * 2
         self.dim = dim
         self.decoder_dim = decoder_dim or dim
@@ -139,21 +196,34 @@ class MaskedAutoencoder(nn.Module):
         self.attention = attention
         self.sample_norm = sample_norm
         self.norm_pix_loss = norm_pix_loss
+        self.prior = prior
+        self.drop_path_rate = float(drop_path_rate)
+        self.layer_scale = layer_scale
         dd = self.decoder_dim
+        extra = {}
+        if drop_path_rate or layer_scale is not None:  # only then: older make_block signatures stay valid
+            extra = {"init_values": layer_scale}
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
         self.pos = SinCos3D(dim)
-        self.blocks = nn.ModuleList(make_block(dim, num_heads, mlp_ratio, attention) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            make_block(dim, num_heads, mlp_ratio, attention, **(extra | ({"drop_path": r} if r else {})))
+            for r in dpr)
         self.norm = nn.LayerNorm(dim)
 
         self.decoder_embed = nn.Linear(dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
         self.decoder_pos = SinCos3D(dd)
         self.decoder_blocks = nn.ModuleList(
-            make_block(dd, decoder_num_heads or num_heads, mlp_ratio, attention) for _ in range(decoder_depth)
+            make_block(dd, decoder_num_heads or num_heads, mlp_ratio, attention, **extra) for _ in range(decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(dd)
         self.decoder_pred = nn.Linear(dd, self.patch_dim)
+        if prior != "none":
+            self.prior_embed = nn.Linear(self.patch_dim, dd)
+        if prior == "mix":
+            self.prior_gate = nn.Linear(dim, len(ESTIMATORS))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -164,14 +234,31 @@ class MaskedAutoencoder(nn.Module):
             if type(m) is nn.Linear:
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.prior != "none":
+            # A zero correction: the untrained model predicts the classical estimate exactly.
+            nn.init.zeros_(self.decoder_pred.weight)
+        if self.prior == "mix":
+            nn.init.zeros_(self.prior_gate.weight)  # equal weights until trained
+
+    # ------------------------------------------------------------------ shapes
+    def grid_for(self, shape: tuple[int, ...]) -> Grid:
+        """The patch grid of CSI ``[..., T, A, K]`` after padding to whole patches."""
+        if len(shape) < 3:
+            raise ValueError(f"CSI must be [B, T, A, K]; got shape {tuple(shape)}")
+        return tuple(-(-int(s) // p) for s, p in zip(shape[-3:], self.patch_size))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, csi: Tensor, mask: Tensor) -> MAEOutput:
-        """Reconstruct ``csi`` (complex ``[B, T, A, K]``) under ``mask`` (bool ``[B, N]``).
+    def forward(self, csi: Tensor, mask: Tensor, front: tuple[int, int, int] = (0, 0, 0)) -> MAEOutput:
+        """Reconstruct ``csi`` (complex ``[B, T, A, K]``, any T, A, K) under ``mask`` (bool ``[B, N]``).
 
+        ``mask`` is over the padded grid ``grid_for(csi.shape)``; ``front`` places the padding of
+        each axis (``predict`` aligns the border of the predicted region with a patch border).
         Every row of ``mask`` must mask the same number of tokens. Keep ``mask`` on the CPU
         where you can: its row counts are read on the host, which would otherwise sync the GPU.
         """
+        if csi.ndim != 4:
+            raise ValueError(f"CSI must be [B, T, A, K]; got shape {tuple(csi.shape)}")
+        csi, valid_elem, crop = pad_to_patches(csi.to(torch.complex64), self.patch_size, front)
         grid = patch_grid(csi.shape, self.patch_size)
         n = math.prod(grid)
         b = csi.shape[0]
@@ -181,82 +268,176 @@ class MaskedAutoencoder(nn.Module):
         n_mask = int(counts[0])
         if not bool((counts == n_mask).all()) or not 0 < n_mask < n:
             raise ValueError(f"every mask row must mask the same number of tokens in (0, {n}); got {counts.tolist()}")
-        n_keep = n - n_mask
         mask = mask.to(csi.device, non_blocking=True)
+        pad_free = bool(valid_elem.all())
+        valid = None if pad_free else patchify(torch.complex(valid_elem.float(), valid_elem.float()), self.patch_size)
 
-        target = patchify(csi.to(torch.complex64), self.patch_size)  # [B, N, P] float32
+        target = patchify(csi, self.patch_size)  # [B, N, P] float32
         if self.sample_norm:
-            visible = (~mask).float()[..., None]
-            mean_sq = (target.square() * visible).sum(dim=(1, 2)) / (visible.sum(dim=(1, 2)) * target.shape[-1])
+            visible = (~mask).float()[..., None] * (1.0 if valid is None else valid)
+            mean_sq = (target.square() * visible).sum(dim=(1, 2)) / visible.sum(dim=(1, 2)).clamp_min(1.0)
             scale = (2.0 * mean_sq + 1e-30).sqrt()[:, None, None]  # RMS of the complex entries
         else:
             scale = target.new_ones(b, 1, 1)
         target = target / scale
+        latent, ids_restore = self.forward_encoder(target, mask, grid)
+        prior = self.forward_prior(target, mask, grid, latent, valid)
+        pred = self.forward_decoder(latent, ids_restore, grid, prior)
+        loss, nmse = self.forward_loss(pred, target, mask, valid)
+        return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid, scale=scale,
+                         valid=valid, prior=prior, crop=crop)
+
+    def forward_encoder(self, target: Tensor, mask: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
+        """Encode the visible patches of ``target`` ``[B, N, P]`` (normalised).
+
+        Returns ``(latent [B, N_visible, dim], ids_restore [B, N])``; pass an all-False ``mask``
+        row set for features of every token is not allowed here (use ``forward_features``).
+        """
+        n_keep = int((~mask[0]).sum())
         x = self.patch_embed(target.to(self.patch_embed.weight.dtype))
         x = x + self.pos(grid, x.device, x.dtype)
-
         # Visible tokens first (stable sort keeps their order), then the masked ones.
         ids_shuffle = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :n_keep]
         x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
-
         for blk in self.blocks:
             x = blk(x)
-        x = self.norm(x)
+        return self.norm(x), ids_restore
 
-        y = self.decoder_embed(x)
-        y = torch.cat([y, self.mask_token.to(y.dtype).expand(b, n_mask, -1)], dim=1)
+    def forward_features(self, csi: Tensor) -> Tensor:
+        """Encoder output of every token of unmasked CSI (any shape): ``[B, N, dim]``."""
+        csi, _, _ = pad_to_patches(csi.to(torch.complex64), self.patch_size)
+        grid = patch_grid(csi.shape, self.patch_size)
+        x = patchify(csi, self.patch_size)
+        if self.sample_norm:
+            x = x / (2.0 * x.square().mean(dim=(1, 2), keepdim=True) + 1e-30).sqrt()
+        h = self.patch_embed(x.to(self.patch_embed.weight.dtype)) + self.pos(grid, x.device, x.dtype)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.norm(h)
+
+    def forward_prior(self, target: Tensor, mask: Tensor, grid: Grid, latent: Tensor,
+                      valid: Tensor | None = None) -> Tensor | None:
+        """The classical estimate ``[B, N, P]`` of every patch from the visible, valid entries.
+
+        ``None`` without a prior. Padding never counts as data, so the estimate is exactly the
+        classical baseline's on the user's own shape.
+        """
+        if self.prior == "none":
+            return None
+        x = unpatchify(target.float(), grid, self.patch_size)
+        seen = (~mask)[..., None].float() * (1.0 if valid is None else valid)
+        vis = unpatchify(seen.expand_as(target).contiguous(), grid, self.patch_size).real > 0.5
+        est = masked_priors(x, vis)
+        if self.prior == "mix":
+            w = torch.softmax(self.prior_gate(latent.mean(dim=1)).float(), dim=-1)  # [B, E]
+            mixed = sum(w[:, i, None, None, None] * est[e] for i, e in enumerate(ESTIMATORS))
+        else:
+            mixed = est[self.prior]
+        return patchify(mixed, self.patch_size)
+
+    def forward_decoder(self, latent: Tensor, ids_restore: Tensor, grid: Grid, prior: Tensor | None = None) -> Tensor:
+        """Predict every patch ``[B, N, P]`` (normalised space) from the encoded visible tokens.
+
+        With a prior, masked tokens carry the embedded prior and the output is prior + correction.
+        """
+        b, n = ids_restore.shape
+        y = self.decoder_embed(latent)
+        y = torch.cat([y, self.mask_token.to(y.dtype).expand(b, n - y.shape[1], -1)], dim=1)
         y = torch.gather(y, 1, ids_restore[..., None].expand(-1, -1, y.shape[-1]))
+        if prior is not None:
+            masked = (ids_restore >= latent.shape[1])[..., None]
+            y = y + masked * self.prior_embed(prior.to(y.dtype))
         y = y + self.decoder_pos(grid, y.device, y.dtype)
         for blk in self.decoder_blocks:
             y = blk(y)
         pred = self.decoder_pred(self.decoder_norm(y)).float()
-        loss, nmse = self.loss(pred, target, mask)
-        return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid, scale=scale)
+        return pred if prior is None else prior + pred
 
-    def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Masked-patch MSE (mean over masked patches and their elements) and per-sample NMSE."""
-        m = mask.float()
+    def forward_loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Masked-patch MSE over valid entries and per-sample NMSE (see ``MAEOutput``)."""
+        m = mask.float()[..., None] * (1.0 if valid is None else valid)  # [B, N, P]
         if self.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
-            per_patch = ((pred - (target - mean) / std) ** 2).mean(dim=-1)
+            sq = (pred - (target - mean) / std) ** 2
             recon = pred * std + mean  # oracle de-normalisation, see class docstring
         else:
-            per_patch = ((pred - target) ** 2).mean(dim=-1)
+            sq = (pred - target) ** 2
             recon = pred
-        loss = (per_patch * m).sum() / m.sum()
-        err = (((recon - target) ** 2).sum(dim=-1) * m).sum(dim=1)
-        power = ((target**2).sum(dim=-1) * m).sum(dim=1)
+        m = m.expand_as(sq)
+        loss = (sq * m).sum() / m.sum().clamp_min(1.0)
+        err = (((recon - target) ** 2) * m).sum(dim=(1, 2))
+        power = ((target**2) * m).sum(dim=(1, 2))
         return loss, err / power.clamp_min(1e-12)
+
+    def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Alias of ``forward_loss`` without padding (kept for callers of the old name)."""
+        return self.forward_loss(pred, target, mask)
 
     # ------------------------------------------------------------------ inference
     def reconstruct(self, out: MAEOutput) -> Tensor:
-        """Complex ``[B, T, A, K]``: visible patches from the input, masked ones predicted."""
+        """Complex ``[B, T, A, K]`` (the unpadded shape): visible patches from the input, masked ones predicted."""
         pred = out.pred
         if self.norm_pix_loss:
             mean = out.target.mean(dim=-1, keepdim=True)
             std = (out.target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
             pred = pred * std + mean
         patches = torch.where(out.mask[..., None], pred, out.target) * out.scale
-        return unpatchify(patches, out.grid, self.patch_size)
+        full = unpatchify(patches, out.grid, self.patch_size)
+        if out.crop is None:
+            return full
+        (t0, t), (a0, a), (k0, k) = out.crop
+        return full[:, t0:t0 + t, a0:a0 + a, k0:k0 + k]
+
+    def prediction_mask(self, shape: tuple[int, ...], mask_kind: str, ratio: float,
+                        generator: torch.Generator | None = None) -> tuple[Tensor, tuple[int, int, int]]:
+        """Token mask ``[B, N]`` and front padding that hide ``ratio`` of CSI of ``shape`` by ``mask_kind``.
+
+        For ``temporal`` (``frequency``), ``round(ratio * T)`` (``K``) steps (subcarriers) at the end,
+        at least one and at most all but one, are hidden exactly: the axis is padded in front so
+        that the hidden part starts on a patch border. Other kinds hide whole padded patches.
+        """
+        if mask_kind not in MASK_KINDS:
+            raise ValueError(f"unknown mask kind {mask_kind!r}; choose one of {', '.join(MASK_KINDS)}")
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"mask ratio must be in (0, 1); got {ratio}")
+        b, tak = int(shape[0]), [int(s) for s in shape[-3:]]
+        front = [0, 0, 0]
+        axis = {"temporal": 0, "frequency": 2}.get(mask_kind)
+        if axis is not None:
+            size, p = tak[axis], self.patch_size[axis]
+            if size < 2:
+                raise ValueError(f"cannot predict part of an axis of size {size} ({mask_kind} mask of shape {tuple(shape)})")
+            hidden = min(max(round(ratio * size), 1), size - 1)
+            front[axis] = (-(size - hidden)) % p
+            padded = [s + f for s, f in zip(tak, front)]
+            grid = self.grid_for(padded)
+            ratio = -(-hidden // p) / grid[axis]  # exactly the patches holding the hidden part
+        grid = self.grid_for([s + f for s, f in zip(tak, front)])
+        return make_mask(mask_kind, b, grid, ratio, generator=generator), tuple(front)  # type: ignore[return-value]
 
     @torch.no_grad()
     def predict(self, csi: Tensor, mask_kind: str = "temporal", ratio: float = 0.5, seed: int = 0) -> MAEPrediction:
         """Zero-shot prediction: mask ``ratio`` of the CSI by ``mask_kind`` and reconstruct it.
 
-        ``temporal`` predicts the last ``ratio`` of time steps from the earlier ones;
-        ``frequency`` the upper ``ratio`` of subcarriers; ``random``/``antenna`` interpolate
-        (their random draw is seeded by ``seed``). The masked fraction is rounded to whole patches.
+        ``csi`` is complex ``[B, T, A, K]`` of any shape (1-3 antennas, 30/56/114/242
+        subcarriers, odd T: padding is internal). ``temporal`` predicts the last ``ratio`` of
+        time steps from the earlier ones; ``frequency`` the upper ``ratio`` of subcarriers
+        (both rounded to whole steps / subcarriers); ``random``/``antenna`` interpolate whole
+        patches (their random draw is seeded by ``seed``).
         """
-        if mask_kind not in MASK_KINDS:
-            raise ValueError(f"unknown mask kind {mask_kind!r}; choose one of {', '.join(MASK_KINDS)}")
-        grid = patch_grid(csi.shape, self.patch_size)
+        if csi.ndim != 4 or csi.shape[0] < 1:
+            raise ValueError(f"csi must be complex [B, T, A, K] with B >= 1; got shape {tuple(csi.shape)}")
+        if not torch.isfinite(torch.view_as_real(csi.to(torch.complex64))).all():
+            raise ValueError("csi contains NaN or Inf values; clean or drop those samples first")
         gen = torch.Generator().manual_seed(seed)
-        mask = make_mask(mask_kind, csi.shape[0], grid, ratio, generator=gen)
-        out = self(csi, mask)
-        elem = unpatchify(out.mask[..., None].expand_as(out.target).float(), grid, self.patch_size).real > 0.5
+        mask, front = self.prediction_mask(csi.shape, mask_kind, ratio, generator=gen)
+        out = self(csi, mask, front)
+        elem_full = unpatchify(out.mask[..., None].expand_as(out.target).float(), out.grid, self.patch_size).real > 0.5
+        (t0, t), (a0, a), (k0, k) = out.crop
+        elem = elem_full[:, t0:t0 + t, a0:a0 + a, k0:k0 + k]
         # The visible part is the input itself, bit for bit (not divided and re-multiplied).
         recon = torch.where(elem, self.reconstruct(out), csi.to(torch.complex64))
         return MAEPrediction(recon, elem, out.nmse, float(nmse_db(out.nmse)))

@@ -27,7 +27,6 @@ from torchmetrics import MeanMetric
 from wfm.models.mae import MaskedAutoencoder, nmse_db
 from wfm.models.masking import MaskPolicy, make_mask
 from wfm.models.registry import create_model
-from wfm.nn.patching import patch_grid
 from wfm.training.schedule import adamw_warmup_cosine
 
 
@@ -36,8 +35,9 @@ class MAEPretrainModule(pl.LightningModule):
 
     Args:
         model: registered model name (``mae_tiny`` ... ``mae_large``).
-        patch_size, attention, decoder_dim, sample_norm, norm_pix_loss: overrides of the
-            model's defaults (see ``MaskedAutoencoder``).
+        patch_size, attention, decoder_dim, sample_norm, norm_pix_loss, prior, drop_path_rate,
+            layer_scale: overrides of the model's defaults (see ``MaskedAutoencoder``; ``prior``
+            anchors every prediction on a classical estimate, ``none`` is the original MAE).
         mask_kinds, mask_ratios, mask_mode, mask_weights: the masking mixture (``MaskPolicy``).
         mask_seed: seed of the mask draws.
         lr, weight_decay, betas: AdamW.
@@ -54,6 +54,9 @@ class MAEPretrainModule(pl.LightningModule):
         decoder_dim: int | None = None,
         sample_norm: bool = True,
         norm_pix_loss: bool = False,
+        prior: Literal["none", "hold", "mean", "mix"] = "none",
+        drop_path_rate: float = 0.0,
+        layer_scale: float | None = None,
         mask_kinds: list[str] = ["random", "temporal", "frequency"],  # noqa: B006 (copied below)
         mask_ratios: list[float] = [0.85, 0.5, 0.5],  # noqa: B006
         mask_mode: Literal["cycle", "sample"] = "cycle",
@@ -72,6 +75,7 @@ class MAEPretrainModule(pl.LightningModule):
         self.model: MaskedAutoencoder = create_model(
             model, patch_size=tuple(patch_size), attention=attention,
             decoder_dim=decoder_dim, sample_norm=sample_norm, norm_pix_loss=norm_pix_loss,
+            prior=prior, drop_path_rate=drop_path_rate, layer_scale=layer_scale,
         )
         self.mask_policy = MaskPolicy(list(mask_kinds), list(mask_ratios), mask_mode,
                                       None if mask_weights is None else list(mask_weights))
@@ -101,7 +105,7 @@ class MAEPretrainModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         csi = batch["csi"]
         b = csi.shape[0]
-        grid = patch_grid(csi.shape, self.model.patch_size)
+        grid = self.model.grid_for(csi.shape)
         mask, kind, _ = self.mask_policy(b, grid, self._micro_step(batch_idx),
                                          seed=self.hparams.mask_seed, rank=self.global_rank)
         out = self.model(csi, mask)
@@ -119,7 +123,7 @@ class MAEPretrainModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         csi = batch["csi"]
         b = csi.shape[0]
-        grid = patch_grid(csi.shape, self.model.patch_size)
+        grid = self.model.grid_for(csi.shape)
         for name, kind, ratio in self.val_kinds:
             # Fixed per-batch masks: every validation pass scores the same problems.
             gen = torch.Generator().manual_seed(self.hparams.mask_seed * 1_000_003 + 7919 * batch_idx + self.global_rank)

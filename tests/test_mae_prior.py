@@ -1,0 +1,109 @@
+"""Prior-anchored MAE and CSI of any shape: classical estimates, zero correction, padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wfm.models.mae import MaskedAutoencoder, pad_to_patches
+from wfm.models.priors import masked_priors
+
+
+def _csi(*shape: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g))
+
+
+def _tiny(prior: str, **kw) -> MaskedAutoencoder:
+    torch.manual_seed(0)
+    return MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior=prior, **kw).eval()
+
+
+def test_priors_temporal_are_persistence_and_context_mean():
+    csi = _csi(2, 8, 3, 5)
+    vis = torch.zeros(2, 8, 3, 5, dtype=torch.bool)
+    vis[:, :5] = True
+    est = masked_priors(csi, vis)
+    assert torch.equal(est["hold"][:, 5:], csi[:, 4:5].expand(-1, 3, -1, -1))
+    torch.testing.assert_close(est["mean"][:, 5:], csi[:, :5].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1))
+    assert torch.equal(est["hold"][:, :5], csi[:, :5]) and torch.equal(est["mean"][:, :5], csi[:, :5])
+
+
+def test_priors_frequency_hold_nearest_subcarrier_and_antenna_fallback():
+    csi = _csi(1, 4, 2, 6)
+    vis = torch.ones(1, 4, 2, 6, dtype=torch.bool)
+    vis[..., 4:] = False  # upper subcarriers at every time step: time has nothing, subcarriers do
+    est = masked_priors(csi, vis)
+    assert torch.equal(est["hold"][..., 4:], csi[..., 3:4].expand(-1, -1, -1, 2))
+    torch.testing.assert_close(est["mean"][..., 4:], csi[..., :4].mean(dim=-1, keepdim=True).expand(-1, -1, -1, 2))
+    vis = torch.ones(1, 4, 2, 6, dtype=torch.bool)
+    vis[:, :, 1] = False  # a whole antenna: only the antenna axis has visible values
+    assert torch.equal(masked_priors(csi, vis)["hold"][:, :, 1], csi[:, :, 0])
+
+
+@pytest.mark.parametrize("prior", ["hold", "mean", "mix"])
+@pytest.mark.parametrize("kind", ["temporal", "frequency"])
+def test_zero_correction_reproduces_the_prior_exactly(prior, kind):
+    model = _tiny(prior)
+    csi = 3.0 * _csi(2, 16, 3, 30)
+    pred = model.predict(csi, kind, 0.5)
+    axis = 1 if kind == "temporal" else 3
+    vis = ~pred.mask
+    est = masked_priors(csi, vis)
+    want = est["hold"] if prior == "hold" else est["mean"] if prior == "mean" else 0.5 * (est["hold"] + est["mean"])
+    torch.testing.assert_close(pred.reconstruction, want, rtol=1e-5, atol=1e-5)
+    assert int(pred.mask.sum(dim=axis)[0].flatten()[0]) == csi.shape[axis] // 2
+
+
+def test_prior_none_keeps_the_original_mae_parameters():
+    plain = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1)
+    anchored = _tiny("mix")
+    extra = set(anchored.state_dict()) - set(plain.state_dict())
+    assert extra == {"prior_embed.weight", "prior_embed.bias", "prior_gate.weight", "prior_gate.bias"}
+
+
+@pytest.mark.parametrize("shape", [(16, 3, 30), (15, 1, 56), (9, 2, 114), (16, 3, 242), (20, 4, 64)])
+def test_any_shape_predicts_exactly_the_hidden_part(shape):
+    model = _tiny("hold")
+    csi = _csi(2, *shape)
+    t, a, k = shape
+    pred = model.predict(csi, "temporal", 0.5)
+    assert pred.reconstruction.shape == csi.shape and pred.mask.shape == csi.shape
+    hidden = round(0.5 * t)
+    assert pred.mask[:, t - hidden:].all() and not pred.mask[:, :t - hidden].any()
+    assert torch.equal(pred.reconstruction[:, :t - hidden], csi[:, :t - hidden])
+    # The reported NMSE is over the user's elements only, padding excluded.
+    err = ((pred.reconstruction - csi).abs() ** 2 * pred.mask).sum(dim=(1, 2, 3))
+    power = (csi.abs() ** 2 * pred.mask).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(pred.nmse, err / power, rtol=1e-4, atol=1e-6)
+    fpred = model.predict(csi, "frequency", 0.5)
+    assert fpred.mask[..., k - round(0.5 * k):].all() and not fpred.mask[..., :k - round(0.5 * k)].any()
+
+
+def test_padding_is_edge_repetition_with_a_validity_mask():
+    csi = _csi(1, 5, 3, 6)
+    padded, valid, crop = pad_to_patches(csi, (4, 4, 4), front=(3, 0, 0))
+    assert padded.shape == (1, 8, 4, 8) and valid.shape == (1, 8, 4, 8)
+    assert crop == ((3, 5), (0, 3), (0, 6))
+    assert torch.equal(padded[:, 3:, :3, :6], csi) and int(valid.sum()) == csi[0].numel()
+    assert torch.equal(padded[:, :3, :3, :6], csi[:, :1].expand(-1, 3, -1, -1))
+
+
+def test_training_loss_ignores_padding():
+    model = _tiny("mix").train()
+    csi = _csi(2, 16, 3, 30)
+    grid = model.grid_for(csi.shape)
+    mask = torch.zeros(2, grid[0] * grid[1] * grid[2], dtype=torch.bool)
+    mask[:, -grid[1] * grid[2]:] = True
+    out = model(csi, mask)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.valid is not None
+    assert model.prior_gate.bias.grad is not None and model.decoder_pred.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_predict_refuses_non_finite_csi(bad):
+    csi = _csi(1, 16, 2, 8)
+    csi[0, 3, 1, 2] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        _tiny("hold").predict(csi, "temporal", 0.5)

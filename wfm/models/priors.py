@@ -1,0 +1,66 @@
+"""Classical estimates of masked CSI from its visible part: the prior the MAE corrects.
+
+For complex CSI ``[B, T, A, K]`` and a bool ``visible`` mask of the same shape, every masked
+element gets two estimates built from visible elements only:
+
+- ``hold``: the nearest visible value along the first axis that has one, in the order time,
+  subcarrier, antenna. For a temporal mask this is persistence (the last context step of the
+  same antenna and subcarrier); for a frequency mask (every time step of the upper subcarriers
+  hidden) it is the nearest visible subcarrier of the same time and antenna; for an antenna mask,
+  the nearest visible antenna.
+- ``mean``: the mean of the visible values along that same axis (the context mean for a
+  temporal mask).
+
+Both are exact classical baselines, so a model that predicts ``prior + correction`` with a zero
+correction scores exactly what the baseline scores. Visible elements keep their own value.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Axes searched in order: time, subcarrier, antenna (dims of ``[B, T, A, K]``).
+FILL_AXES = (1, 3, 2)
+ESTIMATORS = ("hold", "mean")
+
+
+def _hold_along(x: Tensor, vis: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Nearest visible value of ``x`` along ``dim`` (ties go to the earlier one) and where one exists."""
+    n = x.shape[dim]
+    shape = [1] * x.ndim
+    shape[dim] = n
+    idx = torch.arange(n, device=x.device).view(shape).expand_as(vis)
+    last = torch.where(vis, idx, -1).cummax(dim).values
+    nxt = torch.where(vis, idx, n).flip(dim).cummin(dim).values.flip(dim)
+    use_last = (last >= 0) & ((nxt >= n) | (idx - last <= nxt - idx))
+    src = torch.where(use_last, last, nxt).clamp(0, n - 1)
+    return torch.gather(x, dim, src), (last >= 0) | (nxt < n)
+
+
+def _mean_along(x: Tensor, vis: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    count = vis.sum(dim, keepdim=True)
+    total = torch.where(vis, x, torch.zeros_like(x)).sum(dim, keepdim=True)
+    mean = total / count.clamp_min(1).to(x.real.dtype if x.is_complex() else x.dtype)
+    return mean.expand_as(x), (count > 0).expand_as(vis)
+
+
+def masked_priors(csi: Tensor, visible: Tensor) -> dict[str, Tensor]:
+    """``{"hold": ..., "mean": ...}``: complex ``[B, T, A, K]`` estimates (see module docstring).
+
+    ``visible`` is bool ``[B, T, A, K]`` (or broadcastable to it). A sample with no visible
+    element at all gets zeros. Visible positions hold ``csi`` itself.
+    """
+    if csi.ndim != 4 or not csi.is_complex():
+        raise ValueError(f"masked_priors expects complex CSI [B, T, A, K]; got {csi.dtype} {tuple(csi.shape)}")
+    vis = visible.expand(csi.shape)
+    out = {}
+    for name, along in (("hold", _hold_along), ("mean", _mean_along)):
+        est = torch.zeros_like(csi)
+        done = torch.zeros_like(vis)
+        for dim in FILL_AXES:
+            val, found = along(csi, vis, dim)
+            est = torch.where(found & ~done, val, est)
+            done = done | found
+        out[name] = torch.where(vis, csi, est)
+    return out
