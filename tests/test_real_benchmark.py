@@ -127,7 +127,9 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
         assert by[(d["dataset"], d["view"], "seasonal")]["period"] == "n/a"  # 96 steps of 10 min < 1 day
         assert "window_nmse" in by[(d["dataset"], d["view"], "causal-tiny-export")]
         assert ((d["dataset"], d["view"], "mae-tiny-export") in by) == d["view"].startswith("csi")
-    # The ratio is to the best classical row of the same dataset.
+    # The ratio is to the best classical row of the same dataset (linear extrapolation is a reference only).
+    assert {x.get("best_classical") for x in rows} <= {"persistence", "mean", None}
+    assert all(by[(d["dataset"], d["view"], "linear")]["kind"] == "reference" for d in r["datasets"])
     for x in rows:
         if "ratio_to_best" in x:
             best = by[(x["dataset"], x["view"], x["best_classical"])]
