@@ -88,7 +88,8 @@ def causal_arch(model: Any) -> dict[str, Any]:
         # Absent from configs written before the classical-prior mix: they load as prior="trend".
         **({} if getattr(model, "prior", "trend") == "trend" else {
             "prior": model.prior, "estimators": list(model.estimators), "backtest_weight": model.backtest_init,
-            "coarse_len": int(model.coarse_len), "max_coarse": int(model.max_coarse)}),
+            "coarse_len": int(model.coarse_len), "max_coarse": int(model.max_coarse),
+            "backtest_window": int(model.backtest_window)}),
     }
 
 

@@ -126,13 +126,14 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     return torch.stack(ests, dim=2), torch.stack(avails, dim=2)
 
 
-def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int) -> Tensor:
+def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int, window: int = 0) -> Tensor:
     """Each estimator's mean squared error on its own past forecasts, as known at every origin.
 
     ``est``/``avail`` as from :func:`classical_priors` on ``z`` ``[B, L]``. Returns ``[B, N, E, H]``:
     at origin ``i``, the mean over earlier origins ``j`` whose targets are all observed by then
     (``j + ceil(H / patch_len) <= i``) of ``(est[j, e, h] - z[o_j + h])^2``, per step ahead ``h``,
-    shrunk towards 1 (the context's variance) with ``BACKTEST_PRIOR`` pseudo-counts.
+    shrunk towards 1 (the context's variance) with ``BACKTEST_PRIOR`` pseudo-counts. ``window > 0``:
+    only the latest ``window`` realised origins count (recent behaviour; 0: all of them).
     """
     b, n, e, ahead = est.shape
     length, p = z.shape[1], patch_len
@@ -147,6 +148,9 @@ def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_
     k = -(-ahead // p)
     total = F.pad(err.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
     count = F.pad(valid.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
+    if window > 0:
+        total = total - F.pad(total, (0, 0, 0, 0, window, 0))[:, :n]
+        count = count - F.pad(count, (0, 0, 0, 0, window, 0))[:, :n]
     return (total + BACKTEST_PRIOR) / (count + BACKTEST_PRIOR)
 
 
@@ -262,6 +266,7 @@ class CausalForecaster(nn.Module):
             reproduces the mix exactly.
         estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
+        backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -273,7 +278,7 @@ class CausalForecaster(nn.Module):
                  max_context: int = 512,
                  interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5, prior: str = "trend",
                  estimators: tuple[str, ...] = ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
-                 max_coarse: int = 64) -> None:
+                 max_coarse: int = 64, backtest_window: int = 0) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -304,7 +309,7 @@ class CausalForecaster(nn.Module):
         self.head = nn.Linear(dim, self.horizon_patches * p * (1 + len(self.quantile_levels)))
         self.prior, self.estimators = prior, tuple(estimators)
         self.coarse_len, self.max_coarse = int(coarse_len), int(max_coarse)
-        self.backtest_init = float(backtest_weight)
+        self.backtest_init, self.backtest_window = float(backtest_weight), int(backtest_window)
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:
@@ -420,7 +425,7 @@ class CausalForecaster(nn.Module):
         z = (values - loc) / scale * m  # [B, L]
         interval = interval.to(values.device).expand(b)
         est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators)  # every origin
-        mse = backtest_mse(z, observed, est, avail, p)
+        mse = backtest_mse(z, observed, est, avail, p, self.backtest_window)
         fine = self.fine_len(length)
         nf = fine // p
         est, avail, mse = est[:, -nf:], avail[:, -nf:], mse[:, -nf:]

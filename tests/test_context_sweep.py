@@ -1,0 +1,49 @@
+"""pretrain/context_sweep.py: common windows, per-window NMSE, seasonal period, a tiny sweep."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture()
+def sweep_mod():
+    sys.path.insert(0, str(REPO / "pretrain"))
+    try:
+        import context_sweep
+
+        yield context_sweep
+    finally:
+        sys.path.pop(0)
+
+
+def test_windows_nmse_and_period(sweep_mod):
+    x = np.arange(50, dtype=float)[None].repeat(2, 0)
+    idx, starts = sweep_mod.windows(x, 5, 32, 4)
+    assert (starts >= 32).all() and (starts + 5 <= 50).all() and len(idx) == 8
+    true = np.array([[1.0, 1.0], [2.0, 0.0]])
+    assert sweep_mod.nmse(np.zeros_like(true), true) == pytest.approx(1.0)
+    assert sweep_mod.nmse(true + 1j * 0, true) == 0.0
+    assert sweep_mod.seasonal_period(600.0, 144) == 144 and sweep_mod.seasonal_period(600.0, 1008) == 1008
+    assert sweep_mod.seasonal_period(600.0, 100) is None and sweep_mod.seasonal_period(1e-3, 4096) is None
+
+
+def test_tiny_sweep_every_context_scores_the_same_windows(sweep_mod):
+    import math
+
+    t = np.arange(400, dtype=float)
+    sets = {"toy": {"series": np.stack([np.sin(2 * math.pi * t / 24) + 5, np.sin(2 * math.pi * t / 24 + 1) + 3]),
+                    "interval": 3600.0, "horizon": 6}}
+    models = {"prior-mix": sweep_mod.load_forecaster("prior-mix:backtest_weight=4")}
+    res = sweep_mod.sweep(sets, models, [8, 16, 32, 64], max_windows=3, batch=64)["toy"]
+    assert list(res["rows"]) == [8, 16, 32, 64] and res["windows"] == 6
+    assert res["seasonal_period"][32] == 24 and res["seasonal_period"][16] is None
+    row = res["rows"][64]
+    assert row["seasonal"] < row["persistence"] and row["best classical"] == min(row[k] for k in sweep_mod.CLASSICAL)
+    assert "### toy" in sweep_mod.table("toy", res)
