@@ -164,3 +164,21 @@ def test_evaluate_channel_prediction_has_best_classical(tiny_dataset, tmp_path):
     assert r["periods"] == {"tiny-uma": None}  # 0.5-ms steps: no season
     for row in rows.values():
         assert row["window_nmse_db"] == pytest.approx(row["nmse_db"])  # the CSI NMSE is the per-window one
+
+
+def test_per_baseline_budget_and_bad_options(tiny_dataset, tmp_path, capsys):
+    from wfm.evaluate import parse_baseline_options
+
+    assert parse_baseline_options(["lstm:steps=3,batch=8", "gru:threads=1"]) == {
+        "lstm": {"steps": 3, "batch": 8}, "gru": {"threads": 1}}
+    out = tmp_path / "ev"
+    main(["evaluate", "--task", "channel-prediction-time", "--model", "lstm", "--model", "gru", "--data",
+          str(tiny_dataset), "--out", str(out), "--train-steps", "2", "--baseline-options", "lstm:steps=3,batch=8"])
+    rows = {r["model"]: r for r in json.loads((out / "metrics.json").read_text())["rows"]}
+    assert (rows["lstm"]["train_steps"], rows["lstm"]["batch_size"]) == (3, 8)
+    assert (rows["gru"]["train_steps"], rows["gru"]["batch_size"]) == (2, 256)
+    for bad in ("lstm", "lstm:epochs=3", "lstm:steps=0"):
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--task", "channel-prediction-time", "--model", "lstm", "--data", str(tiny_dataset),
+                  "--out", str(out), "--baseline-options", bad])
+        assert "--baseline-options" in capsys.readouterr().err

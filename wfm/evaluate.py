@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 TABLE_COLUMNS = ("dataset", "model", "kind", "mode", "train_fraction", "train_samples", "train_windows",
-                 "samples", "windows", "context", "horizon", "period", "nmse_db", "window_nmse", "window_nmse_db",
+                 "train_steps", "batch_size", "samples", "windows", "context", "horizon", "period", "nmse_db", "window_nmse", "window_nmse_db",
                  "best_classical", "ratio_to_best", "mae", "smape", "interval_coverage", "interval_nominal", "rmse",
                  "accuracy", "f1", "top1", "top3", "power_loss_db")
 
@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seasonal period of the seasonal baseline in steps (default: from the interval: a week "
                         "where the context holds one, else a day)")
     p.add_argument("--batch-size", type=int, default=256, help="batch size of trainable baselines")
+    p.add_argument("--baseline-options", action="append", default=None, metavar="NAME:KEY=V[,KEY=V]",
+                   help="one trainable baseline's own budget, keys steps, batch, threads (repeatable), "
+                        "e.g. transformer:steps=100,batch=32,threads=2")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
@@ -74,6 +77,24 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
     return pngs
 
 
+def parse_baseline_options(items: list[str] | None) -> dict[str, dict[str, int]]:
+    """``["lstm:steps=100,batch=64", "transformer:threads=2"]`` -> ``{"lstm": {...}, ...}``; a
+    one-line ``DataError`` on anything else."""
+    from wfm.data.errors import DataError
+
+    out: dict[str, dict[str, int]] = {}
+    for item in items or ():
+        name, sep, rest = item.partition(":")
+        if not sep or not name or not rest:
+            raise DataError(f"--baseline-options {item!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
+        for kv in rest.split(","):
+            key, eq, value = kv.partition("=")
+            if key not in ("steps", "batch", "threads") or not eq or not value.isdigit() or int(value) < 1:
+                raise DataError(f"--baseline-options {item!r}: {kv!r} is not steps=N, batch=N or threads=N (N >= 1)")
+            out.setdefault(name, {})[key] = int(value)
+    return out
+
+
 def _period_note(result: dict[str, Any]) -> str:
     """" (seasonal period: 144 steps)" per dataset, for titles; empty where no task has one."""
     periods = result.get("periods") or {}
@@ -97,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     opts = EvalOptions(train_steps=args.train_steps, seed=args.seed, context=args.context, horizon=args.horizon,
                        train_fractions=tuple(args.train_fraction or (1.0,)), period=args.period,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, baseline_options=parse_baseline_options(args.baseline_options))
     total = len(args.model) * len(args.data)
     with progress_bar(f"evaluating {args.task}", total) as advance:
         def say(msg: str) -> None:

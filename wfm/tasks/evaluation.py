@@ -22,7 +22,8 @@ it is in ``result["periods"]`` and in the seasonal rows' ``period``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -52,6 +53,28 @@ class EvalOptions:
     knn: int = 5
     finetune_batch_size: int = 32
     period: int | None = None  # seasonal baseline: steps per season (None: from the interval)
+    # Per trainable baseline: {"lstm": {"steps": 100, "batch": 64, "threads": 2}} over the defaults above.
+    baseline_options: dict = field(default_factory=dict)
+
+    def train_budget(self, name: str) -> dict[str, int | None]:
+        """``steps``, ``batch`` and ``threads`` of trainable baseline ``name`` (its own, else the defaults)."""
+        own = self.baseline_options.get(name, {})
+        return {"steps": int(own.get("steps", self.train_steps)), "batch": int(own.get("batch", self.batch_size)),
+                "threads": own.get("threads")}
+
+
+@contextmanager
+def _threads(n: int | None):
+    """Run with ``n`` torch CPU threads (unchanged when None), restoring the count after."""
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def model_label(spec: str) -> str:
@@ -153,9 +176,11 @@ def _channel_prediction(task: Task, models: list[str], root: str, opts: EvalOpti
             if spec in SERIES_TRAINABLE:
                 if train is None:
                     train = tuple(load_csi(root, s, task=task.name)["csi"] for s in ("train", "val"))
-                f = train_csi_forecaster(spec, train[0], task.axis, n_hidden, interval, train[1], opts.train_steps,
-                                         opts.lr, opts.batch_size, opts.seed, opts.max_train_windows)
-                row["train_samples"] = len(train[0])
+                b = opts.train_budget(spec)
+                with _threads(b["threads"]):
+                    f = train_csi_forecaster(spec, train[0], task.axis, n_hidden, interval, train[1], b["steps"],
+                                             opts.lr, b["batch"], opts.seed, opts.max_train_windows)
+                row.update(train_samples=len(train[0]), train_steps=b["steps"], batch_size=b["batch"])
             pred = forecast_hidden(f, csi, mask, task.axis, interval)
         else:
             model = _foundation(task, spec)
@@ -236,9 +261,10 @@ def _series(task: Task, models: list[str], root: str, opts: EvalOptions, result:
                 if train is None:
                     train = (stack_windows(w["train"], opts.max_train_windows, opts.seed),
                              stack_windows(w["val"], 20_000, opts.seed) if len(w["val"]) else None)
-                f.fit(train[0], train[1], steps=opts.train_steps, lr=opts.lr, batch_size=opts.batch_size,
-                      seed=opts.seed)
-                row["train_windows"] = len(train[0][0])
+                b = opts.train_budget(spec)
+                with _threads(b["threads"]):
+                    f.fit(train[0], train[1], steps=b["steps"], lr=opts.lr, batch_size=b["batch"], seed=opts.seed)
+                row.update(train_windows=len(train[0][0]), train_steps=b["steps"], batch_size=b["batch"])
         else:
             f = _foundation(task, spec)
             if not hasattr(f, "forecast"):
@@ -349,8 +375,10 @@ def _future_beam(task: Task, models: list[str], root: str, opts: EvalOptions, re
                 scores = net.fit(tr, w["val"], steps=opts.train_steps, lr=opts.lr / 2, batch_size=opts.batch_size,
                                  seed=opts.seed).scores(test)
             else:
-                model = BeamRNN(test.past.shape[2], cell=spec).fit(tr, w["val"], steps=opts.train_steps, lr=opts.lr,
-                                                                   batch_size=opts.batch_size, seed=opts.seed)
+                b = opts.train_budget(spec)
+                with _threads(b["threads"]):
+                    model = BeamRNN(test.past.shape[2], cell=spec).fit(tr, w["val"], steps=b["steps"], lr=opts.lr,
+                                                                       batch_size=b["batch"], seed=opts.seed)
                 scores = model.scores(test)
             s = score_classes(scores, test.label, test.future_power)
             kind = "baseline" if _is_baseline(task, spec) else "foundation"
