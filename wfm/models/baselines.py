@@ -35,6 +35,8 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
+from wfm.nn.blocks import Block
+
 
 class Forecaster(Protocol):
     """Anything with ``forecast(context [B, L], interval [B], horizon) -> [B, horizon]``."""
@@ -289,7 +291,8 @@ class RNNForecaster(_Normalised):
 class TransformerForecaster(_Normalised):
     """A small pre-norm transformer encoder over the context values (sin-cos positions counted
     back from the last value, so any context length works); the last token's state gives
-    ``max_horizon`` steps."""
+    ``max_horizon`` steps. Its blocks are the models' (``wfm.nn.blocks.Block``: timm's ``Block``,
+    bidirectional attention, GELU MLP of width ``2 dim``)."""
 
     name = "transformer"
 
@@ -297,8 +300,7 @@ class TransformerForecaster(_Normalised):
         super().__init__(max_horizon)
         self.dim = dim
         self.embed = nn.Linear(2, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio=2.0) for _ in range(depth))  # the models' timm block
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, max_horizon)
 
@@ -312,7 +314,8 @@ class TransformerForecaster(_Normalised):
 
     def _net(self, x: Tensor) -> Tensor:
         h = self.embed(x) + self._pos(x.shape[1], x.device)
-        h = self.encoder(h)
+        for blk in self.blocks:
+            h = blk(h)
         return self.head(self.norm(h[:, -1]))
 
 

@@ -50,9 +50,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Attention
 from torch import Tensor, nn
 
 from wfm.models.registry import register_model
+from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
 #: Training targets are clipped at this many context stds (see ``CausalForecaster.loss``).
 TARGET_CLIP = 50.0
@@ -203,43 +205,52 @@ def rotary(x: Tensor, pos: Tensor) -> Tensor:
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with rotary codes; ``attn_mask`` hides padded keys."""
+class CausalSelfAttention(Attention):
+    """timm's ``Attention`` (fused QKV, SDPA) with rotary codes on q and k, always causal.
 
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
+    A timm ``attn_layer``. ``attn_mask`` ``None``: plain causal attention; otherwise the mask
+    is used as given and must already be causal (``CausalForecaster`` builds it to also hide
+    padded keys). timm's ``is_causal`` argument is accepted and ignored.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, **kwargs) -> None:
         if dim % num_heads or (dim // num_heads) % 2:
             raise ValueError(f"width {dim} must split into {num_heads} heads of even size")
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        super().__init__(dim, num_heads=num_heads, qkv_bias=qkv_bias, **kwargs)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = True) -> Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
         pos = torch.arange(n, device=x.device)
         q, k = rotary(q, pos), rotary(k, pos)
+        drop = self.attn_drop.p if self.training else 0.0
         if attn_mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        y = self.norm(y.transpose(1, 2).reshape(b, n, self.attn_dim))
+        return self.proj_drop(self.proj(y))
 
 
-class CausalBlock(nn.Module):
-    """Pre-norm block: ``x + attn(norm(x)); x + mlp(norm(x))``."""
+class CausalBlock(Block):
+    """timm's pre-norm ``Block`` (``wfm.nn.blocks.Block``) with ``CausalSelfAttention`` and timm's
+    ``Mlp``: ``blk(x, attn_mask)``. ``drop_path``/``init_values``: stochastic depth and LayerScale,
+    as in timm (off by default).
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = CausalSelfAttention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+    State dicts of the pre-timm block (an ``nn.Sequential`` MLP: ``mlp.0``/``mlp.2``) load through
+    a load hook that renames them to ``mlp.fc1``/``mlp.fc2`` (``rename_legacy_mlp_keys``).
+    """
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
-        x = x + self.attn(self.norm1(x), attn_mask)
-        return x + self.mlp(self.norm2(x))
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float = 0.0,
+                 init_values: float | None = None) -> None:
+        super().__init__(dim, num_heads, mlp_ratio, drop_path=drop_path, init_values=init_values,
+                         attn_layer=CausalSelfAttention)
+        self.register_load_state_dict_pre_hook(CausalBlock._rename_legacy_keys)
+
+    @staticmethod
+    def _rename_legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *_) -> None:
+        rename_legacy_mlp_keys(state_dict, prefix)
 
 
 class CausalForecaster(nn.Module):
