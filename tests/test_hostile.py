@@ -513,3 +513,269 @@ def test_generate_workers_die_with_parent(tmp_path, toy):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+# ---------------------------------------------------------------------------- exported folders (6, 8, 9)
+
+
+FIXTURE = REPO / "tests" / "fixtures" / "mae-tiny-export"
+
+
+def _export_copy(tmp_path: Path, **changes) -> Path:
+    import shutil
+
+    out = tmp_path / "export"
+    shutil.copytree(FIXTURE, out)
+    cfg = json.loads((out / "config.json").read_text())
+    for k, v in changes.items():
+        if k.startswith("arch."):
+            cfg["arch"][k[5:]] = v
+        else:
+            cfg[k] = v
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def test_config_sha256_null_refused(tmp_path):
+    import wfm
+    from wfm.hub import CheckpointError
+
+    with pytest.raises(CheckpointError, match="sha256"):
+        wfm.from_pretrained(_export_copy(tmp_path, sha256=None))
+
+
+@pytest.mark.parametrize("change", [{"arch": "mae_tiny"}, {"arch.dim": -64}, {"arch.dim": 1 << 20},
+                                    {"arch.depth": 2.5}])
+def test_config_bad_arch_one_line(tmp_path, capsys, change):
+    import wfm
+    from wfm.hub import CheckpointError
+
+    with pytest.raises(CheckpointError):
+        wfm.from_pretrained(_export_copy(tmp_path, **change))
+
+
+def test_weights_checked_against_config_before_building(tmp_path, monkeypatch):
+    """dim 1024 x depth 12 is within bounds but does not match the weights: refused while the
+    model exists only on the meta device (nothing allocated)."""
+    import wfm
+    import wfm.hub as hub
+
+    real_devices = []
+    build = hub.build_model
+
+    def spy(config):
+        if torch.empty(0).device.type != "meta":
+            real_devices.append(config["arch"]["dim"])
+        return build(config)
+
+    monkeypatch.setattr(hub, "build_model", spy)
+    with pytest.raises(hub.CheckpointError, match="do not match"):
+        wfm.from_pretrained(_export_copy(tmp_path, **{"arch.dim": 1024, "arch.depth": 12}))
+    assert real_devices == []
+
+
+# ---------------------------------------------------------------------------- 2 parser guards
+
+
+def intel_capture(path: Path, packets: int = 40, nrx: int = 3, ntx: int = 2) -> Path:
+    """A synthetic Intel 5300 .dat (Linux 802.11n CSI Tool beamforming records)."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    n = (30 * (nrx * ntx * 8 * 2 + 3) + 7) // 8
+    out = b""
+    for i in range(packets):
+        hdr = struct.pack("<IHHBBBBBbBBHH", 1000 * i, i, 0, nrx, ntx, 40, 40, 40, -92, 30, 0x24, n, 0x4101)
+        body = bytes([0xBB]) + hdr + rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        out += struct.pack(">H", len(body)) + body
+    path.write_bytes(out)
+    return path
+
+
+SHARED_PCAP = REPO.parent / "shared" / "datasets" / "wifi-csi" / "nexmon_bcm4339_80mhz.pcap"
+
+
+def test_intel_record_length_flip_is_one_line(tmp_path, capsys):
+    cap = intel_capture(tmp_path / "c.dat")
+    flip_byte(cap, 0)  # the first record's length: csiread read out of bounds (SIGSEGV)
+    code, err = run_wfm(["data", "import", "intel", str(cap), "--out", str(tmp_path / "o"),
+                         "--window", "0", "--ntx", "2"], capsys)
+    one_line_error(code, err)
+    assert "byte 0" in err
+
+
+def test_intel_truncated_record_refused(tmp_path):
+    from wfm.data.errors import DataError
+    from wfm.data.loaders.wifi_csi import read_capture
+
+    cap = intel_capture(tmp_path / "c.dat")
+    cap.write_bytes(cap.read_bytes()[:-7])
+    with pytest.raises(DataError, match="truncated"):
+        read_capture(cap, "intel", nrx=3, ntx=2)
+
+
+def test_parser_crash_becomes_one_line(tmp_path, monkeypatch):
+    """Whatever the checks miss, a crash inside the parser is a DataError, not a dead wfm."""
+    from wfm.data.errors import DataError
+    from wfm.data.loaders import wifi_csi
+
+    cap = intel_capture(tmp_path / "c.dat")
+
+    def crash(path, **kw):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr(wifi_csi, "read_intel", crash)
+    with pytest.raises(DataError, match="SIGSEGV"):
+        wifi_csi.read_capture(cap, "intel", nrx=3, ntx=2)
+
+
+def _fuzz(path: Path, fmt: str, kw: dict, seeds: int, budget_s: float) -> int:
+    from wfm.data.errors import DataError
+    from wfm.data.loaders.wifi_csi import read_capture
+
+    data = path.read_bytes()
+    t0, done = time.perf_counter(), 0
+    for seed in range(seeds):
+        if time.perf_counter() - t0 > budget_s:
+            break
+        rng = np.random.default_rng(seed)
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 6))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        if seed % 4 == 3:
+            b = b[:int(rng.integers(1, len(b)))]
+        fuzzed = path.with_name(f"fuzz{path.suffix}")
+        fuzzed.write_bytes(bytes(b))
+        try:
+            read_capture(fuzzed, fmt, **kw)
+        except DataError:
+            pass
+        done += 1
+    return done
+
+
+def test_fuzz_intel_parser(tmp_path):
+    assert _fuzz(intel_capture(tmp_path / "c.dat"), "intel", {"nrx": 3, "ntx": 2}, seeds=40, budget_s=15) > 5
+
+
+@pytest.mark.skipif(not SHARED_PCAP.is_file(), reason="needs the shared Nexmon capture")
+def test_fuzz_nexmon_parser(tmp_path):
+    # The first 60 packets, cut at a packet boundary, keep each parse fast.
+    data, pos = SHARED_PCAP.read_bytes(), 24
+    for _ in range(60):
+        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+    cap = tmp_path / "c.pcap"
+    cap.write_bytes(data[:pos])
+    assert _fuzz(cap, "nexmon", {"chip": "4339", "bw": 80}, seeds=40, budget_s=15) > 5
+
+
+# ---------------------------------------------------------------------------- 8, 9 one line and exit 2
+
+
+def _toy_dataset(tmp_path: Path) -> Path:
+    from wfm.data.shards import FieldSpec, write_dataset
+
+    return write_dataset(tmp_path / "ds", "toy", "toy", {"x": FieldSpec("float32", (4,))},
+                         [{"x": np.ones((3, 4), np.float32)}], {})
+
+
+@pytest.mark.parametrize("edit", ["schema_abc", "no_sha", "dtype", "not_utf8", "file_escape"])
+def test_hostile_manifest_one_line(tmp_path, capsys, edit):
+    ds = _toy_dataset(tmp_path)
+    path = ds / "manifest.json"
+    m = json.loads(path.read_text())
+    if edit == "schema_abc":
+        m["schema_version"] = "abc"
+    elif edit == "no_sha":
+        del m["shards"][0]["sha256"]
+    elif edit == "dtype":
+        m["fields"]["x"]["dtype"] = "nonsense"
+    elif edit == "file_escape":
+        m["shards"][0]["file"] = "../../etc/passwd"
+    path.write_text(json.dumps(m))
+    if edit == "not_utf8":
+        path.write_bytes(b"\xff\xfe" + path.read_bytes())
+    code, err = run_wfm(["data", "inspect", str(ds)], capsys)
+    one_line_error(code, err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "generate", "--recipe", "R", "--out", "O", "--seed", "-1"],
+    ["data", "generate", "--recipe", "R", "--out", "O", "--device", "tpu7"],
+    ["data", "generate", "--recipe", "R", "--out", "O", "--num-samples", "0"],
+    ["data", "import", "csv", "x.csv", "--out", "O", "--interval", "0"],
+    ["data", "import", "csv", "x.csv", "--out", "O", "--interval", "-1"],
+    ["data", "import", "npy", "x.npy", "--out", "O", "--interval", "inf"],
+    ["data", "import", "csv", "x.csv", "--out", "O", "--interval", "1", "--shard-size", "0"],
+])
+def test_bad_cli_values_refused(capsys, argv):
+    code, err = run_wfm(argv, capsys)
+    assert code == 2 and "Traceback" not in err and "error:" in err
+
+
+def test_output_under_a_file_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    csv = tmp_path / "s.csv"
+    csv.write_text("v\n" + "\n".join(str(i) for i in range(20)) + "\n")
+    code, err = run_wfm(["data", "import", "csv", str(csv), "--out", str(blocker / "sub"), "--interval", "1"], capsys)
+    one_line_error(code, err)
+
+
+@pytest.mark.parametrize("case", ["empty", "zero_length", "huge_header"])
+def test_hostile_npy_one_line(tmp_path, capsys, case):
+    path = tmp_path / "x.npy"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "zero_length":
+        np.save(path, np.zeros((0,), np.float32))
+    else:
+        np.save(path, np.zeros((4,), np.float32))
+        b = path.read_bytes().replace(b"(4,)", b"(200000000000,)".ljust(4))
+        hdr_len = int.from_bytes(b[8:10], "little")
+        path.write_bytes(b[:10] + b[10:10 + hdr_len + 11].replace(b"    \n", b"\n", 1)[:hdr_len - 1] + b"\n"
+                         + np.zeros((4,), np.float32).tobytes())
+    t0 = time.perf_counter()
+    code, err = run_wfm(["data", "import", "npy", str(path), "--out", str(tmp_path / "o"), "--interval", "1"], capsys)
+    one_line_error(code, err)
+    assert time.perf_counter() - t0 < 10
+
+
+def _recipe(tmp_path: Path, **changes) -> Path:
+    base = {"model": "uma", "carrier_frequency_ghz": 3.5, "subcarrier_spacing_khz": 30, "num_subcarriers": 16,
+            "array": [1, 4], "time_steps": 8, "time_step_ms": 0.5, "speed_kmh": [10, 60], "num_samples": 8,
+            "shard_size": 4}
+    base.update(changes)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+@pytest.mark.parametrize("changes", [{"num_subcarriers": 32.7}, {"num_subcarriers": 1000000000},
+                                     {"num_samples": 10**15, "shard_size": 1}])
+def test_recipe_values_refused_up_front(tmp_path, capsys, changes):
+    t0 = time.perf_counter()
+    code, err = run_wfm(["data", "generate", "--recipe", str(_recipe(tmp_path, **changes)),
+                         "--out", str(tmp_path / "o")], capsys)
+    one_line_error(code, err)
+    assert time.perf_counter() - t0 < 20
+    assert not any((tmp_path / "o").glob("shard-*")) if (tmp_path / "o").exists() else True
+
+
+def test_recipe_billion_laughs_refused(tmp_path, capsys):
+    path = _recipe(tmp_path)
+    path.write_text(BILLION_LAUGHS + path.read_text() + "description: *i\n")
+    t0 = time.perf_counter()
+    code, err = run_wfm(["data", "generate", "--recipe", str(path), "--out", str(tmp_path / "o")], capsys)
+    one_line_error(code, err)
+    assert "alias" in err and time.perf_counter() - t0 < 20
+
+
+def test_finetune_train_fraction_zero_refused(tmp_path, capsys):
+    cfg = REPO / "finetune" / "los-nlos.yaml"
+    if not cfg.is_file():
+        pytest.skip("no finetune/los-nlos.yaml")
+    code, err = run_wfm(["finetune", "--config", str(cfg), "--data.train_fraction", "0",
+                         "--model.init_from", "scratch:mae_tiny"], capsys)
+    one_line_error(code, err)
+    assert "train_fraction" in err

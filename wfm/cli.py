@@ -48,11 +48,16 @@ def main(argv: list[str] | None = None) -> None:
     from wfm.data.errors import DataError
     from wfm.hub import CheckpointError
 
+    from wfm.safety import InputError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, CheckpointError) as e:
+    except (DataError, CheckpointError, InputError) as e:
         fail(str(e))
+    except OSError as e:  # unwritable folder, a path under a file, disk full: one line, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         fail("interrupted", code=130)
 

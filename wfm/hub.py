@@ -107,7 +107,12 @@ def build_model(config: dict[str, Any]):
     kind = config.get("model_kind")
     if kind not in MODEL_KINDS:
         raise CheckpointError(f"unknown model kind {kind!r} in {CONFIG_NAME}; this wfm knows {', '.join(MODEL_KINDS)}")
-    arch = dict(config.get("arch") or {})
+    raw_arch = config.get("arch") or {}
+    if not isinstance(raw_arch, dict):
+        raise CheckpointError(f"{CONFIG_NAME}: arch must be an object of architecture arguments, "
+                              f"got {type(raw_arch).__name__}")
+    check_arch(raw_arch)
+    arch = dict(raw_arch)
     if "patch_size" in arch:
         arch["patch_size"] = tuple(arch["patch_size"])
     if "quantiles" in arch:
@@ -118,9 +123,49 @@ def build_model(config: dict[str, Any]):
         # The arch kwargs are complete, so the registry's defaults do not matter; the plain
         # class is the fallback for a registry name this version no longer has.
         model = create_model(name, **arch) if name in list_models() and model_kind_of(name) == kind else cls(**arch)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"cannot build model {name!r} from {CONFIG_NAME}: {e}") from e
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"cannot build model {name!r} from {CONFIG_NAME}: {' '.join(str(e).split())[:300]}") from None
     return model
+
+
+#: Bounds of every size in an exported ``config.json`` (checked before anything is allocated).
+ARCH_LIMITS = {"dim": 16384, "depth": 256, "num_heads": 512, "decoder_dim": 16384, "decoder_depth": 256,
+               "decoder_num_heads": 512, "patch_len": 65536, "horizon_patches": 65536, "max_context": 1 << 22,
+               "interval_freqs": 4096, "mlp_ratio": 64}
+
+
+def check_arch(arch: dict[str, Any]) -> None:
+    """Refuse non-integer, non-positive or absurd sizes in ``arch`` (one line)."""
+    for key, limit in ARCH_LIMITS.items():
+        if key not in arch or arch[key] is None:
+            continue
+        v = arch[key]
+        if key == "mlp_ratio":
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= limit
+        else:
+            ok = isinstance(v, int) and not isinstance(v, bool) and 0 < v <= limit
+        if not ok:
+            raise CheckpointError(f"{CONFIG_NAME}: arch.{key} = {v!r} must be a positive "
+                                  f"{'number' if key == 'mlp_ratio' else 'integer'} <= {limit}")
+    ps = arch.get("patch_size")
+    if ps is not None and (not isinstance(ps, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                                and 0 < x <= 4096 for x in ps)):
+        raise CheckpointError(f"{CONFIG_NAME}: arch.patch_size = {ps!r} must be a list of positive integers")
+
+
+def _meta_check(config: dict[str, Any], state: dict[str, Any], where: str) -> None:
+    """Build the model on the meta device (no memory) and check the weights against it, so a
+    config that promises a huge model is refused before anything is allocated."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(config)
+    except CheckpointError:
+        raise
+    except Exception:  # a model that cannot be built on meta: the bounds in check_arch still held
+        return
+    _check_state_dict(skeleton, state, where)
 
 
 def _check_state_dict(model: Any, state: dict[str, Any], where: str) -> None:
@@ -145,15 +190,9 @@ def _check_state_dict(model: Any, state: dict[str, Any], where: str) -> None:
 
 
 def _load_lightning_checkpoint(ckpt_path: Path) -> dict[str, Any]:
-    import torch
+    from wfm.safety import load_checkpoint
 
-    if not ckpt_path.is_file():
-        raise CheckpointError(f"{ckpt_path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused, truncated zip, not a checkpoint at all
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{ckpt_path}: cannot read checkpoint safely (weights_only): {msg}") from e
+    ckpt = load_checkpoint(ckpt_path)  # weights_only=True; the one way wfm reads a .ckpt
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"{ckpt_path}: not a Lightning checkpoint (needs state_dict and hyper_parameters)")
     return ckpt
@@ -378,9 +417,13 @@ def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
         load_error = None
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         state, load_error = None, e
-    if verify and config.get("sha256"):
+    if verify:
         from wfm.data.shards import sha256_of
 
+        expected = config.get("sha256")
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
+            raise CheckpointError(f"{folder / CONFIG_NAME}: sha256 of {WEIGHTS_NAME} missing or not 64 hex digits "
+                                  "(cannot verify; pass verify=False only for files you trust)")
         digest = sha256_of(weights)
         if digest != config["sha256"]:
             what = "truncated or corrupt" if load_error is not None else "changed since export"
@@ -388,6 +431,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
                                   f"got {digest[:16]}...")
     if load_error is not None:
         raise CheckpointError(f"{weights}: truncated or corrupt safetensors file: {load_error}") from load_error
+    _meta_check(config, state, str(folder))  # weights vs config before allocating the model
     model = build_model(config)
     _check_state_dict(model, state, str(folder))
     model.load_state_dict(state, strict=True)

@@ -183,6 +183,8 @@ def fail_on_input_error(e: BaseException) -> None:
     cause = input_error(e)
     if cause is not None:
         fail(str(cause))
+    if isinstance(e, OSError):  # unwritable run folder, disk full
+        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
     if _PHASE["instantiating"] and isinstance(e, (ValueError, TypeError, RuntimeError, KeyError)):
         _PHASE["instantiating"] = False
         inner = e

@@ -69,16 +69,41 @@ def load_csv_series(path: str | Path, interval: float, columns: Sequence[str] | 
     return out
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    """A .npy array whose header is checked against the file's size before anything is allocated
+    (a header may claim any shape), never unpickled."""
+    src = str(path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError("object arrays are not read (they would need unpickling)")
+            need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            have = path.stat().st_size - f.tell()
+            if need != have:
+                raise ValueError(f"header says {list(shape)} {dtype} ({need} bytes), the file holds {have}")
+            if need == 0:
+                raise ValueError(f"empty array {list(shape)}")
+            a = np.fromfile(f, dtype=dtype, count=int(np.prod(shape)))
+        return a.reshape(shape, order="F" if fortran else "C")
+    except (ValueError, OSError, EOFError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise DataError(f"{src}: not a readable .npy array ({msg})") from None
+
+
 def load_npy_series(path: str | Path, interval: float, policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
     """Series from a ``[L]`` or ``[N, L]`` .npy array (real or complex)."""
     path = Path(path)
     src = str(path)
     if not path.is_file():
         raise DataError(f"{src}: file not found")
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise DataError(f"{src}: not a readable .npy array ({e})") from None
+    a = _read_npy(path)
     if a.ndim == 1:
         a = a[None]
     if a.ndim != 2 or a.dtype.kind not in "iufc":

@@ -48,6 +48,102 @@ def _capture_error(path: Path, e: Exception) -> DataError:
     return DataError(f"{path}: cannot parse capture ({type(e).__name__}: {e})")
 
 
+#: Largest capture read (csiread holds it in memory several times over).
+MAX_CAPTURE_BYTES = 4 << 30
+
+
+def check_intel_records(path: Path, nrx: int = 3, ntx: int = 3) -> None:
+    """Walk an Intel 5300 ``.dat`` record by record and refuse what csiread would read out of
+    bounds: a record running past the end of the file (truncated), a CSI record whose length,
+    antenna counts or payload size disagree. Names the byte offset."""
+    data = path.read_bytes()
+    pos, n = 0, len(data)
+    while pos < n:
+        if pos + 3 > n:
+            raise DataError(f"{path}: truncated record at byte {pos} (file ends inside its header)")
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 1 or pos + 2 + length > n:
+            raise DataError(f"{path}: record at byte {pos} claims {length} bytes, the file has {n - pos - 2} left "
+                            "(truncated or corrupt capture)")
+        if data[pos + 2] == 0xBB:  # beamforming (CSI) record: 20-byte header + packed CSI
+            body = data[pos + 3:pos + 2 + length]
+            if len(body) < 20:
+                raise DataError(f"{path}: CSI record at byte {pos} is {len(body)} bytes, shorter than its header")
+            r_nrx, r_ntx = body[8], body[9]
+            csi_len = int.from_bytes(body[16:18], "little")
+            want = (30 * (r_nrx * r_ntx * 8 * 2 + 3) + 7) // 8
+            if not (1 <= r_nrx <= 3 and 1 <= r_ntx <= 3) or r_nrx > nrx or r_ntx > ntx:
+                raise DataError(f"{path}: CSI record at byte {pos} has {r_nrx}x{r_ntx} antennas "
+                                f"(at most {nrx}x{ntx}: corrupt, or pass --nrx/--ntx)")
+            if csi_len != want or len(body) != 20 + csi_len:
+                raise DataError(f"{path}: CSI record at byte {pos}: {len(body) - 20} payload bytes, length field "
+                                f"{csi_len}, expected {want} for {r_nrx}x{r_ntx} (corrupt capture)")
+        pos += 2 + length
+
+
+def check_pcap_records(path: Path) -> None:
+    """Walk a pcap file's packet headers and refuse a packet that runs past the end of the file
+    or beyond the snap length (csiread would read out of bounds). Names the byte offset."""
+    data = path.read_bytes()
+    n = len(data)
+    if n < 24:
+        raise DataError(f"{path}: {n} bytes, too short for a pcap file")
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        order = "little"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        order = "big"
+    else:
+        raise DataError(f"{path}: not a pcap file (magic {magic.hex()}; pcapng is not supported)")
+    snaplen = int.from_bytes(data[16:20], order) or 262144
+    pos = 24
+    while pos < n:
+        if pos + 16 > n:
+            raise DataError(f"{path}: truncated packet header at byte {pos}")
+        incl = int.from_bytes(data[pos + 8:pos + 12], order)
+        if incl > max(snaplen, 65535) or pos + 16 + incl > n:
+            raise DataError(f"{path}: packet at byte {pos} claims {incl} bytes, the file has {n - pos - 16} left "
+                            "(truncated or corrupt capture)")
+        pos += 16 + incl
+
+
+def _child_read(conn, fn_name: str, path: str, kw: dict) -> None:
+    import faulthandler
+
+    faulthandler.disable()  # a crash here is reported by the parent, in one line
+    try:
+        conn.send(("ok", globals()[fn_name](path, **kw)))
+    except Exception as e:  # noqa: BLE001 (sent back as a one-line error)
+        conn.send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, DataError) else str(e)))
+    finally:
+        conn.close()
+
+
+def parse_isolated(fn_name: str, path: Path, **kw: Any) -> dict[str, Any]:
+    """Run a capture parser in a child process: a crash in csiread (a signal) becomes a
+    one-line DataError naming the file instead of killing ``wfm``."""
+    import multiprocessing as mp
+    import signal
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_read, args=(child_conn, fn_name, str(path), kw), daemon=True)
+    proc.start()
+    child_conn.close()
+    try:
+        status, value = parent_conn.recv()
+    except EOFError:
+        status, value = "crash", None
+    proc.join()
+    if status == "ok":
+        return value
+    if status == "error":
+        raise DataError(value if str(value).startswith(str(path)) else f"{path}: {value}")
+    code = proc.exitcode or 0
+    sig = signal.Signals(-code).name if code < 0 and -code in signal.Signals._value2member_map_ else f"exit {code}"
+    raise DataError(f"{path}: the capture parser crashed ({sig}); the file is corrupt or truncated")
+
+
 def read_intel(path: str | Path, nrx: int = 3, ntx: int = 3) -> dict[str, Any]:
     """``{"csi": [P, A, K] complex64, "timestamp": [P] s, "subcarriers", attrs...}``."""
     import csiread
@@ -126,11 +222,23 @@ def read_nexmon(path: str | Path, chip: str = "4339", bw: int = 80) -> dict[str,
 
 
 def read_capture(path: str | Path, fmt: str, **kw: Any) -> dict[str, Any]:
-    """``fmt`` is ``intel`` or ``nexmon``; keyword options go to the reader."""
+    """``fmt`` is ``intel`` or ``nexmon``; keyword options go to the reader.
+
+    The records are checked first (lengths, bounds) and csiread runs in a child process, so a
+    corrupt capture is a one-line error naming the file and offset, never a segfault.
+    """
+    path = Path(path)
+    if fmt in ("intel", "nexmon"):
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        if path.stat().st_size > MAX_CAPTURE_BYTES:
+            raise DataError(f"{path}: larger than {MAX_CAPTURE_BYTES >> 30} GiB; split the capture")
     if fmt == "intel":
-        return read_intel(path, **kw)
+        check_intel_records(path, kw.get("nrx", 3), kw.get("ntx", 3))
+        return parse_isolated("read_intel", path, **kw)
     if fmt == "nexmon":
-        return read_nexmon(path, **kw)
+        check_pcap_records(path)
+        return parse_isolated("read_nexmon", path, **kw)
     raise DataError(f"{path}: unknown WiFi CSI format {fmt!r} (intel or nexmon)")
 
 
