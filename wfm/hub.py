@@ -68,6 +68,9 @@ def mae_arch(model: Any) -> dict[str, Any]:
         "attention": model.attention,
         "sample_norm": bool(model.sample_norm),
         "norm_pix_loss": bool(model.norm_pix_loss),
+        "prior": str(getattr(model, "prior", "none")),
+        "drop_path_rate": float(getattr(model, "drop_path_rate", 0.0)),
+        "layer_scale": getattr(model, "layer_scale", None),
     }
 
 
@@ -278,8 +281,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
         if "quantiles" in overrides:
             overrides["quantiles"] = tuple(overrides["quantiles"])
     else:
-        overrides = {k: hp[k] for k in ("patch_size", "attention", "decoder_dim", "sample_norm", "norm_pix_loss")
-                     if k in hp}
+        overrides = {k: hp[k] for k in ("patch_size", "attention", "decoder_dim", "sample_norm", "norm_pix_loss",
+                                         "prior", "drop_path_rate", "layer_scale") if k in hp}
         if "patch_size" in overrides:
             overrides["patch_size"] = tuple(overrides["patch_size"])
     if ckpt.get("wfm_arch"):  # fine-tuning runs record the architecture they started from
@@ -297,7 +300,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
     state = {k.replace("._orig_mod.", "."): v for k, v in state.items()}  # torch.compile wrappers
     from wfm.nn.lora import fold_lora_state_dict
 
-    state = fold_lora_state_dict(state)  # LoRA fine-tunes export as the plain model
+    from wfm.nn.blocks import rename_legacy_mlp_keys
+
+    state = rename_legacy_mlp_keys(fold_lora_state_dict(state))  # LoRA fine-tunes export as the plain model
     _check_state_dict(model, state, str(ckpt_path))
     model.load_state_dict(state, strict=True)
     # safetensors wants contiguous tensors that share no memory.
@@ -413,7 +418,9 @@ def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
     if not weights.is_file():
         raise CheckpointError(f"{folder}: missing {WEIGHTS_NAME}")
     try:
-        state = load_file(str(weights), device="cpu")
+        from wfm.nn.blocks import rename_legacy_mlp_keys
+
+        state = rename_legacy_mlp_keys(load_file(str(weights), device="cpu"))  # pre-timm causal exports
         load_error = None
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         state, load_error = None, e

@@ -274,7 +274,7 @@ class MaskedAutoencoder(nn.Module):
 
         target = patchify(csi, self.patch_size)  # [B, N, P] float32
         if self.sample_norm:
-            visible = (~mask).float()[..., None] * (1.0 if valid is None else valid)
+            visible = ((~mask).float()[..., None] * (1.0 if valid is None else valid)).expand_as(target)
             mean_sq = (target.square() * visible).sum(dim=(1, 2)) / visible.sum(dim=(1, 2)).clamp_min(1.0)
             scale = (2.0 * mean_sq + 1e-30).sqrt()[:, None, None]  # RMS of the complex entries
         else:

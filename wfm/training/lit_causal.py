@@ -28,6 +28,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from wfm.models.causal import CausalForecaster
 from wfm.models.registry import create_model
+from wfm.nn.lora import DEFAULT_TARGETS
 from wfm.training.schedule import adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
@@ -35,7 +36,7 @@ VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other"
 
 
 #: Linear layers of the causal blocks that LoRA adapts (attention projections, MLP layers).
-LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.0", "mlp.2")
+LORA_TARGETS = DEFAULT_TARGETS
 #: What a linear probe (and LoRA, besides its adapters) trains: the output head and trend gate.
 HEAD_PREFIXES = ("head.", "trend_gate.", "prior_gate.", "backtest_weight")
 
