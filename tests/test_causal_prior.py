@@ -195,3 +195,33 @@ def test_bad_options_are_named():
         create_model("causal_tiny", prior="mix", coarse_len=12)
     with pytest.raises(ValueError, match="coarse_len"):
         create_model("causal_tiny", coarse_len=64)
+
+
+def test_guard_falls_back_to_the_classical_mix_when_the_network_loses():
+    torch.manual_seed(0)
+    guarded = create_model("causal_tiny", prior="mix", coarse_len=64, guard=True).eval()
+    plain = create_model("causal_tiny", prior="mix", coarse_len=64).eval()
+    plain.load_state_dict({k: v for k, v in guarded.state_dict().items() if not k.startswith("guard_")})
+    x = walks(2, 2000)
+    # zero head and gate: both are the classical combination, bit for bit
+    assert torch.equal(guarded.forecast(x, 1e-3, 8), plain.forecast(x, 1e-3, 8))
+    with torch.no_grad():  # a wildly wrong correction
+        torch.nn.init.normal_(guarded.head.weight, std=1.0)
+        plain.head.weight.copy_(guarded.head.weight)
+    ctx, future = x[:, :1992], x[:, 1992:]
+    err_g = ((guarded.forecast(ctx, 1e-3, 8) - future) ** 2).mean()
+    err_p = ((plain.forecast(ctx, 1e-3, 8) - future) ** 2).mean()
+    persistence = ((ctx[:, -1:] - future) ** 2).mean()
+    assert err_g < 3 * persistence < err_p / 10
+    # no leakage: the guard's evidence is realised errors on earlier tokens only
+    obs = torch.ones_like(x[:, :512], dtype=torch.bool)
+    y = x[:, :512].clone()
+    y[:, 400:] += 1e3 * torch.randn(2, 112)
+    iv = torch.tensor([1e-3, 1e-3])
+    ctx_len = torch.tensor([400, 400])
+    a, b = guarded(x[:, :512], obs, iv, ctx_len), guarded(y, obs, iv, ctx_len)
+    first_future = (400 - (512 - a.point.shape[1] * 8)) // 8
+    assert torch.allclose(a.point[:, :first_future], b.point[:, :first_future], atol=1e-5)
+    loss, *_ = guarded.train().loss(x[:, :512], obs, iv, ctx_len)
+    loss.backward()
+    assert torch.isfinite(loss) and guarded.head.weight.grad.abs().sum() > 0

@@ -21,6 +21,18 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
    Optionally (``horizon_patches=K``) each token predicts the next ``K`` patches directly, and
    ``forecast`` advances ``K`` patches per step (fewer, faster autoregressive steps).
 
+6. **Prior-anchored mix and long context** (``prior="mix"``, new models; configs without the
+   key load as ``prior="trend"``, the model above). Every forecast is a classical estimate from
+   the visible values plus a learned correction: last value, context mean, half-damped trend and
+   seasonal naive of a day and a week (where the context holds one), mixed by a softmax gate
+   whose logits are ``-backtest_weight x log(backtest MSE)`` of each estimator on the same
+   context plus a learned linear map of the token (:func:`classical_priors`,
+   :func:`backtest_mse`); the estimators' next patch and backtest errors are embedded into every
+   token. Normalisation and priors use the whole context; the transformer sees the last
+   ``max_context`` values as patches and up to ``max_coarse`` coarse tokens of ``coarse_len``
+   older values each. ``guard=True`` also falls back from the network to the classical mix where
+   the context shows the network losing. A zero head reproduces the prior exactly.
+
 Training draws random left padding (random context lengths) so that short contexts work, and
 scores the next-patch predictions of the horizon after each window's context (normalised by
 that context only, so no statistic of the targets leaks into the inputs); see
@@ -128,7 +140,8 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     return torch.stack(ests, dim=2), torch.stack(avails, dim=2)
 
 
-def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int, window: int = 0) -> Tensor:
+def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int, window: int = 0,
+                 limit: Tensor | None = None) -> Tensor:
     """Each estimator's mean squared error on its own past forecasts, as known at every origin.
 
     ``est``/``avail`` as from :func:`classical_priors` on ``z`` ``[B, L]``. Returns ``[B, N, E, H]``:
@@ -136,6 +149,8 @@ def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_
     (``j + ceil(H / patch_len) <= i``) of ``(est[j, e, h] - z[o_j + h])^2``, per step ahead ``h``,
     shrunk towards 1 (the context's variance) with ``BACKTEST_PRIOR`` pseudo-counts. ``window > 0``:
     only the latest ``window`` realised origins count (recent behaviour; 0: all of them).
+    ``limit`` ``[B]``: only targets before this position count (the context: values appended by
+    an autoregressive rollout, or teacher-forced in training, are not evidence).
     """
     b, n, e, ahead = est.shape
     length, p = z.shape[1], patch_len
@@ -145,6 +160,8 @@ def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_
     flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
     tgt = z.gather(1, flat).view(b, n, ahead)
     tobs = observed.gather(1, flat).view(b, n, ahead) & inside
+    if limit is not None:
+        tobs = tobs & (tpos[None] < limit.view(-1, 1, 1))
     valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)  # [B, N, E, H]
     err = (est - tgt[:, :, None]).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * valid
     k = -(-ahead // p)
@@ -278,6 +295,13 @@ class CausalForecaster(nn.Module):
         estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
+        guard: with ``prior="mix"``, blend the network's forecast with the classical combination
+            (the backtest-weighted mix without the learned gate term or correction) by their
+            realised errors on earlier tokens of the same context: ``classical + a (network -
+            classical)`` with ``a = sigmoid(s (log mse_classical - log mse_network) + c)`` (``s``,
+            ``c`` learned), so where the context shows the network losing to the classical
+            combination, the forecast falls back to it; more context, more evidence. Backtests
+            then count only targets inside the context.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -289,7 +313,7 @@ class CausalForecaster(nn.Module):
                  max_context: int = 512,
                  interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5, prior: str = "trend",
                  estimators: tuple[str, ...] = ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
-                 max_coarse: int = 64, backtest_window: int = 0) -> None:
+                 max_coarse: int = 64, backtest_window: int = 0, guard: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -321,6 +345,7 @@ class CausalForecaster(nn.Module):
         self.prior, self.estimators = prior, tuple(estimators)
         self.coarse_len, self.max_coarse = int(coarse_len), int(max_coarse)
         self.backtest_init, self.backtest_window = float(backtest_weight), int(backtest_window)
+        self.guard = bool(guard) and prior == "mix"
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:
@@ -328,6 +353,9 @@ class CausalForecaster(nn.Module):
             self.prior_embed = nn.Linear(e * p + 2 * e, dim)
             self.prior_gate = nn.Linear(dim, e * ahead)
             self.backtest_weight = nn.Parameter(torch.tensor(float(backtest_weight)))
+            if self.guard:
+                self.guard_scale = nn.Parameter(torch.tensor(4.0))
+                self.guard_bias = nn.Parameter(torch.tensor(0.0))
             if self.coarse_len:
                 self.coarse_embed = nn.Sequential(nn.Linear(2 * p, dim), nn.GELU(), nn.Linear(dim, dim))
         self.apply(self._init)
@@ -436,7 +464,8 @@ class CausalForecaster(nn.Module):
         z = (values - loc) / scale * m  # [B, L]
         interval = interval.to(values.device).expand(b)
         est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators)  # every origin
-        mse = backtest_mse(z, observed, est, avail, p, self.backtest_window)
+        limit = context_len if (self.guard and context_len is not None) else None
+        mse = backtest_mse(z, observed, est, avail, p, self.backtest_window, limit)
         fine = self.fine_len(length)
         nf = fine // p
         est, avail, mse = est[:, -nf:], avail[:, -nf:], mse[:, -nf:]
@@ -468,8 +497,39 @@ class CausalForecaster(nn.Module):
         weight = torch.softmax(logits.masked_fill(~avail[..., None], float("-inf")), dim=2)
         base = (weight * est).sum(dim=2).view(b, nf, k, p)
         out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
+        if self.guard:
+            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
+
+    def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
+               valid: Tensor, limit: Tensor | None) -> Tensor:
+        """Blend ``out`` ``[B, N, K, P, 1 + Q]`` (the last ``N`` patches' forecasts) towards the classical
+        combination by both forecasts' realised errors on earlier tokens (see ``guard``)."""
+        b, nf, k, p = out.shape[:4]
+        ahead, length = k * p, z.shape[1]
+        weight = torch.softmax((-self.backtest_weight * mse.log()).masked_fill(~avail[..., None], float("-inf")), dim=2)
+        classical = (weight * est).sum(dim=2)  # [B, N, H]
+        learned = out[..., 0].reshape(b, nf, ahead)
+        tpos = (length - nf * p) + (torch.arange(nf, device=z.device) * p + p - 1)[:, None] + \
+            torch.arange(1, ahead + 1, device=z.device)  # [N, H] absolute target positions
+        flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
+        tgt = z.gather(1, flat).view(b, nf, ahead).clamp(-TARGET_CLIP, TARGET_CLIP)
+        ok = observed.gather(1, flat).view(b, nf, ahead) & (tpos < length)[None] & valid[..., None]
+        if limit is not None:
+            ok = ok & (tpos[None] < limit.view(-1, 1, 1))
+        okf = ok.to(z.dtype)
+
+        def realised(pred: Tensor) -> Tensor:
+            err = ((pred.detach() - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * okf).cumsum(dim=1)
+            count = okf.cumsum(dim=1)
+            err, count = F.pad(err, (0, 0, k, 0))[:, :nf], F.pad(count, (0, 0, k, 0))[:, :nf]
+            return (err + BACKTEST_PRIOR) / (count + BACKTEST_PRIOR)
+
+        evidence = realised(classical).log() - realised(learned).log()
+        a = torch.sigmoid(self.guard_scale * evidence + self.guard_bias)
+        shift = (classical - learned) * (1 - a)  # final = classical + a (learned - classical)
+        return out + shift.view(b, nf, k, p, 1)
 
     def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
              scaled: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
@@ -600,6 +660,7 @@ class CausalForecaster(nn.Module):
         values = F.pad(context, (pad, 0))
         observed = F.pad(torch.ones_like(context, dtype=torch.bool), (pad, 0))
         loc, scale = normalise_stats(values, observed, self.eps)
+        given = torch.full((b,), values.shape[1], dtype=torch.long, device=values.device)  # appended values are not evidence
         k = self.horizon_patches
         steps = -(-horizon // (k * p))
         points, quants = [], []
@@ -609,7 +670,7 @@ class CausalForecaster(nn.Module):
             if legacy:
                 keep = -(-self.max_context // p) * p
                 values, observed = values[:, -keep:], observed[:, -keep:]
-            out = self(values, observed, interval, stats=(loc, scale))
+            out = self(values, observed, interval, stats=(loc, scale), context_len=None if legacy else given)
             last = out.ahead[:, -1]  # [B, K, P, 1 + Q], normalised: the next K patches
             nxt = last[..., 0].reshape(b, k * p)
             points.append(nxt)

@@ -38,7 +38,7 @@ VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other"
 #: Linear layers of the causal blocks that LoRA adapts (attention projections, MLP layers).
 LORA_TARGETS = DEFAULT_TARGETS
 #: What a linear probe (and LoRA, besides its adapters) trains: the output head and trend gate.
-HEAD_PREFIXES = ("head.", "trend_gate.", "prior_gate.", "backtest_weight")
+HEAD_PREFIXES = ("head.", "trend_gate.", "prior_gate.", "backtest_weight", "guard_")
 
 
 def load_causal(init_from: str) -> CausalForecaster:
