@@ -1,8 +1,8 @@
 """Channel prediction in time and frequency with any predictor: the MAE or a series forecaster.
 
 The hidden part is the last ``n`` steps along the axis (time: the future; frequency: the upper
-subcarriers), ``n = patch * round(ratio * size / patch)`` (clamped to ``[1, patches - 1]``
-patches) so that it is exactly what ``MaskedAutoencoder.predict`` masks.
+subcarriers), ``n = round(ratio * size)`` (clamped to ``[1, size - 1]``), exactly what
+``MaskedAutoencoder.predict`` masks for CSI of any shape.
 
 A series forecaster (``wfm.models.baselines``) predicts every (antenna, subcarrier) time series,
 or every (time step, antenna) series over subcarriers, real and imaginary parts separately:
@@ -29,12 +29,15 @@ AXIS_DIM = {"time": 1, "frequency": 3}
 MASK_KIND = {"time": "temporal", "frequency": "frequency"}
 
 
-def hidden_count(size: int, ratio: float, patch: int) -> int:
-    """Steps hidden along an axis of ``size`` with patches of ``patch`` (see module doc)."""
-    patches = size // patch
-    if patches < 2 or size % patch:
-        raise ValueError(f"an axis of {size} steps needs at least 2 whole patches of {patch} to hide some")
-    return patch * min(max(round(ratio * patches), 1), patches - 1)
+def hidden_count(size: int, ratio: float, patch: int = 1) -> int:
+    """Steps hidden along an axis of ``size``: ``round(ratio * size)`` in ``[1, size - 1]``.
+
+    The same count ``MaskedAutoencoder.predict`` hides for any axis size (it pads the axis so the
+    hidden part starts on a patch border); ``patch`` is kept for callers and no longer matters.
+    """
+    if size < 2:
+        raise ValueError(f"an axis of {size} step(s) has nothing to hide and keep")
+    return min(max(round(ratio * size), 1), size - 1)
 
 
 def prediction_mask(shape: tuple[int, ...], axis: str, ratio: float, patch: tuple[int, int, int]) -> Tensor:
@@ -115,7 +118,7 @@ def mae_predict(model: Any, csi: Tensor, axis: str, ratio: float, batch_size: in
 
 def train_csi_forecaster(name: str, train_csi: Tensor, axis: str, n_hidden: int, interval: float,
                          val_csi: Tensor | None = None, steps: int = 500, lr: float = 2e-3, batch_size: int = 256,
-                         seed: int = 0, max_windows: int = 100_000) -> Any:
+                         seed: int = 0, max_windows: int = 100_000, progress: Any = None) -> Any:
     """A trainable forecasting baseline (``lstm``, ``gru``, ``transformer``) fitted on the
     (antenna, subcarrier) series of training CSI: context = visible part, target = hidden part
     (a seeded subset of ``max_windows`` series; validation capped at 20 000)."""
@@ -129,4 +132,4 @@ def train_csi_forecaster(name: str, train_csi: Tensor, axis: str, n_hidden: int,
     if val_csi is not None and len(val_csi):
         val = tuple(x[:20_000] for x in series_windows(val_csi, axis, n_hidden, interval))
     f = build_baseline(name, max_horizon=n_hidden)
-    return f.fit(data, val, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    return f.fit(data, val, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress)
