@@ -59,7 +59,8 @@ def test_evaluate_bad_input_is_one_line(tiny_dataset, tmp_path, capsys):
         (["--task", "los-nlos", "--model", "scratch:mae_tiny"], "no zero-shot mode"),
         (["--task", "los-nlos", "--model", "persistence"], "baseline 'persistence' does not apply to task los-nlos"),
         (["--task", "traffic-forecast", "--model", "persistence"], "needs series of kind traffic"),
-        (["--task", "distance-forecast", "--model", "persistence"], "too short or too few"),
+        # 8-step series: no split gets a window; the message says why and what to change.
+        (["--task", "distance-forecast", "--model", "persistence"], "the longest series has 8 steps; split by time"),
     ):
         with pytest.raises(SystemExit) as e:
             main(["evaluate", *argv, "--data", str(tiny_dataset), "--out", str(tmp_path / "x")])

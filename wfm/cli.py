@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("pretrain", help="pretrain a foundation model (LightningCLI): wfm pretrain --config "
                                     "pretrain/mae-SIZE.yaml or causal-SIZE.yaml; see wfm pretrain --help")
     sub.add_parser("finetune", help="fine-tune a model on a downstream task (LightningCLI): wfm finetune "
-                                    "--config finetune/TASK.yaml --model.init_from M; see wfm finetune --help")
+                                    "--config finetune/TASK.yaml --model.init_from M [--train DIR... --test DIR...]; "
+                                    "see wfm finetune --help")
     return parser
 
 

@@ -3,12 +3,19 @@
     wfm finetune --config finetune/los-nlos.yaml --model.init_from runs/mae-tiny-cpu/checkpoints/last.ckpt
     wfm finetune --config finetune/channel-prediction-time.yaml --model.init_from user/wfm-mae-base \\
         --model.mode lora --data.train_fraction 0.1 --data.datasets '[$WFM_DATA/my-csi]'
+    wfm finetune --config finetune/los-nlos.yaml --model.init_from checkpoints/mae-tiny-catalog-cpu \\
+        --train $WFM_DATA/site-a $WFM_DATA/site-b --test $WFM_DATA/site-c
 
 Model = ``wfm.tasks.finetune_module.FinetuneModule`` (``init_from``: exported folder, hub id,
 ``.ckpt``, ``scratch:mae_tiny``, or ``baseline:mlp``; ``mode``: zero-shot, linear-probe, lora,
 full), data = ``TaskDataModule`` (``task`` is given once, under ``data``, and linked to the
 model). It trains (nothing for zero-shot), tests on the test split, and writes
 ``metrics.json`` and ``results.md`` to ``trainer.default_root_dir``.
+
+``--train DIR ... --test DIR ...`` (read here, before LightningCLI) train on some folders and
+test on every sample of others: they become ``--data.train_datasets`` and
+``--data.test_datasets`` (the training folders' last ``val_fraction`` validates) and replace
+the config's ``data.datasets``.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ class FinetuneCLI(LightningCLI):
         prepare_run(self, self.config)
         check_schedule(self.config.get("model"))
         data = self.config.get("data")
-        if data is not None and data.get("datasets"):
-            data["datasets"] = [expand_path(str(p)) for p in data["datasets"]]
+        for key in ("datasets", "train_datasets", "test_datasets"):
+            if data is not None and data.get(key):
+                data[key] = [expand_path(str(p)) for p in data[key]]
         frac = data.get("train_fraction") if data is not None else None
         if frac is not None and (isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1):
             raise InputError(f"data.train_fraction = {frac!r}: must be in (0, 1] (1 = the full training split)")
@@ -63,6 +71,36 @@ def _names_its_classes(args: list[str]) -> bool:
     return False
 
 
+def train_test_args(args: list[str]) -> list[str]:
+    """``--train A B --test C`` -> ``--data.train_datasets=["A", "B"] --data.test_datasets=["C"]
+    --data.datasets=null`` (module doc); other arguments unchanged."""
+    import json
+
+    from wfm.safety import InputError
+
+    out: list[str] = []
+    found: dict[str, list[str]] = {"--train": [], "--test": []}
+    current: list[str] | None = None
+    for a in args:
+        flag, eq, value = a.partition("=")
+        if flag in found:
+            current = found[flag]
+            if eq:
+                current.append(value)
+            continue
+        if current is not None and not a.startswith("-"):
+            current.append(a)
+            continue
+        current = None
+        out.append(a)
+    if not found["--train"] and not found["--test"]:
+        return out
+    if not found["--train"] or not found["--test"]:
+        raise InputError("--train and --test go together: wfm finetune ... --train DIR [DIR ...] --test DIR [DIR ...]")
+    return out + [f"--data.train_datasets={json.dumps(found['--train'])}",
+                  f"--data.test_datasets={json.dumps(found['--test'])}", "--data.datasets=null"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run ``wfm finetune`` with ``argv``; returns the test metrics (CSI tasks).
 
@@ -75,10 +113,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        split_args = train_test_args(args)
         named = _names_its_classes(args)
     except ValueError as e:
         fail_on_input_error(e)
         raise
+    if named and split_args != args:
+        fail("--train / --test: the series fine-tuning configs take --data.datasets; score the result on other "
+             "folders with wfm evaluate --train DIR --test DIR")
+    args = split_args
     if named:
         from wfm.pretrain import main as pretrain_main
 

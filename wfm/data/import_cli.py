@@ -40,6 +40,9 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
         _common(w)
         w.add_argument("--phase", choices=("none", "conj", "linear"), default="none",
                        help="phase sanitisation (see data/README.md: which suits which task)")
+        w.add_argument("--conj-groups", choices=("chain", "all"), default="chain",
+                       help="--phase conj: a reference antenna per receive chain (Intel 5300 default) or one "
+                            "across all antennas (a 1-tx capture)")
         w.add_argument("--window", type=non_negative_int, default=64, help="packets per sample; 0 = each capture whole")
         w.add_argument("--hop", type=positive_int, default=None, help="packets between window starts (default: --window)")
         if fmt == "intel":
@@ -114,7 +117,8 @@ def cmd_import_wifi(args: argparse.Namespace) -> None:
 
     kw = {"nrx": args.nrx, "ntx": args.ntx} if args.import_format == "intel" else {"chip": args.chip, "bw": args.bw}
     _done(import_wifi_csi(args.paths, args.out, args.import_format, phase=args.phase, window=args.window,
-                          hop=args.hop, name=args.name, shard_size=args.shard_size, **kw))
+                          hop=args.hop, name=args.name, shard_size=args.shard_size, conj_groups=args.conj_groups,
+                          **kw))
 
 
 def cmd_import_deepsense(args: argparse.Namespace) -> None:

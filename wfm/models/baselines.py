@@ -215,10 +215,12 @@ class _Normalised(nn.Module):
 
     def fit(self, train_windows: Any, val_windows: Any = None, steps: int = 500, lr: float = 1e-3,
             batch_size: int = 256, seed: int = 0, max_windows: int | None = 200_000,
-            eval_every: int = 50) -> "_Normalised":
+            eval_every: int = 50, progress: Any = None) -> "_Normalised":
         """Train on windows (``SeriesWindows`` or a tuple ``(context, target, interval)``) with
-        AdamW on the MSE in normalised space; with ``val_windows``, keep the weights of the best
-        validation loss (checked every ``eval_every`` steps). Deterministic for a ``seed``."""
+        AdamW on the MSE in normalised space; with ``val_windows`` (not empty), keep the weights of
+        the best validation loss (checked every ``eval_every`` steps), else the last weights;
+        ``selection`` says which were kept. ``progress(step, loss)`` is called after every step.
+        Deterministic for a ``seed``."""
         torch.manual_seed(seed)
         for m in self.modules():  # fit trains from scratch: the initial weights follow the seed too
             if m is not self and hasattr(m, "reset_parameters"):
@@ -228,12 +230,12 @@ class _Normalised(nn.Module):
             raise ValueError(f"training targets have {tgt.shape[1]} steps, the model predicts {self.max_horizon}")
         tgt = tgt[:, :self.max_horizon]
         val = None
-        if val_windows is not None:
+        if val_windows is not None and len(val_windows[0] if isinstance(val_windows, tuple) else val_windows):
             val = val_windows if isinstance(val_windows, tuple) else stack_windows(val_windows, 20_000, seed)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
-        best, best_state = math.inf, None
+        best, best_state, best_step, checks = math.inf, None, 0, 0
         self.train()
         for step in range(steps):
             idx = torch.randint(0, len(ctx), (min(batch_size, len(ctx)),), generator=gen)
@@ -244,13 +246,21 @@ class _Normalised(nn.Module):
             nn.utils.clip_grad_norm_(self.parameters(), 1.0)
             opt.step()
             sched.step()
+            if progress is not None:
+                progress(step + 1, loss.detach())
             if val is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
                 v = self.val_loss(*val)
+                checks += 1
                 if v < best:
-                    best, best_state = v, copy.deepcopy(self.state_dict())
+                    best, best_state, best_step = v, copy.deepcopy(self.state_dict()), step + 1
                 self.train()
         if best_state is not None:
             self.load_state_dict(best_state)
+            self.selection = {"kept": f"best val, step {best_step}/{steps}", "step": best_step,
+                              "checks": checks, "val_loss": best}
+        else:
+            self.selection = {"kept": f"last, step {steps} (no val split)", "step": steps,
+                              "checks": 0}
         self.eval()
         return self
 

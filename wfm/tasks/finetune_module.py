@@ -57,21 +57,34 @@ class TaskDataModule(pl.LightningDataModule):
     Args:
         task: task name (``wfm.tasks.registry.TASKS``; CSI families).
         datasets: CSI dataset folders (same ``[T, A, K]``), concatenated per split.
+        train_datasets, test_datasets: instead of ``datasets``, train on some folders and test on
+            others: the training folders are split head / tail into train and validation
+            (``val_fraction``), every sample of the test folders is tested.
         batch_size, seed: loader batch size; seed of the few-shot subset and the shuffling.
         train_fraction: share of the training split used (few-shot).
         val_fraction, test_fraction: head / middle / tail split of every dataset.
         oversample: DFT codebook oversampling (beam prediction).
     """
 
-    def __init__(self, task: str, datasets: list[str], batch_size: int = 32, train_fraction: float = 1.0,
-                 seed: int = 0, val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION,
-                 oversample: int = 1) -> None:
+    def __init__(self, task: str, datasets: list[str] | None = None, batch_size: int = 32,
+                 train_fraction: float = 1.0, seed: int = 0, val_fraction: float = VAL_FRACTION,
+                 test_fraction: float = TEST_FRACTION, oversample: int = 1, train_datasets: list[str] | None = None,
+                 test_datasets: list[str] | None = None) -> None:
         super().__init__()
         self.task = get_task(task)
-        if self.task.family not in ("channel-prediction", "csi-label"):
-            raise DataError(f"task {task} is not a CSI task; wfm finetune trains CSI tasks "
-                            "(use wfm evaluate for the others)")
-        self.datasets = [str(d) for d in ([datasets] if isinstance(datasets, str) else datasets)]
+        check_csi_task(self.task.name)
+
+        def folders(x: Any) -> list[str]:
+            return [str(d) for d in ([x] if isinstance(x, str) else (x or []))]
+
+        self.datasets = folders(datasets)
+        self.train_datasets, self.test_datasets = folders(train_datasets), folders(test_datasets)
+        if self.datasets and (self.train_datasets or self.test_datasets):
+            raise DataError("give datasets (split inside each) or train_datasets and test_datasets, not both")
+        if bool(self.train_datasets) != bool(self.test_datasets):
+            raise DataError("train_datasets and test_datasets go together (train on some folders, test on others)")
+        if not self.datasets and not self.train_datasets:
+            raise DataError("no data: give datasets, or train_datasets and test_datasets")
         self.batch_size, self.train_fraction, self.seed = batch_size, train_fraction, seed
         self.val_fraction, self.test_fraction, self.oversample = val_fraction, test_fraction, oversample
         self.splits: dict[str, dict[str, Tensor]] = {}
@@ -82,9 +95,15 @@ class TaskDataModule(pl.LightningDataModule):
 
         fields = LABEL_FIELDS.get(self.task.label, []) if self.task.label else []
         parts, attrs = [], None
-        for root in self.datasets:
-            d = load_csi(root, split, fields, self.task.name, self.train_fraction, self.seed,
-                         self.val_fraction, self.test_fraction)
+        if self.datasets:
+            roots, fracs = self.datasets, (self.val_fraction, self.test_fraction)
+        elif split == "test":  # every sample of the test folders
+            roots, fracs, split = self.test_datasets, (0.0, 0.0), "train"
+        else:
+            roots, fracs = self.train_datasets, (self.val_fraction, 0.0)
+        for root in roots:
+            d = load_csi(root, split, fields, self.task.name, self.train_fraction if split == "train" and
+                         roots is not self.test_datasets else 1.0, self.seed, *fracs)
             attrs = attrs or d["attrs"]
             parts.append(csi_labels(d, self.task.label, root, self.oversample) if self.task.label else {"csi": d["csi"]})
         shapes = {tuple(p["csi"].shape[1:]) for p in parts}
@@ -126,6 +145,20 @@ class TaskDataModule(pl.LightningDataModule):
         return self._loader("test", False)
 
 
+def check_csi_task(task: str) -> None:
+    """A one-line error, with the command to use, for a task ``wfm finetune`` does not train."""
+    t = get_task(task)
+    if t.family == "future-beam":
+        raise DataError(f"task {task} is trained and scored by wfm evaluate, not wfm finetune: wfm evaluate "
+                        f"--task {task} --model persistence --model lstm --model MAE_FOLDER --train DIR --test DIR "
+                        "(see finetune/README.md)")
+    if t.family == "series":
+        raise DataError(f"task {task} is a series task: fine-tune the causal forecaster with wfm finetune --config "
+                        "finetune/distance-forecast.yaml, score it with wfm evaluate --task " + task)
+    if t.family not in ("channel-prediction", "csi-label"):
+        raise DataError(f"task {task} is not a CSI task; wfm finetune trains CSI tasks")
+
+
 class FinetuneModule(pl.LightningModule):
     """Fine-tune (or zero-shot evaluate) a model on a CSI task; see the module doc.
 
@@ -140,6 +173,7 @@ class FinetuneModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.task = get_task(task)
+        check_csi_task(task)  # before the mode: a future-beam run must not be told about modes
         if mode not in self.task.modes:
             raise CheckpointError(f"task {task} has no mode {mode!r}; it allows {', '.join(self.task.modes)}")
         self.net: torch.nn.Module | None = None
@@ -247,12 +281,19 @@ class FinetuneModule(pl.LightningModule):
         return sum(p.numel() for p in self.net.parameters() if p.requires_grad)
 
 
-def run_finetune(task: str, datasets: Sequence[str], init_from: str = "scratch:mae_tiny", mode: str = "full",
+def run_finetune(task: str, datasets: Sequence[str] | None, init_from: str = "scratch:mae_tiny", mode: str = "full",
                  train_fraction: float = 1.0, max_steps: int = 200, batch_size: int = 32, lr: float = 1e-3,
-                 seed: int = 0, lora_rank: int = 4, val_every: int | None = None) -> dict[str, Any]:
-    """Fine-tune and test in one call (what ``finetune/results.py`` and the tests use)."""
+                 seed: int = 0, lora_rank: int = 4, val_every: int | None = None,
+                 train_datasets: Sequence[str] | None = None, test_datasets: Sequence[str] | None = None,
+                 return_model: bool = False, split_seed: int | None = None) -> dict[str, Any]:
+    """Fine-tune and test in one call (what ``finetune/results.py``, ``wfm evaluate`` and the
+    tests use). ``return_model``: the trained network under ``"net"``. ``split_seed`` (default
+    ``seed``) picks the few-shot subset, ``seed`` the weights and batches."""
     pl.seed_everything(seed, workers=True, verbose=False)
-    dm = TaskDataModule(task, list(datasets), batch_size=batch_size, train_fraction=train_fraction, seed=seed)
+    dm = TaskDataModule(task, list(datasets) if datasets else None, batch_size=batch_size,
+                        train_fraction=train_fraction, seed=seed if split_seed is None else split_seed,
+                        train_datasets=list(train_datasets) if train_datasets else None,
+                        test_datasets=list(test_datasets) if test_datasets else None)
     module = FinetuneModule(task, init_from=init_from, mode=mode, lr=lr, lora_rank=lora_rank)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps if mode != "zero-shot" else 0,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -263,6 +304,9 @@ def run_finetune(task: str, datasets: Sequence[str], init_from: str = "scratch:m
         dm.setup()
         module.build(dm.info)
     trainer.test(module, datamodule=dm, verbose=False)
-    return {"task": task, "model": init_from, "mode": mode, "train_fraction": train_fraction,
-            "train_samples": dm.info["train_samples"], "steps": max_steps if mode != "zero-shot" else 0,
-            "trainable_params": module.trainable_parameters(), **module.test_results}
+    out = {"task": task, "model": init_from, "mode": mode, "train_fraction": train_fraction,
+           "train_samples": dm.info["train_samples"], "steps": max_steps if mode != "zero-shot" else 0,
+           "trainable_params": module.trainable_parameters(), **module.test_results}
+    if return_model:
+        out["net"] = module.net.eval()
+    return out

@@ -3,16 +3,27 @@ best beam ``horizon`` steps ahead.
 
 Samples are windows of one trajectory: the ``context`` beam-power vectors up to step ``t`` (and
 the vehicle's GPS at ``t``) -> ``best_beam[t + horizon]``, scored with the beam powers at
-``t + horizon``. Trajectories, never samples, are split (``trajectory_split``): a seeded
-permutation of trajectory indices, 70 / 10 / 20 % for train / val / test, so no trajectory
-contributes to two splits.
+``t + horizon``. The first ``context - 1`` steps of every trajectory have no full context and
+are never scored. Trajectories, never windows, are split (``plan_beam``), one of two ways:
+
+- ``trajectory``: a seeded permutation of the trajectories, 70 / 10 / 20 % for train / val /
+  test (``trajectory_split``). In some scenarios every trajectory's best beam drifts the same
+  way, so this split flatters learned models: the test trajectories resemble the training ones;
+- ``scenario``: whole scenarios (``scenario_split``: the last ~20 % of the scenario numbers
+  test, the one before validates, the rest train): a test on scenarios no model trained on.
+  The default when the data hold several scenarios.
+
+With ``--train`` / ``--test`` folders the test folders are scored whole, and the training
+folders are split into train and validation (by scenario where they hold several, else 90 / 10
+by trajectory).
 
 Predictors give class scores ``[N, 64]``:
 
 - ``persistence``: the current beam powers (the best beam now, then the next strongest);
-- ``position-knn``: the future best beams of the ``k`` nearest training samples by the vehicle's
-  position (east/north metres from its base station, same scenario only), votes weighted by
-  ``1 / rank`` (Morais & Alkhateeb's position-aided look-up);
+- ``position-knn`` (``PositionKNN``): the future best beams of the ``k`` nearest training samples
+  by the vehicle's position (east/north metres from its base station, same scenario only), votes
+  weighted by ``1 / rank`` (Morais & Alkhateeb's position-aided look-up); it has nothing to say
+  on a scenario it has no training positions for, and says so;
 - ``lstm`` / ``gru``: a recurrent classifier trained from scratch on the training trajectories,
   its input each window's beam powers divided by the window's largest power (scale-free).
 """
@@ -21,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,16 +42,31 @@ from wfm.data.errors import DataError
 
 SPLIT_SHARES = (0.7, 0.1, 0.2)
 NEEDED = ("beam_power", "best_beam", "vehicle_gps", "bs_gps", "scenario")
+FIELDS = ("past", "label", "future_power", "position", "scenario", "trajectory")
 
 
 def trajectory_split(n: int, seed: int = 0, shares: tuple[float, float, float] = SPLIT_SHARES) -> dict[str, np.ndarray]:
     """Disjoint sorted trajectory indices for train / val / test (a seeded permutation)."""
     perm = np.random.default_rng(seed).permutation(n)
-    n_test = max(1, int(round(shares[2] * n))) if n >= 3 else 0
-    n_val = max(1, int(round(shares[1] * n))) if n >= 3 else 0
+    n_test = (max(1, int(round(shares[2] * n))) if shares[2] > 0 else 0) if n >= 3 else 0
+    n_val = (max(1, int(round(shares[1] * n))) if shares[1] > 0 else 0) if n >= 3 else 0
+    if n == 2 and shares[1] > 0 and shares[2] == 0:
+        n_val = 1
     n_train = n - n_val - n_test
     return {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
             "test": np.sort(perm[n_train + n_val:])}
+
+
+def scenario_split(scenarios: Sequence[int], with_test: bool = True) -> dict[str, list[int]]:
+    """Whole scenarios per split: the last ~20 % (at least one) test, the one (~10 %) before
+    validates where three or more are given, the rest train. ``with_test=False`` (a training
+    set of its own): the last ~10 % (at least one, of two or more) validate."""
+    s = sorted(set(int(x) for x in scenarios))
+    n = len(s)
+    n_test = max(1, int(round(0.2 * n))) if with_test else 0
+    n_val = max(1, int(round(0.1 * n))) if (n >= 3 or (not with_test and n >= 2)) else 0
+    n_train = n - n_test - n_val
+    return {"train": s[:n_train], "val": s[n_train:n_train + n_val], "test": s[n_train + n_val:]}
 
 
 @dataclass
@@ -58,10 +84,19 @@ class BeamWindows:
     def __len__(self) -> int:
         return len(self.label)
 
+    def subset(self, idx: Tensor) -> "BeamWindows":
+        return BeamWindows(*(getattr(self, f)[idx] for f in FIELDS))
 
-def load_beam_windows(root: str | Path, context: int, horizon: int, seed: int = 0,
-                      task: str = "future-beam") -> dict[str, BeamWindows]:
-    """The train / val / test windows of a ``beam`` dataset, split by trajectory."""
+    @property
+    def trajectories(self) -> int:
+        return int(len(torch.unique(self.trajectory)))
+
+
+def load_beam_trajectories(root: str | Path, context: int, horizon: int, task: str = "future-beam",
+                           id_offset: int = 0) -> list[dict[str, Any]]:
+    """Every trajectory of a ``beam`` dataset as its windows (``FIELDS`` as arrays) plus
+    ``scenario``, ``sequence_id`` and ``windows``; trajectories shorter than ``context +
+    horizon`` have no windows (``windows`` 0). Trajectory ids start at ``id_offset``."""
     from wfm.data.geometry import gps_to_local
     from wfm.tasks.data import open_dataset
 
@@ -69,32 +104,127 @@ def load_beam_windows(root: str | Path, context: int, horizon: int, seed: int = 
     missing = [f for f in NEEDED if f not in ds.specs]
     if missing:
         raise DataError(f"{root}: task {task} needs field(s) {', '.join(missing)}, which this dataset lacks")
-    block = ds.read_range(0, len(ds), list(NEEDED))
+    fields = list(NEEDED) + (["sequence_id"] if "sequence_id" in ds.specs else [])
+    block = ds.read_range(0, len(ds), fields)
+    n = len(ds)
     ds.close()
-    splits = trajectory_split(len(ds), seed)
-    out = {}
-    for name, idx in splits.items():
-        parts: dict[str, list[Any]] = {k: [] for k in ("past", "label", "future_power", "position", "scenario", "trajectory")}
-        for i in idx:
-            pw = np.asarray(block["beam_power"][i], dtype=np.float32)
-            L = len(pw)
-            ts = np.arange(context - 1, L - horizon)
-            if len(ts) == 0:
-                continue
+    out = []
+    for i in range(n):
+        pw = np.asarray(block["beam_power"][i], dtype=np.float32)
+        ts = np.arange(context - 1, len(pw) - horizon)
+        t: dict[str, Any] = {"scenario": int(block["scenario"][i]), "windows": len(ts), "index": i,
+                             "sequence_id": int(block["sequence_id"][i]) if "sequence_id" in block else i}
+        if len(ts):
             pos = gps_to_local(np.asarray(block["vehicle_gps"][i]), np.asarray(block["bs_gps"][i]))
-            win = np.stack([pw[t - context + 1:t + 1] for t in ts])
-            parts["past"].append(win)
-            parts["label"].append(np.asarray(block["best_beam"][i])[ts + horizon])
-            parts["future_power"].append(pw[ts + horizon])
-            parts["position"].append(pos[ts].astype(np.float32))
-            parts["scenario"].append(np.full(len(ts), int(block["scenario"][i])))
-            parts["trajectory"].append(np.full(len(ts), int(i)))
-        if not parts["past"]:
-            raise DataError(f"{root}: no trajectory in the {name} split is longer than context + horizon "
-                            f"({context} + {horizon})")
-        out[name] = BeamWindows(*(torch.from_numpy(np.concatenate(parts[k])) for k in
-                                  ("past", "label", "future_power", "position", "scenario", "trajectory")))
+            t.update(past=np.stack([pw[s - context + 1:s + 1] for s in ts]),
+                     label=np.asarray(block["best_beam"][i])[ts + horizon], future_power=pw[ts + horizon],
+                     position=pos[ts].astype(np.float32), scenario_w=np.full(len(ts), t["scenario"]),
+                     trajectory=np.full(len(ts), id_offset + i))
+        out.append(t)
     return out
+
+
+def stack_trajectories(trajs: Sequence[dict[str, Any]]) -> BeamWindows | None:
+    """The windows of ``trajs`` stacked (``None`` when none has a window)."""
+    trajs = [t for t in trajs if t["windows"]]
+    if not trajs:
+        return None
+    key = {"scenario": "scenario_w"}
+    return BeamWindows(*(torch.from_numpy(np.concatenate([t[key.get(f, f)] for t in trajs])) for f in FIELDS))
+
+
+def _scen(xs: Sequence[int]) -> str:
+    return ",".join(str(x) for x in sorted(set(xs))) or "none"
+
+
+def plan_beam(train_roots: Sequence[str], test_roots: Sequence[str], within: bool, context: int, horizon: int,
+              split: str = "auto", seed: int = 0, task: str = "future-beam") -> dict[str, Any]:
+    """Train / val windows and the test windows of each test set (module doc).
+
+    Returns ``train``, ``val`` (``BeamWindows`` or ``None``), ``tests`` (``[(name, windows)]``),
+    ``split`` (``"scenario"``, ``"trajectory"`` or ``"train/test"``), ``description`` (a sentence for the output)
+    and ``warnings`` (test trajectories also in the training data)."""
+    if split not in ("auto", "scenario", "trajectory"):
+        raise DataError(f"--split {split}: task {task} splits DeepSense data by scenario or by trajectory")
+    short = f"{context} + {horizon}"
+    if within:
+        root = train_roots[0]
+        trajs = load_beam_trajectories(root, context, horizon, task)
+        scen = sorted({t["scenario"] for t in trajs})
+        kind = split if split != "auto" else ("scenario" if len(scen) > 1 else "trajectory")
+        if kind == "scenario":
+            if len(scen) < 2:
+                raise DataError(f"{root}: --split scenario needs two or more scenarios, this dataset holds "
+                                f"{_scen(scen)}; split by trajectory (--split trajectory) or give a test "
+                                "folder of another scenario (--train DIR --test DIR)")
+            parts = scenario_split(scen)
+            sel = {k: [t for t in trajs if t["scenario"] in v] for k, v in parts.items()}
+            desc = (f"split by scenario: train on scenario(s) {_scen(parts['train'])}, validate on "
+                    f"{_scen(parts['val']) if parts['val'] else 'none (no validation split)'}, test on "
+                    f"{_scen(parts['test'])}")
+        else:
+            idx = trajectory_split(len(trajs), seed)
+            sel = {k: [trajs[i] for i in v] for k, v in idx.items()}
+            desc = (f"split by trajectory (seed {seed}): {len(sel['train'])} / {len(sel['val'])} / "
+                    f"{len(sel['test'])} of {len(trajs)} trajectories of scenario(s) {_scen(scen)} train / "
+                    "validate / test" + ("; within-scenario test: learned models look better than on an unseen "
+                                         "scenario (--split scenario)" if len(scen) > 1 else ""))
+        train, val, test = (stack_trajectories(sel[k]) for k in ("train", "val", "test"))
+        if train is None or test is None:
+            raise DataError(f"{root}: no {'training' if train is None else 'test'} trajectory is longer than "
+                            f"context + horizon ({short}) in a split by {kind}; lower --context / --horizon")
+        tests = [(Path(root).name, test)]
+        warnings: list[str] = []
+    else:
+        trajs = []
+        for j, root in enumerate(train_roots):
+            trajs += load_beam_trajectories(root, context, horizon, task, id_offset=j * 10_000_000)
+        scen = sorted({t["scenario"] for t in trajs})
+        kind = split if split != "auto" else ("scenario" if len(scen) > 1 else "trajectory")
+        if kind == "scenario" and len(scen) > 1:
+            parts = scenario_split(scen, with_test=False)
+            tr = [t for t in trajs if t["scenario"] in parts["train"]]
+            va = [t for t in trajs if t["scenario"] in parts["val"]]
+            how = f"validate on scenario(s) {_scen(parts['val'])}"
+        else:
+            idx = trajectory_split(len(trajs), seed, (0.9, 0.1, 0.0))
+            tr, va = [trajs[i] for i in idx["train"]], [trajs[i] for i in idx["val"]]
+            how = f"validate on {len(va)} of its {len(trajs)} trajectories (seed {seed})"
+        train, val = stack_trajectories(tr), stack_trajectories(va)
+        if train is None and train_roots:
+            raise DataError(f"{', '.join(map(str, train_roots))}: no training trajectory is longer than context + "
+                            f"horizon ({short}); lower --context / --horizon")
+        seen = {(t["scenario"], t["sequence_id"]) for t in trajs}
+        tests, warnings, tested = [], [], []
+        for j, root in enumerate(test_roots):
+            tt = load_beam_trajectories(root, context, horizon, task, id_offset=(len(train_roots) + j) * 10_000_000)
+            w = stack_trajectories(tt)
+            if w is None:
+                raise DataError(f"{root}: no trajectory is longer than context + horizon ({short}); lower "
+                                "--context / --horizon")
+            tests.append((Path(root).name, w))
+            tested += [t["scenario"] for t in tt]
+            both = [t for t in tt if (t["scenario"], t["sequence_id"]) in seen]
+            if both:
+                warnings.append(f"{root}: {len(both)} of its {len(tt)} trajectories (scenario(s) "
+                                f"{_scen([t['scenario'] for t in both])}) are also in the training data: the test "
+                                "leaks; test on scenarios the training folders do not hold")
+        kind = "train/test" if train_roots else "test only"
+        trained_on = (f"train on {', '.join(Path(r).name for r in train_roots)} (scenario(s) {_scen(scen)}; {how})"
+                      if train_roots else "no training data (models scored as they are)")
+        desc = (f"{trained_on}, test on every trajectory of {', '.join(Path(r).name for r in test_roots)} "
+                f"(scenario(s) {_scen(tested)})")
+    desc += f"; the first {context - 1} steps of every trajectory have no full context and are not scored"
+    return {"train": train, "val": val, "tests": tests, "split": kind, "description": desc, "warnings": warnings}
+
+
+def load_beam_windows(root: str | Path, context: int, horizon: int, seed: int = 0,
+                      task: str = "future-beam") -> dict[str, BeamWindows]:
+    """The train / val / test windows of a ``beam`` dataset, split by trajectory."""
+    p = plan_beam([str(root)], [str(root)], True, context, horizon, "trajectory", seed, task)
+    if p["val"] is None:
+        raise DataError(f"{root}: no validation trajectory is longer than context + horizon ({context} + {horizon})")
+    return {"train": p["train"], "val": p["val"], "test": p["tests"][0][1]}
 
 
 def persistence_scores(w: BeamWindows) -> Tensor:
@@ -102,21 +232,58 @@ def persistence_scores(w: BeamWindows) -> Tensor:
 
 
 def knn_scores(train: BeamWindows, test: BeamWindows, k: int = 5) -> Tensor:
-    """Position-aided look-up (module doc): ``[N, B]`` vote scores."""
-    beams = train.future_power.shape[1]
-    scores = torch.zeros(len(test), beams)
-    for s in torch.unique(test.scenario).tolist():
-        te = (test.scenario == s).nonzero()[:, 0]
-        tr = (train.scenario == s).nonzero()[:, 0]
-        if len(tr) == 0:
-            continue  # an unseen scenario: no neighbours, all-zero scores
-        d = torch.cdist(test.position[te].double(), train.position[tr].double())
-        kk = min(k, len(tr))
-        nn_idx = d.topk(kk, largest=False).indices  # [n, kk], nearest first
-        labels = train.label[tr][nn_idx]
-        weights = 1.0 / torch.arange(1, kk + 1, dtype=torch.float32)
-        scores[te] = torch.zeros(len(te), beams).scatter_add_(1, labels, weights.expand(len(te), -1))
-    return scores
+    """Position-aided look-up (module doc): ``[N, B]`` vote scores (all zero for a test window of
+    a scenario without training positions)."""
+    return PositionKNN(train.position, train.label, train.scenario, train.future_power.shape[1], k).scores(test)
+
+
+class PositionKNN:
+    """The position-aided k-NN as an object (``scores``, ``covered``), so it can be saved and
+    loaded like the trained models (its "weights" are the training positions and labels)."""
+
+    def __init__(self, position: Tensor, label: Tensor, scenario: Tensor, beams: int, k: int = 5) -> None:
+        self.position, self.label, self.scenario = position.float(), label.long(), scenario.long()
+        self.beams, self.k = int(beams), int(k)
+
+    @classmethod
+    def empty(cls, k: int, beams: int) -> "PositionKNN":
+        return cls(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), beams, k)
+
+    @classmethod
+    def fit(cls, train: BeamWindows, k: int = 5) -> "PositionKNN":
+        return cls(train.position, train.label, train.scenario, train.future_power.shape[1], k)
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"position": self.position, "label": self.label, "scenario": self.scenario}
+
+    def load_tensors(self, state: dict[str, Tensor], where: str = "position-knn") -> None:
+        if set(state) != {"position", "label", "scenario"} or state["position"].ndim != 2 \
+                or state["position"].shape[1:] != (2,) or not len(state["label"]) == len(state["scenario"]) \
+                == len(state["position"]):
+            raise DataError(f"{where}: not a position k-NN table (position [N, 2], label [N], scenario [N])")
+        if len(state["label"]) and int(state["label"].max()) >= self.beams:
+            raise DataError(f"{where}: a label is >= the {self.beams} beams")
+        self.position, self.label, self.scenario = (state["position"].float(), state["label"].long(),
+                                                    state["scenario"].long())
+
+    def covered(self, test: BeamWindows) -> Tensor:
+        """Bool ``[N]``: test windows of a scenario the table has positions for."""
+        return torch.isin(test.scenario.long(), torch.unique(self.scenario))
+
+    def scores(self, test: BeamWindows) -> Tensor:
+        scores = torch.zeros(len(test), self.beams)
+        for s in torch.unique(test.scenario).tolist():
+            te = (test.scenario == s).nonzero()[:, 0]
+            tr = (self.scenario == s).nonzero()[:, 0]
+            if len(tr) == 0:
+                continue  # an unseen scenario: no neighbours, all-zero scores (see covered)
+            d = torch.cdist(test.position[te].double(), self.position[tr].double())
+            kk = min(self.k, len(tr))
+            nn_idx = d.topk(kk, largest=False).indices  # [n, kk], nearest first
+            labels = self.label[tr][nn_idx]
+            weights = 1.0 / torch.arange(1, kk + 1, dtype=torch.float32)
+            scores[te] = torch.zeros(len(te), self.beams).scatter_add_(1, labels, weights.expand(len(te), -1))
+        return scores
 
 
 class BeamRNN(nn.Module):
@@ -135,8 +302,11 @@ class BeamRNN(nn.Module):
         return self.head(y[:, -1])
 
     def fit(self, train: BeamWindows, val: BeamWindows | None = None, steps: int = 600, lr: float = 2e-3,
-            batch_size: int = 256, seed: int = 0) -> "BeamRNN":
-        """Cross-entropy on the training windows; keeps the best validation top-1 (every 100 steps)."""
+            batch_size: int = 256, seed: int = 0, progress: Callable[[int, Any], None] | None = None,
+            eval_every: int = 100) -> "BeamRNN":
+        """Cross-entropy on the training windows; with ``val``, keeps the weights of the best
+        validation top-1 (checked every ``eval_every`` steps and at the end), else the last
+        weights. ``selection`` says which were kept; ``progress(step, loss)`` after each step."""
         import copy
 
         torch.manual_seed(seed)
@@ -146,7 +316,7 @@ class BeamRNN(nn.Module):
                     m.reset_parameters()
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
-        best, state = -1.0, None
+        best, state, best_step, checks = -1.0, None, 0, 0
         for step in range(steps):
             self.train()
             idx = torch.randint(0, len(train), (min(batch_size, len(train)),), generator=gen)
@@ -154,12 +324,20 @@ class BeamRNN(nn.Module):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if val is not None and ((step + 1) % 100 == 0 or step + 1 == steps):
+            if progress is not None:
+                progress(step + 1, loss.detach())
+            if val is not None and len(val) and ((step + 1) % eval_every == 0 or step + 1 == steps):
                 acc = float((self.scores(val).argmax(1) == val.label).float().mean())
+                checks += 1
                 if acc > best:
-                    best, state = acc, copy.deepcopy(self.state_dict())
+                    best, state, best_step = acc, copy.deepcopy(self.state_dict()), step + 1
         if state is not None:
             self.load_state_dict(state)
+            self.selection = {"kept": f"best val, step {best_step}/{steps}", "step": best_step,
+                              "checks": checks, "val_top1": best}
+        else:
+            self.selection = {"kept": f"last, step {steps} (no val split)", "step": steps,
+                              "checks": 0}
         return self.eval()
 
     @torch.no_grad()
@@ -184,9 +362,13 @@ class BeamMAE(nn.Module):
         super().__init__()
         from wfm.tasks.models import MAEFeatures
 
+        from wfm.hub import mae_arch
+
         self.features = MAEFeatures(mae)
         self.head = nn.Linear(self.features.out_dim, beams)
         self.beams = beams
+        self.mae_arch = mae_arch(mae)  # to save and rebuild it (wfm.tasks.saved)
+        self.mae_name = getattr(mae, "registry_name", None)
 
     def forward(self, past: Tensor) -> Tensor:
         amp = past.clamp_min(0).sqrt()

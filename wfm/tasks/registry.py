@@ -10,7 +10,7 @@ Families:
 - ``csi-label``: a label per CSI sample (LoS/NLoS, distance, position, best DFT beam) from a
   backbone's features and a head. No zero-shot.
 - ``future-beam``: DeepSense 6G: the past ``context`` beam-power vectors of a trajectory ->
-  the best beam ``horizon`` steps later; split by trajectory.
+  the best beam ``horizon`` steps later; split by scenario or by trajectory.
 - ``series``: univariate forecasting on ``SeriesWindows`` (``wfm.tasks.forecasting``).
 
 Every forecasting and prediction task also reports the per-window NMSE (linear and dB) and its
@@ -70,7 +70,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          ("linear-probe", "lora", "full"), ("mlp",), label="distance"),
     Task("position-regression", "csi-label", "user (x, y) position (m) from the CSI", ("rmse", "mae"),
          ("linear-probe", "lora", "full"), ("mlp",), label="position"),
-    Task("future-beam", "future-beam", "DeepSense 6G: past beam powers -> best beam ahead (split by trajectory)",
+    Task("future-beam", "future-beam", "DeepSense 6G: past beam powers -> best beam ahead",
          ("top1", "top3", "power_loss_db"), ("full",), ("persistence", "lstm", "gru", "position-knn"),
          dataset_kind="beam", context=8, horizon=1),
     Task("traffic-forecast", "series", "cell traffic forecasting", _SERIES_METRICS, ("zero-shot",),

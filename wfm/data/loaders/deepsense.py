@@ -11,8 +11,9 @@ fields are ragged): ``beam_power`` [L, 64], ``bearing`` [L] (deg, compass bearin
 vehicle from the base station, unwrapped; the AoA proxy, up to the unknown array
 orientation), ``distance`` [L] (m, horizontal, from GPS), ``vehicle_gps`` [L, 2],
 ``best_beam`` [L], and ``scenario`` / ``sequence_id`` so downstream splits can be made by
-trajectory. The arrays carry no timestamps: ``interval_s`` is the declared nominal
-sampling interval (default 0.1 s, DeepSense's 10 samples/s), marked ``interval_nominal``.
+trajectory; the dataset is named after its scenarios (``deepsense6g-beam-s1-5``). The
+arrays carry no timestamps: ``interval_s`` is the declared nominal sampling interval
+(default 0.1 s, DeepSense's 10 samples/s), marked ``interval_nominal``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,18 @@ SPECS = {
 }
 
 
+def default_name(scenarios: Sequence[int]) -> str:
+    """``deepsense6g-beam-s1-5`` for scenarios 1..5, ``deepsense6g-beam-s1-3+6`` for 1, 2, 3, 6."""
+    s = sorted(set(int(x) for x in scenarios))
+    runs: list[list[int]] = []
+    for x in s:
+        if runs and x == runs[-1][-1] + 1:
+            runs[-1].append(x)
+        else:
+            runs.append([x])
+    return "deepsense6g-beam-s" + "+".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
 def import_deepsense(folder: str | Path, out: str | Path, scenarios: Sequence[int] | None = None,
                      interval: float = 0.1, calibrated: bool = True, name: str | None = None,
                      shard_size: int = 256) -> Path:
@@ -132,6 +145,6 @@ def import_deepsense(folder: str | Path, out: str | Path, scenarios: Sequence[in
     attrs = {"interval_s": float(interval), "interval_nominal": True, "num_beams": NUM_BEAMS,
              "carrier_frequency": 60e9, "scenarios": scenarios, "gps": "calibrated where present" if calibrated
              else "raw", "bearing": "deg clockwise from north, BS to vehicle, unwrapped per trajectory"}
-    return write_samples(out, name or "deepsense6g-beam", "beam", SPECS, samples, attrs,
+    return write_samples(out, name or default_name(scenarios), "beam", SPECS, samples, attrs,
                          {"format": "deepsense", "source": str(folder), "scenarios": scenarios,
                           "interval": interval, "calibrated": calibrated}, shard_size)

@@ -250,10 +250,16 @@ def _windows(n: int, window: int, hop: int) -> list[int]:
 
 def import_wifi_csi(paths: Sequence[str | Path], out: str | Path, fmt: str, phase: str = "none",
                     window: int = 64, hop: int | None = None, name: str | None = None,
-                    shard_size: int = 256, **reader_kw: Any) -> Path:
-    """Import WiFi CSI captures as a ``csi`` dataset of ``[window, A, K]`` samples."""
+                    shard_size: int = 256, conj_groups: str = "chain", **reader_kw: Any) -> Path:
+    """Import WiFi CSI captures as a ``csi`` dataset of ``[window, A, K]`` samples.
+
+    ``conj_groups`` (``phase="conj"``): ``chain`` takes a reference per receive chain where the
+    reader knows the chains (Intel 5300), ``all`` one reference across every antenna (needed
+    for a capture with one transmit stream per chain)."""
     if phase not in PHASE_METHODS:
         raise DataError(f"phase method {phase!r} is not one of {', '.join(PHASE_METHODS)}")
+    if conj_groups not in ("chain", "all"):
+        raise DataError(f"conj_groups {conj_groups!r} is not 'chain' or 'all'")
     if window < 0 or (hop is not None and hop < 1):
         raise DataError(f"window must be >= 0 and hop >= 1, got {window} and {hop}")
     hop = hop or window or 1
@@ -269,7 +275,11 @@ def import_wifi_csi(paths: Sequence[str | Path], out: str | Path, fmt: str, phas
     samples: dict[str, list[Any]] = {"csi": [], "timestamp": [], "capture": [], "start": []}
     intervals = []
     for i, (p, c) in enumerate(zip(paths, caps)):
-        csi = sanitize_phase(c["csi"], phase, c["subcarriers"], c.get("conj_groups"))
+        groups = c.get("conj_groups") if conj_groups == "chain" else None
+        if phase == "conj" and groups and min(len(g) for g in groups) < 2:
+            raise DataError(f"{p}: --phase conj takes a reference per receive chain, and a chain of this capture has "
+                            "one antenna stream; group across receive chains with --conj-groups all")
+        csi = sanitize_phase(c["csi"], phase, c["subcarriers"], groups)
         n = len(csi)
         T = window or n
         if n < T:
@@ -293,7 +303,8 @@ def import_wifi_csi(paths: Sequence[str | Path], out: str | Path, fmt: str, phas
              "bandwidth": first["bandwidth"], "chip": first["chip"], "antennas": first["antennas"],
              "subcarrier_indices": [int(k) for k in first["subcarriers"]], "phase_sanitisation": phase,
              "layout": "T, A, K (A = antennas as listed, K = subcarriers in frequency order)",
-             "captures": [Path(p).name for p in paths], "scenario": f"measured WiFi ({first['chip']})"}
+             "captures": [Path(p).name for p in paths], "scenario": f"measured WiFi ({first['chip']})",
+             **({"conj_groups": conj_groups} if phase == "conj" else {})}
     if "dropped_frames" in first:
         attrs["dropped_frames"] = [c["dropped_frames"] for c in caps]
     return write_samples(out, name or Path(paths[0]).stem, "csi", specs, arrays, attrs,

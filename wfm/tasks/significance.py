@@ -1,0 +1,75 @@
+"""Is a test set big enough to tell two models apart?
+
+Two models scored on the same test windows differ by the mean of their per-window differences
+(top-1 hit, or per-window NMSE). Windows of one trajectory or one series are not independent,
+so the uncertainty of that mean comes from a paired *cluster* bootstrap: whole groups
+(trajectories, series, samples) are resampled with replacement, ``n_boot`` times, and the
+2.5 / 97.5 percentiles of the resampled mean difference give a 95 % interval. When it holds 0,
+the test set cannot separate the two models, and ``separation_warnings`` says so with the
+numbers, and roughly how many times more test groups would separate a difference of that size
+(the interval shrinks as one over the square root of the number of groups).
+
+With fewer than ``MIN_GROUPS`` groups a cluster bootstrap means little; windows are resampled
+instead and the warning says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+MIN_GROUPS = 5
+
+
+@dataclass
+class Scored:
+    """One model's per-window values on a test set (same windows, same order, for every model)."""
+
+    label: str
+    values: Tensor  # [N] per-window metric (top-1 hit 0/1, per-window NMSE)
+    mean: float
+
+
+def paired_bootstrap(a: Tensor, b: Tensor, groups: Tensor | None = None, n_boot: int = 1000,
+                     seed: int = 0) -> tuple[float, float, float, int, str]:
+    """``(mean difference a - b, 2.5 %, 97.5 % of it, units resampled, unit)`` (module doc)."""
+    d = (a.double() - b.double()).flatten()
+    n = len(d)
+    if groups is not None and len(torch.unique(groups)) >= MIN_GROUPS:
+        _, inverse = torch.unique(groups, return_inverse=True)
+        k = int(inverse.max()) + 1
+        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, d)
+        counts = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, torch.ones_like(d))
+        unit = "groups"
+    else:
+        sums, counts, k, unit = d, torch.ones_like(d), n, "windows"
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randint(0, k, (n_boot, k), generator=gen)
+    boot = sums[pick].sum(1) / counts[pick].sum(1).clamp_min(1)
+    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return float(d.mean()), lo, hi, k, unit
+
+
+def separation_warnings(scored: Sequence[Scored], metric: str, higher_better: bool, groups: Tensor | None,
+                        group_name: str, where: str, n_boot: int = 1000) -> list[str]:
+    """A sentence for every pair of models next to each other in the ranking whose difference
+    the test set cannot resolve (95 % paired cluster bootstrap interval holding 0)."""
+    ranked = sorted(scored, key=lambda s: s.mean, reverse=higher_better)
+    out = []
+    for a, b in zip(ranked, ranked[1:]):
+        if a.values.shape != b.values.shape or not len(a.values):
+            continue
+        diff, lo, hi, k, unit = paired_bootstrap(a.values, b.values, groups, n_boot)
+        if lo <= 0 <= hi:
+            units = group_name if unit == "groups" else f"windows; fewer than {MIN_GROUPS} {group_name} to resample"
+            half = (hi - lo) / 2
+            need = (f"; a difference of {abs(diff):.3g} needs about {math.ceil((half / abs(diff)) ** 2):d}x "
+                    f"as many test {group_name if unit == 'groups' else 'windows'}") if abs(diff) > 1e-12 else ""
+            out.append(f"{where}: the test set is too small to separate {a.label} ({metric} {a.mean:.4g}) from "
+                       f"{b.label} ({b.mean:.4g}): difference {diff:+.3g}, 95 % interval {lo:+.3g} to {hi:+.3g} "
+                       f"(paired bootstrap over {k} test {units}){need}")
+    return out
