@@ -51,7 +51,8 @@ from torch import Tensor
 
 from .reference import DEFAULT_EPS
 
-__all__ = ["INTERPRET", "SUPPORTED_HEAD_DIMS", "SUPPORTED_DTYPES", "triton_complex_attention"]
+__all__ = ["INTERPRET", "SUPPORTED_HEAD_DIMS", "SUPPORTED_DTYPES", "complex_attention_bwd",
+           "complex_attention_fwd", "triton_complex_attention"]
 
 #: Whether the kernels below were decorated in interpreter mode (read once at import).
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -462,71 +463,113 @@ def _dot_precision(dtype: torch.dtype, fp32_precision: str) -> str:
     return fp32_precision if dtype == torch.float32 else "tf32"
 
 
-class _ComplexAttentionFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, qr, qi, kr, ki, vr, vi, phase: bool, causal: bool, scale: float,
-                eps: float, dot_precision: str):
-        qr, qi, kr, ki, vr, vi = (t.contiguous() for t in (qr, qi, kr, ki, vr, vi))
-        b, h, n_q, d = qr.shape
-        n_k = kr.shape[2]
-        o_r = torch.empty_like(qr)
-        o_i = torch.empty_like(qi)
-        lse = torch.empty((b, h, n_q), device=qr.device, dtype=torch.float32)
+def _empty_outputs(qr: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Contiguous ``(Or, Oi, lse)`` for queries ``qr`` ``[B, H, Nq, D]`` (the fake needs the same)."""
+    b, h, n_q, _ = qr.shape
+    return (qr.new_empty(qr.shape), qr.new_empty(qr.shape),
+            qr.new_empty((b, h, n_q), dtype=torch.float32))
 
-        def grid(meta):
-            return (triton.cdiv(n_q, meta["BLOCK_M"]), b * h)
 
-        _fwd_kernel[grid](
-            qr, qi, kr, ki, vr, vi, o_r, o_i, lse,
-            scale, (eps / scale) ** 2,
-            qr.stride(0), qr.stride(1), qr.stride(2),
-            kr.stride(0), kr.stride(1), kr.stride(2),
-            h, n_q, n_k,
-            HEAD_DIM=d, PHASE=phase, CAUSAL=causal, DOT_PRECISION=dot_precision,
-        )
-        ctx.save_for_backward(qr, qi, kr, ki, vr, vi, o_r, o_i, lse)
-        ctx.config = (phase, causal, scale, eps, dot_precision)
-        return o_r, o_i
+# The kernels are registered as two custom ops (torch.library.custom_op) with fake (meta)
+# implementations and an autograd formula, so ``torch.compile`` traces a model through them
+# as single graph nodes instead of breaking the graph at an autograd.Function whose forward
+# launches Triton. ``custom_op`` rather than ``triton_op``: the op stays opaque to Inductor, so
+# the same Python launches the same autotuned kernels eagerly, compiled, on CUDA and in the CPU
+# interpreter, and what the CPU tests cover is what a GPU runs. Callers pass contiguous inputs
+# (``triton_complex_attention`` does), so the tensors saved for backward are the inputs.
+@torch.library.custom_op("wfm::complex_attention_fwd", mutates_args=())
+def complex_attention_fwd(qr: Tensor, qi: Tensor, kr: Tensor, ki: Tensor, vr: Tensor, vi: Tensor,
+                          phase: bool, causal: bool, scale: float, eps: float,
+                          dot_precision: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Forward kernel: ``(Or, Oi, lse)``, ``lse`` the base-2 log-sum-exp ``[B, H, Nq]`` (fp32)."""
+    qr, qi, kr, ki, vr, vi = (t.contiguous() for t in (qr, qi, kr, ki, vr, vi))
+    b, h, n_q, d = qr.shape
+    n_k = kr.shape[2]
+    o_r, o_i, lse = _empty_outputs(qr)
 
-    @staticmethod
-    def backward(ctx, do_r, do_i):
-        qr, qi, kr, ki, vr, vi, o_r, o_i, lse = ctx.saved_tensors
-        phase, causal, scale, eps, dot_precision = ctx.config
-        b, h, n_q, d = qr.shape
-        n_k = kr.shape[2]
-        # dO must share Q's (contiguous) layout: the kernels index Q, O and dO identically.
-        do_r = do_r.contiguous()
-        do_i = do_i.contiguous()
+    def grid(meta):
+        return (triton.cdiv(n_q, meta["BLOCK_M"]), b * h)
 
-        delta = torch.empty_like(lse)
-        pre_block = 16 if INTERPRET else 64
-        _bwd_preprocess_kernel[(triton.cdiv(n_q, pre_block), b * h)](
-            o_r, o_i, do_r, do_i, delta, n_q, HEAD_DIM=d, BLOCK_M=pre_block,
-        )
+    _fwd_kernel[grid](
+        qr, qi, kr, ki, vr, vi, o_r, o_i, lse,
+        scale, (eps / scale) ** 2,
+        qr.stride(0), qr.stride(1), qr.stride(2),
+        kr.stride(0), kr.stride(1), kr.stride(2),
+        h, n_q, n_k,
+        HEAD_DIM=d, PHASE=phase, CAUSAL=causal, DOT_PRECISION=dot_precision,
+    )
+    return o_r, o_i, lse
 
-        dqr, dqi = torch.empty_like(qr), torch.empty_like(qi)
-        dkr, dki = torch.empty_like(kr), torch.empty_like(ki)
-        dvr, dvi = torch.empty_like(vr), torch.empty_like(vi)
-        common = dict(HEAD_DIM=d, PHASE=phase, CAUSAL=causal, DOT_PRECISION=dot_precision)
-        strides = (qr.stride(0), qr.stride(1), qr.stride(2),
-                   kr.stride(0), kr.stride(1), kr.stride(2))
 
-        def grid_k(meta):
-            return (triton.cdiv(n_k, meta["BLOCK_N"]), b * h)
+@complex_attention_fwd.register_fake
+def _complex_attention_fwd_fake(qr, qi, kr, ki, vr, vi, phase, causal, scale, eps, dot_precision):
+    return _empty_outputs(qr)
 
-        _bwd_dkdv_kernel[grid_k](
-            qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dkr, dki, dvr, dvi,
-            scale, (eps / scale) ** 2, *strides, h, n_q, n_k, **common,
-        )
 
-        def grid_q(meta):
-            return (triton.cdiv(n_q, meta["BLOCK_M"]), b * h)
+@torch.library.custom_op("wfm::complex_attention_bwd", mutates_args=())
+def complex_attention_bwd(do_r: Tensor, do_i: Tensor, qr: Tensor, qi: Tensor, kr: Tensor, ki: Tensor,
+                          vr: Tensor, vi: Tensor, o_r: Tensor, o_i: Tensor, lse: Tensor,
+                          phase: bool, causal: bool, scale: float, eps: float,
+                          dot_precision: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Backward kernels: ``(dQr, dQi, dKr, dKi, dVr, dVi)`` from ``dO`` and the forward's saved state."""
+    qr, qi, kr, ki, vr, vi, o_r, o_i = (t.contiguous() for t in (qr, qi, kr, ki, vr, vi, o_r, o_i))
+    b, h, n_q, d = qr.shape
+    n_k = kr.shape[2]
+    # dO must share Q's (contiguous) layout: the kernels index Q, O and dO identically.
+    do_r = do_r.contiguous()
+    do_i = do_i.contiguous()
 
-        _bwd_dq_kernel[grid_q](
-            qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dqr, dqi,
-            scale, (eps / scale) ** 2, *strides, h, n_q, n_k, **common,
-        )
-        return dqr, dqi, dkr, dki, dvr, dvi, None, None, None, None, None
+    delta = torch.empty_like(lse)
+    pre_block = 16 if INTERPRET else 64
+    _bwd_preprocess_kernel[(triton.cdiv(n_q, pre_block), b * h)](
+        o_r, o_i, do_r, do_i, delta, n_q, HEAD_DIM=d, BLOCK_M=pre_block,
+    )
+
+    dqr, dqi = torch.empty_like(qr), torch.empty_like(qi)
+    dkr, dki = torch.empty_like(kr), torch.empty_like(ki)
+    dvr, dvi = torch.empty_like(vr), torch.empty_like(vi)
+    common = dict(HEAD_DIM=d, PHASE=phase, CAUSAL=causal, DOT_PRECISION=dot_precision)
+    strides = (qr.stride(0), qr.stride(1), qr.stride(2),
+               kr.stride(0), kr.stride(1), kr.stride(2))
+
+    def grid_k(meta):
+        return (triton.cdiv(n_k, meta["BLOCK_N"]), b * h)
+
+    _bwd_dkdv_kernel[grid_k](
+        qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dkr, dki, dvr, dvi,
+        scale, (eps / scale) ** 2, *strides, h, n_q, n_k, **common,
+    )
+
+    def grid_q(meta):
+        return (triton.cdiv(n_q, meta["BLOCK_M"]), b * h)
+
+    _bwd_dq_kernel[grid_q](
+        qr, qi, kr, ki, vr, vi, do_r, do_i, lse, delta, dqr, dqi,
+        scale, (eps / scale) ** 2, *strides, h, n_q, n_k, **common,
+    )
+    return dqr, dqi, dkr, dki, dvr, dvi
+
+
+@complex_attention_bwd.register_fake
+def _complex_attention_bwd_fake(do_r, do_i, qr, qi, kr, ki, vr, vi, o_r, o_i, lse,
+                                phase, causal, scale, eps, dot_precision):
+    return tuple(t.new_empty(t.shape) for t in (qr, qi, kr, ki, vr, vi))
+
+
+def _fwd_setup_context(ctx, inputs, output) -> None:
+    qr, qi, kr, ki, vr, vi, phase, causal, scale, eps, dot_precision = inputs
+    o_r, o_i, lse = output
+    ctx.save_for_backward(qr, qi, kr, ki, vr, vi, o_r, o_i, lse)
+    ctx.config = (phase, causal, scale, eps, dot_precision)
+    ctx.mark_non_differentiable(lse)
+
+
+def _fwd_backward(ctx, do_r, do_i, _dlse):
+    grads = torch.ops.wfm.complex_attention_bwd(do_r, do_i, *ctx.saved_tensors, *ctx.config)
+    return (*grads, None, None, None, None, None)
+
+
+complex_attention_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
 
 
 def triton_complex_attention(
@@ -557,7 +600,8 @@ def triton_complex_attention(
         scale = 1.0 / math.sqrt(qr.shape[-1])
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
-    return _ComplexAttentionFn.apply(
-        qr, qi, kr, ki, vr, vi, variant == "phase", bool(causal), float(scale), float(eps),
-        _dot_precision(qr.dtype, fp32_precision),
+    o_r, o_i, _ = torch.ops.wfm.complex_attention_fwd(
+        *(t.contiguous() for t in (qr, qi, kr, ki, vr, vi)), variant == "phase", bool(causal),
+        float(scale), float(eps), _dot_precision(qr.dtype, fp32_precision),
     )
+    return o_r, o_i

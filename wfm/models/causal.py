@@ -12,7 +12,8 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
 3. **Granularity embedding.** A sinusoidal code of ``log10(interval_s)`` through a small MLP is
    added to every token: one model serves 1 ms CSI and 10 min traffic.
 4. **Decoder-only transformer** with rotary position codes (relative, so left padding does not
-   shift them) and causal attention that also hides padded keys (pre-norm blocks, SDPA).
+   shift them) and causal attention that also hides padded keys (pre-norm blocks, SDPA with
+   ``is_causal=True``: padded tokens are sorted behind the valid ones, no mask is built).
 5. **Next-patch head.** Token ``i`` predicts patch ``i + 1`` as a damped trend of patch ``i``
    (last value + gate x mean step x steps ahead, the gate learned per token) plus a learned
    residual: a point forecast (squared error in normalised space, Huber beyond a few units)
@@ -212,12 +213,20 @@ def interval_features(interval: Tensor, num: int) -> Tensor:
     return torch.cat([x / 4.0, torch.sin(x * freqs), torch.cos(x * freqs)], dim=1)
 
 
-def rotary(x: Tensor, pos: Tensor) -> Tensor:
-    """Rotary position code on ``x`` ``[B, H, N, D]`` at integer positions ``pos`` ``[N]``."""
+def rotary_angles(pos: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
+    """``(cos, sin)`` ``[..., head_dim / 2]`` (float32) of the rotary code at integer positions ``pos``."""
+    half = head_dim // 2
+    inv = 1.0 / (10000 ** (torch.arange(half, device=pos.device, dtype=torch.float32) / half))
+    ang = pos.float()[..., None] * inv  # [..., D/2]
+    return ang.cos(), ang.sin()
+
+
+def rotary(x: Tensor, pos: Tensor | None = None, angles: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Rotary position code on ``x`` ``[B, H, N, D]`` at integer positions ``pos`` ``[N]``, or with
+    precomputed ``angles`` (``rotary_angles``, broadcastable to ``[B, H, N, D/2]``: per-row positions)."""
     half = x.shape[-1] // 2
-    inv = 1.0 / (10000 ** (torch.arange(half, device=x.device, dtype=torch.float32) / half))
-    ang = pos.float()[:, None] * inv[None]  # [N, D/2]
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    cos, sin = angles if angles is not None else rotary_angles(pos.to(x.device), x.shape[-1])
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     a, b = x[..., :half], x[..., half:]
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 
@@ -225,9 +234,11 @@ def rotary(x: Tensor, pos: Tensor) -> Tensor:
 class CausalSelfAttention(Attention):
     """timm's ``Attention`` (fused QKV, SDPA) with rotary codes on q and k, always causal.
 
-    A timm ``attn_layer``. ``attn_mask`` ``None``: plain causal attention; otherwise the mask
-    is used as given and must already be causal (``CausalForecaster`` builds it to also hide
-    padded keys). timm's ``is_causal`` argument is accepted and ignored.
+    A timm ``attn_layer``. ``rope``: the ``(cos, sin)`` of each token's position (``[B, 1, N, D/2]``,
+    from ``rotary_angles``), default positions ``0 .. N-1``. ``attn_mask`` ``None``: plain causal
+    attention, SDPA with ``is_causal=True`` (FlashAttention on a GPU); otherwise the mask is used as
+    given and must already be causal (no ``CausalForecaster`` passes one: see its ``_run_blocks``).
+    timm's ``is_causal`` argument is accepted and ignored.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, **kwargs) -> None:
@@ -235,12 +246,14 @@ class CausalSelfAttention(Attention):
             raise ValueError(f"width {dim} must split into {num_heads} heads of even size")
         super().__init__(dim, num_heads=num_heads, qkv_bias=qkv_bias, **kwargs)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = True) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = True,
+                rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         b, n, _ = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
-        pos = torch.arange(n, device=x.device)
-        q, k = rotary(q, pos), rotary(k, pos)
+        if rope is None:
+            rope = rotary_angles(torch.arange(n, device=x.device), self.head_dim)
+        q, k = rotary(q, angles=rope), rotary(k, angles=rope)
         drop = self.attn_drop.p if self.training else 0.0
         if attn_mask is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
@@ -264,6 +277,12 @@ class CausalBlock(Block):
         super().__init__(dim, num_heads, mlp_ratio, drop_path=drop_path, init_values=init_values,
                          attn_layer=CausalSelfAttention)
         self.register_load_state_dict_pre_hook(CausalBlock._rename_legacy_keys)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False,
+                rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """timm's ``Block.forward``, passing the tokens' rotary ``rope`` to the attention."""
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, rope=rope)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
     @staticmethod
     def _rename_legacy_keys(module: nn.Module, state_dict: dict, prefix: str, *_) -> None:
@@ -421,18 +440,22 @@ class CausalForecaster(nn.Module):
     def _run_blocks(self, tok: Tensor, valid: Tensor) -> Tensor:
         """The transformer over tokens ``[B, N, D]``; ``valid`` ``[B, N]`` marks tokens that saw data.
 
-        Causal mask that also hides fully padded key tokens; a token always sees itself, so no
-        row is empty (which would give NaN). Without padding, SDPA's is_causal path is used.
+        A valid token attends to the valid tokens at or before it; tokens that saw no data (the left
+        padding of short contexts) are hidden as keys. No mask is built for that: each row's valid
+        tokens are moved, in order, to the front (a stable sort), every block runs plain causal
+        attention (SDPA ``is_causal=True``: FlashAttention on a GPU), each token keeping the rotary
+        code of its own position, and the tokens are put back. A valid token's output is that of the
+        causal mask that hides padded keys (bit for bit when nothing is padded, as in ``forecast``);
+        a padded token's (never scored) sees every valid token and stays finite. No host sync.
         """
-        n = valid.shape[1]
-        attn_mask = None
-        if not bool(valid.all()):
-            causal = torch.ones(n, n, dtype=torch.bool, device=tok.device).tril()
-            attn_mask = (causal[None] & valid[:, None, :]) | torch.eye(n, dtype=torch.bool, device=tok.device)[None]
-            attn_mask = attn_mask[:, None]  # [B, 1, N, N]
+        b, n, d = tok.shape
+        order = torch.sort((~valid).to(torch.uint8), dim=1, stable=True).indices  # [B, N]: valid first
+        cos, sin = rotary_angles(torch.arange(n, device=tok.device), self.blocks[0].attn.head_dim)
+        rope = (cos[order][:, None], sin[order][:, None])  # [B, 1, N, D/2]: each token's own position
+        x = tok.gather(1, order[..., None].expand(b, n, d))
         for blk in self.blocks:
-            tok = blk(tok, attn_mask)
-        return tok
+            x = blk(x, rope=rope)
+        return x.gather(1, torch.argsort(order, dim=1)[..., None].expand(b, n, d))
 
     def fine_len(self, length: int) -> int:
         """How many of the last ``length`` values become full-resolution tokens (the rest: coarse tokens or priors only)."""

@@ -64,8 +64,10 @@ class ComplexLinear(nn.Module):
         yr = xr @ self.weight_re.T - xi @ self.weight_im.T
         yi = xr @ self.weight_im.T + xi @ self.weight_re.T
         if self.bias_re is not None:
-            yr = yr + self.bias_re
-            yi = yi + self.bias_im
+            # In the products' dtype, as nn.Linear under autocast: a bf16 product plus an fp32 bias
+            # would promote q, k, v to fp32 and keep attention off its bf16 kernels.
+            yr = yr + self.bias_re.to(yr.dtype)
+            yi = yi + self.bias_im.to(yi.dtype)
         return yr, yi
 
     def extra_repr(self) -> str:
