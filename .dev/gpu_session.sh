@@ -5,7 +5,7 @@
 # Here, once (downloads the wheels the machine lacks into the git-ignored .whl/):
 #   bash .dev/gpu_session.sh wheels
 # Then one device call per stage (each well inside the 10-minute limit; carry .whl):
-#   bash .dev/gpu_session.sh tests        # kernel + complex-layer tests, compiled, gpu marker included
+#   bash .dev/gpu_session.sh tests        # kernel, complex-layer, torch.compile and flash/sync tests, gpu marker included
 #   bash .dev/gpu_session.sh kernels      # kernels/bench.py, N 1k..32k, D 64/128 (issue 4's table)
 #   bash .dev/gpu_session.sh throughput   # pretrain/throughput.py, MAE-Base (issue 5's table)
 #   bash .dev/gpu_session.sh pretrain     # Sionna data on the GPU + a short MAE-Tiny pretraining run
@@ -40,7 +40,10 @@ stage_wheels() {
 }
 
 stage_tests() {
+  # test_compile: torch.compile through the kernels' custom ops (compiled Triton, not the interpreter);
+  # test_fast_paths: the causal step on FlashAttention only, with CUDA sync debug mode "error".
   timeout 540 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_complex_nn.py \
+    tests/test_compile.py tests/test_fast_paths.py \
     2>&1 | tee "$OUT/tests.txt" | tail -25
 }
 

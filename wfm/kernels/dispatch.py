@@ -13,8 +13,9 @@
   (the ``gpu``-marked test does that).
 * :func:`record_host_syncs` counts the ops that make the host wait for the device when tensors
   live on a GPU: ``aten._local_scalar_dense`` (``.item()``, ``int(t)``, ``float(t)``, ``bool(t)``,
-  ``if t:``) and ops whose output size depends on the data (``nonzero``, boolean indexing,
-  ``masked_select``, ``unique``, ...), with the Python line that issued each (a
+  ``if t:``), ops whose output size depends on the data (``nonzero``, boolean indexing,
+  ``masked_select``, ``unique``, ...) and ``torch.tensor(host data)`` (``lift_fresh``: on a GPU a
+  blocking copy from pageable memory), with the Python line that issued each (a
   ``TorchDispatchMode``; ``Tensor.tolist()`` bypasses dispatch and is not seen).
 """
 
@@ -121,6 +122,8 @@ _SYNC_OPS = ("_local_scalar_dense", "nonzero", "nonzero_static", "masked_select"
 def _is_sync(func, args) -> bool:
     name = func.name().split("::")[-1]
     base = name.split(".")[0]
+    if base == "lift_fresh":  # torch.tensor(host data): on CUDA a blocking copy from pageable memory
+        return True
     if base in ("index", "index_put_", "index_put"):  # boolean-mask indexing syncs; integer indexing does not
         indices = args[1] if len(args) > 1 else []
         return any(t is not None and t.dtype == torch.bool for t in indices)
