@@ -1,0 +1,48 @@
+"""Pretrained vs scratch across datasets (``wfm.tasks.transfer``) on synthetic stand-in folders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wfm.models.causal import CausalForecaster
+from wfm.models.mae import MaskedAutoencoder
+from wfm.tasks import transfer as T
+
+from test_real_benchmark import standin  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_causal_transfer_rows_compare_like_with_like(standin):  # noqa: F811
+    torch.manual_seed(0)
+    model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64, prior="mix").eval()
+    cfg = T.TransferConfig(steps=2, batch_size=4, seeds=2)
+    rows = T.run_transfer(model, "causal", [("Milan cell 11|traffic", "Milan cell 12|traffic")], str(standin), cfg)
+    assert [r["init"] for r in rows] == ["pretrained", "scratch"]
+    for r in rows:
+        assert len(r["nmse_db"]) == 2 and r["best_classical"] in ("persistence", "mean", "seasonal")
+        assert r["nmse_db_mean"] == pytest.approx(sum(r["nmse_db"]) / 2)
+    # Scratch seeds draw different initial weights: their scores differ.
+    assert rows[1]["nmse_db"][0] != rows[1]["nmse_db"][1]
+    assert "Milan cell 11, traffic -> Milan cell 12, traffic" in T.markdown(rows)
+
+
+def test_finetune_leaves_the_pretrained_model_untouched_and_mae_trains(standin):  # noqa: F811
+    from wfm.tasks.real_data import load_real_datasets
+
+    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(standin)}
+    csi = next(d for k, d in data.items() if k.endswith("csi complex"))
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix").eval()
+    before = {k: v.clone() for k, v in mae.state_dict().items()}
+    tuned = T.finetune(mae, "mae", csi, T.TransferConfig(steps=2, batch_size=2), seed=0)
+    assert all(torch.equal(v, mae.state_dict()[k]) for k, v in before.items())
+    assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in before.items())
+    assert T.score(tuned, "mae", csi) > 0
+
+
+def test_unknown_dataset_names_the_ones_there_are(standin):  # noqa: F811
+    model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64)
+    with pytest.raises(KeyError, match="Milan cell 11"):
+        T.run_transfer(model, "causal", [("nope|traffic", "Milan cell 12|traffic")], str(standin))
