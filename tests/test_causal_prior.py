@@ -28,11 +28,28 @@ def randomise(m: CausalForecaster) -> CausalForecaster:
     return m
 
 
+FIVE = ("last", "mean", "trend", "day", "week")
+
+
+def test_linear_prior_extrapolates_a_least_squares_line_of_the_last_patch():
+    g = torch.Generator().manual_seed(0)
+    x = 3.0 + 0.5 * torch.arange(32, dtype=torch.float32)[None] + 0.01 * torch.randn(1, 32, generator=g)
+    est, avail = classical_priors(x, torch.ones_like(x, dtype=torch.bool), torch.tensor([1.0]), 8, 4, ("linear",))
+    i = torch.arange(8, dtype=torch.float64)
+    line = torch.linalg.lstsq(torch.stack([torch.ones(8, dtype=torch.float64), i], 1),
+                              x[0, 16:24].double()[:, None]).solution.flatten()
+    want = line[0] + line[1] * (7 + torch.arange(1, 5, dtype=torch.float64))
+    assert avail[0, 2, 0] and torch.allclose(est[0, 2, 0].double(), want, atol=1e-4)
+    one = torch.zeros_like(x, dtype=torch.bool)
+    one[:, 23:] = True  # a single observed value in patch 2: no line through it
+    assert not classical_priors(x * one, one, torch.tensor([1.0]), 8, 4, ("linear",))[1][0, 2, 0]
+
+
 def test_classical_priors_are_the_classical_estimates():
     x = torch.arange(40, dtype=torch.float32)[None] % 10 + torch.linspace(0, 1, 40)[None]
     obs = torch.ones_like(x, dtype=torch.bool)
     iv = torch.tensor([8640.0])  # a day = 10 steps, a week = 70 (never available here)
-    est, avail = classical_priors(x, obs, iv, 4, 12)
+    est, avail = classical_priors(x, obs, iv, 4, 12, FIVE)
     j, o = 5, 23  # origin: last value of patch 5
     assert torch.allclose(est[0, j, 0], x[0, o].expand(12))  # last
     assert torch.allclose(est[0, j, 1], x[0, :o + 1].mean().expand(12))  # mean
@@ -45,7 +62,7 @@ def test_classical_priors_are_the_classical_estimates():
     # left padding: nothing before the first observed value counts
     obs2 = obs.clone()
     obs2[:, :8] = False
-    est2, avail2 = classical_priors(x * obs2, obs2, iv, 4, 12)
+    est2, avail2 = classical_priors(x * obs2, obs2, iv, 4, 12, FIVE)
     assert torch.allclose(est2[0, j, 1], x[0, 8:o + 1].mean().expand(12))
     assert not avail2[0, :2].any() and not avail2[0, 3, 3] and avail2[0, 4, 3]
 
@@ -53,13 +70,13 @@ def test_classical_priors_are_the_classical_estimates():
 def test_backtest_uses_only_realised_targets():
     x = walks(2, 48)
     obs = torch.ones_like(x, dtype=torch.bool)
-    est, avail = classical_priors(x, obs, torch.tensor([1.0, 1.0]), 8, 8)
+    est, avail = classical_priors(x, obs, torch.tensor([1.0, 1.0]), 8, 8, FIVE)
     mse = backtest_mse(x, obs, est, avail, 8)
     assert mse.shape == (2, 6, 5, 8)
     assert torch.allclose(mse[:, :1], torch.ones(2, 1, 5, 8))  # nothing realised yet: the prior value 1
     y = x.clone()
     y[:, 24:] += 100.0  # changes targets of origins >= 2 only: known at origin 3 on
-    est_y, _ = classical_priors(y, obs, torch.tensor([1.0, 1.0]), 8, 8)
+    est_y, _ = classical_priors(y, obs, torch.tensor([1.0, 1.0]), 8, 8, FIVE)
     mse_y = backtest_mse(y, obs, est_y, avail, 8)
     assert torch.allclose(mse[:, :3], mse_y[:, :3]) and not torch.allclose(mse[:, 3:], mse_y[:, 3:])
 
@@ -74,7 +91,7 @@ def test_zero_correction_reproduces_the_prior_exactly():
     out = m(x[:, :296], obs[:, :296], iv)
     loc, scale = normalise_stats(x[:, :296], obs[:, :296])
     z = (x[:, :296] - loc) / scale
-    est, avail = classical_priors(z, obs[:, :296], iv, 8, 8)
+    est, avail = classical_priors(z, obs[:, :296], iv, 8, 8, m.estimators)
     mse = backtest_mse(z, obs[:, :296], est, avail, 8)
     h = None
 
@@ -83,7 +100,7 @@ def test_zero_correction_reproduces_the_prior_exactly():
     out = m(x[:, :296], obs[:, :296], iv)
     h = captured["h"]
     nf = out.point.shape[1]
-    logits = m.prior_gate(h).view(3, nf, 5, 8) - m.backtest_weight * mse[:, -nf:].log()
+    logits = m.prior_gate(h).view(3, nf, len(m.estimators), 8) - m.backtest_weight * mse[:, -nf:].log()
     w = torch.softmax(logits.masked_fill(~avail[:, -nf:, :, None], float("-inf")), dim=2)
     prior = (w * est[:, -nf:]).sum(dim=2)
     assert torch.equal(out.point, prior)  # zero head (a fresh model): the prior, bit for bit

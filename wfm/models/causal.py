@@ -74,7 +74,7 @@ TARGET_CLIP = 50.0
 #: The training loss is squared error up to this many (scaled) units, linear beyond.
 HUBER_DELTA = 5.0
 #: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
-ESTIMATORS = ("last", "mean", "trend", "day", "week")
+ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
@@ -98,6 +98,8 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
 
     - ``last``: ``z[o]`` (persistence); ``mean``: mean of every observed value up to ``o``;
     - ``trend``: ``z[o] + 0.5 * h * slope`` (half-damped trend, slope over the last patch);
+    - ``linear``: the least-squares line through the observed values of the last patch,
+      extrapolated undamped (smooth motion: distance, bearing, AoA of a moving user);
     - ``day`` / ``week``: seasonal naive, ``z[o + h - T ceil(h / T)]`` with ``T`` = one day /
       week of steps (``round(86400 / interval)``); available only where the context holds a
       full period (``o + 1 - T >= first observed``) and ``T >= 2``.
@@ -126,6 +128,18 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             span = (o[None] - s).clamp_min(1).to(z.dtype)
             slope = torch.where(o[None] > s, (last - zm.gather(1, s)) / span, torch.zeros_like(last))
             e, a = last[..., None] + 0.5 * slope[..., None] * hi.to(z.dtype), seen
+        elif name == "linear":
+            w = observed.view(b, n, p).to(z.dtype)
+            zp = zm.view(b, n, p)
+            i = torch.arange(p, device=dev, dtype=z.dtype)
+            sw = w.sum(-1).clamp_min(1.0)
+            im, zmean = (w * i).sum(-1) / sw, (w * zp).sum(-1) / sw
+            di = (i - im[..., None]) * w
+            var = (di * (i - im[..., None])).sum(-1)
+            slope = (di * (zp - zmean[..., None])).sum(-1) / var.clamp_min(1e-9)
+            slope = torch.where(var > 0, slope, torch.zeros_like(slope))
+            end = zmean + slope * (p - 1 - im)
+            e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
         elif name in ("day", "week"):
             period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
             period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
