@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if want("future-beam"):
         if "deepsense" in data:
             log("future-beam")
-            bopts = EvalOptions(train_steps=sizes["beam_steps"], seed=args.seed, train_fractions=FRACTIONS)
+            # The table is the within-scenario split by trajectory (wfm evaluate now defaults to by scenario).
+            bopts = EvalOptions(train_steps=sizes["beam_steps"], seed=args.seed, train_fractions=FRACTIONS,
+                                split="trajectory")
             r = evaluate_task("future-beam", ["persistence", "position-knn", "lstm", "gru", mae, "scratch:mae_tiny"],
                               [data["deepsense"]], bopts)
             for row in r["rows"]:
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "from the last 8 beam-power vectors)", r["rows"],
                   f"wfm evaluate --task future-beam --model persistence --model position-knn --model lstm --model gru "
                   f"--model {mae} --model scratch:mae_tiny "
-                  f"--data {data['deepsense']} --train-steps {sizes['beam_steps']} --train-fraction 0.01 "
+                  f"--data {data['deepsense']} --split trajectory --train-steps {sizes['beam_steps']} --train-fraction 0.01 "
                   "--train-fraction 0.1 --train-fraction 1",
                   ["model", "mode", "train_fraction", "train_samples", "samples", "trajectories_test", "top1", "top3",
                    "power_loss_db"])

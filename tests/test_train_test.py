@@ -274,6 +274,8 @@ def test_argument_and_model_errors_come_before_torch_and_data(tmp_path, beams):
         (["--task", "future-beam", "--model", "lstm", "--test", str(beams["s3"])], "lstm is trained on data"),
         (["--task", "future-beam", "--model", "nosuchmodel", "--data", str(beams["all"])], "not a baseline of task"),
         (["--task", "future-beam", "--model", "seasonal", "--data", str(beams["all"])], "does not apply"),
+        (["--task", "future-beam", "--model", str(REPO / "checkpoints" / "causal-tiny-catalog-cpu"), "--data",
+          str(beams["all"])], "a causal model; task future-beam needs an MAE"),
         (["--task", "traffic-forecast", "--model", "persistence", "--data", str(tmp_path / "nope")], "no such dataset"),
         (["--task", "traffic-forecast", "--model", "persistence", "--data", str(tmp_path), "--split", "scenario"],
          "splits by sample or time"),
@@ -338,3 +340,15 @@ def test_conj_groups_across_receive_chains_for_a_one_tx_capture(tmp_path, monkey
     x = ds.read_range(0, 1, ["csi"])["csi"][0]
     ref = int(np.argmax(np.mean(np.abs(csi) ** 2, axis=(0, 2))))
     assert ds.attrs["conj_groups"] == "all" and np.allclose(np.asarray(x)[:, ref].imag, 0, atol=1e-5)
+
+
+def test_label_task_train_test_folders_save_and_reuse(tiny_dataset, tmp_path):
+    out, saved = tmp_path / "ev", tmp_path / "saved"
+    main(["evaluate", "--task", "los-nlos", "--model", "mlp", "--train", str(tiny_dataset), "--test",
+          str(tiny_dataset), "--train-steps", "2", "--out", str(out), "--save", str(saved)])
+    row = _rows(out)["mlp"]
+    assert row["samples"] == 40 and row["train_samples"] == 36 and row["selected"].startswith("last")
+    main(["evaluate", "--task", "los-nlos", "--model", str(saved / "mlp"), "--test", str(tiny_dataset), "--out",
+          str(tmp_path / "again")])
+    again = _rows(tmp_path / "again")["mlp"]
+    assert again["mode"] == "trained (loaded)" and again["accuracy"] == pytest.approx(row["accuracy"])

@@ -177,6 +177,16 @@ def precheck(args: argparse.Namespace) -> dict[str, dict[str, int]]:
                     raise CheckpointError(f"{spec}: saved from task {meta['task']}, not a {task.family} task like "
                                           f"{task.name}")
                 continue
+            if path.is_dir() and (path / "config.json").is_file():  # an export: its kind, without torch
+                from wfm.hub import read_config
+
+                kind = read_config(path)["model_kind"]
+                need = {"future-beam": "mae", "series": "causal"}.get(task.family)
+                if need and kind != need:
+                    raise CheckpointError(f"{spec}: {'an MAE' if kind == 'mae' else f'a {kind}'} model; task "
+                                          f"{task.name} needs "
+                                          + ("an MAE (it fine-tunes the encoder) or its baselines" if need == "mae"
+                                             else "a forecaster (a causal model) or a baseline"))
         elif not _HUB_ID.match(spec):
             raise CheckpointError(f"{spec}: not a baseline of task {task.name} ({', '.join(task.baselines)}), not "
                                   "an existing folder or file, and not a Hugging Face Hub id (OWNER/NAME)")
@@ -236,7 +246,10 @@ def terminal_table(rows: list[dict[str, Any]], cols: list[str]) -> tuple[list[di
 
 def _notes(result: dict[str, Any]) -> list[str]:
     """Split, period and warning lines of a result, for the output and ``results.md``."""
-    lines = [f"{name}: {text}" for name, text in (result.get("splits") or {}).items()]
+    by_text: dict[str, list[str]] = {}
+    for name, text in (result.get("splits") or {}).items():
+        by_text.setdefault(text, []).append(name)
+    lines = [f"{', '.join(names)}: {text}" for text, names in by_text.items()]
     note = _period_note(result).strip()
     if note:
         lines.append(note.strip("()"))

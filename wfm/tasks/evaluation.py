@@ -288,8 +288,9 @@ class _Run:
         self.rep.note(f"warning: {text}")
 
     def split(self, name: str, description: str) -> None:
+        if description not in self.result["splits"].values():  # one line for test sets split alike
+            self.rep.note(f"{self.task.name} / {name}: {description}")
         self.result["splits"][name] = description
-        self.rep.note(f"{self.task.name} / {name}: {description}")
 
     def save(self, obj: Any, spec: str, seed: int | None, frac: float | None, training: dict[str, Any]) -> None:
         """Save a trained model to ``--save`` (a folder per model, fraction and seed)."""

@@ -288,7 +288,7 @@ def run_finetune(task: str, datasets: Sequence[str] | None, init_from: str = "sc
                  return_model: bool = False, split_seed: int | None = None) -> dict[str, Any]:
     """Fine-tune and test in one call (what ``finetune/results.py``, ``wfm evaluate`` and the
     tests use). ``return_model``: the trained network under ``"net"``. ``split_seed`` (default
-    ``seed``) picks the few-shot subset, ``seed`` the weights and batches."""
+    ``seed``) picks the few-shot subset and the batch order, ``seed`` the initial weights."""
     pl.seed_everything(seed, workers=True, verbose=False)
     dm = TaskDataModule(task, list(datasets) if datasets else None, batch_size=batch_size,
                         train_fraction=train_fraction, seed=seed if split_seed is None else split_seed,
