@@ -46,7 +46,7 @@ def test_priors_frequency_hold_nearest_subcarrier_and_antenna_fallback():
 def test_zero_correction_reproduces_the_prior_exactly(prior, kind):
     model = _tiny(prior)
     csi = 3.0 * _csi(2, 16, 3, 30)
-    pred = model.predict(csi, kind, 0.5)
+    pred = model.predict(csi, kind, 0.5, guard=False)
     axis = 1 if kind == "temporal" else 3
     vis = ~pred.mask
     est = masked_priors(csi, vis)
@@ -107,3 +107,22 @@ def test_predict_refuses_non_finite_csi(bad):
     csi[0, 3, 1, 2] = bad
     with pytest.raises(ValueError, match="NaN or Inf"):
         _tiny("hold").predict(csi, "temporal", 0.5)
+
+
+def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction():
+    model = _tiny("mix")
+    torch.nn.init.normal_(model.decoder_pred.weight, std=1.0)  # a large, useless correction
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.complex(torch.randn(4, 16, 2, 8, generator=g), torch.randn(4, 16, 2, 8, generator=g)) + 5
+    t = torch.linspace(0, 1, 16)[None, :, None, None]
+    smooth = torch.exp(2j * torch.pi * 0.3 * t) * torch.ones(4, 16, 2, 8) + 0.01 * noisy
+    for csi, best in ((noisy, "mean"), (smooth, "hold")):
+        weights, scale = model.backtest(csi, "temporal", 0.5)
+        assert (weights[:, ["hold", "mean"].index(best)] > 0.75).all()
+        assert (scale < 0.2).all()
+        pred = model.predict(csi, "temporal", 0.5)
+        est = masked_priors(csi, ~pred.mask)
+        want = (weights[:, 0, None, None, None] * est["hold"] + weights[:, 1, None, None, None] * est["mean"])
+        err = ((pred.reconstruction - want).abs() ** 2 * pred.mask).sum() / ((want.abs() ** 2) * pred.mask).sum()
+        assert err < 0.05  # at most the little correction the backtest let through
+    assert model.backtest(noisy, "random", 0.5) is None and _tiny("none").backtest(noisy, "temporal", 0.5) is None

@@ -59,6 +59,9 @@ from wfm.nn.posenc import SinCos3D
 #: ``prior`` options: ``none`` (mask tokens, no anchor: the original MAE), one classical
 #: estimator, or ``mix`` (a per-sample learned convex mix of them).
 PRIORS = ("none", *ESTIMATORS, "mix")
+#: How sharply ``predict``'s guard prefers the estimator with the lower backtest error
+#: (weights proportional to ``mse ** -GUARD_SHARPNESS``).
+GUARD_SHARPNESS = 4.0
 
 
 @dataclass
@@ -85,6 +88,8 @@ class MAEOutput:
     valid: Tensor | None = None
     prior: Tensor | None = None
     crop: tuple[tuple[int, int], ...] | None = None
+    estimates: dict[str, Tensor] | None = None
+    correction: Tensor | None = None
 
 
 @dataclass
@@ -248,12 +253,16 @@ class MaskedAutoencoder(nn.Module):
         return tuple(-(-int(s) // p) for s, p in zip(shape[-3:], self.patch_size))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, csi: Tensor, mask: Tensor, front: tuple[int, int, int] = (0, 0, 0)) -> MAEOutput:
+    def forward(self, csi: Tensor, mask: Tensor, front: tuple[int, int, int] = (0, 0, 0),
+                prior_weights: Tensor | None = None, correction_scale: Tensor | None = None) -> MAEOutput:
         """Reconstruct ``csi`` (complex ``[B, T, A, K]``, any T, A, K) under ``mask`` (bool ``[B, N]``).
 
         ``mask`` is over the padded grid ``grid_for(csi.shape)``; ``front`` places the padding of
         each axis (``predict`` aligns the border of the predicted region with a patch border).
-        Every row of ``mask`` must mask the same number of tokens. Keep ``mask`` on the CPU
+        ``prior_weights`` ``[B, E]`` replace the prior's mix of ``ESTIMATORS`` and
+        ``correction_scale`` ``[B]`` multiplies the learned correction (``predict``'s guard sets
+        both from a backtest on the visible data). Every row of ``mask`` must mask the same number
+        of tokens. Keep ``mask`` on the CPU
         where you can: its row counts are read on the host, which would otherwise sync the GPU.
         """
         if csi.ndim != 4:
@@ -281,11 +290,13 @@ class MaskedAutoencoder(nn.Module):
             scale = target.new_ones(b, 1, 1)
         target = target / scale
         latent, ids_restore = self.forward_encoder(target, mask, grid)
-        prior = self.forward_prior(target, mask, grid, latent, valid)
-        pred = self.forward_decoder(latent, ids_restore, grid, prior)
+        estimates = self.forward_estimates(target, mask, grid, valid)
+        prior = self.mix_prior(estimates, latent, prior_weights)
+        pred = self.forward_decoder(latent, ids_restore, grid, prior, correction_scale)
         loss, nmse = self.forward_loss(pred, target, mask, valid)
         return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid, scale=scale,
-                         valid=valid, prior=prior, crop=crop)
+                         valid=valid, prior=prior, crop=crop, estimates=estimates,
+                         correction=None if prior is None else pred - prior)
 
     def forward_encoder(self, target: Tensor, mask: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
         """Encode the visible patches of ``target`` ``[B, N, P]`` (normalised).
@@ -317,11 +328,11 @@ class MaskedAutoencoder(nn.Module):
             h = blk(h)
         return self.norm(h)
 
-    def forward_prior(self, target: Tensor, mask: Tensor, grid: Grid, latent: Tensor,
-                      valid: Tensor | None = None) -> Tensor | None:
-        """The classical estimate ``[B, N, P]`` of every patch from the visible, valid entries.
+    def forward_estimates(self, target: Tensor, mask: Tensor, grid: Grid,
+                          valid: Tensor | None = None) -> dict[str, Tensor] | None:
+        """Every classical estimate ``{name: [B, N, P]}`` of every patch from the visible, valid entries.
 
-        ``None`` without a prior. Padding never counts as data, so the estimate is exactly the
+        ``None`` without a prior. Padding never counts as data, so each estimate is exactly the
         classical baseline's on the user's own shape.
         """
         if self.prior == "none":
@@ -329,15 +340,22 @@ class MaskedAutoencoder(nn.Module):
         x = unpatchify(target.float(), grid, self.patch_size)
         seen = (~mask)[..., None].float() * (1.0 if valid is None else valid)
         vis = unpatchify(seen.expand_as(target).contiguous(), grid, self.patch_size).real > 0.5
-        est = masked_priors(x, vis)
-        if self.prior == "mix":
-            w = torch.softmax(self.prior_gate(latent.mean(dim=1)).float(), dim=-1)  # [B, E]
-            mixed = sum(w[:, i, None, None, None] * est[e] for i, e in enumerate(ESTIMATORS))
-        else:
-            mixed = est[self.prior]
-        return patchify(mixed, self.patch_size)
+        return {k: patchify(v, self.patch_size) for k, v in masked_priors(x, vis).items()}
 
-    def forward_decoder(self, latent: Tensor, ids_restore: Tensor, grid: Grid, prior: Tensor | None = None) -> Tensor:
+    def mix_prior(self, estimates: dict[str, Tensor] | None, latent: Tensor,
+                  weights: Tensor | None = None) -> Tensor | None:
+        """The prior ``[B, N, P]``: ``weights`` ``[B, E]`` over ``ESTIMATORS`` if given, else the
+        model's own (the learned gate for ``mix``, the one estimator otherwise)."""
+        if estimates is None:
+            return None
+        if weights is None and self.prior != "mix":
+            return estimates[self.prior]
+        if weights is None:
+            weights = torch.softmax(self.prior_gate(latent.mean(dim=1)).float(), dim=-1)  # [B, E]
+        return sum(weights[:, i, None, None] * estimates[e] for i, e in enumerate(ESTIMATORS))
+
+    def forward_decoder(self, latent: Tensor, ids_restore: Tensor, grid: Grid, prior: Tensor | None = None,
+                        correction_scale: Tensor | None = None) -> Tensor:
         """Predict every patch ``[B, N, P]`` (normalised space) from the encoded visible tokens.
 
         With a prior, masked tokens carry the embedded prior and the output is prior + correction.
@@ -353,7 +371,9 @@ class MaskedAutoencoder(nn.Module):
         for blk in self.decoder_blocks:
             y = blk(y)
         pred = self.decoder_pred(self.decoder_norm(y)).float()
-        return pred if prior is None else prior + pred
+        if prior is None:
+            return pred
+        return prior + (pred if correction_scale is None else correction_scale[:, None, None] * pred)
 
     def forward_loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Masked-patch MSE over valid entries and per-sample NMSE (see ``MAEOutput``)."""
@@ -419,14 +439,48 @@ class MaskedAutoencoder(nn.Module):
         return make_mask(mask_kind, b, grid, ratio, generator=generator), tuple(front)  # type: ignore[return-value]
 
     @torch.no_grad()
-    def predict(self, csi: Tensor, mask_kind: str = "temporal", ratio: float = 0.5, seed: int = 0) -> MAEPrediction:
+    def backtest(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, Tensor] | None:
+        """Prior weights ``[B, E]`` and correction scales ``[B]`` that worked on the visible data.
+
+        The same prediction is posed on the visible part alone (for ``temporal``: predict the last
+        ``ratio`` of the context from its start; likewise along subcarriers for ``frequency``). Each
+        classical estimator's error there weighs it (``mse ** -GUARD_SHARPNESS``, normalised), and
+        the learned correction is scaled by its least-squares fit to what that prior missed,
+        clipped to ``[0, 1]``: a correction that did not help on the sample's own past is switched
+        off, so the model falls back to the classical estimate that did best. ``None`` for other
+        mask kinds, models without a prior, or too little visible data.
+        """
+        if self.prior == "none" or mask_kind not in ("temporal", "frequency"):
+            return None
+        dim = 1 if mask_kind == "temporal" else 3
+        size = csi.shape[dim]
+        seen = csi.narrow(dim, 0, size - min(max(round(ratio * size), 1), size - 1))
+        if seen.shape[dim] < 2:
+            return None
+        mask, front = self.prediction_mask(seen.shape, mask_kind, ratio)
+        out = self(seen, mask, front)
+        m = (out.mask[..., None].float() * (1.0 if out.valid is None else out.valid)).expand_as(out.target)
+        count = m.sum(dim=(1, 2)).clamp_min(1.0)
+        mse = torch.stack([((out.estimates[e] - out.target) ** 2 * m).sum(dim=(1, 2)) / count for e in ESTIMATORS], 1)
+        weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
+        out = self(seen, mask, front, prior_weights=weights)
+        missed, corr = (out.target - out.prior) * m, out.correction * m
+        scale = (corr * missed).sum(dim=(1, 2)) / (corr * corr).sum(dim=(1, 2)).clamp_min(1e-12)
+        return weights, scale.clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def predict(self, csi: Tensor, mask_kind: str = "temporal", ratio: float = 0.5, seed: int = 0,
+                guard: bool = True) -> MAEPrediction:
         """Zero-shot prediction: mask ``ratio`` of the CSI by ``mask_kind`` and reconstruct it.
 
         ``csi`` is complex ``[B, T, A, K]`` of any shape (1-3 antennas, 30/56/114/242
         subcarriers, odd T: padding is internal). ``temporal`` predicts the last ``ratio`` of
         time steps from the earlier ones; ``frequency`` the upper ``ratio`` of subcarriers
         (both rounded to whole steps / subcarriers); ``random``/``antenna`` interpolate whole
-        patches (their random draw is seeded by ``seed``).
+        patches (their random draw is seeded by ``seed``). ``guard`` (models with a prior,
+        temporal and frequency prediction): weigh the classical estimators and the learned
+        correction by how they did on the visible data (``backtest``), so that a correction that
+        does not transfer to this data is switched off.
         """
         if csi.ndim != 4 or csi.shape[0] < 1:
             raise ValueError(f"csi must be complex [B, T, A, K] with B >= 1; got shape {tuple(csi.shape)}")
@@ -434,7 +488,8 @@ class MaskedAutoencoder(nn.Module):
             raise ValueError("csi contains NaN or Inf values; clean or drop those samples first")
         gen = torch.Generator().manual_seed(seed)
         mask, front = self.prediction_mask(csi.shape, mask_kind, ratio, generator=gen)
-        out = self(csi, mask, front)
+        fitted = self.backtest(csi.to(torch.complex64), mask_kind, ratio) if guard else None
+        out = self(csi, mask, front) if fitted is None else self(csi, mask, front, *fitted)
         elem_full = unpatchify(out.mask[..., None].expand_as(out.target).float(), out.grid, self.patch_size).real > 0.5
         (t0, t), (a0, a), (k0, k) = out.crop
         elem = elem_full[:, t0:t0 + t, a0:a0 + a, k0:k0 + k]
