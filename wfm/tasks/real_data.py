@@ -93,7 +93,7 @@ class BenchData:
     interval: float
     windows_note: str
     source: str
-    csi: Tensor | None = None  # CSI views: the full sanitised complex windows [N, T, A, K] (the MAE's input)
+    csi: Tensor | None = None  # CSI views: the full windows [N, T, A, K] the MAE gets (complex; |H| for amplitude)
 
     @property
     def is_csi(self) -> bool:
@@ -127,7 +127,8 @@ def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: flo
             "linear-phase sanitised")
     ctx, tgt = win[:, :T - n], win[:, T - n:]
     return [BenchData(name, "csi complex", ctx, tgt, interval, note, source, win),
-            BenchData(name, "csi amplitude", ctx.abs(), tgt.abs(), interval, note, source, win)]
+            BenchData(name, "csi amplitude", ctx.abs(), tgt.abs(), interval, note, source,
+                      win.abs().to(torch.complex64))]
 
 
 def _capture_interval(t: np.ndarray) -> float:
@@ -347,8 +348,8 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
             if kind == "mae":
                 if not data.is_csi:
                     continue
-                key = f"{path}|{data.source}|{data.name}"
-                if key not in mae_cache:  # one prediction serves the complex and the amplitude view
+                key = f"{path}|{data.source}|{data.name}|{data.view}"
+                if key not in mae_cache:
                     try:
                         mae_cache[key] = mae_windows(model, data, cfg.batch_csi)
                     except Exception as e:
@@ -358,7 +359,7 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
                     raise pred
                 pred = pred if data.view == "csi complex" else pred.abs()
                 if data.view != "csi complex":
-                    row["note"] = "amplitude of its prediction of the sanitised complex CSI"
+                    row["note"] = "amplitude windows as its input (|H| as a real-valued CSI)"
             elif hasattr(model, "forecast"):
                 pred = forecast_windows(model, data, cfg.batch_series)
                 row["note"] = "every channel as a univariate series" + \
