@@ -61,7 +61,7 @@ from wfm.nn.posenc import SinCos3D
 PRIORS = ("none", *ESTIMATORS, "mix")
 #: How sharply ``predict``'s guard prefers the estimator with the lower backtest error
 #: (weights proportional to ``mse ** -GUARD_SHARPNESS``).
-GUARD_SHARPNESS = 4.0
+GUARD_SHARPNESS = 16.0
 
 
 @dataclass
