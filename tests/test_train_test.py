@@ -160,6 +160,7 @@ def test_deepsense_train_on_scenarios_test_on_another_with_seeds_and_saving(beam
     rows = {row["model"]: row for row in r["rows"]}
     assert {row["trajectories_test"] for row in rows.values()} == {4} and rows["gru"]["context"] == 4
     assert rows["gru"]["seeds"] == 2 and "top1_std" in rows["gru"] and "power_loss_db_std" in rows["gru"]
+    assert rows["gru"]["top1"] == pytest.approx(sum(rows["gru"]["per_seed"]["top1"]) / 2)
     assert rows["scratch:mae_tiny"]["mode"] == "full fine-tuning" and rows["scratch:mae_tiny"]["seeds"] == 2
     assert "validate on scenario(s) 2" in r["splits"]["s3"] or "validate on scenario(s) 2" in \
         r["splits"][next(iter(r["splits"]))]

@@ -25,9 +25,9 @@ the output): CSI by sample (head / middle / tail), series by sample or by time
 
 With ``seeds`` > 1 every trained model is trained once per seed (``seed``, ``seed + 1``, ...; the
 split stays that of ``seed``), and its row holds the mean of every metric and ``<metric>_std``
-(sample standard deviation over the seeds). Models next to each other in a test set's ranking
-that the test set cannot tell apart get a warning with the numbers
-(``wfm.tasks.significance``).
+(sample standard deviation over the seeds; every seed's value in ``per_seed``). Models next to
+each other in a test set's ranking that the test set cannot tell apart get a warning with the
+numbers (``wfm.tasks.significance``).
 
 Channel-prediction and series rows carry the per-window NMSE (``window_nmse``, linear, and
 ``window_nmse_db``), ``best_classical`` (the best of persistence, context mean and seasonal
@@ -330,6 +330,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             t = torch.tensor(vals, dtype=torch.float64)
             row[k] = float(t.mean())
             row[f"{k}_std"] = float(t.std())
+            row.setdefault("per_seed", {})[k] = [float(v) for v in vals]
     if "window_nmse" in row and f"window_nmse_std" in row:
         from wfm.tasks.metrics import to_db
 
