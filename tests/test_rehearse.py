@@ -8,6 +8,8 @@ LightningCLI's ``--print_config``, no training); the CI size rehearses ``mae-tin
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,8 @@ def test_rehearsal_at_ci_size(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("WFM_REHEARSE_ALL"),
+                    reason="the whole sweep takes 15+ min on 2 cores; set WFM_REHEARSE_ALL=1 (CI runs the CI size)")
 def test_rehearsal_of_every_shipped_config(tmp_path):
     results = rh.rehearse(CONFIGS, tmp_path, timeout=1500)
     failed = [f"{r.config}: {r.note}" for r in results if r.status == "failed"]  # FSDP: its stand-in
