@@ -342,13 +342,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
             f.chmod(0o644)
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        from wfm.data.shards import swap_folder_into_place
+
+        swap_folder_into_place(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

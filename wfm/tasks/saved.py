@@ -161,7 +161,7 @@ def save(obj: Any, folder: str | Path, task: str, family: str, training: dict[st
     from safetensors.torch import save_file
 
     from wfm import __version__
-    from wfm.data.shards import sha256_of
+    from wfm.data.shards import sha256_of, swap_folder_into_place
 
     cls, config = describe(obj)
     folder = Path(folder)
@@ -175,13 +175,7 @@ def save(obj: Any, folder: str | Path, task: str, family: str, training: dict[st
                 "config": config, "training": training, "wfm_version": __version__,
                 "sha256": sha256_of(tmp / WEIGHTS_NAME)}
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        swap_folder_into_place(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
