@@ -420,8 +420,6 @@ class CausalForecaster(nn.Module):
         p = self.patch_len
         if length % p:
             raise ValueError(f"sequence length {length} is not a multiple of patch_len {p}")
-        if self.prior != "trend":
-            return self._forward_mix(values, observed, interval, context_len, stats)
         if stats is not None:
             loc, scale = stats
         else:
@@ -429,6 +427,8 @@ class CausalForecaster(nn.Module):
             if context_len is not None:
                 ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
             loc, scale = normalise_stats(values, ctx_obs, self.eps)
+        if self.prior != "trend":
+            return self._forward_mix(values, observed, interval, context_len, (loc, scale))
         m = observed.float()
         x = ((values - loc) / scale * m).view(b, -1, p)
         tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
@@ -484,19 +484,13 @@ class CausalForecaster(nn.Module):
         return fine // self.patch_len + coarse
 
     def _forward_mix(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None,
-                     stats: tuple[Tensor, Tensor] | None) -> CausalOutput:
+                     stats: tuple[Tensor, Tensor]) -> CausalOutput:
         """``forward`` of a ``prior="mix"`` model: tokens for the last ``max_context`` values (plus
         coarse tokens of older ones), every token's forecast = gated classical mix + head."""
         b, length = values.shape
         p, k = self.patch_len, self.horizon_patches
         ahead = k * p
-        if stats is not None:
-            loc, scale = stats
-        else:
-            ctx_obs = observed
-            if context_len is not None:
-                ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
-            loc, scale = normalise_stats(values, ctx_obs, self.eps)
+        loc, scale = stats  # from forward: the context's, or the caller's for rollouts
         m = observed.float()
         z = (values - loc) / scale * m  # [B, L]
         interval = interval.to(values.device).expand(b)

@@ -50,13 +50,7 @@ def series_windows(roots: Sequence[str | Path], task: Task, context: int | None 
                    horizon: int | None = None) -> dict[str, SeriesWindows]:
     """Train / val / test windows of the task's series kinds in ``roots``."""
     context, horizon = context or task.context, horizon or task.horizon
-    tables: list[SeriesTable] = []
-    for root in roots:
-        found = series_tables(root, task.series_kinds, split_complex=True)
-        if not found:
-            raise DataError(f"{root}: task {task.name} needs series of kind {', '.join(task.series_kinds)}; "
-                            "this dataset has none")
-        tables += found
+    tables = load_tables(roots, task)
     out = {}
     for split in ("train", "val", "test"):
         stride = horizon if split == "test" else max(1, horizon // 2)
