@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from wfm.models.masking import MASK_KINDS, make_mask
 from wfm.models.priors import ESTIMATORS, masked_priors
 from wfm.models.registry import register_model
-from wfm.nn.blocks import ATTENTION_KINDS, make_block
+from wfm.nn.blocks import ATTENTION_KINDS, drop_path_rates, make_block
 from wfm.nn.patching import Grid, Patch, patch_grid, patchify, unpatchify
 from wfm.nn.posenc import SinCos3D
 
@@ -189,8 +189,6 @@ class MaskedAutoencoder(nn.Module):
             raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
         if prior != "none" and norm_pix_loss:
             raise ValueError("prior-anchored prediction needs norm_pix_loss=False (the prior lives in data space)")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.patch_size: Patch = tuple(int(p) for p in patch_size)  # type: ignore[assignment]
         if any(p < 1 for p in self.patch_size):
             raise ValueError(f"patch sizes must be positive; got {self.patch_size}")
@@ -205,23 +203,20 @@ class MaskedAutoencoder(nn.Module):
         self.drop_path_rate = float(drop_path_rate)
         self.layer_scale = layer_scale
         dd = self.decoder_dim
-        extra = {}
-        if drop_path_rate or layer_scale is not None:  # only then: older make_block signatures stay valid
-            extra = {"init_values": layer_scale}
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
         self.pos = SinCos3D(dim)
         self.blocks = nn.ModuleList(
-            make_block(dim, num_heads, mlp_ratio, attention, **(extra | ({"drop_path": r} if r else {})))
-            for r in dpr)
+            make_block(dim, num_heads, mlp_ratio, attention, drop_path=r, init_values=layer_scale)
+            for r in drop_path_rates(drop_path_rate, depth))
         self.norm = nn.LayerNorm(dim)
 
         self.decoder_embed = nn.Linear(dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
         self.decoder_pos = SinCos3D(dd)
         self.decoder_blocks = nn.ModuleList(
-            make_block(dd, decoder_num_heads or num_heads, mlp_ratio, attention, **extra) for _ in range(decoder_depth)
+            make_block(dd, decoder_num_heads or num_heads, mlp_ratio, attention, init_values=layer_scale)
+            for _ in range(decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(dd)
         self.decoder_pred = nn.Linear(dd, self.patch_dim)
