@@ -122,3 +122,46 @@ def test_finetune_cli_bad_input_is_one_line(tiny_cdl_dataset, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "geometry_valid" in err and str(tiny_cdl_dataset) in err
+
+
+MAE_EXPORT = str(__import__("pathlib").Path(__file__).parent / "fixtures" / "mae-tiny-export")
+
+
+class _RecordModes(FinetuneModule):
+    """Records, inside ``training_step``, which modules of the network are in eval mode."""
+
+    def training_step(self, batch, batch_idx):
+        self.eval_modules = sorted(n for n, m in self.net.named_modules() if not m.training)
+        return super().training_step(batch, batch_idx)
+
+
+def _modes_in_training(task: str, mode: str, dataset) -> tuple[list[str], nn.Module]:
+    """Names of the modules in eval mode during a training step of ``mode``, and the network."""
+    import pytorch_lightning as pl
+
+    from wfm.tasks.finetune_module import TaskDataModule
+
+    module = _RecordModes(task, init_from=MAE_EXPORT, mode=mode)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=TaskDataModule(task, [str(dataset)], batch_size=8))
+    return module.eval_modules, module.net
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_loaded_model_trains_in_train_mode(tiny_dataset, mode):
+    # The exported model loads in eval mode; fine-tuning it must train every module (a loaded
+    # backbone left in eval would silently switch off its dropout / drop-path).
+    frozen, net = _modes_in_training("los-nlos", mode, tiny_dataset)
+    assert frozen == [] and len(list(net.modules())) > 50
+
+
+def test_linear_probe_keeps_the_frozen_backbone_in_eval_mode(tiny_dataset):
+    # Linear probe: the frozen backbone is a fixed feature extractor (eval), the head trains.
+    frozen, net = _modes_in_training("los-nlos", "linear-probe", tiny_dataset)
+    assert frozen == sorted(n for n, _ in net.named_modules() if n.split(".")[0] == "features")
+    assert net.training and net.head.training and len(frozen) > 50
+    # Channel prediction: only decoder_pred trains; every other module of the MAE is frozen and in eval.
+    frozen, net = _modes_in_training("channel-prediction-time", "linear-probe", tiny_dataset)
+    assert frozen == sorted(n for n, _ in net.named_modules() if n not in ("", "decoder_pred"))

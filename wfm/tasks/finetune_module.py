@@ -18,6 +18,11 @@ lora           LoRA adapters (rank ``lora_rank``) on every     adapters on the e
 full           everything                                      everything
 =============  ==============================================  ============================
 
+In training, every module trains in ``full`` and ``lora`` modes (loaded models come in eval
+mode; ``FinetuneModule.train`` puts them in train mode); in ``linear-probe`` the frozen
+backbone stays in eval mode and only the trainable head is in train mode
+(``wfm.tasks.models.set_train_mode``).
+
 Channel prediction trains on the task's own mask (the last half of the time steps or of the
 subcarriers) with the MAE loss. Label tasks train with cross-entropy or the MSE of standardised
 targets. ``test`` writes the task's metrics to ``self.test_results``.
@@ -195,14 +200,23 @@ class FinetuneModule(pl.LightningModule):
             raise CheckpointError(f"{hp.init_from}: a {type(model).__name__}; CSI task {self.task.name} needs an MAE")
         if self.task.family == "channel-prediction":
             configure_mode(model, hp.mode, model, [model.decoder_pred], hp.lora_rank, hp.lora_alpha)
-            self.net = model.train()  # loaded models come in eval mode
-            return
-        feats = RawCSIFeatures(info["shape"]) if baseline else MAEFeatures(model)
-        net = TaskModel(feats, info["outputs"], info["regression"])
-        if info["regression"]:
-            net.set_target_stats(info["y_train"])
-        configure_mode(net, hp.mode, feats, net.head, hp.lora_rank, hp.lora_alpha)
-        self.net = net
+            self.net = model
+        else:
+            feats = RawCSIFeatures(info["shape"]) if baseline else MAEFeatures(model)
+            self.net = TaskModel(feats, info["outputs"], info["regression"])
+            if info["regression"]:
+                self.net.set_target_stats(info["y_train"])
+            configure_mode(self.net, hp.mode, feats, self.net.head, hp.lora_rank, hp.lora_alpha)
+        self.train(self.training)  # loaded models come in eval mode
+
+    def train(self, mode: bool = True) -> "FinetuneModule":
+        """Train mode for what fine-tunes; a linear probe's frozen backbone stays in eval (module doc)."""
+        from wfm.tasks.models import set_train_mode
+
+        super().train(mode)
+        if getattr(self, "net", None) is not None:
+            set_train_mode(self.net, self.hparams.mode, mode)
+        return self
 
     def setup(self, stage: str | None = None) -> None:
         if self.net is None:

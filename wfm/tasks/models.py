@@ -155,3 +155,18 @@ def configure_mode(model: nn.Module, mode: str, backbone: nn.Module, head: nn.Mo
         for h in heads:
             for p in h.parameters():
                 p.requires_grad_(True)
+
+
+def set_train_mode(model: nn.Module, mode: str, training: bool = True) -> None:
+    """Train (or eval) mode of ``model`` fine-tuned in ``mode`` (after ``configure_mode``).
+
+    ``full`` and ``lora``: every module trains, the backbone too (its dropout and drop-path act
+    as in pretraining). ``linear-probe`` and ``zero-shot``: the frozen backbone is a fixed
+    feature extractor, so every module without a trainable parameter stays in eval mode (its
+    features are the same in training and at test); only the head is in train mode.
+    """
+    model.train(training)
+    if training and mode in ("linear-probe", "zero-shot"):
+        for m in model.modules():
+            if not any(p.requires_grad for p in m.parameters()):
+                m.eval()
