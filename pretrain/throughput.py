@@ -15,6 +15,7 @@ frequency 0.5, so the encoder length varies from step to step as in real pretrai
 
 MFU = model FLOPs (exact matmul count, 3x forward per training step; see
 ``wfm.models.mae``) / time / the GPU's dense peak for that precision (bf16, or TF32 for fp32;
+Lightning's ``get_available_flops`` through ``wfm.training.throughput.available_flops``;
 ``--peak-tflops`` overrides). Ratios are only meaningful within one run of this script.
 """
 
@@ -33,7 +34,7 @@ from wfm.data.synthetic import plane_wave_csi
 from wfm.models import create_model
 from wfm.models.masking import MaskPolicy
 from wfm.nn.patching import patch_grid
-from wfm.training.throughput import detect_peak_tflops
+from wfm.training.throughput import available_flops
 
 
 @dataclass
@@ -90,8 +91,8 @@ def run_variant(v: Variant, args: argparse.Namespace, csi: torch.Tensor) -> dict
         "TFLOP/s": flops / dt / 1e12,
     }
     if device.type == "cuda":
-        peak = args.peak_tflops or detect_peak_tflops(torch.cuda.get_device_name(device), "bf16" if v.bf16 else "32")
-        result["MFU"] = result["TFLOP/s"] / peak if peak else float("nan")
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else available_flops(device, torch.bfloat16 if v.bf16 else torch.float32)
+        result["MFU"] = result["TFLOP/s"] * 1e12 / peak if peak else float("nan")
         result["peak GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
     del model, opt
     gc.collect()

@@ -121,8 +121,10 @@ class CausalPretrainModule(pl.LightningModule):
         self.val_loss = MeanMetric()
         self.val_err = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
         self.val_pow = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
-        #: Set after every training step for the ``Throughput`` callback.
+        #: Set by every training and validation step for the ``Throughput`` callback (a
+        #: ``ThroughputMonitor``): this batch's samples and tokens, and its FLOPs on this device.
         self.last_batch_stats: dict[str, int] = {}
+        self.flops_per_batch = 0
         self._compiled = False
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -142,7 +144,8 @@ class CausalPretrainModule(pl.LightningModule):
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
         loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss)
         b, n = values.shape[0], self.model.num_tokens(values.shape[1])
-        self.last_batch_stats = {"samples": b, "tokens": b * n, "flops": 3 * b * self.model.forward_flops(n)}
+        self.last_batch_stats = {"samples": b, "tokens": b * n}
+        self.flops_per_batch = 3 * b * self.model.forward_flops(n)  # forward + backward
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         return loss
 
@@ -150,6 +153,8 @@ class CausalPretrainModule(pl.LightningModule):
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
         loss, out, target, weight = self.model.loss(values, observed, batch["interval"], ctx)
         b, p = values.shape[0], self.model.patch_len
+        n = self.model.num_tokens(values.shape[1])
+        self.last_batch_stats, self.flops_per_batch = {"samples": b, "tokens": b * n}, b * self.model.forward_flops(n)
         # One-patch-ahead errors on the horizon part of each window only.
         off = values.shape[1] - out.point.shape[1] * p  # values before the first token (prior="mix")
         pos = torch.arange(off, values.shape[1], device=values.device).view(-1, p)[1:]  # target positions

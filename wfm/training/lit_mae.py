@@ -86,8 +86,10 @@ class MAEPretrainModule(pl.LightningModule):
         self.val_kinds = [(k if kinds.count(k) == 1 else f"{k}{round(100 * r)}", k, r) for k, r in pairs]
         self.val_loss = torch.nn.ModuleDict({name: MeanMetric() for name, _, _ in self.val_kinds})
         self.val_nmse = torch.nn.ModuleDict({name: MeanMetric() for name, _, _ in self.val_kinds})
-        #: Set after every training step for the ``Throughput`` callback.
+        #: Set by every training and validation step for the ``Throughput`` callback (a
+        #: ``ThroughputMonitor``): this batch's samples and tokens, and its FLOPs on this device.
         self.last_batch_stats: dict[str, int] = {}
+        self.flops_per_batch = 0
         self._compiled = False
 
     def configure_model(self) -> None:
@@ -109,12 +111,8 @@ class MAEPretrainModule(pl.LightningModule):
         mask, kind, _ = self.mask_policy(b, grid, self._micro_step(batch_idx),
                                          seed=self.hparams.mask_seed, rank=self.global_rank)
         out = self.model(csi, mask)
-        n_mask = int(mask[0].sum())
-        self.last_batch_stats = {
-            "samples": b,
-            "tokens": b * math.prod(grid),
-            "flops": 3 * b * self.model.forward_flops(grid, n_mask),
-        }
+        self.last_batch_stats = {"samples": b, "tokens": b * math.prod(grid)}
+        self.flops_per_batch = 3 * b * self.model.forward_flops(grid, int(mask[0].sum()))  # forward + backward
         self.log("train/loss", out.loss, prog_bar=True, batch_size=b)
         self.log("train/nmse_db", nmse_db(out.nmse.detach()), prog_bar=True, batch_size=b)
         self.log(f"train/loss_{kind}", out.loss, batch_size=b)
@@ -124,10 +122,13 @@ class MAEPretrainModule(pl.LightningModule):
         csi = batch["csi"]
         b = csi.shape[0]
         grid = self.model.grid_for(csi.shape)
+        self.last_batch_stats, self.flops_per_batch = {"samples": b, "tokens": b * math.prod(grid)}, 0
         for name, kind, ratio in self.val_kinds:
             # Fixed per-batch masks: every validation pass scores the same problems.
             gen = torch.Generator().manual_seed(self.hparams.mask_seed * 1_000_003 + 7919 * batch_idx + self.global_rank)
-            out = self.model(csi, make_mask(kind, b, grid, ratio, generator=gen))
+            mask = make_mask(kind, b, grid, ratio, generator=gen)
+            out = self.model(csi, mask)
+            self.flops_per_batch += b * self.model.forward_flops(grid, int(mask[0].sum()))
             self.val_loss[name].update(out.loss, weight=b)
             self.val_nmse[name].update(out.nmse)
 
