@@ -12,7 +12,7 @@ from wfm.hub import CheckpointError
 from wfm.models.registry import create_model
 from wfm.nn.lora import LoRALinear, apply_lora, merge_lora, unmerge_lora
 from wfm.tasks.finetune_module import FinetuneModule
-from wfm.tasks.models import MAEFeatures, TaskModel, configure_mode
+from wfm.tasks.models import MAEEncoder, TaskModel, configure_mode
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,8 +21,8 @@ def _count(m: nn.Module, trainable: bool = True) -> int:
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
 
 
-def _label_model(mode: str, outputs: int = 2) -> tuple[TaskModel, MAEFeatures]:
-    feats = MAEFeatures(create_model("mae_tiny"))
+def _label_model(mode: str, outputs: int = 2) -> tuple[TaskModel, MAEEncoder]:
+    feats = MAEEncoder(create_model("mae_tiny"))
     net = TaskModel(feats, outputs)
     configure_mode(net, mode, feats, net.head, lora_rank=4)
     return net, feats
@@ -54,6 +54,48 @@ def test_full_trains_everything_and_encoder_only():
     assert _count(net) == encoder + 64 * 2 + 2
 
 
+def test_heads_use_the_mae_forward_features_exactly():
+    from wfm.tasks.future_beam import BeamMAE
+
+    torch.manual_seed(0)
+    mae = create_model("mae_tiny").eval()
+    net = TaskModel(MAEEncoder(mae), 3).eval()
+    csi = torch.randn(2, 8, 4, 16, dtype=torch.complex64)
+    with torch.no_grad():
+        tokens = mae.forward_features(csi)
+        assert torch.equal(net.features(csi), tokens)
+        assert torch.equal(net(csi), net.head(tokens.mean(dim=1)))
+        # The state dict holds the encoder under the MAE's own names, and no decoder.
+        enc = {k for k in mae.state_dict() if k.startswith(("patch_embed.", "pos.", "blocks.", "norm."))}
+        assert set(net.features.state_dict()) == enc
+        beam = BeamMAE(mae, 64).eval()
+        past = torch.rand(3, 8, 64)
+        x = (past.sqrt() / past.sqrt().amax(dim=(1, 2), keepdim=True)).reshape(3, 8, 4, 16).to(torch.complex64)
+        assert torch.equal(beam(past), beam.head(mae.forward_features(x).mean(dim=1)))
+
+
+def test_load_model_refuses_a_pickle_bearing_checkpoint(tmp_path):
+    from wfm.tasks.models import load_model
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": "mae_tiny"}, "payload": Boom()}, ckpt)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint safely"):
+        load_model(str(ckpt))
+    assert not (tmp_path / "pwned").exists()  # nothing was unpickled
+
+
+def test_load_model_fetches_a_url_only_where_downloads_are_allowed(monkeypatch):
+    from wfm.tasks.models import load_model
+
+    monkeypatch.delenv("WFM_ALLOW_DOWNLOADS", raising=False)
+    with pytest.raises(CheckpointError, match="refusing to download"):
+        load_model("https://example.org/runs/last.ckpt")
+
+
 def test_channel_prediction_modes_count_parameters():
     mae = create_model("mae_tiny")
     configure_mode(mae, "linear-probe", mae, [mae.decoder_pred])
@@ -67,7 +109,7 @@ def test_lora_merged_equals_unmerged_and_starts_as_identity():
     torch.manual_seed(0)
     mae = create_model("mae_tiny").eval()
     csi = torch.randn(2, 8, 4, 16, dtype=torch.complex64)
-    feats = MAEFeatures(mae)
+    feats = MAEEncoder(mae)
     before = feats(csi)
     apply_lora(feats, rank=4)
     assert torch.allclose(feats(csi), before, atol=1e-6)  # B = 0 at init

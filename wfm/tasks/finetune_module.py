@@ -188,7 +188,7 @@ class FinetuneModule(pl.LightningModule):
     # ------------------------------------------------------------------ building
     def build(self, info: dict[str, Any]) -> None:
         """Make the model for the data's shape and labels (called from ``setup``)."""
-        from wfm.tasks.models import MAEFeatures, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model
+        from wfm.tasks.models import MAEEncoder, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model
 
         hp = self.hparams
         baseline = hp.init_from.startswith("baseline:")
@@ -202,7 +202,7 @@ class FinetuneModule(pl.LightningModule):
             configure_mode(model, hp.mode, model, [model.decoder_pred], hp.lora_rank, hp.lora_alpha)
             self.net = model
         else:
-            feats = RawCSIFeatures(info["shape"]) if baseline else MAEFeatures(model)
+            feats = RawCSIFeatures(info["shape"]) if baseline else MAEEncoder(model)
             self.net = TaskModel(feats, info["outputs"], info["regression"])
             if info["regression"]:
                 self.net.set_target_stats(info["y_train"])

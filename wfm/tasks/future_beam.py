@@ -360,11 +360,10 @@ class BeamMAE(nn.Module):
 
     def __init__(self, mae: nn.Module, beams: int = 64) -> None:
         super().__init__()
-        from wfm.tasks.models import MAEFeatures
-
         from wfm.hub import mae_arch
+        from wfm.tasks.models import MAEEncoder
 
-        self.features = MAEFeatures(mae)
+        self.features = MAEEncoder(mae)
         self.head = nn.Linear(self.features.out_dim, beams)
         self.beams = beams
         self.mae_arch = mae_arch(mae)  # to save and rebuild it (wfm.tasks.saved)
@@ -374,7 +373,7 @@ class BeamMAE(nn.Module):
         amp = past.clamp_min(0).sqrt()
         amp = amp / amp.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         x = amp.reshape(len(past), past.shape[1], 4, self.beams // 4).to(torch.complex64)
-        return self.head(self.features(x))
+        return self.head(self.features(x).mean(dim=1))
 
     fit = BeamRNN.fit
     scores = BeamRNN.scores

@@ -3,14 +3,16 @@
 ``load_model(spec)`` takes what users pass as ``--model`` / ``init_from``:
 
 - an exported folder or a Hugging Face Hub id (``wfm.from_pretrained``);
-- a Lightning ``.ckpt`` of ``wfm pretrain`` (read with ``torch.load(weights_only=True)``);
+- a Lightning ``.ckpt`` of ``wfm pretrain``, a file or a URL (read with
+  ``wfm.safety.load_checkpoint``: weights only, nothing unpickled; a URL only where downloads
+  are allowed);
 - ``scratch:NAME``: the registered model ``NAME`` (``mae_tiny``...) with random weights.
 
-``MAEFeatures`` runs the MAE encoder on *all* tokens (no mask) and mean-pools them: the
-``[B, dim]`` feature of a CSI sample (LWM/WiFo-style linear probing uses such pooled
-features). ``RawCSIFeatures`` is the baseline without a foundation model: the flattened real
+``MAEEncoder`` is the MAE's encoder on *all* tokens (no mask), ``forward_features``; the head
+mean-pools its tokens into the ``[B, dim]`` feature of a CSI sample (LWM/WiFo-style linear
+probing uses such pooled features). ``RawCSIFeatures`` is the baseline without a foundation model: the flattened real
 and imaginary parts, each sample divided by its RMS, through a two-layer MLP.
-``TaskModel`` = features + ``nn.Linear`` head; regression targets are standardised with the
+``TaskModel`` = features (mean over tokens where they are per token) + ``nn.Linear`` head; regression targets are standardised with the
 training split's mean and std (buffers), predictions scaled back.
 """
 
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from wfm.hub import CheckpointError
+from wfm.safety import download, is_url
 
 
 def load_model(spec: str) -> nn.Module:
@@ -35,6 +38,8 @@ def load_model(spec: str) -> nn.Module:
         if name not in list_models():
             raise CheckpointError(f"{spec}: unknown model {name!r}; registered: {', '.join(list_models())}")
         return create_model(name)
+    if is_url(spec):
+        return _from_lightning_checkpoint(download(spec))
     path = Path(spec).expanduser()
     if path.suffix == ".ckpt" or path.is_file():
         return _from_lightning_checkpoint(path)
@@ -45,7 +50,7 @@ def load_model(spec: str) -> nn.Module:
 
 def _from_lightning_checkpoint(path: Path) -> nn.Module:
     """The bare model of a ``wfm pretrain`` checkpoint: exported to a temporary folder with
-    ``wfm.hub.export_checkpoint`` (safe loading, every key checked) and loaded back with
+    ``wfm.hub.export_checkpoint`` (read with ``wfm.safety.load_checkpoint``, every key checked) and loaded back with
     ``from_pretrained``, so every model kind the hub knows loads the same way."""
     import tempfile
 
@@ -63,27 +68,24 @@ def is_mae(model: Any) -> bool:
     return isinstance(model, MaskedAutoencoder)
 
 
-class MAEFeatures(nn.Module):
-    """Mean-pooled MAE encoder output over all tokens of unmasked CSI: ``[B, dim]``."""
+class MAEEncoder(nn.Module):
+    """The encoder of an MAE as a feature extractor: ``mae.forward_features(csi)``, ``[B, N, dim]``.
+
+    Its submodules are the encoder's own (patch embedding, position code, blocks, norm; the same
+    objects as the MAE's), so they are what trains, moves and is saved here under the same names
+    as in the MAE; the decoder is none of them (it plays no part in features and must not count
+    as trainable). The forward pass is the MAE's ``forward_features``, through a reference the
+    module does not register.
+    """
 
     def __init__(self, mae: nn.Module) -> None:
         super().__init__()
-        # The encoder only: the decoder plays no part in features (and must not count as trainable).
-        self.patch_size, self.sample_norm = mae.patch_size, mae.sample_norm
         self.patch_embed, self.pos, self.blocks, self.norm = mae.patch_embed, mae.pos, mae.blocks, mae.norm
         self.out_dim = int(mae.dim)
+        self.__dict__["_mae"] = mae  # not a submodule: its decoder stays out of parameters and state
 
     def forward(self, csi: Tensor) -> Tensor:
-        from wfm.nn.patching import patch_grid, patchify
-
-        grid = patch_grid(csi.shape, self.patch_size)
-        x = patchify(csi.to(torch.complex64), self.patch_size)  # [B, N, P]
-        if self.sample_norm:  # as in MaskedAutoencoder.forward, here with every token visible
-            x = x / (2.0 * x.square().mean(dim=(1, 2), keepdim=True) + 1e-30).sqrt()
-        h = self.patch_embed(x) + self.pos(grid, x.device, x.dtype)
-        for blk in self.blocks:
-            h = blk(h)
-        return self.norm(h).mean(dim=1)
+        return self._mae.forward_features(csi)
 
 
 class RawCSIFeatures(nn.Module):
@@ -120,7 +122,8 @@ class TaskModel(nn.Module):
 
     def forward(self, csi: Tensor) -> Tensor:
         """Logits ``[B, classes]``, or standardised regression outputs."""
-        return self.head(self.features(csi))
+        h = self.features(csi)
+        return self.head(h.mean(dim=1) if h.ndim == 3 else h)  # token features [B, N, dim]: their mean
 
     def predict(self, csi: Tensor) -> Tensor:
         out = self(csi)
