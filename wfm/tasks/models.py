@@ -8,12 +8,13 @@
   are allowed);
 - ``scratch:NAME``: the registered model ``NAME`` (``mae_tiny``...) with random weights.
 
-``MAEEncoder`` is the MAE's encoder on *all* tokens (no mask), ``forward_features``; the head
-mean-pools its tokens into the ``[B, dim]`` feature of a CSI sample (LWM/WiFo-style linear
-probing uses such pooled features). ``RawCSIFeatures`` is the baseline without a foundation model: the flattened real
-and imaginary parts, each sample divided by its RMS, through a two-layer MLP.
-``TaskModel`` = features (mean over tokens where they are per token) + ``nn.Linear`` head; regression targets are standardised with the
-training split's mean and std (buffers), predictions scaled back.
+``MAEEncoder`` is the MAE's encoder on *all* tokens (no mask), its ``forward_features``;
+``TaskModel`` mean-pools those tokens into the ``[B, dim]`` feature of a CSI sample
+(LWM/WiFo-style linear probing uses such pooled features). ``RawCSIFeatures`` is the baseline
+without a foundation model: the flattened real and imaginary parts, each sample divided by its
+RMS, through a two-layer MLP. ``TaskModel`` = features (mean-pooled where per token) +
+``nn.Linear`` head; regression targets are standardised with the training split's mean and std
+(buffers), predictions scaled back.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def load_model(spec: str) -> nn.Module:
 
 def _from_lightning_checkpoint(path: Path) -> nn.Module:
     """The bare model of a ``wfm pretrain`` checkpoint: exported to a temporary folder with
-    ``wfm.hub.export_checkpoint`` (read with ``wfm.safety.load_checkpoint``, every key checked) and loaded back with
-    ``from_pretrained``, so every model kind the hub knows loads the same way."""
+    ``wfm.hub.export_checkpoint`` (read with ``wfm.safety.load_checkpoint``, every key checked)
+    and loaded back with ``from_pretrained``, so every model kind the hub knows loads the same way."""
     import tempfile
 
     import wfm
