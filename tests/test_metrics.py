@@ -65,6 +65,36 @@ def test_topk_accuracy_by_hand():
     assert M.topk_accuracy(scores, labels, 3) == pytest.approx(1.0)
 
 
+def test_generic_metrics_by_hand_per_step_and_edge_cases():
+    """The torchmetrics-backed metrics give the hand-computed numbers, per step (``dim=0``) too."""
+    pred = torch.tensor([[1.0, 0.0, 5.0], [3.0, 0.0, -5.0]])
+    target = torch.tensor([[2.0, 0.0, 5.0], [1.0, 0.0, 5.0]])
+    # per step over the two windows: |err| (1, 2), (0, 0), (0, 10)
+    assert torch.allclose(M.mae(pred, target, dim=0), torch.tensor([1.5, 0.0, 5.0], dtype=torch.float64))
+    assert torch.allclose(M.rmse(pred, target, dim=0),
+                          torch.tensor([math.sqrt(2.5), 0.0, math.sqrt(50)], dtype=torch.float64))
+    assert torch.allclose(M.rmse(pred, target, dim=1),
+                          torch.tensor([math.sqrt(1 / 3), math.sqrt(104 / 3)], dtype=torch.float64))
+    # 200|e|/(|p|+|t|): (200/3, 100), (0 for 0 vs 0, 0), (0, 200)
+    assert torch.allclose(M.smape(pred, target, dim=0),
+                          torch.tensor([(200 / 3 + 100) / 2, 0.0, 100.0], dtype=torch.float64))
+    assert float(M.smape(pred, target)) == pytest.approx((200 / 3 + 100 + 200) / 6)
+    assert M.rmse(pred.double(), target).dtype == torch.float64
+    # Macro F1 leaves out a class in neither pred nor labels (class 2 of 3); class 0: tp 1, fp 0,
+    # fn 1 -> 2/3; class 1: tp 1, fp 1, fn 0 -> 2/3.
+    assert M.f1_score(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), num_classes=3) == pytest.approx(2 / 3)
+    # Binary F1 without a true or predicted positive is 0.
+    assert M.f1_score(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long), average="binary") == 0.0
+    # Top-1 among tied scores is torch.topk's pick, as before torchmetrics (whose argmax takes the
+    # first: class 0). For votes 2, 2, 1, 0.5 topk picks class 1 (torch 2.x on CPU).
+    votes = torch.tensor([[2.0, 2.0, 1.0, 0.5], [0.0, 0.0, 3.0, 0.0]])
+    pick = int(votes[0].topk(1).indices)
+    assert M.topk_accuracy(votes, torch.tensor([pick, 2]), 1) == 1.0
+    if pick != 0:
+        assert M.topk_accuracy(votes, torch.tensor([0, 2]), 1) == 0.5
+    assert M.topk_accuracy(votes, torch.tensor([3, 1]), 5) == 1.0  # k capped at the number of classes
+
+
 def test_beam_power_loss_by_hand():
     power = torch.tensor([[1.0, 10.0, 0.1], [4.0, 1.0, 2.0]])
     # sample 0 picks the best (0 dB); sample 1 picks 1.0 of best 4.0 -> 6.02 dB; mean 3.01

@@ -26,18 +26,27 @@ tensor or a Python float as documented. Conventions:
   squared magnitude), in linear and in dB (``10 log10`` of the mean). ``best_classical`` and
   ``ratio_to_best`` put it next to the best classical baseline of the same windows.
 - **MAE** (mean absolute error) and **RMSE** in the target's own unit.
-- **sMAPE** in percent: ``mean(200 |pred - target| / (|pred| + |target|))``, a term with
-  ``pred = target = 0`` counting 0; bounded in [0, 200].
+- **sMAPE** in percent: ``mean(200 |pred - target| / max(|pred| + |target|, 1.17e-6))`` (the
+  floor is torchmetrics' epsilon), so a term with ``pred = target = 0`` counts 0; bounded in
+  [0, 200].
 - **Top-k accuracy** of class scores ``[N, C]`` against labels ``[N]``.
 - **Beam power loss** (dB): ``10 log10(P[best] / P[predicted])`` per sample from the linear
   received power of every beam ``[N, C]``, averaged over samples in dB (0 dB = always the best
   beam). A predicted beam with zero power is floored at ``1e-12`` of the best.
 - **Accuracy** and **F1** (per class, macro average or the positive class for ``binary``).
+
+The generic ones (MAE, RMSE, sMAPE, top-k accuracy, accuracy, F1) are ``torchmetrics.functional``
+(regression in float64; classification scores are ratios of counts, which torchmetrics divides
+in float32); NMSE, its per-step, series and per-window forms and the beam power loss are ours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
+import torchmetrics.functional as TMF
 from torch import Tensor
 
 
@@ -126,37 +135,44 @@ def series_nmse(pred: Tensor, target: Tensor, context: Tensor, dim: int | None =
     return err.sum(dim) / ref.sum(dim).clamp_min(1e-30)
 
 
-def mae(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
-    """Mean absolute error (over everything, or over ``dim``)."""
+def _over(fn: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor, dim: int | None) -> Tensor:
+    """A torchmetrics regression function of float64 ``pred`` and ``target``: over everything, or
+    over ``dim`` only (one value per index of the other dimensions)."""
     _check_same(pred, target)
-    e = (pred.to(torch.float64) - target.to(torch.float64)).abs()
-    return e.mean() if dim is None else e.mean(dim)
+    p, t = pred.to(torch.float64), target.to(torch.float64)
+    if dim is None:
+        return fn(p, t)
+    p, t = p.movedim(dim, -1), t.movedim(dim, -1)
+    rows = zip(p.reshape(-1, p.shape[-1]), t.reshape(-1, t.shape[-1]))
+    return torch.stack([fn(a, b) for a, b in rows]).reshape(p.shape[:-1])
+
+
+def mae(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
+    """Mean absolute error (over everything, or over ``dim``) of real values."""
+    return _over(TMF.mean_absolute_error, pred, target, dim)
 
 
 def rmse(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
-    """Root mean squared error (over everything, or over ``dim``)."""
-    _check_same(pred, target)
-    e = _sq(pred.to(torch.float64) - target.to(torch.float64))
-    return (e.mean() if dim is None else e.mean(dim)).sqrt()
+    """Root mean squared error (over everything, or over ``dim``) of real values."""
+    return _over(partial(TMF.mean_squared_error, squared=False), pred, target, dim)
 
 
 def smape(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
     """Symmetric mean absolute percentage error in percent (module doc), in [0, 200]."""
-    _check_same(pred, target)
-    p, t = pred.to(torch.float64), target.to(torch.float64)
-    num = 2 * (p - t).abs()
-    den = p.abs() + t.abs()
-    term = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num)) * 100
-    return term.mean() if dim is None else term.mean(dim)
+    return 100 * _over(TMF.symmetric_mean_absolute_percentage_error, pred, target, dim)
 
 
 def topk_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:
     """Share of samples whose label is among the ``k`` highest ``scores`` ``[N, C]``."""
     if scores.ndim != 2 or labels.shape != scores.shape[:1]:
         raise ValueError(f"scores must be [N, C] and labels [N]; got {list(scores.shape)} and {list(labels.shape)}")
-    k = min(k, scores.shape[1])
-    top = scores.topk(k, dim=1).indices
-    return float((top == labels[:, None].to(top.device)).any(1).to(torch.float64).mean())
+    c, k = scores.shape[1], min(k, scores.shape[1])
+    # For k = 1 torchmetrics takes the argmax (the first of tied scores); the top score as
+    # torch.topk picks it among ties, as for k > 1, keeps top-1 of tied vote scores (the position
+    # k-NN) what it was.
+    preds = scores.topk(1, dim=1).indices[:, 0] if k == 1 else scores
+    return float(TMF.accuracy(preds, labels.long().to(scores.device), "multiclass", num_classes=c,
+                              average="micro", top_k=k))
 
 
 def beam_power_loss_db(pred_beam: Tensor, beam_power: Tensor) -> float:
@@ -174,7 +190,9 @@ def beam_power_loss_db(pred_beam: Tensor, beam_power: Tensor) -> float:
 def accuracy(pred: Tensor, labels: Tensor) -> float:
     """Share of ``pred == labels`` (class indices)."""
     _check_same(pred, labels)
-    return float((pred.long() == labels.long()).to(torch.float64).mean())
+    pred, labels = pred.long(), labels.long()
+    c = int(max(int(pred.max()), int(labels.max())) + 1)
+    return float(TMF.accuracy(pred, labels, "multiclass", num_classes=c, average="micro"))
 
 
 def f1_score(pred: Tensor, labels: Tensor, num_classes: int | None = None, average: str = "macro") -> float:
@@ -182,17 +200,10 @@ def f1_score(pred: Tensor, labels: Tensor, num_classes: int | None = None, avera
     ``binary`` (class 1 as positive)."""
     _check_same(pred, labels)
     pred, labels = pred.long(), labels.long()
-    c = num_classes or int(max(int(pred.max()), int(labels.max())) + 1)
-
-    def f1(cls: int) -> float:
-        tp = int(((pred == cls) & (labels == cls)).sum())
-        fp = int(((pred == cls) & (labels != cls)).sum())
-        fn = int(((pred != cls) & (labels == cls)).sum())
-        return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
-
     if average == "binary":
-        return f1(1)
+        return float(TMF.f1_score((pred == 1).long(), (labels == 1).long(), "binary"))
     if average != "macro":
         raise ValueError(f"average must be 'macro' or 'binary', got {average!r}")
-    present = [k for k in range(c) if bool((pred == k).any() or (labels == k).any())]
-    return sum(f1(k) for k in present) / max(len(present), 1)
+    c = num_classes or int(max(int(pred.max()), int(labels.max())) + 1)
+    # torchmetrics' macro average leaves out classes in neither pred nor labels (tp + fp + fn = 0).
+    return float(TMF.f1_score(pred, labels, "multiclass", num_classes=c, average="macro"))
