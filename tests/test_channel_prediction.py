@@ -1,23 +1,39 @@
-"""Masked NMSE and the persistence baseline on hand-computed cases."""
+"""The masked NMSE of channel prediction and the persistence baseline on hand-computed cases."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from wfm.tasks.channel_prediction import masked_nmse, nmse_db, persistence
+from wfm.tasks.channel_prediction import persistence
+from wfm.tasks.csi_prediction import score_prediction
+from wfm.tasks.metrics import window_nmse
 
 
 def test_masked_nmse_by_hand():
     target = torch.tensor([[[[1 + 1j, 2 + 0j]]]], dtype=torch.complex64)  # [1, 1, 1, 2]
     pred = torch.tensor([[[[0 + 1j, 0 + 0j]]]], dtype=torch.complex64)
     mask = torch.tensor([[[[True, False]]]])
-    assert masked_nmse(pred, target, mask).item() == pytest.approx(1 / 2)  # |1|^2 / |1+1j|^2
+    assert window_nmse(pred, target, mask).item() == pytest.approx(1 / 2)  # |1|^2 / |1+1j|^2
     mask = torch.ones_like(mask)
-    assert masked_nmse(pred, target, mask).item() == pytest.approx((1 + 4) / (2 + 4))
-    assert nmse_db(torch.tensor([0.1, 0.1])) == pytest.approx(-10.0)
+    assert window_nmse(pred, target, mask).item() == pytest.approx((1 + 4) / (2 + 4))
     with pytest.raises(ValueError, match="shapes differ"):
-        masked_nmse(pred, target[..., :1], mask)
+        window_nmse(pred, target[..., :1], mask)
+
+
+def test_score_prediction_reports_the_masked_nmse_in_db():
+    # Two samples whose hidden last subcarrier has NMSE 0.05 and 0.15: the mean, 0.1, is -10 dB.
+    target = torch.ones(2, 1, 1, 2, dtype=torch.complex64)
+    pred = target.clone()
+    pred[0, ..., 1] += 0.05 ** 0.5
+    pred[1, ..., 1] += 0.15 ** 0.5
+    pred[:, ..., 0] = 7  # visible: never scored
+    mask = torch.zeros(2, 1, 1, 2, dtype=torch.bool)
+    mask[..., 1] = True
+    s = score_prediction(pred, target, mask, "frequency")
+    assert s["nmse_db"] == s["window_nmse_db"] == pytest.approx(-10.0)
+    assert s["window_nmse"] == pytest.approx(0.1) and s["per_step_nmse_db"] == [pytest.approx(-10.0)]
+    assert s["samples"] == 2 and s["hidden_steps"] == 1
 
 
 def test_persistence_carries_the_last_visible_value():

@@ -208,8 +208,9 @@ def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
 
     from wfm.data.datamodule import contiguous_splits
     from wfm.data.shards import ShardedDataset
-    from wfm.tasks.channel_prediction import masked_nmse, nmse_db, persistence
+    from wfm.tasks.channel_prediction import persistence
     from wfm.tasks.csi_prediction import axis_interval, forecast_hidden, score_prediction
+    from wfm.tasks.metrics import to_db, window_nmse
     from wfm.tasks.plots import csi_heatmap, nmse_vs_step
 
     rows, shown, curves = [], None, {}
@@ -225,12 +226,12 @@ def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
                 pred = model.predict(csi, kind, 0.5)
             base = persistence(csi, pred.mask, axis)
             row = {"dataset": ds.name, "set": label, "task": f"{kind} (last 50% of {axis})",
-                   "samples": len(csi), "mae_db": nmse_db(masked_nmse(pred.reconstruction, csi, pred.mask)),
-                   "persistence_db": nmse_db(masked_nmse(base, csi, pred.mask))}
+                   "samples": len(csi), "mae_db": to_db(window_nmse(pred.reconstruction, csi, pred.mask).mean()),
+                   "persistence_db": to_db(window_nmse(base, csi, pred.mask).mean())}
             named = {"MAE zero-shot": pred.reconstruction, "persistence": base}
             if lstms:
                 named["LSTM"] = forecast_hidden(lstms[axis], csi, pred.mask, axis, axis_interval(ds.attrs, axis))
-                row["lstm_db"] = nmse_db(masked_nmse(named["LSTM"], csi, pred.mask))
+                row["lstm_db"] = to_db(window_nmse(named["LSTM"], csi, pred.mask).mean())
             rows.append(row)
             if axis == "time":
                 for name, p in named.items():

@@ -1,30 +1,14 @@
-"""Channel prediction in time and frequency: the metric and the persistence baseline.
+"""Channel prediction in time and frequency: the persistence baseline.
 
 A prediction task is a boolean mask over ``[B, T, A, K]`` CSI (what is to be predicted) and
 the metric is NMSE over the masked elements, per sample, averaged linearly and reported in dB
-(as WiFo reports it).
+(as WiFo reports it): ``wfm.tasks.metrics.window_nmse`` with the mask.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-
-
-def masked_nmse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Per-sample ``||pred - target||^2 / ||target||^2`` over the masked elements, shape ``[B]``."""
-    if pred.shape != target.shape or mask.shape != target.shape:
-        raise ValueError(f"shapes differ: pred {list(pred.shape)}, target {list(target.shape)}, "
-                         f"mask {list(mask.shape)}")
-    m = mask.to(torch.float64)
-    err = ((pred - target).abs().to(torch.float64) ** 2 * m).flatten(1).sum(1)
-    ref = (target.abs().to(torch.float64) ** 2 * m).flatten(1).sum(1)
-    return err / ref.clamp_min(1e-30)
-
-
-def nmse_db(nmse: Tensor) -> float:
-    """``10 log10`` of the mean linear NMSE."""
-    return float(10 * torch.log10(nmse.mean().clamp_min(1e-30)))
 
 
 def persistence(csi: Tensor, mask: Tensor, axis: str) -> Tensor:

@@ -10,7 +10,7 @@ context = the visible part, horizon = the hidden part. The "interval" it sees is
 (s) or the subcarrier spacing (Hz).
 
 Scores (``score_prediction``): NMSE over the hidden part per sample, ``nmse_db`` of the mean
-(``wfm.tasks.channel_prediction.masked_nmse``; this is the per-window NMSE, also given as
+(``wfm.tasks.metrics.window_nmse`` with the mask; this is the per-window NMSE, also given as
 ``window_nmse`` linear and ``window_nmse_db``), and ``per_step_nmse_db``: the NMSE of every
 hidden step (time step or subcarrier) on its own, averaged over samples.
 """
@@ -22,8 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wfm.tasks.channel_prediction import masked_nmse, nmse_db
-from wfm.tasks.metrics import per_step_nmse, to_db
+from wfm.tasks.metrics import per_step_nmse, to_db, window_nmse_scores
 
 AXIS_DIM = {"time": 1, "frequency": 3}
 MASK_KIND = {"time": "temporal", "frequency": "frequency"}
@@ -101,9 +100,8 @@ def score_prediction(pred: Tensor, csi: Tensor, mask: Tensor, axis: str) -> dict
     n = int(hidden.sum())
     size = csi.shape[dim]
     steps = per_step_nmse(pred.narrow(dim, size - n, n), csi.narrow(dim, size - n, n), step_dim=dim)
-    per_sample = masked_nmse(pred, csi, mask)
-    return {"nmse_db": nmse_db(per_sample), "window_nmse": float(per_sample.mean()),
-            "window_nmse_db": nmse_db(per_sample), "per_step_nmse_db": [to_db(x) for x in steps],
+    window = window_nmse_scores(pred, csi, mask)
+    return {"nmse_db": window["window_nmse_db"], **window, "per_step_nmse_db": [to_db(x) for x in steps],
             "samples": int(csi.shape[0]), "hidden_steps": n}
 
 
