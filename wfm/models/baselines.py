@@ -28,7 +28,6 @@ in the series' original scale (the causal foundation model exposes the same meth
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, Protocol, Sequence
 
@@ -36,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from wfm.nn.blocks import Block
+from wfm.training.fit_select import fit_and_select
 
 
 class Forecaster(Protocol):
@@ -235,9 +235,8 @@ class _Normalised(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
-        best, best_state, best_step, checks = math.inf, None, 0, 0
-        self.train()
-        for step in range(steps):
+
+        def train_step(step: int) -> Tensor:
             idx = torch.randint(0, len(ctx), (min(batch_size, len(ctx)),), generator=gen)
             z, mean, std = self(ctx[idx], itv[idx])
             loss = ((z - (tgt[idx] - mean) / std) ** 2).mean()
@@ -246,22 +245,10 @@ class _Normalised(nn.Module):
             nn.utils.clip_grad_norm_(self.parameters(), 1.0)
             opt.step()
             sched.step()
-            if progress is not None:
-                progress(step + 1, loss.detach())
-            if val is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-                v = self.val_loss(*val)
-                checks += 1
-                if v < best:
-                    best, best_state, best_step = v, copy.deepcopy(self.state_dict()), step + 1
-                self.train()
-        if best_state is not None:
-            self.load_state_dict(best_state)
-            self.selection = {"kept": f"best val, step {best_step}/{steps}", "step": best_step,
-                              "checks": checks, "val_loss": best}
-        else:
-            self.selection = {"kept": f"last, step {steps} (no val split)", "step": steps,
-                              "checks": 0}
-        self.eval()
+            return loss
+
+        fit_and_select(self, train_step, steps, None if val is None else lambda: self.val_loss(*val),
+                       eval_every, progress=progress)
         return self
 
     @torch.no_grad()
