@@ -779,3 +779,45 @@ def test_finetune_train_fraction_zero_refused(tmp_path, capsys):
                          "--model.init_from", "scratch:mae_tiny"], capsys)
     one_line_error(code, err)
     assert "train_fraction" in err
+
+
+# ---------------------------------------------------------------------------- 8 truncated Telecom Italia records
+
+
+TI_T0_MS = 1383260400000
+
+
+def _ti_text(header: bool = True) -> str:
+    rows = [f"7,{TI_T0_MS + k * 600_000},139.30" for k in range(6)]
+    return "\n".join((["square_id,time_interval,internet"] if header else []) + rows) + "\n"
+
+
+@pytest.mark.parametrize("cut", ["mid_number", "after_separator", "fewer_fields", "raw_tsv_mid_number"])
+def test_telecom_italia_truncated_last_record_refused(tmp_path, capsys, cut):
+    """A download cut inside the last record: ``139.30`` -> ``139.3`` still parses as a number,
+    so the missing newline is what gives it away; a row cut at a separator has too few fields."""
+    text = _ti_text()
+    if cut == "mid_number":
+        text = text[:-2]  # "...,139.3"
+    elif cut == "after_separator":
+        text = text[:-7]  # "...,": an empty (missing) value
+    elif cut == "fewer_fields":
+        text = text[:text.rstrip().rfind(",")]  # "7,<time>" (no newline either)
+    else:  # the header-less raw challenge TSV
+        text = "".join(f"7\t{TI_T0_MS + k * 600_000}\t39\t1\t2\t\t\t139.30\n" for k in range(6))[:-3]
+    src = tmp_path / "ti.csv"
+    src.write_text(text)
+    code, err = run_wfm(["data", "import", "telecom-italia", str(src), "--out", str(tmp_path / "o")], capsys)
+    one_line_error(code, err)
+    assert f"ti.csv: line {6 if cut.startswith('raw') else 7}:" in " ".join(err.split()), err
+    assert "truncated" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_telecom_italia_complete_file_still_imports(tmp_path):
+    from wfm.data.loaders.traffic_csv import load_telecom_italia
+
+    src = tmp_path / "ti.csv"
+    src.write_text(_ti_text())
+    d = load_telecom_italia(src)
+    assert d["traffic"][0].shape == (6, 1) and float(d["traffic"][0][-1, 0]) == pytest.approx(139.30)

@@ -47,11 +47,15 @@ class CSVTable:
         return out
 
 
-def read_csv(path: str | Path, default_header: Sequence[str] | None = None) -> CSVTable:
+def read_csv(path: str | Path, default_header: Sequence[str] | None = None,
+             require_final_newline: bool = False) -> CSVTable:
     """Read a delimited text file (comma, tab or semicolon, sniffed from the first line).
 
     A file whose first row is all numbers has no header: ``default_header`` names its
     columns when the count matches (e.g. the raw Telecom Italia TSV files), else it is an error.
+    Every row must have the header's number of fields. With ``require_final_newline`` a last
+    line without its newline is refused as a truncated record: a download cut at ``139.3`` of
+    ``139.30`` parses as a number, and nothing else would tell.
     """
     path = Path(path)
     if not path.is_file():
@@ -63,6 +67,10 @@ def read_csv(path: str | Path, default_header: Sequence[str] | None = None) -> C
     lines_text = text.splitlines()
     if not lines_text or not lines_text[0].strip():
         raise DataError(f"{path}: empty file")
+    if require_final_newline and not text.endswith(("\n", "\r")) and lines_text[-1].strip():
+        raise DataError(f"{path}: line {len(lines_text)}: the last line has no newline, so the file looks "
+                        "truncated (a value may be cut mid-number); fetch the file again, or end the line "
+                        "with a newline if it is complete")
     first = lines_text[0]
     delimiter = max(("\t", ",", ";"), key=first.count)
     if first.count(delimiter) == 0 and len(first.split()) > 1:
@@ -77,9 +85,10 @@ def read_csv(path: str | Path, default_header: Sequence[str] | None = None) -> C
     else:
         header, body = head, raw[1:]
     rows, lines = [], []
-    for line, r in body:
+    for k, (line, r) in enumerate(body):
         if len(r) != len(header):
-            raise DataError(f"{path}: line {line}: {len(r)} fields, header has {len(header)}")
+            cut = "; the file looks truncated" if k == len(body) - 1 and len(r) < len(header) else ""
+            raise DataError(f"{path}: line {line}: {len(r)} fields, header has {len(header)}{cut}")
         rows.append(r)
         lines.append(line)
     if not rows:

@@ -8,6 +8,8 @@ may hold any subset. Rows of one cell at one time but different country codes ar
 and there an empty cell is a zero (the challenge's convention: no activity of that
 country); without ``countrycode`` an empty cell is a missing value (see the gap policy)
 and a repeated ``(square_id, time_interval)`` is a duplicated timestamp, hence an error.
+A truncated file is refused, naming the line: a row with fewer fields than the header, or a
+last line without its newline (a value cut mid-number, ``139.3`` of ``139.30``, still parses).
 
 Stored as dataset kind ``traffic``: one sample per cell (per segment when gaps are split),
 ``traffic`` float32 ``[L, C]`` (C activity columns, names in attrs ``channels``), ``cell_id``
@@ -33,7 +35,9 @@ KEY_COLUMNS = ("square_id", "time_interval", "countrycode")
 def load_telecom_italia(path: str | Path, interval: float = 600.0, columns: Sequence[str] | None = None,
                         policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
     """Read one file into per-cell regular series: ``{"traffic": [[L, C]...], "cell_id", "start_time", "channels"}``."""
-    table = read_csv(path, default_header=RAW_COLUMNS)
+    # The challenge files are machine-written, one record a line: a last line without its
+    # newline is a truncated download (a value cut mid-number still parses), never a choice.
+    table = read_csv(path, default_header=RAW_COLUMNS, require_final_newline=True)
     src = str(table.path)
     for key in ("square_id", "time_interval"):
         table.column(key)  # raises "missing column" with the file name
