@@ -9,6 +9,7 @@ import torch
 
 from conftest import REPO, RECIPES
 from wfm.hub import CheckpointError, export_checkpoint, from_pretrained
+from wfm.nn.lora import DEFAULT_TARGETS
 from wfm.training.lit_causal import CausalPretrainModule
 
 FIXTURE = REPO / "tests" / "fixtures" / "causal-tiny-export"
@@ -27,6 +28,9 @@ def test_each_mode_trains_what_it_should():
     adapters = {n for n in trainable(lora) if ".lora_" in n}
     depth = len(lora.model.blocks)
     assert len(adapters) == 2 * 4 * depth  # A and B on qkv, proj and both MLP layers of every block
+    # The one LoRA target list (wfm.nn.lora, also the MAE's): exactly the linears it names.
+    named = {n for n, m in full.model.named_modules() if isinstance(m, torch.nn.Linear) and n.endswith(DEFAULT_TARGETS)}
+    assert {n.rsplit(".", 1)[0] for n in adapters} == named
     assert trainable(lora) - adapters == trainable(probe)
     n_lora = sum(p.numel() for p in lora.model.parameters() if p.requires_grad)
     assert n_lora < 0.2 * sum(p.numel() for p in full.model.parameters())

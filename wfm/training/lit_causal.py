@@ -28,15 +28,13 @@ from torchmetrics import MeanMetric, SumMetric
 
 from wfm.models.causal import CausalForecaster
 from wfm.models.registry import create_model
-from wfm.nn.lora import DEFAULT_TARGETS
+from wfm.nn.lora import apply_lora
 from wfm.training.schedule import adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
 VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other")
 
 
-#: Linear layers of the causal blocks that LoRA adapts (attention projections, MLP layers).
-LORA_TARGETS = DEFAULT_TARGETS
 #: What a linear probe (and LoRA, besides its adapters) trains: the output head and trend gate.
 HEAD_PREFIXES = ("head.", "trend_gate.", "prior_gate.", "backtest_weight", "guard_")
 
@@ -56,13 +54,12 @@ def load_causal(init_from: str) -> CausalForecaster:
 
 def set_trainable(model: CausalForecaster, mode: str, lora_rank: int = 4) -> None:
     """Set what trains (see ``CausalPretrainModule``'s ``mode``)."""
-    from wfm.nn.lora import apply_lora
-
     if mode == "full":
         model.requires_grad_(True)
         return
     if mode == "lora":
-        apply_lora(model, LORA_TARGETS, rank=lora_rank)  # freezes everything but the adapters
+        # wfm.nn.lora.DEFAULT_TARGETS (attention projections, MLP layers); freezes everything else
+        apply_lora(model, rank=lora_rank)
     elif mode == "linear-probe":
         model.requires_grad_(False)
     else:
