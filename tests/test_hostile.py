@@ -352,7 +352,8 @@ def test_export_verifies_first(tmp_path, toy):
 def test_external_storage_refused(tmp_path, toy):
     from wfm.data.errors import DataError
     from wfm.data.generate import generate_dataset
-    from wfm.data.shards import MANIFEST, ShardedDataset, sha256_of, verify_dataset
+    from wfm.data.shards import MANIFEST, ShardedDataset, verify_dataset
+    from wfm.io import sha256_of
 
     out = tmp_path / "ds"
     generate_dataset(toy(), out)

@@ -125,7 +125,7 @@ def test_missing_shard_and_nan_in_stored_data(dataset):
     with h5py.File(root / "shard-00000.h5", "a") as f:
         f["csi"][2, 1, 1, 1] = np.nan
     m = json.loads((root / MANIFEST).read_text())
-    from wfm.data.shards import sha256_of
+    from wfm.io import sha256_of
 
     m["shards"][0]["sha256"] = sha256_of(root / "shard-00000.h5")  # checksum fine, values not
     (root / MANIFEST).write_text(json.dumps(m))

@@ -75,7 +75,7 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     out = Path(args.out)
     command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "")
     write_json(out / "real_benchmark.json", result)
-    from wfm.data.shards import atomic_path
+    from wfm.io import atomic_path
 
     with atomic_path(out / "real_benchmark.md") as tmp:
         tmp.write_text(markdown_report(result, command))

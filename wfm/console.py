@@ -15,6 +15,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 from rich.text import Text
 
+from wfm.io import write_json_atomic
+
 # Rich would squeeze tables to 80 columns when output goes to a file or CI log.
 console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -60,8 +62,6 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write results as indented JSON, atomically."""
-    from wfm.data.shards import write_json_atomic
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, obj)

@@ -262,7 +262,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
     from safetensors.torch import save_file
 
     from wfm import __version__
-    from wfm.data.shards import sha256_of
+    from wfm.io import sha256_of
 
     ckpt_path, out_dir = Path(ckpt_path), Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
@@ -342,7 +342,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
             f.chmod(0o644)
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        from wfm.data.shards import swap_folder_into_place
+        from wfm.io import swap_folder_into_place
 
         swap_folder_into_place(tmp, out_dir)
     finally:
@@ -421,7 +421,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         state, load_error = None, e
     if verify:
-        from wfm.data.shards import sha256_of
+        from wfm.io import sha256_of
 
         expected = config.get("sha256")
         if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wfm.io import sha256_of
+
 ALLOW_DOWNLOADS_ENV = "WFM_ALLOW_DOWNLOADS"
 DOWNLOAD_CACHE = Path("~/.cache/wfm/downloads")
 MAX_YAML_BYTES = 4 << 20
@@ -77,7 +79,7 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | Non
     key = hashlib.sha256(base.encode()).hexdigest()[:32]
     if sha256 is not None:
         cached = cache / f"{key}-{sha256}.ckpt"
-        if cached.is_file() and sha256_file(cached) == sha256:
+        if cached.is_file() and sha256_of(cached) == sha256:
             return cached
     import urllib.request
 
@@ -101,14 +103,6 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | Non
         raise CheckpointError(f"{url}: download failed ({type(e).__name__}: {_one_line(e)})") from None
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_checkpoint(source: str | Path, map_location: Any = "cpu") -> Any:

@@ -26,7 +26,8 @@ import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.shards import (MANIFEST, MAX_SAMPLE_BYTES, FieldSpec, build_manifest, check_plain_storage,
-                             field_stats, read_manifest, shard_name, sha256_of, write_json_atomic, write_shard)
+                             field_stats, read_manifest, shard_name, write_shard)
+from wfm.io import sha256_of, write_json_atomic
 from wfm.safety import FolderLock, die_with_parent, remove_stale_temporaries
 
 #: Largest shard generated in memory at once.

@@ -18,21 +18,19 @@ leaves a half-written shard or manifest behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
 from wfm import __version__
 from wfm.data.errors import DataError
+from wfm.io import atomic_path, sha256_of, write_json_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -64,48 +62,6 @@ class FieldSpec:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "FieldSpec":
         return FieldSpec(str(d["dtype"]), tuple(int(x) for x in d["shape"]))
-
-
-# ---------------------------------------------------------------------------- atomic IO
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place only on success."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def swap_folder_into_place(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder ``tmp`` to ``dest``, replacing an existing ``dest`` as a whole
-    (the old one is moved aside first and removed after), so readers never see a mix."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- statistics

@@ -161,7 +161,7 @@ def save(obj: Any, folder: str | Path, task: str, family: str, training: dict[st
     from safetensors.torch import save_file
 
     from wfm import __version__
-    from wfm.data.shards import sha256_of, swap_folder_into_place
+    from wfm.io import sha256_of, swap_folder_into_place
 
     cls, config = describe(obj)
     folder = Path(folder)
@@ -186,7 +186,7 @@ def load(folder: str | Path) -> tuple[Any, dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from wfm.data.shards import sha256_of
+    from wfm.io import sha256_of
     from wfm.tasks.future_beam import PositionKNN
 
     folder = Path(folder).expanduser()
