@@ -168,6 +168,24 @@ def test_evaluate_channel_prediction_has_best_classical(tiny_dataset, tmp_path):
         assert row["window_nmse_db"] == pytest.approx(row["nmse_db"])  # the CSI NMSE is the per-window one
 
 
+def test_channel_prediction_row_and_curve_of_seeds_are_their_means(tiny_dataset):
+    """Channel prediction and series rows come from one scoring loop: a model trained with two
+    seeds gets the mean of the seeds' scores, and its per-step curve the mean of their curves."""
+    from wfm.tasks.evaluation import EvalOptions, evaluate_task
+
+    def one(seed: int, seeds: int) -> tuple[dict, list[float]]:
+        r = evaluate_task("channel-prediction-time", ["persistence", "lstm"], [str(tiny_dataset)],
+                          EvalOptions(train_steps=2, batch_size=16, seed=seed, seeds=seeds))
+        assert [row["model"] for row in r["rows"]] == ["persistence", "lstm"]
+        assert r["rows"][0]["mode"] == "closed form" and r["rows"][1]["mode"] == "full-shot"
+        return r["rows"][1], r["curves"]["lstm @ tiny-uma"]
+
+    (row0, c0), (row1, c1), (both, c) = one(0, 1), one(1, 1), one(0, 2)
+    assert both["seeds"] == 2 and both["per_seed"]["window_nmse"] == [row0["window_nmse"], row1["window_nmse"]]
+    assert both["window_nmse"] == pytest.approx((row0["window_nmse"] + row1["window_nmse"]) / 2)
+    assert len(c) == 4 and c == pytest.approx([(a + b) / 2 for a, b in zip(c0, c1)])
+
+
 def test_per_baseline_budget_and_bad_options(tiny_dataset, tmp_path, capsys):
     from wfm.evaluate import parse_baseline_options
 

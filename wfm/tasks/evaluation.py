@@ -25,7 +25,8 @@ the output): CSI by sample (head / middle / tail), series by sample or by time
 
 With ``seeds`` > 1 every trained model is trained once per seed (``seed``, ``seed + 1``, ...; the
 split stays that of ``seed``), and its row holds the mean of every metric and ``<metric>_std``
-(sample standard deviation over the seeds; every seed's value in ``per_seed``). Models next to
+(sample standard deviation over the seeds; every seed's value in ``per_seed``), its per-step
+curve the mean of the seeds' curves. Models next to
 each other in a test set's ranking that the test set cannot tell apart get a warning with the
 numbers (``wfm.tasks.significance``).
 
@@ -358,6 +359,55 @@ def _finish_group(run: _Run, first_row: int, classical: dict[str, float], scored
         run.warn(text)
 
 
+def _score_models(run: _Run, name: str, split: str, period: int | None, classical: dict[str, float],
+                  train_runs: Callable[[str], list], saved_keys: tuple[str, ...], untrained: dict[str, Any],
+                  score: Callable[[str, Any, dict], tuple[dict[str, Any], torch.Tensor, list[float]]],
+                  groups: torch.Tensor | None, group_name: str) -> None:
+    """One row per model of a channel-prediction or series test set ``name``.
+
+    Trainable baselines come from ``train_runs(spec)`` (one run per seed), closed-form ones are
+    built with the test set's ``period``, saved models keep the ``saved_keys`` of their training
+    record and foundation models run zero-shot (``untrained`` says so). ``score(spec, model,
+    info)`` gives one run's row, its per-window NMSE ``[N]`` and its per-step NMSE curve (dB); a
+    model's row and curve are the means over its runs. Then the best classical baseline and the
+    too-small-test-set warnings (``_finish_group``)."""
+    from wfm.models.baselines import build_baseline
+    from wfm.tasks.significance import Scored
+
+    task = run.task
+    first_row, scored = len(run.result["rows"]), []
+    for spec in run.models:
+        label = run.label(spec)
+        run.rep.start(f"{task.name} / {name}: {label}")
+        row: dict[str, Any] = {"dataset": name, "model": label, "split": split}
+        got = run.saved(spec)
+        if _is_baseline(task, spec) and spec in SERIES_TRAINABLE:
+            runs = train_runs(spec)
+            row.update(kind="baseline", mode="full-shot")
+        elif _is_baseline(task, spec):
+            f = build_baseline(spec, **({"period": period} if spec == "seasonal" else {}))
+            runs = [(None, f, {"period": _period_label(period)} if spec == "seasonal" else {})]
+            row.update(kind="baseline", mode="closed form")
+        elif got is not None:
+            runs = [(None, got[0], {k: got[1]["training"].get(k) for k in saved_keys})]
+            row.update(kind="baseline", mode="trained (loaded)")
+        else:
+            runs = [(None, run.loaded[spec], dict(untrained))]
+            row.update(kind="foundation", mode="zero-shot")
+        per_run, values, curves = [], [], []
+        for _, f, info in runs:
+            one, nmse, curve = score(spec, f, info)
+            per_run.append(one)
+            values.append(nmse)
+            curves.append(curve)
+        row.update(_aggregate(per_run))
+        run.result["rows"].append(row)
+        run.result["curves"][f"{label} @ {name}"] = [float(sum(c) / len(c)) for c in zip(*curves)]
+        scored.append(Scored(label, torch.stack(values).mean(0), row["window_nmse"]))
+        run.rep.advance()
+    _finish_group(run, first_row, classical, scored, "window_nmse", False, groups, group_name, name)
+
+
 # ---------------------------------------------------------------------------- channel prediction
 
 
@@ -396,12 +446,10 @@ def _csi_parts(run: _Run) -> tuple[Any, list[tuple[str, dict]], str]:
 
 
 def _channel_prediction(run: _Run) -> None:
-    from wfm.models.baselines import build_baseline
     from wfm.tasks.csi_prediction import (AXIS_DIM, axis_interval, forecast_hidden, mae_predict, prediction_mask,
                                           score_prediction, train_csi_forecaster)
     from wfm.tasks.metrics import window_nmse
     from wfm.tasks.models import is_mae
-    from wfm.tasks.significance import Scored
 
     task, opts = run.task, run.opts
     load_train, tests, desc = _csi_parts(run)
@@ -446,54 +494,29 @@ def _channel_prediction(run: _Run) -> None:
         run.result["periods"][name] = period
         classical = _classical_csi(csi, mask, task.axis, interval, period)
         run.result["classical"][name] = classical
-        first_row, scored = len(run.result["rows"]), []
-        for spec in run.models:
-            label = run.label(spec)
-            run.rep.start(f"{task.name} / {name}: {label}")
-            row: dict[str, Any] = {"dataset": name, "model": label, "split": "sample" if run.within else
-                                   "train/test" if run.train_roots else "test only"}
-            got = run.saved(spec)
-            if _is_baseline(task, spec) and spec in SERIES_TRAINABLE:
-                runs = train_runs(spec)
-                row.update(kind="baseline", mode="full-shot")
-            elif _is_baseline(task, spec):
-                f = build_baseline(spec, **({"period": period} if spec == "seasonal" else {}))
-                runs = [(None, f, {"period": _period_label(period)} if spec == "seasonal" else {})]
-                row.update(kind="baseline", mode="closed form")
-            elif got is not None:
-                runs = [(None, got[0], {"train_steps": got[1]["training"].get("train_steps"),
-                                        "selected": got[1]["training"].get("selected")})]
-                row.update(kind="baseline", mode="trained (loaded)")
+
+        def score(spec: str, f: Any, info: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor, list[float]]:
+            if is_mae(f):
+                model_mask = f.predict(csi[:1], "temporal" if task.axis == "time" else "frequency", task.ratio).mask
+                if not torch.equal(model_mask, mask[:1]):
+                    raise CheckpointError(f"{spec}: its patch size {f.patch_size} hides other steps than the "
+                                          "task's (4, 4, 4) patches; evaluate it on its own")
+                pred = mae_predict(f, csi, task.axis, task.ratio)
             else:
-                model = run.loaded[spec]
-                runs = [(None, model, {"train_samples": 0})]
-                row.update(kind="foundation", mode="zero-shot")
-            per_run, values = [], []
-            for _, f, info in runs:
-                if is_mae(f):
-                    model_mask = f.predict(csi[:1], "temporal" if task.axis == "time" else "frequency",
-                                           task.ratio).mask
-                    if not torch.equal(model_mask, mask[:1]):
-                        raise CheckpointError(f"{spec}: its patch size {f.patch_size} hides other steps than the "
-                                              "task's (4, 4, 4) patches; evaluate it on its own")
-                    pred = mae_predict(f, csi, task.axis, task.ratio)
-                else:
-                    if not _is_baseline(task, spec) and got is None:
-                        info = {**info, "note": "every antenna x subcarrier series forecast on its own"
-                                + ("; interval = the subcarrier spacing" if task.axis == "frequency" else "")}
-                    pred = forecast_hidden(f, csi, mask, task.axis, interval)
-                scores = score_prediction(pred, csi, mask, task.axis)
-                per_run.append({**info, **{k: v for k, v in scores.items() if k != "per_step_nmse_db"}})
-                values.append(window_nmse(pred, csi, mask))
-                run.result["curves"][f"{label} @ {name}"] = scores["per_step_nmse_db"]
-                ex = run.result["examples"].setdefault(name, {"true": csi[0], "axis": task.axis, "hidden": n_hidden,
-                                                              "interval": interval, "preds": {}})
-                ex["preds"][label] = pred[0]
-            row.update(_aggregate(per_run))
-            run.result["rows"].append(row)
-            scored.append(Scored(label, torch.stack(values).mean(0), row["window_nmse"]))
-            run.rep.advance()
-        _finish_group(run, first_row, classical, scored, "window_nmse", False, None, "samples", name)
+                if not _is_baseline(task, spec) and run.saved(spec) is None:
+                    info = {**info, "note": "every antenna x subcarrier series forecast on its own"
+                            + ("; interval = the subcarrier spacing" if task.axis == "frequency" else "")}
+                pred = forecast_hidden(f, csi, mask, task.axis, interval)
+            scores = score_prediction(pred, csi, mask, task.axis)
+            ex = run.result["examples"].setdefault(name, {"true": csi[0], "axis": task.axis, "hidden": n_hidden,
+                                                          "interval": interval, "preds": {}})
+            ex["preds"][run.label(spec)] = pred[0]
+            one = {**info, **{k: v for k, v in scores.items() if k != "per_step_nmse_db"}}
+            return one, window_nmse(pred, csi, mask), scores["per_step_nmse_db"]
+
+        split = "sample" if run.within else "train/test" if run.train_roots else "test only"
+        _score_models(run, name, split, period, classical, train_runs, ("train_steps", "selected"),
+                      {"train_samples": 0}, score, None, "samples")
 
 
 # ---------------------------------------------------------------------------- labels from CSI
@@ -567,7 +590,6 @@ def _series(run: _Run) -> None:
     from wfm.tasks.forecasting import collect_forecasts, quantile_coverage, score_forecasts
     from wfm.tasks.metrics import window_nmse
     from wfm.tasks.series_data import plan_series
-    from wfm.tasks.significance import Scored
 
     task, opts = run.task, run.opts
     plan = plan_series(task, run.train_roots, run.test_roots, run.within, opts.context, opts.horizon, opts.split,
@@ -607,47 +629,22 @@ def _series(run: _Run) -> None:
         run.result["periods"][name] = period
         classical = _classical_series(w, period)
         run.result["classical"][name] = classical
-        groups = _series_groups(w)
-        first_row, scored = len(run.result["rows"]), []
-        for spec in run.models:
-            label = run.label(spec)
-            run.rep.start(f"{task.name} / {name}: {label}")
-            row: dict[str, Any] = {"dataset": name, "model": label, "split": plan["split"]}
-            got = run.saved(spec)
-            if _is_baseline(task, spec) and spec in SERIES_TRAINABLE:
-                runs = train_runs(spec)
-                row.update(kind="baseline", mode="full-shot")
-            elif _is_baseline(task, spec):
-                f = build_baseline(spec, **({"period": period} if spec == "seasonal" else {}))
-                runs = [(None, f, {"period": _period_label(period)} if spec == "seasonal" else {})]
-                row.update(kind="baseline", mode="closed form")
-            elif got is not None:
-                runs = [(None, got[0], {k: got[1]["training"].get(k) for k in ("train_windows", "train_steps",
-                                                                               "selected")})]
-                row.update(kind="baseline", mode="trained (loaded)")
-            else:
-                runs = [(None, run.loaded[spec], {"train_windows": 0})]
-                row.update(kind="foundation", mode="zero-shot")
-            per_run, values, curves = [], [], []
-            for _, f, info in runs:
-                pred, target, ctx = collect_forecasts(f, w)
-                r = score_forecasts(pred, target, ctx, horizons)
-                one = {**info, "nmse_db": r["nmse_db"], "window_nmse": r["window_nmse"],
-                       "window_nmse_db": r["window_nmse_db"], "mae": r["mae"], "smape": r["smape"],
-                       "windows": r["windows"], "context": context, "horizon": horizon}
-                if len(getattr(f, "quantile_levels", ())) >= 2:
-                    cov = quantile_coverage(f, w)
-                    one.update(interval_coverage=cov["interval"], interval_nominal=cov["interval_nominal"],
-                               quantile_below=cov["below"])
-                per_run.append(one)
-                values.append(window_nmse(pred, target))
-                curves.append(r["per_step"]["nmse_db"])
-            row.update(_aggregate(per_run))
-            run.result["rows"].append(row)
-            run.result["curves"][f"{label} @ {name}"] = [float(sum(c) / len(c)) for c in zip(*curves)]
-            scored.append(Scored(label, torch.stack(values).mean(0), row["window_nmse"]))
-            run.rep.advance()
-        _finish_group(run, first_row, classical, scored, "window_nmse", False, groups, "series", name)
+
+        def score(spec: str, f: Any, info: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor, list[float]]:
+            pred, target, ctx = collect_forecasts(f, w)
+            r = score_forecasts(pred, target, ctx, horizons)
+            one = {**info, "nmse_db": r["nmse_db"], "window_nmse": r["window_nmse"],
+                   "window_nmse_db": r["window_nmse_db"], "mae": r["mae"], "smape": r["smape"],
+                   "windows": r["windows"], "context": context, "horizon": horizon}
+            if len(getattr(f, "quantile_levels", ())) >= 2:
+                cov = quantile_coverage(f, w)
+                one.update(interval_coverage=cov["interval"], interval_nominal=cov["interval_nominal"],
+                           quantile_below=cov["below"])
+            return one, window_nmse(pred, target), r["per_step"]["nmse_db"]
+
+        _score_models(run, name, plan["split"], period, classical, train_runs,
+                      ("train_windows", "train_steps", "selected"), {"train_windows": 0}, score, _series_groups(w),
+                      "series")
 
 
 # ---------------------------------------------------------------------------- best classical
