@@ -822,3 +822,68 @@ def test_telecom_italia_complete_file_still_imports(tmp_path):
     src.write_text(_ti_text())
     d = load_telecom_italia(src)
     assert d["traffic"][0].shape == (6, 1) and float(d["traffic"][0][-1, 0]) == pytest.approx(139.30)
+
+
+# ---------------------------------------------------------------------------- 9 LightningCLI arguments: one line
+
+
+def only_error_line(code: int, err: str) -> str:
+    """Exit 2 and stderr of exactly one line, ``error: ...`` (no usage screen, no traceback)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--model.init_args.lr", "abc"], "model.lr: Expected a float. Got value: abc"),
+    (["--model.lr", "abc"], "model.lr: Expected a float. Got value: abc"),
+    (["--model.init_args.bogus", "1"], "Option 'bogus' is not accepted (wfm.training.lit_mae.MAEPretrainModule)"),
+    (["--trainer.bogus", "1"], "unrecognized arguments: --trainer.bogus 1"),
+    (["--trainer.max_steps", "x"], "trainer.max_steps: Expected an int. Got value: x"),
+    (["--model", "no.such.Module"], "No module named 'no'"),
+])
+def test_pretrain_bad_argument_one_line(tmp_path, capsys, args, expect):
+    code, err = run_wfm(["pretrain", "--config", str(tiny_pretrain_config(tmp_path)), *args], capsys)
+    assert expect in only_error_line(code, err)
+
+
+def test_pretrain_missing_config_one_line(tmp_path, capsys):
+    code, err = run_wfm(["pretrain", "--config", str(tmp_path / "nope.yaml")], capsys)
+    assert "nope.yaml" in only_error_line(code, err)
+
+
+def test_finetune_bad_argument_one_line(capsys):
+    cfg = REPO / "finetune" / "los-nlos.yaml"
+    if not cfg.is_file():
+        pytest.skip("no finetune/los-nlos.yaml")
+    code, err = run_wfm(["finetune", "--config", str(cfg), "--model.lr", "abc"], capsys)
+    assert "lr: Expected a float. Got value: abc" in only_error_line(code, err)
+    code, err = run_wfm(["finetune", "--config", str(cfg), "--data.bogus", "1"], capsys)
+    assert "--data.bogus" in only_error_line(code, err)
+
+
+def test_long_error_is_not_wrapped(capsys):
+    from wfm.console import fail
+
+    with pytest.raises(SystemExit):
+        fail("a/long/path/" * 30 + ": refused")
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_parse_error_line_condenses_nested_union_errors():
+    from wfm.pretrain import parse_error_line
+
+    msg = textwrap.dedent("""\
+        Parser key "model":
+          Does not validate against any of the Union subtypes
+          Subtypes: [<class 'pytorch_lightning.core.module.LightningModule'>, <class 'NoneType'>]
+          Errors:
+            - Problem with given class_path 'wfm.training.lit_mae.MAEPretrainModule':
+                Parser key "mask_ratios":
+                  Expected a <class 'float'>. Got value: x
+            - Expected a <class 'NoneType'>
+          Given value type: <class 'jsonargparse._util.NestedArg'>
+          Given value: NestedArg(key='mask_ratios', val='x')""")
+    assert parse_error_line(msg) == "model.mask_ratios: Expected a float. Got value: x"
+    assert parse_error_line("unrecognized arguments: --x 1") == "unrecognized arguments: --x 1"
+    assert len(parse_error_line("word " * 500)) <= 300

@@ -80,8 +80,8 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit non-zero."""
-    err_console.print(Text.assemble(("error: ", "bold red"), message))
+    """Print a one-line error (never wrapped to the terminal's width) and exit non-zero."""
+    err_console.print(Text.assemble(("error: ", "bold red"), " ".join(str(message).split())), soft_wrap=True)
     raise SystemExit(code)
 
 

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     instead; score the result with ``wfm export`` and ``wfm evaluate``.
     """
     from wfm.console import console, fail, markdown_table, print_table, write_json
-    from wfm.pretrain import _PHASE, fail_on_input_error
+    from wfm.pretrain import _PHASE, fail_on_input_error, parser_kwargs
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
             cli = FinetuneCLI(FinetuneModule, TaskDataModule, run=False, args=args,
-                              save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "wfm finetune"})
+                              save_config_kwargs={"overwrite": True}, parser_kwargs=parser_kwargs("wfm finetune"))
         model, dm, trainer = cli.model, cli.datamodule, cli.trainer
         if model.hparams.mode != "zero-shot" and trainer.max_steps != 0:
             trainer.fit(model, datamodule=dm)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -174,15 +175,76 @@ def main(argv: list[str] | None = None) -> None:
             raise
 
 
+def parser_kwargs(prog: str) -> dict[str, Any]:
+    """LightningCLI ``parser_kwargs`` shared by ``wfm pretrain`` and ``wfm finetune``: a bad
+    argument raises ``ArgumentError`` (printed by :func:`fail_on_input_error` as one line, exit 2)
+    instead of jsonargparse's usage screen and nested multi-line message."""
+    return {"prog": prog, "exit_on_error": False}
+
+
+#: jsonargparse's scaffolding around the actual problem in a nested (Union, subclass) error.
+_PARSE_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes:|Errors:|"
+                          r"Given value type:|Given value:|Expected a <class 'NoneType'>)")
+_PARSER_KEY = re.compile(r'^Parser key "([^"]+)":\s*(.*)$')
+_CLASS_PATH = re.compile(r"^Problem with given class_path '([^']+)':\s*(.*)$")
+
+
+def parse_error_line(message: str, limit: int = 300) -> str:
+    """jsonargparse's (multi-line, nested) error ``message`` as one line: the keys that lead to
+    the innermost problem and that problem, e.g. ``model.lr: Expected a float. Got value: abc``.
+    A problem inside a ``class_path`` is preferred to the Union's other, generic branches."""
+    keys: list[tuple[int, str]] = []
+    found: list[tuple[tuple[str, str] | None, str, str]] = []  # (class_path, key path, detail)
+    in_class = 0  # indent below which the class_path being read ends
+    in_class_key: tuple[str, str] | None = None  # (key path, class) of that class_path
+    for raw in message.splitlines():
+        text = raw.strip().removeprefix("- ").strip()
+        if not text:
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        while keys and keys[-1][0] >= indent:
+            keys.pop()
+        if in_class and indent < in_class:
+            in_class, in_class_key = 0, None
+        m = _PARSER_KEY.match(text)
+        if m:
+            keys.append((indent, m.group(1)))
+            text = m.group(2)
+            if not text:
+                continue
+        m = _CLASS_PATH.match(text)
+        if m:
+            in_class, in_class_key = indent + 1, (".".join(k for _, k in keys), m.group(1))
+            text = m.group(2)
+            if not text:
+                continue
+        if _PARSE_NOISE.match(text):
+            continue
+        found.append((in_class_key, ".".join(k for _, k in keys), text))
+    if not found:
+        return " ".join(message.split())[:limit] or "invalid arguments"
+    where, key, detail = next((f for f in found if f[0] is not None), found[0])
+    detail = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", detail).replace("Expected a int", "Expected an int")
+    if where is not None and where[0] == key:  # directly about the class: name it
+        detail = f"{detail} ({where[1]})"
+    line = f"{key}: {detail}" if key else detail
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 def fail_on_input_error(e: BaseException) -> None:
     """Exit with one line (code 2) when ``e`` is a bad input: a DataError, CheckpointError,
-    InputError or NonFiniteError in its chain, or anything raised while the CLI was building
-    the model, data module and trainer from the config. Returns otherwise."""
+    InputError or NonFiniteError in its chain, a bad command-line argument or config value
+    (``ArgumentError``), or anything raised while the CLI was building the model, data module
+    and trainer from the config. Returns otherwise."""
+    import argparse
+
     from wfm.console import fail
 
     cause = input_error(e)
     if cause is not None:
         fail(str(cause))
+    if isinstance(e, argparse.ArgumentError):
+        fail(parse_error_line(str(e)))
     if isinstance(e, OSError):  # unwritable run folder, disk full
         fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
     if _PHASE["instantiating"] and isinstance(e, (ValueError, TypeError, RuntimeError, KeyError)):
@@ -190,8 +252,7 @@ def fail_on_input_error(e: BaseException) -> None:
         inner = e
         while inner.__cause__ is not None and isinstance(inner.__cause__, Exception):
             inner = inner.__cause__
-        msg = " ".join(str(inner).split()) or type(inner).__name__
-        fail(f"invalid configuration: {msg[:400]}")
+        fail(f"invalid configuration: {parse_error_line(str(inner) or type(inner).__name__, limit=400)}")
 
 
 def input_error(e: BaseException | None) -> Exception | None:
@@ -222,7 +283,7 @@ def _run(args: list[str]) -> None:
         subclass_mode_data=True,
         args=args,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "wfm pretrain"},
+        parser_kwargs=parser_kwargs("wfm pretrain"),
     )
 
 
