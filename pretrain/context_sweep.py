@@ -138,7 +138,7 @@ def load_forecaster(spec: str):
             kw[key] = tuple(value.split(",")) if key == "estimators" else int(value) if key == "backtest_window" else float(value)
         torch.manual_seed(0)
         return create_model("causal_tiny", prior="mix", coarse_len=64, **kw).eval()
-    from wfm.tasks.models import load_model
+    from wfm.tasks.backbones import load_model
 
     return load_model(spec).eval()
 

@@ -249,7 +249,7 @@ def _hub_renames_legacy_keys() -> bool:
                           "wfm.nn.blocks.rename_legacy_mlp_keys(state) first")
 def test_pre_timm_lightning_checkpoint_loads_through_the_hub(tmp_path):
     from wfm.models import create_model
-    from wfm.tasks.models import load_model
+    from wfm.tasks.backbones import load_model
 
     torch.manual_seed(0)
     model = create_model("causal_tiny").eval()

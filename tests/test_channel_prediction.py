@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wfm.tasks.channel_prediction import persistence
-from wfm.tasks.csi_prediction import score_prediction
+from wfm.tasks.channel_prediction import persistence, score_prediction
 from wfm.tasks.metrics import window_nmse
 
 

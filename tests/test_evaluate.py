@@ -31,9 +31,8 @@ def test_evaluate_channel_prediction_baselines_and_mae(tiny_dataset, tmp_path):
 
 def test_evaluate_persistence_matches_the_hand_computed_nmse(tiny_dataset, tmp_path):
     """The table's persistence NMSE equals masked NMSE of carrying the last visible step forward."""
-    from wfm.tasks.channel_prediction import persistence
-    from wfm.tasks.csi_prediction import prediction_mask
-    from wfm.tasks.data import load_csi
+    from wfm.tasks.channel_prediction import persistence, prediction_mask
+    from wfm.tasks.csi_data import load_csi
     from wfm.tasks.metrics import to_db, window_nmse
 
     out = tmp_path / "ev"

@@ -12,7 +12,7 @@ from wfm.hub import CheckpointError
 from wfm.models.registry import create_model
 from wfm.nn.lora import LoRALinear, apply_lora, merge_lora, unmerge_lora
 from wfm.tasks.finetune_module import FinetuneModule
-from wfm.tasks.models import MAEEncoder, TaskModel, configure_mode
+from wfm.tasks.backbones import MAEEncoder, TaskModel, configure_mode
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,7 +75,7 @@ def test_heads_use_the_mae_forward_features_exactly():
 
 
 def test_load_model_refuses_a_pickle_bearing_checkpoint(tmp_path):
-    from wfm.tasks.models import load_model
+    from wfm.tasks.backbones import load_model
 
     class Boom:
         def __reduce__(self):
@@ -89,7 +89,7 @@ def test_load_model_refuses_a_pickle_bearing_checkpoint(tmp_path):
 
 
 def test_load_model_fetches_a_url_only_where_downloads_are_allowed(monkeypatch):
-    from wfm.tasks.models import load_model
+    from wfm.tasks.backbones import load_model
 
     monkeypatch.delenv("WFM_ALLOW_DOWNLOADS", raising=False)
     with pytest.raises(CheckpointError, match="refusing to download"):
@@ -128,7 +128,7 @@ def test_mode_not_allowed_and_bad_model_errors():
     with pytest.raises(CheckpointError, match="no mode 'zero-shot'"):
         FinetuneModule("los-nlos", mode="zero-shot")
     with pytest.raises(CheckpointError, match="unknown model"):
-        from wfm.tasks.models import load_model
+        from wfm.tasks.backbones import load_model
 
         load_model("scratch:mae_gigantic")
 

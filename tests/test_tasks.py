@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from wfm.data.errors import DataError
-from wfm.tasks.csi_prediction import (forecast_hidden, from_series, hidden_count, prediction_mask, score_prediction,
+from wfm.tasks.channel_prediction import (forecast_hidden, from_series, hidden_count, prediction_mask, score_prediction,
                                       to_series)
-from wfm.tasks.data import beam_gains, csi_labels, dft_codebook, load_csi, split_range, train_subset
+from wfm.tasks.csi_data import beam_gains, csi_labels, dft_codebook, load_csi, split_range, train_subset
 from wfm.tasks.future_beam import BeamWindows, knn_scores, trajectory_split
 from wfm.tasks.registry import TASKS, get_task
 from wfm.models.baselines import Persistence
@@ -149,3 +149,21 @@ def test_quantile_coverage_is_the_level_for_calibrated_quantiles_and_detects_bia
 
     with pytest.raises(ValueError, match="no quantile head"):
         quantile_coverage(Persistence(), _noise_windows(4, 2))
+
+
+def test_task_modules_are_named_apart_from_the_packages():
+    """``wfm.tasks`` modules say what they hold: none shares its name with a ``wfm`` package
+    (``wfm/tasks/models.py`` sat beside ``wfm/models/``, ``wfm/tasks/data.py`` beside
+    ``wfm/data/``), and channel prediction is one module (no ``csi_prediction`` beside it)."""
+    import importlib.util
+    import pkgutil
+
+    import wfm
+    import wfm.tasks
+    from wfm.tasks import backbones, channel_prediction
+
+    packages = {m.name for m in pkgutil.iter_modules(wfm.__path__) if m.ispkg}
+    assert {"models", "data"} <= packages and not packages & {m.name for m in pkgutil.iter_modules(wfm.tasks.__path__)}
+    assert importlib.util.find_spec("wfm.tasks.csi_prediction") is None
+    assert callable(channel_prediction.persistence) and callable(channel_prediction.score_prediction)
+    assert callable(backbones.load_model) and callable(backbones.configure_mode)

@@ -4,13 +4,13 @@
    of 0.5 ms, users at 30-120 km/h), verifies it, prints its summary and writes a PNG of CSI
    magnitude over time x subcarrier and over antennas x subcarrier;
 2. loads the released MAE-Tiny (``checkpoints/mae-tiny-catalog-cpu``, or ``--checkpoint``: any
-   folder, hub id or ``.ckpt`` that ``wfm.tasks.models.load_model`` takes), or with ``--pretrain``
+   folder, hub id or ``.ckpt`` that ``wfm.tasks.backbones.load_model`` takes), or with ``--pretrain``
    trains its own on that dataset with ``pretrain/mae-tiny-cpu.yaml`` (``--pretrain-steps``);
 3. predicts the channel zero-shot (masking what is to be predicted): the last half of the
    time steps and the upper half of the subcarriers, on the held-out tail of that dataset and
    on an unseen scenario and band (CDL-D at 1.9 GHz), next to persistence and an LSTM trained
    full-shot on the demo's training split (per antenna and subcarrier series,
-   ``wfm.tasks.csi_prediction``), as a table, ``demo.json``, a PNG of true vs predicted CSI and
+   ``wfm.tasks.channel_prediction``), as a table, ``demo.json``, a PNG of true vs predicted CSI and
    a PNG of NMSE per predicted step.
 """
 
@@ -150,11 +150,11 @@ def pretrain(data_dir: Path, out: Path, steps: int) -> Path:
 
 
 def load_checkpoint(name: str) -> tuple[str, Any]:
-    """The MAE of a model folder, hub id or ``wfm pretrain`` ``.ckpt`` (``wfm.tasks.models.load_model``);
+    """The MAE of a model folder, hub id or ``wfm pretrain`` ``.ckpt`` (``wfm.tasks.backbones.load_model``);
     the default one is looked up in the repository when run from elsewhere."""
     import wfm
     from wfm.hub import CheckpointError
-    from wfm.tasks.models import is_mae, load_model
+    from wfm.tasks.backbones import is_mae, load_model
 
     if name == SHIPPED_MAE and not Path(name).is_dir():  # run from elsewhere than the clone's root
         path = Path(wfm.__file__).resolve().parents[1] / SHIPPED_MAE
@@ -175,7 +175,7 @@ def train_lstms(data_dir: Path, steps: int, seed: int) -> dict[str, Any]:
 
     from wfm.data.datamodule import contiguous_splits
     from wfm.data.shards import ShardedDataset
-    from wfm.tasks.csi_prediction import axis_interval, hidden_count, train_csi_forecaster
+    from wfm.tasks.channel_prediction import axis_interval, hidden_count, train_csi_forecaster
 
     ds = ShardedDataset(data_dir)
     split = contiguous_splits([len(ds)], VAL_FRACTION, TEST_FRACTION)
@@ -208,8 +208,7 @@ def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
 
     from wfm.data.datamodule import contiguous_splits
     from wfm.data.shards import ShardedDataset
-    from wfm.tasks.channel_prediction import persistence
-    from wfm.tasks.csi_prediction import axis_interval, forecast_hidden, score_prediction
+    from wfm.tasks.channel_prediction import axis_interval, forecast_hidden, persistence, score_prediction
     from wfm.tasks.metrics import to_db, window_nmse
     from wfm.tasks.plots import csi_heatmap, nmse_vs_step
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 #: The package's one LoRA target list: the attention projections and MLP layers of every
-#: transformer block (``wfm.nn.blocks``; the MAE's fine-tuning in ``wfm.tasks.models`` and the
+#: transformer block (``wfm.nn.blocks``; the MAE's fine-tuning in ``wfm.tasks.backbones`` and the
 #: causal forecaster's in ``wfm.training.lit_causal`` both use it).
 DEFAULT_TARGETS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 

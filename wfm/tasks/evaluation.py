@@ -196,7 +196,7 @@ def evaluate_task(task_name: str, models: Sequence[str], datasets: Sequence[str 
 
 
 def _foundation(task: Task, spec: str) -> Any:
-    from wfm.tasks.models import load_model
+    from wfm.tasks.backbones import load_model
 
     return load_model(spec)
 
@@ -228,7 +228,7 @@ def check_models(task: Task, models: Sequence[str], opts: EvalOptions, can_train
         if task.family == "csi-label":
             raise CheckpointError(f"{spec}: task {task.name} has no zero-shot mode; fine-tune the model: "
                                   f"wfm finetune --config finetune/{task.name}.yaml --model.init_from {spec}")
-        from wfm.tasks.models import is_mae
+        from wfm.tasks.backbones import is_mae
 
         model = _foundation(task, spec)
         kind = type(model).__name__
@@ -413,7 +413,7 @@ def _score_models(run: _Run, name: str, split: str, period: int | None, classica
 
 def _csi_parts(run: _Run) -> tuple[Any, list[tuple[str, dict]], str]:
     """``(train loader, [(name, test data)], description)`` of a channel-prediction run."""
-    from wfm.tasks.data import load_csi
+    from wfm.tasks.csi_data import load_csi
 
     task = run.task
     if run.within:
@@ -446,10 +446,10 @@ def _csi_parts(run: _Run) -> tuple[Any, list[tuple[str, dict]], str]:
 
 
 def _channel_prediction(run: _Run) -> None:
-    from wfm.tasks.csi_prediction import (AXIS_DIM, axis_interval, forecast_hidden, mae_predict, prediction_mask,
+    from wfm.tasks.channel_prediction import (AXIS_DIM, axis_interval, forecast_hidden, mae_predict, prediction_mask,
                                           score_prediction, train_csi_forecaster)
     from wfm.tasks.metrics import window_nmse
-    from wfm.tasks.models import is_mae
+    from wfm.tasks.backbones import is_mae
 
     task, opts = run.task, run.opts
     load_train, tests, desc = _csi_parts(run)
@@ -524,7 +524,7 @@ def _channel_prediction(run: _Run) -> None:
 
 def _label_test(task: Task, root: str, within: bool) -> dict[str, Any]:
     """Test samples and labels of a CSI label task (for a saved MLP)."""
-    from wfm.tasks.data import LABEL_FIELDS, csi_labels, load_csi
+    from wfm.tasks.csi_data import LABEL_FIELDS, csi_labels, load_csi
 
     fields = LABEL_FIELDS.get(task.label, [])
     d = load_csi(root, "test", fields, task.name) if within else \
@@ -682,7 +682,7 @@ def _classical_csi(csi: torch.Tensor, mask: torch.Tensor, axis: str, interval: f
     """Per-window NMSE over the hidden part of the classical baselines, each (antenna,
     subcarrier) or (step, antenna) series on its own."""
     from wfm.models.baselines import build_baseline
-    from wfm.tasks.csi_prediction import forecast_hidden
+    from wfm.tasks.channel_prediction import forecast_hidden
     from wfm.tasks.metrics import window_nmse
 
     out = {}
@@ -700,7 +700,7 @@ def _classical_csi(csi: torch.Tensor, mask: torch.Tensor, axis: str, interval: f
 def _future_beam(run: _Run) -> None:
     import copy
 
-    from wfm.tasks.data import train_subset
+    from wfm.tasks.csi_data import train_subset
     from wfm.tasks.future_beam import BeamMAE, BeamRNN, PositionKNN, persistence_scores, plan_beam
     from wfm.tasks.scoring import score_classes
     from wfm.tasks.significance import Scored

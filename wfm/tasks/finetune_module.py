@@ -1,12 +1,12 @@
 """Fine-tuning a foundation model on a CSI task: the LightningModule and its DataModule.
 
 ``TaskDataModule`` loads the task's splits of one or more CSI datasets (same shape) into memory
-(``wfm.tasks.data``) with the labels the task needs, keeping a ``train_fraction`` of the
+(``wfm.tasks.csi_data``) with the labels the task needs, keeping a ``train_fraction`` of the
 training split (few-shot: 0.01, 0.1, 1.0; a deterministic subset).
 
-``FinetuneModule`` builds the model from ``init_from`` (``wfm.tasks.models.load_model``: an
+``FinetuneModule`` builds the model from ``init_from`` (``wfm.tasks.backbones.load_model``: an
 export, hub id, ``.ckpt`` or ``scratch:mae_tiny``; or ``baseline:mlp``, the raw-CSI MLP) and
-trains what ``mode`` says (``wfm.tasks.models.configure_mode``):
+trains what ``mode`` says (``wfm.tasks.backbones.configure_mode``):
 
 =============  ==============================================  ============================
 mode           channel prediction (the MAE itself)             label tasks (encoder + head)
@@ -21,7 +21,7 @@ full           everything                                      everything
 In training, every module trains in ``full`` and ``lora`` modes (loaded models come in eval
 mode; ``FinetuneModule.train`` puts them in train mode); in ``linear-probe`` the frozen
 backbone stays in eval mode and only the trainable head is in train mode
-(``wfm.tasks.models.set_train_mode``).
+(``wfm.tasks.backbones.set_train_mode``).
 
 Channel prediction trains on the task's own mask (the last half of the time steps or of the
 subcarriers) with the MAE loss. Label tasks train with cross-entropy or the MSE of standardised
@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from wfm.data.errors import DataError
 from wfm.hub import CheckpointError
-from wfm.tasks.data import TEST_FRACTION, VAL_FRACTION, csi_labels, load_csi
+from wfm.tasks.csi_data import TEST_FRACTION, VAL_FRACTION, csi_labels, load_csi
 from wfm.tasks.registry import get_task
 
 
@@ -96,7 +96,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.info: dict[str, Any] = {}
 
     def _load(self, split: str) -> dict[str, Tensor]:
-        from wfm.tasks.data import LABEL_FIELDS
+        from wfm.tasks.csi_data import LABEL_FIELDS
 
         fields = LABEL_FIELDS.get(self.task.label, []) if self.task.label else []
         parts, attrs = [], None
@@ -188,7 +188,7 @@ class FinetuneModule(pl.LightningModule):
     # ------------------------------------------------------------------ building
     def build(self, info: dict[str, Any]) -> None:
         """Make the model for the data's shape and labels (called from ``setup``)."""
-        from wfm.tasks.models import MAEEncoder, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model
+        from wfm.tasks.backbones import MAEEncoder, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model
 
         hp = self.hparams
         baseline = hp.init_from.startswith("baseline:")
@@ -211,7 +211,7 @@ class FinetuneModule(pl.LightningModule):
 
     def train(self, mode: bool = True) -> "FinetuneModule":
         """Train mode for what fine-tunes; a linear probe's frozen backbone stays in eval (module doc)."""
-        from wfm.tasks.models import set_train_mode
+        from wfm.tasks.backbones import set_train_mode
 
         super().train(mode)
         if getattr(self, "net", None) is not None:
@@ -228,7 +228,7 @@ class FinetuneModule(pl.LightningModule):
     def _mask(self, csi: Tensor) -> Tensor:
         from wfm.models.masking import make_mask
         from wfm.nn.patching import patch_grid
-        from wfm.tasks.csi_prediction import MASK_KIND
+        from wfm.tasks.channel_prediction import MASK_KIND
 
         grid = patch_grid(csi.shape, self.net.patch_size)
         return make_mask(MASK_KIND[self.task.axis], csi.shape[0], grid, self.task.ratio)
@@ -260,7 +260,7 @@ class FinetuneModule(pl.LightningModule):
         """Predictions and what scoring needs, for one batch."""
         csi = batch["csi"]
         if self.task.family == "channel-prediction":
-            from wfm.tasks.csi_prediction import MASK_KIND
+            from wfm.tasks.channel_prediction import MASK_KIND
 
             pred = self.net.predict(csi, MASK_KIND[self.task.axis], self.task.ratio)
             return {"pred": pred.reconstruction, "csi": csi, "mask": pred.mask}

@@ -98,7 +98,7 @@ def load_beam_trajectories(root: str | Path, context: int, horizon: int, task: s
     ``scenario``, ``sequence_id`` and ``windows``; trajectories shorter than ``context +
     horizon`` have no windows (``windows`` 0). Trajectory ids start at ``id_offset``."""
     from wfm.data.geometry import gps_to_local
-    from wfm.tasks.data import open_dataset
+    from wfm.tasks.csi_data import open_dataset
 
     ds = open_dataset(root, "beam", task)
     missing = [f for f in NEEDED if f not in ds.specs]
@@ -361,7 +361,7 @@ class BeamMAE(nn.Module):
     def __init__(self, mae: nn.Module, beams: int = 64) -> None:
         super().__init__()
         from wfm.hub import mae_arch
-        from wfm.tasks.models import MAEEncoder
+        from wfm.tasks.backbones import MAEEncoder
 
         self.features = MAEEncoder(mae)
         self.head = nn.Linear(self.features.out_dim, beams)

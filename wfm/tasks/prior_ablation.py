@@ -45,7 +45,7 @@ def _db(x: float) -> float:
 def generated_rows(models: dict[str, Any], root: str | Path, axis: str, ratio: float = 0.5,
                    limit: int = 256) -> list[dict[str, Any]]:
     """Rows of every MAE in ``models`` and of hold / mean on a generated dataset's test split."""
-    from wfm.tasks.data import load_csi
+    from wfm.tasks.csi_data import load_csi
 
     csi = load_csi(root, "test", task="prior-ablation")["csi"][:limit]
     kind = "temporal" if axis == "time" else "frequency"

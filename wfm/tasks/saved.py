@@ -97,7 +97,7 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
     """``(class, config)`` of a trained object (module doc)."""
     from wfm.models.baselines import RNNForecaster, TransformerForecaster
     from wfm.tasks.future_beam import BeamMAE, BeamRNN, PositionKNN
-    from wfm.tasks.models import TaskModel
+    from wfm.tasks.backbones import TaskModel
 
     if isinstance(obj, (RNNForecaster, TransformerForecaster)):
         return "forecaster", _forecaster_config(obj)
@@ -137,7 +137,7 @@ def build(cls: str, config: dict[str, Any]) -> Any:
 
             return PositionKNN.empty(int(config["k"]), int(config["beams"]))
         if cls == "label-mlp":
-            from wfm.tasks.models import RawCSIFeatures, TaskModel
+            from wfm.tasks.backbones import RawCSIFeatures, TaskModel
 
             return TaskModel(RawCSIFeatures(tuple(config["shape"]), int(config["hidden"])), int(config["outputs"]),
                              bool(config["regression"]))

@@ -23,7 +23,7 @@ def score_classes(scores: Tensor, y: Tensor, beam_power: Tensor | None = None) -
 def score_task(task: Task, cat: dict[str, Tensor]) -> dict[str, Any]:
     """Metrics of stacked test outputs: ``pred/csi/mask`` (channel prediction) or ``out/y`` (labels)."""
     if task.family == "channel-prediction":
-        from wfm.tasks.csi_prediction import score_prediction
+        from wfm.tasks.channel_prediction import score_prediction
 
         return score_prediction(cat["pred"], cat["csi"], cat["mask"], task.axis)
     y, out = cat["y"], cat["out"]

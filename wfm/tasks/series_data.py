@@ -4,7 +4,7 @@ Each sample of a dataset (a trajectory, a cell's traffic) is one series (or one 
 Two splits (``plan_series``):
 
 - ``sample``: samples, never windows, are split: the head / middle / tail of each dataset's
-  samples (``wfm.tasks.data.split_range``, 70 / 10 / 20 %), so no series contributes to two
+  samples (``wfm.tasks.csi_data.split_range``, 70 / 10 / 20 %), so no series contributes to two
   splits;
 - ``time``: every series is cut in time, the first 70 % of its steps train, the next 10 %
   validate, the last 20 % test, with a gap of ``gap`` steps (default: the horizon) before the
@@ -30,7 +30,7 @@ import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.series import SeriesTable, SeriesWindows, series_tables
-from wfm.tasks.data import TEST_FRACTION, VAL_FRACTION, split_range
+from wfm.tasks.csi_data import TEST_FRACTION, VAL_FRACTION, split_range
 from wfm.tasks.registry import Task
 
 

@@ -43,7 +43,7 @@ def load_causal(init_from: str) -> CausalForecaster:
     """A causal model from an exported folder, hub id or Lightning ``.ckpt`` (never unpickled)."""
     from wfm.hub import CheckpointError
     from wfm.pretrain import expand_path
-    from wfm.tasks.models import load_model
+    from wfm.tasks.backbones import load_model
 
     path = expand_path(init_from)
     model = load_model(path)

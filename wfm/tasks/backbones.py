@@ -1,4 +1,5 @@
-"""Models of the downstream tasks: load a foundation model, pool its features, add a head.
+"""Backbones of the downstream tasks and their heads: load a foundation model, take its
+features, add a head, and set what trains (``configure_mode``, ``set_train_mode``).
 
 ``load_model(spec)`` takes what users pass as ``--model`` / ``init_from``:
 

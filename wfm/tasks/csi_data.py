@@ -1,4 +1,4 @@
-"""Task data from shard datasets: splits, few-shot subsets, CSI labels and the DFT codebook.
+"""CSI task data from shard datasets: splits, few-shot subsets, CSI labels and the DFT codebook.
 
 Splits (``split_range``) are the head / middle / tail of every dataset, the same
 ``contiguous_splits`` that pretraining uses (``val_fraction`` 0.1 and ``test_fraction`` 0.2 by
