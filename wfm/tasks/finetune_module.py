@@ -40,6 +40,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from wfm.data.errors import DataError
 from wfm.hub import CheckpointError
+from wfm.tasks.backbones import (MAEEncoder, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model,
+                                 set_train_mode)
 from wfm.tasks.csi_data import TEST_FRACTION, VAL_FRACTION, csi_labels, load_csi
 from wfm.tasks.registry import get_task
 
@@ -188,8 +190,6 @@ class FinetuneModule(pl.LightningModule):
     # ------------------------------------------------------------------ building
     def build(self, info: dict[str, Any]) -> None:
         """Make the model for the data's shape and labels (called from ``setup``)."""
-        from wfm.tasks.backbones import MAEEncoder, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model
-
         hp = self.hparams
         baseline = hp.init_from.startswith("baseline:")
         if baseline and (hp.init_from != "baseline:mlp" or self.task.family != "csi-label" or hp.mode != "full"):
@@ -211,8 +211,6 @@ class FinetuneModule(pl.LightningModule):
 
     def train(self, mode: bool = True) -> "FinetuneModule":
         """Train mode for what fine-tunes; a linear probe's frozen backbone stays in eval (module doc)."""
-        from wfm.tasks.backbones import set_train_mode
-
         super().train(mode)
         if getattr(self, "net", None) is not None:
             set_train_mode(self.net, self.hparams.mode, mode)
