@@ -150,6 +150,11 @@ def test_bad_input_is_named():
         m.forecast(walks(2, 20), 0.1, 0)
     with pytest.raises(ValueError, match="interval"):
         m.forecast(walks(2, 20), torch.tensor([0.1, -1.0]), 4)
+    for bad in (float("inf"), float("nan")):  # an infinite interval used to return NaN forecasts
+        with pytest.raises(ValueError, match="finite positive"):
+            m.forecast(walks(2, 20), bad, 4)
+    with pytest.raises(ValueError, match="B >= 1"):  # an empty batch used to fail deep inside
+        m.forecast(torch.zeros(0, 20), 0.1, 4)
     with pytest.raises(ValueError, match="complex"):
         m.forecast(torch.zeros(2, 8, dtype=torch.complex64), 0.1, 4)
     with pytest.raises(ValueError, match="sdpa"):
@@ -281,7 +286,8 @@ def test_gpu_configs_parse(size, capsys):
     from wfm.pretrain import main
 
     with pytest.raises(SystemExit) as e:
-        main(["--config", str(REPO / "pretrain" / f"causal-{size}.yaml"), "--print_config"])
+        main(["--config", str(REPO / "pretrain" / "causal.yaml"), "--config", str(REPO / "pretrain" / f"causal-{size}.yaml"),
+              "--print_config"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "wfm.training.lit_causal.CausalPretrainModule" in out and f"model: causal_{size}" in out

@@ -643,8 +643,8 @@ class CausalForecaster(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def _check(self, context: Tensor, interval: Tensor | float, horizon: int) -> tuple[Tensor, Tensor]:
-        if context.ndim != 2 or context.shape[1] < 1:
-            raise ValueError(f"context must be [B, L] with L >= 1, got shape {tuple(context.shape)}")
+        if context.ndim != 2 or context.shape[0] < 1 or context.shape[1] < 1:
+            raise ValueError(f"context must be [B, L] with B >= 1 and L >= 1, got shape {tuple(context.shape)}")
         if context.is_complex():
             raise ValueError("context is complex: pass real and imaginary parts as separate series")
         if not torch.isfinite(context).all():
@@ -654,8 +654,8 @@ class CausalForecaster(nn.Module):
         interval = torch.as_tensor(interval, dtype=torch.float32, device=context.device).reshape(-1)
         if interval.numel() == 1:
             interval = interval.expand(context.shape[0])
-        if interval.shape != (context.shape[0],) or not bool((interval > 0).all()):
-            raise ValueError(f"interval must be a positive scalar or [B] = [{context.shape[0]}] tensor of seconds")
+        if interval.shape != (context.shape[0],) or not bool(((interval > 0) & torch.isfinite(interval)).all()):
+            raise ValueError(f"interval must be a finite positive scalar or [B] = [{context.shape[0]}] tensor of seconds")
         return context.float(), interval
 
     @torch.no_grad()
