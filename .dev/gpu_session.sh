@@ -67,7 +67,7 @@ stage_pretrain() {
     python3 -m wfm.cli data generate --recipe "$r" --out "$WFM_DATA/$(basename "$r" .yaml)" \
       --num-samples $n --device cuda --workers 4 > /dev/null 2>> "$OUT/generate.txt" || echo "generate $r failed"
   done
-  timeout 330 python3 -m wfm.cli pretrain --config pretrain/mae-tiny.yaml --trainer.devices 1 \
+  timeout 330 python3 -m wfm.cli pretrain --config pretrain/mae.yaml --config pretrain/mae-tiny.yaml --trainer.devices 1 \
     --trainer.max_time 00:00:05:00 --trainer.val_check_interval 500 --data.num_workers 4 \
     --trainer.enable_progress_bar false > "$OUT/pretrain.txt" 2>&1
   echo "pretrain exit $?"; tail -n 5 "$OUT/pretrain.txt"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Multi-node pretraining under SLURM: one task per GPU, Lightning reads the SLURM environment.
 #
-#   sbatch pretrain/slurm.sh pretrain/mae-base.yaml                  # 2 nodes x 8 GPUs (below)
-#   sbatch --nodes 4 --ntasks-per-node 4 --gpus-per-node 4 pretrain/slurm.sh pretrain/mae-large.yaml \
+#   sbatch pretrain/slurm.sh pretrain/mae.yaml --config pretrain/mae-base.yaml   # 2 nodes x 8 GPUs (below)
+#   sbatch --nodes 4 --ntasks-per-node 4 --gpus-per-node 4 pretrain/slurm.sh pretrain/mae.yaml --config pretrain/mae-large.yaml \
 #       --data.init_args.datasets '[/scratch/csi/a, /scratch/csi/b]'   # any CLI override after the config
 #
+# (a GPU size is its base config plus the size overlay as the first override.)
 # Re-submitting the same command resumes from runs/<name>/checkpoints/last.ckpt (--ckpt_path last
 # starts from scratch, with a warning, when there is none yet). On preemption/time-out SLURM
 # sends SIGUSR1 90 s early; Lightning then saves a checkpoint and requeues the job (--requeue).

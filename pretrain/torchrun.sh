@@ -3,11 +3,11 @@
 # per GPU; Lightning reads torchrun's environment).
 #
 #   # node 0 (its address is MASTER_ADDR):
-#   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 pretrain/torchrun.sh pretrain/mae-base.yaml
+#   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 pretrain/torchrun.sh pretrain/mae.yaml --config pretrain/mae-base.yaml
 #   # node 1:
-#   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 pretrain/torchrun.sh pretrain/mae-base.yaml
+#   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 pretrain/torchrun.sh pretrain/mae.yaml --config pretrain/mae-base.yaml
 #
-# Any CLI override may follow the config. Re-running resumes from the last checkpoint.
+# Any CLI override may follow the config (a GPU size: its base config, then --config SIZE-OVERLAY). Re-running resumes from the last checkpoint.
 set -euo pipefail
 
 CONFIG=${1:?usage: pretrain/torchrun.sh CONFIG.yaml [overrides...]}

@@ -19,6 +19,7 @@ from wfm.data.synthetic import SyntheticCSIDataModule
 from wfm.pretrain import expand_path, main
 from wfm.training.lit_mae import MAEPretrainModule
 from wfm.training.schedule import warmup_cosine
+from wfm.training.rehearse import config_files, merge_config
 from wfm.training.throughput import Throughput
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,16 +226,63 @@ def _config_for_test(path: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_config_parses(config, tmp_path, capsys):
+    """Every config parses as its header runs it: alone, or (an overlay) after its base."""
+    args = [a for f in config_files(config) for a in ("--config", str(_config_for_test(f, tmp_path)))]
     with pytest.raises(SystemExit) as exit_info:
-        main(["--config", str(_config_for_test(config, tmp_path)), "--print_config"])
+        main([*args, "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    kind = config.name.split("-")[0]  # mae-*.yaml or causal-*.yaml
+    kind = config.stem.split("-")[0]  # mae*.yaml or causal*.yaml
     module = {"mae": "wfm.training.lit_mae.MAEPretrainModule",
               "causal": "wfm.training.lit_causal.CausalPretrainModule"}[kind]
     assert printed["model"]["class_path"] == module
     assert printed["model"]["init_args"]["model"].startswith(f"{kind}_")
     assert printed["trainer"]["callbacks"]  # checkpoints, LR monitor, throughput
+
+
+def _leaves(cfg, path=()):
+    if isinstance(cfg, dict):
+        for k, v in cfg.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(cfg, list) and cfg and all(isinstance(v, dict) for v in cfg):
+        for i, v in enumerate(cfg):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, cfg
+
+
+OVERLAYS = {"mae": ["tiny", "little", "small", "base", "large", "large-fsdp"], "causal": ["tiny", "little", "small", "base"]}
+
+
+@pytest.mark.parametrize("name", [f"{k}-{s}" for k, sizes in OVERLAYS.items() for s in sizes])
+def test_size_overlays_on_the_shared_base(name, capsys):
+    """pretrain/mae-SIZE.yaml and causal-SIZE.yaml are short overlays of mae.yaml / causal.yaml:
+    the size's model, learning rate, schedule and run folder; the rest (trainer, callbacks,
+    loggers, masking, data) is the base's, entry by entry."""
+    kind, size = name.split("-", 1)
+    base, overlay = REPO / "pretrain" / f"{kind}.yaml", REPO / "pretrain" / f"{name}.yaml"
+    assert config_files(overlay) == [base, overlay] and config_files(base) == [base]
+    assert len(overlay.read_text().splitlines()) <= 35
+    with pytest.raises(SystemExit):
+        main(["--config", str(base), "--config", str(overlay), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    trainer, init = printed["trainer"], printed["model"]["init_args"]
+    assert init["model"] == f"{kind}_{size.split('-')[0]}"
+    run = f"runs/{name}"
+    assert [lg["init_args"]["save_dir"] for lg in trainer["logger"]] == [run, run]
+    assert [lg["init_args"]["name"] for lg in trainer["logger"]] == ["tb", "csv"]
+    callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in trainer["callbacks"]]
+    assert callbacks == ["ModelCheckpoint"] * 3 + ["LearningRateMonitor", "Throughput"]
+    assert {c["init_args"]["dirpath"] for c in trainer["callbacks"][:3]} == {f"{run}/checkpoints"}
+    assert trainer["callbacks"][0]["init_args"]["save_last"] and trainer["callbacks"][2]["init_args"]["monitor"] == "val/loss"
+    assert trainer["precision"] == "bf16-mixed" and trainer["accelerator"] == "gpu"
+    # rehearse's merge of the two files is what LightningCLI resolves, leaf by leaf.
+    merged = merge_config(yaml.safe_load(base.read_text()), yaml.safe_load(overlay.read_text()))
+    for path, value in _leaves(merged):
+        got = printed
+        for key in path:
+            got = got[key]
+        assert got == value, path
 
 
 def test_cpu_config_trains_and_resumes_through_the_cli(tmp_path, monkeypatch):

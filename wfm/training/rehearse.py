@@ -9,7 +9,8 @@ Each config runs as a user runs it, in fresh processes, with only the accelerato
 the data overridden on the command line (LightningCLI's ``--section.key value``, the mechanism a
 user has):
 
-* **Pretraining configs** (``pretrain/*.yaml`` but the ``*-cpu`` ones): launched like
+* **Pretraining configs** (``pretrain/*.yaml`` but the ``*-cpu`` ones; a size overlay on its
+  shared base, ``--config pretrain/mae.yaml --config pretrain/mae-small.yaml``): launched like
   ``pretrain/torchrun.sh`` (``torchrun --standalone --nproc-per-node 2 -m wfm.pretrain``), so the
   config's own strategy (DDP) runs over 2 gloo processes. Kept as shipped: strategy, precision
   (``bf16-mixed``: CPU autocast), ``compile`` (Inductor), callbacks (checkpoints, LR monitor,
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -77,15 +79,63 @@ class Result:
 
 
 def shipped_configs(repo: Path = REPO) -> list[Path]:
-    """Every GPU pretraining config and every fine-tuning config, in a fixed order."""
-    pre = sorted(p for p in (repo / "pretrain").glob("*.yaml") if not p.name.endswith(CPU_SUFFIX))
-    return pre + sorted((repo / "finetune").glob("*.yaml"))
+    """Every GPU pretraining config (the size overlays, not their shared bases) and every
+    fine-tuning config, in a fixed order."""
+    pre = sorted(p for p in (repo / "pretrain").glob("*.yaml")
+                 if not any(f.name.endswith(CPU_SUFFIX) for f in config_files(p)))  # an overlay of a CPU config too
+    bases = {files[0] for files in map(config_files, pre) if len(files) > 1}
+    return [p for p in pre if p not in bases] + sorted((repo / "finetune").glob("*.yaml"))
+
+
+def _read(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _complete(path: Path) -> bool:
+    """A config that runs alone (it names its model class), not an overlay."""
+    return "class_path" in (_read(path).get("model") or {})
+
+
+def config_files(path: Path) -> list[Path]:
+    """The config files of a run, in the order given to ``--config``: an overlay (a file without
+    a model ``class_path``) comes after its base, the complete config beside it whose name is
+    the longest ``-``-separated prefix of its own (``mae-small.yaml`` on ``mae.yaml``); any
+    other file runs alone (the fine-tuning configs name no model class)."""
+    if not _complete(path):
+        parts = path.stem.split("-")
+        for n in range(len(parts) - 1, 0, -1):
+            base = path.with_name("-".join(parts[:n]) + path.suffix)
+            if base.is_file() and _complete(base):
+                return [base, path]
+    return [path]
+
+
+def config_args(path: Path) -> list[str]:
+    """``--config`` arguments of a run of ``path`` (its base first, for a size overlay)."""
+    return [arg for f in config_files(path) for arg in ("--config", str(f))]
+
+
+def merge_config(base: Any, over: Any) -> Any:
+    """``over`` on ``base`` as jsonargparse merges a later ``--config``: mappings key by key,
+    lists of the same length entry by entry, a class spec with another ``class_path`` (or any
+    other value) replaced as a whole."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        if "class_path" in over and base.get("class_path") != over["class_path"]:
+            return over
+        return {**base, **{k: merge_config(base[k], v) if k in base else v for k, v in over.items()}}
+    if isinstance(base, list) and isinstance(over, list) and len(base) == len(over):
+        return [merge_config(b, o) for b, o in zip(base, over)]
+    return over
 
 
 def _yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text())
+    """The config a run of ``path`` gets from its files (base and overlay merged)."""
+    cfg: dict = {}
+    for f in config_files(path):
+        cfg = merge_config(cfg, _read(f))
+    return cfg
 
 
 def _describe(path: Path) -> tuple[str, str, bool | None]:
@@ -231,7 +281,7 @@ def rehearse_pretrain(path: Path, work: Path, data: dict[str, Path], timeout: fl
     cwd = work / path.stem
     shutil.rmtree(cwd, ignore_errors=True)
     cwd.mkdir(parents=True)
-    base = [*torchrun(2), "-m", "wfm.pretrain", "--config", str(path), *pretrain_overrides(path, data)]
+    base = [*torchrun(2), "-m", "wfm.pretrain", *config_args(path), *pretrain_overrides(path, data)]
     for phase, steps, extra in (("fit", STEPS, []), ("resume", RESUMED_STEPS, ["--ckpt_path", "last"])):
         log = work / "logs" / f"{path.stem}-{phase}.txt"
         res.logs.append(str(log))
@@ -440,7 +490,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
         for p in configs:
             over = pretrain_overrides(p, data) if p.parent.name == "pretrain" else \
                 finetune_overrides(p, data, "PRETRAINED")
-            print(f"{p.relative_to(REPO)}: {' '.join(over)}")
+            files = " + ".join(str(f.relative_to(REPO)) for f in config_files(p))
+            print(f"{files}: {' '.join(over)}")
         return []
     work = args.work or Path(tempfile.mkdtemp(prefix="wfm-rehearse-"))
     try:
