@@ -708,10 +708,17 @@ def test_hostile_manifest_one_line(tmp_path, capsys, edit):
     ["data", "import", "csv", "x.csv", "--out", "O", "--interval", "-1"],
     ["data", "import", "npy", "x.npy", "--out", "O", "--interval", "inf"],
     ["data", "import", "csv", "x.csv", "--out", "O", "--interval", "1", "--shard-size", "0"],
+    ["data", "import", "intel", "x.dat", "--out", "O", "--window", "-1"],
+    ["evaluate", "--task", "los-nlos", "--model", "knn", "--data", "D", "--train-fraction", "0"],
+    ["evaluate", "--task", "traffic-forecast", "--model", "persistence", "--data", "D", "--gap", "-3"],
+    ["data", "import", "csv"],
+    [],
 ])
 def test_bad_cli_values_refused(capsys, argv):
+    """One line, exit 2: argparse's usage screen is not shown either (it says where --help is)."""
     code, err = run_wfm(argv, capsys)
-    assert code == 2 and "Traceback" not in err and "error:" in err
+    line = only_error_line(code, err)
+    assert "Traceback" not in err and ("--help" in line or "train-fraction" in line), line
 
 
 def test_output_under_a_file_one_line(tmp_path, capsys):
@@ -887,3 +894,151 @@ def test_parse_error_line_condenses_nested_union_errors():
     assert parse_error_line(msg) == "model.mask_ratios: Expected a float. Got value: x"
     assert parse_error_line("unrecognized arguments: --x 1") == "unrecognized arguments: --x 1"
     assert len(parse_error_line("word " * 500)) <= 300
+
+
+# ---------------------------------------------------------------------------- 9 the machine refuses: one line
+
+
+def _limited_wfm(argv: list[str], file_size_limit: int) -> subprocess.CompletedProcess:
+    """``wfm argv`` in a child whose files may not grow past ``file_size_limit`` bytes: writes
+    beyond fail with EFBIG, as on a full disk (Python ignores SIGXFSZ), without root or a tmpfs."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "wfm.cli", *argv], preexec_fn=limit, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs preexec_fn (POSIX)")
+def test_disk_full_one_line_and_folder_reusable(tmp_path, capsys):
+    """A full disk while h5py writes a shard (an OSError, then a RuntimeError while closing the
+    file) is one line naming the shard; the folder it leaves (lock only) takes the next import."""
+    src = tmp_path / "big.npy"
+    np.save(src, np.random.default_rng(0).standard_normal((16, 8192)).astype(np.float32))
+    out = tmp_path / "o"
+    r = _limited_wfm(["data", "import", "npy", str(src), "--out", str(out), "--interval", "1"], 128 << 10)
+    only_error_line(r.returncode, r.stderr)
+    assert f"{out / 'shard-00000.h5'}: File too large" in r.stderr and "disk full" in r.stderr, r.stderr
+    assert not any(out.glob("*.h5")) and not any(out.glob(".*.tmp-*"))
+    code, err = run_wfm(["data", "import", "npy", str(src), "--out", str(out), "--interval", "1"], capsys)
+    assert code == 0, err
+
+
+def test_os_error_line_names_the_file_not_the_temporary():
+    import errno
+
+    from wfm.cli import os_error_line
+
+    h5 = OSError(errno.ENOSPC, "Can't synchronously write data (file write failed: time = Mon Nov 30\n, "
+                               "filename = 'out/.shard-00003.h5.tmp-4242', errno = 28, error message = 'x')")
+    assert os_error_line(h5) == "out/shard-00003.h5: No space left on device (disk full, quota or file-size limit reached)"
+    assert os_error_line(PermissionError(errno.EACCES, "Permission denied", "/ro/x")) == "/ro/x: Permission denied"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_output_folder_one_line(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    csv = tmp_path / "s.csv"
+    csv.write_text("v\n" + "\n".join(str(i) for i in range(20)) + "\n")
+    try:
+        code, err = run_wfm(["data", "import", "csv", str(csv), "--out", str(ro / "sub"), "--interval", "1"], capsys)
+    finally:
+        ro.chmod(0o700)
+    assert "ro" in only_error_line(code, err)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--trainer.max_steps", "-5"], "max_steps"),
+    (["--seed_everything", "-1"], "seed_everything = -1"),
+    (["--model.init_args.model", "nope"], "unknown model 'nope'"),
+])
+def test_pretrain_bad_values_found_while_building_one_line(tmp_path, capsys, args, expect):
+    code, err = run_wfm(["pretrain", "--config", str(tiny_pretrain_config(tmp_path)), *args], capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and expect in lines[0] and "Traceback" not in err, err
+    assert '"unknown' not in lines[0]  # a KeyError's message, not its repr
+
+
+# ---------------------------------------------------------------------------- 9 truncated pcap, whole capture
+
+
+def test_truncated_pcap_whole_capture_one_line(tmp_path, capsys):
+    """A pcap cut inside the first packet header, imported as one sample (--window 0)."""
+    import struct
+
+    cap = tmp_path / "cut.pcap"
+    cap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"\x01\x00\x00\x00\x02\x00")
+    code, err = run_wfm(["data", "import", "nexmon", str(cap), "--out", str(tmp_path / "o"), "--window", "0"], capsys)
+    assert "cut.pcap" in only_error_line(code, err) and "truncated" in err
+
+
+@pytest.mark.skipif(not SHARED_PCAP.is_file(), reason="needs the shared Nexmon capture")
+def test_truncated_real_pcap_whole_capture_one_line(tmp_path, capsys):
+    cap = tmp_path / "cut.pcap"
+    cap.write_bytes(SHARED_PCAP.read_bytes()[:3000])  # inside the third packet
+    code, err = run_wfm(["data", "import", "nexmon", str(cap), "--out", str(tmp_path / "o"), "--window", "0"], capsys)
+    assert "cut.pcap" in only_error_line(code, err) and "truncated" in err
+
+
+# ---------------------------------------------------------------------------- 4, 8 predict: finite input, B >= 1
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "batch0"])
+def test_mae_predict_refuses_non_finite_and_empty_input(bad):
+    import wfm
+
+    model = wfm.from_pretrained(FIXTURE)
+    csi = torch.randn(2, 8, 4, 16, dtype=torch.complex64)
+    if bad == "batch0":
+        csi = csi[:0]
+    else:
+        csi[1, 3, 2, 5] = complex(float(bad), 0.0)
+    with pytest.raises(ValueError, match="NaN or Inf" if bad != "batch0" else "B >= 1"):
+        model.predict(csi)
+
+
+# ---------------------------------------------------------------------------- 4 a non-finite gradient, finite loss
+
+
+def test_non_finite_gradient_stops_training_naming_the_parameter_and_step():
+    """sqrt at 0: the loss is 0, its gradient NaN; nothing trains on it."""
+    import pytorch_lightning as pl
+
+    from wfm.training.finite import FiniteGuard, NonFiniteError
+
+    class SqrtAtZero(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+        def training_step(self, batch, batch_idx):
+            return torch.sqrt(self.w * 0.0).sum() + (self.w * batch[0]).sum() * 0.0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 3)), batch_size=2)
+
+    model = SqrtAtZero()
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[FiniteGuard()])
+    with pytest.raises(NonFiniteError, match=r"non-finite gradient of w at step 0"):
+        trainer.fit(model)
+    assert torch.equal(model.w.detach(), torch.ones(3))  # the optimizer never stepped on NaN
+
+
+# ---------------------------------------------------------------------------- 9 patch that does not divide the shape
+
+
+def test_patch_not_dividing_the_shape_trains_and_validates(tmp_path, capsys):
+    """[3, 3, 3] on [8, 4, 16] CSI once failed at the first validation step: the grid is padded."""
+    code, err = run_wfm(["pretrain", "--config", str(tiny_pretrain_config(tmp_path)),
+                         "--model.init_args.patch_size", "[3, 3, 3]", "--trainer.max_steps", "1",
+                         "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "1"], capsys)
+    assert code == 0, err

@@ -54,6 +54,12 @@ class FinetuneCLI(LightningCLI):
 
         harden_trainer(self.trainer)
 
+    def parse_arguments(self, parser, args) -> None:
+        from wfm.pretrain import check_parsed
+
+        super().parse_arguments(parser, args)
+        check_parsed(self.config)
+
 
 def _names_its_classes(args: list[str]) -> bool:
     """Whether the ``--config`` gives its model by ``class_path`` (the series configs, which

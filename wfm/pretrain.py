@@ -104,6 +104,11 @@ class PretrainCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         harden_trainer(self.trainer)
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        check_parsed(self.config[sub] if sub else self.config)
+
     def _parse_ckpt_path(self) -> None:
         """Lightning reads the hyperparameters of ``ckpt_path`` before anything else: a URL is
         refused (or fetched and verified) and the file read weights-only, with one-line errors."""
@@ -184,7 +189,8 @@ def parser_kwargs(prog: str) -> dict[str, Any]:
 
 #: jsonargparse's scaffolding around the actual problem in a nested (Union, subclass) error.
 _PARSE_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes:|Errors:|"
-                          r"Given value type:|Given value:|Expected a <class 'NoneType'>)")
+                          r"Given value type:|Expected a <class 'NoneType'>)")
+_GIVEN = re.compile(r"^Given value: (.*)$")
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)":\s*(.*)$')
 _CLASS_PATH = re.compile(r"^Problem with given class_path '([^']+)':\s*(.*)$")
 
@@ -197,6 +203,7 @@ def parse_error_line(message: str, limit: int = 300) -> str:
     found: list[tuple[tuple[str, str] | None, str, str]] = []  # (class_path, key path, detail)
     in_class = 0  # indent below which the class_path being read ends
     in_class_key: tuple[str, str] | None = None  # (key path, class) of that class_path
+    given = ""  # the outermost "Given value: ..."
     for raw in message.splitlines():
         text = raw.strip().removeprefix("- ").strip()
         if not text:
@@ -220,11 +227,22 @@ def parse_error_line(message: str, limit: int = 300) -> str:
                 continue
         if _PARSE_NOISE.match(text):
             continue
+        m = _GIVEN.match(text)
+        if m:
+            given = given or m.group(1)
+            continue
         found.append((in_class_key, ".".join(k for _, k in keys), text))
     if not found:
         return " ".join(message.split())[:limit] or "invalid arguments"
     where, key, detail = next((f for f in found if f[0] is not None), found[0])
+    alternatives = [d for c, k, d in found if c is None and k == key]
+    if where is None and len(alternatives) > 1 and all(d.startswith("Expected a ") for d in alternatives):
+        detail = "Expected one of: " + ", ".join(d.removeprefix("Expected a ") for d in alternatives)
+    plain_value = given and not given.startswith(("NestedArg(", "Namespace("))
+    if where is None and plain_value and "Got value" not in detail:
+        detail += f"; got {given}"
     detail = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", detail).replace("Expected a int", "Expected an int")
+    detail = detail.replace("typing.", "")
     if where is not None and where[0] == key:  # directly about the class: name it
         detail = f"{detail} ({where[1]})"
     line = f"{key}: {detail}" if key else detail
@@ -245,14 +263,38 @@ def fail_on_input_error(e: BaseException) -> None:
         fail(str(cause))
     if isinstance(e, argparse.ArgumentError):
         fail(parse_error_line(str(e)))
-    if isinstance(e, OSError):  # unwritable run folder, disk full
-        fail(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
-    if _PHASE["instantiating"] and isinstance(e, (ValueError, TypeError, RuntimeError, KeyError)):
+    from wfm.cli import os_error_in, os_error_line
+
+    os_error = os_error_in(e)
+    if os_error is not None:  # unwritable run folder, disk full (also behind h5py's RuntimeError)
+        fail(os_error_line(os_error))
+    if _is_misconfiguration(e) or (
+            _PHASE["instantiating"] and isinstance(e, (ValueError, TypeError, RuntimeError, KeyError))):
         _PHASE["instantiating"] = False
         inner = e
         while inner.__cause__ is not None and isinstance(inner.__cause__, Exception):
             inner = inner.__cause__
-        fail(f"invalid configuration: {parse_error_line(str(inner) or type(inner).__name__, limit=400)}")
+        text = inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)  # KeyError quotes
+        fail(f"invalid configuration: {parse_error_line(str(text) or type(inner).__name__, limit=400)}")
+
+
+def _is_misconfiguration(e: BaseException) -> bool:
+    """Lightning's own "you configured it wrong" (``max_steps -5``...), at any point of a run."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    return isinstance(e, MisconfigurationException)
+
+
+def check_parsed(config: Any) -> None:
+    """Checks of the parsed config that must run before LightningCLI uses it: ``seed_everything``
+    is seeded before any hook, so a seed numpy refuses is refused here, as one line."""
+    from wfm.safety import InputError
+
+    seed = config.get("seed_everything") if hasattr(config, "get") else None
+    if seed is None or isinstance(seed, bool):
+        return
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InputError(f"seed_everything = {seed!r}: must be true, false or an integer in [0, 2**32)")
 
 
 def input_error(e: BaseException | None) -> Exception | None:

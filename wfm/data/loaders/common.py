@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -105,11 +106,22 @@ def _is_number(s: str) -> bool:
 
 
 def prepare_out(out: str | Path) -> Path:
-    """An output folder that is new or empty: imports never mix with earlier data."""
+    """An output folder that is new or empty: imports never mix with earlier data. What a
+    failed or killed import leaves (the lock file, ``.NAME.tmp-PID`` temporaries) does not count."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or not all(_left_by_a_failed_write(p) for p in out.iterdir())):
         raise DataError(f"{out}: output folder exists and is not empty; choose a new folder")
     return out
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def _left_by_a_failed_write(p: Path) -> bool:
+    """The folder lock, or a temporary file of a writer that died (removed under the lock)."""
+    from wfm.safety import LOCK_NAME
+
+    return p.name == LOCK_NAME or (_TEMPORARY.match(p.name) is not None and p.is_file())
 
 
 def write_samples(out: str | Path, name: str, kind: str, specs: Mapping[str, FieldSpec],
