@@ -349,7 +349,9 @@ def test_export_verifies_first(tmp_path, toy):
     assert not (tmp_path / "export").exists()
 
 
-def test_external_storage_refused(tmp_path, toy):
+@pytest.mark.parametrize("storage", ["external", "virtual", "external_link", "soft_link"])
+def test_storage_outside_the_checksum_refused(tmp_path, toy, storage):
+    """Data the shard's sha256 does not cover (it lives, or can change, in another file) is refused."""
     from wfm.data.errors import DataError
     from wfm.data.generate import generate_dataset
     from wfm.data.shards import MANIFEST, ShardedDataset, verify_dataset
@@ -359,19 +361,33 @@ def test_external_storage_refused(tmp_path, toy):
     generate_dataset(toy(), out)
     raw = tmp_path / "raw.bin"
     raw.write_bytes(np.zeros((4, 8), np.float32).tobytes())
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("x", data=np.zeros((4, 8), np.float32))
     shard = out / "shard-00000.h5"
     shard.unlink()
     with h5py.File(shard, "w") as f:
         f.attrs["schema_version"] = 1
         f.attrs["num_samples"] = 4
         f.attrs["seed"] = "0"
-        f.create_dataset("x", shape=(4, 8), dtype="float32", external=[(str(raw), 0, 4 * 8 * 4)])
+        if storage == "external":
+            f.create_dataset("x", shape=(4, 8), dtype="float32", external=[(str(raw), 0, 4 * 8 * 4)])
+        elif storage == "virtual":
+            layout = h5py.VirtualLayout(shape=(4, 8), dtype="float32")
+            layout[:] = h5py.VirtualSource(str(other), "x", shape=(4, 8))
+            f.create_virtual_dataset("x", layout)
+        elif storage == "external_link":
+            f["x"] = h5py.ExternalLink(str(other), "x")
+        else:
+            f.create_dataset("hidden", data=np.zeros((4, 8), np.float32))
+            f["x"] = h5py.SoftLink("/hidden")
     m = json.loads((out / MANIFEST).read_text())
     m["shards"][0]["sha256"] = sha256_of(shard)
     (out / MANIFEST).write_text(json.dumps(m))
-    with pytest.raises(DataError, match="external"):
+    match = "external or virtual" if storage in ("external", "virtual") else "Link"
+    with pytest.raises(DataError, match=match):
         verify_dataset(out)
-    with pytest.raises(DataError, match="external"):
+    with pytest.raises(DataError, match=match):
         ShardedDataset(out).read_range(0, 1)
 
 
@@ -456,6 +472,23 @@ def test_stale_tmp_cleaned_up(tmp_path, toy):
     stale.write_bytes(b"half a shard")
     generate_dataset(toy(), out)
     assert not stale.exists()
+
+
+def test_import_over_a_killed_imports_leftovers(tmp_path, capsys):
+    """What a killed import leaves (its lock file, a half-written shard) does not block the next
+    import into that folder, and the temporary is removed."""
+    from wfm.safety import LOCK_NAME
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("999999\n")
+    stale = out / ".shard-00000.h5.tmp-999999"
+    stale.write_bytes(b"half a shard")
+    csv = tmp_path / "s.csv"
+    csv.write_text("v\n" + "\n".join(str(i) for i in range(20)) + "\n")
+    code, err = run_wfm(["data", "import", "csv", str(csv), "--out", str(out), "--interval", "1"], capsys)
+    assert code == 0, err
+    assert not stale.exists() and (out / "manifest.json").is_file()
 
 
 # ---------------------------------------------------------------------------- 7 workers die with the parent
@@ -659,14 +692,47 @@ def test_fuzz_intel_parser(tmp_path):
     assert _fuzz(intel_capture(tmp_path / "c.dat"), "intel", {"nrx": 3, "ntx": 2}, seeds=40, budget_s=15) > 5
 
 
-@pytest.mark.skipif(not SHARED_PCAP.is_file(), reason="needs the shared Nexmon capture")
-def test_fuzz_nexmon_parser(tmp_path):
-    # The first 60 packets, cut at a packet boundary, keep each parse fast.
-    data, pos = SHARED_PCAP.read_bytes(), 24
-    for _ in range(60):
-        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+def nexmon_capture(path: Path, frames: int = 8, streams: int = 4) -> Path:
+    """A synthetic Nexmon CSI pcap (bcm4339, 80 MHz): UDP port 5500 packets of one spatial stream
+    each, laid out as the shared capture's (so the fuzz test runs without ../shared)."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)  # pcap header, Ethernet
+    lower = bytes.fromhex("ffffffffffff4e45584d4f4e0800"  # Ethernet: broadcast from "NEXMON"
+                          "4500042e000100000111a1ab0a0a0a0affffffff"  # IPv4, UDP
+                          "157c157c041a0000")  # UDP 5500 -> 5500
+    for f in range(frames):
+        for s in range(streams):
+            # magic, rssi, frame control, source MAC, sequence, core/stream, chanspec, chip version
+            nexmon = struct.pack("<HBB6sHHHH", 0x1111, 0x11, 0x11, bytes.fromhex("112233445566"), f, s << 3,
+                                 0xE02A, 0x0001)
+            pkt = lower + nexmon + rng.integers(-2000, 2000, 512, dtype=np.int16).tobytes()  # 256 subcarriers
+            out += struct.pack("<IIII", f, s, len(pkt), len(pkt)) + pkt
+    path.write_bytes(out)
+    return path
+
+
+def test_synthetic_nexmon_capture_parses(tmp_path):
+    from wfm.data.loaders.wifi_csi import read_capture
+
+    d = read_capture(nexmon_capture(tmp_path / "c.pcap"), "nexmon", chip="4339", bw=80)
+    assert d["csi"].shape == (8, 4, 242)
+
+
+@pytest.mark.parametrize("source", ["synthetic", "shared"])
+def test_fuzz_nexmon_parser(tmp_path, source):
     cap = tmp_path / "c.pcap"
-    cap.write_bytes(data[:pos])
+    if source == "synthetic":
+        nexmon_capture(cap)
+    else:
+        if not SHARED_PCAP.is_file():
+            pytest.skip("needs the shared Nexmon capture")
+        # The first 60 packets, cut at a packet boundary, keep each parse fast.
+        data, pos = SHARED_PCAP.read_bytes(), 24
+        for _ in range(60):
+            pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+        cap.write_bytes(data[:pos])
     assert _fuzz(cap, "nexmon", {"chip": "4339", "bw": 80}, seeds=40, budget_s=15) > 5
 
 
@@ -977,10 +1043,13 @@ def test_truncated_pcap_whole_capture_one_line(tmp_path, capsys):
     assert "cut.pcap" in only_error_line(code, err) and "truncated" in err
 
 
-@pytest.mark.skipif(not SHARED_PCAP.is_file(), reason="needs the shared Nexmon capture")
-def test_truncated_real_pcap_whole_capture_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("source", ["synthetic", "shared"])
+def test_truncated_nexmon_pcap_whole_capture_one_line(tmp_path, capsys, source):
+    if source == "shared" and not SHARED_PCAP.is_file():
+        pytest.skip("needs the shared Nexmon capture")
+    data = nexmon_capture(tmp_path / "full.pcap").read_bytes() if source == "synthetic" else SHARED_PCAP.read_bytes()
     cap = tmp_path / "cut.pcap"
-    cap.write_bytes(SHARED_PCAP.read_bytes()[:3000])  # inside the third packet
+    cap.write_bytes(data[:3000])  # inside the third packet
     code, err = run_wfm(["data", "import", "nexmon", str(cap), "--out", str(tmp_path / "o"), "--window", "0"], capsys)
     assert "cut.pcap" in only_error_line(code, err) and "truncated" in err
 
