@@ -267,9 +267,15 @@ def die_with_parent(poll_seconds: float = 0.5) -> None:
     """Process-pool initializer: exit this worker as soon as its parent process is gone.
 
     On Linux the kernel is asked to kill it (``PR_SET_PDEATHSIG``); a watchdog thread that
-    notices the parent's pid change covers the rest (and the race before the ``prctl``).
+    notices the parent's pid change covers the rest (and the race before the ``prctl``). The
+    parent is the process that started this one (``multiprocessing.parent_process()``), not
+    whatever ``getppid()`` says when the initializer runs: a spawned worker imports for seconds
+    first, and a parent killed meanwhile would leave it reparented and watching the wrong pid.
     """
-    parent = os.getppid()
+    import multiprocessing
+
+    started_by = multiprocessing.parent_process()
+    parent = started_by.pid if started_by is not None and started_by.pid else os.getppid()
     try:
         import ctypes
         import signal
