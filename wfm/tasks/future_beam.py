@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from wfm.data.errors import DataError
+from wfm.training.fit_select import fit_and_select
 
 SPLIT_SHARES = (0.7, 0.1, 0.2)
 NEEDED = ("beam_power", "best_beam", "vehicle_gps", "bs_gps", "scenario")
@@ -307,8 +308,6 @@ class BeamRNN(nn.Module):
         """Cross-entropy on the training windows; with ``val``, keeps the weights of the best
         validation top-1 (checked every ``eval_every`` steps and at the end), else the last
         weights. ``selection`` says which were kept; ``progress(step, loss)`` after each step."""
-        import copy
-
         torch.manual_seed(seed)
         if self.reinit:  # from scratch: the initial weights follow the seed too
             for m in self.modules():
@@ -316,29 +315,21 @@ class BeamRNN(nn.Module):
                     m.reset_parameters()
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
-        best, state, best_step, checks = -1.0, None, 0, 0
-        for step in range(steps):
-            self.train()
+
+        def train_step(step: int) -> Tensor:
             idx = torch.randint(0, len(train), (min(batch_size, len(train)),), generator=gen)
             loss = nn.functional.cross_entropy(self(train.past[idx]), train.label[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if progress is not None:
-                progress(step + 1, loss.detach())
-            if val is not None and len(val) and ((step + 1) % eval_every == 0 or step + 1 == steps):
-                acc = float((self.scores(val).argmax(1) == val.label).float().mean())
-                checks += 1
-                if acc > best:
-                    best, state, best_step = acc, copy.deepcopy(self.state_dict()), step + 1
-        if state is not None:
-            self.load_state_dict(state)
-            self.selection = {"kept": f"best val, step {best_step}/{steps}", "step": best_step,
-                              "checks": checks, "val_top1": best}
-        else:
-            self.selection = {"kept": f"last, step {steps} (no val split)", "step": steps,
-                              "checks": 0}
-        return self.eval()
+            return loss
+
+        def val_top1() -> float:
+            return float((self.scores(val).argmax(1) == val.label).float().mean())
+
+        fit_and_select(self, train_step, steps, val_top1 if val is not None and len(val) else None, eval_every,
+                       maximize=True, score_name="val_top1", progress=progress)
+        return self
 
     @torch.no_grad()
     def scores(self, w: BeamWindows) -> Tensor:
