@@ -126,3 +126,39 @@ def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction(
         err = ((pred.reconstruction - want).abs() ** 2 * pred.mask).sum() / ((want.abs() ** 2) * pred.mask).sum()
         assert err < 0.05  # at most the little correction the backtest let through
     assert model.backtest(noisy, "random", 0.5) is None and _tiny("none").backtest(noisy, "temporal", 0.5) is None
+
+
+def test_skill_loss_weighs_each_sample_against_its_own_prior():
+    from wfm.models.mae import SKILL_FLOOR
+
+    model = _tiny("mix", loss="skill").train()
+    csi = _csi(3, 16, 3, 30)
+    csi[1] *= 100.0  # a loud sample does not dominate: every term is relative to that sample's prior
+    mask, front = model.prediction_mask(csi.shape, "temporal", 0.5)
+    out = model(csi, mask, front)
+    m = (out.mask[..., None].float() * (1.0 if out.valid is None else out.valid)).expand_as(out.target)
+    err = (((out.pred - out.target) ** 2) * m).sum(dim=(1, 2))
+    prior_err = (((out.prior - out.target) ** 2) * m).sum(dim=(1, 2))
+    power = ((out.target ** 2) * m).sum(dim=(1, 2))
+    torch.testing.assert_close(out.loss, (err / (prior_err + SKILL_FLOOR * power)).mean())
+    # The untrained correction is zero, so each sample scores its prior: just under 1 (the floor).
+    assert 0.99 < float(out.loss) <= 1.0
+    out.loss.backward()
+    assert model.decoder_pred.weight.grad.abs().sum() > 0  # the correction head learns from it
+    with pytest.raises(ValueError, match="skill"):
+        MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, loss="skill")  # needs a prior
+
+
+def test_init_weights_continues_from_an_exported_model():
+    from wfm.hub import CheckpointError, from_pretrained
+    from wfm.training.lit_mae import MAEPretrainModule
+
+    from conftest import REPO
+
+    folder = str(REPO / "checkpoints" / "mae-tiny-catalog-cpu")
+    released = from_pretrained(folder).state_dict()
+    module = MAEPretrainModule(model="mae_tiny", prior="mix", loss="skill", init_weights=folder)
+    got = module.model.state_dict()
+    assert got.keys() == released.keys() and all(torch.equal(got[k], released[k]) for k in got)
+    with pytest.raises(CheckpointError, match=r"init_weights.*unexpected keys"):  # prior "none" has no prior layers
+        MAEPretrainModule(model="mae_tiny", prior="none", init_weights=folder)

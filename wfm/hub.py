@@ -441,6 +441,17 @@ def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
     return model.eval()
 
 
+def load_weights_into(model: Any, path_or_hub_id: str | Path) -> Any:
+    """Copy the weights of an exported model (``from_pretrained``, with all its checks) into
+    ``model``, which must have exactly the same parameters and shapes; returns ``model``.
+
+    Raises :class:`CheckpointError` naming the source and the first mismatch."""
+    source = from_pretrained(path_or_hub_id)
+    _check_state_dict(model, source.state_dict(), f"{path_or_hub_id} (init_weights)")
+    model.load_state_dict(source.state_dict(), strict=True)
+    return model
+
+
 def push_to_hub(local_dir: str | Path, repo_id: str, token: str | None = None, *, private: bool = False,
                 commit_message: str | None = None) -> str:
     """Upload an exported folder to the Hugging Face Hub (creates the repo if needed); returns its URL.

@@ -59,6 +59,11 @@ from wfm.nn.posenc import SinCos3D
 #: ``prior`` options: ``none`` (mask tokens, no anchor: the original MAE), one classical
 #: estimator, or ``mix`` (a per-sample learned convex mix of them).
 PRIORS = ("none", *ESTIMATORS, "mix")
+#: Training losses (``MaskedAutoencoder(loss=...)``) and the skill loss' floor on the prior's
+#: error, relative to the sample's masked power (-30 dB).
+LOSSES = ("mse", "skill")
+SKILL_FLOOR = 1e-3
+
 #: How sharply ``predict``'s guard prefers the estimator with the lower backtest error
 #: (weights proportional to ``mse ** -GUARD_SHARPNESS``).
 GUARD_SHARPNESS = 16.0
@@ -163,6 +168,12 @@ class MaskedAutoencoder(nn.Module):
             weights from a gate on the pooled encoder output. ``none``: the original MAE.
         drop_path_rate, layer_scale: stochastic depth (linearly increasing over the encoder
             blocks, as in timm) and LayerScale init values (``None``: off).
+        loss: ``mse``: the mean squared error over every masked entry of the batch (samples with
+            large errors dominate). ``skill`` (needs a prior): the mean over samples of each
+            sample's masked MSE divided by that of its own classical prior (detached, floored at
+            -30 dB of the sample's masked power): 1 is the prior's score and every sample weighs
+            the same relative to it, so a correction that hurts a quasi-static sample, where the
+            prior is already good, costs as much as one that helps a fast-fading sample gains.
     """
 
     def __init__(
@@ -181,12 +192,15 @@ class MaskedAutoencoder(nn.Module):
         prior: str = "none",
         drop_path_rate: float = 0.0,
         layer_scale: float | None = None,
+        loss: str = "mse",
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTION_KINDS)}")
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
+        if loss not in LOSSES or (loss == "skill" and prior == "none"):
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)} ('skill' needs a prior); got {loss!r} with prior {prior!r}")
         if prior != "none" and norm_pix_loss:
             raise ValueError("prior-anchored prediction needs norm_pix_loss=False (the prior lives in data space)")
         self.patch_size: Patch = tuple(int(p) for p in patch_size)  # type: ignore[assignment]
@@ -202,6 +216,7 @@ class MaskedAutoencoder(nn.Module):
         self.prior = prior
         self.drop_path_rate = float(drop_path_rate)
         self.layer_scale = layer_scale
+        self.loss_kind = loss
         dd = self.decoder_dim
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
@@ -288,7 +303,7 @@ class MaskedAutoencoder(nn.Module):
         estimates = self.forward_estimates(target, mask, grid, valid)
         prior = self.mix_prior(estimates, latent, prior_weights)
         pred = self.forward_decoder(latent, ids_restore, grid, prior, correction_scale)
-        loss, nmse = self.forward_loss(pred, target, mask, valid)
+        loss, nmse = self.forward_loss(pred, target, mask, valid, prior)
         return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid, scale=scale,
                          valid=valid, prior=prior, crop=crop, estimates=estimates,
                          correction=None if prior is None else pred - prior)
@@ -370,8 +385,10 @@ class MaskedAutoencoder(nn.Module):
             return pred
         return prior + (pred if correction_scale is None else correction_scale[:, None, None] * pred)
 
-    def forward_loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Masked-patch MSE over valid entries and per-sample NMSE (see ``MAEOutput``)."""
+    def forward_loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None,
+                     prior: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The training loss over masked, valid entries (``loss``: ``mse`` or ``skill`` against
+        ``prior``) and the per-sample NMSE (see ``MAEOutput``)."""
         m = mask.float()[..., None] * (1.0 if valid is None else valid)  # [B, N, P]
         if self.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
@@ -382,9 +399,13 @@ class MaskedAutoencoder(nn.Module):
             sq = (pred - target) ** 2
             recon = pred
         m = m.expand_as(sq)
-        loss = (sq * m).sum() / m.sum().clamp_min(1.0)
         err = (((recon - target) ** 2) * m).sum(dim=(1, 2))
         power = ((target**2) * m).sum(dim=(1, 2))
+        if self.loss_kind == "skill" and prior is not None:
+            prior_err = (((prior - target) ** 2) * m).sum(dim=(1, 2)).detach()
+            loss = (err / (prior_err + SKILL_FLOOR * power).clamp_min(1e-12)).mean()
+        else:
+            loss = (sq * m).sum() / m.sum().clamp_min(1.0)
         return loss, err / power.clamp_min(1e-12)
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from wfm.hub import load_weights_into
 from wfm.models.mae import MaskedAutoencoder, nmse_db
 from wfm.models.masking import MaskPolicy, make_mask
 from wfm.models.registry import create_model
@@ -44,6 +45,13 @@ class MAEPretrainModule(pl.LightningModule):
         warmup_steps, min_lr_ratio, max_steps: schedule (optimizer steps; ``max_steps=None``
             uses the Trainer's estimate).
         compile: ``torch.compile`` each transformer block (see ``MaskedAutoencoder.compile_blocks``).
+        loss: ``mse`` or ``skill`` (each sample's error relative to its classical prior's; see
+            ``MaskedAutoencoder``).
+        init_weights: start from these weights (an exported folder or hub id, read through
+            ``wfm.from_pretrained`` with its checks) instead of a random init, with a fresh
+            optimizer and schedule: continued pretraining of a released model on new data. The
+            architecture given here must match the weights' exactly. A resume (``--ckpt_path``)
+            overrides them, as it restores everything.
     """
 
     def __init__(
@@ -69,14 +77,18 @@ class MAEPretrainModule(pl.LightningModule):
         min_lr_ratio: float = 0.01,
         max_steps: int | None = None,
         compile: bool = False,
+        loss: Literal["mse", "skill"] = "mse",
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model: MaskedAutoencoder = create_model(
             model, patch_size=tuple(patch_size), attention=attention,
             decoder_dim=decoder_dim, sample_norm=sample_norm, norm_pix_loss=norm_pix_loss,
-            prior=prior, drop_path_rate=drop_path_rate, layer_scale=layer_scale,
+            prior=prior, drop_path_rate=drop_path_rate, layer_scale=layer_scale, loss=loss,
         )
+        if init_weights:
+            load_weights_into(self.model, init_weights)
         self.mask_policy = MaskPolicy(list(mask_kinds), list(mask_ratios), mask_mode,
                                       None if mask_weights is None else list(mask_weights))
         # Validation scores every (kind, ratio) of the mixture; named by kind, plus the ratio
