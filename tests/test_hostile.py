@@ -778,13 +778,14 @@ def test_hostile_manifest_one_line(tmp_path, capsys, edit):
     ["evaluate", "--task", "los-nlos", "--model", "knn", "--data", "D", "--train-fraction", "0"],
     ["evaluate", "--task", "traffic-forecast", "--model", "persistence", "--data", "D", "--gap", "-3"],
     ["data", "import", "csv"],
+    ["data", "recipes", "/no/such/recipes"],
     [],
 ])
 def test_bad_cli_values_refused(capsys, argv):
     """One line, exit 2: argparse's usage screen is not shown either (it says where --help is)."""
     code, err = run_wfm(argv, capsys)
     line = only_error_line(code, err)
-    assert "Traceback" not in err and ("--help" in line or "train-fraction" in line), line
+    assert "Traceback" not in err and ("--help" in line or "train-fraction" in line or "no such" in line), line
 
 
 def test_output_under_a_file_one_line(tmp_path, capsys):

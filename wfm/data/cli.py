@@ -102,7 +102,10 @@ def catalog_rows(directory: str | Path) -> list[dict]:
 
 def cmd_recipes(args: argparse.Namespace) -> None:
     from wfm.console import markdown_table
+    from wfm.data.errors import DataError
 
+    if not Path(args.dir).is_dir():
+        raise DataError(f"{args.dir}: no such recipe folder")
     rows = catalog_rows(args.dir)
     if args.markdown:
         print(markdown_table(rows), end="")
