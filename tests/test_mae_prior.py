@@ -109,6 +109,15 @@ def test_predict_refuses_non_finite_csi(bad):
         _tiny("hold").predict(csi, "temporal", 0.5)
 
 
+def test_predict_refuses_values_whose_square_overflows():
+    csi = _csi(1, 16, 2, 8)
+    csi[0, 0, 0, 0] = 1e30  # finite, but its square is not in float32: the output used to be NaN
+    with pytest.raises(ValueError, match="rescale"):
+        _tiny("mix").predict(csi, "temporal", 0.5)
+    big = _tiny("mix").predict(_csi(1, 16, 2, 8) * 1e12, "temporal", 0.5)  # large but representable: fine
+    assert torch.isfinite(torch.view_as_real(big.reconstruction)).all()
+
+
 def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction():
     model = _tiny("mix")
     torch.nn.init.normal_(model.decoder_pred.weight, std=1.0)  # a large, useless correction

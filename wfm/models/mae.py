@@ -59,6 +59,9 @@ from wfm.nn.posenc import SinCos3D
 #: ``prior`` options: ``none`` (mask tokens, no anchor: the original MAE), one classical
 #: estimator, or ``mix`` (a per-sample learned convex mix of them).
 PRIORS = ("none", *ESTIMATORS, "mix")
+#: Largest |CSI| value ``predict`` accepts (squares of larger ones overflow float32).
+MAX_ABS_INPUT = 1e15
+
 #: Training losses (``MaskedAutoencoder(loss=...)``) and the skill loss' floor on the prior's
 #: error, relative to the sample's masked power (-30 dB).
 LOSSES = ("mse", "skill")
@@ -502,6 +505,10 @@ class MaskedAutoencoder(nn.Module):
             raise ValueError(f"csi must be complex [B, T, A, K] with B >= 1; got shape {tuple(csi.shape)}")
         if not torch.isfinite(torch.view_as_real(csi.to(torch.complex64))).all():
             raise ValueError("csi contains NaN or Inf values; clean or drop those samples first")
+        peak = float(csi.abs().max())
+        if peak > MAX_ABS_INPUT:  # its square overflows float32 in the sample norm and the priors' errors
+            raise ValueError(f"csi has values up to {peak:.3g} in magnitude (> {MAX_ABS_INPUT:g}); rescale it first "
+                             "(the model normalises each sample, so any scale works)")
         gen = torch.Generator().manual_seed(seed)
         mask, front = self.prediction_mask(csi.shape, mask_kind, ratio, generator=gen)
         fitted = self.backtest(csi.to(torch.complex64), mask_kind, ratio) if guard else None
