@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).register(sub)
     # Listed for --help only: main() hands `wfm pretrain ...` to LightningCLI before parsing.
     sub.add_parser("pretrain", help="pretrain a foundation model (LightningCLI): wfm pretrain --config "
-                                    "pretrain/mae-SIZE.yaml or causal-SIZE.yaml; see wfm pretrain --help")
+                                    "pretrain/mae.yaml --config pretrain/mae-SIZE.yaml (or causal.yaml + "
+                                    "causal-SIZE.yaml); see wfm pretrain --help")
     sub.add_parser("finetune", help="fine-tune a model on a downstream task (LightningCLI): wfm finetune "
                                     "--config finetune/TASK.yaml --model.init_from M [--train DIR... --test DIR...]; "
                                     "see wfm finetune --help")

@@ -1,13 +1,14 @@
 """``wfm pretrain``: pretrain a foundation model with ``LightningCLI``.
 
     wfm pretrain --config pretrain/mae-tiny-cpu.yaml                 # CPU smoke run
-    wfm pretrain --config pretrain/mae-base.yaml \\
+    wfm pretrain --config pretrain/mae.yaml --config pretrain/mae-base.yaml \\
         --data.datasets '[$WFM_DATA/uma-3p5-4x8-k64-t24, /data/my-csi]'  # your data
-    wfm pretrain --config pretrain/mae-base.yaml --ckpt_path last     # resume
+    wfm pretrain --config pretrain/mae.yaml --config pretrain/mae-base.yaml --ckpt_path last  # resume
 
 The first argument may be a LightningCLI subcommand (``fit``, ``validate``, ``test``); without
 one, ``fit`` is meant. Model and data are given by ``class_path`` in the config (subclass mode),
-so any LightningModule/LightningDataModule works; ``pretrain/*.yaml`` has one per model size.
+so any LightningModule/LightningDataModule works; ``pretrain/*.yaml`` has a base (``mae.yaml``,
+``causal.yaml``) and a short overlay per model size.
 
 Dataset paths in ``data.datasets`` may use ``~`` and environment variables; ``$WFM_DATA``
 defaults to ``~/.cache/wfm/data``. On the command line write ``$WFM_DATA/x`` (or quote
