@@ -837,6 +837,16 @@ def test_recipe_values_refused_up_front(tmp_path, capsys, changes):
     assert not any((tmp_path / "o").glob("shard-*")) if (tmp_path / "o").exists() else True
 
 
+@pytest.mark.parametrize("array", [[1, 4.5], [1, "4x"], [True, 4], 4])
+def test_recipe_non_integral_array_refused(tmp_path, capsys, array):
+    """``array: [1, 4.5]`` once became (1, 4) silently; it is refused like ``num_subcarriers: 32.7``."""
+    code, err = run_wfm(["data", "generate", "--recipe", str(_recipe(tmp_path, array=array)),
+                         "--out", str(tmp_path / "o")], capsys)
+    line = only_error_line(code, err)
+    assert f"{tmp_path / 'r.yaml'}: bad value in recipe: array" in line, line
+    assert not (tmp_path / "o").exists()
+
+
 def test_recipe_billion_laughs_refused(tmp_path, capsys):
     path = _recipe(tmp_path)
     path.write_text(BILLION_LAUGHS + path.read_text() + "description: *i\n")

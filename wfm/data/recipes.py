@@ -171,7 +171,9 @@ def recipe_from_dict(d: dict[str, Any], source: str = "<dict>") -> CSIRecipe:
         raise DataError(f"{source}: kind {d['kind']!r} is not a CSI recipe")
     d = dict(d)
     try:
-        d["array"] = tuple(int(x) for x in d["array"])
+        if not isinstance(d["array"], (list, tuple)):
+            raise ValueError(f"array must be [rows, cols], got {d['array']!r}")
+        d["array"] = tuple(strict_int(x, "array entry") for x in d["array"])  # [1, 4.5] is refused, not (1, 4)
         d["speed_kmh"] = tuple(float(x) for x in d["speed_kmh"])
         for key in ("num_subcarriers", "time_steps", "num_samples", "shard_size"):
             if key in d:
