@@ -1033,12 +1033,26 @@ def test_unwritable_output_folder_one_line(tmp_path, capsys):
     (["--trainer.max_steps", "-5"], "max_steps"),
     (["--seed_everything", "-1"], "seed_everything = -1"),
     (["--model.init_args.model", "nope"], "unknown model 'nope'"),
+    (["--data.init_args.shapes", "[[0, 4, 4]]"], "shapes: [0, 4, 4] must be [T, A, K], three integers >= 1"),
+    (["--data.init_args.shapes", "[[8, 4, 16], [8, -4, 16]]"], "shapes: [8, -4, 16] must be"),
+    (["--data.init_args.shapes", "[[100000, 100000, 100]]"], "elements a batch"),
+    (["--data.init_args.num_paths", "0"], "num_paths >= 1"),
 ])
 def test_pretrain_bad_values_found_while_building_one_line(tmp_path, capsys, args, expect):
     code, err = run_wfm(["pretrain", "--config", str(tiny_pretrain_config(tmp_path)), *args], capsys)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1 and expect in lines[0] and "Traceback" not in err, err
     assert '"unknown' not in lines[0]  # a KeyError's message, not its repr
+
+
+@pytest.mark.parametrize("shapes", [[(0, 4, 4)], [(8, 4, 16), (8, 4, -1)], [(8, 4)], [(8, 4, 16.5)], [], 7])
+def test_synthetic_shapes_checked_when_built(shapes):
+    """A zero or negative size once passed construction and failed at the first training step."""
+    from wfm.data.synthetic import SyntheticCSIDataModule
+    from wfm.safety import InputError
+
+    with pytest.raises(InputError, match="shapes"):
+        SyntheticCSIDataModule(shapes=shapes, batch_size=2, train_batches=1, val_batches=1)
 
 
 # ---------------------------------------------------------------------------- 9 truncated pcap, whole capture

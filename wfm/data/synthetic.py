@@ -27,6 +27,31 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from wfm.safety import InputError, strict_int
+
+#: Largest ``batch_size x num_paths x T x A x K`` one batch may build (its complex128 phase
+#: tensors are 16 bytes an element: 4 GiB each), checked before anything is allocated.
+MAX_BATCH_ELEMENTS = 1 << 28
+
+
+def check_shapes(shapes: object) -> list[tuple[int, int, int]]:
+    """``shapes`` as a list of ``(T, A, K)`` int tuples, or an :class:`~wfm.safety.InputError`
+    (one line, exit 2 from the CLI) naming the bad shape: each has three integers >= 1."""
+    if isinstance(shapes, (str, bytes)) or not isinstance(shapes, (list, tuple)) or not shapes:
+        raise InputError(f"shapes {shapes!r}: must be a non-empty list of [T, A, K] shapes")
+    out = []
+    for shape in shapes:
+        if isinstance(shape, (str, bytes)) or not isinstance(shape, (list, tuple)) or len(shape) != 3:
+            raise InputError(f"shapes: {shape!r} must be [T, A, K], three integers >= 1")
+        try:
+            dims = tuple(strict_int(s, "shape size") for s in shape)
+        except InputError:
+            raise InputError(f"shapes: {list(shape)} must be [T, A, K], three integers >= 1") from None
+        if min(dims) < 1:
+            raise InputError(f"shapes: {list(dims)} must be [T, A, K], three integers >= 1")
+        out.append(dims)
+    return out  # type: ignore[return-value]
+
 
 def plane_wave_csi(
     batch: int,
@@ -70,10 +95,20 @@ class SyntheticCSIDataset(Dataset):
         max_delay: float = 0.05,
         seed: int = 0,
     ) -> None:
-        if num_batches < 1 or batch_size < 1 or not shapes:
-            raise ValueError("SyntheticCSIDataset needs num_batches >= 1, batch_size >= 1 and at least one shape")
+        # Checked here, when the data module is built, not at the first training step.
+        self.shapes = check_shapes(shapes)
+        num_batches, batch_size = strict_int(num_batches, "batches"), strict_int(batch_size, "batch_size")
+        num_paths = strict_int(num_paths, "num_paths")
+        if num_batches < 1 or batch_size < 1 or num_paths < 1:
+            raise InputError(f"synthetic data needs batches >= 1, batch_size >= 1 and num_paths >= 1 "
+                             f"(got {num_batches}, {batch_size}, {num_paths})")
+        if not (math.isfinite(max_doppler) and math.isfinite(max_delay)):
+            raise InputError(f"max_doppler {max_doppler} and max_delay {max_delay} must be finite")
+        for shape in self.shapes:
+            if batch_size * num_paths * math.prod(shape) > MAX_BATCH_ELEMENTS:
+                raise InputError(f"shapes: {list(shape)} with batch_size {batch_size} and num_paths {num_paths} "
+                                 f"is over {MAX_BATCH_ELEMENTS} elements a batch")
         self.num_batches, self.batch_size = num_batches, batch_size
-        self.shapes = [tuple(int(s) for s in shape) for shape in shapes]
         self.kw = dict(num_paths=num_paths, max_doppler=max_doppler, max_delay=max_delay)
         self.seed = seed
 
@@ -113,7 +148,7 @@ class SyntheticCSIDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        kw = dict(batch_size=batch_size, shapes=list(shapes), num_paths=num_paths,
+        kw = dict(batch_size=batch_size, shapes=check_shapes(shapes), num_paths=num_paths,
                   max_doppler=max_doppler, max_delay=max_delay)
         self.train_set = SyntheticCSIDataset(train_batches, seed=2 * seed, **kw)
         self.val_set = SyntheticCSIDataset(val_batches, seed=2 * seed + 1, **kw)
