@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 from pathlib import Path
@@ -318,3 +319,25 @@ def test_direct_multi_patch_head():
     assert torch.isfinite(loss) and m.head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="horizon_patches"):
         create_model("causal_tiny", horizon_patches=0)
+
+
+@pytest.mark.parametrize("prior", ["trend", "mix"])
+def test_forward_features_are_the_heads_input(prior):
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", depth=2, prior=prior).eval()
+    x = walks(3, 45)  # not a multiple of the patch: left-padded like forecast
+    h = m.forward_features(x, 0.1)
+    n = -(-45 // m.patch_len)
+    assert h.shape == (3, n, m.blocks[0].attn.qkv.in_features)
+    # Everything the head adds to the output is head(features): zero the head and the difference is it.
+    values = torch.nn.functional.pad(x, ((-45) % m.patch_len, 0))
+    observed = torch.nn.functional.pad(torch.ones_like(x, dtype=torch.bool), ((-45) % m.patch_len, 0))
+    iv = torch.full((3,), 0.1)
+    bare = copy.deepcopy(m)
+    torch.nn.init.zeros_(bare.head.weight)
+    torch.nn.init.zeros_(bare.head.bias)
+    with torch.no_grad():
+        added = m(values, observed, iv).point - bare(values, observed, iv).point
+        want = m.head(h).view(3, n, m.horizon_patches, m.patch_len, -1)[:, :, 0, :, 0]
+    torch.testing.assert_close(added[:, -n:], want, rtol=1e-4, atol=1e-5)
+    assert h.requires_grad  # usable under a trainable head

@@ -658,6 +658,31 @@ class CausalForecaster(nn.Module):
             raise ValueError(f"interval must be a finite positive scalar or [B] = [{context.shape[0]}] tensor of seconds")
         return context.float(), interval
 
+    def forward_features(self, context: Tensor, interval: Tensor | float) -> Tensor:
+        """Per-token features of a context ``[B, L]`` (original scale): ``[B, N, dim]``.
+
+        The normalised transformer output of the full-resolution tokens, the input of the heads
+        (timm's ``forward_features``): the context is normalised and left-padded to whole patches
+        as in ``forecast``, and for ``prior="mix"`` models the coarse tokens of older values are
+        attended to but not returned. The last token summarises the whole context. Differentiable
+        (no ``no_grad``), for heads trained on top.
+        """
+        context, interval = self._check(context, interval, 1)
+        dev = self.head.weight.device
+        context, interval = context.to(dev), interval.to(dev)
+        if self.prior == "trend":
+            context = context[:, -self.max_context:]
+        pad = (-context.shape[1]) % self.patch_len
+        values = F.pad(context, (pad, 0))
+        observed = F.pad(torch.ones_like(context, dtype=torch.bool), (pad, 0))
+        features: list[Tensor] = []
+        hook = self.norm.register_forward_hook(lambda _m, _i, out: features.append(out))
+        try:  # the heads' input is exactly what self.norm returns inside forward
+            self(values, observed, interval)
+        finally:
+            hook.remove()
+        return features[-1]
+
     @torch.no_grad()
     def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False) -> Tensor:
         """Forecast the next ``horizon`` values of each row of ``context`` ``[B, L]`` (original scale).
