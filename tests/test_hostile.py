@@ -50,8 +50,11 @@ def http_dir(tmp_path):
     """Serve ``tmp_path/www`` on a loopback port; yields (folder, base URL)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a, **k):  # not on stderr, where the tests read wfm's one line
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
@@ -134,6 +137,44 @@ def test_ckpt_path_url_download_is_weights_only(tmp_path, http_dir, capsys, monk
     got = download(f"{base}/other/resume.ckpt", cache_dir=tmp_path / "cache")
     assert got.read_bytes() == b"different"
     assert len(list((tmp_path / "cache").glob("*.ckpt"))) == 2
+
+
+def test_export_url_refused_without_downloads_and_shown_intact(tmp_path, http_dir, capsys, monkeypatch):
+    """``wfm export http://host/x.ckpt`` once said ``http:/host/x.ckpt: no such checkpoint file``."""
+    www, base = http_dir
+    marker = tmp_path / "pwned"
+    hostile_checkpoint(www / "x.ckpt", marker)
+    monkeypatch.delenv("WFM_ALLOW_DOWNLOADS", raising=False)
+
+    def no_fetch(*a, **k):
+        raise AssertionError("export fetched a URL without WFM_ALLOW_DOWNLOADS")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_fetch)
+    code, err = run_wfm(["export", f"{base}/x.ckpt", str(tmp_path / "out")], capsys)
+    line = only_error_line(code, err)
+    assert line.startswith(f"error: {base}/x.ckpt: refusing to download") and "WFM_ALLOW_DOWNLOADS=1" in line, line
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_export_url_download_is_weights_only(tmp_path, http_dir, capsys, monkeypatch):
+    """With downloads allowed, export takes the one safe download (URL- and content-keyed cache,
+    weights-only load), as ``--ckpt_path`` does: a hostile pickle is refused, a checkpoint exports."""
+    from wfm.models.registry import create_model
+
+    www, base = http_dir
+    marker = tmp_path / "pwned"
+    hostile_checkpoint(www / "x.ckpt", marker)
+    state = {f"model.{k}": v for k, v in create_model("mae_tiny").state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"model": "mae_tiny"}, "global_step": 7}, www / "good.ckpt")
+    monkeypatch.setenv("WFM_ALLOW_DOWNLOADS", "1")
+    monkeypatch.setattr("wfm.safety.DOWNLOAD_CACHE", tmp_path / "cache")
+    code, err = run_wfm(["export", f"{base}/x.ckpt", str(tmp_path / "out")], capsys)
+    assert "cannot read checkpoint safely (weights_only)" in only_error_line(code, err)
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    code, err = run_wfm(["export", f"{base}/good.ckpt", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["global_step"] == 7 and config["source_checkpoint"] == "good.ckpt"
 
 
 def test_local_resume_is_weights_only(tmp_path, capsys):

@@ -192,13 +192,24 @@ def _check_state_dict(model: Any, state: dict[str, Any], where: str) -> None:
 # ---------------------------------------------------------------------------- export
 
 
-def _load_lightning_checkpoint(ckpt_path: Path) -> dict[str, Any]:
+def _load_lightning_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
     from wfm.safety import load_checkpoint
 
-    ckpt = load_checkpoint(ckpt_path)  # weights_only=True; the one way wfm reads a .ckpt
+    # weights_only=True; the one way wfm reads a .ckpt. A URL (kept a str: Path() would turn
+    # http://host into http:/host) is fetched only when WFM_ALLOW_DOWNLOADS=1, as for --ckpt_path.
+    ckpt = load_checkpoint(ckpt_path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"{ckpt_path}: not a Lightning checkpoint (needs state_dict and hyper_parameters)")
     return ckpt
+
+
+def _source_name(ckpt_path: str | Path) -> str:
+    """The checkpoint's file name, also for a URL (its path's last part; no host, query or fragment)."""
+    if isinstance(ckpt_path, str):
+        from urllib.parse import urlsplit
+
+        return Path(urlsplit(ckpt_path).path).name
+    return ckpt_path.name
 
 
 def model_card(config: dict[str, Any], title: str) -> str:
@@ -220,7 +231,8 @@ def model_card(config: dict[str, Any], title: str) -> str:
                 ("width / depth / heads", f"{arch['dim']} / {arch['depth']} / {arch['num_heads']}"),
                 ("decoder width / depth", f"{arch['decoder_dim']} / {arch['decoder_depth']}")]
         usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K]'
-        note = f"`T`, `A` and `K` must be divisible by the patch size ({patch})."
+        note = (f"Any `T`, `A` and `K`: CSI is padded to whole {patch} patches inside the model and the padding "
+                "is kept out of the prediction and its metrics.")
     datasets = ((config.get("training") or {}).get("data") or {}).get("datasets") or []
     rows = [("kind", config["model_kind"]), ("size", config["name"]), ("parameters", f"{config['num_params']:,}"),
             *rows, ("training step / epoch", f"{config['global_step']} / {config['epoch']}"),
@@ -263,8 +275,12 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
 
     from wfm import __version__
     from wfm.io import sha256_of
+    from wfm.safety import is_url
 
-    ckpt_path, out_dir = Path(ckpt_path), Path(out_dir)
+    # A URL stays a string (Path() collapses its "//"); it goes through wfm.safety's download,
+    # which refuses unless WFM_ALLOW_DOWNLOADS=1, as for --ckpt_path and init_from.
+    url = str(ckpt_path) if is_url(str(ckpt_path)) else None
+    ckpt_path, out_dir = (url if url else Path(ckpt_path)), Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise CheckpointError(f"{out_dir}: already exists and is not empty (pass overwrite / --force)")
     ckpt = _load_lightning_checkpoint(ckpt_path)
@@ -329,7 +345,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
             "torch_version": torch.__version__.split("+")[0],
             "global_step": int(ckpt.get("global_step", 0)),
             "epoch": int(ckpt.get("epoch", 0)),
-            "source_checkpoint": ckpt_path.name,
+            "source_checkpoint": _source_name(ckpt_path),
             "sha256": sha256_of(tmp / WEIGHTS_NAME),
             "metrics": dict(metrics or {}),
             # How it was trained: the LightningModule's and DataModule's arguments as the
