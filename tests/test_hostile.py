@@ -532,6 +532,58 @@ def test_import_over_a_killed_imports_leftovers(tmp_path, capsys):
     assert not stale.exists() and (out / "manifest.json").is_file()
 
 
+def _series_csv(tmp_path: Path) -> Path:
+    csv = tmp_path / "s.csv"
+    csv.write_text("v\n" + "\n".join(str(i) for i in range(20)) + "\n")
+    return csv
+
+
+def test_import_checks_its_folder_is_empty_under_the_lock(tmp_path, capsys, monkeypatch):
+    """An import once checked that its folder was empty and only then took the lock: another
+    import finishing in between was written over. Here that other import finishes exactly then
+    (just before the lock is taken); the folder must be refused, its files untouched."""
+    import wfm.safety
+
+    out = tmp_path / "o"
+    planted = {"manifest.json": b'{"the other import": 1}', "shard-00000.h5": b"the other import's shard"}
+
+    class FinishesJustBeforeTheLock(wfm.safety.FolderLock):
+        def __enter__(self):
+            for name, data in planted.items():
+                (self.folder / name).write_bytes(data)
+            return super().__enter__()
+
+    monkeypatch.setattr(wfm.safety, "FolderLock", FinishesJustBeforeTheLock)
+    code, err = run_wfm(["data", "import", "csv", str(_series_csv(tmp_path)), "--out", str(out),
+                         "--interval", "1"], capsys)
+    assert f"{out}: output folder exists and is not empty" in only_error_line(code, err)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in planted} == planted
+    assert not any(out.glob("shard-00001.h5"))
+
+
+def test_import_refused_while_another_writer_holds_the_folder(tmp_path, capsys):
+    """A second import into a folder another process is writing: one line naming its pid."""
+    out = tmp_path / "o"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from wfm.safety import FolderLock
+        with FolderLock({str(out)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, err = run_wfm(["data", "import", "csv", str(_series_csv(tmp_path)), "--out", str(out),
+                             "--interval", "1"], capsys)
+        line = only_error_line(code, err)
+        assert "is being written by another process" in line and f"pid {holder.pid}" in line, line
+        assert not any(out.glob("shard-*")) and not (out / "manifest.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # ---------------------------------------------------------------------------- 7 workers die with the parent
 
 

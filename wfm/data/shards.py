@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -263,22 +264,44 @@ def build_manifest(name: str, kind: str, specs: Mapping[str, FieldSpec], shards:
     }
 
 
+_TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def left_by_a_failed_write(p: Path) -> bool:
+    """The folder lock, or a temporary file of a writer that died (removed under the lock)."""
+    from wfm.safety import LOCK_NAME
+
+    return p.name == LOCK_NAME or (_TEMPORARY.match(p.name) is not None and p.is_file())
+
+
+def check_empty_output(out: Path) -> None:
+    """Refuse an output folder that holds data: it must be new or empty, so a dataset never mixes
+    with earlier files. What a failed or killed write leaves (the lock file, ``.NAME.tmp-PID``
+    temporaries) does not count. Authoritative only with the folder locked (see :func:`write_dataset`)."""
+    if out.exists() and (not out.is_dir() or not all(left_by_a_failed_write(p) for p in out.iterdir())):
+        raise DataError(f"{out}: output folder exists and is not empty; choose a new folder")
+
+
 def write_dataset(out_dir: str | Path, name: str, kind: str, specs: Mapping[str, FieldSpec],
                   shards: list[Mapping[str, Any]], attrs: Mapping[str, Any],
                   recipe: Mapping[str, Any] | None = None) -> Path:
-    """Write in-memory shards (each a dict of field arrays) as a dataset folder.
+    """Write in-memory shards (each a dict of field arrays) as a new dataset folder.
 
     For data that fits in memory (imports of measured data, small test sets); generation
-    at scale writes shard by shard through :mod:`wfm.data.generate`.
+    at scale writes shard by shard through :mod:`wfm.data.generate`. ``out_dir`` must be new
+    or empty (:func:`check_empty_output`); that is checked with the folder locked, so a writer
+    that finished just before this one took the lock is refused, never written over.
     """
     from wfm.safety import FolderLock, remove_stale_temporaries
 
     out = Path(out_dir)
+    check_empty_output(out)  # early, before creating anything; checked again under the lock
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"{out}: cannot create the output folder ({e.strerror})") from None
     with FolderLock(out, "written"):
+        check_empty_output(out)  # the check that counts: no other writer can add files now
         remove_stale_temporaries(out)
         entries = [write_shard(out / shard_name(i), arrays, specs) for i, arrays in enumerate(shards)]
         write_json_atomic(out / MANIFEST, build_manifest(name, kind, specs, entries, attrs, recipe))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -12,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from wfm.data.errors import DataError
-from wfm.data.shards import MANIFEST, FieldSpec, write_dataset
+from wfm.data.shards import MANIFEST, FieldSpec, check_empty_output, write_dataset
 
 
 @dataclass
@@ -107,21 +106,12 @@ def _is_number(s: str) -> bool:
 
 def prepare_out(out: str | Path) -> Path:
     """An output folder that is new or empty: imports never mix with earlier data. What a
-    failed or killed import leaves (the lock file, ``.NAME.tmp-PID`` temporaries) does not count."""
+    failed or killed import leaves (the lock file, ``.NAME.tmp-PID`` temporaries) does not count.
+    An early check, before a long parse or download; :func:`write_dataset` checks again with
+    the folder locked, which is the check that holds against a concurrent import."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or not all(_left_by_a_failed_write(p) for p in out.iterdir())):
-        raise DataError(f"{out}: output folder exists and is not empty; choose a new folder")
+    check_empty_output(out)
     return out
-
-
-_TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")
-
-
-def _left_by_a_failed_write(p: Path) -> bool:
-    """The folder lock, or a temporary file of a writer that died (removed under the lock)."""
-    from wfm.safety import LOCK_NAME
-
-    return p.name == LOCK_NAME or (_TEMPORARY.match(p.name) is not None and p.is_file())
 
 
 def write_samples(out: str | Path, name: str, kind: str, specs: Mapping[str, FieldSpec],
