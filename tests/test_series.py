@@ -251,3 +251,16 @@ def test_generated_series_through_the_view(tmp_path):
     item = only[0]
     np.testing.assert_array_equal(item["context"].numpy(), x[:96])
     assert isinstance(only.tables[0], SeriesTable)
+
+
+@pytest.mark.parametrize("field", ["num_samples", "days"])
+def test_series_recipe_sizes_must_be_integers(tmp_path, field):
+    """``num_samples: 32.7`` in a series recipe once became 32 silently."""
+    import yaml
+
+    src = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "recipes" / "traffic-5min.yaml").read_text())
+    src[field] = 32.7
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(src))
+    with pytest.raises(DataError, match=rf"{path}: bad value in recipe: {field} must be an integer, got 32.7"):
+        load_recipe(path)

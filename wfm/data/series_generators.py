@@ -44,6 +44,7 @@ from wfm.data.errors import DataError
 from wfm.data.generate import register_kind
 from wfm.data.geometry import los_distance_aoa
 from wfm.data.recipes import RecipeFields, field_problems, register_recipe_kind
+from wfm.safety import strict_int
 from wfm.data.shards import FieldSpec
 
 MOBILITY = ("pedestrian", "vehicular")
@@ -186,7 +187,7 @@ def _parser(cls: type, kind: str):
                 elif isinstance(default, bool) or k in ("name", "kind", "split", "description", "mobility"):
                     out[k] = v
                 elif k in ("num_samples", "steps", "days", "shard_size"):
-                    out[k] = int(v)
+                    out[k] = strict_int(v, k)  # 32.7 is an error, not 32
                 else:
                     out[k] = float(v)
         except (TypeError, ValueError) as e:
