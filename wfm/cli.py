@@ -8,13 +8,11 @@ one-line messages with a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import errno
-import os
-import re
 import sys
 from typing import NoReturn
 
 from wfm import __version__
+from wfm.io import ENVIRONMENT_ERRNOS, os_error_in, os_error_line  # noqa: F401 (the error path; re-exported)
 
 # Modules that register a verb, in the order `wfm --help` lists them.
 VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub", "wfm.evaluate", "wfm.benchmark")
@@ -78,41 +76,6 @@ def main(argv: list[str] | None = None) -> None:
         if cause is None:
             raise
         fail(os_error_line(cause))
-
-
-#: errno values that say the machine, not wfm, refused a write: no space, no permission, I/O error.
-ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-                                errno.EIO})
-
-
-def os_error_in(e: BaseException | None) -> OSError | None:
-    """The ``OSError`` behind ``e``: ``e`` itself, or one in its chain of causes with an errno
-    from :data:`ENVIRONMENT_ERRNOS` (h5py reports a full disk as an OSError, then raises a
-    RuntimeError while closing the file). Any other exception is a bug: None."""
-    seen: set[int] = set()
-    first = e
-    while e is not None and id(e) not in seen:
-        if isinstance(e, OSError) and (e is first or e.errno in ENVIRONMENT_ERRNOS):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
-
-
-def os_error_line(e: OSError) -> str:
-    """``e`` as one line naming the file: h5py's messages hold the file and a multi-line dump."""
-    text = " ".join(str(e.strerror or e).split())
-    filename = e.filename
-    if filename is None:
-        m = re.search(r"filename = '([^']+)'", text)
-        filename = m.group(1) if m else None
-    if e.errno is not None and e.errno in ENVIRONMENT_ERRNOS and ("filename =" in text or not e.strerror):
-        text = os.strerror(e.errno)  # h5py: "Can't write data (file write failed: time = ..., ...)"
-    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        text += " (disk full, quota or file-size limit reached)"
-    if filename:  # name the file being written, not its temporary (wfm.io: .NAME.tmp-PID)
-        filename = re.sub(r"(^|/)\.([^/]+)\.tmp-\d+$", r"\1\2", os.fsdecode(filename))
-    return f"{filename}: {text}" if filename else text
 
 
 if __name__ == "__main__":

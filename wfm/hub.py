@@ -31,16 +31,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from wfm.safety import CheckpointError, is_url, load_checkpoint
+
 FORMAT_VERSION = 1
 MODEL_KINDS = ("mae", "causal")
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or exported model that cannot be exported or loaded (message says why)."""
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -193,7 +191,6 @@ def _check_state_dict(model: Any, state: dict[str, Any], where: str) -> None:
 
 
 def _load_lightning_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
-    from wfm.safety import load_checkpoint
 
     # weights_only=True; the one way wfm reads a .ckpt. A URL (kept a str: Path() would turn
     # http://host into http:/host) is fetched only when WFM_ALLOW_DOWNLOADS=1, as for --ckpt_path.
@@ -275,7 +272,6 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
 
     from wfm import __version__
     from wfm.io import sha256_of
-    from wfm.safety import is_url
 
     # A URL stays a string (Path() collapses its "//"); it goes through wfm.safety's download,
     # which refuses unless WFM_ALLOW_DOWNLOADS=1, as for --ckpt_path and init_from.

@@ -5,7 +5,9 @@ model exports, saved models).
   when the block succeeds (readers see the old file or the new one, never a partial one);
 - ``write_json_atomic(path, obj)``: indented JSON through ``atomic_path``;
 - ``swap_folder_into_place(tmp, dest)``: a finished folder replaces ``dest`` as a whole;
-- ``sha256_of(path)``: the hex sha256 of a file, read in chunks.
+- ``sha256_of(path)``: the hex sha256 of a file, read in chunks;
+- ``os_error_in(e)`` / ``os_error_line(e)``: the OSError behind a failed write (a full disk, a
+  read-only folder) as one line naming the file, for the shared error path of every command.
 
 Temporaries are named ``.NAME.tmp-PID`` (``wfm.safety.remove_stale_temporaries`` clears those a
 killed writer left).
@@ -13,9 +15,11 @@ killed writer left).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,3 +65,41 @@ def sha256_of(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- OS errors as one line
+
+
+#: errno values that say the machine, not wfm, refused a write: no space, no permission, I/O error.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                                errno.EIO})
+
+
+def os_error_in(e: BaseException | None) -> OSError | None:
+    """The ``OSError`` behind ``e``: ``e`` itself, or one in its chain of causes with an errno
+    from :data:`ENVIRONMENT_ERRNOS` (h5py reports a full disk as an OSError, then raises a
+    RuntimeError while closing the file). Any other exception is a bug: None."""
+    seen: set[int] = set()
+    first = e
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and (e is first or e.errno in ENVIRONMENT_ERRNOS):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def os_error_line(e: OSError) -> str:
+    """``e`` as one line naming the file: h5py's messages hold the file and a multi-line dump."""
+    text = " ".join(str(e.strerror or e).split())
+    filename = e.filename
+    if filename is None:
+        m = re.search(r"filename = '([^']+)'", text)
+        filename = m.group(1) if m else None
+    if e.errno is not None and e.errno in ENVIRONMENT_ERRNOS and ("filename =" in text or not e.strerror):
+        text = os.strerror(e.errno)  # h5py: "Can't write data (file write failed: time = ..., ...)"
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        text += " (disk full, quota or file-size limit reached)"
+    if filename:  # name the file being written, not its temporary (wfm.io: .NAME.tmp-PID)
+        filename = re.sub(r"(^|/)\.([^/]+)\.tmp-\d+$", r"\1\2", os.fsdecode(filename))
+    return f"{filename}: {text}" if filename else text

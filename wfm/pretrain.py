@@ -264,7 +264,7 @@ def fail_on_input_error(e: BaseException) -> None:
         fail(str(cause))
     if isinstance(e, argparse.ArgumentError):
         fail(parse_error_line(str(e)))
-    from wfm.cli import os_error_in, os_error_line
+    from wfm.io import os_error_in, os_error_line
 
     os_error = os_error_in(e)
     if os_error is not None:  # unwritable run folder, disk full (also behind h5py's RuntimeError)

@@ -37,6 +37,12 @@ LOCK_NAME = ".wfm.lock"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+class CheckpointError(ValueError):
+    """A checkpoint or exported model that cannot be exported or loaded (message says why).
+
+    Defined here, beside the one checkpoint loader, and re-exported by ``wfm.hub``."""
+
+
 class InputError(ValueError):
     """A value or file given by the user that ``wfm`` refuses (one line, exit 2)."""
 
@@ -65,7 +71,6 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | Non
     ``#sha256=<hex>`` fragment) a cached copy is reused and a download that does not match is
     refused; without it the URL is fetched every time.
     """
-    from wfm.hub import CheckpointError
 
     if not downloads_allowed():
         raise CheckpointError(f"{url}: refusing to download a checkpoint; set {ALLOW_DOWNLOADS_ENV}=1 to "
@@ -112,7 +117,6 @@ def load_checkpoint(source: str | Path, map_location: Any = "cpu") -> Any:
     """
     import torch
 
-    from wfm.hub import CheckpointError
 
     if is_url(str(source)):
         source = download(str(source))

@@ -7,6 +7,7 @@ import importlib
 from pathlib import Path
 
 from wfm.console import console, print_table, progress_bar, write_json
+from wfm.data.summary import print_summary
 from wfm.safety import device_name, positive_int, seed_int
 
 
@@ -49,7 +50,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     console.print(f"{res.out_dir}: {res.num_samples} samples in {res.num_shards} shards "
                   f"({res.generated_shards} generated, {res.skipped_shards} kept from an earlier run) "
                   f"in {res.seconds:.1f} s")
-    _print_summary(read_manifest(args.out))
+    print_summary(read_manifest(args.out))
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -58,28 +59,11 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     manifest = read_manifest(args.dir)
     with progress_bar("verifying shards", len(manifest["shards"])) as advance:
         verify_dataset(args.dir, progress=advance)
-    summary = _print_summary(manifest)
+    summary = print_summary(manifest)
     console.print(f"{args.dir}: OK ({manifest['num_samples']} samples, {len(manifest['shards'])} shards, "
                   "checksums, shapes and values verified)")
     if args.json:
         write_json(args.json, summary)
-
-
-def _print_summary(manifest: dict) -> dict:
-    from wfm.data.generate import summarize
-
-    summary = summarize(manifest)
-    print_table([summary], title=f"dataset {manifest['name']}")
-    rows = [{"field": k, "dtype": v["dtype"], "shape": v["shape"],
-             "mean": _mean(manifest["stats"].get(k, {})), "std": manifest["stats"].get(k, {}).get("std")}
-            for k, v in manifest["fields"].items()]
-    print_table(rows, title="fields")
-    return {**summary, "fields": manifest["fields"], "attrs": manifest["attrs"], "stats": manifest["stats"]}
-
-
-def _mean(st: dict) -> object:
-    m = st.get("mean")
-    return complex(*m) if isinstance(m, list) else m
 
 
 def catalog_rows(directory: str | Path) -> list[dict]:

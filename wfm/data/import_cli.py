@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from wfm.console import console
+from wfm.data.summary import print_summary
 from wfm.safety import non_negative_int, positive_float, positive_int
 
 
@@ -102,12 +103,11 @@ def _policy(args: argparse.Namespace):
 
 
 def _done(out: Path) -> None:
-    from wfm.data.cli import _print_summary
     from wfm.data.shards import read_manifest, verify_dataset
 
     verify_dataset(out)
     manifest = read_manifest(out)
-    _print_summary(manifest)
+    print_summary(manifest)
     console.print(f"{out}: imported and verified ({manifest['num_samples']} samples, "
                   f"{len(manifest['shards'])} shards)")
 
