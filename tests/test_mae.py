@@ -189,6 +189,16 @@ def test_norm_pix_loss_runs_and_nmse_stays_in_signal_space():
     x = csi(2, (8, 8, 16))
     out = model(x, make_mask("frequency", 2, patch_grid(x.shape, model.patch_size), 0.5))
     assert torch.isfinite(out.loss) and (out.nmse > 0).all()
+    m = out.mask[..., None].float().expand_as(out.pred)
+    # The loss is the masked MSE against each target patch normalised to zero mean, unit variance.
+    mean, std = out.target.mean(-1, keepdim=True), (out.target.var(-1, keepdim=True) + 1e-6).sqrt()
+    assert float(out.loss) == pytest.approx(float((((out.pred - (out.target - mean) / std) ** 2) * m).sum() / m.sum()),
+                                            rel=1e-5)
+    # The NMSE is that of the reconstructed CSI (prediction de-normalised, times the sample scale)
+    # against the input, over the masked patches: signal space, not the loss's space.
+    rec, true = patchify(model.reconstruct(out), model.patch_size), patchify(x, model.patch_size)
+    by_hand = (((rec - true) ** 2) * m).sum(dim=(1, 2)) / ((true ** 2) * m).sum(dim=(1, 2))
+    torch.testing.assert_close(out.nmse, by_hand, rtol=1e-4, atol=0)
 
 
 # ---------------------------------------------------------------------------- sizes

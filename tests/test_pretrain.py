@@ -119,6 +119,27 @@ def test_fit_logs_loss_nmse_and_throughput(tmp_path):
     for kind in ("random", "temporal", "frequency"):
         assert math.isfinite(metrics[f"val/nmse_db_{kind}"])
     assert math.isfinite(metrics["val/loss"]) and math.isfinite(metrics["train/loss"])
+    # The logged validation numbers are the trained model's on the one validation batch under
+    # its fixed mask (seed 0 * 1_000_003 + 7919 * batch 0 + rank 0), recomputed here by hand from
+    # the predicted and true patches: per-sample masked NMSE, averaged; loss = masked MSE.
+    from wfm.models.masking import make_mask
+
+    csi = small_data().val_set[0]["csi"]
+    model = module.model.eval()
+    grid = model.grid_for(csi.shape)
+    losses = []
+    for name, kind, ratio in module.val_kinds:
+        mask = make_mask(kind, 4, grid, ratio, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            out = model(csi, mask)
+        m = mask.float()[..., None].expand_as(out.pred)
+        sq = (out.pred - out.target) ** 2
+        nmse = ((sq * m).sum(dim=(1, 2)) / ((out.target ** 2) * m).sum(dim=(1, 2))).mean()
+        losses.append(float((sq * m).sum() / m.sum()))
+        assert float(metrics[f"val/nmse_{name}"]) == pytest.approx(float(nmse), rel=1e-4)
+        assert float(metrics[f"val/nmse_db_{name}"]) == pytest.approx(10 * math.log10(float(nmse)), abs=1e-3)
+        assert float(metrics[f"val/loss_{name}"]) == pytest.approx(losses[-1], rel=1e-4)
+    assert float(metrics["val/loss"]) == pytest.approx(sum(losses) / 3, rel=1e-4)
     # Lightning's ThroughputMonitor, last logged after step 4 over a window of steps 3 and 4.
     perf = {k: float(v) for k, v in t.logged_metrics.items() if k.startswith("train/")}
     rate = perf["train/device/samples_per_sec"]
@@ -318,6 +339,16 @@ def test_throughput_script_cpu_smoke(capsys, monkeypatch, tmp_path):
     assert [r["config"] for r in rows] == ["bf16 sdpa + compile", "fp32 (TF32) sdpa", "bf16 complex-phase"]
     assert rows[0]["samples/s"] == "skipped on CPU"
     assert rows[1]["samples/s"] > 0 and rows[2]["TFLOP/s"] > 0
+    # Both rates share the timed interval: TFLOP/s = samples/s x the exact training FLOPs per sample
+    # (3 x forward) averaged over the timed steps 2 and 3 (--tiny: 2 warm-up + 2 timed, batch 4).
+    from wfm.models.masking import MaskPolicy
+    from wfm.models.registry import create_model
+
+    grid, policy = (2, 2, 4), MaskPolicy()  # [8, 8, 16] in patches of (4, 4, 4)
+    for row, attention in ((rows[1], "sdpa"), (rows[2], "complex-phase")):
+        model = create_model("mae_tiny", patch_size=(4, 4, 4), attention=attention)
+        per_sample = sum(3 * model.forward_flops(grid, int(policy(4, grid, i)[0][0].sum())) for i in (2, 3)) / 2
+        assert row["TFLOP/s"] == pytest.approx(row["samples/s"] * per_sample / 1e12, rel=1e-9)
     assert "| config" in capsys.readouterr().out
 
 
