@@ -92,6 +92,16 @@ def test_wfm_finetune_then_export_then_evaluate(tmp_path, monkeypatch):
     # the quantile head's calibration is reported for the model, not for the point baseline
     assert 0 <= rows[0]["interval_coverage"] <= 1 and rows[0]["interval_nominal"] == pytest.approx(0.8)
     assert set(rows[0]["quantile_below"]) == {"0.1", "0.5", "0.9"} and "interval_coverage" not in rows[1]
+    # Coverage of [q0.1, q0.9] against the per-level shares below, over the same targets:
+    # inside implies below q0.9 and not below q0.1, and below q0.9 but not q0.1 implies inside
+    # (equality when the quantiles do not cross; a target exactly on q0.1 is counted inside).
+    below = rows[0]["quantile_below"]
+    eps = 1e-6
+    assert below["0.9"] - below["0.1"] - eps <= rows[0]["interval_coverage"] <= below["0.9"] + eps
+    assert rows[0]["interval_coverage"] <= 1 - below["0.1"] + eps
+    # Every share is a count over the 16 windows x 16 steps.
+    n = rows[0]["windows"] * rows[0]["horizon"]
+    assert n == 256 and all(abs(v * n - round(v * n)) < 1e-6 for v in (rows[0]["interval_coverage"], *below.values()))
 
 
 def test_bad_init_from_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):

@@ -4,10 +4,13 @@ zero-shot table, plots, JSON."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -19,7 +22,7 @@ def run_demo(out, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
     return r, json.loads((out / "demo.json").read_text())
 
 
-def check_results(r: subprocess.CompletedProcess, results: dict) -> None:
+def check_results(r: subprocess.CompletedProcess, results: dict, out) -> None:
     assert results["dataset"]["samples"] == 64 and results["dataset"]["shape"] == [16, 8, 32]
     assert {p.split("/")[-1] for p in results["plots"]} == {"csi.png", "prediction.png", "nmse_vs_step.png"}
     for p in results["plots"]:
@@ -29,18 +32,55 @@ def check_results(r: subprocess.CompletedProcess, results: dict) -> None:
     for row in rows:
         assert -60 < row["mae_db"] < 20 and -60 < row["persistence_db"] < 20 and -60 < row["lstm_db"] < 20
     assert "zero-shot NMSE" in r.stdout
+    check_zero_shot_by_hand(rows, out, results["model"])
+
+
+def _nmse_db_by_hand(pred: torch.Tensor, csi: torch.Tensor, mask: torch.Tensor) -> float:
+    """10 log10 of the mean over samples of sum |err|^2 / sum |h|^2 over the hidden elements."""
+    m = mask.float()
+    ratio = ((pred - csi).abs() ** 2 * m).sum(dim=(1, 2, 3)) / (csi.abs() ** 2 * m).sum(dim=(1, 2, 3))
+    return 10 * math.log10(float(ratio.double().mean()))
+
+
+def check_zero_shot_by_hand(rows: list[dict], out, model_name: str) -> None:
+    """Each row's persistence and MAE NMSE, recomputed from the data the demo wrote: persistence
+    carries the last visible time step (subcarrier) over the hidden ones; the MAE's is the error
+    of its zero-shot reconstruction (loaded here again) over the same hidden region."""
+    from wfm.data.shards import ShardedDataset
+    from wfm.demo import load_checkpoint
+
+    path = Path(model_name)
+    _, model = load_checkpoint(str(path if path.is_absolute() else REPO / path))
+    for row in rows:
+        ds = ShardedDataset(out / "data" / row["dataset"])
+        n = len(ds)
+        if row["set"] == "held-out tail":  # the last 20 %
+            assert (row["dataset"], row["samples"]) == ("demo-uma-3p5-2x4-k32-t16", int(round(0.2 * n)))
+        else:  # the whole unseen set
+            assert (row["dataset"], row["samples"]) == ("demo-zs-cdl-d-1p9-2x4-k32-t16", n)
+        csi = torch.from_numpy(ds.read_range(n - row["samples"], n, ["csi"])["csi"])
+        ds.close()
+        kind, dim = ("temporal", 1) if row["task"].startswith("temporal") else ("frequency", 3)
+        with torch.no_grad():
+            pred = model.predict(csi, kind, 0.5)
+        half = csi.shape[dim] // 2  # the last half of the axis is hidden, nothing else
+        assert bool(pred.mask.narrow(dim, half, half).all()) and not bool(pred.mask.narrow(dim, 0, half).any())
+        hold = csi.narrow(dim, half - 1, 1).expand_as(csi.narrow(dim, half, half))
+        persistence = torch.cat([csi.narrow(dim, 0, half), hold], dim=dim)
+        assert row["persistence_db"] == pytest.approx(_nmse_db_by_hand(persistence, csi, pred.mask), abs=1e-3)
+        assert row["mae_db"] == pytest.approx(_nmse_db_by_hand(pred.reconstruction, csi, pred.mask), abs=1e-3)
 
 
 def test_demo_uses_the_shipped_mae_by_default(tmp_path):
     r, results = run_demo(tmp_path / "demo")
-    check_results(r, results)
+    check_results(r, results, tmp_path / "demo")
     assert results["model"].endswith("checkpoints/mae-tiny-catalog-cpu")
     assert not (tmp_path / "demo" / "runs").exists()  # nothing pretrained
 
 
 def test_demo_pretrains_its_own_with_a_flag(tmp_path):
     r, results = run_demo(tmp_path / "demo", "--pretrain", "--pretrain-steps", "6")
-    check_results(r, results)
+    check_results(r, results, tmp_path / "demo")
     assert results["model"].endswith("runs/mae-tiny-cpu/checkpoints/last.ckpt")
 
 

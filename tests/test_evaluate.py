@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from wfm.cli import main
 
@@ -51,6 +52,25 @@ def test_evaluate_label_task_and_train_fractions(tiny_dataset, tmp_path):
     r = json.loads((out / "metrics.json").read_text())
     assert [row["train_samples"] for row in r["rows"]] == [14, 28]
     assert all(0 <= row["top1"] <= row["top3"] <= 1 and row["power_loss_db"] >= 0 for row in r["rows"])
+    # Beam power of the 8 test samples by hand: the DFT beams of the 1 x 4 array are its FFT, the
+    # gain sums |FFT|^2 / 4 over time and subcarriers; the label is the strongest beam. A wrong
+    # pick loses between 10 log10(best / second best) and 10 log10(best / weakest), so the mean
+    # loss over the 8 samples lies between the smallest and largest possible sums of as many such
+    # losses as there are wrong picks (8 (1 - top1)).
+    from wfm.tasks.csi_data import load_csi
+
+    csi = load_csi(tiny_dataset, "test")["csi"]
+    assert csi.shape == (8, 8, 4, 16)
+    gains = (torch.fft.fft(csi, dim=2).abs() ** 2).sum(dim=(1, 3)).double() / 4
+    top = gains.sort(dim=1, descending=True).values
+    lo = (10 * torch.log10(top[:, 0] / top[:, 1])).sort().values
+    hi = (10 * torch.log10(top[:, 0] / top[:, -1])).sort(descending=True).values
+    for row in r["rows"]:
+        assert row["samples"] == 8 and row["top1"] * 8 == round(row["top1"] * 8)
+        assert row["top3"] * 8 == round(row["top3"] * 8)
+        wrong = round(8 * (1 - row["top1"]))
+        assert float(lo[:wrong].sum()) / 8 - 1e-6 <= row["power_loss_db"] <= float(hi[:wrong].sum()) / 8 + 1e-6
+        assert (row["power_loss_db"] > 0) == (wrong > 0)
     assert any(p.endswith("accuracy_vs_fraction.png") for p in r["plots"])
 
 

@@ -136,10 +136,29 @@ def test_mode_not_allowed_and_bad_model_errors():
 def test_run_finetune_few_shot_on_tiny_data(tiny_dataset):
     from wfm.tasks.finetune_module import run_finetune
 
-    r = run_finetune("los-nlos", [tiny_dataset], mode="lora", train_fraction=0.5, max_steps=2, batch_size=8)
+    from wfm.tasks.csi_data import load_csi
+
+    r = run_finetune("los-nlos", [tiny_dataset], mode="lora", train_fraction=0.5, max_steps=2, batch_size=8,
+                     return_model=True)
     assert r["train_samples"] == 14 and r["steps"] == 2 and 0 <= r["accuracy"] <= 1
-    z = run_finetune("channel-prediction-frequency", [tiny_dataset], mode="zero-shot", max_steps=0)
+    # The reported accuracy is the returned network's on the test tail (the last 20 %: 8 samples).
+    test = load_csi(tiny_dataset, "test", ["los"])
+    with torch.no_grad():
+        pred = r["net"].predict(test["csi"]).argmax(1)
+    assert len(pred) == 8 and r["accuracy"] == pytest.approx(float((pred == test["los"].long()).float().mean()))
+    z = run_finetune("channel-prediction-frequency", [tiny_dataset], mode="zero-shot", max_steps=0, return_model=True)
     assert z["trainable_params"] == 0 and z["hidden_steps"] == 8 and len(z["per_step_nmse_db"]) == 8
+    # Its NMSE is the scratch MAE's reconstruction error over the hidden upper 8 of 16 subcarriers:
+    # per sample sum |err|^2 / sum |h|^2, averaged, in dB; per step: each hidden subcarrier alone.
+    csi = test["csi"]
+    with torch.no_grad():
+        p = z["net"].predict(csi, "frequency", 0.5)
+    assert bool(p.mask[..., 8:].all()) and not bool(p.mask[..., :8].any())
+    err, ref = (p.reconstruction - csi).abs() ** 2, csi.abs() ** 2
+    by_hand = (err[..., 8:].sum(dim=(1, 2, 3)) / ref[..., 8:].sum(dim=(1, 2, 3))).mean()
+    assert z["nmse_db"] == pytest.approx(10 * float(torch.log10(by_hand)), abs=1e-4)
+    steps = (err[..., 8:].sum(dim=(1, 2)) / ref[..., 8:].sum(dim=(1, 2))).mean(0)
+    assert z["per_step_nmse_db"] == pytest.approx((10 * torch.log10(steps)).tolist(), abs=1e-4)
 
 
 def test_finetune_cli_runs_a_few_steps(tiny_dataset, tmp_path):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+
+import pytest
 
 from conftest import REPO
 
@@ -22,8 +25,17 @@ def test_results_script_quick_subset(tmp_path):
     assert {row["model"] for row in los} == {"MAE-Tiny", "transformer from scratch", "MLP on raw CSI"}
     assert {row["mode"] for row in los} == {"linear-probe", "lora", "full"}
     assert all(0 <= row["accuracy"] <= 1 for row in los)
+    # Scored on the 8-sample test tail (20 % of 40): accuracy is a count of 8.
+    assert all(row["samples"] == 8 and row["accuracy"] * 8 == round(row["accuracy"] * 8) for row in los)
     dist = r["tables"][1]["rows"]
     assert {row["model"] for row in dist} >= {"persistence", "lstm"} and len({row["dataset"] for row in dist}) == 2
+    # Every row's ratio is its window NMSE over that of the best classical baseline's row of its
+    # dataset (persistence is one; being best, its own ratio is exactly 1).
+    for row in dist:
+        best = next(b for b in dist if b["dataset"] == row["dataset"] and b["model"] == row["best_classical"])
+        assert row["ratio_to_best"] == pytest.approx(row["window_nmse"] / best["window_nmse"], rel=1e-9)
+        assert row["window_nmse_db"] == pytest.approx(10 * math.log10(row["window_nmse"]), abs=1e-9)
+    assert all(row["ratio_to_best"] == 1.0 for row in dist if row["model"] == row["best_classical"])
     md = (tmp_path / "results-quick.md").read_text()
     assert "## los-nlos" in md and "Command: `wfm finetune --config finetune/los-nlos.yaml" in md
     assert any("causal" in n for n in r["notes"])

@@ -296,6 +296,37 @@ def test_causal_model_predicts_csi_from_the_cli(tiny_dataset, tmp_path):
     rows = _rows(out)
     row = rows["causal-tiny-catalog-cpu"]
     assert row["mode"] == "zero-shot" and np.isfinite(row["window_nmse"]) and row["best_classical"]
+    # By hand on the 8-sample test tail (time steps 4..7 hidden): the causal model forecasts each
+    # antenna x subcarrier series' real and imaginary parts from steps 0..3, persistence repeats
+    # step 3; window NMSE = mean over samples of sum |err|^2 / sum |h|^2 over the hidden steps.
+    from wfm.hub import from_pretrained
+    from wfm.tasks.csi_data import load_csi
+
+    test = load_csi(tiny_dataset, "test")
+    csi, dt = test["csi"], float(test["attrs"]["time_step"])
+    assert csi.shape == (8, 8, 4, 16) and row["samples"] == 8 and row["hidden_steps"] == 4
+    ctx = torch.view_as_real(csi[:, :4]).permute(0, 2, 3, 4, 1).reshape(-1, 4)  # [N A K 2, 4]
+    with torch.no_grad():
+        f = from_pretrained(str(REPO / "checkpoints" / "causal-tiny-catalog-cpu")).forecast(
+            ctx, torch.full((len(ctx),), dt), 4)
+    causal = torch.view_as_complex(f.float().reshape(8, 4, 16, 2, 4).permute(0, 4, 1, 2, 3).contiguous())
+
+    def window_nmse(pred: torch.Tensor) -> float:
+        true = csi[:, 4:]
+        return float(((pred - true).abs() ** 2).sum(dim=(1, 2, 3)).double().div(
+            (true.abs() ** 2).sum(dim=(1, 2, 3)).double()).mean())
+
+    assert row["window_nmse"] == pytest.approx(window_nmse(causal), rel=1e-4)
+    assert rows["persistence"]["window_nmse"] == pytest.approx(window_nmse(csi[:, 3:4].expand(8, 4, 4, 16)), rel=1e-5)
+    # The classical baselines scored on the side (persistence and the context mean; no seasonal
+    # period for 0.5 ms steps): persistence is the best, so the ratio is to its row.
+    classical = json.loads((out / "metrics.json").read_text())["classical"]["tiny-uma"]
+    assert set(classical) == {"persistence", "mean"} and classical["mean"] > classical["persistence"]
+    assert classical["persistence"] == pytest.approx(rows["persistence"]["window_nmse"], rel=1e-9)
+    assert classical["mean"] == pytest.approx(window_nmse(csi[:, :4].mean(1, keepdim=True).expand(8, 4, 4, 16)),
+                                              rel=1e-5)
+    assert row["best_classical"] == "persistence"
+    assert row["ratio_to_best"] == pytest.approx(row["window_nmse"] / rows["persistence"]["window_nmse"], rel=1e-9)
 
 
 def test_finetune_train_test_arguments_and_data_module(tiny_dataset, tiny_cdl_dataset):
