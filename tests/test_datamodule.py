@@ -39,6 +39,13 @@ def test_batches_are_normalised_and_shaped(tiny_dataset):
     assert b["dataset"] == "tiny-uma" and b["dataset_index"] == 0
     power = torch.cat([x["csi"] for x in batches]).abs().pow(2).mean()
     assert 0.5 < power < 2.0
+    # Normalised: each batch sample is a raw sample of the training range (the first 24 of 40)
+    # divided by the std of all 40 samples' CSI, computed here by hand.
+    raw = torch.from_numpy(ShardedDataset(tiny_dataset).read_range(0, 40, ["csi"])["csi"])
+    std = float((raw.abs().pow(2).mean() - raw.mean().abs().pow(2)).sqrt())
+    got = torch.cat([x["csi"] for x in batches]) * std
+    dist = (got[:, None] - raw[None, :24]).abs().flatten(2).amax(-1)  # [24 batch samples, 24 train samples]
+    assert bool((dist.min(1).values < 1e-4 * raw.abs().max()).all())
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -40,6 +40,11 @@ def test_sample_schema(tiny_dataset):
     assert m["schema_version"] == 1 and m["recipe"]["model"] == "uma" and m["num_samples"] == 40
     assert [s["num_samples"] for s in m["shards"]] == [16, 16, 8]
     assert 0.1 < m["stats"]["csi"]["power"] < 10
+    # The manifest's CSI statistics are those of all 40 samples: E|h|^2 and sqrt(E|h|^2 - |E h|^2).
+    h = ds.read_range(0, 40, ["csi"])["csi"].astype(np.complex128)
+    power = float(np.mean(np.abs(h) ** 2))
+    assert m["stats"]["csi"]["power"] == pytest.approx(power, rel=1e-5)
+    assert m["stats"]["csi"]["std"] == pytest.approx(np.sqrt(power - abs(h.mean()) ** 2), rel=1e-5)
 
 
 def test_deterministic_and_independent_of_workers(tiny_dataset, tmp_path):

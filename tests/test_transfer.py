@@ -40,6 +40,13 @@ def test_finetune_leaves_the_pretrained_model_untouched_and_mae_trains(standin):
     assert all(torch.equal(v, mae.state_dict()[k]) for k, v in before.items())
     assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in before.items())
     assert T.score(tuned, "mae", csi) > 0
+    # The score is the tuned MAE's per-window NMSE on the hidden last H packets of each window.
+    L, H = csi.context.shape[1], csi.target.shape[1]
+    assert csi.csi.shape[1] == L + H
+    with torch.no_grad():
+        pred = tuned.predict(csi.csi, "temporal", H / (L + H)).reconstruction[:, L:]
+    err = ((pred - csi.target).abs() ** 2).sum(dim=(1, 2, 3)) / (csi.target.abs() ** 2).sum(dim=(1, 2, 3))
+    assert T.score(tuned, "mae", csi) == pytest.approx(float(err.double().mean()), rel=1e-5)
 
 
 def test_unknown_dataset_names_the_ones_there_are(standin):  # noqa: F811
