@@ -71,6 +71,10 @@ def test_complex_layernorm_half_input_keeps_dtype() -> None:
     x = tuple(t.half() for t in rand_pair(2, 3, 16, seed=4))
     yr, yi = norm(x)
     assert yr.dtype == yi.dtype == torch.float16 and torch.isfinite(yr).all()
+    # The same numbers as in float32, to half precision.
+    fr, fi = norm(tuple(t.float() for t in x))
+    torch.testing.assert_close(yr.float(), fr, rtol=0, atol=1e-2)
+    torch.testing.assert_close(yi.float(), fi, rtol=0, atol=1e-2)
 
 
 # ------------------------------------------------------------------------------------------
@@ -138,6 +142,18 @@ def test_mha_default_signature_is_stable() -> None:
     assert len(list(mha.parameters())) == 16  # 4 projections x (Wr, Wi, br, bi)
     n_params = sum(p.numel() for p in mha.parameters())
     assert n_params == 4 * 2 * (64 * 64 + 64)
-    out = mha(rand_pair(1, 3, 64, seed=8))
+    x = rand_pair(1, 3, 64, seed=8)
+    out = mha(x)
     assert isinstance(out, tuple) and len(out) == 2
     assert math.isfinite(out[0].sum().item())
+
+    # Projections, the reference magnitude attention per head of 16, merge, output projection.
+    def heads(t: torch.Tensor) -> torch.Tensor:
+        return t.view(1, 3, 4, 16).transpose(1, 2)
+
+    q, k, v = (tuple(heads(t) for t in proj(x)) for proj in (mha.q_proj, mha.k_proj, mha.v_proj))
+    o = complex_attention(q, k, v, variant="magnitude", backend="reference")
+    expected = mha.out_proj(tuple(t.transpose(1, 2).reshape(1, 3, 64) for t in o))
+    for a, b in zip(out, expected):
+        assert a.shape == (1, 3, 64)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -47,11 +47,19 @@ def test_env_api(env):
     obs, info = env.reset(seed=3)
     assert obs.shape == (26,) and obs[-2] == 1.0 and obs[-1] == 1.0
     total_power = 0.0
-    for _ in range(16):
+    for k in range(16):
+        current = float(obs[-3])  # the last distance of the history is the current slot's
         obs, r, done, trunc, info = env.step(np.array([0.5], dtype=np.float32))
         total_power += info["power"]
         assert r >= 0
+        # Half of what remains of the budget of 16 each slot: 8, 4, 2, ...; the Shannon rate at
+        # the current distance's SNR (default path loss: -5 dB at 250 m, exponent 3.5).
+        assert info["power"] == pytest.approx(16 * 0.5 ** (k + 1)) and obs[-2] == pytest.approx(0.5 ** (k + 1))
+        assert info["distance"] == pytest.approx(current, rel=1e-6)
+        assert info["snr"] == pytest.approx(10 ** (-5 / 10) * (info["distance"] / 250) ** -3.5)
+        assert r == pytest.approx(np.log2(1 + info["power"] * info["snr"]))
     assert done and not trunc and total_power <= env.budget + 1e-9
+    assert total_power == pytest.approx(16 * (1 - 0.5 ** 16))
 
 
 def test_oracle_bounds_every_policy(env):

@@ -171,6 +171,8 @@ def test_finetune_cli_runs_a_few_steps(tiny_dataset, tmp_path):
           "--model.mode", "full"])
     r = json.loads((out / "metrics.json").read_text())
     assert r["task"] == "distance-regression" and r["steps"] == 2 and r["rmse"] > 0 and r["mode"] == "full"
+    # Scored on the 8-sample test tail; the root of the mean square is at least the mean absolute error.
+    assert r["samples"] == 8 and r["train_samples"] == 28 and r["rmse"] >= r["mae"] > 0
     assert "| distance-regression |" in (out / "results.md").read_text()
 
 
