@@ -199,6 +199,16 @@ def test_mix_trains_and_the_gate_gets_gradient():
     assert target.shape == (4, 3, 8) and weight.shape == target.shape
     loss.backward()
     assert torch.isfinite(loss)
+    # By hand from what it returns: token i's point forecast of patch i + 1, errors scaled per
+    # series (the returned weight is the 0/1 mask times that scale), targets clipped at
+    # TARGET_CLIP, Huber beyond HUBER_DELTA, averaged over the scored values.
+    from wfm.models.causal import HUBER_DELTA as d, TARGET_CLIP
+
+    scored = weight > 0
+    assert int(scored.sum()) == 4 * 3 * 8  # every value after the context (the hidden starts lie before the tokens)
+    r = (weight.sqrt() * (out.point[:, :-1] - target.clamp(-TARGET_CLIP, TARGET_CLIP)).abs())[scored]
+    by_hand = torch.where(r <= d, r * r, 2 * d * r - d * d).sum() / scored.sum()
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
     for name in ("head.weight", "prior_gate.weight", "prior_embed.weight", "coarse_embed.0.weight", "backtest_weight"):
         assert dict(m.named_parameters())[name].grad.abs().sum() > 0, name
 

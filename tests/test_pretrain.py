@@ -164,6 +164,17 @@ def test_bf16_mixed_training_steps(tmp_path, attention):
     t.fit(module, small_data())
     assert math.isfinite(t.callback_metrics["train/loss"]) and math.isfinite(t.callback_metrics["val/loss"])
     assert all(p.dtype == torch.float32 for p in module.parameters())  # fp32 master weights
+    # val/loss is the trained model's mean masked loss over the three kinds on the validation
+    # batch under bf16 autocast, with the fixed masks of batch 0 (generator seed 0).
+    from wfm.models.masking import make_mask
+
+    csi = small_data().val_set[0]["csi"]
+    model = module.model.eval()
+    grid = model.grid_for(csi.shape)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = [float(model(csi, make_mask(kind, 4, grid, ratio, generator=torch.Generator().manual_seed(0))).loss)
+                  for _, kind, ratio in module.val_kinds]
+    assert float(t.callback_metrics["val/loss"]) == pytest.approx(sum(losses) / 3, rel=1e-5)
 
 
 def test_gradient_accumulation_and_clipping_run(tmp_path):
