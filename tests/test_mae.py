@@ -38,6 +38,12 @@ def csi(b: int = 2, shape: tuple[int, int, int] = (8, 8, 16), seed: int = 0) -> 
     return plane_wave_csi(b, shape, generator=torch.Generator().manual_seed(seed))
 
 
+def masked_mse(out) -> float:
+    """The MAE loss by hand: mean squared error of the predicted patches over the masked tokens."""
+    m = out.mask[..., None].float().expand_as(out.pred)
+    return float((((out.pred - out.target) ** 2) * m).sum() / m.sum())
+
+
 # ---------------------------------------------------------------------------- patching
 def test_patchify_roundtrip_and_token_order():
     x = torch.randn(2, 8, 4, 12, dtype=torch.complex64)
@@ -78,6 +84,7 @@ def test_position_code_adapts_to_two_grids_in_one_model():
         g = patch_grid(x.shape, model.patch_size)
         out = model(x, make_mask("random", 2, g, 0.5, generator=torch.Generator().manual_seed(0)))
         assert out.pred.shape == (2, math.prod(g), 2 * 2 * 4 * 2) and torch.isfinite(out.loss)
+        assert float(out.loss) == pytest.approx(masked_mse(out), rel=1e-5)
     cached = {key[0] for key in model.pos._cache}
     assert cached == {(4, 2, 4), (2, 4, 8)}
     assert not any("pos" in k for k in model.state_dict())  # fixed code: not in checkpoints
@@ -214,6 +221,7 @@ def test_sizes_param_counts_and_tiny_forward(name):
         out = model(x, make_mask("random", 2, patch_grid(x.shape, model.patch_size), 0.75,
                                  generator=torch.Generator().manual_seed(0)))
         assert out.pred.shape == (2, 16, 128) and torch.isfinite(out.loss)
+        assert float(out.loss) == pytest.approx(masked_mse(out), rel=1e-5)
 
 
 def test_registry():
@@ -286,6 +294,7 @@ def test_complex_attention_variants_forward_backward(attention):
     out = model(x, make_mask("temporal", 2, patch_grid(x.shape, model.patch_size), 0.5))
     out.loss.backward()
     assert out.pred.shape == (2, 32, 64) and torch.isfinite(out.loss)
+    assert float(out.loss) == pytest.approx(masked_mse(out), rel=1e-5)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
