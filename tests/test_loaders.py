@@ -202,6 +202,20 @@ def test_deepsense_import_ragged_trajectories(tmp_path):
     one = ShardedDataset(import_deepsense(_deepsense(tmp_path / "one", seq=(5,) * 9), tmp_path / "o1"))
     b = one[0]["bearing"]
     assert np.all(np.diff(b) > 0) and 300 < b[0] < 360 < b[-1] < 420
+    # By hand (local plane, Earth radius 6371 km): the vehicle is 20 m north and
+    # linspace(-1, 1, 9) 1e-4 deg of longitude east of the BS; bearing atan2(east, north)
+    # clockwise from north, unwrapped along each trajectory, and the horizontal distance.
+    deg = np.pi / 180 * 6_371_000
+    east, north = np.linspace(-1, 1, 9) * 1e-4 * deg * np.cos(np.deg2rad(33.42)), np.full(9, 20 / 111_195 * deg)
+    hand = np.rad2deg(np.arctan2(east, north)) % 360
+
+    def unwrap(x: np.ndarray) -> np.ndarray:
+        return np.rad2deg(np.unwrap(np.deg2rad(x)))
+
+    np.testing.assert_allclose(b, unwrap(hand), atol=1e-3)  # 335.1 .. 384.9
+    for got, (a, z) in zip(d["bearing"], ((0, 3), (3, 5), (5, 9))):  # trajectories 1, 2, 3
+        np.testing.assert_allclose(got, unwrap(hand[a:z]), atol=1e-3)
+    np.testing.assert_allclose(np.concatenate(d["distance"]), np.hypot(east, north), rtol=1e-4)
     tables = {t.kind: t for t in series_tables(out)}
     assert set(tables) == {"beam_power", "aoa", "distance"} and len(tables["beam_power"]) == 3 * 64
     w = SeriesWindows([out], context=2, horizon=1, stride=1, kinds=["beam_power"])
