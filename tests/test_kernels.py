@@ -355,6 +355,7 @@ def test_auto_backend_is_reference_on_cpu() -> None:
 # Interpreter fallback and real-size GPU checks
 # ------------------------------------------------------------------------------------------
 @pytest.mark.skipif(_TRITON_IN_PROCESS, reason="Triton tests already ran in this process")
+@pytest.mark.slow  # > 20 s on the 2-core CI machine (pytest --durations)
 def test_interpreter_suite_in_subprocess() -> None:
     """Rerun the Triton tests in a fresh interpreter where TRITON_INTERPRET=1 precedes triton."""
     root = Path(__file__).resolve().parents[1]

@@ -58,6 +58,7 @@ def test_overrides_change_only_accelerator_sizes_and_data(config, capsys):
     assert got["model"]["init_args"]["model"] in ("mae_tiny", "causal_tiny")
 
 
+@pytest.mark.slow  # > 20 s on the 2-core CI machine (pytest --durations)
 def test_rehearsal_at_ci_size(tmp_path):
     """mae-tiny as shipped for GPUs (DDP, bf16-mixed, compile) over 2 gloo processes: 2 steps of
     2 accumulated micro-batches, a checkpoint, a resume to step 4."""
