@@ -4,6 +4,7 @@ laundered corruption or printed a traceback. Each must now be refused with one l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -15,6 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -482,26 +484,33 @@ def test_second_writer_refused(tmp_path, toy):
     generate_dataset(toy(), out)  # free again once the first writer is done
 
 
+@contextlib.contextmanager
+def _held_by_another_process(folder: Path) -> Iterator[int]:
+    """``folder``'s write lock held by a live child process for the block; yields its pid."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from wfm.safety import FolderLock
+        with FolderLock({str(folder)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_second_writer_refused_across_processes(tmp_path, toy):
     from wfm.data.errors import DataError
     from wfm.data.generate import generate_dataset
 
     out = tmp_path / "ds"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from wfm.safety import FolderLock
-        with FolderLock({str(out)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-        """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(DataError, match=f"pid {holder.pid}"):
+    with _held_by_another_process(out) as pid:
+        with pytest.raises(DataError, match=f"pid {pid}"):
             generate_dataset(toy(num_samples=4), out)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_stale_tmp_cleaned_up(tmp_path, toy):
@@ -515,6 +524,12 @@ def test_stale_tmp_cleaned_up(tmp_path, toy):
     assert not stale.exists()
 
 
+def _series_csv(tmp_path: Path) -> Path:
+    csv = tmp_path / "s.csv"
+    csv.write_text("v\n" + "\n".join(str(i) for i in range(20)) + "\n")
+    return csv
+
+
 def test_import_over_a_killed_imports_leftovers(tmp_path, capsys):
     """What a killed import leaves (its lock file, a half-written shard) does not block the next
     import into that folder, and the temporary is removed."""
@@ -525,17 +540,10 @@ def test_import_over_a_killed_imports_leftovers(tmp_path, capsys):
     (out / LOCK_NAME).write_text("999999\n")
     stale = out / ".shard-00000.h5.tmp-999999"
     stale.write_bytes(b"half a shard")
-    csv = tmp_path / "s.csv"
-    csv.write_text("v\n" + "\n".join(str(i) for i in range(20)) + "\n")
-    code, err = run_wfm(["data", "import", "csv", str(csv), "--out", str(out), "--interval", "1"], capsys)
+    code, err = run_wfm(["data", "import", "csv", str(_series_csv(tmp_path)), "--out", str(out), "--interval", "1"],
+                        capsys)
     assert code == 0, err
     assert not stale.exists() and (out / "manifest.json").is_file()
-
-
-def _series_csv(tmp_path: Path) -> Path:
-    csv = tmp_path / "s.csv"
-    csv.write_text("v\n" + "\n".join(str(i) for i in range(20)) + "\n")
-    return csv
 
 
 def test_import_checks_its_folder_is_empty_under_the_lock(tmp_path, capsys, monkeypatch):
@@ -565,23 +573,12 @@ def test_import_refused_while_another_writer_holds_the_folder(tmp_path, capsys):
     """A second import into a folder another process is writing: one line naming its pid."""
     out = tmp_path / "o"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from wfm.safety import FolderLock
-        with FolderLock({str(out)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-        """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with _held_by_another_process(out) as pid:
         code, err = run_wfm(["data", "import", "csv", str(_series_csv(tmp_path)), "--out", str(out),
                              "--interval", "1"], capsys)
         line = only_error_line(code, err)
-        assert "is being written by another process" in line and f"pid {holder.pid}" in line, line
+        assert "is being written by another process" in line and f"pid {pid}" in line, line
         assert not any(out.glob("shard-*")) and not (out / "manifest.json").exists()
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 # ---------------------------------------------------------------------------- 7 workers die with the parent
