@@ -50,7 +50,8 @@ VARIANTS = [Variant("fp32", False, False), Variant("bf16 autocast", True, False)
             Variant("fp32 + compile", False, True), Variant("bf16 + compile", True, True)]
 
 
-def _arch(name: str) -> dict:
+def _arch(name: str) -> tuple[str, dict]:
+    """Registered model name and constructor arguments of a shipped checkpoint (from its config.json)."""
     cfg = json.loads((REPO / "checkpoints" / name / "config.json").read_text())
     return cfg["name"], dict(cfg["arch"])
 
