@@ -7,12 +7,7 @@ sizes; see wfm/training/rehearse.py.
     python pretrain/rehearse.py --list             # the overrides each config gets
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from wfm.training.rehearse import main  # noqa: E402
+from wfm.training.rehearse import main
 
 if __name__ == "__main__":
     main()

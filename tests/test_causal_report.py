@@ -1,28 +1,22 @@
-"""pretrain/causal_report.py --quick runs end to end and writes its JSON and Markdown."""
+"""pretrain/causal_report.py (``wfm.tasks.causal_report``) --quick runs end to end and writes its JSON and Markdown."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from wfm.tasks import causal_report
 
 
 @pytest.mark.slow
 def test_report_quick_smoke(tmp_path, capsys):
-    sys.path.insert(0, str(REPO / "pretrain"))
     threads = torch.get_num_threads()
     try:
-        import causal_report
-
         causal_report.main(["--quick", "--steps", "10", "--out", str(tmp_path / "out"),
                             "--data-dir", str(tmp_path / "data")])
     finally:
-        sys.path.pop(0)
         torch.set_num_threads(threads)
     res = json.loads((tmp_path / "out" / "report.json").read_text())
     assert set(res["kinds"]) == {"csi", "aoa", "traffic"}

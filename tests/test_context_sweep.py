@@ -1,29 +1,17 @@
-"""pretrain/context_sweep.py: common windows, per-window NMSE, seasonal period, a tiny sweep."""
+"""pretrain/context_sweep.py (``wfm.tasks.context_sweep``): common windows, per-window NMSE, seasonal
+period, a tiny sweep."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from wfm.tasks import context_sweep as sweep_mod
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture()
-def sweep_mod():
-    sys.path.insert(0, str(REPO / "pretrain"))
-    try:
-        import context_sweep
-
-        yield context_sweep
-    finally:
-        sys.path.pop(0)
-
-
-def test_windows_nmse_and_period(sweep_mod):
+def test_windows_nmse_and_period():
     x = np.arange(50, dtype=float)[None].repeat(2, 0)
     idx, starts = sweep_mod.windows(x, 5, 32, 4)
     assert (starts >= 32).all() and (starts + 5 <= 50).all() and len(idx) == 8
@@ -34,7 +22,7 @@ def test_windows_nmse_and_period(sweep_mod):
     assert sweep_mod.seasonal_period(600.0, 100) is None and sweep_mod.seasonal_period(1e-3, 4096) is None
 
 
-def test_tiny_sweep_every_context_scores_the_same_windows(sweep_mod):
+def test_tiny_sweep_every_context_scores_the_same_windows():
     import math
 
     t = np.arange(400, dtype=float)

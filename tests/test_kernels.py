@@ -369,16 +369,15 @@ def test_interpreter_suite_in_subprocess() -> None:
     assert " passed" in proc.stdout
 
 
-# Runs kernels/sass_report.py's compile_one (no GPU needed) on the given configs; exit 77 when
-# triton has no NVIDIA backend.
+# Runs wfm.kernels.sass_report's compile_one (kernels/sass_report.py; no GPU needed) on the given
+# configs; exit 77 when triton has no NVIDIA backend.
 _SASS_JOBS = r"""
 import json, sys
-sys.path.insert(0, "kernels")
 try:
     import triton.backends.nvidia  # noqa: F401
 except ImportError:
     sys.exit(77)
-from sass_report import compile_one
+from wfm.kernels.sass_report import compile_one
 print(json.dumps([compile_one(tuple(job)) for job in json.loads(sys.argv[1])]))
 """
 

@@ -1,24 +1,21 @@
-"""``finetune/results.py --quick`` on a subset of tasks at toy sizes: tables, JSON, Markdown."""
+"""``finetune/results.py --quick`` (``wfm.tasks.results_table``) on a subset of tasks at toy sizes:
+tables, JSON, Markdown."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
 import pytest
 
-from conftest import REPO
+from wfm.tasks import results_table
 
 
 def test_results_script_quick_subset(tmp_path):
-    spec = importlib.util.spec_from_file_location("results", REPO / "finetune" / "results.py")
-    results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(results)
     sizes = {"csi": 40, "unseen": 16, "traj": 10, "highway": 10, "traffic": 10, "train_steps": 3,
              "finetune_steps": 2, "beam_steps": 3}
-    r = results.main(["--quick", "--tasks", "los-nlos,distance-forecast", "--pretrain-steps", "2",
-                      "--sizes", json.dumps(sizes), "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path)])
+    r = results_table.main(["--quick", "--tasks", "los-nlos,distance-forecast", "--pretrain-steps", "2",
+                            "--sizes", json.dumps(sizes), "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path)])
     titles = [t["title"] for t in r["tables"]]
     assert len(titles) == 2 and titles[0].startswith("los-nlos") and titles[1].startswith("distance-forecast")
     los = r["tables"][0]["rows"]
