@@ -20,12 +20,18 @@ the config's ``data.datasets``.
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
 
 from pytorch_lightning.cli import LightningCLI
 
+from wfm.console import console, fail, markdown_table, print_table, write_json
+from wfm.pretrain import (_PHASE, check_parsed, check_schedule, config_paths, expand_path, fail_on_input_error,
+                          harden_trainer, parser_kwargs, prepare_run)
+from wfm.pretrain import main as pretrain_main
+from wfm.safety import InputError, check_yaml_file
 from wfm.tasks.finetune_module import FinetuneModule, TaskDataModule
 
 
@@ -36,9 +42,6 @@ class FinetuneCLI(LightningCLI):
         parser.link_arguments("data.task", "model.task")
 
     def before_instantiate_classes(self) -> None:
-        from wfm.pretrain import check_schedule, expand_path, prepare_run
-        from wfm.safety import InputError
-
         prepare_run(self, self.config)
         check_schedule(self.config.get("model"))
         data = self.config.get("data")
@@ -50,13 +53,9 @@ class FinetuneCLI(LightningCLI):
             raise InputError(f"data.train_fraction = {frac!r}: must be in (0, 1] (1 = the full training split)")
 
     def after_instantiate_classes(self) -> None:
-        from wfm.pretrain import harden_trainer
-
         harden_trainer(self.trainer)
 
     def parse_arguments(self, parser, args) -> None:
-        from wfm.pretrain import check_parsed
-
         super().parse_arguments(parser, args)
         check_parsed(self.config)
 
@@ -65,9 +64,6 @@ def _names_its_classes(args: list[str]) -> bool:
     """Whether the ``--config`` gives its model by ``class_path`` (the series configs, which
     fine-tune a causal forecaster with the pretraining system) rather than ``FinetuneModule``'s
     plain arguments (the CSI tasks)."""
-    from wfm.pretrain import config_paths
-    from wfm.safety import check_yaml_file
-
     for path in config_paths(args):
         if path and Path(path).is_file():
             doc = check_yaml_file(path)  # no aliases, bounded size: refused before jsonargparse reads it
@@ -80,10 +76,6 @@ def _names_its_classes(args: list[str]) -> bool:
 def train_test_args(args: list[str]) -> list[str]:
     """``--train A B --test C`` -> ``--data.train_datasets=["A", "B"] --data.test_datasets=["C"]
     --data.datasets=null`` (module doc); other arguments unchanged."""
-    import json
-
-    from wfm.safety import InputError
-
     out: list[str] = []
     found: dict[str, list[str]] = {"--train": [], "--test": []}
     current: list[str] | None = None
@@ -114,9 +106,6 @@ def main(argv: list[str] | None = None) -> dict:
     causal forecaster with ``init_from`` and ``mode``) runs through ``wfm pretrain``'s CLI
     instead; score the result with ``wfm export`` and ``wfm evaluate``.
     """
-    from wfm.console import console, fail, markdown_table, print_table, write_json
-    from wfm.pretrain import _PHASE, fail_on_input_error, parser_kwargs
-
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         split_args = train_test_args(args)
@@ -129,8 +118,6 @@ def main(argv: list[str] | None = None) -> dict:
              "folders with wfm evaluate --train DIR --test DIR")
     args = split_args
     if named:
-        from wfm.pretrain import main as pretrain_main
-
         pretrain_main(args)
         return {}
     _PHASE["instantiating"] = False

@@ -19,6 +19,7 @@ torchrun Lightning reads the cluster environment itself (``pretrain/slurm.sh``).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -27,8 +28,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningCLI
+
+from wfm.console import fail
+from wfm.data.errors import DataError
+from wfm.hub import CheckpointError
+from wfm.io import os_error_in, os_error_line
+from wfm.safety import InputError, check_yaml_file, install_safe_checkpoint_io, load_checkpoint, resolve_ckpt_path
+from wfm.training.finite import FinalCheckpoint, FiniteGuard, NonFiniteError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULT_DATA_DIR = Path("~/.cache/wfm/data").expanduser()
@@ -49,8 +58,6 @@ _PHASE = {"instantiating": False}
 
 def check_schedule(init_args: Any, where: str = "model") -> None:
     """Refuse schedule values that would train on garbage (negative learning rates...)."""
-    from wfm.safety import InputError
-
     if not hasattr(init_args, "get"):
         return
     checks = {"warmup_steps": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
@@ -68,8 +75,6 @@ def check_schedule(init_args: Any, where: str = "model") -> None:
 def prepare_run(cli: LightningCLI, cfg: Any) -> None:
     """Shared by ``wfm pretrain`` and ``wfm finetune`` before the classes are built: a URL
     ``ckpt_path`` is refused unless downloads are allowed (then fetched and verified)."""
-    from wfm.safety import resolve_ckpt_path
-
     _PHASE["instantiating"] = True
     if hasattr(cfg, "get") and cfg.get("ckpt_path") is not None:
         cfg["ckpt_path"] = resolve_ckpt_path(cfg["ckpt_path"])
@@ -78,9 +83,6 @@ def prepare_run(cli: LightningCLI, cfg: Any) -> None:
 def harden_trainer(trainer: Any) -> None:
     """Shared by ``wfm pretrain`` and ``wfm finetune`` once the Trainer exists: checkpoints are
     loaded weights-only; non-finite losses/gradients stop training; the last step is saved."""
-    from wfm.safety import install_safe_checkpoint_io
-    from wfm.training.finite import FinalCheckpoint, FiniteGuard
-
     _PHASE["instantiating"] = False
     install_safe_checkpoint_io(trainer)
     have = {type(c).__name__ for c in trainer.callbacks}
@@ -118,8 +120,6 @@ class PretrainCLI(LightningCLI):
 
 def parse_ckpt_hparams(cli: LightningCLI) -> None:
     """``LightningCLI._parse_ckpt_path`` through :func:`wfm.safety.load_checkpoint`."""
-    from wfm.safety import load_checkpoint, resolve_ckpt_path
-
     sub = cli.config.get("subcommand")
     if not sub:
         return
@@ -154,8 +154,6 @@ def config_paths(args: list[str]) -> list[str]:
 def check_configs(args: list[str]) -> None:
     """Read every ``--config`` with the alias-free, size-bounded YAML loader first (a
     billion-laughs file is refused here, before jsonargparse would expand it)."""
-    from wfm.safety import check_yaml_file
-
     for path in config_paths(args):
         if Path(path).is_file():
             check_yaml_file(path)
@@ -255,17 +253,11 @@ def fail_on_input_error(e: BaseException) -> None:
     InputError or NonFiniteError in its chain, a bad command-line argument or config value
     (``ArgumentError``), or anything raised while the CLI was building the model, data module
     and trainer from the config. Returns otherwise."""
-    import argparse
-
-    from wfm.console import fail
-
     cause = input_error(e)
     if cause is not None:
         fail(str(cause))
     if isinstance(e, argparse.ArgumentError):
         fail(parse_error_line(str(e)))
-    from wfm.io import os_error_in, os_error_line
-
     os_error = os_error_in(e)
     if os_error is not None:  # unwritable run folder, disk full (also behind h5py's RuntimeError)
         fail(os_error_line(os_error))
@@ -281,16 +273,12 @@ def fail_on_input_error(e: BaseException) -> None:
 
 def _is_misconfiguration(e: BaseException) -> bool:
     """Lightning's own "you configured it wrong" (``max_steps -5``...), at any point of a run."""
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
     return isinstance(e, MisconfigurationException)
 
 
 def check_parsed(config: Any) -> None:
     """Checks of the parsed config that must run before LightningCLI uses it: ``seed_everything``
     is seeded before any hook, so a seed numpy refuses is refused here, as one line."""
-    from wfm.safety import InputError
-
     seed = config.get("seed_everything") if hasattr(config, "get") else None
     if seed is None or isinstance(seed, bool):
         return
@@ -301,14 +289,6 @@ def check_parsed(config: Any) -> None:
 def input_error(e: BaseException | None) -> Exception | None:
     """The ``DataError``, ``CheckpointError``, ``InputError`` or ``NonFiniteError`` in ``e``'s
     chain of causes, if any."""
-    from wfm.data.errors import DataError
-    from wfm.hub import CheckpointError
-    from wfm.safety import InputError
-
-    try:
-        from wfm.training.finite import NonFiniteError
-    except ImportError:  # pragma: no cover
-        NonFiniteError = InputError  # type: ignore[misc,assignment]
     seen = set()
     while e is not None and id(e) not in seen:
         if isinstance(e, (DataError, CheckpointError, InputError, NonFiniteError)):

@@ -32,6 +32,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from wfm.data.generate import generator_for
+from wfm.data.recipes import load_recipe
+
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "data" / "recipes" / "traj-vehicular.yaml"
 
 
@@ -52,9 +55,6 @@ def water_fill(snr: np.ndarray, budget: float) -> np.ndarray:
 
 def trajectories(recipe: str | Path = DEFAULT_RECIPE, num: int = 64, seed: int = 0) -> tuple[np.ndarray, float]:
     """``(distance [num, steps] in m, interval s)`` of ``num`` users of a trajectory recipe."""
-    from wfm.data.generate import generator_for
-    from wfm.data.recipes import load_recipe
-
     gen = generator_for(load_recipe(recipe))
     if gen.kind != "trajectory":
         raise ValueError(f"{recipe}: a {gen.kind!r} recipe; the environment needs a trajectory recipe")

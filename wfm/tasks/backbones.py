@@ -21,21 +21,24 @@ RMS, through a two-layer MLP. ``TaskModel`` = features (mean-pooled where per to
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from wfm.hub import CheckpointError
+import wfm
+from wfm.hub import CheckpointError, export_checkpoint
+from wfm.models.mae import MaskedAutoencoder
+from wfm.models.registry import create_model, list_models
+from wfm.nn.lora import apply_lora
 from wfm.safety import download, is_url
 
 
 def load_model(spec: str) -> nn.Module:
     """A foundation model from a folder, hub id, ``.ckpt`` or ``scratch:NAME`` (module doc)."""
     if spec.startswith("scratch:"):
-        from wfm.models.registry import create_model, list_models
-
         name = spec.split(":", 1)[1]
         if name not in list_models():
             raise CheckpointError(f"{spec}: unknown model {name!r}; registered: {', '.join(list_models())}")
@@ -45,8 +48,6 @@ def load_model(spec: str) -> nn.Module:
     path = Path(spec).expanduser()
     if path.suffix == ".ckpt" or path.is_file():
         return _from_lightning_checkpoint(path)
-    import wfm
-
     return wfm.from_pretrained(spec)
 
 
@@ -54,19 +55,12 @@ def _from_lightning_checkpoint(path: Path) -> nn.Module:
     """The bare model of a ``wfm pretrain`` checkpoint: exported to a temporary folder with
     ``wfm.hub.export_checkpoint`` (read with ``wfm.safety.load_checkpoint``, every key checked)
     and loaded back with ``from_pretrained``, so every model kind the hub knows loads the same way."""
-    import tempfile
-
-    import wfm
-    from wfm.hub import export_checkpoint
-
     with tempfile.TemporaryDirectory(prefix="wfm-ckpt-") as tmp:
         folder = export_checkpoint(path, Path(tmp) / "model")
         return wfm.from_pretrained(folder)
 
 
 def is_mae(model: Any) -> bool:
-    from wfm.models.mae import MaskedAutoencoder
-
     return isinstance(model, MaskedAutoencoder)
 
 
@@ -140,8 +134,6 @@ def configure_mode(model: nn.Module, mode: str, backbone: nn.Module, head: nn.Mo
                    lora_rank: int = 4, lora_alpha: float = 8.0) -> None:
     """Set what trains: ``full`` everything; ``linear-probe`` only ``head``; ``lora`` adapters on
     ``backbone``'s attention/MLP layers + ``head``; ``zero-shot`` nothing."""
-    from wfm.nn.lora import apply_lora
-
     heads = head if isinstance(head, list) else [head]
     if mode == "full":
         for p in model.parameters():

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wfm.models.baselines import build_baseline
 from wfm.tasks.metrics import per_step_nmse, to_db, window_nmse_scores
 
 AXIS_DIM = {"time": 1, "frequency": 3}
@@ -139,8 +140,6 @@ def train_csi_forecaster(name: str, train_csi: Tensor, axis: str, n_hidden: int,
     """A trainable forecasting baseline (``lstm``, ``gru``, ``transformer``) fitted on the
     (antenna, subcarrier) series of training CSI: context = visible part, target = hidden part
     (a seeded subset of ``max_windows`` series; validation capped at 20 000)."""
-    from wfm.models.baselines import build_baseline
-
     data = series_windows(train_csi, axis, n_hidden, interval)
     if len(data[0]) > max_windows:
         keep = torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(seed))[:max_windows]

@@ -40,6 +40,7 @@ it is in ``result["periods"]`` and in the seasonal rows' ``period``.
 
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,9 +51,21 @@ import torch
 
 from wfm.data.errors import DataError
 from wfm.hub import CheckpointError
-from wfm.tasks.metrics import add_best_classical
+from wfm.models.baselines import build_baseline, seasonal_period, stack_windows
+from wfm.tasks import saved
+from wfm.tasks.backbones import is_mae, load_model
+from wfm.tasks.channel_prediction import (AXIS_DIM, axis_interval, forecast_hidden, mae_predict, prediction_mask,
+                                          score_prediction, train_csi_forecaster)
+from wfm.tasks.csi_data import LABEL_FIELDS, csi_labels, load_csi, train_subset
+from wfm.tasks.finetune_module import run_finetune
+from wfm.tasks.forecasting import collect_forecasts, quantile_coverage, score_forecasts
+from wfm.tasks.future_beam import BeamMAE, BeamRNN, PositionKNN, persistence_scores, plan_beam
+from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
 from wfm.tasks.progress import Reporter, as_reporter
-from wfm.tasks.registry import Task, get_task
+from wfm.tasks.registry import TASKS, Task, get_task
+from wfm.tasks.scoring import score_classes, score_task
+from wfm.tasks.series_data import plan_series
+from wfm.tasks.significance import Scored, separation_warnings
 
 SERIES_TRAINABLE = ("lstm", "gru", "transformer")
 BEAM_TRAINABLE = ("lstm", "gru", "position-knn")
@@ -143,8 +156,6 @@ def _is_baseline(task: Task, spec: str) -> bool:
 
 def _known_baseline(spec: str) -> bool:
     """Whether ``spec`` names a baseline of any task (so it is not a model path)."""
-    from wfm.tasks.registry import TASKS
-
     return any(spec in t.baselines for t in TASKS.values())
 
 
@@ -196,16 +207,12 @@ def evaluate_task(task_name: str, models: Sequence[str], datasets: Sequence[str 
 
 
 def _foundation(task: Task, spec: str) -> Any:
-    from wfm.tasks.backbones import load_model
-
     return load_model(spec)
 
 
 def check_models(task: Task, models: Sequence[str], opts: EvalOptions, can_train: bool) -> dict[str, Any]:
     """Load every foundation model and saved model, and check that each model fits the task,
     before any data is read. Returns ``{spec: model}`` (saved ones as ``("saved", obj, meta)``)."""
-    from wfm.tasks import saved
-
     loaded: dict[str, Any] = {}
     for spec in dict.fromkeys(models):
         if _is_baseline(task, spec):
@@ -228,8 +235,6 @@ def check_models(task: Task, models: Sequence[str], opts: EvalOptions, can_train
         if task.family == "csi-label":
             raise CheckpointError(f"{spec}: task {task.name} has no zero-shot mode; fine-tune the model: "
                                   f"wfm finetune --config finetune/{task.name}.yaml --model.init_from {spec}")
-        from wfm.tasks.backbones import is_mae
-
         model = _foundation(task, spec)
         kind = type(model).__name__
         if task.family == "channel-prediction" and not (is_mae(model) or hasattr(model, "forecast")):
@@ -255,8 +260,6 @@ def check_models(task: Task, models: Sequence[str], opts: EvalOptions, can_train
 
 
 def _task_names() -> list[str]:
-    from wfm.tasks.registry import TASKS
-
     return list(TASKS)
 
 
@@ -297,8 +300,6 @@ class _Run:
         """Save a trained model to ``--save`` (a folder per model, fraction and seed)."""
         if not self.opts.save:
             return
-        from wfm.tasks import saved
-
         name = self.label(spec)
         if frac is not None and len(self.opts.train_fractions) > 1:
             name += f"-f{frac:g}"
@@ -333,8 +334,6 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             row[f"{k}_std"] = float(t.std())
             row.setdefault("per_seed", {})[k] = [float(v) for v in vals]
     if "window_nmse" in row and f"window_nmse_std" in row:
-        from wfm.tasks.metrics import to_db
-
         row["window_nmse_db"] = to_db(row["window_nmse"])  # the dB of the mean NMSE
     row["seeds"] = len(runs)
     kept = list(dict.fromkeys(str(r.get("selected")) for r in runs if r.get("selected")))
@@ -346,8 +345,6 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _finish_group(run: _Run, first_row: int, classical: dict[str, float], scored: list, metric: str,
                   higher_better: bool, groups: torch.Tensor | None, group_name: str, where: str) -> None:
     """Best classical and ratio (with its std over seeds) and the too-small warnings of one test set."""
-    from wfm.tasks.significance import separation_warnings
-
     rows = run.result["rows"][first_row:]
     add_best_classical(rows, classical)
     if classical:
@@ -371,9 +368,6 @@ def _score_models(run: _Run, name: str, split: str, period: int | None, classica
     info)`` gives one run's row, its per-window NMSE ``[N]`` and its per-step NMSE curve (dB); a
     model's row and curve are the means over its runs. Then the best classical baseline and the
     too-small-test-set warnings (``_finish_group``)."""
-    from wfm.models.baselines import build_baseline
-    from wfm.tasks.significance import Scored
-
     task = run.task
     first_row, scored = len(run.result["rows"]), []
     for spec in run.models:
@@ -413,8 +407,6 @@ def _score_models(run: _Run, name: str, split: str, period: int | None, classica
 
 def _csi_parts(run: _Run) -> tuple[Any, list[tuple[str, dict]], str]:
     """``(train loader, [(name, test data)], description)`` of a channel-prediction run."""
-    from wfm.tasks.csi_data import load_csi
-
     task = run.task
     if run.within:
         root = run.train_roots[0]
@@ -446,11 +438,6 @@ def _csi_parts(run: _Run) -> tuple[Any, list[tuple[str, dict]], str]:
 
 
 def _channel_prediction(run: _Run) -> None:
-    from wfm.tasks.channel_prediction import (AXIS_DIM, axis_interval, forecast_hidden, mae_predict, prediction_mask,
-                                          score_prediction, train_csi_forecaster)
-    from wfm.tasks.metrics import window_nmse
-    from wfm.tasks.backbones import is_mae
-
     task, opts = run.task, run.opts
     load_train, tests, desc = _csi_parts(run)
     for name, _ in tests:
@@ -524,8 +511,6 @@ def _channel_prediction(run: _Run) -> None:
 
 def _label_test(task: Task, root: str, within: bool) -> dict[str, Any]:
     """Test samples and labels of a CSI label task (for a saved MLP)."""
-    from wfm.tasks.csi_data import LABEL_FIELDS, csi_labels, load_csi
-
     fields = LABEL_FIELDS.get(task.label, [])
     d = load_csi(root, "test", fields, task.name) if within else \
         load_csi(root, "train", fields, task.name, val_fraction=0.0, test_fraction=0.0)
@@ -533,9 +518,6 @@ def _label_test(task: Task, root: str, within: bool) -> dict[str, Any]:
 
 
 def _csi_label(run: _Run) -> None:
-    from wfm.tasks.finetune_module import run_finetune
-    from wfm.tasks.scoring import score_task
-
     task, opts = run.task, run.opts
     for root in run.test_roots:
         name = Path(root).name
@@ -586,11 +568,6 @@ def _series_groups(w: Any) -> torch.Tensor:
 
 
 def _series(run: _Run) -> None:
-    from wfm.models.baselines import build_baseline, stack_windows
-    from wfm.tasks.forecasting import collect_forecasts, quantile_coverage, score_forecasts
-    from wfm.tasks.metrics import window_nmse
-    from wfm.tasks.series_data import plan_series
-
     task, opts = run.task, run.opts
     plan = plan_series(task, run.train_roots, run.test_roots, run.within, opts.context, opts.horizon, opts.split,
                        opts.gap)
@@ -652,8 +629,6 @@ def _series(run: _Run) -> None:
 
 def _period(opts: EvalOptions, interval: float, context: int) -> int | None:
     """``--period`` if given, else the seasonal period of the interval and context."""
-    from wfm.models.baselines import seasonal_period
-
     return opts.period if opts.period else seasonal_period(interval, context)
 
 
@@ -663,10 +638,6 @@ def _period_label(period: int | None) -> int | str:
 
 def _classical_series(windows: Any, period: int | None) -> dict[str, float]:
     """Per-window NMSE of persistence, context mean and (with a period) seasonal naive."""
-    from wfm.models.baselines import build_baseline
-    from wfm.tasks.forecasting import collect_forecasts
-    from wfm.tasks.metrics import window_nmse
-
     out = {}
     for name in CLASSICAL_NAMES:
         if name == "seasonal" and period is None:
@@ -681,10 +652,6 @@ def _classical_csi(csi: torch.Tensor, mask: torch.Tensor, axis: str, interval: f
                    period: int | None) -> dict[str, float]:
     """Per-window NMSE over the hidden part of the classical baselines, each (antenna,
     subcarrier) or (step, antenna) series on its own."""
-    from wfm.models.baselines import build_baseline
-    from wfm.tasks.channel_prediction import forecast_hidden
-    from wfm.tasks.metrics import window_nmse
-
     out = {}
     for name in CLASSICAL_NAMES:
         if name == "seasonal" and period is None:
@@ -698,13 +665,6 @@ def _classical_csi(csi: torch.Tensor, mask: torch.Tensor, axis: str, interval: f
 
 
 def _future_beam(run: _Run) -> None:
-    import copy
-
-    from wfm.tasks.csi_data import train_subset
-    from wfm.tasks.future_beam import BeamMAE, BeamRNN, PositionKNN, persistence_scores, plan_beam
-    from wfm.tasks.scoring import score_classes
-    from wfm.tasks.significance import Scored
-
     task, opts = run.task, run.opts
     context, horizon = opts.context or task.context, opts.horizon or task.horizon
     plan = plan_beam(run.train_roots, run.test_roots, run.within, context, horizon, opts.split, opts.seed, task.name)

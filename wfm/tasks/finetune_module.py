@@ -40,10 +40,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from wfm.data.errors import DataError
 from wfm.hub import CheckpointError
+from wfm.models.masking import make_mask
+from wfm.nn.patching import patch_grid
 from wfm.tasks.backbones import (MAEEncoder, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model,
                                  set_train_mode)
-from wfm.tasks.csi_data import TEST_FRACTION, VAL_FRACTION, csi_labels, load_csi
+from wfm.tasks.channel_prediction import MASK_KIND
+from wfm.tasks.csi_data import LABEL_FIELDS, TEST_FRACTION, VAL_FRACTION, csi_labels, load_csi
 from wfm.tasks.registry import get_task
+from wfm.tasks.scoring import score_task
 
 
 class _Tensors(Dataset):
@@ -98,8 +102,6 @@ class TaskDataModule(pl.LightningDataModule):
         self.info: dict[str, Any] = {}
 
     def _load(self, split: str) -> dict[str, Tensor]:
-        from wfm.tasks.csi_data import LABEL_FIELDS
-
         fields = LABEL_FIELDS.get(self.task.label, []) if self.task.label else []
         parts, attrs = [], None
         if self.datasets:
@@ -224,10 +226,6 @@ class FinetuneModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _mask(self, csi: Tensor) -> Tensor:
-        from wfm.models.masking import make_mask
-        from wfm.nn.patching import patch_grid
-        from wfm.tasks.channel_prediction import MASK_KIND
-
         grid = patch_grid(csi.shape, self.net.patch_size)
         return make_mask(MASK_KIND[self.task.axis], csi.shape[0], grid, self.task.ratio)
 
@@ -258,8 +256,6 @@ class FinetuneModule(pl.LightningModule):
         """Predictions and what scoring needs, for one batch."""
         csi = batch["csi"]
         if self.task.family == "channel-prediction":
-            from wfm.tasks.channel_prediction import MASK_KIND
-
             pred = self.net.predict(csi, MASK_KIND[self.task.axis], self.task.ratio)
             return {"pred": pred.reconstruction, "csi": csi, "mask": pred.mask}
         out = {"y": batch["y"], "out": self.net.predict(csi)}
@@ -271,8 +267,6 @@ class FinetuneModule(pl.LightningModule):
         self._test_out = []
 
     def on_test_epoch_end(self) -> None:
-        from wfm.tasks.scoring import score_task
-
         cat = {k: torch.cat([o[k] for o in self._test_out]) for k in self._test_out[0]}
         self.test_results = score_task(self.task, cat)
         for k, v in self.test_results.items():

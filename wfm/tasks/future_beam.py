@@ -39,6 +39,10 @@ import torch
 from torch import Tensor, nn
 
 from wfm.data.errors import DataError
+from wfm.data.geometry import gps_to_local
+from wfm.hub import mae_arch
+from wfm.tasks.backbones import MAEEncoder
+from wfm.tasks.csi_data import open_dataset
 from wfm.training.fit_select import fit_and_select
 
 SPLIT_SHARES = (0.7, 0.1, 0.2)
@@ -98,9 +102,6 @@ def load_beam_trajectories(root: str | Path, context: int, horizon: int, task: s
     """Every trajectory of a ``beam`` dataset as its windows (``FIELDS`` as arrays) plus
     ``scenario``, ``sequence_id`` and ``windows``; trajectories shorter than ``context +
     horizon`` have no windows (``windows`` 0). Trajectory ids start at ``id_offset``."""
-    from wfm.data.geometry import gps_to_local
-    from wfm.tasks.csi_data import open_dataset
-
     ds = open_dataset(root, "beam", task)
     missing = [f for f in NEEDED if f not in ds.specs]
     if missing:
@@ -351,9 +352,6 @@ class BeamMAE(nn.Module):
 
     def __init__(self, mae: nn.Module, beams: int = 64) -> None:
         super().__init__()
-        from wfm.hub import mae_arch
-        from wfm.tasks.backbones import MAEEncoder
-
         self.features = MAEEncoder(mae)
         self.head = nn.Linear(self.features.out_dim, beams)
         self.beams = beams

@@ -23,7 +23,9 @@ from typing import Any
 import torch
 
 from wfm.models.priors import masked_priors
+from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
+from wfm.tasks.real_data import run_real_benchmark
 
 
 def correction_off(model: Any) -> Any:
@@ -45,8 +47,6 @@ def _db(x: float) -> float:
 def generated_rows(models: dict[str, Any], root: str | Path, axis: str, ratio: float = 0.5,
                    limit: int = 256) -> list[dict[str, Any]]:
     """Rows of every MAE in ``models`` and of hold / mean on a generated dataset's test split."""
-    from wfm.tasks.csi_data import load_csi
-
     csi = load_csi(root, "test", task="prior-ablation")["csi"][:limit]
     kind = "temporal" if axis == "time" else "frequency"
     rows, mask = [], None
@@ -67,8 +67,6 @@ def generated_rows(models: dict[str, Any], root: str | Path, axis: str, ratio: f
 
 def real_rows(models: dict[str, Any], kind: str, root: str | Path) -> list[dict[str, Any]]:
     """Rows of every model and the classical baselines on every real dataset it applies to."""
-    from wfm.tasks.real_data import run_real_benchmark
-
     result = run_real_benchmark(root, [(name, kind, m) for name, m in models.items()])
     rows = []
     for r in result["rows"]:

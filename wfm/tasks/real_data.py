@@ -51,7 +51,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+import wfm
+from wfm.console import markdown_table
 from wfm.data.errors import DataError
+from wfm.data.loaders import wifi_csi
+from wfm.data.loaders.deepsense import load_scenario, scenarios_in
+from wfm.data.loaders.phase import sanitize_phase
+from wfm.data.loaders.traffic_csv import load_telecom_italia
+from wfm.models.baselines import build_baseline, seasonal_period
+from wfm.tasks.metrics import add_best_classical, window_nmse_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,8 +118,6 @@ class BenchData:
 def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,
               source: str = "") -> list[BenchData]:
     """The complex and amplitude views of one capture ``[P, A, K]`` (sanitised here)."""
-    from wfm.data.loaders.phase import sanitize_phase
-
     P = len(csi)
     T, n = cfg.csi_window, cfg.csi_predict
     if not 0 < n < T:
@@ -139,14 +145,12 @@ def _capture_interval(t: np.ndarray) -> float:
 
 def load_wifi(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     """Intel 5300 ``.dat`` and Nexmon ``.pcap`` captures of ``folder`` (module doc)."""
-    from wfm.data.loaders.wifi_csi import read_capture
-
     out: list[BenchData] = []
     for pattern, fmt, label, kw in (("*.dat", "intel", "Intel 5300", {"nrx": 3, "ntx": 3}),
                                     ("*.pcap", "nexmon", "Nexmon BCM4339", {"chip": "4339", "bw": 80})):
         paths = sorted(folder.glob(pattern))
         for path in paths:
-            cap = read_capture(path, fmt, **kw)
+            cap = wifi_csi.read_capture(path, fmt, **kw)
             name = label if len(paths) == 1 else f"{label} {path.stem}"
             out += csi_views(name, cap["csi"], cap["subcarriers"], _capture_interval(cap["timestamp"]), cfg, str(path))
     return out
@@ -166,8 +170,6 @@ def _series_windows(series: list[np.ndarray], context: int, horizon: int, stride
 
 def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     """One dataset per cell of every Telecom-Italia-layout CSV in ``folder``."""
-    from wfm.data.loaders.traffic_csv import load_telecom_italia
-
     out: list[BenchData] = []
     L, H, S = cfg.traffic_context, cfg.traffic_horizon, cfg.traffic_stride
     for path in sorted(folder.glob("*.csv")):
@@ -190,8 +192,6 @@ def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
 
 def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     """Beam power (64 beams) and bearing windows over every DeepSense scenario in ``folder``."""
-    from wfm.data.loaders.deepsense import load_scenario, scenarios_in
-
     scen = scenarios_in(folder)
     if not scen:
         return []
@@ -302,15 +302,11 @@ def mae_windows(model: Any, data: BenchData, batch: int = 64) -> Tensor:
 
 
 def _score(pred: Tensor, target: Tensor) -> dict[str, float]:
-    from wfm.tasks.metrics import window_nmse_scores
-
     return window_nmse_scores(pred, target)
 
 
 def classical_rows(data: BenchData, cfg: RealBenchConfig) -> list[dict[str, Any]]:
     """Rows of persistence, context mean and seasonal naive (where a period fits the context)."""
-    from wfm.models.baselines import build_baseline, seasonal_period
-
     L = data.context.shape[1]
     period = cfg.period or seasonal_period(data.interval, L)
     rows = []
@@ -384,8 +380,6 @@ def _fmt_interval(s: float) -> str:
 
 
 def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
-    from wfm.tasks.metrics import add_best_classical
-
     classical = {r["model"]: r["window_nmse"] for r in rows if r["kind"] == "classical" and "window_nmse" in r}
     add_best_classical(rows, classical)
     for r in rows:
@@ -402,8 +396,6 @@ def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
     ``model_specs``: ``(path, model_kind)`` pairs (default ``discover_models()``), loaded with
     ``wfm.from_pretrained``, or ``(name, model_kind, model)`` triples of models already built.
     A model that does not load is reported (an ``error`` on each of its rows), not fatal."""
-    import wfm
-
     cfg = cfg or RealBenchConfig()
     data = load_real_datasets(root, cfg)
     specs = discover_models() if model_specs is None else list(model_specs)
@@ -474,8 +466,6 @@ TABLE_COLUMNS = ("dataset", "view", "windows", "context", "horizon", "interval",
 
 
 def markdown_report(result: dict[str, Any], command: str = "wfm benchmark real") -> str:
-    from wfm.console import markdown_table
-
     def esc(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:  # a "|" in a cell would split it
         return [{k: v.replace("|", "\\|") if isinstance(v, str) else v for k, v in r.items()} for r in rs]
 

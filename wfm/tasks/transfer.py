@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wfm.tasks.real_data import BenchData, RealBenchConfig, forecast_windows, load_real_datasets, mae_windows
+from wfm.hub import causal_arch, mae_arch
+from wfm.models.causal import CausalForecaster
+from wfm.models.mae import MaskedAutoencoder
+from wfm.tasks.metrics import window_nmse_scores
+from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, load_real_datasets,
+                                 mae_windows)
+from wfm.training.lit_causal import pad_to_patches
 
 
 @dataclass
@@ -49,8 +55,6 @@ def _windows(data: BenchData) -> tuple[Tensor, int]:
 
 
 def _causal_step(model: Any, win: Tensor, ctx_len: int, interval: float) -> Tensor:
-    from wfm.training.lit_causal import pad_to_patches
-
     x = win.movedim(1, -1).reshape(-1, win.shape[1]).float()  # every channel is a series
     batch = {"values": x, "observed": torch.ones_like(x, dtype=torch.bool),
              "context_len": torch.full((len(x),), ctx_len)}
@@ -92,8 +96,6 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
 
 def score(model: Any, kind: str, data: BenchData) -> float:
     """Per-window NMSE of ``model`` on ``data`` (linear)."""
-    from wfm.tasks.metrics import window_nmse_scores
-
     pred = mae_windows(model, data) if kind == "mae" else forecast_windows(model, data)
     if kind == "mae" and data.view != "csi complex":
         pred = pred.abs()
@@ -101,8 +103,6 @@ def score(model: Any, kind: str, data: BenchData) -> float:
 
 
 def best_classical(data: BenchData) -> tuple[str, float]:
-    from wfm.tasks.real_data import classical_rows
-
     rows = [r for r in classical_rows(data, RealBenchConfig()) if r["kind"] == "classical" and "window_nmse" in r]
     best = min(rows, key=lambda r: r["window_nmse"])
     return best["model"], float(best["window_nmse"])
@@ -121,10 +121,6 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     models are built with the pretrained model's own arguments (``wfm.hub`` arch), so only the
     weights differ.
     """
-    from wfm.hub import causal_arch, mae_arch
-    from wfm.models.causal import CausalForecaster
-    from wfm.models.mae import MaskedAutoencoder
-
     cfg = cfg or TransferConfig()
     data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)}
     arch = causal_arch(pretrained) if kind == "causal" else mae_arch(pretrained)

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from wfm.safety import InputError
+
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
     """Linear warmup from ~0 to 1 over ``warmup_steps``, then cosine decay to ``min_lr_ratio``
@@ -52,8 +54,6 @@ def adamw_warmup_cosine(model: nn.Module, hp: Any, total_steps: float) -> dict[s
         [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=hp.lr, betas=tuple(hp.betas),
     )
-    from wfm.safety import InputError
-
     try:  # refused here, before the first step, not as a diverging loss
         warmup_cosine(0, hp.warmup_steps, 1, hp.min_lr_ratio)
     except ValueError as e:
