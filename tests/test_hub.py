@@ -273,3 +273,201 @@ def test_committed_causal_fixture_keeps_loading(tmp_path):
     assert [float(v) for v in f[:, 0]] == pytest.approx(expected["first_values"], abs=1e-4)
     assert [float(v) for v in f[:, -1]] == pytest.approx(expected["last_values"], abs=1e-4)
     assert float(q.sum()) == pytest.approx(expected["quantile_sum"], rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- huggingface_hub mixin
+
+
+def _fixture_copy(tmp_path: Path, name: str = "mae") -> Path:
+    out = tmp_path / f"{name}-copy"
+    shutil.copytree(FIXTURE if name == "mae" else CAUSAL_FIXTURE, out)
+    return out
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one bit of one weight: still a valid safetensors file
+    path.write_bytes(bytes(data))
+
+
+def test_model_class_from_pretrained_makes_the_same_checks(tmp_path):
+    """``MaskedAutoencoder.from_pretrained`` / ``CausalForecaster.from_pretrained`` (ModelHubMixin)
+    are wfm's loader: same model, and the sha256, kind and argument checks."""
+    from wfm.models.causal import CausalForecaster
+    from wfm.models.mae import MaskedAutoencoder
+
+    folder = _fixture_copy(tmp_path)
+    model = MaskedAutoencoder.from_pretrained(folder)
+    assert type(model) is MaskedAutoencoder and not model.training
+    reference = from_pretrained(folder)
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
+    assert type(CausalForecaster.from_pretrained(_fixture_copy(tmp_path, "causal"))) is CausalForecaster
+
+    with pytest.raises(CheckpointError, match=r"describes a mae model \(MaskedAutoencoder\), not a CausalForecaster"):
+        CausalForecaster.from_pretrained(folder)
+    with pytest.raises(TypeError, match="unexpected keyword arguments dim"):
+        MaskedAutoencoder.from_pretrained(folder, dim=32)
+    with pytest.raises(CheckpointError, match="no such folder"):
+        MaskedAutoencoder.from_pretrained(tmp_path / "nowhere")
+    _flip_last_byte(folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 mismatch \(changed since export\)"):
+        MaskedAutoencoder.from_pretrained(folder)
+    MaskedAutoencoder.from_pretrained(folder, verify=False)  # the opt-out, as for wfm.from_pretrained
+    _edit_config(folder, format_version=2)
+    with pytest.raises(CheckpointError, match="format_version 2 is newer"):
+        MaskedAutoencoder.from_pretrained(folder)
+
+
+@pytest.fixture()
+def fake_hub(tmp_path, monkeypatch):
+    """A Hub without a network: ``hf_hub_download`` copies files of ``remote/<repo>/<revision>/``
+    into ``cache_dir``; yields (remote folder, list of calls)."""
+    import huggingface_hub
+    import huggingface_hub.hub_mixin
+    from huggingface_hub.errors import EntryNotFoundError
+
+    remote, calls = tmp_path / "remote", []
+
+    def download(repo_id, filename, *, revision=None, cache_dir=None, **kwargs):
+        calls.append({"repo_id": repo_id, "filename": filename, "revision": revision, "cache_dir": cache_dir})
+        src = remote / repo_id / (revision or "main") / filename
+        if not src.is_file():
+            raise EntryNotFoundError(f"404 Client Error: {filename} not found in {repo_id}")
+        dst = Path(cache_dir or tmp_path / "hf-cache") / repo_id / (revision or "main") / filename
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        return str(dst)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", download)
+    return remote, calls
+
+
+def test_hub_repo_id_resolves_through_the_mixin(tmp_path, fake_hub):
+    from wfm.models.mae import MaskedAutoencoder
+
+    remote, calls = fake_hub
+    shutil.copytree(FIXTURE, remote / "someone" / "wfm-mae-tiny" / "v1")
+    cache = tmp_path / "cache"
+    model = from_pretrained("someone/wfm-mae-tiny", revision="v1", cache_dir=cache)
+    assert type(model) is MaskedAutoencoder and not model.training
+    assert {c["filename"] for c in calls} == {"config.json", "model.safetensors"}
+    assert all(c["repo_id"] == "someone/wfm-mae-tiny" and c["revision"] == "v1" and Path(c["cache_dir"]) == cache
+               for c in calls)
+    local = from_pretrained(FIXTURE)
+    assert all(torch.equal(v, local.state_dict()[k]) for k, v in model.state_dict().items())
+    assert type(MaskedAutoencoder.from_pretrained("someone/wfm-mae-tiny", revision="v1", cache_dir=cache)) is MaskedAutoencoder
+
+    # A tampered file from the Hub: the error names the repo and revision first, the cached copy last.
+    _flip_last_byte(remote / "someone" / "wfm-mae-tiny" / "v1" / "model.safetensors")
+    with pytest.raises(CheckpointError) as e:
+        MaskedAutoencoder.from_pretrained("someone/wfm-mae-tiny", revision="v1", cache_dir=cache)
+    msg = str(e.value)
+    assert msg.startswith("someone/wfm-mae-tiny@v1/model.safetensors: sha256 mismatch (changed since export)"), msg
+    assert f"cached at {cache}" in msg and "\n" not in msg
+    with pytest.raises(CheckpointError, match=r"^someone/other: not a local folder, and could not fetch .*Hugging Face Hub"):
+        from_pretrained("someone/other")
+
+
+def test_save_pretrained_writes_the_export_format_and_keeps_metadata(tmp_path):
+    """``model.save_pretrained`` (ModelHubMixin) writes the folder ``wfm export`` writes, keeps the
+    metadata the model was loaded with, and what it writes loads with every check."""
+    from wfm.models.mae import MaskedAutoencoder
+
+    model = from_pretrained(FIXTURE)
+    out = tmp_path / "saved"
+    model.save_pretrained(out, config={"metrics": {"val/nmse_db": -1.5}})
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config, original = read_config(out), read_config(FIXTURE)
+    from wfm.io import sha256_of
+
+    assert config["sha256"] == sha256_of(out / "model.safetensors")
+    assert config["metrics"] == {"val/nmse_db": -1.5}
+    for key in ("name", "global_step", "epoch", "source_checkpoint", "training", "num_params", "patch_size"):
+        assert config.get(key) == original.get(key), key
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: wfm" in card and "wfm.from_pretrained" in card
+    again = MaskedAutoencoder.from_pretrained(out)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+
+    fresh = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1)
+    fresh.save_pretrained(tmp_path / "fresh")
+    assert read_config(tmp_path / "fresh")["name"] == "mae_custom"
+    assert from_pretrained(tmp_path / "fresh").dim == 32
+
+
+class _FakeApi:
+    """``HfApi`` recording its calls; ``upload_folder`` loads what it is given with wfm's checks."""
+
+    calls: list = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        files = sorted(p.name for p in Path(folder_path).iterdir())
+        self.calls.append(("upload_folder", repo_id, {"folder_path": str(folder_path), "files": files, **kwargs}))
+        from_pretrained(folder_path)  # what goes up loads
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+
+def test_push_to_hub_validates_then_uploads(tmp_path, monkeypatch):
+    import huggingface_hub
+    import huggingface_hub.hub_mixin
+
+    import wfm.hub
+
+    _FakeApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", _FakeApi)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "HfApi", _FakeApi)
+    folder = _fixture_copy(tmp_path)
+    assert wfm.hub.push_to_hub(folder, "me/wfm-mae", private=True) == "https://huggingface.co/me/wfm-mae"
+    (_, repo, create), (_, _, upload) = _FakeApi.calls
+    assert repo == "me/wfm-mae" and create["private"] is True
+    assert upload["folder_path"] == str(folder)  # the exported folder itself, byte for byte
+    assert upload["allow_patterns"] == ["config.json", "model.safetensors", "README.md"]
+
+    _FakeApi.calls = []
+    _flip_last_byte(folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        wfm.hub.push_to_hub(folder, "me/wfm-mae")
+    assert _FakeApi.calls == []  # refused before anything reached the Hub
+
+    # A model in memory: the mixin's push_to_hub saves it to a temporary folder and uploads that.
+    from_pretrained(FIXTURE).push_to_hub("me/wfm-mae-2", commit_message="up")
+    (_, repo, _), (_, _, upload) = _FakeApi.calls
+    assert repo == "me/wfm-mae-2" and upload["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert upload["commit_message"] == "up"
+
+
+def test_url_checkpoint_refused_names_the_url(tmp_path, monkeypatch):
+    """A downloaded checkpoint refused as unsafe: the error names the URL (then the cached copy),
+    the unpickler's reason, and carries no terminal colour codes."""
+    from wfm.safety import load_checkpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    torch.save({"state_dict": {}, "payload": Payload()}, tmp_path / "evil.ckpt")
+    url = (tmp_path / "evil.ckpt").as_uri()  # file://, fetched by urllib like http://
+    monkeypatch.setenv("WFM_ALLOW_DOWNLOADS", "1")
+    monkeypatch.setattr("wfm.safety.DOWNLOAD_CACHE", tmp_path / "cache")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(url)
+    msg = str(e.value)
+    assert msg.startswith(f"{url}: cannot read checkpoint safely (weights_only): "), msg
+    assert "Unsupported global" in msg and "io.open" in msg and f"downloaded to {tmp_path / 'cache'}" in msg
+    assert "\x1b" not in msg and "\n" not in msg and "add_safe_globals" not in msg
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_importing_wfm_hub_stays_light():
+    code = "import sys, wfm.hub; print('huggingface_hub' in sys.modules, 'torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=60)
+    assert res.stdout.split() == ["False", "False"], res.stdout + res.stderr

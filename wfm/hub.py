@@ -12,13 +12,20 @@ An exported folder (``format_version`` 1) holds three files:
   arguments the checkpoint holds: datasets, weights, optimiser, schedule);
 * ``README.md``: a model card.
 
-``from_pretrained`` takes such a folder or a Hugging Face Hub repo id (fetched with
-``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE`` and the cache), checks
-the sha256, rebuilds the model from the config and loads the weights with ``strict=True``.
-Nothing is ever unpickled: checkpoints are read with ``torch.load(weights_only=True)`` and
-weights with safetensors.
+Saving, loading and pushing go through ``huggingface_hub.ModelHubMixin``: ``MaskedAutoencoder``
+and ``CausalForecaster`` subclass :class:`WfmHubMixin`, so ``model.save_pretrained(folder)``,
+``model.push_to_hub(repo_id)`` and ``MaskedAutoencoder.from_pretrained(folder_or_repo_id,
+revision=..., cache_dir=...)`` work, and ``wfm.from_pretrained`` is the same loader for whichever
+kind ``config.json`` names. The mixin resolves a folder or a repo id to files (``hf_hub_download``,
+which honours ``HF_HUB_OFFLINE``, the cache, ``revision`` and ``token``), creates the folder and
+the repo and uploads; wfm does the rest itself: the sha256 of the weights recorded in the config,
+the format version and model kind, safetensors only (nothing is ever unpickled: checkpoints are
+read with ``torch.load(weights_only=True)``, weights with safetensors), bounds on the config, the
+weights checked against the config on the meta device before anything is allocated, a
+``strict=True`` load, and one-line :class:`CheckpointError` messages naming the file or repo.
 
-This module imports only the standard library at the top so that ``wfm --help`` stays fast.
+This module imports only the standard library at the top so that ``wfm --help`` stays fast:
+``huggingface_hub`` is imported, and :class:`WfmHubMixin` built, on first use.
 """
 
 from __future__ import annotations
@@ -101,8 +108,6 @@ def model_kind_of(name: str) -> str:
 
 def build_model(config: dict[str, Any]):
     """Rebuild the (randomly initialised) model a config describes."""
-    from wfm.models.causal import CausalForecaster
-    from wfm.models.mae import MaskedAutoencoder
     from wfm.models.registry import create_model, list_models
 
     kind = config.get("model_kind")
@@ -119,7 +124,7 @@ def build_model(config: dict[str, Any]):
     if "quantiles" in arch:
         arch["quantiles"] = tuple(arch["quantiles"])
     name = config.get("name")
-    cls = CausalForecaster if kind == "causal" else MaskedAutoencoder
+    cls = _model_classes()[kind]
     try:
         # The arch kwargs are complete, so the registry's defaults do not matter; the plain
         # class is the fallback for a registry name this version no longer has.
@@ -238,7 +243,8 @@ def model_card(config: dict[str, Any], title: str) -> str:
             *(config.get("metrics") or {}).items()]
     return "\n".join([
         f"# {title}", "",
-        f"{what}, exported by `wfm export` (wfm {config['wfm_version']}).", "",
+        f"{what}, {'exported by `wfm export`' if 'source_checkpoint' in config else 'saved by `save_pretrained`'} "
+        f"(wfm {config['wfm_version']}).", "",
         "| field | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
         "## How to load", "", "```python", "import wfm", "",
         'model = wfm.from_pretrained("path/to/this/folder")  # or a Hugging Face Hub repo id',
@@ -267,12 +273,6 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
     interrupted export leaves nothing half-written. An existing non-empty ``out_dir`` is an
     error unless ``overwrite``.
     """
-    import torch
-    from safetensors.torch import save_file
-
-    from wfm import __version__
-    from wfm.io import sha256_of
-
     # A URL stays a string (Path() collapses its "//"); it goes through wfm.safety's download,
     # which refuses unless WFM_ALLOW_DOWNLOADS=1, as for --ckpt_path and init_from.
     url = str(ckpt_path) if is_url(str(ckpt_path)) else None
@@ -317,8 +317,16 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
     state = rename_legacy_mlp_keys(fold_lora_state_dict(state))  # LoRA fine-tunes export as the plain model
     _check_state_dict(model, state, str(ckpt_path))
     model.load_state_dict(state, strict=True)
-    # safetensors wants contiguous tensors that share no memory.
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {
+        "name": name,
+        "global_step": int(ckpt.get("global_step", 0)),
+        "epoch": int(ckpt.get("epoch", 0)),
+        "source_checkpoint": _source_name(ckpt_path),
+        "metrics": dict(metrics or {}),
+        # How it was trained: the LightningModule's and DataModule's arguments as the
+        # checkpoint holds them (datasets, mixture weights, kinds, optimiser, schedule).
+        "training": {"module": _jsonable(hp), "data": _jsonable(dict(ckpt.get("datamodule_hyper_parameters") or {}))},
+    }
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -326,30 +334,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
     tmp.mkdir()
     tmp.chmod(0o755)
     try:
-        # One metadata key only: safetensors writes metadata in hash-map order, so two keys
-        # would make the same weights hash differently from one export to the next.
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        config = {
-            "format_version": FORMAT_VERSION,
-            "model_kind": kind,
-            "name": name,
-            "arch": causal_arch(model) if kind == "causal" else mae_arch(model),
-            "patch_size": [model.patch_len] if kind == "causal" else list(model.patch_size),
-            "attention": model.attention,
-            "num_params": int(model.num_params()),
-            "wfm_version": __version__,
-            "torch_version": torch.__version__.split("+")[0],
-            "global_step": int(ckpt.get("global_step", 0)),
-            "epoch": int(ckpt.get("epoch", 0)),
-            "source_checkpoint": _source_name(ckpt_path),
-            "sha256": sha256_of(tmp / WEIGHTS_NAME),
-            "metrics": dict(metrics or {}),
-            # How it was trained: the LightningModule's and DataModule's arguments as the
-            # checkpoint holds them (datasets, mixture weights, kinds, optimiser, schedule).
-            "training": {"module": _jsonable(hp), "data": _jsonable(dict(ckpt.get("datamodule_hyper_parameters") or {}))},
-        }
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / CARD_NAME).write_text(model_card(config, out_dir.name))
+        # ModelHubMixin.save_pretrained: weights and config.json (WfmHubMixin._save_pretrained),
+        # then the card (WfmHubMixin.generate_model_card), into the temporary folder.
+        model.save_pretrained(tmp, config=metadata, model_card_kwargs={"title": out_dir.name})
         for f in tmp.iterdir():
             f.chmod(0o644)
             with open(f, "rb") as fh:
@@ -371,60 +358,106 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder}: missing {CONFIG_NAME} (not an exported wfm model folder)")
+    return _parse_config(path, str(path))
+
+
+def _parse_config(path: Path, where: str) -> dict[str, Any]:
+    """``read_config`` of the file ``path``; errors name ``where`` (the file, or ``repo/config.json``)."""
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+        raise CheckpointError(f"{where}: not valid JSON: {e}") from e
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+        raise CheckpointError(f"{where}: expected a JSON object")
     version = config.get("format_version")
     if not isinstance(version, int):
-        raise CheckpointError(f"{path}: missing or invalid format_version")
+        raise CheckpointError(f"{where}: missing or invalid format_version")
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {version} is newer than this wfm supports "
+        raise CheckpointError(f"{where}: format_version {version} is newer than this wfm supports "
                               f"({FORMAT_VERSION}); upgrade wfm")
     if config.get("model_kind") not in MODEL_KINDS:
-        raise CheckpointError(f"{path}: unknown model kind {config.get('model_kind')!r}; "
+        raise CheckpointError(f"{where}: unknown model kind {config.get('model_kind')!r}; "
                               f"this wfm knows {', '.join(MODEL_KINDS)}")
     return config
 
 
-def _resolve(path_or_hub_id: str | Path, revision: str | None, cache_dir: str | Path | None) -> Path:
+def _model_classes() -> dict[str, type]:
+    from wfm.models.causal import CausalForecaster
+    from wfm.models.mae import MaskedAutoencoder
+
+    return {"mae": MaskedAutoencoder, "causal": CausalForecaster}
+
+
+def _source(path_or_hub_id: str | Path) -> str:
+    """An existing folder (as a path string) or something shaped like a Hub repo id; else refused.
+
+    The mixin would hand anything that is not a folder to ``hf_hub_download`` as a repo id, so a
+    mistyped local path must be caught here to be reported as one."""
     p = Path(path_or_hub_id).expanduser()
     if p.exists():
         if not p.is_dir():
             raise CheckpointError(f"{p}: expected an exported model folder, got a file")
-        return p
+        return str(p)
     s = str(path_or_hub_id)
     if not _HUB_ID.match(s) or s.startswith((".", "/", "~")):
         raise CheckpointError(f"{s}: no such folder (and not a Hugging Face Hub repo id)")
+    return s
+
+
+def _hub_error(where: str, e: BaseException, what: str = "it") -> CheckpointError:
+    from wfm.safety import _one_line
+
+    return CheckpointError(f"{where}: not a local folder, and could not fetch {what} from the Hugging Face Hub "
+                           f"({type(e).__name__}: {_one_line(e)})")
+
+
+def _fetch(repo_id: str, where: str, filename: str, **kwargs: Any) -> Path:
+    """One file of a Hub repo through ``hf_hub_download`` (cache, revision, token, offline mode)."""
+    import huggingface_hub
+
     try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(repo_id=s, revision=revision, cache_dir=cache_dir,
-                                  allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
-    except Exception as e:  # offline with an empty cache, unknown repo, no network, auth
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{s}: not a local folder, and could not fetch it from the Hugging Face Hub "
-                              f"({type(e).__name__}: {msg})") from e
-    return Path(local)
+        return Path(huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename, **kwargs))
+    except Exception as e:  # offline with an empty cache, unknown repo or revision, no network, auth
+        raise _hub_error(where, e, filename) from e
 
 
-def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
-                    cache_dir: str | Path | None = None, verify: bool = True):
-    """Load an exported model from a folder or a Hugging Face Hub repo id, in eval mode on CPU.
-
-    ``verify`` checks the sha256 of ``model.safetensors`` against ``config.json`` first.
-    Raises :class:`CheckpointError` (a ``ValueError``) naming what is wrong.
-    """
+def _load_pretrained(cls: type, model_id: str, *, revision: str | None, cache_dir: str | Path | None,
+                     force_download: bool, local_files_only: bool, token: str | bool | None, verify: bool,
+                     model_kwargs: dict[str, Any]):
+    """``WfmHubMixin._from_pretrained``: every check wfm makes on an exported model, on a local
+    folder or on the files of a Hub repo (fetched with ``hf_hub_download``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    folder = _resolve(path_or_hub_id, revision, cache_dir)
-    config = read_config(folder)
-    weights = folder / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{folder}: missing {WEIGHTS_NAME}")
+    if os.path.isdir(model_id):
+        folder = Path(model_id)
+        where, config_where, cached = str(folder), str(folder / CONFIG_NAME), ""
+        config = read_config(folder)
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"{folder}: missing {WEIGHTS_NAME}")
+        weights_where = str(weights)
+    else:
+        # Errors name the repo (and revision) first, the cached copy last.
+        where = model_id + (f"@{revision}" if revision else "")
+        fetch = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
+                     local_files_only=local_files_only)
+        config_where, weights_where = f"{where}/{CONFIG_NAME}", f"{where}/{WEIGHTS_NAME}"
+        config = _parse_config(_fetch(model_id, where, CONFIG_NAME, **fetch), config_where)
+        weights = _fetch(model_id, where, WEIGHTS_NAME, **fetch)
+        cached = f" (cached at {weights})"
+    # The mixin passes config.json's top-level values that share a name with an __init__
+    # argument (patch_size, attention; every key for wfm.from_pretrained's loader) as kwargs:
+    # those are ignored, anything else is refused (the architecture comes from the config).
+    unexpected = sorted(k for k, v in model_kwargs.items() if k not in config or config[k] != v)
+    if unexpected:
+        raise TypeError(f"from_pretrained() got unexpected keyword arguments {', '.join(unexpected)} "
+                        f"(the architecture comes from {CONFIG_NAME})")
+    kind_cls = _model_classes()[config["model_kind"]]
+    if cls is not _hub_classes()[1] and not issubclass(kind_cls, cls):
+        raise CheckpointError(f"{where}: {CONFIG_NAME} describes a {config['model_kind']} model ({kind_cls.__name__}), "
+                              f"not a {cls.__name__}; load it with wfm.from_pretrained or "
+                              f"{kind_cls.__name__}.from_pretrained")
     try:
         from wfm.nn.blocks import rename_legacy_mlp_keys
 
@@ -437,20 +470,167 @@ def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
 
         expected = config.get("sha256")
         if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
-            raise CheckpointError(f"{folder / CONFIG_NAME}: sha256 of {WEIGHTS_NAME} missing or not 64 hex digits "
+            raise CheckpointError(f"{config_where}: sha256 of {WEIGHTS_NAME} missing or not 64 hex digits "
                                   "(cannot verify; pass verify=False only for files you trust)")
         digest = sha256_of(weights)
-        if digest != config["sha256"]:
+        if digest != expected:
             what = "truncated or corrupt" if load_error is not None else "changed since export"
-            raise CheckpointError(f"{weights}: sha256 mismatch ({what}): expected {config['sha256'][:16]}..., "
-                                  f"got {digest[:16]}...")
+            raise CheckpointError(f"{weights_where}: sha256 mismatch ({what}): expected {expected[:16]}..., "
+                                  f"got {digest[:16]}...{cached}")
     if load_error is not None:
-        raise CheckpointError(f"{weights}: truncated or corrupt safetensors file: {load_error}") from load_error
-    _meta_check(config, state, str(folder))  # weights vs config before allocating the model
+        raise CheckpointError(f"{weights_where}: truncated or corrupt safetensors file: {load_error}{cached}") from load_error
+    _meta_check(config, state, where)  # weights vs config before allocating the model
     model = build_model(config)
-    _check_state_dict(model, state, str(folder))
+    _check_state_dict(model, state, where)
     model.load_state_dict(state, strict=True)
+    # What save_pretrained / push_to_hub write back: the metadata the model was exported with.
+    model._hub_mixin_config = config
     return model.eval()
+
+
+#: ``config.json`` fields about how a model was made (``export_checkpoint`` sets them); the rest
+#: is derived from the model when it is saved. A loaded model keeps them when saved again.
+METADATA_KEYS = ("name", "global_step", "epoch", "source_checkpoint", "metrics", "training")
+
+
+def _metadata(config: Any) -> dict[str, Any]:
+    return {k: config[k] for k in METADATA_KEYS if k in config} if isinstance(config, dict) else {}
+
+
+def _write_folder(model: Any, folder: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """``WfmHubMixin._save_pretrained``: ``model.safetensors`` and ``config.json`` (with the
+    weights' sha256) of ``model`` in ``folder``; returns the config."""
+    import torch
+    from safetensors.torch import save_file
+
+    from wfm import __version__
+    from wfm.io import sha256_of
+
+    kind = next(k for k, c in _model_classes().items() if isinstance(model, c))
+    # safetensors wants contiguous CPU tensors that share no memory. One metadata key only:
+    # safetensors writes metadata in hash-map order, so two keys would make the same weights
+    # hash differently from one export to the next.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model_kind": kind,
+        "name": str(metadata.get("name") or f"{kind}_custom"),
+        "arch": causal_arch(model) if kind == "causal" else mae_arch(model),
+        "patch_size": [model.patch_len] if kind == "causal" else list(model.patch_size),
+        "attention": model.attention,
+        "num_params": int(model.num_params()),
+        "wfm_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "global_step": int(metadata.get("global_step") or 0),
+        "epoch": int(metadata.get("epoch") or 0),
+        "source_checkpoint": metadata.get("source_checkpoint"),
+        "sha256": sha256_of(folder / WEIGHTS_NAME),
+        "metrics": _jsonable(dict(metadata.get("metrics") or {})),
+        "training": _jsonable(metadata["training"]) if metadata.get("training") is not None else None,
+    }
+    config = {k: v for k, v in config.items() if v is not None}
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return config
+
+
+_CLASSES: tuple[type, type] | None = None
+
+
+def _hub_classes() -> tuple[type, type]:
+    """``(WfmHubMixin, the loader of wfm.from_pretrained)``, built on first use so that importing
+    ``wfm.hub`` does not import ``huggingface_hub`` (about a second)."""
+    global _CLASSES
+    if _CLASSES is not None:
+        return _CLASSES
+    from huggingface_hub import ModelCard, ModelHubMixin
+
+    class WfmHubMixin(ModelHubMixin, library_name="wfm", tags=["wfm", "wireless"]):
+        """``huggingface_hub.ModelHubMixin`` with wfm's folder format and checks.
+
+        ``from_pretrained(folder_or_repo_id, revision=, cache_dir=, verify=True, token=,
+        force_download=, local_files_only=)`` loads on CPU in eval mode and refuses, with one
+        line naming the file or repo, a bad sha256, a newer format version, another model kind
+        than the class, a config out of bounds or weights that do not match it.
+        ``save_pretrained(folder, config=METADATA)`` writes ``model.safetensors``,
+        ``config.json`` and the card; ``config`` sets the fields of :data:`METADATA_KEYS`
+        (default: those the model was loaded with). ``push_to_hub(repo_id)`` saves to a
+        temporary folder and uploads it.
+        """
+
+        @classmethod
+        def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
+                            cache_dir: str | Path | None = None, verify: bool = True, force_download: bool = False,
+                            token: str | bool | None = None, local_files_only: bool = False, **model_kwargs: Any):
+            source = _source(pretrained_model_name_or_path)
+            local = os.path.isdir(source)
+            if local:
+                # The mixin reads config.json with a bare json.load: validate it first, so that a
+                # missing or broken one is refused with a line naming the file.
+                read_config(source)
+            try:
+                return super().from_pretrained(source, revision=revision, cache_dir=cache_dir, token=token,
+                                               force_download=force_download, local_files_only=local_files_only,
+                                               verify=verify, **model_kwargs)
+            except (CheckpointError, TypeError):
+                raise
+            except Exception as e:  # the mixin fetching or parsing config.json of a repo id
+                if local:
+                    raise
+                where = source + (f"@{revision}" if revision else "")
+                if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)):
+                    raise CheckpointError(f"{where}/{CONFIG_NAME}: not valid JSON: {e}") from e
+                raise _hub_error(where, e) from e
+
+        @classmethod
+        def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                             force_download: bool, local_files_only: bool, token: str | bool | None,
+                             verify: bool = True, **model_kwargs: Any):
+            return _load_pretrained(cls, model_id, revision=revision, cache_dir=cache_dir,
+                                    force_download=force_download, local_files_only=local_files_only,
+                                    token=token, verify=verify, model_kwargs=model_kwargs)
+
+        def save_pretrained(self, save_directory: str | Path, *, config: dict[str, Any] | None = None,
+                            **kwargs: Any):
+            if config is not None:  # the metadata to record (the mixin would write config as it is)
+                self._hub_mixin_config = {**_metadata(self._hub_mixin_config), **config}
+            return super().save_pretrained(save_directory, **kwargs)
+
+        def _save_pretrained(self, save_directory: Path) -> None:
+            self._hub_mixin_config = _write_folder(self, Path(save_directory), _metadata(self._hub_mixin_config))
+
+        def generate_model_card(self, *args: Any, title: str | None = None, **kwargs: Any):
+            config = self._hub_mixin_config
+            if not isinstance(config, dict) or "sha256" not in config:  # not saved yet: the mixin's card
+                return super().generate_model_card(*args, **kwargs)
+            header = self._hub_mixin_info.model_card_data.to_yaml()
+            return ModelCard(f"---\n{header}\n---\n" + model_card(config, title or config["name"]))
+
+    class PretrainedModel(WfmHubMixin):
+        """The loader behind ``wfm.from_pretrained``: returns whichever model ``config.json`` names."""
+
+    WfmHubMixin.__module__ = PretrainedModel.__module__ = __name__
+    WfmHubMixin.__qualname__, PretrainedModel.__qualname__ = "WfmHubMixin", "PretrainedModel"
+    _CLASSES = (WfmHubMixin, PretrainedModel)
+    return _CLASSES
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WfmHubMixin":  # `from wfm.hub import WfmHubMixin` (the model classes' base)
+        return _hub_classes()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def from_pretrained(path_or_hub_id: str | Path, *, revision: str | None = None,
+                    cache_dir: str | Path | None = None, verify: bool = True):
+    """Load an exported model from a folder or a Hugging Face Hub repo id, in eval mode on CPU.
+
+    The model kind (MAE or causal) comes from ``config.json``; ``MaskedAutoencoder.from_pretrained``
+    and ``CausalForecaster.from_pretrained`` are the same loader, refusing the other kind.
+    ``verify`` checks the sha256 of ``model.safetensors`` against ``config.json`` first.
+    Raises :class:`CheckpointError` (a ``ValueError``) naming what is wrong.
+    """
+    return _hub_classes()[1].from_pretrained(path_or_hub_id, revision=revision, cache_dir=cache_dir, verify=verify)
 
 
 def load_weights_into(model: Any, path_or_hub_id: str | Path) -> Any:
@@ -466,18 +646,24 @@ def load_weights_into(model: Any, path_or_hub_id: str | Path) -> Any:
 
 def push_to_hub(local_dir: str | Path, repo_id: str, token: str | None = None, *, private: bool = False,
                 commit_message: str | None = None) -> str:
-    """Upload an exported folder to the Hugging Face Hub (creates the repo if needed); returns its URL.
+    """Upload an exported folder to the Hugging Face Hub as it is (creates the repo if needed);
+    returns its URL.
 
-    A thin wrapper over ``HfApi().create_repo`` + ``upload_folder``; ``token`` defaults to the
-    logged-in one (``huggingface-cli login`` / ``HF_TOKEN``). The folder is validated first.
-    Not covered by the offline test suite.
+    The folder must pass every check of ``from_pretrained`` first (sha256, format version,
+    architecture, strict load), so what is published loads. ``token`` defaults to the logged-in
+    one (``hf auth login`` / ``HF_TOKEN``). A model in memory pushes with ``model.push_to_hub``.
     """
     from huggingface_hub import HfApi
 
     local_dir = Path(local_dir)
+    if not local_dir.is_dir():
+        raise CheckpointError(f"{local_dir}: no such folder (push_to_hub takes an exported model folder)")
+    from_pretrained(local_dir)
     config = read_config(local_dir)
-    if not (local_dir / WEIGHTS_NAME).is_file():
-        raise CheckpointError(f"{local_dir}: missing {WEIGHTS_NAME}")
+    # Not ModelHubMixin.push_to_hub: that saves the model in memory to a temporary folder and
+    # uploads that, so the card (with any edit to it) would be regenerated and an older export's
+    # weights re-keyed (a new sha256, no longer the one published in checkpoints.md). The
+    # checked folder goes up byte for byte, with the same two calls the mixin makes.
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(repo_id=repo_id, folder_path=str(local_dir),

@@ -35,6 +35,9 @@ DOWNLOAD_CACHE = Path("~/.cache/wfm/downloads")
 MAX_YAML_BYTES = 4 << 20
 LOCK_NAME = ".wfm.lock"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: The URL each file :func:`download` returned came from, so errors about it name the source.
+_DOWNLOADED_FROM: dict[str, str] = {}
 
 
 class CheckpointError(ValueError):
@@ -59,8 +62,22 @@ def downloads_allowed() -> bool:
 
 
 def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
+    """The first line of ``e``'s message, without terminal colour codes."""
+    s = _ANSI.sub("", str(e)).strip()
+    return s.splitlines()[0].strip() if s else type(e).__name__
+
+
+def _unpickling_refused(e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line: the unpickler's own
+    reason (``Unsupported global: GLOBAL io.open ...``) rather than the first line of torch's
+    message (a generic preamble, with colour codes, about how to load it unsafely)."""
+    s = _ANSI.sub("", str(e))
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", s)
+    if not m:
+        return _one_line(e)
+    reason = m.group(1).strip()
+    # Drop torch's advice to allowlist the global (that is how a payload would get through).
+    return reason.split(" Please use `torch.serialization.add_safe_globals", 1)[0].strip()
 
 
 def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | None = None) -> Path:
@@ -85,6 +102,7 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | Non
     if sha256 is not None:
         cached = cache / f"{key}-{sha256}.ckpt"
         if cached.is_file() and sha256_of(cached) == sha256:
+            _DOWNLOADED_FROM[str(cached)] = url
             return cached
     import urllib.request
 
@@ -101,6 +119,7 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | Non
             raise CheckpointError(f"{url}: sha256 mismatch: expected {sha256[:16]}..., got {digest[:16]}...")
         final = cache / f"{key}-{digest}.ckpt"
         os.replace(tmp, final)
+        _DOWNLOADED_FROM[str(final)] = url
         return final
     except CheckpointError:
         raise
@@ -113,20 +132,23 @@ def download(url: str, *, sha256: str | None = None, cache_dir: str | Path | Non
 def load_checkpoint(source: str | Path, map_location: Any = "cpu") -> Any:
     """Read a checkpoint with ``torch.load(weights_only=True)``; a URL only when downloads are allowed.
 
-    Raises :class:`wfm.hub.CheckpointError` with one line naming the file.
+    Raises :class:`wfm.hub.CheckpointError` with one line naming the file, and for a download
+    the URL it came from (first) and the cached copy (last); no terminal colour codes.
     """
     import torch
-
 
     if is_url(str(source)):
         source = download(str(source))
     path = Path(source)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    url = _DOWNLOADED_FROM.get(str(path))
+    name, cached = (url, f" (downloaded to {path})") if url else (str(path), "")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling refused, truncated zip, not a checkpoint at all
-        raise CheckpointError(f"{path}: cannot read checkpoint safely (weights_only): {_one_line(e)}") from None
+        raise CheckpointError(f"{name}: cannot read checkpoint safely (weights_only): "
+                              f"{_unpickling_refused(e)}{cached}") from None
 
 
 def safe_checkpoint_io():

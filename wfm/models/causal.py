@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from torch import Tensor, nn
 
+from wfm.hub import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models.registry import register_model
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
@@ -303,7 +304,7 @@ class CausalBlock(Block):
         rename_legacy_mlp_keys(state_dict, prefix)
 
 
-class CausalForecaster(nn.Module):
+class CausalForecaster(nn.Module, WfmHubMixin):
     """Decoder-only patch transformer for univariate series; see the module docstring.
 
     Args:

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wfm.hub import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models.masking import MASK_KINDS, make_mask
 from wfm.models.priors import ESTIMATORS, masked_priors
 from wfm.models.registry import register_model
@@ -144,7 +145,7 @@ def pad_to_patches(csi: Tensor, patch: Patch, front: tuple[int, int, int] = (0, 
     return torch.view_as_complex(x), F.pad(valid, pads, value=False), crop
 
 
-class MaskedAutoencoder(nn.Module):
+class MaskedAutoencoder(nn.Module, WfmHubMixin):
     """Encoder-decoder MAE over 3D CSI patches. See the module docstring.
 
     Args:
