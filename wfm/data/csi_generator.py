@@ -25,12 +25,15 @@ seed; without them the output is exactly the clean channel.
 
 from __future__ import annotations
 
+# Sionna and torch are imported inside the methods that call them: load_recipe imports every kind
+# module (for series recipes too), and Sionna costs 8 s of CPU, torch 3 s, that those never need.
 import math
 from typing import Any
 
 import numpy as np
 
 from wfm.data.generate import register_kind
+from wfm.data.impairments import apply_csi_impairments
 from wfm.data.recipes import LOS_PROFILES, SYSTEM_LEVEL_MODELS, CSIRecipe
 from wfm.data.shards import FieldSpec
 
@@ -84,8 +87,6 @@ class CSIGenerator:
                  for start in range(0, num, step)]
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if self._impaired:
-            from wfm.data.impairments import apply_csi_impairments
-
             out["csi"], info = apply_csi_impairments(out["csi"], self.recipe.impairments, seed,
                                                      self.recipe.subcarrier_spacing_khz * 1e3)
             out.update(info)

@@ -11,6 +11,8 @@ result does not depend on the number of workers or on how often a run was interr
 
 from __future__ import annotations
 
+# torch is imported only inside a worker that sets its thread count: `wfm data inspect` and every
+# `wfm data import` use summarize() from here, and need no torch (3 s of CPU on a 2-core box).
 import importlib
 import json
 import multiprocessing as mp
@@ -25,6 +27,7 @@ import h5py
 import numpy as np
 
 from wfm.data.errors import DataError
+from wfm.data.recipes import KIND_MODULES
 from wfm.data.shards import (MANIFEST, MAX_SAMPLE_BYTES, FieldSpec, build_manifest, check_plain_storage,
                              field_stats, read_manifest, shard_name, write_shard)
 from wfm.io import sha256_of, write_json_atomic
@@ -63,8 +66,6 @@ def register_kind(kind: str, factory: Callable[[Any], SampleGenerator]) -> None:
 
 def generator_for(recipe: Any) -> SampleGenerator:
     """The sample generator of a recipe, by its ``kind``."""
-    from wfm.data.recipes import KIND_MODULES
-
     for module in KIND_MODULES:  # importing a kind's module registers its generator
         importlib.import_module(module)
     try:

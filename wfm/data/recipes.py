@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from wfm.data.errors import DataError
+from wfm.data.impairments import csi_impairments
 from wfm.safety import check_yaml_file, strict_int
 
 #: Channel models of TR 38.901 that the CSI generator implements.
@@ -101,8 +102,6 @@ class CSIRecipe(RecipeFields):
 
     def __post_init__(self) -> None:
         if self.impairments is not None:
-            from wfm.data.impairments import csi_impairments
-
             object.__setattr__(self, "impairments", csi_impairments(self.impairments))
         problems = []
         if self.model not in CSI_MODELS:

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from wfm import __version__
+from wfm import __version__, safety
 from wfm.data.errors import DataError
 from wfm.io import atomic_path, sha256_of, write_json_atomic
 
@@ -269,9 +269,7 @@ _TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")
 
 def left_by_a_failed_write(p: Path) -> bool:
     """The folder lock, or a temporary file of a writer that died (removed under the lock)."""
-    from wfm.safety import LOCK_NAME
-
-    return p.name == LOCK_NAME or (_TEMPORARY.match(p.name) is not None and p.is_file())
+    return p.name == safety.LOCK_NAME or (_TEMPORARY.match(p.name) is not None and p.is_file())
 
 
 def check_empty_output(out: Path) -> None:
@@ -292,17 +290,15 @@ def write_dataset(out_dir: str | Path, name: str, kind: str, specs: Mapping[str,
     or empty (:func:`check_empty_output`); that is checked with the folder locked, so a writer
     that finished just before this one took the lock is refused, never written over.
     """
-    from wfm.safety import FolderLock, remove_stale_temporaries
-
     out = Path(out_dir)
     check_empty_output(out)  # early, before creating anything; checked again under the lock
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"{out}: cannot create the output folder ({e.strerror})") from None
-    with FolderLock(out, "written"):
+    with safety.FolderLock(out, "written"):
         check_empty_output(out)  # the check that counts: no other writer can add files now
-        remove_stale_temporaries(out)
+        safety.remove_stale_temporaries(out)
         entries = [write_shard(out / shard_name(i), arrays, specs) for i, arrays in enumerate(shards)]
         write_json_atomic(out / MANIFEST, build_manifest(name, kind, specs, entries, attrs, recipe))
     return out

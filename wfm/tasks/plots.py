@@ -10,7 +10,8 @@ import numpy as np
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use: importing
+    this module neither costs matplotlib's 0.8 s of CPU nor switches the backend of the program."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -14,6 +14,10 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TextIO
 
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
 
 class Reporter:
     """See the module doc. Use as a context manager; ``tty=None`` asks the stream."""
@@ -30,10 +34,6 @@ class Reporter:
 
     def __enter__(self) -> "Reporter":
         if self.tty:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
             console = Console(file=self.stream, highlight=False)
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),

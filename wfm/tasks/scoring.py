@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from wfm.tasks import metrics as M
+from wfm.tasks.channel_prediction import score_prediction
 from wfm.tasks.registry import Task
 
 
@@ -23,8 +24,6 @@ def score_classes(scores: Tensor, y: Tensor, beam_power: Tensor | None = None) -
 def score_task(task: Task, cat: dict[str, Tensor]) -> dict[str, Any]:
     """Metrics of stacked test outputs: ``pred/csi/mask`` (channel prediction) or ``out/y`` (labels)."""
     if task.family == "channel-prediction":
-        from wfm.tasks.channel_prediction import score_prediction
-
         return score_prediction(cat["pred"], cat["csi"], cat["mask"], task.axis)
     y, out = cat["y"], cat["out"]
     if task.label == "los":

@@ -14,7 +14,7 @@ Stored as dataset kind ``series``: one sample per series (per segment when gaps 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,8 +42,6 @@ def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str) -> n
             raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is neither "
                             "seconds nor an ISO 8601 date-time") from None
         if dt.tzinfo is None:
-            from datetime import timezone
-
             dt = dt.replace(tzinfo=timezone.utc)
         out[i] = dt.timestamp()
     return out

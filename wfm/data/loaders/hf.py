@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import datasets
 import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.loaders.common import prepare_out, write_samples
-from wfm.data.shards import FieldSpec, ShardedDataset
+from wfm.data.shards import FieldSpec, ShardedDataset, verify_dataset
 
 META_FILE = "wfm.json"
 PARQUET_FILE = "data.parquet"
@@ -35,8 +36,6 @@ FORMATS = ("parquet", "arrow")
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the datasets library's own progress bars (wfm commands show their own)."""
-    import datasets
-
     was = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -47,8 +46,6 @@ def _quiet() -> Iterator[None]:
 
 
 def _features(specs: dict[str, FieldSpec]):
-    import datasets
-
     feats = {}
     for name, spec in specs.items():
         base = "float32" if spec.dtype == "complex64" else "float64" if spec.dtype == "complex128" else spec.dtype
@@ -79,12 +76,8 @@ def _rows(root: str, specs: dict[str, FieldSpec], block: int = 64) -> Iterator[d
 
 def export_hf(root: str | Path, out: str | Path, fmt: str = "parquet") -> Path:
     """Export a wfm dataset folder to ``out`` as Parquet (``data.parquet``) or Arrow (``save_to_disk``)."""
-    import datasets
-
     if fmt not in FORMATS:
         raise DataError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
-    from wfm.data.shards import verify_dataset
-
     verify_dataset(root)  # checksums first: an export must never launder a corrupt shard
     src = ShardedDataset(root)
     meta = {"wfm_schema": 1, "name": src.name, "kind": src.kind, "attrs": src.attrs,
@@ -105,8 +98,6 @@ def export_hf(root: str | Path, out: str | Path, fmt: str = "parquet") -> Path:
 
 
 def _open(path: Path):
-    import datasets
-
     if path.is_dir() and (path / "dataset_info.json").is_file():
         with _quiet():
             return datasets.load_from_disk(str(path), keep_in_memory=True)
@@ -129,8 +120,6 @@ def _meta(path: Path, hf: Any) -> dict[str, Any] | None:
 
 
 def _infer_specs(hf: Any, path: Path) -> dict[str, FieldSpec]:
-    import datasets
-
     specs: dict[str, FieldSpec] = {}
     for col, feat in hf.features.items():
         name = col[:-5] if col.endswith((".real", ".imag")) else col

@@ -24,9 +24,13 @@ the exact times stay in ``timestamp``.
 
 from __future__ import annotations
 
+import faulthandler
+import multiprocessing as mp
+import signal
 from pathlib import Path
 from typing import Any, Sequence
 
+import csiread
 import numpy as np
 
 from wfm.data.errors import DataError
@@ -108,8 +112,6 @@ def check_pcap_records(path: Path) -> None:
 
 
 def _child_read(conn, fn_name: str, path: str, kw: dict) -> None:
-    import faulthandler
-
     faulthandler.disable()  # a crash here is reported by the parent, in one line
     try:
         conn.send(("ok", globals()[fn_name](path, **kw)))
@@ -122,9 +124,6 @@ def _child_read(conn, fn_name: str, path: str, kw: dict) -> None:
 def parse_isolated(fn_name: str, path: Path, **kw: Any) -> dict[str, Any]:
     """Run a capture parser in a child process: a crash in csiread (a signal) becomes a
     one-line DataError naming the file instead of killing ``wfm``."""
-    import multiprocessing as mp
-    import signal
-
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_read, args=(child_conn, fn_name, str(path), kw), daemon=True)
@@ -146,8 +145,6 @@ def parse_isolated(fn_name: str, path: Path, **kw: Any) -> dict[str, Any]:
 
 def read_intel(path: str | Path, nrx: int = 3, ntx: int = 3) -> dict[str, Any]:
     """``{"csi": [P, A, K] complex64, "timestamp": [P] s, "subcarriers", attrs...}``."""
-    import csiread
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -180,8 +177,6 @@ def read_intel(path: str | Path, nrx: int = 3, ntx: int = 3) -> dict[str, Any]:
 
 def read_nexmon(path: str | Path, chip: str = "4339", bw: int = 80) -> dict[str, Any]:
     """Nexmon capture as frames: ``csi`` ``[F, A, K]`` with A = core x spatial stream."""
-    import csiread
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
