@@ -4,6 +4,8 @@ Data engine for CSI and wireless time series, masked-autoencoder and causal foun
 models, complex-attention kernels and downstream tasks, on PyTorch Lightning.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 _LAZY = {"from_pretrained": "wfm.hub", "push_to_hub": "wfm.hub", "export_checkpoint": "wfm.hub"}
@@ -12,7 +14,5 @@ _LAZY = {"from_pretrained": "wfm.hub", "push_to_hub": "wfm.hub", "export_checkpo
 def __getattr__(name: str):
     # Lazy so that `import wfm` stays light (no torch until a model is loaded).
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'wfm' has no attribute {name!r}")

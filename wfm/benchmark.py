@@ -11,9 +11,15 @@ summary table and a verdict per model.
 
 from __future__ import annotations
 
+# torch and wfm.tasks.real_data (9 s of CPU with the models) are imported inside the command:
+# `wfm --help` imports this module to list the verb (tests/startup_bench.py).
 import argparse
 from pathlib import Path
 from typing import Any
+
+from wfm.console import console, print_table, progress_bar, write_json
+from wfm.hub import CheckpointError
+from wfm.io import atomic_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
-    from wfm.console import console, print_table, progress_bar, write_json
-    from wfm.hub import CheckpointError
     from wfm.tasks.real_data import (RealBenchConfig, default_datasets_dir, discover_models, markdown_report,
                                      run_real_benchmark, verdicts)
 
@@ -75,8 +79,6 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     out = Path(args.out)
     command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "")
     write_json(out / "real_benchmark.json", result)
-    from wfm.io import atomic_path
-
     with atomic_path(out / "real_benchmark.md") as tmp:
         tmp.write_text(markdown_report(result, command))
     for d in result["datasets"]:

@@ -7,12 +7,19 @@ one-line messages with a non-zero exit.
 
 from __future__ import annotations
 
+# wfm.pretrain and wfm.finetune (Lightning: 8 s of CPU) are imported only when their verb runs; the
+# other verbs' modules import their heavy parts inside their commands (tests/startup_bench.py).
 import argparse
+import importlib
 import sys
 from typing import NoReturn
 
 from wfm import __version__
+from wfm.console import fail
+from wfm.data.errors import DataError
+from wfm.hub import CheckpointError
 from wfm.io import ENVIRONMENT_ERRNOS, os_error_in, os_error_line  # noqa: F401 (the error path; re-exported)
+from wfm.safety import InputError
 
 # Modules that register a verb, in the order `wfm --help` lists them.
 VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub", "wfm.evaluate", "wfm.benchmark")
@@ -23,15 +30,11 @@ class OneLineParser(argparse.ArgumentParser):
     ...; see wfm VERB --help``) instead of the usage screen. Sub-commands inherit the class."""
 
     def error(self, message: str) -> NoReturn:
-        from wfm.console import fail
-
         fail(f"{self.prog}: {message} (see {self.prog} --help)")
         raise AssertionError("unreachable")  # fail() exits
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = OneLineParser(prog="wfm", description="Wireless foundation models.")
     parser.add_argument("--version", action="version", version=f"wfm {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
@@ -59,11 +62,6 @@ def main(argv: list[str] | None = None) -> None:
 
         finetune_main(argv[1:])
         return None
-    from wfm.console import fail
-    from wfm.data.errors import DataError
-    from wfm.hub import CheckpointError
-    from wfm.safety import InputError
-
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

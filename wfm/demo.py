@@ -16,14 +16,17 @@
 
 from __future__ import annotations
 
+# numpy, torch, Lightning and the data and task modules are imported inside the functions that use
+# them: `wfm --help` imports this module to list the verb, in 0.2 s (tests/startup_bench.py).
 import argparse
 import time
+from contextlib import chdir
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+import wfm
 from wfm.console import console, print_table, progress_bar, write_json
+from wfm.hub import CheckpointError
 
 #: The embedded recipe: no data file needed to run the demo.
 DEMO_RECIPE: dict[str, Any] = {
@@ -75,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
     from wfm.data.generate import generate_dataset, summarize
     from wfm.data.recipes import recipe_from_dict
     from wfm.data.shards import ShardedDataset, read_manifest, verify_dataset
@@ -127,9 +132,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def pretrain(data_dir: Path, out: Path, steps: int) -> Path:
     """Train MAE-Tiny on ``data_dir`` with the CPU config; returns the last checkpoint."""
-    from contextlib import chdir
-
-    import wfm
     from wfm.pretrain import main as pretrain_main
 
     config = Path(wfm.__file__).resolve().parents[1] / "pretrain" / "mae-tiny-cpu.yaml"
@@ -152,8 +154,6 @@ def pretrain(data_dir: Path, out: Path, steps: int) -> Path:
 def load_checkpoint(name: str) -> tuple[str, Any]:
     """The MAE of a model folder, hub id or ``wfm pretrain`` ``.ckpt`` (``wfm.tasks.backbones.load_model``);
     the default one is looked up in the repository when run from elsewhere."""
-    import wfm
-    from wfm.hub import CheckpointError
     from wfm.tasks.backbones import is_mae, load_model
 
     if name == SHIPPED_MAE and not Path(name).is_dir():  # run from elsewhere than the clone's root
@@ -250,6 +250,8 @@ def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
 def plot_csi(ds: Any, path: Path) -> Path:
     """|H| over time x subcarrier (first antenna) and over antenna x subcarrier (first step)
     for one LoS and one NLoS sample, when the data has both."""
+    import numpy as np
+
     from wfm.tasks.plots import pyplot, save
 
     plt = pyplot()

@@ -21,10 +21,21 @@ checked before torch is imported; models are loaded and checked before any data 
 
 from __future__ import annotations
 
+# torch, wfm.tasks.evaluation (10 s of CPU with the models and Lightning) and the plots (numpy) are
+# imported inside the commands: `wfm evaluate --help` and argument errors answer in 0.2 s
+# (tests/startup_bench.py).
 import argparse
 import math
 from pathlib import Path
 from typing import Any
+
+from wfm.console import _fmt, console, markdown_table, print_table, write_json
+from wfm.data.errors import DataError
+from wfm.hub import _HUB_ID, CheckpointError, read_config
+from wfm.safety import non_negative_int, positive_int
+from wfm.tasks import saved
+from wfm.tasks.progress import Reporter
+from wfm.tasks.registry import TASKS, get_task
 
 #: Columns of the terminal table and results.md (metrics.json has every key of every row).
 TABLE_COLUMNS = ("dataset", "model", "kind", "mode", "split", "train_fraction", "train_samples", "train_windows",
@@ -35,21 +46,7 @@ TABLE_COLUMNS = ("dataset", "model", "kind", "mode", "split", "train_fraction", 
 SPLITS = ("auto", "sample", "time", "trajectory", "scenario")
 
 
-def _positive(text: str) -> int:
-    from wfm.safety import positive_int
-
-    return positive_int(text)
-
-
-def _non_negative(text: str) -> int:
-    from wfm.safety import non_negative_int
-
-    return non_negative_int(text)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from wfm.tasks.registry import TASKS
-
     p = sub.add_parser("evaluate", help="score models and baselines on a downstream task (metrics JSON, "
                                         "Markdown table, plots); train on some folders, test on others")
     p.add_argument("--task", required=True, choices=list(TASKS), metavar="TASK", help=f"one of {', '.join(TASKS)}")
@@ -69,28 +66,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how --data is split (and --train into train and validation): sample, time (series), "
                         "trajectory or scenario (DeepSense); auto: by scenario when a DeepSense folder holds several, "
                         "by sample where every split gets windows, else by time")
-    d.add_argument("--gap", type=_non_negative, default=None, metavar="STEPS",
+    d.add_argument("--gap", type=non_negative_int, default=None, metavar="STEPS",
                    help="split by time: steps left out before the validation and test parts (default: the horizon)")
     p.add_argument("--out", default="wfm-eval", help="output folder (default: wfm-eval)")
     p.add_argument("--save", default=None, metavar="DIR",
                    help="save every trained model (baselines, fine-tuned MAE) to DIR/NAME (safetensors + "
                         "trained.json); re-use one with --model DIR/NAME")
-    p.add_argument("--seeds", type=_positive, default=1, metavar="N",
+    p.add_argument("--seeds", type=positive_int, default=1, metavar="N",
                    help="train every trained model with N seeds (--seed, --seed+1, ...) and report mean and std")
-    p.add_argument("--train-steps", type=_positive, default=500, help="training steps of trainable models")
+    p.add_argument("--train-steps", type=positive_int, default=500, help="training steps of trainable models")
     p.add_argument("--train-fraction", type=float, action="append", default=None,
                    help="training-set fraction(s) of trainable models (label and beam tasks; repeatable)")
-    p.add_argument("--context", type=_positive, default=None, help="context length (series and beam tasks)")
-    p.add_argument("--horizon", type=_positive, default=None, help="steps ahead (series and beam tasks)")
+    p.add_argument("--context", type=positive_int, default=None, help="context length (series and beam tasks)")
+    p.add_argument("--horizon", type=positive_int, default=None, help="steps ahead (series and beam tasks)")
     p.add_argument("--period", type=int, default=None, metavar="STEPS",
                    help="seasonal period of the seasonal baseline in steps (default: from the interval: a week "
                         "where the context holds one, else a day)")
-    p.add_argument("--batch-size", type=_positive, default=256, help="batch size of trainable baselines")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="batch size of trainable baselines")
     p.add_argument("--baseline-options", action="append", default=None, metavar="NAME:KEY=V[,KEY=V]",
                    help="one trainable baseline's own budget, keys steps, batch, threads (repeatable), "
                         "e.g. transformer:steps=100,batch=32,threads=2")
-    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--progress-every", type=_positive, default=100, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--progress-every", type=positive_int, default=100, metavar="N",
                    help="without a terminal: a progress line every N training steps (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the first training seed")
     p.set_defaults(func=cmd_evaluate)
@@ -99,8 +96,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def parse_baseline_options(items: list[str] | None) -> dict[str, dict[str, int]]:
     """``["lstm:steps=100,batch=64", "transformer:threads=2"]`` -> ``{"lstm": {...}, ...}``; a
     one-line ``DataError`` on anything else."""
-    from wfm.data.errors import DataError
-
     out: dict[str, dict[str, int]] = {}
     for item in items or ():
         name, sep, rest = item.partition(":")
@@ -118,10 +113,6 @@ def precheck(args: argparse.Namespace) -> dict[str, dict[str, int]]:
     """Every check that needs no torch and no data: argument combinations, folders, model names
     and saved-model folders (one-line errors, in well under a second). Returns the parsed
     ``--baseline-options``."""
-    from wfm.data.errors import DataError
-    from wfm.hub import _HUB_ID, CheckpointError
-    from wfm.tasks.registry import TASKS, get_task
-
     task = get_task(args.task)
     data, train, test = args.data or [], args.train or [], args.test or []
     if data and (train or test):
@@ -167,8 +158,6 @@ def precheck(args: argparse.Namespace) -> dict[str, dict[str, int]]:
         if spec.startswith("scratch:"):
             pass
         elif path.exists():
-            from wfm.tasks import saved
-
             if saved.is_saved(path):
                 meta = saved.read_meta(path)
                 other = TASKS.get(meta["task"])
@@ -178,8 +167,6 @@ def precheck(args: argparse.Namespace) -> dict[str, dict[str, int]]:
                                           f"{task.name}")
                 continue
             if path.is_dir() and (path / "config.json").is_file():  # an export: its kind, without torch
-                from wfm.hub import read_config
-
                 kind = read_config(path)["model_kind"]
                 need = {"future-beam": "mae", "series": "causal"}.get(task.family)
                 if need and kind != need:
@@ -200,8 +187,6 @@ def precheck(args: argparse.Namespace) -> dict[str, dict[str, int]]:
 
 def _with_std(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for display: a metric with a ``_std`` over seeds becomes ``"mean ± std"``."""
-    from wfm.console import _fmt
-
     out = []
     for r in rows:
         d = dict(r)
@@ -223,8 +208,6 @@ def terminal_table(rows: list[dict[str, Any]], cols: list[str]) -> tuple[list[di
     """``(rows, columns, header lines)`` for the terminal: per test set, the ``SETTINGS`` that
     are equal in all its rows become one line (``ds-s7: split train/test, windows 383, ...``) and
     leave the table, and long notes become lines below it; ``results.md`` keeps every column."""
-    from wfm.console import _fmt
-
     by_set: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_set.setdefault(str(r.get("dataset")), []).append(r)
@@ -264,7 +247,6 @@ def _notes(result: dict[str, Any]) -> list[str]:
 
 def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
     """metrics.json, results.md and the plots of an ``evaluate_task`` result; returns the plots."""
-    from wfm.console import markdown_table, write_json
     from wfm.tasks import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -301,9 +283,7 @@ def _period_note(result: dict[str, Any]) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     baseline_options = precheck(args)  # before torch: a bad argument answers at once
-    from wfm.console import console, print_table
     from wfm.tasks.evaluation import EvalOptions, evaluate_task
-    from wfm.tasks.progress import Reporter
 
     if args.threads:
         import torch

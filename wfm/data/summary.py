@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+# wfm.data.generate (numpy, h5py) is imported inside print_summary: `wfm --help` imports this module.
 from wfm.console import print_table
 
 
 def print_summary(manifest: dict) -> dict:
     """Print a dataset's summary and field tables; return them as one dict (for ``--json``)."""
-    from wfm.data.generate import summarize  # lazy: `wfm --help` imports this module (tests/startup_bench.py)
+    from wfm.data.generate import summarize
 
     summary = summarize(manifest)
     print_table([summary], title=f"dataset {manifest['name']}")

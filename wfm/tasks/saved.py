@@ -21,8 +21,9 @@ every tensor name and shape against the rebuilt model (``strict``). Classes:
 ``label-mlp``      the raw-CSI MLP of the CSI label tasks (``TaskModel`` over ``RawCSIFeatures``)
 =================  =========================================================================
 
-This module imports only the standard library at the top: ``read_meta`` is what ``wfm
-evaluate`` uses to check ``--model`` folders before torch is imported.
+This module imports only the standard library and light wfm modules at the top; torch,
+safetensors and the model classes (9 s of CPU) are imported inside the functions that need them:
+``read_meta`` is what ``wfm evaluate`` uses to check ``--model`` folders before torch is imported.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from wfm.hub import CheckpointError
+from wfm import __version__
+from wfm.hub import CheckpointError, build_model
+from wfm.io import sha256_of, swap_folder_into_place
 
 FORMAT = "wfm-trained"
 VERSION = 1
@@ -127,7 +130,6 @@ def build(cls: str, config: dict[str, Any]) -> Any:
 
             return BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]))
         if cls == "beam-mae":
-            from wfm.hub import build_model
             from wfm.tasks.future_beam import BeamMAE
 
             mae = build_model({"model_kind": "mae", "name": config.get("mae_name"), "arch": config["mae_arch"]})
@@ -160,9 +162,6 @@ def save(obj: Any, folder: str | Path, task: str, family: str, training: dict[st
     """Write ``obj`` to ``folder`` (replaced atomically if it exists); returns the folder."""
     from safetensors.torch import save_file
 
-    from wfm import __version__
-    from wfm.io import sha256_of, swap_folder_into_place
-
     cls, config = describe(obj)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +185,6 @@ def load(folder: str | Path) -> tuple[Any, dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from wfm.io import sha256_of
     from wfm.tasks.future_beam import PositionKNN
 
     folder = Path(folder).expanduser()
