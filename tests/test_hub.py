@@ -301,10 +301,13 @@ def test_model_class_from_pretrained_makes_the_same_checks(tmp_path):
     assert type(model) is MaskedAutoencoder and not model.training
     reference = from_pretrained(folder)
     assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
-    assert type(CausalForecaster.from_pretrained(_fixture_copy(tmp_path, "causal"))) is CausalForecaster
+    causal = _fixture_copy(tmp_path, "causal")
+    assert type(CausalForecaster.from_pretrained(causal)) is CausalForecaster
 
     with pytest.raises(CheckpointError, match=r"describes a mae model \(MaskedAutoencoder\), not a CausalForecaster"):
         CausalForecaster.from_pretrained(folder)
+    with pytest.raises(CheckpointError, match=r"describes a causal model \(CausalForecaster\), not a MaskedAutoencoder"):
+        MaskedAutoencoder.from_pretrained(causal)
     with pytest.raises(TypeError, match="unexpected keyword arguments dim"):
         MaskedAutoencoder.from_pretrained(folder, dim=32)
     with pytest.raises(CheckpointError, match="no such folder"):
@@ -464,6 +467,26 @@ def test_url_checkpoint_refused_names_the_url(tmp_path, monkeypatch):
     assert "Unsupported global" in msg and "io.open" in msg and f"downloaded to {tmp_path / 'cache'}" in msg
     assert "\x1b" not in msg and "\n" not in msg and "add_safe_globals" not in msg
     assert not (tmp_path / "pwned").exists()
+
+
+def test_the_mixin_imports_no_model():
+    """The mixin sits below the models (they subclass it): it finds a config's class through the
+    kind each model class declares, never by importing a model module (the timm way)."""
+    import ast
+
+    import wfm.hub
+    import wfm.hub_mixin
+    from wfm.models.causal import CausalForecaster
+    from wfm.models.mae import MaskedAutoencoder
+
+    tree = ast.parse(Path(wfm.hub_mixin.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {m for m in imported if m.startswith("wfm.models")} <= {"wfm.models.registry"}
+    assert not {m for m in imported if m == "wfm.hub" or m.startswith("wfm.hub.")}
+    assert wfm.hub_mixin.MODEL_CLASSES == {"mae": MaskedAutoencoder, "causal": CausalForecaster}
+    assert {k: c.__name__ for k, c in wfm.hub_mixin.MODEL_CLASSES.items()} == wfm.hub_mixin.MODEL_CLASS_NAMES
+    assert wfm.hub.WfmHubMixin is wfm.hub_mixin.WfmHubMixin and issubclass(MaskedAutoencoder, wfm.hub.WfmHubMixin)
 
 
 def test_importing_wfm_hub_stays_light():
