@@ -252,3 +252,58 @@ def test_guard_falls_back_to_the_classical_mix_when_the_network_loses():
     loss, *_ = guarded.train().loss(x[:, :512], obs, iv, ctx_len)
     loss.backward()
     assert torch.isfinite(loss) and guarded.head.weight.grad.abs().sum() > 0
+
+
+def test_reversion_prior_is_the_ar1_forecast_around_the_mean():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 48, generator=g)
+    x[1] = torch.randn(48, generator=g).cumsum(0)  # a random walk: phi near 1, close to the last value
+    obs = torch.ones_like(x, dtype=torch.bool)
+    obs[0, :9] = False  # left padding
+    xm = x * obs
+    est, avail = classical_priors(xm, obs, torch.tensor([1.0, 1.0]), 8, 12, ("last", "mean", "reversion"))
+    j, o = 4, 39
+    for b in range(2):
+        seen = x[b, :o + 1][obs[b, :o + 1]].double()
+        d = seen - seen.mean()
+        phi = float(((d[1:] * d[:-1]).sum() / (d * d).sum()).clamp(0, 1))
+        want = seen.mean() + phi ** torch.arange(1, 13, dtype=torch.float64) * (seen[-1] - seen.mean())
+        assert avail[b, j, 2] and torch.allclose(est[b, j, 2].double(), want, atol=1e-4), b
+    # white noise: phi clips to ~0 and the estimate is the mean; the walk's first step is near its last value
+    assert torch.allclose(est[0, j, 2], est[0, j, 1], atol=0.05 * float(x[0].std()))
+    assert abs(float(est[1, j, 2, 0] - est[1, j, 0, 0])) < abs(float(est[1, j, 1, 0] - est[1, j, 0, 0]))
+
+
+def test_grown_state_dict_adds_an_estimator_and_keeps_the_old_ones_in_place():
+    old = randomise(mix(estimators=("last", "mean", "trend", "linear", "day", "week")))
+    shuffled = mix(estimators=("week", "mean", "last", "linear", "day", "trend"))
+    shuffled.load_state_dict(old.grown_state_dict(shuffled.estimators))
+    x = walks(4, 64)
+    torch.testing.assert_close(shuffled.forecast(x, 60.0, 8), old.forecast(x, 60.0, 8), rtol=1e-5, atol=1e-5)
+    grown = mix(estimators=(*old.estimators, "reversion"))
+    grown.load_state_dict(old.grown_state_dict(grown.estimators))
+    e, p = len(grown.estimators), grown.patch_len
+    w = grown.prior_embed.weight
+    assert not w[:, 6 * p:7 * p].any() and not w[:, e * p + 6].any() and not w[:, e * p + e + 6].any()
+    with pytest.raises(ValueError, match="drop"):
+        old.grown_state_dict(("last", "mean"))
+
+
+def test_init_weights_grows_the_released_model_by_an_estimator():
+    from conftest import REPO
+    from wfm.hub import from_pretrained
+    from wfm.safety import CheckpointError
+    from wfm.training.lit_causal import CausalPretrainModule
+
+    folder = str(REPO / "checkpoints" / "causal-tiny-catalog-cpu")
+    released = from_pretrained(folder)
+    kwargs = dict(prior="mix", guard=True, coarse_len=64, max_coarse=64, backtest_weight=4.0)
+    module = CausalPretrainModule(quantiles=[0.1, 0.5, 0.9], init_weights=folder,
+                                  model_kwargs={**kwargs, "estimators": [*released.estimators, "reversion"]})
+    want = released.grown_state_dict(module.model.estimators)
+    got = module.model.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    with pytest.raises(CheckpointError, match="do not fit"):  # another width
+        CausalPretrainModule(quantiles=[0.1, 0.5, 0.9], init_weights=folder, model_kwargs={**kwargs, "dim": 32})
+    with pytest.raises(CheckpointError, match="drop"):
+        CausalPretrainModule(quantiles=[0.1, 0.5, 0.9], init_weights=folder, model_kwargs={**kwargs, "estimators": ["last"]})

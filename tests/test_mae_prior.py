@@ -125,13 +125,16 @@ def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction(
     noisy = torch.complex(torch.randn(4, 16, 2, 8, generator=g), torch.randn(4, 16, 2, 8, generator=g)) + 5
     t = torch.linspace(0, 1, 16)[None, :, None, None]
     smooth = torch.exp(2j * torch.pi * 0.3 * t) * torch.ones(4, 16, 2, 8) + 0.01 * noisy
-    for csi, best in ((noisy, "mean"), (smooth, "hold")):
-        weights, scale = model.backtest(csi, "temporal", 0.5)
-        assert (weights[:, ["hold", "mean"].index(best)] > 0.75).all()
+    names = ["hold", "mean", "reversion"]  # ESTIMATORS, then the AR(1) estimate along the masked axis
+    # Noise around a level: the mean, or the reversion estimate (phi ~ 0: the same); a smooth
+    # rotation: the nearest packet, which beats the reversion estimate by more than its margin.
+    for csi, best in ((noisy, ("mean", "reversion")), (smooth, ("hold",))):
+        weights, scale, dim = model.backtest(csi, "temporal", 0.5)
+        assert dim == 1 and (sum(weights[:, names.index(b)] for b in best) > 0.75).all()
         assert (scale < 0.2).all()
         pred = model.predict(csi, "temporal", 0.5)
-        est = masked_priors(csi, ~pred.mask)
-        want = (weights[:, 0, None, None, None] * est["hold"] + weights[:, 1, None, None, None] * est["mean"])
+        est = masked_priors(csi, ~pred.mask, reversion_dim=1)
+        want = sum(weights[:, i, None, None, None] * est[n] for i, n in enumerate(names))
         err = ((pred.reconstruction - want).abs() ** 2 * pred.mask).sum() / ((want.abs() ** 2) * pred.mask).sum()
         assert err < 0.05  # at most the little correction the backtest let through
     assert model.backtest(noisy, "random", 0.5) is None and _tiny("none").backtest(noisy, "temporal", 0.5) is None
@@ -171,3 +174,22 @@ def test_init_weights_continues_from_an_exported_model():
     assert got.keys() == released.keys() and all(torch.equal(got[k], released[k]) for k in got)
     with pytest.raises(CheckpointError, match=r"init_weights.*unexpected keys"):  # prior "none" has no prior layers
         MAEPretrainModule(model="mae_tiny", prior="none", init_weights=folder)
+
+
+def test_reversion_prior_pools_one_phi_over_the_window():
+    from wfm.models.priors import reversion_weight
+
+    g = torch.Generator().manual_seed(0)
+    vis = torch.zeros(2, 200, 3, 30, dtype=torch.bool)
+    vis[:, :150] = True
+    noise = torch.complex(torch.randn(1, 200, 3, 30, generator=g), torch.randn(1, 200, 3, 30, generator=g))
+    ar = torch.zeros_like(noise)
+    for t in range(1, 200):  # AR(1), phi = 0.9, on every antenna and subcarrier
+        ar[:, t] = 0.9 * ar[:, t - 1] + noise[:, t]
+    csi = torch.cat([noise + 3, ar + 3])
+    w = reversion_weight(csi, vis, dim=1)
+    assert float(w[0, 150:].max()) < 0.05  # white noise: phi ~ 0, the mean
+    assert abs(float(w[1, 150, 0, 0]) - 0.9) < 0.03 and torch.allclose(w[1, 151], w[1, 150] ** 2)
+    est = masked_priors(csi, vis, reversion_dim=1)
+    torch.testing.assert_close(est["reversion"][:, 150:], (w * est["hold"] + (1 - w) * est["mean"])[:, 150:])
+    torch.testing.assert_close(est["reversion"][:, :150], csi[:, :150])  # visible: the input itself

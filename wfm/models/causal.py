@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from torch import Tensor, nn
 
-from wfm.hub import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
+from wfm.hub_mixin import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models.registry import register_model
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
@@ -75,7 +75,7 @@ TARGET_CLIP = 50.0
 #: The training loss is squared error up to this many (scaled) units, linear beyond.
 HUBER_DELTA = 5.0
 #: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
-ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
+ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
@@ -98,6 +98,10 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     only: ``observed`` is False before each row's first value):
 
     - ``last``: ``z[o]`` (persistence); ``mean``: mean of every observed value up to ``o``;
+    - ``reversion``: the AR(1) forecast around that mean, ``mean + phi^h (z[o] - mean)``, with
+      ``phi`` (clipped to [0, 1]) the lag-1 autocorrelation of the observed values' deviations
+      from the mean up to ``o``: the mean for noise around a level, the last value for a
+      random walk, and in between for a mean-reverting series (a still WiFi link at 100 ms);
     - ``trend``: ``z[o] + 0.5 * h * slope`` (half-damped trend, slope over the last patch);
     - ``linear``: the least-squares line through the observed values of the last patch,
       extrapolated undamped (smooth motion: distance, bearing, AoA of a moving user);
@@ -124,6 +128,21 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             total = zm.cumsum(dim=1)[:, o]
             count = observed.to(z.dtype).cumsum(dim=1)[:, o].clamp_min(1.0)
             e, a = (total / count)[..., None].expand(b, n, ahead), seen
+        elif name == "reversion":
+            obs = observed.to(z.dtype)
+            count = obs.cumsum(dim=1)[:, o]
+            mu = zm.cumsum(dim=1)[:, o] / count.clamp_min(1.0)
+            pair = F.pad(obs[:, 1:] * obs[:, :-1], (1, 0))  # [B, L]: z[t] and z[t - 1] both observed
+            prev = F.pad(zm[:, :-1], (1, 0))
+            lag = (zm * prev * pair).cumsum(dim=1)[:, o]
+            psum = ((zm + prev) * pair).cumsum(dim=1)[:, o]
+            npair = pair.cumsum(dim=1)[:, o]
+            cov = lag - mu * psum + npair * mu * mu
+            var = (zm * zm).cumsum(dim=1)[:, o] - 2 * mu * zm.cumsum(dim=1)[:, o] + count * mu * mu
+            phi = (cov / var.clamp_min(1e-9)).clamp(0.0, 1.0)
+            phi = torch.where(var > 1e-9, phi, torch.ones_like(phi))  # a constant context: hold it
+            e = mu[..., None] + phi[..., None] ** hi.to(z.dtype) * (last - mu)[..., None]
+            a = seen
         elif name == "trend":
             s = torch.maximum(o[None] - (p - 1), first[:, None]).clamp(0, length - 1)  # [B, N]
             span = (o[None] - s).clamp_min(1).to(z.dtype)
@@ -341,6 +360,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
             the priors always use the whole context.
     """
+
+    model_kind = "causal"  # what config.json records (wfm.hub_mixin)
 
     def __init__(self, patch_len: int = 16, dim: int = 64, depth: int = 4, num_heads: int = 4,
                  mlp_ratio: float = 4.0, quantiles: tuple[float, ...] = (), horizon_patches: int = 1,
@@ -739,6 +760,37 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if not quantiles:
             return point.to(device)
         return (torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None]).to(device)
+
+    def grown_state_dict(self, estimators: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
+        """This model's weights laid out for the same architecture with more ``estimators`` (a
+        superset, any order): continued pretraining adds a classical estimator to a trained mix.
+
+        The prior embedding gets zero input columns for the new estimators (the network sees no
+        change until trained); their gate rows start at zero, as a fresh gate does, so the mix
+        gives them their backtest weight from the first step.
+        """
+        if self.prior != "mix":
+            raise ValueError(f"only a prior='mix' model has estimators to grow; this one has prior={self.prior!r}")
+        old, new = list(self.estimators), list(estimators)
+        if missing := [e for e in old if e not in new]:
+            raise ValueError(f"estimators {new} drop {missing} of the trained model's {old}")
+        p, ahead = self.patch_len, self.horizon_patches * self.patch_len
+        state = {k: v.clone() for k, v in self.state_dict().items()}
+        e_old, e_new = len(old), len(new)
+        w_in = self.prior_embed.weight.detach()  # [dim, E p + 2 E]: values, -log mse, avail
+        grown = w_in.new_zeros(w_in.shape[0], e_new * p + 2 * e_new)
+        gate_w = self.prior_gate.weight.detach().view(e_old, ahead, -1)
+        gate_b = self.prior_gate.bias.detach().view(e_old, ahead)
+        new_gw, new_gb = gate_w.new_zeros(e_new, ahead, gate_w.shape[-1]), gate_b.new_zeros(e_new, ahead)
+        for i, name in enumerate(old):
+            j = new.index(name)
+            grown[:, j * p:(j + 1) * p] = w_in[:, i * p:(i + 1) * p]
+            grown[:, e_new * p + j] = w_in[:, e_old * p + i]
+            grown[:, e_new * p + e_new + j] = w_in[:, e_old * p + e_old + i]
+            new_gw[j], new_gb[j] = gate_w[i], gate_b[i]
+        state["prior_embed.weight"] = grown
+        state["prior_gate.weight"], state["prior_gate.bias"] = new_gw.flatten(0, 1), new_gb.flatten()
+        return state
 
     # ------------------------------------------------------------------ accounting
     def num_params(self) -> int:

@@ -13,6 +13,15 @@ element gets two estimates built from visible elements only:
 
 Both are exact classical baselines, so a model that predicts ``prior + correction`` with a zero
 correction scores exactly what the baseline scores. Visible elements keep their own value.
+
+With ``reversion_dim`` there is a third, ``reversion``: the AR(1) forecast around the mean along
+that axis, ``mean + phi^h (hold - mean)``, where ``h`` is the distance to the nearest visible
+element and ``phi`` (clipped to [0, 1]) is the lag-1 autocorrelation of the visible values'
+deviations from their mean, pooled over the whole sample (every antenna and subcarrier of one
+window share one ``phi``: hundreds of channels estimate it, where one channel of 8 packets could
+not). It is a per-element convex mix of ``hold`` and ``mean``, so a model trained on their mix
+reads it as it reads its own prior: white noise around a still channel gives ``phi ~ 0`` and the
+mean; a slowly fading or frequency-smooth channel ``phi ~ 1`` and the nearest value.
 """
 
 from __future__ import annotations
@@ -45,8 +54,33 @@ def _mean_along(x: Tensor, vis: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return mean.expand_as(x), (count > 0).expand_as(vis)
 
 
-def masked_priors(csi: Tensor, visible: Tensor) -> dict[str, Tensor]:
-    """``{"hold": ..., "mean": ...}``: complex ``[B, T, A, K]`` estimates (see module docstring).
+def reversion_weight(csi: Tensor, visible: Tensor, dim: int) -> Tensor:
+    """Weight ``phi^h`` ``[B, T, A, K]`` of ``hold`` in the AR(1) estimate along ``dim`` (see module docstring).
+
+    ``phi`` is one per sample; ``h`` is each element's distance to the nearest visible element
+    along ``dim`` (0 where visible). Elements with no visible neighbour along ``dim`` get 0.
+    """
+    n = csi.shape[dim]
+    vis = visible.expand(csi.shape)
+    mean, _ = _mean_along(csi, vis, dim)
+    dev = torch.where(vis, csi - mean, torch.zeros_like(csi))
+    pair = vis.narrow(dim, 1, n - 1) & vis.narrow(dim, 0, n - 1)
+    lag = (dev.narrow(dim, 1, n - 1) * dev.narrow(dim, 0, n - 1).conj()).real * pair
+    rest = tuple(range(1, csi.ndim))
+    phi = (lag.sum(rest) / (dev.abs() ** 2).sum(rest).clamp_min(1e-30)).clamp(0.0, 1.0)  # [B]
+    shape = [1] * csi.ndim
+    shape[dim] = n
+    idx = torch.arange(n, device=csi.device).view(shape).expand_as(vis)
+    last = torch.where(vis, idx, -n - 1).cummax(dim).values
+    nxt = torch.where(vis, idx, 2 * n + 1).flip(dim).cummin(dim).values.flip(dim)
+    h = torch.minimum(idx - last, nxt - idx)
+    w = phi.view(-1, *[1] * (csi.ndim - 1)) ** h.to(phi.dtype)
+    return torch.where(h <= n, w, torch.zeros_like(w))
+
+
+def masked_priors(csi: Tensor, visible: Tensor, reversion_dim: int | None = None) -> dict[str, Tensor]:
+    """``{"hold": ..., "mean": ...}``: complex ``[B, T, A, K]`` estimates (see module docstring),
+    and ``"reversion"`` along ``reversion_dim`` when given.
 
     ``visible`` is bool ``[B, T, A, K]`` (or broadcastable to it). A sample with no visible
     element at all gets zeros. Visible positions hold ``csi`` itself.
@@ -63,4 +97,7 @@ def masked_priors(csi: Tensor, visible: Tensor) -> dict[str, Tensor]:
             est = torch.where(found & ~done, val, est)
             done = done | found
         out[name] = torch.where(vis, csi, est)
+    if reversion_dim is not None:
+        w = reversion_weight(csi, vis, reversion_dim)
+        out["reversion"] = torch.where(vis, csi, w * out["hold"] + (1 - w) * out["mean"])
     return out

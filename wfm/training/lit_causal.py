@@ -93,6 +93,11 @@ class CausalPretrainModule(pl.LightningModule):
         init_from: fine-tune instead of pretraining: start from this causal model (exported
             folder, hub id or ``.ckpt``, via ``wfm.from_pretrained``); ``model`` and the size
             overrides are then ignored.
+        init_weights: continued pretraining: build ``model`` with its overrides as usual, then start
+            from this exported causal model's weights (read through ``wfm.from_pretrained`` with its
+            checks), with a fresh optimizer and schedule. The architectures must match, except
+            that ``model_kwargs.estimators`` may add classical estimators to the weights' prior mix
+            (``CausalForecaster.grown_state_dict``). A resume (``--ckpt_path``) overrides them.
         mode: what trains when fine-tuning: ``full`` (everything), ``lora`` (rank-``lora_rank``
             adapters on the attention and MLP layers, plus the output head and trend gate) or
             ``linear-probe`` (the output head and trend gate only).
@@ -103,7 +108,7 @@ class CausalPretrainModule(pl.LightningModule):
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 500, min_lr_ratio: float = 0.01,
                  max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False,
                  init_from: str | None = None, mode: Literal["full", "lora", "linear-probe"] = "full",
-                 lora_rank: int = 4) -> None:
+                 lora_rank: int = 4, init_weights: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         if init_from is None:
@@ -112,6 +117,8 @@ class CausalPretrainModule(pl.LightningModule):
             if quantiles is not None:
                 overrides["quantiles"] = tuple(quantiles)
             self.model: CausalForecaster = create_model(model, **overrides)
+            if init_weights:
+                self._load_weights(init_weights)
         else:
             self.model = load_causal(init_from)
         set_trainable(self.model, mode, lora_rank)
@@ -123,6 +130,23 @@ class CausalPretrainModule(pl.LightningModule):
         self.last_batch_stats: dict[str, int] = {}
         self.flops_per_batch = 0
         self._compiled = False
+
+    def _load_weights(self, source: str) -> None:
+        from wfm.safety import CheckpointError
+
+        trained = load_causal(source)
+        state = trained.state_dict()
+        if trained.prior == "mix" and self.model.prior == "mix" and trained.estimators != self.model.estimators:
+            try:
+                state = trained.grown_state_dict(self.model.estimators)
+            except ValueError as e:
+                raise CheckpointError(f"{source}: {e}") from None
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()
+            raise CheckpointError(f"{source}: its weights do not fit the model built here "
+                                  f"({first[1].strip() if len(first) > 1 else first[0]})") from None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # ``wfm export`` rebuilds the model from this (a fine-tune's architecture is its
