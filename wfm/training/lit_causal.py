@@ -26,9 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric, SumMetric
 
+from wfm.hub import CheckpointError, causal_arch
 from wfm.models.causal import CausalForecaster
 from wfm.models.registry import create_model
 from wfm.nn.lora import apply_lora
+from wfm.pretrain import expand_path
+from wfm.tasks.backbones import load_model
 from wfm.training.schedule import adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
@@ -41,10 +44,6 @@ HEAD_PREFIXES = ("head.", "trend_gate.", "prior_gate.", "backtest_weight", "guar
 
 def load_causal(init_from: str) -> CausalForecaster:
     """A causal model from an exported folder, hub id or Lightning ``.ckpt`` (never unpickled)."""
-    from wfm.hub import CheckpointError
-    from wfm.pretrain import expand_path
-    from wfm.tasks.backbones import load_model
-
     path = expand_path(init_from)
     model = load_model(path)
     if not isinstance(model, CausalForecaster):
@@ -132,8 +131,6 @@ class CausalPretrainModule(pl.LightningModule):
         self._compiled = False
 
     def _load_weights(self, source: str) -> None:
-        from wfm.safety import CheckpointError
-
         trained = load_causal(source)
         state = trained.state_dict()
         if trained.prior == "mix" and self.model.prior == "mix" and trained.estimators != self.model.estimators:
@@ -151,8 +148,6 @@ class CausalPretrainModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # ``wfm export`` rebuilds the model from this (a fine-tune's architecture is its
         # init_from's, not what ``model`` names).
-        from wfm.hub import causal_arch
-
         checkpoint["wfm_arch"] = causal_arch(self.model)
 
     def configure_model(self) -> None:
