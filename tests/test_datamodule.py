@@ -230,3 +230,129 @@ def test_resume_in_the_middle_of_an_epoch_sees_the_uninterrupted_data(tiny_datas
     resumed = run(tmp_path / "b", 12, ckpt_path=str(tmp_path / "b" / "last.ckpt"))
     assert first.seen == straight.seen[:5] and resumed.seen == straight.seen[4:]
     assert torch.equal(resumed.w, straight.w)
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_every_kind_of_resume_sees_the_uninterrupted_data(tiny_dataset, tmp_path, workers):
+    """A run cut four times and resumed from its last checkpoint each time trains, step for
+    step, on the batches of a run never interrupted, and reaches its weights. Its checkpoints:
+    mid epoch 0 (then killed), at max_steps on epoch 0's last batch, at max_steps mid epoch 1,
+    on epoch 2's last batch (then killed). Lightning's epoch count drifts from the data after
+    some of these; workers prefetch ahead; and 8 batches do not divide among 3 workers."""
+    from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+    from wfm.training.finite import FinalCheckpoint
+
+    class Probe(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+            self.seen: dict[int, float] = {}
+
+        def training_step(self, batch, i):
+            self.seen[self.global_step] = round(float(batch["csi"].abs().sum()), 4)
+            return (batch["csi"].abs().mean() - self.w) ** 2
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Killed(Exception):
+        pass
+
+    class Kill(Callback):
+        def __init__(self, at: int | None):
+            self.at = at
+
+        def on_train_batch_end(self, trainer, module, *args):
+            if trainer.global_step == self.at:
+                raise Killed
+
+    def run(root, max_steps=30, kill_at=None, resume=False):
+        module = Probe()
+        ckpt = ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=3, save_top_k=0)
+        trainer = pl.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, limit_val_batches=0,
+                             callbacks=[ckpt, FinalCheckpoint(), Kill(kill_at)])
+        data = CSIDataModule([str(tiny_dataset)], batch_size=4, samples_per_epoch=32, num_workers=workers)
+        try:
+            trainer.fit(module, data, ckpt_path=str(root / "last.ckpt") if resume else None)
+        except Killed:
+            pass
+        return module
+
+    straight = run(tmp_path / "a")  # 8 batches per epoch
+    cuts = [(dict(kill_at=5), 3), (dict(max_steps=8), 8), (dict(max_steps=13), 13), (dict(kill_at=26), 24), ({}, 30)]
+    seen: dict[int, float] = {}
+    for i, (cut, last) in enumerate(cuts):
+        module = run(tmp_path / "b", resume=i > 0, **cut)
+        assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["global_step"] == last
+        assert all(straight.seen[s] == v for s, v in module.seen.items()), f"segment {i}"
+        seen.update(module.seen)
+    assert seen == straight.seen and len(seen) == 30
+    assert torch.equal(module.w, straight.w)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_state_resumes_a_pass_without_lightning(tiny_dataset, workers):
+    """The train loader's own state: taken after 3 batches it resumes with the other 5; taken at
+    the end of a pass it opens the next epoch; a state of the former loader (epoch and batches
+    trained) still resumes. A pass cut short is continued by the next one."""
+    dm = CSIDataModule([str(tiny_dataset)], batch_size=4, samples_per_epoch=32, num_workers=workers)
+    dm.setup()
+
+    def sums(batches):
+        return [round(float(b["csi"].abs().sum()), 4) for b in batches]
+
+    loader = dm._loader("train")
+    epochs = [sums(loader), sums(loader)]
+    assert len(epochs[0]) == 8 and epochs[0] != epochs[1]
+
+    loader = dm._loader("train")
+    it = iter(loader)
+    head = sums(next(it) for _ in range(3))
+    mid = dm._loader("train")
+    mid.load_state_dict(loader.state_dict())
+    assert head + sums(mid) == epochs[0]
+    assert sums(loader) == epochs[0][3:]
+    done = dm._loader("train")
+    done.load_state_dict(mid.state_dict())  # epoch 0, finished
+    assert sums(done) == epochs[1] and sums(mid) == epochs[1]
+    legacy = dm._loader("train")
+    legacy.load_state_dict({"epoch": 0, "batches": 3})
+    assert sums(legacy) == epochs[0][3:]
+
+
+class _RankBatches(pl.LightningModule):
+    """Writes the batches its rank trained on (module level: ddp_spawn pickles it)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.out, self.seen = out, []
+
+    def training_step(self, batch, i):
+        self.seen.append(round(float(batch["csi"].abs().sum()), 4))
+        return (batch["csi"].abs().mean() - self.w) ** 2
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_train_end(self):
+        with open(f"{self.out}.{self.global_rank}.yaml", "w") as f:
+            yaml.safe_dump(self.seen, f)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_ranks_with_workers_take_their_own_shares(tiny_dataset, tmp_path):
+    """Under ddp_spawn, DataLoader workers are spawned and see no process group; each rank
+    still takes its own share of the plan (rank r: batches r, r + 2, ...), not rank 0's."""
+    data = dict(batch_size=4, samples_per_epoch=32)
+    single = CSIDataModule([str(tiny_dataset)], **data)
+    single.setup()
+    plan = [round(float(b["csi"].abs().sum()), 4) for b in single._loader("train")]
+    trainer = pl.Trainer(max_steps=4, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         limit_val_batches=0)
+    trainer.fit(_RankBatches(str(tmp_path / "seen")), CSIDataModule([str(tiny_dataset)], num_workers=2, **data))
+    for rank in (0, 1):
+        assert yaml.safe_load((tmp_path / f"seen.{rank}.yaml").read_text()) == plan[rank::2]

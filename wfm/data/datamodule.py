@@ -9,7 +9,9 @@ batches. A batch is a dict::
 
 Sharding across DDP ranks and DataLoader workers happens inside the iterable datasets
 (batch ``i`` of the epoch's plan goes to stream ``i mod (world x workers)``), so no
-sampler is involved and Lightning leaves the loaders alone.
+sampler is involved and Lightning leaves the loaders alone. Training loaders are torchdata
+``StatefulDataLoader``s (``_StatefulEpochLoader``): checkpoints hold their position, and a
+run resumed mid-epoch trains on the batches of one never interrupted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from wfm.data.errors import DataError
 from wfm.data.shards import ShardedDataset
@@ -30,6 +33,8 @@ from wfm.data.shards import ShardedDataset
 # Lightning warns that an IterableDataset with __len__ may repeat data across workers; ours
 # shard the batch plan across ranks and workers themselves, and __len__ is per rank.
 warnings.filterwarnings("ignore", message=r".*Your `IterableDataset` has `__len__` defined.*")
+# torchdata 0.11 calls torch.set_vital (deprecated) in every StatefulDataLoader it makes.
+warnings.filterwarnings("ignore", message=r".*'set_vital' is deprecated.*")
 
 
 def _rank() -> tuple[int, int]:
@@ -45,21 +50,61 @@ def _per_rank(total: int) -> int:
     return len(range(rank, total, world))
 
 
-def _my_batches(num: int, skip: int = 0) -> Iterator[int]:
+def _my_batches(num: int, skip: int = 0, ranks: tuple[int, int] | None = None) -> Iterator[int]:
     """Indices of an epoch's ``num`` batches that this rank x worker produces, less the first
     ``skip`` of this rank's share (those a resumed run already trained on).
 
     Rank ``r`` owns batches ``r, r + world, ...`` (``_per_rank`` of them, its loader's length).
     Its DataLoader takes one batch from each worker in turn, so worker ``w`` produces the
     positions ``skip + w, skip + w + workers, ...`` of the share, and the rank trains on its
-    batches in order whatever its worker count, before and after a resume.
+    batches in order whatever its worker count, before and after a resume. ``ranks``: (rank,
+    world size) as the rank's main process sees them; default ``_rank()`` here.
     """
-    rank, world = _rank()
+    rank, world = ranks if ranks is not None else _rank()
     info = get_worker_info()
     wid, workers = (info.id, info.num_workers) if info is not None else (0, 1)
     share = range(rank, num, world)
     for j in range(skip + wid, len(share), workers):
         yield share[j]
+
+
+class _EpochStream(IterableDataset):
+    """An iterable dataset whose epoch is a fixed sequence of batches, this rank's share of it
+    produced by ``_my_batches``, and which can resume mid-epoch through torchdata's protocol.
+
+    ``state_dict`` is taken in each stream (the main process, or each DataLoader worker)
+    right after it hands over a batch: the epoch, and where this stream continues: ``skip``
+    advanced by its yielded batches times the stream count, so that ``_my_batches`` with the
+    new ``skip`` gives the rest of this stream's positions.
+    """
+
+    epoch: int = 0
+    skip: int = 0  # batches of this rank's share to pass over (mid-epoch resume)
+    _yielded: int = 0  # batches this stream yielded since its pass (or resume) began
+    _ranks: tuple[int, int] | None = None  # (rank, world size), read in the rank's main process
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start a fresh pass over ``epoch``: from its first batch, unless a state is loaded.
+        Called in the rank's main process, which also notes the rank here: workers started by
+        ``spawn`` (as under ``ddp_spawn``) see no process group, and every rank would take
+        rank 0's share."""
+        self.epoch, self.skip, self._yielded = int(epoch), 0, 0
+        self._ranks = _rank()
+
+    def _my_positions(self, num: int) -> Iterator[int]:
+        """This stream's batch indices of an epoch of ``num``, counted as they are handed out."""
+        self._yielded = 0
+        for i in _my_batches(num, self.skip, self._ranks):
+            self._yielded += 1  # before the yield: the stream's state is read once the batch is out
+            yield i
+
+    def state_dict(self) -> dict[str, int]:
+        info = get_worker_info()
+        streams = info.num_workers if info is not None else 1
+        return {"epoch": self.epoch, "skip": self.skip + self._yielded * streams}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.skip, self._yielded = int(state["epoch"]), int(state["skip"]), 0
 
 
 @dataclass(frozen=True)
@@ -93,7 +138,7 @@ def contiguous_splits(sizes: Sequence[int], val_fraction: float, test_fraction: 
     }
 
 
-class ShardBatches(IterableDataset):
+class ShardBatches(_EpochStream):
     """Batches from a weighted mixture of shard datasets, read in contiguous blocks.
 
     Training batches (``shuffle=True``): each picks a dataset with probability given by
@@ -116,8 +161,6 @@ class ShardBatches(IterableDataset):
         self.seed = seed
         self.fields = list(fields)
         self.scales = list(scales)
-        self.epoch = 0
-        self.skip = 0  # batches of this rank's stream to pass over (mid-epoch resume)
         self._datasets: list[ShardedDataset] | None = None
 
     def _open(self) -> list[ShardedDataset]:
@@ -174,56 +217,89 @@ class ShardBatches(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         plan = self.plan()
-        for i in _my_batches(len(plan), self.skip):
+        for i in self._my_positions(len(plan)):
             yield self.read_batch(*plan[i])
 
     def __len__(self) -> int:
         return _per_rank(len(self.plan()) if not self.shuffle else int(self.num_batches or 0))
 
 
-class _EpochLoader(DataLoader):
-    """A DataLoader that sets its dataset's epoch (the shuffle seed) before every pass, and can
-    resume in the middle of an epoch.
-
-    The epoch comes from ``trainer`` (a callable returning the attached Trainer or None: its
-    current epoch, so a resumed run replays the same plan as an uninterrupted one) or else
-    counts passes. Workers are re-created each pass (no persistent workers), so they see the
-    new epoch.
+class _StatefulEpochLoader(StatefulDataLoader):
+    """torchdata's resumable DataLoader over an ``_EpochStream``, whose batches make one
+    stream: epoch 0's plan, then epoch 1's, and so on. Every pass continues the stream where
+    the last one stopped, so a run resumed from any checkpoint trains on the data of a run
+    never interrupted, however Lightning cuts it into epochs.
 
     Lightning saves ``state_dict()`` in checkpoints and hands it back to ``load_state_dict``
-    on resume: the epoch and how many of this rank's batches were trained on in it, read from
-    the Trainer's progress (not from what was fetched, which runs ahead by the prefetch). The
-    first pass after a resume then skips those batches, so a run killed mid-epoch sees the
-    same data as one never interrupted.
+    on resume. It holds the epoch in course, whether all of it was yielded, and torchdata's
+    state: each stream's ``_EpochStream.state_dict`` as of the last batch the loader yielded
+    (torchdata accounts for what workers prefetched). What was yielded is what was trained
+    on: Lightning prefetches nothing from a loader whose length it knows, and ours have one.
+    Positions count in the rank's share of a plan, and ranks go in lockstep, so rank 0's
+    state (the one a checkpoint holds) resumes every rank.
+
+    Continuing the stream rather than following ``trainer.current_epoch`` matters on resume
+    (Lightning 2.6): from a checkpoint written on an epoch's last batch, Lightning opens a
+    pass while it still counts that epoch, then trains it as the next one; after a
+    ``max_steps`` stop mid-epoch it counts one epoch more but draws only what the stopped one
+    had left; after a ``max_steps`` stop on an epoch's last batch it draws one batch from a
+    pass, then opens another. So a pass opens:
+
+    * after a loaded state: the saved epoch where it stopped, or the next epoch from its
+      start if all of it was yielded (a finished epoch's state is not restored: that would
+      resume the workers' round-robin mid-cycle);
+    * after a pass: where that pass stopped, or the next epoch if it yielded all its batches;
+    * the loader's first pass otherwise: ``trainer.current_epoch`` (``trainer``: a callable
+      returning the attached Trainer or None), or 0.
+
+    A state of the former loader (``{"epoch", "batches"}``: batches of the rank's share
+    trained on) resumes too. Workers are re-created each pass (no persistent workers), so
+    they see the new epoch.
     """
 
     def __init__(self, *args: Any, trainer: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.trainer_source = trainer
-        self._passes = 0
-        self._resume: dict[str, int] | None = None
+        self._epoch = 0
+        self._resume: dict[str, Any] | None = None
 
-    def _trainer(self) -> Any:
-        return self.trainer_source() if self.trainer_source is not None else None
+    def _done(self) -> bool:
+        """Whether the current pass yielded all its epoch."""
+        # _num_yielded: torch's count of batches the iterator handed out (restored on resume);
+        # _finished: torchdata's flag of an iterator that raised StopIteration.
+        return self._iterator._finished or self._iterator._num_yielded >= len(self)
 
     def __iter__(self):  # type: ignore[override]
-        trainer = self._trainer()
-        epoch = self._passes if trainer is None else int(trainer.current_epoch)
-        self.dataset.epoch = epoch  # type: ignore[attr-defined]
         resume, self._resume = self._resume, None
-        self.dataset.skip = resume["batches"] if resume and resume["epoch"] == epoch else 0  # type: ignore[attr-defined]
-        self._passes += 1
+        if resume is None and self._iterator is not None:
+            # Taken before set_epoch below, which resets the (in-process) dataset's position.
+            resume = {"epoch": self._epoch, "done": self._done(), "loader": super().state_dict()}
+        skip = 0
+        if resume is not None:
+            epoch = int(resume["epoch"])
+            if "loader" not in resume:  # written by the former loader
+                skip = int(resume["batches"])
+                if skip >= len(self):
+                    epoch, skip = epoch + 1, 0
+            elif resume["done"]:
+                epoch += 1
+            else:
+                super().load_state_dict(resume["loader"])
+        else:
+            trainer = self.trainer_source() if self.trainer_source is not None else None
+            epoch = int(trainer.current_epoch) if trainer is not None else 0
+        self._epoch = epoch
+        self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+        self.dataset.skip = skip  # type: ignore[attr-defined]
         return super().__iter__()
 
-    def state_dict(self) -> dict[str, int]:
-        trainer = self._trainer()
-        if trainer is None:
-            return {"epoch": self._passes, "batches": 0}
-        return {"epoch": int(trainer.current_epoch),
-                "batches": int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)}
+    def state_dict(self) -> dict[str, Any]:
+        if self._iterator is None:  # no pass yet: nothing to save (and torchdata would start workers)
+            return {}
+        return {"epoch": self._epoch, "done": self._done(), "loader": super().state_dict()}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume = dict(state) if state else None
 
 
 def _attached_trainer(module: pl.LightningDataModule) -> Any:
@@ -317,7 +393,7 @@ class CSIDataModule(pl.LightningDataModule):
         kwargs = dict(batch_size=None, num_workers=self.hparams.num_workers, pin_memory=torch.cuda.is_available(),
                       persistent_workers=False)
         if split == "train":
-            return _EpochLoader(ds, trainer=_attached_trainer(self), **kwargs)
+            return _StatefulEpochLoader(ds, trainer=_attached_trainer(self), **kwargs)
         return DataLoader(ds, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
@@ -330,7 +406,7 @@ class CSIDataModule(pl.LightningDataModule):
         return self._loader("test")
 
 
-class LiveCSIBatches(IterableDataset):
+class LiveCSIBatches(_EpochStream):
     """An endless supply of fresh CSI batches generated from recipes as they are consumed."""
 
     def __init__(self, generators: Sequence[Any], weights: Sequence[float], batch_size: int, num_batches: int,
@@ -342,8 +418,6 @@ class LiveCSIBatches(IterableDataset):
         self.seed = seed
         self.device = device
         self.scales = list(scales)
-        self.epoch = 0
-        self.skip = 0  # batches of this rank's stream to pass over (mid-epoch resume)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         p = self.weights / self.weights.sum()
@@ -352,7 +426,7 @@ class LiveCSIBatches(IterableDataset):
         device = self.device
         if device == "cuda" and torch.cuda.is_available():
             device = f"cuda:{torch.cuda.current_device()}"
-        for i in _my_batches(len(picks), self.skip):
+        for i in self._my_positions(len(picks)):
             d = picks[i]
             # Train seeds live in their own stream (0, ...) apart from validation's (1, ...).
             s = int(np.random.SeedSequence([self.seed, 0, self.epoch, i]).generate_state(1)[0])
@@ -426,8 +500,8 @@ class LiveCSIDataModule(pl.LightningDataModule):
         num_batches = -(-hp.samples_per_epoch // (hp.batch_size * world)) * world
         weights = hp.weights or [1.0] * len(self.generators)
         ds = LiveCSIBatches(self.generators, weights, hp.batch_size, num_batches, hp.seed, hp.device, self.scales)
-        return _EpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
-                            trainer=_attached_trainer(self))
+        return _StatefulEpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
+                                    trainer=_attached_trainer(self))
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

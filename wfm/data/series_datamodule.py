@@ -30,9 +30,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
-from wfm.data.datamodule import _attached_trainer, _EpochLoader, _my_batches, _per_rank, contiguous_splits
+from wfm.data.datamodule import _attached_trainer, _EpochStream, _per_rank, _StatefulEpochLoader, contiguous_splits
 from wfm.data.errors import DataError
 from wfm.data.series import SeriesTable, series_tables
 
@@ -108,7 +108,7 @@ class SeriesPool:
                 "kind": table.kind, "dataset": self.name}
 
 
-class MixtureWindows(IterableDataset):
+class MixtureWindows(_EpochStream):
     """Training batches: each from one dataset drawn by weight; re-drawn per epoch; sharded by stream."""
 
     def __init__(self, pools: Sequence[SeriesPool], weights: Sequence[float], batch_size: int, num_batches: int,
@@ -116,8 +116,6 @@ class MixtureWindows(IterableDataset):
         self.pools, self.batch_size, self.num_batches = list(pools), batch_size, num_batches
         self.p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.context, self.horizon, self.pad_prob, self.seed = context, horizon, pad_prob, seed
-        self.epoch = 0
-        self.skip = 0  # batches of this rank's share to pass over (mid-epoch resume)
 
     def batch(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, 0, self.epoch, i])
@@ -126,7 +124,7 @@ class MixtureWindows(IterableDataset):
                                 for _ in range(self.batch_size)])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for i in _my_batches(self.num_batches, self.skip):
+        for i in self._my_positions(self.num_batches):
             yield self.batch(i)
 
     def __len__(self) -> int:
@@ -219,8 +217,8 @@ class SeriesDataModule(pl.LightningDataModule):
         num_batches = -(-hp.samples_per_epoch // (hp.batch_size * world)) * world  # ranks in lockstep
         ds = MixtureWindows(self.pools["train"], self.weights, hp.batch_size, num_batches, hp.context, hp.horizon,
                             hp.pad_prob, hp.seed)
-        return _EpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
-                            trainer=_attached_trainer(self))
+        return _StatefulEpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
+                                    trainer=_attached_trainer(self))
 
     def _eval_loader(self, split: str) -> DataLoader:
         items = self.eval_items(split)
