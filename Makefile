@@ -11,7 +11,7 @@ demo: $(STAMP)
 	$(BIN)/wfm demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 install: $(STAMP)
 
