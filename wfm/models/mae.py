@@ -56,6 +56,7 @@ from wfm.models.registry import register_model
 from wfm.nn.blocks import ATTENTION_KINDS, drop_path_rates, make_block
 from wfm.nn.patching import Grid, Patch, patch_grid, patchify, unpatchify
 from wfm.nn.posenc import SinCos3D
+from wfm.tasks.metrics import to_db
 
 #: ``prior`` options: ``none`` (mask tokens, no anchor: the original MAE), one classical
 #: estimator, or ``mix`` (a per-sample learned convex mix of them).
@@ -120,11 +121,6 @@ class MAEPrediction:
     mask: Tensor
     nmse: Tensor
     nmse_db: float
-
-
-def nmse_db(nmse: Tensor) -> Tensor:
-    """``10 log10`` of the batch-mean NMSE (the mean is over linear NMSE, as WiFo reports)."""
-    return 10.0 * torch.log10(nmse.mean().clamp_min(1e-12))
 
 
 def pad_to_patches(csi: Tensor, patch: Patch, front: tuple[int, int, int] = (0, 0, 0)) -> tuple[Tensor, Tensor, tuple]:
@@ -537,7 +533,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         elem = elem_full[:, t0:t0 + t, a0:a0 + a, k0:k0 + k]
         # The visible part is the input itself, bit for bit (not divided and re-multiplied).
         recon = torch.where(elem, self.reconstruct(out), csi.to(torch.complex64))
-        return MAEPrediction(recon, elem, out.nmse, float(nmse_db(out.nmse)))
+        return MAEPrediction(recon, elem, out.nmse, to_db(out.nmse.mean()))
 
     # ------------------------------------------------------------------ accounting
     def num_params(self) -> int:

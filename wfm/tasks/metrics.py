@@ -60,9 +60,14 @@ def _sq(x: Tensor) -> Tensor:
     return x.abs().to(torch.float64) ** 2 if x.is_complex() else x.to(torch.float64) ** 2
 
 
+def db(x: Tensor) -> Tensor:
+    """``10 log10(x)`` elementwise, floored at -300 dB; stays a tensor (no device sync: for logging)."""
+    return 10 * torch.log10(x.clamp_min(1e-30))
+
+
 def to_db(x: Tensor | float) -> float:
     """``10 log10(x)`` of a (positive) scalar, floored at -300 dB."""
-    return float(10 * torch.log10(torch.as_tensor(x, dtype=torch.float64).clamp_min(1e-30)))
+    return float(db(torch.as_tensor(x, dtype=torch.float64)))
 
 
 def nmse(pred: Tensor, target: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ from wfm.models.registry import create_model
 from wfm.nn.lora import apply_lora
 from wfm.pretrain import expand_path
 from wfm.tasks.backbones import load_model
+from wfm.tasks.metrics import db
 from wfm.training.schedule import adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
@@ -195,7 +196,7 @@ class CausalPretrainModule(pl.LightningModule):
                 if float(power) > 0:
                     nmse = err / power
                     self.log(f"val/nmse_{kind}", nmse, **log)
-                    self.log(f"val/nmse_db_{kind}", 10.0 * torch.log10(nmse.clamp_min(1e-12)), **log)
+                    self.log(f"val/nmse_db_{kind}", db(nmse), **log)
                 self.val_err[kind].reset()
                 self.val_pow[kind].reset()
 

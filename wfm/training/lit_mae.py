@@ -25,9 +25,10 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from wfm.hub import load_weights_into
-from wfm.models.mae import MaskedAutoencoder, nmse_db
+from wfm.models.mae import MaskedAutoencoder
 from wfm.models.masking import MaskPolicy, make_mask
 from wfm.models.registry import create_model
+from wfm.tasks.metrics import db
 from wfm.training.schedule import adamw_warmup_cosine
 
 
@@ -126,7 +127,7 @@ class MAEPretrainModule(pl.LightningModule):
         self.last_batch_stats = {"samples": b, "tokens": b * math.prod(grid)}
         self.flops_per_batch = 3 * b * self.model.forward_flops(grid, int(mask[0].sum()))  # forward + backward
         self.log("train/loss", out.loss, prog_bar=True, batch_size=b)
-        self.log("train/nmse_db", nmse_db(out.nmse.detach()), prog_bar=True, batch_size=b)
+        self.log("train/nmse_db", db(out.nmse.detach().mean()), prog_bar=True, batch_size=b)
         self.log(f"train/loss_{kind}", out.loss, batch_size=b)
         return out.loss
 
@@ -155,7 +156,7 @@ class MAEPretrainModule(pl.LightningModule):
             losses.append(loss)
             self.log(f"val/loss_{name}", loss, **log)
             self.log(f"val/nmse_{name}", nmse, **log)
-            self.log(f"val/nmse_db_{name}", 10.0 * torch.log10(nmse.clamp_min(1e-12)), **log)
+            self.log(f"val/nmse_db_{name}", db(nmse), **log)
             self.val_loss[name].reset()
             self.val_nmse[name].reset()
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, **log)
