@@ -76,6 +76,8 @@ TARGET_CLIP = 50.0
 HUBER_DELTA = 5.0
 #: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
 ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion")
+#: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
+DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
@@ -89,7 +91,7 @@ def first_observed(observed: Tensor) -> Tensor:
 
 
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
-                     estimators: tuple[str, ...] = ESTIMATORS) -> tuple[Tensor, Tensor]:
+                     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS) -> tuple[Tensor, Tensor]:
     """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
 
     Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
@@ -120,25 +122,26 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     seen = o[None] >= first[:, None]  # [B, N]
     hi = torch.arange(1, ahead + 1, device=dev)  # [H]
     last = zm[:, o]
+    if "mean" in estimators or "reversion" in estimators:  # shared running sums up to every origin
+        obs = observed.to(z.dtype)
+        count = obs.cumsum(dim=1)[:, o]
+        total = zm.cumsum(dim=1)[:, o]
+        mean = total / count.clamp_min(1.0)
     ests, avails = [], []
     for name in estimators:
         if name == "last":
             e, a = last[..., None].expand(b, n, ahead), seen
         elif name == "mean":
-            total = zm.cumsum(dim=1)[:, o]
-            count = observed.to(z.dtype).cumsum(dim=1)[:, o].clamp_min(1.0)
-            e, a = (total / count)[..., None].expand(b, n, ahead), seen
+            e, a = mean[..., None].expand(b, n, ahead), seen
         elif name == "reversion":
-            obs = observed.to(z.dtype)
-            count = obs.cumsum(dim=1)[:, o]
-            mu = zm.cumsum(dim=1)[:, o] / count.clamp_min(1.0)
+            mu = mean
             pair = F.pad(obs[:, 1:] * obs[:, :-1], (1, 0))  # [B, L]: z[t] and z[t - 1] both observed
             prev = F.pad(zm[:, :-1], (1, 0))
             lag = (zm * prev * pair).cumsum(dim=1)[:, o]
             psum = ((zm + prev) * pair).cumsum(dim=1)[:, o]
             npair = pair.cumsum(dim=1)[:, o]
             cov = lag - mu * psum + npair * mu * mu
-            var = (zm * zm).cumsum(dim=1)[:, o] - 2 * mu * zm.cumsum(dim=1)[:, o] + count * mu * mu
+            var = (zm * zm).cumsum(dim=1)[:, o] - 2 * mu * total + count * mu * mu
             phi = (cov / var.clamp_min(1e-9)).clamp(0.0, 1.0)
             phi = torch.where(var > 1e-9, phi, torch.ones_like(phi))  # a constant context: hold it
             e = mu[..., None] + phi[..., None] ** hi.to(z.dtype) * (last - mu)[..., None]
@@ -345,7 +348,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             combination. The estimators' next patch, their backtest errors and availability are
             embedded and added to each token (the network sees the prior as input). A zero head
             reproduces the mix exactly.
-        estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``).
+        estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``; default
+            ``DEFAULT_ESTIMATORS``, the released models' six, without ``reversion``).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         guard: with ``prior="mix"``, blend the network's forecast with the classical combination
@@ -367,7 +371,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                  mlp_ratio: float = 4.0, quantiles: tuple[float, ...] = (), horizon_patches: int = 1,
                  max_context: int = 512,
                  interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5, prior: str = "trend",
-                 estimators: tuple[str, ...] = ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
+                 estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
                  max_coarse: int = 64, backtest_window: int = 0, guard: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
