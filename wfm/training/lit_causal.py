@@ -27,6 +27,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric, SumMetric
 
 from wfm.hub import CheckpointError, causal_arch
+from wfm.hub_mixin import _check_state_dict
 from wfm.models.causal import CausalForecaster
 from wfm.models.registry import create_model
 from wfm.nn.lora import apply_lora
@@ -139,12 +140,8 @@ class CausalPretrainModule(pl.LightningModule):
                 state = trained.grown_state_dict(self.model.estimators)
             except ValueError as e:
                 raise CheckpointError(f"{source}: {e}") from None
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()
-            raise CheckpointError(f"{source}: its weights do not fit the model built here "
-                                  f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+        _check_state_dict(self.model, state, f"{source} (init_weights)")  # as hub.load_weights_into
+        self.model.load_state_dict(state, strict=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # ``wfm export`` rebuilds the model from this (a fine-tune's architecture is its
