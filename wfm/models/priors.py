@@ -34,14 +34,22 @@ FILL_AXES = (1, 3, 2)
 ESTIMATORS = ("hold", "mean")
 
 
+def _neighbours(vis: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each element's index along ``dim``, and the index of the last visible element at or
+    before it (-1 if none) and of the next at or after it (``n`` if none)."""
+    n = vis.shape[dim]
+    shape = [1] * vis.ndim
+    shape[dim] = n
+    idx = torch.arange(n, device=vis.device).view(shape).expand_as(vis)
+    last = torch.where(vis, idx, -1).cummax(dim).values
+    nxt = torch.where(vis, idx, n).flip(dim).cummin(dim).values.flip(dim)
+    return idx, last, nxt
+
+
 def _hold_along(x: Tensor, vis: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """Nearest visible value of ``x`` along ``dim`` (ties go to the earlier one) and where one exists."""
     n = x.shape[dim]
-    shape = [1] * x.ndim
-    shape[dim] = n
-    idx = torch.arange(n, device=x.device).view(shape).expand_as(vis)
-    last = torch.where(vis, idx, -1).cummax(dim).values
-    nxt = torch.where(vis, idx, n).flip(dim).cummin(dim).values.flip(dim)
+    idx, last, nxt = _neighbours(vis, dim)
     use_last = (last >= 0) & ((nxt >= n) | (idx - last <= nxt - idx))
     src = torch.where(use_last, last, nxt).clamp(0, n - 1)
     return torch.gather(x, dim, src), (last >= 0) | (nxt < n)
@@ -68,12 +76,8 @@ def reversion_weight(csi: Tensor, visible: Tensor, dim: int) -> Tensor:
     lag = (dev.narrow(dim, 1, n - 1) * dev.narrow(dim, 0, n - 1).conj()).real * pair
     rest = tuple(range(1, csi.ndim))
     phi = (lag.sum(rest) / (dev.abs() ** 2).sum(rest).clamp_min(1e-30)).clamp(0.0, 1.0)  # [B]
-    shape = [1] * csi.ndim
-    shape[dim] = n
-    idx = torch.arange(n, device=csi.device).view(shape).expand_as(vis)
-    last = torch.where(vis, idx, -n - 1).cummax(dim).values
-    nxt = torch.where(vis, idx, 2 * n + 1).flip(dim).cummin(dim).values.flip(dim)
-    h = torch.minimum(idx - last, nxt - idx)
+    idx, last, nxt = _neighbours(vis, dim)
+    h = torch.minimum(torch.where(last >= 0, idx - last, n + 1), torch.where(nxt < n, nxt - idx, n + 1))
     w = phi.view(-1, *[1] * (csi.ndim - 1)) ** h.to(phi.dtype)
     return torch.where(h <= n, w, torch.zeros_like(w))
 
