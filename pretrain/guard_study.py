@@ -1,0 +1,13 @@
+"""Per-window classical rules and the MAE guard's reversion margin (``wfm.tasks.guard_study``):
+the tables of pretrain/README.md, "The MAE's guard".
+
+    python pretrain/guard_study.py                                   # classical rules, real data
+    python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu \
+        --data $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 --data $WFM_DATA/zs-cdl-e-4p0-2x4-k64-t16 \
+        --data $WFM_DATA/zs-tdl-c-6p7-2x8-k128-t24                   # and the margins
+"""
+
+from wfm.tasks.guard_study import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The per-window classical rules and the reversion-margin switch of ``wfm.tasks.guard_study``."""
+
+from __future__ import annotations
+
+import torch
+
+import wfm.models.mae as mae_module
+from wfm.tasks.guard_study import ar1_forecast, backtest_pick, classical_rule_rows, reversion_margin
+from wfm.tasks.real_data import BenchData
+
+
+def _data(series: torch.Tensor, name: str) -> BenchData:
+    return BenchData(name, "csi amplitude", series[:, :8], series[:, 8:], 0.1, "", "")
+
+
+def test_rules_pick_the_mean_for_noise_and_the_last_value_for_a_walk():
+    g = torch.Generator().manual_seed(0)
+    noise = 5 + torch.randn(64, 16, 40, generator=g)
+    walk = torch.randn(64, 16, 40, generator=g).cumsum(dim=1)
+    rows = {r["dataset"]: r for r in classical_rule_rows([_data(noise, "noise"), _data(walk, "walk")])}
+    assert rows["noise"]["mean"] == 1.0 and rows["noise"]["AR(1), phi pooled"] < 1.02
+    assert rows["walk"]["last"] == 1.0 and rows["walk"]["backtest pick (pooled)"] < 1.02
+    # AR(1) by hand: phi from the deviations of one series, clipped to [0, 1]
+    ctx = walk[:1, :8, :1].double()
+    d = ctx[0, :, 0] - ctx[0, :, 0].mean()
+    phi = float(((d[1:] * d[:-1]).sum() / (d * d).sum()).clamp(0, 1))
+    want = ctx.mean() + phi ** torch.arange(1, 5, dtype=torch.float64) * (ctx[0, -1, 0] - ctx.mean())
+    torch.testing.assert_close(ar1_forecast(ctx, 4, pooled=False)[0, :, 0], want)
+    assert backtest_pick(ctx, 4).shape == (1, 4, 1)
+
+
+def test_reversion_margin_is_restored():
+    before = mae_module.REVERSION_MARGIN
+    try:
+        with reversion_margin(7.0):
+            assert mae_module.REVERSION_MARGIN == 7.0
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    assert mae_module.REVERSION_MARGIN == before
