@@ -93,6 +93,27 @@ def test_agc_steps():
     assert np.abs(ga[:, :, 1, 0] - ga[:, :, 0, 0]).max() > 1
 
 
+def test_gain_jitter_is_white_per_packet_and_common_to_subcarriers():
+    h = np.ones((64, 16, 2, 8), np.complex64)
+    y, _ = apply_csi_impairments(h, CSIImpairments(gain_jitter_db=1.0), 0, SCS)
+    g = 20 * np.log10(np.abs(y))  # [n, T, A, K] dB
+    assert np.allclose(g, g[..., :1, :1], atol=1e-4)  # one gain per packet for every antenna and subcarrier
+    assert abs(g.std() - 1.0) < 0.1 and abs(g.mean()) < 0.1
+    d = g[:, :, 0, 0] - g[:, :, 0, 0].mean(axis=1, keepdims=True)
+    lag1 = (d[:, 1:] * d[:, :-1]).sum() / (d * d).sum()
+    assert abs(lag1) < 0.15  # independent from packet to packet (white), unlike AGC steps
+    per_ant, _ = apply_csi_impairments(h, CSIImpairments(gain_jitter_db=1.0, agc_per_antenna=True), 0, SCS)
+    assert not np.allclose(np.abs(per_ant[:, :, 0]), np.abs(per_ant[:, :, 1]))
+    with pytest.raises(DataError, match="gain_jitter_db"):
+        CSIImpairments(gain_jitter_db=-1.0)
+    # Off, the draws of every other impairment are unchanged (it is drawn last).
+    cfg = dict(snr_db=(10, 20), phase_offset=True, agc_step_db=3, agc_step_probability=0.3)
+    a, _ = apply_csi_impairments(clean(), CSIImpairments(**cfg), 3, SCS)
+    b, _ = apply_csi_impairments(clean(), CSIImpairments(**cfg, gain_jitter_db=0.5), 3, SCS)
+    ratio = np.abs(b) / np.abs(a)
+    assert np.allclose(ratio, ratio[..., :1, :1], rtol=1e-4) and not np.allclose(ratio, 1.0)
+
+
 def test_quantisation_on_the_8bit_grid_per_packet():
     h = clean()
     y, _ = apply_csi_impairments(h, CSIImpairments(quantize_bits=8), 0, SCS)

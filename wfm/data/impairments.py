@@ -23,11 +23,18 @@ Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the c
    ``+-U(0.5, 1) x S`` dB and stays there (a piecewise-constant gain in dB, starting at
    0 dB). One gain for all antennas, or one per antenna with ``agc_per_antenna: true``.
    Defaults ``0`` (off).
-5. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
+5. ``gain_jitter_db: G`` -- per-packet gain jitter: every packet's gain moves by a normal
+   ``N(0, G)`` dB, independently from packet to packet, one gain for all antennas and
+   subcarriers (per antenna with ``agc_per_antenna: true``): the fine AGC setting and the
+   per-packet scaling of the reported CSI. Measured on the Intel 5300 capture of
+   ``../shared/datasets`` (a still link at 100 ms): 90 % of the amplitude's change over time is
+   such a gain common to every subcarrier (std 9 %, about 0.8 dB), so a still link's CSI is
+   white noise around a level at packet rate. Default ``0`` (off).
+6. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
    largest real or imaginary part over all antennas and subcarriers is ``2^(B-1) - 1``,
    round to integers, clip to ``[-2^(B-1), 2^(B-1) - 1]`` and scale back (Intel 5300:
    ``B = 8``, int8 real and imaginary parts). Default ``0`` (off).
-6. ``sanitize: none | linear | conj`` -- the phase sanitisation that
+7. ``sanitize: none | linear | conj`` -- the phase sanitisation that
    ``wfm data import intel|nexmon --phase`` applies to measured CSI
    (:mod:`wfm.data.loaders.phase`, the same code), so pretraining data match imported
    data: ``linear`` removes each packet's and antenna's least-squares phase line across
@@ -66,6 +73,7 @@ class CSIImpairments:
     agc_step_db: float = 0.0
     agc_step_probability: float = 0.0
     agc_per_antenna: bool = False
+    gain_jitter_db: float = 0.0
     quantize_bits: int = 0
     sanitize: str = "none"
 
@@ -79,6 +87,8 @@ class CSIImpairments:
             p.append("agc_step_db must be >= 0")
         if not 0 <= self.agc_step_probability <= 1:
             p.append("agc_step_probability must be in [0, 1]")
+        if not self.gain_jitter_db >= 0:
+            p.append("gain_jitter_db must be >= 0")
         if self.quantize_bits != 0 and not 2 <= self.quantize_bits <= 16:
             p.append("quantize_bits must be 0 (off) or 2..16")
         if self.sanitize not in PHASE_METHODS:
@@ -90,7 +100,7 @@ class CSIImpairments:
     def active(self) -> bool:
         """Whether anything is applied at all."""
         return (self.snr_db is not None or self.phase_offset or self.timing_offset_ns > 0
-                or (self.agc_step_db > 0 and self.agc_step_probability > 0)
+                or (self.agc_step_db > 0 and self.agc_step_probability > 0) or self.gain_jitter_db > 0
                 or self.quantize_bits > 0 or self.sanitize != "none")
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,11 +185,13 @@ def apply_csi_impairments(csi: np.ndarray, cfg: CSIImpairments, seed: int,
             size = rng.uniform(0.5, 1.0, (T - 1, na)) * rng.choice([-1.0, 1.0], (T - 1, na)) * cfg.agc_step_db
             steps = np.concatenate([np.zeros((1, na)), np.cumsum(np.where(jump, size, 0.0), axis=0)])
             gain_db[i] = steps[:, :, None] if na == A else steps[:, :, None].repeat(A, axis=1)
+        if cfg.gain_jitter_db > 0:  # drawn last: recipes without it keep their draws
+            gain_db[i] += rng.normal(0.0, cfg.gain_jitter_db, (T, A if cfg.agc_per_antenna else 1, 1))
     if noise is not None:
         x = x + noise
     if cfg.phase_offset or cfg.timing_offset_ns > 0:
         x = x * np.exp(1j * (phase - 2 * np.pi * fk * tau))
-    if agc_on:
+    if agc_on or cfg.gain_jitter_db > 0:
         x = x * 10 ** (gain_db / 20)
     if cfg.quantize_bits:
         x = quantize(x, cfg.quantize_bits)
