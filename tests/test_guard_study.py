@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import wfm.models.mae as mae_module
-from wfm.tasks.guard_study import ar1_forecast, backtest_pick, classical_rule_rows, reversion_margin
+from wfm.tasks.guard_study import ar1_forecast, backtest_pick, classical_rule_rows, noise_rows, reversion_margin
 from wfm.tasks.real_data import BenchData
 
 
@@ -38,3 +38,17 @@ def test_reversion_margin_is_restored():
     except RuntimeError:
         pass
     assert mae_module.REVERSION_MARGIN == before
+
+
+def test_noise_rows_tell_a_common_gain_from_independent_noise():
+    g = torch.Generator().manual_seed(0)
+    level = torch.randn(32, 1, 2, 30, dtype=torch.complex64, generator=g)
+    gain = 10 ** (0.8 * torch.randn(32, 16, 1, 1, generator=g) / 20)  # white per-packet gain, dB
+    smooth = torch.linspace(0, 1, 16).view(1, 16, 1, 1) * torch.randn(32, 1, 2, 30, generator=g)
+    rows = {}
+    for name, csi in (("jitter", level * gain), ("smooth", level * torch.exp(smooth))):
+        series = torch.view_as_real(csi).flatten(2)
+        d = BenchData(name, "csi complex", series[:, :8], series[:, 8:], 0.1, "", "", csi=csi)
+        rows[name] = noise_rows([d])[0]
+    assert rows["jitter"]["common gain share"] > 0.99 and rows["smooth"]["common gain share"] < 0.2
+    assert rows["jitter"]["series with phi = 0"] > 0.3 and rows["smooth"]["series with phi = 0"] < 0.05

@@ -27,8 +27,8 @@ Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the c
    ``N(0, G)`` dB, independently from packet to packet, one gain for all antennas and
    subcarriers (per antenna with ``agc_per_antenna: true``): the fine AGC setting and the
    per-packet scaling of the reported CSI. Measured on the Intel 5300 capture of
-   ``../shared/datasets`` (a still link at 100 ms): 90 % of the amplitude's change over time is
-   such a gain common to every subcarrier (std 9 %, about 0.8 dB), so a still link's CSI is
+   ``../shared/datasets`` (a still link at 100 ms): 88 % of the amplitude's change over time is
+   such a gain common to every antenna and subcarrier (``python pretrain/guard_study.py``), so a still link's CSI is
    white noise around a level at packet rate. Default ``0`` (off).
 6. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
    largest real or imaginary part over all antennas and subcarriers is ``2^(B-1) - 1``,

@@ -8,6 +8,10 @@ of persistence and the context mean on the same windows (< 1 beats it):
   series of the window), and the AR(1) forecast around the mean (``mean + phi^h (last - mean)``,
   ``phi`` the clipped lag-1 autocorrelation of the context's deviations) with ``phi`` per
   series or pooled over the window.
+- :func:`noise_rows`: how much of each CSI view is noise around a level: the share of series
+  whose context has no positive lag-1 autocorrelation (``phi`` clipped to 0), and the share of
+  the amplitude's change over time that is one gain per packet common to every antenna and
+  subcarrier (what ``gain_jitter_db`` generates).
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
   margin is "the reversion estimate only").
 """
@@ -84,6 +88,30 @@ def classical_rule_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
     return rows
 
 
+def noise_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
+    """One row per CSI dataset: the share of series with ``phi = 0`` and the common-gain share (see module doc)."""
+    rows = []
+    for d in datasets:
+        ctx = _real_view(d.context)
+        dev = ctx - ctx.mean(dim=1, keepdim=True)
+        phi = ((dev[:, 1:] * dev[:, :-1]).sum(dim=1) / (dev * dev).sum(dim=1).clamp_min(1e-30)).clamp(0.0, 1.0)
+        amp = d.csi.abs().double().clamp_min(1e-12).log()  # [N, T, A, K]
+        change = amp - amp.mean(dim=1, keepdim=True)
+        common = change.mean(dim=(2, 3), keepdim=True)
+        rows.append({"dataset": d.name, "view": d.view, "series with phi = 0": float((phi == 0).double().mean()),
+                     "common gain share": float(common.pow(2).mean() / change.pow(2).mean().clamp_min(1e-30))})
+    return rows
+
+
+def generated_windows(root: str | Path, limit: int = 256) -> list[BenchData]:
+    """The complex view of a generated CSI dataset's test split (first ``limit`` samples): the first
+    half of the time steps as context, the second half as target, like the real CSI views."""
+    csi = load_csi(root, "test", task="guard-study")["csi"][:limit]
+    half = csi.shape[1] // 2
+    return [BenchData(Path(root).name, "csi complex", csi[:, :half], csi[:, half:2 * half], 0.0,
+                      f"{len(csi)} test samples, {half} -> {half} steps", str(root), csi=csi[:, :2 * half])]
+
+
 @contextmanager
 def reversion_margin(value: float) -> Iterator[None]:
     """``MaskedAutoencoder.predict`` with ``REVERSION_MARGIN = value`` inside the block."""
@@ -145,10 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--datasets", default=str(default_datasets_dir()), help="real datasets folder")
     ap.add_argument("--model", help="an MAE folder: also score its guard at each --margin")
     ap.add_argument("--margin", type=float, action="append", help="REVERSION_MARGIN values (default 1, 1.5, 2.5, 1e9)")
-    ap.add_argument("--data", action="append", default=[], help="generated CSI dataset folders (with --model)")
+    ap.add_argument("--data", action="append", default=[],
+                    help="generated CSI dataset folders (their rules and noise rows; with --model, its margins)")
     args = ap.parse_args(argv)
     real = load_real_datasets(args.datasets)
-    print(markdown(classical_rule_rows(real)))
+    generated = [w for root in args.data for w in generated_windows(root)]
+    print(markdown(classical_rule_rows(real + generated)))
+    print()
+    print(markdown(noise_rows([d for d in real if d.is_csi] + generated)))
     if args.model:
         csi = [d for d in real if d.is_csi]
         print()
