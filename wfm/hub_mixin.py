@@ -91,7 +91,8 @@ def causal_arch(model: Any) -> dict[str, Any]:
         **({} if getattr(model, "prior", "trend") == "trend" else {
             "prior": model.prior, "estimators": list(model.estimators), "backtest_weight": model.backtest_init,
             "coarse_len": int(model.coarse_len), "max_coarse": int(model.max_coarse),
-            "backtest_window": int(model.backtest_window), "guard": bool(model.guard)}),
+            "backtest_window": int(model.backtest_window), "guard": bool(model.guard),
+            **({} if getattr(model, "backtest_origins", "patch") == "patch" else {"backtest_origins": model.backtest_origins})}),
     }
 
 

@@ -91,13 +91,15 @@ def first_observed(observed: Tensor) -> Tensor:
 
 
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
-                     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS) -> tuple[Tensor, Tensor]:
+                     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False) -> tuple[Tensor, Tensor]:
     """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
 
     Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
     ``o = (j + 1) * patch_len - 1`` (the last value of patch ``j``) for positions
     ``o + 1 .. o + ahead``, from the observed values at positions ``<= o`` only (left padding
-    only: ``observed`` is False before each row's first value):
+    only: ``observed`` is False before each row's first value). ``every_value``: origins at every
+    position instead (``o = j``, ``N = L``; the backtest of :func:`backtest_mse_values`), with the
+    same ``patch_len``-value span for ``trend`` and ``linear``:
 
     - ``last``: ``z[o]`` (persistence); ``mean``: mean of every observed value up to ``o``;
     - ``reversion``: the AR(1) forecast around that mean, ``mean + phi^h (z[o] - mean)``, with
@@ -115,9 +117,9 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     """
     b, length = z.shape
     p, dev = patch_len, z.device
-    n = length // p
     zm = z * observed.to(z.dtype)
-    o = torch.arange(p - 1, n * p, p, device=dev)  # [N]
+    o = torch.arange(length, device=dev) if every_value else torch.arange(p - 1, length // p * p, p, device=dev)  # [N]
+    n = o.numel()
     first = first_observed(observed)  # [B]
     seen = o[None] >= first[:, None]  # [B, N]
     hi = torch.arange(1, ahead + 1, device=dev)  # [H]
@@ -152,8 +154,10 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             slope = torch.where(o[None] > s, (last - zm.gather(1, s)) / span, torch.zeros_like(last))
             e, a = last[..., None] + 0.5 * slope[..., None] * hi.to(z.dtype), seen
         elif name == "linear":
-            w = observed.view(b, n, p).to(z.dtype)
-            zp = zm.view(b, n, p)
+            win = o[:, None] - (p - 1) + torch.arange(p, device=dev)  # [N, P]: the span ending at o
+            w = observed.gather(1, win.clamp_min(0).view(1, -1).expand(b, -1)).view(b, n, p)
+            w = (w & (win >= 0)[None]).to(z.dtype)
+            zp = zm.gather(1, win.clamp_min(0).view(1, -1).expand(b, -1)).view(b, n, p) * w
             i = torch.arange(p, device=dev, dtype=z.dtype)
             sw = w.sum(-1).clamp_min(1.0)
             im, zmean = (w * i).sum(-1) / sw, (w * zp).sum(-1) / sw
@@ -209,6 +213,50 @@ def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_
         total = total - F.pad(total, (0, 0, 0, 0, window, 0))[:, :n]
         count = count - F.pad(count, (0, 0, 0, 0, window, 0))[:, :n]
     return (total + BACKTEST_PRIOR) / (count + BACKTEST_PRIOR)
+
+
+def backtest_mse_values(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
+                        estimators: tuple[str, ...], window: int = 0, limit: Tensor | None = None) -> Tensor:
+    """:func:`backtest_mse` with a forecast origin at every value instead of every patch end.
+
+    Same result layout, ``[B, N, E, H]`` at the patch ends ``o_i``: the mean over earlier origins
+    ``j`` (any position, ``j + h <= o_i``) of each estimator's squared error ``h`` steps ahead,
+    shrunk towards 1 with ``BACKTEST_PRIOR`` pseudo-counts. A token then has evidence from its own
+    patch: with 8 values of context (the first token) the one-step errors of 7 origins tell noise
+    around a level (the mean wins) from a random walk (the last value wins), where the patch-level
+    backtest has none. ``window > 0``: the latest ``window`` patches of origins; ``limit`` as in
+    :func:`backtest_mse`.
+    """
+    b, length = z.shape
+    p, dev = patch_len, z.device
+    est, avail = classical_priors(z, observed, interval, p, ahead, estimators, every_value=True)  # [B, L, E, H]
+    hi = torch.arange(1, ahead + 1, device=dev)
+    tpos = torch.arange(length, device=dev)[:, None] + hi  # [L, H]
+    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
+    tgt = z.gather(1, flat).view(b, length, ahead)
+    tobs = observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None]
+    if limit is not None:
+        tobs = tobs & (tpos[None] < limit.view(-1, 1, 1))
+    valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)
+    err = (est - tgt[:, :, None]).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * valid
+    total, count = F.pad(err.cumsum(dim=1), (0, 0, 0, 0, 1, 0)), F.pad(valid.cumsum(dim=1), (0, 0, 0, 0, 1, 0))
+    o = torch.arange(p - 1, length // p * p, p, device=dev)  # patch ends
+    e = est.shape[2]
+
+    def upto(last_origin: Tensor) -> tuple[Tensor, Tensor]:  # sums over origins j <= last_origin [N, H]
+        idx = (last_origin + 1).clamp_min(0)[None, :, None, :].expand(b, -1, e, -1)  # +1: the leading zero row
+        return total.gather(1, idx), count.gather(1, idx)
+
+    end = o[:, None] - hi  # the latest origin whose h-step target is known at o
+    t, c = upto(end)
+    if window > 0:
+        t0, c0 = upto(end - window * p)
+        t, c = t - t0, c - c0
+    # Long steps ahead have few realised origins in a short context (none 8 steps ahead of 8 values):
+    # shrink each step's error towards the estimator's error pooled over all steps, and that
+    # towards 1, so the ranking of estimators carries over to every step ahead.
+    pooled = (t.sum(dim=-1, keepdim=True) + BACKTEST_PRIOR) / (c.sum(dim=-1, keepdim=True) + BACKTEST_PRIOR)
+    return (t + BACKTEST_PRIOR * pooled) / (c + BACKTEST_PRIOR)
 
 
 @dataclass
@@ -352,6 +400,10 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             ``DEFAULT_ESTIMATORS``, the released models' six, without ``reversion``).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
+        backtest_origins: ``"patch"`` (every model saved before this option): the backtest scores
+            forecasts made at patch ends (:func:`backtest_mse`), so the first token has no evidence;
+            ``"value"``: forecasts made at every value (:func:`backtest_mse_values`), so 8 values
+            of context already tell noise around a level from a random walk.
         guard: with ``prior="mix"``, blend the network's forecast with the classical combination
             (the backtest-weighted mix without the learned gate term or correction) by their
             realised errors on earlier tokens of the same context: ``classical + a (network -
@@ -372,7 +424,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                  max_context: int = 512,
                  interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5, prior: str = "trend",
                  estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
-                 max_coarse: int = 64, backtest_window: int = 0, guard: bool = False) -> None:
+                 max_coarse: int = 64, backtest_window: int = 0, guard: bool = False,
+                 backtest_origins: str = "patch") -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -383,6 +436,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if coarse_len < 0 or coarse_len % patch_len or max_coarse < 1:
             raise ValueError(f"coarse_len must be a multiple of patch_len {patch_len} (or 0) and max_coarse >= 1, "
                              f"got {coarse_len}, {max_coarse}")
+        if backtest_origins not in ("patch", "value"):
+            raise ValueError(f"backtest_origins must be 'patch' or 'value', got {backtest_origins!r}")
         if attention != "sdpa":
             raise ValueError(f"CausalForecaster supports attention='sdpa' only, got {attention!r}")
         if patch_len < 1 or max_context < patch_len:
@@ -404,6 +459,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         self.prior, self.estimators = prior, tuple(estimators)
         self.coarse_len, self.max_coarse = int(coarse_len), int(max_coarse)
         self.backtest_init, self.backtest_window = float(backtest_weight), int(backtest_window)
+        self.backtest_origins = backtest_origins
         self.guard = bool(guard) and prior == "mix"
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
@@ -522,7 +578,10 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         interval = interval.to(values.device).expand(b)
         est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators)  # every origin
         limit = context_len if (self.guard and context_len is not None) else None
-        mse = backtest_mse(z, observed, est, avail, p, self.backtest_window, limit)
+        if self.backtest_origins == "value":
+            mse = backtest_mse_values(z, observed, interval, p, ahead, self.estimators, self.backtest_window, limit)
+        else:
+            mse = backtest_mse(z, observed, est, avail, p, self.backtest_window, limit)
         fine = self.fine_len(length)
         nf = fine // p
         est, avail, mse = est[:, -nf:], avail[:, -nf:], mse[:, -nf:]

@@ -134,7 +134,8 @@ def load_forecaster(spec: str):
         kw = {}
         for part in spec.split(":")[1:]:
             key, value = part.split("=", 1)
-            kw[key] = tuple(value.split(",")) if key == "estimators" else int(value) if key == "backtest_window" else float(value)
+            kw[key] = (tuple(value.split(",")) if key == "estimators" else int(value) if key == "backtest_window"
+                       else value if key == "backtest_origins" else float(value))
         torch.manual_seed(0)
         return create_model("causal_tiny", prior="mix", coarse_len=64, **kw).eval()
     return load_model(spec).eval()
