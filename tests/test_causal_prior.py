@@ -340,15 +340,15 @@ def test_grown_state_dict_adds_an_estimator_and_keeps_the_old_ones_in_place():
         old.grown_state_dict(("last", "mean"))
 
 
-def test_init_weights_grows_the_released_model_by_an_estimator():
-    from conftest import REPO
+def test_init_weights_grows_an_exported_model_by_an_estimator(tmp_path):
     from wfm.hub import from_pretrained
     from wfm.safety import CheckpointError
     from wfm.training.lit_causal import CausalPretrainModule
 
-    folder = str(REPO / "checkpoints" / "causal-tiny-catalog-cpu")
-    released = from_pretrained(folder)
     kwargs = dict(prior="mix", guard=True, coarse_len=64, max_coarse=64, backtest_weight=4.0)
+    folder = str(tmp_path / "six")  # the mix of the stage-2 release: no reversion
+    randomise(create_model("causal_tiny", quantiles=(0.1, 0.5, 0.9), **kwargs)).save_pretrained(folder)
+    released = from_pretrained(folder)
     module = CausalPretrainModule(quantiles=[0.1, 0.5, 0.9], init_weights=folder,
                                   model_kwargs={**kwargs, "estimators": [*released.estimators, "reversion"]})
     want = released.grown_state_dict(module.model.estimators)

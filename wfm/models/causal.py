@@ -775,7 +775,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches.
         What is used of the context:
 
-        - ``prior="trend"`` models (the shipped ``causal-tiny-catalog-cpu``): the last
+        - ``prior="trend"`` models (releases before the prior mix): the last
           ``max_context`` values only (normalisation included); older values are dropped.
         - ``prior="mix"`` models: **all** of it. The normalisation (mean, std) and the classical
           priors (last value, context mean, damped trend, seasonal naive of a day / a week where
