@@ -358,3 +358,17 @@ def test_init_weights_grows_an_exported_model_by_an_estimator(tmp_path):
         CausalPretrainModule(quantiles=[0.1, 0.5, 0.9], init_weights=folder, model_kwargs={**kwargs, "dim": 32})
     with pytest.raises(CheckpointError, match="drop"):
         CausalPretrainModule(quantiles=[0.1, 0.5, 0.9], init_weights=folder, model_kwargs={**kwargs, "estimators": ["last"]})
+
+
+def test_calibration_scalars_are_not_weight_decayed():
+    from types import SimpleNamespace
+
+    from wfm.training.schedule import adamw_warmup_cosine
+
+    m = mix(guard=True)
+    hp = SimpleNamespace(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=1, min_lr_ratio=0.1, max_steps=10)
+    decay, no_decay = adamw_warmup_cosine(m, hp, 10)["optimizer"].param_groups
+    kept = {id(p) for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(id(getattr(m, n)) in kept for n in ("backtest_weight", "guard_scale", "guard_bias"))
+    assert id(m.prior_gate.weight) not in kept and id(m.head.weight) not in kept

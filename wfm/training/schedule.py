@@ -32,13 +32,19 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+#: Scalar calibration parameters (the causal prior's backtest weight and guard): decaying them pulls
+#: the gate towards ignoring its evidence at every continued-pretraining stage.
+CALIBRATION_SCALARS = ("backtest_weight", "guard_scale", "guard_bias")
+
+
 def no_weight_decay(name: str) -> bool:
-    """Biases, norm parameters and the mask token are not decayed.
+    """Biases, norm parameters, the mask token and the calibration scalars are not decayed.
 
     Decided by name, not by ``p.ndim``: under FSDP parameters can be flattened shards.
     """
     parts = name.split(".")
-    return parts[-1].startswith("bias") or parts[-1] == "mask_token" or any("norm" in part for part in parts)
+    return (parts[-1].startswith("bias") or parts[-1] == "mask_token" or parts[-1] in CALIBRATION_SCALARS
+            or any("norm" in part for part in parts))
 
 
 def adamw_warmup_cosine(model: nn.Module, hp: Any, total_steps: float) -> dict[str, Any]:
