@@ -10,7 +10,7 @@ import torch
 from wfm.data.series import SeriesTable, SeriesWindows
 from wfm.models.baselines import (BASELINES, LinearExtrapolation, Persistence, RNNForecaster, SeasonalNaive,
                                   TransformerForecaster, build_baseline, stack_windows)
-from wfm.tasks.forecasting import evaluate_forecaster
+from wfm.tasks.forecasting import evaluate_forecaster, forecast_series
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,3 +91,23 @@ def test_evaluate_forecaster_reports_steps_and_horizons():
     assert r["at_horizon"][1]["mae"] == pytest.approx(r["per_step"]["mae"][0])
     # Persistence on a sine degrades with the step.
     assert r["per_step"]["nmse"][0] < r["per_step"]["nmse"][3]
+
+
+def test_forecast_series_gives_whole_windows_their_group():
+    class Recorder:
+        def __init__(self) -> None:
+            self.groups: list[torch.Tensor] = []
+
+        def forecast(self, context, interval, horizon, group=None):
+            self.groups.append(group)
+            return context[:, -1:].expand(-1, horizon)
+
+    rec = Recorder()
+    series = torch.arange(30.0).view(10, 3)  # 5 windows of 2 channels
+    out = forecast_series(rec, series, 0.1, 4, per_group=2, batch_size=5)
+    assert out.shape == (10, 4) and torch.equal(out[:, 0], series[:, -1])
+    assert [g.tolist() for g in rec.groups] == [[0, 0, 1, 1], [2, 2, 3, 3], [4, 4]]  # batches hold whole windows
+    # a forecaster without ``group`` (the baselines) gets independent rows
+    assert torch.equal(forecast_series(build_baseline("persistence"), series, 0.1, 4, per_group=2), out)
+    with pytest.raises(ValueError, match="whole windows"):
+        forecast_series(rec, series, 0.1, 4, per_group=3)

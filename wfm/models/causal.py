@@ -259,6 +259,23 @@ def backtest_mse_values(z: Tensor, observed: Tensor, interval: Tensor, patch_len
     return (t + BACKTEST_PRIOR * pooled) / (c + BACKTEST_PRIOR)
 
 
+def pool_by_group(x: Tensor, group: Tensor) -> Tensor:
+    """Geometric mean of positive ``x`` ``[B, ...]`` over the rows sharing a ``group`` id ``[B]``.
+
+    The channels of one window (the subcarriers and antennas of a CSI capture, the beams of a
+    codebook) share their dynamics: whether a level holds (the mean wins) or drifts (the last
+    value wins). Eight values of one series say little about that; a few hundred channels of
+    the same eight packets say much more. Geometric, because the gate uses ``log`` errors and one
+    wild channel must not outvote the rest."""
+    if group.shape != x.shape[:1]:
+        raise ValueError(f"group must be [B] = [{x.shape[0]}], got shape {tuple(group.shape)}")
+    _, inv = torch.unique(group, return_inverse=True)
+    flat = x.clamp_min(1e-12).log().reshape(x.shape[0], -1)
+    total = flat.new_zeros(int(inv.max()) + 1, flat.shape[1]).index_add_(0, inv, flat)
+    count = torch.bincount(inv).to(flat.dtype)[:, None]
+    return (total / count)[inv].reshape(x.shape).exp()
+
+
 @dataclass
 class CausalOutput:
     """Result of :meth:`CausalForecaster.forward`: next-patch predictions in normalised space.
@@ -490,13 +507,14 @@ class CausalForecaster(nn.Module, WfmHubMixin):
 
     # ------------------------------------------------------------------ core
     def forward(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
-                stats: tuple[Tensor, Tensor] | None = None) -> CausalOutput:
+                stats: tuple[Tensor, Tensor] | None = None, group: Tensor | None = None) -> CausalOutput:
         """Next-patch predictions for every token of ``values`` ``[B, N * P]``.
 
         ``observed`` (bool, same shape) marks real values (False = padding); ``interval``
         ``[B]`` is in seconds; the normalisation uses the observed values before
         ``context_len`` ``[B]`` (default: all of them), unless ``stats = (loc, scale)`` is given
-        (autoregressive steps keep the original context's).
+        (autoregressive steps keep the original context's). ``group`` ``[B]`` (``prior="mix"``):
+        rows with one id pool their backtest evidence (:func:`pool_by_group`).
         """
         b, length = values.shape
         p = self.patch_len
@@ -510,7 +528,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                 ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
             loc, scale = normalise_stats(values, ctx_obs, self.eps)
         if self.prior != "trend":
-            return self._forward_mix(values, observed, interval, context_len, (loc, scale))
+            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group)
         m = observed.float()
         x = ((values - loc) / scale * m).view(b, -1, p)
         tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
@@ -566,7 +584,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return fine // self.patch_len + coarse
 
     def _forward_mix(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None,
-                     stats: tuple[Tensor, Tensor]) -> CausalOutput:
+                     stats: tuple[Tensor, Tensor], group: Tensor | None = None) -> CausalOutput:
         """``forward`` of a ``prior="mix"`` model: tokens for the last ``max_context`` values (plus
         coarse tokens of older ones), every token's forecast = gated classical mix + head."""
         b, length = values.shape
@@ -609,17 +627,19 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         tok = self._run_blocks(tok, valid)
         h = self.norm(tok[:, -nf:])
         e = len(self.estimators)
+        if group is not None:  # the gate and the guard weigh the window's pooled evidence; tokens keep their own
+            mse = pool_by_group(mse, group)
         logits = self.prior_gate(h).float().view(b, nf, e, ahead) - self.backtest_weight * mse.log()
         weight = torch.softmax(logits.masked_fill(~avail[..., None], float("-inf")), dim=2)
         base = (weight * est).sum(dim=2).view(b, nf, k, p)
         out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
         if self.guard:
-            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit)
+            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
-               valid: Tensor, limit: Tensor | None) -> Tensor:
+               valid: Tensor, limit: Tensor | None, group: Tensor | None = None) -> Tensor:
         """Blend ``out`` ``[B, N, K, P, 1 + Q]`` (the last ``N`` patches' forecasts) towards the classical
         combination by both forecasts' realised errors on earlier tokens (see ``guard``)."""
         b, nf, k, p = out.shape[:4]
@@ -642,7 +662,10 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             err, count = F.pad(err, (0, 0, k, 0))[:, :nf], F.pad(count, (0, 0, k, 0))[:, :nf]
             return (err + BACKTEST_PRIOR) / (count + BACKTEST_PRIOR)
 
-        evidence = realised(classical).log() - realised(learned).log()
+        mse_c, mse_n = realised(classical), realised(learned)
+        if group is not None:
+            mse_c, mse_n = pool_by_group(mse_c, group), pool_by_group(mse_n, group)
+        evidence = mse_c.log() - mse_n.log()
         a = torch.sigmoid(self.guard_scale * evidence + self.guard_bias)
         shift = (classical - learned) * (1 - a)  # final = classical + a (learned - classical)
         return out + shift.view(b, nf, k, p, 1)
@@ -769,7 +792,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return features[-1]
 
     @torch.no_grad()
-    def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False) -> Tensor:
+    def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False,
+                 group: Tensor | None = None) -> Tensor:
         """Forecast the next ``horizon`` values of each row of ``context`` ``[B, L]`` (original scale).
 
         ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches.
@@ -811,7 +835,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             if legacy:
                 keep = -(-self.max_context // p) * p
                 values, observed = values[:, -keep:], observed[:, -keep:]
-            out = self(values, observed, interval, stats=(loc, scale), context_len=None if legacy else given)
+            out = self(values, observed, interval, stats=(loc, scale), context_len=None if legacy else given,
+                       group=None if legacy else group)
             last = out.ahead[:, -1]  # [B, K, P, 1 + Q], normalised: the next K patches
             nxt = last[..., 0].reshape(b, k * p)
             points.append(nxt)

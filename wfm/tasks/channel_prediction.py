@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from wfm.models.baselines import build_baseline
+from wfm.tasks.forecasting import forecast_series
 from wfm.tasks.metrics import per_step_nmse, to_db, window_nmse_scores
 
 AXIS_DIM = {"time": 1, "frequency": 3}
@@ -97,12 +98,9 @@ def forecast_hidden(forecaster: Any, csi: Tensor, mask: Tensor, axis: str, inter
     hidden = mask.any(dim=tuple(d for d in range(mask.ndim) if d != dim))
     n = int(hidden.sum())
     visible = csi.narrow(dim, 0, size - n)
-    series = to_series(visible, axis)
-    out = []
-    for a in range(0, len(series), batch_size):
-        ctx = series[a:a + batch_size]
-        out.append(torch.as_tensor(forecaster.forecast(ctx, torch.full((len(ctx),), interval), n)).float())
-    pred = from_series(torch.cat(out), csi, axis)
+    series = to_series(visible, axis)  # each sample's series are consecutive: one group per sample
+    pred = forecast_series(forecaster, series, interval, n, per_group=len(series) // csi.shape[0], batch_size=batch_size)
+    pred = from_series(pred, csi, axis)
     return torch.cat([visible.to(torch.complex64), pred], dim=dim)
 
 

@@ -21,6 +21,7 @@ forecaster): the share of targets at or below each forecast quantile, which shou
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import torch
@@ -52,6 +53,30 @@ def score_forecasts(pred: Tensor, target: Tensor, context: Tensor,
     }
     out["at_horizon"] = {int(h): _metrics(pred[:, :h], target[:, :h], context) for h in horizons if 1 <= h <= H}
     return out
+
+
+@torch.no_grad()
+def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: int, per_group: int = 1,
+                    batch_size: int = 8192) -> Tensor:
+    """``forecaster.forecast`` of every row of ``series`` ``[B, L]``: ``[B, horizon]`` (float32, CPU).
+
+    Consecutive runs of ``per_group`` rows are the channels of one window (the antennas and
+    subcarriers of a CSI window, the beams of a codebook). A forecaster whose ``forecast`` takes
+    ``group`` (the causal model) gets each row's window index, so the channels pool their
+    evidence of which classical estimator fits (:func:`wfm.models.causal.pool_by_group`); any
+    other forecaster sees independent rows. Batches hold whole windows.
+    """
+    if per_group < 1 or len(series) % per_group:
+        raise ValueError(f"{len(series)} series are not whole windows of {per_group} channels")
+    grouped = per_group > 1 and "group" in inspect.signature(forecaster.forecast).parameters
+    step = max(1, batch_size // per_group) * per_group
+    out = []
+    for a in range(0, len(series), step):
+        ctx = series[a:a + step].float()
+        itv = torch.full((len(ctx),), float(interval))
+        kw = {"group": torch.arange(a, a + len(ctx)) // per_group} if grouped else {}
+        out.append(torch.as_tensor(forecaster.forecast(ctx, itv, horizon, **kw)).detach().float().cpu().reshape(len(ctx), horizon))
+    return torch.cat(out) if out else series.new_zeros(0, horizon)
 
 
 @torch.no_grad()

@@ -59,6 +59,7 @@ from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.data.loaders.phase import sanitize_phase
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.models.baselines import build_baseline, seasonal_period
+from wfm.tasks.forecasting import forecast_series
 from wfm.tasks.metrics import add_best_classical, window_nmse_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -264,17 +265,15 @@ def _from_series(series: Tensor, like: Tensor) -> Tensor:
     return series.reshape(N, *rest, H).movedim(-1, 1)
 
 
-@torch.no_grad()
 def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192) -> Tensor:
-    """``forecaster.forecast`` of every channel of every window as its own series: ``[N, H, *C]``."""
+    """``forecaster.forecast`` of every channel of every window as its own series: ``[N, H, *C]``.
+
+    The channels of one window form a group (``wfm.tasks.forecasting.forecast_series``): a
+    forecaster that takes ``group`` pools their evidence; the classical baselines ignore it."""
     series = _to_series(data.context)
-    H = data.target.shape[1]
-    out = []
-    for a in range(0, len(series), batch):
-        ctx = series[a:a + batch].float()
-        pred = forecaster.forecast(ctx, torch.full((len(ctx),), float(data.interval)), H)
-        out.append(torch.as_tensor(pred).detach().float().cpu().reshape(len(ctx), H))
-    return _from_series(torch.cat(out), data.target)
+    pred = forecast_series(forecaster, series, data.interval, data.target.shape[1],
+                           per_group=len(series) // max(1, data.context.shape[0]), batch_size=batch)
+    return _from_series(pred, data.target)
 
 
 @torch.no_grad()
