@@ -41,6 +41,7 @@ every classical baseline).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -358,7 +359,9 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
             elif hasattr(model, "forecast"):
                 pred = forecast_windows(model, data, cfg.batch_series)
                 row["note"] = "every channel as a univariate series" + \
-                    (" (real, imaginary parts)" if data.context.is_complex() else "")
+                    (" (real, imaginary parts)" if data.context.is_complex() else "") + \
+                    ("; a window's channels pool their evidence" if "group" in inspect.signature(model.forecast).parameters
+                     and _to_series(data.context).shape[0] > data.context.shape[0] else "")
             else:
                 continue
             row.update(_score(pred, data.target))
