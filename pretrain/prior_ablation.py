@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="another model of the same kind to score beside it (e.g. one trained without a prior)")
     ap.add_argument("--data", action="append", default=[], help="generated CSI dataset folders (MAE only)")
     ap.add_argument("--datasets", default=str(default_datasets_dir()), help="real datasets folder")
+    ap.add_argument("--independent-channels", action="store_true",
+                    help="forecast every channel of a window on its own (default: the window's channels pool evidence)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     model = wfm.from_pretrained(args.model)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
             for axis in ("time", "frequency"):
                 rows += generated_rows(models, root, axis)
     if Path(args.datasets).is_dir():
-        rows += real_rows(models, kind, args.datasets)
+        rows += real_rows(models, kind, args.datasets, not args.independent_channels)
     table = markdown(rows, list(models))
     print(table)
     if args.out:

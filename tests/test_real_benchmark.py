@@ -92,6 +92,25 @@ def test_forecast_windows_round_trips_channels():
     assert torch.allclose(R.forecast_windows(ContextMean(), d), ctx.mean(1, keepdim=True).expand(-1, 2, -1, -1))
 
 
+def test_a_windows_channels_pool_the_causal_models_evidence():
+    """The 16 series of a window (2 x 4 channels, real and imaginary) are one group: the same as
+    ``forecast(..., group=window)`` by hand; ``pool=False`` (``--independent-channels``) is the
+    model on every series alone."""
+    from wfm.models.registry import create_model
+    from wfm.tasks.real_data import _to_series
+
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", prior="mix", estimators=("last", "mean"), backtest_origins="value",
+                     backtest_weight=4.0).eval()
+    ctx = torch.randn(3, 8, 2, 4, dtype=torch.complex64)
+    d = R.BenchData("x", "csi complex", ctx, torch.zeros(3, 4, 2, 4, dtype=torch.complex64), 1e-3, "", "")
+    s = _to_series(ctx)
+    by_hand = m.forecast(s, 1e-3, 4, group=torch.arange(len(s)) // 16)
+    assert torch.allclose(_to_series(R.forecast_windows(m, d)), by_hand, atol=1e-6)
+    assert torch.allclose(_to_series(R.forecast_windows(m, d, pool=False)), m.forecast(s, 1e-3, 4), atol=1e-6)
+    assert not torch.allclose(by_hand, m.forecast(s, 1e-3, 4), atol=1e-3)
+
+
 @pytest.fixture
 def scratch_models(tmp_path, monkeypatch) -> list[str]:
     """Two exported-model folders whose ``from_pretrained`` gives seeded random-weight models of
@@ -143,6 +162,15 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
     md = (out / "real_benchmark.md").read_text()
     assert "## Summary" in md and "Milan cell 12" in md and "causal-tiny-export ratio" in md
     assert "Verdict" in md
+    # --independent-channels: each channel on its own; the classical rows are the same, and the
+    # causal model's CSI rows say how their channels were treated
+    main(["benchmark", "real", "--datasets", str(standin), "--out", str(tmp_path / "ind"), "--independent-channels",
+          "--model", scratch_models[0]])
+    ind = {(x["dataset"], x["view"], x["model"]): x for x in json.loads((tmp_path / "ind" / "real_benchmark.json").read_text())["rows"]}
+    assert ind[("Milan cell 11", "traffic", "mean")]["window_nmse"] == by[("Milan cell 11", "traffic", "mean")]["window_nmse"]
+    assert "pool" in by[("Intel 5300", "csi complex", "causal-tiny-export")]["note"]
+    assert "pool" not in ind[("Intel 5300", "csi complex", "causal-tiny-export")]["note"]
+    assert "pool" not in by[("Milan cell 11", "traffic", "causal-tiny-export")]["note"]
 
 
 def test_mae_that_refuses_a_shape_is_a_row_not_a_crash(standin):

@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--beam-horizon", type=int, default=4, help="DeepSense steps ahead (default 4 = 0.4 s)")
     r.add_argument("--period", type=int, default=None, metavar="STEPS",
                    help="seasonal period in steps (default: from the interval, a day or a week)")
+    r.add_argument("--independent-channels", action="store_true",
+                   help="forecast every channel of a window on its own (default: a window's channels pool the "
+                        "causal model's backtest evidence)")
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     r.set_defaults(func=cmd_benchmark_real)
 
@@ -73,11 +76,13 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     cfg = RealBenchConfig(csi_window=args.csi_window, csi_predict=args.csi_predict,
                           csi_hop=max(1, args.csi_predict), traffic_context=args.traffic_context,
                           traffic_horizon=args.traffic_horizon, beam_context=args.beam_context,
-                          beam_horizon=args.beam_horizon, period=args.period)
+                          beam_horizon=args.beam_horizon, period=args.period,
+                          pool_channels=not args.independent_channels)
     with progress_bar("real-data benchmark (datasets)", None) as advance:
         result = run_real_benchmark(root, specs, cfg, progress=advance)
     out = Path(args.out)
-    command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "")
+    command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "") + \
+        (" --independent-channels" if args.independent_channels else "")
     write_json(out / "real_benchmark.json", result)
     with atomic_path(out / "real_benchmark.md") as tmp:
         tmp.write_text(markdown_report(result, command))

@@ -25,7 +25,7 @@ import torch
 from wfm.models.priors import masked_priors
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
-from wfm.tasks.real_data import run_real_benchmark
+from wfm.tasks.real_data import RealBenchConfig, run_real_benchmark
 
 
 def correction_off(model: Any) -> Any:
@@ -65,9 +65,11 @@ def generated_rows(models: dict[str, Any], root: str | Path, axis: str, ratio: f
     return rows
 
 
-def real_rows(models: dict[str, Any], kind: str, root: str | Path) -> list[dict[str, Any]]:
-    """Rows of every model and the classical baselines on every real dataset it applies to."""
-    result = run_real_benchmark(root, [(name, kind, m) for name, m in models.items()])
+def real_rows(models: dict[str, Any], kind: str, root: str | Path, pool_channels: bool = True) -> list[dict[str, Any]]:
+    """Rows of every model and the classical baselines on every real dataset it applies to
+    (``pool_channels``: see ``RealBenchConfig``)."""
+    result = run_real_benchmark(root, [(name, kind, m) for name, m in models.items()],
+                                RealBenchConfig(pool_channels=pool_channels))
     rows = []
     for r in result["rows"]:
         if "window_nmse" not in r or r["kind"] == "reference":

@@ -89,6 +89,7 @@ class RealBenchConfig:
     period: int | None = None  # seasonal period in steps (None: from the interval)
     batch_series: int = 8192  # series per forecast call
     batch_csi: int = 64  # CSI windows per MAE call
+    pool_channels: bool = True  # a window's channels pool a forecaster's evidence (``group``); False: each on its own
 
 
 @dataclass
@@ -266,14 +267,14 @@ def _from_series(series: Tensor, like: Tensor) -> Tensor:
     return series.reshape(N, *rest, H).movedim(-1, 1)
 
 
-def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192) -> Tensor:
+def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192, pool: bool = True) -> Tensor:
     """``forecaster.forecast`` of every channel of every window as its own series: ``[N, H, *C]``.
 
-    The channels of one window form a group (``wfm.tasks.forecasting.forecast_series``): a
-    forecaster that takes ``group`` pools their evidence; the classical baselines ignore it."""
+    ``pool``: the channels of one window form a group (``wfm.tasks.forecasting.forecast_series``):
+    a forecaster that takes ``group`` pools their evidence; the classical baselines ignore it."""
     series = _to_series(data.context)
-    pred = forecast_series(forecaster, series, data.interval, data.target.shape[1],
-                           per_group=len(series) // max(1, data.context.shape[0]), batch_size=batch)
+    per = len(series) // max(1, data.context.shape[0]) if pool else 1
+    pred = forecast_series(forecaster, series, data.interval, data.target.shape[1], per_group=per, batch_size=batch)
     return _from_series(pred, data.target)
 
 
@@ -357,11 +358,11 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
                 if data.view != "csi complex":
                     row["note"] = "amplitude windows as its input (|H| as a real-valued CSI)"
             elif hasattr(model, "forecast"):
-                pred = forecast_windows(model, data, cfg.batch_series)
+                pred = forecast_windows(model, data, cfg.batch_series, cfg.pool_channels)
                 row["note"] = "every channel as a univariate series" + \
                     (" (real, imaginary parts)" if data.context.is_complex() else "") + \
-                    ("; a window's channels pool their evidence" if "group" in inspect.signature(model.forecast).parameters
-                     and _to_series(data.context).shape[0] > data.context.shape[0] else "")
+                    ("; a window's channels pool their evidence" if cfg.pool_channels and "group" in
+                     inspect.signature(model.forecast).parameters and _to_series(data.context[:1]).shape[0] > 1 else "")
             else:
                 continue
             row.update(_score(pred, data.target))
