@@ -374,6 +374,29 @@ def test_calibration_scalars_are_not_weight_decayed():
     assert id(m.prior_gate.weight) not in kept and id(m.head.weight) not in kept
 
 
+def test_fixed_scalars_are_set_after_init_weights_and_not_trained(tmp_path):
+    from types import SimpleNamespace
+
+    from wfm.training.lit_causal import CausalPretrainModule
+    from wfm.training.schedule import adamw_warmup_cosine
+
+    kwargs = dict(prior="mix", guard=True, coarse_len=64, max_coarse=64, backtest_weight=4.0)
+    trained = randomise(create_model("causal_tiny", **kwargs))
+    with torch.no_grad():
+        trained.backtest_weight.fill_(0.78)  # a drifted weight, as stage 5 shipped
+    trained.save_pretrained(str(tmp_path / "m"))
+    module = CausalPretrainModule(init_weights=str(tmp_path / "m"), model_kwargs=kwargs,
+                                  fixed_scalars={"backtest_weight": 4.0})
+    m = module.model
+    assert float(m.backtest_weight) == 4.0 and not m.backtest_weight.requires_grad
+    assert torch.equal(m.head.weight, trained.head.weight) and m.guard_scale.requires_grad
+    hp = SimpleNamespace(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=1, min_lr_ratio=0.1, max_steps=10)
+    opt = adamw_warmup_cosine(m, hp, 10)["optimizer"]
+    assert all(p is not m.backtest_weight for g in opt.param_groups for p in g["params"])
+    with pytest.raises(ValueError, match="not a scalar parameter"):
+        CausalPretrainModule(model_kwargs=kwargs, fixed_scalars={"head.weight": 0.0})
+
+
 def test_pool_by_group_is_the_geometric_mean_of_each_group():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 3, 2, generator=g) + 0.1

@@ -491,7 +491,9 @@ def _channel_prediction(run: _Run) -> None:
                 pred = mae_predict(f, csi, task.axis, task.ratio)
             else:
                 if not _is_baseline(task, spec) and run.saved(spec) is None:
+                    pooled = "group" in inspect.signature(f.forecast).parameters
                     info = {**info, "note": "every antenna x subcarrier series forecast on its own"
+                            + ("; a sample's series pool their backtest evidence" if pooled else "")
                             + ("; interval = the subcarrier spacing" if task.axis == "frequency" else "")}
                 pred = forecast_hidden(f, csi, mask, task.axis, interval)
             scores = score_prediction(pred, csi, mask, task.axis)

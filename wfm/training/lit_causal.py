@@ -102,6 +102,10 @@ class CausalPretrainModule(pl.LightningModule):
         mode: what trains when fine-tuning: ``full`` (everything), ``lora`` (rank-``lora_rank``
             adapters on the attention and MLP layers, plus the output head and trend gate) or
             ``linear-probe`` (the output head and trend gate only).
+        fixed_scalars: scalar parameters set to these values after any ``init_weights`` and kept
+            fixed, e.g. ``{backtest_weight: 4.0}``: the gate then weighs the backtest evidence by
+            a set amount, where left to the loss the weight drifted from 4.0 to 0.78 over five
+            stages (pretrain/README.md). Names not among the model's scalars are an error.
     """
 
     def __init__(self, model: str = "causal_tiny", patch_len: int | None = None, quantiles: list[float] | None = None,
@@ -109,7 +113,8 @@ class CausalPretrainModule(pl.LightningModule):
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 500, min_lr_ratio: float = 0.01,
                  max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False,
                  init_from: str | None = None, mode: Literal["full", "lora", "linear-probe"] = "full",
-                 lora_rank: int = 4, init_weights: str | None = None) -> None:
+                 lora_rank: int = 4, init_weights: str | None = None,
+                 fixed_scalars: dict[str, float] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         if init_from is None:
@@ -123,6 +128,14 @@ class CausalPretrainModule(pl.LightningModule):
         else:
             self.model = load_causal(init_from)
         set_trainable(self.model, mode, lora_rank)
+        params = dict(self.model.named_parameters())
+        for name, value in (fixed_scalars or {}).items():
+            if name not in params or params[name].numel() != 1:
+                scalars = sorted(k for k, v in params.items() if v.numel() == 1)
+                raise ValueError(f"fixed_scalars: {name!r} is not a scalar parameter of the model; it has {scalars}")
+            with torch.no_grad():
+                params[name].fill_(float(value))
+            params[name].requires_grad_(False)
         self.val_loss = MeanMetric()
         self.val_err = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
         self.val_pow = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
