@@ -41,6 +41,7 @@ it is in ``result["periods"]`` and in the seasonal rows' ``period``.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
