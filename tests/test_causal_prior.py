@@ -433,3 +433,36 @@ def test_a_window_pools_its_channels_evidence():
     assert torch.allclose(m.forecast(ctx, 1e-3, 4, group=torch.arange(64)), alone, atol=1e-5)
     with pytest.raises(ValueError, match="group must be"):
         m.forecast(ctx, 1e-3, 4, group=torch.zeros(3, dtype=torch.long))
+
+
+def test_skill_loss_is_the_ratio_to_the_better_of_persistence_and_the_mean():
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", prior="mix", estimators=("last",), max_context=64)  # zero head: persistence
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(64, 64, generator=g)
+    obs = torch.ones_like(noise, dtype=torch.bool)
+    iv, ctx = torch.full((64,), 1e-3), torch.full((64,), 32)
+
+    def by_hand(x: torch.Tensor) -> float:  # persistence's error over the better reference's, per series
+        z = (x - x[:, :32].mean(1, keepdim=True)) / x[:, :32].std(1, unbiased=False, keepdim=True)
+        err, ref_last, ref_mean, power = (torch.zeros(len(x)) for _ in range(4))
+        for o in (31, 39, 47, 55):  # the origins of the tokens that predict patches 4..7
+            tgt = z[:, o + 1:o + 9]
+            err += ((z[:, o:o + 1] - tgt) ** 2).sum(1)
+            ref_last += ((z[:, o:o + 1] - tgt) ** 2).sum(1)
+            ref_mean += ((z[:, :o + 1].mean(1, keepdim=True) - tgt) ** 2).sum(1)
+            power += (tgt ** 2).sum(1)
+        return float((err / (torch.minimum(ref_last, ref_mean) + 1e-3 * power)).mean())
+
+    walk_loss, *_ = m.loss(noise.cumsum(dim=1), obs, iv, ctx, skill=True)
+    noise_loss, *_ = m.loss(noise, obs, iv, ctx, skill=True)
+    assert float(walk_loss) == pytest.approx(by_hand(noise.cumsum(dim=1)), rel=1e-4)
+    assert float(noise_loss) == pytest.approx(by_hand(noise), rel=1e-4)
+    # a walk: persistence is mostly the better reference (ratio near 1); white noise: the mean is
+    assert float(walk_loss) < 1.2 < 1.6 < float(noise_loss)
+    mix_model = randomise(mix()).train()
+    loss, *_ = mix_model.loss(noise.cumsum(dim=1), obs, iv, ctx, skill=True)
+    loss.backward()
+    assert torch.isfinite(loss) and mix_model.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="skill loss"):
+        mix_model.loss(noise, obs, iv, skill=True)

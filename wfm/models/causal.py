@@ -79,6 +79,8 @@ ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion")
 #: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
 DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
+#: The skill loss' floor on the classical error, relative to the targets' power (as the MAE's).
+SKILL_FLOOR = 1e-3
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
 
@@ -671,7 +673,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return out + shift.view(b, nf, k, p, 1)
 
     def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
-             scaled: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
+             scaled: bool = False, skill: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
         """Next-patch loss: squared error, Huber-robust (plus pinball for quantiles), in normalised space.
 
         With ``context_len``, only the patches after the context are scored (teacher-forced,
@@ -689,6 +691,13 @@ class CausalForecaster(nn.Module, WfmHubMixin):
 
         With a direct multi-patch head, every offset ``1..K`` is scored alike (the loss is the
         mean over all scored values).
+
+        ``skill`` (``prior="mix"``, with ``context_len``): the point loss is instead each series'
+        squared error over that of the better of persistence and the context mean on the same
+        targets (each made at the same origins, detached, plus ``SKILL_FLOOR`` of the targets'
+        power), averaged over series: the ratio to the best classical baseline that the real-data
+        benchmark reports, per window. A series counts by how much the model beats or loses to
+        the classical answer, not by its scale (the MAE's skill loss, ``wfm.models.mae``).
 
         Returns ``(loss, output, target [B, N-1, P], weight [B, N-1, P])`` for the next patch,
         where ``weight`` marks target values that count: observed, after the context, and
@@ -729,6 +738,14 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         zp = z.view(b, -1, p)
         q = torch.tensor(self.quantile_levels, device=values.device)
         total, count = values.new_zeros(()), values.new_zeros(())
+        if skill:
+            if self.prior != "mix" or context_len is None:
+                raise ValueError("the skill loss needs prior='mix' and a context_len")
+            ahead = self.horizon_patches * p
+            ref_est, _ = classical_priors(z_all * observed, observed, interval.to(values.device).expand(b), p, ahead,
+                                          ("last", "mean"))
+            ref_est = ref_est[:, -zp.shape[1]:]  # [B, N, 2, ahead]: the tokens' origins
+            err_s, ref_s, pow_s = values.new_zeros(b), values.new_zeros(b, 2), values.new_zeros(b)
         for k in range(1, min(self.horizon_patches, zp.shape[1] - 1) + 1):  # token i -> patch i + k
             tgt = zp[:, k:].clamp(-TARGET_CLIP, TARGET_CLIP)
             w = (obs[:, k:] & valid[:, :-k, None]).float() * (~floored).float()[:, :, None]
@@ -739,14 +756,24 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             # Squared (scaled) error, linear beyond HUBER_DELTA: a series that sat still through
             # its context and then moved has a near-zero one-step scale, and its squared error
             # would otherwise dwarf the batch (measured: single steps of 1e4-1e5 loss).
-            r = series_w.sqrt() * (pred[..., 0] - tgt).abs()
-            d = HUBER_DELTA
-            total = total + (torch.where(r <= d, r * r, 2 * d * r - d * d) * w).sum()
+            if skill:
+                ref = ref_est[:, :-k, :, (k - 1) * p:k * p].clamp(-TARGET_CLIP, TARGET_CLIP)  # [B, N-k, 2, P]
+                err_s = err_s + ((pred[..., 0] - tgt) ** 2 * w).sum(dim=(1, 2))
+                ref_s = ref_s + ((ref - tgt[:, :, None]) ** 2 * w[:, :, None]).sum(dim=(1, 3)).detach()
+                pow_s = pow_s + (tgt ** 2 * w).sum(dim=(1, 2))
+            else:
+                r = series_w.sqrt() * (pred[..., 0] - tgt).abs()
+                d = HUBER_DELTA
+                total = total + (torch.where(r <= d, r * r, 2 * d * r - d * d) * w).sum()
             if self.quantile_levels:
                 diff = tgt[..., None] - pred[..., 1:]
                 pinball = torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1)
                 total = total + (pinball * series_w.sqrt() * w).sum()
         loss = total / count.clamp_min(1.0)
+        if skill:
+            scored = pow_s > 0
+            ratio = err_s / (ref_s.min(dim=1).values + SKILL_FLOOR * pow_s).clamp_min(1e-12)
+            loss = loss + (ratio * scored).sum() / scored.sum().clamp_min(1)
         return loss, out, target, weight * series_w
 
     # ------------------------------------------------------------------ inference

@@ -90,6 +90,9 @@ class CausalPretrainModule(pl.LightningModule):
         warmup_steps, min_lr_ratio, max_steps: schedule (``max_steps=None``: the Trainer's estimate).
         scaled_loss: weigh each series' errors by the inverse of its context's one-step change
             (see ``CausalForecaster.loss``), so smooth and noisy kinds count alike.
+        skill_loss: score each series by its error over that of the better of persistence and
+            the context mean on the same targets (``CausalForecaster.loss(skill=True)``; the
+            quantiles keep their pinball loss).
         compile: ``torch.compile`` each transformer block.
         init_from: fine-tune instead of pretraining: start from this causal model (exported
             folder, hub id or ``.ckpt``, via ``wfm.from_pretrained``); ``model`` and the size
@@ -114,7 +117,7 @@ class CausalPretrainModule(pl.LightningModule):
                  max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False,
                  init_from: str | None = None, mode: Literal["full", "lora", "linear-probe"] = "full",
                  lora_rank: int = 4, init_weights: str | None = None,
-                 fixed_scalars: dict[str, float] | None = None) -> None:
+                 fixed_scalars: dict[str, float] | None = None, skill_loss: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         if init_from is None:
@@ -169,7 +172,8 @@ class CausalPretrainModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
-        loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss)
+        loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss,
+                                   skill=self.hparams.get("skill_loss", False))
         b, n = values.shape[0], self.model.num_tokens(values.shape[1])
         self.last_batch_stats = {"samples": b, "tokens": b * n}
         self.flops_per_batch = 3 * b * self.model.forward_flops(n)  # forward + backward
