@@ -325,6 +325,31 @@ def test_reversion_prior_is_the_ar1_forecast_around_the_mean():
     assert abs(float(est[1, j, 2, 0] - est[1, j, 0, 0])) < abs(float(est[1, j, 1, 0] - est[1, j, 0, 0]))
 
 
+def test_recent_means_average_the_last_values_once_the_context_holds_a_window():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 320, generator=g).cumsum(dim=1)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    obs[1, :40] = False  # left padding
+    obs[1, 100] = False  # a gap inside the window
+    xm = x * obs
+    names = ("mean", "mean16", "mean64", "mean256")
+    est, avail = classical_priors(xm, obs, torch.tensor([1.0, 1.0]), 8, 4, names)
+    for b in range(2):
+        first = int(obs[b].float().argmax())
+        for j in range(40):
+            o = 8 * j + 7
+            for e, w in ((1, 16), (2, 64), (3, 256)):
+                full = o - w + 1 >= first
+                assert bool(avail[b, j, e]) == full, (b, j, w)
+                if full:
+                    win = x[b, o - w + 1:o + 1][obs[b, o - w + 1:o + 1]].double()
+                    assert torch.allclose(est[b, j, e].double(), win.mean().expand(4), atol=1e-4), (b, j, w)
+    # a long context with a level shift: the recent means follow the new level, the mean lags
+    step = torch.cat([torch.zeros(1, 256), torch.full((1, 64), 5.0)], dim=1)
+    est, _ = classical_priors(step, torch.ones_like(step, dtype=torch.bool), torch.tensor([1.0]), 8, 1, names)
+    assert est[0, -1, :, 0].tolist() == pytest.approx([1.0, 5.0, 5.0, 1.25], abs=1e-5)
+
+
 def test_grown_state_dict_adds_an_estimator_and_keeps_the_old_ones_in_place():
     old = randomise(mix(estimators=("last", "mean", "trend", "linear", "day", "week")))
     shuffled = mix(estimators=("week", "mean", "last", "linear", "day", "trend"))

@@ -75,7 +75,9 @@ TARGET_CLIP = 50.0
 #: The training loss is squared error up to this many (scaled) units, linear beyond.
 HUBER_DELTA = 5.0
 #: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
-ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion")
+ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion", "mean16", "mean64", "mean256")
+#: The windowed means among ``ESTIMATORS`` and their windows in values.
+RECENT_MEANS = {"mean16": 16, "mean64": 64, "mean256": 256}
 #: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
 DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
@@ -104,6 +106,9 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     same ``patch_len``-value span for ``trend`` and ``linear``:
 
     - ``last``: ``z[o]`` (persistence); ``mean``: mean of every observed value up to ``o``;
+    - ``mean16`` / ``mean64`` / ``mean256``: mean of the observed values among the last 16 / 64 /
+      256 up to ``o``, available once the context holds that many (the level of a drifting
+      series: a longer context never forces an older level on the mix, the recent ones stay);
     - ``reversion``: the AR(1) forecast around that mean, ``mean + phi^h (z[o] - mean)``, with
       ``phi`` (clipped to [0, 1]) the lag-1 autocorrelation of the observed values' deviations
       from the mean up to ``o``: the mean for noise around a level, the last value for a
@@ -131,6 +136,9 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
         count = obs.cumsum(dim=1)[:, o]
         total = zm.cumsum(dim=1)[:, o]
         mean = total / count.clamp_min(1.0)
+    if any(name in RECENT_MEANS for name in estimators):  # running sums with a leading zero, in
+        csum = F.pad(zm.double().cumsum(dim=1), (1, 0))  # float64: differences of long sums
+        cobs = F.pad(observed.double().cumsum(dim=1), (1, 0))
     ests, avails = [], []
     for name in estimators:
         if name == "last":
@@ -150,6 +158,12 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             phi = torch.where(var > 1e-9, phi, torch.ones_like(phi))  # a constant context: hold it
             e = mu[..., None] + phi[..., None] ** hi.to(z.dtype) * (last - mu)[..., None]
             a = seen
+        elif name in RECENT_MEANS:
+            w = RECENT_MEANS[name]
+            lo = (o - w + 1).clamp_min(0)
+            tot, cnt = csum[:, o + 1] - csum[:, lo], cobs[:, o + 1] - cobs[:, lo]
+            e = (tot / cnt.clamp_min(1.0)).to(z.dtype)[..., None].expand(b, n, ahead)
+            a = (o[None] - w + 1 >= first[:, None]) & (cnt > 0)  # a full window: else it is ``mean``
         elif name == "trend":
             s = torch.maximum(o[None] - (p - 1), first[:, None]).clamp(0, length - 1)  # [B, N]
             span = (o[None] - s).clamp_min(1).to(z.dtype)
