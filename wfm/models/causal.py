@@ -25,7 +25,8 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
 6. **Prior-anchored mix and long context** (``prior="mix"``, new models; configs without the
    key load as ``prior="trend"``, the model above). Every forecast is a classical estimate from
    the visible values plus a learned correction: last value, context mean, half-damped trend and
-   seasonal naive of a day and a week (where the context holds one), mixed by a softmax gate
+   seasonal naive of a day and a week (where the context holds one), optionally a least-squares
+   line, the AR(1) ``reversion`` and the means of the last 16 / 64 / 256 values, mixed by a softmax gate
    whose logits are ``-backtest_weight x log(backtest MSE)`` of each estimator on the same
    context plus a learned linear map of the token (:func:`classical_priors`,
    :func:`backtest_mse`); the estimators' next patch and backtest errors are embedded into every
@@ -430,7 +431,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             embedded and added to each token (the network sees the prior as input). A zero head
             reproduces the mix exactly.
         estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``; default
-            ``DEFAULT_ESTIMATORS``, the released models' six, without ``reversion``).
+            ``DEFAULT_ESTIMATORS``, the six of the models saved before ``reversion`` and the
+            windowed means; the shipped ``causal-tiny-catalog-cpu`` uses all ten).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         backtest_origins: ``"patch"`` (every model saved before this option): the backtest scores
