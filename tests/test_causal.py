@@ -229,6 +229,51 @@ def test_short_series_and_random_context(tmp_path):
     assert len(set(hidden)) > 5 and max(hidden) < 48
 
 
+def test_grouped_windows_are_channels_of_one_sample_over_the_same_steps():
+    from wfm.data.series import SeriesTable
+    from wfm.data.series_datamodule import MixtureWindows, SeriesPool
+
+    # 3 samples of 40 steps x 5 channels; value = 1000 * sample + 100 * channel + step
+    data = np.array([[1000 * n + 100 * c + t for c in range(5)] for n in range(3) for t in range(40)], np.float32)
+    table = SeriesTable(data, np.array([0, 40, 80]), np.array([40, 40, 40]), 1.0, "csi", "x")
+    stream = MixtureWindows([SeriesPool("x", [table])], [1.0], batch_size=7, num_batches=4, context=16,
+                            horizon=8, pad_prob=0.5, seed=0, group_size=3)
+    for i in range(4):
+        b = stream.batch(i)
+        assert b["values"].shape == (7, 24) and b["group"].tolist()[:3] == [0, 0, 0]
+        for g in b["group"].unique():
+            rows = b["values"][b["group"] == g]
+            obs = b["observed"][b["group"] == g]
+            assert len(rows) <= 3 and (obs == obs[0]).all()  # same hidden prefix
+            first = int(obs[0].float().argmax())
+            v = rows[:, first:]
+            sample, chan, step = v // 1000, (v % 1000) // 100, v % 100
+            assert (sample == sample[:1, :1]).all() and (step == step[:1]).all()  # one sample, same steps
+            assert len(set(chan[:, 0].tolist())) == len(rows)  # distinct channels
+    single = MixtureWindows([SeriesPool("x", [table])], [1.0], 7, 4, 16, 8, 0.5, 0)
+    assert "group" not in single.batch(0)
+
+
+def test_grouped_loss_pools_the_evidence_as_forecast_does():
+    from wfm.models.causal import pool_by_group
+
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", prior="mix", guard=True, coarse_len=32, max_coarse=16, max_context=64).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(m.head.weight, std=0.05)
+    x = torch.randn(6, 48).cumsum(dim=1)
+    x[3:] = torch.randn(3, 48)  # two windows with different dynamics
+    obs, iv, ctx = torch.ones_like(x, dtype=torch.bool), torch.ones(6), torch.full((6,), 40)
+    group = torch.tensor([0, 0, 0, 3, 3, 3])
+    with torch.no_grad():
+        alone, out_alone, *_ = m.loss(x, obs, iv, ctx)
+        pooled, out_pooled, *_ = m.loss(x, obs, iv, ctx, group=group)
+        direct = m(x, obs, iv, ctx, group=group)
+    torch.testing.assert_close(out_pooled.point, direct.point)
+    assert not torch.allclose(out_pooled.point, out_alone.point) and torch.isfinite(pooled)
+    assert pool_by_group(torch.tensor([1.0, 4.0, 2.0]), torch.tensor([0, 0, 1])).tolist() == pytest.approx([2, 2, 2])
+
+
 def test_series_datamodule_on_generated_traffic(tmp_path):
     from wfm.data.generate import generate_dataset
     from wfm.data.recipes import load_recipe

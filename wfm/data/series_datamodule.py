@@ -73,8 +73,8 @@ def make_window(table: SeriesTable, i: int, start: int, context: int, horizon: i
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack window dicts into a batch (strings become lists)."""
-    return {
+    """Stack window dicts into a batch (strings become lists; ``group`` ids when the items carry them)."""
+    batch = {
         "values": torch.from_numpy(np.stack([it["values"] for it in items])),
         "observed": torch.from_numpy(np.stack([it["observed"] for it in items])),
         "context_len": torch.tensor([it["context_len"] for it in items], dtype=torch.long),
@@ -82,6 +82,9 @@ def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
         "kind": [it["kind"] for it in items],
         "dataset": items[0]["dataset"],
     }
+    if "group" in items[0]:
+        batch["group"] = torch.tensor([it["group"] for it in items], dtype=torch.long)
+    return batch
 
 
 class SeriesPool:
@@ -96,32 +99,54 @@ class SeriesPool:
         return int(self.cum[-1])
 
     def draw(self, rng: np.random.Generator, context: int, horizon: int, pad_prob: float) -> dict[str, Any]:
+        return self.draw_group(rng, context, horizon, pad_prob, 1)[0]
+
+    def draw_group(self, rng: np.random.Generator, context: int, horizon: int, pad_prob: float,
+                   size: int) -> list[dict[str, Any]]:
+        """Windows of up to ``size`` distinct series of one sample over the same steps (a CSI
+        sample's channels: what a real window's channels are when the model pools their evidence)."""
         k = int(rng.integers(len(self)))
         t = int(np.searchsorted(self.cum, k, side="right") - 1)
         table, i = self.tables[t], k - int(self.cum[t])
-        n = int(table.lengths[divmod(i, table.series_per_sample)[0]])
+        sample, own = divmod(i, table.series_per_sample)
+        n = int(table.lengths[sample])
         w = context + horizon
         start = int(rng.integers(n - w + 1)) if n >= w else 0
         hide = int(rng.integers(context)) if (n >= w and rng.random() < pad_prob) else 0
-        values, observed, ctx = make_window(table, i, start, context, horizon, hide)
-        return {"values": values, "observed": observed, "context_len": ctx, "interval": table.interval,
-                "kind": table.kind, "dataset": self.name}
+        members = [own]
+        if size > 1:  # (no extra draw for single windows: their stream stays as it was)
+            members += [int(j) for j in rng.permutation(table.series_per_sample) if j != own][:size - 1]
+        out = []
+        for j in members:
+            values, observed, ctx = make_window(table, sample * table.series_per_sample + j, start, context, horizon,
+                                                hide)
+            out.append({"values": values, "observed": observed, "context_len": ctx, "interval": table.interval,
+                        "kind": table.kind, "dataset": self.name})
+        return out
 
 
 class MixtureWindows(_EpochStream):
     """Training batches: each from one dataset drawn by weight; re-drawn per epoch; sharded by stream."""
 
     def __init__(self, pools: Sequence[SeriesPool], weights: Sequence[float], batch_size: int, num_batches: int,
-                 context: int, horizon: int, pad_prob: float, seed: int):
+                 context: int, horizon: int, pad_prob: float, seed: int, group_size: int = 1):
         self.pools, self.batch_size, self.num_batches = list(pools), batch_size, num_batches
         self.p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.context, self.horizon, self.pad_prob, self.seed = context, horizon, pad_prob, seed
+        self.group_size = group_size
 
     def batch(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, 0, self.epoch, i])
         pool = self.pools[int(rng.choice(len(self.p), p=self.p))]
-        return collate_windows([pool.draw(rng, self.context, self.horizon, self.pad_prob)
-                                for _ in range(self.batch_size)])
+        if self.group_size <= 1:
+            return collate_windows([pool.draw(rng, self.context, self.horizon, self.pad_prob)
+                                    for _ in range(self.batch_size)])
+        items: list[dict[str, Any]] = []
+        while len(items) < self.batch_size:
+            group = pool.draw_group(rng, self.context, self.horizon, self.pad_prob,
+                                    min(self.group_size, self.batch_size - len(items)))
+            items += [{**it, "group": len(items)} for it in group]  # the group's first row as its id
+        return collate_windows(items)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for i in self._my_positions(self.num_batches):
@@ -144,6 +169,9 @@ class SeriesDataModule(pl.LightningDataModule):
         eval_windows: windows per dataset in the validation and the test set.
         val_fraction, test_fraction: share of every dataset's samples held out (middle / tail).
         pad_prob: chance that a training window hides a random number of its first values.
+        group_size: training windows come in groups of up to this many series of one sample over
+            the same steps, with a ``group`` id per window (the model then pools their backtest
+            evidence, as the real-data benchmark does with a window's channels); 1: independent.
         num_workers: DataLoader worker processes per rank.
         seed: seed of the training plan and of the evaluation windows.
     """
@@ -151,12 +179,15 @@ class SeriesDataModule(pl.LightningDataModule):
     def __init__(self, datasets: list[str] | None = None, weights: list[float] | None = None,
                  kinds: list[str] | None = None, context: int = 256, horizon: int = 64, batch_size: int = 64,
                  samples_per_epoch: int = 65536, eval_windows: int = 256, val_fraction: float = 0.1,
-                 test_fraction: float = 0.1, pad_prob: float = 0.5, num_workers: int = 0, seed: int = 0):
+                 test_fraction: float = 0.1, pad_prob: float = 0.5, group_size: int = 1, num_workers: int = 0,
+                 seed: int = 0):
         super().__init__()
         if isinstance(datasets, (str, Path)):
             datasets = [str(datasets)]
         if context < 1 or horizon < 1:
             raise DataError(f"SeriesDataModule: context and horizon must be >= 1, got {context}, {horizon}")
+        if group_size < 1:
+            raise DataError(f"SeriesDataModule: group_size must be >= 1, got {group_size}")
         if weights is not None and datasets is not None and (
                 len(weights) != len(datasets) or min(weights) < 0 or sum(weights) <= 0):
             raise DataError(f"SeriesDataModule: {len(weights)} weights for {len(datasets)} datasets; "
@@ -216,7 +247,7 @@ class SeriesDataModule(pl.LightningDataModule):
         world = max(1, trainer.world_size) if trainer is not None else 1
         num_batches = -(-hp.samples_per_epoch // (hp.batch_size * world)) * world  # ranks in lockstep
         ds = MixtureWindows(self.pools["train"], self.weights, hp.batch_size, num_batches, hp.context, hp.horizon,
-                            hp.pad_prob, hp.seed)
+                            hp.pad_prob, hp.seed, hp.group_size)
         return _StatefulEpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
                                     trainer=_attached_trainer(self))
 

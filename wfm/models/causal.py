@@ -689,7 +689,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return out + shift.view(b, nf, k, p, 1)
 
     def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
-             scaled: bool = False, skill: bool = False) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
+             scaled: bool = False, skill: bool = False,
+             group: Tensor | None = None) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
         """Next-patch loss: squared error, Huber-robust (plus pinball for quantiles), in normalised space.
 
         With ``context_len``, only the patches after the context are scored (teacher-forced,
@@ -715,13 +716,16 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         benchmark reports, per window. A series counts by how much the model beats or loses to
         the classical answer, not by its scale (the MAE's skill loss, ``wfm.models.mae``).
 
+        ``group`` ``[B]``: rows with one id pool their backtest evidence, as ``forecast(group=)``
+        does at inference (the channels of one CSI sample, trained as they are scored).
+
         Returns ``(loss, output, target [B, N-1, P], weight [B, N-1, P])`` for the next patch,
         where ``weight`` marks target values that count: observed, after the context, and
         predicted by a token that saw data (times the per-series scaling when ``scaled``).
         """
         b = values.shape[0]
         p = self.patch_len
-        out = self(values, observed, interval, context_len)
+        out = self(values, observed, interval, context_len, group=group)
         # Tokens (and so predictions) cover the last ``out.point.shape[1]`` patches only when older
         # values are coarse tokens or seen by the priors only (``prior="mix"``); ``off`` = the rest.
         off = values.shape[1] - out.point.shape[1] * p

@@ -173,7 +173,7 @@ class CausalPretrainModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
         loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss,
-                                   skill=self.hparams.get("skill_loss", False))
+                                   skill=self.hparams.get("skill_loss", False), group=batch.get("group"))
         b, n = values.shape[0], self.model.num_tokens(values.shape[1])
         self.last_batch_stats = {"samples": b, "tokens": b * n}
         self.flops_per_batch = 3 * b * self.model.forward_flops(n)  # forward + backward
