@@ -59,7 +59,8 @@ def _causal_step(model: Any, win: Tensor, ctx_len: int, interval: float) -> Tens
     batch = {"values": x, "observed": torch.ones_like(x, dtype=torch.bool),
              "context_len": torch.full((len(x),), ctx_len)}
     values, observed, ctx = pad_to_patches(batch, model.patch_len)
-    return model.loss(values, observed, torch.full((len(x),), float(interval)), ctx)[0]
+    group = torch.arange(len(win)).repeat_interleave(len(x) // len(win))  # a window's channels, as scored
+    return model.loss(values, observed, torch.full((len(x),), float(interval)), ctx, group=group)[0]
 
 
 def _mae_step(model: Any, win: Tensor, ctx_len: int, generator: torch.Generator) -> Tensor:
