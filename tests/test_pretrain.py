@@ -376,3 +376,26 @@ def test_cli_pretrains_on_generated_shards_via_wfm_data(tiny_dataset, tmp_path, 
     state = torch.load(tmp_path / "runs" / "mae-tiny-cpu" / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 3
     assert state["datamodule_hyper_parameters"]["datasets"] == [str(tiny_dataset)]
+
+
+def test_causal_data_script_generates_every_dataset_the_causal_stages_read(tmp_path):
+    """``pretrain/causal-tiny-catalog-cpu-data.sh`` covers the base config and every overlay, with
+    the sample counts of checkpoints.md, and stops on a failed generation."""
+    import re
+    import subprocess
+
+    import yaml
+
+    script = REPO / "pretrain" / "causal-tiny-catalog-cpu-data.sh"
+    env = {"PATH": "/usr/bin:/bin", "WFM_DATA": str(tmp_path), "WFM_DRY_RUN": "1"}
+    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    made = {Path(m.group(1)).name: int(m.group(2)) for m in re.finditer(r"--out (\S+) --num-samples (\d+)", out)}
+    read = set()
+    for cfg in sorted((REPO / "pretrain").glob("causal-tiny-catalog-cpu*.yaml")):
+        data = (yaml.safe_load(cfg.read_text()) or {}).get("data") or {}
+        read |= {Path(d).name for d in (data.get("init_args") or {}).get("datasets", [])}
+    assert read and read <= set(made), sorted(read - set(made))
+    assert made["wifi-jitter-intel-5p2-6x1-k30-t16"] == 2048 and made["traffic-2min"] == 256
+    failing = subprocess.run(["bash", str(script)], env={**env, "WFM_DRY_RUN": "0", "WFM": "false"},
+                             capture_output=True, text=True)
+    assert failing.returncode != 0 and not any(tmp_path.iterdir())

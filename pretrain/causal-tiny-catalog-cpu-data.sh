@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Generate every dataset the causal-tiny-catalog-cpu stages read (the base config and its overlays)
+# into $WFM_DATA, with the sample counts of checkpoints.md; about 5 min on 2 cores, two at a time.
+# A dataset whose manifest.json exists is kept. WFM_DRY_RUN=1 prints the commands instead.
+#   WFM_DATA=/path/to/data bash pretrain/causal-tiny-catalog-cpu-data.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${WFM_DATA:?set WFM_DATA to the data folder the configs read}"
+WFM=${WFM:-wfm}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+jobs=()
+for f in data/recipes/{cdl,rma,tdl,uma,umi}-*.yaml; do jobs+=("$f 512"); done                 # 16 CSI catalog recipes
+for f in data/recipes/wifi/wifi-{intel,ht20,ht40,nexmon}-*.yaml; do jobs+=("$f 2048"); done  # 5 WiFi-like impaired
+for f in data/recipes/traj-{pedestrian,vehicular}.yaml; do jobs+=("$f 1024"); done
+for f in data/recipes/traffic-{10min,hourly}.yaml; do jobs+=("$f 512"); done
+for f in data/recipes/traffic-{1min,2min,5min,15min,10min-regimes,hourly-regimes}.yaml; do jobs+=("$f 256"); done
+for f in data/recipes/wifi/wifi-static-*.yaml; do jobs+=("$f 1024"); done                    # from stage 2
+for f in data/recipes/wifi/wifi-jitter-*.yaml; do jobs+=("$f 2048"); done                    # from stage 4
+pids=()
+for j in "${jobs[@]}"; do
+  set -- $j
+  out="$WFM_DATA/$(basename "$1" .yaml)"
+  cmd=("$WFM" data generate --recipe "$1" --out "$out" --num-samples "$2")
+  if [ "${WFM_DRY_RUN:-0}" = 1 ]; then echo "${cmd[*]}"; continue; fi
+  if [ -e "$out/manifest.json" ]; then continue; fi
+  "${cmd[@]}" > /dev/null &
+  pids+=($!)
+  if [ ${#pids[@]} -eq 2 ]; then for p in "${pids[@]}"; do wait "$p"; done; pids=(); fi  # a failure stops the script
+done
+for p in "${pids[@]}"; do wait "$p"; done
+[ "${WFM_DRY_RUN:-0}" = 1 ] || echo "causal-tiny-catalog-cpu data ready in $WFM_DATA"
