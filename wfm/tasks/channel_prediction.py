@@ -99,7 +99,8 @@ def forecast_hidden(forecaster: Any, csi: Tensor, mask: Tensor, axis: str, inter
     n = int(hidden.sum())
     visible = csi.narrow(dim, 0, size - n)
     series = to_series(visible, axis)  # each sample's series are consecutive: one group per sample
-    pred = forecast_series(forecaster, series, interval, n, per_group=len(series) // csi.shape[0], batch_size=batch_size)
+    pred = forecast_series(forecaster, series, interval, n, per_group=len(series) // csi.shape[0],
+                           batch_size=batch_size)
     pred = from_series(pred, csi, axis)
     return torch.cat([visible.to(torch.complex64), pred], dim=dim)
 

@@ -41,7 +41,6 @@ it is in ``result["periods"]`` and in the seasonal rows' ``period``.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from wfm.tasks.channel_prediction import (AXIS_DIM, axis_interval, forecast_hidd
                                           score_prediction, train_csi_forecaster)
 from wfm.tasks.csi_data import LABEL_FIELDS, csi_labels, load_csi, train_subset
 from wfm.tasks.finetune_module import run_finetune
-from wfm.tasks.forecasting import collect_forecasts, quantile_coverage, score_forecasts
+from wfm.tasks.forecasting import collect_forecasts, pools_channels, quantile_coverage, score_forecasts
 from wfm.tasks.future_beam import BeamMAE, BeamRNN, PositionKNN, persistence_scores, plan_beam
 from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
 from wfm.tasks.progress import Reporter, as_reporter
@@ -492,9 +491,8 @@ def _channel_prediction(run: _Run) -> None:
                 pred = mae_predict(f, csi, task.axis, task.ratio)
             else:
                 if not _is_baseline(task, spec) and run.saved(spec) is None:
-                    pooled = "group" in inspect.signature(f.forecast).parameters
                     info = {**info, "note": "every antenna x subcarrier series forecast on its own"
-                            + ("; a sample's series pool their backtest evidence" if pooled else "")
+                            + ("; a sample's series pool their backtest evidence" if pools_channels(f) else "")
                             + ("; interval = the subcarrier spacing" if task.axis == "frequency" else "")}
                 pred = forecast_hidden(f, csi, mask, task.axis, interval)
             scores = score_prediction(pred, csi, mask, task.axis)

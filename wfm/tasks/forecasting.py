@@ -55,6 +55,12 @@ def score_forecasts(pred: Tensor, target: Tensor, context: Tensor,
     return out
 
 
+def pools_channels(forecaster: Any) -> bool:
+    """Whether ``forecaster.forecast`` takes ``group`` (the causal model: a window's channels
+    pool their backtest evidence, :func:`wfm.models.causal.pool_by_group`)."""
+    return "group" in inspect.signature(forecaster.forecast).parameters
+
+
 @torch.no_grad()
 def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: int, per_group: int = 1,
                     batch_size: int = 8192) -> Tensor:
@@ -68,14 +74,15 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
     """
     if per_group < 1 or len(series) % per_group:
         raise ValueError(f"{len(series)} series are not whole windows of {per_group} channels")
-    grouped = per_group > 1 and "group" in inspect.signature(forecaster.forecast).parameters
+    grouped = per_group > 1 and pools_channels(forecaster)
     step = max(1, batch_size // per_group) * per_group
     out = []
     for a in range(0, len(series), step):
         ctx = series[a:a + step].float()
         itv = torch.full((len(ctx),), float(interval))
         kw = {"group": torch.arange(a, a + len(ctx)) // per_group} if grouped else {}
-        out.append(torch.as_tensor(forecaster.forecast(ctx, itv, horizon, **kw)).detach().float().cpu().reshape(len(ctx), horizon))
+        pred = forecaster.forecast(ctx, itv, horizon, **kw)
+        out.append(torch.as_tensor(pred).detach().float().cpu().reshape(len(ctx), horizon))
     return torch.cat(out) if out else series.new_zeros(0, horizon)
 
 

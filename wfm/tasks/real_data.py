@@ -41,7 +41,6 @@ every classical baseline).
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -60,7 +59,7 @@ from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.data.loaders.phase import sanitize_phase
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.models.baselines import build_baseline, seasonal_period
-from wfm.tasks.forecasting import forecast_series
+from wfm.tasks.forecasting import forecast_series, pools_channels
 from wfm.tasks.metrics import add_best_classical, window_nmse_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -361,8 +360,8 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
                 pred = forecast_windows(model, data, cfg.batch_series, cfg.pool_channels)
                 row["note"] = "every channel as a univariate series" + \
                     (" (real, imaginary parts)" if data.context.is_complex() else "") + \
-                    ("; a window's channels pool their evidence" if cfg.pool_channels and "group" in
-                     inspect.signature(model.forecast).parameters and _to_series(data.context[:1]).shape[0] > 1 else "")
+                    ("; a window's channels pool their evidence" if cfg.pool_channels and pools_channels(model)
+                     and _to_series(data.context[:1]).shape[0] > 1 else "")
             else:
                 continue
             row.update(_score(pred, data.target))
