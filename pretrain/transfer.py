@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--val-fraction", type=float, default=0.2,
+                    help="held-out share of the source windows (the last in time) that picks the step kept; 0: the last step")
+    ap.add_argument("--eval-every", type=int, default=10, help="steps between held-out checks")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     model = wfm.from_pretrained(args.model)
     kind = "causal" if hasattr(model, "forecast") else "mae"
-    cfg = TransferConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seeds=args.seeds)
+    cfg = TransferConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seeds=args.seeds,
+                         val_fraction=args.val_fraction, eval_every=args.eval_every)
     total = len(args.pair) * 2 * args.seeds * args.steps
     with Progress() as bar:
         task = bar.add_task("fine-tuning", total=total)

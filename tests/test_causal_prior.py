@@ -305,6 +305,59 @@ def test_guard_falls_back_to_the_classical_mix_when_the_network_loses():
     assert torch.isfinite(loss) and guarded.head.weight.grad.abs().sum() > 0
 
 
+def test_guard_weight_fixes_the_sharpness_of_the_fallback(tmp_path):
+    from wfm.hub import from_pretrained
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value")
+    guarded = create_model("causal_tiny", guard=True, guard_weight=4.0, **kw).eval()
+    sharp = create_model("causal_tiny", backtest_weight=4.0, **kw).eval()  # the classical combination at 4.0
+    with torch.no_grad():
+        guarded.backtest_weight.fill_(0.5)  # the gate's learned weight drifted; the fallback does not follow it
+        guarded.guard_bias.fill_(-100.0)  # always fall back
+        torch.nn.init.normal_(guarded.head.weight, std=1.0)
+    x = walks(3, 300) + torch.randn(3, 300)
+    assert torch.allclose(guarded.forecast(x, 1e-3, 8), sharp.forecast(x, 1e-3, 8), atol=1e-4)
+    legacy = create_model("causal_tiny", guard=True, **kw).eval()  # no guard_weight: the learned weight
+    legacy.load_state_dict(guarded.state_dict())
+    soft = create_model("causal_tiny", backtest_weight=0.5, **kw).eval()
+    assert torch.allclose(legacy.forecast(x, 1e-3, 8), soft.forecast(x, 1e-3, 8), atol=1e-4)
+    guarded.save_pretrained(str(tmp_path / "m"))
+    again = from_pretrained(str(tmp_path / "m"))
+    assert again.guard_weight == 4.0 and torch.equal(again.forecast(x, 1e-3, 8), guarded.forecast(x, 1e-3, 8))
+    with pytest.raises(ValueError, match="guard_weight"):
+        create_model("causal_tiny", guard_weight=4.0, **kw)
+
+
+def test_evidence_power_sharpens_the_gate_with_the_size_of_the_pooled_group(tmp_path):
+    from wfm.hub import from_pretrained
+    from wfm.models.causal import group_sizes
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "reversion"), backtest_origins="value",
+              backtest_weight=2.0)
+    x = torch.randn(8, 40) + torch.linspace(0, 1, 40)  # noise around a slowly moving level
+    group = torch.tensor([0] * 6 + [1, 2])
+    assert group_sizes(group).tolist() == [6] * 6 + [1, 1]
+    m = create_model("causal_tiny", evidence_power=0.5, **kw).eval()
+    plain = create_model("causal_tiny", **kw).eval()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if k != "evidence_power"})
+    sharp = create_model("causal_tiny", **{**kw, "backtest_weight": 2.0 * 6 ** 0.5}).eval()
+    sharp.load_state_dict({k: v for k, v in plain.state_dict().items() if k != "backtest_weight"}, strict=False)
+    f = m.forecast(x, 1e-3, 8, group=group)
+    # the group of 6 weighs its pooled evidence as a model with weight 2 sqrt(6) does; single rows are unchanged
+    assert torch.allclose(f[:6], sharp.forecast(x, 1e-3, 8, group=group)[:6], atol=1e-5)
+    assert torch.allclose(f[6:], plain.forecast(x, 1e-3, 8, group=group)[6:], atol=1e-5)
+    assert not torch.allclose(f[:6], plain.forecast(x, 1e-3, 8, group=group)[:6], atol=1e-4)
+    assert torch.equal(m.forecast(x, 1e-3, 8), plain.forecast(x, 1e-3, 8))  # no group: nothing to sharpen
+    m.train().loss(torch.randn(4, 64), torch.ones(4, 64, dtype=torch.bool), torch.full((4,), 1e-3),
+                   torch.full((4,), 48), group=torch.tensor([0, 0, 0, 1]))[0].backward()
+    assert m.evidence_power.grad is not None and m.evidence_power.grad.abs() > 0  # learned
+    m.eval().save_pretrained(str(tmp_path / "m"))
+    again = from_pretrained(str(tmp_path / "m"))
+    assert again.evidence_power_init == 0.5 and torch.equal(again.forecast(x, 1e-3, 8, group=group), f)
+    with pytest.raises(ValueError, match="evidence_power"):
+        create_model("causal_tiny", evidence_power=0.5)
+
+
 def test_reversion_prior_is_the_ar1_forecast_around_the_mean():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 48, generator=g)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_causal_transfer_rows_compare_like_with_like(standin):  # noqa: F811
     torch.manual_seed(0)
     model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64, prior="mix").eval()
-    cfg = T.TransferConfig(steps=2, batch_size=4, seeds=2)
+    cfg = T.TransferConfig(steps=2, batch_size=4, seeds=2, val_fraction=0)
     rows = T.run_transfer(model, "causal", [("Milan cell 11|traffic", "Milan cell 12|traffic")], str(standin), cfg)
     assert [r["init"] for r in rows] == ["pretrained", "scratch"]
     for r in rows:
@@ -36,7 +36,7 @@ def test_finetune_leaves_the_pretrained_model_untouched_and_mae_trains(standin):
     torch.manual_seed(0)
     mae = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix").eval()
     before = {k: v.clone() for k, v in mae.state_dict().items()}
-    tuned = T.finetune(mae, "mae", csi, T.TransferConfig(steps=2, batch_size=2), seed=0)
+    tuned, _ = T.finetune(mae, "mae", csi, T.TransferConfig(steps=2, batch_size=2, val_fraction=0), seed=0)
     assert all(torch.equal(v, mae.state_dict()[k]) for k, v in before.items())
     assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in before.items())
     assert T.score(tuned, "mae", csi) > 0
@@ -47,6 +47,47 @@ def test_finetune_leaves_the_pretrained_model_untouched_and_mae_trains(standin):
         pred = tuned.predict(csi.csi, "temporal", H / (L + H)).reconstruction[:, L:]
     err = ((pred - csi.target).abs() ** 2).sum(dim=(1, 2, 3)) / (csi.target.abs() ** 2).sum(dim=(1, 2, 3))
     assert T.score(tuned, "mae", csi) == pytest.approx(float(err.double().mean()), rel=1e-5)
+
+
+def test_split_by_time_holds_out_the_last_windows_and_drops_training_windows_on_their_targets(standin):  # noqa: F811
+    from wfm.tasks.real_data import load_real_datasets
+
+    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(standin)}
+    d = data["Milan cell 11|traffic"]
+    train, val = T.split_by_time(d, 0.2)
+    n, L, H = d.windows, d.context.shape[1], d.target.shape[1]
+    assert val.tolist() == list(range(n - len(val), n)) and len(val) == -(-n // 5)
+    # brute force: no training window contains a held-out target step of its series
+    held = {(int(s), int(a) + t) for s, a in d.span[val].tolist() for t in range(L, L + H)}
+    for i in range(n - len(val)):
+        s, a = d.span[i].tolist()
+        overlaps = any((s, a + t) in held for t in range(L + H))
+        assert (i in train.tolist()) == (not overlaps)
+    assert len(train) > 0
+    sub = d.subset(val)
+    assert torch.equal(sub.target, d.target[val]) and torch.equal(sub.span, d.span[val])
+
+
+def test_finetune_keeps_the_step_that_scores_best_on_held_out_windows(standin, monkeypatch):  # noqa: F811
+    from wfm.tasks.real_data import load_real_datasets
+
+    d = {f"{x.name}|{x.view}": x for x in load_real_datasets(standin)}["Milan cell 11|traffic"]
+    torch.manual_seed(0)
+    model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64, prior="mix").eval()
+    seen = []
+    real_score = T.score
+
+    def spy(m, kind, data):  # held-out scores: the start is best, every later step worse
+        seen.append(data.windows)
+        return 1.0 + 0.1 * (len(seen) - 1)
+
+    monkeypatch.setattr(T, "score", spy)
+    tuned, step = T.finetune(model, "causal", d, T.TransferConfig(steps=6, batch_size=2, eval_every=2), seed=0)
+    assert step == 0 and len(seen) == 4 and set(seen) == {-(-d.windows // 5)}  # steps 0, 2, 4, 6 on the held-out part
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in tuned.state_dict().items())
+    monkeypatch.setattr(T, "score", real_score)
+    last, step = T.finetune(model, "causal", d, T.TransferConfig(steps=3, batch_size=2, val_fraction=0), seed=0)
+    assert step == 3 and any(not torch.equal(v, model.state_dict()[k]) for k, v in last.state_dict().items())
 
 
 def test_unknown_dataset_names_the_ones_there_are(standin):  # noqa: F811

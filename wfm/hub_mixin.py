@@ -92,7 +92,9 @@ def causal_arch(model: Any) -> dict[str, Any]:
             "prior": model.prior, "estimators": list(model.estimators), "backtest_weight": model.backtest_init,
             "coarse_len": int(model.coarse_len), "max_coarse": int(model.max_coarse),
             "backtest_window": int(model.backtest_window), "guard": bool(model.guard),
-            **({} if getattr(model, "backtest_origins", "patch") == "patch" else {"backtest_origins": model.backtest_origins})}),
+            **({} if getattr(model, "backtest_origins", "patch") == "patch" else {"backtest_origins": model.backtest_origins}),
+            **({} if getattr(model, "guard_weight", None) is None else {"guard_weight": model.guard_weight}),
+            **({} if getattr(model, "evidence_power_init", None) is None else {"evidence_power": model.evidence_power_init})}),
     }
 
 

@@ -293,6 +293,12 @@ def pool_by_group(x: Tensor, group: Tensor) -> Tensor:
     return (total / count)[inv].reshape(x.shape).exp()
 
 
+def group_sizes(group: Tensor) -> Tensor:
+    """How many rows share each row's ``group`` id ``[B]``: ``[B]`` (long)."""
+    _, inv = torch.unique(group, return_inverse=True)
+    return torch.bincount(inv)[inv]
+
+
 @dataclass
 class CausalOutput:
     """Result of :meth:`CausalForecaster.forward`: next-patch predictions in normalised space.
@@ -446,6 +452,16 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             ``c`` learned), so where the context shows the network losing to the classical
             combination, the forecast falls back to it; more context, more evidence. Backtests
             then count only targets inside the context.
+        evidence_power: with ``prior="mix"``, rows that pool their evidence (``group``) weigh it
+            ``G ** evidence_power`` times as sharply, ``G`` the rows in the group (learned, from this
+            initial value; ``None``, every model saved before this option: ``G`` does not matter).
+            Under Gaussian errors the log-likelihood of an estimator grows with the number of
+            errors checked, so a window of 484 CSI channels can trust its evidence far more than
+            one series; correlated channels make the true exponent less than 1. The gate's
+            ``backtest_weight``, the guard's classical combination and the guard's evidence all scale.
+        guard_weight: the evidence weight of the guard's classical combination, fixed (``None``,
+            every model saved before this option: the gate's learned ``backtest_weight``, which
+            training drifts from 4.0 towards 1 and so makes the fallback itself a soft mix).
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -460,7 +476,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                  interval_freqs: int = 8, attention: str = "sdpa", eps: float = 1e-5, prior: str = "trend",
                  estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
                  max_coarse: int = 64, backtest_window: int = 0, guard: bool = False,
-                 backtest_origins: str = "patch") -> None:
+                 backtest_origins: str = "patch", guard_weight: float | None = None,
+                 evidence_power: float | None = None) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -496,6 +513,12 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         self.backtest_init, self.backtest_window = float(backtest_weight), int(backtest_window)
         self.backtest_origins = backtest_origins
         self.guard = bool(guard) and prior == "mix"
+        if guard_weight is not None and not (self.guard and guard_weight > 0):
+            raise ValueError(f"guard_weight needs guard=True and a positive value, got {guard_weight}")
+        self.guard_weight = None if guard_weight is None else float(guard_weight)
+        if evidence_power is not None and prior != "mix":
+            raise ValueError("evidence_power needs prior='mix'")
+        self.evidence_power_init = None if evidence_power is None else float(evidence_power)
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:
@@ -503,6 +526,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             self.prior_embed = nn.Linear(e * p + 2 * e, dim)
             self.prior_gate = nn.Linear(dim, e * ahead)
             self.backtest_weight = nn.Parameter(torch.tensor(float(backtest_weight)))
+            if evidence_power is not None:
+                self.evidence_power = nn.Parameter(torch.tensor(float(evidence_power)))
             if self.guard:
                 self.guard_scale = nn.Parameter(torch.tensor(4.0))
                 self.guard_bias = nn.Parameter(torch.tensor(0.0))
@@ -645,24 +670,29 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         tok = self._run_blocks(tok, valid)
         h = self.norm(tok[:, -nf:])
         e = len(self.estimators)
+        sharpen = torch.ones(b, 1, 1, 1, device=z.device, dtype=z.dtype)  # G ** evidence_power per row
         if group is not None:  # the gate and the guard weigh the window's pooled evidence; tokens keep their own
             mse = pool_by_group(mse, group)
-        logits = self.prior_gate(h).float().view(b, nf, e, ahead) - self.backtest_weight * mse.log()
+            if self.evidence_power_init is not None:
+                sharpen = group_sizes(group).to(z.dtype).pow(self.evidence_power).view(b, 1, 1, 1)
+        logits = self.prior_gate(h).float().view(b, nf, e, ahead) - self.backtest_weight * sharpen * mse.log()
         weight = torch.softmax(logits.masked_fill(~avail[..., None], float("-inf")), dim=2)
         base = (weight * est).sum(dim=2).view(b, nf, k, p)
         out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
         if self.guard:
-            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group)
+            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
-               valid: Tensor, limit: Tensor | None, group: Tensor | None = None) -> Tensor:
+               valid: Tensor, limit: Tensor | None, group: Tensor | None = None,
+               sharpen: Tensor | float = 1.0) -> Tensor:
         """Blend ``out`` ``[B, N, K, P, 1 + Q]`` (the last ``N`` patches' forecasts) towards the classical
         combination by both forecasts' realised errors on earlier tokens (see ``guard``)."""
         b, nf, k, p = out.shape[:4]
         ahead, length = k * p, z.shape[1]
-        weight = torch.softmax((-self.backtest_weight * mse.log()).masked_fill(~avail[..., None], float("-inf")), dim=2)
+        sharp = (self.backtest_weight if self.guard_weight is None else self.guard_weight) * sharpen
+        weight = torch.softmax((-sharp * mse.log()).masked_fill(~avail[..., None], float("-inf")), dim=2)
         classical = (weight * est).sum(dim=2)  # [B, N, H]
         learned = out[..., 0].reshape(b, nf, ahead)
         tpos = (length - nf * p) + (torch.arange(nf, device=z.device) * p + p - 1)[:, None] + \
@@ -683,7 +713,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         mse_c, mse_n = realised(classical), realised(learned)
         if group is not None:
             mse_c, mse_n = pool_by_group(mse_c, group), pool_by_group(mse_n, group)
-        evidence = mse_c.log() - mse_n.log()
+        evidence = (mse_c.log() - mse_n.log()) * (sharpen[..., 0] if torch.is_tensor(sharpen) else sharpen)
         a = torch.sigmoid(self.guard_scale * evidence + self.guard_bias)
         shift = (classical - learned) * (1 - a)  # final = classical + a (learned - classical)
         return out + shift.view(b, nf, k, p, 1)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,6 +104,15 @@ class BenchData:
     windows_note: str
     source: str
     csi: Tensor | None = None  # CSI views: the full windows [N, T, A, K] the MAE gets (complex; |H| for amplitude)
+    #: ``[N, 2]``: each window's series (capture, cell segment, trajectory) and first step in it, so that
+    #: a split by time can drop training windows that overlap held-out targets (``wfm.tasks.transfer``).
+    span: Tensor | None = None
+
+    def subset(self, idx: Tensor) -> "BenchData":
+        """The windows ``idx`` (a long index), everything else unchanged."""
+        return replace(self, context=self.context[idx], target=self.target[idx],
+                       csi=None if self.csi is None else self.csi[idx],
+                       span=None if self.span is None else self.span[idx])
 
     @property
     def is_csi(self) -> bool:
@@ -134,9 +143,10 @@ def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: flo
             f"{A} antenna{'s' if A > 1 else ''} x {K} subcarriers, predict the last {n} from the first {T - n}; "
             "linear-phase sanitised")
     ctx, tgt = win[:, :T - n], win[:, T - n:]
-    return [BenchData(name, "csi complex", ctx, tgt, interval, note, source, win),
+    span = torch.tensor([[0, s] for s in starts], dtype=torch.long)
+    return [BenchData(name, "csi complex", ctx, tgt, interval, note, source, win, span),
             BenchData(name, "csi amplitude", ctx.abs(), tgt.abs(), interval, note, source,
-                      win.abs().to(torch.complex64))]
+                      win.abs().to(torch.complex64), span)]
 
 
 def _capture_interval(t: np.ndarray) -> float:
@@ -158,16 +168,20 @@ def load_wifi(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     return out
 
 
-def _series_windows(series: list[np.ndarray], context: int, horizon: int, stride: int) -> tuple[Tensor, Tensor]:
-    """``(context [N, L, *C], target [N, H, *C])`` windows of every series long enough."""
-    ctx, tgt = [], []
-    for s in series:
+def _series_windows(series: list[np.ndarray], context: int, horizon: int,
+                    stride: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(context [N, L, *C], target [N, H, *C], span [N, 2])`` windows of every series long enough
+    (``span``: the series' index and the window's first step)."""
+    ctx, tgt, span = [], [], []
+    for i, s in enumerate(series):
         for a in range(0, len(s) - context - horizon + 1, stride):
             ctx.append(s[a:a + context])
             tgt.append(s[a + context:a + context + horizon])
+            span.append((i, a))
     if not ctx:
-        return torch.empty(0), torch.empty(0)
-    return torch.from_numpy(np.stack(ctx).astype(np.float32)), torch.from_numpy(np.stack(tgt).astype(np.float32))
+        return torch.empty(0), torch.empty(0), torch.empty(0, 2, dtype=torch.long)
+    return (torch.from_numpy(np.stack(ctx).astype(np.float32)), torch.from_numpy(np.stack(tgt).astype(np.float32)),
+            torch.tensor(span, dtype=torch.long))
 
 
 def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
@@ -180,7 +194,7 @@ def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
         for cell, seg in zip(d["cell_id"], d["traffic"]):
             cells.setdefault(int(cell), []).append(seg.sum(axis=1))  # all activity columns together
         for cell, segs in cells.items():
-            ctx, tgt = _series_windows(segs, L, H, S)
+            ctx, tgt, span = _series_windows(segs, L, H, S)
             if not len(ctx):
                 continue
             steps = sum(len(s) for s in segs)
@@ -188,7 +202,7 @@ def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
                     f"({L * cfg.traffic_interval / 3600:g} h -> {H * cfg.traffic_interval / 3600:g} h) "
                     f"from {steps} steps of {cfg.traffic_interval / 60:g} min")
             out.append(BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
-                                 "traffic", ctx, tgt, cfg.traffic_interval, note, str(path)))
+                                 "traffic", ctx, tgt, cfg.traffic_interval, note, str(path), span=span))
     return out
 
 
@@ -206,13 +220,13 @@ def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     out = []
     used = sum(len(p) >= L + H for p in power)
     for view, series in (("beam power", power), ("bearing", bearing)):
-        ctx, tgt = _series_windows(series, L, H, H)
+        ctx, tgt, span = _series_windows(series, L, H, H)
         if not len(ctx):
             continue
         note = (f"{len(ctx)} windows (stride {H}) of {L} steps -> next {H} at {cfg.beam_interval:g} s, "
                 f"{used} of {len(series)} trajectories of scenarios {','.join(map(str, scen))} long enough"
                 + ("; a window is all 64 beams" if view == "beam power" else "; deg, BS GPS -> vehicle GPS"))
-        out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder)))
+        out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder), span=span))
     return out
 
 

@@ -11,6 +11,12 @@ then scored on the *target's* windows (another capture, cell or device: data nei
 trained on) by per-window NMSE, next to the target's best classical baseline. Every cell is a
 mean over ``seeds`` (seeded batches and, for scratch, seeded initial weights) with its spread.
 
+As a user fine-tunes, the last ``val_fraction`` of the source's windows (in time) are held out,
+training windows that overlap their targets are dropped (:func:`split_by_time`), and the weights
+kept are those of the step (0 included: the starting model) with the best held-out score, checked
+every ``eval_every`` steps. Fine-tuning therefore never ends worse on held-out source data than
+where it started; the target is never looked at.
+
 The causal forecaster trains with its pretraining loss on ``[context, target]`` windows (only
 the target part is scored); the MAE with its masked loss under the temporal mask that hides
 the target packets.
@@ -45,6 +51,33 @@ class TransferConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     seeds: int = 3
+    #: Held-out share of the source windows (the last in time) that picks the step; 0: keep the last step.
+    val_fraction: float = 0.2
+    eval_every: int = 10
+
+
+def split_by_time(data: BenchData, val_fraction: float) -> tuple[Tensor, Tensor]:
+    """``(train, val)`` window indices of ``data``: the last ``val_fraction`` of its windows are
+    held out, and a training window is dropped if any of its steps is a held-out window's target
+    step in the same series (``data.span``), so that no held-out target is trained on."""
+    n = data.windows
+    n_val = min(n - 1, max(1, math.ceil(val_fraction * n))) if val_fraction > 0 else 0
+    val = torch.arange(n - n_val, n)
+    if not n_val:
+        return torch.arange(n), val
+    if data.span is None:
+        raise ValueError(f"{data.name} {data.view}: windows without positions cannot be split by time")
+    length, ctx = data.context.shape[1] + data.target.shape[1], data.context.shape[1]
+    series, start = data.span[:, 0], data.span[:, 1]
+    keep = []
+    for i in range(n - n_val):
+        same = series[val] == series[i]
+        lo, hi = start[val][same] + ctx, start[val][same] + length  # held-out target steps [lo, hi)
+        if not bool(((start[i] < hi) & (start[i] + length > lo)).any()):
+            keep.append(i)
+    if not keep:
+        raise ValueError(f"{data.name} {data.view}: no training window left after holding out {n_val} of {n}")
+    return torch.tensor(keep, dtype=torch.long), val
 
 
 def _windows(data: BenchData) -> tuple[Tensor, int]:
@@ -69,16 +102,31 @@ def _mae_step(model: Any, win: Tensor, ctx_len: int, generator: torch.Generator)
 
 
 def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: int,
-             progress: Callable[[], None] | None = None) -> Any:
-    """A copy of ``model`` fine-tuned (all weights) on ``data``'s windows for ``cfg.steps``."""
+             progress: Callable[[], None] | None = None) -> tuple[Any, int]:
+    """A copy of ``model`` fine-tuned (all weights) on ``data``'s windows for ``cfg.steps``, and the
+    step whose weights it keeps: the best on the held-out windows (``cfg.val_fraction``), or the last."""
     model = copy.deepcopy(model).train()
-    win, ctx_len = _windows(data)
+    train, val = split_by_time(data, cfg.val_fraction)
+    held_out = data.subset(val) if len(val) else None
+    best_step, best_score, best_state = cfg.steps, math.inf, None
+
+    def check(step: int) -> None:
+        nonlocal best_step, best_score, best_state
+        if held_out is None:
+            return
+        s = score(model.eval(), kind, held_out)
+        model.train()
+        if s < best_score:
+            best_step, best_score, best_state = step, s, copy.deepcopy(model.state_dict())
+
+    check(0)
+    win, ctx_len = _windows(data.subset(train))
     if kind == "causal" and win.is_complex():
         win = torch.view_as_real(win).flatten(-2)  # real and imaginary parts as series
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
-    for _ in range(cfg.steps):
+    for step in range(cfg.steps):
         idx = torch.randint(len(win), (min(cfg.batch_size, len(win)),), generator=gen)
         if kind == "causal":
             loss = _causal_step(model, win[idx], ctx_len, data.interval)
@@ -92,7 +140,11 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
         opt.step()
         if progress:
             progress()
-    return model.eval()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            check(step + 1)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), best_step
 
 
 def score(model: Any, kind: str, data: BenchData) -> float:
@@ -138,25 +190,27 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
         base_name, base = best_classical(t)
         zero_shot = score(pretrained, kind, t)
         for init in ("pretrained", "scratch"):
-            scores = []
+            scores, kept = [], []
             for seed in range(cfg.seeds):
                 if init == "pretrained":
                     start = pretrained
                 else:
                     torch.manual_seed(seed)
                     start = cls(**arch)
-                scores.append(_db(score(finetune(start, kind, s, cfg, seed, progress), kind, t)))
+                tuned, step = finetune(start, kind, s, cfg, seed, progress)
+                scores.append(_db(score(tuned, kind, t)))
+                kept.append(step)
             rows.append({"source": src, "target": tgt, "init": init, "seeds": cfg.seeds, "steps": cfg.steps,
                          "nmse_db_mean": float(np.mean(scores)), "nmse_db_std": float(np.std(scores)),
-                         "nmse_db": scores, "best_classical": base_name, "best_classical_db": _db(base),
+                         "nmse_db": scores, "kept_steps": kept, "best_classical": base_name, "best_classical_db": _db(base),
                          "pretrained_zero_shot_db": _db(zero_shot)})
     return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """A table: one row per pair, pretrained vs scratch (mean ± std over seeds, dB)."""
+    """A table: one row per pair, pretrained vs scratch (mean ± std over seeds, dB; the steps kept)."""
     out = ["| source -> target | steps x seeds | pretrained zero-shot | pretrained fine-tuned | scratch fine-tuned"
-           " | best classical on target |", "|---|---|---|---|---|---|"]
+           " | best classical on target | steps kept (pretrained; scratch) |", "|---|---|---|---|---|---|---|"]
     by = {}
     for r in rows:
         by.setdefault((r["source"], r["target"]), {})[r["init"]] = r
@@ -165,5 +219,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         src, tgt = src.replace("|", ", "), tgt.replace("|", ", ")
         out.append(f"| {src} -> {tgt} | {p['steps']} x {p['seeds']} | {p['pretrained_zero_shot_db']:.2f} | "
                    f"{p['nmse_db_mean']:.2f} ± {p['nmse_db_std']:.2f} | {s['nmse_db_mean']:.2f} ± "
-                   f"{s['nmse_db_std']:.2f} | {p['best_classical']} {p['best_classical_db']:.2f} |")
+                   f"{s['nmse_db_std']:.2f} | {p['best_classical']} {p['best_classical_db']:.2f} | "
+                   f"{'/'.join(map(str, p['kept_steps']))}; {'/'.join(map(str, s['kept_steps']))} |")
     return "\n".join(out)

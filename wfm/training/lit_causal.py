@@ -156,6 +156,8 @@ class CausalPretrainModule(pl.LightningModule):
                 state = trained.grown_state_dict(self.model.estimators)
             except ValueError as e:
                 raise CheckpointError(f"{source}: {e}") from None
+        if "evidence_power" in self.model.state_dict() and "evidence_power" not in state:
+            state = {**state, "evidence_power": self.model.evidence_power.detach().clone()}  # a new option: its initial value
         _check_state_dict(self.model, state, f"{source} (init_weights)")  # as hub.load_weights_into
         self.model.load_state_dict(state, strict=True)
 

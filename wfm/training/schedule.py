@@ -34,7 +34,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
 
 #: Scalar calibration parameters (the causal prior's backtest weight and guard): decaying them pulls
 #: the gate towards ignoring its evidence at every continued-pretraining stage.
-CALIBRATION_SCALARS = ("backtest_weight", "guard_scale", "guard_bias")
+CALIBRATION_SCALARS = ("backtest_weight", "guard_scale", "guard_bias", "evidence_power")
 
 
 def no_weight_decay(name: str) -> bool:
