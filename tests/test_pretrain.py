@@ -399,3 +399,39 @@ def test_causal_data_script_generates_every_dataset_the_causal_stages_read(tmp_p
     failing = subprocess.run(["bash", str(script)], env={**env, "WFM_DRY_RUN": "0", "WFM": "false"},
                              capture_output=True, text=True)
     assert failing.returncode != 0 and not any(tmp_path.iterdir())
+
+
+def test_evidence_power_script_scores_held_out_generated_windows(tmp_path, monkeypatch):
+    """pretrain/evidence_power.py: every channel of a held-out sample is one window; power 0 is the
+    model as it is, scored by per-window NMSE against the better of persistence and the mean."""
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+    from wfm.models.registry import create_model
+
+    spec = importlib.util.spec_from_file_location("wfm_evidence_power_script", REPO / "pretrain" / "evidence_power.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)
+    spec.loader.exec_module(script)
+    name = "wifi-intel-2p4-3x1-k30-t16"
+    recipe = load_recipe(REPO / "data" / "recipes" / "wifi" / f"{name}.yaml").with_overrides(num_samples=50)
+    generate_dataset(recipe, tmp_path / name, seed=0)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, backtest_origins="value")
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.01)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--data", str(tmp_path), "--datasets", name,
+                       "--powers", "0", "1", "--windows", "2", "--contexts", "8", "--out", str(tmp_path / "e.json")])
+    assert json.loads((tmp_path / "e.json").read_text())["chosen"] == out["chosen"] in (0.0, 1.0)
+    (cell,) = out["cells"]
+    assert cell["dataset"] == name and cell["context"] == 8 and cell["channels"] == 3 * 30 * 2
+    # by hand: the same held-out windows, the model as it is (power 0)
+    pool = script.held_out_pool(tmp_path / name)
+    x, group, interval = script.held_out_windows(pool, 8, 8, 2, 0)
+    ctx, tgt = x[:, :8], x[:, 8:]
+    best = min(script.window_nmse(ctx[:, -1:].expand_as(tgt), tgt, group),
+               script.window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group))
+    with torch.no_grad():
+        plain = script.window_nmse(model.eval().forecast(ctx, interval, 8, group=group), tgt, group)
+    assert cell["best_classical"] == pytest.approx(best) and cell["ratio p=0"] == pytest.approx(plain / best, rel=1e-5)
+    assert cell["ratio p=1"] != pytest.approx(cell["ratio p=0"])

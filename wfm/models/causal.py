@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from torch import Tensor, nn
 
-from wfm.hub_mixin import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
+from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models.registry import register_model
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
@@ -925,6 +925,16 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if not quantiles:
             return point.to(device)
         return (torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None]).to(device)
+
+    def with_evidence_power(self, power: float | None) -> "CausalForecaster":
+        """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as
+        sharply (``evidence_power``; ``None``: not at all), every other weight kept."""
+        arch = {**causal_arch(self), "evidence_power": power}
+        arch["quantiles"] = tuple(arch["quantiles"])
+        out = type(self)(**arch).to(self.head.weight.device)
+        state = {k: v for k, v in self.state_dict().items() if k != "evidence_power"}
+        out.load_state_dict(state, strict=power is None)
+        return out.train(self.training)
 
     def grown_state_dict(self, estimators: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
         """This model's weights laid out for the same architecture with more ``estimators`` (a

@@ -1,0 +1,134 @@
+"""Choose a causal model's ``evidence_power`` on held-out *generated* windows, never on real data.
+
+    PYTHONPATH=. python pretrain/evidence_power.py --model checkpoints/causal-tiny-catalog-cpu \
+        --powers 0 0.1 0.2 0.25 0.3 0.4 --data $WFM_DATA --out evidence_power.json
+
+A window's channels pool their backtest evidence (``forecast(..., group=)``); ``evidence_power``
+``p`` weighs a group of ``G`` channels' evidence ``G ** p`` times as sharply
+(:class:`wfm.models.causal.CausalForecaster`). Which ``p`` is right is a property of the
+training distribution (how correlated the channels of one sample are), so it is chosen here on
+the held-out samples (the validation split of ``SeriesDataModule``) of the multi-channel CSI
+pretraining datasets: every channel of a sample over the same steps is one window, scored by
+per-window NMSE at a few context lengths, as ``wfm benchmark real`` scores real CSI. Prints, per
+power, the geometric mean over datasets and contexts of the ratio to the best of persistence and
+the context mean, and the power that minimises it. The real-data benchmark stays a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+import wfm
+from wfm.data.series_datamodule import SeriesDataModule, SeriesPool
+
+#: The multi-channel CSI datasets of the causal pretraining mixture (pretrain/causal-tiny-catalog-cpu*.yaml).
+CSI_DATASETS = (
+    "cdl-a-3p5-4x8-k64-t24", "cdl-b-4p9-2x8-k128-t16", "cdl-c-28-4x8-k64-t16", "cdl-c-2p4-1x8-k32-t24",
+    "rma-1p5-1x4-k32-t16", "rma-2p6-2x4-k64-t24", "tdl-a-5p9-1x4-k64-t24", "tdl-b-4p9-4x4-k32-t16",
+    "uma-1p5-1x4-k32-t16", "uma-28-4x8-k128-t16", "uma-2p6-2x4-k64-t24", "uma-3p5-4x8-k64-t24",
+    "umi-28-2x4-k64-t24", "umi-2p4-1x8-k32-t24", "umi-3p5-2x8-k64-t16", "umi-5p9-4x4-k128-t24",
+    "wifi-intel-2p4-3x1-k30-t16", "wifi-intel-5p2-3x1-k30-t24", "wifi-ht20-2p4-2x1-k56-t16",
+    "wifi-ht40-5p2-2x1-k114-t16", "wifi-nexmon-5p8-1x1-k242-t16", "wifi-static-intel-5p2-6x1-k30-t16",
+    "wifi-static-nexmon-5p8-1x1-k242-t16", "wifi-static-ht20-2p4-3x1-k56-t16", "wifi-jitter-intel-5p2-6x1-k30-t16",
+    "wifi-jitter-nexmon-5p8-1x1-k242-t16", "wifi-jitter-ht20-2p4-3x1-k56-t24")
+
+
+def held_out_pool(folder: Path, val_fraction: float = 0.02) -> SeriesPool:
+    """The validation split of a dataset's CSI series, as the pretraining configs hold it out."""
+    dm = SeriesDataModule(datasets=[str(folder)], kinds=["csi"], val_fraction=val_fraction,
+                          test_fraction=val_fraction)
+    dm.setup()
+    return dm.pools["val"][0]
+
+
+def held_out_windows(pool: SeriesPool, context: int, horizon: int, windows: int,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+    """``(series [W * C, context + horizon], group [W * C], interval)``: ``windows`` samples of
+    ``pool``, all ``C`` channels of each over the same steps (None: series too short)."""
+    rng = np.random.default_rng([seed, context])
+    rows, group, interval = [], [], 1.0
+    for w in range(windows):
+        items = pool.draw_group(rng, context, horizon, 0.0, 1 << 20)  # every channel of the sample
+        if not all(bool(it["observed"].all()) for it in items):
+            return None
+        rows += [it["values"] for it in items]
+        group += [w] * len(items)
+        interval = float(items[0]["interval"])
+    return torch.from_numpy(np.stack(rows)), torch.tensor(group), interval
+
+
+def window_nmse(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> float:
+    """Per-window NMSE (mean over windows of sum err^2 / sum true^2, a window = one group)."""
+    n = int(group.max()) + 1
+    err = torch.zeros(n, dtype=torch.float64).index_add_(0, group, ((pred - target) ** 2).sum(1).double())
+    pow_ = torch.zeros(n, dtype=torch.float64).index_add_(0, group, (target ** 2).sum(1).double())
+    return float((err / pow_.clamp_min(1e-30)).mean())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--powers", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3])
+    ap.add_argument("--data", default=os.environ.get("WFM_DATA", "data/generated"), help="folder of the datasets")
+    ap.add_argument("--datasets", nargs="+", default=list(CSI_DATASETS),
+                    help="dataset folders under --data (default: the CSI datasets of the causal pretraining mixture)")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[4, 8], help="context lengths (the CSI recipes hold 16-24 steps: context + horizon must fit)")
+    ap.add_argument("--horizon", type=int, default=8)
+    ap.add_argument("--windows", type=int, default=16, help="held-out samples per dataset and context")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    base = wfm.from_pretrained(args.model).eval()
+    models = {p: base.with_evidence_power(p).eval() for p in args.powers}
+    root = Path(args.data)
+    names = [n for n in args.datasets if (root / n).is_dir()]
+    if not names:
+        raise SystemExit(f"{root}: none of the CSI pretraining datasets (generate them: pretrain/causal-tiny-catalog-cpu-data.sh)")
+    logs: dict[float, list[float]] = {p: [] for p in args.powers}
+    cells = []
+    with Progress() as bar, torch.no_grad():
+        task = bar.add_task("held-out windows", total=len(names) * len(args.contexts))
+        for name in names:
+            pool = held_out_pool(root / name)
+            for L in args.contexts:
+                got = held_out_windows(pool, L, args.horizon, args.windows, args.seed)
+                bar.advance(task)
+                if got is None:
+                    continue
+                x, group, interval = got
+                ctx, tgt = x[:, :L], x[:, L:]
+                best = min(window_nmse(ctx[:, -1:].expand_as(tgt), tgt, group),
+                           window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group))
+                cell = {"dataset": name, "context": L, "channels": int((group == 0).sum()), "best_classical": best}
+                for p, m in models.items():
+                    r = window_nmse(m.forecast(ctx, interval, args.horizon, group=group), tgt, group) / best
+                    logs[p].append(math.log(r))
+                    cell[f"ratio p={p:g}"] = r
+                cells.append(cell)
+    geo = {p: math.exp(sum(v) / len(v)) for p, v in logs.items()}
+    chosen = min(geo, key=geo.get)
+    print("| evidence_power | geometric mean of the ratio to the best classical | cells at or below it |")
+    print("|---|---|---|")
+    for p in args.powers:
+        print(f"| {p:g} | {geo[p]:.4f} | {sum(v <= 0 for v in logs[p])} of {len(logs[p])} |")
+    print(f"chosen: evidence_power = {chosen:g} ({len(names)} datasets x {len(args.contexts)} contexts, "
+          f"{args.windows} held-out samples each)")
+    result = {"model": args.model, "geometric_mean": {str(k): v for k, v in geo.items()}, "chosen": chosen,
+              "cells": cells}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
