@@ -1,13 +1,13 @@
 """Choose a causal model's ``evidence_power`` on held-out *generated* windows, never on real data.
 
     PYTHONPATH=. python pretrain/evidence_power.py --model checkpoints/causal-tiny-catalog-cpu \
-        --powers 0 0.1 0.2 0.25 0.3 0.4 --data $WFM_DATA --out evidence_power.json
+        --data $WFM_DATA --out evidence_power.json
 
 A window's channels pool their backtest evidence (``forecast(..., group=)``); ``evidence_power``
 ``p`` weighs a group of ``G`` channels' evidence ``G ** p`` times as sharply
 (:class:`wfm.models.causal.CausalForecaster`). Which ``p`` is right is a property of the
 training distribution (how correlated the channels of one sample are), so it is chosen here on
-the held-out samples (the validation split of ``SeriesDataModule``) of the multi-channel CSI
+the held-out samples (the validation split of ``SeriesDataModule``) of the model's own CSI
 pretraining datasets: every channel of a sample over the same steps is one window, scored by
 per-window NMSE at a few context lengths, as ``wfm benchmark real`` scores real CSI. Prints, per
 power, the geometric mean over datasets and contexts of the ratio to the best of persistence and
@@ -27,18 +27,16 @@ import torch
 from rich.progress import Progress
 
 import wfm
+from wfm.data.errors import DataError
+from wfm.data.series import series_tables
 from wfm.data.series_datamodule import SeriesDataModule, SeriesPool
 
-#: The multi-channel CSI datasets of the causal pretraining mixture (pretrain/causal-tiny-catalog-cpu*.yaml).
-CSI_DATASETS = (
-    "cdl-a-3p5-4x8-k64-t24", "cdl-b-4p9-2x8-k128-t16", "cdl-c-28-4x8-k64-t16", "cdl-c-2p4-1x8-k32-t24",
-    "rma-1p5-1x4-k32-t16", "rma-2p6-2x4-k64-t24", "tdl-a-5p9-1x4-k64-t24", "tdl-b-4p9-4x4-k32-t16",
-    "uma-1p5-1x4-k32-t16", "uma-28-4x8-k128-t16", "uma-2p6-2x4-k64-t24", "uma-3p5-4x8-k64-t24",
-    "umi-28-2x4-k64-t24", "umi-2p4-1x8-k32-t24", "umi-3p5-2x8-k64-t16", "umi-5p9-4x4-k128-t24",
-    "wifi-intel-2p4-3x1-k30-t16", "wifi-intel-5p2-3x1-k30-t24", "wifi-ht20-2p4-2x1-k56-t16",
-    "wifi-ht40-5p2-2x1-k114-t16", "wifi-nexmon-5p8-1x1-k242-t16", "wifi-static-intel-5p2-6x1-k30-t16",
-    "wifi-static-nexmon-5p8-1x1-k242-t16", "wifi-static-ht20-2p4-3x1-k56-t16", "wifi-jitter-intel-5p2-6x1-k30-t16",
-    "wifi-jitter-nexmon-5p8-1x1-k242-t16", "wifi-jitter-ht20-2p4-3x1-k56-t24")
+def has_csi(folder: Path) -> bool:
+    """Whether a dataset folder has CSI series (trajectory and traffic datasets have none)."""
+    try:
+        return bool(series_tables(folder, ["csi"]))
+    except DataError:
+        return False
 
 
 def held_out_pool(folder: Path, val_fraction: float = 0.02) -> SeriesPool:
@@ -78,8 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", required=True)
     ap.add_argument("--powers", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3])
     ap.add_argument("--data", default=os.environ.get("WFM_DATA", "data/generated"), help="folder of the datasets")
-    ap.add_argument("--datasets", nargs="+", default=list(CSI_DATASETS),
-                    help="dataset folders under --data (default: the CSI datasets of the causal pretraining mixture)")
+    ap.add_argument("--datasets", nargs="+",
+                    help="dataset folders under --data (default: the model's own pretraining datasets, as its "
+                         "config.json records them; those without CSI series are skipped)")
     ap.add_argument("--contexts", type=int, nargs="+", default=[4, 8], help="context lengths (the CSI recipes hold 16-24 steps: context + horizon must fit)")
     ap.add_argument("--horizon", type=int, default=8)
     ap.add_argument("--windows", type=int, default=16, help="held-out samples per dataset and context")
@@ -91,7 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     base = wfm.from_pretrained(args.model).eval()
     models = {p: base.with_evidence_power(p).eval() for p in args.powers}
     root = Path(args.data)
-    names = [n for n in args.datasets if (root / n).is_dir()]
+    config = json.loads((Path(args.model) / "config.json").read_text())
+    trained_on = ((config.get("training") or {}).get("data") or {}).get("datasets", [])
+    names = args.datasets or [Path(d).name for d in trained_on]
+    names = [n for n in names if (root / n).is_dir() and has_csi(root / n)]
     if not names:
         raise SystemExit(f"{root}: none of the CSI pretraining datasets (generate them: pretrain/causal-tiny-catalog-cpu-data.sh)")
     logs: dict[float, list[float]] = {p: [] for p in args.powers}

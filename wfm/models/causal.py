@@ -670,12 +670,13 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         tok = self._run_blocks(tok, valid)
         h = self.norm(tok[:, -nf:])
         e = len(self.estimators)
-        sharpen = torch.ones(b, 1, 1, 1, device=z.device, dtype=z.dtype)  # G ** evidence_power per row
+        sharpen = None  # [B]: G ** evidence_power of each row's group
         if group is not None:  # the gate and the guard weigh the window's pooled evidence; tokens keep their own
             mse = pool_by_group(mse, group)
             if self.evidence_power_init is not None:
-                sharpen = group_sizes(group).to(z.dtype).pow(self.evidence_power).view(b, 1, 1, 1)
-        logits = self.prior_gate(h).float().view(b, nf, e, ahead) - self.backtest_weight * sharpen * mse.log()
+                sharpen = group_sizes(group).to(z.dtype).pow(self.evidence_power)
+        sharp = self.backtest_weight if sharpen is None else self.backtest_weight * sharpen.view(b, 1, 1, 1)
+        logits = self.prior_gate(h).float().view(b, nf, e, ahead) - sharp * mse.log()
         weight = torch.softmax(logits.masked_fill(~avail[..., None], float("-inf")), dim=2)
         base = (weight * est).sum(dim=2).view(b, nf, k, p)
         out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
@@ -686,12 +687,14 @@ class CausalForecaster(nn.Module, WfmHubMixin):
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
                valid: Tensor, limit: Tensor | None, group: Tensor | None = None,
-               sharpen: Tensor | float = 1.0) -> Tensor:
+               sharpen: Tensor | None = None) -> Tensor:
         """Blend ``out`` ``[B, N, K, P, 1 + Q]`` (the last ``N`` patches' forecasts) towards the classical
         combination by both forecasts' realised errors on earlier tokens (see ``guard``)."""
         b, nf, k, p = out.shape[:4]
         ahead, length = k * p, z.shape[1]
-        sharp = (self.backtest_weight if self.guard_weight is None else self.guard_weight) * sharpen
+        sharp = self.backtest_weight if self.guard_weight is None else self.guard_weight
+        if sharpen is not None:  # [B]: G ** evidence_power
+            sharp = sharp * sharpen.view(b, 1, 1, 1)
         weight = torch.softmax((-sharp * mse.log()).masked_fill(~avail[..., None], float("-inf")), dim=2)
         classical = (weight * est).sum(dim=2)  # [B, N, H]
         learned = out[..., 0].reshape(b, nf, ahead)
@@ -713,7 +716,9 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         mse_c, mse_n = realised(classical), realised(learned)
         if group is not None:
             mse_c, mse_n = pool_by_group(mse_c, group), pool_by_group(mse_n, group)
-        evidence = (mse_c.log() - mse_n.log()) * (sharpen[..., 0] if torch.is_tensor(sharpen) else sharpen)
+        evidence = mse_c.log() - mse_n.log()
+        if sharpen is not None:
+            evidence = evidence * sharpen.view(b, 1, 1)
         a = torch.sigmoid(self.guard_scale * evidence + self.guard_bias)
         shift = (classical - learned) * (1 - a)  # final = classical + a (learned - classical)
         return out + shift.view(b, nf, k, p, 1)
@@ -933,7 +938,9 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         arch["quantiles"] = tuple(arch["quantiles"])
         out = type(self)(**arch).to(self.head.weight.device)
         state = {k: v for k, v in self.state_dict().items() if k != "evidence_power"}
-        out.load_state_dict(state, strict=power is None)
+        if power is not None:
+            state["evidence_power"] = out.evidence_power.detach().clone()
+        out.load_state_dict(state)
         return out.train(self.training)
 
     def grown_state_dict(self, estimators: tuple[str, ...] | list[str]) -> dict[str, Tensor]:

@@ -34,7 +34,7 @@ from wfm.nn.lora import apply_lora
 from wfm.pretrain import expand_path
 from wfm.tasks.backbones import load_model
 from wfm.tasks.metrics import db
-from wfm.training.schedule import adamw_warmup_cosine
+from wfm.training.schedule import CALIBRATION_SCALARS, adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
 VAL_KINDS = ("csi", "aoa", "distance", "speed", "traffic", "beam_power", "other")
@@ -156,8 +156,10 @@ class CausalPretrainModule(pl.LightningModule):
                 state = trained.grown_state_dict(self.model.estimators)
             except ValueError as e:
                 raise CheckpointError(f"{source}: {e}") from None
-        if "evidence_power" in self.model.state_dict() and "evidence_power" not in state:
-            state = {**state, "evidence_power": self.model.evidence_power.detach().clone()}  # a new option: its initial value
+        own = self.model.state_dict()
+        # A calibration scalar the source lacks (an option this stage turns on, e.g. evidence_power)
+        # starts at its configured value; every other weight must match.
+        state = {**state, **{k: own[k].clone() for k in CALIBRATION_SCALARS if k in own and k not in state}}
         _check_state_dict(self.model, state, f"{source} (init_weights)")  # as hub.load_weights_into
         self.model.load_state_dict(state, strict=True)
 
