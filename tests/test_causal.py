@@ -254,6 +254,42 @@ def test_grouped_windows_are_channels_of_one_sample_over_the_same_steps():
     assert "group" not in single.batch(0)
 
 
+def test_interval_jitter_rescales_the_interval_of_the_named_kinds_per_group():
+    from wfm.data.series import SeriesTable
+    from wfm.data.series_datamodule import MixtureWindows, SeriesPool
+
+    data = np.arange(3 * 40 * 5, dtype=np.float32).reshape(120, 5)
+    csi = SeriesTable(data, np.array([0, 40, 80]), np.array([40, 40, 40]), 0.01, "csi", "c")
+    traffic = SeriesTable(data, np.array([0, 40, 80]), np.array([40, 40, 40]), 600.0, "traffic", "t")
+    pools = [SeriesPool("c", [csi]), SeriesPool("t", [traffic])]
+    args = dict(batch_size=12, num_batches=40, context=16, horizon=8, pad_prob=0.5, seed=3, group_size=4)
+    plain = MixtureWindows(pools, [1.0, 1.0], **args)
+    jitter = MixtureWindows(pools, [1.0, 1.0], **args, interval_jitter={"csi": 1.0})
+    seen = []
+    for i in range(40):
+        a, b = plain.batch(i), jitter.batch(i)
+        if b["dataset"] == "t":  # another kind: the very same batch, true interval
+            assert (b["interval"] == 600.0).all() and torch.equal(a["values"], b["values"])
+            continue
+        assert (a["interval"] == 0.01).all()
+        ratio = torch.log10(b["interval"].double() / 0.01)
+        assert (ratio.abs() <= 1.0 + 1e-6).all()
+        for g in b["group"].unique():  # one draw per group: a window's channels share their interval
+            assert (b["interval"][b["group"] == g] == b["interval"][b["group"] == g][0]).all()
+        seen += ratio[b["group"].unique()].tolist()
+    assert len(seen) > 20 and min(seen) < -0.5 and max(seen) > 0.5  # spread over both decades
+    again = MixtureWindows(pools, [1.0, 1.0], **args, interval_jitter={"csi": 1.0})
+    assert torch.equal(again.batch(5)["interval"], jitter.batch(5)["interval"])  # deterministic
+
+
+def test_interval_jitter_is_checked():
+    from wfm.data.errors import DataError
+    from wfm.data.series_datamodule import SeriesDataModule
+
+    with pytest.raises(DataError, match="interval_jitter"):
+        SeriesDataModule(datasets=["x"], interval_jitter={"csi": -1.0})
+
+
 def test_grouped_loss_pools_the_evidence_as_forecast_does():
     from wfm.models.causal import pool_by_group
 

@@ -358,6 +358,61 @@ def test_evidence_power_sharpens_the_gate_with_the_size_of_the_pooled_group(tmp_
         create_model("causal_tiny", evidence_power=0.5)
 
 
+def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_path):
+    from wfm.hub import from_pretrained
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
+              guard=True)
+    m = create_model("causal_tiny", check_origins=8, **kw).eval()
+    assert m.check_cuts(96, 12) == [48, 60, 72, 84]  # the latest origins, a horizon apart, half the context kept
+    assert m.check_cuts(720, 30) == [480 + 30 * i for i in range(8)]
+    assert m.check_cuts(16, 4) == [8, 12] and m.check_cuts(8, 8) == []
+    x = walks(6, 200) + 0.3 * torch.randn(6, 200)
+    plain = create_model("causal_tiny", **kw).eval()
+    plain.load_state_dict(m.state_dict())
+    # a network that is its own classical combination (zero head and learned gate term) passes every check
+    assert torch.equal(m.forecast(x, 1e-3, 8), plain.forecast(x, 1e-3, 8))
+    # a wild network the guard trusts blindly fails its checks: the classical combination is returned
+    with torch.no_grad():
+        torch.nn.init.normal_(m.head.weight, std=1.0)
+        m.guard_bias.fill_(100.0)
+    plain.load_state_dict(m.state_dict())
+    classical, _ = m._rollout(x, torch.full((6,), 1e-3), 8, classical=True)
+    f = m.forecast(x, 1e-3, 8)
+    assert torch.allclose(f, classical) and not torch.allclose(plain.forecast(x, 1e-3, 8), classical, atol=1e-3)
+    q = m.forecast(x, 1e-3, 8, quantiles=True) if m.quantile_levels else None
+    assert q is None or q.shape == (6, 8, len(m.quantile_levels))
+    # the checks see only the past: values after a cut are its targets, never its inputs
+    seen = []
+    rollout = m._rollout
+    m._rollout = lambda ctx, *a, **k: (seen.append(ctx.shape[1]), rollout(ctx, *a, **k))[1]
+    m.forecast(x, 1e-3, 8)
+    del m._rollout
+    assert sorted(set(seen)) == sorted(set(m.check_cuts(200, 8)) | {200})
+    # a group pools its checks and decides once for all its rows
+    keep = m._network_passes_check(x, torch.full((6,), 1e-3), 8, torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert len(set(keep[:3].tolist())) == 1 and len(set(keep[3:].tolist())) == 1
+    # too short a context (no cut, or one: a test needs two checks): the network's forecast stands
+    assert m.check_cuts(12, 8) == [] and m.check_cuts(20, 8) == [12]
+    for short in (12, 20):
+        assert torch.equal(m.forecast(x[:, :short], 1e-3, 8), plain.forecast(x[:, :short], 1e-3, 8))
+    m.save_pretrained(str(tmp_path / "m"))
+    again = from_pretrained(str(tmp_path / "m"))
+    assert again.check_origins == 8 and torch.equal(again.forecast(x, 1e-3, 8), f)
+    with pytest.raises(ValueError, match="check_origins"):
+        create_model("causal_tiny", prior="mix", check_origins=4)
+
+
+def test_check_threshold_is_the_student_t_quantile_at_two_sigma():
+    from wfm.models.causal import CHECK_Z, check_threshold
+    stats = pytest.importorskip("scipy.stats")
+    dof = torch.tensor([1.0, 2.0, 3.0, 7.0, 10.0, 11.0, 20.0, 60.0, 500.0])
+    want = torch.tensor([stats.t.ppf(stats.norm.cdf(CHECK_Z), float(v)) for v in dof], dtype=torch.float64)
+    got = check_threshold(dof)
+    assert torch.allclose(got, want, rtol=2e-3)
+    assert (got[1:] < got[:-1]).all() and got[-1] > CHECK_Z  # stricter with fewer checks, 2 sigma in the limit
+
+
 def test_reversion_prior_is_the_ar1_forecast_around_the_mean():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 48, generator=g)

@@ -9,6 +9,12 @@ imaginary series, AoA, distance, traffic... A training item is a window of
   normalises by them); the rest is the horizon;
 - ``interval`` (s), ``kind`` (series kind) and ``dataset``.
 
+``interval_jitter`` (training only): the interval of a window of the named kinds is multiplied by
+``10 ** U(-d, d)`` (one draw per group of channels). The interval is the time scale, not the kind
+of signal: real CSI is logged every 1 ms to 1 s and beam power every 100 ms, while the generated
+CSI sits at 0.5-20 ms and the generated trajectories at 100 ms, so without it the model learns
+"100 ms means a smooth trajectory" and extrapolates noisy 100 ms CSI as one.
+
 Series shorter than ``W`` (CSI with 16-24 time steps) are right-aligned and left-padded, with
 the last ``min(horizon, n // 2)`` values as horizon. In training, with probability
 ``pad_prob`` the first ``r ~ U[0, context - 1]`` values of a window are hidden as well, so the
@@ -98,13 +104,15 @@ class SeriesPool:
     def __len__(self) -> int:
         return int(self.cum[-1])
 
-    def draw(self, rng: np.random.Generator, context: int, horizon: int, pad_prob: float) -> dict[str, Any]:
-        return self.draw_group(rng, context, horizon, pad_prob, 1)[0]
+    def draw(self, rng: np.random.Generator, context: int, horizon: int, pad_prob: float,
+             interval_jitter: dict[str, float] | None = None) -> dict[str, Any]:
+        return self.draw_group(rng, context, horizon, pad_prob, 1, interval_jitter)[0]
 
     def draw_group(self, rng: np.random.Generator, context: int, horizon: int, pad_prob: float,
-                   size: int) -> list[dict[str, Any]]:
+                   size: int, interval_jitter: dict[str, float] | None = None) -> list[dict[str, Any]]:
         """Windows of up to ``size`` distinct series of one sample over the same steps (a CSI
-        sample's channels: what a real window's channels are when the model pools their evidence)."""
+        sample's channels: what a real window's channels are when the model pools their evidence).
+        ``interval_jitter`` ``{kind: d}``: the group's interval times ``10 ** U(-d, d)`` (module doc)."""
         k = int(rng.integers(len(self)))
         t = int(np.searchsorted(self.cum, k, side="right") - 1)
         table, i = self.tables[t], k - int(self.cum[t])
@@ -116,11 +124,15 @@ class SeriesPool:
         members = [own]
         if size > 1:  # (no extra draw for single windows: their stream stays as it was)
             members += [int(j) for j in rng.permutation(table.series_per_sample) if j != own][:size - 1]
+        interval = table.interval
+        if interval_jitter and table.kind in interval_jitter:  # (no draw otherwise: streams stay as they were)
+            d = float(interval_jitter[table.kind])
+            interval = float(table.interval * 10.0 ** rng.uniform(-d, d))
         out = []
         for j in members:
             values, observed, ctx = make_window(table, sample * table.series_per_sample + j, start, context, horizon,
                                                 hide)
-            out.append({"values": values, "observed": observed, "context_len": ctx, "interval": table.interval,
+            out.append({"values": values, "observed": observed, "context_len": ctx, "interval": interval,
                         "kind": table.kind, "dataset": self.name})
         return out
 
@@ -129,22 +141,23 @@ class MixtureWindows(_EpochStream):
     """Training batches: each from one dataset drawn by weight; re-drawn per epoch; sharded by stream."""
 
     def __init__(self, pools: Sequence[SeriesPool], weights: Sequence[float], batch_size: int, num_batches: int,
-                 context: int, horizon: int, pad_prob: float, seed: int, group_size: int = 1):
+                 context: int, horizon: int, pad_prob: float, seed: int, group_size: int = 1,
+                 interval_jitter: dict[str, float] | None = None):
         self.pools, self.batch_size, self.num_batches = list(pools), batch_size, num_batches
         self.p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.context, self.horizon, self.pad_prob, self.seed = context, horizon, pad_prob, seed
-        self.group_size = group_size
+        self.group_size, self.interval_jitter = group_size, interval_jitter
 
     def batch(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, 0, self.epoch, i])
         pool = self.pools[int(rng.choice(len(self.p), p=self.p))]
         if self.group_size <= 1:
-            return collate_windows([pool.draw(rng, self.context, self.horizon, self.pad_prob)
+            return collate_windows([pool.draw(rng, self.context, self.horizon, self.pad_prob, self.interval_jitter)
                                     for _ in range(self.batch_size)])
         items: list[dict[str, Any]] = []
         while len(items) < self.batch_size:
             group = pool.draw_group(rng, self.context, self.horizon, self.pad_prob,
-                                    min(self.group_size, self.batch_size - len(items)))
+                                    min(self.group_size, self.batch_size - len(items)), self.interval_jitter)
             items += [{**it, "group": len(items)} for it in group]  # the group's first row as its id
         return collate_windows(items)
 
@@ -172,6 +185,10 @@ class SeriesDataModule(pl.LightningDataModule):
         group_size: training windows come in groups of up to this many series of one sample over
             the same steps, with a ``group`` id per window (the model then pools their backtest
             evidence, as the real-data benchmark does with a window's channels); 1: independent.
+        interval_jitter: ``{kind: decades}``: training windows of these kinds get their interval
+            times ``10 ** U(-decades, decades)`` (module doc); validation and test keep the true one.
+            For kinds whose priors never reach a seasonal period (CSI, AoA); not traffic, whose
+            day and week estimators need the true interval.
         num_workers: DataLoader worker processes per rank.
         seed: seed of the training plan and of the evaluation windows.
     """
@@ -180,7 +197,7 @@ class SeriesDataModule(pl.LightningDataModule):
                  kinds: list[str] | None = None, context: int = 256, horizon: int = 64, batch_size: int = 64,
                  samples_per_epoch: int = 65536, eval_windows: int = 256, val_fraction: float = 0.1,
                  test_fraction: float = 0.1, pad_prob: float = 0.5, group_size: int = 1, num_workers: int = 0,
-                 seed: int = 0):
+                 seed: int = 0, interval_jitter: dict[str, float] | None = None):
         super().__init__()
         if isinstance(datasets, (str, Path)):
             datasets = [str(datasets)]
@@ -188,6 +205,8 @@ class SeriesDataModule(pl.LightningDataModule):
             raise DataError(f"SeriesDataModule: context and horizon must be >= 1, got {context}, {horizon}")
         if group_size < 1:
             raise DataError(f"SeriesDataModule: group_size must be >= 1, got {group_size}")
+        if interval_jitter and any(not 0 <= float(d) <= 6 for d in interval_jitter.values()):
+            raise DataError(f"SeriesDataModule: interval_jitter decades must lie in [0, 6], got {dict(interval_jitter)}")
         if weights is not None and datasets is not None and (
                 len(weights) != len(datasets) or min(weights) < 0 or sum(weights) <= 0):
             raise DataError(f"SeriesDataModule: {len(weights)} weights for {len(datasets)} datasets; "
@@ -247,7 +266,7 @@ class SeriesDataModule(pl.LightningDataModule):
         world = max(1, trainer.world_size) if trainer is not None else 1
         num_batches = -(-hp.samples_per_epoch // (hp.batch_size * world)) * world  # ranks in lockstep
         ds = MixtureWindows(self.pools["train"], self.weights, hp.batch_size, num_batches, hp.context, hp.horizon,
-                            hp.pad_prob, hp.seed, hp.group_size)
+                            hp.pad_prob, hp.seed, hp.group_size, hp.interval_jitter)
         return _StatefulEpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
                                     trainer=_attached_trainer(self))
 

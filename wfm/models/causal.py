@@ -84,8 +84,28 @@ DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
 #: The skill loss' floor on the classical error, relative to the targets' power (as the MAE's).
 SKILL_FLOOR = 1e-3
+#: ``check_origins``: the classical combination replaces the network only where the network's
+#: extra squared error on the checks is significant at the level of this many normal standard
+#: errors (one-sided, ~2.3 %), in Student-t terms for the number of checks (``_T_AT_Z2`` holds them).
+CHECK_Z = 2.0
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
+
+
+#: The Student-t quantiles at the level of ``CHECK_Z = 2`` (one-sided 97.72 %) for 1..10 degrees of
+#: freedom (``scipy.stats.t.ppf(norm.cdf(2), dof)``); beyond, ``check_threshold``'s expansion.
+_T_AT_Z2 = (13.968, 4.527, 3.307, 2.869, 2.649, 2.517, 2.429, 2.366, 2.320, 2.284)
+
+
+def check_threshold(dof: Tensor) -> Tensor:
+    """How many standard errors the network's extra error must reach for ``check_origins`` to
+    replace it: the Student-t quantile at the level of ``CHECK_Z`` with ``dof`` degrees of freedom
+    (tabulated up to 10, then the Cornish-Fisher expansion, within 0.2 % there)."""
+    v = dof.double().clamp_min(1.0)
+    z = CHECK_Z
+    series = z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v * v)
+    table = torch.tensor(_T_AT_Z2, dtype=torch.float64, device=v.device)
+    return torch.where(v <= len(_T_AT_Z2), table[(v.round().long() - 1).clamp(0, len(_T_AT_Z2) - 1)], series)
 
 
 def first_observed(observed: Tensor) -> Tensor:
@@ -462,6 +482,17 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         guard_weight: the evidence weight of the guard's classical combination, fixed (``None``,
             every model saved before this option: the gate's learned ``backtest_weight``, which
             training drifts from 4.0 towards 1 and so makes the fallback itself a soft mix).
+        check_origins: with ``guard=True``, ``forecast`` first backtests the network against its
+            classical combination (the guard's fallback) on the end of the context: from up to this
+            many origins spread over the context, each forecasts the ``horizon`` values that followed
+            it from the values before it alone (normalised on them, nothing later seen). A row, or a
+            group pooling its evidence, keeps the network's forecast where its squared error over
+            those checks is at most the classical combination's, and takes the classical
+            combination's otherwise. Unlike the guard's evidence (the in-context tokens, whose inputs
+            are normalised with the whole context, later values included), these checks see only the
+            past, as the forecast does. 0 (every model saved before this option): no check. Costs
+            ``2 (check_origins + 1)`` rollouts instead of one; contexts shorter than ``horizon +
+            patch_len`` have no origin to check and keep the network.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -477,7 +508,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                  estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
                  max_coarse: int = 64, backtest_window: int = 0, guard: bool = False,
                  backtest_origins: str = "patch", guard_weight: float | None = None,
-                 evidence_power: float | None = None) -> None:
+                 evidence_power: float | None = None, check_origins: int = 0) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -519,6 +550,9 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if evidence_power is not None and prior != "mix":
             raise ValueError("evidence_power needs prior='mix'")
         self.evidence_power_init = None if evidence_power is None else float(evidence_power)
+        if check_origins < 0 or (check_origins and not self.guard):
+            raise ValueError(f"check_origins needs guard=True and a count >= 0, got {check_origins}")
+        self.check_origins = int(check_origins)
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:
@@ -550,14 +584,17 @@ class CausalForecaster(nn.Module, WfmHubMixin):
 
     # ------------------------------------------------------------------ core
     def forward(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
-                stats: tuple[Tensor, Tensor] | None = None, group: Tensor | None = None) -> CausalOutput:
+                stats: tuple[Tensor, Tensor] | None = None, group: Tensor | None = None,
+                classical: bool = False) -> CausalOutput:
         """Next-patch predictions for every token of ``values`` ``[B, N * P]``.
 
         ``observed`` (bool, same shape) marks real values (False = padding); ``interval``
         ``[B]`` is in seconds; the normalisation uses the observed values before
         ``context_len`` ``[B]`` (default: all of them), unless ``stats = (loc, scale)`` is given
         (autoregressive steps keep the original context's). ``group`` ``[B]`` (``prior="mix"``):
-        rows with one id pool their backtest evidence (:func:`pool_by_group`).
+        rows with one id pool their backtest evidence (:func:`pool_by_group`). ``classical``
+        (``guard=True``): the guard's classical combination instead of the network's forecast (the
+        quantiles shifted with it), what ``check_origins`` compares the network against.
         """
         b, length = values.shape
         p = self.patch_len
@@ -571,7 +608,9 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                 ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
             loc, scale = normalise_stats(values, ctx_obs, self.eps)
         if self.prior != "trend":
-            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group)
+            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group, classical)
+        if classical:
+            raise ValueError("classical=True needs a prior='mix' model with guard=True")
         m = observed.float()
         x = ((values - loc) / scale * m).view(b, -1, p)
         tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
@@ -627,7 +666,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return fine // self.patch_len + coarse
 
     def _forward_mix(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None,
-                     stats: tuple[Tensor, Tensor], group: Tensor | None = None) -> CausalOutput:
+                     stats: tuple[Tensor, Tensor], group: Tensor | None = None,
+                     classical: bool = False) -> CausalOutput:
         """``forward`` of a ``prior="mix"`` model: tokens for the last ``max_context`` values (plus
         coarse tokens of older ones), every token's forecast = gated classical mix + head."""
         b, length = values.shape
@@ -680,16 +720,19 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         weight = torch.softmax(logits.masked_fill(~avail[..., None], float("-inf")), dim=2)
         base = (weight * est).sum(dim=2).view(b, nf, k, p)
         out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
+        if classical and not self.guard:
+            raise ValueError("classical=True needs guard=True (the guard defines the classical combination)")
         if self.guard:
-            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen)
+            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen, classical)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
                valid: Tensor, limit: Tensor | None, group: Tensor | None = None,
-               sharpen: Tensor | None = None) -> Tensor:
+               sharpen: Tensor | None = None, fallback_only: bool = False) -> Tensor:
         """Blend ``out`` ``[B, N, K, P, 1 + Q]`` (the last ``N`` patches' forecasts) towards the classical
-        combination by both forecasts' realised errors on earlier tokens (see ``guard``)."""
+        combination by both forecasts' realised errors on earlier tokens (see ``guard``);
+        ``fallback_only``: all the way (``forward(classical=True)``)."""
         b, nf, k, p = out.shape[:4]
         ahead, length = k * p, z.shape[1]
         sharp = self.backtest_weight if self.guard_weight is None else self.guard_weight
@@ -720,6 +763,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if sharpen is not None:
             evidence = evidence * sharpen.view(b, 1, 1)
         a = torch.sigmoid(self.guard_scale * evidence + self.guard_bias)
+        if fallback_only:
+            a = torch.zeros_like(a)
         shift = (classical - learned) * (1 - a)  # final = classical + a (learned - classical)
         return out + shift.view(b, nf, k, p, 1)
 
@@ -889,6 +934,10 @@ class CausalForecaster(nn.Module, WfmHubMixin):
           transformer sees the last ``max_context`` values as full-resolution tokens and, with
           ``coarse_len``, up to ``max_coarse * coarse_len`` older values as coarse tokens.
 
+        With ``check_origins``, the network's forecast of a row (or a pooled group) is first
+        backtested against the guard's classical combination on the end of the context, and the
+        classical combination's forecast is returned where the network lost (see the class doc).
+
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
         (needs a quantile head).
         """
@@ -898,6 +947,20 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         context, interval = context.to(dev), interval.to(dev)
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
+        point, quant = self._rollout(context, interval, horizon, group)
+        if self.check_origins and self.guard:
+            keep = self._network_passes_check(context, interval, horizon, group)  # [B]
+            if not bool(keep.all()):
+                c_point, c_quant = self._rollout(context, interval, horizon, group, classical=True)
+                point = torch.where(keep[:, None], point, c_point)
+                if quant is not None:
+                    quant = torch.where(keep[:, None, None], quant, c_quant)
+        return (quant if quantiles else point).to(device)
+
+    def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
+                 classical: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``forecast``'s autoregressive rollout of checked inputs: ``(point [B, H], quantiles [B, H, Q] | None)``
+        in the original scale; ``classical``: of the guard's classical combination."""
         p = self.patch_len
         legacy = self.prior == "trend"
         if legacy:
@@ -918,7 +981,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                 keep = -(-self.max_context // p) * p
                 values, observed = values[:, -keep:], observed[:, -keep:]
             out = self(values, observed, interval, stats=(loc, scale), context_len=None if legacy else given,
-                       group=None if legacy else group)
+                       group=None if legacy else group, classical=classical)
             last = out.ahead[:, -1]  # [B, K, P, 1 + Q], normalised: the next K patches
             nxt = last[..., 0].reshape(b, k * p)
             points.append(nxt)
@@ -927,9 +990,46 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             values = torch.cat([values, nxt * scale + loc], dim=1)
             observed = F.pad(observed, (0, k * p), value=True)
         point = torch.cat(points, dim=1)[:, :horizon] * scale + loc
-        if not quantiles:
-            return point.to(device)
-        return (torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None]).to(device)
+        quant = torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None] if quants else None
+        return point, quant
+
+    def check_cuts(self, length: int, horizon: int) -> list[int]:
+        """Where ``check_origins`` cuts a context of ``length`` values: each cut ``c`` forecasts
+        values ``c .. c + horizon - 1`` from the ``c`` before it. The latest origins, ``horizon``
+        apart (rolling origins whose targets do not overlap), as long as each keeps at least half of
+        the context (and a patch): a check then resembles the forecast it vouches for."""
+        low = max(self.patch_len, -(-length // 2))
+        return sorted(c for c in (length - k * horizon for k in range(1, self.check_origins + 1)) if c >= low)
+
+    def _network_passes_check(self, context: Tensor, interval: Tensor, horizon: int,
+                              group: Tensor | None = None) -> Tensor:
+        """``[B]`` bool: False where the checks (``check_cuts``) show the network erring more than the
+        classical combination beyond doubt. A one-sided paired t-test (Diebold-Mariano style) on one
+        value per check and row, the mean over its horizon of ``d`` = network minus classical squared
+        error over the row's context variance (the values of one horizon move together, so each
+        check counts once); a group pools its rows' checks. The network is replaced where
+        ``mean(d) > t * std(d) / sqrt(n)``, ``t`` = :func:`check_threshold` of ``n - 1`` degrees of
+        freedom; fewer than 2 checks decide nothing."""
+        b, length = context.shape
+        var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
+        s1, s2 = context.new_zeros(b, dtype=torch.float64), context.new_zeros(b, dtype=torch.float64)
+        n = 0
+        for cut in self.check_cuts(length, horizon):
+            past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
+            e_n = (self._rollout(past, interval, horizon, group)[0].double() - truth) ** 2
+            e_c = (self._rollout(past, interval, horizon, group, classical=True)[0].double() - truth) ** 2
+            d = (e_n - e_c).mean(dim=1) / var
+            s1, s2, n = s1 + d, s2 + d * d, n + 1
+        count = torch.full_like(s1, float(n))
+        if group is not None and n:
+            _, inv = torch.unique(group, return_inverse=True)
+
+            def pooled(x: Tensor) -> Tensor:
+                return x.new_zeros(int(inv.max()) + 1).index_add_(0, inv, x)[inv]
+            s1, s2, count = pooled(s1), pooled(s2), pooled(count)
+        mean = s1 / count.clamp_min(1.0)
+        sd = ((s2 - count * mean * mean) / (count - 1).clamp_min(1.0)).clamp_min(0.0).sqrt()
+        return ~((count >= 2) & (mean > check_threshold(count - 1) * sd / count.clamp_min(1.0).sqrt()))
 
     def with_evidence_power(self, power: float | None) -> "CausalForecaster":
         """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as
