@@ -380,6 +380,7 @@ def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_
     classical, _ = m._rollout(x, torch.full((6,), 1e-3), 8, classical=True)
     f = m.forecast(x, 1e-3, 8)
     assert torch.allclose(f, classical) and not torch.allclose(plain.forecast(x, 1e-3, 8), classical, atol=1e-3)
+    assert torch.equal(m.forecast(x, 1e-3, 8, check=False), plain.forecast(x, 1e-3, 8))  # skipped for one call
     q = m.forecast(x, 1e-3, 8, quantiles=True) if m.quantile_levels else None
     assert q is None or q.shape == (6, 8, len(m.quantile_levels))
     # the checks see only the past: values after a cut are its targets, never its inputs
