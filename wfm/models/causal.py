@@ -484,15 +484,15 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             training drifts from 4.0 towards 1 and so makes the fallback itself a soft mix).
         check_origins: with ``guard=True``, ``forecast`` first backtests the network against its
             classical combination (the guard's fallback) on the end of the context: from up to this
-            many origins spread over the context, each forecasts the ``horizon`` values that followed
-            it from the values before it alone (normalised on them, nothing later seen). A row, or a
-            group pooling its evidence, keeps the network's forecast where its squared error over
-            those checks is at most the classical combination's, and takes the classical
-            combination's otherwise. Unlike the guard's evidence (the in-context tokens, whose inputs
-            are normalised with the whole context, later values included), these checks see only the
-            past, as the forecast does. 0 (every model saved before this option): no check. Costs
-            ``2 (check_origins + 1)`` rollouts instead of one; contexts shorter than ``horizon +
-            patch_len`` have no origin to check and keep the network.
+            many of the latest origins (:meth:`check_cuts`), each forecasts the ``horizon`` values
+            that followed it from the values before it alone (normalised on them, nothing later
+            seen). A row, or a group pooling its evidence, takes the classical combination's
+            forecast where a paired t-test says the network erred more beyond doubt
+            (:meth:`_network_passes_check`), and keeps the network's otherwise. Unlike the guard's
+            evidence (the in-context tokens, whose inputs are normalised with the whole context,
+            later values included), these checks see only the past, as the forecast does. 0 (every
+            model saved before this option): no check. Costs up to ``2 (check_origins + 1)``
+            rollouts instead of one; a context with fewer than two checks keeps the network.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
