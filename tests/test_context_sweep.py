@@ -35,3 +35,16 @@ def test_tiny_sweep_every_context_scores_the_same_windows():
     row = res["rows"][64]
     assert row["seasonal"] < row["persistence"] and row["best classical"] == min(row[k] for k in sweep_mod.CLASSICAL)
     assert "### toy" in sweep_mod.table("toy", res)
+    ch = res["changes"]["prior-mix"]
+    assert list(ch) == [16, 32, 64] and all(c["lo"] <= c["db"] <= c["hi"] for c in ch.values())
+    assert "worse beyond noise" in sweep_mod.table("toy", res)
+
+
+def test_context_changes_are_paired_bootstrap_intervals():
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 0.05, size=200)  # windows of very different difficulty
+    same = sweep_mod.context_changes({8: base, 16: base})[16]
+    assert same["db"] == 0.0 and same["lo"] == same["hi"] == 0.0  # paired: no noise when nothing changes
+    worse = sweep_mod.context_changes({8: base, 16: base * 1.1, 32: base * 1.1 * rng.uniform(0.5, 1.5, 200)})
+    assert worse[16]["db"] == pytest.approx(10 * np.log10(1.1)) and worse[16]["lo"] > 0  # beyond noise
+    assert worse[32]["lo"] < 0 < worse[32]["hi"]  # a noisy change: the interval spans zero

@@ -18,8 +18,10 @@ model next to persistence, the context mean and seasonal naive (period a day, or
 the context holds one, from the interval; persistence where not even a day fits). Every context
 length is scored on the **same** target windows (those that the longest context allows), so the
 rows compare. ``prior-mix`` is an untrained ``causal_tiny`` with ``prior="mix"``: its forecast is
-the classical-prior mix alone (zero correction). Prints one table per set and writes
-``context_sweep.json``.
+the classical-prior mix alone (zero correction). Every step to a longer context also gets a
+paired bootstrap interval of each model's change in dB (the same windows resampled for both
+contexts, :func:`context_changes`): a longer context makes a model worse beyond noise only where
+that interval lies above zero. Prints one table per set and writes ``context_sweep.json``.
 """
 
 from __future__ import annotations
@@ -156,12 +158,37 @@ def forecast_real(model, ctx: np.ndarray, interval: float, horizon: int, batch: 
     return np.concatenate(out)
 
 
-def nmse(pred: np.ndarray, true: np.ndarray) -> float:
-    """Per-window NMSE: mean over windows of sum |err|^2 / sum |true|^2."""
+def window_nmse(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Each window's NMSE, sum |err|^2 / sum |true|^2 (NaN for a window without power)."""
     err = (np.abs(pred - true) ** 2).sum(axis=1)
     power = (np.abs(true) ** 2).sum(axis=1)
-    keep = power > 0
-    return float(np.mean(err[keep] / power[keep]))
+    return np.where(power > 0, err / np.where(power > 0, power, 1.0), np.nan)
+
+
+def nmse(pred: np.ndarray, true: np.ndarray) -> float:
+    """Per-window NMSE: mean over windows of sum |err|^2 / sum |true|^2."""
+    return float(np.nanmean(window_nmse(pred, true)))
+
+
+def context_changes(per_window: dict[int, np.ndarray], resamples: int = 2000, seed: int = 0) -> dict[int, dict]:
+    """The change in per-window NMSE (dB) from each context to the next longer one, with a paired
+    95 % bootstrap interval: ``{c: {"db", "lo", "hi"}}`` for every context ``c`` but the shortest.
+
+    ``per_window[c]``: the windows' NMSE at context ``c``, the same windows for every ``c``. A
+    resample draws windows with replacement and scores both contexts on the same draw, so the
+    interval is that of the change, not of either level."""
+    ctxs = sorted(per_window)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for prev, c in zip(ctxs, ctxs[1:]):
+        a, b = per_window[prev], per_window[c]
+        ok = np.isfinite(a) & np.isfinite(b)
+        a, b = a[ok], b[ok]
+        draw = rng.integers(0, len(a), size=(resamples, len(a)))
+        boot = 10 * np.log10(b[draw].mean(axis=1) / a[draw].mean(axis=1))
+        out[c] = {"db": float(10 * np.log10(b.mean() / a.mean())), "lo": float(np.quantile(boot, 0.025)),
+                  "hi": float(np.quantile(boot, 0.975))}
+    return out
 
 
 def sweep(sets: dict[str, dict], models: dict[str, object], contexts: list[int], max_windows: int,
@@ -174,17 +201,21 @@ def sweep(sets: dict[str, dict], models: dict[str, object], contexts: list[int],
             continue
         idx, starts = windows(x, horizon, max(ctxs), max_windows)
         true = np.stack([x[i, t:t + horizon] for i, t in zip(idx, starts)])
-        rows = {}
+        rows, per_window = {}, {label: {} for label in models}
         for c in ctxs:
             ctx = np.stack([x[i, t - c:t] for i, t in zip(idx, starts)])
             row = {}
             for label, model in [*((k, k) for k in CLASSICAL), *models.items()]:
-                row[label] = nmse(forecast_real(model, ctx, interval, horizon, batch), true)
+                w = window_nmse(forecast_real(model, ctx, interval, horizon, batch), true)
+                row[label] = float(np.nanmean(w))
+                if label in per_window:
+                    per_window[label][c] = w
             row["best classical"] = min(row[k] for k in CLASSICAL)
             rows[c] = row
         results[name] = {"interval_s": interval, "horizon": horizon, "windows": int(len(idx)),
                          "series": int(x.shape[0]), "complex": bool(np.iscomplexobj(x)),
-                         "seasonal_period": {c: seasonal_period(interval, c) for c in ctxs}, "rows": rows}
+                         "seasonal_period": {c: seasonal_period(interval, c) for c in ctxs}, "rows": rows,
+                         "changes": {label: context_changes(pw) for label, pw in per_window.items()}}
     return results
 
 
@@ -196,6 +227,12 @@ def table(name: str, res: dict) -> str:
     lines = ["| context | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for c, row in rows.items():
         lines.append(f"| {c} | " + " | ".join(f"{10 * math.log10(max(row[k], 1e-12)):.2f}" for k in cols) + " |")
+    worse = [f"{label} {c}: +{ch['db']:.2f} dB (95 % {ch['lo']:+.2f} .. {ch['hi']:+.2f})"
+             for label, changes in res.get("changes", {}).items() for c, ch in changes.items() if ch["db"] > 0]
+    lines.append("\nlonger context worse (change from the previous context, paired bootstrap over windows): "
+                 + ("; ".join(worse) if worse else "never"))
+    beyond = [w for w in worse if "(95 % +" in w]
+    lines.append("worse beyond noise (interval above 0): " + ("; ".join(beyond) if beyond else "never"))
     return head + "\n".join(lines) + "\n"
 
 
