@@ -377,10 +377,21 @@ def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_
         torch.nn.init.normal_(m.head.weight, std=1.0)
         m.guard_bias.fill_(100.0)
     plain.load_state_dict(m.state_dict())
-    classical, _ = m._rollout(x, torch.full((6,), 1e-3), 8, classical=True)
+    _, (classical, _) = m._rollout(x, torch.full((6,), 1e-3), 8, fallback=True)
     f = m.forecast(x, 1e-3, 8)
     assert torch.allclose(f, classical) and not torch.allclose(plain.forecast(x, 1e-3, 8), classical, atol=1e-3)
     assert torch.equal(m.forecast(x, 1e-3, 8, check=False), plain.forecast(x, 1e-3, 8))  # skipped for one call
+    # the fallback rolls out on its own forecasts: a guard that always falls back gives the same forecast,
+    # over several autoregressive steps (the later ones batch both sequences)
+    iv = torch.full((6,), 1e-3)
+    with torch.no_grad():
+        m.guard_bias.fill_(-100.0)
+    (net, q_net), (fb, q_fb) = m._rollout(x, iv, 20, fallback=True)
+    (alone, q_alone), = m._rollout(x, iv, 20)
+    assert torch.allclose(net, alone, atol=1e-5) and torch.allclose(fb, alone, atol=1e-4)
+    assert q_fb is None or torch.allclose(q_fb, q_alone, atol=1e-4)
+    with torch.no_grad():
+        m.guard_bias.fill_(100.0)
     q = m.forecast(x, 1e-3, 8, quantiles=True) if m.quantile_levels else None
     assert q is None or q.shape == (6, 8, len(m.quantile_levels))
     # the checks see only the past: values after a cut are its targets, never its inputs

@@ -326,7 +326,9 @@ class CausalOutput:
     ``point`` is ``[B, N, P]`` (token ``i`` predicts patch ``i + 1``), ``quantiles`` is
     ``[B, N, P, Q]`` or ``None``; ``ahead`` is ``[B, N, K, P, 1 + Q]``: every output of the
     direct multi-patch head (patches ``i + 1 .. i + K``; point first, then the quantiles);
-    ``loc``/``scale`` are ``[B, 1]`` (the normalisation).
+    ``loc``/``scale`` are ``[B, 1]`` (the normalisation). ``fallback`` (``guard=True`` models):
+    ``ahead``'s layout for the guard's classical combination alone (the quantiles shifted with it),
+    computed in the same pass; what ``check_origins`` compares the network against.
     """
 
     point: Tensor
@@ -334,6 +336,7 @@ class CausalOutput:
     ahead: Tensor
     loc: Tensor
     scale: Tensor
+    fallback: Tensor | None = None
 
 
 def normalise_stats(values: Tensor, observed: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
@@ -491,8 +494,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             (:meth:`_network_passes_check`), and keeps the network's otherwise. Unlike the guard's
             evidence (the in-context tokens, whose inputs are normalised with the whole context,
             later values included), these checks see only the past, as the forecast does. 0 (every
-            model saved before this option): no check. Costs up to ``2 (check_origins + 1)``
-            rollouts instead of one; a context with fewer than two checks keeps the network.
+            model saved before this option): no check. Costs ``check_origins + 1`` rollouts of
+            both forecasts instead of one of the network's (their first step is one pass); a context with fewer than two checks keeps the network.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -584,17 +587,14 @@ class CausalForecaster(nn.Module, WfmHubMixin):
 
     # ------------------------------------------------------------------ core
     def forward(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
-                stats: tuple[Tensor, Tensor] | None = None, group: Tensor | None = None,
-                classical: bool = False) -> CausalOutput:
+                stats: tuple[Tensor, Tensor] | None = None, group: Tensor | None = None) -> CausalOutput:
         """Next-patch predictions for every token of ``values`` ``[B, N * P]``.
 
         ``observed`` (bool, same shape) marks real values (False = padding); ``interval``
         ``[B]`` is in seconds; the normalisation uses the observed values before
         ``context_len`` ``[B]`` (default: all of them), unless ``stats = (loc, scale)`` is given
         (autoregressive steps keep the original context's). ``group`` ``[B]`` (``prior="mix"``):
-        rows with one id pool their backtest evidence (:func:`pool_by_group`). ``classical``
-        (``guard=True``): the guard's classical combination instead of the network's forecast (the
-        quantiles shifted with it), what ``check_origins`` compares the network against.
+        rows with one id pool their backtest evidence (:func:`pool_by_group`).
         """
         b, length = values.shape
         p = self.patch_len
@@ -608,9 +608,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                 ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
             loc, scale = normalise_stats(values, ctx_obs, self.eps)
         if self.prior != "trend":
-            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group, classical)
-        if classical:
-            raise ValueError("classical=True needs a prior='mix' model with guard=True")
+            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group)
         m = observed.float()
         x = ((values - loc) / scale * m).view(b, -1, p)
         tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
@@ -666,8 +664,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return fine // self.patch_len + coarse
 
     def _forward_mix(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None,
-                     stats: tuple[Tensor, Tensor], group: Tensor | None = None,
-                     classical: bool = False) -> CausalOutput:
+                     stats: tuple[Tensor, Tensor], group: Tensor | None = None) -> CausalOutput:
         """``forward`` of a ``prior="mix"`` model: tokens for the last ``max_context`` values (plus
         coarse tokens of older ones), every token's forecast = gated classical mix + head."""
         b, length = values.shape
@@ -720,19 +717,19 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         weight = torch.softmax(logits.masked_fill(~avail[..., None], float("-inf")), dim=2)
         base = (weight * est).sum(dim=2).view(b, nf, k, p)
         out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
-        if classical and not self.guard:
-            raise ValueError("classical=True needs guard=True (the guard defines the classical combination)")
+        fallback = None
         if self.guard:
-            out = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen, classical)
+            out, fallback = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
-        return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale)
+        return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale,
+                            fallback=fallback)
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
                valid: Tensor, limit: Tensor | None, group: Tensor | None = None,
-               sharpen: Tensor | None = None, fallback_only: bool = False) -> Tensor:
+               sharpen: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Blend ``out`` ``[B, N, K, P, 1 + Q]`` (the last ``N`` patches' forecasts) towards the classical
-        combination by both forecasts' realised errors on earlier tokens (see ``guard``);
-        ``fallback_only``: all the way (``forward(classical=True)``)."""
+        combination by both forecasts' realised errors on earlier tokens (see ``guard``). Returns the
+        blend and ``out`` moved all the way to the classical combination (``CausalOutput.fallback``)."""
         b, nf, k, p = out.shape[:4]
         ahead, length = k * p, z.shape[1]
         sharp = self.backtest_weight if self.guard_weight is None else self.guard_weight
@@ -763,10 +760,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if sharpen is not None:
             evidence = evidence * sharpen.view(b, 1, 1)
         a = torch.sigmoid(self.guard_scale * evidence + self.guard_bias)
-        if fallback_only:
-            a = torch.zeros_like(a)
-        shift = (classical - learned) * (1 - a)  # final = classical + a (learned - classical)
-        return out + shift.view(b, nf, k, p, 1)
+        full = (classical - learned).view(b, nf, k, p, 1)
+        return out + full * (1 - a).view(b, nf, k, p, 1), out + full  # final = classical + a (learned - classical)
 
     def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
              scaled: bool = False, skill: bool = False,
@@ -937,8 +932,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         With ``check_origins``, the network's forecast of a row (or a pooled group) is first
         backtested against the guard's classical combination on the end of the context, and the
         classical combination's forecast is returned where the network lost (see the class doc).
-        That costs up to ``2 (check_origins + 1)`` rollouts (measured on 2 CPU threads: 17x at
-        4,096 values of context and 64 ahead, 5x at 16 values and 4 ahead); ``check=False`` skips
+        That costs ``check_origins + 1`` rollouts of both forecasts (measured on 2 CPU threads: 16x
+        at 4,096 values of context and 64 ahead, 2.5x at 16 values and 4 ahead); ``check=False`` skips
         it for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
@@ -950,20 +945,22 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         context, interval = context.to(dev), interval.to(dev)
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
-        point, quant = self._rollout(context, interval, horizon, group)
         if check and self.check_origins and self.guard:
             keep = self._network_passes_check(context, interval, horizon, group)  # [B]
             if not bool(keep.all()):
-                c_point, c_quant = self._rollout(context, interval, horizon, group, classical=True)
+                (point, quant), (c_point, c_quant) = self._rollout(context, interval, horizon, group, fallback=True)
                 point = torch.where(keep[:, None], point, c_point)
-                if quant is not None:
-                    quant = torch.where(keep[:, None, None], quant, c_quant)
+                quant = None if quant is None else torch.where(keep[:, None, None], quant, c_quant)
+                return (quant if quantiles else point).to(device)
+        (point, quant), = self._rollout(context, interval, horizon, group)
         return (quant if quantiles else point).to(device)
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
-                 classical: bool = False) -> tuple[Tensor, Tensor | None]:
-        """``forecast``'s autoregressive rollout of checked inputs: ``(point [B, H], quantiles [B, H, Q] | None)``
-        in the original scale; ``classical``: of the guard's classical combination."""
+                 fallback: bool = False) -> list[tuple[Tensor, Tensor | None]]:
+        """``forecast``'s autoregressive rollout of checked inputs: ``[(point [B, H], quantiles [B, H, Q] | None)]``
+        in the original scale, the network's; with ``fallback`` (``guard=True``) also the guard's
+        classical combination's, rolled out on its own forecasts. The first step serves both (one
+        pass gives ``ahead`` and ``fallback``); later steps run both sequences as one batch."""
         p = self.patch_len
         legacy = self.prior == "trend"
         if legacy:
@@ -976,25 +973,34 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         given = torch.full((b,), values.shape[1], dtype=torch.long, device=values.device)  # appended values are not evidence
         k = self.horizon_patches
         steps = -(-horizon // (k * p))
-        points, quants = [], []
-        for _ in range(steps):
+        seqs = [values, values] if fallback else [values]
+        points: list[list[Tensor]] = [[] for _ in seqs]
+        quants: list[list[Tensor]] = [[] for _ in seqs]
+        for step in range(steps):
             # Keep the window within max_context (rounded up to whole patches); stats stay those
             # of the original context so all steps share one scale.
             if legacy:
                 keep = -(-self.max_context // p) * p
-                values, observed = values[:, -keep:], observed[:, -keep:]
-            out = self(values, observed, interval, stats=(loc, scale), context_len=None if legacy else given,
-                       group=None if legacy else group, classical=classical)
-            last = out.ahead[:, -1]  # [B, K, P, 1 + Q], normalised: the next K patches
-            nxt = last[..., 0].reshape(b, k * p)
-            points.append(nxt)
-            if self.quantile_levels:
-                quants.append(last[..., 1:].reshape(b, k * p, -1))
-            values = torch.cat([values, nxt * scale + loc], dim=1)
+                seqs, observed = [v[:, -keep:] for v in seqs], observed[:, -keep:]
+            n = 1 if step == 0 else len(seqs)  # rows per original row in this pass
+
+            def rep(t: Tensor) -> Tensor:
+                return t.repeat(n, *([1] * (t.dim() - 1)))
+            grp = None if legacy or group is None else (
+                group if n == 1 else torch.cat([group, group + int(group.max()) + 1]))
+            out = self(seqs[0] if n == 1 else torch.cat(seqs), rep(observed), rep(interval),
+                       stats=(rep(loc), rep(scale)), context_len=None if legacy else rep(given), group=grp)
+            for i, ahead in enumerate([out.ahead, out.fallback][:len(seqs)]):
+                last = ahead[:, -1][i * b:(i + 1) * b] if n > 1 else ahead[:, -1]  # [B, K, P, 1 + Q]: next K patches
+                nxt = last[..., 0].reshape(b, k * p)
+                points[i].append(nxt)
+                if self.quantile_levels:
+                    quants[i].append(last[..., 1:].reshape(b, k * p, -1))
+                seqs[i] = torch.cat([seqs[i], nxt * scale + loc], dim=1)
             observed = F.pad(observed, (0, k * p), value=True)
-        point = torch.cat(points, dim=1)[:, :horizon] * scale + loc
-        quant = torch.cat(quants, dim=1)[:, :horizon] * scale[..., None] + loc[..., None] if quants else None
-        return point, quant
+        return [(torch.cat(pt, dim=1)[:, :horizon] * scale + loc,
+                 torch.cat(qt, dim=1)[:, :horizon] * scale[..., None] + loc[..., None] if qt else None)
+                for pt, qt in zip(points, quants)]
 
     def check_cuts(self, length: int, horizon: int) -> list[int]:
         """Where ``check_origins`` cuts a context of ``length`` values: each cut ``c`` forecasts
@@ -1019,8 +1025,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         n = 0
         for cut in self.check_cuts(length, horizon):
             past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
-            e_n = (self._rollout(past, interval, horizon, group)[0].double() - truth) ** 2
-            e_c = (self._rollout(past, interval, horizon, group, classical=True)[0].double() - truth) ** 2
+            (net, _), (cls, _) = self._rollout(past, interval, horizon, group, fallback=True)
+            e_n, e_c = (net.double() - truth) ** 2, (cls.double() - truth) ** 2
             d = (e_n - e_c).mean(dim=1) / var
             s1, s2, n = s1 + d, s2 + d * d, n + 1
         count = torch.full_like(s1, float(n))

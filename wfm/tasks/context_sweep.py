@@ -227,12 +227,11 @@ def table(name: str, res: dict) -> str:
     lines = ["| context | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for c, row in rows.items():
         lines.append(f"| {c} | " + " | ".join(f"{10 * math.log10(max(row[k], 1e-12)):.2f}" for k in cols) + " |")
-    worse = [f"{label} {c}: +{ch['db']:.2f} dB (95 % {ch['lo']:+.2f} .. {ch['hi']:+.2f})"
+    steps = [(f"{label} {c}: +{ch['db']:.2f} dB (95 % {ch['lo']:+.2f} .. {ch['hi']:+.2f})", ch["lo"] > 0)
              for label, changes in res.get("changes", {}).items() for c, ch in changes.items() if ch["db"] > 0]
     lines.append("\nlonger context worse (change from the previous context, paired bootstrap over windows): "
-                 + ("; ".join(worse) if worse else "never"))
-    beyond = [w for w in worse if "(95 % +" in w]
-    lines.append("worse beyond noise (interval above 0): " + ("; ".join(beyond) if beyond else "never"))
+                 + ("; ".join(text for text, _ in steps) or "never"))
+    lines.append("worse beyond noise (interval above 0): " + ("; ".join(text for text, b in steps if b) or "never"))
     return head + "\n".join(lines) + "\n"
 
 
