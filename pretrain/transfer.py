@@ -17,7 +17,7 @@ from rich.progress import Progress
 
 import wfm
 from wfm.tasks.real_data import default_datasets_dir
-from wfm.tasks.transfer import TransferConfig, markdown, run_transfer
+from wfm.tasks.transfer import SELECT, TransferConfig, markdown, run_transfer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,12 +33,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-fraction", type=float, default=0.2,
                     help="held-out share of the source windows (the last in time) that picks the step kept; 0: the last step")
     ap.add_argument("--eval-every", type=int, default=10, help="steps between held-out checks")
+    ap.add_argument("--select", choices=SELECT, default="significant",
+                    help="a checked step replaces the kept weights if it beats them beyond noise on the held-out "
+                         "windows (significant) or by any margin (best)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     model = wfm.from_pretrained(args.model)
     kind = "causal" if hasattr(model, "forecast") else "mae"
     cfg = TransferConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seeds=args.seeds,
-                         val_fraction=args.val_fraction, eval_every=args.eval_every)
+                         val_fraction=args.val_fraction, eval_every=args.eval_every, select=args.select)
     total = len(args.pair) * 2 * args.seeds * args.steps
     with Progress() as bar:
         task = bar.add_task("fine-tuning", total=total)

@@ -75,22 +75,82 @@ def test_finetune_keeps_the_step_that_scores_best_on_held_out_windows(standin, m
     torch.manual_seed(0)
     model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64, prior="mix").eval()
     seen = []
-    real_score = T.score
+    real_scores = T.window_scores
 
     def spy(m, kind, data):  # held-out scores: the start is best, every later step worse
         seen.append(data.windows)
-        return 1.0 + 0.1 * (len(seen) - 1)
+        return torch.full((data.windows,), 1.0 + 0.1 * (len(seen) - 1), dtype=torch.float64)
 
-    monkeypatch.setattr(T, "score", spy)
-    tuned, step = T.finetune(model, "causal", d, T.TransferConfig(steps=6, batch_size=2, eval_every=2), seed=0)
+    monkeypatch.setattr(T, "window_scores", spy)
+    tuned, step = T.finetune(model, "causal", d, T.TransferConfig(steps=6, batch_size=2, eval_every=2, select="best"), seed=0)
     assert step == 0 and len(seen) == 4 and set(seen) == {-(-d.windows // 5)}  # steps 0, 2, 4, 6 on the held-out part
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in tuned.state_dict().items())
-    monkeypatch.setattr(T, "score", real_score)
+    monkeypatch.setattr(T, "window_scores", real_scores)
     last, step = T.finetune(model, "causal", d, T.TransferConfig(steps=3, batch_size=2, val_fraction=0), seed=0)
     assert step == 3 and any(not torch.equal(v, model.state_dict()[k]) for k, v in last.state_dict().items())
+
+
+def test_finetune_moves_only_as_far_as_the_held_out_windows_vouch_for(monkeypatch):
+    """``select="significant"``: a step replaces the kept weights only if it beats them beyond noise
+    over independent blocks of held-out windows; ``"best"`` takes any lower mean."""
+    from wfm.tasks.real_data import BenchData
+
+    n, L, H = 40, 8, 4
+    ctx, tgt = torch.randn(n, L), torch.randn(n, H)
+    # One series, stride H: every window's target is its own block, so 8 held-out blocks.
+    d = BenchData("toy", "traffic", ctx, tgt, 1.0, "", "", span=torch.stack([torch.zeros(n), torch.arange(n) * H], 1).long())
+    model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64, prior="mix").eval()
+    noise = torch.tensor([1.0, -1.0] * 4, dtype=torch.float64)
+    plans = {"noisy": [torch.full((8,), 1.0, dtype=torch.float64), 0.95 + 0.2 * noise, 0.98 + 0.2 * noise],
+             "clear": [torch.full((8,), 1.0, dtype=torch.float64), 0.9 + 0.01 * noise, 0.5 + 0.01 * noise]}
+    for name, plan in plans.items():
+        for select, expect in (("significant", {"noisy": 0, "clear": 4}), ("best", {"noisy": 2, "clear": 4})):
+            calls = iter(plan)
+            monkeypatch.setattr(T, "window_scores", lambda m, kind, data: next(calls))
+            _, step = T.finetune(model, "causal", d, T.TransferConfig(steps=4, batch_size=2, eval_every=2, select=select), seed=0)
+            assert step == expect[name], (name, select)
+    # Overlapping held-out windows are one block: nothing can be shown, the start is kept.
+    d1 = BenchData("toy", "traffic", ctx, tgt, 1.0, "", "", span=torch.stack([torch.zeros(n), torch.arange(n)], 1).long())
+    calls = iter(plans["clear"])
+    monkeypatch.setattr(T, "window_scores", lambda m, kind, data: next(calls))
+    _, step = T.finetune(model, "causal", d1, T.TransferConfig(steps=4, batch_size=2, eval_every=2), seed=0)
+    assert step == 0
+    with pytest.raises(ValueError, match="select must be one of"):
+        T.TransferConfig(select="last")
 
 
 def test_unknown_dataset_names_the_ones_there_are(standin):  # noqa: F811
     model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64)
     with pytest.raises(KeyError, match="Milan cell 11"):
         T.run_transfer(model, "causal", [("nope|traffic", "Milan cell 12|traffic")], str(standin))
+
+
+def test_deepsense_scenarios_split_by_site(tmp_path):
+    from test_real_benchmark import _deepsense
+
+    from wfm.data.errors import DataError
+    from wfm.tasks.real_data import load_real_datasets
+
+    folder = tmp_path / "deepsense6g-beam"
+    _deepsense(folder, scenario=1, n_traj=3)
+    _deepsense(folder, scenario=2, n_traj=2)
+    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(tmp_path)}
+    both = data["DeepSense 6G|beam power"]
+    assert sorted(set(both.scenario.tolist())) == [1, 2]
+    for view in ("beam power", "bearing"):
+        one = T.pick_dataset(data, f"DeepSense 6G|{view}|1")
+        two = T.pick_dataset(data, f"DeepSense 6G|{view}|2")
+        assert one.name == "DeepSense 6G s1" and set(one.scenario.tolist()) == {1}
+        assert one.windows + two.windows == data[f"DeepSense 6G|{view}"].windows
+        # whole trajectories: no trajectory (span series) in both
+        assert not set(one.span[:, 0].tolist()) & set(two.span[:, 0].tolist())
+        assert torch.equal(torch.cat([one.target, two.target]), data[f"DeepSense 6G|{view}"].target)
+    assert T.pick_dataset(data, "DeepSense 6G|beam power|1,2").name == "DeepSense 6G s1-2"
+    with pytest.raises(DataError, match=r"no scenario \[3\]"):
+        T.pick_dataset(data, "DeepSense 6G|beam power|3")
+    with pytest.raises(KeyError, match="integers"):
+        T.pick_dataset(data, "DeepSense 6G|beam power|one")
+    model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=64, prior="mix").eval()
+    rows = T.run_transfer(model, "causal", [("DeepSense 6G|beam power|1", "DeepSense 6G|beam power|2")], str(tmp_path),
+                          T.TransferConfig(steps=1, batch_size=2, seeds=1))
+    assert rows[0]["source"] == "DeepSense 6G s1|beam power" and rows[0]["target"] == "DeepSense 6G s2|beam power"

@@ -107,12 +107,28 @@ class BenchData:
     #: ``[N, 2]``: each window's series (capture, cell segment, trajectory) and first step in it, so that
     #: a split by time can drop training windows that overlap held-out targets (``wfm.tasks.transfer``).
     span: Tensor | None = None
+    #: ``[N]``: each window's DeepSense scenario (other datasets: None), for splits by site.
+    scenario: Tensor | None = None
 
     def subset(self, idx: Tensor) -> "BenchData":
         """The windows ``idx`` (a long index), everything else unchanged."""
         return replace(self, context=self.context[idx], target=self.target[idx],
                        csi=None if self.csi is None else self.csi[idx],
-                       span=None if self.span is None else self.span[idx])
+                       span=None if self.span is None else self.span[idx],
+                       scenario=None if self.scenario is None else self.scenario[idx])
+
+    def scenarios(self, keep: list[int]) -> "BenchData":
+        """The windows of the DeepSense scenarios ``keep``, named after them (``DeepSense 6G s1-4``)."""
+        if self.scenario is None:
+            raise DataError(f"{self.name} {self.view}: only DeepSense data has scenarios")
+        have = sorted(set(self.scenario.tolist()))
+        missing = sorted(set(keep) - set(have))
+        if missing:
+            raise DataError(f"{self.name} {self.view}: no scenario {missing}; have {have}")
+        ks = sorted(set(keep))
+        label = f"s{ks[0]}-{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1)) and len(ks) > 1 else "s" + ",".join(map(str, ks))
+        sub = self.subset(torch.isin(self.scenario, torch.tensor(ks)).nonzero().flatten())
+        return replace(sub, name=f"{self.name} {label}")
 
     @property
     def is_csi(self) -> bool:
@@ -211,11 +227,12 @@ def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     scen = scenarios_in(folder)
     if not scen:
         return []
-    power, bearing = [], []
+    power, bearing, of = [], [], []
     for s in scen:
         d = load_scenario(folder, s)
         power += d["beam_power"]
         bearing += d["bearing"]
+        of += [s] * len(d["beam_power"])
     L, H = cfg.beam_context, cfg.beam_horizon
     out = []
     used = sum(len(p) >= L + H for p in power)
@@ -226,7 +243,8 @@ def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
         note = (f"{len(ctx)} windows (stride {H}) of {L} steps -> next {H} at {cfg.beam_interval:g} s, "
                 f"{used} of {len(series)} trajectories of scenarios {','.join(map(str, scen))} long enough"
                 + ("; a window is all 64 beams" if view == "beam power" else "; deg, BS GPS -> vehicle GPS"))
-        out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder), span=span))
+        out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder), span=span,
+                             scenario=torch.tensor(of, dtype=torch.long)[span[:, 0]]))
     return out
 
 

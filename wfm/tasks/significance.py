@@ -11,6 +11,10 @@ numbers, and roughly how many times more test groups would separate a difference
 
 With fewer than ``MIN_GROUPS`` groups a cluster bootstrap means little; windows are resampled
 instead and the warning says so.
+
+:func:`beats_beyond_noise` is the one-sided version for a decision (keep a fine-tuned step only if
+it beat the kept weights on held-out windows): a paired t-test at two sigma over
+:func:`independent_blocks` of windows, those whose targets share no step.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+
+from wfm.models.causal import check_threshold
 
 MIN_GROUPS = 5
 
@@ -52,6 +58,53 @@ def paired_bootstrap(a: Tensor, b: Tensor, groups: Tensor | None = None, n_boot:
     boot = sums[pick].sum(1) / counts[pick].sum(1).clamp_min(1)
     lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return float(d.mean()), lo, hi, k, unit
+
+
+def independent_blocks(span: Tensor, context: int, horizon: int) -> Tensor:
+    """Block id ``[N]`` of windows whose targets overlap, directly or through a chain of others.
+
+    ``span`` ``[N, 2]`` holds each window's series and first step (``BenchData.span``); the target
+    of a window starting at ``s`` is steps ``[s + context, s + context + horizon)``. Windows of a
+    stride shorter than the horizon share target steps, so their errors are not independent
+    evidence: 37 Milan windows at stride 1 with a 12-step horizon are about 3 blocks, not 37.
+    """
+    series, start = span[:, 0].long(), span[:, 1].long()
+    order = torch.argsort(series * (int(start.max()) + horizon + context + 1) + start) if len(span) else start
+    block = torch.empty(len(span), dtype=torch.long)
+    current, prev_series, prev_end = -1, None, None
+    for i in order.tolist():
+        lo = int(start[i]) + context
+        if prev_series != int(series[i]) or lo >= prev_end:
+            current += 1
+            prev_end = lo + horizon
+        prev_end = max(prev_end, lo + horizon)
+        prev_series = int(series[i])
+        block[i] = current
+    return block
+
+
+def beats_beyond_noise(kept: Tensor, candidate: Tensor, blocks: Tensor | None = None) -> bool:
+    """Whether ``candidate``'s per-window errors ``[N]`` are lower than ``kept``'s beyond noise.
+
+    The paired differences are averaged within each block (``independent_blocks``; every window
+    its own without one), and the mean over blocks must exceed ``check_threshold`` (the Student-t
+    quantile at two sigma, one-sided) standard errors: the rule ``CausalForecaster(check_origins=)``
+    applies to its own checks. Fewer than two blocks cannot show anything: False.
+    """
+    d = (kept.double() - candidate.double()).flatten()
+    if blocks is not None:
+        _, inverse = torch.unique(blocks, return_inverse=True)
+        k = int(inverse.max()) + 1 if len(d) else 0
+        d = (torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, d)
+             / torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, torch.ones_like(d)))
+    n = len(d)
+    if n < 2:
+        return False
+    se = float(d.std(unbiased=True)) / math.sqrt(n)
+    mean = float(d.mean())
+    if se == 0.0:
+        return mean > 0
+    return mean > float(check_threshold(torch.tensor(n - 1))) * se
 
 
 def separation_warnings(scored: Sequence[Scored], metric: str, higher_better: bool, groups: Tensor | None,

@@ -13,9 +13,12 @@ mean over ``seeds`` (seeded batches and, for scratch, seeded initial weights) wi
 
 As a user fine-tunes, the last ``val_fraction`` of the source's windows (in time) are held out,
 training windows that overlap their targets are dropped (:func:`split_by_time`), and the weights
-kept are those of the step (0 included: the starting model) with the best held-out score, checked
-every ``eval_every`` steps. Fine-tuning therefore never ends worse on held-out source data than
-where it started; the target is never looked at.
+kept are those of the step (0 included: the starting model) that beat the weights kept so far on
+the held-out windows beyond noise, checked every ``eval_every`` steps (``select``: a one-sided
+paired t-test at two sigma over blocks of held-out windows whose targets share no step,
+``wfm.tasks.significance.beats_beyond_noise``; ``select="best"``: any improvement). A step that
+wins on a handful of overlapping windows by chance is not kept, so fine-tuning moves the weights
+only as far as the held-out source data can vouch for; the target is never looked at.
 
 The causal forecaster trains with its pretraining loss on ``[context, target]`` windows (only
 the target part is scored); the MAE with its masked loss under the temporal mask that hides
@@ -36,9 +39,10 @@ from torch import Tensor
 from wfm.hub import causal_arch, mae_arch
 from wfm.models.causal import CausalForecaster
 from wfm.models.mae import MaskedAutoencoder
-from wfm.tasks.metrics import window_nmse_scores
+from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, load_real_datasets,
                                  mae_windows)
+from wfm.tasks.significance import beats_beyond_noise, independent_blocks
 from wfm.training.lit_causal import pad_to_patches
 
 
@@ -54,6 +58,17 @@ class TransferConfig:
     #: Held-out share of the source windows (the last in time) that picks the step; 0: keep the last step.
     val_fraction: float = 0.2
     eval_every: int = 10
+    #: How a checked step replaces the kept weights: ``"significant"`` (beats them beyond noise on
+    #: the held-out windows) or ``"best"`` (any lower held-out score).
+    select: str = "significant"
+
+    def __post_init__(self) -> None:
+        if self.select not in SELECT:
+            raise ValueError(f"select must be one of {', '.join(SELECT)}; got {self.select!r}")
+
+
+#: Rules for replacing the kept weights by a later step (``TransferConfig.select``).
+SELECT = ("significant", "best")
 
 
 def split_by_time(data: BenchData, val_fraction: float) -> tuple[Tensor, Tensor]:
@@ -108,16 +123,25 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
     model = copy.deepcopy(model).train()
     train, val = split_by_time(data, cfg.val_fraction)
     held_out = data.subset(val) if len(val) else None
-    best_step, best_score, best_state = cfg.steps, math.inf, None
+    blocks = None
+    if held_out is not None and held_out.span is not None:
+        blocks = independent_blocks(held_out.span, held_out.context.shape[1], held_out.target.shape[1])
+    best_step, best_scores, best_state = cfg.steps, None, None
 
     def check(step: int) -> None:
-        nonlocal best_step, best_score, best_state
+        nonlocal best_step, best_scores, best_state
         if held_out is None:
             return
-        s = score(model.eval(), kind, held_out)
+        s = window_scores(model.eval(), kind, held_out)
         model.train()
-        if s < best_score:
-            best_step, best_score, best_state = step, s, copy.deepcopy(model.state_dict())
+        if best_scores is None:
+            better = True
+        elif cfg.select == "best":
+            better = float(s.mean()) < float(best_scores.mean())
+        else:
+            better = beats_beyond_noise(best_scores, s, blocks)
+        if better:
+            best_step, best_scores, best_state = step, s, copy.deepcopy(model.state_dict())
 
     check(0)
     win, ctx_len = _windows(data.subset(train))
@@ -147,18 +171,38 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
     return model.eval(), best_step
 
 
-def score(model: Any, kind: str, data: BenchData) -> float:
-    """Per-window NMSE of ``model`` on ``data`` (linear)."""
+def window_scores(model: Any, kind: str, data: BenchData) -> Tensor:
+    """Each window's NMSE ``[N]`` of ``model`` on ``data`` (linear)."""
     pred = mae_windows(model, data) if kind == "mae" else forecast_windows(model, data)
     if kind == "mae" and data.view != "csi complex":
         pred = pred.abs()
-    return float(window_nmse_scores(pred, data.target)["window_nmse"])
+    return window_nmse(pred, data.target)
+
+
+def score(model: Any, kind: str, data: BenchData) -> float:
+    """Per-window NMSE of ``model`` on ``data`` (linear, the mean over windows)."""
+    return float(window_scores(model, kind, data).mean())
 
 
 def best_classical(data: BenchData) -> tuple[str, float]:
     rows = [r for r in classical_rows(data, RealBenchConfig()) if r["kind"] == "classical" and "window_nmse" in r]
     best = min(rows, key=lambda r: r["window_nmse"])
     return best["model"], float(best["window_nmse"])
+
+
+def pick_dataset(data: dict[str, BenchData], name: str) -> BenchData:
+    """``data["NAME|VIEW"]``, or with a third field ``"NAME|VIEW|S,S"`` its DeepSense scenarios ``S``."""
+    parts = name.split("|")
+    key = "|".join(parts[:2])
+    if key not in data:
+        raise KeyError(f"no dataset {key!r}; have: {', '.join(sorted(data))}")
+    if len(parts) == 2:
+        return data[key]
+    try:
+        keep = [int(x) for x in parts[2].split(",") if x.strip()]
+    except ValueError:
+        raise KeyError(f"{name!r}: scenarios must be integers separated by commas, like 'DeepSense 6G|beam power|1,2,3'") from None
+    return data[key].scenarios(keep)
 
 
 def _db(x: float) -> float:
@@ -170,7 +214,8 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
                  progress: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Rows ``{source, target, init, nmse_db_mean, nmse_db_std, ...}`` for every pair and init.
 
-    ``pairs`` name datasets as ``"NAME|VIEW"`` (e.g. ``"Intel 5300|csi complex"``). Scratch
+    ``pairs`` name datasets as ``"NAME|VIEW"`` (e.g. ``"Intel 5300|csi complex"``), DeepSense
+    scenarios as ``"DeepSense 6G|beam power|1,2,3,4"`` (a split by site, ``BenchData.scenarios``). Scratch
     models are built with the pretrained model's own arguments (``wfm.hub`` arch), so only the
     weights differ.
     """
@@ -183,10 +228,8 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     cls = CausalForecaster if kind == "causal" else MaskedAutoencoder
     rows = []
     for src, tgt in pairs:
-        missing = [n for n in (src, tgt) if n not in data]
-        if missing:
-            raise KeyError(f"no dataset {missing[0]!r}; have: {', '.join(sorted(data))}")
-        s, t = data[src], data[tgt]
+        s, t = (pick_dataset(data, name) for name in (src, tgt))
+        src, tgt = (f"{d.name}|{d.view}" for d in (s, t))
         base_name, base = best_classical(t)
         zero_shot = score(pretrained, kind, t)
         for init in ("pretrained", "scratch"):
