@@ -7,6 +7,8 @@ with per-packet gain jitter".
     python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu \
         --data $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 --data $WFM_DATA/zs-cdl-e-4p0-2x4-k64-t16 \
         --data $WFM_DATA/zs-tdl-c-6p7-2x8-k128-t24                   # and the margins
+    python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu \
+        --correction-data $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 ...      # only the correction-scale rules
 """
 
 from wfm.tasks.guard_study import main

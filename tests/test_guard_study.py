@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import wfm.models.mae as mae_module
@@ -52,3 +53,29 @@ def test_noise_rows_tell_a_common_gain_from_independent_noise():
         rows[name] = noise_rows([d])[0]
     assert rows["jitter"]["common gain share"] > 0.99 and rows["smooth"]["common gain share"] < 0.2
     assert rows["jitter"]["series with phi = 0"] > 0.3 and rows["smooth"]["series with phi = 0"] < 0.05
+
+
+def test_correction_rules_are_scored_against_the_shipped_fit_by_hand():
+    from wfm.models.mae import MaskedAutoencoder
+    from wfm.tasks.guard_study import correction_rule_rows, correction_rules
+    from wfm.tasks.metrics import window_nmse
+    from wfm.tasks.prior_ablation import correction_off
+
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix").eval()
+    torch.nn.init.normal_(model.decoder_pred.weight, std=0.05)  # a correction that is not zero
+    g = torch.Generator().manual_seed(1)
+    csi = torch.randn(6, 16, 2, 8, dtype=torch.complex64, generator=g) + 3
+    (row,) = correction_rule_rows(model, [("toy", csi, "temporal")])
+    assert set(row) == {"set", *[k for k in correction_rules() if k != "least squares (shipped)"]}
+
+    def nmse(m):
+        pred = m.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
+        return float(window_nmse(pred, csi[:, 8:]).mean())
+
+    # "off" is the model with its correction head zeroed, over the model as shipped (the least-squares fit).
+    assert row["off"] == pytest.approx(nmse(correction_off(model)) / nmse(model), rel=1e-4)
+    # a gate no fit can pass is "off"
+    (strict,) = correction_rule_rows(model, [("toy", csi, "temporal")], {"least squares (shipped)": correction_rules()["least squares (shipped)"],
+                                                                         "never": correction_rules((2.0,))["gate 2"]})
+    assert strict["never"] == pytest.approx(row["off"])

@@ -482,6 +482,17 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         off, so the model falls back to the classical estimate that did best. ``None`` for other
         mask kinds, models without a prior, or too little visible data.
         """
+        fit = self.backtest_fit(csi, mask_kind, ratio)
+        if fit is None:
+            return None
+        weights, (_, cr, cc), dim = fit
+        return weights, (cr / cc.clamp_min(1e-12)).clamp(0.0, 1.0), dim
+
+    @torch.no_grad()
+    def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor], int] | None:
+        """What ``backtest`` fits on the visible data: the prior weights ``[B, E]``, the sums
+        ``(r.r, c.r, c.c)`` ``[B]`` of the prior's miss ``r`` and the correction ``c`` over the
+        backtest's hidden part, and the ``reversion_dim`` (``None`` where ``backtest`` is)."""
         if self.prior == "none" or mask_kind not in ("temporal", "frequency"):
             return None
         dim = 1 if mask_kind == "temporal" else 3
@@ -498,8 +509,8 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
         out = self(seen, mask, front, prior_weights=weights, reversion_dim=dim)
         missed, corr = (out.target - out.prior) * m, out.correction * m
-        scale = (corr * missed).sum(dim=(1, 2)) / (corr * corr).sum(dim=(1, 2)).clamp_min(1e-12)
-        return weights, scale.clamp(0.0, 1.0), dim
+        sums = tuple((a * b).sum(dim=(1, 2)) for a, b in ((missed, missed), (corr, missed), (corr, corr)))
+        return weights, sums, dim  # type: ignore[return-value]
 
     @torch.no_grad()
     def predict(self, csi: Tensor, mask_kind: str = "temporal", ratio: float = 0.5, seed: int = 0,

@@ -14,6 +14,11 @@ of persistence and the context mean on the same windows (< 1 beats it):
   subcarrier (what ``gain_jitter_db`` generates).
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
   margin is "the reversion estimate only").
+- :func:`correction_rule_rows`: rules for the scale of the MAE's learned correction from its
+  backtest on the visible part (``MaskedAutoencoder.backtest_fit``): the least-squares fit clipped
+  to [0, 1] (the shipped rule), off, and fits that must explain a share ``tau`` of the prior's
+  backtest error (a gate) or are shrunk by it (positive-part James-Stein), as ratios to the
+  shipped rule on the same windows.
 """
 
 from __future__ import annotations
@@ -113,14 +118,20 @@ def generated_windows(root: str | Path, limit: int = 256) -> list[BenchData]:
 
 
 @contextmanager
-def reversion_margin(value: float) -> Iterator[None]:
-    """``MaskedAutoencoder.predict`` with ``REVERSION_MARGIN = value`` inside the block."""
-    old = mae_module.REVERSION_MARGIN
-    mae_module.REVERSION_MARGIN = float(value)
+def guard_constant(name: str, value: float) -> Iterator[None]:
+    """``MaskedAutoencoder.predict`` with the module constant ``name`` (``REVERSION_MARGIN``,
+    ``GUARD_SHARPNESS``) set to ``value`` inside the block."""
+    old = getattr(mae_module, name)
+    setattr(mae_module, name, float(value))
     try:
         yield
     finally:
-        mae_module.REVERSION_MARGIN = old
+        setattr(mae_module, name, old)
+
+
+def reversion_margin(value: float) -> Iterator[None]:
+    """``MaskedAutoencoder.predict`` with ``REVERSION_MARGIN = value`` inside the block."""
+    return guard_constant("REVERSION_MARGIN", value)
 
 
 def _generated_ratios(model: Any, root: str | Path, limit: int = 256) -> dict[str, float]:
@@ -139,13 +150,14 @@ def _generated_ratios(model: Any, root: str | Path, limit: int = 256) -> dict[st
 
 
 def margin_rows(model: Any, margins: Sequence[float], real: Sequence[BenchData],
-                generated: Sequence[str | Path] = ()) -> list[dict[str, Any]]:
-    """One row per margin: the MAE's ratio to the best classical on every real CSI view and on
-    the hidden half (time, frequency) of each generated dataset's test split."""
+                generated: Sequence[str | Path] = (), constant: str = "REVERSION_MARGIN") -> list[dict[str, Any]]:
+    """One row per margin (or value of another guard ``constant``): the MAE's ratio to the best
+    classical on every real CSI view and on the hidden half (time, frequency) of each generated
+    dataset's test split."""
     rows = []
     for m in margins:
-        row: dict[str, Any] = {"margin": m}
-        with reversion_margin(m):
+        row: dict[str, Any] = {"margin" if constant == "REVERSION_MARGIN" else constant.lower(): m}
+        with guard_constant(constant, m):
             for d in real:
                 pred = mae_windows(model, d)
                 pred = pred if d.target.is_complex() else pred.real
@@ -155,6 +167,45 @@ def margin_rows(model: Any, margins: Sequence[float], real: Sequence[BenchData],
             for root in generated:
                 row.update(_generated_ratios(model, root))
         rows.append(row)
+    return rows
+
+
+def correction_rules(taus: Sequence[float] = (0.01, 0.05, 0.2)) -> dict[str, Any]:
+    """Correction scale ``[B]`` from the backtest sums ``(r.r, c.r, c.c)`` (module doc), by name."""
+    def fit(rr: Tensor, cr: Tensor, cc: Tensor) -> Tensor:
+        return (cr / cc.clamp_min(1e-12)).clamp(0.0, 1.0)
+
+    def share(rr: Tensor, cr: Tensor, cc: Tensor) -> Tensor:  # share of r.r the fitted correction removes
+        return cr.clamp_min(0) ** 2 / (cc * rr).clamp_min(1e-30)
+
+    rules: dict[str, Any] = {"least squares (shipped)": fit, "off": lambda rr, cr, cc: torch.zeros_like(cr)}
+    for t in taus:
+        rules[f"gate {t:g}"] = lambda rr, cr, cc, t=t: torch.where(share(rr, cr, cc) > t, fit(rr, cr, cc), torch.zeros_like(cr))
+        rules[f"shrink {t:g}"] = lambda rr, cr, cc, t=t: fit(rr, cr, cc) * (1 - t / share(rr, cr, cc).clamp_min(1e-30)).clamp_min(0)
+    return rules
+
+
+@torch.no_grad()
+def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
+                         rules: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per set ``(label, csi [N, T, A, K] complex, "temporal" | "frequency")`` (predict the
+    last half): each rule's per-window NMSE over the shipped rule's (< 1: better than it)."""
+    rules = rules or correction_rules()
+    rows = []
+    for label, csi, kind in sets:
+        csi = csi.to(torch.complex64)
+        weights, bt, dim = model.backtest_fit(csi, kind, 0.5)
+        mask, front = model.prediction_mask(csi.shape, kind, 0.5)
+        out = model(csi, mask, front, weights, torch.ones(len(csi)), dim)  # the correction at scale 1
+        m = (out.mask[..., None].float() * (1.0 if out.valid is None else out.valid)).expand_as(out.target)
+        r, c = (out.target - out.prior) * m, out.correction * m
+        rr, cr, cc, power = ((a * b).sum(dim=(1, 2)).double() for a, b in ((r, r), (c, r), (c, c), (out.target * m, out.target)))
+        score = {}
+        for name, rule in rules.items():
+            s = rule(*(x.double() for x in bt))
+            score[name] = float(((rr - 2 * s * cr + s * s * cc) / power.clamp_min(1e-30)).mean())
+        base = score["least squares (shipped)"]
+        rows.append({"set": label, **{k: v / base for k, v in score.items() if k != "least squares (shipped)"}})
     return rows
 
 
@@ -173,9 +224,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--datasets", default=str(default_datasets_dir()), help="real datasets folder")
     ap.add_argument("--model", help="an MAE folder: also score its guard at each --margin")
     ap.add_argument("--margin", type=float, action="append", help="REVERSION_MARGIN values (default 1, 1.5, 2.5, 1e9)")
+    ap.add_argument("--sharpness", type=float, action="append",
+                    help="with --model: GUARD_SHARPNESS values to score instead of the margins")
     ap.add_argument("--data", action="append", default=[],
                     help="generated CSI dataset folders (their rules and noise rows; with --model, its margins)")
+    ap.add_argument("--correction-data", action="append", default=[],
+                    help="with --model: only score correction-scale rules (correction_rule_rows) on these generated "
+                         "folders' last --held-out share of samples (the first 16 steps; time and frequency) and the real CSI")
+    ap.add_argument("--held-out", type=float, default=0.02, help="share of samples no pretraining config trained on")
     args = ap.parse_args(argv)
+    if args.correction_data:
+        if not args.model:
+            ap.error("--correction-data needs --model")
+        sets = [(f"{d.name} (time)", d.csi, "temporal") for d in load_real_datasets(args.datasets) if d.view == "csi complex"]
+        for root in args.correction_data:
+            csi = load_csi(root, "test", task="guard-study", val_fraction=args.held_out, test_fraction=args.held_out)["csi"][:256, :16]
+            sets += [(f"{Path(root).name} (time)", csi, "temporal"), (f"{Path(root).name} (frequency)", csi, "frequency")]
+        print(markdown(correction_rule_rows(from_pretrained(args.model), sets)))
+        return
     real = load_real_datasets(args.datasets)
     generated = [w for root in args.data for w in generated_windows(root)]
     print(markdown(classical_rule_rows(real + generated)))
@@ -184,4 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.model:
         csi = [d for d in real if d.is_csi]
         print()
-        print(markdown(margin_rows(from_pretrained(args.model), args.margin or [1.0, 1.5, 2.5, 1e9], csi, args.data)))
+        if args.sharpness:
+            print(markdown(margin_rows(from_pretrained(args.model), args.sharpness, csi, args.data, "GUARD_SHARPNESS")))
+        else:
+            print(markdown(margin_rows(from_pretrained(args.model), args.margin or [1.0, 1.5, 2.5, 1e9], csi, args.data)))
