@@ -1226,3 +1226,13 @@ def test_patch_not_dividing_the_shape_trains_and_validates(tmp_path, capsys):
                          "--model.init_args.patch_size", "[3, 3, 3]", "--trainer.max_steps", "1",
                          "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "1"], capsys)
     assert code == 0, err
+
+
+def test_causal_forecast_names_the_first_gap_and_the_fix():
+    from wfm.models.causal import CausalForecaster
+
+    model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=32, prior="mix").eval()
+    x = torch.randn(3, 40).cumsum(1)
+    x[2, 17:19] = float("nan")
+    with pytest.raises(ValueError, match=r"2 NaN or Inf values \(the first: row 2, position 17\).*--fill linear"):
+        model.forecast(x, 60.0, 4)

@@ -877,8 +877,12 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             raise ValueError(f"context must be [B, L] with B >= 1 and L >= 1, got shape {tuple(context.shape)}")
         if context.is_complex():
             raise ValueError("context is complex: pass real and imaginary parts as separate series")
-        if not torch.isfinite(context).all():
-            raise ValueError("context contains NaN or Inf values")
+        bad = ~torch.isfinite(context)
+        if bool(bad.any()):
+            row, pos = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"context contains {int(bad.sum())} NaN or Inf values (the first: row {row}, position {pos}); "
+                             "the model takes gap-free series: fill short gaps first (for example `wfm data import csv "
+                             "--fill linear --max-gap N`, or `--split-gaps` to cut the series at long ones)")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         interval = torch.as_tensor(interval, dtype=torch.float32, device=context.device).reshape(-1)
