@@ -66,7 +66,7 @@ def independent_blocks(span: Tensor, context: int, horizon: int) -> Tensor:
     ``span`` ``[N, 2]`` holds each window's series and first step (``BenchData.span``); the target
     of a window starting at ``s`` is steps ``[s + context, s + context + horizon)``. Windows of a
     stride shorter than the horizon share target steps, so their errors are not independent
-    evidence: 37 Milan windows at stride 1 with a 12-step horizon are about 3 blocks, not 37.
+    evidence: the 8 held-out windows of a Milan cell (stride 1, 12 steps ahead) are one block.
     """
     series, start = span[:, 0].long(), span[:, 1].long()
     order = torch.argsort(series * (int(start.max()) + horizon + context + 1) + start) if len(span) else start
