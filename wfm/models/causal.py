@@ -108,6 +108,18 @@ def check_threshold(dof: Tensor) -> Tensor:
     return torch.where(v <= len(_T_AT_Z2), table[(v.round().long() - 1).clamp(0, len(_T_AT_Z2) - 1)], series)
 
 
+def exceeds_noise(total: Tensor, total_sq: Tensor, count: Tensor) -> Tensor:
+    """One-sided paired t-test from sums: whether the mean of ``count`` differences (their sum
+    ``total`` and sum of squares ``total_sq``) exceeds ``check_threshold(count - 1)`` standard
+    errors. Fewer than two differences show nothing (False); with no spread, any positive mean
+    passes. Elementwise over rows; the rule of ``check_origins`` and of
+    ``wfm.tasks.significance.beats_beyond_noise``."""
+    n = count.to(torch.float64)
+    mean = total / n.clamp_min(1.0)
+    sd = ((total_sq - n * mean * mean) / (n - 1).clamp_min(1.0)).clamp_min(0.0).sqrt()
+    return (n >= 2) & (mean > check_threshold(n - 1) * sd / n.clamp_min(1.0).sqrt())
+
+
 def first_observed(observed: Tensor) -> Tensor:
     """Index ``[B]`` of each row's first observed value (the row length when there is none)."""
     length = observed.shape[1]
@@ -1040,9 +1052,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             def pooled(x: Tensor) -> Tensor:
                 return x.new_zeros(int(inv.max()) + 1).index_add_(0, inv, x)[inv]
             s1, s2, count = pooled(s1), pooled(s2), pooled(count)
-        mean = s1 / count.clamp_min(1.0)
-        sd = ((s2 - count * mean * mean) / (count - 1).clamp_min(1.0)).clamp_min(0.0).sqrt()
-        return ~((count >= 2) & (mean > check_threshold(count - 1) * sd / count.clamp_min(1.0).sqrt()))
+        return ~exceeds_noise(s1, s2, count)
 
     def with_evidence_power(self, power: float | None) -> "CausalForecaster":
         """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as

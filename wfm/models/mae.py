@@ -123,6 +123,12 @@ class MAEPrediction:
     nmse_db: float
 
 
+def fitted_correction_scale(cr: Tensor, cc: Tensor) -> Tensor:
+    """The guard's scale of the learned correction ``c``: its least-squares fit ``c.r / c.c`` to what
+    the prior missed on the backtest (``r``), clipped to [0, 1] (``MaskedAutoencoder.backtest``)."""
+    return (cr / cc.clamp_min(1e-12)).clamp(0.0, 1.0)
+
+
 def pad_to_patches(csi: Tensor, patch: Patch, front: tuple[int, int, int] = (0, 0, 0)) -> tuple[Tensor, Tensor, tuple]:
     """Pad complex ``[B, T, A, K]`` to multiples of ``patch`` by repeating edge values.
 
@@ -486,7 +492,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if fit is None:
             return None
         weights, (_, cr, cc), dim = fit
-        return weights, (cr / cc.clamp_min(1e-12)).clamp(0.0, 1.0), dim
+        return weights, fitted_correction_scale(cr, cc), dim
 
     @torch.no_grad()
     def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor], int] | None:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 import wfm.models.mae as mae_module
+from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
@@ -173,7 +174,7 @@ def margin_rows(model: Any, margins: Sequence[float], real: Sequence[BenchData],
 def correction_rules(taus: Sequence[float] = (0.01, 0.05, 0.2)) -> dict[str, Any]:
     """Correction scale ``[B]`` from the backtest sums ``(r.r, c.r, c.c)`` (module doc), by name."""
     def fit(rr: Tensor, cr: Tensor, cc: Tensor) -> Tensor:
-        return (cr / cc.clamp_min(1e-12)).clamp(0.0, 1.0)
+        return fitted_correction_scale(cr, cc)
 
     def share(rr: Tensor, cr: Tensor, cc: Tensor) -> Tensor:  # share of r.r the fitted correction removes
         return cr.clamp_min(0) ** 2 / (cc * rr).clamp_min(1e-30)

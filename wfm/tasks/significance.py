@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from wfm.models.causal import check_threshold
+from wfm.models.causal import exceeds_noise
 
 MIN_GROUPS = 5
 
@@ -88,8 +88,9 @@ def beats_beyond_noise(kept: Tensor, candidate: Tensor, blocks: Tensor | None = 
 
     The paired differences are averaged within each block (``independent_blocks``; every window
     its own without one), and the mean over blocks must exceed ``check_threshold`` (the Student-t
-    quantile at two sigma, one-sided) standard errors: the rule ``CausalForecaster(check_origins=)``
-    applies to its own checks. Fewer than two blocks cannot show anything: False.
+    quantile at two sigma, one-sided) standard errors (``wfm.models.causal.exceeds_noise``): the rule
+    ``CausalForecaster(check_origins=)`` applies to its own checks. Fewer than two blocks cannot
+    show anything: False.
     """
     d = (kept.double() - candidate.double()).flatten()
     if blocks is not None:
@@ -97,14 +98,7 @@ def beats_beyond_noise(kept: Tensor, candidate: Tensor, blocks: Tensor | None = 
         k = int(inverse.max()) + 1 if len(d) else 0
         d = (torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, d)
              / torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, torch.ones_like(d)))
-    n = len(d)
-    if n < 2:
-        return False
-    se = float(d.std(unbiased=True)) / math.sqrt(n)
-    mean = float(d.mean())
-    if se == 0.0:
-        return mean > 0
-    return mean > float(check_threshold(torch.tensor(n - 1))) * se
+    return bool(exceeds_noise(d.sum(), (d * d).sum(), torch.tensor(float(len(d)), dtype=torch.float64)))
 
 
 def separation_warnings(scored: Sequence[Scored], metric: str, higher_better: bool, groups: Tensor | None,
