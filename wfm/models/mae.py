@@ -107,6 +107,11 @@ class MAEOutput:
     estimates: dict[str, Tensor] | None = None
     correction: Tensor | None = None
 
+    @property
+    def scored(self) -> Tensor:
+        """``[B, N, P]`` float: 1 on the entries the loss and the NMSE count (masked, not padding)."""
+        return (self.mask[..., None].float() * (1.0 if self.valid is None else self.valid)).expand_as(self.target)
+
 
 @dataclass
 class MAEPrediction:
@@ -508,7 +513,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             return None
         mask, front = self.prediction_mask(seen.shape, mask_kind, ratio)
         out = self(seen, mask, front, reversion_dim=dim)
-        m = (out.mask[..., None].float() * (1.0 if out.valid is None else out.valid)).expand_as(out.target)
+        m = out.scored
         count = m.sum(dim=(1, 2)).clamp_min(1.0)
         mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
         mse[:, -1] = mse[:, -1] / REVERSION_MARGIN  # estimates: ESTIMATORS, then reversion

@@ -198,7 +198,7 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
         weights, bt, dim = model.backtest_fit(csi, kind, 0.5)
         mask, front = model.prediction_mask(csi.shape, kind, 0.5)
         out = model(csi, mask, front, weights, torch.ones(len(csi)), dim)  # the correction at scale 1
-        m = (out.mask[..., None].float() * (1.0 if out.valid is None else out.valid)).expand_as(out.target)
+        m = out.scored
         r, c = (out.target - out.prior) * m, out.correction * m
         rr, cr, cc, power = ((a * b).sum(dim=(1, 2)).double() for a, b in ((r, r), (c, r), (c, c), (out.target * m, out.target)))
         score = {}
