@@ -17,7 +17,8 @@ from rich.progress import Progress
 
 import wfm
 from wfm.tasks.real_data import default_datasets_dir
-from wfm.tasks.transfer import SELECT, TransferConfig, markdown, run_transfer
+from wfm.tasks.significance import SELECT
+from wfm.tasks.transfer import TransferConfig, markdown, run_transfer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wfm.tasks.significance import beats_beyond_noise, independent_blocks
+from wfm.tasks.significance import KeptWeights, beats_beyond_noise, independent_blocks
 
 
 def test_independent_blocks_join_windows_whose_targets_share_a_step():
@@ -59,3 +59,29 @@ def test_beats_beyond_noise_is_the_one_sided_paired_t_test_at_two_sigma():
     assert not beats_beyond_noise(torch.ones(1), torch.zeros(1))
     # Identical improvements have no spread: better is better.
     assert beats_beyond_noise(torch.ones(4), torch.zeros(4)) and not beats_beyond_noise(torch.zeros(4), torch.ones(4))
+
+
+def test_kept_weights_move_only_on_held_out_evidence():
+    base = torch.ones(6)
+    noisy_gain = torch.tensor([0.2, 1.6, 0.3, 1.5, 0.4, 1.4])  # mean 0.9 < 1, but within noise
+    clear_gain = torch.full((6,), 0.5)
+    states = {s: {"w": torch.full((2,), float(s))} for s in (0, 10, 20)}
+    for select, kept_step in (("significant", 20), ("best", 20), ("last", 20)):
+        kept = KeptWeights(select)
+        assert kept.offer(0, base, lambda: states[0])  # the start is always kept
+        assert kept.offer(10, noisy_gain, lambda: states[10]) == (select != "significant")
+        assert kept.offer(20, clear_gain, lambda: states[20])
+        assert kept.step == kept_step and kept.checks == 3 and torch.equal(kept.state["w"], states[20]["w"])
+    kept = KeptWeights("significant")
+    kept.offer(0, clear_gain, lambda: states[0])
+    assert not kept.offer(10, base, lambda: states[10]) and kept.step == 0  # worse: never taken
+    # The state is copied when kept: later in-place training does not change it.
+    w = torch.zeros(2)
+    kept = KeptWeights("best")
+    kept.offer(0, base, lambda: {"w": w})
+    w += 1
+    assert torch.equal(kept.state["w"], torch.zeros(2))
+    with pytest.raises(ValueError, match="same windows"):
+        kept.offer(5, torch.ones(3), lambda: {"w": w})
+    with pytest.raises(ValueError, match="significant, best, last"):
+        KeptWeights("newest")

@@ -116,7 +116,7 @@ def test_finetune_moves_only_as_far_as_the_held_out_windows_vouch_for(monkeypatc
     _, step = T.finetune(model, "causal", d1, T.TransferConfig(steps=4, batch_size=2, eval_every=2), seed=0)
     assert step == 0
     with pytest.raises(ValueError, match="select must be one of"):
-        T.TransferConfig(select="last")
+        T.TransferConfig(select="newest")
 
 
 def test_unknown_dataset_names_the_ones_there_are(standin):  # noqa: F811

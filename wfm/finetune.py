@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise
     row = {"task": dm.task.name, "model": model.hparams.init_from, "mode": model.hparams.mode,
            "train_fraction": dm.train_fraction, "train_samples": dm.info["train_samples"],
-           "steps": int(trainer.global_step), "trainable_params": model.trainable_parameters(),
+           "steps": int(trainer.global_step), "kept_step": model.selection.get("kept_step", int(trainer.global_step)),
+           "select": model.hparams.select, "trainable_params": model.trainable_parameters(),
            **{k: v for k, v in model.test_results.items() if not isinstance(v, list)}}
     out = Path(trainer.default_root_dir)
     write_json(out / "metrics.json", {**row, **model.test_results})

@@ -26,6 +26,15 @@ backbone stays in eval mode and only the trainable head is in train mode
 Channel prediction trains on the task's own mask (the last half of the time steps or of the
 subcarriers) with the MAE loss. Label tasks train with cross-entropy or the MSE of standardised
 targets. ``test`` writes the task's metrics to ``self.test_results``.
+
+Which weights are tested (``select``, :class:`wfm.tasks.significance.KeptWeights`): the starting
+weights are scored on the validation split before the first step, and again at every validation
+check and after the last step; a checked step replaces the kept weights only where its
+per-sample held-out errors (the test's own NMSE for channel prediction, the per-sample loss for
+label tasks) beat theirs beyond noise (``"significant"``, the default), on any lower mean
+(``"best"``), or always (``"last"``). A fine-tuning run that does not help on held-out samples
+therefore returns the model it started from. Without a validation split (``val_fraction`` 0, or
+``limit_val_batches=0``) the last step is kept. ``selection`` records what was kept.
 """
 
 from __future__ import annotations
@@ -40,14 +49,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from wfm.data.errors import DataError
 from wfm.hub import CheckpointError
-from wfm.models.masking import make_mask
-from wfm.nn.patching import patch_grid
 from wfm.tasks.backbones import (MAEEncoder, RawCSIFeatures, TaskModel, configure_mode, is_mae, load_model,
                                  set_train_mode)
 from wfm.tasks.channel_prediction import MASK_KIND
 from wfm.tasks.csi_data import LABEL_FIELDS, TEST_FRACTION, VAL_FRACTION, csi_labels, load_csi
 from wfm.tasks.registry import get_task
 from wfm.tasks.scoring import score_task
+from wfm.tasks.significance import KeptWeights
 
 
 class _Tensors(Dataset):
@@ -174,19 +182,25 @@ class FinetuneModule(pl.LightningModule):
     Args:
         task: task name. init_from: model spec (module doc). mode: zero-shot | linear-probe |
         lora | full. lora_rank, lora_alpha: adapter size and scale. lr, weight_decay: AdamW.
-        warmup_steps: linear warmup, then constant.
+        warmup_steps: linear warmup, then constant. select: which checked step's weights are
+        tested, ``"significant"`` | ``"best"`` | ``"last"`` (module doc).
     """
 
     def __init__(self, task: str, init_from: str = "scratch:mae_tiny", mode: str = "full", lora_rank: int = 4,
-                 lora_alpha: float = 8.0, lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 20) -> None:
+                 lora_alpha: float = 8.0, lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 20,
+                 select: str = "significant") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.task = get_task(task)
         check_csi_task(task)  # before the mode: a future-beam run must not be told about modes
         if mode not in self.task.modes:
             raise CheckpointError(f"task {task} has no mode {mode!r}; it allows {', '.join(self.task.modes)}")
+        self.kept = KeptWeights(select)  # checks the rule's name now, before any data loads
         self.net: torch.nn.Module | None = None
         self.test_results: dict[str, Any] = {}
+        #: What ``fit`` kept: ``select``, ``kept_step``, ``checks``, held-out errors (module doc).
+        self.selection: dict[str, Any] = {}
+        self._offered: int | None = None  # the last step offered to ``self.kept``
         self._test_out: list[dict[str, Tensor]] = []
 
     # ------------------------------------------------------------------ building
@@ -225,13 +239,11 @@ class FinetuneModule(pl.LightningModule):
             self.build(dm.info)
 
     # ------------------------------------------------------------------ steps
-    def _mask(self, csi: Tensor) -> Tensor:
-        grid = patch_grid(csi.shape, self.net.patch_size)
-        return make_mask(MASK_KIND[self.task.axis], csi.shape[0], grid, self.task.ratio)
-
     def _loss(self, batch: dict[str, Tensor]) -> Tensor:
         if self.task.family == "channel-prediction":
-            return self.net(batch["csi"], self._mask(batch["csi"])).loss
+            # predict's own mask: any (T, A, K), padded so the hidden part starts on a patch border
+            mask, front = self.net.prediction_mask(batch["csi"].shape, MASK_KIND[self.task.axis], self.task.ratio)
+            return self.net(batch["csi"], mask, front).loss
         out = self.net(batch["csi"])
         if self.net.regression:
             return F.mse_loss(out, (batch["y"] - self.net.y_mean) / self.net.y_std)
@@ -247,6 +259,58 @@ class FinetuneModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=len(batch["csi"]))
+
+    # ------------------------------------------------------------------ which weights are kept
+    @torch.no_grad()
+    def heldout_errors(self, batch: dict[str, Tensor]) -> Tensor:
+        """Per-sample errors ``[B]`` that decide which weights are kept: the test's own per-sample
+        NMSE for channel prediction (``predict``, the guard included), the loss for label tasks."""
+        csi = batch["csi"]
+        if self.task.family == "channel-prediction":
+            return self.net.predict(csi, MASK_KIND[self.task.axis], self.task.ratio).nmse.reshape(len(csi))
+        out = self.net(csi)
+        if self.net.regression:
+            err = F.mse_loss(out, (batch["y"] - self.net.y_mean) / self.net.y_std, reduction="none")
+            return err.reshape(len(csi), -1).mean(dim=1)
+        return F.cross_entropy(out, batch["y"], reduction="none")
+
+    def _selecting(self) -> bool:
+        dm = self.trainer.datamodule
+        return (self.kept.select != "last" and self.trainer.limit_val_batches != 0 and dm is not None
+                and len(dm.val_dataloader().dataset) > 0)
+
+    def _offer_current_weights(self) -> None:
+        """Score the current weights on the whole validation split (every rank the same samples, so
+        every rank keeps the same step) and offer them to ``self.kept``."""
+        was = self.training
+        self.eval()
+        errors = [self.heldout_errors({k: v.to(self.device) for k, v in b.items()})
+                  for b in self.trainer.datamodule.val_dataloader()]
+        self.train(was)
+        self._offered = int(self.global_step)
+        self.kept.offer(self._offered, torch.cat(errors), self.net.state_dict)
+
+    def on_train_start(self) -> None:
+        self.kept, self._offered = KeptWeights(self.kept.select), None
+        self.selection = {"select": self.kept.select}
+        if self._selecting():
+            self._offer_current_weights()  # step 0: the weights fine-tuning starts from
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and self._selecting() \
+                and self._offered != self.global_step:
+            self._offer_current_weights()
+
+    def on_train_end(self) -> None:
+        last = int(self.global_step)
+        if not self._selecting():
+            self.selection.update(kept_step=last, checks=0)
+            return
+        if self._offered != last:
+            self._offer_current_weights()  # the steps after the last validation check
+        self.net.load_state_dict(self.kept.state)
+        self.selection.update(kept_step=int(self.kept.step), checks=self.kept.checks,
+                              kept_heldout_error=float(self.kept.scores.mean()))
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._test_out.append({k: v.detach().cpu() for k, v in self.predict_batch(batch).items()})

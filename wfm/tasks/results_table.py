@@ -14,7 +14,7 @@ What it does, all seeded (seed 0):
 2. pretrains MAE-Tiny on the UMa set with ``pretrain/mae-tiny-cpu.yaml`` (as ``wfm demo``
    does; the test tail is held out);
 3. evaluates (``wfm.tasks.evaluation.evaluate_task``, what ``wfm evaluate`` runs) and fine-tunes
-   (``wfm.tasks.finetune_module.run_finetune``, what ``wfm finetune`` runs) every task, and
+   (``wfm.tasks.finetune_module.run_finetune``, what ``wfm finetune --model.select last`` runs) every task, and
    writes ``results.md`` and ``results.json`` to ``--out`` (default: ``finetune/``).
 
 Budgets are equal within a table: every trainable baseline gets the same steps, learning rate
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"--model gru --model transformer --data {data['csi']} --data {data['unseen']} "
               f"--train-steps {sizes['train_steps']}; fine-tuning rows: wfm finetune --config "
               f"finetune/{task}.yaml --model.init_from {mae} --data.datasets '[{data['unseen']}]' "
-              f"--model.mode MODE --data.train_fraction F --trainer.max_steps {sizes['finetune_steps']}",
+              f"--model.mode MODE --data.train_fraction F --trainer.max_steps {sizes['finetune_steps']} --model.select last",
               ["dataset", "model", "kind", "mode", "train_samples", "trainable_params", "samples", "nmse_db"])
 
     # ---------------------------------------------------------------- labels from CSI
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 *metric_cols.get(task, ["rmse", "mae"])]
         table(f"{task} on {data['csi'].name} (test tail)", rows,
               f"wfm finetune --config finetune/{task}.yaml --model.init_from {mae} --data.datasets '[{data['csi']}]' "
-              f"--model.mode MODE --data.train_fraction F --trainer.max_steps {sizes['finetune_steps']}; "
+              f"--model.mode MODE --data.train_fraction F --trainer.max_steps {sizes['finetune_steps']} --model.select last; "
               f"MLP: wfm evaluate --task {task} --model mlp --data {data['csi']} --train-steps {sizes['finetune_steps']}",
               cols)
 

@@ -14,12 +14,14 @@ instead and the warning says so.
 
 :func:`beats_beyond_noise` is the one-sided version for a decision (keep a fine-tuned step only if
 it beat the kept weights on held-out windows): a paired t-test at two sigma over
-:func:`independent_blocks` of windows, those whose targets share no step.
+:func:`independent_blocks` of windows, those whose targets share no step. :class:`KeptWeights`
+applies it to the checked steps of a fine-tuning run (``wfm.tasks.transfer``, ``wfm finetune``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -99,6 +101,50 @@ def beats_beyond_noise(kept: Tensor, candidate: Tensor, blocks: Tensor | None = 
         d = (torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, d)
              / torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, torch.ones_like(d)))
     return bool(exceeds_noise(d.sum(), (d * d).sum(), torch.tensor(float(len(d)), dtype=torch.float64)))
+
+
+#: Rules for replacing the weights a fine-tuning run keeps by a later step (:class:`KeptWeights`).
+SELECT = ("significant", "best", "last")
+
+
+class KeptWeights:
+    """The weights a fine-tuning run keeps, offered every checked step with its held-out errors.
+
+    ``select``: ``"significant"`` replaces the kept weights only where the step's per-window errors
+    beat theirs beyond noise (:func:`beats_beyond_noise` over ``blocks``), ``"best"`` on any lower
+    mean, ``"last"`` always (no selection). The first offer (the starting weights, step 0) is
+    always kept. Picking the best of several checks on a few noisy windows keeps whichever step got
+    lucky; the significance rule moves only as far as the held-out data vouches for.
+    """
+
+    def __init__(self, select: str = "significant", blocks: Tensor | None = None) -> None:
+        if select not in SELECT:
+            raise ValueError(f"select must be one of {', '.join(SELECT)}; got {select!r}")
+        self.select, self.blocks = select, blocks
+        self.step: int | None = None
+        self.scores: Tensor | None = None
+        self.state: dict[str, Tensor] | None = None
+        self.checks = 0
+
+    def offer(self, step: int, scores: Tensor, state: Callable[[], Mapping[str, Tensor]]) -> bool:
+        """Consider ``step`` with held-out errors ``scores`` ``[N]`` (lower is better; the same
+        windows, in the same order, at every offer); ``state()`` is called, and its tensors copied
+        to the CPU, only when the step is kept. Returns whether it was."""
+        scores = scores.detach().double().flatten().cpu()
+        if self.scores is not None and scores.shape != self.scores.shape:
+            raise ValueError(f"held-out scores changed shape between checks: {tuple(self.scores.shape)} -> "
+                             f"{tuple(scores.shape)}; every check must score the same windows")
+        self.checks += 1
+        if self.scores is None or self.select == "last":
+            better = True
+        elif self.select == "best":
+            better = float(scores.mean()) < float(self.scores.mean())
+        else:
+            better = beats_beyond_noise(self.scores, scores, self.blocks)
+        if better:
+            self.step, self.scores = step, scores
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in state().items()}
+        return better
 
 
 def separation_warnings(scored: Sequence[Scored], metric: str, higher_better: bool, groups: Tensor | None,

@@ -42,7 +42,7 @@ from wfm.models.mae import MaskedAutoencoder
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, load_real_datasets,
                                  mae_windows)
-from wfm.tasks.significance import beats_beyond_noise, independent_blocks
+from wfm.tasks.significance import SELECT, KeptWeights, independent_blocks
 from wfm.training.lit_causal import pad_to_patches
 
 
@@ -58,17 +58,14 @@ class TransferConfig:
     #: Held-out share of the source windows (the last in time) that picks the step; 0: keep the last step.
     val_fraction: float = 0.2
     eval_every: int = 10
-    #: How a checked step replaces the kept weights: ``"significant"`` (beats them beyond noise on
-    #: the held-out windows) or ``"best"`` (any lower held-out score).
+    #: How a checked step replaces the kept weights (``wfm.tasks.significance.KeptWeights``):
+    #: ``"significant"`` (beats them beyond noise on the held-out windows), ``"best"`` (any lower
+    #: held-out score) or ``"last"`` (no selection).
     select: str = "significant"
 
     def __post_init__(self) -> None:
         if self.select not in SELECT:
             raise ValueError(f"select must be one of {', '.join(SELECT)}; got {self.select!r}")
-
-
-#: Rules for replacing the kept weights by a later step (``TransferConfig.select``).
-SELECT = ("significant", "best")
 
 
 def split_by_time(data: BenchData, val_fraction: float) -> tuple[Tensor, Tensor]:
@@ -126,22 +123,14 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
     blocks = None
     if held_out is not None and held_out.span is not None:
         blocks = independent_blocks(held_out.span, held_out.context.shape[1], held_out.target.shape[1])
-    best_step, best_scores, best_state = cfg.steps, None, None
+    kept = KeptWeights(cfg.select, blocks)
 
     def check(step: int) -> None:
-        nonlocal best_step, best_scores, best_state
         if held_out is None:
             return
         s = window_scores(model.eval(), kind, held_out)
         model.train()
-        if best_scores is None:
-            better = True
-        elif cfg.select == "best":
-            better = float(s.mean()) < float(best_scores.mean())
-        else:
-            better = beats_beyond_noise(best_scores, s, blocks)
-        if better:
-            best_step, best_scores, best_state = step, s, copy.deepcopy(model.state_dict())
+        kept.offer(step, s, model.state_dict)
 
     check(0)
     win, ctx_len = _windows(data.subset(train))
@@ -166,9 +155,10 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
             progress()
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             check(step + 1)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model.eval(), best_step
+    if kept.state is None:
+        return model.eval(), cfg.steps
+    model.load_state_dict(kept.state)
+    return model.eval(), kept.step
 
 
 def window_scores(model: Any, kind: str, data: BenchData) -> Tensor:
