@@ -124,7 +124,7 @@ def generated_rows(model: CausalForecaster, root: Path, contexts: tuple[int, ...
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from evidence_power import has_csi, held_out_pool, held_out_windows, window_nmse
+    from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
 
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and has_csi(p)):
@@ -135,8 +135,7 @@ def generated_rows(model: CausalForecaster, root: Path, contexts: tuple[int, ...
                 continue
             x, group, interval = got
             ctx, tgt = x[:, :length], x[:, length:]
-            best = min(window_nmse(ctx[:, -1:].expand_as(tgt), tgt, group),
-                       window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group))
+            best = best_classical(ctx, tgt, group)
             row = {"dataset": f"{folder.name} (L={length})", "group": f"generated, L={length}"}
             for name, v in variants(model).items():
                 row[name] = window_nmse(v.forecast(ctx, interval, horizon, group=group), tgt, group) / best

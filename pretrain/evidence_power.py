@@ -71,6 +71,12 @@ def window_nmse(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -
     return float((err / pow_.clamp_min(1e-30)).mean())
 
 
+def best_classical(ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor) -> float:
+    """Per-window NMSE of the better of persistence and the context mean (``ctx`` ``[R, L]``)."""
+    return min(window_nmse(ctx[:, -1:].expand_as(tgt), tgt, group),
+               window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group))
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -109,8 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
                 x, group, interval = got
                 ctx, tgt = x[:, :L], x[:, L:]
-                best = min(window_nmse(ctx[:, -1:].expand_as(tgt), tgt, group),
-                           window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group))
+                best = best_classical(ctx, tgt, group)
                 cell = {"dataset": name, "context": L, "channels": int((group == 0).sum()), "best_classical": best}
                 for p, m in models.items():
                     r = window_nmse(m.forecast(ctx, interval, args.horizon, group=group), tgt, group) / best

@@ -282,6 +282,32 @@ def test_interval_jitter_rescales_the_interval_of_the_named_kinds_per_group():
     assert torch.equal(again.batch(5)["interval"], jitter.batch(5)["interval"])  # deterministic
 
 
+def test_short_hide_trains_contexts_shorter_than_a_patch_on_short_series():
+    from wfm.data.series import SeriesTable
+    from wfm.data.series_datamodule import MixtureWindows, SeriesPool
+
+    # 3 samples of 16 steps x 4 channels (a CSI recipe's series), windows of 64 + 8: right-aligned,
+    # the last 8 the horizon, the first 8 the context
+    data = np.arange(1, 3 * 16 * 4 + 1, dtype=np.float32).reshape(48, 4)
+    table = SeriesTable(data, np.array([0, 16, 32]), np.array([16, 16, 16]), 0.01, "csi", "c")
+    args = dict(batch_size=8, num_batches=30, context=64, horizon=8, pad_prob=0.5, seed=1, group_size=4)
+    plain = MixtureWindows([SeriesPool("c", [table])], [1.0], **args)
+    short = MixtureWindows([SeriesPool("c", [table])], [1.0], **args, short_hide=True)
+    hidden = []
+    for i in range(30):
+        a, b = plain.batch(i), short.batch(i)
+        assert (a["observed"].sum(1) == 16).all()  # without: every short series is whole
+        assert torch.equal(a["context_len"], b["context_len"]) and (b["context_len"] == 64).all()
+        for g in b["group"].unique():
+            obs, val = b["observed"][b["group"] == g], b["values"][b["group"] == g]
+            assert (obs == obs[0]).all() and (val[~obs] == 0).all()  # one hidden prefix per group
+            seen = obs[0, 56:64]  # the first context: 8 values, of which a prefix is hidden
+            n = int(seen.sum())
+            assert 1 <= n <= 8 and seen[8 - n:].all() and obs[0, 64:].all()
+            hidden.append(8 - n)
+    assert set(hidden) == set(range(8)) and 0.3 < hidden.count(0) / len(hidden) < 0.7  # U[0, 7] half the time
+
+
 def test_interval_jitter_is_checked():
     from wfm.data.errors import DataError
     from wfm.data.series_datamodule import SeriesDataModule

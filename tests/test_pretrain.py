@@ -435,3 +435,31 @@ def test_evidence_power_script_scores_held_out_generated_windows(tmp_path, monke
         plain = script.window_nmse(model.eval().forecast(ctx, interval, 8, group=group), tgt, group)
     assert cell["best_classical"] == pytest.approx(best) and cell["ratio p=0"] == pytest.approx(plain / best, rel=1e-5)
     assert cell["ratio p=1"] != pytest.approx(cell["ratio p=0"])
+
+
+def test_check_candidates_replaces_a_losing_network_only_on_evidence():
+    """pretrain/check_candidates.py: a wild network on noise around a level is replaced (pooled over
+    a window's channels) by a candidate where the short check runs; without a check it stands."""
+    from wfm.models.registry import create_model
+
+    spec = importlib.util.spec_from_file_location("wfm_check_candidates_script", REPO / "pretrain" / "check_candidates.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, backtest_origins="value",
+                     check_origins=8).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(m.head.weight, std=1.0)
+        m.guard_bias.fill_(100.0)
+    x = 5.0 + torch.randn(64, 16)
+    group = torch.zeros(64, dtype=torch.long)
+    short, regular = script.CheckedSelection(m, ["fallback", "mean"]), script.CheckedSelection(m, ["mean"], short=False)
+    assert short.cuts(8, 8) == [(4, 4)] and regular.cuts(8, 8) == [] and short.cuts(96, 12) == regular.cuts(96, 12)
+    net = m.forecast(x[:, :8], 1e-3, 8, group=group)
+    assert torch.equal(regular.forecast(x[:, :8], 1e-3, 8, group), net)  # no check fits: the network stands
+    picked = short.forecast(x[:, :8], 1e-3, 8, group)
+    mean = x[:, :8].mean(dim=1, keepdim=True).expand(-1, 8)
+    _, (fallback, _) = m._rollout(x[:, :8], torch.full((64,), 1e-3), 8, group, fallback=True)
+    assert torch.allclose(picked, mean) or torch.allclose(picked, fallback)
+    assert ((picked - x[:, 8:]) ** 2).mean() < ((net - x[:, 8:]) ** 2).mean()
+    assert set(script.variants(m)) >= {"shipped", "short: fallback, mean", "below a patch: fallback, mean"}

@@ -18,7 +18,8 @@ CSI sits at 0.5-20 ms and the generated trajectories at 100 ms, so without it th
 Series shorter than ``W`` (CSI with 16-24 time steps) are right-aligned and left-padded, with
 the last ``min(horizon, n // 2)`` values as horizon. In training, with probability
 ``pad_prob`` the first ``r ~ U[0, context - 1]`` values of a window are hidden as well, so the
-model learns every context length.
+model learns every context length; with ``short_hide`` a short series likewise hides the first
+``r ~ U[0, c - 1]`` of its ``c`` context values (one draw per group).
 
 Splits are by *sample* (head / middle / tail of every dataset, like
 :func:`wfm.data.datamodule.contiguous_splits`), never by window, so no series contributes to
@@ -62,7 +63,8 @@ def make_window(table: SeriesTable, i: int, start: int, context: int, horizon: i
                 ) -> tuple[np.ndarray, np.ndarray, int]:
     """``(values [W], observed [W], context_len)`` for series ``i`` of ``table`` from ``start``.
 
-    ``hide`` more values at the left of a full window are marked unobserved (random context length).
+    ``hide`` more values at the left of a full window, or of a short series' first context, are
+    marked unobserved (random context length).
     """
     w = context + horizon
     n = int(table.lengths[divmod(i, table.series_per_sample)[0]])
@@ -74,7 +76,8 @@ def make_window(table: SeriesTable, i: int, start: int, context: int, horizon: i
         values[:hide] = 0.0
         return values, observed, context
     values[w - n:] = table.values(i)
-    observed[w - n:] = True
+    observed[w - n + hide:] = True
+    values[w - n:w - n + hide] = 0.0
     return values, observed, w - min(horizon, max(1, n // 2))
 
 
@@ -105,14 +108,17 @@ class SeriesPool:
         return int(self.cum[-1])
 
     def draw(self, rng: np.random.Generator, context: int, horizon: int, pad_prob: float,
-             interval_jitter: dict[str, float] | None = None) -> dict[str, Any]:
-        return self.draw_group(rng, context, horizon, pad_prob, 1, interval_jitter)[0]
+             interval_jitter: dict[str, float] | None = None, short_hide: bool = False) -> dict[str, Any]:
+        return self.draw_group(rng, context, horizon, pad_prob, 1, interval_jitter, short_hide)[0]
 
     def draw_group(self, rng: np.random.Generator, context: int, horizon: int, pad_prob: float,
-                   size: int, interval_jitter: dict[str, float] | None = None) -> list[dict[str, Any]]:
+                   size: int, interval_jitter: dict[str, float] | None = None,
+                   short_hide: bool = False) -> list[dict[str, Any]]:
         """Windows of up to ``size`` distinct series of one sample over the same steps (a CSI
         sample's channels: what a real window's channels are when the model pools their evidence).
-        ``interval_jitter`` ``{kind: d}``: the group's interval times ``10 ** U(-d, d)`` (module doc)."""
+        ``interval_jitter`` ``{kind: d}``: the group's interval times ``10 ** U(-d, d)`` (module doc).
+        ``short_hide``: a series shorter than the window hides, with ``pad_prob``, the first
+        ``r ~ U[0, c - 1]`` of its ``c`` context values too (module doc)."""
         k = int(rng.integers(len(self)))
         t = int(np.searchsorted(self.cum, k, side="right") - 1)
         table, i = self.tables[t], k - int(self.cum[t])
@@ -121,6 +127,8 @@ class SeriesPool:
         w = context + horizon
         start = int(rng.integers(n - w + 1)) if n >= w else 0
         hide = int(rng.integers(context)) if (n >= w and rng.random() < pad_prob) else 0
+        if short_hide and n < w and rng.random() < pad_prob:  # (no draw otherwise: streams stay as they were)
+            hide = int(rng.integers(n - min(horizon, max(1, n // 2))))
         members = [own]
         if size > 1:  # (no extra draw for single windows: their stream stays as it was)
             members += [int(j) for j in rng.permutation(table.series_per_sample) if j != own][:size - 1]
@@ -142,8 +150,9 @@ class MixtureWindows(_EpochStream):
 
     def __init__(self, pools: Sequence[SeriesPool], weights: Sequence[float], batch_size: int, num_batches: int,
                  context: int, horizon: int, pad_prob: float, seed: int, group_size: int = 1,
-                 interval_jitter: dict[str, float] | None = None):
+                 interval_jitter: dict[str, float] | None = None, short_hide: bool = False):
         self.pools, self.batch_size, self.num_batches = list(pools), batch_size, num_batches
+        self.short_hide = short_hide
         self.p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.context, self.horizon, self.pad_prob, self.seed = context, horizon, pad_prob, seed
         self.group_size, self.interval_jitter = group_size, interval_jitter
@@ -152,12 +161,13 @@ class MixtureWindows(_EpochStream):
         rng = np.random.default_rng([self.seed, 0, self.epoch, i])
         pool = self.pools[int(rng.choice(len(self.p), p=self.p))]
         if self.group_size <= 1:
-            return collate_windows([pool.draw(rng, self.context, self.horizon, self.pad_prob, self.interval_jitter)
-                                    for _ in range(self.batch_size)])
+            return collate_windows([pool.draw(rng, self.context, self.horizon, self.pad_prob, self.interval_jitter,
+                                              self.short_hide) for _ in range(self.batch_size)])
         items: list[dict[str, Any]] = []
         while len(items) < self.batch_size:
             group = pool.draw_group(rng, self.context, self.horizon, self.pad_prob,
-                                    min(self.group_size, self.batch_size - len(items)), self.interval_jitter)
+                                    min(self.group_size, self.batch_size - len(items)), self.interval_jitter,
+                                    self.short_hide)
             items += [{**it, "group": len(items)} for it in group]  # the group's first row as its id
         return collate_windows(items)
 
@@ -189,6 +199,10 @@ class SeriesDataModule(pl.LightningDataModule):
             times ``10 ** U(-decades, decades)`` (module doc); validation and test keep the true one.
             For kinds whose priors never reach a seasonal period (CSI, AoA); not traffic, whose
             day and week estimators need the true interval.
+        short_hide: series shorter than the window (CSI of 16-24 steps) also hide, with
+            ``pad_prob``, a random number of their first context values (keeping one), so that
+            contexts shorter than a patch are trained too; False (every config before this
+            option): a short series' context is always whole.
         num_workers: DataLoader worker processes per rank.
         seed: seed of the training plan and of the evaluation windows.
     """
@@ -197,7 +211,7 @@ class SeriesDataModule(pl.LightningDataModule):
                  kinds: list[str] | None = None, context: int = 256, horizon: int = 64, batch_size: int = 64,
                  samples_per_epoch: int = 65536, eval_windows: int = 256, val_fraction: float = 0.1,
                  test_fraction: float = 0.1, pad_prob: float = 0.5, group_size: int = 1, num_workers: int = 0,
-                 seed: int = 0, interval_jitter: dict[str, float] | None = None):
+                 seed: int = 0, interval_jitter: dict[str, float] | None = None, short_hide: bool = False):
         super().__init__()
         if isinstance(datasets, (str, Path)):
             datasets = [str(datasets)]
@@ -266,7 +280,7 @@ class SeriesDataModule(pl.LightningDataModule):
         world = max(1, trainer.world_size) if trainer is not None else 1
         num_batches = -(-hp.samples_per_epoch // (hp.batch_size * world)) * world  # ranks in lockstep
         ds = MixtureWindows(self.pools["train"], self.weights, hp.batch_size, num_batches, hp.context, hp.horizon,
-                            hp.pad_prob, hp.seed, hp.group_size, hp.interval_jitter)
+                            hp.pad_prob, hp.seed, hp.group_size, hp.interval_jitter, hp.short_hide)
         return _StatefulEpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
                                     trainer=_attached_trainer(self))
 
