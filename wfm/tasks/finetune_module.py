@@ -33,8 +33,8 @@ check and after the last step; a checked step replaces the kept weights only whe
 per-sample held-out errors (the test's own NMSE for channel prediction, the per-sample loss for
 label tasks) beat theirs beyond noise (``"significant"``, the default), on any lower mean
 (``"best"``), or always (``"last"``). A fine-tuning run that does not help on held-out samples
-therefore returns the model it started from. Without a validation split (``val_fraction`` 0, or
-``limit_val_batches=0``) the last step is kept. ``selection`` records what was kept.
+therefore returns the model it started from. With validation switched off
+(``limit_val_batches=0``) the last step is kept. ``selection`` records what was kept.
 """
 
 from __future__ import annotations
