@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=10, help="steps between held-out checks")
     ap.add_argument("--select", choices=SELECT, default="significant",
                     help="a checked step replaces the kept weights if it beats them beyond noise on the held-out "
-                         "windows (significant) or by any margin (best)")
+                         "windows (significant), by any margin (best), or always (last: no selection)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     model = wfm.from_pretrained(args.model)

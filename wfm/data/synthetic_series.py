@@ -66,11 +66,12 @@ class SyntheticSeriesDataModule(SeriesDataModule):
                  weights: list[float] | None = None, context: int = 128, horizon: int = 32, batch_size: int = 32,
                  samples_per_epoch: int = 3200, eval_windows: int = 64, val_fraction: float = 0.1,
                  test_fraction: float = 0.1, pad_prob: float = 0.5, group_size: int = 1, num_workers: int = 0,
-                 seed: int = 0, interval_jitter: dict[str, float] | None = None):
+                 seed: int = 0, interval_jitter: dict[str, float] | None = None, short_hide: bool = False):
         super().__init__(datasets=None, weights=weights, kinds=list(kinds), context=context, horizon=horizon,
                          batch_size=batch_size, samples_per_epoch=samples_per_epoch, eval_windows=eval_windows,
                          val_fraction=val_fraction, test_fraction=test_fraction, pad_prob=pad_prob,
-                         group_size=group_size, num_workers=num_workers, seed=seed, interval_jitter=interval_jitter)
+                         group_size=group_size, num_workers=num_workers, seed=seed, interval_jitter=interval_jitter,
+                         short_hide=short_hide)
         self.save_hyperparameters()
 
     def load_tables(self) -> list[tuple[str, list[SeriesTable]]]:
