@@ -83,8 +83,19 @@ def test_wfm_finetune_then_export_then_evaluate(tmp_path, monkeypatch):
           "--data.batch_size", "8", "--data.eval_windows", "8", "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false"])
     ckpt = tmp_path / "runs" / "finetune-distance" / "checkpoints" / "last.ckpt"
-    assert torch.load(ckpt, weights_only=True)["global_step"] == 3
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["global_step"] == 3 and saved["wfm_kept"]["step"] in (0, 3)  # the start, or step 3 if it won
+    assert saved["wfm_kept"]["checks"] == 2 and saved["wfm_kept"]["select"] == "significant"
     main(["export", str(ckpt), str(tmp_path / "ft")])
+    main(["export", str(ckpt), str(tmp_path / "ft-last"), "--last"])
+    kept, last = json.loads((tmp_path / "ft" / "config.json").read_text()), from_pretrained(tmp_path / "ft-last")
+    assert kept["kept_step"] == saved["wfm_kept"]["step"] and "kept_step" not in json.loads(
+        (tmp_path / "ft-last" / "config.json").read_text())
+    x = torch.cumsum(torch.randn(4, 64, generator=torch.Generator().manual_seed(0)), dim=1)
+    f_kept, f_last = from_pretrained(tmp_path / "ft").forecast(x, 0.1, 8), last.forecast(x, 0.1, 8)
+    start = from_pretrained(FIXTURE).forecast(x, 0.1, 8)
+    assert not torch.allclose(f_last, start, atol=1e-6)  # it trained
+    torch.testing.assert_close(f_kept, start if saved["wfm_kept"]["step"] == 0 else f_last, rtol=1e-4, atol=1e-4)
     main(["evaluate", "--task", "distance-forecast", "--model", str(tmp_path / "ft"), "--model", "persistence",
           "--data", str(data), "--out", str(tmp_path / "eval")])
     rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"]
@@ -115,3 +126,43 @@ def test_bad_init_from_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "not a causal forecaster" in err and "Traceback" not in err
+
+
+class _ScriptedCausal(CausalPretrainModule):
+    """Held-out errors scripted by step (every validation window gets one value), and the weights
+    seen at each offer."""
+
+    ERRORS = {0: 1.0, 2: 0.5, 4: None}  # None: a noisy step, lower on average but within noise
+
+    def heldout_errors(self, batch):
+        self.seen[int(self.global_step)] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        n = len(batch["values"])
+        e = self.ERRORS[int(self.global_step)]
+        if e is None:
+            return torch.tensor([0.1, 0.85] * (n // 2) + [0.1] * (n % 2))
+        return torch.full((n,), e)
+
+
+@pytest.mark.parametrize("select, kept_step", [("significant", 2), ("best", 4)])
+def test_causal_finetune_keeps_the_step_the_validation_windows_vouch_for(tmp_path, select, kept_step):
+    import pytorch_lightning as pl
+
+    from wfm.data.synthetic_series import SyntheticSeriesDataModule
+
+    module = _ScriptedCausal(init_from=str(FIXTURE), mode="full", lr=1e-3, warmup_steps=1, select=select)
+    module.seen = {}
+    dm = SyntheticSeriesDataModule(series_per_kind=8, context=24, horizon=8, batch_size=4, samples_per_epoch=64,
+                                   eval_windows=4)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=4, val_check_interval=2, check_val_every_n_epoch=None,
+                         limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, default_root_dir=tmp_path,
+                         callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True)])
+    trainer.fit(module, datamodule=dm)
+    assert sorted(module.seen) == [0, 2, 4] and module.kept.step == kept_step
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 4 and saved["wfm_kept"]["step"] == kept_step
+    out = export_checkpoint(tmp_path / "last.ckpt", tmp_path / "export")
+    exported = from_pretrained(out).state_dict()
+    assert json.loads((out / "config.json").read_text())["kept_step"] == kept_step
+    assert all(torch.equal(exported[k], v) for k, v in module.seen[kept_step].items())
+    assert not all(torch.equal(exported[k], v) for k, v in module.seen[0].items())  # it trained

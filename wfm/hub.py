@@ -90,10 +90,12 @@ def _source_name(ckpt_path: str | Path) -> str:
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: dict[str, Any] | None = None,
-                      overwrite: bool = False) -> Path:
+                      overwrite: bool = False, last: bool = False) -> Path:
     """Export a Lightning ``MAEPretrainModule`` or ``CausalPretrainModule`` checkpoint to a model folder.
 
-    Returns the folder.
+    Returns the folder. A fine-tuning run with held-out selection (``CausalPretrainModule(select=)``)
+    carries the weights its validation windows vouched for (``wfm_kept``): those are exported, and
+    ``config.json`` records their step (``kept_step``), unless ``last`` asks for the last step's.
 
     Everything is written to a temporary folder beside ``out_dir`` and renamed into place, so an
     interrupted export leaves nothing half-written. An existing non-empty ``out_dir`` is an
@@ -134,7 +136,9 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
         model = (CausalForecaster if kind == "causal" else MaskedAutoencoder)(**arch)
     else:
         model = create_model(name, **overrides)
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    kept = None if last else ckpt.get("wfm_kept")
+    source = kept["state_dict"] if kept else ckpt["state_dict"]
+    state = {k.removeprefix("model."): v for k, v in source.items() if k.startswith("model.")}
     state = {k.replace("._orig_mod.", "."): v for k, v in state.items()}  # torch.compile wrappers
     from wfm.nn.lora import fold_lora_state_dict
 
@@ -148,6 +152,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
         "global_step": int(ckpt.get("global_step", 0)),
         "epoch": int(ckpt.get("epoch", 0)),
         "source_checkpoint": _source_name(ckpt_path),
+        **({"kept_step": int(kept["step"]), "selection": f"{kept['select']} over {int(kept['checks'])} validation checks"}
+           if kept else {}),
         "metrics": dict(metrics or {}),
         # How it was trained: the LightningModule's and DataModule's arguments as the
         # checkpoint holds them (datasets, mixture weights, kinds, optimiser, schedule).
@@ -265,6 +271,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE",
                    help="record a metric in config.json and the model card (repeatable)")
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
+    p.add_argument("--last", action="store_true",
+                   help="export the last step's weights even where the run kept an earlier step on held-out data")
     p.set_defaults(func=cmd_export)
 
 
@@ -284,11 +292,13 @@ def _parse_metrics(items: list[str]) -> dict[str, Any]:
 def cmd_export(args: argparse.Namespace) -> None:
     from wfm.console import console, print_table
 
-    out = export_checkpoint(args.ckpt, args.out_dir, metrics=_parse_metrics(args.metric), overwrite=args.force)
+    out = export_checkpoint(args.ckpt, args.out_dir, metrics=_parse_metrics(args.metric), overwrite=args.force,
+                            last=args.last)
     config = read_config(out)
     print_table([{"name": config["name"], "kind": config["model_kind"], "params": config["num_params"],
                   "patch": config["patch_size"], "attention": config["attention"],
-                  "step": config["global_step"], "epoch": config["epoch"]}], title="exported model")
+                  "step": config["global_step"], "epoch": config["epoch"],
+                  **({"weights of step": config["kept_step"]} if "kept_step" in config else {})}], title="exported model")
     print_table([{"file": str(out / f), "bytes": (out / f).stat().st_size}
                  for f in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)], title="files written")
     console.print(f"sha256 {config['sha256']}  load with: wfm.from_pretrained({str(out)!r})")

@@ -228,6 +228,8 @@ def model_card(config: dict[str, Any], title: str) -> str:
     datasets = ((config.get("training") or {}).get("data") or {}).get("datasets") or []
     rows = [("kind", config["model_kind"]), ("size", config["name"]), ("parameters", f"{config['num_params']:,}"),
             *rows, ("training step / epoch", f"{config['global_step']} / {config['epoch']}"),
+            *([("weights of step", f"{config['kept_step']} ({config.get('selection', '')})")]
+              if "kept_step" in config else []),
             (f"sha256 of {WEIGHTS_NAME}", f"`{config['sha256']}`"),
             *([("training data", ", ".join(f"`{Path(str(d)).name}`" for d in datasets))] if datasets else []),
             *(config.get("metrics") or {}).items()]
@@ -387,7 +389,7 @@ def _load_pretrained(cls: type, model_id: str, *, revision: str | None, cache_di
 
 #: ``config.json`` fields about how a model was made (``export_checkpoint`` sets them); the rest
 #: is derived from the model when it is saved. A loaded model keeps them when saved again.
-METADATA_KEYS = ("name", "global_step", "epoch", "source_checkpoint", "metrics", "training")
+METADATA_KEYS = ("name", "global_step", "epoch", "kept_step", "selection", "source_checkpoint", "metrics", "training")
 
 
 def _metadata(config: Any) -> dict[str, Any]:
@@ -421,6 +423,9 @@ def _write_folder(model: Any, folder: Path, metadata: dict[str, Any]) -> dict[st
         "torch_version": torch.__version__.split("+")[0],
         "global_step": int(metadata.get("global_step") or 0),
         "epoch": int(metadata.get("epoch") or 0),
+        # a fine-tuning run that kept an earlier step on held-out data (``CausalPretrainModule(select=)``)
+        "kept_step": None if metadata.get("kept_step") is None else int(metadata["kept_step"]),
+        "selection": metadata.get("selection"),
         "source_checkpoint": metadata.get("source_checkpoint"),
         "sha256": sha256_of(folder / WEIGHTS_NAME),
         "metrics": _jsonable(dict(metadata.get("metrics") or {})),

@@ -34,6 +34,7 @@ from wfm.nn.lora import apply_lora
 from wfm.pretrain import expand_path
 from wfm.tasks.backbones import load_model
 from wfm.tasks.metrics import db
+from wfm.tasks.significance import KeptWeights
 from wfm.training.schedule import CALIBRATION_SCALARS, adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
@@ -109,6 +110,13 @@ class CausalPretrainModule(pl.LightningModule):
             fixed, e.g. ``{backtest_weight: 4.0}``: the gate then weighs the backtest evidence by
             a set amount, where left to the loss the weight drifted from 4.0 to 0.78 over five
             stages (pretrain/README.md). Names not among the model's scalars are an error.
+        select: which weights a fine-tuning run hands to ``wfm export``. ``"last"`` (pretraining,
+            and every run before this option): the last step's. ``"significant"``: the starting
+            weights are scored on the validation windows before the first step, and a validation
+            check replaces them only where its per-window errors (the next patch's NMSE over each
+            window's horizon) beat theirs beyond noise (``wfm.tasks.significance.KeptWeights``);
+            ``"best"``: on any lower mean. The checkpoint then carries those weights as well
+            (``wfm_kept``, what ``wfm export`` exports; resuming still uses the last step's).
     """
 
     def __init__(self, model: str = "causal_tiny", patch_len: int | None = None, quantiles: list[float] | None = None,
@@ -117,7 +125,8 @@ class CausalPretrainModule(pl.LightningModule):
                  max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False,
                  init_from: str | None = None, mode: Literal["full", "lora", "linear-probe"] = "full",
                  lora_rank: int = 4, init_weights: str | None = None,
-                 fixed_scalars: dict[str, float] | None = None, skill_loss: bool = False) -> None:
+                 fixed_scalars: dict[str, float] | None = None, skill_loss: bool = False,
+                 select: Literal["last", "significant", "best"] = "last") -> None:
         super().__init__()
         self.save_hyperparameters()
         if init_from is None:
@@ -139,6 +148,8 @@ class CausalPretrainModule(pl.LightningModule):
             with torch.no_grad():
                 params[name].fill_(float(value))
             params[name].requires_grad_(False)
+        self.kept = KeptWeights(select)
+        self._offered: int | None = None  # the last step offered to ``self.kept``
         self.val_loss = MeanMetric()
         self.val_err = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
         self.val_pow = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
@@ -167,6 +178,10 @@ class CausalPretrainModule(pl.LightningModule):
         # ``wfm export`` rebuilds the model from this (a fine-tune's architecture is its
         # init_from's, not what ``model`` names).
         checkpoint["wfm_arch"] = causal_arch(self.model)
+        if self.kept.select != "last" and self.kept.state is not None:
+            checkpoint["wfm_kept"] = {"step": int(self.kept.step), "select": self.kept.select,
+                                      "checks": self.kept.checks,
+                                      "state_dict": {f"model.{k}": v for k, v in self.kept.state.items()}}
 
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compiled:
@@ -203,7 +218,40 @@ class CausalPretrainModule(pl.LightningModule):
             self.val_err[key].update(err[sel].sum())
             self.val_pow[key].update(power[sel].sum())
 
+    @torch.no_grad()
+    def heldout_errors(self, batch: dict[str, Any]) -> Tensor:
+        """Per-window errors ``[B]`` that decide which weights a fine-tuning run keeps: the next
+        patch's squared error over each window's horizon, over its power (NMSE; 0 where nothing
+        is scored)."""
+        values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
+        _, out, target, weight = self.model.loss(values, observed, batch["interval"], ctx)
+        p = self.model.patch_len
+        off = values.shape[1] - out.point.shape[1] * p
+        pos = torch.arange(off, values.shape[1], device=values.device).view(-1, p)[1:]
+        horizon = (pos[None] >= ctx[:, None, None]).float() * weight
+        err = ((out.point[:, :-1] - target) ** 2 * horizon).sum(dim=(1, 2))
+        return err / (target ** 2 * horizon).sum(dim=(1, 2)).clamp_min(1e-12)
+
+    def _offer_current_weights(self) -> None:
+        """Score the current weights on every validation window (each rank all of them, so every
+        rank keeps the same step) and offer them to ``self.kept``."""
+        was = self.training
+        self.eval()
+        errors = [self.heldout_errors({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()})
+                  for b in self.trainer.datamodule.val_dataloader()]
+        self.train(was)
+        self._offered = int(self.global_step)
+        self.kept.offer(self._offered, torch.cat(errors), self.model.state_dict)
+
+    def on_train_start(self) -> None:
+        if self.kept.select != "last" and self.trainer.datamodule is not None:
+            self.kept, self._offered = KeptWeights(self.kept.select), None
+            self._offer_current_weights()  # step 0: the weights fine-tuning starts from
+
     def on_validation_epoch_end(self) -> None:
+        if self.kept.select != "last" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking \
+                and self.trainer.datamodule is not None and self._offered != self.global_step:
+            self._offer_current_weights()  # before ModelCheckpoint saves (on_validation_end)
         log = dict(sync_dist=True)
         self.log("val/loss", self.val_loss.compute(), prog_bar=True, **log)
         self.val_loss.reset()
