@@ -448,3 +448,17 @@ def test_forward_features_are_the_heads_input(prior):
         want = m.head(h).view(3, n, m.horizon_patches, m.patch_len, -1)[:, :, 0, :, 0]
     torch.testing.assert_close(added[:, -n:], want, rtol=1e-4, atol=1e-5)
     assert h.requires_grad  # usable under a trainable head
+
+
+def test_eval_loader_shards_across_ranks_unless_asked_for_every_window():
+    from types import SimpleNamespace
+
+    from wfm.data.synthetic_series import SyntheticSeriesDataModule
+
+    dm = SyntheticSeriesDataModule(series_per_kind=8, context=24, horizon=8, batch_size=4, eval_windows=8)
+    dm.setup()
+    every = [b["values"] for b in dm.eval_loader("val", shard=False)]
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=1)
+    mine = [b["values"] for b in dm.val_dataloader()]
+    assert len(every) >= 2 and len(mine) == len(every) // 2 and all(torch.equal(a, b) for a, b in zip(mine, every[1::2]))
+    assert all(torch.equal(a["values"], b) for a, b in zip(dm.eval_loader("val", shard=False), every))

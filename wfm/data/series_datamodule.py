@@ -284,7 +284,10 @@ class SeriesDataModule(pl.LightningDataModule):
         return _StatefulEpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
                                     trainer=_attached_trainer(self))
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def eval_loader(self, split: str, shard: bool = True) -> DataLoader:
+        """The fixed evaluation windows of ``split`` (``"val"`` / ``"test"``) in batches of one
+        dataset each; under DDP each rank gets its share, unless ``shard=False`` (every window:
+        what a decision every rank must take alike needs)."""
         items = self.eval_items(split)
         # One dataset per batch (a batch's "dataset" is one name), then split across ranks.
         batches = []
@@ -293,12 +296,12 @@ class SeriesDataModule(pl.LightningDataModule):
             batches += [collate_windows(mine[a:a + self.hparams.batch_size])
                         for a in range(0, len(mine), self.hparams.batch_size)]
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:
+        if shard and trainer is not None and trainer.world_size > 1:
             batches = batches[trainer.global_rank::trainer.world_size]
         return DataLoader(batches, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        return self.eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        return self.eval_loader("test")

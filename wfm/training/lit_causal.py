@@ -237,8 +237,10 @@ class CausalPretrainModule(pl.LightningModule):
         rank keeps the same step) and offer them to ``self.kept``."""
         was = self.training
         self.eval()
+        dm = self.trainer.datamodule
+        loader = dm.eval_loader("val", shard=False) if hasattr(dm, "eval_loader") else dm.val_dataloader()
         errors = [self.heldout_errors({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()})
-                  for b in self.trainer.datamodule.val_dataloader()]
+                  for b in loader]
         self.train(was)
         self._offered = int(self.global_step)
         self.kept.offer(self._offered, torch.cat(errors), self.model.state_dict)
