@@ -166,3 +166,8 @@ def test_causal_finetune_keeps_the_step_the_validation_windows_vouch_for(tmp_pat
     assert json.loads((out / "config.json").read_text())["kept_step"] == kept_step
     assert all(torch.equal(exported[k], v) for k, v in module.seen[kept_step].items())
     assert not all(torch.equal(exported[k], v) for k, v in module.seen[0].items())  # it trained
+    # a resumed run goes on comparing against the weights it had kept
+    again = _ScriptedCausal(init_from=str(FIXTURE), mode="full", select=select)
+    again.on_load_checkpoint(saved)
+    assert again.kept.step == kept_step and again.kept.checks == 3 and torch.equal(again.kept.scores, module.kept.scores)
+    assert all(torch.equal(again.kept.state[k], v) for k, v in module.seen[kept_step].items())

@@ -180,8 +180,16 @@ class CausalPretrainModule(pl.LightningModule):
         checkpoint["wfm_arch"] = causal_arch(self.model)
         if self.kept.select != "last" and self.kept.state is not None:
             checkpoint["wfm_kept"] = {"step": int(self.kept.step), "select": self.kept.select,
-                                      "checks": self.kept.checks,
+                                      "checks": self.kept.checks, "scores": self.kept.scores,
                                       "state_dict": {f"model.{k}": v for k, v in self.kept.state.items()}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        kept = checkpoint.get("wfm_kept")
+        if kept and kept.get("select") == self.kept.select and kept.get("scores") is not None:
+            # a resumed run goes on comparing against the weights it had kept
+            self.kept.step, self.kept.scores, self.kept.checks = int(kept["step"]), kept["scores"], int(kept["checks"])
+            self.kept.state = {k.removeprefix("model."): v for k, v in kept["state_dict"].items()}
+            self._offered = int(checkpoint.get("global_step", 0))
 
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compiled:
@@ -199,18 +207,23 @@ class CausalPretrainModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def _horizon_errors(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(padded values, loss, err [B], power [B])``: each window's squared error of the next
+        patch over its horizon, and the targets' power there (one-patch-ahead, teacher-forced)."""
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
         loss, out, target, weight = self.model.loss(values, observed, batch["interval"], ctx)
-        b, p = values.shape[0], self.model.patch_len
-        n = self.model.num_tokens(values.shape[1])
-        self.last_batch_stats, self.flops_per_batch = {"samples": b, "tokens": b * n}, b * self.model.forward_flops(n)
-        # One-patch-ahead errors on the horizon part of each window only.
+        p = self.model.patch_len
         off = values.shape[1] - out.point.shape[1] * p  # values before the first token (prior="mix")
         pos = torch.arange(off, values.shape[1], device=values.device).view(-1, p)[1:]  # target positions
         horizon = (pos[None] >= ctx[:, None, None]).float() * weight
         err = ((out.point[:, :-1] - target) ** 2 * horizon).sum(dim=(1, 2))
-        power = (target ** 2 * horizon).sum(dim=(1, 2))
+        return values, loss, err, (target ** 2 * horizon).sum(dim=(1, 2))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        values, loss, err, power = self._horizon_errors(batch)
+        b = values.shape[0]
+        n = self.model.num_tokens(values.shape[1])
+        self.last_batch_stats, self.flops_per_batch = {"samples": b, "tokens": b * n}, b * self.model.forward_flops(n)
         self.val_loss.update(loss, weight=b)
         for kind in dict.fromkeys(batch["kind"]):
             sel = torch.tensor([k == kind for k in batch["kind"]], device=values.device)
@@ -223,14 +236,8 @@ class CausalPretrainModule(pl.LightningModule):
         """Per-window errors ``[B]`` that decide which weights a fine-tuning run keeps: the next
         patch's squared error over each window's horizon, over its power (NMSE; 0 where nothing
         is scored)."""
-        values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
-        _, out, target, weight = self.model.loss(values, observed, batch["interval"], ctx)
-        p = self.model.patch_len
-        off = values.shape[1] - out.point.shape[1] * p
-        pos = torch.arange(off, values.shape[1], device=values.device).view(-1, p)[1:]
-        horizon = (pos[None] >= ctx[:, None, None]).float() * weight
-        err = ((out.point[:, :-1] - target) ** 2 * horizon).sum(dim=(1, 2))
-        return err / (target ** 2 * horizon).sum(dim=(1, 2)).clamp_min(1e-12)
+        _, _, err, power = self._horizon_errors(batch)
+        return err / power.clamp_min(1e-12)
 
     def _offer_current_weights(self) -> None:
         """Score the current weights on every validation window (each rank all of them, so every
@@ -246,8 +253,7 @@ class CausalPretrainModule(pl.LightningModule):
         self.kept.offer(self._offered, torch.cat(errors), self.model.state_dict)
 
     def on_train_start(self) -> None:
-        if self.kept.select != "last" and self.trainer.datamodule is not None:
-            self.kept, self._offered = KeptWeights(self.kept.select), None
+        if self.kept.select != "last" and self.trainer.datamodule is not None and self.kept.scores is None:
             self._offer_current_weights()  # step 0: the weights fine-tuning starts from
 
     def on_validation_epoch_end(self) -> None:
