@@ -56,6 +56,7 @@ from wfm.tasks.csi_data import LABEL_FIELDS, TEST_FRACTION, VAL_FRACTION, csi_la
 from wfm.tasks.registry import get_task
 from wfm.tasks.scoring import score_task
 from wfm.tasks.significance import KeptWeights
+from wfm.training.heldout_selection import HeldOutSelection
 
 
 class _Tensors(Dataset):
@@ -176,7 +177,7 @@ def check_csi_task(task: str) -> None:
         raise DataError(f"task {task} is not a CSI task; wfm finetune trains CSI tasks")
 
 
-class FinetuneModule(pl.LightningModule):
+class FinetuneModule(HeldOutSelection, pl.LightningModule):
     """Fine-tune (or zero-shot evaluate) a model on a CSI task; see the module doc.
 
     Args:
@@ -200,7 +201,7 @@ class FinetuneModule(pl.LightningModule):
         self.test_results: dict[str, Any] = {}
         #: What ``fit`` kept: ``select``, ``kept_step``, ``checks``, held-out errors (module doc).
         self.selection: dict[str, Any] = {}
-        self._offered: int | None = None  # the last step offered to ``self.kept``
+        self._active: bool | None = None  # whether this run selects (``selection_active``)
         self._test_out: list[dict[str, Tensor]] = []
 
     # ------------------------------------------------------------------ building
@@ -261,7 +262,6 @@ class FinetuneModule(pl.LightningModule):
         self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=len(batch["csi"]))
 
     # ------------------------------------------------------------------ which weights are kept
-    @torch.no_grad()
     def heldout_errors(self, batch: dict[str, Tensor]) -> Tensor:
         """Per-sample errors ``[B]`` that decide which weights are kept: the test's own per-sample
         NMSE for channel prediction (``predict``, the guard included), the loss for label tasks."""
@@ -274,43 +274,26 @@ class FinetuneModule(pl.LightningModule):
             return err.reshape(len(csi), -1).mean(dim=1)
         return F.cross_entropy(out, batch["y"], reduction="none")
 
-    def _selecting(self) -> bool:
-        dm = self.trainer.datamodule
-        return (self.kept.select != "last" and self.trainer.limit_val_batches != 0 and dm is not None
-                and len(dm.val_dataloader().dataset) > 0)
+    def selected_module(self) -> torch.nn.Module:
+        return self.net
 
-    def _offer_current_weights(self) -> None:
-        """Score the current weights on the whole validation split (every rank the same samples, so
-        every rank keeps the same step) and offer them to ``self.kept``."""
-        was = self.training
-        self.eval()
-        errors = [self.heldout_errors({k: v.to(self.device) for k, v in b.items()})
-                  for b in self.trainer.datamodule.val_dataloader()]
-        self.train(was)
-        self._offered = int(self.global_step)
-        self.kept.offer(self._offered, torch.cat(errors), self.net.state_dict)
-
-    def on_train_start(self) -> None:
-        self.kept, self._offered = KeptWeights(self.kept.select), None
-        self.selection = {"select": self.kept.select}
-        if self._selecting():
-            self._offer_current_weights()  # step 0: the weights fine-tuning starts from
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and self._selecting() \
-                and self._offered != self.global_step:
-            self._offer_current_weights()
+    def selection_active(self) -> bool:
+        if self._active is None:  # (once per run: the answer does not change)
+            dm = self.trainer.datamodule
+            self._active = (super().selection_active() and self.trainer.limit_val_batches != 0
+                            and len(dm.val_dataloader().dataset) > 0)
+        return self._active
 
     def on_train_end(self) -> None:
         last = int(self.global_step)
-        if not self._selecting():
-            self.selection.update(kept_step=last, checks=0)
+        if not self.selection_active():
+            self.selection = {"select": self.kept.select, "kept_step": last, "checks": 0}
             return
         if self._offered != last:
-            self._offer_current_weights()  # the steps after the last validation check
+            self.offer_current_weights()  # the steps after the last validation check
         self.net.load_state_dict(self.kept.state)
-        self.selection.update(kept_step=int(self.kept.step), checks=self.kept.checks,
-                              kept_heldout_error=float(self.kept.scores.mean()))
+        self.selection = {"select": self.kept.select, "kept_step": int(self.kept.step), "checks": self.kept.checks,
+                          "kept_heldout_error": float(self.kept.scores.mean())}
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._test_out.append({k: v.detach().cpu() for k, v in self.predict_batch(batch).items()})

@@ -112,8 +112,8 @@ class KeptWeights:
 
     ``select``: ``"significant"`` replaces the kept weights only where the step's per-window errors
     beat theirs beyond noise (:func:`beats_beyond_noise` over ``blocks``), ``"best"`` on any lower
-    mean, ``"last"`` always (no selection). The first offer (the starting weights, step 0) is
-    always kept. Picking the best of several checks on a few noisy windows keeps whichever step got
+    mean, ``"last"`` always (no selection: nothing is copied, the caller's weights are the last
+    step's). The first offer (the starting weights, step 0) is always kept. Picking the best of several checks on a few noisy windows keeps whichever step got
     lucky; the significance rule moves only as far as the held-out data vouches for.
     """
 
@@ -130,12 +130,15 @@ class KeptWeights:
         """Consider ``step`` with held-out errors ``scores`` ``[N]`` (lower is better; the same
         windows, in the same order, at every offer); ``state()`` is called, and its tensors copied
         to the CPU, only when the step is kept. Returns whether it was."""
+        if self.select == "last":
+            self.step, self.checks = step, self.checks + 1
+            return True
         scores = scores.detach().double().flatten().cpu()
         if self.scores is not None and scores.shape != self.scores.shape:
             raise ValueError(f"held-out scores changed shape between checks: {tuple(self.scores.shape)} -> "
                              f"{tuple(scores.shape)}; every check must score the same windows")
         self.checks += 1
-        if self.scores is None or self.select == "last":
+        if self.scores is None:
             better = True
         elif self.select == "best":
             better = float(scores.mean()) < float(self.scores.mean())

@@ -35,6 +35,7 @@ from wfm.pretrain import expand_path
 from wfm.tasks.backbones import load_model
 from wfm.tasks.metrics import db
 from wfm.tasks.significance import KeptWeights
+from wfm.training.heldout_selection import HeldOutSelection
 from wfm.training.schedule import CALIBRATION_SCALARS, adamw_warmup_cosine
 
 #: Series kinds that get their own validation metrics (others are pooled as ``other``).
@@ -80,7 +81,7 @@ def pad_to_patches(batch: dict[str, Any], patch_len: int) -> tuple[Tensor, Tenso
     return values.float(), observed, ctx
 
 
-class CausalPretrainModule(pl.LightningModule):
+class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
     """Pretrain a registered ``causal_*`` model on series windows.
 
     Args:
@@ -149,7 +150,6 @@ class CausalPretrainModule(pl.LightningModule):
                 params[name].fill_(float(value))
             params[name].requires_grad_(False)
         self.kept = KeptWeights(select)
-        self._offered: int | None = None  # the last step offered to ``self.kept``
         self.val_loss = MeanMetric()
         self.val_err = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
         self.val_pow = torch.nn.ModuleDict({k: SumMetric() for k in VAL_KINDS})
@@ -231,7 +231,6 @@ class CausalPretrainModule(pl.LightningModule):
             self.val_err[key].update(err[sel].sum())
             self.val_pow[key].update(power[sel].sum())
 
-    @torch.no_grad()
     def heldout_errors(self, batch: dict[str, Any]) -> Tensor:
         """Per-window errors ``[B]`` that decide which weights a fine-tuning run keeps: the next
         patch's squared error over each window's horizon, over its power (NMSE; 0 where nothing
@@ -239,27 +238,15 @@ class CausalPretrainModule(pl.LightningModule):
         _, _, err, power = self._horizon_errors(batch)
         return err / power.clamp_min(1e-12)
 
-    def _offer_current_weights(self) -> None:
-        """Score the current weights on every validation window (each rank all of them, so every
-        rank keeps the same step) and offer them to ``self.kept``."""
-        was = self.training
-        self.eval()
-        dm = self.trainer.datamodule
-        loader = dm.eval_loader("val", shard=False) if hasattr(dm, "eval_loader") else dm.val_dataloader()
-        errors = [self.heldout_errors({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()})
-                  for b in loader]
-        self.train(was)
-        self._offered = int(self.global_step)
-        self.kept.offer(self._offered, torch.cat(errors), self.model.state_dict)
+    def selected_module(self) -> torch.nn.Module:
+        return self.model
 
-    def on_train_start(self) -> None:
-        if self.kept.select != "last" and self.trainer.datamodule is not None and self.kept.scores is None:
-            self._offer_current_weights()  # step 0: the weights fine-tuning starts from
+    def heldout_batches(self) -> Any:
+        dm = self.trainer.datamodule  # every validation window on every rank (Lightning's loop shards them)
+        return dm.eval_loader("val", shard=False) if hasattr(dm, "eval_loader") else dm.val_dataloader()
 
     def on_validation_epoch_end(self) -> None:
-        if self.kept.select != "last" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking \
-                and self.trainer.datamodule is not None and self._offered != self.global_step:
-            self._offer_current_weights()  # before ModelCheckpoint saves (on_validation_end)
+        super().on_validation_epoch_end()  # HeldOutSelection: the check's offer
         log = dict(sync_dist=True)
         self.log("val/loss", self.val_loss.compute(), prog_bar=True, **log)
         self.val_loss.reset()
