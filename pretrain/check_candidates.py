@@ -36,12 +36,7 @@ import torch
 from torch import Tensor
 
 import wfm
-from wfm.models.causal import CausalForecaster, exceeds_noise
-
-
-def _pooled(x: Tensor, group: Tensor) -> Tensor:
-    _, inv = torch.unique(group, return_inverse=True)
-    return x.new_zeros(int(inv.max()) + 1).index_add_(0, inv, x)[inv]
+from wfm.models.causal import CausalForecaster, exceeds_noise, pool_rows
 
 
 class CheckedSelection:
@@ -83,10 +78,10 @@ class CheckedSelection:
         out = final["net"].clone()
         if not cuts:
             return out
-        count = _pooled(torch.full((b,), float(len(cuts)), dtype=torch.float64), group)
+        count = pool_rows(torch.full((b,), float(len(cuts)), dtype=torch.float64), group)
         best = torch.full((b,), math.inf, dtype=torch.float64)
         for k in self.candidates:
-            s1, s2, total = (_pooled(x, group) for x in sums[k])
+            s1, s2, total = (pool_rows(x, group) for x in sums[k])
             take = exceeds_noise(s1, s2, count) & (total < best)
             out[take] = final[k][take]
             best = torch.where(take, total, best)

@@ -415,6 +415,55 @@ def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_
         create_model("causal_tiny", prior="mix", check_origins=4)
 
 
+def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tmp_path):
+    """``white_limit``: where the context is too short for two checks, a window's channels whose
+    pooled lag-1 autocorrelation says white noise get the context mean (quantiles shifted with it);
+    a drifting window and a context long enough to check keep the network; a lone series needs far
+    stronger evidence."""
+    from wfm.hub import from_pretrained
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
+              guard=True, check_origins=8, quantiles=(0.1, 0.5, 0.9))
+    plain = create_model("causal_tiny", **kw).eval()
+    m = create_model("causal_tiny", white_limit=0.5, **kw).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(plain.head.weight, std=0.5)  # a network that does not forecast the mean
+    m.load_state_dict(plain.state_dict())
+    noise = 3.0 + torch.randn(64, 8)  # one window of 64 channels: white noise around a level
+    ramp = torch.linspace(0, 1, 8).expand(64, 8) * torch.rand(64, 1) + 0.05 * torch.randn(64, 8)  # drifting channels
+    x, group = torch.cat([noise, ramp]), torch.arange(128) // 64
+    white = m._looks_white(x, group)
+    assert white[:64].all() and not white[64:].any()
+    # at L values white noise scores about -1/L and a straight line exactly 1 - 3/L (scaled: 0 and 1)
+    line = torch.arange(8.0)[None]
+    assert not m._looks_white(line).any() and not m._looks_white(3.0 + torch.randn(1, 8)).any()
+    f, net = m.forecast(x, 1e-3, 8, group=group), plain.forecast(x, 1e-3, 8, group=group)
+    assert torch.allclose(f[:64], x[:64].mean(dim=1, keepdim=True).expand(-1, 8)) and torch.equal(f[64:], net[64:])
+    assert not torch.allclose(net[:64], f[:64], atol=1e-2)
+    q, q_net = m.forecast(x, 1e-3, 8, group=group, quantiles=True), plain.forecast(x, 1e-3, 8, group=group, quantiles=True)
+    assert torch.allclose(q - f[..., None], q_net - net[..., None], atol=1e-5)  # the band moves with the point
+    # a lone series of 8 values: one standard error is ~0.5, so only a clearly negative autocorrelation
+    # qualifies (the reference: the statistic written out); check=False skips the rule for one call
+    dev = noise - noise.mean(dim=1, keepdim=True)
+    phi = (dev[:, 1:] * dev[:, :-1]).sum(1) / (dev * dev).sum(1)
+    expect = (phi + 1 / 8) / 0.75 + 1 / (7 ** 0.5 * 0.75) <= 0.5
+    alone, alone_net = m.forecast(noise, 1e-3, 8), plain.forecast(noise, 1e-3, 8)
+    assert torch.equal(m._looks_white(noise), expect) and 0 < int(expect.sum()) < 32
+    assert torch.allclose(alone[expect], noise[expect].mean(dim=1, keepdim=True).expand(-1, 8))
+    assert torch.equal(alone[~expect], alone_net[~expect])
+    assert torch.equal(m.forecast(x, 1e-3, 8, group=group, check=False), plain.forecast(x, 1e-3, 8, group=group, check=False))
+    # a context long enough for the checks: they decide, not this rule
+    long = 3.0 + torch.randn(64, 64)
+    g = torch.zeros(64, dtype=torch.long)
+    assert len(m.check_cuts(64, 8)) >= 2 and m._looks_white(long, g).all()
+    assert torch.equal(m.forecast(long, 1e-3, 8, group=g), plain.forecast(long, 1e-3, 8, group=g))
+    m.save_pretrained(str(tmp_path / "m"))
+    again = from_pretrained(str(tmp_path / "m"))
+    assert again.white_limit == 0.5 and torch.equal(again.forecast(x, 1e-3, 8, group=group), f)
+    with pytest.raises(ValueError, match="white_limit"):
+        create_model("causal_tiny", prior="mix", guard=True, white_limit=0.5)
+
+
 def test_check_threshold_is_the_student_t_quantile_at_two_sigma():
     from wfm.models.causal import CHECK_Z, check_threshold
     stats = pytest.importorskip("scipy.stats")

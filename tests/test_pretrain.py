@@ -437,6 +437,47 @@ def test_evidence_power_script_scores_held_out_generated_windows(tmp_path, monke
     assert cell["ratio p=1"] != pytest.approx(cell["ratio p=0"])
 
 
+def test_white_limit_script_scores_the_rule_as_forecast_applies_it(tmp_path, monkeypatch):
+    """pretrain/white_limit.py: each limit's ratio is the model's own ``forecast`` with that
+    ``white_limit`` (pooled windows) over the better of persistence and the mean."""
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+    from wfm.models.registry import create_model
+
+    spec = importlib.util.spec_from_file_location("wfm_white_limit_script", REPO / "pretrain" / "white_limit.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)
+    spec.loader.exec_module(script)
+    name = "wifi-intel-2p4-3x1-k30-t16"
+    recipe = load_recipe(REPO / "data" / "recipes" / "wifi" / f"{name}.yaml").with_overrides(num_samples=50)
+    generate_dataset(recipe, tmp_path / name, seed=0)
+    torch.manual_seed(0)
+    kw = dict(prior="mix", guard=True, coarse_len=64, backtest_origins="value", check_origins=8)
+    model = create_model("causal_tiny", **kw)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.3)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--data", str(tmp_path), "--extra", name, "--real", "",
+                       "--limits", "0.5", "5", "--windows", "2", "--rows", "1", "--contexts", "8",
+                       "--out", str(tmp_path / "w.json")])
+    assert json.loads((tmp_path / "w.json").read_text())["chosen"] == out["chosen"]
+    cell = next(c for c in out["cells"] if c["windows"] == "pooled")
+    assert cell["dataset"] == name and cell["context"] == 8
+    pool = script.held_out_pool(tmp_path / name)
+    x, group, interval = script.held_out_windows(pool, 8, 8, 2, 0)
+    ctx, tgt = x[:, :8], x[:, 8:]
+    best = script.best_classical(ctx, tgt, group)
+    for limit in (None, 0.5, 5.0):
+        m = create_model("causal_tiny", white_limit=limit, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            ratio = script.window_nmse(m.forecast(ctx, interval, 8, group=group), tgt, group) / best
+        assert cell["ratio"][str(limit)] == pytest.approx(ratio, rel=1e-5)
+    # a limit no score can exceed gives every pooled window the context mean
+    assert cell["ratio"]["5.0"] == pytest.approx(
+        script.window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group) / best, rel=1e-5)
+
+
 def test_check_candidates_replaces_a_losing_network_only_on_evidence():
     """pretrain/check_candidates.py: a wild network on noise around a level is replaced (pooled over
     a window's channels) by a candidate where the short check runs; without a check it stands."""

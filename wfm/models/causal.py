@@ -88,6 +88,10 @@ SKILL_FLOOR = 1e-3
 #: extra squared error on the checks is significant at the level of this many normal standard
 #: errors (one-sided, ~2.3 %), in Student-t terms for the number of checks (``_T_AT_Z2`` holds them).
 CHECK_Z = 2.0
+#: ``white_limit``: standard errors the whiteness score must stay below the limit by. One: a lone
+#: 8-value series (a standard error of ~0.5) qualifies only with a clearly negative
+#: autocorrelation; a window of hundreds of channels pooling theirs needs little margin.
+WHITE_Z = 1.0
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
 
@@ -325,6 +329,12 @@ def pool_by_group(x: Tensor, group: Tensor) -> Tensor:
     return (total / count)[inv].reshape(x.shape).exp()
 
 
+def pool_rows(x: Tensor, group: Tensor) -> Tensor:
+    """``[B]`` -> ``[B]``: each row gets the sum of ``x`` over the rows of its ``group``."""
+    _, inv = torch.unique(group, return_inverse=True)
+    return x.new_zeros(int(inv.max()) + 1).index_add_(0, inv, x)[inv]
+
+
 def group_sizes(group: Tensor) -> Tensor:
     """How many rows share each row's ``group`` id ``[B]``: ``[B]`` (long)."""
     _, inv = torch.unique(group, return_inverse=True)
@@ -508,6 +518,14 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             later values included), these checks see only the past, as the forecast does. 0 (every
             model saved before this option): no check. Costs ``check_origins + 1`` rollouts of
             both forecasts instead of one of the network's (their first step is one pass); a context with fewer than two checks keeps the network.
+        white_limit: with ``check_origins``, where the context is too short for two checks (the
+            8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
+            looks like white noise around its mean gets the context mean instead of the network
+            (:meth:`_looks_white`): its lag-1 autocorrelation, scaled so that white noise scores 0
+            and a straight line 1 at that length, must lie this far below the limit by
+            ``WHITE_Z`` standard errors. For white noise around a level nothing beats the mean.
+            ``0.5``: closer to white noise than to a line. ``None`` (every model saved before this
+            option): the network.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -523,7 +541,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                  estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, backtest_weight: float = 1.0, coarse_len: int = 0,
                  max_coarse: int = 64, backtest_window: int = 0, guard: bool = False,
                  backtest_origins: str = "patch", guard_weight: float | None = None,
-                 evidence_power: float | None = None, check_origins: int = 0) -> None:
+                 evidence_power: float | None = None, check_origins: int = 0,
+                 white_limit: float | None = None) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -568,6 +587,9 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if check_origins < 0 or (check_origins and not self.guard):
             raise ValueError(f"check_origins needs guard=True and a count >= 0, got {check_origins}")
         self.check_origins = int(check_origins)
+        if white_limit is not None and check_origins < 2:
+            raise ValueError(f"white_limit decides where check_origins cannot: it needs check_origins >= 2, got {check_origins}")
+        self.white_limit = None if white_limit is None else float(white_limit)
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:
@@ -969,6 +991,12 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                 quant = None if quant is None else torch.where(keep[:, None, None], quant, c_quant)
                 return (quant if quantiles else point).to(device)
         (point, quant), = self._rollout(context, interval, horizon, group)
+        if check and self.white_limit is not None and len(self.check_cuts(context.shape[1], horizon)) < 2:
+            white = self._looks_white(context, group)
+            if bool(white.any()):  # the context mean; the quantiles move with the point forecast
+                shift = torch.where(white[:, None], context.mean(dim=1, keepdim=True) - point, 0.0)
+                point = point + shift
+                quant = None if quant is None else quant + shift[..., None]
         return (quant if quantiles else point).to(device)
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
@@ -1047,12 +1075,30 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             s1, s2, n = s1 + d, s2 + d * d, n + 1
         count = torch.full_like(s1, float(n))
         if group is not None and n:
-            _, inv = torch.unique(group, return_inverse=True)
-
-            def pooled(x: Tensor) -> Tensor:
-                return x.new_zeros(int(inv.max()) + 1).index_add_(0, inv, x)[inv]
-            s1, s2, count = pooled(s1), pooled(s2), pooled(count)
+            s1, s2, count = (pool_rows(x, group) for x in (s1, s2, count))
         return ~exceeds_noise(s1, s2, count)
+
+    def _looks_white(self, context: Tensor, group: Tensor | None = None) -> Tensor:
+        """``[B]`` bool, ``white_limit``'s test: whether a row's (or its group's pooled) context is
+        white noise around its mean as far as its lag-1 autocorrelation shows. ``phi`` = sum of
+        lag-1 products of the deviations from each row's mean over their sum of squares; at ``L``
+        values its expectation is about ``-1 / L`` for white noise and exactly ``1 - 3 / L`` for a
+        straight line, so ``u = (phi + 1 / L) / (1 - 2 / L)`` puts them at 0 and 1. A row is white
+        where ``u + WHITE_Z / sqrt(pairs) / (1 - 2 / L) <= white_limit`` (``pairs``: the lag-1
+        products pooled, ``L - 1`` per row, as if independent). Fewer than 3 values: never."""
+        b, length = context.shape
+        if length < 3 or self.white_limit is None:
+            return torch.zeros(b, dtype=torch.bool, device=context.device)
+        x = context.double()
+        dev = x - x.mean(dim=1, keepdim=True)
+        lag, power = (dev[:, 1:] * dev[:, :-1]).sum(dim=1), (dev * dev).sum(dim=1)
+        pairs = torch.full_like(lag, float(length - 1))
+        if group is not None:
+            lag, power, pairs = (pool_rows(v, group) for v in (lag, power, pairs))
+        phi = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0)
+        scale = 1.0 - 2.0 / length
+        u = (phi + 1.0 / length) / scale
+        return u + WHITE_Z * pairs.rsqrt() / scale <= self.white_limit
 
     def with_evidence_power(self, power: float | None) -> "CausalForecaster":
         """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as

@@ -1,0 +1,150 @@
+"""Choose a causal model's ``white_limit`` on held-out *generated* windows; show it on the real ones.
+
+    PYTHONPATH=. python pretrain/white_limit.py --model checkpoints/causal-tiny-catalog-cpu \
+        --data $WFM_DATA --limits 0.3 0.5 0.7 --out white_limit.json
+
+``CausalForecaster(white_limit=)`` gives a row (or a window's pooled channels) the context mean
+where the context is too short for the backtest check and its lag-1 autocorrelation says white
+noise (``_looks_white``). This script scores that rule against the network alone:
+
+- on held-out generated CSI windows (the validation split of each of the model's CSI
+  pretraining datasets and of the ``--extra`` ones, as ``pretrain/evidence_power.py`` draws
+  them): every channel of a sample as one window (``--windows`` samples), and every channel as a
+  window of its own (``--rows`` samples), each at every ``--contexts`` length, horizon 8;
+- on the CSI views of ``wfm benchmark real`` (8 packets predicting 8), for information only:
+  rules are chosen on the generated windows.
+
+Prints the geometric mean over datasets of the ratio of per-window NMSE to the best of
+persistence and the context mean, and how many datasets are at or below 1, per limit and context;
+then the geometric mean over every cell (dataset x context x pooled or alone), whose minimum is
+the chosen limit (``evidence_power``'s criterion).
+The network's forecast is computed once; each limit only changes which rows get the mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+import wfm
+
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
+from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
+from wfm.tasks.real_data import _from_series, _to_series, default_datasets_dir, load_real_datasets
+
+EXTRA = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24"]
+
+
+def with_limit(model, net: torch.Tensor, ctx: torch.Tensor, horizon: int, group: torch.Tensor | None,
+               limit: float | None) -> torch.Tensor:
+    """``forecast``'s post-processing under ``white_limit = limit``, from the network's forecast ``net``."""
+    if limit is None or len(model.check_cuts(ctx.shape[1], horizon)) >= 2:
+        return net
+    saved, model.white_limit = model.white_limit, limit
+    try:
+        white = model._looks_white(ctx, group)
+    finally:
+        model.white_limit = saved
+    return torch.where(white[:, None], ctx.mean(dim=1, keepdim=True), net)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--limits", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    ap.add_argument("--data", default=os.environ.get("WFM_DATA", "data/generated"), help="folder of the generated datasets")
+    ap.add_argument("--extra", nargs="*", default=EXTRA, help="held-out datasets under --data no pretraining saw")
+    ap.add_argument("--real", default=str(default_datasets_dir()), help="real datasets folder ('' to skip)")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[3, 4, 6, 8])
+    ap.add_argument("--horizon", type=int, default=8)
+    ap.add_argument("--windows", type=int, default=32, help="held-out samples per dataset and context, channels pooled")
+    ap.add_argument("--rows", type=int, default=4, help="held-out samples per dataset and context, every channel alone")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = wfm.from_pretrained(args.model).eval()
+    if model.check_origins < 2:
+        raise SystemExit(f"{args.model}: white_limit needs check_origins >= 2 (it has {model.check_origins})")
+    limits: list[float | None] = [None, *args.limits]
+    root = Path(args.data)
+    config = json.loads((Path(args.model) / "config.json").read_text())
+    trained_on = [Path(d).name for d in ((config.get("training") or {}).get("data") or {}).get("datasets", [])]
+    names = [n for n in trained_on + list(args.extra) if (root / n).is_dir() and has_csi(root / n)]
+    if not names:
+        raise SystemExit(f"{root}: none of the CSI datasets (generate them: pretrain/causal-tiny-catalog-cpu-data.sh)")
+    H = args.horizon
+    cells = []
+    with Progress() as bar, torch.no_grad():
+        task = bar.add_task("held-out windows", total=len(names) * len(args.contexts) * 2)
+        for name in names:
+            pool = held_out_pool(root / name)
+            for L in args.contexts:
+                for how, count, seed in (("pooled", args.windows, 0), ("alone", args.rows, 1)):
+                    got = held_out_windows(pool, L, H, count, seed)
+                    bar.advance(task)
+                    if got is None:
+                        continue
+                    x, group, interval = got
+                    if how == "alone":
+                        group = torch.arange(len(x))
+                    ctx, tgt = x[:, :L], x[:, L:]
+                    net = model.forecast(ctx, interval, H, group=group if how == "pooled" else None, check=False)
+                    best = best_classical(ctx, tgt, group)
+                    ratios = {str(lim): window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim),
+                                                    tgt, group) / best for lim in limits}
+                    cells.append({"dataset": name, "context": L, "windows": how, "ratio": ratios})
+    real = []
+    if args.real:
+        for d in load_real_datasets(args.real):
+            if not d.is_csi:
+                continue
+            series = _to_series(d.context)
+            group = torch.arange(len(series)) // (len(series) // d.context.shape[0])
+            net = model.forecast(series, float(d.interval), d.target.shape[1], group=group, check=False)
+            mean = window_nmse(_to_series(d.context.mean(1, keepdim=True).expand_as(d.target)), _to_series(d.target), group)
+            last = window_nmse(_to_series(d.context[:, -1:].expand_as(d.target)), _to_series(d.target), group)
+            best = min(mean, last)
+            real.append({"dataset": f"{d.name} {d.view}", "ratio": {
+                str(lim): window_nmse(with_limit(model, net, series, d.target.shape[1], group, lim),
+                                      _to_series(d.target), group) / best for lim in limits}})
+    print("| limit | windows | " + " | ".join(f"context {L}" for L in args.contexts) + " |")
+    print("|---|---|" + "---|" * len(args.contexts))
+    for how in ("pooled", "alone"):
+        for lim in limits:
+            row = []
+            for L in args.contexts:
+                r = [c["ratio"][str(lim)] for c in cells if c["windows"] == how and c["context"] == L]
+                row.append(f"{math.exp(sum(map(math.log, r)) / len(r)):.3f} / {sum(v <= 1 for v in r)} of {len(r)}" if r else "-")
+            print(f"| {'network' if lim is None else lim} | {how} | " + " | ".join(row) + " |")
+    def geo(lim: float | None, how: str | None = None) -> float:
+        r = [c["ratio"][str(lim)] for c in cells if how in (None, c["windows"])]
+        return math.exp(sum(map(math.log, r)) / len(r))
+    print()
+    print("| limit | all pooled cells | all lone cells | all cells |")
+    print("|---|---|---|---|")
+    for lim in limits:
+        print(f"| {'network' if lim is None else lim} | {geo(lim, 'pooled'):.4f} | {geo(lim, 'alone'):.4f} | {geo(lim):.4f} |")
+    chosen = min(limits, key=geo)
+    print(f"chosen (geometric mean of the ratio over every held-out cell): white_limit = {chosen}")
+    if real:
+        print()
+        print("| limit | " + " | ".join(r["dataset"] for r in real) + " |")
+        print("|---|" + "---|" * len(real))
+        for lim in limits:
+            print(f"| {'network' if lim is None else lim} | " + " | ".join(f"{r['ratio'][str(lim)]:.3f}" for r in real) + " |")
+    result = {"model": args.model, "chosen": chosen, "cells": cells, "real": real}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
