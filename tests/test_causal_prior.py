@@ -418,8 +418,8 @@ def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_
 def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tmp_path):
     """``white_limit``: where the context is too short for two checks, a window's channels whose
     pooled lag-1 autocorrelation says white noise get the context mean (quantiles shifted with it);
-    a drifting window and a context long enough to check keep the network; a lone series needs far
-    stronger evidence."""
+    a drifting window, a lone short series (too little evidence) and a context long enough to
+    check keep the network."""
     from wfm.hub import from_pretrained
     torch.manual_seed(0)
     kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
@@ -435,22 +435,29 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
     white = m._looks_white(x, group)
     assert white[:64].all() and not white[64:].any()
     # at L values white noise scores about -1/L and a straight line exactly 1 - 3/L (scaled: 0 and 1)
-    line = torch.arange(8.0)[None]
-    assert not m._looks_white(line).any() and not m._looks_white(3.0 + torch.randn(1, 8)).any()
+    lines = torch.arange(8.0) * torch.rand(16, 1)
+    assert not m._looks_white(lines, torch.zeros(16, dtype=torch.long)).any()
+    m.white_limit = 1.2  # 16 lines: u = 1 exactly, one standard error 1 / sqrt(112) / 0.75 = 0.126 above
+    assert m._looks_white(lines, torch.zeros(16, dtype=torch.long)).all()
+    m.white_limit = 1.1
+    assert not m._looks_white(lines, torch.zeros(16, dtype=torch.long)).any()
+    m.white_limit = 0.5
     f, net = m.forecast(x, 1e-3, 8, group=group), plain.forecast(x, 1e-3, 8, group=group)
     assert torch.allclose(f[:64], x[:64].mean(dim=1, keepdim=True).expand(-1, 8)) and torch.equal(f[64:], net[64:])
     assert not torch.allclose(net[:64], f[:64], atol=1e-2)
     q, q_net = m.forecast(x, 1e-3, 8, group=group, quantiles=True), plain.forecast(x, 1e-3, 8, group=group, quantiles=True)
     assert torch.allclose(q - f[..., None], q_net - net[..., None], atol=1e-5)  # the band moves with the point
-    # a lone series of 8 values: one standard error is ~0.5, so only a clearly negative autocorrelation
-    # qualifies (the reference: the statistic written out); check=False skips the rule for one call
+    # the statistic written out, for a group of 12 channels (77 lag-1 products: enough to decide)
     dev = noise - noise.mean(dim=1, keepdim=True)
-    phi = (dev[:, 1:] * dev[:, :-1]).sum(1) / (dev * dev).sum(1)
-    expect = (phi + 1 / 8) / 0.75 + 1 / (7 ** 0.5 * 0.75) <= 0.5
-    alone, alone_net = m.forecast(noise, 1e-3, 8), plain.forecast(noise, 1e-3, 8)
-    assert torch.equal(m._looks_white(noise), expect) and 0 < int(expect.sum()) < 32
-    assert torch.allclose(alone[expect], noise[expect].mean(dim=1, keepdim=True).expand(-1, 8))
-    assert torch.equal(alone[~expect], alone_net[~expect])
+    lag, power = (dev[:, 1:] * dev[:, :-1]).sum(1), (dev * dev).sum(1)
+    twelve = torch.arange(64) // 12
+    pooled = torch.zeros(6).index_add_(0, twelve, lag) / torch.zeros(6).index_add_(0, twelve, power)
+    pairs = torch.bincount(twelve).float() * 7
+    expect = ((pooled + 1 / 8) / 0.75 + 1 / (pairs.sqrt() * 0.75) <= 0.5) & (pairs >= 64)
+    assert torch.equal(m._looks_white(noise, twelve), expect[twelve]) and not expect[-1]  # the last group: 4 rows
+    # lone series of 8 values (7 products each) never decide; check=False skips the rule for one call
+    assert not m._looks_white(noise).any()
+    assert torch.equal(m.forecast(noise, 1e-3, 8), plain.forecast(noise, 1e-3, 8))
     assert torch.equal(m.forecast(x, 1e-3, 8, group=group, check=False), plain.forecast(x, 1e-3, 8, group=group, check=False))
     # a context long enough for the checks: they decide, not this rule
     long = 3.0 + torch.randn(64, 64)

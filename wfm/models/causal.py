@@ -88,10 +88,13 @@ SKILL_FLOOR = 1e-3
 #: extra squared error on the checks is significant at the level of this many normal standard
 #: errors (one-sided, ~2.3 %), in Student-t terms for the number of checks (``_T_AT_Z2`` holds them).
 CHECK_Z = 2.0
-#: ``white_limit``: standard errors the whiteness score must stay below the limit by. One: a lone
-#: 8-value series (a standard error of ~0.5) qualifies only with a clearly negative
-#: autocorrelation; a window of hundreds of channels pooling theirs needs little margin.
+#: ``white_limit``: standard errors the whiteness score must stay below the limit by, and the
+#: fewest lag-1 products that may decide. A lone series of 8 or 16 values (7 or 15 products, a
+#: standard error of 0.3-0.5) never decides: on the real CSI series alone it moved 0.04-0.17 dB
+#: either way (pretrain/README.md, "White noise where no check fits"); a window of hundreds of
+#: channels pooling theirs has thousands.
 WHITE_Z = 1.0
+WHITE_MIN_PAIRS = 64
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
 
@@ -522,8 +525,9 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
             (:meth:`_looks_white`): its lag-1 autocorrelation, scaled so that white noise scores 0
-            and a straight line 1 at that length, must lie this far below the limit by
-            ``WHITE_Z`` standard errors. For white noise around a level nothing beats the mean.
+            and a straight line 1 at that length, must lie below the limit by ``WHITE_Z``
+            standard errors, with at least ``WHITE_MIN_PAIRS`` lag-1 products pooled (a window's
+            channels, not one short series). For white noise around a level nothing beats the mean.
             ``0.5``: closer to white noise than to a line. ``None`` (every model saved before this
             option): the network.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
@@ -1085,7 +1089,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         values its expectation is about ``-1 / L`` for white noise and exactly ``1 - 3 / L`` for a
         straight line, so ``u = (phi + 1 / L) / (1 - 2 / L)`` puts them at 0 and 1. A row is white
         where ``u + WHITE_Z / sqrt(pairs) / (1 - 2 / L) <= white_limit`` (``pairs``: the lag-1
-        products pooled, ``L - 1`` per row, as if independent). Fewer than 3 values: never."""
+        products pooled, ``L - 1`` per row, as if independent) and ``pairs >= WHITE_MIN_PAIRS``.
+        Fewer than 3 values: never."""
         b, length = context.shape
         if length < 3 or self.white_limit is None:
             return torch.zeros(b, dtype=torch.bool, device=context.device)
@@ -1098,7 +1103,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         phi = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0)
         scale = 1.0 - 2.0 / length
         u = (phi + 1.0 / length) / scale
-        return u + WHITE_Z * pairs.rsqrt() / scale <= self.white_limit
+        return (u + WHITE_Z * pairs.rsqrt() / scale <= self.white_limit) & (pairs >= WHITE_MIN_PAIRS)
 
     def with_evidence_power(self, power: float | None) -> "CausalForecaster":
         """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as
