@@ -975,8 +975,10 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         backtested against the guard's classical combination on the end of the context, and the
         classical combination's forecast is returned where the network lost (see the class doc).
         That costs ``check_origins + 1`` rollouts of both forecasts (measured on 2 CPU threads: 16x
-        at 4,096 values of context and 64 ahead, 2.5x at 16 values and 4 ahead); ``check=False`` skips
-        it for this call.
+        at 4,096 values of context and 64 ahead, 2.5x at 16 values and 4 ahead). With ``white_limit``,
+        where the context is too short for two checks, rows (or pooled groups) whose context looks
+        like white noise around its mean get the context mean (:meth:`_looks_white`).
+        ``check=False`` skips both for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
         (needs a quantile head).
