@@ -401,20 +401,33 @@ def test_causal_data_script_generates_every_dataset_the_causal_stages_read(tmp_p
     assert failing.returncode != 0 and not any(tmp_path.iterdir())
 
 
-def test_evidence_power_script_scores_held_out_generated_windows(tmp_path, monkeypatch):
-    """pretrain/evidence_power.py: every channel of a held-out sample is one window; power 0 is the
-    model as it is, scored by per-window NMSE against the better of persistence and the mean."""
-    from wfm.data.generate import generate_dataset
-    from wfm.data.recipes import load_recipe
-    from wfm.models.registry import create_model
-
-    spec = importlib.util.spec_from_file_location("wfm_evidence_power_script", REPO / "pretrain" / "evidence_power.py")
+def _load_script(name: str, monkeypatch):
+    """``pretrain/NAME.py`` as a module (registered, so that its dataclasses and imports resolve)."""
+    spec = importlib.util.spec_from_file_location(f"wfm_{name}_script", REPO / "pretrain" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, script)
     spec.loader.exec_module(script)
+    return script
+
+
+def _held_out_csi(root: Path) -> str:
+    """A small WiFi CSI dataset in ``root`` (50 samples, seed 0); its folder name."""
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
     name = "wifi-intel-2p4-3x1-k30-t16"
     recipe = load_recipe(REPO / "data" / "recipes" / "wifi" / f"{name}.yaml").with_overrides(num_samples=50)
-    generate_dataset(recipe, tmp_path / name, seed=0)
+    generate_dataset(recipe, root / name, seed=0)
+    return name
+
+
+def test_evidence_power_script_scores_held_out_generated_windows(tmp_path, monkeypatch):
+    """pretrain/evidence_power.py: every channel of a held-out sample is one window; power 0 is the
+    model as it is, scored by per-window NMSE against the better of persistence and the mean."""
+    from wfm.models.registry import create_model
+
+    script = _load_script("evidence_power", monkeypatch)
+    name = _held_out_csi(tmp_path)
     torch.manual_seed(0)
     model = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, backtest_origins="value")
     with torch.no_grad():
@@ -440,17 +453,10 @@ def test_evidence_power_script_scores_held_out_generated_windows(tmp_path, monke
 def test_white_limit_script_scores_the_rule_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/white_limit.py: each limit's ratio is the model's own ``forecast`` with that
     ``white_limit`` (pooled windows) over the better of persistence and the mean."""
-    from wfm.data.generate import generate_dataset
-    from wfm.data.recipes import load_recipe
     from wfm.models.registry import create_model
 
-    spec = importlib.util.spec_from_file_location("wfm_white_limit_script", REPO / "pretrain" / "white_limit.py")
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, script)
-    spec.loader.exec_module(script)
-    name = "wifi-intel-2p4-3x1-k30-t16"
-    recipe = load_recipe(REPO / "data" / "recipes" / "wifi" / f"{name}.yaml").with_overrides(num_samples=50)
-    generate_dataset(recipe, tmp_path / name, seed=0)
+    script = _load_script("white_limit", monkeypatch)
+    name = _held_out_csi(tmp_path)
     torch.manual_seed(0)
     kw = dict(prior="mix", guard=True, coarse_len=64, backtest_origins="value", check_origins=8)
     model = create_model("causal_tiny", **kw)
