@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,21 +144,27 @@ class _ScriptedCausal(CausalPretrainModule):
         return torch.full((n,), e)
 
 
-@pytest.mark.parametrize("select, kept_step", [("significant", 2), ("best", 4)])
-def test_causal_finetune_keeps_the_step_the_validation_windows_vouch_for(tmp_path, select, kept_step):
+def _fit_scripted(cls: type, select: str, max_steps: int, tmp_path: Path) -> "_ScriptedCausal":
+    """A scripted causal fine-tune from the fixture: validation every 2 steps, ``last.ckpt`` in ``tmp_path``."""
     import pytorch_lightning as pl
 
     from wfm.data.synthetic_series import SyntheticSeriesDataModule
 
-    module = _ScriptedCausal(init_from=str(FIXTURE), mode="full", lr=1e-3, warmup_steps=1, select=select)
+    module = cls(init_from=str(FIXTURE), mode="full", lr=1e-3, warmup_steps=1, select=select)
     module.seen = {}
     dm = SyntheticSeriesDataModule(series_per_kind=8, context=24, horizon=8, batch_size=4, samples_per_epoch=64,
                                    eval_windows=4)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=4, val_check_interval=2, check_val_every_n_epoch=None,
-                         limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, default_root_dir=tmp_path,
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, val_check_interval=2,
+                         check_val_every_n_epoch=None, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path,
                          callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True)])
     trainer.fit(module, datamodule=dm)
+    return module
+
+
+@pytest.mark.parametrize("select, kept_step", [("significant", 2), ("best", 4)])
+def test_causal_finetune_keeps_the_step_the_validation_windows_vouch_for(tmp_path, select, kept_step):
+    module = _fit_scripted(_ScriptedCausal, select, 4, tmp_path)
     assert sorted(module.seen) == [0, 2, 4] and module.kept.step == kept_step
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 4 and saved["wfm_kept"]["step"] == kept_step
@@ -171,3 +178,14 @@ def test_causal_finetune_keeps_the_step_the_validation_windows_vouch_for(tmp_pat
     again.on_load_checkpoint(saved)
     assert again.kept.step == kept_step and again.kept.checks == 3 and torch.equal(again.kept.scores, module.kept.scores)
     assert all(torch.equal(again.kept.state[k], v) for k, v in module.seen[kept_step].items())
+
+
+def test_causal_finetune_offers_the_steps_after_the_last_validation_check(tmp_path):
+    """max_steps between two checks: the last step is scored too, before ``last.ckpt`` is written."""
+    class LastWins(_ScriptedCausal):
+        ERRORS = {0: 1.0, 2: 0.9, 4: 0.8, 5: 0.1}
+
+    module = _fit_scripted(LastWins, "significant", 5, tmp_path)
+    assert sorted(module.seen) == [0, 2, 4, 5] and module.kept.step == 5
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 5 and saved["wfm_kept"]["step"] == 5 and saved["wfm_kept"]["checks"] == 4
