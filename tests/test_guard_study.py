@@ -79,3 +79,28 @@ def test_correction_rules_are_scored_against_the_shipped_fit_by_hand():
     (strict,) = correction_rule_rows(model, [("toy", csi, "temporal")], {"least squares (shipped)": correction_rules()["least squares (shipped)"],
                                                                          "never": correction_rules((2.0,))["gate 2"]})
     assert strict["never"] == pytest.approx(row["off"])
+
+
+def test_white_gate_gives_the_mean_to_white_windows_only():
+    """``white_gate_rows``: the MAE's prediction, and the same with the context mean where a
+    window's pooled channels look like white noise (all of the noise windows, none of the ramps)."""
+    from wfm.models.mae import MaskedAutoencoder
+    from wfm.tasks.guard_study import white_gate_rows
+    from wfm.tasks.metrics import window_nmse
+    from wfm.tasks.real_data import mae_windows
+
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix").eval()
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(6, 16, 2, 8, dtype=torch.complex64, generator=g) + 3
+    ramp = (torch.linspace(0, 1, 16)[None, :, None, None] * torch.rand(6, 1, 2, 8, generator=g) + 1).to(torch.complex64)
+    sets = [BenchData(n, "csi complex", x[:, :8], x[:, 8:], 0.1, "", "", csi=x) for n, x in (("noise", noise), ("ramp", ramp))]
+    rows = {r["set"]: r for r in white_gate_rows(model, sets)}
+    gated = "MAE, mean where white (limit 0.5)"
+    assert rows["noise (csi complex)"]["white windows"] == 1.0 and rows["ramp (csi complex)"]["white windows"] == 0.0
+    assert rows["ramp (csi complex)"][gated] == rows["ramp (csi complex)"]["MAE"]
+    d = sets[0]
+    mean, last = (window_nmse(x.expand_as(d.target), d.target).mean() for x in (d.context.mean(1, keepdim=True), d.context[:, -1:]))
+    best = float(min(mean, last))
+    assert rows["noise (csi complex)"][gated] == pytest.approx(float(mean) / best)
+    assert rows["noise (csi complex)"]["MAE"] == pytest.approx(float(window_nmse(mae_windows(model, d), d.target).mean()) / best)

@@ -338,6 +338,29 @@ def pool_rows(x: Tensor, group: Tensor) -> Tensor:
     return x.new_zeros(int(inv.max()) + 1).index_add_(0, inv, x)[inv]
 
 
+def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(bound [B], pairs [B])``: how far a row's (or its group's pooled) context ``[B, L]`` is
+    from white noise around its mean, by its lag-1 autocorrelation, plus ``WHITE_Z`` standard errors.
+
+    ``phi`` = the sum of lag-1 products of the deviations from each row's mean over their sum of
+    squares. At ``L`` values its expectation is about ``-1 / L`` for white noise and exactly
+    ``1 - 3 / L`` for a straight line, so ``u = (phi + 1 / L) / (1 - 2 / L)`` puts them at 0 and 1.
+    ``bound = u + WHITE_Z / sqrt(pairs) / (1 - 2 / L)``, ``pairs`` the lag-1 products pooled
+    (``L - 1`` per row, as if independent). Needs ``L >= 3``."""
+    length = context.shape[1]
+    if length < 3:
+        raise ValueError(f"whiteness needs at least 3 values of context, got {length}")
+    x = context.double()
+    dev = x - x.mean(dim=1, keepdim=True)
+    lag, power = (dev[:, 1:] * dev[:, :-1]).sum(dim=1), (dev * dev).sum(dim=1)
+    pairs = torch.full_like(lag, float(length - 1))
+    if group is not None:
+        lag, power, pairs = (pool_rows(v, group) for v in (lag, power, pairs))
+    phi = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0)
+    scale = 1.0 - 2.0 / length
+    return (phi + 1.0 / length) / scale + WHITE_Z * pairs.rsqrt() / scale, pairs
+
+
 def group_sizes(group: Tensor) -> Tensor:
     """How many rows share each row's ``group`` id ``[B]``: ``[B]`` (long)."""
     _, inv = torch.unique(group, return_inverse=True)
@@ -1085,27 +1108,12 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return ~exceeds_noise(s1, s2, count)
 
     def _looks_white(self, context: Tensor, group: Tensor | None = None) -> Tensor:
-        """``[B]`` bool, ``white_limit``'s test: whether a row's (or its group's pooled) context is
-        white noise around its mean as far as its lag-1 autocorrelation shows. ``phi`` = sum of
-        lag-1 products of the deviations from each row's mean over their sum of squares; at ``L``
-        values its expectation is about ``-1 / L`` for white noise and exactly ``1 - 3 / L`` for a
-        straight line, so ``u = (phi + 1 / L) / (1 - 2 / L)`` puts them at 0 and 1. A row is white
-        where ``u + WHITE_Z / sqrt(pairs) / (1 - 2 / L) <= white_limit`` (``pairs``: the lag-1
-        products pooled, ``L - 1`` per row, as if independent) and ``pairs >= WHITE_MIN_PAIRS``.
-        Fewer than 3 values: never."""
-        b, length = context.shape
-        if length < 3 or self.white_limit is None:
-            return torch.zeros(b, dtype=torch.bool, device=context.device)
-        x = context.double()
-        dev = x - x.mean(dim=1, keepdim=True)
-        lag, power = (dev[:, 1:] * dev[:, :-1]).sum(dim=1), (dev * dev).sum(dim=1)
-        pairs = torch.full_like(lag, float(length - 1))
-        if group is not None:
-            lag, power, pairs = (pool_rows(v, group) for v in (lag, power, pairs))
-        phi = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0)
-        scale = 1.0 - 2.0 / length
-        u = (phi + 1.0 / length) / scale
-        return (u + WHITE_Z * pairs.rsqrt() / scale <= self.white_limit) & (pairs >= WHITE_MIN_PAIRS)
+        """``[B]`` bool, ``white_limit``'s test (:func:`whiteness_bound`): a row (or its pooled group)
+        is white where the bound is at most ``white_limit`` and ``pairs >= WHITE_MIN_PAIRS``."""
+        if context.shape[1] < 3 or self.white_limit is None:
+            return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+        bound, pairs = whiteness_bound(context, group)
+        return (bound <= self.white_limit) & (pairs >= WHITE_MIN_PAIRS)
 
     def with_evidence_power(self, power: float | None) -> "CausalForecaster":
         """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as

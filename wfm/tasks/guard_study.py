@@ -14,6 +14,8 @@ of persistence and the context mean on the same windows (< 1 beats it):
   subcarrier (what ``gain_jitter_db`` generates).
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
   margin is "the reversion estimate only").
+- :func:`white_gate_rows`: the causal model's ``white_limit`` rule applied to an MAE's temporal
+  prediction (the visible mean where a window's pooled autocorrelation says white noise).
 - :func:`correction_rule_rows`: rules for the scale of the MAE's learned correction from its
   backtest on the visible part (``MaskedAutoencoder.backtest_fit``): the least-squares fit clipped
   to [0, 1] (the shipped rule), off, and fits that must explain a share ``tau`` of the prior's
@@ -37,7 +39,8 @@ from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
-from wfm.tasks.real_data import BenchData, default_datasets_dir, load_real_datasets, mae_windows
+from wfm.models.causal import whiteness_bound
+from wfm.tasks.real_data import BenchData, _to_series, default_datasets_dir, load_real_datasets, mae_windows
 
 
 def _score(pred: Tensor, target: Tensor) -> float:
@@ -210,6 +213,31 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
     return rows
 
 
+@torch.no_grad()
+def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.5) -> list[dict[str, Any]]:
+    """An MAE's temporal prediction of each CSI window against the same with the causal model's
+    ``white_limit`` rule: the context mean where the window's channels (real and imaginary parts
+    as series), pooled, score at most ``limit`` (``wfm.models.causal.whiteness_bound``). Ratios
+    to the best of persistence and the mean on the same windows."""
+    rows = []
+    for d in datasets:
+        pred = mae_windows(model, d)
+        if d.view != "csi complex":
+            pred = pred.abs()
+        series = _to_series(d.context)
+        per = len(series) // len(d.context)
+        bound, _ = whiteness_bound(series, torch.arange(len(series)) // per)
+        white = bound.view(len(d.context), per)[:, 0] <= limit
+        mean = d.context.mean(dim=1, keepdim=True).expand_as(d.target).to(pred.dtype)
+        last = d.context[:, -1:].expand_as(d.target).to(pred.dtype)
+        e, e_mean = window_nmse(pred, d.target), window_nmse(mean, d.target)
+        best = min(float(e_mean.mean()), float(window_nmse(last, d.target).mean()))
+        rows.append({"set": f"{d.name} ({d.view})", "white windows": float(white.double().mean()),
+                     "MAE": float(e.mean()) / best, f"MAE, mean where white (limit {limit:g})":
+                     float(torch.where(white, e_mean, e).mean()) / best})
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of rows with the same keys (floats to 3 decimals)."""
     keys = list(rows[0])
@@ -232,8 +260,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--correction-data", action="append", default=[],
                     help="with --model: only score correction-scale rules (correction_rule_rows) on these generated "
                          "folders' last --held-out share of samples (the first 16 steps; time and frequency) and the real CSI")
+    ap.add_argument("--white-gate", action="append", default=[],
+                    help="with --model: only score the causal model's white_limit rule (0.5) on the MAE's temporal "
+                         "prediction (white_gate_rows), on these generated folders' last --held-out share of samples "
+                         "(the first 16 steps: 8 -> 8) and the real CSI")
     ap.add_argument("--held-out", type=float, default=0.02, help="share of samples no pretraining config trained on")
     args = ap.parse_args(argv)
+    if args.white_gate:
+        if not args.model:
+            ap.error("--white-gate needs --model")
+        sets = [d for d in load_real_datasets(args.datasets) if d.is_csi]
+        for root in args.white_gate:
+            csi = load_csi(root, "test", task="guard-study", val_fraction=args.held_out, test_fraction=args.held_out)["csi"][:256, :16]
+            sets.append(BenchData(Path(root).name, "csi complex", csi[:, :8], csi[:, 8:16], 0.0, "", str(root), csi=csi))
+        print(markdown(white_gate_rows(from_pretrained(args.model), sets)))
+        return
     if args.correction_data:
         if not args.model:
             ap.error("--correction-data needs --model")
