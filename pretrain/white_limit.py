@@ -5,7 +5,7 @@
 
 ``CausalForecaster(white_limit=)`` gives a row (or a window's pooled channels) the context mean
 where the context is too short for the backtest check and its lag-1 autocorrelation says white
-noise (``_looks_white``). This script scores that rule against the network alone:
+noise (``wfm.models.causal.looks_white``). This script scores that rule against the network alone:
 
 - on held-out generated CSI windows (the validation split of each of the model's CSI
   pretraining datasets and of the ``--extra`` ones, as ``pretrain/evidence_power.py`` draws
@@ -40,7 +40,8 @@ import wfm
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
-from wfm.tasks.real_data import _from_series, _to_series, default_datasets_dir, load_real_datasets
+from wfm.models.causal import looks_white
+from wfm.tasks.real_data import _to_series, default_datasets_dir, load_real_datasets
 
 EXTRA = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24"]
 
@@ -50,12 +51,7 @@ def with_limit(model, net: torch.Tensor, ctx: torch.Tensor, horizon: int, group:
     """``forecast``'s post-processing under ``white_limit = limit``, from the network's forecast ``net``."""
     if limit is None or len(model.check_cuts(ctx.shape[1], horizon)) >= 2:
         return net
-    saved, model.white_limit = model.white_limit, limit
-    try:
-        white = model._looks_white(ctx, group)
-    finally:
-        model.white_limit = saved
-    return torch.where(white[:, None], ctx.mean(dim=1, keepdim=True), net)
+    return torch.where(looks_white(ctx, limit, group)[:, None], ctx.mean(dim=1, keepdim=True), net)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -421,6 +421,7 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
     a drifting window, a lone short series (too little evidence) and a context long enough to
     check keep the network."""
     from wfm.hub import from_pretrained
+    from wfm.models.causal import looks_white
     torch.manual_seed(0)
     kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
               guard=True, check_origins=8, quantiles=(0.1, 0.5, 0.9))
@@ -432,16 +433,14 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
     noise = 3.0 + torch.randn(64, 8)  # one window of 64 channels: white noise around a level
     ramp = torch.linspace(0, 1, 8).expand(64, 8) * torch.rand(64, 1) + 0.05 * torch.randn(64, 8)  # drifting channels
     x, group = torch.cat([noise, ramp]), torch.arange(128) // 64
-    white = m._looks_white(x, group)
+    white = looks_white(x, 0.5, group)
     assert white[:64].all() and not white[64:].any()
     # at L values white noise scores about -1/L and a straight line exactly 1 - 3/L (scaled: 0 and 1)
     lines = torch.arange(8.0) * torch.rand(16, 1)
-    assert not m._looks_white(lines, torch.zeros(16, dtype=torch.long)).any()
-    m.white_limit = 1.2  # 16 lines: u = 1 exactly, one standard error 1 / sqrt(112) / 0.75 = 0.126 above
-    assert m._looks_white(lines, torch.zeros(16, dtype=torch.long)).all()
-    m.white_limit = 1.1
-    assert not m._looks_white(lines, torch.zeros(16, dtype=torch.long)).any()
-    m.white_limit = 0.5
+    one = torch.zeros(16, dtype=torch.long)
+    assert not looks_white(lines, 0.5, one).any()
+    # 16 lines: u = 1 exactly, and one standard error 1 / sqrt(112) / 0.75 = 0.126 above it
+    assert looks_white(lines, 1.2, one).all() and not looks_white(lines, 1.1, one).any()
     f, net = m.forecast(x, 1e-3, 8, group=group), plain.forecast(x, 1e-3, 8, group=group)
     assert torch.allclose(f[:64], x[:64].mean(dim=1, keepdim=True).expand(-1, 8)) and torch.equal(f[64:], net[64:])
     assert not torch.allclose(net[:64], f[:64], atol=1e-2)
@@ -454,15 +453,15 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
     pooled = torch.zeros(6).index_add_(0, twelve, lag) / torch.zeros(6).index_add_(0, twelve, power)
     pairs = torch.bincount(twelve).float() * 7
     expect = ((pooled + 1 / 8) / 0.75 + 1 / (pairs.sqrt() * 0.75) <= 0.5) & (pairs >= 64)
-    assert torch.equal(m._looks_white(noise, twelve), expect[twelve]) and not expect[-1]  # the last group: 4 rows
+    assert torch.equal(looks_white(noise, 0.5, twelve), expect[twelve]) and not expect[-1]  # the last group: 4 rows
     # lone series of 8 values (7 products each) never decide; check=False skips the rule for one call
-    assert not m._looks_white(noise).any()
+    assert not looks_white(noise, 0.5).any()
     assert torch.equal(m.forecast(noise, 1e-3, 8), plain.forecast(noise, 1e-3, 8))
     assert torch.equal(m.forecast(x, 1e-3, 8, group=group, check=False), plain.forecast(x, 1e-3, 8, group=group, check=False))
     # a context long enough for the checks: they decide, not this rule
     long = 3.0 + torch.randn(64, 64)
     g = torch.zeros(64, dtype=torch.long)
-    assert len(m.check_cuts(64, 8)) >= 2 and m._looks_white(long, g).all()
+    assert len(m.check_cuts(64, 8)) >= 2 and looks_white(long, 0.5, g).all()
     assert torch.equal(m.forecast(long, 1e-3, 8, group=g), plain.forecast(long, 1e-3, 8, group=g))
     m.save_pretrained(str(tmp_path / "m"))
     again = from_pretrained(str(tmp_path / "m"))

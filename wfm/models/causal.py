@@ -361,6 +361,16 @@ def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tenso
     return (phi + 1.0 / length) / scale + WHITE_Z * pairs.rsqrt() / scale, pairs
 
 
+def looks_white(context: Tensor, limit: float, group: Tensor | None = None) -> Tensor:
+    """``[B]`` bool, ``CausalForecaster(white_limit=limit)``'s test: a row's (or its group's pooled)
+    context ``[B, L]`` is white noise around its mean where :func:`whiteness_bound` is at most
+    ``limit`` from at least ``WHITE_MIN_PAIRS`` lag-1 products. Fewer than 3 values: never."""
+    if context.shape[1] < 3:
+        return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+    bound, pairs = whiteness_bound(context, group)
+    return (bound <= limit) & (pairs >= WHITE_MIN_PAIRS)
+
+
 def group_sizes(group: Tensor) -> Tensor:
     """How many rows share each row's ``group`` id ``[B]``: ``[B]`` (long)."""
     _, inv = torch.unique(group, return_inverse=True)
@@ -547,7 +557,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         white_limit: with ``check_origins``, where the context is too short for two checks (the
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
-            (:meth:`_looks_white`): its lag-1 autocorrelation, scaled so that white noise scores 0
+            (:func:`looks_white`): its lag-1 autocorrelation, scaled so that white noise scores 0
             and a straight line 1 at that length, must lie below the limit by ``WHITE_Z``
             standard errors, with at least ``WHITE_MIN_PAIRS`` lag-1 products pooled (a window's
             channels, not one short series). For white noise around a level nothing beats the mean.
@@ -1000,7 +1010,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         That costs ``check_origins + 1`` rollouts of both forecasts (measured on 2 CPU threads: 16x
         at 4,096 values of context and 64 ahead, 2.5x at 16 values and 4 ahead). With ``white_limit``,
         where the context is too short for two checks, rows (or pooled groups) whose context looks
-        like white noise around its mean get the context mean (:meth:`_looks_white`).
+        like white noise around its mean get the context mean (:func:`looks_white`).
         ``check=False`` skips both for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
@@ -1021,7 +1031,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                 return (quant if quantiles else point).to(device)
         (point, quant), = self._rollout(context, interval, horizon, group)
         if check and self.white_limit is not None and len(self.check_cuts(context.shape[1], horizon)) < 2:
-            white = self._looks_white(context, group)
+            white = looks_white(context, self.white_limit, group)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 shift = torch.where(white[:, None], context.mean(dim=1, keepdim=True) - point, 0.0)
                 point = point + shift
@@ -1106,14 +1116,6 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if group is not None and n:
             s1, s2, count = (pool_rows(x, group) for x in (s1, s2, count))
         return ~exceeds_noise(s1, s2, count)
-
-    def _looks_white(self, context: Tensor, group: Tensor | None = None) -> Tensor:
-        """``[B]`` bool, ``white_limit``'s test (:func:`whiteness_bound`): a row (or its pooled group)
-        is white where the bound is at most ``white_limit`` and ``pairs >= WHITE_MIN_PAIRS``."""
-        if context.shape[1] < 3 or self.white_limit is None:
-            return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
-        bound, pairs = whiteness_bound(context, group)
-        return (bound <= self.white_limit) & (pairs >= WHITE_MIN_PAIRS)
 
     def with_evidence_power(self, power: float | None) -> "CausalForecaster":
         """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as

@@ -289,8 +289,7 @@ class FinetuneModule(HeldOutSelection, pl.LightningModule):
         if not self.selection_active():
             self.selection = {"select": self.kept.select, "kept_step": last, "checks": 0}
             return
-        if self._offered != last:
-            self.offer_current_weights()  # the steps after the last validation check
+        self.offer_last_step()
         self.net.load_state_dict(self.kept.state)
         self.selection = {"select": self.kept.select, "kept_step": int(self.kept.step), "checks": self.kept.checks,
                           "kept_heldout_error": float(self.kept.scores.mean())}

@@ -35,11 +35,11 @@ import torch
 from torch import Tensor
 
 import wfm.models.mae as mae_module
+from wfm.models.causal import looks_white
 from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
-from wfm.models.causal import whiteness_bound
 from wfm.tasks.real_data import BenchData, _to_series, default_datasets_dir, load_real_datasets, mae_windows
 
 
@@ -217,7 +217,7 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
 def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.5) -> list[dict[str, Any]]:
     """An MAE's temporal prediction of each CSI window against the same with the causal model's
     ``white_limit`` rule: the context mean where the window's channels (real and imaginary parts
-    as series), pooled, score at most ``limit`` (``wfm.models.causal.whiteness_bound``). Ratios
+    as series), pooled, look white at ``limit`` (``wfm.models.causal.looks_white``). Ratios
     to the best of persistence and the mean on the same windows."""
     rows = []
     for d in datasets:
@@ -226,8 +226,7 @@ def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.
             pred = pred.abs()
         series = _to_series(d.context)
         per = len(series) // len(d.context)
-        bound, _ = whiteness_bound(series, torch.arange(len(series)) // per)
-        white = bound.view(len(d.context), per)[:, 0] <= limit
+        white = looks_white(series, limit, torch.arange(len(series)) // per).view(len(d.context), per)[:, 0]
         mean = d.context.mean(dim=1, keepdim=True).expand_as(d.target).to(pred.dtype)
         last = d.context[:, -1:].expand_as(d.target).to(pred.dtype)
         e, e_mean = window_nmse(pred, d.target), window_nmse(mean, d.target)

@@ -55,6 +55,14 @@ class HeldOutSelection:
         self._offered = int(self.global_step)
         self.kept.offer(self._offered, torch.cat(errors), self.selected_module().state_dict)
 
+    def offer_last_step(self) -> None:
+        """Offer the current weights unless a check already did at this step: the steps after the
+        last validation check (``max_steps`` between two checks). Each module calls it where its
+        decision must be final: the CSI module before testing, the causal module before
+        ``ModelCheckpoint`` writes ``last.ckpt``."""
+        if self.selection_active() and self._offered != self.global_step:
+            self.offer_current_weights()
+
     def on_train_start(self) -> None:
         if self.selection_active() and self.kept.scores is None:  # (a resumed run has its kept scores)
             self.offer_current_weights()  # step 0: the weights fine-tuning starts from

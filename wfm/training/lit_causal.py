@@ -114,9 +114,9 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
         select: which weights a fine-tuning run hands to ``wfm export``. ``"last"`` (pretraining,
             and every run before this option): the last step's. ``"significant"``: the starting
             weights are scored on the validation windows before the first step, and a validation
-            check (or an epoch's end, the last step included) replaces them only where its
-            per-window errors (the next patch's NMSE over each window's horizon) beat theirs beyond
-            noise (``wfm.tasks.significance.KeptWeights``);
+            check (or the last step) replaces them only where its per-window errors (the next
+            patch's NMSE over each window's horizon) beat theirs beyond noise
+            (``wfm.tasks.significance.KeptWeights``);
             ``"best"``: on any lower mean. The checkpoint then carries those weights as well
             (``wfm_kept``, what ``wfm export`` exports; resuming still uses the last step's).
     """
@@ -247,10 +247,12 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
         return dm.eval_loader("val", shard=False) if hasattr(dm, "eval_loader") else dm.val_dataloader()
 
     def on_train_epoch_end(self) -> None:
-        # The steps after the last validation check (max_steps mid-interval), and every epoch's
-        # end: offered before ModelCheckpoint saves (checkpoint callbacks run after this hook).
-        if self.trainer.state.fn == "fit" and self.selection_active() and self._offered != self.global_step:
-            self.offer_current_weights()
+        # The last epoch's end: checkpoint callbacks run after this hook, so last.ckpt holds the final decision.
+        t = self.trainer
+        ends = (t.should_stop or 0 <= t.max_steps <= t.global_step
+                or (t.max_epochs is not None and 0 <= t.max_epochs <= t.current_epoch + 1))
+        if t.state.fn == "fit" and ends:  # (fit_loop.done would say so too, and log "stopped" twice)
+            self.offer_last_step()
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()  # HeldOutSelection: the check's offer
