@@ -62,6 +62,28 @@ def test_evaluation_sees_every_sample_once(tiny_dataset, workers):
         assert sorted(map(bytes, got)) == sorted(map(bytes, want))
 
 
+def test_workers_start_from_a_forkserver_and_give_the_batches_of_the_main_process(tiny_dataset):
+    """Workers start from a forkserver by default (a fork under DDP's threads can deadlock); the
+    batches are those of the main process and of forked workers, and a bad method is refused."""
+    def epochs(**kw):
+        dm = CSIDataModule([str(tiny_dataset)], batch_size=4, samples_per_epoch=16, **kw)
+        dm.setup()
+        loader = dm.train_dataloader()
+        return loader, [[b["csi"] for b in loader] for _ in range(2)]
+
+    loader, main = epochs(num_workers=0)
+    assert loader.multiprocessing_context is None
+    for start in ("forkserver", "fork"):
+        loader, got = epochs(num_workers=1, **({} if start == "forkserver" else {"worker_start": start}))
+        assert loader.multiprocessing_context.get_start_method() == start
+        assert all(torch.equal(a, b) for e, f in zip(main, got) for a, b in zip(e, f, strict=True))
+    with pytest.raises(DataError, match="CSIDataModule: worker_start must be one of"):
+        CSIDataModule([str(tiny_dataset)], worker_start="thread")
+    from wfm.data.series_datamodule import SeriesDataModule
+    with pytest.raises(DataError, match="SeriesDataModule: worker_start must be one of"):
+        SeriesDataModule([str(tiny_dataset)], worker_start="thread")
+
+
 def test_plan_is_deterministic_per_epoch_and_shards_across_streams(tiny_dataset, monkeypatch):
     dm = CSIDataModule([str(tiny_dataset)], batch_size=4, block_size=2, samples_per_epoch=64)
     dm.setup()

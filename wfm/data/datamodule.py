@@ -16,6 +16,7 @@ run resumed mid-epoch trains on the batches of one never interrupted.
 
 from __future__ import annotations
 
+import multiprocessing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +303,23 @@ class _StatefulEpochLoader(StatefulDataLoader):
         self._resume = dict(state) if state else None
 
 
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+def worker_context(num_workers: int, start: str, owner: str = "DataLoader") -> str | None:
+    """The ``multiprocessing_context`` of a loader with ``num_workers`` workers started by
+    ``start`` (one of ``START_METHODS``; None without workers). For ``forkserver`` the server
+    imports this module (torch, h5py) and ``__main__`` once, so each worker forks from it with
+    them loaded instead of importing torch anew."""
+    if start not in START_METHODS:
+        raise DataError(f"{owner}: worker_start must be one of {START_METHODS}, got {start!r}")
+    if not num_workers:
+        return None
+    if start == "forkserver":
+        multiprocessing.set_forkserver_preload(["__main__", __name__])
+    return start
+
+
 def _attached_trainer(module: pl.LightningDataModule) -> Any:
     """A callable giving the module's attached Trainer, or None without one."""
     return lambda: getattr(module, "trainer", None)
@@ -315,6 +333,12 @@ class CSIDataModule(pl.LightningDataModule):
         weights: sampling weight of each dataset in training batches; default: by size.
         batch_size: samples per batch (per rank).
         num_workers: DataLoader worker processes per rank.
+        worker_start: how workers start (``multiprocessing`` start method): ``forkserver``
+            (default) starts them from a clean single-threaded server, so a worker never
+            inherits a lock held by another thread at ``fork`` (DDP's process-group threads:
+            pytorch/pytorch#130610, seen here as a hang of a 2-rank CPU run). It costs nothing
+            here: a worker gets only file names and the batch plan, and opens the HDF5 shards
+            itself. ``fork`` starts workers about a second sooner per epoch.
         val_fraction, test_fraction: share of every dataset held out (its middle / tail).
         seed: seed of the batch plan (re-drawn each epoch from seed and epoch).
         samples_per_epoch: training samples per epoch over all ranks; default: the training
@@ -328,8 +352,9 @@ class CSIDataModule(pl.LightningDataModule):
     def __init__(self, datasets: list[str], weights: list[float] | None = None, batch_size: int = 64,
                  num_workers: int = 0, val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0,
                  samples_per_epoch: int | None = None, block_size: int = 16, normalize: bool = True,
-                 fields: list[str] | None = None):
+                 fields: list[str] | None = None, worker_start: str = "forkserver"):
         super().__init__()
+        worker_context(0, worker_start, "CSIDataModule")
         if isinstance(datasets, (str, Path)):
             datasets = [str(datasets)]
         if not datasets:
@@ -391,7 +416,8 @@ class CSIDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         ds = self._dataset(split)
         kwargs = dict(batch_size=None, num_workers=self.hparams.num_workers, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=False)
+                      persistent_workers=False,
+                      multiprocessing_context=worker_context(self.hparams.num_workers, self.hparams.worker_start))
         if split == "train":
             return _StatefulEpochLoader(ds, trainer=_attached_trainer(self), **kwargs)
         return DataLoader(ds, **kwargs)
