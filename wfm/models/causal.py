@@ -1033,9 +1033,11 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if check and self.white_limit is not None and len(self.check_cuts(context.shape[1], horizon)) < 2:
             white = looks_white(context, self.white_limit, group)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
-                shift = torch.where(white[:, None], context.mean(dim=1, keepdim=True) - point, 0.0)
-                point = point + shift
-                quant = None if quant is None else quant + shift[..., None]
+                # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
+                mean = context.to(torch.float64).mean(dim=1, keepdim=True).to(point.dtype)
+                shifted = torch.where(white[:, None], mean, point)
+                quant = None if quant is None else quant + (shifted - point)[..., None]
+                point = shifted
         return (quant if quantiles else point).to(device)
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
