@@ -68,6 +68,7 @@ from timm.layers import Attention
 from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
+from wfm.models.box_cox import box_cox, guerrero_lambda, inv_box_cox
 from wfm.models.registry import register_model
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
@@ -563,6 +564,12 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             channels, not one short series). For white noise around a level nothing beats the mean.
             ``0.5``: closer to white noise than to a line. ``None`` (every model saved before this
             option): the network.
+        box_cox: ``forecast`` forecasts each strictly positive row (or group) in Box-Cox space,
+            with the exponent its context chooses by Guerrero's method
+            (:func:`wfm.models.box_cox.guerrero_lambda`: ``log`` for a series whose changes grow
+            with its level, such as cell traffic; no transform for one whose changes do not, such
+            as an angle), and transforms the forecast and its quantiles back. False (every model
+            saved before this option): the series as given. Inference only.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -579,7 +586,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                  max_coarse: int = 64, backtest_window: int = 0, guard: bool = False,
                  backtest_origins: str = "patch", guard_weight: float | None = None,
                  evidence_power: float | None = None, check_origins: int = 0,
-                 white_limit: float | None = None) -> None:
+                 white_limit: float | None = None, box_cox: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -627,6 +634,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         if white_limit is not None and check_origins < 2:
             raise ValueError(f"white_limit decides where check_origins cannot: it needs check_origins >= 2, got {check_origins}")
         self.white_limit = None if white_limit is None else float(white_limit)
+        self.box_cox = bool(box_cox)
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:
@@ -1010,8 +1018,10 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         That costs ``check_origins + 1`` rollouts of both forecasts (measured on 2 CPU threads: 16x
         at 4,096 values of context and 64 ahead, 2.5x at 16 values and 4 ahead). With ``white_limit``,
         where the context is too short for two checks, rows (or pooled groups) whose context looks
-        like white noise around its mean get the context mean (:func:`looks_white`).
-        ``check=False`` skips both for this call.
+        like white noise around its mean get the context mean (:func:`looks_white`). With
+        ``box_cox``, strictly positive rows (or groups) are forecast, checks included, in the
+        Box-Cox space their context chooses and transformed back (the white-noise mean stays the
+        mean of the values given). ``check=False`` skips all three for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
         (needs a quantile head).
@@ -1022,15 +1032,14 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         context, interval = context.to(dev), interval.to(dev)
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
-        if check and self.check_origins and self.guard:
-            keep = self._network_passes_check(context, interval, horizon, group)  # [B]
-            if not bool(keep.all()):
-                (point, quant), (c_point, c_quant) = self._rollout(context, interval, horizon, group, fallback=True)
-                point = torch.where(keep[:, None], point, c_point)
-                quant = None if quant is None else torch.where(keep[:, None, None], quant, c_quant)
-                return (quant if quantiles else point).to(device)
-        (point, quant), = self._rollout(context, interval, horizon, group)
-        if check and self.white_limit is not None and len(self.check_cuts(context.shape[1], horizon)) < 2:
+        lam = guerrero_lambda(context, group) if check and self.box_cox else None
+        if lam is not None and bool((lam < 1).any()):
+            point, quant, switched = self._checked_forecast(box_cox(context, lam), interval, horizon, group, check)
+            point, quant = inv_box_cox(point, lam), None if quant is None else inv_box_cox(quant, lam)
+        else:
+            point, quant, switched = self._checked_forecast(context, interval, horizon, group, check)
+        if (check and not switched and self.white_limit is not None
+                and len(self.check_cuts(context.shape[1], horizon)) < 2):
             white = looks_white(context, self.white_limit, group)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
@@ -1039,6 +1048,21 @@ class CausalForecaster(nn.Module, WfmHubMixin):
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         return (quant if quantiles else point).to(device)
+
+    def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
+                          check: bool) -> tuple[Tensor, Tensor | None, bool]:
+        """The network's forecast ``(point [B, H], quantiles [B, H, Q] | None, switched)``, its
+        classical combination's where ``check_origins`` shows the network losing (with ``check``;
+        ``switched``: some row was)."""
+        if check and self.check_origins and self.guard:
+            keep = self._network_passes_check(context, interval, horizon, group)  # [B]
+            if not bool(keep.all()):
+                (point, quant), (c_point, c_quant) = self._rollout(context, interval, horizon, group, fallback=True)
+                point = torch.where(keep[:, None], point, c_point)
+                quant = None if quant is None else torch.where(keep[:, None, None], quant, c_quant)
+                return point, quant, True
+        (point, quant), = self._rollout(context, interval, horizon, group)
+        return point, quant, False
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
                  fallback: bool = False) -> list[tuple[Tensor, Tensor | None]]:

@@ -1,0 +1,233 @@
+"""Score the causal model's ``box_cox`` option on held-out *generated* series of every kind; show it on the real ones.
+
+    PYTHONPATH=. python pretrain/box_cox.py --model checkpoints/causal-tiny-catalog-cpu \
+        --heldout /tmp/box-cox-heldout --out box_cox.json
+
+``CausalForecaster(box_cox=True)`` forecasts a strictly positive row (or a window's pooled
+channels) in the Box-Cox space its context chooses by Guerrero's method
+(``wfm.models.box_cox``) and transforms the forecast back. This script scores the model as
+given, with ``box_cox``, and, for reference, with the log forced on every positive row:
+
+- held-out generated series, from recipes the model was pretrained on but with a seed no
+  pretraining used (``--seed``, 777; generated into ``--heldout`` where missing):
+  - traffic at 1, 2, 5, 10, 15 and 60 minutes (with and without regimes), 16 series each, one
+    day of context (a week for hourly) and an hour ahead (a day for hourly), up to 16 windows
+    per series a horizon apart; every window a series of its own;
+  - vehicular and pedestrian trajectories (64 each) and ``--data``'s ``traj-highway-heldout``:
+    distance and azimuth (deg), context 64, 16 ahead;
+  - the amplitude ``|H|`` of the last 16 samples of ``--data``'s CSI datasets in ``CSI``, every
+    channel of a sample one window (pooled), the last 8 packets ahead of the rest;
+- the real datasets of ``wfm benchmark real`` (``--real``; '' skips them), for information only:
+  the option is chosen on the generated series.
+
+Prints each cell's ratio of per-window NMSE to the best classical baseline (persistence, context
+mean, seasonal naive where the context holds a day; < 1 beats them), the geometric mean over
+cells and how many are at or below 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+import wfm
+
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
+from evidence_power import window_nmse
+from wfm.data.series import dataset_interval
+from wfm.data.shards import ShardedDataset
+from wfm.models.baselines import seasonal_period
+from wfm.models.box_cox import box_cox, inv_box_cox
+
+RECIPES = Path(__file__).resolve().parent.parent / "data" / "recipes"
+#: (recipe, context, horizon, interval s): a day of context, an hour ahead (hourly: a week, a day).
+TRAFFIC = [("traffic-1min", 1440, 60, 60), ("traffic-2min", 720, 30, 120), ("traffic-5min", 288, 12, 300),
+           ("traffic-10min", 144, 6, 600), ("traffic-10min", 96, 12, 600), ("traffic-10min-regimes", 96, 12, 600),
+           ("traffic-15min", 96, 4, 900), ("traffic-hourly", 168, 24, 3600), ("traffic-hourly-regimes", 168, 24, 3600)]
+TRAJ = ["traj-vehicular", "traj-pedestrian"]
+CSI = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24", "umi-3p5-2x8-k64-t16",
+       "wifi-intel-5p2-3x1-k30-t24", "wifi-nexmon-5p8-1x1-k242-t16", "wifi-jitter-intel-5p2-6x1-k30-t16",
+       "wifi-static-nexmon-5p8-1x1-k242-t16"]
+VARIANTS = ("as given", "box_cox", "log (reference)")
+
+
+def ensure_heldout(folder: Path, seed: int, traffic: list[str], traj: list[str], samples: dict[str, int]) -> None:
+    """Generate the held-out datasets missing from ``folder`` (recipes from ``data/recipes``)."""
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
+    for name in dict.fromkeys(traffic + traj):
+        if not (folder / name / "manifest.json").exists():
+            recipe = load_recipe(RECIPES / f"{name}.yaml")
+            generate_dataset(recipe, folder / name, num_samples=samples["traffic" if name in traffic else "traj"],
+                             seed=seed)
+
+
+def series_windows(x: np.ndarray, context: int, horizon: int, per_series: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(context [W, L], target [W, H])``: up to ``per_series`` windows of each row of ``x``
+    ``[S, T]``, a horizon apart and spread evenly over the series."""
+    rows = []
+    for s in x:
+        starts = list(range(0, len(s) - context - horizon + 1, horizon))
+        if len(starts) > per_series:
+            starts = [starts[i] for i in np.linspace(0, len(starts) - 1, per_series).astype(int)]
+        rows += [s[a:a + context + horizon] for a in starts]
+    w = torch.tensor(np.stack(rows), dtype=torch.float32)
+    return w[:, :context], w[:, context:]
+
+
+def best_classical(ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, interval: float) -> float:
+    """Per-window NMSE of the best of persistence, the context mean and seasonal naive (period
+    from the interval, where the context holds it)."""
+    scores = [window_nmse(ctx[:, -1:].expand_as(tgt), tgt, group),
+              window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group)]
+    period = seasonal_period(interval, ctx.shape[1])
+    if period is not None:
+        idx = ctx.shape[1] - period + torch.arange(tgt.shape[1]) % period
+        scores.append(window_nmse(ctx[:, idx], tgt, group))
+    return min(scores)
+
+
+@torch.no_grad()
+def forecasts(model, ctx: torch.Tensor, interval: float, horizon: int, group: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each variant's forecast; the model's ``box_cox`` is restored."""
+    kept, out = model.box_cox, {}
+    try:
+        for name in VARIANTS[:2]:
+            model.box_cox = name == "box_cox"
+            out[name] = model.forecast(ctx, interval, horizon, group=group)
+        model.box_cox = False
+        inv = torch.unique(group, return_inverse=True)[1]
+        positive = torch.zeros(int(inv.max()) + 1).index_add_(0, inv, (ctx <= 0).any(1).float())[inv] == 0
+        lam = torch.where(positive, 0.0, 1.0).double()
+        out[VARIANTS[2]] = inv_box_cox(model.forecast(box_cox(ctx, lam), interval, horizon, group=group), lam)
+    finally:
+        model.box_cox = kept
+    return out
+
+
+def score(model, name: str, kind: str, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor,
+          interval: float) -> dict:
+    best = best_classical(ctx, tgt, group, interval)
+    got = forecasts(model, ctx, interval, tgt.shape[1], group)
+    return {"cell": name, "kind": kind, "windows": int(group.max()) + 1,
+            "ratio": {k: window_nmse(v, tgt, group) / best for k, v in got.items()}}
+
+
+def generated_cells(model, heldout: Path, data: Path, traffic: list[tuple], traj: list[str], csi: list[str],
+                    per_series: int, csi_samples: int, progress) -> list[dict]:
+    cells = []
+    for rec, L, H, itv in traffic:
+        x = ShardedDataset(heldout / rec).read_range(0, len(ShardedDataset(heldout / rec)), ["traffic"])["traffic"]
+        ctx, tgt = series_windows(x.reshape(len(x), -1), L, H, per_series)
+        cells.append(score(model, f"{rec} (L={L}, H={H})", "traffic", ctx, tgt, torch.arange(len(ctx)), itv))
+        progress()
+    folders = [heldout / t for t in traj] + ([data / "traj-highway-heldout"] if (data / "traj-highway-heldout").is_dir() else [])
+    for folder in folders:
+        ds = ShardedDataset(folder)
+        r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
+        for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
+            ctx, tgt = series_windows(x, 64, 16, 8)
+            cells.append(score(model, f"{folder.name} {field}", field, ctx, tgt, torch.arange(len(ctx)),
+                               dataset_interval(ds)))
+        progress()
+    for name in csi:
+        if not (data / name).is_dir():
+            progress()
+            continue
+        ds = ShardedDataset(data / name)
+        n = min(csi_samples, len(ds))
+        h = torch.from_numpy(ds.read_range(len(ds) - n, len(ds), ["csi"])["csi"]).abs()  # [S, T, A, K]
+        s, t = h.shape[:2]
+        x = h.reshape(s, t, -1).movedim(1, -1).reshape(-1, t)
+        group = torch.arange(s).repeat_interleave(x.shape[0] // s)
+        interval = dataset_interval(ds)
+        cells.append(score(model, f"{name} |H| (L={t - 8})", "csi amplitude", x[:, :t - 8], x[:, t - 8:], group, interval))
+        progress()
+    return cells
+
+
+def real_cells(model, root: str) -> list[dict]:
+    from wfm.tasks.real_data import forecast_windows, load_real_datasets
+    from wfm.tasks.metrics import window_nmse as real_window_nmse
+    from wfm.tasks.real_data import RealBenchConfig, classical_rows
+
+    cfg, cells = RealBenchConfig(), []
+    kept = model.box_cox
+    try:
+        for d in load_real_datasets(root, cfg):
+            best = min(r["window_nmse"] for r in classical_rows(d, cfg) if r["kind"] == "classical" and "window_nmse" in r)
+            ratio = {}
+            for name in VARIANTS[:2]:
+                model.box_cox = name == "box_cox"
+                ratio[name] = float(real_window_nmse(forecast_windows(model, d, cfg.batch_series), d.target).mean()) / best
+            cells.append({"cell": f"{d.name} ({d.view})", "kind": "real", "windows": d.windows, "ratio": ratio})
+    finally:
+        model.box_cox = kept
+    return cells
+
+
+def geo(cells: list[dict], name: str) -> float:
+    vals = [c["ratio"][name] for c in cells if name in c["ratio"]]
+    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--heldout", type=Path, required=True, help="folder of the held-out generated datasets (made if missing)")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
+                    help="folder of the generated pretraining datasets (CSI, traj-highway-heldout)")
+    ap.add_argument("--seed", type=int, default=777, help="seed of the held-out series (pretraining used others)")
+    ap.add_argument("--traffic", nargs="*", default=[f"{r}:{L}:{H}:{i}" for r, L, H, i in TRAFFIC],
+                    help="RECIPE:CONTEXT:HORIZON:INTERVAL_S cells")
+    ap.add_argument("--traj", nargs="*", default=TRAJ)
+    ap.add_argument("--csi", nargs="*", default=CSI, help="CSI datasets under --data (their last samples)")
+    ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
+    ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
+    ap.add_argument("--csi-samples", type=int, default=16)
+    ap.add_argument("--real", default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = wfm.from_pretrained(args.model).eval()
+    traffic = [(r, int(L), int(H), float(i)) for r, L, H, i in (c.split(":") for c in args.traffic)]
+    ensure_heldout(args.heldout, args.seed, [t[0] for t in traffic], args.traj, {"traffic": args.series, "traj": 64})
+    with Progress(transient=True) as bar:
+        task = bar.add_task("held-out cells", total=len(traffic) + len(args.traj) + 1 + len(args.csi))
+        cells = generated_cells(model, args.heldout, args.data, traffic, args.traj, args.csi, args.per_series,
+                                args.csi_samples, lambda: bar.advance(task))
+    from wfm.tasks.real_data import default_datasets_dir
+
+    real_root = str(default_datasets_dir()) if args.real is None else args.real
+    real = real_cells(model, real_root) if real_root and Path(real_root).is_dir() else []
+    print("| cell | windows | " + " | ".join(VARIANTS) + " |")
+    print("|---|---|" + "---|" * len(VARIANTS))
+    for c in cells + real:
+        print(f"| {c['cell']} | {c['windows']} | " + " | ".join(
+            f"{c['ratio'][v]:.4f}" if v in c["ratio"] else "" for v in VARIANTS) + " |")
+    summary = {}
+    for tag, sub in (("held-out generated", cells), ("real", real)):
+        if sub:
+            summary[tag] = {v: {"geometric_mean": geo(sub, v), "at_or_below_1": sum(c["ratio"][v] <= 1 for c in sub
+                                                                                      if v in c["ratio"]),
+                                "cells": sum(v in c["ratio"] for c in sub)} for v in VARIANTS if v in sub[0]["ratio"]}
+            print(f"{tag}: " + "; ".join(f"{v} {s['geometric_mean']:.4f} ({s['at_or_below_1']} of {s['cells']} <= 1)"
+                                        for v, s in summary[tag].items()))
+    result = {"model": args.model, "seed": args.seed, "cells": cells, "real": real, "summary": summary}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

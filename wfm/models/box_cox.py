@@ -1,0 +1,83 @@
+"""Box-Cox transforms whose exponent a context chooses (Guerrero's method), for forecasting.
+
+Cell traffic, like most volumes and counts, varies in proportion to its level: at night it
+moves by a few units, at the busy hour by tens. A forecaster that works in the series' own
+units (normalised by the whole context's mean and std) treats the night's changes as noise and
+misses them by a large share of their level, which is what a per-window NMSE punishes.
+Forecasting ``(x ** lam - 1) / lam`` (``log x`` at ``lam = 0``) and transforming back makes the
+variation even again. Angles and other additive series want ``lam = 1`` (no transform).
+
+``lam`` comes from the context itself by Guerrero's method (Guerrero 1993, as in R's
+``forecast::BoxCox.lambda``): cut the series into chunks of two values, and pick the ``lam`` for
+which ``std / mean ** (1 - lam)`` of the chunks varies least (its coefficient of variation). A
+series whose changes grow with its level gets ``lam`` near 0, one whose changes do not near 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: The exponents searched, from the log (0) to no transform (1).
+LAMBDAS = tuple(i / 10 for i in range(11))
+#: The fewest chunks (pooled over a group) that may choose an exponent; fewer keep ``lam = 1``.
+MIN_CHUNKS = 8
+#: Chunk length: two values, Guerrero's choice for series without a season to cut along.
+CHUNK = 2
+
+
+def _pool(x: Tensor, group: Tensor | None) -> Tensor:
+    """``[B, ...]`` -> ``[B, ...]``: each row gets the sum of ``x`` over the rows of its group."""
+    if group is None:
+        return x
+    _, inv = torch.unique(group, return_inverse=True)
+    return x.new_zeros((int(inv.max()) + 1, *x.shape[1:])).index_add_(0, inv, x)[inv]
+
+
+def guerrero_lambda(context: Tensor, group: Tensor | None = None, lambdas: tuple[float, ...] = LAMBDAS,
+                    min_chunks: int = MIN_CHUNKS) -> Tensor:
+    """``[B]`` float64: the Box-Cox exponent of each row of ``context`` ``[B, L]`` by Guerrero's method.
+
+    The chunks (``CHUNK`` values each, the oldest value dropped where ``L`` is odd) of a ``group``'s
+    rows are pooled, so a window's channels share one exponent. A row, or a group, that is not
+    strictly positive throughout, or that has fewer than ``min_chunks`` chunks, gets 1."""
+    b, length = context.shape
+    x = context.double()
+    n = length // CHUNK
+    positive = (x > 0).all(dim=1).double()
+    chunks = torch.full((b,), float(n), dtype=torch.float64, device=x.device)
+    ok = (_pool(1.0 - positive, group) == 0) & (_pool(chunks, group) >= min_chunks)
+    if n == 0 or not bool(ok.any()):
+        return torch.ones(b, dtype=torch.float64, device=x.device)
+    parts = x[:, length - n * CHUNK:].reshape(b, n, CHUNK)
+    level = parts.mean(dim=-1).clamp_min(1e-300)  # [B, n]; only rows that pass are used
+    spread = parts.std(dim=-1)
+    lam = torch.tensor(lambdas, dtype=torch.float64, device=x.device)
+    ratio = spread[..., None] / level[..., None] ** (1.0 - lam)  # [B, n, lambdas]
+    s1, s2 = _pool(ratio.sum(dim=1), group), _pool((ratio * ratio).sum(dim=1), group)
+    count = _pool(chunks, group)[:, None]
+    mean = s1 / count
+    cv = (s2 / count - mean * mean).clamp_min(0.0).sqrt() / mean.clamp_min(1e-300)
+    best = lam[cv.argmin(dim=1)]
+    return torch.where(ok, best, torch.ones_like(best))
+
+
+def box_cox(x: Tensor, lam: Tensor) -> Tensor:
+    """``x`` ``[B, L]`` transformed row by row with ``lam`` ``[B]``; rows with ``lam >= 1`` are returned
+    unchanged (not shifted by 1), and so must be any row whose ``lam`` is below 1 positive."""
+    lam = lam.to(torch.float64)[:, None]
+    xd = x.double()
+    safe = torch.where(lam < 1, xd, 1.0).clamp_min(1e-300)
+    y = torch.where(lam == 0, safe.log(), (safe ** lam - 1.0) / torch.where(lam == 0, 1.0, lam))
+    return torch.where(lam < 1, y, xd).to(x.dtype)
+
+
+def inv_box_cox(y: Tensor, lam: Tensor) -> Tensor:
+    """The inverse of :func:`box_cox` for ``y`` ``[B, ...]``; a forecast below the transform's floor
+    (``-1 / lam``) comes back as 0, and one too large for ``y``'s dtype as its largest value."""
+    lam = lam.to(torch.float64).reshape(-1, *([1] * (y.dim() - 1)))
+    yd = y.double()
+    nz = torch.where(lam == 0, 1.0, lam)
+    x = torch.where(lam == 0, yd.clamp(max=700.0).exp(), (lam * yd + 1.0).clamp_min(0.0) ** (1.0 / nz))
+    x = x.clamp(max=torch.finfo(y.dtype).max) if y.dtype.is_floating_point else x
+    return torch.where(lam < 1, x, yd).to(y.dtype)
