@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--csi", nargs="*", default=CSI, help="CSI datasets under --data (their last samples)")
     ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
     ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
+    ap.add_argument("--traj-samples", type=int, default=64, help="held-out trajectories per recipe")
     ap.add_argument("--csi-samples", type=int, default=16)
     ap.add_argument("--real", default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
     ap.add_argument("--threads", type=int, default=1)
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
     traffic = [(r, int(L), int(H), float(i)) for r, L, H, i in (c.split(":") for c in args.traffic)]
-    ensure_heldout(args.heldout, args.seed, [t[0] for t in traffic], args.traj, {"traffic": args.series, "traj": 64})
+    ensure_heldout(args.heldout, args.seed, [t[0] for t in traffic], args.traj,
+                   {"traffic": args.series, "traj": args.traj_samples})
     with Progress(transient=True) as bar:
         task = bar.add_task("held-out cells", total=len(traffic) + len(args.traj) + 1 + len(args.csi))
         cells = generated_cells(model, args.heldout, args.data, traffic, args.traj, args.csi, args.per_series,

@@ -511,3 +511,36 @@ def test_check_candidates_replaces_a_losing_network_only_on_evidence():
     assert torch.allclose(picked, mean) or torch.allclose(picked, fallback)
     assert ((picked - x[:, 8:]) ** 2).mean() < ((net - x[:, 8:]) ** 2).mean()
     assert set(script.variants(m)) >= {"shipped", "short: fallback, mean", "below a patch: fallback, mean"}
+
+
+def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
+    """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
+    model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""
+    from wfm.data.shards import ShardedDataset
+    from wfm.models.registry import create_model
+
+    script = _load_script("box_cox", monkeypatch)
+    name = _held_out_csi(tmp_path)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, check_origins=4)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.3)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "ho"), "--data", str(tmp_path),
+                       "--traffic", "traffic-10min:96:12:600", "--traj", "traj-pedestrian", "--csi", name,
+                       "--series", "2", "--per-series", "2", "--traj-samples", "2", "--csi-samples", "2",
+                       "--real", "", "--out", str(tmp_path / "b.json")])
+    assert json.loads((tmp_path / "b.json").read_text())["summary"] == out["summary"]
+    assert [c["kind"] for c in out["cells"]] == ["traffic", "distance", "azimuth", "csi amplitude"]
+    traffic = out["cells"][0]
+    x = ShardedDataset(tmp_path / "ho" / "traffic-10min").read_range(0, 2, ["traffic"])["traffic"]
+    ctx, tgt = script.series_windows(x.reshape(2, -1), 96, 12, 2)
+    group = torch.arange(len(ctx))
+    best = script.best_classical(ctx, tgt, group, 600.0)
+    for flag, key in ((False, "as given"), (True, "box_cox")):
+        m = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, check_origins=4, box_cox=flag).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            ratio = script.window_nmse(m.forecast(ctx, 600.0, 12, group=group), tgt, group) / best
+        assert traffic["ratio"][key] == pytest.approx(ratio, rel=1e-5)
+    assert traffic["ratio"]["box_cox"] != traffic["ratio"]["as given"]  # traffic is positive: transformed
