@@ -3,7 +3,7 @@
     PYTHONPATH=. python pretrain/box_cox.py --model checkpoints/causal-tiny-catalog-cpu \
         --heldout /tmp/box-cox-heldout --out box_cox.json
 
-``CausalForecaster(box_cox=True)`` forecasts a strictly positive row (or a window's pooled
+``CausalForecaster(box_cox=True)`` forecasts a non-negative row (or a window's pooled
 channels) in the Box-Cox space its context chooses by Guerrero's method
 (``wfm.models.box_cox``) and transforms the forecast back. This script scores the model as
 given, with ``box_cox``, and, for reference, with the log forced on every positive row:
@@ -12,7 +12,9 @@ given, with ``box_cox``, and, for reference, with the log forced on every positi
   pretraining used (``--seed``, 777; generated into ``--heldout`` where missing):
   - traffic at 1, 2, 5, 10, 15 and 60 minutes (with and without regimes), 16 series each, one
     day of context (a week for hourly) and an hour ahead (a day for hourly), up to 16 windows
-    per series a horizon apart; every window a series of its own;
+    per series a horizon apart; every window a series of its own; and three of them as cells
+    idle at night (each series less its 20th percentile, clipped at 0; windows whose target is
+    all zeros dropped);
   - vehicular and pedestrian trajectories (64 each) and ``--data``'s ``traj-highway-heldout``:
     distance and azimuth (deg), context 64, 16 ahead;
   - the amplitude ``|H|`` of the last 16 samples of ``--data``'s CSI datasets in ``CSI``, every
@@ -51,7 +53,8 @@ RECIPES = Path(__file__).resolve().parent.parent / "data" / "recipes"
 #: (recipe, context, horizon, interval s): a day of context, an hour ahead (hourly: a week, a day).
 TRAFFIC = [("traffic-1min", 1440, 60, 60), ("traffic-2min", 720, 30, 120), ("traffic-5min", 288, 12, 300),
            ("traffic-10min", 144, 6, 600), ("traffic-10min", 96, 12, 600), ("traffic-10min-regimes", 96, 12, 600),
-           ("traffic-15min", 96, 4, 900), ("traffic-hourly", 168, 24, 3600), ("traffic-hourly-regimes", 168, 24, 3600)]
+           ("traffic-15min", 96, 4, 900), ("traffic-hourly", 168, 24, 3600), ("traffic-hourly-regimes", 168, 24, 3600),
+           ("traffic-2min", 720, 30, 120, "idle"), ("traffic-5min", 288, 12, 300, "idle"), ("traffic-10min", 96, 12, 600, "idle")]
 TRAJ = ["traj-vehicular", "traj-pedestrian"]
 CSI = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24", "umi-3p5-2x8-k64-t16",
        "wifi-intel-5p2-3x1-k30-t24", "wifi-nexmon-5p8-1x1-k242-t16", "wifi-jitter-intel-5p2-6x1-k30-t16",
@@ -125,10 +128,16 @@ def score(model, name: str, kind: str, ctx: torch.Tensor, tgt: torch.Tensor, gro
 def generated_cells(model, heldout: Path, data: Path, traffic: list[tuple], traj: list[str], csi: list[str],
                     per_series: int, csi_samples: int, progress) -> list[dict]:
     cells = []
-    for rec, L, H, itv in traffic:
+    for rec, L, H, itv, *idle in traffic:
         x = ShardedDataset(heldout / rec).read_range(0, len(ShardedDataset(heldout / rec)), ["traffic"])["traffic"]
-        ctx, tgt = series_windows(x.reshape(len(x), -1), L, H, per_series)
-        cells.append(score(model, f"{rec} (L={L}, H={H})", "traffic", ctx, tgt, torch.arange(len(ctx)), itv))
+        x = x.reshape(len(x), -1)
+        if idle:  # a cell idle at night: zero below each series' 20th percentile
+            x = np.maximum(x - np.quantile(x, 0.2, axis=1, keepdims=True), 0.0)
+        ctx, tgt = series_windows(x, L, H, per_series)
+        keep = tgt.pow(2).sum(dim=1) > 0  # an all-zero target has no NMSE
+        ctx, tgt = ctx[keep], tgt[keep]
+        cells.append(score(model, f"{rec}{', idle nights' if idle else ''} (L={L}, H={H})", "traffic", ctx, tgt,
+                           torch.arange(len(ctx)), itv))
         progress()
     folders = [heldout / t for t in traj] + ([data / "traj-highway-heldout"] if (data / "traj-highway-heldout").is_dir() else [])
     for folder in folders:
@@ -187,8 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
                     help="folder of the generated pretraining datasets (CSI, traj-highway-heldout)")
     ap.add_argument("--seed", type=int, default=777, help="seed of the held-out series (pretraining used others)")
-    ap.add_argument("--traffic", nargs="*", default=[f"{r}:{L}:{H}:{i}" for r, L, H, i in TRAFFIC],
-                    help="RECIPE:CONTEXT:HORIZON:INTERVAL_S cells")
+    ap.add_argument("--traffic", nargs="*", default=[":".join(map(str, c)) for c in TRAFFIC],
+                    help="RECIPE:CONTEXT:HORIZON:INTERVAL_S cells; a fifth field 'idle' zeroes each series below its "
+                         "20th percentile (a cell idle at night)")
     ap.add_argument("--traj", nargs="*", default=TRAJ)
     ap.add_argument("--csi", nargs="*", default=CSI, help="CSI datasets under --data (their last samples)")
     ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
-    traffic = [(r, int(L), int(H), float(i)) for r, L, H, i in (c.split(":") for c in args.traffic)]
+    traffic = [(r, int(L), int(H), float(i), *idle) for r, L, H, i, *idle in (c.split(":") for c in args.traffic)]
     ensure_heldout(args.heldout, args.seed, [t[0] for t in traffic], args.traj,
                    {"traffic": args.series, "traj": args.traj_samples})
     with Progress(transient=True) as bar:

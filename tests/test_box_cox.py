@@ -11,14 +11,15 @@ from wfm.models.registry import create_model
 
 
 def _guerrero_reference(x: np.ndarray) -> float:
-    """Guerrero's method for one series written out: chunks of 2, the lambda of the least
-    coefficient of variation of std / mean ** (1 - lambda)."""
+    """Guerrero's method for one series written out: chunks of 2 (those of zeros left out), the
+    lambda of the least coefficient of variation of std / mean ** (1 - lambda); not 0 with zeros."""
     x = x[len(x) % 2:].reshape(-1, 2)
     m, s = x.mean(1), x.std(1, ddof=1)
+    m, s = m[m > 0], s[m > 0]
     cvs = []
     for lam in LAMBDAS:
         r = s / m ** (1 - lam)
-        cvs.append(r.std() / r.mean())
+        cvs.append(np.inf if lam == 0 and (x == 0).any() else r.std() / r.mean())
     return LAMBDAS[int(np.argmin(cvs))]
 
 
@@ -37,10 +38,17 @@ def test_guerrero_chooses_the_log_for_changes_that_grow_with_the_level_and_none_
     assert bool((lam_m <= 0.2).all()) and bool((lam_a >= 0.8).all())
     for x, lam in ((mult, lam_m), (add, lam_a)):
         assert [_guerrero_reference(r.double().numpy()) for r in x] == pytest.approx(lam.tolist())
-    # a row that touches zero, or a context of fewer than 8 chunks, keeps its values
+    # zeros (an idle cell at night): chunks of zeros left out, and no log (0 has none)
+    idle = mult.clone()
+    idle[0, 101:200] = 0.0
+    lam_i = guerrero_lambda(idle)
+    assert lam_i[0] == pytest.approx(_guerrero_reference(idle[0].double().numpy())) and lam_i[0] > 0
+    assert bool((lam_i[1:] == lam_m[1:]).all())
+    assert bool(torch.isfinite(box_cox(idle[:1], lam_i[:1])).all())
+    # a negative value, nothing but zeros, or fewer than 8 chunks: the values as given
     bad = mult.clone()
-    bad[0, 5] = 0.0
-    assert guerrero_lambda(bad)[0] == 1 and bool((guerrero_lambda(bad)[1:] == lam_m[1:]).all())
+    bad[0, 5], bad[1] = -1.0, 0.0
+    assert bool((guerrero_lambda(bad)[:2] == 1).all()) and bool((guerrero_lambda(bad)[2:] == lam_m[2:]).all())
     assert bool((guerrero_lambda(mult[:, :15]) == 1).all())
     # a group pools its chunks: one exponent, which a non-positive member sets to 1 for all
     group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])

@@ -39,32 +39,39 @@ def guerrero_lambda(context: Tensor, group: Tensor | None = None, lambdas: tuple
     """``[B]`` float64: the Box-Cox exponent of each row of ``context`` ``[B, L]`` by Guerrero's method.
 
     The chunks (``CHUNK`` values each, the oldest value dropped where ``L`` is odd) of a ``group``'s
-    rows are pooled, so a window's channels share one exponent. A row, or a group, that is not
-    strictly positive throughout, or that has fewer than ``min_chunks`` chunks, gets 1."""
+    rows are pooled, so a window's channels share one exponent. Zeros are allowed (an idle cell at
+    night): chunks of zeros say nothing about how change grows with level and are left out, and a
+    row or group with any zero chooses from the exponents above 0 (``0 ** lam`` is finite only
+    there). A row, or a group, with a negative value or nothing but zeros, or with fewer than
+    ``min_chunks`` chunks of positive level, gets 1."""
     b, length = context.shape
     x = context.double()
     n = length // CHUNK
-    positive = (x > 0).all(dim=1).double()
-    chunks = torch.full((b,), float(n), dtype=torch.float64, device=x.device)
-    ok = (_pool(1.0 - positive, group) == 0) & (_pool(chunks, group) >= min_chunks)
+    bad = ((x < 0).any(dim=1) | ~(x > 0).any(dim=1)).double()
+    zero = (x == 0).any(dim=1).double()
+    parts = x[:, length - n * CHUNK:].reshape(b, n, CHUNK)
+    level = parts.mean(dim=-1)  # [B, n]
+    used = (level > 0).double()
+    chunks = used.sum(dim=1)
+    ok = (_pool(bad, group) == 0) & (_pool(chunks, group) >= min_chunks)
     if n == 0 or not bool(ok.any()):
         return torch.ones(b, dtype=torch.float64, device=x.device)
-    parts = x[:, length - n * CHUNK:].reshape(b, n, CHUNK)
-    level = parts.mean(dim=-1).clamp_min(1e-300)  # [B, n]; only rows that pass are used
-    spread = parts.std(dim=-1)
     lam = torch.tensor(lambdas, dtype=torch.float64, device=x.device)
-    ratio = spread[..., None] / level[..., None] ** (1.0 - lam)  # [B, n, lambdas]
+    ratio = parts.std(dim=-1)[..., None] / level.clamp_min(1e-300)[..., None] ** (1.0 - lam)  # [B, n, lambdas]
+    ratio = ratio * used[..., None]
     s1, s2 = _pool(ratio.sum(dim=1), group), _pool((ratio * ratio).sum(dim=1), group)
-    count = _pool(chunks, group)[:, None]
+    count = _pool(chunks, group).clamp_min(1.0)[:, None]
     mean = s1 / count
     cv = (s2 / count - mean * mean).clamp_min(0.0).sqrt() / mean.clamp_min(1e-300)
+    cv = cv.masked_fill((_pool(zero, group) > 0)[:, None] & (lam == 0)[None], float("inf"))
     best = lam[cv.argmin(dim=1)]
     return torch.where(ok, best, torch.ones_like(best))
 
 
 def box_cox(x: Tensor, lam: Tensor) -> Tensor:
     """``x`` ``[B, L]`` transformed row by row with ``lam`` ``[B]``; rows with ``lam >= 1`` are returned
-    unchanged (not shifted by 1), and so must be any row whose ``lam`` is below 1 positive."""
+    unchanged (not shifted by 1). A row whose ``lam`` is below 1 must be non-negative, and
+    positive where ``lam`` is 0 (as :func:`guerrero_lambda` chooses)."""
     lam = lam.to(torch.float64)[:, None]
     xd = x.double()
     safe = torch.where(lam < 1, xd, 1.0).clamp_min(1e-300)

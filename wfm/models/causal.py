@@ -564,8 +564,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
             channels, not one short series). For white noise around a level nothing beats the mean.
             ``0.5``: closer to white noise than to a line. ``None`` (every model saved before this
             option): the network.
-        box_cox: ``forecast`` forecasts each strictly positive row (or group) in Box-Cox space,
-            with the exponent its context chooses by Guerrero's method
+        box_cox: ``forecast`` forecasts each non-negative row (or group) in Box-Cox space, with
+            the exponent its context chooses by Guerrero's method
             (:func:`wfm.models.box_cox.guerrero_lambda`: ``log`` for a series whose changes grow
             with its level, such as cell traffic; no transform for one whose changes do not, such
             as an angle), and transforms the forecast and its quantiles back. False (every model
@@ -1019,7 +1019,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         at 4,096 values of context and 64 ahead, 2.5x at 16 values and 4 ahead). With ``white_limit``,
         where the context is too short for two checks, rows (or pooled groups) whose context looks
         like white noise around its mean get the context mean (:func:`looks_white`). With
-        ``box_cox``, strictly positive rows (or groups) are forecast, checks included, in the
+        ``box_cox``, non-negative rows (or groups) are forecast, checks included, in the
         Box-Cox space their context chooses and transformed back (the white-noise mean stays the
         mean of the values given). ``check=False`` skips all three for this call.
 
