@@ -527,11 +527,13 @@ def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monke
         torch.nn.init.normal_(model.head.weight, std=0.3)
     model.save_pretrained(str(tmp_path / "m"))
     out = script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "ho"), "--data", str(tmp_path),
-                       "--traffic", "traffic-10min:96:12:600", "--traj", "traj-pedestrian", "--csi", name,
+                       "--traffic", "traffic-10min:96:12:600", "traffic-10min:96:12:600:idle", "--traj", "traj-pedestrian",
+                       "--csi", name,
                        "--series", "2", "--per-series", "2", "--traj-samples", "2", "--csi-samples", "2",
                        "--real", "", "--out", str(tmp_path / "b.json")])
     assert json.loads((tmp_path / "b.json").read_text())["summary"] == out["summary"]
-    assert [c["kind"] for c in out["cells"]] == ["traffic", "distance", "azimuth", "csi amplitude"]
+    assert [c["kind"] for c in out["cells"]] == ["traffic", "traffic", "distance", "azimuth", "csi amplitude"]
+    assert "idle nights" in out["cells"][1]["cell"] and "idle" not in out["cells"][0]["cell"]
     traffic = out["cells"][0]
     x = ShardedDataset(tmp_path / "ho" / "traffic-10min").read_range(0, 2, ["traffic"])["traffic"]
     ctx, tgt = script.series_windows(x.reshape(2, -1), 96, 12, 2)
