@@ -221,6 +221,7 @@ class SeriesDataModule(pl.LightningDataModule):
                  worker_start: str = "fork"):
         super().__init__()
         worker_context(0, worker_start, "SeriesDataModule")
+        self.worker_start = worker_start  # an attribute: subclasses save their own hyperparameters
         if isinstance(datasets, (str, Path)):
             datasets = [str(datasets)]
         if context < 1 or horizon < 1:
@@ -290,7 +291,7 @@ class SeriesDataModule(pl.LightningDataModule):
         ds = MixtureWindows(self.pools["train"], self.weights, hp.batch_size, num_batches, hp.context, hp.horizon,
                             hp.pad_prob, hp.seed, hp.group_size, hp.interval_jitter, hp.short_hide)
         return _StatefulEpochLoader(ds, batch_size=None, num_workers=hp.num_workers, persistent_workers=False,
-                                    multiprocessing_context=worker_context(hp.num_workers, hp.worker_start),
+                                    multiprocessing_context=worker_context(hp.num_workers, self.worker_start),
                                     trainer=_attached_trainer(self))
 
     def eval_loader(self, split: str, shard: bool = True) -> DataLoader:
