@@ -57,9 +57,12 @@ def guerrero_lambda(context: Tensor, group: Tensor | None = None, lambdas: tuple
     if n == 0 or not bool(ok.any()):
         return torch.ones(b, dtype=torch.float64, device=x.device)
     lam = torch.tensor(lambdas, dtype=torch.float64, device=x.device)
-    ratio = parts.std(dim=-1)[..., None] / level.clamp_min(1e-300)[..., None] ** (1.0 - lam)  # [B, n, lambdas]
-    ratio = ratio * used[..., None]
-    s1, s2 = _pool(ratio.sum(dim=1), group), _pool((ratio * ratio).sum(dim=1), group)
+    spread, log_level = parts.std(dim=-1) * used, level.clamp_min(1e-300).log()
+    s1, s2 = x.new_zeros(b, len(lambdas)), x.new_zeros(b, len(lambdas))
+    for i, l in enumerate(lambdas):  # one [B, n] at a time: long contexts in large batches stay small
+        ratio = spread * torch.exp(-(1.0 - l) * log_level)
+        s1[:, i], s2[:, i] = ratio.sum(dim=1), (ratio * ratio).sum(dim=1)
+    s1, s2 = _pool(s1, group), _pool(s2, group)
     count = _pool(chunks, group).clamp_min(1.0)[:, None]
     mean = s1 / count
     cv = (s2 / count - mean * mean).clamp_min(0.0).sqrt() / mean.clamp_min(1e-300)
