@@ -68,7 +68,7 @@ from timm.layers import Attention
 from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
-from wfm.models.box_cox import box_cox, guerrero_lambda, inv_box_cox
+from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
 from wfm.models.registry import register_model
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
@@ -1032,10 +1032,12 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         context, interval = context.to(dev), interval.to(dev)
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
-        lam = guerrero_lambda(context, group) if check and self.box_cox else None
+        lam = boxcox.guerrero_lambda(context, group) if check and self.box_cox else None
         if lam is not None and bool((lam < 1).any()):
-            point, quant, switched = self._checked_forecast(box_cox(context, lam), interval, horizon, group, check)
-            point, quant = inv_box_cox(point, lam), None if quant is None else inv_box_cox(quant, lam)
+            point, quant, switched = self._checked_forecast(boxcox.box_cox(context, lam), interval, horizon,
+                                                            group, check)
+            point = boxcox.inv_box_cox(point, lam)
+            quant = None if quant is None else boxcox.inv_box_cox(quant, lam)
         else:
             point, quant, switched = self._checked_forecast(context, interval, horizon, group, check)
         if (check and not switched and self.white_limit is not None
