@@ -171,6 +171,13 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
     assert "pool" in by[("Intel 5300", "csi complex", "causal-tiny-export")]["note"]
     assert "pool" not in ind[("Intel 5300", "csi complex", "causal-tiny-export")]["note"]
     assert "pool" not in by[("Milan cell 11", "traffic", "causal-tiny-export")]["note"]
+    # a model with box_cox says so on its non-negative rows (traffic); one without does not
+    from wfm.models.registry import create_model
+    model = create_model("causal_tiny", box_cox=True).eval()
+    cfg = R.RealBenchConfig()
+    milan = R.load_traffic(standin / "traffic", cfg)[0]
+    assert "Box-Cox" in R.model_rows(milan, [("bc", "causal", model)], cfg, {})[0]["note"]
+    assert "Box-Cox" not in by[("Milan cell 11", "traffic", "causal-tiny-export")]["note"]
 
 
 def test_mae_that_refuses_a_shape_is_a_row_not_a_crash(standin):

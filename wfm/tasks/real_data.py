@@ -393,7 +393,10 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
                 row["note"] = "every channel as a univariate series" + \
                     (" (real, imaginary parts)" if data.context.is_complex() else "") + \
                     ("; a window's channels pool their evidence" if cfg.pool_channels and pools_channels(model)
-                     and _to_series(data.context[:1]).shape[0] > 1 else "")
+                     and _to_series(data.context[:1]).shape[0] > 1 else "") + \
+                    ("; non-negative windows in the Box-Cox space their context chooses"
+                     if getattr(model, "box_cox", False) and not data.context.is_complex()
+                     and bool((data.context >= 0).all()) else "")
             else:
                 continue
             row.update(_score(pred, data.target))
