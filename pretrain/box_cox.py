@@ -48,6 +48,7 @@ from wfm.data.series import dataset_interval
 from wfm.data.shards import ShardedDataset
 from wfm.models.baselines import seasonal_period
 from wfm.models.box_cox import box_cox, inv_box_cox
+from wfm.models.groups import pool_rows
 
 RECIPES = Path(__file__).resolve().parent.parent / "data" / "recipes"
 #: (recipe, context, horizon, interval s): a day of context, an hour ahead (hourly: a week, a day).
@@ -108,8 +109,7 @@ def forecasts(model, ctx: torch.Tensor, interval: float, horizon: int, group: to
             model.box_cox = name == "box_cox"
             out[name] = model.forecast(ctx, interval, horizon, group=group)
         model.box_cox = False
-        inv = torch.unique(group, return_inverse=True)[1]
-        positive = torch.zeros(int(inv.max()) + 1).index_add_(0, inv, (ctx <= 0).any(1).float())[inv] == 0
+        positive = pool_rows((ctx <= 0).any(dim=1).float(), group) == 0
         lam = torch.where(positive, 0.0, 1.0).double()
         out[VARIANTS[2]] = inv_box_cox(model.forecast(box_cox(ctx, lam), interval, horizon, group=group), lam)
     finally:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from wfm.models.groups import pool_rows
+
 #: The exponents searched, from the log (0) to no transform (1).
 LAMBDAS = tuple(i / 10 for i in range(11))
 #: The fewest chunks (pooled over a group) that may choose an exponent; fewer keep ``lam = 1``.
@@ -27,11 +29,7 @@ CHUNK = 2
 
 
 def _pool(x: Tensor, group: Tensor | None) -> Tensor:
-    """``[B, ...]`` -> ``[B, ...]``: each row gets the sum of ``x`` over the rows of its group."""
-    if group is None:
-        return x
-    _, inv = torch.unique(group, return_inverse=True)
-    return x.new_zeros((int(inv.max()) + 1, *x.shape[1:])).index_add_(0, inv, x)[inv]
+    return x if group is None else pool_rows(x, group)
 
 
 def guerrero_lambda(context: Tensor, group: Tensor | None = None, lambdas: tuple[float, ...] = LAMBDAS,

@@ -69,6 +69,7 @@ from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
+from wfm.models.groups import pool_rows
 from wfm.models.registry import register_model
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
@@ -331,12 +332,6 @@ def pool_by_group(x: Tensor, group: Tensor) -> Tensor:
     total = flat.new_zeros(int(inv.max()) + 1, flat.shape[1]).index_add_(0, inv, flat)
     count = torch.bincount(inv).to(flat.dtype)[:, None]
     return (total / count)[inv].reshape(x.shape).exp()
-
-
-def pool_rows(x: Tensor, group: Tensor) -> Tensor:
-    """``[B]`` -> ``[B]``: each row gets the sum of ``x`` over the rows of its ``group``."""
-    _, inv = torch.unique(group, return_inverse=True)
-    return x.new_zeros(int(inv.max()) + 1).index_add_(0, inv, x)[inv]
 
 
 def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tensor, Tensor]:
