@@ -403,7 +403,7 @@ def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_
     del m._rollout
     assert sorted(set(seen)) == sorted(set(m.check_cuts(200, 8)) | {200})
     # a group pools its checks and decides once for all its rows
-    keep = m._network_passes_check(x, torch.full((6,), 1e-3), 8, torch.tensor([0, 0, 0, 1, 1, 1]))
+    keep, = m._network_passes_check(x, torch.full((6,), 1e-3), 8, torch.tensor([0, 0, 0, 1, 1, 1]))
     assert len(set(keep[:3].tolist())) == 1 and len(set(keep[3:].tolist())) == 1
     # too short a context (no cut, or one: a test needs two checks): the network's forecast stands
     assert m.check_cuts(12, 8) == [] and m.check_cuts(20, 8) == [12]
@@ -414,6 +414,52 @@ def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_
     assert again.check_origins == 8 and torch.equal(again.forecast(x, 1e-3, 8), f)
     with pytest.raises(ValueError, match="check_origins"):
         create_model("causal_tiny", prior="mix", check_origins=4)
+
+
+def test_coarse_blend_averages_the_readings_with_and_without_coarse_tokens_each_checked(tmp_path):
+    """``coarse_blend``: past ``max_context`` values the forecast is the mean of the network's two
+    readings of the context, with its coarse tokens and without them (the last ``max_context``
+    values as tokens), each replaced by the classical combination where its own checks fail."""
+    from wfm.hub import from_pretrained
+    kw = dict(guard=True, check_origins=8, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
+              quantiles=(0.1, 0.5, 0.9))
+    m = randomise(mix(coarse_blend=True, **kw))
+    plain = mix(**kw)
+    plain.load_state_dict(m.state_dict())
+    x, iv = walks(4, 160) + 0.3 * torch.randn(4, 160), torch.full((4,), 1e-3)
+    assert m.has_coarse(160) and not m.has_coarse(64) and m.has_coarse(65)  # 65 pads to 72 > 64
+    # no coarse tokens in the context: one reading, the same forecast
+    assert torch.equal(m.forecast(x[:, -64:], 1e-3, 8), plain.forecast(x[:, -64:], 1e-3, 8))
+    (with_c, q_c), = m._rollout(x, iv, 8)
+    (without, q_s), = m._rollout(x, iv, 8, coarse=False)
+    assert not torch.allclose(with_c, without)  # the coarse tokens change this network's forecast
+    # a reading whose checks pass is the network's; here both pass: the plain mean of the two
+    keep_c, keep_s = m._network_passes_check(x, iv, 8, None, [True, False])
+    assert keep_c.all() and keep_s.all()
+    assert torch.allclose(m.forecast(x, 1e-3, 8), 0.5 * (with_c + without), atol=1e-6)
+    assert torch.allclose(m.forecast(x, 1e-3, 8, quantiles=True), 0.5 * (q_c + q_s), atol=1e-6)
+    # a reading far off on its checks fails them: that half is the classical combination
+    rollout = m._rollout
+
+    def coarse_off_by_100(ctx, *a, coarse=True, **k):
+        runs = rollout(ctx, *a, coarse=coarse, **k)
+        return [(runs[0][0] + (100.0 if coarse else 0.0), runs[0][1])] + runs[1:]
+    m._rollout = coarse_off_by_100
+    keep_c, keep_s = m._network_passes_check(x, iv, 8, None, [True, False])
+    assert not keep_c.any() and keep_s.all()
+    (_, (classical, _)) = rollout(x, iv, 8, fallback=True)
+    assert torch.allclose(m.forecast(x, 1e-3, 8), 0.5 * (classical + without), atol=1e-6)
+    del m._rollout
+    # a group decides once for all its rows; check=False skips the blend with the checks
+    keep_c, keep_s = m._network_passes_check(x, iv, 8, torch.tensor([0, 0, 1, 1]), [True, False])
+    assert keep_s[0] == keep_s[1] and keep_s[2] == keep_s[3]
+    plain.load_state_dict(m.state_dict())
+    assert torch.equal(m.forecast(x, 1e-3, 8, check=False), plain.forecast(x, 1e-3, 8, check=False))
+    m.save_pretrained(str(tmp_path / "m"))
+    again = from_pretrained(str(tmp_path / "m"))
+    assert again.coarse_blend and torch.equal(again.forecast(x, 1e-3, 8), m.forecast(x, 1e-3, 8))
+    with pytest.raises(ValueError, match="coarse_blend"):
+        create_model("causal_tiny", prior="mix", coarse_blend=True)
 
 
 def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tmp_path):
