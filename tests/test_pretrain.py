@@ -546,3 +546,34 @@ def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monke
             ratio = script.window_nmse(m.forecast(ctx, 600.0, 12, group=group), tgt, group) / best
         assert traffic["ratio"][key] == pytest.approx(ratio, rel=1e-5)
     assert traffic["ratio"]["box_cox"] != traffic["ratio"]["as given"]  # traffic is positive: transformed
+
+
+def test_coarse_blend_script_scores_the_readings_as_forecast_applies_them(tmp_path, monkeypatch):
+    """pretrain/coarse_blend.py: its ``coarse`` and ``blend`` rules are the model's own ``forecast``
+    without and with ``coarse_blend`` (box_cox and the checks included), over the best classical."""
+    from wfm.data.shards import ShardedDataset
+    from wfm.models.registry import create_model
+
+    script = _load_script("coarse_blend", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=16, max_context=32, check_origins=4, box_cox=True)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.3)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "ho"),
+                       "--traffic", "traffic-10min:96:12:600", "--series", "2", "--per-series", "2",
+                       "--real-data", "", "--out", str(tmp_path / "c.json")])
+    assert json.loads((tmp_path / "c.json").read_text())["geometric_mean"] == out["geometric_mean"]
+    cell = out["traffic"][0]
+    assert set(cell["ratio"]) == set(script.RULES) and out["real"] == []
+    x = ShardedDataset(tmp_path / "ho" / "traffic-10min").read_range(0, 2, ["traffic"])["traffic"]
+    ctx, tgt = script.study.series_windows(x.reshape(2, -1), 96, 12, 2)
+    best = script.study.best_classical(ctx, tgt, torch.arange(len(ctx)), 600.0)
+    for flag, key in ((False, "coarse"), (True, "blend")):
+        m = create_model("causal_tiny", coarse_blend=flag, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            ratio = float(script.window_nmse(m.forecast(ctx, 600.0, 12), tgt).mean()) / best
+        assert cell["ratio"][key] == pytest.approx(ratio, rel=1e-5)
+    assert cell["ratio"]["without"] != cell["ratio"]["coarse"]  # 96 values: 64 of them as coarse tokens
