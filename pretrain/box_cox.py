@@ -189,29 +189,41 @@ def geo(cells: list[dict], name: str) -> float:
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_heldout_arguments(ap: argparse.ArgumentParser, traffic: list[tuple]) -> None:
+    """The options of the held-out series this script and ``pretrain/coarse_blend.py`` score:
+    ``--model``, ``--heldout``, ``--seed``, ``--traffic`` (default ``traffic``'s cells),
+    ``--series``, ``--per-series``, ``--threads`` and ``--out``."""
     ap.add_argument("--model", required=True)
     ap.add_argument("--heldout", type=Path, required=True, help="folder of the held-out generated datasets (made if missing)")
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
-                    help="folder of the generated pretraining datasets (CSI, traj-highway-heldout)")
     ap.add_argument("--seed", type=int, default=777, help="seed of the held-out series (pretraining used others)")
-    ap.add_argument("--traffic", nargs="*", default=[":".join(map(str, c)) for c in TRAFFIC],
+    ap.add_argument("--traffic", nargs="*", default=[":".join(map(str, c)) for c in traffic],
                     help="RECIPE:CONTEXT:HORIZON:INTERVAL_S cells; a fifth field 'idle' zeroes each series below its "
                          "20th percentile (a cell idle at night)")
-    ap.add_argument("--traj", nargs="*", default=TRAJ)
-    ap.add_argument("--csi", nargs="*", default=CSI, help="CSI datasets under --data (their last samples)")
     ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
     ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+
+
+def traffic_specs(specs: list[str]) -> list[tuple]:
+    """``--traffic`` cells as ``(recipe, context, horizon, interval s[, "idle"])``."""
+    return [(r, int(L), int(H), float(i), *idle) for r, L, H, i, *idle in (c.split(":") for c in specs)]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_heldout_arguments(ap, TRAFFIC)
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
+                    help="folder of the generated pretraining datasets (CSI, traj-highway-heldout)")
+    ap.add_argument("--traj", nargs="*", default=TRAJ)
+    ap.add_argument("--csi", nargs="*", default=CSI, help="CSI datasets under --data (their last samples)")
     ap.add_argument("--traj-samples", type=int, default=64, help="held-out trajectories per recipe")
     ap.add_argument("--csi-samples", type=int, default=16)
     ap.add_argument("--real", default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
-    traffic = [(r, int(L), int(H), float(i), *idle) for r, L, H, i, *idle in (c.split(":") for c in args.traffic)]
+    traffic = traffic_specs(args.traffic)
     ensure_heldout(args.heldout, args.seed, [t[0] for t in traffic], args.traj,
                    {"traffic": args.series, "traj": args.traj_samples})
     with Progress(transient=True) as bar:

@@ -143,28 +143,16 @@ def real_cells(model, data_dir: Path, contexts: list[int], max_series: int = 48,
     return rows
 
 
-def geo(rows: list[dict], rule: str) -> float:
-    return math.exp(sum(math.log(r["ratio"][rule]) for r in rows) / len(rows))
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--heldout", type=Path, required=True, help="folder of the held-out generated series (made if missing)")
-    ap.add_argument("--seed", type=int, default=777, help="seed of the held-out series (pretraining used others)")
-    ap.add_argument("--traffic", nargs="*", default=[":".join(map(str, c)) for c in TRAFFIC],
-                    help="RECIPE:CONTEXT:HORIZON:INTERVAL_S[:idle] cells, as pretrain/box_cox.py takes them")
-    ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
-    ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
+    study.add_heldout_arguments(ap, TRAFFIC)
     ap.add_argument("--real-data", type=Path, default=None, help="where the real captures are imported "
                     "(default $WFM_DATA/real, as pretrain/context_sweep.py; '' skips them)")
     ap.add_argument("--real-contexts", type=int, nargs="+", default=[256, 512])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
-    cells = [(r, int(L), int(H), float(i), *idle) for r, L, H, i, *idle in (c.split(":") for c in args.traffic)]
+    cells = study.traffic_specs(args.traffic)
     study.ensure_heldout(args.heldout, args.seed, [c[0] for c in cells], [], {"traffic": args.series, "traj": 0})
     traffic = traffic_cells(model, args.heldout, cells, args.per_series)
     real_dir = args.real_data if args.real_data is not None else \
@@ -173,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("| held-out cell | windows | " + " | ".join(RULES) + " |\n|---|---|" + "---|" * len(RULES))
     for r in traffic:
         print(f"| {r['cell']} | {r['windows']} | " + " | ".join(f"{r['ratio'][k]:.4f}" for k in RULES) + " |")
-    summary = {k: geo(traffic, k) for k in RULES} if traffic else {}
+    summary = {k: study.geo(traffic, k) for k in RULES} if traffic else {}
     if traffic:
         print("| geometric mean | | " + " | ".join(f"{summary[k]:.4f}" for k in RULES) + " |")
     if real:
