@@ -48,3 +48,19 @@ def test_context_changes_are_paired_bootstrap_intervals():
     worse = sweep_mod.context_changes({8: base, 16: base * 1.1, 32: base * 1.1 * rng.uniform(0.5, 1.5, 200)})
     assert worse[16]["db"] == pytest.approx(10 * np.log10(1.1)) and worse[16]["lo"] > 0  # beyond noise
     assert worse[32]["lo"] < 0 < worse[32]["hi"]  # a noisy change: the interval spans zero
+
+
+def test_generated_series_join_the_sweep_with_their_own_horizon(tmp_path, monkeypatch):
+    """``--generated FOLDER:HORIZON``: a generated series dataset is swept like the real sets, even
+    where no real capture is present."""
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
+    generate_dataset(load_recipe(sweep_mod.REPO / "data" / "recipes" / "traffic-10min.yaml"), tmp_path / "traffic-10min",
+                     num_samples=2, seed=777)
+    monkeypatch.setattr(sweep_mod, "import_real", lambda *a, **k: {})
+    out = sweep_mod.main(["--model", "prior-mix:backtest_weight=4", "--generated", f"{tmp_path / 'traffic-10min'}:6",
+                          "--contexts", "64", "128", "--max-windows", "2", "--out", str(tmp_path / "sweep")])
+    res = out["sets"]["traffic-10min-traffic"]
+    assert res["horizon"] == 6 and res["series"] == 2 and res["windows"] == 4 and list(res["rows"]) == [64, 128]
+    assert (tmp_path / "sweep" / "context_sweep.json").is_file()

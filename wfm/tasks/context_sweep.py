@@ -11,6 +11,8 @@ For every real series set of ``../shared/datasets`` (imported once into ``--data
   as one complex window; amplitude is ``|h|``;
 - ``nexmon-complex`` / ``nexmon-amplitude``: Nexmon BCM4339 80 MHz CSI (as imported);
 - ``milan-traffic``: the six Milan cells (10 min, 144 steps each);
+- with ``--generated FOLDER:HORIZON``, also generated series datasets (such as the held-out
+  traffic of ``pretrain/box_cox.py``, long enough for 4,096 values of context);
 
 it forecasts ``horizon`` steps after contexts of 8, 16, ..., 4096 values (as long as the series
 allow) and reports the per-window NMSE (mean over windows of sum err^2 / sum true^2) of each
@@ -246,12 +248,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-windows", type=int, default=8)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--sets", nargs="*", default=None, help="only these series sets")
+    ap.add_argument("--generated", nargs="*", default=[], metavar="FOLDER:HORIZON",
+                    help="also generated series datasets (e.g. pretrain/box_cox.py's held-out traffic), each "
+                         "forecast HORIZON steps ahead; a set named after the folder and its kind")
     args = ap.parse_args(argv)
     data_dir = args.data_dir or Path(os.environ.get("WFM_DATA", Path.home() / ".cache" / "wfm" / "data")) / "real"
     folders = import_real(data_dir, args.shared)
-    if not folders:
+    if not folders and not args.generated:
         sys.exit(f"{args.shared}: no real captures found")
     sets = series_sets(folders, args.max_series)
+    for spec in args.generated:
+        folder, horizon = spec.rsplit(":", 1)
+        for name, s in series_sets({Path(folder).name: Path(folder)}, args.max_series).items():
+            sets[name] = {**s, "horizon": int(horizon)}
     if args.sets:
         sets = {k: v for k, v in sets.items() if k in args.sets}
     models = {spec if spec.startswith("prior-mix") else Path(spec).name: load_forecaster(spec) for spec in args.model}
