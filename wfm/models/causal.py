@@ -32,7 +32,8 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
    :func:`backtest_mse`); the estimators' next patch and backtest errors are embedded into every
    token. Normalisation and priors use the whole context; the transformer sees the last
    ``max_context`` values as patches and up to ``max_coarse`` coarse tokens of ``coarse_len``
-   older values each. ``guard=True`` also falls back from the network to the classical mix where
+   older values each (with ``coarse_blend``, ``forecast`` averages its readings with and without
+   them). ``guard=True`` also falls back from the network to the classical mix where
    the context shows the network losing. A zero head reproduces the prior exactly.
 
 Training draws random left padding (random context lengths) so that short contexts work, and
