@@ -1034,8 +1034,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         Box-Cox space their context chooses and transformed back (the white-noise mean stays the
         mean of the values given). With ``coarse_blend``, a context long enough for coarse tokens
         is forecast twice, with and without them, each checked alone, and the two are averaged
-        (about 2x the time: 33 s against 17 s for 16 rows of 4,096 values and 64 ahead on 2 CPU
-        threads). ``check=False`` skips all four for this call.
+        (1.5-2x the time: 24 s against 17 s for 16 rows of 4,096 values and 64 ahead on 2 CPU
+        threads, 0.31 s against 0.16 s for 512 values and 8 ahead; the checks share the classical rollouts). ``check=False`` skips all four for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
         (needs a quantile head).
@@ -1171,11 +1171,13 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         n = 0
         for cut in self.check_cuts(length, horizon):
             past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
-            e_n, e_c = None, None
+            (net, _), (cls, _) = self._rollout(past, interval, horizon, group, fallback=True, coarse=readings[0])
+            e_c = (cls.double() - truth) ** 2  # the classical combination: the same for every reading
+            e_n = (net.double() - truth) ** 2
             for i, coarse in enumerate(readings):
-                if e_n is None or (not coarse and self.has_coarse(cut)):  # without coarse tokens to drop: the same
-                    (net, _), (cls, _) = self._rollout(past, interval, horizon, group, fallback=True, coarse=coarse)
-                    e_n, e_c = (net.double() - truth) ** 2, (cls.double() - truth) ** 2
+                if i and coarse != readings[0] and self.has_coarse(cut):  # else this cut reads the same
+                    (net, _), = self._rollout(past, interval, horizon, group, coarse=coarse)
+                    e_n = (net.double() - truth) ** 2
                 d = (e_n - e_c).mean(dim=1) / var
                 sums[i][0] += d
                 sums[i][1] += d * d
