@@ -36,7 +36,9 @@ import torch
 from torch import Tensor
 
 import wfm
-from wfm.models.causal import CausalForecaster, exceeds_noise, pool_rows
+from wfm.models.causal import CausalForecaster
+from wfm.models.evidence import exceeds_noise
+from wfm.models.groups import pool_rows
 
 
 class CheckedSelection:

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by t
 import box_cox as study  # noqa: E402  (held-out traffic windows and baselines)
 from wfm.data.shards import ShardedDataset  # noqa: E402
 from wfm.models import box_cox as boxcox  # noqa: E402
-from wfm.models.causal import exceeds_noise  # noqa: E402
+from wfm.models.evidence import exceeds_noise  # noqa: E402
 
 RULES = ("coarse", "without", "blend", "prove coarse", "prove without", "argmin")
 #: (recipe, context, horizon, interval s[, "idle"]): the held-out cells whose context has coarse tokens.

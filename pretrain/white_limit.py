@@ -5,7 +5,7 @@
 
 ``CausalForecaster(white_limit=)`` gives a row (or a window's pooled channels) the context mean
 where the context is too short for the backtest check and its lag-1 autocorrelation says white
-noise (``wfm.models.causal.looks_white``). This script scores that rule against the network alone:
+noise (``wfm.models.evidence.looks_white``). This script scores that rule against the network alone:
 
 - on held-out generated CSI windows (the validation split of each of the model's CSI
   pretraining datasets and of the ``--extra`` ones, as ``pretrain/evidence_power.py`` draws
@@ -40,7 +40,7 @@ import wfm
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
-from wfm.models.causal import looks_white
+from wfm.models.evidence import looks_white
 from wfm.tasks.real_data import _to_series, default_datasets_dir, load_real_datasets
 
 EXTRA = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24"]

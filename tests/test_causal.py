@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from wfm.models.causal import CausalForecaster, interval_features, normalise_stats
+from wfm.models.causal import CausalForecaster, interval_features
+from wfm.models.series_priors import normalise_stats
 from wfm.models.registry import create_model, list_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -317,7 +318,7 @@ def test_interval_jitter_is_checked():
 
 
 def test_grouped_loss_pools_the_evidence_as_forecast_does():
-    from wfm.models.causal import pool_by_group
+    from wfm.models.groups import pool_by_group
 
     torch.manual_seed(0)
     m = create_model("causal_tiny", prior="mix", guard=True, coarse_len=32, max_coarse=16, max_context=64).eval()

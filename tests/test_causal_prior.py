@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from wfm.models.baselines import ContextMean
-from wfm.models.causal import (BACKTEST_PRIOR, CausalForecaster, backtest_mse, backtest_mse_values, classical_priors,
-                               normalise_stats, pool_by_group)
+from wfm.models.causal import CausalForecaster
+from wfm.models.groups import pool_by_group
+from wfm.models.series_priors import (BACKTEST_PRIOR, backtest_mse, backtest_mse_values, classical_priors,
+                                      normalise_stats)
 from wfm.models.registry import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -254,7 +256,8 @@ def test_mix_trains_and_the_gate_gets_gradient():
     # By hand from what it returns: token i's point forecast of patch i + 1, errors scaled per
     # series (the returned weight is the 0/1 mask times that scale), targets clipped at
     # TARGET_CLIP, Huber beyond HUBER_DELTA, averaged over the scored values.
-    from wfm.models.causal import HUBER_DELTA as d, TARGET_CLIP
+    from wfm.models.causal import HUBER_DELTA as d
+    from wfm.models.series_priors import TARGET_CLIP
 
     scored = weight > 0
     assert int(scored.sum()) == 4 * 3 * 8  # every value after the context (the hidden starts lie before the tokens)
@@ -331,7 +334,7 @@ def test_guard_weight_fixes_the_sharpness_of_the_fallback(tmp_path):
 
 def test_evidence_power_sharpens_the_gate_with_the_size_of_the_pooled_group(tmp_path):
     from wfm.hub import from_pretrained
-    from wfm.models.causal import group_sizes
+    from wfm.models.groups import group_sizes
     torch.manual_seed(0)
     kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "reversion"), backtest_origins="value",
               backtest_weight=2.0)
@@ -468,7 +471,7 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
     a drifting window, a lone short series (too little evidence) and a context long enough to
     check keep the network."""
     from wfm.hub import from_pretrained
-    from wfm.models.causal import looks_white
+    from wfm.models.evidence import looks_white
     torch.manual_seed(0)
     kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
               guard=True, check_origins=8, quantiles=(0.1, 0.5, 0.9))
@@ -519,7 +522,7 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
 
 
 def test_check_threshold_is_the_student_t_quantile_at_two_sigma():
-    from wfm.models.causal import CHECK_Z, check_threshold
+    from wfm.models.evidence import CHECK_Z, check_threshold
     stats = pytest.importorskip("scipy.stats")
     dof = torch.tensor([1.0, 2.0, 3.0, 7.0, 10.0, 11.0, 20.0, 60.0, 500.0])
     want = torch.tensor([stats.t.ppf(stats.norm.cdf(CHECK_Z), float(v)) for v in dof], dtype=torch.float64)

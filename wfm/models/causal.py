@@ -28,8 +28,8 @@ distance, traffic) or sampling interval, in the style of TimesFM / Moirai / nano
    seasonal naive of a day and a week (where the context holds one), optionally a least-squares
    line, the AR(1) ``reversion`` and the means of the last 16 / 64 / 256 values, mixed by a softmax gate
    whose logits are ``-backtest_weight x log(backtest MSE)`` of each estimator on the same
-   context plus a learned linear map of the token (:func:`classical_priors`,
-   :func:`backtest_mse`); the estimators' next patch and backtest errors are embedded into every
+   context plus a learned linear map of the token (:func:`wfm.models.series_priors.classical_priors`,
+   :func:`wfm.models.series_priors.backtest_mse`); the estimators' next patch and backtest errors are embedded into every
    token. Normalisation and priors use the whole context; the transformer sees the last
    ``max_context`` values as patches and up to ``max_coarse`` coarse tokens of ``coarse_len``
    older values each (with ``coarse_blend``, ``forecast`` averages its readings with and without
@@ -56,6 +56,12 @@ causal_base      512     12      8         32  38,414,369
 Complex CSI enters as two real series (real and imaginary part; ``complex_mode="real_imag"``
 of :class:`wfm.data.series.SeriesWindows`). The complex attention kernels are not wired in
 here: ``attention`` accepts only ``"sdpa"``.
+
+This file holds the network and its loss. The classical estimators and their backtests are in
+:mod:`wfm.models.series_priors`; ``forecast`` and its inference rules (``check_origins``,
+``white_limit``, ``box_cox``, ``coarse_blend``) in :mod:`wfm.models.causal_forecast`, their
+statistical tests in :mod:`wfm.models.evidence`, and the pooling of a window's channels in
+:mod:`wfm.models.groups`.
 """
 
 from __future__ import annotations
@@ -69,309 +75,17 @@ from timm.layers import Attention
 from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
-from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.groups import pool_rows
+from wfm.models.causal_forecast import ForecastMixin
+from wfm.models.groups import group_sizes, pool_by_group
 from wfm.models.registry import register_model
+from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, backtest_mse,
+                                      backtest_mse_values, classical_priors, normalise_stats)
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
-#: Training targets are clipped at this many context stds (see ``CausalForecaster.loss``).
-TARGET_CLIP = 50.0
 #: The training loss is squared error up to this many (scaled) units, linear beyond.
 HUBER_DELTA = 5.0
-#: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
-ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion", "mean16", "mean64", "mean256")
-#: The windowed means among ``ESTIMATORS`` and their windows in values.
-RECENT_MEANS = {"mean16": 16, "mean64": 64, "mean256": 256}
-#: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
-DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
-DAY_S, WEEK_S = 86_400.0, 604_800.0
 #: The skill loss' floor on the classical error, relative to the targets' power (as the MAE's).
 SKILL_FLOOR = 1e-3
-#: ``check_origins``: the classical combination replaces the network only where the network's
-#: extra squared error on the checks is significant at the level of this many normal standard
-#: errors (one-sided, ~2.3 %), in Student-t terms for the number of checks (``_T_AT_Z2`` holds them).
-CHECK_Z = 2.0
-#: ``white_limit``: standard errors the whiteness score must stay below the limit by, and the
-#: fewest lag-1 products that may decide. A lone series of 8 or 16 values (7 or 15 products, a
-#: standard error of 0.3-0.5) never decides: on the real CSI series alone it moved 0.04-0.17 dB
-#: either way (pretrain/README.md, "White noise where no check fits"); a window of hundreds of
-#: channels pooling theirs has thousands.
-WHITE_Z = 1.0
-WHITE_MIN_PAIRS = 64
-#: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
-BACKTEST_PRIOR = 1.0
-
-
-#: The Student-t quantiles at the level of ``CHECK_Z = 2`` (one-sided 97.72 %) for 1..10 degrees of
-#: freedom (``scipy.stats.t.ppf(norm.cdf(2), dof)``); beyond, ``check_threshold``'s expansion.
-_T_AT_Z2 = (13.968, 4.527, 3.307, 2.869, 2.649, 2.517, 2.429, 2.366, 2.320, 2.284)
-
-
-def check_threshold(dof: Tensor) -> Tensor:
-    """How many standard errors the network's extra error must reach for ``check_origins`` to
-    replace it: the Student-t quantile at the level of ``CHECK_Z`` with ``dof`` degrees of freedom
-    (tabulated up to 10, then the Cornish-Fisher expansion, within 0.2 % there)."""
-    v = dof.double().clamp_min(1.0)
-    z = CHECK_Z
-    series = z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v * v)
-    table = torch.tensor(_T_AT_Z2, dtype=torch.float64, device=v.device)
-    return torch.where(v <= len(_T_AT_Z2), table[(v.round().long() - 1).clamp(0, len(_T_AT_Z2) - 1)], series)
-
-
-def exceeds_noise(total: Tensor, total_sq: Tensor, count: Tensor) -> Tensor:
-    """One-sided paired t-test from sums: whether the mean of ``count`` differences (their sum
-    ``total`` and sum of squares ``total_sq``) exceeds ``check_threshold(count - 1)`` standard
-    errors. Fewer than two differences show nothing (False); with no spread, any positive mean
-    passes. Elementwise over rows; the rule of ``check_origins`` and of
-    ``wfm.tasks.significance.beats_beyond_noise``."""
-    n = count.to(torch.float64)
-    mean = total / n.clamp_min(1.0)
-    sd = ((total_sq - n * mean * mean) / (n - 1).clamp_min(1.0)).clamp_min(0.0).sqrt()
-    return (n >= 2) & (mean > check_threshold(n - 1) * sd / n.clamp_min(1.0).sqrt())
-
-
-def first_observed(observed: Tensor) -> Tensor:
-    """Index ``[B]`` of each row's first observed value (the row length when there is none)."""
-    length = observed.shape[1]
-    idx = torch.arange(length, device=observed.device)
-    return torch.where(observed, idx, length).min(dim=1).values
-
-
-def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
-                     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False) -> tuple[Tensor, Tensor]:
-    """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
-
-    Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
-    ``o = (j + 1) * patch_len - 1`` (the last value of patch ``j``) for positions
-    ``o + 1 .. o + ahead``, from the observed values at positions ``<= o`` only (left padding
-    only: ``observed`` is False before each row's first value). ``every_value``: origins at every
-    position instead (``o = j``, ``N = L``; the backtest of :func:`backtest_mse_values`), with the
-    same ``patch_len``-value span for ``trend`` and ``linear``:
-
-    - ``last``: ``z[o]`` (persistence); ``mean``: mean of every observed value up to ``o``;
-    - ``mean16`` / ``mean64`` / ``mean256``: mean of the observed values among the last 16 / 64 /
-      256 up to ``o``, available once the context holds that many (the level of a drifting
-      series: a longer context never forces an older level on the mix, the recent ones stay);
-    - ``reversion``: the AR(1) forecast around that mean, ``mean + phi^h (z[o] - mean)``, with
-      ``phi`` (clipped to [0, 1]) the lag-1 autocorrelation of the observed values' deviations
-      from the mean up to ``o``: the mean for noise around a level, the last value for a
-      random walk, and in between for a mean-reverting series (a still WiFi link at 100 ms);
-    - ``trend``: ``z[o] + 0.5 * h * slope`` (half-damped trend, slope over the last patch);
-    - ``linear``: the least-squares line through the observed values of the last patch,
-      extrapolated undamped (smooth motion: distance, bearing, AoA of a moving user);
-    - ``day`` / ``week``: seasonal naive, ``z[o + h - T ceil(h / T)]`` with ``T`` = one day /
-      week of steps (``round(86400 / interval)``); available only where the context holds a
-      full period (``o + 1 - T >= first observed``) and ``T >= 2``.
-
-    Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
-    """
-    b, length = z.shape
-    p, dev = patch_len, z.device
-    zm = z * observed.to(z.dtype)
-    o = torch.arange(length, device=dev) if every_value else torch.arange(p - 1, length // p * p, p, device=dev)  # [N]
-    n = o.numel()
-    first = first_observed(observed)  # [B]
-    seen = o[None] >= first[:, None]  # [B, N]
-    hi = torch.arange(1, ahead + 1, device=dev)  # [H]
-    last = zm[:, o]
-    if "mean" in estimators or "reversion" in estimators:  # shared running sums up to every origin
-        obs = observed.to(z.dtype)
-        count = obs.cumsum(dim=1)[:, o]
-        total = zm.cumsum(dim=1)[:, o]
-        mean = total / count.clamp_min(1.0)
-    if any(name in RECENT_MEANS for name in estimators):  # running sums with a leading zero, in
-        csum = F.pad(zm.double().cumsum(dim=1), (1, 0))  # float64: differences of long sums
-        cobs = F.pad(observed.double().cumsum(dim=1), (1, 0))
-    ests, avails = [], []
-    for name in estimators:
-        if name == "last":
-            e, a = last[..., None].expand(b, n, ahead), seen
-        elif name == "mean":
-            e, a = mean[..., None].expand(b, n, ahead), seen
-        elif name == "reversion":
-            mu = mean
-            pair = F.pad(obs[:, 1:] * obs[:, :-1], (1, 0))  # [B, L]: z[t] and z[t - 1] both observed
-            prev = F.pad(zm[:, :-1], (1, 0))
-            lag = (zm * prev * pair).cumsum(dim=1)[:, o]
-            psum = ((zm + prev) * pair).cumsum(dim=1)[:, o]
-            npair = pair.cumsum(dim=1)[:, o]
-            cov = lag - mu * psum + npair * mu * mu
-            var = (zm * zm).cumsum(dim=1)[:, o] - 2 * mu * total + count * mu * mu
-            phi = (cov / var.clamp_min(1e-9)).clamp(0.0, 1.0)
-            phi = torch.where(var > 1e-9, phi, torch.ones_like(phi))  # a constant context: hold it
-            e = mu[..., None] + phi[..., None] ** hi.to(z.dtype) * (last - mu)[..., None]
-            a = seen
-        elif name in RECENT_MEANS:
-            w = RECENT_MEANS[name]
-            lo = (o - w + 1).clamp_min(0)
-            tot, cnt = csum[:, o + 1] - csum[:, lo], cobs[:, o + 1] - cobs[:, lo]
-            e = (tot / cnt.clamp_min(1.0)).to(z.dtype)[..., None].expand(b, n, ahead)
-            a = (o[None] - w + 1 >= first[:, None]) & (cnt > 0)  # a full window: else it is ``mean``
-        elif name == "trend":
-            s = torch.maximum(o[None] - (p - 1), first[:, None]).clamp(0, length - 1)  # [B, N]
-            span = (o[None] - s).clamp_min(1).to(z.dtype)
-            slope = torch.where(o[None] > s, (last - zm.gather(1, s)) / span, torch.zeros_like(last))
-            e, a = last[..., None] + 0.5 * slope[..., None] * hi.to(z.dtype), seen
-        elif name == "linear":
-            win = o[:, None] - (p - 1) + torch.arange(p, device=dev)  # [N, P]: the span ending at o
-            w = observed.gather(1, win.clamp_min(0).view(1, -1).expand(b, -1)).view(b, n, p)
-            w = (w & (win >= 0)[None]).to(z.dtype)
-            zp = zm.gather(1, win.clamp_min(0).view(1, -1).expand(b, -1)).view(b, n, p) * w
-            i = torch.arange(p, device=dev, dtype=z.dtype)
-            sw = w.sum(-1).clamp_min(1.0)
-            im, zmean = (w * i).sum(-1) / sw, (w * zp).sum(-1) / sw
-            di = (i - im[..., None]) * w
-            var = (di * (i - im[..., None])).sum(-1)
-            slope = (di * (zp - zmean[..., None])).sum(-1) / var.clamp_min(1e-9)
-            slope = torch.where(var > 0, slope, torch.zeros_like(slope))
-            end = zmean + slope * (p - 1 - im)
-            e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
-        elif name in ("day", "week"):
-            period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
-            period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
-            t = period[:, None, None]
-            idx = o[None, :, None] + hi[None, None] - t * ((hi[None, None] + t - 1) // t)  # [B, N, H]
-            a = (period[:, None] >= 2) & (o[None] + 1 - period[:, None] >= first[:, None])
-            e = zm.gather(1, idx.clamp(0, length - 1).view(b, -1)).view(b, n, ahead)
-        else:
-            raise ValueError(f"unknown estimator {name!r}; choose from {ESTIMATORS}")
-        a = a & seen
-        ests.append(torch.where(a[..., None], e, last[..., None].expand(b, n, ahead)))
-        avails.append(a)
-    return torch.stack(ests, dim=2), torch.stack(avails, dim=2)
-
-
-def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int, window: int = 0,
-                 limit: Tensor | None = None) -> Tensor:
-    """Each estimator's mean squared error on its own past forecasts, as known at every origin.
-
-    ``est``/``avail`` as from :func:`classical_priors` on ``z`` ``[B, L]``. Returns ``[B, N, E, H]``:
-    at origin ``i``, the mean over earlier origins ``j`` whose targets are all observed by then
-    (``j + ceil(H / patch_len) <= i``) of ``(est[j, e, h] - z[o_j + h])^2``, per step ahead ``h``,
-    shrunk towards 1 (the context's variance) with ``BACKTEST_PRIOR`` pseudo-counts. ``window > 0``:
-    only the latest ``window`` realised origins count (recent behaviour; 0: all of them).
-    ``limit`` ``[B]``: only targets before this position count (the context: values appended by
-    an autoregressive rollout, or teacher-forced in training, are not evidence).
-    """
-    b, n, e, ahead = est.shape
-    length, p = z.shape[1], patch_len
-    o = torch.arange(p - 1, n * p, p, device=z.device)
-    tpos = o[:, None] + torch.arange(1, ahead + 1, device=z.device)  # [N, H]
-    inside = (tpos < length)[None]
-    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
-    tgt = z.gather(1, flat).view(b, n, ahead)
-    tobs = observed.gather(1, flat).view(b, n, ahead) & inside
-    if limit is not None:
-        tobs = tobs & (tpos[None] < limit.view(-1, 1, 1))
-    valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)  # [B, N, E, H]
-    err = (est - tgt[:, :, None]).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * valid
-    k = -(-ahead // p)
-    total = F.pad(err.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
-    count = F.pad(valid.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
-    if window > 0:
-        total = total - F.pad(total, (0, 0, 0, 0, window, 0))[:, :n]
-        count = count - F.pad(count, (0, 0, 0, 0, window, 0))[:, :n]
-    return (total + BACKTEST_PRIOR) / (count + BACKTEST_PRIOR)
-
-
-def backtest_mse_values(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
-                        estimators: tuple[str, ...], window: int = 0, limit: Tensor | None = None) -> Tensor:
-    """:func:`backtest_mse` with a forecast origin at every value instead of every patch end.
-
-    Same result layout, ``[B, N, E, H]`` at the patch ends ``o_i``: the mean over earlier origins
-    ``j`` (any position, ``j + h <= o_i``) of each estimator's squared error ``h`` steps ahead,
-    shrunk towards 1 with ``BACKTEST_PRIOR`` pseudo-counts. A token then has evidence from its own
-    patch: with 8 values of context (the first token) the one-step errors of 7 origins tell noise
-    around a level (the mean wins) from a random walk (the last value wins), where the patch-level
-    backtest has none. ``window > 0``: the latest ``window`` patches of origins; ``limit`` as in
-    :func:`backtest_mse`.
-    """
-    b, length = z.shape
-    p, dev = patch_len, z.device
-    est, avail = classical_priors(z, observed, interval, p, ahead, estimators, every_value=True)  # [B, L, E, H]
-    hi = torch.arange(1, ahead + 1, device=dev)
-    tpos = torch.arange(length, device=dev)[:, None] + hi  # [L, H]
-    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
-    tgt = z.gather(1, flat).view(b, length, ahead)
-    tobs = observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None]
-    if limit is not None:
-        tobs = tobs & (tpos[None] < limit.view(-1, 1, 1))
-    valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)
-    err = (est - tgt[:, :, None]).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * valid
-    total, count = F.pad(err.cumsum(dim=1), (0, 0, 0, 0, 1, 0)), F.pad(valid.cumsum(dim=1), (0, 0, 0, 0, 1, 0))
-    o = torch.arange(p - 1, length // p * p, p, device=dev)  # patch ends
-    e = est.shape[2]
-
-    def upto(last_origin: Tensor) -> tuple[Tensor, Tensor]:  # sums over origins j <= last_origin [N, H]
-        idx = (last_origin + 1).clamp_min(0)[None, :, None, :].expand(b, -1, e, -1)  # +1: the leading zero row
-        return total.gather(1, idx), count.gather(1, idx)
-
-    end = o[:, None] - hi  # the latest origin whose h-step target is known at o
-    t, c = upto(end)
-    if window > 0:
-        t0, c0 = upto(end - window * p)
-        t, c = t - t0, c - c0
-    # Long steps ahead have few realised origins in a short context (none 8 steps ahead of 8 values):
-    # shrink each step's error towards the estimator's error pooled over all steps, and that
-    # towards 1, so the ranking of estimators carries over to every step ahead.
-    pooled = (t.sum(dim=-1, keepdim=True) + BACKTEST_PRIOR) / (c.sum(dim=-1, keepdim=True) + BACKTEST_PRIOR)
-    return (t + BACKTEST_PRIOR * pooled) / (c + BACKTEST_PRIOR)
-
-
-def pool_by_group(x: Tensor, group: Tensor) -> Tensor:
-    """Geometric mean of positive ``x`` ``[B, ...]`` over the rows sharing a ``group`` id ``[B]``.
-
-    The channels of one window (the subcarriers and antennas of a CSI capture, the beams of a
-    codebook) share their dynamics: whether a level holds (the mean wins) or drifts (the last
-    value wins). Eight values of one series say little about that; a few hundred channels of
-    the same eight packets say much more. Geometric, because the gate uses ``log`` errors and one
-    wild channel must not outvote the rest."""
-    if group.shape != x.shape[:1]:
-        raise ValueError(f"group must be [B] = [{x.shape[0]}], got shape {tuple(group.shape)}")
-    _, inv = torch.unique(group, return_inverse=True)
-    flat = x.clamp_min(1e-12).log().reshape(x.shape[0], -1)
-    total = flat.new_zeros(int(inv.max()) + 1, flat.shape[1]).index_add_(0, inv, flat)
-    count = torch.bincount(inv).to(flat.dtype)[:, None]
-    return (total / count)[inv].reshape(x.shape).exp()
-
-
-def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``(bound [B], pairs [B])``: how far a row's (or its group's pooled) context ``[B, L]`` is
-    from white noise around its mean, by its lag-1 autocorrelation, plus ``WHITE_Z`` standard errors.
-
-    ``phi`` = the sum of lag-1 products of the deviations from each row's mean over their sum of
-    squares. At ``L`` values its expectation is about ``-1 / L`` for white noise and exactly
-    ``1 - 3 / L`` for a straight line, so ``u = (phi + 1 / L) / (1 - 2 / L)`` puts them at 0 and 1.
-    ``bound = u + WHITE_Z / sqrt(pairs) / (1 - 2 / L)``, ``pairs`` the lag-1 products pooled
-    (``L - 1`` per row, as if independent). Needs ``L >= 3``."""
-    length = context.shape[1]
-    if length < 3:
-        raise ValueError(f"whiteness needs at least 3 values of context, got {length}")
-    x = context.double()
-    dev = x - x.mean(dim=1, keepdim=True)
-    lag, power = (dev[:, 1:] * dev[:, :-1]).sum(dim=1), (dev * dev).sum(dim=1)
-    pairs = torch.full_like(lag, float(length - 1))
-    if group is not None:
-        lag, power, pairs = (pool_rows(v, group) for v in (lag, power, pairs))
-    phi = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0)
-    scale = 1.0 - 2.0 / length
-    return (phi + 1.0 / length) / scale + WHITE_Z * pairs.rsqrt() / scale, pairs
-
-
-def looks_white(context: Tensor, limit: float, group: Tensor | None = None) -> Tensor:
-    """``[B]`` bool, ``CausalForecaster(white_limit=limit)``'s test: a row's (or its group's pooled)
-    context ``[B, L]`` is white noise around its mean where :func:`whiteness_bound` is at most
-    ``limit`` from at least ``WHITE_MIN_PAIRS`` lag-1 products. Fewer than 3 values: never."""
-    if context.shape[1] < 3:
-        return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
-    bound, pairs = whiteness_bound(context, group)
-    return (bound <= limit) & (pairs >= WHITE_MIN_PAIRS)
-
-
-def group_sizes(group: Tensor) -> Tensor:
-    """How many rows share each row's ``group`` id ``[B]``: ``[B]`` (long)."""
-    _, inv = torch.unique(group, return_inverse=True)
-    return torch.bincount(inv)[inv]
 
 
 @dataclass
@@ -392,21 +106,6 @@ class CausalOutput:
     loc: Tensor
     scale: Tensor
     fallback: Tensor | None = None
-
-
-def normalise_stats(values: Tensor, observed: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
-    """Mean and std over the ``observed`` entries of each row of ``values`` ``[B, L]``; ``[B, 1]`` each.
-
-    Computed in float64 so large offsets (distances of hundreds of metres) lose no precision;
-    rows with a single value or a constant value get ``scale = eps * max(1, |loc|)``.
-    """
-    v, m = values.double(), observed.double()
-    n = m.sum(dim=1, keepdim=True).clamp_min(1.0)
-    loc = (v * m).sum(dim=1, keepdim=True) / n
-    var = (((v - loc) * m) ** 2).sum(dim=1, keepdim=True) / n
-    floor = eps * loc.abs().clamp_min(1.0)
-    scale = torch.maximum(var.sqrt(), floor)
-    return loc.float(), scale.float()
 
 
 def interval_features(interval: Tensor, num: int) -> Tensor:
@@ -492,7 +191,7 @@ class CausalBlock(Block):
         rename_legacy_mlp_keys(state_dict, prefix)
 
 
-class CausalForecaster(nn.Module, WfmHubMixin):
+class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
     """Decoder-only patch transformer for univariate series; see the module docstring.
 
     Args:
@@ -508,9 +207,9 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         prior: what the head corrects. ``"trend"`` (the default, and every model saved before
             this option existed): the damped trend of the token's own patch with a learned gate.
             ``"mix"``: a learned softmax gate over the classical ``estimators`` computed from all
-            visible values (:func:`classical_priors`); the gate's logits are a linear map of the
+            visible values (:func:`wfm.models.series_priors.classical_priors`); the gate's logits are a linear map of the
             token's features plus ``backtest_weight x -log(backtest MSE)`` of each estimator
-            (:func:`backtest_mse`), so a fresh model is the inverse-MSE (Bates-Granger)
+            (:func:`wfm.models.series_priors.backtest_mse`), so a fresh model is the inverse-MSE (Bates-Granger)
             combination. The estimators' next patch, their backtest errors and availability are
             embedded and added to each token (the network sees the prior as input). A zero head
             reproduces the mix exactly.
@@ -520,8 +219,8 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         backtest_origins: ``"patch"`` (every model saved before this option): the backtest scores
-            forecasts made at patch ends (:func:`backtest_mse`), so the first token has no evidence;
-            ``"value"``: forecasts made at every value (:func:`backtest_mse_values`), so 8 values
+            forecasts made at patch ends (:func:`wfm.models.series_priors.backtest_mse`), so the first token has no evidence;
+            ``"value"``: forecasts made at every value (:func:`wfm.models.series_priors.backtest_mse_values`), so 8 values
             of context already tell noise around a level from a random walk.
         guard: with ``prior="mix"``, blend the network's forecast with the classical combination
             (the backtest-weighted mix without the learned gate term or correction) by their
@@ -554,7 +253,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         white_limit: with ``check_origins``, where the context is too short for two checks (the
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
-            (:func:`looks_white`): its lag-1 autocorrelation, scaled so that white noise scores 0
+            (:func:`wfm.models.evidence.looks_white`): its lag-1 autocorrelation, scaled so that white noise scores 0
             and a straight line 1 at that length, must lie below the limit by ``WHITE_Z``
             standard errors, with at least ``WHITE_MIN_PAIRS`` lag-1 products pooled (a window's
             channels, not one short series). For white noise around a level nothing beats the mean.
@@ -683,7 +382,7 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         ``[B]`` is in seconds; the normalisation uses the observed values before
         ``context_len`` ``[B]`` (default: all of them), unless ``stats = (loc, scale)`` is given
         (autoregressive steps keep the original context's). ``group`` ``[B]`` (``prior="mix"``):
-        rows with one id pool their backtest evidence (:func:`pool_by_group`). ``coarse=False``:
+        rows with one id pool their backtest evidence (:func:`wfm.models.groups.pool_by_group`). ``coarse=False``:
         no coarse tokens (the priors and the normalisation still see every value).
         """
         b, length = values.shape
@@ -962,26 +661,6 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         return loss, out, target, weight * series_w
 
     # ------------------------------------------------------------------ inference
-    def _check(self, context: Tensor, interval: Tensor | float, horizon: int) -> tuple[Tensor, Tensor]:
-        if context.ndim != 2 or context.shape[0] < 1 or context.shape[1] < 1:
-            raise ValueError(f"context must be [B, L] with B >= 1 and L >= 1, got shape {tuple(context.shape)}")
-        if context.is_complex():
-            raise ValueError("context is complex: pass real and imaginary parts as separate series")
-        bad = ~torch.isfinite(context)
-        if bool(bad.any()):
-            row, pos = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"context contains {int(bad.sum())} NaN or Inf values (the first: row {row}, position {pos}); "
-                             "the model takes gap-free series: fill short gaps first (for example `wfm data import csv "
-                             "--fill linear --max-gap N`, or `--split-gaps` to cut the series at long ones)")
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        interval = torch.as_tensor(interval, dtype=torch.float32, device=context.device).reshape(-1)
-        if interval.numel() == 1:
-            interval = interval.expand(context.shape[0])
-        if interval.shape != (context.shape[0],) or not bool(((interval > 0) & torch.isfinite(interval)).all()):
-            raise ValueError(f"interval must be a finite positive scalar or [B] = [{context.shape[0]}] tensor of seconds")
-        return context.float(), interval
-
     def forward_features(self, context: Tensor, interval: Tensor | float) -> Tensor:
         """Per-token features of a context ``[B, L]`` (original scale): ``[B, N, dim]``.
 
@@ -1006,187 +685,6 @@ class CausalForecaster(nn.Module, WfmHubMixin):
         finally:
             hook.remove()
         return features[-1]
-
-    @torch.no_grad()
-    def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False,
-                 group: Tensor | None = None, check: bool = True) -> Tensor:
-        """Forecast the next ``horizon`` values of each row of ``context`` ``[B, L]`` (original scale).
-
-        ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches.
-        What is used of the context:
-
-        - ``prior="trend"`` models (releases before the prior mix): the last
-          ``max_context`` values only (normalisation included); older values are dropped.
-        - ``prior="mix"`` models: **all** of it. The normalisation (mean, std) and the classical
-          priors (last value, context mean, damped trend, seasonal naive of a day / a week where
-          the context holds one, and each estimator's backtest error) use every value given; the
-          transformer sees the last ``max_context`` values as full-resolution tokens and, with
-          ``coarse_len``, up to ``max_coarse * coarse_len`` older values as coarse tokens.
-
-        With ``check_origins``, the network's forecast of a row (or a pooled group) is first
-        backtested against the guard's classical combination on the end of the context, and the
-        classical combination's forecast is returned where the network lost (see the class doc).
-        That costs ``check_origins + 1`` rollouts of both forecasts (measured on 2 CPU threads: 16x
-        at 4,096 values of context and 64 ahead, 2.5x at 16 values and 4 ahead). With ``white_limit``,
-        where the context is too short for two checks, rows (or pooled groups) whose context looks
-        like white noise around its mean get the context mean (:func:`looks_white`). With
-        ``box_cox``, non-negative rows (or groups) are forecast, checks included, in the
-        Box-Cox space their context chooses and transformed back (the white-noise mean stays the
-        mean of the values given). With ``coarse_blend``, a context long enough for coarse tokens
-        is forecast twice, with and without them, each checked alone, and the two are averaged
-        (1.5-2x the time: 24 s against 17 s for 16 rows of 4,096 values and 64 ahead on 2 CPU
-        threads, 0.31 s against 0.16 s for 512 values and 8 ahead; the checks share the classical rollouts). ``check=False`` skips all four for this call.
-
-        Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
-        (needs a quantile head).
-        """
-        device = context.device
-        context, interval = self._check(context, interval, horizon)
-        dev = self.head.weight.device  # inputs follow the model; the result goes back to the caller's device
-        context, interval = context.to(dev), interval.to(dev)
-        if quantiles and not self.quantile_levels:
-            raise ValueError("this model has no quantile head (quantiles=())")
-        lam = boxcox.guerrero_lambda(context, group) if check and self.box_cox else None
-        if lam is not None and bool((lam < 1).any()):
-            point, quant, switched = self._checked_forecast(boxcox.box_cox(context, lam), interval, horizon,
-                                                            group, check)
-            point = boxcox.inv_box_cox(point, lam)
-            quant = None if quant is None else boxcox.inv_box_cox(quant, lam)
-        else:
-            point, quant, switched = self._checked_forecast(context, interval, horizon, group, check)
-        if (check and not switched and self.white_limit is not None
-                and len(self.check_cuts(context.shape[1], horizon)) < 2):
-            white = looks_white(context, self.white_limit, group)
-            if bool(white.any()):  # the context mean; the quantiles move with the point forecast
-                # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
-                mean = context.to(torch.float64).mean(dim=1, keepdim=True).to(point.dtype)
-                shifted = torch.where(white[:, None], mean, point)
-                quant = None if quant is None else quant + (shifted - point)[..., None]
-                point = shifted
-        return (quant if quantiles else point).to(device)
-
-    def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
-                          check: bool) -> tuple[Tensor, Tensor | None, bool]:
-        """The network's forecast ``(point [B, H], quantiles [B, H, Q] | None, switched)``, its
-        classical combination's where ``check_origins`` shows the network losing (with ``check``;
-        ``switched``: some row was). With ``coarse_blend`` (and ``check``), the mean of the two
-        readings of a context that has coarse tokens, with and without them, each checked alone."""
-        readings = [True] + ([False] if check and self.coarse_blend and self.has_coarse(context.shape[1]) else [])
-        keeps: list[Tensor | None] = [None] * len(readings)
-        if check and self.check_origins and self.guard:
-            keeps = list(self._network_passes_check(context, interval, horizon, group, readings))
-        switched = any(k is not None and not bool(k.all()) for k in keeps)
-        points, quants = [], []
-        for coarse, keep in zip(readings, keeps):
-            runs = self._rollout(context, interval, horizon, group, fallback=switched, coarse=coarse)
-            (point, quant) = runs[0]
-            if keep is not None and switched:
-                (c_point, c_quant) = runs[1]
-                point = torch.where(keep[:, None], point, c_point)
-                quant = None if quant is None else torch.where(keep[:, None, None], quant, c_quant)
-            points.append(point)
-            quants.append(quant)
-        if len(points) == 1:
-            return points[0], quants[0], switched
-        # The mean of two ordered sets of quantiles is ordered.
-        return (0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1]),
-                switched)
-
-    def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
-                 fallback: bool = False, coarse: bool = True) -> list[tuple[Tensor, Tensor | None]]:
-        """``forecast``'s autoregressive rollout of checked inputs: ``[(point [B, H], quantiles [B, H, Q] | None)]``
-        in the original scale, the network's; with ``fallback`` (``guard=True``) also the guard's
-        classical combination's, rolled out on its own forecasts. The first step serves both (one
-        pass gives ``ahead`` and ``fallback``); later steps run both sequences as one batch.
-        ``coarse=False``: without coarse tokens (``forward``)."""
-        p = self.patch_len
-        legacy = self.prior == "trend"
-        if legacy:
-            context = context[:, -self.max_context:]
-        b, length = context.shape
-        pad = (-length) % p
-        values = F.pad(context, (pad, 0))
-        observed = F.pad(torch.ones_like(context, dtype=torch.bool), (pad, 0))
-        loc, scale = normalise_stats(values, observed, self.eps)
-        given = torch.full((b,), values.shape[1], dtype=torch.long, device=values.device)  # appended values are not evidence
-        k = self.horizon_patches
-        steps = -(-horizon // (k * p))
-        seqs = [values, values] if fallback else [values]
-        points: list[list[Tensor]] = [[] for _ in seqs]
-        quants: list[list[Tensor]] = [[] for _ in seqs]
-        for step in range(steps):
-            # Keep the window within max_context (rounded up to whole patches); stats stay those
-            # of the original context so all steps share one scale.
-            if legacy:
-                keep = -(-self.max_context // p) * p
-                seqs, observed = [v[:, -keep:] for v in seqs], observed[:, -keep:]
-            n = 1 if step == 0 else len(seqs)  # rows per original row in this pass
-
-            def rep(t: Tensor) -> Tensor:
-                return t.repeat(n, *([1] * (t.dim() - 1)))
-            grp = None if legacy or group is None else (
-                group if n == 1 else torch.cat([group, group + int(group.max()) + 1]))
-            out = self(seqs[0] if n == 1 else torch.cat(seqs), rep(observed), rep(interval),
-                       stats=(rep(loc), rep(scale)), context_len=None if legacy else rep(given), group=grp,
-                       coarse=coarse)
-            for i, ahead in enumerate([out.ahead, out.fallback][:len(seqs)]):
-                last = ahead[:, -1][i * b:(i + 1) * b] if n > 1 else ahead[:, -1]  # [B, K, P, 1 + Q]: next K patches
-                nxt = last[..., 0].reshape(b, k * p)
-                points[i].append(nxt)
-                if self.quantile_levels:
-                    quants[i].append(last[..., 1:].reshape(b, k * p, -1))
-                seqs[i] = torch.cat([seqs[i], nxt * scale + loc], dim=1)
-            observed = F.pad(observed, (0, k * p), value=True)
-        return [(torch.cat(pt, dim=1)[:, :horizon] * scale + loc,
-                 torch.cat(qt, dim=1)[:, :horizon] * scale[..., None] + loc[..., None] if qt else None)
-                for pt, qt in zip(points, quants)]
-
-    def check_cuts(self, length: int, horizon: int) -> list[int]:
-        """Where ``check_origins`` cuts a context of ``length`` values: each cut ``c`` forecasts
-        values ``c .. c + horizon - 1`` from the ``c`` before it. The latest origins, ``horizon``
-        apart (rolling origins whose targets do not overlap), as long as each keeps at least half of
-        the context (and a patch): a check then resembles the forecast it vouches for."""
-        low = max(self.patch_len, -(-length // 2))
-        return sorted(c for c in (length - k * horizon for k in range(1, self.check_origins + 1)) if c >= low)
-
-    def has_coarse(self, length: int) -> bool:
-        """Whether a context of ``length`` values reaches the transformer partly as coarse tokens."""
-        padded = length + (-length) % self.patch_len
-        return bool(self.coarse_len) and self.prior != "trend" and padded > self.fine_len(padded)
-
-    def _network_passes_check(self, context: Tensor, interval: Tensor, horizon: int,
-                              group: Tensor | None = None, readings: list[bool] | None = None) -> list[Tensor]:
-        """``[B]`` bool per reading of the context (``readings``: with coarse tokens or not;
-        default: with them, as ``forward``): False where the checks (``check_cuts``) show that
-        reading of the network erring more than the classical combination beyond doubt. A one-sided
-        paired t-test (Diebold-Mariano style) on one value per check and row, the mean over its
-        horizon of ``d`` = network minus classical squared error over the row's context variance
-        (the values of one horizon move together, so each check counts once); a group pools its
-        rows' checks. The network is replaced where ``mean(d) > t * std(d) / sqrt(n)``, ``t`` =
-        :func:`check_threshold` of ``n - 1`` degrees of freedom; fewer than 2 checks decide nothing."""
-        readings = [True] if readings is None else readings
-        b, length = context.shape
-        var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
-        sums = [[context.new_zeros(b, dtype=torch.float64) for _ in range(2)] for _ in readings]
-        n = 0
-        for cut in self.check_cuts(length, horizon):
-            past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
-            (net, _), (cls, _) = self._rollout(past, interval, horizon, group, fallback=True, coarse=readings[0])
-            e_c = (cls.double() - truth) ** 2  # the classical combination: the same for every reading
-            e_n = (net.double() - truth) ** 2
-            for i, coarse in enumerate(readings):
-                if i and coarse != readings[0] and self.has_coarse(cut):  # else this cut reads the same
-                    (net, _), = self._rollout(past, interval, horizon, group, coarse=coarse)
-                    e_n = (net.double() - truth) ** 2
-                d = (e_n - e_c).mean(dim=1) / var
-                sums[i][0] += d
-                sums[i][1] += d * d
-            n += 1
-        count = torch.full((b,), float(n), dtype=torch.float64, device=context.device)
-        if group is not None and n:
-            sums = [[pool_rows(x, group) for x in pair] for pair in sums]
-            count = pool_rows(count, group)
-        return [~exceeds_noise(s1, s2, count) for s1, s2 in sums]
 
     def with_evidence_power(self, power: float | None) -> "CausalForecaster":
         """A copy of this model whose pooled groups weigh their evidence ``G ** power`` times as

@@ -333,7 +333,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             row[k] = float(t.mean())
             row[f"{k}_std"] = float(t.std())
             row.setdefault("per_seed", {})[k] = [float(v) for v in vals]
-    if "window_nmse" in row and f"window_nmse_std" in row:
+    if "window_nmse" in row and "window_nmse_std" in row:
         row["window_nmse_db"] = to_db(row["window_nmse"])  # the dB of the mean NMSE
     row["seeds"] = len(runs)
     kept = list(dict.fromkeys(str(r.get("selected")) for r in runs if r.get("selected")))

@@ -57,7 +57,7 @@ def score_forecasts(pred: Tensor, target: Tensor, context: Tensor,
 
 def pools_channels(forecaster: Any) -> bool:
     """Whether ``forecaster.forecast`` takes ``group`` (the causal model: a window's channels
-    pool their backtest evidence, :func:`wfm.models.causal.pool_by_group`)."""
+    pool their backtest evidence, :func:`wfm.models.groups.pool_by_group`)."""
     return "group" in inspect.signature(forecaster.forecast).parameters
 
 
@@ -69,7 +69,7 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
     Consecutive runs of ``per_group`` rows are the channels of one window (the antennas and
     subcarriers of a CSI window, the beams of a codebook). A forecaster whose ``forecast`` takes
     ``group`` (the causal model) gets each row's window index, so the channels pool their
-    evidence of which classical estimator fits (:func:`wfm.models.causal.pool_by_group`); any
+    evidence of which classical estimator fits (:func:`wfm.models.groups.pool_by_group`); any
     other forecaster sees independent rows. Batches hold whole windows.
     """
     if per_group < 1 or len(series) % per_group:

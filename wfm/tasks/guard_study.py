@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 import wfm.models.mae as mae_module
-from wfm.models.causal import looks_white
+from wfm.models.evidence import looks_white
 from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
@@ -217,7 +217,7 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
 def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.5) -> list[dict[str, Any]]:
     """An MAE's temporal prediction of each CSI window against the same with the causal model's
     ``white_limit`` rule: the context mean where the window's channels (real and imaginary parts
-    as series), pooled, look white at ``limit`` (``wfm.models.causal.looks_white``). Ratios
+    as series), pooled, look white at ``limit`` (``wfm.models.evidence.looks_white``). Ratios
     to the best of persistence and the mean on the same windows."""
     rows = []
     for d in datasets:

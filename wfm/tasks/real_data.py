@@ -510,7 +510,7 @@ def markdown_report(result: dict[str, Any], command: str = "wfm benchmark real")
     cols = [c for c in TABLE_COLUMNS if any(c in r for r in rows)]
     summary = esc(result["summary"])
     scols = list(dict.fromkeys(k for s in summary for k in s))
-    lines = [f"# Real-data zero-shot benchmark\n", f"`{command}` on `{result['datasets_dir']}`.\n",
+    lines = ["# Real-data zero-shot benchmark\n", f"`{command}` on `{result['datasets_dir']}`.\n",
              "Per-window NMSE: mean over windows of sum err^2 / sum true^2 (linear and dB); ratio = model NMSE / "
              "best classical NMSE of the same windows (persistence, context mean, seasonal naive).\n",
              "## Windows\n"]

@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from wfm.models.causal import exceeds_noise
+from wfm.models.evidence import exceeds_noise
 
 MIN_GROUPS = 5
 
@@ -90,7 +90,7 @@ def beats_beyond_noise(kept: Tensor, candidate: Tensor, blocks: Tensor | None = 
 
     The paired differences are averaged within each block (``independent_blocks``; every window
     its own without one), and the mean over blocks must exceed ``check_threshold`` (the Student-t
-    quantile at two sigma, one-sided) standard errors (``wfm.models.causal.exceeds_noise``): the rule
+    quantile at two sigma, one-sided) standard errors (``wfm.models.evidence.exceeds_noise``): the rule
     ``CausalForecaster(check_origins=)`` applies to its own checks. Fewer than two blocks cannot
     show anything: False.
     """

@@ -1,0 +1,87 @@
+"""Is the network's forecast better than its classical fallback? The tests ``forecast`` applies.
+
+- :func:`exceeds_noise`: a one-sided paired t-test from sums (``check_origins``: the network's
+  extra squared error on checks cut from the end of the context, and
+  ``wfm.tasks.significance.beats_beyond_noise``);
+- :func:`looks_white`: whether a context (a window's channels pooled) is white noise around its
+  mean, where no forecast beats the mean (``white_limit``, for contexts too short for checks).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from wfm.models.groups import pool_rows
+
+
+#: ``check_origins``: the classical combination replaces the network only where the network's
+#: extra squared error on the checks is significant at the level of this many normal standard
+#: errors (one-sided, ~2.3 %), in Student-t terms for the number of checks (``_T_AT_Z2`` holds them).
+CHECK_Z = 2.0
+#: ``white_limit``: standard errors the whiteness score must stay below the limit by, and the
+#: fewest lag-1 products that may decide. A lone series of 8 or 16 values (7 or 15 products, a
+#: standard error of 0.3-0.5) never decides: on the real CSI series alone it moved 0.04-0.17 dB
+#: either way (pretrain/README.md, "White noise where no check fits"); a window of hundreds of
+#: channels pooling theirs has thousands.
+WHITE_Z = 1.0
+WHITE_MIN_PAIRS = 64
+
+#: The Student-t quantiles at the level of ``CHECK_Z = 2`` (one-sided 97.72 %) for 1..10 degrees of
+#: freedom (``scipy.stats.t.ppf(norm.cdf(2), dof)``); beyond, ``check_threshold``'s expansion.
+_T_AT_Z2 = (13.968, 4.527, 3.307, 2.869, 2.649, 2.517, 2.429, 2.366, 2.320, 2.284)
+
+
+def check_threshold(dof: Tensor) -> Tensor:
+    """How many standard errors the network's extra error must reach for ``check_origins`` to
+    replace it: the Student-t quantile at the level of ``CHECK_Z`` with ``dof`` degrees of freedom
+    (tabulated up to 10, then the Cornish-Fisher expansion, within 0.2 % there)."""
+    v = dof.double().clamp_min(1.0)
+    z = CHECK_Z
+    series = z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v * v)
+    table = torch.tensor(_T_AT_Z2, dtype=torch.float64, device=v.device)
+    return torch.where(v <= len(_T_AT_Z2), table[(v.round().long() - 1).clamp(0, len(_T_AT_Z2) - 1)], series)
+
+
+def exceeds_noise(total: Tensor, total_sq: Tensor, count: Tensor) -> Tensor:
+    """One-sided paired t-test from sums: whether the mean of ``count`` differences (their sum
+    ``total`` and sum of squares ``total_sq``) exceeds ``check_threshold(count - 1)`` standard
+    errors. Fewer than two differences show nothing (False); with no spread, any positive mean
+    passes. Elementwise over rows; the rule of ``check_origins`` and of
+    ``wfm.tasks.significance.beats_beyond_noise``."""
+    n = count.to(torch.float64)
+    mean = total / n.clamp_min(1.0)
+    sd = ((total_sq - n * mean * mean) / (n - 1).clamp_min(1.0)).clamp_min(0.0).sqrt()
+    return (n >= 2) & (mean > check_threshold(n - 1) * sd / n.clamp_min(1.0).sqrt())
+
+def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(bound [B], pairs [B])``: how far a row's (or its group's pooled) context ``[B, L]`` is
+    from white noise around its mean, by its lag-1 autocorrelation, plus ``WHITE_Z`` standard errors.
+
+    ``phi`` = the sum of lag-1 products of the deviations from each row's mean over their sum of
+    squares. At ``L`` values its expectation is about ``-1 / L`` for white noise and exactly
+    ``1 - 3 / L`` for a straight line, so ``u = (phi + 1 / L) / (1 - 2 / L)`` puts them at 0 and 1.
+    ``bound = u + WHITE_Z / sqrt(pairs) / (1 - 2 / L)``, ``pairs`` the lag-1 products pooled
+    (``L - 1`` per row, as if independent). Needs ``L >= 3``."""
+    length = context.shape[1]
+    if length < 3:
+        raise ValueError(f"whiteness needs at least 3 values of context, got {length}")
+    x = context.double()
+    dev = x - x.mean(dim=1, keepdim=True)
+    lag, power = (dev[:, 1:] * dev[:, :-1]).sum(dim=1), (dev * dev).sum(dim=1)
+    pairs = torch.full_like(lag, float(length - 1))
+    if group is not None:
+        lag, power, pairs = (pool_rows(v, group) for v in (lag, power, pairs))
+    phi = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0)
+    scale = 1.0 - 2.0 / length
+    return (phi + 1.0 / length) / scale + WHITE_Z * pairs.rsqrt() / scale, pairs
+
+
+def looks_white(context: Tensor, limit: float, group: Tensor | None = None) -> Tensor:
+    """``[B]`` bool, ``CausalForecaster(white_limit=limit)``'s test: a row's (or its group's pooled)
+    context ``[B, L]`` is white noise around its mean where :func:`whiteness_bound` is at most
+    ``limit`` from at least ``WHITE_MIN_PAIRS`` lag-1 products. Fewer than 3 values: never."""
+    if context.shape[1] < 3:
+        return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+    bound, pairs = whiteness_bound(context, group)
+    return (bound <= limit) & (pairs >= WHITE_MIN_PAIRS)

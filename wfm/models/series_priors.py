@@ -1,0 +1,232 @@
+"""Classical forecasts of a univariate series and their backtests: the prior the causal model corrects.
+
+A ``prior="mix"`` :class:`wfm.models.causal.CausalForecaster` normalises each context
+(:func:`normalise_stats`), computes every estimator of ``ESTIMATORS`` it mixes at every patch
+end (:func:`classical_priors`), and scores each on its own past forecasts in the same context
+(:func:`backtest_mse`, or :func:`backtest_mse_values` with an origin at every value). The gate
+weighs the estimators by those errors, so a fresh model is their inverse-MSE combination. Every
+function here sees only values at or before its origins.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+#: Training targets are clipped at this many context stds (see ``CausalForecaster.loss``).
+TARGET_CLIP = 50.0
+#: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
+ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion", "mean16", "mean64", "mean256")
+#: The windowed means among ``ESTIMATORS`` and their windows in values.
+RECENT_MEANS = {"mean16": 16, "mean64": 64, "mean256": 256}
+#: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
+DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
+DAY_S, WEEK_S = 86_400.0, 604_800.0
+#: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
+BACKTEST_PRIOR = 1.0
+
+
+def normalise_stats(values: Tensor, observed: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """Mean and std over the ``observed`` entries of each row of ``values`` ``[B, L]``; ``[B, 1]`` each.
+
+    Computed in float64 so large offsets (distances of hundreds of metres) lose no precision;
+    rows with a single value or a constant value get ``scale = eps * max(1, |loc|)``.
+    """
+    v, m = values.double(), observed.double()
+    n = m.sum(dim=1, keepdim=True).clamp_min(1.0)
+    loc = (v * m).sum(dim=1, keepdim=True) / n
+    var = (((v - loc) * m) ** 2).sum(dim=1, keepdim=True) / n
+    floor = eps * loc.abs().clamp_min(1.0)
+    scale = torch.maximum(var.sqrt(), floor)
+    return loc.float(), scale.float()
+
+
+
+def first_observed(observed: Tensor) -> Tensor:
+    """Index ``[B]`` of each row's first observed value (the row length when there is none)."""
+    length = observed.shape[1]
+    idx = torch.arange(length, device=observed.device)
+    return torch.where(observed, idx, length).min(dim=1).values
+
+
+def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
+                     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False) -> tuple[Tensor, Tensor]:
+    """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
+
+    Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
+    ``o = (j + 1) * patch_len - 1`` (the last value of patch ``j``) for positions
+    ``o + 1 .. o + ahead``, from the observed values at positions ``<= o`` only (left padding
+    only: ``observed`` is False before each row's first value). ``every_value``: origins at every
+    position instead (``o = j``, ``N = L``; the backtest of :func:`backtest_mse_values`), with the
+    same ``patch_len``-value span for ``trend`` and ``linear``:
+
+    - ``last``: ``z[o]`` (persistence); ``mean``: mean of every observed value up to ``o``;
+    - ``mean16`` / ``mean64`` / ``mean256``: mean of the observed values among the last 16 / 64 /
+      256 up to ``o``, available once the context holds that many (the level of a drifting
+      series: a longer context never forces an older level on the mix, the recent ones stay);
+    - ``reversion``: the AR(1) forecast around that mean, ``mean + phi^h (z[o] - mean)``, with
+      ``phi`` (clipped to [0, 1]) the lag-1 autocorrelation of the observed values' deviations
+      from the mean up to ``o``: the mean for noise around a level, the last value for a
+      random walk, and in between for a mean-reverting series (a still WiFi link at 100 ms);
+    - ``trend``: ``z[o] + 0.5 * h * slope`` (half-damped trend, slope over the last patch);
+    - ``linear``: the least-squares line through the observed values of the last patch,
+      extrapolated undamped (smooth motion: distance, bearing, AoA of a moving user);
+    - ``day`` / ``week``: seasonal naive, ``z[o + h - T ceil(h / T)]`` with ``T`` = one day /
+      week of steps (``round(86400 / interval)``); available only where the context holds a
+      full period (``o + 1 - T >= first observed``) and ``T >= 2``.
+
+    Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
+    """
+    b, length = z.shape
+    p, dev = patch_len, z.device
+    zm = z * observed.to(z.dtype)
+    o = torch.arange(length, device=dev) if every_value else torch.arange(p - 1, length // p * p, p, device=dev)  # [N]
+    n = o.numel()
+    first = first_observed(observed)  # [B]
+    seen = o[None] >= first[:, None]  # [B, N]
+    hi = torch.arange(1, ahead + 1, device=dev)  # [H]
+    last = zm[:, o]
+    if "mean" in estimators or "reversion" in estimators:  # shared running sums up to every origin
+        obs = observed.to(z.dtype)
+        count = obs.cumsum(dim=1)[:, o]
+        total = zm.cumsum(dim=1)[:, o]
+        mean = total / count.clamp_min(1.0)
+    if any(name in RECENT_MEANS for name in estimators):  # running sums with a leading zero, in
+        csum = F.pad(zm.double().cumsum(dim=1), (1, 0))  # float64: differences of long sums
+        cobs = F.pad(observed.double().cumsum(dim=1), (1, 0))
+    ests, avails = [], []
+    for name in estimators:
+        if name == "last":
+            e, a = last[..., None].expand(b, n, ahead), seen
+        elif name == "mean":
+            e, a = mean[..., None].expand(b, n, ahead), seen
+        elif name == "reversion":
+            mu = mean
+            pair = F.pad(obs[:, 1:] * obs[:, :-1], (1, 0))  # [B, L]: z[t] and z[t - 1] both observed
+            prev = F.pad(zm[:, :-1], (1, 0))
+            lag = (zm * prev * pair).cumsum(dim=1)[:, o]
+            psum = ((zm + prev) * pair).cumsum(dim=1)[:, o]
+            npair = pair.cumsum(dim=1)[:, o]
+            cov = lag - mu * psum + npair * mu * mu
+            var = (zm * zm).cumsum(dim=1)[:, o] - 2 * mu * total + count * mu * mu
+            phi = (cov / var.clamp_min(1e-9)).clamp(0.0, 1.0)
+            phi = torch.where(var > 1e-9, phi, torch.ones_like(phi))  # a constant context: hold it
+            e = mu[..., None] + phi[..., None] ** hi.to(z.dtype) * (last - mu)[..., None]
+            a = seen
+        elif name in RECENT_MEANS:
+            w = RECENT_MEANS[name]
+            lo = (o - w + 1).clamp_min(0)
+            tot, cnt = csum[:, o + 1] - csum[:, lo], cobs[:, o + 1] - cobs[:, lo]
+            e = (tot / cnt.clamp_min(1.0)).to(z.dtype)[..., None].expand(b, n, ahead)
+            a = (o[None] - w + 1 >= first[:, None]) & (cnt > 0)  # a full window: else it is ``mean``
+        elif name == "trend":
+            s = torch.maximum(o[None] - (p - 1), first[:, None]).clamp(0, length - 1)  # [B, N]
+            span = (o[None] - s).clamp_min(1).to(z.dtype)
+            slope = torch.where(o[None] > s, (last - zm.gather(1, s)) / span, torch.zeros_like(last))
+            e, a = last[..., None] + 0.5 * slope[..., None] * hi.to(z.dtype), seen
+        elif name == "linear":
+            win = o[:, None] - (p - 1) + torch.arange(p, device=dev)  # [N, P]: the span ending at o
+            w = observed.gather(1, win.clamp_min(0).view(1, -1).expand(b, -1)).view(b, n, p)
+            w = (w & (win >= 0)[None]).to(z.dtype)
+            zp = zm.gather(1, win.clamp_min(0).view(1, -1).expand(b, -1)).view(b, n, p) * w
+            i = torch.arange(p, device=dev, dtype=z.dtype)
+            sw = w.sum(-1).clamp_min(1.0)
+            im, zmean = (w * i).sum(-1) / sw, (w * zp).sum(-1) / sw
+            di = (i - im[..., None]) * w
+            var = (di * (i - im[..., None])).sum(-1)
+            slope = (di * (zp - zmean[..., None])).sum(-1) / var.clamp_min(1e-9)
+            slope = torch.where(var > 0, slope, torch.zeros_like(slope))
+            end = zmean + slope * (p - 1 - im)
+            e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
+        elif name in ("day", "week"):
+            period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
+            period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
+            t = period[:, None, None]
+            idx = o[None, :, None] + hi[None, None] - t * ((hi[None, None] + t - 1) // t)  # [B, N, H]
+            a = (period[:, None] >= 2) & (o[None] + 1 - period[:, None] >= first[:, None])
+            e = zm.gather(1, idx.clamp(0, length - 1).view(b, -1)).view(b, n, ahead)
+        else:
+            raise ValueError(f"unknown estimator {name!r}; choose from {ESTIMATORS}")
+        a = a & seen
+        ests.append(torch.where(a[..., None], e, last[..., None].expand(b, n, ahead)))
+        avails.append(a)
+    return torch.stack(ests, dim=2), torch.stack(avails, dim=2)
+
+
+def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int, window: int = 0,
+                 limit: Tensor | None = None) -> Tensor:
+    """Each estimator's mean squared error on its own past forecasts, as known at every origin.
+
+    ``est``/``avail`` as from :func:`classical_priors` on ``z`` ``[B, L]``. Returns ``[B, N, E, H]``:
+    at origin ``i``, the mean over earlier origins ``j`` whose targets are all observed by then
+    (``j + ceil(H / patch_len) <= i``) of ``(est[j, e, h] - z[o_j + h])^2``, per step ahead ``h``,
+    shrunk towards 1 (the context's variance) with ``BACKTEST_PRIOR`` pseudo-counts. ``window > 0``:
+    only the latest ``window`` realised origins count (recent behaviour; 0: all of them).
+    ``limit`` ``[B]``: only targets before this position count (the context: values appended by
+    an autoregressive rollout, or teacher-forced in training, are not evidence).
+    """
+    b, n, e, ahead = est.shape
+    length, p = z.shape[1], patch_len
+    o = torch.arange(p - 1, n * p, p, device=z.device)
+    tpos = o[:, None] + torch.arange(1, ahead + 1, device=z.device)  # [N, H]
+    inside = (tpos < length)[None]
+    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
+    tgt = z.gather(1, flat).view(b, n, ahead)
+    tobs = observed.gather(1, flat).view(b, n, ahead) & inside
+    if limit is not None:
+        tobs = tobs & (tpos[None] < limit.view(-1, 1, 1))
+    valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)  # [B, N, E, H]
+    err = (est - tgt[:, :, None]).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * valid
+    k = -(-ahead // p)
+    total = F.pad(err.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
+    count = F.pad(valid.cumsum(dim=1), (0, 0, 0, 0, k, 0))[:, :n]
+    if window > 0:
+        total = total - F.pad(total, (0, 0, 0, 0, window, 0))[:, :n]
+        count = count - F.pad(count, (0, 0, 0, 0, window, 0))[:, :n]
+    return (total + BACKTEST_PRIOR) / (count + BACKTEST_PRIOR)
+
+
+def backtest_mse_values(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
+                        estimators: tuple[str, ...], window: int = 0, limit: Tensor | None = None) -> Tensor:
+    """:func:`backtest_mse` with a forecast origin at every value instead of every patch end.
+
+    Same result layout, ``[B, N, E, H]`` at the patch ends ``o_i``: the mean over earlier origins
+    ``j`` (any position, ``j + h <= o_i``) of each estimator's squared error ``h`` steps ahead,
+    shrunk towards 1 with ``BACKTEST_PRIOR`` pseudo-counts. A token then has evidence from its own
+    patch: with 8 values of context (the first token) the one-step errors of 7 origins tell noise
+    around a level (the mean wins) from a random walk (the last value wins), where the patch-level
+    backtest has none. ``window > 0``: the latest ``window`` patches of origins; ``limit`` as in
+    :func:`backtest_mse`.
+    """
+    b, length = z.shape
+    p, dev = patch_len, z.device
+    est, avail = classical_priors(z, observed, interval, p, ahead, estimators, every_value=True)  # [B, L, E, H]
+    hi = torch.arange(1, ahead + 1, device=dev)
+    tpos = torch.arange(length, device=dev)[:, None] + hi  # [L, H]
+    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
+    tgt = z.gather(1, flat).view(b, length, ahead)
+    tobs = observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None]
+    if limit is not None:
+        tobs = tobs & (tpos[None] < limit.view(-1, 1, 1))
+    valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)
+    err = (est - tgt[:, :, None]).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * valid
+    total, count = F.pad(err.cumsum(dim=1), (0, 0, 0, 0, 1, 0)), F.pad(valid.cumsum(dim=1), (0, 0, 0, 0, 1, 0))
+    o = torch.arange(p - 1, length // p * p, p, device=dev)  # patch ends
+    e = est.shape[2]
+
+    def upto(last_origin: Tensor) -> tuple[Tensor, Tensor]:  # sums over origins j <= last_origin [N, H]
+        idx = (last_origin + 1).clamp_min(0)[None, :, None, :].expand(b, -1, e, -1)  # +1: the leading zero row
+        return total.gather(1, idx), count.gather(1, idx)
+
+    end = o[:, None] - hi  # the latest origin whose h-step target is known at o
+    t, c = upto(end)
+    if window > 0:
+        t0, c0 = upto(end - window * p)
+        t, c = t - t0, c - c0
+    # Long steps ahead have few realised origins in a short context (none 8 steps ahead of 8 values):
+    # shrink each step's error towards the estimator's error pooled over all steps, and that
+    # towards 1, so the ranking of estimators carries over to every step ahead.
+    pooled = (t.sum(dim=-1, keepdim=True) + BACKTEST_PRIOR) / (c.sum(dim=-1, keepdim=True) + BACKTEST_PRIOR)
+    return (t + BACKTEST_PRIOR * pooled) / (c + BACKTEST_PRIOR)
