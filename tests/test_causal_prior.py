@@ -419,6 +419,42 @@ def test_check_origins_backtests_the_network_against_its_classical_fallback(tmp_
         create_model("causal_tiny", prior="mix", check_origins=4)
 
 
+def test_rollout_reuses_the_first_steps_backtests_to_the_bit():
+    """A rollout's appended values are no evidence, so with origins at every value (and no window)
+    every later step's backtest errors are the first step's, an appended patch's the last given
+    patch's: reusing them gives the same forecasts, to the bit, for the network, its classical
+    fallback, quantiles, groups and both readings of a long context. Where they are not the same
+    (origins at patch ends, a window) nothing is reused."""
+    from wfm.models.series_priors import backtest_mse_values
+
+    kw = dict(guard=True, check_origins=8, estimators=("last", "mean", "trend", "reversion", "mean16"),
+              quantiles=(0.1, 0.5, 0.9))
+    x = walks(6, 90) + 0.3 * torch.randn(6, 90)
+    iv, group = torch.full((6,), 60.0), torch.tensor([0, 0, 1, 1, 1, 2])
+    # the property itself: appended values change nothing of the given part's backtests
+    z, obs = torch.cat([torch.zeros(6, 6), x], dim=1), torch.ones(6, 96, dtype=torch.bool)
+    obs[:, :6] = False  # left padding
+    given = torch.full((6,), 96)
+    longer = torch.cat([z, 5.0 * torch.randn(6, 24)], dim=1)
+    both = backtest_mse_values(longer, torch.cat([obs, torch.ones(6, 24, dtype=torch.bool)], 1), iv, 8, 8,
+                               ("last", "mean", "trend"), 0, given)
+    alone = backtest_mse_values(z, obs, iv, 8, 8, ("last", "mean", "trend"), 0, given)
+    assert torch.equal(both[:, :12], alone) and torch.equal(both[:, 12:], alone[:, -1:].expand(-1, 3, -1, -1))
+    for origins, window, reused in (("value", 0, True), ("value", 4, False), ("patch", 0, False)):
+        m = randomise(mix(backtest_origins=origins, backtest_window=window, **kw))
+        assert m.has_coarse(90)
+        calls = []
+        forward = m.forward
+        m.forward = lambda *a, **k: calls.append(k.get("backtest") is not None) or forward(*a, **k)
+        for coarse in (True, False):
+            calls.clear()
+            fast = m._rollout(x, iv, 20, group, fallback=True, coarse=coarse)
+            assert calls == [False] + [reused] * 2  # 20 ahead: three steps of a patch
+            slow = m._rollout(x, iv, 20, group, fallback=True, coarse=coarse, reuse=False)
+            for (p1, q1), (p2, q2) in zip(fast, slow):
+                assert torch.equal(p1, p2) and torch.equal(q1, q2)
+
+
 def test_coarse_blend_averages_the_readings_with_and_without_coarse_tokens_each_checked(tmp_path):
     """``coarse_blend``: past ``max_context`` values the forecast is the mean of the network's two
     readings of the context, with its coarse tokens and without them (the last ``max_context``

@@ -97,7 +97,9 @@ class CausalOutput:
     direct multi-patch head (patches ``i + 1 .. i + K``; point first, then the quantiles);
     ``loc``/``scale`` are ``[B, 1]`` (the normalisation). ``fallback`` (``guard=True`` models):
     ``ahead``'s layout for the guard's classical combination alone (the quantiles shifted with it),
-    computed in the same pass; what ``check_origins`` compares the network against.
+    computed in the same pass; what ``check_origins`` compares the network against. ``backtest``
+    (``prior="mix"``): the estimators' backtest errors at every patch end, ``[B, L / P, E, H]``,
+    before a group pools them (what ``forward(backtest=)`` takes back).
     """
 
     point: Tensor
@@ -106,6 +108,7 @@ class CausalOutput:
     loc: Tensor
     scale: Tensor
     fallback: Tensor | None = None
+    backtest: Tensor | None = None
 
 
 def interval_features(interval: Tensor, num: int) -> Tensor:
@@ -375,7 +378,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
     # ------------------------------------------------------------------ core
     def forward(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
                 stats: tuple[Tensor, Tensor] | None = None, group: Tensor | None = None,
-                coarse: bool = True) -> CausalOutput:
+                coarse: bool = True, backtest: Tensor | None = None) -> CausalOutput:
         """Next-patch predictions for every token of ``values`` ``[B, N * P]``.
 
         ``observed`` (bool, same shape) marks real values (False = padding); ``interval``
@@ -383,7 +386,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         ``context_len`` ``[B]`` (default: all of them), unless ``stats = (loc, scale)`` is given
         (autoregressive steps keep the original context's). ``group`` ``[B]`` (``prior="mix"``):
         rows with one id pool their backtest evidence (:func:`wfm.models.groups.pool_by_group`). ``coarse=False``:
-        no coarse tokens (the priors and the normalisation still see every value).
+        no coarse tokens (the priors and the normalisation still see every value). ``backtest``
+        (``prior="mix"``): the estimators' backtest errors at every patch end, as
+        ``CausalOutput.backtest`` returns them, instead of computing them (an autoregressive
+        rollout whose appended values are no evidence reuses its first step's).
         """
         b, length = values.shape
         p = self.patch_len
@@ -397,7 +403,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                 ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
             loc, scale = normalise_stats(values, ctx_obs, self.eps)
         if self.prior != "trend":
-            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group, coarse)
+            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group, coarse, backtest)
         m = observed.float()
         x = ((values - loc) / scale * m).view(b, -1, p)
         tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
@@ -453,7 +459,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         return fine // self.patch_len + coarse
 
     def _forward_mix(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None,
-                     stats: tuple[Tensor, Tensor], group: Tensor | None = None, coarse: bool = True) -> CausalOutput:
+                     stats: tuple[Tensor, Tensor], group: Tensor | None = None, coarse: bool = True,
+                     backtest: Tensor | None = None) -> CausalOutput:
         """``forward`` of a ``prior="mix"`` model: tokens for the last ``max_context`` values (plus
         coarse tokens of older ones), every token's forecast = gated classical mix + head."""
         b, length = values.shape
@@ -465,12 +472,15 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         interval = interval.to(values.device).expand(b)
         est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators)  # every origin
         limit = context_len if (self.guard and context_len is not None) else None
-        if self.backtest_origins == "value":
+        if backtest is not None:
+            mse = backtest
+        elif self.backtest_origins == "value":
             mse = backtest_mse_values(z, observed, interval, p, ahead, self.estimators, self.backtest_window, limit)
         else:
             mse = backtest_mse(z, observed, est, avail, p, self.backtest_window, limit)
         fine = self.fine_len(length)
         nf = fine // p
+        full_mse = mse
         est, avail, mse = est[:, -nf:], avail[:, -nf:], mse[:, -nf:]
         avail = avail.clone()
         avail[..., 0] |= ~avail.any(dim=-1)  # a token that saw nothing still gets a finite prior
@@ -511,7 +521,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             out, fallback = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale,
-                            fallback=fallback)
+                            fallback=fallback, backtest=full_mse)
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
                valid: Tensor, limit: Tensor | None, group: Tensor | None = None,
