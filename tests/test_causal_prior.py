@@ -455,6 +455,45 @@ def test_rollout_reuses_the_first_steps_backtests_to_the_bit():
                 assert torch.equal(p1, p2) and torch.equal(q1, q2)
 
 
+def test_propagate_quantiles_widens_later_patches_by_the_uncertainty_before_them(tmp_path):
+    """``propagate_quantiles``: the point forecast and the first patch's quantiles stay as they were,
+    to the bit; later patches' outer quantiles move out by the quadrature rule of
+    ``spread_bounds``, never in; ordered quantiles stay ordered; without ``quantiles=True`` or with
+    ``check=False`` nothing changes; the option survives ``save_pretrained``."""
+    from wfm.hub import from_pretrained
+    from wfm.models.causal_forecast import spread_bounds
+
+    # the rule on numbers: own distance 1 and a shift of 1 -> sqrt(2) in all; no shift, or a shift
+    # away from the bound, adds nothing
+    point, q = torch.zeros(1, 3), torch.tensor([[[-1.0, 0.0, 2.0]] * 3])
+    lo, hi = spread_bounds(point, q, torch.tensor([[-1.0, 0.0, 1.0]]), torch.tensor([[2.0, 0.0, -1.0]]),
+                           (0.1, 0.5, 0.9))
+    assert torch.allclose(lo, torch.tensor([[2 ** 0.5 - 1, 0.0, 0.0]]))
+    assert torch.allclose(hi, torch.tensor([[8 ** 0.5 - 2, 0.0, 0.0]]))
+
+    kw = dict(guard=True, check_origins=8, estimators=("last", "mean", "trend", "reversion"),
+              backtest_origins="value", quantiles=(0.1, 0.5, 0.9))
+    m = randomise(mix(propagate_quantiles=True, **kw))
+    plain = mix(**kw)
+    plain.load_state_dict(m.state_dict())
+    x = walks(5, 120)
+    for ctx in (x, x[:, :20]):  # with checks, and too short for two
+        assert torch.equal(m.forecast(ctx, 1e-3, 24), plain.forecast(ctx, 1e-3, 24))
+        wide, narrow = m.forecast(ctx, 1e-3, 24, quantiles=True), plain.forecast(ctx, 1e-3, 24, quantiles=True)
+        assert torch.equal(wide[:, :8], narrow[:, :8])  # the first patch has nothing before it
+        assert (wide[..., 0] <= narrow[..., 0] + 1e-6).all() and (wide[..., 2] >= narrow[..., 2] - 1e-6).all()
+        assert (wide[:, 8:, 0] < narrow[:, 8:, 0] - 1e-6).any()  # a random network does move on its bounds
+        assert torch.equal(wide[..., 1], narrow[..., 1])
+        ordered = (narrow.diff(dim=-1) >= 0).all(dim=-1)  # a random head need not be; where it is, it stays
+        assert ordered.any() and (wide.diff(dim=-1) >= 0).all(dim=-1)[ordered].all()
+        assert torch.equal(m.forecast(ctx, 1e-3, 24, quantiles=True, check=False),
+                           plain.forecast(ctx, 1e-3, 24, quantiles=True, check=False))
+    m.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).propagate_quantiles
+    with pytest.raises(ValueError, match="propagate_quantiles"):
+        mix(propagate_quantiles=True, guard=True)
+
+
 def test_coarse_blend_averages_the_readings_with_and_without_coarse_tokens_each_checked(tmp_path):
     """``coarse_blend``: past ``max_context`` values the forecast is the mean of the network's two
     readings of the context, with its coarse tokens and without them (the last ``max_context``

@@ -278,6 +278,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             never far from the better one and often beats both. False (every model saved before
             this option): coarse tokens wherever the context has them. Inference only; skipped with
             ``check=False``.
+        propagate_quantiles: with a quantile head, ``forecast(quantiles=True)`` widens the quantiles
+            of each patch after the first by the uncertainty of the patches before it, which the
+            rollout otherwise conditions on as if it were the point forecast: two more sequences
+            follow the outer bounds, and how far the network's forecast on them moves is added in
+            quadrature (:func:`wfm.models.causal_forecast.spread_bounds`). False (every model saved
+            before this option): each patch's quantiles as the head gives them. Inference only;
+            skipped with ``check=False``.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -294,7 +301,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  max_coarse: int = 64, backtest_window: int = 0, guard: bool = False,
                  backtest_origins: str = "patch", guard_weight: float | None = None,
                  evidence_power: float | None = None, check_origins: int = 0,
-                 white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False) -> None:
+                 white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
+                 propagate_quantiles: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -346,6 +354,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)
+        if propagate_quantiles and len(quantiles) < 2:
+            raise ValueError(f"propagate_quantiles widens a quantile head's bounds: it needs two or more quantiles, "
+                             f"got {list(quantiles)}")
+        self.propagate_quantiles = bool(propagate_quantiles)
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:

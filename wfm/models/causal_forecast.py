@@ -11,6 +11,8 @@ inference rules that check the network against its classical combination.
   (:func:`wfm.models.evidence.looks_white`);
 - ``box_cox``: non-negative series forecast in the Box-Cox space their context chooses;
 - ``coarse_blend``: long contexts read with and without their coarse tokens, and averaged.
+- ``propagate_quantiles`` (off in the release): later patches' quantiles widened by the
+  uncertainty of the patches before them (:func:`spread_bounds`).
 
 None of them changes a weight; ``forecast(check=False)`` skips them all. The model provides
 ``forward``, ``fine_len`` and its options (``patch_len``, ``prior``, ``max_context``, ``eps``,
@@ -28,6 +30,20 @@ from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the o
 from wfm.models.evidence import exceeds_noise, looks_white
 from wfm.models.groups import pool_rows
 from wfm.models.series_priors import normalise_stats
+
+
+def spread_bounds(point: Tensor, quant: Tensor, low_path: Tensor, high_path: Tensor,
+                  levels: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+    """How far the outer quantiles of one rollout step must move out (``[B, P]`` each, >= 0) to
+    carry the uncertainty of the steps before: ``point`` and ``quant`` ``[B, P, Q]`` are the
+    network's forecast on the point path, ``low_path`` / ``high_path`` its point forecast on the
+    paths that appended the earlier steps' widened lower / upper bounds. The distance from the
+    point to each bound becomes ``sqrt(own ** 2 + shift ** 2)``, ``shift`` how far the forecast on
+    that bound's path moved towards it (errors of the past and of this step assumed independent)."""
+    lo, hi = levels.index(min(levels)), levels.index(max(levels))
+    own_lo, own_hi = (point - quant[..., lo]).clamp_min(0.0), (quant[..., hi] - point).clamp_min(0.0)
+    shift_lo, shift_hi = (point - low_path).clamp_min(0.0), (high_path - point).clamp_min(0.0)
+    return ((own_lo ** 2 + shift_lo ** 2).sqrt() - own_lo, (own_hi ** 2 + shift_hi ** 2).sqrt() - own_hi)
 
 
 class ForecastMixin:
@@ -98,11 +114,11 @@ class ForecastMixin:
         lam = boxcox.guerrero_lambda(context, group) if check and self.box_cox else None
         if lam is not None and bool((lam < 1).any()):
             point, quant, switched = self._checked_forecast(boxcox.box_cox(context, lam), interval, horizon,
-                                                            group, check)
+                                                            group, check, quantiles)
             point = boxcox.inv_box_cox(point, lam)
             quant = None if quant is None else boxcox.inv_box_cox(quant, lam)
         else:
-            point, quant, switched = self._checked_forecast(context, interval, horizon, group, check)
+            point, quant, switched = self._checked_forecast(context, interval, horizon, group, check, quantiles)
         if (check and not switched and self.white_limit is not None
                 and len(self.check_cuts(context.shape[1], horizon)) < 2):
             white = looks_white(context, self.white_limit, group)
@@ -115,7 +131,7 @@ class ForecastMixin:
         return (quant if quantiles else point).to(device)
 
     def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
-                          check: bool) -> tuple[Tensor, Tensor | None, bool]:
+                          check: bool, quantiles: bool = False) -> tuple[Tensor, Tensor | None, bool]:
         """The network's forecast ``(point [B, H], quantiles [B, H, Q] | None, switched)``, its
         classical combination's where ``check_origins`` shows the network losing (with ``check``;
         ``switched``: some row was). With ``coarse_blend`` (and ``check``), the mean of the two
@@ -127,7 +143,8 @@ class ForecastMixin:
         switched = any(k is not None and not bool(k.all()) for k in keeps)
         points, quants = [], []
         for coarse, keep in zip(readings, keeps):
-            runs = self._rollout(context, interval, horizon, group, fallback=switched, coarse=coarse)
+            runs = self._rollout(context, interval, horizon, group, fallback=switched, coarse=coarse,
+                                 spread=check and quantiles and self.propagate_quantiles)
             (point, quant) = runs[0]
             if keep is not None and switched:
                 (c_point, c_quant) = runs[1]
@@ -142,7 +159,8 @@ class ForecastMixin:
                 switched)
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
-                 fallback: bool = False, coarse: bool = True, reuse: bool = True) -> list[tuple[Tensor, Tensor | None]]:
+                 fallback: bool = False, coarse: bool = True, reuse: bool = True,
+                 spread: bool = False) -> list[tuple[Tensor, Tensor | None]]:
         """``forecast``'s autoregressive rollout of checked inputs: ``[(point [B, H], quantiles [B, H, Q] | None)]``
         in the original scale, the network's; with ``fallback`` (``guard=True``) also the guard's
         classical combination's, rolled out on its own forecasts. The first step serves both (one
@@ -153,7 +171,15 @@ class ForecastMixin:
         origins at every value and no window they are the same at every step, and an appended
         patch's are the last given patch's (to the bit): later steps reuse the first step's
         (``forward(backtest=)``; at 720 values of context and 30 ahead, a third of the time).
-        ``reuse=False`` recomputes them (the tests compare the two)."""
+        ``reuse=False`` recomputes them (the tests compare the two).
+
+        ``spread`` (``propagate_quantiles``, with a quantile head): each patch's quantiles are
+        conditioned on the point forecast of the patches before it, so they leave out how unsure
+        those were. Two more sequences follow the outer quantiles instead (each appends its
+        bound), and a patch's outer quantiles move out by how far the network's forecast on them
+        departs from the point forecast, added in quadrature (:func:`spread_bounds`). A random walk
+        then widens as the square root of the patches ahead; noise around a level, whose forecast
+        ignores a low or high past, does not widen."""
         p = self.patch_len
         legacy = self.prior == "trend"
         if legacy:
@@ -166,11 +192,14 @@ class ForecastMixin:
         given = torch.full((b,), values.shape[1], dtype=torch.long, device=values.device)  # appended values are not evidence
         k = self.horizon_patches
         steps = -(-horizon // (k * p))
-        seqs = [values, values] if fallback else [values]
+        spread = spread and len(self.quantile_levels) >= 2
+        seqs = [values] * ((2 if fallback else 1) + (2 if spread else 0))
+        extra: list[tuple[Tensor, Tensor]] = []  # each step's outward moves of the outer quantiles, normalised
         reuse = reuse and not legacy and self.guard and self.backtest_origins == "value" and not self.backtest_window
         first: Tensor | None = None  # the first step's backtest errors [B, N, E, H]
-        points: list[list[Tensor]] = [[] for _ in seqs]
-        quants: list[list[Tensor]] = [[] for _ in seqs]
+        kept = 2 if fallback else 1  # the sequences whose forecasts are returned
+        points: list[list[Tensor]] = [[] for _ in range(kept)]
+        quants: list[list[Tensor]] = [[] for _ in range(kept)]
         for step in range(steps):
             # Keep the window within max_context (rounded up to whole patches); stats stay those
             # of the original context so all steps share one scale.
@@ -182,7 +211,7 @@ class ForecastMixin:
             def rep(t: Tensor) -> Tensor:
                 return t.repeat(n, *([1] * (t.dim() - 1)))
             grp = None if legacy or group is None else (
-                group if n == 1 else torch.cat([group, group + int(group.max()) + 1]))
+                group if n == 1 else torch.cat([group + i * (int(group.max()) + 1) for i in range(n)]))
             backtest = None
             if first is not None:
                 more = seqs[0].shape[1] // p - first.shape[1]
@@ -192,14 +221,31 @@ class ForecastMixin:
                        coarse=coarse, backtest=backtest)
             if reuse and first is None:
                 first = out.backtest
-            for i, ahead in enumerate([out.ahead, out.fallback][:len(seqs)]):
+            nexts = []
+            for i in range(len(seqs)):
+                ahead = out.fallback if fallback and i == 1 else out.ahead
                 last = ahead[:, -1][i * b:(i + 1) * b] if n > 1 else ahead[:, -1]  # [B, K, P, 1 + Q]: next K patches
-                nxt = last[..., 0].reshape(b, k * p)
-                points[i].append(nxt)
-                if self.quantile_levels:
-                    quants[i].append(last[..., 1:].reshape(b, k * p, -1))
-                seqs[i] = torch.cat([seqs[i], nxt * scale + loc], dim=1)
+                nexts.append(last[..., 0].reshape(b, k * p))
+                if i < kept:
+                    points[i].append(nexts[i])
+                    if self.quantile_levels:
+                        quants[i].append(last[..., 1:].reshape(b, k * p, -1))
+            if spread:
+                q, lv = quants[0][-1], self.quantile_levels
+                lo, hi = spread_bounds(nexts[0], q, nexts[kept], nexts[kept + 1], lv)
+                extra.append((lo, hi))
+                # the widened bounds carry on
+                nexts[kept] = q[..., lv.index(min(lv))] - lo
+                nexts[kept + 1] = q[..., lv.index(max(lv))] + hi
+            for i in range(len(seqs)):
+                seqs[i] = torch.cat([seqs[i], nexts[i] * scale + loc], dim=1)
             observed = F.pad(observed, (0, k * p), value=True)
+        if spread:  # outer quantiles moved out by the propagated extra, inner ones in proportion
+            lv = torch.tensor(self.quantile_levels, device=values.device)
+            down = ((0.5 - lv) / (0.5 - lv.min())).clamp_min(0.0)
+            up = ((lv - 0.5) / (lv.max() - 0.5)).clamp_min(0.0)
+            grow = torch.cat([h[..., None] * up - l[..., None] * down for l, h in extra], dim=1)  # [B, steps * K * P, Q]
+            quants = [[torch.cat(qt, dim=1) + grow] for qt in quants]
         return [(torch.cat(pt, dim=1)[:, :horizon] * scale + loc,
                  torch.cat(qt, dim=1)[:, :horizon] * scale[..., None] + loc[..., None] if qt else None)
                 for pt, qt in zip(points, quants)]
