@@ -577,3 +577,39 @@ def test_coarse_blend_script_scores_the_readings_as_forecast_applies_them(tmp_pa
             ratio = float(script.window_nmse(m.forecast(ctx, 600.0, 12), tgt).mean()) / best
         assert cell["ratio"][key] == pytest.approx(ratio, rel=1e-5)
     assert cell["ratio"]["without"] != cell["ratio"]["coarse"]  # 96 values: 64 of them as coarse tokens
+
+
+def test_quantile_spread_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
+    """pretrain/quantile_spread.py: its "off" and "on" rows are the model's own quantile forecasts
+    without and with ``propagate_quantiles`` (coverage over all values, the first and the last
+    patch, and the weighted quantile loss against a reference written out), and the model's
+    option is restored."""
+    from wfm.data.shards import ShardedDataset
+    from wfm.models.registry import create_model
+
+    script = _load_script("quantile_spread", monkeypatch)
+    kw = dict(prior="mix", guard=True, check_origins=4, box_cox=True, quantiles=(0.1, 0.5, 0.9))
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.3)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "ho"), "--traj",
+                       "--traffic", "traffic-10min:96:20:600", "--series", "2", "--per-series", "2",
+                       "--data", str(tmp_path / "none"), "--out", str(tmp_path / "q.json")])
+    assert json.loads((tmp_path / "q.json").read_text())["summary"] == out["summary"]
+    cell, = out["cells"]
+    x = ShardedDataset(tmp_path / "ho" / "traffic-10min").read_range(0, 2, ["traffic"])["traffic"]
+    ctx, tgt = script.study.series_windows(x.reshape(2, -1), 96, 20, 2)
+    assert cell["windows"] == len(ctx) == 4
+    for flag, key in ((False, "off"), (True, "on")):
+        m = create_model("causal_tiny", propagate_quantiles=flag, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            q = m.forecast(ctx, 600.0, 20, quantiles=True)
+        inside = ((tgt >= q[..., 0]) & (tgt <= q[..., 2])).float()
+        assert cell[key]["inside"] == pytest.approx(float(inside.mean()))
+        assert cell[key]["last"] == pytest.approx(float(inside[:, -8:].mean()))
+        pin = sum(torch.maximum(lv * (tgt - q[..., i]), (lv - 1) * (tgt - q[..., i])) for i, lv in enumerate((0.1, 0.5, 0.9)))
+        assert cell[key]["loss"] == pytest.approx(float((2 * pin.sum(1) / tgt.abs().sum(1)).mean()), rel=1e-5)
+    assert cell["on"]["first"] == cell["off"]["first"]  # the first patch has nothing before it
