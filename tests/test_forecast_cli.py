@@ -1,0 +1,110 @@
+"""``wfm forecast``: a user's CSV in, forecasts with quantiles, a check against classical baselines
+on the series' own last values, and a folder that is written whole or not at all."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+import torch
+
+from wfm.cli import main
+from wfm.models.registry import create_model
+
+
+def _csv(path, columns: dict[str, list], start=datetime(2024, 3, 4), step_s: float = 120.0) -> None:
+    n = len(next(iter(columns.values())))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time", *columns])
+        for i in range(n):
+            w.writerow([(start + timedelta(seconds=i * step_s)).isoformat(), *(c[i] for c in columns.values())])
+
+
+@pytest.fixture
+def causal(tmp_path):
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", prior="mix", guard=True, check_origins=4, quantiles=(0.1, 0.5, 0.9))
+    with torch.no_grad():
+        torch.nn.init.normal_(m.head.weight, std=0.1)
+    m.save_pretrained(str(tmp_path / "causal"))
+    return tmp_path / "causal"
+
+
+def run(argv, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+        raise SystemExit(0)
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+def test_forecast_writes_each_columns_forecast_and_checks_it_against_the_baselines(tmp_path, causal, capsys):
+    from wfm.hub import from_pretrained
+    from wfm.models.baselines import ContextMean, Persistence
+
+    rng = np.random.default_rng(0)
+    a = list(100 + np.cumsum(rng.normal(size=200)))
+    b = list(5 + rng.normal(size=200))
+    _csv(tmp_path / "s.csv", {"a": a, "b": b})
+    out = tmp_path / "fc"
+    code, err = run([ "forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
+                      "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out / "forecast.csv")))
+    assert [r["column"] for r in rows] == ["a"] * 10 + ["b"] * 10
+    assert rows[0]["time"] == (datetime(2024, 3, 4) + timedelta(seconds=200 * 120)).isoformat() + "+00:00"
+    assert set(rows[0]) == {"column", "step", "time", "forecast", "q0.1", "q0.5", "q0.9"}
+    assert (out / "forecast.png").stat().st_size > 1000
+    res = json.loads((out / "forecast.json").read_text())
+    model = from_pretrained(str(causal)).eval()
+    x = torch.tensor(a, dtype=torch.float32)[None]
+    want = model.forecast(x, 120.0, 10)[0]
+    assert [float(r["forecast"]) for r in rows[:10]] == pytest.approx(want.tolist(), rel=1e-6)
+    # the check: the last 10 values of each column from the 190 before, NMSE = sum err^2 / sum true^2
+    check = res["check"][0]
+    past, truth = x[:, :-10], x[0, -10:].double()
+    for name, f in (("persistence", Persistence().forecast(past, torch.tensor([120.0]), 10)[0]),
+                    ("mean", ContextMean().forecast(past, torch.tensor([120.0]), 10)[0]),
+                    ("model", model.forecast(past, 120.0, 10)[0])):
+        assert check[name] == pytest.approx(float(((f.double() - truth) ** 2).sum() / (truth ** 2).sum()), rel=1e-5)
+    assert check["model / best classical"] == pytest.approx(
+        check["model"] / min(check["persistence"], check["mean"], check["seasonal"]))
+    # --context: only the last values are read
+    code, _ = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
+                   "--columns", "b", "--context", "50", "--out", str(out)], capsys)
+    res = json.loads((out / "forecast.json").read_text())
+    assert code == 0 and [c["column"] for c in res["check"]] == ["b"] and res["check"][0]["context"] == 50
+    assert not (out / "forecast.csv").read_text().count("\na,")  # the folder was replaced as a whole
+
+
+def test_forecast_reads_the_last_gap_free_run_and_refuses_what_it_cannot_use(tmp_path, causal, capsys):
+    vals = [float(v) for v in np.linspace(1, 2, 100)]
+    vals[60] = ""  # a gap: without --fill, the 39 values after it are the series
+    _csv(tmp_path / "g.csv", {"v": vals})
+    out = tmp_path / "fc"
+    code, err = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
+                     "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert json.loads((out / "forecast.json").read_text())["check"][0]["context"] == 39
+    code, _ = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
+                   "--fill", "linear", "--max-gap", "1", "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 0 and json.loads((out / "forecast.json").read_text())["check"][0]["context"] == 100
+    # a model that is not a series model: one line naming the folder; nothing written
+    mae = create_model("mae_tiny")
+    mae.save_pretrained(str(tmp_path / "mae"))
+    code, err = run(["forecast", str(tmp_path / "mae"), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
+                     "--time-column", "time", "--out", str(tmp_path / "none")], capsys)
+    assert code == 2 and "causal" in err and str(tmp_path / "mae") in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "none").exists()
+    # a last run of one value: refused, and the earlier output is left as it was
+    before = (out / "forecast.json").read_text()
+    _csv(tmp_path / "one.csv", {"v": [1.0, 2.0, "", 3.0]})
+    code, err = run(["forecast", str(causal), str(tmp_path / "one.csv"), "--interval", "120", "--horizon", "5",
+                     "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 2 and "at least 2" in err and (out / "forecast.json").read_text() == before
+    code, err = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
+                     "--columns", "nope", "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 2 and "nope" in err

@@ -1,0 +1,170 @@
+"""``wfm forecast``: forecast the next values of a user's own series (CSV columns) with a causal model.
+
+    wfm forecast checkpoints/causal-tiny-catalog-cpu station.csv --interval 120 --horizon 30 \
+        --time-column time --out forecast-station
+
+For every value column of the CSV (``--columns`` picks some), the model reads the whole series
+(``--context N``: only the last ``N`` values) and forecasts ``--horizon`` values ahead, with the
+inference options its ``config.json`` records. Before that it is checked where the answer is
+known: the last ``--horizon`` values are forecast from the values before them, by the model and
+by the classical baselines (persistence, context mean, seasonal naive with the period from the
+interval), and each gets its NMSE there (``sum err^2 / sum true^2``). One window is one window:
+the check says whether the model is in the right range on this series, not which is better.
+
+Writes, into ``--out`` as a whole (a folder that is complete or absent, never half-written):
+``forecast.csv`` (column, step, time, point forecast and quantiles), ``forecast.json`` (the
+same, the check and what was read) and ``forecast.png`` (the end of each series, the forecast
+and its 0.1..0.9 band).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from wfm.console import console, print_table, progress_bar
+from wfm.safety import InputError, non_negative_int, positive_float, positive_int
+
+BASELINES = ("persistence", "mean", "seasonal")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("forecast", help="forecast the next values of each column of a CSV with a causal model "
+                                        "(checked against classical baselines on the series' last values)")
+    p.add_argument("model", help="exported causal model folder, e.g. checkpoints/causal-tiny-catalog-cpu")
+    p.add_argument("csv", help="CSV with a header row; every value column is one series")
+    p.add_argument("--interval", type=positive_float, required=True, help="seconds between values, e.g. 120")
+    p.add_argument("--horizon", type=positive_int, required=True, help="values to forecast")
+    p.add_argument("--columns", nargs="*", default=None, help="value columns (default: all but --time-column)")
+    p.add_argument("--time-column", default=None, help="timestamps (s or ISO 8601), checked against --interval")
+    p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
+    p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
+                   help="fill runs of missing values up to --max-gap long (default: a gap is an error)")
+    p.add_argument("--max-gap", type=non_negative_int, default=0, help="longest run of missing values --fill fills")
+    p.add_argument("--out", default="wfm-forecast", help="output folder (replaced as a whole; default wfm-forecast)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=cmd_forecast)
+
+
+def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]]:
+    """``(names, values [L] each, start time s)``: each column's last gap-free run."""
+    from wfm.data.loaders.generic import load_csv_series
+    from wfm.data.loaders.timegrid import GapPolicy
+
+    # split=True keeps every run, so a gap the policy does not fill only cuts off the older part
+    d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
+                        GapPolicy(args.fill, args.max_gap, split=True))
+    names, values, starts = [], [], []
+    for j, name in enumerate(d["names"]):
+        runs = [i for i, c in enumerate(d["column"]) if c == j]
+        if not runs:
+            raise InputError(f"{args.csv}: column {name!r} holds no values")
+        last = runs[-1]
+        names.append(name)
+        values.append(d["values"][last])
+        starts.append(float(d["start_time"][last]))
+    return names, values, starts
+
+
+def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from wfm.hub import from_pretrained
+    from wfm.models.baselines import ContextMean, Persistence, SeasonalNaive, seasonal_period
+
+    torch.set_num_threads(args.threads)
+    model = from_pretrained(args.model).eval()
+    if getattr(model, "model_kind", None) != "causal":
+        raise InputError(f"{args.model}: wfm forecast needs a causal (series) model; this one is "
+                         f"{getattr(model, 'model_kind', type(model).__name__)!r} (CSI models: wfm evaluate)")
+    names, values, starts = _series(args)
+    h, levels = args.horizon, list(model.quantile_levels)
+    rows, checks, out_rows = [], [], []
+    with progress_bar("forecast", len(names)) as advance:
+        for name, v, t0 in zip(names, values, starts):
+            x = torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
+            if args.context:
+                x = x[-args.context:]
+            if x.numel() < 2:
+                raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run; "
+                                 "a forecast needs at least 2")
+            if model.quantile_levels:
+                q = model.forecast(x[None], args.interval, h, quantiles=True)[0]
+                point = model.forecast(x[None], args.interval, h)[0]
+            else:
+                q, point = None, model.forecast(x[None], args.interval, h)[0]
+            check: dict[str, Any] = {"column": name, "context": int(x.numel())}
+            if x.numel() > h + 1:  # the check: the last h values from the ones before
+                past, truth = x[None, :-h], x[-h:].double()
+                power = float((truth ** 2).sum())
+                fcs = {"model": model.forecast(past, args.interval, h)[0]}
+                itv = torch.tensor([args.interval])
+                period = seasonal_period(args.interval, past.shape[1])
+                for b in (Persistence(), ContextMean(), SeasonalNaive(period)):
+                    fcs[b.name] = b.forecast(past, itv, h)[0]
+                for k, f in fcs.items():
+                    check[k] = float(((f.double() - truth) ** 2).sum()) / power if power > 0 else float("nan")
+                best = min(check[b] for b in BASELINES)
+                check["model / best classical"] = check["model"] / best if best > 0 else float("nan")
+            checks.append(check)
+            n_total = len(v)
+            for i in range(h):
+                t = t0 + (n_total + i) * args.interval
+                row = {"column": name, "step": i + 1,
+                       "time": datetime.fromtimestamp(t, tz=timezone.utc).isoformat() if args.time_column else t,
+                       "forecast": float(point[i])}
+                if q is not None:
+                    row.update({f"q{lv:g}": float(q[i, j]) for j, lv in enumerate(levels)})
+                out_rows.append(row)
+            rows.append((name, x.numpy(), point.numpy(), None if q is None else q.numpy()))
+            advance(1)
+    result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
+              "quantile_levels": levels, "check": checks, "forecast": out_rows}
+    _write(Path(args.out), result, rows, levels)
+    print_table(checks, title=f"check: the last {h} values of each column forecast from the ones before (NMSE)")
+    console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")
+    return result
+
+
+def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[float]) -> None:
+    """The three files into a fresh folder beside ``out``, swapped into place when all are written."""
+    from wfm.console import write_json
+    from wfm.io import swap_folder_into_place
+    from wfm.tasks.plots import pyplot, save
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with open(tmp / "forecast.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(result["forecast"][0]))
+            w.writeheader()
+            w.writerows(result["forecast"])
+        write_json(tmp / "forecast.json", result)
+        plt = pyplot()
+        fig, axes = plt.subplots(len(rows), 1, figsize=(8, 2.6 * len(rows)), squeeze=False)
+        h = result["horizon"]
+        for ax, (name, x, point, q) in zip(axes[:, 0], rows):
+            shown = x[-4 * h:]
+            t = range(-len(shown) + 1, 1)
+            ax.plot(t, shown, color="0.3", lw=1, label="series")
+            ahead = range(1, h + 1)
+            ax.plot(ahead, point, color="C0", lw=1.5, label="forecast")
+            if q is not None and len(levels) >= 2:
+                lo, hi = levels.index(min(levels)), levels.index(max(levels))
+                ax.fill_between(ahead, q[:, lo], q[:, hi], color="C0", alpha=0.25,
+                                label=f"{min(levels):g}..{max(levels):g} quantiles")
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("steps from the last value")
+        axes[0, 0].legend(fontsize=8, loc="upper left")
+        fig.tight_layout()
+        save(fig, tmp / "forecast.png")
+        swap_folder_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
