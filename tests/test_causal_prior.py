@@ -488,6 +488,8 @@ def test_propagate_quantiles_widens_later_patches_by_the_uncertainty_before_them
         assert ordered.any() and (wide.diff(dim=-1) >= 0).all(dim=-1)[ordered].all()
         assert torch.equal(m.forecast(ctx, 1e-3, 24, quantiles=True, check=False),
                            plain.forecast(ctx, 1e-3, 24, quantiles=True, check=False))
+        point, both = m.forecast_with_quantiles(ctx, 1e-3, 24)  # one run, what the two calls return
+        assert torch.equal(point, m.forecast(ctx, 1e-3, 24)) and torch.equal(both, wide)
     m.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).propagate_quantiles
     with pytest.raises(ValueError, match="propagate_quantiles"):

@@ -63,6 +63,9 @@ def test_forecast_writes_each_columns_forecast_and_checks_it_against_the_baselin
     x = torch.tensor(a, dtype=torch.float32)[None]
     want = model.forecast(x, 120.0, 10)[0]
     assert [float(r["forecast"]) for r in rows[:10]] == pytest.approx(want.tolist(), rel=1e-6)
+    q = model.forecast(x, 120.0, 10, quantiles=True)[0]
+    got = [float(r[f"q{lv}"]) for r in rows[:10] for lv in (0.1, 0.5, 0.9)]
+    assert got == pytest.approx(q.flatten().tolist(), rel=1e-6)
     # the check: the last 10 values of each column from the 190 before, NMSE = sum err^2 / sum true^2
     check = res["check"][0]
     past, truth = x[:, :-10], x[0, -10:].double()

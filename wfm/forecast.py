@@ -95,8 +95,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
                 raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run; "
                                  "a forecast needs at least 2")
             if model.quantile_levels:
-                q = model.forecast(x[None], args.interval, h, quantiles=True)[0]
-                point = model.forecast(x[None], args.interval, h)[0]
+                point, q = (t[0] for t in model.forecast_with_quantiles(x[None], args.interval, h))
             else:
                 q, point = None, model.forecast(x[None], args.interval, h)[0]
             check: dict[str, Any] = {"column": name, "context": int(x.numel())}

@@ -103,8 +103,20 @@ class ForecastMixin:
         ``check=False`` skips all four for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
-        (needs a quantile head).
+        (needs a quantile head); :meth:`forecast_with_quantiles` returns both from one run.
         """
+        point, quant = self._forecast(context, interval, horizon, quantiles, group, check)
+        return quant if quantiles else point
+
+    @torch.no_grad()
+    def forecast_with_quantiles(self, context: Tensor, interval: Tensor | float, horizon: int,
+                                group: Tensor | None = None, check: bool = True) -> tuple[Tensor, Tensor]:
+        """``(point [B, horizon], quantiles [B, horizon, Q])``: what ``forecast`` and
+        ``forecast(quantiles=True)`` return, from one run instead of two."""
+        return self._forecast(context, interval, horizon, True, group, check)
+
+    def _forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
+                  group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
         device = context.device
         context, interval = self._check(context, interval, horizon)
         dev = self.head.weight.device  # inputs follow the model; the result goes back to the caller's device
@@ -128,7 +140,7 @@ class ForecastMixin:
                 shifted = torch.where(white[:, None], mean, point)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
-        return (quant if quantiles else point).to(device)
+        return point.to(device), None if quant is None else quant.to(device)
 
     def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
                           check: bool, quantiles: bool = False) -> tuple[Tensor, Tensor | None, bool]:
