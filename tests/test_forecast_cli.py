@@ -111,3 +111,6 @@ def test_forecast_reads_the_last_gap_free_run_and_refuses_what_it_cannot_use(tmp
     code, err = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
                      "--columns", "nope", "--time-column", "time", "--out", str(out)], capsys)
     assert code == 2 and "nope" in err
+    code, err = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
+                     "--out", str(out)], capsys)  # the time column read as values
+    assert code == 2 and "'time'" in err and "--time-column" in err and len(err.strip().splitlines()) == 1

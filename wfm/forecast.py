@@ -56,9 +56,16 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
     from wfm.data.loaders.generic import load_csv_series
     from wfm.data.loaders.timegrid import GapPolicy
 
+    from wfm.data.errors import DataError
+
     # split=True keeps every run, so a gap the policy does not fill only cuts off the older part
-    d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
-                        GapPolicy(args.fill, args.max_gap, split=True))
+    try:
+        d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
+                            GapPolicy(args.fill, args.max_gap, split=True))
+    except DataError as e:
+        if args.time_column is None and "is not a number" in str(e):
+            raise DataError(f"{e}; if that column holds timestamps, pass --time-column NAME") from None
+        raise
     names, values, starts = [], [], []
     for j, name in enumerate(d["names"]):
         runs = [i for i, c in enumerate(d["column"]) if c == j]
