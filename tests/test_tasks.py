@@ -151,6 +151,31 @@ def test_quantile_coverage_is_the_level_for_calibrated_quantiles_and_detects_bia
         quantile_coverage(Persistence(), _noise_windows(4, 2))
 
 
+def test_one_run_gives_the_point_forecasts_and_the_quantiles_of_two():
+    """``collect_forecasts(quantiles_into=[])`` with a model that has ``forecast_with_quantiles``
+    (the causal forecaster): the same points and quantiles as two passes, the forecaster run once."""
+    from wfm.models.registry import create_model
+    from wfm.tasks.forecasting import collect_forecasts, coverage, quantile_coverage
+
+    torch.manual_seed(0)
+    m = create_model("causal_tiny", prior="mix", guard=True, check_origins=4, quantiles=(0.1, 0.5, 0.9)).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(m.head.weight, std=0.1)
+    g = torch.Generator().manual_seed(1)
+    windows = [{"context": torch.randn(48, generator=g).cumsum(0), "target": torch.randn(12, generator=g),
+                "interval": 60.0} for _ in range(10)]
+    calls = []
+    both = m.forecast_with_quantiles
+    m.forecast_with_quantiles = lambda *a, **k: calls.append(1) or both(*a, **k)
+    got = []
+    pred, target, _ = collect_forecasts(m, windows, batch_size=4, quantiles_into=got)
+    assert len(calls) == 3  # one run per batch of 4
+    assert torch.equal(pred, collect_forecasts(m, windows, batch_size=4)[0])
+    q = torch.cat(got)
+    assert torch.equal(q, collect_forecasts(m, windows, batch_size=4, quantiles=3)[0])
+    assert coverage(q, target, m.quantile_levels) == quantile_coverage(m, windows, batch_size=4)
+
+
 def test_task_modules_are_named_apart_from_the_packages():
     """``wfm.tasks`` modules say what they hold: none shares its name with a ``wfm`` package
     (``wfm/tasks/models.py`` sat beside ``wfm/models/``, ``wfm/tasks/data.py`` beside

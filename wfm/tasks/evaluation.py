@@ -58,7 +58,7 @@ from wfm.tasks.channel_prediction import (AXIS_DIM, axis_interval, forecast_hidd
                                           score_prediction, train_csi_forecaster)
 from wfm.tasks.csi_data import LABEL_FIELDS, csi_labels, load_csi, train_subset
 from wfm.tasks.finetune_module import run_finetune
-from wfm.tasks.forecasting import collect_forecasts, pools_channels, quantile_coverage, score_forecasts
+from wfm.tasks.forecasting import collect_forecasts, coverage, pools_channels, quantile_coverage, score_forecasts
 from wfm.tasks.future_beam import BeamMAE, BeamRNN, PositionKNN, persistence_scores, plan_beam
 from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
 from wfm.tasks.progress import Reporter, as_reporter
@@ -609,13 +609,15 @@ def _series(run: _Run) -> None:
         run.result["classical"][name] = classical
 
         def score(spec: str, f: Any, info: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor, list[float]]:
-            pred, target, ctx = collect_forecasts(f, w)
+            levels = tuple(getattr(f, "quantile_levels", ()))
+            both: list | None = [] if len(levels) >= 2 and hasattr(f, "forecast_with_quantiles") else None
+            pred, target, ctx = collect_forecasts(f, w, quantiles_into=both)  # one run gives both, where it can
             r = score_forecasts(pred, target, ctx, horizons)
             one = {**info, "nmse_db": r["nmse_db"], "window_nmse": r["window_nmse"],
                    "window_nmse_db": r["window_nmse_db"], "mae": r["mae"], "smape": r["smape"],
                    "windows": r["windows"], "context": context, "horizon": horizon}
-            if len(getattr(f, "quantile_levels", ())) >= 2:
-                cov = quantile_coverage(f, w)
+            if len(levels) >= 2:
+                cov = coverage(torch.cat(both), target, levels) if both else quantile_coverage(f, w)
                 one.update(interval_coverage=cov["interval"], interval_nominal=cov["interval_nominal"],
                            quantile_below=cov["below"])
             return one, window_nmse(pred, target), r["per_step"]["nmse_db"]
