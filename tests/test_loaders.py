@@ -136,6 +136,9 @@ def test_generic_csv_with_time_column_and_declared_interval(tmp_path):
     p.write_text("t,a\n2013-11-01T00:00:00,1\n2013-11-01T00:10:00,2\n2013-11-01T00:05:00,3\n")
     with pytest.raises(DataError, match=r"rssi.csv: line 4: timestamp .* goes back in time"):
         import_series(p, tmp_path / "ds3", interval=600, time_column="t")
+    # the time column read as values (no time_column): the error says which option reads it
+    with pytest.raises(DataError, match=r"column 't' value '2013-11-01T00:00:00' is not a number; .*--time-column t"):
+        import_series(p, tmp_path / "ds4", interval=600)
 
 
 def test_generic_npy_real_complex_and_nan_runs(tmp_path):

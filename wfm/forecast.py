@@ -30,8 +30,6 @@ from typing import Any
 from wfm.console import console, print_table, progress_bar
 from wfm.safety import InputError, non_negative_int, positive_float, positive_int
 
-BASELINES = ("persistence", "mean", "seasonal")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("forecast", help="forecast the next values of each column of a CSV with a causal model "
@@ -56,16 +54,9 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
     from wfm.data.loaders.generic import load_csv_series
     from wfm.data.loaders.timegrid import GapPolicy
 
-    from wfm.data.errors import DataError
-
     # split=True keeps every run, so a gap the policy does not fill only cuts off the older part
-    try:
-        d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
-                            GapPolicy(args.fill, args.max_gap, split=True))
-    except DataError as e:
-        if args.time_column is None and "is not a number" in str(e):
-            raise DataError(f"{e}; if that column holds timestamps, pass --time-column NAME") from None
-        raise
+    d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
+                        GapPolicy(args.fill, args.max_gap, split=True))
     names, values, starts = [], [], []
     for j, name in enumerate(d["names"]):
         runs = [i for i, c in enumerate(d["column"]) if c == j]
@@ -83,7 +74,8 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from wfm.hub import from_pretrained
-    from wfm.models.baselines import ContextMean, Persistence, SeasonalNaive, seasonal_period
+    from wfm.models.baselines import CLASSICAL, build_baseline, seasonal_period
+    from wfm.tasks.metrics import window_nmse
 
     torch.set_num_threads(args.threads)
     model = from_pretrained(args.model).eval()
@@ -107,16 +99,14 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
                 q, point = None, model.forecast(x[None], args.interval, h)[0]
             check: dict[str, Any] = {"column": name, "context": int(x.numel())}
             if x.numel() > h + 1:  # the check: the last h values from the ones before
-                past, truth = x[None, :-h], x[-h:].double()
-                power = float((truth ** 2).sum())
-                fcs = {"model": model.forecast(past, args.interval, h)[0]}
+                past, truth = x[None, :-h], x[None, -h:]
                 itv = torch.tensor([args.interval])
                 period = seasonal_period(args.interval, past.shape[1])
-                for b in (Persistence(), ContextMean(), SeasonalNaive(period)):
-                    fcs[b.name] = b.forecast(past, itv, h)[0]
-                for k, f in fcs.items():
-                    check[k] = float(((f.double() - truth) ** 2).sum()) / power if power > 0 else float("nan")
-                best = min(check[b] for b in BASELINES)
+                fcs = {"model": model.forecast(past, itv, h)}
+                fcs.update({name: build_baseline(name, **({"period": period} if name == "seasonal" else {}))
+                            .forecast(past, itv, h) for name in CLASSICAL})
+                check.update({k: float(window_nmse(f, truth)[0]) for k, f in fcs.items()})
+                best = min(check[b] for b in CLASSICAL)
                 check["model / best classical"] = check["model"] / best if best > 0 else float("nan")
             checks.append(check)
             n_total = len(v)

@@ -60,7 +60,13 @@ def load_csv_series(path: str | Path, interval: float, columns: Sequence[str] | 
         times = _parse_time(table.column(time_column), table.lines, src, time_column)
     out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names}
     for j, name in enumerate(names):
-        for t0, seg in regular_segments(table.numbers(name), table.lines, interval, src, policy, times):
+        try:
+            numbers = table.numbers(name)
+        except DataError as e:
+            if time_column is None:  # the usual cause: a time column read as values
+                raise DataError(f"{e}; if that column holds timestamps, pass --time-column {name}") from None
+            raise
+        for t0, seg in regular_segments(numbers, table.lines, interval, src, policy, times):
             out["values"].append(seg[:, 0].astype(np.float32))
             out["column"].append(j)
             out["start_time"].append(t0)
