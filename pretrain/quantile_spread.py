@@ -39,17 +39,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by t
 import box_cox as study  # noqa: E402  (held-out series and their windows)
 from wfm.data.series import dataset_interval  # noqa: E402
 from wfm.data.shards import ShardedDataset  # noqa: E402
+from wfm.tasks.forecasting import weighted_quantile_loss  # noqa: E402
 
 TRAFFIC = [c for c in study.TRAFFIC if len(c) == 4]  # the idle-night cells are about zeros, not spread
-
-
-def quantile_loss(quant: Tensor, target: Tensor, levels: tuple[float, ...]) -> float:
-    """Weighted quantile loss of ``quant`` ``[W, H, Q]`` on ``target`` ``[W, H]``: per window,
-    ``2 * sum`` of the pinball losses over ``sum |target|``, averaged over windows."""
-    lv = torch.tensor(levels, dtype=quant.dtype)
-    d = target[..., None] - quant
-    pinball = torch.maximum(lv * d, (lv - 1) * d).sum(dim=(1, 2))
-    return float((2 * pinball / target.abs().sum(dim=1).clamp_min(1e-12)).mean())
 
 
 @torch.no_grad()
@@ -64,7 +56,7 @@ def score(model, context: Tensor, target: Tensor, interval: float) -> dict[str, 
             q = model.forecast(context, interval, target.shape[1], quantiles=True)
             inside = ((target >= q[..., lo]) & (target <= q[..., hi])).float()
             out[name] = {"inside": float(inside.mean()), "first": float(inside[:, :p].mean()),
-                         "last": float(inside[:, -p:].mean()), "loss": quantile_loss(q, target, levels)}
+                         "last": float(inside[:, -p:].mean()), "loss": weighted_quantile_loss(q, target, levels)}
     finally:
         model.propagate_quantiles = kept
     return out

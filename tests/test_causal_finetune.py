@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ import torch
 from conftest import REPO, RECIPES
 from wfm.hub import CheckpointError, export_checkpoint, from_pretrained
 from wfm.nn.lora import DEFAULT_TARGETS
-from wfm.training.lit_causal import CausalPretrainModule
+from wfm.models.causal import CausalForecaster
+from wfm.training.lit_causal import CausalPretrainModule, set_trainable
 
 FIXTURE = REPO / "tests" / "fixtures" / "causal-tiny-export"
 
@@ -40,6 +42,74 @@ def test_each_mode_trains_what_it_should():
     ref = from_pretrained(FIXTURE).forecast(x, 0.1, 8)
     for m in (full, probe, lora):
         torch.testing.assert_close(m.model.forecast(x, 0.1, 8), ref)
+
+
+def test_quantiles_mode_trains_the_quantile_outputs_and_leaves_every_point_forecast_to_the_bit():
+    module = CausalPretrainModule(init_from=str(FIXTURE), mode="quantiles", lr=1e-2, warmup_steps=1,
+                                  max_steps=10, weight_decay=0.5)
+    assert trainable(module) == {"head.weight", "head.bias"}
+    model = module.model
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    values = torch.cumsum(torch.randn(8, 48, generator=g), dim=1)
+    observed = torch.ones_like(values, dtype=torch.bool)
+    interval, ctx = torch.full((8,), 0.1), torch.full((8,), 32)
+    x = values[:, :32]
+    ref_point, ref_quant = model.eval().forecast_with_quantiles(x, 0.1, 16)
+    module._trainer = SimpleNamespace(estimated_stepping_batches=10)  # what configure_optimizers reads
+    opt = module.configure_optimizers()["optimizer"]
+    module._trainer = None  # (training_step's self.log then only warns)
+    assert all(group["weight_decay"] == 0.0 for group in opt.param_groups if group["params"])
+    model.train()
+    for _ in range(5):
+        loss = module.training_step({"values": values, "observed": observed, "interval": interval,
+                                     "context_len": ctx}, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    state = model.state_dict()
+    rows = torch.zeros(model.head.out_features, dtype=torch.bool)
+    rows[::1 + len(model.quantile_levels)] = True
+    assert torch.equal(state["head.weight"][rows], start["head.weight"][rows])
+    assert torch.equal(state["head.bias"][rows], start["head.bias"][rows])
+    assert not torch.equal(state["head.weight"][~rows], start["head.weight"][~rows])  # the quantile rows trained
+    assert all(torch.equal(state[k], v) for k, v in start.items() if not k.startswith("head."))
+    point, quant = model.forecast_with_quantiles(x, 0.1, 16)
+    assert torch.equal(point, ref_point) and not torch.allclose(quant, ref_quant)
+    with pytest.raises(ValueError, match="quantile head"):
+        set_trainable(CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, quantiles=()), "quantiles")
+
+
+def test_rollout_quantile_loss_scores_the_quantiles_that_forecast_rolls_out():
+    """The calibration stage's loss is the pinball loss of ``forecast``'s own quantiles (the
+    rollout feeds point forecasts, not the truth, to the later patches), normalised by the context
+    and weighted per series as ``loss(scaled=True)``; a context off the patch grid is padded."""
+    from wfm.models.series_priors import normalise_stats
+
+    model = from_pretrained(FIXTURE).eval()
+    g = torch.Generator().manual_seed(1)
+    for context, horizon in ((32, 16), (29, 11)):
+        x = torch.cumsum(torch.randn(5, context + horizon, generator=g), dim=1) + 40.0
+        ctx, tgt = x[:, :context], x[:, context:]
+        with torch.no_grad():
+            _, q = model.forecast_with_quantiles(ctx, 0.1, horizon, check=False)
+            loc, scale = normalise_stats(ctx, torch.ones_like(ctx, dtype=torch.bool), model.eps)
+            d = ((tgt - loc) / scale)[..., None] - (q - loc[..., None]) / scale[..., None]
+            lv = torch.tensor(model.quantile_levels)
+            step = (((ctx - loc) / scale).diff(dim=1) ** 2).mean(dim=1).clamp_min(1e-3)
+            ref = torch.maximum(lv * d, (lv - 1) * d).mean(dim=-1) / step.sqrt()[:, None]
+            lens = torch.full((5,), context)
+            ones = torch.ones_like(x, dtype=torch.bool)
+            got = model.rollout_quantile_loss(x, ones, torch.full((5,), 0.1), lens)
+            rows = model.rollout_quantile_loss(x, ones, torch.full((5,), 0.1), lens, per_row=True)
+        torch.testing.assert_close(got, ref.mean(), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(rows, ref.mean(dim=1), rtol=1e-4, atol=1e-6)
+        if context % model.patch_len == 0:  # not what teacher forcing gives: its second patch sees the true first
+            out = model(x, torch.ones_like(x, dtype=torch.bool), torch.full((5,), 0.1), lens)
+            k = context // model.patch_len  # the token after the first forecast patch
+            second = out.quantiles[:, k] * out.scale[..., None] + out.loc[..., None]
+            assert not torch.allclose(second, q[:, model.patch_len:2 * model.patch_len], atol=1e-3)
 
 
 def test_init_from_must_be_a_causal_model():

@@ -180,6 +180,40 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
     assert "Box-Cox" not in by[("Milan cell 11", "traffic", "causal-tiny-export")]["note"]
 
 
+def test_a_quantile_models_rows_report_its_bands_coverage_and_quantile_loss(standin):
+    """The causal model's rows carry the share of targets inside its 0.1..0.9 band and the
+    weighted quantile loss (a window's channels one window), from the same run as its point
+    forecast; the verdict says how far the coverage ranges. A model without quantiles has neither."""
+    from wfm.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", quantiles=(0.1, 0.5, 0.9)).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.2)
+    cfg = R.RealBenchConfig()
+    for d in R.load_wifi(standin / "wifi-csi", cfg)[:1] + R.load_traffic(standin / "traffic", cfg)[:1]:
+        row, = R.model_rows(d, [("q", "causal", model)], cfg, {})
+        series = R._to_series(d.context)
+        per = len(series) // d.windows
+        with torch.no_grad():
+            point, q = model.forecast_with_quantiles(series, torch.full((len(series),), d.interval), d.target.shape[1],
+                                                     group=torch.arange(len(series)) // per)
+        tgt = R._to_series(d.target)
+        assert row["window_nmse"] == pytest.approx(R._score(R._from_series(point, d.target), d.target)["window_nmse"])
+        inside = ((tgt >= q[..., 0]) & (tgt <= q[..., 2])).float().mean()
+        assert row["interval_coverage"] == pytest.approx(float(inside)) and row["interval_nominal"] == pytest.approx(0.8)
+        lv = torch.tensor([0.1, 0.5, 0.9])
+        diff = tgt[..., None] - q
+        pin = torch.maximum(lv * diff, (lv - 1) * diff).reshape(d.windows, -1).sum(1)
+        ref = (2 * pin / tgt.abs().reshape(d.windows, -1).sum(1)).mean()
+        assert row["quantile_loss"] == pytest.approx(float(ref), rel=1e-5)
+    plain, = R.model_rows(d, [("p", "causal", create_model("causal_tiny", quantiles=()).eval())], cfg, {})
+    assert "interval_coverage" not in plain and "window_nmse" in plain
+    R._finalise([row], d)
+    lines = R.verdicts({"models": [{"path": "q"}], "rows": [{**row, "ratio_to_best": 1.0}]})
+    assert any("80% band holds" in line for line in lines)
+
+
 def test_mae_that_refuses_a_shape_is_a_row_not_a_crash(standin):
     class Refuses:
         def predict(self, csi, kind, ratio):

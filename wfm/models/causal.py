@@ -682,6 +682,65 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             loss = loss + (ratio * scored).sum() / scored.sum().clamp_min(1)
         return loss, out, target, weight * series_w
 
+    def rollout_quantile_loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor,
+                              scaled: bool = True, group: Tensor | None = None, per_row: bool = False) -> Tensor:
+        """Pinball loss of the quantiles as ``forecast`` makes them: each patch after the context
+        from the context and the network's point forecasts of the patches before it, not the true
+        values (what ``loss`` feeds, teacher-forced). Trained teacher-forced, the quantiles fit
+        one patch ahead of known values, and a rollout's later patches, conditioned on forecasts
+        that are themselves off, fall outside them (measured: a calibration stage on teacher-forced
+        pinball took a 16-value band from 74 % to 17 % of its targets).
+
+        ``values``/``observed`` ``[B, W]`` with ``context_len`` ``[B]`` as ``loss`` takes them;
+        a context that does not end on a patch boundary is left-padded to one. The point forecasts
+        are rolled out without gradient. Scored: observed targets after the context, normalised
+        by the context, clipped at ``TARGET_CLIP``, per series times the ``scaled`` weight of
+        ``loss``; windows with a constant context are left out, as there. ``per_row``: each row's
+        mean ``[B]`` (0 where nothing is scored) instead of the mean over all scored values."""
+        if not self.quantile_levels:
+            raise ValueError("this model has no quantile head (quantiles=())")
+        p, q = self.patch_len, torch.tensor(self.quantile_levels, device=values.device)
+        total, count = values.new_zeros(len(values)), values.new_zeros(len(values))
+        for c in context_len.unique().tolist():  # one rollout per context length
+            rows = (context_len == c).nonzero().flatten()
+            lead = (-int(c)) % p
+            v, o = F.pad(values[rows], (lead, 0)), F.pad(observed[rows], (lead, 0))
+            tail = (-v.shape[1]) % p
+            v, o = F.pad(v, (0, tail)), F.pad(o, (0, tail))
+            c2 = int(c) + lead
+            if c2 >= v.shape[1]:
+                continue
+            after = torch.arange(v.shape[1], device=v.device)[None] >= c2
+            inputs, given = v.clone(), o | after  # appended forecasts are inputs, as in a rollout
+            ctx_len = torch.full((len(rows),), c2, dtype=torch.long, device=v.device)
+            itv, grp = interval.to(v.device).expand(len(values))[rows], None if group is None else group[rows]
+            first, steps = c2 // p, v.shape[1] // p - c2 // p
+            with torch.no_grad():
+                for j in range(steps - 1):  # the last patch's forecast is never an input
+                    out = self(inputs, given, itv, ctx_len, group=grp)
+                    k0 = first - 1 - (v.shape[1] - out.point.shape[1] * p) // p  # tokens cover the last patches
+                    pred = out.point[:, k0 + j] * out.scale + out.loc
+                    inputs[:, c2 + j * p:c2 + (j + 1) * p] = pred.to(inputs.dtype)
+            out = self(inputs, given, itv, ctx_len, group=grp)
+            off = v.shape[1] - out.point.shape[1] * p  # values before the first token
+            tok = slice(first - 1 - off // p, first - 1 - off // p + steps)
+            quant = out.quantiles[:, tok].reshape(len(rows), -1, len(self.quantile_levels))  # [R, steps * P, Q]
+            tgt = ((v[:, c2:] - out.loc) / out.scale).clamp(-TARGET_CLIP, TARGET_CLIP)
+            floored = out.scale <= self.eps * out.loc.abs().clamp_min(1.0) * (1 + 1e-4)
+            w = (o[:, c2:] & ~floored).float()
+            if scaled:
+                ctx_obs = o & ~after
+                pair = (ctx_obs[:, 1:] & ctx_obs[:, :-1]).float()
+                z = (v - out.loc) / out.scale
+                naive = ((z[:, 1:] - z[:, :-1]) ** 2 * pair).sum(1) / pair.sum(1).clamp_min(1.0)
+                w = w * naive.clamp_min(1e-3).rsqrt()[:, None]
+            d = tgt[..., None] - quant
+            total = total.index_add(0, rows, (torch.maximum(q * d, (q - 1) * d).mean(dim=-1) * w).sum(dim=1))
+            count = count.index_add(0, rows, (w > 0).float().sum(dim=1))
+        if per_row:
+            return total / count.clamp_min(1.0)
+        return total.sum() / count.sum().clamp_min(1.0)
+
     # ------------------------------------------------------------------ inference
     def forward_features(self, context: Tensor, interval: Tensor | float) -> Tensor:
         """Per-token features of a context ``[B, L]`` (original scale): ``[B, N, dim]``.

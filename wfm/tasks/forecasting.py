@@ -63,7 +63,7 @@ def pools_channels(forecaster: Any) -> bool:
 
 @torch.no_grad()
 def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: int, per_group: int = 1,
-                    batch_size: int = 8192) -> Tensor:
+                    batch_size: int = 8192, quantiles_into: list | None = None) -> Tensor:
     """``forecaster.forecast`` of every row of ``series`` ``[B, L]``: ``[B, horizon]`` (float32, CPU).
 
     Consecutive runs of ``per_group`` rows are the channels of one window (the antennas and
@@ -71,6 +71,9 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
     ``group`` (the causal model) gets each row's window index, so the channels pool their
     evidence of which classical estimator fits (:func:`wfm.models.groups.pool_by_group`); any
     other forecaster sees independent rows. Batches hold whole windows.
+
+    With a list ``quantiles_into`` and a forecaster with ``forecast_with_quantiles``, the point
+    forecasts come from that (one run) and each batch's ``[b, horizon, Q]`` quantiles are appended.
     """
     if per_group < 1 or len(series) % per_group:
         raise ValueError(f"{len(series)} series are not whole windows of {per_group} channels")
@@ -81,7 +84,11 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
         ctx = series[a:a + step].float()
         itv = torch.full((len(ctx),), float(interval))
         kw = {"group": torch.arange(a, a + len(ctx)) // per_group} if grouped else {}
-        pred = forecaster.forecast(ctx, itv, horizon, **kw)
+        if quantiles_into is not None and hasattr(forecaster, "forecast_with_quantiles"):
+            pred, quant = forecaster.forecast_with_quantiles(ctx, itv, horizon, **kw)
+            quantiles_into.append(quant.detach().float().cpu())
+        else:
+            pred = forecaster.forecast(ctx, itv, horizon, **kw)
         out.append(torch.as_tensor(pred).detach().float().cpu().reshape(len(ctx), horizon))
     return torch.cat(out) if out else series.new_zeros(0, horizon)
 
@@ -149,6 +156,17 @@ def quantile_coverage(model: Any, windows: Any, batch_size: int = 1024) -> dict[
         raise ValueError(f"{type(model).__name__} has no quantile head with two or more levels")
     q, target, _ = collect_forecasts(model, windows, batch_size, quantiles=len(levels))
     return coverage(q, target, levels)
+
+
+def weighted_quantile_loss(q: Tensor, target: Tensor, levels: Sequence[float]) -> float:
+    """Weighted quantile loss of quantile forecasts ``q`` ``[N, H, Q]`` on ``target`` ``[N, H]``:
+    per window, twice the pinball loss summed over steps and levels, over ``sum |target|``; the
+    mean over windows. A proper score (lower is better) that rewards sharp bands as well as
+    covering ones; for a point forecast at every level it is the window's relative absolute error."""
+    lv = torch.tensor(tuple(levels), dtype=q.dtype, device=q.device)
+    d = target[..., None] - q
+    pinball = torch.maximum(lv * d, (lv - 1) * d).sum(dim=(1, 2))
+    return float((2 * pinball / target.abs().sum(dim=1).clamp_min(1e-12)).mean())
 
 
 def coverage(q: Tensor, target: Tensor, levels: Sequence[float]) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.data.loaders.phase import sanitize_phase
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.models.baselines import build_baseline, seasonal_period
-from wfm.tasks.forecasting import forecast_series, pools_channels
+from wfm.tasks.forecasting import coverage, forecast_series, pools_channels, weighted_quantile_loss
 from wfm.tasks.metrics import add_best_classical, window_nmse_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -298,15 +298,35 @@ def _from_series(series: Tensor, like: Tensor) -> Tensor:
     return series.reshape(N, *rest, H).movedim(-1, 1)
 
 
-def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192, pool: bool = True) -> Tensor:
+def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192, pool: bool = True,
+                     quantiles_into: list | None = None) -> Tensor:
     """``forecaster.forecast`` of every channel of every window as its own series: ``[N, H, *C]``.
 
     ``pool``: the channels of one window form a group (``wfm.tasks.forecasting.forecast_series``):
-    a forecaster that takes ``group`` pools their evidence; the classical baselines ignore it."""
+    a forecaster that takes ``group`` pools their evidence; the classical baselines ignore it.
+    ``quantiles_into``: a list that gets the quantiles ``[N * series per window, H, Q]`` of a
+    forecaster with ``forecast_with_quantiles`` (from the same run as the point forecast)."""
     series = _to_series(data.context)
     per = len(series) // max(1, data.context.shape[0]) if pool else 1
-    pred = forecast_series(forecaster, series, data.interval, data.target.shape[1], per_group=per, batch_size=batch)
+    parts: list[Tensor] | None = None if quantiles_into is None else []
+    pred = forecast_series(forecaster, series, data.interval, data.target.shape[1], per_group=per, batch_size=batch,
+                           quantiles_into=parts)
+    if parts:
+        quantiles_into.append(torch.cat(parts))
     return _from_series(pred, data.target)
+
+
+def quantile_scores(quant: Tensor, data: BenchData, levels: tuple[float, ...]) -> dict[str, float]:
+    """Calibration of quantile forecasts ``quant`` ``[S, H, Q]`` of every series of ``data`` (as
+    ``_to_series`` orders them): ``interval_coverage``, the share of targets inside the outermost
+    quantiles, its nominal share, and ``quantile_loss``, the weighted quantile loss with a window's
+    channels as one window (``wfm.tasks.forecasting.weighted_quantile_loss``)."""
+    target = _to_series(data.target)
+    n = data.windows
+    cov = coverage(quant, target, levels)
+    flat = quant.reshape(n, -1, quant.shape[-1]), target.reshape(n, -1)
+    return {"interval_coverage": cov["interval"], "interval_nominal": round(cov["interval_nominal"], 6),
+            "quantile_loss": weighted_quantile_loss(*flat, levels)}
 
 
 @torch.no_grad()
@@ -389,7 +409,11 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
                 if data.view != "csi complex":
                     row["note"] = "amplitude windows as its input (|H| as a real-valued CSI)"
             elif hasattr(model, "forecast"):
-                pred = forecast_windows(model, data, cfg.batch_series, cfg.pool_channels)
+                levels = tuple(getattr(model, "quantile_levels", ()))
+                quant: list[Tensor] | None = [] if len(levels) >= 2 else None
+                pred = forecast_windows(model, data, cfg.batch_series, cfg.pool_channels, quant)
+                if quant:
+                    row.update(quantile_scores(quant[0], data, levels))
                 row["note"] = "every channel as a univariate series" + \
                     (" (real, imaginary parts)" if data.context.is_complex() else "") + \
                     ("; a window's channels pool their evidence" if cfg.pool_channels and pools_channels(model)
@@ -495,11 +519,18 @@ def verdicts(result: dict[str, Any]) -> list[str]:
                 + (f"; failed on {len(failed)} ({failed[0]['error']})" if failed else "")
                 + (f"; worst {worst['ratio_to_best']:.3g}x on {worst['dataset']} ({worst['view']})" if worst else ""))
         lines.append(text)
+        bands = [r for r in scored if "interval_coverage" in r]
+        if bands:
+            lo, hi = min(bands, key=lambda r: r["interval_coverage"]), max(bands, key=lambda r: r["interval_coverage"])
+            lines.append(f"{name}: its {bands[0]['interval_nominal']:.0%} band holds {lo['interval_coverage']:.0%} "
+                         f"({lo['dataset']}, {lo['view']}) to {hi['interval_coverage']:.0%} ({hi['dataset']}, "
+                         f"{hi['view']}) of the targets")
     return lines
 
 
 TABLE_COLUMNS = ("dataset", "view", "windows", "context", "horizon", "interval", "model", "kind", "period",
-                 "window_nmse", "window_nmse_db", "best_classical", "ratio_to_best", "note", "error")
+                 "window_nmse", "window_nmse_db", "best_classical", "ratio_to_best", "interval_coverage",
+                 "quantile_loss", "note", "error")
 
 
 def markdown_report(result: dict[str, Any], command: str = "wfm benchmark real") -> str:

@@ -18,6 +18,7 @@ warmup then cosine decay.
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -55,10 +56,29 @@ def load_causal(init_from: str) -> CausalForecaster:
     return model.train()  # loaded for inference (eval mode); this one trains
 
 
+def point_rows(model: CausalForecaster) -> Tensor:
+    """``[out_features]`` bool: the rows of ``model.head`` that give the point forecast (the rest
+    give its quantiles; the head's output is ``[..., K, P, 1 + Q]``, point first)."""
+    rows = torch.zeros(model.head.out_features, dtype=torch.bool, device=model.head.weight.device)
+    rows[::1 + len(model.quantile_levels)] = True
+    return rows
+
+
 def set_trainable(model: CausalForecaster, mode: str, lora_rank: int = 4) -> None:
     """Set what trains (see ``CausalPretrainModule``'s ``mode``)."""
     if mode == "full":
         model.requires_grad_(True)
+        return
+    if mode == "quantiles":
+        if not model.quantile_levels:
+            raise ValueError("mode 'quantiles' needs a model with a quantile head (quantiles=())")
+        model.requires_grad_(False)
+        model.head.requires_grad_(True)
+        keep = point_rows(model)
+        # The point rows get no gradient, so Adam never moves them (no weight decay here either:
+        # configure_optimizers), and the point forecast stays as it was, to the bit.
+        model.head.weight.register_hook(lambda g: g.masked_fill(keep[:, None], 0.0))
+        model.head.bias.register_hook(lambda g: g.masked_fill(keep, 0.0))
         return
     if mode == "lora":
         # wfm.nn.lora.DEFAULT_TARGETS (attention projections, MLP layers); freezes everything else
@@ -66,7 +86,7 @@ def set_trainable(model: CausalForecaster, mode: str, lora_rank: int = 4) -> Non
     elif mode == "linear-probe":
         model.requires_grad_(False)
     else:
-        raise ValueError(f"unknown mode {mode!r}; choose full, lora or linear-probe")
+        raise ValueError(f"unknown mode {mode!r}; choose full, lora, linear-probe or quantiles")
     for name, p in model.named_parameters():
         if name.startswith(HEAD_PREFIXES):
             p.requires_grad_(True)
@@ -105,8 +125,11 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
             that ``model_kwargs.estimators`` may add classical estimators to the weights' prior mix
             (``CausalForecaster.grown_state_dict``). A resume (``--ckpt_path``) overrides them.
         mode: what trains when fine-tuning: ``full`` (everything), ``lora`` (rank-``lora_rank``
-            adapters on the attention and MLP layers, plus the output head and trend gate) or
-            ``linear-probe`` (the output head and trend gate only).
+            adapters on the attention and MLP layers, plus the output head and trend gate),
+            ``linear-probe`` (the output head and trend gate only) or ``quantiles`` (only the
+            head's quantile outputs, without weight decay, by the pinball loss of the quantiles
+            as ``forecast`` rolls them out, ``CausalForecaster.rollout_quantile_loss``: every
+            point forecast stays as it was, to the bit; a calibration stage).
         fixed_scalars: scalar parameters set to these values after any ``init_weights`` and kept
             fixed, e.g. ``{backtest_weight: 4.0}``: the gate then weighs the backtest evidence by
             a set amount, where left to the loss the weight drifted from 4.0 to 0.78 over five
@@ -125,7 +148,7 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
                  max_context: int | None = None, model_kwargs: dict[str, Any] | None = None, lr: float = 1e-3, weight_decay: float = 0.05,
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 500, min_lr_ratio: float = 0.01,
                  max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False,
-                 init_from: str | None = None, mode: Literal["full", "lora", "linear-probe"] = "full",
+                 init_from: str | None = None, mode: Literal["full", "lora", "linear-probe", "quantiles"] = "full",
                  lora_rank: int = 4, init_weights: str | None = None,
                  fixed_scalars: dict[str, float] | None = None, skill_loss: bool = False,
                  select: Literal["last", "significant", "best"] = "last") -> None:
@@ -200,8 +223,12 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
-        loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss,
-                                   skill=self.hparams.get("skill_loss", False), group=batch.get("group"))
+        if self.hparams.get("mode") == "quantiles":  # the quantiles as forecast rolls them out
+            loss = self.model.rollout_quantile_loss(values, observed, batch["interval"], ctx,
+                                                    scaled=self.hparams.scaled_loss, group=batch.get("group"))
+        else:
+            loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss,
+                                       skill=self.hparams.get("skill_loss", False), group=batch.get("group"))
         b, n = values.shape[0], self.model.num_tokens(values.shape[1])
         self.last_batch_stats = {"samples": b, "tokens": b * n}
         self.flops_per_batch = 3 * b * self.model.forward_flops(n)  # forward + backward
@@ -235,7 +262,12 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
     def heldout_errors(self, batch: dict[str, Any]) -> Tensor:
         """Per-window errors ``[B]`` that decide which weights a fine-tuning run keeps: the next
         patch's squared error over each window's horizon, over its power (NMSE; 0 where nothing
-        is scored)."""
+        is scored); in ``mode="quantiles"`` the pinball loss of its rolled-out quantiles
+        (``CausalForecaster.rollout_quantile_loss``, per window)."""
+        if self.hparams.get("mode") == "quantiles":  # the point forecast cannot change: what trains is scored
+            values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
+            return self.model.rollout_quantile_loss(values, observed, batch["interval"], ctx, scaled=False,
+                                                    group=batch.get("group"), per_row=True)
         _, _, err, power = self._horizon_errors(batch)
         return err / power.clamp_min(1e-12)
 
@@ -271,4 +303,7 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
                 self.val_pow[kind].reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_warmup_cosine(self.model, self.hparams, self.trainer.estimated_stepping_batches)
+        hp = self.hparams
+        if hp.get("mode") == "quantiles":  # decay would shrink the frozen point rows
+            hp = SimpleNamespace(**{**dict(hp), "weight_decay": 0.0})
+        return adamw_warmup_cosine(self.model, hp, self.trainer.estimated_stepping_batches)
