@@ -144,8 +144,22 @@ def test_quantile_coverage_is_the_level_for_calibrated_quantiles_and_detects_bia
     assert cov["interval"] == pytest.approx(0.8, abs=0.02) and cov["interval_nominal"] == pytest.approx(0.8)
 
     biased = [{**w, "target": w["target"] + 2.0} for w in _noise_windows(500, 4)]  # forecasts too low
-    cov = quantile_coverage(_GaussianQuantiles(), biased)
-    assert cov["below"]["0.9"] < 0.5 and cov["interval"] < 0.5
+    cov_b = quantile_coverage(_GaussianQuantiles(), biased)
+    assert cov_b["below"]["0.9"] < 0.5 and cov_b["interval"] < 0.5
+
+    # The weighted quantile loss is a proper score: a band three times too wide covers more
+    # and scores worse than the calibrated one.
+    from wfm.tasks.forecasting import coverage, weighted_quantile_loss
+    w = _noise_windows(2000, 4)
+    target = torch.stack([x["target"] for x in w])
+    z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor((0.1, 0.5, 0.9)))
+    wide = coverage((3 * z).expand(2000, 4, 3), target, (0.1, 0.5, 0.9))
+    assert wide["interval"] > cov["interval"] and wide["quantile_loss"] > cov["quantile_loss"]
+    q = z.expand(2000, 4, 3)
+    pin = sum(torch.maximum(lv * (target - q[..., i]), (lv - 1) * (target - q[..., i])) for i, lv in enumerate((0.1, 0.5, 0.9)))
+    ref = (2 * pin.sum(1) / target.abs().sum(1)).mean()
+    assert weighted_quantile_loss(q, target, (0.1, 0.5, 0.9)) == pytest.approx(float(ref), rel=1e-6)
+    assert cov["quantile_loss"] == pytest.approx(float(ref), rel=1e-5)
 
     with pytest.raises(ValueError, match="no quantile head"):
         quantile_coverage(Persistence(), _noise_windows(4, 2))

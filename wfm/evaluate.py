@@ -41,7 +41,7 @@ from wfm.tasks.registry import TASKS, get_task
 TABLE_COLUMNS = ("dataset", "model", "kind", "mode", "split", "train_fraction", "train_samples", "train_windows",
                  "train_steps", "batch_size", "selected", "seeds", "samples", "windows", "trajectories_test",
                  "context", "horizon", "period", "nmse_db", "window_nmse", "window_nmse_db", "best_classical",
-                 "ratio_to_best", "mae", "smape", "interval_coverage", "interval_nominal", "rmse", "accuracy", "f1",
+                 "ratio_to_best", "mae", "smape", "interval_coverage", "interval_nominal", "quantile_loss", "rmse", "accuracy", "f1",
                  "top1", "top3", "power_loss_db", "note")
 SPLITS = ("auto", "sample", "time", "trajectory", "scenario")
 

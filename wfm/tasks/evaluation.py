@@ -72,7 +72,7 @@ BEAM_TRAINABLE = ("lstm", "gru", "position-knn")
 CLASSICAL_NAMES = ("persistence", "mean", "seasonal")  # wfm.models.baselines.CLASSICAL
 #: Row metrics that get a mean and a ``_std`` over seeds.
 METRICS = ("nmse_db", "window_nmse", "window_nmse_db", "mae", "smape", "rmse", "accuracy", "f1", "top1", "top3",
-           "power_loss_db", "interval_coverage")
+           "power_loss_db", "interval_coverage", "quantile_loss")
 
 
 @dataclass
@@ -619,7 +619,7 @@ def _series(run: _Run) -> None:
             if len(levels) >= 2:
                 cov = coverage(torch.cat(both), target, levels) if both else quantile_coverage(f, w)
                 one.update(interval_coverage=cov["interval"], interval_nominal=cov["interval_nominal"],
-                           quantile_below=cov["below"])
+                           quantile_loss=cov["quantile_loss"], quantile_below=cov["below"])
             return one, window_nmse(pred, target), r["per_step"]["nmse_db"]
 
         _score_models(run, name, plan["split"], period, classical, train_runs,

@@ -147,9 +147,10 @@ def quantile_coverage(model: Any, windows: Any, batch_size: int = 1024) -> dict[
     """Calibration of ``model``'s quantile head over every window and step of ``windows``.
 
     Returns ``below``: for each level ``q`` of ``model.quantile_levels``, the share of targets at
-    or below the forecast ``q``-quantile (calibrated: ``q``); and ``interval`` / ``interval_nominal``:
+    or below the forecast ``q``-quantile (calibrated: ``q``); ``interval`` / ``interval_nominal``:
     the share of targets inside the outermost pair of quantiles and the share it should hold
-    (e.g. 0.8 for 0.1..0.9).
+    (e.g. 0.8 for 0.1..0.9); and ``quantile_loss``, the weighted quantile loss (a proper score:
+    coverage alone rewards bands that are merely wide).
     """
     levels = tuple(getattr(model, "quantile_levels", ()))
     if len(levels) < 2:
@@ -171,10 +172,11 @@ def weighted_quantile_loss(q: Tensor, target: Tensor, levels: Sequence[float]) -
 
 def coverage(q: Tensor, target: Tensor, levels: Sequence[float]) -> dict[str, Any]:
     """:func:`quantile_coverage` of quantile forecasts ``q`` ``[N, H, Q]`` (levels ``levels``) on
-    ``target`` ``[N, H]``."""
+    ``target`` ``[N, H]``, with their ``quantile_loss`` (:func:`weighted_quantile_loss`)."""
     levels = tuple(levels)
     below = (target[..., None] <= q).float().mean(dim=(0, 1))
     lo, hi = levels.index(min(levels)), levels.index(max(levels))
     inside = ((target >= q[..., lo]) & (target <= q[..., hi])).float().mean()
     return {"below": {f"{lv:g}": float(b) for lv, b in zip(levels, below)},
-            "interval": float(inside), "interval_nominal": max(levels) - min(levels)}
+            "interval": float(inside), "interval_nominal": max(levels) - min(levels),
+            "quantile_loss": weighted_quantile_loss(q, target, levels)}
