@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -110,6 +111,39 @@ def test_rollout_quantile_loss_scores_the_quantiles_that_forecast_rolls_out():
             k = context // model.patch_len  # the token after the first forecast patch
             second = out.quantiles[:, k] * out.scale[..., None] + out.loc[..., None]
             assert not torch.allclose(second, q[:, model.patch_len:2 * model.patch_len], atol=1e-3)
+
+
+def test_quantile_steps_grows_the_band_per_patch_ahead_and_trains_in_quantiles_mode(tmp_path):
+    """``quantile_steps``: the ``j``-th patch of a rollout has its quantiles' distances from the point
+    forecast times ``exp(growth[min(j, S - 1)])``; zero growth is the model without it; the point
+    forecast never changes; the rollout loss sees the grown band; ``mode="quantiles"`` trains the
+    growth; the option round-trips through ``save_pretrained``."""
+    from wfm.hub_mixin import causal_arch
+
+    base = from_pretrained(FIXTURE).eval()
+    grown = CausalForecaster(**{**causal_arch(base), "quantile_steps": 2}).eval()
+    grown.load_state_dict({**base.state_dict(), "quantile_growth": torch.zeros(2, 3)})
+    p = base.patch_len
+    x = torch.cumsum(torch.randn(3, 40, generator=torch.Generator().manual_seed(2)), dim=1)
+    point, quant = base.forecast_with_quantiles(x, 0.1, 3 * p, check=False)
+    torch.testing.assert_close(grown.forecast_with_quantiles(x, 0.1, 3 * p, check=False)[1], quant)
+    with torch.no_grad():
+        grown.quantile_growth.copy_(torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.0, -0.5]]))
+    g_point, g_quant = grown.forecast_with_quantiles(x, 0.1, 3 * p, check=False)
+    assert torch.equal(g_point, point)
+    factor = torch.tensor([[1.0, 1.0, 1.0]] * p + [[math.exp(0.5), 1.0, math.exp(-0.5)]] * (2 * p))  # patches 2, 3: row 1
+    torch.testing.assert_close(g_quant - point[..., None], factor * (quant - point[..., None]), rtol=1e-5, atol=1e-5)
+    values = torch.cat([x, x[:, -3 * p:] + 1.0], dim=1)
+    ones, lens = torch.ones_like(values, dtype=torch.bool), torch.full((3,), 40)
+    with torch.no_grad():
+        assert not torch.isclose(grown.rollout_quantile_loss(values, ones, torch.full((3,), 0.1), lens),
+                                 base.rollout_quantile_loss(values, ones, torch.full((3,), 0.1), lens))
+    grown.save_pretrained(str(tmp_path / "g"))
+    again = from_pretrained(tmp_path / "g")
+    assert again.quantile_steps == 2 and torch.equal(again.quantile_growth, grown.quantile_growth)
+    assert "quantile_growth" in trainable(CausalPretrainModule(init_from=str(tmp_path / "g"), mode="quantiles"))
+    with pytest.raises(ValueError, match="quantile_steps"):
+        CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, quantiles=(), quantile_steps=2)
 
 
 def test_init_from_must_be_a_causal_model():

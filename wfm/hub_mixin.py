@@ -100,6 +100,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "box_cox", False) else {"box_cox": True}),
             **({} if not getattr(model, "coarse_blend", False) else {"coarse_blend": True}),
             **({} if not getattr(model, "propagate_quantiles", False) else {"propagate_quantiles": True})}),
+        **({} if not getattr(model, "quantile_steps", 0) else {"quantile_steps": int(model.quantile_steps)}),
     }
 
 

@@ -285,6 +285,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             quadrature (:func:`wfm.models.causal_forecast.spread_bounds`). False (every model saved
             before this option): each patch's quantiles as the head gives them. Inference only;
             skipped with ``check=False``.
+        quantile_steps: with a quantile head, a learned growth of the band with the patches ahead
+            (``quantile_growth`` ``[quantile_steps, Q]``, log factors): the ``j``-th patch of a
+            rollout has each quantile's distance from the point forecast times
+            ``exp(growth[min(j, quantile_steps - 1)])``. The head does not know how far ahead a
+            token forecasts; trained by ``rollout_quantile_loss`` (``mode: quantiles``), this lets
+            the band widen where the rollout's errors grow. 0 (every model saved before this
+            option): no growth.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -302,7 +309,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  backtest_origins: str = "patch", guard_weight: float | None = None,
                  evidence_power: float | None = None, check_origins: int = 0,
                  white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
-                 propagate_quantiles: bool = False) -> None:
+                 propagate_quantiles: bool = False, quantile_steps: int = 0) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -358,6 +365,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             raise ValueError(f"propagate_quantiles widens a quantile head's bounds: it needs two or more quantiles, "
                              f"got {list(quantiles)}")
         self.propagate_quantiles = bool(propagate_quantiles)
+        if quantile_steps < 0 or (quantile_steps and len(quantiles) < 2):
+            raise ValueError(f"quantile_steps grows a quantile head's band: it needs two or more quantiles and a "
+                             f"count >= 0, got {quantile_steps} with {list(quantiles)}")
+        self.quantile_steps = int(quantile_steps)
+        if quantile_steps:
+            self.quantile_growth = nn.Parameter(torch.zeros(quantile_steps, len(quantiles)))
         if prior == "trend":
             self.trend_gate = nn.Linear(dim, 1)
         else:
@@ -682,6 +695,16 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             loss = loss + (ratio * scored).sum() / scored.sum().clamp_min(1)
         return loss, out, target, weight * series_w
 
+    def grow_band(self, point: Tensor, quant: Tensor, first: int) -> Tensor:
+        """``quant`` ``[B, N, P, Q]`` (patches ``first .. first + N - 1`` of a rollout, 0 the first
+        after the context) with each quantile's distance from ``point`` ``[B, N, P]`` times its
+        ``exp(quantile_growth)`` for that patch (``quantile_steps``; unchanged without)."""
+        if not self.quantile_steps:
+            return quant
+        idx = (torch.arange(quant.shape[1], device=quant.device) + first).clamp(max=self.quantile_steps - 1)
+        factor = self.quantile_growth[idx].exp()[None, :, None, :]  # [1, N, 1, Q]
+        return point[..., None] + factor * (quant - point[..., None])
+
     def rollout_quantile_loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor,
                               scaled: bool = True, group: Tensor | None = None, per_row: bool = False) -> Tensor:
         """Pinball loss of the quantiles as ``forecast`` makes them: each patch after the context
@@ -724,7 +747,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             out = self(inputs, given, itv, ctx_len, group=grp)
             off = v.shape[1] - out.point.shape[1] * p  # values before the first token
             tok = slice(first - 1 - off // p, first - 1 - off // p + steps)
-            quant = out.quantiles[:, tok].reshape(len(rows), -1, len(self.quantile_levels))  # [R, steps * P, Q]
+            quant = self.grow_band(out.point[:, tok], out.quantiles[:, tok], 0)
+            quant = quant.reshape(len(rows), -1, len(self.quantile_levels))  # [R, steps * P, Q]
             tgt = ((v[:, c2:] - out.loc) / out.scale).clamp(-TARGET_CLIP, TARGET_CLIP)
             floored = out.scale <= self.eps * out.loc.abs().clamp_min(1.0) * (1 + 1e-4)
             w = (o[:, c2:] & ~floored).float()

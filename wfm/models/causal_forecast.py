@@ -241,7 +241,8 @@ class ForecastMixin:
                 if i < kept:
                     points[i].append(nexts[i])
                     if self.quantile_levels:
-                        quants[i].append(last[..., 1:].reshape(b, k * p, -1))
+                        grown = self.grow_band(last[..., 0], last[..., 1:], step * k)  # [B, K, P, Q]
+                        quants[i].append(grown.reshape(b, k * p, -1))
             if spread:
                 q, lv = quants[0][-1], self.quantile_levels
                 lo, hi = spread_bounds(nexts[0], q, nexts[kept], nexts[kept + 1], lv)

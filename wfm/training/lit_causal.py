@@ -74,6 +74,8 @@ def set_trainable(model: CausalForecaster, mode: str, lora_rank: int = 4) -> Non
             raise ValueError("mode 'quantiles' needs a model with a quantile head (quantiles=())")
         model.requires_grad_(False)
         model.head.requires_grad_(True)
+        if model.quantile_steps:
+            model.quantile_growth.requires_grad_(True)
         keep = point_rows(model)
         # The point rows get no gradient, so Adam never moves them (no weight decay here either:
         # configure_optimizers), and the point forecast stays as it was, to the bit.

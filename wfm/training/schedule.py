@@ -32,9 +32,10 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-#: Scalar calibration parameters (the causal prior's backtest weight and guard): decaying them pulls
-#: the gate towards ignoring its evidence at every continued-pretraining stage.
-CALIBRATION_SCALARS = ("backtest_weight", "guard_scale", "guard_bias", "evidence_power")
+#: Calibration parameters (the causal prior's backtest weight and guard, the band's growth per patch
+#: ahead): decaying them pulls the gate towards ignoring its evidence at every continued-pretraining
+#: stage. A stage that turns one on starts it at its configured value.
+CALIBRATION_SCALARS = ("backtest_weight", "guard_scale", "guard_bias", "evidence_power", "quantile_growth")
 
 
 def no_weight_decay(name: str) -> bool:
