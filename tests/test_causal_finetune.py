@@ -107,10 +107,14 @@ def test_rollout_quantile_loss_scores_the_quantiles_that_forecast_rolls_out():
         torch.testing.assert_close(got, ref.mean(), rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(rows, ref.mean(dim=1), rtol=1e-4, atol=1e-6)
         if context % model.patch_len == 0:  # not what teacher forcing gives: its second patch sees the true first
-            out = model(x, torch.ones_like(x, dtype=torch.bool), torch.full((5,), 0.1), lens)
+            with torch.no_grad():
+                out = model(x, ones, torch.full((5,), 0.1), lens)
             k = context // model.patch_len  # the token after the first forecast patch
             second = out.quantiles[:, k] * out.scale[..., None] + out.loc[..., None]
             assert not torch.allclose(second, q[:, model.patch_len:2 * model.patch_len], atol=1e-3)
+    with pytest.raises(ValueError, match="one-patch head"):
+        two = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, quantiles=(0.1, 0.9), horizon_patches=2)
+        two.rollout_quantile_loss(x, ones, torch.full((5,), 0.1), lens)
 
 
 def test_quantile_steps_grows_the_band_per_patch_ahead_and_trains_in_quantiles_mode(tmp_path):

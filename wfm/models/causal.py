@@ -722,6 +722,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         mean ``[B]`` (0 where nothing is scored) instead of the mean over all scored values."""
         if not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
+        if self.horizon_patches != 1:  # its rollout appends K patches per pass; this one follows K = 1
+            raise ValueError(f"rollout_quantile_loss follows the rollout of a one-patch head, "
+                             f"not horizon_patches={self.horizon_patches}")
         p, q = self.patch_len, torch.tensor(self.quantile_levels, device=values.device)
         total, count = values.new_zeros(len(values)), values.new_zeros(len(values))
         for c in context_len.unique().tolist():  # one rollout per context length
