@@ -59,7 +59,7 @@ from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.data.loaders.phase import sanitize_phase
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.models.baselines import build_baseline, seasonal_period
-from wfm.tasks.forecasting import coverage, forecast_series, pools_channels, weighted_quantile_loss
+from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
 from wfm.tasks.metrics import add_best_classical, window_nmse_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -321,12 +321,11 @@ def quantile_scores(quant: Tensor, data: BenchData, levels: tuple[float, ...]) -
     ``_to_series`` orders them): ``interval_coverage``, the share of targets inside the outermost
     quantiles, its nominal share, and ``quantile_loss``, the weighted quantile loss with a window's
     channels as one window (``wfm.tasks.forecasting.weighted_quantile_loss``)."""
-    target = _to_series(data.target)
     n = data.windows
-    cov = coverage(quant, target, levels)
-    flat = quant.reshape(n, -1, quant.shape[-1]), target.reshape(n, -1)
+    # A window's channels as one row: the shares are the same, the loss is per window.
+    cov = coverage(quant.reshape(n, -1, quant.shape[-1]), _to_series(data.target).reshape(n, -1), levels)
     return {"interval_coverage": cov["interval"], "interval_nominal": round(cov["interval_nominal"], 6),
-            "quantile_loss": weighted_quantile_loss(*flat, levels)}
+            "quantile_loss": cov["quantile_loss"]}
 
 
 @torch.no_grad()

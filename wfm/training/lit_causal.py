@@ -225,15 +225,18 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
+        b, n = values.shape[0], self.model.num_tokens(values.shape[1])
         if self.hparams.get("mode") == "quantiles":  # the quantiles as forecast rolls them out
             loss = self.model.rollout_quantile_loss(values, observed, batch["interval"], ctx,
                                                     scaled=self.hparams.scaled_loss, group=batch.get("group"))
+            # one forward pass per patch after the context; the backward reaches the head only
+            passes = -(-(values.shape[1] - int(ctx.min())) // self.model.patch_len)
+            self.flops_per_batch = passes * b * self.model.forward_flops(n)
         else:
             loss, *_ = self.model.loss(values, observed, batch["interval"], ctx, scaled=self.hparams.scaled_loss,
                                        skill=self.hparams.get("skill_loss", False), group=batch.get("group"))
-        b, n = values.shape[0], self.model.num_tokens(values.shape[1])
+            self.flops_per_batch = 3 * b * self.model.forward_flops(n)  # forward + backward
         self.last_batch_stats = {"samples": b, "tokens": b * n}
-        self.flops_per_batch = 3 * b * self.model.forward_flops(n)  # forward + backward
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         return loss
 
