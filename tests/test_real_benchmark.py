@@ -154,6 +154,23 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
             best = by[(x["dataset"], x["view"], x["best_classical"])]
             assert x["ratio_to_best"] == pytest.approx(x["window_nmse"] / best["window_nmse"])
             assert x["window_nmse_db"] == pytest.approx(10 * np.log10(x["window_nmse"]))
+    # Each model ratio comes with a 95 % interval over blocks of windows whose targets share no
+    # step: every CSI window is its own block (hop 8 = the 8 predicted packets); a Milan cell's
+    # stride-1 windows form one block, which gives no interval (and the verdict says so).
+    for x in rows:
+        assert "_windows" not in x
+        if x["kind"].startswith("FM") and "ratio_to_best" in x:
+            if x["view"] == "traffic":
+                assert x["ratio_blocks"] == 1 and "ratio_low" not in x
+            else:  # CSI (4 windows: too few for an interval) and beams (9 windows, stride = horizon)
+                assert x["ratio_blocks"] == x["windows"]
+                assert ("ratio_low" in x) == (x["windows"] >= 5)
+                if x["windows"] >= 5:
+                    assert 0 < x["ratio_low"] <= x["ratio_high"]
+        else:
+            assert "ratio_low" not in x and "ratio_blocks" not in x
+    summary = {(s["dataset"], s["view"]): s for s in r["summary"]}
+    assert summary[("Milan cell 11", "traffic")]["causal-tiny-export ratio 95 %"] == "1 block"
     # Hand computation: persistence on the first Milan cell.
     d = R.load_traffic(standin / "traffic", R.RealBenchConfig())[0]
     pred = d.context[:, -1:].expand(-1, d.target.shape[1])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wfm.tasks.significance import KeptWeights, beats_beyond_noise, independent_blocks
+from wfm.tasks.significance import KeptWeights, beats_beyond_noise, independent_blocks, ratio_interval
 
 
 def test_independent_blocks_join_windows_whose_targets_share_a_step():
@@ -86,3 +86,26 @@ def test_kept_weights_move_only_on_held_out_evidence():
         kept.offer(5, torch.ones(3), lambda: {"w": w})
     with pytest.raises(ValueError, match="significant, best, last"):
         KeptWeights("newest")
+
+
+def test_ratio_interval_resamples_whole_blocks_and_holds_the_ratio():
+    g = torch.Generator().manual_seed(0)
+    b = torch.rand(200, generator=g, dtype=torch.float64) + 0.5
+    # a fixed multiple has no spread; equal errors give exactly 1
+    lo, hi, k = ratio_interval(2 * b, b)
+    assert (lo, hi, k) == (pytest.approx(2.0), pytest.approx(2.0), 200)
+    assert ratio_interval(b, b)[:2] == (pytest.approx(1.0), pytest.approx(1.0))
+    # noisy ratios: the interval holds the ratio of the means and narrows with more blocks
+    a = b * (1 + 0.3 * torch.randn(200, generator=g, dtype=torch.float64))
+    lo, hi, _ = ratio_interval(a, b)
+    assert lo < float(a.mean() / b.mean()) < hi
+    lo20, hi20, _ = ratio_interval(a[:20], b[:20])
+    assert hi20 - lo20 > hi - lo
+    # windows of one block move together: 200 windows in 10 blocks resample 10 units
+    blocks = torch.arange(200) // 20
+    assert ratio_interval(a, b, blocks)[2] == 10
+    # too few blocks for an interval (one block: a Milan cell's stride-1 day)
+    assert ratio_interval(a, b, torch.zeros(200, dtype=torch.long)) is None
+    assert ratio_interval(a[:4], b[:4]) is None
+    with pytest.raises(ValueError, match="different shapes"):
+        ratio_interval(a, b[:10])

@@ -60,7 +60,8 @@ from wfm.data.loaders.phase import sanitize_phase
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.models.baselines import build_baseline, seasonal_period
 from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
-from wfm.tasks.metrics import add_best_classical, window_nmse_scores
+from wfm.tasks.metrics import add_best_classical, window_nmse, window_nmse_scores
+from wfm.tasks.significance import independent_blocks, ratio_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -352,8 +353,10 @@ def mae_windows(model: Any, data: BenchData, batch: int = 64) -> Tensor:
 # ---------------------------------------------------------------------------- scoring
 
 
-def _score(pred: Tensor, target: Tensor) -> dict[str, float]:
-    return window_nmse_scores(pred, target)
+def _score(pred: Tensor, target: Tensor) -> dict[str, Any]:
+    """The mean scores, and the per-window NMSE under ``_windows`` for :func:`_finalise` (dropped there)."""
+    per = window_nmse(pred, target)
+    return {**window_nmse_scores(pred, target), "_windows": per}
 
 
 def classical_rows(data: BenchData, cfg: RealBenchConfig) -> list[dict[str, Any]]:
@@ -442,6 +445,21 @@ def _fmt_interval(s: float) -> str:
 def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
     classical = {r["model"]: r["window_nmse"] for r in rows if r["kind"] == "classical" and "window_nmse" in r}
     add_best_classical(rows, classical)
+    # How far each ratio could move with other windows of the same kind: a block bootstrap over
+    # windows whose targets share no step (a Milan cell's stride-1 day is one block: no interval).
+    best = next((r["_windows"] for r in rows if r["kind"] == "classical" and r["model"] == r.get("best_classical")
+                 and "_windows" in r), None)
+    blocks = (None if data.span is None
+              else independent_blocks(data.span, int(data.context.shape[1]), int(data.target.shape[1])))
+    for r in rows:
+        mine = r.pop("_windows", None)
+        if best is None or mine is None or not r["kind"].startswith("FM"):
+            continue
+        ci = ratio_interval(mine, best, blocks)
+        if ci is None:
+            r["ratio_blocks"] = 1 if blocks is None or not len(blocks) else int(blocks.unique().numel())
+        else:
+            r["ratio_low"], r["ratio_high"], r["ratio_blocks"] = ci
     for r in rows:
         r.update(dataset=data.name, view=data.view, windows=data.windows, context=int(data.context.shape[1]),
                  horizon=int(data.target.shape[1]), interval=_fmt_interval(data.interval))
@@ -498,7 +516,25 @@ def summary_rows(rows: list[dict[str, Any]], model_names: list[str]) -> list[dic
         elif r["kind"] != "classical" and r["model"] in model_names:
             s[f"{r['model']} dB"] = r.get("window_nmse_db", "error" if "error" in r else None)
             s[f"{r['model']} ratio"] = r.get("ratio_to_best", "error" if "error" in r else None)
+            if "ratio_to_best" in r:
+                s[f"{r['model']} ratio 95 %"] = _fmt_ratio_interval(r)
     return list(out.values())
+
+
+def _fmt_ratio_interval(row: dict[str, Any]) -> str:
+    """``0.91-1.07``, or why there is no interval (``1 block``)."""
+    if "ratio_low" in row:
+        return f"{row['ratio_low']:.3f}-{row['ratio_high']:.3f}"
+    n = row.get("ratio_blocks", 0)
+    return f"{n} block{'s' if n != 1 else ''}"
+
+
+def beyond_noise(row: dict[str, Any]) -> str:
+    """``"behind"`` or ``"ahead"`` where a row's 95 % ratio interval lies wholly above or below 1,
+    ``"within noise"`` where it holds 1, ``"no interval"`` without one."""
+    if "ratio_low" not in row:
+        return "no interval"
+    return "behind" if row["ratio_low"] > 1 else "ahead" if row["ratio_high"] < 1 else "within noise"
 
 
 def verdicts(result: dict[str, Any]) -> list[str]:
@@ -518,6 +554,15 @@ def verdicts(result: dict[str, Any]) -> list[str]:
                 + (f"; failed on {len(failed)} ({failed[0]['error']})" if failed else "")
                 + (f"; worst {worst['ratio_to_best']:.3g}x on {worst['dataset']} ({worst['view']})" if worst else ""))
         lines.append(text)
+        over = [r for r in scored if r["ratio_to_best"] > 1]
+        if over:
+            kinds = {k: [r for r in over if beyond_noise(r) == k] for k in ("behind", "within noise", "no interval")}
+            def named(rs: list[dict[str, Any]]) -> str:
+                return ", ".join(f"{r['dataset']} {r['view']} {_fmt_ratio_interval(r)}" for r in rs)
+            lines.append(f"{name}: of the {len(over)} behind, " + "; ".join(
+                f"{label} on {len(rs)} ({named(rs)})" for label, rs in (("behind beyond noise (the 95 % interval of the ratio above 1)", kinds["behind"]),
+                                  ("within noise", kinds["within noise"]),
+                                  ("too few independent blocks of windows for an interval", kinds["no interval"])) if rs))
         bands = [r for r in scored if "interval_coverage" in r]
         if bands:
             lo, hi = min(bands, key=lambda r: r["interval_coverage"]), max(bands, key=lambda r: r["interval_coverage"])
@@ -528,7 +573,8 @@ def verdicts(result: dict[str, Any]) -> list[str]:
 
 
 TABLE_COLUMNS = ("dataset", "view", "windows", "context", "horizon", "interval", "model", "kind", "period",
-                 "window_nmse", "window_nmse_db", "best_classical", "ratio_to_best", "interval_coverage",
+                 "window_nmse", "window_nmse_db", "best_classical", "ratio_to_best", "ratio_low", "ratio_high",
+                 "ratio_blocks", "interval_coverage",
                  "quantile_loss", "note", "error")
 
 

@@ -16,6 +16,9 @@ instead and the warning says so.
 it beat the kept weights on held-out windows): a paired t-test at two sigma over
 :func:`independent_blocks` of windows, those whose targets share no step. :class:`KeptWeights`
 applies it to the checked steps of a fine-tuning run (``wfm.tasks.transfer``, ``wfm finetune``).
+
+:func:`ratio_interval` is the interval of a ratio of two mean errors (``wfm benchmark real``'s
+model over the best classical baseline), by the same block bootstrap.
 """
 
 from __future__ import annotations
@@ -60,6 +63,28 @@ def paired_bootstrap(a: Tensor, b: Tensor, groups: Tensor | None = None, n_boot:
     boot = sums[pick].sum(1) / counts[pick].sum(1).clamp_min(1)
     lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return float(d.mean()), lo, hi, k, unit
+
+
+def ratio_interval(a: Tensor, b: Tensor, blocks: Tensor | None = None, n_boot: int = 2000,
+                   seed: int = 0) -> tuple[float, float, int] | None:
+    """95 % paired bootstrap interval ``(low, high, blocks resampled)`` of ``mean(a) / mean(b)``,
+    two models' per-window errors ``[N]`` on the same windows (a model over the best classical
+    baseline: the real benchmark's ratio). Whole ``blocks`` (:func:`independent_blocks`; every
+    window its own without them) are resampled, so windows whose targets share steps count once.
+    None with fewer than ``MIN_GROUPS`` blocks: a handful of blocks cannot give an interval."""
+    a, b = a.double().flatten(), b.double().flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"per-window errors of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
+    inverse = torch.arange(len(a)) if blocks is None else torch.unique(blocks, return_inverse=True)[1]
+    k = int(inverse.max()) + 1 if len(a) else 0
+    if k < MIN_GROUPS:
+        return None
+    sa = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, a)
+    sb = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, b)
+    pick = torch.randint(0, k, (n_boot, k), generator=torch.Generator().manual_seed(seed))
+    boot = sa[pick].sum(1) / sb[pick].sum(1).clamp_min(1e-300)
+    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return lo, hi, k
 
 
 def independent_blocks(span: Tensor, context: int, horizon: int) -> Tensor:
