@@ -69,7 +69,7 @@ def test_heads_use_the_mae_forward_features_exactly():
         # The state dict holds the encoder under the MAE's own names, and no decoder.
         enc = {k for k in mae.state_dict() if k.startswith(("patch_embed.", "pos.", "blocks.", "norm."))}
         assert set(net.features.state_dict()) == enc
-        beam = BeamMAE(mae, 64).eval()
+        beam = BeamMAE(mae, 64, prior="none", relative=False).eval()
         past = torch.rand(3, 8, 64)
         x = (past.sqrt() / past.sqrt().amax(dim=(1, 2), keepdim=True)).reshape(3, 8, 4, 16).to(torch.complex64)
         assert torch.equal(beam(past), beam.head(mae.forward_features(x).mean(dim=1)))

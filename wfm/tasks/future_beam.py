@@ -25,7 +25,10 @@ Predictors give class scores ``[N, 64]``:
   weighted by ``1 / rank`` (Morais & Alkhateeb's position-aided look-up); it has nothing to say
   on a scenario it has no training positions for, and says so;
 - ``lstm`` / ``gru``: a recurrent classifier trained from scratch on the training trajectories,
-  its input each window's beam powers divided by the window's largest power (scale-free).
+  its input each window's beam powers divided by the window's largest power (scale-free);
+- a foundation model (``BeamMAE``): an MAE encoder fine-tuned on the beam powers, its scores
+  anchored on persistence's and read in the codebook as seen from the current best beam, so that
+  it starts as persistence and learns how the best beam moves rather than where it lies.
 """
 
 from __future__ import annotations
@@ -307,8 +310,10 @@ class BeamRNN(nn.Module):
             batch_size: int = 256, seed: int = 0, progress: Callable[[int, Any], None] | None = None,
             eval_every: int = 100) -> "BeamRNN":
         """Cross-entropy on the training windows; with ``val``, keeps the weights of the best
-        validation top-1 (checked every ``eval_every`` steps and at the end), else the last
-        weights. ``selection`` says which were kept; ``progress(step, loss)`` after each step."""
+        validation top-1 (checked every ``eval_every`` steps and at the end, and before the first
+        step for a model whose start is a result, ``check_start``: the prior-anchored ``BeamMAE``),
+        else the last weights. ``selection`` says which were kept; ``progress(step, loss)`` after
+        each step."""
         torch.manual_seed(seed)
         if self.reinit:  # from scratch: the initial weights follow the seed too
             for m in self.modules():
@@ -329,13 +334,39 @@ class BeamRNN(nn.Module):
             return float((self.scores(val).argmax(1) == val.label).float().mean())
 
         fit_and_select(self, train_step, steps, val_top1 if val is not None and len(val) else None, eval_every,
-                       maximize=True, score_name="val_top1", progress=progress)
+                       maximize=True, score_name="val_top1", progress=progress,
+                       check_start=getattr(self, "check_start", False))
         return self
 
     @torch.no_grad()
     def scores(self, w: BeamWindows) -> Tensor:
         self.eval()
         return torch.cat([self(w.past[a:a + 4096]) for a in range(0, len(w), 4096)])
+
+
+#: Beam-power ratios below this (-60 dB under the window's strongest beam) count as this in the
+#: persistence prior's log, so that a dead beam has a finite score.
+PRIOR_FLOOR = 1e-6
+#: ``BeamMAE``'s priors: ``persistence`` (the current beam powers, what the persistence baseline
+#: scores) or ``none`` (the head alone, as fine-tuned models were saved before the prior).
+BEAM_PRIORS = ("persistence", "none")
+
+
+def persistence_logits(past: Tensor) -> Tensor:
+    """``log`` of the last beam powers over the strongest ``[N, B]`` (floored at ``PRIOR_FLOOR``):
+    a monotone map of the persistence baseline's scores, so its ranking of the beams is theirs."""
+    last = past[:, -1].clamp_min(0)
+    return (last / last.amax(dim=1, keepdim=True).clamp_min(1e-30)).clamp_min(PRIOR_FLOOR).log()
+
+
+def _shift_beams(x: Tensor, shift: Tensor) -> Tensor:
+    """``x`` ``[N, C, B]`` with beam ``j`` of row ``n`` taken from beam ``j + shift[n]`` (0 past the
+    codebook's ends: it is a line of beams, not a ring)."""
+    b = x.shape[-1]
+    src = torch.arange(b, device=x.device)[None, :] + shift[:, None]  # [N, B]
+    ok = (src >= 0) & (src < b)
+    out = torch.gather(x, 2, src.clamp(0, b - 1)[:, None, :].expand(-1, x.shape[1], -1))
+    return out * ok[:, None, :].to(x.dtype)
 
 
 class BeamMAE(nn.Module):
@@ -346,23 +377,57 @@ class BeamMAE(nn.Module):
     largest amplitude; the encoder's mean-pooled features go through a linear head to the 64
     beam scores. A foreign modality for a CSI model: this measures whether CSI pretraining
     transfers, next to the same encoder from random weights.
+
+    ``prior="persistence"`` (the default) anchors the scores on the classical baseline, as the
+    foundation models' forecasts are: scores = ``s * log(P_last / max P_last)`` +
+    ``head(features)``, with a learned ``s`` (``prior_log_scale``, starting at 1) and the head
+    starting at zero, so that before any training the model ranks the beams exactly as
+    persistence does, and ``fit`` keeps that start unless a validation check beats it
+    (``check_start``). ``prior="none"``: the head alone (the models saved before the prior).
+
+    ``relative=True`` (the default) shows the encoder the codebook as seen from the current best
+    beam, moved to the centre (``_shift_beams``; beams past the codebook's ends read as 0), and
+    moves the head's scores back: the correction learns how the best beam moves from where it is
+    (the drift the context shows), which carries to another site, instead of where the best beams
+    of the training sites lie, which does not. ``False``: the absolute codebook (saved models
+    before it).
     """
 
     reinit = False  # fit keeps the pretrained encoder
 
-    def __init__(self, mae: nn.Module, beams: int = 64) -> None:
+    def __init__(self, mae: nn.Module, beams: int = 64, prior: str = "persistence", relative: bool = True) -> None:
         super().__init__()
+        if prior not in BEAM_PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(BEAM_PRIORS)}; got {prior!r}")
         self.features = MAEEncoder(mae)
         self.head = nn.Linear(self.features.out_dim, beams)
         self.beams = beams
+        self.prior = prior
+        self.relative = bool(relative)
+        self.check_start = prior != "none"  # the start is persistence itself: a result to keep or beat
+        if prior != "none":
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            self.prior_log_scale = nn.Parameter(torch.zeros(()))
         self.mae_arch = mae_arch(mae)  # to save and rebuild it (wfm.tasks.saved)
         self.mae_name = getattr(mae, "registry_name", None)
 
     def forward(self, past: Tensor) -> Tensor:
-        amp = past.clamp_min(0).sqrt()
+        shift = None
+        if self.relative:  # the codebook seen from the current best beam, moved to the centre
+            shift = past[:, -1].argmax(dim=1) - self.beams // 2
+            past_in = _shift_beams(past, shift)
+        else:
+            past_in = past
+        amp = past_in.clamp_min(0).sqrt()
         amp = amp / amp.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         x = amp.reshape(len(past), past.shape[1], 4, self.beams // 4).to(torch.complex64)
-        return self.head(self.features(x).mean(dim=1))
+        out = self.head(self.features(x).mean(dim=1))
+        if shift is not None:
+            out = _shift_beams(out[:, None], -shift)[:, 0]
+        if self.prior == "persistence":
+            out = out + self.prior_log_scale.exp() * persistence_logits(past)
+        return out
 
     fit = BeamRNN.fit
     scores = BeamRNN.scores

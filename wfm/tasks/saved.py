@@ -16,7 +16,7 @@ every tensor name and shape against the rebuilt model (``strict``). Classes:
                    series and channel-prediction tasks (``wfm.models.baselines``)
 ``beam-rnn``       the future-beam LSTM/GRU (``wfm.tasks.future_beam.BeamRNN``)
 ``beam-mae``       an MAE encoder fine-tuned on future beams + its head (``BeamMAE``); ``config``
-                   holds the MAE's architecture (as an export's ``arch``)
+                   holds the MAE's architecture (as an export's ``arch``), its ``prior`` and frame
 ``position-knn``   the position-aided k-NN: its training positions, labels and scenarios
 ``label-mlp``      the raw-CSI MLP of the CSI label tasks (``TaskModel`` over ``RawCSIFeatures``)
 =================  =========================================================================
@@ -108,7 +108,8 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
         return "beam-rnn", {"beams": int(obj.head.out_features), "hidden": int(obj.rnn.hidden_size),
                             "cell": "lstm" if type(obj.rnn).__name__ == "LSTM" else "gru"}
     if isinstance(obj, BeamMAE):
-        return "beam-mae", {"beams": int(obj.beams), "mae_arch": obj.mae_arch, "mae_name": obj.mae_name}
+        return "beam-mae", {"beams": int(obj.beams), "mae_arch": obj.mae_arch, "mae_name": obj.mae_name,
+                            "prior": obj.prior, "relative": obj.relative}
     if isinstance(obj, PositionKNN):
         return "position-knn", {"k": int(obj.k), "beams": int(obj.beams)}
     if isinstance(obj, TaskModel):
@@ -133,7 +134,8 @@ def build(cls: str, config: dict[str, Any]) -> Any:
             from wfm.tasks.future_beam import BeamMAE
 
             mae = build_model({"model_kind": "mae", "name": config.get("mae_name"), "arch": config["mae_arch"]})
-            return BeamMAE(mae, int(config["beams"]))
+            # saved before the persistence prior: the head alone
+            return BeamMAE(mae, int(config["beams"]), str(config.get("prior", "none")), bool(config.get("relative", False)))
         if cls == "position-knn":
             from wfm.tasks.future_beam import PositionKNN
 

@@ -1,0 +1,110 @@
+"""The prior-anchored future-beam MAE (``BeamMAE(prior="persistence")``): it starts as the
+persistence baseline, learns a correction where the training data has one, and keeps its start
+where training does not beat it on the validation windows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wfm.models.registry import create_model
+from wfm.tasks.future_beam import BeamMAE, BeamWindows, persistence_logits, persistence_scores
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _windows(n: int, drift: int, seed: int, context: int = 8, beams: int = 64,
+             starts: tuple[int, int] | None = None) -> BeamWindows:
+    """Beam-power windows whose strongest beam moves ``drift`` beams a step (0: stays), with a
+    noise floor as the real captures have."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = starts or (0, beams)
+    start = torch.randint(lo, hi, (n,), generator=g)
+    steps = torch.arange(context + 1)
+    best = (start[:, None] + drift * steps) % beams  # [n, context + 1]
+    k = torch.arange(beams)
+    dist = (k[None, None, :] - best[..., None]).abs()
+    dist = torch.minimum(dist, beams - dist).float()
+    power = 0.4 * torch.exp(-0.5 * dist ** 2) + 0.02 + 0.002 * torch.rand(n, context + 1, beams, generator=g)
+    return BeamWindows(power[:, :context], best[:, -1], power[:, -1], torch.zeros(n, 2), torch.zeros(n, dtype=torch.long),
+                       torch.arange(n))
+
+
+def test_an_untrained_anchored_model_ranks_the_beams_as_persistence_does():
+    torch.manual_seed(0)
+    beam = BeamMAE(create_model("mae_tiny"), 64).eval()
+    w = _windows(32, 1, seed=0)
+    with torch.no_grad():
+        scores = beam(w.past)
+    # exactly the prior: the head starts at zero and the prior's scale at 1
+    assert torch.equal(scores, persistence_logits(w.past))
+    assert torch.equal(scores.argsort(dim=1, descending=True), persistence_scores(w).argsort(dim=1, descending=True))
+    # dead beams get a finite score
+    past = torch.zeros(2, 8, 64)
+    past[:, -1, 3] = 1.0
+    assert torch.isfinite(persistence_logits(past)).all()
+    with pytest.raises(ValueError, match="prior must be one of"):
+        BeamMAE(create_model("mae_tiny"), 64, prior="mean")
+
+
+def test_the_anchored_model_learns_a_drift_and_keeps_its_start_where_there_is_nothing_to_learn():
+    torch.manual_seed(0)
+    mae = create_model("mae_tiny")
+    # the best beam moves one beam a step: persistence is always one beam off, a correction fixes it
+    train, val, test = _windows(512, 1, seed=1), _windows(128, 1, seed=2), _windows(128, 1, seed=3)
+    beam = BeamMAE(mae, 64).fit(train, val, steps=150, lr=2e-3, batch_size=64, eval_every=50)
+    assert beam.selection["checks"] == 4  # the start, then steps 50, 100, 150
+    top1 = float((beam.scores(test).argmax(1) == test.label).float().mean())
+    persistence = float((persistence_scores(test).argmax(1) == test.label).float().mean())
+    assert persistence == 0.0 and top1 > 0.5 and beam.selection["step"] > 0
+    # a beam that stays: persistence is right on every validation window, no step can beat the
+    # start there, and the fitted model is persistence again (to the bit), however it trained
+    still_train, still_val = _windows(256, 0, seed=4), _windows(128, 0, seed=5)
+    beam = BeamMAE(create_model("mae_tiny"), 64).fit(still_train, still_val, steps=40, lr=1e-2, batch_size=64,
+                                                      eval_every=20)
+    assert beam.selection["step"] == 0 and "the start" in beam.selection["kept"]
+    assert torch.equal(beam.scores(test), persistence_logits(test.past))
+
+
+def test_a_saved_anchored_model_round_trips_and_old_saves_load_without_the_prior(tmp_path):
+    from wfm.tasks import saved
+
+    torch.manual_seed(0)
+    beam = BeamMAE(create_model("mae_tiny"), 64)
+    with torch.no_grad():
+        beam.head.bias.add_(torch.randn(64) * 0.1)
+        beam.prior_log_scale.fill_(0.5)
+    cls, config = saved.describe(beam)
+    assert cls == "beam-mae" and config["prior"] == "persistence"
+    rebuilt = saved.build(cls, config)
+    rebuilt.load_state_dict(beam.state_dict())
+    w = _windows(4, 1, seed=0)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(w.past), beam(w.past))
+    assert config["relative"] is True
+    old = {k: v for k, v in config.items() if k not in ("prior", "relative")}
+    assert saved.build(cls, old).prior == "none" and saved.build(cls, old).relative is False
+
+
+def test_beams_shift_along_a_line_and_a_drift_learned_in_one_part_of_the_codebook_carries_to_another():
+    from wfm.tasks.future_beam import _shift_beams
+
+    x = torch.arange(1.0, 9.0).reshape(1, 1, 8).repeat(2, 1, 1)
+    shifted = _shift_beams(x, torch.tensor([2, -3]))
+    assert shifted[0, 0].tolist() == [3, 4, 5, 6, 7, 8, 0, 0]  # beam j from j + 2; past the end: 0
+    assert shifted[1, 0].tolist() == [0, 0, 0, 1, 2, 3, 4, 5]
+    assert torch.equal(_shift_beams(_shift_beams(x, torch.tensor([2, -3])), torch.tensor([-2, 3]))[:, :, 3:5],
+                       x[:, :, 3:5])
+    # Train where the best beams lie in 0..15 and drift up one beam a step, test where they lie in
+    # 28..43: persistence is always one beam off there; the relative frame learned the drift.
+    train, val = _windows(512, 1, seed=1, starts=(0, 8)), _windows(128, 1, seed=2, starts=(0, 8))
+    test = _windows(256, 1, seed=3, starts=(28, 36))
+    torch.manual_seed(0)
+    beam = BeamMAE(create_model("mae_tiny"), 64).fit(train, val, steps=150, lr=2e-3, batch_size=64, eval_every=50)
+    assert beam.relative
+    assert float((beam.scores(test).argmax(1) == test.label).float().mean()) > 0.5
+    # the absolute codebook learns where the training beams went, which is nowhere near the test's
+    torch.manual_seed(0)
+    absolute = BeamMAE(create_model("mae_tiny"), 64, relative=False).fit(train, val, steps=150, lr=2e-3,
+                                                                          batch_size=64, eval_every=50)
+    assert float((absolute.scores(test).argmax(1) == test.label).float().mean()) < 0.5
