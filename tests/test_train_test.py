@@ -175,6 +175,15 @@ def test_deepsense_train_on_scenarios_test_on_another_with_seeds_and_saving(beam
           str(saved / "gru-seed1"), "--test", str(beams["s3"]), "--context", "4", "--out", str(tmp_path / "again")])
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())["rows"]
     assert again[0]["kind"] == "foundation" and again[0]["mode"] == "trained (loaded)"
+    # the fine-tuned MAE is saved with its prior and frame (the default: relative); --beam-frame absolute
+    from wfm.tasks import saved as S
+
+    assert json.loads((saved / "scratch-mae_tiny-seed0" / "trained.json").read_text())["config"]["relative"] is True
+    main(["evaluate", "--task", "future-beam", "--model", "scratch:mae_tiny", "--train", str(beams["s12"]), "--test",
+          str(beams["s3"]), "--context", "4", "--train-steps", "2", "--batch-size", "16", "--beam-frame", "absolute",
+          "--out", str(tmp_path / "abs"), "--save", str(tmp_path / "saved-abs")])
+    obj, meta = S.load(tmp_path / "saved-abs" / "scratch-mae_tiny")
+    assert obj.relative is False and obj.prior == "persistence" and meta["config"]["relative"] is False
     assert again[1]["top1"] == pytest.approx(json.loads((out / "metrics.json").read_text())["rows"][2]["top1"],
                                              abs=0.5)  # a seed's own score, within the seeds' range
 
@@ -385,3 +394,17 @@ def test_label_task_train_test_folders_save_and_reuse(tiny_dataset, tmp_path):
           str(tmp_path / "again")])
     again = _rows(tmp_path / "again")["mlp"]
     assert again["mode"] == "trained (loaded)" and again["accuracy"] == pytest.approx(row["accuracy"])
+
+
+def test_beam_frames_script_trains_both_frames_from_both_starts_and_learns_a_drift_across_sites(beams):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("beam_frames", REPO / "finetune" / "beam_frames.py")
+    bf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bf)
+    res = bf.run(str(beams["s12"]), [str(beams["s3"])], "scratch:mae_tiny", seeds=2, steps=60, lr=2e-3, batch_size=64)
+    assert res["persistence"] == {"s3": 0.0}  # the best beam moves 2 beams every step
+    assert [(r["frame"], len(r["steps_kept"])) for r in res["rows"]] == [("absolute", 2), ("relative", 2)] * 2
+    rel = [r for r in res["rows"] if r["frame"] == "relative"]
+    # the drift seen on scenarios 1-2 carries to scenario 3, whose beams lie elsewhere in the codebook
+    assert all(min(r["top1"]["s3"]) > 0.5 for r in rel)

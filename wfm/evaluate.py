@@ -83,6 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seasonal period of the seasonal baseline in steps (default: from the interval: a week "
                         "where the context holds one, else a day)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="batch size of trainable baselines")
+    p.add_argument("--beam-frame", choices=("relative", "absolute"), default="relative",
+                   help="future-beam: the fine-tuned MAE reads the codebook as seen from the current best beam "
+                        "(relative: how the best beam moves, which carries to other sites) or as given (absolute: "
+                        "where a site's best beams lie, for a test on the training sites); default relative")
     p.add_argument("--baseline-options", action="append", default=None, metavar="NAME:KEY=V[,KEY=V]",
                    help="one trainable baseline's own budget, keys steps, batch, threads (repeatable), "
                         "e.g. transformer:steps=100,batch=32,threads=2")
@@ -292,7 +296,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     opts = EvalOptions(train_steps=args.train_steps, seed=args.seed, context=args.context, horizon=args.horizon,
                        train_fractions=tuple(args.train_fraction or (1.0,)), period=args.period,
                        batch_size=args.batch_size, baseline_options=baseline_options, seeds=args.seeds,
-                       split=args.split, gap=args.gap, save=args.save)
+                       split=args.split, gap=args.gap, save=args.save, beam_frame=args.beam_frame)
     with Reporter(f"evaluating {args.task}", None, every=args.progress_every) as rep:
         result = evaluate_task(args.task, args.model, args.data or (), opts, rep, train=args.train or (),
                                test=args.test or ())

@@ -41,7 +41,6 @@ it is in ``result["periods"]`` and in the seasonal rows' ``period``.
 from __future__ import annotations
 
 import copy
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +95,7 @@ class EvalOptions:
     split: str = "auto"  # auto | sample | time (series) | trajectory | scenario (DeepSense)
     gap: int | None = None  # split by time: steps between parts (None: the horizon)
     save: str | None = None  # folder to save every trained model into
+    beam_frame: str = "relative"  # future-beam: the MAE's codebook frame (wfm.tasks.future_beam.BeamMAE)
 
     def train_budget(self, name: str) -> dict[str, int | None]:
         """``steps``, ``batch`` and ``threads`` of trainable baseline ``name`` (its own, else the defaults)."""
@@ -703,7 +703,8 @@ def _future_beam(run: _Run) -> None:
                 b = {"threads": None}
                 steps, lr, batch = opts.train_steps, opts.lr / 2, opts.batch_size
                 torch.manual_seed(seed)
-                net = BeamMAE(copy.deepcopy(run.loaded[spec]), train_all.past.shape[2])
+                net = BeamMAE(copy.deepcopy(run.loaded[spec]), train_all.past.shape[2],
+                              relative=opts.beam_frame == "relative")
             with _threads(b["threads"]), run.rep.training(label, steps) as cb:
                 net.fit(tr, val, steps=steps, lr=lr, batch_size=batch, seed=seed, progress=cb)
             info = {**base, "train_steps": steps, "batch_size": batch, "selected": run.kept(label, net)}

@@ -1,0 +1,91 @@
+"""Future beam across sites: the fine-tuned MAE's codebook frame and its pretrained start, measured.
+
+    PYTHONPATH=. python finetune/beam_frames.py --train ds-s1-5 --test ds-s6 ds-s7 \
+        --model checkpoints/mae-tiny-catalog-cpu --seeds 3
+
+(``ds-*``: ``wfm data import deepsense ../shared/datasets/deepsense6g-beam --scenarios ... --out ...``.)
+Fine-tunes ``wfm.tasks.future_beam.BeamMAE`` (anchored on persistence) on the training folder
+(its last scenario validates, as ``wfm evaluate --train`` splits it) with the codebook as given
+(``absolute``) and as seen from the current best beam (``relative``, the default), from the
+pretrained weights and from the same architecture with random weights (``scratch:NAME``), over
+``--seeds`` seeds, exactly as ``wfm evaluate --task future-beam`` trains it (``--steps``, batch
+256, half the evaluation's learning rate). Prints the top-1 of every test folder (mean ± std over
+seeds) next to persistence's, and the step each seed kept; ``--out`` writes it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from wfm.console import print_table
+from wfm.tasks.backbones import load_model
+from wfm.tasks.future_beam import BeamMAE, BeamWindows, persistence_scores, plan_beam
+
+FRAMES = {"absolute": False, "relative": True}
+
+
+def top1(scores: torch.Tensor, w: BeamWindows) -> float:
+    return float((scores.argmax(1) == w.label).float().mean())
+
+
+def run(train: str, tests: list[str], model: str, scratch: str = "scratch:mae_tiny", seeds: int = 3,
+        steps: int = 300, lr: float = 1e-3, batch_size: int = 256, frames: tuple[str, ...] = tuple(FRAMES),
+        context: int = 8, horizon: int = 1) -> dict:
+    """``{"persistence": {test: top-1}, "rows": [...]}``: one row per frame and start."""
+    plan = plan_beam([train], tests, False, context, horizon)
+    if plan["val"] is None:
+        raise SystemExit(f"{train}: no validation scenario (give a folder with two or more scenarios)")
+    out = {"train": train, "description": plan["description"],
+           "persistence": {name: top1(persistence_scores(w), w) for name, w in plan["tests"]}, "rows": []}
+    name = Path(model).name
+    for start in (model, scratch):
+        mae = load_model(start)
+        for frame in frames:
+            scores: dict[str, list[float]] = {n: [] for n, _ in plan["tests"]}
+            kept = []
+            for seed in range(seeds):
+                torch.manual_seed(seed)
+                net = BeamMAE(copy.deepcopy(mae), plan["train"].past.shape[2], relative=FRAMES[frame])
+                net.fit(plan["train"], plan["val"], steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+                kept.append(net.selection["step"])
+                for n, w in plan["tests"]:
+                    scores[n].append(top1(net.scores(w), w))
+            out["rows"].append({"start": name if start == model else start, "frame": frame, "steps_kept": kept,
+                                "top1": {n: v for n, v in scores.items()}})
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", required=True, help="imported DeepSense folder of two or more scenarios")
+    ap.add_argument("--test", nargs="+", required=True, help="imported DeepSense folders of other scenarios")
+    ap.add_argument("--model", required=True, help="a pretrained MAE (exported folder, .ckpt or hub id)")
+    ap.add_argument("--scratch", default="scratch:mae_tiny", help="the same architecture from random weights")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=1e-3, help="wfm evaluate's --lr 2e-3, halved for the MAE as it does")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    res = run(args.train, args.test, args.model, args.scratch, args.seeds, args.steps, args.lr)
+
+    def cell(v: list[float]) -> str:
+        return f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
+    rows = [{"start": "persistence", "frame": "", **{n: f"{v:.3f}" for n, v in res["persistence"].items()}}]
+    rows += [{"start": r["start"], "frame": r["frame"], **{n: cell(v) for n, v in r["top1"].items()},
+              "steps kept": "/".join(map(str, r["steps_kept"]))} for r in res["rows"]]
+    print(res["description"])
+    print_table(rows, title="top-1 on the test folders", columns=["start", "frame", *res["persistence"], "steps kept"])
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
