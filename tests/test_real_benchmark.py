@@ -292,3 +292,18 @@ def test_real_traffic_and_csi(tmp_path, monkeypatch):
             err = ((pred.expand_as(target) - target).abs() ** 2).sum(dims) / (target.abs() ** 2).sum(dims)
             got = by[(d.name, d.view, name)]["window_nmse"]
             assert got == pytest.approx(float(err.mean()), rel=1e-4), (d.name, d.view, name)
+
+
+def test_the_cells_of_one_file_are_scored_together_where_there_are_enough():
+    def row(cell: int, ratio: float, source: str = "milan.csv") -> dict:
+        return {"model": "m", "kind": "FM (causal) zero-shot", "dataset": f"Milan cell {cell}", "view": "traffic",
+                "source": source, "ratio_to_best": ratio}
+
+    ratios = [0.9, 1.03, 0.73, 0.56, 1.14, 0.94]
+    fam = R.family_rows([row(c, r) for c, r in enumerate(ratios)] + [row(9, 1.0, "other.csv")])
+    assert len(fam) == 1  # one file of 6 cells; the other file's single cell is no family
+    f = fam[0]
+    assert f["geometric_mean_ratio"] == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
+    assert f["ratio_low"] < f["geometric_mean_ratio"] < f["ratio_high"] and f["label"].startswith("Milan cell")
+    lines = R.verdicts({"models": [{"path": "m"}], "rows": [row(c, r) for c, r in enumerate(ratios)], "families": fam})
+    assert any("together: geometric mean of the ratios" in x and "within noise" in x for x in lines)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from wfm.tasks.significance import KeptWeights, beats_beyond_noise, independent_blocks, ratio_interval
+from wfm.tasks.significance import (KeptWeights, beats_beyond_noise, geometric_mean_interval, independent_blocks,
+                                   ratio_interval)
 
 
 def test_independent_blocks_join_windows_whose_targets_share_a_step():
@@ -109,3 +110,12 @@ def test_ratio_interval_resamples_whole_blocks_and_holds_the_ratio():
     assert ratio_interval(a[:4], b[:4]) is None
     with pytest.raises(ValueError, match="different shapes"):
         ratio_interval(a, b[:10])
+
+
+def test_geometric_mean_interval_resamples_datasets():
+    geo, lo, hi = geometric_mean_interval([0.5, 2.0, 1.0, 1.0, 1.0, 1.0])
+    assert geo == pytest.approx(1.0) and lo < 1.0 < hi
+    assert geometric_mean_interval([0.8] * 6)[1:] == (pytest.approx(0.8), pytest.approx(0.8))
+    assert geometric_mean_interval([0.9, 1.1, 1.0, 0.95]) is None  # fewer than 5 datasets
+    with pytest.raises(ValueError, match="positive"):
+        geometric_mean_interval([1.0, 0.0, 1.0, 1.0, 1.0])

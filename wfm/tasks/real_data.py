@@ -61,7 +61,7 @@ from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.models.baselines import build_baseline, seasonal_period
 from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
 from wfm.tasks.metrics import add_best_classical, window_nmse, window_nmse_scores
-from wfm.tasks.significance import independent_blocks, ratio_interval
+from wfm.tasks.significance import MIN_GROUPS, geometric_mean_interval, independent_blocks, ratio_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -461,7 +461,8 @@ def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
         else:
             r["ratio_low"], r["ratio_high"], r["ratio_blocks"] = ci
     for r in rows:
-        r.update(dataset=data.name, view=data.view, windows=data.windows, context=int(data.context.shape[1]),
+        r.update(dataset=data.name, view=data.view, source=data.source, windows=data.windows,
+                 context=int(data.context.shape[1]),
                  horizon=int(data.target.shape[1]), interval=_fmt_interval(data.interval))
 
 
@@ -499,7 +500,29 @@ def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
                        for p, k, m in models],
             "datasets": [{"dataset": d.name, "view": d.view, "windows": d.windows, "interval_s": d.interval,
                           "source": d.source, "note": d.windows_note} for d in data],
-            "rows": rows, "summary": summary_rows(rows, [Path(p).name for p, _, _ in models])}
+            "rows": rows, "summary": summary_rows(rows, [Path(p).name for p, _, _ in models]),
+            "families": family_rows(rows)}
+
+
+def family_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, the datasets of one source file and view taken together where there are at least
+    ``MIN_GROUPS`` of them (the cells of a traffic file: each cell one day, too little for an
+    interval of its own): the geometric mean of their ratios and its 95 % interval over datasets."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["kind"].startswith("FM") and "ratio_to_best" in r and r.get("source"):
+            groups.setdefault((r["model"], r["view"], r["source"]), []).append(r)
+    out = []
+    for (model, view, source), rs in groups.items():
+        if len(rs) < MIN_GROUPS:
+            continue
+        geo, lo, hi = geometric_mean_interval([r["ratio_to_best"] for r in rs])
+        names = [r["dataset"] for r in rs]
+        prefix = os.path.commonprefix(names).strip() or Path(source).name
+        out.append({"model": model, "view": view, "source": source, "datasets": names,
+                    "label": f"{prefix} ({len(rs)} {view} datasets of {Path(source).name})",
+                    "geometric_mean_ratio": geo, "ratio_low": lo, "ratio_high": hi})
+    return out
 
 
 def summary_rows(rows: list[dict[str, Any]], model_names: list[str]) -> list[dict[str, Any]]:
@@ -563,6 +586,12 @@ def verdicts(result: dict[str, Any]) -> list[str]:
                 f"{label} on {len(rs)} ({named(rs)})" for label, rs in (("behind beyond noise (the 95 % interval of the ratio above 1)", kinds["behind"]),
                                   ("within noise", kinds["within noise"]),
                                   ("too few independent blocks of windows for an interval", kinds["no interval"])) if rs))
+        for f in result.get("families", []):
+            if f["model"] == name:
+                where = ("ahead beyond noise" if f["ratio_high"] < 1 else "behind beyond noise" if f["ratio_low"] > 1
+                         else "within noise")
+                lines.append(f"{name}: {f['label']} together: geometric mean of the ratios {f['geometric_mean_ratio']:.3f}, "
+                             f"95 % over datasets {f['ratio_low']:.3f}-{f['ratio_high']:.3f} ({where})")
         bands = [r for r in scored if "interval_coverage" in r]
         if bands:
             lo, hi = min(bands, key=lambda r: r["interval_coverage"]), max(bands, key=lambda r: r["interval_coverage"])

@@ -87,6 +87,22 @@ def ratio_interval(a: Tensor, b: Tensor, blocks: Tensor | None = None, n_boot: i
     return lo, hi, k
 
 
+def geometric_mean_interval(ratios: Sequence[float], n_boot: int = 2000,
+                            seed: int = 0) -> tuple[float, float, float] | None:
+    """``(geometric mean, 2.5 %, 97.5 %)`` of positive ``ratios``, one per independent dataset
+    (the cells of one traffic file), by resampling the datasets; None with fewer than
+    ``MIN_GROUPS``."""
+    r = torch.tensor([float(x) for x in ratios], dtype=torch.float64)
+    if len(r) < MIN_GROUPS:
+        return None
+    if not bool((r > 0).all()):
+        raise ValueError("ratios must be positive")
+    logs = r.log()
+    pick = torch.randint(0, len(r), (n_boot, len(r)), generator=torch.Generator().manual_seed(seed))
+    lo, hi = torch.quantile(logs[pick].mean(1).exp(), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return float(logs.mean().exp()), lo, hi
+
+
 def independent_blocks(span: Tensor, context: int, horizon: int) -> Tensor:
     """Block id ``[N]`` of windows whose targets overlap, directly or through a chain of others.
 
