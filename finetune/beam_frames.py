@@ -70,11 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3, help="wfm evaluate's --lr 2e-3, halved for the MAE as it does")
+    ap.add_argument("--frames", nargs="+", choices=tuple(FRAMES), default=list(FRAMES))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    res = run(args.train, args.test, args.model, args.scratch, args.seeds, args.steps, args.lr)
+    res = run(args.train, args.test, args.model, args.scratch, args.seeds, args.steps, args.lr,
+              frames=tuple(args.frames))
 
     def cell(v: list[float]) -> str:
         return f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
