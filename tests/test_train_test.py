@@ -182,6 +182,9 @@ def test_deepsense_train_on_scenarios_test_on_another_with_seeds_and_saving(beam
     main(["evaluate", "--task", "future-beam", "--model", "scratch:mae_tiny", "--train", str(beams["s12"]), "--test",
           str(beams["s3"]), "--context", "4", "--train-steps", "2", "--batch-size", "16", "--beam-frame", "absolute",
           "--out", str(tmp_path / "abs"), "--save", str(tmp_path / "saved-abs")])
+    assert "anchored on persistence; codebook seen from the current best beam" in rows["scratch:mae_tiny"]["note"]
+    abs_rows = json.loads((tmp_path / "abs" / "metrics.json").read_text())["rows"]
+    assert abs_rows[0]["note"].endswith("codebook as given")
     obj, meta = S.load(tmp_path / "saved-abs" / "scratch-mae_tiny")
     assert obj.relative is False and obj.prior == "persistence" and meta["config"]["relative"] is False
     assert again[1]["top1"] == pytest.approx(json.loads((out / "metrics.json").read_text())["rows"][2]["top1"],

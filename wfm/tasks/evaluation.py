@@ -763,6 +763,10 @@ def _future_beam(run: _Run) -> None:
                     per_run.append(one)
                     hits.append((scores.argmax(1) == test.label).double())
                 row.update(_aggregate(per_run))
+                beam_mae = next((obj for _, obj, _ in runs if isinstance(obj, BeamMAE)), None)
+                if beam_mae is not None and beam_mae.prior != "none" and "note" not in row:
+                    row["note"] = ("scores anchored on persistence; codebook "
+                                   + ("seen from the current best beam" if beam_mae.relative else "as given"))
                 row.setdefault("trajectories_test", test.trajectories)
                 row.setdefault("windows", len(test))
                 row.setdefault("context", context)
