@@ -25,7 +25,7 @@ import torch
 
 from wfm.console import print_table
 from wfm.tasks.backbones import load_model
-from wfm.tasks.future_beam import BeamMAE, BeamWindows, persistence_scores, plan_beam
+from wfm.tasks.future_beam import BeamMAE, BeamRNN, BeamWindows, persistence_scores, plan_beam
 
 FRAMES = {"absolute": False, "relative": True}
 
@@ -36,8 +36,10 @@ def top1(scores: torch.Tensor, w: BeamWindows) -> float:
 
 def run(train: str, tests: list[str], model: str, scratch: str = "scratch:mae_tiny", seeds: int = 3,
         steps: int = 300, lr: float = 1e-3, batch_size: int = 256, frames: tuple[str, ...] = tuple(FRAMES),
-        context: int = 8, horizon: int = 1) -> dict:
-    """``{"persistence": {test: top-1}, "rows": [...]}``: one row per frame and start."""
+        context: int = 8, horizon: int = 1, rnn: str | None = None, rnn_lr: float = 2e-3) -> dict:
+    """``{"persistence": {test: top-1}, "rows": [...]}``: one row per frame and start, and with
+    ``rnn`` (``gru`` or ``lstm``) that baseline plain, anchored in the absolute codebook and
+    anchored in the relative one (``rnn_lr``: ``wfm evaluate``'s baseline rate)."""
     plan = plan_beam([train], tests, False, context, horizon)
     if plan["val"] is None:
         raise SystemExit(f"{train}: no validation scenario (give a folder with two or more scenarios)")
@@ -58,6 +60,18 @@ def run(train: str, tests: list[str], model: str, scratch: str = "scratch:mae_ti
                     scores[n].append(top1(net.scores(w), w))
             out["rows"].append({"start": name if start == model else start, "frame": frame, "steps_kept": kept,
                                 "top1": {n: v for n, v in scores.items()}})
+    for label, prior, relative in (("plain", "none", False), ("anchored", "persistence", False),
+                                   ("anchored", "persistence", True)) if rnn else ():
+        scores = {n: [] for n, _ in plan["tests"]}
+        kept = []
+        for seed in range(seeds):
+            net = BeamRNN(plan["train"].past.shape[2], cell=rnn, prior=prior, relative=relative)
+            net.fit(plan["train"], plan["val"], steps=steps, lr=rnn_lr, batch_size=batch_size, seed=seed)
+            kept.append(net.selection["step"])
+            for n, w in plan["tests"]:
+                scores[n].append(top1(net.scores(w), w))
+        out["rows"].append({"start": f"{rnn} ({label})", "frame": "relative" if relative else "absolute",
+                            "steps_kept": kept, "top1": scores})
     return out
 
 
@@ -71,12 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3, help="wfm evaluate's --lr 2e-3, halved for the MAE as it does")
     ap.add_argument("--frames", nargs="+", choices=tuple(FRAMES), default=list(FRAMES))
+    ap.add_argument("--rnn", choices=("gru", "lstm"), default=None,
+                    help="also that recurrent baseline: plain, and with the MAE's anchor in each frame")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     res = run(args.train, args.test, args.model, args.scratch, args.seeds, args.steps, args.lr,
-              frames=tuple(args.frames))
+              frames=tuple(args.frames), rnn=args.rnn)
 
     def cell(v: list[float]) -> str:
         return f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")

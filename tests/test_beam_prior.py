@@ -108,3 +108,26 @@ def test_beams_shift_along_a_line_and_a_drift_learned_in_one_part_of_the_codeboo
     absolute = BeamMAE(create_model("mae_tiny"), 64, relative=False).fit(train, val, steps=150, lr=2e-3,
                                                                           batch_size=64, eval_every=50)
     assert float((absolute.scores(test).argmax(1) == test.label).float().mean()) < 0.5
+
+
+def test_the_recurrent_baseline_takes_the_same_anchor_and_frame_and_stays_plain_by_default(tmp_path):
+    from wfm.tasks import saved
+    from wfm.tasks.future_beam import BeamRNN
+
+    plain = BeamRNN(64, 32, "gru")
+    assert plain.prior == "none" and not plain.relative and not plain.check_start
+    train, val = _windows(512, 1, seed=1, starts=(0, 8)), _windows(128, 1, seed=2, starts=(0, 8))
+    test = _windows(256, 1, seed=3, starts=(28, 36))
+    net = BeamRNN(64, 32, "gru", prior="persistence", relative=True)
+    # fit re-initialises a baseline's weights from its seed, and the anchored head still starts at zero
+    net.fit(train, val, steps=0, seed=0)
+    assert net.selection["step"] == 0 and torch.equal(net.scores(test), persistence_logits(test.past))
+    net.fit(train, val, steps=150, lr=5e-3, batch_size=64, seed=0, eval_every=50)
+    assert float((net.scores(test).argmax(1) == test.label).float().mean()) > 0.5
+    cls, config = saved.describe(net)
+    assert (config["prior"], config["relative"]) == ("persistence", True)
+    rebuilt = saved.build(cls, config)
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt.scores(test), net.scores(test))
+    old = {k: v for k, v in config.items() if k not in ("prior", "relative")}
+    assert saved.build(cls, old).prior == "none"

@@ -291,59 +291,6 @@ class PositionKNN:
         return scores
 
 
-class BeamRNN(nn.Module):
-    """LSTM/GRU over the (max-normalised) past beam powers -> scores of every beam."""
-
-    reinit = True
-
-    def __init__(self, beams: int = 64, hidden: int = 128, cell: str = "lstm") -> None:
-        super().__init__()
-        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(beams, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, beams)
-
-    def forward(self, past: Tensor) -> Tensor:
-        x = past / past.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-        y, _ = self.rnn(x)
-        return self.head(y[:, -1])
-
-    def fit(self, train: BeamWindows, val: BeamWindows | None = None, steps: int = 600, lr: float = 2e-3,
-            batch_size: int = 256, seed: int = 0, progress: Callable[[int, Any], None] | None = None,
-            eval_every: int = 100) -> "BeamRNN":
-        """Cross-entropy on the training windows; with ``val``, keeps the weights of the best
-        validation top-1 (checked every ``eval_every`` steps and at the end, and before the first
-        step for a model whose start is a result, ``check_start``: the prior-anchored ``BeamMAE``),
-        else the last weights. ``selection`` says which were kept; ``progress(step, loss)`` after
-        each step."""
-        torch.manual_seed(seed)
-        if self.reinit:  # from scratch: the initial weights follow the seed too
-            for m in self.modules():
-                if m is not self and hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-        gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
-
-        def train_step(step: int) -> Tensor:
-            idx = torch.randint(0, len(train), (min(batch_size, len(train)),), generator=gen)
-            loss = nn.functional.cross_entropy(self(train.past[idx]), train.label[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
-
-        def val_top1() -> float:
-            return float((self.scores(val).argmax(1) == val.label).float().mean())
-
-        fit_and_select(self, train_step, steps, val_top1 if val is not None and len(val) else None, eval_every,
-                       maximize=True, score_name="val_top1", progress=progress,
-                       check_start=getattr(self, "check_start", False))
-        return self
-
-    @torch.no_grad()
-    def scores(self, w: BeamWindows) -> Tensor:
-        self.eval()
-        return torch.cat([self(w.past[a:a + 4096]) for a in range(0, len(w), 4096)])
-
-
 #: Beam-power ratios below this (-60 dB under the window's strongest beam) count as this in the
 #: persistence prior's log, so that a dead beam has a finite score.
 PRIOR_FLOOR = 1e-6
@@ -369,7 +316,101 @@ def _shift_beams(x: Tensor, shift: Tensor) -> Tensor:
     return out * ok[:, None, :].to(x.dtype)
 
 
-class BeamMAE(nn.Module):
+class AnchoredBeamScores:
+    """Beam scores anchored on persistence, optionally in the codebook seen from the current best
+    beam (module doc; ``BeamMAE`` uses both by default, ``BeamRNN`` neither, as the standard
+    baseline it is). A subclass sets ``head`` (its last ``nn.Linear``) and implements
+    ``_features_scores(past)`` on the (possibly shifted) powers."""
+
+    head: nn.Linear
+
+    def _init_anchor(self, prior: str, relative: bool) -> None:
+        if prior not in BEAM_PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(BEAM_PRIORS)}; got {prior!r}")
+        self.prior, self.relative = prior, bool(relative)
+        self.check_start = prior != "none"  # the start is persistence itself: a result to keep or beat
+        if prior != "none":
+            self.prior_log_scale = nn.Parameter(torch.zeros(()))
+            self.zero_head()
+
+    def zero_head(self) -> None:
+        """Start the correction at zero (the anchored model is then persistence)."""
+        if getattr(self, "prior", "none") != "none":
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def _features_scores(self, past: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, past: Tensor) -> Tensor:
+        shift = past[:, -1].argmax(dim=1) - past.shape[2] // 2 if self.relative else None
+        out = self._features_scores(past if shift is None else _shift_beams(past, shift))
+        if shift is not None:
+            out = _shift_beams(out[:, None], -shift)[:, 0]
+        if self.prior == "persistence":
+            out = out + self.prior_log_scale.exp() * persistence_logits(past)
+        return out
+
+
+class BeamRNN(AnchoredBeamScores, nn.Module):
+    """LSTM/GRU over the (max-normalised) past beam powers -> scores of every beam. As a baseline
+    it is the plain classifier (``prior="none"``, the absolute codebook); ``prior`` and
+    ``relative`` give it ``BeamMAE``'s anchor and frame, to tell the design from the encoder."""
+
+    reinit = True
+
+    def __init__(self, beams: int = 64, hidden: int = 128, cell: str = "lstm", prior: str = "none",
+                 relative: bool = False) -> None:
+        super().__init__()
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(beams, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, beams)
+        self._init_anchor(prior, relative)
+
+    def _features_scores(self, past: Tensor) -> Tensor:
+        x = past / past.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        y, _ = self.rnn(x)
+        return self.head(y[:, -1])
+
+    def fit(self, train: BeamWindows, val: BeamWindows | None = None, steps: int = 600, lr: float = 2e-3,
+            batch_size: int = 256, seed: int = 0, progress: Callable[[int, Any], None] | None = None,
+            eval_every: int = 100) -> "BeamRNN":
+        """Cross-entropy on the training windows; with ``val``, keeps the weights of the best
+        validation top-1 (checked every ``eval_every`` steps and at the end, and before the first
+        step for a model whose start is a result, ``check_start``: the prior-anchored ``BeamMAE``),
+        else the last weights. ``selection`` says which were kept; ``progress(step, loss)`` after
+        each step."""
+        torch.manual_seed(seed)
+        if self.reinit:  # from scratch: the initial weights follow the seed too
+            for m in self.modules():
+                if m is not self and hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            self.zero_head()
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
+
+        def train_step(step: int) -> Tensor:
+            idx = torch.randint(0, len(train), (min(batch_size, len(train)),), generator=gen)
+            loss = nn.functional.cross_entropy(self(train.past[idx]), train.label[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss
+
+        def val_top1() -> float:
+            return float((self.scores(val).argmax(1) == val.label).float().mean())
+
+        fit_and_select(self, train_step, steps, val_top1 if val is not None and len(val) else None, eval_every,
+                       maximize=True, score_name="val_top1", progress=progress,
+                       check_start=getattr(self, "check_start", False))
+        return self
+
+    @torch.no_grad()
+    def scores(self, w: BeamWindows) -> Tensor:
+        self.eval()
+        return torch.cat([self(w.past[a:a + 4096]) for a in range(0, len(w), 4096)])
+
+
+class BeamMAE(AnchoredBeamScores, nn.Module):
     """A pretrained CSI MAE encoder fine-tuned (``full``) on beam-power windows.
 
     The past ``[C, 64]`` powers become a real "CSI" ``[C, 4, 16]`` of amplitudes ``sqrt(P)``
@@ -397,37 +438,18 @@ class BeamMAE(nn.Module):
 
     def __init__(self, mae: nn.Module, beams: int = 64, prior: str = "persistence", relative: bool = True) -> None:
         super().__init__()
-        if prior not in BEAM_PRIORS:
-            raise ValueError(f"prior must be one of {', '.join(BEAM_PRIORS)}; got {prior!r}")
         self.features = MAEEncoder(mae)
         self.head = nn.Linear(self.features.out_dim, beams)
         self.beams = beams
-        self.prior = prior
-        self.relative = bool(relative)
-        self.check_start = prior != "none"  # the start is persistence itself: a result to keep or beat
-        if prior != "none":
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
-            self.prior_log_scale = nn.Parameter(torch.zeros(()))
+        self._init_anchor(prior, relative)
         self.mae_arch = mae_arch(mae)  # to save and rebuild it (wfm.tasks.saved)
         self.mae_name = getattr(mae, "registry_name", None)
 
-    def forward(self, past: Tensor) -> Tensor:
-        shift = None
-        if self.relative:  # the codebook seen from the current best beam, moved to the centre
-            shift = past[:, -1].argmax(dim=1) - self.beams // 2
-            past_in = _shift_beams(past, shift)
-        else:
-            past_in = past
-        amp = past_in.clamp_min(0).sqrt()
+    def _features_scores(self, past: Tensor) -> Tensor:
+        amp = past.clamp_min(0).sqrt()
         amp = amp / amp.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         x = amp.reshape(len(past), past.shape[1], 4, self.beams // 4).to(torch.complex64)
-        out = self.head(self.features(x).mean(dim=1))
-        if shift is not None:
-            out = _shift_beams(out[:, None], -shift)[:, 0]
-        if self.prior == "persistence":
-            out = out + self.prior_log_scale.exp() * persistence_logits(past)
-        return out
+        return self.head(self.features(x).mean(dim=1))
 
     fit = BeamRNN.fit
     scores = BeamRNN.scores

@@ -106,7 +106,8 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
         return "forecaster", _forecaster_config(obj)
     if isinstance(obj, BeamRNN):
         return "beam-rnn", {"beams": int(obj.head.out_features), "hidden": int(obj.rnn.hidden_size),
-                            "cell": "lstm" if type(obj.rnn).__name__ == "LSTM" else "gru"}
+                            "cell": "lstm" if type(obj.rnn).__name__ == "LSTM" else "gru",
+                            "prior": obj.prior, "relative": obj.relative}
     if isinstance(obj, BeamMAE):
         return "beam-mae", {"beams": int(obj.beams), "mae_arch": obj.mae_arch, "mae_name": obj.mae_name,
                             "prior": obj.prior, "relative": obj.relative}
@@ -129,7 +130,8 @@ def build(cls: str, config: dict[str, Any]) -> Any:
         if cls == "beam-rnn":
             from wfm.tasks.future_beam import BeamRNN
 
-            return BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]))
+            return BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]),
+                           str(config.get("prior", "none")), bool(config.get("relative", False)))
         if cls == "beam-mae":
             from wfm.tasks.future_beam import BeamMAE
 
