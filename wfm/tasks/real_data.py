@@ -457,7 +457,7 @@ def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
             continue
         ci = ratio_interval(mine, best, blocks)
         if ci is None:
-            r["ratio_blocks"] = 1 if blocks is None or not len(blocks) else int(blocks.unique().numel())
+            r["ratio_blocks"] = len(mine) if blocks is None else int(blocks.unique().numel())
         else:
             r["ratio_low"], r["ratio_high"], r["ratio_blocks"] = ci
     for r in rows:
@@ -560,6 +560,12 @@ def beyond_noise(row: dict[str, Any]) -> str:
     return "behind" if row["ratio_low"] > 1 else "ahead" if row["ratio_high"] < 1 else "within noise"
 
 
+#: How the verdict sorts the datasets a model is behind on (``beyond_noise``), in its words.
+BEHIND_KINDS = (("behind", "behind beyond noise (the 95 % interval of the ratio above 1)"),
+                ("within noise", "within noise"),
+                ("no interval", "too few independent blocks of windows for an interval"))
+
+
 def verdicts(result: dict[str, Any]) -> list[str]:
     """Plain sentences: per model, on how many datasets it is <= and <= 0.8x the best classical."""
     lines = []
@@ -579,13 +585,13 @@ def verdicts(result: dict[str, Any]) -> list[str]:
         lines.append(text)
         over = [r for r in scored if r["ratio_to_best"] > 1]
         if over:
-            kinds = {k: [r for r in over if beyond_noise(r) == k] for k in ("behind", "within noise", "no interval")}
-            def named(rs: list[dict[str, Any]]) -> str:
-                return ", ".join(f"{r['dataset']} {r['view']} {_fmt_ratio_interval(r)}" for r in rs)
-            lines.append(f"{name}: of the {len(over)} behind, " + "; ".join(
-                f"{label} on {len(rs)} ({named(rs)})" for label, rs in (("behind beyond noise (the 95 % interval of the ratio above 1)", kinds["behind"]),
-                                  ("within noise", kinds["within noise"]),
-                                  ("too few independent blocks of windows for an interval", kinds["no interval"])) if rs))
+            parts = []
+            for kind, label in BEHIND_KINDS:
+                rs = [r for r in over if beyond_noise(r) == kind]
+                if rs:
+                    named = ", ".join(f"{r['dataset']} {r['view']} {_fmt_ratio_interval(r)}" for r in rs)
+                    parts.append(f"{label} on {len(rs)} ({named})")
+            lines.append(f"{name}: of the {len(over)} behind, " + "; ".join(parts))
         for f in result.get("families", []):
             if f["model"] == name:
                 where = ("ahead beyond noise" if f["ratio_high"] < 1 else "behind beyond noise" if f["ratio_low"] > 1
