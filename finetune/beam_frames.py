@@ -46,7 +46,7 @@ def run(train: str, tests: list[str], model: str, scratch: str = "scratch:mae_ti
     out = {"train": train, "description": plan["description"],
            "persistence": {name: top1(persistence_scores(w), w) for name, w in plan["tests"]}, "rows": []}
     name = Path(model).name
-    for start in (model, scratch):
+    for start in (model, scratch) if frames else ():
         mae = load_model(start)
         for frame in frames:
             scores: dict[str, list[float]] = {n: [] for n, _ in plan["tests"]}

@@ -376,7 +376,7 @@ class BeamRNN(AnchoredBeamScores, nn.Module):
             eval_every: int = 100) -> "BeamRNN":
         """Cross-entropy on the training windows; with ``val``, keeps the weights of the best
         validation top-1 (checked every ``eval_every`` steps and at the end, and before the first
-        step for a model whose start is a result, ``check_start``: the prior-anchored ``BeamMAE``),
+        step for a model whose start is a result, ``check_start``: one anchored on persistence),
         else the last weights. ``selection`` says which were kept; ``progress(step, loss)`` after
         each step."""
         torch.manual_seed(seed)
