@@ -139,12 +139,17 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
     r = json.loads((out / "real_benchmark.json").read_text())
     rows = r["rows"]
     by = {(x["dataset"], x["view"], x["model"]): x for x in rows}
-    # Every dataset has the classical rows and the causal model; the MAE only the CSI views.
+    # Every dataset has the classical rows and the causal model but the CSI views in frequency
+    # (along subcarriers: no time series); the MAE only the CSI views, in time and in frequency.
+    views = [d["view"] for d in r["datasets"]]
+    assert "csi complex, frequency" in views and "csi amplitude, frequency" in views
     for d in r["datasets"]:
         assert "window_nmse" in by[(d["dataset"], d["view"], "persistence")]
         assert "window_nmse" in by[(d["dataset"], d["view"], "mean")]
         assert by[(d["dataset"], d["view"], "seasonal")]["period"] == "n/a"  # 96 steps of 10 min < 1 day
-        assert "window_nmse" in by[(d["dataset"], d["view"], "causal-tiny-export")]
+        causal = (d["dataset"], d["view"], "causal-tiny-export")
+        assert (causal in by) == (not d["view"].endswith("frequency"))
+        assert causal not in by or "window_nmse" in by[causal]
         assert ((d["dataset"], d["view"], "mae-tiny-export") in by) == d["view"].startswith("csi")
     # The ratio is to the best classical row of the same dataset (linear extrapolation is a reference only).
     assert {x.get("best_classical") for x in rows} <= {"persistence", "mean", None}
@@ -229,6 +234,39 @@ def test_a_quantile_models_rows_report_its_bands_coverage_and_quantile_loss(stan
     R._finalise([row], d)
     lines = R.verdicts({"models": [{"path": "q"}], "rows": [{**row, "ratio_to_best": 1.0}]})
     assert any("80% band holds" in line for line in lines)
+
+
+def test_csi_views_in_frequency(standin):
+    """``csi_frequency``: the same capture, the upper half of the subcarriers predicted from the
+    lower half at every packet, in windows that share no packet (each its own block). The series
+    run along subcarriers, so persistence is the last lower subcarrier; the MAE predicts with a
+    frequency mask on the whole window; the causal model does not take them."""
+    from wfm.models.baselines import ContextMean, Persistence
+    from wfm.models.registry import create_model
+
+    cfg = R.RealBenchConfig(csi_frequency=True)
+    data = R.load_wifi(standin / "wifi-csi", cfg)
+    assert [d.view for d in data] == ["csi complex", "csi amplitude", "csi complex, frequency", "csi amplitude, frequency"]
+    assert [d.view for d in R.load_wifi(standin / "wifi-csi", R.RealBenchConfig())] == ["csi complex", "csi amplitude"]
+    f, amp = data[2], data[3]
+    # 40 packets, windows of 16 that do not overlap: starts 0 and 16; 32 subcarriers: 16 -> 16
+    assert f.axis == "frequency" and f.span[:, 1].tolist() == [0, 16]
+    assert f.context.shape == (2, 16, 16, 4) and f.target.shape == (2, 16, 16, 4)
+    assert torch.equal(f.context, f.csi[..., :16].permute(0, 3, 1, 2))
+    assert torch.equal(f.target, f.csi[..., 16:].permute(0, 3, 1, 2)) and torch.equal(amp.target, f.target.abs())
+    assert f.blocks().tolist() == [0, 1] and data[0].blocks().tolist() == [0, 1, 2, 3]
+    last = f.csi[..., 15:16].permute(0, 3, 1, 2).expand_as(f.target)
+    assert torch.equal(R.forecast_windows(Persistence(), f), last)
+    assert torch.allclose(R.forecast_windows(ContextMean(), f), f.csi[..., :16].mean(-1, keepdim=True).permute(0, 3, 1, 2).expand_as(f.target))
+    torch.manual_seed(0)
+    mae = create_model("mae_tiny", prior="mix").eval()
+    pred = R.mae_windows(mae, f)
+    ref = mae.predict(f.csi, "frequency", 0.5).reconstruction[..., 16:].permute(0, 3, 1, 2)
+    assert pred.shape == f.target.shape and torch.allclose(pred, ref)
+    causal = create_model("causal_tiny").eval()
+    assert [r["model"] for r in R.model_rows(f, [("c", "causal", causal), ("m", "mae", mae)], cfg, {})] == ["m"]
+    seasonal = next(r for r in R.classical_rows(f, cfg) if r["model"] == "seasonal")
+    assert seasonal["note"] == "no season along subcarriers"
 
 
 def test_mae_that_refuses_a_shape_is_a_row_not_a_crash(standin):

@@ -8,7 +8,10 @@ Datasets (the layout of ``../shared/datasets``, see its README; each source is o
   sanitiser (``wfm.data.loaders.phase.remove_linear_phase``: per packet and antenna, the least
   squares phase line across subcarriers is removed) and cut into windows of ``csi_window``
   packets (hop ``csi_hop``); the last ``csi_predict`` packets of each window are predicted from
-  the first ones. Two views: the sanitised complex CSI, and its amplitude ``|H|``.
+  the first ones. Two views: the sanitised complex CSI, and its amplitude ``|H|``. With
+  ``csi_frequency`` (``wfm benchmark real``'s default) two more: the same windows, the upper half
+  of the subcarriers predicted from the lower half at every packet (channel prediction in
+  frequency: ``axis == "frequency"``, the series run along subcarriers).
 - ``traffic/*.csv`` (Telecom Italia layout, 10-minute steps): one dataset per cell, windows of
   ``traffic_context`` steps -> the next ``traffic_horizon``, stride ``traffic_stride``.
 - ``deepsense6g-beam/`` (DeepSense 6G, 0.1 s nominal): per trajectory, windows of
@@ -22,8 +25,9 @@ Models: every exported model folder in ``checkpoints/`` (its ``config.json``'s
 (``forecast``) forecasts every dataset as a set of univariate series (CSI: the real and
 imaginary part, or the amplitude, of every antenna x subcarrier series; beam power: every
 beam). An MAE predicts the CSI views: ``predict(window, "temporal", ratio)`` on the sanitised
-complex window, with ``ratio = csi_predict / csi_window``; the amplitude view scores the
-magnitude of that prediction. A model that cannot take a dataset (a shape it refuses) gets
+complex window, with ``ratio = csi_predict / csi_window`` (``predict(window, "frequency", ...)``
+for the frequency views, which only the MAE takes: a series along subcarriers is not a time
+series); the amplitude view scores the magnitude of that prediction. A model that cannot take a dataset (a shape it refuses) gets
 a row with its one-line error, and the benchmark goes on.
 
 Classical baselines on the same windows (``wfm.models.baselines``): persistence (the last
@@ -90,6 +94,7 @@ class RealBenchConfig:
     batch_series: int = 8192  # series per forecast call
     batch_csi: int = 64  # CSI windows per MAE call
     pool_channels: bool = True  # a window's channels pool a forecaster's evidence (``group``); False: each on its own
+    csi_frequency: bool = False  # also the CSI views in frequency (upper half of the subcarriers from the lower half)
 
 
 @dataclass
@@ -110,6 +115,11 @@ class BenchData:
     span: Tensor | None = None
     #: ``[N]``: each window's DeepSense scenario (other datasets: None), for splits by site.
     scenario: Tensor | None = None
+    #: ``time``: ``context`` and ``target`` run along time; ``frequency``: along subcarriers (``[N, K', T, A]``).
+    axis: str = "time"
+    #: Where a window's target lies in ``span``'s steps, ``(offset, length)``; None: after the context,
+    #: ``(L, H)``. A frequency view's target is every packet of the window: ``(0, T)``.
+    target_steps: tuple[int, int] | None = None
 
     def subset(self, idx: Tensor) -> "BenchData":
         """The windows ``idx`` (a long index), everything else unchanged."""
@@ -139,13 +149,21 @@ class BenchData:
     def windows(self) -> int:
         return int(self.target.shape[0])
 
+    def blocks(self) -> Tensor | None:
+        """Block ids ``[N]`` of windows whose targets share no step (``independent_blocks``); None without ``span``."""
+        if self.span is None:
+            return None
+        offset, length = self.target_steps or (int(self.context.shape[1]), int(self.target.shape[1]))
+        return independent_blocks(self.span, offset, length)
+
 
 # ---------------------------------------------------------------------------- datasets
 
 
 def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,
               source: str = "") -> list[BenchData]:
-    """The complex and amplitude views of one capture ``[P, A, K]`` (sanitised here)."""
+    """The complex and amplitude views of one capture ``[P, A, K]`` (sanitised here), in time, and
+    with ``cfg.csi_frequency`` also in frequency (the upper half of the subcarriers from the lower)."""
     P = len(csi)
     T, n = cfg.csi_window, cfg.csi_predict
     if not 0 < n < T:
@@ -161,9 +179,25 @@ def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: flo
             "linear-phase sanitised")
     ctx, tgt = win[:, :T - n], win[:, T - n:]
     span = torch.tensor([[0, s] for s in starts], dtype=torch.long)
-    return [BenchData(name, "csi complex", ctx, tgt, interval, note, source, win, span),
-            BenchData(name, "csi amplitude", ctx.abs(), tgt.abs(), interval, note, source,
-                      win.abs().to(torch.complex64), span)]
+    views = [BenchData(name, "csi complex", ctx, tgt, interval, note, source, win, span),
+             BenchData(name, "csi amplitude", ctx.abs(), tgt.abs(), interval, note, source,
+                       win.abs().to(torch.complex64), span)]
+    if cfg.csi_frequency and K >= 2:
+        # Every packet of a window is a target here, so windows that share packets are not
+        # independent evidence: the frequency views take windows that do not overlap (hop T).
+        starts = range(0, P - T + 1, T)
+        win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))
+        span = torch.tensor([[0, s] for s in starts], dtype=torch.long)
+        low = K - K // 2
+        note = (f"{len(win)} windows of {T} packets (hop {T}, median interval {_fmt_interval(interval)}), "
+                f"{A} antenna{'s' if A > 1 else ''} x {K} subcarriers, predict the upper {K - low} subcarriers "
+                f"from the lower {low} at every packet; linear-phase sanitised")
+        along = win.permute(0, 3, 1, 2)  # [N, K, T, A]: series along subcarriers
+        for view, x, full in (("csi complex, frequency", along, win),
+                              ("csi amplitude, frequency", along.abs(), win.abs().to(torch.complex64))):
+            views.append(BenchData(name, view, x[:, :low], x[:, low:], interval, note, source, full, span,
+                                   axis="frequency", target_steps=(0, T)))
+    return views
 
 
 def _capture_interval(t: np.ndarray) -> float:
@@ -331,22 +365,28 @@ def quantile_scores(quant: Tensor, data: BenchData, levels: tuple[float, ...]) -
 
 @torch.no_grad()
 def mae_windows(model: Any, data: BenchData, batch: int = 64) -> Tensor:
-    """The MAE's prediction of the last ``H`` packets of every CSI window (complex): ``[N, H, A, K]``.
+    """The MAE's prediction of every CSI window's target (complex), in the layout of ``data.target``.
 
-    The model gets the whole window as it is (no cropping or padding here) and
-    ``predict(window, "temporal", H / T)``; it must hide exactly the last ``H`` packets."""
+    The model gets the whole window as it is (no cropping or padding here). In time (``[N, H, A,
+    K]``): ``predict(window, "temporal", H / T)``, which must hide exactly the last ``H`` packets;
+    in frequency (``[N, H, T, A]``, ``H`` subcarriers): ``predict(window, "frequency", H / K)``,
+    which must hide exactly the upper ``H`` subcarriers."""
     if data.csi is None:
         raise DataError(f"an MAE predicts CSI, not {data.view}")
     full = data.csi.to(torch.complex64)
     L, H = data.context.shape[1], data.target.shape[1]
-    ratio = H / full.shape[1]
+    freq = data.axis == "frequency"
+    dim = 3 if freq else 1
+    ratio = H / full.shape[dim]
     outs = []
     for a in range(0, len(full), batch):
-        p = model.predict(full[a:a + batch], "temporal", ratio)
-        hidden_t = p.mask.reshape(p.mask.shape[0], p.mask.shape[1], -1).all(-1).all(0)
-        if hidden_t.shape[0] != full.shape[1] or not bool(hidden_t[L:].all()) or bool(hidden_t[:L].any()):
-            raise DataError(f"the model hides time steps {hidden_t.nonzero().flatten().tolist()}, not the last {H}")
-        outs.append(p.reconstruction[:, L:].to(torch.complex64))
+        p = model.predict(full[a:a + batch], "frequency" if freq else "temporal", ratio)
+        hidden = p.mask.movedim(dim, 1).reshape(p.mask.shape[0], p.mask.shape[dim], -1).all(-1).all(0)
+        if hidden.shape[0] != full.shape[dim] or not bool(hidden[L:].all()) or bool(hidden[:L].any()):
+            what = "subcarriers" if freq else "time steps"
+            raise DataError(f"the model hides {what} {hidden.nonzero().flatten().tolist()}, not the last {H}")
+        part = p.reconstruction.narrow(dim, L, H).to(torch.complex64)
+        outs.append(part.permute(0, 3, 1, 2) if freq else part)
     return torch.cat(outs)
 
 
@@ -368,6 +408,10 @@ def classical_rows(data: BenchData, cfg: RealBenchConfig) -> list[dict[str, Any]
     for name in ("persistence", "mean", "seasonal"):
         row: dict[str, Any] = {"model": name, "kind": "classical"}
         if name == "seasonal":
+            if data.axis != "time":
+                row.update(period="n/a", note="no season along subcarriers")
+                rows.append(row)
+                continue
             if period is None or period > L:
                 row.update(period="n/a", note=f"no season in {L} steps of {_fmt_interval(data.interval)}"
                                               + (f" (period {period})" if period else " (< 1 day)"))
@@ -408,10 +452,11 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
                 pred = mae_cache[key]
                 if isinstance(pred, Exception):
                     raise pred
-                pred = pred if data.view == "csi complex" else pred.abs()
-                if data.view != "csi complex":
+                complex_view = data.view.startswith("csi complex")
+                pred = pred if complex_view else pred.abs()
+                if not complex_view:
                     row["note"] = "amplitude windows as its input (|H| as a real-valued CSI)"
-            elif hasattr(model, "forecast"):
+            elif hasattr(model, "forecast") and data.axis == "time":  # along subcarriers is no time series
                 levels = tuple(getattr(model, "quantile_levels", ()))
                 quant: list[Tensor] | None = [] if len(levels) >= 2 else None
                 pred = forecast_windows(model, data, cfg.batch_series, cfg.pool_channels, quant)
@@ -450,8 +495,7 @@ def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
     # windows whose targets share no step (a Milan cell's stride-1 day is one block: no interval).
     best = next((r["_windows"] for r in rows if r["kind"] == "classical" and r["model"] == r.get("best_classical")
                  and "_windows" in r), None)
-    blocks = (None if data.span is None
-              else independent_blocks(data.span, int(data.context.shape[1]), int(data.target.shape[1])))
+    blocks = data.blocks()
     for r in rows:
         mine = r.pop("_windows", None)
         if best is None or mine is None or not r["kind"].startswith("FM"):
@@ -462,7 +506,7 @@ def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
         else:
             r["ratio_low"], r["ratio_high"], r["ratio_blocks"] = ci
     for r in rows:
-        r.update(dataset=data.name, view=data.view, source=data.source, windows=data.windows,
+        r.update(dataset=data.name, view=data.view, source=data.source, windows=data.windows, axis=data.axis,
                  context=int(data.context.shape[1]),
                  horizon=int(data.target.shape[1]), interval=_fmt_interval(data.interval))
 

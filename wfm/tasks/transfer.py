@@ -42,7 +42,7 @@ from wfm.models.mae import MaskedAutoencoder
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, load_real_datasets,
                                  mae_windows)
-from wfm.tasks.significance import SELECT, KeptWeights, independent_blocks
+from wfm.tasks.significance import SELECT, KeptWeights
 from wfm.training.lit_causal import pad_to_patches
 
 
@@ -120,9 +120,7 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
     model = copy.deepcopy(model).train()
     train, val = split_by_time(data, cfg.val_fraction)
     held_out = data.subset(val) if len(val) else None
-    blocks = None
-    if held_out is not None and held_out.span is not None:
-        blocks = independent_blocks(held_out.span, held_out.context.shape[1], held_out.target.shape[1])
+    blocks = None if held_out is None else held_out.blocks()
     kept = KeptWeights(cfg.select, blocks)
 
     def check(step: int) -> None:
@@ -164,7 +162,7 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
 def window_scores(model: Any, kind: str, data: BenchData) -> Tensor:
     """Each window's NMSE ``[N]`` of ``model`` on ``data`` (linear)."""
     pred = mae_windows(model, data) if kind == "mae" else forecast_windows(model, data)
-    if kind == "mae" and data.view != "csi complex":
+    if kind == "mae" and not data.view.startswith("csi complex"):
         pred = pred.abs()
     return window_nmse(pred, data.target)
 
