@@ -9,9 +9,10 @@ Datasets (the layout of ``../shared/datasets``, see its README; each source is o
   squares phase line across subcarriers is removed) and cut into windows of ``csi_window``
   packets (hop ``csi_hop``); the last ``csi_predict`` packets of each window are predicted from
   the first ones. Two views: the sanitised complex CSI, and its amplitude ``|H|``. With
-  ``csi_frequency`` (``wfm benchmark real``'s default) two more: the same windows, the upper half
-  of the subcarriers predicted from the lower half at every packet (channel prediction in
-  frequency: ``axis == "frequency"``, the series run along subcarriers).
+  ``csi_frequency`` (``wfm benchmark real``'s default) two more, in windows of the same length
+  that share no packet: the upper half of the subcarriers predicted from the lower half at every
+  packet (channel prediction in frequency: ``axis == "frequency"``, the series run along
+  subcarriers).
 - ``traffic/*.csv`` (Telecom Italia layout, 10-minute steps): one dataset per cell, windows of
   ``traffic_context`` steps -> the next ``traffic_horizon``, stride ``traffic_stride``.
 - ``deepsense6g-beam/`` (DeepSense 6G, 0.1 s nominal): per trajectory, windows of
@@ -25,10 +26,10 @@ Models: every exported model folder in ``checkpoints/`` (its ``config.json``'s
 (``forecast``) forecasts every dataset as a set of univariate series (CSI: the real and
 imaginary part, or the amplitude, of every antenna x subcarrier series; beam power: every
 beam). An MAE predicts the CSI views: ``predict(window, "temporal", ratio)`` on the sanitised
-complex window, with ``ratio = csi_predict / csi_window`` (``predict(window, "frequency", ...)``
+complex window, with ``ratio = csi_predict / csi_window`` (``predict(window, "frequency", (K // 2) / K)``
 for the frequency views, which only the MAE takes: a series along subcarriers is not a time
-series); the amplitude view scores the magnitude of that prediction. A model that cannot take a dataset (a shape it refuses) gets
-a row with its one-line error, and the benchmark goes on.
+series); the amplitude view scores the magnitude of that prediction. A model that cannot take
+a dataset (a shape it refuses) gets a row with its one-line error, and the benchmark goes on.
 
 Classical baselines on the same windows (``wfm.models.baselines``): persistence (the last
 value of every series: per antenna and subcarrier for CSI, per beam for beam power), the
