@@ -45,24 +45,28 @@ class Scored:
     mean: float
 
 
+def _block_ratio_bootstrap(num: Tensor, den: Tensor, inverse: Tensor, n_boot: int, seed: int) -> tuple[float, float]:
+    """2.5 % and 97.5 % of ``sum(num) / sum(den)`` over resamples of whole blocks (``inverse``:
+    each window's block index ``0..k-1``): the resampling both intervals here share."""
+    k = int(inverse.max()) + 1
+    sn = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, num)
+    sd = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, den)
+    pick = torch.randint(0, k, (n_boot, k), generator=torch.Generator().manual_seed(seed))
+    boot = sn[pick].sum(1) / sd[pick].sum(1).clamp_min(1e-300)
+    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return lo, hi
+
+
 def paired_bootstrap(a: Tensor, b: Tensor, groups: Tensor | None = None, n_boot: int = 1000,
                      seed: int = 0) -> tuple[float, float, float, int, str]:
     """``(mean difference a - b, 2.5 %, 97.5 % of it, units resampled, unit)`` (module doc)."""
     d = (a.double() - b.double()).flatten()
-    n = len(d)
     if groups is not None and len(torch.unique(groups)) >= MIN_GROUPS:
-        _, inverse = torch.unique(groups, return_inverse=True)
-        k = int(inverse.max()) + 1
-        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, d)
-        counts = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, torch.ones_like(d))
-        unit = "groups"
+        inverse, unit = torch.unique(groups, return_inverse=True)[1].flatten(), "groups"
     else:
-        sums, counts, k, unit = d, torch.ones_like(d), n, "windows"
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.randint(0, k, (n_boot, k), generator=gen)
-    boot = sums[pick].sum(1) / counts[pick].sum(1).clamp_min(1)
-    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return float(d.mean()), lo, hi, k, unit
+        inverse, unit = torch.arange(len(d)), "windows"
+    lo, hi = _block_ratio_bootstrap(d, torch.ones_like(d), inverse, n_boot, seed)
+    return float(d.mean()), lo, hi, int(inverse.max()) + 1, unit
 
 
 def ratio_interval(a: Tensor, b: Tensor, blocks: Tensor | None = None, n_boot: int = 2000,
@@ -75,16 +79,11 @@ def ratio_interval(a: Tensor, b: Tensor, blocks: Tensor | None = None, n_boot: i
     a, b = a.double().flatten(), b.double().flatten()
     if a.shape != b.shape:
         raise ValueError(f"per-window errors of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
-    inverse = torch.arange(len(a)) if blocks is None else torch.unique(blocks, return_inverse=True)[1]
+    inverse = torch.arange(len(a)) if blocks is None else torch.unique(blocks, return_inverse=True)[1].flatten()
     k = int(inverse.max()) + 1 if len(a) else 0
     if k < MIN_GROUPS:
         return None
-    sa = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, a)
-    sb = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, b)
-    pick = torch.randint(0, k, (n_boot, k), generator=torch.Generator().manual_seed(seed))
-    boot = sa[pick].sum(1) / sb[pick].sum(1).clamp_min(1e-300)
-    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return lo, hi, k
+    return (*_block_ratio_bootstrap(a, b, inverse, n_boot, seed), k)
 
 
 def geometric_mean_interval(ratios: Sequence[float], n_boot: int = 2000,
