@@ -453,9 +453,8 @@ def model_rows(data: BenchData, models: list[tuple[str, str, Any]], cfg: RealBen
                 pred = mae_cache[key]
                 if isinstance(pred, Exception):
                     raise pred
-                complex_view = data.view.startswith("csi complex")
-                pred = pred if complex_view else pred.abs()
-                if not complex_view:
+                if not data.target.is_complex():  # an amplitude view: the magnitude of the prediction
+                    pred = pred.abs()
                     row["note"] = "amplitude windows as its input (|H| as a real-valued CSI)"
             elif hasattr(model, "forecast") and data.axis == "time":  # along subcarriers is no time series
                 levels = tuple(getattr(model, "quantile_levels", ()))

@@ -162,7 +162,7 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
 def window_scores(model: Any, kind: str, data: BenchData) -> Tensor:
     """Each window's NMSE ``[N]`` of ``model`` on ``data`` (linear)."""
     pred = mae_windows(model, data) if kind == "mae" else forecast_windows(model, data)
-    if kind == "mae" and not data.view.startswith("csi complex"):
+    if kind == "mae" and not data.target.is_complex():  # an amplitude view
         pred = pred.abs()
     return window_nmse(pred, data.target)
 
