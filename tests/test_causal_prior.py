@@ -71,6 +71,21 @@ def test_classical_priors_are_the_classical_estimates():
     assert not avail2[0, :2].any() and not avail2[0, 3, 3] and avail2[0, 4, 3]
 
 
+def test_intervals_over_a_day_forecast_without_a_daily_season():
+    """Series sampled every 2 days, a week or a month: the day (and, past a week, the week) holds
+    fewer than 2 steps, so those estimators are unavailable, and the forecast is finite (it once
+    divided by a period of 0)."""
+    x = walks(2, 48)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    for interval, week_ok in ((2 * 86_400.0, True), (604_800.0, False), (30 * 86_400.0, False)):
+        est, avail = classical_priors(x, obs, torch.full((2,), interval), 8, 4, FIVE)
+        assert torch.isfinite(est).all() and not avail[..., 3].any()  # no day
+        assert bool(avail[:, -1, 4].all()) == week_ok  # 2-day steps: a week is round(3.5) = 4 steps
+        model = randomise(mix(estimators=FIVE))
+        out = model.forecast(x, interval, 6)
+        assert out.shape == (2, 6) and torch.isfinite(out).all()
+
+
 def test_backtest_uses_only_realised_targets():
     x = walks(2, 48)
     obs = torch.ones_like(x, dtype=torch.bool)

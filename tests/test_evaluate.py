@@ -116,6 +116,8 @@ def test_seasonal_period_from_the_interval():
     assert seasonal_period(3600.0, 48) == 24 and seasonal_period(3600.0, 168) == 168  # hourly
     assert seasonal_period(3600.0) == 24  # no context given: a day
     assert seasonal_period(1e-3, 4096) is None  # 1-ms CSI: no daily cycle within any context
+    assert seasonal_period(2 * 86_400.0, 10) == 4  # 2-day steps: no day, but a week of 4 steps
+    assert seasonal_period(604_800.0, 10) == 1 and seasonal_period(30 * 86_400.0, 10) is None
     with pytest.raises(ValueError):
         seasonal_period(0.0, 10)
 

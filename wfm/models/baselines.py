@@ -112,13 +112,11 @@ def seasonal_period(interval: float, context: int | None = None) -> int | None:
     if not interval > 0:
         raise ValueError(f"interval must be > 0 seconds, got {interval}")
     day, week = round(DAY_S / interval), round(WEEK_S / interval)
-    if day < 1:
-        return None
     if context is None:
-        return day
-    if context >= week:
+        return day if day >= 1 else None
+    if week >= 1 and context >= week:  # also for intervals of over half a day, where a day is no step
         return week
-    return day if context >= day else None
+    return day if day >= 1 and context >= day else None
 
 
 class SeasonalNaive:

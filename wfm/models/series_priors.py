@@ -143,7 +143,7 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
         elif name in ("day", "week"):
             period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
             period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
-            t = period[:, None, None]
+            t = period.clamp_min(1)[:, None, None]  # a period under 2 steps (intervals over a day) is unavailable
             idx = o[None, :, None] + hi[None, None] - t * ((hi[None, None] + t - 1) // t)  # [B, N, H]
             a = (period[:, None] >= 2) & (o[None] + 1 - period[:, None] >= first[:, None])
             e = zm.gather(1, idx.clamp(0, length - 1).view(b, -1)).view(b, n, ahead)
