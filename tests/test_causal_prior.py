@@ -86,6 +86,14 @@ def test_intervals_over_a_day_forecast_without_a_daily_season():
         assert out.shape == (2, 6) and torch.isfinite(out).all()
 
 
+def test_forecast_names_a_group_of_the_wrong_shape_or_type():
+    model, x = mix(), walks(3, 32)
+    for bad in (torch.tensor([0, 1]), torch.zeros(3, 1, dtype=torch.long), torch.tensor([0.0, 0.0, 1.0])):
+        with pytest.raises(ValueError, match="group must be an integer"):
+            model.forecast(x, 1.0, 4, group=bad)
+    assert model.forecast(x, 1.0, 4, group=torch.tensor([5, -1, 5])).shape == (3, 4)  # any integer ids
+
+
 def test_backtest_uses_only_realised_targets():
     x = walks(2, 48)
     obs = torch.ones_like(x, dtype=torch.bool)
