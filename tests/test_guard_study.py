@@ -57,7 +57,7 @@ def test_noise_rows_tell_a_common_gain_from_independent_noise():
 
 def test_correction_rules_are_scored_against_the_shipped_fit_by_hand():
     from wfm.models.mae import MaskedAutoencoder
-    from wfm.tasks.guard_study import correction_rule_rows, correction_rules
+    from wfm.tasks.guard_study import correction_rule_rows, correction_rules, guard_constant
     from wfm.tasks.metrics import window_nmse
     from wfm.tasks.prior_ablation import correction_off
 
@@ -69,8 +69,9 @@ def test_correction_rules_are_scored_against_the_shipped_fit_by_hand():
     (row,) = correction_rule_rows(model, [("toy", csi, "temporal")])
     assert set(row) == {"set", *[k for k in correction_rules() if k != "least squares (shipped)"]}
 
-    def nmse(m):
-        pred = m.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
+    def nmse(m):  # the rules are studied with the prior at full scale
+        with guard_constant("PRIOR_SHRINK", 0):
+            pred = m.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
         return float(window_nmse(pred, csi[:, 8:]).mean())
 
     # "off" is the model with its correction head zeroed, over the model as shipped (the least-squares fit).

@@ -129,7 +129,7 @@ def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction(
     # Noise around a level: the mean, or the reversion estimate (phi ~ 0: the same); a smooth
     # rotation: the nearest packet, which beats the reversion estimate by more than its margin.
     for csi, best in ((noisy, ("mean", "reversion")), (smooth, ("hold",))):
-        weights, scale, dim = model.backtest(csi, "temporal", 0.5)
+        weights, scale, dim, prior_scale = model.backtest(csi, "temporal", 0.5)
         assert dim == 1 and (sum(weights[:, names.index(b)] for b in best) > 0.75).all()
         assert (scale < 0.2).all()
         pred = model.predict(csi, "temporal", 0.5)
@@ -138,6 +138,51 @@ def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction(
         err = ((pred.reconstruction - want).abs() ** 2 * pred.mask).sum() / ((want.abs() ** 2) * pred.mask).sum()
         assert err < 0.05  # at most the little correction the backtest let through
     assert model.backtest(noisy, "random", 0.5) is None and _tiny("none").backtest(noisy, "temporal", 0.5) is None
+
+
+def test_guard_shrinks_a_prior_only_where_the_target_decorrelated_from_it():
+    from wfm.models.mae import BacktestSums, fitted_correction_scale, fitted_scales
+
+    def sums(p: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> BacktestSums:
+        d = lambda a, b: (a * b).sum(dim=1).double()  # noqa: E731
+        return BacktestSums(d(t, t), d(p, t), d(c, t), d(p, p), d(p, c), d(c, c))
+
+    g = torch.Generator().manual_seed(0)
+    p, c, n = (torch.randn(4, 256, generator=g) for _ in range(3))
+    n = n - (n * p).sum(1, keepdim=True) / (p * p).sum(1, keepdim=True) * p  # noise uncorrelated with the prior
+    # Noise around what the prior holds, and a gain step down or up: the prior stays at full scale,
+    # and the correction keeps its plain least-squares fit.
+    for t in (p + 0.3 * n, 0.5 * p, 2.0 * p):
+        s = sums(p, t, c)
+        a, b = fitted_scales(s)
+        assert torch.allclose(a, torch.ones(4)) and torch.allclose(b, fitted_correction_scale(s.cr, s.cc).float())
+    # A target that kept 0.3 of its correlation with the prior: shrunk to about 0.3, which the
+    # backtest scores below the full prior.
+    s = sums(p, 0.3 * p + 0.95 * n, c)
+    a, b = fitted_scales(s)
+    assert ((a - 0.3).abs() < 0.1).all() and (s.error(a.double(), b.double()) < s.error(torch.ones(4).double(), b.double())).all()
+    assert torch.allclose(s.rr, ((0.3 * p + 0.95 * n - p) ** 2).sum(1).double())
+
+    # End to end: a zero-mean channel whose packets are independent draws (nothing to hold) is
+    # predicted closer to zero, and better, than with the prior at full scale; a still level with
+    # noise is predicted as before (to within how far the backtest's own noise moves ``a`` from 1).
+    import wfm.models.mae as mae_module
+
+    model = _tiny("mix")
+    fading = _csi(6, 16, 2, 8, seed=3)
+    still = 3 + 0.1 * _csi(6, 16, 2, 8, seed=4)
+    out = {}
+    for on in (True, False):
+        mae_module.PRIOR_SHRINK = on
+        try:
+            out[on] = [model.predict(x, "temporal", 0.5).reconstruction for x in (fading, still)]
+        finally:
+            mae_module.PRIOR_SHRINK = True
+    err = [float(((o[0] - fading)[:, 8:].abs() ** 2).mean()) for o in (out[True], out[False])]
+    assert err[0] < 0.95 * err[1]  # about the power of the channel itself (2), not the mean of 8 draws on top
+    assert out[True][0][:, 8:].abs().mean() < 0.5 * out[False][0][:, 8:].abs().mean()
+    assert float((out[True][1] - out[False][1]).abs().max()) < 0.01 * 3
+    assert (model.backtest(still, "temporal", 0.5)[3] > 0.99).all()
 
 
 def test_skill_loss_weighs_each_sample_against_its_own_prior():

@@ -78,6 +78,9 @@ GUARD_SHARPNESS = 16.0
 #: last packet by chance in enough windows to cost 1.11x the mean (1.02x with the margin), and
 #: on generated CDL-E/TDL-C it gains (measured with 1.0, 1.5 and 2.5: pretrain/README.md).
 REVERSION_MARGIN = 1.5
+#: Whether the guard may shrink the prior towards zero where the backtest's target decorrelated
+#: from it (``fitted_scales``); off, the prior is always at full scale (the rule before session 23).
+PRIOR_SHRINK = True
 
 
 @dataclass
@@ -132,6 +135,59 @@ def fitted_correction_scale(cr: Tensor, cc: Tensor) -> Tensor:
     """The guard's scale of the learned correction ``c``: its least-squares fit ``c.r / c.c`` to what
     the prior missed on the backtest (``r``), clipped to [0, 1] (``MaskedAutoencoder.backtest``)."""
     return (cr / cc.clamp_min(1e-12)).clamp(0.0, 1.0)
+
+
+@dataclass
+class BacktestSums:
+    """Sums ``[B]`` (float64) over the hidden part of ``predict``'s backtest of the target ``t``, the
+    guard's prior ``p`` and the learned correction ``c`` (normalised space): ``tt = t.t``, ``pt =
+    p.t`` and so on."""
+
+    tt: Tensor
+    pt: Tensor
+    ct: Tensor
+    pp: Tensor
+    pc: Tensor
+    cc: Tensor
+
+    @property
+    def cr(self) -> Tensor:
+        """``c.r``, ``r = t - p`` what the prior missed."""
+        return self.ct - self.pc
+
+    @property
+    def rr(self) -> Tensor:
+        """``r.r``."""
+        return self.tt - 2 * self.pt + self.pp
+
+    def error(self, a: Tensor, b: Tensor) -> Tensor:
+        """``|t - a p - b c|^2`` for prior scales ``a`` and correction scales ``b`` ``[B]``."""
+        return (self.tt - 2 * a * self.pt - 2 * b * self.ct + a * a * self.pp + 2 * a * b * self.pc
+                + b * b * self.cc)
+
+
+def fitted_scales(s: BacktestSums) -> tuple[Tensor, Tensor]:
+    """The guard's ``(prior scale, correction scale)`` ``[B]`` from its backtest (``BacktestSums``).
+
+    Either the prior at full scale and the correction at :func:`fitted_correction_scale`, or, where
+    the backtest scores it at least as well, the prior shrunk towards zero by
+    ``a = p.t / min(p.p, t.t)`` (clipped to [0, 1]) and the correction refitted under it. ``a`` is
+    the least-squares coefficient of whichever of ``t`` on ``p`` or ``p`` on ``t`` is the larger:
+    noise around a level that the prior holds (``t.t > p.p``, ``p.t ~ p.p``) and a gain step between
+    the backtest's two parts (``t ~ g p``) both give 1, and only a target that decorrelates from
+    its prior (fast fading in time; a wide band's far subcarriers) is shrunk, by about its
+    correlation, the MMSE forecast of a zero-mean stationary channel. The plain least-squares
+    ``p.t / p.p`` also shrinks on every gain step down, which a still link with AGC steps (the
+    Intel 5300 capture) does not repeat (pretrain/README.md, "The guard's prior scale").
+    """
+    one = torch.ones_like(s.tt)
+    full = fitted_correction_scale(s.cr, s.cc)
+    if not PRIOR_SHRINK:
+        return one.float(), full.float()
+    a = (s.pt / torch.minimum(s.pp, s.tt).clamp_min(1e-30)).clamp(0.0, 1.0)
+    b = fitted_correction_scale(s.ct - a * s.pc, s.cc)
+    shrink = s.error(a, b) <= s.error(one, full)
+    return torch.where(shrink, a, one).float(), torch.where(shrink, b, full).float()
 
 
 def pad_to_patches(csi: Tensor, patch: Patch, front: tuple[int, int, int] = (0, 0, 0)) -> tuple[Tensor, Tensor, tuple]:
@@ -284,7 +340,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
     # ------------------------------------------------------------------ forward
     def forward(self, csi: Tensor, mask: Tensor, front: tuple[int, int, int] = (0, 0, 0),
                 prior_weights: Tensor | None = None, correction_scale: Tensor | None = None,
-                reversion_dim: int | None = None) -> MAEOutput:
+                reversion_dim: int | None = None, prior_scale: Tensor | None = None) -> MAEOutput:
         """Reconstruct ``csi`` (complex ``[B, T, A, K]``, any T, A, K) under ``mask`` (bool ``[B, N]``).
 
         ``mask`` is over the padded grid ``grid_for(csi.shape)``; ``front`` places the padding of
@@ -292,8 +348,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         ``reversion_dim`` (1: time, 3: subcarrier) adds the AR(1) ``reversion`` estimate along that
         axis (``wfm.models.priors``) to the classical estimates. ``prior_weights`` ``[B, E]``
         replace the prior's mix: weights over ``ESTIMATORS``, then ``reversion`` when it is there.
-        ``correction_scale`` ``[B]`` multiplies the learned correction (``predict``'s guard sets
-        both from a backtest on the visible data). Every row of ``mask`` must mask the same number
+        ``correction_scale`` ``[B]`` multiplies the learned correction and ``prior_scale`` ``[B]``
+        the prior in the output (the network still reads the prior itself; ``predict``'s guard sets
+        all three from a backtest on the visible data). Every row of ``mask`` must mask the same number
         of tokens. Keep ``mask`` on the CPU
         where you can: its row counts are read on the host, which would otherwise sync the GPU.
         """
@@ -324,7 +381,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         latent, ids_restore = self.forward_encoder(target, mask, grid)
         estimates = self.forward_estimates(target, mask, grid, valid, reversion_dim)
         prior = self.mix_prior(estimates, latent, prior_weights)
-        pred = self.forward_decoder(latent, ids_restore, grid, prior, correction_scale)
+        pred = self.forward_decoder(latent, ids_restore, grid, prior, correction_scale, prior_scale)
+        if prior_scale is not None:  # what the output holds of the prior: the rest is the correction
+            prior = prior_scale[:, None, None] * prior
         loss, nmse = self.forward_loss(pred, target, mask, valid, prior)
         return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid, scale=scale,
                          valid=valid, prior=prior, crop=crop, estimates=estimates,
@@ -389,10 +448,11 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         return sum(weights[:, i, None, None] * estimates[e] for i, e in enumerate(ESTIMATORS))
 
     def forward_decoder(self, latent: Tensor, ids_restore: Tensor, grid: Grid, prior: Tensor | None = None,
-                        correction_scale: Tensor | None = None) -> Tensor:
+                        correction_scale: Tensor | None = None, prior_scale: Tensor | None = None) -> Tensor:
         """Predict every patch ``[B, N, P]`` (normalised space) from the encoded visible tokens.
 
-        With a prior, masked tokens carry the embedded prior and the output is prior + correction.
+        With a prior, masked tokens carry the embedded prior and the output is prior + correction
+        (each times its ``[B]`` scale where given).
         """
         b, n = ids_restore.shape
         y = self.decoder_embed(latent)
@@ -407,6 +467,8 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         pred = self.decoder_pred(self.decoder_norm(y)).float()
         if prior is None:
             return pred
+        if prior_scale is not None:
+            prior = prior_scale[:, None, None] * prior
         return prior + (pred if correction_scale is None else correction_scale[:, None, None] * pred)
 
     def forward_loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None,
@@ -479,9 +541,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         return make_mask(mask_kind, b, grid, ratio, generator=generator), tuple(front)  # type: ignore[return-value]
 
     @torch.no_grad()
-    def backtest(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, Tensor, int] | None:
-        """Prior weights ``[B, E]``, correction scales ``[B]`` and the ``reversion_dim`` that worked
-        on the visible data (the arguments ``forward`` takes after ``front``).
+    def backtest(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, Tensor, int, Tensor] | None:
+        """Prior weights ``[B, E]``, correction scales ``[B]``, the ``reversion_dim`` and prior scales
+        ``[B]`` that worked on the visible data (the arguments ``forward`` takes after ``front``).
 
         The same prediction is posed on the visible part alone (for ``temporal``: predict the last
         ``ratio`` of the context from its start; likewise along subcarriers for ``frequency``). Each
@@ -490,20 +552,23 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         (``mse ** -GUARD_SHARPNESS``, normalised), and
         the learned correction is scaled by its least-squares fit to what that prior missed,
         clipped to ``[0, 1]``: a correction that did not help on the sample's own past is switched
-        off, so the model falls back to the classical estimate that did best. ``None`` for other
-        mask kinds, models without a prior, or too little visible data.
+        off, so the model falls back to the classical estimate that did best. Where the target
+        decorrelated from the prior on the backtest, the prior is shrunk towards zero
+        (:func:`fitted_scales`). ``None`` for other mask kinds, models without a prior, or too
+        little visible data.
         """
         fit = self.backtest_fit(csi, mask_kind, ratio)
         if fit is None:
             return None
-        weights, (_, cr, cc), dim = fit
-        return weights, fitted_correction_scale(cr, cc), dim
+        weights, sums, dim = fit
+        prior_scale, correction_scale = fitted_scales(sums)
+        return weights, correction_scale, dim, prior_scale
 
     @torch.no_grad()
-    def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor], int] | None:
-        """What ``backtest`` fits on the visible data: the prior weights ``[B, E]``, the sums
-        ``(r.r, c.r, c.c)`` ``[B]`` of the prior's miss ``r`` and the correction ``c`` over the
-        backtest's hidden part, and the ``reversion_dim`` (``None`` where ``backtest`` is)."""
+    def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, BacktestSums, int] | None:
+        """What ``backtest`` fits on the visible data: the prior weights ``[B, E]``, the sums of the
+        target, the prior and the correction over the backtest's hidden part (``BacktestSums``),
+        and the ``reversion_dim`` (``None`` where ``backtest`` is)."""
         if self.prior == "none" or mask_kind not in ("temporal", "frequency"):
             return None
         dim = 1 if mask_kind == "temporal" else 3
@@ -519,9 +584,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         mse[:, -1] = mse[:, -1] / REVERSION_MARGIN  # estimates: ESTIMATORS, then reversion
         weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
         out = self(seen, mask, front, prior_weights=weights, reversion_dim=dim)
-        missed, corr = (out.target - out.prior) * m, out.correction * m
-        sums = tuple((a * b).sum(dim=(1, 2)) for a, b in ((missed, missed), (corr, missed), (corr, corr)))
-        return weights, sums, dim  # type: ignore[return-value]
+        t, p, c = ((x * m).double() for x in (out.target, out.prior, out.correction))
+        dot = lambda a, b: (a * b).sum(dim=(1, 2))  # noqa: E731
+        return weights, BacktestSums(dot(t, t), dot(p, t), dot(c, t), dot(p, p), dot(p, c), dot(c, c)), dim
 
     @torch.no_grad()
     def predict(self, csi: Tensor, mask_kind: str = "temporal", ratio: float = 0.5, seed: int = 0,
@@ -535,7 +600,8 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         patches (their random draw is seeded by ``seed``). ``guard`` (models with a prior,
         temporal and frequency prediction): weigh the classical estimators and the learned
         correction by how they did on the visible data (``backtest``), so that a correction that
-        does not transfer to this data is switched off.
+        does not transfer to this data is switched off, and a prior the target decorrelated from
+        is shrunk towards zero.
         """
         if csi.ndim != 4 or csi.shape[0] < 1:
             raise ValueError(f"csi must be complex [B, T, A, K] with B >= 1; got shape {tuple(csi.shape)}")

@@ -13,7 +13,8 @@ of persistence and the context mean on the same windows (< 1 beats it):
   the amplitude's change over time that is one gain per packet common to every antenna and
   subcarrier (what ``gain_jitter_db`` generates).
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
-  margin is "the reversion estimate only").
+  margin is "the reversion estimate only"), or another guard constant (``GUARD_SHARPNESS``;
+  ``PRIOR_SHRINK`` off and on, ``--prior-shrink``).
 - :func:`white_gate_rows`: the causal model's ``white_limit`` rule applied to an MAE's temporal
   prediction (the visible mean where a window's pooled autocorrelation says white noise).
 - :func:`correction_rule_rows`: rules for the scale of the MAE's learned correction from its
@@ -26,6 +27,7 @@ of persistence and the context mean on the same windows (< 1 beats it):
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,7 +42,8 @@ from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
-from wfm.tasks.real_data import BenchData, _to_series, default_datasets_dir, load_real_datasets, mae_windows
+from wfm.tasks.real_data import (BenchData, RealBenchConfig, _to_series, default_datasets_dir, load_real_datasets,
+                                 mae_windows)
 
 
 def _score(pred: Tensor, target: Tensor) -> float:
@@ -124,7 +127,7 @@ def generated_windows(root: str | Path, limit: int = 256) -> list[BenchData]:
 @contextmanager
 def guard_constant(name: str, value: float) -> Iterator[None]:
     """``MaskedAutoencoder.predict`` with the module constant ``name`` (``REVERSION_MARGIN``,
-    ``GUARD_SHARPNESS``) set to ``value`` inside the block."""
+    ``GUARD_SHARPNESS``, ``PRIOR_SHRINK``) set to ``value`` inside the block."""
     old = getattr(mae_module, name)
     setattr(mae_module, name, float(value))
     try:
@@ -157,7 +160,7 @@ def margin_rows(model: Any, margins: Sequence[float], real: Sequence[BenchData],
                 generated: Sequence[str | Path] = (), constant: str = "REVERSION_MARGIN") -> list[dict[str, Any]]:
     """One row per margin (or value of another guard ``constant``): the MAE's ratio to the best
     classical on every real CSI view and on the hidden half (time, frequency) of each generated
-    dataset's test split."""
+    dataset's test split, and the geometric mean of the generated ones per axis."""
     rows = []
     for m in margins:
         row: dict[str, Any] = {"margin" if constant == "REVERSION_MARGIN" else constant.lower(): m}
@@ -168,8 +171,14 @@ def margin_rows(model: Any, margins: Sequence[float], real: Sequence[BenchData],
                 best = min(_score(d.context[:, -1:].expand_as(d.target), d.target),
                            _score(d.context.mean(dim=1, keepdim=True).expand_as(d.target), d.target))
                 row[f"{d.name} {d.view}"] = _score(pred, d.target) / best
+            gen: dict[str, float] = {}
             for root in generated:
-                row.update(_generated_ratios(model, root))
+                gen.update(_generated_ratios(model, root))
+            row.update(gen)
+            for axis in ("time", "frequency"):
+                vals = [v for k, v in gen.items() if k.endswith(f" {axis}")]
+                if vals:
+                    row[f"generated {axis}, geometric mean"] = math.exp(sum(math.log(v) for v in vals) / len(vals))
         rows.append(row)
     return rows
 
@@ -193,7 +202,8 @@ def correction_rules(taus: Sequence[float] = (0.01, 0.05, 0.2)) -> dict[str, Any
 def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
                          rules: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per set ``(label, csi [N, T, A, K] complex, "temporal" | "frequency")`` (predict the
-    last half): each rule's per-window NMSE over the shipped rule's (< 1: better than it)."""
+    last half): each rule's per-window NMSE over the least-squares rule's (< 1: better than it), all
+    with the prior at full scale (``PRIOR_SHRINK`` off)."""
     rules = rules or correction_rules()
     rows = []
     for label, csi, kind in sets:
@@ -206,7 +216,7 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
         rr, cr, cc, power = ((a * b).sum(dim=(1, 2)).double() for a, b in ((r, r), (c, r), (c, c), (out.target * m, out.target)))
         score = {}
         for name, rule in rules.items():
-            s = rule(*(x.double() for x in bt))
+            s = rule(bt.rr, bt.cr, bt.cc)
             score[name] = float(((rr - 2 * s * cr + s * s * cc) / power.clamp_min(1e-30)).mean())
         base = score["least squares (shipped)"]
         rows.append({"set": label, **{k: v / base for k, v in score.items() if k != "least squares (shipped)"}})
@@ -254,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--margin", type=float, action="append", help="REVERSION_MARGIN values (default 1, 1.5, 2.5, 1e9)")
     ap.add_argument("--sharpness", type=float, action="append",
                     help="with --model: GUARD_SHARPNESS values to score instead of the margins")
+    ap.add_argument("--prior-shrink", type=int, action="append", choices=(0, 1),
+                    help="with --model: only score PRIOR_SHRINK off (0) and on (1), on the real CSI in time and in "
+                         "frequency and on --data's generated folders")
     ap.add_argument("--data", action="append", default=[],
                     help="generated CSI dataset folders (their rules and noise rows; with --model, its margins)")
     ap.add_argument("--correction-data", action="append", default=[],
@@ -273,6 +286,12 @@ def main(argv: list[str] | None = None) -> None:
             csi = load_csi(root, "test", task="guard-study", val_fraction=args.held_out, test_fraction=args.held_out)["csi"][:256, :16]
             sets.append(BenchData(Path(root).name, "csi complex", csi[:, :8], csi[:, 8:16], 0.0, "", str(root), csi=csi))
         print(markdown(white_gate_rows(from_pretrained(args.model), sets)))
+        return
+    if args.prior_shrink:
+        if not args.model:
+            ap.error("--prior-shrink needs --model")
+        real_csi = [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
+        print(markdown(margin_rows(from_pretrained(args.model), args.prior_shrink, real_csi, args.data, "PRIOR_SHRINK")))
         return
     if args.correction_data:
         if not args.model:
