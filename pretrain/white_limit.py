@@ -40,18 +40,27 @@ import wfm
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
-from wfm.models.evidence import looks_white
+from wfm.models.evidence import looks_white, shrunk_mean
 from wfm.tasks.real_data import _to_series, default_datasets_dir, load_real_datasets
 
 EXTRA = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24"]
 
 
 def with_limit(model, net: torch.Tensor, ctx: torch.Tensor, horizon: int, group: torch.Tensor | None,
-               limit: float | None) -> torch.Tensor:
-    """``forecast``'s post-processing under ``white_limit = limit``, from the network's forecast ``net``."""
+               limit: float | None, shrink: bool = False) -> torch.Tensor:
+    """``forecast``'s post-processing under ``white_limit = limit`` (and ``white_shrink = shrink``),
+    from the network's forecast ``net``."""
     if limit is None or len(model.check_cuts(ctx.shape[1], horizon)) >= 2:
         return net
-    return torch.where(looks_white(ctx, limit, group)[:, None], ctx.mean(dim=1, keepdim=True), net)
+    mean = shrunk_mean(ctx, group).to(ctx.dtype) if shrink else ctx.mean(dim=1, keepdim=True)
+    return torch.where(looks_white(ctx, limit, group)[:, None], mean, net)
+
+
+def variants(limits: list[float], shrink: bool) -> list[tuple[str, float | None, bool]]:
+    """``(label, limit, shrink)``: the network alone, each limit, and with ``shrink`` each limit with
+    ``white_shrink`` too."""
+    out = [("None", None, False)] + [(str(lim), lim, False) for lim in limits]
+    return out + ([(f"{lim} shrunk", lim, True) for lim in limits] if shrink else [])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--horizon", type=int, default=8)
     ap.add_argument("--windows", type=int, default=32, help="held-out samples per dataset and context, channels pooled")
     ap.add_argument("--rows", type=int, default=4, help="held-out samples per dataset and context, every channel alone")
+    ap.add_argument("--shrink", action="store_true",
+                    help="also score each limit with white_shrink (the mean shrunk towards zero where a window's "
+                         "channels are zero-mean noise)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -72,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = wfm.from_pretrained(args.model).eval()
     if model.check_origins < 2:
         raise SystemExit(f"{args.model}: white_limit needs check_origins >= 2 (it has {model.check_origins})")
-    limits: list[float | None] = [None, *args.limits]
+    limits = variants(args.limits, args.shrink)
     root = Path(args.data)
     config = json.loads((Path(args.model) / "config.json").read_text())
     trained_on = [Path(d).name for d in ((config.get("training") or {}).get("data") or {}).get("datasets", [])]
@@ -97,8 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
                     ctx, tgt = x[:, :L], x[:, L:]
                     net = model.forecast(ctx, interval, H, group=group if how == "pooled" else None, check=False)
                     best = best_classical(ctx, tgt, group)
-                    ratios = {str(lim): window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim),
-                                                    tgt, group) / best for lim in limits}
+                    ratios = {key: window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim, sh),
+                                               tgt, group) / best for key, lim, sh in limits}
                     cells.append({"dataset": name, "context": L, "windows": how, "ratio": ratios})
     real = []
     if args.real:
@@ -112,39 +124,39 @@ def main(argv: list[str] | None = None) -> dict:
             last = window_nmse(_to_series(d.context[:, -1:].expand_as(d.target)), _to_series(d.target), group)
             best = min(mean, last)
             real.append({"dataset": f"{d.name} {d.view}", "ratio": {
-                str(lim): window_nmse(with_limit(model, net, series, d.target.shape[1], group, lim),
-                                      _to_series(d.target), group) / best for lim in limits}})
+                key: window_nmse(with_limit(model, net, series, d.target.shape[1], group, lim, sh),
+                                 _to_series(d.target), group) / best for key, lim, sh in limits}})
     print("| limit | windows | " + " | ".join(f"context {L}" for L in args.contexts) + " |")
     print("|---|---|" + "---|" * len(args.contexts))
+    label = {key: "network" if lim is None else key for key, lim, _ in limits}
     for how in ("pooled", "alone"):
-        for lim in limits:
+        for key, _, _ in limits:
             row = []
             for L in args.contexts:
-                r = [c["ratio"][str(lim)] for c in cells if c["windows"] == how and c["context"] == L]
+                r = [c["ratio"][key] for c in cells if c["windows"] == how and c["context"] == L]
                 row.append(f"{math.exp(sum(map(math.log, r)) / len(r)):.3f} / {sum(v <= 1 for v in r)} of {len(r)}" if r else "-")
-            print(f"| {'network' if lim is None else lim} | {how} | " + " | ".join(row) + " |")
-    def geo(lim: float | None, how: str | None = None) -> float:
-        r = [c["ratio"][str(lim)] for c in cells if how in (None, c["windows"])]
+            print(f"| {label[key]} | {how} | " + " | ".join(row) + " |")
+    def geo(key: str, how: str | None = None) -> float:
+        r = [c["ratio"][key] for c in cells if how in (None, c["windows"])]
         return math.exp(sum(map(math.log, r)) / len(r))
     print()
     print("| limit | all pooled cells | all lone cells | all cells |")
     print("|---|---|---|---|")
-    for lim in limits:
-        print(f"| {'network' if lim is None else lim} | {geo(lim, 'pooled'):.4f} | {geo(lim, 'alone'):.4f} | {geo(lim):.4f} |")
+    for key, _, _ in limits:
+        print(f"| {label[key]} | {geo(key, 'pooled'):.4f} | {geo(key, 'alone'):.4f} | {geo(key):.4f} |")
     lowest = {}
     for L in args.contexts:
-        pooled = {lim: [c["ratio"][str(lim)] for c in cells if c["windows"] == "pooled" and c["context"] == L]
-                  for lim in limits}
-        if pooled[None]:
-            lowest[L] = min(limits, key=lambda lim: sum(map(math.log, pooled[lim])))
-    print("lowest pooled geometric mean per context: "
-          + ", ".join(f"{L} values: {'network' if lim is None else lim}" for L, lim in lowest.items()))
+        pooled = {key: [c["ratio"][key] for c in cells if c["windows"] == "pooled" and c["context"] == L]
+                  for key, _, _ in limits}
+        if pooled["None"]:
+            lowest[L] = label[min(pooled, key=lambda k: sum(map(math.log, pooled[k])))]
+    print("lowest pooled geometric mean per context: " + ", ".join(f"{L} values: {k}" for L, k in lowest.items()))
     if real:
         print()
         print("| limit | " + " | ".join(r["dataset"] for r in real) + " |")
         print("|---|" + "---|" * len(real))
-        for lim in limits:
-            print(f"| {'network' if lim is None else lim} | " + " | ".join(f"{r['ratio'][str(lim)]:.3f}" for r in real) + " |")
+        for key, _, _ in limits:
+            print(f"| {label[key]} | " + " | ".join(f"{r['ratio'][key]:.3f}" for r in real) + " |")
     result = {"model": args.model, "lowest": lowest, "cells": cells, "real": real}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

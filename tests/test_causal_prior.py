@@ -621,6 +621,45 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
         create_model("causal_tiny", prior="mix", guard=True, white_limit=0.5)
 
 
+def test_white_shrink_gives_zero_mean_noise_about_zero_and_a_level_its_mean(tmp_path):
+    """``white_shrink``: a white window whose channels are zero-mean noise (CSI parts of random
+    phase) gets its means shrunk to about zero, which beats the plain mean; a window whose levels
+    stand out of their noise keeps the context mean to the bit."""
+    from wfm.hub import from_pretrained
+    from wfm.models.evidence import shrunk_mean
+
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
+              guard=True, check_origins=8, white_limit=0.5)
+    plain = create_model("causal_tiny", **kw).eval()
+    m = create_model("causal_tiny", white_shrink=True, **kw).eval()
+    m.load_state_dict(plain.state_dict())
+    g = torch.Generator().manual_seed(1)
+    power = torch.rand(128, 1, generator=g) * 4 + 0.1  # channels of very different power
+    zero = power.sqrt() * torch.randn(128, 16, generator=g)  # zero-mean: context 8, truth 8
+    level = 5 * power + power.sqrt() * torch.randn(128, 16, generator=g)
+    group = torch.arange(128) // 64  # two windows of 64 channels each
+    for x, shrinks in ((zero, True), (level, False)):
+        ctx, tgt = x[:, :8], x[:, 8:]
+        f, f_plain = m.forecast(ctx, 1e-3, 8, group=group), plain.forecast(ctx, 1e-3, 8, group=group)
+        assert torch.equal(f_plain, ContextMean().forecast(ctx, torch.full((128,), 1e-3), 8))  # both windows white
+        if shrinks:
+            assert f.abs().mean() < 0.3 * f_plain.abs().mean()
+            assert ((f - tgt) ** 2).mean() < ((f_plain - tgt) ** 2).mean()
+        else:
+            assert torch.equal(f, f_plain)
+    # by hand: the group's mean square of the means against its noise, and the posterior mean
+    ctx = zero[:64, :8].double()
+    mm, se2 = ctx.mean(1), ctx.var(1) / 8
+    tau2 = max(float((mm ** 2 - se2).mean()), 0.0)
+    assert (mm ** 2).sum() <= (1 + (2 * (1 + 1 / 7) / ((se2.sum() ** 2) / (se2 ** 2).sum())).sqrt()) * se2.sum()
+    assert torch.allclose(shrunk_mean(zero[:64, :8], torch.zeros(64, dtype=torch.long))[:, 0], mm * tau2 / (tau2 + se2))
+    m.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).white_shrink is True
+    with pytest.raises(ValueError, match="white_shrink"):
+        create_model("causal_tiny", prior="mix", guard=True, check_origins=8, white_shrink=True)
+
+
 def test_check_threshold_is_the_student_t_quantile_at_two_sigma():
     from wfm.models.evidence import CHECK_Z, check_threshold
     stats = pytest.importorskip("scipy.stats")

@@ -464,22 +464,23 @@ def test_white_limit_script_scores_the_rule_as_forecast_applies_it(tmp_path, mon
         torch.nn.init.normal_(model.head.weight, std=0.3)
     model.save_pretrained(str(tmp_path / "m"))
     out = script.main(["--model", str(tmp_path / "m"), "--data", str(tmp_path), "--extra", name, "--real", "",
-                       "--limits", "0.5", "5", "--windows", "2", "--rows", "1", "--contexts", "8",
+                       "--limits", "0.5", "5", "--windows", "2", "--rows", "1", "--contexts", "8", "--shrink",
                        "--out", str(tmp_path / "w.json")])
     saved = json.loads((tmp_path / "w.json").read_text())
-    assert saved["lowest"] == {"8": out["lowest"][8]} and out["lowest"][8] in (None, 0.5, 5.0)
+    assert saved["lowest"] == {"8": out["lowest"][8]}
+    assert out["lowest"][8] in ("network", "0.5", "5.0", "0.5 shrunk", "5.0 shrunk")
     cell = next(c for c in out["cells"] if c["windows"] == "pooled")
     assert cell["dataset"] == name and cell["context"] == 8
     pool = script.held_out_pool(tmp_path / name)
     x, group, interval = script.held_out_windows(pool, 8, 8, 2, 0)
     ctx, tgt = x[:, :8], x[:, 8:]
     best = script.best_classical(ctx, tgt, group)
-    for limit in (None, 0.5, 5.0):
-        m = create_model("causal_tiny", white_limit=limit, **kw).eval()
+    for limit, shrink in ((None, False), (0.5, False), (5.0, False), (0.5, True), (5.0, True)):
+        m = create_model("causal_tiny", white_limit=limit, white_shrink=shrink, **kw).eval()
         m.load_state_dict(model.state_dict())
         with torch.no_grad():
             ratio = script.window_nmse(m.forecast(ctx, interval, 8, group=group), tgt, group) / best
-        assert cell["ratio"][str(limit)] == pytest.approx(ratio, rel=1e-5)
+        assert cell["ratio"][f"{limit}{' shrunk' if shrink else ''}"] == pytest.approx(ratio, rel=1e-5)
     # a limit no score can exceed gives every pooled window the context mean
     assert cell["ratio"]["5.0"] == pytest.approx(
         script.window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt, group) / best, rel=1e-5)

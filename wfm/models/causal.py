@@ -262,6 +262,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             channels, not one short series). For white noise around a level nothing beats the mean.
             ``0.5``: closer to white noise than to a line. ``None`` (every model saved before this
             option): the network.
+        white_shrink: with ``white_limit``, the mean it gives a white row or group is shrunk
+            towards zero by empirical Bayes over the group's rows
+            (:func:`wfm.models.evidence.shrunk_mean`): zero-mean noise (the real and imaginary parts
+            of CSI whose phase is random per packet) gets about zero, a level far above its noise
+            its mean. False (every model saved before this option): the plain context mean.
         box_cox: ``forecast`` forecasts each non-negative row (or group) in Box-Cox space, with
             the exponent its context chooses by Guerrero's method
             (:func:`wfm.models.box_cox.guerrero_lambda`: ``log`` for a series whose changes grow
@@ -309,7 +314,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  backtest_origins: str = "patch", guard_weight: float | None = None,
                  evidence_power: float | None = None, check_origins: int = 0,
                  white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
-                 propagate_quantiles: bool = False, quantile_steps: int = 0) -> None:
+                 propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -357,6 +362,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if white_limit is not None and check_origins < 2:
             raise ValueError(f"white_limit decides where check_origins cannot: it needs check_origins >= 2, got {check_origins}")
         self.white_limit = None if white_limit is None else float(white_limit)
+        if white_shrink and white_limit is None:
+            raise ValueError("white_shrink shrinks the mean that white_limit gives: it needs white_limit")
+        self.white_shrink = bool(white_shrink)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")

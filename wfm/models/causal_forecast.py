@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.evidence import exceeds_noise, looks_white
+from wfm.models.evidence import exceeds_noise, looks_white, shrunk_mean
 from wfm.models.groups import pool_rows
 from wfm.models.series_priors import normalise_stats
 
@@ -140,7 +140,8 @@ class ForecastMixin:
             white = looks_white(context, self.white_limit, group)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
-                mean = context.to(torch.float64).mean(dim=1, keepdim=True).to(point.dtype)
+                mean = (shrunk_mean(context, group) if self.white_shrink
+                        else context.to(torch.float64).mean(dim=1, keepdim=True)).to(point.dtype)
                 shifted = torch.where(white[:, None], mean, point)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted

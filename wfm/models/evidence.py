@@ -85,3 +85,37 @@ def looks_white(context: Tensor, limit: float, group: Tensor | None = None) -> T
         return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
     bound, pairs = whiteness_bound(context, group)
     return (bound <= limit) & (pairs >= WHITE_MIN_PAIRS)
+
+
+def shrunk_mean(context: Tensor, group: Tensor | None = None) -> Tensor:
+    """``[B, 1]`` float64: each row's context mean, shrunk towards zero where a row's (or its
+    group's pooled) means are indistinguishable from zero-mean noise.
+
+    A row's mean ``m`` of ``L`` values estimates its level ``mu`` with variance ``se^2 = s^2 / L``.
+    Under ``mu = 0`` the group's ``sum m^2`` (a window's channels) matches its ``sum se^2``. Where
+    their ratio stays within ``WHITE_Z`` standard errors of 1 (``sqrt(2 (1 + 1 / (L - 1)) / G)``,
+    ``G = (sum se^2)^2 / sum se^4`` the group's effective number of rows), the levels are taken
+    as drawn around zero with variance ``tau^2 = (sum m^2 - sum se^2) / rows`` (at least 0), and
+    each row gets the posterior mean ``m tau^2 / (tau^2 + se^2)`` (empirical Bayes, James-Stein).
+    Zero-mean noise (the real and imaginary parts of CSI whose phase is random per packet) then
+    gets about zero, which beats the mean of ``L`` noisy values by ``1 / L`` of the noise power.
+    Every other row keeps its mean to the bit: a level that stands out of its noise (a still
+    link's amplitude, traffic), and any group whose means stand out together, where one
+    ``tau^2`` would shrink its weak channels wrongly (on the still Intel 5300 link, shrinking
+    every group cost 2 %). Needs ``L >= 2``."""
+    x = context.double()
+    length = x.shape[1]
+    if length < 2:
+        raise ValueError(f"a shrunk mean needs at least 2 values of context, got {length}")
+    m = x.mean(dim=1)
+    se2 = x.var(dim=1, unbiased=True) / length
+    sums = [m * m, se2, se2 * se2, torch.ones_like(m)]
+    if group is not None:
+        sums = [pool_rows(v, group) for v in sums]
+    mm, ss, s4, rows = sums
+    eff = ss * ss / s4.clamp_min(1e-300)
+    limit = 1.0 + WHITE_Z * (2.0 * (1.0 + 1.0 / (length - 1)) / eff.clamp_min(1.0)).sqrt()
+    zero_like = (ss > 0) & (mm <= limit * ss)
+    tau2 = ((mm - ss) / rows).clamp_min(0.0)
+    factor = tau2 / (tau2 + se2).clamp_min(1e-300)
+    return torch.where(zero_like, m * factor, m)[:, None]
