@@ -1,7 +1,10 @@
-"""Pretrained vs scratch on cross-dataset splits of the real data (``wfm.tasks.transfer``).
+"""Pretrained vs scratch on cross-dataset splits (``wfm.tasks.transfer``): the real data, and
+generated CSI folders (the source's train split, the target's test split).
 
     PYTHONPATH=. python pretrain/transfer.py --model checkpoints/causal-tiny-anchored-cpu \
         --pair "Intel 5300|csi amplitude" "Nexmon BCM4339|csi amplitude" --steps 100 --seeds 3 --out transfer.json
+    PYTHONPATH=. python pretrain/transfer.py --model checkpoints/mae-tiny-catalog-cpu \
+        --pair $WFM_DATA/zs-cdl-e-4p0-2x4-k64-t16 $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 --steps 60 --batch-size 8
 
 Prints a Markdown table (mean ± std over seeds, per-window NMSE in dB on the target) and
 writes every seed's numbers as JSON.
@@ -25,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="shipped model folder (MAE or causal)")
     ap.add_argument("--pair", nargs=2, action="append", required=True, metavar=("SOURCE", "TARGET"),
-                    help='"NAME|VIEW" of the fine-tuning and the test dataset (repeatable)')
+                    help='"NAME|VIEW" of the fine-tuning and the test dataset, or a generated CSI folder (repeatable)')
     ap.add_argument("--datasets", default=str(default_datasets_dir()))
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=32)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -154,3 +156,24 @@ def test_deepsense_scenarios_split_by_site(tmp_path):
     rows = T.run_transfer(model, "causal", [("DeepSense 6G|beam power|1", "DeepSense 6G|beam power|2")], str(tmp_path),
                           T.TransferConfig(steps=1, batch_size=2, seeds=1))
     assert rows[0]["source"] == "DeepSense 6G s1|beam power" and rows[0]["target"] == "DeepSense 6G s2|beam power"
+
+
+def test_generated_csi_folders_are_sources_and_targets(tiny_dataset, tiny_cdl_dataset):
+    """A generated CSI folder is a dataset of its own: the source's train split, the target's test
+    split, each sample's first half of time steps as context and the next half as target."""
+    from wfm.tasks.csi_data import load_csi
+    from wfm.tasks.real_data import generated_csi_view
+
+    view = generated_csi_view(tiny_dataset, "test")
+    csi = load_csi(tiny_dataset, "test", task="check")["csi"]
+    assert view.view == "csi complex" and view.windows == len(csi) and view.interval == pytest.approx(0.5e-3)
+    assert torch.equal(view.context, csi[:, :4]) and torch.equal(view.target, csi[:, 4:8]) and torch.equal(view.csi, csi)
+    assert torch.equal(view.span[:, 0], torch.arange(len(csi))) and not view.span[:, 1].any()  # every sample its own series
+    assert T.pick_dataset({}, str(tiny_dataset), "train").windows == len(load_csi(tiny_dataset, "train", task="check")["csi"])
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix").eval()
+    cfg = T.TransferConfig(steps=1, batch_size=2, seeds=1, val_fraction=0.2, eval_every=1)
+    rows = T.run_transfer(mae, "mae", [(str(tiny_cdl_dataset), str(tiny_dataset))], "/nonexistent", cfg)
+    assert [(r["source"], r["target"], r["init"]) for r in rows] == [
+        ("tiny-cdl|csi complex", "tiny-uma|csi complex", "pretrained"), ("tiny-cdl|csi complex", "tiny-uma|csi complex", "scratch")]
+    assert rows[0]["pretrained_zero_shot_db"] == pytest.approx(10 * math.log10(T.score(mae, "mae", view)), abs=1e-4)

@@ -42,8 +42,8 @@ from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
-from wfm.tasks.real_data import (BenchData, RealBenchConfig, _to_series, default_datasets_dir, load_real_datasets,
-                                 mae_windows)
+from wfm.tasks.real_data import (BenchData, RealBenchConfig, _to_series, default_datasets_dir, generated_csi_view,
+                                 load_real_datasets, mae_windows)
 
 
 def _score(pred: Tensor, target: Tensor) -> float:
@@ -118,10 +118,7 @@ def noise_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
 def generated_windows(root: str | Path, limit: int = 256) -> list[BenchData]:
     """The complex view of a generated CSI dataset's test split (first ``limit`` samples): the first
     half of the time steps as context, the second half as target, like the real CSI views."""
-    csi = load_csi(root, "test", task="guard-study")["csi"][:limit]
-    half = csi.shape[1] // 2
-    return [BenchData(Path(root).name, "csi complex", csi[:, :half], csi[:, half:2 * half], 0.0,
-                      f"{len(csi)} test samples, {half} -> {half} steps", str(root), csi=csi[:, :2 * half])]
+    return [generated_csi_view(root, "test", limit)]
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -40,8 +41,8 @@ from wfm.hub import causal_arch, mae_arch
 from wfm.models.causal import CausalForecaster
 from wfm.models.mae import MaskedAutoencoder
 from wfm.tasks.metrics import window_nmse
-from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, load_real_datasets,
-                                 mae_windows)
+from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, generated_csi_view,
+                                 load_real_datasets, mae_windows)
 from wfm.tasks.significance import SELECT, KeptWeights
 from wfm.training.lit_causal import pad_to_patches
 
@@ -178,8 +179,12 @@ def best_classical(data: BenchData) -> tuple[str, float]:
     return best["model"], float(best["window_nmse"])
 
 
-def pick_dataset(data: dict[str, BenchData], name: str) -> BenchData:
-    """``data["NAME|VIEW"]``, or with a third field ``"NAME|VIEW|S,S"`` its DeepSense scenarios ``S``."""
+def pick_dataset(data: dict[str, BenchData], name: str, split: str = "test") -> BenchData:
+    """``data["NAME|VIEW"]``, or with a third field ``"NAME|VIEW|S,S"`` its DeepSense scenarios ``S``;
+    a folder of generated CSI (``wfm data generate``): its ``split`` as a ``csi complex`` view
+    (:func:`wfm.tasks.real_data.generated_csi_view`)."""
+    if (Path(name) / "manifest.json").is_file():
+        return generated_csi_view(name, split)
     parts = name.split("|")
     key = "|".join(parts[:2])
     if key not in data:
@@ -203,12 +208,15 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     """Rows ``{source, target, init, nmse_db_mean, nmse_db_std, ...}`` for every pair and init.
 
     ``pairs`` name datasets as ``"NAME|VIEW"`` (e.g. ``"Intel 5300|csi complex"``), DeepSense
-    scenarios as ``"DeepSense 6G|beam power|1,2,3,4"`` (a split by site, ``BenchData.scenarios``). Scratch
+    scenarios as ``"DeepSense 6G|beam power|1,2,3,4"`` (a split by site, ``BenchData.scenarios``),
+    generated CSI by its folder (the source's train split, the target's test split). Scratch
     models are built with the pretrained model's own arguments (``wfm.hub`` arch), so only the
     weights differ.
     """
     cfg = cfg or TransferConfig()
-    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)}
+    generated = {n for pair in pairs for n in pair if (Path(n) / "manifest.json").is_file()}
+    real_names = {n for pair in pairs for n in pair} - generated
+    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)} if real_names else {}
     arch = causal_arch(pretrained) if kind == "causal" else mae_arch(pretrained)
     for k in ("patch_size", "quantiles"):
         if k in arch:
@@ -216,7 +224,7 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     cls = CausalForecaster if kind == "causal" else MaskedAutoencoder
     rows = []
     for src, tgt in pairs:
-        s, t = (pick_dataset(data, name) for name in (src, tgt))
+        s, t = pick_dataset(data, src, "train"), pick_dataset(data, tgt, "test")
         src, tgt = (f"{d.name}|{d.view}" for d in (s, t))
         base_name, base = best_classical(t)
         zero_shot = score(pretrained, kind, t)
