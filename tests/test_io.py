@@ -52,3 +52,15 @@ def test_every_writer_uses_these_helpers():
     assert wfm.data.generate.write_json_atomic is io.write_json_atomic is wfm.console.write_json_atomic
     assert wfm.safety.sha256_of is io.sha256_of
     assert not hasattr(wfm.safety, "sha256_file")
+
+
+def test_results_json_is_strict_json(tmp_path):
+    """A NaN or an infinity in a result (a ratio over an exact baseline) is written as null, so
+    that strict readers (jq, JavaScript) read every results file; nothing else changes."""
+    obj = {"a": float("nan"), "b": [1.5, float("inf"), -float("inf")], "c": {"d": (2, float("nan"))}, "e": "x", "f": None}
+    path = tmp_path / "r.json"
+    wfm.console.write_json(path, obj)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    strict = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict constant {c}"))
+    assert strict == {"a": None, "b": [1.5, None, None], "c": {"d": [2, None]}, "e": "x", "f": None}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -52,10 +53,23 @@ def swap_folder_into_place(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None``: Python's ``json`` would write
+    them as ``NaN`` / ``Infinity``, which strict JSON readers (``jq``, JavaScript) reject."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` through ``atomic_path``."""
+    """Write ``obj`` as indented, strict JSON to ``path`` through ``atomic_path`` (a NaN or an
+    infinity becomes ``null``: :func:`json_safe`)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 22) -> str:
