@@ -93,14 +93,15 @@ class ForecastMixin:
         option of the release: 19x ``check=False`` at 4,096 values of context and 64 ahead, 5.7 s;
         17x at 512 values and 8 ahead; 2.7x at 16 values and 4 ahead). With ``white_limit``,
         where the context is too short for two checks, rows (or pooled groups) whose context looks
-        like white noise around its mean get the context mean (:func:`wfm.models.evidence.looks_white`). With
-        ``box_cox``, non-negative rows (or groups) are forecast, checks included, in the
+        like white noise around its mean get the context mean (:func:`wfm.models.evidence.looks_white`),
+        with ``white_shrink`` shrunk towards zero where their channels are zero-mean noise
+        (:func:`wfm.models.evidence.shrunk_mean`). With ``box_cox``, non-negative rows (or groups) are forecast, checks included, in the
         Box-Cox space their context chooses and transformed back (the white-noise mean stays the
         mean of the values given). With ``coarse_blend``, a context long enough for coarse tokens
         is forecast twice, with and without them, each checked alone, and the two are averaged
         (1.7-2x the time: 5.7 s against 3.5 s for 16 rows of 4,096 values and 64 ahead on 2 CPU
         threads, 0.38 s against 0.19 s for 512 values and 8 ahead; the checks share the classical rollouts).
-        ``check=False`` skips all four for this call.
+        ``check=False`` skips all of these for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
         (needs a quantile head); :meth:`forecast_with_quantiles` returns both from one run.
