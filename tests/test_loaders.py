@@ -139,6 +139,12 @@ def test_generic_csv_with_time_column_and_declared_interval(tmp_path):
     # the time column read as values (no time_column): the error says which option reads it
     with pytest.raises(DataError, match=r"column 't' value '2013-11-01T00:00:00' is not a number; .*--time-column t"):
         import_series(p, tmp_path / "ds4", interval=600)
+    # an infinite value (or one past float64) is named with its line, before anything is written
+    for cell in ("inf", "-Infinity", "1e999"):
+        p.write_text(f"t,a\n0.0,1\n0.1,{cell}\n")
+        with pytest.raises(DataError, match=rf"rssi.csv: line 3: column 'a' value '{cell}' is not finite"):
+            import_series(p, tmp_path / "ds5", interval=0.1, time_column="t")
+        assert not (tmp_path / "ds5").exists()
 
 
 def test_generic_npy_real_complex_and_nan_runs(tmp_path):

@@ -44,6 +44,9 @@ class CSVTable:
             except ValueError:
                 raise DataError(f"{self.path}: line {self.lines[i]}: column {name!r} value {cell!r} "
                                 "is not a number") from None
+            if not math.isfinite(out[i]):  # 'inf', or a number past float64's range
+                raise DataError(f"{self.path}: line {self.lines[i]}: column {name!r} value {cell!r} is not finite "
+                                "(leave a missing value empty or write nan)")
         return out
 
 

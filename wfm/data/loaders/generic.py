@@ -63,7 +63,7 @@ def load_csv_series(path: str | Path, interval: float, columns: Sequence[str] | 
         try:
             numbers = table.numbers(name)
         except DataError as e:
-            if time_column is None:  # the usual cause: a time column read as values
+            if time_column is None and "is not a number" in str(e):  # the usual cause: a time column read as values
                 raise DataError(f"{e}; if that column holds timestamps, pass --time-column {name}") from None
             raise
         for t0, seg in regular_segments(numbers, table.lines, interval, src, policy, times):
