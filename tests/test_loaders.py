@@ -166,6 +166,11 @@ def test_generic_npy_real_complex_and_nan_runs(tmp_path):
     (tmp_path / "junk.npy").write_text("not numpy")
     with pytest.raises(DataError, match="junk.npy: not a readable .npy"):
         import_series(tmp_path / "junk.npy", tmp_path / "dj", interval=1)
+    a[2, 7] = -np.inf  # infinity is not a gap: an error that says where, before anything is written
+    np.save(tmp_path / "inf.npy", a)
+    with pytest.raises(DataError, match=r"inf.npy: 1 infinite value\(s\) \(the first: row 2, index 7\)"):
+        import_series(tmp_path / "inf.npy", tmp_path / "di", interval=0.5, policy=GapPolicy("linear", 3))
+    assert not (tmp_path / "di").exists()
 
 
 def test_import_refuses_non_empty_output(tmp_path):

@@ -113,6 +113,11 @@ def load_npy_series(path: str | Path, interval: float, policy: GapPolicy = GapPo
     if a.ndim != 2 or a.dtype.kind not in "iufc":
         raise DataError(f"{src}: expected a numeric [L] or [N, L] array, got {a.dtype}{list(a.shape)}")
     is_complex = a.dtype.kind == "c"
+    infinite = np.isinf(a.real) | np.isinf(a.imag) if is_complex else np.isinf(a)
+    if infinite.any():  # NaN is a missing value (the gap policy decides); infinity is an error
+        row, col = (int(k) for k in np.argwhere(infinite)[0])
+        raise DataError(f"{src}: {int(infinite.sum())} infinite value(s) (the first: row {row}, index {col}); "
+                        "write a missing value as nan")
     out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": [f"row{i}" for i in range(len(a))]}
     for i, row in enumerate(a):
         # Complex series go through the gap policy as two channels (real, imaginary).
