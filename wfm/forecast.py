@@ -91,7 +91,8 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             if args.context:
                 x = x[-args.context:]
             if x.numel() < 2:
-                raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run; "
+                read = f" (--context {args.context})" if args.context else ""
+                raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run{read}; "
                                  "a forecast needs at least 2")
             if model.quantile_levels:
                 point, q = (t[0] for t in model.forecast_with_quantiles(x[None], args.interval, h))
