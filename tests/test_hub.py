@@ -86,8 +86,11 @@ def test_export_bad_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         export_checkpoint(tmp_path / "missing.ckpt", tmp_path / "out")
     bad = tmp_path / "bad.ckpt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    bad.write_bytes(b"not a checkpoint")  # neither torch.save's zip nor a pickle: said before torch.load
+    with pytest.raises(CheckpointError, match="bad.ckpt: not a PyTorch checkpoint"):
+        export_checkpoint(bad, tmp_path / "out")
+    bad.write_bytes(b"PK\x03\x04 truncated")  # a zip header and nothing after it
+    with pytest.raises(CheckpointError, match="bad.ckpt: cannot read checkpoint"):
         export_checkpoint(bad, tmp_path / "out")
     torch.save({"foo": 1}, tmp_path / "plain.ckpt")
     with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):

@@ -144,6 +144,11 @@ def load_checkpoint(source: str | Path, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"{path}: no such checkpoint file")
     url = _DOWNLOADED_FROM.get(str(path))
     name, cached = (url, f" (downloaded to {path})") if url else (str(path), "")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
+        raise CheckpointError(f"{name}: not a PyTorch checkpoint (a .ckpt or .pt file written by torch.save, "
+                              f"such as a wfm pretrain run's last.ckpt; an exported model is its folder){cached}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling refused, truncated zip, not a checkpoint at all
