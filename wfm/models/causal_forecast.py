@@ -123,9 +123,9 @@ class ForecastMixin:
         if group is not None and (group.shape != context.shape[:1] or group.is_floating_point() or group.is_complex()):
             raise ValueError(f"group must be an integer [B] = [{context.shape[0]}] tensor of window ids, "
                              f"got {group.dtype} of shape {tuple(group.shape)}")
-        group = None if group is None else group.to(self.head.weight.device)
         dev = self.head.weight.device  # inputs follow the model; the result goes back to the caller's device
         context, interval = context.to(dev), interval.to(dev)
+        group = None if group is None else group.to(dev)
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
         lam = boxcox.guerrero_lambda(context, group) if check and self.box_cox else None

@@ -381,9 +381,10 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         latent, ids_restore = self.forward_encoder(target, mask, grid)
         estimates = self.forward_estimates(target, mask, grid, valid, reversion_dim)
         prior = self.mix_prior(estimates, latent, prior_weights)
-        pred = self.forward_decoder(latent, ids_restore, grid, prior, correction_scale, prior_scale)
-        if prior_scale is not None:  # what the output holds of the prior: the rest is the correction
-            prior = prior_scale[:, None, None] * prior
+        pred = self.forward_decoder(latent, ids_restore, grid, prior, correction_scale)
+        if prior_scale is not None:  # the output keeps this much of the prior; the correction is unchanged
+            scaled = prior_scale[:, None, None] * prior
+            pred, prior = pred - prior + scaled, scaled
         loss, nmse = self.forward_loss(pred, target, mask, valid, prior)
         return MAEOutput(pred=pred, target=target, mask=mask, loss=loss, nmse=nmse, grid=grid, scale=scale,
                          valid=valid, prior=prior, crop=crop, estimates=estimates,
@@ -448,11 +449,10 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         return sum(weights[:, i, None, None] * estimates[e] for i, e in enumerate(ESTIMATORS))
 
     def forward_decoder(self, latent: Tensor, ids_restore: Tensor, grid: Grid, prior: Tensor | None = None,
-                        correction_scale: Tensor | None = None, prior_scale: Tensor | None = None) -> Tensor:
+                        correction_scale: Tensor | None = None) -> Tensor:
         """Predict every patch ``[B, N, P]`` (normalised space) from the encoded visible tokens.
 
-        With a prior, masked tokens carry the embedded prior and the output is prior + correction
-        (each times its ``[B]`` scale where given).
+        With a prior, masked tokens carry the embedded prior and the output is prior + correction.
         """
         b, n = ids_restore.shape
         y = self.decoder_embed(latent)
@@ -467,8 +467,6 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         pred = self.decoder_pred(self.decoder_norm(y)).float()
         if prior is None:
             return pred
-        if prior_scale is not None:
-            prior = prior_scale[:, None, None] * prior
         return prior + (pred if correction_scale is None else correction_scale[:, None, None] * pred)
 
     def forward_loss(self, pred: Tensor, target: Tensor, mask: Tensor, valid: Tensor | None = None,

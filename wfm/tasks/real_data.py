@@ -288,17 +288,17 @@ def generated_csi_view(root: str | Path, split: str = "test", limit: int = 256) 
     """A generated CSI dataset (``wfm data generate``) as a ``csi complex`` view: the first
     ``limit`` samples of ``split``, the first half of each sample's time steps as context and the
     next as target (an odd step is dropped), each sample a series of its own (``span``)."""
+    from wfm.data.series import dataset_interval
+    from wfm.data.shards import ShardedDataset
     from wfm.tasks.csi_data import load_csi
 
-    got = load_csi(root, split, task="generated-view")
-    csi = got["csi"][:limit]
+    csi = load_csi(root, split, task="generated-view")["csi"][:limit]
     half = csi.shape[1] // 2
     if half < 1:
         raise DataError(f"{root}: samples of {csi.shape[1]} time step(s) have no half to predict")
-    step = got["attrs"].get("interval_s", got["attrs"].get("time_step"))
     span = torch.stack([torch.arange(len(csi)), torch.zeros(len(csi), dtype=torch.long)], dim=1)
     return BenchData(Path(root).name, "csi complex", csi[:, :half], csi[:, half:2 * half],
-                     float(step) if step else 0.0,
+                     dataset_interval(ShardedDataset(root)),
                      f"{len(csi)} {split} samples, {half} -> {half} steps", str(root), csi=csi[:, :2 * half], span=span)
 
 

@@ -179,11 +179,16 @@ def best_classical(data: BenchData) -> tuple[str, float]:
     return best["model"], float(best["window_nmse"])
 
 
+def is_generated(name: str) -> bool:
+    """Whether a dataset name of a pair is a folder of generated CSI (``wfm data generate``)."""
+    return (Path(name) / "manifest.json").is_file()
+
+
 def pick_dataset(data: dict[str, BenchData], name: str, split: str = "test") -> BenchData:
     """``data["NAME|VIEW"]``, or with a third field ``"NAME|VIEW|S,S"`` its DeepSense scenarios ``S``;
     a folder of generated CSI (``wfm data generate``): its ``split`` as a ``csi complex`` view
     (:func:`wfm.tasks.real_data.generated_csi_view`)."""
-    if (Path(name) / "manifest.json").is_file():
+    if is_generated(name):
         return generated_csi_view(name, split)
     parts = name.split("|")
     key = "|".join(parts[:2])
@@ -214,9 +219,8 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     weights differ.
     """
     cfg = cfg or TransferConfig()
-    generated = {n for pair in pairs for n in pair if (Path(n) / "manifest.json").is_file()}
-    real_names = {n for pair in pairs for n in pair} - generated
-    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)} if real_names else {}
+    needs_real = any(not is_generated(n) for pair in pairs for n in pair)
+    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)} if needs_real else {}
     arch = causal_arch(pretrained) if kind == "causal" else mae_arch(pretrained)
     for k in ("patch_size", "quantiles"):
         if k in arch:

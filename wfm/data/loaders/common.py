@@ -29,8 +29,9 @@ class CSVTable:
         j = self.header.index(name)
         return [r[j] for r in self.rows]
 
-    def numbers(self, name: str, allow_empty: bool = True) -> np.ndarray:
-        """A column as float64; empty cells become NaN (missing), other text is an error."""
+    def numbers(self, name: str, allow_empty: bool = True, hint: str = "") -> np.ndarray:
+        """A column as float64; empty cells become NaN (missing), other text is an error (``hint``
+        added to it), and so is an infinite value."""
         out = np.empty(len(self.rows), dtype=np.float64)
         for i, cell in enumerate(self.column(name)):
             cell = cell.strip()
@@ -43,7 +44,7 @@ class CSVTable:
                 out[i] = float(cell)
             except ValueError:
                 raise DataError(f"{self.path}: line {self.lines[i]}: column {name!r} value {cell!r} "
-                                "is not a number") from None
+                                f"is not a number{hint}") from None
             if not math.isfinite(out[i]):  # 'inf', or a number past float64's range
                 raise DataError(f"{self.path}: line {self.lines[i]}: column {name!r} value {cell!r} is not finite "
                                 "(leave a missing value empty or write nan)")

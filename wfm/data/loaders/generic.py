@@ -60,12 +60,9 @@ def load_csv_series(path: str | Path, interval: float, columns: Sequence[str] | 
         times = _parse_time(table.column(time_column), table.lines, src, time_column)
     out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names}
     for j, name in enumerate(names):
-        try:
-            numbers = table.numbers(name)
-        except DataError as e:
-            if time_column is None and "is not a number" in str(e):  # the usual cause: a time column read as values
-                raise DataError(f"{e}; if that column holds timestamps, pass --time-column {name}") from None
-            raise
+        # Text in a value column is most often a time column read as values.
+        hint = f"; if that column holds timestamps, pass --time-column {name}" if time_column is None else ""
+        numbers = table.numbers(name, hint=hint)
         for t0, seg in regular_segments(numbers, table.lines, interval, src, policy, times):
             out["values"].append(seg[:, 0].astype(np.float32))
             out["column"].append(j)
