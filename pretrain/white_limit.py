@@ -59,7 +59,7 @@ def with_limit(model, net: torch.Tensor, ctx: torch.Tensor, horizon: int, group:
 def variants(limits: list[float], shrink: bool) -> list[tuple[str, float | None, bool]]:
     """``(label, limit, shrink)``: the network alone, each limit, and with ``shrink`` each limit with
     ``white_shrink`` too."""
-    out = [("None", None, False)] + [(str(lim), lim, False) for lim in limits]
+    out = [("network", None, False)] + [(str(lim), lim, False) for lim in limits]
     return out + ([(f"{lim} shrunk", lim, True) for lim in limits] if shrink else [])
 
 
@@ -128,14 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
                                  _to_series(d.target), group) / best for key, lim, sh in limits}})
     print("| limit | windows | " + " | ".join(f"context {L}" for L in args.contexts) + " |")
     print("|---|---|" + "---|" * len(args.contexts))
-    label = {key: "network" if lim is None else key for key, lim, _ in limits}
     for how in ("pooled", "alone"):
         for key, _, _ in limits:
             row = []
             for L in args.contexts:
                 r = [c["ratio"][key] for c in cells if c["windows"] == how and c["context"] == L]
                 row.append(f"{math.exp(sum(map(math.log, r)) / len(r)):.3f} / {sum(v <= 1 for v in r)} of {len(r)}" if r else "-")
-            print(f"| {label[key]} | {how} | " + " | ".join(row) + " |")
+            print(f"| {key} | {how} | " + " | ".join(row) + " |")
     def geo(key: str, how: str | None = None) -> float:
         r = [c["ratio"][key] for c in cells if how in (None, c["windows"])]
         return math.exp(sum(map(math.log, r)) / len(r))
@@ -143,20 +142,20 @@ def main(argv: list[str] | None = None) -> dict:
     print("| limit | all pooled cells | all lone cells | all cells |")
     print("|---|---|---|---|")
     for key, _, _ in limits:
-        print(f"| {label[key]} | {geo(key, 'pooled'):.4f} | {geo(key, 'alone'):.4f} | {geo(key):.4f} |")
+        print(f"| {key} | {geo(key, 'pooled'):.4f} | {geo(key, 'alone'):.4f} | {geo(key):.4f} |")
     lowest = {}
     for L in args.contexts:
         pooled = {key: [c["ratio"][key] for c in cells if c["windows"] == "pooled" and c["context"] == L]
                   for key, _, _ in limits}
-        if pooled["None"]:
-            lowest[L] = label[min(pooled, key=lambda k: sum(map(math.log, pooled[k])))]
+        if pooled["network"]:
+            lowest[L] = min(pooled, key=lambda k: sum(map(math.log, pooled[k])))
     print("lowest pooled geometric mean per context: " + ", ".join(f"{L} values: {k}" for L, k in lowest.items()))
     if real:
         print()
         print("| limit | " + " | ".join(r["dataset"] for r in real) + " |")
         print("|---|" + "---|" * len(real))
         for key, _, _ in limits:
-            print(f"| {label[key]} | " + " | ".join(f"{r['ratio'][key]:.3f}" for r in real) + " |")
+            print(f"| {key} | " + " | ".join(f"{r['ratio'][key]:.3f}" for r in real) + " |")
     result = {"model": args.model, "lowest": lowest, "cells": cells, "real": real}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
