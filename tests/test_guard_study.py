@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import wfm.models.mae as mae_module
-from wfm.tasks.guard_study import ar1_forecast, backtest_pick, classical_rule_rows, noise_rows, reversion_margin
+from wfm.tasks.guard_study import (ar1_forecast, backtest_pick, band_rows, classical_rule_rows, noise_rows,
+                                   reversion_margin)
 from wfm.tasks.real_data import BenchData
 
 
@@ -53,6 +54,21 @@ def test_noise_rows_tell_a_common_gain_from_independent_noise():
         rows[name] = noise_rows([d])[0]
     assert rows["jitter"]["common gain share"] > 0.99 and rows["smooth"]["common gain share"] < 0.2
     assert rows["jitter"]["series with phi = 0"] > 0.3 and rows["smooth"]["series with phi = 0"] < 0.05
+
+
+def test_band_rows_tell_a_smooth_band_from_a_selective_one():
+    g = torch.Generator().manual_seed(0)
+    k = torch.arange(30)
+    tilt = 10 ** (torch.randn(16, 1, 2, 1, generator=g) * 3 * (k / 29 - 0.5) / 20)  # a dB slope across the band
+    smooth = torch.randn(16, 1, 2, 1, dtype=torch.complex64, generator=g) * tilt
+    selective = torch.randn(16, 1, 2, 30, dtype=torch.complex64, generator=g)  # independent subcarriers
+    rows = {}
+    for name, csi in (("smooth", smooth.expand(16, 8, 2, 30)), ("selective", selective.expand(16, 8, 2, 30))):
+        rows[name] = band_rows([BenchData(name, "csi complex", csi[:, :4], csi[:, 4:], 0.1, "", "", csi=csi)])[0]
+    s, r = rows["smooth"], rows["selective"]
+    assert s["nearest / mean"] < 1 < r["nearest / mean"] and s["adjacent correlation"] > 0.99 > 0.5 > r["adjacent correlation"]
+    # The nearest subcarrier of independent unit-power subcarriers: error 2 per unit power; the mean of 15: 1 + 1/15.
+    assert r["nearest subcarrier NMSE"] == pytest.approx(2.0, rel=0.2) and r["mean NMSE"] == pytest.approx(16 / 15, rel=0.2)
 
 
 def test_correction_rules_are_scored_against_the_shipped_fit_by_hand():

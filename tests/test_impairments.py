@@ -114,6 +114,35 @@ def test_gain_jitter_is_white_per_packet_and_common_to_subcarriers():
     assert np.allclose(ratio, ratio[..., :1, :1], rtol=1e-4) and not np.allclose(ratio, 1.0)
 
 
+def test_band_response_is_a_fixed_tilt_and_edge_roll_off_per_chain():
+    h = np.ones((200, 8, 3, 64), np.complex64)  # 64 x 312.5 kHz = 20 MHz
+    cfg = CSIImpairments(band_tilt_db=6.0, band_edge_db=4.0, band_edge_mhz=1.0)
+    assert cfg.active and cfg.band_response and cfg.to_dict()["band_edge_db"] == 4.0
+    assert "band_tilt_db" not in CSIImpairments(snr_db=(1.0, 2.0)).to_dict()  # off: older manifests still match
+    y, _ = apply_csi_impairments(h, cfg, 0, SCS)
+    g = 20 * np.log10(np.abs(y))  # [n, T, A, K] dB
+    assert np.allclose(g, g[:, :1], atol=1e-4)  # the same response at every packet
+    assert not np.allclose(g[:, 0, 0], g[:, 0, 1])  # one per receive chain
+    g = g[:, 0]  # [n, A, K]
+    mid = slice(16, 48)  # >= 5 MHz from either edge: the edge terms are below 0.03 dB there
+    k = np.arange(64)
+    slope = np.polyfit(k[mid], g[..., mid].reshape(-1, 32).T, 1)[0] * 63  # dB from edge to edge
+    assert np.abs(slope).max() <= 6.0 + 0.1 and slope.std() > 2.5  # U(-6, 6): std 3.46
+    line = g[..., mid].mean(-1, keepdims=True) + slope.reshape(200, 3, 1) * (k - 31.5) / 63
+    drop = line[..., [0, -1]] - g[..., [0, -1]]  # each edge below the tilt's line
+    assert drop.min() >= -0.05 and drop.max() <= 4.0 + 0.05 and drop.mean() > 1.5  # U(0, 4): mean 2
+    assert np.abs(g[..., mid] - line[..., mid]).max() < 0.1
+    for bad in ({"band_tilt_db": -1.0}, {"band_edge_db": -1.0}, {"band_edge_mhz": 0.0}):
+        with pytest.raises(DataError, match=next(iter(bad))):
+            CSIImpairments(**bad)
+    # Off, the draws of every other impairment are unchanged (it is drawn last).
+    other = dict(snr_db=(10, 20), phase_offset=True, gain_jitter_db=0.5)
+    a, _ = apply_csi_impairments(clean(), CSIImpairments(**other), 3, SCS)
+    b, _ = apply_csi_impairments(clean(), CSIImpairments(**other, band_tilt_db=3.0), 3, SCS)
+    ratio = np.abs(b) / np.abs(a)
+    assert np.allclose(ratio, ratio[:, :1], rtol=1e-4) and not np.allclose(ratio, 1.0)
+
+
 def test_quantisation_on_the_8bit_grid_per_packet():
     h = clean()
     y, _ = apply_csi_impairments(h, CSIImpairments(quantize_bits=8), 0, SCS)

@@ -30,11 +30,21 @@ Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the c
    ``../shared/datasets`` (a still link at 100 ms): 88 % of the amplitude's change over time is
    such a gain common to every antenna and subcarrier (``python pretrain/guard_study.py``), so a still link's CSI is
    white noise around a level at packet rate. Default ``0`` (off).
-6. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
+6. ``band_tilt_db: X`` and ``band_edge_db: Y`` -- the receive chain's frequency response,
+   fixed over a sample's packets: per sample and receive chain, a gain slope across the band
+   drawn uniformly in [-X, X] dB from the lowest to the highest subcarrier, and at each band
+   edge an attenuation drawn uniformly in [0, Y] dB that decays as ``exp(-d / band_edge_mhz)``
+   with the distance ``d`` from that edge (default 1 MHz). Measured on the captures of
+   ``../shared/datasets`` (mean power per subcarrier over the capture): the Intel 5300's
+   chains tilt by up to about 5 dB across 20 MHz and drop 2-5 dB at the outermost subcarrier
+   group; the Nexmon capture falls 12 dB at its upper edge. The CSI of a still link is then
+   a smooth curve across the band, which the nearest subcarrier follows better than the band's
+   mean: generated TDL/CDL channels without it never are. Defaults ``0`` (off).
+7. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
    largest real or imaginary part over all antennas and subcarriers is ``2^(B-1) - 1``,
    round to integers, clip to ``[-2^(B-1), 2^(B-1) - 1]`` and scale back (Intel 5300:
    ``B = 8``, int8 real and imaginary parts). Default ``0`` (off).
-7. ``sanitize: none | linear | conj`` -- the phase sanitisation that
+8. ``sanitize: none | linear | conj`` -- the phase sanitisation that
    ``wfm data import intel|nexmon --phase`` applies to measured CSI
    (:mod:`wfm.data.loaders.phase`, the same code), so pretraining data match imported
    data: ``linear`` removes each packet's and antenna's least-squares phase line across
@@ -74,6 +84,9 @@ class CSIImpairments:
     agc_step_probability: float = 0.0
     agc_per_antenna: bool = False
     gain_jitter_db: float = 0.0
+    band_tilt_db: float = 0.0
+    band_edge_db: float = 0.0
+    band_edge_mhz: float = 1.0
     quantize_bits: int = 0
     sanitize: str = "none"
 
@@ -89,6 +102,11 @@ class CSIImpairments:
             p.append("agc_step_probability must be in [0, 1]")
         if not self.gain_jitter_db >= 0:
             p.append("gain_jitter_db must be >= 0")
+        for name in ("band_tilt_db", "band_edge_db"):
+            if not getattr(self, name) >= 0:
+                p.append(f"{name} must be >= 0")
+        if not self.band_edge_mhz > 0:
+            p.append("band_edge_mhz must be > 0")
         if self.quantize_bits != 0 and not 2 <= self.quantize_bits <= 16:
             p.append("quantize_bits must be 0 (off) or 2..16")
         if self.sanitize not in PHASE_METHODS:
@@ -101,14 +119,24 @@ class CSIImpairments:
         """Whether anything is applied at all."""
         return (self.snr_db is not None or self.phase_offset or self.timing_offset_ns > 0
                 or (self.agc_step_db > 0 and self.agc_step_probability > 0) or self.gain_jitter_db > 0
-                or self.quantize_bits > 0 or self.sanitize != "none")
+                or self.band_response or self.quantize_bits > 0 or self.sanitize != "none")
+
+    @property
+    def band_response(self) -> bool:
+        """Whether a frequency response of the receive chain is applied (``band_tilt_db``, ``band_edge_db``)."""
+        return self.band_tilt_db > 0 or self.band_edge_db > 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON values (lists, not tuples), as they read back from a manifest."""
         d = dataclasses.asdict(self)
+        if not self.band_response:  # added later: manifests written before it stay equal to their recipe
+            for k in BAND_OPTIONS:
+                d.pop(k)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+#: The receive chain's frequency response (item 6 of the module doc), written only when on.
+BAND_OPTIONS = ("band_tilt_db", "band_edge_db", "band_edge_mhz")
 _FIELDS = {f.name: f for f in dataclasses.fields(CSIImpairments)}
 
 
@@ -167,6 +195,7 @@ def apply_csi_impairments(csi: np.ndarray, cfg: CSIImpairments, seed: int,
     gain_db = np.zeros((n, T, A, 1))
     noise = np.zeros_like(x) if cfg.snr_db is not None else None
     agc_on = cfg.agc_step_db > 0 and cfg.agc_step_probability > 0
+    band_db = np.zeros((n, 1, A, K)) if cfg.band_response else None
     # Per-sample draws, always in this order, each only when its option is on.
     for i in range(n):
         rng = sample_rng(seed, i)
@@ -187,18 +216,36 @@ def apply_csi_impairments(csi: np.ndarray, cfg: CSIImpairments, seed: int,
             gain_db[i] = steps[:, :, None] if na == A else steps[:, :, None].repeat(A, axis=1)
         if cfg.gain_jitter_db > 0:  # drawn last: recipes without it keep their draws
             gain_db[i] += rng.normal(0.0, cfg.gain_jitter_db, (T, A if cfg.agc_per_antenna else 1, 1))
+        if band_db is not None:  # drawn after every other option, for the same reason
+            band_db[i] = band_response_db(rng, A, K, subcarrier_spacing_hz, cfg)
     if noise is not None:
         x = x + noise
     if cfg.phase_offset or cfg.timing_offset_ns > 0:
         x = x * np.exp(1j * (phase - 2 * np.pi * fk * tau))
     if agc_on or cfg.gain_jitter_db > 0:
         x = x * 10 ** (gain_db / 20)
+    if band_db is not None:
+        x = x * 10 ** (band_db / 20)
     if cfg.quantize_bits:
         x = quantize(x, cfg.quantize_bits)
     if cfg.sanitize != "none":
         x = sanitize_phase(x.reshape(n * T, A, K), cfg.sanitize, np.arange(K)).reshape(n, T, A, K)
     info = {"snr_db": snr.astype(np.float32)} if cfg.snr_db is not None else {}
     return x.astype(np.complex64), info
+
+
+def band_response_db(rng: np.random.Generator, A: int, K: int, subcarrier_spacing_hz: float,
+                     cfg: CSIImpairments) -> np.ndarray:
+    """One sample's receive-chain gain ``[1, A, K]`` dB across the band: a tilt uniform in
+    ``[-band_tilt_db, band_tilt_db]`` from the lowest to the highest subcarrier, plus, at each edge,
+    ``-U(0, band_edge_db) exp(-d / band_edge_mhz)`` at distance ``d`` from it (module doc, item 6)."""
+    u = np.arange(K) / max(K - 1, 1) - 0.5  # -0.5 .. 0.5 across the band
+    tilt = rng.uniform(-cfg.band_tilt_db, cfg.band_tilt_db, (A, 1))
+    drop = rng.uniform(0.0, cfg.band_edge_db, (A, 2))
+    d_hz = np.arange(K) * subcarrier_spacing_hz  # from the lowest subcarrier
+    w = cfg.band_edge_mhz * 1e6
+    edges = drop[:, :1] * np.exp(-d_hz / w) + drop[:, 1:] * np.exp(-d_hz[::-1] / w)
+    return (tilt * u - edges)[None]
 
 
 def quantize(x: np.ndarray, bits: int, axes: Sequence[int] = (-2, -1)) -> np.ndarray:

@@ -12,6 +12,9 @@ of persistence and the context mean on the same windows (< 1 beats it):
   whose context has no positive lag-1 autocorrelation (``phi`` clipped to 0), and the share of
   the amplitude's change over time that is one gain per packet common to every antenna and
   subcarrier (what ``gain_jitter_db`` generates).
+- :func:`band_rows`: how smooth each CSI dataset is across its band: the per-window NMSE of the
+  nearest lower subcarrier and of the lower half's mean, predicting the upper half of the
+  subcarriers at every packet, and the correlation of adjacent subcarriers.
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
   margin is "the reversion estimate only"), or another guard constant (``GUARD_SHARPNESS``;
   ``PRIOR_SHRINK`` off and on, ``--prior-shrink``).
@@ -112,6 +115,26 @@ def noise_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
         common = change.mean(dim=(2, 3), keepdim=True)
         rows.append({"dataset": d.name, "view": d.view, "series with phi = 0": float((phi == 0).double().mean()),
                      "common gain share": float(common.pow(2).mean() / change.pow(2).mean().clamp_min(1e-30))})
+    return rows
+
+
+def band_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
+    """One row per complex CSI dataset (see module doc): whether the nearest subcarrier or the band's
+    mean extrapolates its upper half better, and the adjacent-subcarrier correlation."""
+    rows = []
+    for d in datasets:
+        if d.csi is None or not d.csi.is_complex():
+            continue
+        csi = d.csi.to(torch.complex128)  # [N, T, A, K]
+        k = csi.shape[3]
+        lower, upper = csi[..., :k - k // 2], csi[..., k - k // 2:]
+        along = lambda x: x.permute(0, 3, 1, 2)  # noqa: E731  (subcarriers as the window's steps)
+        near = float(window_nmse(along(lower[..., -1:].expand_as(upper)), along(upper)).mean())
+        mean = float(window_nmse(along(lower.mean(dim=3, keepdim=True).expand_as(upper)), along(upper)).mean())
+        a, b = csi[..., 1:], csi[..., :-1]
+        adj = (a * b.conj()).sum().abs() / ((a.abs() ** 2).sum() * (b.abs() ** 2).sum()).sqrt().clamp_min(1e-30)
+        rows.append({"dataset": d.name, "subcarriers": k, "nearest subcarrier NMSE": near, "mean NMSE": mean,
+                     "nearest / mean": near / mean, "adjacent correlation": float(adj)})
     return rows
 
 
@@ -304,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(classical_rule_rows(real + generated)))
     print()
     print(markdown(noise_rows([d for d in real if d.is_csi] + generated)))
+    print()
+    print(markdown(band_rows([d for d in real if d.view == "csi complex"] + generated)))
     if args.model:
         csi = [d for d in real if d.is_csi]
         print()
