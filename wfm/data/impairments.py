@@ -37,9 +37,10 @@ Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the c
    with the distance ``d`` from that edge (default 1 MHz). Measured on the captures of
    ``../shared/datasets`` (mean power per subcarrier over the capture): the Intel 5300's
    chains tilt by up to about 5 dB across 20 MHz and drop 2-5 dB at the outermost subcarrier
-   group; the Nexmon capture falls 12 dB at its upper edge. The CSI of a still link is then
-   a smooth curve across the band, which the nearest subcarrier follows better than the band's
-   mean: generated TDL/CDL channels without it never are. Defaults ``0`` (off).
+   group; the Nexmon capture falls 12 dB at its upper edge. With it, a line-of-sight WiFi
+   link's band is a smooth curve whose upper half the nearest subcarrier extrapolates better
+   than the band's mean, as on both captures; on every WiFi recipe without it the mean wins
+   (data/README.md, the band table). Defaults ``0`` (off).
 7. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
    largest real or imaginary part over all antennas and subcarriers is ``2^(B-1) - 1``,
    round to integers, clip to ``[-2^(B-1), 2^(B-1) - 1]`` and scale back (Intel 5300:
