@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from conftest import RECIPES
+from conftest import RECIPES, REPO
 from wfm.data.errors import DataError
 from wfm.data.recipes import CSIRecipe, load_recipe, recipe_catalog, recipe_from_dict
 
@@ -30,6 +32,16 @@ def test_catalog_mirrors_the_wifo_corpus_structure():
     for r in zs:
         assert r.carrier_frequency_ghz not in pre_bands, r.name
         assert r.scenario not in pre_scenarios, r.name
+
+
+def test_no_pretraining_config_trains_on_a_held_out_recipe():
+    """Zero-shot and transfer tables rest on it: a ``split: zeroshot`` recipe is never in a pretraining mixture."""
+    held = {p.stem for p in RECIPES.rglob("*.yaml") if load_recipe(p).split == "zeroshot"}
+    assert {"zs-cdl-d-1p9-4x8-k64-t24", "zs-wifi-band-intel-5p2-6x1-k30-t16", "traj-highway-heldout"} <= held
+    configs = sorted((REPO / "pretrain").glob("*.yaml"))
+    used = {c.name: set(re.findall(r"\$\{WFM_DATA\}/([\w.-]+)", c.read_text())) for c in configs}
+    assert sum(map(len, used.values())) > 50  # the pattern finds the mixtures
+    assert {n: u & held for n, u in used.items() if u & held} == {}
 
 
 def test_recipe_names_match_files():
