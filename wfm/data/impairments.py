@@ -73,6 +73,10 @@ from wfm.data.loaders.phase import PHASE_METHODS, sanitize_phase
 _TAG = 0x1A7B
 
 
+#: The receive chain's frequency response (item 6 of the module doc), written only when on.
+BAND_OPTIONS = ("band_tilt_db", "band_edge_db", "band_edge_mhz")
+
+
 @dataclass(frozen=True)
 class CSIImpairments:
     """The ``impairments:`` mapping of a CSI recipe (see the module doc). All off by default."""
@@ -136,8 +140,6 @@ class CSIImpairments:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-#: The receive chain's frequency response (item 6 of the module doc), written only when on.
-BAND_OPTIONS = ("band_tilt_db", "band_edge_db", "band_edge_mhz")
 _FIELDS = {f.name: f for f in dataclasses.fields(CSIImpairments)}
 
 
