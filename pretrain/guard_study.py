@@ -1,4 +1,4 @@
-"""Per-window classical rules, how noisy and how smooth across its band each CSI view is, and the MAE guard's reversion margin
+"""Per-window classical rules, how noisy and how smooth across its band each CSI view is, its receive filter's phase, and the MAE guard's reversion margin
 (``wfm.tasks.guard_study``): the tables of pretrain/README.md, "The MAE's guard" and "Still links
 with per-packet gain jitter".
 

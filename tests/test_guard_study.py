@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import wfm.models.mae as mae_module
-from wfm.tasks.guard_study import (ar1_forecast, backtest_pick, band_rows, classical_rule_rows, noise_rows,
+from wfm.tasks.guard_study import (ar1_forecast, backtest_pick, band_rows, classical_rule_rows, filter_rows, noise_rows,
                                    reversion_margin)
 from wfm.tasks.real_data import BenchData
 
@@ -69,6 +69,24 @@ def test_band_rows_tell_a_smooth_band_from_a_selective_one():
     assert s["nearest / mean"] < 1 < r["nearest / mean"] and s["adjacent correlation"] > 0.99 > 0.5 > r["adjacent correlation"]
     # The nearest subcarrier of independent unit-power subcarriers: error 2 per unit power; the mean of 15: 1 + 1/15.
     assert r["nearest subcarrier NMSE"] == pytest.approx(2.0, rel=0.2) and r["mean NMSE"] == pytest.approx(16 / 15, rel=0.2)
+
+
+def test_filter_rows_fit_each_chain_of_the_complex_views_they_know_the_spacing_of():
+    import numpy as np
+
+    from wfm.data.impairments import edge_delay_phase
+
+    tau = np.array([[90e-9, 40e-9], [20e-9, 70e-9]])  # [chain, (low, high edge)]
+    csi = torch.from_numpy(np.exp(1j * (tau @ edge_delay_phase(30, 625e3, 3.0)))).to(torch.complex64)
+    csi = csi.expand(4, 6, 2, 30)  # packets with one response
+    views = [BenchData("nic", "csi complex", csi[:, :3], csi[:, 3:], 0.1, "", "", csi=csi),
+             BenchData("other", "csi complex", csi[:, :3], csi[:, 3:], 0.1, "", "", csi=csi),  # no spacing given
+             BenchData("nic", "csi amplitude", csi.abs()[:, :3], csi.abs()[:, 3:], 0.1, "", "", csi=csi.abs())]
+    rows = filter_rows(views, {"nic": 625e3})
+    assert [(r["dataset"], r["chain"]) for r in rows] == [("nic", 0), ("nic", 1)]
+    for r, (lo, hi) in zip(rows, tau * 1e9):
+        assert r["r2"] > 0.999 and r["width_mhz"] == 3.0
+        assert r["tau_low_ns"] == pytest.approx(lo, abs=0.5) and r["tau_high_ns"] == pytest.approx(hi, abs=0.5)
 
 
 def test_correction_rules_are_scored_against_the_shipped_fit_by_hand():

@@ -8,7 +8,7 @@ import pytest
 from conftest import RECIPES, tiny_recipe
 from wfm.data.csi_generator import CSIGenerator
 from wfm.data.errors import DataError
-from wfm.data.impairments import CSIImpairments, apply_csi_impairments, csi_impairments
+from wfm.data.impairments import CSIImpairments, apply_csi_impairments, csi_impairments, edge_delay_phase, fit_band_delay
 from wfm.data.loaders.phase import remove_linear_phase
 from wfm.data.recipes import load_recipe
 from wfm.data.series_generators import TrafficGenerator
@@ -141,6 +141,62 @@ def test_band_response_is_a_fixed_tilt_and_edge_roll_off_per_chain():
     b, _ = apply_csi_impairments(clean(), CSIImpairments(**other, band_tilt_db=3.0), 3, SCS)
     ratio = np.abs(b) / np.abs(a)
     assert np.allclose(ratio, ratio[:, :1], rtol=1e-4) and not np.allclose(ratio, 1.0)
+
+
+def test_band_delay_is_an_edge_group_delay_that_sanitisation_leaves_as_an_s_curve():
+    h = np.ones((300, 4, 3, 64), np.complex64)  # 64 x 312.5 kHz = 20 MHz
+    cfg = CSIImpairments(band_delay_ns=100.0, band_delay_mhz=2.0)
+    assert cfg.active and cfg.band_response
+    d = cfg.to_dict()
+    assert d["band_delay_ns"] == 100.0 and "band_tilt_db" not in d  # only what is on is written
+    assert "band_delay_ns" not in CSIImpairments(band_tilt_db=3.0).to_dict()  # older band manifests still match
+    y, _ = apply_csi_impairments(h, cfg, 0, SCS)
+    np.testing.assert_allclose(np.abs(y), 1.0, atol=1e-5)  # phase only
+    phase = np.unwrap(np.angle(y), axis=-1)
+    np.testing.assert_allclose(phase, np.broadcast_to(phase[:, :1], phase.shape), atol=1e-5)  # the same at every packet
+    assert not np.allclose(phase[:, 0, 0], phase[:, 0, 1])  # one per receive chain
+    delay = -np.diff(phase[:, 0], axis=-1) / (2 * np.pi * SCS) * 1e9  # ns between subcarriers [n, A, K-1]
+    low, mid, high = delay[..., 0], delay[..., 31], delay[..., -1]
+    # Each edge: U(0, 100) ns (mean 50), a step of 312.5 kHz into the band (exp(-0.156 / 2) ~ 0.92).
+    for edge in (low, high):
+        assert edge.min() >= 0.0 and edge.max() <= 100.0 and 38 < edge.mean() < 55 and edge.std() > 20
+    assert np.abs(mid).max() < 100 * 2 * np.exp(-9.5 / 2)  # 10 MHz from both edges: decayed
+    np.testing.assert_allclose(delay[..., 1] / delay[..., 0], np.exp(-0.3125 / 2), rtol=0.05, atol=0.5)
+    # What a linear sanitisation leaves: the low edge above each packet's line, the high edge below
+    # (the S of the Intel 5300 capture; not in every draw: a lone high-edge delay tilts the line).
+    s, _ = apply_csi_impairments(h, CSIImpairments(band_delay_ns=100.0, band_delay_mhz=2.0, sanitize="linear"), 0, SCS)
+    rest = np.degrees(np.unwrap(np.angle(s), axis=-1)[:, 0])
+    assert rest[..., 0].mean() > 10 and rest[..., -1].mean() < -10
+    assert (rest[..., 0] > 0).mean() > 0.75 and (rest[..., -1] < 0).mean() > 0.75
+    for bad in ({"band_delay_ns": -1.0}, {"band_delay_mhz": 0.0}):
+        with pytest.raises(DataError, match=next(iter(bad))):
+            CSIImpairments(**bad)
+    # Drawn after everything else: the other options' draws, the gain response's included, are unchanged.
+    other = dict(snr_db=(10, 20), phase_offset=True, gain_jitter_db=0.5, band_tilt_db=3.0, band_edge_db=2.0)
+    a, _ = apply_csi_impairments(clean(), CSIImpairments(**other), 3, SCS)
+    b, _ = apply_csi_impairments(clean(), CSIImpairments(**other, band_delay_ns=80.0), 3, SCS)
+    np.testing.assert_allclose(np.abs(b), np.abs(a), rtol=1e-4)
+    assert not np.allclose(b, a)
+
+
+def test_fit_band_delay_recovers_the_edge_delays_under_packet_phase_lines_and_noise():
+    rng = np.random.default_rng(0)
+    K, scs = 30, 625e3
+    tau = np.array([[80e-9, 70e-9], [60e-9, 95e-9]])  # two chains: low, high edge
+    phase = tau @ edge_delay_phase(K, scs, 4.0)  # [A, K]
+    slope = rng.uniform(-1, 1, (40, 8, 2, 1)) * np.arange(K) / K + rng.uniform(0, 2 * np.pi, (40, 8, 2, 1))
+    noise = 0.02 * (rng.standard_normal((40, 8, 2, K)) + 1j * rng.standard_normal((40, 8, 2, K)))
+    csi = np.exp(1j * (phase + slope)) * (1 + noise)
+    rows = fit_band_delay(csi, scs)
+    assert [r["chain"] for r in rows] == [0, 1]
+    for r, (lo, hi) in zip(rows, tau * 1e9):
+        assert r["r2"] > 0.99 and r["width_mhz"] == 4.0
+        assert abs(r["tau_low_ns"] - lo) < 3 and abs(r["tau_high_ns"] - hi) < 3
+        assert r["phase_low_deg"] > 0 > r["phase_high_deg"]  # the S the line leaves
+    flat = fit_band_delay(np.exp(1j * slope) * (1 + noise), scs)  # no filter: nothing to explain
+    assert all(abs(r["tau_low_ns"]) < 3 and abs(r["phase_low_deg"]) < 1 for r in flat)
+    with pytest.raises(DataError, match="shape"):
+        fit_band_delay(csi[0], scs)
 
 
 def test_quantisation_on_the_8bit_grid_per_packet():

@@ -41,6 +41,16 @@ Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the c
    link's band is a smooth curve whose upper half the nearest subcarrier extrapolates better
    than the band's mean, as on both captures; on every WiFi recipe without it the mean wins
    (data/README.md, the band table). Defaults ``0`` (off).
+
+   ``band_delay_ns: D`` -- the same filter's phase: at each band edge an excess group delay
+   drawn uniformly in [0, D] ns per sample and receive chain, decaying as
+   ``exp(-d / band_delay_mhz)`` (default 3 MHz) into the band, so the phase is
+   ``-2 pi`` times its integral over frequency. What a linear sanitisation leaves of it is an
+   S-shaped phase across the band that no packet's line removes. Measured on the Intel 5300
+   capture (each chain's mean phase across the band after the importer's sanitisation): this
+   model fits all six chains with R^2 0.98-0.99, 70-105 ns at each edge, 3-5 MHz wide (about
+   +25 deg at the lowest subcarrier group, -13 at the eighth, +12 at the 23rd, -20 at the top).
+   Default ``0`` (off).
 7. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
    largest real or imaginary part over all antennas and subcarriers is ``2^(B-1) - 1``,
    round to integers, clip to ``[-2^(B-1), 2^(B-1) - 1]`` and scale back (Intel 5300:
@@ -75,6 +85,8 @@ _TAG = 0x1A7B
 
 #: The receive chain's frequency response (item 6 of the module doc), written only when on.
 BAND_OPTIONS = ("band_tilt_db", "band_edge_db", "band_edge_mhz")
+#: Its phase (``band_delay_ns``), added later still and likewise written only when on.
+DELAY_OPTIONS = ("band_delay_ns", "band_delay_mhz")
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,8 @@ class CSIImpairments:
     band_tilt_db: float = 0.0
     band_edge_db: float = 0.0
     band_edge_mhz: float = 1.0
+    band_delay_ns: float = 0.0
+    band_delay_mhz: float = 3.0
     quantize_bits: int = 0
     sanitize: str = "none"
 
@@ -107,11 +121,12 @@ class CSIImpairments:
             p.append("agc_step_probability must be in [0, 1]")
         if not self.gain_jitter_db >= 0:
             p.append("gain_jitter_db must be >= 0")
-        for name in ("band_tilt_db", "band_edge_db"):
+        for name in ("band_tilt_db", "band_edge_db", "band_delay_ns"):
             if not getattr(self, name) >= 0:
                 p.append(f"{name} must be >= 0")
-        if not self.band_edge_mhz > 0:
-            p.append("band_edge_mhz must be > 0")
+        for name in ("band_edge_mhz", "band_delay_mhz"):
+            if not getattr(self, name) > 0:
+                p.append(f"{name} must be > 0")
         if self.quantize_bits != 0 and not 2 <= self.quantize_bits <= 16:
             p.append("quantize_bits must be 0 (off) or 2..16")
         if self.sanitize not in PHASE_METHODS:
@@ -128,15 +143,19 @@ class CSIImpairments:
 
     @property
     def band_response(self) -> bool:
-        """Whether a frequency response of the receive chain is applied (``band_tilt_db``, ``band_edge_db``)."""
-        return self.band_tilt_db > 0 or self.band_edge_db > 0
+        """Whether a frequency response of the receive chain is applied (``band_tilt_db``, ``band_edge_db``,
+        ``band_delay_ns``)."""
+        return self.band_tilt_db > 0 or self.band_edge_db > 0 or self.band_delay_ns > 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON values (lists, not tuples), as they read back from a manifest."""
         d = dataclasses.asdict(self)
-        if not self.band_response:  # added later: manifests written before it stay equal to their recipe
-            for k in BAND_OPTIONS:
-                d.pop(k)
+        # Added later: manifests written before them stay equal to their recipe.
+        for names, on in ((BAND_OPTIONS, self.band_tilt_db > 0 or self.band_edge_db > 0),
+                          (DELAY_OPTIONS, self.band_delay_ns > 0)):
+            if not on:
+                for k in names:
+                    d.pop(k)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -199,6 +218,7 @@ def apply_csi_impairments(csi: np.ndarray, cfg: CSIImpairments, seed: int,
     noise = np.zeros_like(x) if cfg.snr_db is not None else None
     agc_on = cfg.agc_step_db > 0 and cfg.agc_step_probability > 0
     band_db = np.zeros((n, 1, A, K)) if cfg.band_response else None
+    band_phase = np.zeros((n, 1, A, K)) if cfg.band_delay_ns > 0 else None
     # Per-sample draws, always in this order, each only when its option is on.
     for i in range(n):
         rng = sample_rng(seed, i)
@@ -221,6 +241,8 @@ def apply_csi_impairments(csi: np.ndarray, cfg: CSIImpairments, seed: int,
             gain_db[i] += rng.normal(0.0, cfg.gain_jitter_db, (T, A if cfg.agc_per_antenna else 1, 1))
         if band_db is not None:  # drawn after every other option, for the same reason
             band_db[i] = band_response_db(rng, A, K, subcarrier_spacing_hz, cfg)
+        if band_phase is not None:  # and its phase after it: recipes without it keep every draw
+            band_phase[i] = band_phase_rad(rng, A, K, subcarrier_spacing_hz, cfg)
     if noise is not None:
         x = x + noise
     if cfg.phase_offset or cfg.timing_offset_ns > 0:
@@ -228,7 +250,7 @@ def apply_csi_impairments(csi: np.ndarray, cfg: CSIImpairments, seed: int,
     if agc_on or cfg.gain_jitter_db > 0:
         x = x * 10 ** (gain_db / 20)
     if band_db is not None:
-        x = x * 10 ** (band_db / 20)
+        x = x * 10 ** (band_db / 20) * (1.0 if band_phase is None else np.exp(1j * band_phase))
     if cfg.quantize_bits:
         x = quantize(x, cfg.quantize_bits)
     if cfg.sanitize != "none":
@@ -249,6 +271,58 @@ def band_response_db(rng: np.random.Generator, A: int, K: int, subcarrier_spacin
     w = cfg.band_edge_mhz * 1e6
     edges = drop[:, :1] * np.exp(-d_hz / w) + drop[:, 1:] * np.exp(-d_hz[::-1] / w)
     return (tilt * u - edges)[None]
+
+
+def edge_delay_phase(K: int, subcarrier_spacing_hz: float, width_mhz: float) -> np.ndarray:
+    """Phase ``[2, K]`` (rad) across ``K`` subcarriers of a unit excess group delay (1 s) at the low
+    (row 0) and the high band edge (row 1) that decays as ``exp(-d / width_mhz)`` with the distance
+    ``d`` from its edge: ``-2 pi`` times its integral from the lowest subcarrier (module doc, item 6)."""
+    w = width_mhz * 1e6
+    f = np.arange(K) * subcarrier_spacing_hz  # from the lowest subcarrier
+    span = f[-1]
+    low = w * (1.0 - np.exp(-f / w))  # int_0^f exp(-f'/w) df'
+    high = w * (np.exp(-(span - f) / w) - np.exp(-span / w))  # int_0^f exp(-(span - f')/w) df'
+    return -2 * np.pi * np.stack([low, high])
+
+
+def band_phase_rad(rng: np.random.Generator, A: int, K: int, subcarrier_spacing_hz: float,
+                   cfg: CSIImpairments) -> np.ndarray:
+    """One sample's receive-chain phase ``[1, A, K]`` (rad) across the band: at each edge an excess
+    group delay ``U(0, band_delay_ns)`` (:func:`edge_delay_phase`). Its constant and linear parts are
+    a common phase and delay, which ``sanitize: linear`` removes with the rest of each packet's line."""
+    tau = rng.uniform(0.0, cfg.band_delay_ns * 1e-9, (A, 2))
+    return (tau @ edge_delay_phase(K, subcarrier_spacing_hz, cfg.band_delay_mhz))[None]
+
+
+def fit_band_delay(csi: np.ndarray, subcarrier_spacing_hz: float,
+                   widths_mhz: Sequence[float] = (0.5, 1, 2, 3, 4, 5, 8)) -> list[dict[str, float]]:
+    """Fit ``band_delay_ns`` / ``band_delay_mhz`` to measured complex CSI ``[N, T, A, K]``, one row per
+    receive chain: its phase across the band (each packet divided by its mean over the band, averaged
+    over packets, unwrapped), less its least-squares line, against what the line leaves of the two
+    edges' delays (:func:`edge_delay_phase`), fitted by least squares at each width; the width with
+    the best ``r2`` (the share of the phase's variance explained) wins. ``tau_*_ns`` < 0 mean that
+    edge leads instead. ``phase_*_deg``: the phase left at the lowest and the highest subcarrier."""
+    x = np.asarray(csi, np.complex128)
+    if x.ndim != 4 or x.shape[-1] < 4:
+        raise DataError(f"fit_band_delay needs complex CSI [N, T, A, K] with K >= 4; got shape {x.shape}")
+    K = x.shape[-1]
+    line = np.stack([np.ones(K), np.arange(K, dtype=float)], 1)
+    detrend = lambda v: v - line @ np.linalg.lstsq(line, v, rcond=None)[0]  # noqa: E731  (along the first axis)
+    rows = []
+    for a in range(x.shape[2]):
+        ref = x[:, :, a].mean(-1, keepdims=True)
+        r = np.where(np.abs(ref) > 0, x[:, :, a] / np.where(np.abs(ref) > 0, ref, 1), 0).mean(axis=(0, 1))
+        phase = detrend(np.unwrap(np.angle(r)))
+        best: dict[str, float] = {"r2": -np.inf}
+        for w in widths_mhz:
+            basis = detrend(edge_delay_phase(K, subcarrier_spacing_hz, w).T)  # [K, 2]
+            tau = np.linalg.lstsq(basis, phase, rcond=None)[0]
+            r2 = 1.0 - float(((phase - basis @ tau) ** 2).sum() / max(float((phase ** 2).sum()), 1e-30))
+            if r2 > best["r2"]:
+                best = {"chain": a, "r2": r2, "tau_low_ns": float(tau[0] * 1e9), "tau_high_ns": float(tau[1] * 1e9),
+                        "width_mhz": float(w)}
+        rows.append({**best, "phase_low_deg": float(np.degrees(phase[0])), "phase_high_deg": float(np.degrees(phase[-1]))})
+    return rows
 
 
 def quantize(x: np.ndarray, bits: int, axes: Sequence[int] = (-2, -1)) -> np.ndarray:

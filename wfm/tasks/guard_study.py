@@ -15,6 +15,8 @@ of persistence and the context mean on the same windows (< 1 beats it):
 - :func:`band_rows`: how smooth each CSI dataset is across its band: the per-window NMSE of the
   nearest lower subcarrier and of the lower half's mean, predicting the upper half of the
   subcarriers at every packet, and the correlation of adjacent subcarriers.
+- :func:`filter_rows`: the receive filter's phase of each complex CSI dataset, as
+  ``band_delay_ns`` / ``band_delay_mhz`` fitted per chain (``wfm.data.impairments.fit_band_delay``).
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
   margin is "the reversion estimate only"), or another guard constant (``GUARD_SHARPNESS``;
   ``PRIOR_SHRINK`` off and on, ``--prior-shrink``).
@@ -40,6 +42,7 @@ import torch
 from torch import Tensor
 
 import wfm.models.mae as mae_module
+from wfm.data.impairments import fit_band_delay
 from wfm.models.evidence import looks_white
 from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
@@ -135,6 +138,30 @@ def band_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
         adj = (a * b.conj()).sum().abs() / ((a.abs() ** 2).sum() * (b.abs() ** 2).sum()).sqrt().clamp_min(1e-30)
         rows.append({"dataset": d.name, "subcarriers": k, "nearest subcarrier NMSE": near, "mean NMSE": mean,
                      "nearest / mean": near / mean, "adjacent correlation": float(adj)})
+    return rows
+
+
+#: Subcarrier spacing of the real captures' CSI columns: the Intel 5300 reports 30 groups of 20 MHz
+#: (every second subcarrier, 625 kHz, but for the two centre groups), Nexmon's VHT80 every subcarrier.
+REAL_SPACING_HZ = {"Intel 5300": 625e3, "Nexmon BCM4339": 312.5e3}
+
+
+def generated_spacing_hz(root: str | Path) -> float:
+    """The subcarrier spacing (Hz) of a generated CSI dataset, from its manifest's recipe."""
+    from wfm.data.shards import ShardedDataset
+
+    return float(ShardedDataset(root).manifest["recipe"]["subcarrier_spacing_khz"]) * 1e3
+
+
+def filter_rows(datasets: Sequence[BenchData], spacing_hz: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per receive chain of every complex CSI dataset named in ``spacing_hz`` (dataset name ->
+    subcarrier spacing, Hz): the edge group delays that explain its phase across the band after a
+    linear sanitisation, and how much of it they explain (``r2``; module doc)."""
+    rows = []
+    for d in datasets:
+        if d.csi is None or not d.csi.is_complex() or d.name not in spacing_hz:
+            continue
+        rows += [{"dataset": d.name, **r} for r in fit_band_delay(d.csi.numpy(), spacing_hz[d.name])]
     return rows
 
 
@@ -329,6 +356,9 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(noise_rows([d for d in real if d.is_csi] + generated)))
     print()
     print(markdown(band_rows([d for d in real if d.view == "csi complex"] + generated)))
+    print()
+    spacing = {**REAL_SPACING_HZ, **{Path(root).name: generated_spacing_hz(root) for root in args.data}}
+    print(markdown(filter_rows([d for d in real if d.view == "csi complex"] + generated, spacing)))
     if args.model:
         csi = [d for d in real if d.is_csi]
         print()
