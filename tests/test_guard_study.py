@@ -77,7 +77,7 @@ def test_filter_rows_fit_each_chain_of_the_complex_views_they_know_the_spacing_o
     from wfm.data.impairments import edge_delay_phase
 
     tau = np.array([[90e-9, 40e-9], [20e-9, 70e-9]])  # [chain, (low, high edge)]
-    csi = torch.from_numpy(np.exp(1j * (tau @ edge_delay_phase(30, 625e3, 3.0)))).to(torch.complex64)
+    csi = torch.from_numpy(np.exp(1j * (tau @ edge_delay_phase(np.arange(30) * 625e3, 3.0)))).to(torch.complex64)
     csi = csi.expand(4, 6, 2, 30)  # packets with one response
     views = [BenchData("nic", "csi complex", csi[:, :3], csi[:, 3:], 0.1, "", "", csi=csi),
              BenchData("other", "csi complex", csi[:, :3], csi[:, 3:], 0.1, "", "", csi=csi),  # no spacing given

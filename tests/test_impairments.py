@@ -8,7 +8,7 @@ import pytest
 from conftest import RECIPES, tiny_recipe
 from wfm.data.csi_generator import CSIGenerator
 from wfm.data.errors import DataError
-from wfm.data.impairments import CSIImpairments, apply_csi_impairments, csi_impairments, edge_delay_phase, fit_band_delay
+from wfm.data.impairments import CSIImpairments, apply_csi_impairments, csi_impairments
 from wfm.data.loaders.phase import remove_linear_phase
 from wfm.data.recipes import load_recipe
 from wfm.data.series_generators import TrafficGenerator
@@ -177,26 +177,6 @@ def test_band_delay_is_an_edge_group_delay_that_sanitisation_leaves_as_an_s_curv
     b, _ = apply_csi_impairments(clean(), CSIImpairments(**other, band_delay_ns=80.0), 3, SCS)
     np.testing.assert_allclose(np.abs(b), np.abs(a), rtol=1e-4)
     assert not np.allclose(b, a)
-
-
-def test_fit_band_delay_recovers_the_edge_delays_under_packet_phase_lines_and_noise():
-    rng = np.random.default_rng(0)
-    K, scs = 30, 625e3
-    tau = np.array([[80e-9, 70e-9], [60e-9, 95e-9]])  # two chains: low, high edge
-    phase = tau @ edge_delay_phase(K, scs, 4.0)  # [A, K]
-    slope = rng.uniform(-1, 1, (40, 8, 2, 1)) * np.arange(K) / K + rng.uniform(0, 2 * np.pi, (40, 8, 2, 1))
-    noise = 0.02 * (rng.standard_normal((40, 8, 2, K)) + 1j * rng.standard_normal((40, 8, 2, K)))
-    csi = np.exp(1j * (phase + slope)) * (1 + noise)
-    rows = fit_band_delay(csi, scs)
-    assert [r["chain"] for r in rows] == [0, 1]
-    for r, (lo, hi) in zip(rows, tau * 1e9):
-        assert r["r2"] > 0.99 and r["width_mhz"] == 4.0
-        assert abs(r["tau_low_ns"] - lo) < 3 and abs(r["tau_high_ns"] - hi) < 3
-        assert r["phase_low_deg"] > 0 > r["phase_high_deg"]  # the S the line leaves
-    flat = fit_band_delay(np.exp(1j * slope) * (1 + noise), scs)  # no filter: nothing to explain
-    assert all(abs(r["tau_low_ns"]) < 3 and abs(r["phase_low_deg"]) < 1 for r in flat)
-    with pytest.raises(DataError, match="shape"):
-        fit_band_delay(csi[0], scs)
 
 
 def test_quantisation_on_the_8bit_grid_per_packet():

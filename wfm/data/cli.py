@@ -1,4 +1,4 @@
-"""``wfm data ...``: generate, inspect and list datasets."""
+"""``wfm data ...``: generate, inspect, calibrate and list datasets."""
 
 from __future__ import annotations
 
@@ -31,6 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("dir", help="dataset folder (holds manifest.json)")
     i.add_argument("--json", default=None, help="also write the summary as JSON here")
     i.set_defaults(func=cmd_inspect)
+
+    c = verbs.add_parser("calibrate", help="fit a CSI capture's receive-chain impairments (gain and phase across "
+                                           "the band, per-packet gain jitter) as recipe options")
+    c.add_argument("dir", help="CSI dataset folder (wfm data import ... or generate)")
+    c.add_argument("--spacing-khz", type=float, default=None,
+                   help="subcarrier spacing (default: the dataset's subcarrier_indices x 312.5 kHz, or its recipe's)")
+    c.add_argument("--max-samples", type=positive_int, default=4096, help="read at most this many samples")
+    c.add_argument("--json", default=None, help="also write the fits and the suggested options as JSON here")
+    c.set_defaults(func=cmd_calibrate)
 
     r = verbs.add_parser("recipes", help="list the recipes of a catalog folder")
     r.add_argument("dir", nargs="?", default="data/recipes")
@@ -67,6 +76,52 @@ def cmd_inspect(args: argparse.Namespace) -> None:
                   "checksums, shapes and values verified)")
     if args.json:
         write_json(args.json, summary)
+
+
+def subcarrier_freqs_hz(ds, spacing_khz: float | None = None):
+    """Subcarrier frequencies (Hz, ascending) of a CSI dataset: ``spacing_khz`` apart if given, else
+    its ``subcarrier_indices`` attr (imported captures) at 312.5 kHz, else its recipe's spacing."""
+    import numpy as np
+
+    from wfm.data.calibrate import OFDM_SPACING_HZ
+
+    k = int(ds.specs["csi"].shape[-1])
+    if spacing_khz is not None:
+        if not spacing_khz > 0:
+            raise DataError(f"--spacing-khz must be > 0; got {spacing_khz}")
+        return np.arange(k) * spacing_khz * 1e3
+    idx = ds.attrs.get("subcarrier_indices")
+    if idx is not None and len(idx) == k:
+        return np.asarray(idx, float) * OFDM_SPACING_HZ
+    recipe = ds.manifest.get("recipe") or {}
+    if "subcarrier_spacing_khz" in recipe:
+        return np.arange(k) * float(recipe["subcarrier_spacing_khz"]) * 1e3
+    raise DataError(f"{ds.root}: no subcarrier_indices attr or recipe spacing: pass --spacing-khz")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from wfm.data.calibrate import calibrate
+    from wfm.data.shards import ShardedDataset
+
+    ds = ShardedDataset(args.dir)
+    if "csi" not in ds.specs or ds.specs["csi"].ragged or len(ds.specs["csi"].shape) != 3:
+        raise DataError(f"{args.dir}: calibration needs a csi field of fixed shape [T, A, K] per sample")
+    freqs = subcarrier_freqs_hz(ds, args.spacing_khz)
+    n = min(len(ds), args.max_samples)
+    csi = np.asarray(ds.read_range(0, n, ["csi"])["csi"])
+    if not np.isfinite(csi.view(np.float32) if csi.dtype == np.complex64 else csi.view(float)).all():
+        raise DataError(f"{args.dir}: csi holds NaN or Inf values in its first {n} samples")
+    res = calibrate(csi, freqs)
+    print_table(res["chains"], title=f"{args.dir}: receive chains ({n} samples of {csi.shape[1]} packets, "
+                                     f"{(freqs[-1] - freqs[0]) / 1e6:.1f} MHz)")
+    console.print(f"per-packet common gain: {res['gain_jitter_db']:.2f} dB std")
+    console.print("recipe options that cover it (impairments:):")
+    for k, v in res["options"].items():
+        console.print(f"  {k}: {v:g}")
+    if args.json:
+        write_json(args.json, {"dataset": str(args.dir), "samples": n, **res})
 
 
 def catalog_rows(directory: str | Path) -> list[dict]:

@@ -273,12 +273,13 @@ def band_response_db(rng: np.random.Generator, A: int, K: int, subcarrier_spacin
     return (tilt * u - edges)[None]
 
 
-def edge_delay_phase(K: int, subcarrier_spacing_hz: float, width_mhz: float) -> np.ndarray:
-    """Phase ``[2, K]`` (rad) across ``K`` subcarriers of a unit excess group delay (1 s) at the low
-    (row 0) and the high band edge (row 1) that decays as ``exp(-d / width_mhz)`` with the distance
-    ``d`` from its edge: ``-2 pi`` times its integral from the lowest subcarrier (module doc, item 6)."""
+def edge_delay_phase(freqs_hz: np.ndarray, width_mhz: float) -> np.ndarray:
+    """Phase ``[2, K]`` (rad) at subcarrier frequencies ``freqs_hz`` ``[K]`` (ascending) of a unit
+    excess group delay (1 s) at the low (row 0) and the high band edge (row 1) that decays as
+    ``exp(-d / width_mhz)`` with the distance ``d`` from its edge: ``-2 pi`` times its integral
+    from the lowest subcarrier (module doc, item 6)."""
     w = width_mhz * 1e6
-    f = np.arange(K) * subcarrier_spacing_hz  # from the lowest subcarrier
+    f = np.asarray(freqs_hz, float) - float(freqs_hz[0])
     span = f[-1]
     low = w * (1.0 - np.exp(-f / w))  # int_0^f exp(-f'/w) df'
     high = w * (np.exp(-(span - f) / w) - np.exp(-span / w))  # int_0^f exp(-(span - f')/w) df'
@@ -291,38 +292,7 @@ def band_phase_rad(rng: np.random.Generator, A: int, K: int, subcarrier_spacing_
     group delay ``U(0, band_delay_ns)`` (:func:`edge_delay_phase`). Its constant and linear parts are
     a common phase and delay, which ``sanitize: linear`` removes with the rest of each packet's line."""
     tau = rng.uniform(0.0, cfg.band_delay_ns * 1e-9, (A, 2))
-    return (tau @ edge_delay_phase(K, subcarrier_spacing_hz, cfg.band_delay_mhz))[None]
-
-
-def fit_band_delay(csi: np.ndarray, subcarrier_spacing_hz: float,
-                   widths_mhz: Sequence[float] = (0.5, 1, 2, 3, 4, 5, 8)) -> list[dict[str, float]]:
-    """Fit ``band_delay_ns`` / ``band_delay_mhz`` to measured complex CSI ``[N, T, A, K]``, one row per
-    receive chain: its phase across the band (each packet divided by its mean over the band, averaged
-    over packets, unwrapped), less its least-squares line, against what the line leaves of the two
-    edges' delays (:func:`edge_delay_phase`), fitted by least squares at each width; the width with
-    the best ``r2`` (the share of the phase's variance explained) wins. ``tau_*_ns`` < 0 mean that
-    edge leads instead. ``phase_*_deg``: the phase left at the lowest and the highest subcarrier."""
-    x = np.asarray(csi, np.complex128)
-    if x.ndim != 4 or x.shape[-1] < 4:
-        raise DataError(f"fit_band_delay needs complex CSI [N, T, A, K] with K >= 4; got shape {x.shape}")
-    K = x.shape[-1]
-    line = np.stack([np.ones(K), np.arange(K, dtype=float)], 1)
-    detrend = lambda v: v - line @ np.linalg.lstsq(line, v, rcond=None)[0]  # noqa: E731  (along the first axis)
-    rows = []
-    for a in range(x.shape[2]):
-        ref = x[:, :, a].mean(-1, keepdims=True)
-        r = np.where(np.abs(ref) > 0, x[:, :, a] / np.where(np.abs(ref) > 0, ref, 1), 0).mean(axis=(0, 1))
-        phase = detrend(np.unwrap(np.angle(r)))
-        best: dict[str, float] = {"r2": -np.inf}
-        for w in widths_mhz:
-            basis = detrend(edge_delay_phase(K, subcarrier_spacing_hz, w).T)  # [K, 2]
-            tau = np.linalg.lstsq(basis, phase, rcond=None)[0]
-            r2 = 1.0 - float(((phase - basis @ tau) ** 2).sum() / max(float((phase ** 2).sum()), 1e-30))
-            if r2 > best["r2"]:
-                best = {"chain": a, "r2": r2, "tau_low_ns": float(tau[0] * 1e9), "tau_high_ns": float(tau[1] * 1e9),
-                        "width_mhz": float(w)}
-        rows.append({**best, "phase_low_deg": float(np.degrees(phase[0])), "phase_high_deg": float(np.degrees(phase[-1]))})
-    return rows
+    return (tau @ edge_delay_phase(np.arange(K) * subcarrier_spacing_hz, cfg.band_delay_mhz))[None]
 
 
 def quantize(x: np.ndarray, bits: int, axes: Sequence[int] = (-2, -1)) -> np.ndarray:

@@ -16,7 +16,7 @@ of persistence and the context mean on the same windows (< 1 beats it):
   nearest lower subcarrier and of the lower half's mean, predicting the upper half of the
   subcarriers at every packet, and the correlation of adjacent subcarriers.
 - :func:`filter_rows`: the receive filter's phase of each complex CSI dataset, as
-  ``band_delay_ns`` / ``band_delay_mhz`` fitted per chain (``wfm.data.impairments.fit_band_delay``).
+  ``band_delay_ns`` / ``band_delay_mhz`` fitted per chain (``wfm.data.calibrate.fit_band_delay``).
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
   margin is "the reversion estimate only"), or another guard constant (``GUARD_SHARPNESS``;
   ``PRIOR_SHRINK`` off and on, ``--prior-shrink``).
@@ -38,11 +38,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 import wfm.models.mae as mae_module
-from wfm.data.impairments import fit_band_delay
+from wfm.data.calibrate import fit_band_delay
 from wfm.models.evidence import looks_white
 from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
@@ -161,7 +162,8 @@ def filter_rows(datasets: Sequence[BenchData], spacing_hz: dict[str, float]) -> 
     for d in datasets:
         if d.csi is None or not d.csi.is_complex() or d.name not in spacing_hz:
             continue
-        rows += [{"dataset": d.name, **r} for r in fit_band_delay(d.csi.numpy(), spacing_hz[d.name])]
+        freqs = np.arange(d.csi.shape[-1]) * spacing_hz[d.name]
+        rows += [{"dataset": d.name, **r} for r in fit_band_delay(d.csi.numpy(), freqs)]
     return rows
 
 
