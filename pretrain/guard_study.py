@@ -10,6 +10,8 @@ with per-packet gain jitter".
         --data $WFM_DATA/zs-tdl-c-6p7-2x8-k128-t24                   # and the margins
     python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu \
         --correction-data $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 ...      # only the correction-scale rules
+    python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu --forced-prior \
+        --data $WFM_DATA/zs-wifi-filter-intel-5p2-6x1-k30-t16          # only each prior forced, correction off and on
     python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu --prior-shrink 0 --prior-shrink 1 \
         --data $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 ...                  # only the prior's shrink, off and on
 """

@@ -139,3 +139,33 @@ def test_white_gate_gives_the_mean_to_white_windows_only():
     best = float(min(mean, last))
     assert rows["noise (csi complex)"][gated] == pytest.approx(float(mean) / best)
     assert rows["noise (csi complex)"]["MAE"] == pytest.approx(float(window_nmse(mae_windows(model, d), d.target).mean()) / best)
+
+
+def test_forced_prior_rows_reproduce_each_classical_estimate_with_the_correction_off():
+    """``forced_prior_rows``: ``hold + 0`` / ``mean + 0`` are persistence and the mean exactly (over
+    the best of the two), in time and along subcarriers; ``+ c`` adds the network's correction;
+    ``guard`` is ``predict``'s own prediction."""
+    from wfm.models.mae import MaskedAutoencoder
+    from wfm.tasks.guard_study import forced_prior_rows, generated_frequency_view
+    from wfm.tasks.metrics import window_nmse
+
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix").eval()
+    torch.nn.init.normal_(model.decoder_pred.weight, std=0.05)  # a correction that is not zero
+    g = torch.Generator().manual_seed(1)
+    csi = torch.randn(6, 16, 2, 10, dtype=torch.complex64, generator=g) + torch.linspace(0, 3, 10)
+    time = BenchData("toy", "csi complex", csi[:, :8], csi[:, 8:], 0.1, "", "", csi=csi)
+    freq = generated_frequency_view(time)
+    assert freq.context.shape == (6, 5, 16, 2) and freq.target.shape == (6, 5, 16, 2) and freq.axis == "frequency"
+    rows = forced_prior_rows(model, [time, freq])
+    assert [r["view"] for r in rows] == ["csi complex", "csi complex, frequency"]
+    for r, d in zip(rows, (time, freq)):
+        hold = float(window_nmse(d.context[:, -1:].expand_as(d.target), d.target).mean())
+        mean = float(window_nmse(d.context.mean(dim=1, keepdim=True).expand_as(d.target), d.target).mean())
+        assert r["hold + 0"] == pytest.approx(hold / min(hold, mean), rel=1e-4)
+        assert r["mean + 0"] == pytest.approx(mean / min(hold, mean), rel=1e-4)
+        assert r["hold + c"] != pytest.approx(r["hold + 0"], rel=1e-3)
+    pred = model.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
+    hold = float(window_nmse(csi[:, 7:8].expand_as(csi[:, 8:]), csi[:, 8:]).mean())
+    mean = float(window_nmse(csi[:, :8].mean(dim=1, keepdim=True).expand_as(csi[:, 8:]), csi[:, 8:]).mean())
+    assert rows[0]["guard"] == pytest.approx(float(window_nmse(pred, csi[:, 8:]).mean()) / min(hold, mean), rel=1e-4)

@@ -20,6 +20,9 @@ of persistence and the context mean on the same windows (< 1 beats it):
 - :func:`margin_rows`: an MAE's ``predict`` with ``REVERSION_MARGIN`` set to each value (a huge
   margin is "the reversion estimate only"), or another guard constant (``GUARD_SHARPNESS``;
   ``PRIOR_SHRINK`` off and on, ``--prior-shrink``).
+- :func:`forced_prior_rows`: an MAE's prediction with its prior forced to each classical
+  estimate (hold, mean, the AR(1) reversion), the learned correction off and at full scale,
+  against the guard's own choice: whether the correction or the choice of prior is what loses.
 - :func:`white_gate_rows`: the causal model's ``white_limit`` rule applied to an MAE's temporal
   prediction (the visible mean where a window's pooled autocorrelation says white noise).
 - :func:`correction_rule_rows`: rules for the scale of the MAE's learned correction from its
@@ -35,6 +38,7 @@ import argparse
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +171,18 @@ def filter_rows(datasets: Sequence[BenchData], spacing_hz: dict[str, float]) -> 
     return rows
 
 
+def generated_frequency_view(view: BenchData) -> BenchData:
+    """A generated time view's windows predicted along subcarriers instead: the upper half of the
+    subcarriers (rounded down) from the lower, at every packet (``[N, K', T, A]``, as the real
+    captures' frequency views)."""
+    csi = view.csi
+    k = csi.shape[3]
+    hidden = k // 2
+    along = csi.permute(0, 3, 1, 2)
+    return replace(view, context=along[:, :k - hidden], target=along[:, k - hidden:], axis="frequency",
+                   view="csi complex, frequency", target_steps=(0, csi.shape[1]))
+
+
 def generated_windows(root: str | Path, limit: int = 256) -> list[BenchData]:
     """The complex view of a generated CSI dataset's test split (first ``limit`` samples): the first
     half of the time steps as context, the second half as target, like the real CSI views."""
@@ -273,6 +289,43 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
 
 
 @torch.no_grad()
+@torch.no_grad()
+def forced_prior_rows(model: Any, datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
+    """One row per CSI view (time or frequency): the MAE's ratio to the best of persistence and the
+    mean with the guard (``predict``), and with the prior forced to each of hold, mean and
+    reversion, its correction off (``+ 0``) and at full scale (``+ c``), the prior unshrunk. A zero
+    correction reproduces each classical estimate, so ``hold + 0`` is 1 where persistence is best."""
+    rows = []
+    for d in datasets:
+        if d.csi is None:
+            continue
+        full = d.csi.to(torch.complex64)
+        freq = d.axis == "frequency"
+        dim, kind = (3, "frequency") if freq else (1, "temporal")
+        L, H = d.context.shape[1], d.target.shape[1]
+        ratio = H / full.shape[dim]
+        mask, front = model.prediction_mask(full.shape, kind, ratio)
+        layout = (lambda x: x.narrow(3, L, H).permute(0, 3, 1, 2)) if freq else (lambda x: x.narrow(1, L, H))  # noqa: E731
+
+        def score(pred: Tensor) -> float:
+            pred = layout(pred)
+            return _score(pred if d.target.is_complex() else pred.real, d.target)
+
+        best = min(_score(d.context[:, -1:].expand_as(d.target), d.target),
+                   _score(d.context.mean(dim=1, keepdim=True).expand_as(d.target), d.target))
+        row: dict[str, Any] = {"dataset": d.name, "view": d.view,
+                               "guard": score(model.predict(full, kind, ratio).reconstruction) / best}
+        n, ones = len(full), torch.ones(len(full))
+        for i, name in enumerate(("hold", "mean", "reversion")):
+            weights = torch.zeros(n, 3)
+            weights[:, i] = 1.0
+            for tag, scale in (("+ 0", 0.0), ("+ c", 1.0)):
+                out = model(full, mask, front, weights, scale * ones, dim, ones)
+                row[f"{name} {tag}"] = score(model.reconstruct(out)) / best
+        rows.append(row)
+    return rows
+
+
 def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.5) -> list[dict[str, Any]]:
     """An MAE's temporal prediction of each CSI window against the same with the causal model's
     ``white_limit`` rule: the context mean where the window's channels (real and imaginary parts
@@ -325,8 +378,20 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --model: only score the causal model's white_limit rule (0.5) on the MAE's temporal "
                          "prediction (white_gate_rows), on these generated folders' last --held-out share of samples "
                          "(the first 16 steps: 8 -> 8) and the real CSI")
+    ap.add_argument("--forced-prior", action="store_true",
+                    help="with --model: only score forced_prior_rows on the real CSI (time and frequency) and --data's "
+                         "generated folders (the first 256 test samples, half of the steps or of the subcarriers hidden)")
     ap.add_argument("--held-out", type=float, default=0.02, help="share of samples no pretraining config trained on")
     args = ap.parse_args(argv)
+    if args.forced_prior:
+        if not args.model:
+            ap.error("--forced-prior needs --model")
+        sets = [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
+        for root in args.data:
+            view = generated_csi_view(root, "test", 256)
+            sets += [view, generated_frequency_view(view)]
+        print(markdown(forced_prior_rows(from_pretrained(args.model), sets)))
+        return
     if args.white_gate:
         if not args.model:
             ap.error("--white-gate needs --model")
