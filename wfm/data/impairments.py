@@ -48,7 +48,7 @@ Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the c
    ``-2 pi`` times its integral over frequency. What a linear sanitisation leaves of it is an
    S-shaped phase across the band that no packet's line removes. Measured on the Intel 5300
    capture (each chain's mean phase across the band after the importer's sanitisation): this
-   model fits all six chains with R^2 0.98-0.99, 70-105 ns at each edge, 3-5 MHz wide (about
+   model fits all six chains with R^2 0.98-0.99, 70-97 ns at each edge, 3-4 MHz wide (about
    +25 deg at the lowest subcarrier group, -13 at the eighth, +12 at the 23rd, -20 at the top).
    Default ``0`` (off).
 7. ``quantize_bits: B`` -- the NIC's fixed-point CSI: per packet, scale so that the
