@@ -95,3 +95,26 @@ def test_wfm_data_calibrate_reads_the_spacing_from_the_recipe_and_writes_json(tm
     with pytest.raises(SystemExit):
         main(["data", "calibrate", str(out), "--spacing-khz", "0"])
     assert "--spacing-khz must be > 0" in capsys.readouterr().err
+
+
+def test_wfm_data_calibrate_reads_an_imported_captures_subcarrier_indices_and_refuses_amplitudes(tmp_path, capsys):
+    from wfm.cli import main
+    from wfm.data.loaders.common import write_samples
+    from wfm.data.shards import FieldSpec
+
+    idx = [-28, -26, -24, -22, -20, -18, -16, -14, -12, -10, -8, -6, -4, -2, -1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
+           23, 25, 27, 28]  # an Intel 5300 import: 30 groups over 17.5 MHz
+    phase = np.array([[90e-9, 60e-9]]) @ edge_delay_phase(np.asarray(idx) * 312.5e3, 3.0)
+    csi = np.repeat(np.exp(1j * phase)[None, None], 8, axis=1).repeat(4, axis=0).astype(np.complex64)  # [4, 8, 1, 30]
+    write_samples(tmp_path / "cap", "cap", "csi", {"csi": FieldSpec("complex64", (8, 1, 30))}, {"csi": csi},
+                  {"subcarrier_indices": idx}, {"source": "test"})
+    main(["data", "calibrate", str(tmp_path / "cap"), "--json", str(tmp_path / "cal.json")])
+    assert "17.5 MHz" in capsys.readouterr().out
+    (chain,) = json.loads((tmp_path / "cal.json").read_text())["chains"]
+    assert chain["tau_low_ns"] == pytest.approx(90, abs=1) and chain["tau_high_ns"] == pytest.approx(60, abs=1)
+    write_samples(tmp_path / "amp", "amp", "csi", {"csi": FieldSpec("float32", (8, 1, 30))},
+                  {"csi": np.abs(csi).astype(np.float32)}, {"subcarrier_indices": idx}, {"source": "test"})
+    with pytest.raises(SystemExit):
+        main(["data", "calibrate", str(tmp_path / "amp")])
+    err = capsys.readouterr().err
+    assert "amp" in err and "needs complex CSI" in err

@@ -111,7 +111,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     freqs = subcarrier_freqs_hz(ds, args.spacing_khz)
     n = min(len(ds), args.max_samples)
     csi = np.asarray(ds.read_range(0, n, ["csi"])["csi"])
-    if not np.isfinite(csi.view(np.float32) if csi.dtype == np.complex64 else csi.view(float)).all():
+    if not np.iscomplexobj(csi) or csi.shape[-1] < 4:
+        raise DataError(f"{args.dir}: calibration needs complex CSI with at least 4 subcarriers; got {csi.dtype} "
+                        f"{tuple(csi.shape[1:])} per sample")
+    if not np.isfinite(csi).all():
         raise DataError(f"{args.dir}: csi holds NaN or Inf values in its first {n} samples")
     res = calibrate(csi, freqs)
     print_table(res["chains"], title=f"{args.dir}: receive chains ({n} samples of {csi.shape[1]} packets, "
