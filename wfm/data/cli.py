@@ -7,11 +7,17 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wfm.console import console, markdown_table, print_table, progress_bar, write_json
 from wfm.data.errors import DataError
 from wfm.data.summary import print_summary
 from wfm.safety import device_name, positive_int, seed_int
+
+if TYPE_CHECKING:  # only for annotations: the commands import these inside (see above)
+    import numpy as np
+
+    from wfm.data.shards import ShardedDataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +84,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         write_json(args.json, summary)
 
 
-def subcarrier_freqs_hz(ds, spacing_khz: float | None = None):
+def subcarrier_freqs_hz(ds: "ShardedDataset", spacing_khz: float | None = None) -> "np.ndarray":
     """Subcarrier frequencies (Hz, ascending) of a CSI dataset: ``spacing_khz`` apart if given, else
     its ``subcarrier_indices`` attr (imported captures) at 312.5 kHz, else its recipe's spacing."""
     import numpy as np
