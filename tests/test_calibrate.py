@@ -88,9 +88,9 @@ def test_wfm_data_calibrate_reads_the_spacing_from_the_recipe_and_writes_json(tm
     capsys.readouterr()
     main(["data", "calibrate", str(out), "--json", str(tmp_path / "cal.json")])
     printed = capsys.readouterr().out
-    assert "band_delay_mhz" in printed and "receive chains" in printed and "17.5 MHz" not in printed  # 30 x 625 kHz
+    assert "band_delay_mhz" in printed and "receive chains" in printed
     res = json.loads(Path(tmp_path / "cal.json").read_text())
-    assert res["samples"] == 8 and len(res["chains"]) == 6
+    assert res["samples"] == 8 and len(res["chains"]) == 6 and res["band_mhz"] == pytest.approx(29 * 0.625)  # the recipe's spacing
     CSIImpairments(**res["options"])
     with pytest.raises(SystemExit):
         main(["data", "calibrate", str(out), "--spacing-khz", "0"])
@@ -109,8 +109,9 @@ def test_wfm_data_calibrate_reads_an_imported_captures_subcarrier_indices_and_re
     write_samples(tmp_path / "cap", "cap", "csi", {"csi": FieldSpec("complex64", (8, 1, 30))}, {"csi": csi},
                   {"subcarrier_indices": idx}, {"source": "test"})
     main(["data", "calibrate", str(tmp_path / "cap"), "--json", str(tmp_path / "cal.json")])
-    assert "17.5 MHz" in capsys.readouterr().out
-    (chain,) = json.loads((tmp_path / "cal.json").read_text())["chains"]
+    res = json.loads((tmp_path / "cal.json").read_text())
+    assert res["band_mhz"] == pytest.approx(17.5)  # the indices' 56 x 312.5 kHz, not 29 uniform steps
+    (chain,) = res["chains"]
     assert chain["tau_low_ns"] == pytest.approx(90, abs=1) and chain["tau_high_ns"] == pytest.approx(60, abs=1)
     write_samples(tmp_path / "amp", "amp", "csi", {"csi": FieldSpec("float32", (8, 1, 30))},
                   {"csi": np.abs(csi).astype(np.float32)}, {"subcarrier_indices": idx}, {"source": "test"})

@@ -130,7 +130,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     for k, v in res["options"].items():
         console.print(f"  {k}: {v:g}")
     if args.json:
-        write_json(args.json, {"dataset": str(args.dir), "samples": n, **res})
+        write_json(args.json, {"dataset": str(args.dir), "samples": n, "band_mhz": float((freqs[-1] - freqs[0]) / 1e6), **res})
 
 
 def catalog_rows(directory: str | Path) -> list[dict]:
