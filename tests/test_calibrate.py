@@ -91,6 +91,9 @@ def test_wfm_data_calibrate_reads_the_spacing_from_the_recipe_and_writes_json(tm
     assert "band_delay_mhz" in printed and "receive chains" in printed
     res = json.loads(Path(tmp_path / "cal.json").read_text())
     assert res["samples"] == 8 and len(res["chains"]) == 6 and res["band_mhz"] == pytest.approx(29 * 0.625)  # the recipe's spacing
+    from wfm.tasks.guard_study import generated_spacing_hz
+
+    assert generated_spacing_hz(out) == 625e3  # what guard_study's filter table fits a generated set with
     CSIImpairments(**res["options"])
     with pytest.raises(SystemExit):
         main(["data", "calibrate", str(out), "--spacing-khz", "0"])
