@@ -82,7 +82,7 @@ def test_filter_rows_fit_each_chain_of_the_complex_views_they_know_the_spacing_o
     views = [BenchData("nic", "csi complex", csi[:, :3], csi[:, 3:], 0.1, "", "", csi=csi),
              BenchData("other", "csi complex", csi[:, :3], csi[:, 3:], 0.1, "", "", csi=csi),  # no spacing given
              BenchData("nic", "csi amplitude", csi.abs()[:, :3], csi.abs()[:, 3:], 0.1, "", "", csi=csi.abs())]
-    rows = filter_rows(views, {"nic": 625e3})
+    rows = filter_rows(views, {"nic": np.arange(30) * 625e3})
     assert [(r["dataset"], r["chain"]) for r in rows] == [("nic", 0), ("nic", 1)]
     for r, (lo, hi) in zip(rows, tau * 1e9):
         assert r["r2"] > 0.999 and r["width_mhz"] == 3.0

@@ -27,9 +27,27 @@ import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.impairments import edge_delay_phase
+from wfm.data.shards import ShardedDataset
 
 #: Subcarrier spacing of 802.11n/ac OFDM (Hz): the unit of imported datasets' ``subcarrier_indices``.
 OFDM_SPACING_HZ = 312.5e3
+
+
+def subcarrier_freqs_hz(ds: ShardedDataset, spacing_khz: float | None = None) -> np.ndarray:
+    """Subcarrier frequencies (Hz, ascending) of a CSI dataset: ``spacing_khz`` apart if given, else
+    its ``subcarrier_indices`` attr (imported captures) at 312.5 kHz, else its recipe's spacing."""
+    k = int(ds.specs["csi"].shape[-1])
+    if spacing_khz is not None:
+        if not spacing_khz > 0:
+            raise DataError(f"--spacing-khz must be > 0; got {spacing_khz}")
+        return np.arange(k) * spacing_khz * 1e3
+    idx = ds.attrs.get("subcarrier_indices")
+    if idx is not None and len(idx) == k:
+        return np.asarray(idx, float) * OFDM_SPACING_HZ
+    recipe = ds.manifest.get("recipe") or {}
+    if "subcarrier_spacing_khz" in recipe:
+        return np.arange(k) * float(recipe["subcarrier_spacing_khz"]) * 1e3
+    raise DataError(f"{ds.root}: no subcarrier_indices attr or recipe spacing: pass --spacing-khz")
 
 
 def _check(csi: np.ndarray, freqs_hz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,17 +7,11 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from wfm.console import console, markdown_table, print_table, progress_bar, write_json
 from wfm.data.errors import DataError
 from wfm.data.summary import print_summary
 from wfm.safety import device_name, positive_int, seed_int
-
-if TYPE_CHECKING:  # only for annotations: the commands import these inside (see above)
-    import numpy as np
-
-    from wfm.data.shards import ShardedDataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,31 +78,10 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         write_json(args.json, summary)
 
 
-def subcarrier_freqs_hz(ds: "ShardedDataset", spacing_khz: float | None = None) -> "np.ndarray":
-    """Subcarrier frequencies (Hz, ascending) of a CSI dataset: ``spacing_khz`` apart if given, else
-    its ``subcarrier_indices`` attr (imported captures) at 312.5 kHz, else its recipe's spacing."""
-    import numpy as np
-
-    from wfm.data.calibrate import OFDM_SPACING_HZ
-
-    k = int(ds.specs["csi"].shape[-1])
-    if spacing_khz is not None:
-        if not spacing_khz > 0:
-            raise DataError(f"--spacing-khz must be > 0; got {spacing_khz}")
-        return np.arange(k) * spacing_khz * 1e3
-    idx = ds.attrs.get("subcarrier_indices")
-    if idx is not None and len(idx) == k:
-        return np.asarray(idx, float) * OFDM_SPACING_HZ
-    recipe = ds.manifest.get("recipe") or {}
-    if "subcarrier_spacing_khz" in recipe:
-        return np.arange(k) * float(recipe["subcarrier_spacing_khz"]) * 1e3
-    raise DataError(f"{ds.root}: no subcarrier_indices attr or recipe spacing: pass --spacing-khz")
-
-
 def cmd_calibrate(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from wfm.data.calibrate import calibrate
+    from wfm.data.calibrate import calibrate, subcarrier_freqs_hz
     from wfm.data.shards import ShardedDataset
 
     ds = ShardedDataset(args.dir)

@@ -47,7 +47,8 @@ import torch
 from torch import Tensor
 
 import wfm.models.mae as mae_module
-from wfm.data.calibrate import fit_band_delay
+from wfm.data.calibrate import fit_band_delay, subcarrier_freqs_hz
+from wfm.data.shards import ShardedDataset
 from wfm.models.evidence import looks_white
 from wfm.models.mae import fitted_correction_scale
 from wfm.hub import from_pretrained
@@ -151,23 +152,15 @@ def band_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
 REAL_SPACING_HZ = {"Intel 5300": 625e3, "Nexmon BCM4339": 312.5e3}
 
 
-def generated_spacing_hz(root: str | Path) -> float:
-    """The subcarrier spacing (Hz) of a generated CSI dataset, from its manifest's recipe."""
-    from wfm.data.shards import ShardedDataset
-
-    return float(ShardedDataset(root).manifest["recipe"]["subcarrier_spacing_khz"]) * 1e3
-
-
-def filter_rows(datasets: Sequence[BenchData], spacing_hz: dict[str, float]) -> list[dict[str, Any]]:
-    """One row per receive chain of every complex CSI dataset named in ``spacing_hz`` (dataset name ->
-    subcarrier spacing, Hz): the edge group delays that explain its phase across the band after a
-    linear sanitisation, and how much of it they explain (``r2``; module doc)."""
+def filter_rows(datasets: Sequence[BenchData], freqs_hz: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """One row per receive chain of every complex CSI dataset named in ``freqs_hz`` (dataset name ->
+    its subcarrier frequencies, Hz): the edge group delays that explain its phase across the band
+    after a linear sanitisation, and how much of it they explain (``r2``; module doc)."""
     rows = []
     for d in datasets:
-        if d.csi is None or not d.csi.is_complex() or d.name not in spacing_hz:
+        if d.csi is None or not d.csi.is_complex() or d.name not in freqs_hz:
             continue
-        freqs = np.arange(d.csi.shape[-1]) * spacing_hz[d.name]
-        rows += [{"dataset": d.name, **r} for r in fit_band_delay(d.csi.numpy(), freqs)]
+        rows += [{"dataset": d.name, **r} for r in fit_band_delay(d.csi.numpy(), freqs_hz[d.name])]
     return rows
 
 
@@ -289,7 +282,6 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
 
 
 @torch.no_grad()
-@torch.no_grad()
 def forced_prior_rows(model: Any, datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
     """One row per CSI view (time or frequency): the MAE's ratio to the best of persistence and the
     mean with the guard (``predict``), and with the prior forced to each of hold, mean and
@@ -326,6 +318,7 @@ def forced_prior_rows(model: Any, datasets: Sequence[BenchData]) -> list[dict[st
     return rows
 
 
+@torch.no_grad()
 def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.5) -> list[dict[str, Any]]:
     """An MAE's temporal prediction of each CSI window against the same with the causal model's
     ``white_limit`` rule: the context mean where the window's channels (real and imaginary parts
@@ -424,8 +417,10 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(markdown(band_rows([d for d in real if d.view == "csi complex"] + generated)))
     print()
-    spacing = {**REAL_SPACING_HZ, **{Path(root).name: generated_spacing_hz(root) for root in args.data}}
-    print(markdown(filter_rows([d for d in real if d.view == "csi complex"] + generated, spacing)))
+    complex_views = [d for d in real if d.view == "csi complex"] + generated
+    freqs = {d.name: np.arange(d.csi.shape[-1]) * REAL_SPACING_HZ[d.name] for d in complex_views if d.name in REAL_SPACING_HZ}
+    freqs.update({Path(root).name: subcarrier_freqs_hz(ShardedDataset(root)) for root in args.data})
+    print(markdown(filter_rows(complex_views, freqs)))
     if args.model:
         csi = [d for d in real if d.is_csi]
         print()
