@@ -22,7 +22,7 @@ from wfm.io import ENVIRONMENT_ERRNOS, os_error_in, os_error_line  # noqa: F401 
 from wfm.safety import InputError
 
 # Modules that register a verb, in the order `wfm --help` lists them.
-VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub", "wfm.evaluate", "wfm.forecast", "wfm.benchmark")
+VERB_MODULES = ("wfm.demo", "wfm.data.cli", "wfm.hub", "wfm.evaluate", "wfm.calibrate", "wfm.forecast", "wfm.benchmark")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -89,6 +89,32 @@ def _source_name(ckpt_path: str | Path) -> str:
     return ckpt_path.name
 
 
+def write_model_folder(model: Any, out_dir: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` (``save_pretrained``: weights, ``config.json`` with ``metadata``, the card) as
+    ``out_dir``, written to a temporary folder beside it and renamed into place, so that an
+    interruption leaves nothing half-written. Replaces an existing ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tmp.chmod(0o755)
+    try:
+        # ModelHubMixin.save_pretrained: weights and config.json (WfmHubMixin._save_pretrained),
+        # then the card (WfmHubMixin.generate_model_card), into the temporary folder.
+        model.save_pretrained(tmp, config=metadata, model_card_kwargs={"title": out_dir.name})
+        for f in tmp.iterdir():
+            f.chmod(0o644)
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        from wfm.io import swap_folder_into_place
+
+        swap_folder_into_place(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: dict[str, Any] | None = None,
                       overwrite: bool = False, last: bool = False) -> Path:
     """Export a Lightning ``MAEPretrainModule`` or ``CausalPretrainModule`` checkpoint to a model folder.
@@ -160,24 +186,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
         "training": {"module": _jsonable(hp), "data": _jsonable(dict(ckpt.get("datamodule_hyper_parameters") or {}))},
     }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    tmp.chmod(0o755)
-    try:
-        # ModelHubMixin.save_pretrained: weights and config.json (WfmHubMixin._save_pretrained),
-        # then the card (WfmHubMixin.generate_model_card), into the temporary folder.
-        model.save_pretrained(tmp, config=metadata, model_card_kwargs={"title": out_dir.name})
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        from wfm.io import swap_folder_into_place
-
-        swap_folder_into_place(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_model_folder(model, out_dir, metadata)
     return out_dir
 
 

@@ -70,6 +70,8 @@ def mae_arch(model: Any) -> dict[str, Any]:
         "prior": str(getattr(model, "prior", "none")),
         "drop_path_rate": float(getattr(model, "drop_path_rate", 0.0)),
         "layer_scale": getattr(model, "layer_scale", None),
+        # Only where calibrated: configs without it (every release so far) keep the backtest's choice.
+        **({"guard_prior": dict(model.guard_prior)} if getattr(model, "guard_prior", None) else {}),
     }
 
 

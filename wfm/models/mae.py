@@ -81,6 +81,10 @@ REVERSION_MARGIN = 1.5
 #: Whether the guard may shrink the prior towards zero where the backtest's target decorrelated
 #: from it (``fitted_scales``); off, the prior is always at full scale (the rule before session 23).
 PRIOR_SHRINK = True
+#: What the guard's prior can be, per mask kind (``MaskedAutoencoder(guard_prior=...)``): chosen by
+#: the backtest on each window (the zero-shot default), or one classical estimate fixed in advance,
+#: where data of the same link or receiver has shown which one predicts it (``wfm.tasks.guard_calibration``).
+GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion")
 
 
 @dataclass
@@ -190,6 +194,17 @@ def fitted_scales(s: BacktestSums) -> tuple[Tensor, Tensor]:
     return torch.where(shrink, a, one).float(), torch.where(shrink, b, full).float()
 
 
+def check_guard_prior(guard_prior: dict[str, str] | None) -> dict[str, str]:
+    """``guard_prior`` as a plain dict ``{mask kind: rule}`` (``temporal`` / ``frequency`` ->
+    one of ``GUARD_PRIORS``); a kind it leaves out keeps the backtest's choice. Refuses anything else."""
+    out = dict(guard_prior or {})
+    for kind, rule in out.items():
+        if kind not in ("temporal", "frequency") or rule not in GUARD_PRIORS:
+            raise ValueError(f"guard_prior maps 'temporal' / 'frequency' to one of {', '.join(GUARD_PRIORS)}; "
+                             f"got {kind!r}: {rule!r}")
+    return {k: str(v) for k, v in out.items()}
+
+
 def pad_to_patches(csi: Tensor, patch: Patch, front: tuple[int, int, int] = (0, 0, 0)) -> tuple[Tensor, Tensor, tuple]:
     """Pad complex ``[B, T, A, K]`` to multiples of ``patch`` by repeating edge values.
 
@@ -268,6 +283,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         drop_path_rate: float = 0.0,
         layer_scale: float | None = None,
         loss: str = "mse",
+        guard_prior: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
@@ -292,6 +308,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         self.drop_path_rate = float(drop_path_rate)
         self.layer_scale = layer_scale
         self.loss_kind = loss
+        self.guard_prior = check_guard_prior(guard_prior)
         dd = self.decoder_dim
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
@@ -581,6 +598,10 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
         mse[:, -1] = mse[:, -1] / REVERSION_MARGIN  # estimates: ESTIMATORS, then reversion
         weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
+        fixed = self.guard_prior.get(mask_kind, "backtest")
+        if fixed != "backtest":  # GUARD_PRIORS[1:] is the estimates' order
+            weights = torch.zeros_like(weights)
+            weights[:, GUARD_PRIORS.index(fixed) - 1] = 1.0
         out = self(seen, mask, front, prior_weights=weights, reversion_dim=dim)
         t, p, c = ((x * m).double() for x in (out.target, out.prior, out.correction))
         dot = lambda a, b: (a * b).sum(dim=(1, 2))  # noqa: E731

@@ -374,8 +374,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--forced-prior", action="store_true",
                     help="with --model: only score forced_prior_rows on the real CSI (time and frequency) and --data's "
                          "generated folders (the first 256 test samples, half of the steps or of the subcarriers hidden)")
+    ap.add_argument("--calibration", action="store_true",
+                    help="with --model: only score the guard calibrated on the first half of each real CSI view's "
+                         "windows against the zero-shot backtest on the second half (wfm.tasks.guard_calibration)")
     ap.add_argument("--held-out", type=float, default=0.02, help="share of samples no pretraining config trained on")
     args = ap.parse_args(argv)
+    if args.calibration:
+        if not args.model:
+            ap.error("--calibration needs --model")
+        from wfm.tasks.guard_calibration import split_rows
+
+        sets = [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
+        print(markdown(split_rows(from_pretrained(args.model), sets)))
+        return
     if args.forced_prior:
         if not args.model:
             ap.error("--forced-prior needs --model")

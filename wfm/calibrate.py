@@ -1,0 +1,90 @@
+"""``wfm calibrate``: choose an MAE's guard prior on measured windows of a link, write a copy of the model.
+
+    wfm data import intel capture.dat --out data/my-link        # windows of your own capture
+    wfm calibrate checkpoints/mae-tiny-catalog-cpu --data data/my-link --out models/mae-my-link
+    wfm evaluate --task channel-prediction-frequency --model models/mae-my-link --test data/my-link
+
+The weights are not trained or changed; ``config.json`` of the copy records the choice
+(``arch.guard_prior``), which every later ``predict`` uses (``wfm.tasks.guard_calibration``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from wfm.safety import InputError
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="choose an MAE's guard prior on measured windows of one link or receiver "
+                                         "(no training): writes a copy of the model that uses it")
+    p.add_argument("model", help="MAE model folder (wfm export, checkpoints/...)")
+    p.add_argument("--data", required=True, help="CSI dataset folder of the same link or receiver (wfm data import ...)")
+    p.add_argument("--out", required=True, help="folder for the calibrated copy (replaced if it exists)")
+    p.add_argument("--axis", choices=("time", "frequency", "both"), default="both",
+                   help="which prediction to calibrate: the last steps (time), the upper subcarriers (frequency)")
+    p.add_argument("--ratio", type=float, default=0.5, help="share of the axis predicted, as predict's ratio")
+    p.add_argument("--split", choices=SPLITS, default="train",
+                   help="the dataset's split to calibrate on (default train: keep its test split for wfm evaluate)")
+    p.add_argument("--max-samples", type=int, default=1024, help="use at most this many windows (the first ones)")
+    p.add_argument("--json", default=None, help="also write every rule's scores and the choice as JSON here")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def load_windows(root: str | Path, split: str, max_samples: int) -> Any:
+    """The first ``max_samples`` CSI windows ``[N, T, A, K]`` of ``split`` (``all``: every sample)."""
+    import torch
+
+    from wfm.data.errors import DataError
+    from wfm.tasks.csi_data import load_csi
+
+    if split == "all":
+        csi = load_csi(root, "train", task="calibrate", val_fraction=0.0, test_fraction=0.0)["csi"]
+    else:
+        csi = load_csi(root, split, task="calibrate")["csi"]
+    csi = csi[:max_samples]
+    if not csi.is_complex():
+        csi = csi.to(torch.complex64)
+    if not bool(torch.isfinite(torch.view_as_real(csi)).all()):
+        raise DataError(f"{root}: the {split} split holds NaN or Inf CSI values")
+    return csi
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    import wfm
+    from wfm.console import console, print_table, progress_bar, write_json
+    from wfm.hub import write_model_folder
+    from wfm.tasks.guard_calibration import AXES, calibrate_guard
+
+    if not 0.0 < args.ratio < 1.0:
+        raise InputError(f"--ratio must be in (0, 1); got {args.ratio}")
+    if args.max_samples < 2:
+        raise InputError(f"--max-samples must be at least 2; got {args.max_samples}")
+    model = wfm.from_pretrained(args.model)
+    if getattr(model, "model_kind", None) != "mae" or getattr(model, "prior", "none") == "none":
+        raise InputError(f"{args.model}: wfm calibrate needs an MAE with a classical prior (prior: mix or an "
+                         f"estimator); this is a {getattr(model, 'model_kind', '?')} model")
+    csi = load_windows(args.data, args.split, args.max_samples)
+    kinds = [AXES[a] for a in (("time", "frequency") if args.axis == "both" else (args.axis,))]
+    results = []
+    with progress_bar(f"scoring {len(csi)} windows of {args.data}", len(csi) * 4 * len(kinds)) as advance:
+        for kind in kinds:
+            results.append(calibrate_guard(model, csi, kind, args.ratio, progress=advance))
+    for res in results:
+        print_table(res["rows"], title=f"{args.data} ({args.split}, {res['windows']} windows of "
+                                       f"{tuple(csi.shape[1:])}): {res['mask_kind']} prediction, ratio {args.ratio}")
+    metadata = dict(getattr(model, "_hub_mixin_config", None) or {})
+    metadata["metrics"] = {**(metadata.get("metrics") or {}),
+                           "guard calibrated on": f"{Path(args.data).name} ({args.split}, {len(csi)} windows)"}
+    out = write_model_folder(model, args.out, metadata)
+    for res in results:
+        console.print(f"{res['mask_kind']}: guard prior {res['choice']}"
+                      + ("" if res["choice"] != "backtest" else " (no fixed estimate beat the backtest beyond noise)"))
+    console.print(f"wrote {out}: the same weights, guard_prior {model.guard_prior}")
+    if args.json:
+        write_json(args.json, {"model": str(args.model), "data": str(args.data), "split": args.split,
+                               "out": str(out), "guard_prior": dict(model.guard_prior), "results": results})
