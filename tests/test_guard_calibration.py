@@ -65,8 +65,11 @@ def test_calibration_fixes_the_estimate_that_beats_the_backtest_beyond_noise():
     later = model.predict(csi[16:], "frequency", 0.5).reconstruction[..., 8:]  # later windows follow the choice
     nmse = (later - csi[16:, ..., 8:]).abs().square().flatten(1).sum(1) / csi[16:, ..., 8:].abs().square().flatten(1).sum(1)
     torch.testing.assert_close(nmse, errs["guard hold"][16:])
-    # Where no fixed estimate beats the backtest beyond noise (two windows), the backtest stays.
+    # Where nothing beats the current rule beyond noise (two windows), it stays; a fixed rule that
+    # loses is replaced like the backtest.
     assert calibrate_guard(_tiny(), csi[:2], "frequency")["choice"] == "backtest"
+    res = calibrate_guard(_tiny(guard_prior={"frequency": "mean"}), csi[:16], "frequency")
+    assert res["current"] == "mean" and res["choice"] == "hold"
 
 
 def test_wfm_calibrate_writes_a_copy_with_the_choice_and_refuses_a_causal_model(tmp_path, capsys):
@@ -96,3 +99,19 @@ def test_wfm_calibrate_writes_a_copy_with_the_choice_and_refuses_a_causal_model(
             main([*argv, "--data", str(tmp_path / "link"), "--out", str(tmp_path / "x")])
         assert words in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_split_rows_calibrate_on_the_first_half_and_score_the_second():
+    from wfm.tasks.guard_calibration import split_rows
+    from wfm.tasks.real_data import BenchData
+
+    csi = _band_edge(32)
+    along = csi.permute(0, 3, 1, 2)  # a frequency view: [N, K, T, A]
+    span = torch.stack([torch.zeros(32, dtype=torch.long), 4 * torch.arange(32)], dim=1)  # windows share no packet
+    view = BenchData("link", "csi complex, frequency", along[:, :8], along[:, 8:], 1e-3, "", "test", csi=csi,
+                     span=span, axis="frequency", target_steps=(0, 4))
+    model = _tiny()
+    (row,) = split_rows(model, [view])
+    assert row["choice"] == "hold" and row["calibration windows"] == 16 and row["test windows"] == 16
+    assert row["calibrated"] < row["backtest"] / 2
+    assert model.guard_prior == {}  # the study leaves the model as it was

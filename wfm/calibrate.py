@@ -20,7 +20,7 @@ SPLITS = ("train", "val", "test", "all")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="choose an MAE's guard prior on measured windows of one link or receiver "
+    p = sub.add_parser("calibrate", help="re-choose an MAE's guard prior on measured windows of one link or receiver "
                                          "(no training): writes a copy of the model that uses it")
     p.add_argument("model", help="MAE model folder (wfm export, checkpoints/...)")
     p.add_argument("--data", required=True, help="CSI dataset folder of the same link or receiver (wfm data import ...)")
@@ -46,10 +46,8 @@ def load_windows(root: str | Path, split: str, max_samples: int) -> Any:
         csi = load_csi(root, "train", task="calibrate", val_fraction=0.0, test_fraction=0.0)["csi"]
     else:
         csi = load_csi(root, split, task="calibrate")["csi"]
-    csi = csi[:max_samples]
-    if not csi.is_complex():
-        csi = csi.to(torch.complex64)
-    if not bool(torch.isfinite(torch.view_as_real(csi)).all()):
+    csi = csi[:max_samples]  # real-valued CSI (amplitudes) stays real: only the real part of predictions is scored
+    if not bool(torch.isfinite(torch.view_as_real(csi) if csi.is_complex() else csi).all()):
         raise DataError(f"{root}: the {split} split holds NaN or Inf CSI values")
     return csi
 
@@ -83,7 +81,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     out = write_model_folder(model, args.out, metadata)
     for res in results:
         console.print(f"{res['mask_kind']}: guard prior {res['choice']}"
-                      + ("" if res["choice"] != "backtest" else " (no fixed estimate beat the backtest beyond noise)"))
+                      + (f" (was {res['current']})" if res["choice"] != res["current"]
+                         else " (kept: no other rule beat it beyond noise)"))
     console.print(f"wrote {out}: the same weights, guard_prior {model.guard_prior}")
     if args.json:
         write_json(args.json, {"model": str(args.model), "data": str(args.data), "split": args.split,

@@ -229,7 +229,9 @@ def model_card(config: dict[str, Any], title: str) -> str:
         what = f"A `wfm` {config['model_kind'].upper()} foundation model for wireless CSI"
         rows = [("patch size", patch), ("attention", arch["attention"]),
                 ("width / depth / heads", f"{arch['dim']} / {arch['depth']} / {arch['num_heads']}"),
-                ("decoder width / depth", f"{arch['decoder_dim']} / {arch['decoder_depth']}")]
+                ("decoder width / depth", f"{arch['decoder_dim']} / {arch['decoder_depth']}"),
+                *([("guard prior", ", ".join(f"{k}: {v}" for k, v in arch["guard_prior"].items()))]
+                  if arch.get("guard_prior") else [])]
         usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K]'
         note = (f"Any `T`, `A` and `K`: CSI is padded to whole {patch} patches inside the model and the padding "
                 "is kept out of the prediction and its metrics.")
