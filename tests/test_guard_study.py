@@ -146,7 +146,8 @@ def test_forced_prior_rows_reproduce_each_classical_estimate_with_the_correction
     the best of the two), in time and along subcarriers; ``+ c`` adds the network's correction;
     ``guard`` is ``predict``'s own prediction."""
     from wfm.models.mae import MaskedAutoencoder
-    from wfm.tasks.guard_study import forced_prior_rows, generated_frequency_view
+    from wfm.tasks.guard_study import forced_prior_rows
+    from wfm.tasks.real_data import generated_frequency_view
     from wfm.tasks.metrics import window_nmse
 
     torch.manual_seed(0)

@@ -177,3 +177,24 @@ def test_generated_csi_folders_are_sources_and_targets(tiny_dataset, tiny_cdl_da
     assert [(r["source"], r["target"], r["init"]) for r in rows] == [
         ("tiny-cdl|csi complex", "tiny-uma|csi complex", "pretrained"), ("tiny-cdl|csi complex", "tiny-uma|csi complex", "scratch")]
     assert rows[0]["pretrained_zero_shot_db"] == pytest.approx(10 * math.log10(T.score(mae, "mae", view)), abs=1e-4)
+
+
+def test_frequency_views_train_under_the_frequency_mask_and_split_by_packets(standin, tiny_dataset):  # noqa: F811
+    from wfm.tasks.real_data import RealBenchConfig, load_real_datasets
+
+    data = {f"{d.name}|{d.view}": d for d in load_real_datasets(standin, RealBenchConfig(csi_frequency=True))}
+    d = next(v for k, v in data.items() if k.endswith("csi complex, frequency"))
+    train, val = T.split_by_time(d, 0.2)
+    # a frequency window's target is every packet of it, and these windows share no packet:
+    # holding out the last ones drops no other (split by subcarriers, they would all overlap)
+    assert len(val) > 0 and len(train) + len(val) == d.windows
+    view = T.pick_dataset({}, f"{tiny_dataset}|frequency", "test")
+    assert view.axis == "frequency" and view.view == "csi complex, frequency" and T.is_generated(f"{tiny_dataset}|frequency")
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix").eval()
+    win, ctx = view.csi[:2].to(torch.complex64), view.context.shape[1]
+    loss = T._mae_step(mae, win, ctx, torch.Generator().manual_seed(0), "frequency")
+    mask, front = mae.prediction_mask(win.shape, "frequency", 1 - ctx / win.shape[3])
+    assert torch.equal(loss, mae(win, mask, front).loss)  # the upper subcarriers hidden, as scored
+    tuned, _ = T.finetune(mae, "mae", view, T.TransferConfig(steps=1, batch_size=2, val_fraction=0), seed=0)
+    assert T.score(tuned, "mae", view) > 0

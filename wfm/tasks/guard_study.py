@@ -38,7 +38,6 @@ import argparse
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (BenchData, RealBenchConfig, _to_series, default_datasets_dir, generated_csi_view,
-                                 load_real_datasets, mae_windows)
+                                 generated_frequency_view, load_real_datasets, mae_windows)
 
 
 def _score(pred: Tensor, target: Tensor) -> float:
@@ -162,18 +161,6 @@ def filter_rows(datasets: Sequence[BenchData], freqs_hz: dict[str, np.ndarray]) 
             continue
         rows += [{"dataset": d.name, **r} for r in fit_band_delay(d.csi.numpy(), freqs_hz[d.name])]
     return rows
-
-
-def generated_frequency_view(view: BenchData) -> BenchData:
-    """A generated time view's windows predicted along subcarriers instead: the upper half of the
-    subcarriers (rounded down) from the lower, at every packet (``[N, K', T, A]``, as the real
-    captures' frequency views)."""
-    csi = view.csi
-    k = csi.shape[3]
-    hidden = k // 2
-    along = csi.permute(0, 3, 1, 2)
-    return replace(view, context=along[:, :k - hidden], target=along[:, k - hidden:], axis="frequency",
-                   view="csi complex, frequency", target_steps=(0, csi.shape[1]))
 
 
 def generated_windows(root: str | Path, limit: int = 256) -> list[BenchData]:

@@ -302,6 +302,18 @@ def generated_csi_view(root: str | Path, split: str = "test", limit: int = 256) 
                      f"{len(csi)} {split} samples, {half} -> {half} steps", str(root), csi=csi[:, :2 * half], span=span)
 
 
+def generated_frequency_view(view: BenchData) -> BenchData:
+    """A generated time view's windows predicted along subcarriers instead: the upper half of the
+    subcarriers (rounded down) from the lower, at every packet (``[N, K', T, A]``, as the real
+    captures' frequency views)."""
+    csi = view.csi
+    k = csi.shape[3]
+    hidden = k // 2
+    along = csi.permute(0, 3, 1, 2)
+    return replace(view, context=along[:, :k - hidden], target=along[:, k - hidden:], axis="frequency",
+                   view="csi complex, frequency", target_steps=(0, csi.shape[1]))
+
+
 def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None) -> list[BenchData]:
     """Every benchmark dataset under ``root`` (``wifi-csi/``, ``traffic/``, ``deepsense6g-beam/``)."""
     cfg = cfg or RealBenchConfig()

@@ -21,8 +21,8 @@ wins on a handful of overlapping windows by chance is not kept, so fine-tuning m
 only as far as the held-out source data can vouch for; the target is never looked at.
 
 The causal forecaster trains with its pretraining loss on ``[context, target]`` windows (only
-the target part is scored); the MAE with its masked loss under the temporal mask that hides
-the target packets.
+the target part is scored); the MAE with its masked loss under the mask that hides the view's
+target: the last packets, or in frequency the upper subcarriers.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from wfm.models.causal import CausalForecaster
 from wfm.models.mae import MaskedAutoencoder
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, generated_csi_view,
-                                 load_real_datasets, mae_windows)
+                                 generated_frequency_view, load_real_datasets, mae_windows)
 from wfm.tasks.significance import SELECT, KeptWeights
 from wfm.training.lit_causal import pad_to_patches
 
@@ -80,12 +80,14 @@ def split_by_time(data: BenchData, val_fraction: float) -> tuple[Tensor, Tensor]
         return torch.arange(n), val
     if data.span is None:
         raise ValueError(f"{data.name} {data.view}: windows without positions cannot be split by time")
-    length, ctx = data.context.shape[1] + data.target.shape[1], data.context.shape[1]
+    # a window's target steps within its span (a frequency view's target is every packet of it)
+    offset, tlen = data.target_steps or (data.context.shape[1], data.target.shape[1])
+    length = offset + tlen
     series, start = data.span[:, 0], data.span[:, 1]
     keep = []
     for i in range(n - n_val):
         same = series[val] == series[i]
-        lo, hi = start[val][same] + ctx, start[val][same] + length  # held-out target steps [lo, hi)
+        lo, hi = start[val][same] + offset, start[val][same] + length  # held-out target steps [lo, hi)
         if not bool(((start[i] < hi) & (start[i] + length > lo)).any()):
             keep.append(i)
     if not keep:
@@ -109,8 +111,11 @@ def _causal_step(model: Any, win: Tensor, ctx_len: int, interval: float) -> Tens
     return model.loss(values, observed, torch.full((len(x),), float(interval)), ctx, group=group)[0]
 
 
-def _mae_step(model: Any, win: Tensor, ctx_len: int, generator: torch.Generator) -> Tensor:
-    mask, front = model.prediction_mask(win.shape, "temporal", 1 - ctx_len / win.shape[1], generator=generator)
+def _mae_step(model: Any, win: Tensor, ctx_len: int, generator: torch.Generator, axis: str = "time") -> Tensor:
+    """The masked loss under the mask that hides what the view predicts: the packets after the
+    first ``ctx_len`` (time), or the subcarriers above the lowest ``ctx_len`` (frequency)."""
+    kind, dim = ("frequency", 3) if axis == "frequency" else ("temporal", 1)
+    mask, front = model.prediction_mask(win.shape, kind, 1 - ctx_len / win.shape[dim], generator=generator)
     return model(win, mask, front).loss
 
 
@@ -143,7 +148,7 @@ def finetune(model: Any, kind: str, data: BenchData, cfg: TransferConfig, seed: 
         if kind == "causal":
             loss = _causal_step(model, win[idx], ctx_len, data.interval)
         else:
-            loss = _mae_step(model, win[idx].to(torch.complex64), ctx_len, gen)
+            loss = _mae_step(model, win[idx].to(torch.complex64), ctx_len, gen, data.axis)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite fine-tuning loss on {data.name} {data.view} (seed {seed})")
         opt.zero_grad(set_to_none=True)
@@ -180,16 +185,19 @@ def best_classical(data: BenchData) -> tuple[str, float]:
 
 
 def is_generated(name: str) -> bool:
-    """Whether a dataset name of a pair is a folder of generated CSI (``wfm data generate``)."""
-    return (Path(name) / "manifest.json").is_file()
+    """Whether a dataset name of a pair is a folder of generated CSI (``wfm data generate``), with
+    ``|frequency`` after it or not."""
+    return (Path(name.removesuffix("|frequency")) / "manifest.json").is_file()
 
 
 def pick_dataset(data: dict[str, BenchData], name: str, split: str = "test") -> BenchData:
     """``data["NAME|VIEW"]``, or with a third field ``"NAME|VIEW|S,S"`` its DeepSense scenarios ``S``;
     a folder of generated CSI (``wfm data generate``): its ``split`` as a ``csi complex`` view
-    (:func:`wfm.tasks.real_data.generated_csi_view`)."""
+    (:func:`wfm.tasks.real_data.generated_csi_view`), predicted in frequency with ``"FOLDER|frequency"``."""
     if is_generated(name):
-        return generated_csi_view(name, split)
+        folder = name.removesuffix("|frequency")
+        view = generated_csi_view(folder, split)
+        return generated_frequency_view(view) if folder != name else view
     parts = name.split("|")
     key = "|".join(parts[:2])
     if key not in data:
@@ -220,6 +228,8 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     """
     cfg = cfg or TransferConfig()
     needs_real = any(not is_generated(n) for pair in pairs for n in pair)
+    if real is None and any("frequency" in n for pair in pairs for n in pair):
+        real = RealBenchConfig(csi_frequency=True)  # the captures' views in frequency too
     data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)} if needs_real else {}
     arch = causal_arch(pretrained) if kind == "causal" else mae_arch(pretrained)
     for k in ("patch_size", "quantiles"):
