@@ -5,6 +5,9 @@ generated CSI folders (the source's train split, the target's test split).
         --pair "Intel 5300|csi amplitude" "Nexmon BCM4339|csi amplitude" --steps 100 --seeds 3 --out transfer.json
     PYTHONPATH=. python pretrain/transfer.py --model checkpoints/mae-tiny-catalog-cpu \
         --pair $WFM_DATA/zs-cdl-e-4p0-2x4-k64-t16 $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 --steps 60 --batch-size 8
+    PYTHONPATH=. python pretrain/transfer.py --model checkpoints/mae-tiny-catalog-cpu \
+        --pair "$WFM_DATA/zs-wifi-filter-intel-5p2-6x1-k30-t16|frequency" "Intel 5300|csi complex, frequency" \
+        --steps 60 --batch-size 8          # in frequency: the upper half of the subcarriers from the lower
 
 Prints a Markdown table (mean ± std over seeds, per-window NMSE in dB on the target) and
 writes every seed's numbers as JSON.
