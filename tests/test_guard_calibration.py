@@ -92,6 +92,12 @@ def test_wfm_calibrate_writes_a_copy_with_the_choice_and_refuses_a_causal_model(
     copy, source = wfm.from_pretrained(tmp_path / "cal"), wfm.from_pretrained(tmp_path / "mae")
     assert copy.guard_prior == {"frequency": "hold"}
     assert all(torch.equal(a, b) for a, b in zip(copy.state_dict().values(), source.state_dict().values()))
+    with pytest.raises(SystemExit):  # an existing copy is not replaced without --force
+        main(["calibrate", str(tmp_path / "mae"), "--data", str(tmp_path / "link"), "--out", str(tmp_path / "cal")])
+    assert "--force" in capsys.readouterr().err
+    main(["calibrate", str(tmp_path / "mae"), "--data", str(tmp_path / "link"), "--out", str(tmp_path / "cal"),
+          "--axis", "time", "--split", "all", "--force"])
+    assert set(wfm.from_pretrained(tmp_path / "cal").guard_prior) == {"temporal"}  # the new copy replaced the old
     CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2).save_pretrained(tmp_path / "causal")
     for argv, words in ((["calibrate", str(tmp_path / "causal")], "needs an MAE"),
                         (["calibrate", str(tmp_path / "mae"), "--ratio", "1.5"], "--ratio")):

@@ -2,7 +2,7 @@
 
     wfm data import intel capture.dat --out data/my-link        # windows of your own capture
     wfm calibrate checkpoints/mae-tiny-catalog-cpu --data data/my-link --out models/mae-my-link
-    wfm evaluate --task channel-prediction-frequency --model models/mae-my-link --test data/my-link
+    wfm evaluate --task channel-prediction-frequency --model models/mae-my-link --data data/my-link   # its test split
 
 The weights are not trained or changed; ``config.json`` of the copy records the choice
 (``arch.guard_prior``), which every later ``predict`` uses (``wfm.tasks.guard_calibration``).
@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "(no training): writes a copy of the model that uses it")
     p.add_argument("model", help="MAE model folder (wfm export, checkpoints/...)")
     p.add_argument("--data", required=True, help="CSI dataset folder of the same link or receiver (wfm data import ...)")
-    p.add_argument("--out", required=True, help="folder for the calibrated copy (replaced if it exists)")
+    p.add_argument("--out", required=True, help="new folder for the calibrated copy")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--axis", choices=("time", "frequency", "both"), default="both",
                    help="which prediction to calibrate: the last steps (time), the upper subcarriers (frequency)")
     p.add_argument("--ratio", type=float, default=0.5, help="share of the axis predicted, as predict's ratio")
@@ -56,12 +57,16 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     import wfm
     from wfm.console import console, print_table, progress_bar, write_json
     from wfm.hub import write_model_folder
+    from wfm.models.mae import GUARD_PRIORS
     from wfm.tasks.guard_calibration import AXES, calibrate_guard
 
     if not 0.0 < args.ratio < 1.0:
         raise InputError(f"--ratio must be in (0, 1); got {args.ratio}")
     if args.max_samples < 2:
         raise InputError(f"--max-samples must be at least 2; got {args.max_samples}")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise InputError(f"{out}: already exists and is not empty (pass --force to replace it)")
     model = wfm.from_pretrained(args.model)
     if getattr(model, "model_kind", None) != "mae" or getattr(model, "prior", "none") == "none":
         raise InputError(f"{args.model}: wfm calibrate needs an MAE with a classical prior (prior: mix or an "
@@ -69,7 +74,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     csi = load_windows(args.data, args.split, args.max_samples)
     kinds = [AXES[a] for a in (("time", "frequency") if args.axis == "both" else (args.axis,))]
     results = []
-    with progress_bar(f"scoring {len(csi)} windows of {args.data}", len(csi) * 4 * len(kinds)) as advance:
+    with progress_bar(f"scoring {len(csi)} windows of {args.data}", len(csi) * len(GUARD_PRIORS) * len(kinds)) as advance:
         for kind in kinds:
             results.append(calibrate_guard(model, csi, kind, args.ratio, progress=advance))
     for res in results:
@@ -78,7 +83,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     metadata = dict(getattr(model, "_hub_mixin_config", None) or {})
     metadata["metrics"] = {**(metadata.get("metrics") or {}),
                            "guard calibrated on": f"{Path(args.data).name} ({args.split}, {len(csi)} windows)"}
-    out = write_model_folder(model, args.out, metadata)
+    write_model_folder(model, out, metadata)
     for res in results:
         console.print(f"{res['mask_kind']}: guard prior {res['choice']}"
                       + (f" (was {res['current']})" if res["choice"] != res["current"]

@@ -592,17 +592,19 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if seen.shape[dim] < 2:
             return None
         mask, front = self.prediction_mask(seen.shape, mask_kind, ratio)
-        out = self(seen, mask, front, reversion_dim=dim)
-        m = out.scored
-        count = m.sum(dim=(1, 2)).clamp_min(1.0)
-        mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
-        mse[:, -1] = mse[:, -1] / REVERSION_MARGIN  # estimates: ESTIMATORS, then reversion
-        weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
         fixed = self.guard_prior.get(mask_kind, "backtest")
-        if fixed != "backtest":  # GUARD_PRIORS[1:] is the estimates' order
-            weights = torch.zeros_like(weights)
+        if fixed == "backtest":  # weigh the estimates by their errors on the backtest
+            out = self(seen, mask, front, reversion_dim=dim)
+            m = out.scored
+            count = m.sum(dim=(1, 2)).clamp_min(1.0)
+            mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
+            mse[:, -1] = mse[:, -1] / REVERSION_MARGIN  # estimates: ESTIMATORS, then reversion
+            weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
+        else:  # one estimate fixed in advance: no pass to weigh them (GUARD_PRIORS[1:] is their order)
+            weights = torch.zeros(seen.shape[0], len(GUARD_PRIORS) - 1)
             weights[:, GUARD_PRIORS.index(fixed) - 1] = 1.0
         out = self(seen, mask, front, prior_weights=weights, reversion_dim=dim)
+        m = out.scored
         t, p, c = ((x * m).double() for x in (out.target, out.prior, out.correction))
         dot = lambda a, b: (a * b).sum(dim=(1, 2))  # noqa: E731
         return weights, BacktestSums(dot(t, t), dot(p, t), dot(c, t), dot(p, p), dot(p, c), dot(c, c)), dim

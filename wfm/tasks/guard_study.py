@@ -366,18 +366,21 @@ def main(argv: list[str] | None = None) -> None:
                          "windows against the zero-shot backtest on the second half (wfm.tasks.guard_calibration)")
     ap.add_argument("--held-out", type=float, default=0.02, help="share of samples no pretraining config trained on")
     args = ap.parse_args(argv)
+
+    def real_csi() -> list[BenchData]:  # every real CSI view, in time and in frequency
+        return [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
+
     if args.calibration:
         if not args.model:
             ap.error("--calibration needs --model")
         from wfm.tasks.guard_calibration import split_rows
 
-        sets = [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
-        print(markdown(split_rows(from_pretrained(args.model), sets)))
+        print(markdown(split_rows(from_pretrained(args.model), real_csi())))
         return
     if args.forced_prior:
         if not args.model:
             ap.error("--forced-prior needs --model")
-        sets = [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
+        sets = real_csi()
         for root in args.data:
             view = generated_csi_view(root, "test", 256)
             sets += [view, generated_frequency_view(view)]
@@ -395,8 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.prior_shrink:
         if not args.model:
             ap.error("--prior-shrink needs --model")
-        real_csi = [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
-        print(markdown(margin_rows(from_pretrained(args.model), args.prior_shrink, real_csi, args.data, "PRIOR_SHRINK")))
+        print(markdown(margin_rows(from_pretrained(args.model), args.prior_shrink, real_csi(), args.data, "PRIOR_SHRINK")))
         return
     if args.correction_data:
         if not args.model:
