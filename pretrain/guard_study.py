@@ -13,6 +13,8 @@ with per-packet gain jitter".
     python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu --forced-prior \
         --data $WFM_DATA/zs-wifi-filter-intel-5p2-6x1-k30-t16          # only each prior forced, correction off and on
     python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu --calibration   # guard calibrated on each capture's first half
+    python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu \
+        --white-limit $WFM_DATA/zs-cdl-e-4p0-2x4-k64-t16 ...            # only white_limit off and on, four window shapes
     python pretrain/guard_study.py --model checkpoints/mae-tiny-catalog-cpu --prior-shrink 0 --prior-shrink 1 \
         --data $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 ...                  # only the prior's shrink, off and on
 """

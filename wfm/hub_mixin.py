@@ -72,6 +72,7 @@ def mae_arch(model: Any) -> dict[str, Any]:
         "layer_scale": getattr(model, "layer_scale", None),
         # Only where calibrated: configs without it (every release so far) keep the backtest's choice.
         **({"guard_prior": dict(model.guard_prior)} if getattr(model, "guard_prior", None) else {}),
+        **({"white_limit": float(model.white_limit)} if getattr(model, "white_limit", None) is not None else {}),
     }
 
 
@@ -231,7 +232,8 @@ def model_card(config: dict[str, Any], title: str) -> str:
                 ("width / depth / heads", f"{arch['dim']} / {arch['depth']} / {arch['num_heads']}"),
                 ("decoder width / depth", f"{arch['decoder_dim']} / {arch['decoder_depth']}"),
                 *([("guard prior", ", ".join(f"{k}: {v}" for k, v in arch["guard_prior"].items()))]
-                  if arch.get("guard_prior") else [])]
+                  if arch.get("guard_prior") else []),
+                *([("white limit (temporal)", arch["white_limit"])] if arch.get("white_limit") is not None else [])]
         usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K]'
         note = (f"Any `T`, `A` and `K`: CSI is padded to whole {patch} patches inside the model and the padding "
                 "is kept out of the prediction and its metrics.")

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
+from wfm.models.evidence import looks_white
 from wfm.models.masking import MASK_KINDS, make_mask
 from wfm.models.priors import ESTIMATORS, masked_priors
 from wfm.models.registry import register_model
@@ -194,6 +195,33 @@ def fitted_scales(s: BacktestSums) -> tuple[Tensor, Tensor]:
     return torch.where(shrink, a, one).float(), torch.where(shrink, b, full).float()
 
 
+def fitted_prior_scale(s: BacktestSums) -> Tensor:
+    """The guard's prior scale ``[B]`` where the correction is off: :func:`fitted_scales`' shrink
+    ``a = p.t / min(p.p, t.t)`` where the backtest scores it at least as well as the full prior, else 1."""
+    one = torch.ones_like(s.tt)
+    if not PRIOR_SHRINK:
+        return one.float()
+    a = (s.pt / torch.minimum(s.pp, s.tt).clamp_min(1e-30)).clamp(0.0, 1.0)
+    zero = torch.zeros_like(a)
+    return torch.where(s.error(a, zero) <= s.error(one, zero), a, one).float()
+
+
+def visible_looks_white(seen: Tensor, limit: float) -> Tensor:
+    """``[B]`` bool: whether the visible part ``seen`` (complex ``[B, L, A, K]``, time first) of each
+    sample is white noise around its level, with every channel's real and imaginary part pooled
+    (:func:`wfm.models.evidence.looks_white`, the causal model's ``white_limit`` test). Parts that are
+    zero throughout (the imaginary part of amplitude CSI) are left out."""
+    b, length = seen.shape[:2]
+    rows = torch.view_as_real(seen.to(torch.complex64)).permute(0, 2, 3, 4, 1).reshape(b, -1, length)
+    group = torch.arange(b, device=seen.device).repeat_interleave(rows.shape[1])
+    rows = rows.reshape(-1, length)
+    keep = rows.abs().amax(dim=1) > 0
+    white = torch.zeros(b, dtype=torch.bool, device=seen.device)
+    if bool(keep.any()):
+        white[group[keep]] = looks_white(rows[keep], limit, group[keep])
+    return white
+
+
 def check_guard_prior(guard_prior: dict[str, str] | None) -> dict[str, str]:
     """``guard_prior`` as a plain dict ``{mask kind: rule}`` (``temporal`` / ``frequency`` ->
     one of ``GUARD_PRIORS``); a kind it leaves out keeps the backtest's choice. Refuses anything else."""
@@ -262,6 +290,14 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             -30 dB of the sample's masked power): 1 is the prior's score and every sample weighs
             the same relative to it, so a correction that hurts a quasi-static sample, where the
             prior is already good, costs as much as one that helps a fast-fading sample gains.
+        guard_prior: ``{mask kind: rule}`` fixing the guard's classical prior (``GUARD_PRIORS``);
+            a kind left out keeps the backtest's choice on each window.
+        white_limit: in ``temporal`` prediction, a sample whose visible part looks like white
+            noise around its level (:func:`visible_looks_white`, the test and limit of the causal
+            model's ``white_limit``) is predicted as its mean, shrunk towards zero as the guard's
+            backtest says (:func:`fitted_prior_scale`), with the learned correction off: on such
+            a window nothing beats the level, and the backtest's choice between the estimates and
+            its fitted correction only add noise. ``None`` (every folder saved before it): off.
     """
 
     model_kind = "mae"  # what config.json records (wfm.hub_mixin)
@@ -284,6 +320,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         layer_scale: float | None = None,
         loss: str = "mse",
         guard_prior: dict[str, str] | None = None,
+        white_limit: float | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
@@ -309,6 +346,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         self.layer_scale = layer_scale
         self.loss_kind = loss
         self.guard_prior = check_guard_prior(guard_prior)
+        if white_limit is not None and not (math.isfinite(white_limit) and white_limit > 0):
+            raise ValueError(f"white_limit must be a positive number (or None: off); got {white_limit!r}")
+        self.white_limit = None if white_limit is None else float(white_limit)
         dd = self.decoder_dim
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
@@ -569,21 +609,38 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         clipped to ``[0, 1]``: a correction that did not help on the sample's own past is switched
         off, so the model falls back to the classical estimate that did best. Where the target
         decorrelated from the prior on the backtest, the prior is shrunk towards zero
-        (:func:`fitted_scales`). ``None`` for other mask kinds, models without a prior, or too
-        little visible data.
+        (:func:`fitted_scales`). With ``white_limit``, a sample whose visible part looks white gets
+        the mean as its prior and no correction (``white_windows``). ``None`` for other mask kinds,
+        models without a prior, or too little visible data.
         """
-        fit = self.backtest_fit(csi, mask_kind, ratio)
+        white = self.white_windows(csi, mask_kind, ratio)
+        fit = self.backtest_fit(csi, mask_kind, ratio, white)
         if fit is None:
             return None
         weights, sums, dim = fit
         prior_scale, correction_scale = fitted_scales(sums)
+        if white is not None:
+            prior_scale = torch.where(white, fitted_prior_scale(sums), prior_scale)
+            correction_scale = torch.where(white, torch.zeros_like(correction_scale), correction_scale)
         return weights, correction_scale, dim, prior_scale
 
+    def white_windows(self, csi: Tensor, mask_kind: str, ratio: float) -> Tensor | None:
+        """``[B]`` bool, with ``white_limit`` in ``temporal`` prediction: the samples whose visible
+        part (the packets before the hidden ``ratio``) looks like white noise around its level
+        (:func:`visible_looks_white`); ``None`` otherwise."""
+        if self.white_limit is None or mask_kind != "temporal" or self.prior == "none":
+            return None
+        size = csi.shape[1]
+        seen = csi[:, :size - min(max(round(ratio * size), 1), size - 1)]
+        return visible_looks_white(seen, self.white_limit)
+
     @torch.no_grad()
-    def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float) -> tuple[Tensor, BacktestSums, int] | None:
+    def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float,
+                     white: Tensor | None = None) -> tuple[Tensor, BacktestSums, int] | None:
         """What ``backtest`` fits on the visible data: the prior weights ``[B, E]``, the sums of the
         target, the prior and the correction over the backtest's hidden part (``BacktestSums``),
-        and the ``reversion_dim`` (``None`` where ``backtest`` is)."""
+        and the ``reversion_dim`` (``None`` where ``backtest`` is). ``white`` ``[B]`` bool: samples
+        whose prior is the mean whatever the guard's rule (``white_limit``)."""
         if self.prior == "none" or mask_kind not in ("temporal", "frequency"):
             return None
         dim = 1 if mask_kind == "temporal" else 3
@@ -603,6 +660,10 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         else:  # one estimate fixed in advance: no pass to weigh them (GUARD_PRIORS[1:] is their order)
             weights = torch.zeros(seen.shape[0], len(GUARD_PRIORS) - 1)
             weights[:, GUARD_PRIORS.index(fixed) - 1] = 1.0
+        if white is not None and bool(white.any()):
+            weights = weights.clone()
+            weights[white] = 0.0
+            weights[white, GUARD_PRIORS.index("mean") - 1] = 1.0
         out = self(seen, mask, front, prior_weights=weights, reversion_dim=dim)
         m = out.scored
         t, p, c = ((x * m).double() for x in (out.target, out.prior, out.correction))

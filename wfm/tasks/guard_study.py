@@ -25,6 +25,9 @@ of persistence and the context mean on the same windows (< 1 beats it):
   against the guard's own choice: whether the correction or the choice of prior is what loses.
 - :func:`white_gate_rows`: the causal model's ``white_limit`` rule applied to an MAE's temporal
   prediction (the visible mean where a window's pooled autocorrelation says white noise).
+- :func:`white_limit_rows`: an MAE's temporal prediction with its ``white_limit`` off and at each
+  limit (a white window gets its mean, shrunk as the backtest says, without the correction), at
+  several window lengths and horizons.
 - :func:`correction_rule_rows`: rules for the scale of the MAE's learned correction from its
   backtest on the visible part (``MaskedAutoencoder.backtest_fit``): the least-squares fit clipped
   to [0, 1] (the shipped rule), off, and fits that must explain a share ``tau`` of the prior's
@@ -329,6 +332,42 @@ def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.
     return rows
 
 
+@torch.no_grad()
+def white_limit_rows(model: Any, sets: Sequence[tuple[str, Tensor, bool]], windows: Sequence[tuple[int, int]],
+                     limits: Sequence[float | None] = (None, 0.5), batch: int = 64) -> list[dict[str, Any]]:
+    """An MAE's ``predict(window, "temporal", n / T)`` of the last ``n`` of the first ``T`` packets of
+    every window of each set (``(name, csi [N, T', A, K] complex, real-valued)``; sets shorter than
+    ``T`` are skipped), with ``model.white_limit`` at each of ``limits`` (``None``: off). Ratios to
+    the best of persistence and the mean on the same windows, and the share of white windows at
+    the last limit given. Real-valued sets (amplitudes) are scored on the real part. The model's
+    own limit is restored afterwards."""
+    saved, rows = model.white_limit, []
+    try:
+        for name, csi, real in sets:
+            for t, n in windows:
+                if t > csi.shape[1]:
+                    continue
+                full = csi[:, :t].to(torch.complex64)
+                seen, target = full[:, :t - n], full[:, t - n:]
+                part = (lambda x: x.real) if real else (lambda x: x)  # noqa: E731
+
+                def score(pred: Tensor) -> float:
+                    return float(window_nmse(part(pred), part(target)).mean())  # noqa: B023
+                best = min(score(seen[:, -1:].expand_as(target)), score(seen.mean(dim=1, keepdim=True).expand_as(target)))
+                row: dict[str, Any] = {"set": name, "window": f"{t - n} -> {n}"}
+                for limit in limits:
+                    model.white_limit = limit
+                    pred = torch.cat([model.predict(full[a:a + batch], "temporal", n / t).reconstruction[:, t - n:]
+                                      for a in range(0, len(full), batch)])
+                    row["off" if limit is None else f"white_limit {limit:g}"] = score(pred) / best
+                white = model.white_windows(full, "temporal", n / t)
+                row["white windows"] = float(white.double().mean()) if white is not None else 0.0
+                rows.append(row)
+    finally:
+        model.white_limit = saved
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of rows with the same keys (floats to 3 decimals)."""
     keys = list(rows[0])
@@ -358,6 +397,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --model: only score the causal model's white_limit rule (0.5) on the MAE's temporal "
                          "prediction (white_gate_rows), on these generated folders' last --held-out share of samples "
                          "(the first 16 steps: 8 -> 8) and the real CSI")
+    ap.add_argument("--white-limit", action="append", default=None, nargs="*", metavar="DIR",
+                    help="with --model: only score its white_limit off and at --limit (white_limit_rows) on the real "
+                         "CSI in time and on these generated folders (the first 256 test samples), at each --window")
+    ap.add_argument("--limit", type=float, action="append", help="with --white-limit: the limits to score (default 0.5)")
+    ap.add_argument("--window", action="append", help="with --white-limit: CONTEXT:AHEAD packets "
+                    "(default 8:8, 8:4, 16:16, 24:8; the real windows hop by AHEAD)")
     ap.add_argument("--forced-prior", action="store_true",
                     help="with --model: only score forced_prior_rows on the real CSI (time and frequency) and --data's "
                          "generated folders (the first 256 test samples, half of the steps or of the subcarriers hidden)")
@@ -376,6 +421,24 @@ def main(argv: list[str] | None = None) -> None:
         from wfm.tasks.guard_calibration import split_rows
 
         print(markdown(split_rows(from_pretrained(args.model), real_csi())))
+        return
+    if args.white_limit is not None:
+        if not args.model:
+            ap.error("--white-limit needs --model")
+        windows = []
+        for w in args.window or ["8:8", "8:4", "16:16", "24:8"]:
+            seen, ahead = (int(v) for v in w.split(":"))
+            windows.append((seen + ahead, ahead))
+        model, rows = from_pretrained(args.model), []
+        for t, n in windows:
+            cfg = RealBenchConfig(csi_window=t, csi_predict=n, csi_hop=n)
+            real = [d for d in load_real_datasets(args.datasets, cfg) if d.is_csi]
+            rows += white_limit_rows(model, [(f"{d.name} ({d.view})", d.csi, d.view != "csi complex") for d in real],
+                                     [(t, n)], [None, *(args.limit or [0.5])])
+        for root in (r for group in args.white_limit for r in group):
+            csi = generated_csi_view(root, "test", 256).csi
+            rows += white_limit_rows(model, [(Path(root).name, csi, False)], windows, [None, *(args.limit or [0.5])])
+        print(markdown(rows))
         return
     if args.forced_prior:
         if not args.model:

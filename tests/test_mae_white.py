@@ -1,0 +1,99 @@
+"""The MAE's ``white_limit``: a window whose visible part is white noise around its level is
+predicted as its (shrunk) mean, with the learned correction off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wfm.models.mae import MaskedAutoencoder, visible_looks_white
+
+
+def _model(**kw) -> MaskedAutoencoder:
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix", **kw).eval()
+    torch.nn.init.normal_(model.decoder_pred.weight, std=0.5)  # a loud correction, to see where it is off
+    return model
+
+
+def _noise(*shape: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g))
+
+
+def _still(n: int = 6, t: int = 16, seed: int = 0) -> torch.Tensor:
+    """``[n, t, 2, 8]`` windows of a still link: a fixed channel plus white noise at -10 dB."""
+    level = _noise(n, 1, 2, 8, seed=seed).expand(n, t, 2, 8)
+    return level + 0.3 * _noise(n, t, 2, 8, seed=seed + 1)
+
+
+def _moving(n: int = 6, t: int = 16, seed: int = 0) -> torch.Tensor:
+    """``[n, t, 2, 8]`` windows of a slowly rotating channel (a Doppler shift of 1/64 cycle per packet)."""
+    level = _noise(n, 1, 2, 8, seed=seed)
+    rot = torch.exp(2j * torch.pi * torch.arange(t) / 64.0)[None, :, None, None]
+    return level * rot + 0.01 * _noise(n, t, 2, 8, seed=seed + 1)
+
+
+def test_visible_looks_white_tells_a_still_link_from_a_moving_one():
+    assert bool(visible_looks_white(_still()[:, :8], 0.5).all())
+    assert not bool(visible_looks_white(_moving()[:, :8], 0.5).any())
+    # amplitude CSI (real-valued): the zero imaginary parts are left out, not counted as evidence
+    amp = _still()[:, :8].abs().to(torch.complex64)
+    assert bool(visible_looks_white(amp, 0.5).all())
+    # a window of zeros has no evidence either way; too short a context never decides
+    assert not bool(visible_looks_white(torch.zeros(2, 8, 2, 8, dtype=torch.complex64), 0.5).any())
+    assert not bool(visible_looks_white(_still()[:, :2], 0.5).any())
+
+
+def test_white_windows_get_their_mean_without_the_correction():
+    model = _model(white_limit=0.5)
+    csi = torch.cat([_still(), _moving()])
+    pred = model.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
+    weights, correction, _, prior_scale = model.backtest(csi, "temporal", 0.5)
+    white = model.white_windows(csi, "temporal", 0.5)
+    assert white.tolist() == [True] * 6 + [False] * 6
+    assert torch.equal(correction[:6], torch.zeros(6)) and bool((weights[:6, 1] == 1).all())  # the mean alone
+    mean = csi[:6, :8].mean(dim=1, keepdim=True).expand(6, 8, 2, 8)
+    torch.testing.assert_close(pred[:6], prior_scale[:6, None, None, None] * mean)
+    assert bool((prior_scale[:6] > 0.5).all())  # a level that stands out of its noise is hardly shrunk
+    # the white windows do not depend on the network at all; the others still do
+    other = _model(white_limit=0.5)
+    torch.nn.init.normal_(other.decoder_pred.weight, std=0.5, generator=torch.Generator().manual_seed(7))
+    again = other.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
+    assert torch.equal(again[:6], pred[:6]) and not torch.allclose(again[6:], pred[6:])
+    # off (the default), or in frequency, the still windows keep the guard's fitted correction
+    assert _model().white_windows(csi, "temporal", 0.5) is None
+    assert model.white_windows(csi, "frequency", 0.5) is None
+    assert not torch.equal(_model().predict(csi, "temporal", 0.5).reconstruction[:6, 8:], pred[:6])
+
+
+def test_white_limit_round_trips_and_refuses_bad_values(tmp_path):
+    import wfm
+    from wfm.hub_mixin import mae_arch
+
+    assert "white_limit" not in mae_arch(_model())  # folders saved without it load as before
+    _model(white_limit=0.5).save_pretrained(tmp_path / "m")
+    assert wfm.from_pretrained(tmp_path / "m").white_limit == 0.5
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="white_limit"):
+            _model(white_limit=bad)
+
+
+def test_white_limit_rows_score_the_rule_as_predict_applies_it():
+    from wfm.tasks.guard_study import white_limit_rows
+    from wfm.tasks.metrics import window_nmse
+
+    model = _model(white_limit=0.25)
+    still, moving = _still(t=16), _moving(t=16)
+    rows = white_limit_rows(model, [("still", still, False), ("moving", moving, False), ("short", still[:, :8], False)],
+                            [(16, 8), (12, 4)], [None, 0.5])
+    assert [(r["set"], r["window"]) for r in rows] == [("still", "8 -> 8"), ("still", "8 -> 4"),
+                                                       ("moving", "8 -> 8"), ("moving", "8 -> 4")]
+    assert model.white_limit == 0.25  # restored
+    assert rows[0]["white windows"] == 1.0 and rows[2]["white windows"] == 0.0
+    # by hand: the still windows' mean beats persistence, and the rule's prediction is predict's own
+    best = float(window_nmse(still[:, :8].mean(1, keepdim=True).expand(6, 8, 2, 8), still[:, 8:]).mean())
+    model.white_limit = 0.5
+    pred = model.predict(still, "temporal", 0.5).reconstruction[:, 8:]
+    assert rows[0]["white_limit 0.5"] == pytest.approx(float(window_nmse(pred, still[:, 8:]).mean()) / best)
+    assert rows[2]["white_limit 0.5"] == rows[2]["off"]  # nothing white: nothing moves
