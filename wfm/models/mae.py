@@ -136,6 +136,12 @@ class MAEPrediction:
     nmse_db: float
 
 
+def hidden_size(size: int, ratio: float) -> int:
+    """How many steps (``temporal``) or subcarriers (``frequency``) at the end of an axis of ``size``
+    ``predict`` hides at ``ratio``: ``round(ratio * size)``, at least one and at most all but one."""
+    return min(max(round(ratio * size), 1), size - 1)
+
+
 def fitted_correction_scale(cr: Tensor, cc: Tensor) -> Tensor:
     """The guard's scale of the learned correction ``c``: its least-squares fit ``c.r / c.c`` to what
     the prior missed on the backtest (``r``), clipped to [0, 1] (``MaskedAutoencoder.backtest``)."""
@@ -189,10 +195,15 @@ def fitted_scales(s: BacktestSums) -> tuple[Tensor, Tensor]:
     full = fitted_correction_scale(s.cr, s.cc)
     if not PRIOR_SHRINK:
         return one.float(), full.float()
-    a = (s.pt / torch.minimum(s.pp, s.tt).clamp_min(1e-30)).clamp(0.0, 1.0)
+    a = _prior_shrink(s)
     b = fitted_correction_scale(s.ct - a * s.pc, s.cc)
     shrink = s.error(a, b) <= s.error(one, full)
     return torch.where(shrink, a, one).float(), torch.where(shrink, b, full).float()
+
+
+def _prior_shrink(s: BacktestSums) -> Tensor:
+    """The shrink ``a = p.t / min(p.p, t.t)`` clipped to [0, 1] (:func:`fitted_scales` says why)."""
+    return (s.pt / torch.minimum(s.pp, s.tt).clamp_min(1e-30)).clamp(0.0, 1.0)
 
 
 def fitted_prior_scale(s: BacktestSums) -> Tensor:
@@ -201,7 +212,7 @@ def fitted_prior_scale(s: BacktestSums) -> Tensor:
     one = torch.ones_like(s.tt)
     if not PRIOR_SHRINK:
         return one.float()
-    a = (s.pt / torch.minimum(s.pp, s.tt).clamp_min(1e-30)).clamp(0.0, 1.0)
+    a = _prior_shrink(s)
     zero = torch.zeros_like(a)
     return torch.where(s.error(a, zero) <= s.error(one, zero), a, one).float()
 
@@ -587,7 +598,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             size, p = tak[axis], self.patch_size[axis]
             if size < 2:
                 raise ValueError(f"cannot predict part of an axis of size {size} ({mask_kind} mask of shape {tuple(shape)})")
-            hidden = min(max(round(ratio * size), 1), size - 1)
+            hidden = hidden_size(size, ratio)
             front[axis] = (-(size - hidden)) % p
             padded = [s + f for s, f in zip(tak, front)]
             grid = self.grid_for(padded)
@@ -631,7 +642,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if self.white_limit is None or mask_kind != "temporal" or self.prior == "none":
             return None
         size = csi.shape[1]
-        seen = csi[:, :size - min(max(round(ratio * size), 1), size - 1)]
+        seen = csi[:, :size - hidden_size(size, ratio)]
         return visible_looks_white(seen, self.white_limit)
 
     @torch.no_grad()
@@ -645,7 +656,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             return None
         dim = 1 if mask_kind == "temporal" else 3
         size = csi.shape[dim]
-        seen = csi.narrow(dim, 0, size - min(max(round(ratio * size), 1), size - 1))
+        seen = csi.narrow(dim, 0, size - hidden_size(size, ratio))
         if seen.shape[dim] < 2:
             return None
         mask, front = self.prediction_mask(seen.shape, mask_kind, ratio)

@@ -39,7 +39,9 @@ def hidden_count(size: int, ratio: float, patch: int = 1) -> int:
     """
     if size < 2:
         raise ValueError(f"an axis of {size} step(s) has nothing to hide and keep")
-    return min(max(round(ratio * size), 1), size - 1)
+    from wfm.models.mae import hidden_size  # the model's own count (imported here: keeps this module light)
+
+    return hidden_size(size, ratio)
 
 
 def prediction_mask(shape: tuple[int, ...], axis: str, ratio: float, patch: tuple[int, int, int]) -> Tensor:

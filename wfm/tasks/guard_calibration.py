@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from wfm.models.mae import GUARD_PRIORS
+from wfm.models.mae import GUARD_PRIORS, hidden_size
 from wfm.tasks.real_data import BenchData
 from wfm.tasks.significance import beats_beyond_noise
 
@@ -36,11 +36,6 @@ AXES = {"time": "temporal", "frequency": "frequency"}
 def _nmse(pred: Tensor, target: Tensor) -> Tensor:
     err = (pred - target).abs().square().flatten(1).sum(1)
     return err / target.abs().square().flatten(1).sum(1).clamp_min(1e-30)
-
-
-def hidden_size(size: int, ratio: float) -> int:
-    """How many steps or subcarriers at the end of an axis of ``size`` ``predict`` hides at ``ratio``."""
-    return min(max(round(ratio * size), 1), size - 1)
 
 
 @torch.no_grad()
