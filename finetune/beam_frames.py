@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from wfm.console import print_table
+from wfm.tasks import saved
 from wfm.tasks.backbones import load_model
 from wfm.tasks.future_beam import BeamMAE, BeamRNN, BeamWindows, persistence_scores, plan_beam
 
@@ -34,10 +35,23 @@ def top1(scores: torch.Tensor, w: BeamWindows) -> float:
     return float((scores.argmax(1) == w.label).float().mean())
 
 
-def run(train: str, tests: list[str], model: str, scratch: str = "scratch:mae_tiny", seeds: int = 3,
+def start_net(start: str, frame: str, beams: int) -> BeamMAE | None:
+    """A fresh ``BeamMAE`` in ``frame`` from ``start``: an MAE (exported folder, ``.ckpt``, hub id,
+    ``scratch:NAME``) wrapped with a zero head, or a future-beam MAE saved by ``wfm evaluate
+    --save`` (encoder, head and anchor as trained), which has its own frame: ``None`` for another."""
+    if saved.is_saved(start):
+        net, _ = saved.load(start)
+        if not isinstance(net, BeamMAE):
+            raise SystemExit(f"{start}: a saved {type(net).__name__}, not a future-beam MAE")
+        return net if net.relative == FRAMES[frame] else None
+    return BeamMAE(load_model(start), beams, relative=FRAMES[frame])
+
+
+def run(train: str, tests: list[str], model: str | list[str], scratch: str = "scratch:mae_tiny", seeds: int = 3,
         steps: int = 300, lr: float = 1e-3, batch_size: int = 256, frames: tuple[str, ...] = tuple(FRAMES),
         context: int = 8, horizon: int = 1, rnn: str | None = None, rnn_lr: float = 2e-3) -> dict:
-    """``{"persistence": {test: top-1}, "rows": [...]}``: one row per frame and start, and with
+    """``{"persistence": {test: top-1}, "rows": [...]}``: one row per frame and start (``model``: one
+    or several pretrained starts, see ``start_net``; then ``scratch``), and with
     ``rnn`` (``gru`` or ``lstm``) that baseline plain, anchored in the absolute codebook and
     anchored in the relative one (``rnn_lr``: ``wfm evaluate``'s baseline rate)."""
     plan = plan_beam([train], tests, False, context, horizon)
@@ -45,20 +59,22 @@ def run(train: str, tests: list[str], model: str, scratch: str = "scratch:mae_ti
         raise SystemExit(f"{train}: no validation scenario (give a folder with two or more scenarios)")
     out = {"train": train, "description": plan["description"],
            "persistence": {name: top1(persistence_scores(w), w) for name, w in plan["tests"]}, "rows": []}
-    name = Path(model).name
-    for start in (model, scratch) if frames else ():
-        mae = load_model(start)
+    models = [model] if isinstance(model, str) else list(model)
+    for start in (*models, scratch) if frames else ():
         for frame in frames:
+            first = start_net(start, frame, plan["train"].past.shape[2])
+            if first is None:
+                continue
             scores: dict[str, list[float]] = {n: [] for n, _ in plan["tests"]}
             kept = []
             for seed in range(seeds):
                 torch.manual_seed(seed)
-                net = BeamMAE(copy.deepcopy(mae), plan["train"].past.shape[2], relative=FRAMES[frame])
+                net = copy.deepcopy(first)
                 net.fit(plan["train"], plan["val"], steps=steps, lr=lr, batch_size=batch_size, seed=seed)
                 kept.append(net.selection["step"])
                 for n, w in plan["tests"]:
                     scores[n].append(top1(net.scores(w), w))
-            out["rows"].append({"start": name if start == model else start, "frame": frame, "steps_kept": kept,
+            out["rows"].append({"start": start if start == scratch else Path(start).name, "frame": frame, "steps_kept": kept,
                                 "top1": {n: v for n, v in scores.items()}})
     for label, prior, relative in (("plain", "none", False), ("anchored", "persistence", False),
                                    ("anchored", "persistence", True)) if rnn else ():
@@ -79,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", required=True, help="imported DeepSense folder of two or more scenarios")
     ap.add_argument("--test", nargs="+", required=True, help="imported DeepSense folders of other scenarios")
-    ap.add_argument("--model", required=True, help="a pretrained MAE (exported folder, .ckpt or hub id)")
+    ap.add_argument("--model", required=True, action="append",
+                    help="a pretrained MAE (exported folder, .ckpt or hub id) or a future-beam MAE saved by "
+                         "wfm evaluate --save (repeatable)")
     ap.add_argument("--scratch", default="scratch:mae_tiny", help="the same architecture from random weights")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=300)

@@ -191,6 +191,38 @@ def test_deepsense_train_on_scenarios_test_on_another_with_seeds_and_saving(beam
                                              abs=0.5)  # a seed's own score, within the seeds' range
 
 
+def test_a_saved_future_beam_mae_is_fine_tuned_further_with_tune(beams, tmp_path, capsys):
+    from wfm.tasks import saved as S
+
+    saved = tmp_path / "saved"
+    main(["evaluate", "--task", "future-beam", "--model", "scratch:mae_tiny", "--model", "lstm", "--train",
+          str(beams["s12"]), "--test", str(beams["s3"]), "--context", "4", "--train-steps", "2", "--batch-size", "16",
+          "--out", str(tmp_path / "ev"), "--save", str(saved)])
+    stage = saved / "scratch-mae_tiny"
+    out = tmp_path / "tuned"
+    main(["evaluate", "--task", "future-beam", "--model", f"tune:{stage}", "--model", str(stage), "--train",
+          str(beams["s12"]), "--test", str(beams["s3"]), "--context", "4", "--train-steps", "3", "--batch-size", "16",
+          "--out", str(out), "--save", str(tmp_path / "again")])
+    rows = _rows(out)
+    tuned, as_is = rows["tune:scratch-mae_tiny"], rows["scratch-mae_tiny"]
+    assert tuned["mode"] == "full fine-tuning" and tuned["kind"] == "foundation" and tuned["train_steps"] == 3
+    assert as_is["mode"] == "trained (loaded)"
+    # the start is the saved model, head included: a run that keeps its start scores as the saved one does
+    if tuned["selected"].startswith("best val, step 0"):
+        assert tuned["top1"] == as_is["top1"]
+    obj, meta = S.load(tmp_path / "again" / "tune-scratch-mae_tiny")
+    assert meta["class"] == "beam-mae" and obj.relative is True
+    # tune: needs training data and a saved future-beam MAE
+    for argv, needle in (
+            (["--model", f"tune:{stage}", "--test", str(beams["s3"])], "give --train DIR"),
+            (["--model", f"tune:{saved / 'lstm'}", "--train", str(beams["s12"]), "--test", str(beams["s3"])],
+             "a saved beam-rnn"),
+            (["--model", f"tune:{tmp_path}", "--train", str(beams["s12"]), "--test", str(beams["s3"])],
+             "tune: takes a folder saved")):
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--task", "future-beam", *argv, "--context", "4", "--out", str(tmp_path / "x")])
+        assert needle in capsys.readouterr().err
+
 def test_test_trajectories_seen_in_training_are_a_warning(beams, tmp_path):
     out = tmp_path / "ev"
     main(["evaluate", "--task", "future-beam", "--model", "persistence", "--model", "lstm", "--train", str(beams["all"]),
@@ -411,3 +443,32 @@ def test_beam_frames_script_trains_both_frames_from_both_starts_and_learns_a_dri
     rel = [r for r in res["rows"] if r["frame"] == "relative"]
     # the drift seen on scenarios 1-2 carries to scenario 3, whose beams lie elsewhere in the codebook
     assert all(min(r["top1"]["s3"]) > 0.5 for r in rel)
+
+
+def test_beam_frames_starts_from_a_saved_future_beam_mae_in_its_own_frame(beams, tmp_path):
+    import importlib.util
+
+    from wfm.models.registry import create_model
+    from wfm.tasks import saved
+    from wfm.tasks.future_beam import BeamMAE, plan_beam
+
+    spec = importlib.util.spec_from_file_location("beam_frames", REPO / "finetune" / "beam_frames.py")
+    bf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bf)
+    torch.manual_seed(0)
+    plan = plan_beam([str(beams["s12"])], [str(beams["s3"])], False, 8, 1)
+    net = BeamMAE(create_model("mae_tiny"), 64, relative=True)
+    net.fit(plan["train"], plan["val"], steps=40, lr=2e-3, batch_size=64, seed=0)  # a beam stage, in short
+    folder = saved.save(net, tmp_path / "stage", "future-beam", "future-beam", {"steps": 40})
+    assert bf.start_net(str(folder), "absolute", 64) is None  # trained in the relative frame only
+    start = bf.start_net(str(folder), "relative", 64)
+    w = plan["tests"][0][1]
+    assert torch.equal(start.scores(w), net.scores(w))  # head and anchor as trained, not a zero head
+    res = bf.run(str(beams["s12"]), [str(beams["s3"])], [str(folder)], seeds=1, steps=0, batch_size=64)
+    rows = [(r["start"], r["frame"]) for r in res["rows"]]
+    assert rows == [("stage", "relative"), ("scratch:mae_tiny", "absolute"), ("scratch:mae_tiny", "relative")]
+    # no training step: the saved model is scored as it is
+    assert res["rows"][0]["top1"]["s3"] == [float((net.scores(w).argmax(1) == w.label).float().mean())]
+    with pytest.raises(SystemExit, match="not a future-beam MAE"):
+        from wfm.tasks.future_beam import BeamRNN
+        bf.start_net(str(saved.save(BeamRNN(64), tmp_path / "rnn", "future-beam", "future-beam", {})), "relative", 64)

@@ -34,6 +34,7 @@ from wfm.data.errors import DataError
 from wfm.hub import _HUB_ID, CheckpointError, read_config
 from wfm.safety import non_negative_int, positive_int
 from wfm.tasks import saved
+from wfm.tasks.saved import TUNE
 from wfm.tasks.progress import Reporter
 from wfm.tasks.registry import TASKS, get_task
 
@@ -51,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "Markdown table, plots); train on some folders, test on others")
     p.add_argument("--task", required=True, choices=list(TASKS), metavar="TASK", help=f"one of {', '.join(TASKS)}")
     p.add_argument("--model", action="append", required=True, metavar="M",
-                   help="baseline name, exported folder, hub id, .ckpt, scratch:NAME or a folder saved by --save "
+                   help="baseline name, exported folder, hub id, .ckpt, scratch:NAME, a folder saved by --save "
+                        "(used as it is) or tune:SAVED_DIR (a saved future-beam MAE, fine-tuned on --train) "
                         "(repeatable)")
     d = p.add_argument_group("data (--data, or --test with --train)")
     d.add_argument("--data", action="append", default=None, metavar="DIR",
@@ -159,6 +161,9 @@ def precheck(args: argparse.Namespace) -> dict[str, dict[str, int]]:
             raise CheckpointError(f"baseline {spec!r} does not apply to task {task.name}; its baselines: "
                                   f"{', '.join(task.baselines)}")
         path = Path(spec).expanduser()
+        if spec.startswith(TUNE):
+            saved.check_tune(spec, task.family, task.name, can_train)
+            continue
         if spec.startswith("scratch:"):
             pass
         elif path.exists():

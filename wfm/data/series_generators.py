@@ -186,7 +186,7 @@ def _parser(cls: type, kind: str):
                         raise ValueError(f"{k} must have {len(default)} values")
                 elif isinstance(default, bool) or k in ("name", "kind", "split", "description", "mobility"):
                     out[k] = v
-                elif k in ("num_samples", "steps", "days", "shard_size"):
+                elif k in ("num_samples", "steps", "days", "shard_size") or isinstance(default, int):
                     out[k] = strict_int(v, k)  # 32.7 is an error, not 32
                 else:
                     out[k] = float(v)

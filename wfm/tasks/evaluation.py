@@ -16,7 +16,9 @@ as a whole. It returns ``{"task", "rows": [...], "curves": {...}, "examples": {.
   forecasts series, and the CSI series of the channel-prediction tasks. On future-beam the MAE
   encoder is fine-tuned. Tasks without a zero-shot mode (labels from CSI) answer with a
   ``CheckpointError`` pointing to ``wfm finetune``;
-- a folder written by ``--save`` (``wfm.tasks.saved``): a trained model used as it is.
+- a folder written by ``--save`` (``wfm.tasks.saved``): a trained model used as it is; as
+  ``tune:DIR`` (a saved future-beam MAE) trained further on the training data, its head, anchor
+  and codebook frame kept, like a foundation model.
 
 Every model is loaded and checked before any data is read. Splits (stated in ``splits`` and
 the output): CSI by sample (head / middle / tail), series by sample or by time
@@ -127,6 +129,8 @@ def model_label(spec: str) -> str:
     p = Path(spec)
     if spec.startswith("scratch:"):
         return spec
+    if spec.startswith(saved.TUNE):
+        return saved.TUNE + Path(spec[len(saved.TUNE):]).name
     if p.exists():
         return p.parent.parent.name + "/" + p.name if p.suffix == ".ckpt" and p.parent.name == "checkpoints" else p.name
     return spec
@@ -223,6 +227,11 @@ def check_models(task: Task, models: Sequence[str], opts: EvalOptions, can_train
         if _known_baseline(spec):
             raise CheckpointError(f"baseline {spec!r} does not apply to task {task.name}; its baselines: "
                                   f"{', '.join(task.baselines)}")
+        if spec.startswith(saved.TUNE):
+            saved.check_tune(spec, task.family, task.name, can_train)
+            obj, meta = saved.load(spec[len(saved.TUNE):])
+            loaded[spec] = ("tune", obj.train(), meta)
+            continue
         if saved.is_saved(spec):
             obj, meta = saved.load(spec)
             fam = get_task(meta["task"]).family if meta["task"] in _task_names() else meta.get("family")
@@ -703,8 +712,11 @@ def _future_beam(run: _Run) -> None:
                 b = {"threads": None}
                 steps, lr, batch = opts.train_steps, opts.lr / 2, opts.batch_size
                 torch.manual_seed(seed)
-                net = BeamMAE(copy.deepcopy(run.loaded[spec]), train_all.past.shape[2],
-                              relative=opts.beam_frame == "relative")
+                start = run.loaded[spec]
+                if isinstance(start, tuple):  # tune:DIR: the saved future-beam MAE, head, anchor and frame kept
+                    net = copy.deepcopy(start[1])
+                else:
+                    net = BeamMAE(copy.deepcopy(start), train_all.past.shape[2], relative=opts.beam_frame == "relative")
             with _threads(b["threads"]), run.rep.training(label, steps) as cb:
                 net.fit(tr, val, steps=steps, lr=lr, batch_size=batch, seed=seed, progress=cb)
             info = {**base, "train_steps": steps, "batch_size": batch, "selected": run.kept(label, net)}

@@ -75,6 +75,27 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
+#: ``--model tune:DIR``: a saved model trained further on ``--train`` instead of used as it is.
+TUNE = "tune:"
+#: Saved classes that ``tune:`` can train further (a pretrained start with its own head).
+TUNABLE = {"beam-mae": "future-beam"}
+
+
+def check_tune(spec: str, family: str, task: str, can_train: bool) -> dict[str, Any]:
+    """``trained.json`` of ``tune:DIR`` after checking that it can be fine-tuned on ``task`` (no torch)."""
+    folder = spec[len(TUNE):]
+    if not is_saved(folder):
+        raise SavedModelError(f"{spec}: tune: takes a folder saved by wfm evaluate --save (with {META_NAME})")
+    meta = read_meta(folder)
+    if TUNABLE.get(meta["class"]) != family:
+        raise SavedModelError(f"{spec}: a saved {meta['class']} of task {meta['task']}; tune: fine-tunes a saved "
+                              + ", ".join(f"{c} on a {f} task" for c, f in TUNABLE.items()) + f", not {task}")
+    if not can_train:
+        raise SavedModelError(f"{spec}: tune: fine-tunes the model: give --train DIR next to --test (or use the "
+                              f"folder as it is: --model {folder})")
+    return meta
+
+
 def folder_name(label: str) -> str:
     """A file-system-safe folder name for a model label."""
     name = re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip("-.")
