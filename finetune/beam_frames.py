@@ -60,7 +60,7 @@ def run(train: str, tests: list[str], model: str | list[str], scratch: str = "sc
     out = {"train": train, "description": plan["description"],
            "persistence": {name: top1(persistence_scores(w), w) for name, w in plan["tests"]}, "rows": []}
     models = [model] if isinstance(model, str) else list(model)
-    for start in (*models, scratch) if frames else ():
+    for start in (*models, *([scratch] if scratch else [])) if frames else ():
         for frame in frames:
             first = start_net(start, frame, plan["train"].past.shape[2])
             if first is None:
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", required=True, action="append",
                     help="a pretrained MAE (exported folder, .ckpt or hub id) or a future-beam MAE saved by "
                          "wfm evaluate --save (repeatable)")
-    ap.add_argument("--scratch", default="scratch:mae_tiny", help="the same architecture from random weights")
+    ap.add_argument("--scratch", default="scratch:mae_tiny",
+                    help="the same architecture from random weights ('' leaves it out)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3, help="wfm evaluate's --lr 2e-3, halved for the MAE as it does")

@@ -5,6 +5,9 @@ A shipped folder records its check in ``config.json`` as a metric named
 ``NUM_SAMPLES`` samples of ``data/recipes/RECIPE.yaml`` with ``SEED``, run
 ``wfm evaluate --task TASK`` on them, and the model's ``METRIC`` must come out as recorded. The
 same number, the file size and the sha256 must stand in its row of ``checkpoints.md``.
+
+A shipped task model (a folder saved by ``wfm evaluate --save``: ``trained.json``, such as the
+future-beam MAE) records the same kind of metric in ``trained.json``'s ``metrics``, scored as it is.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, RECIPES
+from conftest import REPO, RECIPES, SHARED_DATASETS
 
 SHIPPED = REPO / "checkpoints"
 FOLDERS = sorted(p for p in SHIPPED.iterdir() if (p / "config.json").is_file()) if SHIPPED.is_dir() else []
+TASK_MODELS = sorted(p for p in SHIPPED.iterdir() if (p / "trained.json").is_file()) if SHIPPED.is_dir() else []
 
 
 def fixed_evals(folder: Path) -> list[tuple[str, str, int, int, str, float]]:
-    metrics = json.loads((folder / "config.json").read_text())["metrics"]
+    meta = folder / "config.json"
+    metrics = json.loads((meta if meta.is_file() else folder / "trained.json").read_text())["metrics"]
     out = []
     for key, value in metrics.items():
         parts = key.split("/")
@@ -53,7 +58,21 @@ def test_shipped_checkpoint_is_listed_with_its_sha256_and_metrics(folder):
         assert f"{value:.2f}" in rows[0]
 
 
-@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", TASK_MODELS, ids=lambda p: p.name)
+def test_shipped_task_model_is_listed_with_its_sha256_and_metrics(folder):
+    from wfm.tasks import saved
+
+    saved.load(folder)  # checks the sha256 and loads strict
+    rows = [line for line in (REPO / "checkpoints.md").read_text().splitlines() if f"`{folder.name}`" in line]
+    assert len(rows) == 1, f"checkpoints.md has no single row for {folder.name}"
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() in rows[0]
+    evals = fixed_evals(folder)
+    assert evals, f"{folder.name}: trained.json records no fixed_eval metric"
+    for *_, value in evals:
+        assert f"{value:.2f}" in rows[0]
+
+
+@pytest.mark.parametrize("folder", FOLDERS + TASK_MODELS, ids=lambda p: p.name)
 def test_shipped_checkpoint_reproduces_its_metric(folder, tmp_path):
     from wfm.cli import main
     from wfm.data.generate import generate_dataset
@@ -66,3 +85,19 @@ def test_shipped_checkpoint_reproduces_its_metric(folder, tmp_path):
         rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"]
         got = [r[metric] for r in rows if r["model"] == folder.name]
         assert got and got[0] == pytest.approx(value, abs=0.02), (task, recipe, metric)
+
+
+@pytest.mark.skipif(not (SHARED_DATASETS / "deepsense6g-beam").is_dir(), reason="DeepSense 6G arrays not present")
+def test_the_shipped_future_beam_mae_beats_persistence_zero_shot_on_a_real_site_it_never_saw(tmp_path):
+    """Pretrained on generated sweeps only: scenario 6 of DeepSense 6G, as released (top-1 0.447
+    against persistence's 0.328, pretrain/README.md)."""
+    from wfm.data.loaders.deepsense import import_deepsense
+    from wfm.tasks import saved
+    from wfm.tasks.future_beam import plan_beam, persistence_scores
+
+    data = import_deepsense(SHARED_DATASETS / "deepsense6g-beam", tmp_path / "s6", [6])
+    test = plan_beam([], [str(data)], False, 8, 1)["tests"][0][1]
+    model, _ = saved.load(SHIPPED / "beam-mae-tiny-street-cpu")
+    top1 = float((model.scores(test).argmax(1) == test.label).float().mean())
+    base = float((persistence_scores(test).argmax(1) == test.label).float().mean())
+    assert top1 == pytest.approx(0.447, abs=0.005) and top1 > base + 0.1
