@@ -8,10 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from wfm.data.beam_generator import BeamGenerator, BeamRecipe, array_gain, local_to_gps
+from wfm.data.beam_generator import BeamGenerator, BeamRecipe, array_gain
 from wfm.data.errors import DataError
 from wfm.data.generate import generate_dataset
-from wfm.data.geometry import gps_bearing, gps_to_local
+from wfm.data.geometry import gps_bearing, gps_to_local, local_to_gps
 from wfm.data.loaders.deepsense import SPECS
 from wfm.data.recipes import load_recipe
 

@@ -325,6 +325,10 @@ def test_argument_and_model_errors_come_before_torch_and_data(tmp_path, beams):
         (["--task", "traffic-forecast", "--model", "persistence", "--data", str(tmp_path), "--split", "scenario"],
          "splits by sample or time"),
         (["--task", "future-beam", "--model", "persistence", "--data", str(tmp_path), "--seeds", "0"], "seeds"),
+        (["--task", "future-beam", "--model", f"tune:{tmp_path}", "--train", str(beams["s12"]), "--test",
+          str(beams["s3"])], "tune: takes a folder saved"),
+        (["--task", "traffic-forecast", "--model", f"tune:{REPO / 'checkpoints' / 'beam-mae-tiny-street-cpu'}",
+          "--train", str(beams["s12"]), "--test", str(beams["s3"])], "not traffic-forecast"),
     ]
     for argv, needle in cases:
         p = subprocess.run([sys.executable, "-c", code, "evaluate", *argv, "--out", str(tmp_path / "o")],

@@ -34,7 +34,6 @@ from wfm.data.errors import DataError
 from wfm.hub import _HUB_ID, CheckpointError, read_config
 from wfm.safety import non_negative_int, positive_int
 from wfm.tasks import saved
-from wfm.tasks.saved import TUNE
 from wfm.tasks.progress import Reporter
 from wfm.tasks.registry import TASKS, get_task
 
@@ -161,7 +160,7 @@ def precheck(args: argparse.Namespace) -> dict[str, dict[str, int]]:
             raise CheckpointError(f"baseline {spec!r} does not apply to task {task.name}; its baselines: "
                                   f"{', '.join(task.baselines)}")
         path = Path(spec).expanduser()
-        if spec.startswith(TUNE):
+        if spec.startswith(saved.TUNE):
             saved.check_tune(spec, task.family, task.name, can_train)
             continue
         if spec.startswith("scratch:"):

@@ -34,9 +34,9 @@ import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.generate import register_kind
-from wfm.data.geometry import EARTH_RADIUS_M, gps_bearing
+from wfm.data.geometry import gps_bearing, local_to_gps
 from wfm.data.recipes import RecipeFields, field_problems, register_recipe_kind
-from wfm.data.series_generators import _parser
+from wfm.data.series_generators import dataclass_recipe_parser
 from wfm.data.shards import FieldSpec
 
 #: Where the generated base stations stand (lat, lon in degrees); only offsets from it matter.
@@ -104,14 +104,6 @@ def array_gain(beam_deg: np.ndarray, path_deg: np.ndarray, antennas: int) -> np.
     u = np.sin(np.deg2rad(path_deg))[..., None, :] - np.sin(np.deg2rad(beam_deg))[..., :, None]
     n = np.arange(antennas)
     return np.exp(1j * np.pi * u[..., None] * n).mean(axis=-1)
-
-
-def local_to_gps(east_north: np.ndarray, origin: tuple[float, float]) -> np.ndarray:
-    """Lat/lon (deg) of local east/north offsets (m): the inverse of :func:`gps_to_local`."""
-    lat0 = math.radians(origin[0])
-    lat = origin[0] + np.rad2deg(east_north[..., 1] / EARTH_RADIUS_M)
-    lon = origin[1] + np.rad2deg(east_north[..., 0] / (EARTH_RADIUS_M * math.cos(lat0)))
-    return np.stack([lat, lon], axis=-1)
 
 
 class BeamGenerator:
@@ -219,5 +211,5 @@ class BeamGenerator:
         return loss
 
 
-register_recipe_kind("beam", _parser(BeamRecipe, "beam"))
+register_recipe_kind("beam", dataclass_recipe_parser(BeamRecipe, "beam"))
 register_kind("beam", BeamGenerator)

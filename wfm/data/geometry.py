@@ -47,6 +47,15 @@ def gps_to_local(latlon: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return np.stack([east, north], axis=-1)
 
 
+def local_to_gps(east_north: np.ndarray, origin: tuple[float, float]) -> np.ndarray:
+    """Lat/lon (deg) of local east/north offsets ``[..., 2]`` (m) around ``origin``: the inverse of
+    :func:`gps_to_local` (the same equirectangular projection)."""
+    lat0 = np.deg2rad(origin[0])
+    lat = origin[0] + np.rad2deg(east_north[..., 1] / EARTH_RADIUS_M)
+    lon = origin[1] + np.rad2deg(east_north[..., 0] / (EARTH_RADIUS_M * np.cos(lat0)))
+    return np.stack([lat, lon], axis=-1)
+
+
 def gps_bearing(bs_latlon: np.ndarray, ue_latlon: np.ndarray) -> np.ndarray:
     """Compass bearing (deg clockwise from north, in [0, 360)) from the BS to the user."""
     en = gps_to_local(ue_latlon, bs_latlon)

@@ -161,7 +161,7 @@ class TrafficRecipe(RecipeFields):
         return self.interval_min * 60.0
 
 
-def _parser(cls: type, kind: str):
+def dataclass_recipe_parser(cls: type, kind: str):
     """A ``load_recipe`` parser for a dataclass recipe: unknown/missing keys are errors."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     required = {n for n, f in fields.items()
@@ -369,7 +369,7 @@ class TrafficGenerator:
         return out
 
 
-register_recipe_kind("trajectory", _parser(TrajectoryRecipe, "trajectory"))
-register_recipe_kind("traffic", _parser(TrafficRecipe, "traffic"))
+register_recipe_kind("trajectory", dataclass_recipe_parser(TrajectoryRecipe, "trajectory"))
+register_recipe_kind("traffic", dataclass_recipe_parser(TrafficRecipe, "traffic"))
 register_kind("trajectory", TrajectoryGenerator)
 register_kind("traffic", TrafficGenerator)
