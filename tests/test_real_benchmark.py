@@ -345,3 +345,59 @@ def test_the_cells_of_one_file_are_scored_together_where_there_are_enough():
     assert f["ratio_low"] < f["geometric_mean_ratio"] < f["ratio_high"] and f["label"].startswith("Milan cell")
     lines = R.verdicts({"models": [{"path": "m"}], "rows": [row(c, r) for c, r in enumerate(ratios)], "families": fam})
     assert any("together: geometric mean of the ratios" in x and "within noise" in x for x in lines)
+
+
+def _saved_beam_model(folder: Path, prior: str = "persistence", context: int = 4) -> Path:
+    """A saved future-beam model; anchored on persistence with its head at zero (as built), it
+    ranks the beams exactly as persistence does."""
+    from wfm.tasks import saved
+    from wfm.tasks.future_beam import BeamRNN
+
+    torch.manual_seed(0)
+    model = BeamRNN(64, 16, "gru", prior, relative=prior != "none")
+    return saved.save(model, folder, "future-beam", "future-beam",
+                      {"context": context, "horizon": 1, "trained_on": ["nothing: a test model"]})
+
+
+def test_saved_future_beam_models_are_scored_on_the_next_best_beam(standin, tmp_path):
+    from wfm.tasks.real_beams import discover_beam_models, is_beam_model
+
+    ds = standin / "deepsense6g-beam"
+    _deepsense(ds, scenario=2, n_traj=4, length=20)
+    anchored = _saved_beam_model(tmp_path / "ckpts" / "anchored")
+    free = _saved_beam_model(tmp_path / "ckpts" / "free", prior="none")
+    (tmp_path / "ckpts" / "export").mkdir()
+    (tmp_path / "ckpts" / "export" / "config.json").write_text(json.dumps({"model_kind": "causal"}))
+    assert discover_beam_models(tmp_path / "ckpts") == [str(anchored), str(free)]
+    assert not is_beam_model(tmp_path / "ckpts" / "export") and not is_beam_model(tmp_path / "nowhere")
+
+    out = tmp_path / "out"
+    main(["benchmark", "real", "--datasets", str(standin), "--out", str(out), "--time-only",
+          "--model", str(anchored), "--model", str(free)])
+    r = json.loads((out / "real_benchmark.json").read_text())
+    assert not r["models"]  # no forecasting model was asked for: the classical rows only
+    rows = {(x["scenarios"], x["model"]): x for x in r["beams"]["rows"]}
+    assert set(rows) == {(s, m) for s in ("s1", "s2", "s1-2") for m in ("persistence", "anchored", "free")}
+    # every step with 4 steps of context and one ahead: 3 x (30 - 4) + 4 x (20 - 4) windows
+    assert rows[("s1-2", "persistence")]["windows"] == 3 * 26 + 4 * 16
+    assert rows[("s1-2", "anchored")]["trajectories"] == 7 and rows[("s1-2", "anchored")]["all_scenarios"]
+    assert not rows[("s1", "anchored")]["all_scenarios"]
+    # persistence by hand: the best beam now is the best beam next step
+    from wfm.data.loaders.deepsense import load_scenario
+
+    hits = [int(np.argmax(p[t]) == np.argmax(p[t + 1])) for s in (1, 2)
+            for p in load_scenario(ds, s)["beam_power"] for t in range(3, len(p) - 1)]
+    assert rows[("s1-2", "persistence")]["top1"] == pytest.approx(np.mean(hits))
+    for s in ("s1", "s2", "s1-2"):  # the anchored model at its start is persistence
+        a, p = rows[(s, "anchored")], rows[(s, "persistence")]
+        assert a["top1"] == p["top1"] and a["power_loss_db"] == pytest.approx(p["power_loss_db"])
+        assert a["miss_ratio"] == pytest.approx(1.0)
+        assert rows[(s, "free")]["miss_ratio"] == pytest.approx((1 - rows[(s, "free")]["top1"]) / (1 - p["top1"]))
+    pooled = rows[("s1-2", "free")]
+    assert pooled["ratio_blocks"] == 7 and pooled["ratio_low"] <= pooled["miss_ratio"] <= pooled["ratio_high"]
+    assert pooled["note"] == "nothing: a test model"
+    md = (out / "real_benchmark.md").read_text()
+    assert "## Next best beam" in md and "anchored" in md
+    assert any(v.startswith("anchored: next best beam top-1") and "miss ratio 1.000" in v for v in R.verdicts(r))
+    # asked for forecasting models only, the benchmark scores no beam model
+    assert "beams" not in R.run_real_benchmark(standin, [], R.RealBenchConfig(csi_frequency=False))

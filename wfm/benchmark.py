@@ -32,9 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="real datasets folder (default: $WFM_REAL_DATA, else ../shared/datasets beside the repo)")
     r.add_argument("--out", default="wfm-real-benchmark", help="output folder (default: wfm-real-benchmark)")
     r.add_argument("--checkpoints", default=None, metavar="DIR",
-                   help="folder of exported models, each with a config.json (default: the repo's checkpoints/)")
+                   help="folder of exported models (each with a config.json) and saved future-beam models (each with "
+                        "a trained.json; scored on the next best beam) (default: the repo's checkpoints/)")
     r.add_argument("--model", action="append", default=None, metavar="PATH",
-                   help="an exported model folder instead of those found in --checkpoints (repeatable)")
+                   help="an exported model folder, or a saved future-beam model folder, instead of those found in "
+                        "--checkpoints (repeatable)")
     r.add_argument("--csi-window", type=int, default=16, help="CSI window length in packets (default 16)")
     r.add_argument("--csi-predict", type=int, default=8, help="packets predicted at the end of a window (default 8)")
     r.add_argument("--traffic-context", type=int, default=96, help="traffic context steps (default 96 = 16 h)")
@@ -54,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
+    from wfm.tasks.real_beams import discover_beam_models, is_beam_model
     from wfm.tasks.real_data import (RealBenchConfig, default_datasets_dir, discover_models, markdown_report,
                                      run_real_benchmark, verdicts)
 
@@ -62,17 +65,22 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
         console.print(f"no real datasets at {root} (set --datasets or $WFM_REAL_DATA); nothing to benchmark")
         return None
     if args.model:
-        specs = []
+        specs, beams = [], []
         for m in args.model:
+            if is_beam_model(m):
+                beams.append(m)
+                continue
             found = discover_models(Path(m).parent) if Path(m).is_dir() else []
             kind = next((k for p, k in found if Path(p).resolve() == Path(m).resolve()), None)
             if kind is None:
-                raise CheckpointError(f"{m}: not an exported model folder (no config.json with a model_kind)")
+                raise CheckpointError(f"{m}: not an exported model folder (no config.json with a model_kind) nor a "
+                                      "saved future-beam model (trained.json)")
             specs.append((m, kind))
     else:
-        specs = discover_models(args.checkpoints)
-        if not specs:
-            raise CheckpointError(f"{args.checkpoints or 'checkpoints/'}: no exported model (*/config.json)")
+        specs, beams = discover_models(args.checkpoints), discover_beam_models(args.checkpoints)
+        if not specs and not beams:
+            raise CheckpointError(f"{args.checkpoints or 'checkpoints/'}: no exported model (*/config.json) nor saved "
+                                  "future-beam model (*/trained.json)")
     import torch
 
     torch.set_num_threads(max(1, args.threads))
@@ -82,7 +90,7 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
                           beam_horizon=args.beam_horizon, period=args.period,
                           pool_channels=not args.independent_channels, csi_frequency=not args.time_only)
     with progress_bar("real-data benchmark (datasets)", None) as advance:
-        result = run_real_benchmark(root, specs, cfg, progress=advance)
+        result = run_real_benchmark(root, specs, cfg, progress=advance, beam_models=beams)
     out = Path(args.out)
     command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "") + \
         (" --independent-channels" if args.independent_channels else "") + (" --time-only" if args.time_only else "")
@@ -93,6 +101,10 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
         console.print(f"{d['dataset']} ({d['view']}): {d['note']}")
     print_table(result["summary"], title="real-data zero-shot: per-window NMSE (dB) of the best classical baseline "
                                          "and each model's ratio to it (< 1 beats it)")
+    if result.get("beams"):
+        print_table([{k: r.get(k) for k in ("scenarios", "windows", "model", "top1", "top3", "power_loss_db", "miss_ratio")}
+                     for r in result["beams"]["rows"]],
+                    title="next best beam on DeepSense 6G: top-1 / top-3, power loss (dB), misses over persistence's")
     for line in verdicts(result):
         console.print(line)
     console.print(f"wrote {out / 'real_benchmark.json'} and {out / 'real_benchmark.md'}")

@@ -113,20 +113,28 @@ def load_beam_trajectories(root: str | Path, context: int, horizon: int, task: s
     block = ds.read_range(0, len(ds), fields)
     n = len(ds)
     ds.close()
-    out = []
-    for i in range(n):
-        pw = np.asarray(block["beam_power"][i], dtype=np.float32)
-        ts = np.arange(context - 1, len(pw) - horizon)
-        t: dict[str, Any] = {"scenario": int(block["scenario"][i]), "windows": len(ts), "index": i,
-                             "sequence_id": int(block["sequence_id"][i]) if "sequence_id" in block else i}
-        if len(ts):
-            pos = gps_to_local(np.asarray(block["vehicle_gps"][i]), np.asarray(block["bs_gps"][i]))
-            t.update(past=np.stack([pw[s - context + 1:s + 1] for s in ts]),
-                     label=np.asarray(block["best_beam"][i])[ts + horizon], future_power=pw[ts + horizon],
-                     position=pos[ts].astype(np.float32), scenario_w=np.full(len(ts), t["scenario"]),
-                     trajectory=np.full(len(ts), id_offset + i))
-        out.append(t)
-    return out
+    return [trajectory_windows(block["beam_power"][i], block["best_beam"][i], block["vehicle_gps"][i],
+                               block["bs_gps"][i], int(block["scenario"][i]), context, horizon,
+                               int(block["sequence_id"][i]) if "sequence_id" in block else i, id_offset + i, i)
+            for i in range(n)]
+
+
+def trajectory_windows(beam_power: np.ndarray, best_beam: np.ndarray, vehicle_gps: np.ndarray, bs_gps: np.ndarray,
+                       scenario: int, context: int, horizon: int, sequence_id: int, trajectory: int,
+                       index: int = 0) -> dict[str, Any]:
+    """One trajectory's windows (``FIELDS`` as arrays, ``scenario_w`` for ``scenario``) plus
+    ``scenario``, ``sequence_id``, ``index`` and ``windows`` (0, and no arrays, when it is shorter
+    than ``context + horizon``): every step ``t`` with a full context, ``t + horizon`` in the trajectory."""
+    pw = np.asarray(beam_power, dtype=np.float32)
+    ts = np.arange(context - 1, len(pw) - horizon)
+    t: dict[str, Any] = {"scenario": scenario, "windows": len(ts), "index": index, "sequence_id": sequence_id}
+    if len(ts):
+        pos = gps_to_local(np.asarray(vehicle_gps), np.asarray(bs_gps))
+        t.update(past=np.stack([pw[s - context + 1:s + 1] for s in ts]),
+                 label=np.asarray(best_beam)[ts + horizon], future_power=pw[ts + horizon],
+                 position=pos[ts].astype(np.float32), scenario_w=np.full(len(ts), scenario),
+                 trajectory=np.full(len(ts), trajectory))
+    return t
 
 
 def stack_trajectories(trajs: Sequence[dict[str, Any]]) -> BeamWindows | None:

@@ -66,6 +66,7 @@ from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.models.baselines import build_baseline, seasonal_period
 from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
 from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
+from wfm.tasks.real_beams import BEAM_COLUMNS, beam_rows, beam_verdicts, discover_beam_models
 from wfm.tasks.significance import MIN_GROUPS, geometric_mean_interval, independent_blocks, ratio_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -543,15 +544,21 @@ def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
 
 def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
                        cfg: RealBenchConfig | None = None,
-                       progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                       progress: Callable[[int], None] | None = None,
+                       beam_models: list[str] | None = None) -> dict[str, Any]:
     """Score every model and the classical baselines on every dataset under ``root``:
-    ``{"datasets": [...], "rows": [...], "summary": [...], "config", "models"}``.
+    ``{"datasets": [...], "rows": [...], "summary": [...], "config", "models", "beams"}``.
 
     ``model_specs``: ``(path, model_kind)`` pairs (default ``discover_models()``), loaded with
     ``wfm.from_pretrained``, or ``(name, model_kind, model)`` triples of models already built.
-    A model that does not load is reported (an ``error`` on each of its rows), not fatal."""
+    A model that does not load is reported (an ``error`` on each of its rows), not fatal.
+    ``beam_models``: saved future-beam model folders scored on the next best beam of the DeepSense
+    data (``wfm.tasks.real_beams``; default: those in ``checkpoints/`` when ``model_specs`` is
+    None too, else none); ``beams`` holds their rows (absent without beam models or data)."""
     cfg = cfg or RealBenchConfig()
     data = load_real_datasets(root, cfg)
+    if beam_models is None:
+        beam_models = discover_beam_models() if model_specs is None else []
     specs = discover_models() if model_specs is None else list(model_specs)
     models: list[tuple[str, str, Any]] = []
     for spec in specs:
@@ -570,7 +577,18 @@ def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
         rows += part
         if progress:
             progress(1)
-    return {"datasets_dir": str(root), "config": asdict(cfg),
+    beams = None
+    if beam_models and (Path(root) / "deepsense6g-beam").is_dir():
+        from wfm.tasks import saved
+
+        loaded = []
+        for path in beam_models:
+            model, meta = saved.load(path)  # a saved model that does not load is an error to see
+            loaded.append((path, model, meta))
+        beams = beam_rows(Path(root) / "deepsense6g-beam", loaded)
+        if progress:
+            progress(1)
+    return {"datasets_dir": str(root), "config": asdict(cfg), **({"beams": beams} if beams else {}),
             "models": [{"path": p, "kind": k, **({"error": f"cannot load: {m}"} if isinstance(m, Exception) else {})}
                        for p, k, m in models],
             "datasets": [{"dataset": d.name, "view": d.view, "windows": d.windows, "interval_s": d.interval,
@@ -679,7 +697,7 @@ def verdicts(result: dict[str, Any]) -> list[str]:
             lines.append(f"{name}: its {bands[0]['interval_nominal']:.0%} band holds {lo['interval_coverage']:.0%} "
                          f"({lo['dataset']}, {lo['view']}) to {hi['interval_coverage']:.0%} ({hi['dataset']}, "
                          f"{hi['view']}) of the targets")
-    return lines
+    return lines + (beam_verdicts(result["beams"]) if result.get("beams") else [])
 
 
 TABLE_COLUMNS = ("dataset", "view", "windows", "context", "horizon", "interval", "model", "kind", "period",
@@ -702,6 +720,15 @@ def markdown_report(result: dict[str, Any], command: str = "wfm benchmark real")
              "## Windows\n"]
     lines += [f"- {d['dataset']} ({d['view']}): {d['note']}" for d in result["datasets"]]
     lines += ["", "## Verdict\n"] + [f"- {v}" for v in verdicts(result)]
-    lines += ["", "## Summary\n", markdown_table(summary, scols), "## All rows\n", markdown_table(rows, cols)]
+    lines += ["", "## Summary\n", markdown_table(summary, scols)]
+    if result.get("beams"):
+        brows = esc(result["beams"]["rows"])
+        lines += ["## Next best beam (DeepSense 6G, saved future-beam models)\n",
+                  "Top-1 / top-3 accuracy and beam power loss (dB) of the predicted best beam "
+                  f"{', '.join(str(w['horizon']) for w in result['beams']['windows'])} step(s) ahead from "
+                  f"{', '.join(str(w['context']) for w in result['beams']['windows'])} beam-power vectors; miss ratio = "
+                  "model top-1 misses / persistence's on the same windows (< 1 beats it), 95 % over trajectories.\n",
+                  markdown_table(brows, [c for c in BEAM_COLUMNS if any(c in r for r in brows)])]
+    lines += ["## All rows\n", markdown_table(rows, cols)]
     return "\n".join(lines)
 
