@@ -174,6 +174,12 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
                     assert 0 < x["ratio_low"] <= x["ratio_high"]
         else:
             assert "ratio_low" not in x and "ratio_blocks" not in x
+    # A row behind the best classical says how many of its windows make the gap (the rest alone
+    # would be at or below it); a row at or below it has no such count.
+    for x in rows:
+        if x["kind"].startswith("FM") and "ratio_to_best" in x:
+            assert ("gap_windows" in x) == (x["ratio_to_best"] > 1)
+            assert 1 <= x.get("gap_windows", 1) <= x["windows"]
     summary = {(s["dataset"], s["view"]): s for s in r["summary"]}
     assert summary[("Milan cell 11", "traffic")]["causal-tiny-export ratio 95 %"] == "1 block"
     # Hand computation: persistence on the first Milan cell.

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wfm.tasks.significance import (KeptWeights, beats_beyond_noise, geometric_mean_interval, independent_blocks,
-                                   ratio_interval)
+                                   ratio_interval, windows_behind)
 
 
 def test_independent_blocks_join_windows_whose_targets_share_a_step():
@@ -119,3 +119,27 @@ def test_geometric_mean_interval_resamples_datasets():
     assert geometric_mean_interval([0.9, 1.1, 1.0, 0.95]) is None  # fewer than 5 datasets
     with pytest.raises(ValueError, match="positive"):
         geometric_mean_interval([1.0, 0.0, 1.0, 1.0, 1.0])
+
+
+def test_windows_behind_counts_the_fewest_windows_that_make_a_gap():
+    best = torch.full((10,), 0.1, dtype=torch.float64)
+    # one bad window (excess 1.0) against nine slightly better ones (-0.05 each): one event
+    mine = best.clone() - 0.05
+    mine[3] = 1.1
+    k, order = windows_behind(mine, best)
+    assert k == 1 and int(order[0]) == 3
+    assert mine[order[1:]].mean() <= best[order[1:]].mean()
+    # evenly behind everywhere: every window makes the gap
+    assert windows_behind(best + 0.01, best)[0] == 10
+    # not behind (ties count as not behind): nothing to close
+    assert windows_behind(best, best)[0] == 0 and windows_behind(best - 0.01, best)[0] == 0
+    # the fewest: dropping the largest excesses first, by brute force over every subset of 6 windows
+    import itertools
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        a, b = torch.rand(6, generator=g, dtype=torch.float64), torch.rand(6, generator=g, dtype=torch.float64)
+        fewest = min((len(c) for r in range(7) for c in itertools.combinations(range(6), r)
+                      if (a - b).sum() - (a - b)[list(c)].sum() <= 0), default=6)
+        assert windows_behind(a, b)[0] == (0 if (a - b).sum() <= 0 else fewest)
+    with pytest.raises(ValueError, match="different shapes"):
+        windows_behind(best, best[:3])

@@ -67,7 +67,8 @@ from wfm.models.baselines import build_baseline, seasonal_period
 from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
 from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
 from wfm.tasks.real_beams import BEAM_COLUMNS, beam_rows, beam_verdicts, discover_beam_models
-from wfm.tasks.significance import MIN_GROUPS, geometric_mean_interval, independent_blocks, ratio_interval
+from wfm.tasks.significance import (MIN_GROUPS, geometric_mean_interval, independent_blocks, ratio_interval,
+                                   windows_behind)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -531,6 +532,12 @@ def _finalise(rows: list[dict[str, Any]], data: BenchData) -> None:
         mine = r.pop("_windows", None)
         if best is None or mine is None or not r["kind"].startswith("FM"):
             continue
+        k, order = windows_behind(mine, best)
+        if k:  # behind: how many of its windows make the gap, and where the worst one starts
+            r["gap_windows"] = k
+            worst = int(order[0])
+            r["gap_worst_window"] = worst if data.span is None else f"{worst} (series {int(data.span[worst, 0])}, " \
+                                                                     f"step {int(data.span[worst, 1])})"
         ci = ratio_interval(mine, best, blocks)
         if ci is None:
             r["ratio_blocks"] = len(mine) if blocks is None else int(blocks.unique().numel())
@@ -682,7 +689,9 @@ def verdicts(result: dict[str, Any]) -> list[str]:
             for kind, label in BEHIND_KINDS:
                 rs = [r for r in over if beyond_noise(r) == kind]
                 if rs:
-                    named = ", ".join(f"{r['dataset']} {r['view']} {_fmt_ratio_interval(r)}" for r in rs)
+                    named = ", ".join(f"{r['dataset']} {r['view']} {_fmt_ratio_interval(r)}"
+                                      + (f" [{r['gap_windows']} of its {r['windows']} windows make the gap]"
+                                         if "gap_windows" in r else "") for r in rs)
                     parts.append(f"{label} on {len(rs)} ({named})")
             lines.append(f"{name}: of the {len(over)} behind, " + "; ".join(parts))
         for f in result.get("families", []):
@@ -702,7 +711,7 @@ def verdicts(result: dict[str, Any]) -> list[str]:
 
 TABLE_COLUMNS = ("dataset", "view", "windows", "context", "horizon", "interval", "model", "kind", "period",
                  "window_nmse", "window_nmse_db", "best_classical", "ratio_to_best", "ratio_low", "ratio_high",
-                 "ratio_blocks", "interval_coverage",
+                 "ratio_blocks", "gap_windows", "gap_worst_window", "interval_coverage",
                  "quantile_loss", "note", "error")
 
 

@@ -209,3 +209,20 @@ def separation_warnings(scored: Sequence[Scored], metric: str, higher_better: bo
                        f"{b.label} ({b.mean:.4g}): difference {diff:+.3g}, 95 % interval {lo:+.3g} to {hi:+.3g} "
                        f"(paired bootstrap over {k} test {units}){need}")
     return out
+
+
+def windows_behind(a: Tensor, b: Tensor) -> tuple[int, Tensor]:
+    """How concentrated a model's loss is: the fewest windows whose removal leaves ``mean(a) <=
+    mean(b)`` on the rest (0 where it already is), with ``a`` and ``b`` two models' per-window
+    errors ``[N]`` on the same windows, and the window indices by how much ``a`` exceeds ``b``
+    there, largest first. A gap closed by one window of 37 is one event, not a pattern."""
+    a, b = a.double().flatten(), b.double().flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"per-window errors of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
+    excess = a - b
+    order = torch.argsort(excess, descending=True)
+    left = float(excess.sum()) - torch.cumsum(excess[order], 0)  # the rest's total excess after dropping 1, 2, ...
+    if float(excess.sum()) <= 0:
+        return 0, order
+    closed = (left <= 0).nonzero()
+    return (int(closed[0]) + 1 if len(closed) else len(a)), order
