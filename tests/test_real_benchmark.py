@@ -405,5 +405,12 @@ def test_saved_future_beam_models_are_scored_on_the_next_best_beam(standin, tmp_
     md = (out / "real_benchmark.md").read_text()
     assert "## Next best beam" in md and "anchored" in md
     assert any(v.startswith("anchored: next best beam top-1") and "miss ratio 1.000" in v for v in R.verdicts(r))
+    # a saved model that does not load (its weights changed since it was saved) is a row, not a crash
+    (free / "model.safetensors").write_bytes(b"not the weights")
+    broken = R.run_real_benchmark(standin, [], R.RealBenchConfig(csi_frequency=False), beam_models=[str(anchored), str(free)])
+    bad = [x for x in broken["beams"]["rows"] if x["model"] == "free"]
+    assert len(bad) == 1 and "sha256 mismatch" in bad[0]["error"] and str(free) in bad[0]["error"]
+    assert any(x["model"] == "anchored" and "top1" in x for x in broken["beams"]["rows"])
+    assert any(v.startswith("free: failed on the next best beam (cannot load") for v in R.verdicts(broken))
     # asked for forecasting models only, the benchmark scores no beam model
     assert "beams" not in R.run_real_benchmark(standin, [], R.RealBenchConfig(csi_frequency=False))

@@ -70,11 +70,16 @@ def beam_rows(folder: str | Path, models: list[tuple[str, Any, dict[str, Any]]])
     """Persistence and each ``(name, model, meta)`` (``wfm.tasks.saved.load``) on the real windows
     under ``folder``, per scenario and over all scenarios (``all_scenarios``: the row that holds
     every window; with one scenario, its own row): ``{"rows": [...], "windows": [...]}``.
-    A model that fails (a layout it cannot take) gets rows with its one-line ``error``."""
+    A model that fails (a layout it cannot take) gets rows with its one-line ``error``; one given
+    as an exception (it did not load) gets a single row with it."""
     rows: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     cache: dict[tuple[int, int], BeamWindows | None] = {}
     for name, model, meta in models:
+        if isinstance(model, Exception):  # it did not load: one row that says why
+            rows.append({"model": Path(name).name, "kind": "FM (future-beam)", "scenarios": "all",
+                         "all_scenarios": True, "error": f"cannot load: {str(model).splitlines()[0]}"})
+            continue
         train = meta.get("training", {})
         context, horizon = int(train.get("context", 8)), int(train.get("horizon", 1))
         key = (context, horizon)
@@ -128,6 +133,9 @@ def beam_verdicts(beams: dict[str, Any]) -> list[str]:
     lines = []
     for name in dict.fromkeys(r["model"] for r in beams["rows"] if r["kind"] != "classical"):
         mine = [r for r in beams["rows"] if r["model"] == name and "miss_ratio" in r]
+        failed = [r for r in beams["rows"] if r["model"] == name and "error" in r]
+        if failed:
+            lines.append(f"{name}: failed on the next best beam ({failed[0]['error']})")
         if not mine:
             continue
         pooled = next(r for r in mine if r["all_scenarios"])

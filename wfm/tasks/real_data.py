@@ -588,10 +588,12 @@ def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
     if beam_models and (Path(root) / "deepsense6g-beam").is_dir():
         from wfm.tasks import saved
 
-        loaded = []
+        loaded: list[tuple[str, Any, dict[str, Any]]] = []
         for path in beam_models:
-            model, meta = saved.load(path)  # a saved model that does not load is an error to see
-            loaded.append((path, model, meta))
+            try:
+                loaded.append((path, *saved.load(path)))
+            except Exception as e:  # reported on its row, as a forecasting model that does not load
+                loaded.append((path, e, {}))
         beams = beam_rows(Path(root) / "deepsense6g-beam", loaded)
         if progress:
             progress(1)
