@@ -38,6 +38,9 @@ context mean (per series), and seasonal naive with the period from the interval
 datasets, so it is reported as not applicable there; ``period=`` forces one). Linear
 extrapolation is shown for reference (kind ``reference``) without setting the best.
 
+Saved future-beam models (``checkpoints/*/trained.json``) are scored on their own task, the
+next best beam of the DeepSense trajectories against persistence (``wfm.tasks.real_beams``).
+
 Metric (DESIGN.md, "How models are judged"): per-window NMSE, the mean over windows of
 ``sum |err|^2 / sum |true|^2`` over the window's predicted steps and channels, in linear and dB,
 and its ratio to the best classical baseline of the same dataset (``ratio_to_best`` < 1 beats
