@@ -189,6 +189,8 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
     assert by[("Milan cell 11", "traffic", "persistence")]["window_nmse"] == pytest.approx(hand, rel=1e-6)
     md = (out / "real_benchmark.md").read_text()
     assert "## Summary" in md and "Milan cell 12" in md and "causal-tiny-export ratio" in md
+    assert (out / "real_benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the ratios at a glance
+    assert not list(out.glob(".*tmp*"))
     assert "Verdict" in md
     # --independent-channels: each channel on its own; the classical rows are the same, and the
     # causal model's CSI rows say how their channels were treated
@@ -382,6 +384,7 @@ def test_saved_future_beam_models_are_scored_on_the_next_best_beam(standin, tmp_
           "--model", str(anchored), "--model", str(free)])
     r = json.loads((out / "real_benchmark.json").read_text())
     assert not r["models"]  # no forecasting model was asked for: the classical rows only
+    assert not (out / "real_benchmark.png").exists()  # no model ratio to draw
     rows = {(x["scenarios"], x["model"]): x for x in r["beams"]["rows"]}
     assert set(rows) == {(s, m) for s in ("s1", "s2", "s1-2") for m in ("persistence", "anchored", "free")}
     # every step with 4 steps of context and one ahead: 3 x (30 - 4) + 4 x (20 - 4) windows

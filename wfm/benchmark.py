@@ -5,7 +5,7 @@ baselines on every real dataset (``wfm.tasks.real_data``), one table.
 
 ``--datasets`` defaults to ``$WFM_REAL_DATA``, else ``../shared/datasets`` beside the
 repository; when it is absent the command says so and exits 0 (a clone without the shared
-data). Writes ``real_benchmark.json`` and ``real_benchmark.md`` to ``--out`` and prints the
+data). Writes ``real_benchmark.json``, ``real_benchmark.md`` and ``real_benchmark.png`` to ``--out`` and prints the
 summary table and a verdict per model.
 """
 
@@ -97,6 +97,14 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     write_json(out / "real_benchmark.json", result)
     with atomic_path(out / "real_benchmark.md") as tmp:
         tmp.write_text(markdown_report(result, command))
+    from wfm.tasks.plots import ratio_bars
+
+    fm_rows = [r for r in result["rows"] if r["kind"].startswith("FM")]
+    png = None
+    if any("ratio_to_best" in r for r in fm_rows):
+        with atomic_path(out / "real_benchmark.png") as tmp:
+            ratio_bars(fm_rows, tmp, "real data, zero-shot: each model against the best classical baseline")
+        png = out / "real_benchmark.png"
     for d in result["datasets"]:
         console.print(f"{d['dataset']} ({d['view']}): {d['note']}")
     print_table(result["summary"], title="real-data zero-shot: per-window NMSE (dB) of the best classical baseline "
@@ -107,5 +115,5 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
                     title="next best beam on DeepSense 6G: top-1 / top-3, power loss (dB), misses over persistence's")
     for line in verdicts(result):
         console.print(line)
-    console.print(f"wrote {out / 'real_benchmark.json'} and {out / 'real_benchmark.md'}")
+    console.print(f"wrote {out / 'real_benchmark.json'}, {out / 'real_benchmark.md'}" + (f" and {png}" if png else ""))
     return result

@@ -24,7 +24,7 @@ def save(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` as a PNG at ``path`` (folders made as needed) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # also for a temporary name without the .png suffix
     pyplot().close(fig)
     return path
 
@@ -79,4 +79,39 @@ def csi_heatmap(true: Any, preds: Mapping[str, Any], path: str | Path, axis: str
     fig.colorbar(im, ax=axes[0].tolist(), label="|H| dB")
     if title:
         fig.suptitle(title)
+    return save(fig, path)
+
+
+def ratio_bars(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """The real benchmark at a glance: one horizontal bar per dataset and model, its ratio to the
+    best classical baseline (log scale; < 1 beats it) with the 95 % interval where there is one,
+    and the lines at 1 and 0.8 that the models are judged by. ``rows``: ``wfm benchmark real``
+    rows with ``ratio_to_best``."""
+    plt = pyplot()
+    rows = [r for r in rows if r.get("ratio_to_best")]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    labels = list(dict.fromkeys(f"{r['dataset']}, {r['view']}" for r in rows))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * len(labels) * max(1, len(models))), layout="constrained")
+    height = 0.8 / max(1, len(models))
+    for j, m in enumerate(models):
+        mine = {f"{r['dataset']}, {r['view']}": r for r in rows if r["model"] == m}
+        ys = [i + (j - (len(models) - 1) / 2) * height for i, lab in enumerate(labels) if lab in mine]
+        rs = [mine[lab] for lab in labels if lab in mine]
+        x = np.array([float(r["ratio_to_best"]) for r in rs])
+        lo = np.array([float(r.get("ratio_low", r["ratio_to_best"])) for r in rs])
+        hi = np.array([float(r.get("ratio_high", r["ratio_to_best"])) for r in rs])
+        ax.barh(ys, x - 1, left=1, height=height * 0.9, label=m, alpha=0.8)
+        ax.errorbar(x, ys, xerr=[x - lo, hi - x], fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+    ax.set_xscale("log")
+    plain = plt.FuncFormatter(lambda v, _: f"{v:g}")  # 0.3, not 3x10^-1
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="both", labelsize=7)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.axvline(0.8, color="gray", lw=1, ls="--")
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="ratio to the best classical baseline (per-window NMSE; < 1 beats it, dashed: 0.8)", title=title)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7)
     return save(fig, path)
