@@ -4,6 +4,8 @@ where training does not beat it on the validation windows."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -131,3 +133,93 @@ def test_the_recurrent_baseline_takes_the_same_anchor_and_frame_and_stays_plain_
     assert torch.equal(rebuilt.scores(test), net.scores(test))
     old = {k: v for k, v in config.items() if k not in ("prior", "relative")}
     assert saved.build(cls, old).prior == "none"
+
+
+def _flicker(n: int, seed: int) -> BeamWindows:
+    """Windows whose best beam is always the current one (``drift`` 0), but whose last sweep has
+    its neighbour a hair stronger in some windows than a drifting lobe would: a model that follows
+    the neighbour moves off a beam that stays."""
+    w = _windows(n, 0, seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    here = w.past[:, -1].argmax(1)
+    nxt = (here + 1) % 64
+    lift = torch.rand(n, generator=g) < 0.5
+    w.past[lift, -1, nxt[lift]] = w.past[lift, -1, here[lift]] * 0.99  # close behind, never ahead
+    w.trajectory[:] = torch.arange(n) // 4  # four windows a drive: the test counts drives, not windows
+    return w
+
+
+def test_a_stay_bias_adds_to_the_current_best_beam_and_calibration_chooses_it_only_beyond_noise():
+    from wfm.tasks.future_beam import calibrate_stay_bias
+
+    torch.manual_seed(0)
+    beam = BeamMAE(create_model("mae_tiny"), 64).eval()
+    with torch.no_grad():  # a head that pulls every score one beam up the codebook: it moves too readily
+        beam.head.weight.zero_()
+        beam.head.bias.copy_(torch.zeros(64).index_fill_(0, torch.tensor([33]), 1.0))
+    w = _flicker(256, seed=1)
+    with torch.no_grad():
+        base = beam(w.past)
+        beam.stay_bias = 0.7
+        biased = beam(w.past)
+    here = w.past[:, -1].argmax(1)
+    assert torch.allclose(biased - base, 0.7 * torch.nn.functional.one_hot(here, 64).float())
+    beam.stay_bias = 0.0
+    top1 = float((beam.scores(w).argmax(1) == w.label).float().mean())
+    assert top1 < 0.7  # it moves off a beam that stays
+    res = calibrate_stay_bias(beam, w)
+    assert res["current"] == 0.0 and res["choice"] > 0 and beam.stay_bias == res["choice"]
+    assert float((beam.scores(w).argmax(1) == w.label).float().mean()) == 1.0
+    assert {r["stay_bias"] for r in res["rows"]} >= {0.0, 2.0} and res["trajectories"] == 64
+    # where the best beam does move, staying is wrong and no bias beats none: it keeps 0
+    moving = _windows(256, 1, seed=2)
+    moving.trajectory[:] = torch.arange(256) // 4
+    fresh = BeamMAE(create_model("mae_tiny"), 64).eval()
+    with torch.no_grad():
+        fresh.head.bias.copy_(torch.zeros(64).index_fill_(0, torch.tensor([33]), 1.0))
+    assert calibrate_stay_bias(fresh, moving)["choice"] == 0.0 and fresh.stay_bias == 0.0
+
+
+def test_a_calibrated_stay_bias_is_saved_and_models_saved_before_it_load_without_one(tmp_path):
+    from wfm.tasks import saved
+
+    torch.manual_seed(0)
+    beam = BeamMAE(create_model("mae_tiny"), 64)
+    assert "stay_bias" not in saved.describe(beam)[1]  # unchanged configs for uncalibrated models
+    beam.stay_bias = 0.9
+    folder = saved.save(beam, tmp_path / "m", "future-beam", "future-beam", {"context": 8, "horizon": 1})
+    back, meta = saved.load(folder)
+    assert back.stay_bias == 0.9 and meta["config"]["stay_bias"] == 0.9
+    w = _windows(8, 1, seed=0)
+    with torch.no_grad():
+        assert torch.equal(back(w.past), beam.eval()(w.past))
+
+
+def test_wfm_calibrate_writes_a_copy_of_a_saved_future_beam_model_with_its_stay_bias(tmp_path, capsys):
+    from wfm.cli import main
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+    from wfm.tasks import saved
+
+    recipe = load_recipe("data/recipes/beam-street-60g.yaml").with_overrides(num_samples=12, shard_size=12)
+    data = generate_dataset(recipe, tmp_path / "sites").out_dir
+    torch.manual_seed(0)
+    beam = BeamMAE(create_model("mae_tiny"), 64)
+    with torch.no_grad():  # a model that moves off every beam: calibration has something to fix
+        beam.head.bias.copy_(torch.zeros(64).index_fill_(0, torch.tensor([33]), 20.0))
+    src = saved.save(beam, tmp_path / "model", "future-beam", "future-beam",
+                     {"context": 8, "horizon": 1, "trained_on": ["nothing: a test"]})
+    out = tmp_path / "calibrated"
+    main(["calibrate", str(src), "--data", str(data), "--split", "all", "--out", str(out),
+          "--json", str(tmp_path / "cal.json")])
+    back, meta = saved.load(out)
+    assert meta["training"]["trained_on"] == ["nothing: a test"]
+    assert meta["training"]["stay_bias_calibrated_on"].startswith("sites (all, scenario(s)")
+    res = json.loads((tmp_path / "cal.json").read_text())
+    assert back.stay_bias == res["stay_bias"] == res["result"]["choice"]
+    assert saved.load(src)[0].stay_bias == 0.0  # the source is left as it was
+    # the copy's weights are the source's
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), saved.load(src)[0].state_dict().values()))
+    with pytest.raises(SystemExit):  # the CLI prints the one-line error and exits 2
+        main(["calibrate", str(src), "--data", str(data), "--out", str(out)])
+    assert "not empty" in capsys.readouterr().err

@@ -1,11 +1,16 @@
-"""``wfm calibrate``: choose an MAE's guard prior on measured windows of a link, write a copy of the model.
+"""``wfm calibrate``: choose an MAE's guard prior on measured windows of a link, or a future-beam
+model's stay bias on labelled sweeps of one's own sites, and write a copy of the model.
 
     wfm data import intel capture.dat --out data/my-link        # windows of your own capture
     wfm calibrate checkpoints/mae-tiny-catalog-cpu --data data/my-link --out models/mae-my-link
     wfm evaluate --task channel-prediction-frequency --model models/mae-my-link --data data/my-link   # its test split
 
-The weights are not trained or changed; ``config.json`` of the copy records the choice
-(``arch.guard_prior``), which every later ``predict`` uses (``wfm.tasks.guard_calibration``).
+    wfm data import deepsense DIR --scenarios 1 2 3 4 --out data/my-sites   # beam sweeps of your own sites
+    wfm calibrate checkpoints/beam-mae-tiny-street-cpu --data data/my-sites --split all --out models/beam-my-sites
+
+The weights are not trained or changed. An MAE copy's ``config.json`` records its choice
+(``arch.guard_prior``), which every later ``predict`` uses (``wfm.tasks.guard_calibration``); a
+future-beam copy's ``trained.json`` its ``stay_bias`` (``wfm.tasks.future_beam.calibrate_stay_bias``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ SPLITS = ("train", "val", "test", "all")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="re-choose an MAE's guard prior on measured windows of one link or receiver "
+    p = sub.add_parser("calibrate", help="re-choose an MAE's guard prior on measured windows of one link or receiver, "
+                                         "or a future-beam model's stay bias on labelled sweeps of your own sites "
                                          "(no training): writes a copy of the model that uses it")
-    p.add_argument("model", help="MAE model folder (wfm export, checkpoints/...)")
-    p.add_argument("--data", required=True, help="CSI dataset folder of the same link or receiver (wfm data import ...)")
+    p.add_argument("model", help="MAE model folder (wfm export, checkpoints/...), or a saved future-beam model "
+                                 "(checkpoints/beam-mae-tiny-street-cpu, wfm evaluate --save)")
+    p.add_argument("--data", required=True, help="CSI dataset folder of the same link or receiver, or a beam dataset "
+                                                 "of your own sites for a future-beam model (wfm data import ...)")
     p.add_argument("--out", required=True, help="new folder for the calibrated copy")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--axis", choices=("time", "frequency", "both"), default="both",
@@ -53,6 +61,34 @@ def load_windows(root: str | Path, split: str, max_samples: int) -> Any:
     return csi
 
 
+def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
+    """``wfm calibrate`` of a saved future-beam model: its stay bias on the beam windows of ``--data``."""
+    from wfm.console import console, print_table, write_json
+    from wfm.tasks import saved
+    from wfm.tasks.future_beam import calibrate_stay_bias, load_beam_windows, plan_beam
+
+    model, meta = saved.load(args.model)
+    train = meta.get("training", {})
+    context, horizon = int(train.get("context", 8)), int(train.get("horizon", 1))
+    if args.split == "all":
+        w = plan_beam([], [str(args.data)], False, context, horizon, task="calibrate")["tests"][0][1]
+    else:
+        w = load_beam_windows(args.data, context, horizon, task="calibrate")[args.split]
+    res = calibrate_stay_bias(model, w)
+    print_table(res["rows"], title=f"{args.data} ({args.split}: {res['windows']} windows of {res['trajectories']} "
+                                   f"trajectories): top-1 of the next best beam per stay bias")
+    scen = ",".join(str(s) for s in sorted(set(w.scenario.tolist())))
+    training = {**train, "stay_bias_calibrated_on": f"{Path(args.data).name} ({args.split}, scenario(s) {scen}, "
+                                                    f"{res['windows']} windows)"}
+    saved.save(model, out, meta["task"], meta.get("family", meta["task"]), training)
+    console.print(f"stay bias {res['choice']:g}" + (f" (was {res['current']:g})" if res["choice"] != res["current"]
+                                                     else " (kept: no other bias beat it beyond noise)"))
+    console.print(f"wrote {out}: the same weights, stay_bias {res['choice']:g}")
+    if args.json:
+        write_json(args.json, {"model": str(args.model), "data": str(args.data), "split": args.split,
+                               "out": str(out), "stay_bias": res["choice"], "result": res})
+
+
 def cmd_calibrate(args: argparse.Namespace) -> None:
     import wfm
     from wfm.console import console, print_table, progress_bar, write_json
@@ -67,6 +103,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise InputError(f"{out}: already exists and is not empty (pass --force to replace it)")
+    from wfm.tasks.real_beams import is_beam_model
+
+    if is_beam_model(args.model):
+        return cmd_calibrate_beam(args, out)
     model = wfm.from_pretrained(args.model)
     if getattr(model, "model_kind", None) != "mae" or getattr(model, "prior", "none") == "none":
         raise InputError(f"{args.model}: wfm calibrate needs an MAE with a classical prior (prior: mix or an "

@@ -46,6 +46,7 @@ from wfm.data.geometry import gps_to_local
 from wfm.hub import mae_arch
 from wfm.tasks.backbones import MAEEncoder
 from wfm.tasks.csi_data import open_dataset
+from wfm.tasks.significance import beats_beyond_noise
 from wfm.training.fit_select import fit_and_select
 
 SPLIT_SHARES = (0.7, 0.1, 0.2)
@@ -332,6 +333,10 @@ class AnchoredBeamScores:
 
     head: nn.Linear
 
+    #: Added to the current best beam's score (``wfm calibrate``, :func:`calibrate_stay_bias`): how
+    #: much more it takes to move off it than the scores trained on generated sweeps say. 0: none.
+    stay_bias: float = 0.0
+
     def _init_anchor(self, prior: str, relative: bool) -> None:
         if prior not in BEAM_PRIORS:
             raise ValueError(f"prior must be one of {', '.join(BEAM_PRIORS)}; got {prior!r}")
@@ -357,6 +362,8 @@ class AnchoredBeamScores:
             out = _shift_beams(out[:, None], -shift)[:, 0]
         if self.prior == "persistence":
             out = out + self.prior_log_scale.exp() * persistence_logits(past)
+        if self.stay_bias:
+            out = out + self.stay_bias * nn.functional.one_hot(past[:, -1].argmax(dim=1), out.shape[1]).to(out.dtype)
         return out
 
 
@@ -461,3 +468,39 @@ class BeamMAE(AnchoredBeamScores, nn.Module):
 
     fit = BeamRNN.fit
     scores = BeamRNN.scores
+
+
+#: The stay biases :func:`calibrate_stay_bias` tries (log-score units).
+STAY_BIASES = tuple(round(0.05 * i, 2) for i in range(41))
+
+
+@torch.no_grad()
+def calibrate_stay_bias(model: AnchoredBeamScores, w: BeamWindows,
+                        biases: Sequence[float] = STAY_BIASES) -> dict[str, Any]:
+    """Choose ``model.stay_bias`` on labelled windows ``w`` of the user's own sites (``wfm calibrate``).
+
+    A model trained on generated sweeps moves off the current best beam as readily as those sweeps
+    taught it; on real sites where the best beam flickers between neighbours for no reason the last
+    sweeps show, that costs it (finetune/README.md, "Why it loses on the steadiest sites"). Each
+    bias is scored by the top-1 of ``log_softmax(scores) + bias`` on the current best beam (the
+    network runs once); the best replaces the model's current bias only where it beats it beyond
+    noise (:func:`wfm.tasks.significance.beats_beyond_noise` over whole trajectories). The
+    weights are not touched. Returns ``{"rows", "choice", "current", "windows", "trajectories"}``
+    and sets ``model.stay_bias`` to the choice."""
+    if not len(w):
+        raise DataError("no windows to calibrate on")
+    current = float(model.stay_bias)
+    model.stay_bias = 0.0
+    try:
+        logp = torch.log_softmax(model.scores(w).double(), dim=1)
+    finally:
+        model.stay_bias = current
+    here = nn.functional.one_hot(w.past[:, -1].argmax(dim=1), logp.shape[1]).double()
+    grid = sorted(set(float(b) for b in biases) | {current})
+    misses = {b: ((logp + b * here).argmax(dim=1) != w.label).double() for b in grid}
+    best = min(grid, key=lambda b: (float(misses[b].mean()), abs(b - current)))
+    choice = best if beats_beyond_noise(misses[current], misses[best], w.trajectory) else current
+    model.stay_bias = choice
+    rows = [{"stay_bias": b, "top1": float(1 - misses[b].mean()),
+             "note": ("chosen" if b == choice else "") + (" (current)" if b == current else "")} for b in grid]
+    return {"rows": rows, "choice": choice, "current": current, "windows": len(w), "trajectories": w.trajectories}

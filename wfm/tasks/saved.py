@@ -128,10 +128,12 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(obj, BeamRNN):
         return "beam-rnn", {"beams": int(obj.head.out_features), "hidden": int(obj.rnn.hidden_size),
                             "cell": "lstm" if type(obj.rnn).__name__ == "LSTM" else "gru",
-                            "prior": obj.prior, "relative": obj.relative}
+                            "prior": obj.prior, "relative": obj.relative,
+                            **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {})}
     if isinstance(obj, BeamMAE):
         return "beam-mae", {"beams": int(obj.beams), "mae_arch": obj.mae_arch, "mae_name": obj.mae_name,
-                            "prior": obj.prior, "relative": obj.relative}
+                            "prior": obj.prior, "relative": obj.relative,
+                            **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {})}
     if isinstance(obj, PositionKNN):
         return "position-knn", {"k": int(obj.k), "beams": int(obj.beams)}
     if isinstance(obj, TaskModel):
@@ -151,14 +153,18 @@ def build(cls: str, config: dict[str, Any]) -> Any:
         if cls == "beam-rnn":
             from wfm.tasks.future_beam import BeamRNN
 
-            return BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]),
-                           str(config.get("prior", "none")), bool(config.get("relative", False)))
+            rnn = BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]),
+                          str(config.get("prior", "none")), bool(config.get("relative", False)))
+            rnn.stay_bias = float(config.get("stay_bias", 0.0))  # wfm calibrate's (saved before it: 0)
+            return rnn
         if cls == "beam-mae":
             from wfm.tasks.future_beam import BeamMAE
 
             mae = build_model({"model_kind": "mae", "name": config.get("mae_name"), "arch": config["mae_arch"]})
             # saved before the persistence prior: the head alone
-            return BeamMAE(mae, int(config["beams"]), str(config.get("prior", "none")), bool(config.get("relative", False)))
+            beam = BeamMAE(mae, int(config["beams"]), str(config.get("prior", "none")), bool(config.get("relative", False)))
+            beam.stay_bias = float(config.get("stay_bias", 0.0))  # wfm calibrate's (saved before it: 0)
+            return beam
         if cls == "position-knn":
             from wfm.tasks.future_beam import PositionKNN
 
