@@ -35,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="new folder for the calibrated copy")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--axis", choices=("time", "frequency", "both"), default="both",
-                   help="which prediction to calibrate: the last steps (time), the upper subcarriers (frequency)")
-    p.add_argument("--ratio", type=float, default=0.5, help="share of the axis predicted, as predict's ratio")
+                   help="MAE: which prediction to calibrate: the last steps (time), the upper subcarriers (frequency)")
+    p.add_argument("--ratio", type=float, default=0.5, help="MAE: share of the axis predicted, as predict's ratio")
     p.add_argument("--split", choices=SPLITS, default="train",
                    help="the dataset's split to calibrate on (default train: keep its test split for wfm evaluate)")
-    p.add_argument("--max-samples", type=int, default=1024, help="use at most this many windows (the first ones)")
+    p.add_argument("--max-samples", type=int, default=1024, help="MAE: use at most this many windows (the first ones)")
     p.add_argument("--json", default=None, help="also write every rule's scores and the choice as JSON here")
     p.set_defaults(func=cmd_calibrate)
 
