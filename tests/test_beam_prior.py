@@ -220,6 +220,9 @@ def test_wfm_calibrate_writes_a_copy_of_a_saved_future_beam_model_with_its_stay_
     assert saved.load(src)[0].stay_bias == 0.0  # the source is left as it was
     # the copy's weights are the source's
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), saved.load(src)[0].state_dict().values()))
+    # by default on the training part of the split `wfm evaluate --data` makes, its test left unseen
+    main(["calibrate", str(src), "--data", str(data), "--out", str(tmp_path / "on-train")])
+    assert saved.load(tmp_path / "on-train")[1]["training"]["stay_bias_calibrated_on"].startswith("sites (train,")
     with pytest.raises(SystemExit):  # the CLI prints the one-line error and exits 2
         main(["calibrate", str(src), "--data", str(data), "--out", str(out)])
     assert "not empty" in capsys.readouterr().err

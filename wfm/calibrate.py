@@ -65,15 +65,18 @@ def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
     """``wfm calibrate`` of a saved future-beam model: its stay bias on the beam windows of ``--data``."""
     from wfm.console import console, print_table, write_json
     from wfm.tasks import saved
-    from wfm.tasks.future_beam import calibrate_stay_bias, load_beam_windows, plan_beam
+    from wfm.tasks.future_beam import calibrate_stay_bias, plan_beam
 
     model, meta = saved.load(args.model)
     train = meta.get("training", {})
     context, horizon = int(train.get("context", 8)), int(train.get("horizon", 1))
     if args.split == "all":
         w = plan_beam([], [str(args.data)], False, context, horizon, task="calibrate")["tests"][0][1]
-    else:
-        w = load_beam_windows(args.data, context, horizon, task="calibrate")[args.split]
+    else:  # the split `wfm evaluate --data DIR` makes (by scenario where there are several), so its test stays unseen
+        plan = plan_beam([str(args.data)], [str(args.data)], True, context, horizon, task="calibrate")
+        w = {"train": plan["train"], "val": plan["val"], "test": plan["tests"][0][1]}[args.split]
+        if w is None:
+            raise InputError(f"{args.data}: no {args.split} windows in its split ({plan['description']})")
     res = calibrate_stay_bias(model, w)
     print_table(res["rows"], title=f"{args.data} ({args.split}: {res['windows']} windows of {res['trajectories']} "
                                    f"trajectories): top-1 of the next best beam per stay bias")
