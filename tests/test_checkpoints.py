@@ -101,3 +101,20 @@ def test_the_shipped_future_beam_mae_beats_persistence_zero_shot_on_a_real_site_
     top1 = float((model.scores(test).argmax(1) == test.label).float().mean())
     base = float((persistence_scores(test).argmax(1) == test.label).float().mean())
     assert top1 == pytest.approx(0.447, abs=0.005) and top1 > base + 0.1
+
+
+@pytest.mark.skipif(not (SHARED_DATASETS / "deepsense6g-beam").is_dir(), reason="DeepSense 6G arrays not present")
+def test_the_real_benchmark_scores_the_shipped_future_beam_mae_on_every_deepsense_scenario():
+    """`wfm benchmark real`'s beam section (finetune/README.md, "Next best beam"): the raw arrays'
+    windows give the imported scenario 6's figure, and over all seven the model misses less."""
+    from wfm.tasks import saved
+    from wfm.tasks.real_beams import beam_rows
+
+    folder = SHIPPED / "beam-mae-tiny-street-cpu"
+    model, meta = saved.load(folder)
+    rows = {(r["scenarios"], r["model"]): r for r in beam_rows(SHARED_DATASETS / "deepsense6g-beam",
+                                                                [(str(folder), model, meta)])["rows"]}
+    assert rows[("s6", folder.name)]["top1"] == pytest.approx(0.447, abs=0.005)
+    pooled = rows[("s1-7", folder.name)]
+    assert pooled["top1"] == pytest.approx(0.404, abs=0.005) and pooled["ratio_high"] < 1
+    assert rows[("s1-7", "persistence")]["top1"] == pytest.approx(0.361, abs=0.005)
