@@ -68,6 +68,8 @@ def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
     from wfm.tasks.future_beam import calibrate_stay_bias, plan_beam
 
     model, meta = saved.load(args.model)
+    if not hasattr(model, "stay_bias"):
+        raise InputError(f"{args.model}: a saved {meta['class']} has no stay bias to calibrate (beam-mae and beam-rnn do)")
     train = meta.get("training", {})
     context, horizon = int(train.get("context", 8)), int(train.get("horizon", 1))
     if args.split == "all":

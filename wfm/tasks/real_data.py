@@ -600,7 +600,7 @@ def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
         beams = beam_rows(Path(root) / "deepsense6g-beam", loaded)
         if progress:
             progress(1)
-    return {"datasets_dir": str(root), "config": asdict(cfg), **({"beams": beams} if beams else {}),
+    return {"datasets_dir": str(root), "config": asdict(cfg), **({"beams": beams} if beams and beams["rows"] else {}),
             "models": [{"path": p, "kind": k, **({"error": f"cannot load: {m}"} if isinstance(m, Exception) else {})}
                        for p, k, m in models],
             "datasets": [{"dataset": d.name, "view": d.view, "windows": d.windows, "interval_s": d.interval,
