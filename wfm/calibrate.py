@@ -108,9 +108,9 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise InputError(f"{out}: already exists and is not empty (pass --force to replace it)")
-    from wfm.tasks.real_beams import is_beam_model
+    from wfm.tasks.saved import task_of
 
-    if is_beam_model(args.model):
+    if task_of(args.model) == "future-beam":  # a saved future-beam model: its stay bias
         return cmd_calibrate_beam(args, out)
     model = wfm.from_pretrained(args.model)
     if getattr(model, "model_kind", None) != "mae" or getattr(model, "prior", "none") == "none":

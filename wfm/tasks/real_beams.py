@@ -18,7 +18,6 @@ training positions at the same site, which a zero-shot model does not have.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,16 @@ import torch
 
 from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.tasks.future_beam import BeamWindows, persistence_scores, stack_trajectories, trajectory_windows
-from wfm.tasks.metrics import beam_power_loss_db
+from wfm.tasks.saved import task_of
+from wfm.tasks.scoring import score_classes
 from wfm.tasks.significance import ratio_interval
 
 TASK = "future-beam"
 
 
 def is_beam_model(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a saved future-beam model (a ``trained.json`` of that task)."""
-    try:
-        return json.loads((Path(folder) / "trained.json").read_text()).get("task") == TASK
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return False
+    """Whether ``folder`` holds a saved future-beam model (a valid ``trained.json`` of that task)."""
+    return task_of(folder) == TASK
 
 
 def discover_beam_models(folder: str | Path | None = None) -> list[str]:
@@ -59,11 +56,9 @@ def real_beam_windows(folder: str | Path, context: int, horizon: int) -> BeamWin
 
 
 def _scores_row(scores: torch.Tensor, w: BeamWindows) -> tuple[dict[str, Any], torch.Tensor]:
-    pred = scores.argmax(1)
-    miss = (pred != w.label).double()
-    top3 = (scores.topk(min(3, scores.shape[1]), dim=1).indices == w.label[:, None]).any(1)
-    return {"top1": float(1 - miss.mean()), "top3": float(top3.double().mean()),
-            "power_loss_db": beam_power_loss_db(pred, w.future_power)}, miss
+    """The task's metrics (``score_classes``: top-1, top-3, power loss) and the per-window misses."""
+    s = score_classes(scores, w.label, w.future_power)
+    return {k: s[k] for k in ("top1", "top3", "power_loss_db")}, (scores.argmax(1) != w.label).double()
 
 
 def beam_rows(folder: str | Path, models: list[tuple[str, Any, dict[str, Any]]]) -> dict[str, Any]:

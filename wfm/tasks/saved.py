@@ -75,6 +75,15 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
+def task_of(folder: str | Path) -> str | None:
+    """The task of the model saved in ``folder`` (its validated ``trained.json``), None where
+    there is none (no torch, no weights read)."""
+    try:
+        return read_meta(folder)["task"]
+    except SavedModelError:
+        return None
+
+
 #: ``--model tune:DIR``: a saved model trained further on ``--train`` instead of used as it is.
 TUNE = "tune:"
 #: Saved classes that ``tune:`` can train further (a pretrained start with its own head).
@@ -125,21 +134,24 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
 
     if isinstance(obj, (RNNForecaster, TransformerForecaster)):
         return "forecaster", _forecaster_config(obj)
-    if isinstance(obj, BeamRNN):
-        return "beam-rnn", {"beams": int(obj.head.out_features), "hidden": int(obj.rnn.hidden_size),
-                            "cell": "lstm" if type(obj.rnn).__name__ == "LSTM" else "gru",
-                            "prior": obj.prior, "relative": obj.relative,
-                            **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {})}
-    if isinstance(obj, BeamMAE):
-        return "beam-mae", {"beams": int(obj.beams), "mae_arch": obj.mae_arch, "mae_name": obj.mae_name,
-                            "prior": obj.prior, "relative": obj.relative,
-                            **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {})}
+    if isinstance(obj, (BeamRNN, BeamMAE)):  # the anchor's options; a stay bias only where calibrated
+        anchor = {"prior": obj.prior, "relative": obj.relative,
+                  **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {})}
+        if isinstance(obj, BeamRNN):
+            return "beam-rnn", {"beams": int(obj.head.out_features), "hidden": int(obj.rnn.hidden_size),
+                                "cell": "lstm" if type(obj.rnn).__name__ == "LSTM" else "gru", **anchor}
+        return "beam-mae", {"beams": int(obj.beams), "mae_arch": obj.mae_arch, "mae_name": obj.mae_name, **anchor}
     if isinstance(obj, PositionKNN):
         return "position-knn", {"k": int(obj.k), "beams": int(obj.beams)}
     if isinstance(obj, TaskModel):
         return "label-mlp", {"shape": list(obj.features.shape), "hidden": int(obj.features.out_dim),
                              "outputs": int(obj.head.out_features), "regression": bool(obj.regression)}
     raise SavedModelError(f"cannot save a {type(obj).__name__}")
+
+
+def _with_stay_bias(beam: Any, config: dict[str, Any]) -> Any:
+    beam.stay_bias = float(config.get("stay_bias", 0.0))  # wfm calibrate's (models saved before it: none)
+    return beam
 
 
 def build(cls: str, config: dict[str, Any]) -> Any:
@@ -153,18 +165,16 @@ def build(cls: str, config: dict[str, Any]) -> Any:
         if cls == "beam-rnn":
             from wfm.tasks.future_beam import BeamRNN
 
-            rnn = BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]),
-                          str(config.get("prior", "none")), bool(config.get("relative", False)))
-            rnn.stay_bias = float(config.get("stay_bias", 0.0))  # wfm calibrate's (saved before it: 0)
-            return rnn
+            return _with_stay_bias(BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]),
+                                           str(config.get("prior", "none")), bool(config.get("relative", False))),
+                                   config)
         if cls == "beam-mae":
             from wfm.tasks.future_beam import BeamMAE
 
             mae = build_model({"model_kind": "mae", "name": config.get("mae_name"), "arch": config["mae_arch"]})
             # saved before the persistence prior: the head alone
-            beam = BeamMAE(mae, int(config["beams"]), str(config.get("prior", "none")), bool(config.get("relative", False)))
-            beam.stay_bias = float(config.get("stay_bias", 0.0))  # wfm calibrate's (saved before it: 0)
-            return beam
+            return _with_stay_bias(BeamMAE(mae, int(config["beams"]), str(config.get("prior", "none")),
+                                           bool(config.get("relative", False))), config)
         if cls == "position-knn":
             from wfm.tasks.future_beam import PositionKNN
 
