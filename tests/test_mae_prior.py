@@ -125,10 +125,10 @@ def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction(
     noisy = torch.complex(torch.randn(4, 16, 2, 8, generator=g), torch.randn(4, 16, 2, 8, generator=g)) + 5
     t = torch.linspace(0, 1, 16)[None, :, None, None]
     smooth = torch.exp(2j * torch.pi * 0.3 * t) * torch.ones(4, 16, 2, 8) + 0.01 * noisy
-    names = ["hold", "mean", "reversion"]  # ESTIMATORS, then the AR(1) estimate along the masked axis
+    names = ["hold", "mean", "reversion", "ar"]  # ESTIMATORS, then the guard's own along the masked axis
     # Noise around a level: the mean, or the reversion estimate (phi ~ 0: the same); a smooth
-    # rotation: the nearest packet, which beats the reversion estimate by more than its margin.
-    for csi, best in ((noisy, ("mean", "reversion")), (smooth, ("hold",))):
+    # rotation: linear prediction, which continues it (the nearest packet only holds it).
+    for csi, best in ((noisy, ("mean", "reversion")), (smooth, ("ar",))):
         weights, scale, dim, prior_scale = model.backtest(csi, "temporal", 0.5)
         assert dim == 1 and (sum(weights[:, names.index(b)] for b in best) > 0.75).all()
         assert (scale < 0.2).all()

@@ -15,6 +15,9 @@ in the series' original scale (the causal foundation model exposes the same meth
   for horizons beyond a period); persistence when the context is shorter than a period (or
   ``period=None``). ``seasonal_period(interval, context)`` sets the period from the data: a
   week of steps where the context holds a week, else a day (``None`` where not even a day fits).
+- ``LinearPrediction(order)`` (``ar``): the classical AR channel predictor, one recursion fitted
+  on the context (pooled over a window's channels when ``forecast`` gets ``group``) and run
+  forward.
 - ``RNNForecaster(cell="lstm"|"gru")`` and ``TransformerForecaster``: small networks trained
   from scratch with ``.fit(train_windows, val_windows, steps, lr, batch_size, seed)``. Each
   window is normalised by its context's mean and std inside the model (and the forecast scaled
@@ -95,6 +98,38 @@ class ContextMean:
     def forecast(self, context: Tensor, interval: Tensor, horizon: int) -> Tensor:
         _check(context, horizon)
         return context.to(torch.float64).mean(1, keepdim=True).float().expand(-1, horizon).clone()
+
+
+class LinearPrediction:
+    """Linear prediction (the classical AR channel predictor): a recursion fitted to the context
+    by least squares, its order picked by a backtest on the context, run forward
+    (:mod:`wfm.models.linear_prediction`).
+
+    With ``group`` (each row's window index, as ``forecast_series`` passes it) the rows of one
+    window (a CSI window's antennas and subcarriers, real and imaginary parts) fit one recursion
+    together; without it every row fits its own. Every group must hold the same number of
+    consecutive rows.
+    """
+
+    name = "ar"
+
+    def __init__(self, order: int | None = None) -> None:
+        if order is not None and order < 1:
+            raise ValueError(f"LinearPrediction needs order >= 1 or None, got {order}")
+        self.order = order
+
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None) -> Tensor:
+        from wfm.models.linear_prediction import ar_forecast
+
+        _check(context, horizon)
+        b, n = context.shape
+        size = 1
+        if group is not None and b:
+            size = int((group == group[0]).sum())
+            if b % size or not bool((group.view(-1, size) == group.view(-1, size)[:, :1]).all()):
+                raise ValueError("LinearPrediction needs groups of equal size of consecutive rows")
+        x = context.to(torch.float64).view(b // size, size, n)
+        return ar_forecast(x, horizon, self.order).reshape(b, horizon).float()
 
 
 DAY_S = 86_400.0
@@ -314,7 +349,7 @@ class TransformerForecaster(_Normalised):
         return self.head(self.norm(h[:, -1]))
 
 
-BASELINES = ("persistence", "linear", "mean", "seasonal", "lstm", "gru", "transformer")
+BASELINES = ("persistence", "linear", "mean", "seasonal", "ar", "lstm", "gru", "transformer")
 #: The closed-form baselines that set the "best classical" reference of a task (DESIGN.md).
 CLASSICAL = ("persistence", "mean", "seasonal")
 
@@ -326,6 +361,7 @@ def build_baseline(name: str, **kw: Any) -> Any:
         "linear": LinearExtrapolation,
         "mean": ContextMean,
         "seasonal": SeasonalNaive,
+        "ar": LinearPrediction,
         "lstm": lambda **k: RNNForecaster(cell="lstm", **k),
         "gru": lambda **k: RNNForecaster(cell="gru", **k),
         "transformer": TransformerForecaster,

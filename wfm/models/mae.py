@@ -85,7 +85,10 @@ PRIOR_SHRINK = True
 #: What the guard's prior can be, per mask kind (``MaskedAutoencoder(guard_prior=...)``): chosen by
 #: the backtest on each window (the zero-shot default), or one classical estimate fixed in advance,
 #: where data of the same link or receiver has shown which one predicts it (``wfm.tasks.guard_calibration``).
-GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion")
+GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar")
+#: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), each with its margin.
+GUARD_EXTRA = ("reversion", "ar")
+AR_MARGIN = 1.5
 
 
 @dataclass
@@ -666,7 +669,8 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             m = out.scored
             count = m.sum(dim=(1, 2)).clamp_min(1.0)
             mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
-            mse[:, -1] = mse[:, -1] / REVERSION_MARGIN  # estimates: ESTIMATORS, then reversion
+            mse[:, len(ESTIMATORS)] /= REVERSION_MARGIN  # estimates: ESTIMATORS, then GUARD_EXTRA
+            mse[:, len(ESTIMATORS) + 1] *= AR_MARGIN
             weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
         else:  # one estimate fixed in advance: no pass to weigh them (GUARD_PRIORS[1:] is their order)
             weights = torch.zeros(seen.shape[0], len(GUARD_PRIORS) - 1)

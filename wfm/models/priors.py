@@ -22,12 +22,22 @@ window share one ``phi``: hundreds of channels estimate it, where one channel of
 not). It is a per-element convex mix of ``hold`` and ``mean``, so a model trained on their mix
 reads it as it reads its own prior: white noise around a still channel gives ``phi ~ 0`` and the
 mean; a slowly fading or frequency-smooth channel ``phi ~ 1`` and the nearest value.
+
+With ``reversion_dim`` there is also ``ar``: linear prediction along that axis
+(:func:`wfm.models.linear_prediction.ar_forecast`), one recursion fitted on the visible block
+and pooled over every antenna and subcarrier (time) or time step and antenna (frequency) of the
+sample, run forward over the hidden part. It extrapolates what the others only hold: the Doppler
+rotation of a moving user, the delay structure across a band. It needs the visible elements to be
+one contiguous block along the axis, the same in every channel that has any (the temporal and
+frequency masks of ``predict``); elsewhere it is ``hold``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from wfm.models.linear_prediction import ar_forecast
 
 #: Axes searched in order: time, subcarrier, antenna (dims of ``[B, T, A, K]``).
 FILL_AXES = (1, 3, 2)
@@ -82,9 +92,35 @@ def reversion_weight(csi: Tensor, visible: Tensor, dim: int) -> Tensor:
     return torch.where(h <= n, w, torch.zeros_like(w))
 
 
+def _ar_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
+    """Linear prediction of the elements after the visible block along ``dim`` (module doc);
+    ``hold`` where the visible part is not one such block or nothing follows it."""
+    xs, vs = x.movedim(dim, -1), vis.movedim(dim, -1)  # [B, ..., n]
+    b, n = xs.shape[0], xs.shape[-1]
+    xs, vs = xs.reshape(b, -1, n), vs.reshape(b, -1, n)
+    data = vs.any(-1)  # [B, C]: channels with visible elements (others are padding)
+    line = vs[0, data[0]]
+    if not bool(data[0].any()) or not bool((data == data[0]).all()):
+        return hold
+    line = line[0]
+    if not bool((vs[:, data[0]] == line).all()):
+        return hold
+    idx = line.nonzero().flatten()
+    start, stop = int(idx[0]), int(idx[-1]) + 1
+    if stop - start != len(idx) or stop == n:
+        return hold
+    series = xs[:, data[0], start:stop]  # [B, Cd, L]
+    pred = ar_forecast(series, n - stop)
+    out = hold.movedim(dim, -1).reshape(b, -1, n).clone()
+    sub = out[:, data[0]]
+    sub[..., stop:] = pred.to(out.dtype)
+    out[:, data[0]] = sub
+    return out.reshape(hold.movedim(dim, -1).shape).movedim(-1, dim)
+
+
 def masked_priors(csi: Tensor, visible: Tensor, reversion_dim: int | None = None) -> dict[str, Tensor]:
     """``{"hold": ..., "mean": ...}``: complex ``[B, T, A, K]`` estimates (see module docstring),
-    and ``"reversion"`` along ``reversion_dim`` when given.
+    and ``"reversion"`` and ``"ar"`` along ``reversion_dim`` when given.
 
     ``visible`` is bool ``[B, T, A, K]`` (or broadcastable to it). A sample with no visible
     element at all gets zeros. Visible positions hold ``csi`` itself.
@@ -104,4 +140,5 @@ def masked_priors(csi: Tensor, visible: Tensor, reversion_dim: int | None = None
     if reversion_dim is not None:
         w = reversion_weight(csi, vis, reversion_dim)
         out["reversion"] = torch.where(vis, csi, w * out["hold"] + (1 - w) * out["mean"])
+        out["ar"] = torch.where(vis, csi, _ar_along(csi, vis, reversion_dim, out["hold"]))
     return out

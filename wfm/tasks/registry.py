@@ -51,9 +51,9 @@ class Task:
 
 
 _CP_METRICS = ("nmse_db", "window_nmse_db", "per_step_nmse_db")
-_CP_BASELINES = ("persistence", "linear", "mean", "lstm", "gru", "transformer")
+_CP_BASELINES = ("persistence", "linear", "mean", "ar", "lstm", "gru", "transformer")
 _SERIES_METRICS = ("nmse_db", "window_nmse_db", "mae", "smape")
-_SERIES_BASELINES = ("persistence", "linear", "mean", "seasonal", "lstm", "gru", "transformer")
+_SERIES_BASELINES = ("persistence", "linear", "mean", "seasonal", "ar", "lstm", "gru", "transformer")
 
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("channel-prediction-time", "channel-prediction",

@@ -1,0 +1,104 @@
+"""Linear prediction (the classical AR channel predictor): exact on sums of tones, stable, pooled,
+and the MAE guard's ``ar`` estimate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from wfm.models.baselines import LinearPrediction, build_baseline
+from wfm.models.linear_prediction import ar_forecast, choose_order, extrapolate, fit_coefficients, stabilise
+from wfm.models.priors import masked_priors
+
+
+def _tones(groups: int, channels: int, length: int, freqs: tuple[float, ...], seed: int = 0) -> torch.Tensor:
+    """``[G, C, length]`` sums of complex exponentials: the same frequencies in every channel of a
+    group (one Doppler spectrum), random amplitudes per channel."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float64)
+    out = torch.zeros(groups, channels, length, dtype=torch.complex128)
+    for f in freqs:
+        amp = torch.complex(torch.randn(groups, channels, 1, generator=g, dtype=torch.float64),
+                            torch.randn(groups, channels, 1, generator=g, dtype=torch.float64))
+        out = out + amp * torch.exp(2j * math.pi * f * t)
+    return out
+
+
+def test_a_sum_of_tones_is_continued_exactly():
+    x = _tones(3, 16, 20, (0.07, -0.21, 0.33))
+    pred = ar_forecast(x[..., :12], 8)
+    err = (pred - x[..., 12:]).abs().square().sum() / x[..., 12:].abs().square().sum()
+    assert err < 1e-4  # exact but for the small ridge (persistence and the mean are near 1)
+    assert (choose_order(x[..., :12], 8) >= 3).all()  # three tones need order 3
+
+
+def test_a_real_tone_needs_order_two_and_gets_it():
+    t = torch.arange(24, dtype=torch.float64)
+    x = torch.cos(2 * math.pi * 0.11 * t + torch.tensor([[0.3], [1.1]]))[None]  # [1, 2, 24]
+    pred = ar_forecast(x[..., :16], 8)
+    torch.testing.assert_close(pred, x[..., 16:], atol=1e-4, rtol=0)
+    c = fit_coefficients(x[..., :16], 2, ridge=0.0)
+    torch.testing.assert_close(c, torch.tensor([[2 * math.cos(2 * math.pi * 0.11), -1.0]], dtype=torch.float64))
+
+
+def test_a_growing_recursion_is_reflected_into_the_unit_circle():
+    grow = torch.tensor([[1.2 + 0.0j]], dtype=torch.complex128)  # x[t] = 1.2 x[t-1]
+    torch.testing.assert_close(stabilise(grow), torch.tensor([[1 / 1.2 + 0j]], dtype=torch.complex128))
+    stable = torch.tensor([[0.5, -0.3], [1.6, -0.8]], dtype=torch.float64)  # poles inside: unchanged
+    torch.testing.assert_close(stabilise(stable), stable)
+    two = torch.tensor([[2.5, -1.0]], dtype=torch.float64)  # poles 2 and 0.5: 2 -> 0.5
+    torch.testing.assert_close(stabilise(two), torch.tensor([[1.0, -0.25]], dtype=torch.float64))
+    out = extrapolate(torch.ones(1, 1, 4, dtype=torch.complex128), stabilise(grow), 50)
+    assert out.abs().max() <= 1.0
+
+
+def test_noise_gives_a_bounded_forecast():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 1, 8, generator=g, dtype=torch.float64)
+    pred = ar_forecast(x, 64)
+    assert torch.isfinite(pred).all() and pred.abs().max() <= 3 * x.abs().max()
+
+
+def test_shapes_dtypes_and_errors():
+    x = torch.randn(2, 3, 10, dtype=torch.float32)
+    assert ar_forecast(x, 4).shape == (2, 3, 4) and ar_forecast(x, 4).dtype == torch.float32
+    assert ar_forecast(x, 4, order=2).shape == (2, 3, 4)
+    torch.testing.assert_close(ar_forecast(x[..., :1], 3), x[..., :1].expand(2, 3, 3))  # one value: carried
+    with pytest.raises(ValueError, match="groups, channels, length"):
+        ar_forecast(x[0], 4)
+    with pytest.raises(ValueError, match="horizon"):
+        ar_forecast(x, 0)
+    with pytest.raises(ValueError, match="order 10"):
+        fit_coefficients(x, 10)
+
+
+def test_the_baseline_pools_a_window_channels_when_grouped():
+    x = torch.view_as_real(_tones(4, 6, 16, (0.1, -0.25)).to(torch.complex64))  # [G, C, L, 2]
+    rows = x.permute(0, 1, 3, 2).reshape(48, 16)  # real and imaginary parts as rows, 12 per window
+    f = build_baseline("ar")
+    assert isinstance(f, LinearPrediction)
+    group = torch.arange(48) // 12
+    pooled = f.forecast(rows[:, :10], torch.ones(48), 6, group=group)
+    want = ar_forecast(rows[:, :10].to(torch.float64).view(4, 12, 10), 6).reshape(48, 6).float()
+    torch.testing.assert_close(pooled, want)
+    assert ((pooled - rows[:, 10:]).square().sum() / rows[:, 10:].square().sum()) < 1e-4
+    assert f.forecast(rows[:, :10], torch.ones(48), 6).shape == (48, 6)  # ungrouped: row by row
+    with pytest.raises(ValueError, match="groups of equal size"):
+        f.forecast(rows[:, :10], torch.ones(48), 6, group=torch.cat([torch.zeros(5), torch.ones(43)]).long())
+    with pytest.raises(ValueError, match="order"):
+        LinearPrediction(order=0)
+
+
+def test_the_guard_estimate_continues_the_visible_block_and_falls_back_to_hold():
+    x = _tones(2, 12, 16, (0.12, -0.3)).to(torch.complex64).view(2, 3, 4, 16).permute(0, 3, 1, 2)  # [B, T, A, K]
+    vis = torch.zeros(2, 16, 3, 4, dtype=torch.bool)
+    vis[:, 2:10] = True  # padding before, the hidden part after (as predict's masks)
+    est = masked_priors(x, vis, reversion_dim=1)
+    want = ar_forecast(x[:, 2:10].permute(0, 2, 3, 1).reshape(2, 12, 8), 6).reshape(2, 3, 4, 6).permute(0, 3, 1, 2)
+    torch.testing.assert_close(est["ar"][:, 10:], want)
+    torch.testing.assert_close(est["ar"][:, 2:10], x[:, 2:10])  # visible: the input itself
+    ragged = torch.rand(2, 16, 3, 4) > 0.5  # not one block along time: the nearest visible value
+    est = masked_priors(x, ragged, reversion_dim=1)
+    torch.testing.assert_close(est["ar"], est["hold"])
