@@ -31,6 +31,7 @@ def check_results(r: subprocess.CompletedProcess, results: dict, out) -> None:
     assert len(rows) == 4 and {r["set"] for r in rows} == {"held-out tail", "unseen scenario+band"}
     for row in rows:
         assert -60 < row["mae_db"] < 20 and -60 < row["persistence_db"] < 20 and -60 < row["lstm_db"] < 20
+        assert -60 < row["ar_db"] < 20
     assert "zero-shot NMSE" in r.stdout
     check_zero_shot_by_hand(rows, out, results["model"])
 

@@ -113,15 +113,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         source, model = load_checkpoint(str(pretrain(data_dir, out, args.pretrain_steps)))
     else:
         console.rule(f"2. the pretrained MAE: {source}")
-    console.rule("3. zero-shot channel prediction against persistence and a full-shot LSTM")
+    console.rule("3. zero-shot channel prediction against persistence, linear prediction and a full-shot LSTM")
     zs = recipe_from_dict(DEMO_ZEROSHOT_RECIPE, source="wfm.demo.DEMO_ZEROSHOT_RECIPE")
     zs_dir = out / "data" / zs.name
     generate_dataset(zs, zs_dir, seed=args.seed)
     lstms = train_lstms(data_dir, args.lstm_steps, args.seed)
     rows, png2, png3 = evaluate(model, [(data_dir, "held-out tail", True), (zs_dir, "unseen scenario+band", False)],
                                 out / "prediction.png", lstms)
-    print_table(rows, title=f"zero-shot NMSE (dB, lower is better) of the MAE ({source}) vs persistence and "
-                            "an LSTM trained on the demo training split")
+    print_table(rows, title=f"zero-shot NMSE (dB, lower is better) of the MAE ({source}) vs persistence, linear "
+                            "prediction (AR) and an LSTM trained on the demo training split")
     results.update({"model": source, "zero_shot": rows})
     results["plots"] += [str(png2), str(png3)]
     results["seconds"] = time.perf_counter() - t0
@@ -175,6 +175,7 @@ def train_lstms(data_dir: Path, steps: int, seed: int) -> dict[str, Any]:
 
     from wfm.data.datamodule import contiguous_splits
     from wfm.data.shards import ShardedDataset
+    from wfm.models.baselines import LinearPrediction
     from wfm.tasks.channel_prediction import axis_interval, hidden_count, train_csi_forecaster
 
     ds = ShardedDataset(data_dir)
@@ -198,8 +199,9 @@ def train_lstms(data_dir: Path, steps: int, seed: int) -> dict[str, Any]:
 
 def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
              lstms: dict[str, Any] | None = None) -> tuple[list[dict], Path, Path]:
-    """Zero-shot temporal and frequency prediction NMSE of the MAE ``model`` vs persistence and,
-    when given, the trained LSTMs (``train_lstms``).
+    """Zero-shot temporal and frequency prediction NMSE of the MAE ``model`` vs persistence, linear
+    prediction (the classical AR channel predictor, ``ar``) and, when given, the trained LSTMs
+    (``train_lstms``).
 
     ``datasets`` holds ``(folder, label, held_out)``: with ``held_out`` only the test tail the
     model was not trained on is evaluated, otherwise the whole dataset.
@@ -208,6 +210,7 @@ def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
 
     from wfm.data.datamodule import contiguous_splits
     from wfm.data.shards import ShardedDataset
+    from wfm.models.baselines import LinearPrediction
     from wfm.tasks.channel_prediction import axis_interval, forecast_hidden, persistence, score_prediction
     from wfm.tasks.metrics import to_db, window_nmse
     from wfm.tasks.plots import csi_heatmap, nmse_vs_step
@@ -227,7 +230,9 @@ def evaluate(model: Any, datasets: list[tuple[Path, str, bool]], png: Path,
             row = {"dataset": ds.name, "set": label, "task": f"{kind} (last 50% of {axis})",
                    "samples": len(csi), "mae_db": to_db(window_nmse(pred.reconstruction, csi, pred.mask).mean()),
                    "persistence_db": to_db(window_nmse(base, csi, pred.mask).mean())}
-            named = {"MAE zero-shot": pred.reconstruction, "persistence": base}
+            named = {"MAE zero-shot": pred.reconstruction, "persistence": base,
+                     "AR": forecast_hidden(LinearPrediction(), csi, pred.mask, axis, axis_interval(ds.attrs, axis))}
+            row["ar_db"] = to_db(window_nmse(named["AR"], csi, pred.mask).mean())
             if lstms:
                 named["LSTM"] = forecast_hidden(lstms[axis], csi, pred.mask, axis, axis_interval(ds.attrs, axis))
                 row["lstm_db"] = to_db(window_nmse(named["LSTM"], csi, pred.mask).mean())
