@@ -52,7 +52,7 @@ import wfm.models.mae as mae_module
 from wfm.data.calibrate import fit_band_delay, subcarrier_freqs_hz
 from wfm.data.shards import ShardedDataset
 from wfm.models.evidence import looks_white
-from wfm.models.mae import fitted_correction_scale
+from wfm.models.mae import GUARD_PRIORS, fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
@@ -274,8 +274,8 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
 @torch.no_grad()
 def forced_prior_rows(model: Any, datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
     """One row per CSI view (time or frequency): the MAE's ratio to the best of persistence and the
-    mean with the guard (``predict``), and with the prior forced to each of hold, mean and
-    reversion, its correction off (``+ 0``) and at full scale (``+ c``), the prior unshrunk. A zero
+    mean with the guard (``predict``), and with the prior forced to each of hold, mean,
+    reversion and ar (``GUARD_PRIORS``), its correction off (``+ 0``) and at full scale (``+ c``), the prior unshrunk. A zero
     correction reproduces each classical estimate, so ``hold + 0`` is 1 where persistence is best."""
     rows = []
     for d in datasets:
@@ -298,8 +298,9 @@ def forced_prior_rows(model: Any, datasets: Sequence[BenchData]) -> list[dict[st
         row: dict[str, Any] = {"dataset": d.name, "view": d.view,
                                "guard": score(model.predict(full, kind, ratio).reconstruction) / best}
         n, ones = len(full), torch.ones(len(full))
-        for i, name in enumerate(("hold", "mean", "reversion")):
-            weights = torch.zeros(n, 3)
+        names = GUARD_PRIORS[1:]  # every estimate the guard weighs, in forward's order
+        for i, name in enumerate(names):
+            weights = torch.zeros(n, len(names))
             weights[:, i] = 1.0
             for tag, scale in (("+ 0", 0.0), ("+ c", 1.0)):
                 out = model(full, mask, front, weights, scale * ones, dim, ones)
