@@ -102,3 +102,25 @@ def test_the_guard_estimate_continues_the_visible_block_and_falls_back_to_hold()
     ragged = torch.rand(2, 16, 3, 4) > 0.5  # not one block along time: the nearest visible value
     est = masked_priors(x, ragged, reversion_dim=1)
     torch.testing.assert_close(est["ar"], est["hold"])
+
+
+def test_the_hold_or_ar_rule_weighs_only_those_two():
+    from wfm.models.mae import GUARD_ESTIMATES, MaskedAutoencoder
+
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix",
+                              guard_prior={"frequency": "hold|ar"}).eval()
+    k = torch.arange(16, dtype=torch.float32)
+    delays = torch.exp(-2j * torch.pi * 0.09 * k) + 0.6 * torch.exp(-2j * torch.pi * 0.31 * k)  # two paths
+    g = torch.Generator().manual_seed(2)
+    amp = torch.complex(torch.randn(4, 8, 2, 1, generator=g), torch.randn(4, 8, 2, 1, generator=g))
+    band = amp * delays  # [4, 8, 2, 16]: every packet and antenna sees the same two delays
+    noise = torch.complex(torch.randn(4, 8, 2, 16, generator=g), torch.randn(4, 8, 2, 16, generator=g)) + 3
+    hold, mean, ar = (GUARD_ESTIMATES.index(e) for e in ("hold", "mean", "ar"))
+    w_band, w_noise = model.backtest(band, "frequency", 0.5)[0], model.backtest(noise, "frequency", 0.5)[0]
+    assert (w_band[:, ar] > 0.99).all()  # the delays are continued exactly
+    assert (w_noise[:, hold] > 0.99).all()  # noise: the nearest subcarrier, never the mean
+    assert w_noise[:, mean].max() == 0 and w_band[:, mean].max() == 0
+    pred = model.predict(band, "frequency", 0.5)
+    err = ((pred.reconstruction - band).abs() ** 2).sum() / (band.abs() ** 2 * pred.mask).sum()
+    assert err < 1e-2

@@ -85,9 +85,17 @@ PRIOR_SHRINK = True
 #: What the guard's prior can be, per mask kind (``MaskedAutoencoder(guard_prior=...)``): chosen by
 #: the backtest on each window (the zero-shot default), or one classical estimate fixed in advance,
 #: where data of the same link or receiver has shown which one predicts it (``wfm.tasks.guard_calibration``).
-GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar")
-#: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), each with its margin.
+#: ``hold|ar``: the backtest's choice between those two alone (the nearest value, unless linear
+#: prediction beats it by ``AR_MARGIN``).
+GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "hold|ar")
+#: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), in ``forward``'s order.
 GUARD_EXTRA = ("reversion", "ar")
+GUARD_ESTIMATES = (*ESTIMATORS, *GUARD_EXTRA)
+#: Linear prediction (``ar``) must beat the other estimates by this factor on the backtest: it can
+#: extrapolate a rotation or a delay structure far better than they hold it, but fitted on a few
+#: packets of a still link it follows noise. On the real captures it is never picked at 1.5 (nor
+#: at 3 or 10); on generated CDL-D / CDL-E time windows 1.5 keeps 19.7 / 15.7 of its 20 / 16 dB
+#: gain (3: 16.4 / 12.6) (pretrain/README.md, "Linear prediction as the guard's estimate").
 AR_MARGIN = 1.5
 
 
@@ -664,21 +672,24 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             return None
         mask, front = self.prediction_mask(seen.shape, mask_kind, ratio)
         fixed = self.guard_prior.get(mask_kind, "backtest")
-        if fixed == "backtest":  # weigh the estimates by their errors on the backtest
+        if fixed in GUARD_ESTIMATES:  # one estimate fixed in advance: no pass to weigh them
+            weights = torch.zeros(seen.shape[0], len(GUARD_ESTIMATES))
+            weights[:, GUARD_ESTIMATES.index(fixed)] = 1.0
+        else:  # weigh the estimates (all, or the rule's) by their errors on the backtest
             out = self(seen, mask, front, reversion_dim=dim)
             m = out.scored
             count = m.sum(dim=(1, 2)).clamp_min(1.0)
             mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
-            mse[:, len(ESTIMATORS)] /= REVERSION_MARGIN  # estimates: ESTIMATORS, then GUARD_EXTRA
-            mse[:, len(ESTIMATORS) + 1] *= AR_MARGIN
+            mse[:, GUARD_ESTIMATES.index("reversion")] /= REVERSION_MARGIN
+            mse[:, GUARD_ESTIMATES.index("ar")] *= AR_MARGIN
+            if fixed != "backtest":
+                keep = torch.tensor([e in fixed.split("|") for e in GUARD_ESTIMATES])
+                mse = torch.where(keep, mse, torch.full_like(mse, float("inf")))
             weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
-        else:  # one estimate fixed in advance: no pass to weigh them (GUARD_PRIORS[1:] is their order)
-            weights = torch.zeros(seen.shape[0], len(GUARD_PRIORS) - 1)
-            weights[:, GUARD_PRIORS.index(fixed) - 1] = 1.0
         if white is not None and bool(white.any()):
             weights = weights.clone()
             weights[white] = 0.0
-            weights[white, GUARD_PRIORS.index("mean") - 1] = 1.0
+            weights[white, GUARD_ESTIMATES.index("mean")] = 1.0
         out = self(seen, mask, front, prior_weights=weights, reversion_dim=dim)
         m = out.scored
         t, p, c = ((x * m).double() for x in (out.target, out.prior, out.correction))

@@ -52,7 +52,7 @@ import wfm.models.mae as mae_module
 from wfm.data.calibrate import fit_band_delay, subcarrier_freqs_hz
 from wfm.data.shards import ShardedDataset
 from wfm.models.evidence import looks_white
-from wfm.models.mae import GUARD_PRIORS, fitted_correction_scale
+from wfm.models.mae import GUARD_ESTIMATES, fitted_correction_scale
 from wfm.hub import from_pretrained
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
@@ -275,7 +275,7 @@ def correction_rule_rows(model: Any, sets: Sequence[tuple[str, Tensor, str]],
 def forced_prior_rows(model: Any, datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
     """One row per CSI view (time or frequency): the MAE's ratio to the best of persistence and the
     mean with the guard (``predict``), and with the prior forced to each of hold, mean,
-    reversion and ar (``GUARD_PRIORS``), its correction off (``+ 0``) and at full scale (``+ c``), the prior unshrunk. A zero
+    reversion and ar (``GUARD_ESTIMATES``), its correction off (``+ 0``) and at full scale (``+ c``), the prior unshrunk. A zero
     correction reproduces each classical estimate, so ``hold + 0`` is 1 where persistence is best."""
     rows = []
     for d in datasets:
@@ -298,7 +298,7 @@ def forced_prior_rows(model: Any, datasets: Sequence[BenchData]) -> list[dict[st
         row: dict[str, Any] = {"dataset": d.name, "view": d.view,
                                "guard": score(model.predict(full, kind, ratio).reconstruction) / best}
         n, ones = len(full), torch.ones(len(full))
-        names = GUARD_PRIORS[1:]  # every estimate the guard weighs, in forward's order
+        names = GUARD_ESTIMATES  # every estimate the guard weighs, in forward's order
         for i, name in enumerate(names):
             weights = torch.zeros(n, len(names))
             weights[:, i] = 1.0
