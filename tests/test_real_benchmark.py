@@ -154,6 +154,22 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
     # The ratio is to the best classical row of the same dataset (linear extrapolation is a reference only).
     assert {x.get("best_classical") for x in rows} <= {"persistence", "mean", None}
     assert all(by[(d["dataset"], d["view"], "linear")]["kind"] == "reference" for d in r["datasets"])
+    # Linear prediction likewise, one recursion per window over its channels: by hand on one view.
+    from wfm.models.linear_prediction import ar_forecast
+    from wfm.tasks.metrics import window_nmse
+    from wfm.tasks.real_data import RealBenchConfig, load_real_datasets
+
+    d = next(x for x in load_real_datasets(standin, RealBenchConfig()) if x.view == "beam power")
+    ctx = d.context.to(torch.float64).transpose(1, 2)  # [N, 64 beams, L]: one group per window
+    pred = ar_forecast(ctx, d.target.shape[1]).transpose(1, 2).float()
+    ar = by[(d.name, d.view, "ar")]
+    assert ar["kind"] == "reference" and ar["window_nmse"] == pytest.approx(float(window_nmse(pred, d.target).mean()), rel=1e-4)
+    lines = R.verdicts(r)
+    for m in ("causal-tiny-export", "mae-tiny-export"):
+        behind = [x for x in rows if x["model"] == m and "ratio_to_best" in x
+                  and by[(x["dataset"], x["view"], "ar")]["ratio_to_best"] < x["ratio_to_best"]]
+        said = [ln for ln in lines if ln.startswith(f"{m}: the reference ar is ahead of it on")]
+        assert len(said) == (1 if behind else 0) and (not behind or f"ahead of it on {len(behind)}:" in said[0])
     for x in rows:
         if "ratio_to_best" in x:
             best = by[(x["dataset"], x["view"], x["best_classical"])]

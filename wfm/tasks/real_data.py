@@ -36,7 +36,9 @@ value of every series: per antenna and subcarrier for CSI, per beam for beam pow
 context mean (per series), and seasonal naive with the period from the interval
 (``seasonal_period``: a day or a week of steps; none fits the context of any of the shared
 datasets, so it is reported as not applicable there; ``period=`` forces one). Linear
-extrapolation is shown for reference (kind ``reference``) without setting the best.
+extrapolation and linear prediction (``ar``: the classical AR channel predictor, one recursion per
+window pooled over its channels) are shown for reference (kind ``reference``) without setting the
+best; the verdict names the datasets where one of them is ahead of a model.
 
 Saved future-beam models (``checkpoints/*/trained.json``) are scored on their own task, the
 next best beam of the DeepSense trajectories against persistence (``wfm.tasks.real_beams``).
@@ -462,6 +464,11 @@ def classical_rows(data: BenchData, cfg: RealBenchConfig) -> list[dict[str, Any]
     row = {"model": "linear", "kind": "reference", "note": "least-squares line through the last 4 values"}
     row.update(_score(forecast_windows(build_baseline("linear"), data, cfg.batch_series), data.target))
     rows.append(row)
+    # Linear prediction, the classical AR channel predictor, likewise: one recursion per window,
+    # pooled over its channels (wfm.models.linear_prediction).
+    row = {"model": "ar", "kind": "reference", "note": "linear prediction, one recursion per window over its channels"}
+    row.update(_score(forecast_windows(build_baseline("ar"), data, cfg.batch_series), data.target))
+    rows.append(row)
     return rows
 
 
@@ -699,6 +706,15 @@ def verdicts(result: dict[str, Any]) -> list[str]:
                                          if "gap_windows" in r else "") for r in rs)
                     parts.append(f"{label} on {len(rs)} ({named})")
             lines.append(f"{name}: of the {len(over)} behind, " + "; ".join(parts))
+        refs = {(r["dataset"], r["view"], r["model"]): r for r in result["rows"] if r["kind"] == "reference"}
+        ahead = sorted({ref: [f"{r['dataset']} {r['view']} ({refs[(r['dataset'], r['view'], ref)]['ratio_to_best']:.3g}x "
+                              f"against {r['ratio_to_best']:.3g}x)" for r in scored
+                              if refs.get((r["dataset"], r["view"], ref), {}).get("ratio_to_best", float("inf"))
+                              < r["ratio_to_best"]]
+                        for ref in sorted({k[2] for k in refs})}.items())
+        for ref, where in ahead:
+            if where:
+                lines.append(f"{name}: the reference {ref} is ahead of it on {len(where)}: " + ", ".join(where))
         for f in result.get("families", []):
             if f["model"] == name:
                 where = ("ahead beyond noise" if f["ratio_high"] < 1 else "behind beyond noise" if f["ratio_low"] > 1
