@@ -175,7 +175,6 @@ def train_lstms(data_dir: Path, steps: int, seed: int) -> dict[str, Any]:
 
     from wfm.data.datamodule import contiguous_splits
     from wfm.data.shards import ShardedDataset
-    from wfm.models.baselines import LinearPrediction
     from wfm.tasks.channel_prediction import axis_interval, hidden_count, train_csi_forecaster
 
     ds = ShardedDataset(data_dir)
