@@ -30,6 +30,10 @@ from torch import Tensor
 ORDERS = (1, 2, 3, 4, 6, 8)
 #: Ridge on the normal equations, relative to their mean diagonal.
 RIDGE = 1e-6
+#: Fewest equations per channel and direction a backtested order needs (the pooled count must
+#: also be twice the unknowns): 1 lets a window of 4 packets try order 2 (on the demo's UMa in
+#: time the MAE's guard goes from -1.4 to -3.9 dB with it; the real captures are unchanged).
+MIN_ROWS = 1
 
 
 def fit_coefficients(x: Tensor, order: int, ridge: float = RIDGE) -> Tensor:
@@ -98,7 +102,7 @@ def choose_order(x: Tensor, horizon: int, orders: tuple[int, ...] = ORDERS) -> T
     best_err = torch.full((g,), float("inf"), dtype=torch.float64, device=x.device)
     for p in orders:
         rows = head.shape[-1] - p  # equations per channel and direction
-        if rows < 2 or 2 * c * rows < 4 * p:  # too few equations for p unknowns
+        if rows < MIN_ROWS or 2 * c * rows < 4 * p:  # too few equations for p unknowns
             continue
         pred = extrapolate(head, stabilise(fit_coefficients(head, p)), h)
         err = (pred - tail).abs().square().sum(dim=(1, 2)).to(torch.float64)
