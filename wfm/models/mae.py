@@ -94,7 +94,7 @@ GUARD_ESTIMATES = (*ESTIMATORS, *GUARD_EXTRA)
 #: Linear prediction (``ar``) must beat the other estimates by this factor on the backtest: it can
 #: extrapolate a rotation or a delay structure far better than they hold it, but fitted on a few
 #: packets of a still link it follows noise. On the real captures it is never picked at 1.5 (nor
-#: at 3 or 10); on generated CDL-D / CDL-E time windows it gives -19.7 / -15.7 dB at 1.5, -19.4 /
+#: at 3 or 10); on generated CDL-D / CDL-E time windows it gives -20.4 / -16.1 dB at 1.5, -20.2 /
 #: -13.9 at 3, against -0.6 / -0.4 without it (pretrain/README.md, "Linear prediction as the guard's estimate").
 AR_MARGIN = 1.5
 
