@@ -124,3 +124,20 @@ def test_the_hold_or_ar_rule_weighs_only_those_two():
     pred = model.predict(band, "frequency", 0.5)
     err = ((pred.reconstruction - band).abs() ** 2).sum() / (band.abs() ** 2 * pred.mask).sum()
     assert err < 1e-2
+
+
+def test_linear_prediction_of_beam_powers_scores_the_next_sweep():
+    from wfm.tasks.future_beam import BeamWindows, LinearPredictionBeams
+
+    # Beam 0 is the strongest now but fades fast (0.5 a sweep), beam 1 fades slowly (0.95): two
+    # sweeps ahead beam 1 is the best. Persistence keeps beam 0; the pooled recursion sees the
+    # take-over (not the exact decays: the backward equations pull its poles towards the unit circle).
+    t = torch.arange(6, dtype=torch.float64)[:, None]
+    past = torch.cat([40 * 0.5 ** t, 0.95 ** t, 0.5 * 0.5 ** t], dim=1)[None].float()  # [1, 6, 3]
+    zeros = torch.zeros(1)
+    w = BeamWindows(past=past, label=zeros, future_power=zeros, position=zeros, scenario=zeros, trajectory=zeros)
+    scores = LinearPredictionBeams(horizon=2).scores(w)
+    assert scores.shape == (1, 3) and int(scores.argmax()) == 1 and int(past[0, -1].argmax()) == 0
+    assert scores[0, 1] > scores[0, 0] > scores[0, 2]
+    with pytest.raises(ValueError, match="horizon"):
+        LinearPredictionBeams(horizon=0)

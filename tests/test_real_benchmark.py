@@ -402,7 +402,7 @@ def test_saved_future_beam_models_are_scored_on_the_next_best_beam(standin, tmp_
     assert not r["models"]  # no forecasting model was asked for: the classical rows only
     assert not (out / "real_benchmark.png").exists()  # no model ratio to draw
     rows = {(x["scenarios"], x["model"]): x for x in r["beams"]["rows"]}
-    assert set(rows) == {(s, m) for s in ("s1", "s2", "s1-2") for m in ("persistence", "anchored", "free")}
+    assert set(rows) == {(s, m) for s in ("s1", "s2", "s1-2") for m in ("persistence", "ar", "anchored", "free")}
     # every step with 4 steps of context and one ahead: 3 x (30 - 4) + 4 x (20 - 4) windows
     assert rows[("s1-2", "persistence")]["windows"] == 3 * 26 + 4 * 16
     assert rows[("s1-2", "anchored")]["trajectories"] == 7 and rows[("s1-2", "anchored")]["all_scenarios"]
@@ -413,6 +413,18 @@ def test_saved_future_beam_models_are_scored_on_the_next_best_beam(standin, tmp_
     hits = [int(np.argmax(p[t]) == np.argmax(p[t + 1])) for s in (1, 2)
             for p in load_scenario(ds, s)["beam_power"] for t in range(3, len(p) - 1)]
     assert rows[("s1-2", "persistence")]["top1"] == pytest.approx(np.mean(hits))
+    # linear prediction of the powers by hand: one recursion per window over its 64 beams
+    from wfm.models.linear_prediction import ar_forecast
+
+    hits = []
+    for s in (1, 2):
+        for p in load_scenario(ds, s)["beam_power"]:
+            for t in range(3, len(p) - 1):
+                past = torch.from_numpy(np.asarray(p[t - 3:t + 1], dtype=np.float32)).double().T[None]
+                hits.append(int(ar_forecast(past, 1)[0, :, -1].float().argmax() == int(np.argmax(p[t + 1]))))
+    ar = rows[("s1-2", "ar")]
+    assert ar["kind"] == "classical" and ar["top1"] == pytest.approx(np.mean(hits))
+    assert ar["miss_ratio"] == pytest.approx((1 - ar["top1"]) / (1 - rows[("s1-2", "persistence")]["top1"]))
     for s in ("s1", "s2", "s1-2"):  # the anchored model at its start is persistence
         a, p = rows[(s, "anchored")], rows[(s, "persistence")]
         assert a["top1"] == p["top1"] and a["power_loss_db"] == pytest.approx(p["power_loss_db"])

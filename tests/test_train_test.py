@@ -152,8 +152,9 @@ def test_deepsense_splits_by_scenario_by_default_and_by_trajectory_on_request(be
 
 def test_deepsense_train_on_scenarios_test_on_another_with_seeds_and_saving(beams, tmp_path, capsys):
     out, saved = tmp_path / "ev", tmp_path / "saved"
-    main(["evaluate", "--task", "future-beam", "--model", "persistence", "--model", "position-knn", "--model", "gru",
-          "--model", "scratch:mae_tiny", "--train", str(beams["s12"]), "--test", str(beams["s3"]), "--context", "4",
+    main(["evaluate", "--task", "future-beam", "--model", "persistence", "--model", "ar", "--model", "position-knn",
+          "--model", "gru", "--model", "scratch:mae_tiny", "--train", str(beams["s12"]), "--test", str(beams["s3"]),
+          "--context", "4",
           "--seeds", "2", "--train-steps", "3", "--batch-size", "16", "--out", str(out), "--save", str(saved)])
     text = capsys.readouterr().out
     r = json.loads((out / "metrics.json").read_text())
@@ -162,6 +163,7 @@ def test_deepsense_train_on_scenarios_test_on_another_with_seeds_and_saving(beam
     assert rows["gru"]["seeds"] == 2 and "top1_std" in rows["gru"] and "power_loss_db_std" in rows["gru"]
     assert rows["gru"]["top1"] == pytest.approx(sum(rows["gru"]["per_seed"]["top1"]) / 2)
     assert rows["scratch:mae_tiny"]["mode"] == "full fine-tuning" and rows["scratch:mae_tiny"]["seeds"] == 2
+    assert rows["ar"]["mode"] == "closed form" and rows["ar"]["train_samples"] == 0 and 0 <= rows["ar"]["top1"] <= 1
     assert "validate on scenario(s) 2" in r["splits"]["s3"] or "validate on scenario(s) 2" in \
         r["splits"][next(iter(r["splits"]))]
     # Position k-NN has no positions of scenario 3: not scored, and said so (no silent 0.000).
@@ -187,8 +189,7 @@ def test_deepsense_train_on_scenarios_test_on_another_with_seeds_and_saving(beam
     assert abs_rows[0]["note"].endswith("codebook as given")
     obj, meta = S.load(tmp_path / "saved-abs" / "scratch-mae_tiny")
     assert obj.relative is False and obj.prior == "persistence" and meta["config"]["relative"] is False
-    assert again[1]["top1"] == pytest.approx(json.loads((out / "metrics.json").read_text())["rows"][2]["top1"],
-                                             abs=0.5)  # a seed's own score, within the seeds' range
+    assert again[1]["top1"] == pytest.approx(rows["gru"]["top1"], abs=0.5)  # a seed's own score, within the seeds' range
 
 
 def test_a_saved_future_beam_mae_is_fine_tuned_further_with_tune(beams, tmp_path, capsys):

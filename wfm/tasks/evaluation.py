@@ -60,7 +60,7 @@ from wfm.tasks.channel_prediction import (AXIS_DIM, axis_interval, forecast_hidd
 from wfm.tasks.csi_data import LABEL_FIELDS, csi_labels, load_csi, train_subset
 from wfm.tasks.finetune_module import run_finetune
 from wfm.tasks.forecasting import collect_forecasts, coverage, pools_channels, quantile_coverage, score_forecasts
-from wfm.tasks.future_beam import BeamMAE, BeamRNN, PositionKNN, persistence_scores, plan_beam
+from wfm.tasks.future_beam import BeamMAE, BeamRNN, LinearPredictionBeams, PositionKNN, persistence_scores, plan_beam
 from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
 from wfm.tasks.progress import Reporter, as_reporter
 from wfm.tasks.registry import TASKS, Task, get_task
@@ -730,15 +730,16 @@ def _future_beam(run: _Run) -> None:
         for spec in run.models:
             label = run.label(spec)
             got = run.saved(spec)
-            trains = spec != "persistence" and got is None
+            trains = spec not in ("persistence", "ar") and got is None
             for frac in (opts.train_fractions if trains else (1.0,)):
                 run.rep.start(f"{task.name} / {name}: {label} (train fraction {frac:g})")
                 kind = "baseline" if _is_baseline(task, spec) or (got is not None and got[1]["class"] != "beam-mae") \
                     else "foundation"
                 row: dict[str, Any] = {"dataset": name, "model": label, "kind": kind, "split": plan["split"],
                                        "train_fraction": frac}
-                if spec == "persistence":
-                    runs = [(None, None, {"train_samples": 0})]
+                if spec in ("persistence", "ar"):
+                    runs = [(None, None if spec == "persistence" else LinearPredictionBeams(horizon),
+                             {"train_samples": 0})]
                     row["mode"] = "closed form"
                 elif got is not None:
                     tr_meta = got[1]["training"]

@@ -245,6 +245,22 @@ def persistence_scores(w: BeamWindows) -> Tensor:
     return w.past[:, -1].float()
 
 
+class LinearPredictionBeams:
+    """Linear prediction of the beam powers (``ar``, a classical baseline): one recursion per window
+    fitted on its past sweeps, pooled over the beams (:mod:`wfm.models.linear_prediction`), run
+    ``horizon`` sweeps ahead; the scores are the predicted powers (so the best beam is their argmax)."""
+
+    def __init__(self, horizon: int = 1) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.horizon = horizon
+
+    def scores(self, w: BeamWindows) -> Tensor:
+        from wfm.models.linear_prediction import ar_forecast
+
+        return ar_forecast(w.past.double().transpose(1, 2), self.horizon)[..., -1].float()
+
+
 def knn_scores(train: BeamWindows, test: BeamWindows, k: int = 5) -> Tensor:
     """Position-aided look-up (module doc): ``[N, B]`` vote scores (all zero for a test window of
     a scenario without training positions)."""

@@ -13,7 +13,10 @@ interval from a bootstrap over whole trajectories (windows of one drive share th
 surroundings and their beams, so a trajectory counts once).
 
 Persistence (the best beam now) is the classical baseline here: the position-aided k-NN needs
-training positions at the same site, which a zero-shot model does not have.
+training positions at the same site, which a zero-shot model does not have. Linear prediction
+of the beam powers (``ar``, the argmax of one recursion per window pooled over the beams) is a
+second classical row, with its own miss ratio against persistence; the verdict names the
+scenarios where it is ahead of a model.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 import torch
 
 from wfm.data.loaders.deepsense import load_scenario, scenarios_in
-from wfm.tasks.future_beam import BeamWindows, persistence_scores, stack_trajectories, trajectory_windows
+from wfm.tasks.future_beam import (BeamWindows, LinearPredictionBeams, persistence_scores, stack_trajectories,
+                                   trajectory_windows)
 from wfm.tasks.saved import task_of
 from wfm.tasks.scoring import score_classes
 from wfm.tasks.significance import ratio_interval
@@ -94,6 +98,7 @@ def beam_rows(folder: str | Path, models: list[tuple[str, Any, dict[str, Any]]])
         except Exception as e:  # a model that cannot take the windows is a result, not a crash
             scores, error = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         base = persistence_scores(w)
+        ar = LinearPredictionBeams(horizon).scores(w)
         scen = sorted(set(w.scenario.tolist()))
         groups = [(f"s{s}", w.scenario == s, len(scen) == 1) for s in scen]
         if len(scen) > 1:
@@ -107,6 +112,11 @@ def beam_rows(folder: str | Path, models: list[tuple[str, Any, dict[str, Any]]])
             if not any(r["model"] == "persistence" and r["scenarios"] == label and r["context"] == context
                        and r["horizon"] == horizon for r in rows):
                 rows.append({"model": "persistence", "kind": "classical", **common, **b_row})
+                a_row, a_miss = _scores_row(ar[idx], part)
+                if float(b_miss.mean()) > 0:
+                    a_row["miss_ratio"] = float(a_miss.mean() / b_miss.mean())
+                rows.append({"model": "ar", "kind": "classical", **common, **a_row,
+                             "note": "linear prediction of the beam powers, pooled over the beams"})
             row: dict[str, Any] = {"model": Path(name).name, "kind": "FM (future-beam)", **common,
                                    "note": "; ".join(train.get("trained_on", []))}
             if error:
@@ -145,6 +155,12 @@ def beam_verdicts(beams: dict[str, Any]) -> list[str]:
                      f"on {pooled['scenarios']} (miss ratio {pooled['miss_ratio']:.3f}{ci}); fewer misses than "
                      f"persistence on {len(ahead)} of {len(per)} scenarios"
                      + (f", not on {', '.join(behind)}" if behind else ""))
+        ar = {r["scenarios"]: r for r in beams["rows"] if r["model"] == "ar" and r["context"] == pooled["context"]}
+        over = [r["scenarios"] for r in per if r["scenarios"] in ar and ar[r["scenarios"]]["top1"] > r["top1"]]
+        if pooled["scenarios"] in ar:
+            lines.append(f"{name}: linear prediction of the beam powers (ar) top-1 {ar[pooled['scenarios']]['top1']:.3f} "
+                         f"on {pooled['scenarios']}; ahead of {name} on "
+                         + (f"{len(over)} of {len(per)} scenarios ({', '.join(over)})" if over else "none"))
     return lines
 
 

@@ -71,7 +71,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("position-regression", "csi-label", "user (x, y) position (m) from the CSI", ("rmse", "mae"),
          ("linear-probe", "lora", "full"), ("mlp",), label="position"),
     Task("future-beam", "future-beam", "DeepSense 6G: past beam powers -> best beam ahead",
-         ("top1", "top3", "power_loss_db"), ("full",), ("persistence", "lstm", "gru", "position-knn"),
+         ("top1", "top3", "power_loss_db"), ("full",), ("persistence", "ar", "lstm", "gru", "position-knn"),
          dataset_kind="beam", context=8, horizon=1),
     Task("traffic-forecast", "series", "cell traffic forecasting", _SERIES_METRICS, ("zero-shot",),
          _SERIES_BASELINES, dataset_kind="traffic", series_kinds=("traffic",), context=144, horizon=36),
