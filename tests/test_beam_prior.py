@@ -180,6 +180,35 @@ def test_a_stay_bias_adds_to_the_current_best_beam_and_calibration_chooses_it_on
     assert calibrate_stay_bias(fresh, moving)["choice"] == 0.0 and fresh.stay_bias == 0.0
 
 
+def test_a_bias_on_linear_predictions_beam_is_exact_calibrated_with_the_stay_bias_and_saved(tmp_path):
+    from wfm.tasks import saved
+    from wfm.tasks.future_beam import LinearPredictionBeams, calibrate_stay_bias
+
+    torch.manual_seed(0)
+    beam = BeamMAE(create_model("mae_tiny"), 64).eval()  # zero head: persistence, which misses a drift
+    w = _windows(256, 1, seed=3)  # the lobe moves a beam a step: linear prediction of the powers follows
+    w.trajectory[:] = torch.arange(256) // 4
+    ahead = LinearPredictionBeams(1).scores(w).argmax(1)
+    assert float((ahead == w.label).float().mean()) > 0.9
+    with torch.no_grad():
+        base = beam(w.past)
+        beam.ar_bias = 0.6
+        biased = beam(w.past)
+    assert torch.allclose(biased - base, 0.6 * torch.nn.functional.one_hot(ahead, 64).float())
+    beam.ar_bias = 0.0
+    res = calibrate_stay_bias(beam, w, ar_biases=(0.0, 1.0, 2.0))
+    assert res["ar_current"] == 0.0 and res["ar_choice"] > 0 and beam.ar_bias == res["ar_choice"]
+    assert float((beam.scores(w).argmax(1) == w.label).float().mean()) > 0.9
+    assert "ar_bias" in res["rows"][0]
+    folder = saved.save(beam, tmp_path / "m", "future-beam", "future-beam", {"context": 8, "horizon": 1})
+    back, meta = saved.load(folder)
+    assert back.ar_bias == beam.ar_bias and meta["config"]["ar_horizon"] == 1
+    with torch.no_grad():
+        assert torch.equal(back(w.past), beam(w.past))
+    beam.ar_bias = 0.0
+    assert "ar_bias" not in saved.describe(beam)[1]  # unchanged configs for uncalibrated models
+
+
 def test_a_calibrated_stay_bias_is_saved_and_models_saved_before_it_load_without_one(tmp_path):
     from wfm.tasks import saved
 
@@ -217,6 +246,7 @@ def test_wfm_calibrate_writes_a_copy_of_a_saved_future_beam_model_with_its_stay_
     assert meta["training"]["stay_bias_calibrated_on"].startswith("sites (all, scenario(s)")
     res = json.loads((tmp_path / "cal.json").read_text())
     assert back.stay_bias == res["stay_bias"] == res["result"]["choice"]
+    assert back.ar_bias == res["ar_bias"] == res["result"]["ar_choice"]
     assert saved.load(src)[0].stay_bias == 0.0  # the source is left as it was
     # the copy's weights are the source's
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), saved.load(src)[0].state_dict().values()))

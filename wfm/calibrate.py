@@ -65,7 +65,7 @@ def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
     """``wfm calibrate`` of a saved future-beam model: its stay bias on the beam windows of ``--data``."""
     from wfm.console import console, print_table, write_json
     from wfm.tasks import saved
-    from wfm.tasks.future_beam import calibrate_stay_bias, plan_beam
+    from wfm.tasks.future_beam import AR_BIASES, calibrate_stay_bias, plan_beam
 
     model, meta = saved.load(args.model)
     if not hasattr(model, "stay_bias"):
@@ -79,19 +79,23 @@ def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
         w = {"train": plan["train"], "val": plan["val"], "test": plan["tests"][0][1]}[args.split]
         if w is None:
             raise InputError(f"{args.data}: no {args.split} windows in its split ({plan['description']})")
-    res = calibrate_stay_bias(model, w)
+    model.horizon = horizon
+    res = calibrate_stay_bias(model, w, ar_biases=AR_BIASES)
     print_table(res["rows"], title=f"{args.data} ({args.split}: {res['windows']} windows of {res['trajectories']} "
-                                   f"trajectories): top-1 of the next best beam per stay bias")
+                                   f"trajectories): top-1 of the next best beam per stay bias and bonus on linear "
+                                   "prediction's beam (the best of each stay bias, the chosen and the current)")
     scen = ",".join(str(s) for s in sorted(set(w.scenario.tolist())))
     training = {**train, "stay_bias_calibrated_on": f"{Path(args.data).name} ({args.split}, scenario(s) {scen}, "
                                                     f"{res['windows']} windows)"}
     saved.save(model, out, meta["task"], meta.get("family", meta["task"]), training)
-    console.print(f"stay bias {res['choice']:g}" + (f" (was {res['current']:g})" if res["choice"] != res["current"]
-                                                     else " (kept: no other bias beat it beyond noise)"))
-    console.print(f"wrote {out}: the same weights, stay_bias {res['choice']:g}")
+    moved = (res["choice"], res["ar_choice"]) != (res["current"], res["ar_current"])
+    console.print(f"stay bias {res['choice']:g}, ar bias {res['ar_choice']:g}"
+                  + (f" (was {res['current']:g}, {res['ar_current']:g})" if moved
+                     else " (kept: no other pair beat it beyond noise)"))
+    console.print(f"wrote {out}: the same weights, stay_bias {res['choice']:g}, ar_bias {res['ar_choice']:g}")
     if args.json:
         write_json(args.json, {"model": str(args.model), "data": str(args.data), "split": args.split,
-                               "out": str(out), "stay_bias": res["choice"], "result": res})
+                               "out": str(out), "stay_bias": res["choice"], "ar_bias": res["ar_choice"], "result": res})
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:

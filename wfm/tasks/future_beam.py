@@ -256,9 +256,13 @@ class LinearPredictionBeams:
         self.horizon = horizon
 
     def scores(self, w: BeamWindows) -> Tensor:
+        return self.scores_of(w.past)
+
+    def scores_of(self, past: Tensor) -> Tensor:
+        """The predicted powers ``[N, B]`` from past sweeps ``[N, C, B]``."""
         from wfm.models.linear_prediction import ar_forecast
 
-        return ar_forecast(w.past.double().transpose(1, 2), self.horizon)[..., -1].float()
+        return ar_forecast(past.double().transpose(1, 2), self.horizon)[..., -1].float()
 
 
 def knn_scores(train: BeamWindows, test: BeamWindows, k: int = 5) -> Tensor:
@@ -352,6 +356,11 @@ class AnchoredBeamScores:
     #: Added to the current best beam's score (``wfm calibrate``, :func:`calibrate_stay_bias`): how
     #: much more it takes to move off it than the scores trained on generated sweeps say. 0: none.
     stay_bias: float = 0.0
+    #: Added to the score of the beam that linear prediction of the powers puts first
+    #: (:class:`LinearPredictionBeams`, ``wfm calibrate`` chooses it with the stay bias). 0: none.
+    ar_bias: float = 0.0
+    #: Sweeps ahead the model predicts (its task's ``horizon``; what linear prediction runs).
+    horizon: int = 1
 
     def _init_anchor(self, prior: str, relative: bool) -> None:
         if prior not in BEAM_PRIORS:
@@ -380,6 +389,9 @@ class AnchoredBeamScores:
             out = out + self.prior_log_scale.exp() * persistence_logits(past)
         if self.stay_bias:
             out = out + self.stay_bias * nn.functional.one_hot(past[:, -1].argmax(dim=1), out.shape[1]).to(out.dtype)
+        if self.ar_bias:
+            ahead = LinearPredictionBeams(self.horizon).scores_of(past).argmax(dim=1)
+            out = out + self.ar_bias * nn.functional.one_hot(ahead, out.shape[1]).to(out.dtype)
         return out
 
 
@@ -486,37 +498,52 @@ class BeamMAE(AnchoredBeamScores, nn.Module):
     scores = BeamRNN.scores
 
 
-#: The stay biases :func:`calibrate_stay_bias` tries (log-score units).
+#: The stay biases :func:`calibrate_stay_bias` tries (log-score units), and the biases on linear
+#: prediction's best beam it tries with each.
 STAY_BIASES = tuple(round(0.05 * i, 2) for i in range(41))
+AR_BIASES = tuple(round(0.1 * i, 1) for i in range(21))
 
 
 @torch.no_grad()
 def calibrate_stay_bias(model: AnchoredBeamScores, w: BeamWindows,
-                        biases: Sequence[float] = STAY_BIASES) -> dict[str, Any]:
+                        biases: Sequence[float] = STAY_BIASES, ar_biases: Sequence[float] = (0.0,)) -> dict[str, Any]:
     """Choose ``model.stay_bias`` on labelled windows ``w`` of the user's own sites (``wfm calibrate``).
 
     A model trained on generated sweeps moves off the current best beam as readily as those sweeps
     taught it; on real sites where the best beam flickers between neighbours for no reason the last
     sweeps show, that costs it (finetune/README.md, "Why it loses on the steadiest sites"). Each
     bias is scored by the top-1 of ``log_softmax(scores) + bias`` on the current best beam (the
-    network runs once); the best replaces the model's current bias only where it beats it beyond
-    noise (:func:`wfm.tasks.significance.beats_beyond_noise` over whole trajectories). The
-    weights are not touched. Returns ``{"rows", "choice", "current", "windows", "trajectories"}``
-    and sets ``model.stay_bias`` to the choice."""
+    network runs once); the best that beats the model's current bias beyond noise
+    (:func:`wfm.tasks.significance.beats_beyond_noise` over whole trajectories) replaces it. With
+    ``ar_biases`` each stay bias is tried with each bonus on linear prediction's best beam
+    (``ar_bias``), and the pair is chosen the same way. The weights are not touched. Returns
+    ``{"rows", "choice", "current", "windows", "trajectories"}`` (``choice``/``current``: the stay
+    bias; ``ar_choice``/``ar_current``: the other) and sets the model's biases to the choice."""
     if not len(w):
         raise DataError("no windows to calibrate on")
-    current = float(model.stay_bias)
-    model.stay_bias = 0.0
+    current = (float(model.stay_bias), float(model.ar_bias))
+    model.stay_bias, model.ar_bias = 0.0, 0.0
     try:
         logp = torch.log_softmax(model.scores(w).double(), dim=1)
     finally:
-        model.stay_bias = current
+        model.stay_bias, model.ar_bias = current
     here = nn.functional.one_hot(w.past[:, -1].argmax(dim=1), logp.shape[1]).double()
-    grid = sorted(set(float(b) for b in biases) | {current})
-    misses = {b: ((logp + b * here).argmax(dim=1) != w.label).double() for b in grid}
-    best = min(grid, key=lambda b: (float(misses[b].mean()), abs(b - current)))
-    choice = best if beats_beyond_noise(misses[current], misses[best], w.trajectory) else current
-    model.stay_bias = choice
-    rows = [{"stay_bias": b, "top1": float(1 - misses[b].mean()),
-             "note": ("chosen" if b == choice else "") + (" (current)" if b == current else "")} for b in grid]
-    return {"rows": rows, "choice": choice, "current": current, "windows": len(w), "trajectories": w.trajectories}
+    ahead = nn.functional.one_hot(LinearPredictionBeams(model.horizon).scores(w).argmax(dim=1),
+                                  logp.shape[1]).double()
+    grid = sorted({(float(b), float(a)) for b in biases for a in ar_biases} | {current})
+    misses = {g: ((logp + g[0] * here + g[1] * ahead).argmax(dim=1) != w.label).double() for g in grid}
+    # The best pair by top-1 that beats the current one beyond noise (a pair can gain on the long
+    # drives and lose on many short ones: then the next best is tried).
+    ranked = sorted(grid, key=lambda g: (float(misses[g].mean()), abs(g[0] - current[0]) + abs(g[1] - current[1])))
+    choice = next((g for g in ranked if float(misses[g].mean()) < float(misses[current].mean())
+                   and beats_beyond_noise(misses[current], misses[g], w.trajectory)), current)
+    model.stay_bias, model.ar_bias = choice
+    rows = [{"stay_bias": g[0], **({"ar_bias": g[1]} if len(ar_biases) > 1 or g[1] else {}),
+             "top1": float(1 - misses[g].mean()),
+             "note": ("chosen" if g == choice else "") + (" (current)" if g == current else "")} for g in grid]
+    if len(rows) > 60:  # a joint grid: the chosen and current pairs and the best of each stay bias
+        keep = {current, choice} | {min((g for g in grid if g[0] == b), key=lambda g: float(misses[g].mean()))
+                                    for b in {g[0] for g in grid}}
+        rows = [r for r, g in zip(rows, grid) if g in keep]
+    return {"rows": rows, "choice": choice[0], "current": current[0], "ar_choice": choice[1], "ar_current": current[1],
+            "windows": len(w), "trajectories": w.trajectories}

@@ -136,7 +136,8 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
         return "forecaster", _forecaster_config(obj)
     if isinstance(obj, (BeamRNN, BeamMAE)):  # the anchor's options; a stay bias only where calibrated
         anchor = {"prior": obj.prior, "relative": obj.relative,
-                  **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {})}
+                  **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {}),
+                  **({"ar_bias": float(obj.ar_bias), "ar_horizon": int(obj.horizon)} if obj.ar_bias else {})}
         if isinstance(obj, BeamRNN):
             return "beam-rnn", {"beams": int(obj.head.out_features), "hidden": int(obj.rnn.hidden_size),
                                 "cell": "lstm" if type(obj.rnn).__name__ == "LSTM" else "gru", **anchor}
@@ -151,6 +152,8 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
 
 def _with_stay_bias(beam: Any, config: dict[str, Any]) -> Any:
     beam.stay_bias = float(config.get("stay_bias", 0.0))  # wfm calibrate's (models saved before it: none)
+    beam.ar_bias = float(config.get("ar_bias", 0.0))
+    beam.horizon = int(config.get("ar_horizon", 1))
     return beam
 
 
