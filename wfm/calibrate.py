@@ -10,7 +10,7 @@ model's stay bias on labelled sweeps of one's own sites, and write a copy of the
 
 The weights are not trained or changed. An MAE copy's ``config.json`` records its choice
 (``arch.guard_prior``), which every later ``predict`` uses (``wfm.tasks.guard_calibration``); a
-future-beam copy's ``trained.json`` its ``stay_bias`` (``wfm.tasks.future_beam.calibrate_stay_bias``).
+future-beam copy's ``trained.json`` its ``stay_bias`` and ``ar_bias`` (``wfm.tasks.future_beam.calibrate_stay_bias``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SPLITS = ("train", "val", "test", "all")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="re-choose an MAE's guard prior on measured windows of one link or receiver, "
-                                         "or a future-beam model's stay bias on labelled sweeps of your own sites "
+                                         "or a future-beam model's stay bias and linear-prediction bonus on labelled sweeps of your own sites "
                                          "(no training): writes a copy of the model that uses it")
     p.add_argument("model", help="MAE model folder (wfm export, checkpoints/...), or a saved future-beam model "
                                  "(checkpoints/beam-mae-tiny-street-cpu, wfm evaluate --save)")
@@ -62,7 +62,7 @@ def load_windows(root: str | Path, split: str, max_samples: int) -> Any:
 
 
 def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
-    """``wfm calibrate`` of a saved future-beam model: its stay bias on the beam windows of ``--data``."""
+    """``wfm calibrate`` of a saved future-beam model: its stay bias and bonus on linear prediction's beam on the beam windows of ``--data``."""
     from wfm.console import console, print_table, write_json
     from wfm.tasks import saved
     from wfm.tasks.future_beam import AR_BIASES, calibrate_stay_bias, plan_beam
