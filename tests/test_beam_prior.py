@@ -150,7 +150,7 @@ def _flicker(n: int, seed: int) -> BeamWindows:
 
 
 def test_a_stay_bias_adds_to_the_current_best_beam_and_calibration_chooses_it_only_beyond_noise():
-    from wfm.tasks.future_beam import calibrate_stay_bias
+    from wfm.tasks.future_beam import calibrate_beam_biases
 
     torch.manual_seed(0)
     beam = BeamMAE(create_model("mae_tiny"), 64).eval()
@@ -167,7 +167,7 @@ def test_a_stay_bias_adds_to_the_current_best_beam_and_calibration_chooses_it_on
     beam.stay_bias = 0.0
     top1 = float((beam.scores(w).argmax(1) == w.label).float().mean())
     assert top1 < 0.7  # it moves off a beam that stays
-    res = calibrate_stay_bias(beam, w)
+    res = calibrate_beam_biases(beam, w)
     assert res["current"] == 0.0 and res["choice"] > 0 and beam.stay_bias == res["choice"]
     assert float((beam.scores(w).argmax(1) == w.label).float().mean()) == 1.0
     assert {r["stay_bias"] for r in res["rows"]} >= {0.0, 2.0} and res["trajectories"] == 64
@@ -177,12 +177,12 @@ def test_a_stay_bias_adds_to_the_current_best_beam_and_calibration_chooses_it_on
     fresh = BeamMAE(create_model("mae_tiny"), 64).eval()
     with torch.no_grad():
         fresh.head.bias.copy_(torch.zeros(64).index_fill_(0, torch.tensor([33]), 1.0))
-    assert calibrate_stay_bias(fresh, moving)["choice"] == 0.0 and fresh.stay_bias == 0.0
+    assert calibrate_beam_biases(fresh, moving)["choice"] == 0.0 and fresh.stay_bias == 0.0
 
 
 def test_a_bias_on_linear_predictions_beam_is_exact_calibrated_with_the_stay_bias_and_saved(tmp_path):
     from wfm.tasks import saved
-    from wfm.tasks.future_beam import LinearPredictionBeams, calibrate_stay_bias
+    from wfm.tasks.future_beam import LinearPredictionBeams, calibrate_beam_biases
 
     torch.manual_seed(0)
     beam = BeamMAE(create_model("mae_tiny"), 64).eval()  # zero head: persistence, which misses a drift
@@ -196,7 +196,7 @@ def test_a_bias_on_linear_predictions_beam_is_exact_calibrated_with_the_stay_bia
         biased = beam(w.past)
     assert torch.allclose(biased - base, 0.6 * torch.nn.functional.one_hot(ahead, 64).float())
     beam.ar_bias = 0.0
-    res = calibrate_stay_bias(beam, w, ar_biases=(0.0, 1.0, 2.0))
+    res = calibrate_beam_biases(beam, w, ar_biases=(0.0, 1.0, 2.0))
     assert res["ar_current"] == 0.0 and res["ar_choice"] > 0 and beam.ar_bias == res["ar_choice"]
     assert float((beam.scores(w).argmax(1) == w.label).float().mean()) > 0.9
     assert "ar_bias" in res["rows"][0]

@@ -10,7 +10,7 @@ model's stay bias on labelled sweeps of one's own sites, and write a copy of the
 
 The weights are not trained or changed. An MAE copy's ``config.json`` records its choice
 (``arch.guard_prior``), which every later ``predict`` uses (``wfm.tasks.guard_calibration``); a
-future-beam copy's ``trained.json`` its ``stay_bias`` and ``ar_bias`` (``wfm.tasks.future_beam.calibrate_stay_bias``).
+future-beam copy's ``trained.json`` its ``stay_bias`` and ``ar_bias`` (``wfm.tasks.future_beam.calibrate_beam_biases``).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
     """``wfm calibrate`` of a saved future-beam model: its stay bias and bonus on linear prediction's beam on the beam windows of ``--data``."""
     from wfm.console import console, print_table, write_json
     from wfm.tasks import saved
-    from wfm.tasks.future_beam import AR_BIASES, calibrate_stay_bias, plan_beam
+    from wfm.tasks.future_beam import AR_BIASES, calibrate_beam_biases, plan_beam
 
     model, meta = saved.load(args.model)
     if not hasattr(model, "stay_bias"):
@@ -80,7 +80,7 @@ def cmd_calibrate_beam(args: argparse.Namespace, out: Path) -> None:
         if w is None:
             raise InputError(f"{args.data}: no {args.split} windows in its split ({plan['description']})")
     model.horizon = horizon
-    res = calibrate_stay_bias(model, w, ar_biases=AR_BIASES)
+    res = calibrate_beam_biases(model, w, ar_biases=AR_BIASES)
     print_table(res["rows"], title=f"{args.data} ({args.split}: {res['windows']} windows of {res['trajectories']} "
                                    f"trajectories): top-1 of the next best beam per stay bias and bonus on linear "
                                    "prediction's beam (the best of each stay bias, the chosen and the current)")

@@ -98,23 +98,21 @@ def _ar_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
     xs, vs = x.movedim(dim, -1), vis.movedim(dim, -1)  # [B, ..., n]
     b, n = xs.shape[0], xs.shape[-1]
     xs, vs = xs.reshape(b, -1, n), vs.reshape(b, -1, n)
-    data = vs.any(-1)  # [B, C]: channels with visible elements (others are padding)
-    line = vs[0, data[0]]
-    if not bool(data[0].any()) or not bool((data == data[0]).all()):
+    data = vs.any(-1)[0]  # [C]: channels with visible elements (others are padding)
+    if not bool(data.any()) or not bool((vs.any(-1) == data).all()):
         return hold
-    line = line[0]
-    if not bool((vs[:, data[0]] == line).all()):
+    line = vs[0, data][0]  # one channel's visible pattern: every other must be the same
+    if not bool((vs[:, data] == line).all()):
         return hold
     idx = line.nonzero().flatten()
     start, stop = int(idx[0]), int(idx[-1]) + 1
     if stop - start != len(idx) or stop == n:
         return hold
-    series = xs[:, data[0], start:stop]  # [B, Cd, L]
-    pred = ar_forecast(series, n - stop)
+    pred = ar_forecast(xs[:, data, start:stop], n - stop)  # [B, Cd, n - stop]
     out = hold.movedim(dim, -1).reshape(b, -1, n).clone()
-    sub = out[:, data[0]]
+    sub = out[:, data]
     sub[..., stop:] = pred.to(out.dtype)
-    out[:, data[0]] = sub
+    out[:, data] = sub
     return out.reshape(hold.movedim(dim, -1).shape).movedim(-1, dim)
 
 

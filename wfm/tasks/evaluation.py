@@ -71,6 +71,8 @@ from wfm.tasks.significance import Scored, separation_warnings
 SERIES_TRAINABLE = ("lstm", "gru", "transformer")
 BEAM_TRAINABLE = ("lstm", "gru", "position-knn")
 CLASSICAL_NAMES = ("persistence", "mean", "seasonal")  # wfm.models.baselines.CLASSICAL
+#: Future-beam baselines with nothing to train: persistence and linear prediction of the powers.
+CLOSED_FORM_BEAMS = ("persistence", "ar")
 #: Row metrics that get a mean and a ``_std`` over seeds.
 METRICS = ("nmse_db", "window_nmse", "window_nmse_db", "mae", "smape", "rmse", "accuracy", "f1", "top1", "top3",
            "power_loss_db", "interval_coverage", "quantile_loss")
@@ -730,14 +732,14 @@ def _future_beam(run: _Run) -> None:
         for spec in run.models:
             label = run.label(spec)
             got = run.saved(spec)
-            trains = spec not in ("persistence", "ar") and got is None
+            trains = spec not in CLOSED_FORM_BEAMS and got is None
             for frac in (opts.train_fractions if trains else (1.0,)):
                 run.rep.start(f"{task.name} / {name}: {label} (train fraction {frac:g})")
                 kind = "baseline" if _is_baseline(task, spec) or (got is not None and got[1]["class"] != "beam-mae") \
                     else "foundation"
                 row: dict[str, Any] = {"dataset": name, "model": label, "kind": kind, "split": plan["split"],
                                        "train_fraction": frac}
-                if spec in ("persistence", "ar"):
+                if spec in CLOSED_FORM_BEAMS:
                     runs = [(None, None if spec == "persistence" else LinearPredictionBeams(horizon),
                              {"train_samples": 0})]
                     row["mode"] = "closed form"

@@ -353,7 +353,7 @@ class AnchoredBeamScores:
 
     head: nn.Linear
 
-    #: Added to the current best beam's score (``wfm calibrate``, :func:`calibrate_stay_bias`): how
+    #: Added to the current best beam's score (``wfm calibrate``, :func:`calibrate_beam_biases`): how
     #: much more it takes to move off it than the scores trained on generated sweeps say. 0: none.
     stay_bias: float = 0.0
     #: Added to the score of the beam that linear prediction of the powers puts first
@@ -498,16 +498,17 @@ class BeamMAE(AnchoredBeamScores, nn.Module):
     scores = BeamRNN.scores
 
 
-#: The stay biases :func:`calibrate_stay_bias` tries (log-score units), and the biases on linear
+#: The stay biases :func:`calibrate_beam_biases` tries (log-score units), and the biases on linear
 #: prediction's best beam it tries with each.
 STAY_BIASES = tuple(round(0.05 * i, 2) for i in range(41))
 AR_BIASES = tuple(round(0.1 * i, 1) for i in range(21))
 
 
 @torch.no_grad()
-def calibrate_stay_bias(model: AnchoredBeamScores, w: BeamWindows,
+def calibrate_beam_biases(model: AnchoredBeamScores, w: BeamWindows,
                         biases: Sequence[float] = STAY_BIASES, ar_biases: Sequence[float] = (0.0,)) -> dict[str, Any]:
-    """Choose ``model.stay_bias`` on labelled windows ``w`` of the user's own sites (``wfm calibrate``).
+    """Choose ``model.stay_bias`` (and with ``ar_biases``, ``model.ar_bias``) on labelled windows
+    ``w`` of the user's own sites (``wfm calibrate``).
 
     A model trained on generated sweeps moves off the current best beam as readily as those sweeps
     taught it; on real sites where the best beam flickers between neighbours for no reason the last

@@ -706,13 +706,12 @@ def verdicts(result: dict[str, Any]) -> list[str]:
                                          if "gap_windows" in r else "") for r in rs)
                     parts.append(f"{label} on {len(rs)} ({named})")
             lines.append(f"{name}: of the {len(over)} behind, " + "; ".join(parts))
-        refs = {(r["dataset"], r["view"], r["model"]): r for r in result["rows"] if r["kind"] == "reference"}
-        ahead = sorted({ref: [f"{r['dataset']} {r['view']} ({refs[(r['dataset'], r['view'], ref)]['ratio_to_best']:.3g}x "
-                              f"against {r['ratio_to_best']:.3g}x)" for r in scored
-                              if refs.get((r["dataset"], r["view"], ref), {}).get("ratio_to_best", float("inf"))
-                              < r["ratio_to_best"]]
-                        for ref in sorted({k[2] for k in refs})}.items())
-        for ref, where in ahead:
+        refs = [r for r in result["rows"] if r["kind"] == "reference" and "ratio_to_best" in r]
+        for ref in dict.fromkeys(r["model"] for r in refs):  # where a reference baseline is ahead of the model
+            ratio = {(r["dataset"], r["view"]): r["ratio_to_best"] for r in refs if r["model"] == ref}
+            where = [f"{r['dataset']} {r['view']} ({ratio[(r['dataset'], r['view'])]:.3g}x against "
+                     f"{r['ratio_to_best']:.3g}x)" for r in scored
+                     if ratio.get((r["dataset"], r["view"]), float("inf")) < r["ratio_to_best"]]
             if where:
                 lines.append(f"{name}: the reference {ref} is ahead of it on {len(where)}: " + ", ".join(where))
         for f in result.get("families", []):

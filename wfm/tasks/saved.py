@@ -134,7 +134,7 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
 
     if isinstance(obj, (RNNForecaster, TransformerForecaster)):
         return "forecaster", _forecaster_config(obj)
-    if isinstance(obj, (BeamRNN, BeamMAE)):  # the anchor's options; a stay bias only where calibrated
+    if isinstance(obj, (BeamRNN, BeamMAE)):  # the anchor's options; the biases only where calibrated
         anchor = {"prior": obj.prior, "relative": obj.relative,
                   **({"stay_bias": float(obj.stay_bias)} if obj.stay_bias else {}),
                   **({"ar_bias": float(obj.ar_bias), "ar_horizon": int(obj.horizon)} if obj.ar_bias else {})}
@@ -150,8 +150,9 @@ def describe(obj: Any) -> tuple[str, dict[str, Any]]:
     raise SavedModelError(f"cannot save a {type(obj).__name__}")
 
 
-def _with_stay_bias(beam: Any, config: dict[str, Any]) -> Any:
-    beam.stay_bias = float(config.get("stay_bias", 0.0))  # wfm calibrate's (models saved before it: none)
+def _with_calibration(beam: Any, config: dict[str, Any]) -> Any:
+    # wfm calibrate's biases (models saved before it: none)
+    beam.stay_bias = float(config.get("stay_bias", 0.0))
     beam.ar_bias = float(config.get("ar_bias", 0.0))
     beam.horizon = int(config.get("ar_horizon", 1))
     return beam
@@ -168,7 +169,7 @@ def build(cls: str, config: dict[str, Any]) -> Any:
         if cls == "beam-rnn":
             from wfm.tasks.future_beam import BeamRNN
 
-            return _with_stay_bias(BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]),
+            return _with_calibration(BeamRNN(int(config["beams"]), int(config["hidden"]), str(config["cell"]),
                                            str(config.get("prior", "none")), bool(config.get("relative", False))),
                                    config)
         if cls == "beam-mae":
@@ -176,7 +177,7 @@ def build(cls: str, config: dict[str, Any]) -> Any:
 
             mae = build_model({"model_kind": "mae", "name": config.get("mae_name"), "arch": config["mae_arch"]})
             # saved before the persistence prior: the head alone
-            return _with_stay_bias(BeamMAE(mae, int(config["beams"]), str(config.get("prior", "none")),
+            return _with_calibration(BeamMAE(mae, int(config["beams"]), str(config.get("prior", "none")),
                                            bool(config.get("relative", False))), config)
         if cls == "position-knn":
             from wfm.tasks.future_beam import PositionKNN
