@@ -114,16 +114,16 @@ def test_value_origins_match_patch_ends_and_a_brute_force_backtest():
     obs[1, :11] = False  # left padding
     x = x * obs
     iv = torch.tensor([1.0, 1.0])
-    est_v, avail_v = classical_priors(x, obs, iv, 8, 6, FIVE + ("linear", "reversion"), every_value=True)
-    est_p, avail_p = classical_priors(x, obs, iv, 8, 6, FIVE + ("linear", "reversion"))
-    assert est_v.shape == (2, 40, 7, 6)
+    est_v, avail_v = classical_priors(x, obs, iv, 8, 6, FIVE + ("linear", "reversion", "ar"), every_value=True)
+    est_p, avail_p = classical_priors(x, obs, iv, 8, 6, FIVE + ("linear", "reversion", "ar"))
+    assert est_v.shape == (2, 40, 8, 6)
     assert torch.allclose(est_v[:, 7::8], est_p) and torch.equal(avail_v[:, 7::8], avail_p)
     limit = torch.tensor([40, 30])
-    mse = backtest_mse_values(x, obs, iv, 8, 6, FIVE + ("linear", "reversion"), limit=limit)
-    assert mse.shape == (2, 5, 7, 6)
+    mse = backtest_mse_values(x, obs, iv, 8, 6, FIVE + ("linear", "reversion", "ar"), limit=limit)
+    assert mse.shape == (2, 5, 8, 6)
     for b in range(2):
         for i, o in enumerate(range(7, 40, 8)):
-            for e in range(7):
+            for e in range(8):
                 tot, cnt = torch.zeros(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
                 for h in range(1, 7):  # every origin j whose h-step target is known at o
                     for j in range(0, o - h + 1):
@@ -691,6 +691,71 @@ def test_reversion_prior_is_the_ar1_forecast_around_the_mean():
     # white noise: phi clips to ~0 and the estimate is the mean; the walk's first step is near its last value
     assert torch.allclose(est[0, j, 2], est[0, j, 1], atol=0.05 * float(x[0].std()))
     assert abs(float(est[1, j, 2, 0] - est[1, j, 0, 0])) < abs(float(est[1, j, 1, 0] - est[1, j, 0, 0]))
+
+
+def test_ar_prior_is_linear_prediction_fitted_at_every_origin():
+    """The ``ar`` estimator at origin ``o`` is the reference linear prediction (forward-backward least
+    squares, ``wfm.models.linear_prediction``) of the order its earlier forecasts favour, fitted to
+    the values up to ``o`` only; a window's channels pool one recursion; padding is ignored."""
+    from wfm.models.linear_prediction import extrapolate, fit_coefficients
+    from wfm.models.series_priors import AR_ORDERS, ar_prior
+
+    t = torch.arange(64, dtype=torch.float64)
+    tone = torch.stack([torch.cos(0.3 * t + 0.5), torch.sin(0.3 * t + 0.5)]).float()  # one complex exponential
+    obs = torch.ones_like(tone, dtype=torch.bool)
+    origins = torch.tensor([5, 20, 63])
+    est, avail = ar_prior(tone, obs, origins, 8, group=torch.tensor([0, 0]))
+    ahead = origins[:, None] + 1 + torch.arange(8)
+    truth = torch.stack([torch.cos(0.3 * ahead + 0.5), torch.sin(0.3 * ahead + 0.5)]).float()
+    assert avail.all() and torch.allclose(est[:, 1:], truth[:, 1:], atol=1e-3)  # pooled: 2 rows fit order 2 by origin 20
+
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(3, 96, generator=g).cumsum(dim=1) * 0.2 + torch.randn(3, 96, generator=g))
+    x = x - x.mean(dim=1, keepdim=True)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    o = torch.tensor([40, 95])
+    est, avail = ar_prior(x, obs, o, 6)
+    assert avail.all()
+    for b in range(3):
+        for i, origin in enumerate(o.tolist()):
+            seen = x[b, :origin + 1].double()[None, None]
+            refs = [extrapolate(seen, fit_coefficients(seen, k, 1e-6), 6)[0, 0] for k in AR_ORDERS]
+            assert min(float((r - est[b, i].double()).abs().max()) for r in refs) < 1e-4, (b, origin)
+    y = x.clone()
+    y[:, 41:] = 100.0  # only the future of origin 40 changes
+    assert torch.equal(ar_prior(y, obs, o[:1], 6)[0], est[:, :1])
+    pad = torch.zeros(3, 106)
+    pad[:, 10:] = x
+    pobs = torch.zeros_like(pad, dtype=torch.bool)
+    pobs[:, 10:] = True
+    assert torch.allclose(ar_prior(pad, pobs, o + 10, 6)[0], est, atol=1e-5)  # left padding ignored
+    first = ar_prior(x, obs, torch.tensor([0, 1]), 6)[1]
+    assert not first[:, 0].any()  # one value: nothing to fit
+    noise = torch.randn(4, 64, generator=g)
+    e, _ = ar_prior(noise, torch.ones_like(noise, dtype=torch.bool), torch.arange(64), 8)
+    bound = 2 * noise.abs().cummax(dim=1).values[..., None]
+    assert (e.abs() <= bound + 1e-6).all()  # never beyond twice the largest value so far
+
+
+def test_a_fresh_mix_with_ar_continues_the_tones_of_a_pooled_window():
+    """Four channels of one window carry the same two Doppler tones (real and imaginary parts as
+    rows): the ``ar`` estimator's backtest is near zero, so a fresh mix (the inverse-MSE
+    combination) follows it, where persistence and the mean cannot; the group pools one fit."""
+    t = torch.arange(48, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    amp = torch.randn(4, 2, 2, generator=g, dtype=torch.float64)
+    x = sum(torch.cos(w * t + amp[:, k, :1]) * amp[:, k, 1:] for k, w in enumerate((0.21, 0.47)))  # [4, 48]
+    x = torch.cat([x, sum(torch.sin(w * t + amp[:, k, :1]) * amp[:, k, 1:] for k, w in enumerate((0.21, 0.47)))])
+    group = torch.zeros(8, dtype=torch.long)
+    ctx, future = x[:, :40].float(), x[:, 40:]
+    kw = dict(prior="mix", backtest_origins="value", backtest_weight=4.0)  # the shipped model's sharpness
+    m = create_model("causal_tiny", estimators=("last", "mean", "ar"), **kw).eval()
+    plain = create_model("causal_tiny", estimators=("last", "mean"), **kw).eval()
+    with torch.no_grad():
+        err_ar = (m.forecast(ctx, 1e-3, 8, group=group).double() - future).pow(2).mean()
+        err_plain = (plain.forecast(ctx, 1e-3, 8, group=group).double() - future).pow(2).mean()
+    power = future.pow(2).mean()  # measured: -26 dB with ar (its backtest error floors at the prior's pseudo-count), 0 without
+    assert err_ar < 0.01 * power and err_plain > 0.5 * power
 
 
 def test_recent_means_average_the_last_values_once_the_context_holds_a_window():

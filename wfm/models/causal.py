@@ -218,7 +218,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             reproduces the mix exactly.
         estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``; default
             ``DEFAULT_ESTIMATORS``, the six of the models saved before ``reversion`` and the
-            windowed means; the shipped ``causal-tiny-catalog-cpu`` uses all ten).
+            windowed means; the shipped ``causal-tiny-catalog-cpu`` uses the first ten; ``ar``,
+            linear prediction fitted at every origin, :func:`wfm.models.series_priors.ar_prior`,
+            is the eleventh).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         backtest_origins: ``"patch"`` (every model saved before this option): the backtest scores
@@ -503,14 +505,17 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         m = observed.float()
         z = (values - loc) / scale * m  # [B, L]
         interval = interval.to(values.device).expand(b)
-        est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators)  # every origin
         limit = context_len if (self.guard and context_len is not None) else None
-        if backtest is not None:
-            mse = backtest
-        elif self.backtest_origins == "value":
-            mse = backtest_mse_values(z, observed, interval, p, ahead, self.estimators, self.backtest_window, limit)
+        if backtest is None and self.backtest_origins == "value":  # one pass serves the backtest and the tokens
+            every = classical_priors(z, observed, interval, p, ahead, self.estimators, every_value=True, group=group)
+            mse = backtest_mse_values(z, observed, interval, p, ahead, self.estimators, self.backtest_window, limit,
+                                      group, priors=every)
+            ends = torch.arange(p - 1, length // p * p, p, device=z.device)
+            est, avail = every[0][:, ends], every[1][:, ends]
         else:
-            mse = backtest_mse(z, observed, est, avail, p, self.backtest_window, limit)
+            est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators, group=group)  # patch ends
+            mse = backtest if backtest is not None else backtest_mse(z, observed, est, avail, p, self.backtest_window,
+                                                                     limit)
         fine = self.fine_len(length)
         nf = fine // p
         full_mse = mse

@@ -14,16 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from wfm.models.groups import pool_rows
+
 
 #: Training targets are clipped at this many context stds (see ``CausalForecaster.loss``).
 TARGET_CLIP = 50.0
 #: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
-ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion", "mean16", "mean64", "mean256")
+ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion", "mean16", "mean64", "mean256", "ar")
 #: The windowed means among ``ESTIMATORS`` and their windows in values.
 RECENT_MEANS = {"mean16": 16, "mean64": 64, "mean256": 256}
 #: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
 DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
+#: Orders the ``ar`` estimator chooses from at each origin (by BIC on its own fit).
+AR_ORDERS = (1, 2, 4, 8)
+#: Ridge on the ``ar`` estimator's normal equations, relative to their mean diagonal.
+AR_RIDGE = 1e-6
 #: Pseudo-count of the backtest error's prior value (1 = the context's variance), see :func:`backtest_mse`.
 BACKTEST_PRIOR = 1.0
 
@@ -51,8 +57,95 @@ def first_observed(observed: Tensor) -> Tensor:
     return torch.where(observed, idx, length).min(dim=1).values
 
 
+def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
+             group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once.
+
+    At every position ``t`` of ``z`` ``[B, L]``, a recursion ``z[t'] = sum_i c_i z[t' - i]`` of each
+    order in ``AR_ORDERS`` is fitted by least squares, forward and backward, to the observed values
+    up to ``t`` (every equation's values observed; twice as many equations as unknowns), with
+    ``AR_RIDGE``; rows sharing a ``group`` id ``[B]`` pool their equations (the channels of one CSI
+    window see the same Doppler shifts). Each runs ``ahead`` steps forward. The forecast at origin
+    ``o`` (``origins`` ``[N]``) is that of the order whose earlier forecasts, those whose targets
+    are known at ``o``, erred least (prequential order selection: an honest backtest, where an
+    in-sample criterion lets 16 values pick a wild order 8; an order not yet fitted stands in
+    with the highest lower one). ``z`` is normalised by the context, so a recursion reverts to
+    the context's mean. Returns ``(est [B, N, ahead], avail [B, N])``.
+
+    The normal equations of every position come from running sums of the lagged products
+    ``z[v] z[v - d]``: one pass over the series plus a ``k x k`` solve per position and order.
+    Instead of reflecting poles into the unit circle (the reference baseline's eigenvalues at every
+    position would cost more than the fits), forecasts are kept within twice the largest
+    ``|z|`` seen so far: an explosive fit errs in the backtest and is not chosen.
+    """
+    b, length = z.shape
+    kmax, dev = max(AR_ORDERS), z.device
+    zd = (z * observed).double()
+    q = torch.stack([F.pad(zd * F.pad(zd, (d, 0))[:, :length], (1, 0)).cumsum(dim=1)
+                     for d in range(kmax + 1)], dim=1)  # [B, K + 1, L + 1]: sums of z[v] z[v - d] for v < u
+    first = first_observed(observed)[:, None]  # [B, 1]
+    o = torch.arange(length, device=dev)[None].expand(b, length)  # every position is an origin
+
+    def span(d: int, lo: Tensor, hi: Tensor) -> Tensor:  # sum of z[v] z[v - d] over v in [lo, hi], per [B, L]
+        qd = q[:, d]
+        top = qd.gather(1, (hi + 1).clamp(0, length))
+        bot = qd.gather(1, lo.clamp(0, length))
+        return torch.where(hi >= lo, top - bot, torch.zeros_like(top))
+
+    bound = 2 * zd.abs().cummax(dim=1).values[..., None]  # [B, L, 1]
+    lag = (o[..., None] - torch.arange(kmax, device=dev)).clamp_min(0)  # [B, L, K]: z[t], z[t - 1], ...
+    hist0 = zd.gather(1, lag.reshape(b, -1)).view(b, length, kmax)
+    coef = torch.zeros(b, length, kmax, dtype=torch.float64, device=dev)  # the highest order fitted so far
+    avail = torch.zeros(b, length, dtype=torch.bool, device=dev)
+    forecasts = []
+    for k in AR_ORDERS:
+        start = first + k  # the first target whose k lags are all observed
+        pairs = [(i, j) for i in range(k + 1) for j in range(i, k + 1)]
+        # z[t - i] z[t - j] (forward) plus z[t - k + i] z[t - k + j] (backward), summed over the targets t
+        m = torch.stack([span(j - i, start - i, o - i) + span(j - i, start - k + j, o - k + j) for i, j in pairs], -1)
+        eqs = 2 * (o - start + 1).clamp_min(0).double()
+        if group is not None:
+            m, eqs = pool_rows(m, group), pool_rows(eqs, group)
+        where = {pair: n for n, pair in enumerate(pairs)}
+        sym = torch.tensor([where[min(i, j), max(i, j)] for i in range(k + 1) for j in range(k + 1)], device=dev)
+        m = m[..., sym].view(b, length, k + 1, k + 1)
+        gram, rhs = m[..., 1:, 1:], m[..., 1:, 0]
+        diag = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+        gram = gram + (AR_RIDGE * diag)[..., None, None] * torch.eye(k, dtype=gram.dtype, device=dev)
+        c = torch.linalg.solve(gram, rhs[..., None])[..., 0]  # [B, L, k]
+        ok = (eqs >= 2 * k) & (o >= start)
+        coef = torch.where(ok[..., None], F.pad(c, (0, kmax - k)), coef)
+        avail = avail | ok
+        hist, out = hist0, []
+        for _ in range(ahead):
+            nxt = (hist * coef).sum(-1, keepdim=True)
+            out.append(nxt)
+            hist = torch.cat([nxt, hist[..., :-1]], dim=-1)
+        forecasts.append(torch.minimum(torch.maximum(torch.cat(out, dim=-1), -bound), bound))  # [B, L, H]
+    # Prequential errors: each order's squared errors, filed under their target's position.
+    hi = torch.arange(1, ahead + 1, device=dev)
+    tpos = torch.arange(length, device=dev)[:, None] + hi  # [L, H]
+    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
+    tgt = zd.gather(1, flat).view(b, length, ahead)
+    ok = (observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None] & avail[..., None]).double()
+    best, best_err = forecasts[0], None
+    for f in forecasts:
+        err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * ok).view(b, -1)
+        known = zd.new_zeros(b, length + ahead + 1).scatter_add_(1, tpos.reshape(1, -1).expand(b, -1), err)
+        known = known[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
+        if group is not None:
+            known = pool_rows(known, group)
+        if best_err is None:
+            best_err = known
+        else:
+            take = known < best_err
+            best, best_err = torch.where(take[..., None], f, best), torch.where(take, known, best_err)
+    return best[:, origins].to(z.dtype), avail[:, origins]
+
+
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
-                     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False) -> tuple[Tensor, Tensor]:
+                     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False,
+                     group: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
 
     Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
@@ -75,7 +168,9 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
       extrapolated undamped (smooth motion: distance, bearing, AoA of a moving user);
     - ``day`` / ``week``: seasonal naive, ``z[o + h - T ceil(h / T)]`` with ``T`` = one day /
       week of steps (``round(86400 / interval)``); available only where the context holds a
-      full period (``o + 1 - T >= first observed``) and ``T >= 2``.
+      full period (``o + 1 - T >= first observed``) and ``T >= 2``;
+    - ``ar``: linear prediction fitted to the values up to ``o`` (:func:`ar_prior`), pooled over
+      the rows of a ``group`` ``[B]``.
 
     Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
     """
@@ -140,6 +235,8 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             slope = torch.where(var > 0, slope, torch.zeros_like(slope))
             end = zmean + slope * (p - 1 - im)
             e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
+        elif name == "ar":
+            e, a = ar_prior(z, observed, o, ahead, group)
         elif name in ("day", "week"):
             period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
             period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
@@ -189,7 +286,8 @@ def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_
 
 
 def backtest_mse_values(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
-                        estimators: tuple[str, ...], window: int = 0, limit: Tensor | None = None) -> Tensor:
+                        estimators: tuple[str, ...], window: int = 0, limit: Tensor | None = None,
+                        group: Tensor | None = None, priors: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """:func:`backtest_mse` with a forecast origin at every value instead of every patch end.
 
     Same result layout, ``[B, N, E, H]`` at the patch ends ``o_i``: the mean over earlier origins
@@ -198,11 +296,14 @@ def backtest_mse_values(z: Tensor, observed: Tensor, interval: Tensor, patch_len
     patch: with 8 values of context (the first token) the one-step errors of 7 origins tell noise
     around a level (the mean wins) from a random walk (the last value wins), where the patch-level
     backtest has none. ``window > 0``: the latest ``window`` patches of origins; ``limit`` as in
-    :func:`backtest_mse`.
+    :func:`backtest_mse`; ``group`` as in :func:`classical_priors`. ``priors``: the estimators'
+    forecasts at every value, as ``classical_priors(..., every_value=True)`` returns them, if the
+    caller has them already.
     """
     b, length = z.shape
     p, dev = patch_len, z.device
-    est, avail = classical_priors(z, observed, interval, p, ahead, estimators, every_value=True)  # [B, L, E, H]
+    est, avail = priors if priors is not None else classical_priors(
+        z, observed, interval, p, ahead, estimators, every_value=True, group=group)  # [B, L, E, H]
     hi = torch.arange(1, ahead + 1, device=dev)
     tpos = torch.arange(length, device=dev)[:, None] + hi  # [L, H]
     flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
