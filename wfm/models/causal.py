@@ -220,7 +220,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             ``DEFAULT_ESTIMATORS``, the six of the models saved before ``reversion`` and the
             windowed means; the shipped ``causal-tiny-catalog-cpu`` uses the first ten; ``ar``,
             linear prediction fitted at every origin, :func:`wfm.models.series_priors.ar_prior`,
-            is the eleventh).
+            is the eleventh: it fits every position of the context in every pass, so ``forecast``
+            at long contexts is several times slower, pretrain/README.md).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         backtest_origins: ``"patch"`` (every model saved before this option): the backtest scores
