@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models.groups import pool_rows
+from wfm.models.linear_prediction import extrapolate
 
 
 #: Training targets are clipped at this many context stds (see ``CausalForecaster.loss``).
@@ -26,7 +27,7 @@ RECENT_MEANS = {"mean16": 16, "mean64": 64, "mean256": 256}
 #: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
 DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
-#: Orders the ``ar`` estimator chooses from at each origin (by BIC on its own fit).
+#: Orders the ``ar`` estimator chooses from at each origin (by its earlier forecasts' errors, :func:`ar_prior`).
 AR_ORDERS = (1, 2, 4, 8)
 #: Ridge on the ``ar`` estimator's normal equations, relative to their mean diagonal.
 AR_RIDGE = 1e-6
@@ -55,6 +56,17 @@ def first_observed(observed: Tensor) -> Tensor:
     length = observed.shape[1]
     idx = torch.arange(length, device=observed.device)
     return torch.where(observed, idx, length).min(dim=1).values
+
+
+def value_targets(z: Tensor, observed: Tensor, ahead: int) -> tuple[Tensor, Tensor, Tensor]:
+    """What a forecast made at every value of ``z`` ``[B, L]`` is scored on: the target positions
+    ``tpos`` ``[L, H]`` (origin + 1 .. origin + ``ahead``), their values ``[B, L, H]`` and whether
+    each is observed inside the series ``[B, L, H]``."""
+    b, length = z.shape
+    tpos = torch.arange(length, device=z.device)[:, None] + torch.arange(1, ahead + 1, device=z.device)
+    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
+    tobs = observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None]
+    return tpos, z.gather(1, flat).view(b, length, ahead), tobs
 
 
 def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
@@ -94,7 +106,7 @@ def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
 
     bound = 2 * zd.abs().cummax(dim=1).values[..., None]  # [B, L, 1]
     lag = (o[..., None] - torch.arange(kmax, device=dev)).clamp_min(0)  # [B, L, K]: z[t], z[t - 1], ...
-    hist0 = zd.gather(1, lag.reshape(b, -1)).view(b, length, kmax)
+    hist = zd.gather(1, lag.reshape(b, -1)).view(b * length, 1, kmax).flip(-1)  # each origin's last K values, in order
     coef = torch.zeros(b, length, kmax, dtype=torch.float64, device=dev)  # the highest order fitted so far
     avail = torch.zeros(b, length, dtype=torch.bool, device=dev)
     forecasts = []
@@ -116,18 +128,11 @@ def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
         ok = (eqs >= 2 * k) & (o >= start)
         coef = torch.where(ok[..., None], F.pad(c, (0, kmax - k)), coef)
         avail = avail | ok
-        hist, out = hist0, []
-        for _ in range(ahead):
-            nxt = (hist * coef).sum(-1, keepdim=True)
-            out.append(nxt)
-            hist = torch.cat([nxt, hist[..., :-1]], dim=-1)
-        forecasts.append(torch.minimum(torch.maximum(torch.cat(out, dim=-1), -bound), bound))  # [B, L, H]
+        f = extrapolate(hist, coef.view(b * length, kmax), ahead).view(b, length, ahead)
+        forecasts.append(f.clamp(-bound, bound))  # [B, L, H]
     # Prequential errors: each order's squared errors, filed under their target's position.
-    hi = torch.arange(1, ahead + 1, device=dev)
-    tpos = torch.arange(length, device=dev)[:, None] + hi  # [L, H]
-    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
-    tgt = zd.gather(1, flat).view(b, length, ahead)
-    ok = (observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None] & avail[..., None]).double()
+    tpos, tgt, tobs = value_targets(zd, observed, ahead)
+    ok = (tobs & avail[..., None]).double()
     best, best_err = forecasts[0], None
     for f in forecasts:
         err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * ok).view(b, -1)
@@ -305,10 +310,7 @@ def backtest_mse_values(z: Tensor, observed: Tensor, interval: Tensor, patch_len
     est, avail = priors if priors is not None else classical_priors(
         z, observed, interval, p, ahead, estimators, every_value=True, group=group)  # [B, L, E, H]
     hi = torch.arange(1, ahead + 1, device=dev)
-    tpos = torch.arange(length, device=dev)[:, None] + hi  # [L, H]
-    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
-    tgt = z.gather(1, flat).view(b, length, ahead)
-    tobs = observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None]
+    tpos, tgt, tobs = value_targets(z, observed, ahead)
     if limit is not None:
         tobs = tobs & (tpos[None] < limit.view(-1, 1, 1))
     valid = (avail[..., None] & tobs[:, :, None]).to(z.dtype)
