@@ -737,6 +737,36 @@ def test_ar_prior_is_linear_prediction_fitted_at_every_origin():
     assert (e.abs() <= bound + 1e-6).all()  # never beyond twice the largest value so far
 
 
+def test_ar_prior_refits_a_long_series_at_most_ar_fits_times():
+    """Past ``AR_FITS`` values, ``ar`` refits every position of the start and then on a coarser
+    grid: an origin runs the recursion of the latest refit at or before it, from its own last
+    values (the reference fit to the values up to that refit), and a tone is still continued."""
+    from wfm.models.linear_prediction import extrapolate, fit_coefficients
+    from wfm.models.series_priors import AR_FITS, AR_ORDERS, ar_prior
+
+    length = 4 * AR_FITS
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, length, generator=g, dtype=torch.float64).cumsum(dim=1) * 0.05
+    x = ((x - x.mean(dim=1, keepdim=True)) / x.std(dim=1, keepdim=True)).float()
+    obs = torch.ones_like(x, dtype=torch.bool)
+    dense = AR_FITS // 2
+    stride = -(-(length - dense) // (AR_FITS - dense))
+    origins = torch.tensor([dense + stride, dense + stride + 1, length - 1])  # on the grid, just after it, the end
+    est, avail = ar_prior(x, obs, origins, 6)
+    assert avail.all()
+    for b in range(2):
+        for i, origin in enumerate(origins.tolist()):
+            fit = dense + (origin - dense) // stride * stride  # the latest refit
+            seen = x[b, :fit + 1].double()[None, None]
+            hist = x[b, :origin + 1].double()[None, None]
+            refs = [extrapolate(hist, fit_coefficients(seen, k, 1e-6), 6)[0, 0] for k in AR_ORDERS]
+            assert min(float((r - est[b, i].double()).abs().max()) for r in refs) < 1e-4, (b, origin)
+    t = torch.arange(length, dtype=torch.float64)
+    tone = torch.cos(0.05 * t + 0.3)[None].float()
+    est, _ = ar_prior(tone, torch.ones_like(tone, dtype=torch.bool), torch.tensor([length - 9]), 8)
+    assert torch.allclose(est[0, 0], tone[0, -8:], atol=1e-3)
+
+
 def test_a_fresh_mix_with_ar_continues_the_tones_of_a_pooled_window():
     """Four channels of one window carry the same two Doppler tones (real and imaginary parts as
     rows): the ``ar`` estimator's backtest is near zero, so a fresh mix (the inverse-MSE
@@ -796,6 +826,22 @@ def test_grown_state_dict_adds_an_estimator_and_keeps_the_old_ones_in_place():
     assert not w[:, 6 * p:7 * p].any() and not w[:, e * p + 6].any() and not w[:, e * p + e + 6].any()
     with pytest.raises(ValueError, match="drop"):
         old.grown_state_dict(("last", "mean"))
+
+
+def test_with_estimators_grows_the_mix_and_keeps_every_inference_option():
+    """How the release got ``ar``: the same weights, the mix grown, the inference options kept;
+    where the new estimator has no fit (1 value of context), the forecast is unchanged."""
+    from wfm.hub_mixin import causal_arch
+
+    old = randomise(mix(estimators=("last", "mean", "trend"), guard=True, check_origins=4, white_limit=0.5, box_cox=True))
+    grown = old.with_estimators((*old.estimators, "ar"))
+    assert grown.estimators == ("last", "mean", "trend", "ar")
+    assert {k: v for k, v in causal_arch(grown).items() if k != "estimators"} == \
+        {k: v for k, v in causal_arch(old).items() if k != "estimators"}
+    x = walks(4, 1)
+    torch.testing.assert_close(grown.forecast(x, 60.0, 8), old.forecast(x, 60.0, 8))
+    x = walks(4, 64)
+    assert not torch.allclose(grown.forecast(x, 60.0, 8), old.forecast(x, 60.0, 8))  # ar is in the mix
 
 
 def test_init_weights_grows_an_exported_model_by_an_estimator(tmp_path):

@@ -820,6 +820,18 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         out.load_state_dict(state)
         return out.train(self.training)
 
+    def with_estimators(self, estimators: tuple[str, ...] | list[str]) -> "CausalForecaster":
+        """A copy of this model that mixes more classical ``estimators`` (a superset), untrained:
+        the network sees no change and the mix weighs each new estimator by its backtest alone
+        (:meth:`grown_state_dict`); every inference option and the metadata it was saved with kept."""
+        arch = {**causal_arch(self), "estimators": tuple(estimators)}
+        arch["quantiles"] = tuple(arch["quantiles"])
+        out = type(self)(**arch).to(self.head.weight.device)
+        out.load_state_dict(self.grown_state_dict(out.estimators))
+        if (meta := getattr(self, "_hub_mixin_config", None)) is not None:
+            out._hub_mixin_config = meta
+        return out.train(self.training)
+
     def grown_state_dict(self, estimators: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
         """This model's weights laid out for the same architecture with more ``estimators`` (a
         superset, any order): continued pretraining adds a classical estimator to a trained mix.
