@@ -78,8 +78,8 @@ from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHub
 from wfm.models.causal_forecast import ForecastMixin
 from wfm.models.groups import group_sizes, pool_by_group
 from wfm.models.registry import register_model
-from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, backtest_mse,
-                                      backtest_mse_values, classical_priors, normalise_stats)
+from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, ArCarry, ar_continue,
+                                      ar_fit, backtest_mse, backtest_mse_values, classical_priors, normalise_stats)
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
 #: The training loss is squared error up to this many (scaled) units, linear beyond.
@@ -99,7 +99,8 @@ class CausalOutput:
     ``ahead``'s layout for the guard's classical combination alone (the quantiles shifted with it),
     computed in the same pass; what ``check_origins`` compares the network against. ``backtest``
     (``prior="mix"``): the estimators' backtest errors at every patch end, ``[B, L / P, E, H]``,
-    before a group pools them (what ``forward(backtest=)`` takes back).
+    before a group pools them (what ``forward(backtest=)`` takes back); ``ar_carry`` (a mix with
+    ``ar`` and a backtest at every value): what ``forward(ar_carry=)`` takes back.
     """
 
     point: Tensor
@@ -109,6 +110,7 @@ class CausalOutput:
     scale: Tensor
     fallback: Tensor | None = None
     backtest: Tensor | None = None
+    ar_carry: ArCarry | None = None
 
 
 def interval_features(interval: Tensor, num: int) -> Tensor:
@@ -414,7 +416,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
     # ------------------------------------------------------------------ core
     def forward(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
                 stats: tuple[Tensor, Tensor] | None = None, group: Tensor | None = None,
-                coarse: bool = True, backtest: Tensor | None = None) -> CausalOutput:
+                coarse: bool = True, backtest: Tensor | None = None, ar_carry: ArCarry | None = None) -> CausalOutput:
         """Next-patch predictions for every token of ``values`` ``[B, N * P]``.
 
         ``observed`` (bool, same shape) marks real values (False = padding); ``interval``
@@ -425,7 +427,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         no coarse tokens (the priors and the normalisation still see every value). ``backtest``
         (``prior="mix"``): the estimators' backtest errors at every patch end, as
         ``CausalOutput.backtest`` returns them, instead of computing them (an autoregressive
-        rollout whose appended values are no evidence reuses its first step's).
+        rollout whose appended values are no evidence reuses its first step's). ``ar_carry``: the
+        ``ar`` estimator's forecasts at the first step's patch ends and the recursion chosen at
+        its end (``CausalOutput.ar_carry``); the patch ends after them get that recursion, run from
+        their own last values (:func:`wfm.models.series_priors.ar_continue`), instead of refits.
         """
         b, length = values.shape
         p = self.patch_len
@@ -439,7 +444,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                 ctx_obs = observed & (torch.arange(length, device=values.device)[None] < context_len[:, None])
             loc, scale = normalise_stats(values, ctx_obs, self.eps)
         if self.prior != "trend":
-            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group, coarse, backtest)
+            return self._forward_mix(values, observed, interval, context_len, (loc, scale), group, coarse, backtest,
+                                     ar_carry)
         m = observed.float()
         x = ((values - loc) / scale * m).view(b, -1, p)
         tok = self.patch_embed(torch.cat([x, m.view(b, -1, p)], dim=-1))
@@ -496,7 +502,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
 
     def _forward_mix(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None,
                      stats: tuple[Tensor, Tensor], group: Tensor | None = None, coarse: bool = True,
-                     backtest: Tensor | None = None) -> CausalOutput:
+                     backtest: Tensor | None = None, ar_carry: ArCarry | None = None) -> CausalOutput:
         """``forward`` of a ``prior="mix"`` model: tokens for the last ``max_context`` values (plus
         coarse tokens of older ones), every token's forecast = gated classical mix + head."""
         b, length = values.shape
@@ -507,14 +513,26 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         z = (values - loc) / scale * m  # [B, L]
         interval = interval.to(values.device).expand(b)
         limit = context_len if (self.guard and context_len is not None) else None
+        ends = torch.arange(p - 1, length // p * p, p, device=z.device)
+        carry = None
         if backtest is None and self.backtest_origins == "value":  # one pass serves the backtest and the tokens
-            every = classical_priors(z, observed, interval, p, ahead, self.estimators, every_value=True, group=group)
+            ar = None
+            if "ar" in self.estimators:
+                *ar, coef, ok = ar_fit(z, observed, torch.arange(length, device=z.device), ahead, group)
+                carry = ArCarry(ar[0][:, ends], ar[1][:, ends], coef, ok)
+            every = classical_priors(z, observed, interval, p, ahead, self.estimators, every_value=True, group=group,
+                                     ar=ar)
             mse = backtest_mse_values(z, observed, interval, p, ahead, self.estimators, self.backtest_window, limit,
                                       group, priors=every)
-            ends = torch.arange(p - 1, length // p * p, p, device=z.device)
             est, avail = every[0][:, ends], every[1][:, ends]
         else:
-            est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators, group=group)  # patch ends
+            ar = None
+            if ar_carry is not None and "ar" in self.estimators:
+                n0 = ar_carry.est.shape[1]
+                ar = (torch.cat([ar_carry.est, ar_continue(z, ends[n0:], ahead, ar_carry.coef, ar_carry.ok)], dim=1),
+                      torch.cat([ar_carry.avail, ar_carry.ok[:, None].expand(-1, ends.numel() - n0)], dim=1))
+            est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators, group=group,
+                                          ar=ar)  # patch ends
             mse = backtest if backtest is not None else backtest_mse(z, observed, est, avail, p, self.backtest_window,
                                                                      limit)
         fine = self.fine_len(length)
@@ -560,7 +578,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             out, fallback = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale,
-                            fallback=fallback, backtest=full_mse)
+                            fallback=fallback, backtest=full_mse, ar_carry=carry)
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
                valid: Tensor, limit: Tensor | None, group: Tensor | None = None,

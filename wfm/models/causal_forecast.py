@@ -188,7 +188,10 @@ class ForecastMixin:
         The estimators' backtest errors count only targets inside the given context, so with
         origins at every value and no window they are the same at every step, and an appended
         patch's are the last given patch's (to the bit): later steps reuse the first step's
-        (``forward(backtest=)``; at 720 values of context and 30 ahead, a third of the time).
+        (``forward(backtest=)``; at 720 values of context and 30 ahead, a third of the time). So
+        does the ``ar`` estimator (``forward(ar_carry=)``): an appended patch gets the recursion
+        chosen at the end of the given context, run from its last values, not a refit to the
+        model's own forecasts.
         ``reuse=False`` recomputes them (the tests compare the two).
 
         ``spread`` (``propagate_quantiles``, with a quantile head): each patch's quantiles are
@@ -215,6 +218,7 @@ class ForecastMixin:
         extra: list[tuple[Tensor, Tensor]] = []  # each step's outward moves of the outer quantiles, normalised
         reuse = reuse and not legacy and self.guard and self.backtest_origins == "value" and not self.backtest_window
         first: Tensor | None = None  # the first step's backtest errors [B, N, E, H]
+        first_ar = None  # and its ``ar`` estimates (``CausalOutput.ar_carry``)
         kept = 2 if fallback else 1  # the sequences whose forecasts are returned
         points: list[list[Tensor]] = [[] for _ in range(kept)]
         quants: list[list[Tensor]] = [[] for _ in range(kept)]
@@ -230,15 +234,16 @@ class ForecastMixin:
                 return t.repeat(n, *([1] * (t.dim() - 1)))
             grp = None if legacy or group is None else (
                 group if n == 1 else torch.cat([group + i * (int(group.max()) + 1) for i in range(n)]))
-            backtest = None
+            backtest = carry = None
             if first is not None:
                 more = seqs[0].shape[1] // p - first.shape[1]
                 backtest = rep(torch.cat([first, first[:, -1:].expand(-1, more, -1, -1)], dim=1))
+                carry = None if first_ar is None else type(first_ar)(*map(rep, first_ar))
             out = self(seqs[0] if n == 1 else torch.cat(seqs), rep(observed), rep(interval),
                        stats=(rep(loc), rep(scale)), context_len=None if legacy else rep(given), group=grp,
-                       coarse=coarse, backtest=backtest)
+                       coarse=coarse, backtest=backtest, ar_carry=carry)
             if reuse and first is None:
-                first = out.backtest
+                first, first_ar = out.backtest, out.ar_carry
             nexts = []
             for i in range(len(seqs)):
                 ahead = out.fallback if fallback and i == 1 else out.ahead

@@ -10,6 +10,8 @@ function here sees only values at or before its origins.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -71,8 +73,41 @@ def value_targets(z: Tensor, observed: Tensor, ahead: int) -> tuple[Tensor, Tens
     return tpos, z.gather(1, flat).view(b, length, ahead), tobs
 
 
+class ArCarry(NamedTuple):
+    """What the later passes of a rollout reuse of the ``ar`` estimator (:func:`ar_continue`):
+    its forecasts at the given context's patch ends, ``est`` ``[B, N0, H]`` and ``avail``
+    ``[B, N0]``, and the recursion chosen at the context's last value, ``coef`` ``[B, K]`` (the
+    chosen order's coefficients, zero-padded to ``max(AR_ORDERS)``) and ``ok`` ``[B]``."""
+
+    est: Tensor
+    avail: Tensor
+    coef: Tensor
+    ok: Tensor
+
+
 def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
              group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once:
+    ``(est [B, N, ahead], avail [B, N])``; see :func:`ar_fit`."""
+    est, avail, _, _ = ar_fit(z, observed, origins, ahead, group)
+    return est, avail
+
+
+def ar_continue(z: Tensor, origins: Tensor, ahead: int, coef: Tensor, ok: Tensor) -> Tensor:
+    """The recursion ``coef`` ``[B, K]`` (:class:`ArCarry`) run ``ahead`` steps from each of
+    ``origins`` ``[N]`` of ``z`` ``[B, L]``: ``[B, N, ahead]``, kept within twice the largest ``|z|``
+    up to each origin, as :func:`ar_fit` keeps its own; rows with ``ok`` False get zeros."""
+    b, kmax = coef.shape
+    zd = z.double()
+    lag = (origins[:, None] - torch.arange(kmax, device=z.device)).clamp_min(0)
+    hist = zd[:, lag].reshape(b * origins.numel(), 1, kmax).flip(-1)
+    est = extrapolate(hist, coef.double().repeat_interleave(origins.numel(), dim=0), ahead).view(b, -1, ahead)
+    bound = 2 * zd.abs().cummax(dim=1).values[:, origins, None]
+    return torch.where(ok[:, None, None], est.clamp(-bound, bound), torch.zeros_like(est)).to(z.dtype)
+
+
+def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
+           group: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once.
 
     At every position ``t`` of ``z`` ``[B, L]``, a recursion ``z[t'] = sum_i c_i z[t' - i]`` of each
@@ -86,7 +121,8 @@ def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
     are known at ``o``, erred least (prequential order selection: an honest backtest, where an
     in-sample criterion lets 16 values pick a wild order 8; an order not yet fitted stands in
     with the highest lower one). ``z`` is normalised by the context, so a recursion reverts to
-    the context's mean. Returns ``(est [B, N, ahead], avail [B, N])``.
+    the context's mean. Returns ``(est [B, N, ahead], avail [B, N], coef [B, K], ok [B])``: the
+    last two, the recursion chosen at the last value of ``z`` (what :class:`ArCarry` keeps).
 
     The normal equations of every position come from running sums of the lagged products
     ``z[v] z[v - d]``: one pass over the series plus a ``k x k`` solve per position and order.
@@ -171,12 +207,14 @@ def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
         n = origins.numel()
         est = extrapolate(history(origins), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead)
         est = est.clamp(-bound[:, origins, None], bound[:, origins, None])
-    return est.to(z.dtype), avail[:, torch.searchsorted(grid, origins, right=True) - 1]
+    last = torch.stack(knowns)[:, :, -1].argmin(dim=0)  # [B]: the order chosen at the last value
+    end = torch.stack(coefs, dim=2)[:, -1].gather(1, last[:, None, None].expand(-1, 1, kmax))[:, 0]  # [B, K]
+    return est.to(z.dtype), avail[:, torch.searchsorted(grid, origins, right=True) - 1], end, avail[:, -1]
 
 
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
                      estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False,
-                     group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     group: Tensor | None = None, ar: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
 
     Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
@@ -201,7 +239,8 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
       week of steps (``round(86400 / interval)``); available only where the context holds a
       full period (``o + 1 - T >= first observed``) and ``T >= 2``;
     - ``ar``: linear prediction fitted to the values up to ``o`` (:func:`ar_prior`), pooled over
-      the rows of a ``group`` ``[B]``.
+      the rows of a ``group`` ``[B]``; or the caller's ``ar = (est [B, N, ahead], avail [B, N])``
+      at these origins, if it has them (a rollout's later passes, :func:`ar_continue`).
 
     Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
     """
@@ -267,7 +306,7 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             end = zmean + slope * (p - 1 - im)
             e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
         elif name == "ar":
-            e, a = ar_prior(z, observed, o, ahead, group)
+            e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group)
         elif name in ("day", "week"):
             period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
             period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
