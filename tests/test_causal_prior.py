@@ -789,29 +789,34 @@ def test_a_fresh_mix_with_ar_continues_the_tones_of_a_pooled_window():
     assert err_ar < 0.01 * power and err_plain > 0.5 * power
 
 
-def test_a_rollout_carries_the_ar_recursion_chosen_at_the_end_of_the_context():
-    """A rollout's later passes do not refit ``ar`` to the model's own forecasts: they keep the
-    first pass's estimates at the given patch ends and run, from each new patch end, the recursion
-    chosen at the end of the given context (``ArCarry``): the reference pooled fit of one order to
-    the whole context. A fresh guarded mix forecasts three patches of two tones as well as
-    with refits (measured: 0.078 against 0.083 of their power; 1.36 without ``ar``)."""
-    from wfm.models.linear_prediction import fit_coefficients
-    from wfm.models.series_priors import AR_ORDERS, ar_continue, ar_fit
+def test_a_rollout_fits_ar_only_on_its_appended_patches():
+    """A rollout's later passes keep the first pass's ``ar`` estimates at the given patch ends and
+    its orders' errors at the context's end (``ArCarry``), and fit only the appended patches
+    (``ar_fit(since=)``): the same estimates as fitting the whole sequence, so the same forecast;
+    a fresh guarded mix with ``ar`` continues two tones for three patches, one without cannot."""
+    from wfm.models.series_priors import AR_FITS, ar_fit
+
+    g = torch.Generator().manual_seed(1)
+    for length, group in ((48, torch.tensor([0, 0, 1])), (2 * AR_FITS, None)):  # every value refitted; a grid
+        x = torch.randn(3, length + 24, generator=g, dtype=torch.float64).cumsum(dim=1) * 0.1
+        x = (x + torch.randn(3, length + 24, generator=g, dtype=torch.float64)).float()
+        obs = torch.ones_like(x, dtype=torch.bool)
+        obs[0, :5] = False
+        est0, avail0, known = ar_fit(x[:, :length], obs[:, :length], torch.arange(length), 8, group)
+        whole, avail, _ = ar_fit(x, obs, torch.arange(length + 24), 8, group)
+        more = torch.arange(length, length + 24)
+        part, apart, _ = ar_fit(x, obs, more, 8, group, since=length, known=known)
+        if length <= AR_FITS:
+            torch.testing.assert_close(est0, whole[:, :length], rtol=0, atol=0)  # appending moves no fit
+            torch.testing.assert_close(part, whole[:, length:], rtol=1e-6, atol=1e-6)
+            assert torch.equal(apart, avail[:, length:])
+        else:  # the whole series' grid (its stride) depends on its length: the same orders, refits nearby
+            assert (part - whole[:, length:]).abs().mean() < 0.05 * whole[:, length:].abs().mean()
 
     t = torch.arange(72, dtype=torch.float64)
-    g = torch.Generator().manual_seed(1)
     amp = torch.randn(3, 2, 2, generator=g, dtype=torch.float64)
-    x = sum(torch.cos(w * t + amp[:, k, :1]) * amp[:, k, 1:] for k, w in enumerate((0.17, 0.41)))  # [3, 72]
-    group = torch.zeros(3, dtype=torch.long)
-    ctx, future = x[:, :48].float(), x[:, 48:]
-    obs = torch.ones_like(ctx, dtype=torch.bool)
-    est, avail, coef, ok = ar_fit(ctx, obs, torch.arange(48), 8, group)
-    assert ok.all() and torch.equal(coef, coef[:1].expand(3, -1))  # one recursion per group
-    refs = [F.pad(fit_coefficients(ctx.double()[None], k, 1e-6)[0], (0, max(AR_ORDERS) - k)) for k in AR_ORDERS]
-    assert min(float((coef[0] - r).abs().max()) for r in refs) < 1e-4
-    torch.testing.assert_close(ar_continue(ctx, torch.tensor([47]), 8, coef, ok), est[:, -1:], rtol=0, atol=1e-6)
-    assert not ar_continue(ctx, torch.tensor([47]), 8, coef, torch.zeros(3, dtype=torch.bool)).any()
-
+    tones = sum(torch.cos(w * t + amp[:, k, :1]) * amp[:, k, 1:] for k, w in enumerate((0.17, 0.41)))  # [3, 72]
+    ctx, future, group = tones[:, :48].float(), tones[:, 48:], torch.zeros(3, dtype=torch.long)
     kw = dict(prior="mix", backtest_origins="value", backtest_weight=4.0, guard=True)
     m = create_model("causal_tiny", estimators=("last", "mean", "ar"), **kw).eval()
     plain = create_model("causal_tiny", estimators=("last", "mean"), **kw).eval()
@@ -820,9 +825,9 @@ def test_a_rollout_carries_the_ar_recursion_chosen_at_the_end_of_the_context():
         carried = m._rollout(ctx, iv, 24, group)[0][0]  # three patches of 8: two carried passes
         refitted = m._rollout(ctx, iv, 24, group, reuse=False)[0][0]
         without = plain._rollout(ctx, iv, 24, group)[0][0]
-    err = [(f.double() - future).pow(2).mean() / future.pow(2).mean() for f in (carried, refitted, without)]
-    assert torch.equal(carried[:, :8], refitted[:, :8])  # the first pass is the same
-    assert err[0] <= 1.05 * err[1] and err[1] < 0.2 and err[2] > 1.0
+    torch.testing.assert_close(carried, refitted, rtol=1e-5, atol=1e-5)
+    err = [(f.double() - future).pow(2).mean() / future.pow(2).mean() for f in (carried, without)]
+    assert err[0] < 0.2 and err[1] > 1.0  # measured: 0.08 and 1.36
 
 
 def test_recent_means_average_the_last_values_once_the_context_holds_a_window():

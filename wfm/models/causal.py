@@ -78,8 +78,8 @@ from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHub
 from wfm.models.causal_forecast import ForecastMixin
 from wfm.models.groups import group_sizes, pool_by_group
 from wfm.models.registry import register_model
-from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, ArCarry, ar_continue,
-                                      ar_fit, backtest_mse, backtest_mse_values, classical_priors, normalise_stats)
+from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, ArCarry, ar_fit,
+                                      backtest_mse, backtest_mse_values, classical_priors, normalise_stats)
 from wfm.nn.blocks import Block, rename_legacy_mlp_keys
 
 #: The training loss is squared error up to this many (scaled) units, linear beyond.
@@ -428,9 +428,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         (``prior="mix"``): the estimators' backtest errors at every patch end, as
         ``CausalOutput.backtest`` returns them, instead of computing them (an autoregressive
         rollout whose appended values are no evidence reuses its first step's). ``ar_carry``: the
-        ``ar`` estimator's forecasts at the first step's patch ends and the recursion chosen at
-        its end (``CausalOutput.ar_carry``); the patch ends after them get that recursion, run from
-        their own last values (:func:`wfm.models.series_priors.ar_continue`), instead of refits.
+        ``ar`` estimator's forecasts at the first step's patch ends and its orders' errors there
+        (``CausalOutput.ar_carry``): only the patch ends after them are fitted, the same result for
+        a fraction of the work (:func:`wfm.models.series_priors.ar_fit` with ``since``).
         """
         b, length = values.shape
         p = self.patch_len
@@ -518,8 +518,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if backtest is None and self.backtest_origins == "value":  # one pass serves the backtest and the tokens
             ar = None
             if "ar" in self.estimators:
-                *ar, coef, ok = ar_fit(z, observed, torch.arange(length, device=z.device), ahead, group)
-                carry = ArCarry(ar[0][:, ends], ar[1][:, ends], coef, ok)
+                *ar, known = ar_fit(z, observed, torch.arange(length, device=z.device), ahead, group)
+                carry = ArCarry(ar[0][:, ends], ar[1][:, ends], known)
             every = classical_priors(z, observed, interval, p, ahead, self.estimators, every_value=True, group=group,
                                      ar=ar)
             mse = backtest_mse_values(z, observed, interval, p, ahead, self.estimators, self.backtest_window, limit,
@@ -528,9 +528,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         else:
             ar = None
             if ar_carry is not None and "ar" in self.estimators:
-                n0 = ar_carry.est.shape[1]
-                ar = (torch.cat([ar_carry.est, ar_continue(z, ends[n0:], ahead, ar_carry.coef, ar_carry.ok)], dim=1),
-                      torch.cat([ar_carry.avail, ar_carry.ok[:, None].expand(-1, ends.numel() - n0)], dim=1))
+                n0 = ar_carry.est.shape[1]  # the given context's patch ends: their estimates stand
+                e_new, a_new, _ = ar_fit(z, observed, ends[n0:], ahead, group, since=n0 * p, known=ar_carry.known)
+                ar = (torch.cat([ar_carry.est, e_new], dim=1), torch.cat([ar_carry.avail, a_new], dim=1))
             est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators, group=group,
                                           ar=ar)  # patch ends
             mse = backtest if backtest is not None else backtest_mse(z, observed, est, avail, p, self.backtest_window,

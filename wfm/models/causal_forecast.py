@@ -188,10 +188,9 @@ class ForecastMixin:
         The estimators' backtest errors count only targets inside the given context, so with
         origins at every value and no window they are the same at every step, and an appended
         patch's are the last given patch's (to the bit): later steps reuse the first step's
-        (``forward(backtest=)``; at 720 values of context and 30 ahead, a third of the time). So
-        does the ``ar`` estimator (``forward(ar_carry=)``): an appended patch gets the recursion
-        chosen at the end of the given context, run from its last values, not a refit to the
-        model's own forecasts.
+        (``forward(backtest=)``; at 720 values of context and 30 ahead, a third of the time). The
+        ``ar`` estimator's fits and errors up to the end of the given context do not change either:
+        later steps fit only the appended patches (``forward(ar_carry=)``; the same forecasts).
         ``reuse=False`` recomputes them (the tests compare the two).
 
         ``spread`` (``propagate_quantiles``, with a quantile head): each patch's quantiles are

@@ -74,40 +74,25 @@ def value_targets(z: Tensor, observed: Tensor, ahead: int) -> tuple[Tensor, Tens
 
 
 class ArCarry(NamedTuple):
-    """What the later passes of a rollout reuse of the ``ar`` estimator (:func:`ar_continue`):
-    its forecasts at the given context's patch ends, ``est`` ``[B, N0, H]`` and ``avail``
-    ``[B, N0]``, and the recursion chosen at the context's last value, ``coef`` ``[B, K]`` (the
-    chosen order's coefficients, zero-padded to ``max(AR_ORDERS)``) and ``ok`` ``[B]``."""
+    """What the later passes of a rollout reuse of the ``ar`` estimator (:func:`ar_fit`): its
+    forecasts at the given context's patch ends, ``est`` ``[B, N0, H]`` and ``avail`` ``[B, N0]``,
+    and each order's prequential error at the context's last value, ``known`` ``[O, B]``."""
 
     est: Tensor
     avail: Tensor
-    coef: Tensor
-    ok: Tensor
+    known: Tensor
 
 
 def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
              group: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once:
     ``(est [B, N, ahead], avail [B, N])``; see :func:`ar_fit`."""
-    est, avail, _, _ = ar_fit(z, observed, origins, ahead, group)
+    est, avail, _ = ar_fit(z, observed, origins, ahead, group)
     return est, avail
 
 
-def ar_continue(z: Tensor, origins: Tensor, ahead: int, coef: Tensor, ok: Tensor) -> Tensor:
-    """The recursion ``coef`` ``[B, K]`` (:class:`ArCarry`) run ``ahead`` steps from each of
-    ``origins`` ``[N]`` of ``z`` ``[B, L]``: ``[B, N, ahead]``, kept within twice the largest ``|z|``
-    up to each origin, as :func:`ar_fit` keeps its own; rows with ``ok`` False get zeros."""
-    b, kmax = coef.shape
-    zd = z.double()
-    lag = (origins[:, None] - torch.arange(kmax, device=z.device)).clamp_min(0)
-    hist = zd[:, lag].reshape(b * origins.numel(), 1, kmax).flip(-1)
-    est = extrapolate(hist, coef.double().repeat_interleave(origins.numel(), dim=0), ahead).view(b, -1, ahead)
-    bound = 2 * zd.abs().cummax(dim=1).values[:, origins, None]
-    return torch.where(ok[:, None, None], est.clamp(-bound, bound), torch.zeros_like(est)).to(z.dtype)
-
-
-def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
-           group: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tensor | None = None,
+           since: int = 0, known: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once.
 
     At every position ``t`` of ``z`` ``[B, L]``, a recursion ``z[t'] = sum_i c_i z[t' - i]`` of each
@@ -116,30 +101,37 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
     ``AR_RIDGE``; rows sharing a ``group`` id ``[B]`` pool their equations (the channels of one CSI
     window see the same Doppler shifts), but an order ``k`` waits for ``2k`` values of each row
     (on held-out generated UMi CSI with 8 values of context, a window's channels pooled into order 4
-    from 5 values took the ratio to the best classical from 0.87 to 1.01; 0.93 with this rule). Each runs ``ahead`` steps forward. The forecast at origin
-    ``o`` (``origins`` ``[N]``) is that of the order whose earlier forecasts, those whose targets
-    are known at ``o``, erred least (prequential order selection: an honest backtest, where an
-    in-sample criterion lets 16 values pick a wild order 8; an order not yet fitted stands in
-    with the highest lower one). ``z`` is normalised by the context, so a recursion reverts to
-    the context's mean. Returns ``(est [B, N, ahead], avail [B, N], coef [B, K], ok [B])``: the
-    last two, the recursion chosen at the last value of ``z`` (what :class:`ArCarry` keeps).
+    from 5 values took the ratio to the best classical from 0.87 to 1.01; 0.93 with this rule).
+    Each runs ``ahead`` steps forward. The forecast at origin ``o`` (``origins`` ``[N]``) is that
+    of the order whose earlier forecasts, those whose targets are known at ``o``, erred least
+    (prequential order selection: an honest backtest, where an in-sample criterion lets 16 values
+    pick a wild order 8; an order not yet fitted stands in with the highest lower one). ``z`` is
+    normalised by the context, so a recursion reverts to the context's mean. Returns ``(est [B, N,
+    ahead], avail [B, N], known [O, B])``, the last each order's error at the last value of ``z``.
+
+    ``since`` > 0, with ``known`` the errors at value ``since - 1`` (a previous call's on
+    ``z[:, :since]``): only origins at or after ``since``, from fits after ``since - ahead`` and
+    errors of targets at or after ``since`` (a rollout's appended patch; the same result as the
+    whole series, for a fraction of the work).
 
     The normal equations of every position come from running sums of the lagged products
     ``z[v] z[v - d]``: one pass over the series plus a ``k x k`` solve per position and order.
-    A series longer than ``AR_FITS`` values is refitted every ``ceil(L / AR_FITS)`` values (from
-    position 0, so appending values moves no earlier fit): an origin between two fits runs the
-    latest one's recursion from its own last values, and the orders are scored on the refits'
-    forecasts. The cost then stays that of ``AR_FITS`` fits however long the context, where
-    thousands of fits cost 8x a forecast's other work. Instead of reflecting poles into the unit circle (the reference
-    baseline's eigenvalues at every position would cost more than the fits), forecasts are kept
-    within twice the largest ``|z|`` seen so far: an explosive fit errs in the backtest and is
-    not chosen.
+    Past ``AR_FITS`` values, every position of the first ``AR_FITS / 2`` is refitted (the
+    coefficients move fastest there) and the rest on a grid of ``ceil((L - AR_FITS / 2) / (AR_FITS
+    / 2))`` values: an origin runs the latest refit's recursion from its own last values, and the
+    orders are scored on the refits' forecasts, so the cost stays that of ``AR_FITS`` fits however
+    long the context. Instead of reflecting poles into the unit circle (the reference baseline's
+    eigenvalues at every position would cost more than the fits), forecasts are kept within twice
+    the largest ``|z|`` seen so far: an explosive fit errs in the backtest and is not chosen.
     """
     b, length = z.shape
     kmax, dev = max(AR_ORDERS), z.device
     dense = min(length, AR_FITS // 2)  # early fits move fastest: every position of the start is refitted
     stride = max(1, -(-(length - dense) // (AR_FITS - dense)))
     grid = torch.cat([torch.arange(dense, device=dev), torch.arange(dense, length, stride, device=dev)])  # [F]
+    if since:  # a refit before since - ahead has no target at or after since
+        first_fit = torch.searchsorted(grid, torch.tensor(since - ahead, device=dev)).clamp(max=grid.numel() - 1)
+        grid = grid[first_fit:]
     nf = grid.numel()
     zd = (z * observed).double()
     q = torch.stack([F.pad(zd * F.pad(zd, (d, 0))[:, :length], (1, 0)).cumsum(dim=1)
@@ -186,30 +178,28 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
     tpos = grid[:, None] + torch.arange(1, ahead + 1, device=dev)  # [F, H]
     flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
     tgt = zd.gather(1, flat).view(b, nf, ahead)
-    ok = (observed.gather(1, flat).view(b, nf, ahead) & (tpos < length)[None] & avail[..., None]).double()
+    ok = observed.gather(1, flat).view(b, nf, ahead) & ((tpos < length) & (tpos >= since))[None] & avail[..., None]
     forecasts, knowns = [], []
-    for c in coefs:
+    for i, c in enumerate(coefs):
         f = extrapolate(hist, c.view(b * nf, kmax), ahead).view(b, nf, ahead)
         f = f.clamp(-bound[:, grid, None], bound[:, grid, None])
-        err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * ok).view(b, -1)
-        known = zd.new_zeros(b, length + ahead + 1).scatter_add_(1, tpos.reshape(1, -1).expand(b, -1), err)
-        known = known[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
+        err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * ok.double()).view(b, -1)
+        new = zd.new_zeros(b, length + ahead + 1).scatter_add_(1, tpos.reshape(1, -1).expand(b, -1), err)
+        new = new[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
+        new = pool_rows(new, group) if group is not None else new
         forecasts.append(f)
-        knowns.append(pool_rows(known, group) if group is not None else known)
+        knowns.append(new if known is None else known[i][:, None] + new)
     # At each origin, the order whose errors are least (the lowest one among equals).
-    known = torch.stack(knowns)[:, :, origins]  # [O, B, N]
-    pick = known.argmin(dim=0)  # [B, N]: the first of equal minima
-    if stride == 1:  # every position is refitted: the forecasts at the origins are there already
-        est = torch.stack(forecasts, dim=2)[:, origins].gather(2, pick[..., None, None].expand(-1, -1, 1, ahead))[:, :, 0]
+    pick = torch.stack(knowns)[:, :, origins].argmin(dim=0)  # [B, N]: the first of equal minima
+    fit = torch.searchsorted(grid, origins, right=True) - 1  # the latest refit at or before each origin
+    if bool((grid[fit] == origins).all()):  # every origin refitted: its forecasts are there already
+        est = torch.stack(forecasts, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, ahead))[:, :, 0]
     else:
-        fit = torch.searchsorted(grid, origins, right=True) - 1  # the latest refit at or before each origin
         chosen = torch.stack(coefs, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, kmax))[:, :, 0]
         n = origins.numel()
         est = extrapolate(history(origins), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead)
         est = est.clamp(-bound[:, origins, None], bound[:, origins, None])
-    last = torch.stack(knowns)[:, :, -1].argmin(dim=0)  # [B]: the order chosen at the last value
-    end = torch.stack(coefs, dim=2)[:, -1].gather(1, last[:, None, None].expand(-1, 1, kmax))[:, 0]  # [B, K]
-    return est.to(z.dtype), avail[:, torch.searchsorted(grid, origins, right=True) - 1], end, avail[:, -1]
+    return est.to(z.dtype), avail[:, fit], torch.stack(knowns)[:, :, -1]
 
 
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
