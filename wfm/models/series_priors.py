@@ -76,7 +76,7 @@ def value_targets(z: Tensor, observed: Tensor, ahead: int) -> tuple[Tensor, Tens
 class ArCarry(NamedTuple):
     """What the later passes of a rollout reuse of the ``ar`` estimator (:func:`ar_fit`): its
     forecasts at the given context's patch ends, ``est`` ``[B, N0, H]`` and ``avail`` ``[B, N0]``,
-    and each order's prequential error at the context's last value, ``known`` ``[O, B]``."""
+    and each order's prequential error at the context's last value, ``known`` ``[B, O]``."""
 
     est: Tensor
     avail: Tensor
@@ -107,7 +107,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     (prequential order selection: an honest backtest, where an in-sample criterion lets 16 values
     pick a wild order 8; an order not yet fitted stands in with the highest lower one). ``z`` is
     normalised by the context, so a recursion reverts to the context's mean. Returns ``(est [B, N,
-    ahead], avail [B, N], known [O, B])``, the last each order's error at the last value of ``z``.
+    ahead], avail [B, N], known [B, O])``, the last each order's error at the last value of ``z``.
 
     ``since`` > 0, with ``known`` the errors at value ``since - 1`` (a previous call's on
     ``z[:, :since]``): only origins at or after ``since``, from fits after ``since - ahead`` and
@@ -188,7 +188,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
         new = new[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
         new = pool_rows(new, group) if group is not None else new
         forecasts.append(f)
-        knowns.append(new if known is None else known[i][:, None] + new)
+        knowns.append(new if known is None else known[:, i, None] + new)
     # At each origin, the order whose errors are least (the lowest one among equals).
     pick = torch.stack(knowns)[:, :, origins].argmin(dim=0)  # [B, N]: the first of equal minima
     fit = torch.searchsorted(grid, origins, right=True) - 1  # the latest refit at or before each origin
@@ -199,7 +199,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
         n = origins.numel()
         est = extrapolate(history(origins), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead)
         est = est.clamp(-bound[:, origins, None], bound[:, origins, None])
-    return est.to(z.dtype), avail[:, fit], torch.stack(knowns)[:, :, -1]
+    return est.to(z.dtype), avail[:, fit], torch.stack([k[:, -1] for k in knowns], dim=1)
 
 
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
