@@ -220,10 +220,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             reproduces the mix exactly.
         estimators: estimators of the ``"mix"`` prior (subset of ``ESTIMATORS``; default
             ``DEFAULT_ESTIMATORS``, the six of the models saved before ``reversion`` and the
-            windowed means; the shipped ``causal-tiny-catalog-cpu`` uses the first ten; ``ar``,
-            linear prediction fitted at every origin, :func:`wfm.models.series_priors.ar_prior`,
-            is the eleventh: it fits every position of the context in every pass, so ``forecast``
-            at long contexts is several times slower, pretrain/README.md).
+            windowed means; the shipped ``causal-tiny-catalog-cpu`` uses all eleven, the last,
+            ``ar``, linear prediction fitted at every origin
+            (:func:`wfm.models.series_priors.ar_fit`), grown in untrained: ``forecast`` takes
+            1.2-1.8x the time without it, pretrain/README.md).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         backtest_origins: ``"patch"`` (every model saved before this option): the backtest scores
@@ -518,8 +518,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if backtest is None and self.backtest_origins == "value":  # one pass serves the backtest and the tokens
             ar = None
             if "ar" in self.estimators:
-                *ar, known = ar_fit(z, observed, torch.arange(length, device=z.device), ahead, group)
-                carry = ArCarry(ar[0][:, ends], ar[1][:, ends], known)
+                e_ar, a_ar, known = ar_fit(z, observed, torch.arange(length, device=z.device), ahead, group)
+                ar, carry = (e_ar, a_ar), ArCarry(e_ar[:, ends], a_ar[:, ends], known)
             every = classical_priors(z, observed, interval, p, ahead, self.estimators, every_value=True, group=group,
                                      ar=ar)
             mse = backtest_mse_values(z, observed, interval, p, ahead, self.estimators, self.backtest_window, limit,
