@@ -812,6 +812,18 @@ def test_a_rollout_fits_ar_only_on_its_appended_patches():
             assert torch.equal(apart, avail[:, length:])
         else:  # the whole series' grid (its stride) depends on its length: the same orders, refits nearby
             assert (part - whole[:, length:]).abs().mean() < 0.05 * whole[:, length:].abs().mean()
+    # A grid coarser than the appended patch (stride 32 at 4,104 values): the first new origins run
+    # the refit before ``since - ahead``, kept for them.
+    x = torch.randn(2, 4104, generator=g, dtype=torch.float64).cumsum(dim=1).float() * 0.02
+    obs = torch.ones_like(x, dtype=torch.bool)
+    _, _, known = ar_fit(x[:, :4088], obs[:, :4088], torch.tensor([4087]), 8)
+    whole, _, _ = ar_fit(x, obs, torch.arange(4088, 4104), 8)
+    part, apart, _ = ar_fit(x, obs, torch.arange(4088, 4104), 8, since=4088, known=known)
+    assert apart.all() and (part - whole).abs().mean() < 0.05 * whole.abs().mean()
+    y = x.clone()
+    y[:, 4096:] += 1.0  # only the future of origins 4088 .. 4095 changes
+    early, _, _ = ar_fit(y, obs, torch.arange(4088, 4096), 8, since=4088, known=known)
+    assert torch.equal(early, part[:, :8])
 
     t = torch.arange(72, dtype=torch.float64)
     amp = torch.randn(3, 2, 2, generator=g, dtype=torch.float64)

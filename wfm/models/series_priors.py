@@ -62,15 +62,17 @@ def first_observed(observed: Tensor) -> Tensor:
     return torch.where(observed, idx, length).min(dim=1).values
 
 
-def value_targets(z: Tensor, observed: Tensor, ahead: int) -> tuple[Tensor, Tensor, Tensor]:
-    """What a forecast made at every value of ``z`` ``[B, L]`` is scored on: the target positions
-    ``tpos`` ``[L, H]`` (origin + 1 .. origin + ``ahead``), their values ``[B, L, H]`` and whether
-    each is observed inside the series ``[B, L, H]``."""
+def value_targets(z: Tensor, observed: Tensor, ahead: int,
+                  origins: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """What a forecast made at each of ``origins`` ``[N]`` (default: every value) of ``z`` ``[B, L]``
+    is scored on: the target positions ``tpos`` ``[N, H]`` (origin + 1 .. origin + ``ahead``),
+    their values ``[B, N, H]`` and whether each is observed inside the series ``[B, N, H]``."""
     b, length = z.shape
-    tpos = torch.arange(length, device=z.device)[:, None] + torch.arange(1, ahead + 1, device=z.device)
+    origins = torch.arange(length, device=z.device) if origins is None else origins
+    tpos = origins[:, None] + torch.arange(1, ahead + 1, device=z.device)
     flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
-    tobs = observed.gather(1, flat).view(b, length, ahead) & (tpos < length)[None]
-    return tpos, z.gather(1, flat).view(b, length, ahead), tobs
+    tobs = observed.gather(1, flat).view(b, -1, ahead) & (tpos < length)[None]
+    return tpos, z.gather(1, flat).view(b, -1, ahead), tobs
 
 
 class ArCarry(NamedTuple):
@@ -129,9 +131,9 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     dense = min(length, AR_FITS // 2)  # early fits move fastest: every position of the start is refitted
     stride = max(1, -(-(length - dense) // (AR_FITS - dense)))
     grid = torch.cat([torch.arange(dense, device=dev), torch.arange(dense, length, stride, device=dev)])  # [F]
-    if since:  # a refit before since - ahead has no target at or after since
-        first_fit = torch.searchsorted(grid, torch.tensor(since - ahead, device=dev)).clamp(max=grid.numel() - 1)
-        grid = grid[first_fit:]
+    if since:  # from the latest refit at or before since - ahead: earlier ones have no target from since on
+        last = max(since - ahead, 0)
+        grid = grid[last if last < dense else dense + (last - dense) // stride:]
     nf = grid.numel()
     zd = (z * observed).double()
     q = torch.stack([F.pad(zd * F.pad(zd, (d, 0))[:, :length], (1, 0)).cumsum(dim=1)
@@ -175,10 +177,8 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
         coefs.append(coef)
     # Prequential errors of the refits' forecasts, filed under their target's position.
     hist = history(grid)
-    tpos = grid[:, None] + torch.arange(1, ahead + 1, device=dev)  # [F, H]
-    flat = tpos.clamp(max=length - 1).reshape(1, -1).expand(b, -1)
-    tgt = zd.gather(1, flat).view(b, nf, ahead)
-    ok = observed.gather(1, flat).view(b, nf, ahead) & ((tpos < length) & (tpos >= since))[None] & avail[..., None]
+    tpos, tgt, tobs = value_targets(zd, observed, ahead, grid)  # [F, H], [B, F, H] x 2
+    ok = tobs & (tpos >= since)[None] & avail[..., None]
     forecasts, knowns = [], []
     for i, c in enumerate(coefs):
         f = extrapolate(hist, c.view(b * nf, kmax), ahead).view(b, nf, ahead)
@@ -192,7 +192,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     # At each origin, the order whose errors are least (the lowest one among equals).
     pick = torch.stack(knowns)[:, :, origins].argmin(dim=0)  # [B, N]: the first of equal minima
     fit = torch.searchsorted(grid, origins, right=True) - 1  # the latest refit at or before each origin
-    if bool((grid[fit] == origins).all()):  # every origin refitted: its forecasts are there already
+    if stride == 1:  # every origin refitted: its forecasts are there already
         est = torch.stack(forecasts, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, ahead))[:, :, 0]
     else:
         chosen = torch.stack(coefs, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, kmax))[:, :, 0]
