@@ -112,9 +112,9 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     ahead], avail [B, N], known [B, O])``, the last each order's error at the last value of ``z``.
 
     ``since`` > 0, with ``known`` the errors at value ``since - 1`` (a previous call's on
-    ``z[:, :since]``): only origins at or after ``since``, from fits after ``since - ahead`` and
-    errors of targets at or after ``since`` (a rollout's appended patch; the same result as the
-    whole series, for a fraction of the work).
+    ``z[:, :since]``): only origins at or after ``since``, from the refits since the latest one at
+    or before ``since - ahead``, and errors of targets at or after ``since`` (a rollout's appended
+    patch; the same result as the whole series, for a fraction of the work).
 
     The normal equations of every position come from running sums of the lagged products
     ``z[v] z[v - d]``: one pass over the series plus a ``k x k`` solve per position and order.
