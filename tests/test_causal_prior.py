@@ -844,6 +844,59 @@ def test_a_rollout_fits_ar_only_on_its_appended_patches():
     assert err[0] < 0.2 and err[1] > 1.0  # measured: 0.08 and 1.36
 
 
+def test_ar_level_fits_the_recursion_about_the_running_mean_and_about_the_series_level():
+    """``ar_fit(level=)`` fits every order about the mean of the values up to each refit and about
+    the series' level (``z + level``, the values as measured): a tone of 12 values about zero (a
+    channel, a sum of exponentials with no constant term) is continued to 1e-10 about its level; on
+    noise about a far level the backtest keeps the running mean (a recursion reverting to it). A rollout carries both; the option saves."""
+    from wfm.hub_mixin import causal_arch
+    from wfm.models.series_priors import ar_fit
+
+    t = torch.arange(24, dtype=torch.float64)
+    tone = torch.stack([torch.cos(0.5 * t + 0.3), torch.sin(0.5 * t + 0.3)])  # one complex exponential
+    ctx = tone[:, :12]
+    loc, scale = ctx.mean(dim=1, keepdim=True), ctx.std(dim=1, keepdim=True)
+    z = ((ctx - loc) / scale).float()
+    obs = torch.ones_like(z, dtype=torch.bool)
+    truth = (tone[:, 12:20] - loc) / scale
+    group = torch.tensor([0, 0])
+    about_mean, _, _ = ar_fit(z, obs, torch.tensor([11]), 8, group)
+    about_level, avail, known = ar_fit(z, obs, torch.tensor([11]), 8, group, level=(loc / scale).view(2))
+    assert avail.all() and known.shape == (2, 8)  # four orders about each centre
+    assert known[0, 4:].min() < known[0, :4].min()  # the backtest prefers the level
+    err = [float((e[:, 0].double() - truth).pow(2).mean() / truth.pow(2).mean()) for e in (about_mean, about_level)]
+    assert err[1] < 1e-10 and err[0] > 1e-6  # measured: 6e-12 and 2e-5 (order 4 absorbs the mean)
+
+    g = torch.Generator().manual_seed(2)
+    noise = torch.randn(4, 96, generator=g)
+    noise = noise - noise.mean(dim=1, keepdim=True)
+    nobs = torch.ones_like(noise, dtype=torch.bool)
+    plain, _, _ = ar_fit(noise, nobs, torch.tensor([95]), 8)
+    level, _, known = ar_fit(noise, nobs, torch.tensor([95]), 8, level=torch.full((4,), 20.0))
+    assert known[:, :4].min(dim=1).values.lt(known[:, 4:].min(dim=1).values).all()  # the running mean errs less
+    assert level.abs().max() < 0.5 < noise[:, -1].abs().max()  # it reverts to the mean (its order may differ)
+
+    x = (torch.randn(3, 72, generator=g, dtype=torch.float64).cumsum(dim=1) * 0.3 + 5.0).float()
+    obs = torch.ones_like(x, dtype=torch.bool)
+    lv = torch.tensor([3.0, -1.0, 10.0])
+    _, _, known = ar_fit(x[:, :48], obs[:, :48], torch.tensor([47]), 8, level=lv)
+    whole, _, _ = ar_fit(x, obs, torch.arange(48, 72), 8, level=lv)
+    part, _, _ = ar_fit(x, obs, torch.arange(48, 72), 8, since=48, known=known, level=lv)
+    torch.testing.assert_close(part, whole, rtol=1e-6, atol=1e-6)
+
+    kw = dict(prior="mix", backtest_origins="value", backtest_weight=4.0, guard=True)
+    m = create_model("causal_tiny", estimators=("last", "mean", "ar"), ar_level=True, **kw).eval()
+    assert causal_arch(m)["ar_level"] is True and "ar_level" not in causal_arch(mix(estimators=("last", "mean", "ar")))
+    series = (tone[:, :48] + 3.0).float()
+    with torch.no_grad():
+        carried = m._rollout(series, torch.full((2,), 1e-3), 24, group, fallback=True)
+        refitted = m._rollout(series, torch.full((2,), 1e-3), 24, group, fallback=True, reuse=False)
+    for (c, _), (r, _) in zip(carried, refitted):
+        torch.testing.assert_close(c, r, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="ar_level"):
+        create_model("causal_tiny", estimators=("last", "mean"), ar_level=True, **kw)
+
+
 def test_recent_means_average_the_last_values_once_the_context_holds_a_window():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 320, generator=g).cumsum(dim=1)

@@ -86,15 +86,16 @@ class ArCarry(NamedTuple):
 
 
 def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
-             group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+             group: Tensor | None = None, level: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once:
     ``(est [B, N, ahead], avail [B, N])``; see :func:`ar_fit`."""
-    est, avail, _ = ar_fit(z, observed, origins, ahead, group)
+    est, avail, _ = ar_fit(z, observed, origins, ahead, group, level=level)
     return est, avail
 
 
 def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tensor | None = None,
-           since: int = 0, known: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+           since: int = 0, known: Tensor | None = None,
+           level: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once.
 
     At every position ``t`` of ``z`` ``[B, L]``, a recursion ``z[t'] = sum_i c_i z[t' - i]`` of each
@@ -105,16 +106,26 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     (on held-out generated UMi CSI with 8 values of context, a window's channels pooled into order 4
     from 5 values took the ratio to the best classical from 0.87 to 1.01; 0.93 with this rule).
     Each runs ``ahead`` steps forward. The forecast at origin ``o`` (``origins`` ``[N]``) is that
-    of the order whose earlier forecasts, those whose targets are known at ``o``, erred least
+    of the candidate whose earlier forecasts, those whose targets are known at ``o``, erred least
     (prequential order selection: an honest backtest, where an in-sample criterion lets 16 values
     pick a wild order 8; an order not yet fitted stands in with the highest lower one). ``z`` is
     normalised by the context, so a recursion reverts to the context's mean. Returns ``(est [B, N,
-    ahead], avail [B, N], known [B, O])``, the last each order's error at the last value of ``z``.
+    ahead], avail [B, N], known [B, O])``, the last each candidate's error at the last value of ``z``.
+
+    ``level`` ``[B]`` (the context's mean over its std, ``loc / scale``): the recursions are fitted
+    about two centres instead, and the candidates are both sets. About the mean of the values up to
+    each refit: the fit above without its look-ahead (the context's mean includes values after an
+    early origin, which flatters a recursion reverting to it in the backtest that picks the order).
+    About the series' level, ``z + level`` (the values as measured, in units of the context's std):
+    the classical channel predictor, where a recursion carries the level in its own coefficients (a
+    channel is a sum of complex exponentials with no constant term, and 8 packets' mean is a poor
+    estimate of zero); not shift invariant, which is why the backtest chooses, row by row (group by
+    group).
 
     ``since`` > 0, with ``known`` the errors at value ``since - 1`` (a previous call's on
-    ``z[:, :since]``): only origins at or after ``since``, from the refits since the latest one at
-    or before ``since - ahead``, and errors of targets at or after ``since`` (a rollout's appended
-    patch; the same result as the whole series, for a fraction of the work).
+    ``z[:, :since]``, with the same ``level``): only origins at or after ``since``, from the refits
+    since the latest one at or before ``since - ahead``, and errors of targets at or after ``since``
+    (a rollout's appended patch; the same result as the whole series, for a fraction of the work).
 
     The normal equations of every position come from running sums of the lagged products
     ``z[v] z[v - d]``: one pass over the series plus a ``k x k`` solve per position and order.
@@ -135,76 +146,97 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
         last = max(since - ahead, 0)
         grid = grid[last if last < dense else dense + (last - dense) // stride:]
     nf = grid.numel()
-    zd = (z * observed).double()
-    q = torch.stack([F.pad(zd * F.pad(zd, (d, 0))[:, :length], (1, 0)).cumsum(dim=1)
-                     for d in range(kmax + 1)], dim=1)  # [B, K + 1, L + 1]: sums of z[v] z[v - d] for v < u
+    obs = observed.double()
+    zd = z.double() * obs
     first = first_observed(observed)[:, None]  # [B, 1]
     o = grid[None].expand(b, nf)
+    # What the recursions are fitted about, a centre [B, L] in z at each refit position: the
+    # context's mean (0), or, with a level, the mean of the values up to the refit and the level.
+    if level is None:
+        centres = [zd.new_zeros(b, length)]
+    else:
+        centres = [zd.cumsum(dim=1) / obs.cumsum(dim=1).clamp_min(1.0),
+                   (-level.double().reshape(b, 1)).expand(b, length)]
+    q = torch.stack([F.pad(zd * F.pad(zd, (d, 0))[:, :length], (1, 0)).cumsum(dim=1)
+                     for d in range(kmax + 1)], dim=1)  # [B, K + 1, L + 1]: sums of z[v] z[v - d] for v < u
+    s1 = F.pad(zd, (1, 0)).cumsum(dim=1)  # [B, L + 1]
 
-    def span(d: int, lo: Tensor, hi: Tensor) -> Tensor:  # sum of z[v] z[v - d] over v in [lo, hi], per [B, F]
+    def csum(lo: Tensor, hi: Tensor) -> Tensor:  # sum of z[v] over v in [lo, hi]
+        top = s1.gather(1, (hi + 1).clamp(0, length))
+        bot = s1.gather(1, lo.clamp(0, length))
+        return torch.where(hi >= lo, top - bot, torch.zeros_like(top))
+
+    def span(d: int, lo: Tensor, hi: Tensor, c: Tensor) -> Tensor:  # sum of (z[v] - c)(z[v - d] - c), v in [lo, hi]
         qd = q[:, d]
         top = qd.gather(1, (hi + 1).clamp(0, length))
         bot = qd.gather(1, lo.clamp(0, length))
-        return torch.where(hi >= lo, top - bot, torch.zeros_like(top))
+        raw = torch.where(hi >= lo, top - bot, torch.zeros_like(top))
+        return raw - c * (csum(lo, hi) + csum(lo - d, hi - d)) + c * c * (hi - lo + 1).clamp_min(0).double()
 
-    def history(pos: Tensor) -> Tensor:  # [B * N, 1, K]: the last K values at each of ``pos`` [N], in order
+    def history(pos: Tensor, c: Tensor) -> Tensor:  # [B * N, 1, K]: the last K values at ``pos`` [N] less c [B, N]
         lag = (pos[:, None] - torch.arange(kmax, device=dev)).clamp_min(0)
-        return zd[:, lag].reshape(b * pos.numel(), 1, kmax).flip(-1)
+        return (zd[:, lag] - c[..., None]).reshape(b * pos.numel(), 1, kmax).flip(-1)
 
     bound = 2 * zd.abs().cummax(dim=1).values  # [B, L]
-    coef = torch.zeros(b, nf, kmax, dtype=torch.float64, device=dev)  # the highest order fitted so far
-    avail = torch.zeros(b, nf, dtype=torch.bool, device=dev)
-    coefs = []
-    for k in AR_ORDERS:
-        start = first + k  # the first target whose k lags are all observed
-        pairs = [(i, j) for i in range(k + 1) for j in range(i, k + 1)]
-        # z[t - i] z[t - j] (forward) plus z[t - k + i] z[t - k + j] (backward), summed over the targets t
-        m = torch.stack([span(j - i, start - i, o - i) + span(j - i, start - k + j, o - k + j) for i, j in pairs], -1)
-        eqs = 2 * (o - start + 1).clamp_min(0).double()
-        if group is not None:
-            m, eqs = pool_rows(m, group), pool_rows(eqs, group)
-        where = {pair: n for n, pair in enumerate(pairs)}
-        sym = torch.tensor([where[min(i, j), max(i, j)] for i in range(k + 1) for j in range(k + 1)], device=dev)
-        m = m[..., sym].view(b, nf, k + 1, k + 1)
-        gram, rhs = m[..., 1:, 1:], m[..., 1:, 0]
-        diag = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
-        gram = gram + (AR_RIDGE * diag)[..., None, None] * torch.eye(k, dtype=gram.dtype, device=dev)
-        c = torch.linalg.solve(gram, rhs[..., None])[..., 0]  # [B, F, k]
-        # Each row needs its own 2k values (k targets): pooling adds channels, not history.
-        ok = (eqs >= 2 * k) & (o - start + 1 >= k)
-        coef = torch.where(ok[..., None], F.pad(c, (0, kmax - k)), coef)
-        avail = avail | ok
-        coefs.append(coef)
-    # Prequential errors of the refits' forecasts, filed under their target's position.
-    hist = history(grid)
     tpos, tgt, tobs = value_targets(zd, observed, ahead, grid)  # [F, H], [B, F, H] x 2
-    ok = tobs & (tpos >= since)[None] & avail[..., None]
-    forecasts, knowns = [], []
-    for i, c in enumerate(coefs):
-        f = extrapolate(hist, c.view(b * nf, kmax), ahead).view(b, nf, ahead)
-        f = f.clamp(-bound[:, grid, None], bound[:, grid, None])
-        err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * ok.double()).view(b, -1)
-        new = zd.new_zeros(b, length + ahead + 1).scatter_add_(1, tpos.reshape(1, -1).expand(b, -1), err)
-        new = new[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
-        new = pool_rows(new, group) if group is not None else new
-        forecasts.append(f)
-        knowns.append(new if known is None else known[:, i, None] + new)
-    # At each origin, the order whose errors are least (the lowest one among equals).
-    pick = torch.stack(knowns)[:, :, origins].argmin(dim=0)  # [B, N]: the first of equal minima
+    avail = torch.zeros(b, nf, dtype=torch.bool, device=dev)
+    coefs, forecasts, knowns = [], [], []
+    for centre in centres:
+        c0 = centre[:, grid]  # [B, F]
+        coef = torch.zeros(b, nf, kmax, dtype=torch.float64, device=dev)  # the highest order fitted so far
+        hist = history(grid, c0)
+        for k in AR_ORDERS:
+            start = first + k  # the first target whose k lags are all observed
+            pairs = [(i, j) for i in range(k + 1) for j in range(i, k + 1)]
+            # x[t - i] x[t - j] (forward) plus x[t - k + i] x[t - k + j] (backward), summed over the targets t
+            m = torch.stack([span(j - i, start - i, o - i, c0) + span(j - i, start - k + j, o - k + j, c0)
+                             for i, j in pairs], -1)
+            eqs = 2 * (o - start + 1).clamp_min(0).double()
+            if group is not None:
+                m, eqs = pool_rows(m, group), pool_rows(eqs, group)
+            where = {pair: n for n, pair in enumerate(pairs)}
+            sym = torch.tensor([where[min(i, j), max(i, j)] for i in range(k + 1) for j in range(k + 1)], device=dev)
+            m = m[..., sym].view(b, nf, k + 1, k + 1)
+            gram, rhs = m[..., 1:, 1:], m[..., 1:, 0]
+            diag = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+            gram = gram + (AR_RIDGE * diag)[..., None, None] * torch.eye(k, dtype=gram.dtype, device=dev)
+            c = torch.linalg.solve(gram, rhs[..., None])[..., 0]  # [B, F, k]
+            # Each row needs its own 2k values (k targets): pooling adds channels, not history.
+            ok = (eqs >= 2 * k) & (o - start + 1 >= k)
+            coef = torch.where(ok[..., None], F.pad(c, (0, kmax - k)), coef)
+            avail = avail | ok
+            coefs.append(coef)
+            # Prequential errors of the refits' forecasts, filed under their target's position.
+            f = extrapolate(hist, coef.view(b * nf, kmax), ahead).view(b, nf, ahead) + c0[..., None]
+            f = f.clamp(-bound[:, grid, None], bound[:, grid, None])
+            hit = tobs & (tpos >= since)[None] & avail[..., None]
+            err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * hit.double()).view(b, -1)
+            new = zd.new_zeros(b, length + ahead + 1).scatter_add_(1, tpos.reshape(1, -1).expand(b, -1), err)
+            new = new[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
+            new = pool_rows(new, group) if group is not None else new
+            forecasts.append(f)
+            knowns.append(new if known is None else known[:, len(knowns), None] + new)
+    # At each origin, the candidate whose errors are least (the lowest order, the first centre, among equals).
+    pick = torch.stack(knowns)[:, :, origins].argmin(dim=0)  # [B, N]
     fit = torch.searchsorted(grid, origins, right=True) - 1  # the latest refit at or before each origin
     if stride == 1:  # every origin refitted: its forecasts are there already
         est = torch.stack(forecasts, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, ahead))[:, :, 0]
     else:
         chosen = torch.stack(coefs, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, kmax))[:, :, 0]
-        n = origins.numel()
-        est = extrapolate(history(origins), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead)
+        n, which = origins.numel(), pick // len(AR_ORDERS)
+        est = zd.new_zeros(b, n, ahead)
+        for i, centre in enumerate(centres):
+            c1 = centre[:, origins]
+            e = extrapolate(history(origins, c1), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead) + c1[..., None]
+            est = torch.where((which == i)[..., None], e, est)
         est = est.clamp(-bound[:, origins, None], bound[:, origins, None])
     return est.to(z.dtype), avail[:, fit], torch.stack([k[:, -1] for k in knowns], dim=1)
 
 
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
                      estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False,
-                     group: Tensor | None = None, ar: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+                     group: Tensor | None = None, ar: tuple[Tensor, Tensor] | None = None,
+                     level: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
 
     Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
@@ -230,7 +262,8 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
       full period (``o + 1 - T >= first observed``) and ``T >= 2``;
     - ``ar``: linear prediction fitted to the values up to ``o`` (:func:`ar_prior`), pooled over
       the rows of a ``group`` ``[B]``; or the caller's ``ar = (est [B, N, ahead], avail [B, N])``
-      at these origins, if it has them (a rollout's later passes, :func:`ar_continue`).
+      at these origins, if it has them (a rollout's later passes, :func:`ar_fit` with ``since``);
+      ``level`` ``[B]``: fitted about the series' level as well (:func:`ar_fit`).
 
     Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
     """
@@ -296,7 +329,7 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             end = zmean + slope * (p - 1 - im)
             e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
         elif name == "ar":
-            e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group)
+            e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group, level)
         elif name in ("day", "week"):
             period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
             period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
