@@ -151,38 +151,41 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     first = first_observed(observed)[:, None]  # [B, 1]
     o = grid[None].expand(b, nf)
     # What the recursions are fitted about, a centre [B, L] in z at each refit position: the
-    # context's mean (0), or, with a level, the mean of the values up to the refit and the level.
-    if level is None:
-        centres = [zd.new_zeros(b, length)]
-    else:
+    # context's mean (None: z as it is), or, with a level, the mean of the values up to the refit
+    # and the level.
+    centres: list[Tensor | None] = [None]
+    if level is not None:
         centres = [zd.cumsum(dim=1) / obs.cumsum(dim=1).clamp_min(1.0),
                    (-level.double().reshape(b, 1)).expand(b, length)]
+        s1 = F.pad(zd, (1, 0)).cumsum(dim=1)  # [B, L + 1]: sums of z[v] for v < u
     q = torch.stack([F.pad(zd * F.pad(zd, (d, 0))[:, :length], (1, 0)).cumsum(dim=1)
                      for d in range(kmax + 1)], dim=1)  # [B, K + 1, L + 1]: sums of z[v] z[v - d] for v < u
-    s1 = F.pad(zd, (1, 0)).cumsum(dim=1)  # [B, L + 1]
 
     def csum(lo: Tensor, hi: Tensor) -> Tensor:  # sum of z[v] over v in [lo, hi]
         top = s1.gather(1, (hi + 1).clamp(0, length))
         bot = s1.gather(1, lo.clamp(0, length))
         return torch.where(hi >= lo, top - bot, torch.zeros_like(top))
 
-    def span(d: int, lo: Tensor, hi: Tensor, c: Tensor) -> Tensor:  # sum of (z[v] - c)(z[v - d] - c), v in [lo, hi]
+    def span(d: int, lo: Tensor, hi: Tensor, c: Tensor | None) -> Tensor:  # sum of (z[v] - c)(z[v - d] - c)
         qd = q[:, d]
         top = qd.gather(1, (hi + 1).clamp(0, length))
         bot = qd.gather(1, lo.clamp(0, length))
         raw = torch.where(hi >= lo, top - bot, torch.zeros_like(top))
+        if c is None:
+            return raw
         return raw - c * (csum(lo, hi) + csum(lo - d, hi - d)) + c * c * (hi - lo + 1).clamp_min(0).double()
 
-    def history(pos: Tensor, c: Tensor) -> Tensor:  # [B * N, 1, K]: the last K values at ``pos`` [N] less c [B, N]
+    def history(pos: Tensor, c: Tensor | None) -> Tensor:  # [B * N, 1, K]: the last K values at pos [N] less c
         lag = (pos[:, None] - torch.arange(kmax, device=dev)).clamp_min(0)
-        return (zd[:, lag] - c[..., None]).reshape(b * pos.numel(), 1, kmax).flip(-1)
+        x = zd[:, lag] if c is None else zd[:, lag] - c[..., None]
+        return x.reshape(b * pos.numel(), 1, kmax).flip(-1)
 
     bound = 2 * zd.abs().cummax(dim=1).values  # [B, L]
     tpos, tgt, tobs = value_targets(zd, observed, ahead, grid)  # [F, H], [B, F, H] x 2
     avail = torch.zeros(b, nf, dtype=torch.bool, device=dev)
     coefs, forecasts, knowns = [], [], []
     for centre in centres:
-        c0 = centre[:, grid]  # [B, F]
+        c0 = None if centre is None else centre[:, grid]  # [B, F]
         coef = torch.zeros(b, nf, kmax, dtype=torch.float64, device=dev)  # the highest order fitted so far
         hist = history(grid, c0)
         for k in AR_ORDERS:
@@ -207,7 +210,8 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
             avail = avail | ok
             coefs.append(coef)
             # Prequential errors of the refits' forecasts, filed under their target's position.
-            f = extrapolate(hist, coef.view(b * nf, kmax), ahead).view(b, nf, ahead) + c0[..., None]
+            f = extrapolate(hist, coef.view(b * nf, kmax), ahead).view(b, nf, ahead)
+            f = f if c0 is None else f + c0[..., None]
             f = f.clamp(-bound[:, grid, None], bound[:, grid, None])
             hit = tobs & (tpos >= since)[None] & avail[..., None]
             err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * hit.double()).view(b, -1)
@@ -226,9 +230,9 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
         n, which = origins.numel(), pick // len(AR_ORDERS)
         est = zd.new_zeros(b, n, ahead)
         for i, centre in enumerate(centres):
-            c1 = centre[:, origins]
-            e = extrapolate(history(origins, c1), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead) + c1[..., None]
-            est = torch.where((which == i)[..., None], e, est)
+            c1 = None if centre is None else centre[:, origins]
+            e = extrapolate(history(origins, c1), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead)
+            est = torch.where((which == i)[..., None], e if c1 is None else e + c1[..., None], est)
         est = est.clamp(-bound[:, origins, None], bound[:, origins, None])
     return est.to(z.dtype), avail[:, fit], torch.stack([k[:, -1] for k in knowns], dim=1)
 
