@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from wfm.models.baselines import ContextMean
 from wfm.models.causal import CausalForecaster
