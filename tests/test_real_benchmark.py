@@ -445,3 +445,44 @@ def test_saved_future_beam_models_are_scored_on_the_next_best_beam(standin, tmp_
     assert any(v.startswith("free: failed on the next best beam (cannot load") for v in R.verdicts(broken))
     # asked for forecasting models only, the benchmark scores no beam model
     assert "beams" not in R.run_real_benchmark(standin, [], R.RealBenchConfig(csi_frequency=False))
+
+
+def _headroom_script():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("wfm_headroom_script", REPO / "finetune" / "headroom.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, script)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_headroom_measures_against_reference_formulas(standin, tmp_path):
+    """finetune/headroom.py: white noise around a level reads as white with the mean best, and each
+    oracle ratio is its definition; a random walk does not read as white; the script writes every
+    time view of the stand-in folders."""
+    script = _headroom_script()
+    g = torch.Generator().manual_seed(0)
+    n, length, h, c = 200, 8, 8, 30
+    x = 3.0 + torch.randn(n, length + h, c, generator=g, dtype=torch.float64)
+    ctx, tgt = x[:, :length], x[:, length:]
+    row = script.headroom_row(ctx, tgt)
+    mean = ctx.mean(1, keepdim=True).expand_as(tgt)
+    best = R.window_nmse(mean, tgt).mean()
+    assert row["best_classical"] == "mean" and row["best_nmse"] == pytest.approx(float(best))
+    assert abs(row["lag1_median"]) < 0.1 and row["white_windows"] > 0.9 and row["white_bound"] == pytest.approx(8 / 9)
+    assert row["zero"] == pytest.approx(float(R.window_nmse(torch.zeros_like(tgt), tgt).mean() / best))
+    level = tgt.mean(1, keepdim=True).expand_as(tgt)
+    assert row["oracle_level"] == pytest.approx(float(R.window_nmse(level, tgt).mean() / best))
+    # White noise: knowing the level leaves sigma^2 of the mean's sigma^2 (1 + 1 / 8), within the
+    # draw; the hindsight blend is at or below the mean (a = 0 is among its choices).
+    assert 0.7 < row["oracle_level"] < 0.85 and row["oracle_blend"] <= 1.0
+    walk = torch.randn(n, length + h, c, generator=g, dtype=torch.float64).cumsum(1)
+    rw = script.headroom_row(walk[:, :length], walk[:, length:])
+    assert rw["lag1_median"] > 0.4 and rw["white_windows"] == 0.0 and rw["best_classical"] == "persistence"
+    out = tmp_path / "h.json"
+    script.main(["--datasets", str(standin), "--out", str(out)])
+    rows = json.loads(out.read_text())
+    views = {(r["dataset"], r["view"]) for r in rows}
+    assert views == {(d.name, d.view) for d in R.load_real_datasets(standin, R.RealBenchConfig(csi_frequency=True))}
