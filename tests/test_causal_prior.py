@@ -1078,3 +1078,53 @@ def test_skill_loss_is_the_ratio_to_the_better_of_persistence_and_the_mean():
     assert torch.isfinite(loss) and mix_model.head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="skill loss"):
         mix_model.loss(noise, obs, iv, skill=True)
+
+
+def test_pool_by_power_weighs_a_windows_channels_by_their_share_of_its_power():
+    """``power_weights`` / weighted ``pool_by_group`` / ``ar_fit(weight=)`` against their definitions,
+    and ``CausalForecaster(pool_by_power=True)``: a window of one strong ramp and many weak white
+    channels follows the ramp's evidence (equal weights let the white channels choose the mean);
+    ungrouped rows are unchanged to the bit; the option saves."""
+    from wfm.hub_mixin import causal_arch
+    from wfm.models.groups import power_weights
+    from wfm.models.series_priors import ar_fit
+
+    group = torch.tensor([0, 0, 0, 1, 1])
+    scale = torch.tensor([1.0, 2.0, 3.0, 0.0, 0.0])
+    w = power_weights(scale, group)
+    torch.testing.assert_close(w, torch.tensor([3 / 14, 12 / 14, 27 / 14, 1.0, 1.0], dtype=torch.float64))
+    x = torch.rand(5, 3, 4) + 0.1
+    plain = pool_by_group(x, group)
+    torch.testing.assert_close(plain, torch.stack([x[:3].log().mean(0).exp()] * 3 + [x[3:].log().mean(0).exp()] * 2))
+    ref = ((w[:3, None, None] * x[:3].double().log()).sum(0) / w[:3].sum()).exp().float()
+    torch.testing.assert_close(pool_by_group(x, group, w)[1], ref)
+    torch.testing.assert_close(pool_by_group(x, group, torch.ones(5)), plain)
+
+    # A pooled fit with weights s^2 is the unweighted pooled fit of the rows in common units (z * s).
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(3, 40, generator=g, dtype=torch.float64).cumsum(dim=1) * 0.2
+    s = torch.tensor([[1.0], [3.0], [0.5]], dtype=torch.float64)
+    obs = torch.ones_like(z, dtype=torch.bool)
+    grp = torch.zeros(3, dtype=torch.long)
+    weighted, _, _ = ar_fit(z, obs, torch.arange(20, 40), 4, grp, weight=(s ** 2).view(3))
+    units, _, _ = ar_fit(z * s, obs, torch.arange(20, 40), 4, grp)
+    torch.testing.assert_close(weighted, units / s[..., None], rtol=1e-9, atol=1e-9)
+
+    kw = dict(prior="mix", backtest_origins="value", backtest_weight=4.0, guard=True,
+              estimators=("last", "mean", "linear"))
+    torch.manual_seed(0)
+    off = create_model("causal_tiny", patch_len=8, **kw).eval()
+    on = create_model("causal_tiny", patch_len=8, pool_by_power=True, **kw).eval()
+    on.load_state_dict(off.state_dict())
+    assert causal_arch(on)["pool_by_power"] is True and "pool_by_power" not in causal_arch(off)
+    t = torch.arange(40, dtype=torch.float32)
+    ramp = 100.0 * t + torch.randn(40, generator=g).float()
+    weak = torch.randn(30, 40, generator=g).float()
+    rows = torch.cat([ramp[None], weak])
+    grp = torch.zeros(31, dtype=torch.long)
+    with torch.no_grad():
+        f_off, f_on = off.forecast(rows[:, :32], 1.0, 8, group=grp), on.forecast(rows[:, :32], 1.0, 8, group=grp)
+        alone = [m.forecast(rows[:, :32], 1.0, 8) for m in (off, on)]
+    err = [float((f[0] - ramp[32:]).pow(2).mean()) for f in (f_off, f_on)]
+    assert err[1] < 0.5 * err[0]
+    torch.testing.assert_close(alone[0], alone[1], rtol=0, atol=0)

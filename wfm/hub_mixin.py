@@ -102,6 +102,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if getattr(model, "white_limit", None) is None else {"white_limit": float(model.white_limit)}),
             **({} if not getattr(model, "white_shrink", False) else {"white_shrink": True}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
+            **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),
             **({} if not getattr(model, "box_cox", False) else {"box_cox": True}),
             **({} if not getattr(model, "coarse_blend", False) else {"coarse_blend": True}),
             **({} if not getattr(model, "propagate_quantiles", False) else {"propagate_quantiles": True})}),

@@ -76,7 +76,7 @@ from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models.causal_forecast import ForecastMixin
-from wfm.models.groups import group_sizes, pool_by_group
+from wfm.models.groups import group_sizes, pool_by_group, power_weights
 from wfm.models.registry import register_model
 from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, ArCarry, ar_fit,
                                       backtest_mse, backtest_mse_values, classical_priors, normalise_stats)
@@ -310,6 +310,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             False (every model saved before this option, the release): the context's mean.
             Measured and not shipped: held-out generated 0.4916 -> 0.4851, real 0.805 -> 0.812
             (pretrain/README.md, "Linear prediction about the series' level").
+        pool_by_power: the rows of a ``group`` (a window's channels) weigh in its pooled evidence
+            (the gate's and the guard's backtest errors, ``check_origins``'s checks) and in its
+            pooled ``ar`` fit by their share of the window's power, ``scale^2``
+            (:func:`wfm.models.groups.power_weights`), as per-window NMSE weighs them: the strong
+            beams of a codebook decide, not the many in the noise floor. False (every model saved
+            before this option): every row alike. Inference only; rows without a group are unchanged.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
@@ -328,7 +334,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  evidence_power: float | None = None, check_origins: int = 0,
                  white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
-                 ar_level: bool = False) -> None:
+                 ar_level: bool = False, pool_by_power: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -382,6 +388,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if ar_level and "ar" not in estimators:
             raise ValueError("ar_level fits the ar estimator about the series' level: it needs 'ar' in estimators")
         self.ar_level = bool(ar_level)
+        self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
@@ -528,11 +535,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         ends = torch.arange(p - 1, length // p * p, p, device=z.device)
         carry = None
         level = (loc / scale).view(b) if self.ar_level else None
+        row_weight = power_weights(scale, group) if self.pool_by_power and group is not None else None
         if backtest is None and self.backtest_origins == "value":  # one pass serves the backtest and the tokens
             ar = None
             if "ar" in self.estimators:
                 e_ar, a_ar, known = ar_fit(z, observed, torch.arange(length, device=z.device), ahead, group,
-                                          level=level)
+                                          level=level, weight=row_weight)
                 ar, carry = (e_ar, a_ar), ArCarry(e_ar[:, ends], a_ar[:, ends], known)
             every = classical_priors(z, observed, interval, p, ahead, self.estimators, every_value=True, group=group,
                                      ar=ar)
@@ -544,10 +552,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             if ar_carry is not None and "ar" in self.estimators:
                 n0 = ar_carry.est.shape[1]  # the given context's patch ends: their estimates stand
                 e_new, a_new, _ = ar_fit(z, observed, ends[n0:], ahead, group, since=n0 * p, known=ar_carry.known,
-                                        level=level)
+                                        level=level, weight=row_weight)
                 ar = (torch.cat([ar_carry.est, e_new], dim=1), torch.cat([ar_carry.avail, a_new], dim=1))
             est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators, group=group,
-                                          ar=ar, level=level)  # patch ends
+                                          ar=ar, level=level, weight=row_weight)  # patch ends
             mse = backtest if backtest is not None else backtest_mse(z, observed, est, avail, p, self.backtest_window,
                                                                      limit)
         fine = self.fine_len(length)
@@ -580,7 +588,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         e = len(self.estimators)
         sharpen = None  # [B]: G ** evidence_power of each row's group
         if group is not None:  # the gate and the guard weigh the window's pooled evidence; tokens keep their own
-            mse = pool_by_group(mse, group)
+            mse = pool_by_group(mse, group, row_weight)
             if self.evidence_power_init is not None:
                 sharpen = group_sizes(group).to(z.dtype).pow(self.evidence_power)
         sharp = self.backtest_weight if sharpen is None else self.backtest_weight * sharpen.view(b, 1, 1, 1)
@@ -590,14 +598,15 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         out = base[..., None] + self.head(h).float().view(b, nf, k, p, 1 + len(self.quantile_levels))
         fallback = None
         if self.guard:
-            out, fallback = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen)
+            out, fallback = self._guard(out, z, observed, est, avail, mse, valid[:, -nf:], limit, group, sharpen,
+                                        row_weight)
         quant = out[:, :, 0, :, 1:] if self.quantile_levels else None
         return CausalOutput(point=out[:, :, 0, :, 0], quantiles=quant, ahead=out, loc=loc, scale=scale,
                             fallback=fallback, backtest=full_mse, ar_carry=carry)
 
     def _guard(self, out: Tensor, z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, mse: Tensor,
                valid: Tensor, limit: Tensor | None, group: Tensor | None = None,
-               sharpen: Tensor | None = None) -> tuple[Tensor, Tensor]:
+               sharpen: Tensor | None = None, row_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Blend ``out`` ``[B, N, K, P, 1 + Q]`` (the last ``N`` patches' forecasts) towards the classical
         combination by both forecasts' realised errors on earlier tokens (see ``guard``). Returns the
         blend and ``out`` moved all the way to the classical combination (``CausalOutput.fallback``)."""
@@ -626,7 +635,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
 
         mse_c, mse_n = realised(classical), realised(learned)
         if group is not None:
-            mse_c, mse_n = pool_by_group(mse_c, group), pool_by_group(mse_n, group)
+            mse_c, mse_n = pool_by_group(mse_c, group, row_weight), pool_by_group(mse_n, group, row_weight)
         evidence = mse_c.log() - mse_n.log()
         if sharpen is not None:
             evidence = evidence * sharpen.view(b, 1, 1)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
 from wfm.models.evidence import exceeds_noise, looks_white, shrunk_mean
-from wfm.models.groups import pool_rows
+from wfm.models.groups import pool_rows, power_weights
 from wfm.models.series_priors import normalise_stats
 
 
@@ -299,6 +299,9 @@ class ForecastMixin:
         readings = [True] if readings is None else readings
         b, length = context.shape
         var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
+        # pool_by_power: a row's checks count by its share of the group's power (d is then the
+        # squared error difference in the window's units, over the group's mean variance)
+        wts = power_weights(var.sqrt(), group) if self.pool_by_power and group is not None else None
         sums = [[context.new_zeros(b, dtype=torch.float64) for _ in range(2)] for _ in readings]
         n = 0
         for cut in self.check_cuts(length, horizon):
@@ -311,6 +314,7 @@ class ForecastMixin:
                     (net, _), = self._rollout(past, interval, horizon, group, coarse=coarse)
                     e_n = (net.double() - truth) ** 2
                 d = (e_n - e_c).mean(dim=1) / var
+                d = d if wts is None else d * wts
                 sums[i][0] += d
                 sums[i][1] += d * d
             n += 1

@@ -86,16 +86,17 @@ class ArCarry(NamedTuple):
 
 
 def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
-             group: Tensor | None = None, level: Tensor | None = None) -> tuple[Tensor, Tensor]:
+             group: Tensor | None = None, level: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once:
     ``(est [B, N, ahead], avail [B, N])``; see :func:`ar_fit`."""
-    est, avail, _ = ar_fit(z, observed, origins, ahead, group, level=level)
+    est, avail, _ = ar_fit(z, observed, origins, ahead, group, level=level, weight=weight)
     return est, avail
 
 
 def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tensor | None = None,
            since: int = 0, known: Tensor | None = None,
-           level: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+           level: Tensor | None = None, weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once.
 
     At every position ``t`` of ``z`` ``[B, L]``, a recursion ``z[t'] = sum_i c_i z[t' - i]`` of each
@@ -121,6 +122,10 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     channel is a sum of complex exponentials with no constant term, and 8 packets' mean is a poor
     estimate of zero); not shift invariant, which is why the backtest chooses, row by row (group by
     group).
+
+    ``weight`` ``[B]`` (with ``group``): each row's equations and errors count this many times in its
+    group's pooled fit and order choice (:func:`wfm.models.groups.power_weights`: the fit in the
+    window's common units, as the classical predictor fits the values as measured).
 
     ``since`` > 0, with ``known`` the errors at value ``since - 1`` (a previous call's on
     ``z[:, :since]``, with the same ``level``): only origins at or after ``since``, from the refits
@@ -196,7 +201,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
                              for i, j in pairs], -1)
             eqs = 2 * (o - start + 1).clamp_min(0).double()
             if group is not None:
-                m, eqs = pool_rows(m, group), pool_rows(eqs, group)
+                m, eqs = pool_rows(m, group, weight), pool_rows(eqs, group)
             where = {pair: n for n, pair in enumerate(pairs)}
             sym = torch.tensor([where[min(i, j), max(i, j)] for i in range(k + 1) for j in range(k + 1)], device=dev)
             m = m[..., sym].view(b, nf, k + 1, k + 1)
@@ -217,7 +222,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
             err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * hit.double()).view(b, -1)
             new = zd.new_zeros(b, length + ahead + 1).scatter_add_(1, tpos.reshape(1, -1).expand(b, -1), err)
             new = new[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
-            new = pool_rows(new, group) if group is not None else new
+            new = pool_rows(new, group, weight) if group is not None else new
             forecasts.append(f)
             knowns.append(new if known is None else known[:, len(knowns), None] + new)
     # At each origin, the candidate whose errors are least (the lowest order, the first centre, among equals).
@@ -240,7 +245,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
                      estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False,
                      group: Tensor | None = None, ar: tuple[Tensor, Tensor] | None = None,
-                     level: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     level: Tensor | None = None, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
 
     Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
@@ -267,7 +272,8 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     - ``ar``: linear prediction fitted to the values up to ``o`` (:func:`ar_prior`), pooled over
       the rows of a ``group`` ``[B]``; or the caller's ``ar = (est [B, N, ahead], avail [B, N])``
       at these origins, if it has them (a rollout's later passes, :func:`ar_fit` with ``since``);
-      ``level`` ``[B]``: fitted about the series' level as well (:func:`ar_fit`).
+      ``level`` ``[B]``: fitted about the series' level as well, ``weight`` ``[B]``: a group's rows
+      weighed in its pooled fit (:func:`ar_fit`).
 
     Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
     """
@@ -333,7 +339,7 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             end = zmean + slope * (p - 1 - im)
             e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
         elif name == "ar":
-            e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group, level)
+            e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group, level, weight)
         elif name in ("day", "week"):
             period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
             period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
