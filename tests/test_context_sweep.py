@@ -38,6 +38,7 @@ def test_tiny_sweep_every_context_scores_the_same_windows():
     ch = res["changes"]["prior-mix"]
     assert list(ch) == [16, 32, 64] and all(c["lo"] <= c["db"] <= c["hi"] for c in ch.values())
     assert "worse beyond noise" in sweep_mod.table("toy", res)
+    assert list(res["changes_by_window"]["prior-mix"]) == [16, 32, 64]
 
 
 def test_context_changes_are_paired_bootstrap_intervals():
@@ -48,6 +49,24 @@ def test_context_changes_are_paired_bootstrap_intervals():
     worse = sweep_mod.context_changes({8: base, 16: base * 1.1, 32: base * 1.1 * rng.uniform(0.5, 1.5, 200)})
     assert worse[16]["db"] == pytest.approx(10 * np.log10(1.1)) and worse[16]["lo"] > 0  # beyond noise
     assert worse[32]["lo"] < 0 < worse[32]["hi"]  # a noisy change: the interval spans zero
+
+
+def test_context_changes_draw_the_windows_of_one_target_time_together():
+    """Windows that share their target steps (the series of one capture) are one unit: 48 copies of
+    8 windows give the interval of 8 windows, not of 384, and the same change as drawn one by one."""
+    rng = np.random.default_rng(1)
+    a = rng.gamma(2.0, 0.05, size=8)
+    b = a * rng.uniform(0.8, 1.35, size=8)  # a noisy change over 8 independent target times
+    rep = {8: np.tile(a, 48), 16: np.tile(b, 48)}
+    starts = np.tile(np.arange(8), 48)
+    alone = sweep_mod.context_changes(rep)[16]
+    together = sweep_mod.context_changes(rep, clusters=starts)[16]
+    eight = sweep_mod.context_changes({8: a, 16: b})[16]
+    assert together["db"] == pytest.approx(alone["db"]) == pytest.approx(eight["db"])
+    assert together["hi"] - together["lo"] == pytest.approx(eight["hi"] - eight["lo"], rel=0.15)
+    assert together["hi"] - together["lo"] > 4 * (alone["hi"] - alone["lo"])
+    same = sweep_mod.context_changes({8: np.tile(a, 3), 16: np.tile(a, 3)}, clusters=np.repeat(np.arange(3), 8))[16]
+    assert same["lo"] == same["hi"] == 0.0
 
 
 def test_generated_series_join_the_sweep_with_their_own_horizon(tmp_path, monkeypatch):
