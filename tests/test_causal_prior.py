@@ -1128,3 +1128,9 @@ def test_pool_by_power_weighs_a_windows_channels_by_their_share_of_its_power():
     err = [float((f[0] - ramp[32:]).pow(2).mean()) for f in (f_off, f_on)]
     assert err[1] < 0.5 * err[0]
     torch.testing.assert_close(alone[0], alone[1], rtol=0, atol=0)
+    onar = create_model("causal_tiny", patch_len=8, pool_by_power=True, **{**kw, "estimators": ("last", "mean", "ar")}).eval()
+    with torch.no_grad():  # a rollout's later passes carry the weighted ar fit: the same as refitting
+        carried = onar._rollout(rows[:, :32], torch.full((31,), 1.0), 24, grp, fallback=True)
+        refitted = onar._rollout(rows[:, :32], torch.full((31,), 1.0), 24, grp, fallback=True, reuse=False)
+    for (c, _), (r, _) in zip(carried, refitted):
+        torch.testing.assert_close(c, r, rtol=1e-5, atol=1e-3)

@@ -315,7 +315,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             pooled ``ar`` fit by their share of the window's power, ``scale^2``
             (:func:`wfm.models.groups.power_weights`), as per-window NMSE weighs them: the strong
             beams of a codebook decide, not the many in the noise floor. False (every model saved
-            before this option): every row alike. Inference only; rows without a group are unchanged.
+            before this option): every row alike. No parameters of its own (it applies wherever a
+            group is given: forecasts, and ``loss(group=)`` in training); rows without a group are unchanged.
         coarse_len: with ``prior="mix"``, values older than the last ``max_context`` become
             coarse tokens of ``coarse_len`` values each (mean-pooled to ``patch_len`` values), at
             most ``max_coarse`` of them (the newest); 0: no coarse tokens. The normalisation and
