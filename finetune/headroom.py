@@ -3,10 +3,11 @@
 Issue 14 asks for each foundation model at <= 0.8x the best classical NMSE on half the real
 datasets. Some of those datasets leave no such room for any forecaster that sees only the past;
 this script measures how much room each one leaves, on the windows of ``wfm benchmark real``
-(in time, and the CSI views in frequency, whose series run along subcarriers), with per-window NMSE as there:
+(in time, and the CSI views in frequency, whose series run along subcarriers), with per-window
+NMSE as there:
 
 - ``lag1 median``: the median over windows of the context's scaled lag-1 autocorrelation
-  (``wfm.models.evidence.whiteness_bound`` without its error bar: 0 for white noise around a
+  (``wfm.models.evidence.whiteness_score``: 0 for white noise around a
   level, 1 for a straight line), a window's channels pooled;
 - ``white windows``: the share of windows whose context is white noise around its mean by the
   causal model's own test (``wfm.models.evidence.looks_white``, a window's channels pooled,
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from wfm.models.evidence import WHITE_Z, looks_white, whiteness_bound
+from wfm.models.evidence import looks_white, whiteness_score
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import RealBenchConfig, _to_series, default_datasets_dir, load_real_datasets
 
@@ -53,11 +54,11 @@ def headroom_row(context: torch.Tensor, target: torch.Tensor) -> dict[str, float
     series = _to_series(context)
     group = torch.arange(n).repeat_interleave(len(series) // n)
     white = looks_white(series, WHITE_LIMIT, group).view(n, -1)[:, 0]
-    bound, pairs = whiteness_bound(series, group)
-    lag1 = (bound - WHITE_Z * pairs.rsqrt() / (1 - 2 / length)).view(n, -1)[:, 0]  # the score without its error bar
+    lag1 = whiteness_score(series, group)[0].view(n, -1)[:, 0]
     return {
         "windows": n, "context": length, "best_classical": best_name, "best_nmse": float(best),
-        "lag1_median": float(lag1.median()), "white_windows": float(white.double().mean()), "white_bound": length / (length + 1),
+        "lag1_median": float(lag1.median()), "white_windows": float(white.double().mean()),
+        "white_bound": length / (length + 1),
         "zero": float(window_nmse(torch.zeros_like(target), target).mean() / best),
         "oracle_blend": float(blend.mean() / best),
         "oracle_level": float(window_nmse(target.mean(1, keepdim=True).expand_as(target), target).mean() / best),
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     for d in load_real_datasets(root, RealBenchConfig(csi_frequency=True)):
         rows.append({"dataset": d.name, "view": d.view, **headroom_row(d.context, d.target)})
     Path(args.out).write_text(json.dumps(rows, indent=1))
-    cols = ("windows", "best_classical", "lag1_median", "white_windows", "white_bound", "zero", "oracle_blend", "oracle_level")
+    cols = ("windows", "best_classical", "lag1_median", "white_windows", "white_bound", "zero", "oracle_blend",
+            "oracle_level")
     print("| dataset | view | " + " | ".join(c.replace("_", " ") for c in cols) + " |")
     print("|---" * (len(cols) + 2) + "|")
     for r in rows:

@@ -54,15 +54,14 @@ def exceeds_noise(total: Tensor, total_sq: Tensor, count: Tensor) -> Tensor:
     sd = ((total_sq - n * mean * mean) / (n - 1).clamp_min(1.0)).clamp_min(0.0).sqrt()
     return (n >= 2) & (mean > check_threshold(n - 1) * sd / n.clamp_min(1.0).sqrt())
 
-def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``(bound [B], pairs [B])``: how far a row's (or its group's pooled) context ``[B, L]`` is
-    from white noise around its mean, by its lag-1 autocorrelation, plus ``WHITE_Z`` standard errors.
+def whiteness_score(context: Tensor, group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(u [B], pairs [B])``: how far a row's (or its group's pooled) context ``[B, L]`` is from
+    white noise around its mean, by its lag-1 autocorrelation, and how many lag-1 products say so.
 
     ``phi`` = the sum of lag-1 products of the deviations from each row's mean over their sum of
     squares. At ``L`` values its expectation is about ``-1 / L`` for white noise and exactly
     ``1 - 3 / L`` for a straight line, so ``u = (phi + 1 / L) / (1 - 2 / L)`` puts them at 0 and 1.
-    ``bound = u + WHITE_Z / sqrt(pairs) / (1 - 2 / L)``, ``pairs`` the lag-1 products pooled
-    (``L - 1`` per row, as if independent). Needs ``L >= 3``."""
+    ``pairs``: the lag-1 products pooled (``L - 1`` per row, as if independent). Needs ``L >= 3``."""
     length = context.shape[1]
     if length < 3:
         raise ValueError(f"whiteness needs at least 3 values of context, got {length}")
@@ -73,8 +72,14 @@ def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tenso
     if group is not None:
         lag, power, pairs = (pool_rows(v, group) for v in (lag, power, pairs))
     phi = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0)
-    scale = 1.0 - 2.0 / length
-    return (phi + 1.0 / length) / scale + WHITE_Z * pairs.rsqrt() / scale, pairs
+    return (phi + 1.0 / length) / (1.0 - 2.0 / length), pairs
+
+
+def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(bound [B], pairs [B])``: :func:`whiteness_score` plus ``WHITE_Z`` standard errors,
+    ``bound = u + WHITE_Z / sqrt(pairs) / (1 - 2 / L)``. Needs ``L >= 3``."""
+    u, pairs = whiteness_score(context, group)
+    return u + WHITE_Z * pairs.rsqrt() / (1.0 - 2.0 / context.shape[1]), pairs
 
 
 def looks_white(context: Tensor, limit: float, group: Tensor | None = None) -> Tensor:

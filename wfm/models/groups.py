@@ -40,7 +40,7 @@ def power_weights(scale: Tensor, group: Tensor) -> Tensor:
     per-window NMSE weighs its channels so: a strong beam's error counts, a beam in the noise
     floor's hardly. A group with no spread at all weighs its rows equally."""
     s2 = scale.reshape(-1).double() ** 2
-    mean = pool_rows(s2, group) / pool_rows(torch.ones_like(s2), group)
+    mean = pool_rows(s2, group) / group_sizes(group)
     return torch.where(mean > 0, s2 / mean.clamp_min(1e-300), torch.ones_like(s2))
 
 

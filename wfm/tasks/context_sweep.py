@@ -26,7 +26,8 @@ contexts, :func:`context_changes`): a longer context makes a model worse beyond 
 that interval lies above zero. The windows that end at the same step (every series of a set over
 the same packets or hours) are resampled together, as one unit: they share the capture's gain
 dips and the day's load, so they are not independent (since session 35; ``changes_by_window`` in
-the JSON keeps the interval that draws windows one by one, too narrow). Prints one table per set and writes ``context_sweep.json``.
+the JSON keeps the interval that draws windows one by one, too narrow). Prints one table per set
+and writes ``context_sweep.json``.
 """
 
 from __future__ import annotations
@@ -193,14 +194,12 @@ def context_changes(per_window: dict[int, np.ndarray], resamples: int = 2000, se
         a, b = per_window[prev], per_window[c]
         ok = np.isfinite(a) & np.isfinite(b)
         a, b = a[ok], b[ok]
-        if clusters is None:
-            draw = rng.integers(0, len(a), size=(resamples, len(a)))
-            boot = 10 * np.log10(b[draw].mean(axis=1) / a[draw].mean(axis=1))
-        else:  # each cluster's sums, clusters drawn with replacement (both means over the same windows)
-            ids, inv = np.unique(clusters[ok], return_inverse=True)
-            sa, sb = np.bincount(inv, a, len(ids)), np.bincount(inv, b, len(ids))
-            draw = rng.integers(0, len(ids), size=(resamples, len(ids)))
-            boot = 10 * np.log10(sb[draw].sum(axis=1) / sa[draw].sum(axis=1))
+        # each cluster's sums (a window alone without clusters), clusters drawn with replacement:
+        # the ratio of the two sums is that of the two means over the same drawn windows
+        _, inv = np.unique(np.arange(len(ok))[ok] if clusters is None else clusters[ok], return_inverse=True)
+        sa, sb = np.bincount(inv, a), np.bincount(inv, b)
+        draw = rng.integers(0, len(sa), size=(resamples, len(sa)))
+        boot = 10 * np.log10(sb[draw].sum(axis=1) / sa[draw].sum(axis=1))
         out[c] = {"db": float(10 * np.log10(b.mean() / a.mean())), "lo": float(np.quantile(boot, 0.025)),
                   "hi": float(np.quantile(boot, 0.975))}
     return out
@@ -245,7 +244,7 @@ def table(name: str, res: dict) -> str:
         lines.append(f"| {c} | " + " | ".join(f"{10 * math.log10(max(row[k], 1e-12)):.2f}" for k in cols) + " |")
     steps = [(f"{label} {c}: +{ch['db']:.2f} dB (95 % {ch['lo']:+.2f} .. {ch['hi']:+.2f})", ch["lo"] > 0)
              for label, changes in res.get("changes", {}).items() for c, ch in changes.items() if ch["db"] > 0]
-    lines.append("\nlonger context worse (change from the previous context, paired bootstrap over windows): "
+    lines.append("\nlonger context worse (change from the previous context, paired bootstrap): "
                  + ("; ".join(text for text, _ in steps) or "never"))
     lines.append("worse beyond noise (interval above 0, the windows ending at one step drawn together): "
                  + ("; ".join(text for text, b in steps if b) or "never"))
