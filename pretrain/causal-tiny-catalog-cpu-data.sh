@@ -16,6 +16,7 @@ for f in data/recipes/traffic-{10min,hourly}.yaml; do jobs+=("$f 512"); done
 for f in data/recipes/traffic-{1min,2min,5min,15min,10min-regimes,hourly-regimes}.yaml; do jobs+=("$f 256"); done
 for f in data/recipes/wifi/wifi-static-*.yaml; do jobs+=("$f 1024"); done                    # from stage 2
 for f in data/recipes/wifi/wifi-jitter-*.yaml; do jobs+=("$f 2048"); done                    # from stage 4
+jobs+=("data/recipes/beam-street-60g.yaml 1024")                                           # the beam stage
 pids=()
 for j in "${jobs[@]}"; do
   set -- $j

@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -419,6 +420,44 @@ def _held_out_csi(root: Path) -> str:
     recipe = load_recipe(REPO / "data" / "recipes" / "wifi" / f"{name}.yaml").with_overrides(num_samples=50)
     generate_dataset(recipe, root / name, seed=0)
     return name
+
+
+def test_beam_heldout_script_scores_sweeps_as_the_deepsense_benchmark_windows_them(tmp_path, monkeypatch):
+    """pretrain/beam_heldout.py: context 16 -> next 4, stride 4 within a trajectory, a window is all
+    64 beams pooling their evidence; ratios are per-window NMSE over the better of persistence and mean."""
+    from wfm.models.registry import create_model
+    from wfm.tasks.metrics import window_nmse
+
+    script = _load_script("beam_heldout", monkeypatch)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, backtest_origins="value")
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.01)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "sweeps"), "--samples", "2",
+                       "--seed", "5", "--correction-off", "--out", str(tmp_path / "b.json")])
+    assert json.loads((tmp_path / "b.json").read_text())["cells"] == json.loads(json.dumps(out["cells"]))
+    power, bearing = out["cells"]
+    assert (power["view"], bearing["view"]) == ("beam power", "bearing")
+    # by hand: the same windows of the generated sweeps
+    ds = script.ShardedDataset(tmp_path / "sweeps")
+    x = torch.from_numpy(np.stack([ds[i]["beam_power"] for i in range(len(ds))])).float()  # [2, 96, 64]
+    starts = range(0, x.shape[1] - 20 + 1, 4)
+    ctx = torch.stack([x[n, a:a + 16] for n in range(len(x)) for a in starts])
+    tgt = torch.stack([x[n, a + 16:a + 20] for n in range(len(x)) for a in starts])
+    assert power["windows"] == len(ctx) == 2 * 20
+    pers = window_nmse(ctx[:, -1:].expand_as(tgt), tgt).mean()
+    mean = window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt).mean()
+    best = min(pers, mean)
+    assert power["best_classical_nmse"] == pytest.approx(float(best))
+    assert power["ratio"]["persistence"] == pytest.approx(float(pers / best))
+    series = ctx.permute(0, 2, 1).reshape(-1, 16)  # every beam of every window a row
+    group = torch.arange(len(ctx)).repeat_interleave(64)
+    with torch.no_grad():
+        pred = model.eval().forecast(series, torch.full((len(series),), 0.1), 4, group=group)
+    pred = pred.reshape(len(ctx), 64, 4).permute(0, 2, 1)
+    assert power["ratio"][str(tmp_path / "m")] == pytest.approx(float(window_nmse(pred, tgt).mean() / best), rel=1e-4)
+    assert f"{tmp_path / 'm'} (correction off)" in power["ratio"]
 
 
 def test_evidence_power_script_scores_held_out_generated_windows(tmp_path, monkeypatch):
