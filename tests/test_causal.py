@@ -463,3 +463,36 @@ def test_eval_loader_shards_across_ranks_unless_asked_for_every_window():
     mine = [b["values"] for b in dm.val_dataloader()]
     assert len(every) >= 2 and len(mine) == len(every) // 2 and all(torch.equal(a, b) for a, b in zip(mine, every[1::2]))
     assert all(torch.equal(a["values"], b) for a, b in zip(dm.eval_loader("val", shard=False), every))
+
+
+def test_group_skill_loss_is_one_ratio_per_group_weighed_by_power():
+    """``loss(skill="group")``: singleton groups (or no group) give ``skill=True``'s loss; the pooled
+    sums weigh each row by ``scale^2`` over its group's mean, as per-window NMSE weighs channels."""
+    from wfm.models.causal import pool_skill
+    from wfm.models.registry import create_model
+
+    err, power = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0])
+    ref = torch.tensor([[1.0, 2.0], [3.0, 1.0], [2.0, 2.0]])
+    scale, group = torch.tensor([1.0, 3.0, 2.0]), torch.tensor([7, 7, 2])
+    e, r, p = pool_skill(err, ref, power, scale, group)
+    w = torch.tensor([2 * 1 / 10, 2 * 9 / 10])  # group 7: scale^2 1 and 9 over their mean 5
+    assert torch.allclose(e, torch.tensor([3.0, w[0] * 1 + w[1] * 2]))  # sorted ids: 2, then 7
+    assert torch.allclose(r, torch.stack([ref[2], w[0] * ref[0] + w[1] * ref[1]]))
+    assert torch.allclose(p, torch.tensor([6.0, w[0] * 4 + w[1] * 5]))
+
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", quantiles=(), estimators=("last", "mean", "trend")).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.05)
+    t = torch.arange(64.0)
+    x = torch.stack([torch.sin(t / 3) + 0.3 * torch.randn(64), torch.cos(t / 5) + 0.1 * t / 64 + 0.2 * torch.randn(64)])
+    obs = torch.ones_like(x, dtype=torch.bool)
+    itv, ctx = torch.full((2,), 0.01), torch.full((2,), 40)
+    with torch.no_grad():
+        rows, *_ = model.loss(x, obs, itv, ctx, skill=True)
+        single, *_ = model.loss(x, obs, itv, ctx, skill="group", group=torch.tensor([0, 1]))
+        assert float(single) == pytest.approx(float(rows), rel=1e-6)
+        assert float(model.loss(x, obs, itv, ctx, skill="group")[0]) == pytest.approx(float(rows), rel=1e-6)
+        both, *_ = model.loss(x, obs, itv, ctx, skill=True, group=torch.tensor([0, 0]))
+        pooled, *_ = model.loss(x, obs, itv, ctx, skill="group", group=torch.tensor([0, 0]))
+        assert float(pooled) != pytest.approx(float(both), rel=1e-4)  # one ratio, not the mean of two

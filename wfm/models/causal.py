@@ -645,7 +645,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         return out + full * (1 - a).view(b, nf, k, p, 1), out + full  # final = classical + a (learned - classical)
 
     def loss(self, values: Tensor, observed: Tensor, interval: Tensor, context_len: Tensor | None = None,
-             scaled: bool = False, skill: bool = False,
+             scaled: bool = False, skill: bool | str = False,
              group: Tensor | None = None) -> tuple[Tensor, CausalOutput, Tensor, Tensor]:
         """Next-patch loss: squared error, Huber-robust (plus pinball for quantiles), in normalised space.
 
@@ -671,6 +671,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         power), averaged over series: the ratio to the best classical baseline that the real-data
         benchmark reports, per window. A series counts by how much the model beats or loses to
         the classical answer, not by its scale (the MAE's skill loss, ``wfm.models.mae``).
+        ``skill="group"`` with ``group``: one ratio per group instead, its rows' errors (and the
+        classical ones) summed with each row weighed by its share of the group's power
+        (:func:`wfm.models.groups.power_weights`), as per-window NMSE weighs a window's channels:
+        the few strong beams of a sweep count for what they weigh in the metric, not as one row
+        among dozens of noise-floor ones. Without ``group`` it is ``skill=True``.
 
         ``group`` ``[B]``: rows with one id pool their backtest evidence, as ``forecast(group=)``
         does at inference (the channels of one CSI sample, trained as they are scored).
@@ -746,6 +751,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                 pinball = torch.maximum(q * diff, (q - 1) * diff).mean(dim=-1)
                 total = total + (pinball * series_w.sqrt() * w).sum()
         loss = total / count.clamp_min(1.0)
+        if skill == "group" and group is not None:
+            # One ratio per group, its rows' errors summed in the window's common units (each
+            # row's normalised error times its share of the group's power): per-window NMSE's
+            # own ratio to the better classical forecast of the whole window.
+            err_s, ref_s, pow_s = pool_skill(err_s, ref_s, pow_s, out.scale.reshape(b), group)
         if skill:
             scored = pow_s > 0
             ratio = err_s / (ref_s.min(dim=1).values + SKILL_FLOOR * pow_s).clamp_min(1e-12)
@@ -918,6 +928,19 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         embed = 2 * n * (2 * p * d + d * d)
         head = 2 * n * d * p * self.horizon_patches * (1 + len(self.quantile_levels))
         return embed + len(self.blocks) * block + head
+
+
+def pool_skill(err: Tensor, ref: Tensor, power: Tensor, scale: Tensor,
+               group: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-row sums of the skill loss (``err`` ``[B]``, ``ref`` ``[B, R]``, ``power`` ``[B]``, in
+    each row's normalised units) summed over each ``group`` in the group's common units: each row
+    times its share of the group's power (``scale^2`` over the group's mean). Returns ``[G]``,
+    ``[G, R]``, ``[G]`` in the order of the sorted group ids."""
+    wts = power_weights(scale, group).to(err.dtype)
+    _, g = torch.unique(group, return_inverse=True)
+    n = int(g.max()) + 1
+    return (err.new_zeros(n).index_add(0, g, err * wts), ref.new_zeros(n, ref.shape[1]).index_add(0, g, ref * wts[:, None]),
+            power.new_zeros(n).index_add(0, g, power * wts))
 
 
 def _causal(size: dict, overrides: dict) -> CausalForecaster:

@@ -116,7 +116,9 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
             (see ``CausalForecaster.loss``), so smooth and noisy kinds count alike.
         skill_loss: score each series by its error over that of the better of persistence and
             the context mean on the same targets (``CausalForecaster.loss(skill=True)``; the
-            quantiles keep their pinball loss).
+            quantiles keep their pinball loss); ``"group"``: one ratio per group of channels
+            (``data.group_size``), each row weighed by its share of the group's power, as
+            per-window NMSE weighs a window's channels.
         compile: ``torch.compile`` each transformer block.
         init_from: fine-tune instead of pretraining: start from this causal model (exported
             folder, hub id or ``.ckpt``, via ``wfm.from_pretrained``); ``model`` and the size
@@ -152,7 +154,7 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
                  max_steps: int | None = None, scaled_loss: bool = True, compile: bool = False,
                  init_from: str | None = None, mode: Literal["full", "lora", "linear-probe", "quantiles"] = "full",
                  lora_rank: int = 4, init_weights: str | None = None,
-                 fixed_scalars: dict[str, float] | None = None, skill_loss: bool = False,
+                 fixed_scalars: dict[str, float] | None = None, skill_loss: bool | Literal["group"] = False,
                  select: Literal["last", "significant", "best"] = "last") -> None:
         super().__init__()
         self.save_hyperparameters()
