@@ -496,3 +496,5 @@ def test_group_skill_loss_is_one_ratio_per_group_weighed_by_power():
         both, *_ = model.loss(x, obs, itv, ctx, skill=True, group=torch.tensor([0, 0]))
         pooled, *_ = model.loss(x, obs, itv, ctx, skill="group", group=torch.tensor([0, 0]))
         assert float(pooled) != pytest.approx(float(both), rel=1e-4)  # one ratio, not the mean of two
+        with pytest.raises(ValueError, match="skill must be"):
+            model.loss(x, obs, itv, ctx, skill="grouped")

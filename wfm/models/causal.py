@@ -684,6 +684,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         where ``weight`` marks target values that count: observed, after the context, and
         predicted by a token that saw data (times the per-series scaling when ``scaled``).
         """
+        if skill not in (False, True, "group"):
+            raise ValueError(f"skill must be False, True or 'group', got {skill!r}")
         b = values.shape[0]
         p = self.patch_len
         out = self(values, observed, interval, context_len, group=group)
