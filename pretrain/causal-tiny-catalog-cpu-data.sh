@@ -17,6 +17,7 @@ for f in data/recipes/traffic-{1min,2min,5min,15min,10min-regimes,hourly-regimes
 for f in data/recipes/wifi/wifi-static-*.yaml; do jobs+=("$f 1024"); done                    # from stage 2
 for f in data/recipes/wifi/wifi-jitter-*.yaml; do jobs+=("$f 2048"); done                    # from stage 4
 jobs+=("data/recipes/beam-street-60g.yaml 1024")                                           # the beam stage
+for f in data/recipes/wifi/wifi-dips-*.yaml; do jobs+=("$f 2048"); done                      # the dips stage
 pids=()
 for j in "${jobs[@]}"; do
   set -- $j

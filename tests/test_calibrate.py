@@ -66,6 +66,29 @@ def test_band_gain_and_jitter_are_read_back_from_what_the_data_engine_draws():
     CSIImpairments(**opts)  # a valid impairments: block
 
 
+def test_gain_dips_are_read_back_from_what_the_data_engine_draws():
+    """A still capture with sparse common-gain dips and a little jitter: calibrate finds the dips' rate,
+    depth and length, and suggests the jitter of the packets out of them (not the dips' spread)."""
+    from wfm.data.calibrate import gain_dips
+
+    cfg = CSIImpairments(gain_jitter_db=0.2, gain_dip_db=2.0, gain_dip_probability=0.1, gain_dip_length=1.5)
+    y, _ = apply_csi_impairments(np.ones((4, 500, 3, 16), np.complex64), cfg, 5, 312.5e3)
+    d = gain_dips(y)
+    assert d["depth_db"] == pytest.approx(2.0, abs=0.15) and d["length"] == pytest.approx(1.5, abs=0.25)
+    assert d["probability"] == pytest.approx(0.1, abs=0.02) and d["jitter_db"] == pytest.approx(0.2, abs=0.05)
+    assert d["share"] == pytest.approx(0.15 / 1.15, abs=0.03)
+    assert gain_jitter_db(y) > 0.6  # the plain spread is mostly the dips'
+    chains = [{"tilt_db": 1.0, "edge_low_db": 0.5, "edge_high_db": 0.5, "r2": 0.1}]
+    opts = suggested_options(chains, gain_jitter_db(y), dips=d)
+    assert opts["gain_jitter_db"] == pytest.approx(0.2, abs=0.1) and opts["gain_dip_db"] == pytest.approx(2.0, abs=0.2)
+    CSIImpairments(**opts)  # a valid impairments: block, read back from the options it suggests
+    # Jitter alone has (almost) no dips, and none are suggested.
+    j, _ = apply_csi_impairments(np.ones((4, 500, 3, 16), np.complex64), CSIImpairments(gain_jitter_db=0.3), 5, 312.5e3)
+    assert "gain_dip_db" not in suggested_options(chains, gain_jitter_db(j), dips=gain_dips(j))
+    with pytest.raises(DataError, match="T >= 3"):
+        gain_dips(np.ones((1, 2, 1, 4), np.complex64))
+
+
 def test_suggested_options_round_up_and_leave_out_a_phase_the_filter_does_not_explain():
     chains = [{"tilt_db": -4.2, "edge_low_db": 0.7, "edge_high_db": 2.4, "r2": 0.99, "tau_low_ns": 84.0,
                "tau_high_ns": 73.0, "width_mhz": 3.0},

@@ -114,6 +114,41 @@ def test_gain_jitter_is_white_per_packet_and_common_to_subcarriers():
     assert np.allclose(ratio, ratio[..., :1, :1], rtol=1e-4) and not np.allclose(ratio, 1.0)
 
 
+def test_gain_dips_are_sparse_common_and_come_back():
+    h = np.ones((256, 32, 2, 8), np.complex64)
+    cfg = CSIImpairments(gain_dip_db=2.0, gain_dip_probability=0.1, gain_dip_length=1.5)
+    assert cfg.active and cfg.gain_dips and cfg.to_dict()["gain_dip_length"] == 1.5
+    assert "gain_dip_db" not in CSIImpairments(gain_jitter_db=1.0).to_dict()  # off: older manifests still match
+    y, _ = apply_csi_impairments(h, cfg, 0, SCS)
+    g = 20 * np.log10(np.abs(y))  # [n, T, A, K] dB
+    assert np.allclose(g, g[..., :1, :1], atol=1e-4)  # one gain per packet for every antenna and subcarrier
+    g = g[:, :, 0, 0]
+    dip = g < -1e-3
+    assert np.all(g <= 1e-4)  # a dip only lowers the gain, and the level is 0 dB between dips
+    assert np.all((g[dip] >= -2.5 - 1e-3) & (g[dip] <= -1.5 + 1e-3))  # U(0.75, 1.25) x 2 dB
+    # Runs: geometric of mean 1.5, started at p = 0.1 of the packets not in one.
+    starts = dip[:, 1:] & ~dip[:, :-1]
+    runs = dip[:, 1:].sum() / max(1, starts.sum())
+    assert 1.25 < runs < 1.8
+    share = 0.1 * 1.5 / (1 + 0.1 * 1.5)  # renewal: a start per 1 / p packets out of a dip
+    assert abs(dip.mean() - share) < 0.03
+    # One depth per dip: the packets of a run share it (a new dip may start right after one ends).
+    both = dip[:, 1:] & dip[:, :-1]
+    assert np.mean(np.isclose(g[:, 1:][both], g[:, :-1][both], atol=1e-4)) > 0.8
+    per_ant, _ = apply_csi_impairments(h, CSIImpairments(gain_dip_db=2.0, gain_dip_probability=0.1,
+                                                         agc_per_antenna=True), 0, SCS)
+    assert not np.allclose(np.abs(per_ant[:, :, 0]), np.abs(per_ant[:, :, 1]))
+    for bad in ({"gain_dip_db": -1.0}, {"gain_dip_probability": 1.5}, {"gain_dip_length": 0.5}):
+        with pytest.raises(DataError, match=next(iter(bad))):
+            CSIImpairments(**bad)
+    # Off, the draws of every other impairment are unchanged (they are drawn last).
+    other = dict(snr_db=(10, 20), phase_offset=True, gain_jitter_db=0.5, band_tilt_db=3.0)
+    a, _ = apply_csi_impairments(clean(), CSIImpairments(**other), 3, SCS)
+    b, _ = apply_csi_impairments(clean(), CSIImpairments(**other, gain_dip_db=2.0, gain_dip_probability=0.2), 3, SCS)
+    ratio = np.abs(b) / np.abs(a)
+    assert np.allclose(ratio, ratio[..., :1, :1], rtol=1e-4) and np.all(ratio <= 1 + 1e-5) and not np.allclose(ratio, 1.0)
+
+
 def test_band_response_is_a_fixed_tilt_and_edge_roll_off_per_chain():
     h = np.ones((200, 8, 3, 64), np.complex64)  # 64 x 312.5 kHz = 20 MHz
     cfg = CSIImpairments(band_tilt_db=6.0, band_edge_db=4.0, band_edge_mhz=1.0)

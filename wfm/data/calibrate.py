@@ -9,7 +9,12 @@ channel:
   how far the outermost subcarrier at each edge falls below that line;
 - the phase across the band (``band_delay_ns``, ``band_delay_mhz``): :func:`fit_band_delay`;
 - the per-packet gain common to every antenna and subcarrier (``gain_jitter_db``): the standard
-  deviation over packets, within each sample, of the mean log-amplitude of a packet.
+  deviation over packets, within each sample, of the mean log-amplitude of a packet;
+- its sparse dips (``gain_dip_db``, ``gain_dip_probability``, ``gain_dip_length``): :func:`gain_dips`,
+  the packets whose common gain sits far below the running median of their neighbours (more than
+  ``DIP_THRESHOLD_DB``, and more than ``DIP_SIGMAS`` robust standard deviations, so that the tail of
+  Gaussian jitter is not read as dips). Where a capture has them, the jitter suggested is that of
+  the other packets.
 
 Averaged over a capture, the channel's own frequency selectivity largely cancels (the fading
 changes, the receiver does not), which is why these are fitted on the mean over every packet.
@@ -123,20 +128,64 @@ def gain_jitter_db(csi: np.ndarray) -> float:
     return float(np.sqrt(((g - g.mean(axis=1, keepdims=True)) ** 2).sum() / max(g.size - g.shape[0], 1)))
 
 
+#: A packet whose common gain sits more than this below the running median of its neighbours, and
+#: more than ``DIP_SIGMAS`` robust standard deviations (1.4826 x the median absolute deviation), is in a dip.
+DIP_THRESHOLD_DB = 1.0
+DIP_SIGMAS = 3.0
+#: The running median's window (packets, centred; shorter at a sample's ends): the level, which a
+#: dip of a few packets does not move.
+DIP_MEDIAN_PACKETS = 15
+#: Dips are suggested only where at least this many were seen, on at least ``MIN_DIP_SHARE`` of the packets.
+MIN_DIPS = 5
+MIN_DIP_SHARE = 0.02
+
+
+def gain_dips(csi: np.ndarray) -> dict[str, float]:
+    """The sparse dips of the per-packet gain common to every antenna and subcarrier (the
+    ``gain_dip_*`` options of :mod:`wfm.data.impairments`): ``share`` of packets in a dip, ``dips``
+    (runs of consecutive dipped packets), their mean ``depth_db`` and ``length`` (packets), the
+    ``probability`` that a dip starts at a packet not in one (runs over packets out of dips) and
+    ``jitter_db``, the standard deviation of the other packets' gain about their level, and the
+    ``threshold_db`` used. A packet's level is the running median of its sample's common gain over
+    ``DIP_MEDIAN_PACKETS``; it is in a dip ``max(DIP_THRESHOLD_DB, DIP_SIGMAS x robust std)`` below it."""
+    x = np.asarray(csi)
+    if x.ndim != 4 or x.shape[1] < 3:
+        raise DataError(f"gain dips need CSI [N, T, A, K] with T >= 3; got {x.shape}")
+    g = 20 * np.log10(np.maximum(np.abs(x), 1e-30)).mean(axis=(2, 3))  # [N, T]
+    T, half = g.shape[1], DIP_MEDIAN_PACKETS // 2
+    level = np.stack([np.median(g[:, max(0, t - half):t + half + 1], axis=1) for t in range(T)], axis=1)
+    d = g - level
+    threshold = max(DIP_THRESHOLD_DB, DIP_SIGMAS * 1.4826 * float(np.median(np.abs(d - np.median(d)))))
+    dip = d < -threshold
+    starts = int((dip[:, 0].sum() + (dip[:, 1:] & ~dip[:, :-1]).sum()))
+    inside, out = int(dip.sum()), int((~dip).sum())
+    return {"share": inside / dip.size, "dips": starts,
+            "depth_db": float(-d[dip].mean()) if inside else 0.0,
+            "length": inside / starts if starts else 0.0,
+            "probability": starts / out if out else 0.0,
+            "jitter_db": float(d[~dip].std()) if out > 1 else 0.0, "threshold_db": threshold}
+
+
 def calibrate(csi: np.ndarray, freqs_hz: np.ndarray) -> dict[str, Any]:
     """Every fit of the module doc: ``{"chains": [one row per chain], "gain_jitter_db": float,
-    "options": suggested_options(...)}``."""
+    "gain_dips": gain_dips(...), "options": suggested_options(...)}``."""
     gain, delay = fit_band_gain(csi, freqs_hz), fit_band_delay(csi, freqs_hz)
     chains = [{**g, **{k: v for k, v in d.items() if k != "chain"}} for g, d in zip(gain, delay)]
     jitter = gain_jitter_db(csi)
-    return {"chains": chains, "gain_jitter_db": jitter, "options": suggested_options(chains, jitter)}
+    dips = gain_dips(csi) if csi.shape[1] >= 3 else None
+    return {"chains": chains, "gain_jitter_db": jitter, "gain_dips": dips,
+            "options": suggested_options(chains, jitter, dips=dips)}
 
 
-def suggested_options(chains: Sequence[dict[str, float]], jitter_db: float, min_r2: float = 0.8) -> dict[str, float]:
+def suggested_options(chains: Sequence[dict[str, float]], jitter_db: float, min_r2: float = 0.8,
+                      dips: dict[str, float] | None = None) -> dict[str, float]:
     """An ``impairments:`` block that covers every chain: the uniform draws' bounds rounded up from
     the largest fit (tilt and edges in whole dB, delay in 10 ns), the delay's width the median
     chain's, and the jitter to 0.1 dB. The delay only where its fit explains at least ``min_r2`` of
-    the phase on every chain (otherwise the phase is not this filter's, and it is left out)."""
+    the phase on every chain (otherwise the phase is not this filter's, and it is left out).
+    ``dips`` (:func:`gain_dips`) with at least ``MIN_DIPS`` dips on ``MIN_DIP_SHARE`` of the
+    packets: their depth (0.1 dB), start probability (0.005) and mean length (0.1 packet), and the
+    jitter of the packets out of them instead of ``jitter_db``."""
     out: dict[str, float] = {
         "band_tilt_db": float(math.ceil(max(abs(c["tilt_db"]) for c in chains))),
         "band_edge_db": float(math.ceil(max(0.0, *(max(c["edge_low_db"], c["edge_high_db"]) for c in chains)))),
@@ -144,5 +193,11 @@ def suggested_options(chains: Sequence[dict[str, float]], jitter_db: float, min_
     if all(c["r2"] >= min_r2 for c in chains):
         out["band_delay_ns"] = float(10 * math.ceil(max(0.0, *(max(c["tau_low_ns"], c["tau_high_ns"]) for c in chains)) / 10))
         out["band_delay_mhz"] = float(np.median([c["width_mhz"] for c in chains]))
-    out["gain_jitter_db"] = round(jitter_db, 1)
+    if dips is not None and dips["dips"] >= MIN_DIPS and dips["share"] >= MIN_DIP_SHARE:
+        out["gain_jitter_db"] = round(dips["jitter_db"], 1)
+        out["gain_dip_db"] = round(dips["depth_db"], 1)
+        out["gain_dip_probability"] = round(0.005 * round(dips["probability"] / 0.005), 3)
+        out["gain_dip_length"] = max(1.0, round(dips["length"], 1))
+    else:
+        out["gain_jitter_db"] = round(jitter_db, 1)
     return out

@@ -99,6 +99,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     print_table(res["chains"], title=f"{args.dir}: receive chains ({n} samples of {csi.shape[1]} packets, "
                                      f"{(freqs[-1] - freqs[0]) / 1e6:.1f} MHz)")
     console.print(f"per-packet common gain: {res['gain_jitter_db']:.2f} dB std")
+    if res["gain_dips"] is not None:
+        d = res["gain_dips"]
+        console.print(f"its dips (> {d['threshold_db']:.2f} dB below the running median): {100 * d['share']:.1f} % of packets, {d['dips']} dips, "
+                      f"{d['depth_db']:.2f} dB deep, {d['length']:.2f} packets long; the other packets {d['jitter_db']:.2f} dB std")
     console.print("recipe options that cover it (impairments:):")
     for k, v in res["options"].items():
         console.print(f"  {k}: {v:g}")
