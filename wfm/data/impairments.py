@@ -38,8 +38,8 @@ Broadcom/Nexmon) reports is not. A recipe's ``impairments:`` mapping turns the c
    subcarrier (per antenna with ``agc_per_antenna: true``). Measured on the Intel 5300 capture of
    ``../shared/datasets`` (the mean amplitude per packet, dB from its median): 13 % of packets
    sit more than 1 dB low, mostly 2-3 dB (1st percentile -3.0 dB, 5th -2.5), in runs of 1 (33),
-   2 (13), 3 (3) and 4 (1) packets, while the other packets stay within about +-0.3 dB; the Nexmon
-   capture has none. Gaussian jitter makes every packet move a little; this makes a few move a
+   2 (13), 3 (3) and 4 (1) packets, while the other packets stay within about +-0.3 dB; on the
+   Nexmon capture 0.7 % (``wfm data calibrate``, :func:`wfm.data.calibrate.gain_dips`). Gaussian jitter makes every packet move a little; this makes a few move a
    lot and come back, which is why the context mean beats the last packet on the real still link.
    Defaults ``0`` (off).
 6. ``band_tilt_db: X`` and ``band_edge_db: Y`` -- the receive chain's frequency response,
