@@ -70,10 +70,11 @@ def main(argv: list[str] | None = None) -> dict:
     for data in sweep_views(ensure_sweeps(args.heldout, args.samples, args.seed)):
         classical = classical_rows(data, cfg)
         best = min(r["window_nmse"] for r in classical if r["kind"] == "classical" and "window_nmse" in r)
+        # model_rows names a model by its folder's name; the full label keeps two folders of one name apart
+        labels = [r["model"] for r in classical] + [m for m, _, _ in models]
         rows = classical + model_rows(data, models, cfg, {})
         cell = {"view": data.view, "windows": data.windows, "best_classical_nmse": best,
-                "ratio": {r["model"] if r["kind"] != "FM (causal) zero-shot" else m: r["window_nmse"] / best
-                          for r, m in zip(rows, [r["model"] for r in classical] + [m for m, _, _ in models]) if "window_nmse" in r}}
+                "ratio": {label: r["window_nmse"] / best for r, label in zip(rows, labels) if "window_nmse" in r}}
         cells.append(cell)
     names = [r for r in cells[0]["ratio"]]
     print("| view | windows | " + " | ".join(names) + " |")

@@ -76,7 +76,7 @@ from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models.causal_forecast import ForecastMixin
-from wfm.models.groups import group_sizes, pool_by_group, power_weights
+from wfm.models.groups import group_sizes, group_sums, pool_by_group, power_weights
 from wfm.models.registry import register_model
 from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, ArCarry, ar_fit,
                                       backtest_mse, backtest_mse_values, classical_priors, normalise_stats)
@@ -938,11 +938,8 @@ def pool_skill(err: Tensor, ref: Tensor, power: Tensor, scale: Tensor,
     each row's normalised units) summed over each ``group`` in the group's common units: each row
     times its share of the group's power (``scale^2`` over the group's mean). Returns ``[G]``,
     ``[G, R]``, ``[G]`` in the order of the sorted group ids."""
-    wts = power_weights(scale, group).to(err.dtype)
-    _, g = torch.unique(group, return_inverse=True)
-    n = int(g.max()) + 1
-    return (err.new_zeros(n).index_add(0, g, err * wts), ref.new_zeros(n, ref.shape[1]).index_add(0, g, ref * wts[:, None]),
-            power.new_zeros(n).index_add(0, g, power * wts))
+    wts = power_weights(scale, group)
+    return tuple(group_sums(v, group, wts)[0] for v in (err, ref, power))
 
 
 def _causal(size: dict, overrides: dict) -> CausalForecaster:

@@ -6,13 +6,21 @@ import torch
 from torch import Tensor
 
 
-def pool_rows(x: Tensor, group: Tensor, weight: Tensor | None = None) -> Tensor:
-    """``[B, ...]`` -> ``[B, ...]``: each row gets the sum of ``x`` over the rows of its ``group`` ``[B]``
-    (each row's ``x`` times its ``weight`` ``[B]``, if given)."""
+def group_sums(x: Tensor, group: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``([G, ...], [B])``: the sum of ``x`` ``[B, ...]`` over the rows of each ``group`` id (in the
+    order of the sorted ids; each row's ``x`` times its ``weight`` ``[B]``, if given), and each row's
+    index into them."""
     _, inv = torch.unique(group, return_inverse=True)
     if weight is not None:
         x = x * weight.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-    return x.new_zeros((int(inv.max()) + 1, *x.shape[1:])).index_add_(0, inv, x)[inv]
+    return x.new_zeros((int(inv.max()) + 1, *x.shape[1:])).index_add_(0, inv, x), inv
+
+
+def pool_rows(x: Tensor, group: Tensor, weight: Tensor | None = None) -> Tensor:
+    """``[B, ...]`` -> ``[B, ...]``: each row gets the sum of ``x`` over the rows of its ``group`` ``[B]``
+    (each row's ``x`` times its ``weight`` ``[B]``, if given)."""
+    sums, inv = group_sums(x, group, weight)
+    return sums[inv]
 
 
 def pool_by_group(x: Tensor, group: Tensor, weight: Tensor | None = None) -> Tensor:
