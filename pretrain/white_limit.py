@@ -47,20 +47,21 @@ EXTRA = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2
 
 
 def with_limit(model, net: torch.Tensor, ctx: torch.Tensor, horizon: int, group: torch.Tensor | None,
-               limit: float | None, shrink: bool = False) -> torch.Tensor:
-    """``forecast``'s post-processing under ``white_limit = limit`` (and ``white_shrink = shrink``),
-    from the network's forecast ``net``."""
+               limit: float | None, shrink: bool = False, dips: bool = False) -> torch.Tensor:
+    """``forecast``'s post-processing under ``white_limit = limit`` (and ``white_shrink = shrink``,
+    ``white_dips = dips``), from the network's forecast ``net``."""
     if limit is None or len(model.check_cuts(ctx.shape[1], horizon)) >= 2:
         return net
     mean = shrunk_mean(ctx, group).to(ctx.dtype) if shrink else ctx.mean(dim=1, keepdim=True)
-    return torch.where(looks_white(ctx, limit, group)[:, None], mean, net)
+    return torch.where(looks_white(ctx, limit, group, dips)[:, None], mean, net)
 
 
-def variants(limits: list[float], shrink: bool) -> list[tuple[str, float | None, bool]]:
-    """``(label, limit, shrink)``: the network alone, each limit, and with ``shrink`` each limit with
-    ``white_shrink`` too."""
-    out = [("network", None, False)] + [(str(lim), lim, False) for lim in limits]
-    return out + ([(f"{lim} shrunk", lim, True) for lim in limits] if shrink else [])
+def variants(limits: list[float], shrink: bool, dips: bool = False) -> list[tuple[str, float | None, bool, bool]]:
+    """``(label, limit, shrink, dips)``: the network alone, each limit, with ``shrink`` each limit
+    with ``white_shrink`` too, and with ``dips`` each of those with ``white_dips``."""
+    out = [("network", None, False, False)] + [(str(lim), lim, False, False) for lim in limits]
+    out += [(f"{lim} shrunk", lim, True, False) for lim in limits] if shrink else []
+    return out + ([(f"{label} dips", lim, sh, True) for label, lim, sh, _ in out[1:]] if dips else [])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--shrink", action="store_true",
                     help="also score each limit with white_shrink (the mean shrunk towards zero where a window's "
                          "channels are zero-mean noise)")
+    ap.add_argument("--dips", action="store_true",
+                    help="also score each variant with white_dips (a window's common-gain dips left out of the "
+                         "white test: wfm.models.evidence.fill_dips)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = wfm.from_pretrained(args.model).eval()
     if model.check_origins < 2:
         raise SystemExit(f"{args.model}: white_limit needs check_origins >= 2 (it has {model.check_origins})")
-    limits = variants(args.limits, args.shrink)
+    limits = variants(args.limits, args.shrink, args.dips)
     root = Path(args.data)
     config = json.loads((Path(args.model) / "config.json").read_text())
     trained_on = [Path(d).name for d in ((config.get("training") or {}).get("data") or {}).get("datasets", [])]
@@ -109,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
                     ctx, tgt = x[:, :L], x[:, L:]
                     net = model.forecast(ctx, interval, H, group=group if how == "pooled" else None, check=False)
                     best = best_classical(ctx, tgt, group)
-                    ratios = {key: window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim, sh),
-                                               tgt, group) / best for key, lim, sh in limits}
+                    ratios = {key: window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim, sh, dp),
+                                               tgt, group) / best for key, lim, sh, dp in limits}
                     cells.append({"dataset": name, "context": L, "windows": how, "ratio": ratios})
     real = []
     if args.real:
@@ -124,12 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
             last = window_nmse(_to_series(d.context[:, -1:].expand_as(d.target)), _to_series(d.target), group)
             best = min(mean, last)
             real.append({"dataset": f"{d.name} {d.view}", "ratio": {
-                key: window_nmse(with_limit(model, net, series, d.target.shape[1], group, lim, sh),
-                                 _to_series(d.target), group) / best for key, lim, sh in limits}})
+                key: window_nmse(with_limit(model, net, series, d.target.shape[1], group, lim, sh, dp),
+                                 _to_series(d.target), group) / best for key, lim, sh, dp in limits}})
     print("| limit | windows | " + " | ".join(f"context {L}" for L in args.contexts) + " |")
     print("|---|---|" + "---|" * len(args.contexts))
     for how in ("pooled", "alone"):
-        for key, _, _ in limits:
+        for key, *_ in limits:
             row = []
             for L in args.contexts:
                 r = [c["ratio"][key] for c in cells if c["windows"] == how and c["context"] == L]
@@ -141,12 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print("| limit | all pooled cells | all lone cells | all cells |")
     print("|---|---|---|---|")
-    for key, _, _ in limits:
+    for key, *_ in limits:
         print(f"| {key} | {geo(key, 'pooled'):.4f} | {geo(key, 'alone'):.4f} | {geo(key):.4f} |")
     lowest = {}
     for L in args.contexts:
         pooled = {key: [c["ratio"][key] for c in cells if c["windows"] == "pooled" and c["context"] == L]
-                  for key, _, _ in limits}
+                  for key, *_ in limits}
         if pooled["network"]:
             lowest[L] = min(pooled, key=lambda k: sum(map(math.log, pooled[k])))
     print("lowest pooled geometric mean per context: " + ", ".join(f"{L} values: {k}" for L, k in lowest.items()))
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         print()
         print("| limit | " + " | ".join(r["dataset"] for r in real) + " |")
         print("|---|" + "---|" * len(real))
-        for key, _, _ in limits:
+        for key, *_ in limits:
             print(f"| {key} | " + " | ".join(f"{r['ratio'][key]:.3f}" for r in real) + " |")
     result = {"model": args.model, "lowest": lowest, "cells": cells, "real": real}
     if args.out:

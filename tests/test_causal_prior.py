@@ -1134,3 +1134,66 @@ def test_pool_by_power_weighs_a_windows_channels_by_their_share_of_its_power():
         refitted = onar._rollout(rows[:, :32], torch.full((31,), 1.0), 24, grp, fallback=True, reuse=False)
     for (c, _), (r, _) in zip(carried, refitted):
         torch.testing.assert_close(c, r, rtol=1e-5, atol=1e-3)
+
+
+def test_common_gain_dips_are_found_and_filled_and_a_fade_is_not():
+    """``dip_steps`` / ``fill_dips``: a drop every channel of a window shares for a step and that
+    comes back is a dip (replaced by each row's mean of its other steps), and so is a low last step
+    next to one; a low end alone, a fade that builds over the window, a lone row, a small group or
+    a drop at the end longer than a quarter of the steps is not."""
+    from wfm.models.evidence import dip_steps, fill_dips
+    g = torch.Generator().manual_seed(0)
+    level = 1.0 + torch.rand(64, 1, generator=g)
+    still = level + 0.02 * torch.randn(64, 8, generator=g)  # one window: 64 channels, 8 steps
+    gain = torch.ones(8)
+    gain[[2, 7]] = torch.tensor([0.8, 0.6])  # -1.9 dB in the middle, -4.4 dB at the end
+    x, group = still * gain, torch.zeros(64, dtype=torch.long)
+    dip = dip_steps(x, group)
+    assert dip[:, [2, 7]].all() and not dip[:, [0, 1, 3, 4, 5, 6]].any()
+    filled = fill_dips(x, group)
+    keep = x[:, [0, 1, 3, 4, 5, 6]]
+    assert torch.allclose(filled[:, [2, 7]], keep.mean(1, keepdim=True).expand(64, 2))
+    assert torch.equal(filled[:, [0, 1, 3, 4, 5, 6]], keep)
+    # a fade over the window: each step's drop is no outlier of the spread it builds
+    fade = still * torch.logspace(0, -0.3, 8)[None]  # 0 to -6 dB
+    assert not dip_steps(fade, group).any() and fill_dips(fade, group) is fade
+    # no group, too few rows, too many low steps: no dips
+    assert not dip_steps(x).any()
+    assert not dip_steps(x[:4], group[:4]).any()
+    many = still * gain
+    many[:, 5:] *= 0.6  # three low steps at the end: a level that changed, not a dip
+    assert not dip_steps(many, group).any()
+    end = still.clone()
+    end[:, 7] *= 0.6  # a low last step with no dip that came back: an AGC step as much as a dip
+    assert not dip_steps(end, group).any()
+    # two windows: only the one with the dip changes
+    both, ids = torch.cat([still, x]), torch.arange(128) // 64
+    assert torch.equal(fill_dips(both, ids)[:64], still) and torch.allclose(fill_dips(both, ids)[64:], filled)
+
+
+def test_white_dips_reads_a_white_window_through_its_dips_and_keeps_its_mean(tmp_path):
+    """``white_dips``: a white window whose first packet and last two dip on every channel is not
+    white to the plain test (the dips read as level changes) but is once they are left out; it then gets
+    the context mean of every value given, to the bit, and the option survives a save and load."""
+    from wfm.hub import from_pretrained
+    from wfm.models.evidence import looks_white
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
+              guard=True, check_origins=8, white_limit=0.5)
+    plain = create_model("causal_tiny", **kw).eval()
+    m = create_model("causal_tiny", white_dips=True, **kw).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(plain.head.weight, std=0.5)
+    m.load_state_dict(plain.state_dict())
+    g = torch.Generator().manual_seed(2)
+    x = 3.0 + 0.1 * torch.randn(128, 8, generator=g)
+    x[:, [0, 6, 7]] *= 0.6
+    group = torch.zeros(128, dtype=torch.long)
+    assert not looks_white(x, 0.5, group).any() and looks_white(x, 0.5, group, dips=True).all()
+    f = m.forecast(x, 1e-3, 8, group=group)
+    assert torch.equal(f, ContextMean().forecast(x, torch.full((128,), 1e-3), 8))
+    assert not torch.allclose(plain.forecast(x, 1e-3, 8, group=group), f, atol=1e-2)  # without it: the network
+    m.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).white_dips is True
+    with pytest.raises(ValueError, match="white_dips"):
+        create_model("causal_tiny", prior="mix", guard=True, check_origins=8, white_dips=True)

@@ -97,3 +97,26 @@ def test_white_limit_rows_score_the_rule_as_predict_applies_it():
     pred = model.predict(still, "temporal", 0.5).reconstruction[:, 8:]
     assert rows[0]["white_limit 0.5"] == pytest.approx(float(window_nmse(pred, still[:, 8:]).mean()) / best)
     assert rows[2]["white_limit 0.5"] == rows[2]["off"]  # nothing white: nothing moves
+
+
+def test_white_dips_reads_a_still_window_through_a_common_dip(tmp_path):
+    """``white_dips``: a still link whose first visible packet and last two dip on every channel at
+    once is white once the dips are left out; it then gets the mean of every visible packet, dips
+    included."""
+    import wfm
+
+    csi = _noise(6, 1, 2, 8).expand(6, 16, 2, 8) + 0.1 * _noise(6, 16, 2, 8, seed=1)  # -20 dB noise
+    csi[:, [0, 6, 7]] *= 0.5  # -6 dB on every antenna and subcarrier, gone in the next packet
+    plain, dips = _model(white_limit=0.5), _model(white_limit=0.5, white_dips=True)
+    assert not bool(plain.white_windows(csi, "temporal", 0.5).any())
+    assert bool(dips.white_windows(csi, "temporal", 0.5).all())
+    pred = dips.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
+    prior_scale = dips.backtest(csi, "temporal", 0.5)[3]
+    mean = csi[:, :8].mean(dim=1, keepdim=True).expand(6, 8, 2, 8)
+    torch.testing.assert_close(pred, prior_scale[:, None, None, None] * mean)
+    # a moving link has no dips to leave out: the same windows as without the option
+    assert torch.equal(dips.white_windows(_moving(), "temporal", 0.5), plain.white_windows(_moving(), "temporal", 0.5))
+    dips.save_pretrained(tmp_path / "m")
+    assert wfm.from_pretrained(tmp_path / "m").white_dips is True
+    with pytest.raises(ValueError, match="white_dips"):
+        _model(white_dips=True)

@@ -73,6 +73,7 @@ def mae_arch(model: Any) -> dict[str, Any]:
         # Only where calibrated: configs without it (every release so far) keep the backtest's choice.
         **({"guard_prior": dict(model.guard_prior)} if getattr(model, "guard_prior", None) else {}),
         **({"white_limit": float(model.white_limit)} if getattr(model, "white_limit", None) is not None else {}),
+        **({"white_dips": True} if getattr(model, "white_dips", False) else {}),
     }
 
 
@@ -101,6 +102,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "check_origins", 0) else {"check_origins": int(model.check_origins)}),
             **({} if getattr(model, "white_limit", None) is None else {"white_limit": float(model.white_limit)}),
             **({} if not getattr(model, "white_shrink", False) else {"white_shrink": True}),
+            **({} if not getattr(model, "white_dips", False) else {"white_dips": True}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
             **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),
             **({} if not getattr(model, "box_cox", False) else {"box_cox": True}),

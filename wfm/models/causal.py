@@ -272,6 +272,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             (:func:`wfm.models.evidence.shrunk_mean`): zero-mean noise (the real and imaginary parts
             of CSI whose phase is random per packet) gets about zero, a level far above its noise
             its mean. False (every model saved before this option): the plain context mean.
+        white_dips: with ``white_limit``, a group's common-gain dips (a step at which every channel
+            of a window drops together and that stands out of the others,
+            :func:`wfm.models.evidence.dip_steps`: the AGC of commodity WiFi on a still link) are
+            left out of the white test; the mean stays that of every value given. False (every
+            model saved before this option): the test reads them as they are.
         box_cox: ``forecast`` forecasts each non-negative row (or group) in Box-Cox space, with
             the exponent its context chooses by Guerrero's method
             (:func:`wfm.models.box_cox.guerrero_lambda`: ``log`` for a series whose changes grow
@@ -335,6 +340,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  evidence_power: float | None = None, check_origins: int = 0,
                  white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
+                 white_dips: bool = False,
                  ar_level: bool = False, pool_by_power: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
@@ -386,6 +392,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if white_shrink and white_limit is None:
             raise ValueError("white_shrink shrinks the mean that white_limit gives: it needs white_limit")
         self.white_shrink = bool(white_shrink)
+        if white_dips and white_limit is None:
+            raise ValueError("white_dips changes the test of white_limit: it needs white_limit")
+        self.white_dips = bool(white_dips)
         if ar_level and "ar" not in estimators:
             raise ValueError("ar_level fits the ar estimator about the series' level: it needs 'ar' in estimators")
         self.ar_level = bool(ar_level)

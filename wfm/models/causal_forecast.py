@@ -138,7 +138,7 @@ class ForecastMixin:
             point, quant, switched = self._checked_forecast(context, interval, horizon, group, check, quantiles)
         if (check and not switched and self.white_limit is not None
                 and len(self.check_cuts(context.shape[1], horizon)) < 2):
-            white = looks_white(context, self.white_limit, group)
+            white = looks_white(context, self.white_limit, group, self.white_dips)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
                 mean = (shrunk_mean(context, group) if self.white_shrink

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from wfm.models.groups import pool_rows
+from wfm.models.groups import group_sums, pool_rows
 
 
 #: ``check_origins``: the classical combination replaces the network only where the network's
@@ -82,12 +82,15 @@ def whiteness_bound(context: Tensor, group: Tensor | None = None) -> tuple[Tenso
     return u + WHITE_Z * pairs.rsqrt() / (1.0 - 2.0 / context.shape[1]), pairs
 
 
-def looks_white(context: Tensor, limit: float, group: Tensor | None = None) -> Tensor:
+def looks_white(context: Tensor, limit: float, group: Tensor | None = None, dips: bool = False) -> Tensor:
     """``[B]`` bool, ``CausalForecaster(white_limit=limit)``'s test: a row's (or its group's pooled)
     context ``[B, L]`` is white noise around its mean where :func:`whiteness_bound` is at most
-    ``limit`` from at least ``WHITE_MIN_PAIRS`` lag-1 products. Fewer than 3 values: never."""
+    ``limit`` from at least ``WHITE_MIN_PAIRS`` lag-1 products. Fewer than 3 values: never.
+    ``dips`` (``white_dips``): the group's common-gain dips are left out first (:func:`fill_dips`)."""
     if context.shape[1] < 3:
         return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+    if dips:
+        context = fill_dips(context, group)
     bound, pairs = whiteness_bound(context, group)
     return (bound <= limit) & (pairs >= WHITE_MIN_PAIRS)
 
@@ -124,3 +127,55 @@ def shrunk_mean(context: Tensor, group: Tensor | None = None) -> Tensor:
     tau2 = ((mm - ss) / rows).clamp_min(0.0)
     factor = tau2 / (tau2 + se2).clamp_min(1e-300)
     return torch.where(zero_like, m * factor, m)[:, None]
+
+
+#: ``white_dips``: a step whose common power (mean square over a window's channels) sits more than
+#: ``DIP_THRESHOLD_DB`` and ``DIP_SIGMAS`` robust standard deviations below the window's median is a
+#: dip (the rule of :func:`wfm.data.calibrate.gain_dips`, which reads them from a whole capture), in
+#: windows of at least ``DIP_MIN_ROWS`` rows whose dips hold at most a quarter of the steps.
+DIP_THRESHOLD_DB = 1.0
+DIP_SIGMAS = 3.0
+DIP_MIN_ROWS = 8
+
+
+def dip_steps(context: Tensor, group: Tensor | None = None) -> Tensor:
+    """``[B, L]`` bool: the steps of each row's context ``[B, L]`` at which its group's common gain
+    dips (every channel of a window at once, as commodity WiFi's AGC does on a still link; the
+    ``gain_dip_*`` impairment of :mod:`wfm.data.impairments`).
+
+    The common gain is read from the group's mean square at each step, so a drop shared by every
+    channel stands out of the channels' own changes, which it averages away; a fade that builds
+    over the window widens the robust spread it is judged against instead. A dip comes back; a
+    low run at the end of the context has not yet, and may be a level that changed (an AGC step)
+    as well as a dip. So it counts only next to evidence that this link dips: another dip in the
+    same context that came back, and no longer than a quarter of the context. None at all for a
+    lone row (no ``group``), a group of fewer than ``DIP_MIN_ROWS`` rows, fewer than 4 steps, or
+    more than 3/8 of them low (the median the level is read from stays among the other steps)."""
+    b, length = context.shape
+    none = torch.zeros(b, length, dtype=torch.bool, device=context.device)
+    if group is None or length < 4:
+        return none
+    x = context.double()
+    sums, inv = group_sums(x * x, group)
+    rows = torch.bincount(inv).to(x.dtype)[:, None]
+    db = 10.0 * (sums / rows).clamp_min(1e-300).log10()  # [G, L]
+    med = db.median(dim=1, keepdim=True).values
+    spread = 1.4826 * (db - med).abs().median(dim=1, keepdim=True).values
+    low = db < med - torch.clamp(DIP_SIGMAS * spread, min=DIP_THRESHOLD_DB)
+    trailing = low.flip(1).to(torch.int64).cumprod(dim=1).sum(dim=1, keepdim=True)
+    count = low.sum(dim=1, keepdim=True)
+    ok = (rows >= DIP_MIN_ROWS) & (8 * count <= 3 * length) & ((trailing == 0) | ((trailing <= length // 4) & (count > trailing)))
+    return (low & ok)[inv]
+
+
+def fill_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
+    """``context`` ``[B, L]`` with the steps of :func:`dip_steps` replaced by each row's mean over
+    its other steps: what the white-noise test and the context mean read with ``white_dips``. A dip
+    comes back, so it says nothing of the level the next packets hold. No dip: ``context`` itself."""
+    dip = dip_steps(context, group)
+    if not bool(dip.any()):
+        return context
+    keep = (~dip).to(context.dtype)
+    mean = (context * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True).clamp_min(1.0)
+    return torch.where(dip, mean, context)
+

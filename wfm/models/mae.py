@@ -228,11 +228,12 @@ def fitted_prior_scale(s: BacktestSums) -> Tensor:
     return torch.where(s.error(a, zero) <= s.error(one, zero), a, one).float()
 
 
-def visible_looks_white(seen: Tensor, limit: float) -> Tensor:
+def visible_looks_white(seen: Tensor, limit: float, dips: bool = False) -> Tensor:
     """``[B]`` bool: whether the visible part ``seen`` (complex ``[B, L, A, K]``, time first) of each
     sample is white noise around its level, with every channel's real and imaginary part pooled
     (:func:`wfm.models.evidence.looks_white`, the causal model's ``white_limit`` test). Parts that are
-    zero throughout (the imaginary part of amplitude CSI) are left out."""
+    zero throughout (the imaginary part of amplitude CSI) are left out. ``dips``: the sample's
+    common-gain dips are left out of the test (:func:`wfm.models.evidence.fill_dips`)."""
     b, length = seen.shape[:2]
     rows = torch.view_as_real(seen.to(torch.complex64)).permute(0, 2, 3, 4, 1).reshape(b, -1, length)
     group = torch.arange(b, device=seen.device).repeat_interleave(rows.shape[1])
@@ -240,7 +241,7 @@ def visible_looks_white(seen: Tensor, limit: float) -> Tensor:
     keep = rows.abs().amax(dim=1) > 0
     white = torch.zeros(b, dtype=torch.bool, device=seen.device)
     if bool(keep.any()):
-        white[group[keep]] = looks_white(rows[keep], limit, group[keep])
+        white[group[keep]] = looks_white(rows[keep], limit, group[keep], dips)
     return white
 
 
@@ -320,6 +321,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             backtest says (:func:`fitted_prior_scale`), with the learned correction off: on such
             a window nothing beats the level, and the backtest's choice between the estimates and
             its fitted correction only add noise. ``None`` (every folder saved before it): off.
+        white_dips: with ``white_limit``, a sample's common-gain dips (packets at which every
+            channel drops together, :func:`wfm.models.evidence.dip_steps`) are left out of the
+            white test; the mean stays that of every visible packet. False: the test reads them.
     """
 
     model_kind = "mae"  # what config.json records (wfm.hub_mixin)
@@ -343,6 +347,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         loss: str = "mse",
         guard_prior: dict[str, str] | None = None,
         white_limit: float | None = None,
+        white_dips: bool = False,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
@@ -371,6 +376,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if white_limit is not None and not (math.isfinite(white_limit) and white_limit > 0):
             raise ValueError(f"white_limit must be a positive number (or None: off); got {white_limit!r}")
         self.white_limit = None if white_limit is None else float(white_limit)
+        if white_dips and white_limit is None:
+            raise ValueError("white_dips changes the test of white_limit: it needs white_limit")
+        self.white_dips = bool(white_dips)
         dd = self.decoder_dim
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
@@ -654,7 +662,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             return None
         size = csi.shape[1]
         seen = csi[:, :size - hidden_size(size, ratio)]
-        return visible_looks_white(seen, self.white_limit)
+        return visible_looks_white(seen, self.white_limit, self.white_dips)
 
     @torch.no_grad()
     def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float,

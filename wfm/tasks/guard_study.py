@@ -335,14 +335,17 @@ def white_gate_rows(model: Any, datasets: Sequence[BenchData], limit: float = 0.
 
 @torch.no_grad()
 def white_limit_rows(model: Any, sets: Sequence[tuple[str, Tensor, bool]], windows: Sequence[tuple[int, int]],
-                     limits: Sequence[float | None] = (None, 0.5), batch: int = 64) -> list[dict[str, Any]]:
+                     limits: Sequence[float | None] = (None, 0.5), batch: int = 64,
+                     dips: bool = False) -> list[dict[str, Any]]:
     """An MAE's ``predict(window, "temporal", n / T)`` of the last ``n`` of the first ``T`` packets of
     every window of each set (``(name, csi [N, T', A, K] complex, real-valued)``; sets shorter than
     ``T`` are skipped), with ``model.white_limit`` at each of ``limits`` (``None``: off). Ratios to
     the best of persistence and the mean on the same windows, and the share of white windows at
-    the last limit given. Real-valued sets (amplitudes) are scored on the real part. The model's
-    own limit is restored afterwards."""
-    saved, rows = model.white_limit, []
+    the last limit given. Real-valued sets (amplitudes) are scored on the real part. ``dips``: each
+    limit also with ``white_dips`` (its column ``white_limit L, dips``). The model's own limit and
+    ``white_dips`` are restored afterwards."""
+    saved, saved_dips, rows = model.white_limit, model.white_dips, []
+    runs = [(limit, False) for limit in limits] + ([(limit, True) for limit in limits if limit is not None] if dips else [])
     try:
         for name, csi, real in sets:
             for t, n in windows:
@@ -356,16 +359,16 @@ def white_limit_rows(model: Any, sets: Sequence[tuple[str, Tensor, bool]], windo
                     return float(window_nmse(part(pred), part(target)).mean())  # noqa: B023
                 best = min(score(seen[:, -1:].expand_as(target)), score(seen.mean(dim=1, keepdim=True).expand_as(target)))
                 row: dict[str, Any] = {"set": name, "window": f"{t - n} -> {n}"}
-                for limit in limits:
-                    model.white_limit = limit
+                for limit, dip in runs:
+                    model.white_limit, model.white_dips = limit, dip
                     pred = torch.cat([model.predict(full[a:a + batch], "temporal", n / t).reconstruction[:, t - n:]
                                       for a in range(0, len(full), batch)])
-                    row["off" if limit is None else f"white_limit {limit:g}"] = score(pred) / best
+                    row["off" if limit is None else f"white_limit {limit:g}" + (", dips" if dip else "")] = score(pred) / best
                 white = model.white_windows(full, "temporal", n / t)
                 row["white windows"] = float(white.double().mean()) if white is not None else 0.0
                 rows.append(row)
     finally:
-        model.white_limit = saved
+        model.white_limit, model.white_dips = saved, saved_dips
     return rows
 
 
@@ -402,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --model: only score its white_limit off and at --limit (white_limit_rows) on the real "
                          "CSI in time and on these generated folders (the first 256 test samples), at each --window")
     ap.add_argument("--limit", type=float, action="append", help="with --white-limit: the limits to score (default 0.5)")
+    ap.add_argument("--dips", action="store_true", help="with --white-limit: each limit also with white_dips")
     ap.add_argument("--window", action="append", help="with --white-limit: CONTEXT:AHEAD packets "
                     "(default 8:8, 8:4, 16:16, 24:8; the real windows hop by AHEAD)")
     ap.add_argument("--forced-prior", action="store_true",
@@ -435,10 +439,11 @@ def main(argv: list[str] | None = None) -> None:
             cfg = RealBenchConfig(csi_window=t, csi_predict=n, csi_hop=n)
             real = [d for d in load_real_datasets(args.datasets, cfg) if d.is_csi]
             rows += white_limit_rows(model, [(f"{d.name} ({d.view})", d.csi, d.view != "csi complex") for d in real],
-                                     [(t, n)], [None, *(args.limit or [0.5])])
+                                     [(t, n)], [None, *(args.limit or [0.5])], dips=args.dips)
         for root in (r for group in args.white_limit for r in group):
             csi = generated_csi_view(root, "test", 256).csi
-            rows += white_limit_rows(model, [(Path(root).name, csi, False)], windows, [None, *(args.limit or [0.5])])
+            rows += white_limit_rows(model, [(Path(root).name, csi, False)], windows, [None, *(args.limit or [0.5])],
+                                     dips=args.dips)
         print(markdown(rows))
         return
     if args.forced_prior:
