@@ -170,8 +170,8 @@ def dip_steps(context: Tensor, group: Tensor | None = None) -> Tensor:
 
 def fill_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
     """``context`` ``[B, L]`` with the steps of :func:`dip_steps` replaced by each row's mean over
-    its other steps: what the white-noise test and the context mean read with ``white_dips``. A dip
-    comes back, so it says nothing of the level the next packets hold. No dip: ``context`` itself."""
+    its other steps: what the white-noise test reads with ``white_dips`` (a dip comes back, so it
+    says nothing of whether the level holds). No dip: ``context`` itself."""
     dip = dip_steps(context, group)
     if not bool(dip.any()):
         return context
