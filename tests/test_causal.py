@@ -147,7 +147,9 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="NaN"):
         m.forecast(x, 0.1, 4)
     with pytest.raises(ValueError, match=r"\[B, L\]"):
-        m.forecast(torch.zeros(5), 0.1, 4)
+        m.forecast(torch.zeros(2, 3, 5), 0.1, 4)
+    with pytest.raises(ValueError, match="one series"):
+        m.forecast(torch.zeros(5), 0.1, 4, group=torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="horizon"):
         m.forecast(walks(2, 20), 0.1, 0)
     with pytest.raises(ValueError, match="interval"):
@@ -161,6 +163,16 @@ def test_bad_input_is_named():
         m.forecast(torch.zeros(2, 8, dtype=torch.complex64), 0.1, 4)
     with pytest.raises(ValueError, match="sdpa"):
         CausalForecaster(attention="complex-phase")
+
+
+def test_one_series_is_a_batch_of_one():
+    """A univariate series ``[L]`` forecasts as the row of a ``[1, L]`` batch, without its axis."""
+    m = tiny(quantiles=(0.1, 0.5, 0.9))
+    x = walks(1, 30)
+    point, bands = m.forecast_with_quantiles(x[0], 0.1, 6)
+    assert point.shape == (6,) and bands.shape == (6, len(m.quantile_levels))
+    torch.testing.assert_close(point, m.forecast(x, 0.1, 6)[0])
+    torch.testing.assert_close(m.forecast(x[0], 0.1, 6, quantiles=True), bands)
 
 
 def test_overfits_a_tiny_set():

@@ -393,6 +393,10 @@ def test_save_pretrained_writes_the_export_format_and_keeps_metadata(tmp_path):
         assert config.get(key) == original.get(key), key
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: wfm" in card and "wfm.from_pretrained" in card
+    model.guard_prior, model.white_limit, model.white_dips = {"frequency": "hold|ar"}, 0.5, True
+    model.save_pretrained(tmp_path / "options")
+    card = (tmp_path / "options" / "README.md").read_text()  # a | inside a cell is escaped, not a new column
+    assert "| guard prior | frequency: hold\\|ar |" in card and "| white test through common-gain dips | yes |" in card
     again = MaskedAutoencoder.from_pretrained(out)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
 

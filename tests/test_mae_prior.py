@@ -80,6 +80,20 @@ def test_any_shape_predicts_exactly_the_hidden_part(shape):
     assert fpred.mask[..., k - round(0.5 * k):].all() and not fpred.mask[..., :k - round(0.5 * k)].any()
 
 
+def test_one_window_predicts_as_a_batch_of_one():
+    """``predict`` on one ``[16, 3, 30]`` window, as a user holds it: the batch of one's result
+    without its axis; anything but 3 or 4 axes is named."""
+    model = _tiny("mix", guard_prior={"frequency": "hold"}, white_limit=0.5, white_dips=True)
+    csi = _csi(16, 3, 30)
+    for kind in ("temporal", "frequency"):
+        one, batch = model.predict(csi, kind, 0.5), model.predict(csi[None], kind, 0.5)
+        assert one.reconstruction.shape == one.mask.shape == csi.shape and one.nmse.shape == ()
+        torch.testing.assert_close(one.reconstruction, batch.reconstruction[0])
+        assert torch.equal(one.mask, batch.mask[0]) and one.nmse_db == batch.nmse_db
+    with pytest.raises(ValueError, match=r"\[T, A, K\].*got shape \(16, 30\)"):
+        model.predict(csi[:, 0], "temporal", 0.5)
+
+
 def test_padding_is_edge_repetition_with_a_validity_mask():
     csi = _csi(1, 5, 3, 6)
     padded, valid, crop = pad_to_patches(csi, (4, 4, 4), front=(3, 0, 0))

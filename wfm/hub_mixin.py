@@ -217,6 +217,11 @@ def _check_state_dict(model: Any, state: dict[str, Any], where: str) -> None:
 # ---------------------------------------------------------------------------- model card
 
 
+def _cell(value: Any) -> str:
+    """``value`` as a Markdown table cell (a ``|`` in it, such as ``hold|ar``, would end the cell)."""
+    return str(value).replace("|", "\\|")
+
+
 def model_card(config: dict[str, Any], title: str) -> str:
     """The ``README.md`` of an exported folder: what the model is, its numbers, how to load it."""
     arch, causal = config["arch"], config["model_kind"] == "causal"
@@ -227,7 +232,7 @@ def model_card(config: dict[str, Any], title: str) -> str:
                 ("width / depth / heads", f"{arch['dim']} / {arch['depth']} / {arch['num_heads']}"),
                 ("quantiles", arch["quantiles"] or "none (point forecasts)"),
                 ("max context", arch["max_context"])]
-        usage = "forecast = model.forecast(context, interval, horizon)  # context: float32 [B, L]; interval: seconds"
+        usage = "forecast = model.forecast(context, interval, horizon)  # context: float32 [B, L] or one series [L]; interval: seconds"
         note = "Any context length and horizon; complex series go in as two real series (real, imaginary part)."
     else:
         patch = "x".join(map(str, arch["patch_size"]))
@@ -237,8 +242,9 @@ def model_card(config: dict[str, Any], title: str) -> str:
                 ("decoder width / depth", f"{arch['decoder_dim']} / {arch['decoder_depth']}"),
                 *([("guard prior", ", ".join(f"{k}: {v}" for k, v in arch["guard_prior"].items()))]
                   if arch.get("guard_prior") else []),
-                *([("white limit (temporal)", arch["white_limit"])] if arch.get("white_limit") is not None else [])]
-        usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K]'
+                *([("white limit (temporal)", arch["white_limit"])] if arch.get("white_limit") is not None else []),
+                *([("white test through common-gain dips", "yes")] if arch.get("white_dips") else [])]
+        usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K] or one window [T, A, K]'
         note = (f"Any `T`, `A` and `K`: CSI is padded to whole {patch} patches inside the model and the padding "
                 "is kept out of the prediction and its metrics.")
     datasets = ((config.get("training") or {}).get("data") or {}).get("datasets") or []
@@ -253,7 +259,7 @@ def model_card(config: dict[str, Any], title: str) -> str:
         f"# {title}", "",
         f"{what}, {'exported by `wfm export`' if 'source_checkpoint' in config else 'saved by `save_pretrained`'} "
         f"(wfm {config['wfm_version']}).", "",
-        "| field | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
+        "| field | value |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in rows), "",
         "## How to load", "", "```python", "import wfm", "",
         'model = wfm.from_pretrained("path/to/this/folder")  # or a Hugging Face Hub repo id',
         usage, "```", "", note, "",

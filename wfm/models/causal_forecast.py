@@ -51,7 +51,8 @@ class ForecastMixin:
 
     def _check(self, context: Tensor, interval: Tensor | float, horizon: int) -> tuple[Tensor, Tensor]:
         if context.ndim != 2 or context.shape[0] < 1 or context.shape[1] < 1:
-            raise ValueError(f"context must be [B, L] with B >= 1 and L >= 1, got shape {tuple(context.shape)}")
+            raise ValueError(f"context must be [B, L] (or one series [L]) with B >= 1 and L >= 1, "
+                             f"got shape {tuple(context.shape)}")
         if context.is_complex():
             raise ValueError("context is complex: pass real and imaginary parts as separate series")
         bad = ~torch.isfinite(context)
@@ -104,17 +105,29 @@ class ForecastMixin:
         ``check=False`` skips all of these for this call.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
-        (needs a quantile head); :meth:`forecast_with_quantiles` returns both from one run.
+        (needs a quantile head); :meth:`forecast_with_quantiles` returns both from one run. One
+        series ``[L]`` gives ``[horizon]`` (``[horizon, Q]``).
         """
-        point, quant = self._forecast(context, interval, horizon, quantiles, group, check)
+        point, quant = self._forecast_any(context, interval, horizon, quantiles, group, check)
         return quant if quantiles else point
 
     @torch.no_grad()
     def forecast_with_quantiles(self, context: Tensor, interval: Tensor | float, horizon: int,
                                 group: Tensor | None = None, check: bool = True) -> tuple[Tensor, Tensor]:
         """``(point [B, horizon], quantiles [B, horizon, Q])``: what ``forecast`` and
-        ``forecast(quantiles=True)`` return, from one run instead of two."""
-        return self._forecast(context, interval, horizon, True, group, check)
+        ``forecast(quantiles=True)`` return, from one run instead of two (one series ``[L]``:
+        ``[horizon]`` and ``[horizon, Q]``)."""
+        return self._forecast_any(context, interval, horizon, True, group, check)
+
+    def _forecast_any(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
+                      group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
+        """``_forecast`` for ``[B, L]`` or one series ``[L]`` (a batch of one, the batch axis dropped)."""
+        if context.ndim != 1:
+            return self._forecast(context, interval, horizon, quantiles, group, check)
+        if group is not None:
+            raise ValueError("group pools the rows of a [B, L] context; one series [L] has nothing to pool")
+        point, quant = self._forecast(context[None], interval, horizon, quantiles, None, check)
+        return point[0], None if quant is None else quant[0]
 
     def _forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
                   group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:

@@ -139,6 +139,7 @@ class MAEPrediction:
     ``reconstruction`` is complex ``[B, T, A, K]``: the input where it was visible, the model's
     prediction where masked. ``mask`` is the elementwise ``[B, T, A, K]`` bool mask.
     ``nmse`` is per sample over the masked region; ``nmse_db = 10 log10(mean(nmse))``.
+    For one window ``[T, A, K]`` given, ``[T, A, K]`` and a scalar ``nmse``.
     """
 
     reconstruction: Tensor
@@ -710,7 +711,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         """Zero-shot prediction: mask ``ratio`` of the CSI by ``mask_kind`` and reconstruct it.
 
         ``csi`` is complex ``[B, T, A, K]`` of any shape (1-3 antennas, 30/56/114/242
-        subcarriers, odd T: padding is internal). ``temporal`` predicts the last ``ratio`` of
+        subcarriers, odd T: padding is internal), or one window ``[T, A, K]``, whose
+        reconstruction and mask come back ``[T, A, K]`` and its NMSE a scalar (a real ``csi``,
+        such as amplitudes, is read as complex with a zero imaginary part). ``temporal`` predicts the last ``ratio`` of
         time steps from the earlier ones; ``frequency`` the upper ``ratio`` of subcarriers
         (both rounded to whole steps / subcarriers); ``random``/``antenna`` interpolate whole
         patches (their random draw is seeded by ``seed``). ``guard`` (models with a prior,
@@ -719,8 +722,12 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         does not transfer to this data is switched off, and a prior the target decorrelated from
         is shrunk towards zero.
         """
+        if csi.ndim == 3:  # one window
+            one = self.predict(csi[None], mask_kind, ratio, seed, guard)
+            return MAEPrediction(one.reconstruction[0], one.mask[0], one.nmse[0], one.nmse_db)
         if csi.ndim != 4 or csi.shape[0] < 1:
-            raise ValueError(f"csi must be complex [B, T, A, K] with B >= 1; got shape {tuple(csi.shape)}")
+            raise ValueError(f"csi must be [T, A, K] (one window) or [B, T, A, K] with B >= 1 "
+                             f"(time, antennas, subcarriers); got shape {tuple(csi.shape)}")
         # One reduction checks both: NaN propagates through amax, and Inf is larger than the bound.
         peak = float(torch.view_as_real(csi.to(torch.complex64)).abs().amax())
         if not math.isfinite(peak):
