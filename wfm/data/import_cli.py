@@ -1,6 +1,7 @@
 """``wfm data import <format> ...`` and ``wfm data export``: measured data in and out of wfm datasets.
 
-Formats: ``intel`` / ``nexmon`` (WiFi CSI captures), ``deepsense`` (DeepSense 6G beam
+Formats: ``intel`` / ``nexmon`` (WiFi CSI captures), ``csi-array`` (CSI of any tool stored as an
+array: ``.npy``, ``.npz``, HDF5, MATLAB v7.3 ``.mat``), ``deepsense`` (DeepSense 6G beam
 arrays), ``telecom-italia`` (cell traffic CSV/TSV), ``csv`` / ``npy`` (generic series),
 ``hf`` (Arrow/Parquet). Every import writes a new dataset folder, verifies it and prints
 its summary, like ``wfm data inspect``.
@@ -37,9 +38,11 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
     imp = data_verbs.add_parser("import", help="import measured data (WiFi CSI, DeepSense, traffic, CSV/NPY, HF)")
     fmts = imp.add_subparsers(dest="import_format", metavar="<format>", required=True)
 
-    for fmt, help_ in (("intel", "Intel 5300 .dat captures (csiread)"), ("nexmon", "Nexmon .pcap captures (csiread)")):
+    for fmt, help_ in (("intel", "Intel 5300 .dat captures (csiread)"), ("nexmon", "Nexmon .pcap captures (csiread)"),
+                       ("csi-array", "CSI of any tool as an array: .npy, .npz, HDF5 or MATLAB v7.3 .mat")):
         w = fmts.add_parser(fmt, help=help_)
-        w.add_argument("paths", nargs="+", help="capture file(s), one capture each")
+        w.add_argument("paths", nargs="+", help="capture file(s), one capture each" if fmt != "csi-array" else
+                       "array file(s), one capture each (or several along axis n)")
         _common(w)
         w.add_argument("--phase", choices=("none", "conj", "linear"), default="none",
                        help="phase sanitisation (see data/README.md: which suits which task)")
@@ -51,6 +54,19 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
         if fmt == "intel":
             w.add_argument("--nrx", type=positive_int, default=3)
             w.add_argument("--ntx", type=positive_int, default=3)
+        elif fmt == "csi-array":
+            w.add_argument("--axes", default="pak",
+                           help="the array's axes in order: p packets, a antennas, k subcarriers, and optionally n "
+                                "captures, c a real/imaginary pair of size 2 (default pak; e.g. npak, pkac)")
+            w.add_argument("--interval", type=positive_float, default=None,
+                           help="seconds between packets (or --time-key)")
+            w.add_argument("--key", default=None, help="the CSI array's name in a .npz, HDF5 or .mat file "
+                                                       "(needed when it holds several)")
+            w.add_argument("--time-key", default=None, help="an array of packet times in seconds in the same file")
+            w.add_argument("--subcarriers", type=int, nargs="+", default=None,
+                           help="subcarrier indices in frequency order, one per subcarrier (for --phase linear; "
+                                "default consecutive, centred)")
+            w.add_argument("--bandwidth", type=positive_float, default=None, help="channel bandwidth in Hz (recorded)")
         else:
             w.add_argument("--chip", default="4339", help="Nexmon chip, e.g. 4339, 43455c0, 4358, 4366c0")
             w.add_argument("--bw", type=positive_int, default=80, help="bandwidth in MHz")
@@ -117,8 +133,15 @@ def _done(out: Path) -> None:
 def cmd_import_wifi(args: argparse.Namespace) -> None:
     from wfm.data.loaders.wifi_csi import import_wifi_csi
 
-    kw = {"nrx": args.nrx, "ntx": args.ntx} if args.import_format == "intel" else {"chip": args.chip, "bw": args.bw}
-    _done(import_wifi_csi(args.paths, args.out, args.import_format, phase=args.phase, window=args.window,
+    fmt = args.import_format
+    if fmt == "intel":
+        kw = {"nrx": args.nrx, "ntx": args.ntx}
+    elif fmt == "csi-array":
+        fmt, kw = "array", {"interval": args.interval, "axes": args.axes, "key": args.key, "time_key": args.time_key,
+                            "subcarriers": args.subcarriers, "bandwidth": args.bandwidth}
+    else:
+        kw = {"chip": args.chip, "bw": args.bw}
+    _done(import_wifi_csi(args.paths, args.out, fmt, phase=args.phase, window=args.window,
                           hop=args.hop, name=args.name, shard_size=args.shard_size, conj_groups=args.conj_groups,
                           **kw))
 

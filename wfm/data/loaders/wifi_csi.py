@@ -258,18 +258,25 @@ def import_wifi_csi(paths: Sequence[str | Path], out: str | Path, fmt: str, phas
     if window < 0 or (hop is not None and hop < 1):
         raise DataError(f"window must be >= 0 and hop >= 1, got {window} and {hop}")
     hop = hop or window or 1
-    caps = [read_capture(p, fmt, **reader_kw) for p in paths]
+    if fmt == "array":  # a file may hold several captures (axis n)
+        from wfm.data.loaders.csi_array import read_csi_array
+
+        caps = [c for p in paths for c in read_csi_array(p, **reader_kw)]
+        names = [c["source"] for c in caps]
+    else:
+        caps = [read_capture(p, fmt, **reader_kw) for p in paths]
+        names = [str(p) for p in paths]
     first = caps[0]
-    for p, c in zip(paths, caps):
+    for p, c in zip(names, caps):
         if c["csi"].shape[1:] != first["csi"].shape[1:]:
-            raise DataError(f"{p}: CSI shape {list(c['csi'].shape[1:])} differs from "
-                            f"{paths[0]}'s {list(first['csi'].shape[1:])}")
+            raise DataError(f"{p}: CSI shape {list(c['csi'].shape[1:])} (antennas, subcarriers) differs from "
+                            f"{names[0]}'s {list(first['csi'].shape[1:])}")
     if window == 0 and len({len(c["csi"]) for c in caps}) > 1:
         raise DataError("--window 0 stores whole captures as samples, so they must have equal "
                         "packet counts; choose a window length instead")
     samples: dict[str, list[Any]] = {"csi": [], "timestamp": [], "capture": [], "start": []}
     intervals = []
-    for i, (p, c) in enumerate(zip(paths, caps)):
+    for i, (p, c) in enumerate(zip(names, caps)):
         groups = c.get("conj_groups") if conj_groups == "chain" else None
         if phase == "conj" and groups and min(len(g) for g in groups) < 2:
             raise DataError(f"{p}: --phase conj takes a reference per receive chain, and a chain of this capture has "
@@ -293,12 +300,15 @@ def import_wifi_csi(paths: Sequence[str | Path], out: str | Path, fmt: str, phas
               "capture": np.array(samples["capture"], dtype=np.int64),
               "start": np.array(samples["start"], dtype=np.int64)}
     dt = np.concatenate(intervals)
+    if dt.size == 0:
+        raise DataError(f"{names[0]}: one packet per capture gives no time step; a window needs at least 2 packets")
     med = float(np.median(dt))
     attrs = {"time_step": med, "time_step_jitter": float((np.percentile(dt, 95) - np.percentile(dt, 5)) / med),
              "bandwidth": first["bandwidth"], "chip": first["chip"], "antennas": first["antennas"],
              "subcarrier_indices": [int(k) for k in first["subcarriers"]], "phase_sanitisation": phase,
              "layout": "T, A, K (A = antennas as listed, K = subcarriers in frequency order)",
-             "captures": [Path(p).name for p in paths], "scenario": f"measured WiFi ({first['chip']})",
+             "captures": [Path(n).name for n in names], "scenario": ("measured CSI (array file)" if fmt == "array"
+                                             else f"measured WiFi ({first['chip']})"),
              **({"conj_groups": conj_groups} if phase == "conj" else {})}
     if "dropped_frames" in first:
         attrs["dropped_frames"] = [c["dropped_frames"] for c in caps]
