@@ -782,9 +782,10 @@ def test_fuzz_intel_parser(tmp_path):
     assert _fuzz(intel_capture(tmp_path / "c.dat"), "intel", {"nrx": 3, "ntx": 2}, seeds=40, budget_s=15) > 5
 
 
-def nexmon_capture(path: Path, frames: int = 8, streams: int = 4) -> Path:
-    """A synthetic Nexmon CSI pcap (bcm4339, 80 MHz): UDP port 5500 packets of one spatial stream
-    each, laid out as the shared capture's (so the fuzz test runs without ../shared)."""
+def nexmon_capture(path: Path, frames: int = 8, streams: int = 4, nfft: int = 256) -> Path:
+    """A synthetic Nexmon CSI pcap (bcm4339, 80 MHz unless ``nfft`` says 64 or 128 bins): UDP port
+    5500 packets of one spatial stream each, laid out as the shared capture's (so the fuzz test
+    runs without ../shared)."""
     import struct
 
     rng = np.random.default_rng(0)
@@ -797,7 +798,7 @@ def nexmon_capture(path: Path, frames: int = 8, streams: int = 4) -> Path:
             # magic, rssi, frame control, source MAC, sequence, core/stream, chanspec, chip version
             nexmon = struct.pack("<HBB6sHHHH", 0x1111, 0x11, 0x11, bytes.fromhex("112233445566"), f, s << 3,
                                  0xE02A, 0x0001)
-            pkt = lower + nexmon + rng.integers(-2000, 2000, 512, dtype=np.int16).tobytes()  # 256 subcarriers
+            pkt = lower + nexmon + rng.integers(-2000, 2000, 2 * nfft, dtype=np.int16).tobytes()  # int16 I, Q per bin
             out += struct.pack("<IIII", f, s, len(pkt), len(pkt)) + pkt
     path.write_bytes(out)
     return path
@@ -808,6 +809,16 @@ def test_synthetic_nexmon_capture_parses(tmp_path):
 
     d = read_capture(nexmon_capture(tmp_path / "c.pcap"), "nexmon", chip="4339", bw=80)
     assert d["csi"].shape == (8, 4, 242)
+
+
+@pytest.mark.parametrize("nfft, bw, usable", [(64, 20, 54), (128, 40, 114), (256, 80, 242)])
+def test_nexmon_bandwidth_is_read_from_the_packets(tmp_path, nfft, bw, usable):
+    """csiread parses a capture at whatever bandwidth it is told; without --bw the packets' length
+    says which, so a 20 or 40 MHz capture is not read as garbage 80 MHz CSI."""
+    from wfm.data.loaders.wifi_csi import read_capture
+
+    d = read_capture(nexmon_capture(tmp_path / "c.pcap", nfft=nfft), "nexmon", chip="4339")
+    assert d["csi"].shape == (8, 4, usable) and d["bandwidth"] == bw * 1e6
 
 
 @pytest.mark.parametrize("source", ["synthetic", "shared"])

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--time-only", action="store_true",
                    help="score the CSI captures in time only (default: also in frequency, the upper half of the "
                         "subcarriers from the lower half, which only the MAE takes)")
+    r.add_argument("--nexmon-chip", default="4339",
+                   help="Nexmon chip of the .pcap captures, as csiread names it: 4339, 43455c0, 4358, 4366c0 "
+                        "(default 4339; the bandwidth is read from the packets)")
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     r.set_defaults(func=cmd_benchmark_real)
 
@@ -88,12 +91,14 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
                           csi_hop=max(1, args.csi_predict), traffic_context=args.traffic_context,
                           traffic_horizon=args.traffic_horizon, beam_context=args.beam_context,
                           beam_horizon=args.beam_horizon, period=args.period,
-                          pool_channels=not args.independent_channels, csi_frequency=not args.time_only)
+                          pool_channels=not args.independent_channels, csi_frequency=not args.time_only,
+                          nexmon_chip=args.nexmon_chip)
     with progress_bar("real-data benchmark (datasets)", None) as advance:
         result = run_real_benchmark(root, specs, cfg, progress=advance, beam_models=beams)
     out = Path(args.out)
     command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "") + \
-        (" --independent-channels" if args.independent_channels else "") + (" --time-only" if args.time_only else "")
+        (" --independent-channels" if args.independent_channels else "") + (" --time-only" if args.time_only else "") + \
+        (f" --nexmon-chip {args.nexmon_chip}" if args.nexmon_chip != "4339" else "")
     write_json(out / "real_benchmark.json", result)
     with atomic_path(out / "real_benchmark.md") as tmp:
         tmp.write_text(markdown_report(result, command))

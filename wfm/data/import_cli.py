@@ -69,7 +69,8 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
             w.add_argument("--bandwidth", type=positive_float, default=None, help="channel bandwidth in Hz (recorded)")
         else:
             w.add_argument("--chip", default="4339", help="Nexmon chip, e.g. 4339, 43455c0, 4358, 4366c0")
-            w.add_argument("--bw", type=positive_int, default=80, help="bandwidth in MHz")
+            w.add_argument("--bw", type=positive_int, default=None,
+                           help="bandwidth in MHz (default: read from the packets' length)")
         w.set_defaults(func=cmd_import_wifi)
 
     d = fmts.add_parser("deepsense", help="DeepSense 6G beam-power / GPS / sequence arrays")

@@ -4,7 +4,8 @@ classical baselines on every real dataset found (``wfm benchmark real``).
 Datasets (the layout of ``../shared/datasets``, see its README; each source is optional):
 
 - ``wifi-csi/*.dat`` (Intel 5300, ``csiread.Intel``) and ``wifi-csi/*.pcap`` (Nexmon,
-  ``csiread.Nexmon`` BCM4339 80 MHz): each capture is linear-phase sanitised with the importer's
+  ``csiread.Nexmon``, BCM4339 unless ``nexmon_chip`` says otherwise, the bandwidth read from the
+  packets' length): each capture is linear-phase sanitised with the importer's
   sanitiser (``wfm.data.loaders.phase.remove_linear_phase``: per packet and antenna, the least
   squares phase line across subcarriers is removed) and cut into windows of ``csi_window``
   packets (hop ``csi_hop``); the last ``csi_predict`` packets of each window are predicted from
@@ -103,6 +104,7 @@ class RealBenchConfig:
     batch_csi: int = 64  # CSI windows per MAE call
     pool_channels: bool = True  # a window's channels pool a forecaster's evidence (``group``); False: each on its own
     csi_frequency: bool = False  # also the CSI views in frequency (upper half of the subcarriers from the lower half)
+    nexmon_chip: str = "4339"  # csiread's chip of the .pcap captures (the bandwidth is read from the packets)
 
 
 @dataclass
@@ -218,7 +220,8 @@ def load_wifi(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     """Intel 5300 ``.dat`` and Nexmon ``.pcap`` captures of ``folder`` (module doc)."""
     out: list[BenchData] = []
     for pattern, fmt, label, kw in (("*.dat", "intel", "Intel 5300", {"nrx": 3, "ntx": 3}),
-                                    ("*.pcap", "nexmon", "Nexmon BCM4339", {"chip": "4339", "bw": 80})):
+                                    ("*.pcap", "nexmon", f"Nexmon BCM{cfg.nexmon_chip.upper()}",
+                                     {"chip": cfg.nexmon_chip, "bw": None})):
         paths = sorted(folder.glob(pattern))
         for path in paths:
             cap = wifi_csi.read_capture(path, fmt, **kw)

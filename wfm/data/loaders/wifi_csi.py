@@ -175,16 +175,36 @@ def read_intel(path: str | Path, nrx: int = 3, ntx: int = 3) -> dict[str, Any]:
             "conj_groups": [[r * n_tx + s for s in range(n_tx)] for r in range(n_rx)]}
 
 
-def read_nexmon(path: str | Path, chip: str = "4339", bw: int = 80) -> dict[str, Any]:
-    """Nexmon capture as frames: ``csi`` ``[F, A, K]`` with A = core x spatial stream."""
+def nexmon_bandwidth(caplen: np.ndarray, path: Path) -> int:
+    """Bandwidth (MHz) of a Nexmon capture from its packets' length: a CSI packet carries 4 bytes
+    per FFT bin (3.2 bins per MHz) after about 60 bytes of Ethernet, IP, UDP and Nexmon headers.
+    csiread parses a capture at any bandwidth it is told, so a wrong one would go unnoticed."""
+    length = int(np.bincount(np.asarray(caplen, dtype=np.int64)).argmax())
+    for bw in sorted(NEXMON_EDGE):
+        if 56 <= length - 4 * round(3.2 * bw) <= 80:
+            return bw
+    raise DataError(f"{path}: CSI packets of {length} bytes match no Nexmon bandwidth of {sorted(NEXMON_EDGE)} MHz; "
+                    "pass --bw")
+
+
+def read_nexmon(path: str | Path, chip: str = "4339", bw: int | None = None) -> dict[str, Any]:
+    """Nexmon capture as frames: ``csi`` ``[F, A, K]`` with A = core x spatial stream. ``bw``
+    (MHz): ``None`` reads it from the packets' length (:func:`nexmon_bandwidth`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    if bw not in NEXMON_EDGE:
+    if bw is not None and bw not in NEXMON_EDGE:
         raise DataError(f"{path}: bandwidth {bw} MHz is not one of {sorted(NEXMON_EDGE)}")
     try:
-        c = csiread.Nexmon(str(path), chip=chip, bw=bw, if_report=False)
+        c = csiread.Nexmon(str(path), chip=chip, bw=bw or 80, if_report=False)
         c.read()
+        if bw is None and c.count:
+            bw = nexmon_bandwidth(c.caplen, path)
+            if bw != 80:
+                c = csiread.Nexmon(str(path), chip=chip, bw=bw, if_report=False)
+                c.read()
+    except DataError:
+        raise
     except Exception as e:
         raise _capture_error(path, e) from None
     if c.count == 0:
