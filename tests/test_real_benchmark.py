@@ -82,6 +82,49 @@ def test_windows_and_views_of_every_stand_in_dataset(standin):
     assert data[4].context.shape == (3 * 3, 16, 64) and data[5].target.shape == (9, 4)  # (30 - 20) // 4 + 1 per traj
 
 
+def test_imported_dataset_folders_are_scored_like_the_shared_captures(tmp_path, scratch_models):
+    """A user's own data, imported with ``wfm data import`` into the datasets folder: CSI imported
+    in windows (joined back into its packets; windows that leave a gap split the capture) and a
+    series dataset are windowed as the shared captures are, and scored by every model."""
+    from wfm.data.loaders.generic import import_series
+    from wfm.data.loaders.wifi_csi import import_wifi_csi
+
+    root = tmp_path / "mine"
+    root.mkdir()
+    cap = _fake_capture(P=56, A=2, K=30)["csi"]
+    np.save(tmp_path / "cap.npy", cap)
+    import_wifi_csi([tmp_path / "cap.npy"], root / "a", "array", window=8, interval=1e-3)  # packets 0-55
+    import_wifi_csi([tmp_path / "cap.npy"], root / "b", "array", window=16, hop=20, interval=1e-3,
+                    name="gappy")  # packets 0-15, 20-35, 40-55
+    t = np.arange(400, dtype=np.float32)
+    np.save(tmp_path / "s.npy", np.stack([10 + np.sin(2 * np.pi * t / 48), 5 + np.cos(2 * np.pi * t / 30)]))
+    import_series(tmp_path / "s.npy", root / "c", interval=0.5, series_kind="rssi")
+    (root / "notes").mkdir()  # not a dataset: ignored
+    cfg = R.RealBenchConfig(series_context=32, series_horizon=8, csi_frequency=True)
+    data = R.load_real_datasets(root, cfg)
+    views = ["csi complex", "csi amplitude", "csi complex, frequency", "csi amplitude, frequency"]
+    assert [(d.name, d.view) for d in data] == [*(("cap (imported)", v) for v in views),
+                                                *(("gappy (imported)", v) for v in views),
+                                                ("s (imported)", "series (rssi)")]
+    whole, gappy = data[0], data[4]
+    assert whole.windows == (56 - 16) // 8 + 1 and whole.interval == pytest.approx(1e-3)
+    np.testing.assert_allclose(whole.csi[1].abs().numpy(), np.abs(cap[8:24]), rtol=1e-5)  # sanitised: same |H|
+    assert gappy.windows == 3 and gappy.span.tolist() == [[0, 0], [1, 0], [2, 0]]  # one window per segment
+    np.testing.assert_allclose(gappy.csi[2].abs().numpy(), np.abs(cap[40:56]), rtol=1e-5)
+    series = data[8]
+    assert series.context.shape == (2 * ((400 - 40) // 8 + 1), 32) and series.interval == 0.5
+    np.testing.assert_allclose(series.context[1].numpy(), 10 + np.sin(2 * np.pi * t[8:40] / 48), rtol=1e-6)
+    thin = R.load_real_datasets(root, R.RealBenchConfig(series_context=32, series_horizon=8, max_windows=10))
+    assert all(d.windows <= 10 for d in thin) and thin[-1].span[-1].tolist() == [1, 360]  # evenly spaced, the last kept
+
+    result = R.run_real_benchmark(root, [(f, "causal" if "causal" in f else "mae") for f in scratch_models], cfg)
+    scored = {(r["dataset"], r["view"], r["model"]) for r in result["rows"] if r["kind"].startswith("FM")
+              and "ratio_to_best" in r}
+    causal, mae = (Path(f).name for f in scratch_models)
+    assert {("cap (imported)", "csi complex", mae), ("gappy (imported)", "csi amplitude, frequency", mae),
+            ("cap (imported)", "csi amplitude", causal), ("s (imported)", "series (rssi)", causal)} <= scored
+
+
 def test_forecast_windows_round_trips_channels():
     """Every channel is its own series: persistence of [N, L, A, K] complex is the last step per channel."""
     ctx = torch.randn(3, 5, 2, 4, dtype=torch.complex64)

@@ -20,6 +20,7 @@ from typing import Any
 from wfm.console import console, print_table, progress_bar, write_json
 from wfm.hub import CheckpointError
 from wfm.io import atomic_path
+from wfm.safety import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "classical baselines on real data (per-window NMSE table)")
     bsub = p.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
     r = bsub.add_parser("real", help="every shipped model vs persistence / context mean / seasonal naive on every "
-                                     "real dataset (Intel 5300 and Nexmon CSI, Milan traffic, DeepSense 6G)")
+                                     "real dataset (Intel 5300 and Nexmon CSI, Milan traffic, DeepSense 6G, and your "
+                                     "own imported CSI or series dataset folders in --datasets)")
     r.add_argument("--datasets", default=None, metavar="DIR",
                    help="real datasets folder (default: $WFM_REAL_DATA, else ../shared/datasets beside the repo)")
     r.add_argument("--out", default="wfm-real-benchmark", help="output folder (default: wfm-real-benchmark)")
@@ -43,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--traffic-horizon", type=int, default=12, help="traffic steps ahead (default 12 = 2 h)")
     r.add_argument("--beam-context", type=int, default=16, help="DeepSense context steps (default 16 = 1.6 s)")
     r.add_argument("--beam-horizon", type=int, default=4, help="DeepSense steps ahead (default 4 = 0.4 s)")
+    r.add_argument("--series-context", type=positive_int, default=96,
+                   help="imported series datasets in --datasets: context values (default 96)")
+    r.add_argument("--series-horizon", type=positive_int, default=12,
+                   help="imported series datasets: values ahead (default 12)")
+    r.add_argument("--max-windows", type=positive_int, default=4096,
+                   help="imported datasets: at most this many windows per view, evenly spaced (default 4096)")
     r.add_argument("--period", type=int, default=None, metavar="STEPS",
                    help="seasonal period in steps (default: from the interval, a day or a week)")
     r.add_argument("--independent-channels", action="store_true",
@@ -92,7 +100,8 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
                           traffic_horizon=args.traffic_horizon, beam_context=args.beam_context,
                           beam_horizon=args.beam_horizon, period=args.period,
                           pool_channels=not args.independent_channels, csi_frequency=not args.time_only,
-                          nexmon_chip=args.nexmon_chip)
+                          nexmon_chip=args.nexmon_chip, series_context=args.series_context,
+                          series_horizon=args.series_horizon, max_windows=args.max_windows)
     with progress_bar("real-data benchmark (datasets)", None) as advance:
         result = run_real_benchmark(root, specs, cfg, progress=advance, beam_models=beams)
     out = Path(args.out)

@@ -105,6 +105,11 @@ class RealBenchConfig:
     pool_channels: bool = True  # a window's channels pool a forecaster's evidence (``group``); False: each on its own
     csi_frequency: bool = False  # also the CSI views in frequency (upper half of the subcarriers from the lower half)
     nexmon_chip: str = "4339"  # csiread's chip of the .pcap captures (the bandwidth is read from the packets)
+    # Imported wfm dataset folders of kind series / traffic (wfm.tasks.real_imported):
+    series_context: int = 96
+    series_horizon: int = 12
+    series_stride: int | None = None  # None: the horizon
+    max_windows: int = 4096  # per view of an imported dataset, evenly spaced
 
 
 @dataclass
@@ -325,7 +330,11 @@ def generated_frequency_view(view: BenchData) -> BenchData:
 
 
 def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None) -> list[BenchData]:
-    """Every benchmark dataset under ``root`` (``wifi-csi/``, ``traffic/``, ``deepsense6g-beam/``)."""
+    """Every benchmark dataset under ``root``: the raw files of ``wifi-csi/``, ``traffic/`` and
+    ``deepsense6g-beam/``, and wfm dataset folders of measured data at ``root`` or one level
+    below it (``wfm data import ...``; :mod:`wfm.tasks.real_imported`)."""
+    from wfm.tasks.real_imported import dataset_folders, load_imported
+
     cfg = cfg or RealBenchConfig()
     root = Path(root)
     if not root.is_dir():
@@ -334,8 +343,11 @@ def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None) -> 
     for sub, loader in (("wifi-csi", load_wifi), ("traffic", load_traffic), ("deepsense6g-beam", load_beams)):
         if (root / sub).is_dir():
             out += loader(root / sub, cfg)
+    for folder in dataset_folders(root):
+        out += load_imported(folder, cfg)
     if not out:
-        raise DataError(f"{root}: no wifi-csi/, traffic/ or deepsense6g-beam/ data with enough steps for a window")
+        raise DataError(f"{root}: no wifi-csi/, traffic/ or deepsense6g-beam/ data, nor an imported dataset folder "
+                        "of CSI or series, with enough steps for a window")
     return out
 
 
