@@ -25,6 +25,7 @@ import torch
 
 from wfm.data.series import dataset_interval, series_tables
 from wfm.data.shards import MANIFEST, ShardedDataset
+from wfm.tasks.real_datasets import BenchData, RealBenchConfig, _series_windows, csi_views
 
 # Raw-file subfolders that real_data reads itself.
 RAW_FOLDERS = ("wifi-csi", "traffic", "deepsense6g-beam")
@@ -60,7 +61,7 @@ def _csi_segments(ds: ShardedDataset) -> list[np.ndarray]:
     return segments
 
 
-def _merge(parts: list[list], name: str, source: str) -> list:
+def _merge(parts: list[list[BenchData]], name: str, source: str) -> list[BenchData]:
     """One view per kind out of the views of each segment: their windows stacked, ``span``'s
     series the segment's index."""
     out = []
@@ -75,16 +76,14 @@ def _merge(parts: list[list], name: str, source: str) -> list:
     return out
 
 
-def _thin(d, limit: int):
+def _thin(d: BenchData, limit: int) -> BenchData:
     if d.windows <= limit:
         return d
     return d.subset(torch.linspace(0, d.windows - 1, limit).round().long().unique())
 
 
-def load_imported(folder: Path, cfg) -> list:
+def load_imported(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     """The benchmark views of one wfm dataset folder (module doc); ``[]`` for kinds it does not score."""
-    from wfm.tasks.real_data import BenchData, _series_windows, csi_views
-
     ds = ShardedDataset(folder)
     name, source = f"{ds.name} (imported)", str(folder)
     interval = dataset_interval(ds)

@@ -1,0 +1,281 @@
+"""The datasets of ``wfm benchmark real`` (see :mod:`wfm.tasks.real_data` for what each is):
+the window settings (:class:`RealBenchConfig`), one dataset's windows (:class:`BenchData`), and
+the readers of the raw files of ``../shared/datasets``' layout (Intel 5300 and Nexmon CSI, Milan
+traffic, DeepSense 6G) and of generated CSI. Imported dataset folders: :mod:`wfm.tasks.real_imported`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wfm.data.errors import DataError
+from wfm.data.loaders import wifi_csi
+from wfm.data.loaders.deepsense import load_scenario, scenarios_in
+from wfm.data.loaders.phase import sanitize_phase
+from wfm.data.loaders.traffic_csv import load_telecom_italia
+from wfm.tasks.significance import independent_blocks
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_datasets_dir() -> Path:
+    """``$WFM_REAL_DATA``, else ``../shared/datasets`` beside the repository."""
+    env = os.environ.get("WFM_REAL_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "datasets"
+
+
+@dataclass
+class RealBenchConfig:
+    """Window settings of every dataset (stated in the output)."""
+
+    csi_window: int = 16
+    csi_predict: int = 8
+    csi_hop: int = 8
+    traffic_context: int = 96
+    traffic_horizon: int = 12
+    traffic_stride: int = 1
+    traffic_interval: float = 600.0
+    beam_context: int = 16
+    beam_horizon: int = 4
+    beam_interval: float = 0.1
+    period: int | None = None  # seasonal period in steps (None: from the interval)
+    batch_series: int = 8192  # series per forecast call
+    batch_csi: int = 64  # CSI windows per MAE call
+    pool_channels: bool = True  # a window's channels pool a forecaster's evidence (``group``); False: each on its own
+    csi_frequency: bool = False  # also the CSI views in frequency (upper half of the subcarriers from the lower half)
+    nexmon_chip: str = "4339"  # csiread's chip of the .pcap captures (the bandwidth is read from the packets)
+    # Imported wfm dataset folders of kind series / traffic (wfm.tasks.real_imported):
+    series_context: int = 96
+    series_horizon: int = 12
+    series_stride: int | None = None  # None: the horizon
+    max_windows: int = 4096  # per view of an imported dataset, evenly spaced
+
+
+@dataclass
+class BenchData:
+    """One benchmark dataset: ``context`` ``[N, L, *C]`` and ``target`` ``[N, H, *C]`` (real,
+    or complex for CSI), ``interval`` seconds per step, and how the windows were made."""
+
+    name: str
+    view: str
+    context: Tensor
+    target: Tensor
+    interval: float
+    windows_note: str
+    source: str
+    csi: Tensor | None = None  # CSI views: the full windows [N, T, A, K] the MAE gets (complex; |H| for amplitude)
+    #: ``[N, 2]``: each window's series (capture, cell segment, trajectory) and first step in it, so that
+    #: a split by time can drop training windows that overlap held-out targets (``wfm.tasks.transfer``).
+    span: Tensor | None = None
+    #: ``[N]``: each window's DeepSense scenario (other datasets: None), for splits by site.
+    scenario: Tensor | None = None
+    #: ``time``: ``context`` and ``target`` run along time; ``frequency``: along subcarriers (``[N, K', T, A]``).
+    axis: str = "time"
+    #: Where a window's target lies in ``span``'s steps, ``(offset, length)``; None: after the context,
+    #: ``(L, H)``. A frequency view's target is every packet of the window: ``(0, T)``.
+    target_steps: tuple[int, int] | None = None
+
+    def subset(self, idx: Tensor) -> "BenchData":
+        """The windows ``idx`` (a long index), everything else unchanged."""
+        return replace(self, context=self.context[idx], target=self.target[idx],
+                       csi=None if self.csi is None else self.csi[idx],
+                       span=None if self.span is None else self.span[idx],
+                       scenario=None if self.scenario is None else self.scenario[idx])
+
+    def scenarios(self, keep: list[int]) -> "BenchData":
+        """The windows of the DeepSense scenarios ``keep``, named after them (``DeepSense 6G s1-4``)."""
+        if self.scenario is None:
+            raise DataError(f"{self.name} {self.view}: only DeepSense data has scenarios")
+        have = sorted(set(self.scenario.tolist()))
+        missing = sorted(set(keep) - set(have))
+        if missing:
+            raise DataError(f"{self.name} {self.view}: no scenario {missing}; have {have}")
+        ks = sorted(set(keep))
+        label = f"s{ks[0]}-{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1)) and len(ks) > 1 else "s" + ",".join(map(str, ks))
+        sub = self.subset(torch.isin(self.scenario, torch.tensor(ks)).nonzero().flatten())
+        return replace(sub, name=f"{self.name} {label}")
+
+    @property
+    def is_csi(self) -> bool:
+        return self.view.startswith("csi")
+
+    @property
+    def windows(self) -> int:
+        return int(self.target.shape[0])
+
+    def blocks(self) -> Tensor | None:
+        """Block ids ``[N]`` of windows whose targets share no step (``independent_blocks``); None without ``span``."""
+        if self.span is None:
+            return None
+        offset, length = self.target_steps or (int(self.context.shape[1]), int(self.target.shape[1]))
+        return independent_blocks(self.span, offset, length)
+
+
+def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,
+              source: str = "") -> list[BenchData]:
+    """The complex and amplitude views of one capture ``[P, A, K]`` (sanitised here), in time, and
+    with ``cfg.csi_frequency`` also in frequency (the upper half of the subcarriers from the lower)."""
+    P = len(csi)
+    T, n = cfg.csi_window, cfg.csi_predict
+    if not 0 < n < T:
+        raise DataError(f"csi_predict must be in 1..{T - 1}, got {n}")
+    if P < T:
+        raise DataError(f"{source or name}: {P} packets, fewer than one window of {T}")
+    clean = sanitize_phase(np.asarray(csi, dtype=np.complex64), "linear", np.asarray(subcarriers))
+    starts = range(0, P - T + 1, cfg.csi_hop)
+    win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))  # [N, T, A, K]
+    A, K = win.shape[2:]
+    note = (f"{len(win)} windows of {T} packets (hop {cfg.csi_hop}, median interval {_fmt_interval(interval)}), "
+            f"{A} antenna{'s' if A > 1 else ''} x {K} subcarriers, predict the last {n} from the first {T - n}; "
+            "linear-phase sanitised")
+    ctx, tgt = win[:, :T - n], win[:, T - n:]
+    span = torch.tensor([[0, s] for s in starts], dtype=torch.long)
+    views = [BenchData(name, "csi complex", ctx, tgt, interval, note, source, win, span),
+             BenchData(name, "csi amplitude", ctx.abs(), tgt.abs(), interval, note, source,
+                       win.abs().to(torch.complex64), span)]
+    if cfg.csi_frequency and K >= 2:
+        # Every packet of a window is a target here, so windows that share packets are not
+        # independent evidence: the frequency views take windows that do not overlap (hop T).
+        starts = range(0, P - T + 1, T)
+        win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))
+        span = torch.tensor([[0, s] for s in starts], dtype=torch.long)
+        low = K - K // 2
+        note = (f"{len(win)} windows of {T} packets (hop {T}, median interval {_fmt_interval(interval)}), "
+                f"{A} antenna{'s' if A > 1 else ''} x {K} subcarriers, predict the upper {K - low} subcarriers "
+                f"from the lower {low} at every packet; linear-phase sanitised")
+        along = win.permute(0, 3, 1, 2)  # [N, K, T, A]: series along subcarriers
+        for view, x, full in (("csi complex, frequency", along, win),
+                              ("csi amplitude, frequency", along.abs(), win.abs().to(torch.complex64))):
+            views.append(BenchData(name, view, x[:, :low], x[:, low:], interval, note, source, full, span,
+                                   axis="frequency", target_steps=(0, T)))
+    return views
+
+
+def _capture_interval(t: np.ndarray) -> float:
+    d = np.diff(np.asarray(t, dtype=np.float64))
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else 1.0
+
+
+def load_wifi(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
+    """Intel 5300 ``.dat`` and Nexmon ``.pcap`` captures of ``folder`` (module doc)."""
+    out: list[BenchData] = []
+    for pattern, fmt, label, kw in (("*.dat", "intel", "Intel 5300", {"nrx": 3, "ntx": 3}),
+                                    ("*.pcap", "nexmon", f"Nexmon BCM{cfg.nexmon_chip.upper()}",
+                                     {"chip": cfg.nexmon_chip, "bw": None})):
+        paths = sorted(folder.glob(pattern))
+        for path in paths:
+            cap = wifi_csi.read_capture(path, fmt, **kw)
+            name = label if len(paths) == 1 else f"{label} {path.stem}"
+            out += csi_views(name, cap["csi"], cap["subcarriers"], _capture_interval(cap["timestamp"]), cfg, str(path))
+    return out
+
+
+def _series_windows(series: list[np.ndarray], context: int, horizon: int,
+                    stride: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(context [N, L, *C], target [N, H, *C], span [N, 2])`` windows of every series long enough
+    (``span``: the series' index and the window's first step)."""
+    ctx, tgt, span = [], [], []
+    for i, s in enumerate(series):
+        for a in range(0, len(s) - context - horizon + 1, stride):
+            ctx.append(s[a:a + context])
+            tgt.append(s[a + context:a + context + horizon])
+            span.append((i, a))
+    if not ctx:
+        return torch.empty(0), torch.empty(0), torch.empty(0, 2, dtype=torch.long)
+    return (torch.from_numpy(np.stack(ctx).astype(np.float32)), torch.from_numpy(np.stack(tgt).astype(np.float32)),
+            torch.tensor(span, dtype=torch.long))
+
+
+def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
+    """One dataset per cell of every Telecom-Italia-layout CSV in ``folder``."""
+    out: list[BenchData] = []
+    L, H, S = cfg.traffic_context, cfg.traffic_horizon, cfg.traffic_stride
+    for path in sorted(folder.glob("*.csv")):
+        d = load_telecom_italia(path, interval=cfg.traffic_interval)
+        cells: dict[int, list[np.ndarray]] = {}
+        for cell, seg in zip(d["cell_id"], d["traffic"]):
+            cells.setdefault(int(cell), []).append(seg.sum(axis=1))  # all activity columns together
+        for cell, segs in cells.items():
+            ctx, tgt, span = _series_windows(segs, L, H, S)
+            if not len(ctx):
+                continue
+            steps = sum(len(s) for s in segs)
+            note = (f"{len(ctx)} windows (stride {S}) of {L} steps -> next {H} "
+                    f"({L * cfg.traffic_interval / 3600:g} h -> {H * cfg.traffic_interval / 3600:g} h) "
+                    f"from {steps} steps of {cfg.traffic_interval / 60:g} min")
+            out.append(BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
+                                 "traffic", ctx, tgt, cfg.traffic_interval, note, str(path), span=span))
+    return out
+
+
+def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
+    """Beam power (64 beams) and bearing windows over every DeepSense scenario in ``folder``."""
+    scen = scenarios_in(folder)
+    if not scen:
+        return []
+    power, bearing, of = [], [], []
+    for s in scen:
+        d = load_scenario(folder, s)
+        power += d["beam_power"]
+        bearing += d["bearing"]
+        of += [s] * len(d["beam_power"])
+    L, H = cfg.beam_context, cfg.beam_horizon
+    out = []
+    used = sum(len(p) >= L + H for p in power)
+    for view, series in (("beam power", power), ("bearing", bearing)):
+        ctx, tgt, span = _series_windows(series, L, H, H)
+        if not len(ctx):
+            continue
+        note = (f"{len(ctx)} windows (stride {H}) of {L} steps -> next {H} at {cfg.beam_interval:g} s, "
+                f"{used} of {len(series)} trajectories of scenarios {','.join(map(str, scen))} long enough"
+                + ("; a window is all 64 beams" if view == "beam power" else "; deg, BS GPS -> vehicle GPS"))
+        out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder), span=span,
+                             scenario=torch.tensor(of, dtype=torch.long)[span[:, 0]]))
+    return out
+
+
+def generated_csi_view(root: str | Path, split: str = "test", limit: int = 256) -> BenchData:
+    """A generated CSI dataset (``wfm data generate``) as a ``csi complex`` view: the first
+    ``limit`` samples of ``split``, the first half of each sample's time steps as context and the
+    next as target (an odd step is dropped), each sample a series of its own (``span``)."""
+    from wfm.data.series import dataset_interval
+    from wfm.data.shards import ShardedDataset
+    from wfm.tasks.csi_data import load_csi
+
+    csi = load_csi(root, split, task="generated-view")["csi"][:limit]
+    half = csi.shape[1] // 2
+    if half < 1:
+        raise DataError(f"{root}: samples of {csi.shape[1]} time step(s) have no half to predict")
+    span = torch.stack([torch.arange(len(csi)), torch.zeros(len(csi), dtype=torch.long)], dim=1)
+    return BenchData(Path(root).name, "csi complex", csi[:, :half], csi[:, half:2 * half],
+                     dataset_interval(ShardedDataset(root)),
+                     f"{len(csi)} {split} samples, {half} -> {half} steps", str(root), csi=csi[:, :2 * half], span=span)
+
+
+def generated_frequency_view(view: BenchData) -> BenchData:
+    """A generated time view's windows predicted along subcarriers instead: the upper half of the
+    subcarriers (rounded down) from the lower, at every packet (``[N, K', T, A]``, as the real
+    captures' frequency views)."""
+    csi = view.csi
+    k = csi.shape[3]
+    hidden = k // 2
+    along = csi.permute(0, 3, 1, 2)
+    return replace(view, context=along[:, :k - hidden], target=along[:, k - hidden:], axis="frequency",
+                   view="csi complex, frequency", target_steps=(0, csi.shape[1]))
+
+
+def _fmt_interval(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:g} h"
+    if s >= 60:
+        return f"{s / 60:g} min"
+    if s >= 1:
+        return f"{s:g} s"
+    return f"{s * 1000:g} ms"
