@@ -126,6 +126,34 @@ def test_the_hold_or_ar_rule_weighs_only_those_two():
     assert err < 1e-2
 
 
+def test_the_hold_ar_or_mean_rule_takes_the_mean_of_a_band_the_noise_decorrelated():
+    """``hold|ar|mean``: the same two delays still go to linear prediction, but a band of white
+    noise around its level (the nearest subcarrier costs twice the noise there) now gets the mean,
+    and its prediction beats ``hold|ar``'s."""
+    from wfm.models.mae import GUARD_ESTIMATES, MaskedAutoencoder
+
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix",
+                              guard_prior={"frequency": "hold|ar|mean"}).eval()
+    k = torch.arange(16, dtype=torch.float32)
+    delays = torch.exp(-2j * torch.pi * 0.09 * k) + 0.6 * torch.exp(-2j * torch.pi * 0.31 * k)
+    g = torch.Generator().manual_seed(2)
+    band = torch.complex(torch.randn(4, 8, 2, 1, generator=g), torch.randn(4, 8, 2, 1, generator=g)) * delays
+    noise = torch.complex(torch.randn(4, 8, 2, 16, generator=g), torch.randn(4, 8, 2, 16, generator=g)) + 3
+    hold, mean, ar = (GUARD_ESTIMATES.index(e) for e in ("hold", "mean", "ar"))
+    w_band, w_noise = model.backtest(band, "frequency", 0.5)[0], model.backtest(noise, "frequency", 0.5)[0]
+    assert (w_band[:, ar] > 0.99).all() and (w_noise[:, mean] > 0.9).all()
+    assert w_noise[:, GUARD_ESTIMATES.index("reversion")].max() == 0  # only the three named
+
+    def nmse(m: MaskedAutoencoder) -> float:
+        pred = m.predict(noise, "frequency", 0.5)
+        return float(((pred.reconstruction - noise).abs() ** 2).sum() / (noise.abs() ** 2 * pred.mask).sum())
+
+    with_mean = nmse(model)
+    model.guard_prior = {"frequency": "hold|ar"}
+    assert with_mean < 0.75 * nmse(model)
+
+
 def test_linear_prediction_of_beam_powers_scores_the_next_sweep():
     from wfm.tasks.future_beam import BeamWindows, LinearPredictionBeams
 

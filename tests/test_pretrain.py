@@ -422,6 +422,43 @@ def _held_out_csi(root: Path) -> str:
     return name
 
 
+def test_guard_frequency_script_scores_each_rule_as_predict_applies_it(tmp_path, monkeypatch):
+    """pretrain/guard_frequency.py: each rule's ratio is the model's own frequency prediction with
+    that ``guard_prior`` over the better of the nearest subcarrier and the mean; noise at an SNR is
+    added as stated; the model's own rule is left as it was."""
+    import wfm
+    from wfm.models.mae import MaskedAutoencoder
+    from wfm.tasks.metrics import window_nmse
+
+    script = _load_script("guard_frequency", monkeypatch)
+    name = _held_out_csi(tmp_path / "data")
+    torch.manual_seed(0)
+    MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix",
+                      guard_prior={"frequency": "hold"}).save_pretrained(tmp_path / "m")
+    rows = script.main(["--model", str(tmp_path / "m"), "--data", str(tmp_path / "data"), "--datasets", str(tmp_path / "none"),
+                        "--rules", "hold|ar", "mean", "--snr", "clean", "0", "--samples", "4",
+                        "--out", str(tmp_path / "g.json")])
+    assert [(r["snr"], r["set"], r["view"]) for r in rows] == [
+        ("clean", name, "complex"), ("clean", name, "amplitude"), ("0", name, "complex"), ("0", name, "amplitude")]
+    model = wfm.from_pretrained(tmp_path / "m")
+    csi = script.csi_sets(tmp_path / "data", None, 4, tmp_path / "none")[0][2]
+    assert torch.equal(csi, script.generated_frequency_view(script.generated_csi_view(tmp_path / "data" / name, "test", 4)).csi)
+    ratios = script.rule_ratios(model, csi, ["mean"], amplitude=False)
+    assert model.guard_prior == {"frequency": "hold"} and ratios["mean"] == pytest.approx(rows[0]["mean"])
+    k = csi.shape[3]
+    tgt = csi.permute(0, 3, 1, 2)[:, k - k // 2:]
+    model.guard_prior = {"frequency": "mean"}
+    pred = model.predict(csi, "frequency", (k // 2) / k).reconstruction[..., k - k // 2:].permute(0, 3, 1, 2)
+    ctx = csi.permute(0, 3, 1, 2)[:, :k - k // 2]
+    best = min(float(window_nmse(ctx[:, -1:].expand_as(tgt), tgt).mean()),
+               float(window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt).mean()))
+    assert rows[0]["mean"] == pytest.approx(float(window_nmse(pred, tgt).mean()) / best, rel=1e-5)
+    x = script.noisy(torch.ones(2, 4, 1, 8, dtype=torch.complex64), 0.0, torch.Generator().manual_seed(0))
+    assert 0.5 < float((x - 1).abs().pow(2).mean()) < 1.5  # 0 dB: noise power = the signal's
+    saved = json.loads((tmp_path / "g.json").read_text())
+    assert [s["sets"] for s in saved["summary"]] == ["generated (1)"] * 4
+
+
 def test_beam_heldout_script_scores_sweeps_as_the_deepsense_benchmark_windows_them(tmp_path, monkeypatch):
     """pretrain/beam_heldout.py: context 16 -> next 4, stride 4 within a trajectory, a window is all
     64 beams pooling their evidence; ratios are per-window NMSE over the better of persistence and mean."""

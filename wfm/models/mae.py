@@ -86,8 +86,10 @@ PRIOR_SHRINK = True
 #: the backtest on each window (the zero-shot default), or one classical estimate fixed in advance,
 #: where data of the same link or receiver has shown which one predicts it (``wfm.tasks.guard_calibration``).
 #: ``hold|ar``: the backtest's choice between those two alone (the nearest value, unless linear
-#: prediction beats it by ``AR_MARGIN``).
-GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "hold|ar")
+#: prediction beats it by ``AR_MARGIN``); ``hold|ar|mean``: the same with the mean of the visible part
+#: as a third choice (a band whose subcarriers the noise has decorrelated: pretrain/README.md,
+#: "The mean among the guard's choices in frequency").
+GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "hold|ar", "hold|ar|mean")
 #: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), in ``forward``'s order.
 GUARD_EXTRA = ("reversion", "ar")
 GUARD_ESTIMATES = (*ESTIMATORS, *GUARD_EXTRA)
