@@ -52,14 +52,14 @@ def _h5_names(f: Any) -> list[str]:
     return names
 
 
-def _pick(names: Sequence[str], key: str | None, src: str, what: str) -> str:
+def _pick(names: Sequence[str], key: str | None, src: str) -> str:
+    """``key`` if the file holds it; without a key, the file's only array."""
     if key is not None:
         if key not in names:
             raise DataError(f"{src}: no array {key!r}; it holds {', '.join(names) or 'none'}")
         return key
     if len(names) != 1:
-        raise DataError(f"{src}: holds {len(names)} arrays ({', '.join(names) or 'none'}); name the CSI with "
-                        f"--key{what}")
+        raise DataError(f"{src}: holds {len(names)} arrays ({', '.join(names) or 'none'}); name the CSI with --key")
     return names[0]
 
 
@@ -70,21 +70,16 @@ def _read_h5(path: Path, key: str | None, time_key: str | None) -> tuple[np.ndar
     try:
         with h5py.File(path, "r") as f:
             names = _h5_names(f)
-            arrays = []
-            for k in (_pick(names, key, src, ""), time_key):
-                if k is None:
-                    arrays.append(None)
-                    continue
-                if k not in names:
-                    raise DataError(f"{src}: no array {k!r}; it holds {', '.join(names)}")
-                d = f[k]
+
+            def load(k: str) -> np.ndarray:
+                d = f[_pick(names, k, src)]
                 a = d[()]
                 if a.dtype.names and {"real", "imag"} <= set(a.dtype.names):  # MATLAB complex
                     a = a["real"] + 1j * a["imag"]
-                if "MATLAB_class" in d.attrs:  # column-major: back to MATLAB's axis order
-                    a = np.transpose(a)
-                arrays.append(np.asarray(a))
-            return arrays[0], arrays[1]
+                # MATLAB is column-major: its arrays come back with the axes reversed.
+                return np.asarray(np.transpose(a) if "MATLAB_class" in d.attrs else a)
+
+            return load(_pick(names, key, src)), None if time_key is None else load(time_key)
     except DataError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
@@ -96,10 +91,8 @@ def _read_npz(path: Path, key: str | None, time_key: str | None) -> tuple[np.nda
     src = str(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            csi = z[_pick(list(z.files), key, src, "")]
-            if time_key is not None and time_key not in z.files:
-                raise DataError(f"{src}: no array {time_key!r}; it holds {', '.join(z.files)}")
-            return csi, None if time_key is None else z[time_key]
+            csi = z[_pick(z.files, key, src)]
+            return csi, None if time_key is None else z[_pick(z.files, time_key, src)]
     except DataError:
         raise
     except (OSError, ValueError, EOFError) as e:  # ValueError: an object array (would need pickle)

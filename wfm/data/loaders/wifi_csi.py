@@ -85,9 +85,10 @@ def check_intel_records(path: Path, nrx: int = 3, ntx: int = 3) -> None:
         pos += 2 + length
 
 
-def check_pcap_records(path: Path) -> None:
+def check_pcap_records(path: Path) -> np.ndarray:
     """Walk a pcap file's packet headers and refuse a packet that runs past the end of the file
-    or beyond the snap length (csiread would read out of bounds). Names the byte offset."""
+    or beyond the snap length (csiread would read out of bounds). Names the byte offset.
+    Returns every packet's captured length (``[packets]``, for :func:`nexmon_bandwidth`)."""
     data = path.read_bytes()
     n = len(data)
     if n < 24:
@@ -101,6 +102,7 @@ def check_pcap_records(path: Path) -> None:
         raise DataError(f"{path}: not a pcap file (magic {magic.hex()}; pcapng is not supported)")
     snaplen = int.from_bytes(data[16:20], order) or 262144
     pos = 24
+    lengths = []
     while pos < n:
         if pos + 16 > n:
             raise DataError(f"{path}: truncated packet header at byte {pos}")
@@ -108,7 +110,9 @@ def check_pcap_records(path: Path) -> None:
         if incl > max(snaplen, 65535) or pos + 16 + incl > n:
             raise DataError(f"{path}: packet at byte {pos} claims {incl} bytes, the file has {n - pos - 16} left "
                             "(truncated or corrupt capture)")
+        lengths.append(incl)
         pos += 16 + incl
+    return np.asarray(lengths, dtype=np.int64)
 
 
 def _child_read(conn, fn_name: str, path: str, kw: dict) -> None:
@@ -179,6 +183,8 @@ def nexmon_bandwidth(caplen: np.ndarray, path: Path) -> int:
     """Bandwidth (MHz) of a Nexmon capture from its packets' length: a CSI packet carries 4 bytes
     per FFT bin (3.2 bins per MHz) after about 60 bytes of Ethernet, IP, UDP and Nexmon headers.
     csiread parses a capture at any bandwidth it is told, so a wrong one would go unnoticed."""
+    if not len(caplen):
+        raise DataError(f"{path}: no packets")
     length = int(np.bincount(np.asarray(caplen, dtype=np.int64)).argmax())
     for bw in sorted(NEXMON_EDGE):
         if 56 <= length - 4 * round(3.2 * bw) <= 80:
@@ -193,18 +199,13 @@ def read_nexmon(path: str | Path, chip: str = "4339", bw: int | None = None) -> 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    if bw is not None and bw not in NEXMON_EDGE:
+    if bw is None:
+        bw = nexmon_bandwidth(check_pcap_records(path), path)
+    if bw not in NEXMON_EDGE:
         raise DataError(f"{path}: bandwidth {bw} MHz is not one of {sorted(NEXMON_EDGE)}")
     try:
-        c = csiread.Nexmon(str(path), chip=chip, bw=bw or 80, if_report=False)
+        c = csiread.Nexmon(str(path), chip=chip, bw=bw, if_report=False)
         c.read()
-        if bw is None and c.count:
-            bw = nexmon_bandwidth(c.caplen, path)
-            if bw != 80:
-                c = csiread.Nexmon(str(path), chip=chip, bw=bw, if_report=False)
-                c.read()
-    except DataError:
-        raise
     except Exception as e:
         raise _capture_error(path, e) from None
     if c.count == 0:
@@ -252,7 +253,9 @@ def read_capture(path: str | Path, fmt: str, **kw: Any) -> dict[str, Any]:
         check_intel_records(path, kw.get("nrx", 3), kw.get("ntx", 3))
         return parse_isolated("read_intel", path, **kw)
     if fmt == "nexmon":
-        check_pcap_records(path)
+        lengths = check_pcap_records(path)
+        if kw.get("bw") is None:  # read here, from the headers just walked: the child parses once
+            kw = {**kw, "bw": nexmon_bandwidth(lengths, path)}
         return parse_isolated("read_nexmon", path, **kw)
     raise DataError(f"{path}: unknown WiFi CSI format {fmt!r} (intel or nexmon)")
 
