@@ -1,8 +1,9 @@
-"""Score an MAE's guard rules in frequency on clean and noisy CSI: the table of pretrain/README.md,
-"The mean among the guard's choices in frequency".
+"""Score an MAE's guard rules in frequency on clean and noisy CSI: the tables of pretrain/README.md,
+"The mean among the guard's choices in frequency" and "The nearest subcarrier of the window's
+rank-1 approximation".
 
     PYTHONPATH=. python pretrain/guard_frequency.py --model checkpoints/mae-tiny-catalog-cpu \
-        --data $WFM_DATA --rules "hold|ar" "hold|ar|mean" --snr clean 10 0 --out guard_frequency.json
+        --data $WFM_DATA --rules "hold|ar|mean" "hold|ar|mean|rank1" --snr clean 10 0 --out guard_frequency.json
 
 Every CSI dataset folder under ``--data`` (its ``test`` split, the first ``--samples`` samples;
 ``--sets`` keeps those whose name starts with one of the given prefixes) and the two real captures
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--data", type=Path, default=None, help="folder of generated CSI dataset folders")
     ap.add_argument("--sets", nargs="*", default=None, help="only the sets whose name starts with one of these")
     ap.add_argument("--datasets", type=Path, default=default_datasets_dir(), help="real datasets folder")
-    ap.add_argument("--rules", nargs="+", default=["hold|ar", "hold|ar|mean"])
+    ap.add_argument("--rules", nargs="+", default=["hold|ar|mean", "hold|ar|mean|rank1"])
     ap.add_argument("--snr", nargs="+", default=["clean"], help="clean and/or SNRs in dB")
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)

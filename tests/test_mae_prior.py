@@ -139,7 +139,7 @@ def test_guard_picks_the_estimator_that_did_best_and_drops_a_harmful_correction(
     noisy = torch.complex(torch.randn(4, 16, 2, 8, generator=g), torch.randn(4, 16, 2, 8, generator=g)) + 5
     t = torch.linspace(0, 1, 16)[None, :, None, None]
     smooth = torch.exp(2j * torch.pi * 0.3 * t) * torch.ones(4, 16, 2, 8) + 0.01 * noisy
-    names = ["hold", "mean", "reversion", "ar"]  # ESTIMATORS, then the guard's own along the masked axis
+    names = ["hold", "mean", "reversion", "ar", "rank1"]  # ESTIMATORS, then the guard's own along the masked axis
     # Noise around a level: the mean, or the reversion estimate (phi ~ 0: the same); a smooth
     # rotation: linear prediction, which continues it (the nearest packet only holds it).
     for csi, best in ((noisy, ("mean", "reversion")), (smooth, ("ar",))):
@@ -252,3 +252,57 @@ def test_reversion_prior_pools_one_phi_over_the_window():
     est = masked_priors(csi, vis, reversion_dim=1)
     torch.testing.assert_close(est["reversion"][:, 150:], (w * est["hold"] + (1 - w) * est["mean"])[:, 150:])
     torch.testing.assert_close(est["reversion"][:, :150], csi[:, :150])  # visible: the input itself
+
+
+def test_rank1_prior_holds_the_gain_times_profile_approximation():
+    """``rank1``: each antenna's visible block approximated as a per-packet gain times the mean
+    profile, ``g(t) S(k)``, then its nearest visible value along the masked axis."""
+    g = torch.Generator().manual_seed(3)
+    gain = torch.complex(torch.randn(2, 8, 3, 1, generator=g), torch.randn(2, 8, 3, 1, generator=g))
+    profile = torch.complex(torch.randn(2, 1, 3, 16, generator=g), torch.randn(2, 1, 3, 16, generator=g))
+    clean = gain * profile
+    vis = torch.ones(2, 8, 3, 16, dtype=torch.bool)
+    vis[..., 10:] = False
+    est = masked_priors(clean, vis, reversion_dim=3)
+    # A window that is rank 1 is its own approximation: rank1 is then the nearest subcarrier.
+    torch.testing.assert_close(est["rank1"], est["hold"])
+    noisy = clean + 0.3 * _csi(2, 8, 3, 16, seed=4)
+    est = masked_priors(noisy, vis, reversion_dim=3)
+    # the leading singular pair of each antenna's visible [8, 10] block, its subcarrier 9 held
+    u, sv, vh = torch.linalg.svd(noisy[..., :10].permute(0, 2, 1, 3))  # [2, 3, 8, 10]
+    lead = (u[..., :, :1] * sv[..., None, :1] * vh[..., :1, :]).permute(0, 2, 1, 3)  # [2, 8, 3, 10]
+    torch.testing.assert_close(est["rank1"][..., 10:], lead[..., 9:10].expand(-1, -1, -1, 6), atol=1e-3, rtol=1e-3)
+    assert torch.equal(est["rank1"][..., :10], noisy[..., :10])  # visible: the input itself
+    # The noise of one subcarrier at one packet averages out over the window's packets.
+    err = {k: float((est[k][..., 10:] - clean[..., 9:10]).abs().square().mean()) for k in ("hold", "rank1")}
+    assert err["rank1"] < 0.5 * err["hold"]
+
+
+def test_guard_rules_are_sets_of_estimates_and_backtest_leaves_rank1_out():
+    from wfm.models.mae import GUARD_ESTIMATES, check_guard_prior
+
+    assert check_guard_prior({"frequency": "mean|rank1"}) == {"frequency": "mean|rank1"}
+    for bad in ("hold|hold", "hold|nearest", "", "rank1|"):
+        with pytest.raises(ValueError, match="guard_prior"):
+            check_guard_prior({"frequency": bad})
+    # A still band (a bump at its low edge, so the mean is biased) whose packets each have their own
+    # complex gain, under noise: the nearest subcarrier of the gain x profile approximation beats the
+    # nearest subcarrier itself and the mean, and the rule that names it takes it.
+    g = torch.Generator().manual_seed(5)
+    k = torch.arange(16, dtype=torch.float32)
+    profile = (1.0 + torch.exp(-k / 2)).to(torch.complex64)
+    gain = (1 + 0.3 * torch.rand(4, 16, 2, 1, generator=g)) * torch.exp(2j * torch.pi * torch.rand(4, 16, 2, 1, generator=g))
+    csi = gain * profile + 0.3 * _csi(4, 16, 2, 16, seed=6)
+    model = _tiny("mix", guard_prior={"frequency": "hold|ar|mean|rank1"})
+    weights = model.backtest(csi, "frequency", 0.5)[0]
+    assert (weights[:, GUARD_ESTIMATES.index("rank1")] > 0.5).all()
+
+    def nmse(m: MaskedAutoencoder) -> float:
+        pred = m.predict(csi, "frequency", 0.5)
+        return float(((pred.reconstruction - csi).abs() ** 2).sum() / (csi.abs() ** 2 * pred.mask).sum())
+
+    with_rank1 = nmse(model)
+    model.guard_prior = {"frequency": "hold|ar|mean"}
+    assert with_rank1 < 0.8 * nmse(model)
+    model.guard_prior = {}  # the backtest's default weighs what it weighed before rank1 existed
+    assert model.backtest(csi, "frequency", 0.5)[0][:, GUARD_ESTIMATES.index("rank1")].max() == 0

@@ -88,11 +88,16 @@ PRIOR_SHRINK = True
 #: ``hold|ar``: the backtest's choice between those two alone (the nearest value, unless linear
 #: prediction beats it by ``AR_MARGIN``); ``hold|ar|mean``: the same with the mean of the visible part
 #: as a third choice (a band whose subcarriers the noise has decorrelated: pretrain/README.md,
-#: "The mean among the guard's choices in frequency").
-GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "hold|ar", "hold|ar|mean")
+#: "The mean among the guard's choices in frequency"); ``hold|ar|mean|rank1`` adds the nearest value
+#: of the window's rank-1 (per-packet gain x mean profile) approximation. Any other ``|`` set of
+#: ``GUARD_ESTIMATES`` is a rule too; these are the ones ``wfm calibrate`` scores.
+GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "hold|ar", "hold|ar|mean", "hold|ar|mean|rank1")
 #: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), in ``forward``'s order.
-GUARD_EXTRA = ("reversion", "ar")
+GUARD_EXTRA = ("reversion", "ar", "rank1")
 GUARD_ESTIMATES = (*ESTIMATORS, *GUARD_EXTRA)
+#: What ``backtest`` (a rule's default) weighs: every estimate but ``rank1``, the guard's choice
+#: before rank1 existed, so that folders saved before it predict as they did.
+BACKTEST_ESTIMATES = ("hold", "mean", "reversion", "ar")
 #: Linear prediction (``ar``) must beat the other estimates by this factor on the backtest: it can
 #: extrapolate a rotation or a delay structure far better than they hold it, but fitted on a few
 #: packets of a still link it follows noise. On the real captures it is never picked at 1.5 (nor
@@ -253,9 +258,11 @@ def check_guard_prior(guard_prior: dict[str, str] | None) -> dict[str, str]:
     one of ``GUARD_PRIORS``); a kind it leaves out keeps the backtest's choice. Refuses anything else."""
     out = dict(guard_prior or {})
     for kind, rule in out.items():
-        if kind not in ("temporal", "frequency") or rule not in GUARD_PRIORS:
-            raise ValueError(f"guard_prior maps 'temporal' / 'frequency' to one of {', '.join(GUARD_PRIORS)}; "
-                             f"got {kind!r}: {rule!r}")
+        parts = str(rule).split("|")
+        ok = rule == "backtest" or (len(set(parts)) == len(parts) and all(p in GUARD_ESTIMATES for p in parts))
+        if kind not in ("temporal", "frequency") or not ok:
+            raise ValueError(f"guard_prior maps 'temporal' / 'frequency' to 'backtest' or estimates of "
+                             f"{', '.join(GUARD_ESTIMATES)} joined by '|' (such as 'hold|ar|mean'); got {kind!r}: {rule!r}")
     return {k: str(v) for k, v in out.items()}
 
 
@@ -435,9 +442,10 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
 
         ``mask`` is over the padded grid ``grid_for(csi.shape)``; ``front`` places the padding of
         each axis (``predict`` aligns the border of the predicted region with a patch border).
-        ``reversion_dim`` (1: time, 3: subcarrier) adds the AR(1) ``reversion`` estimate along that
-        axis (``wfm.models.priors``) to the classical estimates. ``prior_weights`` ``[B, E]``
-        replace the prior's mix: weights over ``ESTIMATORS``, then ``reversion`` when it is there.
+        ``reversion_dim`` (1: time, 3: subcarrier) adds the guard's estimates along that axis
+        (``GUARD_EXTRA``: the AR(1) ``reversion``, linear prediction, ``rank1``; ``wfm.models.priors``)
+        to the classical estimates. ``prior_weights`` ``[B, E]`` replace the prior's mix: weights
+        over ``ESTIMATORS``, then ``GUARD_EXTRA`` when they are there (``GUARD_ESTIMATES``' order).
         ``correction_scale`` ``[B]`` multiplies the learned correction and ``prior_scale`` ``[B]``
         the prior in the output (the network still reads the prior itself; ``predict``'s guard sets
         all three from a backtest on the visible data). Every row of ``mask`` must mask the same number
@@ -635,8 +643,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
 
         The same prediction is posed on the visible part alone (for ``temporal``: predict the last
         ``ratio`` of the context from its start; likewise along subcarriers for ``frequency``). Each
-        classical estimate there (``ESTIMATORS`` and the AR(1) ``reversion`` along the masked axis,
-        which must lose by ``REVERSION_MARGIN`` to be passed over) is weighed by its error
+        classical estimate the rule names there (``BACKTEST_ESTIMATES`` for ``backtest``: the
+        ``ESTIMATORS``, the AR(1) ``reversion``, which must lose by ``REVERSION_MARGIN`` to be passed
+        over, and linear prediction, which must win by ``AR_MARGIN``) is weighed by its error
         (``mse ** -GUARD_SHARPNESS``, normalised), and
         the learned correction is scaled by its least-squares fit to what that prior missed,
         clipped to ``[0, 1]``: a correction that did not help on the sample's own past is switched
@@ -693,9 +702,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
             mse[:, GUARD_ESTIMATES.index("reversion")] /= REVERSION_MARGIN
             mse[:, GUARD_ESTIMATES.index("ar")] *= AR_MARGIN
-            if fixed != "backtest":
-                keep = torch.tensor([e in fixed.split("|") for e in GUARD_ESTIMATES])
-                mse = torch.where(keep, mse, torch.full_like(mse, float("inf")))
+            chosen = BACKTEST_ESTIMATES if fixed == "backtest" else fixed.split("|")
+            keep = torch.tensor([e in chosen for e in GUARD_ESTIMATES])
+            mse = torch.where(keep, mse, torch.full_like(mse, float("inf")))
             weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
         if white is not None and bool(white.any()):
             weights = weights.clone()

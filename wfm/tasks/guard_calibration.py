@@ -2,7 +2,8 @@
 
 Zero-shot, ``MaskedAutoencoder.predict``'s guard picks its classical prior per window by a backtest
 on the window's visible part alone (``GUARD_PRIORS``: the backtest's choice, or the nearest visible
-value, the mean, the AR(1) reversion). Where a band is not stationary that backtest can be wrong
+value, the mean, the AR(1) reversion, linear prediction, or the backtest's choice among a few of
+them, such as ``hold|ar|mean|rank1``). Where a band is not stationary that backtest can be wrong
 every time: the Intel 5300's receive filter bends the phase at the band's lower edge, so predicting
 the visible band's upper half from its lower half favours the reversion, while over the real
 prediction the nearest subcarrier is 1.5x better (pretrain/README.md, "The receive filter's phase").
