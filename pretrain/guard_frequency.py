@@ -1,6 +1,6 @@
-"""Score an MAE's guard rules in frequency on clean and noisy CSI: the tables of pretrain/README.md,
-"The mean among the guard's choices in frequency" and "The nearest subcarrier of the window's
-rank-1 approximation".
+"""Score an MAE's guard rules in frequency (or, with ``--axis time``, in time) on clean and noisy
+CSI: the tables of pretrain/README.md, "The mean among the guard's choices in frequency" and "The
+nearest subcarrier of the window's rank-1 approximation".
 
     PYTHONPATH=. python pretrain/guard_frequency.py --model checkpoints/mae-tiny-catalog-cpu \
         --data $WFM_DATA --rules "hold|ar|mean" "hold|ar|mean|rank1" --snr clean 10 0 --out guard_frequency.json
@@ -8,7 +8,10 @@ rank-1 approximation".
 Every CSI dataset folder under ``--data`` (its ``test`` split, the first ``--samples`` samples;
 ``--sets`` keeps those whose name starts with one of the given prefixes) and the two real captures
 of ``wfm benchmark real`` (``--datasets``) are predicted in frequency: the upper half of the
-subcarriers from the lower half at every packet, as the benchmark's frequency views are. At each
+subcarriers from the lower half at every packet, as the benchmark's frequency views are; with
+``--axis time`` the last 8 of a window's first 16 packets from the first 8, as its time views are
+(the rule then set is ``guard_prior["temporal"]``, and the baselines persistence and the context
+mean). At each
 ``--snr`` (``clean``, or complex Gaussian noise added at that SNR in dB relative to each window's
 mean power, seed 0) the complex CSI and its amplitude are scored, and each rule's per-window
 NMSE is divided by the better of the two classical baselines along subcarriers (the nearest
@@ -47,41 +50,58 @@ def noisy(csi: torch.Tensor, snr_db: float | None, generator: torch.Generator) -
     return csi + noise * (power / 2 * 10 ** (-snr_db / 10)).sqrt()
 
 
-def rule_ratios(model, csi: torch.Tensor, rules: list[str], amplitude: bool) -> dict[str, float]:
-    """Each guard rule's per-window NMSE in frequency over the better of the nearest subcarrier and
-    the mean, on ``csi`` ``[N, T, A, K]`` (its amplitude with ``amplitude``)."""
+#: ``--axis time``: the packets of a window scored, and how many of them are predicted.
+TIME_WINDOW, TIME_HIDDEN = 16, 8
+
+
+def rule_ratios(model, csi: torch.Tensor, rules: list[str], amplitude: bool, axis: str = "frequency") -> dict[str, float]:
+    """Each guard rule's per-window NMSE over the better of the two classical baselines along
+    ``axis`` (the nearest value and the mean of the visible ones), on ``csi`` ``[N, T, A, K]`` (its
+    amplitude with ``amplitude``): the upper half of the subcarriers, or the last ``TIME_HIDDEN`` of
+    the first ``TIME_WINDOW`` packets."""
     full = csi.abs().to(torch.complex64) if amplitude else csi.to(torch.complex64)
-    k = full.shape[3]
-    hidden = k // 2
-    along = full.permute(0, 3, 1, 2)  # [N, K, T, A]: series along subcarriers
-    ctx, tgt = along[:, :k - hidden], along[:, k - hidden:]
+    if axis == "time":
+        full = full[:, :TIME_WINDOW]
+        kind, dim, size, hidden = "temporal", 1, full.shape[1], min(TIME_HIDDEN, full.shape[1] - 1)
+        along = full  # [N, T, A, K]: series along time
+    else:
+        kind, dim, size = "frequency", 3, full.shape[3]
+        hidden = size // 2
+        along = full.permute(0, 3, 1, 2)  # [N, K, T, A]: series along subcarriers
+    ctx, tgt = along[:, :size - hidden], along[:, size - hidden:]
     if amplitude:
         ctx, tgt = ctx.real, tgt.real
     best = min(_score(ctx[:, -1:].expand_as(tgt), tgt), _score(ctx.mean(dim=1, keepdim=True).expand_as(tgt), tgt))
     kept, out = dict(model.guard_prior), {}
     try:
         for rule in rules:
-            model.guard_prior = {**kept, "frequency": rule}
-            pred = model.predict(full, "frequency", hidden / k).reconstruction[..., k - hidden:].permute(0, 3, 1, 2)
+            model.guard_prior = {**kept, kind: rule}
+            pred = model.predict(full, kind, hidden / size).reconstruction.narrow(dim, size - hidden, hidden)
+            if axis != "time":
+                pred = pred.permute(0, 3, 1, 2)
             out[rule] = _score(pred.real if amplitude else pred, tgt) / best
     finally:
         model.guard_prior = kept
     return out
 
 
-def csi_sets(data: Path | None, prefixes: list[str] | None, samples: int, datasets: Path) -> list[tuple[str, bool, torch.Tensor]]:
-    """``(name, real, csi [N, T, A, K])``: the real captures' frequency windows, then every generated CSI set."""
+def csi_sets(data: Path | None, prefixes: list[str] | None, samples: int, datasets: Path,
+             axis: str = "frequency") -> list[tuple[str, bool, torch.Tensor]]:
+    """``(name, real, csi [N, T, A, K])``: the real captures' windows along ``axis`` (those of
+    ``wfm benchmark real``), then every generated CSI set."""
     out = []
     if datasets.is_dir():
-        for d in load_real_datasets(datasets, RealBenchConfig(csi_frequency=True)):
-            if d.view == "csi complex, frequency":
+        view = "csi complex" if axis == "time" else "csi complex, frequency"
+        for d in load_real_datasets(datasets, RealBenchConfig(csi_frequency=axis != "time")):
+            if d.view == view:
                 out.append((d.name, True, d.csi.to(torch.complex64)))
     for p in sorted(data.iterdir()) if data else []:
         if not (p / MANIFEST).is_file() or ShardedDataset(p).kind != "csi":
             continue
         if prefixes and not p.name.startswith(tuple(prefixes)):
             continue
-        out.append((p.name, False, generated_frequency_view(generated_csi_view(p, "test", samples)).csi))
+        view = generated_csi_view(p, "test", samples)
+        out.append((p.name, False, (view if axis == "time" else generated_frequency_view(view)).csi))
     return out
 
 
@@ -105,6 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--sets", nargs="*", default=None, help="only the sets whose name starts with one of these")
     ap.add_argument("--datasets", type=Path, default=default_datasets_dir(), help="real datasets folder")
     ap.add_argument("--rules", nargs="+", default=["hold|ar|mean", "hold|ar|mean|rank1"])
+    ap.add_argument("--axis", choices=("frequency", "time"), default="frequency")
     ap.add_argument("--snr", nargs="+", default=["clean"], help="clean and/or SNRs in dB")
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
@@ -112,7 +133,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
-    sets = csi_sets(args.data, args.sets, args.samples, args.datasets)
+    sets = csi_sets(args.data, args.sets, args.samples, args.datasets, args.axis)
     gen = torch.Generator().manual_seed(0)
     rows = []
     with Progress() as bar:
@@ -123,7 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 x = noisy(csi, level, gen)
                 for amplitude in (False, True):
                     rows.append({"snr": snr, "set": name, "real": real, "view": "amplitude" if amplitude else "complex",
-                                 **rule_ratios(model, x, args.rules, amplitude)})
+                                 **rule_ratios(model, x, args.rules, amplitude, args.axis)})
                 bar.advance(task)
     for r in rows:
         print(" | ".join([r["snr"], r["set"], r["view"], *(f"{r[k]:.4f}" for k in args.rules)]))

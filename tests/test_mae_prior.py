@@ -306,3 +306,19 @@ def test_guard_rules_are_sets_of_estimates_and_backtest_leaves_rank1_out():
     assert with_rank1 < 0.8 * nmse(model)
     model.guard_prior = {}  # the backtest's default weighs what it weighed before rank1 existed
     assert model.backtest(csi, "frequency", 0.5)[0][:, GUARD_ESTIMATES.index("rank1")].max() == 0
+
+
+def test_rank1_prior_on_a_padded_grid_is_the_one_of_the_users_own_window():
+    """Odd T and 30 subcarriers are padded to the patch grid inside the model; the padding never
+    counts as data, so the model's ``rank1`` estimate is ``masked_priors``' on the window as given."""
+    from wfm.nn.patching import unpatchify
+
+    model = _tiny("mix")
+    csi = _csi(2, 15, 3, 30, seed=7)
+    mask, front = model.prediction_mask(csi.shape, "frequency", 0.5)
+    out = model(csi, mask, front, reversion_dim=3)
+    (t0, t), (a0, a), (k0, k) = out.crop
+    est = unpatchify(out.estimates["rank1"], out.grid, model.patch_size)[:, t0:t0 + t, a0:a0 + a, k0:k0 + k]
+    hidden = model.predict(csi, "frequency", 0.5).mask
+    want = masked_priors(csi, ~hidden, reversion_dim=3)["rank1"]
+    torch.testing.assert_close(est * out.scale[..., None], want, rtol=1e-4, atol=1e-5)

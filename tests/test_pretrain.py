@@ -453,6 +453,18 @@ def test_guard_frequency_script_scores_each_rule_as_predict_applies_it(tmp_path,
     best = min(float(window_nmse(ctx[:, -1:].expand_as(tgt), tgt).mean()),
                float(window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt).mean()))
     assert rows[0]["mean"] == pytest.approx(float(window_nmse(pred, tgt).mean()) / best, rel=1e-5)
+    # --axis time: the last 8 of the first 16 packets from the first 8, the rule set in time only.
+    csi_t = script.csi_sets(tmp_path / "data", None, 4, tmp_path / "none", axis="time")[0][2]
+    assert torch.equal(csi_t, script.generated_csi_view(tmp_path / "data" / name, "test", 4).csi)
+    model.guard_prior = {"frequency": "hold"}
+    got = script.rule_ratios(model, csi_t, ["hold|mean|ar"], amplitude=True, axis="time")["hold|mean|ar"]
+    assert model.guard_prior == {"frequency": "hold"}
+    amp = csi_t[:, :16].abs()
+    model.guard_prior = {"frequency": "hold", "temporal": "hold|mean|ar"}
+    pred = model.predict(amp.to(torch.complex64), "temporal", 0.5).reconstruction[:, 8:].real
+    best = min(float(window_nmse(amp[:, 7:8].expand_as(amp[:, 8:]), amp[:, 8:]).mean()),
+               float(window_nmse(amp[:, :8].mean(1, keepdim=True).expand_as(amp[:, 8:]), amp[:, 8:]).mean()))
+    assert got == pytest.approx(float(window_nmse(pred, amp[:, 8:]).mean()) / best, rel=1e-5)
     x = script.noisy(torch.ones(2, 4, 1, 8, dtype=torch.complex64), 0.0, torch.Generator().manual_seed(0))
     assert 0.5 < float((x - 1).abs().pow(2).mean()) < 1.5  # 0 dB: noise power = the signal's
     saved = json.loads((tmp_path / "g.json").read_text())

@@ -139,13 +139,15 @@ def _rank1_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
     each antenna's strongest packet (a mean over packets would cancel where their phases differ)."""
     xv = torch.where(vis, x, torch.zeros_like(x))
     w = vis.to(x.real.dtype)
+
+    def fit(basis: Tensor, over: int) -> Tensor:  # least-squares coefficients of xv on basis, summed over `over`
+        return (basis.conj() * xv).sum(over, keepdim=True) / (w * basis.abs() ** 2).sum(over, keepdim=True).clamp_min(1e-30)
+
     first = (xv.abs() ** 2).sum(3, keepdim=True).argmax(1, keepdim=True)  # [B, 1, A, 1]
     profile = torch.gather(xv, 1, first.expand(-1, -1, -1, x.shape[3]))  # S [B, 1, A, K]
     for _ in range(RANK1_PASSES):
-        gain = (profile.conj() * xv).sum(3, keepdim=True) / (w * profile.abs() ** 2).sum(3, keepdim=True).clamp_min(1e-30)
-        profile = (gain.conj() * xv).sum(1, keepdim=True) / (w * gain.abs() ** 2).sum(1, keepdim=True).clamp_min(1e-30)
-    gain = (profile.conj() * xv).sum(3, keepdim=True) / (w * profile.abs() ** 2).sum(3, keepdim=True).clamp_min(1e-30)
-    val, found = _hold_along(gain * profile, vis, dim)
+        profile = fit(fit(profile, 3), 1)  # g [B, T, A, 1] on S, then S on g
+    val, found = _hold_along(fit(profile, 3) * profile, vis, dim)
     return torch.where(found, val, hold)
 
 
