@@ -4,6 +4,7 @@ and the MAE guard's ``ar`` estimate."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import torch
 from wfm.models.baselines import LinearPrediction, build_baseline
 from wfm.models.linear_prediction import ar_forecast, choose_order, extrapolate, fit_coefficients, stabilise
 from wfm.models.priors import masked_priors
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _tones(groups: int, channels: int, length: int, freqs: tuple[float, ...], seed: int = 0) -> torch.Tensor:
@@ -169,3 +172,27 @@ def test_linear_prediction_of_beam_powers_scores_the_next_sweep():
     assert scores[0, 1] > scores[0, 0] > scores[0, 2]
     with pytest.raises(ValueError, match="horizon"):
         LinearPredictionBeams(horizon=0)
+
+
+def test_all_zero_channels_forecast_zero_and_never_reach_the_eigenvalue_routine_with_nan():
+    """A window of all-zero CSI (a dead chain, a zero-filled gap) used to fit a NaN recursion, on
+    which oneMKL's eigenvalue routine crashed the whole process (a segfault, not an exception)."""
+    zero = torch.zeros(2, 3, 8, dtype=torch.complex128)
+    assert torch.equal(fit_coefficients(zero, 2), torch.zeros(2, 2, dtype=torch.complex128))
+    assert torch.equal(ar_forecast(zero, 4), torch.zeros(2, 3, 4, dtype=torch.complex128))
+    torch.testing.assert_close(stabilise(torch.tensor([[float("nan"), 0.5]])), torch.tensor([[0.0, 0.5]]))
+    # A zero group next to a live one leaves the live one's forecast as it is alone.
+    t = torch.arange(8, dtype=torch.float64)
+    live = torch.exp(1j * 0.3 * t)[None, None].expand(1, 3, 8).to(torch.complex128)
+    both = ar_forecast(torch.cat([zero[:1], live]), 4)
+    torch.testing.assert_close(both[1:], ar_forecast(live, 4))
+    assert torch.equal(both[0], torch.zeros(3, 4, dtype=torch.complex128))
+
+
+@pytest.mark.parametrize("kind", ["temporal", "frequency"])
+def test_the_shipped_mae_predicts_an_all_zero_window_as_zero(kind):
+    import wfm
+
+    model = wfm.from_pretrained(REPO / "checkpoints" / "mae-tiny-catalog-cpu")
+    pred = model.predict(torch.zeros(2, 16, 3, 30, dtype=torch.complex64), kind, 0.5)
+    assert torch.equal(pred.reconstruction, torch.zeros(2, 16, 3, 30, dtype=torch.complex64))

@@ -51,7 +51,10 @@ def fit_coefficients(x: Tensor, order: int, ridge: float = RIDGE) -> Tensor:
     a = lags.reshape(g, -1, order)
     y = both[..., order:].reshape(g, -1, 1)
     gram = a.mH @ a
-    diag = gram.diagonal(dim1=-2, dim2=-1).real.mean(-1).clamp_min(torch.finfo(gram.real.dtype).tiny)
+    diag = gram.diagonal(dim1=-2, dim2=-1).real.mean(-1)
+    # A group of all-zero channels (a dead chain, a zero-filled gap) has no equations: its ridge is
+    # taken as 1 so that it solves to the zero recursion (a vanishing ridge gave NaN).
+    diag = torch.where(diag > torch.finfo(diag.dtype).tiny, diag, torch.ones_like(diag))
     gram = gram + (ridge * diag)[:, None, None] * torch.eye(order, dtype=gram.dtype, device=gram.device)
     return torch.linalg.solve(gram, a.mH @ y)[..., 0]
 
@@ -64,6 +67,9 @@ def stabilise(coef: Tensor) -> Tensor:
     coefficients stay real (their poles come in conjugate pairs).
     """
     g, p = coef.shape
+    # oneMKL's eigenvalue routine crashes the process on a NaN (it does not raise), so a recursion
+    # that is not finite is taken as zero, whatever produced it.
+    coef = torch.where(torch.isfinite(coef), coef, torch.zeros_like(coef))
     comp = torch.zeros(g, p, p, dtype=torch.complex128, device=coef.device)
     comp[:, 0] = coef.to(torch.complex128)
     if p > 1:
