@@ -89,7 +89,7 @@ PRIOR_SHRINK = True
 #: prediction beats it by ``AR_MARGIN``); ``hold|ar|mean``: the same with the mean of the visible part
 #: as a third choice (a band whose subcarriers the noise has decorrelated: pretrain/README.md,
 #: "The mean among the guard's choices in frequency"); ``hold|ar|mean|rank1`` adds the nearest value
-#: of the window's rank-1 (per-packet gain x mean profile) approximation. Any other ``|`` set of
+#: of the window's rank-1 (a gain per packet times one profile) approximation. Any other ``|`` set of
 #: ``GUARD_ESTIMATES`` is a rule too; these are the ones ``wfm calibrate`` scores.
 GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "hold|ar", "hold|ar|mean", "hold|ar|mean|rank1")
 #: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), in ``forward``'s order.
@@ -255,7 +255,8 @@ def visible_looks_white(seen: Tensor, limit: float, dips: bool = False) -> Tenso
 
 def check_guard_prior(guard_prior: dict[str, str] | None) -> dict[str, str]:
     """``guard_prior`` as a plain dict ``{mask kind: rule}`` (``temporal`` / ``frequency`` ->
-    one of ``GUARD_PRIORS``); a kind it leaves out keeps the backtest's choice. Refuses anything else."""
+    ``backtest`` or a ``|`` set of ``GUARD_ESTIMATES``, such as those of ``GUARD_PRIORS``); a kind it
+    leaves out keeps the backtest's choice. Refuses anything else."""
     out = dict(guard_prior or {})
     for kind, rule in out.items():
         parts = str(rule).split("|")
