@@ -322,3 +322,35 @@ def test_rank1_prior_on_a_padded_grid_is_the_one_of_the_users_own_window():
     hidden = model.predict(csi, "frequency", 0.5).mask
     want = masked_priors(csi, ~hidden, reversion_dim=3)["rank1"]
     torch.testing.assert_close(est * out.scale[..., None], want, rtol=1e-4, atol=1e-5)
+
+
+def test_guard_origins_average_the_estimates_log_errors_over_several_backtests(tmp_path):
+    import wfm
+    from wfm.models.mae import GUARD_ESTIMATES, margined, origin_log_errors
+
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.complex(torch.randn(4, 8, 2, 8, generator=g), torch.randn(4, 8, 2, 8, generator=g)) + 5
+    # One origin by hand: hide the last 3 of the 8 packets, errors relative to the hidden power.
+    vis = torch.ones(4, 8, 2, 8, dtype=torch.bool)
+    vis[:, 5:] = False
+    est = masked_priors(noisy, vis, reversion_dim=1)
+    power = noisy[:, 5:].abs().square().flatten(1).sum(1)
+    mse = torch.stack([(e[:, 5:] - noisy[:, 5:]).abs().square().flatten(1).sum(1) / power for e in est.values()], 1)
+    torch.testing.assert_close(origin_log_errors(noisy, 1, (3,)), torch.log(margined(mse) + 1e-12))
+    two = (origin_log_errors(noisy, 1, (2,)) + origin_log_errors(noisy, 1, (4,))) / 2
+    torch.testing.assert_close(origin_log_errors(noisy, 1, (2, 4, 8)), two)  # 8 hides everything: skipped
+    assert origin_log_errors(noisy, 1, (8, 9)) is None
+    # The guard with several origins: noise around a level -> the mean (or reversion), a rotation -> ar.
+    t = torch.linspace(0, 1, 16)[None, :, None, None]
+    smooth = torch.exp(2j * torch.pi * 0.3 * t) * torch.ones(4, 16, 2, 8) + 0.01 * noisy.repeat(1, 2, 1, 1)
+    model = _tiny("mix", guard_origins=(2, 3, 4))
+    names = list(GUARD_ESTIMATES)
+    w_noise = model.backtest(noisy.repeat(1, 2, 1, 1), "temporal", 0.5)[0]
+    w_smooth = model.backtest(smooth, "temporal", 0.5)[0]
+    assert (w_noise[:, names.index("mean")] + w_noise[:, names.index("reversion")] > 0.75).all()
+    assert (w_smooth[:, names.index("ar")] > 0.75).all() and w_noise[:, names.index("rank1")].max() == 0
+    model.save_pretrained(tmp_path / "m")
+    assert wfm.from_pretrained(tmp_path / "m").guard_origins == (2, 3, 4)
+    for bad in ((), (0, 2)):
+        with pytest.raises(ValueError, match="guard_origins"):
+            _tiny("mix", guard_origins=bad)

@@ -74,6 +74,7 @@ def mae_arch(model: Any) -> dict[str, Any]:
         **({"guard_prior": dict(model.guard_prior)} if getattr(model, "guard_prior", None) else {}),
         **({"white_limit": float(model.white_limit)} if getattr(model, "white_limit", None) is not None else {}),
         **({"white_dips": True} if getattr(model, "white_dips", False) else {}),
+        **({"guard_origins": list(model.guard_origins)} if getattr(model, "guard_origins", None) else {}),
     }
 
 
@@ -243,7 +244,9 @@ def model_card(config: dict[str, Any], title: str) -> str:
                 *([("guard prior", ", ".join(f"{k}: {v}" for k, v in arch["guard_prior"].items()))]
                   if arch.get("guard_prior") else []),
                 *([("white limit (temporal)", arch["white_limit"])] if arch.get("white_limit") is not None else []),
-                *([("white test through common-gain dips", "yes")] if arch.get("white_dips") else [])]
+                *([("white test through common-gain dips", "yes")] if arch.get("white_dips") else []),
+                *([("guard backtest origins (temporal)", ", ".join(map(str, arch["guard_origins"])))]
+                  if arch.get("guard_origins") else [])]
         usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K] or one window [T, A, K]'
         note = (f"Any `T`, `A` and `K`: CSI is padded to whole {patch} patches inside the model and the padding "
                 "is kept out of the prediction and its metrics.")

@@ -253,6 +253,35 @@ def visible_looks_white(seen: Tensor, limit: float, dips: bool = False) -> Tenso
     return white
 
 
+def margined(mse: Tensor) -> Tensor:
+    """The guard's backtest errors ``[B, E]`` (``GUARD_ESTIMATES``' order) with the reversion's
+    bonus and linear prediction's handicap applied (``REVERSION_MARGIN``, ``AR_MARGIN``)."""
+    mse = mse.clone()
+    mse[:, GUARD_ESTIMATES.index("reversion")] /= REVERSION_MARGIN
+    mse[:, GUARD_ESTIMATES.index("ar")] *= AR_MARGIN
+    return mse
+
+
+def origin_log_errors(seen: Tensor, dim: int, origins: tuple[int, ...]) -> Tensor | None:
+    """The mean over backtest origins of each classical estimate's log error ``[B, E]`` on
+    ``seen`` (complex ``[B, T, A, K]``, the visible part): each origin hides the last ``h`` along
+    ``dim``, and its errors are relative to the power of what it hid (margins applied). ``None``
+    when no origin fits (every ``h`` must leave at least one step visible)."""
+    size, total, n = seen.shape[dim], None, 0
+    for h in origins:
+        if not 0 < h < size:
+            continue
+        vis = torch.ones(seen.shape, dtype=torch.bool, device=seen.device)
+        vis.narrow(dim, size - h, h).fill_(False)
+        target = seen.narrow(dim, size - h, h)
+        power = target.abs().square().flatten(1).sum(1).clamp_min(1e-30)
+        mse = torch.stack([(est.narrow(dim, size - h, h) - target).abs().square().flatten(1).sum(1) / power
+                           for est in masked_priors(seen, vis, dim).values()], 1)
+        log = torch.log(margined(mse) + 1e-12)
+        total, n = (log if total is None else total + log), n + 1
+    return None if total is None else total / n
+
+
 def check_guard_prior(guard_prior: dict[str, str] | None) -> dict[str, str]:
     """``guard_prior`` as a plain dict ``{mask kind: rule}`` (``temporal`` / ``frequency`` ->
     ``backtest`` or a ``|`` set of ``GUARD_ESTIMATES``, such as those of ``GUARD_PRIORS``); a kind it
@@ -332,6 +361,12 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             backtest says (:func:`fitted_prior_scale`), with the learned correction off: on such
             a window nothing beats the level, and the backtest's choice between the estimates and
             its fitted correction only add noise. ``None`` (every folder saved before it): off.
+        guard_origins: in ``temporal`` prediction, the backtest's hidden lengths by which the guard
+            chooses its classical estimate (each origin hides that many of the visible packets'
+            last ones; the estimates' log errors, relative to the power each origin hid, are
+            averaged), such as ``(2, 3, 4)``: one backtest of 4 packets picks by chance. ``None``:
+            one origin, the visible part's last ``ratio`` (the rule before, and the rule in
+            frequency). The correction's scale is fitted on that one origin either way.
         white_dips: with ``white_limit``, a sample's common-gain dips (packets at which every
             channel drops together, :func:`wfm.models.evidence.dip_steps`) are left out of the
             white test; the mean stays that of every visible packet. False: the test reads them.
@@ -359,6 +394,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         guard_prior: dict[str, str] | None = None,
         white_limit: float | None = None,
         white_dips: bool = False,
+        guard_origins: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
@@ -390,6 +426,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if white_dips and white_limit is None:
             raise ValueError("white_dips changes the test of white_limit: it needs white_limit")
         self.white_dips = bool(white_dips)
+        if guard_origins is not None and (not guard_origins or any(int(h) < 1 for h in guard_origins)):
+            raise ValueError(f"guard_origins must be positive hidden lengths such as (2, 3, 4) (or None: off); got {guard_origins!r}")
+        self.guard_origins = None if guard_origins is None else tuple(int(h) for h in guard_origins)
         dd = self.decoder_dim
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
@@ -697,16 +736,18 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             weights = torch.zeros(seen.shape[0], len(GUARD_ESTIMATES))
             weights[:, GUARD_ESTIMATES.index(fixed)] = 1.0
         else:  # weigh the estimates (all, or the rule's) by their errors on the backtest
-            out = self(seen, mask, front, reversion_dim=dim)
-            m = out.scored
-            count = m.sum(dim=(1, 2)).clamp_min(1.0)
-            mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
-            mse[:, GUARD_ESTIMATES.index("reversion")] /= REVERSION_MARGIN
-            mse[:, GUARD_ESTIMATES.index("ar")] *= AR_MARGIN
+            log_mse = (origin_log_errors(seen.to(torch.complex64), dim, self.guard_origins)
+                       if self.guard_origins and mask_kind == "temporal" else None)
+            if log_mse is None:
+                out = self(seen, mask, front, reversion_dim=dim)
+                m = out.scored
+                count = m.sum(dim=(1, 2)).clamp_min(1.0)
+                mse = torch.stack([((est - out.target) ** 2 * m).sum(dim=(1, 2)) / count for est in out.estimates.values()], 1)
+                log_mse = torch.log(margined(mse) + 1e-12)
             chosen = BACKTEST_ESTIMATES if fixed == "backtest" else fixed.split("|")
             keep = torch.tensor([e in chosen for e in GUARD_ESTIMATES])
-            mse = torch.where(keep, mse, torch.full_like(mse, float("inf")))
-            weights = torch.softmax(-GUARD_SHARPNESS * torch.log(mse + 1e-12), dim=1)
+            log_mse = torch.where(keep, log_mse, torch.full_like(log_mse, float("inf")))
+            weights = torch.softmax(-GUARD_SHARPNESS * log_mse, dim=1)
         if white is not None and bool(white.any()):
             weights = weights.clone()
             weights[white] = 0.0
