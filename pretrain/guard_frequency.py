@@ -14,8 +14,8 @@ subcarriers from the lower half at every packet, as the benchmark's frequency vi
 mean). At each
 ``--snr`` (``clean``, or complex Gaussian noise added at that SNR in dB relative to each window's
 mean power, seed 0) the complex CSI and its amplitude are scored, and each rule's per-window
-NMSE is divided by the better of the two classical baselines along subcarriers (the nearest
-visible subcarrier and the mean of the visible ones). Prints one row per set and the geometric
+NMSE is divided by the better of the two classical baselines along the axis (the nearest visible
+subcarrier or packet, and the mean of the visible ones). Prints one row per set and the geometric
 mean / the count at or below 1 per SNR, view and source (real or generated).
 """
 
