@@ -9,6 +9,8 @@
 #   bash .dev/gpu_session.sh kernels      # kernels/bench.py, N 1k..32k, D 64/128 (issue 4's table)
 #   bash .dev/gpu_session.sh throughput   # pretrain/throughput.py, MAE-Base (issue 5's table)
 #   bash .dev/gpu_session.sh pretrain     # Sionna data on the GPU + a short MAE-Tiny pretraining run
+#   bash .dev/gpu_session.sh causal       # kernels/bench.py, causal only, ours vs SDPA (no compile baseline)
+#   bash .dev/gpu_session.sh suite        # the whole test suite with CUDA visible, 14 xdist workers
 # Several stages in one call: bash .dev/gpu_session.sh tests kernels
 # Everything lands in $OUT (JSON + text); the readable tables are printed last.
 set -uo pipefail
@@ -19,7 +21,8 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 
 # The packages the machine's image lacks (it has torch, triton, lightning, timm, h5py, safetensors).
 WHEELS="jsonargparse==4.53.0 docstring_parser==0.18.0 typeshed_client==2.14.0 importlib_resources==7.1.0
-        sionna-no-rt==2.2.0 gymnasium==1.4.0 Farama-Notifications==0.0.6 csiread==1.4.1"
+        sionna-no-rt==2.2.0 gymnasium==1.4.0 Farama-Notifications==0.0.6 csiread==1.4.1
+        torchdata==0.11.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19"
 
 setup() {
   if compgen -G ".whl/*.whl" >/dev/null; then
@@ -51,6 +54,22 @@ stage_kernels() {
   timeout 560 python3 kernels/bench.py --seq-lens 1024 4096 16384 32768 --out "$OUT/kernels.json" \
     > "$OUT/kernels.txt" 2>&1
   echo "kernels/bench.py exit $?"; tail -n 80 "$OUT/kernels.txt"
+}
+
+stage_causal() {
+  # Causal only, ours against SDPA's backends over the same tokens; the compile baseline's
+  # autotuning would take most of a call (its non-causal ratios are in kernels/README.md).
+  timeout 250 python3 kernels/bench.py --seq-lens 1024 4096 16384 --causal true --impls triton sdpa \
+    --baseline-max-seq-len 16384 --out "$OUT/kernels-causal.json" > "$OUT/kernels-causal.txt" 2>&1
+  echo "kernels/bench.py (causal) exit $?"; tail -n 60 "$OUT/kernels-causal.txt"
+}
+
+stage_suite() {
+  # Every test, CUDA visible: the gpu-marked ones run, and the rest show that nothing breaks
+  # where a GPU is present (tests needing ../shared skip: it does not travel).
+  # SIGINT at the limit, so pytest still prints its summary of failures (a killed run prints none).
+  OMP_NUM_THREADS=1 timeout -s INT 330 python3 -m pytest -q -n 15 -p no:cacheprovider -p no:benchmark \
+    --timeout 200 -rfE --durations 12 tests 2>&1 | grep -v '^\.\.\.\.' | tee "$OUT/suite.txt" | tail -60
 }
 
 stage_throughput() {

@@ -592,10 +592,22 @@ def triton_complex_attention(
         scale: logit scale (> 0), default ``1/sqrt(D)``.
         eps: smoothing of ``|S|``; must match the reference to compare results.
         fp32_precision: ``tl.dot`` precision for fp32 inputs: ``"ieee"`` (exact, default),
-            ``"tf32"`` (fast, ~1e-3 relative error) or ``"tf32x3"``.
+            ``"tf32"`` (fast, ~1e-3 relative error) or ``"tf32x3"``; ``"ieee"`` only for
+            ``"phase"`` (see below).
+
+    Raises:
+        NotImplementedError: ``"phase"`` with fp32 inputs and TF32 dots. On an H200
+            (Triton 3.6.0) its dK/dV kernel hit an illegal memory access while autotuning,
+            which leaves the CUDA context unusable for the rest of the process; refused
+            until it is found and fixed on a GPU (kernels/README.md, "Measured").
     """
     if variant not in ("magnitude", "phase"):
         raise ValueError(f"the Triton kernels implement 'magnitude' and 'phase', got {variant!r}")
+    if variant == "phase" and qr.dtype == torch.float32 and fp32_precision != "ieee":
+        raise NotImplementedError(
+            f"variant='phase' with fp32 inputs and fp32_precision={fp32_precision!r} is refused: its "
+            "backward hit an illegal memory access on an H200 (Triton 3.6.0); use "
+            "fp32_precision='ieee' or bf16/fp16 inputs")
     if scale is None:
         scale = 1.0 / math.sqrt(qr.shape[-1])
     if not scale > 0:
