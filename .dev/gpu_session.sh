@@ -10,7 +10,8 @@
 #   bash .dev/gpu_session.sh throughput   # pretrain/throughput.py, MAE-Base (issue 5's table)
 #   bash .dev/gpu_session.sh pretrain     # Sionna data on the GPU + a short MAE-Tiny pretraining run
 #   bash .dev/gpu_session.sh causal       # kernels/bench.py, causal only, ours vs SDPA (no compile baseline)
-#   bash .dev/gpu_session.sh suite        # the whole test suite with CUDA visible, 14 xdist workers
+#   bash .dev/gpu_session.sh suite        # the whole test suite with CUDA visible, 15 xdist workers
+#   bash .dev/gpu_session.sh configs      # each autotune config alone (wfm.kernels.config_check): which one crashes
 # Several stages in one call: bash .dev/gpu_session.sh tests kernels
 # Everything lands in $OUT (JSON + text); the readable tables are printed last.
 set -uo pipefail
@@ -70,6 +71,15 @@ stage_suite() {
   # SIGINT at the limit, so pytest still prints its summary of failures (a killed run prints none).
   OMP_NUM_THREADS=1 timeout -s INT 330 python3 -m pytest -q -n 15 -p no:cacheprovider -p no:benchmark \
     --timeout 200 -rfE --durations 12 tests 2>&1 | grep -v '^\.\.\.\.' | tee "$OUT/suite.txt" | tail -60
+}
+
+stage_configs() {
+  # Session 41's illegal access (phase, fp32 inputs, TF32 dots, causal, N = 1024, D = 64): every
+  # config of the three kernels alone, each in its own process, then bf16 at D = 128 (silent errors).
+  timeout 200 python3 -m wfm.kernels.config_check --dtype fp32 --fp32-precision tf32 --variant phase --causal \
+    --seq-len 1024 --head-dim 64 --timeout 60 --out "$OUT/configs-tf32.json" 2>&1 | tee "$OUT/configs.txt" | tail -20
+  timeout 150 python3 -m wfm.kernels.config_check --dtype bf16 --variant phase --causal --seq-len 4096 \
+    --head-dim 128 --timeout 60 --out "$OUT/configs-bf16.json" 2>&1 | tee -a "$OUT/configs.txt" | tail -20
 }
 
 stage_throughput() {

@@ -460,3 +460,34 @@ def test_phase_with_tf32_dots_is_refused_before_any_launch(fp32_precision: str) 
     x = torch.randn(1, 2, 4, 32, device=DEVICE)
     with pytest.raises(NotImplementedError, match="illegal memory access"):
         triton_complex_attention(x, x, x, x, x, x, variant="phase", fp32_precision=fp32_precision)
+
+
+# ------------------------------------------------------------------------------------------
+# wfm.kernels.config_check: one autotune config at a time (finds a config that crashes a GPU)
+# ------------------------------------------------------------------------------------------
+def _config_case(**changes) -> dict:
+    case = {"device": DEVICE, "dtype": "fp32", "fp32_precision": "ieee", "variant": "phase", "causal": True,
+            "batch": 1, "heads": 2, "seq_len": 17, "head_dim": 32, "others": 0, "tol": 2e-2}
+    return {**case, **changes}
+
+
+@needs_triton
+def test_triton_config_check_scores_one_pinned_config_against_the_reference() -> None:
+    from wfm.kernels.config_check import OUTPUTS, run_case
+
+    row = run_case("dkdv", 0, _config_case())
+    assert row["status"] == "ok" and set(row["errors"]) == set(OUTPUTS)
+    assert row["error"] < 1e-5 and set(row["configs"]) == {"fwd", "dkdv", "dq"}
+    strict = run_case("dq", 0, _config_case(tol=0.0, variant="magnitude", causal=False))
+    assert strict["status"] == "mismatch" and strict["error"] > 0.0
+
+
+def test_config_check_reports_a_child_that_leaves_no_result_as_crashed(capsys) -> None:
+    from wfm.kernels.config_check import check_all, main
+
+    rows = check_all(_config_case(device="cpu"), ["fwd"], timeout=0.01)  # killed before it imports torch
+    assert rows and all(r["status"] == "crashed" and "no result" in r["detail"] for r in rows)
+    # A child whose run raises reports an error row (here: a device that does not exist).
+    assert main(["--child", "fwd", "0", json.dumps(_config_case(device="meta:0"))]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["status"] == "error" and row["detail"]
