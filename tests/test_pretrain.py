@@ -705,3 +705,43 @@ def test_quantile_spread_script_scores_the_option_as_forecast_applies_it(tmp_pat
         pin = sum(torch.maximum(lv * (tgt - q[..., i]), (lv - 1) * (tgt - q[..., i])) for i, lv in enumerate((0.1, 0.5, 0.9)))
         assert cell[key]["loss"] == pytest.approx(float((2 * pin.sum(1) / tgt.abs().sum(1)).mean()), rel=1e-5)
     assert cell["on"]["first"] == cell["off"]["first"]  # the first patch has nothing before it
+
+
+def test_canonical_script_scores_the_model_and_the_oracle_against_the_best_classical(tmp_path, monkeypatch):
+    """pretrain/canonical.py: each process's oracle is the optimal forecast it names (the level for
+    white noise, the last value for a random walk, the line for a trend: at or below the best of
+    persistence and the mean), and the model's row is its own ``forecast`` over that baseline."""
+    import wfm
+    from wfm.models.registry import create_model
+    from wfm.tasks.metrics import window_nmse
+
+    script = _load_script("canonical", monkeypatch)
+    for process in script.PROCESSES:
+        x, oracle = script.draw(process, 64, 96, 8, seed=0)
+        assert x.shape == (64, 104) and oracle.shape == (64, 8) and torch.isfinite(x).all()
+        assert script.score(_Persistence(), process, 64, 96, 8, 0, 60.0)["oracle"] <= 1.02, process
+    x, oracle = script.draw("random walk", 4, 32, 4, seed=1)
+    assert torch.equal(oracle, x[:, 31:32].expand(4, 4))
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, check_origins=4)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--processes", "white", "trend", "--contexts", "32",
+                       "--horizon", "8", "--series", "4", "--seeds", "2", "--out", str(tmp_path / "c.json")])
+    assert json.loads((tmp_path / "c.json").read_text())["rows"] == out["rows"] and len(out["rows"]) == 2
+    x, _ = script.draw("trend", 4, 32, 8, seed=0)
+    ctx, tgt = x[:, :32], x[:, 32:]
+    best = min(float(window_nmse(ctx[:, -1:].expand_as(tgt), tgt).mean()),
+               float(window_nmse(ctx.mean(1, keepdim=True).expand_as(tgt), tgt).mean()))
+    m = wfm.from_pretrained(str(tmp_path / "m")).eval()
+    with torch.no_grad():
+        ratio = float(window_nmse(m.forecast(ctx, 60.0, 8), tgt).mean()) / best
+    runs = [script.score(m, "trend", 4, 32, 8, s, 60.0)["model"] for s in range(2)]
+    assert runs[0] == pytest.approx(ratio, rel=1e-6)
+    assert out["rows"][1]["model"] == pytest.approx(sum(runs) / 2, rel=1e-6)
+
+
+class _Persistence:
+    """A stand-in forecaster (the last value) for the oracle checks of pretrain/canonical.py."""
+
+    def forecast(self, context, interval, horizon):
+        return context[:, -1:].expand(-1, horizon)
