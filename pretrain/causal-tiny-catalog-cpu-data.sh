@@ -18,6 +18,7 @@ for f in data/recipes/wifi/wifi-static-*.yaml; do jobs+=("$f 1024"); done       
 for f in data/recipes/wifi/wifi-jitter-*.yaml; do jobs+=("$f 2048"); done                    # from stage 4
 jobs+=("data/recipes/beam-street-60g.yaml 1024")                                           # the beam stage
 for f in data/recipes/wifi/wifi-dips-*.yaml; do jobs+=("$f 2048"); done                      # the dips stage
+jobs+=("data/recipes/process-textbook.yaml 2048")                                       # the process stage
 pids=()
 for j in "${jobs[@]}"; do
   set -- $j

@@ -192,7 +192,8 @@ def recipe_from_dict(d: dict[str, Any], source: str = "<dict>") -> CSIRecipe:
 # Recipe kinds other than CSI (series, traffic...) live in their own modules, which call
 # register_recipe_kind when imported; KIND_MODULES lists them so that load_recipe finds them.
 # Every recipe type has: name, kind, num_samples, shard_size, split, to_dict(), with_overrides().
-KIND_MODULES: tuple[str, ...] = ("wfm.data.csi_generator", "wfm.data.series_generators", "wfm.data.beam_generator")
+KIND_MODULES: tuple[str, ...] = ("wfm.data.csi_generator", "wfm.data.series_generators", "wfm.data.beam_generator",
+                                 "wfm.data.process_generator")
 _PARSERS: dict[str, Callable[[dict[str, Any], str], Any]] = {"csi": recipe_from_dict}
 
 
