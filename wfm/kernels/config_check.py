@@ -73,11 +73,11 @@ def run_case(kernel: str, index: int, case: dict) -> dict:
                                              phase, causal, scale, eps, precision)
     if dev == "cuda":
         torch.cuda.synchronize()  # an illegal access surfaces here, in this child only
-    # The reference sees the same rounded inputs, in float64.
-    leaves = [t.to(dtype).double().requires_grad_() for t in halves]
+    # The reference sees the same rounded inputs, in float64, on the same device (fast on a GPU).
+    leaves = [t.to(dtype).to(dev, torch.float64).requires_grad_() for t in halves]
     ref = reference_attention(*leaves, variant=case["variant"], causal=causal, scale=scale, eps=eps, chunk_size=256)
-    torch.autograd.backward(ref, [g.to(dtype).double() for g in grads])
-    expected = [r.detach() for r in ref] + [leaves[i].grad for i in (0, 1, 2, 3, 4, 5)]
+    torch.autograd.backward(ref, [g.to(dtype).to(dev, torch.float64) for g in grads])
+    expected = [r.detach().cpu() for r in ref] + [leaves[i].grad.cpu() for i in range(6)]
     actual = [o_r, o_i, dx[0], dx[1], dx[2], dx[3], dx[4], dx[5]]
     errors = {}
     for name, a, e in zip(OUTPUTS, actual, expected):
