@@ -491,3 +491,18 @@ def test_config_check_reports_a_child_that_leaves_no_result_as_crashed(capsys) -
     assert main(["--child", "fwd", "0", json.dumps(_config_case(device="meta:0"))]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["status"] == "error" and row["detail"]
+
+
+@needs_triton
+def test_triton_bench_records_the_config_each_kernel_ran(tmp_path) -> None:
+    """kernels/bench.py --tiny: each of our rows names the autotune config its kernels ran, in
+    ``config_check.describe``'s words (the same names the per-config check prints)."""
+    from wfm.kernels.bench import main
+
+    out = tmp_path / "b.json"
+    main(["--device", DEVICE, "--tiny", "--variants", "phase", "--impls", "triton", "--modes", "fwd",
+          "--causal", "true", "--head-dims", "32", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert rows and all(r["status"] == "ok" for r in rows)
+    assert all(r["configs"]["fwd_kernel"].endswith("stages") and " warps, " in r["configs"]["fwd_kernel"]
+               for r in rows)

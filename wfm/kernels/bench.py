@@ -157,13 +157,13 @@ def autotuned_configs(mode: str) -> dict[str, str]:
     """The config each kernel's autotuner picked for the shape just timed."""
     from wfm.kernels import triton_attention as ta  # lazy: triton is optional (see build_fn)
 
+    from wfm.kernels.config_check import KERNELS, describe
+
     picked = {}
-    names = ("_fwd_kernel",) if mode == "fwd" else ("_fwd_kernel", "_bwd_dkdv_kernel", "_bwd_dq_kernel")
-    for name in names:
+    for name in (KERNELS["fwd"],) if mode == "fwd" else tuple(KERNELS.values()):
         cfg = getattr(getattr(ta, name), "best_config", None)
         if cfg is not None:
-            picked[name.strip("_")] = (f"{cfg.kwargs.get('BLOCK_M')}x{cfg.kwargs.get('BLOCK_N')}, "
-                                       f"{cfg.num_warps} warps, {cfg.num_stages} stages")
+            picked[name.strip("_")] = describe(cfg)
     return picked
 
 

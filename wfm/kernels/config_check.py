@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps({"case": case, "rows": rows}, indent=1))
     bad = [r for r in rows if r["status"] != "ok"]
-    print(f"{len(rows) - len(bad)} of {len(rows)} configs ok" + (f"; not ok: {', '.join(_line(r).split()[0] + ' ' + str(r['config']) for r in bad)}" if bad else ""))
+    not_ok = ", ".join(f"{r['kernel']} {r['config']}" for r in bad)
+    print(f"{len(rows) - len(bad)} of {len(rows)} configs ok" + (f"; not ok: {not_ok}" if bad else ""))
     return 1 if bad else 0
 
 
