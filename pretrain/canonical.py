@@ -13,7 +13,11 @@ squared error does and the oracle is optimal for it too):
   ``mu + phi ** h (x_L - mu)``;
 - ``trend``: a line of slope 0.05 per step plus white noise; optimal: the line continued;
 - ``shift``: white noise whose level rises by 5 a quarter of the context before its end; optimal:
-  the new level.
+  the new level;
+- ``counts 1`` / ``counts 3`` (not in the default list): independent Poisson counts of rate 1 or 3,
+  the small counts of events a network logs (drops, handovers, retransmissions); optimal for squared
+  error: the rate (per-window NMSE, which weighs a window by its energy, puts its optimum slightly
+  below). Non-negative, so ``box_cox`` forecasts them in the Box-Cox space their context chooses.
 
 At each context length (``--contexts``) and ``--horizon``, per-window NMSE (the benchmark's metric)
 of the model's ``forecast`` as users call it, and of the oracle (the optimal forecast, the process's
@@ -39,13 +43,15 @@ import wfm
 from wfm.tasks.metrics import window_nmse
 
 PROCESSES = ("white", "random walk", "AR(1) 0.9", "AR(1) 0.98", "trend", "shift")
+#: Processes the script knows beyond the default six.
+MORE_PROCESSES = ("counts 1", "counts 3")
 LEVEL, SLOPE, SHIFT = 100.0, 0.05, 5.0
 
 
 def draw(process: str, n: int, context: int, horizon: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(series [n, context + horizon], oracle [n, horizon])``: ``n`` draws of ``process`` and the
     optimal forecast of their last ``horizon`` values from the ``context`` before (parameters known)."""
-    rng = np.random.default_rng([seed, PROCESSES.index(process), context, horizon])
+    rng = np.random.default_rng([seed, (PROCESSES + MORE_PROCESSES).index(process), context, horizon])
     length = context + horizon
     e = rng.normal(size=(n, length))
     h = np.arange(1, horizon + 1)
@@ -71,6 +77,10 @@ def draw(process: str, n: int, context: int, horizon: int, seed: int) -> tuple[t
         step = np.where(np.arange(length) >= context - context // 4, SHIFT, 0.0)
         x = LEVEL + step + e
         oracle = np.full((n, horizon), LEVEL + SHIFT)
+    elif process.startswith("counts"):
+        rate = float(process.split()[1])
+        x = rng.poisson(rate, size=(n, length)).astype(np.float64)
+        oracle = np.full((n, horizon), rate)
     else:
         raise ValueError(f"unknown process {process!r} (known: {', '.join(PROCESSES)})")
     return torch.tensor(x, dtype=torch.float32), torch.tensor(oracle, dtype=torch.float32)
@@ -93,7 +103,7 @@ def score(model, process: str, n: int, context: int, horizon: int, seed: int, in
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="an exported causal model folder")
-    ap.add_argument("--processes", nargs="+", default=list(PROCESSES), choices=PROCESSES)
+    ap.add_argument("--processes", nargs="+", default=list(PROCESSES), choices=PROCESSES + MORE_PROCESSES)
     ap.add_argument("--contexts", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument("--horizon", type=int, default=16)
     ap.add_argument("--series", type=int, default=64, help="series per process, context and seed")

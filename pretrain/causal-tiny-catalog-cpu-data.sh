@@ -19,6 +19,7 @@ for f in data/recipes/wifi/wifi-jitter-*.yaml; do jobs+=("$f 2048"); done       
 jobs+=("data/recipes/beam-street-60g.yaml 1024")                                           # the beam stage
 for f in data/recipes/wifi/wifi-dips-*.yaml; do jobs+=("$f 2048"); done                      # the dips stage
 jobs+=("data/recipes/process-textbook.yaml 2048")                                       # the process stage
+jobs+=("data/recipes/process-textbook-csi.yaml 2048")                                   # the process stage at CSI intervals
 pids=()
 for j in "${jobs[@]}"; do
   set -- $j

@@ -716,10 +716,13 @@ def test_canonical_script_scores_the_model_and_the_oracle_against_the_best_class
     from wfm.tasks.metrics import window_nmse
 
     script = _load_script("canonical", monkeypatch)
-    for process in script.PROCESSES:
+    for process in script.PROCESSES + script.MORE_PROCESSES:
         x, oracle = script.draw(process, 64, 96, 8, seed=0)
         assert x.shape == (64, 104) and oracle.shape == (64, 8) and torch.isfinite(x).all()
         assert script.score(_Persistence(), process, 64, 96, 8, 0, 60.0)["oracle"] <= 1.02, process
+    x, oracle = script.draw("counts 3", 64, 96, 8, seed=0)  # Poisson counts: their rate is the oracle
+    assert torch.equal(x, x.round()) and (x >= 0).all() and float(x.mean()) == pytest.approx(3.0, rel=0.05)
+    assert (oracle == 3.0).all()
     x, oracle = script.draw("random walk", 4, 32, 4, seed=1)
     assert torch.equal(oracle, x[:, 31:32].expand(4, 4))
     torch.manual_seed(0)
