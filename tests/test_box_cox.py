@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wfm.models.box_cox import LAMBDAS, box_cox, guerrero_lambda, inv_box_cox
+from wfm.models.box_cox import LAMBDAS, box_cox, box_cox_windows, guerrero_lambda, inv_box_cox
 from wfm.models.registry import create_model
 
 
@@ -60,6 +60,31 @@ def test_guerrero_chooses_the_log_for_changes_that_grow_with_the_level_and_none_
     bad_short[1, 0] = -1.0
     assert bool((guerrero_lambda(bad_short, group)[:4] == 1).all())
     assert bool((guerrero_lambda(bad_short, group)[4:] == pooled[4:]).all())
+
+
+def test_training_windows_take_the_exponent_of_their_observed_context_only():
+    """``box_cox_windows`` (``CausalPretrainModule(box_cox=True)``): a window's exponent is
+    Guerrero's on its observed context alone (padding and targets do not count), its observed
+    values are transformed with it, and padding, rows at ``lam = 1`` and rows with a negative
+    value (target included) come back to the bit."""
+    mult, add = _series(2, 144, True), _series(2, 144, False, seed=1)
+    ctx_len, pad = 96, 10  # 10 values of padding on the left, 96 of context, 48 targets
+    values = torch.cat([torch.zeros(4, pad), torch.cat([mult, add])], dim=1)
+    values[:, :pad] = 7.0  # what padding holds must not matter
+    observed = torch.arange(values.shape[1])[None].expand(4, -1) >= pad
+    ctx = torch.full((4,), pad + ctx_len)
+    values[3, -1] = -1.0  # a negative target: no transform for that row
+    out, lam = box_cox_windows(values, observed, ctx)
+    expect = guerrero_lambda(values[:, pad:pad + ctx_len])
+    assert lam[:3].tolist() == expect[:3].tolist() and lam[3] == 1.0
+    assert lam[0] < 1 and lam[1] < 1 and lam[2] == 1.0  # multiplicative rows: a transform; additive: none
+    for r in (0, 1):
+        assert torch.allclose(out[r, pad:], box_cox(values[r:r + 1, pad:], lam[r:r + 1])[0])
+    assert torch.equal(out[:, :pad], values[:, :pad]) and torch.equal(out[2:], values[2:])
+    # the targets do not choose: changing them leaves the exponent
+    moved = values.clone()
+    moved[:2, pad + ctx_len:] *= 3.0
+    assert torch.equal(box_cox_windows(moved, observed, ctx)[1], lam)
 
 
 def test_box_cox_round_trips_and_leaves_rows_at_lambda_one_untouched():

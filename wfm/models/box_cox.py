@@ -33,7 +33,7 @@ def _pool(x: Tensor, group: Tensor | None) -> Tensor:
 
 
 def guerrero_lambda(context: Tensor, group: Tensor | None = None, lambdas: tuple[float, ...] = LAMBDAS,
-                    min_chunks: int = MIN_CHUNKS) -> Tensor:
+                    min_chunks: int = MIN_CHUNKS, observed: Tensor | None = None) -> Tensor:
     """``[B]`` float64: the Box-Cox exponent of each row of ``context`` ``[B, L]`` by Guerrero's method.
 
     The chunks (``CHUNK`` values each, the oldest value dropped where ``L`` is odd) of a ``group``'s
@@ -41,15 +41,20 @@ def guerrero_lambda(context: Tensor, group: Tensor | None = None, lambdas: tuple
     night): chunks of zeros say nothing about how change grows with level and are left out, and a
     row or group with any zero chooses from the exponents above 0 (``0 ** lam`` is finite only
     there). A row, or a group, with a negative value or nothing but zeros, or with fewer than
-    ``min_chunks`` chunks of positive level, gets 1."""
+    ``min_chunks`` chunks of positive level, gets 1.
+
+    ``observed`` ``[B, L]`` (bool): only these values count (a training window's padding and its
+    targets are not the context); a chunk with a value outside it is left out."""
     b, length = context.shape
     x = context.double()
+    obs = torch.ones_like(x, dtype=torch.bool) if observed is None else observed.to(torch.bool)
     n = length // CHUNK
-    bad = ((x < 0).any(dim=1) | ~(x > 0).any(dim=1)).double()
-    zero = (x == 0).any(dim=1).double()
+    bad = (((x < 0) & obs).any(dim=1) | ~((x > 0) & obs).any(dim=1)).double()
+    zero = ((x == 0) & obs).any(dim=1).double()
     parts = x[:, length - n * CHUNK:].reshape(b, n, CHUNK)
+    whole = obs[:, length - n * CHUNK:].reshape(b, n, CHUNK).all(dim=-1)
     level = parts.mean(dim=-1)  # [B, n]
-    used = (level > 0).double()
+    used = ((level > 0) & whole).double()
     chunks = used.sum(dim=1)
     ok = (_pool(bad, group) == 0) & (_pool(chunks, group) >= min_chunks)
     if n == 0 or not bool(ok.any()):
@@ -89,3 +94,22 @@ def inv_box_cox(y: Tensor, lam: Tensor) -> Tensor:
     x = torch.where(lam == 0, yd.clamp(max=700.0).exp(), (lam * yd + 1.0).clamp_min(0.0) ** (1.0 / nz))
     x = x.clamp(max=torch.finfo(y.dtype).max) if y.dtype.is_floating_point else x
     return torch.where(lam < 1, x, yd).to(y.dtype)
+
+
+def box_cox_windows(values: Tensor, observed: Tensor, context_len: Tensor,
+                    group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Training windows ``values`` ``[B, W]`` in the Box-Cox space ``forecast(box_cox=True)`` would
+    forecast them in: ``(transformed values, lam [B])``.
+
+    ``lam`` is Guerrero's on each row's (or ``group``'s) observed context, the values before
+    ``context_len`` ``[B]`` (:func:`guerrero_lambda`), as at inference; a row with a negative
+    observed value anywhere in its window (its target included) keeps ``lam = 1``, since the
+    transform is defined for non-negative values only. Unobserved positions (padding) stay as
+    they were; rows at ``lam = 1`` are returned unchanged, to the bit."""
+    pos = torch.arange(values.shape[1], device=values.device)
+    context = observed & (pos[None] < context_len.view(-1, 1))
+    lam = guerrero_lambda(values, group, observed=context)
+    negative = ((values < 0) & observed).any(dim=1)
+    lam = torch.where(negative, torch.ones_like(lam), lam)
+    safe = torch.where(observed, values, torch.ones_like(values))  # padding: any finite value
+    return torch.where(observed, box_cox(safe, lam), values), lam

@@ -29,6 +29,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from wfm.hub import CheckpointError, causal_arch
 from wfm.hub_mixin import _check_state_dict
+from wfm.models.box_cox import box_cox_windows
 from wfm.models.causal import CausalForecaster
 from wfm.models.registry import create_model
 from wfm.nn.lora import apply_lora
@@ -146,6 +147,11 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
             (``wfm.tasks.significance.KeptWeights``);
             ``"best"``: on any lower mean. The checkpoint then carries those weights as well
             (``wfm_kept``, what ``wfm export`` exports; resuming still uses the last step's).
+        box_cox: train each non-negative window in the Box-Cox space its context chooses
+            (:func:`wfm.models.box_cox.box_cox_windows`), where ``forecast`` with the model's
+            ``box_cox`` option forecasts it: without it the network is trained on traffic as given
+            and then, at inference, reads the same traffic in log space. The loss is then in that
+            space. Training steps only (validation metrics stay in the series' own units).
     """
 
     def __init__(self, model: str = "causal_tiny", patch_len: int | None = None, quantiles: list[float] | None = None,
@@ -155,7 +161,7 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
                  init_from: str | None = None, mode: Literal["full", "lora", "linear-probe", "quantiles"] = "full",
                  lora_rank: int = 4, init_weights: str | None = None,
                  fixed_scalars: dict[str, float] | None = None, skill_loss: bool | Literal["group"] = False,
-                 select: Literal["last", "significant", "best"] = "last") -> None:
+                 select: Literal["last", "significant", "best"] = "last", box_cox: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         if init_from is None:
@@ -227,6 +233,8 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         values, observed, ctx = pad_to_patches(batch, self.model.patch_len)
+        if self.hparams.get("box_cox"):
+            values, _ = box_cox_windows(values, observed, ctx, batch.get("group"))
         b, n = values.shape[0], self.model.num_tokens(values.shape[1])
         if self.hparams.get("mode") == "quantiles":  # the quantiles as forecast rolls them out
             loss = self.model.rollout_quantile_loss(values, observed, batch["interval"], ctx,
