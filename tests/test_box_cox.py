@@ -146,3 +146,28 @@ def test_causal_box_cox_config_round_trip_and_white_noise_keeps_the_arithmetic_m
     with torch.no_grad():
         f = again.forecast(amp, 1e-3, 8, group=group)
     assert torch.equal(f, ContextMean().forecast(amp, torch.full((64,), 1e-3), 8))
+
+
+def test_pretraining_with_box_cox_takes_the_loss_in_the_space_forecast_uses():
+    """``CausalPretrainModule(box_cox=True)``: a training step's loss is the model's loss on the
+    windows as ``box_cox_windows`` puts them; without the option, on the windows as given."""
+    from wfm.training.lit_causal import CausalPretrainModule
+
+    torch.manual_seed(0)
+    x = torch.cat([_series(3, 120, True), _series(1, 120, False, seed=2)])  # 96 of context, 24 ahead
+    x[3, 10] = -1.0  # a series with a negative value stays as given
+    batch = {"values": x, "observed": torch.ones_like(x, dtype=torch.bool), "context_len": torch.full((4,), 96),
+             "interval": torch.full((4,), 600.0), "kind": ["traffic"] * 4}
+    kwargs = dict(prior="mix", guard=True, backtest_origins="value")
+    with pytest.warns(UserWarning):  # self.log outside a Trainer
+        on = CausalPretrainModule(model_kwargs=kwargs, box_cox=True)
+        off = CausalPretrainModule(model_kwargs=kwargs)
+        off.model.load_state_dict(on.model.state_dict())
+        loss_on, loss_off = on.training_step(batch, 0), off.training_step(batch, 0)
+    moved, lam = box_cox_windows(x, batch["observed"], batch["context_len"])
+    assert bool((lam[:3] < 1).all()) and lam[3] == 1.0
+    want_on = on.model.loss(moved, batch["observed"], batch["interval"], batch["context_len"], scaled=True)[0]
+    want_off = on.model.loss(x, batch["observed"], batch["interval"], batch["context_len"], scaled=True)[0]
+    assert float(loss_on) == pytest.approx(float(want_on), rel=1e-6)
+    assert float(loss_off) == pytest.approx(float(want_off), rel=1e-6)
+    assert float(loss_on) != pytest.approx(float(loss_off), rel=1e-3)
