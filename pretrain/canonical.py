@@ -82,7 +82,7 @@ def draw(process: str, n: int, context: int, horizon: int, seed: int) -> tuple[t
         x = rng.poisson(rate, size=(n, length)).astype(np.float64)
         oracle = np.full((n, horizon), rate)
     else:
-        raise ValueError(f"unknown process {process!r} (known: {', '.join(PROCESSES)})")
+        raise ValueError(f"unknown process {process!r} (known: {', '.join(PROCESSES + MORE_PROCESSES)})")
     return torch.tensor(x, dtype=torch.float32), torch.tensor(oracle, dtype=torch.float32)
 
 
