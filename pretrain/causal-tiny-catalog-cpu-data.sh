@@ -20,6 +20,7 @@ jobs+=("data/recipes/beam-street-60g.yaml 1024")                                
 for f in data/recipes/wifi/wifi-dips-*.yaml; do jobs+=("$f 2048"); done                      # the dips stage
 jobs+=("data/recipes/process-textbook.yaml 2048")                                       # the process stage
 jobs+=("data/recipes/process-textbook-csi.yaml 2048")                                   # the process stage at CSI intervals
+for f in data/recipes/traffic-{2min,10min,15min}-spikes.yaml; do jobs+=("$f 256"); done      # the spikes stage
 pids=()
 for j in "${jobs[@]}"; do
   set -- $j

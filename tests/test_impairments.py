@@ -315,3 +315,29 @@ def test_drift_makes_persistence_better_than_the_seasonal_profile():
     y = x - x.mean(1, keepdims=True)
     ac = [np.mean(np.sum(y[:, :-lag] * y[:, lag:], 1) / np.sum(y * y, 1)) for lag in (spd // 2, spd)]
     assert ac[1] > ac[0]
+
+
+def test_short_spikes_fall_back_within_minutes_at_any_interval():
+    def excess(name: str, **kw) -> tuple[np.ndarray, float]:
+        base = load_recipe(RECIPES / f"{name}.yaml").with_overrides(num_samples=16, days=14)
+        a = TrafficGenerator(base).generate(16, 5)["traffic"]
+        b = TrafficGenerator(base.with_overrides(**kw)).generate(16, 5)["traffic"]
+        return b / a - 1.0, base.interval_min
+
+    # Off: the recipe's dict and data are as before (their own random stream).
+    off = load_recipe(RECIPES / "traffic-10min.yaml").with_overrides(spikes_per_day=0.0)
+    assert "spikes_per_day" not in off.to_dict() and not off.has_extras
+    ten, _ = excess("traffic-10min", spikes_per_day=0.0)
+    np.testing.assert_array_equal(ten, 0.0)
+    for name in ("traffic-10min", "traffic-2min"):
+        x, minutes = excess(name, spikes_per_day=4.0, spike_minutes=15.0, spike_gain_log_mean=0.5)
+        assert (x >= -1e-6).all()  # spikes only add load
+        onsets = ((x[:, 1:] > 0.5) & (x[:, :-1] <= 0.5)).sum()
+        assert 16 * 14 * 4 * 0.4 < onsets < 16 * 14 * 4 * 1.2  # about 4 a day (small ones stay below 0.5)
+        # Above half the load for minutes, not hours: 15 min e-folding of a ~2.6x jump.
+        above_min = (x > 0.5).sum() / onsets * minutes
+        assert 5 < above_min < 60, (name, above_min)
+    recipe = load_recipe(RECIPES / "traffic-10min-spikes.yaml")
+    assert recipe.spikes_per_day == 4 and recipe.has_extras
+    with pytest.raises(DataError, match="spike_minutes"):
+        recipe.with_overrides(spike_minutes=0.0)

@@ -25,9 +25,11 @@ Traffic
     counts steps since Monday 00:00), so a model cannot learn the phase from the index.
     Optional (default off): regime changes (``level_shifts_per_week``: Poisson level
     shifts of log-normal size that persist, as when a cell is re-planned or its users
-    change) and a slow random wander of the level (``drift_scale``, ``drift_hours``: an
+    change), a slow random wander of the level (``drift_scale``, ``drift_hours``: an
     AR(1) process in log load), which makes persistence a good short-term predictor, as
-    on measured traffic. The interval (``interval_min``) is any divisor of a day: 1, 2,
+    on measured traffic, and short spikes (``spikes_per_day``, ``spike_minutes``,
+    ``spike_gain_log_mean``: events that last minutes, not hours, and fall back, as a few
+    heavy users or a flash crowd make them). The interval (``interval_min``) is any divisor of a day: 1, 2,
     5, 10, 15, 60 minutes...
 """
 
@@ -50,7 +52,8 @@ from wfm.data.shards import FieldSpec
 MOBILITY = ("pedestrian", "vehicular")
 TRAFFIC_ARCHETYPES = ("residential", "business", "transport")
 #: Optional traffic recipe keys that are left out of the recipe's dict at their defaults.
-TRAFFIC_EXTRAS = ("level_shifts_per_week", "level_shift_log_std", "drift_scale", "drift_hours")
+TRAFFIC_EXTRAS = ("level_shifts_per_week", "level_shift_log_std", "drift_scale", "drift_hours", "spikes_per_day",
+                  "spike_minutes", "spike_gain_log_mean")
 
 
 # ---------------------------------------------------------------------------- recipes
@@ -117,6 +120,9 @@ class TrafficRecipe(RecipeFields):
     level_shift_log_std: float = 0.5  # a shift multiplies the load by exp(N(0, std))
     drift_scale: float = 0.0  # stationary std of an AR(1) wander of log load
     drift_hours: float = 6.0  # its e-folding (correlation) time
+    spikes_per_day: float = 0.0  # Poisson rate of short spikes (bursts that fall back within minutes)
+    spike_minutes: float = 15.0  # mean e-folding time of a spike's decay
+    spike_gain_log_mean: float = 0.5  # a spike adds exp(N(mean, 0.7)) times the load
     shard_size: int = 256
     split: str = "pretrain"
     description: str = ""
@@ -127,9 +133,10 @@ class TrafficRecipe(RecipeFields):
         if not self.interval_min > 0 or abs(1440 / self.interval_min - round(1440 / self.interval_min)) > 1e-9:
             p.append(f"interval_min {self.interval_min} must be > 0 and divide a day (1440 min)")
         p += field_problems(self, counts=("days", "num_samples", "shard_size"),
-                            positive=("noise_df", "burst_hours"),
+                            positive=("noise_df", "burst_hours", "spike_minutes"),
                             non_negative=("bursts_per_day", "noise_scale", "weekend_jitter", "level_log_std",
-                                          "level_shifts_per_week", "level_shift_log_std", "drift_scale"))
+                                          "level_shifts_per_week", "level_shift_log_std", "drift_scale",
+                                          "spikes_per_day"))
         if not self.drift_hours > 0:
             p.append("drift_hours must be > 0")
         if p:
@@ -146,7 +153,7 @@ class TrafficRecipe(RecipeFields):
 
     @property
     def has_extras(self) -> bool:
-        return self.level_shifts_per_week > 0 or self.drift_scale > 0
+        return self.level_shifts_per_week > 0 or self.drift_scale > 0 or self.spikes_per_day > 0
 
     @property
     def steps_per_day(self) -> int:
@@ -329,8 +336,10 @@ class TrafficGenerator:
         level = np.exp(rng.normal(r.level_log_mean, r.level_log_std, size=(num, 1)))
         bursts = self._bursts(rng, num, L, spd)
         noise = np.exp(r.noise_scale * np.clip(rng.standard_t(r.noise_df, size=(num, L)), -30, 30))
+        if r.spikes_per_day > 0:  # their own random stream too: the rest of a series is unchanged
+            bursts = bursts + self._spikes(np.random.default_rng([0x5B1, int(seed) % 2**63]), num, L)
         traffic = level * season * (1.0 + bursts) * noise
-        if r.has_extras:
+        if r.level_shifts_per_week > 0 or r.drift_scale > 0:
             # Their own random stream, so the rest of a series is the same with and without them.
             traffic = traffic * np.exp(self._regimes(np.random.default_rng([0x7AF, int(seed) % 2**63]), num, L, spd))
         return {"traffic": traffic.astype(np.float32), "start_step": start.astype(np.int64),
@@ -353,6 +362,21 @@ class TrafficGenerator:
             for t in range(1, L):
                 a[:, t] = phi * a[:, t - 1] + e[:, t]
             out += a
+        return out
+
+    def _spikes(self, rng: np.random.Generator, num: int, L: int) -> np.ndarray:
+        """Relative extra load of short spikes [num, L]: a jump of log-normal size that decays
+        within minutes (e-folding ``spike_minutes`` times an exponential draw), so at 10-minute
+        steps most last one or two values and at 1-minute steps a dozen."""
+        r = self.recipe
+        out = np.zeros((num, L))
+        tau = r.spike_minutes / r.interval_min  # mean decay time in steps
+        k = np.arange(L)
+        for i in range(num):
+            for _ in range(rng.poisson(r.spikes_per_day * L * r.interval_min / 1440.0)):
+                s = int(rng.integers(0, L))
+                gain = math.exp(rng.normal(r.spike_gain_log_mean, 0.7))
+                out[i, s:] += gain * np.exp(-k[:L - s] / (tau * rng.exponential(1.0) + 1e-9))
         return out
 
     def _bursts(self, rng: np.random.Generator, num: int, L: int, spd: int) -> np.ndarray:
