@@ -337,7 +337,7 @@ class TrafficGenerator:
         bursts = self._bursts(rng, num, L, spd)
         noise = np.exp(r.noise_scale * np.clip(rng.standard_t(r.noise_df, size=(num, L)), -30, 30))
         if r.spikes_per_day > 0:  # their own random stream too: the rest of a series is unchanged
-            bursts = bursts + self._spikes(np.random.default_rng([0x5B1, int(seed) % 2**63]), num, L)
+            bursts = bursts + self._spikes(np.random.default_rng([0x5B1, int(seed) % 2**63]), num, L, spd)
         traffic = level * season * (1.0 + bursts) * noise
         if r.level_shifts_per_week > 0 or r.drift_scale > 0:
             # Their own random stream, so the rest of a series is the same with and without them.
@@ -364,34 +364,34 @@ class TrafficGenerator:
             out += a
         return out
 
-    def _spikes(self, rng: np.random.Generator, num: int, L: int) -> np.ndarray:
-        """Relative extra load of short spikes [num, L]: a jump of log-normal size that decays
-        within minutes (e-folding ``spike_minutes`` times an exponential draw), so at 10-minute
-        steps most last one or two values and at 1-minute steps a dozen."""
+    def _spikes(self, rng: np.random.Generator, num: int, L: int, spd: int) -> np.ndarray:
+        """Relative extra load of short spikes [num, L]: bursts that decay within minutes
+        (e-folding ``spike_minutes``), so at 10-minute steps most last one or two values and at
+        1-minute steps a dozen."""
         r = self.recipe
-        out = np.zeros((num, L))
-        tau = r.spike_minutes / r.interval_min  # mean decay time in steps
-        k = np.arange(L)
-        for i in range(num):
-            for _ in range(rng.poisson(r.spikes_per_day * L * r.interval_min / 1440.0)):
-                s = int(rng.integers(0, L))
-                gain = math.exp(rng.normal(r.spike_gain_log_mean, 0.7))
-                out[i, s:] += gain * np.exp(-k[:L - s] / (tau * rng.exponential(1.0) + 1e-9))
-        return out
+        return _decaying_events(rng, num, L, r.spikes_per_day * L / spd, r.spike_minutes / r.interval_min,
+                                r.spike_gain_log_mean)
 
     def _bursts(self, rng: np.random.Generator, num: int, L: int, spd: int) -> np.ndarray:
-        """Relative extra load of events: jump up, decay exponentially."""
+        """Relative extra load of events: jump up, decay exponentially over hours."""
         r = self.recipe
-        out = np.zeros((num, L))
-        tau = r.burst_hours * spd / 24.0  # decay time in steps
-        for i in range(num):
-            for _ in range(rng.poisson(r.bursts_per_day * L / spd)):
-                s = int(rng.integers(0, L))
-                gain = math.exp(rng.normal(r.burst_gain_log_mean, 0.7))
-                k = np.arange(L - s)
-                out[i, s:] += gain * np.exp(-k / (tau * rng.exponential(1.0) + 1e-9))
-        return out
+        return _decaying_events(rng, num, L, r.bursts_per_day * L / spd, r.burst_hours * spd / 24.0,
+                                r.burst_gain_log_mean)
 
+
+def _decaying_events(rng: np.random.Generator, num: int, L: int, expected: float, tau: float,
+                     gain_log_mean: float) -> np.ndarray:
+    """Relative extra load [num, L] of Poisson events (``expected`` per series) at uniform
+    steps: each jumps by ``exp(N(gain_log_mean, 0.7))`` and decays with an e-folding of ``tau``
+    steps times an exponential draw."""
+    out = np.zeros((num, L))
+    for i in range(num):
+        for _ in range(rng.poisson(expected)):
+            s = int(rng.integers(0, L))
+            gain = math.exp(rng.normal(gain_log_mean, 0.7))
+            k = np.arange(L - s)
+            out[i, s:] += gain * np.exp(-k / (tau * rng.exponential(1.0) + 1e-9))
+    return out
 
 register_recipe_kind("trajectory", dataclass_recipe_parser(TrajectoryRecipe, "trajectory"))
 register_recipe_kind("traffic", dataclass_recipe_parser(TrafficRecipe, "traffic"))
