@@ -87,7 +87,7 @@ def test_real_telecom_italia_file(tmp_path):
 def test_traffic_bad_input_names_file_and_line(tmp_path, rows, match):
     src = _ti_csv(tmp_path / "bad.csv", rows=rows)
     with pytest.raises(DataError, match=rf"bad.csv: {match}"):
-        load_telecom_italia(src)
+        load_telecom_italia(src, interval=600.0)  # two rows cannot tell a gap from the step: declared
     assert not (tmp_path / "out").exists()
 
 
@@ -101,6 +101,31 @@ def test_traffic_missing_column_and_unparseable_file(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match=r"empty.csv: empty file"):
         load_telecom_italia(tmp_path / "empty.csv")
+
+
+def test_telecom_italia_interval_is_read_from_the_file(tmp_path):
+    """Other operators export the same layout at 1, 2, 15 or 60 minutes: the step is the most
+    common gap between a cell's timestamps, so missing steps do not set it (they still follow the
+    gap policy); a declared interval is checked against the file, and a row off the grid is refused."""
+    rows = [f"{c},{T0_MS + k * 120_000},{c + k}" for c in (1, 2) for k in range(30) if (c, k) != (1, 7)]
+    src = _ti_csv(tmp_path / "lte.csv", rows=rows)
+    d = load_telecom_italia(src, policy=GapPolicy("linear", max_gap=1))
+    assert d["interval_s"] == 120.0 and [len(s) for s in d["traffic"]] == [30, 30]
+    assert d["traffic"][0][7, 0] == pytest.approx(8.0)  # the missing step, filled on the 2-minute grid
+    with pytest.raises(DataError, match=r"lte.csv: line 9: 1 missing step"):
+        load_telecom_italia(src)  # the default policy refuses the gap, on the inferred grid
+    with pytest.raises(DataError, match=r"lte.csv: line 3: irregular interval.*120 s after.*600 s grid"):
+        load_telecom_italia(src, interval=600.0)
+    out = import_telecom_italia(src, tmp_path / "ds", policy=GapPolicy("linear", max_gap=1))
+    assert ShardedDataset(out).attrs["interval_s"] == 120.0
+    off = _ti_csv(tmp_path / "off.csv", rows=rows[:10] + [f"1,{T0_MS + 10 * 120_000 + 45_000},0"])
+    with pytest.raises(DataError, match=r"off.csv: line 12: irregular interval.*45 s after.*120 s grid"):
+        load_telecom_italia(off)
+    one = _ti_csv(tmp_path / "one.csv", rows=[f"1,{T0_MS},3", f"2,{T0_MS},4"])
+    assert load_telecom_italia(one)["interval_s"] == 600.0  # one value a cell: no step to read, the challenge's
+    dup = _ti_csv(tmp_path / "dup.csv", rows=[f"1,{T0_MS},3", f"1,{T0_MS},4"])
+    with pytest.raises(DataError, match=r"dup.csv: line 3: duplicated timestamp"):
+        load_telecom_italia(dup)
 
 
 def test_gap_policies_fill_and_split(tmp_path):

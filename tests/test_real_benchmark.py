@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from wfm.cli import main
+from wfm.data.errors import DataError
 from wfm.tasks import real_data as R
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -19,15 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
 
-def _milan(path: Path, cells=(11, 12), steps: int = 144) -> Path:
+def _milan(path: Path, cells=(11, 12), steps: int = 144, step_s: int = 600) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = 1383260400000
     rng = np.random.default_rng(0)
     lines = ["square_id,time_interval,internet_total"]
     for c in cells:
         for i in range(steps):
-            v = 100 + 50 * np.sin(2 * np.pi * i / 144) + rng.normal(0, 2)
-            lines.append(f"{c},{t0 + i * 600_000},{v:.4f}")
+            v = 100 + 50 * np.sin(2 * np.pi * i * step_s / 86_400) + rng.normal(0, 2)
+            lines.append(f"{c},{t0 + i * step_s * 1000},{v:.4f}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -68,6 +69,25 @@ def standin(tmp_path, monkeypatch) -> Path:
 
     monkeypatch.setattr(W, "read_capture", lambda path, fmt, **kw: _fake_capture())
     return root
+
+
+def test_traffic_files_at_any_interval_get_windows_of_16_h_to_2_h(tmp_path):
+    """A traffic CSV in the challenge's layout at another step (an operator's 2-minute LTE export,
+    hourly counters) is read at its own interval: windows of 16 h -> 2 h of it by default, the
+    configured steps otherwise, at most ``max_windows`` a cell, evenly spaced."""
+    root = tmp_path / "traffic"
+    _milan(root / "lte_2min.csv", cells=(5,), steps=600, step_s=120)
+    _milan(root / "hourly.csv", cells=(6,), steps=48, step_s=3600)
+    hourly, lte = R.load_traffic(root, R.RealBenchConfig())  # sorted by file name
+    assert (hourly.name, lte.name) == ("hourly cell 6", "lte_2min cell 5")
+    assert lte.interval == 120.0 and lte.context.shape == (600 - 480 - 60 + 1, 480) and lte.target.shape[1] == 60
+    assert hourly.interval == 3600.0 and hourly.context.shape == (48 - 16 - 2 + 1, 16) and "16 h -> 2 h" in hourly.windows_note
+    few, = R.load_traffic(root, R.RealBenchConfig(traffic_context=100, traffic_horizon=10, max_windows=7))  # hourly: too short
+    assert few.context.shape == (7, 100) and "7 of 491 evenly spaced" in few.windows_note
+    assert few.span[:, 1].tolist() == torch.linspace(0, 490, 7).round().long().tolist()
+    (root / "hourly.csv").unlink()
+    with pytest.raises(DataError, match=r"lte_2min.csv: line 3: irregular interval.*off the 600 s grid"):
+        R.load_traffic(root, R.RealBenchConfig(traffic_interval=600.0))  # a declared interval is checked
 
 
 def test_windows_and_views_of_every_stand_in_dataset(standin):

@@ -20,7 +20,7 @@ from typing import Any
 from wfm.console import console, print_table, progress_bar, write_json
 from wfm.hub import CheckpointError
 from wfm.io import atomic_path
-from wfm.safety import positive_int
+from wfm.safety import positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--checkpoints (repeatable)")
     r.add_argument("--csi-window", type=int, default=16, help="CSI window length in packets (default 16)")
     r.add_argument("--csi-predict", type=int, default=8, help="packets predicted at the end of a window (default 8)")
-    r.add_argument("--traffic-context", type=int, default=96, help="traffic context steps (default 96 = 16 h)")
-    r.add_argument("--traffic-horizon", type=int, default=12, help="traffic steps ahead (default 12 = 2 h)")
+    r.add_argument("--traffic-context", type=positive_int, default=None,
+                   help="traffic context steps (default 16 h at the file's interval: 96 at 10 min, 480 at 2 min)")
+    r.add_argument("--traffic-horizon", type=positive_int, default=None,
+                   help="traffic steps ahead (default 2 h at the file's interval: 12 at 10 min)")
+    r.add_argument("--traffic-interval", type=positive_float, default=None, metavar="SECONDS",
+                   help="seconds between a traffic CSV's steps (default: read from each file)")
     r.add_argument("--beam-context", type=int, default=16, help="DeepSense context steps (default 16 = 1.6 s)")
     r.add_argument("--beam-horizon", type=int, default=4, help="DeepSense steps ahead (default 4 = 0.4 s)")
     r.add_argument("--series-context", type=positive_int, default=96,
@@ -50,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--series-horizon", type=positive_int, default=12,
                    help="imported series datasets: values ahead (default 12)")
     r.add_argument("--max-windows", type=positive_int, default=4096,
-                   help="imported datasets: at most this many windows per view, evenly spaced (default 4096)")
+                   help="imported datasets and traffic cells: at most this many windows per view, evenly spaced "
+                        "(default 4096)")
     r.add_argument("--period", type=int, default=None, metavar="STEPS",
                    help="seasonal period in steps (default: from the interval, a day or a week)")
     r.add_argument("--independent-channels", action="store_true",
@@ -97,7 +102,7 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     torch.set_num_threads(max(1, args.threads))
     cfg = RealBenchConfig(csi_window=args.csi_window, csi_predict=args.csi_predict,
                           csi_hop=max(1, args.csi_predict), traffic_context=args.traffic_context,
-                          traffic_horizon=args.traffic_horizon, beam_context=args.beam_context,
+                          traffic_horizon=args.traffic_horizon, traffic_interval=args.traffic_interval, beam_context=args.beam_context,
                           beam_horizon=args.beam_horizon, period=args.period,
                           pool_channels=not args.independent_channels, csi_frequency=not args.time_only,
                           nexmon_chip=args.nexmon_chip, series_context=args.series_context,
@@ -107,7 +112,9 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     out = Path(args.out)
     command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "") + \
         (" --independent-channels" if args.independent_channels else "") + (" --time-only" if args.time_only else "") + \
-        (f" --nexmon-chip {args.nexmon_chip}" if args.nexmon_chip != "4339" else "")
+        (f" --nexmon-chip {args.nexmon_chip}" if args.nexmon_chip != "4339" else "") + \
+        "".join(f" --traffic-{k} {v:g}" for k, v in (("context", args.traffic_context), ("horizon", args.traffic_horizon),
+                                                      ("interval", args.traffic_interval)) if v is not None)
     write_json(out / "real_benchmark.json", result)
     with atomic_path(out / "real_benchmark.md") as tmp:
         tmp.write_text(markdown_report(result, command))

@@ -84,7 +84,9 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
     t = fmts.add_parser("telecom-italia", help="cell traffic: square_id, time_interval (ms), activity columns")
     t.add_argument("path")
     _common(t)
-    t.add_argument("--interval", type=positive_float, default=600.0, help="seconds between steps (default 600)")
+    t.add_argument("--interval", type=positive_float, default=None,
+                   help="seconds between steps (default: read from the file, the most common step between a cell's "
+                        "timestamps; 600 for the challenge's files)")
     t.add_argument("--columns", nargs="*", default=None, help="activity columns (default: all)")
     _gap_args(t)
     t.set_defaults(func=cmd_import_traffic)

@@ -14,8 +14,10 @@ Datasets (the layout of ``../shared/datasets``, see its README; each source is o
   that share no packet: the upper half of the subcarriers predicted from the lower half at every
   packet (channel prediction in frequency: ``axis == "frequency"``, the series run along
   subcarriers).
-- ``traffic/*.csv`` (Telecom Italia layout, 10-minute steps): one dataset per cell, windows of
-  ``traffic_context`` steps -> the next ``traffic_horizon``, stride ``traffic_stride``.
+- ``traffic/*.csv`` (Telecom Italia layout, at the interval read from each file: the
+  challenge's 10 minutes, or any other): one dataset per cell, windows of ``traffic_context``
+  steps -> the next ``traffic_horizon`` (default 16 h -> 2 h at the file's interval), stride
+  ``traffic_stride``, at most ``max_windows`` a cell.
 - ``deepsense6g-beam/`` (DeepSense 6G, 0.1 s nominal): per trajectory, windows of
   ``beam_context`` -> ``beam_horizon`` steps (stride = horizon, trajectories too short are
   skipped) of two views: the received power of all 64 beams (linear, as stored; one window is

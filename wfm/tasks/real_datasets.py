@@ -37,10 +37,10 @@ class RealBenchConfig:
     csi_window: int = 16
     csi_predict: int = 8
     csi_hop: int = 8
-    traffic_context: int = 96
-    traffic_horizon: int = 12
+    traffic_context: int | None = None  # steps; None: 16 h at the file's interval (96 at 10 min)
+    traffic_horizon: int | None = None  # steps; None: 2 h at the file's interval (12 at 10 min)
     traffic_stride: int = 1
-    traffic_interval: float = 600.0
+    traffic_interval: float | None = None  # seconds; None: read from each file
     beam_context: int = 16
     beam_horizon: int = 4
     beam_interval: float = 0.1
@@ -80,6 +80,12 @@ class BenchData:
     #: Where a window's target lies in ``span``'s steps, ``(offset, length)``; None: after the context,
     #: ``(L, H)``. A frequency view's target is every packet of the window: ``(0, T)``.
     target_steps: tuple[int, int] | None = None
+
+    def thin(self, limit: int) -> "BenchData":
+        """At most ``limit`` windows, evenly spaced (all of them when there are no more)."""
+        if self.windows <= limit:
+            return self
+        return self.subset(torch.linspace(0, self.windows - 1, limit).round().long().unique())
 
     def subset(self, idx: Tensor) -> "BenchData":
         """The windows ``idx`` (a long index), everything else unchanged."""
@@ -193,12 +199,24 @@ def _series_windows(series: list[np.ndarray], context: int, horizon: int,
             torch.tensor(span, dtype=torch.long))
 
 
+def traffic_steps(cfg: RealBenchConfig, interval: float) -> tuple[int, int]:
+    """``(context, horizon)`` steps of a traffic file at ``interval`` seconds: the configured
+    steps, else 16 h -> 2 h at that interval (96 -> 12 at the challenge's 10 minutes, 480 -> 60 at
+    2 minutes, 16 -> 2 hourly)."""
+    return (cfg.traffic_context or max(2, round(16 * 3600 / interval)),
+            cfg.traffic_horizon or max(1, round(2 * 3600 / interval)))
+
+
 def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
-    """One dataset per cell of every Telecom-Italia-layout CSV in ``folder``."""
+    """One dataset per cell of every Telecom-Italia-layout CSV in ``folder``, at the interval read
+    from each file (unless ``traffic_interval`` is set); at most ``max_windows`` windows a cell,
+    evenly spaced."""
     out: list[BenchData] = []
-    L, H, S = cfg.traffic_context, cfg.traffic_horizon, cfg.traffic_stride
+    S = cfg.traffic_stride
     for path in sorted(folder.glob("*.csv")):
         d = load_telecom_italia(path, interval=cfg.traffic_interval)
+        interval = d["interval_s"]
+        L, H = traffic_steps(cfg, interval)
         cells: dict[int, list[np.ndarray]] = {}
         for cell, seg in zip(d["cell_id"], d["traffic"]):
             cells.setdefault(int(cell), []).append(seg.sum(axis=1))  # all activity columns together
@@ -207,11 +225,13 @@ def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
             if not len(ctx):
                 continue
             steps = sum(len(s) for s in segs)
-            note = (f"{len(ctx)} windows (stride {S}) of {L} steps -> next {H} "
-                    f"({L * cfg.traffic_interval / 3600:g} h -> {H * cfg.traffic_interval / 3600:g} h) "
-                    f"from {steps} steps of {cfg.traffic_interval / 60:g} min")
-            out.append(BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
-                                 "traffic", ctx, tgt, cfg.traffic_interval, note, str(path), span=span))
+            kept = min(len(ctx), cfg.max_windows)
+            note = (f"{kept} windows (stride {S}" + (f", {kept} of {len(ctx)} evenly spaced" if kept < len(ctx) else "")
+                    + f") of {L} steps -> next {H} ({L * interval / 3600:g} h -> {H * interval / 3600:g} h) "
+                    f"from {steps} steps of {interval / 60:g} min")
+            data = BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
+                             "traffic", ctx, tgt, interval, note, str(path), span=span)
+            out.append(data.thin(cfg.max_windows))
     return out
 
 

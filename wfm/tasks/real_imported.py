@@ -76,12 +76,6 @@ def _merge(parts: list[list[BenchData]], name: str, source: str) -> list[BenchDa
     return out
 
 
-def _thin(d: BenchData, limit: int) -> BenchData:
-    if d.windows <= limit:
-        return d
-    return d.subset(torch.linspace(0, d.windows - 1, limit).round().long().unique())
-
-
 def load_imported(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     """The benchmark views of one wfm dataset folder (module doc); ``[]`` for kinds it does not score."""
     ds = ShardedDataset(folder)
@@ -112,4 +106,4 @@ def load_imported(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
             views.append(BenchData(name, view, ctx, tgt, interval, note, source, span=span))
     else:
         return []
-    return [_thin(v, cfg.max_windows) for v in views]
+    return [v.thin(cfg.max_windows) for v in views]

@@ -59,6 +59,26 @@ def check_times(times: np.ndarray, lines: np.ndarray, source: str, unit: str = "
                         f"(same as {unit} {lines[i - 1]})")
 
 
+def common_step(times: list[np.ndarray], source: str, default: float | None = None) -> float:
+    """The interval of timestamped series, read from the data: the most common gap (to the
+    millisecond) between consecutive distinct timestamps of each series (``times``: one array a
+    series, e.g. a grid cell). The most common, not the smallest or the median, so that missing
+    steps (gaps of several intervals) and the odd early or late row do not set the grid; rows off
+    that grid are then refused by :func:`to_grid`, naming the line. Without two distinct
+    timestamps in any series: ``default`` (every series is one value long, so no step is
+    wrong), else an error."""
+    gaps = [np.diff(np.unique(np.asarray(t, dtype=np.float64))) for t in times]
+    gaps = np.concatenate(gaps) if gaps else np.empty(0)
+    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+    if not gaps.size:
+        if default is not None:
+            return float(default)
+        raise DataError(f"{source}: cannot read the interval: no series has two distinct timestamps "
+                        "(give the interval explicitly)")
+    ms, counts = np.unique(np.rint(gaps * 1000.0).astype(np.int64), return_counts=True)
+    return float(ms[np.argmax(counts)]) / 1000.0
+
+
 def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.ndarray, source: str,
             tolerance: float = 0.01, unit: str = "line") -> tuple[float, np.ndarray, np.ndarray]:
     """Place timestamped rows ``values [n, C]`` on the grid ``t0 + k * interval``.

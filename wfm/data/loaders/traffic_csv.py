@@ -25,16 +25,22 @@ import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.loaders.common import read_csv, write_samples
-from wfm.data.loaders.timegrid import GapPolicy, regular_segments
+from wfm.data.loaders.timegrid import GapPolicy, common_step, regular_segments
 from wfm.data.shards import FieldSpec
 
 RAW_COLUMNS = ("square_id", "time_interval", "countrycode", "smsin", "smsout", "callin", "callout", "internet")
 KEY_COLUMNS = ("square_id", "time_interval", "countrycode")
 
 
-def load_telecom_italia(path: str | Path, interval: float = 600.0, columns: Sequence[str] | None = None,
+def load_telecom_italia(path: str | Path, interval: float | None = None, columns: Sequence[str] | None = None,
                         policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
-    """Read one file into per-cell regular series: ``{"traffic": [[L, C]...], "cell_id", "start_time", "channels"}``."""
+    """Read one file into per-cell regular series: ``{"traffic": [[L, C]...], "cell_id", "start_time",
+    "channels", "interval_s"}``.
+
+    ``interval``: seconds between steps; ``None`` reads it from the file (the most common step
+    between a cell's timestamps, :func:`wfm.data.loaders.timegrid.common_step`): the challenge's
+    10 minutes, or the 1, 2, 15 or 60 minutes of other operators' exports in the same layout
+    (600 s where every cell has a single timestamp)."""
     # The challenge files are machine-written, one record a line: a last line without its
     # newline is a truncated download (a value cut mid-number still parses), never a choice.
     table = read_csv(path, default_header=RAW_COLUMNS, require_final_newline=True)
@@ -49,8 +55,12 @@ def load_telecom_italia(path: str | Path, interval: float = 600.0, columns: Sequ
     values = np.stack([table.numbers(c) for c in channels], axis=1)
     has_country = "countrycode" in table.header
 
-    out: dict[str, Any] = {"traffic": [], "cell_id": [], "start_time": [], "channels": channels}
-    for c in _in_order_of_appearance(cell):
+    cells = _in_order_of_appearance(cell)
+    if interval is None:
+        interval = common_step([t_ms[cell == c] / 1000.0 for c in cells], src, default=600.0)
+    out: dict[str, Any] = {"traffic": [], "cell_id": [], "start_time": [], "channels": channels,
+                           "interval_s": float(interval)}
+    for c in cells:
         idx = np.flatnonzero(cell == c)
         t, v, lines = t_ms[idx] / 1000.0, values[idx], table.lines[idx]
         if has_country:
@@ -79,11 +89,13 @@ def _sum_country_rows(t: np.ndarray, v: np.ndarray, lines: np.ndarray,
     return t[starts], np.add.reduceat(np.nan_to_num(v), starts, axis=0), lines[starts]
 
 
-def import_telecom_italia(path: str | Path, out: str | Path, interval: float = 600.0,
+def import_telecom_italia(path: str | Path, out: str | Path, interval: float | None = None,
                           columns: Sequence[str] | None = None, policy: GapPolicy = GapPolicy(),
                           name: str | None = None, shard_size: int = 256) -> Path:
-    """Import a Telecom-Italia-layout file as a ``traffic`` dataset."""
+    """Import a Telecom-Italia-layout file as a ``traffic`` dataset (``interval`` ``None``: read
+    from the file, as :func:`load_telecom_italia`)."""
     d = load_telecom_italia(path, interval, columns, policy)
+    interval = d["interval_s"]
     C = len(d["channels"])
     specs = {"traffic": FieldSpec("float32", (-1, C)), "cell_id": FieldSpec("int64", ()),
              "start_time": FieldSpec("float64", ())}
