@@ -90,6 +90,34 @@ def test_traffic_files_at_any_interval_get_windows_of_16_h_to_2_h(tmp_path):
         R.load_traffic(root, R.RealBenchConfig(traffic_interval=600.0))  # a declared interval is checked
 
 
+def test_an_unreadable_file_is_named_and_the_others_are_scored(standin, tmp_path):
+    """A corrupt CSV, or a cell whose missing steps leave no run long enough for a window, is named
+    in the report (``skipped``, "Not scored") while every other dataset is scored; missing steps
+    split a cell (no window spans them, none is filled). Without a ``skipped`` list the loader
+    raises the file's own error."""
+    (standin / "traffic" / "broken.csv").write_text("square_id,time_interval,internet_total\n"
+                                                     "1,1383260400000,3\n1,1383261000000,abc\n")
+    lines = (standin / "traffic" / "milan_stand_in.csv").read_text().splitlines()
+    del lines[60:63]  # three steps of cell 11 missing: runs of 59 and 82 steps, too short for 96 + 12
+    (standin / "traffic" / "milan_stand_in.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"broken.csv: line 3: column 'internet_total' value 'abc' is not a number"):
+        R.load_real_datasets(standin)
+    skipped: list = []
+    names = [d.name for d in R.load_real_datasets(standin, R.RealBenchConfig(), skipped)]
+    assert "Milan cell 12" in names and "Milan cell 11" not in names and "DeepSense 6G" in names
+    assert [x["error"].split(": ", 1)[1] for x in skipped] == [
+        "line 3: column 'internet_total' value 'abc' is not a number",
+        "cell 11: no run of 108 steps (context 96 + horizon 12) between missing steps; the longest has 82"]
+    short, = R.load_traffic(standin / "traffic", R.RealBenchConfig(traffic_context=40, traffic_horizon=10), [])[:1]
+    assert short.name == "Milan cell 11" and "in 2 runs between missing steps" in short.windows_note
+    assert short.context.shape[0] == (59 - 50 + 1) + (82 - 50 + 1)  # no window across the gap
+    main(["benchmark", "real", "--datasets", str(standin), "--out", str(tmp_path / "out"), "--time-only"])
+    r = json.loads((tmp_path / "out" / "real_benchmark.json").read_text())
+    assert [x["source"] for x in r["skipped"]] == [str(standin / "traffic" / n) for n in ("broken.csv", "milan_stand_in.csv")]
+    assert "## Not scored" in (tmp_path / "out" / "real_benchmark.md").read_text()
+    assert {x["dataset"] for x in r["rows"]} >= {"Intel 5300", "Milan cell 12", "DeepSense 6G"}
+
+
 def test_windows_and_views_of_every_stand_in_dataset(standin):
     data = R.load_real_datasets(standin, R.RealBenchConfig())
     names = [(d.name, d.view) for d in data]

@@ -128,6 +128,8 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
         png = out / "real_benchmark.png"
     for d in result["datasets"]:
         console.print(f"{d['dataset']} ({d['view']}): {d['note']}")
+    for x in result.get("skipped", []):  # one unreadable file does not stop the others; it is named
+        console.print(f"not scored: {x['error']}", markup=False, style="bold red")
     print_table(result["summary"], title="real-data zero-shot: per-window NMSE (dB) of the best classical baseline "
                                          "and each model's ratio to it (< 1 beats it)")
     if result.get("beams"):

@@ -73,27 +73,36 @@ from wfm.tasks.real_beams import BEAM_COLUMNS, beam_rows, beam_verdicts, discove
 # The datasets live in real_datasets; their names are re-exported here, where callers have found them.
 from wfm.tasks.real_datasets import (REPO_ROOT, BenchData, RealBenchConfig, _fmt_interval,  # noqa: F401
                                     _series_windows, csi_views, default_datasets_dir, generated_csi_view,
-                                    generated_frequency_view, load_beams, load_traffic, load_wifi)
+                                    generated_frequency_view, load_beams, load_traffic, load_wifi, skip_or_raise)
 from wfm.tasks.real_imported import dataset_folders, load_imported
 from wfm.tasks.significance import MIN_GROUPS, geometric_mean_interval, ratio_interval, windows_behind
 
 # ---------------------------------------------------------------------------- datasets
 
 
-def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None) -> list[BenchData]:
+def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None,
+                       skipped: list[dict[str, str]] | None = None) -> list[BenchData]:
     """Every benchmark dataset under ``root``: the raw files of ``wifi-csi/``, ``traffic/`` and
     ``deepsense6g-beam/``, and wfm dataset folders of measured data at ``root`` or one level
-    below it (``wfm data import ...``; :mod:`wfm.tasks.real_imported`)."""
+    below it (``wfm data import ...``; :mod:`wfm.tasks.real_imported`).
+
+    A file or folder that does not read (a corrupt capture, a CSV with a bad row) raises its
+    :class:`DataError`; with a ``skipped`` list it is noted there instead (``{"source",
+    "error"}``) and the others are still loaded (``wfm benchmark real``)."""
     cfg = cfg or RealBenchConfig()
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such datasets folder")
     out: list[BenchData] = []
-    for sub, loader in (("wifi-csi", load_wifi), ("traffic", load_traffic), ("deepsense6g-beam", load_beams)):
+    for sub, loader in (("wifi-csi", load_wifi), ("traffic", load_traffic)):
         if (root / sub).is_dir():
-            out += loader(root / sub, cfg)
-    for folder in dataset_folders(root):
-        out += load_imported(folder, cfg)
+            out += loader(root / sub, cfg, skipped)
+    for folder, loader in ([(root / "deepsense6g-beam", load_beams)] if (root / "deepsense6g-beam").is_dir() else []) + \
+            [(f, load_imported) for f in dataset_folders(root)]:
+        try:
+            out += loader(folder, cfg)
+        except DataError as e:
+            skip_or_raise(folder, e, skipped)
     if not out:
         raise DataError(f"{root}: no wifi-csi/, traffic/ or deepsense6g-beam/ data, nor an imported dataset folder "
                         "of CSI or series, with enough steps for a window")
@@ -327,7 +336,8 @@ def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
     data (``wfm.tasks.real_beams``; default: those in ``checkpoints/`` when ``model_specs`` is
     None too, else none); ``beams`` holds their rows (absent without beam models or data)."""
     cfg = cfg or RealBenchConfig()
-    data = load_real_datasets(root, cfg)
+    skipped: list[dict[str, str]] = []
+    data = load_real_datasets(root, cfg, skipped)
     if beam_models is None:
         beam_models = discover_beam_models() if model_specs is None else []
     specs = discover_models() if model_specs is None else list(model_specs)
@@ -362,6 +372,7 @@ def run_real_benchmark(root: str | Path, model_specs: list[tuple] | None = None,
         if progress:
             progress(1)
     return {"datasets_dir": str(root), "config": asdict(cfg), **({"beams": beams} if beams and beams["rows"] else {}),
+            **({"skipped": skipped} if skipped else {}),
             "models": [{"path": p, "kind": k, **({"error": f"cannot load: {m}"} if isinstance(m, Exception) else {})}
                        for p, k, m in models],
             "datasets": [{"dataset": d.name, "view": d.view, "windows": d.windows, "interval_s": d.interval,
@@ -502,6 +513,8 @@ def markdown_report(result: dict[str, Any], command: str = "wfm benchmark real")
              "best classical NMSE of the same windows (persistence, context mean, seasonal naive).\n",
              "## Windows\n"]
     lines += [f"- {d['dataset']} ({d['view']}): {d['note']}" for d in result["datasets"]]
+    if result.get("skipped"):
+        lines += ["", "## Not scored\n"] + [f"- {x['error']}" for x in result["skipped"]]  # the error names the file
     lines += ["", "## Verdict\n"] + [f"- {v}" for v in verdicts(result)]
     lines += ["", "## Summary\n", markdown_table(summary, scols)]
     if result.get("beams"):

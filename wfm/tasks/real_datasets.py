@@ -18,6 +18,7 @@ from wfm.data.errors import DataError
 from wfm.data.loaders import wifi_csi
 from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.data.loaders.phase import sanitize_phase
+from wfm.data.loaders.timegrid import GapPolicy
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.tasks.significance import independent_blocks
 
@@ -169,15 +170,28 @@ def _capture_interval(t: np.ndarray) -> float:
     return float(np.median(d)) if len(d) else 1.0
 
 
-def load_wifi(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
-    """Intel 5300 ``.dat`` and Nexmon ``.pcap`` captures of ``folder`` (module doc)."""
+def skip_or_raise(path: Path, error: DataError, skipped: list[dict[str, str]] | None) -> None:
+    """A file the benchmark cannot read: raise ``error``, or with a ``skipped`` list note it there
+    (``{"source", "error"}``) so that the other files are still scored."""
+    if skipped is None:
+        raise error
+    skipped.append({"source": str(path), "error": str(error)})
+
+
+def load_wifi(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str]] | None = None) -> list[BenchData]:
+    """Intel 5300 ``.dat`` and Nexmon ``.pcap`` captures of ``folder`` (module doc); a capture
+    that does not read is an error, or noted in ``skipped`` (:func:`skip_or_raise`)."""
     out: list[BenchData] = []
     for pattern, fmt, label, kw in (("*.dat", "intel", "Intel 5300", {"nrx": 3, "ntx": 3}),
                                     ("*.pcap", "nexmon", f"Nexmon BCM{cfg.nexmon_chip.upper()}",
                                      {"chip": cfg.nexmon_chip, "bw": None})):
         paths = sorted(folder.glob(pattern))
         for path in paths:
-            cap = wifi_csi.read_capture(path, fmt, **kw)
+            try:
+                cap = wifi_csi.read_capture(path, fmt, **kw)
+            except DataError as e:
+                skip_or_raise(path, e, skipped)
+                continue
             name = label if len(paths) == 1 else f"{label} {path.stem}"
             out += csi_views(name, cap["csi"], cap["subcarriers"], _capture_interval(cap["timestamp"]), cfg, str(path))
     return out
@@ -207,14 +221,19 @@ def traffic_steps(cfg: RealBenchConfig, interval: float) -> tuple[int, int]:
             cfg.traffic_horizon or max(1, round(2 * 3600 / interval)))
 
 
-def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
+def load_traffic(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str]] | None = None) -> list[BenchData]:
     """One dataset per cell of every Telecom-Italia-layout CSV in ``folder``, at the interval read
     from each file (unless ``traffic_interval`` is set); at most ``max_windows`` windows a cell,
-    evenly spaced."""
+    evenly spaced. A cell's missing steps (absent rows, empty values) split it: no window spans
+    them and none is filled in. A file that does not read is an error, or noted in ``skipped``."""
     out: list[BenchData] = []
     S = cfg.traffic_stride
     for path in sorted(folder.glob("*.csv")):
-        d = load_telecom_italia(path, interval=cfg.traffic_interval)
+        try:
+            d = load_telecom_italia(path, interval=cfg.traffic_interval, policy=GapPolicy(split=True))
+        except DataError as e:
+            skip_or_raise(path, e, skipped)
+            continue
         interval = d["interval_s"]
         L, H = traffic_steps(cfg, interval)
         cells: dict[int, list[np.ndarray]] = {}
@@ -223,12 +242,17 @@ def load_traffic(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
         for cell, segs in cells.items():
             ctx, tgt, span = _series_windows(segs, L, H, S)
             if not len(ctx):
+                if skipped is not None:
+                    skipped.append({"source": str(path), "error": f"{path}: cell {cell}: no run of {L + H} steps "
+                                    f"(context {L} + horizon {H}) between missing steps; the longest has "
+                                    f"{max(len(x) for x in segs)}"})
                 continue
             steps = sum(len(s) for s in segs)
             kept = min(len(ctx), cfg.max_windows)
             note = (f"{kept} windows (stride {S}" + (f", {kept} of {len(ctx)} evenly spaced" if kept < len(ctx) else "")
                     + f") of {L} steps -> next {H} ({L * interval / 3600:g} h -> {H * interval / 3600:g} h) "
-                    f"from {steps} steps of {interval / 60:g} min")
+                    f"from {steps} steps of {interval / 60:g} min"
+                    + (f" in {len(segs)} runs between missing steps" if len(segs) > 1 else ""))
             data = BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
                              "traffic", ctx, tgt, interval, note, str(path), span=span)
             out.append(data.thin(cfg.max_windows))
