@@ -108,6 +108,12 @@ def test_an_unreadable_file_is_named_and_the_others_are_scored(standin, tmp_path
     assert [x["error"].split(": ", 1)[1] for x in skipped] == [
         "line 3: column 'internet_total' value 'abc' is not a number",
         "cell 11: no run of 108 steps (context 96 + horizon 12) between missing steps; the longest has 82"]
+    (standin / "traffic" / "lte.csv").write_text("time,cell_a\n2024-01-01T00:00:00,3\n")
+    other: list = []
+    R.load_traffic(standin / "traffic", R.RealBenchConfig(), other)
+    lte, = [x["error"] for x in other if x["source"].endswith("lte.csv")]
+    assert "missing column 'square_id'" in lte and "wfm data import csv" in lte  # how to score it instead
+    (standin / "traffic" / "lte.csv").unlink()
     short, = R.load_traffic(standin / "traffic", R.RealBenchConfig(traffic_context=40, traffic_horizon=10), [])[:1]
     assert short.name == "Milan cell 11" and "in 2 runs between missing steps" in short.windows_note
     assert short.context.shape[0] == (59 - 50 + 1) + (82 - 50 + 1)  # no window across the gap
