@@ -81,6 +81,17 @@ def test_forecast_writes_each_columns_forecast_and_checks_it_against_the_baselin
     res = json.loads((out / "forecast.json").read_text())
     assert code == 0 and [c["column"] for c in res["check"]] == ["b"] and res["check"][0]["context"] == 50
     assert not (out / "forecast.csv").read_text().count("\na,")  # the folder was replaced as a whole
+    # without --interval it is read from the time column: the same forecast as with --interval 120
+    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--horizon", "10", "--time-column", "time",
+                     "--columns", "a", "--out", str(tmp_path / "fc2")], capsys)
+    res2 = json.loads((tmp_path / "fc2" / "forecast.json").read_text())
+    assert code == 0 and res2["interval_s"] == 120.0, err
+    got2 = [float(r["forecast"]) for r in csv.DictReader(open(tmp_path / "fc2" / "forecast.csv"))]
+    assert got2 == pytest.approx(want.tolist(), rel=1e-6)
+    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--horizon", "10", "--columns", "b",
+                     "--out", str(tmp_path / "fc3")], capsys)
+    assert code != 0 and "s.csv: no interval: give the seconds between rows (--interval), or" in err
+    assert not (tmp_path / "fc3").exists()
 
 
 def test_forecast_reads_the_last_gap_free_run_and_refuses_what_it_cannot_use(tmp_path, causal, capsys):

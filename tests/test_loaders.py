@@ -155,9 +155,17 @@ def test_generic_csv_with_time_column_and_declared_interval(tmp_path):
     assert len(w) == 4 and {w[i]["kind"] for i in range(4)} == {"rssi"}  # starts 0 and 8 per column
     np.testing.assert_array_equal(w[2]["target"].numpy(), -np.arange(8, 12))
     np.testing.assert_array_equal(w[1]["context"].numpy(), np.arange(8, 16))
+    # no declared interval: read from the time column (the most common step), the same dataset
+    same = ShardedDataset(import_series(p, tmp_path / "ds-read", interval=None, series_kind="rssi", time_column="t"))
+    assert same.attrs["interval_s"] == 0.1 and same.manifest["recipe"]["import"]["interval"] == 0.1
+    np.testing.assert_array_equal(same[1]["values"], ds[1]["values"])
+    with pytest.raises(DataError, match=r"rssi.csv: no interval: give the seconds between rows"):
+        import_series(p, tmp_path / "ds-none", interval=None)
     p.write_text("t,a\n0.0,1\n0.1,2\n0.35,3\n")
     with pytest.raises(DataError, match=r"rssi.csv: line 4: irregular interval"):
         import_series(p, tmp_path / "ds2", interval=0.1, time_column="t")
+    with pytest.raises(DataError, match=r"rssi.csv: line 4: irregular interval.*off the 0.1 s grid"):
+        import_series(p, tmp_path / "ds2", interval=None, time_column="t")  # the read step checks the rest
     p.write_text("t,a\n2013-11-01T00:00:00,1\n2013-11-01T00:10:00,2\n2013-11-01T00:05:00,3\n")
     with pytest.raises(DataError, match=r"rssi.csv: line 4: timestamp .* goes back in time"):
         import_series(p, tmp_path / "ds3", interval=600, time_column="t")

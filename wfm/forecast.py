@@ -36,10 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "(checked against classical baselines on the series' last values)")
     p.add_argument("model", help="exported causal model folder, e.g. checkpoints/causal-tiny-catalog-cpu")
     p.add_argument("csv", help="CSV with a header row; every value column is one series")
-    p.add_argument("--interval", type=positive_float, required=True, help="seconds between values, e.g. 120")
+    p.add_argument("--interval", type=positive_float, default=None,
+                   help="seconds between values, e.g. 120 (default: read from --time-column)")
     p.add_argument("--horizon", type=positive_int, required=True, help="values to forecast")
     p.add_argument("--columns", nargs="*", default=None, help="value columns (default: all but --time-column)")
-    p.add_argument("--time-column", default=None, help="timestamps (s or ISO 8601), checked against --interval")
+    p.add_argument("--time-column", default=None, help="timestamps (s or ISO 8601), checked against --interval or "
+                                                        "setting it (the most common step between them)")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
                    help="fill runs of missing values up to --max-gap long (default: a gap is an error)")
@@ -57,6 +59,7 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
     # split=True keeps every run, so a gap the policy does not fill only cuts off the older part
     d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
                         GapPolicy(args.fill, args.max_gap, split=True))
+    args.interval = d["interval_s"]  # as declared, or read from the time column
     names, values, starts = [], [], []
     for j, name in enumerate(d["names"]):
         runs = [i for i, c in enumerate(d["column"]) if c == j]

@@ -92,14 +92,21 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_import_traffic)
 
     for fmt in ("csv", "npy"):
-        g = fmts.add_parser(fmt, help=f"generic series from a {fmt.upper()} file with a declared interval")
+        g = fmts.add_parser(fmt, help=f"generic series from a {fmt.upper()} file with a declared interval"
+                            + (" or timestamps" if fmt == "csv" else ""))
         g.add_argument("path")
         _common(g)
-        g.add_argument("--interval", type=positive_float, required=True, help="seconds between values, e.g. 0.1")
+        if fmt == "csv":
+            g.add_argument("--interval", type=positive_float, default=None,
+                           help="seconds between values, e.g. 0.1 (default: read from --time-column, the most "
+                                "common step between its timestamps)")
+        else:
+            g.add_argument("--interval", type=positive_float, required=True, help="seconds between values, e.g. 0.1")
         g.add_argument("--series-kind", default="series", help="what the values are: traffic, aoa, rssi...")
         if fmt == "csv":
             g.add_argument("--columns", nargs="*", default=None, help="value columns (default: all)")
-            g.add_argument("--time-column", default=None, help="timestamps (s or ISO 8601), checked against --interval")
+            g.add_argument("--time-column", default=None,
+                           help="timestamps (s or ISO 8601), checked against --interval or setting it")
         _gap_args(g)
         g.set_defaults(func=cmd_import_series)
 

@@ -1,8 +1,9 @@
-"""Generic series from CSV or NPY files, with a declared sampling interval.
+"""Generic series from CSV or NPY files, at a declared sampling interval or one read from the timestamps.
 
 CSV: every column is one series (``--columns`` picks some); an optional time column
 (``--time-column``, numbers in seconds or ISO 8601 date-times) is checked against the
-declared interval, otherwise rows are taken as consecutive steps. NPY: a ``[L]`` array is
+declared interval, or sets it where none is declared (the most common step between its
+timestamps); otherwise rows are taken as consecutive steps. NPY: a ``[L]`` array is
 one series, ``[N, L]`` is N series of one length (rows); complex arrays stay complex.
 Missing values (empty cells, NaN) follow the :class:`~wfm.data.loaders.timegrid.GapPolicy`.
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.loaders.common import read_csv, write_samples
-from wfm.data.loaders.timegrid import GapPolicy, regular_segments
+from wfm.data.loaders.timegrid import GapPolicy, common_step, regular_segments
 from wfm.data.shards import FieldSpec
 
 
@@ -47,9 +48,11 @@ def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str) -> n
     return out
 
 
-def load_csv_series(path: str | Path, interval: float, columns: Sequence[str] | None = None,
+def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[str] | None = None,
                     time_column: str | None = None, policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
-    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...]}`` from a CSV."""
+    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...], "interval_s"}``
+    from a CSV. ``interval`` ``None``: read from the ``time_column`` (the most common step between
+    its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it then needs."""
     table = read_csv(path)
     src = str(table.path)
     names = list(columns) if columns else [c for c in table.header if c != time_column]
@@ -58,7 +61,12 @@ def load_csv_series(path: str | Path, interval: float, columns: Sequence[str] | 
     times = None
     if time_column is not None:
         times = _parse_time(table.column(time_column), table.lines, src, time_column)
-    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names}
+    if interval is None:
+        if times is None:
+            raise DataError(f"{src}: no interval: give the seconds between rows (--interval), or the column of "
+                            "timestamps to read it from (--time-column)")
+        interval = common_step([times], src)
+    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names, "interval_s": float(interval)}
     for j, name in enumerate(names):
         # Text in a value column is most often a time column read as values.
         hint = f"; if that column holds timestamps, pass --time-column {name}" if time_column is None else ""
@@ -128,17 +136,21 @@ def load_npy_series(path: str | Path, interval: float, policy: GapPolicy = GapPo
     return out
 
 
-def import_series(path: str | Path, out: str | Path, interval: float, series_kind: str = "series",
+def import_series(path: str | Path, out: str | Path, interval: float | None, series_kind: str = "series",
                   columns: Sequence[str] | None = None, time_column: str | None = None,
                   policy: GapPolicy = GapPolicy(), name: str | None = None, shard_size: int = 256) -> Path:
-    """Import a CSV or NPY file of series as a ``series`` dataset."""
+    """Import a CSV or NPY file of series as a ``series`` dataset (``interval`` ``None``: read
+    from a CSV's ``time_column``, :func:`load_csv_series`)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
         if columns or time_column:
             raise DataError(f"{path}: --columns and --time-column apply to CSV files only")
+        if interval is None:
+            raise DataError(f"{path}: an NPY file has no timestamps: give the seconds between values (--interval)")
         d = load_npy_series(path, interval, policy)
     else:
         d = load_csv_series(path, interval, columns, time_column, policy)
+        interval = d["interval_s"]
     dtype = "complex64" if any(np.iscomplexobj(v) for v in d["values"]) else "float32"
     specs = {"values": FieldSpec(dtype, (-1,)), "column": FieldSpec("int64", ()),
              "start_time": FieldSpec("float64", ())}
