@@ -921,6 +921,52 @@ def test_recent_means_average_the_last_values_once_the_context_holds_a_window():
     assert est[0, -1, :, 0].tolist() == pytest.approx([1.0, 5.0, 5.0, 1.25], abs=1e-5)
 
 
+def test_exponential_smoothing_is_the_textbook_recursion_over_the_observed_values():
+    """``ewm``: simple exponential smoothing; ``holt``: Brown's double smoothing, level ``2 s1 - s2``,
+    trend ``alpha / (1 - alpha) (s1 - s2)`` damped by ``HOLT_DAMPING`` a step: against a loop over
+    the observed values (weights normalised, so the start needs no initial level), at patch ends and
+    at every value; available once the context holds the span; a line is continued by holt."""
+    from wfm.models.series_priors import HOLT_DAMPING, SMOOTHERS
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 96, generator=g).cumsum(dim=1)
+    obs = torch.ones_like(x, dtype=torch.bool)
+    obs[1, :20] = False  # left padding
+    names = tuple(SMOOTHERS)
+
+    def ref(b: int, o: int, name: str) -> torch.Tensor:
+        alpha = 2.0 / (SMOOTHERS[name] + 1.0)
+        num1 = den = num2 = 0.0
+        s1 = s2 = None
+        for t in range(o + 1):  # weighted means with (1 - alpha) ** age, over observed values only
+            if not obs[b, t]:
+                continue
+            num1, den = (1 - alpha) * num1 + float(x[b, t]), (1 - alpha) * den + 1.0
+            s1 = num1 / den
+            num2 = (1 - alpha) * num2 + s1
+            s2 = num2 / den
+        if name.startswith("ewm"):
+            return torch.full((4,), s1, dtype=torch.float64)
+        damp = torch.cumsum(HOLT_DAMPING ** torch.arange(1, 5, dtype=torch.float64), 0)
+        return (2 * s1 - s2) + alpha / (1 - alpha) * (s1 - s2) * damp
+
+    for every in (False, True):
+        est, avail = classical_priors(x * obs, obs, torch.tensor([1.0, 1.0]), 8, 4, names, every_value=every)
+        for b in range(2):
+            first = int(obs[b].float().argmax())
+            for j in range(est.shape[1]):
+                o = j if every else 8 * j + 7
+                for e, name in enumerate(names):
+                    full = o - SMOOTHERS[name] + 1 >= first
+                    assert bool(avail[b, j, e]) == full, (b, j, name)
+                    if full:
+                        assert torch.allclose(est[b, j, e].double(), ref(b, o, name), atol=1e-4), (b, j, name)
+    line = torch.arange(200.0)[None]
+    est, _ = classical_priors(line, torch.ones_like(line, dtype=torch.bool), torch.tensor([1.0]), 8, 4, names)
+    ahead = est[0, -1, :, 0]  # one step ahead of 199
+    assert float(ahead[0]) < 199 - 0.5 and abs(float(ahead[2]) - (199 + HOLT_DAMPING)) < 0.05  # holt follows it
+
+
 def test_grown_state_dict_adds_an_estimator_and_keeps_the_old_ones_in_place():
     old = randomise(mix(estimators=("last", "mean", "trend", "linear", "day", "week")))
     shuffled = mix(estimators=("week", "mean", "last", "linear", "day", "trend"))

@@ -10,6 +10,7 @@ function here sees only values at or before its origins.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -23,9 +24,15 @@ from wfm.models.linear_prediction import extrapolate
 #: Training targets are clipped at this many context stds (see ``CausalForecaster.loss``).
 TARGET_CLIP = 50.0
 #: Classical estimators a ``prior="mix"`` model mixes (see :func:`classical_priors`).
-ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion", "mean16", "mean64", "mean256", "ar")
+ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week", "reversion", "mean16", "mean64", "mean256", "ar",
+              "ewm4", "ewm16", "holt16", "holt48")
 #: The windowed means among ``ESTIMATORS`` and their windows in values.
 RECENT_MEANS = {"mean16": 16, "mean64": 64, "mean256": 256}
+#: Exponential smoothing among ``ESTIMATORS``: simple (``ewm``, the level) and Brown's double
+#: smoothing with a damped trend (``holt``), by their span ``N`` in values (``alpha = 2 / (N + 1)``).
+SMOOTHERS = {"ewm4": 4, "ewm16": 16, "holt16": 16, "holt48": 48}
+#: Damping of the ``holt`` estimators' trend per step ahead.
+HOLT_DAMPING = 0.9
 #: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
 DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
@@ -242,6 +249,24 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     return est.to(z.dtype), avail[:, fit], torch.stack([k[:, -1] for k in knowns], dim=1)
 
 
+def exp_smooth(x: Tensor, weight: Tensor, alpha: float) -> Tensor:
+    """``[B, L]`` float64: at every position the exponentially weighted mean of the values of
+    ``x`` ``[B, L]`` up to it, each weighted by ``weight`` (0 for unobserved values), weights
+    ``(1 - alpha) ** age`` normalised by their sum (so the start needs no initial level). The
+    kernel is cut where its weights fall under ``1e-6`` of the newest."""
+    length = x.shape[1]
+    taps = min(length, max(1, math.ceil(math.log(1e-6) / math.log(1.0 - alpha))))
+    kernel = (1.0 - alpha) ** torch.arange(taps, dtype=torch.float64, device=x.device)  # by age
+    w = weight.double()
+    # A causal convolution through the FFT: exact in float64 and, for spans of tens of values,
+    # tens of times faster than a direct convolution on a CPU.
+    size = 1 << (length + taps - 1).bit_length()
+    k = torch.fft.rfft(kernel, size)
+    num = torch.fft.irfft(torch.fft.rfft(x.double() * w, size) * k, size)[:, :length]
+    den = torch.fft.irfft(torch.fft.rfft(w, size) * k, size)[:, :length]
+    return num / den.clamp_min(1e-12)
+
+
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
                      estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False,
                      group: Tensor | None = None, ar: tuple[Tensor, Tensor] | None = None,
@@ -266,6 +291,12 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     - ``trend``: ``z[o] + 0.5 * h * slope`` (half-damped trend, slope over the last patch);
     - ``linear``: the least-squares line through the observed values of the last patch,
       extrapolated undamped (smooth motion: distance, bearing, AoA of a moving user);
+    - ``ewm4`` / ``ewm16``: the exponentially weighted mean of the values up to ``o``, span 4 /
+      16 values (:func:`exp_smooth`; simple exponential smoothing: the level of noisy traffic);
+    - ``holt16`` / ``holt48``: Brown's double exponential smoothing, span 16 / 48 values: level
+      ``2 s1 - s2`` and trend ``alpha / (1 - alpha) (s1 - s2)`` (``s2`` the smoothing of ``s1``),
+      the trend damped by ``HOLT_DAMPING`` per step ahead (a daily rise or fall through noise);
+      each available once the context holds its span;
     - ``day`` / ``week``: seasonal naive, ``z[o + h - T ceil(h / T)]`` with ``T`` = one day /
       week of steps (``round(86400 / interval)``); available only where the context holds a
       full period (``o + 1 - T >= first observed``) and ``T >= 2``;
@@ -294,6 +325,13 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     if any(name in RECENT_MEANS for name in estimators):  # running sums with a leading zero, in
         csum = F.pad(zm.double().cumsum(dim=1), (1, 0))  # float64: differences of long sums
         cobs = F.pad(observed.double().cumsum(dim=1), (1, 0))
+    smooth: dict[float, tuple[Tensor, Tensor]] = {}  # alpha -> (s1, s2) at every position, float64
+
+    def smoothed(alpha: float) -> tuple[Tensor, Tensor]:
+        if alpha not in smooth:
+            s1 = exp_smooth(zm, observed, alpha)
+            smooth[alpha] = (s1, exp_smooth(s1, observed, alpha))
+        return smooth[alpha]
     ests, avails = [], []
     for name in estimators:
         if name == "last":
@@ -319,6 +357,17 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             tot, cnt = csum[:, o + 1] - csum[:, lo], cobs[:, o + 1] - cobs[:, lo]
             e = (tot / cnt.clamp_min(1.0)).to(z.dtype)[..., None].expand(b, n, ahead)
             a = (o[None] - w + 1 >= first[:, None]) & (cnt > 0)  # a full window: else it is ``mean``
+        elif name in SMOOTHERS:
+            span_n = SMOOTHERS[name]
+            alpha = 2.0 / (span_n + 1.0)
+            s1, s2 = (v[:, o] for v in smoothed(alpha))
+            if name.startswith("ewm"):
+                e = s1.to(z.dtype)[..., None].expand(b, n, ahead)
+            else:
+                damp = torch.cumsum(HOLT_DAMPING ** hi.double(), 0)  # [H]
+                slope = alpha / (1.0 - alpha) * (s1 - s2)
+                e = ((2 * s1 - s2)[..., None] + slope[..., None] * damp).to(z.dtype)
+            a = o[None] - span_n + 1 >= first[:, None]
         elif name == "trend":
             s = torch.maximum(o[None] - (p - 1), first[:, None]).clamp(0, length - 1)  # [B, N]
             span = (o[None] - s).clamp_min(1).to(z.dtype)
