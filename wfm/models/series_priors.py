@@ -325,13 +325,12 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
     if any(name in RECENT_MEANS for name in estimators):  # running sums with a leading zero, in
         csum = F.pad(zm.double().cumsum(dim=1), (1, 0))  # float64: differences of long sums
         cobs = F.pad(observed.double().cumsum(dim=1), (1, 0))
-    smooth: dict[float, tuple[Tensor, Tensor]] = {}  # alpha -> (s1, s2) at every position, float64
+    smooth: dict[tuple[float, int], Tensor] = {}  # (alpha, order) -> s1 or s2 at every position, float64
 
-    def smoothed(alpha: float) -> tuple[Tensor, Tensor]:
-        if alpha not in smooth:
-            s1 = exp_smooth(zm, observed, alpha)
-            smooth[alpha] = (s1, exp_smooth(s1, observed, alpha))
-        return smooth[alpha]
+    def smoothed(alpha: float, order: int) -> Tensor:  # order 2 smooths order 1: ewm needs only s1
+        if (alpha, order) not in smooth:
+            smooth[alpha, order] = exp_smooth(zm if order == 1 else smoothed(alpha, 1), observed, alpha)
+        return smooth[alpha, order]
     ests, avails = [], []
     for name in estimators:
         if name == "last":
@@ -360,10 +359,11 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
         elif name in SMOOTHERS:
             span_n = SMOOTHERS[name]
             alpha = 2.0 / (span_n + 1.0)
-            s1, s2 = (v[:, o] for v in smoothed(alpha))
+            s1 = smoothed(alpha, 1)[:, o]
             if name.startswith("ewm"):
                 e = s1.to(z.dtype)[..., None].expand(b, n, ahead)
             else:
+                s2 = smoothed(alpha, 2)[:, o]
                 damp = torch.cumsum(HOLT_DAMPING ** hi.double(), 0)  # [H]
                 slope = alpha / (1.0 - alpha) * (s1 - s2)
                 e = ((2 * s1 - s2)[..., None] + slope[..., None] * damp).to(z.dtype)
