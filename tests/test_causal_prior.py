@@ -1243,3 +1243,62 @@ def test_white_dips_reads_a_white_window_through_its_dips_and_keeps_its_mean(tmp
     assert from_pretrained(str(tmp_path / "m")).white_dips is True
     with pytest.raises(ValueError, match="white_dips"):
         create_model("causal_tiny", prior="mix", guard=True, check_origins=8, white_dips=True)
+
+
+def test_check_test_log_ratio_is_not_drowned_by_one_check_missed_by_far(tmp_path):
+    """``check_test``: the statistic ``check_origins`` tests per check. The network losing on every
+    one of 8 checks, by 100x and once by 10^4x (a smooth series it misses), passes the paired test on
+    the squared-error differences (the one far miss widens their spread more than their mean) but not
+    the test on their log ratios; ``"either"`` falls back where one of the two says so. On errors of
+    equal size both keep the network. The log ratios decide from 4 checks on. A group's log ratio is
+    that of its pooled errors. The option survives ``save_pretrained``; an unknown name is refused."""
+    from wfm.hub import from_pretrained
+
+    kw = dict(guard=True, check_origins=8, estimators=("last", "mean", "trend"), backtest_origins="value")
+    x = walks(4, 200)
+    iv = torch.full((4,), 60.0)
+    var = x.double().var(dim=1, unbiased=False)
+
+    def fake(ratios: list[float], cls_err: float = 1e-4, length: int = 200):
+        """A ``_rollout`` whose classical forecast misses each check's truth by ``cls_err`` (squared,
+        over the context's variance) and the network by ``ratios[k]`` times that at the k-th cut."""
+        cuts = mix(**kw).check_cuts(length, 8)
+
+        def rollout(past, interval, horizon, group=None, fallback=False, coarse=True, **_):
+            cut = past.shape[1]
+            truth = x[:, cut:cut + horizon]
+            step = (cls_err * var).sqrt().float()[:, None]
+            net = truth + step * ratios[cuts.index(cut)] ** 0.5
+            return [(net, None), (truth + step, None)] if fallback else [(net, None)]
+        return rollout
+
+    one_far = [100.0] * 7 + [1e4]
+    for test, want in (("difference", True), ("log_ratio", False), ("either", False)):
+        m = mix(check_test=test, **kw)
+        assert m.check_cuts(200, 8) == [136 + 8 * i for i in range(8)]
+        m._rollout = fake(one_far)
+        keep, = m._network_passes_check(x, iv, 8)
+        assert keep.tolist() == [want] * 4, test
+        m._rollout = fake([1.0] * 8)  # a tie on every check: nothing to test
+        assert m._network_passes_check(x, iv, 8)[0].all(), test
+        m._rollout = fake([100.0, 50.0, 200.0, 80.0, 120.0, 150.0, 90.0, 110.0])  # a plain loss: both fall back
+        assert not m._network_passes_check(x, iv, 8)[0].any(), test
+    # fewer than LOG_RATIO_MIN_CHECKS checks: the log ratios decide nothing (three far misses of equal
+    # size have no spread, which the difference test takes as a loss whatever the t threshold)
+    from wfm.models.evidence import LOG_RATIO_MIN_CHECKS
+    m = mix(check_test="log_ratio", **kw)
+    assert len(m.check_cuts(48, 8)) == 3 < LOG_RATIO_MIN_CHECKS
+    m._rollout = fake([1e4, 100.0, 1e3], length=48)
+    assert m._network_passes_check(x[:, :48], iv, 8)[0].all()
+    # a group decides once, on its pooled errors: one row's far misses count by their size
+    m = mix(check_test="log_ratio", **kw)
+    m._rollout = fake(one_far)
+    keep, = m._network_passes_check(x, iv, 8, torch.tensor([0, 0, 1, 1]))
+    assert not keep.any()
+    m = mix(check_test="either", **kw)
+    m.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).check_test == "either"
+    from wfm.hub_mixin import causal_arch
+    assert "check_test" not in causal_arch(mix(**kw))  # the default is not written: older configs load as they were
+    with pytest.raises(ValueError, match="check_test"):
+        mix(check_test="median", **kw)

@@ -748,3 +748,30 @@ class _Persistence:
 
     def forecast(self, context, interval, horizon):
         return context[:, -1:].expand(-1, horizon)
+
+
+def test_check_test_script_scores_each_statistic_on_sinusoids(tmp_path, monkeypatch):
+    """pretrain/check_test.py: sinusoids of period 20-500 values around their level, with the noise
+    asked for; each cell's ratio is the model's ``forecast`` with that ``check_test`` over the best
+    of persistence and the mean; the model's own statistic is restored; the JSON holds the rows."""
+    import wfm
+    from wfm.models.registry import create_model
+
+    script = _load_script("check_test", monkeypatch)
+    x = script.sinusoids(64, 600, level=5.0, noise=0.0, seed=0)
+    assert x.shape == (64, 600) and torch.allclose(x.mean(dim=1), torch.full((64,), 5.0, dtype=x.dtype), atol=0.3)
+    assert float((x - 5.0).abs().max()) <= 1.0 + 1e-9  # unit amplitude, no noise
+    noisy = script.sinusoids(4, 600, level=0.0, noise=0.05, seed=0)
+    assert 0.03 < float((noisy - script.sinusoids(4, 600, 0.0, 0.0, seed=0)).std()) < 0.07
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, check_origins=8)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--contexts", "64", "--series", "2",
+                       "--tests", "difference", "either", "--out", str(tmp_path / "c.json")])
+    assert json.loads((tmp_path / "c.json").read_text())["cells"] == out["cells"] and len(out["cells"]) == 6
+    m = wfm.from_pretrained(str(tmp_path / "m")).eval()
+    x = script.sinusoids(2, 64 + 30, 0.0, 0.0, seed=64)
+    ctx, tgt = x[:, :64].float(), x[:, 64:].float()
+    got = script.score(m, ctx, tgt, 120.0, torch.arange(2), ["either"])["either"]
+    assert m.check_test == "difference"  # restored
+    assert out["cells"][0]["ratio"]["either"] == pytest.approx(got, rel=1e-6)

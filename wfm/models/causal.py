@@ -76,6 +76,7 @@ from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin, causal_arch  # huggingface_hub's ModelHubMixin with wfm's checks
 from wfm.models.causal_forecast import ForecastMixin
+from wfm.models.evidence import CHECK_TESTS
 from wfm.models.groups import group_sizes, group_sums, pool_by_group, power_weights
 from wfm.models.registry import register_model
 from wfm.models.series_priors import (BACKTEST_PRIOR, DEFAULT_ESTIMATORS, ESTIMATORS, TARGET_CLIP, ArCarry, ar_fit,
@@ -258,6 +259,14 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             later values included), these checks see only the past, as the forecast does. 0 (every
             model saved before this option): no check. Costs ``check_origins + 1`` rollouts of
             both forecasts instead of one of the network's (their first step is one pass); a context with fewer than two checks keeps the network.
+        check_test: what ``check_origins`` tests on each check (:data:`wfm.models.evidence.CHECK_TESTS`):
+            ``"difference"`` (every model saved before this option), the network's squared error less
+            the classical combination's, over the context's variance; ``"log_ratio"``, the log of
+            their ratio (a group's: of its pooled errors); ``"either"``, the classical combination
+            where either test shows the network losing. The difference is the mean's test, but one
+            check that both forecasts miss by far widens its spread more than its mean: on a smooth
+            series the network misses by 50-3000x on all 8 checks, it kept the network. The log
+            ratio alone keeps networks the difference replaces (on short windows of beam powers).
         white_limit: with ``check_origins``, where the context is too short for two checks (the
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
@@ -340,7 +349,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  evidence_power: float | None = None, check_origins: int = 0,
                  white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
-                 white_dips: bool = False,
+                 white_dips: bool = False, check_test: str = "difference",
                  ar_level: bool = False, pool_by_power: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
@@ -386,6 +395,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if check_origins < 0 or (check_origins and not self.guard):
             raise ValueError(f"check_origins needs guard=True and a count >= 0, got {check_origins}")
         self.check_origins = int(check_origins)
+        if check_test not in CHECK_TESTS:
+            raise ValueError(f"check_test must be one of {CHECK_TESTS}, got {check_test!r}")
+        self.check_test = check_test
         if white_limit is not None and check_origins < 2:
             raise ValueError(f"white_limit decides where check_origins cannot: it needs check_origins >= 2, got {check_origins}")
         self.white_limit = None if white_limit is None else float(white_limit)

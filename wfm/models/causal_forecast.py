@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.evidence import exceeds_noise, looks_white, shrunk_mean
+from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_noise, looks_white, shrunk_mean
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.series_priors import normalise_stats
 
@@ -308,7 +308,10 @@ class ForecastMixin:
         horizon of ``d`` = network minus classical squared error over the row's context variance
         (the values of one horizon move together, so each check counts once); a group pools its
         rows' checks. The network is replaced where ``mean(d) > t * std(d) / sqrt(n)``, ``t`` =
-        :func:`wfm.models.evidence.check_threshold` of ``n - 1`` degrees of freedom; fewer than 2 checks decide nothing."""
+        :func:`wfm.models.evidence.check_threshold` of ``n - 1`` degrees of freedom; fewer than 2 checks decide nothing.
+        ``check_test``: ``"log_ratio"`` tests ``d`` = the log of the network's mean squared error
+        over the classical combination's (a group's pooled) instead, ``"either"`` both (the log
+        ratios from ``LOG_RATIO_MIN_CHECKS`` checks on)."""
         readings = [True] if readings is None else readings
         b, length = context.shape
         var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
@@ -316,6 +319,7 @@ class ForecastMixin:
         # squared error difference in the window's units, over the group's mean variance)
         wts = power_weights(var.sqrt(), group) if self.pool_by_power and group is not None else None
         sums = [[context.new_zeros(b, dtype=torch.float64) for _ in range(2)] for _ in readings]
+        logs = [[context.new_zeros(b, dtype=torch.float64) for _ in range(2)] for _ in readings]
         n = 0
         for cut in self.check_cuts(length, horizon):
             past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
@@ -326,13 +330,29 @@ class ForecastMixin:
                 if i and coarse != readings[0] and self.has_coarse(cut):  # else this cut reads the same
                     (net, _), = self._rollout(past, interval, horizon, group, coarse=coarse)
                     e_n = (net.double() - truth) ** 2
-                d = (e_n - e_c).mean(dim=1) / var
-                d = d if wts is None else d * wts
+                en, ec = e_n.mean(dim=1) / var, e_c.mean(dim=1) / var
+                if wts is not None:
+                    en, ec = en * wts, ec * wts
+                d = en - ec
                 sums[i][0] += d
                 sums[i][1] += d * d
+                if group is not None:  # a group's log ratio is that of its pooled errors
+                    en, ec = pool_rows(en, group), pool_rows(ec, group)
+                d = en.clamp_min(LOG_RATIO_FLOOR).log() - ec.clamp_min(LOG_RATIO_FLOOR).log()
+                logs[i][0] += d
+                logs[i][1] += d * d
             n += 1
-        count = torch.full((b,), float(n), dtype=torch.float64, device=context.device)
+        checks = torch.full((b,), float(n), dtype=torch.float64, device=context.device)  # a group's log ratio: one per check
+        count = checks
         if group is not None and n:
             sums = [[pool_rows(x, group) for x in pair] for pair in sums]
             count = pool_rows(count, group)
-        return [~exceeds_noise(s1, s2, count) for s1, s2 in sums]
+        test = getattr(self, "check_test", "difference")
+        keeps = []
+        for (s1, s2), (l1, l2) in zip(sums, logs):
+            lose = exceeds_noise(s1, s2, count) if test != "log_ratio" else torch.zeros(b, dtype=torch.bool,
+                                                                                          device=context.device)
+            if test != "difference" and n >= LOG_RATIO_MIN_CHECKS:
+                lose = lose | exceeds_noise(l1, l2, checks)
+            keeps.append(~lose)
+        return keeps

@@ -19,6 +19,17 @@ from wfm.models.groups import group_sums, pool_rows
 #: extra squared error on the checks is significant at the level of this many normal standard
 #: errors (one-sided, ~2.3 %), in Student-t terms for the number of checks (``_T_AT_Z2`` holds them).
 CHECK_Z = 2.0
+#: ``check_origins``'s statistic per check (``CausalForecaster(check_test=)``): ``"difference"``, the
+#: network's extra squared error (over the context's variance); ``"log_ratio"``, the log of its
+#: squared error over the classical combination's, which one check that both miss by far cannot
+#: drown (a smooth series the network misses by 50-3000x on every check passed the difference test).
+CHECK_TESTS = ("difference", "log_ratio", "either")
+#: The squared errors (over the context's variance) a log ratio clamps to: both exact is a tie.
+LOG_RATIO_FLOOR = 1e-30
+#: The fewest checks the log ratios decide from: two or three noisy log ratios can agree by chance
+#: (on textbook processes at 64 values of context, two checks, they replaced a better network).
+LOG_RATIO_MIN_CHECKS = 4
+
 #: ``white_limit``: standard errors the whiteness score must stay below the limit by, and the
 #: fewest lag-1 products that may decide. A lone series of 8 or 16 values (7 or 15 products, a
 #: standard error of 0.3-0.5) never decides: on the real CSI series alone it moved 0.04-0.17 dB
