@@ -263,10 +263,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             ``"difference"`` (every model saved before this option), the network's squared error less
             the classical combination's, over the context's variance; ``"log_ratio"``, the log of
             their ratio (a group's: of its pooled errors); ``"either"``, the classical combination
-            where either test shows the network losing. The difference is the mean's test, but one
-            check that both forecasts miss by far widens its spread more than its mean: on a smooth
-            series the network misses by 50-3000x on all 8 checks, it kept the network. The log
-            ratio alone keeps networks the difference replaces (on short windows of beam powers).
+            where either test shows the network losing (the log ratios from
+            ``LOG_RATIO_MIN_CHECKS`` checks on). The difference is the mean's test, but one check
+            the network misses by far widens its spread more than its mean: on a smooth series
+            where the network was behind on all 8 checks, by up to 3,400x, it kept the network. The
+            log ratio alone keeps networks the difference replaces (on short windows of beam powers).
         white_limit: with ``check_origins``, where the context is too short for two checks (the
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
