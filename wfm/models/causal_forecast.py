@@ -347,12 +347,12 @@ class ForecastMixin:
         if group is not None and n:
             sums = [[pool_rows(x, group) for x in pair] for pair in sums]
             count = pool_rows(count, group)
-        test = getattr(self, "check_test", "difference")
         keeps = []
         for (s1, s2), (l1, l2) in zip(sums, logs):
-            lose = exceeds_noise(s1, s2, count) if test != "log_ratio" else torch.zeros(b, dtype=torch.bool,
-                                                                                          device=context.device)
-            if test != "difference" and n >= LOG_RATIO_MIN_CHECKS:
+            lose = exceeds_noise(s1, s2, count)
+            if self.check_test == "log_ratio":
+                lose = torch.zeros_like(lose)
+            if self.check_test != "difference" and n >= LOG_RATIO_MIN_CHECKS:
                 lose = lose | exceeds_noise(l1, l2, checks)
             keeps.append(~lose)
         return keeps
