@@ -318,6 +318,66 @@ def test_size_overlays_on_the_shared_base(name, capsys):
         assert got == value, path
 
 
+#: Arguments that size a model, not its design: a scaled-up run may change these only.
+SIZE_KEYS = {"mae": {"dim", "depth", "num_heads", "mlp_ratio", "decoder_dim", "decoder_depth", "decoder_num_heads",
+                     "drop_path_rate", "layer_scale"},
+             "causal": {"dim", "depth", "num_heads", "mlp_ratio", "patch_len", "max_context"}}
+SCALE_UP = [f"{k}-{s}" for k, sizes in OVERLAYS.items() for s in sizes] + ["mae", "causal", "mae-tiny-cpu", "causal-tiny-cpu"]
+
+
+@pytest.mark.parametrize("name", SCALE_UP)
+def test_configs_train_the_shipped_design(name):
+    """The configs a user pretrains with (the GPU bases and size overlays, and the laptop ones)
+    build the shipped checkpoint's design, less its size: prior, estimators, guard and every
+    inference rule its config.json holds (what ``wfm export`` writes), on the loss and, for the
+    GPU configs, the data mixture it was pretrained on. The GPU configs once trained the models
+    before the classical prior (no anchor, 256 values of context)."""
+    from wfm.hub_mixin import causal_arch, mae_arch
+    from wfm.training.lit_causal import CausalPretrainModule
+    from wfm.training.rehearse import _yaml
+
+    kind = name.split("-")[0]
+    cfg = _yaml(REPO / "pretrain" / f"{name}.yaml")
+    init = {k: v for k, v in cfg["model"]["init_args"].items() if k != "compile"}
+    shipped = json.loads((REPO / "checkpoints" / f"{kind}-tiny-catalog-cpu" / "config.json").read_text())
+    if kind == "mae":
+        module, arch = MAEPretrainModule(**{**init, "model": "mae_tiny"}), mae_arch
+        assert module.hparams.loss == "skill"
+    else:
+        module, arch = CausalPretrainModule(**{**init, "model": "causal_tiny"}), causal_arch
+        assert module.hparams.skill_loss is True
+    design = {k: v for k, v in arch(module.model).items() if k not in SIZE_KEYS[kind]}
+    assert design == {k: v for k, v in shipped["arch"].items() if k not in SIZE_KEYS[kind]}
+    if cfg["data"]["class_path"].rsplit(".", 1)[-1] in ("CSIDataModule", "SeriesDataModule"):  # not synthetic
+        data, released = cfg["data"]["init_args"], shipped["training"]["data"]
+        assert [d.rsplit("/", 1)[-1] for d in data["datasets"]] == [d.rsplit("/", 1)[-1] for d in released["datasets"]]
+        for key in ("weights", "kinds", "group_size", "pad_prob"):
+            assert data.get(key) == released.get(key), key
+        assert kind == "mae" or data["context"] >= released["context"]
+
+
+@pytest.mark.parametrize("name", ["mae", "causal"])
+def test_data_script_generates_every_dataset_of_a_config(name, tmp_path):
+    """pretrain/data.sh CONFIG: one ``wfm data generate`` per dataset the config lists, from its
+    recipe (dry run); an unknown dataset is an error naming it."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "WFM_DATA": str(tmp_path), "WFM_DRY_RUN": "1"}
+    config = REPO / "pretrain" / f"{name}.yaml"
+    out = subprocess.run(["bash", str(REPO / "pretrain" / "data.sh"), str(config)], env=env, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    listed = yaml.safe_load(config.read_text())["data"]["init_args"]["datasets"]
+    assert [line.rsplit("/", 1)[-1] for line in out] == [d.rsplit("/", 1)[-1] for d in listed]
+    for line in out:
+        recipe = line.split("--recipe ")[1].split()[0]
+        assert (REPO / recipe).is_file() and line.startswith("wfm data generate")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  init_args:\n    datasets: [${WFM_DATA}/no-such-recipe]\n")
+    run = subprocess.run(["bash", str(REPO / "pretrain" / "data.sh"), str(bad)], env=env, capture_output=True, text=True)
+    assert run.returncode == 2 and "no-such-recipe" in run.stderr
+
+
 def test_cpu_config_trains_and_resumes_through_the_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the config writes runs/ relative to the working directory
     cfg = str(REPO / "pretrain" / "mae-tiny-cpu.yaml")

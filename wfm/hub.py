@@ -149,6 +149,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, *, metrics: di
     else:
         overrides = {k: hp[k] for k in ("patch_size", "attention", "decoder_dim", "sample_norm", "norm_pix_loss",
                                          "prior", "drop_path_rate", "layer_scale") if k in hp}
+        overrides.update(hp.get("model_kwargs") or {})  # the inference rules a config sets (guard_prior ...)
         if "patch_size" in overrides:
             overrides["patch_size"] = tuple(overrides["patch_size"])
     if ckpt.get("wfm_arch"):  # fine-tuning runs record the architecture they started from

@@ -48,6 +48,9 @@ class MAEPretrainModule(pl.LightningModule):
         compile: ``torch.compile`` each transformer block (see ``MaskedAutoencoder.compile_blocks``).
         loss: ``mse`` or ``skill`` (each sample's error relative to its classical prior's; see
             ``MaskedAutoencoder``).
+        model_kwargs: any other ``MaskedAutoencoder`` arguments, such as its inference rules
+            (``guard_prior``, ``white_limit``, ``white_dips``, ``guard_origins``), which ``wfm
+            export`` writes into the model's ``config.json``.
         init_weights: start from these weights (an exported folder or hub id, read through
             ``wfm.from_pretrained`` with its checks) instead of a random init, with a fresh
             optimizer and schedule: continued pretraining of a released model on new data. The
@@ -80,6 +83,7 @@ class MAEPretrainModule(pl.LightningModule):
         compile: bool = False,
         loss: Literal["mse", "skill"] = "mse",
         init_weights: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -87,6 +91,7 @@ class MAEPretrainModule(pl.LightningModule):
             model, patch_size=tuple(patch_size), attention=attention,
             decoder_dim=decoder_dim, sample_norm=sample_norm, norm_pix_loss=norm_pix_loss,
             prior=prior, drop_path_rate=drop_path_rate, layer_scale=layer_scale, loss=loss,
+            **(model_kwargs or {}),
         )
         if init_weights:
             load_weights_into(self.model, init_weights)

@@ -194,8 +194,10 @@ def pretrain_overrides(path: Path, data: dict[str, Path]) -> list[str]:
                        "--data.init_args.datasets", _list([data["csi"]]), "--data.init_args.batch_size", "2",
                        "--data.init_args.num_workers", "1", "--data.init_args.val_fraction", "0.25",
                        "--data.init_args.test_fraction", "0"]
+    # A dict on the command line replaces the config's: keep its design, shrink only the size.
+    kwargs = {**(_yaml(path)["model"]["init_args"].get("model_kwargs") or {}), "dim": 32, "depth": 2, "num_heads": 2}
     return args + ["--model.init_args.model", "causal_tiny",
-                   "--model.init_args.model_kwargs", "{dim: 32, depth: 2, num_heads: 2}",
+                   "--model.init_args.model_kwargs", json.dumps(kwargs),
                    "--data.init_args.datasets", _list([data["csi"], data["traj"], data["traffic"]]),
                    "--data.init_args.weights", "[1, 1, 1]", "--data.init_args.context", "128",
                    "--data.init_args.horizon", "32", "--data.init_args.batch_size", "2",
