@@ -74,6 +74,26 @@ def test_export_writes_folder_and_loads_identically(trained, exported):
         assert torch.equal(v, loaded.state_dict()[k]), k
 
 
+def test_export_carries_the_mae_inference_rules_a_config_sets(tmp_path):
+    """``MAEPretrainModule(model_kwargs=...)`` (the GPU configs' inference rules) reach the
+    exported ``config.json`` and the loaded model."""
+    import pytorch_lightning as pl
+
+    from wfm.training.lit_mae import MAEPretrainModule
+
+    rules = {"guard_prior": {"frequency": "hold|ar|mean|rank1"}, "white_limit": 0.5, "white_dips": True,
+             "guard_origins": [2, 3, 4]}
+    module = MAEPretrainModule(model="mae_tiny", prior="mix", loss="skill", model_kwargs=rules)
+    trainer = pl.Trainer(max_steps=0, accelerator="cpu", logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(module)
+    ckpt = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    config = read_config(export_checkpoint(ckpt, tmp_path / "out"))
+    assert {k: config["arch"][k] for k in rules} == rules and config["arch"]["prior"] == "mix"
+    loaded = from_pretrained(tmp_path / "out")
+    assert loaded.white_limit == 0.5 and tuple(loaded.guard_origins) == (2, 3, 4) and loaded.white_dips
+
+
 def test_export_refuses_non_empty_out_dir_unless_overwrite(trained, exported):
     with pytest.raises(CheckpointError, match="not empty"):
         export_checkpoint(trained[1], exported)
