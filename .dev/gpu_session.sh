@@ -88,13 +88,15 @@ stage_throughput() {
 }
 
 stage_pretrain() {
-  # 16 catalog recipes x 512 samples + the zero-shot sets, generated on the GPU, then MAE-Tiny
-  # for 5 minutes of bf16 training; the exported model comes back in $OUT.
+  # The datasets of pretrain/mae.yaml (16 catalog + 14 WiFi-like recipes) x 512 samples and the
+  # zero-shot sets, generated on the GPU, then MAE-Tiny for 5 minutes of bf16 training; the
+  # exported model comes back in $OUT.
   export WFM_DATA=/tmp/wfm-data
-  for r in data/recipes/*.yaml; do
-    n=512; [[ $(basename "$r") == zs-* ]] && n=256
+  WFM="python3 -m wfm.cli" WFM_NUM_SAMPLES=512 WFM_GENERATE_ARGS="--device cuda --workers 4" \
+    bash pretrain/data.sh pretrain/mae.yaml 2>> "$OUT/generate.txt" || echo "generate failed"
+  for r in data/recipes/zs-*.yaml; do
     python3 -m wfm.cli data generate --recipe "$r" --out "$WFM_DATA/$(basename "$r" .yaml)" \
-      --num-samples $n --device cuda --workers 4 > /dev/null 2>> "$OUT/generate.txt" || echo "generate $r failed"
+      --num-samples 256 --device cuda --workers 4 > /dev/null 2>> "$OUT/generate.txt" || echo "generate $r failed"
   done
   timeout 330 python3 -m wfm.cli pretrain --config pretrain/mae.yaml --config pretrain/mae-tiny.yaml --trainer.devices 1 \
     --trainer.max_time 00:00:05:00 --trainer.val_check_interval 500 --data.num_workers 4 \

@@ -2,7 +2,8 @@
 # Generate every dataset a pretraining config reads (each "${WFM_DATA}/NAME" it lists) from its
 # recipe, data/recipes/NAME.yaml or data/recipes/wifi/NAME.yaml, with the recipe's own sample
 # count (WFM_NUM_SAMPLES overrides it for all), two at a time. A dataset whose manifest.json exists
-# is kept. WFM_DRY_RUN=1 prints the commands instead.
+# is kept. WFM_DRY_RUN=1 prints the commands instead; WFM_GENERATE_ARGS adds arguments to each
+# (e.g. "--device cuda --workers 4"); WFM is the command (default wfm; "python3 -m wfm.cli" works).
 #   WFM_DATA=/path/to/data bash pretrain/data.sh pretrain/causal.yaml [more configs ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,9 @@ for name in $names; do
   for f in "data/recipes/$name.yaml" "data/recipes/wifi/$name.yaml"; do [ -f "$f" ] && recipe=$f && break; done
   [ -n "$recipe" ] || { echo "error: no recipe data/recipes/{,wifi/}$name.yaml for \${WFM_DATA}/$name" >&2; exit 2; }
   out="$WFM_DATA/$name"
-  cmd=("$WFM" data generate --recipe "$recipe" --out "$out")
+  cmd=($WFM data generate --recipe "$recipe" --out "$out")  # $WFM split on purpose: "python3 -m wfm.cli"
   [ -z "${WFM_NUM_SAMPLES:-}" ] || cmd+=(--num-samples "$WFM_NUM_SAMPLES")
+  [ -z "${WFM_GENERATE_ARGS:-}" ] || cmd+=(${WFM_GENERATE_ARGS})
   if [ "${WFM_DRY_RUN:-0}" = 1 ]; then echo "${cmd[*]}"; continue; fi
   if [ -e "$out/manifest.json" ]; then continue; fi
   "${cmd[@]}" > /dev/null &

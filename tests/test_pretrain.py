@@ -372,6 +372,10 @@ def test_data_script_generates_every_dataset_of_a_config(name, tmp_path):
     for line in out:
         recipe = line.split("--recipe ")[1].split()[0]
         assert (REPO / recipe).is_file() and line.startswith("wfm data generate")
+    env2 = {**env, "WFM": "python3 -m wfm.cli", "WFM_NUM_SAMPLES": "512", "WFM_GENERATE_ARGS": "--device cuda --workers 4"}
+    first = subprocess.run(["bash", str(REPO / "pretrain" / "data.sh"), str(config)], env=env2, capture_output=True,
+                           text=True, check=True).stdout.splitlines()[0]
+    assert first.startswith("python3 -m wfm.cli data generate") and first.endswith("--num-samples 512 --device cuda --workers 4")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  init_args:\n    datasets: [${WFM_DATA}/no-such-recipe]\n")
     run = subprocess.run(["bash", str(REPO / "pretrain" / "data.sh"), str(bad)], env=env, capture_output=True, text=True)
