@@ -85,6 +85,10 @@ def test_generic_metrics_by_hand_per_step_and_edge_cases():
     assert M.f1_score(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), num_classes=3) == pytest.approx(2 / 3)
     # Binary F1 without a true or predicted positive is 0.
     assert M.f1_score(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long), average="binary") == 0.0
+    # A test split of one class, predicted as that class (all NLoS): accuracy 1, not an error
+    # (torchmetrics refuses one class; the LoS/NLoS fine-tune crashed on such a split).
+    assert M.accuracy(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long)) == 1.0
+    assert M.accuracy(torch.tensor([0, 1, 0]), torch.zeros(3, dtype=torch.long)) == pytest.approx(2 / 3)
     # Top-1 among tied scores is torch.topk's pick, as before torchmetrics (whose argmax takes the
     # first: class 0). For votes 2, 2, 1, 0.5 topk picks class 1 (torch 2.x on CPU).
     votes = torch.tensor([[2.0, 2.0, 1.0, 0.5], [0.0, 0.0, 3.0, 0.0]])
