@@ -5,9 +5,7 @@
 #   WFM_DATA=/path/to/data bash pretrain/causal-tiny-catalog-cpu-data.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${WFM_DATA:?set WFM_DATA to the data folder the configs read}"
-WFM=${WFM:-wfm}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+source pretrain/data.sh  # generate, finish (WFM_DATA, WFM, WFM_GENERATE_ARGS as there)
 jobs=()
 for f in data/recipes/{cdl,rma,tdl,uma,umi}-*.yaml; do jobs+=("$f 512"); done                 # 16 CSI catalog recipes
 for f in data/recipes/wifi/wifi-{intel,ht20,ht40,nexmon}-*.yaml; do jobs+=("$f 2048"); done  # 5 WiFi-like impaired
@@ -21,16 +19,6 @@ for f in data/recipes/wifi/wifi-dips-*.yaml; do jobs+=("$f 2048"); done         
 jobs+=("data/recipes/process-textbook.yaml 2048")                                       # the process stage
 jobs+=("data/recipes/process-textbook-csi.yaml 2048")                                   # the process stage at CSI intervals
 for f in data/recipes/traffic-{2min,10min,15min}-spikes.yaml; do jobs+=("$f 256"); done      # the spikes stage
-pids=()
-for j in "${jobs[@]}"; do
-  set -- $j
-  out="$WFM_DATA/$(basename "$1" .yaml)"
-  cmd=("$WFM" data generate --recipe "$1" --out "$out" --num-samples "$2")
-  if [ "${WFM_DRY_RUN:-0}" = 1 ]; then echo "${cmd[*]}"; continue; fi
-  if [ -e "$out/manifest.json" ]; then continue; fi
-  "${cmd[@]}" > /dev/null &
-  pids+=($!)
-  if [ ${#pids[@]} -eq 2 ]; then for p in "${pids[@]}"; do wait "$p"; done; pids=(); fi  # a failure stops the script
-done
-for p in "${pids[@]}"; do wait "$p"; done
+for j in "${jobs[@]}"; do generate $j; done
+finish
 [ "${WFM_DRY_RUN:-0}" = 1 ] || echo "causal-tiny-catalog-cpu data ready in $WFM_DATA"
