@@ -56,6 +56,10 @@ def test_overrides_change_only_accelerator_sizes_and_data(config, capsys):
     assert len(got["trainer"]["callbacks"]) == len(shipped["trainer"]["callbacks"])
     assert got["trainer"]["accumulate_grad_batches"] == 2  # accumulation is exercised
     assert got["model"]["init_args"]["model"] in ("mae_tiny", "causal_tiny")
+    # the design stays the config's: only the size shrinks (a dict override replaces the whole dict)
+    kwargs = dict(got["model"]["init_args"].get("model_kwargs") or {})
+    shipped_kwargs = shipped["model"]["init_args"].get("model_kwargs") or {}
+    assert {k: v for k, v in kwargs.items() if k not in ("dim", "depth", "num_heads")} == shipped_kwargs
 
 
 @pytest.mark.slow  # > 20 s on the 2-core CI machine (pytest --durations)
