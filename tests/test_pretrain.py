@@ -422,7 +422,7 @@ def test_throughput_script_cpu_smoke(capsys, monkeypatch, tmp_path):
 
     grid, policy = (2, 2, 4), MaskPolicy()  # [8, 8, 16] in patches of (4, 4, 4)
     for row, attention in ((rows[1], "sdpa"), (rows[2], "complex-phase")):
-        model = create_model("mae_tiny", patch_size=(4, 4, 4), attention=attention)
+        model = create_model("mae_tiny", patch_size=(4, 4, 4), attention=attention, prior="mix", loss="skill")
         per_sample = sum(3 * model.forward_flops(grid, int(policy(4, grid, i)[0][0].sum())) for i in (2, 3)) / 2
         assert row["TFLOP/s"] == pytest.approx(row["samples/s"] * per_sample / 1e12, rel=1e-9)
     assert "| config" in capsys.readouterr().out

@@ -13,7 +13,8 @@ frequency 0.5, so the encoder length varies from step to step as in real pretrai
 - ``fp32 (TF32) sdpa``: fp32 weights and activations, TF32 matmuls (WiFo's TF32 setting);
 - ``bf16 complex-{real,magnitude,phase}``: complex tokens and attention (``wfm.kernels``).
 
-MFU = model FLOPs (exact matmul count, 3x forward per training step; see
+The MAE is the one ``pretrain/mae.yaml`` trains (``prior: mix``, skill loss; ``--prior none``: the
+original MAE). MFU = model FLOPs (exact matmul count, 3x forward per training step; see
 ``wfm.models.mae``) / time / the GPU's dense peak for that precision (bf16, or TF32 for fp32;
 Lightning's ``get_available_flops`` through ``wfm.training.throughput.available_flops``;
 ``--peak-tflops`` overrides). Ratios are only meaningful within one run of this script.
@@ -60,7 +61,8 @@ VARIANTS = [
 def run_variant(v: Variant, args: argparse.Namespace, csi: torch.Tensor) -> dict[str, float | str]:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = create_model(args.model, patch_size=tuple(args.patch), attention=v.attention).to(device)
+    model = create_model(args.model, patch_size=tuple(args.patch), attention=v.attention, prior=args.prior,
+                         loss="mse" if args.prior == "none" else "skill").to(device)
     if v.compile:
         model.compile_blocks()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
     p.add_argument("--device", default="cuda")
     p.add_argument("--peak-tflops", type=float, default=None, help="per-GPU peak for MFU (default: detected)")
     p.add_argument("--only", nargs="*", default=None, help="run only these configs (by name)")
+    p.add_argument("--prior", default="mix", choices=["none", "hold", "mean", "mix"],
+                   help="the MAE's classical prior: mix (with the skill loss) as pretrain/mae.yaml trains it; "
+                        "none: the MAE before the prior, as session 39 measured it on an H200")
     p.add_argument("--tiny", action="store_true", help="mae_tiny, [8, 8, 16], batch 4, 2+2 steps: a smoke test")
     p.add_argument("--out", default=None, help="also write the run's settings and rows as JSON here")
     args = p.parse_args(argv)
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
     csi = plane_wave_csi(args.batch_size, tuple(args.shape), generator=torch.Generator().manual_seed(0)).to(args.device)
     n_tokens = math.prod(patch_grid(csi.shape, tuple(args.patch)))
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
-    print(f"{args.model}, CSI {args.shape}, patch {args.patch} ({n_tokens} tokens), batch {args.batch_size}, "
+    print(f"{args.model} (prior {args.prior}), CSI {args.shape}, patch {args.patch} ({n_tokens} tokens), batch {args.batch_size}, "
           f"{args.steps} timed steps after {args.warmup}, on {where}, torch {torch.__version__}")
     rows = []
     for v in variants:
