@@ -1247,3 +1247,29 @@ def test_causal_forecast_names_the_first_gap_and_the_fix():
     x[2, 17:19] = float("nan")
     with pytest.raises(ValueError, match=r"2 NaN or Inf values \(the first: row 2, position 17\).*--fill linear"):
         model.forecast(x, 60.0, 4)
+
+
+def test_numpy_arrays_and_lists_are_read_as_tensors_and_strings_refused():
+    """Data read with h5py or scipy arrives as NumPy: it once failed on a missing ``.ndim`` / ``.to``."""
+    import numpy as np
+
+    import wfm
+    from wfm.models.causal import CausalForecaster
+    from wfm.safety import InputError
+
+    causal = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=32, prior="mix").eval()
+    x = torch.randn(2, 40).cumsum(1)
+    want = causal.forecast(x, 60.0, 4)
+    assert torch.equal(causal.forecast(x.numpy(), 60.0, 4), want)
+    assert torch.equal(causal.forecast(x.tolist(), 60.0, 4), want)
+    assert torch.equal(causal.forecast(x[0].numpy().astype(np.float64), 60.0, 4), causal.forecast(x[0], 60.0, 4))
+    for bad in (["a", "b"], [[1.0, 2.0], [3.0]]):
+        with pytest.raises(InputError, match="context must be a tensor or an array of numbers"):
+            causal.forecast(bad, 60.0, 4)
+
+    mae = wfm.from_pretrained(FIXTURE)
+    csi = torch.randn(8, 4, 16, dtype=torch.complex64)
+    got = mae.predict(csi.numpy(), "temporal", 0.5)
+    assert torch.equal(got.reconstruction, mae.predict(csi, "temporal", 0.5).reconstruction)
+    with pytest.raises(InputError, match="csi must be a tensor"):
+        mae.predict(np.array([["x"]]), "temporal", 0.5)

@@ -388,3 +388,21 @@ def strict_int(value: Any, what: str) -> int:
         except ValueError:
             pass
     raise InputError(f"{what} must be an integer, got {value!r}")
+
+
+def as_tensor(value: Any, what: str) -> "torch.Tensor":
+    """``value`` (a tensor, a NumPy array or a nested list of numbers) as a tensor, without a copy
+    where it can; anything else (strings, objects, ragged lists) is refused with ``what`` named."""
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        arr = np.asarray(value)
+    except ValueError as e:  # ragged nested lists
+        raise InputError(f"{what} must be a tensor or an array of numbers: {_one_line(e)}") from None
+    if arr.dtype.kind not in "biufc":
+        raise InputError(f"{what} must be a tensor or an array of numbers, got {type(value).__name__} of "
+                         f"dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr))

@@ -30,6 +30,7 @@ from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the o
 from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_noise, looks_white, shrunk_mean
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.series_priors import normalise_stats
+from wfm.safety import as_tensor
 
 
 def spread_bounds(point: Tensor, quant: Tensor, low_path: Tensor, high_path: Tensor,
@@ -121,7 +122,10 @@ class ForecastMixin:
 
     def _forecast_any(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
                       group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
-        """``_forecast`` for ``[B, L]`` or one series ``[L]`` (a batch of one, the batch axis dropped)."""
+        """``_forecast`` for ``[B, L]`` or one series ``[L]`` (a batch of one, the batch axis dropped);
+        NumPy arrays and lists are read as tensors."""
+        context = as_tensor(context, "context")
+        group = None if group is None else as_tensor(group, "group")
         if context.ndim != 1:
             return self._forecast(context, interval, horizon, quantiles, group, check)
         if group is not None:

@@ -57,6 +57,7 @@ from wfm.models.registry import register_model
 from wfm.nn.blocks import ATTENTION_KINDS, drop_path_rates, make_block
 from wfm.nn.patching import Grid, Patch, patch_grid, patchify, unpatchify
 from wfm.nn.posenc import SinCos3D
+from wfm.safety import as_tensor
 from wfm.tasks.metrics import to_db
 
 #: ``prior`` options: ``none`` (mask tokens, no anchor: the original MAE), one classical
@@ -763,7 +764,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
                 guard: bool = True) -> MAEPrediction:
         """Zero-shot prediction: mask ``ratio`` of the CSI by ``mask_kind`` and reconstruct it.
 
-        ``csi`` is complex ``[B, T, A, K]`` of any shape (1-3 antennas, 30/56/114/242
+        ``csi`` (a tensor or a NumPy array) is complex ``[B, T, A, K]`` of any shape (1-3 antennas, 30/56/114/242
         subcarriers, odd T: padding is internal), or one window ``[T, A, K]``, whose
         reconstruction and mask come back ``[T, A, K]`` and its NMSE a scalar (a real ``csi``,
         such as amplitudes, is read as complex with a zero imaginary part). ``temporal`` predicts the last ``ratio`` of
@@ -775,6 +776,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         does not transfer to this data is switched off, and a prior the target decorrelated from
         is shrunk towards zero.
         """
+        csi = as_tensor(csi, "csi")
         if csi.ndim == 3:  # one window
             one = self.predict(csi[None], mask_kind, ratio, seed, guard)
             return MAEPrediction(one.reconstruction[0], one.mask[0], one.nmse[0], one.nmse_db)
