@@ -125,3 +125,27 @@ def test_forecast_reads_the_last_gap_free_run_and_refuses_what_it_cannot_use(tmp
     code, err = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
                      "--out", str(out)], capsys)  # the time column read as values
     assert code == 2 and "'time'" in err and "--time-column" in err and len(err.strip().splitlines()) == 1
+
+
+def test_forecast_skips_text_columns_and_says_which_and_where_a_gap_cut_the_series(tmp_path, causal, capsys):
+    vals = [float(v) for v in np.linspace(1, 2, 100)]
+    cut = list(vals)
+    cut[30] = ""  # a gap no fill bridges: the last 69 values are the series
+    _csv(tmp_path / "t.csv", {"cell": ["north"] * 100, "v": vals, "w": cut})
+    out = tmp_path / "fc"
+    code = main(["forecast", str(causal), str(tmp_path / "t.csv"), "--horizon", "5", "--time-column", "time",
+                 "--out", str(out)])
+    printed = " ".join(capsys.readouterr().out.split())
+    result = json.loads((out / "forecast.json").read_text())
+    assert code in (0, None) and result["skipped_text_columns"] == ["cell"]
+    assert [c["column"] for c in result["check"]] == ["v", "w"] and result["check"][1]["context"] == 69
+    assert "skipped text columns (no number in them): cell" in printed
+    assert "w: 1 gap(s) the fill does not bridge" in printed and "69 of 99 values" in printed
+    # named, a text column is still an error; and one number among text is not skipped
+    code, err = run(["forecast", str(causal), str(tmp_path / "t.csv"), "--horizon", "5", "--time-column", "time",
+                     "--columns", "cell", "--out", str(out)], capsys)
+    assert code == 2 and "'cell'" in err and "not a number" in err
+    _csv(tmp_path / "m.csv", {"cell": ["north"] * 99 + ["3"], "v": vals})
+    code, err = run(["forecast", str(causal), str(tmp_path / "m.csv"), "--horizon", "5", "--time-column", "time",
+                     "--out", str(out)], capsys)
+    assert code == 2 and "'north'" in err

@@ -44,15 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                         "setting it (the most common step between them)")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
-                   help="fill runs of missing values up to --max-gap long (default: a gap is an error)")
+                   help="fill runs of missing values up to --max-gap long (default none: the forecast reads the run after the last gap)")
     p.add_argument("--max-gap", type=non_negative_int, default=0, help="longest run of missing values --fill fills")
     p.add_argument("--out", default="wfm-forecast", help="output folder (replaced as a whole; default wfm-forecast)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=cmd_forecast)
 
 
-def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]]:
-    """``(names, values [L] each, start time s)``: each column's last gap-free run."""
+def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float], list[str]]:
+    """``(names, values [L] each, start time s, text columns skipped)``: each column's last gap-free run."""
     from wfm.data.loaders.generic import load_csv_series
     from wfm.data.loaders.timegrid import GapPolicy
 
@@ -66,10 +66,14 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
         if not runs:
             raise InputError(f"{args.csv}: column {name!r} holds no values")
         last = runs[-1]
+        if len(runs) > 1:
+            kept, total = len(d["values"][last]), sum(len(d["values"][i]) for i in runs)
+            console.print(f"{name}: {len(runs) - 1} gap(s) the fill does not bridge; forecasting from the last "
+                          f"gap-free run, {kept} of {total} values (--fill linear --max-gap N bridges short gaps)")
         names.append(name)
         values.append(d["values"][last])
         starts.append(float(d["start_time"][last]))
-    return names, values, starts
+    return names, values, starts, d["skipped"]
 
 
 def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +89,9 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(model, "model_kind", None) != "causal":
         raise InputError(f"{args.model}: wfm forecast needs a causal (series) model; this one is "
                          f"{getattr(model, 'model_kind', type(model).__name__)!r} (CSI models: wfm evaluate)")
-    names, values, starts = _series(args)
+    names, values, starts, skipped = _series(args)
+    if skipped:
+        console.print(f"skipped text columns (no number in them): {', '.join(skipped)}")
     h, levels = args.horizon, list(model.quantile_levels)
     rows, checks, out_rows = [], [], []
     with progress_bar("forecast", len(names)) as advance:
@@ -126,7 +132,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             rows.append((name, x.numpy(), point.numpy(), None if q is None else q.numpy()))
             advance(1)
     result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
-              "quantile_levels": levels, "check": checks, "forecast": out_rows}
+              "quantile_levels": levels, "skipped_text_columns": skipped, "check": checks, "forecast": out_rows}
     _write(Path(args.out), result, rows, levels)
     print_table(checks, title=f"check: the last {h} values of each column forecast from the ones before (NMSE)")
     console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")

@@ -29,6 +29,18 @@ class CSVTable:
         j = self.header.index(name)
         return [r[j] for r in self.rows]
 
+    def is_text(self, name: str) -> bool:
+        """True where no non-empty cell of the column reads as a number (labels, names, ids as text)."""
+        cells = [c.strip() for c in self.column(name)]
+        filled = [c for c in cells if c and c.lower() not in ("nan", "na", "null")]
+        for c in filled:
+            try:
+                float(c)
+                return False
+            except ValueError:
+                pass
+        return bool(filled)
+
     def numbers(self, name: str, allow_empty: bool = True, hint: str = "") -> np.ndarray:
         """A column as float64; empty cells become NaN (missing), other text is an error (``hint``
         added to it), and so is an infinite value."""

@@ -1,6 +1,7 @@
 """Generic series from CSV or NPY files, at a declared sampling interval or one read from the timestamps.
 
-CSV: every column is one series (``--columns`` picks some); an optional time column
+CSV: every column is one series (``--columns`` picks some; without it, columns of text, such as
+cell names, are skipped and listed); an optional time column
 (``--time-column``, numbers in seconds or ISO 8601 date-times) is checked against the
 declared interval, or sets it where none is declared (the most common step between its
 timestamps); otherwise rows are taken as consecutive steps. NPY: a ``[L]`` array is
@@ -48,16 +49,33 @@ def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str) -> n
     return out
 
 
+def _looks_like_time(cells: list[str]) -> bool:
+    """True where the column's first non-empty cell is an ISO 8601 date-time."""
+    first = next((c.strip() for c in cells if c.strip()), "")
+    try:
+        datetime.fromisoformat(first.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
+
+
 def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[str] | None = None,
                     time_column: str | None = None, policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
-    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...], "interval_s"}``
-    from a CSV. ``interval`` ``None``: read from the ``time_column`` (the most common step between
-    its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it then needs."""
+    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...], "interval_s",
+    "skipped": [...]}`` from a CSV. ``interval`` ``None``: read from the ``time_column`` (the most
+    common step between its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it
+    then needs. Without ``columns``, every column but the time column is a series, except text
+    columns (no cell a number: cell names, labels), listed under ``skipped``; a named column or a
+    column of numbers with text in it is an error."""
     table = read_csv(path)
     src = str(table.path)
     names = list(columns) if columns else [c for c in table.header if c != time_column]
+    # A column of date-times is not skipped: read as values, its error tells to pass --time-column.
+    skipped = [] if columns else [c for c in names if table.is_text(c) and not _looks_like_time(table.column(c))]
+    names = [c for c in names if c not in skipped]
     if not names:
-        raise DataError(f"{src}: no value columns")
+        text = f" (text only: {', '.join(skipped)})" if skipped else ""
+        raise DataError(f"{src}: no value columns{text}")
     times = None
     if time_column is not None:
         times = _parse_time(table.column(time_column), table.lines, src, time_column)
@@ -66,7 +84,8 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
             raise DataError(f"{src}: no interval: give the seconds between rows (--interval), or the column of "
                             "timestamps to read it from (--time-column)")
         interval = common_step([times], src)
-    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names, "interval_s": float(interval)}
+    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names, "interval_s": float(interval),
+                           "skipped": skipped}
     for j, name in enumerate(names):
         # Text in a value column is most often a time column read as values.
         hint = f"; if that column holds timestamps, pass --time-column {name}" if time_column is None else ""
@@ -158,6 +177,8 @@ def import_series(path: str | Path, out: str | Path, interval: float | None, ser
                "start_time": np.array(d["start_time"], dtype=np.float64)}
     attrs = {"interval_s": float(interval), "series_kind": series_kind, "names": d["names"],
              "source": path.name, "fill": policy.fill, "max_gap": policy.max_gap}
+    if d.get("skipped"):
+        attrs["skipped_text_columns"] = d["skipped"]
     return write_samples(out, name or path.stem, "series", specs, samples, attrs,
                          {"format": path.suffix.lower().lstrip(".") or "csv", "source": str(path),
                           "interval": interval, "series_kind": series_kind, "time_column": time_column,
