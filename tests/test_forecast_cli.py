@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -149,3 +149,45 @@ def test_forecast_skips_text_columns_and_says_which_and_where_a_gap_cut_the_seri
     code, err = run(["forecast", str(causal), str(tmp_path / "m.csv"), "--horizon", "5", "--time-column", "time",
                      "--out", str(out)], capsys)
     assert code == 2 and "'north'" in err
+
+
+def test_forecast_reads_a_long_table_by_id_and_epoch_milliseconds_when_told(tmp_path, causal, capsys):
+    """An operator's export: one row per cell and step, epoch milliseconds (the Telecom Italia layout)."""
+    t0, n = 1383260400000, 80
+    with open(tmp_path / "long.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["cell_id", "ts", "dl"])
+        for i in range(n):
+            for cell, scale in (("a7", 1.0), ("b2", 3.0)):
+                w.writerow([cell, t0 + i * 120_000, scale * (2 + np.sin(i / 9))])
+    out = tmp_path / "fc"
+    args = ["forecast", str(causal), str(tmp_path / "long.csv"), "--time-column", "ts", "--id-column", "cell_id",
+            "--horizon", "4", "--out", str(out)]
+    code, err = run(args, capsys)  # milliseconds read as seconds lie past the year 9999: the error says so
+    assert code == 2 and "'1383260400000'" in err and "--time-unit ms" in err
+    assert main(args + ["--time-unit", "ms"]) in (0, None)
+    result = json.loads((out / "forecast.json").read_text())
+    assert result["interval_s"] == 120.0 and [c["column"] for c in result["check"]] == ["a7", "b2"]
+    assert all(c["context"] == n for c in result["check"])
+    rows = list(csv.DictReader(open(out / "forecast.csv")))
+    assert [r["column"] for r in rows] == ["a7"] * 4 + ["b2"] * 4
+    assert rows[0]["time"] == datetime.fromtimestamp((t0 + n * 120_000) / 1000, tz=timezone.utc).isoformat()
+    # each id alone is the series: the forecast of b2 is 3x that of a7 (scale equivariance of the model)
+    a, b = (np.array([float(r["forecast"]) for r in rows if r["column"] == c]) for c in ("a7", "b2"))
+    assert np.allclose(b, 3 * a, rtol=1e-3)
+
+
+def test_import_csv_long_table_makes_one_series_per_id(tmp_path):
+    from wfm.data.shards import ShardedDataset
+
+    with open(tmp_path / "long.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ts", "user", "rssi", "snr"])
+        for i in range(12):
+            for u in ("u1", "u2"):
+                w.writerow([i * 0.5, u, -60 - i if u == "u1" else -70 + i, 10 + i])
+    assert main(["data", "import", "csv", str(tmp_path / "long.csv"), "--time-column", "ts", "--id-column", "user",
+                 "--out", str(tmp_path / "ds")]) in (0, None)
+    ds = ShardedDataset(tmp_path / "ds")
+    assert ds.attrs["names"] == ["u1 rssi", "u1 snr", "u2 rssi", "u2 snr"] and ds.attrs["interval_s"] == 0.5
+    assert np.allclose(ds[2]["values"], -70 + np.arange(12))

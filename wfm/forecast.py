@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--columns", nargs="*", default=None, help="value columns (default: all but --time-column)")
     p.add_argument("--time-column", default=None, help="timestamps (s or ISO 8601), checked against --interval or "
                                                         "setting it (the most common step between them)")
+    p.add_argument("--id-column", default=None, help="a long table's series id (a cell, a user): each id's rows "
+                                                      "are its own series (forecast per id)")
+    p.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default="s",
+                   help="unit of numeric timestamps (default s; epoch milliseconds: ms)")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
                    help="fill runs of missing values up to --max-gap long (default none: the forecast reads the run after the last gap)")
@@ -58,7 +62,7 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
 
     # split=True keeps every run, so a gap the policy does not fill only cuts off the older part
     d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
-                        GapPolicy(args.fill, args.max_gap, split=True))
+                        GapPolicy(args.fill, args.max_gap, split=True), args.id_column, args.time_unit)
     args.interval = d["interval_s"]  # as declared, or read from the time column
     names, values, starts = [], [], []
     for j, name in enumerate(d["names"]):

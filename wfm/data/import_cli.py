@@ -107,6 +107,10 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
             g.add_argument("--columns", nargs="*", default=None, help="value columns (default: all)")
             g.add_argument("--time-column", default=None,
                            help="timestamps (s or ISO 8601), checked against --interval or setting it")
+            g.add_argument("--id-column", default=None,
+                           help="a long table's series id (a cell, a user): each id's rows are its own series")
+            g.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default="s",
+                           help="unit of numeric timestamps (default s; epoch milliseconds: ms)")
         _gap_args(g)
         g.set_defaults(func=cmd_import_series)
 
@@ -174,7 +178,8 @@ def cmd_import_series(args: argparse.Namespace) -> None:
     from wfm.data.loaders.generic import import_series
 
     _done(import_series(args.path, args.out, args.interval, args.series_kind, getattr(args, "columns", None),
-                        getattr(args, "time_column", None), _policy(args), args.name, args.shard_size))
+                        getattr(args, "time_column", None), _policy(args), args.name, args.shard_size,
+                        getattr(args, "id_column", None), getattr(args, "time_unit", "s")))
 
 
 def cmd_import_hf(args: argparse.Namespace) -> None:

@@ -28,16 +28,30 @@ from wfm.data.loaders.timegrid import GapPolicy, common_step, regular_segments
 from wfm.data.shards import FieldSpec
 
 
-def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str) -> np.ndarray:
-    """Seconds: numbers as they are, ISO 8601 date-times since the epoch (naive = UTC)."""
+#: Seconds per unit of numeric timestamps (``--time-unit``).
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+#: Numeric timestamps past this many seconds (year 9999) are in a smaller unit than declared.
+_LAST_SECOND = 253402300799.0
+
+
+def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str, unit: str = "s") -> np.ndarray:
+    """Seconds: numbers in ``unit`` (:data:`TIME_UNITS`), ISO 8601 date-times since the epoch (naive = UTC)."""
+    if unit not in TIME_UNITS:
+        raise DataError(f"{src}: time unit must be one of {', '.join(TIME_UNITS)}, got {unit!r}")
     out = np.empty(len(cells), dtype=np.float64)
     for i, c in enumerate(cells):
         c = c.strip()
         try:
-            out[i] = float(c)
-            continue
+            number = float(c)
         except ValueError:
-            pass
+            number = None
+        if number is not None:
+            out[i] = number * TIME_UNITS[unit]
+            if abs(out[i]) > _LAST_SECOND:  # epoch milliseconds read as seconds: past the year 9999
+                fits = [u for u, f in TIME_UNITS.items() if abs(number) * f <= _LAST_SECOND]
+                raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is past the year 9999 "
+                                f"in {unit}: pass the unit of the timestamps (--time-unit {fits[0] if fits else 'ns'})")
+            continue
         try:
             dt = datetime.fromisoformat(c.replace("Z", "+00:00"))
         except ValueError:
@@ -60,16 +74,23 @@ def _looks_like_time(cells: list[str]) -> bool:
 
 
 def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[str] | None = None,
-                    time_column: str | None = None, policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
+                    time_column: str | None = None, policy: GapPolicy = GapPolicy(),
+                    id_column: str | None = None, time_unit: str = "s") -> dict[str, Any]:
     """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...], "interval_s",
     "skipped": [...]}`` from a CSV. ``interval`` ``None``: read from the ``time_column`` (the most
     common step between its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it
-    then needs. Without ``columns``, every column but the time column is a series, except text
-    columns (no cell a number: cell names, labels), listed under ``skipped``; a named column or a
-    column of numbers with text in it is an error."""
+    then needs. Without ``columns``, every column but the time (and id) column is a series, except
+    text columns (no cell a number: cell names, labels), listed under ``skipped``; a named column
+    or a column of numbers with text in it is an error.
+
+    ``id_column``: a long table (one row per series and step, as operators export cell traffic):
+    the rows of each id, in the file's order, are that id's series, named after the id (``ID
+    COLUMN`` where there are several value columns); ``column`` then indexes those names.
+    ``time_unit``: of numeric timestamps (``s``, ``ms``, ``us``, ``ns``)."""
     table = read_csv(path)
     src = str(table.path)
-    names = list(columns) if columns else [c for c in table.header if c != time_column]
+    keys = {time_column, id_column}
+    names = list(columns) if columns else [c for c in table.header if c not in keys]
     # A column of date-times is not skipped: read as values, its error tells to pass --time-column.
     skipped = [] if columns else [c for c in names if table.is_text(c) and not _looks_like_time(table.column(c))]
     names = [c for c in names if c not in skipped]
@@ -78,19 +99,34 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
         raise DataError(f"{src}: no value columns{text}")
     times = None
     if time_column is not None:
-        times = _parse_time(table.column(time_column), table.lines, src, time_column)
+        times = _parse_time(table.column(time_column), table.lines, src, time_column, time_unit)
+    rows = np.arange(len(table.rows))
+    groups: dict[str, np.ndarray] = {"": rows}
+    if id_column is not None:
+        ids = [c.strip() for c in table.column(id_column)]
+        order = list(dict.fromkeys(ids))
+        if "" in order:
+            raise DataError(f"{src}: line {table.lines[ids.index('')]}: column {id_column!r} is empty")
+        ids_arr = np.array(ids, dtype=object)
+        groups = {i: rows[ids_arr == i] for i in order}
     if interval is None:
         if times is None:
             raise DataError(f"{src}: no interval: give the seconds between rows (--interval), or the column of "
                             "timestamps to read it from (--time-column)")
-        interval = common_step([times], src)
-    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": names, "interval_s": float(interval),
-                           "skipped": skipped}
-    for j, name in enumerate(names):
+        interval = common_step([times[g] for g in groups.values()], src)
+    series = [(name if not gid else gid if len(names) == 1 else f"{gid} {name}", name, gid, g)
+              for gid, g in groups.items() for name in names]
+    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": [s[0] for s in series],
+                           "interval_s": float(interval), "skipped": skipped}
+    numbers = {}
+    for name in names:
         # Text in a value column is most often a time column read as values.
         hint = f"; if that column holds timestamps, pass --time-column {name}" if time_column is None else ""
-        numbers = table.numbers(name, hint=hint)
-        for t0, seg in regular_segments(numbers, table.lines, interval, src, policy, times):
+        numbers[name] = table.numbers(name, hint=hint)
+    for j, (_, name, gid, g) in enumerate(series):
+        where = f"{src} ({id_column} {gid})" if id_column else src
+        for t0, seg in regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
+                                        None if times is None else times[g]):
             out["values"].append(seg[:, 0].astype(np.float32))
             out["column"].append(j)
             out["start_time"].append(t0)
@@ -157,18 +193,19 @@ def load_npy_series(path: str | Path, interval: float, policy: GapPolicy = GapPo
 
 def import_series(path: str | Path, out: str | Path, interval: float | None, series_kind: str = "series",
                   columns: Sequence[str] | None = None, time_column: str | None = None,
-                  policy: GapPolicy = GapPolicy(), name: str | None = None, shard_size: int = 256) -> Path:
+                  policy: GapPolicy = GapPolicy(), name: str | None = None, shard_size: int = 256,
+                  id_column: str | None = None, time_unit: str = "s") -> Path:
     """Import a CSV or NPY file of series as a ``series`` dataset (``interval`` ``None``: read
-    from a CSV's ``time_column``, :func:`load_csv_series`)."""
+    from a CSV's ``time_column``; ``id_column``: a long table, :func:`load_csv_series`)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        if columns or time_column:
-            raise DataError(f"{path}: --columns and --time-column apply to CSV files only")
+        if columns or time_column or id_column:
+            raise DataError(f"{path}: --columns, --time-column and --id-column apply to CSV files only")
         if interval is None:
             raise DataError(f"{path}: an NPY file has no timestamps: give the seconds between values (--interval)")
         d = load_npy_series(path, interval, policy)
     else:
-        d = load_csv_series(path, interval, columns, time_column, policy)
+        d = load_csv_series(path, interval, columns, time_column, policy, id_column, time_unit)
         interval = d["interval_s"]
     dtype = "complex64" if any(np.iscomplexobj(v) for v in d["values"]) else "float32"
     specs = {"values": FieldSpec(dtype, (-1,)), "column": FieldSpec("int64", ()),
