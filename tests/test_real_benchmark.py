@@ -583,3 +583,12 @@ def test_headroom_measures_against_reference_formulas(standin, tmp_path):
     rows = json.loads(out.read_text())
     views = {(r["dataset"], r["view"]) for r in rows}
     assert views == {(d.name, d.view) for d in R.load_real_datasets(standin, R.RealBenchConfig(csi_frequency=True))}
+
+
+def test_a_folder_with_only_unreadable_files_says_why_in_its_one_error(tmp_path):
+    (tmp_path / "traffic").mkdir()
+    (tmp_path / "traffic" / "op.csv").write_text("enodeb,timestamp,dl_mb\n1,0,3\n1,120,4\n")
+    skipped: list = []
+    with pytest.raises(DataError, match=r"no wifi-csi/.*; not scored: .*op.csv: missing column 'square_id'"
+                                        r".*--id-column CELL"):
+        R.load_real_datasets(tmp_path, R.RealBenchConfig(), skipped)

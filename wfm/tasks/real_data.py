@@ -104,8 +104,11 @@ def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None,
         except DataError as e:
             skip_or_raise(folder, e, skipped)
     if not out:
+        # Where everything found was skipped, the first reason is what the user needs.
+        why = f"; not scored: {skipped[0]['error']}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else "") \
+            if skipped else ""
         raise DataError(f"{root}: no wifi-csi/, traffic/ or deepsense6g-beam/ data, nor an imported dataset folder "
-                        "of CSI or series, with enough steps for a window")
+                        f"of CSI or series, with enough steps for a window{why}")
     return out
 
 

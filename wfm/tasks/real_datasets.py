@@ -234,7 +234,7 @@ def load_traffic(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str
         except DataError as e:
             if "missing column 'square_id'" in str(e) or "missing column 'time_interval'" in str(e):
                 e = DataError(f"{e}: not the Telecom Italia layout; import other series first, e.g. `wfm data import "
-                              f"csv {path} --time-column COLUMN --series-kind traffic --out "
+                              f"csv {path} --time-column COLUMN [--id-column CELL] --series-kind traffic --out "
                               f"{path.parent.parent / path.stem}` (scored from --datasets as an imported dataset)")
             skip_or_raise(path, e, skipped)
             continue
