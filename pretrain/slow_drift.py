@@ -44,6 +44,7 @@ import wfm
 from wfm.models.evidence import exceeds_noise, looks_white
 from wfm.models.groups import pool_rows
 from wfm.models.linear_prediction import ar_forecast
+from wfm.tasks.metrics import window_nmse
 
 
 def drifting_csi(packets: int, antennas: int, subcarriers: int, doppler_hz: float, snr_db: float,
@@ -112,12 +113,6 @@ def with_rule(causal, series: torch.Tensor, group: torch.Tensor, horizon: int, p
     white = looks_white(series, causal.white_limit, group, causal.white_dips)
     last = white & RULES[rule](series, horizon, group)
     return torch.where(last[:, None], series[:, -1:].to(point.dtype), point)
-
-
-def window_nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``[N]``: each window's squared error over its target's power (every dimension after the first)."""
-    err = (pred - target).abs().square().flatten(1).sum(1)
-    return err / target.abs().square().flatten(1).sum(1)
 
 
 def as_series(w: torch.Tensor) -> torch.Tensor:
