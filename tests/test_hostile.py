@@ -1273,3 +1273,35 @@ def test_numpy_arrays_and_lists_are_read_as_tensors_and_strings_refused():
     assert torch.equal(got.reconstruction, mae.predict(csi, "temporal", 0.5).reconstruction)
     with pytest.raises(InputError, match="csi must be a tensor"):
         mae.predict(np.array([["x"]]), "temporal", 0.5)
+
+
+def test_causal_forecast_runs_many_rows_in_chunks_of_whole_groups(monkeypatch):
+    """Memory stays bounded however many rows a user passes (about 0.45 MB a row at 96 values
+    unchunked); chunks hold whole groups, so the forecasts are those of one batch."""
+    import wfm.models.causal_forecast as cf
+    from wfm.models.causal import CausalForecaster
+
+    torch.manual_seed(0)
+    model = CausalForecaster(patch_len=4, dim=16, depth=1, num_heads=2, max_context=32, prior="mix", guard=True,
+                             check_origins=4, white_limit=0.5).eval()
+    x = torch.randn(90, 24).cumsum(1)
+    group = torch.randint(0, 12, (90,))
+    whole = model.forecast(x, 60.0, 6, group=group)
+    calls = []
+    real = cf.ForecastMixin._forecast
+
+    def spy(self, context, *args):
+        calls.append(len(context))
+        return real(self, context, *args)
+
+    monkeypatch.setattr(cf, "FORECAST_VALUES", 24 * 20)
+    monkeypatch.setattr(cf.ForecastMixin, "_forecast", spy)
+    assert torch.equal(model.forecast(x, 60.0, 6, group=group), whole)
+    assert len(calls) > 4 and sum(calls) == 90  # several chunks, every row once
+    calls.clear()
+    halves = torch.cat([model.forecast(x[:45], 60.0, 6), model.forecast(x[45:], 60.0, 6)])
+    assert torch.equal(model.forecast(x, torch.full((90,), 60.0), 6), halves)  # ungrouped rows alone, [B] intervals
+    bad = x.clone()
+    bad[77, 3] = float("nan")  # the error names the row of the whole batch, not of its chunk
+    with pytest.raises(ValueError, match=r"row 77, position 3"):
+        model.forecast(bad, 60.0, 6, group=group)
