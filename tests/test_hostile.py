@@ -1305,3 +1305,17 @@ def test_causal_forecast_runs_many_rows_in_chunks_of_whole_groups(monkeypatch):
     bad[77, 3] = float("nan")  # the error names the row of the whole batch, not of its chunk
     with pytest.raises(ValueError, match=r"row 77, position 3"):
         model.forecast(bad, 60.0, 6, group=group)
+
+
+@pytest.mark.parametrize("kind", ["temporal", "frequency", "random"])
+def test_mae_predict_runs_many_samples_in_chunks_with_the_batch_mask(monkeypatch, kind):
+    import wfm
+    import wfm.models.mae as mae_mod
+
+    model = wfm.from_pretrained(FIXTURE)
+    csi = torch.randn(40, 8, 4, 16, dtype=torch.complex64)
+    whole = model.predict(csi, kind, 0.5, seed=3)
+    monkeypatch.setattr(mae_mod, "PREDICT_VALUES", 8 * 4 * 16 * 7)  # chunks of 7 samples
+    chunked = model.predict(csi, kind, 0.5, seed=3)
+    assert torch.equal(chunked.mask, whole.mask)  # a random mask is the whole batch's draw
+    assert torch.equal(chunked.reconstruction, whole.reconstruction) and torch.equal(chunked.nmse, whole.nmse)

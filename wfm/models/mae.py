@@ -83,6 +83,9 @@ REVERSION_MARGIN = 1.5
 #: Whether the guard may shrink the prior towards zero where the backtest's target decorrelated
 #: from it (``fitted_scales``); off, the prior is always at full scale (the rule before session 23).
 PRIOR_SHRINK = True
+#: ``predict`` runs at most this many CSI values (samples x T x A x K) at once (whole samples).
+PREDICT_VALUES = 1 << 17
+
 #: What the guard's prior can be, per mask kind (``MaskedAutoencoder(guard_prior=...)``): chosen by
 #: the backtest on each window (the zero-shot default), or one classical estimate fixed in advance,
 #: where data of the same link or receiver has shown which one predicts it (``wfm.tasks.guard_calibration``).
@@ -791,7 +794,17 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             raise ValueError(f"csi has values up to {peak:.3g} in magnitude (> {MAX_ABS_INPUT:g}); rescale it first "
                              "(the model normalises each sample, so any scale works)")
         gen = torch.Generator().manual_seed(seed)
-        mask, front = self.prediction_mask(csi.shape, mask_kind, ratio, generator=gen)
+        mask, front = self.prediction_mask(csi.shape, mask_kind, ratio, generator=gen)  # the whole batch's draw
+        # Samples are independent: chunks keep memory bounded (about 0.8 MB a [16, 3, 30] window).
+        rows = max(1, PREDICT_VALUES // max(1, csi[0].numel()))
+        parts = [self._predict_chunk(csi[a:a + rows], mask[a:a + rows], front, mask_kind, ratio, guard)
+                 for a in range(0, csi.shape[0], rows)]
+        recon, elem, nmse = (torch.cat(x) for x in zip(*parts))
+        return MAEPrediction(recon, elem, nmse, to_db(nmse.mean()))
+
+    def _predict_chunk(self, csi: Tensor, mask: Tensor, front: tuple[int, int, int], mask_kind: str, ratio: float,
+                       guard: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """``predict`` of some samples with their part of the batch's mask: ``(reconstruction, mask, nmse)``."""
         fitted = self.backtest(csi.to(torch.complex64), mask_kind, ratio) if guard else None
         out = self(csi, mask, front) if fitted is None else self(csi, mask, front, *fitted)
         elem_full = unpatchify(out.mask[..., None].expand_as(out.target).float(), out.grid, self.patch_size).real > 0.5
@@ -799,7 +812,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         elem = elem_full[:, t0:t0 + t, a0:a0 + a, k0:k0 + k]
         # The visible part is the input itself, bit for bit (not divided and re-multiplied).
         recon = torch.where(elem, self.reconstruct(out), csi.to(torch.complex64))
-        return MAEPrediction(recon, elem, out.nmse, to_db(out.nmse.mean()))
+        return recon, elem, out.nmse
 
     # ------------------------------------------------------------------ accounting
     def num_params(self) -> int:
