@@ -143,6 +143,10 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+#: Series drawn in forecast.png (the first ones; the CSV and JSON hold every series).
+PLOT_SERIES = 12
+
+
 def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[float]) -> None:
     """The three files into a fresh folder beside ``out``, swapped into place when all are written."""
     from wfm.console import write_json
@@ -158,9 +162,12 @@ def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[fl
             w.writerows(result["forecast"])
         write_json(tmp / "forecast.json", result)
         plt = pyplot()
-        fig, axes = plt.subplots(len(rows), 1, figsize=(8, 2.6 * len(rows)), squeeze=False)
+        shown_rows = rows[:PLOT_SERIES]  # a figure a person can read (and matplotlib can draw)
+        fig, axes = plt.subplots(len(shown_rows), 1, figsize=(8, 2.6 * len(shown_rows)), squeeze=False)
+        if len(rows) > len(shown_rows):
+            fig.suptitle(f"the first {len(shown_rows)} of {len(rows)} series (forecast.csv holds every one)", fontsize=10)
         h = result["horizon"]
-        for ax, (name, x, point, q) in zip(axes[:, 0], rows):
+        for ax, (name, x, point, q) in zip(axes[:, 0], shown_rows):
             shown = x[-4 * h:]
             t = range(-len(shown) + 1, 1)
             ax.plot(t, shown, color="0.3", lw=1, label="series")
@@ -173,7 +180,7 @@ def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[fl
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("steps from the last value")
         axes[0, 0].legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if fig._suptitle else None)
         save(fig, tmp / "forecast.png")
         swap_folder_into_place(tmp, out)
     finally:
