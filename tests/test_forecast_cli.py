@@ -195,3 +195,26 @@ def test_import_csv_long_table_makes_one_series_per_id(tmp_path):
     ds = ShardedDataset(tmp_path / "ds")
     assert ds.attrs["names"] == ["u1 rssi", "u1 snr", "u2 rssi", "u2 snr"] and ds.attrs["interval_s"] == 0.5
     assert np.allclose(ds[2]["values"], -70 + np.arange(12))
+
+
+def test_forecast_checks_several_windows_and_reports_their_per_window_nmse(tmp_path, causal, capsys):
+    from wfm.hub import from_pretrained
+
+    rng = np.random.default_rng(1)
+    a = list(50 + np.cumsum(rng.normal(size=60)))
+    _csv(tmp_path / "s.csv", {"a": a})
+    out = tmp_path / "fc"
+    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
+                     "--checks", "9", "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 0, err
+    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    assert check["windows"] == 5  # windows ending at 60, 50, 40, 30, 20; one ending at 10 has no past
+    model = from_pretrained(str(causal)).eval()
+    x = torch.tensor(a, dtype=torch.float32)
+    want, want_last = [], []
+    for end in (60, 50, 40, 30, 20):
+        past, truth = x[None, :end - 10], x[end - 10:end].double()
+        for got, f in ((want, model.forecast(past, 120.0, 10)[0]), (want_last, past[0, -1:].expand(10))):
+            got.append(float(((f.double() - truth) ** 2).sum() / (truth ** 2).sum()))
+    assert check["model"] == pytest.approx(np.mean(want), rel=1e-5)
+    assert check["persistence"] == pytest.approx(np.mean(want_last), rel=1e-5)

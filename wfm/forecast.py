@@ -9,7 +9,9 @@ inference options its ``config.json`` records. Before that it is checked where t
 known: the last ``--horizon`` values are forecast from the values before them, by the model and
 by the classical baselines (persistence, context mean, seasonal naive with the period from the
 interval), and each gets its NMSE there (``sum err^2 / sum true^2``). One window is one window:
-the check says whether the model is in the right range on this series, not which is better.
+the check says whether the model is in the right range on this series, not which is better;
+``--checks N`` scores the ``N`` latest windows (targets not overlapping) and reports the mean of
+their NMSEs (per-window NMSE), which says more.
 
 Writes, into ``--out`` as a whole (a folder that is complete or absent, never half-written):
 ``forecast.csv`` (column, step, time, point forecast and quantiles), ``forecast.json`` (the
@@ -46,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                       "are its own series (forecast per id)")
     p.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default="s",
                    help="unit of numeric timestamps (default s; epoch milliseconds: ms)")
+    p.add_argument("--checks", type=positive_int, default=1,
+                   help="windows of the check (each --horizon values, ending at the last value; default 1): "
+                        "their mean per-window NMSE tells model and baselines apart better than one")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
                    help="fill runs of missing values up to --max-gap long (default none: the forecast reads the run after the last gap)")
@@ -112,14 +117,22 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 q, point = None, model.forecast(x[None], args.interval, h)[0]
             check: dict[str, Any] = {"column": name, "context": int(x.numel())}
-            if x.numel() > h + 1:  # the check: the last h values from the ones before
-                past, truth = x[None, :-h], x[None, -h:]
+            # the check: the last h values from the ones before, and as many windows before them
+            # as --checks asks and the series holds (each h values, their targets not overlapping)
+            ends = [x.numel() - k * h for k in range(args.checks) if x.numel() - k * h > h + 1]
+            if ends:
                 itv = torch.tensor([args.interval])
-                period = seasonal_period(args.interval, past.shape[1])
-                fcs = {"model": model.forecast(past, itv, h)}
-                fcs.update({name: build_baseline(name, **({"period": period} if name == "seasonal" else {}))
-                            .forecast(past, itv, h) for name in CLASSICAL})
-                check.update({k: float(window_nmse(f, truth)[0]) for k, f in fcs.items()})
+                scores: dict[str, list[float]] = {}
+                for end in ends:
+                    past, truth = x[None, :end - h], x[None, end - h:end]
+                    period = seasonal_period(args.interval, past.shape[1])
+                    fcs = {"model": model.forecast(past, itv, h)}
+                    fcs.update({b: build_baseline(b, **({"period": period} if b == "seasonal" else {}))
+                                .forecast(past, itv, h) for b in CLASSICAL})
+                    for k, f in fcs.items():
+                        scores.setdefault(k, []).append(float(window_nmse(f, truth)[0]))
+                check["windows"] = len(ends)
+                check.update({k: float(np.mean(v)) for k, v in scores.items()})  # per-window NMSE
                 best = min(check[b] for b in CLASSICAL)
                 # A classical baseline that is exact (a constant column) leaves no ratio to report.
                 check["model / best classical"] = check["model"] / best if best > 0 else None
@@ -138,7 +151,8 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
               "quantile_levels": levels, "skipped_text_columns": skipped, "check": checks, "forecast": out_rows}
     _write(Path(args.out), result, rows, levels)
-    print_table(checks, title=f"check: the last {h} values of each column forecast from the ones before (NMSE)")
+    print_table(checks, title=f"check: the last {h} values of each column forecast from the ones before "
+                              f"(per-window NMSE{f', up to {args.checks} windows' if args.checks > 1 else ''})")
     console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")
     return result
 
