@@ -218,3 +218,31 @@ def test_forecast_checks_several_windows_and_reports_their_per_window_nmse(tmp_p
             got.append(float(((f.double() - truth) ** 2).sum() / (truth ** 2).sum()))
     assert check["model"] == pytest.approx(np.mean(want), rel=1e-5)
     assert check["persistence"] == pytest.approx(np.mean(want_last), rel=1e-5)
+
+
+def test_forecast_of_many_cells_batches_them_and_summarises_the_check(tmp_path, causal, capsys):
+    """Thousands of cells are forecast in batches of one length: each gets what it gets alone."""
+    from wfm.hub import from_pretrained
+
+    rng = np.random.default_rng(2)
+    series = {f"c{i}": 5 + np.sin(np.arange(48) / 6 + i) + 0.1 * rng.random(48) for i in range(25)}
+    with open(tmp_path / "cells.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["cell", "t", "v"])
+        for c, v in series.items():
+            for i, x in enumerate(v):
+                if not (c == "c3" and i == 10):  # c3 has a gap: its last run is shorter, a batch of its own
+                    w.writerow([c, i * 600, float(x)])
+    out = tmp_path / "fc"
+    assert main(["forecast", str(causal), str(tmp_path / "cells.csv"), "--time-column", "t", "--id-column", "cell",
+                 "--horizon", "4", "--checks", "2", "--out", str(out)]) in (0, None)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "the first 20 of 25 series" in printed and "25 series checked: the model at or below" in printed
+    result = json.loads((out / "forecast.json").read_text())
+    model = from_pretrained(str(causal)).eval()
+    rows = list(csv.DictReader(open(out / "forecast.csv")))
+    for c, length in (("c0", 48), ("c3", 37), ("c24", 48)):
+        x = torch.tensor(series[c][-length:], dtype=torch.float32)
+        got = [float(r["forecast"]) for r in rows if r["column"] == c]
+        assert got == pytest.approx(model.forecast(x, 600.0, 4).tolist(), rel=1e-5, abs=1e-6)
+        assert next(k for k in result["check"] if k["column"] == c)["context"] == length

@@ -90,8 +90,6 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from wfm.hub import from_pretrained
-    from wfm.models.baselines import CLASSICAL, build_baseline, seasonal_period
-    from wfm.tasks.metrics import window_nmse
 
     torch.set_num_threads(args.threads)
     model = from_pretrained(args.model).eval()
@@ -102,60 +100,96 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     if skipped:
         console.print(f"skipped text columns (no number in them): {', '.join(skipped)}")
     h, levels = args.horizon, list(model.quantile_levels)
-    rows, checks, out_rows = [], [], []
-    with progress_bar("forecast", len(names)) as advance:
-        for name, v, t0 in zip(names, values, starts):
-            x = torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
-            if args.context:
-                x = x[-args.context:]
-            if x.numel() < 2:
-                read = f" (--context {args.context})" if args.context else ""
-                raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run{read}; "
-                                 "a forecast needs at least 2")
+    xs = []
+    for name, v in zip(names, values):
+        x = torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
+        if args.context:
+            x = x[-args.context:]
+        if x.numel() < 2:
+            read = f" (--context {args.context})" if args.context else ""
+            raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run{read}; "
+                             "a forecast needs at least 2")
+        xs.append(x)
+    # Series of one length are forecast as one batch (thousands of cells: seconds, not an hour);
+    # each is its own series (no group), so a batch gives each the forecast it gets alone.
+    by_length: dict[int, list[int]] = {}
+    for i, x in enumerate(xs):
+        by_length.setdefault(x.numel(), []).append(i)
+    points: list[Any] = [None] * len(xs)
+    quants: list[Any] = [None] * len(xs)
+    checks: list[dict[str, Any]] = [{"column": n, "context": int(x.numel())} for n, x in zip(names, xs)]
+    with progress_bar("forecast", len(xs)) as advance:
+        for length, idx in by_length.items():
+            batch = torch.stack([xs[i] for i in idx])
             if model.quantile_levels:
-                point, q = (t[0] for t in model.forecast_with_quantiles(x[None], args.interval, h))
+                point, q = model.forecast_with_quantiles(batch, args.interval, h)
             else:
-                q, point = None, model.forecast(x[None], args.interval, h)[0]
-            check: dict[str, Any] = {"column": name, "context": int(x.numel())}
-            # the check: the last h values from the ones before, and as many windows before them
-            # as --checks asks and the series holds (each h values, their targets not overlapping)
-            ends = [x.numel() - k * h for k in range(args.checks) if x.numel() - k * h > h + 1]
-            if ends:
-                itv = torch.tensor([args.interval])
-                scores: dict[str, list[float]] = {}
-                for end in ends:
-                    past, truth = x[None, :end - h], x[None, end - h:end]
-                    period = seasonal_period(args.interval, past.shape[1])
-                    fcs = {"model": model.forecast(past, itv, h)}
-                    fcs.update({b: build_baseline(b, **({"period": period} if b == "seasonal" else {}))
-                                .forecast(past, itv, h) for b in CLASSICAL})
-                    for k, f in fcs.items():
-                        scores.setdefault(k, []).append(float(window_nmse(f, truth)[0]))
-                check["windows"] = len(ends)
-                check.update({k: float(np.mean(v)) for k, v in scores.items()})  # per-window NMSE
-                best = min(check[b] for b in CLASSICAL)
-                # A classical baseline that is exact (a constant column) leaves no ratio to report.
-                check["model / best classical"] = check["model"] / best if best > 0 else None
-            checks.append(check)
-            n_total = len(v)
-            for i in range(h):
-                t = t0 + (n_total + i) * args.interval
-                row = {"column": name, "step": i + 1,
-                       "time": datetime.fromtimestamp(t, tz=timezone.utc).isoformat() if args.time_column else t,
-                       "forecast": float(point[i])}
-                if q is not None:
-                    row.update({f"q{lv:g}": float(q[i, j]) for j, lv in enumerate(levels)})
-                out_rows.append(row)
-            rows.append((name, x.numpy(), point.numpy(), None if q is None else q.numpy()))
-            advance(1)
+                point, q = model.forecast(batch, args.interval, h), None
+            for j, i in enumerate(idx):
+                points[i], quants[i] = point[j], None if q is None else q[j]
+            _check_batch(model, batch, [checks[i] for i in idx], h, args.interval, args.checks)
+            advance(len(idx))
+    rows, out_rows = [], []
+    for name, x, v, t0, point, q in zip(names, xs, values, starts, points, quants):
+        for i in range(h):
+            t = t0 + (len(v) + i) * args.interval
+            row = {"column": name, "step": i + 1,
+                   "time": datetime.fromtimestamp(t, tz=timezone.utc).isoformat() if args.time_column else t,
+                   "forecast": float(point[i])}
+            if q is not None:
+                row.update({f"q{lv:g}": float(q[i, j]) for j, lv in enumerate(levels)})
+            out_rows.append(row)
+        rows.append((name, x.numpy(), point.numpy(), None if q is None else q.numpy()))
     result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
               "quantile_levels": levels, "skipped_text_columns": skipped, "check": checks, "forecast": out_rows}
     _write(Path(args.out), result, rows, levels)
-    print_table(checks, title=f"check: the last {h} values of each column forecast from the ones before "
-                              f"(per-window NMSE{f', up to {args.checks} windows' if args.checks > 1 else ''})")
+    print_table(checks[:PRINT_SERIES], title=f"check: the last {h} values of each column forecast from the ones "
+                f"before (per-window NMSE{f', up to {args.checks} windows' if args.checks > 1 else ''})"
+                + (f"; the first {PRINT_SERIES} of {len(checks)} series" if len(checks) > PRINT_SERIES else ""))
+    ratios = [c["model / best classical"] for c in checks if c.get("model / best classical") is not None]
+    if len(checks) > PRINT_SERIES and ratios:
+        console.print(f"{len(ratios)} series checked: the model at or below the best classical baseline on "
+                      f"{sum(r <= 1 for r in ratios)} ({100 * sum(r <= 1 for r in ratios) / len(ratios):.0f} %), "
+                      f"median ratio {float(np.median(ratios)):.3g} (forecast.json holds every check)")
     console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")
     return result
 
+
+def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, interval: float, windows: int) -> None:
+    """Fill each series' ``check`` (rows of ``batch`` ``[B, L]``): the last ``h`` values forecast from
+    the ones before, and as many windows before them as ``windows`` asks and the series holds (each
+    ``h`` values, their targets not overlapping), by the model and the classical baselines; the
+    mean of their NMSEs (per-window NMSE) and the model's ratio to the best baseline."""
+    import numpy as np
+    import torch
+
+    from wfm.models.baselines import CLASSICAL, build_baseline, seasonal_period
+    from wfm.tasks.metrics import window_nmse
+
+    length = batch.shape[1]
+    ends = [length - k * h for k in range(windows) if length - k * h > h + 1]
+    if not ends:
+        return
+    itv = torch.full((len(batch),), float(interval))
+    scores: dict[str, list[Any]] = {}
+    for end in ends:
+        past, truth = batch[:, :end - h], batch[:, end - h:end]
+        period = seasonal_period(interval, past.shape[1])
+        fcs = {"model": model.forecast(past, itv, h)}
+        fcs.update({b: build_baseline(b, **({"period": period} if b == "seasonal" else {})).forecast(past, itv, h)
+                    for b in CLASSICAL})
+        for k, f in fcs.items():
+            scores.setdefault(k, []).append(window_nmse(f, truth).numpy())
+    for j, check in enumerate(checks):
+        check["windows"] = len(ends)
+        check.update({k: float(np.mean([s[j] for s in v])) for k, v in scores.items()})  # per-window NMSE
+        best = min(check[b] for b in CLASSICAL)
+        # A classical baseline that is exact (a constant column) leaves no ratio to report.
+        check["model / best classical"] = check["model"] / best if best > 0 else None
+
+
+#: Series whose check is printed (the first ones; forecast.json holds every check).
+PRINT_SERIES = 20
 
 #: Series drawn in forecast.png (the first ones; the CSV and JSON hold every series).
 PLOT_SERIES = 12
