@@ -158,7 +158,7 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1200)
     ap.add_argument("--horizon", type=int, default=8)
     ap.add_argument("--contexts", type=int, nargs="+", default=[8, 16, 32, 64])
-    ap.add_argument("--mae-contexts", type=int, nargs="+", default=[8, 16])
+    ap.add_argument("--mae-contexts", type=int, nargs="*", default=[8, 16])
     ap.add_argument("--stride", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
