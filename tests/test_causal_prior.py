@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -1302,3 +1304,38 @@ def test_check_test_log_ratio_is_not_drowned_by_one_check_missed_by_far(tmp_path
     assert "check_test" not in causal_arch(mix(**kw))  # the default is not written: older configs load as they were
     with pytest.raises(ValueError, match="check_test"):
         mix(check_test="median", **kw)
+
+
+def test_check_ar_takes_linear_prediction_where_it_wins_the_checks_and_nothing_else(tmp_path):
+    """``check_ar``: linear prediction competes on the checks with what they kept. A noise-free
+    sinusoid (a recursion of order 2) is then forecast by it, exactly, rows alone or a group pooled,
+    with the quantiles moved along; white noise around a level, and a context too short for two
+    checks, keep what they had. It needs ``check_origins``; it survives ``save_pretrained``."""
+    from wfm.hub import from_pretrained
+    from wfm.models.linear_prediction import ar_forecast_rows
+
+    kw = dict(guard=True, check_origins=8, estimators=("last", "mean", "trend"), backtest_origins="value",
+              quantiles=(0.1, 0.5, 0.9))
+    off, on = mix(**kw), mix(check_ar=True, **kw)
+    t = torch.arange(330, dtype=torch.float64)
+    sines = torch.stack([torch.sin(2 * math.pi * t / p + ph) for p, ph in ((37, 0.0), (23, 1.0), (51, 2.0))]) + 5
+    x, truth = sines[:, :300].float(), sines[:, 300:]
+    point, quant = on.forecast_with_quantiles(x, 120.0, 30)
+    assert torch.allclose(point.double(), ar_forecast_rows(x, 30), atol=1e-5)
+    nmse = ((point.double() - truth) ** 2).sum(1) / (truth ** 2).sum(1)
+    old_point, old_quant = off.forecast_with_quantiles(x, 120.0, 30)
+    old = ((old_point.double() - truth) ** 2).sum(1) / (truth ** 2).sum(1)
+    assert bool((nmse < 1e-3).all()) and bool((old > 10 * nmse).all()), (nmse, old)
+    assert torch.allclose(quant - point[..., None], old_quant - old_point[..., None], atol=1e-4)  # the band moves along
+    # a group (two phases of one sinusoid): one recursion for both rows
+    two = (torch.stack([torch.sin(2 * math.pi * t[:300] / 37 + ph) for ph in (0.0, 1.5)]) + 5).float()
+    pooled = on.forecast(two, 120.0, 30, group=torch.tensor([0, 0]))
+    assert torch.allclose(pooled.double(), ar_forecast_rows(two, 30, torch.tensor([0, 0])), atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    noise = 3 + torch.randn(4, 300, generator=g)
+    assert torch.equal(on.forecast(noise, 120.0, 30), off.forecast(noise, 120.0, 30))
+    assert len(on.check_cuts(40, 30)) < 2 and torch.equal(on.forecast(x[:, :40], 120.0, 30), off.forecast(x[:, :40], 120.0, 30))
+    with pytest.raises(ValueError, match="check_ar .* needs check_origins"):
+        mix(check_ar=True, guard=True)
+    on.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).check_ar and not mix(**kw).check_ar

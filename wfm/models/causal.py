@@ -268,6 +268,14 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             the network misses by far widens its spread more than its mean: on a smooth series
             where the network was behind on all 8 checks, by up to 3,400x, it kept the network. The
             log ratio alone keeps networks the difference replaces (on short windows of beam powers).
+        check_ar: with ``check_origins``, where two or more checks fit, linear prediction (the
+            classical channel predictor, :func:`wfm.models.linear_prediction.ar_forecast`: one
+            recursion per row, or pooled over a group's rows) is tested on the same checks against
+            what they kept (the network, or its classical combination), by the same test
+            (``check_test``), and replaces it where it erred less beyond doubt
+            (:meth:`_linear_prediction_wins`). Noise-free sinusoids and 1-ms CSI windows of 32 or
+            more packets are such series; short or noisy contexts keep what they had. False (every
+            model saved before this option): no such test. Inference only.
         white_limit: with ``check_origins``, where the context is too short for two checks (the
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
@@ -351,7 +359,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
                  white_dips: bool = False, check_test: str = "difference",
-                 ar_level: bool = False, pool_by_power: bool = False) -> None:
+                 ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -411,6 +419,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if ar_level and "ar" not in estimators:
             raise ValueError("ar_level fits the ar estimator about the series' level: it needs 'ar' in estimators")
         self.ar_level = bool(ar_level)
+        if check_ar and not check_origins:
+            raise ValueError("check_ar tests linear prediction on the checks of check_origins: it needs check_origins > 0")
+        self.check_ar = bool(check_ar)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:

@@ -29,6 +29,7 @@ from torch import Tensor
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
 from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_noise, looks_white, shrunk_mean
 from wfm.models.groups import pool_rows, power_weights
+from wfm.models.linear_prediction import ar_forecast_rows
 from wfm.models.series_priors import normalise_stats
 from wfm.safety import as_tensor
 
@@ -217,8 +218,10 @@ class ForecastMixin:
         readings of a context that has coarse tokens, with and without them, each checked alone."""
         readings = [True] + ([False] if check and self.coarse_blend and self.has_coarse(context.shape[1]) else [])
         keeps: list[Tensor | None] = [None] * len(readings)
+        cuts: list[tuple[Tensor, Tensor, Tensor]] = []
         if check and self.check_origins and self.guard:
-            keeps = list(self._network_passes_check(context, interval, horizon, group, readings))
+            keeps = list(self._network_passes_check(context, interval, horizon, group, readings,
+                                                    cuts_into=cuts if self.check_ar else None))
         switched = any(k is not None and not bool(k.all()) for k in keeps)
         points, quants = [], []
         for coarse, keep in zip(readings, keeps):
@@ -232,10 +235,54 @@ class ForecastMixin:
             points.append(point)
             quants.append(quant)
         if len(points) == 1:
-            return points[0], quants[0], switched
-        # The mean of two ordered sets of quantiles is ordered.
-        return (0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1]),
-                switched)
+            point, quant = points[0], quants[0]
+        else:  # the mean of two ordered sets of quantiles is ordered
+            point, quant = 0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1])
+        if len(cuts) >= 2:
+            wins = self._linear_prediction_wins(context, cuts, keeps[0], group)
+            if bool(wins.any()):  # linear prediction, the quantiles moved with the point forecast
+                ar = ar_forecast_rows(context, horizon, group).to(point.dtype)
+                shifted = torch.where(wins[:, None], ar, point)
+                quant = None if quant is None else quant + (shifted - point)[..., None]
+                point = shifted
+        return point, quant, switched
+
+    def _linear_prediction_wins(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
+                                group: Tensor | None) -> Tensor:
+        """``[B]`` bool, ``check_ar``: where linear prediction (:func:`wfm.models.linear_prediction.ar_forecast`,
+        a group's rows pooled into one recursion) beat what the checks kept (the network where ``keep``,
+        else the classical combination; the first reading's) beyond doubt on the same checks
+        (``cuts``: each check's ``(cut, truth, network, classical)``), by the test of ``check_test``:
+        the one-sided paired t-test on the squared errors' difference over the row's context
+        variance (a group's pooled), and with ``"either"`` also on their log ratio."""
+        b = context.shape[0]
+        var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
+        wts = power_weights(var.sqrt(), group) if self.pool_by_power and group is not None else None
+        s1, s2, l1, l2 = (context.new_zeros(b, dtype=torch.float64) for _ in range(4))
+        for cut, truth, net, cls in cuts:
+            horizon = truth.shape[1]
+            kept = torch.where(keep[:, None], net.double(), cls.double())
+            ar = ar_forecast_rows(context[:, :cut], horizon, group)
+            e_k, e_a = ((kept - truth) ** 2).mean(dim=1) / var, ((ar - truth) ** 2).mean(dim=1) / var
+            if wts is not None:
+                e_k, e_a = e_k * wts, e_a * wts
+            d = e_k - e_a
+            s1, s2 = s1 + d, s2 + d * d
+            if group is not None:  # a group's log ratio is that of its pooled errors
+                e_k, e_a = pool_rows(e_k, group), pool_rows(e_a, group)
+            d = e_k.clamp_min(LOG_RATIO_FLOOR).log() - e_a.clamp_min(LOG_RATIO_FLOOR).log()
+            l1, l2 = l1 + d, l2 + d * d
+        checks = torch.full((b,), float(len(cuts)), dtype=torch.float64, device=context.device)
+        count = checks
+        if group is not None:
+            s1, s2, count = pool_rows(s1, group), pool_rows(s2, group), pool_rows(checks, group)
+        wins = exceeds_noise(s1, s2, count)
+        if self.check_test == "log_ratio":
+            wins = torch.zeros_like(wins)
+        if self.check_test != "difference" and len(cuts) >= LOG_RATIO_MIN_CHECKS:
+            wins = wins | exceeds_noise(l1, l2, checks)
+        return wins
+
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
                  fallback: bool = False, coarse: bool = True, reuse: bool = True,
@@ -348,7 +395,8 @@ class ForecastMixin:
         return bool(self.coarse_len) and self.prior != "trend" and padded > self.fine_len(padded)
 
     def _network_passes_check(self, context: Tensor, interval: Tensor, horizon: int,
-                              group: Tensor | None = None, readings: list[bool] | None = None) -> list[Tensor]:
+                              group: Tensor | None = None, readings: list[bool] | None = None,
+                              cuts_into: list | None = None) -> list[Tensor]:
         """``[B]`` bool per reading of the context (``readings``: with coarse tokens or not;
         default: with them, as ``forward``): False where the checks (``check_cuts``) show that
         reading of the network erring more than the classical combination beyond doubt. A one-sided
@@ -372,6 +420,8 @@ class ForecastMixin:
         for cut in self.check_cuts(length, horizon):
             past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
             (net, _), (cls, _) = self._rollout(past, interval, horizon, group, fallback=True, coarse=readings[0])
+            if cuts_into is not None:  # what check_ar tests linear prediction against
+                cuts_into.append((cut, truth, net, cls))
             e_c = (cls.double() - truth) ** 2  # the classical combination: the same for every reading
             e_n = (net.double() - truth) ** 2
             for i, coarse in enumerate(readings):

@@ -142,3 +142,16 @@ def ar_forecast(x: Tensor, horizon: int, order: int | None = None) -> Tensor:
         p = min(p, n - 1)
         out[rows] = extrapolate(x[rows], stabilise(fit_coefficients(x[rows], p)), horizon)
     return out.to(dtype)
+
+
+def ar_forecast_rows(x: Tensor, horizon: int, group: Tensor | None = None) -> Tensor:
+    """:func:`ar_forecast` of the rows of ``x`` ``[B, L]``: ``[B, horizon]`` in double precision,
+    each row its own recursion, or (``group`` ``[B]``) one recursion pooled over each group's rows."""
+    if group is None:
+        return ar_forecast(x[:, None].double(), horizon)[:, 0]
+    out = torch.empty(x.shape[0], horizon, dtype=torch.float64, device=x.device)
+    _, inverse, counts = torch.unique(group, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    for rows in order.split(counts.tolist()):
+        out[rows] = ar_forecast(x[rows][None].double(), horizon)[0]
+    return out
