@@ -119,17 +119,15 @@ class LinearPrediction:
         self.order = order
 
     def forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None) -> Tensor:
-        from wfm.models.linear_prediction import ar_forecast
+        from wfm.models.linear_prediction import ar_forecast_rows
 
         _check(context, horizon)
-        b, n = context.shape
-        size = 1
+        b = context.shape[0]
         if group is not None and b:
             size = int((group == group[0]).sum())
             if b % size or not bool((group.view(-1, size) == group.view(-1, size)[:, :1]).all()):
                 raise ValueError("LinearPrediction needs groups of equal size of consecutive rows")
-        x = context.to(torch.float64).view(b // size, size, n)
-        return ar_forecast(x, horizon, self.order).reshape(b, horizon).float()
+        return ar_forecast_rows(context, horizon, group, self.order).float()
 
 
 DAY_S = 86_400.0

@@ -52,6 +52,56 @@ def spread_bounds(point: Tensor, quant: Tensor, low_path: Tensor, high_path: Ten
 FORECAST_VALUES = 1 << 18
 
 
+class PairedChecks:
+    """The running sums of one paired comparison over the checks of ``check_origins``: a forecast
+    A against a forecast B on the same cuts of ``context`` ``[B, L]``.
+
+    Each check adds, per row, ``d`` = A's minus B's mean squared error over the horizon, over the
+    row's context variance (with ``weights``, the row's share of its group's power), and the log of
+    their ratio (a group's: of its pooled errors). :meth:`a_loses` then runs the one-sided paired
+    t-test of ``check_test`` on them, a group pooling its rows' checks."""
+
+    def __init__(self, context: Tensor, group: Tensor | None, pool_by_power: bool) -> None:
+        b = context.shape[0]
+        self.var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
+        # pool_by_power: a row's checks count by its share of the group's power (d is then the
+        # squared error difference in the window's units, over the group's mean variance)
+        self.weights = power_weights(self.var.sqrt(), group) if pool_by_power and group is not None else None
+        self.group = group
+        self.sums = [context.new_zeros(b, dtype=torch.float64) for _ in range(2)]
+        self.logs = [context.new_zeros(b, dtype=torch.float64) for _ in range(2)]
+        self.n = 0
+
+    def add(self, err_a: Tensor, err_b: Tensor) -> None:
+        """One check: the squared errors ``[B, H]`` of A and of B (float64)."""
+        ea, eb = err_a.mean(dim=1) / self.var, err_b.mean(dim=1) / self.var
+        if self.weights is not None:
+            ea, eb = ea * self.weights, eb * self.weights
+        d = ea - eb
+        self.sums[0] += d
+        self.sums[1] += d * d
+        if self.group is not None:  # a group's log ratio is that of its pooled errors
+            ea, eb = pool_rows(ea, self.group), pool_rows(eb, self.group)
+        d = ea.clamp_min(LOG_RATIO_FLOOR).log() - eb.clamp_min(LOG_RATIO_FLOOR).log()
+        self.logs[0] += d
+        self.logs[1] += d * d
+        self.n += 1
+
+    def a_loses(self, check_test: str) -> Tensor:
+        """``[B]`` bool: where A erred more than B beyond doubt by ``check_test``
+        (:data:`wfm.models.evidence.CHECK_TESTS`; the log ratios from ``LOG_RATIO_MIN_CHECKS`` checks on)."""
+        checks = torch.full_like(self.var, float(self.n))  # a group's log ratio: one per check
+        (s1, s2), count = self.sums, checks
+        if self.group is not None and self.n:
+            s1, s2, count = pool_rows(s1, self.group), pool_rows(s2, self.group), pool_rows(count, self.group)
+        lose = exceeds_noise(s1, s2, count)
+        if check_test == "log_ratio":
+            lose = torch.zeros_like(lose)
+        if check_test != "difference" and self.n >= LOG_RATIO_MIN_CHECKS:
+            lose = lose | exceeds_noise(*self.logs, checks)
+        return lose
+
+
 class ForecastMixin:
     """``forecast`` and its inference rules for :class:`wfm.models.causal.CausalForecaster`."""
 
@@ -154,18 +204,16 @@ class ForecastMixin:
         context, interval = self._check(context, interval, horizon)  # errors name rows of the whole batch
         if group is None:
             chunks = list(torch.arange(len(context), device=context.device).split(rows))
-        else:  # whole groups, in the order they first appear
-            ids, inverse, counts = torch.unique(group, return_inverse=True, return_counts=True)
-            first = torch.full((len(ids),), len(group), dtype=torch.long, device=group.device)
-            first.scatter_reduce_(0, inverse, torch.arange(len(group), device=group.device), "amin")
-            chunks, current, size = [], [], 0
-            for g in torch.argsort(first).tolist():
-                if current and size + int(counts[g]) > rows:
-                    chunks.append(torch.cat(current))
-                    current, size = [], 0
-                current.append((inverse == g).nonzero().flatten())
-                size += int(counts[g])
-            chunks.append(torch.cat(current))
+        else:  # whole groups: the rows sorted by group, cut between groups
+            _, inverse, counts = torch.unique(group, return_inverse=True, return_counts=True)
+            order = torch.argsort(inverse, stable=True)
+            chunks, start, size = [], 0, 0
+            for c in counts.tolist():
+                if size and size + c > rows:
+                    chunks.append(order[start:start + size])
+                    start, size = start + size, 0
+                size += c
+            chunks.append(order[start:start + size])
         point = quant = None
         for idx in chunks:
             p, q = self._forecast(context[idx], interval[idx], horizon, quantiles,
@@ -218,7 +266,7 @@ class ForecastMixin:
         readings of a context that has coarse tokens, with and without them, each checked alone."""
         readings = [True] + ([False] if check and self.coarse_blend and self.has_coarse(context.shape[1]) else [])
         keeps: list[Tensor | None] = [None] * len(readings)
-        cuts: list[tuple[Tensor, Tensor, Tensor]] = []
+        cuts: list[tuple[int, Tensor, Tensor, Tensor]] = []  # check_ar: each check's cut, truth, network, classical
         if check and self.check_origins and self.guard:
             keeps = list(self._network_passes_check(context, interval, horizon, group, readings,
                                                     cuts_into=cuts if self.check_ar else None))
@@ -241,8 +289,9 @@ class ForecastMixin:
         if len(cuts) >= 2:
             wins = self._linear_prediction_wins(context, cuts, keeps[0], group)
             if bool(wins.any()):  # linear prediction, the quantiles moved with the point forecast
-                ar = ar_forecast_rows(context, horizon, group).to(point.dtype)
-                shifted = torch.where(wins[:, None], ar, point)
+                # (wins holds whole groups, so the winners' groups fit as they did on the checks)
+                shifted = point.clone()
+                shifted[wins] = ar_forecast_rows(context[wins], horizon, None if group is None else group[wins]).to(point.dtype)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         return point, quant, switched
@@ -255,34 +304,12 @@ class ForecastMixin:
         (``cuts``: each check's ``(cut, truth, network, classical)``), by the test of ``check_test``:
         the one-sided paired t-test on the squared errors' difference over the row's context
         variance (a group's pooled), and with ``"either"`` also on their log ratio."""
-        b = context.shape[0]
-        var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
-        wts = power_weights(var.sqrt(), group) if self.pool_by_power and group is not None else None
-        s1, s2, l1, l2 = (context.new_zeros(b, dtype=torch.float64) for _ in range(4))
-        for cut, truth, net, cls in cuts:
-            horizon = truth.shape[1]
+        stats = PairedChecks(context, group, self.pool_by_power)
+        for cut, truth, net, cls in cuts:  # A: what the check kept; B: linear prediction
             kept = torch.where(keep[:, None], net.double(), cls.double())
-            ar = ar_forecast_rows(context[:, :cut], horizon, group)
-            e_k, e_a = ((kept - truth) ** 2).mean(dim=1) / var, ((ar - truth) ** 2).mean(dim=1) / var
-            if wts is not None:
-                e_k, e_a = e_k * wts, e_a * wts
-            d = e_k - e_a
-            s1, s2 = s1 + d, s2 + d * d
-            if group is not None:  # a group's log ratio is that of its pooled errors
-                e_k, e_a = pool_rows(e_k, group), pool_rows(e_a, group)
-            d = e_k.clamp_min(LOG_RATIO_FLOOR).log() - e_a.clamp_min(LOG_RATIO_FLOOR).log()
-            l1, l2 = l1 + d, l2 + d * d
-        checks = torch.full((b,), float(len(cuts)), dtype=torch.float64, device=context.device)
-        count = checks
-        if group is not None:
-            s1, s2, count = pool_rows(s1, group), pool_rows(s2, group), pool_rows(checks, group)
-        wins = exceeds_noise(s1, s2, count)
-        if self.check_test == "log_ratio":
-            wins = torch.zeros_like(wins)
-        if self.check_test != "difference" and len(cuts) >= LOG_RATIO_MIN_CHECKS:
-            wins = wins | exceeds_noise(l1, l2, checks)
-        return wins
-
+            ar = ar_forecast_rows(context[:, :cut], truth.shape[1], group)
+            stats.add((kept - truth) ** 2, (ar - truth) ** 2)
+        return stats.a_loses(self.check_test)
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
                  fallback: bool = False, coarse: bool = True, reuse: bool = True,
@@ -409,15 +436,8 @@ class ForecastMixin:
         over the classical combination's (a group's pooled) instead, ``"either"`` both (the log
         ratios from ``LOG_RATIO_MIN_CHECKS`` checks on)."""
         readings = [True] if readings is None else readings
-        b, length = context.shape
-        var = context.double().var(dim=1, unbiased=False).clamp_min(1e-12)
-        # pool_by_power: a row's checks count by its share of the group's power (d is then the
-        # squared error difference in the window's units, over the group's mean variance)
-        wts = power_weights(var.sqrt(), group) if self.pool_by_power and group is not None else None
-        sums = [[context.new_zeros(b, dtype=torch.float64) for _ in range(2)] for _ in readings]
-        logs = [[context.new_zeros(b, dtype=torch.float64) for _ in range(2)] for _ in readings]
-        n = 0
-        for cut in self.check_cuts(length, horizon):
+        stats = [PairedChecks(context, group, self.pool_by_power) for _ in readings]  # A: network, B: classical
+        for cut in self.check_cuts(context.shape[1], horizon):
             past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
             (net, _), (cls, _) = self._rollout(past, interval, horizon, group, fallback=True, coarse=readings[0])
             if cuts_into is not None:  # what check_ar tests linear prediction against
@@ -428,29 +448,5 @@ class ForecastMixin:
                 if i and coarse != readings[0] and self.has_coarse(cut):  # else this cut reads the same
                     (net, _), = self._rollout(past, interval, horizon, group, coarse=coarse)
                     e_n = (net.double() - truth) ** 2
-                en, ec = e_n.mean(dim=1) / var, e_c.mean(dim=1) / var
-                if wts is not None:
-                    en, ec = en * wts, ec * wts
-                d = en - ec
-                sums[i][0] += d
-                sums[i][1] += d * d
-                if group is not None:  # a group's log ratio is that of its pooled errors
-                    en, ec = pool_rows(en, group), pool_rows(ec, group)
-                d = en.clamp_min(LOG_RATIO_FLOOR).log() - ec.clamp_min(LOG_RATIO_FLOOR).log()
-                logs[i][0] += d
-                logs[i][1] += d * d
-            n += 1
-        checks = torch.full((b,), float(n), dtype=torch.float64, device=context.device)  # a group's log ratio: one per check
-        count = checks
-        if group is not None and n:
-            sums = [[pool_rows(x, group) for x in pair] for pair in sums]
-            count = pool_rows(count, group)
-        keeps = []
-        for (s1, s2), (l1, l2) in zip(sums, logs):
-            lose = exceeds_noise(s1, s2, count)
-            if self.check_test == "log_ratio":
-                lose = torch.zeros_like(lose)
-            if self.check_test != "difference" and n >= LOG_RATIO_MIN_CHECKS:
-                lose = lose | exceeds_noise(l1, l2, checks)
-            keeps.append(~lose)
-        return keeps
+                stats[i].add(e_n, e_c)
+        return [~st.a_loses(self.check_test) for st in stats]

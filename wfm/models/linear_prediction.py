@@ -144,14 +144,21 @@ def ar_forecast(x: Tensor, horizon: int, order: int | None = None) -> Tensor:
     return out.to(dtype)
 
 
-def ar_forecast_rows(x: Tensor, horizon: int, group: Tensor | None = None) -> Tensor:
+def ar_forecast_rows(x: Tensor, horizon: int, group: Tensor | None = None, order: int | None = None) -> Tensor:
     """:func:`ar_forecast` of the rows of ``x`` ``[B, L]``: ``[B, horizon]`` in double precision,
-    each row its own recursion, or (``group`` ``[B]``) one recursion pooled over each group's rows."""
+    each row its own recursion, or (``group`` ``[B]``) one recursion pooled over each group's rows.
+    Groups of equal size in consecutive rows (a batch of windows' channels) fit in one call."""
+    x = x.double()
+    b, n = x.shape
     if group is None:
-        return ar_forecast(x[:, None].double(), horizon)[:, 0]
-    out = torch.empty(x.shape[0], horizon, dtype=torch.float64, device=x.device)
+        return ar_forecast(x[:, None], horizon, order)[:, 0]
+    size = int((group == group[0]).sum()) if b else 1
+    if b % size == 0:
+        blocks = group.view(-1, size)
+        if bool((blocks == blocks[:, :1]).all()) and len(blocks[:, 0].unique()) == len(blocks):
+            return ar_forecast(x.view(-1, size, n), horizon, order).reshape(b, horizon)
+    out = torch.empty(b, horizon, dtype=torch.float64, device=x.device)
     _, inverse, counts = torch.unique(group, return_inverse=True, return_counts=True)
-    order = torch.argsort(inverse, stable=True)
-    for rows in order.split(counts.tolist()):
-        out[rows] = ar_forecast(x[rows][None].double(), horizon)[0]
+    for rows in torch.argsort(inverse, stable=True).split(counts.tolist()):
+        out[rows] = ar_forecast(x[rows][None], horizon, order)[0]
     return out

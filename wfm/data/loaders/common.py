@@ -14,6 +14,10 @@ from wfm.data.errors import DataError
 from wfm.data.shards import MANIFEST, FieldSpec, check_empty_output, write_dataset
 
 
+#: Cells read as a missing value (besides an empty one).
+MISSING = ("nan", "na", "null")
+
+
 @dataclass
 class CSVTable:
     """A CSV file as columns of strings, with the file line of every row (header = line 1)."""
@@ -32,7 +36,7 @@ class CSVTable:
     def is_text(self, name: str) -> bool:
         """True where no non-empty cell of the column reads as a number (labels, names, ids as text)."""
         cells = [c.strip() for c in self.column(name)]
-        filled = [c for c in cells if c and c.lower() not in ("nan", "na", "null")]
+        filled = [c for c in cells if c and c.lower() not in MISSING]
         for c in filled:
             try:
                 float(c)
@@ -47,7 +51,7 @@ class CSVTable:
         out = np.empty(len(self.rows), dtype=np.float64)
         for i, cell in enumerate(self.column(name)):
             cell = cell.strip()
-            if cell == "" or cell.lower() in ("nan", "na", "null"):
+            if cell == "" or cell.lower() in MISSING:
                 if not allow_empty:
                     raise DataError(f"{self.path}: line {self.lines[i]}: column {name!r} is empty")
                 out[i] = math.nan

@@ -52,25 +52,26 @@ def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str, unit
                 raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is past the year 9999 "
                                 f"in {unit}: pass the unit of the timestamps (--time-unit {fits[0] if fits else 'ns'})")
             continue
-        try:
-            dt = datetime.fromisoformat(c.replace("Z", "+00:00"))
-        except ValueError:
+        dt = _iso_time(c)
+        if dt is None:
             raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is neither "
-                            "seconds nor an ISO 8601 date-time") from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+                            "seconds nor an ISO 8601 date-time")
         out[i] = dt.timestamp()
     return out
 
 
+def _iso_time(cell: str) -> datetime | None:
+    """An ISO 8601 date-time (naive = UTC; a trailing ``Z`` read as UTC), or None."""
+    try:
+        dt = datetime.fromisoformat(cell.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
 def _looks_like_time(cells: list[str]) -> bool:
     """True where the column's first non-empty cell is an ISO 8601 date-time."""
-    first = next((c.strip() for c in cells if c.strip()), "")
-    try:
-        datetime.fromisoformat(first.replace("Z", "+00:00"))
-        return True
-    except ValueError:
-        return False
+    return _iso_time(next((c for c in cells if c.strip()), "")) is not None
 
 
 def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[str] | None = None,
