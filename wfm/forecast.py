@@ -110,7 +110,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run{read}; "
                              "a forecast needs at least 2")
         xs.append(x)
-    # Series of one length are forecast as one batch (thousands of cells: seconds, not an hour);
+    # Series of one length are forecast as one batch (2,000 cells of 144 values: about a minute);
     # each is its own series (no group), so a batch gives each the forecast it gets alone.
     by_length: dict[int, list[int]] = {}
     for i, x in enumerate(xs):
@@ -212,7 +212,8 @@ def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[fl
         plt = pyplot()
         shown_rows = rows[:PLOT_SERIES]  # a figure a person can read (and matplotlib can draw)
         fig, axes = plt.subplots(len(shown_rows), 1, figsize=(8, 2.6 * len(shown_rows)), squeeze=False)
-        if len(rows) > len(shown_rows):
+        titled = len(rows) > len(shown_rows)
+        if titled:
             fig.suptitle(f"the first {len(shown_rows)} of {len(rows)} series (forecast.csv holds every one)", fontsize=10)
         h = result["horizon"]
         for ax, (name, x, point, q) in zip(axes[:, 0], shown_rows):
@@ -228,7 +229,7 @@ def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[fl
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("steps from the last value")
         axes[0, 0].legend(fontsize=8, loc="upper left")
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if fig._suptitle else None)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if titled else None)
         save(fig, tmp / "forecast.png")
         swap_folder_into_place(tmp, out)
     finally:
