@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -13,6 +16,22 @@ RECIPES = REPO / "data" / "recipes"
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def load_script(relative: str, monkeypatch: pytest.MonkeyPatch | None = None) -> ModuleType:
+    """A script of the repository (``pretrain/box_cox.py``) as a module, registered in
+    ``sys.modules`` so that its dataclasses and imports resolve (for the test only, given
+    ``monkeypatch``)."""
+    path = REPO / relative
+    name = "wfm_script_" + "_".join(path.with_suffix("").parts[-2:])
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    if monkeypatch is not None:
+        monkeypatch.setitem(sys.modules, name, module)
+    else:
+        sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

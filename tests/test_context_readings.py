@@ -3,12 +3,10 @@ forecast is the mean of the model's forecasts from them."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
+from conftest import load_script
 from wfm.models.causal import causal_tiny
 from wfm.models.causal_forecast import ForecastMixin
 
@@ -17,11 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def cr():
-    path = Path(__file__).resolve().parents[1] / "pretrain" / "context_readings.py"
-    spec = importlib.util.spec_from_file_location("context_readings", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pretrain/context_readings.py")
 
 
 def test_reading_lengths(cr):

@@ -6,7 +6,6 @@ import csv
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
+from conftest import load_script
 from wfm.data.synthetic import SyntheticCSIDataModule
 from wfm.pretrain import expand_path, main
 from wfm.training.lit_mae import MAEPretrainModule
@@ -403,12 +403,7 @@ def test_cpu_config_trains_and_resumes_through_the_cli(tmp_path, monkeypatch):
 def test_throughput_script_cpu_smoke(capsys, monkeypatch, tmp_path):
     """pretrain/throughput.py runs end to end (CPU, tiny), reports every configuration and writes
     them as JSON."""
-    import importlib.util as iu
-
-    spec = iu.spec_from_file_location("wfm_throughput_script", REPO / "pretrain" / "throughput.py")
-    script = iu.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up
-    spec.loader.exec_module(script)
+    script = load_script("pretrain/throughput.py", monkeypatch)
     rows = script.main(["--device", "cpu", "--tiny", "--only", "fp32 (TF32) sdpa", "bf16 complex-phase",
                         "bf16 sdpa + compile", "--out", str(tmp_path / "t.json")])
     assert json.loads((tmp_path / "t.json").read_text())["rows"] == rows
@@ -467,12 +462,8 @@ def test_causal_data_script_generates_every_dataset_the_causal_stages_read(tmp_p
 
 
 def _load_script(name: str, monkeypatch):
-    """``pretrain/NAME.py`` as a module (registered, so that its dataclasses and imports resolve)."""
-    spec = importlib.util.spec_from_file_location(f"wfm_{name}_script", REPO / "pretrain" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, script)
-    spec.loader.exec_module(script)
-    return script
+    """``pretrain/NAME.py`` as a module, for the test only."""
+    return load_script(f"pretrain/{name}.py", monkeypatch)
 
 
 def _held_out_csi(root: Path) -> str:
@@ -646,9 +637,7 @@ def test_check_candidates_replaces_a_losing_network_only_on_evidence():
     a window's channels) by a candidate where the short check runs; without a check it stands."""
     from wfm.models.registry import create_model
 
-    spec = importlib.util.spec_from_file_location("wfm_check_candidates_script", REPO / "pretrain" / "check_candidates.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("pretrain/check_candidates.py")
     torch.manual_seed(0)
     m = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, backtest_origins="value",
                      check_origins=8).eval()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_script
 from wfm.cli import main
 from wfm.data.errors import DataError
 from wfm.tasks import real_data as R
@@ -545,14 +546,7 @@ def test_saved_future_beam_models_are_scored_on_the_next_best_beam(standin, tmp_
 
 
 def _headroom_script():
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("wfm_headroom_script", REPO / "finetune" / "headroom.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, script)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("finetune/headroom.py")
 
 
 def test_headroom_measures_against_reference_formulas(standin, tmp_path):

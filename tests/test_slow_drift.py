@@ -3,23 +3,19 @@ the causal model's white groups read a line and white noise the right way round.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def sd():
-    path = Path(__file__).resolve().parents[1] / "pretrain" / "slow_drift.py"
-    spec = importlib.util.spec_from_file_location("slow_drift", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pretrain/slow_drift.py")
 
 
 def test_link_snr_and_doppler(sd):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_script
 from wfm.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -437,11 +438,7 @@ def test_label_task_train_test_folders_save_and_reuse(tiny_dataset, tmp_path):
 
 
 def test_beam_frames_script_trains_both_frames_from_both_starts_and_learns_a_drift_across_sites(beams):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("beam_frames", REPO / "finetune" / "beam_frames.py")
-    bf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bf)
+    bf = load_script("finetune/beam_frames.py")
     res = bf.run(str(beams["s12"]), [str(beams["s3"])], "scratch:mae_tiny", seeds=2, steps=60, lr=2e-3, batch_size=64)
     assert res["persistence"] == {"s3": 0.0}  # the best beam moves 2 beams every step
     assert [(r["frame"], len(r["steps_kept"])) for r in res["rows"]] == [("absolute", 2), ("relative", 2)] * 2
@@ -451,15 +448,11 @@ def test_beam_frames_script_trains_both_frames_from_both_starts_and_learns_a_dri
 
 
 def test_beam_frames_starts_from_a_saved_future_beam_mae_in_its_own_frame(beams, tmp_path):
-    import importlib.util
-
     from wfm.models.registry import create_model
     from wfm.tasks import saved
     from wfm.tasks.future_beam import BeamMAE, plan_beam
 
-    spec = importlib.util.spec_from_file_location("beam_frames", REPO / "finetune" / "beam_frames.py")
-    bf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bf)
+    bf = load_script("finetune/beam_frames.py")
     torch.manual_seed(0)
     plan = plan_beam([str(beams["s12"])], [str(beams["s3"])], False, 8, 1)
     net = BeamMAE(create_model("mae_tiny"), 64, relative=True)
