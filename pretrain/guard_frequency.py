@@ -1,5 +1,5 @@
 """Score an MAE's guard rules in frequency (or, with ``--axis time``, in time) on clean and noisy
-CSI: the tables of pretrain/README.md, "The mean among the guard's choices in frequency" and "The
+CSI: the tables of pretrain/studies.md, "The mean among the guard's choices in frequency" and "The
 nearest subcarrier of the window's rank-1 approximation".
 
     PYTHONPATH=. python pretrain/guard_frequency.py --model checkpoints/mae-tiny-catalog-cpu \

@@ -1,5 +1,5 @@
 """Per-window classical rules, how noisy and how smooth across its band each CSI view is, its receive filter's phase, and the MAE guard's reversion margin
-(``wfm.tasks.guard_study``): the tables of pretrain/README.md, "The MAE's guard" and "Still links
+(``wfm.tasks.guard_study``): the tables of pretrain/studies.md, "The MAE's guard" and "Still links
 with per-packet gain jitter".
 
     python pretrain/guard_study.py                                   # classical rules and noise, real data

@@ -1,4 +1,4 @@
-"""With and without the prior (``wfm.tasks.prior_ablation``): prints the Markdown table of pretrain/README.md.
+"""With and without the prior (``wfm.tasks.prior_ablation``): prints the Markdown table of pretrain/studies.md.
 
     PYTHONPATH=. python pretrain/prior_ablation.py --model checkpoints/mae-tiny-catalog-cpu \
         --compare old=/tmp/mae-old --data $WFM_DATA/zs-cdl-d-1p9-4x8-k64-t24 --out ablation.json

@@ -15,7 +15,7 @@ predict. Scored, per-window NMSE (a window's every channel together):
 
 Over 8-32 packets such a channel moves by less than its noise, so the white-noise tests of both
 models read it as noise around a level and give the mean, while the drift carries the horizon away
-from it (pretrain/README.md, "Slowly drifting CSI over short contexts"). Prints one row per model,
+from it (pretrain/studies.md, "Slowly drifting CSI over short contexts"). Prints one row per model,
 context and seed, and the mean over seeds with its spread.
 
 ``--rules line backtest`` also scores two candidate rules for the causal model's white groups (the

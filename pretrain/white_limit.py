@@ -19,8 +19,8 @@ persistence and the context mean, and how many datasets are at or below 1, per l
 then the geometric mean over every cell (dataset x context x pooled or alone) and the limit with
 the lowest pooled geometric mean at each context. No single limit is picked here: at 3-4 values
 the network loses to the mean even on windows that are not white (the short-context weakness of
-pretrain/README.md, "Contexts shorter than a patch"), which pulls the lowest limit up there
-(pretrain/README.md, "White noise where no check fits").
+pretrain/studies.md, "Contexts shorter than a patch"), which pulls the lowest limit up there
+(pretrain/studies.md, "White noise where no check fits").
 The network's forecast is computed once; each limit only changes which rows get the mean.
 """
 

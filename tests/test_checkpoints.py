@@ -90,7 +90,7 @@ def test_shipped_checkpoint_reproduces_its_metric(folder, tmp_path):
 @pytest.mark.skipif(not (SHARED_DATASETS / "deepsense6g-beam").is_dir(), reason="DeepSense 6G arrays not present")
 def test_the_shipped_future_beam_mae_beats_persistence_zero_shot_on_a_real_site_it_never_saw(tmp_path):
     """Pretrained on generated sweeps only: scenario 6 of DeepSense 6G, as released (top-1 0.447
-    against persistence's 0.328, pretrain/README.md)."""
+    against persistence's 0.328, finetune/README.md, "Next best beam")."""
     from wfm.data.loaders.deepsense import import_deepsense
     from wfm.tasks import saved
     from wfm.tasks.future_beam import plan_beam, persistence_scores

@@ -224,7 +224,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             windowed means; the shipped ``causal-tiny-catalog-cpu`` uses all eleven, the last,
             ``ar``, linear prediction fitted at every origin
             (:func:`wfm.models.series_priors.ar_fit`), grown in untrained: ``forecast`` takes
-            1.2-1.8x the time without it, pretrain/README.md).
+            1.2-1.8x the time without it, pretrain/studies.md).
         backtest_weight: initial weight of ``-log(backtest MSE)`` in the gate (learned).
         backtest_window: origins (patches) the backtest MSE averages over, the latest (0: all).
         backtest_origins: ``"patch"`` (every model saved before this option): the backtest scores
@@ -332,7 +332,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             one per row or pooled group (:func:`wfm.models.series_priors.ar_fit` with ``level``).
             False (every model saved before this option, the release): the context's mean.
             Measured and not shipped: held-out generated 0.4916 -> 0.4851, real 0.805 -> 0.812
-            (pretrain/README.md, "Linear prediction about the series' level").
+            (pretrain/studies.md, "Linear prediction about the series' level").
         pool_by_power: the rows of a ``group`` (a window's channels) weigh in its pooled evidence
             (the gate's and the guard's backtest errors, ``check_origins``'s checks) and in its
             pooled ``ar`` fit by their share of the window's power, ``scale^2``

@@ -33,7 +33,7 @@ LOG_RATIO_MIN_CHECKS = 4
 #: ``white_limit``: standard errors the whiteness score must stay below the limit by, and the
 #: fewest lag-1 products that may decide. A lone series of 8 or 16 values (7 or 15 products, a
 #: standard error of 0.3-0.5) never decides: on the real CSI series alone it moved 0.04-0.17 dB
-#: either way (pretrain/README.md, "White noise where no check fits"); a window of hundreds of
+#: either way (pretrain/studies.md, "White noise where no check fits"); a window of hundreds of
 #: channels pooling theirs has thousands.
 WHITE_Z = 1.0
 WHITE_MIN_PAIRS = 64

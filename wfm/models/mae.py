@@ -78,7 +78,7 @@ GUARD_SHARPNESS = 16.0
 #: nearest value or the mean must beat it by 1.5x on the visible data to take over. A backtest
 #: posed on 4 packets is noisy; on real still links (Intel 5300) a plain comparison picked the
 #: last packet by chance in enough windows to cost 1.11x the mean (1.02x with the margin), and
-#: on generated CDL-E/TDL-C it gains (measured with 1.0, 1.5 and 2.5: pretrain/README.md).
+#: on generated CDL-E/TDL-C it gains (measured with 1.0, 1.5 and 2.5: pretrain/studies.md).
 REVERSION_MARGIN = 1.5
 #: Whether the guard may shrink the prior towards zero where the backtest's target decorrelated
 #: from it (``fitted_scales``); off, the prior is always at full scale (the rule before session 23).
@@ -91,7 +91,7 @@ PREDICT_VALUES = 1 << 17
 #: where data of the same link or receiver has shown which one predicts it (``wfm.tasks.guard_calibration``).
 #: ``hold|ar``: the backtest's choice between those two alone (the nearest value, unless linear
 #: prediction beats it by ``AR_MARGIN``); ``hold|ar|mean``: the same with the mean of the visible part
-#: as a third choice (a band whose subcarriers the noise has decorrelated: pretrain/README.md,
+#: as a third choice (a band whose subcarriers the noise has decorrelated: pretrain/studies.md,
 #: "The mean among the guard's choices in frequency"); ``hold|ar|mean|rank1`` adds the nearest value
 #: of the window's rank-1 (a gain per packet times one profile) approximation. Any other ``|`` set of
 #: ``GUARD_ESTIMATES`` is a rule too; these are the ones ``wfm calibrate`` scores.
@@ -106,7 +106,7 @@ BACKTEST_ESTIMATES = ("hold", "mean", "reversion", "ar")
 #: extrapolate a rotation or a delay structure far better than they hold it, but fitted on a few
 #: packets of a still link it follows noise. On the real captures it is never picked at 1.5 (nor
 #: at 3 or 10); on generated CDL-D / CDL-E time windows it gives -20.4 / -16.1 dB at 1.5, -20.2 /
-#: -13.9 at 3, against -0.6 / -0.4 without it (pretrain/README.md, "Linear prediction as the guard's estimate").
+#: -13.9 at 3, against -0.6 / -0.4 without it (pretrain/studies.md, "Linear prediction as the guard's estimate").
 AR_MARGIN = 1.5
 
 
@@ -212,7 +212,7 @@ def fitted_scales(s: BacktestSums) -> tuple[Tensor, Tensor]:
     its prior (fast fading in time; a wide band's far subcarriers) is shrunk, by about its
     correlation, the MMSE forecast of a zero-mean stationary channel. The plain least-squares
     ``p.t / p.p`` also shrinks on every gain step down, which a still link with AGC steps (the
-    Intel 5300 capture) does not repeat (pretrain/README.md, "The guard's prior scale").
+    Intel 5300 capture) does not repeat (pretrain/studies.md, "The guard's prior scale").
     """
     one = torch.ones_like(s.tt)
     full = fitted_correction_scale(s.cr, s.cc)

@@ -6,7 +6,7 @@ value, the mean, the AR(1) reversion, linear prediction, or the backtest's choic
 them, such as ``hold|ar|mean|rank1``). Where a band is not stationary that backtest can be wrong
 every time: the Intel 5300's receive filter bends the phase at the band's lower edge, so predicting
 the visible band's upper half from its lower half favours the reversion, while over the real
-prediction the nearest subcarrier is 1.5x better (pretrain/README.md, "The receive filter's phase").
+prediction the nearest subcarrier is 1.5x better (pretrain/studies.md, "The receive filter's phase").
 No rule that reads one window alone has told these apart without losing elsewhere.
 
 Windows of the same link or receiver whose hidden part was also measured (an earlier stretch of the

@@ -1,6 +1,6 @@
 """Per-window classical rules and the MAE guard's reversion margin on real (and generated) CSI.
 
-Two tables of pretrain/README.md ("The MAE's guard"), as ratios of per-window NMSE to the best
+Two tables of pretrain/studies.md ("The MAE's guard"), as ratios of per-window NMSE to the best
 of persistence and the context mean on the same windows (< 1 beats it):
 
 - :func:`classical_rule_rows`: rules that choose, per window, from the context alone: the last

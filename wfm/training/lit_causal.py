@@ -138,7 +138,7 @@ class CausalPretrainModule(HeldOutSelection, pl.LightningModule):
         fixed_scalars: scalar parameters set to these values after any ``init_weights`` and kept
             fixed, e.g. ``{backtest_weight: 4.0}``: the gate then weighs the backtest evidence by
             a set amount, where left to the loss the weight drifted from 4.0 to 0.78 over five
-            stages (pretrain/README.md). Names not among the model's scalars are an error.
+            stages (pretrain/studies.md). Names not among the model's scalars are an error.
         select: which weights a fine-tuning run hands to ``wfm export``. ``"last"`` (pretraining,
             and every run before this option): the last step's. ``"significant"``: the starting
             weights are scored on the validation windows before the first step, and a validation
