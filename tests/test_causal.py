@@ -152,6 +152,10 @@ def test_bad_input_is_named():
         m.forecast(torch.zeros(5), 0.1, 4, group=torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="horizon"):
         m.forecast(walks(2, 20), 0.1, 0)
+    for bad in (8.0, True, "8"):  # 8.0 used to fail deep inside on a slice
+        with pytest.raises(ValueError, match="whole number of steps"):
+            m.forecast(walks(2, 20), 0.1, bad)
+    assert m.forecast(walks(2, 20), 0.1, np.int64(3)).shape == (2, 3)
     with pytest.raises(ValueError, match="interval"):
         m.forecast(walks(2, 20), torch.tensor([0.1, -1.0]), 4)
     for bad in (float("inf"), float("nan")):  # an infinite interval used to return NaN forecasts
@@ -163,6 +167,25 @@ def test_bad_input_is_named():
         m.forecast(torch.zeros(2, 8, dtype=torch.complex64), 0.1, 4)
     with pytest.raises(ValueError, match="sdpa"):
         CausalForecaster(attention="complex-phase")
+
+
+def test_the_shipped_forecast_is_the_same_at_any_scale():
+    """A received power of 1e-15 W or a counter at 1e13 forecasts as the same series near unit scale
+    (the forecast used to come back flat at 3.5x the level at 1e-16, and zero below 1e-18); rows
+    within the usual scales are forecast as given, and a group's rows keep their shares of its power."""
+    from wfm.hub import from_pretrained
+
+    m = from_pretrained(str(REPO / "checkpoints" / "causal-tiny-catalog-cpu")).eval()
+    t = torch.arange(100, dtype=torch.float64)
+    x = 10 + torch.sin(2 * math.pi * t / 50)
+    want = m.forecast(x, 1.0, 8).double()
+    for scale in (1e-20, 1e-16, 1e-12, 1e13):
+        got = m.forecast(x * scale, 1.0, 8).double() / scale
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=0)
+    rows = torch.stack([x, 3 * x + torch.randn(100, dtype=torch.float64, generator=torch.Generator().manual_seed(0))])
+    group = torch.zeros(2, dtype=torch.long)
+    want = m.forecast(rows, 1.0, 8, group=group).double()
+    torch.testing.assert_close(m.forecast(rows * 1e-15, 1.0, 8, group=group).double() / 1e-15, want, rtol=1e-4, atol=0)
 
 
 def test_one_series_is_a_batch_of_one():

@@ -246,3 +246,25 @@ def test_forecast_of_many_cells_batches_them_and_summarises_the_check(tmp_path, 
         got = [float(r["forecast"]) for r in rows if r["column"] == c]
         assert got == pytest.approx(model.forecast(x, 600.0, 4).tolist(), rel=1e-5, abs=1e-6)
         assert next(k for k in result["check"] if k["column"] == c)["context"] == length
+
+
+def test_forecast_never_replaces_a_folder_that_holds_other_files(tmp_path, causal, capsys, monkeypatch):
+    """``--out`` is replaced as a whole, so only a new or empty folder or an earlier forecast's is
+    taken: the input CSV's own folder, a file, the working directory are refused before any work."""
+    _csv(tmp_path / "s.csv", {"a": list(np.linspace(1, 2, 50))})
+    args = ["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "3",
+            "--time-column", "time", "--out"]
+    code, err = run([*args, str(tmp_path)], capsys)  # holds the CSV itself
+    assert code == 2 and "s.csv" in err and "not an earlier forecast's" in err
+    assert (tmp_path / "s.csv").is_file()
+    code, err = run([*args, str(tmp_path / "s.csv")], capsys)
+    assert code == 2 and "not a folder" in err and (tmp_path / "s.csv").is_file()
+    monkeypatch.chdir(tmp_path)
+    code, err = run([*args, "."], capsys)
+    assert code == 2 and "working directory" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    code, err = run([*args, str(tmp_path / "empty")], capsys)
+    assert code == 0, err
+    code, err = run([*args, str(tmp_path / "empty")], capsys)  # an earlier forecast's: replaced
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["forecast.csv", "forecast.json", "forecast.png"]

@@ -189,6 +189,13 @@ def test_sample_norm_makes_prediction_scale_free():
     torch.testing.assert_close(b.reconstruction * 1e5, a.reconstruction, rtol=1e-3, atol=1e-3)
     plain = create_model("mae_tiny", patch_size=(2, 4, 4), sample_norm=False).eval()
     assert plain.predict(x, "temporal", 0.5).nmse.shape == (2,)
+    # far below any receiver's units (1e-25) the floors used to win: a poor prediction reported as
+    # -150 dB; now such windows are predicted at a power of two near 1 and scaled back exactly
+    c = model.predict(x * 1e-25, "temporal", 0.5)
+    torch.testing.assert_close(c.nmse, a.nmse, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(c.reconstruction * 1e25, a.reconstruction, rtol=1e-3, atol=1e-3)
+    visible = ~c.mask
+    assert torch.equal(c.reconstruction[visible], (x * 1e-25).to(torch.complex64)[visible])
 
 
 def test_norm_pix_loss_runs_and_nmse_stays_in_signal_space():

@@ -13,7 +13,8 @@ the check says whether the model is in the right range on this series, not which
 ``--checks N`` scores the ``N`` latest windows (targets not overlapping) and reports the mean of
 their NMSEs (per-window NMSE), which says more.
 
-Writes, into ``--out`` as a whole (a folder that is complete or absent, never half-written):
+Writes, into ``--out`` as a whole (a folder that is complete or absent, never half-written; a new or
+empty folder, or an earlier forecast's: one holding other files is refused):
 ``forecast.csv`` (column, step, time, point forecast and quantiles), ``forecast.json`` (the
 same, the check and what was read) and ``forecast.png`` (the end of each series, the forecast
 and its 0.1..0.9 band).
@@ -55,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
                    help="fill runs of missing values up to --max-gap long (default none: the forecast reads the run after the last gap)")
     p.add_argument("--max-gap", type=non_negative_int, default=0, help="longest run of missing values --fill fills")
-    p.add_argument("--out", default="wfm-forecast", help="output folder (replaced as a whole; default wfm-forecast)")
+    p.add_argument("--out", default="wfm-forecast", help="output folder: new, empty, or an earlier forecast's, which is "
+                   "replaced as a whole (default wfm-forecast)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=cmd_forecast)
 
@@ -91,6 +93,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
 
     from wfm.hub import from_pretrained
 
+    out = _output_folder(Path(args.out))
     torch.set_num_threads(args.threads)
     model = from_pretrained(args.model).eval()
     if getattr(model, "model_kind", None) != "causal":
@@ -142,7 +145,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
         rows.append((name, x.numpy(), point.numpy(), None if q is None else q.numpy()))
     result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
               "quantile_levels": levels, "skipped_text_columns": skipped, "check": checks, "forecast": out_rows}
-    _write(Path(args.out), result, rows, levels)
+    _write(out, result, rows, levels)
     print_table(checks[:PRINT_SERIES], title=f"check: the last {h} values of each column forecast from the ones "
                 f"before (per-window NMSE{f', up to {args.checks} windows' if args.checks > 1 else ''})"
                 + (f"; the first {PRINT_SERIES} of {len(checks)} series" if len(checks) > PRINT_SERIES else ""))
@@ -193,6 +196,28 @@ PRINT_SERIES = 20
 
 #: Series drawn in forecast.png (the first ones; the CSV and JSON hold every series).
 PLOT_SERIES = 12
+
+
+#: What ``wfm forecast`` writes: an output folder holding only these is an earlier forecast's.
+OUTPUT_FILES = ("forecast.csv", "forecast.json", "forecast.png")
+
+
+def _output_folder(out: Path) -> Path:
+    """``out`` resolved, where the forecast may replace it as a whole: absent, an empty folder or an
+    earlier forecast's (nothing but :data:`OUTPUT_FILES`). Anything else (a file, a folder with other
+    files in it, such as the input CSV, the working directory) is refused before any work."""
+    resolved = out.expanduser().resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents or resolved.parent == resolved:
+        raise InputError(f"--out {out}: the working directory or one above it; give a new folder for the forecast")
+    if resolved.exists():
+        if not resolved.is_dir():
+            raise InputError(f"--out {out}: exists and is not a folder; give a new folder for the forecast")
+        other = sorted(p.name for p in resolved.iterdir() if p.name not in OUTPUT_FILES)
+        if other:
+            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            raise InputError(f"--out {out}: holds files that are not an earlier forecast's ({shown}); "
+                             "the forecast replaces its folder as a whole, so give a new or empty one")
+    return resolved
 
 
 def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[float]) -> None:

@@ -390,6 +390,20 @@ def strict_int(value: Any, what: str) -> int:
     raise InputError(f"{what} must be an integer, got {value!r}")
 
 
+def binary_scale(peak: "torch.Tensor", low: float, high: float = math.inf, target: int = 0) -> "torch.Tensor":
+    """A power of two for each ``peak`` (a row's or a window's largest magnitude) outside ``[low,
+    high]`` that brings it into ``[2^target, 2^(target + 1))``, else 1 (as for a zero peak). Dividing by it and multiplying back is exact
+    in floating point, so a model that is scale-equivariant by design gives the same answer as at a
+    unit scale, while its numerical floors (variances clamped at 1e-12, squared errors in float32)
+    never meet data at 1e-15 watts or in raw counts of 1e12."""
+    import torch
+
+    peak = peak.double()
+    far = (peak > 0) & ((peak < low) | (peak > high)) & torch.isfinite(peak)
+    exponent = torch.where(far, torch.floor(torch.log2(peak.clamp_min(1e-300))) - target, torch.zeros_like(peak))
+    return torch.pow(2.0, exponent)
+
+
 def as_tensor(value: Any, what: str) -> "torch.Tensor":
     """``value`` (a tensor, a NumPy array or a nested list of numbers) as a tensor, without a copy
     where it can; anything else (strings, objects, ragged lists) is refused with ``what`` named."""

@@ -22,6 +22,8 @@ None of them changes a weight; ``forecast(check=False)`` skips them all. The mod
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -31,7 +33,13 @@ from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_n
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.linear_prediction import ar_forecast_rows
 from wfm.models.series_priors import normalise_stats
-from wfm.safety import as_tensor
+from wfm.safety import as_tensor, binary_scale
+
+#: Rows whose largest magnitude is outside these bounds are forecast at a power-of-two scale that puts
+#: it in ``[2^6, 2^7)`` (``ForecastMixin._input_scale``); rows within them, as given, bit for bit. The
+#: forecast is the same at every scale from 2^-12 to 2^11 of a series peaking at 11 (but for a band
+#: where its values cross 1, in which Box-Cox's choice moves), and falls apart below about 2^-28.
+INPUT_SCALE_LOW, INPUT_SCALE_HIGH, INPUT_SCALE_TARGET = 2.0 ** -10, 2.0 ** 40, 6
 
 
 def spread_bounds(point: Tensor, quant: Tensor, low_path: Tensor, high_path: Tensor,
@@ -183,14 +191,44 @@ class ForecastMixin:
                       group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
         """``_forecast`` for ``[B, L]`` or one series ``[L]`` (a batch of one, the batch axis dropped);
         NumPy arrays and lists are read as tensors."""
+        horizon_given = horizon
+        try:  # ints, NumPy and 0-d tensor integers; not 8.0, not True
+            horizon = operator.index(horizon) if not isinstance(horizon, bool) else None
+        except TypeError:
+            horizon = None
+        if horizon is None:
+            raise ValueError(f"horizon must be a whole number of steps (an int), got {horizon_given!r}")
         context = as_tensor(context, "context")
         group = None if group is None else as_tensor(group, "group")
-        if context.ndim != 1:
-            return self._forecast_in_chunks(context, interval, horizon, quantiles, group, check)
-        if group is not None:
+        one = context.ndim == 1
+        if one and group is not None:
             raise ValueError("group pools the rows of a [B, L] context; one series [L] has nothing to pool")
-        point, quant = self._forecast(context[None], interval, horizon, quantiles, None, check)
-        return point[0], None if quant is None else quant[0]
+        rows = context[None] if one else context
+        scale = self._input_scale(rows, group)
+        if scale is not None:  # exact: a power of two per row, the same for a group's rows
+            rows = rows / scale.to(rows.dtype if rows.is_floating_point() else torch.float64)[:, None]
+        point, quant = (self._forecast(rows, interval, horizon, quantiles, None, check) if one
+                        else self._forecast_in_chunks(rows, interval, horizon, quantiles, group, check))
+        if scale is not None:
+            point = point * scale.to(point.dtype)[:, None]
+            quant = None if quant is None else quant * scale.to(quant.dtype)[:, None, None]
+        return (point[0], None if quant is None else quant[0]) if one else (point, quant)
+
+    @staticmethod
+    def _input_scale(context: Tensor, group: Tensor | None) -> Tensor | None:
+        """``[B]`` powers of two that bring rows (a group's together, so their shares of its power
+        stay) whose largest magnitude is below ``INPUT_SCALE_LOW`` or above ``INPUT_SCALE_HIGH``
+        to about 2^6; None where every row is within. The forecast is scale-equivariant by design
+        (normalised per series, Box-Cox's lambda chosen by the coefficient of variation), but its
+        floors are not: a received power of 1e-15 W came back flat at 3.5x its level."""
+        if context.ndim != 2 or context.numel() == 0 or not (context.is_floating_point() or context.is_complex()):
+            return None
+        peak = context.detach().abs().amax(dim=1).double()
+        if group is not None and group.shape == peak.shape:
+            _, inverse = torch.unique(group, return_inverse=True)
+            peak = peak.new_zeros(int(inverse.max()) + 1).scatter_reduce(0, inverse, peak, "amax")[inverse]
+        scale = binary_scale(peak, INPUT_SCALE_LOW, INPUT_SCALE_HIGH, INPUT_SCALE_TARGET)
+        return None if bool((scale == 1).all()) else scale
 
     def _forecast_in_chunks(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
                             group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:

@@ -57,7 +57,7 @@ from wfm.models.registry import register_model
 from wfm.nn.blocks import ATTENTION_KINDS, drop_path_rates, make_block
 from wfm.nn.patching import Grid, Patch, patch_grid, patchify, unpatchify
 from wfm.nn.posenc import SinCos3D
-from wfm.safety import as_tensor
+from wfm.safety import as_tensor, binary_scale
 from wfm.tasks.metrics import to_db
 
 #: ``prior`` options: ``none`` (mask tokens, no anchor: the original MAE), one classical
@@ -65,6 +65,9 @@ from wfm.tasks.metrics import to_db
 PRIORS = ("none", *ESTIMATORS, "mix")
 #: Largest |CSI| value ``predict`` accepts (squares of larger ones overflow float32).
 MAX_ABS_INPUT = 1e15
+#: Windows whose largest magnitude is below this are predicted at a power-of-two scale near 1
+#: (:func:`wfm.safety.binary_scale`); others as given, bit for bit.
+MIN_ABS_INPUT = 2.0 ** -40
 
 #: Training losses (``MaskedAutoencoder(loss=...)``) and the skill loss' floor on the prior's
 #: error, relative to the sample's masked power (-30 dB).
@@ -793,6 +796,11 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if peak > MAX_ABS_INPUT:  # its square overflows float32 in the sample norm and the priors' errors
             raise ValueError(f"csi has values up to {peak:.3g} in magnitude (> {MAX_ABS_INPUT:g}); rescale it first "
                              "(the model normalises each sample, so any scale works)")
+        # A window far below a unit scale (CSI in volts at 1e-25) is predicted at a power of two
+        # near 1 and scaled back, exactly: the sample norm makes any scale work, its floors do not.
+        scale = binary_scale(torch.view_as_real(csi.to(torch.complex64)).abs().flatten(1).amax(1), MIN_ABS_INPUT)
+        if bool((scale != 1).any()):
+            csi = csi / scale.to(csi.real.dtype if csi.is_complex() or csi.is_floating_point() else torch.float64).view(-1, 1, 1, 1)
         gen = torch.Generator().manual_seed(seed)
         mask, front = self.prediction_mask(csi.shape, mask_kind, ratio, generator=gen)  # the whole batch's draw
         # Samples are independent: chunks keep memory bounded (about 0.8 MB a [16, 3, 30] window).
@@ -800,6 +808,8 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         parts = [self._predict_chunk(csi[a:a + rows], mask[a:a + rows], front, mask_kind, ratio, guard)
                  for a in range(0, csi.shape[0], rows)]
         recon, elem, nmse = (torch.cat(x) for x in zip(*parts))
+        if bool((scale != 1).any()):
+            recon = recon * scale.to(recon.real.dtype).view(-1, 1, 1, 1)
         return MAEPrediction(recon, elem, nmse, to_db(nmse.mean()))
 
     def _predict_chunk(self, csi: Tensor, mask: Tensor, front: tuple[int, int, int], mask_kind: str, ratio: float,
