@@ -139,7 +139,7 @@ def test_forecast_skips_text_columns_and_says_which_and_where_a_gap_cut_the_seri
     result = json.loads((out / "forecast.json").read_text())
     assert code in (0, None) and result["skipped_text_columns"] == ["cell"]
     assert [c["column"] for c in result["check"]] == ["v", "w"] and result["check"][1]["context"] == 69
-    assert "skipped text columns (no number in them): cell" in printed
+    assert "skipped columns with no number in them: cell" in printed
     assert "w: 1 gap(s) the fill does not bridge" in printed and "69 of 99 values" in printed
     # named, a text column is still an error; and one number among text is not skipped
     code, err = run(["forecast", str(causal), str(tmp_path / "t.csv"), "--horizon", "5", "--time-column", "time",
@@ -268,3 +268,15 @@ def test_forecast_never_replaces_a_folder_that_holds_other_files(tmp_path, causa
     code, err = run([*args, str(tmp_path / "empty")], capsys)  # an earlier forecast's: replaced
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["forecast.csv", "forecast.json", "forecast.png"]
+
+
+def test_an_empty_column_is_skipped_unless_named(tmp_path, causal, capsys):
+    """An export's empty field (every cell blank) is skipped and listed as a text column is; named
+    with --columns it is an error that names it."""
+    _csv(tmp_path / "e.csv", {"a": list(np.linspace(1, 2, 50)), "dead": [""] * 50})
+    args = ["forecast", str(causal), str(tmp_path / "e.csv"), "--interval", "120", "--horizon", "3", "--time-column", "time"]
+    code, err = run([*args, "--out", str(tmp_path / "fc")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "fc" / "forecast.json").read_text())["skipped_text_columns"] == ["dead"]
+    code, err = run([*args, "--columns", "a", "dead", "--out", str(tmp_path / "fc2")], capsys)
+    assert code == 2 and "'dead' holds no value" in err and not (tmp_path / "fc2").exists()

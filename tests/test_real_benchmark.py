@@ -415,10 +415,17 @@ def test_models_are_discovered_from_config_kind(tmp_path):
     assert {k for _, k in shipped} >= {"mae", "causal"}
 
 
-def test_absent_datasets_folder_skips_cleanly(tmp_path, capsys):
-    main(["benchmark", "real", "--datasets", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+def test_absent_datasets_folder_skips_cleanly_unless_named(tmp_path, capsys, monkeypatch):
+    """No real data on this machine (the default folder, or $WFM_REAL_DATA, absent): nothing to do,
+    exit 0. A folder the user names that is not there is a typo: one line, exit 2."""
+    monkeypatch.setenv("WFM_REAL_DATA", str(tmp_path / "nope"))
+    main(["benchmark", "real", "--out", str(tmp_path / "o")])
     assert "no real datasets" in capsys.readouterr().out
     assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["benchmark", "real", "--datasets", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--datasets" in err and "no such folder" in err and not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/datasets is absent")

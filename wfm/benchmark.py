@@ -20,7 +20,7 @@ from typing import Any
 from wfm.console import console, print_table, progress_bar, write_json
 from wfm.hub import CheckpointError
 from wfm.io import atomic_path
-from wfm.safety import positive_float, positive_int
+from wfm.safety import InputError, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +77,8 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
                                      run_real_benchmark, verdicts)
 
     root = Path(args.datasets).expanduser() if args.datasets else default_datasets_dir()
+    if args.datasets and not root.is_dir():  # a folder the user named: a typo is an error, not "nothing to do"
+        raise InputError(f"--datasets {root}: {'not a folder' if root.exists() else 'no such folder'}")
     if not root.is_dir():
         console.print(f"no real datasets at {root} (set --datasets or $WFM_REAL_DATA); nothing to benchmark")
         return None

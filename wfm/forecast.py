@@ -101,7 +101,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
                          f"{getattr(model, 'model_kind', type(model).__name__)!r} (CSI models: wfm evaluate)")
     names, values, starts, skipped = _series(args)
     if skipped:
-        console.print(f"skipped text columns (no number in them): {', '.join(skipped)}")
+        console.print(f"skipped columns with no number in them: {', '.join(skipped)}")
     h, levels = args.horizon, list(model.quantile_levels)
     xs = []
     for name, v in zip(names, values):

@@ -81,8 +81,8 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
     "skipped": [...]}`` from a CSV. ``interval`` ``None``: read from the ``time_column`` (the most
     common step between its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it
     then needs. Without ``columns``, every column but the time (and id) column is a series, except
-    text columns (no cell a number: cell names, labels), listed under ``skipped``; a named column
-    or a column of numbers with text in it is an error.
+    text columns (no cell a number: cell names, labels) and empty ones (every cell empty or NaN),
+    listed under ``skipped``; a named column or a column of numbers with text in it is an error.
 
     ``id_column``: a long table (one row per series and step, as operators export cell traffic):
     the rows of each id, in the file's order, are that id's series, named after the id (``ID
@@ -124,8 +124,17 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
         # Text in a value column is most often a time column read as values.
         hint = f"; if that column holds timestamps, pass --time-column {name}" if time_column is None else ""
         numbers[name] = table.numbers(name, hint=hint)
+    if not columns:  # a column with no value at all (an empty export field) is skipped as text is
+        empty = [n for n in names if np.isnan(numbers[n]).all()]
+        if empty and len(empty) == len(names):
+            raise DataError(f"{src}: no value in any column ({', '.join(empty)}: every cell is empty or NaN)")
+        skipped += empty
+        series = [s for s in series if s[1] not in empty]
+        out["names"] = [s[0] for s in series]
     for j, (_, name, gid, g) in enumerate(series):
         where = f"{src} ({id_column} {gid})" if id_column else src
+        if np.isnan(numbers[name][g]).all():
+            raise DataError(f"{where}: column {name!r} holds no value (every cell is empty or NaN)")
         for t0, seg in regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
                                         None if times is None else times[g]):
             out["values"].append(seg[:, 0].astype(np.float32))
