@@ -4,6 +4,7 @@ layout of ``../shared/datasets``) and, when present, on the shared real data."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,15 @@ def test_imported_dataset_folders_are_scored_like_the_shared_captures(tmp_path, 
     series = data[8]
     assert series.context.shape == (2 * ((400 - 40) // 8 + 1), 32) and series.interval == 0.5
     np.testing.assert_allclose(series.context[1].numpy(), 10 + np.sin(2 * np.pi * t[8:40] / 48), rtol=1e-6)
+    # a dataset too short for one window is named under "Not scored", never dropped in silence
+    np.save(tmp_path / "short.npy", np.ones((2, 30), dtype=np.float32))
+    import_series(tmp_path / "short.npy", root / "d", interval=0.5)
+    skipped = []
+    assert [(d.name, d.view) for d in R.load_real_datasets(root, cfg, skipped)][-1] == ("s (imported)", "series (rssi)")
+    assert skipped == [{"source": str(root / "d"),
+                        "error": f"{root / 'd'}: no series of 40 values for one window (the longest: 30); "
+                                 "--series-context / --series-horizon set the window"}]
+    shutil.rmtree(root / "d")
     thin = R.load_real_datasets(root, R.RealBenchConfig(series_context=32, series_horizon=8, max_windows=10))
     assert all(d.windows <= 10 for d in thin) and thin[-1].span[-1].tolist() == [1, 360]  # evenly spaced, the last kept
 

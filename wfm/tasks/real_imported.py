@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wfm.data.errors import DataError
 from wfm.data.series import dataset_interval, series_tables
 from wfm.data.shards import MANIFEST, ShardedDataset
 from wfm.tasks.real_datasets import BenchData, RealBenchConfig, _series_windows, csi_views
@@ -82,21 +83,24 @@ def load_imported(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
     name, source = f"{ds.name} (imported)", str(folder)
     interval = dataset_interval(ds)
     if ds.kind == "csi":
-        segments = [s for s in _csi_segments(ds) if len(s) >= cfg.csi_window]
-        if not segments:
-            return []
+        runs = _csi_segments(ds)
+        segments = [s for s in runs if len(s) >= cfg.csi_window]
+        if not segments:  # said under "Not scored", never dropped in silence
+            raise DataError(f"{folder}: no run of {cfg.csi_window} packets without a gap for one window "
+                            f"(the longest: {max((len(s) for s in runs), default=0)})")
         K = segments[0].shape[-1]
         sub = np.asarray(ds.attrs.get("subcarrier_indices") or (np.arange(K) - K // 2))
         views = _merge([csi_views(name, s, sub, interval, cfg, source) for s in segments], name, source)
     elif ds.kind in ("series", "traffic"):
         L, H = cfg.series_context, cfg.series_horizon
         stride = cfg.series_stride or H
-        views = []
+        views, longest = [], 0
         for table in series_tables(ds, split_complex=True):
             per = table.series_per_sample
             samples = [np.stack([table.values(n * per + j) for j in range(per)], 1) for n in range(len(table.starts))]
             if per == 1:  # one channel: [L] windows, as a traffic cell's
                 samples = [x[:, 0] for x in samples]
+            longest = max([longest, *(len(x) for x in samples)])
             ctx, tgt, span = _series_windows(samples, L, H, stride)
             if not len(ctx):
                 continue
@@ -104,6 +108,9 @@ def load_imported(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
                     f"{per} channel(s) a window, every {interval:g} s")
             view = f"series ({table.kind})"  # never "csi...": CSI views are windows the MAE takes
             views.append(BenchData(name, view, ctx, tgt, interval, note, source, span=span))
+        if not views:
+            raise DataError(f"{folder}: no series of {L + H} values for one window (the longest: {longest}); "
+                            "--series-context / --series-horizon set the window")
     else:
         return []
     return [v.thin(cfg.max_windows) for v in views]
