@@ -280,3 +280,11 @@ def test_an_empty_column_is_skipped_unless_named(tmp_path, causal, capsys):
     assert json.loads((tmp_path / "fc" / "forecast.json").read_text())["skipped_text_columns"] == ["dead"]
     code, err = run([*args, "--columns", "a", "dead", "--out", str(tmp_path / "fc2")], capsys)
     assert code == 2 and "'dead' holds no value" in err and not (tmp_path / "fc2").exists()
+
+
+def test_a_declared_interval_the_timestamps_disagree_with_is_named(tmp_path, causal, capsys):
+    """--interval 60 on 10-minute rows used to read as 199 gaps and a one-value series."""
+    _csv(tmp_path / "t.csv", {"a": list(np.linspace(1, 2, 50))}, step_s=600.0)
+    code, err = run(["forecast", str(causal), str(tmp_path / "t.csv"), "--interval", "60", "--time-column", "time",
+                     "--horizon", "3", "--out", str(tmp_path / "fc")], capsys)
+    assert code == 2 and "600 s apart" in err and "not the 60 s declared" in err and not (tmp_path / "fc").exists()

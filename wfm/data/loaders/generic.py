@@ -24,7 +24,7 @@ import numpy as np
 
 from wfm.data.errors import DataError
 from wfm.data.loaders.common import read_csv, write_samples
-from wfm.data.loaders.timegrid import GapPolicy, common_step, regular_segments
+from wfm.data.loaders.timegrid import GapPolicy, check_times, common_step, regular_segments
 from wfm.data.shards import FieldSpec
 
 
@@ -115,6 +115,13 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
             raise DataError(f"{src}: no interval: give the seconds between rows (--interval), or the column of "
                             "timestamps to read it from (--time-column)")
         interval = common_step([times[g] for g in groups.values()], src)
+    elif times is not None:  # a declared interval the timestamps disagree with: said as such, not as gaps
+        for g in groups.values():  # (timestamps out of order are named first, by their line)
+            check_times(times[g], table.lines[g], src)
+        step = common_step([times[g] for g in groups.values()], src, default=interval)
+        if abs(step - interval) > 0.01 * interval:
+            raise DataError(f"{src}: the timestamps of {time_column!r} are {step:g} s apart (the most common step), "
+                            f"not the {interval:g} s declared (--interval); leave it out to read it from them")
     series = [(name if not gid else gid if len(names) == 1 else f"{gid} {name}", name, gid, g)
               for gid, g in groups.items() for name in names]
     out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": [s[0] for s in series],
