@@ -90,3 +90,17 @@ def test_missing_key_and_bad_files(tmp_path):
     (tmp_path / "kind.yaml").write_text("kind: hologram\n")
     with pytest.raises(DataError, match="unknown recipe kind 'hologram'"):
         load_recipe(tmp_path / "kind.yaml")
+
+
+def test_recipes_markdown_keeps_every_csi_column_whatever_recipe_comes_first(capsys):
+    """``wfm data recipes --markdown`` prints data/README.md's table: the beam recipe sorted first
+    (a row without the CSI columns) used to cut it to name, split, scenario and samples."""
+    from wfm.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["data", "recipes", "--markdown"])
+        raise SystemExit(0)
+    assert not e.value.code
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| name | split | scenario | band_ghz | array | K | scs_khz | T | dt_ms | speed_kmh | samples |"
+    assert any(line.startswith("| beam-street-60g | pretrain | beam |") for line in lines)

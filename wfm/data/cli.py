@@ -132,7 +132,9 @@ def cmd_recipes(args: argparse.Namespace) -> None:
     if not Path(args.dir).is_dir():
         raise DataError(f"{args.dir}: no such recipe folder")
     rows = catalog_rows(args.dir)
+    # the widest row's columns (a CSI recipe's), so that a beam or series recipe listed first hides none
+    columns = list(dict.fromkeys(k for r in sorted(rows, key=len, reverse=True) for k in r))
     if args.markdown:
-        print(markdown_table(rows), end="")
+        print(markdown_table(rows, columns), end="")
     else:
-        print_table(rows, title=f"recipes in {args.dir}")
+        print_table(rows, title=f"recipes in {args.dir}", columns=columns)
