@@ -377,7 +377,8 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     """Load and sanity-check a dataset's manifest (not the shards: see ``verify_dataset``)."""
     path = Path(root) / MANIFEST
     if not Path(root).is_dir():
-        raise DataError(f"{root}: dataset folder not found")
+        raise DataError(f"{root}: " + ("a file, not a dataset folder (measured data becomes one with `wfm data import`)"
+                                       if Path(root).is_file() else "dataset folder not found"))
     if not path.is_file():
         raise DataError(f"{path}: manifest not found (an unfinished generation run? re-run it to resume)")
     try:

@@ -72,8 +72,8 @@ def _merge(parts: list[list[BenchData]], name: str, source: str) -> list[BenchDa
         out.append(replace(first, name=name, source=source,
                            context=torch.cat([v.context for v in views]), target=torch.cat([v.target for v in views]),
                            csi=torch.cat([v.csi for v in views]), span=torch.cat(spans),
-                           windows_note=f"{sum(v.windows for v in views)} windows from {len(views)} segment(s); "
-                                        + first.windows_note.split(", ", 1)[-1]))
+                           windows_note=f"{sum(v.windows for v in views)} windows from {len(views)} segment(s), each "
+                                        + first.windows_note.split(" windows ", 1)[-1]))
     return out
 
 
