@@ -1339,3 +1339,31 @@ def test_check_ar_takes_linear_prediction_where_it_wins_the_checks_and_nothing_e
         mix(check_ar=True, guard=True)
     on.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).check_ar and not mix(**kw).check_ar
+
+
+def test_ar_blend_averages_linear_prediction_in_where_it_leads_the_checks_without_proof(tmp_path):
+    """``ar_blend``: where linear prediction erred less than what the checks kept on average but
+    not beyond doubt, the forecast is the mean of the two (the band moved along); where it won
+    beyond doubt it is linear prediction, as with ``check_ar`` alone; elsewhere nothing changes."""
+    from wfm.hub import from_pretrained
+    from wfm.models.linear_prediction import ar_forecast_rows
+
+    kw = dict(guard=True, check_origins=8, estimators=("last", "mean", "trend"), backtest_origins="value",
+              quantiles=(0.1, 0.5, 0.9), check_ar=True)
+    on, blend = randomise(mix(**kw)), randomise(mix(ar_blend=True, **kw))
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(300, dtype=torch.float64)
+    x = torch.stack([torch.sin(2 * math.pi * t / (15 + 4 * i)) + (0.05, 0.2, 0.5, 1.0)[i % 4]
+                     * torch.randn(300, generator=g, dtype=torch.float64) for i in range(12)]).float() + 5
+    (a, qa), (b, qb) = on.forecast_with_quantiles(x, 120.0, 30), blend.forecast_with_quantiles(x, 120.0, 30)
+    ar = ar_forecast_rows(x, 30).float()
+    same = (a - b).abs().amax(1) < 1e-5
+    blended = (b - 0.5 * (a + ar)).abs().amax(1) < 1e-4
+    won = (a - ar).abs().amax(1) < 1e-4
+    assert bool((same | blended).all())
+    assert bool((blended & ~won).any()) and bool((same & ~won).any()) and bool(won.any())  # every case is met
+    torch.testing.assert_close(qb - b[..., None], qa - a[..., None], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="ar_blend .* needs check_ar"):
+        mix(guard=True, check_origins=8, ar_blend=True)
+    blend.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).ar_blend and not on.ar_blend

@@ -276,6 +276,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             (:meth:`_linear_prediction_wins`). Noise-free sinusoids and 1-ms CSI windows of 32 or
             more packets are such series; short or noisy contexts keep what they had. False (every
             model saved before this option): no such test. Inference only.
+        ar_blend: with ``check_ar``, where linear prediction erred less than what the checks kept
+            on average over them but not beyond doubt, the forecast is the mean of the two (a
+            forecast combination: the classical device where neither of two forecasters is shown
+            better); where it erred less beyond doubt it still replaces it. Chosen on held-out
+            generated series and textbook processes (pretrain/studies.md, "Linear prediction
+            blended where it leads the checks"). False (every model saved before it): no blend.
+            Inference only.
         white_limit: with ``check_origins``, where the context is too short for two checks (the
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
@@ -359,7 +366,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_limit: float | None = None, box_cox: bool = False, coarse_blend: bool = False,
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
                  white_dips: bool = False, check_test: str = "difference",
-                 ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False) -> None:
+                 ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
+                 ar_blend: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -422,6 +430,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if check_ar and not check_origins:
             raise ValueError("check_ar tests linear prediction on the checks of check_origins: it needs check_origins > 0")
         self.check_ar = bool(check_ar)
+        if ar_blend and not check_ar:
+            raise ValueError("ar_blend blends linear prediction where it leads the checks of check_ar: it needs check_ar")
+        self.ar_blend = bool(ar_blend)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:

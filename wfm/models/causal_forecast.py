@@ -95,6 +95,12 @@ class PairedChecks:
         self.logs[1] += d * d
         self.n += 1
 
+    def a_behind(self) -> Tensor:
+        """``[B]`` bool: where A erred more than B on average over the checks (a group's pooled), by
+        any margin: the sum of the differences is positive."""
+        total = self.sums[0] if self.group is None or not self.n else pool_rows(self.sums[0], self.group)
+        return total > 0
+
     def a_loses(self, check_test: str) -> Tensor:
         """``[B]`` bool: where A erred more than B beyond doubt by ``check_test``
         (:data:`wfm.models.evidence.CHECK_TESTS`; the log ratios from ``LOG_RATIO_MIN_CHECKS`` checks on)."""
@@ -325,14 +331,27 @@ class ForecastMixin:
         else:  # the mean of two ordered sets of quantiles is ordered
             point, quant = 0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1])
         if len(cuts) >= 2:
-            wins = self._linear_prediction_wins(context, cuts, keeps[0], group)
-            if bool(wins.any()):  # linear prediction, the quantiles moved with the point forecast
-                # (wins holds whole groups, so the winners' groups fit as they did on the checks)
+            weight = self._linear_prediction_weight(context, cuts, keeps[0], group)
+            take = weight > 0
+            if bool(take.any()):  # linear prediction, the quantiles moved with the point forecast
+                # (the weight is a group's, so the takers' groups fit as they did on the checks)
+                ar = ar_forecast_rows(context[take], horizon, None if group is None else group[take]).to(point.dtype)
                 shifted = point.clone()
-                shifted[wins] = ar_forecast_rows(context[wins], horizon, None if group is None else group[wins]).to(point.dtype)
+                shifted[take] = point[take] + weight[take, None].to(point.dtype) * (ar - point[take])
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         return point, quant, switched
+
+    def _linear_prediction_weight(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
+                                  group: Tensor | None) -> Tensor:
+        """``[B]`` weight of linear prediction in the forecast, ``check_ar``: 1 where it beat what
+        the checks kept beyond doubt (:meth:`_linear_prediction_wins`); with ``ar_blend``, 0.5
+        where it erred less on average over the checks (a group's pooled) but not beyond doubt;
+        else 0."""
+        stats = self._linear_prediction_checks(context, cuts, keep, group)
+        wins = stats.a_loses(self.check_test)
+        behind = stats.a_behind() if getattr(self, "ar_blend", False) else torch.zeros_like(wins)
+        return torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
 
     def _linear_prediction_wins(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
                                 group: Tensor | None) -> Tensor:
@@ -342,12 +361,17 @@ class ForecastMixin:
         (``cuts``: each check's ``(cut, truth, network, classical)``), by the test of ``check_test``:
         the one-sided paired t-test on the squared errors' difference over the row's context
         variance (a group's pooled), and with ``"either"`` also on their log ratio."""
+        return self._linear_prediction_checks(context, cuts, keep, group).a_loses(self.check_test)
+
+    def _linear_prediction_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
+                                  group: Tensor | None) -> PairedChecks:
+        """What the checks kept (A) against linear prediction (B) on the same ``cuts``."""
         stats = PairedChecks(context, group, self.pool_by_power)
         for cut, truth, net, cls in cuts:  # A: what the check kept; B: linear prediction
             kept = torch.where(keep[:, None], net.double(), cls.double())
             ar = ar_forecast_rows(context[:, :cut], truth.shape[1], group)
             stats.add((kept - truth) ** 2, (ar - truth) ** 2)
-        return stats.a_loses(self.check_test)
+        return stats
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
                  fallback: bool = False, coarse: bool = True, reuse: bool = True,
