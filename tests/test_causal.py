@@ -179,13 +179,15 @@ def test_the_shipped_forecast_is_the_same_at_any_scale():
     t = torch.arange(100, dtype=torch.float64)
     x = 10 + torch.sin(2 * math.pi * t / 50)
     want = m.forecast(x, 1.0, 8).double()
-    for scale in (1e-20, 1e-16, 1e-12, 1e13):
+    # (linear prediction's fit is not exactly scale-free: the same series times 8, within the usual
+    # scales, forecasts within 1e-3 of it too; before, 1e-16 came back 3.5x off)
+    for scale in (1e-20, 1e-16, 1e-12, 8.0, 1e13):
         got = m.forecast(x * scale, 1.0, 8).double() / scale
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=0)
+        torch.testing.assert_close(got, want, rtol=2e-3, atol=0)
     rows = torch.stack([x, 3 * x + torch.randn(100, dtype=torch.float64, generator=torch.Generator().manual_seed(0))])
     group = torch.zeros(2, dtype=torch.long)
     want = m.forecast(rows, 1.0, 8, group=group).double()
-    torch.testing.assert_close(m.forecast(rows * 1e-15, 1.0, 8, group=group).double() / 1e-15, want, rtol=1e-4, atol=0)
+    torch.testing.assert_close(m.forecast(rows * 1e-15, 1.0, 8, group=group).double() / 1e-15, want, rtol=2e-3, atol=0)
 
 
 def test_one_series_is_a_batch_of_one():

@@ -37,8 +37,9 @@ from wfm.safety import as_tensor, binary_scale
 
 #: Rows whose largest magnitude is outside these bounds are forecast at a power-of-two scale that puts
 #: it in ``[2^6, 2^7)`` (``ForecastMixin._input_scale``); rows within them, as given, bit for bit. The
-#: forecast is the same at every scale from 2^-12 to 2^11 of a series peaking at 11 (but for a band
-#: where its values cross 1, in which Box-Cox's choice moves), and falls apart below about 2^-28.
+#: forecast is the same (to 1e-3: linear prediction's fit is not exactly scale-free) at every scale
+#: from 2^-12 to 2^11 of a series peaking at 11 (but for a band where its values cross 1, in which
+#: Box-Cox's choice moves), and fell apart below about 2^-28 before this rescaling.
 INPUT_SCALE_LOW, INPUT_SCALE_HIGH, INPUT_SCALE_TARGET = 2.0 ** -10, 2.0 ** 40, 6
 
 
