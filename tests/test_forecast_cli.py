@@ -288,3 +288,20 @@ def test_a_declared_interval_the_timestamps_disagree_with_is_named(tmp_path, cau
     code, err = run(["forecast", str(causal), str(tmp_path / "t.csv"), "--interval", "60", "--time-column", "time",
                      "--horizon", "3", "--out", str(tmp_path / "fc")], capsys)
     assert code == 2 and "600 s apart" in err and "not the 60 s declared" in err and not (tmp_path / "fc").exists()
+
+
+def test_timestamps_with_a_loggers_jitter_are_read_on_their_grid(tmp_path, causal, capsys):
+    """A logger every 60 s whose timestamps jitter by up to 0.3 s (no gap repeats to the ms) used
+    to be refused as "off the 59.752 s grid"; its step is read as 60 s and every row placed."""
+    rng = np.random.default_rng(0)
+    times = [datetime(2024, 3, 4) + timedelta(seconds=60 * i + float(rng.uniform(-0.3, 0.3))) for i in range(300)]
+    with open(tmp_path / "j.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time", "a"])
+        for i, t in enumerate(times):
+            w.writerow([t.isoformat(), 5 + np.sin(i / 10)])
+    code, err = run(["forecast", str(causal), str(tmp_path / "j.csv"), "--time-column", "time", "--horizon", "3",
+                     "--out", str(tmp_path / "fc")], capsys)
+    assert code == 0, err
+    res = json.loads((tmp_path / "fc" / "forecast.json").read_text())
+    assert res["interval_s"] == 60.0 and res["check"][0]["context"] == 300

@@ -6,7 +6,8 @@ line, never silently repaired:
 
 - unparseable or non-finite timestamps, timestamps going backwards, duplicated
   timestamps: :class:`DataError`;
-- timestamps off the declared grid (``|t - t0 - k * interval| > tolerance * interval``):
+- timestamps off the declared grid (``|t - t0 - k * interval| > tolerance * interval``, a tenth
+  of a step: a logger's jitter of a few tenths of a second on a minute is placed on its step):
   :class:`DataError` ("irregular interval");
 - *missing steps* (a grid step without a row, or a row with NaN/empty values) follow the
   :class:`GapPolicy`: with ``fill="none"`` (the default) any interior gap is an error;
@@ -66,7 +67,8 @@ def common_step(times: list[np.ndarray], source: str, default: float | None = No
     steps (gaps of several intervals) and the odd early or late row do not set the grid; rows off
     that grid are then refused by :func:`to_grid`, naming the line. Without two distinct
     timestamps in any series: ``default`` (every series is one value long, so no step is
-    wrong), else an error."""
+    wrong), else an error. Where no gap repeats to the millisecond in a tenth of them (a logger's
+    jitter), the slope of the times against their step numbers, to the millisecond."""
     gaps = [np.diff(np.unique(np.asarray(t, dtype=np.float64))) for t in times]
     gaps = np.concatenate(gaps) if gaps else np.empty(0)
     gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
@@ -76,11 +78,26 @@ def common_step(times: list[np.ndarray], source: str, default: float | None = No
         raise DataError(f"{source}: cannot read the interval: no series has two distinct timestamps "
                         "(give the interval explicitly)")
     ms, counts = np.unique(np.rint(gaps * 1000.0).astype(np.int64), return_counts=True)
-    return float(ms[np.argmax(counts)]) / 1000.0
+    if counts.max() * 10 >= gaps.size:  # a step that repeats to the millisecond: the grid
+        return float(ms[np.argmax(counts)]) / 1000.0
+    # No step repeats to the millisecond (a logger's jitter): a first step from the median gap,
+    # then the least-squares slope of each series' times against their step numbers (its jitter
+    # averages out over the whole series, where one gap carries two rows' jitter).
+    med = float(np.median(gaps[np.abs(gaps - np.median(gaps)) <= 0.25 * np.median(gaps)]))
+    num = den = 0.0
+    for s in times:
+        s = np.unique(np.asarray(s, dtype=np.float64))
+        s = s[np.isfinite(s)]
+        if s.size < 2:
+            continue
+        k = np.rint((s - s[0]) / med)
+        k, y = k - k.mean(), s - s.mean()
+        num, den = num + float(k @ y), den + float(k @ k)
+    return round(num / den if den > 0 else med, 3)
 
 
 def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.ndarray, source: str,
-            tolerance: float = 0.01, unit: str = "line") -> tuple[float, np.ndarray, np.ndarray]:
+            tolerance: float = 0.1, unit: str = "line") -> tuple[float, np.ndarray, np.ndarray]:
     """Place timestamped rows ``values [n, C]`` on the grid ``t0 + k * interval``.
 
     Returns ``(t0, grid [m, C] with NaN at missing steps, line of each grid step or -1)``.
