@@ -194,8 +194,8 @@ def _meta_check(config: dict[str, Any], state: dict[str, Any], where: str) -> No
     try:
         with torch.device("meta"):
             skeleton = build_model(config)
-    except CheckpointError:
-        raise
+    except CheckpointError as e:  # name the folder: "cannot build model ..." alone does not say which
+        raise CheckpointError(f"{where}: {e}") from None
     except Exception:  # a model that cannot be built on meta: the bounds in check_arch still held
         return
     _check_state_dict(skeleton, state, where)
