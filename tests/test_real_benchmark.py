@@ -603,3 +603,19 @@ def test_a_folder_with_only_unreadable_files_says_why_in_its_one_error(tmp_path)
     with pytest.raises(DataError, match=r"no wifi-csi/.*; not scored: .*op.csv: missing column 'square_id'"
                                         r".*--id-column CELL"):
         R.load_real_datasets(tmp_path, R.RealBenchConfig(), skipped)
+
+
+def test_two_imports_of_one_file_are_named_by_their_folders(tmp_path):
+    """Datasets take the imported file's name; two imports of one file (say, with different gap
+    rules) would share it in the table, so each is then named by its folder too."""
+    from wfm.data.loaders.generic import import_series
+
+    root = tmp_path / "mine"
+    t = np.arange(200, dtype=np.float32)
+    np.save(tmp_path / "s.npy", 10 + np.sin(2 * np.pi * t / 48))
+    import_series(tmp_path / "s.npy", root / "one", interval=0.5)
+    import_series(tmp_path / "s.npy", root / "two", interval=0.5)
+    cfg = R.RealBenchConfig(series_context=32, series_horizon=8)
+    assert sorted(d.name for d in R.load_real_datasets(root, cfg)) == ["s (one, imported)", "s (two, imported)"]
+    shutil.rmtree(root / "two")
+    assert [d.name for d in R.load_real_datasets(root, cfg)] == ["s (imported)"]

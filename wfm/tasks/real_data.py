@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,6 +103,13 @@ def load_real_datasets(root: str | Path, cfg: RealBenchConfig | None = None,
             out += loader(folder, cfg)
         except DataError as e:
             skip_or_raise(folder, e, skipped)
+    # Two imports of one file (same dataset name) in different folders: each named by its folder too.
+    sources: dict[str, set[str]] = {}
+    for d in out:
+        sources.setdefault(d.name, set()).add(d.source)
+    out = [d if len(sources[d.name]) < 2 or not d.name.endswith(" (imported)") else
+           replace(d, name=f"{d.name[:-len(' (imported)')]} ({Path(d.source).relative_to(root)}, imported)")
+           for d in out]
     if not out:
         # Where everything found was skipped, the first reason is what the user needs.
         why = f"; not scored: {skipped[0]['error']}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else "") \
