@@ -273,7 +273,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             recursion per row, or pooled over a group's rows) is tested on the same checks against
             what they kept (the network, or its classical combination), by the same test
             (``check_test``), and replaces it where it erred less beyond doubt
-            (:meth:`_linear_prediction_wins`). Noise-free sinusoids and 1-ms CSI windows of 32 or
+            (:meth:`_linear_prediction_weight`). Noise-free sinusoids and 1-ms CSI windows of 32 or
             more packets are such series; short or noisy contexts keep what they had. False (every
             model saved before this option): no such test. Inference only.
         ar_blend: with ``check_ar``, where linear prediction erred less than what the checks kept

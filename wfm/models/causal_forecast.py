@@ -198,13 +198,12 @@ class ForecastMixin:
                       group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
         """``_forecast`` for ``[B, L]`` or one series ``[L]`` (a batch of one, the batch axis dropped);
         NumPy arrays and lists are read as tensors."""
-        horizon_given = horizon
         try:  # ints, NumPy and 0-d tensor integers; not 8.0, not True
-            horizon = operator.index(horizon) if not isinstance(horizon, bool) else None
+            if isinstance(horizon, bool):
+                raise TypeError
+            horizon = operator.index(horizon)
         except TypeError:
-            horizon = None
-        if horizon is None:
-            raise ValueError(f"horizon must be a whole number of steps (an int), got {horizon_given!r}")
+            raise ValueError(f"horizon must be a whole number of steps (an int), got {horizon!r}") from None
         context = as_tensor(context, "context")
         group = None if group is None else as_tensor(group, "group")
         one = context.ndim == 1
@@ -345,24 +344,18 @@ class ForecastMixin:
 
     def _linear_prediction_weight(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
                                   group: Tensor | None) -> Tensor:
-        """``[B]`` weight of linear prediction in the forecast, ``check_ar``: 1 where it beat what
-        the checks kept beyond doubt (:meth:`_linear_prediction_wins`); with ``ar_blend``, 0.5
-        where it erred less on average over the checks (a group's pooled) but not beyond doubt;
-        else 0."""
+        """``[B]`` weight of linear prediction in the forecast, ``check_ar``: 1 where linear
+        prediction (:func:`wfm.models.linear_prediction.ar_forecast`, a group's rows pooled into one
+        recursion) beat what the checks kept (the network where ``keep``, else the classical
+        combination; the first reading's) beyond doubt on the same checks (``cuts``: each check's
+        ``(cut, truth, network, classical)``), by the test of ``check_test``: the one-sided paired
+        t-test on the squared errors' difference over the row's context variance (a group's
+        pooled), and with ``"either"`` also on their log ratio. With ``ar_blend``, 0.5 where it
+        erred less on average over the checks but not beyond doubt. Else 0."""
         stats = self._linear_prediction_checks(context, cuts, keep, group)
         wins = stats.a_loses(self.check_test)
         behind = stats.a_behind() if getattr(self, "ar_blend", False) else torch.zeros_like(wins)
         return torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
-
-    def _linear_prediction_wins(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
-                                group: Tensor | None) -> Tensor:
-        """``[B]`` bool, ``check_ar``: where linear prediction (:func:`wfm.models.linear_prediction.ar_forecast`,
-        a group's rows pooled into one recursion) beat what the checks kept (the network where ``keep``,
-        else the classical combination; the first reading's) beyond doubt on the same checks
-        (``cuts``: each check's ``(cut, truth, network, classical)``), by the test of ``check_test``:
-        the one-sided paired t-test on the squared errors' difference over the row's context
-        variance (a group's pooled), and with ``"either"`` also on their log ratio."""
-        return self._linear_prediction_checks(context, cuts, keep, group).a_loses(self.check_test)
 
     def _linear_prediction_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
                                   group: Tensor | None) -> PairedChecks:
