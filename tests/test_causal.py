@@ -190,6 +190,25 @@ def test_the_shipped_forecast_is_the_same_at_any_scale():
     torch.testing.assert_close(m.forecast(rows * 1e-15, 1.0, 8, group=group).double() / 1e-15, want, rtol=2e-3, atol=0)
 
 
+def test_a_large_level_keeps_its_variation_in_float64():
+    """A float64 series far above its spread (a carrier frequency in Hz, a counter) is forecast as its
+    deviations, in float64: 1.7e9 + sin used to come back 1,280 off, as float32 rounds 1.7e9 to 128.
+    Rows near their level, and constant rows, are forecast as before, in float32."""
+    from wfm.hub import from_pretrained
+
+    m = from_pretrained(str(REPO / "checkpoints" / "causal-tiny-catalog-cpu")).eval()
+    s = torch.sin(2 * math.pi * torch.arange(108, dtype=torch.float64) / 50)
+    want = m.forecast(s[:100], 1.0, 8)
+    for level in (1e5, 1.7e9):
+        got = m.forecast(s[:100] + level, 1.0, 8)
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got - level, want.double(), atol=1e-4, rtol=0)
+    rows = torch.stack([s[:100] + 1.7e9, s[:100] + 3.0])
+    both = m.forecast(rows, 1.0, 8)
+    torch.testing.assert_close(both[1], m.forecast(rows[1:], 1.0, 8)[0].double(), atol=1e-6, rtol=0)
+    assert m.forecast(torch.full((20,), 3.0, dtype=torch.float64), 1.0, 2).dtype == torch.float32
+
+
 def test_one_series_is_a_batch_of_one():
     """A univariate series ``[L]`` forecasts as the row of a ``[1, L]`` batch, without its axis."""
     m = tiny(quantiles=(0.1, 0.5, 0.9))

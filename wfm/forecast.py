@@ -105,7 +105,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     h, levels = args.horizon, list(model.quantile_levels)
     xs = []
     for name, v in zip(names, values):
-        x = torch.from_numpy(np.asarray(v, dtype=np.float64)).float()
+        x = torch.from_numpy(np.asarray(v, dtype=np.float64))  # float64: a large level keeps its variation
         if args.context:
             x = x[-args.context:]
         if x.numel() < 2:

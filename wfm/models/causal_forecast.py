@@ -41,6 +41,9 @@ from wfm.safety import as_tensor, binary_scale
 #: from 2^-12 to 2^11 of a series peaking at 11 (but for a band where its values cross 1, in which
 #: Box-Cox's choice moves), and fell apart below about 2^-28 before this rescaling.
 INPUT_SCALE_LOW, INPUT_SCALE_HIGH, INPUT_SCALE_TARGET = 2.0 ** -10, 2.0 ** 40, 6
+#: Float64 rows whose level is more than this many times their spread are forecast as their deviations
+#: from it (``ForecastMixin._input_offset``): float32 keeps 24 bits, so at 2^12 the variation still has 12.
+INPUT_OFFSET_RATIO = 2.0 ** 12
 
 
 def spread_bounds(point: Tensor, quant: Tensor, low_path: Tensor, high_path: Tensor,
@@ -180,8 +183,10 @@ class ForecastMixin:
         5,000 in one batch) and the forecasts are those of one batch.
 
         Returns ``[B, horizon]`` (point forecast), or ``[B, horizon, Q]`` with ``quantiles=True``
-        (needs a quantile head); :meth:`forecast_with_quantiles` returns both from one run. One
-        series ``[L]`` gives ``[horizon]`` (``[horizon, Q]``).
+        (needs a quantile head), in float32, or in float64 where a float64 row's level is more than
+        ``INPUT_OFFSET_RATIO`` times its spread (forecast as its deviations from that level);
+        :meth:`forecast_with_quantiles` returns both from one run. One series ``[L]`` gives
+        ``[horizon]`` (``[horizon, Q]``).
         """
         point, quant = self._forecast_any(context, interval, horizon, quantiles, group, check)
         return quant if quantiles else point
@@ -210,6 +215,9 @@ class ForecastMixin:
         if one and group is not None:
             raise ValueError("group pools the rows of a [B, L] context; one series [L] has nothing to pool")
         rows = context[None] if one else context
+        offset = self._input_offset(rows)
+        if offset is not None:  # in float64, before the model's float32 would lose the variation
+            rows = rows - offset[:, None]
         scale = self._input_scale(rows, group)
         if scale is not None:  # exact: a power of two per row, the same for a group's rows
             rows = rows / scale.to(rows.dtype if rows.is_floating_point() else torch.float64)[:, None]
@@ -218,7 +226,23 @@ class ForecastMixin:
         if scale is not None:
             point = point * scale.to(point.dtype)[:, None]
             quant = None if quant is None else quant * scale.to(quant.dtype)[:, None, None]
+        if offset is not None:  # the level back, in float64 (float32 could not hold it with the forecast)
+            point = point.double() + offset[:, None]
+            quant = None if quant is None else quant.double() + offset[:, None, None]
         return (point[0], None if quant is None else quant[0]) if one else (point, quant)
+
+    @staticmethod
+    def _input_offset(context: Tensor) -> Tensor | None:
+        """``[B]`` float64 levels to take off float64 rows whose level is more than ``INPUT_OFFSET_RATIO``
+        times their spread (a carrier frequency in Hz, a cumulative counter: float32 would keep a few
+        bits of their variation, and the forecast of 1.7e9 + sin came back 1,280 off); 0 for other
+        rows; None where there is none. The forecast of such a row is that of its deviations: every
+        estimator is translation-equivariant, and Box-Cox is linear over so small a relative range."""
+        if context.dtype != torch.float64 or context.ndim != 2 or context.shape[1] < 2:
+            return None
+        level, spread = context.mean(dim=1), context.std(dim=1)
+        far = (spread > 0) & (level.abs() > INPUT_OFFSET_RATIO * spread)  # (a constant row is exact anyway)
+        return torch.where(far, level, torch.zeros_like(level)) if bool(far.any()) else None
 
     @staticmethod
     def _input_scale(context: Tensor, group: Tensor | None) -> Tensor | None:
