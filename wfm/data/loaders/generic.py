@@ -144,7 +144,7 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
             raise DataError(f"{where}: column {name!r} holds no value (every cell is empty or NaN)")
         for t0, seg in regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
                                         None if times is None else times[g]):
-            out["values"].append(seg[:, 0].astype(np.float32))
+            out["values"].append(seg[:, 0].astype(np.float64))  # (stored as float32; a forecast reads float64)
             out["column"].append(j)
             out["start_time"].append(t0)
     return out
@@ -227,7 +227,7 @@ def import_series(path: str | Path, out: str | Path, interval: float | None, ser
     dtype = "complex64" if any(np.iscomplexobj(v) for v in d["values"]) else "float32"
     specs = {"values": FieldSpec(dtype, (-1,)), "column": FieldSpec("int64", ()),
              "start_time": FieldSpec("float64", ())}
-    samples = {"values": d["values"], "column": np.array(d["column"], dtype=np.int64),
+    samples = {"values": [np.asarray(v, dtype=dtype) for v in d["values"]], "column": np.array(d["column"], dtype=np.int64),
                "start_time": np.array(d["start_time"], dtype=np.float64)}
     attrs = {"interval_s": float(interval), "series_kind": series_kind, "names": d["names"],
              "source": path.name, "fill": policy.fill, "max_gap": policy.max_gap}
