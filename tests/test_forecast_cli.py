@@ -305,3 +305,19 @@ def test_timestamps_with_a_loggers_jitter_are_read_on_their_grid(tmp_path, causa
     assert code == 0, err
     res = json.loads((tmp_path / "fc" / "forecast.json").read_text())
     assert res["interval_s"] == 60.0 and res["check"][0]["context"] == 300
+
+
+def test_a_large_level_keeps_its_variation(tmp_path, causal, capsys):
+    """A column far above its spread (a carrier frequency in Hz) is read and forecast in float64:
+    float32 rounds 2.412e9 to a multiple of 256 and the forecast came back flat, 1,280 off."""
+    level = 2.412e9
+    with open(tmp_path / "f.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t", "freq_hz"])
+        for i in range(300):
+            w.writerow([i, f"{level + 50 * np.sin(2 * np.pi * i / 60):.3f}"])
+    code, err = run(["forecast", str(causal), str(tmp_path / "f.csv"), "--time-column", "t", "--horizon", "5",
+                     "--out", str(tmp_path / "fc")], capsys)
+    assert code == 0, err
+    got = [r["forecast"] - level for r in json.loads((tmp_path / "fc" / "forecast.json").read_text())["forecast"]]
+    assert max(abs(g) for g in got) < 100 and len({round(g, 3) for g in got}) > 1
