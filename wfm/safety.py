@@ -392,10 +392,11 @@ def strict_int(value: Any, what: str) -> int:
 
 def binary_scale(peak: "torch.Tensor", low: float, high: float = math.inf, target: int = 0) -> "torch.Tensor":
     """A power of two for each ``peak`` (a row's or a window's largest magnitude) outside ``[low,
-    high]`` that brings it into ``[2^target, 2^(target + 1))``, else 1 (as for a zero peak). Dividing by it and multiplying back is exact
-    in floating point, so a model that is scale-equivariant by design gives the same answer as at a
-    unit scale, while its numerical floors (variances clamped at 1e-12, squared errors in float32)
-    never meet data at 1e-15 watts or in raw counts of 1e12."""
+    high]`` that brings it into ``[2^target, 2^(target + 1))``, else 1 (as for a zero peak).
+    Dividing by it and multiplying back is exact in floating point, so a model that is
+    scale-equivariant by design gives the same answer as at a unit scale, while its numerical
+    floors (variances clamped at 1e-12, squared errors in float32) never meet data at 1e-15 watts
+    or in raw counts of 1e12."""
     import torch
 
     peak = peak.double()

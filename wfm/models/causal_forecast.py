@@ -378,7 +378,7 @@ class ForecastMixin:
         erred less on average over the checks but not beyond doubt. Else 0."""
         stats = self._linear_prediction_checks(context, cuts, keep, group)
         wins = stats.a_loses(self.check_test)
-        behind = stats.a_behind() if getattr(self, "ar_blend", False) else torch.zeros_like(wins)
+        behind = stats.a_behind() if self.ar_blend else torch.zeros_like(wins)
         return torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
 
     def _linear_prediction_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,

@@ -789,8 +789,10 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if csi.ndim != 4 or csi.shape[0] < 1:
             raise ValueError(f"csi must be [T, A, K] (one window) or [B, T, A, K] with B >= 1 "
                              f"(time, antennas, subcarriers); got shape {tuple(csi.shape)}")
-        # One reduction checks both: NaN propagates through amax, and Inf is larger than the bound.
-        peak = float(torch.view_as_real(csi.to(torch.complex64)).abs().amax())
+        # One reduction per window checks both: NaN propagates through amax, and Inf is larger than
+        # the bound; the same peaks set the scale below.
+        peaks = (torch.view_as_real(csi) if csi.is_complex() else csi).abs().flatten(1).amax(1).double()
+        peak = float(peaks.max())
         if not math.isfinite(peak):
             raise ValueError("csi contains NaN or Inf values; clean or drop those samples first")
         if peak > MAX_ABS_INPUT:  # its square overflows float32 in the sample norm and the priors' errors
@@ -798,7 +800,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
                              "(the model normalises each sample, so any scale works)")
         # A window far below a unit scale (CSI in volts at 1e-25) is predicted at a power of two
         # near 1 and scaled back, exactly: the sample norm makes any scale work, its floors do not.
-        scale = binary_scale(torch.view_as_real(csi.to(torch.complex64)).abs().flatten(1).amax(1), MIN_ABS_INPUT)
+        scale = binary_scale(peaks, MIN_ABS_INPUT)
         if bool((scale != 1).any()):
             csi = csi / scale.to(csi.real.dtype if csi.is_complex() or csi.is_floating_point() else torch.float64).view(-1, 1, 1, 1)
         gen = torch.Generator().manual_seed(seed)
