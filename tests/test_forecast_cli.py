@@ -274,7 +274,8 @@ def test_an_empty_column_is_skipped_unless_named(tmp_path, causal, capsys):
     """An export's empty field (every cell blank) is skipped and listed as a text column is; named
     with --columns it is an error that names it."""
     _csv(tmp_path / "e.csv", {"a": list(np.linspace(1, 2, 50)), "dead": [""] * 50})
-    args = ["forecast", str(causal), str(tmp_path / "e.csv"), "--interval", "120", "--horizon", "3", "--time-column", "time"]
+    args = ["forecast", str(causal), str(tmp_path / "e.csv"), "--interval", "120", "--horizon", "3",
+            "--time-column", "time"]
     code, err = run([*args, "--out", str(tmp_path / "fc")], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "fc" / "forecast.json").read_text())["skipped_text_columns"] == ["dead"]

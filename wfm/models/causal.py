@@ -431,7 +431,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             raise ValueError("check_ar tests linear prediction on the checks of check_origins: it needs check_origins > 0")
         self.check_ar = bool(check_ar)
         if ar_blend and not check_ar:
-            raise ValueError("ar_blend blends linear prediction where it leads the checks of check_ar: it needs check_ar")
+            raise ValueError("ar_blend blends linear prediction where it leads the checks of check_ar: "
+                             "it needs check_ar")
         self.ar_blend = bool(ar_blend)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)

@@ -802,7 +802,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         # near 1 and scaled back, exactly: the sample norm makes any scale work, its floors do not.
         scale = binary_scale(peaks, MIN_ABS_INPUT)
         if bool((scale != 1).any()):
-            csi = csi / scale.to(csi.real.dtype if csi.is_complex() or csi.is_floating_point() else torch.float64).view(-1, 1, 1, 1)
+            csi = csi / scale.to(csi.real.dtype).view(-1, 1, 1, 1)  # (an integer window's peak is never that small)
         gen = torch.Generator().manual_seed(seed)
         mask, front = self.prediction_mask(csi.shape, mask_kind, ratio, generator=gen)  # the whole batch's draw
         # Samples are independent: chunks keep memory bounded (about 0.8 MB a [16, 3, 30] window).

@@ -227,7 +227,8 @@ def import_series(path: str | Path, out: str | Path, interval: float | None, ser
     dtype = "complex64" if any(np.iscomplexobj(v) for v in d["values"]) else "float32"
     specs = {"values": FieldSpec(dtype, (-1,)), "column": FieldSpec("int64", ()),
              "start_time": FieldSpec("float64", ())}
-    samples = {"values": [np.asarray(v, dtype=dtype) for v in d["values"]], "column": np.array(d["column"], dtype=np.int64),
+    samples = {"values": [np.asarray(v, dtype=dtype) for v in d["values"]],
+               "column": np.array(d["column"], dtype=np.int64),
                "start_time": np.array(d["start_time"], dtype=np.float64)}
     attrs = {"interval_s": float(interval), "series_kind": series_kind, "names": d["names"],
              "source": path.name, "fill": policy.fill, "max_gap": policy.max_gap}
