@@ -137,9 +137,16 @@ def _edit_config(folder: Path, **changes) -> None:
     path.write_text(json.dumps(config))
 
 
-def test_missing_files(exported, tmp_path):
+def test_missing_files(exported, tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="no such folder"):
         from_pretrained(tmp_path / "nowhere")
+    # shaped like a Hub repo id, but its owner is a folder here: a mistyped path, refused at once
+    # (offline, the Hub would retry it for ~25 s), with the nearest folder named
+    (tmp_path / "checkpoints" / "causal-tiny-catalog-cpu").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=r"checkpoints/causl-tiny: no such folder in checkpoints/; "
+                                              r"did you mean checkpoints/causal-tiny-catalog-cpu\?"):
+        from_pretrained("checkpoints/causl-tiny")
     (exported / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing model.safetensors"):
         from_pretrained(exported)

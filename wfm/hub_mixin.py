@@ -326,6 +326,15 @@ def _source(path_or_hub_id: str | Path) -> str:
     s = str(path_or_hub_id)
     if not _HUB_ID.match(s) or s.startswith((".", "/", "~")):
         raise CheckpointError(f"{s}: no such folder (and not a Hugging Face Hub repo id)")
+    if p.parent.is_dir():
+        # `checkpoints/causl-tiny` is shaped like a repo id, but its owner is a folder here: a
+        # mistyped path, which the Hub would otherwise retry for ~25 s before failing offline.
+        import difflib
+
+        near = difflib.get_close_matches(p.name, [c.name for c in p.parent.iterdir() if c.is_dir()], n=1)
+        hint = f"; did you mean {p.parent / near[0]}?" if near else ""
+        raise CheckpointError(f"{s}: no such folder in {p.parent}/{hint} (a Hub repo id whose owner is "
+                              "also a folder here is read as a local path: run from another folder to fetch it)")
     return s
 
 
