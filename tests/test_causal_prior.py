@@ -1367,3 +1367,38 @@ def test_ar_blend_averages_linear_prediction_in_where_it_leads_the_checks_withou
         mix(guard=True, check_origins=8, ar_blend=True)
     blend.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).ar_blend and not on.ar_blend
+
+
+def test_check_mean_takes_the_context_mean_where_it_wins_the_checks_and_nothing_else(tmp_path):
+    """``check_mean``: the context mean competes on the checks with the forecast so far. White
+    noise around a level, forecast by the last value (an untrained model whose only estimator it
+    is), then gets its mean where the checks show the mean ahead beyond doubt (the band moved
+    along): a group pooling its rows' checks, and some rows alone; with ``box_cox`` the mean of the
+    values given. A noise-free sinusoid, and a context too short for two checks, keep what they had."""
+    from wfm.hub import from_pretrained
+
+    kw = dict(guard=True, check_origins=8, estimators=("last",), backtest_origins="value", quantiles=(0.1, 0.5, 0.9),
+              check_test="either")
+    off, on = mix(**kw), mix(check_mean=True, **kw)
+    g = torch.Generator().manual_seed(0)
+    noise = (3 + torch.randn(12, 300, generator=g)).float()
+    mean = noise.double().mean(1, keepdim=True).expand(-1, 30)
+    group = torch.zeros(12, dtype=torch.long)
+    (a, qa), (b, qb) = (m.forecast_with_quantiles(noise, 120.0, 30, group=group) for m in (off, on))
+    assert torch.allclose(a, noise[:, -1:].expand(-1, 30)) and torch.allclose(b.double(), mean, atol=1e-5)
+    torch.testing.assert_close(qb - b[..., None], qa - a[..., None], atol=1e-4, rtol=0)
+    alone, last = on.forecast(noise, 120.0, 30).double(), noise[:, -1:].double().expand(-1, 30)
+    took = (alone - mean).abs().amax(1) < 1e-5
+    assert bool(took.any()) and bool((took | ((alone - last).abs().amax(1) < 1e-6)).all())
+    boxed = mix(check_mean=True, box_cox=True, **kw).forecast(noise.abs(), 120.0, 30, group=group)
+    assert torch.allclose(boxed.double(), noise.abs().double().mean(1, keepdim=True).expand(-1, 30), atol=1e-4)
+    t = torch.arange(300, dtype=torch.float64)
+    sines = (torch.stack([torch.sin(2 * math.pi * t / p) for p in (37, 23)]) + 5).float()
+    assert torch.equal(on.forecast(sines, 120.0, 30), off.forecast(sines, 120.0, 30))
+    short = noise[:, :40]
+    assert len(on.check_cuts(40, 30)) < 2 and torch.equal(on.forecast(short, 120.0, 30, group=group),
+                                                          off.forecast(short, 120.0, 30, group=group))
+    with pytest.raises(ValueError, match="check_mean .* needs check_origins"):
+        mix(check_mean=True, guard=True)
+    on.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).check_mean and not off.check_mean

@@ -283,6 +283,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             generated series and textbook processes (pretrain/studies.md, "Linear prediction
             blended where it leads the checks"). False (every model saved before it): no blend.
             Inference only.
+        check_mean: with ``check_origins``, where two or more checks fit, the context mean (with
+            ``white_shrink`` shrunk as that option shrinks it) is tested on the same checks against
+            the forecast so far (what they kept, with ``check_ar`` moved towards linear
+            prediction), by the same test (``check_test``), and replaces it where it erred less
+            beyond doubt: ``white_limit``'s mean for contexts long enough to be checked. False
+            (every model saved before this option): no such test. Inference only.
         white_limit: with ``check_origins``, where the context is too short for two checks (the
             8-packet CSI windows of ``wfm benchmark real``), a row or pooled group whose context
             looks like white noise around its mean gets the context mean instead of the network
@@ -367,7 +373,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
                  white_dips: bool = False, check_test: str = "difference",
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
-                 ar_blend: bool = False) -> None:
+                 ar_blend: bool = False, check_mean: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -434,6 +440,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             raise ValueError("ar_blend blends linear prediction where it leads the checks of check_ar: "
                              "it needs check_ar")
         self.ar_blend = bool(ar_blend)
+        if check_mean and not check_origins:
+            raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
+        self.check_mean = bool(check_mean)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:

@@ -309,7 +309,7 @@ class ForecastMixin:
         lam = boxcox.guerrero_lambda(context, group) if check and self.box_cox else None
         if lam is not None and bool((lam < 1).any()):
             point, quant, switched = self._checked_forecast(boxcox.box_cox(context, lam), interval, horizon,
-                                                            group, check, quantiles)
+                                                            group, check, quantiles, raw=(context, lam))
             point = boxcox.inv_box_cox(point, lam)
             quant = None if quant is None else boxcox.inv_box_cox(quant, lam)
         else:
@@ -319,25 +319,27 @@ class ForecastMixin:
             white = looks_white(context, self.white_limit, group, self.white_dips)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
-                mean = (shrunk_mean(context, group) if self.white_shrink
-                        else context.to(torch.float64).mean(dim=1, keepdim=True)).to(point.dtype)
+                mean = self._level(context, group).to(point.dtype)
                 shifted = torch.where(white[:, None], mean, point)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         return point.to(device), None if quant is None else quant.to(device)
 
     def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
-                          check: bool, quantiles: bool = False) -> tuple[Tensor, Tensor | None, bool]:
+                          check: bool, quantiles: bool = False,
+                          raw: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None, bool]:
         """The network's forecast ``(point [B, H], quantiles [B, H, Q] | None, switched)``, its
         classical combination's where ``check_origins`` shows the network losing (with ``check``;
         ``switched``: some row was). With ``coarse_blend`` (and ``check``), the mean of the two
-        readings of a context that has coarse tokens, with and without them, each checked alone."""
+        readings of a context that has coarse tokens, with and without them, each checked alone.
+        ``raw``: ``(the values given, lam)`` where ``context`` is their Box-Cox transform, so that
+        ``check_mean``'s candidate is the mean of the values given, transformed."""
         readings = [True] + ([False] if check and self.coarse_blend and self.has_coarse(context.shape[1]) else [])
         keeps: list[Tensor | None] = [None] * len(readings)
         cuts: list[tuple[int, Tensor, Tensor, Tensor]] = []  # check_ar: each check's cut, truth, network, classical
         if check and self.check_origins and self.guard:
             keeps = list(self._network_passes_check(context, interval, horizon, group, readings,
-                                                    cuts_into=cuts if self.check_ar else None))
+                                                    cuts_into=cuts if self.check_ar or self.check_mean else None))
         switched = any(k is not None and not bool(k.all()) for k in keeps)
         points, quants = [], []
         for coarse, keep in zip(readings, keeps):
@@ -355,7 +357,10 @@ class ForecastMixin:
         else:  # the mean of two ordered sets of quantiles is ordered
             point, quant = 0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1])
         if len(cuts) >= 2:
-            weight = self._linear_prediction_weight(context, cuts, keeps[0], group)
+            ar_cuts = [ar_forecast_rows(context[:, :cut], truth.shape[1], group) if self.check_ar else truth
+                       for cut, truth, _, _ in cuts]
+            weight = (self._linear_prediction_weight(context, cuts, ar_cuts, keeps[0], group) if self.check_ar
+                      else context.new_zeros(context.shape[0], dtype=torch.float64))
             take = weight > 0
             if bool(take.any()):  # linear prediction, the quantiles moved with the point forecast
                 # (the weight is a group's, so the takers' groups fit as they did on the checks)
@@ -364,10 +369,40 @@ class ForecastMixin:
                 shifted[take] = point[take] + weight[take, None].to(point.dtype) * (ar - point[take])
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
+            if self.check_mean:
+                mean_wins = self._mean_checks(context, cuts, ar_cuts, keeps[0], weight, group, raw).a_loses(self.check_test)
+                if bool(mean_wins.any()):  # the level; the quantiles move with the point forecast
+                    level = self._level(context, group, raw)
+                    shifted = torch.where(mean_wins[:, None], level.to(point.dtype), point)
+                    quant = None if quant is None else quant + (shifted - point)[..., None]
+                    point = shifted
         return point, quant, switched
 
-    def _linear_prediction_weight(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
-                                  group: Tensor | None) -> Tensor:
+    def _level(self, context: Tensor, group: Tensor | None, raw: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``[B, 1]`` float64: the context mean that ``white_limit`` and ``check_mean`` give, with
+        ``white_shrink`` shrunk towards zero where a group's channels are zero-mean noise. With
+        ``raw`` (``(values, lam)``, ``context`` their Box-Cox transform), the mean of the values
+        ``context`` holds, transformed."""
+        if raw is not None:
+            values, lam = raw
+            return boxcox.box_cox(self._level(values[:, :context.shape[1]], group), lam)
+        return (shrunk_mean(context, group) if self.white_shrink
+                else context.to(torch.float64).mean(dim=1, keepdim=True))
+
+    def _mean_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], ar_cuts: list[Tensor],
+                     keep: Tensor, weight: Tensor, group: Tensor | None,
+                     raw: tuple[Tensor, Tensor] | None = None) -> PairedChecks:
+        """``check_mean``: the forecast so far (what the checks kept, moved towards linear
+        prediction by ``weight``) as A against the context mean (B) on the same ``cuts``."""
+        stats = PairedChecks(context, group, self.pool_by_power)
+        for (cut, truth, net, cls), ar in zip(cuts, ar_cuts):
+            kept = torch.where(keep[:, None], net.double(), cls.double())
+            kept = kept + weight[:, None] * (ar - kept)
+            stats.add((kept - truth) ** 2, (self._level(context[:, :cut], group, raw) - truth) ** 2)
+        return stats
+
+    def _linear_prediction_weight(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
+                                  ar_cuts: list[Tensor], keep: Tensor, group: Tensor | None) -> Tensor:
         """``[B]`` weight of linear prediction in the forecast, ``check_ar``: 1 where linear
         prediction (:func:`wfm.models.linear_prediction.ar_forecast`, a group's rows pooled into one
         recursion) beat what the checks kept (the network where ``keep``, else the classical
@@ -376,18 +411,18 @@ class ForecastMixin:
         t-test on the squared errors' difference over the row's context variance (a group's
         pooled), and with ``"either"`` also on their log ratio. With ``ar_blend``, 0.5 where it
         erred less on average over the checks but not beyond doubt. Else 0."""
-        stats = self._linear_prediction_checks(context, cuts, keep, group)
+        stats = self._linear_prediction_checks(context, cuts, ar_cuts, keep, group)
         wins = stats.a_loses(self.check_test)
         behind = stats.a_behind() if self.ar_blend else torch.zeros_like(wins)
         return torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
 
-    def _linear_prediction_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor,
-                                  group: Tensor | None) -> PairedChecks:
-        """What the checks kept (A) against linear prediction (B) on the same ``cuts``."""
+    def _linear_prediction_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
+                                  ar_cuts: list[Tensor], keep: Tensor, group: Tensor | None) -> PairedChecks:
+        """What the checks kept (A) against linear prediction (B, ``ar_cuts``: its forecast from
+        each cut) on the same ``cuts``."""
         stats = PairedChecks(context, group, self.pool_by_power)
-        for cut, truth, net, cls in cuts:  # A: what the check kept; B: linear prediction
+        for (cut, truth, net, cls), ar in zip(cuts, ar_cuts):  # A: what the check kept; B: linear prediction
             kept = torch.where(keep[:, None], net.double(), cls.double())
-            ar = ar_forecast_rows(context[:, :cut], truth.shape[1], group)
             stats.add((kept - truth) ** 2, (ar - truth) ** 2)
         return stats
 
