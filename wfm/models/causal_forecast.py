@@ -357,6 +357,7 @@ class ForecastMixin:
         else:  # the mean of two ordered sets of quantiles is ordered
             point, quant = 0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1])
         if len(cuts) >= 2:
+            # linear prediction from each cut (without check_ar a placeholder that weight 0 ignores)
             ar_cuts = [ar_forecast_rows(context[:, :cut], truth.shape[1], group) if self.check_ar else truth
                        for cut, truth, _, _ in cuts]
             weight = (self._linear_prediction_weight(context, cuts, ar_cuts, keeps[0], group) if self.check_ar
