@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +25,8 @@ import torch
 import yaml
 
 import wfm
+from wfm.data.generate import generate_dataset
+from wfm.data.recipes import load_recipe
 
 sys.path.insert(0, str(Path(__file__).parent))
 from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
@@ -44,8 +45,7 @@ def generate(folder: Path, samples: int, seed: int, steps: int) -> None:
         spec.update(time_steps=steps, num_samples=samples, shard_size=samples)
         long_recipe = folder / f"{recipe.stem}.yaml"
         long_recipe.write_text(yaml.safe_dump(spec))
-        subprocess.run([sys.executable, "-m", "wfm.cli", "data", "generate", "--recipe", str(long_recipe),
-                        "--out", str(out), "--seed", str(seed)], check=True, capture_output=True)
+        generate_dataset(load_recipe(long_recipe), out, seed=seed)
 
 
 def main() -> None:

@@ -357,19 +357,18 @@ class ForecastMixin:
         else:  # the mean of two ordered sets of quantiles is ordered
             point, quant = 0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1])
         if len(cuts) >= 2:
-            # linear prediction from each cut (without check_ar a placeholder that weight 0 ignores)
-            ar_cuts = [ar_forecast_rows(context[:, :cut], truth.shape[1], group) if self.check_ar else truth
-                       for cut, truth, _, _ in cuts]
-            weight = (self._linear_prediction_weight(context, cuts, ar_cuts, keeps[0], group) if self.check_ar
-                      else context.new_zeros(context.shape[0], dtype=torch.float64))
-            take = weight > 0
-            if bool(take.any()):  # linear prediction, the quantiles moved with the point forecast
-                # (the weight is a group's, so the takers' groups fit as they did on the checks)
-                ar = ar_forecast_rows(context[take], horizon, None if group is None else group[take]).to(point.dtype)
-                shifted = point.clone()
-                shifted[take] = point[take] + weight[take, None].to(point.dtype) * (ar - point[take])
-                quant = None if quant is None else quant + (shifted - point)[..., None]
-                point = shifted
+            ar_cuts, weight = None, None
+            if self.check_ar:  # linear prediction from each cut, fitted once for both tests
+                ar_cuts = [ar_forecast_rows(context[:, :cut], truth.shape[1], group) for cut, truth, _, _ in cuts]
+                weight = self._linear_prediction_weight(context, cuts, ar_cuts, keeps[0], group)
+                take = weight > 0
+                if bool(take.any()):  # linear prediction, the quantiles moved with the point forecast
+                    # (the weight is a group's, so the takers' groups fit as they did on the checks)
+                    ar = ar_forecast_rows(context[take], horizon, None if group is None else group[take]).to(point.dtype)
+                    shifted = point.clone()
+                    shifted[take] = point[take] + weight[take, None].to(point.dtype) * (ar - point[take])
+                    quant = None if quant is None else quant + (shifted - point)[..., None]
+                    point = shifted
             if self.check_mean:
                 mean_wins = self._mean_checks(context, cuts, ar_cuts, keeps[0], weight, group, raw).a_loses(self.check_test)
                 if bool(mean_wins.any()):  # the level; the quantiles move with the point forecast
@@ -390,15 +389,16 @@ class ForecastMixin:
         return (shrunk_mean(context, group) if self.white_shrink
                 else context.to(torch.float64).mean(dim=1, keepdim=True))
 
-    def _mean_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], ar_cuts: list[Tensor],
-                     keep: Tensor, weight: Tensor, group: Tensor | None,
+    def _mean_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
+                     ar_cuts: list[Tensor] | None, keep: Tensor, weight: Tensor | None, group: Tensor | None,
                      raw: tuple[Tensor, Tensor] | None = None) -> PairedChecks:
         """``check_mean``: the forecast so far (what the checks kept, moved towards linear
-        prediction by ``weight``) as A against the context mean (B) on the same ``cuts``."""
+        prediction by ``weight``, with ``check_ar``) as A against the context mean (B) on the same ``cuts``."""
         stats = PairedChecks(context, group, self.pool_by_power)
-        for (cut, truth, net, cls), ar in zip(cuts, ar_cuts):
+        for i, (cut, truth, net, cls) in enumerate(cuts):
             kept = torch.where(keep[:, None], net.double(), cls.double())
-            kept = kept + weight[:, None] * (ar - kept)
+            if ar_cuts is not None:
+                kept = kept + weight[:, None] * (ar_cuts[i] - kept)
             stats.add((kept - truth) ** 2, (self._level(context[:, :cut], group, raw) - truth) ** 2)
         return stats
 
