@@ -14,6 +14,7 @@ for f in data/recipes/traffic-{10min,hourly}.yaml; do jobs+=("$f 512"); done
 for f in data/recipes/traffic-{1min,2min,5min,15min,10min-regimes,hourly-regimes}.yaml; do jobs+=("$f 256"); done
 for f in data/recipes/wifi/wifi-static-*.yaml; do jobs+=("$f 1024"); done                    # from stage 2
 for f in data/recipes/wifi/wifi-jitter-*.yaml; do jobs+=("$f 2048"); done                    # from stage 4
+for f in data/recipes/wifi/wifi-still-*.yaml; do jobs+=("$f 1024"); done                     # the still stage
 jobs+=("data/recipes/beam-street-60g.yaml 1024")                                           # the beam stage
 for f in data/recipes/wifi/wifi-dips-*.yaml; do jobs+=("$f 2048"); done                      # the dips stage
 jobs+=("data/recipes/process-textbook.yaml 2048")                                       # the process stage

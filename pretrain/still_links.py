@@ -1,0 +1,125 @@
+"""Causal models against the better of persistence and the context mean on long CSI windows:
+held-out *generated* links (drifting and still) and, for information, the real captures.
+
+    PYTHONPATH=. python pretrain/still_links.py --models checkpoints/causal-tiny-catalog-cpu exports/causal-tiny-still-s0 \
+        --data /tmp/long-csi --contexts 16 32 64 --out still_links.json
+
+The generated sets are every WiFi recipe (``data/recipes/wifi``) and TDL-A with ``time_steps: 72``
+at ``--seed`` (9090: no pretraining drew them), generated into ``--data`` where missing
+(``check_mean.generate``). Per set and context, ``--windows`` held-out samples, each with all its
+channels pooled into one window (as ``wfm benchmark real`` pools a capture's), are forecast 8
+packets ahead. The ``wifi-still-*`` sets (links that hold their level) are summarised apart from
+the others, whose level drifts within the window (their speed, AGC steps that stay). The real
+captures of ``--real`` are the time views of ``wfm benchmark real --time-only --csi-window C+8``:
+read for information, never to choose.
+
+Prints each cell's ratio of per-window NMSE to the better of persistence and the context mean
+(< 1 beats both), and per context and group the geometric mean and how many are at or below 1.
+Each cell also has two classical columns that tell a link holding its level from a drifting one:
+the mean of the last 8 packets and persistence, each as a ratio to the context mean (above 1
+where the level holds: the whole context estimates it best).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+import wfm
+from wfm.tasks.real_data import _to_series, forecast_windows
+from wfm.tasks.real_datasets import RealBenchConfig, default_datasets_dir, load_wifi
+
+sys.path.insert(0, str(Path(__file__).parent))
+from check_mean import generate
+from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
+
+
+def drift_columns(ctx: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> dict[str, float]:
+    """The mean of the last 8 values and persistence, as ratios of per-window NMSE to the context mean's."""
+    mean = window_nmse(ctx.mean(1, keepdim=True).expand_as(target), target, group)
+    return {"last8/mean": window_nmse(ctx[:, -8:].mean(1, keepdim=True).expand_as(target), target, group) / mean,
+            "last/mean": window_nmse(ctx[:, -1:].expand_as(target), target, group) / mean}
+
+
+def real_ratios(models: dict[str, torch.nn.Module], root: Path, context: int) -> dict[str, dict[str, float]]:
+    """Per real CSI time view at ``context`` packets: each model's ratio to the better of persistence
+    and the mean, and the drift columns."""
+    out = {}
+    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8)):
+        W = view.windows
+        ctx, target = _to_series(view.context), _to_series(view.target)  # a window's rows are consecutive
+        group = torch.arange(W).repeat_interleave(len(ctx) // W)
+        best = best_classical(ctx, target, group)
+        row = {n: window_nmse(_to_series(forecast_windows(m, view)), target, group) / best for n, m in models.items()}
+        out[f"REAL {view.name} {view.view}"] = {**row, **drift_columns(ctx, target, group)}
+    return out
+
+
+def summarise(results: dict[str, dict[str, float]], names: list[str], contexts: list[int]) -> list[str]:
+    lines = []
+    for context in contexts:
+        for label, pick in (("drifting sets", lambda s: not s.startswith(("wifi-still", "REAL"))),
+                            ("still sets", lambda s: s.startswith("wifi-still")), ("real", lambda s: s.startswith("REAL"))):
+            cells = [r for key, r in results.items() if key.endswith(f"|{context}") and pick(key)]
+            if not cells:
+                continue
+            parts = []
+            for n in names:
+                v = [c[n] for c in cells]
+                gm = math.exp(sum(map(math.log, v)) / len(v))
+                parts.append(f"{gm:.4f} / {sum(x <= 1 for x in v)}")
+            lines.append(f"context {context:3d} {label:14s} ({len(cells):2d}): " + "   ".join(parts))
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["checkpoints/causal-tiny-catalog-cpu"])
+    ap.add_argument("--data", type=Path, default=Path("/tmp/long-csi"), help="folder of the long generated sets")
+    ap.add_argument("--real", type=Path, default=default_datasets_dir(), help="datasets folder ('' skips)")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--sets", nargs="*", default=[], help="only the generated sets whose name holds one of these")
+    ap.add_argument("--windows", type=int, default=12)
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=9090)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    generate(args.data, args.samples, args.seed, 72)
+    models = {m: wfm.from_pretrained(m).eval() for m in args.models}
+    names = list(models)
+    results: dict[str, dict[str, float]] = {}
+    with torch.no_grad():
+        for folder in [p for p in sorted(args.data.iterdir()) if p.is_dir() and has_csi(p)
+                       and (not args.sets or any(k in p.name for k in args.sets))]:
+            pool = held_out_pool(folder, 0.45)
+            for context in args.contexts:
+                drawn = held_out_windows(pool, context, 8, args.windows, 0)
+                if drawn is None:
+                    continue
+                x, group, interval = drawn
+                ctx, target = x[:, :context].float(), x[:, context:].float()
+                best = best_classical(ctx, target, group)
+                row = {n: window_nmse(m.forecast(ctx, interval, 8, group=group), target, group) / best
+                       for n, m in models.items()}
+                results[f"{folder.name}|{context}"] = row = {**row, **drift_columns(ctx, target, group)}
+                print(f"{folder.name:40s} {context:3d}  " + "  ".join(f"{v:.4f}" for v in row.values()), flush=True)
+        if str(args.real) not in ("", "."):
+            for context in args.contexts:
+                for view, row in real_ratios(models, args.real, context).items():
+                    results[f"{view}|{context}"] = row
+                    print(f"{view:40s} {context:3d}  " + "  ".join(f"{v:.4f}" for v in row.values()), flush=True)
+    print("columns: " + " | ".join(names) + " | last8/mean | last/mean")
+    print("\n".join(summarise(results, names, args.contexts)))
+    if args.out:
+        args.out.write_text(json.dumps({"models": names, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
