@@ -17,7 +17,11 @@ Prints each cell's ratio of per-window NMSE to the better of persistence and the
 (< 1 beats both), and per context and group the geometric mean and how many are at or below 1.
 Each cell also has two classical columns that tell a link holding its level from a drifting one:
 the mean of the last 8 packets and persistence, each as a ratio to the context mean (above 1
-where the level holds: the whole context estimates it best).
+where the level holds: the whole context estimates it best). ``--gain`` adds two ad hoc readings
+of the first model (no training, not options of the model): its forecast of the context with every
+packet divided by the window's common gain (the RMS over its channels) relative to the context's
+mean gain, taken as is (``gain-flat``: the future gain is the context's mean) or multiplied by the
+model's own forecast of the gain series (``gain-model``).
 """
 
 from __future__ import annotations
@@ -46,9 +50,24 @@ def drift_columns(ctx: torch.Tensor, target: torch.Tensor, group: torch.Tensor) 
             "last/mean": window_nmse(ctx[:, -1:].expand_as(target), target, group) / mean}
 
 
-def real_ratios(models: dict[str, torch.nn.Module], root: Path, context: int) -> dict[str, dict[str, float]]:
+def gain_columns(model: torch.nn.Module, ctx: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
+                 interval: float, best: float) -> dict[str, float]:
+    """``--gain``: the model's forecast of the gain-normalised context, with the context's mean gain
+    (``gain-flat``) or the model's forecast of the gain series (``gain-model``) ahead; ratios to ``best``."""
+    W, H = int(group.max()) + 1, target.shape[1]
+    power = torch.zeros(W, ctx.shape[1]).index_add_(0, group, ctx ** 2)
+    gain = (power / torch.bincount(group, minlength=W)[:, None]).sqrt()  # [W, L]: RMS over a window's rows
+    ref = gain.mean(1, keepdim=True)
+    flat = model.forecast(ctx * (ref / gain)[group], interval, H, group=group)
+    ahead = model.forecast(gain, interval, H)  # one series per window
+    return {"gain-flat": window_nmse(flat, target, group) / best,
+            "gain-model": window_nmse(flat * (ahead / ref)[group], target, group) / best}
+
+
+def real_ratios(models: dict[str, torch.nn.Module], root: Path, context: int,
+                gain: bool = False) -> dict[str, dict[str, float]]:
     """Per real CSI time view at ``context`` packets: each model's ratio to the better of persistence
-    and the mean, and the drift columns."""
+    and the mean, the drift columns and with ``gain`` the first model's gain columns."""
     out = {}
     for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8)):
         W = view.windows
@@ -56,7 +75,8 @@ def real_ratios(models: dict[str, torch.nn.Module], root: Path, context: int) ->
         group = torch.arange(W).repeat_interleave(len(ctx) // W)
         best = best_classical(ctx, target, group)
         row = {n: window_nmse(_to_series(forecast_windows(m, view)), target, group) / best for n, m in models.items()}
-        out[f"REAL {view.name} {view.view}"] = {**row, **drift_columns(ctx, target, group)}
+        out[f"REAL {view.name} {view.view}"] = {**row, **drift_columns(ctx, target, group), **(
+            gain_columns(next(iter(models.values())), ctx, target, group, view.interval, best) if gain else {})}
     return out
 
 
@@ -87,6 +107,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=12)
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--seed", type=int, default=9090)
+    ap.add_argument("--gain", action="store_true", help="also the first model's gain-normalised readings")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -108,14 +129,15 @@ def main() -> None:
                 best = best_classical(ctx, target, group)
                 row = {n: window_nmse(m.forecast(ctx, interval, 8, group=group), target, group) / best
                        for n, m in models.items()}
-                results[f"{folder.name}|{context}"] = row = {**row, **drift_columns(ctx, target, group)}
+                results[f"{folder.name}|{context}"] = row = {**row, **drift_columns(ctx, target, group), **(
+                    gain_columns(models[names[0]], ctx, target, group, interval, best) if args.gain else {})}
                 print(f"{folder.name:40s} {context:3d}  " + "  ".join(f"{v:.4f}" for v in row.values()), flush=True)
         if str(args.real) not in ("", "."):
             for context in args.contexts:
-                for view, row in real_ratios(models, args.real, context).items():
+                for view, row in real_ratios(models, args.real, context, args.gain).items():
                     results[f"{view}|{context}"] = row
                     print(f"{view:40s} {context:3d}  " + "  ".join(f"{v:.4f}" for v in row.values()), flush=True)
-    print("columns: " + " | ".join(names) + " | last8/mean | last/mean")
+    print("columns: " + " | ".join(names) + " | last8/mean | last/mean" + (" | gain-flat | gain-model" if args.gain else ""))
     print("\n".join(summarise(results, names, args.contexts)))
     if args.out:
         args.out.write_text(json.dumps({"models": names, "results": results}, indent=1))
