@@ -48,6 +48,22 @@ def generate(folder: Path, samples: int, seed: int, steps: int) -> None:
         generate_dataset(load_recipe(long_recipe), out, seed=seed)
 
 
+def long_windows(data: Path, contexts: list[int], windows: int, sets: list[str] | tuple[str, ...] = ()):
+    """Per CSI set of ``data`` (those whose name holds one of ``sets``; all without) and context:
+    ``(name, context, ctx [R, context], target [R, 8], group [R], interval)``, ``windows`` held-out
+    samples with every channel of each pooled into one window (a set too short for it is skipped)."""
+    for folder in sorted(data.iterdir()):
+        if not folder.is_dir() or not has_csi(folder) or (sets and not any(k in folder.name for k in sets)):
+            continue
+        pool = held_out_pool(folder, 0.45)
+        for context in contexts:
+            drawn = held_out_windows(pool, context, 8, windows, 0)
+            if drawn is None:
+                continue
+            x, group, interval = drawn
+            yield folder.name, context, x[:, :context].float(), x[:, context:].float(), group, interval
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
@@ -62,28 +78,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     generate(args.data, args.samples, args.seed, max(args.contexts) + 8)
     model = wfm.from_pretrained(args.model)
-    sets = [p for p in sorted(args.data.iterdir()) if p.is_dir() and has_csi(p)]
     results: dict[str, dict[str, float]] = {}
-    for folder in sets:
-        pool = held_out_pool(folder, 0.45)
-        for context in args.contexts:
-            drawn = held_out_windows(pool, context, 8, args.windows, 0)
-            if drawn is None:
-                continue
-            x, group, interval = drawn
-            ctx, target = x[:, :context].float(), x[:, context:].float()
-            alone = group < 4
-            row = {}
-            for on in (False, True):
-                model.check_mean = on
-                key = "on" if on else "off"
-                row[key] = window_nmse(model.forecast(ctx, interval, 8, group=group), target, group) / best_classical(
-                    ctx, target, group)
-                row[f"alone_{key}"] = window_nmse(model.forecast(ctx[alone], interval, 8), target[alone],
-                                                  group[alone]) / best_classical(ctx[alone], target[alone], group[alone])
-            results[f"{folder.name}|{context}"] = row
-            print(f"{folder.name:40s} {context:3d}  pooled {row['off']:.4f} -> {row['on']:.4f}   "
-                  f"alone {row['alone_off']:.4f} -> {row['alone_on']:.4f}", flush=True)
+    for name, context, ctx, target, group, interval in long_windows(args.data, args.contexts, args.windows):
+        alone = group < 4
+        row = {}
+        for on in (False, True):
+            model.check_mean = on
+            key = "on" if on else "off"
+            row[key] = window_nmse(model.forecast(ctx, interval, 8, group=group), target, group) / best_classical(
+                ctx, target, group)
+            row[f"alone_{key}"] = window_nmse(model.forecast(ctx[alone], interval, 8), target[alone],
+                                              group[alone]) / best_classical(ctx[alone], target[alone], group[alone])
+        results[f"{name}|{context}"] = row
+        print(f"{name:40s} {context:3d}  pooled {row['off']:.4f} -> {row['on']:.4f}   "
+              f"alone {row['alone_off']:.4f} -> {row['alone_on']:.4f}", flush=True)
     for context in args.contexts:
         for key in ("off", "on", "alone_off", "alone_on"):
             v = [r[key] for name, r in results.items() if name.endswith(f"|{context}")]

@@ -39,8 +39,8 @@ from wfm.tasks.real_data import _to_series, forecast_windows
 from wfm.tasks.real_datasets import RealBenchConfig, default_datasets_dir, load_wifi
 
 sys.path.insert(0, str(Path(__file__).parent))
-from check_mean import generate
-from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
+from check_mean import generate, long_windows
+from evidence_power import best_classical, window_nmse
 
 
 def drift_columns(ctx: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> dict[str, float]:
@@ -117,21 +117,13 @@ def main() -> None:
     names = list(models)
     results: dict[str, dict[str, float]] = {}
     with torch.no_grad():
-        for folder in [p for p in sorted(args.data.iterdir()) if p.is_dir() and has_csi(p)
-                       and (not args.sets or any(k in p.name for k in args.sets))]:
-            pool = held_out_pool(folder, 0.45)
-            for context in args.contexts:
-                drawn = held_out_windows(pool, context, 8, args.windows, 0)
-                if drawn is None:
-                    continue
-                x, group, interval = drawn
-                ctx, target = x[:, :context].float(), x[:, context:].float()
-                best = best_classical(ctx, target, group)
-                row = {n: window_nmse(m.forecast(ctx, interval, 8, group=group), target, group) / best
-                       for n, m in models.items()}
-                results[f"{folder.name}|{context}"] = row = {**row, **drift_columns(ctx, target, group), **(
-                    gain_columns(models[names[0]], ctx, target, group, interval, best) if args.gain else {})}
-                print(f"{folder.name:40s} {context:3d}  " + "  ".join(f"{v:.4f}" for v in row.values()), flush=True)
+        for set_name, context, ctx, target, group, interval in long_windows(args.data, args.contexts, args.windows, args.sets):
+            best = best_classical(ctx, target, group)
+            row = {n: window_nmse(m.forecast(ctx, interval, 8, group=group), target, group) / best
+                   for n, m in models.items()}
+            results[f"{set_name}|{context}"] = row = {**row, **drift_columns(ctx, target, group), **(
+                gain_columns(models[names[0]], ctx, target, group, interval, best) if args.gain else {})}
+            print(f"{set_name:40s} {context:3d}  " + "  ".join(f"{v:.4f}" for v in row.values()), flush=True)
         if str(args.real) not in ("", "."):
             for context in args.contexts:
                 for view, row in real_ratios(models, args.real, context, args.gain).items():
