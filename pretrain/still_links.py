@@ -81,6 +81,8 @@ def real_ratios(models: dict[str, torch.nn.Module], root: Path, context: int,
 
 
 def summarise(results: dict[str, dict[str, float]], names: list[str], contexts: list[int]) -> list[str]:
+    """Per context, for the drifting sets, the still sets and the real views: each model's geometric
+    mean of the ratios and how many are at or below 1."""
     lines = []
     for context in contexts:
         for label, pick in (("drifting sets", lambda s: not s.startswith(("wifi-still", "REAL"))),
@@ -102,7 +104,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["checkpoints/causal-tiny-catalog-cpu"])
     ap.add_argument("--data", type=Path, default=Path("/tmp/long-csi"), help="folder of the long generated sets")
     ap.add_argument("--real", type=Path, default=default_datasets_dir(), help="datasets folder ('' skips)")
-    ap.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64], help="packets of context, at most 64")
     ap.add_argument("--sets", nargs="*", default=[], help="only the generated sets whose name holds one of these")
     ap.add_argument("--windows", type=int, default=12)
     ap.add_argument("--samples", type=int, default=64)
@@ -111,6 +113,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if max(args.contexts) > 64:
+        ap.error("--contexts: at most 64 (the generated sets hold 72 packets, 8 of them ahead)")
     torch.set_num_threads(args.threads)
     generate(args.data, args.samples, args.seed, 72)
     models = {m: wfm.from_pretrained(m).eval() for m in args.models}
