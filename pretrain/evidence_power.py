@@ -63,12 +63,17 @@ def held_out_windows(pool: SeriesPool, context: int, horizon: int, windows: int,
     return torch.from_numpy(np.stack(rows)), torch.tensor(group), interval
 
 
-def window_nmse(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> float:
-    """Per-window NMSE (mean over windows of sum err^2 / sum true^2, a window = one group)."""
+def window_errors(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """``[W]`` each window's NMSE, sum err^2 / sum true^2 over its rows (a window = one group)."""
     n = int(group.max()) + 1
     err = torch.zeros(n, dtype=torch.float64).index_add_(0, group, ((pred - target) ** 2).sum(1).double())
     pow_ = torch.zeros(n, dtype=torch.float64).index_add_(0, group, (target ** 2).sum(1).double())
-    return float((err / pow_.clamp_min(1e-30)).mean())
+    return err / pow_.clamp_min(1e-30)
+
+
+def window_nmse(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> float:
+    """Per-window NMSE (mean over windows of sum err^2 / sum true^2, a window = one group)."""
+    return float(window_errors(pred, target, group).mean())
 
 
 def best_classical(ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor) -> float:

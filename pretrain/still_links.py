@@ -21,7 +21,9 @@ where the level holds: the whole context estimates it best). ``--gain`` adds two
 of the first model (no training, not options of the model): its forecast of the context with every
 packet divided by the window's common gain (the RMS over its channels) relative to the context's
 mean gain, taken as is (``gain-flat``: the future gain is the context's mean) or multiplied by the
-model's own forecast of the gain series (``gain-model``).
+model's own forecast of the gain series (``gain-model``). ``--gain-split`` instead scores the flat
+reading as a per-link calibration would choose it: on the first and the second half of each real
+capture's windows, and whether it beats the model as given beyond noise on each half.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from wfm.tasks.real_datasets import RealBenchConfig, default_datasets_dir, load_
 
 sys.path.insert(0, str(Path(__file__).parent))
 from check_mean import generate, long_windows
-from evidence_power import best_classical, window_nmse
+from evidence_power import best_classical, window_errors, window_nmse
 
 
 def drift_columns(ctx: torch.Tensor, target: torch.Tensor, group: torch.Tensor) -> dict[str, float]:
@@ -62,6 +64,36 @@ def gain_columns(model: torch.nn.Module, ctx: torch.Tensor, target: torch.Tensor
     ahead = model.forecast(gain, interval, H)  # one series per window
     return {"gain-flat": window_nmse(flat, target, group) / best,
             "gain-model": window_nmse(flat * (ahead / ref)[group], target, group) / best}
+
+
+def gain_split_rows(model: torch.nn.Module, root: Path, context: int) -> list[dict]:
+    """``--gain-split``: the per-link calibration a user could run, on each real CSI time view at
+    ``context`` packets: the flat gain-normalised reading (``gain_columns``) against the model as
+    given on the first and the second half of the windows (in time order), each half's ratios to its
+    better of persistence and the mean, and whether the flat reading beats the model beyond noise there
+    (``wfm.tasks.significance.beats_beyond_noise``, the rule ``wfm calibrate`` applies)."""
+    from wfm.tasks.significance import beats_beyond_noise
+
+    rows = []
+    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8)):
+        W = view.windows
+        ctx, target = _to_series(view.context), _to_series(view.target)
+        group = torch.arange(W).repeat_interleave(len(ctx) // W)
+        given = window_errors(_to_series(forecast_windows(model, view)), target, group)
+        power = torch.zeros(W, ctx.shape[1]).index_add_(0, group, ctx ** 2)
+        gain = (power / torch.bincount(group, minlength=W)[:, None]).sqrt()
+        flat = window_errors(model.forecast(ctx * (gain.mean(1, keepdim=True) / gain)[group], view.interval, 8,
+                                         group=group), target, group)
+        mean = window_errors(ctx.mean(1, keepdim=True).expand_as(target), target, group)
+        last = window_errors(ctx[:, -1:].expand_as(target), target, group)
+        blocks = view.blocks()
+        for half, sl in (("first", slice(0, W // 2)), ("second", slice(W // 2, W))):
+            best = min(float(mean[sl].mean()), float(last[sl].mean()))
+            rows.append({"view": f"{view.name} {view.view}", "context": context, "half": half, "windows": len(given[sl]),
+                         "as given": float(given[sl].mean()) / best, "gain-flat": float(flat[sl].mean()) / best,
+                         "flat beats beyond noise": beats_beyond_noise(given[sl], flat[sl],
+                                                                       None if blocks is None else blocks[sl])})
+    return rows
 
 
 def real_ratios(models: dict[str, torch.nn.Module], root: Path, context: int,
@@ -110,14 +142,25 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--seed", type=int, default=9090)
     ap.add_argument("--gain", action="store_true", help="also the first model's gain-normalised readings")
+    ap.add_argument("--gain-split", action="store_true",
+                    help="only the first model's flat gain reading on each half of the real captures' windows (a per-link calibration)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if max(args.contexts) > 64:
         ap.error("--contexts: at most 64 (the generated sets hold 72 packets, 8 of them ahead)")
     torch.set_num_threads(args.threads)
-    generate(args.data, args.samples, args.seed, 72)
     models = {m: wfm.from_pretrained(m).eval() for m in args.models}
+    if args.gain_split:
+        with torch.no_grad():
+            rows = [r for c in args.contexts for r in gain_split_rows(next(iter(models.values())), args.real, c)]
+        for r in rows:
+            print(f"{r['view']:32s} {r['context']:3d} {r['half']:6s} {r['windows']:3d} windows  as given {r['as given']:.4f}"
+                  f"  gain-flat {r['gain-flat']:.4f}  beats beyond noise: {r['flat beats beyond noise']}")
+        if args.out:
+            args.out.write_text(json.dumps({"models": list(models), "gain_split": rows}, indent=1))
+        return
+    generate(args.data, args.samples, args.seed, 72)
     names = list(models)
     results: dict[str, dict[str, float]] = {}
     with torch.no_grad():

@@ -1369,6 +1369,36 @@ def test_ar_blend_averages_linear_prediction_in_where_it_leads_the_checks_withou
     assert from_pretrained(str(tmp_path / "m")).ar_blend and not on.ar_blend
 
 
+def test_ar_season_leaves_linear_prediction_out_where_the_checks_miss_a_season_the_context_holds(tmp_path):
+    """``ar_season``: a row whose earliest check lacks a day (or week) that its whole context holds
+    gets no linear prediction at all (its forecast is that of the same model without ``check_ar``,
+    to the bit); with the season in every check, or none in the context, nothing changes."""
+    from wfm.hub import from_pretrained
+
+    kw = dict(guard=True, check_origins=8, estimators=FIVE, backtest_origins="value", check_ar=True, ar_blend=True)
+    release, season, plain = randomise(mix(**kw)), randomise(mix(ar_season=True, **kw)), randomise(
+        mix(**{**kw, "check_ar": False, "ar_blend": False}))
+    itv = torch.full((3,), 600.0)
+    assert season.checks_miss_season(144, 108, itv).all()  # a day of 10-minute values; the checks hold 108-136
+    assert not season.checks_miss_season(288, 144, itv).any() and not season.checks_miss_season(96, 48, itv).any()
+    assert not season.checks_miss_season(144, 72, torch.full((1,), 60.0)).any()  # a day is 1440 values at 1 minute
+    assert season.checks_miss_season(168, 144, torch.full((1,), 3600.0)).all()  # a week of hourly values
+    assert not mix(ar_season=True, **{**kw, "estimators": ("last", "mean", "trend")}).checks_miss_season(144, 108, itv).any()
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(288, dtype=torch.float64)
+    x = torch.stack([torch.sin(2 * math.pi * t / (15 + 4 * i)) + (0.05, 0.2, 0.5, 1.0)[i % 4]
+                     * torch.randn(288, generator=g, dtype=torch.float64) for i in range(12)]).float() + 5
+    day = x[:, :144]
+    assert not torch.equal(release.forecast(day, 600.0, 12), plain.forecast(day, 600.0, 12))  # linear prediction taken
+    assert torch.equal(season.forecast(day, 600.0, 12), plain.forecast(day, 600.0, 12))
+    for ctx, itv_s in ((x, 600.0), (x[:, :96], 600.0), (day, 60.0)):  # every check holds the day; no day; a day unheld
+        assert torch.equal(season.forecast(ctx, itv_s, 12), release.forecast(ctx, itv_s, 12))
+    with pytest.raises(ValueError, match="ar_season .* needs check_ar"):
+        mix(guard=True, check_origins=8, ar_season=True)
+    season.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).ar_season and not release.ar_season
+
+
 def test_check_mean_takes_the_context_mean_where_it_wins_the_checks_and_nothing_else(tmp_path):
     """``check_mean``: the context mean competes on the checks with the forecast so far. White
     noise around a level, forecast by the last value (an untrained model whose only estimator it

@@ -107,6 +107,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if getattr(model, "check_test", "difference") == "difference" else {"check_test": model.check_test}),
             **({} if not getattr(model, "check_ar", False) else {"check_ar": True}),
             **({} if not getattr(model, "ar_blend", False) else {"ar_blend": True}),
+            **({} if not getattr(model, "ar_season", False) else {"ar_season": True}),
             **({} if not getattr(model, "check_mean", False) else {"check_mean": True}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
             **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),

@@ -283,6 +283,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             generated series and textbook processes (pretrain/studies.md, "Linear prediction
             blended where it leads the checks"). False (every model saved before it): no blend.
             Inference only.
+        ar_season: with ``check_ar``, linear prediction is not taken (nor blended) for a row whose
+            earliest check's context lacks a seasonal period that the whole context holds (a day or
+            a week of the ``day`` / ``week`` estimators: 10-minute traffic with exactly a day of
+            context): its checks then compare it with a network and a classical combination that
+            miss the season the forecast has (:meth:`checks_miss_season`). Chosen on held-out
+            generated traffic (pretrain/studies.md, "Linear prediction only on checks that hold the
+            season"). False (every model saved before it): no such condition. Inference only.
         check_mean: with ``check_origins``, where two or more checks fit, the context mean (with
             ``white_shrink`` shrunk as that option shrinks it) is tested on the same checks against
             the forecast so far (what they kept, with ``check_ar`` moved towards linear
@@ -373,7 +380,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
                  white_dips: bool = False, check_test: str = "difference",
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
-                 ar_blend: bool = False, check_mean: bool = False) -> None:
+                 ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -440,6 +447,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             raise ValueError("ar_blend blends linear prediction where it leads the checks of check_ar: "
                              "it needs check_ar")
         self.ar_blend = bool(ar_blend)
+        if ar_season and not check_ar:
+            raise ValueError("ar_season limits where check_ar takes linear prediction: it needs check_ar")
+        self.ar_season = bool(ar_season)
         if check_mean and not check_origins:
             raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
         self.check_mean = bool(check_mean)

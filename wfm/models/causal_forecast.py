@@ -32,7 +32,7 @@ from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the o
 from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_noise, looks_white, shrunk_mean
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.linear_prediction import ar_forecast_rows
-from wfm.models.series_priors import normalise_stats
+from wfm.models.series_priors import DAY_S, WEEK_S, normalise_stats
 from wfm.safety import as_tensor, binary_scale
 
 #: Rows whose largest magnitude is outside these bounds are forecast at a power-of-two scale that puts
@@ -360,7 +360,7 @@ class ForecastMixin:
             ar_cuts, weight = None, None
             if self.check_ar:  # linear prediction from each cut, fitted once for both tests
                 ar_cuts = [ar_forecast_rows(context[:, :cut], truth.shape[1], group) for cut, truth, _, _ in cuts]
-                weight = self._linear_prediction_weight(context, cuts, ar_cuts, keeps[0], group)
+                weight = self._linear_prediction_weight(context, cuts, ar_cuts, keeps[0], group, interval)
                 take = weight > 0
                 if bool(take.any()):  # linear prediction, the quantiles moved with the point forecast
                     # (the weight is a group's, so the takers' groups fit as they did on the checks)
@@ -403,7 +403,8 @@ class ForecastMixin:
         return stats
 
     def _linear_prediction_weight(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
-                                  ar_cuts: list[Tensor], keep: Tensor, group: Tensor | None) -> Tensor:
+                                  ar_cuts: list[Tensor], keep: Tensor, group: Tensor | None,
+                                  interval: Tensor | None = None) -> Tensor:
         """``[B]`` weight of linear prediction in the forecast, ``check_ar``: 1 where linear
         prediction (:func:`wfm.models.linear_prediction.ar_forecast`, a group's rows pooled into one
         recursion) beat what the checks kept (the network where ``keep``, else the classical
@@ -411,11 +412,28 @@ class ForecastMixin:
         ``(cut, truth, network, classical)``), by the test of ``check_test``: the one-sided paired
         t-test on the squared errors' difference over the row's context variance (a group's
         pooled), and with ``"either"`` also on their log ratio. With ``ar_blend``, 0.5 where it
-        erred less on average over the checks but not beyond doubt. Else 0."""
+        erred less on average over the checks but not beyond doubt. Else 0. With ``ar_season``,
+        0 for rows whose checks miss a season the whole context holds (:meth:`checks_miss_season`)."""
         stats = self._linear_prediction_checks(context, cuts, ar_cuts, keep, group)
         wins = stats.a_loses(self.check_test)
         behind = stats.a_behind() if self.ar_blend else torch.zeros_like(wins)
-        return torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
+        weight = torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
+        if self.ar_season and interval is not None and cuts:
+            weight = torch.where(self.checks_miss_season(context.shape[1], cuts[0][0], interval), 0.0, weight)
+        return weight
+
+    def checks_miss_season(self, length: int, first_cut: int, interval: Tensor) -> Tensor:
+        """``[B]`` bool: rows whose context of ``length`` values holds a full seasonal period of the
+        prior's ``day`` / ``week`` estimators (at the row's ``interval``, at least 2 steps) that the
+        earliest check's context (``first_cut`` values) does not. There the checks compare linear
+        prediction with a network and a classical combination that lack the season the forecast
+        itself has (a day of 10-minute traffic from its 144th value on), so they overrate it."""
+        miss = torch.zeros(interval.shape[0], dtype=torch.bool, device=interval.device)
+        for name, seconds in (("day", DAY_S), ("week", WEEK_S)):
+            if name in self.estimators:
+                period = torch.round(seconds / interval.double().clamp_min(1e-9))
+                miss |= (period >= 2) & (period <= length) & (period > first_cut)
+        return miss
 
     def _linear_prediction_checks(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
                                   ar_cuts: list[Tensor], keep: Tensor, group: Tensor | None) -> PairedChecks:
