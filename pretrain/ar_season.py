@@ -43,6 +43,12 @@ from wfm.data.shards import ShardedDataset
 CELLS = TRAFFIC + [("traffic-10min", 144, 36, 600), ("traffic-10min", 288, 36, 600), ("traffic-2min", 1440, 30, 120)]
 
 
+def cell_name(cell: tuple) -> str:
+    """A cell's printed name: its recipe, whether idle at night, its context and horizon."""
+    rec, L, H, _, *idle = cell
+    return f"{rec}{', idle nights' if idle else ''} (L={L}, H={H})"
+
+
 def traffic_cells(folder: Path, cells: list[tuple], series: int, per_series: int) -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
     """``(name, context, target, interval)`` per cell: ``per_series`` windows of each of the first
     ``series`` series of the recipe's held-out set (idle cells: less each series' 20th percentile,
@@ -56,7 +62,7 @@ def traffic_cells(folder: Path, cells: list[tuple], series: int, per_series: int
             x = np.maximum(x - np.quantile(x, 0.2, axis=1, keepdims=True), 0.0)
         ctx, tgt = series_windows(x, L, H, per_series)
         keep = tgt.pow(2).sum(dim=1) > 0
-        out.append((f"{rec}{', idle nights' if idle else ''} (L={L}, H={H})", ctx[keep], tgt[keep], float(itv)))
+        out.append((cell_name((rec, L, H, itv, *idle)), ctx[keep], tgt[keep], float(itv)))
     return out
 
 
@@ -99,13 +105,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = wfm.from_pretrained(args.model).eval()
     if not model.check_ar:
         ap.error(f"{args.model}: ar_season needs a model with check_ar")
+    chosen = [c for c in CELLS if not args.cells or any(k in cell_name(c) for k in args.cells)]
     result = {}
     for seed in args.seeds:
         folder = args.heldout / str(seed)
-        ensure_heldout(folder, seed, sorted({c[0] for c in CELLS}), [], {"traffic": args.series, "traj": 0})
-        cells = [c for c in traffic_cells(folder, CELLS, args.series, args.per_series)
-                 if not args.cells or any(k in c[0] for k in args.cells)]
-        rows = score(model, cells)
+        ensure_heldout(folder, seed, sorted({c[0] for c in chosen}), [], {"traffic": args.series, "traj": 0})
+        rows = score(model, traffic_cells(folder, chosen, args.series, args.per_series))
         for name, r in rows.items():
             print(f"seed {seed}  {name:44s} off {r['off']:.4f}  on {r['on']:.4f}", flush=True)
         s = summary(rows)

@@ -658,6 +658,37 @@ def test_check_candidates_replaces_a_losing_network_only_on_evidence():
     assert set(script.variants(m)) >= {"shipped", "short: fallback, mean", "below a patch: fallback, mean"}
 
 
+def test_ar_season_script_scores_the_option_off_and_on_as_forecast_applies_it(tmp_path, monkeypatch):
+    """pretrain/ar_season.py: generates the held-out traffic it lacks, per seed, and each cell's two
+    ratios are the model's own ``forecast`` with ``ar_season`` off and on over the best classical."""
+    from wfm.data.shards import ShardedDataset
+    from wfm.models.registry import create_model
+
+    script = _load_script("ar_season", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=4, check_ar=True, ar_blend=True)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.3)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "ho"), "--seeds", "5",
+                       "--cells", "traffic-10min (L=144, H=36)", "--series", "2", "--per-series", "2",
+                       "--out", str(tmp_path / "a.json")])
+    assert json.loads((tmp_path / "a.json").read_text())["seeds"] == out
+    (name, row), = out["5"]["cells"].items()
+    assert name == "traffic-10min (L=144, H=36)" and not (tmp_path / "ho" / "5" / "traffic-2min").exists()
+    x = ShardedDataset(tmp_path / "ho" / "5" / "traffic-10min").read_range(0, 2, ["traffic"])["traffic"]
+    ctx, tgt = script.series_windows(x.reshape(2, -1), 144, 36, 2)
+    group = torch.arange(len(ctx))
+    best = script.best_classical(ctx, tgt, group, 600.0)
+    for flag, key in ((False, "off"), (True, "on")):
+        m = create_model("causal_tiny", ar_season=flag, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            ratio = script.window_nmse(m.forecast(ctx, 600.0, 36, group=group), tgt, group) / best
+        assert row[key] == pytest.approx(ratio, rel=1e-6)
+
+
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
     model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""
