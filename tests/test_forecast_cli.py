@@ -220,6 +220,29 @@ def test_forecast_checks_several_windows_and_reports_their_per_window_nmse(tmp_p
     assert check["persistence"] == pytest.approx(np.mean(want_last), rel=1e-5)
 
 
+def test_the_check_reads_as_many_values_as_the_forecast_where_the_series_holds_them(tmp_path, causal, capsys):
+    """With ``--context C`` on a longer series, each check window is forecast from the ``C`` values
+    before it (not from what is left of the last ``C``), so the check sees what the forecast sees."""
+    from wfm.hub import from_pretrained
+
+    rng = np.random.default_rng(2)
+    a = list(50 + np.cumsum(rng.normal(size=300)))
+    _csv(tmp_path / "s.csv", {"a": a})
+    out = tmp_path / "fc"
+    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
+                     "--context", "100", "--checks", "2", "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 0, err
+    got = json.loads((out / "forecast.json").read_text())["check"][0]
+    assert got["context"] == 100 and got["windows"] == 2
+    model = from_pretrained(str(causal)).eval()
+    x = torch.tensor(a, dtype=torch.float64)
+    want = []
+    for end in (300, 290):
+        past, truth = x[None, end - 110:end - 10], x[end - 10:end]
+        want.append(float(((model.forecast(past, 120.0, 10)[0].double() - truth) ** 2).sum() / (truth ** 2).sum()))
+    assert got["model"] == pytest.approx(np.mean(want), rel=1e-5)
+
+
 def test_forecast_of_many_cells_batches_them_and_summarises_the_check(tmp_path, causal, capsys):
     """Thousands of cells are forecast in batches of one length: each gets what it gets alone."""
     from wfm.hub import from_pretrained

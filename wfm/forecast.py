@@ -6,7 +6,8 @@
 For every value column of the CSV (``--columns`` picks some), the model reads the whole series
 (``--context N``: only the last ``N`` values) and forecasts ``--horizon`` values ahead, with the
 inference options its ``config.json`` records. Before that it is checked where the answer is
-known: the last ``--horizon`` values are forecast from the values before them, by the model and
+known: the last ``--horizon`` values are forecast from the values before them (as many as the
+forecast reads, ``--context``, where the series holds them), by the model and
 by the classical baselines (persistence, context mean, seasonal naive with the period from the
 interval), and each gets its NMSE there (``sum err^2 / sum true^2``). One window is one window:
 the check says whether the model is in the right range on this series, not which is better;
@@ -103,9 +104,10 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     if skipped:
         console.print(f"skipped columns with no number in them: {', '.join(skipped)}")
     h, levels = args.horizon, list(model.quantile_levels)
-    xs = []
+    xs, fulls = [], []
     for name, v in zip(names, values):
         x = torch.from_numpy(np.asarray(v, dtype=np.float64))  # float64: a large level keeps its variation
+        fulls.append(x)
         if args.context:
             x = x[-args.context:]
         if x.numel() < 2:
@@ -130,7 +132,11 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
                 point, q = model.forecast(batch, args.interval, h), None
             for j, i in enumerate(idx):
                 points[i], quants[i] = point[j], None if q is None else q[j]
-            _check_batch(model, batch, [checks[i] for i in idx], h, args.interval, args.checks)
+            # The check reads as many values as the forecast does, where the series holds them: a
+            # shorter context can miss what the forecast sees (a day of 2-minute values).
+            n = min(min(fulls[i].numel() for i in idx), length + args.checks * h)
+            _check_batch(model, torch.stack([fulls[i][-n:] for i in idx]), [checks[i] for i in idx], h,
+                         args.interval, args.checks, context=length)
             advance(len(idx))
     rows, out_rows = [], []
     for name, x, v, t0, point, q in zip(names, xs, values, starts, points, quants):
@@ -158,11 +164,13 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, interval: float, windows: int) -> None:
+def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, interval: float, windows: int,
+                 context: int | None = None) -> None:
     """Fill each series' ``check`` (rows of ``batch`` ``[B, L]``): the last ``h`` values forecast from
-    the ones before, and as many windows before them as ``windows`` asks and the series holds (each
-    ``h`` values, their targets not overlapping), by the model and the classical baselines; the
-    mean of their NMSEs (per-window NMSE) and the model's ratio to the best baseline."""
+    the ones before (at most ``context`` of them), and as many windows before them as ``windows``
+    asks and the series holds (each ``h`` values, their targets not overlapping), by the model and
+    the classical baselines; the mean of their NMSEs (per-window NMSE) and the model's ratio to the
+    best baseline."""
     import numpy as np
     import torch
 
@@ -176,7 +184,7 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
     itv = torch.full((len(batch),), float(interval))
     scores: dict[str, list[Any]] = {}
     for end in ends:
-        past, truth = batch[:, :end - h], batch[:, end - h:end]
+        past, truth = batch[:, max(0, end - h - (context or length)):end - h], batch[:, end - h:end]
         period = seasonal_period(interval, past.shape[1])
         fcs = {"model": model.forecast(past, itv, h)}
         fcs.update({b: build_baseline(b, **({"period": period} if b == "seasonal" else {})).forecast(past, itv, h)
