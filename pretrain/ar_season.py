@@ -1,7 +1,7 @@
 """Score the causal model's ``ar_season`` on held-out *generated* traffic whose context holds a season.
 
     PYTHONPATH=. python pretrain/ar_season.py --model checkpoints/causal-tiny-catalog-cpu \
-        --heldout /tmp/ar-season-heldout --seeds 777 778 --out ar_season.json
+        --heldout /tmp/ar-season-heldout --seeds 777 778 779 --out ar_season.json
 
 ``CausalForecaster(check_ar=True)`` takes linear prediction (or, with ``ar_blend``, half of it)
 where it led the checks of ``check_origins``, each a forecast from a cut of the context. Where the
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
     ap.add_argument("--heldout", type=Path, required=True, help="folder of the held-out sets, one subfolder per seed (made if missing)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[777, 778])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[777, 778, 779])
     ap.add_argument("--cells", nargs="*", default=None, help="only the cells whose name holds one of these")
     ap.add_argument("--series", type=int, default=16)
     ap.add_argument("--per-series", type=int, default=16)
