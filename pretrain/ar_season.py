@@ -29,41 +29,16 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import wfm
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
-from box_cox import TRAFFIC, best_classical, ensure_heldout, series_windows
+from box_cox import TRAFFIC, best_classical, cell_name, ensure_heldout, traffic_cell
 from evidence_power import window_nmse
-from wfm.data.shards import ShardedDataset
 
 #: The box_cox cells and three with a longer horizon: (recipe, context, horizon, interval s[, "idle"]).
 CELLS = TRAFFIC + [("traffic-10min", 144, 36, 600), ("traffic-10min", 288, 36, 600), ("traffic-2min", 1440, 30, 120)]
-
-
-def cell_name(cell: tuple) -> str:
-    """A cell's printed name: its recipe, whether idle at night, its context and horizon."""
-    rec, L, H, _, *idle = cell
-    return f"{rec}{', idle nights' if idle else ''} (L={L}, H={H})"
-
-
-def traffic_cells(folder: Path, cells: list[tuple], series: int, per_series: int) -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
-    """``(name, context, target, interval)`` per cell: ``per_series`` windows of each of the first
-    ``series`` series of the recipe's held-out set (idle cells: less each series' 20th percentile,
-    clipped at 0; all-zero targets dropped)."""
-    out = []
-    for rec, L, H, itv, *idle in cells:
-        ds = ShardedDataset(folder / rec)
-        x = ds.read_range(0, min(series, len(ds)), ["traffic"])["traffic"]
-        x = x.reshape(len(x), -1)
-        if idle:
-            x = np.maximum(x - np.quantile(x, 0.2, axis=1, keepdims=True), 0.0)
-        ctx, tgt = series_windows(x, L, H, per_series)
-        keep = tgt.pow(2).sum(dim=1) > 0
-        out.append((cell_name((rec, L, H, itv, *idle)), ctx[keep], tgt[keep], float(itv)))
-    return out
 
 
 @torch.no_grad()
@@ -105,12 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = wfm.from_pretrained(args.model).eval()
     if not model.check_ar:
         ap.error(f"{args.model}: ar_season needs a model with check_ar")
-    chosen = [c for c in CELLS if not args.cells or any(k in cell_name(c) for k in args.cells)]
     result = {}
     for seed in args.seeds:
         folder = args.heldout / str(seed)
+        chosen = [c for c in CELLS if not args.cells or any(k in cell_name(c) for k in args.cells)]
         ensure_heldout(folder, seed, sorted({c[0] for c in chosen}), [], {"traffic": args.series, "traj": 0})
-        rows = score(model, traffic_cells(folder, chosen, args.series, args.per_series))
+        rows = score(model, [(*traffic_cell(folder, c, args.per_series, args.series), float(c[3])) for c in chosen])
         for name, r in rows.items():
             print(f"seed {seed}  {name:44s} off {r['off']:.4f}  on {r['on']:.4f}", flush=True)
         s = summary(rows)

@@ -125,19 +125,34 @@ def score(model, name: str, kind: str, ctx: torch.Tensor, tgt: torch.Tensor, gro
             "ratio": {k: window_nmse(v, tgt, group) / best for k, v in got.items()}}
 
 
+def cell_name(cell: tuple) -> str:
+    """A traffic cell's printed name: its recipe, whether idle at night, its context and horizon."""
+    rec, L, H, _, *idle = cell
+    return f"{rec}{', idle nights' if idle else ''} (L={L}, H={H})"
+
+
+def traffic_cell(heldout: Path, cell: tuple, per_series: int,
+                 series: int | None = None) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """``(name, context, target)`` of a traffic cell ``(recipe, L, H, interval[, "idle"])``: up to
+    ``per_series`` windows of each held-out series of the recipe (the first ``series``; all without),
+    idle cells less each series' 20th percentile (clipped at 0), all-zero targets dropped."""
+    rec, L, H, _, *idle = cell
+    ds = ShardedDataset(heldout / rec)
+    x = ds.read_range(0, len(ds) if series is None else min(series, len(ds)), ["traffic"])["traffic"]
+    x = x.reshape(len(x), -1)
+    if idle:  # a cell idle at night: zero below each series' 20th percentile
+        x = np.maximum(x - np.quantile(x, 0.2, axis=1, keepdims=True), 0.0)
+    ctx, tgt = series_windows(x, L, H, per_series)
+    keep = tgt.pow(2).sum(dim=1) > 0  # an all-zero target has no NMSE
+    return cell_name(cell), ctx[keep], tgt[keep]
+
+
 def generated_cells(model, heldout: Path, data: Path, traffic: list[tuple], traj: list[str], csi: list[str],
                     per_series: int, csi_samples: int, progress) -> list[dict]:
     cells = []
-    for rec, L, H, itv, *idle in traffic:
-        x = ShardedDataset(heldout / rec).read_range(0, len(ShardedDataset(heldout / rec)), ["traffic"])["traffic"]
-        x = x.reshape(len(x), -1)
-        if idle:  # a cell idle at night: zero below each series' 20th percentile
-            x = np.maximum(x - np.quantile(x, 0.2, axis=1, keepdims=True), 0.0)
-        ctx, tgt = series_windows(x, L, H, per_series)
-        keep = tgt.pow(2).sum(dim=1) > 0  # an all-zero target has no NMSE
-        ctx, tgt = ctx[keep], tgt[keep]
-        cells.append(score(model, f"{rec}{', idle nights' if idle else ''} (L={L}, H={H})", "traffic", ctx, tgt,
-                           torch.arange(len(ctx)), itv))
+    for cell in traffic:
+        name, ctx, tgt = traffic_cell(heldout, cell, per_series)
+        cells.append(score(model, name, "traffic", ctx, tgt, torch.arange(len(ctx)), cell[3]))
         progress()
     folders = [heldout / t for t in traj] + ([data / "traj-highway-heldout"] if (data / "traj-highway-heldout").is_dir() else [])
     for folder in folders:

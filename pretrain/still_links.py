@@ -52,38 +52,50 @@ def drift_columns(ctx: torch.Tensor, target: torch.Tensor, group: torch.Tensor) 
             "last/mean": window_nmse(ctx[:, -1:].expand_as(target), target, group) / mean}
 
 
+def flat_reading(model: torch.nn.Module, ctx: torch.Tensor, group: torch.Tensor, interval: float,
+                 horizon: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(flat [R, H], gain [W, L], ref [W, 1])``: the model's forecast of the context with every step
+    of a window divided by its common gain (the RMS over the window's rows) relative to the context's
+    mean gain ``ref`` (the future gain taken as that mean), and the gain series itself."""
+    W = int(group.max()) + 1
+    power = torch.zeros(W, ctx.shape[1]).index_add_(0, group, ctx ** 2)
+    gain = (power / torch.bincount(group, minlength=W)[:, None]).sqrt()
+    ref = gain.mean(1, keepdim=True)
+    return model.forecast(ctx * (ref / gain)[group], interval, horizon, group=group), gain, ref
+
+
 def gain_columns(model: torch.nn.Module, ctx: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
                  interval: float, best: float) -> dict[str, float]:
     """``--gain``: the model's forecast of the gain-normalised context, with the context's mean gain
     (``gain-flat``) or the model's forecast of the gain series (``gain-model``) ahead; ratios to ``best``."""
-    W, H = int(group.max()) + 1, target.shape[1]
-    power = torch.zeros(W, ctx.shape[1]).index_add_(0, group, ctx ** 2)
-    gain = (power / torch.bincount(group, minlength=W)[:, None]).sqrt()  # [W, L]: RMS over a window's rows
-    ref = gain.mean(1, keepdim=True)
-    flat = model.forecast(ctx * (ref / gain)[group], interval, H, group=group)
+    H = target.shape[1]
+    flat, gain, ref = flat_reading(model, ctx, group, interval, H)
     ahead = model.forecast(gain, interval, H)  # one series per window
     return {"gain-flat": window_nmse(flat, target, group) / best,
             "gain-model": window_nmse(flat * (ahead / ref)[group], target, group) / best}
 
 
+def real_views(root: Path, context: int):
+    """Per real CSI time view of ``wfm benchmark real`` at ``context`` packets, 8 ahead:
+    ``(view, ctx [R, context], target [R, 8], group [R])``, a window's channels one group."""
+    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8)):
+        ctx, target = _to_series(view.context), _to_series(view.target)  # a window's rows are consecutive
+        yield view, ctx, target, torch.arange(view.windows).repeat_interleave(len(ctx) // view.windows)
+
+
 def gain_split_rows(model: torch.nn.Module, root: Path, context: int) -> list[dict]:
     """``--gain-split``: the per-link calibration a user could run, on each real CSI time view at
-    ``context`` packets: the flat gain-normalised reading (``gain_columns``) against the model as
+    ``context`` packets: the flat gain-normalised reading (``flat_reading``) against the model as
     given on the first and the second half of the windows (in time order), each half's ratios to its
     better of persistence and the mean, and whether the flat reading beats the model beyond noise there
     (``wfm.tasks.significance.beats_beyond_noise``, the rule ``wfm calibrate`` applies)."""
     from wfm.tasks.significance import beats_beyond_noise
 
     rows = []
-    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8)):
+    for view, ctx, target, group in real_views(root, context):
         W = view.windows
-        ctx, target = _to_series(view.context), _to_series(view.target)
-        group = torch.arange(W).repeat_interleave(len(ctx) // W)
         given = window_errors(_to_series(forecast_windows(model, view)), target, group)
-        power = torch.zeros(W, ctx.shape[1]).index_add_(0, group, ctx ** 2)
-        gain = (power / torch.bincount(group, minlength=W)[:, None]).sqrt()
-        flat = window_errors(model.forecast(ctx * (gain.mean(1, keepdim=True) / gain)[group], view.interval, 8,
-                                         group=group), target, group)
+        flat = window_errors(flat_reading(model, ctx, group, view.interval, 8)[0], target, group)
         mean = window_errors(ctx.mean(1, keepdim=True).expand_as(target), target, group)
         last = window_errors(ctx[:, -1:].expand_as(target), target, group)
         blocks = view.blocks()
@@ -101,10 +113,7 @@ def real_ratios(models: dict[str, torch.nn.Module], root: Path, context: int,
     """Per real CSI time view at ``context`` packets: each model's ratio to the better of persistence
     and the mean, the drift columns and with ``gain`` the first model's gain columns."""
     out = {}
-    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8)):
-        W = view.windows
-        ctx, target = _to_series(view.context), _to_series(view.target)  # a window's rows are consecutive
-        group = torch.arange(W).repeat_interleave(len(ctx) // W)
+    for view, ctx, target, group in real_views(root, context):
         best = best_classical(ctx, target, group)
         row = {n: window_nmse(_to_series(forecast_windows(m, view)), target, group) / best for n, m in models.items()}
         out[f"REAL {view.name} {view.view}"] = {**row, **drift_columns(ctx, target, group), **(

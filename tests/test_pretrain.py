@@ -678,7 +678,7 @@ def test_ar_season_script_scores_the_option_off_and_on_as_forecast_applies_it(tm
     (name, row), = out["5"]["cells"].items()
     assert name == "traffic-10min (L=144, H=36)" and not (tmp_path / "ho" / "5" / "traffic-2min").exists()
     x = ShardedDataset(tmp_path / "ho" / "5" / "traffic-10min").read_range(0, 2, ["traffic"])["traffic"]
-    ctx, tgt = script.series_windows(x.reshape(2, -1), 144, 36, 2)
+    ctx, tgt = _load_script("box_cox", monkeypatch).series_windows(x.reshape(2, -1), 144, 36, 2)
     group = torch.arange(len(ctx))
     best = script.best_classical(ctx, tgt, group, 600.0)
     for flag, key in ((False, "off"), (True, "on")):

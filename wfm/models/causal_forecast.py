@@ -32,7 +32,7 @@ from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the o
 from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_noise, looks_white, shrunk_mean
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.linear_prediction import ar_forecast_rows
-from wfm.models.series_priors import DAY_S, WEEK_S, normalise_stats
+from wfm.models.series_priors import normalise_stats, season_steps
 from wfm.safety import as_tensor, binary_scale
 
 #: Rows whose largest magnitude is outside these bounds are forecast at a power-of-two scale that puts
@@ -429,9 +429,9 @@ class ForecastMixin:
         prediction with a network and a classical combination that lack the season the forecast
         itself has (a day of 10-minute traffic from its 144th value on), so they overrate it."""
         miss = torch.zeros(interval.shape[0], dtype=torch.bool, device=interval.device)
-        for name, seconds in (("day", DAY_S), ("week", WEEK_S)):
+        for name in ("day", "week"):
             if name in self.estimators:
-                period = torch.round(seconds / interval.double().clamp_min(1e-9))
+                period = season_steps(name, interval)
                 miss |= (period >= 2) & (period <= length) & (period > first_cut)
         return miss
 

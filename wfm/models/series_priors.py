@@ -390,8 +390,7 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
         elif name == "ar":
             e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group, level, weight)
         elif name in ("day", "week"):
-            period = torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
-            period = period.clamp(max=2.0 ** 40).long().to(dev)  # [B]
+            period = season_steps(name, interval).clamp(max=2.0 ** 40).long().to(dev)  # [B]
             t = period.clamp_min(1)[:, None, None]  # a period under 2 steps (intervals over a day) is unavailable
             idx = o[None, :, None] + hi[None, None] - t * ((hi[None, None] + t - 1) // t)  # [B, N, H]
             a = (period[:, None] >= 2) & (o[None] + 1 - period[:, None] >= first[:, None])
@@ -402,6 +401,12 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
         ests.append(torch.where(a[..., None], e, last[..., None].expand(b, n, ahead)))
         avails.append(a)
     return torch.stack(ests, dim=2), torch.stack(avails, dim=2)
+
+
+def season_steps(name: str, interval: Tensor) -> Tensor:
+    """``[B]`` float64: the steps of the ``day`` or ``week`` estimator's period at each row's
+    ``interval`` (seconds), rounded."""
+    return torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
 
 
 def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int, window: int = 0,
