@@ -44,7 +44,8 @@ def sweep_views(ds: ShardedDataset, context: int = 16, horizon: int = 4, interva
     for view, key in (("beam power", "beam_power"), ("bearing", "bearing")):
         ctx, tgt, span = _series_windows([it[key] for it in items], context, horizon, horizon)
         out.append(BenchData(f"{ds.root.name} (generated)", view, ctx, tgt, interval,
-                             f"{len(ctx)} windows of {context} -> {horizon}", str(ds.root), span=span))
+                             f"{len(ctx)} windows of {context} -> {horizon}", str(ds.root), span=span,
+                             ordered=view == "beam power"))
     return out
 
 
@@ -76,11 +77,11 @@ def main(argv: list[str] | None = None) -> dict:
         cell = {"view": data.view, "windows": data.windows, "best_classical_nmse": best,
                 "ratio": {label: r["window_nmse"] / best for r, label in zip(rows, labels) if "window_nmse" in r}}
         cells.append(cell)
-    names = [r for r in cells[0]["ratio"]]
+    names = list(dict.fromkeys(n for c in cells for n in c["ratio"]))  # "drift" is beam power's alone
     print("| view | windows | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
     for c in cells:
-        print(f"| {c['view']} | {c['windows']} | " + " | ".join(f"{c['ratio'][n]:.4f}" for n in names) + " |")
+        print(f"| {c['view']} | {c['windows']} | " + " | ".join(f"{c['ratio'][n]:.4f}" if n in c["ratio"] else "" for n in names) + " |")
     result = {"recipe": str(RECIPE.name), "seed": args.seed, "samples": args.samples, "cells": cells}
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))

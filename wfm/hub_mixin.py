@@ -108,6 +108,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "check_ar", False) else {"check_ar": True}),
             **({} if not getattr(model, "ar_blend", False) else {"ar_blend": True}),
             **({} if not getattr(model, "ar_season", False) else {"ar_season": True}),
+            **({} if not getattr(model, "check_drift", False) else {"check_drift": True}),
             **({} if not getattr(model, "check_mean", False) else {"check_mean": True}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
             **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),

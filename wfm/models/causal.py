@@ -290,6 +290,16 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             miss the season the forecast has (:meth:`checks_miss_season`). Chosen on held-out
             generated traffic (pretrain/studies.md, "Linear prediction only on checks that hold the
             season"). False (every model saved before it): no such condition. Inference only.
+        check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
+            that each group's rows are ordered channels (``ordered=True``: a codebook's beam
+            powers in angular order), the group's power profile shifted by its peak's drift
+            (:func:`wfm.models.profile_drift.drift_forecast`, the classical beam-tracking forecast
+            that no univariate estimator can make) is tested on the same checks against the
+            forecast so far (what they kept, with ``check_ar`` moved towards linear prediction), by
+            the same test (``check_test``), and averaged with it where it erred less (on average
+            over the checks, or beyond doubt). Chosen on held-out generated beam sweeps
+            (pretrain/studies.md, "A beam profile that drifts"). False (every model saved before
+            it): no such test. Inference only.
         check_mean: with ``check_origins``, where two or more checks fit, the context mean (with
             ``white_shrink`` shrunk as that option shrinks it) is tested on the same checks against
             the forecast so far (what they kept, with ``check_ar`` moved towards linear
@@ -380,7 +390,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  propagate_quantiles: bool = False, quantile_steps: int = 0, white_shrink: bool = False,
                  white_dips: bool = False, check_test: str = "difference",
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
-                 ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False) -> None:
+                 ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
+                 check_drift: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -450,6 +461,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if ar_season and not check_ar:
             raise ValueError("ar_season limits where check_ar takes linear prediction: it needs check_ar")
         self.ar_season = bool(ar_season)
+        if check_drift and not check_origins:
+            raise ValueError("check_drift tests a drifting profile on the checks of check_origins: it needs check_origins > 0")
+        self.check_drift = bool(check_drift)
         if check_mean and not check_origins:
             raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
         self.check_mean = bool(check_mean)

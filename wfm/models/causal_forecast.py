@@ -32,6 +32,7 @@ from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the o
 from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_noise, looks_white, shrunk_mean
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.linear_prediction import ar_forecast_rows
+from wfm.models.profile_drift import drift_forecast
 from wfm.models.series_priors import normalise_stats, season_steps
 from wfm.safety import as_tensor, binary_scale
 
@@ -62,6 +63,10 @@ def spread_bounds(point: Tensor, quant: Tensor, low_path: Tensor, high_path: Ten
 
 #: ``forecast`` runs at most this many context values (rows x length) at once (whole groups).
 FORECAST_VALUES = 1 << 18
+#: ``check_drift``: the share of the drifting profile in the forecast where it erred less than the
+#: forecast so far on the checks. Half, beyond doubt or not: on held-out generated sweeps taking all
+#: of it where it won beyond doubt was worse (pretrain/studies.md, "A beam profile that drifts").
+DRIFT_SHARE = 0.5
 
 
 class PairedChecks:
@@ -146,7 +151,7 @@ class ForecastMixin:
 
     @torch.no_grad()
     def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False,
-                 group: Tensor | None = None, check: bool = True) -> Tensor:
+                 group: Tensor | None = None, check: bool = True, ordered: bool = False) -> Tensor:
         """Forecast the next ``horizon`` values of each row of ``context`` ``[B, L]`` (original scale).
 
         ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches.
@@ -176,7 +181,10 @@ class ForecastMixin:
         is forecast twice, with and without them, each checked alone, and the two are averaged
         (1.7-2x the time: 5.7 s against 3.5 s for 16 rows of 4,096 values and 64 ahead on 2 CPU
         threads, 0.38 s against 0.19 s for 512 values and 8 ahead; the checks share the classical rollouts).
-        ``check=False`` skips all of these for this call.
+        ``check=False`` skips all of these for this call. ``ordered=True`` says that each group's rows,
+        in the order given, are channels along one axis (a codebook's beam powers in angular
+        order): with ``check_drift``, the group's profile shifted by its drift is then a candidate
+        of the checks.
 
         Many rows run in chunks of whole groups (``FORECAST_VALUES`` context values each), so memory
         stays bounded (10,000 rows of 96 values: 2.0 GB peak on the dev box against 2.7 GB for
@@ -188,19 +196,20 @@ class ForecastMixin:
         :meth:`forecast_with_quantiles` returns both from one run. One series ``[L]`` gives
         ``[horizon]`` (``[horizon, Q]``).
         """
-        point, quant = self._forecast_any(context, interval, horizon, quantiles, group, check)
+        point, quant = self._forecast_any(context, interval, horizon, quantiles, group, check, ordered)
         return quant if quantiles else point
 
     @torch.no_grad()
     def forecast_with_quantiles(self, context: Tensor, interval: Tensor | float, horizon: int,
-                                group: Tensor | None = None, check: bool = True) -> tuple[Tensor, Tensor]:
+                                group: Tensor | None = None, check: bool = True,
+                                ordered: bool = False) -> tuple[Tensor, Tensor]:
         """``(point [B, horizon], quantiles [B, horizon, Q])``: what ``forecast`` and
         ``forecast(quantiles=True)`` return, from one run instead of two (one series ``[L]``:
         ``[horizon]`` and ``[horizon, Q]``)."""
-        return self._forecast_any(context, interval, horizon, True, group, check)
+        return self._forecast_any(context, interval, horizon, True, group, check, ordered)
 
     def _forecast_any(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
-                      group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
+                      group: Tensor | None, check: bool, ordered: bool = False) -> tuple[Tensor, Tensor | None]:
         """``_forecast`` for ``[B, L]`` or one series ``[L]`` (a batch of one, the batch axis dropped);
         NumPy arrays and lists are read as tensors."""
         try:  # ints, NumPy and 0-d tensor integers; not 8.0, not True
@@ -222,7 +231,7 @@ class ForecastMixin:
         if scale is not None:  # exact: a power of two per row, the same for a group's rows
             rows = rows / scale.to(rows.dtype if rows.is_floating_point() else torch.float64)[:, None]
         point, quant = (self._forecast(rows, interval, horizon, quantiles, None, check) if one
-                        else self._forecast_in_chunks(rows, interval, horizon, quantiles, group, check))
+                        else self._forecast_in_chunks(rows, interval, horizon, quantiles, group, check, ordered))
         if scale is not None:
             point = point * scale.to(point.dtype)[:, None]
             quant = None if quant is None else quant * scale.to(quant.dtype)[:, None, None]
@@ -261,14 +270,14 @@ class ForecastMixin:
         return None if bool((scale == 1).all()) else scale
 
     def _forecast_in_chunks(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
-                            group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
+                            group: Tensor | None, check: bool, ordered: bool = False) -> tuple[Tensor, Tensor | None]:
         """``_forecast`` in chunks of at most ``FORECAST_VALUES`` context values (whole groups; a
         group larger than that is one chunk), so that memory stays bounded however many rows are
         given (the backtests and checks hold several copies of every value: about 0.45 MB a row
         at 96 values). Rows never see other chunks: a row's forecast depends only on its group."""
         rows = max(1, FORECAST_VALUES // max(1, context.shape[-1]))
         if context.ndim != 2 or context.shape[0] <= rows or (group is not None and group.shape != context.shape[:1]):
-            return self._forecast(context, interval, horizon, quantiles, group, check)
+            return self._forecast(context, interval, horizon, quantiles, group, check, ordered)
         context, interval = self._check(context, interval, horizon)  # errors name rows of the whole batch
         if group is None:
             chunks = list(torch.arange(len(context), device=context.device).split(rows))
@@ -285,7 +294,7 @@ class ForecastMixin:
         point = quant = None
         for idx in chunks:
             p, q = self._forecast(context[idx], interval[idx], horizon, quantiles,
-                                  None if group is None else group[idx], check)
+                                  None if group is None else group[idx], check, ordered)
             if point is None:
                 point = p.new_empty(len(context), *p.shape[1:])
                 quant = None if q is None else q.new_empty(len(context), *q.shape[1:])
@@ -295,7 +304,7 @@ class ForecastMixin:
         return point, quant
 
     def _forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
-                  group: Tensor | None, check: bool) -> tuple[Tensor, Tensor | None]:
+                  group: Tensor | None, check: bool, ordered: bool = False) -> tuple[Tensor, Tensor | None]:
         device = context.device
         context, interval = self._check(context, interval, horizon)
         if group is not None and (group.shape != context.shape[:1] or group.is_floating_point() or group.is_complex()):
@@ -309,11 +318,13 @@ class ForecastMixin:
         lam = boxcox.guerrero_lambda(context, group) if check and self.box_cox else None
         if lam is not None and bool((lam < 1).any()):
             point, quant, switched = self._checked_forecast(boxcox.box_cox(context, lam), interval, horizon,
-                                                            group, check, quantiles, raw=(context, lam))
+                                                            group, check, quantiles, raw=(context, lam),
+                                                            ordered=ordered)
             point = boxcox.inv_box_cox(point, lam)
             quant = None if quant is None else boxcox.inv_box_cox(quant, lam)
         else:
-            point, quant, switched = self._checked_forecast(context, interval, horizon, group, check, quantiles)
+            point, quant, switched = self._checked_forecast(context, interval, horizon, group, check, quantiles,
+                                                            ordered=ordered)
         if (check and not switched and self.white_limit is not None
                 and len(self.check_cuts(context.shape[1], horizon)) < 2):
             white = looks_white(context, self.white_limit, group, self.white_dips)
@@ -326,20 +337,23 @@ class ForecastMixin:
         return point.to(device), None if quant is None else quant.to(device)
 
     def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
-                          check: bool, quantiles: bool = False,
-                          raw: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None, bool]:
+                          check: bool, quantiles: bool = False, raw: tuple[Tensor, Tensor] | None = None,
+                          ordered: bool = False) -> tuple[Tensor, Tensor | None, bool]:
         """The network's forecast ``(point [B, H], quantiles [B, H, Q] | None, switched)``, its
         classical combination's where ``check_origins`` shows the network losing (with ``check``;
         ``switched``: some row was). With ``coarse_blend`` (and ``check``), the mean of the two
         readings of a context that has coarse tokens, with and without them, each checked alone.
         ``raw``: ``(the values given, lam)`` where ``context`` is their Box-Cox transform, so that
-        ``check_mean``'s candidate is the mean of the values given, transformed."""
+        ``check_mean``'s candidate is the mean of the values given, transformed, and ``check_drift``'s
+        the drift of the values given, transformed. ``ordered``: ``forecast``'s."""
         readings = [True] + ([False] if check and self.coarse_blend and self.has_coarse(context.shape[1]) else [])
         keeps: list[Tensor | None] = [None] * len(readings)
         cuts: list[tuple[int, Tensor, Tensor, Tensor]] = []  # check_ar: each check's cut, truth, network, classical
+        drift = self.check_drift and ordered and group is not None
         if check and self.check_origins and self.guard:
             keeps = list(self._network_passes_check(context, interval, horizon, group, readings,
-                                                    cuts_into=cuts if self.check_ar or self.check_mean else None))
+                                                    cuts_into=cuts if self.check_ar or self.check_mean or drift
+                                                    else None))
         switched = any(k is not None and not bool(k.all()) for k in keeps)
         points, quants = [], []
         for coarse, keep in zip(readings, keeps):
@@ -369,6 +383,8 @@ class ForecastMixin:
                     shifted[take] = point[take] + weight[take, None].to(point.dtype) * (ar - point[take])
                     quant = None if quant is None else quant + (shifted - point)[..., None]
                     point = shifted
+            if drift:
+                point, quant = self._drift_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw, point, quant)
             if self.check_mean:
                 mean_wins = self._mean_checks(context, cuts, ar_cuts, keeps[0], weight, group, raw).a_loses(self.check_test)
                 if bool(mean_wins.any()):  # the level; the quantiles move with the point forecast
@@ -377,6 +393,37 @@ class ForecastMixin:
                     quant = None if quant is None else quant + (shifted - point)[..., None]
                     point = shifted
         return point, quant, switched
+
+    def _drift_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
+                       ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None, group: Tensor,
+                       raw: tuple[Tensor, Tensor] | None, point: Tensor,
+                       quant: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``check_drift``: ``(point, quant)`` moved ``DRIFT_SHARE`` of the way to each ordered group's
+        drifting profile (:func:`wfm.models.profile_drift.drift_forecast`) where it erred less than
+        the forecast so far (what the checks kept, moved towards linear prediction by ``ar_weight``)
+        on the same ``cuts`` (on average, or beyond doubt by ``check_test``); not at all elsewhere or
+        where the group has no profile (fewer than 3 rows, or a negative value). With ``raw`` (``(values,
+        lam)``, ``context`` their Box-Cox transform) the drift of the values given, transformed."""
+        def drifted(length: int, ahead: int) -> tuple[Tensor, Tensor]:
+            values = context[:, :length] if raw is None else raw[0][:, :length]
+            pred, ok = drift_forecast(values, ahead, group)
+            return (pred if raw is None else boxcox.box_cox(pred, raw[1].to(pred.dtype))), ok
+
+        stats = PairedChecks(context, group, self.pool_by_power)
+        usable = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
+        for i, (cut, truth, net, cls) in enumerate(cuts):
+            kept = torch.where(keep[:, None], net.double(), cls.double())
+            if ar_cuts is not None:
+                kept = kept + ar_weight[:, None] * (ar_cuts[i] - kept)
+            pred, ok = drifted(cut, truth.shape[1])
+            usable &= ok
+            stats.add((kept - truth) ** 2, (pred - truth) ** 2)
+        weight = DRIFT_SHARE * (stats.a_loses(self.check_test) | stats.a_behind()).to(torch.float64) * usable
+        if not bool((weight > 0).any()):
+            return point, quant
+        pred, _ = drifted(context.shape[1], point.shape[1])
+        shifted = point + (weight[:, None] * (pred - point.double())).to(point.dtype)
+        return shifted, None if quant is None else quant + (shifted - point)[..., None]
 
     def _level(self, context: Tensor, group: Tensor | None, raw: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``[B, 1]`` float64: the context mean that ``white_limit`` and ``check_mean`` give, with

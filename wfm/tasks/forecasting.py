@@ -63,14 +63,16 @@ def pools_channels(forecaster: Any) -> bool:
 
 @torch.no_grad()
 def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: int, per_group: int = 1,
-                    batch_size: int = 8192, quantiles_into: list | None = None) -> Tensor:
+                    batch_size: int = 8192, quantiles_into: list | None = None, ordered: bool = False) -> Tensor:
     """``forecaster.forecast`` of every row of ``series`` ``[B, L]``: ``[B, horizon]`` (float32, CPU).
 
     Consecutive runs of ``per_group`` rows are the channels of one window (the antennas and
     subcarriers of a CSI window, the beams of a codebook). A forecaster whose ``forecast`` takes
     ``group`` (the causal model) gets each row's window index, so the channels pool their
     evidence of which classical estimator fits (:func:`wfm.models.groups.pool_by_group`); any
-    other forecaster sees independent rows. Batches hold whole windows.
+    other forecaster sees independent rows. Batches hold whole windows. ``ordered``: a window's
+    channels, in row order, lie along one axis (a codebook's beams in angular order); a forecaster
+    whose ``forecast`` takes ``ordered`` is told so (the causal model's ``check_drift``).
 
     With a list ``quantiles_into`` and a forecaster with ``forecast_with_quantiles``, the point
     forecasts come from that (one run) and each batch's ``[b, horizon, Q]`` quantiles are appended.
@@ -84,6 +86,8 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
         ctx = series[a:a + step].float()
         itv = torch.full((len(ctx),), float(interval))
         kw = {"group": torch.arange(a, a + len(ctx)) // per_group} if grouped else {}
+        if grouped and ordered and "ordered" in inspect.signature(forecaster.forecast).parameters:
+            kw["ordered"] = True
         if quantiles_into is not None and hasattr(forecaster, "forecast_with_quantiles"):
             pred, quant = forecaster.forecast_with_quantiles(ctx, itv, horizon, **kw)
             quantiles_into.append(quant.detach().float().cpu())

@@ -41,7 +41,10 @@ context mean (per series), and seasonal naive with the period from the interval
 datasets, so it is reported as not applicable there; ``period=`` forces one). Linear
 extrapolation and linear prediction (``ar``: the classical AR channel predictor, one recursion per
 window pooled over its channels) are shown for reference (kind ``reference``) without setting the
-best; the verdict names the datasets where one of them is ahead of a model.
+best, and so, on views whose channels are ordered (beam power: the codebook's beams in angular
+order), is ``drift``, the window's power profile shifted by its peak's drift
+(:func:`wfm.models.profile_drift.drift_forecast`, the classical beam-tracking forecast); the
+verdict names the datasets where one of them is ahead of a model.
 
 Saved future-beam models (``checkpoints/*/trained.json``) are scored on their own task, the
 next best beam of the DeepSense trajectories against persistence (``wfm.tasks.real_beams``).
@@ -67,6 +70,7 @@ import wfm
 from wfm.console import markdown_table
 from wfm.data.errors import DataError
 from wfm.models.baselines import build_baseline, seasonal_period
+from wfm.models.profile_drift import drift_forecast
 from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
 from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
 from wfm.tasks.real_beams import BEAM_COLUMNS, beam_rows, beam_verdicts, discover_beam_models
@@ -166,7 +170,7 @@ def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192, pool: 
     per = len(series) // max(1, data.context.shape[0]) if pool else 1
     parts: list[Tensor] | None = None if quantiles_into is None else []
     pred = forecast_series(forecaster, series, data.interval, data.target.shape[1], per_group=per, batch_size=batch,
-                           quantiles_into=parts)
+                           quantiles_into=parts, ordered=data.ordered)
     if parts:
         quantiles_into.append(torch.cat(parts))
     return _from_series(pred, data.target)
@@ -252,6 +256,14 @@ def classical_rows(data: BenchData, cfg: RealBenchConfig) -> list[dict[str, Any]
     row = {"model": "ar", "kind": "reference", "note": "linear prediction, one recursion per window over its channels"}
     row.update(_score(forecast_windows(build_baseline("ar"), data, cfg.batch_series), data.target))
     rows.append(row)
+    if data.ordered and not data.context.is_complex():  # beams in angular order: the beam-tracking forecast
+        row = {"model": "drift", "kind": "reference",
+               "note": "the window's profile over its ordered channels shifted by its peak's drift"}
+        series = _to_series(data.context)
+        per = len(series) // max(1, data.context.shape[0])
+        pred, _ = drift_forecast(series, data.target.shape[1], torch.arange(len(series)) // per)
+        row.update(_score(_from_series(pred.float(), data.target), data.target))
+        rows.append(row)
     return rows
 
 

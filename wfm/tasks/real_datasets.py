@@ -78,6 +78,9 @@ class BenchData:
     scenario: Tensor | None = None
     #: ``time``: ``context`` and ``target`` run along time; ``frequency``: along subcarriers (``[N, K', T, A]``).
     axis: str = "time"
+    #: A window's channels lie in this order along one axis (a codebook's beams in angular order):
+    #: the drifting-profile reference and the causal model's ``check_drift`` apply.
+    ordered: bool = False
     #: Where a window's target lies in ``span``'s steps, ``(offset, length)``; None: after the context,
     #: ``(L, H)``. A frequency view's target is every packet of the window: ``(0, T)``.
     target_steps: tuple[int, int] | None = None
@@ -285,7 +288,7 @@ def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
                 f"{used} of {len(series)} trajectories of scenarios {','.join(map(str, scen))} long enough"
                 + ("; a window is all 64 beams" if view == "beam power" else "; deg, BS GPS -> vehicle GPS"))
         out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder), span=span,
-                             scenario=torch.tensor(of, dtype=torch.long)[span[:, 0]]))
+                             scenario=torch.tensor(of, dtype=torch.long)[span[:, 0]], ordered=view == "beam power"))
     return out
 
 

@@ -1,0 +1,93 @@
+"""The drifting-profile forecast (``wfm.models.profile_drift``) and the causal model's ``check_drift``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from wfm.models import create_model
+from wfm.models.profile_drift import drift_forecast
+
+
+def moving_lobes(windows: int = 4, beams: int = 24, steps: int = 40, speed: float = 0.4,
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[windows * beams, steps]`` beam powers of a Gaussian main lobe (width 2 beams) over a floor,
+    its centre moving ``speed`` beams a step (each window from its own start, alternately up and
+    down), rows of a window in beam order, and each row's window."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(steps, dtype=torch.float64)
+    rows = []
+    for w in range(windows):
+        centre = 6 + 4 * torch.rand(1, generator=g, dtype=torch.float64) + (1 if w % 2 == 0 else -1) * speed * t
+        if w % 2:
+            centre = centre + 8
+        b = torch.arange(beams, dtype=torch.float64)[:, None]
+        rows.append(1 + 20 * torch.exp(-0.5 * ((b - centre[None]) / 2.0) ** 2))
+    return torch.cat(rows), torch.arange(windows).repeat_interleave(beams)
+
+
+def test_drift_forecast_follows_a_lobe_that_moves_and_holds_one_that_stands():
+    x, group = moving_lobes()
+    ctx, truth = x[:, :32], x[:, 32:36]
+    pred, ok = drift_forecast(ctx, 4, group)
+    assert ok.all() and pred.dtype == torch.float64 and pred.shape == (len(x), 4)
+    err = ((pred - truth) ** 2).sum() / ((ctx[:, -1:] - truth) ** 2).sum()
+    assert err < 0.05  # persistence misses the moving lobe; its shifted profile does not
+    # A lobe that stands still: no drift, the mean of the last two profiles, exactly.
+    still = x[:, :1].expand(-1, 16) + torch.linspace(0, 1e-3, 16, dtype=torch.float64)
+    pred, ok = drift_forecast(still, 3, group)
+    torch.testing.assert_close(pred, still[:, -2:].mean(1, keepdim=True).expand(-1, 3))
+    # The rows of one window keep their order however the windows are interleaved.
+    order = torch.stack([torch.arange(24), torch.arange(24, 48)], 1).flatten()
+    torch.testing.assert_close(drift_forecast(ctx[order], 4, group[order])[0], drift_forecast(ctx, 4, group)[0][order])
+
+
+def test_drift_forecast_leaves_out_groups_without_a_power_profile():
+    x, group = moving_lobes(windows=3)
+    x[30, 5] = -1.0  # a negative value: not powers (window 1)
+    small = torch.tensor([7, 7, 9, 9, 9])  # two rows: too few to move along
+    ctx = torch.cat([x, torch.rand(5, 40, dtype=torch.float64)])
+    grp = torch.cat([group, small])
+    pred, ok = drift_forecast(ctx[:, :32], 4, grp)
+    assert ok[:24].all() and not ok[24:48].any() and ok[48:72].all()
+    assert not ok[72:74].any() and ok[74:].all()
+    torch.testing.assert_close(pred[~ok], ctx[~ok, 31:32].expand(-1, 4))
+    with pytest.raises(ValueError, match="drift_forecast needs"):
+        drift_forecast(ctx, 4, grp[:-1])
+
+
+def test_check_drift_takes_the_drifting_profile_where_it_wins_the_checks_of_an_ordered_group(tmp_path):
+    """``check_drift``: for groups that ``forecast`` is told are ordered, the drifting profile competes
+    on the checks with the forecast so far and is averaged with it where it erred less; the
+    same groups unordered, or a model without the option, forecast as before, to the bit."""
+    from wfm.hub import from_pretrained
+
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=32, max_coarse=16, max_context=64, guard=True, check_origins=8,
+              estimators=("last", "mean", "trend"), backtest_origins="value", check_test="either",
+              quantiles=(0.1, 0.5, 0.9))
+    off = create_model("causal_tiny", **kw).eval()
+    on = create_model("causal_tiny", check_drift=True, **kw).eval()
+    on.load_state_dict(off.state_dict())
+    x, group = moving_lobes(windows=6, beams=32, speed=0.25)
+    ctx, truth = x[:, :32].float(), x[:, 32:40].float()
+    before = off.forecast(ctx, 0.1, 8, group=group, ordered=True)
+    assert torch.equal(on.forecast(ctx, 0.1, 8, group=group), before)  # not told the rows are ordered
+    after = on.forecast(ctx, 0.1, 8, group=group, ordered=True)
+    drift = drift_forecast(ctx, 8, group)[0].float()
+    per_window = lambda p: ((p - truth) ** 2).view(6, -1).sum(1) / (truth ** 2).view(6, -1).sum(1)  # noqa: E731
+    assert (per_window(after) < 0.5 * per_window(before)).all()
+    moved = (after - before).view(6, -1).abs().amax(1) > 1e-3
+    assert moved.all()
+    far = (drift - before).abs() > 1e-2  # half way to the drift, every window
+    torch.testing.assert_close(((after - before) / (drift - before))[far], torch.full((int(far.sum()),), 0.5),
+                               atol=1e-3, rtol=0)
+    q_off, q_on = (m.forecast_with_quantiles(ctx, 0.1, 8, group=group, ordered=True) for m in (off, on))
+    torch.testing.assert_close(q_on[1] - q_on[0][..., None], q_off[1] - q_off[0][..., None], atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="check_drift .* needs check_origins"):
+        create_model("causal_tiny", prior="mix", check_drift=True)
+    on.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).check_drift and not off.check_drift
+    assert not math.isnan(float(after.sum()))
