@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -90,4 +88,17 @@ def test_check_drift_takes_the_drifting_profile_where_it_wins_the_checks_of_an_o
         create_model("causal_tiny", prior="mix", check_drift=True)
     on.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).check_drift and not off.check_drift
-    assert not math.isnan(float(after.sum()))
+
+
+def test_profile_drift_baseline_is_drift_forecast_through_forecast_series():
+    """The benchmark's ``drift`` reference: ``forecast_series`` passes a view's windows as ordered
+    groups, and the result is :func:`drift_forecast` of each window; unordered it refuses."""
+    from wfm.models.baselines import ProfileDrift
+    from wfm.tasks.forecasting import forecast_series
+
+    x, group = moving_lobes(windows=5)
+    ctx = x[:, :32].float()
+    got = forecast_series(ProfileDrift(), ctx, 0.1, 4, per_group=24, batch_size=48, ordered=True)
+    torch.testing.assert_close(got, drift_forecast(ctx, 4, group)[0].float())
+    with pytest.raises(ValueError, match="ordered=True"):
+        forecast_series(ProfileDrift(), ctx, 0.1, 4, per_group=24)

@@ -130,6 +130,24 @@ class LinearPrediction:
         return ar_forecast_rows(context, horizon, group, self.order).float()
 
 
+class ProfileDrift:
+    """The beam-tracking forecast (:func:`wfm.models.profile_drift.drift_forecast`): each window's
+    power profile over its ordered channels shifted by its peak's drift. Needs ``group`` and
+    ``ordered=True`` (``forecast_series`` passes both for a view whose channels are ordered); a
+    group that is no power profile (fewer than 3 rows, a negative value) keeps its last values."""
+
+    name = "drift"
+
+    def forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
+                 ordered: bool = False) -> Tensor:
+        from wfm.models.profile_drift import drift_forecast
+
+        _check(context, horizon)
+        if group is None or not ordered:
+            raise ValueError("ProfileDrift forecasts a window's ordered channels together: pass group= and ordered=True")
+        return drift_forecast(context, horizon, group)[0].float()
+
+
 DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
 

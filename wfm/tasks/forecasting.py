@@ -80,13 +80,14 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
     if per_group < 1 or len(series) % per_group:
         raise ValueError(f"{len(series)} series are not whole windows of {per_group} channels")
     grouped = per_group > 1 and pools_channels(forecaster)
+    tell_order = grouped and ordered and "ordered" in inspect.signature(forecaster.forecast).parameters
     step = max(1, batch_size // per_group) * per_group
     out = []
     for a in range(0, len(series), step):
         ctx = series[a:a + step].float()
         itv = torch.full((len(ctx),), float(interval))
         kw = {"group": torch.arange(a, a + len(ctx)) // per_group} if grouped else {}
-        if grouped and ordered and "ordered" in inspect.signature(forecaster.forecast).parameters:
+        if tell_order:
             kw["ordered"] = True
         if quantiles_into is not None and hasattr(forecaster, "forecast_with_quantiles"):
             pred, quant = forecaster.forecast_with_quantiles(ctx, itv, horizon, **kw)

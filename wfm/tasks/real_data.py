@@ -69,8 +69,7 @@ from torch import Tensor
 import wfm
 from wfm.console import markdown_table
 from wfm.data.errors import DataError
-from wfm.models.baselines import build_baseline, seasonal_period
-from wfm.models.profile_drift import drift_forecast
+from wfm.models.baselines import ProfileDrift, build_baseline, seasonal_period
 from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
 from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
 from wfm.tasks.real_beams import BEAM_COLUMNS, beam_rows, beam_verdicts, discover_beam_models
@@ -259,10 +258,7 @@ def classical_rows(data: BenchData, cfg: RealBenchConfig) -> list[dict[str, Any]
     if data.ordered and not data.context.is_complex():  # beams in angular order: the beam-tracking forecast
         row = {"model": "drift", "kind": "reference",
                "note": "the window's profile over its ordered channels shifted by its peak's drift"}
-        series = _to_series(data.context)
-        per = len(series) // max(1, data.context.shape[0])
-        pred, _ = drift_forecast(series, data.target.shape[1], torch.arange(len(series)) // per)
-        row.update(_score(_from_series(pred.float(), data.target), data.target))
+        row.update(_score(forecast_windows(ProfileDrift(), data, cfg.batch_series), data.target))
         rows.append(row)
     return rows
 
