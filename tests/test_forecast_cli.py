@@ -345,3 +345,119 @@ def test_a_large_level_keeps_its_variation(tmp_path, causal, capsys):
     assert code == 0, err
     got = [r["forecast"] - level for r in json.loads((tmp_path / "fc" / "forecast.json").read_text())["forecast"]]
     assert max(abs(g) for g in got) < 100 and len({round(g, 3) for g in got}) > 1
+
+
+def _lobe_sweeps(beams: int = 24, steps: int = 40, speed: float = 0.3, offset: float = 6.0) -> np.ndarray:
+    """``[steps, beams]`` beam powers: a Gaussian main lobe over a floor, moving ``speed`` beams a step."""
+    centre = offset + speed * np.arange(steps)[:, None]
+    return 1 + 20 * np.exp(-0.5 * ((np.arange(beams)[None] - centre) / 2.0) ** 2)
+
+
+def _earlier(model, ctx, group) -> float:
+    """The ordered forecast's NMSE of the window before the last (the second window of ``--checks 2``)."""
+    past, truth = ctx[:, :-8], ctx[:, -8:-4]
+    pred = model.forecast(past, 0.1, 4, group=group, ordered=True).double()
+    return float(((pred - truth) ** 2).sum() / (truth ** 2).sum())
+
+
+def test_forecast_channels_ordered_reads_a_sweeps_columns_as_one_window_as_the_api_does(tmp_path, capsys):
+    """``--channels ordered``: the columns of a beam sweep are one window's channels in angular order,
+    forecast as ``forecast(..., group=, ordered=True)`` forecasts them (the drifting profile of
+    ``check_drift`` among the checks); ``pooled`` as one group without the order; each id of a
+    long table is its own window; columns that do not end together are refused by name."""
+    from wfm.hub import from_pretrained
+
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=32, max_coarse=16, max_context=64, guard=True, check_origins=8,
+              estimators=("last", "mean", "trend"), backtest_origins="value", check_test="either",
+              quantiles=(0.1, 0.5, 0.9))
+    create_model("causal_tiny", check_drift=True, **kw).save_pretrained(str(tmp_path / "m"))
+    model = from_pretrained(str(tmp_path / "m")).eval()
+    sweeps = _lobe_sweeps()
+    _csv(tmp_path / "beams.csv", {f"beam{j}": list(sweeps[:, j]) for j in range(sweeps.shape[1])}, step_s=0.1)
+    ctx = torch.from_numpy(sweeps.T.copy())
+    got, links = {}, {}
+    for mode in ("separate", "pooled", "ordered"):
+        out = tmp_path / mode
+        code, err = run(["forecast", str(tmp_path / "m"), str(tmp_path / "beams.csv"), "--interval", "0.1",
+                         "--horizon", "4", "--time-column", "time", "--channels", mode, "--checks", "2",
+                         "--out", str(out)], capsys)
+        assert code == 0, err
+        rows = list(csv.DictReader(open(out / "forecast.csv")))
+        got[mode] = torch.tensor([float(r["forecast"]) for r in rows]).view(-1, 4)
+        links[mode] = json.loads((out / "forecast.json").read_text()).get("link_check")
+    group = torch.zeros(len(ctx), dtype=torch.long)
+    for mode, kwargs in (("separate", {}), ("pooled", dict(group=group)), ("ordered", dict(group=group, ordered=True))):
+        torch.testing.assert_close(got[mode], model.forecast(ctx, 0.1, 4, **kwargs).float(), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got["ordered"], got["pooled"], atol=1e-3)  # the drift moved the forecast
+    # The check of the sweep as a whole: sum err^2 / sum true^2 over its 24 beams, per window, and
+    # the drift among the checks is what follows the moving lobe.
+    assert links["separate"] is None and [(c["link"], c["columns"], c["windows"]) for c in links["ordered"]] == \
+        [("all columns", 24, 2)]
+    past, truth = ctx[:, :-4], ctx[:, -4:]
+    whole = ((model.forecast(past, 0.1, 4, group=group, ordered=True).double() - truth) ** 2).sum() / (truth ** 2).sum()
+    last = json.loads((tmp_path / "ordered" / "forecast.json").read_text())
+    assert links["ordered"][0]["model"] == pytest.approx((float(whole) + _earlier(model, ctx, group)) / 2, rel=1e-4)
+    assert links["ordered"][0]["model / best classical"] < 0.5 * links["pooled"][0]["model / best classical"]
+    assert len(last["check"]) == 24 and last["channels"] == "ordered"
+
+    # A long table: each id's columns are one window, forecast as that window alone.
+    with open(tmp_path / "long.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["site", "step", "b0", "b1", "b2", "b3", "b4", "b5"])
+        other = _lobe_sweeps(beams=6, speed=-0.1, offset=4.0)
+        for i in range(40):
+            w.writerow(["east", i, *sweeps[i, 8:14]])
+            w.writerow(["west", i, *other[i]])
+    out = tmp_path / "long"
+    code, err = run(["forecast", str(tmp_path / "m"), str(tmp_path / "long.csv"), "--interval", "1", "--horizon", "4",
+                     "--time-column", "step", "--id-column", "site", "--channels", "ordered", "--out", str(out)], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out / "forecast.csv")))
+    west = torch.tensor([float(r["forecast"]) for r in rows if r["column"].startswith("west")]).view(6, 4)
+    alone = model.forecast(torch.from_numpy(other.T.copy()), 1.0, 4, group=torch.zeros(6, dtype=torch.long),
+                           ordered=True)
+    torch.testing.assert_close(west, alone.float(), atol=1e-5, rtol=1e-5)
+    assert [(c["link"], c["columns"]) for c in json.loads((out / "forecast.json").read_text())["link_check"]] == \
+        [("east", 6), ("west", 6)]
+
+    # One link's channels end together; a column that stops early is named.
+    cols = {f"beam{j}": list(sweeps[:, j]) for j in range(4)}
+    cols["beam2"][-3:] = [float("nan")] * 3
+    _csv(tmp_path / "short.csv", cols, step_s=0.1)
+    code, err = run(["forecast", str(tmp_path / "m"), str(tmp_path / "short.csv"), "--interval", "0.1", "--horizon",
+                     "4", "--time-column", "time", "--channels", "pooled", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "'beam2'" in err and "3 value(s)" in err and not (tmp_path / "x").exists()
+
+
+def test_deepsense_csv_writes_the_long_table_that_wfm_forecast_reads_as_one_sweep_per_trajectory(tmp_path, causal,
+                                                                                                   capsys):
+    """``finetune/deepsense_csv.py``: a trajectory id, a frame and 64 beam powers per row; the
+    trajectories too short for the checks are left out; ``--channels ordered`` reads each as one link."""
+    import importlib.util
+    from pathlib import Path
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    seq = np.repeat([1, 2, 3], [30, 10, 29])
+    n = len(seq)
+    np.save(folder / f"scenario1_unit1_pwr_60ghz_1-{n}.npy", rng.uniform(0, 1, (n, 64)))
+    np.save(folder / f"scenario1_unit1_loc_1-{n}.npy", np.tile([33.42, -111.93], (n, 1)))
+    np.save(folder / f"scenario1_unit2_loc_1-{n}.npy", np.tile([33.4202, -111.93], (n, 1)) + rng.normal(0, 1e-5, (n, 2)))
+    np.save(folder / f"scenario1_seq_index_1-{n}.npy", seq)
+    spec = importlib.util.spec_from_file_location(
+        "deepsense_csv", Path(__file__).resolve().parent.parent / "finetune" / "deepsense_csv.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(folder), str(tmp_path / "beams.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "beams.csv")))
+    assert len(rows) == 59 and rows[0]["trajectory"] == "s1-1" and rows[-1]["frame"] == "28"
+    assert float(rows[31]["beam5"]) == pytest.approx(np.load(folder / f"scenario1_unit1_pwr_60ghz_1-{n}.npy")[41, 5],
+                                                     rel=1e-5)  # trajectory 3's second frame
+    code, err = run(["forecast", str(causal), str(tmp_path / "beams.csv"), "--interval", "0.1", "--id-column",
+                     "trajectory", "--columns", *[f"beam{j}" for j in range(64)], "--horizon", "4", "--context", "16",
+                     "--channels", "ordered", "--out", str(tmp_path / "fc")], capsys)
+    assert code == 0, err
+    links = json.loads((tmp_path / "fc" / "forecast.json").read_text())["link_check"]
+    assert [(c["link"], c["columns"], c["context"]) for c in links] == [("s1-1", 64, 16), ("s1-3", 64, 16)]

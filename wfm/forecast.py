@@ -14,6 +14,13 @@ the check says whether the model is in the right range on this series, not which
 ``--checks N`` scores the ``N`` latest windows (targets not overlapping) and reports the mean of
 their NMSEs (per-window NMSE), which says more.
 
+``--channels pooled`` reads the value columns (each id's, with ``--id-column``) as one link's
+channels (antennas, subcarriers, beams), which pool their evidence (``forecast(..., group=)``, as
+``wfm benchmark real`` forecasts a window), and adds each link's check as a whole (``sum err^2 /
+sum true^2`` over its channels); ``--channels ordered`` also says that they are in the columns'
+order along one axis (a codebook's beam powers in angular order: ``ordered=True``, which a model
+with ``check_drift`` needs to follow the profile's drift).
+
 Writes, into ``--out`` as a whole (a folder that is complete or absent, never half-written; a new or
 empty folder, or an earlier forecast's: one holding other files is refused):
 ``forecast.csv`` (column, step, time, point forecast and quantiles), ``forecast.json`` (the
@@ -53,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checks", type=positive_int, default=1,
                    help="windows of the check (each --horizon values, ending at the last value; default 1): "
                         "their mean per-window NMSE tells model and baselines apart better than one")
+    p.add_argument("--channels", choices=("separate", "pooled", "ordered"), default="separate",
+                   help="separate (default): every column is its own series; pooled: the value columns (of each "
+                        "id with --id-column) are one link's channels (antennas, subcarriers) and pool their "
+                        "evidence, as wfm benchmark real's windows do; ordered: pooled, and in the columns' order "
+                        "along one axis (a codebook's beam powers in angular order), so that a model with "
+                        "check_drift can follow the profile's drift")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
                    help="fill runs of missing values up to --max-gap long (default none: the forecast reads the run after the last gap)")
@@ -63,8 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_forecast)
 
 
-def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float], list[str]]:
-    """``(names, values [L] each, start time s, text columns skipped)``: each column's last gap-free run."""
+def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float], list[str], list[str]]:
+    """``(names, values [L] each, start time s, text columns skipped, id of each name)``: each
+    column's last gap-free run."""
     from wfm.data.loaders.generic import load_csv_series
     from wfm.data.loaders.timegrid import GapPolicy
 
@@ -72,7 +86,7 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
     d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
                         GapPolicy(args.fill, args.max_gap, split=True), args.id_column, args.time_unit)
     args.interval = d["interval_s"]  # as declared, or read from the time column
-    names, values, starts = [], [], []
+    names, values, starts, ids = [], [], [], []
     for j, name in enumerate(d["names"]):
         runs = [i for i, c in enumerate(d["column"]) if c == j]
         if not runs:
@@ -85,7 +99,8 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
         names.append(name)
         values.append(d["values"][last])
         starts.append(float(d["start_time"][last]))
-    return names, values, starts, d["skipped"]
+        ids.append(d["ids"][j])
+    return names, values, starts, d["skipped"], ids
 
 
 def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,7 +115,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(model, "model_kind", None) != "causal":
         raise InputError(f"{args.model}: wfm forecast needs a causal (series) model; this one is "
                          f"{getattr(model, 'model_kind', type(model).__name__)!r} (CSI models: wfm evaluate)")
-    names, values, starts, skipped = _series(args)
+    names, values, starts, skipped, ids = _series(args)
     if skipped:
         console.print(f"skipped columns with no number in them: {', '.join(skipped)}")
     h, levels = args.horizon, list(model.quantile_levels)
@@ -115,28 +130,30 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run{read}; "
                              "a forecast needs at least 2")
         xs.append(x)
-    # Series of one length are forecast as one batch (2,000 cells of 144 values: about a minute);
-    # each is its own series (no group), so a batch gives each the forecast it gets alone.
-    by_length: dict[int, list[int]] = {}
-    for i, x in enumerate(xs):
-        by_length.setdefault(x.numel(), []).append(i)
+    batches = _batches(args, names, values, starts, ids, xs)
     points: list[Any] = [None] * len(xs)
     quants: list[Any] = [None] * len(xs)
     checks: list[dict[str, Any]] = [{"column": n, "context": int(x.numel())} for n, x in zip(names, xs)]
+    ordered, group_mode = args.channels == "ordered", args.channels != "separate"
+    link_checks: list[dict[str, Any]] = []  # --channels pooled|ordered: each link's window as a whole
     with progress_bar("forecast", len(xs)) as advance:
-        for length, idx in by_length.items():
+        for idx, group in batches:
+            length = xs[idx[0]].numel()
             batch = torch.stack([xs[i] for i in idx])
             if model.quantile_levels:
-                point, q = model.forecast_with_quantiles(batch, args.interval, h)
+                point, q = model.forecast_with_quantiles(batch, args.interval, h, group=group, ordered=ordered)
             else:
-                point, q = model.forecast(batch, args.interval, h), None
+                point, q = model.forecast(batch, args.interval, h, group=group, ordered=ordered), None
             for j, i in enumerate(idx):
                 points[i], quants[i] = point[j], None if q is None else q[j]
             # The check reads as many values as the forecast does, where the series holds them: a
             # shorter context can miss what the forecast sees (a day of 2-minute values).
             n = min(min(fulls[i].numel() for i in idx), length + args.checks * h)
-            _check_batch(model, torch.stack([fulls[i][-n:] for i in idx]), [checks[i] for i in idx], h,
-                         args.interval, args.checks, context=length)
+            linked = _check_batch(model, torch.stack([fulls[i][-n:] for i in idx]), [checks[i] for i in idx], h,
+                                  args.interval, args.checks, context=length, group=group, ordered=ordered)
+            firsts = [idx[int((group == g).nonzero()[0])] for g in range(len(linked))]  # each link's first column
+            link_checks += [{"link": ids[i] or "all columns", "columns": int((group == g).sum()), "context": length,
+                             **c} for g, (i, c) in enumerate(zip(firsts, linked))]
             advance(len(idx))
     rows, out_rows = [], []
     for name, x, v, t0, point, q in zip(names, xs, values, starts, points, quants):
@@ -150,27 +167,72 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             out_rows.append(row)
         rows.append((name, x.numpy(), point.numpy(), None if q is None else q.numpy()))
     result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
-              "quantile_levels": levels, "skipped_text_columns": skipped, "check": checks, "forecast": out_rows}
+              "quantile_levels": levels, "skipped_text_columns": skipped, "channels": args.channels,
+              "check": checks, **({"link_check": link_checks} if group_mode else {}), "forecast": out_rows}
     _write(out, result, rows, levels)
-    print_table(checks[:PRINT_SERIES], title=f"check: the last {h} values of each column forecast from the ones "
+    shown, what, kind = (link_checks, "link (its columns' window as a whole)", "links") if group_mode else \
+        (checks, "column", "series")
+    print_table(shown[:PRINT_SERIES], title=f"check: the last {h} values of each {what} forecast from the ones "
                 f"before (per-window NMSE{f', up to {args.checks} windows' if args.checks > 1 else ''})"
-                + (f"; the first {PRINT_SERIES} of {len(checks)} series" if len(checks) > PRINT_SERIES else ""))
-    ratios = [c["model / best classical"] for c in checks if c.get("model / best classical") is not None]
-    if len(checks) > PRINT_SERIES and ratios:
-        console.print(f"{len(ratios)} series checked: the model at or below the best classical baseline on "
-                      f"{sum(r <= 1 for r in ratios)} ({100 * sum(r <= 1 for r in ratios) / len(ratios):.0f} %), "
+                + (f"; the first {PRINT_SERIES} of {len(shown)} {kind}" if len(shown) > PRINT_SERIES else ""))
+    ratios = [c["model / best classical"] for c in shown if c.get("model / best classical") is not None]
+    if len(shown) > PRINT_SERIES and ratios:
+        console.print(f"{len(ratios)} {kind} checked: the model at or below the "
+                      f"best classical baseline on {sum(r <= 1 for r in ratios)} ({100 * sum(r <= 1 for r in ratios) / len(ratios):.0f} %), "
                       f"median ratio {float(np.median(ratios)):.3g} (forecast.json holds every check)")
     console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")
     return result
 
 
+def _batches(args: argparse.Namespace, names: list[str], values: list[Any], starts: list[float], ids: list[str],
+             xs: list[Any]) -> list[tuple[list[int], Any]]:
+    """``(series indices, group [n] or None)`` of each forecast batch; ``xs`` (the contexts) is cropped
+    in place where ``--channels pooled|ordered`` makes a link's columns one window.
+
+    Separate series of one length are one batch (2,000 cells of 144 values: about a minute); each
+    is its own series (no group), so a batch gives each the forecast it gets alone. Pooled
+    columns must end at the same time (one link's channels, read at once); they are read over
+    their common stretch, and links of one length share a batch, one group each."""
+    import torch
+
+    by_length: dict[int, list[int]] = {}
+    if args.channels == "separate":
+        for i, x in enumerate(xs):
+            by_length.setdefault(x.numel(), []).append(i)
+        return [(idx, None) for idx in by_length.values()]
+    links: dict[str, list[int]] = {}
+    for i, gid in enumerate(ids):
+        links.setdefault(gid, []).append(i)
+    groups: dict[int, list[list[int]]] = {}
+    for gid, idx in links.items():
+        ends = [starts[i] + len(values[i]) * args.interval for i in idx]
+        if max(ends) - min(ends) > 0.5 * args.interval:
+            late, early = idx[ends.index(max(ends))], idx[ends.index(min(ends))]
+            raise InputError(f"{args.csv}: --channels {args.channels}: column {names[late]!r} ends "
+                             f"{(max(ends) - min(ends)) / args.interval:.0f} value(s) after {names[early]!r} "
+                             f"{'(' + args.id_column + ' ' + gid + ') ' if gid else ''}; one link's channels end "
+                             "together (fill the gaps, --fill, or pick the columns, --columns)")
+        n = min(xs[i].numel() for i in idx)
+        for i in idx:
+            xs[i] = xs[i][-n:]
+        groups.setdefault(n, []).append(idx)
+    out = []
+    for links_of_length in groups.values():
+        idx = [i for link in links_of_length for i in link]
+        group = torch.cat([torch.full((len(link),), g, dtype=torch.long) for g, link in enumerate(links_of_length)])
+        out.append((idx, group))
+    return out
+
+
 def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, interval: float, windows: int,
-                 context: int | None = None) -> None:
+                 context: int | None = None, group: Any = None, ordered: bool = False) -> list[dict[str, Any]]:
     """Fill each series' ``check`` (rows of ``batch`` ``[B, L]``): the last ``h`` values forecast from
     the ones before (at most ``context`` of them), and as many windows before them as ``windows``
     asks and the series holds (each ``h`` values, their targets not overlapping), by the model and
     the classical baselines; the mean of their NMSEs (per-window NMSE) and the model's ratio to the
-    best baseline."""
+    best baseline. ``group`` and ``ordered``: the model's, as the forecast read them; with a
+    ``group``, returns the same check of each group's window as a whole (``sum err^2 / sum true^2``
+    over its channels, as ``wfm benchmark real`` scores a link), in group order."""
     import numpy as np
     import torch
 
@@ -180,23 +242,41 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
     length = batch.shape[1]
     ends = [length - k * h for k in range(windows) if length - k * h > h + 1]
     if not ends:
-        return
+        return []
     itv = torch.full((len(batch),), float(interval))
     scores: dict[str, list[Any]] = {}
+    links: dict[str, list[Any]] = {}
     for end in ends:
         past, truth = batch[:, max(0, end - h - (context or length)):end - h], batch[:, end - h:end]
         period = seasonal_period(interval, past.shape[1])
-        fcs = {"model": model.forecast(past, itv, h)}
+        fcs = {"model": model.forecast(past, itv, h, group=group, ordered=ordered)}
         fcs.update({b: build_baseline(b, **({"period": period} if b == "seasonal" else {})).forecast(past, itv, h)
                     for b in CLASSICAL})
         for k, f in fcs.items():
             scores.setdefault(k, []).append(window_nmse(f, truth).numpy())
+            if group is not None:
+                err, true = (torch.zeros(int(group.max()) + 1, dtype=torch.float64).index_add_(
+                    0, group, (v.double() ** 2).sum(1)) for v in (f.double() - truth.double(), truth))
+                links.setdefault(k, []).append((err / true.clamp_min(1e-30)).numpy())
     for j, check in enumerate(checks):
         check["windows"] = len(ends)
         check.update({k: float(np.mean([s[j] for s in v])) for k, v in scores.items()})  # per-window NMSE
-        best = min(check[b] for b in CLASSICAL)
-        # A classical baseline that is exact (a constant column) leaves no ratio to report.
-        check["model / best classical"] = check["model"] / best if best > 0 else None
+        _add_ratio(check)
+    out = []
+    for g in range(len(next(iter(links.values()))[0]) if links else 0):
+        link = {"windows": len(ends), **{k: float(np.mean([s[g] for s in v])) for k, v in links.items()}}
+        _add_ratio(link)
+        out.append(link)
+    return out
+
+
+def _add_ratio(check: dict[str, Any]) -> None:
+    """``check["model / best classical"]``: the model's NMSE over the best classical baseline's."""
+    from wfm.models.baselines import CLASSICAL
+
+    best = min(check[b] for b in CLASSICAL)
+    # A classical baseline that is exact (a constant column) leaves no ratio to report.
+    check["model / best classical"] = check["model"] / best if best > 0 else None
 
 
 #: Series whose check is printed (the first ones; forecast.json holds every check).

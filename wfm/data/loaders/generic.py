@@ -77,7 +77,7 @@ def _looks_like_time(cells: list[str]) -> bool:
 def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[str] | None = None,
                     time_column: str | None = None, policy: GapPolicy = GapPolicy(),
                     id_column: str | None = None, time_unit: str = "s") -> dict[str, Any]:
-    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...], "interval_s",
+    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...], "ids": [...], "interval_s",
     "skipped": [...]}`` from a CSV. ``interval`` ``None``: read from the ``time_column`` (the most
     common step between its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it
     then needs. Without ``columns``, every column but the time (and id) column is a series, except
@@ -86,8 +86,8 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
 
     ``id_column``: a long table (one row per series and step, as operators export cell traffic):
     the rows of each id, in the file's order, are that id's series, named after the id (``ID
-    COLUMN`` where there are several value columns); ``column`` then indexes those names.
-    ``time_unit``: of numeric timestamps (``s``, ``ms``, ``us``, ``ns``)."""
+    COLUMN`` where there are several value columns); ``column`` then indexes those names, and
+    ``ids`` gives each name's id (``""`` without ``id_column``). ``time_unit``: of numeric timestamps (``s``, ``ms``, ``us``, ``ns``)."""
     table = read_csv(path)
     src = str(table.path)
     keys = {time_column, id_column}
@@ -125,7 +125,7 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
     series = [(name if not gid else gid if len(names) == 1 else f"{gid} {name}", name, gid, g)
               for gid, g in groups.items() for name in names]
     out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": [s[0] for s in series],
-                           "interval_s": float(interval), "skipped": skipped}
+                           "ids": [s[2] for s in series], "interval_s": float(interval), "skipped": skipped}
     numbers = {}
     for name in names:
         # Text in a value column is most often a time column read as values.
@@ -137,7 +137,7 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
             raise DataError(f"{src}: no value in any column ({', '.join(empty)}: every cell is empty or NaN)")
         skipped += empty
         series = [s for s in series if s[1] not in empty]
-        out["names"] = [s[0] for s in series]
+        out["names"], out["ids"] = [s[0] for s in series], [s[2] for s in series]
     for j, (_, name, gid, g) in enumerate(series):
         where = f"{src} ({id_column} {gid})" if id_column else src
         if np.isnan(numbers[name][g]).all():
