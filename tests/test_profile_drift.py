@@ -102,3 +102,43 @@ def test_profile_drift_baseline_is_drift_forecast_through_forecast_series():
     torch.testing.assert_close(got, drift_forecast(ctx, 4, group)[0].float())
     with pytest.raises(ValueError, match="ordered=True"):
         forecast_series(ProfileDrift(), ctx, 0.1, 4, per_group=24)
+
+
+def test_drift_share_fitted_takes_more_of_a_drift_that_the_checks_find_exact_and_round_trips(tmp_path):
+    """``drift_share="fitted"``: the mean of the fixed half and the least-squares share on the checks.
+    A lobe that moves steadily is forecast by its drift far better than by the model, so the
+    fitted share is well above a half and the forecast goes more than half of the way (at most 3/4;
+    half of it with ``"half"``), by one share per window, and closer to the truth; the quantiles
+    move with it; the option is saved and read back, and a bad value is refused."""
+    from wfm.hub import from_pretrained
+
+    torch.manual_seed(0)
+    kw = dict(prior="mix", coarse_len=32, max_coarse=16, max_context=64, guard=True, check_origins=8,
+              estimators=("last", "mean", "trend"), backtest_origins="value", check_test="either",
+              quantiles=(0.1, 0.5, 0.9), check_drift=True)
+    half = create_model("causal_tiny", **kw).eval()
+    fitted = create_model("causal_tiny", drift_share="fitted", **kw).eval()
+    fitted.load_state_dict(half.state_dict())
+    x, group = moving_lobes(windows=6, beams=32, speed=0.25)
+    ctx, truth = x[:, :32].float(), x[:, 32:40].float()
+    before = half.forecast(ctx, 0.1, 8, group=group)  # not ordered: no drift at all
+    drift = drift_forecast(ctx, 8, group)[0].float()
+    got = {m.drift_share: m.forecast_with_quantiles(ctx, 0.1, 8, group=group, ordered=True) for m in (half, fitted)}
+    far = (drift - before).abs() > 1e-2
+    way = {k: ((p - before) / (drift - before))[far] for k, (p, _) in got.items()}
+    torch.testing.assert_close(way["half"], torch.full_like(way["half"], 0.5), atol=1e-3, rtol=0)
+    assert 0.55 < float(way["fitted"].min()) and float(way["fitted"].max()) <= 0.75 + 1e-3
+    shares = ((got["fitted"][0] - before) / (drift - before)).masked_fill(~far, float("nan")).view(6, -1)
+    assert (shares.nan_to_num(1.0).amin(1) > shares.nan_to_num(0.0).amax(1) - 2e-3).all()  # one per window
+    per_window = lambda p: ((p - truth) ** 2).view(6, -1).sum(1) / (truth ** 2).view(6, -1).sum(1)  # noqa: E731
+    assert (per_window(got["fitted"][0]) < per_window(got["half"][0])).all()
+    point, quant = got["fitted"]
+    base_point, base_quant = half.forecast_with_quantiles(ctx, 0.1, 8, group=group)
+    torch.testing.assert_close(quant - point[..., None], base_quant - base_point[..., None], atol=1e-3, rtol=0)
+    fitted.save_pretrained(str(tmp_path / "m"))
+    half.save_pretrained(str(tmp_path / "h"))
+    assert from_pretrained(str(tmp_path / "m")).drift_share == "fitted"
+    assert from_pretrained(str(tmp_path / "h")).drift_share == "half"
+    assert "drift_share" not in (tmp_path / "h" / "config.json").read_text()
+    with pytest.raises(ValueError, match="drift_share must be"):
+        create_model("causal_tiny", drift_share="all", **kw)

@@ -300,6 +300,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             over the checks, or beyond doubt). Chosen on held-out generated beam sweeps
             (pretrain/studies.md, "A beam profile that drifts"). False (every model saved before
             it): no such test. Inference only.
+        drift_share: with ``check_drift``, how much of the drifting profile goes in: ``"half"``
+            (session 53) half of it where it erred less on the checks, else none; ``"fitted"``
+            (session 54) the mean of that and the share that minimised the checks' squared error
+            (least squares over the group's checks, in [0, 1]): the fitted share alone is noisy
+            from a few checks, and the fixed half alone ignores how much better the drift did.
+            Chosen on held-out generated beam sweeps (pretrain/studies.md, "The drift's share
+            fitted on the checks"). Inference only.
         check_mean: with ``check_origins``, where two or more checks fit, the context mean (with
             ``white_shrink`` shrunk as that option shrinks it) is tested on the same checks against
             the forecast so far (what they kept, with ``check_ar`` moved towards linear
@@ -391,7 +398,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_dips: bool = False, check_test: str = "difference",
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
                  ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
-                 check_drift: bool = False) -> None:
+                 check_drift: bool = False, drift_share: str = "half") -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -464,6 +471,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if check_drift and not check_origins:
             raise ValueError("check_drift tests a drifting profile on the checks of check_origins: it needs check_origins > 0")
         self.check_drift = bool(check_drift)
+        if drift_share not in ("half", "fitted"):
+            raise ValueError(f"drift_share must be 'half' or 'fitted', got {drift_share!r}")
+        self.drift_share = drift_share
         if check_mean and not check_origins:
             raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
         self.check_mean = bool(check_mean)

@@ -89,6 +89,11 @@ class PairedChecks:
         self.logs = [context.new_zeros(b, dtype=torch.float64) for _ in range(2)]
         self.n = 0
 
+    @property
+    def row_weight(self) -> Tensor:
+        """``[B]``: what a row's mean squared error over a check counts for in ``d`` (:meth:`add`)."""
+        return 1.0 / self.var if self.weights is None else self.weights / self.var
+
     def add(self, err_a: Tensor, err_b: Tensor) -> None:
         """One check: the squared errors ``[B, H]`` of A and of B (float64)."""
         ea, eb = err_a.mean(dim=1) / self.var, err_b.mean(dim=1) / self.var
@@ -398,12 +403,15 @@ class ForecastMixin:
                        ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None, group: Tensor,
                        raw: tuple[Tensor, Tensor] | None, point: Tensor,
                        quant: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """``check_drift``: ``(point, quant)`` moved ``DRIFT_SHARE`` of the way to each ordered group's
-        drifting profile (:func:`wfm.models.profile_drift.drift_forecast`) where it erred less than
+        """``check_drift``: ``(point, quant)`` moved towards each ordered group's drifting profile
+        (:func:`wfm.models.profile_drift.drift_forecast`) by ``DRIFT_SHARE`` where it erred less than
         the forecast so far (what the checks kept, moved towards linear prediction by ``ar_weight``)
-        on the same ``cuts`` (on average, or beyond doubt by ``check_test``); not at all elsewhere or
-        where the group has no profile (fewer than 3 rows, or a negative value). With ``raw`` (``(values,
-        lam)``, ``context`` their Box-Cox transform) the drift of the values given, transformed."""
+        on the same ``cuts`` (on average, or beyond doubt by ``check_test``), and not at all
+        elsewhere; with ``drift_share="fitted"`` by the mean of that share and the one that
+        minimised the checks' squared error (a group's pooled, each row weighed as the checks
+        weigh it). Never where the group has no profile (fewer than 3 rows, or a negative value).
+        With ``raw`` (``(values, lam)``, ``context`` their Box-Cox transform) the drift of the
+        values given, transformed."""
         def drifted(length: int, ahead: int) -> tuple[Tensor, Tensor]:
             values = context[:, :length] if raw is None else raw[0][:, :length]
             pred, ok = drift_forecast(values, ahead, group)
@@ -411,6 +419,8 @@ class ForecastMixin:
 
         stats = PairedChecks(context, group, self.pool_by_power)
         usable = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
+        # sum (drift - kept)(truth - kept) and sum (drift - kept)^2: the least-squares share's terms
+        fit = [torch.zeros(context.shape[0], dtype=torch.float64, device=context.device) for _ in range(2)]
         for i, (cut, truth, net, cls) in enumerate(cuts):
             kept = torch.where(keep[:, None], net.double(), cls.double())
             if ar_cuts is not None:
@@ -418,7 +428,14 @@ class ForecastMixin:
             pred, ok = drifted(cut, truth.shape[1])
             usable &= ok
             stats.add((kept - truth) ** 2, (pred - truth) ** 2)
-        weight = DRIFT_SHARE * (stats.a_loses(self.check_test) | stats.a_behind()).to(torch.float64) * usable
+            step = pred - kept
+            fit[0] += stats.row_weight * (step * (truth - kept)).mean(dim=1)
+            fit[1] += stats.row_weight * (step * step).mean(dim=1)
+        weight = DRIFT_SHARE * (stats.a_loses(self.check_test) | stats.a_behind()).to(torch.float64)
+        if self.drift_share == "fitted":
+            fitted = pool_rows(fit[0], group) / pool_rows(fit[1], group).clamp_min(1e-300)
+            weight = 0.5 * (weight + fitted.clamp(0.0, 1.0))
+        weight = weight * usable
         if not bool((weight > 0).any()):
             return point, quant
         pred, _ = drifted(context.shape[1], point.shape[1])
