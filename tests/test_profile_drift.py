@@ -1,4 +1,5 @@
-"""The drifting-profile forecast (``wfm.models.profile_drift``) and the causal model's ``check_drift``."""
+"""The drifting-profile forecast (``wfm.models.profile_drift``), the causal model's ``check_drift``, and the
+shares of a candidate fitted on the checks (``drift_share``, ``ar_share``)."""
 
 from __future__ import annotations
 
@@ -142,3 +143,35 @@ def test_drift_share_fitted_takes_more_of_a_drift_that_the_checks_find_exact_and
     assert "drift_share" not in (tmp_path / "h" / "config.json").read_text()
     with pytest.raises(ValueError, match="drift_share must be"):
         create_model("causal_tiny", drift_share="all", **kw)
+
+
+def test_fitted_share_is_the_least_squares_combination_of_the_checks_pooled_per_group(tmp_path):
+    """``PairedChecks.fitted_share``: the ``w`` of ``A + w (B - A)`` that fits the checks' truth best,
+    a group's rows pooled (each weighed by its context variance, as the paired test weighs it),
+    clamped to [0, 1]; ``ar_share="fitted"`` needs ``check_ar`` and round-trips."""
+    from wfm.hub import from_pretrained
+    from wfm.models.causal_forecast import PairedChecks
+
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(6, 32, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2, 1, 1, 3, 1])[:, None]
+    group = torch.tensor([0, 0, 1, 1, 2, 3])
+    true_w = torch.tensor([0.3, 0.3, 0.8, 0.8, 1.7, -0.4], dtype=torch.float64)  # the last two beyond [0, 1]
+    stats = PairedChecks(context, group, pool_by_power=False)
+    for _ in range(4):
+        a, b = (torch.randn(6, 5, generator=g, dtype=torch.float64) for _ in range(2))
+        stats.add_forecasts(a, b, a + true_w[:, None] * (b - a))
+    torch.testing.assert_close(stats.fitted_share(), torch.tensor([0.3, 0.3, 0.8, 0.8, 1.0, 0.0], dtype=torch.float64))
+    # Rows of one group that disagree: the variance-weighted least squares over both.
+    stats = PairedChecks(context[:2], torch.tensor([0, 0]), pool_by_power=False)
+    a, b = torch.zeros(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
+    stats.add_forecasts(a, b, torch.tensor([[0.2] * 3, [0.6] * 3], dtype=torch.float64))
+    w = 1 / stats.var
+    torch.testing.assert_close(stats.fitted_share(), ((0.2 * w[0] + 0.6 * w[1]) / w.sum()).expand(2))
+    assert torch.equal(PairedChecks(context, None, False).fitted_share(), torch.zeros(6, dtype=torch.float64))
+
+    kw = dict(prior="mix", guard=True, check_origins=8, check_ar=True, ar_blend=True)
+    m = create_model("causal_tiny", ar_share="fitted", **kw)
+    m.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).ar_share == "fitted"
+    with pytest.raises(ValueError, match="ar_share .* needs check_ar"):
+        create_model("causal_tiny", prior="mix", guard=True, check_origins=8, ar_share="fitted")

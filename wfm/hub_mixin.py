@@ -110,6 +110,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "ar_season", False) else {"ar_season": True}),
             **({} if not getattr(model, "check_drift", False) else {"check_drift": True}),
             **({} if getattr(model, "drift_share", "half") == "half" else {"drift_share": model.drift_share}),
+            **({} if getattr(model, "ar_share", "half") == "half" else {"ar_share": model.ar_share}),
             **({} if not getattr(model, "check_mean", False) else {"check_mean": True}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
             **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),

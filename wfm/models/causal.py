@@ -283,6 +283,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             generated series and textbook processes (pretrain/studies.md, "Linear prediction
             blended where it leads the checks"). False (every model saved before it): no blend.
             Inference only.
+        ar_share: with ``check_ar``, how much of linear prediction goes in: ``"half"`` (every
+            model before session 54) all of it where it won beyond doubt, half where it led on
+            average with ``ar_blend``, else none; ``"fitted"`` the mean of that and the share that
+            minimised the checks' squared error (least squares, in [0, 1]), as ``drift_share``.
+            Inference only.
         ar_season: with ``check_ar``, linear prediction is not taken (nor blended) for a row whose
             earliest check's context lacks a seasonal period that the whole context holds (a day or
             a week of the ``day`` / ``week`` estimators: 10-minute traffic with exactly a day of
@@ -398,7 +403,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_dips: bool = False, check_test: str = "difference",
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
                  ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
-                 check_drift: bool = False, drift_share: str = "half") -> None:
+                 check_drift: bool = False, drift_share: str = "half", ar_share: str = "half") -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -474,6 +479,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if drift_share not in ("half", "fitted"):
             raise ValueError(f"drift_share must be 'half' or 'fitted', got {drift_share!r}")
         self.drift_share = drift_share
+        if ar_share not in ("half", "fitted"):
+            raise ValueError(f"ar_share must be 'half' or 'fitted', got {ar_share!r}")
+        if ar_share == "fitted" and not check_ar:
+            raise ValueError("ar_share weighs linear prediction where check_ar tests it: it needs check_ar")
+        self.ar_share = ar_share
         if check_mean and not check_origins:
             raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
         self.check_mean = bool(check_mean)

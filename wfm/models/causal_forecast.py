@@ -87,12 +87,8 @@ class PairedChecks:
         self.group = group
         self.sums = [context.new_zeros(b, dtype=torch.float64) for _ in range(2)]
         self.logs = [context.new_zeros(b, dtype=torch.float64) for _ in range(2)]
+        self.fit = [context.new_zeros(b, dtype=torch.float64) for _ in range(2)]  # add_forecasts' sums
         self.n = 0
-
-    @property
-    def row_weight(self) -> Tensor:
-        """``[B]``: what a row's mean squared error over a check counts for in ``d`` (:meth:`add`)."""
-        return 1.0 / self.var if self.weights is None else self.weights / self.var
 
     def add(self, err_a: Tensor, err_b: Tensor) -> None:
         """One check: the squared errors ``[B, H]`` of A and of B (float64)."""
@@ -108,6 +104,23 @@ class PairedChecks:
         self.logs[0] += d
         self.logs[1] += d * d
         self.n += 1
+
+    def add_forecasts(self, a: Tensor, b: Tensor, truth: Tensor) -> None:
+        """One check from the forecasts ``[B, H]`` of A and B and the ``truth`` (float64): :meth:`add`
+        of their squared errors, and the sums of the share of B that fits the checks best
+        (:meth:`fitted_share`)."""
+        self.add((a - truth) ** 2, (b - truth) ** 2)
+        weight = 1.0 / self.var if self.weights is None else self.weights / self.var  # as add weighs a row
+        step = b - a
+        self.fit[0] += weight * (step * (truth - a)).mean(dim=1)
+        self.fit[1] += weight * (step * step).mean(dim=1)
+
+    def fitted_share(self) -> Tensor:
+        """``[B]`` in [0, 1]: the ``w`` that minimises the checks' squared error of ``A + w (B - A)``
+        (least squares, a group's rows pooled, each weighed as :meth:`add` weighs it): the forecast
+        combination fitted on the checks (:meth:`add_forecasts`; 0 without them)."""
+        num, den = self.fit if self.group is None else (pool_rows(f, self.group) for f in self.fit)
+        return (num / den.clamp_min(1e-300)).clamp(0.0, 1.0)
 
     def a_behind(self) -> Tensor:
         """``[B]`` bool: where A erred more than B on average over the checks (a group's pooled), by
@@ -419,22 +432,16 @@ class ForecastMixin:
 
         stats = PairedChecks(context, group, self.pool_by_power)
         usable = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
-        # sum (drift - kept)(truth - kept) and sum (drift - kept)^2: the least-squares share's terms
-        fit = [torch.zeros(context.shape[0], dtype=torch.float64, device=context.device) for _ in range(2)]
         for i, (cut, truth, net, cls) in enumerate(cuts):
             kept = torch.where(keep[:, None], net.double(), cls.double())
             if ar_cuts is not None:
                 kept = kept + ar_weight[:, None] * (ar_cuts[i] - kept)
             pred, ok = drifted(cut, truth.shape[1])
             usable &= ok
-            stats.add((kept - truth) ** 2, (pred - truth) ** 2)
-            step = pred - kept
-            fit[0] += stats.row_weight * (step * (truth - kept)).mean(dim=1)
-            fit[1] += stats.row_weight * (step * step).mean(dim=1)
+            stats.add_forecasts(kept, pred, truth)
         weight = DRIFT_SHARE * (stats.a_loses(self.check_test) | stats.a_behind()).to(torch.float64)
         if self.drift_share == "fitted":
-            fitted = pool_rows(fit[0], group) / pool_rows(fit[1], group).clamp_min(1e-300)
-            weight = 0.5 * (weight + fitted.clamp(0.0, 1.0))
+            weight = 0.5 * (weight + stats.fitted_share())
         weight = weight * usable
         if not bool((weight > 0).any()):
             return point, quant
@@ -476,12 +483,15 @@ class ForecastMixin:
         ``(cut, truth, network, classical)``), by the test of ``check_test``: the one-sided paired
         t-test on the squared errors' difference over the row's context variance (a group's
         pooled), and with ``"either"`` also on their log ratio. With ``ar_blend``, 0.5 where it
-        erred less on average over the checks but not beyond doubt. Else 0. With ``ar_season``,
+        erred less on average over the checks but not beyond doubt. Else 0. With ``ar_share="fitted"``,
+        the mean of that and the share fitted on the checks (:meth:`PairedChecks.fitted_share`). With ``ar_season``,
         0 for rows whose checks miss a season the whole context holds (:meth:`checks_miss_season`)."""
         stats = self._linear_prediction_checks(context, cuts, ar_cuts, keep, group)
         wins = stats.a_loses(self.check_test)
         behind = stats.a_behind() if self.ar_blend else torch.zeros_like(wins)
         weight = torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
+        if self.ar_share == "fitted":
+            weight = 0.5 * (weight + stats.fitted_share())
         if self.ar_season and interval is not None and cuts:
             weight = torch.where(self.checks_miss_season(context.shape[1], cuts[0][0], interval), 0.0, weight)
         return weight
@@ -506,7 +516,7 @@ class ForecastMixin:
         stats = PairedChecks(context, group, self.pool_by_power)
         for (cut, truth, net, cls), ar in zip(cuts, ar_cuts):  # A: what the check kept; B: linear prediction
             kept = torch.where(keep[:, None], net.double(), cls.double())
-            stats.add((kept - truth) ** 2, (ar - truth) ** 2)
+            stats.add_forecasts(kept, ar.double(), truth.double())
         return stats
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
