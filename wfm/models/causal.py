@@ -287,7 +287,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             model before session 54) all of it where it won beyond doubt, half where it led on
             average with ``ar_blend``, else none; ``"fitted"`` the mean of that and the share that
             minimised the checks' squared error (least squares, in [0, 1]), as ``drift_share``.
-            Inference only.
+            Measured on held-out generated traffic and not shipped (pretrain/studies.md, "Linear
+            prediction's share fitted on the checks"). Inference only.
         ar_season: with ``check_ar``, linear prediction is not taken (nor blended) for a row whose
             earliest check's context lacks a seasonal period that the whole context holds (a day or
             a week of the ``day`` / ``week`` estimators: 10-minute traffic with exactly a day of
