@@ -400,6 +400,7 @@ def test_forecast_channels_ordered_reads_a_sweeps_columns_as_one_window_as_the_a
     assert links["ordered"][0]["model"] == pytest.approx((float(whole) + _earlier(model, ctx, group)) / 2, rel=1e-4)
     assert links["ordered"][0]["model / best classical"] < 0.5 * links["pooled"][0]["model / best classical"]
     assert len(last["check"]) == 24 and last["channels"] == "ordered"
+    assert (tmp_path / "ordered" / "forecast.png").stat().st_size > 5000  # the sweep as an image, beams x steps
 
     # A long table: each id's columns are one window, forecast as that window alone.
     with open(tmp_path / "long.csv", "w", newline="") as f:

@@ -19,7 +19,8 @@ channels (antennas, subcarriers, beams), which pool their evidence (``forecast(.
 ``wfm benchmark real`` forecasts a window), and adds each link's check as a whole (``sum err^2 /
 sum true^2`` over its channels); ``--channels ordered`` also says that they are in the columns'
 order along one axis (a codebook's beam powers in angular order: ``ordered=True``, which a model
-with ``check_drift`` needs to follow the profile's drift).
+with ``check_drift`` needs to follow the profile's drift), and ``forecast.png`` then draws each link's
+channels against time as one image, the forecast after the context.
 
 Writes, into ``--out`` as a whole (a folder that is complete or absent, never half-written; a new or
 empty folder, or an earlier forecast's: one holding other files is refused):
@@ -136,6 +137,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     checks: list[dict[str, Any]] = [{"column": n, "context": int(x.numel())} for n, x in zip(names, xs)]
     ordered, group_mode = args.channels == "ordered", args.channels != "separate"
     link_checks: list[dict[str, Any]] = []  # --channels pooled|ordered: each link's window as a whole
+    link_rows: dict[str, list[int]] = {}
     with progress_bar("forecast", len(xs)) as advance:
         for idx, group in batches:
             length = xs[idx[0]].numel()
@@ -151,9 +153,11 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             n = min(min(fulls[i].numel() for i in idx), length + args.checks * h)
             linked = _check_batch(model, torch.stack([fulls[i][-n:] for i in idx]), [checks[i] for i in idx], h,
                                   args.interval, args.checks, context=length, group=group, ordered=ordered)
-            firsts = [idx[int((group == g).nonzero()[0])] for g in range(len(linked))]  # each link's first column
-            link_checks += [{"link": ids[i] or "all columns", "columns": int((group == g).sum()), "context": length,
-                             **c} for g, (i, c) in enumerate(zip(firsts, linked))]
+            if group is not None:  # each link's columns, in their order
+                members = [[i for i, k in zip(idx, group.tolist()) if k == g] for g in range(int(group.max()) + 1)]
+                link_rows.update({ids[m[0]] or "all columns": m for m in members})
+                link_checks += [{"link": ids[m[0]] or "all columns", "columns": len(m), "context": length, **c}
+                                for m, c in zip(members, linked)]
             advance(len(idx))
     rows, out_rows = [], []
     for name, x, v, t0, point, q in zip(names, xs, values, starts, points, quants):
@@ -169,7 +173,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
               "quantile_levels": levels, "skipped_text_columns": skipped, "channels": args.channels,
               "check": checks, **({"link_check": link_checks} if group_mode else {}), "forecast": out_rows}
-    _write(out, result, rows, levels)
+    _write(out, result, rows, levels, link_rows if ordered else None)
     shown, what, kind = (link_checks, "link (its columns' window as a whole)", "links") if group_mode else \
         (checks, "column", "series")
     print_table(shown[:PRINT_SERIES], title=f"check: the last {h} values of each {what} forecast from the ones "
@@ -309,8 +313,10 @@ def _output_folder(out: Path) -> Path:
     return resolved
 
 
-def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[float]) -> None:
-    """The three files into a fresh folder beside ``out``, swapped into place when all are written."""
+def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[float],
+           links: dict[str, list[int]] | None = None) -> None:
+    """The three files into a fresh folder beside ``out``, swapped into place when all are written.
+    ``links`` (``--channels ordered``: each link's rows, in order) draws each link's profile."""
     from wfm.console import write_json
     from wfm.io import swap_folder_into_place
     from wfm.tasks.plots import pyplot, save
@@ -324,28 +330,65 @@ def _write(out: Path, result: dict[str, Any], rows: list[tuple], levels: list[fl
             w.writerows(result["forecast"])
         write_json(tmp / "forecast.json", result)
         plt = pyplot()
-        shown_rows = rows[:PLOT_SERIES]  # a figure a person can read (and matplotlib can draw)
-        fig, axes = plt.subplots(len(shown_rows), 1, figsize=(8, 2.6 * len(shown_rows)), squeeze=False)
-        titled = len(rows) > len(shown_rows)
-        if titled:
-            fig.suptitle(f"the first {len(shown_rows)} of {len(rows)} series (forecast.csv holds every one)", fontsize=10)
-        h = result["horizon"]
-        for ax, (name, x, point, q) in zip(axes[:, 0], shown_rows):
-            shown = x[-4 * h:]
-            t = range(-len(shown) + 1, 1)
-            ax.plot(t, shown, color="0.3", lw=1, label="series")
-            ahead = range(1, h + 1)
-            ax.plot(ahead, point, color="C0", lw=1.5, label="forecast")
-            if q is not None and len(levels) >= 2:
-                lo, hi = levels.index(min(levels)), levels.index(max(levels))
-                ax.fill_between(ahead, q[:, lo], q[:, hi], color="C0", alpha=0.25,
-                                label=f"{min(levels):g}..{max(levels):g} quantiles")
-            ax.set_title(name, fontsize=9)
-            ax.set_xlabel("steps from the last value")
-        axes[0, 0].legend(fontsize=8, loc="upper left")
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if titled else None)
+        fig = _profile_figure(plt, result, rows, links) if links else _series_figure(plt, result, rows, levels)
         save(fig, tmp / "forecast.png")
         swap_folder_into_place(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _series_figure(plt: Any, result: dict[str, Any], rows: list[tuple], levels: list[float]) -> Any:
+    """The end of each series (the first :data:`PLOT_SERIES`), its forecast and its outermost band."""
+    shown_rows = rows[:PLOT_SERIES]  # a figure a person can read (and matplotlib can draw)
+    fig, axes = plt.subplots(len(shown_rows), 1, figsize=(8, 2.6 * len(shown_rows)), squeeze=False)
+    titled = len(rows) > len(shown_rows)
+    if titled:
+        fig.suptitle(f"the first {len(shown_rows)} of {len(rows)} series (forecast.csv holds every one)", fontsize=10)
+    h = result["horizon"]
+    for ax, (name, x, point, q) in zip(axes[:, 0], shown_rows):
+        shown = x[-4 * h:]
+        t = range(-len(shown) + 1, 1)
+        ax.plot(t, shown, color="0.3", lw=1, label="series")
+        ahead = range(1, h + 1)
+        ax.plot(ahead, point, color="C0", lw=1.5, label="forecast")
+        if q is not None and len(levels) >= 2:
+            lo, hi = levels.index(min(levels)), levels.index(max(levels))
+            ax.fill_between(ahead, q[:, lo], q[:, hi], color="C0", alpha=0.25,
+                            label=f"{min(levels):g}..{max(levels):g} quantiles")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("steps from the last value")
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if titled else None)
+    return fig
+
+
+#: Links drawn in forecast.png with ``--channels ordered`` (one profile image each).
+PLOT_LINKS = 6
+
+
+def _profile_figure(plt: Any, result: dict[str, Any], rows: list[tuple], links: dict[str, list[int]]) -> Any:
+    """``--channels ordered``: each link's channels (rows, in their order) against time, the end of
+    the context and then the forecast, as an image: a beam sweep's main lobe is easier to follow
+    drifting across the beams than in one line per beam."""
+    import numpy as np
+
+    shown = list(links.items())[:PLOT_LINKS]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 2.8 * len(shown)), squeeze=False)
+    titled = len(links) > len(shown)
+    if titled:
+        fig.suptitle(f"the first {len(shown)} of {len(links)} links (forecast.csv holds every one)", fontsize=10)
+    h = result["horizon"]
+    for ax, (name, idx) in zip(axes[:, 0], shown):
+        past = np.stack([rows[i][1][-4 * h:] for i in idx])
+        image = np.concatenate([past, np.stack([rows[i][2] for i in idx])], axis=1)
+        steps = past.shape[1]
+        im = ax.imshow(image, aspect="auto", origin="lower", interpolation="nearest",
+                       extent=(-steps + 0.5, h + 0.5, -0.5, len(idx) - 0.5))
+        ax.axvline(0.5, color="w", lw=1.5, ls="--")
+        fig.colorbar(im, ax=ax, fraction=0.04)
+        ax.set_title(f"{name}: {len(idx)} channels in order; the forecast right of the dashed line", fontsize=9)
+        ax.set_xlabel("steps from the last value")
+        ax.set_ylabel("channel")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if titled else None)
+    return fig
