@@ -422,6 +422,20 @@ def test_forecast_channels_ordered_reads_a_sweeps_columns_as_one_window_as_the_a
     assert [(c["link"], c["columns"]) for c in json.loads((out / "forecast.json").read_text())["link_check"]] == \
         [("east", 6), ("west", 6)]
 
+    # A column whose last gap-free run starts later: the link is read over the stretch all hold.
+    cols = {f"beam{j}": list(sweeps[:, j]) for j in range(4)}
+    cols["beam1"][5] = float("nan")
+    _csv(tmp_path / "gap.csv", cols, step_s=0.1)
+    code, err = run(["forecast", str(tmp_path / "m"), str(tmp_path / "gap.csv"), "--interval", "0.1", "--horizon",
+                     "4", "--time-column", "time", "--channels", "pooled", "--out", str(tmp_path / "g")], capsys)
+    assert code == 0, err
+    link = json.loads((tmp_path / "g" / "forecast.json").read_text())["link_check"][0]
+    assert (link["columns"], link["context"]) == (4, 34)
+    rows = list(csv.DictReader(open(tmp_path / "g" / "forecast.csv")))
+    alone = model.forecast(torch.from_numpy(sweeps[6:, :4].T.copy()), 0.1, 4, group=torch.zeros(4, dtype=torch.long))
+    torch.testing.assert_close(torch.tensor([float(r["forecast"]) for r in rows]).view(4, 4), alone.float(),
+                               atol=1e-5, rtol=1e-5)
+
     # One link's channels end together; a column that stops early is named.
     cols = {f"beam{j}": list(sweeps[:, j]) for j in range(4)}
     cols["beam2"][-3:] = [float("nan")] * 3
