@@ -40,28 +40,33 @@ import wfm
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
-from wfm.models.evidence import looks_white, shrunk_mean
+from wfm.models.evidence import backtest_scale, looks_white, shrunk_mean
 from wfm.tasks.real_data import _to_series, default_datasets_dir, load_real_datasets
 
 EXTRA = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24"]
 
 
 def with_limit(model, net: torch.Tensor, ctx: torch.Tensor, horizon: int, group: torch.Tensor | None,
-               limit: float | None, shrink: bool = False, dips: bool = False) -> torch.Tensor:
+               limit: float | None, shrink: bool = False, dips: bool = False, scale: bool = False) -> torch.Tensor:
     """``forecast``'s post-processing under ``white_limit = limit`` (and ``white_shrink = shrink``,
-    ``white_dips = dips``), from the network's forecast ``net``."""
+    ``white_dips = dips``, ``white_scale = scale``), from the network's forecast ``net``."""
     if limit is None or len(model.check_cuts(ctx.shape[1], horizon)) >= 2:
         return net
     mean = shrunk_mean(ctx, group).to(ctx.dtype) if shrink else ctx.mean(dim=1, keepdim=True)
+    if scale:
+        mean = (mean.double() * backtest_scale(ctx, group)).to(ctx.dtype)
     return torch.where(looks_white(ctx, limit, group, dips)[:, None], mean, net)
 
 
-def variants(limits: list[float], shrink: bool, dips: bool = False) -> list[tuple[str, float | None, bool, bool]]:
-    """``(label, limit, shrink, dips)``: the network alone, each limit, with ``shrink`` each limit
-    with ``white_shrink`` too, and with ``dips`` each of those with ``white_dips``."""
-    out = [("network", None, False, False)] + [(str(lim), lim, False, False) for lim in limits]
-    out += [(f"{lim} shrunk", lim, True, False) for lim in limits] if shrink else []
-    return out + ([(f"{label} dips", lim, sh, True) for label, lim, sh, _ in out[1:]] if dips else [])
+def variants(limits: list[float], shrink: bool, dips: bool = False,
+             scale: bool = False) -> list[tuple[str, float | None, bool, bool, bool]]:
+    """``(label, limit, shrink, dips, scale)``: the network alone, each limit, with ``shrink`` each
+    limit with ``white_shrink`` too, with ``dips`` each of those with ``white_dips``, and with
+    ``scale`` each of those with ``white_scale``."""
+    out = [("network", None, False, False, False)] + [(str(lim), lim, False, False, False) for lim in limits]
+    out += [(f"{lim} shrunk", lim, True, False, False) for lim in limits] if shrink else []
+    out += [(f"{label} dips", lim, sh, True, False) for label, lim, sh, _, _ in out[1:]] if dips else []
+    return out + ([(f"{label} scaled", lim, sh, dp, True) for label, lim, sh, dp, _ in out[1:]] if scale else [])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,6 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dips", action="store_true",
                     help="also score each variant with white_dips (a window's common-gain dips left out of the "
                          "white test: wfm.models.evidence.fill_dips)")
+    ap.add_argument("--scale", action="store_true",
+                    help="also score each variant with white_scale (the mean scaled by what the context's own "
+                         "backtest fits, where below a half: wfm.models.evidence.backtest_scale)")
+    ap.add_argument("--seed", type=int, default=0, help="draw of the pooled windows (the lone ones: seed + 1)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = wfm.from_pretrained(args.model).eval()
     if model.check_origins < 2:
         raise SystemExit(f"{args.model}: white_limit needs check_origins >= 2 (it has {model.check_origins})")
-    limits = variants(args.limits, args.shrink, args.dips)
+    limits = variants(args.limits, args.shrink, args.dips, args.scale)
     root = Path(args.data)
     config = json.loads((Path(args.model) / "config.json").read_text())
     trained_on = [Path(d).name for d in ((config.get("training") or {}).get("data") or {}).get("datasets", [])]
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in names:
             pool = held_out_pool(root / name)
             for L in args.contexts:
-                for how, count, seed in (("pooled", args.windows, 0), ("alone", args.rows, 1)):
+                for how, count, seed in (("pooled", args.windows, args.seed), ("alone", args.rows, args.seed + 1)):
                     got = held_out_windows(pool, L, H, count, seed)
                     bar.advance(task)
                     if got is None:
@@ -113,8 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
                     ctx, tgt = x[:, :L], x[:, L:]
                     net = model.forecast(ctx, interval, H, group=group if how == "pooled" else None, check=False)
                     best = best_classical(ctx, tgt, group)
-                    ratios = {key: window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim, sh, dp),
-                                               tgt, group) / best for key, lim, sh, dp in limits}
+                    ratios = {key: window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim, sh, dp,
+                                                          sc), tgt, group) / best for key, lim, sh, dp, sc in limits}
                     cells.append({"dataset": name, "context": L, "windows": how, "ratio": ratios})
     real = []
     if args.real:
@@ -128,8 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
             last = window_nmse(_to_series(d.context[:, -1:].expand_as(d.target)), _to_series(d.target), group)
             best = min(mean, last)
             real.append({"dataset": f"{d.name} {d.view}", "ratio": {
-                key: window_nmse(with_limit(model, net, series, d.target.shape[1], group, lim, sh, dp),
-                                 _to_series(d.target), group) / best for key, lim, sh, dp in limits}})
+                key: window_nmse(with_limit(model, net, series, d.target.shape[1], group, lim, sh, dp, sc),
+                                 _to_series(d.target), group) / best for key, lim, sh, dp, sc in limits}})
     print("| limit | windows | " + " | ".join(f"context {L}" for L in args.contexts) + " |")
     print("|---|---|" + "---|" * len(args.contexts))
     for how in ("pooled", "alone"):

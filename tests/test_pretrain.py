@@ -608,24 +608,27 @@ def test_white_limit_script_scores_the_rule_as_forecast_applies_it(tmp_path, mon
     model.save_pretrained(str(tmp_path / "m"))
     out = script.main(["--model", str(tmp_path / "m"), "--data", str(tmp_path), "--extra", name, "--real", "",
                        "--limits", "0.5", "5", "--windows", "2", "--rows", "1", "--contexts", "8", "--shrink",
-                       "--dips", "--out", str(tmp_path / "w.json")])
+                       "--dips", "--scale", "--out", str(tmp_path / "w.json")])
     saved = json.loads((tmp_path / "w.json").read_text())
     assert saved["lowest"] == {"8": out["lowest"][8]}
-    assert out["lowest"][8] in ("network", *(f"{lim}{s}{d}" for lim in ("0.5", "5.0") for s in ("", " shrunk")
-                                             for d in ("", " dips")))
+    assert out["lowest"][8] in ("network", *(f"{lim}{s}{d}{c}" for lim in ("0.5", "5.0") for s in ("", " shrunk")
+                                             for d in ("", " dips") for c in ("", " scaled")))
     cell = next(c for c in out["cells"] if c["windows"] == "pooled")
     assert cell["dataset"] == name and cell["context"] == 8
     pool = script.held_out_pool(tmp_path / name)
     x, group, interval = script.held_out_windows(pool, 8, 8, 2, 0)
     ctx, tgt = x[:, :8], x[:, 8:]
     best = script.best_classical(ctx, tgt, group)
-    for limit, shrink, dips in ((None, False, False), (0.5, False, False), (5.0, False, False), (0.5, True, False),
-                                (5.0, True, False), (0.5, False, True), (0.5, True, True)):
-        m = create_model("causal_tiny", white_limit=limit, white_shrink=shrink, white_dips=dips, **kw).eval()
+    for limit, shrink, dips, scale in ((None, False, False, False), (0.5, False, False, False), (5.0, False, False, False),
+                                       (0.5, True, False, False), (5.0, True, False, False), (0.5, False, True, False),
+                                       (0.5, True, True, False), (5.0, False, False, True), (5.0, True, True, True)):
+        m = create_model("causal_tiny", white_limit=limit, white_shrink=shrink, white_dips=dips, white_scale=scale,
+                         **kw).eval()
         m.load_state_dict(model.state_dict())
         with torch.no_grad():
             ratio = script.window_nmse(m.forecast(ctx, interval, 8, group=group), tgt, group) / best
-        key = "network" if limit is None else f"{limit}{' shrunk' if shrink else ''}{' dips' if dips else ''}"
+        key = "network" if limit is None else \
+            f"{limit}{' shrunk' if shrink else ''}{' dips' if dips else ''}{' scaled' if scale else ''}"
         assert cell["ratio"][key] == pytest.approx(ratio, rel=1e-5)
     # a limit no score can exceed gives every pooled window the context mean
     assert cell["ratio"]["5.0"] == pytest.approx(

@@ -175,3 +175,43 @@ def test_fitted_share_is_the_least_squares_combination_of_the_checks_pooled_per_
     assert from_pretrained(str(tmp_path / "m")).ar_share == "fitted"
     with pytest.raises(ValueError, match="ar_share .* needs check_ar"):
         create_model("causal_tiny", prior="mix", guard=True, check_origins=8, ar_share="fitted")
+
+
+def test_backtest_scale_takes_zero_mean_noise_to_zero_and_keeps_a_level():
+    """``white_scale``'s scale (:func:`wfm.models.evidence.backtest_scale`): a window of zero-mean noise
+    (random-phase CSI's real and imaginary parts) gets about 0, one whose level stands out of its noise
+    1, a window pooling its rows; contexts too short for a backtest get 1; the model scales its white
+    mean by it, and the quantiles follow."""
+    from wfm.models.evidence import backtest_scale
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    group = torch.arange(40) // 20  # window 0 zero-mean; window 1 a level of 5
+    x = noise + torch.where(group[:, None] == 1, 5.0, 0.0)
+    a = backtest_scale(x, group)
+    assert a.shape == (40, 1) and float(a[:20].max()) < 0.2 and torch.equal(a[20:], torch.ones(20, 1, dtype=torch.float64))
+    assert torch.equal(a[:20], a[:1].expand(20, 1))  # one scale per window
+    # by hand for one row: backtests hiding 2, 3 and 4 of its 8 values
+    row = x[:1]
+    p = [row[:, :8 - k].mean() for k in (2, 3, 4)]
+    pt = sum(pk * row[0, 8 - k:].sum() for pk, k in zip(p, (2, 3, 4)))
+    pp = sum(pk ** 2 * k for pk, k in zip(p, (2, 3, 4)))
+    tt = sum((row[0, 8 - k:] ** 2).sum() for k in (2, 3, 4))
+    want = float((pt / min(pp, tt)).clamp(0, 1))
+    got = float(backtest_scale(row)[0, 0])
+    assert got == pytest.approx(want, rel=1e-5) if want < 0.5 else got == 1.0
+    assert torch.equal(backtest_scale(x[:, :3], group), torch.ones(40, 1, dtype=torch.float64))
+
+    kw = dict(prior="mix", guard=True, check_origins=8, white_limit=0.5, quantiles=(0.1, 0.5, 0.9))
+    torch.manual_seed(0)
+    plain = create_model("causal_tiny", **kw).eval()
+    scaled = create_model("causal_tiny", white_scale=True, **kw).eval()
+    scaled.load_state_dict(plain.state_dict())
+    ctx = x.float()
+    (p0, q0), (p1, q1) = (m.forecast_with_quantiles(ctx, 0.01, 8, group=group) for m in (plain, scaled))
+    torch.testing.assert_close(p0[:20], ctx[:20].double().mean(1, keepdim=True).expand(-1, 8).float())  # white: the mean
+    torch.testing.assert_close(p1[:20], (ctx[:20].double().mean(1, keepdim=True) * a[:20]).expand(-1, 8).float())
+    torch.testing.assert_close(p1[20:], p0[20:])
+    torch.testing.assert_close(q1 - p1[..., None], q0 - p0[..., None])
+    with pytest.raises(ValueError, match="white_scale .* needs white_limit"):
+        create_model("causal_tiny", prior="mix", guard=True, check_origins=8, white_scale=True)

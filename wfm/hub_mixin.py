@@ -104,6 +104,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if getattr(model, "white_limit", None) is None else {"white_limit": float(model.white_limit)}),
             **({} if not getattr(model, "white_shrink", False) else {"white_shrink": True}),
             **({} if not getattr(model, "white_dips", False) else {"white_dips": True}),
+            **({} if not getattr(model, "white_scale", False) else {"white_scale": True}),
             **({} if getattr(model, "check_test", "difference") == "difference" else {"check_test": model.check_test}),
             **({} if not getattr(model, "check_ar", False) else {"check_ar": True}),
             **({} if not getattr(model, "ar_blend", False) else {"ar_blend": True}),

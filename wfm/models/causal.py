@@ -333,6 +333,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             (:func:`wfm.models.evidence.shrunk_mean`): zero-mean noise (the real and imaginary parts
             of CSI whose phase is random per packet) gets about zero, a level far above its noise
             its mean. False (every model saved before this option): the plain context mean.
+        white_scale: with ``white_limit``, the mean it gives a white row or group (shrunk by
+            ``white_shrink`` where that is on) is scaled by what the context's own backtest fits
+            (:func:`wfm.models.evidence.backtest_scale`, the MAE guard's rule): its last 2, 3 and 4
+            values forecast by the mean of those before, the scale taken where it is below a half
+            (zero-mean noise), else 1. False (every model saved before session 54): no scale.
         white_dips: with ``white_limit``, a group's common-gain dips (a step at which every channel
             of a window drops together and that stands out of the others,
             :func:`wfm.models.evidence.dip_steps`: the AGC of commodity WiFi on a still link) are
@@ -404,7 +409,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_dips: bool = False, check_test: str = "difference",
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
                  ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
-                 check_drift: bool = False, drift_share: str = "half", ar_share: str = "half") -> None:
+                 check_drift: bool = False, drift_share: str = "half", ar_share: str = "half",
+                 white_scale: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -458,6 +464,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if white_shrink and white_limit is None:
             raise ValueError("white_shrink shrinks the mean that white_limit gives: it needs white_limit")
         self.white_shrink = bool(white_shrink)
+        if white_scale and white_limit is None:
+            raise ValueError("white_scale scales the mean that white_limit gives: it needs white_limit")
+        self.white_scale = bool(white_scale)
         if white_dips and white_limit is None:
             raise ValueError("white_dips changes the test of white_limit: it needs white_limit")
         self.white_dips = bool(white_dips)

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.evidence import LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, exceeds_noise, looks_white, shrunk_mean
+from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, exceeds_noise, looks_white,
+                                 shrunk_mean)
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.linear_prediction import ar_forecast_rows
 from wfm.models.profile_drift import drift_forecast
@@ -348,7 +349,10 @@ class ForecastMixin:
             white = looks_white(context, self.white_limit, group, self.white_dips)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
-                mean = self._level(context, group).to(point.dtype)
+                mean = self._level(context, group)
+                if self.white_scale:
+                    mean = mean * backtest_scale(context, group)
+                mean = mean.to(point.dtype)
                 shifted = torch.where(white[:, None], mean, point)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted

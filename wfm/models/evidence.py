@@ -140,6 +140,46 @@ def shrunk_mean(context: Tensor, group: Tensor | None = None) -> Tensor:
     return torch.where(zero_like, m * factor, m)[:, None]
 
 
+#: ``white_scale``: the backtests of :func:`backtest_scale` hide the context's last ``k`` values for each
+#: ``k`` here (the MAE guard's ``guard_origins``), and its fitted scale is taken only below
+#: ``WHITE_SCALE_BELOW``: a window whose level is indistinguishable from zero (zero-mean noise), not
+#: a still link whose last packets came in a little low (pretrain/studies.md, "The white mean's
+#: scale from its own backtest").
+WHITE_SCALE_ORIGINS = (2, 3, 4)
+WHITE_SCALE_BELOW = 0.5
+
+
+def backtest_scale(context: Tensor, group: Tensor | None = None) -> Tensor:
+    """``[B, 1]`` float64: the scale of a white window's mean that its own context fits, the MAE
+    guard's rule (:func:`wfm.models.mae.fitted_prior_scale`) on the causal model's rows.
+
+    Each backtest hides the context's last ``k`` values (``WHITE_SCALE_ORIGINS``, where at least 2
+    values stay before them) and forecasts them by the mean of the values before; ``p.t``, ``p.p``
+    and ``t.t`` are summed over the backtests (and a group's rows). The scale ``a = p.t / min(p.p,
+    t.t)`` in [0, 1] is taken where it fits the backtests at least as well as 1 and is below
+    ``WHITE_SCALE_BELOW``; elsewhere 1, and everywhere for contexts too short for a backtest
+    (fewer than 4 values). Zero-mean noise (the real and imaginary parts of CSI whose
+    phase is random per packet) gets about 0, a level that stands out of its noise 1."""
+    from wfm.models.mae import BacktestSums, fitted_prior_scale
+
+    x = context.double()
+    length = x.shape[1]
+    ones = torch.ones(len(x), 1, dtype=torch.float64, device=x.device)
+    origins = [k for k in WHITE_SCALE_ORIGINS if length - k >= 2]
+    if not origins:  # too short for a backtest: no scale
+        return ones
+    sums = [torch.zeros(len(x), dtype=torch.float64, device=x.device) for _ in range(3)]  # p.t, p.p, t.t
+    for k in origins:
+        p, t = x[:, :length - k].mean(dim=1, keepdim=True), x[:, length - k:]
+        sums[0] += (p * t).sum(dim=1)
+        sums[1] += p[:, 0] ** 2 * k
+        sums[2] += (t * t).sum(dim=1)
+    pt, pp, tt = sums if group is None else (pool_rows(v, group) for v in sums)
+    zero = torch.zeros_like(pt)
+    a = fitted_prior_scale(BacktestSums(tt=tt, pt=pt, ct=zero, pp=pp, pc=zero, cc=zero)).double()
+    return torch.where(a[:, None] < WHITE_SCALE_BELOW, a[:, None], ones)
+
+
 #: ``white_dips``: a step whose common power (mean square over a window's channels) sits more than
 #: ``DIP_THRESHOLD_DB`` and ``DIP_SIGMAS`` robust standard deviations below the window's median is a
 #: dip (the rule of :func:`wfm.data.calibrate.gain_dips`, which reads them from a whole capture), in
