@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
                     ctx, tgt = x[:, :L], x[:, L:]
                     net = model.forecast(ctx, interval, H, group=group if how == "pooled" else None, check=False)
                     best = best_classical(ctx, tgt, group)
-                    ratios = {key: window_nmse(with_limit(model, net, ctx, H, group if how == "pooled" else None, lim, sh, dp,
-                                                          sc), tgt, group) / best for key, lim, sh, dp, sc in limits}
+                    pooled = group if how == "pooled" else None
+                    ratios = {key: window_nmse(with_limit(model, net, ctx, H, pooled, lim, sh, dp, sc), tgt, group) / best
+                              for key, lim, sh, dp, sc in limits}
                     cells.append({"dataset": name, "context": L, "windows": how, "ratio": ratios})
     real = []
     if args.real:

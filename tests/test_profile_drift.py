@@ -189,7 +189,8 @@ def test_backtest_scale_takes_zero_mean_noise_to_zero_and_keeps_a_level():
     group = torch.arange(40) // 20  # window 0 zero-mean; window 1 a level of 5
     x = noise + torch.where(group[:, None] == 1, 5.0, 0.0)
     a = backtest_scale(x, group)
-    assert a.shape == (40, 1) and float(a[:20].max()) < 0.2 and torch.equal(a[20:], torch.ones(20, 1, dtype=torch.float64))
+    assert a.shape == (40, 1) and float(a[:20].max()) < 0.2
+    assert torch.equal(a[20:], torch.ones(20, 1, dtype=torch.float64))
     assert torch.equal(a[:20], a[:1].expand(20, 1))  # one scale per window
     # by hand for one row: backtests hiding 2, 3 and 4 of its 8 values
     row = x[:1]
@@ -209,7 +210,8 @@ def test_backtest_scale_takes_zero_mean_noise_to_zero_and_keeps_a_level():
     scaled.load_state_dict(plain.state_dict())
     ctx = x.float()
     (p0, q0), (p1, q1) = (m.forecast_with_quantiles(ctx, 0.01, 8, group=group) for m in (plain, scaled))
-    torch.testing.assert_close(p0[:20], ctx[:20].double().mean(1, keepdim=True).expand(-1, 8).float())  # white: the mean
+    mean = ctx[:20].double().mean(1, keepdim=True)
+    torch.testing.assert_close(p0[:20], mean.expand(-1, 8).float())  # white: the mean
     torch.testing.assert_close(p1[:20], (ctx[:20].double().mean(1, keepdim=True) * a[:20]).expand(-1, 8).float())
     torch.testing.assert_close(p1[20:], p0[20:])
     torch.testing.assert_close(q1 - p1[..., None], q0 - p0[..., None])

@@ -183,8 +183,8 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     if len(shown) > PRINT_SERIES and ratios:
         at_or_below = sum(r <= 1 for r in ratios)
         console.print(f"{len(ratios)} {kind} checked: the model at or below the best classical baseline on "
-                      f"{at_or_below} ({100 * at_or_below / len(ratios):.0f} %), median ratio {float(np.median(ratios)):.3g} "
-                      "(forecast.json holds every check)")
+                      f"{at_or_below} ({100 * at_or_below / len(ratios):.0f} %), "
+                      f"median ratio {float(np.median(ratios)):.3g} (forecast.json holds every check)")
     console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")
     return result
 

@@ -149,9 +149,19 @@ WHITE_SCALE_ORIGINS = (2, 3, 4)
 WHITE_SCALE_BELOW = 0.5
 
 
+def prior_shrink(pt: Tensor, pp: Tensor, tt: Tensor) -> Tensor:
+    """The shrink ``a = p.t / min(p.p, t.t)`` of a prior ``p`` towards zero, clipped to [0, 1], from a
+    backtest's sums against its target ``t``: the least-squares coefficient of whichever of ``t`` on
+    ``p`` or ``p`` on ``t`` is the larger, so that noise around a level the prior holds and a gain step
+    give 1 and only a target that decorrelates from its prior is shrunk (the MAE guard's rule,
+    :func:`wfm.models.mae.fitted_scales`)."""
+    return (pt / torch.minimum(pp, tt).clamp_min(1e-30)).clamp(0.0, 1.0)
+
+
 def backtest_scale(context: Tensor, group: Tensor | None = None) -> Tensor:
     """``[B, 1]`` float64: the scale of a white window's mean that its own context fits, the MAE
-    guard's rule (:func:`wfm.models.mae.fitted_prior_scale`) on the causal model's rows.
+    guard's rule (:func:`prior_shrink`, as :func:`wfm.models.mae.fitted_prior_scale` takes it) on the
+    causal model's rows.
 
     Each backtest hides the context's last ``k`` values (``WHITE_SCALE_ORIGINS``, where at least 2
     values stay before them) and forecasts them by the mean of the values before; ``p.t``, ``p.p``
@@ -160,8 +170,6 @@ def backtest_scale(context: Tensor, group: Tensor | None = None) -> Tensor:
     ``WHITE_SCALE_BELOW``; elsewhere 1, and everywhere for contexts too short for a backtest
     (fewer than 4 values). Zero-mean noise (the real and imaginary parts of CSI whose
     phase is random per packet) gets about 0, a level that stands out of its noise 1."""
-    from wfm.models.mae import BacktestSums, fitted_prior_scale
-
     x = context.double()
     length = x.shape[1]
     ones = torch.ones(len(x), 1, dtype=torch.float64, device=x.device)
@@ -175,8 +183,8 @@ def backtest_scale(context: Tensor, group: Tensor | None = None) -> Tensor:
         sums[1] += p[:, 0] ** 2 * k
         sums[2] += (t * t).sum(dim=1)
     pt, pp, tt = sums if group is None else (pool_rows(v, group) for v in sums)
-    zero = torch.zeros_like(pt)
-    a = fitted_prior_scale(BacktestSums(tt=tt, pt=pt, ct=zero, pp=pp, pc=zero, cc=zero)).double()
+    a = prior_shrink(pt, pp, tt)
+    a = torch.where(tt - 2 * a * pt + a * a * pp <= tt - 2 * pt + pp, a, torch.ones_like(a))  # fits at least as well
     return torch.where(a[:, None] < WHITE_SCALE_BELOW, a[:, None], ones)
 
 

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
-from wfm.models.evidence import looks_white
+from wfm.models.evidence import looks_white, prior_shrink
 from wfm.models.masking import MASK_KINDS, make_mask
 from wfm.models.priors import ESTIMATORS, masked_priors
 from wfm.models.registry import register_model
@@ -229,7 +229,7 @@ def fitted_scales(s: BacktestSums) -> tuple[Tensor, Tensor]:
 
 def _prior_shrink(s: BacktestSums) -> Tensor:
     """The shrink ``a = p.t / min(p.p, t.t)`` clipped to [0, 1] (:func:`fitted_scales` says why)."""
-    return (s.pt / torch.minimum(s.pp, s.tt).clamp_min(1e-30)).clamp(0.0, 1.0)
+    return prior_shrink(s.pt, s.pp, s.tt)
 
 
 def fitted_prior_scale(s: BacktestSums) -> Tensor:
