@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not model.check_ar:
         ap.error(f"{args.model}: ar_season needs a model with check_ar")
     result = {}
+    chosen = [c for c in CELLS if not args.cells or any(k in cell_name(c) for k in args.cells)]
     for seed in args.seeds:
         folder = args.heldout / str(seed)
-        chosen = [c for c in CELLS if not args.cells or any(k in cell_name(c) for k in args.cells)]
         ensure_heldout(folder, seed, sorted({c[0] for c in chosen}), [], {"traffic": args.series, "traj": 0})
         rows = score(model, [(*traffic_cell(folder, c, args.per_series, args.series), float(c[3])) for c in chosen])
         for name, r in rows.items():

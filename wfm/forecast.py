@@ -242,6 +242,7 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
     import torch
 
     from wfm.models.baselines import CLASSICAL, build_baseline, seasonal_period
+    from wfm.models.groups import group_sums
     from wfm.tasks.metrics import window_nmse
 
     length = batch.shape[1]
@@ -259,9 +260,9 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
                     for b in CLASSICAL})
         for k, f in fcs.items():
             scores.setdefault(k, []).append(window_nmse(f, truth).numpy())
-            if group is not None:
-                err, true = (torch.zeros(int(group.max()) + 1, dtype=torch.float64).index_add_(
-                    0, group, (v.double() ** 2).sum(1)) for v in (f.double() - truth.double(), truth))
+            if group is not None:  # each group's window as a whole (ids 0..G-1, as _batches numbers them)
+                err, true = (group_sums((v.double() ** 2).sum(1), group)[0]
+                             for v in (f.double() - truth.double(), truth))
                 links.setdefault(k, []).append((err / true.clamp_min(1e-30)).numpy())
     for j, check in enumerate(checks):
         check["windows"] = len(ends)

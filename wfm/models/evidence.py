@@ -158,10 +158,17 @@ def prior_shrink(pt: Tensor, pp: Tensor, tt: Tensor) -> Tensor:
     return (pt / torch.minimum(pp, tt).clamp_min(1e-30)).clamp(0.0, 1.0)
 
 
+def fitted_shrink(pt: Tensor, pp: Tensor, tt: Tensor) -> Tensor:
+    """:func:`prior_shrink` where it fits the backtest at least as well as the full prior (``|t -
+    a p|^2 <= |t - p|^2``), else 1: the scale the MAE guard gives a prior without correction
+    (:func:`wfm.models.mae.fitted_prior_scale`) and ``white_scale`` a white window's mean."""
+    a = prior_shrink(pt, pp, tt)
+    return torch.where(tt - 2 * a * pt + a * a * pp <= tt - 2 * pt + pp, a, torch.ones_like(a))
+
+
 def backtest_scale(context: Tensor, group: Tensor | None = None) -> Tensor:
     """``[B, 1]`` float64: the scale of a white window's mean that its own context fits, the MAE
-    guard's rule (:func:`prior_shrink`, as :func:`wfm.models.mae.fitted_prior_scale` takes it) on the
-    causal model's rows.
+    guard's rule (:func:`fitted_shrink`) on the causal model's rows.
 
     Each backtest hides the context's last ``k`` values (``WHITE_SCALE_ORIGINS``, where at least 2
     values stay before them) and forecasts them by the mean of the values before; ``p.t``, ``p.p``
@@ -183,8 +190,7 @@ def backtest_scale(context: Tensor, group: Tensor | None = None) -> Tensor:
         sums[1] += p[:, 0] ** 2 * k
         sums[2] += (t * t).sum(dim=1)
     pt, pp, tt = sums if group is None else (pool_rows(v, group) for v in sums)
-    a = prior_shrink(pt, pp, tt)
-    a = torch.where(tt - 2 * a * pt + a * a * pp <= tt - 2 * pt + pp, a, torch.ones_like(a))  # fits at least as well
+    a = fitted_shrink(pt, pp, tt)
     return torch.where(a[:, None] < WHITE_SCALE_BELOW, a[:, None], ones)
 
 

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
-from wfm.models.evidence import looks_white, prior_shrink
+from wfm.models.evidence import fitted_shrink, looks_white, prior_shrink
 from wfm.models.masking import MASK_KINDS, make_mask
 from wfm.models.priors import ESTIMATORS, masked_priors
 from wfm.models.registry import register_model
@@ -235,12 +235,9 @@ def _prior_shrink(s: BacktestSums) -> Tensor:
 def fitted_prior_scale(s: BacktestSums) -> Tensor:
     """The guard's prior scale ``[B]`` where the correction is off: :func:`fitted_scales`' shrink
     ``a = p.t / min(p.p, t.t)`` where the backtest scores it at least as well as the full prior, else 1."""
-    one = torch.ones_like(s.tt)
     if not PRIOR_SHRINK:
-        return one.float()
-    a = _prior_shrink(s)
-    zero = torch.zeros_like(a)
-    return torch.where(s.error(a, zero) <= s.error(one, zero), a, one).float()
+        return torch.ones_like(s.tt).float()
+    return fitted_shrink(s.pt, s.pp, s.tt).float()
 
 
 def visible_looks_white(seen: Tensor, limit: float, dips: bool = False) -> Tensor:
