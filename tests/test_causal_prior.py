@@ -1432,3 +1432,48 @@ def test_check_mean_takes_the_context_mean_where_it_wins_the_checks_and_nothing_
         mix(check_mean=True, guard=True)
     on.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).check_mean and not off.check_mean
+
+
+def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and_nowhere_else(tmp_path):
+    """``check_season``: seasonal naive of the longest period the earliest check holds competes on
+    the checks with the forecast so far. A noisy daily cycle of hourly values, forecast by the last
+    value (an untrained model whose only estimator it is), then comes out close to seasonal naive
+    and far better than without the option. Contexts with no season in their checks (1-ms CSI, a
+    day of hourly values), or a week that the checks miss, keep their forecast to the bit."""
+    from wfm.hub import from_pretrained
+    from wfm.models.baselines import SeasonalNaive
+    from wfm.models.causal_forecast import seasonal_naive
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 50, generator=g)
+    for period, horizon in ((7, 12), (7, 3), (1, 4), (50, 60)):
+        want = SeasonalNaive(period).forecast(x, 1.0, horizon)
+        assert torch.equal(seasonal_naive(x, torch.full((3,), period), horizon), want)
+    kw = dict(guard=True, check_origins=8, estimators=("last",), backtest_origins="value", quantiles=(0.1, 0.5, 0.9))
+    off, on = mix(**kw), mix(check_season=True, **kw)
+    itv = torch.full((2,), 600.0)  # a day is 144 values, a week 1008
+    assert on.season_period(144, itv).tolist() == [144, 144] and on.season_period(143, itv).tolist() == [0, 0]
+    assert on.season_period(1008, itv).tolist() == [1008, 1008]
+    assert on.season_period(10 ** 6, torch.full((1,), 1e-3)).tolist() == [0]  # 1-ms CSI: a day is 8.6e7 values
+    t = torch.arange(24 * 7 + 12, dtype=torch.float64)
+    cycle = torch.stack([10 + 3 * torch.sin(2 * math.pi * (t + 5 * i) / 24) + 0.1 * torch.randn(len(t), generator=g)
+                         for i in range(6)]).float()
+    ctx, tgt = cycle[:, :-12], cycle[:, -12:]
+    (a, qa), (b, qb) = (m.forecast_with_quantiles(ctx, 3600.0, 12) for m in (off, on))
+    naive = SeasonalNaive(24).forecast(ctx, 3600.0, 12)
+    err = {k: float(((p - tgt) ** 2).mean()) for k, p in (("off", a), ("on", b), ("naive", naive))}
+    assert err["on"] < 0.1 * err["off"] and err["on"] < 1.5 * err["naive"], err
+    assert torch.allclose(qb - qa, (b - a)[..., None].expand_as(qa), atol=1e-4)  # the band moves with the forecast
+    for series, seconds in ((ctx, 1e-3), (ctx[:, -24:], 3600.0)):  # no season; no check holds the day
+        assert torch.equal(on.forecast(series, seconds, 12), off.forecast(series, seconds, 12))
+    seasons = ("last", "mean", "trend", "day", "week")
+    week_off, week_on = mix(**{**kw, "estimators": seasons}), mix(check_season=True, **{**kw, "estimators": seasons})
+    long = torch.cat([cycle, cycle[:, :40]], dim=1)[:, :192]  # 8 days: the context holds a week, its checks do not
+    assert torch.equal(week_on.forecast(long, 3600.0, 24), week_off.forecast(long, 3600.0, 24))
+    with pytest.raises(ValueError, match="check_season .* needs check_origins"):
+        mix(check_season=True)
+    with pytest.raises(ValueError, match="season_share"):
+        mix(guard=True, check_origins=8, check_season=True, season_share="all")
+    on.save_pretrained(str(tmp_path / "m"))
+    back = from_pretrained(str(tmp_path / "m"))
+    assert back.check_season and back.season_share == on.season_share and not off.check_season

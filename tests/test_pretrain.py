@@ -692,6 +692,44 @@ def test_ar_season_script_scores_the_option_off_and_on_as_forecast_applies_it(tm
         assert row[key] == pytest.approx(ratio, rel=1e-6)
 
 
+def test_check_season_script_scores_each_share_as_forecast_applies_it_and_reads_the_taylor_wheel(tmp_path, monkeypatch):
+    """pretrain/check_season.py: each cell's ratios are the model's own ``forecast`` with
+    ``check_season`` off and with each share over the best classical (the model's options restored
+    after), and ``--taylor`` reads the 4,032 values out of a pmdarima wheel (a wrong count is an error)."""
+    import zipfile
+
+    from wfm.models.registry import create_model
+
+    script = _load_script("check_season", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=4)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw).eval()
+    t = torch.arange(24 * 7, dtype=torch.float64)  # 6 days of context (no week), a day ahead
+    x = torch.stack([20 + 5 * torch.sin(2 * math.pi * (t + 3 * i) / 24) + torch.randn(len(t)) for i in range(4)]).float()
+    ctx, tgt = x[:, :-24], x[:, -24:]
+    (name, row), = script.score(model, [("hourly", ctx, tgt, 3600.0)]).items()
+    assert not model.check_season and model.season_share == "half" and list(row) == list(script.VARIANTS)
+    group = torch.arange(len(ctx))
+    best = script.best_classical(ctx, tgt, group, 3600.0)
+    for key in script.VARIANTS:
+        m = create_model("causal_tiny", check_season=key != "off", season_share="half" if key == "off" else key, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            assert row[key] == pytest.approx(script.window_nmse(m.forecast(ctx, 3600.0, 24, group=group), tgt, group) / best, rel=1e-6)
+    assert row["half"] < row["off"]  # a clean daily cycle: seasonal naive leads the checks
+    values = ", ".join(f"{20000 + i}." for i in range(4032))
+    with zipfile.ZipFile(tmp_path / "p.whl", "w") as z:
+        z.writestr("pmdarima/datasets/taylor.py", f"def load_taylor():\n    x = np.array([{values}])\n")
+    series = script.taylor_series(tmp_path / "p.whl")
+    assert series.shape == (4032,) and series[0] == 20000 and series[-1] == 24031
+    cells = script.taylor_cells(series)
+    assert [c[1].shape for c in cells] == [(63, 192), (63, 672), (63, 1008)] and all(torch.equal(c[2], cells[0][2]) for c in cells)
+    with zipfile.ZipFile(tmp_path / "short.whl", "w") as z:
+        z.writestr("pmdarima/datasets/taylor.py", "x = np.array([1., 2.])\n")
+    with pytest.raises(ValueError, match="4,032"):
+        script.taylor_series(tmp_path / "short.whl")
+
+
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
     model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""

@@ -113,6 +113,8 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if getattr(model, "drift_share", "half") == "half" else {"drift_share": model.drift_share}),
             **({} if getattr(model, "ar_share", "half") == "half" else {"ar_share": model.ar_share}),
             **({} if not getattr(model, "check_mean", False) else {"check_mean": True}),
+            **({} if not getattr(model, "check_season", False) else {"check_season": True}),
+            **({} if getattr(model, "season_share", "half") == "half" else {"season_share": model.season_share}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
             **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),
             **({} if not getattr(model, "box_cox", False) else {"box_cox": True}),

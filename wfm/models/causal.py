@@ -296,6 +296,21 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             miss the season the forecast has (:meth:`checks_miss_season`). Chosen on held-out
             generated traffic (pretrain/studies.md, "Linear prediction only on checks that hold the
             season"). False (every model saved before it): no such condition. Inference only.
+        check_season: with ``check_origins``, where two or more checks fit, seasonal naive (the
+            value one period back, the period the longest of a week and a day at the row's interval
+            that the earliest check's context holds, at least 2 steps) is tested on the same checks
+            against the forecast so far (what they kept, moved towards linear prediction by
+            ``check_ar``) and the forecast moved towards it where it led: by ``season_share``. Not
+            where the whole context holds a longer season than the checks (as ``ar_season``). The
+            guard's classical combination mixes its estimators softly (weights as the backtest error
+            to the power ``-backtest_weight``, 0.81 in the release), so on a strongly seasonal
+            series it carries a share of every estimator. Chosen on held-out generated traffic
+            (pretrain/studies.md, "Seasonal naive as a candidate of the check"). False (every model
+            saved before session 55): no such candidate. Inference only.
+        season_share: with ``check_season``, how much of seasonal naive goes in: ``"half"`` all of
+            it where it won beyond doubt (``check_test``), half where it led on average, else none;
+            ``"fitted"`` (the release) the mean of that and the share that minimised the checks'
+            squared error, as ``drift_share``. Inference only.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -410,7 +425,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
                  ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
                  check_drift: bool = False, drift_share: str = "half", ar_share: str = "half",
-                 white_scale: bool = False) -> None:
+                 white_scale: bool = False, check_season: bool = False, season_share: str = "half") -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -497,6 +512,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if check_mean and not check_origins:
             raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
         self.check_mean = bool(check_mean)
+        if check_season and not check_origins:
+            raise ValueError("check_season tests seasonal naive on the checks of check_origins: it needs check_origins > 0")
+        self.check_season = bool(check_season)
+        if season_share not in ("half", "fitted"):
+            raise ValueError(f"season_share must be 'half' or 'fitted', got {season_share!r}")
+        self.season_share = season_share
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:

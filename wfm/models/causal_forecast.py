@@ -10,7 +10,10 @@ inference rules that check the network against its classical combination.
 - ``white_limit``: the context mean for pooled white noise where no check fits
   (:func:`wfm.models.evidence.looks_white`);
 - ``box_cox``: non-negative series forecast in the Box-Cox space their context chooses;
-- ``coarse_blend``: long contexts read with and without their coarse tokens, and averaged.
+- ``coarse_blend``: long contexts read with and without their coarse tokens, and averaged;
+- ``check_ar``, ``check_season``, ``check_drift``, ``check_mean``: linear prediction, seasonal
+  naive, a beam profile's drift and the context mean tested on the same checks, and taken (or
+  blended in) where they led them;
 - ``propagate_quantiles`` (off in the release): later patches' quantiles widened by the
   uncertainty of the patches before them (:func:`spread_bounds`).
 
@@ -68,6 +71,15 @@ FORECAST_VALUES = 1 << 18
 #: forecast so far on the checks. Half, beyond doubt or not: on held-out generated sweeps taking all
 #: of it where it won beyond doubt was worse (pretrain/studies.md, "A beam profile that drifts").
 DRIFT_SHARE = 0.5
+
+
+def seasonal_naive(context: Tensor, period: Tensor, horizon: int) -> Tensor:
+    """``[B, horizon]``: each row of ``context`` ``[B, L]`` continued by its value one period earlier,
+    ``x[L - 1 + h - T ceil(h / T)]`` for ``h = 1 .. horizon`` (``period`` ``[B]``, clamped to 1 .. L)."""
+    length = context.shape[1]
+    h = torch.arange(1, horizon + 1, device=context.device)[None]
+    t = period.clamp(1, length).to(h.device)[:, None]
+    return context.gather(1, length - 1 + h - t * ((h + t - 1) // t))
 
 
 class PairedChecks:
@@ -375,7 +387,7 @@ class ForecastMixin:
         if check and self.check_origins and self.guard:
             keeps = list(self._network_passes_check(context, interval, horizon, group, readings,
                                                     cuts_into=cuts if self.check_ar or self.check_mean or drift
-                                                    else None))
+                                                    or self.check_season else None))
         switched = any(k is not None and not bool(k.all()) for k in keeps)
         points, quants = [], []
         for coarse, keep in zip(readings, keeps):
@@ -405,6 +417,9 @@ class ForecastMixin:
                     shifted[take] = point[take] + weight[take, None].to(point.dtype) * (ar - point[take])
                     quant = None if quant is None else quant + (shifted - point)[..., None]
                     point = shifted
+            if self.check_season:
+                point, quant = self._season_checked(context, cuts, ar_cuts, keeps[0], weight, group, interval,
+                                                    point, quant)
             if drift:
                 point, quant = self._drift_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw, point, quant)
             if self.check_mean:
@@ -451,6 +466,49 @@ class ForecastMixin:
             return point, quant
         pred, _ = drifted(context.shape[1], point.shape[1])
         shifted = point + (weight[:, None] * (pred - point.double())).to(point.dtype)
+        return shifted, None if quant is None else quant + (shifted - point)[..., None]
+
+    def season_period(self, first_cut: int, interval: Tensor) -> Tensor:
+        """``[B]`` long: the longest seasonal period, a week else a day at the row's ``interval`` (at
+        least 2 steps), that the earliest check's context (``first_cut`` values) holds; 0 where none."""
+        period = torch.zeros(interval.shape[0], dtype=torch.long, device=interval.device)
+        for name in ("day", "week"):  # the week last: it wins where both fit
+            steps = season_steps(name, interval)
+            fits = (steps >= 2) & (steps <= first_cut)
+            period = torch.where(fits, steps.clamp(max=first_cut).long(), period)
+        return period
+
+    def _season_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
+                        ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None, group: Tensor | None,
+                        interval: Tensor, point: Tensor, quant: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``check_season``: ``(point, quant)`` moved towards seasonal naive (:func:`seasonal_naive`,
+        the period of :meth:`season_period`) where it beat the forecast so far (what the checks kept,
+        moved towards linear prediction by ``ar_weight``) on the same ``cuts``: all the way where
+        beyond doubt (``check_test``), half where on average; with ``season_share="fitted"`` the mean
+        of that and the share fitted on the checks. Rows whose earliest check holds no season do not
+        move. Box-Cox is elementwise, so seasonal naive of the transformed context is that of the
+        values given, transformed."""
+        period = self.season_period(cuts[0][0], interval)
+        # A context holding a longer season than its checks (a week of hourly values cut at 96-168)
+        # forecasts with it, so seasonal naive of the shorter one is overrated there (as ar_season).
+        usable = (period > 0) & ~self.checks_miss_season(context.shape[1], cuts[0][0], interval)
+        if not bool(usable.any()):
+            return point, quant
+        stats = PairedChecks(context, group, self.pool_by_power)
+        for i, (cut, truth, net, cls) in enumerate(cuts):
+            kept = torch.where(keep[:, None], net.double(), cls.double())
+            if ar_cuts is not None:
+                kept = kept + ar_weight[:, None] * (ar_cuts[i] - kept)
+            stats.add_forecasts(kept, seasonal_naive(context[:, :cut], period, truth.shape[1]).double(), truth.double())
+        wins = stats.a_loses(self.check_test)
+        weight = torch.where(wins, 1.0, torch.where(stats.a_behind(), 0.5, 0.0)).to(torch.float64)
+        if self.season_share == "fitted":
+            weight = 0.5 * (weight + stats.fitted_share())
+        weight = weight * usable
+        if not bool((weight > 0).any()):
+            return point, quant
+        pred = seasonal_naive(context, period, point.shape[1])
+        shifted = point + (weight[:, None] * (pred.double() - point.double())).to(point.dtype)
         return shifted, None if quant is None else quant + (shifted - point)[..., None]
 
     def _level(self, context: Tensor, group: Tensor | None, raw: tuple[Tensor, Tensor] | None = None) -> Tensor:
