@@ -83,3 +83,24 @@ def test_generated_series_join_the_sweep_with_their_own_horizon(tmp_path, monkey
     res = out["sets"]["traffic-10min-traffic"]
     assert res["horizon"] == 6 and res["series"] == 2 and res["windows"] == 4 and list(res["rows"]) == [64, 128]
     assert (tmp_path / "sweep" / "context_sweep.json").is_file()
+
+
+def test_an_imported_series_of_any_kind_joins_the_sweep_and_same_named_models_stay_apart(tmp_path, monkeypatch):
+    """A series imported with ``wfm data import csv`` (here a half-hourly load with a daily cycle) is
+    a set named after its folder and its kind; two model folders of one name are both scored."""
+    from wfm.cli import main as wfm_main
+
+    t = np.arange(48 * 6)
+    (tmp_path / "load.csv").write_text("mw\n" + "".join(f"{100 + 10 * np.sin(2 * np.pi * i / 48):.3f}\n" for i in t))
+    wfm_main(["data", "import", "csv", str(tmp_path / "load.csv"), "--interval", "1800", "--series-kind", "load",
+              "--out", str(tmp_path / "demand")])
+    monkeypatch.setattr(sweep_mod, "import_real", lambda *a, **k: {})
+    mix = sweep_mod.load_forecaster("prior-mix")
+    monkeypatch.setattr(sweep_mod, "load_forecaster", lambda spec: mix)
+    out = sweep_mod.main(["--model", str(tmp_path / "a" / "m"), "--model", str(tmp_path / "b" / "m"),
+                          "--generated", f"{tmp_path / 'demand'}:12", "--contexts", "48", "96", "--max-windows", "3",
+                          "--out", str(tmp_path / "sweep")])
+    res = out["sets"]["demand-load"]
+    assert res["horizon"] == 12 and res["windows"] == 3
+    assert {str(tmp_path / "a" / "m"), str(tmp_path / "b" / "m")} <= set(res["rows"][48])
+    assert res["rows"][96]["seasonal"] < 1e-6  # a clean daily cycle: a day back is exact

@@ -12,7 +12,8 @@ For every real series set of ``../shared/datasets`` (imported once into ``--data
 - ``nexmon-complex`` / ``nexmon-amplitude``: Nexmon BCM4339 80 MHz CSI (as imported);
 - ``milan-traffic``: the six Milan cells (10 min, 144 steps each);
 - with ``--generated FOLDER:HORIZON``, also generated series datasets (such as the held-out
-  traffic of ``pretrain/box_cox.py``, long enough for 4,096 values of context);
+  traffic of ``pretrain/box_cox.py``, long enough for 4,096 values of context), or any series
+  dataset imported with ``wfm data import`` (a set named after the folder and its series kind);
 
 it forecasts ``horizon`` steps after contexts of 8, 16, ..., 4096 values (as long as the series
 allow) and reports the per-window NMSE (mean over windows of sum err^2 / sum true^2) of each
@@ -91,8 +92,8 @@ def series_sets(folders: dict[str, Path], max_series: int) -> dict[str, dict]:
                 sets[f"{name}-complex"] = {"series": rows.astype(np.complex128), "interval": t.interval, "horizon": 8}
                 sets[f"{name}-amplitude"] = {"series": np.abs(rows).astype(np.float64), "interval": t.interval,
                                              "horizon": 8}
-            elif t.kind == "traffic":
-                sets[f"{name}-traffic"] = {"series": rows.astype(np.float64), "interval": t.interval, "horizon": 12}
+            else:  # traffic, or any other series kind a user imported (a load, an RSSI)
+                sets[f"{name}-{t.kind}"] = {"series": rows.astype(np.float64), "interval": t.interval, "horizon": 12}
     return sets
 
 
@@ -282,7 +283,10 @@ def main(argv: list[str] | None = None) -> dict:
             sets[name] = {**s, "horizon": int(horizon)}
     if args.sets:
         sets = {k: v for k, v in sets.items() if k in args.sets}
-    models = {spec if spec.startswith("prior-mix") else Path(spec).name: load_forecaster(spec) for spec in args.model}
+    names = [spec if spec.startswith("prior-mix") else Path(spec).name for spec in args.model]
+    # Two folders of one name (the release and a worktree's copy of it) would overwrite each other.
+    names = [n if names.count(n) == 1 else spec for n, spec in zip(names, args.model)]
+    models = {name: load_forecaster(spec) for name, spec in zip(names, args.model)}
     t0 = time.time()
     res = sweep(sets, models, args.contexts, args.max_windows, args.batch)
     args.out.mkdir(parents=True, exist_ok=True)
