@@ -65,27 +65,41 @@ def summary(rows: dict[str, dict[str, float]]) -> dict[str, float]:
     return {**gm, "better": sum(r["on"] < r["off"] for r in rows.values()), "worse": sum(r["on"] > r["off"] for r in rows.values())}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_seed_arguments(ap: argparse.ArgumentParser, per_series: int) -> None:
+    """The options of the held-out traffic this script and ``pretrain/check_season.py`` score:
+    ``--model``, ``--heldout``, ``--seeds``, ``--cells``, ``--series``, ``--per-series``,
+    ``--threads`` and ``--out``."""
     ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
     ap.add_argument("--heldout", type=Path, required=True, help="folder of the held-out sets, one subfolder per seed (made if missing)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[777, 778, 779])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[777, 778, 779], help="held-out draws")
     ap.add_argument("--cells", nargs="*", default=None, help="only the cells whose name holds one of these")
     ap.add_argument("--series", type=int, default=16)
-    ap.add_argument("--per-series", type=int, default=16)
+    ap.add_argument("--per-series", type=int, default=per_series)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
+
+
+def seed_cells(args: argparse.Namespace, cells: list[tuple]):
+    """Per seed of ``args.seeds``: ``(seed, [(name, context, target, interval)])`` of the ``cells``
+    that ``args.cells`` chooses, their held-out series generated where missing."""
+    chosen = [c for c in cells if not args.cells or any(k in cell_name(c) for k in args.cells)]
+    for seed in args.seeds:
+        folder = args.heldout / str(seed)
+        ensure_heldout(folder, seed, sorted({c[0] for c in chosen}), [], {"traffic": args.series, "traj": 0})
+        yield seed, [(*traffic_cell(folder, c, args.per_series, args.series), float(c[3])) for c in chosen]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_seed_arguments(ap, per_series=16)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
     if not model.check_ar:
         ap.error(f"{args.model}: ar_season needs a model with check_ar")
     result = {}
-    chosen = [c for c in CELLS if not args.cells or any(k in cell_name(c) for k in args.cells)]
-    for seed in args.seeds:
-        folder = args.heldout / str(seed)
-        ensure_heldout(folder, seed, sorted({c[0] for c in chosen}), [], {"traffic": args.series, "traj": 0})
-        rows = score(model, [(*traffic_cell(folder, c, args.per_series, args.series), float(c[3])) for c in chosen])
+    for seed, cells in seed_cells(args, CELLS):
+        rows = score(model, cells)
         for name, r in rows.items():
             print(f"seed {seed}  {name:44s} off {r['off']:.4f}  on {r['on']:.4f}", flush=True)
         s = summary(rows)

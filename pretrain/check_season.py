@@ -38,7 +38,8 @@ import torch
 import wfm
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
-from box_cox import best_classical, cell_name, ensure_heldout, traffic_cell
+from ar_season import add_seed_arguments, seed_cells
+from box_cox import best_classical
 from evidence_power import window_nmse
 
 #: (recipe, context, horizon, interval s[, "idle"]): contexts of two days or more (a week and more
@@ -99,29 +100,19 @@ def summary(rows: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
-    ap.add_argument("--heldout", type=Path, required=True, help="folder of the held-out sets, one subfolder per seed (made if missing)")
-    ap.add_argument("--seeds", type=int, nargs="*", default=[777, 778, 779], help="held-out draws (none: only --taylor)")
-    ap.add_argument("--cells", nargs="*", default=None, help="only the cells whose name holds one of these")
-    ap.add_argument("--series", type=int, default=16)
-    ap.add_argument("--per-series", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
+    add_seed_arguments(ap, per_series=4)  # --seeds with none: only --taylor
     ap.add_argument("--taylor", type=Path, help="a pmdarima wheel: also score its real taylor series")
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
     if not model.check_origins:
         ap.error(f"{args.model}: check_season needs a model with check_origins")
     result = {}
-    chosen = [c for c in CELLS if not args.cells or any(k in cell_name(c) for k in args.cells)]
-    for seed in args.seeds:
-        folder = args.heldout / str(seed)
-        ensure_heldout(folder, seed, sorted({c[0] for c in chosen}), [], {"traffic": args.series, "traj": 0})
+    for seed, cells in seed_cells(args, CELLS):
         rows = {}
-        for c in chosen:
-            rows.update(score(model, [(*traffic_cell(folder, c, args.per_series, args.series), float(c[3]))]))
-            name = cell_name(c)
+        for cell in cells:
+            rows.update(score(model, [cell]))
+            name = cell[0]
             print(f"seed {seed}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
         s = summary(rows)
         print(f"seed {seed}: " + ", ".join(f"{k} {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {len(rows)} <= 1)"
