@@ -82,6 +82,27 @@ def seasonal_naive(context: Tensor, period: Tensor, horizon: int) -> Tensor:
     return context.gather(1, length - 1 + h - t * ((h + t - 1) // t))
 
 
+def kept_forecasts(cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor, ar_cuts: list[Tensor] | None = None,
+                   ar_weight: Tensor | None = None) -> list[tuple[int, Tensor, Tensor]]:
+    """``(cut, truth, forecast so far)`` of each check of ``cuts`` (``(cut, truth, network,
+    classical)``): the network where ``keep`` ``[B]``, else the classical combination, moved towards
+    linear prediction (``ar_cuts``, each check's) by ``ar_weight`` ``[B]`` where given; float64."""
+    out = []
+    for i, (cut, truth, net, cls) in enumerate(cuts):
+        kept = torch.where(keep[:, None], net.double(), cls.double())
+        if ar_cuts is not None:
+            kept = kept + ar_weight[:, None] * (ar_cuts[i] - kept)
+        out.append((cut, truth.double(), kept))
+    return out
+
+
+def move_towards(point: Tensor, quant: Tensor | None, pred: Tensor, weight: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(point, quant)`` moved by ``weight`` ``[B]`` of the way to ``pred`` ``[B, H]`` (in float64),
+    the quantiles along with the point forecast."""
+    shifted = point + (weight[:, None] * (pred.double() - point.double())).to(point.dtype)
+    return shifted, None if quant is None else quant + (shifted - point)[..., None]
+
+
 class PairedChecks:
     """The running sums of one paired comparison over the checks of ``check_origins``: a forecast
     A against a forecast B on the same cuts of ``context`` ``[B, L]``.
@@ -134,6 +155,14 @@ class PairedChecks:
         combination fitted on the checks (:meth:`add_forecasts`; 0 without them)."""
         num, den = self.fit if self.group is None else (pool_rows(f, self.group) for f in self.fit)
         return (num / den.clamp_min(1e-300)).clamp(0.0, 1.0)
+
+    def share(self, check_test: str, fitted: bool, wins: float = 1.0, behind: float = 0.5) -> Tensor:
+        """``[B]`` float64: how much of B to take: ``wins`` where A lost beyond doubt
+        (:meth:`a_loses`), else ``behind`` where A erred more on average (:meth:`a_behind`), else 0;
+        with ``fitted``, the mean of that and :meth:`fitted_share`."""
+        lead = torch.where(self.a_behind(), behind, 0.0)
+        weight = torch.where(self.a_loses(check_test), wins, lead).to(torch.float64)
+        return 0.5 * (weight + self.fitted_share()) if fitted else weight
 
     def a_behind(self) -> Tensor:
         """``[B]`` bool: where A erred more than B on average over the checks (a group's pooled), by
@@ -451,22 +480,14 @@ class ForecastMixin:
 
         stats = PairedChecks(context, group, self.pool_by_power)
         usable = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
-        for i, (cut, truth, net, cls) in enumerate(cuts):
-            kept = torch.where(keep[:, None], net.double(), cls.double())
-            if ar_cuts is not None:
-                kept = kept + ar_weight[:, None] * (ar_cuts[i] - kept)
+        for cut, truth, kept in kept_forecasts(cuts, keep, ar_cuts, ar_weight):
             pred, ok = drifted(cut, truth.shape[1])
             usable &= ok
             stats.add_forecasts(kept, pred, truth)
-        weight = DRIFT_SHARE * (stats.a_loses(self.check_test) | stats.a_behind()).to(torch.float64)
-        if self.drift_share == "fitted":
-            weight = 0.5 * (weight + stats.fitted_share())
-        weight = weight * usable
+        weight = stats.share(self.check_test, self.drift_share == "fitted", DRIFT_SHARE, DRIFT_SHARE) * usable
         if not bool((weight > 0).any()):
             return point, quant
-        pred, _ = drifted(context.shape[1], point.shape[1])
-        shifted = point + (weight[:, None] * (pred - point.double())).to(point.dtype)
-        return shifted, None if quant is None else quant + (shifted - point)[..., None]
+        return move_towards(point, quant, drifted(context.shape[1], point.shape[1])[0], weight)
 
     def season_period(self, first_cut: int, interval: Tensor) -> Tensor:
         """``[B]`` long: the longest seasonal period, a week else a day at the row's ``interval`` (at
@@ -495,21 +516,12 @@ class ForecastMixin:
         if not bool(usable.any()):
             return point, quant
         stats = PairedChecks(context, group, self.pool_by_power)
-        for i, (cut, truth, net, cls) in enumerate(cuts):
-            kept = torch.where(keep[:, None], net.double(), cls.double())
-            if ar_cuts is not None:
-                kept = kept + ar_weight[:, None] * (ar_cuts[i] - kept)
-            stats.add_forecasts(kept, seasonal_naive(context[:, :cut], period, truth.shape[1]).double(), truth.double())
-        wins = stats.a_loses(self.check_test)
-        weight = torch.where(wins, 1.0, torch.where(stats.a_behind(), 0.5, 0.0)).to(torch.float64)
-        if self.season_share == "fitted":
-            weight = 0.5 * (weight + stats.fitted_share())
-        weight = weight * usable
+        for cut, truth, kept in kept_forecasts(cuts, keep, ar_cuts, ar_weight):
+            stats.add_forecasts(kept, seasonal_naive(context[:, :cut], period, truth.shape[1]).double(), truth)
+        weight = stats.share(self.check_test, self.season_share == "fitted") * usable
         if not bool((weight > 0).any()):
             return point, quant
-        pred = seasonal_naive(context, period, point.shape[1])
-        shifted = point + (weight[:, None] * (pred.double() - point.double())).to(point.dtype)
-        return shifted, None if quant is None else quant + (shifted - point)[..., None]
+        return move_towards(point, quant, seasonal_naive(context, period, point.shape[1]), weight)
 
     def _level(self, context: Tensor, group: Tensor | None, raw: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``[B, 1]`` float64: the context mean that ``white_limit`` and ``check_mean`` give, with
@@ -528,10 +540,7 @@ class ForecastMixin:
         """``check_mean``: the forecast so far (what the checks kept, moved towards linear
         prediction by ``weight``, with ``check_ar``) as A against the context mean (B) on the same ``cuts``."""
         stats = PairedChecks(context, group, self.pool_by_power)
-        for i, (cut, truth, net, cls) in enumerate(cuts):
-            kept = torch.where(keep[:, None], net.double(), cls.double())
-            if ar_cuts is not None:
-                kept = kept + weight[:, None] * (ar_cuts[i] - kept)
+        for cut, truth, kept in kept_forecasts(cuts, keep, ar_cuts, weight):
             stats.add((kept - truth) ** 2, (self._level(context[:, :cut], group, raw) - truth) ** 2)
         return stats
 
@@ -549,11 +558,7 @@ class ForecastMixin:
         the mean of that and the share fitted on the checks (:meth:`PairedChecks.fitted_share`). With ``ar_season``,
         0 for rows whose checks miss a season the whole context holds (:meth:`checks_miss_season`)."""
         stats = self._linear_prediction_checks(context, cuts, ar_cuts, keep, group)
-        wins = stats.a_loses(self.check_test)
-        behind = stats.a_behind() if self.ar_blend else torch.zeros_like(wins)
-        weight = torch.where(wins, 1.0, torch.where(behind, 0.5, 0.0)).to(torch.float64)
-        if self.ar_share == "fitted":
-            weight = 0.5 * (weight + stats.fitted_share())
+        weight = stats.share(self.check_test, self.ar_share == "fitted", behind=0.5 if self.ar_blend else 0.0)
         if self.ar_season and interval is not None and cuts:
             weight = torch.where(self.checks_miss_season(context.shape[1], cuts[0][0], interval), 0.0, weight)
         return weight
@@ -576,9 +581,8 @@ class ForecastMixin:
         """What the checks kept (A) against linear prediction (B, ``ar_cuts``: its forecast from
         each cut) on the same ``cuts``."""
         stats = PairedChecks(context, group, self.pool_by_power)
-        for (cut, truth, net, cls), ar in zip(cuts, ar_cuts):  # A: what the check kept; B: linear prediction
-            kept = torch.where(keep[:, None], net.double(), cls.double())
-            stats.add_forecasts(kept, ar.double(), truth.double())
+        for (_, truth, kept), ar in zip(kept_forecasts(cuts, keep), ar_cuts):  # A: the check's keep; B: linear prediction
+            stats.add_forecasts(kept, ar.double(), truth)
         return stats
 
     def _rollout(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None = None,
