@@ -1477,3 +1477,42 @@ def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and
     on.save_pretrained(str(tmp_path / "m"))
     back = from_pretrained(str(tmp_path / "m"))
     assert back.check_season and back.season_share == on.season_share and not off.check_season
+
+
+def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leaves_noise_alone(tmp_path):
+    """``check_trend``: linear extrapolation through the last two values competes on the checks
+    with the forecast so far. Smooth bending paths (a passing vehicle's distance), forecast by the
+    context mean (an untrained model whose only estimator it is), then come out close to the
+    extrapolation and far better than without the option; white noise, where the checks refuse
+    it, keeps its forecast to the bit."""
+    from wfm.hub import from_pretrained
+    from wfm.models.causal_forecast import last_step_trend
+
+    x = torch.tensor([[1.0, 2.0, 4.0], [5.0, 5.0, 5.0]])
+    assert torch.equal(last_step_trend(x, 3), torch.tensor([[6.0, 8.0, 10.0], [5.0, 5.0, 5.0]], dtype=torch.float64))
+    kw = dict(guard=True, check_origins=8, estimators=("mean",), backtest_origins="value", quantiles=(0.1, 0.5, 0.9))
+    off, on = mix(**kw), mix(check_trend=True, trend_share="fitted", **kw)
+    t = torch.arange(36, dtype=torch.float64) * 0.1
+    paths = torch.stack([torch.sqrt(15.0 ** 2 + (8.0 * (t - 1.5 - 0.2 * i)) ** 2) for i in range(4)]).float()
+    ctx, tgt = paths[:, :32], paths[:, 32:]
+    (a, qa), (b, qb) = (m.forecast_with_quantiles(ctx, 0.1, 4) for m in (off, on))
+    err = {k: float(((p.double() - tgt) ** 2).mean()) for k, p in
+           (("off", a), ("on", b), ("trend", last_step_trend(ctx, 4)))}
+    assert err["on"] < 0.2 * err["off"] and err["trend"] < err["on"], err  # a share; rows that turn in their checks keep theirs
+    assert torch.allclose(qb - qa, (b - a)[..., None].expand_as(qa), atol=1e-4)  # the band moves with the forecast
+    noise = torch.randn(4, 64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(on.forecast(noise, 1.0, 4), off.forecast(noise, 1.0, 4))  # the slope never paid
+    # idle, then a rise at the very end: every check is flat, where the extrapolation is persistence
+    # (right, but no evidence of a trend), so no share of the rise x 12 goes in (Box-Cox space too)
+    idle = torch.zeros(3, 96)
+    idle[:, -2:] = torch.tensor([2.0, 9.0])
+    for box in (False, True):
+        a, b = (mix(box_cox=box, **k).forecast(idle, 600.0, 12) for k in (kw, {**kw, "check_trend": True}))
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="check_trend .* needs check_origins"):
+        mix(check_trend=True)
+    with pytest.raises(ValueError, match="trend_share"):
+        mix(guard=True, check_origins=8, check_trend=True, trend_share="all")
+    on.save_pretrained(str(tmp_path / "m"))
+    back = from_pretrained(str(tmp_path / "m"))
+    assert back.check_trend and back.trend_share == "fitted" and not off.check_trend

@@ -130,12 +130,18 @@ def test_windows_and_views_of_every_stand_in_dataset(standin):
     data = R.load_real_datasets(standin, R.RealBenchConfig())
     names = [(d.name, d.view) for d in data]
     assert names == [("Intel 5300", "csi complex"), ("Intel 5300", "csi amplitude"), ("Milan cell 11", "traffic"),
-                     ("Milan cell 12", "traffic"), ("DeepSense 6G", "beam power"), ("DeepSense 6G", "bearing")]
+                     ("Milan cell 12", "traffic"), ("DeepSense 6G", "beam power"), ("DeepSense 6G", "bearing"),
+                     ("DeepSense 6G", "distance")]
     csi = data[0]
     assert csi.context.shape == (4, 8, 4, 32) and csi.target.shape == (4, 8, 4, 32) and csi.context.is_complex()
     assert torch.allclose(data[1].target, csi.target.abs())
     assert data[2].context.shape == (37, 96) and data[2].interval == 600.0  # 144 steps, stride 1
     assert data[4].context.shape == (3 * 3, 16, 64) and data[5].target.shape == (9, 4)  # (30 - 20) // 4 + 1 per traj
+    # the distance view: the same windows of the loader's distance (BS GPS -> vehicle GPS, m)
+    from wfm.data.loaders.deepsense import load_scenario
+    dist = load_scenario(standin / "deepsense6g-beam", 1)["distance"][0]
+    assert data[6].context.shape == (9, 16) and torch.equal(data[6].context[0], torch.from_numpy(dist[:16]))
+    assert torch.equal(data[6].target[0], torch.from_numpy(dist[16:20])) and "m, BS GPS" in data[6].windows_note
 
 
 def test_imported_dataset_folders_are_scored_like_the_shared_captures(tmp_path, scratch_models):

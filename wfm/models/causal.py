@@ -311,6 +311,15 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             it where it won beyond doubt (``check_test``), half where it led on average, else none;
             ``"fitted"`` (the release) the mean of that and the share that minimised the checks'
             squared error, as ``drift_share``. Inference only.
+        check_trend: with ``check_origins``, where two or more checks fit, linear extrapolation
+            through the last two values (the last value plus ``h`` times the last step's change) is
+            tested on the same checks against the forecast so far (what they kept, moved towards
+            linear prediction by ``check_ar``) and the forecast moved towards it where it led: by
+            ``trend_share``. A smooth path (a user's distance or bearing) continues its last step,
+            which neither the network nor the guard's soft classical combination does in full; on
+            noise the checks refuse it. False (every model saved before session 56): no such
+            candidate. Inference only.
+        trend_share: with ``check_trend``, how much of the extrapolation goes in, as ``season_share``.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -425,7 +434,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  ar_level: bool = False, pool_by_power: bool = False, check_ar: bool = False,
                  ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
                  check_drift: bool = False, drift_share: str = "half", ar_share: str = "half",
-                 white_scale: bool = False, check_season: bool = False, season_share: str = "half") -> None:
+                 white_scale: bool = False, check_season: bool = False, season_share: str = "half",
+                 check_trend: bool = False, trend_share: str = "half") -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -518,6 +528,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if season_share not in ("half", "fitted"):
             raise ValueError(f"season_share must be 'half' or 'fitted', got {season_share!r}")
         self.season_share = season_share
+        if check_trend and not check_origins:
+            raise ValueError("check_trend tests linear extrapolation on the checks of check_origins: it needs check_origins > 0")
+        self.check_trend = bool(check_trend)
+        if trend_share not in ("half", "fitted"):
+            raise ValueError(f"trend_share must be 'half' or 'fitted', got {trend_share!r}")
+        self.trend_share = trend_share
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:

@@ -20,9 +20,10 @@ Datasets (the layout of ``../shared/datasets``, see its README; each source is o
   ``traffic_stride``, at most ``max_windows`` a cell.
 - ``deepsense6g-beam/`` (DeepSense 6G, 0.1 s nominal): per trajectory, windows of
   ``beam_context`` -> ``beam_horizon`` steps (stride = horizon, trajectories too short are
-  skipped) of two views: the received power of all 64 beams (linear, as stored; one window is
-  ``[H, 64]``) and the bearing (deg, compass bearing from the base station's GPS to the
-  vehicle's, unwrapped per trajectory).
+  skipped) of three views: the received power of all 64 beams (linear, as stored; one window is
+  ``[H, 64]``), the bearing (deg, compass bearing from the base station's GPS to the
+  vehicle's, unwrapped per trajectory) and the distance (m, between the same two fixes): the
+  user's path, the series the causal model forecasts zero-shot.
 
 Models: every exported model folder in ``checkpoints/`` (its ``config.json``'s
 ``model_kind``), so new checkpoints are picked up without code changes. A causal model

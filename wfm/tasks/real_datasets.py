@@ -267,26 +267,30 @@ def load_traffic(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str
 
 
 def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
-    """Beam power (64 beams) and bearing windows over every DeepSense scenario in ``folder``."""
+    """Beam power (64 beams), bearing and distance windows over every DeepSense scenario in ``folder``
+    (bearing and distance from the base station's GPS to the vehicle's: the user's path)."""
     scen = scenarios_in(folder)
     if not scen:
         return []
-    power, bearing, of = [], [], []
+    power, bearing, distance, of = [], [], [], []
     for s in scen:
         d = load_scenario(folder, s)
         power += d["beam_power"]
         bearing += d["bearing"]
+        distance += d["distance"]
         of += [s] * len(d["beam_power"])
     L, H = cfg.beam_context, cfg.beam_horizon
     out = []
     used = sum(len(p) >= L + H for p in power)
-    for view, series in (("beam power", power), ("bearing", bearing)):
+    units = {"beam power": "; a window is all 64 beams", "bearing": "; deg, BS GPS -> vehicle GPS",
+             "distance": "; m, BS GPS -> vehicle GPS"}
+    for view, series in (("beam power", power), ("bearing", bearing), ("distance", distance)):
         ctx, tgt, span = _series_windows(series, L, H, H)
         if not len(ctx):
             continue
         note = (f"{len(ctx)} windows (stride {H}) of {L} steps -> next {H} at {cfg.beam_interval:g} s, "
                 f"{used} of {len(series)} trajectories of scenarios {','.join(map(str, scen))} long enough"
-                + ("; a window is all 64 beams" if view == "beam power" else "; deg, BS GPS -> vehicle GPS"))
+                + units[view])
         out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder), span=span,
                              scenario=torch.tensor(of, dtype=torch.long)[span[:, 0]], ordered=view == "beam power"))
     return out

@@ -1,0 +1,182 @@
+"""Score the causal model's ``check_trend`` on held-out *generated* series of every kind and on real paths.
+
+    PYTHONPATH=. python pretrain/check_trend.py --model checkpoints/causal-tiny-catalog-cpu \
+        --heldout /tmp/check-trend-heldout --seeds 777 778 779 --out check_trend.json
+
+On a smooth path (a vehicle's distance to the base station, its bearing) the network and the
+guard's soft classical combination do not continue the last step in full: on the real DeepSense 6G
+distance, 16 values -> 4, the release was 0.53x persistence where the last value plus the last
+step's change alone is 0.26x. ``check_trend`` tests that extrapolation on the checks of
+``check_origins`` against the forecast so far and moves the forecast towards it where it led
+(``trend_share``). A GPS fix that jumps makes the last step a poor slope, so ``--candidate``
+also scores a robust one (the last step, unless its change from the step before is more than 4
+times the median change of slope over the 8 steps before; then the median of the last 4 steps):
+the script swaps :func:`wfm.models.causal_forecast.last_step_trend` for it while it scores.
+
+Scored off and with each share (``half``, ``fitted``, as ``check_season``) on the held-out cells
+of ``pretrain/box_cox.py`` (traffic at 1-60 minutes, vehicular, pedestrian and highway distance and
+azimuth, CSI amplitude), held-out series drawn with each of ``--seeds`` (no pretraining used
+them), and, for information, on DeepSense 6G distance and bearing (``--real``). Prints each cell's
+ratio of per-window NMSE to the best of persistence, the context mean and seasonal naive (< 1 beats
+them) and, per seed, the geometric mean over the cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import wfm
+import wfm.models.causal_forecast as causal_forecast
+
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
+from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, series_windows, traffic_cell
+from evidence_power import window_nmse
+from wfm.data.series import dataset_interval
+from wfm.data.shards import ShardedDataset
+
+VARIANTS = ("off", "half", "fitted")
+LAST_STEP = causal_forecast.last_step_trend
+
+
+def robust_step_trend(context: torch.Tensor, horizon: int) -> torch.Tensor:
+    """``[B, horizon]`` float64: the last step continued, unless its change from the step before
+    departs from the last 8 steps' median change of slope by more than 4 times it (a jump, not a
+    bend); then the median of the last 4 steps continued."""
+    x = context.double()
+    h = torch.arange(1, horizon + 1, dtype=torch.float64, device=x.device)
+    d = x[:, 1:] - x[:, :-1]
+    if d.shape[1] < 3:
+        return LAST_STEP(context, horizon)
+    last, before = d[:, -1:], d[:, -9:-1]
+    bend = (before[:, 1:] - before[:, :-1]).abs().median(dim=1, keepdim=True).values
+    jump = (last - before[:, -1:]).abs() > 4 * bend
+    slope = torch.where(jump, d[:, -4:].median(dim=1, keepdim=True).values, last)
+    return x[:, -1:] + h * slope
+
+
+CANDIDATES = {"last": LAST_STEP, "robust": robust_step_trend}
+
+
+@torch.no_grad()
+def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, interval: float,
+           variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
+    """Each variant's per-window NMSE over the best classical's (the model's options restored)."""
+    best = best_classical(ctx, tgt, group, interval)
+    kept, out = (model.check_trend, model.trend_share), {}
+    try:
+        for v in variants:
+            model.check_trend, model.trend_share = v != "off", "half" if v == "off" else v
+            out[v] = window_nmse(model.forecast(ctx, interval, tgt.shape[1], group=group), tgt, group) / best
+    finally:
+        model.check_trend, model.trend_share = kept
+    return out
+
+
+def heldout_cells(heldout: Path, data: Path, per_series: int, csi_samples: int = 16):
+    """``(name, context, target, group, interval)`` of box_cox.py's held-out cells."""
+    for cell in TRAFFIC:
+        name, ctx, tgt = traffic_cell(heldout, cell, per_series)
+        yield name, ctx, tgt, torch.arange(len(ctx)), cell[3]
+    folders = [heldout / t for t in TRAJ] + ([data / "traj-highway-heldout"] if (data / "traj-highway-heldout").is_dir() else [])
+    for folder in folders:
+        ds = ShardedDataset(folder)
+        r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
+        for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
+            ctx, tgt = series_windows(x, 64, 16, 8)
+            yield f"{folder.name} {field}", ctx, tgt, torch.arange(len(ctx)), dataset_interval(ds)
+    for name in CSI:
+        if not (data / name).is_dir():
+            continue
+        ds = ShardedDataset(data / name)
+        n = min(csi_samples, len(ds))
+        h = torch.from_numpy(ds.read_range(len(ds) - n, len(ds), ["csi"])["csi"]).abs()  # [S, T, A, K]
+        s, t = h.shape[:2]
+        x = h.reshape(s, t, -1).movedim(1, -1).reshape(-1, t)
+        group = torch.arange(s).repeat_interleave(x.shape[0] // s)
+        yield f"{name} |H| (L={t - 8})", x[:, :t - 8], x[:, t - 8:], group, dataset_interval(ds)
+
+
+def real_paths(root: Path, contexts: tuple[tuple[int, int], ...] = ((16, 4), (32, 8))):
+    """``(name, context, target, group, interval)`` of DeepSense 6G distance and bearing (0.1 s)."""
+    from wfm.data.loaders.deepsense import load_scenario
+    from wfm.tasks.real_datasets import _series_windows, scenarios_in
+
+    folder = root / "deepsense6g-beam"
+    scen = scenarios_in(folder) if folder.is_dir() else []
+    if not scen:
+        return
+    series = {"distance": [], "bearing": []}
+    for s in scen:
+        d = load_scenario(folder, s)
+        for k in series:
+            series[k] += d[k]
+    for L, H in contexts:
+        for k, rows in series.items():
+            ctx, tgt, _ = _series_windows(rows, L, H, H)
+            yield f"DeepSense 6G {k} (L={L}, H={H})", ctx, tgt, torch.arange(len(ctx)), 0.1
+
+
+def geo(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    keys = next(iter(rows.values())).keys()
+    return {k: {"geometric_mean": math.exp(sum(math.log(r[k]) for r in rows.values()) / len(rows)),
+                "at_or_below_1": sum(r[k] <= 1 for r in rows.values())} for k in keys}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
+    ap.add_argument("--heldout", type=Path, required=True, help="folder of per-seed held-out datasets (made if missing)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[777], help="held-out seeds (none: only --real)")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
+                    help="folder of the generated pretraining datasets (CSI, traj-highway-heldout)")
+    ap.add_argument("--real", type=Path, default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
+    ap.add_argument("--candidate", choices=sorted(CANDIDATES), default="last")
+    ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
+    ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = wfm.from_pretrained(args.model).eval()
+    if not model.check_origins:
+        ap.error(f"{args.model}: check_trend needs a model with check_origins")
+    causal_forecast.last_step_trend = CANDIDATES[args.candidate]
+    result: dict = {"model": args.model, "candidate": args.candidate, "seeds": {}}
+    try:
+        for seed in args.seeds:
+            folder = args.heldout / str(seed)
+            ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ, {"traffic": args.series, "traj": 64})
+            rows = {}
+            for name, ctx, tgt, group, itv in heldout_cells(folder, args.data, args.per_series):
+                rows[name] = ratios(model, ctx, tgt, group, itv)
+                print(f"seed {seed}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
+            s = geo(rows)
+            print(f"seed {seed}: " + ", ".join(f"{k} {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {len(rows)} <= 1)"
+                                               for k, v in s.items()), flush=True)
+            result["seeds"][str(seed)] = {"cells": rows, "summary": s}
+        if args.real is None:
+            from wfm.tasks.real_data import default_datasets_dir
+            args.real = default_datasets_dir()
+        if str(args.real):
+            rows = {}
+            for name, ctx, tgt, group, itv in real_paths(Path(args.real)):
+                rows[name] = ratios(model, ctx, tgt, group, itv)
+                print(f"real  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
+            result["real"] = rows
+    finally:
+        causal_forecast.last_step_trend = LAST_STEP
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
