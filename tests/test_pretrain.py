@@ -730,6 +730,46 @@ def test_check_season_script_scores_each_share_as_forecast_applies_it_and_reads_
         script.taylor_series(tmp_path / "short.whl")
 
 
+def test_check_trend_script_scores_each_share_as_forecast_applies_it_and_restores_the_extrapolation(tmp_path, monkeypatch):
+    """pretrain/check_trend.py: each cell's ratios are the model's own ``forecast`` with
+    ``check_trend`` off and with each share over the best classical (the options restored after);
+    ``robust_step_trend`` continues the last step but reads a jump as a jump; ``main`` puts the
+    library's extrapolation back; the real paths are DeepSense 6G's distance and bearing windows."""
+    from test_real_benchmark import _deepsense
+
+    from wfm.models import causal_forecast
+    from wfm.models.registry import create_model
+
+    script = _load_script("check_trend", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw).eval()
+    t = torch.arange(36, dtype=torch.float64) * 0.1
+    x = torch.stack([torch.sqrt(15.0 ** 2 + (8.0 * (t - 0.5 - 0.1 * i)) ** 2) for i in range(4)]).float()
+    ctx, tgt, group = x[:, :32], x[:, 32:], torch.arange(4)
+    row = script.ratios(model, ctx, tgt, group, 0.1)
+    assert not model.check_trend and model.trend_share == "half" and list(row) == list(script.VARIANTS)
+    best = script.best_classical(ctx, tgt, group, 0.1)
+    for key in script.VARIANTS:
+        m = create_model("causal_tiny", check_trend=key != "off", trend_share="half" if key == "off" else key, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            assert row[key] == pytest.approx(script.window_nmse(m.forecast(ctx, 0.1, 4, group=group), tgt, group) / best, rel=1e-6)
+    assert row["half"] < row["off"]  # a vehicle driving away: the last step leads the checks
+    line = torch.arange(12, dtype=torch.float64)[None] * 0.5
+    jump = line.clone()
+    jump[0, -1] += 10.0  # a GPS fix off by 10
+    assert torch.allclose(script.robust_step_trend(line, 3), script.LAST_STEP(line, 3))
+    assert torch.allclose(script.robust_step_trend(jump, 3), jump[:, -1:] + 0.5 * torch.arange(1, 4))
+    model.save_pretrained(str(tmp_path / "m"))
+    script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "h"), "--seeds",
+                 "--real", "", "--candidate", "robust"])
+    assert causal_forecast.last_step_trend is script.LAST_STEP
+    _deepsense(tmp_path / "real" / "deepsense6g-beam", n_traj=2, length=60)
+    names = [c[0] for c in script.real_paths(tmp_path / "real")]
+    assert names == [f"DeepSense 6G {k} (L={L}, H={H})" for L, H in ((16, 4), (32, 8)) for k in ("distance", "bearing")]
+
+
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
     model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""
