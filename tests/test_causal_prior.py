@@ -1498,7 +1498,7 @@ def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leave
     (a, qa), (b, qb) = (m.forecast_with_quantiles(ctx, 0.1, 4) for m in (off, on))
     err = {k: float(((p.double() - tgt) ** 2).mean()) for k, p in
            (("off", a), ("on", b), ("trend", last_step_trend(ctx, 4)))}
-    assert err["on"] < 0.2 * err["off"] and err["trend"] < err["on"], err  # a share; rows that turn in their checks keep theirs
+    assert err["on"] < 0.25 * err["off"] and err["trend"] < err["on"], err  # a share; rows that turn in their checks keep theirs
     assert torch.allclose(qb - qa, (b - a)[..., None].expand_as(qa), atol=1e-4)  # the band moves with the forecast
     noise = torch.randn(4, 64, generator=torch.Generator().manual_seed(1))
     assert torch.equal(on.forecast(noise, 1.0, 4), off.forecast(noise, 1.0, 4))  # the slope never paid
