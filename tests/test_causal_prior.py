@@ -1481,10 +1481,11 @@ def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and
 
 def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leaves_noise_alone(tmp_path):
     """``check_trend``: linear extrapolation through the last two values competes on the checks
-    with the forecast so far. Smooth bending paths (a passing vehicle's distance), forecast by the
-    context mean (an untrained model whose only estimator it is), then come out close to the
-    extrapolation and far better than without the option; white noise, where the checks refuse
-    it, keeps its forecast to the bit."""
+    with the forecast so far, where it cut persistence's error in half on most checks. Smooth
+    bending paths (a passing vehicle's distance), forecast by the context mean (an untrained model
+    whose only estimator it is), then move most of the way to the extrapolation, four times better
+    than without the option; white noise and a cell idle but for its last values (every check
+    flat) keep their forecast to the bit, Box-Cox or not."""
     from wfm.hub import from_pretrained
     from wfm.models.causal_forecast import last_step_trend
 
