@@ -147,12 +147,14 @@ def traffic_cell(heldout: Path, cell: tuple, per_series: int,
     return cell_name(cell), ctx[keep], tgt[keep]
 
 
-def generated_cells(model, heldout: Path, data: Path, traffic: list[tuple], traj: list[str], csi: list[str],
-                    per_series: int, csi_samples: int, progress) -> list[dict]:
-    cells = []
+def heldout_series(heldout: Path, data: Path, traffic: list[tuple], traj: list[str], csi: list[str],
+                   per_series: int, csi_samples: int, progress=lambda: None):
+    """``(name, kind, context, target, group, interval)`` of each held-out cell (module doc):
+    ``traffic`` cells, ``traj`` recipes in ``heldout`` and ``data``'s ``traj-highway-heldout``,
+    ``csi`` datasets in ``data`` (those present); ``progress`` is called after each."""
     for cell in traffic:
         name, ctx, tgt = traffic_cell(heldout, cell, per_series)
-        cells.append(score(model, name, "traffic", ctx, tgt, torch.arange(len(ctx)), cell[3]))
+        yield name, "traffic", ctx, tgt, torch.arange(len(ctx)), cell[3]
         progress()
     folders = [heldout / t for t in traj] + ([data / "traj-highway-heldout"] if (data / "traj-highway-heldout").is_dir() else [])
     for folder in folders:
@@ -160,8 +162,7 @@ def generated_cells(model, heldout: Path, data: Path, traffic: list[tuple], traj
         r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
         for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
             ctx, tgt = series_windows(x, 64, 16, 8)
-            cells.append(score(model, f"{folder.name} {field}", field, ctx, tgt, torch.arange(len(ctx)),
-                               dataset_interval(ds)))
+            yield f"{folder.name} {field}", field, ctx, tgt, torch.arange(len(ctx)), dataset_interval(ds)
         progress()
     for name in csi:
         if not (data / name).is_dir():
@@ -173,10 +174,14 @@ def generated_cells(model, heldout: Path, data: Path, traffic: list[tuple], traj
         s, t = h.shape[:2]
         x = h.reshape(s, t, -1).movedim(1, -1).reshape(-1, t)
         group = torch.arange(s).repeat_interleave(x.shape[0] // s)
-        interval = dataset_interval(ds)
-        cells.append(score(model, f"{name} |H| (L={t - 8})", "csi amplitude", x[:, :t - 8], x[:, t - 8:], group, interval))
+        yield f"{name} |H| (L={t - 8})", "csi amplitude", x[:, :t - 8], x[:, t - 8:], group, dataset_interval(ds)
         progress()
-    return cells
+
+
+def generated_cells(model, heldout: Path, data: Path, traffic: list[tuple], traj: list[str], csi: list[str],
+                    per_series: int, csi_samples: int, progress) -> list[dict]:
+    return [score(model, name, kind, ctx, tgt, group, interval) for name, kind, ctx, tgt, group, interval
+            in heldout_series(heldout, data, traffic, traj, csi, per_series, csi_samples, progress)]
 
 
 def real_cells(model, root: str) -> list[dict]:

@@ -30,17 +30,14 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import wfm
 import wfm.models.causal_forecast as causal_forecast
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
-from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, series_windows, traffic_cell
+from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, heldout_series
 from evidence_power import window_nmse
-from wfm.data.series import dataset_interval
-from wfm.data.shards import ShardedDataset
 
 VARIANTS = ("off", "half", "fitted")
 LAST_STEP = causal_forecast.last_step_trend
@@ -78,30 +75,6 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, int
     finally:
         model.check_trend, model.trend_share = kept
     return out
-
-
-def heldout_cells(heldout: Path, data: Path, per_series: int, csi_samples: int = 16):
-    """``(name, context, target, group, interval)`` of box_cox.py's held-out cells."""
-    for cell in TRAFFIC:
-        name, ctx, tgt = traffic_cell(heldout, cell, per_series)
-        yield name, ctx, tgt, torch.arange(len(ctx)), cell[3]
-    folders = [heldout / t for t in TRAJ] + ([data / "traj-highway-heldout"] if (data / "traj-highway-heldout").is_dir() else [])
-    for folder in folders:
-        ds = ShardedDataset(folder)
-        r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
-        for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
-            ctx, tgt = series_windows(x, 64, 16, 8)
-            yield f"{folder.name} {field}", ctx, tgt, torch.arange(len(ctx)), dataset_interval(ds)
-    for name in CSI:
-        if not (data / name).is_dir():
-            continue
-        ds = ShardedDataset(data / name)
-        n = min(csi_samples, len(ds))
-        h = torch.from_numpy(ds.read_range(len(ds) - n, len(ds), ["csi"])["csi"]).abs()  # [S, T, A, K]
-        s, t = h.shape[:2]
-        x = h.reshape(s, t, -1).movedim(1, -1).reshape(-1, t)
-        group = torch.arange(s).repeat_interleave(x.shape[0] // s)
-        yield f"{name} |H| (L={t - 8})", x[:, :t - 8], x[:, t - 8:], group, dataset_interval(ds)
 
 
 def real_paths(root: Path, contexts: tuple[tuple[int, int], ...] = ((16, 4), (32, 8))):
@@ -155,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
             folder = args.heldout / str(seed)
             ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ, {"traffic": args.series, "traj": 64})
             rows = {}
-            for name, ctx, tgt, group, itv in heldout_cells(folder, args.data, args.per_series):
+            for name, _, ctx, tgt, group, itv in heldout_series(folder, args.data, TRAFFIC, TRAJ, CSI, args.per_series, 16):
                 rows[name] = ratios(model, ctx, tgt, group, itv)
                 print(f"seed {seed}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
             s = geo(rows)
