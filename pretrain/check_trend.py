@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -37,6 +36,7 @@ import wfm.models.causal_forecast as causal_forecast
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, heldout_series
+from check_season import summary
 from evidence_power import window_nmse
 
 VARIANTS = ("off", "half", "fitted")
@@ -78,29 +78,17 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, int
 
 
 def real_paths(root: Path, contexts: tuple[tuple[int, int], ...] = ((16, 4), (32, 8))):
-    """``(name, context, target, group, interval)`` of DeepSense 6G distance and bearing (0.1 s)."""
-    from wfm.data.loaders.deepsense import load_scenario
-    from wfm.tasks.real_datasets import _series_windows, scenarios_in
+    """``(name, context, target, group, interval)`` of DeepSense 6G distance and bearing, windowed
+    by ``wfm benchmark real``'s loader at each ``(context, horizon)``."""
+    from wfm.tasks.real_datasets import RealBenchConfig, load_beams
 
     folder = root / "deepsense6g-beam"
-    scen = scenarios_in(folder) if folder.is_dir() else []
-    if not scen:
+    if not folder.is_dir():
         return
-    series = {"distance": [], "bearing": []}
-    for s in scen:
-        d = load_scenario(folder, s)
-        for k in series:
-            series[k] += d[k]
     for L, H in contexts:
-        for k, rows in series.items():
-            ctx, tgt, _ = _series_windows(rows, L, H, H)
-            yield f"DeepSense 6G {k} (L={L}, H={H})", ctx, tgt, torch.arange(len(ctx)), 0.1
-
-
-def geo(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    keys = next(iter(rows.values())).keys()
-    return {k: {"geometric_mean": math.exp(sum(math.log(r[k]) for r in rows.values()) / len(rows)),
-                "at_or_below_1": sum(r[k] <= 1 for r in rows.values())} for k in keys}
+        for d in load_beams(folder, RealBenchConfig(beam_context=L, beam_horizon=H)):
+            if d.view in ("distance", "bearing"):
+                yield f"DeepSense 6G {d.view} (L={L}, H={H})", d.context, d.target, torch.arange(len(d.context)), d.interval
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
             for name, _, ctx, tgt, group, itv in heldout_series(folder, args.data, TRAFFIC, TRAJ, CSI, args.per_series, 16):
                 rows[name] = ratios(model, ctx, tgt, group, itv)
                 print(f"seed {seed}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-            s = geo(rows)
+            s = summary(rows)
             print(f"seed {seed}: " + ", ".join(f"{k} {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {len(rows)} <= 1)"
                                                for k, v in s.items()), flush=True)
             result["seeds"][str(seed)] = {"cells": rows, "summary": s}

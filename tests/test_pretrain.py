@@ -767,7 +767,7 @@ def test_check_trend_script_scores_each_share_as_forecast_applies_it_and_restore
     assert causal_forecast.last_step_trend is script.LAST_STEP
     _deepsense(tmp_path / "real" / "deepsense6g-beam", n_traj=2, length=60)
     names = [c[0] for c in script.real_paths(tmp_path / "real")]
-    assert names == [f"DeepSense 6G {k} (L={L}, H={H})" for L, H in ((16, 4), (32, 8)) for k in ("distance", "bearing")]
+    assert names == [f"DeepSense 6G {k} (L={L}, H={H})" for L, H in ((16, 4), (32, 8)) for k in ("bearing", "distance")]
 
 
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):

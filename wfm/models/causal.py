@@ -197,6 +197,13 @@ class CausalBlock(Block):
         rename_legacy_mlp_keys(state_dict, prefix)
 
 
+def share_rule(name: str, value: str) -> str:
+    """``value`` of a ``*_share`` option (``"half"`` or ``"fitted"``), else a ValueError naming it."""
+    if value not in ("half", "fitted"):
+        raise ValueError(f"{name} must be 'half' or 'fitted', got {value!r}")
+    return value
+
+
 class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
     """Decoder-only patch transformer for univariate series; see the module docstring.
 
@@ -511,29 +518,21 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if check_drift and not check_origins:
             raise ValueError("check_drift tests a drifting profile on the checks of check_origins: it needs check_origins > 0")
         self.check_drift = bool(check_drift)
-        if drift_share not in ("half", "fitted"):
-            raise ValueError(f"drift_share must be 'half' or 'fitted', got {drift_share!r}")
-        self.drift_share = drift_share
-        if ar_share not in ("half", "fitted"):
-            raise ValueError(f"ar_share must be 'half' or 'fitted', got {ar_share!r}")
+        self.drift_share = share_rule("drift_share", drift_share)
         if ar_share == "fitted" and not check_ar:
             raise ValueError("ar_share weighs linear prediction where check_ar tests it: it needs check_ar")
-        self.ar_share = ar_share
+        self.ar_share = share_rule("ar_share", ar_share)
         if check_mean and not check_origins:
             raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
         self.check_mean = bool(check_mean)
         if check_season and not check_origins:
             raise ValueError("check_season tests seasonal naive on the checks of check_origins: it needs check_origins > 0")
         self.check_season = bool(check_season)
-        if season_share not in ("half", "fitted"):
-            raise ValueError(f"season_share must be 'half' or 'fitted', got {season_share!r}")
-        self.season_share = season_share
+        self.season_share = share_rule("season_share", season_share)
         if check_trend and not check_origins:
             raise ValueError("check_trend tests linear extrapolation on the checks of check_origins: it needs check_origins > 0")
         self.check_trend = bool(check_trend)
-        if trend_share not in ("half", "fitted"):
-            raise ValueError(f"trend_share must be 'half' or 'fitted', got {trend_share!r}")
-        self.trend_share = trend_share
+        self.trend_share = share_rule("trend_share", trend_share)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:
