@@ -37,3 +37,23 @@ def test_results_script_quick_subset(tmp_path):
     assert "## los-nlos" in md and "Command: `wfm finetune --config finetune/los-nlos.yaml" in md
     assert any("causal" in n for n in r["notes"])
     assert json.loads((tmp_path / "results-quick.json").read_text())["sizes"]["csi"] == 40
+
+
+def test_merge_replaces_the_rerun_tasks_tables_keeps_the_rest_and_refuses_other_sizes():
+    def run(rows: dict[str, int], seconds: float = 600.0, sizes: dict | None = None) -> dict:  # a results.json in small
+        return {"quick": False, "sizes": sizes or {"traj": 200, "pretrain": 2000}, "seed": 0, "seconds": seconds, "datasets": {},
+                "mae_checkpoint": None, "notes": [],
+                "tables": [{"title": f"{task} (NMSE dB)", "rows": [{"nmse_db": v}], "command": "c", "columns": ["nmse_db"]}
+                           for task, v in rows.items()]}
+
+    base = run({"los-nlos": 1, "distance-forecast": 2, "traffic-forecast": 3}, seconds=2400.0)
+    merged = results_table.merge_results(base, run({"distance-forecast": 20}, seconds=300.0))
+    assert [t["title"].split()[0] for t in merged["tables"]] == ["los-nlos", "distance-forecast", "traffic-forecast"]
+    assert [t["rows"][0]["nmse_db"] for t in merged["tables"]] == [1, 20, 3]
+    assert merged["seconds"] == 2400.0 and base["tables"][1]["rows"][0]["nmse_db"] == 2  # base is not changed
+    assert len(merged["notes"]) == 1 and "distance-forecast re-run on" in merged["notes"][0] and "5.0 min" in merged["notes"][0]
+    assert "note: distance-forecast re-run" in results_table.render_markdown(merged)
+    with pytest.raises(SystemExit, match="same sizes and seed"):
+        results_table.merge_results(base, run({"distance-forecast": 20}, sizes={"traj": 10, "pretrain": 2000}), "old.json")
+    with pytest.raises(SystemExit, match="old.json: no table of beam-prediction"):
+        results_table.merge_results(base, run({"beam-prediction": 5}), "old.json")

@@ -3,6 +3,8 @@
     python finetune/results.py            # the full CPU run (about 20-25 min on 2 cores)
     python finetune/results.py --quick    # a smoke run at toy sizes (a few minutes)
     python finetune/results.py --causal PATH_OR_HUB_ID   # + zero-shot rows of a causal model
+    python finetune/results.py --tasks distance-forecast --causal M --merge finetune/results.json
+        # re-run some tasks; their tables replace those of an earlier full run, the rest is kept
 
 What it does, all seeded (seed 0):
 
@@ -134,6 +136,30 @@ def update_readme(result: dict[str, Any]) -> None:
     README.write_text(head + BEGIN + "\n" + render_markdown(result, level=3) + "\n" + END + tail)
 
 
+def table_task(table: dict[str, Any]) -> str:
+    """The task a results table belongs to: the first word of its title."""
+    return table["title"].split()[0]
+
+
+def merge_results(base: dict[str, Any], new: dict[str, Any], source: str = "results.json") -> dict[str, Any]:
+    """``base`` (a full run's results) with each table of ``new`` (a run of some tasks at the same
+    sizes and seed) in place of ``base``'s table of the same task, and a note naming the tasks re-run,
+    the date and the minutes; ``base``'s header (time, sizes) is kept. Refused when the sizes or the
+    seed differ (the tables would not be comparable), or a task of ``new`` has no table in ``base``."""
+    if new["quick"] or base["quick"] or new["sizes"] != base["sizes"] or new["seed"] != base["seed"]:
+        raise SystemExit(f"error: {source}: --merge needs a full run at the same sizes and seed "
+                         f"(it has {base['sizes']}, seed {base['seed']}; this run {new['sizes']}, seed {new['seed']})")
+    fresh = {table_task(t): t for t in new["tables"]}
+    missing = sorted(set(fresh) - {table_task(t) for t in base["tables"]})
+    if missing:
+        raise SystemExit(f"error: {source}: no table of {', '.join(missing)} to replace")
+    merged = dict(base, tables=[fresh.get(table_task(t), t) for t in base["tables"]])
+    merged["notes"] = [n for n in base["notes"]] + [n for n in new["notes"] if n not in base["notes"]] + [
+        f"{', '.join(fresh)} re-run on {time.strftime('%Y-%m-%d')} in {new['seconds'] / 60:.1f} min "
+        f"(`--tasks {','.join(fresh)} --merge`); the other tables are the run above"]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="toy sizes: a smoke run")
@@ -148,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--readme", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the tables into finetune/README.md (full runs only)")
     p.add_argument("--from-json", default=None, help="re-render results.md / the README from a results.json")
+    p.add_argument("--merge", default=None,
+                   help="an earlier full run's results.json: this run's tables replace those of the same tasks, "
+                        "the others are kept (a note says which were re-run, when and in how long)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (tiny models: 1 is about as fast as 2, and far faster on a busy CPU)")
     args = p.parse_args(argv)
@@ -282,6 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"quick": args.quick, "sizes": sizes, "seed": args.seed, "seconds": seconds,
               "datasets": {k: str(v) for k, v in data.items()}, "mae_checkpoint": mae, "notes": notes,
               "tables": tables}
+    if args.merge:
+        result = merge_results(json.loads(Path(args.merge).read_text()), result, args.merge)
     write_json(out / ("results-quick.json" if args.quick else "results.json"), result)
     path = out / ("results-quick.md" if args.quick else "results.md")
     path.write_text(render_markdown(result))
