@@ -1487,7 +1487,7 @@ def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leave
     than without the option; white noise and a cell idle but for its last values (every check
     flat) keep their forecast to the bit, Box-Cox or not."""
     from wfm.hub import from_pretrained
-    from wfm.models.causal_forecast import last_step_trend
+    from wfm.models.causal_forecast import last_step_trend, trend_in_range
 
     x = torch.tensor([[1.0, 2.0, 4.0], [5.0, 5.0, 5.0]])
     assert torch.equal(last_step_trend(x, 3), torch.tensor([[6.0, 8.0, 10.0], [5.0, 5.0, 5.0]], dtype=torch.float64))
@@ -1510,6 +1510,14 @@ def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leave
     for box in (False, True):
         a, b = (mix(box_cox=box, **k).forecast(idle, 600.0, 12) for k in (kw, {**kw, "check_trend": True}))
         assert torch.equal(a, b)
+    # a steady ramp whose checks all vouch for the slope, but whose last step is a burst: carried 36
+    # steps it would leave the context's range 16-fold, so the forecast stays as it was (the burst's
+    # step stays in range over 1 step, where the trend still goes in)
+    ramp = (10.0 + torch.arange(144, dtype=torch.float32)).repeat(2, 1)
+    ramp[1, -1] += 100.0
+    assert trend_in_range(ramp, 36).tolist() == [True, False] and trend_in_range(ramp, 1).tolist() == [True, True]
+    a, b = (m.forecast(ramp, 600.0, 36) for m in (off, on))
+    assert torch.equal(a[1], b[1]) and float((b[0] - a[0]).abs().max()) > 1.0
     with pytest.raises(ValueError, match="check_trend .* needs check_origins"):
         mix(check_trend=True)
     with pytest.raises(ValueError, match="trend_share"):

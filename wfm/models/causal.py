@@ -324,8 +324,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             linear prediction by ``check_ar``) and the forecast moved towards it where it led: by
             ``trend_share``. A smooth path (a user's distance or bearing) continues its last step,
             which neither the network nor the guard's soft classical combination does in full; on
-            noise the checks refuse it. False (every model saved before session 56): no such
-            candidate. Inference only.
+            noise the checks refuse it. Never where the extrapolation would move further over the
+            horizon than the context's range (a burst's step carried hours ahead; session 57).
+            False (every model saved before session 56): no such candidate. Inference only.
         trend_share: with ``check_trend``, how much of the extrapolation goes in, as ``season_share``.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
