@@ -57,3 +57,5 @@ def test_merge_replaces_the_rerun_tasks_tables_keeps_the_rest_and_refuses_other_
         results_table.merge_results(base, run({"distance-forecast": 20}, sizes={"traj": 10, "pretrain": 2000}), "old.json")
     with pytest.raises(SystemExit, match="old.json: no table of beam-prediction"):
         results_table.merge_results(base, run({"beam-prediction": 5}), "old.json")
+    with pytest.raises(SystemExit, match="missing.json: not a results.json"):  # before any work
+        results_table.main(["--merge", "missing.json", "--tasks", "los-nlos"])

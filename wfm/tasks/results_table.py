@@ -154,7 +154,7 @@ def merge_results(base: dict[str, Any], new: dict[str, Any], source: str = "resu
     if missing:
         raise SystemExit(f"error: {source}: no table of {', '.join(missing)} to replace")
     merged = dict(base, tables=[fresh.get(table_task(t), t) for t in base["tables"]])
-    merged["notes"] = [n for n in base["notes"]] + [n for n in new["notes"] if n not in base["notes"]] + [
+    merged["notes"] = list(base["notes"]) + [n for n in new["notes"] if n not in base["notes"]] + [
         f"{', '.join(fresh)} re-run on {time.strftime('%Y-%m-%d')} in {new['seconds'] / 60:.1f} min "
         f"(`--tasks {','.join(fresh)} --merge`); the other tables are the run above"]
     return merged
@@ -187,6 +187,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             update_readme(result)
         return result
 
+    base = None
+    if args.merge:  # read before the run, not after it
+        try:
+            base = json.loads(Path(args.merge).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {args.merge}: not a results.json to merge into ({e})") from None
     t0 = time.perf_counter()
     sizes = dict(SIZES["quick" if args.quick else "full"])
     sizes.update(json.loads(args.sizes) if args.sizes else {})
@@ -311,8 +317,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"quick": args.quick, "sizes": sizes, "seed": args.seed, "seconds": seconds,
               "datasets": {k: str(v) for k, v in data.items()}, "mae_checkpoint": mae, "notes": notes,
               "tables": tables}
-    if args.merge:
-        result = merge_results(json.loads(Path(args.merge).read_text()), result, args.merge)
+    if base is not None:
+        result = merge_results(base, result, args.merge)
     write_json(out / ("results-quick.json" if args.quick else "results.json"), result)
     path = out / ("results-quick.md" if args.quick else "results.md")
     path.write_text(render_markdown(result))
