@@ -1434,13 +1434,26 @@ def test_check_mean_takes_the_context_mean_where_it_wins_the_checks_and_nothing_
     assert from_pretrained(str(tmp_path / "m")).check_mean and not off.check_mean
 
 
+def _check_option_is_refused_alone_and_round_trips(tmp_path, option: str, share: str, on, off) -> None:
+    """A ``check_*`` candidate of the checks: refused without ``check_origins``, its ``*_share``
+    refused but for its rules, and ``on`` (the option set) saved and loaded with both."""
+    from wfm.hub import from_pretrained
+
+    with pytest.raises(ValueError, match=f"{option} .* needs check_origins"):
+        mix(**{option: True})
+    with pytest.raises(ValueError, match=share):
+        mix(guard=True, check_origins=8, **{option: True, share: "all"})
+    on.save_pretrained(str(tmp_path / "m"))
+    back = from_pretrained(str(tmp_path / "m"))
+    assert getattr(back, option) and getattr(back, share) == getattr(on, share) and not getattr(off, option)
+
+
 def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and_nowhere_else(tmp_path):
     """``check_season``: seasonal naive of the longest period the earliest check holds competes on
     the checks with the forecast so far. A noisy daily cycle of hourly values, forecast by the last
     value (an untrained model whose only estimator it is), then comes out close to seasonal naive
     and far better than without the option. Contexts with no season in their checks (1-ms CSI, a
     day of hourly values), or a week that the checks miss, keep their forecast to the bit."""
-    from wfm.hub import from_pretrained
     from wfm.models.baselines import SeasonalNaive
     from wfm.models.causal_forecast import seasonal_naive
 
@@ -1470,13 +1483,7 @@ def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and
     week_off, week_on = mix(**{**kw, "estimators": seasons}), mix(check_season=True, **{**kw, "estimators": seasons})
     long = torch.cat([cycle, cycle[:, :40]], dim=1)[:, :192]  # 8 days: the context holds a week, its checks do not
     assert torch.equal(week_on.forecast(long, 3600.0, 24), week_off.forecast(long, 3600.0, 24))
-    with pytest.raises(ValueError, match="check_season .* needs check_origins"):
-        mix(check_season=True)
-    with pytest.raises(ValueError, match="season_share"):
-        mix(guard=True, check_origins=8, check_season=True, season_share="all")
-    on.save_pretrained(str(tmp_path / "m"))
-    back = from_pretrained(str(tmp_path / "m"))
-    assert back.check_season and back.season_share == on.season_share and not off.check_season
+    _check_option_is_refused_alone_and_round_trips(tmp_path, "check_season", "season_share", on, off)
 
 
 def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leaves_noise_alone(tmp_path):
@@ -1486,7 +1493,6 @@ def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leave
     whose only estimator it is), then move most of the way to the extrapolation, four times better
     than without the option; white noise and a cell idle but for its last values (every check
     flat) keep their forecast to the bit, Box-Cox or not."""
-    from wfm.hub import from_pretrained
     from wfm.models.causal_forecast import last_step_trend, trend_in_range
 
     x = torch.tensor([[1.0, 2.0, 4.0], [5.0, 5.0, 5.0]])
@@ -1518,10 +1524,4 @@ def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leave
     assert trend_in_range(ramp, 36).tolist() == [True, False] and trend_in_range(ramp, 1).tolist() == [True, True]
     a, b = (m.forecast(ramp, 600.0, 36) for m in (off, on))
     assert torch.equal(a[1], b[1]) and float((b[0] - a[0]).abs().max()) > 1.0
-    with pytest.raises(ValueError, match="check_trend .* needs check_origins"):
-        mix(check_trend=True)
-    with pytest.raises(ValueError, match="trend_share"):
-        mix(guard=True, check_origins=8, check_trend=True, trend_share="all")
-    on.save_pretrained(str(tmp_path / "m"))
-    back = from_pretrained(str(tmp_path / "m"))
-    assert back.check_trend and back.trend_share == "fitted" and not off.check_trend
+    _check_option_is_refused_alone_and_round_trips(tmp_path, "check_trend", "trend_share", on, off)

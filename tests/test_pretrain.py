@@ -692,6 +692,24 @@ def test_ar_season_script_scores_the_option_off_and_on_as_forecast_applies_it(tm
         assert row[key] == pytest.approx(ratio, rel=1e-6)
 
 
+def _check_variants_are_the_forecast(script, row: dict, model, kw: dict, option: tuple[str, str], ctx, tgt,
+                                     interval: float) -> None:
+    """Each of ``script.VARIANTS`` in ``row`` is the per-window NMSE, over the best classical's, of a
+    model with ``model``'s weights and the option pair ``(check_*, *_share)`` set as the variant says
+    ("off": the check off), each window a series of its own."""
+    from wfm.models.registry import create_model
+
+    flag, share = option
+    group = torch.arange(len(ctx))
+    best = script.best_classical(ctx, tgt, group, interval)
+    for key in script.VARIANTS:
+        m = create_model("causal_tiny", **{flag: key != "off", share: "half" if key == "off" else key}, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            pred = m.forecast(ctx, interval, tgt.shape[1], group=group)
+        assert row[key] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), key
+
+
 def test_check_season_script_scores_each_share_as_forecast_applies_it_and_reads_the_taylor_wheel(tmp_path, monkeypatch):
     """pretrain/check_season.py: each cell's ratios are the model's own ``forecast`` with
     ``check_season`` off and with each share over the best classical (the model's options restored
@@ -709,13 +727,7 @@ def test_check_season_script_scores_each_share_as_forecast_applies_it_and_reads_
     ctx, tgt = x[:, :-24], x[:, -24:]
     (name, row), = script.score(model, [("hourly", ctx, tgt, 3600.0)]).items()
     assert not model.check_season and model.season_share == "half" and list(row) == list(script.VARIANTS)
-    group = torch.arange(len(ctx))
-    best = script.best_classical(ctx, tgt, group, 3600.0)
-    for key in script.VARIANTS:
-        m = create_model("causal_tiny", check_season=key != "off", season_share="half" if key == "off" else key, **kw).eval()
-        m.load_state_dict(model.state_dict())
-        with torch.no_grad():
-            assert row[key] == pytest.approx(script.window_nmse(m.forecast(ctx, 3600.0, 24, group=group), tgt, group) / best, rel=1e-6)
+    _check_variants_are_the_forecast(script, row, model, kw, ("check_season", "season_share"), ctx, tgt, 3600.0)
     assert row["half"] < row["off"]  # a clean daily cycle: seasonal naive leads the checks
     values = ", ".join(f"{20000 + i}." for i in range(4032))
     with zipfile.ZipFile(tmp_path / "p.whl", "w") as z:
@@ -749,12 +761,7 @@ def test_check_trend_script_scores_each_share_as_forecast_applies_it_and_restore
     ctx, tgt, group = x[:, :32], x[:, 32:], torch.arange(4)
     row = script.ratios(model, ctx, tgt, group, 0.1)
     assert not model.check_trend and model.trend_share == "half" and list(row) == list(script.VARIANTS)
-    best = script.best_classical(ctx, tgt, group, 0.1)
-    for key in script.VARIANTS:
-        m = create_model("causal_tiny", check_trend=key != "off", trend_share="half" if key == "off" else key, **kw).eval()
-        m.load_state_dict(model.state_dict())
-        with torch.no_grad():
-            assert row[key] == pytest.approx(script.window_nmse(m.forecast(ctx, 0.1, 4, group=group), tgt, group) / best, rel=1e-6)
+    _check_variants_are_the_forecast(script, row, model, kw, ("check_trend", "trend_share"), ctx, tgt, 0.1)
     assert row["half"] < row["off"]  # a vehicle driving away: the last step leads the checks
     line = torch.arange(12, dtype=torch.float64)[None] * 0.5
     jump = line.clone()
