@@ -1448,6 +1448,43 @@ def _check_option_is_refused_alone_and_round_trips(tmp_path, option: str, share:
     assert getattr(back, option) and getattr(back, share) == getattr(on, share) and not getattr(off, option)
 
 
+def test_trend_local_continues_a_path_that_turned_inside_its_context_and_leaves_noise_and_exact_forecasts_alone(tmp_path):
+    """``trend_local``: a vehicle passing the base station turns within 16 values, so the checks
+    (cut before the turn) deny ``check_trend``'s slope; the context's own steps vouch for it, and the
+    forecast takes it. Noise never passes the local test; a sinusoid that linear prediction forecasts
+    exactly on every check (where the extrapolation loses beyond doubt) keeps its forecast to the bit."""
+    from wfm.models.causal_forecast import last_step_trend, trend_holds_locally
+
+    t = torch.arange(20, dtype=torch.float64) * 0.1
+    paths = torch.stack([torch.sqrt(8.0 ** 2 + (10.0 * (t - 0.8 - 0.05 * i)) ** 2) for i in range(4)])
+    ctx, tgt = paths[:, :16].float(), paths[:, 16:]
+    noise = torch.randn(4, 64, generator=torch.Generator().manual_seed(2))
+    assert trend_holds_locally(ctx, 4).all() and not trend_holds_locally(noise, 4).any()
+    bend = (torch.arange(16, dtype=torch.float64) ** 2)[None]  # constant curvature: the horizon decides
+    assert trend_holds_locally(bend, 1).all() and not trend_holds_locally(bend, 16).any()
+    mixed = torch.cat([ctx[:1], 10 * noise[:1, :16]])  # a window's channels pool their steps
+    assert trend_holds_locally(mixed, 4).tolist() == [True, False]
+    assert not trend_holds_locally(mixed, 4, torch.zeros(2, dtype=torch.long)).any()
+    kw = dict(guard=True, check_origins=8, estimators=("mean",), backtest_origins="value", check_trend=True,
+              trend_share="fitted")
+    checked, local = mix(**kw), mix(trend_local=True, **kw)
+    err = {k: float(((p.double() - tgt) ** 2).mean()) for k, p in
+           (("checked", checked.forecast(ctx, 0.1, 4)), ("local", local.forecast(ctx, 0.1, 4)),
+            ("trend", last_step_trend(ctx, 4)))}
+    assert err["local"] < 0.1 * err["checked"] and err["local"] == pytest.approx(err["trend"], rel=1e-3), err
+    assert torch.equal(local.forecast(noise, 1.0, 4), checked.forecast(noise, 1.0, 4))
+    ar = dict(kw, check_ar=True)
+    wave = torch.sin(2 * math.pi * torch.arange(256, dtype=torch.float64) / 250)[None].repeat(2, 1).float()
+    assert trend_holds_locally(wave, 8).all()  # smooth: only the checks (8 of them) can refute it
+    assert torch.equal(mix(trend_local=True, **ar).forecast(wave, 120.0, 8), mix(**ar).forecast(wave, 120.0, 8))
+    with pytest.raises(ValueError, match="trend_local .* needs check_trend"):
+        mix(guard=True, check_origins=8, trend_local=True)
+    local.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).trend_local and not checked.trend_local
+
+
 def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and_nowhere_else(tmp_path):
     """``check_season``: seasonal naive of the longest period the earliest check holds competes on
     the checks with the forecast so far. A noisy daily cycle of hourly values, forecast by the last

@@ -328,6 +328,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             horizon than the context's range (a burst's step carried hours ahead; session 57).
             False (every model saved before session 56): no such candidate. Inference only.
         trend_share: with ``check_trend``, how much of the extrapolation goes in, as ``season_share``.
+        trend_local: with ``check_trend``, the extrapolation is also taken in full where the
+            context's own steps vouch for it (:func:`wfm.models.causal_forecast.trend_holds_locally`:
+            on most steps, its error ``h`` ahead under the local curvature below ``1 / TREND_MARGIN``
+            of persistence's), unless the checks show it losing to the forecast so far beyond doubt.
+            A vehicle turning past the base station within the context fails the checks, cut before
+            the turn, while its steps since show the slope; traffic and CSI noise never pass.
+            False (every model saved before session 58). Inference only.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -443,7 +450,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
                  check_drift: bool = False, drift_share: str = "half", ar_share: str = "half",
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
-                 check_trend: bool = False, trend_share: str = "half") -> None:
+                 check_trend: bool = False, trend_share: str = "half", trend_local: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -534,6 +541,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             raise ValueError("check_trend tests linear extrapolation on the checks of check_origins: it needs check_origins > 0")
         self.check_trend = bool(check_trend)
         self.trend_share = share_rule("trend_share", trend_share)
+        if trend_local and not check_trend:
+            raise ValueError("trend_local takes check_trend's extrapolation where the context's steps vouch for it: "
+                             "it needs check_trend")
+        self.trend_local = bool(trend_local)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:

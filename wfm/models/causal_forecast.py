@@ -107,6 +107,26 @@ def trend_in_range(context: Tensor, horizon: int) -> Tensor:
     return move <= x.amax(dim=1) - x.amin(dim=1)
 
 
+def trend_holds_locally(context: Tensor, horizon: int, group: Tensor | None = None) -> Tensor:
+    """``[B]`` bool: rows whose own steps vouch for continuing the last step ``horizon`` steps ahead.
+    At each step ``t`` of the context, a path of constant curvature would leave the extrapolation
+    ``|dd_t| h (h + 1) / 2`` off after ``h`` steps and persistence ``|d_t| h`` (``d``, ``dd``: the
+    first and second differences); the rule is :data:`TREND_MARGIN`'s on the checks, that the
+    former's square be below ``1 / TREND_MARGIN`` of the latter's, here on more than half of the
+    context's steps (a group's rows pooled per step). A vehicle passing the base station turns
+    within a 16-value context, so the checks of ``check_origins``, cut before the turn, deny the
+    slope that its steps since show; noise (traffic, CSI) has second differences as large as its
+    first and never passes."""
+    x = context.double()
+    if x.shape[1] < 3:
+        return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    d = x.diff(dim=1)
+    slope, bend = d[:, 1:] ** 2, (d.diff(dim=1) * (horizon + 1) / 2) ** 2
+    if group is not None:
+        slope, bend = pool_rows(slope, group), pool_rows(bend, group)
+    return 2 * (TREND_MARGIN * bend < slope).sum(dim=1) > slope.shape[1]
+
+
 def kept_forecasts(cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor, ar_cuts: list[Tensor] | None = None,
                    ar_weight: Tensor | None = None) -> list[tuple[int, Tensor, Tensor]]:
     """``(cut, truth, forecast so far)`` of each check of ``cuts`` (``(cut, truth, network,
@@ -543,7 +563,10 @@ class ForecastMixin:
         36 steps ahead passed two checks on a daily ramp and left the context's range many-fold. With
         ``raw`` (``(values, lam)``, ``context`` their Box-Cox transform) the extrapolation of the values
         given (at least 0), transformed: a straight line in the transformed space would come back as a
-        power of the horizon."""
+        power of the horizon. With ``trend_local``, all of it where :func:`trend_holds_locally` (the
+        context's own steps vouch for the slope: a path that turned after its checks' cuts) and the
+        checks do not show it losing to the forecast so far beyond doubt (``check_test``: a sinusoid
+        that linear prediction forecasts exactly keeps that forecast)."""
         def extrapolated(length: int, ahead: int) -> Tensor:
             if raw is None:
                 return last_step_trend(context[:, :length], ahead)
@@ -554,12 +577,18 @@ class ForecastMixin:
 
         stats = PairedChecks(context, group, self.pool_by_power)  # A: the forecast so far, B: the trend
         slope = PairedChecks(context, group, self.pool_by_power, TREND_MARGIN)  # A: persistence, B: the trend
+        refuted = PairedChecks(context, group, self.pool_by_power)  # A: the trend, B: the forecast so far
         for cut, truth, kept in kept_forecasts(cuts, keep, ar_cuts, ar_weight):
             pred = extrapolated(cut, truth.shape[1])
             stats.add_forecasts(kept, pred, truth)
+            refuted.add((pred - truth) ** 2, (kept - truth) ** 2)
             slope.add((context[:, cut - 1:cut].double() - truth) ** 2, (pred - truth) ** 2)
         weight = stats.share(self.check_test, self.trend_share == "fitted") * slope.a_far_behind_on_most()
-        weight = weight * trend_in_range(context if raw is None else raw[0][:, :context.shape[1]], point.shape[1])
+        values = context if raw is None else raw[0][:, :context.shape[1]]
+        if self.trend_local:  # all of it where the context's steps vouch for it and no check refutes it
+            local = trend_holds_locally(values, point.shape[1], group) & ~refuted.a_loses(self.check_test)
+            weight = torch.where(local, 1.0, weight)
+        weight = weight * trend_in_range(values, point.shape[1])
         if not bool((weight > 0).any()):
             return point, quant
         return move_towards(point, quant, extrapolated(context.shape[1], point.shape[1]), weight)
