@@ -13,10 +13,13 @@ also scores a robust one (the last step, unless its change from the step before 
 times the median change of slope over the 8 steps before; then the median of the last 4 steps):
 the script swaps :func:`wfm.models.causal_forecast.last_step_trend` for it while it scores.
 
-Scored off and with each share (``half``, ``fitted``, as ``check_season``) on the held-out cells
-of ``pretrain/box_cox.py`` (traffic at 1-60 minutes, vehicular, pedestrian and highway distance and
-azimuth, CSI amplitude), held-out series drawn with each of ``--seeds`` (no pretraining used
-them), and, for information, on DeepSense 6G distance and bearing (``--real``). Prints each cell's
+Scored off, with each share (``half``, ``fitted``, as ``check_season``) and with ``fitted`` plus
+``trend_local`` (``local``: the extrapolation also where the context's own steps vouch for it, a
+path that turned after its checks' cuts) on the held-out cells of ``pretrain/box_cox.py`` (traffic
+at 1-60 minutes, vehicular, pedestrian and highway distance and azimuth, CSI amplitude) and on the
+same trajectories at the real paths' shapes (16 -> 4, 32 -> 8), held-out series drawn with each of
+``--seeds`` (no pretraining used them), and, for information, on DeepSense 6G distance and bearing
+(``--real``). Prints each cell's
 ratio of per-window NMSE to the best of persistence, the context mean and seasonal naive (< 1 beats
 them) and, per seed, the geometric mean over the cells.
 """
@@ -33,13 +36,23 @@ import torch
 
 import wfm
 import wfm.models.causal_forecast as causal_forecast
+from wfm.data.series import dataset_interval
+from wfm.data.shards import ShardedDataset
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
-from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, heldout_series
+from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, heldout_series, series_windows
 from check_season import summary
 from evidence_power import window_nmse
 
-VARIANTS = ("off", "half", "fitted")
+#: Each variant's options: ``check_trend`` off, each ``trend_share``, and ``fitted`` with
+#: ``trend_local`` (session 58: also where the context's own steps vouch for the slope).
+OPTIONS = {"off": dict(check_trend=False, trend_share="half", trend_local=False),
+           "half": dict(check_trend=True, trend_share="half", trend_local=False),
+           "fitted": dict(check_trend=True, trend_share="fitted", trend_local=False),
+           "local": dict(check_trend=True, trend_share="fitted", trend_local=True)}
+VARIANTS = tuple(OPTIONS)
+#: The held-out trajectory recipes also at the real paths' shapes (``wfm benchmark real``'s 16 -> 4).
+PATH_SHAPES = ((16, 4), (32, 8))
 LAST_STEP = causal_forecast.last_step_trend
 
 
@@ -67,14 +80,30 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, int
            variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
     """Each variant's per-window NMSE over the best classical's (the model's options restored)."""
     best = best_classical(ctx, tgt, group, interval)
-    kept, out = (model.check_trend, model.trend_share), {}
+    kept, out = {k: getattr(model, k) for k in OPTIONS["off"]}, {}
     try:
         for v in variants:
-            model.check_trend, model.trend_share = v != "off", "half" if v == "off" else v
+            for k, value in OPTIONS[v].items():
+                setattr(model, k, value)
             out[v] = window_nmse(model.forecast(ctx, interval, tgt.shape[1], group=group), tgt, group) / best
     finally:
-        model.check_trend, model.trend_share = kept
+        for k, value in kept.items():
+            setattr(model, k, value)
     return out
+
+
+def path_cells(heldout: Path, data: Path, shapes: tuple[tuple[int, int], ...] = PATH_SHAPES):
+    """``(name, context, target, group, interval)``: the distance and azimuth of the held-out
+    trajectory recipes (and ``data``'s ``traj-highway-heldout``) in windows of each ``(context,
+    horizon)``, up to 16 a trajectory, as ``box_cox.heldout_series`` cuts them at 64 -> 16."""
+    folders = [heldout / t for t in TRAJ] + [data / "traj-highway-heldout"]
+    for folder in (f for f in folders if f.is_dir()):
+        ds = ShardedDataset(folder)
+        r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
+        for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
+            for L, H in shapes:
+                ctx, tgt = series_windows(x, L, H, 16)
+                yield f"{folder.name} {field} (L={L}, H={H})", ctx, tgt, torch.arange(len(ctx)), dataset_interval(ds)
 
 
 def real_paths(root: Path, contexts: tuple[tuple[int, int], ...] = ((16, 4), (32, 8))):
@@ -116,7 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
             folder = args.heldout / str(seed)
             ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ, {"traffic": args.series, "traj": 64})
             rows = {}
-            for name, _, ctx, tgt, group, itv in heldout_series(folder, args.data, TRAFFIC, TRAJ, CSI, args.per_series, 16):
+            cells = [(name, ctx, tgt, group, itv) for name, _, ctx, tgt, group, itv
+                     in heldout_series(folder, args.data, TRAFFIC, TRAJ, CSI, args.per_series, 16)]
+            for name, ctx, tgt, group, itv in cells + list(path_cells(folder, args.data)):
                 rows[name] = ratios(model, ctx, tgt, group, itv)
                 print(f"seed {seed}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
             s = summary(rows)

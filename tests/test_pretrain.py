@@ -696,14 +696,15 @@ def _check_variants_are_the_forecast(script, row: dict, model, kw: dict, option:
                                      interval: float) -> None:
     """Each of ``script.VARIANTS`` in ``row`` is the per-window NMSE, over the best classical's, of a
     model with ``model``'s weights and the option pair ``(check_*, *_share)`` set as the variant says
-    ("off": the check off), each window a series of its own."""
+    ("off": the check off; a script's ``OPTIONS``, where it has them), each window a series of its own."""
     from wfm.models.registry import create_model
 
     flag, share = option
     group = torch.arange(len(ctx))
     best = script.best_classical(ctx, tgt, group, interval)
     for key in script.VARIANTS:
-        m = create_model("causal_tiny", **{flag: key != "off", share: "half" if key == "off" else key}, **kw).eval()
+        options = script.OPTIONS[key] if hasattr(script, "OPTIONS") else {flag: key != "off", share: "half" if key == "off" else key}
+        m = create_model("causal_tiny", **options, **kw).eval()
         m.load_state_dict(model.state_dict())
         with torch.no_grad():
             pred = m.forecast(ctx, interval, tgt.shape[1], group=group)
@@ -760,7 +761,8 @@ def test_check_trend_script_scores_each_share_as_forecast_applies_it_and_restore
     x = torch.stack([torch.sqrt(15.0 ** 2 + (8.0 * (t - 0.5 - 0.1 * i)) ** 2) for i in range(4)]).float()
     ctx, tgt, group = x[:, :32], x[:, 32:], torch.arange(4)
     row = script.ratios(model, ctx, tgt, group, 0.1)
-    assert not model.check_trend and model.trend_share == "half" and list(row) == list(script.VARIANTS)
+    assert not model.check_trend and model.trend_share == "half" and not model.trend_local
+    assert list(row) == list(script.VARIANTS) == ["off", "half", "fitted", "local"]
     _check_variants_are_the_forecast(script, row, model, kw, ("check_trend", "trend_share"), ctx, tgt, 0.1)
     assert row["half"] < row["off"]  # a vehicle driving away: the last step leads the checks
     line = torch.arange(12, dtype=torch.float64)[None] * 0.5
@@ -772,6 +774,15 @@ def test_check_trend_script_scores_each_share_as_forecast_applies_it_and_restore
     script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "h"), "--seeds",
                  "--real", "", "--candidate", "robust"])
     assert causal_forecast.last_step_trend is script.LAST_STEP
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
+    generate_dataset(load_recipe(REPO / "data" / "recipes" / "traj-pedestrian.yaml"), tmp_path / "h" / "traj-pedestrian",
+                     num_samples=2, seed=0)
+    cells = list(script.path_cells(tmp_path / "h", tmp_path))  # no traj-highway-heldout there: skipped
+    assert [c[0] for c in cells] == [f"traj-pedestrian {f} (L={L}, H={H})" for f in ("distance", "azimuth")
+                                     for L, H in script.PATH_SHAPES]
+    assert all(c[1].shape[1] == int(c[0].split("L=")[1].split(",")[0]) and len(c[1]) == len(c[2]) == len(c[3]) for c in cells)
     _deepsense(tmp_path / "real" / "deepsense6g-beam", n_traj=2, length=60)
     names = [c[0] for c in script.real_paths(tmp_path / "real")]
     assert names == [f"DeepSense 6G {k} (L={L}, H={H})" for L, H in ((16, 4), (32, 8)) for k in ("bearing", "distance")]
