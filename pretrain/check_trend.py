@@ -17,7 +17,8 @@ Scored off, with each share (``half``, ``fitted``, as ``check_season``) and with
 ``trend_local`` (``local``: the extrapolation also where the context's own steps vouch for it, a
 path that turned after its checks' cuts) on the held-out cells of ``pretrain/box_cox.py`` (traffic
 at 1-60 minutes, vehicular, pedestrian and highway distance and azimuth, CSI amplitude) and on the
-same trajectories at the real paths' shapes (16 -> 4, 32 -> 8), held-out series drawn with each of
+same trajectories at the real paths' shapes (16 -> 4, 32 -> 8), and held-out vehicular paths with a GPS
+receiver's error (``traj-vehicular-gps``, at those shapes and 64 -> 16), held-out series drawn with each of
 ``--seeds`` (no pretraining used them), and, for information, on DeepSense 6G distance and bearing
 (``--real``). Prints each cell's
 ratio of per-window NMSE to the best of persistence, the context mean and seasonal naive (< 1 beats
@@ -53,6 +54,8 @@ OPTIONS = {"off": dict(check_trend=False, trend_share="half", trend_local=False)
 VARIANTS = tuple(OPTIONS)
 #: The held-out trajectory recipes also at the real paths' shapes (``wfm benchmark real``'s 16 -> 4).
 PATH_SHAPES = ((16, 4), (32, 8))
+#: Held-out paths with a GPS receiver's error (data/README.md, "GPS error"), at those shapes and 64 -> 16.
+GPS_TRAJ = ["traj-vehicular-gps"]
 LAST_STEP = causal_forecast.last_step_trend
 
 
@@ -95,14 +98,15 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, int
 def path_cells(heldout: Path, data: Path, shapes: tuple[tuple[int, int], ...] = PATH_SHAPES):
     """``(name, context, target, group, interval)``: the distance and azimuth of the held-out
     trajectory recipes (and ``data``'s ``traj-highway-heldout``) in windows of each ``(context,
-    horizon)``, up to 16 a trajectory, as ``box_cox.heldout_series`` cuts them at 64 -> 16."""
-    folders = [heldout / t for t in TRAJ] + [data / "traj-highway-heldout"]
+    horizon)``, up to 16 a trajectory, as ``box_cox.heldout_series`` cuts them at 64 -> 16 (8 a
+    trajectory), and of the held-out paths with GPS error (:data:`GPS_TRAJ`) also at 64 -> 16."""
+    folders = [heldout / t for t in TRAJ] + [data / "traj-highway-heldout"] + [heldout / t for t in GPS_TRAJ]
     for folder in (f for f in folders if f.is_dir()):
         ds = ShardedDataset(folder)
         r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
         for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
-            for L, H in shapes:
-                ctx, tgt = series_windows(x, L, H, 16)
+            for L, H in shapes + (((64, 16),) if folder.name in GPS_TRAJ else ()):
+                ctx, tgt = series_windows(x, L, H, 16 if L < 64 else 8)
                 yield f"{folder.name} {field} (L={L}, H={H})", ctx, tgt, torch.arange(len(ctx)), dataset_interval(ds)
 
 
@@ -143,7 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for seed in args.seeds:
             folder = args.heldout / str(seed)
-            ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ, {"traffic": args.series, "traj": 64})
+            ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ + GPS_TRAJ,
+                           {"traffic": args.series, "traj": 64})
             rows = {}
             cells = [(name, ctx, tgt, group, itv) for name, _, ctx, tgt, group, itv
                      in heldout_series(folder, args.data, TRAFFIC, TRAJ, CSI, args.per_series, 16)]

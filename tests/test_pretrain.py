@@ -779,9 +779,12 @@ def test_check_trend_script_scores_each_share_as_forecast_applies_it_and_restore
 
     generate_dataset(load_recipe(REPO / "data" / "recipes" / "traj-pedestrian.yaml"), tmp_path / "h" / "traj-pedestrian",
                      num_samples=2, seed=0)
+    generate_dataset(load_recipe(REPO / "data" / "recipes" / "traj-vehicular-gps.yaml"), tmp_path / "h" / "traj-vehicular-gps",
+                     num_samples=2, seed=0)
     cells = list(script.path_cells(tmp_path / "h", tmp_path))  # no traj-highway-heldout there: skipped
     assert [c[0] for c in cells] == [f"traj-pedestrian {f} (L={L}, H={H})" for f in ("distance", "azimuth")
-                                     for L, H in script.PATH_SHAPES]
+                                     for L, H in script.PATH_SHAPES] + [
+        f"traj-vehicular-gps {f} (L={L}, H={H})" for f in ("distance", "azimuth") for L, H in (*script.PATH_SHAPES, (64, 16))]
     assert all(c[1].shape[1] == int(c[0].split("L=")[1].split(",")[0]) and len(c[1]) == len(c[2]) == len(c[3]) for c in cells)
     _deepsense(tmp_path / "real" / "deepsense6g-beam", n_traj=2, length=60)
     names = [c[0] for c in script.real_paths(tmp_path / "real")]

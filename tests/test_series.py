@@ -101,6 +101,40 @@ def test_trajectories_have_stops_turns_and_speed_changes():
         assert ((turn > np.deg2rad(40)) & moving[:, 1:] & moving[:, :-1]).any(), "no turns"
 
 
+def test_gps_error_moves_the_fixes_as_a_receiver_does_and_leaves_the_path_and_other_recipes_alone():
+    """``gps_*`` recipe options: the same seed gives the same true path (speed, and the fixes of a
+    recipe without GPS error, to the bit); the fixes then carry a wandering error of the asked
+    std, white jitter and persisting steps, and distance and aoa follow the fixes."""
+    from wfm.data.series_generators import TrajectoryGenerator
+
+    base = TrajectoryRecipe(name="t", mobility="vehicular", num_samples=64, steps=600, speed_kmh=(10, 60))
+    exact = TrajectoryGenerator(base).generate(64, seed=5)
+    zero = TrajectoryGenerator(base.with_overrides(gps_noise_s=3.0, gps_jump_m=9.0)).generate(64, seed=5)
+    for k in exact:  # options that add no error change nothing
+        np.testing.assert_array_equal(zero[k], exact[k])
+    wander = TrajectoryGenerator(base.with_overrides(gps_noise_m=2.0, gps_noise_s=5.0)).generate(64, seed=5)
+    err = (wander["position"] - exact["position"])[..., :2].astype(np.float64)
+    np.testing.assert_array_equal(wander["speed"], exact["speed"])
+    assert err.std() == pytest.approx(2.0, rel=0.15)
+    np.testing.assert_array_equal(wander["position"][..., 2], exact["position"][..., 2])  # the antenna's height
+    a = np.exp(-0.1 / 5.0)  # 100 ms fixes: the error's lag-1 correlation
+    lag1 = (err[:, 1:] * err[:, :-1]).mean() / (err * err).mean()
+    assert lag1 == pytest.approx(a, abs=0.01)
+    jitter = TrajectoryGenerator(base.with_overrides(gps_jitter_m=0.3)).generate(64, seed=5)
+    step = np.diff((jitter["position"] - exact["position"])[..., :2].astype(np.float64), axis=1)
+    assert step.std() == pytest.approx(0.3 * np.sqrt(2), rel=0.05)  # white: each step differences two draws
+    jumps = TrajectoryGenerator(base.with_overrides(gps_jumps_per_min=6.0, gps_jump_m=5.0)).generate(64, seed=5)
+    moved = np.abs(np.diff((jumps["position"] - exact["position"])[..., :2], axis=1)).max(-1) > 1e-4
+    assert moved.sum(1).mean() == pytest.approx(6.0, rel=0.15)  # 6 a minute, 599 steps of 100 ms
+    for out in (wander, jitter, jumps):  # distance follows the fix
+        rel = out["position"].astype(np.float64) - np.array([0.0, 0.0, base.bs_height_m])
+        np.testing.assert_allclose(out["distance"], np.linalg.norm(rel, axis=-1), rtol=1e-5)
+    with pytest.raises(DataError, match="gps_jitter_m must be >= 0"):
+        base.with_overrides(gps_jitter_m=-1.0)
+    with pytest.raises(DataError, match="gps_noise_s must be > 0"):
+        base.with_overrides(gps_noise_s=0.0)
+
+
 def _autocorr(x: np.ndarray, max_lag: int) -> np.ndarray:
     x = x - x.mean(axis=-1, keepdims=True)
     var = (x * x).mean(axis=-1)

@@ -76,6 +76,13 @@ class TrajectoryRecipe(RecipeFields):
     mean_segment_s: float = 8.0  # mean duration of a constant-velocity segment
     stop_probability: float = 0.1  # chance that a segment is a stop
     turn_probability: float = 0.3  # chance of a sharp turn at a segment boundary
+    # GPS error of the user's fix, from which position, distance and aoa are then computed (as a
+    # GPS-derived trace such as DeepSense 6G's holds them; speed stays the true one). 0: exact.
+    gps_noise_m: float = 0.0  # std per horizontal axis of a Gauss-Markov error (slow wander)
+    gps_noise_s: float = 10.0  # its correlation time
+    gps_jitter_m: float = 0.0  # std per axis of a white error, new at every fix
+    gps_jumps_per_min: float = 0.0  # rate of steps of the error (multipath, reacquisition) that persist
+    gps_jump_m: float = 5.0  # std per axis of each step
     shard_size: int = 256
     split: str = "pretrain"
     description: str = ""
@@ -88,7 +95,8 @@ class TrajectoryRecipe(RecipeFields):
         if self.speed_kmh[1] <= 0:
             p.append(f"speed_kmh {list(self.speed_kmh)} needs high > 0")
         p += field_problems(self, counts=("steps", "num_samples", "shard_size"),
-                            positive=("interval_ms", "mean_segment_s", "bs_height_m"),
+                            positive=("interval_ms", "mean_segment_s", "bs_height_m", "gps_noise_s"),
+                            non_negative=("gps_noise_m", "gps_jitter_m", "gps_jumps_per_min", "gps_jump_m"),
                             probabilities=("stop_probability", "turn_probability"),
                             ranges=("speed_kmh", "start_distance_m"))
         if p:
@@ -97,6 +105,11 @@ class TrajectoryRecipe(RecipeFields):
     @property
     def interval_s(self) -> float:
         return self.interval_ms * 1e-3
+
+    @property
+    def gps_error(self) -> bool:
+        """Whether the fixes carry any GPS error."""
+        return bool(self.gps_noise_m or self.gps_jitter_m or (self.gps_jumps_per_min and self.gps_jump_m))
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,8 @@ class TrajectoryGenerator:
         # Position at step i integrates the velocities of steps 0..i-1.
         steps = np.concatenate([np.zeros((num, 1, 2)), np.cumsum(vel[:, :-1] * dt, axis=1)], axis=1)
         xy = start[:, None, :] + steps
+        if r.gps_error:  # its own stream: recipes without GPS error draw exactly what they drew before
+            xy = xy + gps_error(np.random.default_rng([seed, 1]), num, L, dt, r)
         pos = np.concatenate([xy, np.full((num, L, 1), r.ue_height_m)], axis=-1)
         dist, aoa = los_distance_aoa(pos, bs=np.array([0.0, 0.0, r.bs_height_m]))
         return {"position": pos.astype(np.float32), "distance": dist.astype(np.float32),
@@ -277,6 +292,24 @@ class TrajectoryGenerator:
             vel[t:t + n] = speed * np.array([math.cos(heading), math.sin(heading)])
             t += n
         return vel
+
+
+def gps_error(rng: np.random.Generator, num: int, steps: int, dt: float, r: TrajectoryRecipe) -> np.ndarray:
+    """``[num, steps, 2]`` m: the horizontal error of a GPS fix every ``dt`` s. A first-order
+    Gauss-Markov process of std ``gps_noise_m`` and correlation time ``gps_noise_s`` (the usual
+    model of a receiver's slowly wandering error), white jitter of ``gps_jitter_m``, and steps of
+    std ``gps_jump_m`` at ``gps_jumps_per_min`` (a multipath reflection or a reacquisition moves
+    the fix and it stays moved, as in DeepSense 6G's traces, where one jumps by 15 m)."""
+    a = math.exp(-dt / r.gps_noise_s)
+    drive = rng.normal(0.0, r.gps_noise_m * math.sqrt(1.0 - a * a), size=(num, steps, 2))
+    wander = np.empty((num, steps, 2))
+    wander[:, 0] = rng.normal(0.0, r.gps_noise_m, size=(num, 2))  # stationary from the first fix
+    for t in range(1, steps):
+        wander[:, t] = a * wander[:, t - 1] + drive[:, t]
+    jitter = rng.normal(0.0, r.gps_jitter_m, size=(num, steps, 2))
+    jumps = rng.random((num, steps, 1)) < r.gps_jumps_per_min * dt / 60.0
+    offsets = np.cumsum(jumps * rng.normal(0.0, r.gps_jump_m, size=(num, steps, 2)), axis=1)
+    return wander + jitter + offsets
 
 
 # ---------------------------------------------------------------------------- traffic
