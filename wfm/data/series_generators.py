@@ -259,7 +259,7 @@ class TrajectoryGenerator:
         steps = np.concatenate([np.zeros((num, 1, 2)), np.cumsum(vel[:, :-1] * dt, axis=1)], axis=1)
         xy = start[:, None, :] + steps
         if r.gps_error:  # its own stream: recipes without GPS error draw exactly what they drew before
-            xy = xy + gps_error(np.random.default_rng([seed, 1]), num, L, dt, r)
+            xy = xy + gps_fix_error(np.random.default_rng([seed, 1]), num, L, dt, r)
         pos = np.concatenate([xy, np.full((num, L, 1), r.ue_height_m)], axis=-1)
         dist, aoa = los_distance_aoa(pos, bs=np.array([0.0, 0.0, r.bs_height_m]))
         return {"position": pos.astype(np.float32), "distance": dist.astype(np.float32),
@@ -294,7 +294,7 @@ class TrajectoryGenerator:
         return vel
 
 
-def gps_error(rng: np.random.Generator, num: int, steps: int, dt: float, r: TrajectoryRecipe) -> np.ndarray:
+def gps_fix_error(rng: np.random.Generator, num: int, steps: int, dt: float, r: TrajectoryRecipe) -> np.ndarray:
     """``[num, steps, 2]`` m: the horizontal error of a GPS fix every ``dt`` s. A first-order
     Gauss-Markov process of std ``gps_noise_m`` and correlation time ``gps_noise_s`` (the usual
     model of a receiver's slowly wandering error), white jitter of ``gps_jitter_m``, and steps of
