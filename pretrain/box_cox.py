@@ -147,6 +147,17 @@ def traffic_cell(heldout: Path, cell: tuple, per_series: int,
     return cell_name(cell), ctx[keep], tgt[keep]
 
 
+def path_windows(folder: Path, shapes: tuple[tuple[int, int, int], ...] = ((64, 16, 8),)):
+    """``(field, context_len, horizon, context, target, interval)``: the distance and azimuth of the
+    first 64 trajectories of ``folder`` in windows of each ``(context, horizon, per trajectory)``."""
+    ds = ShardedDataset(folder)
+    r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
+    for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
+        for L, H, per in shapes:
+            ctx, tgt = series_windows(x, L, H, per)
+            yield field, L, H, ctx, tgt, dataset_interval(ds)
+
+
 def heldout_series(heldout: Path, data: Path, traffic: list[tuple], traj: list[str], csi: list[str],
                    per_series: int, csi_samples: int, progress=lambda: None):
     """``(name, kind, context, target, group, interval)`` of each held-out cell (module doc):
@@ -158,11 +169,8 @@ def heldout_series(heldout: Path, data: Path, traffic: list[tuple], traj: list[s
         progress()
     folders = [heldout / t for t in traj] + ([data / "traj-highway-heldout"] if (data / "traj-highway-heldout").is_dir() else [])
     for folder in folders:
-        ds = ShardedDataset(folder)
-        r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
-        for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
-            ctx, tgt = series_windows(x, 64, 16, 8)
-            yield f"{folder.name} {field}", field, ctx, tgt, torch.arange(len(ctx)), dataset_interval(ds)
+        for field, _, _, ctx, tgt, interval in path_windows(folder):
+            yield f"{folder.name} {field}", field, ctx, tgt, torch.arange(len(ctx)), interval
         progress()
     for name in csi:
         if not (data / name).is_dir():

@@ -37,11 +37,9 @@ import torch
 
 import wfm
 import wfm.models.causal_forecast as causal_forecast
-from wfm.data.series import dataset_interval
-from wfm.data.shards import ShardedDataset
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
-from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, heldout_series, series_windows
+from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, heldout_series, path_windows
 from check_season import summary
 from evidence_power import window_nmse
 
@@ -102,12 +100,9 @@ def path_cells(heldout: Path, data: Path, shapes: tuple[tuple[int, int], ...] = 
     trajectory), and of the held-out paths with GPS error (:data:`GPS_TRAJ`) also at 64 -> 16."""
     folders = [heldout / t for t in TRAJ] + [data / "traj-highway-heldout"] + [heldout / t for t in GPS_TRAJ]
     for folder in (f for f in folders if f.is_dir()):
-        ds = ShardedDataset(folder)
-        r = ds.read_range(0, min(64, len(ds)), ["distance", "aoa"])
-        for field, x in (("distance", r["distance"]), ("azimuth", r["aoa"][..., 0])):
-            for L, H in shapes + (((64, 16),) if folder.name in GPS_TRAJ else ()):
-                ctx, tgt = series_windows(x, L, H, 16 if L < 64 else 8)
-                yield f"{folder.name} {field} (L={L}, H={H})", ctx, tgt, torch.arange(len(ctx)), dataset_interval(ds)
+        cuts = tuple((L, H, 16) for L, H in shapes) + (((64, 16, 8),) if folder.name in GPS_TRAJ else ())
+        for field, L, H, ctx, tgt, interval in path_windows(folder, cuts):
+            yield f"{folder.name} {field} (L={L}, H={H})", ctx, tgt, torch.arange(len(ctx)), interval
 
 
 def real_paths(root: Path, contexts: tuple[tuple[int, int], ...] = ((16, 4), (32, 8))):

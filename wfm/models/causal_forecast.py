@@ -225,19 +225,25 @@ class PairedChecks:
         :meth:`a_behind` or a mean of log ratios; False before any check."""
         return (2 * self.a_far_behind > self.n) & (self.n > 0)
 
-    def a_loses(self, check_test: str) -> Tensor:
+    def a_loses(self, check_test: str, sign: float = 1.0) -> Tensor:
         """``[B]`` bool: where A erred more than B beyond doubt by ``check_test``
-        (:data:`wfm.models.evidence.CHECK_TESTS`; the log ratios from ``LOG_RATIO_MIN_CHECKS`` checks on)."""
+        (:data:`wfm.models.evidence.CHECK_TESTS`; the log ratios from ``LOG_RATIO_MIN_CHECKS`` checks on).
+        ``sign=-1``: the same test the other way, where B erred more than A (:meth:`b_loses`)."""
         checks = torch.full_like(self.var, float(self.n))  # a group's log ratio: one per check
         (s1, s2), count = self.sums, checks
         if self.group is not None and self.n:
             s1, s2, count = pool_rows(s1, self.group), pool_rows(s2, self.group), pool_rows(count, self.group)
-        lose = exceeds_noise(s1, s2, count)
+        lose = exceeds_noise(sign * s1, s2, count)
         if check_test == "log_ratio":
             lose = torch.zeros_like(lose)
         if check_test != "difference" and self.n >= LOG_RATIO_MIN_CHECKS:
-            lose = lose | exceeds_noise(*self.logs, checks)
+            lose = lose | exceeds_noise(sign * self.logs[0], self.logs[1], checks)
         return lose
+
+    def b_loses(self, check_test: str) -> Tensor:
+        """``[B]`` bool: where B erred more than A beyond doubt by ``check_test`` (the differences
+        negated; their squares, and so the spread, are the same)."""
+        return self.a_loses(check_test, -1.0)
 
 
 class ForecastMixin:
@@ -577,16 +583,14 @@ class ForecastMixin:
 
         stats = PairedChecks(context, group, self.pool_by_power)  # A: the forecast so far, B: the trend
         slope = PairedChecks(context, group, self.pool_by_power, TREND_MARGIN)  # A: persistence, B: the trend
-        refuted = PairedChecks(context, group, self.pool_by_power)  # A: the trend, B: the forecast so far
         for cut, truth, kept in kept_forecasts(cuts, keep, ar_cuts, ar_weight):
             pred = extrapolated(cut, truth.shape[1])
             stats.add_forecasts(kept, pred, truth)
-            refuted.add((pred - truth) ** 2, (kept - truth) ** 2)
             slope.add((context[:, cut - 1:cut].double() - truth) ** 2, (pred - truth) ** 2)
         weight = stats.share(self.check_test, self.trend_share == "fitted") * slope.a_far_behind_on_most()
         values = context if raw is None else raw[0][:, :context.shape[1]]
         if self.trend_local:  # all of it where the context's steps vouch for it and no check refutes it
-            local = trend_holds_locally(values, point.shape[1], group) & ~refuted.a_loses(self.check_test)
+            local = trend_holds_locally(values, point.shape[1], group) & ~stats.b_loses(self.check_test)
             weight = torch.where(local, 1.0, weight)
         weight = weight * trend_in_range(values, point.shape[1])
         if not bool((weight > 0).any()):
