@@ -111,3 +111,31 @@ def test_forecast_series_gives_whole_windows_their_group():
     assert torch.equal(forecast_series(build_baseline("persistence"), series, 0.1, 4, per_group=2), out)
     with pytest.raises(ValueError, match="whole windows"):
         forecast_series(rec, series, 0.1, 4, per_group=3)
+
+
+def test_ranges_reach_a_forecaster_that_takes_them_and_no_other():
+    """A range series (``RANGE_KINDS``: a user's distance) tells a forecaster whose ``forecast`` takes
+    ``ranges`` so, through ``forecast_series(ranges=True)`` and through windows of kind ``distance``
+    (``collect_forecasts``, the series tasks); windows of any other kind, a batch mixing kinds, and
+    forecasters without the parameter (the baselines) are not told."""
+    from wfm.tasks.forecasting import collect_forecasts
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.told: list[bool] = []
+
+        def forecast(self, context, interval, horizon, group=None, ranges=False):
+            self.told.append(ranges)
+            return context[:, -1:].expand(-1, horizon)
+
+    rec, series = Recorder(), torch.arange(30.0).view(10, 3)
+    forecast_series(rec, series, 0.1, 4, ranges=True)
+    forecast_series(rec, series, 0.1, 4)
+    assert rec.told == [True, False]
+    assert torch.equal(forecast_series(build_baseline("persistence"), series, 0.1, 4, ranges=True), series[:, -1:].expand(-1, 4))
+    rec.told.clear()
+    window = {"context": torch.arange(8.0), "target": torch.zeros(2), "interval": 0.1}
+    kinds = ["distance"] * 4 + ["aoa"] * 4 + ["distance", "aoa", "range", "range"]
+    collect_forecasts(rec, [dict(window, kind=k) for k in kinds], batch_size=4)
+    assert rec.told == [True, False, False]
+    assert collect_forecasts(build_baseline("persistence"), [dict(window, kind="distance")])[0].shape == (1, 2)

@@ -1485,6 +1485,38 @@ def test_trend_local_continues_a_path_that_turned_inside_its_context_and_leaves_
     assert from_pretrained(str(tmp_path / "m")).trend_local and not checked.trend_local
 
 
+def test_check_range_follows_a_vehicle_past_its_base_station_only_for_series_told_they_are_ranges(tmp_path):
+    """``check_range``: at constant velocity the squared range is a quadratic in time, so the fit
+    continues a pass exactly where the last step's extrapolation overshoots the turn. With
+    ``ranges=True`` the forecast of passing vehicles (16 and 32 values) moves most of the way to it;
+    the same rows not told they are ranges, and white noise around a level told so, keep the
+    forecast of the model without the option to the bit."""
+    from wfm.models.causal_forecast import constant_velocity_range, last_step_trend
+
+    t = torch.arange(40, dtype=torch.float64) * 0.1
+    paths = torch.stack([torch.sqrt(8.0 ** 2 + (10.0 * (t - 1.2 - 0.1 * i)) ** 2) for i in range(4)])
+    for span in (3, 8, 16, 64):  # exact at any span: d^2 = d0^2 + v^2 (t - t0)^2
+        pred, valid = constant_velocity_range(paths[:, :32], 8, span)
+        assert valid.all() and torch.allclose(pred, paths[:, 32:], atol=1e-6)
+    odd = torch.tensor([[3.0, 2.0, 1.0, -1.0], [0.0, 1.0, 1.4, 1.7], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    pred, valid = constant_velocity_range(odd, 2)  # a negative value; a fit bending down; a line is a radial pass
+    assert valid.tolist() == [False, False, True] and torch.equal(pred[:2], odd[:2, -1:].expand(-1, 2))
+    kw = dict(guard=True, check_origins=8, estimators=("mean",), backtest_origins="value", check_trend=True,
+              trend_share="fitted", trend_local=True, quantiles=(0.1, 0.5, 0.9))
+    off, on = mix(**kw), mix(check_range=True, range_share="fitted", **kw)
+    for L in (16, 32):
+        ctx, tgt = paths[:, 4:4 + L].float(), paths[:, 4 + L:8 + L]  # the turn inside the context
+        (a, qa), (b, qb) = (m.forecast_with_quantiles(ctx, 0.1, 4, ranges=True) for m in (off, on))
+        err = {k: float(((p.double() - tgt) ** 2).mean()) for k, p in
+               (("off", a), ("on", b), ("trend", last_step_trend(ctx, 4)))}
+        assert err["on"] < 0.1 * err["off"] and err["on"] < 0.1 * err["trend"], (L, err)
+        assert torch.allclose(qb - qa, (b - a)[..., None].expand_as(qa), atol=1e-4)  # the band moves with it
+        assert torch.equal(on.forecast(ctx, 0.1, 4), a)  # not told they are ranges
+    noise = 5 + torch.randn(4, 64, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(on.forecast(noise, 1.0, 4, ranges=True), off.forecast(noise, 1.0, 4))
+    _check_option_is_refused_alone_and_round_trips(tmp_path, "check_range", "range_share", on, off)
+
+
 def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and_nowhere_else(tmp_path):
     """``check_season``: seasonal naive of the longest period the earliest check holds competes on
     the checks with the forecast so far. A noisy daily cycle of hourly values, forecast by the last

@@ -476,3 +476,31 @@ def test_deepsense_csv_writes_the_long_table_that_wfm_forecast_reads_as_one_swee
     assert code == 0, err
     links = json.loads((tmp_path / "fc" / "forecast.json").read_text())["link_check"]
     assert [(c["link"], c["columns"], c["context"]) for c in links] == [("s1-1", 64, 16), ("s1-3", 64, 16)]
+
+
+def test_forecast_ranges_tells_the_model_its_columns_are_ranges_as_the_api_does(tmp_path, capsys):
+    """``--ranges``: every column is a user's distance, forecast as ``forecast(..., ranges=True)``
+    forecasts it (``check_range``'s constant velocity among the checks, which follows a vehicle
+    past its base station); without the flag, as the plain ``forecast``. The check reads it too."""
+    from wfm.hub import from_pretrained
+
+    torch.manual_seed(0)
+    create_model("causal_tiny", prior="mix", guard=True, check_origins=8, estimators=("mean",), backtest_origins="value",
+                 check_range=True, range_share="fitted").save_pretrained(str(tmp_path / "m"))
+    model = from_pretrained(str(tmp_path / "m")).eval()
+    t = np.arange(36) * 0.1
+    passes = {f"d{i}": list(np.sqrt(15.0 ** 2 + (8.0 * (t - 1.5 - 0.1 * i)) ** 2)) for i in range(2)}
+    _csv(tmp_path / "d.csv", passes, step_s=0.1)
+    ctx = torch.tensor(np.stack(list(passes.values())), dtype=torch.float32)
+    got = {}
+    for flag in ([], ["--ranges"]):
+        out = tmp_path / ("ranges" if flag else "plain")
+        code, err = run(["forecast", str(tmp_path / "m"), str(tmp_path / "d.csv"), "--interval", "0.1", "--horizon", "4",
+                         "--time-column", "time", "--checks", "2", *flag, "--out", str(out)], capsys)
+        assert code == 0, err
+        rows = list(csv.DictReader(open(out / "forecast.csv")))
+        got[bool(flag)] = torch.tensor([float(r["forecast"]) for r in rows]).view(-1, 4)
+        got[f"check {bool(flag)}"] = json.loads((out / "forecast.json").read_text())["check"][0]["model"]
+    torch.testing.assert_close(got[True], model.forecast(ctx, 0.1, 4, ranges=True).float(), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got[False], model.forecast(ctx, 0.1, 4).float(), atol=1e-4, rtol=1e-5)
+    assert not torch.allclose(got[True], got[False], atol=1e-2) and got["check True"] < got["check False"]

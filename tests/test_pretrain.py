@@ -791,6 +791,42 @@ def test_check_trend_script_scores_each_share_as_forecast_applies_it_and_restore
     assert names == [f"DeepSense 6G {k} (L={L}, H={H})" for L, H in ((16, 4), (32, 8)) for k in ("bearing", "distance")]
 
 
+def test_check_range_script_scores_each_share_and_span_as_forecast_applies_it_and_restores_them(tmp_path, monkeypatch):
+    """pretrain/check_range.py: each variant's ratio is the model's own ``forecast`` of the rows as
+    ranges, with ``check_range`` off or with the variant's share and span, over the best classical
+    (the options and the default span restored after); its cells are the held-out distances."""
+    from wfm.models import causal_forecast
+    from wfm.models.registry import create_model
+
+    script = _load_script("check_range", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8, estimators=("mean",), backtest_origins="value")
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw).eval()
+    t = torch.arange(36, dtype=torch.float64) * 0.1
+    x = torch.stack([torch.sqrt(15.0 ** 2 + (8.0 * (t - 1.5 - 0.1 * i)) ** 2) for i in range(4)]).float()
+    ctx, tgt, group = x[:, :32], x[:, 32:], torch.arange(4)
+    row = script.ratios(model, ctx, tgt, 0.1, [6, 16])
+    assert list(row) == ["off", "half 6", "half 16", "fitted 6", "fitted 16"]
+    assert not model.check_range and model.range_share == "half"
+    assert causal_forecast.constant_velocity_range.__defaults__ == (causal_forecast.RANGE_SPAN,)
+    best = script.best_classical(ctx, tgt, group, 0.1)
+    for name, options, span in script.variants([6, 16]):
+        m = create_model("causal_tiny", **options, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        monkeypatch.setattr(causal_forecast.constant_velocity_range, "__defaults__", (span,))
+        with torch.no_grad():
+            pred = m.forecast(ctx, 0.1, 4, group=group, ranges=True)
+        assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
+    assert row["fitted 16"] < 0.5 * row["off"]  # a pass: the range fit leads the checks
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
+    generate_dataset(load_recipe(REPO / "data" / "recipes" / "traj-pedestrian.yaml"), tmp_path / "h" / "traj-pedestrian",
+                     num_samples=2, seed=0)
+    cells = list(script.distance_cells(tmp_path / "h", tmp_path))
+    assert [c[0] for c in cells] == [f"traj-pedestrian distance (L={L}, H={H})" for L, H, _ in script.SHAPES]
+
+
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
     model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""

@@ -20,7 +20,10 @@ channels (antennas, subcarriers, beams), which pool their evidence (``forecast(.
 sum true^2`` over its channels); ``--channels ordered`` also says that they are in the columns'
 order along one axis (a codebook's beam powers in angular order: ``ordered=True``, which a model
 with ``check_drift`` needs to follow the profile's drift), and ``forecast.png`` then draws each link's
-channels against time as one image, the forecast after the context.
+channels against time as one image, the forecast after the context. ``--ranges`` says that
+every column is a range, a distance from a fixed point to something moving (a user's distance to
+its base station: ``ranges=True``, with which a model with ``check_range`` also tests a constant
+velocity's range, which bends as a vehicle passes the base station).
 
 Writes, into ``--out`` as a whole (a folder that is complete or absent, never half-written; a new or
 empty folder, or an earlier forecast's: one holding other files is refused):
@@ -67,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "evidence, as wfm benchmark real's windows do; ordered: pooled, and in the columns' order "
                         "along one axis (a codebook's beam powers in angular order), so that a model with "
                         "check_drift can follow the profile's drift")
+    p.add_argument("--ranges", action="store_true",
+                   help="every column is a range, the distance from a fixed point to something moving (a user's "
+                        "distance to its base station), so that a model with check_range also tests a constant "
+                        "velocity's range")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
                    help="fill runs of missing values up to --max-gap long (default none: the forecast reads the run after the last gap)")
@@ -109,6 +116,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from wfm.hub import from_pretrained
+    from wfm.tasks.forecasting import range_hint
 
     out = _output_folder(Path(args.out))
     torch.set_num_threads(args.threads)
@@ -136,6 +144,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     quants: list[Any] = [None] * len(xs)
     checks: list[dict[str, Any]] = [{"column": n, "context": int(x.numel())} for n, x in zip(names, xs)]
     ordered, group_mode = args.channels == "ordered", args.channels != "separate"
+    hint = range_hint(model, args.ranges)
     link_checks: list[dict[str, Any]] = []  # --channels pooled|ordered: each link's window as a whole
     link_rows: dict[str, list[int]] = {}
     with progress_bar("forecast", len(xs)) as advance:
@@ -143,16 +152,17 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             length = xs[idx[0]].numel()
             batch = torch.stack([xs[i] for i in idx])
             if model.quantile_levels:
-                point, q = model.forecast_with_quantiles(batch, args.interval, h, group=group, ordered=ordered)
+                point, q = model.forecast_with_quantiles(batch, args.interval, h, group=group, ordered=ordered, **hint)
             else:
-                point, q = model.forecast(batch, args.interval, h, group=group, ordered=ordered), None
+                point, q = model.forecast(batch, args.interval, h, group=group, ordered=ordered, **hint), None
             for j, i in enumerate(idx):
                 points[i], quants[i] = point[j], None if q is None else q[j]
             # The check reads as many values as the forecast does, where the series holds them: a
             # shorter context can miss what the forecast sees (a day of 2-minute values).
             n = min(min(fulls[i].numel() for i in idx), length + args.checks * h)
             linked = _check_batch(model, torch.stack([fulls[i][-n:] for i in idx]), [checks[i] for i in idx], h,
-                                  args.interval, args.checks, context=length, group=group, ordered=ordered)
+                                  args.interval, args.checks, context=length, group=group, ordered=ordered,
+                                  hint=hint)
             if group is not None:  # each link's columns, in their order
                 members = [[i for i, k in zip(idx, group.tolist()) if k == g] for g in range(int(group.max()) + 1)]
                 link_rows.update({ids[m[0]] or "all columns": m for m in members})
@@ -230,12 +240,13 @@ def _batches(args: argparse.Namespace, names: list[str], values: list[Any], star
 
 
 def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, interval: float, windows: int,
-                 context: int | None = None, group: Any = None, ordered: bool = False) -> list[dict[str, Any]]:
+                 context: int | None = None, group: Any = None, ordered: bool = False,
+                 hint: dict[str, bool] | None = None) -> list[dict[str, Any]]:
     """Fill each series' ``check`` (rows of ``batch`` ``[B, L]``): the last ``h`` values forecast from
     the ones before (at most ``context`` of them), and as many windows before them as ``windows``
     asks and the series holds (each ``h`` values, their targets not overlapping), by the model and
     the classical baselines; the mean of their NMSEs (per-window NMSE) and the model's ratio to the
-    best baseline. ``group`` and ``ordered``: the model's, as the forecast read them; with a
+    best baseline. ``group``, ``ordered`` and ``hint`` (``ranges``): the model's, as the forecast read them; with a
     ``group``, returns the same check of each group's window as a whole (``sum err^2 / sum true^2``
     over its channels, as ``wfm benchmark real`` scores a link), in group order."""
     import numpy as np
@@ -255,7 +266,7 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
     for end in ends:
         past, truth = batch[:, max(0, end - h - (context or length)):end - h], batch[:, end - h:end]
         period = seasonal_period(interval, past.shape[1])
-        fcs = {"model": model.forecast(past, itv, h, group=group, ordered=ordered)}
+        fcs = {"model": model.forecast(past, itv, h, group=group, ordered=ordered, **(hint or {}))}
         fcs.update({b: build_baseline(b, **({"period": period} if b == "seasonal" else {})).forecast(past, itv, h)
                     for b in CLASSICAL})
         for k, f in fcs.items():

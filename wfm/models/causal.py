@@ -335,6 +335,15 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             A vehicle turning past the base station within the context fails the checks, cut before
             the turn, while its steps since show the slope; traffic and CSI noise never pass.
             False (every model saved before session 58). Inference only.
+        check_range: with ``check_origins``, where two or more checks fit and ``forecast`` is told
+            that its rows are ranges (``ranges=True``: a user's distance to its base station), the
+            range of a target at constant velocity (:func:`wfm.models.causal_forecast.constant_velocity_range`:
+            the squared range is a quadratic in time) is tested on the same checks against the
+            forecast so far, with ``check_trend``'s margin over persistence, and the forecast moved
+            towards it where it led: by ``range_share``. A vehicle passing the base station bends
+            its range within a few values; the last step's extrapolation overshoots the turn and
+            the network flattens it. False (every model saved before session 59). Inference only.
+        range_share: with ``check_range``, how much of the range fit goes in, as ``season_share``.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -450,7 +459,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  ar_blend: bool = False, check_mean: bool = False, ar_season: bool = False,
                  check_drift: bool = False, drift_share: str = "half", ar_share: str = "half",
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
-                 check_trend: bool = False, trend_share: str = "half", trend_local: bool = False) -> None:
+                 check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
+                 check_range: bool = False, range_share: str = "half") -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -545,6 +555,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             raise ValueError("trend_local takes check_trend's extrapolation where the context's steps vouch for it: "
                              "it needs check_trend")
         self.trend_local = bool(trend_local)
+        if check_range and not check_origins:
+            raise ValueError("check_range tests the constant-velocity range fit on the checks of check_origins: "
+                             "it needs check_origins > 0")
+        self.check_range = bool(check_range)
+        self.range_share = share_rule("range_share", range_share)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:

@@ -127,6 +127,33 @@ def trend_holds_locally(context: Tensor, horizon: int, group: Tensor | None = No
     return 2 * (TREND_MARGIN * bend < slope).sum(dim=1) > slope.shape[1]
 
 
+#: ``check_range``: how many of the last values the constant-velocity range fit reads. Chosen on held-out
+#: generated distances among 6, 8, 12 and 16 (pretrain/check_range.py; within 3 % of each other): the
+#: longer fit also averages a GPS receiver's jitter.
+RANGE_SPAN = 16
+
+
+def constant_velocity_range(context: Tensor, horizon: int, span: int = RANGE_SPAN) -> tuple[Tensor, Tensor]:
+    """``([B, horizon] float64, [B] bool)``: each row of ``context`` ``[B, L]`` read as the range of
+    a target moving at constant velocity past a fixed point (a user's distance to its base station),
+    continued. Its square is then a quadratic in time, ``d^2 = d0^2 + v^2 (t - t0)^2``, whatever the
+    geometry, so the least-squares quadratic through the last ``span`` squared values, continued,
+    gives the range's bend as a vehicle passes the base station, which a straight line through
+    the last step misses. Valid (the bool) where the row has at least 3 values, none negative, and
+    the fit opens upwards (``v^2 > 0``); other rows get their last value."""
+    x = context.double()
+    m = min(span, x.shape[1])
+    last = x[:, -1:].expand(-1, horizon)
+    if m < 3:
+        return last, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    t = torch.arange(1 - m, 1, dtype=torch.float64, device=x.device)
+    coef = torch.linalg.pinv(torch.stack([torch.ones_like(t), t, t * t], 1)) @ (x[:, -m:] ** 2).T  # [3, B]
+    h = torch.arange(1, horizon + 1, dtype=torch.float64, device=x.device)
+    square = (torch.stack([torch.ones_like(h), h, h * h], 1) @ coef).T
+    valid = (x.amin(dim=1) >= 0) & (coef[2] > 0)
+    return torch.where(valid[:, None], square.clamp_min(0.0).sqrt(), last), valid
+
+
 def kept_forecasts(cuts: list[tuple[int, Tensor, Tensor, Tensor]], keep: Tensor, ar_cuts: list[Tensor] | None = None,
                    ar_weight: Tensor | None = None) -> list[tuple[int, Tensor, Tensor]]:
     """``(cut, truth, forecast so far)`` of each check of ``cuts`` (``(cut, truth, network,
@@ -272,7 +299,8 @@ class ForecastMixin:
 
     @torch.no_grad()
     def forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool = False,
-                 group: Tensor | None = None, check: bool = True, ordered: bool = False) -> Tensor:
+                 group: Tensor | None = None, check: bool = True, ordered: bool = False,
+                 ranges: bool = False) -> Tensor:
         """Forecast the next ``horizon`` values of each row of ``context`` ``[B, L]`` (original scale).
 
         ``interval``: seconds between values, a float or ``[B]``. Autoregressive over patches.
@@ -305,7 +333,9 @@ class ForecastMixin:
         ``check=False`` skips all of these for this call. ``ordered=True`` says that each group's rows,
         in the order given, are channels along one axis (a codebook's beam powers in angular
         order): with ``check_drift``, the group's profile shifted by its drift is then a candidate
-        of the checks.
+        of the checks. ``ranges=True`` says that every row is a range, the distance from a fixed
+        point to something moving (a user's distance to its base station): with ``check_range``,
+        its constant-velocity extrapolation is then a candidate of the checks.
 
         Many rows run in chunks of whole groups (``FORECAST_VALUES`` context values each), so memory
         stays bounded (10,000 rows of 96 values: 2.0 GB peak on the dev box against 2.7 GB for
@@ -317,20 +347,21 @@ class ForecastMixin:
         :meth:`forecast_with_quantiles` returns both from one run. One series ``[L]`` gives
         ``[horizon]`` (``[horizon, Q]``).
         """
-        point, quant = self._forecast_any(context, interval, horizon, quantiles, group, check, ordered)
+        point, quant = self._forecast_any(context, interval, horizon, quantiles, group, check, ordered, ranges)
         return quant if quantiles else point
 
     @torch.no_grad()
     def forecast_with_quantiles(self, context: Tensor, interval: Tensor | float, horizon: int,
                                 group: Tensor | None = None, check: bool = True,
-                                ordered: bool = False) -> tuple[Tensor, Tensor]:
+                                ordered: bool = False, ranges: bool = False) -> tuple[Tensor, Tensor]:
         """``(point [B, horizon], quantiles [B, horizon, Q])``: what ``forecast`` and
         ``forecast(quantiles=True)`` return, from one run instead of two (one series ``[L]``:
         ``[horizon]`` and ``[horizon, Q]``)."""
-        return self._forecast_any(context, interval, horizon, True, group, check, ordered)
+        return self._forecast_any(context, interval, horizon, True, group, check, ordered, ranges)
 
     def _forecast_any(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
-                      group: Tensor | None, check: bool, ordered: bool = False) -> tuple[Tensor, Tensor | None]:
+                      group: Tensor | None, check: bool, ordered: bool = False,
+                      ranges: bool = False) -> tuple[Tensor, Tensor | None]:
         """``_forecast`` for ``[B, L]`` or one series ``[L]`` (a batch of one, the batch axis dropped);
         NumPy arrays and lists are read as tensors."""
         try:  # ints, NumPy and 0-d tensor integers; not 8.0, not True
@@ -351,8 +382,9 @@ class ForecastMixin:
         scale = self._input_scale(rows, group)
         if scale is not None:  # exact: a power of two per row, the same for a group's rows
             rows = rows / scale.to(rows.dtype if rows.is_floating_point() else torch.float64)[:, None]
-        point, quant = (self._forecast(rows, interval, horizon, quantiles, None, check) if one
-                        else self._forecast_in_chunks(rows, interval, horizon, quantiles, group, check, ordered))
+        point, quant = (self._forecast(rows, interval, horizon, quantiles, None, check, ranges=ranges) if one
+                        else self._forecast_in_chunks(rows, interval, horizon, quantiles, group, check, ordered,
+                                                      ranges))
         if scale is not None:
             point = point * scale.to(point.dtype)[:, None]
             quant = None if quant is None else quant * scale.to(quant.dtype)[:, None, None]
@@ -391,14 +423,15 @@ class ForecastMixin:
         return None if bool((scale == 1).all()) else scale
 
     def _forecast_in_chunks(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
-                            group: Tensor | None, check: bool, ordered: bool = False) -> tuple[Tensor, Tensor | None]:
+                            group: Tensor | None, check: bool, ordered: bool = False,
+                            ranges: bool = False) -> tuple[Tensor, Tensor | None]:
         """``_forecast`` in chunks of at most ``FORECAST_VALUES`` context values (whole groups; a
         group larger than that is one chunk), so that memory stays bounded however many rows are
         given (the backtests and checks hold several copies of every value: about 0.45 MB a row
         at 96 values). Rows never see other chunks: a row's forecast depends only on its group."""
         rows = max(1, FORECAST_VALUES // max(1, context.shape[-1]))
         if context.ndim != 2 or context.shape[0] <= rows or (group is not None and group.shape != context.shape[:1]):
-            return self._forecast(context, interval, horizon, quantiles, group, check, ordered)
+            return self._forecast(context, interval, horizon, quantiles, group, check, ordered, ranges)
         context, interval = self._check(context, interval, horizon)  # errors name rows of the whole batch
         if group is None:
             chunks = list(torch.arange(len(context), device=context.device).split(rows))
@@ -415,7 +448,7 @@ class ForecastMixin:
         point = quant = None
         for idx in chunks:
             p, q = self._forecast(context[idx], interval[idx], horizon, quantiles,
-                                  None if group is None else group[idx], check, ordered)
+                                  None if group is None else group[idx], check, ordered, ranges)
             if point is None:
                 point = p.new_empty(len(context), *p.shape[1:])
                 quant = None if q is None else q.new_empty(len(context), *q.shape[1:])
@@ -425,7 +458,8 @@ class ForecastMixin:
         return point, quant
 
     def _forecast(self, context: Tensor, interval: Tensor | float, horizon: int, quantiles: bool,
-                  group: Tensor | None, check: bool, ordered: bool = False) -> tuple[Tensor, Tensor | None]:
+                  group: Tensor | None, check: bool, ordered: bool = False,
+                  ranges: bool = False) -> tuple[Tensor, Tensor | None]:
         device = context.device
         context, interval = self._check(context, interval, horizon)
         if group is not None and (group.shape != context.shape[:1] or group.is_floating_point() or group.is_complex()):
@@ -440,12 +474,12 @@ class ForecastMixin:
         if lam is not None and bool((lam < 1).any()):
             point, quant, switched = self._checked_forecast(boxcox.box_cox(context, lam), interval, horizon,
                                                             group, check, quantiles, raw=(context, lam),
-                                                            ordered=ordered)
+                                                            ordered=ordered, ranges=ranges)
             point = boxcox.inv_box_cox(point, lam)
             quant = None if quant is None else boxcox.inv_box_cox(quant, lam)
         else:
             point, quant, switched = self._checked_forecast(context, interval, horizon, group, check, quantiles,
-                                                            ordered=ordered)
+                                                            ordered=ordered, ranges=ranges)
         if (check and not switched and self.white_limit is not None
                 and len(self.check_cuts(context.shape[1], horizon)) < 2):
             white = looks_white(context, self.white_limit, group, self.white_dips)
@@ -462,14 +496,14 @@ class ForecastMixin:
 
     def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
                           check: bool, quantiles: bool = False, raw: tuple[Tensor, Tensor] | None = None,
-                          ordered: bool = False) -> tuple[Tensor, Tensor | None, bool]:
+                          ordered: bool = False, ranges: bool = False) -> tuple[Tensor, Tensor | None, bool]:
         """The network's forecast ``(point [B, H], quantiles [B, H, Q] | None, switched)``, its
         classical combination's where ``check_origins`` shows the network losing (with ``check``;
         ``switched``: some row was). With ``coarse_blend`` (and ``check``), the mean of the two
         readings of a context that has coarse tokens, with and without them, each checked alone.
         ``raw``: ``(the values given, lam)`` where ``context`` is their Box-Cox transform, so that
         ``check_mean``'s candidate is the mean of the values given, transformed, and ``check_drift``'s
-        the drift of the values given, transformed. ``ordered``: ``forecast``'s."""
+        the drift of the values given, transformed. ``ordered``, ``ranges``: ``forecast``'s."""
         readings = [True] + ([False] if check and self.coarse_blend and self.has_coarse(context.shape[1]) else [])
         keeps: list[Tensor | None] = [None] * len(readings)
         cuts: list[tuple[int, Tensor, Tensor, Tensor]] = []  # check_ar: each check's cut, truth, network, classical
@@ -477,7 +511,8 @@ class ForecastMixin:
         if check and self.check_origins and self.guard:
             keeps = list(self._network_passes_check(context, interval, horizon, group, readings,
                                                     cuts_into=cuts if self.check_ar or self.check_mean or drift
-                                                    or self.check_season or self.check_trend else None))
+                                                    or self.check_season or self.check_trend
+                                                    or (self.check_range and ranges) else None))
         switched = any(k is not None and not bool(k.all()) for k in keeps)
         points, quants = [], []
         for coarse, keep in zip(readings, keeps):
@@ -507,8 +542,13 @@ class ForecastMixin:
                     shifted[take] = point[take] + weight[take, None].to(point.dtype) * (ar - point[take])
                     quant = None if quant is None else quant + (shifted - point)[..., None]
                     point = shifted
+            trend = None
             if self.check_trend:
-                point, quant = self._trend_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw, point, quant)
+                point, quant, trend = self._trend_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw,
+                                                          point, quant)
+            if self.check_range and ranges:
+                point, quant = self._range_checked(context, cuts, ar_cuts, keeps[0], weight, trend, group, raw,
+                                                   point, quant)
             if self.check_season:
                 point, quant = self._season_checked(context, cuts, ar_cuts, keeps[0], weight, group, interval,
                                                     point, quant)
@@ -555,8 +595,8 @@ class ForecastMixin:
     def _trend_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
                        ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None, group: Tensor | None,
                        raw: tuple[Tensor, Tensor] | None, point: Tensor,
-                       quant: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """``check_trend``: ``(point, quant)`` moved towards :func:`last_step_trend` where it beat
+                       quant: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        """``check_trend``: ``(point, quant, weight)``, the forecast moved towards :func:`last_step_trend` where it beat
         the forecast so far (what the checks kept, moved towards linear prediction by ``ar_weight``)
         on the same ``cuts``, by the share of ``trend_share`` (as ``check_season``), and only where
         it also erred less than ``1 / TREND_MARGIN`` of persistence's error on most of them (more
@@ -572,7 +612,7 @@ class ForecastMixin:
         power of the horizon. With ``trend_local``, all of it where :func:`trend_holds_locally` (the
         context's own steps vouch for the slope: a path that turned after its checks' cuts) and the
         checks do not show it losing to the forecast so far beyond doubt (``check_test``: a sinusoid
-        that linear prediction forecasts exactly keeps that forecast)."""
+        that linear prediction forecasts exactly keeps that forecast). ``weight`` ``[B]``: how far."""
         def extrapolated(length: int, ahead: int) -> Tensor:
             if raw is None:
                 return last_step_trend(context[:, :length], ahead)
@@ -594,8 +634,44 @@ class ForecastMixin:
             weight = torch.where(local, 1.0, weight)
         weight = weight * trend_in_range(values, point.shape[1])
         if not bool((weight > 0).any()):
+            return point, quant, weight
+        return (*move_towards(point, quant, extrapolated(context.shape[1], point.shape[1]), weight), weight)
+
+    def _range_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
+                       ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None, trend: Tensor | None,
+                       group: Tensor | None, raw: tuple[Tensor, Tensor] | None, point: Tensor,
+                       quant: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``check_range``: ``(point, quant)`` moved towards :func:`constant_velocity_range` where it
+        beat the forecast so far on the same ``cuts`` (what the checks kept, moved towards linear
+        prediction by ``ar_weight`` and towards the last step's extrapolation by ``check_trend``'s
+        ``trend`` weight, as the forecast was), by the share of ``range_share``, and only where it
+        also erred less than ``1 / TREND_MARGIN`` of persistence's error on most checks (as
+        ``check_trend``). Rows whose fit is not a constant velocity at a check or at the origin
+        (:func:`constant_velocity_range`'s ``valid``) do not move. With ``raw``, the fit reads the
+        values given (a range, not its Box-Cox transform) and its forecast is transformed."""
+        values = context if raw is None else raw[0][:, :context.shape[1]]
+
+        def extrapolated(length: int, ahead: int) -> tuple[Tensor, Tensor]:
+            pred, valid = constant_velocity_range(values[:, :length], ahead)
+            return (pred if raw is None else boxcox.box_cox(pred, raw[1])), valid
+
+        stats = PairedChecks(context, group, self.pool_by_power)  # A: the forecast so far, B: the range fit
+        slope = PairedChecks(context, group, self.pool_by_power, TREND_MARGIN)  # A: persistence, B: the range fit
+        fits = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
+        for cut, truth, kept in kept_forecasts(cuts, keep, ar_cuts, ar_weight):
+            if trend is not None:
+                kept = kept + trend[:, None] * (last_step_trend(context[:, :cut], truth.shape[1]) - kept)
+            pred, valid = extrapolated(cut, truth.shape[1])
+            pred = torch.where(valid[:, None], pred, kept)  # no fit, no evidence
+            fits &= valid
+            stats.add_forecasts(kept, pred, truth)
+            slope.add((context[:, cut - 1:cut].double() - truth) ** 2, (pred - truth) ** 2)
+        pred, valid = extrapolated(context.shape[1], point.shape[1])
+        fits &= valid
+        weight = stats.share(self.check_test, self.range_share == "fitted") * slope.a_far_behind_on_most() * fits
+        if not bool((weight > 0).any()):
             return point, quant
-        return move_towards(point, quant, extrapolated(context.shape[1], point.shape[1]), weight)
+        return move_towards(point, quant, pred, weight)
 
     def season_period(self, first_cut: int, interval: Tensor) -> Tensor:
         """``[B]`` long: the longest seasonal period, a week else a day at the row's ``interval`` (at

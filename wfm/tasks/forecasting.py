@@ -61,9 +61,22 @@ def pools_channels(forecaster: Any) -> bool:
     return "group" in inspect.signature(forecaster.forecast).parameters
 
 
+#: Series kinds that are ranges, the distance from a fixed point to something moving (a dataset's
+#: ``series_kind``, ``wfm data import ... --series-kind``): a forecaster whose ``forecast`` takes
+#: ``ranges`` is told so (the causal model's ``check_range``: a constant velocity's range).
+RANGE_KINDS = ("distance", "range")
+
+
+def range_hint(forecaster: Any, ranges: bool) -> dict[str, bool]:
+    """``{"ranges": True}`` where the rows are ranges and ``forecaster.forecast`` takes the hint, else ``{}``."""
+    fn = getattr(forecaster, "forecast", None)
+    return {"ranges": True} if ranges and fn is not None and "ranges" in inspect.signature(fn).parameters else {}
+
+
 @torch.no_grad()
 def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: int, per_group: int = 1,
-                    batch_size: int = 8192, quantiles_into: list | None = None, ordered: bool = False) -> Tensor:
+                    batch_size: int = 8192, quantiles_into: list | None = None, ordered: bool = False,
+                    ranges: bool = False) -> Tensor:
     """``forecaster.forecast`` of every row of ``series`` ``[B, L]``: ``[B, horizon]`` (float32, CPU).
 
     Consecutive runs of ``per_group`` rows are the channels of one window (the antennas and
@@ -72,7 +85,9 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
     evidence of which classical estimator fits (:func:`wfm.models.groups.pool_by_group`); any
     other forecaster sees independent rows. Batches hold whole windows. ``ordered``: a window's
     channels, in row order, lie along one axis (a codebook's beams in angular order); a forecaster
-    whose ``forecast`` takes ``ordered`` is told so (the causal model's ``check_drift``).
+    whose ``forecast`` takes ``ordered`` is told so (the causal model's ``check_drift``). ``ranges``:
+    every row is a range (a user's distance to its base station); a forecaster whose ``forecast``
+    takes ``ranges`` is told so (the causal model's ``check_range``).
 
     With a list ``quantiles_into`` and a forecaster with ``forecast_with_quantiles``, the point
     forecasts come from that (one run) and each batch's ``[b, horizon, Q]`` quantiles are appended.
@@ -89,6 +104,7 @@ def forecast_series(forecaster: Any, series: Tensor, interval: float, horizon: i
         kw = {"group": torch.arange(a, a + len(ctx)) // per_group} if grouped else {}
         if tell_order:
             kw["ordered"] = True
+        kw.update(range_hint(forecaster, ranges))
         if quantiles_into is not None and hasattr(forecaster, "forecast_with_quantiles"):
             pred, quant = forecaster.forecast_with_quantiles(ctx, itv, horizon, **kw)
             quantiles_into.append(quant.detach().float().cpu())
@@ -121,13 +137,14 @@ def collect_forecasts(forecaster: Any, windows: Any, batch_size: int = 1024,
             raise ValueError("forecasters take real series; use SeriesWindows(..., complex_mode='real_imag')")
         ctx = ctx.float()
         itv = torch.stack([torch.as_tensor(it["interval"], dtype=torch.float32) for it in items])
+        kw = range_hint(forecaster, all(it.get("kind") in RANGE_KINDS for it in items))
         if quantiles_into is not None and not quantiles:
-            pred, q = forecaster.forecast_with_quantiles(ctx, itv, horizon)
+            pred, q = forecaster.forecast_with_quantiles(ctx, itv, horizon, **kw)
             quantiles_into.append(torch.as_tensor(q).detach().float().cpu())
         elif quantiles:
-            pred = forecaster.forecast(ctx, itv, horizon, quantiles=True)
+            pred = forecaster.forecast(ctx, itv, horizon, quantiles=True, **kw)
         else:
-            pred = forecaster.forecast(ctx, itv, horizon)
+            pred = forecaster.forecast(ctx, itv, horizon, **kw)
         pred = torch.as_tensor(pred).detach().float().cpu()
         expected = (len(items), horizon, quantiles) if quantiles else (len(items), horizon)
         if pred.shape != expected:

@@ -170,7 +170,7 @@ def forecast_windows(forecaster: Any, data: BenchData, batch: int = 8192, pool: 
     per = len(series) // max(1, data.context.shape[0]) if pool else 1
     parts: list[Tensor] | None = None if quantiles_into is None else []
     pred = forecast_series(forecaster, series, data.interval, data.target.shape[1], per_group=per, batch_size=batch,
-                           quantiles_into=parts, ordered=data.ordered)
+                           quantiles_into=parts, ordered=data.ordered, ranges=data.ranges)
     if parts:
         quantiles_into.append(torch.cat(parts))
     return _from_series(pred, data.target)

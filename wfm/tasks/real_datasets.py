@@ -81,6 +81,9 @@ class BenchData:
     #: A window's channels lie in this order along one axis (a codebook's beams in angular order):
     #: the drifting-profile reference and the causal model's ``check_drift`` apply.
     ordered: bool = False
+    #: Every series is a range (a user's distance to its base station): the causal model's ``check_range``
+    #: applies (``wfm.tasks.forecasting.RANGE_KINDS``).
+    ranges: bool = False
     #: Where a window's target lies in ``span``'s steps, ``(offset, length)``; None: after the context,
     #: ``(L, H)``. A frequency view's target is every packet of the window: ``(0, T)``.
     target_steps: tuple[int, int] | None = None
@@ -292,7 +295,8 @@ def load_beams(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
                 f"{used} of {len(series)} trajectories of scenarios {','.join(map(str, scen))} long enough"
                 + units[view])
         out.append(BenchData("DeepSense 6G", view, ctx, tgt, cfg.beam_interval, note, str(folder), span=span,
-                             scenario=torch.tensor(of, dtype=torch.long)[span[:, 0]], ordered=view == "beam power"))
+                             scenario=torch.tensor(of, dtype=torch.long)[span[:, 0]], ordered=view == "beam power",
+                             ranges=view == "distance"))
     return out
 
 

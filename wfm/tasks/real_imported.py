@@ -27,6 +27,7 @@ from wfm.data.errors import DataError
 from wfm.data.series import dataset_interval, series_tables
 from wfm.data.shards import MANIFEST, ShardedDataset
 from wfm.tasks.real_datasets import BenchData, RealBenchConfig, _series_windows, csi_views
+from wfm.tasks.forecasting import RANGE_KINDS
 
 # Raw-file subfolders that real_data reads itself.
 RAW_FOLDERS = ("wifi-csi", "traffic", "deepsense6g-beam")
@@ -107,7 +108,8 @@ def load_imported(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
             note = (f"{len(ctx)} windows (stride {stride}) of {L} values -> next {H}, "
                     f"{per} channel(s) a window, every {interval:g} s")
             view = f"series ({table.kind})"  # never "csi...": CSI views are windows the MAE takes
-            views.append(BenchData(name, view, ctx, tgt, interval, note, source, span=span))
+            views.append(BenchData(name, view, ctx, tgt, interval, note, source, span=span,
+                                   ranges=table.kind in RANGE_KINDS))
         if not views:
             raise DataError(f"{folder}: no series of {L + H} values for one window (the longest: {longest}); "
                             "--series-context / --series-horizon set the window")
