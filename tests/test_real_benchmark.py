@@ -142,6 +142,7 @@ def test_windows_and_views_of_every_stand_in_dataset(standin):
     dist = load_scenario(standin / "deepsense6g-beam", 1)["distance"][0]
     assert data[6].context.shape == (9, 16) and torch.equal(data[6].context[0], torch.from_numpy(dist[:16]))
     assert torch.equal(data[6].target[0], torch.from_numpy(dist[16:20])) and "m, BS GPS" in data[6].windows_note
+    assert [d.ranges for d in data] == [False] * 6 + [True]  # only the distance is a range (check_range)
 
 
 def test_imported_dataset_folders_are_scored_like_the_shared_captures(tmp_path, scratch_models):
@@ -176,6 +177,9 @@ def test_imported_dataset_folders_are_scored_like_the_shared_captures(tmp_path, 
     series = data[8]
     assert series.context.shape == (2 * ((400 - 40) // 8 + 1), 32) and series.interval == 0.5
     np.testing.assert_allclose(series.context[1].numpy(), 10 + np.sin(2 * np.pi * t[8:40] / 48), rtol=1e-6)
+    assert not series.ranges  # an rssi is no range; a distance is (the causal model's check_range)
+    import_series(tmp_path / "s.npy", tmp_path / "dist", interval=0.5, series_kind="distance")
+    assert all(d.ranges for d in R.load_real_datasets(tmp_path / "dist", cfg))
     # a dataset too short for one window is named under "Not scored", never dropped in silence
     np.save(tmp_path / "short.npy", np.ones((2, 30), dtype=np.float32))
     import_series(tmp_path / "short.npy", root / "d", interval=0.5)

@@ -102,7 +102,8 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
                                 "common step between its timestamps)")
         else:
             g.add_argument("--interval", type=positive_float, required=True, help="seconds between values, e.g. 0.1")
-        g.add_argument("--series-kind", default="series", help="what the values are: traffic, aoa, rssi...")
+        g.add_argument("--series-kind", default="series", help="what the values are: traffic, aoa, rssi...; distance (or range): a user's distance "
+                            "to its base station, which the causal model then forecasts as a range")
         if fmt == "csv":
             g.add_argument("--columns", nargs="*", default=None, help="value columns (default: all)")
             g.add_argument("--time-column", default=None,
