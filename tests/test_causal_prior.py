@@ -1517,6 +1517,25 @@ def test_check_range_follows_a_vehicle_past_its_base_station_only_for_series_tol
     _check_option_is_refused_alone_and_round_trips(tmp_path, "check_range", "range_share", on, off)
 
 
+def test_check_last_holds_a_level_that_the_mean_would_pull_back_and_leaves_noise_alone(tmp_path):
+    """``check_last``: a bearing that swung 175 degrees and then held, forecast by the context mean
+    (an untrained model whose only estimator it is), swings back towards the older level; persistence
+    wins every check by far, and the forecast moves most of the way to it, the band with it. White
+    noise around a level, where the mean wins the checks, keeps its forecast to the bit."""
+    t = torch.arange(80, dtype=torch.float64)
+    rows = torch.stack([-10 - 175 / (1 + torch.exp(-(t - 24) / 1.5)) + 0.3 * i for i in range(4)])
+    ctx, tgt = rows[:, :64].float(), rows[:, 64:]
+    kw = dict(guard=True, check_origins=8, estimators=("mean",), backtest_origins="value", quantiles=(0.1, 0.5, 0.9))
+    off, on = mix(**kw), mix(check_last=True, last_share="fitted", **kw)
+    (a, qa), (b, qb) = (m.forecast_with_quantiles(ctx, 0.05, 16) for m in (off, on))
+    err = {k: float(((p.double() - tgt) ** 2).mean()) for k, p in (("off", a), ("on", b))}
+    assert err["on"] < 0.1 * err["off"], err
+    assert torch.allclose(qb - qa, (b - a)[..., None].expand_as(qa), atol=1e-3)  # the band moves with it
+    noise = 5 + torch.randn(4, 64, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(on.forecast(noise, 1.0, 4), off.forecast(noise, 1.0, 4))
+    _check_option_is_refused_alone_and_round_trips(tmp_path, "check_last", "last_share", on, off)
+
+
 def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and_nowhere_else(tmp_path):
     """``check_season``: seasonal naive of the longest period the earliest check holds competes on
     the checks with the forecast so far. A noisy daily cycle of hourly values, forecast by the last

@@ -827,6 +827,33 @@ def test_check_range_script_scores_each_share_and_span_as_forecast_applies_it_an
     assert [c[0] for c in cells] == [f"traj-pedestrian distance (L={L}, H={H})" for L, H, _ in script.SHAPES]
 
 
+def test_check_last_script_scores_each_variant_as_forecast_applies_it_and_restores_the_options(monkeypatch):
+    """pretrain/check_last.py: each variant's ratio is the model's own ``forecast`` with ``check_last``
+    off, or with the variant's share and margin, over the best classical (restored after)."""
+    from wfm.models import causal_forecast
+    from wfm.models.registry import create_model
+
+    script = _load_script("check_last", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8, estimators=("mean",), backtest_origins="value")
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw).eval()
+    t = torch.arange(80, dtype=torch.float64)
+    x = torch.stack([-10 - 175 / (1 + torch.exp(-(t - 24) / 1.5)) - 0.02 * t + 0.3 * i for i in range(4)]).float()
+    ctx, tgt, group = x[:, :64], x[:, 64:], torch.arange(4)
+    row = script.ratios(model, ctx, tgt, group, 0.05)
+    assert list(row) == list(script.VARIANTS) and not model.check_last and model.last_share == "half"
+    assert causal_forecast.LAST_MARGIN == 2.0
+    best = script.best_classical(ctx, tgt, group, 0.05)
+    for name, (flag, share, margin) in script.VARIANTS.items():
+        m = create_model("causal_tiny", check_last=flag, last_share=share, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        monkeypatch.setattr(causal_forecast, "LAST_MARGIN", margin)
+        with torch.no_grad():
+            pred = m.forecast(ctx, 0.05, 16, group=group)
+        assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
+    assert row["fitted"] < 0.1 * row["off"]  # the swing held: persistence wins every check
+
+
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
     model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""

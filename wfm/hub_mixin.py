@@ -120,6 +120,8 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "trend_local", False) else {"trend_local": True}),
             **({} if not getattr(model, "check_range", False) else {"check_range": True}),
             **({} if getattr(model, "range_share", "half") == "half" else {"range_share": model.range_share}),
+            **({} if not getattr(model, "check_last", False) else {"check_last": True}),
+            **({} if getattr(model, "last_share", "half") == "half" else {"last_share": model.last_share}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
             **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),
             **({} if not getattr(model, "box_cox", False) else {"box_cox": True}),

@@ -344,6 +344,14 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             its range within a few values; the last step's extrapolation overshoots the turn and
             the network flattens it. False (every model saved before session 59). Inference only.
         range_share: with ``check_range``, how much of the range fit goes in, as ``season_share``.
+        check_last: with ``check_origins``, where two or more checks fit, persistence (the last value
+            held) is tested on the same checks against the forecast so far, and the forecast moved
+            towards it where it led them and the forecast so far erred more than
+            :data:`wfm.models.causal_forecast.LAST_MARGIN` times persistence on most of them: by
+            ``last_share``. The network and the classical combination can both carry an older level
+            into the horizon (the context mean after a bearing swung and held). False (every model
+            saved before session 59). Inference only.
+        last_share: with ``check_last``, how much of persistence goes in, as ``season_share``.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -460,7 +468,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  check_drift: bool = False, drift_share: str = "half", ar_share: str = "half",
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
-                 check_range: bool = False, range_share: str = "half") -> None:
+                 check_range: bool = False, range_share: str = "half", check_last: bool = False,
+                 last_share: str = "half") -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -560,6 +569,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                              "it needs check_origins > 0")
         self.check_range = bool(check_range)
         self.range_share = share_rule("range_share", range_share)
+        if check_last and not check_origins:
+            raise ValueError("check_last tests persistence on the checks of check_origins: it needs check_origins > 0")
+        self.check_last = bool(check_last)
+        self.last_share = share_rule("last_share", last_share)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
         if coarse_blend and not coarse_len:
