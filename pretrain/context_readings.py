@@ -52,15 +52,15 @@ def averaged_over_readings(shipped, fractions: list[float], minimum: int, keep_s
     """``ForecastMixin._forecast`` (one chunk of rows) as the mean of ``shipped`` over readings."""
 
     def averaged(self, context: Tensor, interval, horizon: int, quantiles: bool, group, check: bool,
-                 ordered: bool = False):
-        point, quant = shipped(self, context, interval, horizon, quantiles, group, check, ordered)
+                 ordered: bool = False, ranges: bool = False):
+        point, quant = shipped(self, context, interval, horizon, quantiles, group, check, ordered, ranges)
         step = float(torch.as_tensor(interval, dtype=torch.float64).flatten()[0])
         lengths = reading_lengths(context.shape[1], step, fractions, minimum, keep_season) if check else []
         if not lengths:
             return point, quant
         points, quants = [point], [quant]
         for n in lengths:
-            p, q = shipped(self, context[:, -n:], interval, horizon, quantiles, group, check, ordered)
+            p, q = shipped(self, context[:, -n:], interval, horizon, quantiles, group, check, ordered, ranges)
             points.append(p)
             quants.append(q)
         return (torch.stack(points).mean(0), None if quant is None else torch.stack(quants).mean(0))
