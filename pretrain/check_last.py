@@ -22,20 +22,15 @@ model with the option in its ``config.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-import wfm
-
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
-from box_cox import CSI, TRAFFIC, TRAJ, best_classical, ensure_heldout, heldout_series
-from check_season import summary
-from check_trend import GPS_TRAJ, path_cells
+from box_cox import best_classical
+from check_trend import checked_model, heldout_cells, heldout_parser, score_cells
 from evidence_power import window_nmse
 
 #: ``(check_last, last_share, LAST_MARGIN)`` of each variant.
@@ -61,38 +56,15 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, int
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
-    ap.add_argument("--heldout", type=Path, required=True, help="folder of per-seed held-out datasets (made if missing)")
-    ap.add_argument("--seeds", type=int, nargs="*", default=[777], help="held-out seeds (none: only --real)")
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
-                    help="folder of the generated pretraining datasets (CSI, traj-highway-heldout)")
+    ap = heldout_parser(__doc__)
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
-    ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model = wfm.from_pretrained(args.model).eval()
-    if not model.check_origins:
-        ap.error(f"{args.model}: check_last needs a model with check_origins")
+    model = checked_model(ap, args, "check_last")
     variants = tuple(dict.fromkeys(["off", *args.variants]))
     result: dict = {"model": args.model, "seeds": {}}
     for seed in args.seeds:
-        folder = args.heldout / str(seed)
-        ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ + GPS_TRAJ,
-                       {"traffic": args.series, "traj": 64})
-        rows = {}
-        cells = [(name, ctx, tgt, group, itv) for name, _, ctx, tgt, group, itv
-                 in heldout_series(folder, args.data, TRAFFIC, TRAJ, CSI, args.per_series, 16)]
-        for name, ctx, tgt, group, itv in cells + list(path_cells(folder, args.data)):
-            rows[name] = ratios(model, ctx, tgt, group, itv, variants)
-            print(f"seed {seed}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-        s = summary(rows)
-        print(f"seed {seed}: " + ", ".join(f"{k} {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {len(rows)} <= 1)"
-                                           for k, v in s.items()), flush=True)
-        result["seeds"][str(seed)] = {"cells": rows, "summary": s}
+        cells = heldout_cells(args.heldout / str(seed), seed, args.data, args.series, args.per_series)
+        result["seeds"][str(seed)] = score_cells(f"seed {seed}", cells, lambda *cell: ratios(model, *cell, variants))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     return result

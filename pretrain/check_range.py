@@ -21,20 +21,15 @@ mean and seasonal naive (< 1 beats them) and, per seed, the geometric mean over 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-import wfm
-
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from box_cox import TRAJ, best_classical, ensure_heldout, path_windows
-from check_season import summary
-from check_trend import GPS_TRAJ, real_paths
+from check_trend import GPS_TRAJ, checked_model, heldout_parser, real_paths, score_cells
 from evidence_power import window_nmse
 
 #: ``check_range`` off, and on with each share.
@@ -77,53 +72,36 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, interval: float, spans: 
 
 
 def distance_cells(heldout: Path, data: Path):
-    """``(name, context, target, interval)``: the distance of each held-out trajectory recipe (and
+    """``(name, context, target, group, interval)``: the distance of each held-out trajectory recipe (and
     ``data``'s ``traj-highway-heldout``) in windows of each of :data:`SHAPES`."""
     folders = [heldout / t for t in TRAJ + GPS_TRAJ] + [data / "traj-highway-heldout"]
     for folder in (f for f in folders if f.is_dir()):
         for field, L, H, ctx, tgt, interval in path_windows(folder, SHAPES):
             if field == "distance":
-                yield f"{folder.name} distance (L={L}, H={H})", ctx, tgt, interval
+                yield f"{folder.name} distance (L={L}, H={H})", ctx, tgt, torch.arange(len(ctx)), interval
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
-    ap.add_argument("--heldout", type=Path, required=True, help="folder of per-seed held-out datasets (made if missing)")
-    ap.add_argument("--seeds", type=int, nargs="*", default=[777], help="held-out seeds (none: only --real)")
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
-                    help="folder of the generated pretraining datasets (traj-highway-heldout)")
+    ap = heldout_parser(__doc__, traffic=False)
     ap.add_argument("--real", type=Path, default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
-    ap.add_argument("--spans", type=int, nargs="+", default=[8], help="values the range fit reads")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--spans", type=int, nargs="+", default=[16], help="values the range fit reads")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model = wfm.from_pretrained(args.model).eval()
-    if not model.check_origins:
-        ap.error(f"{args.model}: check_range needs a model with check_origins")
+    model = checked_model(ap, args, "check_range")
     result: dict = {"model": args.model, "spans": args.spans, "seeds": {}}
+
+    def score(ctx: torch.Tensor, tgt: torch.Tensor, _group: torch.Tensor, itv: float) -> dict[str, float]:
+        return ratios(model, ctx.reshape(len(ctx), -1), tgt.reshape(len(tgt), -1), itv, args.spans)
+
     for seed in args.seeds:
         folder = args.heldout / str(seed)
         ensure_heldout(folder, seed, [], TRAJ + GPS_TRAJ, {"traj": 64})
-        rows = {}
-        for name, ctx, tgt, itv in distance_cells(folder, args.data):
-            rows[name] = ratios(model, ctx, tgt, itv, args.spans)
-            print(f"seed {seed}  {name:44s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-        s = summary(rows)
-        print(f"seed {seed}: " + ", ".join(f"{k} {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {len(rows)} <= 1)"
-                                           for k, v in s.items()), flush=True)
-        result["seeds"][str(seed)] = {"cells": rows, "summary": s}
+        result["seeds"][str(seed)] = score_cells(f"seed {seed}", list(distance_cells(folder, args.data)), score)
     if args.real is None:
         from wfm.tasks.real_data import default_datasets_dir
         args.real = default_datasets_dir()
     if str(args.real):
-        rows = {}
-        for name, ctx, tgt, _, itv in real_paths(Path(args.real)):
-            if "distance" in name:
-                rows[name] = ratios(model, ctx.reshape(len(ctx), -1), tgt.reshape(len(tgt), -1), itv, args.spans)
-                print(f"real  {name:44s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-        result["real"] = rows
+        result["real"] = score_cells("real", [c for c in real_paths(Path(args.real)) if "distance" in c[0]],
+                                     score)["cells"]
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     return result

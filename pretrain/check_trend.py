@@ -119,50 +119,77 @@ def real_paths(root: Path, contexts: tuple[tuple[int, int], ...] = ((16, 4), (32
                 yield f"DeepSense 6G {d.view} (L={L}, H={H})", d.context, d.target, torch.arange(len(d.context)), d.interval
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def heldout_parser(doc: str, traffic: bool = True) -> argparse.ArgumentParser:
+    """The arguments of the scripts that score an inference option on held-out cells: the model,
+    the held-out folder and seeds, ``WFM_DATA``, threads, the output JSON (and, with ``traffic``,
+    the held-out traffic series per recipe and windows per series)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
     ap.add_argument("--heldout", type=Path, required=True, help="folder of per-seed held-out datasets (made if missing)")
     ap.add_argument("--seeds", type=int, nargs="*", default=[777], help="held-out seeds (none: only --real)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("WFM_DATA", "data/generated")),
                     help="folder of the generated pretraining datasets (CSI, traj-highway-heldout)")
-    ap.add_argument("--real", type=Path, default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
-    ap.add_argument("--candidate", choices=sorted(CANDIDATES), default="last")
-    ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
-    ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
+    if traffic:
+        ap.add_argument("--series", type=int, default=16, help="held-out traffic series per recipe")
+        ap.add_argument("--per-series", type=int, default=16, help="windows per traffic series")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def checked_model(ap: argparse.ArgumentParser, args: argparse.Namespace, option: str):
+    """``args.model`` loaded on ``args.threads`` threads; a one-line error where it has no checks."""
     torch.set_num_threads(args.threads)
     model = wfm.from_pretrained(args.model).eval()
     if not model.check_origins:
-        ap.error(f"{args.model}: check_trend needs a model with check_origins")
+        ap.error(f"{args.model}: {option} needs a model with check_origins")
+    return model
+
+
+def heldout_cells(folder: Path, seed: int, data: Path, series: int, per_series: int) -> list[tuple]:
+    """``(name, context, target, group, interval)`` of every held-out cell of ``seed`` (made in
+    ``folder`` where missing): ``box_cox.py``'s cells and the trajectories at the real paths' shapes."""
+    ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ + GPS_TRAJ,
+                   {"traffic": series, "traj": 64})
+    cells = [(name, ctx, tgt, group, itv) for name, _, ctx, tgt, group, itv
+             in heldout_series(folder, data, TRAFFIC, TRAJ, CSI, per_series, 16)]
+    return cells + list(path_cells(folder, data))
+
+
+def score_cells(label: str, cells, score) -> dict:
+    """``{"cells", "summary"}``: each cell's ``score(context, target, group, interval)`` (a dict of
+    ratios per variant), printed as it comes, and each variant's geometric mean over the cells
+    (none without cells)."""
+    rows = {}
+    for name, ctx, tgt, group, itv in cells:
+        rows[name] = score(ctx, tgt, group, itv)
+        print(f"{label}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
+    s = summary(rows) if rows else {}
+    if s:
+        print(f"{label}: " + ", ".join(f"{k} {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {len(rows)} <= 1)"
+                                       for k, v in s.items()), flush=True)
+    return {"cells": rows, "summary": s}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = heldout_parser(__doc__)
+    ap.add_argument("--real", type=Path, default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
+    ap.add_argument("--candidate", choices=sorted(CANDIDATES), default="last")
+    args = ap.parse_args(argv)
+    model = checked_model(ap, args, "check_trend")
     causal_forecast.last_step_trend = CANDIDATES[args.candidate]
     result: dict = {"model": args.model, "candidate": args.candidate, "seeds": {}}
     try:
         for seed in args.seeds:
-            folder = args.heldout / str(seed)
-            ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in TRAFFIC)), TRAJ + GPS_TRAJ,
-                           {"traffic": args.series, "traj": 64})
-            rows = {}
-            cells = [(name, ctx, tgt, group, itv) for name, _, ctx, tgt, group, itv
-                     in heldout_series(folder, args.data, TRAFFIC, TRAJ, CSI, args.per_series, 16)]
-            for name, ctx, tgt, group, itv in cells + list(path_cells(folder, args.data)):
-                rows[name] = ratios(model, ctx, tgt, group, itv)
-                print(f"seed {seed}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-            s = summary(rows)
-            print(f"seed {seed}: " + ", ".join(f"{k} {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {len(rows)} <= 1)"
-                                               for k, v in s.items()), flush=True)
-            result["seeds"][str(seed)] = {"cells": rows, "summary": s}
+            cells = heldout_cells(args.heldout / str(seed), seed, args.data, args.series, args.per_series)
+            result["seeds"][str(seed)] = score_cells(f"seed {seed}", cells,
+                                                     lambda *cell: ratios(model, *cell))
         if args.real is None:
             from wfm.tasks.real_data import default_datasets_dir
             args.real = default_datasets_dir()
         if str(args.real):
-            rows = {}
-            for name, ctx, tgt, group, itv in real_paths(Path(args.real)):
-                rows[name] = ratios(model, ctx, tgt, group, itv)
-                print(f"real  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-            result["real"] = rows
+            result["real"] = score_cells("real", list(real_paths(Path(args.real))),
+                                         lambda *cell: ratios(model, *cell))["cells"]
     finally:
         causal_forecast.last_step_trend = LAST_STEP
     if args.out:
