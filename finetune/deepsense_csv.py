@@ -1,9 +1,11 @@
-"""Write the DeepSense 6G beam sweeps as one long CSV table (a trajectory id, a frame, 64 beam powers),
-the layout ``wfm forecast --id-column trajectory --channels ordered`` reads.
+"""Write the DeepSense 6G beam sweeps as one long CSV table (a trajectory id, a frame, 64 beam powers
+and the user's distance in m), the layout ``wfm forecast --id-column trajectory`` reads.
 
     PYTHONPATH=. python finetune/deepsense_csv.py ../shared/datasets/deepsense6g-beam deepsense_beams.csv
     wfm forecast checkpoints/causal-tiny-catalog-cpu deepsense_beams.csv --interval 0.1 --id-column trajectory \\
         --columns $(seq -s' ' -f 'beam%g' 0 63) --context 16 --horizon 4 --checks 3 --channels ordered --out fc
+    wfm forecast checkpoints/causal-tiny-catalog-cpu deepsense_beams.csv --interval 0.1 --id-column trajectory \
+        --columns distance --context 16 --horizon 4 --checks 3 --ranges --out fc-distance
 
 Trajectories shorter than ``--min-frames`` (28: 16 of context and three checks of 4) are left out.
 """
@@ -27,14 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_name(args.out.name + ".part")  # never a half-written table under the final name
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["trajectory", "frame", *[f"beam{j}" for j in range(NUM_BEAMS)]])
+        w.writerow(["trajectory", "frame", *[f"beam{j}" for j in range(NUM_BEAMS)], "distance"])
         for s in scenarios_in(args.folder):
             d = load_scenario(args.folder, s)
-            for sid, power in zip(d["sequence_id"], d["beam_power"]):
+            for sid, power, dist in zip(d["sequence_id"], d["beam_power"], d["distance"]):
                 if len(power) < args.min_frames:
                     continue
                 kept += 1
-                w.writerows([f"s{s}-{sid}", i, *(f"{v:.6g}" for v in row)] for i, row in enumerate(power))
+                w.writerows([f"s{s}-{sid}", i, *(f"{v:.6g}" for v in row), f"{m:.6g}"]
+                            for i, (row, m) in enumerate(zip(power, dist)))
     tmp.replace(args.out)
     print(f"wrote {args.out}: {kept} trajectories of at least {args.min_frames} frames")
     return 0

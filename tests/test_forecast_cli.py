@@ -447,7 +447,7 @@ def test_forecast_channels_ordered_reads_a_sweeps_columns_as_one_window_as_the_a
 
 def test_deepsense_csv_writes_the_long_table_that_wfm_forecast_reads_as_one_sweep_per_trajectory(tmp_path, causal,
                                                                                                    capsys):
-    """``finetune/deepsense_csv.py``: a trajectory id, a frame and 64 beam powers per row; the
+    """``finetune/deepsense_csv.py``: a trajectory id, a frame, 64 beam powers and the distance per row; the
     trajectories too short for the checks are left out; ``--channels ordered`` reads each as one link."""
     import importlib.util
     from pathlib import Path
@@ -470,6 +470,10 @@ def test_deepsense_csv_writes_the_long_table_that_wfm_forecast_reads_as_one_swee
     assert len(rows) == 59 and rows[0]["trajectory"] == "s1-1" and rows[-1]["frame"] == "28"
     assert float(rows[31]["beam5"]) == pytest.approx(np.load(folder / f"scenario1_unit1_pwr_60ghz_1-{n}.npy")[41, 5],
                                                      rel=1e-5)  # trajectory 3's second frame
+    from wfm.data.loaders.deepsense import load_scenario
+
+    dist = load_scenario(folder, 1)["distance"][2]  # the user's distance, BS GPS -> vehicle GPS (m)
+    assert float(rows[31]["distance"]) == pytest.approx(dist[1], rel=1e-5)
     code, err = run(["forecast", str(causal), str(tmp_path / "beams.csv"), "--interval", "0.1", "--id-column",
                      "trajectory", "--columns", *[f"beam{j}" for j in range(64)], "--horizon", "4", "--context", "16",
                      "--channels", "ordered", "--out", str(tmp_path / "fc")], capsys)
