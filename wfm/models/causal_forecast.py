@@ -11,9 +11,11 @@ inference rules that check the network against its classical combination.
   (:func:`wfm.models.evidence.looks_white`);
 - ``box_cox``: non-negative series forecast in the Box-Cox space their context chooses;
 - ``coarse_blend``: long contexts read with and without their coarse tokens, and averaged;
-- ``check_ar``, ``check_trend``, ``check_season``, ``check_drift``, ``check_mean``: linear
-  prediction, the last step extrapolated, seasonal naive, a beam profile's drift and the context
-  mean tested on the same checks, and taken (or blended in) where they led them;
+- ``check_ar``, ``check_trend``, ``check_range``, ``check_season``, ``check_drift``,
+  ``check_last``, ``check_mean``: linear prediction, the last step extrapolated, a constant
+  velocity's range (rows told they are ranges), seasonal naive, a beam profile's drift,
+  persistence and the context mean tested on the same checks, and taken (or blended in) where
+  they led them;
 - ``propagate_quantiles`` (off in the release): later patches' quantiles widened by the
   uncertainty of the patches before them (:func:`spread_bounds`).
 
