@@ -349,8 +349,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             towards it where it led them and the forecast so far erred more than
             :data:`wfm.models.causal_forecast.LAST_MARGIN` times persistence on most of them: by
             ``last_share``. The network and the classical combination can both carry an older level
-            into the horizon (the context mean after a bearing swung and held). False (every model
-            saved before session 59). Inference only.
+            into the horizon (the context mean after a bearing swung and held). Not where the
+            context holds a season its checks miss (as ``ar_season``). False (every model saved
+            before session 59). Inference only.
         last_share: with ``check_last``, how much of persistence goes in, as ``season_share``.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
