@@ -1521,7 +1521,8 @@ def test_check_last_holds_a_level_that_the_mean_would_pull_back_and_leaves_noise
     """``check_last``: a bearing that swung 175 degrees and then held, forecast by the context mean
     (an untrained model whose only estimator it is), swings back towards the older level; persistence
     wins every check by far, and the forecast moves most of the way to it, the band with it. White
-    noise around a level, where the mean wins the checks, keeps its forecast to the bit."""
+    noise around a level, where the mean wins the checks, and a context holding a day that its checks
+    miss keep their forecast to the bit."""
     t = torch.arange(80, dtype=torch.float64)
     rows = torch.stack([-10 - 175 / (1 + torch.exp(-(t - 24) / 1.5)) + 0.3 * i for i in range(4)])
     ctx, tgt = rows[:, :64].float(), rows[:, 64:]
@@ -1533,6 +1534,12 @@ def test_check_last_holds_a_level_that_the_mean_would_pull_back_and_leaves_noise
     assert torch.allclose(qb - qa, (b - a)[..., None].expand_as(qa), atol=1e-3)  # the band moves with it
     noise = 5 + torch.randn(4, 64, generator=torch.Generator().manual_seed(2))
     assert torch.equal(on.forecast(noise, 1.0, 4), off.forecast(noise, 1.0, 4))
+    # the same values every 30 minutes, forecast with a daily estimator: the context holds a day (48)
+    # that its checks (cut at 48 and 32) miss, where they would favour persistence over a forecast
+    # that has the day
+    daily = {**kw, "estimators": ("mean", "day")}
+    assert torch.equal(mix(check_last=True, **daily).forecast(ctx, 1800.0, 16), mix(**daily).forecast(ctx, 1800.0, 16))
+    assert not torch.equal(mix(check_last=True, **daily).forecast(ctx, 0.05, 16), mix(**daily).forecast(ctx, 0.05, 16))
     _check_option_is_refused_alone_and_round_trips(tmp_path, "check_last", "last_share", on, off)
 
 
