@@ -55,19 +55,19 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, interval: float, spans: 
     group = torch.arange(len(ctx))
     best = best_classical(ctx, tgt, group, interval)
     kept = {k: getattr(model, k) for k in OPTIONS["off"]}
-    span0 = causal_forecast.constant_velocity_range.__defaults__
+    span0 = causal_forecast.RANGE_SPAN
     out = {}
     try:
         for name, options, span in variants(spans):
             for k, value in options.items():
                 setattr(model, k, value)
-            causal_forecast.constant_velocity_range.__defaults__ = (span,)
+            causal_forecast.RANGE_SPAN = span
             pred = model.forecast(ctx, interval, tgt.shape[1], group=group, ranges=True)
             out[name] = window_nmse(pred, tgt, group) / best
     finally:
         for k, value in kept.items():
             setattr(model, k, value)
-        causal_forecast.constant_velocity_range.__defaults__ = span0
+        causal_forecast.RANGE_SPAN = span0
     return out
 
 

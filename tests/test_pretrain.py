@@ -808,12 +808,12 @@ def test_check_range_script_scores_each_share_and_span_as_forecast_applies_it_an
     row = script.ratios(model, ctx, tgt, 0.1, [6, 16])
     assert list(row) == ["off", "half 6", "half 16", "fitted 6", "fitted 16"]
     assert not model.check_range and model.range_share == "half"
-    assert causal_forecast.constant_velocity_range.__defaults__ == (causal_forecast.RANGE_SPAN,)
+    assert causal_forecast.RANGE_SPAN == 16
     best = script.best_classical(ctx, tgt, group, 0.1)
     for name, options, span in script.variants([6, 16]):
         m = create_model("causal_tiny", **options, **kw).eval()
         m.load_state_dict(model.state_dict())
-        monkeypatch.setattr(causal_forecast.constant_velocity_range, "__defaults__", (span,))
+        monkeypatch.setattr(causal_forecast, "RANGE_SPAN", span)
         with torch.no_grad():
             pred = m.forecast(ctx, 0.1, 4, group=group, ranges=True)
         assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name

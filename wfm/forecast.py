@@ -116,7 +116,6 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from wfm.hub import from_pretrained
-    from wfm.tasks.forecasting import range_hint
 
     out = _output_folder(Path(args.out))
     torch.set_num_threads(args.threads)
@@ -144,7 +143,6 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     quants: list[Any] = [None] * len(xs)
     checks: list[dict[str, Any]] = [{"column": n, "context": int(x.numel())} for n, x in zip(names, xs)]
     ordered, group_mode = args.channels == "ordered", args.channels != "separate"
-    hint = range_hint(model, args.ranges)
     link_checks: list[dict[str, Any]] = []  # --channels pooled|ordered: each link's window as a whole
     link_rows: dict[str, list[int]] = {}
     with progress_bar("forecast", len(xs)) as advance:
@@ -152,9 +150,11 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             length = xs[idx[0]].numel()
             batch = torch.stack([xs[i] for i in idx])
             if model.quantile_levels:
-                point, q = model.forecast_with_quantiles(batch, args.interval, h, group=group, ordered=ordered, **hint)
+                point, q = model.forecast_with_quantiles(batch, args.interval, h, group=group, ordered=ordered,
+                                                         ranges=args.ranges)
             else:
-                point, q = model.forecast(batch, args.interval, h, group=group, ordered=ordered, **hint), None
+                point, q = model.forecast(batch, args.interval, h, group=group, ordered=ordered,
+                                          ranges=args.ranges), None
             for j, i in enumerate(idx):
                 points[i], quants[i] = point[j], None if q is None else q[j]
             # The check reads as many values as the forecast does, where the series holds them: a
@@ -162,7 +162,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             n = min(min(fulls[i].numel() for i in idx), length + args.checks * h)
             linked = _check_batch(model, torch.stack([fulls[i][-n:] for i in idx]), [checks[i] for i in idx], h,
                                   args.interval, args.checks, context=length, group=group, ordered=ordered,
-                                  hint=hint)
+                                  ranges=args.ranges)
             if group is not None:  # each link's columns, in their order
                 members = [[i for i, k in zip(idx, group.tolist()) if k == g] for g in range(int(group.max()) + 1)]
                 link_rows.update({ids[m[0]] or "all columns": m for m in members})
@@ -241,12 +241,12 @@ def _batches(args: argparse.Namespace, names: list[str], values: list[Any], star
 
 def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, interval: float, windows: int,
                  context: int | None = None, group: Any = None, ordered: bool = False,
-                 hint: dict[str, bool] | None = None) -> list[dict[str, Any]]:
+                 ranges: bool = False) -> list[dict[str, Any]]:
     """Fill each series' ``check`` (rows of ``batch`` ``[B, L]``): the last ``h`` values forecast from
     the ones before (at most ``context`` of them), and as many windows before them as ``windows``
     asks and the series holds (each ``h`` values, their targets not overlapping), by the model and
     the classical baselines; the mean of their NMSEs (per-window NMSE) and the model's ratio to the
-    best baseline. ``group``, ``ordered`` and ``hint`` (``ranges``): the model's, as the forecast read them; with a
+    best baseline. ``group``, ``ordered`` and ``ranges``: the model's, as the forecast read them; with a
     ``group``, returns the same check of each group's window as a whole (``sum err^2 / sum true^2``
     over its channels, as ``wfm benchmark real`` scores a link), in group order."""
     import numpy as np
@@ -266,7 +266,7 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
     for end in ends:
         past, truth = batch[:, max(0, end - h - (context or length)):end - h], batch[:, end - h:end]
         period = seasonal_period(interval, past.shape[1])
-        fcs = {"model": model.forecast(past, itv, h, group=group, ordered=ordered, **(hint or {}))}
+        fcs = {"model": model.forecast(past, itv, h, group=group, ordered=ordered, ranges=ranges)}
         fcs.update({b: build_baseline(b, **({"period": period} if b == "seasonal" else {})).forecast(past, itv, h)
                     for b in CLASSICAL})
         for k, f in fcs.items():

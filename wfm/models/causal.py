@@ -533,8 +533,14 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if ar_level and "ar" not in estimators:
             raise ValueError("ar_level fits the ar estimator about the series' level: it needs 'ar' in estimators")
         self.ar_level = bool(ar_level)
-        if check_ar and not check_origins:
-            raise ValueError("check_ar tests linear prediction on the checks of check_origins: it needs check_origins > 0")
+        candidates = (("check_ar", check_ar, "linear prediction"), ("check_drift", check_drift, "a drifting profile"),
+                      ("check_mean", check_mean, "the context mean"), ("check_season", check_season, "seasonal naive"),
+                      ("check_trend", check_trend, "linear extrapolation"),
+                      ("check_range", check_range, "the constant-velocity range fit"),
+                      ("check_last", check_last, "persistence"))  # each tested on the checks
+        for name, flag, what in candidates:
+            if flag and not check_origins:
+                raise ValueError(f"{name} tests {what} on the checks of check_origins: it needs check_origins > 0")
         self.check_ar = bool(check_ar)
         if ar_blend and not check_ar:
             raise ValueError("ar_blend blends linear prediction where it leads the checks of check_ar: "
@@ -543,35 +549,22 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if ar_season and not check_ar:
             raise ValueError("ar_season limits where check_ar takes linear prediction: it needs check_ar")
         self.ar_season = bool(ar_season)
-        if check_drift and not check_origins:
-            raise ValueError("check_drift tests a drifting profile on the checks of check_origins: it needs check_origins > 0")
         self.check_drift = bool(check_drift)
         self.drift_share = share_rule("drift_share", drift_share)
         if ar_share == "fitted" and not check_ar:
             raise ValueError("ar_share weighs linear prediction where check_ar tests it: it needs check_ar")
         self.ar_share = share_rule("ar_share", ar_share)
-        if check_mean and not check_origins:
-            raise ValueError("check_mean tests the context mean on the checks of check_origins: it needs check_origins > 0")
         self.check_mean = bool(check_mean)
-        if check_season and not check_origins:
-            raise ValueError("check_season tests seasonal naive on the checks of check_origins: it needs check_origins > 0")
         self.check_season = bool(check_season)
         self.season_share = share_rule("season_share", season_share)
-        if check_trend and not check_origins:
-            raise ValueError("check_trend tests linear extrapolation on the checks of check_origins: it needs check_origins > 0")
         self.check_trend = bool(check_trend)
         self.trend_share = share_rule("trend_share", trend_share)
         if trend_local and not check_trend:
             raise ValueError("trend_local takes check_trend's extrapolation where the context's steps vouch for it: "
                              "it needs check_trend")
         self.trend_local = bool(trend_local)
-        if check_range and not check_origins:
-            raise ValueError("check_range tests the constant-velocity range fit on the checks of check_origins: "
-                             "it needs check_origins > 0")
         self.check_range = bool(check_range)
         self.range_share = share_rule("range_share", range_share)
-        if check_last and not check_origins:
-            raise ValueError("check_last tests persistence on the checks of check_origins: it needs check_origins > 0")
         self.check_last = bool(check_last)
         self.last_share = share_rule("last_share", last_share)
         self.pool_by_power = bool(pool_by_power)

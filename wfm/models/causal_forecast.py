@@ -139,16 +139,17 @@ LAST_MARGIN = 2.0
 RANGE_SPAN = 16
 
 
-def constant_velocity_range(context: Tensor, horizon: int, span: int = RANGE_SPAN) -> tuple[Tensor, Tensor]:
+def constant_velocity_range(context: Tensor, horizon: int, span: int | None = None) -> tuple[Tensor, Tensor]:
     """``([B, horizon] float64, [B] bool)``: each row of ``context`` ``[B, L]`` read as the range of
     a target moving at constant velocity past a fixed point (a user's distance to its base station),
     continued. Its square is then a quadratic in time, ``d^2 = d0^2 + v^2 (t - t0)^2``, whatever the
     geometry, so the least-squares quadratic through the last ``span`` squared values, continued,
     gives the range's bend as a vehicle passes the base station, which a straight line through
     the last step misses. Valid (the bool) where the row has at least 3 values, none negative, and
-    the fit opens upwards (``v^2 > 0``); other rows get their last value."""
+    the fit opens upwards (``v^2 > 0``); other rows get their last value. ``span``: default
+    :data:`RANGE_SPAN`, read at the call."""
     x = context.double()
-    m = min(span, x.shape[1])
+    m = min(RANGE_SPAN if span is None else span, x.shape[1])
     last = x[:, -1:].expand(-1, horizon)
     if m < 3:
         return last, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
