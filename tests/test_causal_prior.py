@@ -1485,6 +1485,37 @@ def test_trend_local_continues_a_path_that_turned_inside_its_context_and_leaves_
     assert from_pretrained(str(tmp_path / "m")).trend_local and not checked.trend_local
 
 
+def test_raw_paths_forecasts_a_smooth_path_as_given_and_leaves_noisy_series_in_box_cox(tmp_path):
+    """``raw_paths``: an angle decaying towards zero is positive through its context, so Box-Cox
+    applies (Guerrero chooses an exponent below 1) and its inverse would bound the forecast at zero;
+    the path's own steps vouch for its trend, so it is forecast as given, to the bit. Positive noise
+    (traffic-like) stays in Box-Cox, to the bit; a window's channels decide together."""
+    from wfm.models.box_cox import guerrero_lambda
+    from wfm.models.causal_forecast import trend_holds_locally
+
+    t = torch.arange(64, dtype=torch.float64) * 0.1
+    path = torch.stack([40 * torch.exp(-t / tau) - off for tau, off in ((3.0, 4.0), (4.0, 8.0))]).float()
+    g = torch.Generator().manual_seed(3)
+    noise = (50 + 10 * torch.randn(2, 64, generator=g)).abs() * (1 + torch.rand(2, 64, generator=g))
+    assert (path > 0).all() and (guerrero_lambda(path) < 1).all() and trend_holds_locally(path, 16).all()
+    assert (guerrero_lambda(noise) < 1).all() and not trend_holds_locally(noise, 16).any()
+    kw = dict(guard=True, check_origins=8, backtest_origins="value")
+    boxed, raw, plain = mix(box_cox=True, **kw), mix(box_cox=True, raw_paths=True, **kw), mix(**kw)
+    assert torch.equal(raw.forecast(path, 0.1, 16), plain.forecast(path, 0.1, 16))
+    assert not torch.equal(boxed.forecast(path, 0.1, 16), plain.forecast(path, 0.1, 16))
+    assert torch.equal(raw.forecast(noise, 600.0, 16), boxed.forecast(noise, 600.0, 16))
+    both = torch.cat([path[:1], noise[:1]])  # one window: the noisy channel keeps the pair in Box-Cox
+    group = torch.zeros(2, dtype=torch.long)
+    assert (guerrero_lambda(both, group) < 1).all() and not trend_holds_locally(both, 16, group).any()
+    assert torch.equal(raw.forecast(both, 0.1, 16, group=group), boxed.forecast(both, 0.1, 16, group=group))
+    with pytest.raises(ValueError, match="raw_paths .* needs box_cox"):
+        mix(raw_paths=True)
+    raw.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).raw_paths and not boxed.raw_paths
+
+
 def test_check_range_follows_a_vehicle_past_its_base_station_only_for_series_told_they_are_ranges(tmp_path):
     """``check_range``: at constant velocity the squared range is a quadratic in time, so the fit
     continues a pass exactly where the last step's extrapolation overshoots the turn. With

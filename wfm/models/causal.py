@@ -406,6 +406,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             with its level, such as cell traffic; no transform for one whose changes do not, such
             as an angle), and transforms the forecast and its quantiles back. False (every model
             saved before this option): the series as given. Inference only.
+        raw_paths: with ``box_cox``, rows (or groups) whose own steps vouch for continuing their
+            trend (:func:`wfm.models.causal_forecast.trend_holds_locally`: a smooth path, such as
+            an angle or a position of a moving user) are forecast as given. Box-Cox evens out
+            noise that grows with the level, which a smooth path lacks, and its inverse bounds the
+            forecast at zero, which an angle that was positive through the context may cross (a
+            bearing swinging through 0 was held at 0). Traffic and CSI noise never pass the test.
+            False (every model saved before session 60). Inference only.
         coarse_blend: where the context reaches the transformer partly as coarse tokens, ``forecast``
             returns the mean of the network's two readings of it: with the coarse tokens, and
             without them (the last ``max_context`` values as tokens; the priors and the
@@ -470,7 +477,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
-                 last_share: str = "half") -> None:
+                 last_share: str = "half", raw_paths: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -569,6 +576,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         self.last_share = share_rule("last_share", last_share)
         self.pool_by_power = bool(pool_by_power)
         self.box_cox = bool(box_cox)
+        if raw_paths and not box_cox:
+            raise ValueError("raw_paths leaves smooth paths out of Box-Cox: it needs box_cox")
+        self.raw_paths = bool(raw_paths)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)
