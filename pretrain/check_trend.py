@@ -156,13 +156,13 @@ def heldout_cells(folder: Path, seed: int, data: Path, series: int, per_series: 
     return cells + list(path_cells(folder, data))
 
 
-def score_cells(label: str, cells, score) -> dict:
+def score_cells(label: str, cells, score, named: bool = False) -> dict:
     """``{"cells", "summary"}``: each cell's ``score(context, target, group, interval)`` (a dict of
-    ratios per variant), printed as it comes, and each variant's geometric mean over the cells
-    (none without cells)."""
+    ratios per variant; with ``named``, the cell's name is passed last), printed as it comes, and
+    each variant's geometric mean over the cells (none without cells)."""
     rows = {}
     for name, ctx, tgt, group, itv in cells:
-        rows[name] = score(ctx, tgt, group, itv)
+        rows[name] = score(ctx, tgt, group, itv, name) if named else score(ctx, tgt, group, itv)
         print(f"{label}  {name:48s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
     s = summary(rows) if rows else {}
     if s:

@@ -1488,8 +1488,9 @@ def test_trend_local_continues_a_path_that_turned_inside_its_context_and_leaves_
 def test_raw_paths_forecasts_a_smooth_path_as_given_and_leaves_noisy_series_in_box_cox(tmp_path):
     """``raw_paths``: an angle decaying towards zero is positive through its context, so Box-Cox
     applies (Guerrero chooses an exponent below 1) and its inverse would bound the forecast at zero;
-    the path's own steps vouch for its trend, so it is forecast as given, to the bit. Positive noise
-    (traffic-like) stays in Box-Cox, to the bit; a window's channels decide together."""
+    the path's own steps vouch for its trend, so it is forecast as given, to the bit, unless it is told
+    it is a range (which cannot cross zero). Positive noise (traffic-like) stays in Box-Cox, to the
+    bit; a window's channels decide together."""
     from wfm.models.box_cox import guerrero_lambda
     from wfm.models.causal_forecast import trend_holds_locally
 
@@ -1503,6 +1504,7 @@ def test_raw_paths_forecasts_a_smooth_path_as_given_and_leaves_noisy_series_in_b
     boxed, raw, plain = mix(box_cox=True, **kw), mix(box_cox=True, raw_paths=True, **kw), mix(**kw)
     assert torch.equal(raw.forecast(path, 0.1, 16), plain.forecast(path, 0.1, 16))
     assert not torch.equal(boxed.forecast(path, 0.1, 16), plain.forecast(path, 0.1, 16))
+    assert torch.equal(raw.forecast(path, 0.1, 16, ranges=True), boxed.forecast(path, 0.1, 16, ranges=True))
     assert torch.equal(raw.forecast(noise, 600.0, 16), boxed.forecast(noise, 600.0, 16))
     both = torch.cat([path[:1], noise[:1]])  # one window: the noisy channel keeps the pair in Box-Cox
     group = torch.zeros(2, dtype=torch.long)

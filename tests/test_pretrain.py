@@ -827,6 +827,45 @@ def test_check_range_script_scores_each_share_and_span_as_forecast_applies_it_an
     assert [c[0] for c in cells] == [f"traj-pedestrian distance (L={L}, H={H})" for L, H, _ in script.SHAPES]
 
 
+def test_raw_paths_script_scores_off_and_on_as_forecast_applies_them_and_restores_the_option(tmp_path, monkeypatch):
+    """pretrain/raw_paths.py: each variant's ratio is the model's own ``forecast`` with ``raw_paths``
+    off or on (distances as ranges), over the best classical (the option restored after); a path
+    decaying through zero gains unless it is a range, and its cells are the held-out paths' distance
+    and azimuth."""
+    from wfm.models.registry import create_model
+
+    script = _load_script("raw_paths", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8, estimators=("mean", "trend"),
+              backtest_origins="value", box_cox=True)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw).eval()
+    t = torch.arange(80, dtype=torch.float64) * 0.1
+    x = torch.stack([40 * torch.exp(-t / 3.0) - 4.0 - 0.2 * i for i in range(4)]).float()
+    ctx, tgt, group = x[:, :64], x[:, 64:], torch.arange(4)
+    rows = {}
+    for ranges in (False, True):
+        row = rows[ranges] = script.ratios(model, ctx, tgt, 0.1, ranges)
+        assert list(row) == ["off", "on"] and not model.raw_paths
+        best = script.best_classical(ctx, tgt, group, 0.1)
+        for name in row:
+            m = create_model("causal_tiny", raw_paths=name == "on", **kw).eval()
+            m.load_state_dict(model.state_dict())
+            with torch.no_grad():
+                pred = m.forecast(ctx, 0.1, 16, group=group, ranges=ranges)
+            assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
+    assert rows[False]["on"] < rows[False]["off"]  # the forecast held at zero by Box-Cox's inverse crosses it
+    assert rows[True]["on"] == rows[True]["off"]  # a range keeps Box-Cox's bound
+    from wfm.data.generate import generate_dataset
+    from wfm.data.recipes import load_recipe
+
+    generate_dataset(load_recipe(REPO / "data" / "recipes" / "traj-pedestrian.yaml"), tmp_path / "h" / "traj-pedestrian",
+                     num_samples=2, seed=0)
+    monkeypatch.setattr(script, "TRAFFIC", [])
+    cells = list(script.cells(tmp_path / "h", tmp_path, 1, 1))
+    assert [c[0] for c in cells] == [f"traj-pedestrian {f} (L={L}, H={H})" for f in ("distance", "azimuth")
+                                     for L, H, _ in script.SHAPES]
+
+
 def test_check_last_script_scores_each_variant_as_forecast_applies_it_and_restores_the_options(monkeypatch):
     """pretrain/check_last.py: each variant's ratio is the model's own ``forecast`` with ``check_last``
     off, or with the variant's share and margin, over the best classical (restored after)."""

@@ -412,7 +412,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             noise that grows with the level, which a smooth path lacks, and its inverse bounds the
             forecast at zero, which an angle that was positive through the context may cross (a
             bearing swinging through 0 was held at 0). Traffic and CSI noise never pass the test.
-            False (every model saved before session 60). Inference only.
+            Rows ``forecast`` is told are ranges (``ranges=True``) keep Box-Cox: a range cannot
+            cross zero. False (every model saved before session 60). Inference only.
         coarse_blend: where the context reaches the transformer partly as coarse tokens, ``forecast``
             returns the mean of the network's two readings of it: with the coarse tokens, and
             without them (the last ``max_context`` values as tokens; the priors and the
