@@ -739,6 +739,61 @@ def test_ar_prior_is_linear_prediction_fitted_at_every_origin():
     assert (e.abs() <= bound + 1e-6).all()  # never beyond twice the largest value so far
 
 
+def test_ar_given_runs_the_recursion_of_the_given_context_past_it_and_reads_no_appended_value_as_evidence(monkeypatch):
+    """``ar_fit(given=)``: origins before ``given`` are as without it; past it, the estimate is the
+    recursion fitted and chosen on the values before ``given``, run from the values as they stand
+    (what is appended moves the history, never the coefficients or the order), the same carried
+    (``since``) as refitted; and the release's bearing through zero, whose second patch the refit on
+    its own forecast sent up to 165 degrees, continues down with ``ar_given``."""
+    from wfm.hub import from_pretrained
+    from wfm.models.linear_prediction import extrapolate
+    from wfm.models.series_priors import AR_FITS, ar_fit
+
+    t = torch.arange(72, dtype=torch.float64)
+    wave = torch.stack([torch.cos(0.2 * t), torch.cos(0.31 * t + 1.0)])  # each an exact AR(2)
+    obs = torch.ones_like(wave, dtype=torch.bool)
+    bent = wave.clone()
+    bent[:, 48:56] += torch.linspace(0.0, 0.8, 8, dtype=torch.float64)  # a forecast patch that bends away
+    given = torch.full((2,), 48)
+    for length in (72, 2 * AR_FITS + 40):  # every value refitted; a grid
+        y = torch.nn.functional.pad(bent[None], (length - 72, 0), mode="replicate")[0] if length > 72 else bent
+        g = given + (length - 72)
+        o = torch.arange(length)
+        cut, avail, _ = ar_fit(y, torch.ones_like(y, dtype=torch.bool), o, 8, given=g)
+        early, _, _ = ar_fit(y[:, :int(g[0])], torch.ones_like(y[:, :int(g[0])], dtype=torch.bool),
+                             torch.arange(int(g[0])), 8)
+        torch.testing.assert_close(cut[:, :int(g[0])], early, rtol=0, atol=0)
+        assert avail[:, int(g[0]):].all()
+        if length == 72:  # order 2 alone: the fitted recursion is the waves' own, exact from any history
+            from wfm.models import series_priors
+
+            monkeypatch.setattr(series_priors, "AR_ORDERS", (2,))
+            cut, _, _ = ar_fit(y, torch.ones_like(y, dtype=torch.bool), o, 8, given=g)
+            coef = torch.stack([2 * torch.cos(torch.tensor([0.2, 0.31], dtype=torch.float64)),
+                                -torch.ones(2, dtype=torch.float64)], dim=1)
+            want = extrapolate(y[:, None, :56], coef, 8)[:, 0]
+            torch.testing.assert_close(cut[:, 55], want, rtol=1e-3, atol=1e-3)
+            # refitted on the bent patch (no given), the recursion is no longer the waves'
+            assert (ar_fit(y, obs, o, 8)[0][:, 55] - want).abs().max() > 1e-2
+            monkeypatch.undo()
+    _, _, known = ar_fit(bent[:, :48], obs[:, :48], torch.arange(48), 8)
+    whole, _, _ = ar_fit(bent, obs, torch.arange(48, 72), 8, given=given)
+    part, _, _ = ar_fit(bent, obs, torch.arange(48, 72), 8, since=48, known=known, given=given)
+    torch.testing.assert_close(part, whole, rtol=1e-6, atol=1e-6)
+
+    model = from_pretrained("checkpoints/causal-tiny-catalog-cpu").eval()
+    az = torch.rad2deg(torch.atan2(15.0 * (7.0 - 0.1 * torch.arange(80.0)), torch.tensor(20.0)))
+    with torch.no_grad():
+        model.ar_given = False
+        before = model.forecast(az[:64], 0.1, 16)
+        model.ar_given = True
+        after = model.forecast(az[:64], 0.1, 16)
+    assert before.max() > 100  # the explosion this option removes
+    assert (after[8:] - az[72:]).abs().max() < 15 and (after[8:].diff() < 0).all()  # measured: 10.2 (before: 199)
+    with pytest.raises(ValueError, match="ar_given .* needs 'ar'"):
+        mix(ar_given=True)
+
+
 def test_ar_prior_refits_a_long_series_at_most_ar_fits_times():
     """Past ``AR_FITS`` values, ``ar`` refits every position of the start and then on a coarser
     grid: an origin runs the recursion of the latest refit at or before it, from its own last

@@ -406,6 +406,14 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             with its level, such as cell traffic; no transform for one whose changes do not, such
             as an angle), and transforms the forecast and its quantiles back. False (every model
             saved before this option): the series as given. Inference only.
+        ar_given: the ``ar`` estimator is fitted, and its order chosen, on the values before
+            ``context_len`` only (:func:`wfm.models.series_priors.ar_fit`'s ``given``): at a
+            rollout's later origins it runs the recursion of the given context from the values as
+            they stand, where it was refitted on the appended forecast and chosen on errors against
+            it. A forecast patch that bends where the path does not drew an explosive refit (a
+            bearing through zero forecast up to 165 degrees). In training, the targets past
+            ``context_len`` are data, and the option reads them as the rollout does its forecasts.
+            False (every model saved before session 60).
         raw_paths: with ``box_cox``, rows (or groups) whose own steps vouch for continuing their
             trend (:func:`wfm.models.causal_forecast.trend_holds_locally`: a smooth path, such as
             an angle or a position of a moving user) are forecast as given. Box-Cox evens out
@@ -478,7 +486,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
-                 last_share: str = "half", raw_paths: bool = False) -> None:
+                 last_share: str = "half", raw_paths: bool = False, ar_given: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -576,6 +584,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         self.check_last = bool(check_last)
         self.last_share = share_rule("last_share", last_share)
         self.pool_by_power = bool(pool_by_power)
+        if ar_given and "ar" not in estimators:
+            raise ValueError("ar_given fits the ar estimator on the given context only: it needs 'ar' in estimators")
+        self.ar_given = bool(ar_given)
         self.box_cox = bool(box_cox)
         if raw_paths and not box_cox:
             raise ValueError("raw_paths leaves smooth paths out of Box-Cox: it needs box_cox")
@@ -722,6 +733,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         z = (values - loc) / scale * m  # [B, L]
         interval = interval.to(values.device).expand(b)
         limit = context_len if (self.guard and context_len is not None) else None
+        ar_given = context_len if (self.ar_given and context_len is not None) else None
         ends = torch.arange(p - 1, length // p * p, p, device=z.device)
         carry = None
         level = (loc / scale).view(b) if self.ar_level else None
@@ -730,7 +742,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             ar = None
             if "ar" in self.estimators:
                 e_ar, a_ar, known = ar_fit(z, observed, torch.arange(length, device=z.device), ahead, group,
-                                          level=level, weight=row_weight)
+                                          level=level, weight=row_weight, given=ar_given)
                 ar, carry = (e_ar, a_ar), ArCarry(e_ar[:, ends], a_ar[:, ends], known)
             every = classical_priors(z, observed, interval, p, ahead, self.estimators, every_value=True, group=group,
                                      ar=ar)
@@ -742,10 +754,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             if ar_carry is not None and "ar" in self.estimators:
                 n0 = ar_carry.est.shape[1]  # the given context's patch ends: their estimates stand
                 e_new, a_new, _ = ar_fit(z, observed, ends[n0:], ahead, group, since=n0 * p, known=ar_carry.known,
-                                        level=level, weight=row_weight)
+                                        level=level, weight=row_weight, given=ar_given)
                 ar = (torch.cat([ar_carry.est, e_new], dim=1), torch.cat([ar_carry.avail, a_new], dim=1))
             est, avail = classical_priors(z, observed, interval, p, ahead, self.estimators, group=group,
-                                          ar=ar, level=level, weight=row_weight)  # patch ends
+                                          ar=ar, level=level, weight=row_weight, ar_given=ar_given)  # patch ends
             mse = backtest if backtest is not None else backtest_mse(z, observed, est, avail, p, self.backtest_window,
                                                                      limit)
         fine = self.fine_len(length)

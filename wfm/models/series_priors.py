@@ -94,16 +94,17 @@ class ArCarry(NamedTuple):
 
 def ar_prior(z: Tensor, observed: Tensor, origins: Tensor, ahead: int,
              group: Tensor | None = None, level: Tensor | None = None,
-             weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+             weight: Tensor | None = None, given: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once:
     ``(est [B, N, ahead], avail [B, N])``; see :func:`ar_fit`."""
-    est, avail, _ = ar_fit(z, observed, origins, ahead, group, level=level, weight=weight)
+    est, avail, _ = ar_fit(z, observed, origins, ahead, group, level=level, weight=weight, given=given)
     return est, avail
 
 
 def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tensor | None = None,
            since: int = 0, known: Tensor | None = None,
-           level: Tensor | None = None, weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+           level: Tensor | None = None, weight: Tensor | None = None,
+           given: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Linear prediction (:mod:`wfm.models.linear_prediction`) made at every origin at once.
 
     At every position ``t`` of ``z`` ``[B, L]``, a recursion ``z[t'] = sum_i c_i z[t' - i]`` of each
@@ -148,6 +149,12 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     long the context. Instead of reflecting poles into the unit circle (the reference baseline's
     eigenvalues at every position would cost more than the fits), forecasts are kept within twice
     the largest ``|z|`` seen so far: an explosive fit errs in the backtest and is not chosen.
+
+    ``given`` ``[B]``: each row's values from this position on are not data (a rollout's appended
+    forecasts): no refit there is used and no error of a target there counts, so an origin past it
+    runs the recursion fitted and chosen on the values before it, from its own last values. A
+    refit on a forecast patch that bends where the path does not, chosen on errors against that
+    patch, can explode (a bearing through zero, forecast up to the bound).
     """
     b, length = z.shape
     kmax, dev = max(AR_ORDERS), z.device
@@ -226,6 +233,8 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
             f = f if c0 is None else f + c0[..., None]
             f = f.clamp(-bound[:, grid, None], bound[:, grid, None])
             hit = tobs & (tpos >= since)[None] & avail[..., None]
+            if given is not None:
+                hit = hit & (tpos[None] < given.view(b, 1, 1))
             err = ((f - tgt).clamp(-TARGET_CLIP, TARGET_CLIP) ** 2 * hit.double()).view(b, -1)
             new = zd.new_zeros(b, length + ahead + 1).scatter_add_(1, tpos.reshape(1, -1).expand(b, -1), err)
             new = new[:, :length].cumsum(dim=1)  # [B, L]: errors whose targets are at or before each position
@@ -234,11 +243,15 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
             knowns.append(new if known is None else known[:, len(knowns), None] + new)
     # At each origin, the candidate whose errors are least (the lowest order, the first centre, among equals).
     pick = torch.stack(knowns)[:, :, origins].argmin(dim=0)  # [B, N]
-    fit = torch.searchsorted(grid, origins, right=True) - 1  # the latest refit at or before each origin
-    if stride == 1:  # every origin refitted: its forecasts are there already
-        est = torch.stack(forecasts, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, ahead))[:, :, 0]
+    # The latest refit at or before each origin (and before each row's given end) [B, N].
+    last = origins[None].expand(b, -1) if given is None else torch.minimum(origins[None], given.view(b, 1) - 1)
+    fit = torch.searchsorted(grid, last.contiguous(), right=True) - 1
+    if stride == 1 and given is None:  # every origin refitted: its forecasts are there already
+        est = torch.stack(forecasts, dim=2)[:, fit[0]].gather(2, pick[..., None, None].expand(-1, -1, 1, ahead))[:, :, 0]
     else:
-        chosen = torch.stack(coefs, dim=2)[:, fit].gather(2, pick[..., None, None].expand(-1, -1, 1, kmax))[:, :, 0]
+        every = torch.stack(coefs, dim=2)  # [B, F, candidates, K]
+        chosen = every.gather(1, fit[..., None, None].expand(-1, -1, *every.shape[2:]))
+        chosen = chosen.gather(2, pick[..., None, None].expand(-1, -1, 1, kmax))[:, :, 0]
         n, which = origins.numel(), pick // len(AR_ORDERS)
         est = zd.new_zeros(b, n, ahead)
         for i, centre in enumerate(centres):
@@ -246,7 +259,7 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
             e = extrapolate(history(origins, c1), chosen.reshape(b * n, kmax), ahead).view(b, n, ahead)
             est = torch.where((which == i)[..., None], e if c1 is None else e + c1[..., None], est)
         est = est.clamp(-bound[:, origins, None], bound[:, origins, None])
-    return est.to(z.dtype), avail[:, fit], torch.stack([k[:, -1] for k in knowns], dim=1)
+    return est.to(z.dtype), avail.gather(1, fit), torch.stack([k[:, -1] for k in knowns], dim=1)
 
 
 def exp_smooth(x: Tensor, weight: Tensor, alpha: float) -> Tensor:
@@ -270,7 +283,8 @@ def exp_smooth(x: Tensor, weight: Tensor, alpha: float) -> Tensor:
 def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: int, ahead: int,
                      estimators: tuple[str, ...] = DEFAULT_ESTIMATORS, every_value: bool = False,
                      group: Tensor | None = None, ar: tuple[Tensor, Tensor] | None = None,
-                     level: Tensor | None = None, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     level: Tensor | None = None, weight: Tensor | None = None,
+                     ar_given: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Classical forecasts made at the end of every patch of ``z`` ``[B, L]`` (``L = N * patch_len``).
 
     Returns ``(est [B, N, E, ahead], avail [B, N, E])``: estimator ``e`` made at origin
@@ -304,7 +318,7 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
       the rows of a ``group`` ``[B]``; or the caller's ``ar = (est [B, N, ahead], avail [B, N])``
       at these origins, if it has them (a rollout's later passes, :func:`ar_fit` with ``since``);
       ``level`` ``[B]``: fitted about the series' level as well, ``weight`` ``[B]``: a group's rows
-      weighed in its pooled fit (:func:`ar_fit`).
+      weighed in its pooled fit (:func:`ar_fit`); ``ar_given`` ``[B]``: its ``given``.
 
     Unavailable estimates hold ``last`` (finite; a mix gives them weight 0).
     """
@@ -388,7 +402,7 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
             end = zmean + slope * (p - 1 - im)
             e, a = end[..., None] + slope[..., None] * hi.to(z.dtype), seen & (w.sum(-1) >= 2)
         elif name == "ar":
-            e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group, level, weight)
+            e, a = ar if ar is not None else ar_prior(z, observed, o, ahead, group, level, weight, ar_given)
         elif name in ("day", "week"):
             period = season_steps(name, interval).clamp(max=2.0 ** 40).long().to(dev)  # [B]
             t = period.clamp_min(1)[:, None, None]  # a period under 2 steps (intervals over a day) is unavailable
