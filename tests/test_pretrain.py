@@ -827,15 +827,15 @@ def test_check_range_script_scores_each_share_and_span_as_forecast_applies_it_an
     assert [c[0] for c in cells] == [f"traj-pedestrian distance (L={L}, H={H})" for L, H, _ in script.SHAPES]
 
 
-def test_raw_paths_script_scores_off_and_on_as_forecast_applies_them_and_restores_the_option(tmp_path, monkeypatch):
-    """pretrain/raw_paths.py: each variant's ratio is the model's own ``forecast`` with ``raw_paths``
-    off or on (distances as ranges), over the best classical (the option restored after); a path
-    decaying through zero gains unless it is a range, and its cells are the held-out paths' distance
-    and azimuth."""
+def test_path_options_script_scores_off_and_on_as_forecast_applies_them_and_restores_the_option(tmp_path, monkeypatch):
+    """pretrain/path_options.py: each variant's ratio is the model's own ``forecast`` with the option
+    (``raw_paths``, ``ar_given``) off or on (distances as ranges), over the best classical (the
+    option restored after); with ``raw_paths`` a path decaying through zero gains unless it is a
+    range, and the cells are the held-out paths' distance and azimuth."""
     from wfm.models.registry import create_model
 
-    script = _load_script("raw_paths", monkeypatch)
-    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8, estimators=("mean", "trend"),
+    script = _load_script("path_options", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8, estimators=("mean", "trend", "ar"),
               backtest_origins="value", box_cox=True)
     torch.manual_seed(0)
     model = create_model("causal_tiny", **kw).eval()
@@ -855,6 +855,13 @@ def test_raw_paths_script_scores_off_and_on_as_forecast_applies_them_and_restore
             assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
     assert rows[False]["on"] < rows[False]["off"]  # the forecast held at zero by Box-Cox's inverse crosses it
     assert rows[True]["on"] == rows[True]["off"]  # a range keeps Box-Cox's bound
+    row = script.ratios(model, ctx, tgt, 0.1, False, "ar_given")
+    assert not model.ar_given
+    m = create_model("causal_tiny", ar_given=True, **kw).eval()
+    m.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        pred = m.forecast(ctx, 0.1, 16, group=group)
+    assert row["on"] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6)
     from wfm.data.generate import generate_dataset
     from wfm.data.recipes import load_recipe
 

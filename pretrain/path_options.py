@@ -1,23 +1,28 @@
-"""Score the causal model's ``raw_paths`` on held-out *generated* paths and traffic, and on the real paths.
+"""Score an inference option of the causal model (``raw_paths``, ``ar_given``) on held-out *generated* paths and traffic, and on the real paths.
 
-    PYTHONPATH=. python pretrain/raw_paths.py --model checkpoints/causal-tiny-catalog-cpu \
+    PYTHONPATH=. python pretrain/path_options.py --option raw_paths --model checkpoints/causal-tiny-catalog-cpu \
         --heldout /tmp/check-trend-heldout --seeds 777 778 779 --out raw_paths.json
 
-``box_cox`` forecasts every non-negative context in the Box-Cox space Guerrero's method chooses.
-An angle that stays positive through its context (a bearing decaying towards zero) gets an
-exponent below 1 there, and the inverse transform bounds the forecast at zero, which the angle
-then crosses. ``raw_paths`` forecasts the rows whose own steps vouch for their trend
-(:func:`wfm.models.causal_forecast.trend_holds_locally`: smooth paths) as given.
+Both options were found on paths (a user's bearing, distance) and must leave noise alone:
+
+- ``raw_paths``: ``box_cox`` forecasts every non-negative context in the Box-Cox space Guerrero's
+  method chooses. An angle that stays positive through its context (a bearing decaying towards
+  zero) gets an exponent below 1 there, and the inverse transform bounds the forecast at zero,
+  which the angle then crosses. The option forecasts the rows whose own steps vouch for their
+  trend (:func:`wfm.models.causal_forecast.trend_holds_locally`: smooth paths) as given.
+- ``ar_given``: a rollout's later patches refitted the ``ar`` estimator on the appended forecast
+  and chose its order on errors against it; a bent forecast patch drew an explosive recursion (a
+  bearing through zero forecast up to 165 degrees). The option fits and chooses it on the given
+  context only, and runs that recursion from the values as they stand.
 
 Scored off and on, on the distance and azimuth of the held-out trajectory recipes of
 ``pretrain/check_trend.py`` (vehicular, pedestrian, vehicular with a GPS receiver's error, and
 ``--data``'s ``traj-highway-heldout``) at 64 -> 16, 32 -> 8 and 16 -> 4, on the held-out traffic
-cells of ``pretrain/box_cox.py`` (which the local test never passes: they must not move), series
-drawn with each of ``--seeds`` (no pretraining used them), and, for information, on DeepSense 6G
-distance and bearing (``--real``). Distances are forecast as ranges (``ranges=True``), as the
-series tasks and ``wfm benchmark real`` forecast them. Prints each cell's ratio of per-window NMSE
-to the best of persistence, the context mean and seasonal naive (< 1 beats them) and, per seed,
-the geometric mean over the cells.
+cells of ``pretrain/box_cox.py``, series drawn with each of ``--seeds`` (no pretraining used them),
+and, for information, on DeepSense 6G distance and bearing (``--real``). Distances are forecast as
+ranges (``ranges=True``), as the series tasks and ``wfm benchmark real`` forecast them. Prints
+each cell's ratio of per-window NMSE to the best of persistence, the context mean and seasonal
+naive (< 1 beats them) and, per seed, the geometric mean over the cells.
 """
 
 from __future__ import annotations
@@ -35,19 +40,24 @@ from check_trend import GPS_TRAJ, checked_model, heldout_parser, real_paths, sco
 from evidence_power import window_nmse
 
 
+#: The options this script scores.
+OPTIONS = ("raw_paths", "ar_given")
+
+
 @torch.no_grad()
-def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, interval: float, ranges: bool) -> dict[str, float]:
-    """``raw_paths`` off and on: per-window NMSE over the best classical's (the option restored)."""
+def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, interval: float, ranges: bool,
+           option: str = "raw_paths") -> dict[str, float]:
+    """``option`` off and on: per-window NMSE over the best classical's (the option restored)."""
     group = torch.arange(len(ctx))
     best = best_classical(ctx, tgt, group, interval)
-    kept, out = model.raw_paths, {}
+    kept, out = getattr(model, option), {}
     try:
         for name in ("off", "on"):
-            model.raw_paths = name == "on"
+            setattr(model, option, name == "on")
             pred = model.forecast(ctx, interval, tgt.shape[1], group=group, ranges=ranges)
             out[name] = window_nmse(pred, tgt, group) / best
     finally:
-        model.raw_paths = kept
+        setattr(model, option, kept)
     return out
 
 
@@ -66,15 +76,18 @@ def cells(heldout: Path, data: Path, series: int, per_series: int):
 
 def main(argv: list[str] | None = None) -> dict:
     ap = heldout_parser(__doc__)
+    ap.add_argument("--option", choices=OPTIONS, default="raw_paths")
     ap.add_argument("--real", type=Path, default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
     args = ap.parse_args(argv)
-    model = checked_model(ap, args, "raw_paths")
-    if not model.box_cox:
+    model = checked_model(ap, args, args.option)
+    if args.option == "raw_paths" and not model.box_cox:
         ap.error(f"{args.model}: raw_paths needs a model with box_cox")
-    result: dict = {"model": args.model, "seeds": {}}
+    if args.option == "ar_given" and "ar" not in model.estimators:
+        ap.error(f"{args.model}: ar_given needs a model with the ar estimator")
+    result: dict = {"model": args.model, "option": args.option, "seeds": {}}
 
     def score(ctx: torch.Tensor, tgt: torch.Tensor, _group: torch.Tensor, itv: float, name: str) -> dict[str, float]:
-        return ratios(model, ctx.reshape(len(ctx), -1), tgt.reshape(len(tgt), -1), itv, "distance" in name)
+        return ratios(model, ctx.reshape(len(ctx), -1), tgt.reshape(len(tgt), -1), itv, "distance" in name, args.option)
 
     for seed in args.seeds:
         folder = args.heldout / str(seed)
