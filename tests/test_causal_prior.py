@@ -776,6 +776,13 @@ def test_ar_given_runs_the_recursion_of_the_given_context_past_it_and_reads_no_a
             # refitted on the bent patch (no given), the recursion is no longer the waves'
             assert (ar_fit(y, obs, o, 8)[0][:, 55] - want).abs().max() > 1e-2
             monkeypatch.undo()
+    rows = torch.randn(3, 72, generator=torch.Generator().manual_seed(4), dtype=torch.float64).cumsum(dim=1)
+    each = torch.tensor([30, 48, 64])  # a training batch: each row its own context length
+    est, _, _ = ar_fit(rows, torch.ones_like(rows, dtype=torch.bool), torch.arange(72), 8, given=each)
+    for i in range(3):
+        alone, _, _ = ar_fit(rows[i:i + 1], torch.ones_like(rows[i:i + 1], dtype=torch.bool), torch.arange(72), 8,
+                             given=each[i:i + 1])
+        torch.testing.assert_close(est[i:i + 1], alone, rtol=1e-9, atol=1e-9)
     _, _, known = ar_fit(bent[:, :48], obs[:, :48], torch.arange(48), 8)
     whole, _, _ = ar_fit(bent, obs, torch.arange(48, 72), 8, given=given)
     part, _, _ = ar_fit(bent, obs, torch.arange(48, 72), 8, since=48, known=known, given=given)
