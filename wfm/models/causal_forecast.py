@@ -486,7 +486,7 @@ class ForecastMixin:
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
         lam = boxcox.guerrero_lambda(context, group) if check and self.box_cox else None
-        if lam is not None and self.raw_paths and not ranges:
+        if lam is not None and self.raw_paths and not ranges and bool((lam < 1).any()):
             # A smooth path (an angle, a position) has no level-proportional noise for Box-Cox to even
             # out, and its inverse would bound the forecast at zero, which an angle crosses; a range
             # cannot cross zero, and keeps the bound (held-out distances were up to 9 % worse without).

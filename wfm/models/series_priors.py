@@ -164,6 +164,8 @@ def ar_fit(z: Tensor, observed: Tensor, origins: Tensor, ahead: int, group: Tens
     if since:  # from the latest refit at or before since - ahead: earlier ones have no target from since on
         last = max(since - ahead, 0)
         grid = grid[last if last < dense else dense + (last - dense) // stride:]
+    if given is not None:  # no refit at or past the given end is used (a rollout's appended patches)
+        grid = grid[grid < int(given.max())]
     nf = grid.numel()
     obs = observed.double()
     zd = z.double() * obs
