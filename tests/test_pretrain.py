@@ -1070,3 +1070,42 @@ def test_check_test_script_scores_each_statistic_on_sinusoids(tmp_path, monkeypa
     got = script.score(m, ctx, tgt, 120.0, torch.arange(2), ["either"])["either"]
     assert m.check_test == "difference"  # restored
     assert out["cells"][0]["ratio"]["either"] == pytest.approx(got, rel=1e-6)
+
+
+def test_one_period_script_reads_the_season_off_the_context_ends_and_blends_seasonal_naive_in(monkeypatch):
+    """pretrain/one_period.py: ``wrap_ratio`` is about 1 where a day of context ends where it began
+    (a daily cycle with noise) and large where it does not (a trend); each variant moves the
+    model's own forecast towards seasonal naive of the context by its share, scored against the
+    best classical (seasonal naive among them)."""
+    from wfm.models.registry import create_model
+
+    script = _load_script("one_period", monkeypatch)
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(48, dtype=torch.float64)
+    daily = 10 + 5 * torch.sin(2 * math.pi * t / 24) + 0.3 * torch.randn(8, 48, generator=gen, dtype=torch.float64)
+    trend = 10 + 0.5 * t + 0.3 * torch.randn(8, 48, generator=gen, dtype=torch.float64)
+    wrap_daily, wrap_trend = script.wrap_ratio(daily[:, :24], 12), script.wrap_ratio(trend[:, :24], 12)
+    assert wrap_daily.median() < 2 and wrap_trend.min() > 10
+    x = daily[:, :24]  # the reference: sum over k of sum_{t<k} (x[L-k+t] - x[t])^2 over sum of k * mean k-step change^2
+    num = sum(((x[:, 24 - k + i] - x[:, i]) ** 2) for k in range(1, 7) for i in range(k))
+    den = sum(k * ((x[:, k:] - x[:, :-k]) ** 2).mean(1) for k in range(1, 7))
+    assert torch.allclose(script.wrap_ratio(x, 12), num / den)
+    release = torch.zeros(8, 12, dtype=torch.float64)
+    out = script.variants(release, x, 24)
+    season = x[:, :12]
+    assert torch.equal(out["release"], release) and torch.allclose(out["half"], 0.5 * season)
+    assert torch.allclose(out["wrap share"], (0.5 / (1 + script.wrap_ratio(x, 12)))[:, None] * season)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, estimators=("last", "mean", "day")).eval()
+    ctx, tgt = daily[:, :24].float(), daily[:, 24:36].float()
+    rows = script.score(model, [("daily", ctx, tgt, 3600.0)])
+    group = torch.arange(8)
+    with torch.no_grad():
+        pred = model.forecast(ctx, 3600.0, 12, group=group)
+    best = script.best_classical(ctx, tgt, group, 3600.0)
+    assert best == pytest.approx(script.window_nmse(ctx[:, :12], tgt, group))  # seasonal naive is the best classical
+    for name, value in rows["daily"].items():
+        want = script.variants(pred, ctx, 24)[name]
+        assert value == pytest.approx(script.window_nmse(want, tgt, group) / best, rel=1e-6), name
+    assert rows["daily"]["half"] < rows["daily"]["release"]  # a clean daily cycle: yesterday helps
+    assert set(script.summary(rows)) == set(script.VARIANTS)
