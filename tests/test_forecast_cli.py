@@ -94,18 +94,46 @@ def test_forecast_writes_each_columns_forecast_and_checks_it_against_the_baselin
     assert not (tmp_path / "fc3").exists()
 
 
-def test_forecast_reads_the_last_gap_free_run_and_refuses_what_it_cannot_use(tmp_path, causal, capsys):
+def test_forecast_fills_short_gaps_reads_the_run_after_a_long_one_and_refuses_what_it_cannot_use(tmp_path, causal,
+                                                                                                 capsys):
+    """By default a gap of up to ``DEFAULT_MAX_GAP`` steps is filled linearly (and counted), a longer
+    one cuts the series; ``--fill none`` cuts at any gap."""
+    from wfm.forecast import DEFAULT_MAX_GAP
+
+    assert DEFAULT_MAX_GAP == 12
     vals = [float(v) for v in np.linspace(1, 2, 100)]
-    vals[60] = ""  # a gap: without --fill, the 39 values after it are the series
+    vals[60] = ""  # a gap of one step: filled by default; without a fill, the 39 values after it are the series
     _csv(tmp_path / "g.csv", {"v": vals})
     out = tmp_path / "fc"
-    code, err = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
-                     "--time-column", "time", "--out", str(out)], capsys)
-    assert code == 0, err
-    assert json.loads((out / "forecast.json").read_text())["check"][0]["context"] == 39
+    code = main(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
+                 "--time-column", "time", "--out", str(out)])
+    printed = " ".join(capsys.readouterr().out.split())
+    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    assert code in (0, None) and (check["context"], check["filled"]) == (100, 1)
+    assert "v: 1 missing value(s) in gaps of up to 12 step(s) filled (by linear interpolation" in printed
+    rows = list(csv.DictReader(open(out / "forecast.csv")))
+    from wfm.hub import from_pretrained
+
+    model = from_pretrained(str(causal)).eval()
+    filled = torch.tensor(np.linspace(1, 2, 100))  # the gap filled from its neighbours: the line itself
+    assert [float(r["forecast"]) for r in rows] == pytest.approx(model.forecast(filled, 120.0, 5).tolist(), rel=1e-5)
     code, _ = run(["forecast", str(causal), str(tmp_path / "g.csv"), "--interval", "120", "--horizon", "5",
-                   "--fill", "linear", "--max-gap", "1", "--time-column", "time", "--out", str(out)], capsys)
-    assert code == 0 and json.loads((out / "forecast.json").read_text())["check"][0]["context"] == 100
+                   "--fill", "none", "--time-column", "time", "--out", str(out)], capsys)
+    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    assert code == 0 and (check["context"], check["filled"]) == (39, 0)
+    long = list(vals)
+    long[40:54] = [""] * 14  # 14 steps: longer than the default --max-gap
+    _csv(tmp_path / "long.csv", {"v": long})
+    code = main(["forecast", str(causal), str(tmp_path / "long.csv"), "--interval", "120", "--horizon", "5",
+                 "--time-column", "time", "--out", str(out)])
+    printed = " ".join(capsys.readouterr().out.split())
+    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    assert (check["context"], check["filled"]) == (46, 1)  # after the long gap, the one-step gap at 60 filled
+    assert "v: 1 gap(s) longer than --max-gap 12; forecasting from the run after the last one, 46 of 86 values" in printed
+    code, _ = run(["forecast", str(causal), str(tmp_path / "long.csv"), "--interval", "120", "--horizon", "5",
+                   "--max-gap", "14", "--time-column", "time", "--out", str(out)], capsys)
+    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    assert code == 0 and (check["context"], check["filled"]) == (100, 15)
     # a model that is not a series model: one line naming the folder; nothing written
     mae = create_model("mae_tiny")
     mae.save_pretrained(str(tmp_path / "mae"))
@@ -115,7 +143,7 @@ def test_forecast_reads_the_last_gap_free_run_and_refuses_what_it_cannot_use(tmp
     assert not (tmp_path / "none").exists()
     # a last run of one value: refused, and the earlier output is left as it was
     before = (out / "forecast.json").read_text()
-    _csv(tmp_path / "one.csv", {"v": [1.0, 2.0, "", 3.0]})
+    _csv(tmp_path / "one.csv", {"v": [1.0, 2.0, *[""] * 13, 3.0]})  # a gap longer than the fill bridges
     code, err = run(["forecast", str(causal), str(tmp_path / "one.csv"), "--interval", "120", "--horizon", "5",
                      "--time-column", "time", "--out", str(out)], capsys)
     assert code == 2 and "at least 2" in err and (out / "forecast.json").read_text() == before
@@ -130,7 +158,7 @@ def test_forecast_reads_the_last_gap_free_run_and_refuses_what_it_cannot_use(tmp
 def test_forecast_skips_text_columns_and_says_which_and_where_a_gap_cut_the_series(tmp_path, causal, capsys):
     vals = [float(v) for v in np.linspace(1, 2, 100)]
     cut = list(vals)
-    cut[30] = ""  # a gap no fill bridges: the last 69 values are the series
+    cut[30:45] = [""] * 15  # a gap longer than the default fill bridges: the last 55 values are the series
     _csv(tmp_path / "t.csv", {"cell": ["north"] * 100, "v": vals, "w": cut})
     out = tmp_path / "fc"
     code = main(["forecast", str(causal), str(tmp_path / "t.csv"), "--horizon", "5", "--time-column", "time",
@@ -138,9 +166,9 @@ def test_forecast_skips_text_columns_and_says_which_and_where_a_gap_cut_the_seri
     printed = " ".join(capsys.readouterr().out.split())
     result = json.loads((out / "forecast.json").read_text())
     assert code in (0, None) and result["skipped_text_columns"] == ["cell"]
-    assert [c["column"] for c in result["check"]] == ["v", "w"] and result["check"][1]["context"] == 69
+    assert [c["column"] for c in result["check"]] == ["v", "w"] and result["check"][1]["context"] == 55
     assert "skipped columns with no number in them: cell" in printed
-    assert "w: 1 gap(s) the fill does not bridge" in printed and "69 of 99 values" in printed
+    assert "w: 1 gap(s) longer than --max-gap 12" in printed and "55 of 85 values" in printed
     # named, a text column is still an error; and one number among text is not skipped
     code, err = run(["forecast", str(causal), str(tmp_path / "t.csv"), "--horizon", "5", "--time-column", "time",
                      "--columns", "cell", "--out", str(out)], capsys)
@@ -258,7 +286,7 @@ def test_forecast_of_many_cells_batches_them_and_summarises_the_check(tmp_path, 
                     w.writerow([c, i * 600, float(x)])
     out = tmp_path / "fc"
     assert main(["forecast", str(causal), str(tmp_path / "cells.csv"), "--time-column", "t", "--id-column", "cell",
-                 "--horizon", "4", "--checks", "2", "--out", str(out)]) in (0, None)
+                 "--horizon", "4", "--checks", "2", "--fill", "none", "--out", str(out)]) in (0, None)
     printed = " ".join(capsys.readouterr().out.split())
     assert "the first 20 of 25 series" in printed and "25 series checked: the model at or below" in printed
     result = json.loads((out / "forecast.json").read_text())
@@ -427,7 +455,8 @@ def test_forecast_channels_ordered_reads_a_sweeps_columns_as_one_window_as_the_a
     cols["beam1"][5] = float("nan")
     _csv(tmp_path / "gap.csv", cols, step_s=0.1)
     code, err = run(["forecast", str(tmp_path / "m"), str(tmp_path / "gap.csv"), "--interval", "0.1", "--horizon",
-                     "4", "--time-column", "time", "--channels", "pooled", "--out", str(tmp_path / "g")], capsys)
+                     "4", "--time-column", "time", "--channels", "pooled", "--fill", "none", "--out", str(tmp_path / "g")],
+                    capsys)
     assert code == 0, err
     link = json.loads((tmp_path / "g" / "forecast.json").read_text())["link_check"][0]
     assert (link["columns"], link["context"]) == (4, 34)
@@ -508,3 +537,40 @@ def test_forecast_ranges_tells_the_model_its_columns_are_ranges_as_the_api_does(
     torch.testing.assert_close(got[True], model.forecast(ctx, 0.1, 4, ranges=True).float(), atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(got[False], model.forecast(ctx, 0.1, 4).float(), atol=1e-4, rtol=1e-5)
     assert not torch.allclose(got[True], got[False], atol=1e-2) and got["check True"] < got["check False"]
+
+
+def test_gap_fill_script_reads_a_holed_series_as_the_command_does(tmp_path, causal):
+    """finetune/gap_fill.py: the steps it removes keep each row's ends; what it forecasts from is
+    what ``wfm forecast`` reads of the same column (the last segment of the CSV loader under the
+    fill policy); its ratios are the model's own forecast over the best classical."""
+    from conftest import load_script
+
+    from wfm.data.loaders.generic import load_csv_series
+    from wfm.data.loaders.timegrid import GapPolicy
+    from wfm.hub import from_pretrained
+
+    script = load_script("finetune/gap_fill.py")
+    rng = np.random.default_rng(0)
+    x = 5 + np.sin(np.arange(400) / 9.0)[None].repeat(3, 0) + 0.1 * rng.standard_normal((3, 400))
+    for pattern in script.PATTERNS:
+        holed = script.drop_steps(x, pattern, np.random.default_rng(1))
+        miss = np.isnan(holed)
+        assert miss.any() and not miss[:, [0, -1]].any()
+        np.testing.assert_array_equal(holed[~miss], x[~miss])
+    holed = script.drop_steps(x, "outages", np.random.default_rng(1))
+    for g in (0, 3, 24):
+        _csv(tmp_path / "h.csv", {"v": ["" if np.isnan(v) else float(v) for v in holed[0]]})
+        d = load_csv_series(tmp_path / "h.csv", None, time_column="time",
+                            policy=GapPolicy("linear" if g else "none", g, split=True))
+        np.testing.assert_allclose(script.as_read(holed[0], g), d["values"][-1], rtol=1e-6)
+    model = from_pretrained(str(causal)).eval()
+    ctx, tgt = torch.tensor(x[:, :384], dtype=torch.float32), torch.tensor(x[:, 384:], dtype=torch.float32)
+    rows = script.score(model, [("sine", ctx, tgt, 120.0)], seed=0, max_gaps=(0, 24))
+    assert list(rows) == ["sine isolated", "sine outages"]
+    group = torch.arange(3)
+    with torch.no_grad():
+        full = model.forecast(ctx, 120.0, 16, group=group)
+    best = script.best_classical(ctx, tgt, group, 120.0)
+    assert rows["sine isolated"]["complete"] == pytest.approx(float(script.window_errors(full, tgt, group).mean()) / best,
+                                                              rel=1e-5)
+    assert set(rows["sine outages"]) == {"complete", "max_gap 0", "max_gap 24"}

@@ -142,6 +142,27 @@ def test_gap_policies_fill_and_split(tmp_path):
         GapPolicy("cubic")
 
 
+def test_csv_series_counts_the_steps_each_segment_had_filled(tmp_path):
+    """``load_csv_series``'s ``filled``: per segment, the grid steps the policy filled, whether they were
+    absent timestamps or empty / NaN cells, and none for a segment a longer gap cut off."""
+    from wfm.data.loaders.generic import load_csv_series
+
+    p = tmp_path / "g.csv"
+    # steps 0..11 at 60 s: step 2 absent, step 5 empty, step 6 NaN, steps 8..10 absent (a gap of 3)
+    rows = {0: 1, 1: 2, 3: 4, 4: 5, 5: "", 6: "nan", 7: 8, 11: 12}
+    p.write_text("t,v\n" + "".join(f"{60 * k},{v}\n" for k, v in rows.items()))
+    d = load_csv_series(p, None, time_column="t", policy=GapPolicy("linear", max_gap=2, split=True))
+    assert [len(v) for v in d["values"]] == [8, 1] and d["filled"] == [3, 0] and d["start_time"] == [0.0, 660.0]
+    np.testing.assert_allclose(d["values"][0], [1, 2, 3, 4, 5, 6, 7, 8])
+    d = load_csv_series(p, None, time_column="t", policy=GapPolicy("linear", max_gap=3, split=True))
+    assert [len(v) for v in d["values"]] == [12] and d["filled"] == [6]
+    d = load_csv_series(p, None, time_column="t", policy=GapPolicy(split=True))
+    assert [len(v) for v in d["values"]] == [2, 2, 1, 1] and d["filled"] == [0, 0, 0, 0]
+    p.write_text("v,w\n1,1\n,2\n3,3\n4,4\n")  # no time column: rows are steps, an empty cell a missing one
+    d = load_csv_series(p, 60.0, columns=["v"], policy=GapPolicy("ffill", max_gap=1))
+    assert d["filled"] == [1] and list(d["values"][0]) == [1, 1, 3, 4]
+
+
 # ---------------------------------------------------------------------------- generic
 
 

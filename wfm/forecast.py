@@ -14,6 +14,10 @@ the check says whether the model is in the right range on this series, not which
 ``--checks N`` scores the ``N`` latest windows (targets not overlapping) and reports the mean of
 their NMSEs (per-window NMSE), which says more.
 
+Missing steps (absent timestamps, empty or NaN cells) in runs of up to ``--max-gap`` steps are
+filled by linear interpolation (``--fill``; the check's ``filled`` counts them); a longer gap cuts
+the series, and the model reads the run after the last such gap (``--fill none``: after any gap).
+
 ``--channels pooled`` reads the value columns (each id's, with ``--id-column``) as one link's
 channels (antennas, subcarriers, beams), which pool their evidence (``forecast(..., group=)``, as
 ``wfm benchmark real`` forecasts a window), and adds each link's check as a whole (``sum err^2 /
@@ -45,6 +49,11 @@ from typing import Any
 from wfm.console import console, print_table, progress_bar
 from wfm.safety import InputError, non_negative_int, positive_float, positive_int
 
+#: ``--max-gap``'s default: runs of up to this many missing steps are filled (``--fill linear``), so that a
+#: logger's skipped samples do not cut the series to its last few values (finetune/README.md, "Missing
+#: steps in your own series": measured by ``finetune/gap_fill.py``).
+DEFAULT_MAX_GAP = 12
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("forecast", help="forecast the next values of each column of a CSV with a causal model "
@@ -75,18 +84,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "distance to its base station), so that a model with check_range also tests a constant "
                         "velocity's range")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
-    p.add_argument("--fill", choices=("none", "linear", "ffill"), default="none",
-                   help="fill runs of missing values up to --max-gap long (default none: the forecast reads the run after the last gap)")
-    p.add_argument("--max-gap", type=non_negative_int, default=0, help="longest run of missing values --fill fills")
+    p.add_argument("--fill", choices=("none", "linear", "ffill"), default="linear",
+                   help="fill runs of missing values up to --max-gap long (default linear: interpolated, and counted "
+                        "in the check's 'filled'; none: the forecast reads the run after the last gap)")
+    p.add_argument("--max-gap", type=non_negative_int, default=DEFAULT_MAX_GAP,
+                   help=f"longest run of missing values --fill fills (default {DEFAULT_MAX_GAP}); a longer gap cuts "
+                        "the series, and the forecast reads the run after the last such gap")
     p.add_argument("--out", default="wfm-forecast", help="output folder: new, empty, or an earlier forecast's, which is "
                    "replaced as a whole (default wfm-forecast)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=cmd_forecast)
 
 
-def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float], list[str], list[str]]:
-    """``(names, values [L] each, start time s, text columns skipped, id of each name)``: each
-    column's last gap-free run."""
+def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float], list[str], list[str], list[int]]:
+    """``(names, values [L] each, start time s, text columns skipped, id of each name, values filled
+    in each)``: each column's last run that no unfilled gap cuts."""
     from wfm.data.loaders.generic import load_csv_series
     from wfm.data.loaders.timegrid import GapPolicy
 
@@ -94,7 +106,7 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
     d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
                         GapPolicy(args.fill, args.max_gap, split=True), args.id_column, args.time_unit)
     args.interval = d["interval_s"]  # as declared, or read from the time column
-    names, values, starts, ids = [], [], [], []
+    names, values, starts, ids, filled = [], [], [], [], []
     for j, name in enumerate(d["names"]):
         runs = [i for i, c in enumerate(d["column"]) if c == j]
         if not runs:
@@ -102,13 +114,21 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
         last = runs[-1]
         if len(runs) > 1:
             kept, total = len(d["values"][last]), sum(len(d["values"][i]) for i in runs)
-            console.print(f"{name}: {len(runs) - 1} gap(s) the fill does not bridge; forecasting from the last "
-                          f"gap-free run, {kept} of {total} values (--fill linear --max-gap N bridges short gaps)")
+            what, how = (("gap(s) (--fill none)", "--fill linear bridges gaps of up to --max-gap steps")
+                         if args.fill == "none" else
+                         (f"gap(s) longer than --max-gap {args.max_gap}", "a larger --max-gap bridges longer gaps"))
+            console.print(f"{name}: {len(runs) - 1} {what}; forecasting from the run after the last one, "
+                          f"{kept} of {total} values ({how})")
+        if d["filled"][last]:
+            console.print(f"{name}: {d['filled'][last]} missing value(s) in gaps of up to {args.max_gap} step(s) "
+                          f"filled ({'by linear interpolation' if args.fill == 'linear' else 'with the last value'}; "
+                          "--fill none leaves every gap a cut)")
         names.append(name)
         values.append(d["values"][last])
         starts.append(float(d["start_time"][last]))
         ids.append(d["ids"][j])
-    return names, values, starts, d["skipped"], ids
+        filled.append(int(d["filled"][last]))
+    return names, values, starts, d["skipped"], ids, filled
 
 
 def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,7 +143,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(model, "model_kind", None) != "causal":
         raise InputError(f"{args.model}: wfm forecast needs a causal (series) model; this one is "
                          f"{getattr(model, 'model_kind', type(model).__name__)!r} (CSI models: wfm evaluate)")
-    names, values, starts, skipped, ids = _series(args)
+    names, values, starts, skipped, ids, filled = _series(args)
     if skipped:
         console.print(f"skipped columns with no number in them: {', '.join(skipped)}")
     h, levels = args.horizon, list(model.quantile_levels)
@@ -135,13 +155,16 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
             x = x[-args.context:]
         if x.numel() < 2:
             read = f" (--context {args.context})" if args.context else ""
-            raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) in its last gap-free run{read}; "
+            gap = "gap" if args.fill == "none" else f"gap longer than --max-gap {args.max_gap}"
+            raise InputError(f"{args.csv}: column {name!r} has {x.numel()} value(s) after its last {gap}{read}; "
                              "a forecast needs at least 2")
         xs.append(x)
     batches = _batches(args, names, values, starts, ids, xs)
     points: list[Any] = [None] * len(xs)
     quants: list[Any] = [None] * len(xs)
-    checks: list[dict[str, Any]] = [{"column": n, "context": int(x.numel())} for n, x in zip(names, xs)]
+    # filled: the values --fill put into the series (all of them, not only those the forecast reads)
+    checks: list[dict[str, Any]] = [{"column": n, "context": int(x.numel()), "filled": f}
+                                    for n, x, f in zip(names, xs, filled)]
     ordered, group_mode = args.channels == "ordered", args.channels != "separate"
     link_checks: list[dict[str, Any]] = []  # --channels pooled|ordered: each link's window as a whole
     link_rows: dict[str, list[int]] = {}

@@ -77,8 +77,8 @@ def _looks_like_time(cells: list[str]) -> bool:
 def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[str] | None = None,
                     time_column: str | None = None, policy: GapPolicy = GapPolicy(),
                     id_column: str | None = None, time_unit: str = "s") -> dict[str, Any]:
-    """``{"values": [[L]...], "column": [...], "start_time": [...], "names": [...], "ids": [...], "interval_s",
-    "skipped": [...]}`` from a CSV. ``interval`` ``None``: read from the ``time_column`` (the most
+    """``{"values": [[L]...], "column": [...], "start_time": [...], "filled": [...], "names": [...], "ids": [...],
+    "interval_s", "skipped": [...]}`` from a CSV (``filled``: how many steps of each segment ``policy`` filled). ``interval`` ``None``: read from the ``time_column`` (the most
     common step between its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it
     then needs. Without ``columns``, every column but the time (and id) column is a series, except
     text columns (no cell a number: cell names, labels) and empty ones (every cell empty or NaN),
@@ -124,7 +124,7 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
                             f"not the {interval:g} s declared (--interval); leave it out to read it from them")
     series = [(name if not gid else gid if len(names) == 1 else f"{gid} {name}", name, gid, g)
               for gid, g in groups.items() for name in names]
-    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "names": [s[0] for s in series],
+    out: dict[str, Any] = {"values": [], "column": [], "start_time": [], "filled": [], "names": [s[0] for s in series],
                            "ids": [s[2] for s in series], "interval_s": float(interval), "skipped": skipped}
     numbers = {}
     for name in names:
@@ -142,11 +142,18 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
         where = f"{src} ({id_column} {gid})" if id_column else src
         if np.isnan(numbers[name][g]).all():
             raise DataError(f"{where}: column {name!r} holds no value (every cell is empty or NaN)")
+        found = np.isfinite(numbers[name][g])
+        # each row's step on the series' grid (to_grid's, from the first row; rows are steps without times)
+        steps = np.arange(len(found)) if times is None else np.rint((times[g] - times[g][0]) / interval)
+        first = 0.0 if times is None else float(times[g][0])
         for t0, seg in regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
                                         None if times is None else times[g]):
+            s0 = round((t0 - first) / interval)
+            inside = found & (steps >= s0) & (steps < s0 + len(seg))
             out["values"].append(seg[:, 0].astype(np.float64))  # (stored as float32; a forecast reads float64)
             out["column"].append(j)
             out["start_time"].append(t0)
+            out["filled"].append(len(seg) - int(inside.sum()))  # the steps the policy filled
     return out
 
 
