@@ -7,9 +7,8 @@ column's values on the regular grid of its timestamps; a gap that ``--fill`` doe
 the series, and the forecast reads the run after the last such gap. This script measures what that
 costs and what filling costs instead, on windows whose whole context is known: the context is
 forecast as it is (``complete``), and again with steps removed at random and read as the CLI reads
-them (:func:`wfm.data.loaders.timegrid.apply_gap_policy` with ``split=True``, the last segment
-kept), for each ``--max-gap`` of linear filling (0: no fill, the last gap-free run). Two patterns
-of missing steps: ``isolated`` (each step missing with probability 1 %, so gaps of one step or
+them (:func:`wfm.data.loaders.timegrid.fill_gaps`), for each ``--max-gap`` of linear filling (0: no
+fill, the last gap-free run). Two patterns of missing steps: ``isolated`` (each step missing with probability 1 %, so gaps of one step or
 two) and ``outages`` (four gaps per context, each 1-24 steps long). The first and the last value
 are never removed, so every variant forecasts the same target. Prints, per cell, the ratio of
 per-window NMSE to the best of persistence, the context mean and seasonal naive on the complete
@@ -37,7 +36,7 @@ from box_cox import best_classical  # noqa: E402
 from evidence_power import window_errors  # noqa: E402
 
 import wfm  # noqa: E402
-from wfm.data.loaders.timegrid import GapPolicy, apply_gap_policy  # noqa: E402
+from wfm.data.loaders.timegrid import fill_gaps  # noqa: E402
 
 #: (recipe, context, horizon, interval s): two days or more of context.
 CELLS = [("traffic-2min", 1440, 30, 120), ("traffic-5min", 576, 12, 300), ("traffic-10min", 432, 36, 600),
@@ -69,9 +68,7 @@ def drop_steps(ctx: np.ndarray, pattern: str, rng: np.random.Generator) -> np.nd
 def as_read(row: np.ndarray, max_gap: int) -> np.ndarray:
     """What ``wfm forecast`` forecasts from for one column with NaN steps: the last segment after
     linear filling of gaps up to ``max_gap`` steps (0: no fill, the last gap-free run)."""
-    policy = GapPolicy("linear" if max_gap else "none", max_gap, split=True)
-    segments = apply_gap_policy(row[:, None], np.arange(len(row)), policy, "gap_fill")
-    return segments[-1][1][:, 0]
+    return fill_gaps(row, max_gap, "linear" if max_gap else "none")[0]
 
 
 @torch.no_grad()

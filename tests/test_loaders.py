@@ -556,3 +556,26 @@ def test_cli_import_inspect_and_errors(tmp_path, capsys):
     csv.write_text("v\n1\n\n2\n3\n")
     wfm_main(["data", "import", "csv", str(csv), "--out", str(tmp_path / "g"), "--interval", "0.1"])
     assert ShardedDataset(tmp_path / "g").attrs["interval_s"] == 0.1
+
+
+def test_fill_gaps_reads_one_series_as_wfm_forecast_reads_a_column():
+    """``fill_gaps``: gaps of up to ``max_gap`` filled (linearly, or with the last value), the run after
+    the last longer gap kept, the filled values counted; leading and trailing NaN trimmed."""
+    from wfm.data.loaders.timegrid import fill_gaps
+
+    nan = float("nan")
+    x = [nan, 1, 2, nan, 4, nan, nan, nan, 8, 9, nan, 11, nan]
+    got, filled = fill_gaps(x, max_gap=3)
+    np.testing.assert_allclose(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+    assert filled == 5
+    got, filled = fill_gaps(x, max_gap=2)  # the 3-step gap cuts: the run after it, its 1-step gap filled
+    np.testing.assert_allclose(got, [8, 9, 10, 11])
+    assert filled == 1
+    got, filled = fill_gaps(x, max_gap=1, fill="ffill")
+    np.testing.assert_allclose(got, [8, 9, 9, 11])
+    assert filled == 1
+    got, filled = fill_gaps(x, fill="none")
+    np.testing.assert_allclose(got, [11])
+    assert filled == 0
+    with pytest.raises(DataError, match="no valid values"):
+        fill_gaps([nan, nan])

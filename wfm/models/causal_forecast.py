@@ -301,8 +301,9 @@ class ForecastMixin:
         if bool(bad.any()):
             row, pos = (int(i) for i in bad.nonzero()[0])
             raise ValueError(f"context contains {int(bad.sum())} NaN or Inf values (the first: row {row}, position {pos}); "
-                             "the model takes gap-free series: fill short gaps first (for example `wfm data import csv "
-                             "--fill linear --max-gap N`, or `--split-gaps` to cut the series at long ones)")
+                             "the model takes gap-free series: fill short gaps first (a row at a time: "
+                             "wfm.data.loaders.timegrid.fill_gaps, as `wfm forecast` does; for a dataset: "
+                             "`wfm data import csv --fill linear --max-gap N`, or `--split-gaps` to cut the series at long ones)")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         interval = torch.as_tensor(interval, dtype=torch.float32, device=context.device).reshape(-1)

@@ -161,6 +161,22 @@ def apply_gap_policy(grid: np.ndarray, lines: np.ndarray, policy: GapPolicy, sou
     return segments
 
 
+def fill_gaps(series, max_gap: int = 12, fill: str = "linear") -> tuple[np.ndarray, int]:
+    """One series with missing values (NaN) as ``wfm forecast`` reads a column: ``(the run after its last
+    gap longer than max_gap steps, how many values of that run were filled)``, shorter gaps filled
+    (``fill``: ``linear`` or ``ffill``; ``none`` fills nothing). Leading and trailing NaN are trimmed;
+    a series with no value is an error. For a causal model's ``forecast``, which takes gap-free rows::
+
+        x, filled = fill_gaps(np.asarray(series, dtype=float))
+        model.forecast(torch.from_numpy(x), interval, horizon)
+    """
+    x = np.asarray(series, dtype=np.float64).reshape(-1)
+    segments = apply_gap_policy(x[:, None], np.arange(len(x)), GapPolicy(fill, max_gap, split=True), "series",
+                                unit="index")
+    start, seg = segments[-1]
+    return seg[:, 0], int(np.isnan(x[start:start + len(seg)]).sum())
+
+
 def _line_after(lines: np.ndarray, step: int) -> int:
     """The file line of the first present step at or after ``step`` (for messages)."""
     later = lines[step:]
