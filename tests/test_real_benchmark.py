@@ -94,18 +94,30 @@ def test_traffic_files_at_any_interval_get_windows_of_16_h_to_2_h(tmp_path):
 
 def test_an_unreadable_file_is_named_and_the_others_are_scored(standin, tmp_path):
     """A corrupt CSV, or a cell whose missing steps leave no run long enough for a window, is named
-    in the report (``skipped``, "Not scored") while every other dataset is scored; missing steps
-    split a cell (no window spans them, none is filled). Without a ``skipped`` list the loader
-    raises the file's own error."""
+    in the report (``skipped``, "Not scored") while every other dataset is scored; with
+    ``traffic_max_gap: 0`` missing steps split a cell (no window spans them, none is filled); by
+    default a short run is filled, in contexts only. Without a ``skipped`` list the loader raises
+    the file's own error."""
     (standin / "traffic" / "broken.csv").write_text("square_id,time_interval,internet_total\n"
                                                      "1,1383260400000,3\n1,1383261000000,abc\n")
+    full = [float(x.split(",")[2]) for x in (standin / "traffic" / "milan_stand_in.csv").read_text().splitlines()[1:]
+            if x.startswith("11,")]
     lines = (standin / "traffic" / "milan_stand_in.csv").read_text().splitlines()
     del lines[60:63]  # three steps of cell 11 missing: runs of 59 and 82 steps, too short for 96 + 12
     (standin / "traffic" / "milan_stand_in.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"broken.csv: line 3: column 'internet_total' value 'abc' is not a number"):
         R.load_real_datasets(standin)
+    filled = next(d for d in R.load_traffic(standin / "traffic", R.RealBenchConfig(), []) if d.name == "Milan cell 11")
+    assert "3 missing steps filled (in contexts only)" in filled.windows_note
+    starts = filled.span[:, 1].tolist()
+    assert starts == [a for a in range(0, 144 - 108 + 1) if not 59 <= a + 96 <= 61 and not a + 96 <= 59 <= a + 107]
+    a = starts[-1]  # the last window: its context holds the filled steps 59-61, on the line between 58 and 62
+    ctx = filled.context[-1].double()
+    assert torch.allclose(ctx[59 - a:62 - a], torch.tensor(np.interp([59, 60, 61], [58, 62], [full[58], full[62]])),
+                          rtol=1e-5)
+    assert torch.allclose(filled.target[-1].double(), torch.tensor(full[a + 96:a + 108], dtype=torch.float64), rtol=1e-5)
     skipped: list = []
-    names = [d.name for d in R.load_real_datasets(standin, R.RealBenchConfig(), skipped)]
+    names = [d.name for d in R.load_real_datasets(standin, R.RealBenchConfig(traffic_max_gap=0), skipped)]
     assert "Milan cell 12" in names and "Milan cell 11" not in names and "DeepSense 6G" in names
     assert [x["error"].split(": ", 1)[1] for x in skipped] == [
         "line 3: column 'internet_total' value 'abc' is not a number",
@@ -116,10 +128,12 @@ def test_an_unreadable_file_is_named_and_the_others_are_scored(standin, tmp_path
     lte, = [x["error"] for x in other if x["source"].endswith("lte.csv")]
     assert "missing column 'square_id'" in lte and "wfm data import csv" in lte  # how to score it instead
     (standin / "traffic" / "lte.csv").unlink()
-    short, = R.load_traffic(standin / "traffic", R.RealBenchConfig(traffic_context=40, traffic_horizon=10), [])[:1]
+    short, = R.load_traffic(standin / "traffic", R.RealBenchConfig(traffic_context=40, traffic_horizon=10,
+                                                                    traffic_max_gap=0), [])[:1]
     assert short.name == "Milan cell 11" and "in 2 runs between missing steps" in short.windows_note
     assert short.context.shape[0] == (59 - 50 + 1) + (82 - 50 + 1)  # no window across the gap
-    main(["benchmark", "real", "--datasets", str(standin), "--out", str(tmp_path / "out"), "--time-only"])
+    main(["benchmark", "real", "--datasets", str(standin), "--out", str(tmp_path / "out"), "--time-only",
+          "--traffic-max-gap", "0"])
     r = json.loads((tmp_path / "out" / "real_benchmark.json").read_text())
     assert [x["source"] for x in r["skipped"]] == [str(standin / "traffic" / n) for n in ("broken.csv", "milan_stand_in.csv")]
     assert "## Not scored" in (tmp_path / "out" / "real_benchmark.md").read_text()

@@ -20,7 +20,7 @@ from typing import Any
 from wfm.console import console, print_table, progress_bar, write_json
 from wfm.hub import CheckpointError
 from wfm.io import atomic_path
-from wfm.safety import InputError, positive_float, positive_int
+from wfm.safety import InputError, non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="traffic steps ahead (default 2 h at the file's interval: 12 at 10 min)")
     r.add_argument("--traffic-interval", type=positive_float, default=None, metavar="SECONDS",
                    help="seconds between a traffic CSV's steps (default: read from each file)")
+    r.add_argument("--traffic-max-gap", type=non_negative_int, default=12, metavar="STEPS",
+                   help="a traffic cell's runs of up to this many missing steps are filled by linear interpolation, "
+                        "in contexts only (a window whose target holds one is not scored); a longer run splits the "
+                        "cell (default 12, as wfm forecast; 0: every missing step splits it)")
     r.add_argument("--beam-context", type=int, default=16, help="DeepSense context steps (default 16 = 1.6 s)")
     r.add_argument("--beam-horizon", type=int, default=4, help="DeepSense steps ahead (default 4 = 0.4 s)")
     r.add_argument("--series-context", type=positive_int, default=96,
@@ -104,7 +108,8 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     torch.set_num_threads(max(1, args.threads))
     cfg = RealBenchConfig(csi_window=args.csi_window, csi_predict=args.csi_predict,
                           csi_hop=max(1, args.csi_predict), traffic_context=args.traffic_context,
-                          traffic_horizon=args.traffic_horizon, traffic_interval=args.traffic_interval, beam_context=args.beam_context,
+                          traffic_horizon=args.traffic_horizon, traffic_interval=args.traffic_interval,
+                          traffic_max_gap=args.traffic_max_gap, beam_context=args.beam_context,
                           beam_horizon=args.beam_horizon, period=args.period,
                           pool_channels=not args.independent_channels, csi_frequency=not args.time_only,
                           nexmon_chip=args.nexmon_chip, series_context=args.series_context,
@@ -115,6 +120,7 @@ def cmd_benchmark_real(args: argparse.Namespace) -> dict[str, Any] | None:
     command = "wfm benchmark real" + (f" --datasets {args.datasets}" if args.datasets else "") + \
         (" --independent-channels" if args.independent_channels else "") + (" --time-only" if args.time_only else "") + \
         (f" --nexmon-chip {args.nexmon_chip}" if args.nexmon_chip != "4339" else "") + \
+        (f" --traffic-max-gap {args.traffic_max_gap}" if args.traffic_max_gap != 12 else "") + \
         "".join(f" --traffic-{k} {v:g}" for k, v in (("context", args.traffic_context), ("horizon", args.traffic_horizon),
                                                       ("interval", args.traffic_interval)) if v is not None)
     write_json(out / "real_benchmark.json", result)

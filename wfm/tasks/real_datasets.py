@@ -42,6 +42,7 @@ class RealBenchConfig:
     traffic_horizon: int | None = None  # steps; None: 2 h at the file's interval (12 at 10 min)
     traffic_stride: int = 1
     traffic_interval: float | None = None  # seconds; None: read from each file
+    traffic_max_gap: int = 12  # runs of up to this many missing steps filled (contexts only); 0: every gap splits
     beam_context: int = 16
     beam_horizon: int = 4
     beam_interval: float = 0.1
@@ -203,13 +204,16 @@ def load_wifi(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str]] 
     return out
 
 
-def _series_windows(series: list[np.ndarray], context: int, horizon: int,
-                    stride: int) -> tuple[Tensor, Tensor, Tensor]:
+def _series_windows(series: list[np.ndarray], context: int, horizon: int, stride: int,
+                    filled: list[np.ndarray] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(context [N, L, *C], target [N, H, *C], span [N, 2])`` windows of every series long enough
-    (``span``: the series' index and the window's first step)."""
+    (``span``: the series' index and the window's first step). ``filled`` (``[len]`` bool per series):
+    steps filled in, never a target (a window whose target holds one is left out)."""
     ctx, tgt, span = [], [], []
     for i, s in enumerate(series):
         for a in range(0, len(s) - context - horizon + 1, stride):
+            if filled is not None and filled[i][a + context:a + context + horizon].any():
+                continue
             ctx.append(s[a:a + context])
             tgt.append(s[a + context:a + context + horizon])
             span.append((i, a))
@@ -230,13 +234,16 @@ def traffic_steps(cfg: RealBenchConfig, interval: float) -> tuple[int, int]:
 def load_traffic(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str]] | None = None) -> list[BenchData]:
     """One dataset per cell of every Telecom-Italia-layout CSV in ``folder``, at the interval read
     from each file (unless ``traffic_interval`` is set); at most ``max_windows`` windows a cell,
-    evenly spaced. A cell's missing steps (absent rows, empty values) split it: no window spans
-    them and none is filled in. A file that does not read is an error, or noted in ``skipped``."""
+    evenly spaced. A cell's runs of up to ``traffic_max_gap`` missing steps (absent rows, empty
+    values) are filled by linear interpolation, as ``wfm forecast`` fills them, and may lie in a
+    window's context but never in its target (such windows are not scored); a longer run splits the
+    cell, and no window spans it. A file that does not read is an error, or noted in ``skipped``."""
     out: list[BenchData] = []
     S = cfg.traffic_stride
+    policy = GapPolicy("linear", cfg.traffic_max_gap, split=True) if cfg.traffic_max_gap else GapPolicy(split=True)
     for path in sorted(folder.glob("*.csv")):
         try:
-            d = load_telecom_italia(path, interval=cfg.traffic_interval, policy=GapPolicy(split=True))
+            d = load_telecom_italia(path, interval=cfg.traffic_interval, policy=policy)
         except DataError as e:
             if "missing column 'square_id'" in str(e) or "missing column 'time_interval'" in str(e):
                 e = DataError(f"{e}: not the Telecom Italia layout; import other series first, e.g. `wfm data import "
@@ -247,22 +254,26 @@ def load_traffic(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str
         interval = d["interval_s"]
         L, H = traffic_steps(cfg, interval)
         cells: dict[int, list[np.ndarray]] = {}
-        for cell, seg in zip(d["cell_id"], d["traffic"]):
+        fills: dict[int, list[np.ndarray]] = {}
+        for cell, seg, filled in zip(d["cell_id"], d["traffic"], d["filled"]):
             cells.setdefault(int(cell), []).append(seg.sum(axis=1))  # all activity columns together
+            fills.setdefault(int(cell), []).append(filled)
+        gaps = f"missing runs over {cfg.traffic_max_gap} steps" if cfg.traffic_max_gap else "missing steps"
         for cell, segs in cells.items():
-            ctx, tgt, span = _series_windows(segs, L, H, S)
+            ctx, tgt, span = _series_windows(segs, L, H, S, fills[cell])
             if not len(ctx):
                 if skipped is not None:
                     skipped.append({"source": str(path), "error": f"{path}: cell {cell}: no run of {L + H} steps "
-                                    f"(context {L} + horizon {H}) between missing steps; the longest has "
+                                    f"(context {L} + horizon {H}) between {gaps}; the longest has "
                                     f"{max(len(x) for x in segs)}"})
                 continue
-            steps = sum(len(s) for s in segs)
+            steps, filled = sum(len(s) for s in segs), int(sum(f.sum() for f in fills[cell]))
             kept = min(len(ctx), cfg.max_windows)
             note = (f"{kept} windows (stride {S}" + (f", {kept} of {len(ctx)} evenly spaced" if kept < len(ctx) else "")
                     + f") of {L} steps -> next {H} ({L * interval / 3600:g} h -> {H * interval / 3600:g} h) "
                     f"from {steps} steps of {interval / 60:g} min"
-                    + (f" in {len(segs)} runs between missing steps" if len(segs) > 1 else ""))
+                    + (f" in {len(segs)} runs between {gaps}" if len(segs) > 1 else "")
+                    + (f", {filled} missing steps filled (in contexts only)" if filled else ""))
             data = BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
                              "traffic", ctx, tgt, interval, note, str(path), span=span)
             out.append(data.thin(cfg.max_windows))

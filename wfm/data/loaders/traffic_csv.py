@@ -35,7 +35,7 @@ KEY_COLUMNS = ("square_id", "time_interval", "countrycode")
 def load_telecom_italia(path: str | Path, interval: float | None = None, columns: Sequence[str] | None = None,
                         policy: GapPolicy = GapPolicy()) -> dict[str, Any]:
     """Read one file into per-cell regular series: ``{"traffic": [[L, C]...], "cell_id", "start_time",
-    "channels", "interval_s"}``.
+    "filled": [[L] bool: the steps ``policy`` filled], "channels", "interval_s"}``.
 
     ``interval``: seconds between steps; ``None`` reads it from the file (the most common step
     between a cell's timestamps, :func:`wfm.data.loaders.timegrid.common_step`): the challenge's
@@ -58,17 +58,22 @@ def load_telecom_italia(path: str | Path, interval: float | None = None, columns
     cells = _in_order_of_appearance(cell)
     if interval is None:
         interval = common_step([t_ms[cell == c] / 1000.0 for c in cells], src, default=600.0)
-    out: dict[str, Any] = {"traffic": [], "cell_id": [], "start_time": [], "channels": channels,
+    out: dict[str, Any] = {"traffic": [], "cell_id": [], "start_time": [], "filled": [], "channels": channels,
                            "interval_s": float(interval)}
     for c in cells:
         idx = np.flatnonzero(cell == c)
         t, v, lines = t_ms[idx] / 1000.0, values[idx], table.lines[idx]
         if has_country:
             t, v, lines = _sum_country_rows(t, v, lines, src)
+        found = np.rint((t[np.isfinite(v).all(axis=1)] - t[0]) / interval).astype(np.int64)  # steps with a value
         for t0, seg in regular_segments(v, lines, interval, src, policy, times=t):
+            filled = np.ones(len(seg), dtype=bool)  # the steps the policy filled
+            s0 = round((t0 - t[0]) / interval)
+            filled[found[(found >= s0) & (found < s0 + len(seg))] - s0] = False
             out["traffic"].append(seg.astype(np.float32))
             out["cell_id"].append(int(c))
             out["start_time"].append(t0)
+            out["filled"].append(filled)
     return out
 
 
