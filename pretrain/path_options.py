@@ -41,7 +41,7 @@ from evidence_power import window_nmse
 
 
 #: The options this script scores.
-OPTIONS = ("raw_paths", "ar_given")
+OPTIONS = ("raw_paths", "ar_given", "level_shift")
 
 
 @torch.no_grad()

@@ -1715,3 +1715,48 @@ def test_check_trend_continues_a_smooth_path_where_it_leads_the_checks_and_leave
     a, b = (m.forecast(ramp, 600.0, 36) for m in (off, on))
     assert torch.equal(a[1], b[1]) and float((b[0] - a[0]).abs().max()) > 1.0
     _check_option_is_refused_alone_and_round_trips(tmp_path, "check_trend", "trend_share", on, off)
+
+
+def test_level_shift_forecasts_the_new_level_of_a_clean_shift_and_nothing_else(tmp_path):
+    """``level_shift``: a row that holds a level and steps to another within its last 32 values is
+    forecast as the mean since the shift, its quantiles moved with it; one or two values at a new
+    level (a spike), a burst that does not settle, a daily cycle, a trend and a random walk are
+    left to the forecast as it was, to the bit."""
+    from wfm.models.level_shift import MAX_AFTER, level_after_shift, level_shift_start, step_noise
+
+    g = torch.Generator().manual_seed(0)
+    n = torch.randn(8, 200, generator=g, dtype=torch.float64)
+    t = torch.arange(200, dtype=torch.float64)
+    assert step_noise(n).sub(1).abs().max() < 0.25  # unit white noise read from its steps
+    rows = {}
+    for k in (3, 5, 16, MAX_AFTER):
+        rows[f"shift {k}"] = torch.where(t < 200 - k, 10.0, 20.0) + n[0]
+    rows["shift 40"] = torch.where(t < 160, 10.0, 20.0) + n[1]  # past MAX_AFTER: the checks' reach
+    rows["spike of 2"] = torch.where(t >= 198, 20.0, 10.0) + n[2]
+    burst = 10 + n[3]
+    burst[190:] += torch.tensor([10.0, 25, 5, 30, 12, 28, 8, 22, 15, 26], dtype=torch.float64)  # no new level
+    rows["unsettled burst"] = burst
+    rows["daily cycle"] = 10 + 5 * torch.sin(2 * math.pi * t / 144) + 0.3 * n[4]
+    rows["trend"] = 10 + 0.2 * t + n[5]
+    rows["random walk"] = 100 + n[6].cumsum(0)
+    x = torch.stack(list(rows.values()))
+    start = level_shift_start(x)
+    want = [200 - 3, 200 - 5, 200 - 16, 200 - MAX_AFTER, -1, -1, -1, -1, -1, -1]
+    assert start.tolist() == want, dict(zip(rows, start.tolist()))
+    level = level_after_shift(x, start)
+    assert torch.allclose(level[:4], torch.stack([x[i, s:].mean() for i, s in enumerate(want[:4])]))
+    kw = dict(guard=True, check_origins=8, backtest_origins="value", quantiles=(0.1, 0.5, 0.9))
+    off, on = mix(**kw), mix(level_shift=True, **kw)
+    with torch.no_grad():
+        p0, q0 = off.forecast_with_quantiles(x.float(), 60.0, 12)
+        p1, q1 = on.forecast_with_quantiles(x.float(), 60.0, 12)
+        unchecked = on.forecast(x.float(), 60.0, 12, check=False)
+    moved = start >= 0
+    assert torch.allclose(p1[moved], level[moved, None].float().expand(-1, 12), atol=1e-5)
+    assert torch.allclose(q1[moved] - p1[moved, :, None], q0[moved] - p0[moved, :, None], atol=1e-4)
+    assert torch.equal(p1[~moved], p0[~moved]) and torch.equal(q1[~moved], q0[~moved])
+    assert torch.equal(unchecked, off.forecast(x.float(), 60.0, 12, check=False))  # check=False skips it
+    on.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).level_shift and not off.level_shift

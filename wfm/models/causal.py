@@ -422,6 +422,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             bearing swinging through 0 was held at 0). Traffic and CSI noise never pass the test.
             Rows ``forecast`` is told are ranges (``ranges=True``) keep Box-Cox: a range cannot
             cross zero. False (every model saved before session 60). Inference only.
+        level_shift: a row that holds a level and steps to another within its last 32 values, each
+            side flat within its noise and the two levels more than 8 standard errors apart
+            (:func:`wfm.models.level_shift.level_shift_start`), is forecast as the mean of its values
+            since the shift. No check can see such a shift (they all end before it), and the
+            estimators' backtests over the whole context favour the old level, so the forecast
+            drifted back towards it. False (every model saved before session 61). Inference only.
         coarse_blend: where the context reaches the transformer partly as coarse tokens, ``forecast``
             returns the mean of the network's two readings of it: with the coarse tokens, and
             without them (the last ``max_context`` values as tokens; the priors and the
@@ -486,7 +492,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
-                 last_share: str = "half", raw_paths: bool = False, ar_given: bool = False) -> None:
+                 last_share: str = "half", raw_paths: bool = False, ar_given: bool = False,
+                 level_shift: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -591,6 +598,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if raw_paths and not box_cox:
             raise ValueError("raw_paths leaves smooth paths out of Box-Cox: it needs box_cox")
         self.raw_paths = bool(raw_paths)
+        self.level_shift = bool(level_shift)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)

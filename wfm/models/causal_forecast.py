@@ -37,6 +37,7 @@ from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the o
 from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, exceeds_noise, looks_white,
                                  shrunk_mean)
 from wfm.models.groups import pool_rows, power_weights
+from wfm.models.level_shift import level_after_shift, level_shift_start
 from wfm.models.linear_prediction import ar_forecast_rows
 from wfm.models.profile_drift import drift_forecast
 from wfm.models.series_priors import normalise_stats, season_steps
@@ -511,6 +512,13 @@ class ForecastMixin:
                     mean = mean * backtest_scale(context, group)
                 mean = mean.to(point.dtype)
                 shifted = torch.where(white[:, None], mean, point)
+                quant = None if quant is None else quant + (shifted - point)[..., None]
+                point = shifted
+        if check and self.level_shift:
+            start = level_shift_start(context)
+            if bool((start >= 0).any()):  # the level since the shift; the quantiles move with the point
+                level = level_after_shift(context, start).to(point.dtype)
+                shifted = torch.where((start >= 0)[:, None], level[:, None], point)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         return point.to(device), None if quant is None else quant.to(device)
