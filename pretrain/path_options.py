@@ -1,9 +1,9 @@
-"""Score an inference option of the causal model (``raw_paths``, ``ar_given``) on held-out *generated* paths and traffic, and on the real paths.
+"""Score an inference option of the causal model (``raw_paths``, ``ar_given``, ``level_shift``) on held-out *generated* paths and traffic, and on the real paths.
 
     PYTHONPATH=. python pretrain/path_options.py --option raw_paths --model checkpoints/causal-tiny-catalog-cpu \
         --heldout /tmp/check-trend-heldout --seeds 777 778 779 --out raw_paths.json
 
-Both options were found on paths (a user's bearing, distance) and must leave noise alone:
+The first two were found on paths (a user's bearing, distance); each must leave noise alone:
 
 - ``raw_paths``: ``box_cox`` forecasts every non-negative context in the Box-Cox space Guerrero's
   method chooses. An angle that stays positive through its context (a bearing decaying towards
@@ -14,6 +14,10 @@ Both options were found on paths (a user's bearing, distance) and must leave noi
   and chose its order on errors against it; a bent forecast patch drew an explosive recursion (a
   bearing through zero forecast up to 165 degrees). The option fits and chooses it on the given
   context only, and runs that recursion from the values as they stand.
+- ``level_shift`` (found on a toy, scored here for what it must leave alone): a context that held
+  one level and stepped to another within its last 32 values drifted back towards the old level,
+  which every backtest and check favoured; the option forecasts the level since the shift
+  (:func:`wfm.models.level_shift.level_shift_start`).
 
 Scored off and on, on the distance and azimuth of the held-out trajectory recipes of
 ``pretrain/check_trend.py`` (vehicular, pedestrian, vehicular with a GPS receiver's error, and

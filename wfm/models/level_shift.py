@@ -11,8 +11,10 @@ can see the shift, so it is tested here directly, on the values themselves:
   within ``FLAT`` times its noise, read robustly from its steps (the median absolute step), which
   a daily cycle, a trend, a random walk or a burst all break, as they spread the values far more
   than they move them from one step to the next;
-- the last ``n`` values (``MIN_AFTER <= n <= MAX_AFTER``) must hold a level within the same
-  spread: a ramp or a burst that does not settle breaks that;
+- the last ``n`` values (``MIN_AFTER <= n <= MAX_AFTER``) must hold a level: their spread within
+  ``FLAT`` times the old level's noise, and their least-squares line rising or falling by at most
+  ``DRIFT`` of the shift; a ramp (traffic falling in the evening) or a burst that does not settle
+  breaks that;
 - the two levels must differ by more than ``Z`` standard errors.
 
 Where several ``n`` pass, the largest difference in standard errors wins. The forecast of such a
@@ -37,6 +39,9 @@ MIN_BEFORE = 16
 FLAT = 1.5
 #: Standard errors between the two levels.
 Z = 8.0
+#: The most the values after the shift may rise or fall along their least-squares line, as a share of
+#: the shift: a level that is still moving has not settled.
+DRIFT = 0.25
 
 
 def step_noise(context: Tensor) -> Tensor:
@@ -61,8 +66,14 @@ def level_shift_start(context: Tensor) -> Tensor:
         sigma = step_noise(prev)  # the old level's noise, from its own steps
         se = sigma * math.sqrt(1.0 / n + 1.0 / tau)
         z = (after.mean(dim=1) - prev.mean(dim=1)).abs() / se.clamp_min(1e-300)
+        jump = after.mean(dim=1) - prev.mean(dim=1)
         flat = (prev.std(dim=1) <= FLAT * sigma) & (after.std(dim=1) <= FLAT * sigma)
-        take = flat & (sigma > 0) & (z > Z) & (z > best)
+        # a ramp (traffic falling in the evening) spreads within a noisy old level's noise, but moves
+        # along its line by a good share of the shift
+        steps = torch.arange(n, dtype=torch.float64, device=x.device) - (n - 1) / 2.0
+        drift = (after * steps).sum(dim=1) / (steps ** 2).sum() * (n - 1)  # the least-squares line's rise over it
+        settled = drift.abs() <= DRIFT * jump.abs()
+        take = flat & settled & (sigma > 0) & (z > Z) & (z > best)
         start = torch.where(take, torch.full_like(start, tau), start)
         best = torch.where(take, z, best)
     return start
