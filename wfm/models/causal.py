@@ -422,10 +422,10 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             bearing swinging through 0 was held at 0). Traffic and CSI noise never pass the test.
             Rows ``forecast`` is told are ranges (``ranges=True``) keep Box-Cox: a range cannot
             cross zero. False (every model saved before session 60). Inference only.
-        level_shift: a row that holds a level and steps to another within its last 32 values, each
-            side flat within its noise and the two levels more than 8 standard errors apart
-            (:func:`wfm.models.level_shift.level_shift_start`), is forecast as the mean of its values
-            since the shift. No check can see such a shift (they all end before it), and the
+        level_shift: a row that held one level and stepped to another within its last 32 values
+            (each side flat within the old level's step noise, the new level settled, the two more
+            than 8 standard errors apart: :func:`wfm.models.level_shift.level_shift_start`) is
+            forecast as the mean of its values since the shift. No check can see such a shift (they all end before it), and the
             estimators' backtests over the whole context favour the old level, so the forecast
             drifted back towards it. False (every model saved before session 61). Inference only.
         coarse_blend: where the context reaches the transformer partly as coarse tokens, ``forecast``

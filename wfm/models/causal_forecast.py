@@ -16,6 +16,8 @@ inference rules that check the network against its classical combination.
   velocity's range (rows told they are ranges), seasonal naive, a beam profile's drift,
   persistence and the context mean tested on the same checks, and taken (or blended in) where
   they led them;
+- ``level_shift``: a context that held one level and stepped to another in its last values, which
+  no check can see, forecast at the new level (:mod:`wfm.models.level_shift`);
 - ``propagate_quantiles`` (off in the release): later patches' quantiles widened by the
   uncertainty of the patches before them (:func:`spread_bounds`).
 

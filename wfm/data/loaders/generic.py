@@ -78,9 +78,9 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
                     time_column: str | None = None, policy: GapPolicy = GapPolicy(),
                     id_column: str | None = None, time_unit: str = "s") -> dict[str, Any]:
     """``{"values": [[L]...], "column": [...], "start_time": [...], "filled": [...], "names": [...], "ids": [...],
-    "interval_s", "skipped": [...]}`` from a CSV (``filled``: how many steps of each segment ``policy`` filled). ``interval`` ``None``: read from the ``time_column`` (the most
-    common step between its timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it
-    then needs. Without ``columns``, every column but the time (and id) column is a series, except
+    "interval_s", "skipped": [...]}`` from a CSV (``filled``: how many steps of each segment ``policy``
+    filled). ``interval`` ``None``: read from the ``time_column`` (the most common step between its
+    timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it then needs. Without ``columns``, every column but the time (and id) column is a series, except
     text columns (no cell a number: cell names, labels) and empty ones (every cell empty or NaN),
     listed under ``skipped``; a named column or a column of numbers with text in it is an error.
 
