@@ -65,8 +65,8 @@ def level_shift_start(context: Tensor) -> Tensor:
         after, prev = x[:, tau:], x[:, :tau]
         sigma = step_noise(prev)  # the old level's noise, from its own steps
         se = sigma * math.sqrt(1.0 / n + 1.0 / tau)
-        z = (after.mean(dim=1) - prev.mean(dim=1)).abs() / se.clamp_min(1e-300)
         jump = after.mean(dim=1) - prev.mean(dim=1)
+        z = jump.abs() / se.clamp_min(1e-300)
         flat = (prev.std(dim=1) <= FLAT * sigma) & (after.std(dim=1) <= FLAT * sigma)
         # a ramp (traffic falling in the evening) spreads within a noisy old level's noise, but moves
         # along its line by a good share of the shift
