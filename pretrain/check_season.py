@@ -82,10 +82,10 @@ def taylor_series(wheel: Path) -> torch.Tensor:
 
 
 def taylor_cells(series: torch.Tensor, contexts: tuple[int, ...] = (192, 672, 1008),
-                 horizon: int = 48) -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
-    """One cell per context: a window ending at every midnight from day 21 on (the same targets for
-    every context), a day ahead."""
-    ends = range(max(contexts), len(series) - horizon + 1, 48)
+                 horizon: int = 48, first_end: int = 1008) -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
+    """One cell per context: a window ending at every midnight from ``first_end`` on (day 21, or the
+    longest context if later; the same targets for every context), a day ahead."""
+    ends = range(max(first_end, *contexts), len(series) - horizon + 1, 48)
     tgt = torch.stack([series[e:e + horizon] for e in ends])
     return [(f"taylor electricity demand, 30 min (L={L}, H={horizon})",
              torch.stack([series[e - L:e] for e in ends]), tgt, 1800.0) for L in contexts]

@@ -35,16 +35,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from ar_season import add_seed_arguments, seed_cells
 from box_cox import best_classical
-from check_season import taylor_series
+from check_season import taylor_cells, taylor_series
 from evidence_power import window_nmse
 
 import wfm
 
 #: (recipe, context = one day, horizon, interval s).
 CELLS = [("traffic-1min", 1440, 60, 60), ("traffic-2min", 720, 30, 120), ("traffic-5min", 288, 12, 300),
-         ("traffic-10min", 144, 36, 600), ("traffic-10min-regimes", 144, 36, 600), ("traffic-10min-spikes", 144, 36, 600),
-         ("traffic-15min", 96, 16, 900), ("traffic-15min-spikes", 96, 16, 900), ("traffic-hourly", 24, 24, 3600),
-         ("traffic-hourly-regimes", 24, 24, 3600)]
+         ("traffic-10min", 144, 36, 600), ("traffic-10min-regimes", 144, 36, 600),
+         ("traffic-10min-spikes", 144, 36, 600), ("traffic-15min", 96, 16, 900), ("traffic-15min-spikes", 96, 16, 900),
+         ("traffic-hourly", 24, 24, 3600), ("traffic-hourly-regimes", 24, 24, 3600)]
 VARIANTS = ("release", "half", "half if wrap < 1", "wrap share")
 
 
@@ -106,10 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {}
     runs = list(seed_cells(args, CELLS))
     if args.taylor:
-        s = taylor_series(args.taylor)
-        ends = range(1008, len(s) - 48 + 1, 48)
-        runs.append(("taylor", [("taylor electricity demand, 30 min (L=48, H=48)", torch.stack([s[e - 48:e] for e in ends]),
-                                 torch.stack([s[e:e + 48] for e in ends]), 1800.0)]))
+        runs.append(("taylor", taylor_cells(taylor_series(args.taylor), (48,))))
     for seed, cells in runs:
         rows = score(model, cells)
         for name, r in rows.items():

@@ -59,8 +59,22 @@ def level_shift_start(context: Tensor) -> Tensor:
     x = context.double()
     b, length = x.shape
     start = torch.full((b,), -1, dtype=torch.long, device=x.device)
-    best = torch.zeros(b, dtype=torch.float64, device=x.device)
-    for n in range(MIN_AFTER, min(MAX_AFTER, length - MIN_BEFORE) + 1):
+    shifts = range(MIN_AFTER, min(MAX_AFTER, length - MIN_BEFORE) + 1)
+    # The noise is a median per row and shift; only rows that could pass need it. Both sides flat
+    # within FLAT noise make the noise at least their spread / FLAT, so a passing shift also clears
+    # Z standard errors of that spread (no median; the test below decides).
+    maybe = torch.zeros(b, dtype=torch.bool, device=x.device)
+    for n in shifts:
+        after, prev = x[:, length - n:], x[:, :length - n]
+        spread = torch.maximum(prev.std(dim=1), after.std(dim=1)) / FLAT
+        maybe |= (after.mean(dim=1) - prev.mean(dim=1)).abs() > Z * spread * math.sqrt(1.0 / n + 1.0 / (length - n))
+    rows = maybe.nonzero().flatten()
+    if not len(rows):
+        return start
+    x = x[rows]
+    best = torch.zeros(len(rows), dtype=torch.float64, device=x.device)
+    found = torch.full((len(rows),), -1, dtype=torch.long, device=x.device)
+    for n in shifts:
         tau = length - n
         after, prev = x[:, tau:], x[:, :tau]
         sigma = step_noise(prev)  # the old level's noise, from its own steps
@@ -74,8 +88,9 @@ def level_shift_start(context: Tensor) -> Tensor:
         drift = (after * steps).sum(dim=1) / (steps ** 2).sum() * (n - 1)  # the least-squares line's rise over it
         settled = drift.abs() <= DRIFT * jump.abs()
         take = flat & settled & (sigma > 0) & (z > Z) & (z > best)
-        start = torch.where(take, torch.full_like(start, tau), start)
+        found = torch.where(take, torch.full_like(found, tau), found)
         best = torch.where(take, z, best)
+    start[rows] = found
     return start
 
 

@@ -80,9 +80,10 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
     """``{"values": [[L]...], "column": [...], "start_time": [...], "filled": [...], "names": [...], "ids": [...],
     "interval_s", "skipped": [...]}`` from a CSV (``filled``: how many steps of each segment ``policy``
     filled). ``interval`` ``None``: read from the ``time_column`` (the most common step between its
-    timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it then needs. Without ``columns``, every column but the time (and id) column is a series, except
-    text columns (no cell a number: cell names, labels) and empty ones (every cell empty or NaN),
-    listed under ``skipped``; a named column or a column of numbers with text in it is an error.
+    timestamps, :func:`wfm.data.loaders.timegrid.common_step`), which it then needs. Without
+    ``columns``, every column but the time (and id) column is a series, except text columns (no cell
+    a number: cell names, labels) and empty ones (every cell empty or NaN), listed under
+    ``skipped``; a named column or a column of numbers with text in it is an error.
 
     ``id_column``: a long table (one row per series and step, as operators export cell traffic):
     the rows of each id, in the file's order, are that id's series, named after the id (``ID
@@ -142,18 +143,12 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
         where = f"{src} ({id_column} {gid})" if id_column else src
         if np.isnan(numbers[name][g]).all():
             raise DataError(f"{where}: column {name!r} holds no value (every cell is empty or NaN)")
-        found = np.isfinite(numbers[name][g])
-        # each row's step on the series' grid (to_grid's, from the first row; rows are steps without times)
-        steps = np.arange(len(found)) if times is None else np.rint((times[g] - times[g][0]) / interval)
-        first = 0.0 if times is None else float(times[g][0])
-        for t0, seg in regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
-                                        None if times is None else times[g]):
-            s0 = round((t0 - first) / interval)
-            inside = found & (steps >= s0) & (steps < s0 + len(seg))
+        for t0, seg, filled in regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
+                                                None if times is None else times[g]):
             out["values"].append(seg[:, 0].astype(np.float64))  # (stored as float32; a forecast reads float64)
             out["column"].append(j)
             out["start_time"].append(t0)
-            out["filled"].append(len(seg) - int(inside.sum()))  # the steps the policy filled
+            out["filled"].append(int(filled.sum()))
     return out
 
 
@@ -207,7 +202,7 @@ def load_npy_series(path: str | Path, interval: float, policy: GapPolicy = GapPo
         # Complex series go through the gap policy as two channels (real, imaginary).
         v = np.stack([row.real, row.imag], 1) if is_complex else row[:, None]
         where = f"{src} row {i}" if len(a) > 1 else src
-        for t0, seg in regular_segments(v, np.arange(len(row)), interval, where, policy, unit="index"):
+        for t0, seg, _ in regular_segments(v, np.arange(len(row)), interval, where, policy, unit="index"):
             out["values"].append((seg[:, 0] + 1j * seg[:, 1]).astype(np.complex64) if is_complex
                                  else seg[:, 0].astype(np.float32))
             out["column"].append(i)

@@ -123,17 +123,18 @@ def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.nd
 
 
 def apply_gap_policy(grid: np.ndarray, lines: np.ndarray, policy: GapPolicy, source: str,
-                     unit: str = "line") -> list[tuple[int, np.ndarray]]:
+                     unit: str = "line") -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Fill or split missing steps (rows with any NaN) of ``grid [m, C]``.
 
-    Returns ``[(first step, segment [l, C]), ...]``: one segment unless gaps were split.
+    Returns ``[(first step, segment [l, C], filled [l] bool: the steps the policy filled), ...]``:
+    one segment unless gaps were split.
     """
     missing = np.isnan(grid).any(axis=1)
     present = np.flatnonzero(~missing)
     if present.size == 0:
         raise DataError(f"{source}: no valid values (every step is missing or NaN)")
     first, last = int(present[0]), int(present[-1])
-    segments: list[tuple[int, np.ndarray]] = []
+    segments: list[tuple[int, np.ndarray, np.ndarray]] = []
     seg_start = first
     # Interior runs of missing steps, as (start, stop) with stop exclusive.
     edges = np.diff(missing[first:last + 1].astype(np.int8))
@@ -145,7 +146,7 @@ def apply_gap_policy(grid: np.ndarray, lines: np.ndarray, policy: GapPolicy, sou
         where = f"{source}: {unit} {_line_after(lines, b)}"
         if policy.fill == "none" or g > policy.max_gap:
             if policy.split:
-                segments.append((seg_start, out[seg_start:a]))
+                segments.append((seg_start, out[seg_start:a], missing[seg_start:a]))
                 seg_start = int(b)
                 continue
             hint = ("pass --fill linear|ffill with --max-gap >= " if policy.fill == "none"
@@ -157,7 +158,7 @@ def apply_gap_policy(grid: np.ndarray, lines: np.ndarray, policy: GapPolicy, sou
         else:
             w = (np.arange(1, g + 1) / (g + 1))[:, None]
             out[a:b] = (1 - w) * out[a - 1] + w * out[b]
-    segments.append((seg_start, out[seg_start:last + 1]))
+    segments.append((seg_start, out[seg_start:last + 1], missing[seg_start:last + 1]))
     return segments
 
 
@@ -171,10 +172,9 @@ def fill_gaps(series, max_gap: int = 12, fill: str = "linear") -> tuple[np.ndarr
         model.forecast(torch.from_numpy(x), interval, horizon)
     """
     x = np.asarray(series, dtype=np.float64).reshape(-1)
-    segments = apply_gap_policy(x[:, None], np.arange(len(x)), GapPolicy(fill, max_gap, split=True), "series",
-                                unit="index")
-    start, seg = segments[-1]
-    return seg[:, 0], int(np.isnan(x[start:start + len(seg)]).sum())
+    _, seg, filled = apply_gap_policy(x[:, None], np.arange(len(x)), GapPolicy(fill, max_gap, split=True), "series",
+                                      unit="index")[-1]
+    return seg[:, 0], int(filled.sum())
 
 
 def _line_after(lines: np.ndarray, step: int) -> int:
@@ -186,11 +186,12 @@ def _line_after(lines: np.ndarray, step: int) -> int:
 
 def regular_segments(values: np.ndarray, lines: np.ndarray, interval: float, source: str,
                      policy: GapPolicy, times: np.ndarray | None = None,
-                     unit: str = "line") -> list[tuple[float, np.ndarray]]:
+                     unit: str = "line") -> list[tuple[float, np.ndarray, np.ndarray]]:
     """Timestamps (optional: rows are consecutive steps without them) + values -> regular segments.
 
-    Returns ``[(time of the first value, segment [l, C] float64), ...]``; without
-    timestamps the time is ``step * interval`` from the first row.
+    Returns ``[(time of the first value, segment [l, C] float64, filled [l] bool), ...]``
+    (``filled``: the steps the policy filled); without timestamps the time is ``step * interval``
+    from the first row.
     """
     values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     lines = np.asarray(lines, dtype=np.int64)
@@ -198,4 +199,5 @@ def regular_segments(values: np.ndarray, lines: np.ndarray, interval: float, sou
         t0, grid, grid_lines = 0.0, values, lines
     else:
         t0, grid, grid_lines = to_grid(times, values, interval, lines, source, unit=unit)
-    return [(t0 + s * interval, seg) for s, seg in apply_gap_policy(grid, grid_lines, policy, source, unit)]
+    return [(t0 + s * interval, seg, filled)
+            for s, seg, filled in apply_gap_policy(grid, grid_lines, policy, source, unit)]

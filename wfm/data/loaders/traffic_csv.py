@@ -65,11 +65,7 @@ def load_telecom_italia(path: str | Path, interval: float | None = None, columns
         t, v, lines = t_ms[idx] / 1000.0, values[idx], table.lines[idx]
         if has_country:
             t, v, lines = _sum_country_rows(t, v, lines, src)
-        found = np.rint((t[np.isfinite(v).all(axis=1)] - t[0]) / interval).astype(np.int64)  # steps with a value
-        for t0, seg in regular_segments(v, lines, interval, src, policy, times=t):
-            filled = np.ones(len(seg), dtype=bool)  # the steps the policy filled
-            s0 = round((t0 - t[0]) / interval)
-            filled[found[(found >= s0) & (found < s0 + len(seg))] - s0] = False
+        for t0, seg, filled in regular_segments(v, lines, interval, src, policy, times=t):
             out["traffic"].append(seg.astype(np.float32))
             out["cell_id"].append(int(c))
             out["start_time"].append(t0)
