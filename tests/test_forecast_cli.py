@@ -248,6 +248,24 @@ def test_forecast_checks_several_windows_and_reports_their_per_window_nmse(tmp_p
     assert check["persistence"] == pytest.approx(np.mean(want_last), rel=1e-5)
 
 
+def test_check_windows_whose_target_is_all_zero_are_counted_not_scored(tmp_path, causal, capsys):
+    """Counts that fall to zero for a whole window (a quiet hour) have no per-window NMSE: the check
+    scores the other windows and says how many it left out, instead of a 1e31 mean."""
+    rng = np.random.default_rng(3)
+    a = [float(v) for v in np.r_[rng.poisson(3, 100), np.zeros(20)]]
+    _csv(tmp_path / "s.csv", {"a": a})
+    out = tmp_path / "fc"
+    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
+                     "--checks", "4", "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 0, err
+    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    assert check["windows"] == 2 and check["unscored (all-zero target)"] == 2
+    assert 0 < check["persistence"] < 10 and 0 < check["model / best classical"] < 10
+    x = torch.tensor(a, dtype=torch.float64)
+    want = np.mean([float(((x[e - 11] - x[e - 10:e]) ** 2).sum() / (x[e - 10:e] ** 2).sum()) for e in (100, 90)])
+    assert check["persistence"] == pytest.approx(want, rel=1e-6)
+
+
 def test_the_check_reads_as_many_values_as_the_forecast_where_the_series_holds_them(tmp_path, causal, capsys):
     """With ``--context C`` on a longer series, each check window is forecast from the ``C`` values
     before it (not from what is left of the last ``C``), so the check sees what the forecast sees."""

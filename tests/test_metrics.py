@@ -138,6 +138,20 @@ def test_window_nmse_by_hand():
     assert float(M.window_nmse(p, t, mask)[0]) == pytest.approx((2 + 1) / 2)
 
 
+def test_a_window_with_an_all_zero_target_is_not_scored():
+    """An idle night's all-zero target has no energy to normalise by: its NMSE is NaN (it was
+    err / 1e-30, which made the mean 1e30 whatever the other windows scored) and the mean leaves it out."""
+    target = torch.tensor([[0.0, 0.0], [1.0, 2.0], [0.0, 0.0]])
+    pred = torch.tensor([[0.1, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    per = M.window_nmse(pred, target)
+    assert torch.isnan(per[[0, 2]]).all() and float(per[1]) == pytest.approx(0.8)
+    assert M.mean_window_nmse(per) == pytest.approx(0.8) and M.unscored_windows(per) == 2
+    s = M.window_nmse_scores(pred, target)
+    assert s["window_nmse"] == pytest.approx(0.8) and s["unscored_windows"] == 2
+    assert "unscored_windows" not in M.window_nmse_scores(pred[1:2], target[1:2])
+    assert math.isnan(M.mean_window_nmse(per[[0]]))
+
+
 def test_best_classical_and_ratio():
     rows = [{"model": "persistence", "window_nmse": 0.2}, {"model": "mean", "window_nmse": 0.1},
             {"model": "fm", "window_nmse": 0.05}, {"model": "broken"}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,23 @@ def test_traffic_files_at_any_interval_get_windows_of_16_h_to_2_h(tmp_path):
     (root / "hourly.csv").unlink()
     with pytest.raises(DataError, match=r"lte_2min.csv: line 3: irregular interval.*off the 600 s grid"):
         R.load_traffic(root, R.RealBenchConfig(traffic_interval=600.0))  # a declared interval is checked
+
+
+def test_windows_whose_target_is_all_zero_are_left_out_and_said(tmp_path):
+    """A cell idle for a whole horizon (all-zero target) has no per-window NMSE: those windows are
+    left out before thinning, and the note says how many."""
+    path = _milan(tmp_path / "traffic" / "idle.csv", cells=(7,), steps=200)
+    lines = path.read_text().splitlines()
+    body = [f"{c},{t},{0.0 if 130 <= i < 150 else float(v)}"
+            for i, (c, t, v) in enumerate(x.split(",") for x in lines[1:])]
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    cfg = R.RealBenchConfig(traffic_context=96, traffic_horizon=12)
+    d, = R.load_traffic(tmp_path / "traffic", cfg)
+    zero = [a for a in range(200 - 96 - 12 + 1) if 130 <= a + 96 and a + 96 + 12 <= 150]  # targets inside the idle run
+    assert len(zero) == 9 and d.windows == 200 - 96 - 12 + 1 - 9 and "9 windows with an all-zero target" in d.windows_note
+    assert bool((d.target.abs().sum(1) > 0).all()) and not set(zero) & set(d.span[:, 1].tolist())
+    few, = R.load_traffic(tmp_path / "traffic", replace(cfg, max_windows=5))
+    assert few.windows == 5 and bool((few.target.abs().sum(1) > 0).all())
 
 
 def test_an_unreadable_file_is_named_and_the_others_are_scored(standin, tmp_path):

@@ -297,16 +297,25 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
             if group is not None:  # each group's window as a whole (ids 0..G-1, as _batches numbers them)
                 err, true = (group_sums((v.double() ** 2).sum(1), group)[0]
                              for v in (f.double() - truth.double(), truth))
-                links.setdefault(k, []).append((err / true.clamp_min(1e-30)).numpy())
+                links.setdefault(k, []).append(torch.where(true > 0, err / true.clamp_min(1e-300), torch.nan).numpy())
     for j, check in enumerate(checks):
-        check["windows"] = len(ends)
-        check.update({k: float(np.mean([s[j] for s in v])) for k, v in scores.items()})  # per-window NMSE
-        _add_ratio(check)
-    out = []
-    for g in range(len(next(iter(links.values()))[0]) if links else 0):
-        link = {"windows": len(ends), **{k: float(np.mean([s[g] for s in v])) for k, v in links.items()}}
-        _add_ratio(link)
-        out.append(link)
+        check.update(_window_means({k: [s[j] for s in v] for k, v in scores.items()}))
+    return [_window_means({k: [s[g] for s in v] for k, v in links.items()})
+            for g in range(len(next(iter(links.values()))[0]) if links else 0)]
+
+
+def _window_means(per: dict[str, list[float]]) -> dict[str, Any]:
+    """A check's scores from each forecaster's per-window NMSEs (NaN: an all-zero target, which
+    no NMSE scores): ``windows`` scored, ``unscored (all-zero target)`` where some were not, each forecaster's mean
+    and the model's ratio to the best classical."""
+    import numpy as np
+
+    nan = np.isnan(per["model"])
+    out: dict[str, Any] = {"windows": int((~nan).sum())}
+    if nan.any():
+        out["unscored (all-zero target)"] = int(nan.sum())
+    out.update({k: float(np.mean(np.asarray(v)[~nan])) if (~nan).any() else None for k, v in per.items()})
+    _add_ratio(out)
     return out
 
 
@@ -314,6 +323,9 @@ def _add_ratio(check: dict[str, Any]) -> None:
     """``check["model / best classical"]``: the model's NMSE over the best classical baseline's."""
     from wfm.models.baselines import CLASSICAL
 
+    if check["model"] is None:  # no window scored
+        check["model / best classical"] = None
+        return
     best = min(check[b] for b in CLASSICAL)
     # A classical baseline that is exact (a constant column) leaves no ratio to report.
     check["model / best classical"] = check["model"] / best if best > 0 else None

@@ -61,7 +61,7 @@ from wfm.tasks.csi_data import LABEL_FIELDS, csi_labels, load_csi, train_subset
 from wfm.tasks.finetune_module import run_finetune
 from wfm.tasks.forecasting import collect_forecasts, coverage, pools_channels, quantile_coverage, score_forecasts
 from wfm.tasks.future_beam import BeamMAE, BeamRNN, LinearPredictionBeams, PositionKNN, persistence_scores, plan_beam
-from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
+from wfm.tasks.metrics import add_best_classical, mean_window_nmse, to_db, window_nmse
 from wfm.tasks.progress import Reporter, as_reporter
 from wfm.tasks.registry import TASKS, Task, get_task
 from wfm.tasks.scoring import score_classes, score_task
@@ -658,7 +658,7 @@ def _classical_series(windows: Any, period: int | None) -> dict[str, float]:
             continue
         f = build_baseline(name, **({"period": period} if name == "seasonal" else {}))
         pred, target, _ = collect_forecasts(f, windows)
-        out[name] = float(window_nmse(pred, target).mean())
+        out[name] = mean_window_nmse(window_nmse(pred, target))
     return out
 
 
@@ -671,7 +671,7 @@ def _classical_csi(csi: torch.Tensor, mask: torch.Tensor, axis: str, interval: f
         if name == "seasonal" and period is None:
             continue
         f = build_baseline(name, **({"period": period} if name == "seasonal" else {}))
-        out[name] = float(window_nmse(forecast_hidden(f, csi, mask, axis, interval), csi, mask).mean())
+        out[name] = mean_window_nmse(window_nmse(forecast_hidden(f, csi, mask, axis, interval), csi, mask))
     return out
 
 

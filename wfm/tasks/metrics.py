@@ -24,7 +24,8 @@ tensor or a Python float as documented. Conventions:
   reports (DESIGN.md, "How models are judged"): the mean over windows of
   ``sum err^2 / sum true^2`` (each window's sums over its steps and channels; complex values:
   squared magnitude), in linear and in dB (``10 log10`` of the mean). ``best_classical`` and
-  ``ratio_to_best`` put it next to the best classical baseline of the same windows.
+  ``ratio_to_best`` put it next to the best classical baseline of the same windows. A window
+  whose target is all zero has no NMSE (NaN) and is left out of the mean.
 - **MAE** (mean absolute error) and **RMSE** in the target's own unit.
 - **sMAPE** in percent: ``mean(200 |pred - target| / max(|pred| + |target|, 1.17e-6))`` (the
   floor is torchmetrics' epsilon), so a term with ``pred = target = 0`` counts 0; bounded in
@@ -42,6 +43,7 @@ in float32); NMSE, its per-step, series and per-window forms and the beam power 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -85,7 +87,11 @@ def nmse_db(pred: Tensor, target: Tensor) -> float:
 
 def window_nmse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """Per-window ``sum |pred - target|^2 / sum |target|^2`` over every non-batch element (only
-    those where ``mask`` is True, when given): ``[N]`` float64. Its mean is the per-window NMSE."""
+    those where ``mask`` is True, when given): ``[N]`` float64. Its mean is the per-window NMSE.
+
+    A window whose target is all zero (an idle cell's night, a count series' quiet hour) has no
+    energy to normalise by: its NMSE is NaN, not scored, and :func:`mean_window_nmse` leaves it out
+    of the mean (dividing by a floor instead gave 1e30 and ranked forecasts by that one window)."""
     _check_same(pred, target)
     err, ref = _sq(pred - target), _sq(target)
     if mask is not None:
@@ -94,13 +100,30 @@ def window_nmse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Ten
         m = mask.to(torch.float64)
         err, ref = err * m, ref * m
     n = len(target)
-    return err.reshape(n, -1).sum(1) / ref.reshape(n, -1).sum(1).clamp_min(1e-30)
+    energy = ref.reshape(n, -1).sum(1)
+    return torch.where(energy > 0, err.reshape(n, -1).sum(1) / energy.clamp_min(1e-300), torch.nan)
+
+
+def mean_window_nmse(per_window: Tensor) -> float:
+    """The per-window NMSE: the mean of :func:`window_nmse`'s ``[N]`` over the windows it scored
+    (NaN where none was)."""
+    return float(torch.nanmean(per_window.to(torch.float64))) if len(per_window) else math.nan
+
+
+def unscored_windows(per_window: Tensor) -> int:
+    """How many of :func:`window_nmse`'s windows it could not score (an all-zero target)."""
+    return int(torch.isnan(per_window).sum())
 
 
 def window_nmse_scores(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> dict[str, float]:
-    """``{"window_nmse": mean linear, "window_nmse_db": its dB}`` of ``window_nmse``."""
-    m = float(window_nmse(pred, target, mask).mean())
-    return {"window_nmse": m, "window_nmse_db": to_db(m)}
+    """``{"window_nmse": mean linear, "window_nmse_db": its dB}`` of ``window_nmse`` (and
+    ``unscored_windows`` where some target is all zero)."""
+    per = window_nmse(pred, target, mask)
+    m = mean_window_nmse(per)
+    out = {"window_nmse": m, "window_nmse_db": to_db(m)}
+    if unscored_windows(per):
+        out["unscored_windows"] = unscored_windows(per)
+    return out
 
 
 def add_best_classical(rows: list[dict], classical: dict[str, float], key: str = "window_nmse") -> None:

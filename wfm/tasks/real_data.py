@@ -72,7 +72,7 @@ from wfm.console import markdown_table
 from wfm.data.errors import DataError
 from wfm.models.baselines import ProfileDrift, build_baseline, seasonal_period
 from wfm.tasks.forecasting import coverage, forecast_series, pools_channels
-from wfm.tasks.metrics import add_best_classical, to_db, window_nmse
+from wfm.tasks.metrics import add_best_classical, mean_window_nmse, to_db, window_nmse
 from wfm.tasks.real_beams import BEAM_COLUMNS, beam_rows, beam_verdicts, discover_beam_models
 # The datasets live in real_datasets; their names are re-exported here, where callers have found them.
 from wfm.tasks.real_datasets import (REPO_ROOT, BenchData, RealBenchConfig, _fmt_interval,  # noqa: F401
@@ -221,7 +221,7 @@ def mae_windows(model: Any, data: BenchData, batch: int = 64) -> Tensor:
 def _score(pred: Tensor, target: Tensor) -> dict[str, Any]:
     """The mean scores, and the per-window NMSE under ``_windows`` for :func:`_finalise` (dropped there)."""
     per = window_nmse(pred, target)
-    m = float(per.mean())
+    m = mean_window_nmse(per)
     return {"window_nmse": m, "window_nmse_db": to_db(m), "_windows": per}
 
 

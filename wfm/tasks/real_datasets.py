@@ -90,10 +90,18 @@ class BenchData:
     target_steps: tuple[int, int] | None = None
 
     def thin(self, limit: int) -> "BenchData":
-        """At most ``limit`` windows, evenly spaced (all of them when there are no more)."""
-        if self.windows <= limit:
-            return self
-        return self.subset(torch.linspace(0, self.windows - 1, limit).round().long().unique())
+        """At most ``limit`` windows, evenly spaced (all of them when there are no more), of those
+        with a target to score: a window whose target is all zero (an idle cell's night) has no
+        per-window NMSE, so it is left out, and the note says how many were."""
+        zero = _sq_energy(self.target) == 0
+        data = self
+        if bool(zero.any()):
+            data = replace(self.subset((~zero).nonzero().flatten()),
+                           windows_note=f"{self.windows_note}; {int(zero.sum())} windows with an all-zero target "
+                                        "left out (no per-window NMSE)")
+        if data.windows <= limit:
+            return data
+        return data.subset(torch.linspace(0, data.windows - 1, limit).round().long().unique())
 
     def subset(self, idx: Tensor) -> "BenchData":
         """The windows ``idx`` (a long index), everything else unchanged."""
@@ -129,6 +137,11 @@ class BenchData:
             return None
         offset, length = self.target_steps or (int(self.context.shape[1]), int(self.target.shape[1]))
         return independent_blocks(self.span, offset, length)
+
+
+def _sq_energy(x: Tensor) -> Tensor:
+    """``[N]``: each window's ``sum |x|^2``."""
+    return (x.abs() if x.is_complex() else x).double().pow(2).reshape(len(x), -1).sum(1)
 
 
 def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,

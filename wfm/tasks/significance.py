@@ -59,8 +59,14 @@ def _block_ratio_bootstrap(num: Tensor, den: Tensor, inverse: Tensor, n_boot: in
 
 def paired_bootstrap(a: Tensor, b: Tensor, groups: Tensor | None = None, n_boot: int = 1000,
                      seed: int = 0) -> tuple[float, float, float, int, str]:
-    """``(mean difference a - b, 2.5 %, 97.5 % of it, units resampled, unit)`` (module doc)."""
+    """``(mean difference a - b, 2.5 %, 97.5 % of it, units resampled, unit)`` (module doc),
+    over the windows both scored (a NaN, an all-zero target's NMSE, is left out)."""
     d = (a.double() - b.double()).flatten()
+    keep = ~torch.isnan(d)
+    if not bool(keep.all()):
+        d, groups = d[keep], None if groups is None else groups.flatten()[keep]
+    if not len(d):
+        return math.nan, math.nan, math.nan, 0, "windows"
     if groups is not None and len(torch.unique(groups)) >= MIN_GROUPS:
         inverse, unit = torch.unique(groups, return_inverse=True)[1].flatten(), "groups"
     else:
