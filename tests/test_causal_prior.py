@@ -1658,6 +1658,18 @@ def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and
     assert on.season_period(144, itv).tolist() == [144, 144] and on.season_period(143, itv).tolist() == [0, 0]
     assert on.season_period(1008, itv).tolist() == [1008, 1008]
     assert on.season_period(10 ** 6, torch.full((1,), 1e-3)).tolist() == [0]  # 1-ms CSI: a day is 8.6e7 values
+    from wfm.data.loaders.timegrid import MONTH_S
+
+    # weekly, monthly, quarterly series: the year's cycle (52, 12, 4 steps); daily: still the week
+    steps = torch.tensor([7 * 86_400.0, MONTH_S, 3 * MONTH_S, 86_400.0, 12 * MONTH_S])
+    assert on.season_period(60, steps).tolist() == [52, 12, 4, 7, 0] and on.season_period(11, steps).tolist() == [0, 0, 4, 7, 0]
+    year = torch.arange(96 + 12, dtype=torch.float64)
+    monthly = torch.stack([100 + 20 * torch.cos(2 * math.pi * (year + i) / 12) + torch.randn(len(year), generator=g)
+                           for i in range(6)]).float()
+    got, flat = (m.forecast(monthly[:, :-12], MONTH_S, 12) for m in (on, off))
+    naive = SeasonalNaive(12).forecast(monthly[:, :-12], MONTH_S, 12)
+    err = {k: float(((p - monthly[:, -12:]) ** 2).mean()) for k, p in (("on", got), ("off", flat), ("naive", naive))}
+    assert err["on"] < 0.1 * err["off"] and err["on"] < 1.5 * err["naive"], err
     t = torch.arange(24 * 7 + 12, dtype=torch.float64)
     cycle = torch.stack([10 + 3 * torch.sin(2 * math.pi * (t + 5 * i) / 24) + 0.1 * torch.randn(len(t), generator=g)
                          for i in range(6)]).float()

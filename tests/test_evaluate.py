@@ -107,6 +107,7 @@ def test_model_labels_tell_checkpoints_of_two_runs_apart(tmp_path):
 
 
 def test_seasonal_period_from_the_interval():
+    from wfm.data.loaders.timegrid import MONTH_S
     from wfm.models.baselines import seasonal_period
 
     assert seasonal_period(120.0, 720) == 720  # 2-min data: a day is 720 steps
@@ -117,7 +118,10 @@ def test_seasonal_period_from_the_interval():
     assert seasonal_period(3600.0) == 24  # no context given: a day
     assert seasonal_period(1e-3, 4096) is None  # 1-ms CSI: no daily cycle within any context
     assert seasonal_period(2 * 86_400.0, 10) == 4  # 2-day steps: no day, but a week of 4 steps
-    assert seasonal_period(604_800.0, 10) == 1 and seasonal_period(30 * 86_400.0, 10) is None
+    # Weekly, monthly, quarterly steps: a week is at most one step, the cycle is the year's
+    assert seasonal_period(604_800.0, 10) is None and seasonal_period(604_800.0, 52) == 52
+    assert seasonal_period(MONTH_S, 11) is None and seasonal_period(MONTH_S, 64) == 12
+    assert seasonal_period(3 * MONTH_S, 8) == 4 and seasonal_period(12 * MONTH_S, 100) is None  # yearly: none
     with pytest.raises(ValueError):
         seasonal_period(0.0, 10)
 

@@ -248,6 +248,29 @@ def test_forecast_checks_several_windows_and_reports_their_per_window_nmse(tmp_p
     assert check["persistence"] == pytest.approx(np.mean(want_last), rel=1e-5)
 
 
+def test_a_monthly_csv_is_read_on_calendar_months_with_a_yearly_season(tmp_path, causal, capsys):
+    """Monthly dates (28-31 days apart) are calendar months: the interval is ``MONTH_S``, the
+    forecast's times are the next months' firsts, and the check's seasonal naive copies the year."""
+    from wfm.data.loaders.timegrid import MONTH_S
+    from wfm.models.baselines import SeasonalNaive
+
+    rng = np.random.default_rng(4)
+    y = 100 + 20 * np.cos(2 * np.pi * np.arange(60) / 12) + rng.normal(size=60)
+    months = [f"{2015 + k // 12}-{k % 12 + 1:02d}-01" for k in range(60)]
+    (tmp_path / "m.csv").write_text("month,kpi\n" + "".join(f"{m},{v:.3f}\n" for m, v in zip(months, y)))
+    out = tmp_path / "fc"
+    code, err = run(["forecast", str(causal), str(tmp_path / "m.csv"), "--time-column", "month", "--horizon", "6",
+                     "--out", str(out)], capsys)
+    assert code == 0, err
+    r = json.loads((out / "forecast.json").read_text())
+    assert r["interval_s"] == MONTH_S
+    assert [f["time"][:10] for f in r["forecast"]] == [f"2020-{m:02d}-01" for m in range(1, 7)]
+    x = torch.tensor(np.round(y, 3), dtype=torch.float32)
+    past, truth = x[None, :54], x[54:].double()
+    want = float(((SeasonalNaive(12).forecast(past, MONTH_S, 6)[0].double() - truth) ** 2).sum() / (truth ** 2).sum())
+    assert r["check"][0]["seasonal"] == pytest.approx(want, rel=1e-5) and r["check"][0]["seasonal"] < r["check"][0]["persistence"]
+
+
 def test_check_windows_whose_target_is_all_zero_are_counted_not_scored(tmp_path, causal, capsys):
     """Counts that fall to zero for a whole window (a quiet hour) have no per-window NMSE: the check
     scores the other windows and says how many it left out, instead of a 1e31 mean."""

@@ -201,6 +201,36 @@ def test_generic_csv_with_time_column_and_declared_interval(tmp_path):
         assert not (tmp_path / "ds5").exists()
 
 
+def test_monthly_quarterly_and_month_end_dates_are_a_calendar_grid(tmp_path):
+    """Monthly, quarterly and yearly dates are 28-31 days apart, never a fixed number of seconds:
+    they are read as calendar months (``MONTH_S`` x the months per step), a missing month is a gap
+    the policy fills, a date off the month grid is named, and times step by calendar months."""
+    from wfm.data.loaders.generic import load_csv_series
+    from wfm.data.loaders.timegrid import MONTH_S, calendar_months, common_step, step_time
+
+    def epoch(day: str) -> float:
+        return float(np.datetime64(day, "s").astype(np.int64))
+
+    first = [f"{y}-{m:02d}-01" for y in (2019, 2020) for m in range(1, 13)]
+    p = tmp_path / "monthly.csv"
+    p.write_text("month,kpi\n" + "".join(f"{d},{k}\n" for k, d in enumerate(first) if k != 5))  # June 2019 missing
+    d = load_csv_series(p, None, time_column="month", policy=GapPolicy("linear", 2))
+    assert d["interval_s"] == MONTH_S and d["filled"] == [1]
+    np.testing.assert_allclose(d["values"][0], np.arange(24))  # the gap filled on the month grid
+    assert step_time(d["start_time"][0], 24, MONTH_S) == epoch("2021-01-01")
+    quarters = [epoch(f"{y}-{m:02d}-01") for y in (2019, 2020) for m in (1, 4, 7, 10)]
+    assert common_step([np.array(quarters)], "q") == 3 * MONTH_S
+    ends = ["2019-01-31", "2019-02-28", "2019-03-31", "2019-04-30", "2020-02-29"]
+    months, from_end = calendar_months(np.array([epoch(x) for x in ends]))
+    assert from_end and (months[1:] - months[0]).tolist() == [1, 2, 3, 13]
+    assert step_time(epoch("2019-04-30"), 10, MONTH_S) == epoch("2020-02-29")  # month ends stay month ends
+    assert calendar_months(np.array([epoch("2019-01-01"), epoch("2019-01-31")])) is None  # 30 days: no grid
+    assert common_step([np.arange(0, 40 * 86_400, 86_400.0)], "daily") == 86_400.0  # daily stays in seconds
+    p.write_text("month,kpi\n" + "".join(f"{'2019-03-15' if k == 2 else x},{k}\n" for k, x in enumerate(first)))
+    with pytest.raises(DataError, match=r"monthly.csv: line 4: irregular interval"):  # a date off the grid
+        load_csv_series(p, None, time_column="month")
+
+
 def test_generic_npy_real_complex_and_nan_runs(tmp_path):
     a = np.arange(30, dtype=np.float64).reshape(3, 10)
     np.save(tmp_path / "x.npy", a)

@@ -135,6 +135,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from wfm.data.loaders.timegrid import step_time
     from wfm.hub import from_pretrained
 
     out = _output_folder(Path(args.out))
@@ -195,7 +196,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     rows, out_rows = [], []
     for name, x, v, t0, point, q in zip(names, xs, values, starts, points, quants):
         for i in range(h):
-            t = t0 + (len(v) + i) * args.interval
+            t = step_time(t0, len(v) + i, args.interval)
             row = {"column": name, "step": i + 1,
                    "time": datetime.fromtimestamp(t, tz=timezone.utc).isoformat() if args.time_column else t,
                    "forecast": float(point[i])}

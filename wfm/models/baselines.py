@@ -37,6 +37,7 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
+from wfm.models.series_priors import DAY_S, WEEK_S, YEAR_S
 from wfm.nn.blocks import Block
 from wfm.training.fit_select import fit_and_select
 
@@ -148,8 +149,6 @@ class ProfileDrift:
         return drift_forecast(context, horizon, group)[0].float()
 
 
-DAY_S = 86_400.0
-WEEK_S = 7 * DAY_S
 
 
 def seasonal_period(interval: float, context: int | None = None) -> int | None:
@@ -157,17 +156,22 @@ def seasonal_period(interval: float, context: int | None = None) -> int | None:
 
     A week (``604800 / interval`` steps, rounded) where ``context`` holds at least a week, else a
     day (``86400 / interval``) where ``context`` holds at least a day (or ``context`` is None);
-    ``None`` where the context holds less than a day (1-ms CSI, 0.1-s beam series), i.e. there
-    is no daily cycle to copy and the seasonal baseline has nothing to add to persistence.
+    for series whose week is under 2 steps (weekly, monthly, quarterly: an interval over 3.5
+    days), a year (:data:`YEAR_S` ``/ interval``: 52 weekly, 12 monthly, 4 quarterly steps) where
+    the context holds one. ``None`` where the context holds none of these (1-ms CSI, 0.1-s beam
+    series, yearly values), i.e. there is no cycle to copy and the seasonal baseline has nothing
+    to add to persistence.
     """
     if not interval > 0:
         raise ValueError(f"interval must be > 0 seconds, got {interval}")
-    day, week = round(DAY_S / interval), round(WEEK_S / interval)
+    day, week, year = round(DAY_S / interval), round(WEEK_S / interval), round(YEAR_S / interval)
+    if week < 2:  # a week is at most one step: the cycle to copy is the year's
+        return year if year >= 2 and (context is None or context >= year) else None
     if context is None:
-        return day if day >= 1 else None
-    if week >= 1 and context >= week:  # also for intervals of over half a day, where a day is no step
+        return day if day >= 2 else week
+    if context >= week:
         return week
-    return day if day >= 1 and context >= day else None
+    return day if day >= 2 and context >= day else None
 
 
 class SeasonalNaive:

@@ -750,13 +750,17 @@ class ForecastMixin:
 
     def season_period(self, first_cut: int, interval: Tensor) -> Tensor:
         """``[B]`` long: the longest seasonal period, a week else a day at the row's ``interval`` (at
-        least 2 steps), that the earliest check's context (``first_cut`` values) holds; 0 where none."""
+        least 2 steps), that the earliest check's context (``first_cut`` values) holds; where a week
+        is under 2 steps (weekly, monthly, quarterly series), the year's (as
+        :func:`wfm.models.baselines.seasonal_period`); 0 where none."""
         period = torch.zeros(interval.shape[0], dtype=torch.long, device=interval.device)
         for name in ("day", "week"):  # the week last: it wins where both fit
             steps = season_steps(name, interval)
             fits = (steps >= 2) & (steps <= first_cut)
             period = torch.where(fits, steps.clamp(max=first_cut).long(), period)
-        return period
+        year = season_steps("year", interval)
+        fits = (season_steps("week", interval) < 2) & (year >= 2) & (year <= first_cut)
+        return torch.where(fits, year.clamp(max=first_cut).long(), period)
 
     def _season_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
                         ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None, group: Tensor | None,

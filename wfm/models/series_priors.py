@@ -36,6 +36,8 @@ HOLT_DAMPING = 0.9
 #: The default mix (the released models'): ``reversion`` is opt-in until a model ships with it.
 DEFAULT_ESTIMATORS = ("last", "mean", "trend", "linear", "day", "week")
 DAY_S, WEEK_S = 86_400.0, 604_800.0
+YEAR_S = 365.2425 * DAY_S  # the Gregorian year: 12 steps of a calendar month (wfm.data.loaders.timegrid.MONTH_S)
+SEASONS = {"day": DAY_S, "week": WEEK_S, "year": YEAR_S}
 #: Orders the ``ar`` estimator chooses from at each origin (by its earlier forecasts' errors, :func:`ar_prior`).
 AR_ORDERS = (1, 2, 4, 8)
 #: Positions the ``ar`` estimator refits at most in one series (:func:`ar_prior`).
@@ -420,9 +422,10 @@ def classical_priors(z: Tensor, observed: Tensor, interval: Tensor, patch_len: i
 
 
 def season_steps(name: str, interval: Tensor) -> Tensor:
-    """``[B]`` float64: the steps of the ``day`` or ``week`` estimator's period at each row's
-    ``interval`` (seconds), rounded."""
-    return torch.round((DAY_S if name == "day" else WEEK_S) / interval.double().clamp_min(1e-9))
+    """``[B]`` float64: the steps of a ``day``, ``week`` or ``year`` at each row's ``interval``
+    (seconds), rounded (the ``day`` and ``week`` estimators' periods; the year's is
+    ``check_season``'s for weekly, monthly and quarterly series)."""
+    return torch.round(SEASONS[name] / interval.double().clamp_min(1e-9))
 
 
 def backtest_mse(z: Tensor, observed: Tensor, est: Tensor, avail: Tensor, patch_len: int, window: int = 0,

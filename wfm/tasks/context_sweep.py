@@ -46,12 +46,12 @@ import torch
 
 from wfm.cli import main as wfm_main
 from wfm.data.series import series_tables
+from wfm.models.baselines import seasonal_period
 from wfm.models.registry import create_model
 from wfm.tasks.backbones import load_model
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "datasets"
-DAY_S, WEEK_S = 86_400.0, 604_800.0
 
 
 # ---------------------------------------------------------------------------- data
@@ -109,16 +109,6 @@ def windows(series: np.ndarray, horizon: int, longest: int, max_windows: int) ->
 
 
 # ---------------------------------------------------------------------------- forecasters
-
-
-def seasonal_period(interval: float, context: int) -> int | None:
-    """A week of steps where the context holds one, else a day where it holds one, else None."""
-    day, week = round(DAY_S / interval), round(WEEK_S / interval)
-    if week >= 2 and context >= week:
-        return week
-    if day >= 2 and context >= day:
-        return day
-    return None
 
 
 def classical(name: str, ctx: torch.Tensor, interval: float, horizon: int) -> torch.Tensor:

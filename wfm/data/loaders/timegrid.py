@@ -27,6 +27,57 @@ from wfm.data.errors import DataError
 
 FILL_POLICIES = ("none", "linear", "ffill")
 
+#: A calendar month on average (the Gregorian year over 12), in seconds. Monthly, quarterly and
+#: yearly timestamps (the 1st of each month, or each month's last day) are not a fixed number of
+#: seconds apart: they are placed on calendar months, and their interval is this times the months
+#: per step (x 3 a quarter, x 12 a year), so that a year is 12 steps of a monthly series.
+MONTH_S = 365.2425 * 86_400 / 12
+
+
+def calendar_months(times: np.ndarray) -> tuple[np.ndarray, bool] | None:
+    """``(month number of each timestamp (months since 1970-01), from_end)`` where the epoch-second
+    ``times`` lie on a calendar grid: each at the same day of its month and time of day (``from_end``
+    False), or at the same time before its month's end (True: month-end dates); else None (also for
+    fewer than two timestamps, or a day past the 28th that does not follow the month's end)."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.size < 2 or not np.isfinite(t).all():
+        return None
+    ms = np.rint(t * 1000.0).astype("datetime64[ms]")
+    months = ms.astype("datetime64[M]")
+    since = ms - months.astype("datetime64[ms]")
+    until = (months + 1).astype("datetime64[ms]") - ms
+    n = months.astype(np.int64)
+    if (since == since[0]).all() and since[0] < np.timedelta64(28 * 86_400_000, "ms"):
+        return n, False
+    if (until == until[0]).all() and until[0] <= np.timedelta64(86_400_000, "ms"):
+        return n, True
+    return None
+
+
+def calendar_step(interval: float) -> int | None:
+    """Months per step where ``interval`` is a whole number of :data:`MONTH_S` (a calendar
+    series' interval, as :func:`common_step` reads it), else None."""
+    m = interval / MONTH_S
+    return int(round(m)) if m > 0.5 and abs(m - round(m)) < 1e-9 * m else None
+
+
+def step_time(t0: float, steps: int, interval: float) -> float:
+    """The time ``steps`` steps after ``t0`` (epoch seconds): ``t0 + steps * interval``, or on a
+    calendar grid (:func:`calendar_step`) the same day of the month (or distance before its end,
+    where ``t0`` is on its month's last day) ``steps`` x the months per step later."""
+    m = calendar_step(interval)
+    if m is None:
+        return t0 + steps * interval
+    at = np.datetime64(int(round(t0 * 1000.0)), "ms")
+    month = at.astype("datetime64[M]")
+    until = (month + 1).astype("datetime64[ms]") - at
+    target = month + steps * m
+    if until <= np.timedelta64(86_400_000, "ms"):  # month-end dates stay month-end dates
+        out = (target + 1).astype("datetime64[ms]") - until
+    else:
+        out = target.astype("datetime64[ms]") + (at - month.astype("datetime64[ms]"))
+    return float(out.astype(np.int64)) / 1000.0
+
 
 @dataclass(frozen=True)
 class GapPolicy:
@@ -69,6 +120,10 @@ def common_step(times: list[np.ndarray], source: str, default: float | None = No
     timestamps in any series: ``default`` (every series is one value long, so no step is
     wrong), else an error. Where no gap repeats to the millisecond in a tenth of them (a logger's
     jitter), the slope of the times against their step numbers, to the millisecond."""
+    months = [calendar_months(np.unique(np.asarray(t, dtype=np.float64))) for t in times if len(np.unique(t)) > 1]
+    if months and all(m is not None for m in months):  # monthly, quarterly or yearly dates
+        steps, counts = np.unique(np.concatenate([np.diff(m[0]) for m in months]), return_counts=True)
+        return float(steps[np.argmax(counts)]) * MONTH_S
     gaps = [np.diff(np.unique(np.asarray(t, dtype=np.float64))) for t in times]
     gaps = np.concatenate(gaps) if gaps else np.empty(0)
     gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
@@ -106,14 +161,25 @@ def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.nd
         raise DataError(f"{source}: interval must be > 0 seconds, got {interval}")
     times = np.asarray(times, dtype=np.float64)
     check_times(times, lines, source, unit)
-    k = (times - times[0]) / interval
-    steps = np.rint(k).astype(np.int64)
-    off = np.abs(k - steps) > tolerance
-    if off.any():
-        i = int(np.flatnonzero(off)[0])
-        gap = times[i] - times[i - 1] if i else 0.0
-        raise DataError(f"{source}: {unit} {lines[i]}: irregular interval: timestamp {times[i]:g} is "
-                        f"{gap:g} s after the previous one, off the {interval:g} s grid")
+    per, months = calendar_step(interval), calendar_months(times)
+    if per is not None and months is not None:  # calendar months: steps by month number
+        k = (months[0] - months[0][0]) / per
+        steps = np.rint(k).astype(np.int64)
+        off = np.abs(k - steps) > 0
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            raise DataError(f"{source}: {unit} {lines[i]}: irregular interval: this date is "
+                            f"{int(months[0][i] - months[0][i - 1])} month(s) after the previous one, off the "
+                            f"{per}-month grid")
+    else:
+        k = (times - times[0]) / interval
+        steps = np.rint(k).astype(np.int64)
+        off = np.abs(k - steps) > tolerance
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            gap = times[i] - times[i - 1] if i else 0.0
+            raise DataError(f"{source}: {unit} {lines[i]}: irregular interval: timestamp {times[i]:g} is "
+                            f"{gap:g} s after the previous one, off the {interval:g} s grid")
     m = int(steps[-1]) + 1 if len(steps) else 0
     grid = np.full((m, values.shape[1]), np.nan, dtype=np.float64)
     grid[steps] = values
@@ -199,5 +265,5 @@ def regular_segments(values: np.ndarray, lines: np.ndarray, interval: float, sou
         t0, grid, grid_lines = 0.0, values, lines
     else:
         t0, grid, grid_lines = to_grid(times, values, interval, lines, source, unit=unit)
-    return [(t0 + s * interval, seg, filled)
+    return [(step_time(t0, s, interval), seg, filled)
             for s, seg, filled in apply_gap_policy(grid, grid_lines, policy, source, unit)]
