@@ -615,3 +615,69 @@ def test_gap_fill_script_reads_a_holed_series_as_the_command_does(tmp_path, caus
     assert rows["sine isolated"]["complete"] == pytest.approx(float(script.window_errors(full, tgt, group).mean()) / best,
                                                               rel=1e-5)
     assert set(rows["sine outages"]) == {"complete", "max_gap 0", "max_gap 24"}
+
+
+def test_public_series_script_reads_both_wheels_and_scores_every_origin(tmp_path):
+    """finetune/public_series.py: every series is read out of the two wheels' members (inline
+    arrays, gzip text, tarred CSVs, CSVs with empty cells filled), cut at every origin ending at the
+    series' end, and scored against the best classical with the period of its interval."""
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    from conftest import load_script
+    from wfm.data.loaders.timegrid import MONTH_S
+    from wfm.models.baselines import SeasonalNaive
+
+    script = load_script("finetune/public_series.py")
+
+    def tar_csv(text: str) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as t:
+            data = text.encode()
+            info = tarfile.TarInfo("x.csv")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    pm, sm = tmp_path / "pmdarima.whl", tmp_path / "statsmodels.whl"
+    with zipfile.ZipFile(pm, "w") as z:
+        for module in ("taylor", "heartrate", "wineind", "airpassengers", "woolyrnq", "lynx"):
+            z.writestr(f"pmdarima/datasets/{module}.py", "x = 1\nrslt = np.array([\n 1.5, 2, -3e-1,\n 4])\n")
+        z.writestr("pmdarima/datasets/data/sunspots.txt.gz", gzip.compress(b" 58.0  62.6\n 70.0\n"))
+        z.writestr("pmdarima/datasets/data/msft.tar.gz", tar_csv("Date,Close\n2020-01-01,1.5\n2020-01-02,2.5\n"))
+        z.writestr("pmdarima/datasets/data/dated.tar.gz", tar_csv("y,date\n3,2019-01-01\n4,2019-01-02\n"))
+    with zipfile.ZipFile(sm, "w") as z:
+        base = "statsmodels/datasets/"
+        z.writestr(base + "co2/co2.csv", "date,co2\n19580329,316.1\n19580405,\n19580412,317.1\n")
+        z.writestr(base + "elnino/elnino.csv", '"YEAR","JAN","FEB"\n1950,23.1,24.2\n1951,25.0,26.0\n')
+        z.writestr(base + "elec_equip/elec_equip.csv", "DATE,STS.M.I7.W.TOVT.NS0016.4.000\nJan-1-1995,66.19\n")
+        z.writestr(base + "nile/nile.csv", "year,volume\n1871,1120\n")
+        z.writestr(base + "sunspots/sunspots.csv", '"YEAR","SUNACTIVITY"\n1700,5\n')
+        z.writestr(base + "macrodata/macrodata.csv", '"year","unemp","realgdp"\n1959,5.8,2710.3\n')
+    series = script.load_series(pm, sm)
+    assert len(series) == 16
+    assert series["wine sales (wineind), monthly"][0].tolist() == [1.5, 2.0, -0.3, 4.0]
+    assert series["wine sales (wineind), monthly"][1] == MONTH_S and series["sunspots, monthly"][0].tolist() == [58, 62.6, 70]
+    assert series["CO2 at Mauna Loa, weekly"][0].tolist() == pytest.approx([316.1, 316.6, 317.1])  # the empty week filled
+    assert series["sea temperature (elnino), monthly"][0].tolist() == [23.1, 24.2, 25.0, 26.0]
+    assert series["share price (msft close), trading days"][0].tolist() == [1.5, 2.5]
+
+    values = np.arange(30.0)
+    ctx, tgt = script.windows(values, 8, 4)
+    assert len(ctx) == 30 - 8 - 4 + 1 and tgt[-1].tolist() == [26, 27, 28, 29] and ctx[0].tolist() == list(range(8))
+    assert len(script.windows(values, 8, 4, limit=5)[0]) == 5
+
+    class Last:  # a stand-in model: persistence, so its ratio to the best classical is known
+        def forecast(self, c, interval, horizon):
+            return c[:, -1:].expand(-1, horizon)
+
+    rng = np.random.default_rng(0)
+    y = 100 + 20 * np.cos(2 * np.pi * np.arange(120) / 12) + rng.normal(size=120)
+    rows = script.score(Last(), {"monthly": (y, MONTH_S, 12)}, contexts=(24, 200))
+    row = rows["monthly"][24]
+    assert list(rows["monthly"]) == [24] and row["period"] == 12 and row["best"] == "seasonal"  # 200: too short
+    c, t = script.windows(y, 24, 12)
+    want = float(((((SeasonalNaive(12).forecast(c, MONTH_S, 12) - t) ** 2).sum(1) / (t ** 2).sum(1))).double().mean())
+    assert row["seasonal"] == pytest.approx(want, rel=1e-5) and row["ratio"] == pytest.approx(row["model"] / want)
