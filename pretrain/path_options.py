@@ -45,7 +45,7 @@ from evidence_power import window_nmse
 
 
 #: The options this script scores.
-OPTIONS = ("raw_paths", "ar_given", "level_shift")
+OPTIONS = ("raw_paths", "ar_given", "level_shift", "white_level")
 
 
 @torch.no_grad()

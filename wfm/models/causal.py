@@ -395,6 +395,14 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             (:func:`wfm.models.evidence.backtest_scale`, the MAE guard's rule): its last 2, 3 and 4
             values forecast by the mean of those before, the scale taken where it is below a half
             (zero-mean noise), else 1. False (every model saved before session 54): no scale.
+        white_level: with ``white_limit``, the white test also where two or more checks fit (a
+            long context, where ``white_limit`` leaves the forecast to the checks), for rows (or
+            pooled groups) whose level also holds over the context
+            (:func:`wfm.models.evidence.level_holds`: its block means vary no more than white
+            noise's, within ``LEVEL_Z`` standard errors): those get ``white_limit``'s mean. The lag-1
+            test alone called white the still links whose level drifts under their noise (session
+            27); the block means see the drift. False (every model saved before session 62).
+            Inference only.
         white_dips: with ``white_limit``, a group's common-gain dips (a step at which every channel
             of a window drops together and that stands out of the others,
             :func:`wfm.models.evidence.dip_steps`: the AGC of commodity WiFi on a still link) are
@@ -493,7 +501,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
                  last_share: str = "half", raw_paths: bool = False, ar_given: bool = False,
-                 level_shift: bool = False) -> None:
+                 level_shift: bool = False, white_level: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -599,6 +607,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             raise ValueError("raw_paths leaves smooth paths out of Box-Cox: it needs box_cox")
         self.raw_paths = bool(raw_paths)
         self.level_shift = bool(level_shift)
+        if white_level and white_limit is None:
+            raise ValueError("white_level extends white_limit's test to long contexts: it needs white_limit")
+        self.white_level = bool(white_level)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)

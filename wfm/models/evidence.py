@@ -106,6 +106,37 @@ def looks_white(context: Tensor, limit: float, group: Tensor | None = None, dips
     return (bound <= limit) & (pairs >= WHITE_MIN_PAIRS)
 
 
+#: ``white_level``: the blocks a context is cut into to test that its level holds, the fewest values
+#: a block may hold, and the standard errors the blocks' F statistic may exceed 1 by.
+LEVEL_BLOCKS = 8
+LEVEL_MIN_BLOCK = 4
+LEVEL_Z = 2.0
+
+
+def level_holds(context: Tensor, group: Tensor | None = None) -> Tensor:
+    """``[B]`` bool: whether a row's (or its group's pooled) level holds over its context ``[B, L]``:
+    the one-way F statistic of its last values cut into up to ``LEVEL_BLOCKS`` blocks of at least
+    ``LEVEL_MIN_BLOCK`` (the variance of the block means, times the block length, over the variance
+    within the blocks; about 1 for white noise, ``sqrt(2 / dof)`` apart) stays within ``LEVEL_Z``
+    of its standard errors of 1. The lag-1 test of :func:`looks_white` cannot see a level that
+    drifts slowly under its noise; the block means do. Fewer than two blocks: never."""
+    length = context.shape[1]
+    blocks = min(LEVEL_BLOCKS, length // LEVEL_MIN_BLOCK)
+    if blocks < 2:
+        return torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+    size = length // blocks
+    x = context[:, length - blocks * size:].double().reshape(len(context), blocks, size)
+    means = x.mean(dim=2, keepdim=True)
+    between = size * ((means - means.mean(dim=1, keepdim=True)) ** 2).sum(dim=(1, 2))
+    within = ((x - means) ** 2).sum(dim=(1, 2))
+    dof_b = torch.full_like(between, float(blocks - 1))
+    dof_w = torch.full_like(between, float(blocks * (size - 1)))
+    if group is not None:
+        between, within, dof_b, dof_w = (pool_rows(v, group) for v in (between, within, dof_b, dof_w))
+    f = (between / dof_b) / (within / dof_w).clamp_min(1e-300)
+    return (within > 0) & (f <= 1.0 + LEVEL_Z * (2.0 / dof_b).sqrt())
+
+
 def shrunk_mean(context: Tensor, group: Tensor | None = None) -> Tensor:
     """``[B, 1]`` float64: each row's context mean, shrunk towards zero where a row's (or its
     group's pooled) means are indistinguishable from zero-mean noise.
