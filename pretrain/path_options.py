@@ -1,4 +1,4 @@
-"""Score an inference option of the causal model (``raw_paths``, ``ar_given``, ``level_shift``) on held-out *generated* paths and traffic, and on the real paths.
+"""Score an inference option of the causal model (``raw_paths``, ``ar_given``, ``level_shift``, ``white_level``) on held-out *generated* paths and traffic, and on the real paths.
 
     PYTHONPATH=. python pretrain/path_options.py --option raw_paths --model checkpoints/causal-tiny-catalog-cpu \
         --heldout /tmp/check-trend-heldout --seeds 777 778 779 --out raw_paths.json
@@ -18,6 +18,9 @@ The first two were found on paths (a user's bearing, distance); each must leave 
   one level and stepped to another within its last 32 values drifted back towards the old level,
   which every backtest and check favoured; the option forecasts the level since the shift
   (:func:`wfm.models.level_shift.level_shift_start`).
+- ``white_level`` (found on textbook white noise and the real Nexmon series at 128-512 values,
+  scored here for what it must leave alone): ``white_limit``'s mean also for long contexts that
+  are white beyond doubt (:func:`wfm.models.evidence.white_beyond_doubt`).
 
 Scored off and on, on the distance and azimuth of the held-out trajectory recipes of
 ``pretrain/check_trend.py`` (vehicular, pedestrian, vehicular with a GPS receiver's error, and

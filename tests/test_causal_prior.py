@@ -626,6 +626,47 @@ def test_white_limit_gives_the_mean_to_pooled_white_noise_where_no_check_fits(tm
         create_model("causal_tiny", prior="mix", guard=True, white_limit=0.5)
 
 
+def test_white_level_gives_the_mean_to_long_white_contexts_and_keeps_drift_and_hidden_cycles(tmp_path):
+    """``white_level``: where the checks fit, a row whose autocorrelations at lags 1-8 are jointly
+    white noise's and whose block means hold gets ``white_limit``'s mean; a level that drifts under
+    its noise (lag-1 nearly white, block means not), a Doppler turn of a quarter cycle a step (lag 1
+    exactly white, lag 2 not) and a lone series of 64 values (63 products: too few) keep the
+    forecast to the bit."""
+    from wfm.hub import from_pretrained
+    from wfm.models.evidence import level_holds, white_beyond_doubt, whiteness_score
+
+    g = torch.Generator().manual_seed(0)
+    kw = dict(prior="mix", coarse_len=64, estimators=("last", "mean", "trend", "reversion"), backtest_origins="value",
+              guard=True, check_origins=8, quantiles=(0.1, 0.5, 0.9), white_limit=0.5)
+    off = create_model("causal_tiny", **kw).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(off.head.weight, std=0.5)  # a network that does not forecast the mean
+    on = create_model("causal_tiny", white_level=True, **kw).eval()
+    on.load_state_dict(off.state_dict())
+    n, L = 400, 256
+    white = 50 + torch.randn(n, L, generator=g, dtype=torch.float64)
+    drift = 50 + 0.1 * torch.randn(n, L, generator=g, dtype=torch.float64).cumsum(1) + torch.randn(n, L, generator=g,
+                                                                                                    dtype=torch.float64)
+    turn = 50 + 3 * torch.cos(math.pi / 2 * torch.arange(L) + 6 * torch.rand(n, 1, generator=g)) + torch.randn(
+        n, L, generator=g, dtype=torch.float64)
+    assert white_beyond_doubt(white).double().mean() > 0.85
+    assert white_beyond_doubt(drift).double().mean() < 0.1 and level_holds(drift).double().mean() < 0.1
+    assert whiteness_score(turn)[0].abs().mean() < 0.05 and not white_beyond_doubt(turn).any()  # lag 1 says white
+    assert not white_beyond_doubt(white[:, :64]).any()  # 63 lag-1 products decide nothing
+    rows = torch.cat([white[:4], drift[:4], turn[:4]]).float()
+    passed = white_beyond_doubt(rows)
+    assert len(on.check_cuts(L, 8)) >= 2 and passed[:4].any() and not passed[4:].any()
+    f, base = on.forecast(rows, 1e-3, 8), off.forecast(rows, 1e-3, 8)
+    assert torch.equal(f[passed], ContextMean().forecast(rows[passed], torch.full((int(passed.sum()),), 1e-3), 8))
+    assert torch.equal(f[~passed], base[~passed]) and not torch.allclose(f[passed], base[passed], atol=1e-3)
+    short = rows[:, -16:]  # too short for two checks: white_limit's own rule, unchanged
+    assert torch.equal(on.forecast(short, 1e-3, 8), off.forecast(short, 1e-3, 8))
+    on.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).white_level and not off.white_level
+    with pytest.raises(ValueError, match="white_level .* needs white_limit"):
+        create_model("causal_tiny", prior="mix", guard=True, check_origins=8, white_level=True)
+
+
 def test_white_shrink_gives_zero_mean_noise_about_zero_and_a_level_its_mean(tmp_path):
     """``white_shrink``: a white window whose channels are zero-mean noise (CSI parts of random
     phase) gets its means shrunk to about zero, which beats the plain mean; a window whose levels

@@ -395,14 +395,16 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             (:func:`wfm.models.evidence.backtest_scale`, the MAE guard's rule): its last 2, 3 and 4
             values forecast by the mean of those before, the scale taken where it is below a half
             (zero-mean noise), else 1. False (every model saved before session 54): no scale.
-        white_level: with ``white_limit``, the white test also where two or more checks fit (a
-            long context, where ``white_limit`` leaves the forecast to the checks), for rows (or
-            pooled groups) whose level also holds over the context
-            (:func:`wfm.models.evidence.level_holds`: its block means vary no more than white
-            noise's, within ``LEVEL_Z`` standard errors): those get ``white_limit``'s mean. The lag-1
-            test alone called white the still links whose level drifts under their noise (session
-            27); the block means see the drift. False (every model saved before session 62).
-            Inference only.
+        white_level: with ``white_limit``, where two or more checks fit (a long context, which
+            ``white_limit`` leaves to the checks), rows (or pooled groups) white beyond doubt get
+            ``white_limit``'s mean (:func:`wfm.models.evidence.white_beyond_doubt`: their
+            autocorrelations at lags 1-8 jointly white noise's, and their block means holding; the
+            lag-1 test alone called white the still links whose level drifts under their noise,
+            session 27, and fading links that turn a quarter cycle a packet). It takes long white
+            CSI to the mean (real Nexmon series alone at 128-512 packets: 0.2-0.4 dB) but a white
+            context of 10-minute traffic is no evidence of a white horizon (a quiet night before
+            the morning rise: held-out traffic 0.72x -> 1.12x), so it is off in the release
+            (``pretrain/studies.md``, session 62). Inference only.
         white_dips: with ``white_limit``, a group's common-gain dips (a step at which every channel
             of a window drops together and that stands out of the others,
             :func:`wfm.models.evidence.dip_steps`: the AGC of commodity WiFi on a still link) are

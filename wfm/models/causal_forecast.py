@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, exceeds_noise, level_holds,
-                                 looks_white, shrunk_mean)
+from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, exceeds_noise, fill_dips,
+                                 looks_white, shrunk_mean, white_beyond_doubt)
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.level_shift import level_after_shift, level_shift_start
 from wfm.models.linear_prediction import ar_forecast_rows
@@ -507,9 +507,8 @@ class ForecastMixin:
         few_checks = len(self.check_cuts(context.shape[1], horizon)) < 2
         if (check and self.white_limit is not None
                 and ((few_checks and not switched) or (not few_checks and self.white_level))):
-            white = looks_white(context, self.white_limit, group, self.white_dips)
-            if not few_checks:  # where checks fit, only a level that holds (session 27: drifting still links)
-                white &= level_holds(context, group)
+            white = (looks_white(context, self.white_limit, group, self.white_dips) if few_checks
+                     else white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group))
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
                 mean = self._level(context, group)
