@@ -225,17 +225,22 @@ def test_import_csv_long_table_makes_one_series_per_id(tmp_path):
     assert np.allclose(ds[2]["values"], -70 + np.arange(12))
 
 
+def _first_check(tmp_path, causal, capsys, values: list, checks: int) -> dict:
+    """The check of column ``a`` (``values`` at 2-minute steps) 10 ahead over ``checks`` windows."""
+    _csv(tmp_path / "s.csv", {"a": values})
+    out = tmp_path / "fc"
+    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
+                     "--checks", str(checks), "--time-column", "time", "--out", str(out)], capsys)
+    assert code == 0, err
+    return json.loads((out / "forecast.json").read_text())["check"][0]
+
+
 def test_forecast_checks_several_windows_and_reports_their_per_window_nmse(tmp_path, causal, capsys):
     from wfm.hub import from_pretrained
 
     rng = np.random.default_rng(1)
     a = list(50 + np.cumsum(rng.normal(size=60)))
-    _csv(tmp_path / "s.csv", {"a": a})
-    out = tmp_path / "fc"
-    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
-                     "--checks", "9", "--time-column", "time", "--out", str(out)], capsys)
-    assert code == 0, err
-    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    check = _first_check(tmp_path, causal, capsys, a, checks=9)
     assert check["windows"] == 5  # windows ending at 60, 50, 40, 30, 20; one ending at 10 has no past
     model = from_pretrained(str(causal)).eval()
     x = torch.tensor(a, dtype=torch.float32)
@@ -276,12 +281,7 @@ def test_check_windows_whose_target_is_all_zero_are_counted_not_scored(tmp_path,
     scores the other windows and says how many it left out, instead of a 1e31 mean."""
     rng = np.random.default_rng(3)
     a = [float(v) for v in np.r_[rng.poisson(3, 100), np.zeros(20)]]
-    _csv(tmp_path / "s.csv", {"a": a})
-    out = tmp_path / "fc"
-    code, err = run(["forecast", str(causal), str(tmp_path / "s.csv"), "--interval", "120", "--horizon", "10",
-                     "--checks", "4", "--time-column", "time", "--out", str(out)], capsys)
-    assert code == 0, err
-    check = json.loads((out / "forecast.json").read_text())["check"][0]
+    check = _first_check(tmp_path, causal, capsys, a, checks=4)
     assert check["windows"] == 2 and check["unscored (all-zero target)"] == 2
     assert 0 < check["persistence"] < 10 and 0 < check["model / best classical"] < 10
     x = torch.tensor(a, dtype=torch.float64)
