@@ -306,9 +306,9 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
 
 
 def _window_means(per: dict[str, list[float]]) -> dict[str, Any]:
-    """A check's scores from each forecaster's per-window NMSEs (NaN: an all-zero target, which
-    no NMSE scores): ``windows`` scored, ``unscored (all-zero target)`` where some were not, each forecaster's mean
-    and the model's ratio to the best classical."""
+    """A check's scores from each forecaster's per-window NMSEs (NaN: an all-zero target, which no
+    NMSE scores): ``windows`` scored, ``unscored (all-zero target)`` where some were not, each
+    forecaster's mean and the model's ratio to the best classical."""
     import numpy as np
 
     nan = np.isnan(per["model"])

@@ -149,8 +149,6 @@ class ProfileDrift:
         return drift_forecast(context, horizon, group)[0].float()
 
 
-
-
 def seasonal_period(interval: float, context: int | None = None) -> int | None:
     """Seasonal period in steps for series sampled every ``interval`` seconds.
 

@@ -122,8 +122,8 @@ def white_beyond_doubt(context: Tensor, group: Tensor | None = None) -> Tensor:
     from at least ``WHITE_MIN_PAIRS`` lag-1 products), and its level holds (:func:`level_holds`).
     Stricter than :func:`looks_white`'s "closer to white than to a line", which is for 8-16 values:
     with hundreds of values a correlation of 0.05, or a Doppler turn that leaves lag 1 at zero and
-    lag 2 negative, is evidence the network uses (a fading TDL-A link, pooled, scored 0.80x the best
-    classical by the network and 0.91-0.96x by the mean with the lag-1 test alone)."""
+    lag 2 negative, is evidence the network uses (a fading TDL-A link, pooled: 0.80x the best
+    classical, 0.91-0.96x where the lag-1 test alone gave it the mean)."""
     length = context.shape[1]
     lags = min(LEVEL_LAGS, length // 4)
     if lags < 1:

@@ -120,11 +120,12 @@ def common_step(times: list[np.ndarray], source: str, default: float | None = No
     timestamps in any series: ``default`` (every series is one value long, so no step is
     wrong), else an error. Where no gap repeats to the millisecond in a tenth of them (a logger's
     jitter), the slope of the times against their step numbers, to the millisecond."""
-    months = [calendar_months(np.unique(np.asarray(t, dtype=np.float64))) for t in times if len(np.unique(t)) > 1]
+    distinct = [np.unique(np.asarray(t, dtype=np.float64)) for t in times]
+    months = [calendar_months(t) for t in distinct if len(t) > 1]
     if months and all(m is not None for m in months):  # monthly, quarterly or yearly dates
         steps, counts = np.unique(np.concatenate([np.diff(m[0]) for m in months]), return_counts=True)
         return float(steps[np.argmax(counts)]) * MONTH_S
-    gaps = [np.diff(np.unique(np.asarray(t, dtype=np.float64))) for t in times]
+    gaps = [np.diff(t) for t in distinct]
     gaps = np.concatenate(gaps) if gaps else np.empty(0)
     gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
     if not gaps.size:
