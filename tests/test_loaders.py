@@ -226,6 +226,13 @@ def test_monthly_quarterly_and_month_end_dates_are_a_calendar_grid(tmp_path):
     assert step_time(epoch("2019-04-30"), 10, MONTH_S) == epoch("2020-02-29")  # month ends stay month ends
     assert calendar_months(np.array([epoch("2019-01-01"), epoch("2019-01-31")])) is None  # 30 days: no grid
     assert common_step([np.arange(0, 40 * 86_400, 86_400.0)], "daily") == 86_400.0  # daily stays in seconds
+    # months and quarters as reports write them: 2019-07, 2019Q3 (the first day of each)
+    p.write_text("month,kpi\n" + "".join(f"{x[:7]},{k}\n" for k, x in enumerate(first)))
+    d = load_csv_series(p, None, time_column="month")
+    assert d["interval_s"] == MONTH_S and d["start_time"][0] == epoch("2019-01-01") and len(d["values"][0]) == 24
+    p.write_text("quarter,gdp\n" + "".join(f"{y}Q{q},{q}\n" for y in (2019, 2020) for q in (1, 2, 3, 4)))
+    d = load_csv_series(p, None, time_column="quarter")
+    assert d["interval_s"] == 3 * MONTH_S and d["start_time"][0] == epoch("2019-01-01")
     p.write_text("month,kpi\n" + "".join(f"{'2019-03-15' if k == 2 else x},{k}\n" for k, x in enumerate(first)))
     with pytest.raises(DataError, match=r"monthly.csv: line 4: irregular interval"):  # a date off the grid
         load_csv_series(p, None, time_column="month")

@@ -16,6 +16,7 @@ Stored as dataset kind ``series``: one sample per series (per segment when gaps 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -55,15 +56,27 @@ def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str, unit
         dt = _iso_time(c)
         if dt is None:
             raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is neither "
-                            "seconds nor an ISO 8601 date-time")
+                            "seconds nor an ISO 8601 date-time (nor a month, 2023-07, or a quarter, 2023Q3)")
         out[i] = dt.timestamp()
     return out
 
 
+#: Months and quarters as reports write them: ``2023-07`` (ISO 8601's year and month) and
+#: ``2023Q3`` / ``2023-Q3``; each is read as the first day of its month or quarter (UTC).
+_MONTH_OR_QUARTER = re.compile(r"^(\d{4})(?:-(\d{2})|-?[Qq]([1-4]))$")
+
+
 def _iso_time(cell: str) -> datetime | None:
-    """An ISO 8601 date-time (naive = UTC; a trailing ``Z`` read as UTC), or None."""
+    """An ISO 8601 date-time (naive = UTC; a trailing ``Z`` read as UTC), a year and month
+    (``2023-07``) or a quarter (``2023Q3``), or None."""
+    cell = cell.strip()
+    period = _MONTH_OR_QUARTER.match(cell)
+    if period:
+        year, month, quarter = period.groups()
+        month = int(month) if month else 3 * int(quarter) - 2
+        return datetime(int(year), month, 1, tzinfo=timezone.utc) if 1 <= month <= 12 else None
     try:
-        dt = datetime.fromisoformat(cell.strip().replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(cell.replace("Z", "+00:00"))
     except ValueError:
         return None
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
