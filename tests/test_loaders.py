@@ -226,6 +226,10 @@ def test_monthly_quarterly_and_month_end_dates_are_a_calendar_grid(tmp_path):
     assert step_time(epoch("2019-04-30"), 10, MONTH_S) == epoch("2020-02-29")  # month ends stay month ends
     assert calendar_months(np.array([epoch("2019-01-01"), epoch("2019-01-31")])) is None  # 30 days: no grid
     assert common_step([np.arange(0, 40 * 86_400, 86_400.0)], "daily") == 86_400.0  # daily stays in seconds
+    from wfm.tasks.real_datasets import _fmt_interval  # as the benchmark's notes name them
+
+    assert [_fmt_interval(x) for x in (MONTH_S, 3 * MONTH_S, 12 * MONTH_S, 86_400.0, 600.0)] == [
+        "1 month", "1 quarter", "1 year", "1 d", "10 min"]
     # months and quarters as reports write them: 2019-07, 2019Q3 (the first day of each)
     p.write_text("month,kpi\n" + "".join(f"{x[:7]},{k}\n" for k, x in enumerate(first)))
     d = load_csv_series(p, None, time_column="month")
