@@ -64,8 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between values, e.g. 120 (default: read from --time-column)")
     p.add_argument("--horizon", type=positive_int, required=True, help="values to forecast")
     p.add_argument("--columns", nargs="*", default=None, help="value columns (default: all but --time-column)")
-    p.add_argument("--time-column", default=None, help="timestamps (s or ISO 8601), checked against --interval or "
-                                                        "setting it (the most common step between them)")
+    p.add_argument("--time-column", default=None,
+                   help="timestamps (s, ISO 8601, months 2023-07, quarters 2023Q3), checked against --interval or "
+                        "setting it (the most common step between them)")
     p.add_argument("--id-column", default=None, help="a long table's series id (a cell, a user): each id's rows "
                                                       "are its own series (forecast per id)")
     p.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default="s",

@@ -107,7 +107,8 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
         if fmt == "csv":
             g.add_argument("--columns", nargs="*", default=None, help="value columns (default: all)")
             g.add_argument("--time-column", default=None,
-                           help="timestamps (s or ISO 8601), checked against --interval or setting it")
+                           help="timestamps (s, ISO 8601, months 2023-07, quarters 2023Q3), checked against "
+                                "--interval or setting it")
             g.add_argument("--id-column", default=None,
                            help="a long table's series id (a cell, a user): each id's rows are its own series")
             g.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default="s",
