@@ -10,11 +10,12 @@ in the pretraining data nor in ``../shared``: half-hourly electricity demand, a 
 wine sales and air passengers, quarterly wool production, yearly lynx trappings and river flows,
 monthly and yearly sunspots, a share price, weekly CO2, monthly sea temperatures and equipment
 orders, quarterly unemployment and GDP. Each series is cut into windows of ``L`` values -> the
-next ``H`` (``H`` by the interval: a day of half-hours, a year of months, ...), their targets not
-at every origin (at most 1,000, evenly spaced), at two contexts (64 and 256 values where the
-series holds at least 3 horizons more). Each window is scored by per-window NMSE (a window whose target is all zero is not scored);
-the ratio is the model's over the best of persistence, the context mean and seasonal naive (the
-period from the interval: a day, a week, or for weekly, monthly and quarterly values a year).
+next ``H`` (``H`` by the interval: a day of half-hours, a year of months, ...) at every origin (at
+most 1,000, evenly spaced), at two contexts (64 and 256 values where the series holds at least 3
+horizons more). Each window is scored by per-window NMSE (a window whose target is all zero is not
+scored); the ratio is the model's over the best of persistence, the context mean and seasonal
+naive (the period from the interval: a day, a week, or for weekly, monthly and quarterly values a
+year).
 Prints one row per series and context, and the geometric mean of the ratios over the series at
 each context.
 
