@@ -101,11 +101,14 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
     """``(names, values [L] each, start time s, text columns skipped, id of each name, values filled
     in each)``: each column's last run that no unfilled gap cuts."""
     from wfm.data.loaders.generic import load_csv_series
-    from wfm.data.loaders.timegrid import GapPolicy
+    from wfm.data.loaders.timegrid import GapPolicy, interval_label
 
     # split=True keeps every run, so a gap the policy does not fill only cuts off the older part
     d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
                         GapPolicy(args.fill, args.max_gap, split=True), args.id_column, args.time_unit)
+    if args.interval is None:  # read from the time column: said, so that a misread shows
+        console.print(f"interval read from {args.time_column!r}: {interval_label(d['interval_s'])} "
+                      f"({d['interval_s']:g} s)")
     args.interval = d["interval_s"]  # as declared, or read from the time column
     names, values, starts, ids, filled = [], [], [], [], []
     for j, name in enumerate(d["names"]):

@@ -18,7 +18,7 @@ from wfm.data.errors import DataError
 from wfm.data.loaders import wifi_csi
 from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.data.loaders.phase import sanitize_phase
-from wfm.data.loaders.timegrid import GapPolicy, calendar_step
+from wfm.data.loaders.timegrid import GapPolicy, interval_label
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.tasks.significance import independent_blocks
 
@@ -354,16 +354,4 @@ def generated_frequency_view(view: BenchData) -> BenchData:
                    view="csi complex, frequency", target_steps=(0, csi.shape[1]))
 
 
-def _fmt_interval(s: float) -> str:
-    months = calendar_step(s)
-    if months is not None:  # calendar series: months, quarters, years
-        return {1: "1 month", 3: "1 quarter", 12: "1 year"}.get(months, f"{months} months")
-    if s >= 86_400:
-        return f"{s / 86_400:g} d"
-    if s >= 3600:
-        return f"{s / 3600:g} h"
-    if s >= 60:
-        return f"{s / 60:g} min"
-    if s >= 1:
-        return f"{s:g} s"
-    return f"{s * 1000:g} ms"
+_fmt_interval = interval_label  # the name real_data and the notes use

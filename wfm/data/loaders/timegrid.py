@@ -61,6 +61,18 @@ def calendar_step(interval: float) -> int | None:
     return int(round(m)) if m > 0.5 and abs(m - round(m)) < 1e-9 * m else None
 
 
+def interval_label(seconds: float) -> str:
+    """An interval as a person reads it: ``1 month``, ``1 quarter``, ``1 year`` (calendar
+    series), ``1 d``, ``2 h``, ``10 min``, ``0.5 s``, ``1 ms``."""
+    months = calendar_step(seconds)
+    if months is not None:
+        return {1: "1 month", 3: "1 quarter", 12: "1 year"}.get(months, f"{months} months")
+    for unit, size in (("d", 86_400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds * 1000:g} ms"
+
+
 def step_time(t0: float, steps: int, interval: float) -> float:
     """The time ``steps`` steps after ``t0`` (epoch seconds): ``t0 + steps * interval``, or on a
     calendar grid (:func:`calendar_step`) the same day of the month (or distance before its end,
