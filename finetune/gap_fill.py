@@ -9,8 +9,9 @@ costs and what filling costs instead, on windows whose whole context is known: t
 forecast as it is (``complete``), and again with steps removed at random and read as the CLI reads
 them (:func:`wfm.data.loaders.timegrid.fill_gaps`), for each ``--max-gap`` of linear filling (0: no
 fill, the last gap-free run). Two patterns of missing steps: ``isolated`` (each step missing with
-probability 1 %, so gaps of one step or two) and ``outages`` (four gaps per context, each 1-24 steps long). The first and the last value
-are never removed, so every variant forecasts the same target. Prints, per cell, the ratio of
+probability 1 %, so gaps of one step or two) and ``outages`` (four gaps per context, each 1-24
+steps long). The first and the last value are never removed, so every variant forecasts the same
+target. Prints, per cell, the ratio of
 per-window NMSE to the best of persistence, the context mean and seasonal naive on the complete
 context (< 1 beats them), and per seed the geometric mean over the cells.
 

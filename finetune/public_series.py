@@ -42,7 +42,7 @@ import torch
 
 import wfm
 from wfm.data.loaders.timegrid import MONTH_S, fill_gaps
-from wfm.models.baselines import SeasonalNaive, seasonal_period
+from wfm.models.baselines import ContextMean, Persistence, SeasonalNaive, seasonal_period
 from wfm.tasks.metrics import mean_window_nmse, window_nmse
 
 DAY = 86_400.0
@@ -125,9 +125,8 @@ def score(model, series: dict[str, tuple[np.ndarray, float, int]], contexts=CONT
                 continue
             ctx, tgt = windows(values, L, horizon)
             period = seasonal_period(interval, L)
-            preds = {"persistence": ctx[:, -1:].expand_as(tgt), "mean": ctx.mean(1, keepdim=True).expand_as(tgt)}
-            if period is not None:
-                preds["seasonal"] = SeasonalNaive(period).forecast(ctx, interval, horizon)
+            baselines = [Persistence(), ContextMean()] + ([SeasonalNaive(period)] if period is not None else [])
+            preds = {b.name: b.forecast(ctx, interval, horizon) for b in baselines}
             preds["model"] = model.forecast(ctx, interval, horizon)
             row = {k: mean_window_nmse(window_nmse(p, tgt)) for k, p in preds.items()}
             best = min((k for k in preds if k != "model"), key=row.__getitem__)

@@ -1,4 +1,6 @@
-"""Score an inference option of the causal model (``raw_paths``, ``ar_given``, ``level_shift``, ``white_level``) on held-out *generated* paths and traffic, and on the real paths.
+"""Score a causal inference option on held-out *generated* paths and traffic, and on the real paths.
+
+The options: ``raw_paths``, ``ar_given``, ``level_shift``, ``white_level``.
 
     PYTHONPATH=. python pretrain/path_options.py --option raw_paths --model checkpoints/causal-tiny-catalog-cpu \
         --heldout /tmp/check-trend-heldout --seeds 777 778 779 --out raw_paths.json

@@ -1703,7 +1703,8 @@ def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and
 
     # weekly, monthly, quarterly series: the year's cycle (52, 12, 4 steps); daily: still the week
     steps = torch.tensor([7 * 86_400.0, MONTH_S, 3 * MONTH_S, 86_400.0, 12 * MONTH_S])
-    assert on.season_period(60, steps).tolist() == [52, 12, 4, 7, 0] and on.season_period(11, steps).tolist() == [0, 0, 4, 7, 0]
+    assert on.season_period(60, steps).tolist() == [52, 12, 4, 7, 0]
+    assert on.season_period(11, steps).tolist() == [0, 0, 4, 7, 0]
     year = torch.arange(96 + 12, dtype=torch.float64)
     monthly = torch.stack([100 + 20 * torch.cos(2 * math.pi * (year + i) / 12) + torch.randn(len(year), generator=g)
                            for i in range(6)]).float()

@@ -273,7 +273,8 @@ def test_a_monthly_csv_is_read_on_calendar_months_with_a_yearly_season(tmp_path,
     x = torch.tensor(np.round(y, 3), dtype=torch.float32)
     past, truth = x[None, :54], x[54:].double()
     want = float(((SeasonalNaive(12).forecast(past, MONTH_S, 6)[0].double() - truth) ** 2).sum() / (truth ** 2).sum())
-    assert r["check"][0]["seasonal"] == pytest.approx(want, rel=1e-5) and r["check"][0]["seasonal"] < r["check"][0]["persistence"]
+    check = r["check"][0]
+    assert check["seasonal"] == pytest.approx(want, rel=1e-5) and check["seasonal"] < check["persistence"]
 
 
 def test_check_windows_whose_target_is_all_zero_are_counted_not_scored(tmp_path, causal, capsys):
@@ -659,8 +660,9 @@ def test_public_series_script_reads_both_wheels_and_scores_every_origin(tmp_path
     series = script.load_series(pm, sm)
     assert len(series) == 16
     assert series["wine sales (wineind), monthly"][0].tolist() == [1.5, 2.0, -0.3, 4.0]
-    assert series["wine sales (wineind), monthly"][1] == MONTH_S and series["sunspots, monthly"][0].tolist() == [58, 62.6, 70]
-    assert series["CO2 at Mauna Loa, weekly"][0].tolist() == pytest.approx([316.1, 316.6, 317.1])  # the empty week filled
+    assert series["wine sales (wineind), monthly"][1] == MONTH_S
+    assert series["sunspots, monthly"][0].tolist() == [58, 62.6, 70]
+    assert series["CO2 at Mauna Loa, weekly"][0].tolist() == pytest.approx([316.1, 316.6, 317.1])  # empty week filled
     assert series["sea temperature (elnino), monthly"][0].tolist() == [23.1, 24.2, 25.0, 26.0]
     assert series["share price (msft close), trading days"][0].tolist() == [1.5, 2.5]
 

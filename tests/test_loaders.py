@@ -221,8 +221,8 @@ def test_monthly_quarterly_and_month_end_dates_are_a_calendar_grid(tmp_path):
     quarters = [epoch(f"{y}-{m:02d}-01") for y in (2019, 2020) for m in (1, 4, 7, 10)]
     assert common_step([np.array(quarters)], "q") == 3 * MONTH_S
     ends = ["2019-01-31", "2019-02-28", "2019-03-31", "2019-04-30", "2020-02-29"]
-    months, from_end = calendar_months(np.array([epoch(x) for x in ends]))
-    assert from_end and (months[1:] - months[0]).tolist() == [1, 2, 3, 13]
+    months = calendar_months(np.array([epoch(x) for x in ends]))  # month-end dates are a grid too
+    assert (months[1:] - months[0]).tolist() == [1, 2, 3, 13]
     assert step_time(epoch("2019-04-30"), 10, MONTH_S) == epoch("2020-02-29")  # month ends stay month ends
     assert calendar_months(np.array([epoch("2019-01-01"), epoch("2019-01-31")])) is None  # 30 days: no grid
     assert common_step([np.arange(0, 40 * 86_400, 86_400.0)], "daily") == 86_400.0  # daily stays in seconds

@@ -146,6 +146,7 @@ def test_a_window_with_an_all_zero_target_is_not_scored():
     per = M.window_nmse(pred, target)
     assert torch.isnan(per[[0, 2]]).all() and float(per[1]) == pytest.approx(0.8)
     assert M.mean_window_nmse(per) == pytest.approx(0.8) and M.unscored_windows(per) == 2
+    assert M.scorable_windows(target).tolist() == [False, True, False]
     s = M.window_nmse_scores(pred, target)
     assert s["window_nmse"] == pytest.approx(0.8) and s["unscored_windows"] == 2
     assert "unscored_windows" not in M.window_nmse_scores(pred[1:2], target[1:2])

@@ -277,7 +277,6 @@ def _check_batch(model: Any, batch: Any, checks: list[dict[str, Any]], h: int, i
     best baseline. ``group``, ``ordered`` and ``ranges``: the model's, as the forecast read them; with a
     ``group``, returns the same check of each group's window as a whole (``sum err^2 / sum true^2``
     over its channels, as ``wfm benchmark real`` scores a link), in group order."""
-    import numpy as np
     import torch
 
     from wfm.models.baselines import CLASSICAL, build_baseline, seasonal_period

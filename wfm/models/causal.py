@@ -435,9 +435,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         level_shift: a row that held one level and stepped to another within its last 32 values
             (each side flat within the old level's step noise, the new level settled, the two more
             than 8 standard errors apart: :func:`wfm.models.level_shift.level_shift_start`) is
-            forecast as the mean of its values since the shift. No check can see such a shift (they all end before it), and the
-            estimators' backtests over the whole context favour the old level, so the forecast
-            drifted back towards it. False (every model saved before session 61). Inference only.
+            forecast as the mean of its values since the shift. No check can see such a shift (they
+            all end before it), and the estimators' backtests over the whole context favour the old
+            level, so the forecast drifted back towards it. False (every model saved before session 61). Inference only.
         coarse_blend: where the context reaches the transformer partly as coarse tokens, ``forecast``
             returns the mean of the network's two readings of it: with the coarse tokens, and
             without them (the last ``max_context`` values as tokens; the priors and the

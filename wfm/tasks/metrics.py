@@ -104,6 +104,11 @@ def window_nmse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Ten
     return torch.where(energy > 0, err.reshape(n, -1).sum(1) / energy.clamp_min(1e-300), torch.nan)
 
 
+def scorable_windows(target: Tensor) -> Tensor:
+    """``[N]`` bool: the windows :func:`window_nmse` can score (their target is not all zero)."""
+    return _sq(target).reshape(len(target), -1).sum(1) > 0
+
+
 def mean_window_nmse(per_window: Tensor) -> float:
     """The per-window NMSE: the mean of :func:`window_nmse`'s ``[N]`` over the windows it scored
     (NaN where none was)."""

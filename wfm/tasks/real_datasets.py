@@ -20,6 +20,7 @@ from wfm.data.loaders.deepsense import load_scenario, scenarios_in
 from wfm.data.loaders.phase import sanitize_phase
 from wfm.data.loaders.timegrid import GapPolicy, interval_label
 from wfm.data.loaders.traffic_csv import load_telecom_italia
+from wfm.tasks.metrics import scorable_windows
 from wfm.tasks.significance import independent_blocks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -89,19 +90,22 @@ class BenchData:
     #: ``(L, H)``. A frequency view's target is every packet of the window: ``(0, T)``.
     target_steps: tuple[int, int] | None = None
 
+    def scorable(self) -> "BenchData":
+        """The windows with a target to score: one whose target is all zero (an idle cell's night)
+        has no per-window NMSE (:func:`wfm.tasks.metrics.scorable_windows`), so it is left out, and
+        the note says how many were."""
+        keep = scorable_windows(self.target)
+        if bool(keep.all()):
+            return self
+        return replace(self.subset(keep.nonzero().flatten()),
+                       windows_note=f"{self.windows_note}; {int((~keep).sum())} windows with an all-zero target "
+                                    "left out (no per-window NMSE)")
+
     def thin(self, limit: int) -> "BenchData":
-        """At most ``limit`` windows, evenly spaced (all of them when there are no more), of those
-        with a target to score: a window whose target is all zero (an idle cell's night) has no
-        per-window NMSE, so it is left out, and the note says how many were."""
-        zero = _sq_energy(self.target) == 0
-        data = self
-        if bool(zero.any()):
-            data = replace(self.subset((~zero).nonzero().flatten()),
-                           windows_note=f"{self.windows_note}; {int(zero.sum())} windows with an all-zero target "
-                                        "left out (no per-window NMSE)")
-        if data.windows <= limit:
-            return data
-        return data.subset(torch.linspace(0, data.windows - 1, limit).round().long().unique())
+        """At most ``limit`` windows, evenly spaced (all of them when there are no more)."""
+        if self.windows <= limit:
+            return self
+        return self.subset(torch.linspace(0, self.windows - 1, limit).round().long().unique())
 
     def subset(self, idx: Tensor) -> "BenchData":
         """The windows ``idx`` (a long index), everything else unchanged."""
@@ -137,11 +141,6 @@ class BenchData:
             return None
         offset, length = self.target_steps or (int(self.context.shape[1]), int(self.target.shape[1]))
         return independent_blocks(self.span, offset, length)
-
-
-def _sq_energy(x: Tensor) -> Tensor:
-    """``[N]``: each window's ``sum |x|^2``."""
-    return (x.abs() if x.is_complex() else x).double().pow(2).reshape(len(x), -1).sum(1)
 
 
 def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,
@@ -289,7 +288,7 @@ def load_traffic(folder: Path, cfg: RealBenchConfig, skipped: list[dict[str, str
                     + (f", {filled} missing steps filled (in contexts only)" if filled else ""))
             data = BenchData(f"Milan cell {cell}" if "milan" in path.name.lower() else f"{path.stem} cell {cell}",
                              "traffic", ctx, tgt, interval, note, str(path), span=span)
-            out.append(data.thin(cfg.max_windows))
+            out.append(data.scorable().thin(cfg.max_windows))
     return out
 
 

@@ -115,4 +115,4 @@ def load_imported(folder: Path, cfg: RealBenchConfig) -> list[BenchData]:
                             "--series-context / --series-horizon set the window")
     else:
         return []
-    return [v.thin(cfg.max_windows) for v in views]
+    return [v.scorable().thin(cfg.max_windows) for v in views]

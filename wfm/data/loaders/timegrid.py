@@ -34,11 +34,11 @@ FILL_POLICIES = ("none", "linear", "ffill")
 MONTH_S = 365.2425 * 86_400 / 12
 
 
-def calendar_months(times: np.ndarray) -> tuple[np.ndarray, bool] | None:
-    """``(month number of each timestamp (months since 1970-01), from_end)`` where the epoch-second
-    ``times`` lie on a calendar grid: each at the same day of its month and time of day (``from_end``
-    False), or at the same time before its month's end (True: month-end dates); else None (also for
-    fewer than two timestamps, or a day past the 28th that does not follow the month's end)."""
+def calendar_months(times: np.ndarray) -> np.ndarray | None:
+    """The month number of each timestamp (months since 1970-01) where the epoch-second ``times``
+    lie on a calendar grid: each at the same day of its month and time of day, or at the same time
+    before its month's end (month-end dates); else None (also for fewer than two timestamps, or a
+    day past the 28th that does not follow the month's end)."""
     t = np.asarray(times, dtype=np.float64)
     if t.size < 2 or not np.isfinite(t).all():
         return None
@@ -48,9 +48,9 @@ def calendar_months(times: np.ndarray) -> tuple[np.ndarray, bool] | None:
     until = (months + 1).astype("datetime64[ms]") - ms
     n = months.astype(np.int64)
     if (since == since[0]).all() and since[0] < np.timedelta64(28 * 86_400_000, "ms"):
-        return n, False
+        return n
     if (until == until[0]).all() and until[0] <= np.timedelta64(86_400_000, "ms"):
-        return n, True
+        return n
     return None
 
 
@@ -135,7 +135,7 @@ def common_step(times: list[np.ndarray], source: str, default: float | None = No
     distinct = [np.unique(np.asarray(t, dtype=np.float64)) for t in times]
     months = [calendar_months(t) for t in distinct if len(t) > 1]
     if months and all(m is not None for m in months):  # monthly, quarterly or yearly dates
-        steps, counts = np.unique(np.concatenate([np.diff(m[0]) for m in months]), return_counts=True)
+        steps, counts = np.unique(np.concatenate([np.diff(m) for m in months]), return_counts=True)
         return float(steps[np.argmax(counts)]) * MONTH_S
     gaps = [np.diff(t) for t in distinct]
     gaps = np.concatenate(gaps) if gaps else np.empty(0)
@@ -176,13 +176,13 @@ def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.nd
     check_times(times, lines, source, unit)
     per, months = calendar_step(interval), calendar_months(times)
     if per is not None and months is not None:  # calendar months: steps by month number
-        k = (months[0] - months[0][0]) / per
+        k = (months - months[0]) / per
         steps = np.rint(k).astype(np.int64)
         off = np.abs(k - steps) > 0
         if off.any():
             i = int(np.flatnonzero(off)[0])
             raise DataError(f"{source}: {unit} {lines[i]}: irregular interval: this date is "
-                            f"{int(months[0][i] - months[0][i - 1])} month(s) after the previous one, off the "
+                            f"{int(months[i] - months[i - 1])} month(s) after the previous one, off the "
                             f"{per}-month grid")
     else:
         k = (times - times[0]) / interval
