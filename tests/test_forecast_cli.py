@@ -277,6 +277,28 @@ def test_a_monthly_csv_is_read_on_calendar_months_with_a_yearly_season(tmp_path,
     assert check["seasonal"] == pytest.approx(want, rel=1e-5) and check["seasonal"] < check["persistence"]
 
 
+def test_packet_timed_rows_forecast_with_resample_and_yearly_rows_by_year(tmp_path, causal, capsys):
+    """``--resample`` puts rows that keep no regular step on the grid of their most common step, and
+    says so; a column of whole years is read as years, and the forecast's times are the next years."""
+    rng = np.random.default_rng(1)
+    t = 1.7e9 + np.cumsum(rng.uniform(0.7e-3, 1.3e-3, 300))
+    (tmp_path / "p.csv").write_text("time,rssi\n" + "".join(f"{a:.6f},{-50 + np.sin(a * 40):.4f}\n" for a in t))
+    base = ["forecast", str(causal), str(tmp_path / "p.csv"), "--time-column", "time", "--horizon", "8"]
+    with pytest.raises(SystemExit):
+        main(base + ["--out", str(tmp_path / "a")])
+    assert "--resample interpolates them" in " ".join(capsys.readouterr().err.split())
+    assert main(base + ["--resample", "--out", str(tmp_path / "a")]) in (0, None)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "interval read from 'time': 1 ms" in said and "resampled onto a grid of 1 ms" in said
+    r = json.loads((tmp_path / "a" / "forecast.json").read_text())
+    assert r["interval_s"] == 0.001 and len(r["forecast"]) == 8
+    (tmp_path / "y.csv").write_text("year,flow\n" + "".join(f"{1871 + k},{1000 + 30 * np.sin(k)}\n" for k in range(60)))
+    assert main(["forecast", str(causal), str(tmp_path / "y.csv"), "--time-column", "year", "--horizon", "3",
+                 "--out", str(tmp_path / "y")]) in (0, None)
+    r = json.loads((tmp_path / "y" / "forecast.json").read_text())
+    assert [f["time"][:10] for f in r["forecast"]] == ["1931-01-01", "1932-01-01", "1933-01-01"]
+
+
 def test_check_windows_whose_target_is_all_zero_are_counted_not_scored(tmp_path, causal, capsys):
     """Counts that fall to zero for a whole window (a quiet hour) have no per-window NMSE: the check
     scores the other windows and says how many it left out, instead of a 1e31 mean."""

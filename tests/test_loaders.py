@@ -242,6 +242,58 @@ def test_monthly_quarterly_and_month_end_dates_are_a_calendar_grid(tmp_path):
         load_csv_series(p, None, time_column="month")
 
 
+def test_irregular_timestamps_are_resampled_only_when_asked(tmp_path):
+    """Packet-timed samples have no grid: refused with the remedy named, or with ``resample``
+    linearly interpolated onto the interval's grid, samples on a step kept as they are and steps
+    between samples more than ``RESAMPLE_SPAN`` intervals apart left to the gap policy."""
+    from wfm.data.loaders.generic import load_csv_series
+    from wfm.data.loaders.timegrid import RESAMPLE_SPAN, resample_grid
+
+    rng = np.random.default_rng(0)
+    t = 100.0 + np.cumsum(rng.uniform(0.6e-3, 1.4e-3, 400))
+    t[0] = 100.0
+    v = 3.0 * t - 250.0  # a line: interpolation reproduces it at every step
+    p = tmp_path / "csi.csv"
+    p.write_text("time,amp\n" + "".join(f"{a:.7f},{b:.7f}\n" for a, b in zip(t, v)))
+    with pytest.raises(DataError, match=r"csi.csv: line \d+: irregular interval: timestamp 100\.\d+ .*--resample"):
+        load_csv_series(p, None, time_column="time")
+    d = load_csv_series(p, None, time_column="time", resample=True)
+    assert d["interval_s"] == 0.001 and d["start_time"] == [100.0]
+    x = d["values"][0]
+    assert len(x) == int((t[-1] - t[0]) / 1e-3) + 1
+    np.testing.assert_allclose(x, 3.0 * (100.0 + 1e-3 * np.arange(len(x))) - 250.0, atol=1e-5)
+    d = load_csv_series(p, 0.01, time_column="time", resample=True)  # a declared interval is the grid's
+    assert d["interval_s"] == 0.01 and len(d["values"][0]) == int((t[-1] - t[0]) / 0.01) + 1
+    # A span wider than RESAMPLE_SPAN steps is a gap: filled by the policy, or a cut
+    times = np.array([0.0, 1.0, 2.0, 2.0 + RESAMPLE_SPAN + 0.5, 5.5, 6.5])
+    vals = np.arange(6, dtype=np.float64)[:, None]
+    _, grid, lines = resample_grid(times, vals, 1.0, np.arange(2, 8), "x")
+    assert np.isnan(grid[3:5, 0]).all() and grid[:3, 0].tolist() == [0, 1, 2] and grid[5, 0] == pytest.approx(3.5)
+    assert lines.tolist() == [2, 3, 4, 4, 5, 5, 6]  # the nearest sample's line (a tie: the earlier), for messages
+    with pytest.raises(DataError, match=r"needs the timestamps"):
+        load_csv_series(p, 0.001, resample=True)
+
+
+def test_whole_years_in_a_time_column_are_calendar_years(tmp_path):
+    """Yearly flows and counts come with a year column (1871, 1872 ...): read as years, not as
+    seconds, unless the unit is declared; a year is 12 calendar months."""
+    from wfm.data.loaders.generic import load_csv_series
+    from wfm.data.loaders.timegrid import MONTH_S
+
+    p = tmp_path / "nile.csv"
+    p.write_text("year,volume\n" + "".join(f"{1871 + k},{1000 + k}\n" for k in range(30) if k != 4))
+    d = load_csv_series(p, None, time_column="year", policy=GapPolicy("linear", 2))
+    assert d["interval_s"] == 12 * MONTH_S and d["filled"] == [1]
+    assert d["start_time"][0] == float(np.datetime64("1871-01-01", "s").astype(np.int64))
+    np.testing.assert_allclose(d["values"][0], 1000 + np.arange(30))
+    assert load_csv_series(p, None, time_column="year", time_unit="s", policy=GapPolicy("linear", 2))["interval_s"] == 1
+    p.write_text("year,volume\n1990,1\n1991,2\n1991.5,3\n")  # not whole years: seconds, as before
+    assert load_csv_series(p, None, time_column="year", time_unit=None,
+                           policy=GapPolicy("linear", 2))["interval_s"] == 0.5
+    with pytest.raises(DataError, match=r"line 4: time column 'year' value '1991.5' is not a year"):
+        load_csv_series(p, None, time_column="year", time_unit="year")
+
+
 def test_generic_npy_real_complex_and_nan_runs(tmp_path):
     a = np.arange(30, dtype=np.float64).reshape(3, 10)
     np.save(tmp_path / "x.npy", a)

@@ -69,8 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "setting it (the most common step between them)")
     p.add_argument("--id-column", default=None, help="a long table's series id (a cell, a user): each id's rows "
                                                       "are its own series (forecast per id)")
-    p.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default="s",
-                   help="unit of numeric timestamps (default s; epoch milliseconds: ms)")
+    p.add_argument("--time-unit", choices=("s", "ms", "us", "ns", "year"), default=None,
+                   help="unit of numeric timestamps (default s, or calendar years where every one is a whole "
+                        "number from 1000 to 2999; epoch milliseconds: ms)")
+    p.add_argument("--resample", action="store_true",
+                   help="interpolate timestamps that keep no regular step (packets, GPS fixes) onto the grid of "
+                        "--interval (or of their most common step) instead of refusing them")
     p.add_argument("--checks", type=positive_int, default=1,
                    help="windows of the check (each --horizon values, ending at the last value; default 1): "
                         "their mean per-window NMSE tells model and baselines apart better than one")
@@ -101,14 +105,18 @@ def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float]
     """``(names, values [L] each, start time s, text columns skipped, id of each name, values filled
     in each)``: each column's last run that no unfilled gap cuts."""
     from wfm.data.loaders.generic import load_csv_series
-    from wfm.data.loaders.timegrid import GapPolicy, interval_label
+    from wfm.data.loaders.timegrid import RESAMPLE_SPAN, GapPolicy, interval_label
 
     # split=True keeps every run, so a gap the policy does not fill only cuts off the older part
     d = load_csv_series(args.csv, args.interval, args.columns, args.time_column,
-                        GapPolicy(args.fill, args.max_gap, split=True), args.id_column, args.time_unit)
+                        GapPolicy(args.fill, args.max_gap, split=True), args.id_column, args.time_unit,
+                        args.resample)
     if args.interval is None:  # read from the time column: said, so that a misread shows
         console.print(f"interval read from {args.time_column!r}: {interval_label(d['interval_s'])} "
                       f"({d['interval_s']:g} s)")
+    if args.resample:
+        console.print(f"resampled onto a grid of {interval_label(d['interval_s'])}: linear interpolation between "
+                      f"samples up to {RESAMPLE_SPAN:g} steps apart (wider spans are gaps)")
     args.interval = d["interval_s"]  # as declared, or read from the time column
     names, values, starts, ids, filled = [], [], [], [], []
     for j, name in enumerate(d["names"]):

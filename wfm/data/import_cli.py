@@ -111,8 +111,12 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
                                 "--interval or setting it")
             g.add_argument("--id-column", default=None,
                            help="a long table's series id (a cell, a user): each id's rows are its own series")
-            g.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), default="s",
-                           help="unit of numeric timestamps (default s; epoch milliseconds: ms)")
+            g.add_argument("--time-unit", choices=("s", "ms", "us", "ns", "year"), default=None,
+                           help="unit of numeric timestamps (default s, or calendar years where every one is a "
+                                "whole number from 1000 to 2999; epoch milliseconds: ms)")
+            g.add_argument("--resample", action="store_true",
+                           help="interpolate timestamps that keep no regular step (packets, GPS fixes) onto the "
+                                "grid of --interval (or of their most common step) instead of refusing them")
         _gap_args(g)
         g.set_defaults(func=cmd_import_series)
 
@@ -181,7 +185,8 @@ def cmd_import_series(args: argparse.Namespace) -> None:
 
     _done(import_series(args.path, args.out, args.interval, args.series_kind, getattr(args, "columns", None),
                         getattr(args, "time_column", None), _policy(args), args.name, args.shard_size,
-                        getattr(args, "id_column", None), getattr(args, "time_unit", "s")))
+                        getattr(args, "id_column", None), getattr(args, "time_unit", None),
+                        getattr(args, "resample", False)))
 
 
 def cmd_import_hf(args: argparse.Namespace) -> None:

@@ -29,27 +29,48 @@ from wfm.data.loaders.timegrid import GapPolicy, check_times, common_step, regul
 from wfm.data.shards import FieldSpec
 
 
-#: Seconds per unit of numeric timestamps (``--time-unit``).
-TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+#: Seconds per unit of numeric timestamps (``--time-unit``; ``year``: calendar years, 1871 is 1871-01-01).
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "year": None}
+#: Without a declared unit, numeric timestamps that are all whole numbers in this range are
+#: calendar years (yearly counts and flows are written so); any other number is seconds.
+YEARS = (1000, 2999)
 #: Numeric timestamps past this many seconds (year 9999) are in a smaller unit than declared.
 _LAST_SECOND = 253402300799.0
 
 
-def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str, unit: str = "s") -> np.ndarray:
-    """Seconds: numbers in ``unit`` (:data:`TIME_UNITS`), ISO 8601 date-times since the epoch (naive = UTC)."""
-    if unit not in TIME_UNITS:
-        raise DataError(f"{src}: time unit must be one of {', '.join(TIME_UNITS)}, got {unit!r}")
-    out = np.empty(len(cells), dtype=np.float64)
-    for i, c in enumerate(cells):
-        c = c.strip()
+def _numbers(cells: list[str]) -> list[float | None]:
+    """Each cell as a number, or None where it is not one."""
+    out: list[float | None] = []
+    for c in cells:
         try:
-            number = float(c)
+            out.append(float(c))
         except ValueError:
-            number = None
+            out.append(None)
+    return out
+
+
+def _parse_time(cells: list[str], lines: np.ndarray, src: str, column: str, unit: str | None = None) -> np.ndarray:
+    """Seconds since the epoch: numbers in ``unit`` (:data:`TIME_UNITS`; ``None``: seconds, or calendar
+    years where every cell is a whole number in :data:`YEARS`), ISO 8601 date-times (naive = UTC)."""
+    if unit is not None and unit not in TIME_UNITS:
+        raise DataError(f"{src}: time unit must be one of {', '.join(TIME_UNITS)}, got {unit!r}")
+    cells = [c.strip() for c in cells]
+    numbers = _numbers(cells)
+    if unit is None:
+        years = [v for v in numbers if v is not None]
+        unit = ("year" if len(years) == len(cells) and cells
+                and all(v.is_integer() and YEARS[0] <= v <= YEARS[1] for v in years) else "s")
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, (c, number) in enumerate(zip(cells, numbers)):
+        if number is not None and unit == "year":
+            if not (number.is_integer() and 1 <= number <= 9999):
+                raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is not a year")
+            out[i] = datetime(int(number), 1, 1, tzinfo=timezone.utc).timestamp()
+            continue
         if number is not None:
             out[i] = number * TIME_UNITS[unit]
             if abs(out[i]) > _LAST_SECOND:  # epoch milliseconds read as seconds: past the year 9999
-                fits = [u for u, f in TIME_UNITS.items() if abs(number) * f <= _LAST_SECOND]
+                fits = [u for u, f in TIME_UNITS.items() if f is not None and abs(number) * f <= _LAST_SECOND]
                 raise DataError(f"{src}: line {lines[i]}: time column {column!r} value {c!r} is past the year 9999 "
                                 f"in {unit}: pass the unit of the timestamps (--time-unit {fits[0] if fits else 'ns'})")
             continue
@@ -89,7 +110,8 @@ def _looks_like_time(cells: list[str]) -> bool:
 
 def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[str] | None = None,
                     time_column: str | None = None, policy: GapPolicy = GapPolicy(),
-                    id_column: str | None = None, time_unit: str = "s") -> dict[str, Any]:
+                    id_column: str | None = None, time_unit: str | None = None,
+                    resample: bool = False) -> dict[str, Any]:
     """``{"values": [[L]...], "column": [...], "start_time": [...], "filled": [...], "names": [...], "ids": [...],
     "interval_s", "skipped": [...]}`` from a CSV (``filled``: how many steps of each segment ``policy``
     filled). ``interval`` ``None``: read from the ``time_column`` (the most common step between its
@@ -101,7 +123,11 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
     ``id_column``: a long table (one row per series and step, as operators export cell traffic):
     the rows of each id, in the file's order, are that id's series, named after the id (``ID
     COLUMN`` where there are several value columns); ``column`` then indexes those names, and
-    ``ids`` gives each name's id (``""`` without ``id_column``). ``time_unit``: of numeric timestamps (``s``, ``ms``, ``us``, ``ns``)."""
+    ``ids`` gives each name's id (``""`` without ``id_column``). ``time_unit``: of numeric timestamps (``s``, ``ms``,
+    ``us``, ``ns``, ``year``; ``None``: seconds, or years where every one is a whole number from 1000 to 2999).
+    ``resample``: timestamps with no grid (packet times, GPS fixes) are interpolated onto the ``interval``'s
+    (:func:`wfm.data.loaders.timegrid.resample_grid`) instead of refused; a declared ``interval`` is then the
+    grid's, whatever the timestamps' step."""
     table = read_csv(path)
     src = str(table.path)
     keys = {time_column, id_column}
@@ -112,6 +138,8 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
     if not names:
         text = f" (text only: {', '.join(skipped)})" if skipped else ""
         raise DataError(f"{src}: no value columns{text}")
+    if resample and time_column is None:
+        raise DataError(f"{src}: --resample needs the timestamps to resample (--time-column)")
     times = None
     if time_column is not None:
         times = _parse_time(table.column(time_column), table.lines, src, time_column, time_unit)
@@ -129,7 +157,7 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
             raise DataError(f"{src}: no interval: give the seconds between rows (--interval), or the column of "
                             "timestamps to read it from (--time-column)")
         interval = common_step([times[g] for g in groups.values()], src)
-    elif times is not None:  # a declared interval the timestamps disagree with: said as such, not as gaps
+    elif times is not None and not resample:  # a declared interval the timestamps disagree with: said as such
         for g in groups.values():  # (timestamps out of order are named first, by their line)
             check_times(times[g], table.lines[g], src)
         step = common_step([times[g] for g in groups.values()], src, default=interval)
@@ -156,8 +184,16 @@ def load_csv_series(path: str | Path, interval: float | None, columns: Sequence[
         where = f"{src} ({id_column} {gid})" if id_column else src
         if np.isnan(numbers[name][g]).all():
             raise DataError(f"{where}: column {name!r} holds no value (every cell is empty or NaN)")
-        for t0, seg, filled in regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
-                                                None if times is None else times[g]):
+        try:
+            segments = regular_segments(numbers[name][g], table.lines[g], interval, where, policy,
+                                        None if times is None else times[g], resample=resample)
+        except DataError as e:
+            if "irregular interval" not in str(e):
+                raise
+            raise DataError(f"{e}; if the rows are sampled at irregular times (packets, GPS fixes), --resample "
+                            "interpolates them onto the grid (or leave --time-column out and give --interval to "
+                            "read them as evenly spaced)") from None
+        for t0, seg, filled in segments:
             out["values"].append(seg[:, 0].astype(np.float64))  # (stored as float32; a forecast reads float64)
             out["column"].append(j)
             out["start_time"].append(t0)
@@ -226,18 +262,18 @@ def load_npy_series(path: str | Path, interval: float, policy: GapPolicy = GapPo
 def import_series(path: str | Path, out: str | Path, interval: float | None, series_kind: str = "series",
                   columns: Sequence[str] | None = None, time_column: str | None = None,
                   policy: GapPolicy = GapPolicy(), name: str | None = None, shard_size: int = 256,
-                  id_column: str | None = None, time_unit: str = "s") -> Path:
+                  id_column: str | None = None, time_unit: str | None = None, resample: bool = False) -> Path:
     """Import a CSV or NPY file of series as a ``series`` dataset (``interval`` ``None``: read
-    from a CSV's ``time_column``; ``id_column``: a long table, :func:`load_csv_series`)."""
+    from a CSV's ``time_column``; ``id_column``, ``time_unit``, ``resample``: :func:`load_csv_series`)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        if columns or time_column or id_column:
-            raise DataError(f"{path}: --columns, --time-column and --id-column apply to CSV files only")
+        if columns or time_column or id_column or resample:
+            raise DataError(f"{path}: --columns, --time-column, --id-column and --resample apply to CSV files only")
         if interval is None:
             raise DataError(f"{path}: an NPY file has no timestamps: give the seconds between values (--interval)")
         d = load_npy_series(path, interval, policy)
     else:
-        d = load_csv_series(path, interval, columns, time_column, policy, id_column, time_unit)
+        d = load_csv_series(path, interval, columns, time_column, policy, id_column, time_unit, resample)
         interval = d["interval_s"]
     dtype = "complex64" if any(np.iscomplexobj(v) for v in d["values"]) else "float32"
     specs = {"values": FieldSpec(dtype, (-1,)), "column": FieldSpec("int64", ()),
@@ -252,5 +288,6 @@ def import_series(path: str | Path, out: str | Path, interval: float | None, ser
     return write_samples(out, name or path.stem, "series", specs, samples, attrs,
                          {"format": path.suffix.lower().lstrip(".") or "csv", "source": str(path),
                           "interval": interval, "series_kind": series_kind, "time_column": time_column,
+                          "resampled": resample,
                           "fill": policy.fill, "max_gap": policy.max_gap, "split": policy.split},
                          shard_size)

@@ -14,7 +14,9 @@ line, never silently repaired:
   ``fill="linear"`` / ``"ffill"`` fill gaps of at most ``max_gap`` steps by linear
   interpolation / repeating the last value; a longer gap is an error, or with
   ``split=True`` ends the series there and starts a new segment after it. Missing steps
-  at the very start or end of a series are trimmed (there is nothing to fill from).
+  at the very start or end of a series are trimmed (there is nothing to fill from);
+- irregularly sampled series (packet-timed CSI, GPS fixes, event logs: no grid at all) are
+  interpolated onto one only when asked (``resample``, ``--resample``: :func:`resample_grid`).
 """
 
 from __future__ import annotations
@@ -191,8 +193,9 @@ def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.nd
         if off.any():
             i = int(np.flatnonzero(off)[0])
             gap = times[i] - times[i - 1] if i else 0.0
-            raise DataError(f"{source}: {unit} {lines[i]}: irregular interval: timestamp {times[i]:g} is "
-                            f"{gap:g} s after the previous one, off the {interval:g} s grid")
+            raise DataError(f"{source}: {unit} {lines[i]}: irregular interval: timestamp "
+                            f"{np.format_float_positional(times[i], precision=6, trim='-')} is {gap:g} s after "
+                            f"the previous one, off the {interval:g} s grid (by more than a tenth of a step)")
     m = int(steps[-1]) + 1 if len(steps) else 0
     grid = np.full((m, values.shape[1]), np.nan, dtype=np.float64)
     grid[steps] = values
@@ -263,19 +266,61 @@ def _line_after(lines: np.ndarray, step: int) -> int:
     return int(hit[0]) if hit.size else int(lines[lines >= 0][-1])
 
 
+#: Steps between two samples this many intervals apart or closer are interpolated when resampling;
+#: a wider span leaves them missing (each step so interpolated is at most one interval from a sample).
+RESAMPLE_SPAN = 2.0
+
+
+def resample_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.ndarray, source: str,
+                  unit: str = "line") -> tuple[float, np.ndarray, np.ndarray]:
+    """Irregularly sampled rows ``values [n, C]`` (NaN: missing) linearly interpolated onto the grid
+    ``t0 + k * interval``, from the first timestamp to the last: packet-timed CSI, GPS fixes and
+    event-driven logs have no grid for :func:`to_grid` to place them on. A step that lies between
+    two samples more than ``RESAMPLE_SPAN`` intervals apart is missing (NaN), for the gap policy
+    to fill or split as it does an absent row; a sample on a step is kept as it is.
+
+    Returns ``(t0, grid [m, C], the line of the sample nearest each step)``.
+    """
+    if not interval > 0:
+        raise DataError(f"{source}: interval must be > 0 seconds, got {interval}")
+    times = np.asarray(times, dtype=np.float64)
+    check_times(times, lines, source, unit)
+    t0 = float(times[0])
+    m = int(np.floor((times[-1] - t0) / interval * (1 + 1e-12))) + 1
+    at = t0 + interval * np.arange(m)
+    grid = np.full((m, values.shape[1]), np.nan, dtype=np.float64)
+    for c in range(values.shape[1]):
+        ok = ~np.isnan(values[:, c])
+        t, v = times[ok], values[ok, c]
+        if t.size == 0:
+            continue
+        right = np.searchsorted(t, at, side="left").clip(0, t.size - 1)  # the first sample at or after the step
+        left = np.where(t[right] > at, right - 1, right)
+        inside = (left >= 0) & (at <= t[-1])
+        left = left.clip(0)
+        near = (t[right] - t[left]) <= RESAMPLE_SPAN * interval
+        grid[:, c] = np.where(inside & near, np.interp(at, t, v), np.nan)
+    pos = np.searchsorted(times, at).clip(1, len(times) - 1)
+    nearest = np.where(at - times[pos - 1] <= times[pos] - at, pos - 1, pos)
+    return t0, grid, np.asarray(lines, dtype=np.int64)[nearest]
+
+
 def regular_segments(values: np.ndarray, lines: np.ndarray, interval: float, source: str,
                      policy: GapPolicy, times: np.ndarray | None = None,
-                     unit: str = "line") -> list[tuple[float, np.ndarray, np.ndarray]]:
+                     unit: str = "line", resample: bool = False) -> list[tuple[float, np.ndarray, np.ndarray]]:
     """Timestamps (optional: rows are consecutive steps without them) + values -> regular segments.
 
     Returns ``[(time of the first value, segment [l, C] float64, filled [l] bool), ...]``
     (``filled``: the steps the policy filled); without timestamps the time is ``step * interval``
-    from the first row.
+    from the first row. ``resample``: timestamps off the grid are interpolated onto it
+    (:func:`resample_grid`) instead of refused (dates on calendar months are placed as they are).
     """
     values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     lines = np.asarray(lines, dtype=np.int64)
     if times is None:
         t0, grid, grid_lines = 0.0, values, lines
+    elif resample and len(times) > 1 and not (calendar_step(interval) and calendar_months(times) is not None):
+        t0, grid, grid_lines = resample_grid(times, values, interval, lines, source, unit=unit)
     else:
         t0, grid, grid_lines = to_grid(times, values, interval, lines, source, unit=unit)
     return [(step_time(t0, s, interval), seg, filled)
