@@ -1814,3 +1814,42 @@ def test_level_shift_forecasts_the_new_level_of_a_clean_shift_and_nothing_else(t
     from wfm.hub import from_pretrained
 
     assert from_pretrained(str(tmp_path / "m")).level_shift and not off.level_shift
+
+
+def test_short_checks_let_a_short_context_test_its_season_and_keep_extrapolations_out(tmp_path):
+    """``short_checks``: 24 monthly values -> 12 fit one check of the whole horizon, which decides
+    nothing; three checks of 4 months do, and seasonal naive, exact on a clean season, takes (a
+    share of) the forecast. A trend that pays over 4 steps is not carried over 12 on their word. Contexts with two
+    whole checks, or no room for any, are checked as before."""
+    from wfm.data.loaders.timegrid import MONTH_S
+    from wfm.hub import from_pretrained
+    from wfm.models.baselines import SeasonalNaive
+
+    kw = dict(prior="mix", estimators=("last", "mean", "trend"), backtest_origins="value", guard=True,
+              check_origins=8, check_season=True)
+    off = create_model("causal_tiny", **kw).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(off.head.weight, std=0.5)  # a network that does not copy the season
+    on = create_model("causal_tiny", short_checks=True, **kw).eval()
+    on.load_state_dict(off.state_dict())
+    assert off.check_plan(24, 12) == ([12], 12) and on.check_plan(24, 12) == ([12, 16, 20], 4)
+    assert on.check_plan(96, 12) == (off.check_cuts(96, 12), 12)  # two whole checks or more: unchanged
+    assert on.check_plan(8, 8) == ([], 8)  # no room for any
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(36, dtype=torch.float64)
+    rows = 100 + 20 * torch.sin(2 * math.pi * (t + 12 * torch.rand(8, 1, generator=g, dtype=torch.float64)) / 12)
+    rows = (rows + 0.01 * torch.randn(8, 36, generator=g, dtype=torch.float64)).float()
+    ctx, truth = rows[:, :24], rows[:, 24:].double()
+    f_on, f_off = on.forecast(ctx, MONTH_S, 12).double(), off.forecast(ctx, MONTH_S, 12).double()
+    naive = SeasonalNaive(12).forecast(ctx, MONTH_S, 12).double()
+    err_on, err_off = ((f_on - truth) ** 2).mean(), ((f_off - truth) ** 2).mean()
+    assert ((f_on - naive) ** 2).mean() < 0.5 * ((f_off - naive) ** 2).mean() and err_on < 0.5 * err_off
+    # A ramp: check_trend's extrapolation is left out of short checks (as without check_trend)
+    trend = create_model("causal_tiny", short_checks=True, check_trend=True, **kw).eval()
+    trend.load_state_dict(off.state_dict())
+    ramp = (5 + 0.5 * torch.arange(24.0) + 0.05 * torch.randn(4, 24, generator=g)).abs()
+    assert torch.equal(trend.forecast(ramp, 60.0, 12), on.forecast(ramp, 60.0, 12))
+    on.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).short_checks and not off.short_checks
+    with pytest.raises(ValueError, match="short_checks .* needs check_origins"):
+        create_model("causal_tiny", prior="mix", guard=True, short_checks=True)

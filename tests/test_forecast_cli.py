@@ -223,6 +223,19 @@ def test_import_csv_long_table_makes_one_series_per_id(tmp_path):
     ds = ShardedDataset(tmp_path / "ds")
     assert ds.attrs["names"] == ["u1 rssi", "u1 snr", "u2 rssi", "u2 snr"] and ds.attrs["interval_s"] == 0.5
     assert np.allclose(ds[2]["values"], -70 + np.arange(12))
+    # Each id's rows at jittered times: --resample puts them on the 0.5 s grid, and the manifest says so
+    with open(tmp_path / "jit.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ts", "user", "rssi"])
+        for i in range(12):
+            t = i * 0.5 + (0.07 if i % 2 else -0.07) * (0 < i < 11)
+            for u in ("u1", "u2"):
+                w.writerow([round(t, 3), u, 2.0 * t])
+    assert main(["data", "import", "csv", str(tmp_path / "jit.csv"), "--time-column", "ts", "--id-column", "user",
+                 "--interval", "0.5", "--resample", "--out", str(tmp_path / "dr")]) in (0, None)
+    ds = ShardedDataset(tmp_path / "dr")
+    assert ds.manifest["recipe"]["import"]["resampled"] is True and len(ds) == 2
+    assert np.allclose(ds[1]["values"], np.arange(12) * 1.0, atol=1e-5)  # a line stays the line on the grid
 
 
 def _first_check(tmp_path, causal, capsys, values: list, checks: int) -> dict:

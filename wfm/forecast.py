@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from wfm.console import console, print_table, progress_bar
+from wfm.data.import_cli import add_time_arguments
 from wfm.safety import InputError, non_negative_int, positive_float, positive_int
 
 #: ``--max-gap``'s default: runs of up to this many missing steps are filled (``--fill linear``), so that a
@@ -69,12 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "setting it (the most common step between them)")
     p.add_argument("--id-column", default=None, help="a long table's series id (a cell, a user): each id's rows "
                                                       "are its own series (forecast per id)")
-    p.add_argument("--time-unit", choices=("s", "ms", "us", "ns", "year"), default=None,
-                   help="unit of numeric timestamps (default s, or calendar years where every one is a whole "
-                        "number from 1000 to 2999; epoch milliseconds: ms)")
-    p.add_argument("--resample", action="store_true",
-                   help="interpolate timestamps that keep no regular step (packets, GPS fixes) onto the grid of "
-                        "--interval (or of their most common step) instead of refusing them")
+    add_time_arguments(p)
     p.add_argument("--checks", type=positive_int, default=1,
                    help="windows of the check (each --horizon values, ending at the last value; default 1): "
                         "their mean per-window NMSE tells model and baselines apart better than one")

@@ -111,12 +111,7 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
                                 "--interval or setting it")
             g.add_argument("--id-column", default=None,
                            help="a long table's series id (a cell, a user): each id's rows are its own series")
-            g.add_argument("--time-unit", choices=("s", "ms", "us", "ns", "year"), default=None,
-                           help="unit of numeric timestamps (default s, or calendar years where every one is a "
-                                "whole number from 1000 to 2999; epoch milliseconds: ms)")
-            g.add_argument("--resample", action="store_true",
-                           help="interpolate timestamps that keep no regular step (packets, GPS fixes) onto the "
-                                "grid of --interval (or of their most common step) instead of refusing them")
+            add_time_arguments(g)
         _gap_args(g)
         g.set_defaults(func=cmd_import_series)
 
@@ -132,6 +127,17 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="new folder for the export")
     e.add_argument("--format", choices=("parquet", "arrow"), default="parquet")
     e.set_defaults(func=cmd_export)
+
+
+def add_time_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--time-unit`` and ``--resample``: how a CSV's time column is read (``wfm data import csv``,
+    ``wfm forecast``; :func:`wfm.data.loaders.generic.load_csv_series`)."""
+    parser.add_argument("--time-unit", choices=("s", "ms", "us", "ns", "year"), default=None,
+                        help="unit of numeric timestamps (default s, or calendar years where every one is a whole "
+                             "number from 1000 to 2999; epoch milliseconds: ms)")
+    parser.add_argument("--resample", action="store_true",
+                        help="interpolate timestamps that keep no regular step (packets, GPS fixes) onto the grid "
+                             "of --interval (or of their most common step) instead of refusing them")
 
 
 def _policy(args: argparse.Namespace):

@@ -395,6 +395,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             (:func:`wfm.models.evidence.backtest_scale`, the MAE guard's rule): its last 2, 3 and 4
             values forecast by the mean of those before, the scale taken where it is below a half
             (zero-mean noise), else 1. False (every model saved before session 54): no scale.
+        short_checks: with ``check_origins``, a context too short for two checks of the whole
+            horizon (under about four horizons) is checked on :data:`wfm.models.causal_forecast.SHORT_CHECKS`
+            or more checks of the longest shorter horizon that gives them
+            (:meth:`check_plan`), so that every test on the checks (the guard's, ``check_ar``,
+            ``check_season`` ...) can decide there too; a horizon of 12 from 24 monthly values
+            gets 3 checks of 4. Its evidence is on the nearer steps only. False (every model saved
+            before session 63): such a context keeps the network. Inference only.
         white_level: with ``white_limit``, where two or more checks fit (a long context, which
             ``white_limit`` leaves to the checks), rows (or pooled groups) white beyond doubt get
             ``white_limit``'s mean (:func:`wfm.models.evidence.white_beyond_doubt`: their
@@ -503,7 +510,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
                  last_share: str = "half", raw_paths: bool = False, ar_given: bool = False,
-                 level_shift: bool = False, white_level: bool = False) -> None:
+                 level_shift: bool = False, white_level: bool = False, short_checks: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -612,6 +619,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if white_level and white_limit is None:
             raise ValueError("white_level extends white_limit's test to long contexts: it needs white_limit")
         self.white_level = bool(white_level)
+        if short_checks and not check_origins:
+            raise ValueError("short_checks shortens the checks of check_origins: it needs check_origins > 0")
+        self.short_checks = bool(short_checks)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)

@@ -135,6 +135,10 @@ def trend_holds_locally(context: Tensor, horizon: int, group: Tensor | None = No
 #: ``check_last``: persistence goes in only where the forecast so far erred more than this many times
 #: its error on most of the checks (1: wherever it led them).
 LAST_MARGIN = 2.0
+#: ``short_checks``: the fewest checks of a shorter horizon that a context too short for two checks
+#: of the whole horizon is given (a paired test of 2 checks has 1 degree of freedom, and needs 14
+#: standard errors to decide; of 3, 4.5).
+SHORT_CHECKS = 3
 
 #: ``check_range``: how many of the last values the constant-velocity range fit reads. Chosen on held-out
 #: generated distances among 6, 8, 12 and 16 (pretrain/check_range.py; within 3 % of each other): the
@@ -505,8 +509,10 @@ class ForecastMixin:
             point, quant, switched = self._checked_forecast(context, interval, horizon, group, check, quantiles,
                                                             ordered=ordered, ranges=ranges)
         few_checks = len(self.check_cuts(context.shape[1], horizon)) < 2
+        # Short checks (short_checks) may switch the guard, but a context that looks white is still
+        # given its mean: a few checks of the nearer steps are weaker evidence than the test.
         if (check and self.white_limit is not None
-                and ((few_checks and not switched) or (not few_checks and self.white_level))):
+                and ((few_checks and (not switched or self.short_checks)) or (not few_checks and self.white_level))):
             white = (looks_white(context, self.white_limit, group, self.white_dips) if few_checks
                      else white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group))
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
@@ -564,7 +570,11 @@ class ForecastMixin:
             point, quant = 0.5 * (points[0] + points[1]), None if quants[0] is None else 0.5 * (quants[0] + quants[1])
         if len(cuts) >= 2:
             ar_cuts, weight = None, None
-            if self.check_ar:  # linear prediction from each cut, fitted once for both tests
+            # Short checks (short_checks) vouch for the nearer steps only: an extrapolation (a trend,
+            # a recursion, a drift, a range) that paid there can overshoot the rest of the horizon,
+            # so only the guard and the candidates that hold a level or copy a season test on them.
+            whole = cuts[0][1].shape[1] == horizon
+            if self.check_ar and whole:  # linear prediction from each cut, fitted once for both tests
                 ar_cuts = [ar_forecast_rows(context[:, :cut], truth.shape[1], group) for cut, truth, _, _ in cuts]
                 weight = self._linear_prediction_weight(context, cuts, ar_cuts, keeps[0], group, interval)
                 take = weight > 0
@@ -579,16 +589,16 @@ class ForecastMixin:
             # it (the steps before test against what the checks kept)
             track = [kept for _, _, kept in kept_forecasts(cuts, keeps[0], ar_cuts, weight)] if self.check_last else None
             trend = None
-            if self.check_trend:
+            if self.check_trend and whole:
                 point, quant, trend = self._trend_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw,
                                                           point, quant, track)
-            if self.check_range and ranges:
+            if self.check_range and ranges and whole:
                 point, quant = self._range_checked(context, cuts, ar_cuts, keeps[0], weight, trend, group, raw,
                                                    point, quant, track)
             if self.check_season:
                 point, quant = self._season_checked(context, cuts, ar_cuts, keeps[0], weight, group, interval,
                                                     point, quant, track)
-            if drift:
+            if drift and whole:
                 point, quant = self._drift_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw, point, quant,
                                                    track)
             if self.check_last:
@@ -956,8 +966,23 @@ class ForecastMixin:
         values ``c .. c + horizon - 1`` from the ``c`` before it. The latest origins, ``horizon``
         apart (rolling origins whose targets do not overlap), as long as each keeps at least half of
         the context (and a patch): a check then resembles the forecast it vouches for."""
-        low = max(self.patch_len, -(-length // 2))
+        low = self._first_cut(length)
         return sorted(c for c in (length - k * horizon for k in range(1, self.check_origins + 1)) if c >= low)
+
+    def _first_cut(self, length: int) -> int:
+        """The earliest cut :meth:`check_cuts` allows: half the context, and a patch."""
+        return max(self.patch_len, -(-length // 2))
+
+    def check_plan(self, length: int, horizon: int) -> tuple[list[int], int]:
+        """``(cuts, the values each check forecasts)``: :meth:`check_cuts` of the whole ``horizon``;
+        with ``short_checks``, where those are fewer than two, :data:`SHORT_CHECKS` or more checks of
+        the longest shorter horizon that gives them (a context under about four horizons: 24 months
+        -> 12, whose one check cannot test anything, gets three checks of 4 months)."""
+        cuts = self.check_cuts(length, horizon)
+        if len(cuts) >= 2 or not self.short_checks:
+            return cuts, horizon
+        ahead = min(horizon, (length - self._first_cut(length)) // SHORT_CHECKS)
+        return (self.check_cuts(length, ahead), ahead) if ahead >= 1 else (cuts, horizon)
 
     def has_coarse(self, length: int) -> bool:
         """Whether a context of ``length`` values reaches the transformer partly as coarse tokens."""
@@ -980,7 +1005,8 @@ class ForecastMixin:
         ratios from ``LOG_RATIO_MIN_CHECKS`` checks on)."""
         readings = [True] if readings is None else readings
         stats = [PairedChecks(context, group, self.pool_by_power) for _ in readings]  # A: network, B: classical
-        for cut in self.check_cuts(context.shape[1], horizon):
+        cuts, horizon = self.check_plan(context.shape[1], horizon)
+        for cut in cuts:
             past, truth = context[:, :cut], context[:, cut:cut + horizon].double()
             (net, _), (cls, _) = self._rollout(past, interval, horizon, group, fallback=True, coarse=readings[0])
             if cuts_into is not None:  # what check_ar tests linear prediction against
