@@ -270,6 +270,12 @@ def test_irregular_timestamps_are_resampled_only_when_asked(tmp_path):
     _, grid, lines = resample_grid(times, vals, 1.0, np.arange(2, 8), "x")
     assert np.isnan(grid[3:5, 0]).all() and grid[:3, 0].tolist() == [0, 1, 2] and grid[5, 0] == pytest.approx(3.5)
     assert lines.tolist() == [2, 3, 4, 4, 5, 5, 6]  # the nearest sample's line (a tie: the earlier), for messages
+    # Rows that share a timestamp (a millisecond clock, packets faster): their mean, at the first's line
+    _, grid, lines = resample_grid(np.array([0.0, 1.0, 1.0, 2.0]), np.array([[0.0], [1.0], [3.0], [np.nan]]), 1.0,
+                                   np.arange(2, 6), "x")
+    assert grid[:2, 0].tolist() == [0.0, 2.0] and np.isnan(grid[2, 0]) and lines.tolist() == [2, 3, 5]
+    with pytest.raises(DataError, match=r"x: line 4: timestamp 0 goes back in time"):
+        resample_grid(np.array([0.0, 1.0, 0.0]), np.zeros((3, 1)), 1.0, np.arange(2, 5), "x")
     with pytest.raises(DataError, match=r"needs the timestamps"):
         load_csv_series(p, 0.001, resample=True)
 

@@ -277,13 +277,23 @@ def resample_grid(times: np.ndarray, values: np.ndarray, interval: float, lines:
     ``t0 + k * interval``, from the first timestamp to the last: packet-timed CSI, GPS fixes and
     event-driven logs have no grid for :func:`to_grid` to place them on. A step that lies between
     two samples more than ``RESAMPLE_SPAN`` intervals apart is missing (NaN), for the gap policy
-    to fill or split as it does an absent row; a sample on a step is kept as it is.
+    to fill or split as it does an absent row; a sample on a step is kept as it is, and rows that
+    share a timestamp (a clock coarser than the packets) are their mean.
 
     Returns ``(t0, grid [m, C], the line of the sample nearest each step)``.
     """
     if not interval > 0:
         raise DataError(f"{source}: interval must be > 0 seconds, got {interval}")
     times = np.asarray(times, dtype=np.float64)
+    lines = np.asarray(lines, dtype=np.int64)
+    d = np.diff(times)
+    if (d == 0).any() and not (d < 0).any():  # rows that share a timestamp (a coarse clock): their mean
+        times, first = np.unique(times, return_index=True)
+        sums = np.add.reduceat(np.nan_to_num(values), first, axis=0)
+        seen = np.add.reduceat((~np.isnan(values)).astype(np.float64), first, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(seen > 0, sums / seen, np.nan)
+        lines = lines[first]
     check_times(times, lines, source, unit)
     t0 = float(times[0])
     m = int(np.floor((times[-1] - t0) / interval * (1 + 1e-12))) + 1
@@ -302,7 +312,7 @@ def resample_grid(times: np.ndarray, values: np.ndarray, interval: float, lines:
         grid[:, c] = np.where(inside & near, np.interp(at, t, v), np.nan)
     pos = np.searchsorted(times, at).clip(1, len(times) - 1)
     nearest = np.where(at - times[pos - 1] <= times[pos] - at, pos - 1, pos)
-    return t0, grid, np.asarray(lines, dtype=np.int64)[nearest]
+    return t0, grid, lines[nearest]
 
 
 def regular_segments(values: np.ndarray, lines: np.ndarray, interval: float, source: str,
