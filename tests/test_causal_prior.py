@@ -1818,9 +1818,10 @@ def test_level_shift_forecasts_the_new_level_of_a_clean_shift_and_nothing_else(t
 
 def test_short_checks_let_a_short_context_test_its_season_and_keep_extrapolations_out(tmp_path):
     """``short_checks``: 24 monthly values -> 12 fit one check of the whole horizon, which decides
-    nothing; three checks of 4 months do, and seasonal naive, exact on a clean season, takes (a
-    share of) the forecast. A trend that pays over 4 steps is not carried over 12 on their word. Contexts with two
-    whole checks, or no room for any, are checked as before."""
+    nothing; three checks of 4 months do, and seasonal naive, exact on a clean season the prior
+    lacks (the year), takes (a share of) the forecast. A trend that pays over 4 steps is not
+    carried over 12 on their word, and a day the prior holds is left to the network. Contexts with
+    two whole checks, or no room for any, are checked as before."""
     from wfm.data.loaders.timegrid import MONTH_S
     from wfm.hub import from_pretrained
     from wfm.models.baselines import SeasonalNaive
@@ -1849,6 +1850,16 @@ def test_short_checks_let_a_short_context_test_its_season_and_keep_extrapolation
     trend.load_state_dict(off.state_dict())
     ramp = (5 + 0.5 * torch.arange(24.0) + 0.05 * torch.randn(4, 24, generator=g)).abs()
     assert torch.equal(trend.forecast(ramp, 60.0, 12), on.forecast(ramp, 60.0, 12))
+    # A day the prior holds (its own `day` estimator) is the network's to use: short checks of 8 hours
+    # do not overrule it with seasonal naive, nor does the guard switch on them
+    kw_day = dict(kw, estimators=("last", "mean", "trend", "day"))
+    day_off = create_model("causal_tiny", **kw_day).eval()
+    day_on = create_model("causal_tiny", short_checks=True, **kw_day).eval()
+    day_on.load_state_dict(day_off.state_dict())
+    hours = torch.arange(48, dtype=torch.float64)
+    daily = (50 + 20 * torch.sin(2 * math.pi * hours / 24) + 0.01 * torch.randn(4, 48, generator=g, dtype=torch.float64))
+    assert day_on.check_plan(48, 24) == ([24, 32, 40], 8)
+    assert torch.equal(day_on.forecast(daily.float(), 3600.0, 24), day_off.forecast(daily.float(), 3600.0, 24))
     on.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).short_checks and not off.short_checks
     with pytest.raises(ValueError, match="short_checks .* needs check_origins"):

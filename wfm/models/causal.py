@@ -397,11 +397,14 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             (zero-mean noise), else 1. False (every model saved before session 54): no scale.
         short_checks: with ``check_origins``, a context too short for two checks of the whole
             horizon (under about four horizons) is checked on :data:`wfm.models.causal_forecast.SHORT_CHECKS`
-            or more checks of the longest shorter horizon that gives them
-            (:meth:`check_plan`), so that every test on the checks (the guard's, ``check_ar``,
-            ``check_season`` ...) can decide there too; a horizon of 12 from 24 monthly values
-            gets 3 checks of 4. Its evidence is on the nearer steps only. False (every model saved
-            before session 63): such a context keeps the network. Inference only.
+            or more checks of the longest shorter horizon that gives them (:meth:`check_plan`: a
+            horizon of 12 from 24 monthly values gets 3 checks of 4). Their evidence is on the
+            nearer steps only, so they test only what holds a level or copies a season:
+            ``check_season`` for a season the prior lacks (the year of weekly, monthly and quarterly
+            values; not the day or week its own estimators hold), ``check_last`` and ``check_mean``;
+            the guard keeps the network, and the extrapolations (``check_ar``, ``check_trend``,
+            ``check_range``, ``check_drift``) are not tested. False (every model saved before
+            session 63): such a context keeps the network. Inference only.
         white_level: with ``white_limit``, where two or more checks fit (a long context, which
             ``white_limit`` leaves to the checks), rows (or pooled groups) white beyond doubt get
             ``white_limit``'s mean (:func:`wfm.models.evidence.white_beyond_doubt`: their
