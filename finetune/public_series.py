@@ -13,11 +13,10 @@ orders, quarterly unemployment and GDP. Each series is cut into windows of ``L``
 next ``H`` (``H`` by the interval: a day of half-hours, a year of months, ...) at every origin (at
 most 1,000, evenly spaced), at two contexts (64 and 256 values where the series holds at least 3
 horizons more; ``--contexts`` others). Each window is scored by per-window NMSE (a window whose
-target is all zero is not scored); the ratio is the model's over the best of persistence, the context mean and seasonal
-naive (the period from the interval: a day, a week, or for weekly, monthly and quarterly values a
-year).
-Prints one row per series and context, and the geometric mean of the ratios over the series at
-each context.
+target is all zero is not scored); the ratio is the model's over the best of persistence, the
+context mean and seasonal naive (the period from the interval: a day, a week, or for weekly,
+monthly and quarterly values a year). Prints one row per series and context, and the geometric
+mean of the ratios over the series at each context.
 
 These are not wireless data: they test whether the model stays a sound forecaster on series it
 was not built for (random walks, multiplicative seasons, long cycles), which real wireless series

@@ -1857,7 +1857,7 @@ def test_short_checks_let_a_short_context_test_its_season_and_keep_extrapolation
     day_on = create_model("causal_tiny", short_checks=True, **kw_day).eval()
     day_on.load_state_dict(day_off.state_dict())
     hours = torch.arange(48, dtype=torch.float64)
-    daily = (50 + 20 * torch.sin(2 * math.pi * hours / 24) + 0.01 * torch.randn(4, 48, generator=g, dtype=torch.float64))
+    daily = 50 + 20 * torch.sin(2 * math.pi * hours / 24) + 0.01 * torch.randn(4, 48, generator=g, dtype=torch.float64)
     assert day_on.check_plan(48, 24) == ([24, 32, 40], 8)
     assert torch.equal(day_on.forecast(daily.float(), 3600.0, 24), day_off.forecast(daily.float(), 3600.0, 24))
     on.save_pretrained(str(tmp_path / "m"))
