@@ -1,6 +1,6 @@
 """Score a causal inference option on held-out *generated* paths and traffic, and on the real paths.
 
-The options: ``raw_paths``, ``ar_given``, ``level_shift``, ``white_level``.
+The options: ``raw_paths``, ``ar_given``, ``level_shift``, ``white_level``, ``walk_last``.
 
     PYTHONPATH=. python pretrain/path_options.py --option raw_paths --model checkpoints/causal-tiny-catalog-cpu \
         --heldout /tmp/check-trend-heldout --seeds 777 778 779 --out raw_paths.json
@@ -23,6 +23,9 @@ The first two were found on paths (a user's bearing, distance); each must leave 
 - ``white_level`` (found on textbook white noise and the real Nexmon series at 128-512 values,
   scored here for what it must leave alone): ``white_limit``'s mean also for long contexts that
   are white beyond doubt (:func:`wfm.models.evidence.white_beyond_doubt`).
+- ``walk_last`` (found on public random walks: a share price, a heart rate; scored here for what
+  it must leave alone): the last value, plus a drift beyond doubt, for rows that are random walks
+  beyond doubt (:func:`wfm.models.evidence.walk_beyond_doubt`) and hold no season they cannot read.
 
 Scored off and on, on the distance and azimuth of the held-out trajectory recipes of
 ``pretrain/check_trend.py`` (vehicular, pedestrian, vehicular with a GPS receiver's error, and
@@ -50,7 +53,7 @@ from evidence_power import window_nmse
 
 
 #: The options this script scores.
-OPTIONS = ("raw_paths", "ar_given", "level_shift", "white_level")
+OPTIONS = ("raw_paths", "ar_given", "level_shift", "white_level", "walk_last")
 
 
 @torch.no_grad()

@@ -1864,3 +1864,61 @@ def test_short_checks_let_a_short_context_test_its_season_and_keep_extrapolation
     assert from_pretrained(str(tmp_path / "m")).short_checks and not off.short_checks
     with pytest.raises(ValueError, match="short_checks .* needs check_origins"):
         create_model("causal_tiny", prior="mix", guard=True, short_checks=True)
+
+
+def test_walk_last_gives_a_random_walk_its_last_value_and_leaves_levels_seasons_and_short_contexts(tmp_path):
+    """``walk_last``: a row whose steps are white, whose level does not hold and whose unit root
+    the Dickey-Fuller test keeps is forecast as its last value (plus a drift beyond doubt); noise
+    around a level, an AR(1) at 0.5, a clean season in its steps and a context too short to test
+    a year of lags keep the forecast to the bit, and groups pool the test."""
+    from wfm.hub import from_pretrained
+    from wfm.models.evidence import walk_beyond_doubt
+
+    g = torch.Generator().manual_seed(0)
+    n, L = 300, 96
+    steps = torch.randn(n, L, generator=g, dtype=torch.float64)
+    walk = 50 + steps.cumsum(1)
+    drifting = 50 + (steps + 1.0).cumsum(1)
+    level = 50 + steps
+    ar = torch.zeros(n, L, dtype=torch.float64)
+    for t in range(1, L):
+        ar[:, t] = 0.5 * ar[:, t - 1] + steps[:, t]
+    season = walk + 20 * torch.sin(2 * math.pi * torch.arange(L) / 12)
+    w, d = walk_beyond_doubt(walk)
+    assert w.double().mean() > 0.6 and (d != 0).double().mean() < 0.05
+    w, d = walk_beyond_doubt(drifting)
+    assert w.double().mean() > 0.6 and (d[w] - 1.0).abs().max() < 0.5  # the drift, each row's own
+    for other in (level, 50 + ar, season):
+        assert walk_beyond_doubt(other)[0].double().mean() < 0.1
+    assert not walk_beyond_doubt(walk[:, :36])[0].any()  # 35 steps cannot test the year's lag
+    # Groups pool the test: four walks pass together; two walks with two levels do not
+    group = torch.arange(3).repeat_interleave(4)
+    pooled = walk_beyond_doubt(torch.cat([walk[:4], level[:4], walk[4:6], level[4:6]]), group)[0]
+    assert pooled.tolist() == [True] * 4 + [False] * 8
+
+    kw = dict(prior="mix", estimators=("last", "mean", "trend"), backtest_origins="value", guard=True, check_origins=8)
+    off = create_model("causal_tiny", **kw).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(off.head.weight, std=0.5)  # a network that does not hold the last value
+    on = create_model("causal_tiny", walk_last=True, **kw).eval()
+    on.load_state_dict(off.state_dict())
+    rows = torch.cat([walk[:6], drifting[:6], level[:6]]).float()
+    passed, drift = walk_beyond_doubt(rows)
+    assert passed[:12].any() and not passed[12:].any()
+    f, base = on.forecast(rows, 1.0, 8), off.forecast(rows, 1.0, 8)  # (a day: 900 contexts)
+    ahead = torch.arange(1, 9, dtype=torch.float64)
+    expect = (rows[:, -1:].double() + drift[:, None] * ahead).float()
+    assert torch.equal(f[passed], expect[passed]) and torch.equal(f[~passed], base[~passed])
+    assert torch.equal(on.forecast(rows[:, -36:], 1.0, 8), off.forecast(rows[:, -36:], 1.0, 8))
+    # A season the test cannot read (a day of hourly values over 96 of them, a day of 15 minutes over
+    # one day, a day of minutes over 15 contexts) may be what looks like a walk: no verdict; one
+    # far longer than the context (a day of seconds) is nearly a line over it, and a week of daily
+    # values is among the lags read
+    seasons, unseen = on.walk_seasons(96, 8, torch.tensor([3600.0, 900.0, 60.0, 1.0, 86400.0]))
+    assert seasons.tolist() == [[24, 168], [96, 672], [1440, 10080], [86400, 604800], [0, 7]]
+    assert unseen.tolist() == [True, True, True, False, False]
+    assert torch.equal(on.forecast(rows, 3600.0, 8), off.forecast(rows, 3600.0, 8))
+    on.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).walk_last and not off.walk_last
+    with pytest.raises(ValueError, match="walk_last .* needs check_origins"):
+        create_model("causal_tiny", prior="mix", walk_last=True)

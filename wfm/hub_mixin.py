@@ -130,6 +130,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "level_shift", False) else {"level_shift": True}),
             **({} if not getattr(model, "white_level", False) else {"white_level": True}),
             **({} if not getattr(model, "short_checks", False) else {"short_checks": True}),
+            **({} if not getattr(model, "walk_last", False) else {"walk_last": True}),
             **({} if not getattr(model, "coarse_blend", False) else {"coarse_blend": True}),
             **({} if not getattr(model, "propagate_quantiles", False) else {"propagate_quantiles": True})}),
         **({} if not getattr(model, "quantile_steps", 0) else {"quantile_steps": int(model.quantile_steps)}),

@@ -405,6 +405,17 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             the guard keeps the network, and the extrapolations (``check_ar``, ``check_trend``,
             ``check_range``, ``check_drift``) are not tested. False (every model saved before
             session 63): such a context keeps the network. Inference only.
+        walk_last: a row (or pooled group) of 37 values or more that is a random walk beyond
+            doubt (:func:`wfm.models.evidence.walk_beyond_doubt`: its steps white at lags 1-12 and
+            not anticorrelated, its level not holding, its unit root kept by the Dickey-Fuller
+            test) is forecast as its last value, plus its drift where that stands out of its steps'
+            noise; not where ``level_shift`` took the level since a shift, nor for rows told they
+            are ranges (``check_range`` has their constant velocity), nor where the row's interval
+            implies a season the test cannot read and that is not far longer than the context
+            (:meth:`walk_seasons`: over most of a day, a day is a walk to every test). The network
+            and its classical combination lean towards the context mean, which on a walk loses to
+            persistence (a share price at 64 trading days: 1.20x). False (every model saved
+            before session 64). Inference only.
         white_level: with ``white_limit``, where two or more checks fit (a long context, which
             ``white_limit`` leaves to the checks), rows (or pooled groups) white beyond doubt get
             ``white_limit``'s mean (:func:`wfm.models.evidence.white_beyond_doubt`: their
@@ -513,7 +524,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
                  last_share: str = "half", raw_paths: bool = False, ar_given: bool = False,
-                 level_shift: bool = False, white_level: bool = False, short_checks: bool = False) -> None:
+                 level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
+                 walk_last: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -625,6 +637,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if short_checks and not check_origins:
             raise ValueError("short_checks shortens the checks of check_origins: it needs check_origins > 0")
         self.short_checks = bool(short_checks)
+        if walk_last and not check_origins:
+            raise ValueError("walk_last is one of forecast's checks: it needs check_origins > 0")
+        self.walk_last = bool(walk_last)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)

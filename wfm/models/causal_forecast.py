@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, exceeds_noise, fill_dips,
-                                 looks_white, shrunk_mean, white_beyond_doubt)
+from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, WALK_LAGS, backtest_scale, exceeds_noise,
+                                 fill_dips, looks_white, shrunk_mean, walk_beyond_doubt, white_beyond_doubt)
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.level_shift import level_after_shift, level_shift_start
 from wfm.models.linear_prediction import ar_forecast_rows
@@ -139,6 +139,10 @@ LAST_MARGIN = 2.0
 #: of the whole horizon is given (a paired test of 2 checks has 1 degree of freedom, and needs 14
 #: standard errors to decide; of 3, 4.5).
 SHORT_CHECKS = 3
+#: ``walk_last``: a season the walk test cannot read (longer than a third of the context) vetoes
+#: it unless it is at least this many contexts (and horizons) long: over a small part of a season
+#: its swing is nearly a straight line; over a large part it is a walk to every test.
+WALK_SEASON_SPAN = 16
 
 #: ``check_range``: how many of the last values the constant-velocity range fit reads. Chosen on held-out
 #: generated distances among 6, 8, 12 and 16 (pretrain/check_range.py; within 3 % of each other): the
@@ -522,11 +526,23 @@ class ForecastMixin:
                 shifted = torch.where(white[:, None], mean, point)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
+        shifted_level = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
         if check and self.level_shift:
             start = level_shift_start(context)
-            if bool((start >= 0).any()):  # the level since the shift; the quantiles move with the point
+            shifted_level = start >= 0
+            if bool(shifted_level.any()):  # the level since the shift; the quantiles move with the point
                 level = level_after_shift(context, start).to(point.dtype)
-                shifted = torch.where((start >= 0)[:, None], level[:, None], point)
+                shifted = torch.where(shifted_level[:, None], level[:, None], point)
+                quant = None if quant is None else quant + (shifted - point)[..., None]
+                point = shifted
+        if check and self.walk_last and not ranges:  # (a range has its own: check_range's constant velocity)
+            seasons, unseen = self.walk_seasons(context.shape[1], horizon, interval)
+            walk, drift = walk_beyond_doubt(context, group, seasons)
+            walk &= ~shifted_level & ~unseen  # a clean shift's new level is the mean since it, not its last value
+            if bool(walk.any()):  # the last value and the drift; the quantiles move with the point forecast
+                ahead = torch.arange(1, point.shape[1] + 1, device=point.device, dtype=torch.float64)
+                last = (context[:, -1:].double() + drift[:, None] * ahead).to(point.dtype)
+                shifted = torch.where(walk[:, None], last, point)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         return point.to(device), None if quant is None else quant.to(device)
@@ -846,6 +862,24 @@ class ForecastMixin:
         if self.ar_season and interval is not None and cuts:
             weight = torch.where(self.checks_miss_season(context.shape[1], cuts[0][0], interval), 0.0, weight)
         return weight
+
+    @staticmethod
+    def walk_seasons(length: int, horizon: int, interval: Tensor) -> tuple[Tensor, Tensor]:
+        """``(seasons [B, 2], unseen [B])`` for ``walk_last``: the periods in steps of the seasons a
+        row's ``interval`` implies (a day and a week of at least 2 steps; the year where a week is
+        under 2, as :meth:`season_period`), 0 for none, and where one of them is neither read by
+        :func:`wfm.models.evidence.walk_beyond_doubt` (at most a third of the context's steps) nor
+        ``WALK_SEASON_SPAN`` times as long as the context and the horizon. Over a large part of a
+        season, the season is a walk to every test of the context: held-out hourly traffic, two
+        days -> one, went 0.74x -> 3.8x the best classical with the walk's forecast, and 15-minute
+        traffic, a day -> an hour, 0.86x -> 0.95x."""
+        day, week, year = (season_steps(n, interval).long() for n in ("day", "week", "year"))
+        none = torch.zeros_like(day)
+        longer = torch.where(week >= 2, week, torch.where(year >= 2, year, none))
+        seasons = torch.stack([torch.where(day >= 2, day, none), longer], dim=1)
+        unread = (seasons > WALK_LAGS) & (seasons > (length - 1) // 3)
+        unseen = (unread & (seasons < WALK_SEASON_SPAN * max(length, horizon))).any(dim=1)
+        return seasons, unseen
 
     def checks_miss_season(self, length: int, first_cut: int, interval: Tensor) -> Tensor:
         """``[B]`` bool: rows whose context of ``length`` values holds a full seasonal period of the

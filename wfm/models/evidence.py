@@ -145,6 +145,73 @@ def white_beyond_doubt(context: Tensor, group: Tensor | None = None) -> Tensor:
     return enough & (power > 0) & (q <= lags + LEVEL_Z * (2.0 * lags) ** 0.5) & level_holds(context, group)
 
 
+#: ``walk_last``: the lags its whiteness test reads (a year of months; a row needs three steps
+#: a lag), the standard errors its lag-1 correlation may fall below zero by, the Dickey-Fuller t
+#: statistic (with a constant) below which a unit root is rejected (5 %), and the standard errors
+#: a drift must stand out by.
+WALK_LAGS = 12
+WALK_Z = 1.0
+WALK_DF = -2.86
+WALK_DRIFT_Z = 3.0
+
+
+def walk_beyond_doubt(context: Tensor, group: Tensor | None = None,
+                      seasons: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(walk [B] bool, drift [B])``: ``walk_last``'s test of a row (or its group, pooled) of at
+    least ``3 WALK_LAGS + 1`` values: is it a random walk beyond doubt, and its drift per step (0
+    where not beyond ``WALK_DRIFT_Z`` standard errors). A walk's steps (first differences, less
+    their mean) are white (lags 1..``WALK_LAGS``, ``Q = sum_k n_k r_k^2`` within
+    ``m + LEVEL_Z sqrt(2 m)``, as :func:`white_beyond_doubt` tests a level), and their lag-1
+    correlation is not negative beyond ``WALK_Z`` standard errors (noise around a level, or a
+    level drifting under its noise, gives -0.5 to 0); its level does not hold (:func:`level_holds`),
+    and the Dickey-Fuller test does not reject a unit root (``WALK_DF``: a stationary AR(1) at 0.9
+    over 256 values is told apart; over 64 it is not, and its last value is then nearly as good).
+    There the last value, plus the drift, is the forecast: one that leans to the context mean or
+    older levels loses to it (a share price at 64 trading days: 1.20x persistence). ``seasons``
+    ``[B, S]`` long: more lags each row's test reads (its seasons' periods in steps, 0 for none;
+    those over a third of the steps are not read): two days of hourly traffic passed lags 1-12."""
+    steps, lags = context.shape[1] - 1, WALK_LAGS
+    if steps < 3 * lags:  # (three years of months test the year's lag; fewer can not)
+        no = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+        return no, torch.zeros(context.shape[0], dtype=torch.float64, device=context.device)
+    x = context.double()
+    d = x.diff(dim=1)
+    mean = d.mean(dim=1, keepdim=True)
+    d = d - mean
+    power = (d * d).sum(dim=1)
+    count = torch.full_like(power, float(steps))
+    prev = x[:, :-1] - x[:, :-1].mean(dim=1, keepdim=True)  # Dickey-Fuller: d_t on x_{t-1}, with a constant
+    sxy, sxx = (prev * d).sum(dim=1), (prev * prev).sum(dim=1)
+    drift = mean[:, 0]  # each row's own, beyond doubt by its own steps
+    drift = torch.where(drift.abs() > WALK_DRIFT_Z * (power / (steps - 1) / steps).sqrt(), drift, 0.0)
+    rows = torch.ones_like(power)
+    if group is not None:
+        power, count, sxy, sxx, rows = (pool_rows(v, group) for v in (power, count, sxy, sxx, rows))
+
+    def correlation(k: int) -> tuple[Tensor, Tensor]:  # the steps' (pooled) lag-k correlation and its products
+        lag = (d[:, k:] * d[:, :-k]).sum(dim=1)
+        pairs = torch.full_like(lag, float(steps - k))
+        if group is not None:
+            lag, pairs = pool_rows(lag, group), pool_rows(pairs, group)
+        return torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0) + 1.0 / steps, pairs  # white's bias
+
+    lagged = [correlation(k) for k in range(1, lags + 1)]
+    r1, q = lagged[0][0], sum(pairs * r * r for r, pairs in lagged)
+    m = torch.full_like(q, float(lags))
+    if seasons is not None:  # each row's seasons' lags, where its steps hold three of them
+        for k in seasons[(seasons > lags) & (seasons <= steps // 3)].unique().tolist():
+            r, pairs = correlation(k)
+            read = (seasons == k).any(dim=1).double()
+            read = read if group is None else (pool_rows(read, group) > 0).double()
+            q, m = q + read * pairs * r * r, m + read
+    white = (q <= m + LEVEL_Z * (2.0 * m).sqrt()) & (r1 >= -WALK_Z / count.sqrt())
+    slope = sxy / sxx.clamp_min(1e-300)
+    resid = (power - slope * sxy).clamp_min(0.0) / (count - 2.0 * rows).clamp_min(1.0)
+    unit_root = (sxx > 0) & (slope / (resid / sxx.clamp_min(1e-300)).sqrt().clamp_min(1e-300) > WALK_DF)
+    walk = (power > 0) & white & unit_root & ~level_holds(context, group)
+    return walk, drift
+
+
 def level_holds(context: Tensor, group: Tensor | None = None) -> Tensor:
     """``[B]`` bool: whether a row's (or its group's pooled) level holds over its context ``[B, L]``:
     the one-way F statistic of its last values cut into up to ``LEVEL_BLOCKS`` blocks of at least
