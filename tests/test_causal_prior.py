@@ -661,6 +661,10 @@ def test_white_level_gives_the_mean_to_long_white_contexts_and_keeps_drift_and_h
     assert torch.equal(f[~passed], base[~passed]) and not torch.allclose(f[passed], base[passed], atol=1e-3)
     short = rows[:, -16:]  # too short for two checks: white_limit's own rule, unchanged
     assert torch.equal(on.forecast(short, 1e-3, 8), off.forecast(short, 1e-3, 8))
+    # 256 hourly values hold a week in part: a white stretch of it (a quiet night) says nothing of
+    # what the week does next, so no mean
+    assert on.context_seasons(L, 8, torch.tensor([3600.0]))[1].all()
+    assert torch.equal(on.forecast(rows, 3600.0, 8), off.forecast(rows, 3600.0, 8))
     on.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).white_level and not off.white_level
     with pytest.raises(ValueError, match="white_level .* needs white_limit"):
@@ -1914,7 +1918,7 @@ def test_walk_last_gives_a_random_walk_its_last_value_and_leaves_levels_seasons_
     # one day, a day of minutes over 15 contexts) may be what looks like a walk: no verdict; one
     # far longer than the context (a day of seconds) is nearly a line over it, and a week of daily
     # values is among the lags read
-    seasons, unseen = on.walk_seasons(96, 8, torch.tensor([3600.0, 900.0, 60.0, 1.0, 86400.0]))
+    seasons, unseen = on.context_seasons(96, 8, torch.tensor([3600.0, 900.0, 60.0, 1.0, 86400.0]))
     assert seasons.tolist() == [[24, 168], [96, 672], [1440, 10080], [86400, 604800], [0, 7]]
     assert unseen.tolist() == [True, True, True, False, False]
     assert torch.equal(on.forecast(rows, 3600.0, 8), off.forecast(rows, 3600.0, 8))

@@ -412,7 +412,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             noise; not where ``level_shift`` took the level since a shift, nor for rows told they
             are ranges (``check_range`` has their constant velocity), nor where the row's interval
             implies a season the test cannot read and that is not far longer than the context
-            (:meth:`walk_seasons`: over most of a day, a day is a walk to every test). The network
+            (:meth:`context_seasons`: over most of a day, a day is a walk to every test). The network
             and its classical combination lean towards the context mean, which on a walk loses to
             persistence (a share price at 64 trading days: 1.20x). False (every model saved
             before session 64). Inference only.
@@ -422,10 +422,11 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             autocorrelations at lags 1-8 jointly white noise's, and their block means holding; the
             lag-1 test alone called white the still links whose level drifts under their noise,
             session 27, and fading links that turn a quarter cycle a packet). It takes long white
-            CSI to the mean (real Nexmon series alone at 128-512 packets: 0.2-0.4 dB) but a white
+            CSI to the mean (real Nexmon series alone at 128-512 packets: 0.2-0.4 dB), but a white
             context of 10-minute traffic is no evidence of a white horizon (a quiet night before
-            the morning rise: held-out traffic 0.72x -> 1.12x), so it is off in the release
-            (``pretrain/studies.md``, session 62). Inference only.
+            the morning rise: held-out traffic 0.72x -> 1.12x, session 62): since session 64 not
+            where the interval implies a season the test cannot read that is under 16 contexts
+            long (:meth:`context_seasons`, ``walk_last``'s veto), and on in the release. Inference only.
         white_dips: with ``white_limit``, a group's common-gain dips (a step at which every channel
             of a window drops together and that stands out of the others,
             :func:`wfm.models.evidence.dip_steps`: the AGC of commodity WiFi on a still link) are

@@ -139,8 +139,8 @@ LAST_MARGIN = 2.0
 #: of the whole horizon is given (a paired test of 2 checks has 1 degree of freedom, and needs 14
 #: standard errors to decide; of 3, 4.5).
 SHORT_CHECKS = 3
-#: ``walk_last``: a season the walk test cannot read (longer than a third of the context) vetoes
-#: it unless it is at least this many contexts (and horizons) long: over a small part of a season
+#: ``walk_last``, ``white_level``: a season the test cannot read (longer than a third of the context)
+#: vetoes it unless it is at least this many contexts (and horizons) long: over a small part of a season
 #: its swing is nearly a straight line; over a large part it is a walk to every test.
 WALK_SEASON_SPAN = 16
 
@@ -515,8 +515,11 @@ class ForecastMixin:
         few_checks = len(self.check_cuts(context.shape[1], horizon)) < 2  # short checks never switch the guard
         if (check and self.white_limit is not None
                 and ((few_checks and not switched) or (not few_checks and self.white_level))):
-            white = (looks_white(context, self.white_limit, group, self.white_dips) if few_checks
-                     else white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group))
+            if few_checks:
+                white = looks_white(context, self.white_limit, group, self.white_dips)
+            else:  # (a white night of traffic says nothing of the morning: not over most of a day)
+                white = white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group)
+                white &= ~self.context_seasons(context.shape[1], horizon, interval)[1]
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
                 mean = self._level(context, group)
@@ -536,7 +539,7 @@ class ForecastMixin:
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         if check and self.walk_last and not ranges:  # (a range has its own: check_range's constant velocity)
-            seasons, unseen = self.walk_seasons(context.shape[1], horizon, interval)
+            seasons, unseen = self.context_seasons(context.shape[1], horizon, interval)
             walk, drift = walk_beyond_doubt(context, group, seasons)
             walk &= ~shifted_level & ~unseen  # a clean shift's new level is the mean since it, not its last value
             if bool(walk.any()):  # the last value and the drift; the quantiles move with the point forecast
@@ -864,8 +867,9 @@ class ForecastMixin:
         return weight
 
     @staticmethod
-    def walk_seasons(length: int, horizon: int, interval: Tensor) -> tuple[Tensor, Tensor]:
-        """``(seasons [B, 2], unseen [B])`` for ``walk_last``: the periods in steps of the seasons a
+    def context_seasons(length: int, horizon: int, interval: Tensor) -> tuple[Tensor, Tensor]:
+        """``(seasons [B, 2], unseen [B])`` for ``walk_last`` and ``white_level``, whose tests read
+        a context as if nothing outside it drove the series: the periods in steps of the seasons a
         row's ``interval`` implies (a day and a week of at least 2 steps; the year where a week is
         under 2, as :meth:`season_period`), 0 for none, and where one of them is neither read by
         :func:`wfm.models.evidence.walk_beyond_doubt` (at most a third of the context's steps) nor
