@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, WALK_LAGS, backtest_scale, exceeds_noise,
-                                 fill_dips, looks_white, shrunk_mean, walk_beyond_doubt, white_beyond_doubt)
+from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, exceeds_noise, fill_dips,
+                                 looks_white, shrunk_mean, walk_beyond_doubt, white_beyond_doubt)
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.level_shift import level_after_shift, level_shift_start
 from wfm.models.linear_prediction import ar_forecast_rows
@@ -518,8 +518,9 @@ class ForecastMixin:
             if few_checks:
                 white = looks_white(context, self.white_limit, group, self.white_dips)
             else:  # (a white night of traffic says nothing of the morning: not over most of a day)
-                white = white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group)
-                white &= ~self.context_seasons(context.shape[1], horizon, interval)[1]
+                seasons, unseen = self.context_seasons(context.shape[1], horizon, interval)
+                white = white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group, seasons)
+                white &= ~unseen
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
                 mean = self._level(context, group)
@@ -872,8 +873,8 @@ class ForecastMixin:
         a context as if nothing outside it drove the series: the periods in steps of the seasons a
         row's ``interval`` implies (a day and a week of at least 2 steps; the year where a week is
         under 2, as :meth:`season_period`), 0 for none, and where one of them is neither read by
-        :func:`wfm.models.evidence.walk_beyond_doubt` (at most a third of the context's steps) nor
-        ``WALK_SEASON_SPAN`` times as long as the context and the horizon. Over a large part of a
+        their tests (:func:`wfm.models.evidence.pooled_q`: at most a third of the context's steps)
+        nor ``WALK_SEASON_SPAN`` times as long as the context and the horizon. Over a large part of a
         season, the season is a walk to every test of the context: held-out hourly traffic, two
         days -> one, went 0.74x -> 3.8x the best classical with the walk's forecast, and 15-minute
         traffic, a day -> an hour, 0.86x -> 0.95x."""
@@ -881,8 +882,7 @@ class ForecastMixin:
         none = torch.zeros_like(day)
         longer = torch.where(week >= 2, week, torch.where(year >= 2, year, none))
         seasons = torch.stack([torch.where(day >= 2, day, none), longer], dim=1)
-        unread = (seasons > WALK_LAGS) & (seasons > (length - 1) // 3)
-        unseen = (unread & (seasons < WALK_SEASON_SPAN * max(length, horizon))).any(dim=1)
+        unseen = ((seasons > (length - 1) // 3) & (seasons < WALK_SEASON_SPAN * max(length, horizon))).any(dim=1)
         return seasons, unseen
 
     def checks_miss_season(self, length: int, first_cut: int, interval: Tensor) -> Tensor:

@@ -114,7 +114,7 @@ LEVEL_Z = 2.0
 LEVEL_LAGS = 8
 
 
-def white_beyond_doubt(context: Tensor, group: Tensor | None = None) -> Tensor:
+def white_beyond_doubt(context: Tensor, group: Tensor | None = None, seasons: Tensor | None = None) -> Tensor:
     """``[B]`` bool: ``white_level``'s test of a long context: a row (or its group, pooled) is white
     noise around a level that holds. Its autocorrelations at lags 1..``min(LEVEL_LAGS, L // 4)``
     (each pooled over the group, weighted by its products) are jointly within white noise's spread
@@ -123,7 +123,8 @@ def white_beyond_doubt(context: Tensor, group: Tensor | None = None) -> Tensor:
     Stricter than :func:`looks_white`'s "closer to white than to a line", which is for 8-16 values:
     with hundreds of values a correlation of 0.05, or a Doppler turn that leaves lag 1 at zero and
     lag 2 negative, is evidence the network uses (a fading TDL-A link, pooled: 0.80x the best
-    classical, 0.91-0.96x where the lag-1 test alone gave it the mean)."""
+    classical, 0.91-0.96x where the lag-1 test alone gave it the mean). ``seasons``: more lags, as
+    :func:`pooled_q` reads them."""
     length = context.shape[1]
     lags = min(LEVEL_LAGS, length // 4)
     if lags < 1:
@@ -132,17 +133,38 @@ def white_beyond_doubt(context: Tensor, group: Tensor | None = None) -> Tensor:
     dev = x - x.mean(dim=1, keepdim=True)
     power = (dev * dev).sum(dim=1)
     power = pool_rows(power, group) if group is not None else power
-    q = torch.zeros_like(power)
-    for k in range(1, lags + 1):
+    q, m, _, pairs = pooled_q(dev, power, group, lags, seasons)
+    white = q <= m + LEVEL_Z * (2.0 * m).sqrt()
+    return (pairs >= WHITE_MIN_PAIRS) & (power > 0) & white & level_holds(context, group)
+
+
+def pooled_q(dev: Tensor, power: Tensor, group: Tensor | None, lags: int,
+             seasons: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(Q, m, r1, pairs1)`` ``[B]`` of the Ljung-Box-like test that :func:`white_beyond_doubt`
+    and :func:`walk_beyond_doubt` share: ``Q = sum_k n_k r_k^2`` over lags ``1..lags`` and each
+    row's ``seasons`` (``[B, S]`` periods in steps, 0 for none; read where a third of the ``n``
+    values or less), of ``dev`` ``[B, n]`` (less its mean) whose (group-pooled) power is ``power``;
+    each correlation pooled over the group, weighted by its products, plus white noise's bias
+    ``1 / n``; ``m`` the lags read, ``r1`` the lag-1 correlation and ``pairs1`` its products."""
+    n = dev.shape[1]
+
+    def correlation(k: int) -> tuple[Tensor, Tensor]:
         lag = (dev[:, k:] * dev[:, :-k]).sum(dim=1)
-        pairs = torch.full_like(lag, float(length - k))
+        pairs = torch.full_like(lag, float(n - k))
         if group is not None:
             lag, pairs = pool_rows(lag, group), pool_rows(pairs, group)
-        r = torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0) + 1.0 / length  # white noise's bias
-        q = q + pairs * r * r
-        if k == 1:
-            enough = pairs >= WHITE_MIN_PAIRS
-    return enough & (power > 0) & (q <= lags + LEVEL_Z * (2.0 * lags) ** 0.5) & level_holds(context, group)
+        return torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0) + 1.0 / n, pairs
+
+    lagged = [correlation(k) for k in range(1, lags + 1)]
+    q = sum(pairs * r * r for r, pairs in lagged)
+    m = torch.full_like(q, float(lags))
+    if seasons is not None:  # each row's seasons' lags, where its values hold three of them
+        for k in seasons[(seasons > lags) & (seasons <= n // 3)].unique().tolist():
+            r, pairs = correlation(k)
+            read = (seasons == k).any(dim=1).double()
+            read = read if group is None else (pool_rows(read, group) > 0).double()
+            q, m = q + read * pairs * r * r, m + read
+    return q, m, lagged[0][0], lagged[0][1]
 
 
 #: ``walk_last``: the lags its whiteness test reads (a year of months; a row needs three steps
@@ -168,8 +190,8 @@ def walk_beyond_doubt(context: Tensor, group: Tensor | None = None,
     over 256 values is told apart; over 64 it is not, and its last value is then nearly as good).
     There the last value, plus the drift, is the forecast: one that leans to the context mean or
     older levels loses to it (a share price at 64 trading days: 1.20x persistence). ``seasons``
-    ``[B, S]`` long: more lags each row's test reads (its seasons' periods in steps, 0 for none;
-    those over a third of the steps are not read): two days of hourly traffic passed lags 1-12."""
+    ``[B, S]``: more lags, as :func:`pooled_q` reads them (two days of hourly traffic passed lags
+    1-12)."""
     steps, lags = context.shape[1] - 1, WALK_LAGS
     if steps < 3 * lags:  # (three years of months test the year's lag; fewer can not)
         no = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
@@ -187,23 +209,7 @@ def walk_beyond_doubt(context: Tensor, group: Tensor | None = None,
     rows = torch.ones_like(power)
     if group is not None:
         power, count, sxy, sxx, rows = (pool_rows(v, group) for v in (power, count, sxy, sxx, rows))
-
-    def correlation(k: int) -> tuple[Tensor, Tensor]:  # the steps' (pooled) lag-k correlation and its products
-        lag = (d[:, k:] * d[:, :-k]).sum(dim=1)
-        pairs = torch.full_like(lag, float(steps - k))
-        if group is not None:
-            lag, pairs = pool_rows(lag, group), pool_rows(pairs, group)
-        return torch.where(power > 0, lag / power.clamp_min(1e-300), 0.0) + 1.0 / steps, pairs  # white's bias
-
-    lagged = [correlation(k) for k in range(1, lags + 1)]
-    r1, q = lagged[0][0], sum(pairs * r * r for r, pairs in lagged)
-    m = torch.full_like(q, float(lags))
-    if seasons is not None:  # each row's seasons' lags, where its steps hold three of them
-        for k in seasons[(seasons > lags) & (seasons <= steps // 3)].unique().tolist():
-            r, pairs = correlation(k)
-            read = (seasons == k).any(dim=1).double()
-            read = read if group is None else (pool_rows(read, group) > 0).double()
-            q, m = q + read * pairs * r * r, m + read
+    q, m, r1, _ = pooled_q(d, power, group, lags, seasons)
     white = (q <= m + LEVEL_Z * (2.0 * m).sqrt()) & (r1 >= -WALK_Z / count.sqrt())
     slope = sxy / sxx.clamp_min(1e-300)
     resid = (power - slope * sxy).clamp_min(0.0) / (count - 2.0 * rows).clamp_min(1.0)
