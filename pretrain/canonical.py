@@ -14,6 +14,9 @@ squared error does and the oracle is optimal for it too):
 - ``trend``: a line of slope 0.05 per step plus white noise; optimal: the line continued;
 - ``shift``: white noise whose level rises by 5 a quarter of the context before its end; optimal:
   the new level;
+- ``local level`` (not in the default list): a random walk whose steps have a tenth of the noise's
+  variance (``LOCAL_Q``), seen through unit white noise: a level that wanders under measurement
+  noise; optimal: the Kalman filter's level (simple exponential smoothing at its steady-state gain);
 - ``counts 1`` / ``counts 3`` (not in the default list): independent Poisson counts of rate 1 or 3,
   the small counts of events a network logs (drops, handovers, retransmissions); optimal for squared
   error: the rate (per-window NMSE, which weighs a window by its energy, puts its optimum slightly
@@ -44,8 +47,10 @@ from wfm.tasks.metrics import window_nmse
 
 PROCESSES = ("white", "random walk", "AR(1) 0.9", "AR(1) 0.98", "trend", "shift")
 #: Processes the script knows beyond the default six.
-MORE_PROCESSES = ("counts 1", "counts 3")
+MORE_PROCESSES = ("counts 1", "counts 3", "local level")
 LEVEL, SLOPE, SHIFT = 100.0, 0.05, 5.0
+#: ``local level``: the variance of the level's steps over the noise's.
+LOCAL_Q = 0.1
 
 
 def draw(process: str, n: int, context: int, horizon: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +82,15 @@ def draw(process: str, n: int, context: int, horizon: int, seed: int) -> tuple[t
         step = np.where(np.arange(length) >= context - context // 4, SHIFT, 0.0)
         x = LEVEL + step + e
         oracle = np.full((n, horizon), LEVEL + SHIFT)
+    elif process == "local level":
+        x = LEVEL + math.sqrt(LOCAL_Q) * np.cumsum(rng.normal(size=(n, length)), axis=1) + e
+        level, var = x[:, 0].copy(), 1.0  # the Kalman filter from a diffuse start: the first value
+        for t in range(1, context):
+            var += LOCAL_Q
+            gain = var / (var + 1.0)
+            level += gain * (x[:, t] - level)
+            var *= 1.0 - gain
+        oracle = np.repeat(level[:, None], horizon, axis=1)
     elif process.startswith("counts"):
         rate = float(process.split()[1])
         x = rng.poisson(rate, size=(n, length)).astype(np.float64)

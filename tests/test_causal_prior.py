@@ -1683,6 +1683,62 @@ def test_check_last_holds_a_level_that_the_mean_would_pull_back_and_leaves_noise
     _check_option_is_refused_alone_and_round_trips(tmp_path, "check_last", "last_share", on, off)
 
 
+def test_ses_levels_match_a_plain_loop_and_read_nothing_past_their_cut():
+    """``ses_levels``: each cut's level is the smoothing of the values before it with the weight
+    whose one-step errors there summed smallest (a plain loop per weight as the reference); values
+    after a cut never change its level; a group shares one weight; alpha 1 is persistence."""
+    from wfm.models.smoothing import ALPHAS, ses_forecast, ses_levels
+
+    g = torch.Generator().manual_seed(0)
+    x = (100 + torch.randn(3, 40, generator=g, dtype=torch.float64).cumsum(1) * 0.3
+         + torch.randn(3, 40, generator=g, dtype=torch.float64))
+
+    def reference(row: torch.Tensor) -> float:
+        best = None
+        for a in ALPHAS:
+            level, sse = float(row[0]), 0.0
+            for v in row[1:].tolist():
+                sse += (v - level) ** 2
+                level += a * (v - level)
+            best = min(best or (sse, level), (sse, level))
+        return best[1]
+
+    got = ses_levels(x, [20, 40])
+    for i in range(3):
+        assert got[0][i].item() == pytest.approx(reference(x[i, :20]), rel=1e-12)
+        assert got[1][i].item() == pytest.approx(reference(x[i]), rel=1e-12)
+    later = x.clone()
+    later[:, 20:] += 50.0
+    assert torch.equal(ses_levels(later, [20])[0], got[0])
+    pooled = ses_levels(x, [40], torch.zeros(3, dtype=torch.long))[0]
+    assert pooled.shape == (3,) and not torch.equal(pooled, got[1])  # one weight for the three rows
+    walk = torch.arange(10, dtype=torch.float64)[None] ** 2  # every one-step error smallest at alpha 1
+    assert torch.equal(ses_forecast(walk, 3), torch.full((1, 3), 81.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="cuts"):
+        ses_levels(x, [1])
+
+
+def test_check_ses_follows_a_wandering_level_and_leaves_white_noise_alone(tmp_path):
+    """``check_ses``: a level that wanders under noise, forecast by the context mean (an untrained
+    model whose only estimator it is), moves towards the smoothed recent level, which wins the
+    checks, and errs less; white noise around a level, where the fitted weight is small and the
+    smoothed level near the mean, moves by a few hundredths of its noise at most; a context holding
+    a day that its checks miss keeps its forecast to the bit."""
+    g = torch.Generator().manual_seed(1)
+    steps = torch.randn(64, 80, generator=g, dtype=torch.float64)
+    rows = 100 + steps.cumsum(1) + 0.5 * torch.randn(64, 80, generator=g, dtype=torch.float64)
+    ctx, tgt = rows[:, :64].float(), rows[:, 64:]
+    kw = dict(guard=True, check_origins=8, estimators=("mean",), backtest_origins="value")
+    off, on = mix(**kw), mix(check_ses=True, ses_share="fitted", **kw)
+    err = {k: float(((m.forecast(ctx, 1.0, 16).double() - tgt) ** 2).mean()) for k, m in (("off", off), ("on", on))}
+    assert err["on"] < 0.5 * err["off"], err
+    noise = 5 + torch.randn(4, 64, generator=torch.Generator().manual_seed(2))
+    assert float((on.forecast(noise, 1.0, 4) - off.forecast(noise, 1.0, 4)).abs().max()) < 0.03
+    daily = {**kw, "estimators": ("mean", "day")}
+    assert torch.equal(mix(check_ses=True, **daily).forecast(ctx, 1800.0, 16), mix(**daily).forecast(ctx, 1800.0, 16))
+    _check_option_is_refused_alone_and_round_trips(tmp_path, "check_ses", "ses_share", on, off)
+
+
 def test_check_season_moves_towards_seasonal_naive_where_it_leads_the_checks_and_nowhere_else(tmp_path):
     """``check_season``: seasonal naive of the longest period the earliest check holds competes on
     the checks with the forecast so far. A noisy daily cycle of hourly values, forecast by the last

@@ -900,6 +900,30 @@ def test_check_last_script_scores_each_variant_as_forecast_applies_it_and_restor
     assert row["fitted"] < 0.1 * row["off"]  # the swing held: persistence wins every check
 
 
+def test_check_ses_script_scores_each_variant_as_forecast_applies_it_and_restores_the_options(monkeypatch):
+    """pretrain/check_ses.py: each variant's ratio is the model's own ``forecast`` with ``check_ses``
+    off, or with the variant's share, over the best classical (the options restored after)."""
+    from wfm.models.registry import create_model
+
+    script = _load_script("check_ses", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8, estimators=("mean",), backtest_origins="value")
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw).eval()
+    g = torch.Generator().manual_seed(3)
+    x = (100 + torch.randn(4, 80, generator=g).cumsum(1) + 0.5 * torch.randn(4, 80, generator=g))
+    ctx, tgt, group = x[:, :64], x[:, 64:], torch.arange(4)
+    row = script.ratios(model, ctx, tgt, group, 1.0)
+    assert list(row) == list(script.VARIANTS) and not model.check_ses and model.ses_share == "half"
+    best = script.best_classical(ctx, tgt, group, 1.0)
+    for name, (flag, share) in script.VARIANTS.items():
+        m = create_model("causal_tiny", check_ses=flag, ses_share=share, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            pred = m.forecast(ctx, 1.0, 16, group=group)
+        assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
+    assert row["fitted"] < row["off"]  # the smoothed level beats the context mean on a wandering level
+
+
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
     model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""
@@ -1020,6 +1044,8 @@ def test_canonical_script_scores_the_model_and_the_oracle_against_the_best_class
     assert (oracle == 3.0).all()
     x, oracle = script.draw("random walk", 4, 32, 4, seed=1)
     assert torch.equal(oracle, x[:, 31:32].expand(4, 4))
+    # a wandering level under noise: its filtered level beats both the last value and the mean
+    assert script.score(_Persistence(), "local level", 64, 96, 8, 0, 60.0)["oracle"] < 0.9
     torch.manual_seed(0)
     model = create_model("causal_tiny", prior="mix", guard=True, check_origins=4)
     model.save_pretrained(str(tmp_path / "m"))

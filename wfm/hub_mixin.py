@@ -122,6 +122,8 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if getattr(model, "range_share", "half") == "half" else {"range_share": model.range_share}),
             **({} if not getattr(model, "check_last", False) else {"check_last": True}),
             **({} if getattr(model, "last_share", "half") == "half" else {"last_share": model.last_share}),
+            **({} if not getattr(model, "check_ses", False) else {"check_ses": True}),
+            **({} if getattr(model, "ses_share", "half") == "half" else {"ses_share": model.ses_share}),
             **({} if not getattr(model, "ar_level", False) else {"ar_level": True}),
             **({} if not getattr(model, "pool_by_power", False) else {"pool_by_power": True}),
             **({} if not getattr(model, "box_cox", False) else {"box_cox": True}),

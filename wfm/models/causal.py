@@ -353,6 +353,17 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             context holds a season its checks miss (as ``ar_season``). False (every model saved
             before session 59). Inference only.
         last_share: with ``check_last``, how much of persistence goes in, as ``season_share``.
+        check_ses: with ``check_origins``, where two or more checks fit, simple exponential smoothing
+            (:func:`wfm.models.smoothing.ses_forecast`: the local level, its weight fitted on the
+            context's one-step errors) is tested on the same checks against the forecast so far,
+            and the forecast moved towards it where it led them: by ``ses_share``. A wandering
+            level seen through noise is forecast best by neither the last value nor the mean, and
+            neither the network nor linear prediction reaches it. Not where the context holds a
+            season its checks miss (as ``ar_season``). False (off in the release: textbook
+            processes gain, held-out generated traffic and paths and the real Milan cells lose;
+            pretrain/studies.md, "Simple exponential smoothing as a candidate of the check").
+            Inference only.
+        ses_share: with ``check_ses``, how much of it goes in, as ``season_share``.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -524,7 +535,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
-                 last_share: str = "half", raw_paths: bool = False, ar_given: bool = False,
+                 last_share: str = "half", check_ses: bool = False, ses_share: str = "half", raw_paths: bool = False, ar_given: bool = False,
                  level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
                  walk_last: bool = False) -> None:
         super().__init__()
@@ -593,7 +604,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                       ("check_mean", check_mean, "the context mean"), ("check_season", check_season, "seasonal naive"),
                       ("check_trend", check_trend, "linear extrapolation"),
                       ("check_range", check_range, "the constant-velocity range fit"),
-                      ("check_last", check_last, "persistence"))  # each tested on the checks
+                      ("check_last", check_last, "persistence"),
+                      ("check_ses", check_ses, "simple exponential smoothing"))  # each tested on the checks
         for name, flag, what in candidates:
             if flag and not check_origins:
                 raise ValueError(f"{name} tests {what} on the checks of check_origins: it needs check_origins > 0")
@@ -623,6 +635,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         self.range_share = share_rule("range_share", range_share)
         self.check_last = bool(check_last)
         self.last_share = share_rule("last_share", last_share)
+        self.check_ses = bool(check_ses)
+        self.ses_share = share_rule("ses_share", ses_share)
         self.pool_by_power = bool(pool_by_power)
         if ar_given and "ar" not in estimators:
             raise ValueError("ar_given fits the ar estimator on the given context only: it needs 'ar' in estimators")

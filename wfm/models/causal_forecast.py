@@ -43,6 +43,7 @@ from wfm.models.level_shift import level_after_shift, level_shift_start
 from wfm.models.linear_prediction import ar_forecast_rows
 from wfm.models.profile_drift import drift_forecast
 from wfm.models.series_priors import normalise_stats, season_steps
+from wfm.models.smoothing import ses_levels
 from wfm.safety import as_tensor, binary_scale
 
 #: Rows whose largest magnitude is outside these bounds are forecast at a power-of-two scale that puts
@@ -569,7 +570,8 @@ class ForecastMixin:
             keeps = list(self._network_passes_check(context, interval, horizon, group, readings,
                                                     cuts_into=cuts if self.check_ar or self.check_mean or drift
                                                     or self.check_season or self.check_trend
-                                                    or (self.check_range and ranges) or self.check_last else None))
+                                                    or (self.check_range and ranges) or self.check_last
+                                                    or self.check_ses else None))
         switched = any(k is not None and not bool(k.all()) for k in keeps)
         points, quants = [], []
         for coarse, keep in zip(readings, keeps):
@@ -605,7 +607,8 @@ class ForecastMixin:
                     point = shifted
             # check_last tests against the forecast so far at each check as every step before moved
             # it (the steps before test against what the checks kept)
-            track = [kept for _, _, kept in kept_forecasts(cuts, keeps[0], ar_cuts, weight)] if self.check_last else None
+            track = ([kept for _, _, kept in kept_forecasts(cuts, keeps[0], ar_cuts, weight)]
+                     if self.check_last or self.check_ses else None)
             trend = None
             if self.check_trend and whole:
                 point, quant, trend = self._trend_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw,
@@ -619,6 +622,8 @@ class ForecastMixin:
             if drift and whole:
                 point, quant = self._drift_checked(context, cuts, ar_cuts, keeps[0], weight, group, raw, point, quant,
                                                    track)
+            if self.check_ses:
+                point, quant = self._ses_checked(context, cuts, track, group, interval, point, quant)
             if self.check_last:
                 point, quant = self._last_checked(context, cuts, track, group, interval, point, quant)
             if self.check_mean:
@@ -735,6 +740,28 @@ class ForecastMixin:
         if not bool((weight > 0).any()):
             return point, quant
         return move_towards(point, quant, context[:, -1:].double().expand_as(point), weight)
+
+    def _ses_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]], track: list[Tensor],
+                     group: Tensor | None, interval: Tensor, point: Tensor,
+                     quant: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``check_ses``: ``(point, quant)`` moved towards simple exponential smoothing
+        (:func:`wfm.models.smoothing.ses_levels`, fitted on the values before each cut) where it beat
+        the forecast so far on the same ``cuts`` (``track``, :func:`follow`'s, moved with it), by the
+        share of ``ses_share``. Not where the whole context holds a season that the checks miss (as
+        ``check_last``). Box-Cox is elementwise and the fit reads the context as given, so under
+        ``box_cox`` it smooths the transformed values: a multiplicative level."""
+        levels = ses_levels(context, [cut for cut, _, _, _ in cuts] + [context.shape[1]], group)
+        stats = PairedChecks(context, group, self.pool_by_power)  # A: the forecast so far, B: the level
+        preds = []
+        for (_, truth, _, _), kept, level in zip(cuts, track, levels):
+            preds.append(level[:, None].expand_as(truth))
+            stats.add_forecasts(kept, preds[-1], truth.double())
+        weight = stats.share(self.check_test, self.ses_share == "fitted")
+        weight = torch.where(self.checks_miss_season(context.shape[1], cuts[0][0], interval), 0.0, weight)
+        follow(track, preds, weight)
+        if not bool((weight > 0).any()):
+            return point, quant
+        return move_towards(point, quant, levels[-1][:, None].expand_as(point), weight)
 
     def _range_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
                        ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None, trend: Tensor | None,
