@@ -22,7 +22,6 @@ model with the option in its ``config.json``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from box_cox import best_classical
-from check_trend import checked_model, heldout_cells, heldout_parser, score_cells
+from check_trend import variants_main
 from evidence_power import window_nmse
 
 #: ``(check_last, last_share, LAST_MARGIN)`` of each variant.
@@ -56,18 +55,7 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, int
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = heldout_parser(__doc__)
-    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    args = ap.parse_args(argv)
-    model = checked_model(ap, args, "check_last")
-    variants = tuple(dict.fromkeys(["off", *args.variants]))
-    result: dict = {"model": args.model, "seeds": {}}
-    for seed in args.seeds:
-        cells = heldout_cells(args.heldout / str(seed), seed, args.data, args.series, args.per_series)
-        result["seeds"][str(seed)] = score_cells(f"seed {seed}", cells, lambda *cell: ratios(model, *cell, variants))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1))
-    return result
+    return variants_main(argv, __doc__, "check_last", VARIANTS, ratios)
 
 
 if __name__ == "__main__":

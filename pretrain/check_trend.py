@@ -171,6 +171,24 @@ def score_cells(label: str, cells, score, named: bool = False) -> dict:
     return {"cells": rows, "summary": s}
 
 
+def variants_main(argv: list[str] | None, doc: str, option: str, variants: dict, ratios) -> dict:
+    """The ``main`` of a script that scores variants of one inference ``option`` (each a key of
+    ``variants``, ``"off"`` always among those scored) on :func:`heldout_cells` of every seed:
+    ``ratios(model, context, target, group, interval, names)`` gives a cell's row."""
+    ap = heldout_parser(doc)
+    ap.add_argument("--variants", nargs="+", choices=list(variants), default=list(variants))
+    args = ap.parse_args(argv)
+    model = checked_model(ap, args, option)
+    names = tuple(dict.fromkeys(["off", *args.variants]))
+    result: dict = {"model": args.model, "seeds": {}}
+    for seed in args.seeds:
+        cells = heldout_cells(args.heldout / str(seed), seed, args.data, args.series, args.per_series)
+        result["seeds"][str(seed)] = score_cells(f"seed {seed}", cells, lambda *cell: ratios(model, *cell, names))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = heldout_parser(__doc__)
     ap.add_argument("--real", type=Path, default=None, help="real datasets folder (default: wfm benchmark real's; '' skips)")
