@@ -535,7 +535,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  white_scale: bool = False, check_season: bool = False, season_share: str = "half",
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
-                 last_share: str = "half", check_ses: bool = False, ses_share: str = "half", raw_paths: bool = False, ar_given: bool = False,
+                 last_share: str = "half", check_ses: bool = False, ses_share: str = "half",
+                 raw_paths: bool = False, ar_given: bool = False,
                  level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
                  walk_last: bool = False) -> None:
         super().__init__()

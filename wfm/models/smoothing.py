@@ -39,12 +39,12 @@ def ses_levels(x: Tensor, cuts: list[int], group: Tensor | None = None) -> list[
     alphas = torch.tensor(ALPHAS, dtype=torch.float64, device=x.device)
     level = x[:, :1].expand(-1, len(ALPHAS)).clone()
     sse = torch.zeros_like(level)
-    at = {}
+    at, stops = {}, set(cuts)
     for t in range(1, max(cuts)):
         err = x[:, t:t + 1] - level
         sse += err * err
         level = level + alphas * err
-        if t + 1 in cuts:
+        if t + 1 in stops:
             at[t + 1] = (level.clone(), sse.clone())
     out = []
     for cut in cuts:
