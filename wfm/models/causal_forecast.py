@@ -514,12 +514,13 @@ class ForecastMixin:
             point, quant, switched = self._checked_forecast(context, interval, horizon, group, check, quantiles,
                                                             ordered=ordered, ranges=ranges)
         few_checks = len(self.check_cuts(context.shape[1], horizon)) < 2  # short checks never switch the guard
+        if check and (self.white_level or self.walk_last):  # the seasons their tests read, and their veto
+            seasons, unseen = self.context_seasons(context.shape[1], horizon, interval)
         if (check and self.white_limit is not None
                 and ((few_checks and not switched) or (not few_checks and self.white_level))):
             if few_checks:
                 white = looks_white(context, self.white_limit, group, self.white_dips)
             else:  # (a white night of traffic says nothing of the morning: not over most of a day)
-                seasons, unseen = self.context_seasons(context.shape[1], horizon, interval)
                 white = white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group, seasons)
                 white &= ~unseen
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
@@ -541,7 +542,6 @@ class ForecastMixin:
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         if check and self.walk_last and not ranges:  # (a range has its own: check_range's constant velocity)
-            seasons, unseen = self.context_seasons(context.shape[1], horizon, interval)
             walk, drift = walk_beyond_doubt(context, group, seasons)
             walk &= ~shifted_level & ~unseen  # a clean shift's new level is the mean since it, not its last value
             if bool(walk.any()):  # the last value and the drift; the quantiles move with the point forecast
