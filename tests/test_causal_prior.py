@@ -1876,6 +1876,60 @@ def test_level_shift_forecasts_the_new_level_of_a_clean_shift_and_nothing_else(t
     assert from_pretrained(str(tmp_path / "m")).level_shift and not off.level_shift
 
 
+def test_seasonal_mean_averages_the_profile_over_the_periods_held_on_the_last_level():
+    """``seasonal_mean`` against a plain loop over periods counted back from the context's end; it is
+    seasonal naive where the context holds one period, the last value at a period of 1, and reads
+    nothing before the full periods it averages."""
+    from wfm.models.causal_forecast import seasonal_mean, seasonal_naive
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 45, generator=g, dtype=torch.float64)
+
+    def reference(row: torch.Tensor, t: int, horizon: int) -> list[float]:
+        n, length, out = len(row) // t, len(row), []
+        for h in range(1, horizon + 1):
+            last = length - 1 + h - t * math.ceil(h / t)
+            devs = [row[last - (k - 1) * t] - row[length - k * t:length - (k - 1) * t].mean() for k in range(1, n + 1)]
+            out.append(float(sum(devs) / n + row[length - t:].mean()))
+        return out
+
+    period = torch.tensor([7, 12, 45, 1])
+    got = seasonal_mean(x, period, 16)
+    for i, t in enumerate(period.tolist()):
+        assert got[i].tolist() == pytest.approx(reference(x[i], t, 16), rel=1e-12, abs=1e-12)
+    assert torch.allclose(got[2], seasonal_naive(x[2:3], period[2:3], 16)[0], atol=1e-12)  # one period
+    assert torch.equal(got[3], x[3, -1].expand(16))
+    older = x.clone()
+    older[:, :3] += 100.0  # before the six full weeks of 45 values
+    assert torch.equal(seasonal_mean(older[:1], period[:1], 16), got[:1])
+
+
+def test_season_mean_averages_out_what_seasonal_naive_carries_of_one_periods_noise(tmp_path):
+    """``season_mean``: a daily cycle of hourly values under noise as large as its swing, forecast by
+    the last value (an untrained model whose only estimator it is). ``check_season`` takes the
+    seasonal candidate where it leads the checks; averaged over the eight days the context holds it
+    errs far less than seasonal naive, which repeats one day's noise. A context of one day holds
+    one period, where the two are the same."""
+    g = torch.Generator().manual_seed(4)
+    t = torch.arange(24 * 9, dtype=torch.float64)
+    rows = torch.stack([10 + 3 * torch.sin(2 * math.pi * (t + 5 * i) / 24) + 2 * torch.randn(len(t), generator=g)
+                        for i in range(16)]).float()
+    ctx, tgt = rows[:, :24 * 8], rows[:, 24 * 8:].double()
+    kw = dict(guard=True, check_origins=8, estimators=("last",), backtest_origins="value", check_season=True)
+    naive, averaged = mix(**kw), mix(season_mean=True, **kw)
+    err = {k: float(((m.forecast(ctx, 3600.0, 24).double() - tgt) ** 2).mean()) for k, m in
+           (("naive", naive), ("averaged", averaged))}
+    assert err["averaged"] < 0.85 * err["naive"], err
+    short = rows[:, :40]  # checks cut at 24 or later hold one day
+    assert torch.allclose(averaged.forecast(short, 3600.0, 8), naive.forecast(short, 3600.0, 8), atol=1e-5)
+    with pytest.raises(ValueError, match="season_mean .* needs check_season"):
+        mix(guard=True, check_origins=8, season_mean=True)
+    averaged.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).season_mean and not naive.season_mean
+
+
 def test_short_checks_let_a_short_context_test_its_season_and_keep_extrapolations_out(tmp_path):
     """``short_checks``: 24 monthly values -> 12 fit one check of the whole horizon, which decides
     nothing; three checks of 4 months do, and seasonal naive, exact on a clean season the prior

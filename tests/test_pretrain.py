@@ -924,6 +924,33 @@ def test_check_ses_script_scores_each_variant_as_forecast_applies_it_and_restore
     assert row["fitted"] < row["off"]  # the smoothed level beats the context mean on a wandering level
 
 
+def test_season_mean_script_scores_the_option_off_and_on_as_forecast_applies_it(monkeypatch):
+    """pretrain/season_mean.py: each variant's ratio is the model's own ``forecast`` with
+    ``season_mean`` off or on over the best classical (the option restored after)."""
+    from wfm.models.registry import create_model
+
+    script = _load_script("season_mean", monkeypatch)
+    kw = dict(prior="mix", guard=True, coarse_len=64, check_origins=8, estimators=("last",), backtest_origins="value",
+              check_season=True)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", **kw).eval()
+    g = torch.Generator().manual_seed(5)
+    t = torch.arange(24 * 9, dtype=torch.float32)
+    x = torch.stack([10 + 3 * torch.sin(2 * math.pi * (t + 5 * i) / 24) + 2 * torch.randn(len(t), generator=g)
+                     for i in range(4)])
+    ctx, tgt, group = x[:, :24 * 8], x[:, 24 * 8:], torch.arange(4)
+    row = script.ratios(model, ctx, tgt, group, 3600.0)
+    assert list(row) == list(script.VARIANTS) and not model.season_mean
+    best = script.best_classical(ctx, tgt, group, 3600.0)
+    for name, flag in script.VARIANTS.items():
+        m = create_model("causal_tiny", season_mean=flag, **kw).eval()
+        m.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            pred = m.forecast(ctx, 3600.0, 24, group=group)
+        assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
+    assert row["on"] < row["off"]  # eight days' profile against one day's
+
+
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):
     """pretrain/box_cox.py: generates the held-out series it lacks, and each cell's ratio is the
     model's own ``forecast`` with and without ``box_cox`` over the best classical baseline."""

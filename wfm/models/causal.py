@@ -364,6 +364,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             pretrain/studies.md, "Simple exponential smoothing as a candidate of the check").
             Inference only.
         ses_share: with ``check_ses``, how much of it goes in, as ``season_share``.
+        season_mean: with ``check_season``, its candidate is the seasonal profile averaged over
+            every full period the context (at each check, the context before its cut) holds, on
+            the level of the last period (:func:`wfm.models.causal_forecast.seasonal_mean`),
+            instead of seasonal naive (the last period alone, whose every value carries its own
+            noise into the forecast). The two are the same where the context holds one period.
+            False (every model saved before session 66). Inference only.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -536,6 +542,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
                  last_share: str = "half", check_ses: bool = False, ses_share: str = "half",
+                 season_mean: bool = False,
                  raw_paths: bool = False, ar_given: bool = False,
                  level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
                  walk_last: bool = False) -> None:
@@ -626,6 +633,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         self.check_mean = bool(check_mean)
         self.check_season = bool(check_season)
         self.season_share = share_rule("season_share", season_share)
+        if season_mean and not check_season:
+            raise ValueError("season_mean averages check_season's seasonal candidate over periods: it needs check_season")
+        self.season_mean = bool(season_mean)
         self.check_trend = bool(check_trend)
         self.trend_share = share_rule("trend_share", trend_share)
         if trend_local and not check_trend:
