@@ -1878,8 +1878,8 @@ def test_level_shift_forecasts_the_new_level_of_a_clean_shift_and_nothing_else(t
 
 def test_seasonal_mean_averages_the_profile_over_the_periods_held_on_the_last_level():
     """``seasonal_mean`` against a plain loop over periods counted back from the context's end; it is
-    seasonal naive where the context holds one period, the last value at a period of 1, and reads
-    nothing before the full periods it averages."""
+    seasonal naive where the context holds one period (to the bit), the last value at a period of 1,
+    and reads nothing before the full periods it averages."""
     from wfm.models.causal_forecast import seasonal_mean, seasonal_naive
 
     g = torch.Generator().manual_seed(0)
@@ -1897,8 +1897,8 @@ def test_seasonal_mean_averages_the_profile_over_the_periods_held_on_the_last_le
     got = seasonal_mean(x, period, 16)
     for i, t in enumerate(period.tolist()):
         assert got[i].tolist() == pytest.approx(reference(x[i], t, 16), rel=1e-12, abs=1e-12)
-    assert torch.allclose(got[2], seasonal_naive(x[2:3], period[2:3], 16)[0], atol=1e-12)  # one period
-    assert torch.equal(got[3], x[3, -1].expand(16))
+    assert torch.equal(got[2], seasonal_naive(x[2:3], period[2:3], 16)[0])  # one period
+    assert torch.allclose(got[3], x[3, -1].expand(16), atol=1e-12)
     older = x.clone()
     older[:, :3] += 100.0  # before the six full weeks of 45 values
     assert torch.equal(seasonal_mean(older[:1], period[:1], 16), got[:1])

@@ -88,7 +88,6 @@ def seasonal_naive(context: Tensor, period: Tensor, horizon: int) -> Tensor:
     return context.gather(1, length - 1 + h - t * ((h + t - 1) // t))
 
 
-
 def seasonal_mean(context: Tensor, period: Tensor, horizon: int) -> Tensor:
     """``[B, horizon]`` float64: each row of ``context`` ``[B, L]`` continued by its seasonal profile
     averaged over every full period the context holds, on the level of its last period.
@@ -96,9 +95,8 @@ def seasonal_mean(context: Tensor, period: Tensor, horizon: int) -> Tensor:
     The value ``k`` periods back at each step's phase (seasonal naive's, ``k = 1 .. K``) is taken as
     its deviation from the mean of the period it lies in (periods counted back from the end), the
     ``K`` deviations are averaged, and the last period's mean is added. With one full period this is
-    :func:`seasonal_naive`; with several, a value's own noise averages out of the profile, which
-    seasonal naive carries whole. ``period`` ``[B]`` is clamped to 1 .. L; a period of 1 gives the
-    last value."""
+    :func:`seasonal_naive` (to the bit); with several, a value's own noise averages out of the
+    profile, which seasonal naive carries whole. ``period`` ``[B]`` is clamped to 1 .. L."""
     x = context.double()
     b, length = x.shape
     out = x.new_empty(b, horizon)
@@ -108,10 +106,15 @@ def seasonal_mean(context: Tensor, period: Tensor, horizon: int) -> Tensor:
         rows = (periods == t).nonzero().flatten()
         z = x[rows]
         n = length // t  # full periods, counted back from the end
-        means = z[:, length - n * t:].reshape(len(rows), n, t).mean(-1).flip(1)  # [R, n]: 1 period back first
         last = length - 1 + h - t * ((h + t - 1) // t)  # seasonal naive's value: in the last period
-        deviations = torch.stack([z[:, last - k * t] - means[:, k:k + 1] for k in range(n)])  # k + 1 periods back
-        out[rows] = deviations.mean(0) + means[:, :1]
+        if n == 1:
+            out[rows] = z[:, last]
+            continue
+        means = z[:, length - n * t:].reshape(len(rows), n, t).mean(-1).flip(1)  # [R, n]: 1 period back first
+        total = z.new_zeros(len(rows), horizon)
+        for k in range(n):  # the value k + 1 periods back, off the mean of its period
+            total += z[:, last - k * t] - means[:, k:k + 1]
+        out[rows] = total / n + means[:, :1]
     return out
 
 
