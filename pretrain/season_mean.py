@@ -1,4 +1,4 @@
-"""Score the causal model's ``season_mean`` on held-out *generated* series of every kind.
+"""Score the causal model's ``season_mean`` (and ``season_drift``) on held-out *generated* series.
 
     PYTHONPATH=. python pretrain/season_mean.py --model checkpoints/causal-tiny-catalog-cpu \
         --heldout /tmp/check-trend-heldout --seeds 777 778 779 --out season_mean.json
@@ -9,7 +9,11 @@ noise; with ``season_mean`` the candidate is the profile averaged over every ful
 context holds, on the last period's level (``wfm.models.causal_forecast.seasonal_mean``;
 ``pretrain/studies.md``, "A season averaged over the periods the context holds").
 
-Scored off and on: ratios to the best classical on held-out generated traffic whose contexts hold
+With ``season_drift`` the same candidate with the drift of its period means (a growing season) is
+tested after it, and taken where it wins beyond doubt.
+
+Scored off, on, and on with the drift (``drift``): ratios to the best classical on held-out
+generated traffic whose contexts hold
 several days (``--cells days``, the default: :data:`DAYS_CELLS`, where the option acts), or on
 ``pretrain/check_trend.py``'s held-out cells of each seed (``--cells heldout``: their contexts hold
 one day at most, or a week their checks miss, so the option leaves them as they were).
@@ -30,8 +34,8 @@ from box_cox import best_classical, ensure_heldout, traffic_cell
 from check_trend import checked_model, heldout_cells, heldout_parser, score_cells
 from evidence_power import window_nmse
 
-#: ``season_mean`` of each variant (``check_season`` is the model's own).
-VARIANTS = {"off": False, "on": True}
+#: ``(season_mean, season_drift)`` of each variant (``check_season`` is the model's own).
+VARIANTS = {"off": (False, False), "on": (True, False), "drift": (True, True)}
 #: Held-out traffic cells ``(recipe, L, H, interval s[, "idle"])`` whose contexts hold two to five days
 #: (four of the 10-minute recipes, 15- and 5-minute, hourly, and 2- and 1-minute at 4,096 values). A
 #: context holding a week is left out: its checks miss the week, and ``check_season`` stays out there.
@@ -46,13 +50,13 @@ def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, int
            variants: tuple[str, ...] = tuple(VARIANTS)) -> dict[str, float]:
     """Each variant's per-window NMSE over the best classical's (the model's option restored)."""
     best = best_classical(ctx, tgt, group, interval)
-    kept, out = model.season_mean, {}
+    kept, out = (model.season_mean, model.season_drift), {}
     try:
         for v in variants:
-            model.season_mean = VARIANTS[v]
+            model.season_mean, model.season_drift = VARIANTS[v]
             out[v] = window_nmse(model.forecast(ctx, interval, tgt.shape[1], group=group), tgt, group) / best
     finally:
-        model.season_mean = kept
+        model.season_mean, model.season_drift = kept
     return out
 
 

@@ -1902,6 +1902,11 @@ def test_seasonal_mean_averages_the_profile_over_the_periods_held_on_the_last_le
     older = x.clone()
     older[:, :3] += 100.0  # before the six full weeks of 45 values
     assert torch.equal(seasonal_mean(older[:1], period[:1], 16), got[:1])
+    t = torch.arange(45 + 16, dtype=torch.float64)
+    growing = 0.7 * t + torch.tensor([0.0, 5.0, 0.0, -5.0, 2.0, 1.0, -3.0]).repeat(9)[:len(t)]
+    drifted = seasonal_mean(growing[None, :45], period[:1], 16, drift=True)  # a line plus a fixed weekly profile
+    assert torch.allclose(drifted[0], growing[45:], atol=1e-9)
+    assert torch.equal(seasonal_mean(x[2:3], period[2:3], 16, drift=True), got[2:3])  # one period: no drift
 
 
 def test_season_mean_averages_out_what_seasonal_naive_carries_of_one_periods_noise(tmp_path):
@@ -1928,6 +1933,35 @@ def test_season_mean_averages_out_what_seasonal_naive_carries_of_one_periods_noi
     from wfm.hub import from_pretrained
 
     assert from_pretrained(str(tmp_path / "m")).season_mean and not naive.season_mean
+
+
+def test_season_drift_follows_a_growing_season_where_it_wins_beyond_doubt(tmp_path):
+    """``season_drift``: a daily cycle of hourly values on a rising level, forecast by the last value
+    (an untrained model whose only estimator it is). The averaged season alone lags the rise by
+    half a day; with its drift tested on the checks, the growing season is followed. A season that
+    does not grow keeps ``season_mean``'s forecast to a hundredth of its swing (what drift its period
+    means show is noise)."""
+    g = torch.Generator().manual_seed(6)
+    t = torch.arange(24 * 9, dtype=torch.float64)
+    rising = torch.stack([10 + 0.2 * t + 3 * torch.sin(2 * math.pi * (t + 5 * i) / 24)
+                          + 0.3 * torch.randn(len(t), generator=g, dtype=torch.float64) for i in range(8)]).float()
+    ctx, tgt = rising[:, :24 * 8], rising[:, 24 * 8:].double()
+    kw = dict(guard=True, check_origins=8, estimators=("last",), backtest_origins="value", check_season=True,
+              season_mean=True)
+    flat, growing = mix(**kw), mix(season_drift=True, **kw)
+    err = {k: float(((m.forecast(ctx, 3600.0, 24).double() - tgt) ** 2).mean()) for k, m in
+           (("mean", flat), ("drift", growing))}
+    assert err["drift"] < 0.2 * err["mean"], err
+    still = torch.stack([10 + 3 * torch.sin(2 * math.pi * (t + 5 * i) / 24)
+                         + 0.3 * torch.randn(len(t), generator=g, dtype=torch.float64) for i in range(8)]).float()
+    moved = growing.forecast(still[:, :192], 3600.0, 24) - flat.forecast(still[:, :192], 3600.0, 24)
+    assert float(moved.abs().max()) < 0.05  # a hundredth of the swing: no drift to carry
+    with pytest.raises(ValueError, match="season_drift .* needs season_mean"):
+        mix(guard=True, check_origins=8, check_season=True, season_drift=True)
+    growing.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).season_drift and not flat.season_drift
 
 
 def test_short_checks_let_a_short_context_test_its_season_and_keep_extrapolations_out(tmp_path):

@@ -926,7 +926,7 @@ def test_check_ses_script_scores_each_variant_as_forecast_applies_it_and_restore
 
 def test_season_mean_script_scores_the_option_off_and_on_as_forecast_applies_it(monkeypatch):
     """pretrain/season_mean.py: each variant's ratio is the model's own ``forecast`` with
-    ``season_mean`` off or on over the best classical (the option restored after)."""
+    ``season_mean`` off or on (and ``season_drift``) over the best classical (the options restored after)."""
     from wfm.models.registry import create_model
 
     script = _load_script("season_mean", monkeypatch)
@@ -940,10 +940,10 @@ def test_season_mean_script_scores_the_option_off_and_on_as_forecast_applies_it(
                      for i in range(4)])
     ctx, tgt, group = x[:, :24 * 8], x[:, 24 * 8:], torch.arange(4)
     row = script.ratios(model, ctx, tgt, group, 3600.0)
-    assert list(row) == list(script.VARIANTS) and not model.season_mean
+    assert list(row) == list(script.VARIANTS) and not model.season_mean and not model.season_drift
     best = script.best_classical(ctx, tgt, group, 3600.0)
-    for name, flag in script.VARIANTS.items():
-        m = create_model("causal_tiny", season_mean=flag, **kw).eval()
+    for name, (mean, drift) in script.VARIANTS.items():
+        m = create_model("causal_tiny", season_mean=mean, season_drift=drift, **kw).eval()
         m.load_state_dict(model.state_dict())
         with torch.no_grad():
             pred = m.forecast(ctx, 3600.0, 24, group=group)

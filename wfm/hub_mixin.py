@@ -116,6 +116,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "check_season", False) else {"check_season": True}),
             **({} if getattr(model, "season_share", "half") == "half" else {"season_share": model.season_share}),
             **({} if not getattr(model, "season_mean", False) else {"season_mean": True}),
+            **({} if not getattr(model, "season_drift", False) else {"season_drift": True}),
             **({} if not getattr(model, "check_trend", False) else {"check_trend": True}),
             **({} if getattr(model, "trend_share", "half") == "half" else {"trend_share": model.trend_share}),
             **({} if not getattr(model, "trend_local", False) else {"trend_local": True}),

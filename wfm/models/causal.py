@@ -370,6 +370,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             instead of seasonal naive (the last period alone, whose every value carries its own
             noise into the forecast). The two are the same where the context holds one period.
             False (every model saved before session 66). Inference only.
+        season_drift: with ``season_mean``, the same candidate with the drift of its period means
+            (a growing season) is then tested on the checks against the forecast so far, and taken
+            where it won beyond doubt. False (every model saved before session 66). Inference only.
         check_drift: with ``check_origins``, where two or more checks fit and ``forecast`` is told
             that each group's rows are ordered channels (``ordered=True``: a codebook's beam
             powers in angular order), the group's power profile shifted by its peak's drift
@@ -542,7 +545,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  check_trend: bool = False, trend_share: str = "half", trend_local: bool = False,
                  check_range: bool = False, range_share: str = "half", check_last: bool = False,
                  last_share: str = "half", check_ses: bool = False, ses_share: str = "half",
-                 season_mean: bool = False,
+                 season_mean: bool = False, season_drift: bool = False,
                  raw_paths: bool = False, ar_given: bool = False,
                  level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
                  walk_last: bool = False) -> None:
@@ -636,6 +639,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if season_mean and not check_season:
             raise ValueError("season_mean averages check_season's seasonal candidate over periods: it needs check_season")
         self.season_mean = bool(season_mean)
+        if season_drift and not season_mean:
+            raise ValueError("season_drift tests season_mean's candidate with a drift: it needs season_mean")
+        self.season_drift = bool(season_drift)
         self.check_trend = bool(check_trend)
         self.trend_share = share_rule("trend_share", trend_share)
         if trend_local and not check_trend:

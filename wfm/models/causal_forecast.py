@@ -88,7 +88,7 @@ def seasonal_naive(context: Tensor, period: Tensor, horizon: int) -> Tensor:
     return context.gather(1, length - 1 + h - t * ((h + t - 1) // t))
 
 
-def seasonal_mean(context: Tensor, period: Tensor, horizon: int) -> Tensor:
+def seasonal_mean(context: Tensor, period: Tensor, horizon: int, drift: bool = False) -> Tensor:
     """``[B, horizon]`` float64: each row of ``context`` ``[B, L]`` continued by its seasonal profile
     averaged over every full period the context holds, on the level of its last period.
 
@@ -96,7 +96,12 @@ def seasonal_mean(context: Tensor, period: Tensor, horizon: int) -> Tensor:
     its deviation from the mean of the period it lies in (periods counted back from the end), the
     ``K`` deviations are averaged, and the last period's mean is added. With one full period this is
     :func:`seasonal_naive` (to the bit); with several, a value's own noise averages out of the
-    profile, which seasonal naive carries whole. ``period`` ``[B]`` is clamped to 1 .. L."""
+    profile, which seasonal naive carries whole. ``period`` ``[B]`` is clamped to 1 .. L.
+
+    ``drift``: a growing (or shrinking) season: the period means' mean step per period, as a slope
+    per value, is taken out of each period's values before they are averaged and carried from the
+    last period's centre to each step ahead; a line plus a fixed profile is continued exactly.
+    Nothing where the context holds one period."""
     x = context.double()
     b, length = x.shape
     out = x.new_empty(b, horizon)
@@ -115,6 +120,10 @@ def seasonal_mean(context: Tensor, period: Tensor, horizon: int) -> Tensor:
         for k in range(n):  # the value k + 1 periods back, off the mean of its period
             total += z[:, last - k * t] - means[:, k:k + 1]
         out[rows] = total / n + means[:, :1]
+        if drift:  # the level carried ahead, and the same slope taken out of each period's profile
+            step = (means[:, 0] - means[:, n - 1]) / (n - 1)
+            within = (last - length + t).double() - (t - 1) / 2  # a step's value from its period's centre
+            out[rows] += step[:, None] * ((t - 1) / 2 + h.double() - within)[None] / t
     return out
 
 
@@ -881,9 +890,36 @@ class ForecastMixin:
             stats.add_forecasts(kept, preds[-1], truth)
         weight = stats.share(self.check_test, self.season_share == "fitted") * usable
         follow(track, preds, weight)
+        if bool((weight > 0).any()):
+            point, quant = move_towards(point, quant, candidate(context, period, point.shape[1]), weight)
+        if self.season_drift:
+            point, quant = self._season_drift_checked(context, cuts, ar_cuts, keep, ar_weight, group, period, usable,
+                                                      point, quant, track)
+        return point, quant
+
+    def _season_drift_checked(self, context: Tensor, cuts: list[tuple[int, Tensor, Tensor, Tensor]],
+                              ar_cuts: list[Tensor] | None, keep: Tensor, ar_weight: Tensor | None,
+                              group: Tensor | None, period: Tensor, usable: Tensor, point: Tensor,
+                              quant: Tensor | None, track: list[Tensor] | None) -> tuple[Tensor, Tensor | None]:
+        """``season_drift``: ``(point, quant)`` taken to the drifting seasonal mean
+        (:func:`seasonal_mean` with ``drift``) where it beat the forecast so far on the same ``cuts``
+        beyond doubt (``check_test``), and nowhere else: a drift carried a period ahead costs a
+        season that does not grow (pretrain/studies.md, "A season averaged over the periods the
+        context holds"). ``track`` (:func:`follow`'s, the forecast so far at each check, as
+        ``check_season`` left it), or else what the checks kept, is what it is tested against."""
+        stats = PairedChecks(context, group, self.pool_by_power)
+        preds = []
+        for i, (cut, truth, kept) in enumerate(kept_forecasts(cuts, keep, ar_cuts, ar_weight)):
+            preds.append(seasonal_mean(context[:, :cut], period, truth.shape[1], drift=True))
+            stats.add_forecasts(kept if track is None else track[i], preds[-1], truth)
+        # Only where every check's context holds two periods: with one, the candidate is seasonal
+        # naive, which check_season has weighed already.
+        usable = usable & (cuts[0][0] // period.clamp_min(1) >= 2)
+        weight = (stats.a_loses(self.check_test) & usable).to(torch.float64)
+        follow(track, preds, weight)
         if not bool((weight > 0).any()):
             return point, quant
-        return move_towards(point, quant, candidate(context, period, point.shape[1]), weight)
+        return move_towards(point, quant, seasonal_mean(context, period, point.shape[1], drift=True), weight)
 
     def _level(self, context: Tensor, group: Tensor | None, raw: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``[B, 1]`` float64: the context mean that ``white_limit`` and ``check_mean`` give, with
