@@ -868,7 +868,9 @@ class ForecastMixin:
         beyond doubt (``check_test``), half where on average; with ``season_share="fitted"`` the mean
         of that and the share fitted on the checks. Rows whose earliest check holds no season do not
         move. Box-Cox is elementwise, so seasonal naive of the transformed context is that of the
-        values given, transformed. ``track``: :func:`follow`'s, moved as the forecast is."""
+        values given, transformed. ``track``: :func:`follow`'s, moved as the forecast is. With
+        ``season_mean`` the candidate is :func:`seasonal_mean`, and with ``season_drift`` its drifting
+        form is tested next (:meth:`_season_drift_checked`)."""
         period = self.season_period(cuts[0][0], interval)
         # A context holding a longer season than its checks (a week of hourly values cut at 96-168)
         # forecasts with it, so seasonal naive of the shorter one is overrated there (as ar_season).
