@@ -18,7 +18,7 @@ several days (``--cells days``, the default: :data:`DAYS_CELLS`, where the optio
 ``pretrain/check_trend.py``'s held-out cells of each seed (``--cells heldout``: their contexts hold
 one day at most, or a week their checks miss, so the option leaves them as they were).
 
-    WFM_DATA=... PYTHONPATH=. python pretrain/season_mean.py --heldout DIR --seeds 777 778 779   # about 5 min a seed
+    WFM_DATA=... PYTHONPATH=. python pretrain/season_mean.py --heldout DIR --seeds 777 778 779   # about 7 min a seed
 """
 
 from __future__ import annotations
