@@ -171,19 +171,26 @@ def score_cells(label: str, cells, score, named: bool = False) -> dict:
     return {"cells": rows, "summary": s}
 
 
-def variants_main(argv: list[str] | None, doc: str, option: str, variants: dict, ratios) -> dict:
+def variants_main(argv: list[str] | None, doc: str, option: str, variants: dict, ratios,
+                  cells=None, needs: str | None = None) -> dict:
     """The ``main`` of a script that scores variants of one inference ``option`` (each a key of
     ``variants``, ``"off"`` always among those scored) on :func:`heldout_cells` of every seed:
-    ``ratios(model, context, target, group, interval, names)`` gives a cell's row."""
+    ``ratios(model, context, target, group, interval, names)`` gives a cell's row. ``cells(ap)``, to
+    score other cells, may add arguments to ``ap`` and returns ``(args, seed) -> cells``; ``needs``:
+    an option the model must have on (``option`` acts through it)."""
     ap = heldout_parser(doc)
     ap.add_argument("--variants", nargs="+", choices=list(variants), default=list(variants))
+    seed_cells = cells(ap) if cells else None
     args = ap.parse_args(argv)
     model = checked_model(ap, args, option)
+    if needs and not getattr(model, needs):
+        ap.error(f"{args.model}: {option} acts through {needs}, which the model does not have on")
     names = tuple(dict.fromkeys(["off", *args.variants]))
     result: dict = {"model": args.model, "seeds": {}}
     for seed in args.seeds:
-        cells = heldout_cells(args.heldout / str(seed), seed, args.data, args.series, args.per_series)
-        result["seeds"][str(seed)] = score_cells(f"seed {seed}", cells, lambda *cell: ratios(model, *cell, names))
+        cells_of_seed = (seed_cells(args, seed) if seed_cells else
+                         heldout_cells(args.heldout / str(seed), seed, args.data, args.series, args.per_series))
+        result["seeds"][str(seed)] = score_cells(f"seed {seed}", cells_of_seed, lambda *cell: ratios(model, *cell, names))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     return result

@@ -23,7 +23,6 @@ one day at most, or a week their checks miss, so the option leaves them as they 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -31,11 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from box_cox import best_classical, ensure_heldout, traffic_cell
-from check_trend import checked_model, heldout_cells, heldout_parser, score_cells
+from check_trend import heldout_cells, variants_main
 from evidence_power import window_nmse
 
-#: ``(season_mean, season_drift)`` of each variant (``check_season`` is the model's own).
-VARIANTS = {"off": (False, False), "on": (True, False), "drift": (True, True)}
+#: The options of each variant (``check_season`` is the model's own).
+OPTIONS = {"off": dict(season_mean=False, season_drift=False), "on": dict(season_mean=True, season_drift=False),
+           "drift": dict(season_mean=True, season_drift=True)}
+VARIANTS = tuple(OPTIONS)
 #: Held-out traffic cells ``(recipe, L, H, interval s[, "idle"])`` whose contexts hold two to five days
 #: (four of the 10-minute recipes, 15- and 5-minute, hourly, and 2- and 1-minute at 4,096 values). A
 #: context holding a week is left out: its checks miss the week, and ``check_season`` stays out there.
@@ -47,16 +48,18 @@ DAYS_CELLS = [("traffic-10min", 432, 12, 600), ("traffic-10min", 432, 36, 600), 
 
 @torch.no_grad()
 def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, interval: float,
-           variants: tuple[str, ...] = tuple(VARIANTS)) -> dict[str, float]:
-    """Each variant's per-window NMSE over the best classical's (the model's option restored)."""
+           variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
+    """Each variant's per-window NMSE over the best classical's (the model's options restored)."""
     best = best_classical(ctx, tgt, group, interval)
-    kept, out = (model.season_mean, model.season_drift), {}
+    kept, out = {k: getattr(model, k) for k in OPTIONS["off"]}, {}
     try:
         for v in variants:
-            model.season_mean, model.season_drift = VARIANTS[v]
+            for k, value in OPTIONS[v].items():
+                setattr(model, k, value)
             out[v] = window_nmse(model.forecast(ctx, interval, tgt.shape[1], group=group), tgt, group) / best
     finally:
-        model.season_mean, model.season_drift = kept
+        for k, value in kept.items():
+            setattr(model, k, value)
     return out
 
 
@@ -69,23 +72,20 @@ def days_cells(folder: Path, seed: int, per_series: int):
         yield name, ctx, tgt, torch.arange(len(ctx)), float(cell[3])
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = heldout_parser(__doc__)
+def cells(ap):
+    """``--cells days`` (the default: :data:`DAYS_CELLS`) or ``heldout`` (``check_trend.py``'s)."""
     ap.add_argument("--cells", choices=("days", "heldout"), default="days")
     ap.add_argument("--days-per-series", type=int, default=2, help="windows per traffic series of the days cells")
-    args = ap.parse_args(argv)
-    model = checked_model(ap, args, "season_mean")
-    if not model.check_season:
-        ap.error(f"{args.model}: season_mean changes check_season's candidate; the model has no check_season")
-    result: dict = {"model": args.model, "cells": args.cells, "seeds": {}}
-    for seed in args.seeds:
+
+    def of_seed(args, seed: int):
         folder = args.heldout / str(seed)
-        cells = (days_cells(folder, seed, args.days_per_series) if args.cells == "days"
-                 else heldout_cells(folder, seed, args.data, args.series, args.per_series))
-        result["seeds"][str(seed)] = score_cells(f"seed {seed}", cells, lambda *cell: ratios(model, *cell))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1))
-    return result
+        return (days_cells(folder, seed, args.days_per_series) if args.cells == "days"
+                else heldout_cells(folder, seed, args.data, args.series, args.per_series))
+    return of_seed
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return variants_main(argv, __doc__, "season_mean", dict(OPTIONS), ratios, cells=cells, needs="check_season")
 
 
 if __name__ == "__main__":

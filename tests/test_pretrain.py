@@ -911,22 +911,17 @@ def test_check_ses_script_scores_each_variant_as_forecast_applies_it_and_restore
     model = create_model("causal_tiny", **kw).eval()
     g = torch.Generator().manual_seed(3)
     x = (100 + torch.randn(4, 80, generator=g).cumsum(1) + 0.5 * torch.randn(4, 80, generator=g))
-    ctx, tgt, group = x[:, :64], x[:, 64:], torch.arange(4)
-    row = script.ratios(model, ctx, tgt, group, 1.0)
+    ctx, tgt = x[:, :64], x[:, 64:]
+    row = script.ratios(model, ctx, tgt, torch.arange(4), 1.0)
     assert list(row) == list(script.VARIANTS) and not model.check_ses and model.ses_share == "half"
-    best = script.best_classical(ctx, tgt, group, 1.0)
-    for name, (flag, share) in script.VARIANTS.items():
-        m = create_model("causal_tiny", check_ses=flag, ses_share=share, **kw).eval()
-        m.load_state_dict(model.state_dict())
-        with torch.no_grad():
-            pred = m.forecast(ctx, 1.0, 16, group=group)
-        assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
+    _check_variants_are_the_forecast(script, row, model, kw, ("check_ses", "ses_share"), ctx, tgt, 1.0)
     assert row["fitted"] < row["off"]  # the smoothed level beats the context mean on a wandering level
 
 
-def test_season_mean_script_scores_the_option_off_and_on_as_forecast_applies_it(monkeypatch):
+def test_season_mean_script_scores_the_option_off_and_on_as_forecast_applies_it(tmp_path, monkeypatch, capsys):
     """pretrain/season_mean.py: each variant's ratio is the model's own ``forecast`` with
-    ``season_mean`` off or on (and ``season_drift``) over the best classical (the options restored after)."""
+    ``season_mean`` off or on (and ``season_drift``) over the best classical (the options restored
+    after); a model without ``check_season`` is refused."""
     from wfm.models.registry import create_model
 
     script = _load_script("season_mean", monkeypatch)
@@ -938,17 +933,15 @@ def test_season_mean_script_scores_the_option_off_and_on_as_forecast_applies_it(
     t = torch.arange(24 * 9, dtype=torch.float32)
     x = torch.stack([10 + 3 * torch.sin(2 * math.pi * (t + 5 * i) / 24) + 2 * torch.randn(len(t), generator=g)
                      for i in range(4)])
-    ctx, tgt, group = x[:, :24 * 8], x[:, 24 * 8:], torch.arange(4)
-    row = script.ratios(model, ctx, tgt, group, 3600.0)
+    ctx, tgt = x[:, :24 * 8], x[:, 24 * 8:]
+    row = script.ratios(model, ctx, tgt, torch.arange(4), 3600.0)
     assert list(row) == list(script.VARIANTS) and not model.season_mean and not model.season_drift
-    best = script.best_classical(ctx, tgt, group, 3600.0)
-    for name, (mean, drift) in script.VARIANTS.items():
-        m = create_model("causal_tiny", season_mean=mean, season_drift=drift, **kw).eval()
-        m.load_state_dict(model.state_dict())
-        with torch.no_grad():
-            pred = m.forecast(ctx, 3600.0, 24, group=group)
-        assert row[name] == pytest.approx(script.window_nmse(pred, tgt, group) / best, rel=1e-6), name
+    _check_variants_are_the_forecast(script, row, model, kw, ("season_mean", "season_drift"), ctx, tgt, 3600.0)
     assert row["on"] < row["off"]  # eight days' profile against one day's
+    create_model("causal_tiny", **{**kw, "check_season": False}).save_pretrained(str(tmp_path / "m"))
+    with pytest.raises(SystemExit):
+        script.main(["--model", str(tmp_path / "m"), "--heldout", str(tmp_path / "h")])
+    assert "acts through check_season" in capsys.readouterr().err and not (tmp_path / "h").exists()
 
 
 def test_box_cox_script_scores_the_option_as_forecast_applies_it(tmp_path, monkeypatch):

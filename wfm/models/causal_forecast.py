@@ -909,14 +909,16 @@ class ForecastMixin:
         season that does not grow (pretrain/studies.md, "A season averaged over the periods the
         context holds"). ``track`` (:func:`follow`'s, the forecast so far at each check, as
         ``check_season`` left it), or else what the checks kept, is what it is tested against."""
+        # Only where every check's context holds two periods: with one, the candidate is seasonal
+        # naive, which check_season has weighed already.
+        usable = usable & (cuts[0][0] // period.clamp_min(1) >= 2)
+        if not bool(usable.any()):
+            return point, quant
         stats = PairedChecks(context, group, self.pool_by_power)
         preds = []
         for i, (cut, truth, kept) in enumerate(kept_forecasts(cuts, keep, ar_cuts, ar_weight)):
             preds.append(seasonal_mean(context[:, :cut], period, truth.shape[1], drift=True))
             stats.add_forecasts(kept if track is None else track[i], preds[-1], truth)
-        # Only where every check's context holds two periods: with one, the candidate is seasonal
-        # naive, which check_season has weighed already.
-        usable = usable & (cuts[0][0] // period.clamp_min(1) >= 2)
         weight = (stats.a_loses(self.check_test) & usable).to(torch.float64)
         follow(track, preds, weight)
         if not bool((weight > 0).any()):
