@@ -78,13 +78,16 @@ CANDIDATES = {"last": LAST_STEP, "robust": robust_step_trend}
 
 @torch.no_grad()
 def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, interval: float,
-           variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
-    """Each variant's per-window NMSE over the best classical's (the model's options restored)."""
+           variants: tuple[str, ...] | None = None, options: dict[str, dict] | None = None) -> dict[str, float]:
+    """Each variant's per-window NMSE over the best classical's (the model's options restored):
+    ``options`` (default :data:`OPTIONS`) maps each variant to the model attributes it sets;
+    ``variants``: those scored (default: all of them)."""
+    options = OPTIONS if options is None else options
     best = best_classical(ctx, tgt, group, interval)
-    kept, out = {k: getattr(model, k) for k in OPTIONS["off"]}, {}
+    kept, out = {k: getattr(model, k) for k in options["off"]}, {}
     try:
-        for v in variants:
-            for k, value in OPTIONS[v].items():
+        for v in tuple(options) if variants is None else variants:
+            for k, value in options[v].items():
                 setattr(model, k, value)
             out[v] = window_nmse(model.forecast(ctx, interval, tgt.shape[1], group=group), tgt, group) / best
     finally:

@@ -24,6 +24,7 @@ one day at most, or a week their checks miss, so the option leaves them as they 
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,7 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from box_cox import best_classical, ensure_heldout, traffic_cell
 from check_trend import heldout_cells, variants_main
+from check_trend import ratios as check_trend_ratios
 from evidence_power import window_nmse
+
+# best_classical and window_nmse are read from here by the tests, as from the other option scripts.
+__all__ = ["OPTIONS", "VARIANTS", "DAYS_CELLS", "ratios", "days_cells", "cells", "main", "best_classical", "window_nmse"]
 
 #: The options of each variant (``check_season`` is the model's own).
 OPTIONS = {"off": dict(season_mean=False, season_drift=False), "on": dict(season_mean=True, season_drift=False),
@@ -46,21 +51,8 @@ DAYS_CELLS = [("traffic-10min", 432, 12, 600), ("traffic-10min", 432, 36, 600), 
               ("traffic-hourly-regimes", 144, 24, 3600), ("traffic-2min", 4096, 30, 120), ("traffic-1min", 4096, 60, 60)]
 
 
-@torch.no_grad()
-def ratios(model, ctx: torch.Tensor, tgt: torch.Tensor, group: torch.Tensor, interval: float,
-           variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
-    """Each variant's per-window NMSE over the best classical's (the model's options restored)."""
-    best = best_classical(ctx, tgt, group, interval)
-    kept, out = {k: getattr(model, k) for k in OPTIONS["off"]}, {}
-    try:
-        for v in variants:
-            for k, value in OPTIONS[v].items():
-                setattr(model, k, value)
-            out[v] = window_nmse(model.forecast(ctx, interval, tgt.shape[1], group=group), tgt, group) / best
-    finally:
-        for k, value in kept.items():
-            setattr(model, k, value)
-    return out
+#: Each variant's per-window NMSE over the best classical's (the model's options restored).
+ratios = partial(check_trend_ratios, options=OPTIONS)
 
 
 def days_cells(folder: Path, seed: int, per_series: int):
