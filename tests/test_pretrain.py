@@ -477,6 +477,44 @@ def _held_out_csi(root: Path) -> str:
     return name
 
 
+def test_attention_variants_script_scores_each_seed_as_predict_does(tmp_path, monkeypatch):
+    """pretrain/attention_variants.py: runs are grouped by the VARIANT-sSEED folder names (an
+    ``export/`` inside or the folder itself), each seed's score is ``predict``'s per-window NMSE in
+    dB on the test tail with the guard and without it, and persistence is the last visible step
+    carried over the same hidden part."""
+    import wfm
+    from wfm.models.mae import MaskedAutoencoder
+    from wfm.tasks.csi_data import load_csi
+
+    script = _load_script("attention_variants", monkeypatch)
+    name = _held_out_csi(tmp_path / "data")
+    runs = tmp_path / "runs"
+    for attention, seed, inner in (("sdpa", 0, "export"), ("sdpa", 1, ""), ("complex-real", 0, "export")):
+        torch.manual_seed(seed)
+        MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, prior="mix", attention=attention,
+                          ).save_pretrained(runs / f"{attention}-s{seed}" / inner)
+    (runs / "notes").mkdir()
+    rows = script.main(["--runs", str(runs), "--data", str(tmp_path / "data" / name), "--out", str(tmp_path / "a.json")])
+    assert json.loads((tmp_path / "a.json").read_text()) == rows
+    models = [(r["kind"], r["guard"], r["model"], r["seeds"]) for r in rows]
+    assert models == [(k, g, m, s) for k in ("temporal", "frequency")
+                      for g, m, s in ((True, "sdpa", [0, 1]), (True, "complex-real", [0]), (False, "sdpa", [0, 1]),
+                                      (False, "complex-real", [0]), (None, "persistence", []), (None, "ar", []))]
+    csi = load_csi(tmp_path / "data" / name, "test")["csi"]
+    model = wfm.from_pretrained(runs / "sdpa-s1")
+    for row in rows[:6]:
+        if row["model"] == "sdpa":
+            p = model.predict(csi, "temporal", 0.5, guard=row["guard"])
+            assert row["db"][1] == pytest.approx(10 * math.log10(float(p.nmse.double().mean())), abs=1e-9)
+    t = csi.shape[1]
+    ctx, tgt = csi[:, :t - t // 2], csi[:, t - t // 2:]
+    carried = ctx[:, -1:].expand_as(tgt)
+    nmse = ((carried - tgt).abs() ** 2).flatten(1).sum(1).double() / (tgt.abs() ** 2).flatten(1).sum(1).double()
+    assert rows[4]["db"][0] == pytest.approx(10 * math.log10(float(nmse.mean())), abs=1e-6)
+    table = script.markdown(rows, ["sdpa", "complex-real"])
+    assert "| sdpa | complex-real | persistence | ar |" in table and "±" in table
+
+
 def test_guard_frequency_script_scores_each_rule_as_predict_applies_it(tmp_path, monkeypatch):
     """pretrain/guard_frequency.py: each rule's ratio is the model's own frequency prediction with
     that ``guard_prior`` over the better of the nearest subcarrier and the mean; noise at an SNR is
