@@ -29,6 +29,7 @@ seed's score to ``--out``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
@@ -60,6 +61,21 @@ def find_runs(root: Path) -> dict[str, list[tuple[int, Path]]]:
         raise SystemExit(f"{root}: no VARIANT-sSEED folder holding an exported model")
     order = sorted(runs, key=lambda v: (ATTENTIONS.index(v) if v in ATTENTIONS else len(ATTENTIONS), v))
     return {k: sorted(runs[k]) for k in order}
+
+
+def run_log(model: Path) -> dict:
+    """What a run's CSV log says at its end (``None`` where there is none): the last ``val/loss``
+    and ``train/time`` (seconds of training), and the model's parameter count."""
+    run = model.parent if model.name == "export" else model
+    logs = sorted(run.glob("runs/*/csv/version_*/metrics.csv"), key=lambda f: f.stat().st_mtime)
+    rows = list(csv.DictReader(logs[-1].open())) if logs else []
+
+    def last(key: str) -> float | None:
+        got = [float(r[key]) for r in rows if r.get(key)]
+        return got[-1] if got else None
+
+    params = json.loads((model / "config.json").read_text()).get("num_params")
+    return {"val_loss": last("val/loss"), "train_seconds": last("train/time"), "params": params}
 
 
 def window_db(nmse: torch.Tensor) -> float:
@@ -126,6 +142,20 @@ def markdown(rows: list[dict], variants: list[str]) -> str:
     return "\n".join(out)
 
 
+def training_table(runs: dict[str, list[tuple[int, Path]]]) -> str:
+    """Parameters, the last validation loss and the training time of each variant (mean +- std)."""
+    out = ["| variant | parameters | val loss | training time (s) |", "|---|---|---|---|"]
+    for variant, seeds in runs.items():
+        logs = [run_log(path) for _, path in seeds]
+        cells = []
+        for key, fmt in (("val_loss", "{:.4f}"), ("train_seconds", "{:.0f}")):
+            got = [g[key] for g in logs if g[key] is not None]
+            cells.append("-" if not got else (f"{fmt.format(np.mean(got))} ± {fmt.format(np.std(got))}"
+                                              if len(got) > 1 else fmt.format(got[0])))
+        out.append(f"| {variant} | {logs[0]['params']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, required=True, help="folder of VARIANT-sSEED run folders")
@@ -138,6 +168,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     runs = find_runs(args.runs)
     rows = score_sets(runs, args.data, args.ratio)
     print(markdown(rows, list(runs)))
+    print(training_table(runs))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return rows

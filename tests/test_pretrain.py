@@ -513,6 +513,12 @@ def test_attention_variants_script_scores_each_seed_as_predict_does(tmp_path, mo
     assert rows[4]["db"][0] == pytest.approx(10 * math.log10(float(nmse.mean())), abs=1e-6)
     table = script.markdown(rows, ["sdpa", "complex-real"])
     assert "| sdpa | complex-real | persistence | ar |" in table and "±" in table
+    log = runs / "sdpa-s1" / "runs" / "mae" / "csv" / "version_0" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text("step,train/time,val/loss\n0,10,\n0,,0.5\n1,20,\n1,,0.3\n")
+    lines = script.training_table(script.find_runs(runs)).splitlines()
+    params = json.loads((runs / "sdpa-s1" / "config.json").read_text())["num_params"]
+    assert lines[2] == f"| sdpa | {params} | 0.3000 | 20 |" and lines[3].endswith("| - | - |")
 
 
 def test_guard_frequency_script_scores_each_rule_as_predict_applies_it(tmp_path, monkeypatch):
