@@ -36,7 +36,7 @@ def test_guard_prior_fixes_the_estimator_per_mask_kind_and_round_trips(tmp_path)
     csi = _band_edge(8)
     free, fixed = _tiny(), _tiny(guard_prior={"frequency": "hold"})
     weights, _, _, prior_scale = fixed.backtest(csi, "frequency", 0.5)
-    assert torch.equal(weights, torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0]]).expand(8, 5))  # hold, mean, reversion, ar, rank1
+    assert torch.equal(weights, torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]).expand(8, 6))  # hold, mean, reversion, ar, rank1, line
     assert torch.equal(fixed.backtest(csi, "temporal", 0.5)[0], free.backtest(csi, "temporal", 0.5)[0])
     pred = fixed.predict(csi, "frequency", 0.5)
     hold = masked_priors(csi, ~pred.mask)["hold"]
@@ -55,7 +55,7 @@ def test_calibration_fixes_the_estimate_that_beats_the_backtest_beyond_noise():
     csi = _band_edge(32)
     errs = guard_errors(model, csi, "frequency")
     assert set(errs) == {"persistence", "mean", "guard backtest", "guard hold", "guard mean", "guard reversion", "guard ar",
-                         "guard hold|ar", "guard hold|ar|mean", "guard hold|ar|mean|rank1"}
+                         "guard line", "guard hold|ar", "guard hold|ar|mean", "guard hold|ar|mean|rank1"}
     assert errs["guard backtest"].mean() > 3 * errs["guard hold"].mean()  # the band edge misleads the backtest
     assert errs["guard mean"].mean() > 3 * errs["persistence"].mean()
     res = calibrate_guard(model, csi[:16], "frequency")

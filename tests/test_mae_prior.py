@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -276,6 +277,55 @@ def test_rank1_prior_holds_the_gain_times_profile_approximation():
     # The noise of one subcarrier at one packet averages out over the window's packets.
     err = {k: float((est[k][..., 10:] - clean[..., 9:10]).abs().square().mean()) for k in ("hold", "rank1")}
     assert err["rank1"] < 0.5 * err["hold"]
+
+
+def test_line_prior_continues_the_least_squares_line_of_the_last_visible_values():
+    """``line``: per channel, the least-squares line through the last ``LINE_SPAN`` visible values
+    along the masked axis, continued; ``hold`` where the visible part is not one leading block."""
+    from wfm.models.priors import LINE_SPAN
+
+    k = torch.arange(16, dtype=torch.float32)
+    g = torch.Generator().manual_seed(7)
+    a, b = _csi(2, 4, 3, 1, seed=8), _csi(2, 4, 3, 1, seed=9)
+    tilted = a + b * k  # a complex line along subcarriers in every channel
+    vis = torch.ones(2, 4, 3, 16, dtype=torch.bool)
+    vis[..., 10:] = False
+    est = masked_priors(tilted, vis, reversion_dim=3)
+    torch.testing.assert_close(est["line"], tilted, atol=1e-4, rtol=1e-4)  # continued exactly
+    # Under noise: the line through visible subcarriers 2..9 only (LINE_SPAN of them), against numpy's fit.
+    noisy = tilted + 0.2 * torch.complex(torch.randn(2, 4, 3, 16, generator=g), torch.randn(2, 4, 3, 16, generator=g))
+    est = masked_priors(noisy, vis, reversion_dim=3)
+    x = np.arange(10 - LINE_SPAN, 10)
+    y = noisy[0, 1, 2, 10 - LINE_SPAN:10].numpy()
+    re, im = np.polyfit(x, y.real, 1), np.polyfit(x, y.imag, 1)
+    want = np.polyval(re, np.arange(10, 16)) + 1j * np.polyval(im, np.arange(10, 16))
+    np.testing.assert_allclose(est["line"][0, 1, 2, 10:].numpy(), want, atol=1e-4)
+    assert torch.equal(est["line"][..., :10], noisy[..., :10])
+    # In time, the same along packets; a visible part that is not one leading block: hold.
+    vis_t = torch.ones(2, 8, 3, 16, dtype=torch.bool)
+    vis_t[:, 5:] = False
+    steady = _csi(2, 1, 3, 16, seed=10) + _csi(2, 1, 3, 16, seed=11) * torch.arange(8.0).view(1, 8, 1, 1)
+    torch.testing.assert_close(masked_priors(steady, vis_t, reversion_dim=1)["line"], steady, atol=1e-4, rtol=1e-4)
+    gap = vis.clone()
+    gap[..., 3] = False
+    est = masked_priors(tilted, gap, reversion_dim=3)
+    assert torch.equal(est["line"], est["hold"])
+
+
+def test_a_fixed_line_rule_follows_a_tilted_band_that_the_backtest_cannot_show():
+    """``guard_prior: {frequency: line}`` (what ``wfm calibrate`` can choose): a band whose amplitude
+    falls along the subcarriers is predicted along its tilt, well ahead of the backtest's rule."""
+    from wfm.models.mae import GUARD_PRIORS
+
+    assert "line" in GUARD_PRIORS
+    k = torch.arange(30, dtype=torch.float32)
+    g = torch.Generator().manual_seed(12)
+    band = (2.0 - k / 20).to(torch.complex64) * (1 + 0.05 * torch.randn(8, 16, 3, 1, generator=g))
+    model = _tiny("mix", guard_prior={"frequency": "line"})
+    fixed = model.predict(band, "frequency", 0.5)
+    model.guard_prior = {"frequency": "hold|ar|mean|rank1"}
+    chosen = model.predict(band, "frequency", 0.5)
+    assert float(fixed.nmse.mean()) < 0.5 * float(chosen.nmse.mean())
 
 
 def test_guard_rules_are_sets_of_estimates_and_backtest_leaves_rank1_out():

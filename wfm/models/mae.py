@@ -96,11 +96,13 @@ PREDICT_VALUES = 1 << 17
 #: prediction beats it by ``AR_MARGIN``); ``hold|ar|mean``: the same with the mean of the visible part
 #: as a third choice (a band whose subcarriers the noise has decorrelated: pretrain/studies.md,
 #: "The mean among the guard's choices in frequency"); ``hold|ar|mean|rank1`` adds the nearest value
-#: of the window's rank-1 (a gain per packet times one profile) approximation. Any other ``|`` set of
+#: of the window's rank-1 (a gain per packet times one profile) approximation; ``line`` continues a
+#: least-squares line through the last visible values (a receiver's tilt across the band, which no
+#: window's own backtest shows: it is fixed, never the backtest's pick). Any other ``|`` set of
 #: ``GUARD_ESTIMATES`` is a rule too; these are the ones ``wfm calibrate`` scores.
-GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "hold|ar", "hold|ar|mean", "hold|ar|mean|rank1")
+GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "line", "hold|ar", "hold|ar|mean", "hold|ar|mean|rank1")
 #: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), in ``forward``'s order.
-GUARD_EXTRA = ("reversion", "ar", "rank1")
+GUARD_EXTRA = ("reversion", "ar", "rank1", "line")
 GUARD_ESTIMATES = (*ESTIMATORS, *GUARD_EXTRA)
 #: What ``backtest`` (a rule's default) weighs: every estimate but ``rank1``, the guard's choice
 #: before rank1 existed, so that folders saved before it predict as they did.
@@ -259,10 +261,12 @@ def visible_looks_white(seen: Tensor, limit: float, dips: bool = False) -> Tenso
 
 def margined(mse: Tensor) -> Tensor:
     """The guard's backtest errors ``[B, E]`` (``GUARD_ESTIMATES``' order) with the reversion's
-    bonus and linear prediction's handicap applied (``REVERSION_MARGIN``, ``AR_MARGIN``)."""
+    bonus and the handicap of linear prediction and of the line applied (``REVERSION_MARGIN``,
+    ``AR_MARGIN``)."""
     mse = mse.clone()
     mse[:, GUARD_ESTIMATES.index("reversion")] /= REVERSION_MARGIN
     mse[:, GUARD_ESTIMATES.index("ar")] *= AR_MARGIN
+    mse[:, GUARD_ESTIMATES.index("line")] *= AR_MARGIN  # an extrapolation too: it must win as clearly
     return mse
 
 
@@ -487,7 +491,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         ``mask`` is over the padded grid ``grid_for(csi.shape)``; ``front`` places the padding of
         each axis (``predict`` aligns the border of the predicted region with a patch border).
         ``reversion_dim`` (1: time, 3: subcarrier) adds the guard's estimates along that axis
-        (``GUARD_EXTRA``: the AR(1) ``reversion``, linear prediction, ``rank1``; ``wfm.models.priors``)
+        (``GUARD_EXTRA``: the AR(1) ``reversion``, linear prediction, ``rank1``, ``line``; ``wfm.models.priors``)
         to the classical estimates. ``prior_weights`` ``[B, E]`` replace the prior's mix: weights
         over ``ESTIMATORS``, then ``GUARD_EXTRA`` when they are there (``GUARD_ESTIMATES``' order).
         ``correction_scale`` ``[B]`` multiplies the learned correction and ``prior_scale`` ``[B]``

@@ -40,6 +40,12 @@ packet of the window shares, scaled by each packet's own complex gain:
 commodity receivers set a gain (AGC) and a phase per packet, while the noise of one subcarrier
 at one packet averages out over the window (on the real Nexmon capture's amplitude in
 frequency, 0.65x the nearest subcarrier's NMSE).
+
+And ``line``: the least-squares line through each channel's last ``LINE_SPAN`` visible values along
+the axis, continued over the hidden part: a receiver's tilt across the band, which no other
+estimate follows. It needs the visible block that ``ar`` needs; elsewhere it is ``hold``. No
+backtest on one window's visible band shows the tilt the whole band has (the Intel 5300's
+amplitudes), so the guard takes it only where a rule fixes it (``wfm calibrate``).
 """
 
 from __future__ import annotations
@@ -126,6 +132,42 @@ def _ar_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
     return out.reshape(hold.movedim(dim, -1).shape).movedim(-1, dim)
 
 
+#: ``line``: the least-squares line runs through at most this many of the last visible values.
+LINE_SPAN = 8
+
+
+def _line_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
+    """The least-squares line through each channel's last ``LINE_SPAN`` visible values along
+    ``dim``, continued over the elements after the visible block (module doc); ``hold`` where the
+    visible part is not one contiguous block of at least two values followed by hidden elements,
+    the same in every channel (as :func:`_ar_along`)."""
+    xs, vs = x.movedim(dim, -1), vis.movedim(dim, -1)  # [B, ..., n]
+    b, n = xs.shape[0], xs.shape[-1]
+    xs, vs = xs.reshape(b, -1, n), vs.reshape(b, -1, n)
+    data = vs.any(-1)[0]  # [C]: channels with visible elements (others are padding)
+    if not bool(data.any()) or not bool((vs.any(-1) == data).all()):
+        return hold
+    line = vs[0, data][0]
+    if not bool((vs[:, data] == line).all()):
+        return hold
+    idx = line.nonzero().flatten()
+    start, stop = int(idx[0]), int(idx[-1]) + 1
+    if stop - start != len(idx) or stop == n or stop - start < 2:
+        return hold
+    span = min(LINE_SPAN, stop - start)
+    pos = torch.arange(stop - span, stop, device=x.device, dtype=x.real.dtype)
+    pos = pos - pos.mean()
+    y = xs[:, data, stop - span:stop]  # [B, Cd, span]
+    level = y.mean(-1, keepdim=True)
+    slope = (pos * (y - level)).sum(-1, keepdim=True) / (pos * pos).sum()
+    ahead = torch.arange(1, n - stop + 1, device=x.device, dtype=x.real.dtype) + pos[-1]
+    out = hold.movedim(dim, -1).reshape(b, -1, n).clone()
+    sub = out[:, data]
+    sub[..., stop:] = (level + slope * ahead).to(out.dtype)
+    out[:, data] = sub
+    return out.reshape(hold.movedim(dim, -1).shape).movedim(-1, dim)
+
+
 #: Alternating least-squares passes of ``rank1``'s gain and profile: each is a power-iteration step,
 #: which gains (second / first singular value)^2 on the leading pair.
 RANK1_PASSES = 4
@@ -153,7 +195,7 @@ def _rank1_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
 
 def masked_priors(csi: Tensor, visible: Tensor, reversion_dim: int | None = None) -> dict[str, Tensor]:
     """``{"hold": ..., "mean": ...}``: complex ``[B, T, A, K]`` estimates (see module docstring),
-    and ``"reversion"``, ``"ar"`` and ``"rank1"`` along ``reversion_dim`` when given.
+    and ``"reversion"``, ``"ar"``, ``"rank1"`` and ``"line"`` along ``reversion_dim`` when given.
 
     ``visible`` is bool ``[B, T, A, K]`` (or broadcastable to it). A sample with no visible
     element at all gets zeros. Visible positions hold ``csi`` itself.
@@ -175,4 +217,5 @@ def masked_priors(csi: Tensor, visible: Tensor, reversion_dim: int | None = None
         out["reversion"] = torch.where(vis, csi, w * out["hold"] + (1 - w) * out["mean"])
         out["ar"] = torch.where(vis, csi, _ar_along(csi, vis, reversion_dim, out["hold"]))
         out["rank1"] = torch.where(vis, csi, _rank1_along(csi, vis, reversion_dim, out["hold"]))
+        out["line"] = torch.where(vis, csi, _line_along(csi, vis, reversion_dim, out["hold"]))
     return out
