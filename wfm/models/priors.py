@@ -50,6 +50,8 @@ amplitudes), so the guard takes it only where a rule fixes it (``wfm calibrate``
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -108,9 +110,12 @@ def reversion_weight(csi: Tensor, visible: Tensor, dim: int) -> Tensor:
     return torch.where(h <= n, w, torch.zeros_like(w))
 
 
-def _ar_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
-    """Linear prediction of the elements after the visible block along ``dim`` (module doc);
-    ``hold`` where the visible part is not one such block or nothing follows it."""
+def _continue_block(x: Tensor, vis: Tensor, dim: int, hold: Tensor,
+                    extend: Callable[[Tensor, int], Tensor], min_len: int = 1) -> Tensor:
+    """``hold`` with the elements after the visible block along ``dim`` replaced by ``extend(block,
+    count)`` (``block`` ``[B, C, m]``: each channel's visible values in order; ``[B, C, count]`` back).
+    ``hold`` itself where the visible part is not one contiguous block of at least ``min_len``
+    values, the same in every channel that has any, with something after it."""
     xs, vs = x.movedim(dim, -1), vis.movedim(dim, -1)  # [B, ..., n]
     b, n = xs.shape[0], xs.shape[-1]
     xs, vs = xs.reshape(b, -1, n), vs.reshape(b, -1, n)
@@ -122,9 +127,9 @@ def _ar_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
         return hold
     idx = line.nonzero().flatten()
     start, stop = int(idx[0]), int(idx[-1]) + 1
-    if stop - start != len(idx) or stop == n:
+    if stop - start != len(idx) or stop == n or stop - start < min_len:
         return hold
-    pred = ar_forecast(xs[:, data, start:stop], n - stop)  # [B, Cd, n - stop]
+    pred = extend(xs[:, data, start:stop], n - stop)  # [B, Cd, n - stop]
     out = hold.movedim(dim, -1).reshape(b, -1, n).clone()
     sub = out[:, data]
     sub[..., stop:] = pred.to(out.dtype)
@@ -132,40 +137,33 @@ def _ar_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
     return out.reshape(hold.movedim(dim, -1).shape).movedim(-1, dim)
 
 
+def _ar_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
+    """Linear prediction of the elements after the visible block along ``dim`` (module doc);
+    ``hold`` where the visible part is not one such block or nothing follows it."""
+    return _continue_block(x, vis, dim, hold, ar_forecast)
+
+
 #: ``line``: the least-squares line runs through at most this many of the last visible values.
 LINE_SPAN = 8
+
+
+def _line_forecast(block: Tensor, count: int) -> Tensor:
+    """``[B, C, count]``: the least-squares line through the last ``LINE_SPAN`` values of each row
+    of ``block`` ``[B, C, m]`` (``m >= 2``), continued ``count`` steps."""
+    span = min(LINE_SPAN, block.shape[-1])
+    pos = torch.arange(span, device=block.device, dtype=block.real.dtype)
+    pos = pos - pos.mean()
+    y = block[..., -span:]
+    level = y.mean(-1, keepdim=True)
+    slope = (pos * (y - level)).sum(-1, keepdim=True) / (pos * pos).sum()
+    return level + slope * (torch.arange(1, count + 1, device=block.device, dtype=block.real.dtype) + pos[-1])
 
 
 def _line_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
     """The least-squares line through each channel's last ``LINE_SPAN`` visible values along
     ``dim``, continued over the elements after the visible block (module doc); ``hold`` where the
-    visible part is not one contiguous block of at least two values followed by hidden elements,
-    the same in every channel (as :func:`_ar_along`)."""
-    xs, vs = x.movedim(dim, -1), vis.movedim(dim, -1)  # [B, ..., n]
-    b, n = xs.shape[0], xs.shape[-1]
-    xs, vs = xs.reshape(b, -1, n), vs.reshape(b, -1, n)
-    data = vs.any(-1)[0]  # [C]: channels with visible elements (others are padding)
-    if not bool(data.any()) or not bool((vs.any(-1) == data).all()):
-        return hold
-    line = vs[0, data][0]
-    if not bool((vs[:, data] == line).all()):
-        return hold
-    idx = line.nonzero().flatten()
-    start, stop = int(idx[0]), int(idx[-1]) + 1
-    if stop - start != len(idx) or stop == n or stop - start < 2:
-        return hold
-    span = min(LINE_SPAN, stop - start)
-    pos = torch.arange(stop - span, stop, device=x.device, dtype=x.real.dtype)
-    pos = pos - pos.mean()
-    y = xs[:, data, stop - span:stop]  # [B, Cd, span]
-    level = y.mean(-1, keepdim=True)
-    slope = (pos * (y - level)).sum(-1, keepdim=True) / (pos * pos).sum()
-    ahead = torch.arange(1, n - stop + 1, device=x.device, dtype=x.real.dtype) + pos[-1]
-    out = hold.movedim(dim, -1).reshape(b, -1, n).clone()
-    sub = out[:, data]
-    sub[..., stop:] = (level + slope * ahead).to(out.dtype)
-    out[:, data] = sub
-    return out.reshape(hold.movedim(dim, -1).shape).movedim(-1, dim)
+    visible part is not one such block of at least two values or nothing follows it."""
+    return _continue_block(x, vis, dim, hold, _line_forecast, min_len=2)
 
 
 #: Alternating least-squares passes of ``rank1``'s gain and profile: each is a power-iteration step,
