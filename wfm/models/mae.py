@@ -97,8 +97,8 @@ PREDICT_VALUES = 1 << 17
 #: as a third choice (a band whose subcarriers the noise has decorrelated: pretrain/studies.md,
 #: "The mean among the guard's choices in frequency"); ``hold|ar|mean|rank1`` adds the nearest value
 #: of the window's rank-1 (a gain per packet times one profile) approximation; ``line`` continues a
-#: least-squares line through the last visible values (a receiver's tilt across the band, which no
-#: window's own backtest shows: it is fixed, never the backtest's pick). Any other ``|`` set of
+#: least-squares line through the last visible values (a receiver's tilt across the band, which a
+#: window's own backtest does not show: a rule fixes it where a link's windows do). Any other ``|`` set of
 #: ``GUARD_ESTIMATES`` is a rule too; these are the ones ``wfm calibrate`` scores.
 GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "line", "hold|ar", "hold|ar|mean", "hold|ar|mean|rank1")
 #: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), in ``forward``'s order.
