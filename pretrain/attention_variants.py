@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import wfm
 from wfm.models.baselines import LinearPrediction
 from wfm.tasks.channel_prediction import axis_interval, forecast_hidden, persistence
 from wfm.tasks.csi_data import load_csi
+from wfm.tasks.metrics import mean_window_nmse, to_db, window_nmse
 
 KINDS = {"temporal": "time", "frequency": "frequency"}  # predict's mask kind -> the axis it hides
 RUN_NAME = re.compile(r"^(?P<variant>.+)-s(?P<seed>\d+)$")
@@ -78,16 +78,9 @@ def run_log(model: Path) -> dict:
     return {"val_loss": last("val/loss"), "train_seconds": last("train/time"), "params": params}
 
 
-def window_db(nmse: torch.Tensor) -> float:
-    """The mean of per-window NMSE, in dB."""
-    return 10.0 * math.log10(float(nmse.double().mean()))
-
-
-def hidden_nmse(pred: torch.Tensor, csi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``[N]``: each window's NMSE over its hidden part."""
-    m = mask.to(torch.float64)
-    err = ((pred - csi).abs().double() ** 2 * m).flatten(1).sum(1)
-    return err / ((csi.abs().double() ** 2) * m).flatten(1).sum(1)
+def window_db(per_window: torch.Tensor) -> float:
+    """The per-window NMSE (the mean of ``[N]`` per-window values), in dB."""
+    return to_db(mean_window_nmse(per_window))
 
 
 @torch.no_grad()
@@ -108,7 +101,7 @@ def score_sets(runs: dict[str, list[tuple[int, Path]]], data: list[Path], ratio:
                     scores = []
                     for seed, _ in seeds:
                         p = models[variant, seed].predict(csi, kind, ratio, guard=guard)
-                        mask = p.mask
+                        mask = p.mask  # the same hidden part for every model (predict hides round(ratio * size))
                         scores.append(window_db(p.nmse))
                     rows.append({"set": name, "kind": kind, "guard": guard, "model": variant,
                                  "seeds": [s for s, _ in seeds], "db": scores})
@@ -116,7 +109,7 @@ def score_sets(runs: dict[str, list[tuple[int, Path]]], data: list[Path], ratio:
                     "ar": forecast_hidden(LinearPrediction(), csi, mask, axis, axis_interval(attrs, axis))}
             for model, pred in base.items():
                 rows.append({"set": name, "kind": kind, "guard": None, "model": model, "seeds": [],
-                             "db": [window_db(hidden_nmse(pred, csi, mask))]})
+                             "db": [window_db(window_nmse(pred, csi, mask))]})
     return rows
 
 
