@@ -156,7 +156,8 @@ def _line_forecast(block: Tensor, count: int) -> Tensor:
     y = block[..., -span:]
     level = y.mean(-1, keepdim=True)
     slope = (pos * (y - level)).sum(-1, keepdim=True) / (pos * pos).sum()
-    return level + slope * (torch.arange(1, count + 1, device=block.device, dtype=block.real.dtype) + pos[-1])
+    ahead = torch.arange(1, count + 1, device=block.device, dtype=block.real.dtype) + pos[-1]
+    return level + slope * ahead
 
 
 def _line_along(x: Tensor, vis: Tensor, dim: int, hold: Tensor) -> Tensor:
