@@ -20,6 +20,7 @@ for f in data/recipes/wifi/wifi-dips-*.yaml; do jobs+=("$f 2048"); done         
 jobs+=("data/recipes/process-textbook.yaml 2048")                                       # the process stage
 jobs+=("data/recipes/process-textbook-csi.yaml 2048")                                   # the process stage at CSI intervals
 for f in data/recipes/traffic-{2min,10min,15min}-spikes.yaml; do jobs+=("$f 256"); done      # the spikes stage
+for f in data/recipes/traffic-{2min,10min,hourly}-shallow.yaml; do jobs+=("$f 256"); done    # the shallow stage
 for j in "${jobs[@]}"; do generate $j; done
 finish
 [ "${WFM_DRY_RUN:-0}" = 1 ] || echo "causal-tiny-catalog-cpu data ready in $WFM_DATA"

@@ -341,3 +341,37 @@ def test_short_spikes_fall_back_within_minutes_at_any_interval():
     assert recipe.spikes_per_day == 4 and recipe.has_extras
     with pytest.raises(DataError, match="spike_minutes"):
         recipe.with_overrides(spike_minutes=0.0)
+
+
+def test_shallow_days_draw_each_series_night_floor_and_leave_the_rest_of_the_series_alone():
+    def day_depth(x: np.ndarray, spd: int) -> np.ndarray:
+        """Each series' smoothed (2-hour means) day: its quietest over its busiest, over whole days."""
+        k = spd // 12
+        days = x[:, :x.shape[1] // spd * spd].reshape(len(x), -1, spd).mean(axis=1)  # the mean day
+        sm = np.stack([np.convolve(d, np.ones(k) / k, mode="valid") for d in days])
+        return sm.min(axis=1) / sm.max(axis=1)
+
+    base = load_recipe(RECIPES / "traffic-10min.yaml").with_overrides(num_samples=64, days=7)
+    # Off (the default floor): the dict and the data are as before.
+    assert "night_floor" not in base.to_dict() and "night_floor_max" not in base.to_dict() and not base.has_extras
+    deep = TrafficGenerator(base).generate(64, 2)
+    shallow_recipe = base.with_overrides(night_floor_max=1.5)
+    assert shallow_recipe.has_extras and shallow_recipe.to_dict()["night_floor_max"] == 1.5
+    shallow = TrafficGenerator(shallow_recipe).generate(64, 2)
+    # Only the season's floor changes: same start steps, archetypes, noise and bursts.
+    np.testing.assert_array_equal(deep["start_step"], shallow["start_step"])
+    np.testing.assert_array_equal(deep["archetype_weights"], shallow["archetype_weights"])
+    assert (shallow["traffic"] >= deep["traffic"] * (1 - 1e-6)).all()  # a higher floor only adds load
+    d_deep, d_shallow = day_depth(deep["traffic"], 144), day_depth(shallow["traffic"], 144)
+    assert np.quantile(d_deep, 0.9) < 0.25  # nights at about a tenth of the peak
+    assert np.median(d_shallow) > 1.5 * np.median(d_deep) and np.quantile(d_shallow, 0.9) > 0.35
+    # A fixed floor gives every series the same depth of day (per archetype mix).
+    flat = TrafficGenerator(base.with_overrides(night_floor=1.0)).generate(64, 2)["traffic"]
+    assert day_depth(flat, 144).min() > 0.3
+    for name in ("traffic-2min-shallow", "traffic-10min-shallow", "traffic-hourly-shallow"):
+        r = load_recipe(RECIPES / f"{name}.yaml")
+        assert (r.night_floor, r.night_floor_max) == (0.1, 1.5) and r.drift_scale > 0
+    with pytest.raises(DataError, match="night_floor_max"):
+        base.with_overrides(night_floor_max=0.05)
+    with pytest.raises(DataError, match="night_floor"):
+        base.with_overrides(night_floor=0.0)

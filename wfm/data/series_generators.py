@@ -53,8 +53,11 @@ MOBILITY = ("pedestrian", "vehicular")
 TRAFFIC_ARCHETYPES = ("residential", "business", "transport")
 #: Optional traffic recipe keys that are left out of the recipe's dict at their defaults.
 TRAFFIC_EXTRAS = ("level_shifts_per_week", "level_shift_log_std", "drift_scale", "drift_hours", "spikes_per_day",
-                  "spike_minutes", "spike_gain_log_mean")
+                  "spike_minutes", "spike_gain_log_mean", "night_floor", "night_floor_max")
 
+
+#: The traffic daily profile's default floor: night load at a tenth of an archetype's highest bump.
+NIGHT_FLOOR = 0.1
 
 # ---------------------------------------------------------------------------- recipes
 
@@ -136,6 +139,11 @@ class TrafficRecipe(RecipeFields):
     spikes_per_day: float = 0.0  # Poisson rate of short spikes (bursts that fall back within minutes)
     spike_minutes: float = 15.0  # mean e-folding time of a spike's decay
     spike_gain_log_mean: float = 0.5  # a spike adds exp(N(mean, 0.7)) times the load
+    # The daily profile's floor (its quietest load, against an archetype's highest bump of 1): night
+    # traffic at a tenth of the peak by default; with night_floor_max, each series draws its floor
+    # log-uniformly between the two (measured cells aggregate enough users that nights hold 20-50 %).
+    night_floor: float = NIGHT_FLOOR
+    night_floor_max: float | None = None
     shard_size: int = 256
     split: str = "pretrain"
     description: str = ""
@@ -152,6 +160,10 @@ class TrafficRecipe(RecipeFields):
                                           "spikes_per_day"))
         if not self.drift_hours > 0:
             p.append("drift_hours must be > 0")
+        if not self.night_floor > 0:
+            p.append(f"night_floor {self.night_floor} must be > 0")
+        if self.night_floor_max is not None and not self.night_floor_max >= self.night_floor:
+            p.append(f"night_floor_max {self.night_floor_max} must be >= night_floor {self.night_floor}")
         if p:
             raise DataError(f"recipe {self.name!r}: " + "; ".join(p))
 
@@ -166,7 +178,8 @@ class TrafficRecipe(RecipeFields):
 
     @property
     def has_extras(self) -> bool:
-        return self.level_shifts_per_week > 0 or self.drift_scale > 0 or self.spikes_per_day > 0
+        return (self.level_shifts_per_week > 0 or self.drift_scale > 0 or self.spikes_per_day > 0
+                or self.night_floor != NIGHT_FLOOR or self.night_floor_max is not None)
 
     @property
     def steps_per_day(self) -> int:
@@ -315,7 +328,7 @@ def gps_fix_error(rng: np.random.Generator, num: int, steps: int, dt: float, r: 
 # ---------------------------------------------------------------------------- traffic
 
 # Daily bumps per archetype: (hour of the peak, width in hours, height). Heights are
-# relative; a floor of 0.1 keeps night traffic above zero.
+# relative; a floor (NIGHT_FLOOR by default) keeps night traffic above zero.
 _DAILY = {
     "residential": [(8.0, 1.5, 0.35), (13.0, 2.5, 0.45), (21.0, 2.5, 1.0)],
     "business": [(10.0, 2.0, 1.0), (15.0, 2.0, 0.9), (20.0, 2.0, 0.2)],
@@ -324,9 +337,10 @@ _DAILY = {
 _WEEKEND = {"residential": 1.1, "business": 0.45, "transport": 0.6}
 
 
-def daily_profile(hours: np.ndarray, archetype: str) -> np.ndarray:
-    """Relative load of an archetype at time of day ``hours`` (periodic over 24 h)."""
-    out = np.full_like(hours, 0.1, dtype=np.float64)
+def daily_profile(hours: np.ndarray, archetype: str, floor: float | np.ndarray = NIGHT_FLOOR) -> np.ndarray:
+    """Relative load of an archetype at time of day ``hours`` (periodic over 24 h) above ``floor``
+    (a scalar, or an array that broadcasts against ``hours``, e.g. one floor per series)."""
+    out = np.zeros(np.broadcast_shapes(np.shape(hours), np.shape(floor))) + floor
     for peak, width, height in _DAILY[archetype]:
         d = np.remainder(hours - peak + 12.0, 24.0) - 12.0  # signed distance on the day circle
         out += height * np.exp(-0.5 * (d / width) ** 2)
@@ -362,10 +376,11 @@ class TrafficGenerator:
         hours = np.remainder(t, spd) * (24.0 / spd)
         weekend = np.remainder(t // spd, 7) >= 5
         weights = rng.dirichlet(np.full(len(TRAFFIC_ARCHETYPES), 0.7), size=num)
+        floor = self._floors(num, seed)
         season = np.zeros((num, L))
         for j, a in enumerate(TRAFFIC_ARCHETYPES):
             wk = _WEEKEND[a] * np.exp(rng.normal(0.0, r.weekend_jitter, size=(num, 1)))
-            season += weights[:, j, None] * daily_profile(hours, a) * np.where(weekend, wk, 1.0)
+            season += weights[:, j, None] * daily_profile(hours, a, floor) * np.where(weekend, wk, 1.0)
         level = np.exp(rng.normal(r.level_log_mean, r.level_log_std, size=(num, 1)))
         bursts = self._bursts(rng, num, L, spd)
         noise = np.exp(r.noise_scale * np.clip(rng.standard_t(r.noise_df, size=(num, L)), -30, 30))
@@ -377,6 +392,15 @@ class TrafficGenerator:
             traffic = traffic * np.exp(self._regimes(np.random.default_rng([0x7AF, int(seed) % 2**63]), num, L, spd))
         return {"traffic": traffic.astype(np.float32), "start_step": start.astype(np.int64),
                 "archetype_weights": weights.astype(np.float32)}
+
+    def _floors(self, num: int, seed: int) -> float | np.ndarray:
+        """The daily profile's floor: the recipe's, or one per series ``[num, 1]`` drawn log-uniformly
+        up to ``night_floor_max`` (its own random stream: the rest of a series is unchanged)."""
+        r = self.recipe
+        if r.night_floor_max is None:
+            return r.night_floor
+        u = np.random.default_rng([0xF10, int(seed) % 2**63]).random((num, 1))
+        return r.night_floor * (r.night_floor_max / r.night_floor) ** u
 
     def _regimes(self, rng: np.random.Generator, num: int, L: int, spd: int) -> np.ndarray:
         """Log-load offsets [num, L]: persistent level shifts plus an AR(1) wander."""
