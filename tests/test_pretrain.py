@@ -1199,3 +1199,33 @@ def test_one_period_script_reads_the_season_off_the_context_ends_and_blends_seas
         assert value == pytest.approx(script.window_nmse(want, tgt, group) / best, rel=1e-6), name
     assert rows["daily"]["half"] < rows["daily"]["release"]  # a clean daily cycle: yesterday helps
     assert set(script.summary(rows)) == set(script.VARIANTS)
+
+
+def test_shallow_days_script_scores_each_model_as_forecast_does(tmp_path, monkeypatch):
+    """pretrain/shallow_days.py: generates the held-out series it lacks (deep- and shallow-day
+    recipes), and each cell's ratio is the model's own ``forecast`` over the best classical."""
+    from wfm.data.shards import ShardedDataset
+    from wfm.models.registry import create_model
+
+    script = _load_script("shallow_days", monkeypatch)
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, coarse_len=64, check_origins=4).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.weight, std=0.3)
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--models", str(tmp_path / "m"), "--heldout", str(tmp_path / "ho"), "--seeds", "5",
+                       "--cells", "traffic-10min:96:12:600", "traffic-10min-shallow:96:12:600",
+                       "--series", "2", "--per-series", "2", "--out", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text())["summary"] == out["summary"]
+    assert set(out["summary"][str(tmp_path / "m")]) == {"deep", "shallow"}
+    for recipe, key in (("traffic-10min", "5 traffic-10min (L=96, H=12)"),
+                        ("traffic-10min-shallow", "5 traffic-10min-shallow (L=96, H=12)")):
+        x = ShardedDataset(tmp_path / "ho" / "5" / recipe).read_range(0, 2, ["traffic"])["traffic"]
+        ctx, tgt = _load_script("box_cox", monkeypatch).series_windows(x.reshape(2, -1), 96, 12, 2)
+        group = torch.arange(len(ctx))
+        best = script.best_classical(ctx, tgt, group, 600.0)
+        with torch.no_grad():
+            ratio = script.window_nmse(model.forecast(ctx, 600.0, 12, group=group), tgt, group) / best
+        assert out["cells"][key][str(tmp_path / "m")] == pytest.approx(ratio, rel=1e-5)
+    manifest = json.loads((tmp_path / "ho" / "5" / "traffic-10min-shallow" / "manifest.json").read_text())
+    assert "night_floor_max" in json.dumps(manifest)
