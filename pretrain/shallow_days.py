@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by the tests
 from box_cox import TRAFFIC, best_classical, ensure_heldout, traffic_cell
+from check_season import summary as cells_summary
 from evidence_power import window_nmse
 
 import wfm
@@ -56,17 +56,10 @@ def score(models: dict, folder: Path, cells: list[tuple], series: int, per_serie
 
 
 def summary(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per model, the geometric mean and the count at or below 1 over the deep- and shallow-day cells."""
-    out: dict = {}
-    for label, shallow in (("deep", False), ("shallow", True)):
-        chosen = [r for k, r in rows.items() if ("shallow" in k) == shallow]
-        if not chosen:
-            continue
-        for m in chosen[0]:
-            vals = [r[m] for r in chosen]
-            out.setdefault(m, {})[label] = {"geometric_mean": math.exp(sum(map(math.log, vals)) / len(vals)),
-                                            "at_or_below_1": sum(v <= 1 for v in vals), "cells": len(vals)}
-    return out
+    """``{"deep" | "shallow": {model: {geometric_mean, at_or_below_1}}}`` over each kind of cell."""
+    kinds = {kind: {k: r for k, r in rows.items() if ("shallow" in k) == (kind == "shallow")}
+             for kind in ("deep", "shallow")}
+    return {kind: cells_summary(chosen) for kind, chosen in kinds.items() if chosen}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -90,9 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
         ensure_heldout(folder, seed, list(dict.fromkeys(c[0] for c in cells)), [], {"traffic": args.series})
         rows.update({f"{seed} {k}": v for k, v in score(models, folder, cells, args.series, args.per_series).items()})
     result = {"models": args.models, "seeds": args.seeds, "cells": rows, "summary": summary(rows)}
-    for m, s in result["summary"].items():
-        print(m, "  ".join(f"{k}: geometric mean {v['geometric_mean']:.4f} ({v['at_or_below_1']} of {v['cells']} <= 1)"
-                           for k, v in s.items()))
+    for kind, by_model in result["summary"].items():
+        for m, v in by_model.items():
+            print(f"{kind}-day cells: {m} geometric mean {v['geometric_mean']:.4f}, {v['at_or_below_1']} at or below 1")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     return result

@@ -1217,7 +1217,7 @@ def test_shallow_days_script_scores_each_model_as_forecast_does(tmp_path, monkey
                        "--cells", "traffic-10min:96:12:600", "traffic-10min-shallow:96:12:600",
                        "--series", "2", "--per-series", "2", "--out", str(tmp_path / "s.json")])
     assert json.loads((tmp_path / "s.json").read_text())["summary"] == out["summary"]
-    assert set(out["summary"][str(tmp_path / "m")]) == {"deep", "shallow"}
+    assert set(out["summary"]) == {"deep", "shallow"} and list(out["summary"]["deep"]) == [str(tmp_path / "m")]
     for recipe, key in (("traffic-10min", "5 traffic-10min (L=96, H=12)"),
                         ("traffic-10min-shallow", "5 traffic-10min-shallow (L=96, H=12)")):
         x = ShardedDataset(tmp_path / "ho" / "5" / recipe).read_range(0, 2, ["traffic"])["traffic"]

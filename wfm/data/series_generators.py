@@ -141,7 +141,7 @@ class TrafficRecipe(RecipeFields):
     spike_gain_log_mean: float = 0.5  # a spike adds exp(N(mean, 0.7)) times the load
     # The daily profile's floor (its quietest load, against an archetype's highest bump of 1): night
     # traffic at a tenth of the peak by default; with night_floor_max, each series draws its floor
-    # log-uniformly between the two (measured cells aggregate enough users that nights hold 20-50 %).
+    # log-uniformly between the two (the Milan cells of ../shared, which aggregate many users: 17-53 %).
     night_floor: float = NIGHT_FLOOR
     night_floor_max: float | None = None
     shard_size: int = 256

@@ -104,8 +104,8 @@ GUARD_PRIORS = ("backtest", *ESTIMATORS, "reversion", "ar", "line", "hold|ar", "
 #: Estimates the guard adds along the masked axis (after ``ESTIMATORS``), in ``forward``'s order.
 GUARD_EXTRA = ("reversion", "ar", "rank1", "line")
 GUARD_ESTIMATES = (*ESTIMATORS, *GUARD_EXTRA)
-#: What ``backtest`` (a rule's default) weighs: every estimate but ``rank1``, the guard's choice
-#: before rank1 existed, so that folders saved before it predict as they did.
+#: What ``backtest`` (a rule's default) weighs: every estimate but ``rank1`` and ``line``, the guard's
+#: choice before they existed, so that folders saved before them predict as they did.
 BACKTEST_ESTIMATES = ("hold", "mean", "reversion", "ar")
 #: Linear prediction (``ar``) must beat the other estimates by this factor on the backtest: it can
 #: extrapolate a rotation or a delay structure far better than they hold it, but fitted on a few
