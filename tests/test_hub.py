@@ -433,6 +433,22 @@ def test_save_pretrained_writes_the_export_format_and_keeps_metadata(tmp_path):
     assert from_pretrained(tmp_path / "fresh").dim == 32
 
 
+def test_save_pretrained_refuses_options_that_would_not_load_and_writes_nothing(tmp_path):
+    """Inference options are attributes a user sets by hand; a combination the constructor refuses
+    (``raw_paths`` keeps smooth paths out of Box-Cox, so it needs ``box_cox``) is refused at
+    ``save_pretrained``, naming the folder and the reason, before any file or folder is made."""
+    from wfm.models.registry import create_model
+
+    model = create_model("causal_tiny", prior="mix", guard=True, box_cox=True, raw_paths=True)
+    model.box_cox = False
+    with pytest.raises(ValueError, match=r"not saved to .*bad.*raw_paths.*needs box_cox"):
+        model.save_pretrained(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    model.raw_paths = False
+    model.save_pretrained(tmp_path / "good")
+    assert from_pretrained(tmp_path / "good").box_cox is False
+
+
 class _FakeApi:
     """``HfApi`` recording its calls; ``upload_folder`` loads what it is given with wfm's checks."""
 
