@@ -1229,3 +1229,28 @@ def test_shallow_days_script_scores_each_model_as_forecast_does(tmp_path, monkey
         assert out["cells"][key][str(tmp_path / "m")] == pytest.approx(ratio, rel=1e-5)
     manifest = json.loads((tmp_path / "ho" / "5" / "traffic-10min-shallow" / "manifest.json").read_text())
     assert "night_floor_max" in json.dumps(manifest)
+
+
+def test_intermittent_script_draws_zero_inflated_counts_and_scores_each_model_as_forecast_does(tmp_path, monkeypatch):
+    """pretrain/intermittent.py: each cell's series hold about the asked share of zeros (the rest
+    Poisson counts), no window's target is all zero, and a cell's ratio is the model's own
+    ``forecast`` over the best classical on the same windows."""
+    from wfm.models.registry import create_model
+
+    script = _load_script("intermittent", monkeypatch)
+    ctx, tgt = script.intermittent_windows(0.7, 400, 20, 64, 3.0, seed=1)
+    assert ctx.shape[1:] == (400,) and tgt.shape[1:] == (20,) and len(ctx) == len(tgt) >= 60
+    assert float((ctx == 0).double().mean()) == pytest.approx(0.7 + 0.3 * math.exp(-3.0), abs=0.02)
+    assert bool((tgt > 0).any(dim=1).all()) and bool((ctx == ctx.round()).all())
+    torch.manual_seed(0)
+    model = create_model("causal_tiny", prior="mix", guard=True, check_origins=4, box_cox=True).eval()
+    model.save_pretrained(str(tmp_path / "m"))
+    out = script.main(["--models", str(tmp_path / "m"), "--zeros", "0.5", "--shapes", "64:8:600",
+                       "--series", "6", "--seed", "3", "--out", str(tmp_path / "i.json")])
+    assert json.loads((tmp_path / "i.json").read_text())["summary"] == out["summary"]
+    ctx, tgt = script.intermittent_windows(0.5, 64, 8, 6, 3.0, seed=3)
+    group = torch.arange(len(ctx))
+    with torch.no_grad():
+        ratio = script.window_nmse(model.forecast(ctx, 600.0, 8, group=group), tgt, group) / \
+            script.best_classical(ctx, tgt, group, 600.0)
+    assert out["cells"]["zeros 0.5 (L=64, H=8)"][str(tmp_path / "m")] == pytest.approx(ratio, rel=1e-6)
