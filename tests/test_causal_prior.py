@@ -1625,6 +1625,33 @@ def test_raw_paths_forecasts_a_smooth_path_as_given_and_leaves_noisy_series_in_b
     assert from_pretrained(str(tmp_path / "m")).raw_paths and not boxed.raw_paths
 
 
+def test_box_cox_check_forecasts_as_given_where_the_transform_lost_on_the_checks_in_the_values_units(tmp_path):
+    """``box_cox_check``: intermittent counts (zeros a third of the time, Poisson counts otherwise)
+    put a zero at ``-1 / lam``, far below the counts, and the forecast in Box-Cox space comes back
+    far below their mean; on the checks, scored in the counts' own units, it loses to the forecast
+    as given beyond doubt (a window of four such series pooling its checks), so the window is
+    forecast as given, to the bit. Level-proportional noise keeps Box-Cox, to the bit; fewer than
+    two checks decide nothing; the option needs box_cox and check_origins and survives a save."""
+    g = torch.Generator().manual_seed(4)
+    counts = torch.where(torch.rand(4, 400, generator=g) < 0.3, 0.0, torch.poisson(torch.full((4, 400), 3.0), generator=g))
+    noise = (50 + 10 * torch.randn(2, 400, generator=g)).abs() * (1 + torch.rand(2, 400, generator=g))
+    one = torch.zeros(4, dtype=torch.long)  # the counts: one window
+    kw = dict(guard=True, check_origins=8, backtest_origins="value")
+    boxed, checked, plain = mix(box_cox=True, **kw), mix(box_cox=True, box_cox_check=True, **kw), mix(**kw)
+    assert float(boxed.forecast(counts, 600.0, 12, group=one).mean()) < 0.6 * float(counts.mean())  # what it is for
+    assert torch.equal(checked.forecast(counts, 600.0, 12, group=one), plain.forecast(counts, 600.0, 12, group=one))
+    assert torch.equal(checked.forecast(noise, 600.0, 12), boxed.forecast(noise, 600.0, 12))
+    assert not torch.equal(boxed.forecast(noise, 600.0, 12), plain.forecast(noise, 600.0, 12))
+    short = counts[:, :40]  # one check of 12 values fits: nothing is decided
+    assert torch.equal(checked.forecast(short, 600.0, 12, group=one), boxed.forecast(short, 600.0, 12, group=one))
+    with pytest.raises(ValueError, match="box_cox_check .* needs box_cox and check_origins"):
+        mix(box_cox_check=True, **kw)
+    checked.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).box_cox_check and not boxed.box_cox_check
+
+
 def test_check_range_follows_a_vehicle_past_its_base_station_only_for_series_told_they_are_ranges(tmp_path):
     """``check_range``: at constant velocity the squared range is a quadratic in time, so the fit
     continues a pass exactly where the last step's extrapolation overshoots the turn. With

@@ -543,6 +543,8 @@ class ForecastMixin:
             # out, and its inverse would bound the forecast at zero, which an angle crosses; a range
             # cannot cross zero, and keeps the bound (held-out distances were up to 9 % worse without).
             lam = torch.where(trend_holds_locally(context, horizon, group), torch.ones_like(lam), lam)
+        if lam is not None and self.box_cox_check and bool((lam < 1).any()):
+            lam = torch.where(self._box_cox_loses(context, lam, interval, horizon, group), torch.ones_like(lam), lam)
         if lam is not None and bool((lam < 1).any()):
             point, quant, switched = self._checked_forecast(boxcox.box_cox(context, lam), interval, horizon,
                                                             group, check, quantiles, raw=(context, lam),
@@ -590,6 +592,31 @@ class ForecastMixin:
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         return point.to(device), None if quant is None else quant.to(device)
+
+    @torch.no_grad()
+    def _box_cox_loses(self, context: Tensor, lam: Tensor, interval: Tensor, horizon: int,
+                       group: Tensor | None) -> Tensor:
+        """``[B]`` bool (``box_cox_check``): rows (or groups) with ``lam < 1`` whose network forecast
+        in Box-Cox space, transformed back, erred more than the network's forecast of the values as
+        given beyond doubt (``check_test``) on the checks of the whole horizon (:meth:`check_cuts`),
+        scored in the values' own units. Fewer than two checks decide nothing."""
+        boxed = lam < 1
+        cuts = self.check_cuts(context.shape[1], horizon)
+        if len(cuts) < 2:
+            return torch.zeros_like(boxed)
+        rows = boxed.nonzero().flatten()  # lam is a group's, so a group's rows are all in or all out
+        given, lam_b = context[rows], lam[rows]
+        grp = None if group is None else group[rows]
+        z = boxcox.box_cox(given, lam_b)
+        checks = PairedChecks(given, grp, self.pool_by_power)  # A: Box-Cox space, B: as given
+        for cut in cuts:
+            truth = given[:, cut:cut + horizon].double()
+            (boxed_net, _), = self._rollout(z[:, :cut], interval[rows], horizon, grp)
+            (plain_net, _), = self._rollout(given[:, :cut], interval[rows], horizon, grp)
+            checks.add((boxcox.inv_box_cox(boxed_net, lam_b).double() - truth) ** 2, (plain_net.double() - truth) ** 2)
+        lost = torch.zeros_like(boxed)
+        lost[rows] = checks.a_loses(self.check_test)
+        return lost
 
     def _checked_forecast(self, context: Tensor, interval: Tensor, horizon: int, group: Tensor | None,
                           check: bool, quantiles: bool = False, raw: tuple[Tensor, Tensor] | None = None,
