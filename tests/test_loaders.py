@@ -678,3 +678,16 @@ def test_fill_gaps_reads_one_series_as_wfm_forecast_reads_a_column():
     assert filled == 0
     with pytest.raises(DataError, match="no valid values"):
         fill_gaps([nan, nan])
+
+
+def test_timestamp_errors_give_every_digit_and_the_date():
+    """Two epoch timestamps ten minutes apart read the same to six digits (``1.71212e+09``): an
+    error about their order gives every digit of both, and their UTC dates."""
+    from wfm.data.loaders.timegrid import check_times
+
+    t = np.array([1712116200.0, 1712115600.0])
+    with pytest.raises(DataError, match=r"f.csv: line 3: timestamp 1712115600 \(2024-04-03 03:40:00 UTC\) goes back "
+                                        r"in time \(previous line 2 has 1712116200 \(2024-04-03 03:50:00 UTC\)\)"):
+        check_times(t, np.array([2, 3]), "f.csv")
+    with pytest.raises(DataError, match=r"line 3: duplicated timestamp 0.25 \(same as line 2\)"):
+        check_times(np.array([0.25, 0.25]), np.array([2, 3]), "f.csv")

@@ -21,6 +21,7 @@ line, never silently repaired:
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +109,15 @@ class GapPolicy:
             raise DataError(f"max_gap must be >= 0, got {self.max_gap}")
 
 
+def _stamp(t: float) -> str:
+    """A timestamp (seconds) for an error message: every digit (``1.71212e+09`` cannot tell two
+    steps of a day apart), and the UTC date where it reads as one (1973-2286)."""
+    if 1e8 <= t < 1e10:
+        date = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{t:.15g} ({date})"
+    return f"{t:.15g}"
+
+
 def check_times(times: np.ndarray, lines: np.ndarray, source: str, unit: str = "line") -> None:
     """Timestamps must be finite and strictly increasing; name the first offending line."""
     times = np.asarray(times, dtype=np.float64)
@@ -117,11 +127,11 @@ def check_times(times: np.ndarray, lines: np.ndarray, source: str, unit: str = "
     d = np.diff(times)
     if (d < 0).any():
         i = int(np.flatnonzero(d < 0)[0]) + 1
-        raise DataError(f"{source}: {unit} {lines[i]}: timestamp {times[i]:g} goes back in time "
-                        f"(previous {unit} {lines[i - 1]} has {times[i - 1]:g}); sort the file first")
+        raise DataError(f"{source}: {unit} {lines[i]}: timestamp {_stamp(times[i])} goes back in time "
+                        f"(previous {unit} {lines[i - 1]} has {_stamp(times[i - 1])}); sort the file first")
     if (d == 0).any():
         i = int(np.flatnonzero(d == 0)[0]) + 1
-        raise DataError(f"{source}: {unit} {lines[i]}: duplicated timestamp {times[i]:g} "
+        raise DataError(f"{source}: {unit} {lines[i]}: duplicated timestamp {_stamp(times[i])} "
                         f"(same as {unit} {lines[i - 1]})")
 
 
