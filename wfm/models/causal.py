@@ -461,7 +461,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         box_cox_check: with ``box_cox`` and ``check_origins``, the network's forecasts in Box-Cox
             space (transformed back) and as given are compared on the checks (:meth:`check_cuts`),
             in the values' own units, and a row (or group) where the transform lost beyond doubt
-            (``check_test``) is forecast as given. The checks in Box-Cox space cannot see this: there
+            (``check_test``) is forecast as given (not rows told they are ranges, which keep the
+            transform's bound at zero). The checks in Box-Cox space cannot see this: there
             the transformed mean is what wins, and transformed back it is the median's side of the
             values, not their mean. Intermittent counts (mostly zeros, a few units otherwise) were
             forecast near zero; measured, off in the release (pretrain/studies.md, "Box-Cox judged on
