@@ -718,3 +718,37 @@ def test_public_series_script_reads_both_wheels_and_scores_every_origin(tmp_path
     c, t = script.windows(y, 24, 12)
     want = float(((((SeasonalNaive(12).forecast(c, MONTH_S, 12) - t) ** 2).sum(1) / (t ** 2).sum(1))).double().mean())
     assert row["seasonal"] == pytest.approx(want, rel=1e-5) and row["ratio"] == pytest.approx(row["model"] / want)
+
+
+def test_forecast_box_cox_flag_checks_or_drops_the_transform_as_the_model_options_do(tmp_path, capsys):
+    """``--box-cox``: ``model`` forecasts as the model's config.json says; ``checked`` as the same
+    model with ``box_cox_check`` (the transform dropped where the checks, in the values' own units,
+    show it losing); ``off`` as the model without ``box_cox``. The choice is recorded in
+    forecast.json; ``checked`` on a model without ``box_cox`` is a one-line error naming it."""
+    from wfm.hub import from_pretrained
+
+    torch.manual_seed(0)
+    kw = dict(prior="mix", guard=True, check_origins=8, backtest_origins="value")
+    create_model("causal_tiny", box_cox=True, **kw).save_pretrained(str(tmp_path / "m"))
+    create_model("causal_tiny", **kw).save_pretrained(str(tmp_path / "plain"))
+    g = torch.Generator().manual_seed(4)
+    counts = torch.where(torch.rand(2, 400, generator=g) < 0.3, 0.0,
+                         torch.poisson(torch.full((2, 400), 3.0), generator=g))
+    _csv(tmp_path / "c.csv", {f"u{i}": counts[i].tolist() for i in range(2)})
+    expect = {"model": from_pretrained(str(tmp_path / "m")), "off": from_pretrained(str(tmp_path / "m"))}
+    expect["checked"] = from_pretrained(str(tmp_path / "m"))
+    expect["checked"].box_cox_check = True
+    expect["off"].box_cox = False
+    got = {}
+    for mode, model in expect.items():
+        out = tmp_path / mode
+        code, err = run(["forecast", str(tmp_path / "m"), str(tmp_path / "c.csv"), "--horizon", "12",
+                         "--time-column", "time", "--box-cox", mode, "--out", str(out)], capsys)
+        assert code == 0, err
+        assert json.loads((out / "forecast.json").read_text())["box_cox"] == mode
+        got[mode] = torch.tensor([float(r["forecast"]) for r in csv.DictReader(open(out / "forecast.csv"))]).view(2, 12)
+        torch.testing.assert_close(got[mode], model.eval().forecast(counts, 120.0, 12).float(), atol=1e-4, rtol=1e-5)
+    assert float(got["model"].mean()) < float(got["off"].mean())  # the transform's pull towards zero
+    code, err = run(["forecast", str(tmp_path / "plain"), str(tmp_path / "c.csv"), "--horizon", "12",
+                     "--time-column", "time", "--box-cox", "checked", "--out", str(tmp_path / "x")], capsys)
+    assert code != 0 and "--box-cox checked needs a model with box_cox" in err.replace("\n", "")

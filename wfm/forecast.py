@@ -84,6 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="every column is a range, the distance from a fixed point to something moving (a user's "
                         "distance to its base station), so that a model with check_range also tests a constant "
                         "velocity's range")
+    p.add_argument("--box-cox", choices=("model", "checked", "off"), default="model",
+                   help="non-negative series in Box-Cox space: as the model's config.json says (default); checked: "
+                        "only where the checks, scored in the values' own units, do not show the transform losing "
+                        "(box_cox_check: for intermittent counts, mostly zeros, which the transform forecasts near "
+                        "zero); off: never (a series idle at night then gets small positive forecasts there)")
     p.add_argument("--context", type=non_negative_int, default=0, help="read only the last N values (0: all)")
     p.add_argument("--fill", choices=("none", "linear", "ffill"), default="linear",
                    help="fill runs of missing values up to --max-gap long (default linear: interpolated, and counted "
@@ -95,6 +100,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "replaced as a whole (default wfm-forecast)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=cmd_forecast)
+
+
+def _set_box_cox(model: Any, mode: str, where: str) -> None:
+    """``--box-cox``: leave the model's Box-Cox options (``model``), add ``box_cox_check`` (``checked``),
+    or turn the transform off (``off``, with ``raw_paths`` and ``box_cox_check``, which need it)."""
+    if mode == "checked":
+        if not (model.box_cox and model.check_origins):
+            raise InputError(f"{where}: --box-cox checked needs a model with box_cox and check_origins "
+                             f"(its config.json has box_cox: {model.box_cox}, check_origins: {model.check_origins})")
+        model.box_cox_check = True
+    elif mode == "off":
+        model.box_cox = model.raw_paths = model.box_cox_check = False
 
 
 def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float], list[str], list[str], list[int]]:
@@ -152,6 +169,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(model, "model_kind", None) != "causal":
         raise InputError(f"{args.model}: wfm forecast needs a causal (series) model; this one is "
                          f"{getattr(model, 'model_kind', type(model).__name__)!r} (CSI models: wfm evaluate)")
+    _set_box_cox(model, args.box_cox, args.model)
     names, values, starts, skipped, ids, filled = _series(args)
     if skipped:
         console.print(f"skipped columns with no number in them: {', '.join(skipped)}")
@@ -214,6 +232,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
         rows.append((name, x.numpy(), point.numpy(), None if q is None else q.numpy()))
     result = {"model": str(args.model), "csv": str(args.csv), "interval_s": args.interval, "horizon": h,
               "quantile_levels": levels, "skipped_text_columns": skipped, "channels": args.channels,
+              "box_cox": args.box_cox,
               "check": checks, **({"link_check": link_checks} if group_mode else {}), "forecast": out_rows}
     _write(out, result, rows, levels, link_rows if ordered else None)
     shown, what, kind = (link_checks, "link (its columns' window as a whole)", "links") if group_mode else \
