@@ -752,3 +752,20 @@ def test_forecast_box_cox_flag_checks_or_drops_the_transform_as_the_model_option
     code, err = run(["forecast", str(tmp_path / "plain"), str(tmp_path / "c.csv"), "--horizon", "12",
                      "--time-column", "time", "--box-cox", "checked", "--out", str(tmp_path / "x")], capsys)
     assert code != 0 and "--box-cox checked needs a model with box_cox" in err.replace("\n", "")
+
+
+def test_intermittent_columns_behind_on_their_check_get_the_box_cox_hint():
+    """The hint names the columns that are mostly zeros and whose check put the model behind the
+    best classical, only where the model's own Box-Cox space is in use."""
+    from types import SimpleNamespace
+
+    from wfm.forecast import _intermittent_hint
+
+    counts, level = torch.tensor([0.0, 3.0, 0.0, 0.0, 2.0, 0.0]), torch.tensor([4.0, 5.0, 3.0, 4.0, 6.0, 5.0])
+    checks = [{"model / best classical": 1.4}, {"model / best classical": 1.4}, {"model / best classical": 0.9},
+              {"model / best classical": None}]
+    model = SimpleNamespace(box_cox=True, box_cox_check=False)
+    hint = _intermittent_hint(model, "model", ["a", "b", "c", "d"], [counts, level, counts, counts], checks)
+    assert hint.startswith("a: mostly zeros") and "--box-cox checked" in hint
+    assert _intermittent_hint(model, "checked", ["a"], [counts], checks[:1]) == ""
+    assert _intermittent_hint(SimpleNamespace(box_cox=False), "model", ["a"], [counts], checks[:1]) == ""

@@ -246,8 +246,31 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
         console.print(f"{len(ratios)} {kind} checked: the model at or below the best classical baseline on "
                       f"{at_or_below} ({100 * at_or_below / len(ratios):.0f} %), "
                       f"median ratio {float(np.median(ratios)):.3g} (forecast.json holds every check)")
+    hint = _intermittent_hint(model, args.box_cox, names, xs, checks)
+    if hint:
+        console.print(hint)
     console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")
     return result
+
+
+#: The share of zeros from which ``wfm forecast`` calls a column intermittent counts.
+INTERMITTENT_ZEROS = 0.3
+
+
+def _intermittent_hint(model: Any, mode: str, names: list[str], xs: list[Any], checks: list[dict[str, Any]]) -> str:
+    """A line for the columns that are mostly zeros (``INTERMITTENT_ZEROS``) and whose check put the
+    model behind the best classical, where the model's own Box-Cox space is used: the transform
+    forecasts such counts near zero, and ``--box-cox checked`` is the measured alternative."""
+    if mode != "model" or not getattr(model, "box_cox", False) or getattr(model, "box_cox_check", False):
+        return ""
+    hit = [n for n, x, c in zip(names, xs, checks)
+           if float((x == 0).double().mean()) >= INTERMITTENT_ZEROS and bool((x >= 0).all())
+           and (c.get("model / best classical") or 0.0) > 1.0]
+    if not hit:
+        return ""
+    shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+    return (f"{shown}: mostly zeros and behind the best classical on the check; Box-Cox space forecasts "
+            "intermittent counts near zero: try --box-cox checked (pretrain/studies.md, \"Box-Cox judged on the checks\")")
 
 
 def _batches(args: argparse.Namespace, names: list[str], values: list[Any], starts: list[float], ids: list[str],
