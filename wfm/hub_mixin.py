@@ -459,21 +459,19 @@ def _metadata(config: Any) -> dict[str, Any]:
     return {k: config[k] for k in METADATA_KEYS if k in config} if isinstance(config, dict) else {}
 
 
-def _loadable_arch(model: Any, folder: Path) -> dict[str, Any]:
-    """``model``'s arch for its ``config.json``, checked to build (on the meta device): options set
-    by hand that the constructor refuses (``raw_paths`` without ``box_cox``) raise ``ValueError``
-    naming ``folder`` before anything is written there."""
+def _check_loadable(model: Any, folder: Path) -> None:
+    """Raise ``ValueError`` naming ``folder`` where ``model``'s arch would not build from its
+    ``config.json`` (on the meta device): options set by hand that the constructor refuses
+    (``raw_paths`` without ``box_cox``), caught before anything is written there."""
     import torch
 
     kind = model.model_kind
-    arch = causal_arch(model) if kind == "causal" else mae_arch(model)
     try:
         with torch.device("meta"):
-            build_model({"model_kind": kind, "arch": arch})
+            build_model({"model_kind": kind, "name": f"{kind}_custom",
+                         "arch": causal_arch(model) if kind == "causal" else mae_arch(model)})
     except CheckpointError as e:
-        reason = str(e).removeprefix(f"cannot build model None from {CONFIG_NAME}: ")
-        raise ValueError(f"not saved to {folder}: its {CONFIG_NAME} could not be loaded: {reason}") from None
-    return arch
+        raise ValueError(f"not saved to {folder}: {e}") from None
 
 
 def _write_folder(model: Any, folder: Path, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -486,7 +484,6 @@ def _write_folder(model: Any, folder: Path, metadata: dict[str, Any]) -> dict[st
     from wfm.io import sha256_of
 
     kind = model.model_kind
-    arch = _loadable_arch(model, folder)
     # safetensors wants contiguous CPU tensors that share no memory. One metadata key only:
     # safetensors writes metadata in hash-map order, so two keys would make the same weights
     # hash differently from one export to the next.
@@ -496,7 +493,7 @@ def _write_folder(model: Any, folder: Path, metadata: dict[str, Any]) -> dict[st
         "format_version": FORMAT_VERSION,
         "model_kind": kind,
         "name": str(metadata.get("name") or f"{kind}_custom"),
-        "arch": arch,
+        "arch": causal_arch(model) if kind == "causal" else mae_arch(model),
         "patch_size": [model.patch_len] if kind == "causal" else list(model.patch_size),
         "attention": model.attention,
         "num_params": int(model.num_params()),
@@ -592,7 +589,7 @@ def _hub_mixin() -> type:
 
         def save_pretrained(self, save_directory: str | Path, *, config: dict[str, Any] | None = None,
                             **kwargs: Any):
-            _loadable_arch(self, Path(save_directory))  # before the mixin makes the folder
+            _check_loadable(self, Path(save_directory))  # before the mixin makes the folder
             if config is not None:  # the metadata to record (the mixin would write config as it is)
                 self._hub_mixin_config = {**_metadata(self._hub_mixin_config), **config}
             return super().save_pretrained(save_directory, **kwargs)

@@ -593,7 +593,6 @@ class ForecastMixin:
                 point = shifted
         return point.to(device), None if quant is None else quant.to(device)
 
-    @torch.no_grad()
     def _box_cox_loses(self, context: Tensor, lam: Tensor, interval: Tensor, horizon: int,
                        group: Tensor | None) -> Tensor:
         """``[B]`` bool (``box_cox_check``): rows (or groups) with ``lam < 1`` whose network forecast
