@@ -2097,3 +2097,61 @@ def test_walk_last_gives_a_random_walk_its_last_value_and_leaves_levels_seasons_
     assert from_pretrained(str(tmp_path / "m")).walk_last and not off.walk_last
     with pytest.raises(ValueError, match="walk_last .* needs check_origins"):
         create_model("causal_tiny", prior="mix", walk_last=True)
+
+
+def test_drift_ar_forecasts_a_window_that_drifts_together_by_pooled_linear_prediction(tmp_path):
+    """``drift_ar``: a window whose channels turn together, slowly under their noise, passes the
+    drift test and is forecast by linear prediction pooled over its channels where no two checks
+    fit; white noise, white noise under one common gain (a still link's AGC: a few effective
+    channels, so its autocorrelation proves nothing), a window of fewer than 8 channels, lone rows
+    and a context long enough for two checks keep the forecast to the bit."""
+    from wfm.hub import from_pretrained
+    from wfm.models.evidence import drifts_beyond_noise
+    from wfm.models.linear_prediction import ar_forecast_rows
+
+    g = torch.Generator().manual_seed(0)
+    rows, L, H = 32, 16, 8
+    t = torch.arange(L + H, dtype=torch.float64)
+    phase = 2 * math.pi * torch.rand(rows, 1, generator=g, dtype=torch.float64)
+    gain = 1 + torch.rand(rows, 1, generator=g, dtype=torch.float64)
+    turning = gain * torch.cos(2 * math.pi * 0.02 * t + phase) + 0.3 * torch.randn(rows, L + H, generator=g,
+                                                                                      dtype=torch.float64)
+    white = torch.randn(rows, L + H, generator=g, dtype=torch.float64)
+    common = 1 + 0.1 * torch.randn(1, L + H, generator=g, dtype=torch.float64)  # every channel's gain at once
+    still = (2 + torch.randn(rows, 1, generator=g, dtype=torch.float64)) * common + 0.01 * white
+    one = torch.zeros(rows, dtype=torch.long)
+    assert drifts_beyond_noise(turning[:, :L], one).all()
+    for other in (white, still):
+        assert not drifts_beyond_noise(other[:, :L], one).any()
+    assert not drifts_beyond_noise(turning[:7, :L], one[:7]).any()  # too few channels to count
+    # Long contexts are read in blocks of rows: the same verdict
+    import wfm.models.evidence as evidence
+    block, evidence.DRIFT_BLOCK = evidence.DRIFT_BLOCK, 3 * L * L
+    try:
+        assert drifts_beyond_noise(turning[:, :L], one).all()
+    finally:
+        evidence.DRIFT_BLOCK = block
+
+    kw = dict(prior="mix", estimators=("last", "mean", "trend"), backtest_origins="value", guard=True,
+              check_origins=8, white_limit=0.5, quantiles=(0.1, 0.5, 0.9))
+    off = create_model("causal_tiny", **kw).eval()
+    on = create_model("causal_tiny", drift_ar=True, **kw).eval()
+    on.load_state_dict(off.state_dict())
+    context = torch.cat([turning, white, still])[:, :L].float()
+    group = torch.arange(3).repeat_interleave(rows)
+    f, base = on.forecast(context, 1e-3, H, group=group), off.forecast(context, 1e-3, H, group=group)
+    expect = ar_forecast_rows(context[:rows], H, group[:rows]).float()
+    assert torch.equal(f[:rows], expect) and not torch.equal(base[:rows], expect)
+    assert torch.equal(f[rows:], base[rows:])
+    assert torch.equal(on.forecast(context, 1e-3, H), off.forecast(context, 1e-3, H))  # lone rows: never
+    _, q = on.forecast_with_quantiles(context, 1e-3, H, group=group)  # the quantiles move with the point
+    _, q0 = off.forecast_with_quantiles(context, 1e-3, H, group=group)
+    assert torch.allclose(q[:rows] - f[:rows, :, None], q0[:rows] - base[:rows, :, None], atol=1e-4)
+    long = torch.cat([turning, white])[:, None, :].repeat(1, 1, 3).flatten(1)[:, :48].float()  # 2 checks fit
+    assert len(on.check_cuts(48, H)) >= 2
+    assert torch.equal(on.forecast(long, 1e-3, H, group=group[:2 * rows]),
+                       off.forecast(long, 1e-3, H, group=group[:2 * rows]))
+    on.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).drift_ar and not off.drift_ar
+    with pytest.raises(ValueError, match="drift_ar .* needs check_origins"):
+        create_model("causal_tiny", prior="mix", drift_ar=True)

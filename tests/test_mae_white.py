@@ -120,3 +120,48 @@ def test_white_dips_reads_a_still_window_through_a_common_dip(tmp_path):
     assert wfm.from_pretrained(tmp_path / "m").white_dips is True
     with pytest.raises(ValueError, match="white_dips"):
         _model(white_dips=True)
+
+
+def _turning(n: int = 6, t: int = 24, seed: int = 0) -> torch.Tensor:
+    """``[n, t, 3, 10]`` windows of a link whose few paths turn slowly (about 0.04 cycle per packet at
+    most), under noise at -13 dB: each packet moves less than the noise."""
+    g = torch.Generator().manual_seed(seed)
+    paths = 3
+    gain = _noise(n, paths, seed=seed)[:, :, None, None, None]
+    shift = 0.04 * torch.cos(2 * torch.pi * torch.rand(n, paths, generator=g))[:, :, None, None, None]
+    steer = torch.exp(2j * torch.pi * torch.rand(n, paths, 1, 3, 10, generator=g))
+    ts = torch.arange(t)[None, None, :, None, None]
+    h = (gain * steer * torch.exp(2j * torch.pi * shift * ts)).sum(1)
+    return (h + 0.22 * h.abs().square().mean().sqrt() * _noise(n, t, 3, 10, seed=seed + 1)).to(torch.complex64)
+
+
+def test_drift_ar_predicts_a_turning_link_by_linear_prediction_and_leaves_still_ones(tmp_path):
+    """``drift_ar``: samples whose visible packets drift together beyond doubt get the guard's linear
+    prediction at full scale with the correction off, instead of the white test's mean; still links
+    keep their prediction to the bit, and frequency prediction is untouched."""
+    import wfm
+    from wfm.models.mae import visible_drifts
+    from wfm.models.priors import masked_priors
+
+    turning, still = _turning(), _still(t=24)
+    assert bool(visible_drifts(turning[:, :16]).all()) and not bool(visible_drifts(still[:, :16]).any())
+    plain, on = _model(white_limit=0.5), _model(white_limit=0.5, drift_ar=True)
+    csi = torch.cat([turning, still.repeat(1, 1, 2, 2)[:, :, :3, :10]])
+    pred = on.predict(csi, "temporal", 8 / 24).reconstruction[:, 16:]
+    base = plain.predict(csi, "temporal", 8 / 24).reconstruction[:, 16:]
+    weights, correction, _, prior_scale = on.backtest(csi, "temporal", 8 / 24)
+    assert torch.equal(on.drift_windows(csi, "temporal", 8 / 24), torch.tensor([True] * 6 + [False] * 6))
+    assert torch.equal(correction[:6], torch.zeros(6)) and torch.equal(prior_scale[:6], torch.ones(6))
+    vis = torch.zeros(csi.shape, dtype=torch.bool)
+    vis[:, :16] = True
+    ar = masked_priors(csi, vis, 1)["ar"][:6, 16:]
+    torch.testing.assert_close(pred[:6], ar, rtol=1e-4, atol=1e-5)
+    assert torch.equal(pred[6:], base[6:]) and not torch.allclose(pred[:6], base[:6])
+    truth = csi[:6, 16:]
+    assert (pred[:6] - truth).abs().square().mean() < (base[:6] - truth).abs().square().mean()
+    assert on.drift_windows(csi, "frequency", 0.5) is None
+    assert torch.equal(on.predict(csi, "frequency", 0.5).reconstruction, plain.predict(csi, "frequency", 0.5).reconstruction)
+    on.save_pretrained(tmp_path / "m")
+    assert wfm.from_pretrained(tmp_path / "m").drift_ar is True and plain.drift_ar is False
+    with pytest.raises(ValueError, match="drift_ar"):
+        MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, drift_ar=True)

@@ -1254,3 +1254,50 @@ def test_intermittent_script_draws_zero_inflated_counts_and_scores_each_model_as
         ratio = script.window_nmse(model.forecast(ctx, 600.0, 8, group=group), tgt, group) / \
             script.best_classical(ctx, tgt, group, 600.0)
     assert out["cells"]["zeros 0.5 (L=64, H=8)"][str(tmp_path / "m")] == pytest.approx(ratio, rel=1e-6)
+
+
+def test_drift_ar_script_scores_the_option_off_and_on_as_forecast_applies_it(tmp_path, monkeypatch):
+    """pretrain/drift_ar.py: each arm's ratio is the model's own ``forecast`` with ``drift_ar`` off
+    or on (a held-out sample's channels pooled) over the better of persistence and the mean, and on
+    a turning link over persistence; linear prediction pooled over the window beside them."""
+    from wfm.models.linear_prediction import ar_forecast_rows
+    from wfm.models.registry import create_model
+    from wfm.tasks.metrics import window_nmse
+
+    script = _load_script("drift_ar", monkeypatch)
+    name = _held_out_csi(tmp_path)
+    torch.manual_seed(0)
+    kw = dict(prior="mix", guard=True, coarse_len=64, backtest_origins="value", check_origins=8, white_limit=0.5)
+    model = create_model("causal_tiny", **kw)
+    model.save_pretrained(str(tmp_path / "m"))
+    mae = create_model("mae_tiny", prior="mix", white_limit=0.5).eval()
+    mae.save_pretrained(str(tmp_path / "mae"))
+    out = script.main(["--model", str(tmp_path / "m"), "--data", str(tmp_path), "--real", "", "--windows", "2",
+                       "--contexts", "8", "--dopplers", "20", "--seeds", "0", "--mae", str(tmp_path / "mae"),
+                       "--mae-windows", "3", "--out", str(tmp_path / "d.json")])
+    assert json.loads((tmp_path / "d.json").read_text()) == json.loads(json.dumps(out))
+    (cell,) = out["generated"]
+    assert cell["dataset"] == name and cell["context"] == 8
+    assert set(cell["ratio"]) == {"off", "drift_ar", "ar", "mae off", "mae drift_ar"}
+    csi = script.load_csi(tmp_path / name, "test", task="drift-ar")["csi"][:3, :16]
+    tgt = csi[:, 8:]
+    best_c = min(float(window_nmse(csi[:, 7:8].expand_as(tgt), tgt).mean()),
+                 float(window_nmse(csi[:, :8].mean(1, keepdim=True).expand_as(tgt), tgt).mean()))
+    rec = mae.predict(csi, "temporal", 0.5).reconstruction[:, 8:]
+    assert cell["ratio"]["mae off"] == pytest.approx(float(window_nmse(rec, tgt).mean()) / best_c, rel=1e-5)
+    pool = script.held_out_pool(tmp_path / name)
+    x, group, interval = script.held_out_windows(pool, 8, 8, 2, 0)
+    ctx, tgt = x[:, :8], x[:, 8:]
+    best = script.best_classical(ctx, tgt, group)
+    with torch.no_grad():
+        plain = script.grouped_nmse(model.eval().forecast(ctx, interval, 8, group=group), tgt, group)
+    assert cell["ratio"]["off"] == pytest.approx(plain / best, rel=1e-5)
+    on = create_model("causal_tiny", drift_ar=True, **kw).eval()
+    on.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        drift = script.grouped_nmse(on.forecast(ctx, interval, 8, group=group), tgt, group)
+    assert cell["ratio"]["drift_ar"] == pytest.approx(drift / best, rel=1e-5)
+    lp = script.grouped_nmse(ar_forecast_rows(ctx, 8, group).float(), tgt, group)
+    assert cell["ratio"]["ar"] == pytest.approx(lp / best, rel=1e-5)
+    (link,) = out["turning"]  # a 20 Hz link over 8 packets: linear prediction is far ahead of persistence
+    assert link["doppler"] == 20 and link["ratio"]["ar"] < 0.8

@@ -436,6 +436,15 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             and its classical combination lean towards the context mean, which on a walk loses to
             persistence (a share price at 64 trading days: 1.20x). False (every model saved
             before session 64). Inference only.
+        drift_ar: where fewer than two checks of the whole horizon fit (:meth:`check_cuts`; from
+            two on, ``check_ar`` tests linear prediction on them), a window of at least 8 channels
+            (a ``group``) whose pooled lag-1 autocorrelation stands beyond doubt above white noise's,
+            counted over its effective channels (:func:`wfm.models.evidence.drifts_beyond_noise`),
+            is forecast by linear prediction pooled over its channels. A fading or slowly turning
+            link over 8-31 packets moves less than its noise from one packet to the next, so the
+            white test gave it the mean and the network, unchecked, trailed the turn (1.8x
+            persistence at 5 Hz over 16 packets of 1 ms, session 70). Lone rows never. False
+            (every model saved before session 70). Inference only.
         white_level: with ``white_limit``, where two or more checks fit (a long context, which
             ``white_limit`` leaves to the checks), rows (or pooled groups) white beyond doubt get
             ``white_limit``'s mean (:func:`wfm.models.evidence.white_beyond_doubt`: their
@@ -558,7 +567,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  season_mean: bool = False, season_drift: bool = False,
                  raw_paths: bool = False, ar_given: bool = False, box_cox_check: bool = False,
                  level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
-                 walk_last: bool = False) -> None:
+                 walk_last: bool = False, drift_ar: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -685,6 +694,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if walk_last and not check_origins:
             raise ValueError("walk_last is one of forecast's checks: it needs check_origins > 0")
         self.walk_last = bool(walk_last)
+        if drift_ar and not check_origins:
+            raise ValueError("drift_ar is one of forecast's checks: it needs check_origins > 0")
+        self.drift_ar = bool(drift_ar)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)

@@ -16,6 +16,8 @@ inference rules that check the network against its classical combination.
   velocity's range (rows told they are ranges), seasonal naive, a beam profile's drift,
   persistence and the context mean tested on the same checks, and taken (or blended in) where
   they led them;
+- ``drift_ar``: a window whose channels drift together beyond doubt where no two checks fit,
+  forecast by linear prediction pooled over them (:func:`wfm.models.evidence.drifts_beyond_noise`);
 - ``level_shift``: a context that held one level and stepped to another in its last values, which
   no check can see, forecast at the new level (:mod:`wfm.models.level_shift`);
 - ``propagate_quantiles`` (off in the release): later patches' quantiles widened by the
@@ -36,8 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
-from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, exceeds_noise, fill_dips,
-                                 looks_white, shrunk_mean, walk_beyond_doubt, white_beyond_doubt)
+from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, drifts_beyond_noise,
+                                 exceeds_noise, fill_dips, looks_white, shrunk_mean, walk_beyond_doubt,
+                                 white_beyond_doubt)
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.level_shift import level_after_shift, level_shift_start
 from wfm.models.linear_prediction import ar_forecast_rows
@@ -571,6 +574,14 @@ class ForecastMixin:
                     mean = mean * backtest_scale(context, group)
                 mean = mean.to(point.dtype)
                 shifted = torch.where(white[:, None], mean, point)
+                quant = None if quant is None else quant + (shifted - point)[..., None]
+                point = shifted
+        if check and self.drift_ar and few_checks and group is not None:
+            drift = drifts_beyond_noise(context, group)
+            if bool(drift.any()):  # linear prediction pooled over the window; the quantiles move with it
+                rows = drift.nonzero().flatten()
+                shifted = point.clone()
+                shifted[rows] = ar_forecast_rows(context[rows], horizon, group[rows]).to(point.dtype)
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         shifted_level = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wfm.hub_mixin import WfmHubMixin  # huggingface_hub's ModelHubMixin with wfm's checks
-from wfm.models.evidence import fitted_shrink, looks_white, prior_shrink
+from wfm.models.evidence import drifts_beyond_noise, fitted_shrink, looks_white, prior_shrink
 from wfm.models.masking import MASK_KINDS, make_mask
 from wfm.models.priors import ESTIMATORS, masked_priors
 from wfm.models.registry import register_model
@@ -248,15 +248,34 @@ def visible_looks_white(seen: Tensor, limit: float, dips: bool = False) -> Tenso
     (:func:`wfm.models.evidence.looks_white`, the causal model's ``white_limit`` test). Parts that are
     zero throughout (the imaginary part of amplitude CSI) are left out. ``dips``: the sample's
     common-gain dips are left out of the test (:func:`wfm.models.evidence.fill_dips`)."""
+    rows, group, keep = _visible_rows(seen)
+    white = torch.zeros(seen.shape[0], dtype=torch.bool, device=seen.device)
+    if bool(keep.any()):
+        white[group[keep]] = looks_white(rows[keep], limit, group[keep], dips)
+    return white
+
+
+def visible_drifts(seen: Tensor) -> Tensor:
+    """``[B]`` bool: whether the visible part ``seen`` (complex ``[B, L, A, K]``, time first) of each
+    sample drifts beyond doubt, every channel's real and imaginary part pooled
+    (:func:`wfm.models.evidence.drifts_beyond_noise`, the causal model's ``drift_ar`` test). Parts
+    that are zero throughout (the imaginary part of amplitude CSI) are left out."""
+    rows, group, keep = _visible_rows(seen)
+    drift = torch.zeros(seen.shape[0], dtype=torch.bool, device=seen.device)
+    if bool(keep.any()):
+        drift[group[keep]] = drifts_beyond_noise(rows[keep], group[keep])
+    return drift
+
+
+def _visible_rows(seen: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(rows [B * C, L], group [B * C], keep [B * C])``: every channel's real and imaginary part
+    of ``seen`` (complex ``[B, L, A, K]``) as a row, its sample's index, and whether it is not zero
+    throughout."""
     b, length = seen.shape[:2]
     rows = torch.view_as_real(seen.to(torch.complex64)).permute(0, 2, 3, 4, 1).reshape(b, -1, length)
     group = torch.arange(b, device=seen.device).repeat_interleave(rows.shape[1])
     rows = rows.reshape(-1, length)
-    keep = rows.abs().amax(dim=1) > 0
-    white = torch.zeros(b, dtype=torch.bool, device=seen.device)
-    if bool(keep.any()):
-        white[group[keep]] = looks_white(rows[keep], limit, group[keep], dips)
-    return white
+    return rows, group, rows.abs().amax(dim=1) > 0
 
 
 def margined(mse: Tensor) -> Tensor:
@@ -378,6 +397,13 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         white_dips: with ``white_limit``, a sample's common-gain dips (packets at which every
             channel drops together, :func:`wfm.models.evidence.dip_steps`) are left out of the
             white test; the mean stays that of every visible packet. False: the test reads them.
+        drift_ar: in ``temporal`` prediction, a sample whose visible packets drift together beyond
+            doubt (:func:`visible_drifts`: their pooled lag-1 autocorrelation over their effective
+            number of channels, the causal model's ``drift_ar`` test) is predicted by linear
+            prediction along time pooled over its channels (the guard's ``ar`` estimate), with the
+            learned correction off, and not by the white test's mean. A link turning at a few hertz
+            over 16 packets of 1 ms moves less than its noise from packet to packet: the white test
+            gave it the mean (1.5x persistence at 5 Hz, session 70). False: off.
     """
 
     model_kind = "mae"  # what config.json records (wfm.hub_mixin)
@@ -403,6 +429,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         white_limit: float | None = None,
         white_dips: bool = False,
         guard_origins: tuple[int, ...] | None = None,
+        drift_ar: bool = False,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
@@ -437,6 +464,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if guard_origins is not None and (not guard_origins or any(int(h) < 1 for h in guard_origins)):
             raise ValueError(f"guard_origins must be positive hidden lengths such as (2, 3, 4) (or None: off); got {guard_origins!r}")
         self.guard_origins = None if guard_origins is None else tuple(int(h) for h in guard_origins)
+        if drift_ar and prior == "none":
+            raise ValueError("drift_ar fixes the guard's prior: it needs a model with a prior")
+        self.drift_ar = bool(drift_ar)
         dd = self.decoder_dim
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
@@ -704,6 +734,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         models without a prior, or too little visible data.
         """
         white = self.white_windows(csi, mask_kind, ratio)
+        drift = self.drift_windows(csi, mask_kind, ratio)
+        if white is not None and drift is not None:
+            white = white & ~drift
         fit = self.backtest_fit(csi, mask_kind, ratio, white)
         if fit is None:
             return None
@@ -712,7 +745,22 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if white is not None:
             prior_scale = torch.where(white, fitted_prior_scale(sums), prior_scale)
             correction_scale = torch.where(white, torch.zeros_like(correction_scale), correction_scale)
+        if drift is not None and bool(drift.any()):  # linear prediction at full scale, no correction
+            weights = weights.clone()
+            weights[drift] = 0.0
+            weights[drift, GUARD_ESTIMATES.index("ar")] = 1.0
+            prior_scale = torch.where(drift, torch.ones_like(prior_scale), prior_scale)
+            correction_scale = torch.where(drift, torch.zeros_like(correction_scale), correction_scale)
         return weights, correction_scale, dim, prior_scale
+
+    def drift_windows(self, csi: Tensor, mask_kind: str, ratio: float) -> Tensor | None:
+        """``[B]`` bool, with ``drift_ar`` in ``temporal`` prediction: the samples whose visible part
+        (the packets before the hidden ``ratio``) drifts beyond doubt (:func:`visible_drifts`);
+        ``None`` otherwise."""
+        if not self.drift_ar or mask_kind != "temporal" or self.prior == "none":
+            return None
+        size = csi.shape[1]
+        return visible_drifts(csi[:, :size - hidden_size(size, ratio)])
 
     def white_windows(self, csi: Tensor, mask_kind: str, ratio: float) -> Tensor | None:
         """``[B]`` bool, with ``white_limit`` in ``temporal`` prediction: the samples whose visible
