@@ -54,8 +54,10 @@ MAE_ARMS = ("mae off", "mae drift_ar")
 
 def arms(model, series: torch.Tensor, interval: float, horizon: int, group: torch.Tensor) -> dict[str, torch.Tensor]:
     """The forecasts ``[B, horizon]`` of ``series`` ``[B, L]``: the model with ``drift_ar`` off and
-    on, and linear prediction pooled over each group."""
-    out = {}
+    on, and linear prediction pooled over each group (none without a model)."""
+    out: dict[str, torch.Tensor] = {}
+    if model is None:
+        return out
     for arm in ARMS[:2]:
         model.drift_ar = arm == "drift_ar"
         out[arm] = model.forecast(series, interval, horizon, group=group)
@@ -79,7 +81,7 @@ def geo(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu")
+    ap.add_argument("--model", default="checkpoints/causal-tiny-catalog-cpu", help="the causal model ('' skips it)")
     ap.add_argument("--data", default=os.environ.get("WFM_DATA", "data/generated"), help="folder of the generated sets")
     ap.add_argument("--real", default=str(default_datasets_dir()), help="real datasets folder ('' to skip)")
     ap.add_argument("--datasets", nargs="*", default=None,
@@ -96,9 +98,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = wfm.from_pretrained(args.model).eval()
+    model = wfm.from_pretrained(args.model).eval() if args.model else None
     mae = wfm.from_pretrained(args.mae).eval() if args.mae else None
-    arms_all = ARMS + (MAE_ARMS if mae is not None else ())
+    arms_all = (ARMS if model is not None else ()) + (MAE_ARMS if mae is not None else ())
     H = args.horizon
     result: dict[str, list] = {"generated": [], "turning": [], "real": []}
     root = Path(args.data)

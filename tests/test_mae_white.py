@@ -137,10 +137,10 @@ def _turning(n: int = 6, t: int = 24, seed: int = 0) -> torch.Tensor:
 
 def test_drift_ar_predicts_a_turning_link_by_linear_prediction_and_leaves_still_ones(tmp_path):
     """``drift_ar``: samples whose visible packets drift together beyond doubt get the guard's linear
-    prediction at full scale with the correction off, instead of the white test's mean; still links
-    keep their prediction to the bit, and frequency prediction is untouched."""
+    prediction as their prior (the correction fitted as for any prior), instead of the white test's
+    mean; still links keep their prediction to the bit, and frequency prediction is untouched."""
     import wfm
-    from wfm.models.mae import visible_drifts
+    from wfm.models.mae import GUARD_ESTIMATES, visible_drifts
     from wfm.models.priors import masked_priors
 
     turning, still = _turning(), _still(t=24)
@@ -151,11 +151,15 @@ def test_drift_ar_predicts_a_turning_link_by_linear_prediction_and_leaves_still_
     base = plain.predict(csi, "temporal", 8 / 24).reconstruction[:, 16:]
     weights, correction, _, prior_scale = on.backtest(csi, "temporal", 8 / 24)
     assert torch.equal(on.drift_windows(csi, "temporal", 8 / 24), torch.tensor([True] * 6 + [False] * 6))
-    assert torch.equal(correction[:6], torch.zeros(6)) and torch.equal(prior_scale[:6], torch.ones(6))
+    ar = GUARD_ESTIMATES.index("ar")
+    assert torch.equal(weights[:6], torch.nn.functional.one_hot(torch.full((6,), ar), len(GUARD_ESTIMATES)).float())
+    # with the correction and the shrink off, the prediction is linear prediction itself
     vis = torch.zeros(csi.shape, dtype=torch.bool)
     vis[:, :16] = True
-    ar = masked_priors(csi, vis, 1)["ar"][:6, 16:]
-    torch.testing.assert_close(pred[:6], ar, rtol=1e-4, atol=1e-5)
+    mask, front = on.prediction_mask(csi.shape, "temporal", 8 / 24)
+    out = on(csi, mask, front, weights, torch.zeros(12), 1, torch.ones(12))
+    bare = torch.where(vis, csi, on.reconstruct(out).to(csi.dtype))[:6, 16:]
+    torch.testing.assert_close(bare, masked_priors(csi, vis, 1)["ar"][:6, 16:], rtol=1e-4, atol=1e-4)
     assert torch.equal(pred[6:], base[6:]) and not torch.allclose(pred[:6], base[:6])
     truth = csi[:6, 16:]
     assert (pred[:6] - truth).abs().square().mean() < (base[:6] - truth).abs().square().mean()

@@ -399,11 +399,12 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             white test; the mean stays that of every visible packet. False: the test reads them.
         drift_ar: in ``temporal`` prediction, a sample whose visible packets drift together beyond
             doubt (:func:`visible_drifts`: their pooled lag-1 autocorrelation over their effective
-            number of channels, the causal model's ``drift_ar`` test) is predicted by linear
-            prediction along time pooled over its channels (the guard's ``ar`` estimate), with the
-            learned correction off, and not by the white test's mean. A link turning at a few hertz
-            over 16 packets of 1 ms moves less than its noise from packet to packet: the white test
-            gave it the mean (1.5x persistence at 5 Hz, session 70). False: off.
+            number of channels, the causal model's ``drift_ar`` test) has linear prediction along
+            time pooled over its channels (the guard's ``ar`` estimate) as its prior, whatever the
+            guard's rule, with the correction and the prior's shrink fitted on the backtest as for
+            any prior, and not the white test's mean. A link turning at a few hertz over 16 packets
+            of 1 ms moves less than its noise from packet to packet: the white test gave it the mean
+            (1.5x persistence at 5 Hz, session 70). False: off.
     """
 
     model_kind = "mae"  # what config.json records (wfm.hub_mixin)
@@ -730,14 +731,15 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         off, so the model falls back to the classical estimate that did best. Where the target
         decorrelated from the prior on the backtest, the prior is shrunk towards zero
         (:func:`fitted_scales`). With ``white_limit``, a sample whose visible part looks white gets
-        the mean as its prior and no correction (``white_windows``). ``None`` for other mask kinds,
+        the mean as its prior and no correction (``white_windows``); with ``drift_ar``, one whose
+        visible part drifts gets linear prediction as its prior (``drift_windows``). ``None`` for other mask kinds,
         models without a prior, or too little visible data.
         """
         white = self.white_windows(csi, mask_kind, ratio)
         drift = self.drift_windows(csi, mask_kind, ratio)
         if white is not None and drift is not None:
             white = white & ~drift
-        fit = self.backtest_fit(csi, mask_kind, ratio, white)
+        fit = self.backtest_fit(csi, mask_kind, ratio, white, drift)
         if fit is None:
             return None
         weights, sums, dim = fit
@@ -745,12 +747,6 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if white is not None:
             prior_scale = torch.where(white, fitted_prior_scale(sums), prior_scale)
             correction_scale = torch.where(white, torch.zeros_like(correction_scale), correction_scale)
-        if drift is not None and bool(drift.any()):  # linear prediction at full scale, no correction
-            weights = weights.clone()
-            weights[drift] = 0.0
-            weights[drift, GUARD_ESTIMATES.index("ar")] = 1.0
-            prior_scale = torch.where(drift, torch.ones_like(prior_scale), prior_scale)
-            correction_scale = torch.where(drift, torch.zeros_like(correction_scale), correction_scale)
         return weights, correction_scale, dim, prior_scale
 
     def drift_windows(self, csi: Tensor, mask_kind: str, ratio: float) -> Tensor | None:
@@ -774,11 +770,12 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
 
     @torch.no_grad()
     def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float,
-                     white: Tensor | None = None) -> tuple[Tensor, BacktestSums, int] | None:
+                     white: Tensor | None = None, drift: Tensor | None = None) -> tuple[Tensor, BacktestSums, int] | None:
         """What ``backtest`` fits on the visible data: the prior weights ``[B, E]``, the sums of the
         target, the prior and the correction over the backtest's hidden part (``BacktestSums``),
         and the ``reversion_dim`` (``None`` where ``backtest`` is). ``white`` ``[B]`` bool: samples
-        whose prior is the mean whatever the guard's rule (``white_limit``)."""
+        whose prior is the mean whatever the guard's rule (``white_limit``); ``drift`` ``[B]`` bool:
+        samples whose prior is linear prediction whatever the rule (``drift_ar``)."""
         if self.prior == "none" or mask_kind not in ("temporal", "frequency"):
             return None
         dim = 1 if mask_kind == "temporal" else 3
@@ -804,10 +801,11 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             keep = torch.tensor([e in chosen for e in GUARD_ESTIMATES])
             log_mse = torch.where(keep, log_mse, torch.full_like(log_mse, float("inf")))
             weights = torch.softmax(-GUARD_SHARPNESS * log_mse, dim=1)
-        if white is not None and bool(white.any()):
-            weights = weights.clone()
-            weights[white] = 0.0
-            weights[white, GUARD_ESTIMATES.index("mean")] = 1.0
+        for fixed_to, name in ((white, "mean"), (drift, "ar")):
+            if fixed_to is not None and bool(fixed_to.any()):
+                weights = weights.clone()
+                weights[fixed_to] = 0.0
+                weights[fixed_to, GUARD_ESTIMATES.index(name)] = 1.0
         out = self(seen, mask, front, prior_weights=weights, reversion_dim=dim)
         m = out.scored
         t, p, c = ((x * m).double() for x in (out.target, out.prior, out.correction))
