@@ -69,9 +69,10 @@ def mae_arms(mae, windows: torch.Tensor, context: int) -> dict[str, torch.Tensor
     """The MAE's predictions of the packets after the first ``context`` of ``windows`` (complex
     ``[N, T, A, K]``), with ``drift_ar`` off and on."""
     out = {}
+    ratio = (windows.shape[1] - context) / windows.shape[1]
     for arm in MAE_ARMS:
         mae.drift_ar = arm == "mae drift_ar"
-        out[arm] = mae.predict(windows, "temporal", (windows.shape[1] - context) / windows.shape[1]).reconstruction[:, context:]
+        out[arm] = mae.predict(windows, "temporal", ratio).reconstruction[:, context:]
     return out
 
 

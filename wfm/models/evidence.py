@@ -381,7 +381,6 @@ def fill_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
     return torch.where(dip, mean, context)
 
 
-
 #: ``drift_ar``: a window's pooled lag-1 autocorrelation this many standard errors above white noise's
 #: is a drift (the standard error from the window's effective number of channels, :func:`drifts_beyond_noise`).
 DRIFT_Z = 3.0
@@ -411,8 +410,8 @@ def drifts_beyond_noise(context: Tensor, group: Tensor) -> Tensor:
         return out
     x = context.double()
     d = x - x.mean(dim=1, keepdim=True)
-    ids, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
-    gram = x.new_zeros(len(ids), length, length)
+    _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
+    gram = x.new_zeros(len(counts), length, length)
     step = max(1, DRIFT_BLOCK // (length * length))
     for start in range(0, b, step):  # (rows x L x L at once would be large for long contexts)
         part = d[start:start + step]

@@ -732,8 +732,8 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         decorrelated from the prior on the backtest, the prior is shrunk towards zero
         (:func:`fitted_scales`). With ``white_limit``, a sample whose visible part looks white gets
         the mean as its prior and no correction (``white_windows``); with ``drift_ar``, one whose
-        visible part drifts gets linear prediction as its prior (``drift_windows``). ``None`` for other mask kinds,
-        models without a prior, or too little visible data.
+        visible part drifts gets linear prediction as its prior (``drift_windows``). ``None`` for
+        other mask kinds, models without a prior, or too little visible data.
         """
         white = self.white_windows(csi, mask_kind, ratio)
         drift = self.drift_windows(csi, mask_kind, ratio)
@@ -770,7 +770,8 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
 
     @torch.no_grad()
     def backtest_fit(self, csi: Tensor, mask_kind: str, ratio: float,
-                     white: Tensor | None = None, drift: Tensor | None = None) -> tuple[Tensor, BacktestSums, int] | None:
+                     white: Tensor | None = None,
+                     drift: Tensor | None = None) -> tuple[Tensor, BacktestSums, int] | None:
         """What ``backtest`` fits on the visible data: the prior weights ``[B, E]``, the sums of the
         target, the prior and the correction over the backtest's hidden part (``BacktestSums``),
         and the ``reversion_dim`` (``None`` where ``backtest`` is). ``white`` ``[B]`` bool: samples
