@@ -1652,6 +1652,46 @@ def test_box_cox_check_forecasts_as_given_where_the_transform_lost_on_the_checks
     assert from_pretrained(str(tmp_path / "m")).box_cox_check and not boxed.box_cox_check
 
 
+def test_box_cox_white_keeps_white_counts_as_given_and_a_daily_cycle_in_box_cox(tmp_path):
+    """``box_cox_white``: i.i.d. counts (zeros a third of the time, Poisson otherwise) hold their
+    level, so Guerrero's method reads its exponent from chance and the transformed forecast comes
+    back well below their mean; white beyond doubt, each row is forecast as given, to the bit, and
+    nearer the mean. Counts that follow a daily cycle (level-proportional noise) keep Box-Cox, to the
+    bit, in the same batch, and so does the cycle with one burst a hundred times its peak, which the
+    test reads as white as given but not in Box-Cox space; too few values to test keep Box-Cox too.
+    Needs box_cox; survives a save."""
+    from wfm.models.box_cox import box_cox, guerrero_lambda
+    from wfm.models.evidence import white_beyond_doubt
+
+    g = torch.Generator().manual_seed(4)
+    counts = torch.where(torch.rand(4, 400, generator=g) < 0.3, 0.0, torch.poisson(torch.full((4, 400), 3.0), generator=g))
+    day = 30 * (1.2 + torch.sin(2 * math.pi * torch.arange(400) / 144))  # 10-minute steps: 144 a day
+    cycle = torch.poisson(day.expand(2, -1).contiguous(), generator=g)
+    batch = torch.cat([counts, cycle])
+    kw = dict(guard=True, check_origins=8, backtest_origins="value", box_cox=True)
+    boxed, white, plain = mix(**kw), mix(box_cox_white=True, **kw), mix(guard=True, check_origins=8,
+                                                                        backtest_origins="value")
+    assert boxed.box_cox_white is False  # off unless asked for (every model saved before it)
+    got, was = white.forecast(batch, 600.0, 12), boxed.forecast(batch, 600.0, 12)
+    assert torch.equal(got[:4], plain.forecast(counts, 600.0, 12))  # the counts: as given
+    assert torch.equal(got[4:], was[4:])  # the cycle: Box-Cox
+    burst = cycle.clone()
+    burst[:, 300] = 1e4  # one burst: the raw values read as white noise, their logs show the day
+    assert white_beyond_doubt(burst).all() and not white_beyond_doubt(box_cox(burst, guerrero_lambda(burst))).any()
+    assert torch.equal(white.forecast(burst, 600.0, 12), boxed.forecast(burst, 600.0, 12))
+    mean = counts.mean(dim=1, keepdim=True)
+    assert float(was[:4].mean()) < 0.8 * float(mean.mean())  # what it is for
+    assert ((got[:4] - mean).abs().mean() < (was[:4] - mean).abs().mean())
+    short = counts[:, :40]  # 39 lag-1 products a row: no test, so Box-Cox stays
+    assert torch.equal(white.forecast(short, 600.0, 12), boxed.forecast(short, 600.0, 12))
+    with pytest.raises(ValueError, match="box_cox_white .* needs box_cox"):
+        mix(box_cox_white=True, guard=True)
+    white.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).box_cox_white and not from_pretrained(str(tmp_path / "m")).box_cox_check
+
+
 def test_check_range_follows_a_vehicle_past_its_base_station_only_for_series_told_they_are_ranges(tmp_path):
     """``check_range``: at constant velocity the squared range is a quadratic in time, so the fit
     continues a pass exactly where the last step's extrapolation overshoots the turn. With

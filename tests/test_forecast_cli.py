@@ -769,3 +769,12 @@ def test_intermittent_columns_behind_on_their_check_get_the_box_cox_hint():
     assert hint.startswith("a: mostly zeros") and "--box-cox checked" in hint
     assert _intermittent_hint(model, "checked", ["a"], [counts], checks[:1]) == ""
     assert _intermittent_hint(SimpleNamespace(box_cox=False), "model", ["a"], [counts], checks[:1]) == ""
+    # A model that forecasts white counts as given (box_cox_white) names none of them; counts that
+    # hold no level (a zero-heavy rise) keep the transform, and the hint.
+    g = torch.Generator().manual_seed(0)
+    white = torch.where(torch.rand(400, generator=g) < 0.4, 0.0, torch.poisson(torch.full((400,), 3.0), generator=g))
+    rise = torch.where(torch.rand(400, generator=g) < 0.4, 0.0, torch.poisson(torch.linspace(1, 40, 400), generator=g))
+    real = create_model("causal_tiny", prior="mix", guard=True, box_cox=True, box_cox_white=True, check_origins=8).eval()
+    assert real.box_cox_exponents(white[None].double(), torch.tensor([600.0]), 12).item() == 1.0
+    hint = _intermittent_hint(real, "model", ["w", "r"], [white, rise], checks[:2], 600.0, 12)
+    assert hint.startswith("r: mostly zeros")

@@ -104,14 +104,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _set_box_cox(model: Any, mode: str, where: str) -> None:
     """``--box-cox``: leave the model's Box-Cox options (``model``), add ``box_cox_check`` (``checked``),
-    or turn the transform off (``off``, with ``raw_paths`` and ``box_cox_check``, which need it)."""
+    or turn the transform off (``off``, with ``raw_paths``, ``box_cox_check`` and ``box_cox_white``,
+    which need it)."""
     if mode == "checked":
         if not (model.box_cox and model.check_origins):
             raise InputError(f"{where}: --box-cox checked needs a model with box_cox and check_origins "
                              f"(its config.json has box_cox: {model.box_cox}, check_origins: {model.check_origins})")
         model.box_cox_check = True
     elif mode == "off":
-        model.box_cox = model.raw_paths = model.box_cox_check = False
+        model.box_cox = model.raw_paths = model.box_cox_check = model.box_cox_white = False
 
 
 def _series(args: argparse.Namespace) -> tuple[list[str], list[Any], list[float], list[str], list[str], list[int]]:
@@ -246,7 +247,7 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
         console.print(f"{len(ratios)} {kind} checked: the model at or below the best classical baseline on "
                       f"{at_or_below} ({100 * at_or_below / len(ratios):.0f} %), "
                       f"median ratio {float(np.median(ratios)):.3g} (forecast.json holds every check)")
-    hint = _intermittent_hint(model, args.box_cox, names, xs, checks)
+    hint = _intermittent_hint(model, args.box_cox, names, xs, checks, args.interval, h)
     if hint:
         console.print(hint)
     console.print(f"wrote {args.out}/forecast.csv, forecast.json and forecast.png")
@@ -257,15 +258,28 @@ def cmd_forecast(args: argparse.Namespace) -> dict[str, Any]:
 INTERMITTENT_ZEROS = 0.3
 
 
-def _intermittent_hint(model: Any, mode: str, names: list[str], xs: list[Any], checks: list[dict[str, Any]]) -> str:
+def _intermittent_hint(model: Any, mode: str, names: list[str], xs: list[Any], checks: list[dict[str, Any]],
+                       interval: float = 1.0, horizon: int = 1) -> str:
     """A line for the columns that are mostly zeros (``INTERMITTENT_ZEROS``) and whose check put the
-    model behind the best classical, where the model's own Box-Cox space is used: the transform
+    model behind the best classical, where the model's own Box-Cox space is used (not for a column
+    the model forecasts as given, ``box_cox_white``'s counts whose level holds): the transform
     forecasts such counts near zero, and ``--box-cox checked`` is the measured alternative."""
     if mode != "model" or not getattr(model, "box_cox", False) or getattr(model, "box_cox_check", False):
         return ""
+
+    def boxed(x: Any) -> bool:
+        exponents = getattr(model, "box_cox_exponents", None)
+        if exponents is None:
+            return True
+        import torch
+
+        with torch.no_grad():
+            lam = exponents(x.double()[None], torch.tensor([float(interval)], dtype=torch.float64), horizon)
+        return bool((lam < 1).all())
+
     hit = [n for n, x, c in zip(names, xs, checks)
            if float((x == 0).double().mean()) >= INTERMITTENT_ZEROS and bool((x >= 0).all())
-           and (c.get("model / best classical") or 0.0) > 1.0]
+           and (c.get("model / best classical") or 0.0) > 1.0 and boxed(x)]
     if not hit:
         return ""
     shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")

@@ -132,6 +132,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "box_cox", False) else {"box_cox": True}),
             **({} if not getattr(model, "raw_paths", False) else {"raw_paths": True}),
             **({} if not getattr(model, "box_cox_check", False) else {"box_cox_check": True}),
+            **({} if not getattr(model, "box_cox_white", False) else {"box_cox_white": True}),
             **({} if not getattr(model, "ar_given", False) else {"ar_given": True}),
             **({} if not getattr(model, "level_shift", False) else {"level_shift": True}),
             **({} if not getattr(model, "white_level", False) else {"white_level": True}),
