@@ -138,7 +138,8 @@ def _turning(n: int = 6, t: int = 24, seed: int = 0) -> torch.Tensor:
 def test_drift_ar_predicts_a_turning_link_by_linear_prediction_and_leaves_still_ones(tmp_path):
     """``drift_ar``: samples whose visible packets drift together beyond doubt get the guard's linear
     prediction as their prior (the correction fitted as for any prior), instead of the white test's
-    mean; still links keep their prediction to the bit, and frequency prediction is untouched."""
+    mean; still links keep their prediction to the bit, and frequency prediction is untouched, as is
+    a visible part of four hidden spans or more (the guard's backtest decides there)."""
     import wfm
     from wfm.models.mae import GUARD_ESTIMATES, visible_drifts
     from wfm.models.priors import masked_priors
@@ -164,6 +165,10 @@ def test_drift_ar_predicts_a_turning_link_by_linear_prediction_and_leaves_still_
     truth = csi[:6, 16:]
     assert (pred[:6] - truth).abs().square().mean() < (base[:6] - truth).abs().square().mean()
     assert on.drift_windows(csi, "frequency", 0.5) is None
+    # 20 visible packets hold four spans of 4 hidden: the guard's backtest judges linear prediction
+    assert not on.drift_windows(csi, "temporal", 4 / 24).any() and visible_drifts(csi[:6, :20]).all()
+    assert torch.equal(on.predict(csi, "temporal", 4 / 24).reconstruction,
+                       plain.predict(csi, "temporal", 4 / 24).reconstruction)
     assert torch.equal(on.predict(csi, "frequency", 0.5).reconstruction, plain.predict(csi, "frequency", 0.5).reconstruction)
     on.save_pretrained(tmp_path / "m")
     assert wfm.from_pretrained(tmp_path / "m").drift_ar is True and plain.drift_ar is False
