@@ -1692,6 +1692,31 @@ def test_box_cox_white_keeps_white_counts_as_given_and_a_daily_cycle_in_box_cox(
     assert from_pretrained(str(tmp_path / "m")).box_cox_white and not from_pretrained(str(tmp_path / "m")).box_cox_check
 
 
+def test_white_whole_season_gives_a_day_of_white_noise_its_mean_and_keeps_the_veto_short_of_a_day(tmp_path):
+    """``white_whole_season``: white noise at 10 minutes over a whole day (144 values) passes
+    ``white_level``'s test, and with the day seen at every hour the season veto is lifted: the
+    forecast is flat at the level. Over half a day the veto stands, and a daily cycle is not white:
+    both as without the option, to the bit. Needs white_level; survives a save."""
+    g = torch.Generator().manual_seed(5)
+    noise = 100 + torch.randn(4, 144, generator=g)
+    kw = dict(guard=True, check_origins=8, backtest_origins="value", white_limit=0.5, white_level=True)
+    off, on = mix(**kw), mix(white_whole_season=True, **kw)
+    got, was = on.forecast(noise, 600.0, 12), off.forecast(noise, 600.0, 12)
+    assert torch.equal(got, got[:, :1].expand_as(got))  # flat: the level
+    torch.testing.assert_close(got[:, 0], noise.double().mean(dim=1).to(got.dtype), rtol=0, atol=1e-3)
+    assert not torch.equal(was, was[:, :1].expand_as(was))
+    half = noise[:, :72]  # half a day: a white night says nothing of the morning
+    assert torch.equal(on.forecast(half, 600.0, 12), off.forecast(half, 600.0, 12))
+    day = 100 + 10 * torch.sin(2 * math.pi * torch.arange(144) / 144) + torch.randn(4, 144, generator=g)
+    assert torch.equal(on.forecast(day, 600.0, 12), off.forecast(day, 600.0, 12))
+    with pytest.raises(ValueError, match="white_whole_season .* needs white_level"):
+        mix(white_whole_season=True, guard=True, check_origins=8, white_limit=0.5)
+    on.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).white_whole_season and not off.white_whole_season
+
+
 def test_check_range_follows_a_vehicle_past_its_base_station_only_for_series_told_they_are_ranges(tmp_path):
     """``check_range``: at constant velocity the squared range is a quadratic in time, so the fit
     continues a pass exactly where the last step's extrapolation overshoots the turn. With
