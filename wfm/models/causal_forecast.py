@@ -585,13 +585,14 @@ class ForecastMixin:
             else:  # (a white night of traffic says nothing of the morning: not over most of a day)
                 white = white_beyond_doubt(fill_dips(context, group) if self.white_dips else context, group, seasons)
                 white &= ~unseen
-                first = torch.where(seasons[:, 0] > 0, seasons[:, 0], seasons[:, 1])  # the shortest season
-                lifted = unseen & (first > 0) & (first <= context.shape[1]) if self.white_whole_season else None
-                if lifted is not None and bool(lifted.any()):  # every hour of the day seen: the veto is lifted,
+                if self.white_whole_season:  # a whole period of the shortest season seen: the veto is lifted,
                     # and the test reads the values where they are forecast (a lone burst is no white day there)
-                    tested = context if lam is None else boxcox.box_cox(context, lam)
-                    tested = fill_dips(tested, group) if self.white_dips else tested
-                    white |= lifted & white_beyond_doubt(tested, group, seasons)
+                    first = torch.where(seasons[:, 0] > 0, seasons[:, 0], seasons[:, 1])
+                    lifted = unseen & (first > 0) & (first <= context.shape[1])
+                    if bool(lifted.any()):
+                        tested = context if lam is None else boxcox.box_cox(context, lam)
+                        tested = fill_dips(tested, group) if self.white_dips else tested
+                        white |= lifted & white_beyond_doubt(tested, group, seasons)
             if bool(white.any()):  # the context mean; the quantiles move with the point forecast
                 # Summed in float64 as the ``mean`` baseline sums it, so that the two agree to the bit.
                 mean = self._level(context, group)
