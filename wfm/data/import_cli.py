@@ -54,6 +54,10 @@ def register(data_verbs: argparse._SubParsersAction) -> None:
         if fmt == "intel":
             w.add_argument("--nrx", type=positive_int, default=3)
             w.add_argument("--ntx", type=positive_int, default=3)
+            w.add_argument("--scale", choices=("snr", "raw"), default="snr",
+                           help="snr (default): get_scaled_csi, each packet rescaled from its RSSI, AGC and noise "
+                                "readings (SNR units); raw: as the card reports it after its AGC, steadier over "
+                                "time (no dips where a packet's noise reading jumps)")
         elif fmt == "csi-array":
             w.add_argument("--axes", default="pak",
                            help="the array's axes in order: p packets, a antennas, k subcarriers, and optionally n "
@@ -161,7 +165,7 @@ def cmd_import_wifi(args: argparse.Namespace) -> None:
 
     fmt = args.import_format
     if fmt == "intel":
-        kw = {"nrx": args.nrx, "ntx": args.ntx}
+        kw = {"nrx": args.nrx, "ntx": args.ntx, "scale": args.scale}
     elif fmt == "csi-array":
         fmt, kw = "array", {"interval": args.interval, "axes": args.axes, "key": args.key, "time_key": args.time_key,
                             "subcarriers": args.subcarriers, "bandwidth": args.bandwidth}
