@@ -1717,6 +1717,51 @@ def test_white_whole_season_gives_a_day_of_white_noise_its_mean_and_keeps_the_ve
     assert from_pretrained(str(tmp_path / "m")).white_whole_season and not off.white_whole_season
 
 
+def test_dip_level_lifts_a_trailing_dip_of_a_link_that_dips_and_comes_back_and_nothing_else(tmp_path):
+    """``dip_level``: a window of 12 channels whose common gain dipped 2.3 dB for one packet and came
+    back, and whose last packet dips again, is forecast from its context with that packet lifted to
+    the level before it; every other step is kept to the bit. Without an earlier dip that came back,
+    after an AGC step that stays, for lone rows and for a window of 4 rows: the context itself, and
+    the forecast as without the option. Survives a save."""
+    from wfm.models.evidence import lift_trailing_dips
+
+    g = torch.Generator().manual_seed(3)
+    chans = 1.0 + 0.3 * torch.randn(12, 1, generator=g)  # each channel's level
+    noise = 1.0 + 0.003 * torch.randn(12, 40, generator=g)
+    dip = 10 ** (-2.3 / 20)
+
+    def window(gain: torch.Tensor) -> torch.Tensor:
+        return chans * noise * gain
+
+    group = torch.zeros(12, dtype=torch.long)
+    ones = torch.ones(40)
+    both = ones.clone()
+    both[20], both[39] = dip, dip
+    lifted = lift_trailing_dips(window(both), group)
+    assert torch.equal(lifted[:, :39], window(both)[:, :39])
+    torch.testing.assert_close(lifted[:, 39], window(ones)[:, 39], rtol=0.02, atol=0)  # back at the level
+    trailing = ones.clone()
+    trailing[39] = dip  # no earlier dip: it may be a new level
+    step = ones.clone()
+    step[20:] = dip  # an AGC step that stays
+    step[39] = dip * dip
+    for gain in (trailing, step):
+        assert torch.equal(lift_trailing_dips(window(gain), group), window(gain))
+    assert torch.equal(lift_trailing_dips(window(both), None), window(both))
+    assert torch.equal(lift_trailing_dips(window(both)[:4], group[:4]), window(both)[:4])
+    kw = dict(guard=True, check_origins=8, backtest_origins="value")
+    off, on = mix(**kw), mix(dip_level=True, **kw)
+    assert torch.equal(on.forecast(window(both), 0.1, 8, group=group), off.forecast(lifted, 0.1, 8, group=group))
+    assert not torch.equal(on.forecast(window(both), 0.1, 8, group=group),
+                           off.forecast(window(both), 0.1, 8, group=group))
+    assert torch.equal(on.forecast(window(both), 0.1, 8), off.forecast(window(both), 0.1, 8))
+    assert torch.equal(on.forecast(window(step), 0.1, 8, group=group), off.forecast(window(step), 0.1, 8, group=group))
+    on.save_pretrained(str(tmp_path / "m"))
+    from wfm.hub import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "m")).dip_level and not off.dip_level
+
+
 def test_check_range_follows_a_vehicle_past_its_base_station_only_for_series_told_they_are_ranges(tmp_path):
     """``check_range``: at constant velocity the squared range is a quadratic in time, so the fit
     continues a pass exactly where the last step's extrapolation overshoots the turn. With

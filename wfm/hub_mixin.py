@@ -137,6 +137,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "level_shift", False) else {"level_shift": True}),
             **({} if not getattr(model, "white_level", False) else {"white_level": True}),
             **({} if not getattr(model, "white_whole_season", False) else {"white_whole_season": True}),
+            **({} if not getattr(model, "dip_level", False) else {"dip_level": True}),
             **({} if not getattr(model, "short_checks", False) else {"short_checks": True}),
             **({} if not getattr(model, "walk_last", False) else {"walk_last": True}),
             **({} if not getattr(model, "drift_ar", False) else {"drift_ar": True}),

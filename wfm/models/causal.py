@@ -452,6 +452,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             forecast in, where a lone burst does not make a day look white. White noise and Poisson
             counts at 10 minutes over 144-1024 values were 1.08-1.15x the context mean with the veto.
             False (every model saved before session 71). Inference only.
+        dip_level: a window (a ``group`` of 8 channels or more) whose last 1-2 steps dropped together
+            below the level of the 8 before them, on a link that has dipped and come back to its
+            level before in the context, is forecast with those steps lifted back to that level
+            (:func:`wfm.models.evidence.lift_trailing_dips`). SNR-scaled Intel 5300 CSI dips on one
+            packet in eight (its noise reading jumps), and the network read a dip at the end of the
+            context as a new level: 1.14x the context mean at 64 packets. Lone rows never. False
+            (session 72: measured, not shipped). Inference only.
         white_level: with ``white_limit``, where two or more checks fit (a long context, which
             ``white_limit`` leaves to the checks), rows (or pooled groups) white beyond doubt get
             ``white_limit``'s mean (:func:`wfm.models.evidence.white_beyond_doubt`: their
@@ -584,7 +591,8 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  raw_paths: bool = False, ar_given: bool = False, box_cox_check: bool = False,
                  box_cox_white: bool = False,
                  level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
-                 walk_last: bool = False, drift_ar: bool = False, white_whole_season: bool = False) -> None:
+                 walk_last: bool = False, drift_ar: bool = False, white_whole_season: bool = False,
+                 dip_level: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -711,6 +719,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if white_whole_season and not white_level:
             raise ValueError("white_whole_season widens white_level's test: it needs white_level")
         self.white_whole_season = bool(white_whole_season)
+        self.dip_level = bool(dip_level)
         if short_checks and not check_origins:
             raise ValueError("short_checks shortens the checks of check_origins: it needs check_origins > 0")
         self.short_checks = bool(short_checks)

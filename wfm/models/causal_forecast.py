@@ -39,8 +39,8 @@ from torch import Tensor
 
 from wfm.models import box_cox as boxcox  # (the module: `box_cox` is also the option's name)
 from wfm.models.evidence import (LOG_RATIO_FLOOR, LOG_RATIO_MIN_CHECKS, backtest_scale, drifts_beyond_noise,
-                                 exceeds_noise, fill_dips, looks_white, shrunk_mean, walk_beyond_doubt,
-                                 white_beyond_doubt)
+                                 exceeds_noise, fill_dips, lift_trailing_dips, looks_white, shrunk_mean,
+                                 walk_beyond_doubt, white_beyond_doubt)
 from wfm.models.groups import pool_rows, power_weights
 from wfm.models.level_shift import level_after_shift, level_shift_start
 from wfm.models.linear_prediction import ar_forecast_rows
@@ -561,6 +561,8 @@ class ForecastMixin:
         dev = self.head.weight.device  # inputs follow the model; the result goes back to the caller's device
         context, interval = context.to(dev), interval.to(dev)
         group = None if group is None else group.to(dev)
+        if check and self.dip_level and group is not None:  # a dip comes back: forecast from its level
+            context = lift_trailing_dips(context, group)
         if quantiles and not self.quantile_levels:
             raise ValueError("this model has no quantile head (quantiles=())")
         lam = self.box_cox_exponents(context, interval, horizon, group, ranges) if check else None

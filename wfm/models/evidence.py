@@ -381,6 +381,69 @@ def fill_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
     return torch.where(dip, mean, context)
 
 
+#: ``dip_level``: packets before a step that make its local level, and the longest run that counts as a dip.
+DIP_LOCAL, DIP_RUN = 8, 2
+
+
+def _local_lows(db: Tensor, thr: Tensor) -> Tensor:
+    """``[G, L]`` bool: steps of the common gain ``db`` ``[G, L]`` more than ``thr`` ``[G, 1]`` under the
+    median of the ``DIP_LOCAL`` steps before them (those not low themselves, where 3 or more are not)."""
+    g, length = db.shape
+    low = torch.zeros(g, length, dtype=torch.bool, device=db.device)
+    for t in range(min(DIP_LOCAL, length - 1), length):
+        ref, was = db[:, max(0, t - DIP_LOCAL):t], low[:, max(0, t - DIP_LOCAL):t]
+        kept = torch.where(was, torch.full_like(ref, float("nan")), ref).nanmedian(dim=1).values
+        level = torch.where((~was).sum(dim=1) >= 3, kept, ref.median(dim=1).values)
+        low[:, t] = db[:, t] < level - thr[:, 0]
+    return low
+
+
+def lift_trailing_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
+    """``dip_level``: ``context`` ``[B, L]`` with a window's trailing common-gain dip lifted back to the
+    level before it, where the window has shown that it dips and comes back.
+
+    A step is low where the window's common gain (dB of the mean square over its rows, as
+    :func:`dip_steps`) lies more than ``max(DIP_THRESHOLD_DB, DIP_SIGMAS sd)`` under the median of
+    the ``DIP_LOCAL`` steps before it (``sd`` from the median packet-to-packet change): judged against
+    the local level, so that a link whose level drifts does not read as dipping. A window qualifies
+    where its last 1 to ``DIP_RUN`` steps are low and an earlier run of at most ``DIP_RUN`` low steps
+    came back, the step after it within half the threshold of the level before it (an AGC step that
+    stays does not). Its trailing low steps are scaled by ``10 ** ((level - gain) / 20)``, ``level`` the
+    median of the ``DIP_LOCAL`` steps before them. A dip of SNR-scaled Intel 5300 CSI is one packet
+    whose noise reading jumped (data/README.md). Nothing for lone rows or windows of fewer than
+    ``DIP_MIN_ROWS`` rows; no qualifying window: ``context`` itself."""
+    b, length = context.shape
+    if group is None or length < DIP_LOCAL + 2:
+        return context
+    x = context.double()
+    sums, inv = group_sums(x * x, group)
+    rows = torch.bincount(inv)
+    db = 10.0 * (sums / rows[:, None].to(x.dtype)).clamp_min(1e-300).log10()  # [G, L]
+    sd = 1.4826 * (db[:, 1:] - db[:, :-1]).abs().median(dim=1, keepdim=True).values / 2 ** 0.5
+    thr = (DIP_SIGMAS * sd).clamp_min(DIP_THRESHOLD_DB)
+    low = _local_lows(db, thr)
+    run = low.flip(1).to(torch.int64).cumprod(dim=1).sum(dim=1)
+    scale = torch.ones_like(db)
+    for g in ((rows >= DIP_MIN_ROWS) & (run >= 1) & (run <= DIP_RUN)).nonzero().flatten().tolist():
+        base = length - int(run[g])
+        lows, t, returned = low[g, :base].tolist(), 1, False
+        while t < base and not returned:  # an earlier short dip that came back to its level
+            if not lows[t]:
+                t += 1
+                continue
+            a = t
+            while t < base and lows[t]:
+                t += 1
+            returned = (t - a <= DIP_RUN and t < base
+                        and bool(db[g, t] >= db[g, max(0, a - DIP_LOCAL):a].median() - thr[g, 0] / 2))
+        if returned:
+            level = db[g, max(0, base - DIP_LOCAL):base].median()
+            scale[g, base:] = 10.0 ** ((level - db[g, base:]) / 20.0)
+    if bool((scale == 1.0).all()):
+        return context
+    return (x * scale[inv]).to(context.dtype)
+
+
 #: ``drift_ar``: a window's pooled lag-1 autocorrelation this many standard errors above white noise's
 #: is a drift (the standard error from the window's effective number of channels, :func:`drifts_beyond_noise`).
 DRIFT_Z = 3.0
