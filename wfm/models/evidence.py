@@ -339,6 +339,15 @@ DIP_SIGMAS = 3.0
 DIP_MIN_ROWS = 8
 
 
+def common_gain_db(context: Tensor, group: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(db [G, L], rows [G, 1], inv [B])``: each group's common gain at each step, in dB of the
+    mean square over its rows of ``context`` ``[B, L]`` (float64), its row count, and each row's group."""
+    x = context.double()
+    sums, inv = group_sums(x * x, group)
+    rows = torch.bincount(inv).to(x.dtype)[:, None]
+    return 10.0 * (sums / rows).clamp_min(1e-300).log10(), rows, inv
+
+
 def dip_steps(context: Tensor, group: Tensor | None = None) -> Tensor:
     """``[B, L]`` bool: the steps of each row's context ``[B, L]`` at which its group's common gain
     dips (every channel of a window at once, as commodity WiFi's AGC does on a still link; the
@@ -356,10 +365,7 @@ def dip_steps(context: Tensor, group: Tensor | None = None) -> Tensor:
     none = torch.zeros(b, length, dtype=torch.bool, device=context.device)
     if group is None or length < 4:
         return none
-    x = context.double()
-    sums, inv = group_sums(x * x, group)
-    rows = torch.bincount(inv).to(x.dtype)[:, None]
-    db = 10.0 * (sums / rows).clamp_min(1e-300).log10()  # [G, L]
+    db, rows, inv = common_gain_db(context, group)
     med = db.median(dim=1, keepdim=True).values
     spread = 1.4826 * (db - med).abs().median(dim=1, keepdim=True).values
     low = db < med - torch.clamp(DIP_SIGMAS * spread, min=DIP_THRESHOLD_DB)
@@ -412,19 +418,16 @@ def lift_trailing_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
     median of the ``DIP_LOCAL`` steps before them. A dip of SNR-scaled Intel 5300 CSI is one packet
     whose noise reading jumped (data/README.md). Nothing for lone rows or windows of fewer than
     ``DIP_MIN_ROWS`` rows; no qualifying window: ``context`` itself."""
-    b, length = context.shape
+    length = context.shape[1]
     if group is None or length < DIP_LOCAL + 2:
         return context
-    x = context.double()
-    sums, inv = group_sums(x * x, group)
-    rows = torch.bincount(inv)
-    db = 10.0 * (sums / rows[:, None].to(x.dtype)).clamp_min(1e-300).log10()  # [G, L]
+    db, rows, inv = common_gain_db(context, group)
     sd = 1.4826 * (db[:, 1:] - db[:, :-1]).abs().median(dim=1, keepdim=True).values / 2 ** 0.5
     thr = (DIP_SIGMAS * sd).clamp_min(DIP_THRESHOLD_DB)
     low = _local_lows(db, thr)
     run = low.flip(1).to(torch.int64).cumprod(dim=1).sum(dim=1)
     scale = torch.ones_like(db)
-    for g in ((rows >= DIP_MIN_ROWS) & (run >= 1) & (run <= DIP_RUN)).nonzero().flatten().tolist():
+    for g in ((rows[:, 0] >= DIP_MIN_ROWS) & (run >= 1) & (run <= DIP_RUN)).nonzero().flatten().tolist():
         base = length - int(run[g])
         lows, t, returned = low[g, :base].tolist(), 1, False
         while t < base and not returned:  # an earlier short dip that came back to its level
@@ -441,7 +444,7 @@ def lift_trailing_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
             scale[g, base:] = 10.0 ** ((level - db[g, base:]) / 20.0)
     if bool((scale == 1.0).all()):
         return context
-    return (x * scale[inv]).to(context.dtype)
+    return (context.double() * scale[inv]).to(context.dtype)
 
 
 #: ``drift_ar``: a window's pooled lag-1 autocorrelation this many standard errors above white noise's

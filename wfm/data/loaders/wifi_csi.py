@@ -153,6 +153,11 @@ def parse_isolated(fn_name: str, path: Path, **kw: Any) -> dict[str, Any]:
 INTEL_SCALES = ("snr", "raw")
 
 
+def _check_scale(path: Path, scale: str) -> None:
+    if scale not in INTEL_SCALES:
+        raise DataError(f"{path}: scale {scale!r} is not one of {', '.join(INTEL_SCALES)}")
+
+
 def read_intel(path: str | Path, nrx: int = 3, ntx: int = 3, scale: str = "snr") -> dict[str, Any]:
     """``{"csi": [P, A, K] complex64, "timestamp": [P] s, "subcarriers", attrs...}``.
 
@@ -162,8 +167,7 @@ def read_intel(path: str | Path, nrx: int = 3, ntx: int = 3, scale: str = "snr")
     (std) against 0.29 dB as reported, its correlation with the noise reading -0.86. ``raw`` for a
     link's course over time, ``snr`` for its level against the noise."""
     path = Path(path)
-    if scale not in INTEL_SCALES:
-        raise DataError(f"{path}: scale {scale!r} is not one of {', '.join(INTEL_SCALES)}")
+    _check_scale(path, scale)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -264,8 +268,7 @@ def read_capture(path: str | Path, fmt: str, **kw: Any) -> dict[str, Any]:
         if path.stat().st_size > MAX_CAPTURE_BYTES:
             raise DataError(f"{path}: larger than {MAX_CAPTURE_BYTES >> 30} GiB; split the capture")
     if fmt == "intel":
-        if kw.get("scale", "snr") not in INTEL_SCALES:
-            raise DataError(f"{path}: scale {kw['scale']!r} is not one of {', '.join(INTEL_SCALES)}")
+        _check_scale(path, kw.get("scale", "snr"))  # before the capture is parsed
         check_intel_records(path, kw.get("nrx", 3), kw.get("ntx", 3))
         return parse_isolated("read_intel", path, **kw)
     if fmt == "nexmon":
