@@ -1721,7 +1721,8 @@ def test_dip_level_lifts_a_trailing_dip_of_a_link_that_dips_and_comes_back_and_n
     """``dip_level``: a window of 12 channels whose common gain dipped 2.3 dB for one packet and came
     back, and whose last packet dips again, is forecast from its context with that packet lifted to
     the level before it; every other step is kept to the bit. Without an earlier dip that came back,
-    after an AGC step that stays, for lone rows and for a window of 4 rows: the context itself, and
+    after an AGC step that stays, where either dip held two packets, for lone rows and for a window
+    of 4 rows: the context itself, and
     the forecast as without the option. Survives a save."""
     from wfm.models.evidence import lift_trailing_dips
 
@@ -1745,7 +1746,11 @@ def test_dip_level_lifts_a_trailing_dip_of_a_link_that_dips_and_comes_back_and_n
     step = ones.clone()
     step[20:] = dip  # an AGC step that stays
     step[39] = dip * dip
-    for gain in (trailing, step):
+    two = both.clone()
+    two[38] = dip  # a trailing dip of two packets (DIP_RUN = 1: only one-packet dips are lifted)
+    wide = trailing.clone()
+    wide[20:22] = dip  # the earlier dip held two packets
+    for gain in (trailing, step, two, wide):
         assert torch.equal(lift_trailing_dips(window(gain), group), window(gain))
     assert torch.equal(lift_trailing_dips(window(both), None), window(both))
     assert torch.equal(lift_trailing_dips(window(both)[:4], group[:4]), window(both)[:4])

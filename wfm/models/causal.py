@@ -452,13 +452,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             forecast in, where a lone burst does not make a day look white. White noise and Poisson
             counts at 10 minutes over 144-1024 values were 1.08-1.15x the context mean with the veto.
             False (every model saved before session 71). Inference only.
-        dip_level: a window (a ``group`` of 8 channels or more) whose last 1-2 steps dropped together
-            below the level of the 8 before them, on a link that has dipped and come back to its
-            level before in the context, is forecast with those steps lifted back to that level
+        dip_level: a window (a ``group`` of 8 channels or more) whose last step dropped together
+            below the level of the 8 before it, on a link that has dipped for one step and come back
+            to its level before in the context, is forecast with that step lifted back to the level
             (:func:`wfm.models.evidence.lift_trailing_dips`). SNR-scaled Intel 5300 CSI dips on one
             packet in eight (its noise reading jumps), and the network read a dip at the end of the
-            context as a new level: 1.14x the context mean at 64 packets. Lone rows never. False
-            (session 72: measured, not shipped). Inference only.
+            context as a new level: 1.14x the context mean at 64 packets, 1.01x with it. Lone rows
+            never. False (every model saved before session 73); on in the release. Inference only.
         white_level: with ``white_limit``, where two or more checks fit (a long context, which
             ``white_limit`` leaves to the checks), rows (or pooled groups) white beyond doubt get
             ``white_limit``'s mean (:func:`wfm.models.evidence.white_beyond_doubt`: their

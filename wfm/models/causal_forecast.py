@@ -20,8 +20,8 @@ inference rules that check the network against its classical combination.
   forecast by linear prediction pooled over them (:func:`wfm.models.evidence.drifts_beyond_noise`);
 - ``level_shift``: a context that held one level and stepped to another in its last values, which
   no check can see, forecast at the new level (:mod:`wfm.models.level_shift`);
-- ``dip_level`` (off in the release): a window's trailing common-gain dip lifted back to the level
-  before it, where the window has dipped and come back before (:func:`wfm.models.evidence.lift_trailing_dips`);
+- ``dip_level``: a window's trailing one-packet common-gain dip lifted back to the level before it,
+  where the window has dipped and come back before (:func:`wfm.models.evidence.lift_trailing_dips`);
 - ``propagate_quantiles`` (off in the release): later patches' quantiles widened by the
   uncertainty of the patches before them (:func:`spread_bounds`).
 

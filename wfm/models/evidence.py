@@ -388,7 +388,7 @@ def fill_dips(context: Tensor, group: Tensor | None = None) -> Tensor:
 
 
 #: ``dip_level``: packets before a step that make its local level, and the longest run that counts as a dip.
-DIP_LOCAL, DIP_RUN = 8, 2
+DIP_LOCAL, DIP_RUN = 8, 1
 
 
 def _local_lows(db: Tensor, thr: Tensor) -> Tensor:
