@@ -5,7 +5,8 @@
 ``CausalForecaster(drift_ar=True)`` forecasts a window whose channels drift together beyond doubt
 (:func:`wfm.models.evidence.drifts_beyond_noise`) by linear prediction pooled over them, where the
 context is too short for two checks of the horizon (below 32 packets for 8 ahead). The script
-scores the causal model with the option off and on (same weights), a window's channels pooled
+scores the causal model with the option off, on with the release's test before session 73
+(``drift_ar``) and on with ``drift_shape``'s (same weights), a window's channels pooled
 (``group=``), 8 packets ahead:
 
 - held-out generated CSI: the validation split of every CSI dataset under ``--data`` (the
@@ -20,7 +21,7 @@ scores the causal model with the option off and on (same weights), a window's ch
 
 Linear prediction pooled over every window (``ar``, no test) is printed beside them: the test is
 what keeps it from the still links. With ``--mae PATH`` the MAE's ``drift_ar`` (the same test on
-the visible packets, the guard's linear prediction) is scored likewise, off and on, on windows of
+the visible packets, the guard's linear prediction) is scored likewise, in the same three arms, on windows of
 ``context + 8`` packets (``predict(window, "temporal", 8 / (context + 8))``; the generated sets'
 test split, ``--mae-windows`` samples).
 """
@@ -48,18 +49,18 @@ from evidence_power import best_classical, has_csi, held_out_pool, held_out_wind
 from evidence_power import window_nmse as grouped_nmse  # noqa: E402
 from slow_drift import as_series, drifting_csi  # noqa: E402
 
-ARMS = ("off", "drift_ar", "ar")
-MAE_ARMS = ("mae off", "mae drift_ar")
+ARMS = ("off", "drift_ar", "drift_shape", "ar")
+MAE_ARMS = ("mae off", "mae drift_ar", "mae drift_shape")
 
 
 def arms(model, series: torch.Tensor, interval: float, horizon: int, group: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The forecasts ``[B, horizon]`` of ``series`` ``[B, L]``: the model with ``drift_ar`` off and
-    on, and linear prediction pooled over each group (none without a model)."""
+    """The forecasts ``[B, horizon]`` of ``series`` ``[B, L]``: the model with ``drift_ar`` off, on,
+    and on with ``drift_shape``, and linear prediction pooled over each group (none without a model)."""
     out: dict[str, torch.Tensor] = {}
     if model is None:
         return out
-    for arm in ARMS[:2]:
-        model.drift_ar = arm == "drift_ar"
+    for arm in ARMS[:3]:
+        model.drift_ar, model.drift_shape = arm != "off", arm == "drift_shape"
         out[arm] = model.forecast(series, interval, horizon, group=group)
     out["ar"] = ar_forecast_rows(series, horizon, group).to(series.dtype)
     return out
@@ -67,11 +68,11 @@ def arms(model, series: torch.Tensor, interval: float, horizon: int, group: torc
 
 def mae_arms(mae, windows: torch.Tensor, context: int) -> dict[str, torch.Tensor]:
     """The MAE's predictions of the packets after the first ``context`` of ``windows`` (complex
-    ``[N, T, A, K]``), with ``drift_ar`` off and on."""
+    ``[N, T, A, K]``), with ``drift_ar`` off, on, and on with ``drift_shape``."""
     out = {}
     ratio = (windows.shape[1] - context) / windows.shape[1]
     for arm in MAE_ARMS:
-        mae.drift_ar = arm == "mae drift_ar"
+        mae.drift_ar, mae.drift_shape = arm != "mae off", arm == "mae drift_shape"
         out[arm] = mae.predict(windows, "temporal", ratio).reconstruction[:, context:]
     return out
 

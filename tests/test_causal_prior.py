@@ -2270,3 +2270,50 @@ def test_drift_ar_forecasts_a_window_that_drifts_together_by_pooled_linear_predi
     assert from_pretrained(str(tmp_path / "m")).drift_ar and not off.drift_ar
     with pytest.raises(ValueError, match="drift_ar .* needs check_origins"):
         create_model("causal_tiny", prior="mix", drift_ar=True)
+
+
+def test_drift_shape_finds_a_turn_in_eight_packets_and_leaves_a_gain_step_that_every_channel_shares(tmp_path):
+    """``drift_shape``: with Ljung-Box's small-sample variance a window turning slowly under its
+    noise passes ``drift_ar``'s test in 8 packets, where the release's variance does not, and is
+    forecast by pooled linear prediction; a still link whose gain steps on every channel at once (an
+    AGC step), which the release's test passes, does not pass once each packet is divided by the
+    common gain, and keeps the forecast of the model without ``drift_ar``. Without the option the
+    test is the release's; the option survives a save and needs ``drift_ar``."""
+    from wfm.hub import from_pretrained
+    from wfm.models.evidence import drifts_beyond_noise
+    from wfm.models.linear_prediction import ar_forecast_rows
+
+    g = torch.Generator().manual_seed(0)
+    rows, H = 32, 8
+    t = torch.arange(8 + H, dtype=torch.float64)
+    phase = 2 * math.pi * torch.rand(rows, 1, generator=g, dtype=torch.float64)
+    gain = 1 + torch.rand(rows, 1, generator=g, dtype=torch.float64)
+    turning = (gain * torch.cos(2 * math.pi * 0.04 * t + phase)
+               + 0.3 * torch.randn(rows, 8 + H, generator=g, dtype=torch.float64))[:, :8]
+    common = torch.ones(1, 16, dtype=torch.float64)
+    common[:, 10:] = 0.85  # every channel's gain steps down and stays
+    still = (2 + torch.randn(rows, 1, generator=g, dtype=torch.float64)) * common \
+        + 0.05 * torch.randn(rows, 16, generator=g, dtype=torch.float64)
+    one = torch.zeros(rows, dtype=torch.long)
+    assert not drifts_beyond_noise(turning, one).any() and drifts_beyond_noise(turning, one, shape=True).all()
+    assert drifts_beyond_noise(still, one).all() and not drifts_beyond_noise(still, one, shape=True).any()
+
+    kw = dict(prior="mix", estimators=("last", "mean", "trend"), backtest_origins="value", guard=True,
+              check_origins=8, white_limit=0.5)
+    plain = create_model("causal_tiny", **kw).eval()
+    release = create_model("causal_tiny", drift_ar=True, **kw).eval()
+    shape = create_model("causal_tiny", drift_ar=True, drift_shape=True, **kw).eval()
+    release.load_state_dict(plain.state_dict())
+    shape.load_state_dict(plain.state_dict())
+    group = torch.zeros(rows, dtype=torch.long)
+    f = shape.forecast(turning.float(), 1e-3, H, group=group)
+    assert torch.equal(f, ar_forecast_rows(turning.float(), H, group).float())
+    assert torch.equal(release.forecast(turning.float(), 1e-3, H, group=group),
+                       plain.forecast(turning.float(), 1e-3, H, group=group))
+    f = shape.forecast(still.float(), 1e-3, H, group=group)
+    assert torch.equal(f, plain.forecast(still.float(), 1e-3, H, group=group))
+    assert not torch.equal(release.forecast(still.float(), 1e-3, H, group=group), f)
+    shape.save_pretrained(str(tmp_path / "m"))
+    assert from_pretrained(str(tmp_path / "m")).drift_shape and not release.drift_shape
+    with pytest.raises(ValueError, match="drift_shape .* needs drift_ar"):
+        create_model("causal_tiny", drift_shape=True, **kw)

@@ -174,3 +174,28 @@ def test_drift_ar_predicts_a_turning_link_by_linear_prediction_and_leaves_still_
     assert wfm.from_pretrained(tmp_path / "m").drift_ar is True and plain.drift_ar is False
     with pytest.raises(ValueError, match="drift_ar"):
         MaskedAutoencoder(dim=32, depth=1, num_heads=4, decoder_depth=1, drift_ar=True)
+
+
+def test_drift_shape_passes_more_turning_links_and_no_gain_step_that_every_channel_shares(tmp_path):
+    """``drift_shape``: the sharper small-sample test passes turning links over fewer visible packets
+    (10: all six, where the release's test passes five), and a still link whose gain steps on every
+    antenna and subcarrier at once, which the release's test passes, no longer does; the MAE then
+    predicts it as without ``drift_ar``. The option survives a save and needs ``drift_ar``."""
+    import wfm
+    from wfm.models.mae import visible_drifts
+
+    turning = _turning()
+    assert visible_drifts(turning[:, :10], True).all() and not visible_drifts(turning[:, :10]).all()
+    step = (_noise(6, 1, 2, 8).expand(6, 16, 2, 8) + 0.05 * _noise(6, 16, 2, 8, seed=1)).clone()
+    step[:, 10:] *= 0.85  # an AGC step: every channel at once, and it stays
+    assert visible_drifts(step).all() and not visible_drifts(step, True).any()
+    csi = torch.cat([step, step[:, :8]], dim=1)  # 16 visible packets, 8 hidden
+    plain = _model(white_limit=0.5)
+    release, shape = _model(white_limit=0.5, drift_ar=True), _model(white_limit=0.5, drift_ar=True, drift_shape=True)
+    assert release.drift_windows(csi, "temporal", 8 / 24).all() and not shape.drift_windows(csi, "temporal", 8 / 24).any()
+    assert torch.equal(shape.predict(csi, "temporal", 8 / 24).reconstruction,
+                       plain.predict(csi, "temporal", 8 / 24).reconstruction)
+    shape.save_pretrained(tmp_path / "m")
+    assert wfm.from_pretrained(tmp_path / "m").drift_shape is True and release.drift_shape is False
+    with pytest.raises(ValueError, match="drift_shape .* needs drift_ar"):
+        _model(drift_shape=True)

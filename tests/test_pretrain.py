@@ -1257,8 +1257,8 @@ def test_intermittent_script_draws_zero_inflated_counts_and_scores_each_model_as
 
 
 def test_drift_ar_script_scores_the_option_off_and_on_as_forecast_applies_it(tmp_path, monkeypatch):
-    """pretrain/drift_ar.py: each arm's ratio is the model's own ``forecast`` with ``drift_ar`` off
-    or on (a held-out sample's channels pooled) over the better of persistence and the mean, and on
+    """pretrain/drift_ar.py: each arm's ratio is the model's own ``forecast`` with ``drift_ar`` off,
+    on, or on with ``drift_shape`` (a held-out sample's channels pooled) over the better of persistence and the mean, and on
     a turning link over persistence; linear prediction pooled over the window beside them."""
     from wfm.models.linear_prediction import ar_forecast_rows
     from wfm.models.registry import create_model
@@ -1278,7 +1278,7 @@ def test_drift_ar_script_scores_the_option_off_and_on_as_forecast_applies_it(tmp
     assert json.loads((tmp_path / "d.json").read_text()) == json.loads(json.dumps(out))
     (cell,) = out["generated"]
     assert cell["dataset"] == name and cell["context"] == 8
-    assert set(cell["ratio"]) == {"off", "drift_ar", "ar", "mae off", "mae drift_ar"}
+    assert set(cell["ratio"]) == {"off", "drift_ar", "drift_shape", "ar", "mae off", "mae drift_ar", "mae drift_shape"}
     csi = script.load_csi(tmp_path / name, "test", task="drift-ar")["csi"][:3, :16]
     tgt = csi[:, 8:]
     best_c = min(float(window_nmse(csi[:, 7:8].expand_as(tgt), tgt).mean()),
@@ -1297,6 +1297,11 @@ def test_drift_ar_script_scores_the_option_off_and_on_as_forecast_applies_it(tmp
     with torch.no_grad():
         drift = script.grouped_nmse(on.forecast(ctx, interval, 8, group=group), tgt, group)
     assert cell["ratio"]["drift_ar"] == pytest.approx(drift / best, rel=1e-5)
+    shape = create_model("causal_tiny", drift_ar=True, drift_shape=True, **kw).eval()
+    shape.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        drift = script.grouped_nmse(shape.forecast(ctx, interval, 8, group=group), tgt, group)
+    assert cell["ratio"]["drift_shape"] == pytest.approx(drift / best, rel=1e-5)
     lp = script.grouped_nmse(ar_forecast_rows(ctx, 8, group).float(), tgt, group)
     assert cell["ratio"]["ar"] == pytest.approx(lp / best, rel=1e-5)
     (link,) = out["turning"]  # a 20 Hz link over 8 packets: linear prediction is far ahead of persistence

@@ -76,6 +76,7 @@ def mae_arch(model: Any) -> dict[str, Any]:
         **({"white_dips": True} if getattr(model, "white_dips", False) else {}),
         **({"guard_origins": list(model.guard_origins)} if getattr(model, "guard_origins", None) else {}),
         **({"drift_ar": True} if getattr(model, "drift_ar", False) else {}),
+        **({"drift_shape": True} if getattr(model, "drift_shape", False) else {}),
     }
 
 
@@ -141,6 +142,7 @@ def causal_arch(model: Any) -> dict[str, Any]:
             **({} if not getattr(model, "short_checks", False) else {"short_checks": True}),
             **({} if not getattr(model, "walk_last", False) else {"walk_last": True}),
             **({} if not getattr(model, "drift_ar", False) else {"drift_ar": True}),
+            **({} if not getattr(model, "drift_shape", False) else {"drift_shape": True}),
             **({} if not getattr(model, "coarse_blend", False) else {"coarse_blend": True}),
             **({} if not getattr(model, "propagate_quantiles", False) else {"propagate_quantiles": True})}),
         **({} if not getattr(model, "quantile_steps", 0) else {"quantile_steps": int(model.quantile_steps)}),
@@ -281,7 +283,8 @@ def model_card(config: dict[str, Any], title: str) -> str:
                 *([("white test through common-gain dips", "yes")] if arch.get("white_dips") else []),
                 *([("guard backtest origins (temporal)", ", ".join(map(str, arch["guard_origins"])))]
                   if arch.get("guard_origins") else []),
-                *([("linear prediction where the visible packets drift (temporal)", "yes")]
+                *([("linear prediction where the visible packets drift (temporal)",
+                    "yes, their shape too" if arch.get("drift_shape") else "yes")]
                   if arch.get("drift_ar") else [])]
         usage = 'pred = model.predict(csi, "temporal", 0.5)  # csi: complex64 [B, T, A, K] or one window [T, A, K]'
         note = (f"Any `T`, `A` and `K`: CSI is padded to whole {patch} patches inside the model and the padding "

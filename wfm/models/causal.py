@@ -445,6 +445,13 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             white test gave it the mean and the network, unchecked, trailed the turn (1.8x
             persistence at 5 Hz over 16 packets of 1 ms, session 70). Lone rows never. False
             (every model saved before session 70). Inference only.
+        drift_shape: with ``drift_ar``, its test takes Ljung-Box's small-sample null variance and
+            asks the drift to show also with every packet divided by the window's common gain
+            (``drifts_beyond_noise(shape=True)``): a drift of the channels' shape, as fading moves
+            them, and not only of a gain they share, as a still link's receiver steps it (an AGC
+            step, SNR-scaled CSI's noise reading). The sharper variance alone passed the real
+            Intel capture's gain steps at 16 packets (1.05x the mean, session 70); with the shape
+            it finds fading at 8 packets. False (every model saved before session 73). Inference only.
         white_whole_season: ``white_level``'s season veto (:meth:`context_seasons`: a white night
             says nothing of the morning) is lifted where the context holds a whole period of the
             shortest season the interval implies (a day of 10-minute values: every time of day seen
@@ -592,7 +599,7 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
                  box_cox_white: bool = False,
                  level_shift: bool = False, white_level: bool = False, short_checks: bool = False,
                  walk_last: bool = False, drift_ar: bool = False, white_whole_season: bool = False,
-                 dip_level: bool = False) -> None:
+                 dip_level: bool = False, drift_shape: bool = False) -> None:
         super().__init__()
         if prior not in ("trend", "mix"):
             raise ValueError(f"prior must be 'trend' or 'mix', got {prior!r}")
@@ -729,6 +736,9 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
         if drift_ar and not check_origins:
             raise ValueError("drift_ar is one of forecast's checks: it needs check_origins > 0")
         self.drift_ar = bool(drift_ar)
+        if drift_shape and not drift_ar:
+            raise ValueError("drift_shape changes drift_ar's test: it needs drift_ar")
+        self.drift_shape = bool(drift_shape)
         if coarse_blend and not coarse_len:
             raise ValueError("coarse_blend averages forecasts with and without coarse tokens: it needs coarse_len > 0")
         self.coarse_blend = bool(coarse_blend)

@@ -607,7 +607,7 @@ class ForecastMixin:
                 quant = None if quant is None else quant + (shifted - point)[..., None]
                 point = shifted
         if check and self.drift_ar and few_checks and group is not None:
-            drift = drifts_beyond_noise(context, group)
+            drift = drifts_beyond_noise(context, group, shape=self.drift_shape)
             if bool(drift.any()):  # linear prediction pooled over the window; the quantiles move with it
                 rows = drift.nonzero().flatten()
                 shifted = point.clone()

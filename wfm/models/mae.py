@@ -262,15 +262,15 @@ def visible_looks_white(seen: Tensor, limit: float, dips: bool = False) -> Tenso
 DRIFT_SPANS = 4
 
 
-def visible_drifts(seen: Tensor) -> Tensor:
+def visible_drifts(seen: Tensor, shape: bool = False) -> Tensor:
     """``[B]`` bool: whether the visible part ``seen`` (complex ``[B, L, A, K]``, time first) of each
     sample drifts beyond doubt, every channel's real and imaginary part pooled
-    (:func:`wfm.models.evidence.drifts_beyond_noise`, the causal model's ``drift_ar`` test). Parts
-    that are zero throughout (the imaginary part of amplitude CSI) are left out."""
+    (:func:`wfm.models.evidence.drifts_beyond_noise`, the causal model's ``drift_ar`` test; ``shape``:
+    ``drift_shape``'s). Parts that are zero throughout (the imaginary part of amplitude CSI) are left out."""
     rows, group, keep = _visible_rows(seen)
     drift = torch.zeros(seen.shape[0], dtype=torch.bool, device=seen.device)
     if bool(keep.any()):
-        drift[group[keep]] = drifts_beyond_noise(rows[keep], group[keep])
+        drift[group[keep]] = drifts_beyond_noise(rows[keep], group[keep], shape)
     return drift
 
 
@@ -412,6 +412,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             any prior, and not the white test's mean. A link turning at a few hertz over 16 packets
             of 1 ms moves less than its noise from packet to packet: the white test gave it the mean
             (1.5x persistence at 5 Hz, session 70). False: off.
+        drift_shape: with ``drift_ar``, the test takes Ljung-Box's small-sample null variance and
+            asks the drift to show also with every packet divided by the sample's common gain
+            (``drifts_beyond_noise(shape=True)``, the causal model's ``drift_shape``). False: off.
     """
 
     model_kind = "mae"  # what config.json records (wfm.hub_mixin)
@@ -438,6 +441,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         white_dips: bool = False,
         guard_origins: tuple[int, ...] | None = None,
         drift_ar: bool = False,
+        drift_shape: bool = False,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_KINDS:
@@ -475,6 +479,9 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         if drift_ar and prior == "none":
             raise ValueError("drift_ar fixes the guard's prior: it needs a model with a prior")
         self.drift_ar = bool(drift_ar)
+        if drift_shape and not drift_ar:
+            raise ValueError("drift_shape changes drift_ar's test: it needs drift_ar")
+        self.drift_shape = bool(drift_shape)
         dd = self.decoder_dim
 
         self.patch_embed = nn.Linear(self.patch_dim, dim)
@@ -766,7 +773,7 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
         hidden = hidden_size(size, ratio)
         if size - hidden >= DRIFT_SPANS * hidden:  # the guard's own backtests judge linear prediction there
             return torch.zeros(csi.shape[0], dtype=torch.bool, device=csi.device)
-        return visible_drifts(csi[:, :size - hidden])
+        return visible_drifts(csi[:, :size - hidden], self.drift_shape)
 
     def white_windows(self, csi: Tensor, mask_kind: str, ratio: float) -> Tensor | None:
         """``[B]`` bool, with ``white_limit`` in ``temporal`` prediction: the samples whose visible
