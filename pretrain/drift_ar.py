@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--contexts", type=int, nargs="+", default=[8, 16])
     ap.add_argument("--horizon", type=int, default=8)
     ap.add_argument("--windows", type=int, default=32, help="held-out samples per generated set and context")
+    ap.add_argument("--draw", type=int, default=0,
+                    help="draw of the generated windows (0: the held-out samples as before; another: other "
+                         "samples of the same splits)")
     ap.add_argument("--dopplers", type=float, nargs="*", default=[1.0, 5.0, 20.0], help="turning links: Hz")
     ap.add_argument("--snrs", type=float, nargs="+", default=[20.0], help="turning links: channel over noise, dB")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="turning links: one link per seed")
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in names:
             pool = held_out_pool(root / name)
             for L in args.contexts:
-                got = held_out_windows(pool, L, H, args.windows, 0)
+                got = held_out_windows(pool, L, H, args.windows, args.draw)
                 if got is None:  # the set's samples are shorter than L + H
                     continue
                 x, group, interval = got
@@ -126,7 +129,10 @@ def main(argv: list[str] | None = None) -> dict:
                 best = best_classical(ctx, tgt, group)
                 ratio = {k: grouped_nmse(f, tgt, group) / best for k, f in arms(model, ctx, interval, H, group).items()}
                 if mae is not None:
-                    csi = load_csi(root / name, "test", task="drift-ar")["csi"][:args.mae_windows, :L + H]
+                    csi = load_csi(root / name, "test", task="drift-ar")["csi"]
+                    if args.draw:  # other test samples than the first ones
+                        csi = csi[torch.randperm(len(csi), generator=torch.Generator().manual_seed(args.draw))]
+                    csi = csi[:args.mae_windows, :L + H]
                     tgt_c = csi[:, L:]
                     best_c = best_of_two(csi[:, :L], tgt_c)
                     ratio.update({k: float(window_nmse(f, tgt_c).mean()) / best_c for k, f in mae_arms(mae, csi, L).items()})

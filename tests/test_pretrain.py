@@ -1306,3 +1306,11 @@ def test_drift_ar_script_scores_the_option_off_and_on_as_forecast_applies_it(tmp
     assert cell["ratio"]["ar"] == pytest.approx(lp / best, rel=1e-5)
     (link,) = out["turning"]  # a 20 Hz link over 8 packets: linear prediction is far ahead of persistence
     assert link["doppler"] == 20 and link["ratio"]["ar"] < 0.8
+    # --draw: other held-out samples of the same split, scored the same way
+    other = script.main(["--model", str(tmp_path / "m"), "--data", str(tmp_path), "--real", "", "--windows", "2",
+                         "--contexts", "8", "--dopplers", "--draw", "1"])
+    x, group, interval = script.held_out_windows(pool, 8, 8, 2, 1)
+    ctx, tgt = x[:, :8], x[:, 8:]
+    with torch.no_grad():
+        plain = script.grouped_nmse(model.eval().forecast(ctx, interval, 8, group=group), tgt, group)
+    assert other["generated"][0]["ratio"]["off"] == pytest.approx(plain / script.best_classical(ctx, tgt, group), rel=1e-5)
