@@ -2275,11 +2275,12 @@ def test_drift_ar_forecasts_a_window_that_drifts_together_by_pooled_linear_predi
 def test_drift_shape_finds_a_turn_in_eight_packets_and_leaves_a_gain_step_that_every_channel_shares(tmp_path):
     """``drift_shape``: with Ljung-Box's small-sample variance a window turning slowly under its
     noise passes ``drift_ar``'s test in 8 packets, where the release's variance does not, and is
-    forecast by pooled linear prediction; a still link whose gain steps on every channel at once (an
-    AGC step), which the release's test passes, does not pass once each packet is divided by the
-    common gain, and keeps the forecast of the model without ``drift_ar``. Without the option the
-    test is the release's; the option survives a save and needs ``drift_ar``."""
+    forecast by pooled linear prediction. A still link whose gain steps on every channel at once (an
+    AGC step) passes the sharper variance too, but not once each packet is divided by the common
+    gain, and keeps the forecast of the model without ``drift_ar``; a window the release's test
+    passes still does. The option survives a save and needs ``drift_ar``."""
     from wfm.hub import from_pretrained
+    from wfm.models import evidence
     from wfm.models.evidence import drifts_beyond_noise
     from wfm.models.linear_prediction import ar_forecast_rows
 
@@ -2290,13 +2291,21 @@ def test_drift_shape_finds_a_turn_in_eight_packets_and_leaves_a_gain_step_that_e
     gain = 1 + torch.rand(rows, 1, generator=g, dtype=torch.float64)
     turning = (gain * torch.cos(2 * math.pi * 0.04 * t + phase)
                + 0.3 * torch.randn(rows, 8 + H, generator=g, dtype=torch.float64))[:, :8]
-    common = torch.ones(1, 16, dtype=torch.float64)
-    common[:, 10:] = 0.85  # every channel's gain steps down and stays
-    still = (2 + torch.randn(rows, 1, generator=g, dtype=torch.float64)) * common \
-        + 0.05 * torch.randn(rows, 16, generator=g, dtype=torch.float64)
+
+    def stepped(length: int, at: int, noise: float) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        common = torch.ones(1, length, dtype=torch.float64)
+        common[:, at:] = 0.85  # every channel's gain steps down and stays
+        return (2 + torch.randn(rows, 1, generator=gen, dtype=torch.float64)) * common \
+            + noise * torch.randn(rows, length, generator=gen, dtype=torch.float64)
+
+    still, strong = stepped(12, 8, 0.05), stepped(16, 10, 0.05)
     one = torch.zeros(rows, dtype=torch.long)
+    _, inv, counts = torch.unique(one, return_inverse=True, return_counts=True)
     assert not drifts_beyond_noise(turning, one).any() and drifts_beyond_noise(turning, one, shape=True).all()
-    assert drifts_beyond_noise(still, one).all() and not drifts_beyond_noise(still, one, shape=True).any()
+    assert float(evidence._drift_z(still, inv, counts, True)[0]) > evidence.DRIFT_Z  # the sharper variance alone
+    assert not drifts_beyond_noise(still, one).any() and not drifts_beyond_noise(still, one, shape=True).any()
+    assert drifts_beyond_noise(strong, one).all() and drifts_beyond_noise(strong, one, shape=True).all()
 
     kw = dict(prior="mix", estimators=("last", "mean", "trend"), backtest_origins="value", guard=True,
               check_origins=8, white_limit=0.5)
@@ -2310,9 +2319,10 @@ def test_drift_shape_finds_a_turn_in_eight_packets_and_leaves_a_gain_step_that_e
     assert torch.equal(f, ar_forecast_rows(turning.float(), H, group).float())
     assert torch.equal(release.forecast(turning.float(), 1e-3, H, group=group),
                        plain.forecast(turning.float(), 1e-3, H, group=group))
-    f = shape.forecast(still.float(), 1e-3, H, group=group)
-    assert torch.equal(f, plain.forecast(still.float(), 1e-3, H, group=group))
-    assert not torch.equal(release.forecast(still.float(), 1e-3, H, group=group), f)
+    assert torch.equal(shape.forecast(still.float(), 1e-3, H, group=group),
+                       plain.forecast(still.float(), 1e-3, H, group=group))
+    assert torch.equal(shape.forecast(strong.float(), 1e-3, H, group=group),
+                       release.forecast(strong.float(), 1e-3, H, group=group))
     shape.save_pretrained(str(tmp_path / "m"))
     assert from_pretrained(str(tmp_path / "m")).drift_shape and not release.drift_shape
     with pytest.raises(ValueError, match="drift_shape .* needs drift_ar"):

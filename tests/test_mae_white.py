@@ -178,24 +178,34 @@ def test_drift_ar_predicts_a_turning_link_by_linear_prediction_and_leaves_still_
 
 def test_drift_shape_passes_more_turning_links_and_no_gain_step_that_every_channel_shares(tmp_path):
     """``drift_shape``: the sharper small-sample test passes turning links over fewer visible packets
-    (10: all six, where the release's test passes five), and a still link whose gain steps on every
-    antenna and subcarrier at once, which the release's test passes, no longer does; the MAE then
-    predicts it as without ``drift_ar``. The option survives a save and needs ``drift_ar``."""
+    (10: all six, where the release's test passes five). A still link whose gain steps on every
+    antenna and subcarrier at once passes the sharper variance too, but not once each packet is
+    divided by the common gain, and the MAE predicts it as without ``drift_ar``; a step the
+    release's test passes still does. The option survives a save and needs ``drift_ar``."""
     import wfm
-    from wfm.models.mae import visible_drifts
+    from wfm.models import evidence
+    from wfm.models.mae import _visible_rows, visible_drifts
 
     turning = _turning()
     assert visible_drifts(turning[:, :10], True).all() and not visible_drifts(turning[:, :10]).all()
-    step = (_noise(6, 1, 2, 8).expand(6, 16, 2, 8) + 0.05 * _noise(6, 16, 2, 8, seed=1)).clone()
-    step[:, 10:] *= 0.85  # an AGC step: every channel at once, and it stays
-    assert visible_drifts(step).all() and not visible_drifts(step, True).any()
-    csi = torch.cat([step, step[:, :8]], dim=1)  # 16 visible packets, 8 hidden
-    plain = _model(white_limit=0.5)
-    release, shape = _model(white_limit=0.5, drift_ar=True), _model(white_limit=0.5, drift_ar=True, drift_shape=True)
-    assert release.drift_windows(csi, "temporal", 8 / 24).all() and not shape.drift_windows(csi, "temporal", 8 / 24).any()
-    assert torch.equal(shape.predict(csi, "temporal", 8 / 24).reconstruction,
-                       plain.predict(csi, "temporal", 8 / 24).reconstruction)
+
+    def stepped(length: int, at: int, drop: float) -> torch.Tensor:
+        csi = (_noise(6, 1, 2, 8).expand(6, length, 2, 8) + 0.05 * _noise(6, length, 2, 8, seed=1)).clone()
+        csi[:, at:] *= drop  # an AGC step: every channel at once, and it stays
+        return csi
+
+    step, strong = stepped(10, 6, 0.7), stepped(16, 10, 0.85)
+    rows, group, _ = _visible_rows(step)
+    _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
+    assert bool((evidence._drift_z(rows.double(), inv, counts, True)[0] > evidence.DRIFT_Z).all())  # sharper alone
+    assert not visible_drifts(step).any() and not visible_drifts(step, True).any()
+    assert visible_drifts(strong).all() and visible_drifts(strong, True).all()
+    csi = torch.cat([step, step[:, :6]], dim=1)  # 10 visible packets, 6 hidden
+    plain, shape = _model(white_limit=0.5), _model(white_limit=0.5, drift_ar=True, drift_shape=True)
+    assert not shape.drift_windows(csi, "temporal", 6 / 16).any()
+    assert torch.equal(shape.predict(csi, "temporal", 6 / 16).reconstruction,
+                       plain.predict(csi, "temporal", 6 / 16).reconstruction)
     shape.save_pretrained(tmp_path / "m")
-    assert wfm.from_pretrained(tmp_path / "m").drift_shape is True and release.drift_shape is False
+    assert wfm.from_pretrained(tmp_path / "m").drift_shape is True and plain.drift_shape is False
     with pytest.raises(ValueError, match="drift_shape .* needs drift_ar"):
         _model(drift_shape=True)

@@ -445,13 +445,12 @@ class CausalForecaster(ForecastMixin, nn.Module, WfmHubMixin):
             white test gave it the mean and the network, unchecked, trailed the turn (1.8x
             persistence at 5 Hz over 16 packets of 1 ms, session 70). Lone rows never. False
             (every model saved before session 70). Inference only.
-        drift_shape: with ``drift_ar``, its test takes Ljung-Box's small-sample null variance and
-            asks the drift to show also with every packet divided by the window's common gain
-            (``drifts_beyond_noise(shape=True)``): a drift of the channels' shape, as fading moves
-            them, and not only of a gain they share, as a still link's receiver steps it (an AGC
-            step, SNR-scaled CSI's noise reading). The sharper variance alone passed the real
-            Intel capture's gain steps at 16 packets (1.05x the mean, session 70); with the shape
-            it finds fading at 8 packets. False (every model saved before session 73). Inference only.
+        drift_shape: with ``drift_ar``, a window also drifts where its test passes with Ljung-Box's
+            small-sample null variance both as given and with every packet divided by the window's
+            common gain (``drifts_beyond_noise(shape=True)``): a drift of the channels' shape, as
+            fading moves them. The sharper variance alone passed the real Intel capture's gain
+            steps at 16 packets (1.05x the mean, session 70); with the shape it finds fading at 8
+            packets. False (every model saved before session 73). Inference only.
         white_whole_season: ``white_level``'s season veto (:meth:`context_seasons`: a white night
             says nothing of the morning) is lifted where the context holds a whole period of the
             shortest season the interval implies (a day of 10-minute values: every time of day seen

@@ -412,9 +412,10 @@ class MaskedAutoencoder(nn.Module, WfmHubMixin):
             any prior, and not the white test's mean. A link turning at a few hertz over 16 packets
             of 1 ms moves less than its noise from packet to packet: the white test gave it the mean
             (1.5x persistence at 5 Hz, session 70). False: off.
-        drift_shape: with ``drift_ar``, the test takes Ljung-Box's small-sample null variance and
-            asks the drift to show also with every packet divided by the sample's common gain
-            (``drifts_beyond_noise(shape=True)``, the causal model's ``drift_shape``). False: off.
+        drift_shape: with ``drift_ar``, a sample also drifts where the test passes with Ljung-Box's
+            small-sample null variance both as given and with every packet divided by the sample's
+            common gain (``drifts_beyond_noise(shape=True)``, the causal model's ``drift_shape``).
+            False: off.
     """
 
     model_kind = "mae"  # what config.json records (wfm.hub_mixin)
