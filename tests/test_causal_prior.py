@@ -2303,7 +2303,8 @@ def test_drift_shape_finds_a_turn_in_eight_packets_and_leaves_a_gain_step_that_e
     one = torch.zeros(rows, dtype=torch.long)
     _, inv, counts = torch.unique(one, return_inverse=True, return_counts=True)
     assert not drifts_beyond_noise(turning, one).any() and drifts_beyond_noise(turning, one, shape=True).all()
-    assert float(evidence._drift_z(still, inv, counts, True)[0]) > evidence.DRIFT_Z  # the sharper variance alone
+    excess, channels, _ = evidence._lag1_excess(still, inv, counts)
+    assert float(evidence._drift_z(excess, channels, 12, True)[0]) > evidence.DRIFT_Z  # the sharper variance alone
     assert not drifts_beyond_noise(still, one).any() and not drifts_beyond_noise(still, one, shape=True).any()
     assert drifts_beyond_noise(strong, one).all() and drifts_beyond_noise(strong, one, shape=True).all()
 

@@ -197,7 +197,8 @@ def test_drift_shape_passes_more_turning_links_and_no_gain_step_that_every_chann
     step, strong = stepped(10, 6, 0.7), stepped(16, 10, 0.85)
     rows, group, _ = _visible_rows(step)
     _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
-    assert bool((evidence._drift_z(rows.double(), inv, counts, True)[0] > evidence.DRIFT_Z).all())  # sharper alone
+    excess, channels, _ = evidence._lag1_excess(rows.double(), inv, counts)
+    assert bool((evidence._drift_z(excess, channels, 10, True) > evidence.DRIFT_Z).all())  # the sharper variance alone
     assert not visible_drifts(step).any() and not visible_drifts(step, True).any()
     assert visible_drifts(strong).all() and visible_drifts(strong, True).all()
     csi = torch.cat([step, step[:, :6]], dim=1)  # 10 visible packets, 6 hidden

@@ -484,20 +484,22 @@ def drifts_beyond_noise(context: Tensor, group: Tensor, shape: bool = False) -> 
         return out
     x = context.double()
     _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
-    z, power = _drift_z(x, inv, counts, False)
+    excess, channels, power = _lag1_excess(x, inv, counts)
     enough = (counts >= DIP_MIN_ROWS) & (power > 0)
-    drift = (z > DRIFT_Z) & enough
+    drift = (_drift_z(excess, channels, length, False) > DRIFT_Z) & enough
     if shape:  # the sharper variance, where the drift is one of the channels' shape too
-        sharp = enough & ~drift & (_drift_z(x, inv, counts, True)[0] > DRIFT_Z)
+        sharp = enough & ~drift & (_drift_z(excess, channels, length, True) > DRIFT_Z)
         if bool(sharp.any()):
-            gain = x.new_zeros(len(counts), length).index_add_(0, inv, x * x) / counts[:, None]
-            drift |= sharp & (_drift_z(x / gain.sqrt().clamp_min(1e-300)[inv], inv, counts, True)[0] > DRIFT_Z)
+            gain = (group_sums(x * x, group)[0] / counts[:, None]).sqrt().clamp_min(1e-300)
+            excess, channels, _ = _lag1_excess(x / gain[inv], inv, counts)
+            drift |= sharp & (_drift_z(excess, channels, length, True) > DRIFT_Z)
     return drift[inv]
 
 
-def _drift_z(x: Tensor, inv: Tensor, counts: Tensor, exact: bool) -> tuple[Tensor, Tensor]:
-    """``(z [G], power [G])`` of :func:`drifts_beyond_noise` for the rows ``x`` ``[B, L]`` (float64)
-    of the groups ``inv`` (``counts`` rows each); ``exact``: Ljung-Box's null variance."""
+def _lag1_excess(x: Tensor, inv: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(r + 1 / L, n, power)``, each ``[G]``: :func:`drifts_beyond_noise`'s pooled lag-1
+    autocorrelation above white noise's mean, effective channels and power, for the rows ``x``
+    ``[B, L]`` (float64) of the groups ``inv`` (``counts`` rows each)."""
     length = x.shape[1]
     d = x - x.mean(dim=1, keepdim=True)
     gram = x.new_zeros(len(counts), length, length)
@@ -512,6 +514,12 @@ def _drift_z(x: Tensor, inv: Tensor, counts: Tensor, exact: bool) -> tuple[Tenso
     channels = (trace * trace / (distinct / (length * (length - 1))).clamp_min(1e-300)).clamp(min=1.0)
     channels = torch.minimum(channels, counts.to(x.dtype))
     r = torch.diagonal(gram, offset=1, dim1=1, dim2=2).sum(dim=1) / power.clamp_min(1e-300)
+    return r + 1.0 / length, channels, power
+
+
+def _drift_z(excess: Tensor, channels: Tensor, length: int, exact: bool) -> Tensor:
+    """The z-score of :func:`_lag1_excess`'s ``excess`` over ``channels`` effective channels of
+    ``length`` steps; ``exact``: with Ljung-Box's null variance instead of ``1 / (n L)``."""
     if exact:
-        return (r + 1.0 / length) / ((length - 1) / (length * (length + 2) * channels)).sqrt(), power
-    return (r + 1.0 / length) * (channels * length).sqrt(), power
+        return excess / ((length - 1) / (length * (length + 2) * channels)).sqrt()
+    return excess * (channels * length).sqrt()
