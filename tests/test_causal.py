@@ -219,6 +219,60 @@ def test_one_series_is_a_batch_of_one():
     torch.testing.assert_close(m.forecast(x[0], 0.1, 6, quantiles=True), bands)
 
 
+def test_windows_of_channels_pool_each_window_as_group_does():
+    """``[N, C, L]`` is ``N`` windows of ``C`` channels: the forecast of the ``[N * C, L]`` rows with
+    one group per window, to the bit, shaped ``[N, C, H]``; ``interval`` per window or per channel."""
+    from wfm.hub import from_pretrained
+
+    m = from_pretrained(str(REPO / "checkpoints" / "causal-tiny-catalog-cpu")).eval()
+    g = torch.Generator().manual_seed(3)
+    x = 5.0 + torch.randn(3, 4, 24, generator=g)
+    x[1] += torch.linspace(0, 6, 24)  # one window drifts, so the windows do not all take the same rule
+    ids = torch.arange(3).repeat_interleave(4)
+    want_point, want_bands = m.forecast_with_quantiles(x.reshape(12, 24), 0.01, 8, group=ids)
+    point, bands = m.forecast_with_quantiles(x, 0.01, 8)
+    assert point.shape == (3, 4, 8) and bands.shape == (3, 4, 8, 3)
+    assert torch.equal(point, want_point.reshape(3, 4, 8)) and torch.equal(bands, want_bands.reshape(3, 4, 8, 3))
+    assert torch.equal(m.forecast(x, torch.full((3,), 0.01), 8), point)
+    assert torch.equal(m.forecast(x, torch.full((3, 4), 0.01), 8), point)
+    with pytest.raises(ValueError, match="already pools each window's C channels"):
+        m.forecast(x, 0.01, 8, group=ids)
+    with pytest.raises(ValueError, match=r"scalar, \[N\] or \[N, C\]"):
+        m.forecast(x, torch.full((4,), 0.01), 8)
+    with pytest.raises(ValueError, match="N >= 1 windows"):
+        m.forecast(torch.zeros(0, 4, 24), 0.01, 8)
+
+
+def test_a_complex_series_is_its_two_parts_pooled():
+    """A complex context is forecast as its real and imaginary parts, the two parts of each series
+    one group (or the series' own group), and comes back complex: ``[L]``, ``[B, L]`` and
+    ``[N, C, L]``, quantiles per part; ``ordered`` (beam powers in angular order) is refused."""
+    from wfm.hub import from_pretrained
+
+    m = from_pretrained(str(REPO / "checkpoints" / "causal-tiny-catalog-cpu")).eval()
+    g = torch.Generator().manual_seed(4)
+    z = torch.complex(torch.randn(4, 16, generator=g), torch.randn(4, 16, generator=g)) + (2 - 1j)
+    parts = torch.stack([z.real, z.imag], dim=1).reshape(8, 16)
+    want = m.forecast(parts, 0.01, 8, group=torch.arange(4).repeat_interleave(2))
+    point, bands = m.forecast_with_quantiles(z, 0.01, 8)
+    assert point.dtype == torch.complex64 and point.shape == (4, 8) and bands.shape == (4, 8, 3)
+    assert torch.equal(point.real, want[0::2]) and torch.equal(point.imag, want[1::2])
+    _, part_bands = m.forecast_with_quantiles(parts, 0.01, 8, group=torch.arange(4).repeat_interleave(2))
+    assert torch.equal(bands.real, part_bands[0::2]) and torch.equal(bands.imag, part_bands[1::2])
+    windows = torch.complex(torch.randn(2, 3, 16, generator=g), torch.randn(2, 3, 16, generator=g))
+    flat = torch.stack([windows.real, windows.imag], dim=2).reshape(12, 16)  # re, im of each channel
+    want = m.forecast(flat, 0.01, 4, group=torch.arange(2).repeat_interleave(6))
+    got = m.forecast(windows, 0.01, 4)
+    assert got.shape == (2, 3, 4)
+    assert torch.equal(got.real.reshape(6, 4), want[0::2]) and torch.equal(got.imag.reshape(6, 4), want[1::2])
+    one = m.forecast(z[0].numpy(), 0.01, 8)
+    assert one.shape == (8,) and torch.equal(one, m.forecast(z[:1], 0.01, 8)[0])
+    with pytest.raises(ValueError, match="no such order"):
+        m.forecast(z, 0.01, 8, ordered=True)
+    with pytest.raises(ValueError, match=r"\[B\] = \[4\]"):
+        m.forecast(z, torch.ones(3), 8)
+
+
 def test_overfits_a_tiny_set():
     torch.manual_seed(0)
     m = create_model("causal_tiny", depth=2)

@@ -269,8 +269,11 @@ def model_card(config: dict[str, Any], title: str) -> str:
                 ("width / depth / heads", f"{arch['dim']} / {arch['depth']} / {arch['num_heads']}"),
                 ("quantiles", arch["quantiles"] or "none (point forecasts)"),
                 ("max context", arch["max_context"])]
-        usage = "forecast = model.forecast(context, interval, horizon)  # context: float32 [B, L] or one series [L]; interval: seconds"
-        note = "Any context length and horizon; complex series go in as two real series (real, imaginary part)."
+        usage = ("forecast = model.forecast(context, interval, horizon)  # context: [B, L], one series [L], or "
+                 "[N, C, L] windows of C channels pooled; real or complex; interval: seconds")
+        note = ("Any context length and horizon. A complex series is forecast as its real and imaginary parts, "
+                "pooled; a window's channels (antennas x subcarriers, beams) pool their evidence as [N, C, L] "
+                "or with group=, which on real CSI is what keeps the forecast at or below the context mean.")
     else:
         patch = "x".join(map(str, arch["patch_size"]))
         what = f"A `wfm` {config['model_kind'].upper()} foundation model for wireless CSI"
