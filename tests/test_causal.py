@@ -147,7 +147,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="NaN"):
         m.forecast(x, 0.1, 4)
     with pytest.raises(ValueError, match=r"\[B, L\]"):
-        m.forecast(torch.zeros(2, 3, 5), 0.1, 4)
+        m.forecast(torch.zeros(2, 3, 4, 5), 0.1, 4)
     with pytest.raises(ValueError, match="one series"):
         m.forecast(torch.zeros(5), 0.1, 4, group=torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="horizon"):
@@ -163,8 +163,10 @@ def test_bad_input_is_named():
             m.forecast(walks(2, 20), bad, 4)
     with pytest.raises(ValueError, match="B >= 1"):  # an empty batch used to fail deep inside
         m.forecast(torch.zeros(0, 20), 0.1, 4)
-    with pytest.raises(ValueError, match="complex"):
-        m.forecast(torch.zeros(2, 8, dtype=torch.complex64), 0.1, 4)
+    z = torch.ones(2, 8, dtype=torch.complex64)
+    z[1, 5] = complex(1.0, float("nan"))
+    with pytest.raises(ValueError, match="row 1, position 5"):  # a complex row, named as given
+        m.forecast(z, 0.1, 4)
     with pytest.raises(ValueError, match="sdpa"):
         CausalForecaster(attention="complex-phase")
 

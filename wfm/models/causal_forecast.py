@@ -521,6 +521,11 @@ class ForecastMixin:
         if group is not None and group.shape != rows.shape[:1]:
             raise ValueError(f"group must be an integer [B] = [{rows.shape[0]}] tensor of window ids, "
                              f"got {group.dtype} of shape {tuple(group.shape)}")
+        bad = ~torch.isfinite(torch.view_as_real(rows)).all(dim=-1)
+        if bool(bad.any()):  # named as the caller's rows, not the parts'
+            row, pos = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"context contains {int(bad.sum())} NaN or Inf values (the first: row {row}, "
+                             f"position {pos}); the model takes gap-free series")
         b = rows.shape[0]
         parts = torch.stack([rows.real, rows.imag], dim=1).reshape(2 * b, rows.shape[1])  # re, im of each row
         ids = torch.arange(b, device=rows.device) if group is None else group
