@@ -242,6 +242,25 @@ def test_monthly_quarterly_and_month_end_dates_are_a_calendar_grid(tmp_path):
         load_csv_series(p, None, time_column="month")
 
 
+def test_a_step_of_no_whole_milliseconds_is_read_as_it_is(tmp_path):
+    """CSI every 15.565 ms (Nexmon's capture here) or a 0.5 ms sensor: the most common step to the
+    millisecond (16 ms, 0 ms) drifts off the rows within a few, so the interval is the slope of the
+    times instead, which holds them; a step of whole milliseconds, a logger's jitter and one row off
+    the grid read as before."""
+    from wfm.data.loaders.generic import load_csv_series
+    from wfm.data.loaders.timegrid import common_step
+
+    nexmon = np.round(7.0 + 0.015565 * np.arange(950), 6)  # written to the microsecond
+    assert common_step([nexmon], "n") == pytest.approx(0.015565, rel=1e-7)
+    assert common_step([np.arange(200) * 5e-4], "s") == pytest.approx(5e-4, rel=1e-9)
+    assert common_step([np.arange(100) * 600.0], "t") == 600.0 and common_step([np.arange(50) * 0.1], "r") == 0.1
+    assert common_step([np.array([0.0, 0.1, 0.35])], "r") == 0.1  # to_grid names the third row
+    p = tmp_path / "nexmon.csv"
+    p.write_text("time,amp\n" + "".join(f"{t:.6f},{k % 7}\n" for k, t in enumerate(nexmon)))
+    d = load_csv_series(p, None, time_column="time")
+    assert d["interval_s"] == pytest.approx(0.015565, rel=1e-7) and len(d["values"][0]) == 950
+
+
 def test_irregular_timestamps_are_resampled_only_when_asked(tmp_path):
     """Packet-timed samples have no grid: refused with the remedy named, or with ``resample``
     linearly interpolated onto the interval's grid, samples on a step kept as they are and steps

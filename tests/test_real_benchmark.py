@@ -166,7 +166,11 @@ def test_windows_and_views_of_every_stand_in_dataset(standin):
                      ("Milan cell 12", "traffic"), ("DeepSense 6G", "beam power"), ("DeepSense 6G", "bearing"),
                      ("DeepSense 6G", "distance")]
     csi = data[0]
-    assert csi.context.shape == (4, 8, 4, 32) and csi.target.shape == (4, 8, 4, 32) and csi.context.is_complex()
+    # 40 packets: a window of 16 at every alignment (hop 1); --csi-hop 8 gives the 4 whose targets are apart
+    assert csi.context.shape == (25, 8, 4, 32) and csi.target.shape == (25, 8, 4, 32) and csi.context.is_complex()
+    apart, = [d for d in R.load_wifi(standin / "wifi-csi", R.RealBenchConfig(csi_hop=8)) if d.view == "csi complex"]
+    assert torch.equal(apart.context, csi.context[::8]) and len(apart.blocks().unique()) == 4
+    assert len(csi.blocks().unique()) == 2  # runs of 16 starts (25 windows)
     assert torch.allclose(data[1].target, csi.target.abs())
     assert data[2].context.shape == (37, 96) and data[2].interval == 600.0  # 144 steps, stride 1
     assert data[4].context.shape == (3 * 3, 16, 64) and data[5].target.shape == (9, 4)  # (30 - 20) // 4 + 1 per traj
@@ -203,8 +207,8 @@ def test_imported_dataset_folders_are_scored_like_the_shared_captures(tmp_path, 
                                                 *(("gappy (imported)", v) for v in views),
                                                 ("s (imported)", "series (rssi)")]
     whole, gappy = data[0], data[4]
-    assert whole.windows == (56 - 16) // 8 + 1 and whole.interval == pytest.approx(1e-3)
-    np.testing.assert_allclose(whole.csi[1].abs().numpy(), np.abs(cap[8:24]), rtol=1e-5)  # sanitised: same |H|
+    assert whole.windows == 56 - 16 + 1 and whole.interval == pytest.approx(1e-3)  # every alignment
+    np.testing.assert_allclose(whole.csi[8].abs().numpy(), np.abs(cap[8:24]), rtol=1e-5)  # sanitised: same |H|
     assert gappy.windows == 3 and gappy.span.tolist() == [[0, 0], [1, 0], [2, 0]]  # one window per segment
     np.testing.assert_allclose(gappy.csi[2].abs().numpy(), np.abs(cap[40:56]), rtol=1e-5)
     series = data[8]
@@ -326,15 +330,18 @@ def test_benchmark_on_stand_in_folders(standin, scratch_models, tmp_path):
             best = by[(x["dataset"], x["view"], x["best_classical"])]
             assert x["ratio_to_best"] == pytest.approx(x["window_nmse"] / best["window_nmse"])
             assert x["window_nmse_db"] == pytest.approx(10 * np.log10(x["window_nmse"]))
-    # Each model ratio comes with a 95 % interval over blocks of windows whose targets share no
-    # step: every CSI window is its own block (hop 8 = the 8 predicted packets); a Milan cell's
-    # stride-1 windows form one block, which gives no interval (and the verdict says so).
+    # Each model ratio comes with a 95 % interval over blocks of windows: windows whose targets share
+    # no step apart, a chain of overlapping ones in runs a window long (CSI at every alignment, 25
+    # windows of 16 packets: 2 runs, too few for an interval); a Milan cell's 37 stride-1 windows lie
+    # within one window's length, one block, which gives no interval (and the verdict says so).
     for x in rows:
         assert "_windows" not in x
         if x["kind"].startswith("FM") and "ratio_to_best" in x:
             if x["view"] == "traffic":
                 assert x["ratio_blocks"] == 1 and "ratio_low" not in x
-            else:  # CSI (4 windows: too few for an interval) and beams (9 windows, stride = horizon)
+            elif x["view"] in ("csi complex", "csi amplitude"):
+                assert x["windows"] == 25 and x["ratio_blocks"] == 2 and "ratio_low" not in x
+            else:  # beams (9 windows, stride = horizon) and CSI in frequency (windows apart)
                 assert x["ratio_blocks"] == x["windows"]
                 assert ("ratio_low" in x) == (x["windows"] >= 5)
                 if x["windows"] >= 5:
@@ -429,7 +436,7 @@ def test_csi_views_in_frequency(standin):
     assert f.context.shape == (2, 16, 16, 4) and f.target.shape == (2, 16, 16, 4)
     assert torch.equal(f.context, f.csi[..., :16].permute(0, 3, 1, 2))
     assert torch.equal(f.target, f.csi[..., 16:].permute(0, 3, 1, 2)) and torch.equal(amp.target, f.target.abs())
-    assert f.blocks().tolist() == [0, 1] and data[0].blocks().tolist() == [0, 1, 2, 3]
+    assert f.blocks().tolist() == [0, 1] and data[0].blocks().tolist() == [0] * 16 + [1] * 9
     last = f.csi[..., 15:16].permute(0, 3, 1, 2).expand_as(f.target)
     assert torch.equal(R.forecast_windows(Persistence(), f), last)
     assert torch.allclose(R.forecast_windows(ContextMean(), f), f.csi[..., :16].mean(-1, keepdim=True).permute(0, 3, 1, 2).expand_as(f.target))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wfm.tasks.significance import (KeptWeights, beats_beyond_noise, geometric_mean_interval, independent_blocks,
-                                   ratio_interval, windows_behind)
+                                    ratio_interval, window_runs, windows_behind)
 
 
 def test_independent_blocks_join_windows_whose_targets_share_a_step():
@@ -37,6 +37,20 @@ def test_independent_blocks_join_windows_whose_targets_share_a_step():
     # Stride equal to the horizon: every window its own block; stride 1: one block.
     assert independent_blocks(torch.tensor([[0, 3 * k] for k in range(6)]), L, H).unique().numel() == 6
     assert independent_blocks(torch.tensor([[0, k] for k in range(6)]), L, H).unique().numel() == 1
+
+
+def test_window_runs_cut_a_chain_of_overlapping_windows_into_runs_a_window_long():
+    """A capture scored at every alignment is one chain of overlapping targets; its runs of starts a
+    window (context + horizon) long are the bootstrap's blocks, per series. Windows whose targets
+    share no step keep their own blocks, and a chain shorter than a window stays one block."""
+    L, H = 8, 8
+    dense = torch.tensor([[0, k] for k in range(40)] + [[1, k] for k in range(20)])
+    runs = window_runs(dense, L, H)
+    want = [k // (L + H) for k in range(40)] + [3 + k // (L + H) for k in range(20)]
+    assert torch.equal(torch.unique(runs, return_inverse=True)[1], torch.unique(torch.tensor(want), return_inverse=True)[1])
+    apart = torch.tensor([[0, H * k] for k in range(6)])
+    assert torch.equal(window_runs(apart, L, H), independent_blocks(apart, L, H))
+    assert window_runs(torch.tensor([[0, k] for k in range(37)]), 96, 12).unique().numel() == 1  # a Milan day
 
 
 def test_beats_beyond_noise_is_the_one_sided_paired_t_test_at_two_sigma():

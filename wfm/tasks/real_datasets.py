@@ -21,7 +21,7 @@ from wfm.data.loaders.phase import sanitize_phase
 from wfm.data.loaders.timegrid import GapPolicy, interval_label
 from wfm.data.loaders.traffic_csv import load_telecom_italia
 from wfm.tasks.metrics import scorable_windows
-from wfm.tasks.significance import independent_blocks
+from wfm.tasks.significance import window_runs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ class RealBenchConfig:
 
     csi_window: int = 16
     csi_predict: int = 8
-    csi_hop: int = 8
+    csi_hop: int = 1  # every alignment of the time windows on the capture (8 before session 74: targets apart)
     traffic_context: int | None = None  # steps; None: 16 h at the file's interval (96 at 10 min)
     traffic_horizon: int | None = None  # steps; None: 2 h at the file's interval (12 at 10 min)
     traffic_stride: int = 1
@@ -136,11 +136,12 @@ class BenchData:
         return int(self.target.shape[0])
 
     def blocks(self) -> Tensor | None:
-        """Block ids ``[N]`` of windows whose targets share no step (``independent_blocks``); None without ``span``."""
+        """Block ids ``[N]`` of the bootstrap: windows whose targets share no step apart, a chain of
+        overlapping windows in runs a window long (``window_runs``); None without ``span``."""
         if self.span is None:
             return None
         offset, length = self.target_steps or (int(self.context.shape[1]), int(self.target.shape[1]))
-        return independent_blocks(self.span, offset, length)
+        return window_runs(self.span, offset, length)
 
 
 def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,

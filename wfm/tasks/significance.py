@@ -131,6 +131,25 @@ def independent_blocks(span: Tensor, context: int, horizon: int) -> Tensor:
     return block
 
 
+def window_runs(span: Tensor, context: int, horizon: int) -> Tensor:
+    """Block id ``[N]``: :func:`independent_blocks`, with a chain of overlapping windows cut into runs
+    whose first steps lie within one window's length (``context + horizon``) of the run's first.
+
+    A capture scored at every alignment (a window starting at every packet) is one chain, so
+    :func:`independent_blocks` leaves no interval. Runs a window long are the non-overlapping block
+    bootstrap's blocks (Carlstein 1986) on the windows' sequence: a run shares no packet with any
+    but its neighbours, whose shared packets make the interval somewhat narrow. Windows whose
+    targets share no step stay their own blocks, as before."""
+    chains = independent_blocks(span, context, horizon)
+    if not len(span):
+        return chains
+    start = span[:, 1].long()
+    first = torch.full((int(chains.max()) + 1,), int(start.max()) + 1, dtype=torch.long).scatter_reduce(
+        0, chains, start, reduce="amin")
+    run = (start - first[chains]) // max(1, context + horizon)
+    return torch.unique(torch.stack([chains, run], dim=1), dim=0, return_inverse=True)[1]
+
+
 def beats_beyond_noise(kept: Tensor, candidate: Tensor, blocks: Tensor | None = None) -> bool:
     """Whether ``candidate``'s per-window errors ``[N]`` are lower than ``kept``'s beyond noise.
 

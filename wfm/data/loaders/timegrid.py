@@ -143,7 +143,9 @@ def common_step(times: list[np.ndarray], source: str, default: float | None = No
     that grid are then refused by :func:`to_grid`, naming the line. Without two distinct
     timestamps in any series: ``default`` (every series is one value long, so no step is
     wrong), else an error. Where no gap repeats to the millisecond in a tenth of them (a logger's
-    jitter), the slope of the times against their step numbers, to the millisecond."""
+    jitter), or the millisecond's grid holds fewer than ``GRID_SHARE`` of the rows (a step that is no
+    whole number of milliseconds: 15.565 ms, 0.5 ms), the slope of the times against their step
+    numbers, to the millisecond where that grid holds them."""
     distinct = [np.unique(np.asarray(t, dtype=np.float64)) for t in times]
     months = [calendar_months(t) for t in distinct if len(t) > 1]
     if months and all(m is not None for m in months):  # monthly, quarterly or yearly dates
@@ -159,21 +161,57 @@ def common_step(times: list[np.ndarray], source: str, default: float | None = No
                         "(give the interval explicitly)")
     ms, counts = np.unique(np.rint(gaps * 1000.0).astype(np.int64), return_counts=True)
     if counts.max() * 10 >= gaps.size:  # a step that repeats to the millisecond: the grid
-        return float(ms[np.argmax(counts)]) / 1000.0
-    # No step repeats to the millisecond (a logger's jitter): a first step from the median gap,
-    # then the least-squares slope of each series' times against their step numbers (its jitter
-    # averages out over the whole series, where one gap carries two rows' jitter).
-    med = float(np.median(gaps[np.abs(gaps - np.median(gaps)) <= 0.25 * np.median(gaps)]))
+        step = float(ms[np.argmax(counts)]) / 1000.0
+        if _grid_share(distinct, step) >= GRID_SHARE:  # (an odd row off it is refused by to_grid, named)
+            return step
+        # Most rows off the millisecond's grid: a step that is no whole number of milliseconds (WiFi
+        # CSI every 15.565 ms, a 0.5 ms sensor) drifts off it in a few rows. The slope's grid, where
+        # it holds them; else the millisecond's, whose first row off it to_grid names.
+        fine = _slope_step(distinct, gaps)
+        return fine if _grid_share(distinct, fine) >= GRID_SHARE else step
+    # No step repeats to the millisecond (a logger's jitter): the slope, to the millisecond unless
+    # only the slope itself holds the rows (packet-timed rows, which no grid holds, are resampled
+    # onto the millisecond's).
+    fine = _slope_step(distinct, gaps)
+    step = round(fine, 3)
+    if step > 0 and _grid_share(distinct, step) < GRID_SHARE <= _grid_share(distinct, fine):
+        return fine
+    return step if step > 0 else fine
+
+
+def _slope_step(distinct: list[np.ndarray], gaps: np.ndarray) -> float:
+    """A first step from the median gap, then the least-squares slope of each series' times against
+    their step numbers (its jitter averages out over the whole series, where one gap carries two
+    rows' jitter), to 9 significant digits."""
+    near = gaps[np.abs(gaps - np.median(gaps)) <= 0.25 * np.median(gaps)]
+    med = float(np.median(near if near.size else gaps))
     num = den = 0.0
-    for s in times:
-        s = np.unique(np.asarray(s, dtype=np.float64))
+    for s in distinct:
         s = s[np.isfinite(s)]
         if s.size < 2:
             continue
         k = np.rint((s - s[0]) / med)
         k, y = k - k.mean(), s - s.mean()
         num, den = num + float(k @ y), den + float(k @ k)
-    return round(num / den if den > 0 else med, 3)
+    return float(f"{num / den if den > 0 else med:.9g}")
+
+
+#: ``common_step``: the share of rows a step's grid must hold (within ``to_grid``'s tolerance) for it to be the interval.
+GRID_SHARE = 0.9
+
+
+def _grid_share(distinct: list[np.ndarray], step: float, tolerance: float = 0.1) -> float:
+    """The share of the timestamps of ``distinct`` (one sorted array a series) within ``tolerance``
+    steps of their series' grid ``t0 + k * step``, as :func:`to_grid` places them."""
+    if not step > 0:
+        return 0.0
+    held = total = 0
+    for t in distinct:
+        t = t[np.isfinite(t)]
+        if t.size:
+            k = (t - t[0]) / step
+            held, total = held + int((np.abs(k - np.rint(k)) <= tolerance).sum()), total + t.size
+    return held / total if total else 1.0
 
 
 def to_grid(times: np.ndarray, values: np.ndarray, interval: float, lines: np.ndarray, source: str,
