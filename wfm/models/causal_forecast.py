@@ -518,7 +518,7 @@ class ForecastMixin:
         rows = context[None] if one else context
         if one and group is not None:
             raise ValueError("group pools the rows of a [B, L] context; one series [L] has nothing to pool")
-        if group is not None and group.shape != rows.shape[:1]:
+        if group is not None and (group.shape != rows.shape[:1] or group.is_floating_point() or group.is_complex()):
             raise ValueError(f"group must be an integer [B] = [{rows.shape[0]}] tensor of window ids, "
                              f"got {group.dtype} of shape {tuple(group.shape)}")
         bad = ~torch.isfinite(torch.view_as_real(rows)).all(dim=-1)
