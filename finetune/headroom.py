@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"no real datasets at {root}: nothing to measure")
         return
     rows = []
-    for d in load_real_datasets(root, RealBenchConfig(csi_frequency=True)):
+    for d in load_real_datasets(root, RealBenchConfig(csi_frequency=True, csi_hop=8)):
         rows.append({"dataset": d.name, "view": d.view, **headroom_row(d.context, d.target)})
     Path(args.out).write_text(json.dumps(rows, indent=1))
     cols = ("windows", "best_classical", "lag1_median", "white_windows", "white_bound", "zero", "oracle_blend",

@@ -197,7 +197,7 @@ def real_cells(model, root: str) -> list[dict]:
     from wfm.tasks.metrics import window_nmse as real_window_nmse
     from wfm.tasks.real_data import RealBenchConfig, classical_rows
 
-    cfg, cells = RealBenchConfig(), []
+    cfg, cells = RealBenchConfig(csi_hop=8), []  # the windows measured before session 74
     kept = model.box_cox
     try:
         for d in load_real_datasets(root, cfg):

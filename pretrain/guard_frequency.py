@@ -92,7 +92,7 @@ def csi_sets(data: Path | None, prefixes: list[str] | None, samples: int, datase
     out = []
     if datasets.is_dir():
         view = "csi complex" if axis == "time" else "csi complex, frequency"
-        for d in load_real_datasets(datasets, RealBenchConfig(csi_frequency=axis != "time")):
+        for d in load_real_datasets(datasets, RealBenchConfig(csi_frequency=axis != "time", csi_hop=8)):
             if d.view == view:
                 out.append((d.name, True, d.csi.to(torch.complex64)))
     for p in sorted(data.iterdir()) if data else []:

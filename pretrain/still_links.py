@@ -78,7 +78,7 @@ def gain_columns(model: torch.nn.Module, ctx: torch.Tensor, target: torch.Tensor
 def real_views(root: Path, context: int):
     """Per real CSI time view of ``wfm benchmark real`` at ``context`` packets, 8 ahead:
     ``(view, ctx [R, context], target [R, 8], group [R])``, a window's channels one group."""
-    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8)):
+    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8, csi_hop=8)):
         ctx, target = _to_series(view.context), _to_series(view.target)  # a window's rows are consecutive
         yield view, ctx, target, torch.arange(view.windows).repeat_interleave(len(ctx) // view.windows)
 

@@ -152,6 +152,9 @@ def band_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
 #: Subcarrier spacing of the real captures' CSI columns: the Intel 5300 reports 30 groups of 20 MHz
 #: (every second subcarrier, 625 kHz, but for the two centre groups), Nexmon's VHT80 every subcarrier.
 REAL_SPACING_HZ = {"Intel 5300": 625e3, "Nexmon BCM4339": 312.5e3}
+#: The real captures' windows as these studies measured them: in time every 8 packets from packet 0
+#: (``wfm benchmark real`` scores every alignment since session 74).
+STUDY_WINDOWS = RealBenchConfig(csi_hop=8)
 
 
 def filter_rows(datasets: Sequence[BenchData], freqs_hz: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -418,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     def real_csi() -> list[BenchData]:  # every real CSI view, in time and in frequency
-        return [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True)) if d.is_csi]
+        return [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True, csi_hop=8)) if d.is_csi]
 
     if args.calibration:
         if not args.model:
@@ -458,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.white_gate:
         if not args.model:
             ap.error("--white-gate needs --model")
-        sets = [d for d in load_real_datasets(args.datasets) if d.is_csi]
+        sets = [d for d in load_real_datasets(args.datasets, STUDY_WINDOWS) if d.is_csi]
         for root in args.white_gate:
             csi = load_csi(root, "test", task="guard-study", val_fraction=args.held_out, test_fraction=args.held_out)["csi"][:256, :16]
             sets.append(BenchData(Path(root).name, "csi complex", csi[:, :8], csi[:, 8:16], 0.0, "", str(root), csi=csi))
@@ -472,13 +475,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.correction_data:
         if not args.model:
             ap.error("--correction-data needs --model")
-        sets = [(f"{d.name} (time)", d.csi, "temporal") for d in load_real_datasets(args.datasets) if d.view == "csi complex"]
+        sets = [(f"{d.name} (time)", d.csi, "temporal") for d in load_real_datasets(args.datasets, STUDY_WINDOWS) if d.view == "csi complex"]
         for root in args.correction_data:
             csi = load_csi(root, "test", task="guard-study", val_fraction=args.held_out, test_fraction=args.held_out)["csi"][:256, :16]
             sets += [(f"{Path(root).name} (time)", csi, "temporal"), (f"{Path(root).name} (frequency)", csi, "frequency")]
         print(markdown(correction_rule_rows(from_pretrained(args.model), sets)))
         return
-    real = load_real_datasets(args.datasets)
+    real = load_real_datasets(args.datasets, STUDY_WINDOWS)
     generated = [w for root in args.data for w in generated_windows(root)]
     print(markdown(classical_rule_rows(real + generated)))
     print()

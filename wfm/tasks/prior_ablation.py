@@ -69,7 +69,7 @@ def real_rows(models: dict[str, Any], kind: str, root: str | Path, pool_channels
     """Rows of every model and the classical baselines on every real dataset it applies to
     (``pool_channels``: see ``RealBenchConfig``)."""
     result = run_real_benchmark(root, [(name, kind, m) for name, m in models.items()],
-                                RealBenchConfig(pool_channels=pool_channels))
+                                RealBenchConfig(pool_channels=pool_channels, csi_hop=8))
     rows = []
     for r in result["rows"]:
         if "window_nmse" not in r or r["kind"] == "reference":

@@ -229,7 +229,7 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     cfg = cfg or TransferConfig()
     needs_real = any(not is_generated(n) for pair in pairs for n in pair)
     if real is None and any("frequency" in n for pair in pairs for n in pair):
-        real = RealBenchConfig(csi_frequency=True)  # the captures' views in frequency too
+        real = RealBenchConfig(csi_frequency=True, csi_hop=8)  # the captures' views in frequency too; targets apart
     data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)} if needs_real else {}
     arch = causal_arch(pretrained) if kind == "causal" else mae_arch(pretrained)
     for k in ("patch_size", "quantiles"):
