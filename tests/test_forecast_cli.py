@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -752,6 +753,34 @@ def test_forecast_box_cox_flag_checks_or_drops_the_transform_as_the_model_option
     code, err = run(["forecast", str(tmp_path / "plain"), str(tmp_path / "c.csv"), "--horizon", "12",
                      "--time-column", "time", "--box-cox", "checked", "--out", str(tmp_path / "x")], capsys)
     assert code != 0 and "--box-cox checked needs a model with box_cox" in err.replace("\n", "")
+
+
+def test_a_wide_table_behind_on_most_columns_gets_the_pooled_hint(tmp_path, capsys):
+    """Columns forecast one by one, the model behind the best classical on most of them: the line
+    suggests --channels pooled (real CSI channels alone lose to the mean, pooled they do not). Not
+    for a few columns, a long table, pooled channels, or a model ahead on most columns. End to end:
+    a still link's 8 noisy channels, read apart at 8 values of context, get it; pooled, not."""
+    from wfm.forecast import POOL_HINT_COLUMNS, _pooled_hint
+
+    behind = [{"model / best classical": r} for r in (1.1, 1.2, 0.9, 1.05, None)]
+    assert "--channels pooled" in _pooled_hint("separate", None, behind) and "on 3 of 4 columns" in _pooled_hint(
+        "separate", None, behind)
+    assert _pooled_hint("pooled", None, behind) == "" and _pooled_hint("separate", "cell", behind) == ""
+    assert _pooled_hint("separate", None, behind[:POOL_HINT_COLUMNS - 1]) == ""
+    assert _pooled_hint("separate", None, [{"model / best classical": r} for r in (1.1, 0.9, 0.8, 1.2)]) == ""
+    g = torch.Generator().manual_seed(0)
+    x = 5.0 + 0.3 * torch.randn(400, 8, generator=g)  # a still link: its level and white noise
+    p = tmp_path / "link.csv"
+    p.write_text("t," + ",".join(f"c{i}" for i in range(8)) + "\n"
+                 + "".join(f"{k * 0.015565:.6f}," + ",".join(f"{v:.5f}" for v in row) + "\n" for k, row in enumerate(x.tolist())))
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "causal-tiny-catalog-cpu"
+    said = {}
+    for mode in ("separate", "pooled"):
+        code = main(["forecast", str(shipped), str(p), "--time-column", "t", "--horizon", "8", "--context", "8",
+                     "--checks", "30", "--channels", mode, "--out", str(tmp_path / mode)])
+        assert code in (0, None)
+        said[mode] = "--channels pooled pools" in " ".join(capsys.readouterr().out.split())
+    assert said == {"separate": True, "pooled": False}
 
 
 def test_intermittent_columns_behind_on_their_check_get_the_box_cox_hint():
