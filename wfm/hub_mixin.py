@@ -273,7 +273,7 @@ def model_card(config: dict[str, Any], title: str) -> str:
                  "[N, C, L] windows of C channels pooled; real or complex; interval: seconds")
         note = ("Any context length and horizon. A complex series is forecast as its real and imaginary parts, "
                 "pooled; a window's channels (antennas x subcarriers, beams) pool their evidence as [N, C, L] "
-                "or with group=, which on real CSI is what keeps the forecast at or below the context mean.")
+                "or with group= (for CSI, do: a short channel alone cannot tell its noise from a drift).")
     else:
         patch = "x".join(map(str, arch["patch_size"]))
         what = f"A `wfm` {config['model_kind'].upper()} foundation model for wireless CSI"
