@@ -171,6 +171,9 @@ def test_windows_and_views_of_every_stand_in_dataset(standin):
     apart, = [d for d in R.load_wifi(standin / "wifi-csi", R.RealBenchConfig(csi_hop=8)) if d.view == "csi complex"]
     assert torch.equal(apart.context, csi.context[::8]) and len(apart.blocks().unique()) == 4
     assert len(csi.blocks().unique()) == 2  # runs of 16 starts (25 windows)
+    # A long capture's windows are capped as they are cut (each is a copy of its packets), evenly spaced
+    few, = [d for d in R.load_wifi(standin / "wifi-csi", R.RealBenchConfig(max_windows=5)) if d.view == "csi complex"]
+    assert few.span[:, 1].tolist() == [0, 6, 12, 18, 24] and torch.equal(few.context, csi.context[::6])
     assert torch.allclose(data[1].target, csi.target.abs())
     assert data[2].context.shape == (37, 96) and data[2].interval == 600.0  # 144 steps, stride 1
     assert data[4].context.shape == (3 * 3, 16, 64) and data[5].target.shape == (9, 4)  # (30 - 20) // 4 + 1 per traj

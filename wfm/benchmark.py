@@ -63,8 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--series-horizon", type=positive_int, default=12,
                    help="imported series datasets: values ahead (default 12)")
     r.add_argument("--max-windows", type=positive_int, default=4096,
-                   help="imported datasets and traffic cells: at most this many windows per view, evenly spaced "
-                        "(default 4096)")
+                   help="CSI captures, imported datasets and traffic cells: at most this many windows per view, "
+                        "evenly spaced (default 4096)")
     r.add_argument("--period", type=int, default=None, metavar="STEPS",
                    help="seasonal period in steps (default: from the interval, a day or a week)")
     r.add_argument("--independent-channels", action="store_true",

@@ -57,7 +57,7 @@ class RealBenchConfig:
     series_context: int = 96
     series_horizon: int = 12
     series_stride: int | None = None  # None: the horizon
-    max_windows: int = 4096  # per view of an imported dataset, evenly spaced
+    max_windows: int = 4096  # per view (a CSI capture's, a traffic cell's, an imported dataset's), evenly spaced
 
 
 @dataclass
@@ -144,6 +144,14 @@ class BenchData:
         return window_runs(self.span, offset, length)
 
 
+def _evenly(starts: range, limit: int) -> list[int]:
+    """At most ``limit`` of ``starts``, evenly spaced (as :meth:`BenchData.thin` picks windows), so
+    that a long capture's windows, each a copy of its packets, are never all built first."""
+    if len(starts) <= limit:
+        return list(starts)
+    return [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, limit).round().astype(int))]
+
+
 def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,
               source: str = "") -> list[BenchData]:
     """The complex and amplitude views of one capture ``[P, A, K]`` (sanitised here), in time, and
@@ -155,7 +163,7 @@ def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: flo
     if P < T:
         raise DataError(f"{source or name}: {P} packets, fewer than one window of {T}")
     clean = sanitize_phase(np.asarray(csi, dtype=np.complex64), "linear", np.asarray(subcarriers))
-    starts = range(0, P - T + 1, cfg.csi_hop)
+    starts = _evenly(range(0, P - T + 1, cfg.csi_hop), cfg.max_windows)
     win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))  # [N, T, A, K]
     A, K = win.shape[2:]
     note = (f"{len(win)} windows of {T} packets (hop {cfg.csi_hop}, median interval {_fmt_interval(interval)}), "
@@ -169,7 +177,7 @@ def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: flo
     if cfg.csi_frequency and K >= 2:
         # Every packet of a window is a target here, so windows that share packets are not
         # independent evidence: the frequency views take windows that do not overlap (hop T).
-        starts = range(0, P - T + 1, T)
+        starts = _evenly(range(0, P - T + 1, T), cfg.max_windows)
         win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))
         span = torch.tensor([[0, s] for s in starts], dtype=torch.long)
         low = K - K // 2
