@@ -39,6 +39,7 @@ import torch
 from wfm.models.evidence import looks_white, whiteness_score
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import RealBenchConfig, _to_series, default_datasets_dir, load_real_datasets
+from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
 WHITE_LIMIT = 0.5  # the released causal model's white_limit
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"no real datasets at {root}: nothing to measure")
         return
     rows = []
-    for d in load_real_datasets(root, RealBenchConfig(csi_frequency=True, csi_hop=8)):
+    for d in load_real_datasets(root, RealBenchConfig(csi_frequency=True, csi_hop=STUDY_CSI_HOP)):
         rows.append({"dataset": d.name, "view": d.view, **headroom_row(d.context, d.target)})
     Path(args.out).write_text(json.dumps(rows, indent=1))
     cols = ("windows", "best_classical", "lag1_median", "white_windows", "white_bound", "zero", "oracle_blend",

@@ -196,8 +196,9 @@ def real_cells(model, root: str) -> list[dict]:
     from wfm.tasks.real_data import forecast_windows, load_real_datasets
     from wfm.tasks.metrics import window_nmse as real_window_nmse
     from wfm.tasks.real_data import RealBenchConfig, classical_rows
+    from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
-    cfg, cells = RealBenchConfig(csi_hop=8), []  # the windows measured before session 74
+    cfg, cells = RealBenchConfig(csi_hop=STUDY_CSI_HOP), []
     kept = model.box_cox
     try:
         for d in load_real_datasets(root, cfg):

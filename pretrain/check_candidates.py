@@ -105,8 +105,9 @@ def real_rows(model: CausalForecaster) -> list[dict]:
     from wfm.tasks.metrics import window_nmse
     from wfm.tasks.real_data import (RealBenchConfig, classical_rows, default_datasets_dir, forecast_windows,
                                      load_real_datasets)
+    from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
-    cfg, rows = RealBenchConfig(csi_hop=8), []  # the windows measured before session 74
+    cfg, rows = RealBenchConfig(csi_hop=STUDY_CSI_HOP), []
     for d in load_real_datasets(default_datasets_dir(), cfg):
         best = min(r["window_nmse"] for r in classical_rows(d, cfg) if r.get("kind") == "classical" and "window_nmse" in r)
         row = {"dataset": f"{d.name} ({d.view})", "group": "real"}

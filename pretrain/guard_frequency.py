@@ -34,6 +34,7 @@ from wfm.data.shards import MANIFEST, ShardedDataset
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (RealBenchConfig, default_datasets_dir, generated_csi_view, generated_frequency_view,
                                  load_real_datasets)
+from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
 
 def _score(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -92,7 +93,7 @@ def csi_sets(data: Path | None, prefixes: list[str] | None, samples: int, datase
     out = []
     if datasets.is_dir():
         view = "csi complex" if axis == "time" else "csi complex, frequency"
-        for d in load_real_datasets(datasets, RealBenchConfig(csi_frequency=axis != "time", csi_hop=8)):
+        for d in load_real_datasets(datasets, RealBenchConfig(csi_frequency=axis != "time", csi_hop=STUDY_CSI_HOP)):
             if d.view == view:
                 out.append((d.name, True, d.csi.to(torch.complex64)))
     for p in sorted(data.iterdir()) if data else []:

@@ -206,9 +206,10 @@ def real_rows(causal, folder: str, rules: tuple[str, ...]) -> list[dict]:
     """The causal model's ratio to the best of persistence and the mean on the real CSI views in
     time, as released and with each rule."""
     from wfm.tasks.real_data import RealBenchConfig, _from_series, _to_series, load_real_datasets
+    from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
     out = []
-    for d in load_real_datasets(folder, RealBenchConfig(csi_hop=8)):  # the windows measured before session 74
+    for d in load_real_datasets(folder, RealBenchConfig(csi_hop=STUDY_CSI_HOP)):
         if d.axis != "time" or not d.is_csi:
             continue
         tgt = d.target

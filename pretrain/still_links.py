@@ -38,7 +38,7 @@ import torch
 
 import wfm
 from wfm.tasks.real_data import _to_series, forecast_windows
-from wfm.tasks.real_datasets import RealBenchConfig, default_datasets_dir, load_wifi
+from wfm.tasks.real_datasets import STUDY_CSI_HOP, RealBenchConfig, default_datasets_dir, load_wifi
 
 sys.path.insert(0, str(Path(__file__).parent))
 from check_mean import generate, long_windows
@@ -78,7 +78,7 @@ def gain_columns(model: torch.nn.Module, ctx: torch.Tensor, target: torch.Tensor
 def real_views(root: Path, context: int):
     """Per real CSI time view of ``wfm benchmark real`` at ``context`` packets, 8 ahead:
     ``(view, ctx [R, context], target [R, 8], group [R])``, a window's channels one group."""
-    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8, csi_hop=8)):
+    for view in load_wifi(root / "wifi-csi", RealBenchConfig(csi_window=context + 8, csi_predict=8, csi_hop=STUDY_CSI_HOP)):
         ctx, target = _to_series(view.context), _to_series(view.target)  # a window's rows are consecutive
         yield view, ctx, target, torch.arange(view.windows).repeat_interleave(len(ctx) // view.windows)
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded by t
 from evidence_power import best_classical, has_csi, held_out_pool, held_out_windows, window_nmse
 from wfm.models.evidence import backtest_scale, looks_white, shrunk_mean
 from wfm.tasks.real_data import RealBenchConfig, _to_series, default_datasets_dir, load_real_datasets
+from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
 EXTRA = ["zs-cdl-d-1p9-4x8-k64-t24", "zs-cdl-e-4p0-2x4-k64-t16", "zs-tdl-c-6p7-2x8-k128-t24"]
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
                     cells.append({"dataset": name, "context": L, "windows": how, "ratio": ratios})
     real = []
     if args.real:
-        for d in load_real_datasets(args.real, RealBenchConfig(csi_hop=8)):  # the windows measured before session 74
+        for d in load_real_datasets(args.real, RealBenchConfig(csi_hop=STUDY_CSI_HOP)):
             if not d.is_csi:
                 continue
             series = _to_series(d.context)

@@ -58,6 +58,7 @@ from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (BenchData, RealBenchConfig, _to_series, default_datasets_dir, generated_csi_view,
                                  generated_frequency_view, load_real_datasets, mae_windows)
+from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
 
 def _score(pred: Tensor, target: Tensor) -> float:
@@ -152,9 +153,7 @@ def band_rows(datasets: Sequence[BenchData]) -> list[dict[str, Any]]:
 #: Subcarrier spacing of the real captures' CSI columns: the Intel 5300 reports 30 groups of 20 MHz
 #: (every second subcarrier, 625 kHz, but for the two centre groups), Nexmon's VHT80 every subcarrier.
 REAL_SPACING_HZ = {"Intel 5300": 625e3, "Nexmon BCM4339": 312.5e3}
-#: The real captures' windows as these studies measured them: in time every 8 packets from packet 0
-#: (``wfm benchmark real`` scores every alignment since session 74).
-STUDY_WINDOWS = RealBenchConfig(csi_hop=8)
+STUDY_WINDOWS = RealBenchConfig(csi_hop=STUDY_CSI_HOP)  # the real captures' windows these studies measured
 
 
 def filter_rows(datasets: Sequence[BenchData], freqs_hz: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -421,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     def real_csi() -> list[BenchData]:  # every real CSI view, in time and in frequency
-        return [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True, csi_hop=8)) if d.is_csi]
+        return [d for d in load_real_datasets(args.datasets, RealBenchConfig(csi_frequency=True, csi_hop=STUDY_CSI_HOP)) if d.is_csi]
 
     if args.calibration:
         if not args.model:

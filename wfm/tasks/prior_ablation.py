@@ -26,6 +26,7 @@ from wfm.models.priors import masked_priors
 from wfm.tasks.csi_data import load_csi
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import RealBenchConfig, run_real_benchmark
+from wfm.tasks.real_datasets import STUDY_CSI_HOP
 
 
 def correction_off(model: Any) -> Any:
@@ -69,7 +70,7 @@ def real_rows(models: dict[str, Any], kind: str, root: str | Path, pool_channels
     """Rows of every model and the classical baselines on every real dataset it applies to
     (``pool_channels``: see ``RealBenchConfig``)."""
     result = run_real_benchmark(root, [(name, kind, m) for name, m in models.items()],
-                                RealBenchConfig(pool_channels=pool_channels, csi_hop=8))
+                                RealBenchConfig(pool_channels=pool_channels, csi_hop=STUDY_CSI_HOP))
     rows = []
     for r in result["rows"]:
         if "window_nmse" not in r or r["kind"] == "reference":

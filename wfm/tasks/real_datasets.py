@@ -32,13 +32,18 @@ def default_datasets_dir() -> Path:
     return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "datasets"
 
 
+#: The CSI windows' hop in time that ``wfm benchmark real`` used before session 74 (targets apart,
+#: from packet 0), and that the studies measured with: they ask for it to reproduce their figures.
+STUDY_CSI_HOP = 8
+
+
 @dataclass
 class RealBenchConfig:
     """Window settings of every dataset (stated in the output)."""
 
     csi_window: int = 16
     csi_predict: int = 8
-    csi_hop: int = 1  # every alignment of the time windows on the capture (8 before session 74: targets apart)
+    csi_hop: int = 1  # every alignment of the time windows on the capture (STUDY_CSI_HOP before session 74)
     traffic_context: int | None = None  # steps; None: 16 h at the file's interval (96 at 10 min)
     traffic_horizon: int | None = None  # steps; None: 2 h at the file's interval (12 at 10 min)
     traffic_stride: int = 1
@@ -105,7 +110,7 @@ class BenchData:
         """At most ``limit`` windows, evenly spaced (all of them when there are no more)."""
         if self.windows <= limit:
             return self
-        return self.subset(torch.linspace(0, self.windows - 1, limit).round().long().unique())
+        return self.subset(evenly_spaced(self.windows, limit))
 
     def subset(self, idx: Tensor) -> "BenchData":
         """The windows ``idx`` (a long index), everything else unchanged."""
@@ -144,12 +149,12 @@ class BenchData:
         return window_runs(self.span, offset, length)
 
 
-def _evenly(starts: range, limit: int) -> list[int]:
-    """At most ``limit`` of ``starts``, evenly spaced (as :meth:`BenchData.thin` picks windows), so
-    that a long capture's windows, each a copy of its packets, are never all built first."""
-    if len(starts) <= limit:
-        return list(starts)
-    return [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, limit).round().astype(int))]
+def evenly_spaced(n: int, limit: int) -> Tensor:
+    """Indices of at most ``limit`` of ``n`` items, evenly spaced (all ``n`` when there are no more):
+    how ``BenchData.thin`` picks windows, and how a long capture's are chosen before they are cut."""
+    if n <= limit:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, limit).round().long().unique()
 
 
 def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: float, cfg: RealBenchConfig,
@@ -163,7 +168,8 @@ def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: flo
     if P < T:
         raise DataError(f"{source or name}: {P} packets, fewer than one window of {T}")
     clean = sanitize_phase(np.asarray(csi, dtype=np.complex64), "linear", np.asarray(subcarriers))
-    starts = _evenly(range(0, P - T + 1, cfg.csi_hop), cfg.max_windows)
+    starts = range(0, P - T + 1, cfg.csi_hop)
+    starts = [starts[i] for i in evenly_spaced(len(starts), cfg.max_windows).tolist()]  # (each window a copy)
     win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))  # [N, T, A, K]
     A, K = win.shape[2:]
     note = (f"{len(win)} windows of {T} packets (hop {cfg.csi_hop}, median interval {_fmt_interval(interval)}), "
@@ -177,7 +183,8 @@ def csi_views(name: str, csi: np.ndarray, subcarriers: np.ndarray, interval: flo
     if cfg.csi_frequency and K >= 2:
         # Every packet of a window is a target here, so windows that share packets are not
         # independent evidence: the frequency views take windows that do not overlap (hop T).
-        starts = _evenly(range(0, P - T + 1, T), cfg.max_windows)
+        starts = range(0, P - T + 1, T)
+        starts = [starts[i] for i in evenly_spaced(len(starts), cfg.max_windows).tolist()]
         win = torch.from_numpy(np.stack([clean[s:s + T] for s in starts]).astype(np.complex64))
         span = torch.tensor([[0, s] for s in starts], dtype=torch.long)
         low = K - K // 2

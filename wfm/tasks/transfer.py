@@ -43,6 +43,7 @@ from wfm.models.mae import MaskedAutoencoder
 from wfm.tasks.metrics import window_nmse
 from wfm.tasks.real_data import (BenchData, RealBenchConfig, classical_rows, forecast_windows, generated_csi_view,
                                  generated_frequency_view, load_real_datasets, mae_windows)
+from wfm.tasks.real_datasets import STUDY_CSI_HOP
 from wfm.tasks.significance import SELECT, KeptWeights
 from wfm.training.lit_causal import pad_to_patches
 
@@ -229,7 +230,7 @@ def run_transfer(pretrained: Any, kind: str, pairs: list[tuple[str, str]], root:
     cfg = cfg or TransferConfig()
     needs_real = any(not is_generated(n) for pair in pairs for n in pair)
     if real is None and any("frequency" in n for pair in pairs for n in pair):
-        real = RealBenchConfig(csi_frequency=True, csi_hop=8)  # the captures' views in frequency too; targets apart
+        real = RealBenchConfig(csi_frequency=True, csi_hop=STUDY_CSI_HOP)  # the captures' views in frequency too
     data = {f"{d.name}|{d.view}": d for d in load_real_datasets(root, real)} if needs_real else {}
     arch = causal_arch(pretrained) if kind == "causal" else mae_arch(pretrained)
     for k in ("patch_size", "quantiles"):
